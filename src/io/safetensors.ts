@@ -1,0 +1,218 @@
+/**
+ * safetensors files: a lazy, validating reader (a tensor's bytes are read only when asked for) and a
+ * streaming writer (tensors are produced one at a time, so a file larger than memory can be written).
+ * Format: u64 little-endian header length N, N bytes of JSON {name: {dtype, shape, data_offsets}},
+ * then the data region; offsets are relative to the data region.
+ */
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { UserError } from '../runtime/errors.ts';
+import { atomicWriteFile, writeAll } from './atomic.ts';
+
+export type DType = 'F32' | 'F16' | 'BF16';
+const BYTES: Record<string, number> = { F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U8: 1, BOOL: 1 };
+const FLOAT_DTYPES = new Set(['F32', 'F16', 'BF16']);
+/** Headers above this size are refused without allocating them (real headers are a few MB at most). */
+const MAX_HEADER = 100 * 1024 * 1024;
+
+export interface TensorInfo {
+  name: string;
+  dtype: DType;
+  shape: number[];
+  /** Absolute byte offsets of the tensor in the file. */
+  begin: number;
+  end: number;
+}
+
+/** An open safetensors file; call `close()` when done. */
+export class SafetensorsFile {
+  readonly tensors = new Map<string, TensorInfo>();
+  readonly metadata: Record<string, string> = {};
+  private fd: number;
+
+  constructor(readonly path: string) {
+    try {
+      this.fd = openSync(path, 'r');
+    } catch {
+      throw new UserError(`${path}: cannot open safetensors file (missing or unreadable)`);
+    }
+    try {
+      this.parseHeader();
+    } catch (e) {
+      closeSync(this.fd);
+      throw e;
+    }
+  }
+
+  private parseHeader(): void {
+    const fail = (msg: string): never => {
+      throw new UserError(`${this.path}: ${msg}; the file is not a valid safetensors file (re-download or re-convert it)`);
+    };
+    const size = fstatSync(this.fd).size;
+    if (size < 8) fail(`truncated (${size} bytes, no header)`);
+    const lenBuf = Buffer.alloc(8);
+    readSync(this.fd, lenBuf, 0, 8, 0);
+    const n = Number(lenBuf.readBigUInt64LE(0));
+    if (n > size - 8) fail(`header length ${n} is larger than the file (${size} bytes)`);
+    if (n > MAX_HEADER) fail(`header length ${n} exceeds ${MAX_HEADER} bytes`);
+    const hdr = Buffer.alloc(n);
+    readSync(this.fd, hdr, 0, n, 8);
+    let json: Record<string, unknown>;
+    try {
+      json = JSON.parse(hdr.toString('utf8'));
+    } catch {
+      return fail('header is not valid JSON');
+    }
+    if (typeof json !== 'object' || json === null || Array.isArray(json)) fail('header is not a JSON object');
+    const dataStart = 8 + n;
+    const dataLen = size - dataStart;
+    for (const [name, v] of Object.entries(json)) {
+      if (name === '__metadata__') {
+        Object.assign(this.metadata, v as object);
+        continue;
+      }
+      const t = v as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
+      if (typeof t.dtype !== 'string' || !(t.dtype in BYTES)) fail(`tensor "${name}" has unknown dtype ${JSON.stringify(t.dtype)}`);
+      if (!FLOAT_DTYPES.has(t.dtype as string)) fail(`tensor "${name}" has dtype ${t.dtype}; only F32, F16 and BF16 weights are supported`);
+      if (!Array.isArray(t.shape) || !t.shape.every((d) => Number.isInteger(d) && d >= 0)) fail(`tensor "${name}" has an invalid shape`);
+      const off = t.data_offsets as number[];
+      if (!Array.isArray(off) || off.length !== 2 || !off.every((d) => Number.isInteger(d) && d >= 0) || off[1] < off[0]) {
+        fail(`tensor "${name}" has invalid data_offsets`);
+      }
+      const shape = t.shape as number[];
+      const bytes = shape.reduce((a, b) => a * b, 1) * BYTES[t.dtype as string];
+      if (off[1] - off[0] !== bytes) fail(`tensor "${name}" has ${off[1] - off[0]} bytes but its shape [${shape}] needs ${bytes}`);
+      if (off[1] > dataLen) fail(`tensor "${name}" ends at byte ${dataStart + off[1]}, past the end of the file (${size} bytes: truncated?)`);
+      this.tensors.set(name, { name, dtype: t.dtype as DType, shape, begin: dataStart + off[0], end: dataStart + off[1] });
+    }
+  }
+
+  /** Reads one tensor and converts it to float32. */
+  read(name: string): Float32Array {
+    const info = this.tensors.get(name);
+    if (!info) throw new UserError(`${this.path}: no tensor named "${name}"`);
+    const buf = Buffer.alloc(info.end - info.begin);
+    const got = readSync(this.fd, buf, 0, buf.length, info.begin);
+    if (got !== buf.length) throw new UserError(`${this.path}: short read of "${name}" (truncated file?)`);
+    return toFloat32(buf, info.dtype);
+  }
+
+  close(): void {
+    closeSync(this.fd);
+  }
+}
+
+/** Converts little-endian raw bytes of the given dtype to float32. */
+export function toFloat32(buf: Buffer, dtype: DType): Float32Array {
+  const n = buf.length / BYTES[dtype];
+  if (dtype === 'F32') {
+    const out = new Float32Array(n);
+    new Uint8Array(out.buffer).set(buf);
+    return out;
+  }
+  const out = new Float32Array(n);
+  const u32 = new Uint32Array(out.buffer);
+  for (let i = 0; i < n; i++) {
+    const h = buf[2 * i] | (buf[2 * i + 1] << 8);
+    u32[i] = dtype === 'BF16' ? h << 16 : halfToFloatBits(h);
+  }
+  return out;
+}
+
+function halfToFloatBits(h: number): number {
+  const sign = (h & 0x8000) << 16;
+  const exp = (h >> 10) & 0x1f;
+  let mant = h & 0x3ff;
+  if (exp === 0) {
+    if (mant === 0) return sign >>> 0;
+    let e = -1;
+    do {
+      e++;
+      mant <<= 1;
+    } while ((mant & 0x400) === 0);
+    return (sign | ((127 - 15 - e) << 23) | ((mant & 0x3ff) << 13)) >>> 0;
+  }
+  if (exp === 0x1f) return (sign | 0x7f800000 | (mant << 13)) >>> 0;
+  return (sign | ((exp + 127 - 15) << 23) | (mant << 13)) >>> 0;
+}
+
+/** Rounds float32 values to the given storage dtype (round to nearest even), as little-endian bytes. */
+export function fromFloat32(data: Float32Array, dtype: DType): Buffer {
+  if (dtype === 'F32') return Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+  const u32 = new Uint32Array(data.buffer, data.byteOffset, data.length);
+  const out = Buffer.alloc(data.length * 2);
+  for (let i = 0; i < data.length; i++) {
+    const h = dtype === 'BF16' ? floatBitsToBf16(u32[i]) : floatBitsToHalf(u32[i]);
+    out[2 * i] = h & 0xff;
+    out[2 * i + 1] = h >> 8;
+  }
+  return out;
+}
+
+function floatBitsToBf16(x: number): number {
+  if ((x & 0x7fffffff) > 0x7f800000) return ((x >>> 16) | 0x40) & 0xffff; // NaN stays NaN
+  return ((x + 0x7fff + ((x >>> 16) & 1)) >>> 16) & 0xffff;
+}
+
+function floatBitsToHalf(x: number): number {
+  const sign = (x >>> 16) & 0x8000;
+  const exp = (x >>> 23) & 0xff;
+  const mant = x & 0x7fffff;
+  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0);
+  const e = exp - 127 + 15;
+  if (e >= 0x1f) return sign | 0x7c00;
+  if (e <= 0) {
+    if (e < -10) return sign;
+    const m = mant | 0x800000;
+    const shift = 14 - e;
+    let h = m >>> shift;
+    const rem = m & ((1 << shift) - 1);
+    const half = 1 << (shift - 1);
+    if (rem > half || (rem === half && (h & 1))) h++;
+    return sign | h;
+  }
+  let h = (e << 10) | (mant >>> 13);
+  const rem = mant & 0x1fff;
+  if (rem > 0x1000 || (rem === 0x1000 && (h & 1))) h++;
+  return sign | h;
+}
+
+export interface TensorToWrite {
+  name: string;
+  shape: number[];
+  /** Storage dtype; data is given as float32 and rounded on write. */
+  dtype: DType;
+}
+
+/**
+ * Writes a safetensors file, asking `produce` for each tensor's float32 data in order, so only one
+ * tensor is in memory at a time. Written to a temporary path and renamed when complete.
+ */
+export async function writeSafetensors(
+  path: string,
+  tensors: TensorToWrite[],
+  produce: (name: string) => Float32Array | Promise<Float32Array>,
+  metadata: Record<string, string> = { format: 'pt' },
+): Promise<void> {
+  const header: Record<string, unknown> = { __metadata__: metadata };
+  let offset = 0;
+  for (const t of tensors) {
+    const bytes = t.shape.reduce((a, b) => a * b, 1) * BYTES[t.dtype];
+    header[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + bytes] };
+    offset += bytes;
+  }
+  let hdr = Buffer.from(JSON.stringify(header), 'utf8');
+  const pad = (8 - (hdr.length % 8)) % 8; // keep the data region 8-byte aligned
+  if (pad) hdr = Buffer.concat([hdr, Buffer.alloc(pad, 0x20)]);
+  await atomicWriteFile(path, async (fd) => {
+    const len = Buffer.alloc(8);
+    len.writeBigUInt64LE(BigInt(hdr.length));
+    writeAll(fd, len);
+    writeAll(fd, hdr);
+    for (const t of tensors) {
+      const data = await produce(t.name);
+      const numel = t.shape.reduce((a, b) => a * b, 1);
+      if (data.length !== numel) throw new Error(`writeSafetensors: "${t.name}" has ${data.length} values, shape [${t.shape}] needs ${numel}`);
+      writeAll(fd, fromFloat32(data, t.dtype));
+    }
+  });
+}

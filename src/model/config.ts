@@ -1,0 +1,268 @@
+/**
+ * The model configuration: Hugging Face `config.json` field names, parsed and validated in one place.
+ * Every other module reads a `LlamaConfig`; nothing else looks at raw JSON.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { UserError } from '../runtime/errors.ts';
+
+export const SUPPORTED_MODEL_TYPES = ['llama', 'mistral', 'qwen2'] as const;
+export type ModelType = (typeof SUPPORTED_MODEL_TYPES)[number];
+
+export interface RopeScaling {
+  rope_type: 'default' | 'linear' | 'llama3';
+  factor: number;
+  low_freq_factor?: number;
+  high_freq_factor?: number;
+  original_max_position_embeddings?: number;
+}
+
+export interface LlamaConfig {
+  architectures: string[];
+  model_type: ModelType;
+  vocab_size: number;
+  hidden_size: number;
+  intermediate_size: number;
+  num_hidden_layers: number;
+  num_attention_heads: number;
+  num_key_value_heads: number;
+  head_dim: number;
+  max_position_embeddings: number;
+  rms_norm_eps: number;
+  rope_theta: number;
+  rope_scaling: RopeScaling | null;
+  tie_word_embeddings: boolean;
+  /** q/k/v/o biases (Qwen2 always has q/k/v biases; Llama's `attention_bias` adds them to all four). */
+  attention_bias: boolean;
+  mlp_bias: boolean;
+  /** Mistral: a query at i sees keys j with i - window < j <= i. Null means full causal attention. */
+  sliding_window: number | null;
+  bos_token_id: number | null;
+  eos_token_id: number | number[] | null;
+  hidden_act: 'silu';
+  torch_dtype: string;
+  /** Every other field of the original file, kept so a rewritten config.json loses nothing. */
+  extra: Record<string, unknown>;
+}
+
+const ARCH_OF: Record<ModelType, string> = {
+  llama: 'LlamaForCausalLM',
+  mistral: 'MistralForCausalLM',
+  qwen2: 'Qwen2ForCausalLM',
+};
+
+const KNOWN = new Set([
+  'architectures', 'model_type', 'vocab_size', 'hidden_size', 'intermediate_size', 'num_hidden_layers',
+  'num_attention_heads', 'num_key_value_heads', 'head_dim', 'max_position_embeddings', 'rms_norm_eps',
+  'rope_theta', 'rope_scaling', 'tie_word_embeddings', 'attention_bias', 'mlp_bias', 'sliding_window',
+  'use_sliding_window', 'bos_token_id', 'eos_token_id', 'hidden_act', 'torch_dtype', 'dtype',
+]);
+
+/** Parses and validates a config.json object; `file` names the source in error messages. */
+export function parseConfig(raw: unknown, file = 'config.json'): LlamaConfig {
+  const fail = (msg: string): never => {
+    throw new UserError(`${file}: ${msg}`);
+  };
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) fail('expected a JSON object');
+  const j = raw as Record<string, unknown>;
+
+  const modelType = j.model_type;
+  if (typeof modelType !== 'string') fail('missing "model_type" (one of llama, mistral, qwen2)');
+  if (!(SUPPORTED_MODEL_TYPES as readonly string[]).includes(modelType as string)) {
+    fail(`model_type "${modelType}" is not supported; supported: ${SUPPORTED_MODEL_TYPES.join(', ')} ` +
+      `(${Object.values(ARCH_OF).join(', ')})`);
+  }
+  const mt = modelType as ModelType;
+  const archs = Array.isArray(j.architectures) ? (j.architectures as unknown[]).map(String) : [ARCH_OF[mt]];
+  if (!archs.includes(ARCH_OF[mt])) {
+    fail(`architectures ${JSON.stringify(archs)} contradict model_type "${mt}" (expected ${ARCH_OF[mt]})`);
+  }
+
+  const int = (key: string, opts: { min?: number; def?: number } = {}): number => {
+    const v = j[key] ?? opts.def;
+    if (v === undefined || v === null) fail(`missing "${key}"`);
+    if (typeof v !== 'number' || !Number.isInteger(v)) fail(`"${key}" must be an integer, got ${JSON.stringify(v)}`);
+    if (v < (opts.min ?? 1)) fail(`"${key}" must be >= ${opts.min ?? 1}, got ${v}`);
+    return v as number;
+  };
+  const num = (key: string, def?: number): number => {
+    const v = j[key] ?? def;
+    if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) fail(`"${key}" must be a positive number, got ${JSON.stringify(v)}`);
+    return v as number;
+  };
+  const bool = (key: string, def: boolean): boolean => {
+    const v = j[key] ?? def;
+    if (typeof v !== 'boolean') fail(`"${key}" must be true or false, got ${JSON.stringify(v)}`);
+    return v as boolean;
+  };
+
+  const hidden = int('hidden_size');
+  const heads = int('num_attention_heads');
+  const kvHeads = int('num_key_value_heads', { def: heads });
+  if (heads % kvHeads !== 0) fail(`num_attention_heads (${heads}) must be a multiple of num_key_value_heads (${kvHeads})`);
+  let headDim: number;
+  if (j.head_dim === undefined || j.head_dim === null) {
+    if (hidden % heads !== 0) fail(`hidden_size (${hidden}) is not divisible by num_attention_heads (${heads}); set "head_dim"`);
+    headDim = hidden / heads;
+  } else {
+    headDim = int('head_dim');
+  }
+  if (headDim % 2 !== 0) fail(`head_dim (${headDim}) must be even for rotary embeddings`);
+
+  const act = j.hidden_act ?? 'silu';
+  if (act !== 'silu') fail(`hidden_act "${act}" is not supported (only silu)`);
+
+  let ropeScaling: RopeScaling | null = null;
+  if (j.rope_scaling !== undefined && j.rope_scaling !== null) {
+    const r = j.rope_scaling as Record<string, unknown>;
+    const type = (r.rope_type ?? r.type) as string;
+    if (type === 'default') ropeScaling = null;
+    else if (type === 'linear' || type === 'llama3') {
+      const factor = r.factor;
+      if (typeof factor !== 'number' || !(factor > 0)) fail(`rope_scaling.factor must be a positive number`);
+      ropeScaling = { rope_type: type, factor: factor as number };
+      if (type === 'llama3') {
+        for (const k of ['low_freq_factor', 'high_freq_factor', 'original_max_position_embeddings']) {
+          if (typeof r[k] !== 'number') fail(`rope_scaling of type llama3 needs "${k}"`);
+        }
+        ropeScaling.low_freq_factor = r.low_freq_factor as number;
+        ropeScaling.high_freq_factor = r.high_freq_factor as number;
+        ropeScaling.original_max_position_embeddings = r.original_max_position_embeddings as number;
+        if (ropeScaling.low_freq_factor! >= ropeScaling.high_freq_factor!) {
+          fail('rope_scaling.low_freq_factor must be smaller than high_freq_factor');
+        }
+      }
+    } else {
+      fail(`rope_scaling type "${type}" is not supported (default, linear, llama3)`);
+    }
+  }
+
+  let slidingWindow: number | null = null;
+  if (mt === 'mistral' && j.sliding_window != null) slidingWindow = int('sliding_window');
+  if (mt === 'qwen2' && j.use_sliding_window === true && j.sliding_window != null) {
+    fail('use_sliding_window=true is not supported for qwen2');
+  }
+
+  const extra: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(j)) if (!KNOWN.has(k)) extra[k] = v;
+
+  return {
+    architectures: archs,
+    model_type: mt,
+    vocab_size: int('vocab_size'),
+    hidden_size: hidden,
+    intermediate_size: int('intermediate_size'),
+    num_hidden_layers: int('num_hidden_layers'),
+    num_attention_heads: heads,
+    num_key_value_heads: kvHeads,
+    head_dim: headDim,
+    max_position_embeddings: int('max_position_embeddings', { def: 2048 }),
+    rms_norm_eps: num('rms_norm_eps', 1e-6),
+    rope_theta: num('rope_theta', 10000),
+    rope_scaling: ropeScaling,
+    tie_word_embeddings: bool('tie_word_embeddings', false),
+    attention_bias: mt === 'qwen2' ? true : bool('attention_bias', false),
+    mlp_bias: bool('mlp_bias', false),
+    sliding_window: slidingWindow,
+    bos_token_id: typeof j.bos_token_id === 'number' ? j.bos_token_id : null,
+    eos_token_id: (j.eos_token_id as number | number[] | undefined) ?? null,
+    hidden_act: 'silu',
+    torch_dtype: String(j.torch_dtype ?? j.dtype ?? 'float32'),
+    extra,
+  };
+}
+
+/** Reads and validates `DIR/config.json`. */
+export function readConfig(dir: string): LlamaConfig {
+  const file = join(dir, 'config.json');
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    throw new UserError(`${file}: not found; --model must be a Hugging Face model directory (convert llama2.c checkpoints with \`mka convert-llama2c\`)`);
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (e) {
+    throw new UserError(`${file}: invalid JSON (${(e as Error).message})`);
+  }
+  return parseConfig(raw, file);
+}
+
+/** The config as Hugging Face writes it, with changes applied (e.g. a new num_hidden_layers). */
+export function configToJson(c: LlamaConfig): Record<string, unknown> {
+  const out: Record<string, unknown> = {
+    ...c.extra,
+    architectures: c.architectures,
+    model_type: c.model_type,
+    vocab_size: c.vocab_size,
+    hidden_size: c.hidden_size,
+    intermediate_size: c.intermediate_size,
+    num_hidden_layers: c.num_hidden_layers,
+    num_attention_heads: c.num_attention_heads,
+    num_key_value_heads: c.num_key_value_heads,
+    head_dim: c.head_dim,
+    max_position_embeddings: c.max_position_embeddings,
+    rms_norm_eps: c.rms_norm_eps,
+    rope_theta: c.rope_theta,
+    rope_scaling: c.rope_scaling,
+    tie_word_embeddings: c.tie_word_embeddings,
+    hidden_act: c.hidden_act,
+    bos_token_id: c.bos_token_id,
+    eos_token_id: c.eos_token_id,
+    torch_dtype: c.torch_dtype,
+  };
+  if (c.model_type === 'llama') {
+    out.attention_bias = c.attention_bias;
+    out.mlp_bias = c.mlp_bias;
+  }
+  if (c.model_type === 'mistral') out.sliding_window = c.sliding_window;
+  if (c.model_type === 'qwen2') {
+    out.sliding_window = null;
+    out.use_sliding_window = false;
+  }
+  return out;
+}
+
+/** Names and shapes of every tensor a checkpoint of this config must hold (HF names). */
+export function expectedTensors(c: LlamaConfig): Map<string, number[]> {
+  const H = c.hidden_size;
+  const m = new Map<string, number[]>();
+  m.set('model.embed_tokens.weight', [c.vocab_size, H]);
+  for (let i = 0; i < c.num_hidden_layers; i++) {
+    for (const [k, s] of layerTensorShapes(c)) m.set(`model.layers.${i}.${k}`, s);
+  }
+  m.set('model.norm.weight', [H]);
+  if (!c.tie_word_embeddings) m.set('lm_head.weight', [c.vocab_size, H]);
+  return m;
+}
+
+/** Suffixes (after `model.layers.${i}.`) and shapes of one decoder layer's tensors. */
+export function layerTensorShapes(c: LlamaConfig): Map<string, number[]> {
+  const H = c.hidden_size, I = c.intermediate_size, hd = c.head_dim;
+  const q = c.num_attention_heads * hd, kv = c.num_key_value_heads * hd;
+  const m = new Map<string, number[]>([
+    ['input_layernorm.weight', [H]],
+    ['self_attn.q_proj.weight', [q, H]],
+    ['self_attn.k_proj.weight', [kv, H]],
+    ['self_attn.v_proj.weight', [kv, H]],
+    ['self_attn.o_proj.weight', [H, q]],
+    ['post_attention_layernorm.weight', [H]],
+    ['mlp.gate_proj.weight', [I, H]],
+    ['mlp.up_proj.weight', [I, H]],
+    ['mlp.down_proj.weight', [H, I]],
+  ]);
+  if (c.attention_bias) {
+    m.set('self_attn.q_proj.bias', [q]);
+    m.set('self_attn.k_proj.bias', [kv]);
+    m.set('self_attn.v_proj.bias', [kv]);
+    if (c.model_type !== 'qwen2') m.set('self_attn.o_proj.bias', [H]);
+  }
+  if (c.mlp_bias) {
+    m.set('mlp.gate_proj.bias', [I]);
+    m.set('mlp.up_proj.bias', [I]);
+    m.set('mlp.down_proj.bias', [H]);
+  }
+  return m;
+}
