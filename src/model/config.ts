@@ -82,7 +82,7 @@ export function parseConfig(raw: unknown, file = 'config.json'): LlamaConfig {
     const v = j[key] ?? opts.def;
     if (v === undefined || v === null) fail(`missing "${key}"`);
     if (typeof v !== 'number' || !Number.isInteger(v)) fail(`"${key}" must be an integer, got ${JSON.stringify(v)}`);
-    if (v < (opts.min ?? 1)) fail(`"${key}" must be >= ${opts.min ?? 1}, got ${v}`);
+    if ((v as number) < (opts.min ?? 1)) fail(`"${key}" must be >= ${opts.min ?? 1}, got ${v}`);
     return v as number;
   };
   const num = (key: string, def?: number): number => {

@@ -1,0 +1,23 @@
+import type { CommandModule } from 'yargs';
+import { type GlobalArgs, setup } from '../common.ts';
+import { runGenerate } from '../../model/run.ts';
+
+interface Args extends GlobalArgs { model: string; prompt: string; 'max-new-tokens': number; temperature: number; seed: number }
+
+export const generateCommand: CommandModule<GlobalArgs, Args> = {
+  command: 'generate',
+  describe: 'Generate text (greedy when --temperature is 0)',
+  builder: (y) => y
+    .option('model', { type: 'string', demandOption: true, describe: 'Hugging Face model directory' })
+    .option('prompt', { type: 'string', default: '', describe: 'prompt text; empty starts from BOS' })
+    .option('max-new-tokens', { type: 'number', default: 64, describe: 'tokens to generate at most' })
+    .option('temperature', { type: 'number', default: 0, describe: '0 = greedy; >0 samples' })
+    .option('seed', { type: 'number', default: 1, describe: 'sampling seed' })
+    .example('$0 generate --model models/demo --prompt "Once upon a time"', ''),
+  handler: async (a) => {
+    await setup(a);
+    const r = await runGenerate({ model: a.model, prompt: a.prompt, maxNewTokens: a['max-new-tokens'], temperature: a.temperature, seed: a.seed });
+    if (a.json) process.stdout.write(JSON.stringify(r) + '\n');
+    else process.stdout.write(`${a.prompt}${r.text}\n`);
+  },
+};

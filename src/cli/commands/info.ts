@@ -1,0 +1,29 @@
+import type { CommandModule } from 'yargs';
+import { type GlobalArgs } from '../common.ts';
+import { modelInfo } from '../../model/run.ts';
+
+interface Args extends GlobalArgs { model: string }
+
+export const infoCommand: CommandModule<GlobalArgs, Args> = {
+  command: 'info',
+  describe: 'Architecture, layers, heads, parameters, dtype and size on disk of a model',
+  builder: (y) => y.option('model', { type: 'string', demandOption: true, describe: 'Hugging Face model directory' })
+    .example('$0 info --model models/demo', ''),
+  handler: (a) => {
+    const i = modelInfo(a.model);
+    if (a.json) {
+      process.stdout.write(JSON.stringify(i) + '\n');
+      return;
+    }
+    const rows: [string, string][] = [
+      ['model', i.dir], ['architecture', `${i.architecture} (${i.model_type})`], ['layers', String(i.layers)],
+      ['hidden / intermediate', `${i.hidden_size} / ${i.intermediate_size}`],
+      ['heads / kv heads / head dim', `${i.heads} / ${i.kv_heads} / ${i.head_dim}`],
+      ['vocab', String(i.vocab_size)], ['context', String(i.max_position_embeddings)], ['rope', i.rope],
+      ['parameters', `${i.parameters.toLocaleString('en-US')} (${(i.parameters / 1e6).toFixed(2)} M)`],
+      ['tied embeddings', String(i.tied_embeddings)], ['dtype', i.dtypes.join(', ')],
+      ['size on disk', `${(i.bytes_on_disk / 2 ** 20).toFixed(2)} MiB`],
+    ];
+    for (const [k, v] of rows) process.stdout.write(`${k.padEnd(28)} ${v}\n`);
+  },
+};

@@ -1,0 +1,51 @@
+/**
+ * Rotary position embeddings, Hugging Face's rotate-half convention: the pairs rotated together are
+ * (i, i + head_dim/2). Frequencies follow HF's `rope_init_fn`s for the default, `linear` and `llama3` types.
+ */
+import * as tf from '@tensorflow/tfjs';
+import type { LlamaConfig } from './config.ts';
+
+/** Inverse frequencies (head_dim/2 of them), with rope_scaling applied, in float32 like transformers. */
+export function inverseFrequencies(c: LlamaConfig): Float32Array {
+  const half = c.head_dim / 2;
+  const inv = new Float32Array(half);
+  for (let i = 0; i < half; i++) inv[i] = 1 / Math.pow(c.rope_theta, Math.fround((2 * i) / c.head_dim));
+  const s = c.rope_scaling;
+  if (!s) return inv;
+  if (s.rope_type === 'linear') return inv.map((f) => f / s.factor);
+  // llama3: keep high frequencies, divide low ones by `factor`, interpolate smoothly in between.
+  const old = s.original_max_position_embeddings!, lo = s.low_freq_factor!, hi = s.high_freq_factor!;
+  const lowWavelen = old / lo, highWavelen = old / hi;
+  return inv.map((f) => {
+    const wavelen = (2 * Math.PI) / f;
+    if (wavelen < highWavelen) return f;
+    if (wavelen > lowWavelen) return f / s.factor;
+    const smooth = (old / wavelen - lo) / (hi - lo);
+    return (1 - smooth) * (f / s.factor) + smooth * f;
+  });
+}
+
+/** cos and sin tables [T, 1, head_dim] for positions offset..offset+T-1, ready to broadcast over heads. */
+export function ropeTables(inv: Float32Array, offset: number, T: number): { cos: tf.Tensor3D; sin: tf.Tensor3D } {
+  const half = inv.length, hd = 2 * half;
+  const cos = new Float32Array(T * hd), sin = new Float32Array(T * hd);
+  for (let t = 0; t < T; t++) {
+    for (let i = 0; i < half; i++) {
+      const angle = Math.fround((offset + t) * inv[i]);
+      const c = Math.cos(angle), s = Math.sin(angle);
+      cos[t * hd + i] = cos[t * hd + half + i] = c;
+      sin[t * hd + i] = sin[t * hd + half + i] = s;
+    }
+  }
+  return { cos: tf.tensor3d(cos, [T, 1, hd]), sin: tf.tensor3d(sin, [T, 1, hd]) };
+}
+
+/** x·cos + rotate_half(x)·sin for x [B, T, heads, head_dim]. */
+export function applyRope(x: tf.Tensor4D, cos: tf.Tensor3D, sin: tf.Tensor3D): tf.Tensor4D {
+  return tf.tidy(() => {
+    const half = x.shape[3] / 2;
+    const [x1, x2] = tf.split(x, [half, half], 3);
+    const rotated = tf.concat([tf.neg(x2), x1], 3);
+    return tf.add(tf.mul(x, cos), tf.mul(rotated, sin)) as tf.Tensor4D;
+  });
+}

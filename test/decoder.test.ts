@@ -1,0 +1,111 @@
+/**
+ * The decoder against Hugging Face transformers' own outputs (golden.json of each hf-tiny case), its
+ * cache, batching and streaming paths against the plain pass, and its memory discipline.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { initBackend } from '../src/runtime/backend.ts';
+import { loadModel, disposeModel, type LlamaModel } from '../src/model/model.ts';
+import { forward, disposeCache } from '../src/model/forward.ts';
+import { generate } from '../src/model/generate.ts';
+import { inverseFrequencies } from '../src/model/rope.ts';
+import { maxAbsDiff, NO_SHARED, SHARED } from './helpers.ts';
+
+const TINY = SHARED ? join(SHARED, 'fixtures/hf-tiny') : '';
+const cases = SHARED ? readdirSync(TINY).sort() : [];
+
+interface Golden {
+  sequences: { input_ids: number[]; logits: number[][]; hidden_states: number[][][]; greedy_continuation: number[] }[];
+}
+
+function goldenCheck(backend: 'wasm' | 'cpu', only?: string[]) {
+  for (const name of cases.filter((c) => !only || only.includes(c))) {
+    test(`${backend}: ${name} logits and every hidden state match transformers within 1e-4`, async () => {
+      await initBackend(backend);
+      const g: Golden = JSON.parse(readFileSync(join(TINY, name, 'golden.json'), 'utf8'));
+      const model = loadModel(join(TINY, name));
+      try {
+        for (const s of g.sequences) {
+          const r = forward(model, [s.input_ids], { hiddenStates: true });
+          const logits = (r.logits!.arraySync() as number[][][])[0];
+          const hs = r.hiddenStates!.map((h) => (h.arraySync() as number[][][])[0]);
+          r.logits!.dispose();
+          r.hiddenStates!.forEach((h) => h.dispose());
+          assert.equal(hs.length, model.config.num_hidden_layers + 1);
+          const el = maxAbsDiff(logits, s.logits), eh = maxAbsDiff(hs, s.hidden_states);
+          assert.ok(el < 1e-4, `logits differ by ${el}`);
+          assert.ok(eh < 1e-4, `hidden states differ by ${eh}`);
+          const gen = generate(model, s.input_ids, { maxNewTokens: s.greedy_continuation.length, stopIds: [] });
+          assert.deepEqual(gen, s.greedy_continuation);
+        }
+      } finally {
+        disposeModel(model);
+      }
+    });
+  }
+}
+
+test('shared fixtures', { skip: NO_SHARED }, () => {});
+goldenCheck('wasm');
+goldenCheck('cpu', ['a_llama2', 'b_llama3_gqa_bf16_sharded']);
+
+test('llama3 rope scaling gives the inverse frequencies transformers computes', { skip: NO_SHARED }, async () => {
+  const model = loadModel(join(TINY, 'b_llama3_gqa_bf16_sharded'), { streaming: true });
+  const inv = inverseFrequencies(model.config);
+  disposeModel(model);
+  const want = [0.5761, 4.7008e-3, 1.7678e-4, 6.6479e-6];
+  inv.forEach((f, i) => assert.ok(Math.abs(f - want[i]) / want[i] < 1e-4, `inv_freq[${i}] = ${f}, want ${want[i]}`));
+});
+
+function logitsOf(model: LlamaModel, ids: number[][], opts = {}): number[][][] {
+  const r = forward(model, ids, opts);
+  const v = r.logits!.arraySync() as number[][][];
+  r.logits!.dispose();
+  return v;
+}
+
+test('KV cache, right padding, micro-batches and streaming give the plain pass\'s logits', { skip: NO_SHARED }, async () => {
+  await initBackend('wasm');
+  const dir = join(TINY, 'b_llama3_gqa_bf16_sharded');
+  const model = loadModel(dir);
+  const before = tf.memory().numTensors;
+  const a = [1, 17, 33, 200, 5, 9, 41, 77, 12];
+  const b = [1, 17, 33, 200, 90, 91];
+  const full = logitsOf(model, [a])[0];
+  // prefix cache, then the rest
+  const pre = forward(model, [a.slice(0, 4)], { returnCache: true, logits: 'none' });
+  const rest = logitsOf(model, [a.slice(4)], { cache: pre.cache })[0];
+  assert.ok(maxAbsDiff(rest, full.slice(4)) < 1e-4);
+  // one cached prefix broadcast to a right-padded batch of two continuations, logits at the last real token
+  const r = forward(model, [a.slice(4), [...b.slice(4), 0, 0, 0]], { cache: pre.cache, logits: 'last', lastIndex: [4, 1], microBatch: 1 });
+  const last = r.logits!.arraySync() as number[][];
+  r.logits!.dispose();
+  disposeCache(pre.cache!);
+  assert.ok(maxAbsDiff(last[0], full[8]) < 1e-4);
+  assert.ok(maxAbsDiff(last[1], logitsOf(model, [b])[0][5]) < 1e-4);
+  assert.equal(tf.memory().numTensors, before, 'forward leaks tensors');
+  // streamed layers give the same numbers and load each layer once per pass
+  const streamed = loadModel(dir, { streaming: true });
+  assert.ok(maxAbsDiff(logitsOf(streamed, [a])[0], full) < 1e-6);
+  assert.equal(streamed.stats.layerLoads, streamed.config.num_hidden_layers);
+  disposeModel(streamed);
+  disposeModel(model);
+});
+
+test('repeated forward passes leave tf.memory().numTensors unchanged', { skip: NO_SHARED }, async () => {
+  await initBackend('wasm');
+  const model = loadModel(join(TINY, 'e_qwen2_bias'));
+  const before = tf.memory().numTensors;
+  for (let i = 0; i < 3; i++) {
+    const r = forward(model, [[1, 2, 3, 4], [5, 6, 7, 8]], { hiddenStates: true, returnCache: true });
+    r.logits!.dispose();
+    r.hiddenStates!.forEach((t) => t.dispose());
+    disposeCache(r.cache!);
+    generate(model, [1, 2, 3], { maxNewTokens: 3 });
+  }
+  assert.equal(tf.memory().numTensors, before);
+  disposeModel(model);
+});

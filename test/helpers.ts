@@ -1,0 +1,21 @@
+/** Shared test utilities: where the shared data is, and numeric comparisons. */
+import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
+
+/** Absolute path of $MKA_SHARED, or null when unset (tests that need it skip). */
+export const SHARED: string | null = process.env.MKA_SHARED && existsSync(process.env.MKA_SHARED)
+  ? resolve(process.env.MKA_SHARED) : null;
+export const NO_SHARED = SHARED ? false : 'MKA_SHARED is not set: shared data tests skipped (set MKA_SHARED=../shared)';
+
+/** Largest absolute difference between two nested number arrays of the same shape. */
+export function maxAbsDiff(a: unknown, b: unknown): number {
+  if (typeof a === 'number' && typeof b === 'number') return Math.abs(a - b);
+  if (Array.isArray(a) && Array.isArray(b)) {
+    if (a.length !== b.length) throw new Error(`length ${a.length} != ${b.length}`);
+    let m = 0;
+    for (let i = 0; i < a.length; i++) m = Math.max(m, maxAbsDiff(a[i], b[i]));
+    return m;
+  }
+  if (ArrayBuffer.isView(a) || ArrayBuffer.isView(b)) return maxAbsDiff(Array.from(a as Float32Array), Array.from(b as Float32Array));
+  throw new Error('maxAbsDiff: shape mismatch');
+}
