@@ -1,0 +1,72 @@
+/**
+ * Prefill throughput of the decoder on random weights:
+ *   npm run bench -- forward --hidden 768 --layers 12 --seq 512 [--heads 12 --kv-heads 12 --ffn 2048 --vocab 32000 --batch 1]
+ * Prints tokens/s and achieved GFLOP/s (matrix-product FLOPs of the pass, attention included).
+ */
+import * as tf from '@tensorflow/tfjs';
+import yargs from 'yargs';
+import { initBackend, BACKENDS, type BackendChoice } from '../../src/runtime/backend.ts';
+import { parseConfig, expectedTensors, type LlamaConfig } from '../../src/model/config.ts';
+import { modelFromTensors, disposeModel } from '../../src/model/model.ts';
+import { forward } from '../../src/model/forward.ts';
+
+/** Matrix-product FLOPs of one prefill of T tokens (2 per multiply-add), logits for every position. */
+export function forwardFlops(c: LlamaConfig, T: number, B = 1): number {
+  const H = c.hidden_size, q = c.num_attention_heads * c.head_dim, kv = c.num_key_value_heads * c.head_dim;
+  const perToken = 2 * (H * q + 2 * H * kv + q * H + 3 * H * c.intermediate_size);
+  const attention = 2 * 2 * c.num_attention_heads * c.head_dim * T * T; // QK^T and PV, full square as computed
+  return B * (c.num_hidden_layers * (perToken * T + attention) + 2 * T * H * c.vocab_size);
+}
+
+/** A random-weight model of the given shape (weights ~ N(0, 0.02)). */
+export function randomModel(c: LlamaConfig) {
+  const tensors = new Map<string, tf.Tensor>();
+  for (const [name, shape] of expectedTensors(c)) {
+    tensors.set(name, name.endsWith('norm.weight') ? tf.ones(shape) : tf.randomNormal(shape, 0, 0.02, 'float32', 7));
+  }
+  return modelFromTensors(c, tensors);
+}
+
+/** Times `reps` prefills and returns seconds per pass (after one warm-up). */
+export function timeForward(c: LlamaConfig, T: number, B: number, reps: number): number {
+  const model = randomModel(c);
+  const ids = Array.from({ length: B }, (_, b) => Array.from({ length: T }, (_, t) => (7 * t + 13 * b + 1) % c.vocab_size));
+  const run = () => {
+    const r = forward(model, ids, { logits: 'all' });
+    r.logits!.dataSync();
+    r.logits!.dispose();
+  };
+  run();
+  const t0 = performance.now();
+  for (let i = 0; i < reps; i++) run();
+  const secs = (performance.now() - t0) / 1000 / reps;
+  disposeModel(model);
+  return secs;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  const a = yargs(argv).strict()
+    .option('hidden', { type: 'number', default: 768 })
+    .option('layers', { type: 'number', default: 12 })
+    .option('heads', { type: 'number' })
+    .option('kv-heads', { type: 'number' })
+    .option('ffn', { type: 'number' })
+    .option('vocab', { type: 'number', default: 32000 })
+    .option('seq', { type: 'number', default: 512 })
+    .option('batch', { type: 'number', default: 1 })
+    .option('reps', { type: 'number', default: 2 })
+    .option('backend', { choices: BACKENDS, default: 'auto' as BackendChoice })
+    .parseSync();
+  const heads = a.heads ?? Math.max(1, Math.round(a.hidden / 64));
+  const c = parseConfig({
+    architectures: ['LlamaForCausalLM'], model_type: 'llama', vocab_size: a.vocab, hidden_size: a.hidden,
+    intermediate_size: a.ffn ?? Math.round((8 * a.hidden) / 3 / 64) * 64, num_hidden_layers: a.layers,
+    num_attention_heads: heads, num_key_value_heads: a['kv-heads'] ?? heads, max_position_embeddings: Math.max(a.seq, 2048),
+  }, 'bench config');
+  const info = await initBackend(a.backend, { log: (m) => console.log(m) });
+  const secs = timeForward(c, a.seq, a.batch, a.reps);
+  const flops = forwardFlops(c, a.seq, a.batch);
+  console.log(`model: hidden ${c.hidden_size}, layers ${c.num_hidden_layers}, heads ${c.num_attention_heads}/${c.num_key_value_heads}, ffn ${c.intermediate_size}, vocab ${c.vocab_size}`);
+  console.log(`prefill ${a.batch}x${a.seq} tokens on ${info.description}: ${secs.toFixed(3)} s/pass, ` +
+    `${((a.batch * a.seq) / secs).toFixed(1)} tokens/s, ${(flops / secs / 1e9).toFixed(2)} GFLOP/s`);
+}

@@ -1,0 +1,130 @@
+/**
+ * Bad checkpoints and configs get a one-line UserError naming the file and the problem, and the
+ * reader never allocates a header the file cannot hold. Built from a small random model made here.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, writeFileSync, mkdirSync, truncateSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseConfig, configToJson, expectedTensors } from '../src/model/config.ts';
+import { writeSafetensors, toFloat32, fromFloat32 } from '../src/io/safetensors.ts';
+import { loadModel, disposeModel } from '../src/model/model.ts';
+import { UserError } from '../src/runtime/errors.ts';
+import { mulberry32, normal } from '../src/runtime/random.ts';
+
+const CONFIG = {
+  architectures: ['LlamaForCausalLM'], model_type: 'llama', vocab_size: 32, hidden_size: 16, intermediate_size: 24,
+  num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 64,
+  rms_norm_eps: 1e-5, rope_theta: 10000, tie_word_embeddings: false,
+};
+
+async function makeModel(dir: string, cfg: Record<string, unknown> = CONFIG): Promise<void> {
+  mkdirSync(dir, { recursive: true });
+  const c = parseConfig(cfg);
+  writeFileSync(join(dir, 'config.json'), JSON.stringify(configToJson(c)));
+  const rand = mulberry32(3);
+  const shapes = expectedTensors(c);
+  await writeSafetensors(join(dir, 'model.safetensors'), [...shapes].map(([name, shape]) => ({ name, shape, dtype: 'F32' as const })),
+    (name) => Float32Array.from({ length: shapes.get(name)!.reduce((a, b) => a * b, 1) }, () => 0.1 * normal(rand)));
+}
+
+function expectUserError(fn: () => unknown, ...parts: (string | RegExp)[]): void {
+  assert.throws(fn, (e: unknown) => {
+    assert.ok(e instanceof UserError, `expected UserError, got ${e}`);
+    assert.ok(!e.message.includes('\n'), 'error message must be one line');
+    for (const p of parts) assert.match(e.message, typeof p === 'string' ? new RegExp(p.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')) : p);
+    return true;
+  });
+}
+
+const root = mkdtempSync(join(tmpdir(), 'mka-ckpt-'));
+
+test('a valid model loads', async () => {
+  const dir = join(root, 'ok');
+  await makeModel(dir);
+  disposeModel(loadModel(dir));
+});
+
+test('truncated safetensors is refused, naming the file', async () => {
+  const dir = join(root, 'trunc');
+  await makeModel(dir);
+  const f = join(dir, 'model.safetensors');
+  truncateSync(f, statSync(f).size - 100);
+  expectUserError(() => loadModel(dir), f, 'past the end');
+});
+
+test('a header length larger than the file is refused without allocating it', async () => {
+  const dir = join(root, 'hdr');
+  await makeModel(dir);
+  const f = join(dir, 'model.safetensors');
+  const buf = readFileSync(f);
+  buf.writeBigUInt64LE(2n ** 60n, 0);
+  writeFileSync(f, buf);
+  expectUserError(() => loadModel(dir), f, 'header length');
+});
+
+function editHeader(f: string, edit: (h: Record<string, any>) => void): void {
+  const buf = readFileSync(f);
+  const n = Number(buf.readBigUInt64LE(0));
+  const h = JSON.parse(buf.subarray(8, 8 + n).toString());
+  edit(h);
+  const hb = Buffer.from(JSON.stringify(h));
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(BigInt(hb.length));
+  writeFileSync(f, Buffer.concat([len, hb, buf.subarray(8 + n)]));
+}
+
+test('unknown dtype and offsets past the end are refused', async () => {
+  const dir = join(root, 'dtype');
+  await makeModel(dir);
+  const f = join(dir, 'model.safetensors');
+  editHeader(f, (h) => { h['model.norm.weight'].dtype = 'Q4'; });
+  expectUserError(() => loadModel(dir), f, 'unknown dtype', 'model.norm.weight');
+  const dir2 = join(root, 'offsets');
+  await makeModel(dir2);
+  const f2 = join(dir2, 'model.safetensors');
+  editHeader(f2, (h) => {
+    const o = h['model.norm.weight'].data_offsets;
+    h['model.norm.weight'].data_offsets = [o[0] + 1e6, o[1] + 1e6];
+  });
+  expectUserError(() => loadModel(dir2), f2, 'past the end');
+});
+
+test('sharded index: missing shard and a shard path leaving the directory are refused', async () => {
+  const dir = join(root, 'shards');
+  await makeModel(dir);
+  const names = [...expectedTensors(parseConfig(CONFIG)).keys()];
+  const index = (shard: string) => JSON.stringify({ weight_map: Object.fromEntries(names.map((n) => [n, shard])) });
+  writeFileSync(join(dir, 'model.safetensors.index.json'), index('model-00001-of-00002.safetensors'));
+  expectUserError(() => loadModel(dir), 'model.safetensors.index.json', 'missing');
+  writeFileSync(join(dir, 'model.safetensors.index.json'), index('../../etc/passwd'));
+  expectUserError(() => loadModel(dir), 'leaves the model directory');
+});
+
+test('missing or contradictory config fields and shape mismatches are refused', async () => {
+  const { num_attention_heads: _, ...noHeads } = CONFIG;
+  expectUserError(() => parseConfig(noHeads, 'x/config.json'), 'x/config.json', 'num_attention_heads');
+  expectUserError(() => parseConfig({ ...CONFIG, num_key_value_heads: 3 }, 'c.json'), 'multiple of num_key_value_heads');
+  expectUserError(() => parseConfig({ ...CONFIG, model_type: 'gpt2' }), 'gpt2', 'supported: llama, mistral, qwen2');
+  expectUserError(() => parseConfig({ ...CONFIG, architectures: ['Qwen2ForCausalLM'] }), 'contradict');
+  const dir = join(root, 'shape');
+  await makeModel(dir);
+  writeFileSync(join(dir, 'config.json'), JSON.stringify({ ...CONFIG, intermediate_size: 20 }));
+  expectUserError(() => loadModel(dir), 'mlp.gate_proj.weight', 'shape');
+});
+
+test('F16 and BF16 conversions round to nearest and invert exactly on representable values', () => {
+  const xs = Float32Array.from([0, -0, 1, -2.5, 65504, 6.1035156e-5, 5.9604645e-8, 1 / 3, 1e-3, -7.25]);
+  for (const dt of ['F16', 'BF16'] as const) {
+    const once = toFloat32(fromFloat32(xs, dt), dt);
+    const twice = toFloat32(fromFloat32(once, dt), dt);
+    assert.deepEqual(Array.from(twice), Array.from(once), `${dt} rounding is not idempotent`);
+    for (let i = 0; i < xs.length; i++) {
+      const rel = Math.abs(once[i] - xs[i]) / Math.max(Math.abs(xs[i]), 1e-30);
+      assert.ok(rel <= (dt === 'F16' ? 2 ** -11 : 2 ** -8) || Math.abs(once[i] - xs[i]) < 6e-8, `${dt} ${xs[i]} -> ${once[i]}`);
+    }
+  }
+  assert.equal(toFloat32(fromFloat32(Float32Array.from([1 / 3]), 'F16'), 'F16')[0], 0.333251953125);
+  assert.equal(toFloat32(fromFloat32(Float32Array.from([1 / 3]), 'BF16'), 'BF16')[0], 0.333984375);
+});
