@@ -1,0 +1,97 @@
+/**
+ * Calibration prompts for MKA's similarity stage, drawn from the MMLU test split as the paper does:
+ * --subjects N subjects × --per-subject M questions, each formatted zero-shot as the question, its four
+ * choices and "Answer:" (format_example without answer and without the subject header, exactly the text
+ * the paper's pipeline.py feeds the model).
+ *
+ * Choice of questions: the paper takes the first N subjects in sorted order and M random rows of each
+ * (Python's random.sample). Here the draw uses our own seeded PRNG (mulberry32, integer arithmetic only),
+ * so it is the same on every platform but not the paper's exact rows. With subjectOrder 'seeded' (default)
+ * the N subjects are a seeded sample when N is less than all; 'first' takes the first N sorted subjects
+ * as the paper does. All subjects' questions are then sampled without replacement from one PRNG stream.
+ */
+import { UserError } from '../../runtime/errors.ts';
+import type { MmluData } from './data.ts';
+import { formatExample } from './prompt.ts';
+
+export interface CalibrationPrompt {
+  subject: string;
+  /** Row of the question in <subject>_test.csv (0-based). */
+  index: number;
+  text: string;
+}
+
+export interface CalibrationOptions {
+  /** Number of subjects (default: all loaded). */
+  subjects?: number;
+  /** Questions per subject (default 1; a subject with fewer questions gives all it has). */
+  perSubject?: number;
+  /** PRNG seed (default 1). */
+  seed?: number;
+  /** How the subjects are chosen when fewer than all: seeded sample (default) or first N sorted. */
+  subjectOrder?: 'seeded' | 'first';
+}
+
+/** mulberry32: a small deterministic PRNG; returns uniform 32-bit unsigned integers. */
+export function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return (t ^ (t >>> 14)) >>> 0;
+  };
+}
+
+/** Uniform integer in [0, n) from a 32-bit generator, by rejection (no modulo bias). */
+function below(next: () => number, n: number): number {
+  const limit = 0x100000000 - (0x100000000 % n);
+  for (;;) {
+    const x = next();
+    if (x < limit) return x % n;
+  }
+}
+
+/** k distinct indices from [0, n), sorted ascending (partial Fisher–Yates). */
+export function sampleIndices(n: number, k: number, next: () => number): number[] {
+  const pool = Array.from({ length: n }, (_, i) => i);
+  const m = Math.min(k, n);
+  for (let i = 0; i < m; i++) {
+    const j = i + below(next, n - i);
+    [pool[i], pool[j]] = [pool[j], pool[i]];
+  }
+  return pool.slice(0, m).sort((x, y) => x - y);
+}
+
+function positiveInt(name: string, v: number): number {
+  if (!Number.isInteger(v) || v < 1) throw new UserError(`${name} ${v}: must be a whole number, 1 or more`);
+  return v;
+}
+
+/**
+ * Draws the calibration prompts, subjects in sorted order and questions in file order within each.
+ * Deterministic for given data, options and seed.
+ */
+export function sampleCalibrationPrompts(data: MmluData, opts: CalibrationOptions = {}): CalibrationPrompt[] {
+  const all = data.subjects;
+  const nSubjects = positiveInt('--subjects', opts.subjects ?? all.length);
+  const perSubject = positiveInt('--per-subject', opts.perSubject ?? 1);
+  const seed = opts.seed ?? 1;
+  if (!Number.isInteger(seed)) throw new UserError(`--seed ${seed}: must be a whole number`);
+  if (nSubjects > all.length) {
+    throw new UserError(`--subjects ${nSubjects}: only ${all.length} MMLU subjects are loaded from ${data.dir}; use --subjects ${all.length} or less`);
+  }
+  const next = mulberry32(seed);
+  const chosen = nSubjects === all.length ? all
+    : opts.subjectOrder === 'first' ? all.slice(0, nSubjects)
+      : sampleIndices(all.length, nSubjects, next).map((i) => all[i]);
+  const prompts: CalibrationPrompt[] = [];
+  for (const subject of chosen) {
+    const questions = data.test.get(subject) ?? [];
+    for (const i of sampleIndices(questions.length, perSubject, next)) {
+      prompts.push({ subject, index: questions[i].index, text: formatExample(questions[i], false) });
+    }
+  }
+  return prompts;
+}

@@ -1,0 +1,381 @@
+/**
+ * The MMLU evaluation (Hendrycks et al.; the MKA paper's protocol): for each test question, the
+ * arg-max of the next-token logits at the end of its few-shot prompt over the four answer tokens, and
+ * the paper's perplexity, the loss over the last len(tokenize(question part)) tokens of the prompt.
+ *
+ * Speed: the few-shot prefix of a subject is run once and its KV cache reused for every question
+ * (questions batched, right-padded). Every question is still fed exactly the ids of its full prompt
+ * (see plan.ts), so predictions and logits equal the naive per-question evaluation (`cached: false`).
+ *
+ * Resumability: with `out`, each finished subject is written to out/subjects/<subject>.json at once,
+ * and a rerun with the same run key loads finished subjects instead of recomputing them (results.ts).
+ */
+import * as tf from '@tensorflow/tfjs';
+import { forward, disposeCache, type KVCache } from '../../model/forward.ts';
+import { lmHead, type LlamaModel } from '../../model/model.ts';
+import { UserError } from '../../runtime/errors.ts';
+import type { Tokenizer } from '../../tokenizer/tokenizer.ts';
+import { ANSWER_LETTERS, type AnswerLetter, type MmluData } from './data.ts';
+import { checkNtrain } from './prompt.ts';
+import { answerTokenIds, planStats, planSubject, type AnswerTokens, type PlanStats, type PlannedQuestion, type SubjectPlan } from './plan.ts';
+import {
+  type MmluSummary, type RunKey, type SubjectResult, dataFingerprint, modelFingerprint, openResultsDir, summarize, writeDumpFile,
+} from './results.ts';
+
+/** The outcome of one test question. */
+export interface QuestionRecord {
+  subject: string;
+  /** Row in <subject>_test.csv (0-based). */
+  index: number;
+  answer: AnswerLetter;
+  prediction: AnswerLetter;
+  correct: boolean;
+  /** Next-token logits of the answer tokens A, B, C, D at the end of the prompt. */
+  answerLogits: number[];
+  ntrainKept: number;
+  /** The 0-shot prompt was too long and only its last tokens were fed. */
+  truncated: boolean;
+  /** Whether the question ran on a cached prefix. */
+  cached: boolean;
+  /** Summed negative log-likelihood (nats) of the question part's nllTokens tokens. */
+  nll: number;
+  nllTokens: number;
+  /** With a reference model: its prediction, whether it agrees, KL(reference || model) over A–D. */
+  referencePrediction?: AnswerLetter;
+  agreement?: boolean;
+  kl?: number;
+}
+
+export interface MmluProgress {
+  subject: string;
+  /** Questions finished by this step. */
+  questions: number;
+  subjectsDone: number;
+  subjectsTotal: number;
+  /** Questions this run computes (subjects finished earlier excluded). */
+  questionsToRun: number;
+}
+
+export interface EvaluateMmluOptions {
+  model: LlamaModel;
+  tokenizer: Tokenizer;
+  data: MmluData;
+  ntrain: number;
+  /** First N test questions per subject. */
+  limit?: number;
+  /** Subjects to evaluate (default every loaded subject). */
+  subjects?: readonly string[];
+  /** Answer token of a letter: "A" (default, as the paper) or " A". */
+  answerTokens?: AnswerTokens;
+  /** Questions per forward pass on the cached path (default 16). */
+  batchSize?: number;
+  /** Prefix caching and batching (default true); false runs every full prompt alone (the reference path). */
+  cached?: boolean;
+  /** The uncompressed model: adds top-1 agreement and KL divergence of the answer distribution. */
+  referenceModel?: LlamaModel;
+  /** Results directory (resumable). */
+  out?: string;
+  /** Drop earlier results in `out` instead of refusing a different run. */
+  fresh?: boolean;
+  /** Extra run-key fields (e.g. the weight quantization applied by the caller). */
+  keyExtra?: Record<string, string | number | boolean | null>;
+  /** JSONL file receiving every prompt as fed to the model. */
+  dumpPrompts?: string;
+  /** Build, tokenize (and dump) the prompts but run no model. */
+  dryRun?: boolean;
+  onProgress?: (p: MmluProgress) => void;
+  /** Called after a subject is finished (and saved). */
+  onSubjectDone?: (result: SubjectResult) => void;
+  /** Stops between batches with an EvaluationInterrupted error. */
+  signal?: AbortSignal;
+}
+
+export interface EvaluateMmluResult {
+  /** Per-question records of every evaluated subject (empty on a dry run). */
+  records: QuestionRecord[];
+  /** Scores (null on a dry run). */
+  summary: MmluSummary | null;
+  stats: PlanStats;
+  /** Subjects loaded from an earlier run instead of computed. */
+  resumedSubjects: string[];
+  /** Seconds spent computing (excluding resumed subjects) and questions computed. */
+  seconds: number;
+  computedQuestions: number;
+}
+
+/** Thrown when the signal aborts a run; finished subjects are saved. */
+export class EvaluationInterrupted extends Error {
+  constructor(readonly subjectsDone: number, readonly subjectsTotal: number) {
+    super(`MMLU evaluation interrupted after ${subjectsDone} of ${subjectsTotal} subjects`);
+    this.name = 'EvaluationInterrupted';
+  }
+}
+
+/** Logits rows computed for one batch, per row: the 4 answer logits and the question part's summed NLL. */
+interface RowScores {
+  answerLogits: number[];
+  nll: number;
+}
+
+/** RMSNorm as the decoder's final norm computes it. */
+function finalNorm(model: LlamaModel, x: tf.Tensor2D): tf.Tensor2D {
+  const c = model.config;
+  return tf.tidy(() => tf.mul(tf.mul(x, tf.rsqrt(tf.add(tf.mean(tf.square(x), -1, true), c.rms_norm_eps))),
+    model.tensors.get('model.norm.weight')!) as tf.Tensor2D);
+}
+
+/** Rows of logits [R, V] per chunk, so that a chunk holds at most about this many floats. */
+const LOGIT_CHUNK_FLOATS = 1 << 24;
+
+/**
+ * Runs `items` (full prompt ids; each feeds ids.slice(start) after a cache of `start` positions) as one
+ * right-padded batch and scores every row: answer logits at its last position and, with wantNll, the
+ * summed NLL of its last nllTokens tokens. Only the logits rows needed are computed.
+ */
+function scoreRows(
+  model: LlamaModel, items: readonly PlannedQuestion[], start: number, cache: KVCache | undefined,
+  answerIds: readonly number[], wantNll: boolean,
+): RowScores[] {
+  const c = model.config;
+  const rows = items.map((pq) => pq.ids.slice(start));
+  const T = Math.max(...rows.map((r) => r.length));
+  const padded = rows.map((r) => (r.length === T ? r : [...r, ...new Array<number>(T - r.length).fill(0)]));
+  let last: tf.Tensor3D | null = null;
+  const r = forward(model, padded, {
+    cache,
+    logits: 'none',
+    hiddenStates: c.num_hidden_layers === 0,
+    onBlockOutput: (i, h) => {
+      if (i === c.num_hidden_layers - 1) last = tf.clone(h);
+    },
+  });
+  // Flat positions [row * T + t] whose logits are needed, and what to read from them.
+  const positions: number[] = [];
+  const targets: number[] = []; // token predicted at a position; -1 for answer positions
+  const owner: number[] = [];
+  items.forEach((pq, b) => {
+    const P = pq.ids.length;
+    if (wantNll) {
+      for (let p = P - pq.nllTokens - 1; p <= P - 2; p++) {
+        positions.push(b * T + p - start);
+        targets.push(pq.ids[p + 1]);
+        owner.push(b);
+      }
+    }
+    positions.push(b * T + P - 1 - start);
+    targets.push(-1);
+    owner.push(b);
+  });
+  const out: RowScores[] = items.map(() => ({ answerLogits: [], nll: 0 }));
+  let hidden: tf.Tensor2D;
+  if (c.num_hidden_layers === 0) {
+    hidden = r.hiddenStates!.at(-1)!.reshape([-1, c.hidden_size]); // [B*T, H], already normed
+    r.hiddenStates!.forEach((h) => h.dispose());
+  } else {
+    const x = last as unknown as tf.Tensor3D;
+    hidden = x.reshape([-1, c.hidden_size]); // [B*T, H] before the final norm
+    x.dispose();
+  }
+  try {
+    const chunk = Math.max(1, Math.floor(LOGIT_CHUNK_FLOATS / c.vocab_size));
+    for (let i0 = 0; i0 < positions.length; i0 += chunk) {
+      const n = Math.min(chunk, positions.length - i0);
+      const pos = positions.slice(i0, i0 + n), tgt = targets.slice(i0, i0 + n);
+      const [answers, nll] = tf.tidy(() => {
+        const h = tf.gather(hidden, tf.tensor1d(pos, 'int32')) as tf.Tensor2D; // [n, H]
+        const normed = c.num_hidden_layers === 0 ? h : finalNorm(model, h);
+        const logits = tf.matMul(normed, lmHead(model), false, true); // [n, V]
+        const answers = tf.gather(logits, tf.tensor1d(answerIds as number[], 'int32'), 1); // [n, 4]
+        const picked = tf.gather(logits.reshape([-1]), tf.tensor1d(tgt.map((t, j) => j * c.vocab_size + Math.max(t, 0)), 'int32')); // [n]
+        return [answers, tf.sub(tf.logSumExp(logits, 1), picked)]; // NLL per position
+      });
+      const a = answers.dataSync(), l = nll.dataSync();
+      answers.dispose();
+      nll.dispose();
+      for (let j = 0; j < n; j++) {
+        const row = out[owner[i0 + j]];
+        if (tgt[j] === -1) row.answerLogits = Array.from(a.subarray(4 * j, 4 * j + 4));
+        else row.nll += l[j];
+      }
+    }
+  } finally {
+    hidden.dispose();
+  }
+  return out;
+}
+
+/** Index of the largest of the 4 answer logits (first on ties, as numpy's argmax). */
+function argmax4(x: readonly number[]): number {
+  let best = 0;
+  for (let i = 1; i < x.length; i++) if (x[i] > x[best]) best = i;
+  return best;
+}
+
+/** KL(p || q) of the softmaxes of two logit vectors. */
+export function klDivergence(pLogits: readonly number[], qLogits: readonly number[]): number {
+  const logSoftmax = (x: readonly number[]) => {
+    const m = Math.max(...x);
+    const lse = m + Math.log(x.reduce((s, v) => s + Math.exp(v - m), 0));
+    return x.map((v) => v - lse);
+  };
+  const lp = logSoftmax(pLogits), lq = logSoftmax(qLogits);
+  return Math.max(0, lp.reduce((s, v, i) => s + Math.exp(v) * (v - lq[i]), 0));
+}
+
+/** Yields to the event loop (so a SIGINT handler can run) and stops when the signal aborted. */
+async function checkpoint(signal: AbortSignal | undefined, done: number, total: number): Promise<void> {
+  await new Promise((resolve) => setImmediate(resolve));
+  if (signal?.aborted) throw new EvaluationInterrupted(done, total);
+}
+
+/**
+ * Scores every question of a plan on `model`: each prefix group on its cache in batches, the other
+ * questions alone. Returns scores by question index.
+ */
+async function scorePlan(
+  model: LlamaModel, plan: SubjectPlan, answerIds: readonly number[], wantNll: boolean, batchSize: number,
+  step: (questions: number) => Promise<void>,
+): Promise<Map<number, RowScores & { cached: boolean }>> {
+  const scores = new Map<number, RowScores & { cached: boolean }>();
+  for (const g of plan.groups) {
+    const prefix = forward(model, [g.prefixIds.slice(0, g.start)], { logits: 'none', returnCache: true });
+    try {
+      for (let b0 = 0; b0 < g.members.length; b0 += batchSize) {
+        const batch = g.members.slice(b0, b0 + batchSize);
+        scoreRows(model, batch, g.start, prefix.cache!, answerIds, wantNll)
+          .forEach((s, j) => scores.set(batch[j].question.index, { ...s, cached: true }));
+        await step(batch.length);
+      }
+    } finally {
+      disposeCache(prefix.cache!);
+    }
+  }
+  for (const pq of plan.alone) {
+    scores.set(pq.question.index, { ...scoreRows(model, [pq], 0, undefined, answerIds, wantNll)[0], cached: false });
+    await step(1);
+  }
+  return scores;
+}
+
+/** Evaluates one subject: the model's records, plus agreement and KL against the reference model. */
+async function evaluateSubject(
+  opts: EvaluateMmluOptions, plan: SubjectPlan, answerIds: readonly number[], batchSize: number,
+  step: (questions: number) => Promise<void>,
+): Promise<QuestionRecord[]> {
+  const ref = opts.referenceModel;
+  // With a reference model, progress counts half a question per model.
+  const own = await scorePlan(opts.model, plan, answerIds, true, batchSize, ref ? async () => step(0) : step);
+  const refScores = ref ? await scorePlan(ref, plan, answerIds, false, batchSize, step) : null;
+  return plan.questions.map((pq): QuestionRecord => {
+    const q = pq.question;
+    const s = own.get(q.index)!;
+    const prediction = ANSWER_LETTERS[argmax4(s.answerLogits)];
+    const rec: QuestionRecord = {
+      subject: q.subject, index: q.index, answer: q.answer, prediction, correct: prediction === q.answer,
+      answerLogits: s.answerLogits, ntrainKept: pq.ntrainKept, truncated: pq.truncated, cached: s.cached,
+      nll: s.nll, nllTokens: pq.nllTokens,
+    };
+    if (refScores) {
+      const r = refScores.get(q.index)!;
+      rec.referencePrediction = ANSWER_LETTERS[argmax4(r.answerLogits)];
+      rec.agreement = rec.referencePrediction === prediction;
+      rec.kl = klDivergence(r.answerLogits, s.answerLogits);
+    }
+    return rec;
+  });
+}
+
+/**
+ * Evaluates a model on MMLU (see the file comment). Leaves tf.memory().numTensors as it found it.
+ * Throws EvaluationInterrupted when `signal` aborts (finished subjects stay saved in `out`).
+ */
+export async function evaluateMmlu(opts: EvaluateMmluOptions): Promise<EvaluateMmluResult> {
+  const { model, tokenizer, data } = opts;
+  const subjects = [...(opts.subjects ?? data.subjects)].sort();
+  for (const s of subjects) {
+    if (!data.test.has(s)) throw new UserError(`${data.dir}/test/${s}_test.csv: subject ${s} was not loaded`);
+  }
+  if (subjects.length === 0) throw new UserError('no MMLU subjects to evaluate');
+  checkNtrain({ ...data, subjects }, opts.ntrain);
+  if (opts.limit !== undefined && (!Number.isInteger(opts.limit) || opts.limit < 1)) {
+    throw new UserError(`--limit ${opts.limit}: must be a whole number of questions per subject, 1 or more`);
+  }
+  const batchSize = opts.batchSize ?? 16;
+  if (!Number.isInteger(batchSize) || batchSize < 1) throw new UserError(`--batch-size ${batchSize}: must be a whole number, 1 or more`);
+  const answerTokens = opts.answerTokens ?? 'letter';
+  const answerIds = answerTokenIds(tokenizer, answerTokens, model.config.vocab_size);
+  const maxTokens = model.config.max_position_embeddings;
+  const ref = opts.referenceModel;
+  if (ref) {
+    if (ref.config.vocab_size !== model.config.vocab_size) {
+      throw new UserError(`--reference-model${ref.dir ? ` ${ref.dir}` : ''}: vocabulary of ${ref.config.vocab_size} tokens, but the model has ${model.config.vocab_size}; the reference must share the model's tokenizer`);
+    }
+    if (ref.config.max_position_embeddings < maxTokens) {
+      throw new UserError(`--reference-model${ref.dir ? ` ${ref.dir}` : ''}: max_position_embeddings ${ref.config.max_position_embeddings} is less than the model's ${maxTokens}`);
+    }
+  }
+  const cached = opts.cached ?? true;
+  const planOf = (s: string) => planSubject(tokenizer, data, s, { ntrain: opts.ntrain, limit: opts.limit, maxTokens });
+
+  // Planning everything up front is needed for a dump or a dry run; otherwise each subject is planned when reached.
+  let plans: Map<string, SubjectPlan> | null = null;
+  if (opts.dumpPrompts !== undefined || opts.dryRun) {
+    plans = new Map(subjects.map((s) => [s, planOf(s)]));
+    if (opts.dumpPrompts !== undefined) writeDumpFile(opts.dumpPrompts, [...plans.values()]);
+  }
+  if (opts.dryRun) {
+    return { records: [], summary: null, stats: planStats([...plans!.values()], batchSize), resumedSubjects: [], seconds: 0, computedQuestions: 0 };
+  }
+
+  const key: RunKey = {
+    version: 1, model: modelFingerprint(model), reference: ref ? modelFingerprint(ref) : null,
+    ntrain: opts.ntrain, limit: opts.limit ?? null, answerTokens, maxTokens, ...(opts.keyExtra ?? {}),
+  };
+  const results = opts.out !== undefined ? openResultsDir(opts.out, key, !!opts.fresh) : null;
+  const done = new Map<string, SubjectResult>();
+  const resumedSubjects: string[] = [];
+  for (const s of subjects) {
+    const prior = results?.load(s, dataFingerprint(data, s));
+    if (prior) {
+      done.set(s, prior);
+      resumedSubjects.push(s);
+    }
+  }
+
+  const questionsToRun = subjects.filter((s) => !done.has(s))
+    .reduce((n, s) => n + Math.min(opts.limit ?? Infinity, data.test.get(s)!.length), 0);
+  const t0 = performance.now();
+  let computedQuestions = 0;
+  const allPlans: SubjectPlan[] = [];
+  for (const subject of subjects) {
+    const plan = plans?.get(subject) ?? planOf(subject);
+    allPlans.push(plan);
+    if (done.has(subject)) continue;
+    const step = async (n: number) => {
+      opts.onProgress?.({ subject, questions: n, subjectsDone: done.size, subjectsTotal: subjects.length, questionsToRun });
+      await checkpoint(opts.signal, done.size, subjects.length);
+    };
+    await checkpoint(opts.signal, done.size, subjects.length);
+    const run = cached ? plan : { ...plan, groups: [], alone: [...plan.questions] };
+    const records = await evaluateSubject(opts, run, answerIds, batchSize, step);
+    const result: SubjectResult = { subject, data: dataFingerprint(data, subject), questions: records };
+    results?.save(result);
+    done.set(subject, result);
+    computedQuestions += records.length;
+    opts.onProgress?.({ subject, questions: 0, subjectsDone: done.size, subjectsTotal: subjects.length, questionsToRun });
+    opts.onSubjectDone?.(result);
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  const ordered = subjects.map((s) => done.get(s)!);
+  const summary = summarize(ordered, {
+    model: model.dir, reference: ref?.dir ?? null, data: data.dir, ntrain: opts.ntrain, limit: opts.limit ?? null, answerTokens,
+    extra: opts.keyExtra ?? {},
+  });
+  const stats = planStats(allPlans, batchSize);
+  results?.finish(summary, {
+    backend: tf.getBackend(), cached, batchSize, seconds, computedQuestions,
+    questionsPerSecond: seconds > 0 ? computedQuestions / seconds : null, resumedSubjects,
+    uncachedQuestions: cached ? stats.uncachedQuestions : stats.questions,
+  });
+  return { records: ordered.flatMap((r) => r.questions), summary, stats, resumedSubjects, seconds, computedQuestions };
+}

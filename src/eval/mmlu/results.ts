@@ -1,0 +1,262 @@
+/**
+ * The outputs of an MMLU run and how it resumes.
+ *
+ * A results directory holds:
+ *   run-key.json           what the results depend on (model fingerprint, ntrain, limit, answer tokens, ...)
+ *   subjects/<s>.json      one finished subject's per-question records, written atomically when it ends
+ *   mmlu.csv, summary.json the scores, written at the end from the subject files only (no timestamps),
+ *                          so an interrupted and resumed run ends with the same bytes as an uninterrupted one
+ *   run.json               timings and how the run went (backend, batch size, resumed subjects)
+ * A rerun with the same key loads finished subjects; a different key is refused (use another
+ * directory, or --fresh to discard the old results).
+ */
+import { createHash } from 'node:crypto';
+import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readFileSync, readSync, readdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { stringify } from 'csv-stringify/sync';
+import { atomicWriteText } from '../../io/atomic.ts';
+import type { LlamaModel } from '../../model/model.ts';
+import { UserError } from '../../runtime/errors.ts';
+import { CATEGORY_LABELS, categoryOf, subcategoryOf } from './categories.ts';
+import type { MmluData } from './data.ts';
+import type { QuestionRecord } from './evaluate.ts';
+import type { SubjectPlan } from './plan.ts';
+import { aggregateScores } from './scores.ts';
+
+/** What a run's results depend on; results are reused only under an identical key. */
+export type RunKey = Record<string, string | number | boolean | null>;
+
+/** One finished subject as stored in subjects/<subject>.json. */
+export interface SubjectResult {
+  subject: string;
+  /** Fingerprint of the subject's dev and test files. */
+  data: string;
+  /** In file order. */
+  questions: QuestionRecord[];
+}
+
+const HASH_BYTES = 1 << 20;
+
+/** sha256 of a file's size, first and last MiB (enough to tell weight files apart without reading GBs). */
+function fileFingerprint(path: string): string {
+  const fd = openSync(path, 'r');
+  try {
+    const size = fstatSync(fd).size;
+    const h = createHash('sha256').update(String(size));
+    const head = Buffer.alloc(Math.min(size, HASH_BYTES));
+    readSync(fd, head, 0, head.length, 0);
+    h.update(head);
+    if (size > HASH_BYTES) {
+      const tail = Buffer.alloc(Math.min(size - HASH_BYTES, HASH_BYTES));
+      readSync(fd, tail, 0, tail.length, size - tail.length);
+      h.update(tail);
+    }
+    return h.digest('hex');
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * Identifies a model's weights: for a model directory, config.json and its weight files; for a model
+ * held only in memory, the values of its tensors.
+ */
+export function modelFingerprint(model: LlamaModel): string {
+  const h = createHash('sha256').update(JSON.stringify(model.config));
+  if (model.dir !== null && existsSync(join(model.dir, 'config.json'))) {
+    for (const f of readdirSync(model.dir).filter((f) => f.endsWith('.safetensors') || f.endsWith('.safetensors.index.json')).sort()) {
+      h.update(f).update(fileFingerprint(join(model.dir, f)));
+    }
+  } else {
+    for (const name of [...model.tensors.keys()].sort()) {
+      const data = model.tensors.get(name)!.dataSync() as Float32Array;
+      h.update(name).update(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+    }
+  }
+  return h.digest('hex').slice(0, 32);
+}
+
+/** Fingerprint of one subject's dev and test questions as loaded. */
+export function dataFingerprint(data: MmluData, subject: string): string {
+  const h = createHash('sha256');
+  for (const q of [...data.dev.get(subject) ?? [], ...data.test.get(subject) ?? []]) {
+    h.update(JSON.stringify([q.split, q.question, q.choices, q.answer]));
+  }
+  return h.digest('hex').slice(0, 32);
+}
+
+const OUTPUT_FILES = ['mmlu.csv', 'summary.json', 'run.json'];
+
+/** A results directory opened for a run with `key`. */
+export interface ResultsDir {
+  /** A finished subject's result, or null when it has not been run. */
+  load(subject: string, dataFingerprint: string): SubjectResult | null;
+  save(result: SubjectResult): void;
+  /** Writes mmlu.csv, summary.json and run.json. */
+  finish(summary: MmluSummary, run: Record<string, unknown>): void;
+}
+
+/** Opens (creating) a results directory for `key`; refuses results of a different run unless `fresh`. */
+export function openResultsDir(dir: string, key: RunKey, fresh: boolean): ResultsDir {
+  const keyFile = join(dir, 'run-key.json');
+  const subjectsDir = join(dir, 'subjects');
+  const text = JSON.stringify(key, null, 2) + '\n';
+  const stored = existsSync(subjectsDir) ? readdirSync(subjectsDir).filter((f) => f.endsWith('.json')) : [];
+  if (fresh) {
+    for (const f of stored) rmSync(join(subjectsDir, f));
+    for (const f of [...OUTPUT_FILES, 'run-key.json']) rmSync(join(dir, f), { force: true });
+  } else if (existsSync(keyFile)) {
+    const old = readFileSync(keyFile, 'utf8');
+    if (old !== text) {
+      let differs = 'its run-key.json is unreadable';
+      try {
+        const o = JSON.parse(old) as RunKey;
+        differs = [...new Set([...Object.keys(o), ...Object.keys(key)])].filter((k) => o[k] !== key[k]).join(', ') + ' differ';
+      } catch {
+        // keep the message above
+      }
+      throw new UserError(`${keyFile}: ${dir} holds results of a different run (${differs}); choose another --out, or add --fresh to discard them`);
+    }
+  } else if (stored.length > 0) {
+    throw new UserError(`${subjectsDir}: holds results but no run-key.json, so they cannot be matched to this run; choose another --out, or add --fresh to discard them`);
+  }
+  mkdirSync(subjectsDir, { recursive: true });
+  if (!existsSync(keyFile)) atomicWriteText(keyFile, text);
+  const fileOf = (subject: string) => join(subjectsDir, `${subject}.json`);
+  return {
+    load(subject, fingerprint) {
+      const f = fileOf(subject);
+      if (!existsSync(f)) return null;
+      let r: SubjectResult;
+      try {
+        r = JSON.parse(readFileSync(f, 'utf8')) as SubjectResult;
+      } catch (e) {
+        throw new UserError(`${f}: unreadable subject results (${(e as Error).message}); delete the file to recompute the subject`);
+      }
+      if (r.subject !== subject || !Array.isArray(r.questions)) throw new UserError(`${f}: not the results of subject ${subject}; delete the file to recompute it`);
+      if (r.data !== fingerprint) {
+        throw new UserError(`${f}: the MMLU files of ${subject} changed since these results were computed; choose another --out, or add --fresh to recompute`);
+      }
+      return r;
+    },
+    save(result) {
+      atomicWriteText(fileOf(result.subject), JSON.stringify(result) + '\n');
+    },
+    finish(summary, run) {
+      atomicWriteText(join(dir, 'mmlu.csv'), mmluCsv(summary));
+      atomicWriteText(join(dir, 'summary.json'), JSON.stringify(summary, null, 2) + '\n');
+      atomicWriteText(join(dir, 'run.json'), JSON.stringify({ finished: new Date().toISOString(), ...run }, null, 2) + '\n');
+    },
+  };
+}
+
+/** Scores of a subject, subcategory, category or of everything. */
+export interface ScoreRow {
+  name: string;
+  subjects: number;
+  questions: number;
+  correct: number;
+  accuracy: number;
+  /** exp of the mean over questions of each question's mean loss (the paper's perplexity). */
+  perplexity: number;
+  /** Fraction of questions where the model's answer equals the reference model's (null without one). */
+  agreement: number | null;
+  /** Mean KL(reference || model) of the answer distribution over A–D (null without a reference). */
+  kl: number | null;
+}
+
+export interface MmluSummary {
+  model: string | null;
+  reference: string | null;
+  data: string;
+  ntrain: number;
+  limit: number | null;
+  answerTokens: string;
+  [extra: string]: unknown;
+  subjects: (ScoreRow & { subcategory: string; category: string })[];
+  subcategories: ScoreRow[];
+  categories: ScoreRow[];
+  /** accuracy: mean over questions; macroAccuracy: mean of the subject accuracies. */
+  overall: ScoreRow & { macroAccuracy: number };
+  fitting: { promptsWithDroppedExamples: number; droppedExamples: number; truncatedQuestions: number };
+}
+
+function scoreRow(name: string, subjects: number, correct: number, accuracy: number, recs: readonly QuestionRecord[]): ScoreRow {
+  const withRef = recs.filter((r) => r.agreement !== undefined);
+  const meanLoss = recs.reduce((s, r) => s + r.nll / r.nllTokens, 0) / recs.length;
+  return {
+    name, subjects, questions: recs.length, correct, accuracy,
+    perplexity: Math.exp(meanLoss),
+    agreement: withRef.length ? withRef.filter((r) => r.agreement).length / withRef.length : null,
+    kl: withRef.length ? withRef.reduce((s, r) => s + r.kl!, 0) / withRef.length : null,
+  };
+}
+
+/** Scores of finished subjects: per subject, subcategory, category and overall. */
+export function summarize(
+  results: readonly SubjectResult[],
+  info: { model: string | null; reference: string | null; data: string; ntrain: number; limit: number | null; answerTokens: string; extra: Record<string, unknown> },
+): MmluSummary {
+  const all = results.flatMap((r) => r.questions);
+  const scores = aggregateScores(all);
+  const bySubject = new Map(results.map((r) => [r.subject, r.questions]));
+  const members = (pick: (s: string) => boolean) => results.filter((r) => pick(r.subject)).flatMap((r) => r.questions);
+  return {
+    model: info.model, reference: info.reference, data: info.data, ntrain: info.ntrain, limit: info.limit, answerTokens: info.answerTokens,
+    ...info.extra,
+    subjects: scores.subjects.map((g) => ({
+      ...scoreRow(g.name, 1, g.correct, g.accuracy, bySubject.get(g.name)!),
+      subcategory: subcategoryOf(g.name), category: CATEGORY_LABELS[categoryOf(g.name)],
+    })),
+    subcategories: scores.subcategories.map((g) => scoreRow(g.name, g.subjects, g.correct, g.accuracy, members((s) => subcategoryOf(s) === g.name))),
+    categories: scores.categories.map((g) => ({ ...scoreRow(g.name, g.subjects, g.correct, g.accuracy, members((s) => categoryOf(s) === g.name)), name: CATEGORY_LABELS[g.name as keyof typeof CATEGORY_LABELS] })),
+    overall: { ...scoreRow('overall', scores.overall.subjects, scores.overall.correct, scores.overall.micro, all), macroAccuracy: scores.overall.macro },
+    fitting: {
+      promptsWithDroppedExamples: all.filter((r) => r.ntrainKept < info.ntrain).length,
+      droppedExamples: all.reduce((s, r) => s + info.ntrain - r.ntrainKept, 0),
+      truncatedQuestions: all.filter((r) => r.truncated).length,
+    },
+  };
+}
+
+/** mmlu.csv: one row per subject. */
+export function mmluCsv(summary: MmluSummary): string {
+  return stringify(summary.subjects.map((s) => [s.name, s.subcategory, s.category, s.questions, s.correct, s.accuracy, s.perplexity, s.agreement ?? '']), {
+    header: true,
+    columns: ['subject', 'subcategory', 'category', 'questions', 'correct', 'accuracy', 'perplexity', 'agreement'],
+  });
+}
+
+/** A plain-text table of the scores: subjects, subcategories, categories, overall. */
+export function formatSummaryTable(summary: MmluSummary): string {
+  const ref = summary.overall.agreement !== null;
+  const head = ['', 'questions', 'accuracy', 'perplexity', ...(ref ? ['agreement', 'KL'] : [])];
+  const row = (r: ScoreRow, name = r.name) => [
+    name, String(r.questions), (100 * r.accuracy).toFixed(1) + '%', r.perplexity.toFixed(2),
+    ...(ref ? [r.agreement === null ? '' : (100 * r.agreement).toFixed(1) + '%', r.kl === null ? '' : r.kl.toFixed(4)] : []),
+  ];
+  const sections: string[][][] = [
+    [head.map((h, i) => (i === 0 ? 'subject' : h)), ...summary.subjects.map((r) => row(r))],
+    [head.map((h, i) => (i === 0 ? 'subcategory' : h)), ...summary.subcategories.map((r) => row(r))],
+    [head.map((h, i) => (i === 0 ? 'category' : h)), ...summary.categories.map((r) => row(r))],
+    [row(summary.overall, 'overall (mean over questions)'),
+      ['overall (mean over subjects)', String(summary.overall.questions), (100 * summary.overall.macroAccuracy).toFixed(1) + '%', '', ...(ref ? ['', ''] : [])]],
+  ];
+  const widths = head.map((_, i) => Math.max(...sections.flat().map((r) => r[i].length)));
+  const fmt = (r: string[]) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ').trimEnd();
+  return sections.map((s) => s.map(fmt).join('\n')).join('\n\n') + '\n';
+}
+
+/** Writes every planned prompt as a JSON line: subject, index, ntrain (examples kept), prompt, answer. */
+export function writeDumpFile(path: string, plans: readonly SubjectPlan[]): void {
+  const lines: string[] = [];
+  for (const p of plans) {
+    for (const pq of p.questions) {
+      lines.push(JSON.stringify({
+        subject: p.subject, index: pq.question.index, ntrain: pq.ntrainKept, prompt: pq.prompt, answer: pq.question.answer,
+        ...(pq.truncated ? { truncated: true, tokens: pq.ids.length } : {}),
+      }));
+    }
+  }
+  atomicWriteText(path, lines.join('\n') + (lines.length ? '\n' : ''));
+}

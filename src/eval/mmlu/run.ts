@@ -1,0 +1,80 @@
+/**
+ * The library side of `mka eval mmlu`: load the model (optionally with its weights rounded as an
+ * export would store them), its tokenizer, the reference model and the data, then evaluate or plan.
+ */
+import { basename, join, resolve } from 'node:path';
+import { disposeModel, loadModel, type LlamaModel } from '../../model/model.ts';
+import { QUANT_SCHEMES, quantizeModelWeights, type QuantScheme } from '../../export/quantize.ts';
+import { UserError } from '../../runtime/errors.ts';
+import { loadTokenizer } from '../../tokenizer/tokenizer.ts';
+import { estimateMmluCost, type CostEstimate } from './cost.ts';
+import { loadMmlu } from './data.ts';
+import { evaluateMmlu, type MmluProgress } from './evaluate.ts';
+import type { AnswerTokens, PlanStats } from './plan.ts';
+import type { MmluSummary } from './results.ts';
+
+export interface RunMmluOptions {
+  model: string;
+  data: string;
+  ntrain: number;
+  subjects?: string[];
+  limit?: number;
+  /** Results directory (default results/mmlu/<model name>[-<quantize>]). */
+  out?: string;
+  batchSize?: number;
+  naive?: boolean;
+  referenceModel?: string;
+  answerTokens?: AnswerTokens;
+  quantize?: QuantScheme;
+  dumpPrompts?: string;
+  dryRun?: boolean;
+  fresh?: boolean;
+  onProgress?: (p: MmluProgress) => void;
+  signal?: AbortSignal;
+}
+
+export interface RunMmluResult {
+  out: string | null;
+  summary: MmluSummary | null;
+  stats: PlanStats;
+  /** Dry run only. */
+  estimate?: CostEstimate;
+  resumedSubjects: string[];
+  seconds: number;
+  computedQuestions: number;
+}
+
+/** The default results directory of a model. */
+export function defaultMmluOut(modelDir: string, quantize: QuantScheme = 'none'): string {
+  return join('results', 'mmlu', basename(resolve(modelDir)) + (quantize === 'none' ? '' : `-${quantize}`));
+}
+
+/** Runs (or with dryRun, plans and times) the MMLU evaluation of a model directory. */
+export async function runMmluEval(opts: RunMmluOptions): Promise<RunMmluResult> {
+  const quantize = opts.quantize ?? 'none';
+  if (!(QUANT_SCHEMES as readonly string[]).includes(quantize)) {
+    throw new UserError(`--quantize ${quantize}: must be one of ${QUANT_SCHEMES.join(', ')}`);
+  }
+  const tokenizer = await loadTokenizer(opts.model);
+  const data = loadMmlu(opts.data, { subjects: opts.subjects });
+  let model: LlamaModel = loadModel(opts.model);
+  if (quantize !== 'none') {
+    const rounded = quantizeModelWeights(model, quantize);
+    disposeModel(model);
+    model = rounded;
+  }
+  const reference = opts.referenceModel ? loadModel(opts.referenceModel) : undefined;
+  const out = opts.dryRun ? null : opts.out ?? defaultMmluOut(opts.model, quantize);
+  try {
+    const r = await evaluateMmlu({
+      model, tokenizer, data, ntrain: opts.ntrain, limit: opts.limit, answerTokens: opts.answerTokens,
+      batchSize: opts.batchSize, cached: !opts.naive, referenceModel: reference, out: out ?? undefined, fresh: opts.fresh,
+      keyExtra: { quantize }, dumpPrompts: opts.dumpPrompts, dryRun: opts.dryRun, onProgress: opts.onProgress, signal: opts.signal,
+    });
+    const estimate = opts.dryRun ? estimateMmluCost(model, r.stats, opts.batchSize ?? 16) : undefined;
+    return { out, summary: r.summary, stats: r.stats, estimate, resumedSubjects: r.resumedSubjects, seconds: r.seconds, computedQuestions: r.computedQuestions };
+  } finally {
+    disposeModel(model);
+    if (reference) disposeModel(reference);
+  }
+}
