@@ -1,0 +1,115 @@
+/**
+ * Calibration: one forward pass over the whole calibration set collects, for every decoder layer,
+ * what the similarity stage and the pruning baselines need, and nothing more:
+ *  - a Gram matrix G = R Rᵀ (n×n, float64) of each block's output representation R [n, D];
+ *  - the last real token's hidden state at every block boundary (for the angular-distance baseline);
+ *  - each block's Block Influence, 1 − cos(input, output) averaged over real tokens (ShortGPT).
+ *
+ * The layer used is the output of each decoder block (the residual stream after block i, before the
+ * final norm), so layer i of the similarity matrix is decoder layer i.
+ *
+ * The pass is layer-major (forward.ts): the whole set goes through block 0, then block 1, ..., in
+ * micro-batches inside a block, so a streamed model reads each layer once. Representations of a
+ * prompt at a layer:
+ *  - `padded`: its hidden states zero-padded or cut to `maxPositions` (512) positions, one vector;
+ *  - `last`: the last real token; `mean`: the mean over real tokens.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { forward } from '../model/forward.ts';
+import type { LlamaModel } from '../model/model.ts';
+import { UserError } from '../runtime/errors.ts';
+
+export const REPRESENTATIONS = ['padded', 'last', 'mean'] as const;
+export type Representation = (typeof REPRESENTATIONS)[number];
+
+export interface CalibrationOptions {
+  representation?: Representation;
+  /** Positions kept by the `padded` representation (prompts are cut to this many tokens). */
+  maxPositions?: number;
+  /** Rows per micro-batch inside each layer (memory bound); default 8. */
+  microBatch?: number;
+  /** Called after each block with (blocks done, total). */
+  onProgress?: (done: number, total: number) => void;
+}
+
+export interface Calibration {
+  n: number;
+  layers: number;
+  hiddenSize: number;
+  representation: Representation;
+  /** Per decoder layer, the n×n Gram matrix of its output representations (row-major). */
+  grams: Float64Array[];
+  /** Per block boundary b = 0..L (input of block b; b = L is the last block's output), [n*H] last-token states. */
+  lastStates: Float32Array[];
+  /** Per block, mean over real tokens of 1 − cos(input, output). */
+  blockInfluence: number[];
+  tokens: number;
+  forwardPasses: number;
+}
+
+/** Runs the calibration prompts (token ids, BOS included) through the model once. */
+export function calibrate(model: LlamaModel, prompts: number[][], opts: CalibrationOptions = {}): Calibration {
+  const rep = opts.representation ?? 'padded';
+  if (!(REPRESENTATIONS as readonly string[]).includes(rep)) throw new UserError(`--representation ${rep}: expected one of ${REPRESENTATIONS.join(', ')}`);
+  if (prompts.length < 2) throw new UserError(`calibration needs at least 2 prompts, got ${prompts.length}`);
+  const c = model.config;
+  const cut = Math.min(c.max_position_embeddings, rep === 'padded' ? opts.maxPositions ?? 512 : Infinity);
+  const rows = prompts.map((p) => p.slice(0, cut));
+  if (rows.some((r) => r.length === 0)) throw new UserError('a calibration prompt encodes to no tokens');
+  const n = rows.length, H = c.hidden_size, L = c.num_hidden_layers;
+  const lengths = rows.map((r) => r.length);
+  const T = Math.max(...lengths);
+  const ids = rows.map((r) => [...r, ...new Array(T - r.length).fill(0)]);
+
+  const maskData = new Float32Array(n * T);
+  lengths.forEach((len, b) => maskData.fill(1, b * T, b * T + len));
+  const mask = tf.tensor3d(maskData, [n, T, 1]);
+  const lastIdx = tf.tensor1d(lengths.map((len, b) => b * T + len - 1), 'int32');
+  const realTokens = lengths.reduce((a, b) => a + b, 0);
+
+  const grams: Float64Array[] = [];
+  const lastStates: Float32Array[] = [];
+  const blockInfluence: number[] = [];
+  let blockInput: tf.Tensor3D | null = null;
+
+  const lastOf = (h: tf.Tensor3D) => tf.tidy(() => tf.gather(h.reshape([n * T, H]), lastIdx).dataSync() as Float32Array);
+  const representation = (h: tf.Tensor3D): tf.Tensor2D => tf.tidy(() => {
+    if (rep === 'last') return tf.gather(h.reshape([n * T, H]), lastIdx) as tf.Tensor2D; // [n, H]
+    const masked = tf.mul(h, mask);
+    if (rep === 'mean') return tf.div(tf.sum(masked, 1), tf.tensor2d(lengths, [n, 1])) as tf.Tensor2D; // [n, H]
+    return masked.reshape([n, T * H]) as tf.Tensor2D; // [n, T*H]; positions past T are zeros and add nothing
+  });
+
+  try {
+    forward(model, ids, {
+      logits: 'none',
+      microBatch: opts.microBatch ?? 8,
+      onBlockInput: (i, x) => {
+        if (i === 0) lastStates.push(lastOf(x));
+        blockInput = tf.clone(x);
+      },
+      onBlockOutput: (i, h) => {
+        const g = tf.tidy(() => {
+          const r = representation(h);
+          return tf.matMul(r, r, false, true).dataSync(); // [n, n]
+        });
+        grams.push(Float64Array.from(g));
+        lastStates.push(lastOf(h));
+        const bi = tf.tidy(() => {
+          const dot = tf.sum(tf.mul(blockInput!, h), -1);
+          const cos = tf.div(dot, tf.mul(tf.norm(blockInput!, 'euclidean', -1), tf.norm(h, 'euclidean', -1)).add(1e-12));
+          return tf.sum(tf.mul(tf.sub(1, cos), mask.squeeze([2]))).dataSync()[0];
+        });
+        blockInfluence.push(bi / realTokens);
+        blockInput!.dispose();
+        blockInput = null;
+        opts.onProgress?.(i + 1, L);
+      },
+    });
+  } finally {
+    (blockInput as tf.Tensor | null)?.dispose();
+    mask.dispose();
+    lastIdx.dispose();
+  }
+  return { n, layers: L, hiddenSize: H, representation: rep, grams, lastStates, blockInfluence, tokens: realTokens, forwardPasses: 1 };
+}

@@ -1,0 +1,239 @@
+/**
+ * The compression pipeline: calibration prompts → one calibration pass → similarity → a method's plan
+ * → the compressed model directory with merge.json. `analyzeModel` is shared with the sweep, which
+ * reuses one calibration and one similarity matrix for every removal count.
+ */
+import { readFileSync } from 'node:fs';
+import { loadModel, disposeModel, type LlamaModel } from '../model/model.ts';
+import { loadTokenizer, type Tokenizer } from '../tokenizer/tokenizer.ts';
+import { loadMmlu } from '../eval/mmlu/data.ts';
+import { sampleCalibrationPrompts } from '../eval/mmlu/calibration-prompts.ts';
+import { UserError } from '../runtime/errors.ts';
+import { progress } from '../runtime/progress.ts';
+import { calibrate, type Calibration, type Representation } from './calibration.ts';
+import { DEFAULT_SIMILARITY, fusionRatio, gramFromActivations, resolveOptions, similarityFromGram, type SimilarityOptions, type SimilarityResult } from './similarity/index.ts';
+import { getMethod } from './methods/registry.ts';
+import type { MethodContext } from './methods/method.ts';
+import { materialize, planSource, planSummary, type CompressionPlan } from './plan.ts';
+import { modelSource } from '../export/source.ts';
+import { writeHfModel, type HfDtype } from '../export/hf.ts';
+
+export interface CalibrationSource {
+  /** MMLU directory (Hendrycks layout) to draw prompts from. */
+  data?: string;
+  /** Or a text file with one prompt per line. */
+  calibrationFile?: string;
+  subjects?: number;
+  perSubject?: number;
+  seed?: number;
+}
+
+export interface AnalysisOptions extends CalibrationSource {
+  representation?: Representation;
+  maxPositions?: number;
+  microBatch?: number;
+  similarity?: Partial<SimilarityOptions>;
+  /** Compute the similarity matrix (MKA needs it; the baselines don't). */
+  withSimilarity?: boolean;
+  quiet?: boolean;
+  log?: (msg: string) => void;
+}
+
+/** Token ids of the calibration prompts (BOS as the tokenizer adds it). */
+export function calibrationPrompts(tokenizer: Tokenizer, src: CalibrationSource): { ids: number[][]; labels: string[] } {
+  let texts: { text: string; label: string }[];
+  if (src.calibrationFile) {
+    let raw: string;
+    try {
+      raw = readFileSync(src.calibrationFile, 'utf8');
+    } catch {
+      throw new UserError(`${src.calibrationFile}: calibration file not found`);
+    }
+    texts = raw.split(/\r?\n/).filter((l) => l.trim()).map((text, i) => ({ text, label: `line ${i + 1}` }));
+    if (texts.length < 2) throw new UserError(`${src.calibrationFile}: needs at least 2 non-empty lines (one prompt per line)`);
+  } else if (src.data) {
+    const data = loadMmlu(src.data);
+    texts = sampleCalibrationPrompts(data, { subjects: src.subjects, perSubject: src.perSubject, seed: src.seed })
+      .map((p) => ({ text: p.text, label: `${p.subject}#${p.index}` }));
+  } else {
+    throw new UserError('calibration needs --data MMLU_DIR or --calibration FILE');
+  }
+  return { ids: texts.map((t) => tokenizer.encode(t.text)), labels: texts.map((t) => t.label) };
+}
+
+export interface Analysis {
+  calibration: Calibration;
+  similarity?: SimilarityResult;
+  similarityOptions: SimilarityOptions;
+  labels: string[];
+  seconds: { calibration: number; similarity: number };
+}
+
+/** Calibrates a loaded model on prompt ids and (optionally) computes the layer similarity. */
+export function analyzeIds(model: LlamaModel, ids: number[][], labels: string[], opts: AnalysisOptions): Analysis {
+  const log = opts.log ?? (() => {});
+  const t0 = performance.now();
+  const bar = progress('calibration', model.config.num_hidden_layers, { unit: 'layers', quiet: opts.quiet });
+  const calibration = calibrate(model, ids, {
+    representation: opts.representation, maxPositions: opts.maxPositions, microBatch: opts.microBatch,
+    onProgress: () => bar.tick(),
+  });
+  bar.done(`(${calibration.n} prompts, ${calibration.tokens} tokens, 1 forward pass)`);
+  const t1 = performance.now();
+  const similarityOptions = resolveOptions(calibration.n, opts.similarity);
+  let similarity: SimilarityResult | undefined;
+  if (opts.withSimilarity) {
+    const L = calibration.layers;
+    const sbar = progress('similarity', L + (L * (L + 1)) / 2, { unit: 'steps', quiet: opts.quiet });
+    similarity = similarityFromGram(calibration.grams, calibration.n, similarityOptions, () => sbar.tick());
+    sbar.done();
+    for (const u of similarity.undefinedPairs) log(`similarity: NPIB(${u.i}, ${u.j}) undefined: ${u.reason}`);
+  }
+  return { calibration, similarity, similarityOptions, labels, seconds: { calibration: (t1 - t0) / 1000, similarity: (performance.now() - t1) / 1000 } };
+}
+
+/** The similarity report written by `mka similarity` (sim.json). */
+export function similarityJson(sim: SimilarityResult, opts: SimilarityOptions, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  const L = sim.npib.length;
+  const fusion: Record<string, number | null> = {};
+  for (let i = 0; i + 1 < L; i++) {
+    try {
+      fusion[`${i},${i + 1}`] = fusionRatio(sim.npib, i, i + 1, opts.beta);
+    } catch {
+      fusion[`${i},${i + 1}`] = null;
+    }
+  }
+  return {
+    params: { sigma: opts.sigma, alpha: opts.alpha, d: opts.dims, k_mi: opts.kMi, k_entropy: opts.kEntropy, beta: opts.beta },
+    ...extra,
+    eigenvalues: sim.eigenvalues,
+    embeddings: sim.embeddings,
+    rank_embeddings: sim.rankEmbeddings,
+    entropy: sim.entropy,
+    npib: sim.npib,
+    undefined_pairs: sim.undefinedPairs,
+    fusion_ratio: fusion,
+    solver: sim.solver,
+  };
+}
+
+export interface CompressOptions extends AnalysisOptions {
+  model: string;
+  out: string;
+  method: string;
+  remove: number;
+  strategy?: 'last-pair' | 'adjacent';
+  blendNorms?: boolean;
+  dtype?: HfDtype;
+  /** Stream decoder layers from disk instead of loading them all. */
+  streaming?: boolean;
+}
+
+/** Checks that `remove` layers can be removed from an L-layer model. */
+export function checkRemove(remove: number, L: number): void {
+  if (!Number.isInteger(remove) || remove < 0 || remove > L - 1) {
+    throw new UserError(`--remove ${remove}: must be an integer from 0 to ${L - 1} for a ${L}-layer model`);
+  }
+}
+
+/** Builds the method's context from an analysis of the original model. */
+export function methodContext(model: LlamaModel, analysis: Analysis | null, opts: CompressOptions, ids: number[][], labels: string[]): MethodContext {
+  const log = opts.log ?? (() => {});
+  return {
+    config: model.config,
+    calibration: analysis?.calibration,
+    similarity: analysis?.similarity,
+    similarityOptions: analysis?.similarityOptions ?? { ...DEFAULT_SIMILARITY, ...opts.similarity },
+    strategy: opts.strategy ?? 'last-pair',
+    blendNorms: opts.blendNorms ?? false,
+    log,
+    recalibrate: async (plan: CompressionPlan) => {
+      const merged = materialize(planSource(modelSource(model), plan));
+      try {
+        const a = analyzeIds(merged, ids, labels, { ...opts, withSimilarity: true });
+        return { calibration: a.calibration, similarity: a.similarity! };
+      } finally {
+        disposeModel(merged);
+      }
+    },
+  };
+}
+
+/** Writes the compressed model directory (HF layout, tokenizer copied) with merge.json. */
+export async function writeCompressed(model: LlamaModel, plan: CompressionPlan, out: string, opts: { dtype?: HfDtype; extra?: Record<string, unknown>; log?: (m: string) => void }): Promise<void> {
+  const summary = { source_model: model.dir, ...planSummary(plan), ...opts.extra };
+  await writeHfModel(planSource(modelSource(model), plan), out, {
+    dtype: opts.dtype ?? 'float32',
+    copyFrom: model.dir,
+    extraFiles: { 'merge.json': JSON.stringify(summary, null, 2) + '\n' },
+    log: opts.log,
+  });
+}
+
+/** `mka compress`: calibration, similarity and the merge or pruning in one go. Returns the plan. */
+export async function compressModel(opts: CompressOptions): Promise<CompressionPlan> {
+  const log = opts.log ?? (() => {});
+  const method = getMethod(opts.method);
+  const model = loadModel(opts.model, { streaming: opts.streaming });
+  try {
+    checkRemove(opts.remove, model.config.num_hidden_layers);
+    let analysis: Analysis | null = null;
+    let ids: number[][] = [], labels: string[] = [];
+    if (method.needsCalibration && opts.remove > 0) {
+      const tok = await loadTokenizer(opts.model);
+      ({ ids, labels } = calibrationPrompts(tok, opts));
+      analysis = analyzeIds(model, ids, labels, { ...opts, withSimilarity: method.needsSimilarity });
+    }
+    const plan = await method.plan(methodContext(model, analysis, opts, ids, labels), opts.remove);
+    const extra = analysis ? {
+      calibration: {
+        prompts: analysis.calibration.n, tokens: analysis.calibration.tokens, representation: analysis.calibration.representation,
+        source: opts.calibrationFile ?? opts.data, subjects: opts.subjects ?? null, per_subject: opts.perSubject ?? 1, seed: opts.seed ?? 1,
+        forward_passes: analysis.calibration.forwardPasses,
+      },
+    } : {};
+    await writeCompressed(model, plan, opts.out, { dtype: opts.dtype, extra, log });
+    log(`${method.name}: removed ${opts.remove} of ${model.config.num_hidden_layers} layers -> ${opts.out}`);
+    return plan;
+  } finally {
+    disposeModel(model);
+  }
+}
+
+/** `mka similarity` on a model: calibration + similarity report. */
+export async function modelSimilarity(opts: AnalysisOptions & { model: string; streaming?: boolean }): Promise<Record<string, unknown>> {
+  const model = loadModel(opts.model, { streaming: opts.streaming });
+  try {
+    const tok = await loadTokenizer(opts.model);
+    const { ids, labels } = calibrationPrompts(tok, opts);
+    const a = analyzeIds(model, ids, labels, { ...opts, withSimilarity: true });
+    return similarityJson(a.similarity!, a.similarityOptions, {
+      model: opts.model, samples: a.calibration.n, representation: a.calibration.representation, prompts: labels,
+      block_influence: a.calibration.blockInfluence, seconds: a.seconds,
+    });
+  } finally {
+    disposeModel(model);
+  }
+}
+
+/** `mka similarity --activations F`: the similarity stage on activations from elsewhere ({"activations": [layers][samples][hidden]}). */
+export function activationsSimilarity(file: string, opts: { similarity?: Partial<SimilarityOptions>; quiet?: boolean }): Record<string, unknown> {
+  let acts: unknown;
+  try {
+    acts = JSON.parse(readFileSync(file, 'utf8')).activations;
+  } catch (e) {
+    throw new UserError(`${file}: cannot read activations JSON (${(e as Error).message})`);
+  }
+  if (!Array.isArray(acts) || acts.length < 2 || !acts.every((l) => Array.isArray(l) && l.length === (acts as unknown[][])[0].length && l.every((r: unknown) => Array.isArray(r)))) {
+    throw new UserError(`${file}: "activations" must be [layers][samples][hidden] with at least 2 layers and the same samples in each`);
+  }
+  const layers = acts as number[][][];
+  const n = layers[0].length;
+  const o = resolveOptions(n, opts.similarity);
+  const grams = layers.map((l) => gramFromActivations(l));
+  const L = grams.length;
+  const bar = progress('similarity', L + (L * (L + 1)) / 2, { unit: 'steps', quiet: opts.quiet });
+  const sim = similarityFromGram(grams, n, o, () => bar.tick());
+  bar.done();
+  return similarityJson(sim, o, { activations: file, samples: n });
+}

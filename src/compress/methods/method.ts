@@ -1,0 +1,32 @@
+/**
+ * The interface every compression method implements, and what it is given. A method turns the
+ * calibration (and, for MKA, the similarity matrix) into a plan that removes `remove` layers.
+ */
+import type { LlamaConfig } from '../../model/config.ts';
+import type { Calibration } from '../calibration.ts';
+import type { CompressionPlan } from '../plan.ts';
+import type { SimilarityOptions, SimilarityResult } from '../similarity/index.ts';
+
+export interface MethodContext {
+  config: LlamaConfig;
+  /** Calibration of the original model (present when the method needs it). */
+  calibration?: Calibration;
+  /** Similarity of the original model's layers (present when the method needs it). */
+  similarity?: SimilarityResult;
+  similarityOptions: SimilarityOptions;
+  /** MKA: `last-pair` (the paper) or `adjacent`. */
+  strategy: 'last-pair' | 'adjacent';
+  blendNorms: boolean;
+  /** Recalibrates a partly compressed model and recomputes its similarity (for `adjacent`). */
+  recalibrate?: (plan: CompressionPlan) => Promise<{ calibration: Calibration; similarity: SimilarityResult }>;
+  log: (msg: string) => void;
+}
+
+export interface CompressionMethod {
+  name: string;
+  description: string;
+  needsCalibration: boolean;
+  needsSimilarity: boolean;
+  /** A plan that removes `remove` layers from the original model. */
+  plan(ctx: MethodContext, remove: number): Promise<CompressionPlan>;
+}

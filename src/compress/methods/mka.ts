@@ -1,0 +1,59 @@
+/**
+ * MKA (Liu et al., "Pruning via Merging", EMNLP 2024): merge similar layers instead of dropping them.
+ * λ for merging layer j into layer i comes from the NPIB matrix (similarity/fusion.ts), and the merged
+ * layer's weights are λ·θ_i + (1−λ)·θ_j: they really reach the model (the released code only drops).
+ *
+ * `last-pair` (the paper): repeatedly merge the last two layers. Step s merges original layer L−1−s
+ *   (already holding the layers after it) into L−2−s, with λ from the original matrix's rows.
+ * `adjacent`: merge the most similar adjacent pair, then recalibrate the merged model and recompute
+ *   the similarity before the next merge.
+ */
+import { fusionRatio } from '../similarity/index.ts';
+import { identityPlan, mergeStep } from '../plan.ts';
+import type { CompressionMethod } from './method.ts';
+import { UserError } from '../../runtime/errors.ts';
+
+export const mka: CompressionMethod = {
+  name: 'mka',
+  description: 'merge layers with NPIB-derived fusion ratios (the paper)',
+  needsCalibration: true,
+  needsSimilarity: true,
+  async plan(ctx, remove) {
+    const L = ctx.config.num_hidden_layers;
+    let plan = identityPlan('mka', L);
+    plan.blendNorms = ctx.blendNorms;
+    const beta = ctx.similarityOptions.beta;
+    if (ctx.strategy === 'last-pair') {
+      const S = ctx.similarity!.npib;
+      for (let s = 0; s < remove; s++) {
+        const i = L - 2 - s, j = L - 1 - s;
+        const lambda = fusionRatio(S, i, j, beta);
+        plan = mergeStep(plan, i, i + 1, lambda, S[i][j] ?? undefined);
+        plan.steps[plan.steps.length - 1].note = `original layers ${i} <- ${j}..${L - 1}`;
+      }
+    } else {
+      let sim = ctx.similarity!;
+      for (let s = 0; s < remove; s++) {
+        if (s > 0) {
+          if (!ctx.recalibrate) throw new Error('mka adjacent: no recalibration available');
+          sim = (await ctx.recalibrate(plan)).similarity;
+        }
+        const S = sim.npib;
+        let best = -1, bestScore = -Infinity;
+        for (let i = 0; i + 1 < S.length; i++) {
+          const v = S[i][i + 1];
+          if (v !== null && v > bestScore) {
+            best = i;
+            bestScore = v;
+          }
+        }
+        if (best < 0) throw new UserError('mka adjacent: no adjacent pair has a defined NPIB score (see the similarity report)');
+        const lambda = fusionRatio(S, best, best + 1, beta);
+        plan = mergeStep(plan, best, best + 1, lambda, bestScore);
+        ctx.log(`mka adjacent: merged layers ${best} <- ${best + 1} (NPIB ${bestScore.toFixed(4)}, λ ${lambda.toFixed(4)})`);
+      }
+    }
+    plan.details = { strategy: ctx.strategy, similarity_options: ctx.similarityOptions };
+    return plan;
+  },
+};

@@ -1,0 +1,55 @@
+/**
+ * Where exporters read weights from: a config plus tensors by Hugging Face name, read one at a time.
+ * A checkpoint directory, a loaded model, or tensors computed on the fly (a merge) all fit.
+ */
+import type * as tf from '@tensorflow/tfjs';
+import { type LlamaConfig, expectedTensors, readConfig } from '../model/config.ts';
+import type { LlamaModel } from '../model/model.ts';
+import { validateCheckpoint } from '../model/model.ts';
+import { openCheckpoint } from '../io/checkpoint.ts';
+
+/** A model's weights as a stream of named float32 tensors. */
+export interface TensorSource {
+  config: LlamaConfig;
+  /** Every tensor to write, in Hugging Face order (embeddings, layers, norm, lm_head). */
+  names: string[];
+  shape(name: string): number[];
+  /** The tensor's values; exporters call this once per tensor and drop the result before the next. */
+  read(name: string): Float32Array | Promise<Float32Array>;
+}
+
+/** Reads a model directory tensor by tensor; `close()` releases its files. */
+export function checkpointSource(dir: string): TensorSource & { read(name: string): Float32Array; close(): void } {
+  const config = readConfig(dir);
+  const ckpt = openCheckpoint(dir);
+  try {
+    validateCheckpoint(config, ckpt);
+  } catch (e) {
+    ckpt.close();
+    throw e;
+  }
+  const shapes = expectedTensors(config);
+  return {
+    config,
+    names: [...shapes.keys()],
+    shape: (name) => shapes.get(name)!,
+    read: (name) => ckpt.read(name),
+    close: () => ckpt.close(),
+  };
+}
+
+/** A loaded model's weights (resident tensors, or layers read from its checkpoint when it streams). */
+export function modelSource(model: LlamaModel): TensorSource & { read(name: string): Float32Array } {
+  const shapes = expectedTensors(model.config);
+  return {
+    config: model.config,
+    names: [...shapes.keys()],
+    shape: (name) => shapes.get(name)!,
+    read: (name) => {
+      const t: tf.Tensor | undefined = model.tensors.get(name);
+      if (t) return Float32Array.from(t.dataSync() as Float32Array);
+      if (!model.checkpoint) throw new Error(`modelSource: the model has no tensor "${name}"`);
+      return model.checkpoint.read(name);
+    },
+  };
+}
