@@ -1,0 +1,83 @@
+/**
+ * The MKA similarity stage from per-layer Gram matrices: diffusion embedding of each layer's samples,
+ * rank normalisation, then the NPIB matrix between layers (see diffusion.ts, rank.ts, npib.ts).
+ */
+import { UserError } from '../../runtime/errors.ts';
+import { diffusionEmbedding } from './diffusion.ts';
+import { npibMatrix, type UndefinedPair } from './npib.ts';
+import { rankNormalize } from './rank.ts';
+
+export interface SimilarityOptions {
+  /** Kernel bandwidth σ in K = exp(−(D/σ)^½). */
+  sigma: number;
+  /** Density normalisation exponent α in K1 = K / (p pᵀ)^α. */
+  alpha: number;
+  /** Embedding dimensions d (d+1 eigenvectors). */
+  dims: number;
+  /** Neighbours of the KSG mutual-information estimator. */
+  kMi: number;
+  /** Neighbours of the entropy estimate (clamped to n − 1). */
+  kEntropy: number;
+  /** Sharpness β of the fusion ratio. */
+  beta: number;
+}
+
+export const DEFAULT_SIMILARITY: SimilarityOptions = { sigma: 8, alpha: 0.5, dims: 2, kMi: 5, kEntropy: 50, beta: 1 };
+
+export interface SimilarityResult {
+  /** [layer][sample][coord]: diffusion coordinates, each column defined up to sign. */
+  embeddings: number[][][];
+  /** [layer][sample][coord]: rank / n of each coordinate. */
+  rankEmbeddings: number[][][];
+  /** [layer][dims+1]: eigenvalues of the diffusion operator, |value| descending. */
+  eigenvalues: number[][];
+  /** [layer]: k-NN entropy of the rank embedding. */
+  entropy: number[];
+  /** L×L NPIB scores; null where undefined (H_i·H_j ≤ 0), explained in undefinedPairs. */
+  npib: (number | null)[][];
+  undefinedPairs: UndefinedPair[];
+  /** [layer]: eigensolver used and its relative residual, e.g. "lanczos (m=41), residual 3e-13". */
+  solver: string[];
+}
+
+/** Fills defaults and rejects impossible options for n samples. */
+export function resolveOptions(n: number, opts: Partial<SimilarityOptions> = {}): SimilarityOptions {
+  const o = { ...DEFAULT_SIMILARITY, ...opts };
+  const problems: string[] = [];
+  if (!(o.sigma > 0 && Number.isFinite(o.sigma))) problems.push(`sigma must be a positive number (got ${o.sigma})`);
+  if (!(o.alpha >= 0 && Number.isFinite(o.alpha))) problems.push(`alpha must be >= 0 (got ${o.alpha})`);
+  if (!(Number.isInteger(o.dims) && o.dims >= 1 && o.dims + 1 <= n)) problems.push(`dims must be an integer in 1..${n - 1} for ${n} samples (got ${o.dims})`);
+  if (!(Number.isInteger(o.kMi) && o.kMi >= 1 && o.kMi < n)) problems.push(`kMi must be an integer in 1..${n - 1} for ${n} samples (got ${o.kMi})`);
+  if (!(Number.isInteger(o.kEntropy) && o.kEntropy >= 1)) problems.push(`kEntropy must be a positive integer (got ${o.kEntropy})`);
+  if (!Number.isFinite(o.beta)) problems.push(`beta must be a finite number (got ${o.beta})`);
+  if (problems.length) throw new UserError(`similarity options: ${problems.join('; ')}; fix the option or use more samples`);
+  return o;
+}
+
+/**
+ * Runs the similarity stage on L Gram matrices (each n×n float64 row-major, G = X Xᵀ of one layer's
+ * sample representations). onProgress(done, total) counts L embeddings then L(L+1)/2 layer pairs.
+ */
+export function similarityFromGram(grams: Float64Array[], n: number, opts: Partial<SimilarityOptions> = {},
+  onProgress?: (done: number, total: number) => void): SimilarityResult {
+  const o = resolveOptions(n, opts);
+  const L = grams.length;
+  grams.forEach((g, l) => {
+    if (g.length !== n * n) throw new Error(`similarityFromGram: Gram of layer ${l} has ${g.length} entries, expected ${n}×${n}`);
+  });
+  const total = L + (L * (L + 1)) / 2;
+  let done = 0;
+  const embeddings: number[][][] = [];
+  const eigenvalues: number[][] = [];
+  const solver: string[] = [];
+  for (const G of grams) {
+    const e = diffusionEmbedding(G, n, o);
+    embeddings.push(e.coords);
+    eigenvalues.push(e.eigenvalues);
+    solver.push(`${e.solver}, residual ${e.residual.toExponential(1)}`);
+    onProgress?.(++done, total);
+  }
+  const rankEmbeddings = embeddings.map(rankNormalize);
+  const r = npibMatrix(rankEmbeddings, o, () => onProgress?.(++done, total));
+  return { embeddings, rankEmbeddings, eigenvalues, entropy: r.entropy, npib: r.npib, undefinedPairs: r.undefinedPairs, solver };
+}

@@ -1,0 +1,320 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { initBackend } from '../src/runtime/backend.ts';
+import { UserError } from '../src/runtime/errors.ts';
+import { mulberry32, normal } from '../src/runtime/random.ts';
+import {
+  accumulateGram, fusionRatio, getSimilarityMetric, gramFromActivations, similarityFromGram,
+} from '../src/compress/similarity/index.ts';
+import { diffusionOperator, distancesFromGram } from '../src/compress/similarity/diffusion.ts';
+import { symmetricEigenDense, topEigenpairs } from '../src/compress/similarity/eigen.ts';
+import { digamma, knnEntropy, ksgMutualInformation, scaleLikeNumpy, sortColumn } from '../src/compress/similarity/knn-mi.ts';
+import { npibMatrix } from '../src/compress/similarity/npib.ts';
+import { rankNormalize, rankNormalizeColumn } from '../src/compress/similarity/rank.ts';
+import { runSimilarityBench } from '../scripts/bench/similarity.ts';
+import { NO_SHARED, SHARED } from './helpers.ts';
+
+interface Golden {
+  activations: number[][][];
+  eigenvalues: number[][];
+  embeddings: number[][][];
+  rank_embeddings: number[][][];
+  entropy: number[];
+  npib_deterministic: number[][];
+  npib_sklearn_random_state0: number[][];
+  fusion_ratio: Record<string, number>;
+}
+
+const column = (rows: number[][], c: number) => rows.map((r) => r[c]);
+const maxDiff = (a: ArrayLike<number>, b: ArrayLike<number>, sign = 1) => {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - sign * b[i]));
+  return m;
+};
+/** Sign s making s·a closest to b. */
+const alignSign = (a: number[], b: number[]) => (maxDiff(a, b, 1) <= maxDiff(a, b, -1) ? 1 : -1);
+
+test('golden: similarity stage matches similarity_reference.py', { skip: NO_SHARED }, () => {
+  const g: Golden = JSON.parse(readFileSync(join(SHARED!, 'fixtures/similarity/npib-golden.json'), 'utf8'));
+  const n = g.activations[0].length;
+  const grams = g.activations.map((x) => gramFromActivations(x));
+  const r = similarityFromGram(grams, n);
+  let embErr = 0, eigErr = 0, entErr = 0;
+  const signs = r.embeddings.map((e, l) => [0, 1].map((c) => {
+    const s = alignSign(column(e, c), column(g.embeddings[l], c));
+    embErr = Math.max(embErr, maxDiff(column(g.embeddings[l], c), column(e, c), s));
+    return s;
+  }));
+  r.eigenvalues.forEach((w, l) => { eigErr = Math.max(eigErr, maxDiff(w, g.eigenvalues[l])); });
+  r.entropy.forEach((h, l) => { entErr = Math.max(entErr, Math.abs(h - g.entropy[l])); });
+  assert.ok(embErr <= 1e-4, `embedding (up to sign) max error ${embErr}`);
+  assert.ok(eigErr <= 1e-10, `eigenvalue max error ${eigErr}`);
+  assert.ok(entErr <= 1e-9, `entropy max error ${entErr}`);
+  assert.deepEqual(r.undefinedPairs, []);
+
+  // With the reference's (LAPACK-arbitrary) column signs, rank embeddings, NPIB and fusion ratios agree.
+  const aligned = r.embeddings.map((e, l) => rankNormalize(e.map((row) => row.map((v, c) => v * signs[l][c]))));
+  assert.deepEqual(aligned, g.rank_embeddings);
+  const s = npibMatrix(aligned, { kMi: 5, kEntropy: 50 });
+  let npibErr = 0, sklearnGap = 0, fusionErr = 0;
+  s.npib.forEach((row, i) => row.forEach((v, j) => {
+    assert.equal(typeof v, 'number');
+    npibErr = Math.max(npibErr, Math.abs(v! - g.npib_deterministic[i][j]));
+    sklearnGap = Math.max(sklearnGap, Math.abs(v! - g.npib_sklearn_random_state0[i][j]));
+  }));
+  for (const [key, want] of Object.entries(g.fusion_ratio)) {
+    const [i, j] = key.split(',').map(Number);
+    fusionErr = Math.max(fusionErr, Math.abs(fusionRatio(s.npib, i, j) - want));
+  }
+  assert.ok(npibErr <= 1e-6, `npib max error ${npibErr}`);
+  assert.ok(fusionErr <= 1e-6, `fusion ratio max error ${fusionErr}`);
+  assert.ok(maxDiff(s.entropy, g.entropy) <= 1e-9);
+  assert.ok(sklearnGap > 1e-2, 'the deterministic estimator, not sklearn\'s noisy one, is the spec');
+
+  // The stage orients columns by its own rule (largest entry positive); LAPACK's signs differ on half the
+  // columns here, and the reference's KSG counts then break floating-point ties differently: run on our
+  // orientation, the reference script gives our NPIB to 1e-14 but differs from its own fixture by 0.042.
+  // So the stage's own NPIB is only guarded against gross errors; the exact check is the aligned one above.
+  let ownErr = 0;
+  r.npib.forEach((row, i) => row.forEach((v, j) => { ownErr = Math.max(ownErr, Math.abs(v! - g.npib_deterministic[i][j])); }));
+  assert.ok(ownErr <= 0.1, `npib with the stage's own column signs: max error ${ownErr}`);
+});
+
+test('golden: Lanczos gives the dense eigenpairs of a reference diffusion operator', { skip: NO_SHARED }, () => {
+  const g: Golden = JSON.parse(readFileSync(join(SHARED!, 'fixtures/similarity/npib-golden.json'), 'utf8'));
+  const n = g.activations[0].length;
+  const A = diffusionOperator(distancesFromGram(gramFromActivations(g.activations[0]), n), n, 8, 0.5);
+  const dense = topEigenpairs(A, n, 3, { method: 'dense' });
+  const lanczos = topEigenpairs(A, n, 3, { method: 'lanczos' });
+  assert.match(lanczos.method, /^lanczos/);
+  assert.ok(maxDiff(lanczos.values, g.eigenvalues[0]) <= 1e-12);
+  for (let c = 0; c < 3; c++) {
+    const s = alignSign(Array.from(lanczos.vectors[c]), Array.from(dense.vectors[c]));
+    assert.ok(maxDiff(dense.vectors[c], lanczos.vectors[c], s) <= 1e-8, `vector ${c}`);
+  }
+});
+
+/** Independent reference: cyclic Jacobi rotations (slow, exact enough for small n). */
+function jacobiEigenvalues(A: Float64Array, n: number): number[] {
+  const a = Float64Array.from(A);
+  for (let sweep = 0; sweep < 50; sweep++) {
+    let off = 0;
+    for (let p = 0; p < n; p++) for (let q = p + 1; q < n; q++) off += a[p * n + q] ** 2;
+    if (off < 1e-30) break;
+    for (let p = 0; p < n; p++) {
+      for (let q = p + 1; q < n; q++) {
+        const apq = a[p * n + q];
+        if (apq === 0) continue;
+        const theta = (a[q * n + q] - a[p * n + p]) / (2 * apq);
+        const t = Math.sign(theta || 1) / (Math.abs(theta) + Math.sqrt(theta * theta + 1));
+        const c = 1 / Math.sqrt(t * t + 1), s = t * c;
+        for (let k = 0; k < n; k++) {
+          const akp = a[k * n + p], akq = a[k * n + q];
+          a[k * n + p] = c * akp - s * akq;
+          a[k * n + q] = s * akp + c * akq;
+        }
+        for (let k = 0; k < n; k++) {
+          const apk = a[p * n + k], aqk = a[q * n + k];
+          a[p * n + k] = c * apk - s * aqk;
+          a[q * n + k] = s * apk + c * aqk;
+        }
+      }
+    }
+  }
+  return Array.from({ length: n }, (_, i) => a[i * n + i]);
+}
+
+function randomSymmetric(n: number, seed: number): Float64Array {
+  const rand = mulberry32(seed);
+  const A = new Float64Array(n * n);
+  for (let i = 0; i < n; i++) for (let j = i; j < n; j++) A[i * n + j] = A[j * n + i] = normal(rand);
+  return A;
+}
+
+test('eigen: dense solver agrees with Jacobi on a random symmetric matrix', () => {
+  const n = 40;
+  const A = randomSymmetric(n, 5);
+  const want = jacobiEigenvalues(A, n).sort((x, y) => x - y);
+  const got = Array.from(symmetricEigenDense(A, n).values).sort((x, y) => x - y);
+  assert.ok(maxDiff(got, want) <= 1e-12 * 20);
+});
+
+test('eigen: Lanczos matches the dense solver on a random symmetric matrix, n = 300', () => {
+  const n = 300;
+  const A = randomSymmetric(n, 7);
+  const dense = topEigenpairs(A, n, 3, { method: 'dense' });
+  const lanczos = topEigenpairs(A, n, 3, { method: 'lanczos' });
+  const scale = Math.abs(dense.values[0]);
+  assert.ok(maxDiff(lanczos.values, dense.values) <= 1e-10 * scale, `${lanczos.values} vs ${dense.values}`);
+  assert.ok(dense.residual <= 1e-12 && lanczos.residual <= 1e-10, `residuals ${dense.residual} ${lanczos.residual}`);
+  for (let c = 0; c < 3; c++) {
+    const s = alignSign(Array.from(lanczos.vectors[c]), Array.from(dense.vectors[c]));
+    assert.ok(maxDiff(dense.vectors[c], lanczos.vectors[c], s) <= 1e-7, `vector ${c}`);
+  }
+});
+
+test('eigen: known spectrum, ordered by |eigenvalue| (negative ones included)', () => {
+  const n = 200;
+  const rand = mulberry32(11);
+  const spectrum = Array.from({ length: n }, () => 6 * rand() - 3);
+  spectrum[17] = -5; spectrum[90] = 4.5; spectrum[150] = -4.2;
+  // Q = product of 3 random Householder reflections; A = Q diag(λ) Qᵀ, Q's columns the eigenvectors
+  const Q = new Float64Array(n * n);
+  for (let i = 0; i < n; i++) Q[i * n + i] = 1;
+  for (let h = 0; h < 3; h++) {
+    const v = Array.from({ length: n }, () => normal(rand));
+    const vv = v.reduce((s, x) => s + x * x, 0);
+    for (let j = 0; j < n; j++) {
+      let dotv = 0;
+      for (let i = 0; i < n; i++) dotv += v[i] * Q[i * n + j];
+      for (let i = 0; i < n; i++) Q[i * n + j] -= (2 / vv) * v[i] * dotv;
+    }
+  }
+  const A = new Float64Array(n * n);
+  for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) {
+    let s = 0;
+    for (let k = 0; k < n; k++) s += Q[i * n + k] * spectrum[k] * Q[j * n + k];
+    A[i * n + j] = s;
+  }
+  for (const method of ['dense', 'lanczos'] as const) {
+    const r = topEigenpairs(A, n, 3, { method });
+    assert.ok(maxDiff(r.values, [-5, 4.5, -4.2]) <= 1e-12, `${method}: ${r.values}`);
+    [17, 90, 150].forEach((k, c) => {
+      const want = Array.from({ length: n }, (_, i) => Q[i * n + k]);
+      const s = alignSign(Array.from(r.vectors[c]), want);
+      assert.ok(maxDiff(want, r.vectors[c], s) <= 1e-9, `${method} vector ${c}`);
+    });
+  }
+});
+
+test('digamma and rank normalisation', () => {
+  assert.ok(Math.abs(digamma(1) + 0.5772156649015329) < 1e-15);
+  assert.ok(Math.abs(digamma(0.5) + 1.9635100260214235) < 1e-14);
+  assert.ok(Math.abs(digamma(10) - 2.251752589066721) < 1e-14);
+  assert.ok(Math.abs(digamma(100) - 4.600161852738088) < 1e-14);
+  assert.ok(Math.abs(digamma(1234.5) - 7.1180162318279985) < 1e-13);
+  assert.ok(Math.abs(digamma(-0.5) - 0.03648997397857651) < 1e-14);
+  // stable ranks: ties keep sample order
+  assert.deepEqual(Array.from(rankNormalizeColumn([3, 1, 3, 2])), [2 / 4, 0, 3 / 4, 1 / 4]);
+});
+
+/** The reference's KSG written out over full n×n distance matrices. */
+function bruteKsg(x: Float64Array, y: Float64Array, k: number): number {
+  const n = x.length;
+  let sx = 0, sy = 0;
+  for (let i = 0; i < n; i++) {
+    const dz: number[] = [];
+    for (let j = 0; j < n; j++) if (j !== i) dz.push(Math.max(Math.abs(x[i] - x[j]), Math.abs(y[i] - y[j])));
+    dz.sort((a, b) => a - b);
+    const eps = dz[k - 1];
+    let nx = 0, ny = 0;
+    for (let j = 0; j < n; j++) {
+      if (j === i) continue;
+      if (Math.abs(x[i] - x[j]) < eps) nx++;
+      if (Math.abs(y[i] - y[j]) < eps) ny++;
+    }
+    sx += digamma(nx + 1);
+    sy += digamma(ny + 1);
+  }
+  return Math.max(0, digamma(n) + digamma(k) - sx / n - sy / n);
+}
+
+test('KSG: sorted-window search gives the brute-force estimate exactly, ties included', () => {
+  const rand = mulberry32(3);
+  const psi = Float64Array.from({ length: 200 }, (_, m) => digamma(m));
+  for (const n of [30, 150]) {
+    const a = Array.from({ length: n }, () => normal(rand));
+    const b = a.map((v) => 0.6 * v + normal(rand));
+    for (const [u, v] of [[a, b], [rankNormalizeColumn(a), rankNormalizeColumn(b)], [rankNormalizeColumn(a), rankNormalizeColumn(a.map((t) => -t))]]) {
+      const x = scaleLikeNumpy(u), y = scaleLikeNumpy(v);
+      for (const k of [1, 5]) {
+        const fast = ksgMutualInformation(sortColumn(x), sortColumn(y), k, psi);
+        assert.equal(fast, bruteKsg(x, y, k), `n=${n} k=${k}`);
+      }
+    }
+  }
+});
+
+test('undefined NPIB is reported with its reason, never NaN', () => {
+  const n = 20;
+  const diagonal = Array.from({ length: n }, (_, i) => [i / n, i / n]); // k-NN entropy > 0 with k = n − 1
+  const scrambled = Array.from({ length: n }, (_, i) => [i / n, ((7 * i + 3) % n) / n]); // entropy < 0
+  const duplicated = Array.from({ length: n }, () => [0.5, 0.5]); // r_k = 0: entropy −∞
+  const r = npibMatrix([diagonal, scrambled, duplicated], { kMi: 5, kEntropy: 50 });
+  assert.ok(r.entropy[0] > 0 && r.entropy[1] < 0 && r.entropy[2] === -Infinity, `entropies ${r.entropy}`);
+  assert.equal(typeof r.npib[0][0], 'number');
+  assert.equal(typeof r.npib[1][1], 'number');
+  assert.equal(r.npib[0][1], null);
+  assert.equal(r.npib[1][0], null);
+  assert.ok(r.npib.flat().every((v) => v === null || Number.isFinite(v)));
+  const pairs = r.undefinedPairs.map((p) => `${p.i},${p.j}`);
+  assert.deepEqual(pairs, ['0,1', '0,2', '1,2', '2,2']);
+  assert.match(r.undefinedPairs[0].reason, /entropy of layer 0 is 0\.\d+ and of layer 1 is -0\.\d+.*<= 0/);
+  assert.match(r.undefinedPairs[3].reason, /entropy of layer 2 is -Infinity \(duplicate/);
+  assert.match(JSON.stringify(r.npib), /null/);
+  assert.throws(() => fusionRatio(r.npib, 0, 1), (e: unknown) => e instanceof UserError && /layer 0 with layer\(s\) 1, 2/.test(e.message));
+});
+
+test('fusion ratio formula and knn entropy clamp', () => {
+  const S = [[2, 1], [1, 3]];
+  const r = 1.5 / (1.5 + 2);
+  assert.ok(Math.abs(fusionRatio(S, 0, 1) - Math.exp(r) / (1 + Math.exp(r))) < 1e-15);
+  assert.ok(Math.abs(fusionRatio(S, 0, 1, 2) - Math.exp(2 * r) / (1 + Math.exp(2 * r))) < 1e-15);
+  assert.equal(knnEntropy([[0, 0], [1, 0], [0, 2]], 50).k, 2);
+});
+
+test('options are checked, metrics are registered', () => {
+  const G = [gramFromActivations([[1, 0], [0, 1], [1, 1], [2, 0], [0, 3], [1, 2], [3, 1]])];
+  assert.throws(() => similarityFromGram(G, 7, { sigma: -1 }), UserError);
+  assert.throws(() => similarityFromGram(G, 7, { kMi: 7 }), UserError);
+  assert.throws(() => getSimilarityMetric('nope'), UserError);
+  // linear CKA: invariant to rotation and scale of the representation
+  const rand = mulberry32(9);
+  const X = Array.from({ length: 12 }, () => [normal(rand), normal(rand), normal(rand)]);
+  const c = Math.cos(0.7), s = Math.sin(0.7);
+  const Y = X.map(([a, b, z]) => [2 * (c * a - s * b), 2 * (s * a + c * b), 2 * z]);
+  const Z = X.map(([a]) => [a, 0, 0]);
+  const cka = getSimilarityMetric('cka').compute([gramFromActivations(X), gramFromActivations(Y), gramFromActivations(Z)], 12);
+  assert.ok(Math.abs(cka[0][1]! - 1) < 1e-12);
+  assert.ok(cka[0][2]! < 0.9);
+  const npib = getSimilarityMetric('npib').compute([gramFromActivations(X), gramFromActivations(Y)], 12);
+  assert.equal(npib.length, 2);
+});
+
+test('accumulateGram: float32 chunks summed in float64, no leaked tensors', async () => {
+  await initBackend('wasm');
+  const rand = mulberry32(21);
+  const n = 24, f = 300;
+  const rows = Array.from({ length: n }, () => Float32Array.from({ length: f }, () => normal(rand)));
+  const want = gramFromActivations(rows);
+  const G = new Float64Array(n * n);
+  const before = tf.memory().numTensors;
+  for (const [lo, hi] of [[0, 100], [100, 250], [250, 300]]) {
+    const chunk = tf.tensor2d(rows.map((r) => Array.from(r.subarray(lo, hi)))); // [n, hi - lo]
+    accumulateGram(G, chunk);
+    chunk.dispose();
+  }
+  assert.equal(tf.memory().numTensors, before);
+  const scale = Math.max(...want.map(Math.abs));
+  assert.ok(maxDiff(G, want) <= 1e-5 * scale, `max error ${maxDiff(G, want)} (scale ${scale})`);
+  const wrong = tf.zeros([3, 2]) as tf.Tensor2D;
+  assert.throws(() => accumulateGram(new Float64Array(4), wrong));
+  wrong.dispose();
+});
+
+test('bench: similarity benchmark runs on tiny sizes', async () => {
+  await initBackend('wasm');
+  const before = tf.memory().numTensors;
+  const lines: string[] = [];
+  const rows = runSimilarityBench({ sizes: [16, 24], hidden: 32, layers: 3, seed: 1, reference: null }, (l) => lines.push(l));
+  assert.equal(rows.length, 2);
+  assert.equal(lines.length, 2);
+  for (const r of rows) {
+    assert.ok(r.totalSeconds >= r.gramSeconds && r.totalSeconds > 0);
+    assert.equal(r.reference, 'skipped');
+  }
+  assert.equal(tf.memory().numTensors, before);
+});
