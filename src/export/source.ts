@@ -18,8 +18,11 @@ export interface TensorSource {
   read(name: string): Float32Array | Promise<Float32Array>;
 }
 
+/** A tensor source whose reads are synchronous (checkpoints, resident models, plans over them). */
+export type SyncTensorSource = Omit<TensorSource, 'read'> & { read(name: string): Float32Array };
+
 /** Reads a model directory tensor by tensor; `close()` releases its files. */
-export function checkpointSource(dir: string): TensorSource & { read(name: string): Float32Array; close(): void } {
+export function checkpointSource(dir: string): SyncTensorSource & { close(): void } {
   const config = readConfig(dir);
   const ckpt = openCheckpoint(dir);
   try {
@@ -39,7 +42,7 @@ export function checkpointSource(dir: string): TensorSource & { read(name: strin
 }
 
 /** A loaded model's weights (resident tensors, or layers read from its checkpoint when it streams). */
-export function modelSource(model: LlamaModel): TensorSource & { read(name: string): Float32Array } {
+export function modelSource(model: LlamaModel): SyncTensorSource {
   const shapes = expectedTensors(model.config);
   return {
     config: model.config,
