@@ -10,10 +10,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { type LlamaConfig, expectedTensors, layerTensorShapes } from '../model/config.ts';
 import { modelFromTensors, type LlamaModel } from '../model/model.ts';
-import type { TensorSource } from '../export/source.ts';
-
-/** A tensor source whose reads are synchronous (checkpoints, resident models, plans over them). */
-export type SyncTensorSource = Omit<TensorSource, 'read'> & { read(name: string): Float32Array };
+import type { SyncTensorSource } from '../export/source.ts';
 
 export interface LayerMix {
   /** Original layers and their weights for the projection weights and biases. */

@@ -3,5 +3,11 @@ import type { CommandModule } from 'yargs';
 import { infoCommand } from './info.ts';
 import { forwardCommand } from './forward.ts';
 import { generateCommand } from './generate.ts';
+import { similarityCommand } from './similarity.ts';
+import { compressCommand } from './compress.ts';
+import { evalCommand } from './eval.ts';
+import { exportCommand } from './export.ts';
+import { sweepCommand } from './sweep.ts';
+import { demoCommand } from './demo.ts';
 
-export const COMMANDS: CommandModule<any, any>[] = [infoCommand, forwardCommand, generateCommand];
+export const COMMANDS: CommandModule<any, any>[] = [infoCommand, forwardCommand, generateCommand, similarityCommand, compressCommand, evalCommand, exportCommand, sweepCommand, demoCommand];

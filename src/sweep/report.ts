@@ -1,0 +1,83 @@
+/**
+ * What a sweep leaves behind: results.csv and results.json, the three charts (SVG and PNG),
+ * summary.md that reads on its own, and run.json with everything needed to repeat the run.
+ */
+import { join } from 'node:path';
+import { stringify } from 'csv-stringify/sync';
+import { atomicWriteText } from '../io/atomic.ts';
+import type { MmluSummary } from '../eval/mmlu/results.ts';
+import { accuracySpec, categoriesSpec, renderChart, similarityHeatmapSpec } from '../report/charts.ts';
+import type { SweepPoint } from './sweep.ts';
+
+export const RESULT_COLUMNS: (keyof SweepPoint)[] = [
+  'method', 'layers_removed', 'layers', 'compression_ratio', 'mmlu', 'mmlu_macro', 'stem', 'humanities',
+  'social_sciences', 'other', 'perplexity', 'agreement', 'kl', 'seconds',
+];
+
+export interface SweepReportInput {
+  out: string;
+  base: SweepPoint;
+  baseSummary: MmluSummary;
+  points: SweepPoint[];
+  analysis: Record<string, unknown> | null;
+  chosen?: string;
+  pointSummary: (method: string, removed: number) => MmluSummary | null;
+  run: Record<string, unknown>;
+}
+
+const pct = (x: number | null) => (x === null ? '' : `${(100 * x).toFixed(2)}%`);
+
+/** The point shown in categories.png: --chosen "method:k", else the largest MKA (or any) count. */
+function chosenPoint(points: SweepPoint[], chosen?: string): SweepPoint | null {
+  if (chosen) {
+    const [m, k] = chosen.split(':');
+    return points.find((p) => p.method === m && p.layers_removed === Number(k)) ?? null;
+  }
+  const removed = points.filter((p) => p.layers_removed > 0);
+  const mka = removed.filter((p) => p.method === 'mka');
+  const pool = mka.length ? mka : removed;
+  return pool.sort((a, b) => b.layers_removed - a.layers_removed)[0] ?? null;
+}
+
+/** Writes every report file of a sweep. */
+export async function writeSweepReport(r: SweepReportInput): Promise<void> {
+  const rows = [{ ...r.base }, ...r.points];
+  atomicWriteText(join(r.out, 'results.csv'), stringify(rows.map((p) => RESULT_COLUMNS.map((c) => p[c] ?? '')), { header: true, columns: RESULT_COLUMNS as string[] }));
+  atomicWriteText(join(r.out, 'results.json'), JSON.stringify({ baseline: r.base, points: r.points }, null, 2) + '\n');
+
+  const charts: string[] = [];
+  if (r.analysis?.npib) {
+    await renderChart(similarityHeatmapSpec(r.analysis.npib as (number | null)[][]), join(r.out, 'similarity'));
+    charts.push('similarity');
+  }
+  await renderChart(accuracySpec(r.points.map((p) => ({ method: p.method, layersRemoved: p.layers_removed, ratio: p.compression_ratio, accuracy: p.mmlu })), r.base.mmlu, 0.25), join(r.out, 'accuracy'));
+  charts.push('accuracy');
+  const pick = chosenPoint(r.points, r.chosen);
+  const pickSummary = pick ? r.pointSummary(pick.method, pick.layers_removed) : null;
+  if (pick && pickSummary) {
+    const setting = `${pick.method} −${pick.layers_removed} layers`;
+    await renderChart(categoriesSpec([
+      ...r.baseSummary.categories.map((c) => ({ category: c.name, setting: 'original', accuracy: c.accuracy })),
+      ...pickSummary.categories.map((c) => ({ category: c.name, setting, accuracy: c.accuracy })),
+    ]), join(r.out, 'categories'));
+    charts.push('categories');
+  }
+  atomicWriteText(join(r.out, 'run.json'), JSON.stringify(r.run, null, 2) + '\n');
+
+  const table = [
+    '| method | removed | layers | ratio | MMLU | macro | STEM | humanities | social sci. | other | ppl | agreement |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+    ...rows.map((p) => `| ${p.method} | ${p.layers_removed} | ${p.layers} | ${(100 * p.compression_ratio).toFixed(1)}% | ${pct(p.mmlu)} | ${pct(p.mmlu_macro)} | ${pct(p.stem)} | ${pct(p.humanities)} | ${pct(p.social_sciences)} | ${pct(p.other)} | ${p.perplexity.toFixed(2)} | ${pct(p.agreement)} |`),
+  ].join('\n');
+  const best = new Map<number, SweepPoint>();
+  for (const p of r.points) if (p.layers_removed > 0 && (!best.has(p.layers_removed) || best.get(p.layers_removed)!.mmlu < p.mmlu)) best.set(p.layers_removed, p);
+  const lines = [
+    `# Sweep: ${String((r.run.options as { model?: string })?.model ?? '')}`, '',
+    `Uncompressed: MMLU ${pct(r.base.mmlu)} with ${r.base.layers} layers.`,
+    ...[...best].sort((a, b) => a[0] - b[0]).map(([k, p]) => `Removing ${k} layer${k > 1 ? 's' : ''}: best is **${p.method}** at ${pct(p.mmlu)} (${((p.mmlu - r.base.mmlu) * 100).toFixed(2)} points).`),
+    '', table, '',
+    ...charts.map((c) => `![${c}](${c}.png)\n`),
+    'Files: `results.csv` / `results.json` (every point), `run.json` (options, versions, backend, timings), SVG versions of each chart.', '',
+  ];
+  atomicWriteText(join(r.out, 'summary.md'), lines.join('\n'));
+}
