@@ -44,7 +44,7 @@ export async function main(argv: string[]): Promise<void> {
     .strict()
     .demandCommand(1, 'name a command (see --help)')
     .recommendCommands()
-    .wrap(Math.min(110, process.stdout.columns || 110))
+    .wrap(null)
     .fail((msg, err) => {
       if (err) fail(err);
       process.stderr.write(`mka: ${msg} (see --help)\n`);

@@ -3,6 +3,7 @@ import type { CommandModule } from 'yargs';
 import { infoCommand } from './info.ts';
 import { forwardCommand } from './forward.ts';
 import { generateCommand } from './generate.ts';
+import { convertCommand } from './convert.ts';
 import { similarityCommand } from './similarity.ts';
 import { compressCommand } from './compress.ts';
 import { evalCommand } from './eval.ts';
@@ -10,4 +11,4 @@ import { exportCommand } from './export.ts';
 import { sweepCommand } from './sweep.ts';
 import { demoCommand } from './demo.ts';
 
-export const COMMANDS: CommandModule<any, any>[] = [infoCommand, forwardCommand, generateCommand, similarityCommand, compressCommand, evalCommand, exportCommand, sweepCommand, demoCommand];
+export const COMMANDS: CommandModule<any, any>[] = [infoCommand, forwardCommand, generateCommand, convertCommand, similarityCommand, compressCommand, evalCommand, exportCommand, sweepCommand, demoCommand];

@@ -1,0 +1,54 @@
+/**
+ * Every command's --help (defaults and examples shown), the command list against the README's table,
+ * and the CLI's exit codes: 0 ok, 1 user error on one line.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+
+const CLI = join(process.cwd(), 'bin', 'mka.mjs');
+const run = (...args: string[]) => spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8' });
+
+/** Commands listed in a --help page's "Commands:" section. */
+function commandsIn(help: string): string[] {
+  const section = help.split(/\n\n/).find((s) => s.startsWith('Commands:')) ?? '';
+  return section.split('\n').slice(1).map((l) => l.trim().split(/\s+/).slice(1, 3)).map(([a, b]) => (b && !b.startsWith('<') && !b.startsWith('[') && !/^[A-Z]/.test(b) ? `${a} ${b}` : a)).filter(Boolean);
+}
+
+function leafCommands(): string[] {
+  const top = commandsIn(run('--help').stdout);
+  return top.flatMap((c) => {
+    const sub = commandsIn(run(c, '--help').stdout).filter((s) => s.startsWith(`${c} `));
+    return sub.length ? sub : [c];
+  });
+}
+
+test('every command has --help with defaults and an example, and the README lists exactly these commands', () => {
+  const leaves = leafCommands();
+  for (const must of ['info', 'forward', 'generate', 'convert-llama2c', 'similarity', 'compress', 'eval mmlu', 'export tfjs', 'export hf', 'sweep', 'demo']) {
+    assert.ok(leaves.includes(must), `command ${must} missing from --help (have ${leaves.join(', ')})`);
+  }
+  for (const c of leaves) {
+    const r = run(...c.split(' '), '--help');
+    assert.equal(r.status, 0, `${c} --help exited ${r.status}: ${r.stderr}`);
+    assert.match(r.stdout, /Examples:/, `${c} --help shows no example`);
+    assert.match(r.stdout, /--backend/, `${c} --help lacks the global options`);
+    assert.match(r.stdout, /\[default:/, `${c} --help shows no defaults`);
+  }
+  const readme = readFileSync('README.md', 'utf8');
+  const table = [...readme.matchAll(/^\| `mka ([a-z0-9-]+(?: [a-z0-9-]+)?)[^`]*` \|/gm)].map((m) => m[1]);
+  assert.deepEqual([...table].sort(), [...leaves].sort(), 'README command table and the CLI disagree');
+});
+
+test('user errors exit 1 with one line; unknown commands are refused', () => {
+  const r = run('info', '--model', '/nonexistent/model');
+  assert.equal(r.status, 1);
+  assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+  assert.match(r.stderr, /nonexistent/);
+  const u = run('frobnicate');
+  assert.equal(u.status, 1);
+  const bad = run('compress', '--model', 'x', '--remove', '1', '--out', 'y', '--method', 'nope');
+  assert.equal(bad.status, 1);
+});
