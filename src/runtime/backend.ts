@@ -6,7 +6,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { UserError } from './errors.ts';
-import { installNativeMatMul } from './native-matmul.ts';
+import { installNativeMatMul, uninstallNativeMatMul } from './native-matmul.ts';
 
 export const BACKENDS = ['auto', 'tensorflow', 'wasm', 'cpu'] as const;
 export type BackendChoice = (typeof BACKENDS)[number];
@@ -64,6 +64,7 @@ export async function initBackend(
   if (!info && (choice === 'wasm' || choice === 'auto')) {
     if (await tryWasm()) {
       const wantNative = opts.native !== false && choice === 'auto' && process.env.MKA_NATIVE !== '0';
+      if (!wantNative) uninstallNativeMatMul();
       const native = wantNative ? installNativeMatMul({ threads: opts.threads }) : { ok: false, reason: 'disabled' };
       info = {
         name: 'wasm',

@@ -17,7 +17,7 @@ import { UserError } from '../../runtime/errors.ts';
 import type { Tokenizer } from '../../tokenizer/tokenizer.ts';
 import { ANSWER_LETTERS, type AnswerLetter, type MmluData } from './data.ts';
 import { checkNtrain } from './prompt.ts';
-import { answerTokenIds, planStats, planSubject, type AnswerTokens, type PlanStats, type PlannedQuestion, type SubjectPlan } from './plan.ts';
+import { answerTokenIds, batchesOf, planStats, planSubject, type AnswerTokens, type PlanStats, type PlannedQuestion, type SubjectPlan } from './plan.ts';
 import {
   type MmluSummary, type RunKey, type SubjectResult, dataFingerprint, modelFingerprint, openResultsDir, summarize, writeDumpFile,
 } from './results.ts';
@@ -95,11 +95,14 @@ export interface EvaluateMmluResult {
   records: QuestionRecord[];
   /** Scores (null on a dry run). */
   summary: MmluSummary | null;
-  stats: PlanStats;
   /** Subjects loaded from an earlier run instead of computed. */
   resumedSubjects: string[];
-  /** Seconds spent computing (excluding resumed subjects) and questions computed. */
+  /** Plans of the subjects computed by this run (all subjects on a dry run or with a dump). */
+  stats: PlanStats;
+  /** Seconds this run spent (resumed subjects excluded), of which planSeconds tokenizing and fitting prompts. */
   seconds: number;
+  planSeconds: number;
+  /** Questions computed by this run. */
   computedQuestions: number;
 }
 
@@ -222,6 +225,20 @@ export function klDivergence(pLogits: readonly number[], qLogits: readonly numbe
   return Math.max(0, lp.reduce((s, v, i) => s + Math.exp(v) * (v - lq[i]), 0));
 }
 
+/** Largest cache (bytes) copied per batch row by expandCache; larger ones are broadcast by forward(). */
+const EXPAND_CACHE_BYTES = 256 * 2 ** 20;
+
+/**
+ * The batch-1 prefix cache repeated for `rows` rows when that fits EXPAND_CACHE_BYTES (a concat of
+ * copies is far cheaper than the tile forward() broadcasts with on the wasm backend); else the cache.
+ */
+function expandCache(cache: KVCache, rows: number): KVCache {
+  const bytes = rows * [...cache.keys, ...cache.values].reduce((n, t) => n + 4 * t.size, 0);
+  if (rows === 1 || bytes > EXPAND_CACHE_BYTES) return cache;
+  const repeat = (t: tf.Tensor4D) => tf.concat(new Array<tf.Tensor4D>(rows).fill(t), 0); // [rows, kv, S, hd]
+  return { keys: cache.keys.map(repeat), values: cache.values.map(repeat), length: cache.length };
+}
+
 /** Yields to the event loop (so a SIGINT handler can run) and stops when the signal aborted. */
 async function checkpoint(signal: AbortSignal | undefined, done: number, total: number): Promise<void> {
   await new Promise((resolve) => setImmediate(resolve));
@@ -229,43 +246,51 @@ async function checkpoint(signal: AbortSignal | undefined, done: number, total: 
 }
 
 /**
- * Scores every question of a plan on `model`: each prefix group on its cache in batches, the other
- * questions alone. Returns scores by question index.
+ * Scores every question of a plan on `model`: each prefix group on its cache in batches, then the
+ * other questions on their full ids. Returns scores by question index.
  */
 async function scorePlan(
-  model: LlamaModel, plan: SubjectPlan, answerIds: readonly number[], wantNll: boolean, batchSize: number,
+  model: LlamaModel, plan: SubjectPlan, answerIds: readonly number[], wantNll: boolean, batchSize: number, batchAlone: boolean,
   step: (questions: number) => Promise<void>,
 ): Promise<Map<number, RowScores & { cached: boolean }>> {
   const scores = new Map<number, RowScores & { cached: boolean }>();
   for (const g of plan.groups) {
     const prefix = forward(model, [g.prefixIds.slice(0, g.start)], { logits: 'none', returnCache: true });
     try {
-      for (let b0 = 0; b0 < g.members.length; b0 += batchSize) {
-        const batch = g.members.slice(b0, b0 + batchSize);
-        scoreRows(model, batch, g.start, prefix.cache!, answerIds, wantNll)
-          .forEach((s, j) => scores.set(batch[j].question.index, { ...s, cached: true }));
+      for (const batch of batchesOf(g.members, batchSize, g.start)) {
+        const cache = expandCache(prefix.cache!, batch.length);
+        try {
+          scoreRows(model, batch, g.start, cache, answerIds, wantNll)
+            .forEach((s, j) => scores.set(batch[j].question.index, { ...s, cached: true }));
+        } finally {
+          if (cache !== prefix.cache) disposeCache(cache);
+        }
         await step(batch.length);
       }
     } finally {
       disposeCache(prefix.cache!);
     }
   }
-  for (const pq of plan.alone) {
-    scores.set(pq.question.index, { ...scoreRows(model, [pq], 0, undefined, answerIds, wantNll)[0], cached: false });
-    await step(1);
+  // Questions without a shared prefix: batched by length on the fast path, one by one on the naive one.
+  const alone = batchAlone
+    ? batchesOf([...plan.alone].sort((a, b) => b.ids.length - a.ids.length || a.question.index - b.question.index), batchSize)
+    : plan.alone.map((pq) => [pq]);
+  for (const batch of alone) {
+    scoreRows(model, batch, 0, undefined, answerIds, wantNll).forEach((s, j) => scores.set(batch[j].question.index, { ...s, cached: false }));
+    await step(batch.length);
   }
   return scores;
 }
 
 /** Evaluates one subject: the model's records, plus agreement and KL against the reference model. */
 async function evaluateSubject(
-  opts: EvaluateMmluOptions, plan: SubjectPlan, answerIds: readonly number[], batchSize: number,
+  opts: EvaluateMmluOptions, plan: SubjectPlan, answerIds: readonly number[], batchSize: number, batched: boolean,
   step: (questions: number) => Promise<void>,
 ): Promise<QuestionRecord[]> {
   const ref = opts.referenceModel;
-  // With a reference model, progress counts half a question per model.
-  const own = await scorePlan(opts.model, plan, answerIds, true, batchSize, ref ? async () => step(0) : step);
-  const refScores = ref ? await scorePlan(ref, plan, answerIds, false, batchSize, step) : null;
+  // With a reference model, questions count as done when the reference has run them too.
+  const own = await scorePlan(opts.model, plan, answerIds, true, batchSize, batched, ref ? async () => step(0) : step);
+  const refScores = ref ? await scorePlan(ref, plan, answerIds, false, batchSize, batched, step) : null;
   return plan.questions.map((pq): QuestionRecord => {
     const q = pq.question;
     const s = own.get(q.index)!;
@@ -319,12 +344,14 @@ export async function evaluateMmlu(opts: EvaluateMmluOptions): Promise<EvaluateM
 
   // Planning everything up front is needed for a dump or a dry run; otherwise each subject is planned when reached.
   let plans: Map<string, SubjectPlan> | null = null;
+  const tPlan = performance.now();
   if (opts.dumpPrompts !== undefined || opts.dryRun) {
     plans = new Map(subjects.map((s) => [s, planOf(s)]));
     if (opts.dumpPrompts !== undefined) writeDumpFile(opts.dumpPrompts, [...plans.values()]);
   }
   if (opts.dryRun) {
-    return { records: [], summary: null, stats: planStats([...plans!.values()], batchSize), resumedSubjects: [], seconds: 0, computedQuestions: 0 };
+    const planSeconds = (performance.now() - tPlan) / 1000;
+    return { records: [], summary: null, stats: planStats([...plans!.values()], batchSize), resumedSubjects: [], seconds: planSeconds, planSeconds, computedQuestions: 0 };
   }
 
   const key: RunKey = {
@@ -345,19 +372,21 @@ export async function evaluateMmlu(opts: EvaluateMmluOptions): Promise<EvaluateM
   const questionsToRun = subjects.filter((s) => !done.has(s))
     .reduce((n, s) => n + Math.min(opts.limit ?? Infinity, data.test.get(s)!.length), 0);
   const t0 = performance.now();
-  let computedQuestions = 0;
-  const allPlans: SubjectPlan[] = [];
+  let computedQuestions = 0, planSeconds = plans ? (t0 - tPlan) / 1000 : 0;
+  const computedPlans: SubjectPlan[] = [];
   for (const subject of subjects) {
-    const plan = plans?.get(subject) ?? planOf(subject);
-    allPlans.push(plan);
     if (done.has(subject)) continue;
+    const tp = performance.now();
+    const plan = plans?.get(subject) ?? planOf(subject);
+    if (!plans) planSeconds += (performance.now() - tp) / 1000;
+    computedPlans.push(plan);
     const step = async (n: number) => {
       opts.onProgress?.({ subject, questions: n, subjectsDone: done.size, subjectsTotal: subjects.length, questionsToRun });
       await checkpoint(opts.signal, done.size, subjects.length);
     };
     await checkpoint(opts.signal, done.size, subjects.length);
     const run = cached ? plan : { ...plan, groups: [], alone: [...plan.questions] };
-    const records = await evaluateSubject(opts, run, answerIds, batchSize, step);
+    const records = await evaluateSubject(opts, run, answerIds, batchSize, cached, step);
     const result: SubjectResult = { subject, data: dataFingerprint(data, subject), questions: records };
     results?.save(result);
     done.set(subject, result);
@@ -365,17 +394,17 @@ export async function evaluateMmlu(opts: EvaluateMmluOptions): Promise<EvaluateM
     opts.onProgress?.({ subject, questions: 0, subjectsDone: done.size, subjectsTotal: subjects.length, questionsToRun });
     opts.onSubjectDone?.(result);
   }
-  const seconds = (performance.now() - t0) / 1000;
+  const seconds = (performance.now() - tPlan) / 1000;
   const ordered = subjects.map((s) => done.get(s)!);
   const summary = summarize(ordered, {
     model: model.dir, reference: ref?.dir ?? null, data: data.dir, ntrain: opts.ntrain, limit: opts.limit ?? null, answerTokens,
     extra: opts.keyExtra ?? {},
   });
-  const stats = planStats(allPlans, batchSize);
+  const stats = planStats(computedPlans, batchSize);
   results?.finish(summary, {
-    backend: tf.getBackend(), cached, batchSize, seconds, computedQuestions,
+    backend: tf.getBackend(), cached, batchSize, seconds, planSeconds, computedQuestions,
     questionsPerSecond: seconds > 0 ? computedQuestions / seconds : null, resumedSubjects,
     uncachedQuestions: cached ? stats.uncachedQuestions : stats.questions,
   });
-  return { records: ordered.flatMap((r) => r.questions), summary, stats, resumedSubjects, seconds, computedQuestions };
+  return { records: ordered.flatMap((r) => r.questions), summary, stats, resumedSubjects, seconds, planSeconds, computedQuestions };
 }

@@ -161,6 +161,27 @@ function groupByPrefix(
   return { groups, alone };
 }
 
+/** A batch row may be padded by at most this fraction of its batch's longest row. */
+export const MAX_PADDING = Number(process.env.MKA_MAX_PADDING ?? 0.1);
+
+/**
+ * Splits questions sorted longest first into batches of at most batchSize whose rows are fed
+ * `skip` tokens less, starting a new batch when a row would need more than MAX_PADDING padding.
+ */
+export function batchesOf(sorted: readonly PlannedQuestion[], batchSize: number, skip = 0): PlannedQuestion[][] {
+  const batches: PlannedQuestion[][] = [];
+  let cur: PlannedQuestion[] = [];
+  for (const pq of sorted) {
+    if (cur.length > 0 && (cur.length >= batchSize || pq.ids.length - skip < (1 - MAX_PADDING) * (cur[0].ids.length - skip))) {
+      batches.push(cur);
+      cur = [];
+    }
+    cur.push(pq);
+  }
+  if (cur.length > 0) batches.push(cur);
+  return batches;
+}
+
 /** Token counts of a set of plans: what a run costs with and without prefix caching. */
 export interface PlanStats {
   subjects: number;
@@ -204,7 +225,7 @@ export function planStats(plans: readonly SubjectPlan[], batchSize = 16): PlanSt
     for (const pq of p.alone) s.cachedTokens += pq.ids.length;
     for (const g of p.groups) {
       s.prefixes++;
-      s.batches += Math.ceil(g.members.length / batchSize);
+      s.batches += batchesOf(g.members, batchSize, g.start).length;
       prefixTokens += g.start;
       s.cachedTokens += g.start;
       for (const pq of g.members) {

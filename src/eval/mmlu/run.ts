@@ -41,6 +41,7 @@ export interface RunMmluResult {
   estimate?: CostEstimate;
   resumedSubjects: string[];
   seconds: number;
+  planSeconds: number;
   computedQuestions: number;
 }
 
@@ -72,7 +73,7 @@ export async function runMmluEval(opts: RunMmluOptions): Promise<RunMmluResult> 
       keyExtra: { quantize }, dumpPrompts: opts.dumpPrompts, dryRun: opts.dryRun, onProgress: opts.onProgress, signal: opts.signal,
     });
     const estimate = opts.dryRun ? estimateMmluCost(model, r.stats, opts.batchSize ?? 16) : undefined;
-    return { out, summary: r.summary, stats: r.stats, estimate, resumedSubjects: r.resumedSubjects, seconds: r.seconds, computedQuestions: r.computedQuestions };
+    return { out, summary: r.summary, stats: r.stats, estimate, resumedSubjects: r.resumedSubjects, seconds: r.seconds, planSeconds: r.planSeconds, computedQuestions: r.computedQuestions };
   } finally {
     disposeModel(model);
     if (reference) disposeModel(reference);
