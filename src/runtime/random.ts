@@ -1,15 +1,21 @@
 /** Seeded pseudo-random numbers, identical on every platform. */
 
-/** mulberry32: a small, fast 32-bit generator returning floats in [0, 1). */
-export function mulberry32(seed: number): () => number {
+/** mulberry32: a small, fast generator of uniform 32-bit unsigned integers (integer arithmetic only). */
+export function mulberry32u(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;
     let t = a;
     t = Math.imul(t ^ (t >>> 15), t | 1);
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    return (t ^ (t >>> 14)) >>> 0;
   };
+}
+
+/** mulberry32 as floats in [0, 1). */
+export function mulberry32(seed: number): () => number {
+  const next = mulberry32u(seed);
+  return () => next() / 4294967296;
 }
 
 /** Fisher–Yates shuffle of a copy of `xs` with the given generator. */

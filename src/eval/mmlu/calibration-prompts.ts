@@ -11,6 +11,7 @@
  * as the paper does. All subjects' questions are then sampled without replacement from one PRNG stream.
  */
 import { UserError } from '../../runtime/errors.ts';
+import { mulberry32u } from '../../runtime/random.ts';
 import type { MmluData } from './data.ts';
 import { formatExample } from './prompt.ts';
 
@@ -30,18 +31,6 @@ export interface CalibrationOptions {
   seed?: number;
   /** How the subjects are chosen when fewer than all: seeded sample (default) or first N sorted. */
   subjectOrder?: 'seeded' | 'first';
-}
-
-/** mulberry32: a small deterministic PRNG; returns uniform 32-bit unsigned integers. */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (t ^ (t >>> 14)) >>> 0;
-  };
 }
 
 /** Uniform integer in [0, n) from a 32-bit generator, by rejection (no modulo bias). */
@@ -82,7 +71,7 @@ export function sampleCalibrationPrompts(data: MmluData, opts: CalibrationOption
   if (nSubjects > all.length) {
     throw new UserError(`--subjects ${nSubjects}: only ${all.length} MMLU subjects are loaded from ${data.dir}; use --subjects ${all.length} or less`);
   }
-  const next = mulberry32(seed);
+  const next = mulberry32u(seed);
   const chosen = nSubjects === all.length ? all
     : opts.subjectOrder === 'first' ? all.slice(0, nSubjects)
       : sampleIndices(all.length, nSubjects, next).map((i) => all[i]);
