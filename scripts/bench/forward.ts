@@ -63,7 +63,7 @@ export async function main(argv: string[]): Promise<void> {
     .option('backend', { choices: BACKENDS, default: 'auto' as BackendChoice })
     .option('threads', { type: 'number', default: availableParallelism(), describe: 'BLAS threads of the native path' })
     .option('compare', { type: 'boolean', default: true, describe: 'with the native path: also print the sgemm ceiling and plain WebAssembly' })
-    .option('wasm-reps', { type: 'number', default: 1, describe: 'timed passes on plain WebAssembly for the comparison' })
+    .option('wasm-reps', { type: 'number', default: 1, describe: 'timed passes on plain WebAssembly for the comparison (0: skip it)' })
     .parseSync();
   const heads = a.heads ?? Math.max(1, Math.round(a.hidden / 64));
   const c = parseConfig({
@@ -84,10 +84,14 @@ export async function main(argv: string[]): Promise<void> {
 async function compareWithWasm(c: LlamaConfig, T: number, B: number, fast: number, threads: number, wasmReps: number): Promise<void> {
   const ceiling = measureSgemmCeiling({ threads });
   console.log(`sgemm ceiling (same BLAS, 2048³, ${threads} threads): ${ceiling === null ? 'n/a' : `${ceiling.toFixed(2)} GFLOP/s`}`);
+  const ofCeiling = ceiling === null ? 'n/a' : `${((100 * fast) / ceiling).toFixed(1)}% of the sgemm ceiling`;
+  if (wasmReps < 1) {
+    console.log(`fast path: ${fast.toFixed(2)} GFLOP/s = ${ofCeiling} (plain WebAssembly skipped: --wasm-reps 0)`);
+    return;
+  }
   const info = await initBackend('wasm');
   const secs = timeForward(c, T, B, wasmReps, 0);
   const wasm = forwardFlops(c, T, B) / secs / 1e9;
   console.log(`prefill ${B}x${T} tokens on ${info.description}: ${secs.toFixed(3)} s/pass, ${((B * T) / secs).toFixed(1)} tokens/s, ${wasm.toFixed(2)} GFLOP/s`);
-  const ofCeiling = ceiling === null ? 'n/a' : `${((100 * fast) / ceiling).toFixed(1)}% of the sgemm ceiling`;
   console.log(`fast path: ${fast.toFixed(2)} GFLOP/s = ${ofCeiling}, ${(fast / wasm).toFixed(1)}× plain WebAssembly`);
 }
