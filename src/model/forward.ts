@@ -235,12 +235,3 @@ export function forward(model: LlamaModel, inputIds: number[][], opts: ForwardOp
     mask.dispose();
   }
 }
-
-/** Concatenates two caches along positions (prefix first); the inputs are left as they were. */
-export function extendCache(a: KVCache, b: KVCache): KVCache {
-  return {
-    keys: a.keys.map((k, i) => tf.concat([k, b.keys[i]], 2)),
-    values: a.values.map((v, i) => tf.concat([v, b.values[i]], 2)),
-    length: a.length + b.length,
-  };
-}
