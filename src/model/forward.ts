@@ -104,8 +104,9 @@ function decoderBlock(
       .reshape([B, T, nKV, hd]).transpose([0, 2, 1, 3]) as tf.Tensor4D; // [B, nKV, T, hd]
     let k = kNew, v = vNew;
     if (past) {
-      const pk = past.k.shape[0] === B ? past.k : tf.tile(past.k, [B, 1, 1, 1]);
-      const pv = past.v.shape[0] === B ? past.v : tf.tile(past.v, [B, 1, 1, 1]);
+      // a batch-1 prefix cache serves every row (concat of copies: much faster than tile on wasm)
+      const pk = past.k.shape[0] === B ? past.k : tf.concat(new Array(B).fill(past.k), 0);
+      const pv = past.v.shape[0] === B ? past.v : tf.concat(new Array(B).fill(past.v), 0);
       k = tf.concat([pk, kNew], 2);
       v = tf.concat([pv, vNew], 2);
     }

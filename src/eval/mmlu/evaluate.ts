@@ -17,7 +17,7 @@ import { UserError } from '../../runtime/errors.ts';
 import type { Tokenizer } from '../../tokenizer/tokenizer.ts';
 import { ANSWER_LETTERS, type AnswerLetter, type MmluData } from './data.ts';
 import { checkNtrain } from './prompt.ts';
-import { answerTokenIds, batchesOf, planStats, planSubject, type AnswerTokens, type PlanStats, type PlannedQuestion, type SubjectPlan } from './plan.ts';
+import { MAX_PADDING, answerTokenIds, batchesOf, planStats, planSubject, type AnswerTokens, type PlanStats, type PlannedQuestion, type SubjectPlan } from './plan.ts';
 import {
   type MmluSummary, type RunKey, type SubjectResult, dataFingerprint, modelFingerprint, openResultsDir, summarize, writeDumpFile,
 } from './results.ts';
@@ -69,6 +69,8 @@ export interface EvaluateMmluOptions {
   answerTokens?: AnswerTokens;
   /** Questions per forward pass on the cached path (default 16). */
   batchSize?: number;
+  /** Longest padding of a batch row, as a fraction of its batch's longest row (default MAX_PADDING, 0.1). */
+  maxPadding?: number;
   /** Prefix caching and batching (default true); false runs every full prompt alone (the reference path). */
   cached?: boolean;
   /** The uncompressed model: adds top-1 agreement and KL divergence of the answer distribution. */
@@ -112,6 +114,12 @@ export class EvaluationInterrupted extends Error {
     super(`MMLU evaluation interrupted after ${subjectsDone} of ${subjectsTotal} subjects`);
     this.name = 'EvaluationInterrupted';
   }
+}
+
+/** How questions are batched on the fast path. */
+interface Batching {
+  size: number;
+  maxPadding: number;
 }
 
 /** Logits rows computed for one batch, per row: the 4 answer logits and the question part's summed NLL. */
@@ -250,14 +258,14 @@ async function checkpoint(signal: AbortSignal | undefined, done: number, total: 
  * other questions on their full ids. Returns scores by question index.
  */
 async function scorePlan(
-  model: LlamaModel, plan: SubjectPlan, answerIds: readonly number[], wantNll: boolean, batchSize: number, batchAlone: boolean,
+  model: LlamaModel, plan: SubjectPlan, answerIds: readonly number[], wantNll: boolean, batching: Batching | null,
   step: (questions: number) => Promise<void>,
 ): Promise<Map<number, RowScores & { cached: boolean }>> {
   const scores = new Map<number, RowScores & { cached: boolean }>();
   for (const g of plan.groups) {
     const prefix = forward(model, [g.prefixIds.slice(0, g.start)], { logits: 'none', returnCache: true });
     try {
-      for (const batch of batchesOf(g.members, batchSize, g.start)) {
+      for (const batch of batchesOf(g.members, batching!.size, g.start, batching!.maxPadding)) {
         const cache = expandCache(prefix.cache!, batch.length);
         try {
           scoreRows(model, batch, g.start, cache, answerIds, wantNll)
@@ -272,8 +280,8 @@ async function scorePlan(
     }
   }
   // Questions without a shared prefix: batched by length on the fast path, one by one on the naive one.
-  const alone = batchAlone
-    ? batchesOf([...plan.alone].sort((a, b) => b.ids.length - a.ids.length || a.question.index - b.question.index), batchSize)
+  const alone = batching
+    ? batchesOf([...plan.alone].sort((a, b) => b.ids.length - a.ids.length || a.question.index - b.question.index), batching.size, 0, batching.maxPadding)
     : plan.alone.map((pq) => [pq]);
   for (const batch of alone) {
     scoreRows(model, batch, 0, undefined, answerIds, wantNll).forEach((s, j) => scores.set(batch[j].question.index, { ...s, cached: false }));
@@ -284,13 +292,13 @@ async function scorePlan(
 
 /** Evaluates one subject: the model's records, plus agreement and KL against the reference model. */
 async function evaluateSubject(
-  opts: EvaluateMmluOptions, plan: SubjectPlan, answerIds: readonly number[], batchSize: number, batched: boolean,
+  opts: EvaluateMmluOptions, plan: SubjectPlan, answerIds: readonly number[], batching: Batching | null,
   step: (questions: number) => Promise<void>,
 ): Promise<QuestionRecord[]> {
   const ref = opts.referenceModel;
   // With a reference model, questions count as done when the reference has run them too.
-  const own = await scorePlan(opts.model, plan, answerIds, true, batchSize, batched, ref ? async () => step(0) : step);
-  const refScores = ref ? await scorePlan(ref, plan, answerIds, false, batchSize, batched, step) : null;
+  const own = await scorePlan(opts.model, plan, answerIds, true, batching, ref ? async () => step(0) : step);
+  const refScores = ref ? await scorePlan(ref, plan, answerIds, false, batching, step) : null;
   return plan.questions.map((pq): QuestionRecord => {
     const q = pq.question;
     const s = own.get(q.index)!;
@@ -327,6 +335,7 @@ export async function evaluateMmlu(opts: EvaluateMmluOptions): Promise<EvaluateM
   }
   const batchSize = opts.batchSize ?? 16;
   if (!Number.isInteger(batchSize) || batchSize < 1) throw new UserError(`--batch-size ${batchSize}: must be a whole number, 1 or more`);
+  const maxPadding = opts.maxPadding ?? MAX_PADDING;
   const answerTokens = opts.answerTokens ?? 'letter';
   const answerIds = answerTokenIds(tokenizer, answerTokens, model.config.vocab_size);
   const maxTokens = model.config.max_position_embeddings;
@@ -351,7 +360,7 @@ export async function evaluateMmlu(opts: EvaluateMmluOptions): Promise<EvaluateM
   }
   if (opts.dryRun) {
     const planSeconds = (performance.now() - tPlan) / 1000;
-    return { records: [], summary: null, stats: planStats([...plans!.values()], batchSize), resumedSubjects: [], seconds: planSeconds, planSeconds, computedQuestions: 0 };
+    return { records: [], summary: null, stats: planStats([...plans!.values()], batchSize, maxPadding), resumedSubjects: [], seconds: planSeconds, planSeconds, computedQuestions: 0 };
   }
 
   const key: RunKey = {
@@ -386,7 +395,7 @@ export async function evaluateMmlu(opts: EvaluateMmluOptions): Promise<EvaluateM
     };
     await checkpoint(opts.signal, done.size, subjects.length);
     const run = cached ? plan : { ...plan, groups: [], alone: [...plan.questions] };
-    const records = await evaluateSubject(opts, run, answerIds, batchSize, cached, step);
+    const records = await evaluateSubject(opts, run, answerIds, cached ? { size: batchSize, maxPadding } : null, step);
     const result: SubjectResult = { subject, data: dataFingerprint(data, subject), questions: records };
     results?.save(result);
     done.set(subject, result);
@@ -400,7 +409,7 @@ export async function evaluateMmlu(opts: EvaluateMmluOptions): Promise<EvaluateM
     model: model.dir, reference: ref?.dir ?? null, data: data.dir, ntrain: opts.ntrain, limit: opts.limit ?? null, answerTokens,
     extra: opts.keyExtra ?? {},
   });
-  const stats = planStats(computedPlans, batchSize);
+  const stats = planStats(computedPlans, batchSize, maxPadding);
   results?.finish(summary, {
     backend: tf.getBackend(), cached, batchSize, seconds, planSeconds, computedQuestions,
     questionsPerSecond: seconds > 0 ? computedQuestions / seconds : null, resumedSubjects,

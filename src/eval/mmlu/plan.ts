@@ -161,18 +161,18 @@ function groupByPrefix(
   return { groups, alone };
 }
 
-/** A batch row may be padded by at most this fraction of its batch's longest row. */
-export const MAX_PADDING = Number(process.env.MKA_MAX_PADDING ?? 0.1);
+/** Default bound on a batch row's padding, as a fraction of its batch's longest row. */
+export const MAX_PADDING = 0.1;
 
 /**
  * Splits questions sorted longest first into batches of at most batchSize whose rows are fed
- * `skip` tokens less, starting a new batch when a row would need more than MAX_PADDING padding.
+ * `skip` tokens less, starting a new batch when a row would need more than maxPadding padding.
  */
-export function batchesOf(sorted: readonly PlannedQuestion[], batchSize: number, skip = 0): PlannedQuestion[][] {
+export function batchesOf(sorted: readonly PlannedQuestion[], batchSize: number, skip = 0, maxPadding = MAX_PADDING): PlannedQuestion[][] {
   const batches: PlannedQuestion[][] = [];
   let cur: PlannedQuestion[] = [];
   for (const pq of sorted) {
-    if (cur.length > 0 && (cur.length >= batchSize || pq.ids.length - skip < (1 - MAX_PADDING) * (cur[0].ids.length - skip))) {
+    if (cur.length > 0 && (cur.length >= batchSize || pq.ids.length - skip < (1 - maxPadding) * (cur[0].ids.length - skip))) {
       batches.push(cur);
       cur = [];
     }
@@ -206,8 +206,8 @@ export interface PlanStats {
   meanSuffixTokens: number;
 }
 
-/** Adds up the plans of several subjects (made with cached = true), batching `batchSize` questions. */
-export function planStats(plans: readonly SubjectPlan[], batchSize = 16): PlanStats {
+/** Adds up the plans of several subjects (made with cached = true), batched as batchesOf does. */
+export function planStats(plans: readonly SubjectPlan[], batchSize = 16, maxPadding = MAX_PADDING): PlanStats {
   const s: PlanStats = {
     subjects: plans.length, questions: 0, promptsWithDroppedExamples: 0, droppedExamples: 0, truncatedQuestions: 0,
     uncachedQuestions: 0, prefixes: 0, batches: 0, naiveTokens: 0, cachedTokens: 0, meanPromptTokens: 0, meanPrefixTokens: 0, meanSuffixTokens: 0,
@@ -225,7 +225,7 @@ export function planStats(plans: readonly SubjectPlan[], batchSize = 16): PlanSt
     for (const pq of p.alone) s.cachedTokens += pq.ids.length;
     for (const g of p.groups) {
       s.prefixes++;
-      s.batches += batchesOf(g.members, batchSize, g.start).length;
+      s.batches += batchesOf(g.members, batchSize, g.start, maxPadding).length;
       prefixTokens += g.start;
       s.cachedTokens += g.start;
       for (const pq of g.members) {

@@ -29,6 +29,8 @@ export interface RunMmluOptions {
   dumpPrompts?: string;
   dryRun?: boolean;
   fresh?: boolean;
+  /** Keep one decoder layer in memory at a time (each forward pass reads the layers from disk). */
+  streaming?: boolean;
   onProgress?: (p: MmluProgress) => void;
   signal?: AbortSignal;
 }
@@ -58,13 +60,14 @@ export async function runMmluEval(opts: RunMmluOptions): Promise<RunMmluResult> 
   }
   const tokenizer = await loadTokenizer(opts.model);
   const data = loadMmlu(opts.data, { subjects: opts.subjects });
-  let model: LlamaModel = loadModel(opts.model);
+  const loaded = loadModel(opts.model, { streaming: opts.streaming });
+  let model: LlamaModel = loaded;
   if (quantize !== 'none') {
-    const rounded = quantizeModelWeights(model, quantize);
-    disposeModel(model);
-    model = rounded;
+    model = quantizeModelWeights(loaded, quantize);
+    // A streamed copy reads through the original's checkpoint, which must stay open.
+    if (!opts.streaming) disposeModel(loaded);
   }
-  const reference = opts.referenceModel ? loadModel(opts.referenceModel) : undefined;
+  const reference = opts.referenceModel ? loadModel(opts.referenceModel, { streaming: opts.streaming }) : undefined;
   const out = opts.dryRun ? null : opts.out ?? defaultMmluOut(opts.model, quantize);
   try {
     const r = await evaluateMmlu({
@@ -76,6 +79,7 @@ export async function runMmluEval(opts: RunMmluOptions): Promise<RunMmluResult> 
     return { out, summary: r.summary, stats: r.stats, estimate, resumedSubjects: r.resumedSubjects, seconds: r.seconds, planSeconds: r.planSeconds, computedQuestions: r.computedQuestions };
   } finally {
     disposeModel(model);
+    if (model !== loaded && opts.streaming) disposeModel(loaded);
     if (reference) disposeModel(reference);
   }
 }

@@ -1,0 +1,84 @@
+/**
+ * MMLU evaluation throughput, prefix-cached and batched versus naive (each full prompt alone), on the
+ * same model and questions:
+ *   npm run bench -- mmlu [--model DIR] [--data DIR] [--subjects a,b] [--limit N] [--batch-size 16] [--ntrain 5]
+ * Defaults: models/demo with data/demo-mmlu when both exist, else stories260K from $MKA_SHARED (converted
+ * into a temporary directory) with $MKA_SHARED/data/mmlu. Prints questions per second of the model
+ * work (prompt tokenization, identical for both, is reported apart) and the ratio, and checks that both
+ * paths gave the same predictions.
+ */
+import yargs from 'yargs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { initBackend, BACKENDS, type BackendChoice } from '../../src/runtime/backend.ts';
+import { convertLlama2c } from '../../src/io/llama2c.ts';
+import { disposeModel, loadModel } from '../../src/model/model.ts';
+import { loadTokenizer } from '../../src/tokenizer/tokenizer.ts';
+import { loadMmlu } from '../../src/eval/mmlu/data.ts';
+import { evaluateMmlu, type EvaluateMmluResult } from '../../src/eval/mmlu/evaluate.ts';
+
+const DEFAULT_SHARED_SUBJECTS = 'abstract_algebra,anatomy,marketing,world_religions';
+
+export async function main(argv: string[]): Promise<void> {
+  const a = yargs(argv).strict()
+    .option('model', { type: 'string', describe: 'model directory (default models/demo, else stories260K from $MKA_SHARED)' })
+    .option('data', { type: 'string', describe: 'MMLU directory (default data/demo-mmlu, else $MKA_SHARED/data/mmlu)' })
+    .option('subjects', { type: 'string', describe: `comma-separated subjects (default: all of the demo data, or ${DEFAULT_SHARED_SUBJECTS})` })
+    .option('limit', { type: 'number', default: 32, describe: 'questions per subject' })
+    .option('ntrain', { type: 'number', default: 5 })
+    .option('batch-size', { type: 'number', default: 16 })
+    .option('backend', { choices: BACKENDS, default: 'auto' as BackendChoice })
+    .parseSync();
+  const shared = resolve(process.env.MKA_SHARED ?? '../shared');
+  let modelDir = a.model, dataDir = a.data, subjects = a.subjects, tmp: string | null = null;
+  if (!modelDir && existsSync('models/demo/config.json') && existsSync('data/demo-mmlu')) {
+    modelDir = 'models/demo';
+    dataDir ??= 'data/demo-mmlu';
+  }
+  if (!modelDir) {
+    const stories = join(shared, 'models/stories260K');
+    if (!existsSync(stories)) throw new Error(`no --model given, models/demo missing, and ${stories} not found (set MKA_SHARED)`);
+    tmp = mkdtempSync(join(tmpdir(), 'mka-bench-mmlu-'));
+    modelDir = join(tmp, 'stories260K');
+    await convertLlama2c({ checkpoint: join(stories, 'stories260K.bin'), tokenizer: join(stories, 'tok512.bin'), out: modelDir });
+    dataDir ??= join(shared, 'data/mmlu');
+    subjects ??= DEFAULT_SHARED_SUBJECTS;
+  }
+  dataDir ??= join(shared, 'data/mmlu');
+  try {
+    const info = await initBackend(a.backend);
+    const model = loadModel(modelDir);
+    const tokenizer = await loadTokenizer(modelDir);
+    const data = loadMmlu(dataDir, { subjects: subjects?.split(',').map((s) => s.trim()) });
+    const common = { model, tokenizer, data, ntrain: a.ntrain, limit: a.limit, batchSize: a['batch-size'] };
+    // Warm-up (kernels, JIT) on one subject, untimed.
+    await evaluateMmlu({ ...common, subjects: data.subjects.slice(0, 1), limit: Math.min(a.limit, 2) });
+    // Subject by subject, each path in turn, so that load from other processes affects both alike.
+    const fast: EvaluateMmluResult[] = [], naive: EvaluateMmluResult[] = [];
+    for (const subject of data.subjects) {
+      fast.push(await evaluateMmlu({ ...common, subjects: [subject], cached: true }));
+      naive.push(await evaluateMmlu({ ...common, subjects: [subject], cached: false }));
+    }
+    const sum = (rs: EvaluateMmluResult[], f: (r: EvaluateMmluResult) => number) => rs.reduce((t, r) => t + f(r), 0);
+    const n = sum(fast, (r) => r.computedQuestions);
+    const modelSeconds = (rs: EvaluateMmluResult[]) => sum(rs, (r) => r.seconds - r.planSeconds);
+    const rate = (rs: EvaluateMmluResult[]) => n / modelSeconds(rs);
+    const records = (rs: EvaluateMmluResult[]) => rs.flatMap((r) => r.records);
+    const same = records(fast).every((r, i) => r.prediction === records(naive)[i].prediction);
+    const prefixes = sum(fast, (r) => r.stats.prefixes), alone = sum(fast, (r) => r.stats.uncachedQuestions);
+    const c = model.config;
+    console.log(`backend: ${info.description}`);
+    console.log(`model: ${modelDir} (hidden ${c.hidden_size}, layers ${c.num_hidden_layers}, vocab ${c.vocab_size}, context ${c.max_position_embeddings})`);
+    console.log(`questions: ${n} (${data.subjects.length} subjects × ≤${a.limit}, ${a.ntrain}-shot; `
+      + `${prefixes} cached prefixes, ${alone} questions without a shared prefix)`);
+    console.log(`prompt planning (tokenize + fit, same for both): ${(n / sum(fast, (r) => r.planSeconds)).toFixed(2)} questions/s`);
+    console.log(`cached + batched (batch ${a['batch-size']}): ${rate(fast).toFixed(2)} questions/s`);
+    console.log(`naive (each full prompt alone):  ${rate(naive).toFixed(2)} questions/s`);
+    const total = (rs: EvaluateMmluResult[]) => sum(rs, (r) => r.seconds);
+    console.log(`ratio: ${(rate(fast) / rate(naive)).toFixed(2)}× (end to end with planning: ${(total(naive) / total(fast)).toFixed(2)}×); same predictions: ${same ? 'yes' : 'NO'}`);
+    disposeModel(model);
+  } finally {
+    if (tmp) rmSync(tmp, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,114 @@
+import type { Argv, CommandModule } from 'yargs';
+import { type GlobalArgs, logger, setup } from '../common.ts';
+import { EvaluationInterrupted } from '../../eval/mmlu/evaluate.ts';
+import { defaultMmluOut, runMmluEval } from '../../eval/mmlu/run.ts';
+import { formatSummaryTable } from '../../eval/mmlu/results.ts';
+import { QUANT_SCHEMES, type QuantScheme } from '../../export/quantize.ts';
+import { progress, type Progress } from '../../runtime/progress.ts';
+import type { AnswerTokens } from '../../eval/mmlu/plan.ts';
+
+interface MmluArgs extends GlobalArgs {
+  model: string;
+  data: string;
+  ntrain: number;
+  subjects?: string;
+  limit?: number;
+  out?: string;
+  'batch-size': number;
+  naive: boolean;
+  'reference-model'?: string;
+  'answer-tokens': AnswerTokens;
+  quantize: QuantScheme;
+  'dump-prompts'?: string;
+  'dry-run': boolean;
+  fresh: boolean;
+  streaming: boolean;
+}
+
+const fmtSeconds = (s: number) => (s < 120 ? `${s.toFixed(0)} s` : s < 7200 ? `${(s / 60).toFixed(1)} min` : `${(s / 3600).toFixed(1)} h`);
+
+const mmluCommand: CommandModule<GlobalArgs, MmluArgs> = {
+  command: 'mmlu',
+  describe: 'MMLU accuracy (5-shot by default) per subject, subcategory, category and overall; resumable',
+  builder: (y) => y
+    .option('model', { type: 'string', demandOption: true, describe: 'Hugging Face model directory' })
+    .option('data', { type: 'string', demandOption: true, describe: 'MMLU directory (dev/ and test/ CSV files)' })
+    .option('ntrain', { type: 'number', default: 5, describe: 'few-shot examples per prompt (dropped from the end when a prompt is too long)' })
+    .option('subjects', { type: 'string', describe: 'comma-separated subjects (default: all)' })
+    .option('limit', { type: 'number', describe: 'first N test questions per subject (quick runs)' })
+    .option('out', { type: 'string', describe: 'results directory (default results/mmlu/<model name>); rerun to resume' })
+    .option('batch-size', { type: 'number', default: 16, describe: 'questions per forward pass on a cached prefix' })
+    .option('naive', { type: 'boolean', default: false, describe: 'no prefix cache or batching: each full prompt alone (reference path)' })
+    .option('reference-model', { type: 'string', describe: 'uncompressed model: adds top-1 agreement and KL of the answer distribution' })
+    .option('answer-tokens', { choices: ['letter', 'space'] as const, default: 'letter' as AnswerTokens, describe: 'answer token of a letter: last token of "A" (as the paper) or of " A"' })
+    .option('quantize', { choices: QUANT_SCHEMES, default: 'none' as QuantScheme, describe: 'evaluate with the weights rounded as `export --quantize` stores them' })
+    .option('dump-prompts', { type: 'string', describe: 'write every prompt as fed to the model to this JSONL file' })
+    .option('dry-run', { type: 'boolean', default: false, describe: 'build and tokenize the prompts, report counts and a time estimate; run no evaluation' })
+    .option('fresh', { type: 'boolean', default: false, describe: 'discard earlier results in the results directory' })
+    .option('streaming', { type: 'boolean', default: false, describe: 'one decoder layer in memory at a time (read from disk on every forward pass)' })
+    .example('$0 eval mmlu --model models/demo --data data/demo-mmlu', '')
+    .example('$0 eval mmlu --model out/merged --data ../shared/data/mmlu --reference-model models/base --limit 20', ''),
+  handler: async (a) => {
+    await setup(a);
+    const log = logger(a);
+    const controller = new AbortController();
+    const interrupt = () => {
+      if (controller.signal.aborted) process.exit(130);
+      controller.abort();
+      log('\nmka: stopping after the current batch (Ctrl-C again to quit at once)');
+    };
+    process.on('SIGINT', interrupt);
+    process.on('SIGTERM', interrupt);
+    const out = a['dry-run'] ? null : a.out ?? defaultMmluOut(a.model, a.quantize);
+    let bar: Progress | null = null;
+    try {
+      const r = await runMmluEval({
+        model: a.model, data: a.data, ntrain: a.ntrain, limit: a.limit, out: out ?? undefined,
+        subjects: a.subjects?.split(',').map((s) => s.trim()).filter(Boolean),
+        batchSize: a['batch-size'], naive: a.naive, referenceModel: a['reference-model'], answerTokens: a['answer-tokens'],
+        quantize: a.quantize, dumpPrompts: a['dump-prompts'], dryRun: a['dry-run'], fresh: a.fresh, streaming: a.streaming, signal: controller.signal,
+        onProgress: (p) => {
+          bar ??= progress('mmlu', p.questionsToRun, { unit: 'questions', quiet: a.quiet });
+          bar.tick(p.questions, `| subjects ${p.subjectsDone}/${p.subjectsTotal} (${p.subject})`);
+        },
+      });
+      (bar as Progress | null)?.done();
+      if (a['dump-prompts']) log(`prompts: ${a['dump-prompts']}`);
+      if (a['dry-run']) {
+        const s = r.stats, e = r.estimate!;
+        if (a.json) {
+          process.stdout.write(JSON.stringify({ stats: s, estimate: e }) + '\n');
+          return;
+        }
+        process.stdout.write([
+          `prompts: ${s.questions} in ${s.subjects} subjects`,
+          `fitting: ${s.promptsWithDroppedExamples} prompts lost dev examples (${s.droppedExamples} examples), ${s.truncatedQuestions} questions cut to their last tokens`,
+          `tokens: ${s.naiveTokens} without prefix caching (mean prompt ${s.meanPromptTokens.toFixed(0)}), ${s.cachedTokens} with it `
+            + `(${s.prefixes} prefixes of mean ${s.meanPrefixTokens.toFixed(0)}, mean question part ${s.meanSuffixTokens.toFixed(0)}, ${s.uncachedQuestions} questions run alone)`,
+          `estimate: ${fmtSeconds(e.cachedSeconds)} with prefix caching and batching (${s.prefixes} prefix passes, ${s.batches} question batches, `
+            + `${s.uncachedQuestions} questions on their whole prompt), ${fmtSeconds(e.naiveSeconds)} naive (rough: from timing one pass of each mean shape)`,
+        ].join('\n') + '\n');
+        return;
+      }
+      const resumed = r.resumedSubjects.length ? `, ${r.resumedSubjects.length} subjects loaded from an earlier run` : '';
+      log(`${r.computedQuestions} questions in ${fmtSeconds(r.seconds)}${r.seconds > 0 ? ` (${(r.computedQuestions / r.seconds).toFixed(2)} questions/s)` : ''}${resumed}; results in ${r.out}`);
+      if (a.json) process.stdout.write(JSON.stringify(r.summary) + '\n');
+      else process.stdout.write(formatSummaryTable(r.summary!));
+    } catch (e) {
+      if (!(e instanceof EvaluationInterrupted)) throw e;
+      (bar as Progress | null)?.done();
+      process.stderr.write(`mka: interrupted; ${e.subjectsDone} of ${e.subjectsTotal} subjects are saved in ${out}: run the same command again to resume\n`);
+      process.exit(130);
+    } finally {
+      process.off('SIGINT', interrupt);
+      process.off('SIGTERM', interrupt);
+    }
+  },
+};
+
+export const evalCommand: CommandModule<GlobalArgs, GlobalArgs> = {
+  command: 'eval',
+  describe: 'Evaluate a model on a benchmark (mmlu)',
+  builder: (y: Argv<GlobalArgs>) => y.command(mmluCommand).demandCommand(1, 'name a benchmark: mmlu') as Argv<GlobalArgs>,
+  handler: () => {},
+};
