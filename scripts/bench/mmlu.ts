@@ -29,6 +29,7 @@ export async function main(argv: string[]): Promise<void> {
     .option('ntrain', { type: 'number', default: 5 })
     .option('batch-size', { type: 'number', default: 16 })
     .option('backend', { choices: BACKENDS, default: 'auto' as BackendChoice })
+    .option('compare', { type: 'boolean', default: true, describe: 'with the native matmul, also time plain WebAssembly' })
     .parseSync();
   const shared = resolve(process.env.MKA_SHARED ?? '../shared');
   let modelDir = a.model, dataDir = a.data, subjects = a.subjects, tmp: string | null = null;
@@ -78,6 +79,16 @@ export async function main(argv: string[]): Promise<void> {
     const total = (rs: EvaluateMmluResult[]) => sum(rs, (r) => r.seconds);
     console.log(`ratio: ${(rate(fast) / rate(naive)).toFixed(2)}× (end to end with planning: ${(total(naive) / total(fast)).toFixed(2)}×); same predictions: ${same ? 'yes' : 'NO'}`);
     disposeModel(model);
+    if (info.nativeMatMul && a.compare) {
+      // the cached path again on plain WebAssembly: the native matrix products' speed-up
+      await initBackend('wasm');
+      const wasmModel = loadModel(modelDir);
+      const wasmRuns: EvaluateMmluResult[] = [];
+      for (const subject of data.subjects) wasmRuns.push(await evaluateMmlu({ ...common, model: wasmModel, subjects: [subject], cached: true }));
+      disposeModel(wasmModel);
+      const wasmSame = records(wasmRuns).every((r, i) => r.prediction === records(fast)[i].prediction);
+      console.log(`cached + batched on plain WebAssembly: ${rate(wasmRuns).toFixed(2)} questions/s; native BLAS speed-up ${(rate(fast) / rate(wasmRuns)).toFixed(2)}×; same predictions: ${wasmSame ? 'yes' : 'NO'}`);
+    }
   } finally {
     if (tmp) rmSync(tmp, { recursive: true, force: true });
   }
