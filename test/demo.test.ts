@@ -1,0 +1,242 @@
+/**
+ * The bundled demo: benchmark generator, training text, tokenizer, the committed data/demo-mmlu and
+ * models/demo, the wasm training kernels and the training step. No shared data needed.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { Tokenizer } from '@huggingface/tokenizers';
+import { initBackend } from '../src/runtime/backend.ts';
+import { loadMmlu } from '../src/eval/mmlu/data.ts';
+import { disposeModel, loadModel, modelFromTensors } from '../src/model/model.ts';
+import { forward } from '../src/model/forward.ts';
+import {
+  DEMO_BENCHMARK_SEED, DEMO_SUBJECTS, benchmarkFiles, generateBenchmark, heldOutKeys, questionKey, trainingDocuments,
+} from '../src/demo/benchmark.ts';
+import { SPACE, allowedToken, bpeFromTokenizerJson, pieceEncoder, tokenizerConfigJson, tokenizerJson, trainBpe } from '../src/demo/tokenizer.ts';
+import { answerTokenIds, dropLayers, evaluateDemo } from '../src/demo/evaluate.ts';
+import { cardArchitecture } from '../src/demo/card.ts';
+import { demoConfig, documentBatcher, initialWeights, learningRateAt, trainModel, type Batch, type TrainSettings } from '../src/demo/train.ts';
+import { installWasmTrainingKernels } from '../src/demo/wasm-kernels.ts';
+
+const DATA_DIR = 'data/demo-mmlu';
+const MODEL_DIR = 'models/demo';
+
+await initBackend('wasm');
+
+const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
+const allCsv = (files: Map<string, string>) => [...files].map(([k, v]) => `${k}\n${v}`).join('');
+
+test('benchmark: deterministic for a seed, different for another, 5 dev and 250 test rows per subject', () => {
+  const a = allCsv(benchmarkFiles(generateBenchmark(DEMO_BENCHMARK_SEED)));
+  const b = allCsv(benchmarkFiles(generateBenchmark(DEMO_BENCHMARK_SEED)));
+  assert.equal(sha256(a), sha256(b));
+  assert.notEqual(sha256(allCsv(benchmarkFiles(generateBenchmark(DEMO_BENCHMARK_SEED + 1)))), sha256(a));
+  const bench = generateBenchmark(DEMO_BENCHMARK_SEED);
+  assert.deepEqual(bench.subjects, [...DEMO_SUBJECTS]);
+  for (const s of DEMO_SUBJECTS) {
+    assert.equal(bench.dev.get(s)!.length, 5);
+    assert.equal(bench.test.get(s)!.length, 250);
+    const keys = new Set([...bench.dev.get(s)!, ...bench.test.get(s)!].map(questionKey));
+    assert.equal(keys.size, 255, `${s}: dev and test questions are all distinct`);
+  }
+});
+
+test('benchmark: answers are right (checked by recomputing each subject)', () => {
+  const bench = generateBenchmark(DEMO_BENCHMARK_SEED);
+  const capital = new Map(bench.world.countries.map((c) => [c.name, c]));
+  for (const [s, qs] of bench.test) {
+    for (const q of qs) {
+      const given = q.choices['ABCD'.indexOf(q.answer)];
+      let m: RegExpExecArray | null;
+      let want: string;
+      if ((m = /^What is (\d+) ([+-]) (\d+)\?$/.exec(q.question))) want = String(m[2] === '+' ? +m[1] + +m[3] : +m[1] - +m[3]);
+      else if ((m = /^Which number is the (largest|smallest)\?$/.exec(q.question))) {
+        const v = q.choices.map(Number);
+        want = String(m[1] === 'largest' ? Math.max(...v) : Math.min(...v));
+      } else if ((m = /^Which letter comes (after|before) ([a-z])\?$/.exec(q.question))) {
+        want = String.fromCharCode(m[2].charCodeAt(0) + (m[1] === 'after' ? 1 : -1));
+      } else if ((m = /^What comes next: (\d+), (\d+), (\d+), (\d+)\?$/.exec(q.question))) want = String(2 * +m[4] - +m[3]);
+      else if ((m = /^What is the capital of (\w+)\?$/.exec(q.question))) want = capital.get(m[1])!.capital;
+      else if ((m = /^What is the national animal of (\w+)\?$/.exec(q.question))) want = capital.get(m[1])!.animal;
+      else if ((m = /^What color is the flag of (\w+)\?$/.exec(q.question))) want = capital.get(m[1])!.color;
+      else throw new Error(`${s}: unexpected question ${q.question}`);
+      assert.equal(given, want, `${s}: ${q.question}`);
+      assert.equal(new Set(q.choices).size, 4, `${s}: four distinct choices`);
+    }
+  }
+});
+
+test('committed data/demo-mmlu is exactly what writeBenchmark(DEMO_BENCHMARK_SEED) writes, and loads as MMLU', () => {
+  const bench = generateBenchmark(DEMO_BENCHMARK_SEED);
+  for (const [rel, text] of benchmarkFiles(bench)) {
+    assert.equal(readFileSync(join(DATA_DIR, rel), 'utf8'), text, rel);
+  }
+  const data = loadMmlu(DATA_DIR);
+  assert.deepEqual(data.subjects, [...DEMO_SUBJECTS]);
+  for (const s of DEMO_SUBJECTS) {
+    const strip = (q: { question: string; choices: string[]; answer: string }) => [q.question, ...q.choices, q.answer];
+    assert.deepEqual(data.test.get(s)!.map(strip), bench.test.get(s)!.map(strip), s);
+    assert.deepEqual(data.dev.get(s)!.map(strip), bench.dev.get(s)!.map(strip), s);
+  }
+});
+
+test('training text never contains a dev or test question verbatim (and would without the exclusion)', () => {
+  const bench = generateBenchmark(DEMO_BENCHMARK_SEED);
+  const held = heldOutKeys(bench);
+  const found = (docs: string[]) => [...held].filter((k) => docs.some((d) => d.includes(`\n\n${k}`)));
+  const clean = Array.from({ length: 400 }, trainingDocuments(bench.world, 1, held));
+  assert.deepEqual(found(clean), []);
+  const unfiltered = Array.from({ length: 400 }, trainingDocuments(bench.world, 1, new Set()));
+  assert.ok(found(unfiltered).length > 0, 'the check finds test questions in unfiltered text');
+});
+
+test('tokenizer: merge rules, deterministic training, piece encoder equals tokenizers.js', () => {
+  for (const t of [`${SPACE}A`, '\nA.', `${SPACE}Answer:`, '\nAnswer:', `${SPACE}42`, `${SPACE}+`, 'land']) assert.ok(allowedToken(t), t);
+  for (const t of [`${SPACE}A\n`, `${SPACE}7?`, 'mor.', `${SPACE}a${SPACE}b`, `${SPACE}123`, 'x\ny']) assert.ok(!allowedToken(t), JSON.stringify(t));
+  const bench = generateBenchmark(DEMO_BENCHMARK_SEED);
+  const corpus = Array.from({ length: 150 }, trainingDocuments(bench.world, 7, heldOutKeys(bench)));
+  const a = trainBpe(corpus, 400), b = trainBpe(corpus, 400);
+  assert.deepEqual(a, b);
+  assert.equal(a.vocab.length, 400);
+  const tok = new Tokenizer(tokenizerJson(a), tokenizerConfigJson(1024));
+  const fast = pieceEncoder(a);
+  for (const doc of corpus.slice(0, 20)) {
+    const ids = tok.encode(doc, { add_special_tokens: false }).ids;
+    assert.deepEqual(fast(doc), ids);
+    assert.equal(tok.decode(ids), doc);
+  }
+});
+
+test('committed tokenizer: "A" alone ends in the token that follows "Answer:", for A–D; text round-trips', () => {
+  const json = JSON.parse(readFileSync(join(MODEL_DIR, 'tokenizer.json'), 'utf8'));
+  const tok = new Tokenizer(json, JSON.parse(readFileSync(join(MODEL_DIR, 'tokenizer_config.json'), 'utf8')));
+  const encode = (t: string) => tok.encode(t).ids;
+  const letters = answerTokenIds(encode);
+  assert.equal(new Set(letters).size, 4);
+  for (const [i, l] of ['A', 'B', 'C', 'D'].entries()) {
+    assert.equal(tok.id_to_token(letters[i]), `${SPACE}${l}`);
+    const ids = encode(`What is 2 + 2?\nA. 4\nB. 5\nC. 3\nD. 6\nAnswer: ${l}\n\n`);
+    const at = ids.length - 3; // the letter, then "\n", "\n"
+    assert.equal(ids[at], letters[i]);
+    assert.equal(tok.id_to_token(ids[at - 1]), '\nAnswer:');
+  }
+  assert.equal(encode('A')[0], 1, 'BOS first');
+  const fast = pieceEncoder(bpeFromTokenizerJson(json));
+  for (const text of benchmarkFiles(generateBenchmark(DEMO_BENCHMARK_SEED)).values()) {
+    const ids = tok.encode(text, { add_special_tokens: false }).ids;
+    assert.ok(!ids.includes(0), 'no <unk>');
+    assert.equal(tok.decode(ids), text);
+    assert.deepEqual(fast(text), ids);
+  }
+});
+
+test('committed model: loads, config is what the card says, forward runs, 5-shot accuracy is what its log says', () => {
+  assert.ok(existsSync(join(MODEL_DIR, 'model.safetensors')), 'models/demo is committed');
+  const before = tf.memory().numTensors;
+  const model = loadModel(MODEL_DIR);
+  const card = readFileSync(join(MODEL_DIR, 'README.md'), 'utf8');
+  const block = /```json\n([\s\S]*?)\n```/.exec(card);
+  assert.ok(block, 'the card has an architecture block');
+  assert.deepEqual(JSON.parse(block![1]), cardArchitecture(model.config));
+  const trainingLog = JSON.parse(readFileSync(join(MODEL_DIR, 'training-log.json'), 'utf8'));
+  assert.ok(card.includes(`${(100 * trainingLog.accuracy.accuracy).toFixed(1)}%`), 'the card states the logged accuracy');
+
+  const { logits } = forward(model, [[1, 5, 9, 200]]);
+  assert.deepEqual(logits!.shape, [1, 4, model.config.vocab_size]);
+  assert.ok(Number.isFinite(tf.tidy(() => logits!.sum().arraySync() as number)));
+  logits!.dispose();
+
+  const tok = new Tokenizer(JSON.parse(readFileSync(join(MODEL_DIR, 'tokenizer.json'), 'utf8')),
+    JSON.parse(readFileSync(join(MODEL_DIR, 'tokenizer_config.json'), 'utf8')));
+  const data = loadMmlu(DATA_DIR);
+  const scores = evaluateDemo(model, (t) => tok.encode(t).ids, data.dev, data.test, { limit: 24 });
+  assert.ok(Math.abs(scores.accuracy - trainingLog.accuracy.accuracy) < 0.15, `5-shot accuracy on the first 24 questions per subject: ${scores.accuracy}, logged ${trainingLog.accuracy.accuracy}`);
+  disposeModel(model);
+  assert.equal(tf.memory().numTensors, before);
+});
+
+// Issue 7 asks for >= 60%; the committed model is still at chance (the trainer does not yet learn to
+// bind answers to letters within the CPU budget). Kept as a todo so the gap stays visible in every run.
+test('committed model answers its 5-shot test well above chance (>= 60%)', { todo: 'demo model still at chance: issue 7' }, () => {
+  const trainingLog = JSON.parse(readFileSync(join(MODEL_DIR, 'training-log.json'), 'utf8'));
+  assert.ok(trainingLog.accuracy.accuracy >= 0.6, `logged 5-shot accuracy ${trainingLog.accuracy.accuracy}`);
+});
+
+test('dropLayers renumbers the kept layers and shares their tensors', () => {
+  const config = demoConfig({ vocabSize: 16, layers: 3, hidden: 8, heads: 2, kvHeads: 1, intermediate: 12, maxPositions: 32 });
+  const vars = initialWeights(config, 3);
+  const model = modelFromTensors(config, vars);
+  const d = dropLayers(model, [1]);
+  assert.equal(d.config.num_hidden_layers, 2);
+  assert.equal(d.tensors.get('model.layers.1.mlp.up_proj.weight'), model.tensors.get('model.layers.2.mlp.up_proj.weight'));
+  assert.equal(d.tensors.get('model.layers.0.mlp.up_proj.weight'), model.tensors.get('model.layers.0.mlp.up_proj.weight'));
+  assert.throws(() => dropLayers(model, [0, 1, 2]));
+  disposeModel(model);
+});
+
+test('wasm training kernels: BatchMatMul with transposes/batches and the gather gradient match references', () => {
+  const before = tf.memory().numTensors;
+  const ref = (a: number[][], b: number[][]) => a.map((r) => b[0].map((_, j) => r.reduce((s, x, k) => s + x * b[k][j], 0)));
+  const T = (m: number[][]) => m[0].map((_, j) => m.map((r) => r[j]));
+  const rand = (r: number, c: number, s: number) => Array.from({ length: r }, (_, i) => Array.from({ length: c }, (_, j) => Math.sin(s + 7 * i + 3 * j)));
+  const a = rand(5, 3, 1), b = rand(3, 4, 2);
+  const a2 = rand(5, 3, 3), b2 = rand(3, 4, 4);
+  const expected = [ref(a, b), ref(a2, b2)];
+  installWasmTrainingKernels();
+  tf.tidy(() => {
+    for (const [ta, tb] of [[false, false], [true, false], [false, true], [true, true]] as const) {
+      const A = tf.tensor3d([ta ? T(a) : a, ta ? T(a2) : a2]), B = tf.tensor3d([tb ? T(b) : b, tb ? T(b2) : b2]);
+      const got = tf.matMul(A, B, ta, tb).arraySync() as number[][][];
+      for (let k = 0; k < 2; k++) assert.ok(Math.max(...got[k].flat().map((x, i) => Math.abs(x - expected[k].flat()[i]))) < 1e-5, `batched ${ta} ${tb}`);
+      const got2 = tf.matMul(tf.tensor2d(ta ? T(a) : a), tf.tensor2d(tb ? T(b) : b), ta, tb).arraySync() as number[][];
+      assert.ok(Math.max(...got2.flat().map((x, i) => Math.abs(x - expected[0].flat()[i]))) < 1e-5, `2-D ${ta} ${tb}`);
+    }
+    const w = tf.tensor2d(rand(6, 3, 5));
+    const g = tf.grad((x: tf.Tensor) => tf.sum(tf.mul(tf.gather(x, tf.tensor2d([[1, 4, 1], [5, 1, 0]], [2, 3], 'int32')), tf.tensor1d([1, 2, 3]))))(w);
+    assert.deepEqual(g.arraySync(), [[1, 2, 3], [3, 6, 9], [0, 0, 0], [0, 0, 0], [1, 2, 3], [1, 2, 3]]);
+  });
+  assert.equal(tf.memory().numTensors, before);
+});
+
+test('training: a few steps lower the loss on a fixed batch, deterministically, without leaking tensors', async () => {
+  installWasmTrainingKernels();
+  const config = demoConfig({ vocabSize: 32, layers: 2, hidden: 16, heads: 2, kvHeads: 1, intermediate: 24, maxPositions: 64 });
+  const row = Array.from({ length: 17 }, (_, i) => (i * 5) % 32);
+  const batch: Batch = { inputs: [row.slice(0, -1)], targets: [row.slice(1)], weights: [row.slice(1).map(() => 1)], answers: [row.slice(1).map(() => 0)] };
+  const s: TrainSettings = { steps: 8, lr: 1e-2, warmup: 2, minLrRatio: 0.1, clipNorm: 1, layerDrop: 0.25, seed: 1 };
+  const run = async () => {
+    const vars = initialWeights(config, 1);
+    const losses: number[] = [];
+    await trainModel(config, vars, () => batch, s, (r) => { losses.push(r.loss); });
+    for (const v of vars.values()) v.dispose();
+    return losses;
+  };
+  const before = tf.memory().numTensors;
+  const a = await run();
+  assert.equal(tf.memory().numTensors, before);
+  const b = await run();
+  assert.deepEqual(a, b);
+  assert.ok(a[a.length - 1] < a[0] - 0.5, `loss ${a[0]} -> ${a[a.length - 1]}`);
+  assert.ok(Math.abs(learningRateAt(0, s) - 5e-3) < 1e-12 && Math.abs(learningRateAt(7, s) - 1e-3) < 1e-9);
+});
+
+test('documentBatcher weighs exactly the letters after "Answer:"', () => {
+  const bench = generateBenchmark(DEMO_BENCHMARK_SEED);
+  const docs = trainingDocuments(bench.world, 1, heldOutKeys(bench), { factFraction: 0 });
+  const bpe = trainBpe(Array.from({ length: 100 }, docs), 450);
+  const enc = pieceEncoder(bpe);
+  const letters = ['A', 'B', 'C', 'D'].map((l) => enc(l).at(-1)!);
+  const next = documentBatcher(docs, enc, { batch: 2, seqLen: 120, bosId: 1, answerIds: letters, answerPrefixIds: [enc('x\nAnswer:').at(-1)!], answerWeight: 4 });
+  const b = next();
+  for (let r = 0; r < 2; r++) {
+    const text = b.inputs[r].slice(1).map((id) => bpe.vocab[id]).join('');
+    const answers = (text.match(/\nAnswer:/g) ?? []).length;
+    const weighted = b.weights[r].filter((w) => w === 4).length;
+    assert.ok(weighted === answers && answers >= 3, `row ${r}: ${weighted} weighted, ${answers} "Answer:"`);
+    b.weights[r].forEach((w, i) => { if (w === 4) assert.ok(letters.includes(b.targets[r][i])); });
+  }
+});
