@@ -174,7 +174,8 @@ test('categories: 57 subjects, 17 subcategories, 4 categories', () => {
   assert.equal(subcategoryOf('high_school_statistics'), 'math');
   assert.equal(categoryOf('human_sexuality'), 'social sciences');
   assert.equal(categoryOf('professional_accounting'), 'other');
-  assert.throws(() => categoryOf('toString'), UserError);
+  assert.equal(categoryOf('toString'), 'other', 'a prototype name is not a subject');
+  assert.equal(subcategoryOf('demo_arithmetic'), 'other', 'custom subjects count as other');
 });
 
 test('calibration: mulberry32 matches reference values and sampling is deterministic', () => {
@@ -225,7 +226,7 @@ test('scores: per subject, subcategory, category, micro and macro', () => {
     [['physics', 1, 2, 1], ['math', 3, 4, 1], ['philosophy', 1, 2, 2]]);
   assert.deepEqual(s.categories.map((x) => [x.name, x.accuracy]), [['STEM', 4 / 6], ['humanities', 0.5]]);
   assert.deepEqual(s.overall, { correct: 5, total: 8, subjects: 4, micro: 5 / 8, macro: (0.75 + 0.5 + 1 + 0) / 4 });
-  assert.throws(() => aggregateScores([{ subject: 'not_a_subject', correct: true }]), UserError);
+  assert.deepEqual(aggregateScores([{ subject: 'not_a_subject', correct: true }]).categories.map((x) => x.name), ['other'], 'custom subjects count as other');
 });
 
 test('shared MMLU: full load, categories for every subject, real-data quirks', { skip: NO_SHARED }, () => {

@@ -30,7 +30,7 @@ export async function runDemo(opts: DemoOptions): Promise<{ points: SweepPoint[]
   const remove = opts.remove ?? [0, 1, 2, 4];
   const points = await runSweep({
     model: DEMO_MODEL, data: DEMO_DATA, methods: opts.methods ?? ['mka', 'reverse', 'shortgpt', 'angular'], remove,
-    ntrain: 5, limit: opts.limit, out: opts.out, keepModels: true, quiet: opts.quiet, log: opts.log, runInfo: opts.runInfo,
+    ntrain: 5, limit: opts.limit, perSubject: 20, out: opts.out, keepModels: true, quiet: opts.quiet, log: opts.log, runInfo: opts.runInfo,
   });
   const k = Math.max(...remove);
   const exported = join(opts.out, `tfjs-mka-${k}`);

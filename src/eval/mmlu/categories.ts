@@ -2,7 +2,6 @@
  * The standard MMLU grouping (Hendrycks et al., categories.py of github.com/hendrycks/test):
  * each of the 57 subjects belongs to one of 17 subcategories, and each subcategory to one of 4 categories.
  */
-import { UserError } from '../../runtime/errors.ts';
 
 /** The 4 categories, in the order of categories.py. */
 export const MMLU_CATEGORIES = ['STEM', 'humanities', 'social sciences', 'other'] as const;
@@ -110,14 +109,12 @@ export const SUBJECT_SUBCATEGORY: Readonly<Record<string, MmluSubcategory>> = {
 /** The 57 subject names, sorted. */
 export const MMLU_SUBJECTS: readonly string[] = Object.keys(SUBJECT_SUBCATEGORY).sort();
 
-/** Subcategory of a subject; a UserError for a subject outside the standard 57. */
+/**
+ * Subcategory of a subject. Subjects outside the standard 57 (a custom benchmark in the same layout,
+ * such as mka's demo) count as "other", like Hendrycks' miscellaneous subjects.
+ */
 export function subcategoryOf(subject: string): MmluSubcategory {
-  const sub = Object.hasOwn(SUBJECT_SUBCATEGORY, subject) ? SUBJECT_SUBCATEGORY[subject] : undefined;
-  if (sub === undefined) {
-    throw new UserError(`MMLU subject "${subject}" is not one of the 57 standard subjects, so it has no subcategory or category; `
-      + 'rename its files to a standard subject or leave it out of the data directory');
-  }
-  return sub;
+  return Object.hasOwn(SUBJECT_SUBCATEGORY, subject) ? SUBJECT_SUBCATEGORY[subject] : 'other';
 }
 
 /** Category (STEM, humanities, social sciences, other) of a subject. */
