@@ -90,6 +90,10 @@ export interface AccuracyRow { method: string; layersRemoved: number; ratio: num
  */
 export function accuracySpec(rows: AccuracyRow[], baseline: number, chance?: number): TopLevelSpec {
   const methods = [...new Set(rows.map((r) => r.method))];
+  // enough decimals that neighbouring ticks differ when the accuracies span only a point or two
+  const ys = [...rows.map((r) => r.accuracy), baseline, ...(chance === undefined ? [] : [chance])];
+  const span = Math.max(...ys) - Math.min(...ys);
+  const yFormat = span >= 0.05 ? '.0%' : span >= 0.005 ? '.1%' : '.2%';
   const rule = (value: number, label: string, dashed: boolean) => ({
     data: { values: [{ y: value, label }] },
     layer: [
@@ -121,7 +125,7 @@ export function accuracySpec(rows: AccuracyRow[], baseline: number, chance?: num
             field: 'ratio', type: 'quantitative', title: 'layers removed (% of model)',
             axis: { format: '.0%' }, scale: { zero: true, nice: true },
           },
-          y: { field: 'accuracy', type: 'quantitative', title: 'accuracy', axis: { format: '.0%' }, scale: { zero: false, nice: true } },
+          y: { field: 'accuracy', type: 'quantitative', title: 'accuracy', axis: { format: yFormat }, scale: { zero: false, nice: true } },
           color: { field: 'method', type: 'nominal', title: 'method', scale: { domain: methods } },
           order: { field: 'ratio', type: 'quantitative' },
           tooltip: [{ field: 'method' }, { field: 'layersRemoved', title: 'layers removed' }, { field: 'accuracy', format: '.1%' }],
