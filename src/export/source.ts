@@ -3,10 +3,8 @@
  * A checkpoint directory, a loaded model, or tensors computed on the fly (a merge) all fit.
  */
 import type * as tf from '@tensorflow/tfjs';
-import { type LlamaConfig, expectedTensors, readConfig } from '../model/config.ts';
-import type { LlamaModel } from '../model/model.ts';
-import { validateCheckpoint } from '../model/model.ts';
-import { openCheckpoint } from '../io/checkpoint.ts';
+import { type LlamaConfig, expectedTensors } from '../model/config.ts';
+import { openModelDir, type LlamaModel } from '../model/model.ts';
 
 /** A model's weights as a stream of named float32 tensors. */
 export interface TensorSource {
@@ -23,14 +21,7 @@ export type SyncTensorSource = Omit<TensorSource, 'read'> & { read(name: string)
 
 /** Reads a model directory tensor by tensor; `close()` releases its files. */
 export function checkpointSource(dir: string): SyncTensorSource & { close(): void } {
-  const config = readConfig(dir);
-  const ckpt = openCheckpoint(dir);
-  try {
-    validateCheckpoint(config, ckpt);
-  } catch (e) {
-    ckpt.close();
-    throw e;
-  }
+  const { config, ckpt } = openModelDir(dir);
   const shapes = expectedTensors(config);
   return {
     config,

@@ -38,8 +38,8 @@ export function validateCheckpoint(config: LlamaConfig, ckpt: Checkpoint): void 
   }
 }
 
-/** Loads a Hugging Face model directory (config.json + safetensors). */
-export function loadModel(dir: string, opts: LoadOptions = {}): LlamaModel {
+/** Opens a model directory's config and checkpoint, validated against each other; close the checkpoint. */
+export function openModelDir(dir: string): { config: LlamaConfig; ckpt: Checkpoint } {
   if (!existsSync(dir)) throw new UserError(`${dir}: model directory not found`);
   const config = readConfig(dir);
   const ckpt = openCheckpoint(dir);
@@ -49,6 +49,12 @@ export function loadModel(dir: string, opts: LoadOptions = {}): LlamaModel {
     ckpt.close();
     throw e;
   }
+  return { config, ckpt };
+}
+
+/** Loads a Hugging Face model directory (config.json + safetensors). */
+export function loadModel(dir: string, opts: LoadOptions = {}): LlamaModel {
+  const { config, ckpt } = openModelDir(dir);
   const tensors = new Map<string, tf.Tensor>();
   for (const [name, shape] of expectedTensors(config)) {
     if (opts.streaming && name.startsWith('model.layers.')) continue;
