@@ -1,6 +1,7 @@
 /**
- * The sweep end to end on stories260K: every report file, the same numbers as `compress` + `eval mmlu`
- * for the same points, and a killed-then-rerun sweep ending with the uninterrupted run's results.
+ * The sweep end to end on the committed demo model and benchmark (no shared data needed): every report
+ * file, the same numbers as `compress` + `eval mmlu` for the same points, and a killed-then-rerun sweep
+ * ending with the uninterrupted run's results.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -9,28 +10,20 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawn, spawnSync } from 'node:child_process';
 import { initBackend } from '../src/runtime/backend.ts';
-import { convertLlama2c } from '../src/io/llama2c.ts';
 import { runSweep } from '../src/sweep/sweep.ts';
 import { compressModel } from '../src/compress/compress.ts';
 import { runMmluEval } from '../src/eval/mmlu/run.ts';
 import { RESULT_COLUMNS } from '../src/sweep/report.ts';
-import { NO_SHARED, SHARED } from './helpers.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'mka-sweep-'));
-const SUBJECTS = ['abstract_algebra', 'anatomy', 'marketing'];
-const LIMIT = 3;
+const MODEL = 'models/demo';
+const DATA = 'data/demo-mmlu';
+const SUBJECTS = ['demo_arithmetic', 'demo_facts', 'demo_sequences'];
+const LIMIT = 4;
 
-async function stories(): Promise<string> {
-  const dir = join(root, 'stories260K');
-  if (!existsSync(dir)) {
-    await convertLlama2c({ checkpoint: join(SHARED!, 'models/stories260K/stories260K.bin'), tokenizer: join(SHARED!, 'models/stories260K/tok512.bin'), out: dir });
-  }
-  return dir;
-}
-
-function sweepArgs(model: string, out: string): string[] {
-  return ['sweep', '--model', model, '--data', join(SHARED!, 'data/mmlu'), '--methods', 'mka,reverse,shortgpt', '--remove', '0,1,2',
-    '--limit', String(LIMIT), '--eval-subjects', SUBJECTS.join(','), '--subjects', '20', '--out', out, '--backend', 'wasm', '--quiet'];
+function sweepArgs(out: string): string[] {
+  return ['sweep', '--model', MODEL, '--data', DATA, '--methods', 'mka,reverse,shortgpt', '--remove', '0,1,2',
+    '--limit', String(LIMIT), '--eval-subjects', SUBJECTS.join(','), '--per-subject', '4', '--out', out, '--backend', 'wasm', '--quiet'];
 }
 
 /** results.csv without its seconds column (timings differ between any two runs). */
@@ -44,14 +37,13 @@ function isPng(path: string): boolean {
   return b.subarray(0, 8).equals(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a])) && b.readUInt32BE(16) > 200 && b.readUInt32BE(20) > 150;
 }
 
-test('sweep of stories260K writes every report file and matches compress + eval mmlu', { skip: NO_SHARED }, async () => {
+test('sweep of the demo model writes every report file and matches compress + eval mmlu', async () => {
   await initBackend('wasm');
-  const model = await stories();
+  const model = MODEL, data = DATA;
   const out = join(root, 'sweep-a');
-  const data = join(SHARED!, 'data/mmlu');
   const points = await runSweep({
     model, data, methods: ['mka', 'reverse', 'shortgpt'], remove: [0, 1, 2], ntrain: 5, limit: LIMIT,
-    evalSubjects: SUBJECTS, subjects: 20, out, quiet: true,
+    evalSubjects: SUBJECTS, perSubject: 4, out, quiet: true,
   });
   assert.equal(points.length, 9);
   for (const f of ['results.csv', 'results.json', 'summary.md', 'run.json', 'similarity.svg', 'accuracy.svg', 'categories.svg']) {
@@ -68,7 +60,7 @@ test('sweep of stories260K writes every report file and matches compress + eval 
   // the same points through the individual commands' library functions
   for (const [method, remove] of [['mka', 2], ['shortgpt', 1]] as const) {
     const dir = join(root, `${method}-${remove}`);
-    await compressModel({ model, out: dir, method, remove, data, subjects: 20, quiet: true });
+    await compressModel({ model, out: dir, method, remove, data, perSubject: 4, quiet: true });
     const r = await runMmluEval({ model: dir, data, ntrain: 5, limit: LIMIT, subjects: SUBJECTS, referenceModel: model, out: join(root, `eval-${method}-${remove}`) });
     const p = points.find((x) => x.method === method && x.layers_removed === remove)!;
     assert.equal(p.mmlu, r.summary!.overall.accuracy, `${method}-${remove} accuracy`);
@@ -77,17 +69,16 @@ test('sweep of stories260K writes every report file and matches compress + eval 
   }
 });
 
-test('a sweep killed mid-way and rerun ends with the uninterrupted run\'s results', { skip: NO_SHARED }, async () => {
-  const model = await stories();
+test('a sweep killed mid-way and rerun ends with the uninterrupted run\'s results', async () => {
   // the uninterrupted run is the previous test's (same options through the library)
   const full = join(root, 'sweep-a'), killed = join(root, 'sweep-killed');
   const cli = join(process.cwd(), 'bin', 'mka.mjs');
   if (!existsSync(join(full, 'results.csv'))) {
-    const r1 = spawnSync(process.execPath, [cli, ...sweepArgs(model, full)], { encoding: 'utf8' });
+    const r1 = spawnSync(process.execPath, [cli, ...sweepArgs(full)], { encoding: 'utf8' });
     assert.equal(r1.status, 0, r1.stderr);
   }
   // the same sweep through the CLI, killed once a few points are saved
-  const child = spawn(process.execPath, [cli, ...sweepArgs(model, killed)], { stdio: 'ignore' });
+  const child = spawn(process.execPath, [cli, ...sweepArgs(killed)], { stdio: 'ignore' });
   await new Promise<void>((resolve) => {
     const timer = setInterval(() => {
       const done = existsSync(join(killed, 'points')) ? readdirSync(join(killed, 'points')).length : 0;
@@ -100,7 +91,7 @@ test('a sweep killed mid-way and rerun ends with the uninterrupted run\'s result
   });
   await new Promise((r) => child.once('exit', r));
   assert.ok(!existsSync(join(killed, 'results.csv')), 'the kill came too late to interrupt the sweep');
-  const r2 = spawnSync(process.execPath, [cli, ...sweepArgs(model, killed)], { encoding: 'utf8' });
+  const r2 = spawnSync(process.execPath, [cli, ...sweepArgs(killed)], { encoding: 'utf8' });
   assert.equal(r2.status, 0, r2.stderr);
   assert.equal(resultsWithoutSeconds(killed), resultsWithoutSeconds(full));
 });
