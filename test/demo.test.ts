@@ -5,19 +5,21 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { initBackend } from '../src/runtime/backend.ts';
-import { loadMmlu } from '../src/eval/mmlu/data.ts';
+import { ANSWER_LETTERS, loadMmlu } from '../src/eval/mmlu/data.ts';
 import { disposeModel, loadModel, modelFromTensors } from '../src/model/model.ts';
-import { forward } from '../src/model/forward.ts';
 import {
   DEMO_BENCHMARK_SEED, DEMO_SUBJECTS, benchmarkFiles, generateBenchmark, heldOutKeys, questionKey, trainingDocuments,
 } from '../src/demo/benchmark.ts';
 import { SPACE, allowedToken, bpeFromTokenizerJson, pieceEncoder, tokenizerConfigJson, tokenizerJson, trainBpe } from '../src/demo/tokenizer.ts';
-import { answerTokenIds, dropLayers, evaluateDemo } from '../src/demo/evaluate.ts';
+import { dropLayers, scoreModel } from '../src/demo/evaluate.ts';
+import { loadTokenizer } from '../src/tokenizer/tokenizer.ts';
 import { cardArchitecture } from '../src/demo/card.ts';
 import { demoConfig, documentBatcher, initialWeights, learningRateAt, trainModel, type Batch, type TrainSettings } from '../src/demo/train.ts';
 import { installWasmTrainingKernels } from '../src/demo/wasm-kernels.ts';
@@ -28,12 +30,15 @@ const MODEL_DIR = 'models/demo';
 await initBackend('wasm');
 
 const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
+/** sha256 of every file of the benchmark of DEMO_BENCHMARK_SEED (path, newline, CSV text, in order). */
+const BENCHMARK_SHA256 = '5f5a79a3efc6770f440d63bb26b55490ee9fa92ec9a4a65368a683789dc9ebaf';
 const allCsv = (files: Map<string, string>) => [...files].map(([k, v]) => `${k}\n${v}`).join('');
 
 test('benchmark: deterministic for a seed, different for another, 5 dev and 250 test rows per subject', () => {
   const a = allCsv(benchmarkFiles(generateBenchmark(DEMO_BENCHMARK_SEED)));
   const b = allCsv(benchmarkFiles(generateBenchmark(DEMO_BENCHMARK_SEED)));
   assert.equal(sha256(a), sha256(b));
+  assert.equal(sha256(a), BENCHMARK_SHA256, 'the generator changed: regenerate data/demo-mmlu and retrain models/demo');
   assert.notEqual(sha256(allCsv(benchmarkFiles(generateBenchmark(DEMO_BENCHMARK_SEED + 1)))), sha256(a));
   const bench = generateBenchmark(DEMO_BENCHMARK_SEED);
   assert.deepEqual(bench.subjects, [...DEMO_SUBJECTS]);
@@ -115,7 +120,7 @@ test('committed tokenizer: "A" alone ends in the token that follows "Answer:", f
   const json = JSON.parse(readFileSync(join(MODEL_DIR, 'tokenizer.json'), 'utf8'));
   const tok = new Tokenizer(json, JSON.parse(readFileSync(join(MODEL_DIR, 'tokenizer_config.json'), 'utf8')));
   const encode = (t: string) => tok.encode(t).ids;
-  const letters = answerTokenIds(encode);
+  const letters = ANSWER_LETTERS.map((l) => encode(l).at(-1)!);
   assert.equal(new Set(letters).size, 4);
   for (const [i, l] of ['A', 'B', 'C', 'D'].entries()) {
     assert.equal(tok.id_to_token(letters[i]), `${SPACE}${l}`);
@@ -134,7 +139,7 @@ test('committed tokenizer: "A" alone ends in the token that follows "Answer:", f
   }
 });
 
-test('committed model: loads, config is what the card says, forward runs, 5-shot accuracy is what its log says', () => {
+test('committed model: loads, matches its card; 5-shot accuracy recomputed here is >= 60% and drops as layers are removed', async () => {
   assert.ok(existsSync(join(MODEL_DIR, 'model.safetensors')), 'models/demo is committed');
   const before = tf.memory().numTensors;
   const model = loadModel(MODEL_DIR);
@@ -142,28 +147,51 @@ test('committed model: loads, config is what the card says, forward runs, 5-shot
   const block = /```json\n([\s\S]*?)\n```/.exec(card);
   assert.ok(block, 'the card has an architecture block');
   assert.deepEqual(JSON.parse(block![1]), cardArchitecture(model.config));
-  const trainingLog = JSON.parse(readFileSync(join(MODEL_DIR, 'training-log.json'), 'utf8'));
-  assert.ok(card.includes(`${(100 * trainingLog.accuracy.accuracy).toFixed(1)}%`), 'the card states the logged accuracy');
+  const log = JSON.parse(readFileSync(join(MODEL_DIR, 'training-log.json'), 'utf8'));
+  assert.ok(card.includes(`${(100 * log.accuracy.accuracy).toFixed(1)}%`), 'the card states the logged accuracy');
 
-  const { logits } = forward(model, [[1, 5, 9, 200]]);
-  assert.deepEqual(logits!.shape, [1, 4, model.config.vocab_size]);
-  assert.ok(Number.isFinite(tf.tidy(() => logits!.sum().arraySync() as number)));
-  logits!.dispose();
-
-  const tok = new Tokenizer(JSON.parse(readFileSync(join(MODEL_DIR, 'tokenizer.json'), 'utf8')),
-    JSON.parse(readFileSync(join(MODEL_DIR, 'tokenizer_config.json'), 'utf8')));
+  // The whole committed test set through the project's evaluator, on plain wasm (the log was written on
+  // whatever backend trained the model: float sums differ, so a near-tie question may flip).
+  const tokenizer = await loadTokenizer(MODEL_DIR);
   const data = loadMmlu(DATA_DIR);
-  const scores = evaluateDemo(model, (t) => tok.encode(t).ids, data.dev, data.test, { limit: 24 });
-  assert.ok(Math.abs(scores.accuracy - trainingLog.accuracy.accuracy) < 0.15, `5-shot accuracy on the first 24 questions per subject: ${scores.accuracy}, logged ${trainingLog.accuracy.accuracy}`);
+  const full = await scoreModel(model, tokenizer, data);
+  assert.ok(full.accuracy >= 0.6, `5-shot accuracy ${full.accuracy} (chance 0.25)`);
+  assert.ok(Math.abs(full.accuracy - log.accuracy.accuracy) <= 0.01, `accuracy ${full.accuracy}, logged ${log.accuracy.accuracy}`);
+  for (const s of DEMO_SUBJECTS) assert.ok(full.subjects[s].accuracy >= 0.35, `${s}: ${full.subjects[s].accuracy}`);
+
+  // Graded (on the first 50 questions per subject): removing the last 2 layers costs little, the last 4
+  // much more, and the first layer cannot be spared.
+  const L = model.config.num_hidden_layers;
+  const without = async (drop: number[]) => (await scoreModel(dropLayers(model, drop), tokenizer, data, { limit: 50 })).accuracy;
+  const last2 = await without([L - 2, L - 1]), last4 = await without([L - 4, L - 3, L - 2, L - 1]), first = await without([0]);
+  assert.ok(last2 > 0.9 && last4 < last2 - 0.05 && last4 > 0.5 && first < last4, `-2 last: ${last2}, -4 last: ${last4}, -layer 0: ${first}`);
   disposeModel(model);
   assert.equal(tf.memory().numTensors, before);
 });
 
-// Issue 7 asks for >= 60%; the committed model is still at chance (the trainer does not yet learn to
-// bind answers to letters within the CPU budget). Kept as a todo so the gap stays visible in every run.
-test('committed model answers its 5-shot test well above chance (>= 60%)', { todo: 'demo model still at chance: issue 7' }, () => {
-  const trainingLog = JSON.parse(readFileSync(join(MODEL_DIR, 'training-log.json'), 'utf8'));
-  assert.ok(trainingLog.accuracy.accuracy >= 0.6, `logged 5-shot accuracy ${trainingLog.accuracy.accuracy}`);
+test('train-demo.ts: the same seed writes the same weights, tokenizer and scores; another seed does not (tiny model)', () => {
+  const tmp = mkdtempSync(join(tmpdir(), 'mka-train-'));
+  try {
+    const run = (name: string, seed: number) => {
+      const out = join(tmp, name);
+      const r = spawnSync(process.execPath, ['--import', 'tsx', 'scripts/train-demo.ts', '--backend', 'wasm', '--seed', String(seed),
+        '--steps', '8', '--bare-steps', '2', '--single-steps', '2', '--layers', '2', '--hidden', '16', '--heads', '2', '--kv-heads', '1',
+        '--intermediate', '24', '--eval-limit', '4', '--out', out, '--data', join(tmp, 'data')], { encoding: 'utf8' });
+      assert.equal(r.status, 0, r.stderr);
+      const log = JSON.parse(readFileSync(join(out, 'training-log.json'), 'utf8'));
+      return {
+        weights: sha256(readFileSync(join(out, 'model.safetensors')).toString('base64')),
+        tokenizer: readFileSync(join(out, 'tokenizer.json'), 'utf8'),
+        losses: log.lossCurve, accuracy: log.accuracy,
+      };
+    };
+    const a = run('a', 1), b = run('b', 1), c = run('c', 2);
+    assert.deepEqual(b, a);
+    assert.notEqual(c.weights, a.weights);
+    assert.equal(readFileSync(join(tmp, 'data', 'test', 'demo_facts_test.csv'), 'utf8'), readFileSync(join(DATA_DIR, 'test', 'demo_facts_test.csv'), 'utf8'));
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
 });
 
 test('dropLayers renumbers the kept layers and shares their tensors', () => {
@@ -238,5 +266,21 @@ test('documentBatcher weighs exactly the letters after "Answer:"', () => {
     const weighted = b.weights[r].filter((w) => w === 4).length;
     assert.ok(weighted === answers && answers >= 3, `row ${r}: ${weighted} weighted, ${answers} "Answer:"`);
     b.weights[r].forEach((w, i) => { if (w === 4) assert.ok(letters.includes(b.targets[r][i])); });
+  }
+});
+
+test('mka demo (what npm start runs, here on fewer questions): summary table, report files and a tfjs export', () => {
+  const out = mkdtempSync(join(tmpdir(), 'mka-demo-'));
+  try {
+    const r = spawnSync(process.execPath, ['bin/mka.mjs', 'demo', '--backend', 'wasm', '--limit', '4', '--methods', 'mka,shortgpt', '--remove', '0,2', '--out', out],
+      { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /\| original \| 0 \| 8 \|/);
+    assert.match(r.stdout, /\| mka \| 2 \| 6 \|/);
+    for (const f of ['results.csv', 'results.json', 'summary.md', 'accuracy.png', 'similarity.png', 'tfjs-mka-2/model.json']) {
+      assert.ok(existsSync(join(out, f)), `${f} missing`);
+    }
+  } finally {
+    rmSync(out, { recursive: true, force: true });
   }
 });

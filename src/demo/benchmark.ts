@@ -4,10 +4,14 @@
  * and that exercise different skills:
  *
  *   demo_alphabet    which letter comes before/after a letter (memorised order)
- *   demo_arithmetic  small sums and differences
+ *   demo_arithmetic  a + b with a, b in 0..9, and a - b with a in 0..18, b in 0..min(a, 9)
  *   demo_comparison  the largest/smallest of four numbers (read from the choices)
  *   demo_facts       capital, national animal and flag colour of invented countries (memorised)
- *   demo_sequences   the next term of an arithmetic progression
+ *   demo_sequences   the next term of an arithmetic progression (start 0..20, step 1..5)
+ *
+ * Training text (trainingDocuments) also has a training-only subject, demo_matching ("Which choice is
+ * X?", or in its bare form just "X" among four numbers), which teaches the one skill all subjects share:
+ * binding the answer letter to the choice that holds the answer.
  *
  * The invented world (countries and their facts) is fixed by the benchmark seed. Training text comes
  * from the same generators on another random stream and never contains a dev or test question
@@ -131,10 +135,10 @@ export function generateQuestion(subject: DemoSubject, world: DemoWorld, rand: R
     }
     case 'demo_arithmetic': {
       if (rand() < 0.5) {
-        const a = randInt(0, 20, rand), b = randInt(0, 20, rand);
+        const a = randInt(0, 9, rand), b = randInt(0, 9, rand);
         return place(`What is ${a} + ${b}?`, String(a + b), nearNumbers(a + b, [-10, -3, -2, -1, 1, 2, 3, 10], rand), rand);
       }
-      const a = randInt(0, 40, rand), b = randInt(0, Math.min(a, 20), rand);
+      const a = randInt(0, 18, rand), b = randInt(0, Math.min(a, 9), rand);
       return place(`What is ${a} - ${b}?`, String(a - b), nearNumbers(a - b, [-10, -3, -2, -1, 1, 2, 3, 10], rand), rand);
     }
     case 'demo_comparison': {
@@ -156,7 +160,7 @@ export function generateQuestion(subject: DemoSubject, world: DemoWorld, rand: R
       return place(`What color is the flag of ${c.name}?`, c.color, distinct(COLORS, c.color, rand), rand);
     }
     case 'demo_sequences': {
-      const a = randInt(0, 30, rand), d = randInt(1, 9, rand);
+      const a = randInt(0, 20, rand), d = randInt(1, 5, rand);
       const terms = [0, 1, 2, 3].map((k) => a + k * d);
       const next = a + 4 * d;
       return place(`What comes next: ${terms.join(', ')}?`, String(next), nearNumbers(next, [-d, d, -2, -1, 1, 2], rand), rand);
@@ -167,14 +171,17 @@ export function generateQuestion(subject: DemoSubject, world: DemoWorld, rand: R
 /** The training-only subject that teaches the skill every subject shares: finding a value among the choices. */
 export const MATCHING_SUBJECT = 'demo_matching';
 
-/** "Which choice is X?" with X among four values of one kind (numbers, letters, capitals, animals, colours). */
-export function generateMatchingQuestion(world: DemoWorld, rand: Rand): DemoQuestion {
-  const pools: readonly (readonly string[])[] = [
-    Array.from({ length: 100 }, (_, i) => String(i)), [...LETTERS], world.countries.map((c) => c.capital), ANIMALS, COLORS,
-  ];
+/**
+ * "Which choice is X?" with X among four values of one kind (numbers, letters, capitals, animals,
+ * colours); `bare` asks with X alone and numbers only (the simplest form, for the start of training).
+ */
+export function generateMatchingQuestion(world: DemoWorld, rand: Rand, bare = false): DemoQuestion {
+  const numbers = Array.from({ length: 100 }, (_, i) => String(i));
+  const pools: readonly (readonly string[])[] = bare ? [numbers]
+    : [numbers, [...LETTERS], world.countries.map((c) => c.capital), ANIMALS, COLORS];
   const pool = pick(pools, rand);
   const correct = pick(pool, rand);
-  return place(`Which choice is ${correct}?`, correct, distinct(pool, correct, rand), rand);
+  return place(bare ? correct : `Which choice is ${correct}?`, correct, distinct(pool, correct, rand), rand);
 }
 
 /** The question as the prompt shows it (stem and lettered choices): the key for "verbatim". */
@@ -263,6 +270,8 @@ export interface TrainingMix {
   examples?: number;
   /** Start blocks with the prompt header (default true); false with examples 1 gives lone questions. */
   header?: boolean;
+  /** Share of matching questions asked in their bare form (see generateMatchingQuestion). */
+  bareMatching?: number;
 }
 
 /**
@@ -283,7 +292,7 @@ export function trainingDocuments(world: DemoWorld, seed: number, exclude: Set<s
     let text = header ? promptHeader(subject) : '';
     for (let i = 0; i < examples; i++) {
       let q: DemoQuestion;
-      do q = matching ? generateMatchingQuestion(world, rand) : generateQuestion(subject as DemoSubject, world, rand);
+      do q = matching ? generateMatchingQuestion(world, rand, rand() < (mix.bareMatching ?? 0)) : generateQuestion(subject as DemoSubject, world, rand);
       while (exclude.has(questionKey(q)));
       text += formatExample({ subject, split: 'dev', index: i, line: 0, ...q }, true);
     }

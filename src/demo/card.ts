@@ -13,6 +13,8 @@ export interface TrainingLog {
   settings: Record<string, unknown>;
   parameters: number;
   trainSeconds: number;
+  /** User CPU seconds of the training stage (all threads). */
+  trainCpuSeconds: number;
   evalSeconds: number;
   totalSeconds: number;
   tokensSeen: number;
@@ -70,11 +72,19 @@ the demo benchmark's world: it is a test object, not a language model for any ot
 - **Tokenizer**: byte-pair encoding learned on training text, ${log.settings.tokenizerVocab} tokens, Llama/SentencePiece style
   (spaces as "▁", a "▁" in front of the text, \`<s>\` prepended), so "A" alone and the "A" after
   "Answer:" are the same token.
-- **Training**: ${log.settings.steps} steps of Adam (lr ${s.lr}, ${s.warmup} warm-up steps, cosine decay to ${s.minLrRatio}×, gradient
-  norm clipped at ${s.clipNorm}), ${s.batch} sequences of ${s.seqLen} tokens per step (${(log.tokensSeen / 1e6).toFixed(2)}M tokens), next-token
-  cross-entropy with answer letters weighted ${s.answerWeight}×, LayerDrop ${s.layerDrop} (each step skips each layer with
-  that probability, so removing layers degrades the model gradually). Seed ${log.seed}; backend ${log.backend}.
-  Training took ${minutes(log.trainSeconds)}, evaluation ${minutes(log.evalSeconds)}.
+- **Training**: ${log.settings.steps} steps of Adam (lr ${s.lr}, ${s.warmup} warm-up steps, constant, then cosine decay to
+  ${s.minLrRatio}× over the last stage; gradient norm clipped at ${s.clipNorm}; initial weights normal(0, ${s.initStd}), q/k 0.02) on
+  next-token cross-entropy with answer letters weighted ${s.answerWeight}×, in three stages:
+  1. ${s.bareSteps} steps of ${s.singleBatch} lone "bare" matching questions (a number, then four numbers to find it
+     among). This is where the model learns to bind an answer letter to a choice; on full prompts a
+     model this small sits at chance for thousands of steps before it discovers that.
+  2. ${s.singleSteps} steps of ${s.singleBatch} lone questions of every subject (and of a training-only matching subject).
+  3. The rest: ${s.batch} sequences of ${s.seqLen} tokens per step, few-shot blocks in the evaluation's prompt format
+     (and fact sheets), with LayerDrop ${s.layerDrop} (each step skips each layer with that probability, so
+     that removing layers degrades the model gradually).
+
+  ${(log.tokensSeen / 1e6).toFixed(2)}M tokens in all. Seed ${log.seed}; backend ${log.backend}. Training took
+  ${minutes(log.trainSeconds)} (${minutes(log.trainCpuSeconds)} of CPU time), evaluation ${minutes(log.evalSeconds)}.
 - **Size**: ${(log.parameters / 1e6).toFixed(2)}M parameters; model.safetensors is ${(log.weightsBytes / 1e6).toFixed(1)} MB (${s.dtype}).
 
 ## Architecture
@@ -90,7 +100,9 @@ ${JSON.stringify(arch, null, 2)}
 ${subjects.map(([k, v]) => `| ${k} | ${v.correct}/${v.total} | ${pct(v.accuracy)} |`).join('\n')}
 | **all** | ${subjects.reduce((n, [, v]) => n + v.correct, 0)}/${subjects.reduce((n, [, v]) => n + v.total, 0)} | **${pct(log.accuracy.accuracy)}** |
 
-Prediction: the largest next-token logit after "Answer:" among the tokens of A, B, C and D.
+Scored by mka's own MMLU evaluator (Hendrycks' 5-shot prompts; the prediction is the largest next-token
+logit after "Answer:" among the tokens of A, B, C and D): \`mka eval mmlu --model models/demo --data data/demo-mmlu\`
+recomputes this table.
 
 ## Removing layers
 
@@ -102,8 +114,9 @@ ${log.dropOneLayer.map((v, i) => `| layer ${i} only | ${pct(v)} |`).join('\n')}
 
 ## Reproducing
 
-Rerun the command above: with the same seed and backend the weights are the same; on another backend
-(or another BLAS) floating-point sums differ slightly and the accuracy agrees to within about a point.
-training-log.json has the loss curve (mean of every 10 steps) and all accuracies.
+Rerun the command above: with the same seed, options and backend it writes the same weights, byte for
+byte (two runs of this command on 2 cores gave identical model.safetensors). On another backend or BLAS
+floating-point sums differ in the last bits, so the weights differ and the accuracy is close but not
+identical. training-log.json has the loss curve (mean of every 10 steps) and all accuracies.
 `;
 }

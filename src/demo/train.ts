@@ -118,19 +118,23 @@ export interface TrainSettings {
   steps: number;
   lr: number;
   warmup: number;
-  /** The learning rate decays (cosine) to lr·minLrRatio at the last step. */
+  /** The learning rate stays at lr until this step (at least warmup), then decays (cosine) to lr·minLrRatio at the last step. */
+  decayStart?: number;
   minLrRatio: number;
   /** Gradients are scaled down to this global norm when larger. */
   clipNorm: number;
-  /** Probability of skipping each decoder layer in a step (0: never). */
+  /** Probability of skipping each decoder layer in a step (0: never), from step layerDropStart on. */
   layerDrop: number;
+  layerDropStart?: number;
   seed: number;
 }
 
-/** Learning rate at `step` (0-based): linear warm-up, then cosine decay. */
+/** Learning rate at `step` (0-based): linear warm-up, constant until decayStart, then cosine decay. */
 export function learningRateAt(step: number, s: TrainSettings): number {
   if (step < s.warmup) return (s.lr * (step + 1)) / s.warmup;
-  const t = Math.min(1, (step - s.warmup) / Math.max(1, s.steps - 1 - s.warmup));
+  const start = Math.max(s.warmup, s.decayStart ?? s.warmup);
+  if (step < start) return s.lr;
+  const t = Math.min(1, (step - start) / Math.max(1, s.steps - 1 - start));
   return s.lr * (s.minLrRatio + (1 - s.minLrRatio) * 0.5 * (1 + Math.cos(Math.PI * t)));
 }
 
@@ -145,7 +149,7 @@ export interface StepResult {
   step: number;
   /** Weighted training loss of the step. */
   loss: number;
-  /** Mean cross-entropy of the answer letters in the batch (NaN when there are none). */
+  /** Mean cross-entropy of the answer letters in the batch (0 when there are none). */
   answerLoss: number;
   lr: number;
   layersUsed: number;
@@ -183,7 +187,8 @@ export async function trainModel(
     for (let step = 0; step < s.steps; step++) {
       const batch = nextBatch(step);
       const all = Array.from({ length: config.num_hidden_layers }, (_, i) => i);
-      let layers = s.layerDrop > 0 ? all.filter(() => dropRand() >= s.layerDrop) : all;
+      const p = step >= (s.layerDropStart ?? 0) ? s.layerDrop : 0;
+      let layers = p > 0 ? all.filter(() => dropRand() >= p) : all;
       if (layers.length === 0) layers = all;
       const model = modelOverLayers(config, vars, layers);
       const used = [...model.tensors.values()] as tf.Variable[];
