@@ -140,13 +140,16 @@ export function accuracySpec(rows: AccuracyRow[], baseline: number, chance?: num
 /** One bar: accuracy (a fraction) of one setting (e.g. 'original', 'mka −4 layers') on one category. */
 export interface CategoryRow { category: string; setting: string; accuracy: number }
 
-/** Horizontal grouped bars: per category, one bar per setting (settings keep their input order). */
-export function categoriesSpec(rows: CategoryRow[]): TopLevelSpec {
+/**
+ * Horizontal grouped bars: per category (or whatever groups the rows name, e.g. subjects, with `title`),
+ * one bar per setting (settings keep their input order).
+ */
+export function categoriesSpec(rows: CategoryRow[], title = 'MMLU accuracy per category'): TopLevelSpec {
   const categories = [...new Set(rows.map((r) => r.category))];
   const settings = [...new Set(rows.map((r) => r.setting))];
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
-    title: { text: 'MMLU accuracy per category', subtitle: 'before and after compression' },
+    title: { text: title, subtitle: 'before and after compression' },
     background: 'white',
     padding: 12,
     config: CHART_CONFIG,

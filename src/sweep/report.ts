@@ -56,10 +56,12 @@ export async function writeSweepReport(r: SweepReportInput): Promise<void> {
   const pickSummary = pick ? r.pointSummary(pick.method, pick.layers_removed) : null;
   if (pick && pickSummary) {
     const setting = `${pick.method} −${pick.layers_removed} layers`;
+    // A benchmark whose subjects all fall in one category (a custom one, such as the demo's) is shown per subject.
+    const by = r.baseSummary.categories.length > 1 ? 'categories' : 'subjects';
     await renderChart(categoriesSpec([
-      ...r.baseSummary.categories.map((c) => ({ category: c.name, setting: 'original', accuracy: c.accuracy })),
-      ...pickSummary.categories.map((c) => ({ category: c.name, setting, accuracy: c.accuracy })),
-    ]), join(r.out, 'categories'));
+      ...r.baseSummary[by].map((c) => ({ category: c.name, setting: 'original', accuracy: c.accuracy })),
+      ...pickSummary[by].map((c) => ({ category: c.name, setting, accuracy: c.accuracy })),
+    ], `MMLU accuracy per ${by === 'categories' ? 'category' : 'subject'}`), join(r.out, 'categories'));
     charts.push('categories');
   }
   atomicWriteText(join(r.out, 'run.json'), JSON.stringify(r.run, null, 2) + '\n');
