@@ -27,7 +27,7 @@ export interface DemoOptions {
 /** Runs the demo sweep and exports the largest MKA point for tfjs. */
 export async function runDemo(opts: DemoOptions): Promise<{ points: SweepPoint[]; exported: string }> {
   if (!existsSync(join(DEMO_MODEL, 'config.json'))) throw new UserError(`${DEMO_MODEL}: the demo model is missing (train it with \`node --import tsx scripts/train-demo.ts\`)`);
-  const remove = opts.remove ?? [0, 1, 2, 4];
+  const remove = opts.remove ?? [0, 2, 3, 4];
   const points = await runSweep({
     model: DEMO_MODEL, data: DEMO_DATA, methods: opts.methods ?? ['mka', 'reverse', 'shortgpt', 'angular'], remove,
     ntrain: 5, limit: opts.limit, perSubject: 20, out: opts.out, keepModels: true, quiet: opts.quiet, log: opts.log, runInfo: opts.runInfo,

@@ -12,8 +12,8 @@ export const demoCommand: CommandModule<GlobalArgs, Args> = {
   builder: (y) => y
     .option('out', { type: 'string', default: 'results/demo', describe: 'results directory (rerun to resume)' })
     .option('methods', { type: 'string', default: 'mka,reverse,shortgpt,angular', describe: 'comma-separated methods' })
-    .option('remove', { type: 'string', default: '0,1,2,4', describe: 'layer counts to remove' })
-    .option('limit', { type: 'number', default: 40, describe: 'first N test questions per subject (the demo keeps npm start to a few minutes)' })
+    .option('remove', { type: 'string', default: '0,2,3,4', describe: 'layer counts to remove' })
+    .option('limit', { type: 'number', describe: 'first N test questions per subject (default all 250)' })
     .example('$0 demo', '') as never,
   handler: async (a) => {
     const backend = await setup(a);
