@@ -66,10 +66,15 @@ export async function writeSweepReport(r: SweepReportInput): Promise<void> {
   }
   atomicWriteText(join(r.out, 'run.json'), JSON.stringify(r.run, null, 2) + '\n');
 
+  // Category columns only where some point has questions in them (a custom benchmark may fill one).
+  const categoryColumns = ([['STEM', 'stem'], ['humanities', 'humanities'], ['social sci.', 'social_sciences'], ['other', 'other']] as const)
+    .filter(([, key]) => rows.some((p) => p[key] !== null && p[key] !== undefined));
+  const header = ['method', 'removed', 'layers', 'ratio', 'MMLU', 'macro', ...categoryColumns.map(([title]) => title), 'ppl', 'agreement'];
   const table = [
-    '| method | removed | layers | ratio | MMLU | macro | STEM | humanities | social sci. | other | ppl | agreement |',
-    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
-    ...rows.map((p) => `| ${p.method} | ${p.layers_removed} | ${p.layers} | ${(100 * p.compression_ratio).toFixed(1)}% | ${pct(p.mmlu)} | ${pct(p.mmlu_macro)} | ${pct(p.stem)} | ${pct(p.humanities)} | ${pct(p.social_sciences)} | ${pct(p.other)} | ${p.perplexity.toFixed(2)} | ${pct(p.agreement)} |`),
+    `| ${header.join(' | ')} |`,
+    `|---|${header.slice(1).map(() => '---:').join('|')}|`,
+    ...rows.map((p) => `| ${[p.method, p.layers_removed, p.layers, `${(100 * p.compression_ratio).toFixed(1)}%`, pct(p.mmlu), pct(p.mmlu_macro),
+      ...categoryColumns.map(([, key]) => pct(p[key])), p.perplexity.toFixed(2), pct(p.agreement)].join(' | ')} |`),
   ].join('\n');
   const best = new Map<number, SweepPoint>();
   for (const p of r.points) if (p.layers_removed > 0 && (!best.has(p.layers_removed) || best.get(p.layers_removed)!.mmlu < p.mmlu)) best.set(p.layers_removed, p);
