@@ -4,9 +4,11 @@
  */
 import { closeSync, existsSync, mkdirSync, openSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
+import { randomBytes } from 'node:crypto';
 
+/** A fresh sibling name for `target` (unique per call: two calls within one millisecond must not collide). */
 function tempName(target: string): string {
-  return join(dirname(target), `.${basename(target)}.tmp-${process.pid}-${Date.now().toString(36)}`);
+  return join(dirname(target), `.${basename(target)}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`);
 }
 
 /** Writes all of `buf` to `fd` (writeSync may write less than asked). */
