@@ -1,21 +1,22 @@
 /**
- * The bundled demo: benchmark generator, training text, tokenizer, the committed data/demo-mmlu and
- * models/demo, the wasm training kernels and the training step. No shared data needed.
+ * The bundled demo: benchmark generator (data/demo-mmlu, generated on first use), training text,
+ * tokenizer, the committed models/demo, the wasm training kernels and the training step. No shared data needed.
  */
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { initBackend } from '../src/runtime/backend.ts';
-import { ANSWER_LETTERS, loadMmlu } from '../src/eval/mmlu/data.ts';
+import { loadMmlu } from '../src/eval/mmlu/data.ts';
+import { answerTokenIds } from '../src/eval/mmlu/plan.ts';
 import { disposeModel, loadModel, modelFromTensors } from '../src/model/model.ts';
 import {
-  DEMO_BENCHMARK_SEED, DEMO_SUBJECTS, benchmarkFiles, generateBenchmark, heldOutKeys, questionKey, trainingDocuments,
+  DEMO_BENCHMARK_SEED, DEMO_SUBJECTS, benchmarkFiles, ensureBenchmark, generateBenchmark, heldOutKeys, questionKey, trainingDocuments,
 } from '../src/demo/benchmark.ts';
 import { SPACE, allowedToken, bpeFromTokenizerJson, pieceEncoder, tokenizerConfigJson, tokenizerJson, trainBpe } from '../src/demo/tokenizer.ts';
 import { dropLayers, scoreModel } from '../src/demo/evaluate.ts';
@@ -24,10 +25,13 @@ import { cardArchitecture } from '../src/demo/card.ts';
 import { demoConfig, documentBatcher, initialWeights, learningRateAt, trainModel, type Batch, type TrainSettings } from '../src/demo/train.ts';
 import { installWasmTrainingKernels } from '../src/demo/wasm-kernels.ts';
 
-const DATA_DIR = 'data/demo-mmlu';
 const MODEL_DIR = 'models/demo';
 
 await initBackend('wasm');
+/** This file's own copy of the demo benchmark (data/demo-mmlu is generated, not committed). */
+const DATA_DIR = join(mkdtempSync(join(tmpdir(), 'mka-demo-data-')), 'demo-mmlu');
+await ensureBenchmark(DATA_DIR);
+after(() => rmSync(dirname(DATA_DIR), { recursive: true, force: true }));
 
 const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
 /** sha256 of every file of the benchmark of DEMO_BENCHMARK_SEED (path, newline, CSV text, in order). */
@@ -38,7 +42,7 @@ test('benchmark: deterministic for a seed, different for another, 5 dev and 250 
   const a = allCsv(benchmarkFiles(generateBenchmark(DEMO_BENCHMARK_SEED)));
   const b = allCsv(benchmarkFiles(generateBenchmark(DEMO_BENCHMARK_SEED)));
   assert.equal(sha256(a), sha256(b));
-  assert.equal(sha256(a), BENCHMARK_SHA256, 'the generator changed: regenerate data/demo-mmlu and retrain models/demo');
+  assert.equal(sha256(a), BENCHMARK_SHA256, 'the generator changed: retrain models/demo (npm run train-demo) and update this hash');
   assert.notEqual(sha256(allCsv(benchmarkFiles(generateBenchmark(DEMO_BENCHMARK_SEED + 1)))), sha256(a));
   const bench = generateBenchmark(DEMO_BENCHMARK_SEED);
   assert.deepEqual(bench.subjects, [...DEMO_SUBJECTS]);
@@ -75,17 +79,32 @@ test('benchmark: answers are right (checked by recomputing each subject)', () =>
   }
 });
 
-test('committed data/demo-mmlu is exactly what writeBenchmark(DEMO_BENCHMARK_SEED) writes, and loads as MMLU', () => {
+test('ensureBenchmark writes the benchmark when missing, edited or extended, leaves an exact copy alone; it loads as MMLU', async () => {
   const bench = generateBenchmark(DEMO_BENCHMARK_SEED);
-  for (const [rel, text] of benchmarkFiles(bench)) {
-    assert.equal(readFileSync(join(DATA_DIR, rel), 'utf8'), text, rel);
-  }
+  for (const [rel, text] of benchmarkFiles(bench)) assert.equal(readFileSync(join(DATA_DIR, rel), 'utf8'), text, rel);
   const data = loadMmlu(DATA_DIR);
   assert.deepEqual(data.subjects, [...DEMO_SUBJECTS]);
   for (const s of DEMO_SUBJECTS) {
     const strip = (q: { question: string; choices: string[]; answer: string }) => [q.question, ...q.choices, q.answer];
     assert.deepEqual(data.test.get(s)!.map(strip), bench.test.get(s)!.map(strip), s);
     assert.deepEqual(data.dev.get(s)!.map(strip), bench.dev.get(s)!.map(strip), s);
+  }
+
+  const dir = join(mkdtempSync(join(tmpdir(), 'mka-ensure-')), 'demo-mmlu');
+  try {
+    await ensureBenchmark(dir);
+    const facts = join(dir, 'test', 'demo_facts_test.csv');
+    const inode = statSync(facts).ino;
+    await ensureBenchmark(dir);
+    assert.equal(statSync(facts).ino, inode, 'an exact copy is left alone');
+    writeFileSync(facts, 'edited');
+    await ensureBenchmark(dir);
+    assert.equal(readFileSync(facts, 'utf8'), benchmarkFiles(bench).get(join('test', 'demo_facts_test.csv')));
+    writeFileSync(join(dir, 'test', 'extra_test.csv'), 'q,a,b,c,d,A\n');
+    await ensureBenchmark(dir);
+    assert.ok(!existsSync(join(dir, 'test', 'extra_test.csv')), 'an extra subject is removed');
+  } finally {
+    rmSync(dirname(dir), { recursive: true, force: true });
   }
 });
 
@@ -116,11 +135,11 @@ test('tokenizer: merge rules, deterministic training, piece encoder equals token
   }
 });
 
-test('committed tokenizer: "A" alone ends in the token that follows "Answer:", for A–D; text round-trips', () => {
+test('committed tokenizer: "A" alone ends in the token that follows "Answer:", for A–D; text round-trips', async () => {
   const json = JSON.parse(readFileSync(join(MODEL_DIR, 'tokenizer.json'), 'utf8'));
   const tok = new Tokenizer(json, JSON.parse(readFileSync(join(MODEL_DIR, 'tokenizer_config.json'), 'utf8')));
   const encode = (t: string) => tok.encode(t).ids;
-  const letters = ANSWER_LETTERS.map((l) => encode(l).at(-1)!);
+  const letters = answerTokenIds(await loadTokenizer(MODEL_DIR), 'letter', Object.keys(json.model.vocab).length); // what evaluateMmlu scores
   assert.equal(new Set(letters).size, 4);
   for (const [i, l] of ['A', 'B', 'C', 'D'].entries()) {
     assert.equal(tok.id_to_token(letters[i]), `${SPACE}${l}`);

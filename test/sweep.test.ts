@@ -14,10 +14,12 @@ import { runSweep } from '../src/sweep/sweep.ts';
 import { compressModel } from '../src/compress/compress.ts';
 import { runMmluEval } from '../src/eval/mmlu/run.ts';
 import { RESULT_COLUMNS } from '../src/sweep/report.ts';
+import { ensureBenchmark } from '../src/demo/benchmark.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'mka-sweep-'));
 const MODEL = 'models/demo';
-const DATA = 'data/demo-mmlu';
+const DATA = join(root, 'demo-mmlu');
+await ensureBenchmark(DATA);
 const SUBJECTS = ['demo_arithmetic', 'demo_facts', 'demo_sequences'];
 const LIMIT = 4;
 

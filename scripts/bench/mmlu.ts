@@ -2,8 +2,8 @@
  * MMLU evaluation throughput, prefix-cached and batched versus naive (each full prompt alone), on the
  * same model and questions:
  *   npm run bench -- mmlu [--model DIR] [--data DIR] [--subjects a,b] [--limit N] [--batch-size 16] [--ntrain 5]
- * Defaults: models/demo with data/demo-mmlu when both exist, else stories260K from $MKA_SHARED (converted
- * into a temporary directory) with $MKA_SHARED/data/mmlu. Prints questions per second of the model
+ * Defaults: models/demo with data/demo-mmlu (generated if missing), else stories260K from $MKA_SHARED
+ * (converted into a temporary directory) with $MKA_SHARED/data/mmlu. Prints questions per second of the model
  * work (prompt tokenization, identical for both, is reported apart) and the ratio, and checks that both
  * paths gave the same predictions.
  */
@@ -17,6 +17,7 @@ import { disposeModel, loadModel } from '../../src/model/model.ts';
 import { loadTokenizer } from '../../src/tokenizer/tokenizer.ts';
 import { loadMmlu } from '../../src/eval/mmlu/data.ts';
 import { evaluateMmlu, type EvaluateMmluResult } from '../../src/eval/mmlu/evaluate.ts';
+import { ensureBenchmark } from '../../src/demo/benchmark.ts';
 
 const DEFAULT_SHARED_SUBJECTS = 'abstract_algebra,anatomy,marketing,world_religions';
 
@@ -33,9 +34,9 @@ export async function main(argv: string[]): Promise<void> {
     .parseSync();
   const shared = resolve(process.env.MKA_SHARED ?? '../shared');
   let modelDir = a.model, dataDir = a.data, subjects = a.subjects, tmp: string | null = null;
-  if (!modelDir && existsSync('models/demo/config.json') && existsSync('data/demo-mmlu')) {
+  if (!modelDir && existsSync('models/demo/config.json')) {
     modelDir = 'models/demo';
-    dataDir ??= 'data/demo-mmlu';
+    if (!dataDir) await ensureBenchmark(dataDir = 'data/demo-mmlu');
   }
   if (!modelDir) {
     const stories = join(shared, 'models/stories260K');

@@ -18,13 +18,14 @@
  * verbatim (question and choices in the same order); the same question stem may recur with other
  * choices, as knowledge recurs between pretraining text and MMLU.
  */
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { atomicWriteDir, atomicWriteText } from '../io/atomic.ts';
 import { mulberry32, shuffled } from '../runtime/random.ts';
 import { ANSWER_LETTERS, type AnswerLetter, type MmluQuestion, type MmluSplit } from '../eval/mmlu/data.ts';
 import { formatExample, promptHeader } from '../eval/mmlu/prompt.ts';
 
-/** The seed the committed data/demo-mmlu and models/demo were made with. */
+/** The seed of the demo benchmark (data/demo-mmlu, generated on first use) that models/demo was trained on. */
 export const DEMO_BENCHMARK_SEED = 1;
 export const DEMO_SUBJECTS = ['demo_alphabet', 'demo_arithmetic', 'demo_comparison', 'demo_facts', 'demo_sequences'] as const;
 export type DemoSubject = (typeof DEMO_SUBJECTS)[number];
@@ -244,10 +245,28 @@ export function benchmarkFiles(bench: DemoBenchmark): Map<string, string> {
 /** Writes the benchmark of `seed` as `dir`/dev and `dir`/test (the whole directory replaced atomically). */
 export async function writeBenchmark(dir: string, seed = DEMO_BENCHMARK_SEED): Promise<DemoBenchmark> {
   const bench = generateBenchmark(seed);
-  await atomicWriteDir(dir, async (tmp) => {
-    for (const [rel, text] of benchmarkFiles(bench)) atomicWriteText(join(tmp, rel), text);
-  });
+  await writeFiles(dir, benchmarkFiles(bench));
   return bench;
+}
+
+/**
+ * The benchmark of `seed` in `dir`, written only when `dir` does not already hold exactly its files
+ * (missing, edited, extra, or from another generator). The demo's data/demo-mmlu is not committed:
+ * it is generated (in well under a second) on first use.
+ */
+export async function ensureBenchmark(dir: string, seed = DEMO_BENCHMARK_SEED): Promise<DemoBenchmark> {
+  const bench = generateBenchmark(seed);
+  const files = benchmarkFiles(bench);
+  const listed = ['dev', 'test'].flatMap((split) => (existsSync(join(dir, split)) ? readdirSync(join(dir, split)).map((f) => join(split, f)) : []));
+  const same = listed.length === files.size && listed.every((rel) => files.get(rel) === readFileSync(join(dir, rel), 'utf8'));
+  if (!same) await writeFiles(dir, files);
+  return bench;
+}
+
+async function writeFiles(dir: string, files: Map<string, string>): Promise<void> {
+  await atomicWriteDir(dir, async (tmp) => {
+    for (const [rel, text] of files) atomicWriteText(join(tmp, rel), text);
+  });
 }
 
 /** The world's facts as plain sentences, in a random order (training text for the facts subject). */

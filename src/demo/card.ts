@@ -63,7 +63,7 @@ the demo benchmark's world: it is a test object, not a language model for any ot
 
     ${log.command}
 
-- **Data**: the demo benchmark (\`data/demo-mmlu\`, Hendrycks MMLU layout, benchmark seed ${log.benchmarkSeed}) has
+- **Data**: the demo benchmark (Hendrycks MMLU layout, benchmark seed ${log.benchmarkSeed}; \`npm start\` generates it into \`data/demo-mmlu\`) has
   ${subjects.length} subjects: ${subjects.map(([k]) => k).join(', ')}. Training text comes from the same
   generators on a separate random stream: few-shot blocks in the evaluation's prompt format and fact
   sheets about the invented countries. No dev or test question (stem and choices in that order) appears

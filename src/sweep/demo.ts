@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { runSweep, type SweepPoint } from './sweep.ts';
 import { exportTfjs } from '../export/graph-model.ts';
 import { UserError } from '../runtime/errors.ts';
+import { ensureBenchmark } from '../demo/benchmark.ts';
 
 const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 export const DEMO_MODEL = join(ROOT, 'models', 'demo');
@@ -24,9 +25,10 @@ export interface DemoOptions {
   runInfo?: Record<string, unknown>;
 }
 
-/** Runs the demo sweep and exports the largest MKA point for tfjs. */
+/** Writes the demo benchmark if needed, runs the demo sweep and exports the largest MKA point for tfjs. */
 export async function runDemo(opts: DemoOptions): Promise<{ points: SweepPoint[]; exported: string }> {
   if (!existsSync(join(DEMO_MODEL, 'config.json'))) throw new UserError(`${DEMO_MODEL}: the demo model is missing (train it with \`node --import tsx scripts/train-demo.ts\`)`);
+  await ensureBenchmark(DEMO_DATA);
   const remove = opts.remove ?? [0, 2, 3, 4];
   const points = await runSweep({
     model: DEMO_MODEL, data: DEMO_DATA, methods: opts.methods ?? ['mka', 'reverse', 'shortgpt', 'angular'], remove,
