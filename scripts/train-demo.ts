@@ -33,8 +33,9 @@ import {
 } from '../src/demo/benchmark.ts';
 import { pieceEncoder, tokenizerConfigJson, tokenizerJson, trainBpe } from '../src/demo/tokenizer.ts';
 import { dropLayers, scoreModel, type DemoScores } from '../src/demo/evaluate.ts';
-import { ANSWER_LETTERS, loadMmlu } from '../src/eval/mmlu/data.ts';
-import { loadTokenizer } from '../src/tokenizer/tokenizer.ts';
+import { loadMmlu } from '../src/eval/mmlu/data.ts';
+import { answerTokenIds } from '../src/eval/mmlu/plan.ts';
+import { loadTokenizer, tokenizerFromJson } from '../src/tokenizer/tokenizer.ts';
 import { demoConfig, documentBatcher, initialWeights, trainModel, type TrainSettings } from '../src/demo/train.ts';
 import { installWasmTrainingKernels } from '../src/demo/wasm-kernels.ts';
 import { modelCard, type TrainingLog } from '../src/demo/card.ts';
@@ -104,7 +105,7 @@ for (let i = 0; i < 50; i++) {
   if (fastEncode(doc).join() !== want.join()) throw new Error('tokenizer: the piece encoder disagrees with tokenizer.json');
   if (tokenizer.decode(want) !== doc) throw new Error('tokenizer: decode(encode(text)) != text');
 }
-const letterIds = ANSWER_LETTERS.map((l) => encode(l).at(-1)!); // as evaluateMmlu scores a letter
+const letterIds = answerTokenIds(tokenizerFromJson(tokJson, tokConfig), 'letter', bpe.vocab.length); // what evaluateMmlu scores
 const prefixIds = [encode('x\nAnswer:').at(-1)!];
 log(`tokenizer: ${bpe.vocab.length} tokens; answer tokens ${letterIds.map((id) => JSON.stringify(tokenizer.id_to_token(id))).join(' ')}`);
 

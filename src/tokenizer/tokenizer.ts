@@ -57,6 +57,14 @@ export async function loadTokenizer(dir: string): Promise<Tokenizer> {
   const json = readJson(file, true)!;
   const config = readJson(join(dir, 'tokenizer_config.json'), false) ?? {};
   const generation = readJson(join(dir, 'generation_config.json'), false) ?? {};
+  return tokenizerFromJson(json, config, generation, file);
+}
+
+/**
+ * The tokenizer of a parsed tokenizer.json, tokenizer_config.json and generation_config.json (the
+ * last two may be {}); `file` names the source in errors.
+ */
+export function tokenizerFromJson(json: Json, config: Json = {}, generation: Json = {}, file = 'tokenizer.json'): Tokenizer {
   if (typeof json.model !== 'object' || json.model === null) {
     throw new UserError(`${file}: no "model" section; not a Hugging Face tokenizer.json`);
   }
