@@ -1,15 +1,67 @@
 /**
  * Matrix-product speed on this machine:
- *   npm run bench -- sgemm [--size 2048] [--threads N] [--reps 3] [--wasm-size 1024]
- * Prints the BLAS sgemm ceiling through the native addon, tf.matMul on the native path, and tf.matMul
- * on plain WebAssembly (A·B, which tfjs runs in XNNPACK, and A·Bᵀ, the model's layout, which it runs
- * in a plain loop, at a smaller size so it finishes).
+ *   npm run bench -- sgemm [--threads N] [--reps 3] [--quick]
+ * Prints the native kernels' path and thread count; GFLOP/s of mka's own matmul on every
+ * instruction-set path this CPU has (each in a child process with MKA_ISA, which is read at load),
+ * at square 2048, 512x2048x2048 (A·Bᵀ, the HF [out, in] layout), 512x8192x2048 and a 1-row GEMV,
+ * float32 and bf16 weights; the machine's sgemm ceiling (cores × clock × FLOPs/cycle of the path);
+ * and tfjs's plain WebAssembly matMul for A·B and A·Bᵀ. Timings are wall clock; on a shared machine
+ * the "cpu" figure (FLOPs per CPU-second of this process) is the steadier one.
  */
 import * as tf from '@tensorflow/tfjs';
 import yargs from 'yargs';
-import { availableParallelism } from 'node:os';
+import { availableParallelism, cpus } from 'node:os';
+import { existsSync, readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { initBackend } from '../../src/runtime/backend.ts';
-import { loadBlasAddon, measureSgemmCeiling } from '../../src/runtime/native-matmul.ts';
+import { BF16, F32, loadNativeAddon, type ElementType, type NativeAddon } from '../../src/runtime/native-addon.ts';
+
+/** A product shape: C[m][n] = A[m][k] · op(B). */
+export interface Shape { name: string; m: number; n: number; k: number; transB: boolean; type: ElementType }
+
+export const SHAPES: Shape[] = [
+  { name: '2048³ A·B', m: 2048, n: 2048, k: 2048, transB: false, type: F32 },
+  { name: '2048³ A·Bᵀ', m: 2048, n: 2048, k: 2048, transB: true, type: F32 },
+  { name: '512x2048x2048 A·Bᵀ', m: 512, n: 2048, k: 2048, transB: true, type: F32 },
+  { name: '512x8192x2048 A·Bᵀ', m: 512, n: 8192, k: 2048, transB: true, type: F32 },
+  { name: '512x2048x2048 A·Bᵀ bf16 B', m: 512, n: 2048, k: 2048, transB: true, type: BF16 },
+  { name: 'GEMV 1x8192x2048 A·Bᵀ', m: 1, n: 8192, k: 2048, transB: true, type: F32 },
+  { name: 'GEMV 1x8192x2048 A·Bᵀ bf16 B', m: 1, n: 8192, k: 2048, transB: true, type: BF16 },
+];
+
+function random(n: number, seed: number): Float32Array {
+  const out = new Float32Array(n);
+  for (let i = 0, x = seed; i < n; i++) {
+    x = (Math.imul(x, 1103515245) + 12345) | 0;
+    out[i] = (x >>> 8) / 2 ** 24 - 0.5;
+  }
+  return out;
+}
+
+/** Best wall-clock GFLOP/s over `reps` calls (after one warm-up), and FLOPs per CPU-second over all of them. */
+export function timeNative(addon: NativeAddon, s: Shape, reps: number): { wall: number; cpu: number } {
+  const a = random(s.m * s.k, 1), b32 = random(s.k * s.n, 2);
+  const b = s.type === F32 ? b32 : Uint16Array.from(new Uint32Array(b32.buffer), (w) => w >>> 16);
+  const c = new Float32Array(s.m * s.n);
+  const flops = 2 * s.m * s.n * s.k;
+  const run = () => addon.matmul(a, 0, b, 0, s.type, c, 0, s.m, s.n, s.k, false, s.transB, 1, null, null, 0, 0, 0, false);
+  run();
+  // small products: repeat inside one timing so each sample lasts a few milliseconds
+  const inner = Math.max(1, Math.ceil(2e8 / flops));
+  let best = 0;
+  const cpu0 = process.cpuUsage();
+  const t0 = performance.now();
+  for (let r = 0; r < reps; r++) {
+    const t = performance.now();
+    for (let i = 0; i < inner; i++) run();
+    best = Math.max(best, (inner * flops) / ((performance.now() - t) / 1000) / 1e9);
+  }
+  const used = process.cpuUsage(cpu0);
+  const cpuSecs = (used.user + used.system) / 1e6;
+  void t0;
+  return { wall: best, cpu: (reps * inner * flops) / cpuSecs / 1e9 };
+}
 
 /** Best GFLOP/s of `reps` tf.matMul calls of [m, k] by [k, n] (or [n, k] transposed), after one warm-up. */
 export function timeMatMul(m: number, k: number, n: number, transposeB: boolean, reps: number): number {
@@ -28,29 +80,89 @@ export function timeMatMul(m: number, k: number, n: number, transposeB: boolean,
   return best;
 }
 
+/** FLOPs per cycle per core of a path: 2 FMA pipes × lanes × 2, except where the vendor halves it. */
+export function flopsPerCycle(isa: string, cpu: string): { flops: number; note: string } {
+  if (isa === 'avx512') {
+    // Zen 4 runs 512-bit FMAs on its two 256-bit pipes; Intel server parts have two 512-bit FMA units.
+    if (/AMD/i.test(cpu)) return { flops: 32, note: 'Zen 4: 2 x 256-bit FMA pipes (Zen 5 doubles this)' };
+    return { flops: 64, note: '2 x 512-bit FMA units (32 on parts with one)' };
+  }
+  if (isa === 'avx2') return { flops: 32, note: '2 x 256-bit FMA units' };
+  return { flops: 8, note: '2 x 128-bit SSE mul+add pipes (no FMA)' };
+}
+
+/** Clock in GHz: the mean of /proc/cpuinfo's current "cpu MHz" (os.cpus() speed elsewhere). */
+export function clockGHz(): number {
+  if (existsSync('/proc/cpuinfo')) {
+    const mhz = readFileSync('/proc/cpuinfo', 'utf8').split('\n').filter((l) => /^cpu MHz/.test(l)).map((l) => Number(l.split(':')[1]));
+    if (mhz.length) return mhz.reduce((p, x) => p + x, 0) / mhz.length / 1000;
+  }
+  return (cpus()[0]?.speed ?? 0) / 1000;
+}
+
+/** Theoretical sgemm ceiling of `threads` cores on a path, with how it was derived. */
+export function sgemmCeiling(isa: string, cpu: string, threads: number): { gflops: number; how: string } {
+  const ghz = clockGHz(), f = flopsPerCycle(isa, cpu);
+  const cores = Math.min(threads, availableParallelism());
+  return { gflops: cores * ghz * f.flops, how: `${cores} core${cores === 1 ? '' : 's'} x ${ghz.toFixed(2)} GHz x ${f.flops} FLOP/cycle (${f.note})` };
+}
+
+/** Child mode: time every shape on this process's path and print one JSON line. */
+function child(threads: number[], reps: number, quick: boolean): void {
+  const loaded = loadNativeAddon();
+  if (!loaded.addon) throw new Error(loaded.reason);
+  const addon = loaded.addon;
+  const rows: { shape: string; threads: number; wall: number; cpu: number }[] = [];
+  for (const t of threads) {
+    addon.setThreads(t);
+    for (const s of quick ? SHAPES.filter((x) => x.m * x.n * x.k <= 2048 ** 3 / 4) : SHAPES) rows.push({ shape: s.name, threads: t, ...timeNative(addon, s, reps) });
+  }
+  console.log(JSON.stringify({ info: addon.info(), rows }));
+}
+
 export async function main(argv: string[]): Promise<void> {
   const a = yargs(argv).strict()
-    .option('size', { type: 'number', default: 2048, describe: 'square product size for the BLAS and native rows' })
-    .option('wasm-size', { type: 'number', default: 1024, describe: 'size for plain WebAssembly A·Bᵀ (it is slow)' })
-    .option('threads', { type: 'number', default: availableParallelism() })
+    .option('threads', { type: 'number', array: true, default: [1, availableParallelism()], describe: 'thread counts to time' })
     .option('reps', { type: 'number', default: 3 })
+    .option('quick', { type: 'boolean', default: false, describe: 'skip the largest shapes' })
+    .option('wasm', { type: 'boolean', default: true, describe: 'also time plain WebAssembly' })
+    .option('child', { type: 'boolean', default: false, hidden: true })
     .parseSync();
-  const n = a.size, w = a['wasm-size'];
-  const fmt = (g: number | null) => (g === null ? 'n/a' : `${g.toFixed(1)} GFLOP/s`);
-  const loaded = loadBlasAddon();
-  const ceiling = measureSgemmCeiling({ size: n, repeats: a.reps, threads: a.threads });
-  console.log(`BLAS sgemm (${loaded.reason}), ${n}³ A·Bᵀ, ${a.threads} threads: ${fmt(ceiling)}`);
-  const info = await initBackend('auto', { threads: a.threads });
-  if (info.nativeMatMul) {
-    console.log(`tf.matMul native path, ${n}³ A·B : ${fmt(timeMatMul(n, n, n, false, a.reps))}`);
-    console.log(`tf.matMul native path, ${n}³ A·Bᵀ: ${fmt(timeMatMul(n, n, n, true, a.reps))}`);
+  const threads = [...new Set(a.threads)];
+  if (a.child) return child(threads, a.reps, a.quick);
+  const loaded = loadNativeAddon();
+  if (!loaded.addon) {
+    console.log(`native kernels: n/a (${loaded.reason})`);
   } else {
-    console.log(`tf.matMul native path: n/a (${info.description})`);
+    const info = loaded.addon.info();
+    console.log(`native kernels: ${loaded.reason}; default ${info.threads} threads of ${info.procs} processors; ` +
+      `avx512_bf16 ${info.bf16Dot ? 'present' : 'absent'}; AMX ${info.amx ? 'present' : 'absent'}`);
+    const paths = ['avx512', 'avx2', 'generic'].slice(['avx512', 'avx2', 'generic'].indexOf(info.isa));
+    const script = fileURLToPath(import.meta.url).replace(/bench\/sgemm\.ts$/, 'bench.ts');
+    for (const isa of paths) {
+      const r = spawnSync(process.execPath, ['--import', 'tsx', script, 'sgemm', '--child', '--reps', String(a.reps), ...(a.quick || isa === 'generic' ? ['--quick'] : []), '--threads', ...threads.map(String)], {
+        env: { ...process.env, MKA_ISA: isa }, encoding: 'utf8',
+      });
+      const line = r.stdout.trim().split('\n').pop() ?? '';
+      if (r.status !== 0 || !line.startsWith('{')) {
+        console.log(`${isa}: failed (${(r.stderr || r.stdout).trim().split('\n').pop()})`);
+        continue;
+      }
+      const res = JSON.parse(line) as { rows: { shape: string; threads: number; wall: number; cpu: number }[] };
+      for (const t of threads) {
+        const ceiling = sgemmCeiling(isa, info.cpu, t);
+        console.log(`\n${isa} path, ${t} thread${t === 1 ? '' : 's'}; ceiling ${ceiling.gflops.toFixed(1)} GFLOP/s = ${ceiling.how}`);
+        for (const row of res.rows.filter((x) => x.threads === t)) {
+          console.log(`  ${row.shape.padEnd(30)} ${row.wall.toFixed(1).padStart(7)} GFLOP/s wall (${((100 * row.wall) / ceiling.gflops).toFixed(0)}% of ceiling), ${row.cpu.toFixed(1)} per CPU-second`);
+        }
+      }
+    }
+    const blas = ['/usr/lib/x86_64-linux-gnu/libopenblas.so.0', '/usr/lib/libopenblas.so.0', '/usr/lib64/libopenblas.so.0'].find(existsSync);
+    console.log(`\nOpenBLAS: ${blas ? `${blas} is installed, but not timed here (mka does not link it)` : 'not installed (not needed: these kernels are mka\'s own)'}`);
   }
+  if (!a.wasm) return;
   await initBackend('wasm');
-  const nn = timeMatMul(n, n, n, false, 1);
-  const nt = timeMatMul(w, w, w, true, 0);
-  console.log(`tf.matMul plain wasm, ${n}³ A·B : ${fmt(nn)}`);
-  console.log(`tf.matMul plain wasm, ${w}³ A·Bᵀ: ${fmt(nt)}`);
-  if (ceiling !== null) console.log(`ceiling / plain wasm: ${(ceiling / nn).toFixed(1)}× (A·B), ${(ceiling / nt).toFixed(1)}× (A·Bᵀ)`);
+  const w = 1024;
+  console.log(`tf.matMul plain wasm, ${w}³ A·B : ${timeMatMul(w, w, w, false, 1).toFixed(1)} GFLOP/s`);
+  console.log(`tf.matMul plain wasm, 512x1024x1024 A·Bᵀ: ${timeMatMul(512, w, w, true, 0).toFixed(1)} GFLOP/s`);
 }
