@@ -27,8 +27,10 @@ typedef struct {
   /* Rows [0, m) of one product for columns [j0, j1), without packing (small m). */
   void (*small_m)(const float *a, const void *b, int type, float *c, long m, long n, long k, int trans_a,
                   int trans_b, long j0, long j1, const float *bias, int act, int accumulate);
-  void (*attention_block)(const float *q, const float *k, const float *v, float *out, long T, long S,
-                          long nH, long hd, long t0, long t1, long window, float scale, float *work);
+  void (*softmax_block)(float *s, long nq, long nk, const long *lo, const long *hi, long s0, float *mx, float *l,
+                        float *o, long hd, long ldo);
+  void (*attention_rows)(const float *qs, const float *k, const float *v, float *out, long ldo, long nq,
+                         const long *lo, const long *hi, long hd, float *sc);
   void (*rmsnorm_rows)(const float *x, const float *w, float *out, long r0, long r1, long n, float eps);
   void (*rope_rows)(float *x, const float *cos, const float *sin, long r0, long r1, long T, long heads, long hd);
   void (*silu_mul)(const float *g, const float *u, float *out, long i0, long i1);
@@ -40,8 +42,7 @@ const kern_table *kern_for(int isa);
 /* Products with at most this many rows skip packing. */
 #define SMALL_M_MAX 4
 
-/* Attention tiles (queries x keys) and the work space one task needs, in floats. */
-#define ATT_BQ 32
+/* Attention tiles: queries x keys (multiples of every path's MR and NR). */
+#define ATT_BQ 48
 #define ATT_BK 64
-#define ATT_WORK(hd) ((size_t)(hd) * ATT_BK + (size_t)ATT_BQ * ATT_BK + (size_t)ATT_BQ * (hd) + 2 * ATT_BQ + 64)
 #endif

@@ -39,22 +39,9 @@ static inline __m256 act8(__m256 x, int act) {
   return x;
 }
 
-static void ukernel_avx2(long kc, const float *ap, const float *bp, float *c, long ldc, int mr, int nr, int flags,
-                         const float *bias, int act) {
-  __m256 c0[MR], c1[MR];
-#pragma GCC unroll 6
-  for (int r = 0; r < MR; r++) c0[r] = c1[r] = _mm256_setzero_ps();
-  for (long p = 0; p < kc; p++) {
-    const __m256 b0 = _mm256_load_ps(bp), b1 = _mm256_load_ps(bp + 8);
-#pragma GCC unroll 6
-    for (int r = 0; r < MR; r++) {
-      const __m256 a = _mm256_broadcast_ss(ap + r);
-      c0[r] = _mm256_fmadd_ps(a, b0, c0[r]);
-      c1[r] = _mm256_fmadd_ps(a, b1, c1[r]);
-    }
-    ap += MR;
-    bp += NR;
-  }
+/* Adds C, bias and activation to the accumulators and stores the tile (tmp for partial tiles). */
+static inline void store_tile(const __m256 *c0, const __m256 *c1, float *c, long ldc, int mr, int nr, int flags,
+                              const float *bias, int act) {
   if (mr == MR && nr == NR) {
 #pragma GCC unroll 6
     for (int r = 0; r < MR; r++) {
@@ -77,12 +64,32 @@ static void ukernel_avx2(long kc, const float *ap, const float *bp, float *c, lo
     }
   } else {
     float tmp[MR * NR] __attribute__((aligned(32)));
+#pragma GCC unroll 6
     for (int r = 0; r < MR; r++) {
       _mm256_store_ps(tmp + r * NR, c0[r]);
       _mm256_store_ps(tmp + r * NR + 8, c1[r]);
     }
     store_partial_avx2(tmp, NR, c, ldc, mr, nr, flags, bias, act);
   }
+}
+
+static void ukernel_avx2(long kc, const float *ap, const float *bp, float *c, long ldc, int mr, int nr, int flags,
+                         const float *bias, int act) {
+  __m256 c0[MR], c1[MR];
+#pragma GCC unroll 6
+  for (int r = 0; r < MR; r++) c0[r] = c1[r] = _mm256_setzero_ps();
+  for (long p = 0; p < kc; p++) {
+    const __m256 b0 = _mm256_load_ps(bp), b1 = _mm256_load_ps(bp + 8);
+#pragma GCC unroll 6
+    for (int r = 0; r < MR; r++) {
+      const __m256 a = _mm256_broadcast_ss(ap + r);
+      c0[r] = _mm256_fmadd_ps(a, b0, c0[r]);
+      c1[r] = _mm256_fmadd_ps(a, b1, c1[r]);
+    }
+    ap += MR;
+    bp += NR;
+  }
+  store_tile(c0, c1, c, ldc, mr, nr, flags, bias, act);
 }
 
 KERN_TABLE(avx2, MR, NR, 256, 192, 512, ukernel_avx2, NULL)

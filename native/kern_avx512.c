@@ -6,7 +6,7 @@
 #if defined(__clang__)
 #pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c"))), apply_to = function)
 #else
-#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c,prefer-vector-width=512")
 #endif
 
 #define FN(name) name##_avx512
@@ -64,6 +64,7 @@ static inline void store_tile(const __m512 *c0, const __m512 *c1, float *c, long
     }
   } else {
     float tmp[MR * NR] __attribute__((aligned(64)));
+#pragma GCC unroll 12
     for (int r = 0; r < MR; r++) {
       _mm512_store_ps(tmp + r * NR, c0[r]);
       _mm512_store_ps(tmp + r * NR + 16, c1[r]);

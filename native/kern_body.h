@@ -194,70 +194,68 @@ static inline float FN(exp)(float x) {
 }
 
 /*
- * Causal attention of query rows [t0, t1) of one (batch row, head): q and out point at that head's
- * first row (row stride nH*hd), k and v at its kv head's [S][hd]. Key tiles of ATT_BK with an online
- * softmax; `work` holds ATT_WORK(hd) floats.
+ * One online-softmax step of attention: scores s [nq][ATT_BK] of keys s0.. for rows with key
+ * ranges [lo[r], hi[r]); turns them into probabilities p (zero outside the range, up to nk),
+ * updates the running max mx and sum l, and rescales the output rows o [nq][ldo] by the change.
  */
-static void FN(attention_block)(const float *q, const float *k, const float *v, float *out, long T, long S,
-                                long nH, long hd, long t0, long t1, long window, float scale, float *work) {
-  const long stride = nH * hd, nq = t1 - t0;
-  float *kt = work;                          /* [hd][ATT_BK] key tile, transposed */
-  float *s = kt + hd * ATT_BK;               /* [ATT_BQ][ATT_BK] scores */
-  float *o = s + ATT_BQ * ATT_BK;            /* [ATT_BQ][hd] output accumulators */
-  float *mx = o + ATT_BQ * hd, *l = mx + ATT_BQ;
-  long lo_min = S, hi_max = 0;               /* key range [lo, hi) any row of the block sees */
-  long lo[ATT_BQ], hi[ATT_BQ];
+static void FN(softmax_block)(float *s, long nq, long nk, const long *lo, const long *hi, long s0, float *mx, float *l,
+                              float *o, long hd, long ldo) {
   for (long r = 0; r < nq; r++) {
-    const long pos = S - T + t0 + r;
-    hi[r] = pos + 1;
-    lo[r] = window > 0 && pos - window + 1 > 0 ? pos - window + 1 : 0;
-    if (lo[r] < lo_min) lo_min = lo[r];
-    if (hi[r] > hi_max) hi_max = hi[r];
-    mx[r] = -INFINITY;
-    l[r] = 0.f;
+    float *sr = s + r * ATT_BK;
+    const long jlo = lo[r] > s0 ? lo[r] - s0 : 0, jhi = hi[r] - s0 < nk ? hi[r] - s0 : nk;
+    if (jlo >= jhi) {
+      for (long j = 0; j < nk; j++) sr[j] = 0.f;
+      continue;
+    }
+    float m_new = mx[r];
+    for (long j = jlo; j < jhi; j++) m_new = sr[j] > m_new ? sr[j] : m_new;
+    const float alpha = FN(exp)(mx[r] - m_new);
+    float sum = 0.f;
+    for (long j = 0; j < nk; j++) {
+      const float p = j >= jlo && j < jhi ? FN(exp)(sr[j] - m_new) : 0.f;
+      sr[j] = p;
+      sum += p;
+    }
+    l[r] = l[r] * alpha + sum;
+    mx[r] = m_new;
+    float *orow = o + r * ldo;
+    for (long d = 0; d < hd; d++) orow[d] *= alpha;
   }
-  memset(o, 0, sizeof(float) * (size_t)(nq * hd));
-  for (long s0 = lo_min; s0 < hi_max; s0 += ATT_BK) {
-    const long nk = hi_max - s0 < ATT_BK ? hi_max - s0 : ATT_BK;
-    for (long j = 0; j < nk; j++)
-      for (long d = 0; d < hd; d++) kt[d * ATT_BK + j] = k[(s0 + j) * hd + d];
-    for (long d = 0; nk < ATT_BK && d < hd; d++)
-      for (long j = nk; j < ATT_BK; j++) kt[d * ATT_BK + j] = 0.f;
-    for (long r = 0; r < nq; r++) {
-      const long jlo = lo[r] > s0 ? lo[r] - s0 : 0, jhi = hi[r] - s0 < nk ? hi[r] - s0 : nk;
-      if (jlo >= jhi) continue;
-      float *sr = s + r * ATT_BK;
-      const float *qr = q + (t0 + r) * stride;
-      for (int j = 0; j < ATT_BK; j++) sr[j] = 0.f;
-      for (long d = 0; d < hd; d++) {
-        const float qd = qr[d] * scale;
-        const float *kd = kt + d * ATT_BK;
-        for (int j = 0; j < ATT_BK; j++) sr[j] += qd * kd[j];
+}
+
+/*
+ * Attention of a few query rows (decoding): qs [nq][hd] already scaled, keys [lo[r], hi[r]) of
+ * k, v [S][hd]; dot products read K in place (no packing), out rows at stride ldo.
+ */
+static void FN(attention_rows)(const float *qs, const float *k, const float *v, float *out, long ldo, long nq,
+                               const long *lo, const long *hi, long hd, float *sc) {
+  for (long r = 0; r < nq; r++) {
+    float m = -INFINITY, l = 0.f;
+    float *o = out + r * ldo;
+    for (long d = 0; d < hd; d++) o[d] = 0.f;
+    for (long s0 = lo[r]; s0 < hi[r]; s0 += ATT_BK) {
+      const long nk = hi[r] - s0 < ATT_BK ? hi[r] - s0 : ATT_BK;
+      float m_new = m;
+      for (long j = 0; j < nk; j++) {
+        sc[j] = FN(dot)(qs + r * hd, k + (s0 + j) * hd, hd);
+        m_new = sc[j] > m_new ? sc[j] : m_new;
       }
-      float m_new = mx[r];
-      for (long j = jlo; j < jhi; j++) m_new = sr[j] > m_new ? sr[j] : m_new;
-      const float alpha = FN(exp)(mx[r] - m_new);
+      const float alpha = FN(exp)(m - m_new);
       float sum = 0.f;
-      for (long j = 0; j < ATT_BK; j++) {
-        const float p = j >= jlo && j < jhi ? FN(exp)(sr[j] - m_new) : 0.f;
-        sr[j] = p;
-        sum += p;
+      for (long j = 0; j < nk; j++) {
+        sc[j] = FN(exp)(sc[j] - m_new);
+        sum += sc[j];
       }
-      l[r] = l[r] * alpha + sum;
-      mx[r] = m_new;
-      float *orow = o + r * hd;
-      for (long d = 0; d < hd; d++) orow[d] *= alpha;
-      for (long j = jlo; j < jhi; j++) {
-        const float p = sr[j];
-        const float *vj = v + (s0 + j) * hd;
-        for (long d = 0; d < hd; d++) orow[d] += p * vj[d];
+      l = l * alpha + sum;
+      m = m_new;
+      for (long d = 0; d < hd; d++) o[d] *= alpha;
+      for (long j = 0; j < nk; j++) {
+        const float p = sc[j], *vj = v + (s0 + j) * hd;
+        for (long d = 0; d < hd; d++) o[d] += p * vj[d];
       }
     }
-  }
-  for (long r = 0; r < nq; r++) {
-    const float inv = 1.f / l[r];
-    float *dst = out + (t0 + r) * stride;
-    for (long d = 0; d < hd; d++) dst[d] = o[r * hd + d] * inv;
+    const float inv = 1.f / l;
+    for (long d = 0; d < hd; d++) o[d] *= inv;
   }
 }
 
@@ -292,5 +290,5 @@ static void FN(silu_mul)(const float *g, const float *u, float *out, long i0, lo
 
 #define KERN_TABLE(isa_name, MR, NR, KC, MC, NS, UK, UKBF16)                                          \
   const kern_table kern_##isa_name = {#isa_name, MR, NR, KC, MC, NS, UK, UKBF16, FN(widen), FN(pack_a), \
-                                      FN(pack_b), FN(small_m), FN(attention_block), FN(rmsnorm_rows),   \
+                                      FN(pack_b), FN(small_m), FN(softmax_block), FN(attention_rows), FN(rmsnorm_rows),   \
                                       FN(rope_rows), FN(silu_mul)};
