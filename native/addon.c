@@ -207,7 +207,7 @@ static napi_value js_matmul(napi_env env, napi_callback_info info) {
     bias_len = 0;
   }
   (void)bias_off;
-  gemm_args g = {a, b, out, (int)b_type, m, n, k, batch, ta, tb, idx, bias, bias_len, (int)act, acc, 0};
+  gemm_args g = {a, b, out, (int)b_type, m, n, k, batch, ta, tb, idx, bias, bias_len, (int)act, acc, cpu_get()->bf16_dot_on};
   if (gemm(&g) != 0) napi_throw_error(env, NULL, "mka_native.matmul: out of memory");
   return NULL;
 }
@@ -351,7 +351,7 @@ static napi_value js_info(napi_env env, napi_callback_info info) {
 }
 
 static napi_value init(napi_env env, napi_value exports) {
-  if (cpu_init(getenv("MKA_ISA")) != 0) {
+  if (cpu_init(getenv("MKA_ISA"), getenv("MKA_BF16_DOT")) != 0) {
     char msg[160];
     snprintf(msg, sizeof msg, "MKA_ISA=%s is not one of generic, avx2, avx512", getenv("MKA_ISA"));
     napi_throw_error(env, NULL, msg);

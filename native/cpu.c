@@ -50,7 +50,7 @@ static void model_name(char *out, size_t cap) {
 #endif
 }
 
-int cpu_init(const char *forced) {
+int cpu_init(const char *forced, const char *bf16_dot) {
   memset(&state, 0, sizeof state);
   long procs = sysconf(_SC_NPROCESSORS_ONLN);
   state.procs = procs > 0 ? (int)procs : 1;
@@ -77,6 +77,7 @@ int cpu_init(const char *forced) {
     if (want < state.isa) state.isa = want;
   }
   if (state.isa < ISA_AVX512) state.bf16_dot = 0;
+  state.bf16_dot_on = state.bf16_dot && bf16_dot && !strcmp(bf16_dot, "1");
   return 0;
 }
 

@@ -29,7 +29,11 @@ typedef struct {
   long npanels;        /* MR panels of A */
   long nstrips, ns, mparts, rows_per_part, chunk;
   atomic_int failed;   /* a thread could not allocate its B buffer */
+  const bf16_dot_fns *dot; /* bf16 pairs with vdpbf16ps, or NULL: then offsets below count floats */
 } gemm_ctx;
+
+/* Packed k extent of a block of kcb values: floats, or 32-bit bf16 pairs. */
+static long packed_k(const gemm_ctx *x, long kcb) { return x->dot ? (kcb + 1) / 2 : kcb; }
 
 static long a_index(const gemm_args *g, long i) { return g->idx ? g->idx[2 * i] : i; }
 static long b_index(const gemm_args *g, long i) { return g->idx ? g->idx[2 * i + 1] : i; }
@@ -44,7 +48,9 @@ static void pack_a_task(void *p, long t, int thread) {
   float *dst = x->pa + x->slot[ia] * x->a_size;
   for (long k0 = 0; k0 < g->k; k0 += x->kt->kc) {
     const long kcb = g->k - k0 < x->kt->kc ? g->k - k0 : x->kt->kc;
-    x->kt->pack_a(dst + k0 * x->mpad + panel * mr * kcb, a, g->trans_a, g->m, g->k, panel * mr, k0, kcb, mr);
+    float *at = dst + packed_k(x, k0) * x->mpad + panel * mr * packed_k(x, kcb);
+    if (x->dot) x->dot->pack_a((uint32_t *)at, a, g->trans_a, g->m, g->k, panel * mr, k0, kcb, mr);
+    else x->kt->pack_a(at, a, g->trans_a, g->m, g->k, panel * mr, k0, kcb, mr);
   }
 }
 
@@ -70,8 +76,11 @@ static void compute_task(void *p, long t, int thread) {
   for (long k0 = 0; k0 < g->k; k0 += kt->kc) {
     const long kcb = g->k - k0 < kt->kc ? g->k - k0 : kt->kc;
     const int flags = (k0 > 0 || g->accumulate ? UK_LOAD : 0) | (k0 + kcb == g->k ? UK_LAST : 0);
-    kt->pack_b(bp, b, g->b_type, g->trans_b, g->n, g->k, k0, kcb, j0, nspad, kt->nr);
-    const float *pak = pa + k0 * x->mpad;
+    const long kp = packed_k(x, kcb);
+    if (x->dot) x->dot->pack_b((uint32_t *)bp, b, g->trans_b, g->n, g->k, k0, kcb, j0, nspad, kt->nr);
+    else kt->pack_b(bp, b, g->b_type, g->trans_b, g->n, g->k, k0, kcb, j0, nspad, kt->nr);
+    const ukernel_fn uk = x->dot ? x->dot->ukernel : kt->ukernel;
+    const float *pak = pa + packed_k(x, k0) * x->mpad;
     for (long i0 = mlo; i0 < mhi; i0 += kt->mc) {
       const long ie = i0 + kt->mc < mhi ? i0 + kt->mc : mhi;
       for (long q = 0; q < ncols; q += kt->nr) {
@@ -79,7 +88,7 @@ static void compute_task(void *p, long t, int thread) {
         const float *bias = x->bias ? x->bias + j0 + q : NULL;
         for (long ir = i0; ir < ie; ir += kt->mr) {
           const int mr = ie - ir < kt->mr ? (int)(ie - ir) : kt->mr;
-          kt->ukernel(kcb, pak + ir * kcb, bp + q * kcb, c + ir * g->n + j0 + q, g->n, mr, nr, flags, bias, g->act);
+          uk(kp, pak + ir * kp, bp + q * kp, c + ir * g->n + j0 + q, g->n, mr, nr, flags, bias, g->act);
         }
       }
     }
@@ -146,7 +155,8 @@ int gemm(const gemm_args *g) {
     const long mr = kt->mr;
     x.mpad = (g->m + mr - 1) / mr * mr;
     x.npanels = x.mpad / mr;
-    x.a_size = x.mpad * g->k;
+    if (g->bf16_dot && g->b_type == MKA_BF16 && cpu_get()->bf16_dot && kt == &kern_avx512) x.dot = &bf16_dot_avx512;
+    x.a_size = x.mpad * packed_k(&x, g->k);
     /* which A matrices are used, each packed once */
     long max_a = 0;
     for (long i = 0; i < g->batch; i++) max_a = a_index(g, i) > max_a ? a_index(g, i) : max_a;

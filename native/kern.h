@@ -18,8 +18,6 @@ typedef struct {
   int mr, nr;        /* microkernel tile */
   int kc, mc, ns;    /* cache blocking: k block, rows per L2 block, columns per task strip */
   ukernel_fn ukernel;
-  /* bf16 B with vdpbf16ps (avx512_bf16 only; NULL elsewhere): A packed as bf16 pairs. */
-  ukernel_fn ukernel_bf16;
   void (*widen)(float *dst, const void *src, int type, size_t n);
   void (*pack_a)(float *dst, const float *a, int trans, long m, long k, long i0, long k0, long kcb, int mr);
   void (*pack_b)(float *dst, const void *b, int type, int trans, long n, long k, long k0, long kcb, long j0,
@@ -37,6 +35,17 @@ typedef struct {
 } kern_table;
 
 extern const kern_table kern_generic, kern_avx2, kern_avx512;
+
+/*
+ * bf16 B times bf16-rounded A with vdpbf16ps (avx512_bf16; the avx512 table's MR, NR): operands
+ * packed as 32-bit pairs of bf16 along k, so k blocks count pairs. Opt-in (MKA_BF16_DOT=1).
+ */
+typedef struct {
+  ukernel_fn ukernel; /* kc = number of k pairs */
+  void (*pack_a)(uint32_t *dst, const float *a, int trans, long m, long k, long i0, long k0, long kcb, int mr);
+  void (*pack_b)(uint32_t *dst, const uint16_t *b, int trans, long n, long k, long k0, long kcb, long j0, long ns, int nr);
+} bf16_dot_fns;
+extern const bf16_dot_fns bf16_dot_avx512;
 const kern_table *kern_for(int isa);
 
 /* Products with at most this many rows skip packing. */

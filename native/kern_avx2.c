@@ -92,7 +92,7 @@ static void ukernel_avx2(long kc, const float *ap, const float *bp, float *c, lo
   store_tile(c0, c1, c, ldc, mr, nr, flags, bias, act);
 }
 
-KERN_TABLE(avx2, MR, NR, 256, 192, 512, ukernel_avx2, NULL)
+KERN_TABLE(avx2, MR, NR, 256, 192, 512, ukernel_avx2)
 
 #if defined(__clang__)
 #pragma clang attribute pop

@@ -288,7 +288,7 @@ static void FN(silu_mul)(const float *g, const float *u, float *out, long i0, lo
   for (long i = i0; i < i1; i++) out[i] = g[i] / (1.f + FN(exp)(-g[i])) * u[i];
 }
 
-#define KERN_TABLE(isa_name, MR, NR, KC, MC, NS, UK, UKBF16)                                          \
-  const kern_table kern_##isa_name = {#isa_name, MR, NR, KC, MC, NS, UK, UKBF16, FN(widen), FN(pack_a), \
+#define KERN_TABLE(isa_name, MR, NR, KC, MC, NS, UK)                                                  \
+  const kern_table kern_##isa_name = {#isa_name, MR, NR, KC, MC, NS, UK, FN(widen), FN(pack_a),         \
                                       FN(pack_b), FN(small_m), FN(softmax_block), FN(attention_rows), FN(rmsnorm_rows),   \
                                       FN(rope_rows), FN(silu_mul)};

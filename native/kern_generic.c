@@ -28,4 +28,4 @@ static void ukernel_generic(long kc, const float *ap, const float *bp, float *c,
   store_partial_generic(&acc[0][0], G_NR, c, ldc, mr, nr, flags, bias, act);
 }
 
-KERN_TABLE(generic, G_MR, G_NR, 256, 128, 256, ukernel_generic, NULL)
+KERN_TABLE(generic, G_MR, G_NR, 256, 128, 256, ukernel_generic)

@@ -30,12 +30,13 @@ typedef struct {
   int best_isa;     /* best path this CPU supports */
   int bf16_dot;     /* avx512_bf16 present */
   int amx;          /* AMX tiles present */
+  int bf16_dot_on;  /* MKA_BF16_DOT=1 asked for the vdpbf16ps path */
   int procs;        /* online processors */
   char cpu[64];     /* model name */
 } mka_cpu;
 
-/* Detects the CPU once; `forced` is MKA_ISA's value or NULL. Returns 0, or -1 for a bad MKA_ISA. */
-int cpu_init(const char *forced);
+/* Detects the CPU once; `forced` is MKA_ISA's value or NULL, `bf16_dot` MKA_BF16_DOT's. Returns 0, or -1 for a bad MKA_ISA. */
+int cpu_init(const char *forced, const char *bf16_dot);
 const mka_cpu *cpu_get(void);
 const char *isa_name(int isa);
 

@@ -49,6 +49,9 @@ function numberToHalf(x: number): number {
 const f32 = new Float32Array(1), u32 = new Uint32Array(f32.buffer);
 const bf16ToNumber = (h: number) => ((u32[0] = h << 16), f32[0]);
 const numberToBf16 = (x: number) => ((f32[0] = x), u32[0] >>> 16);
+/** float32 to bf16 rounding to nearest even (what MKA_BF16_DOT does to activations). */
+const numberToBf16Even = (x: number) => ((f32[0] = x), ((u32[0] + 0x7fff + ((u32[0] >>> 16) & 1)) >>> 16) & 0xffff);
+const type0 = (c: { type?: ElementType }) => c.type ?? F32;
 
 /** B of a type: its raw storage and the exact values the kernel must see. */
 function typed(v: Float32Array, type: ElementType): { raw: Float32Array | Uint16Array; exact: Float64Array } {
@@ -74,11 +77,15 @@ interface MatmulCase {
   idx?: number[]; bias?: number; act?: number; acc?: boolean; type?: ElementType;
 }
 
+/** Whether bf16 B products with m > 4 run on vdpbf16ps here (MKA_BF16_DOT=1 on an avx512_bf16 CPU): A is then rounded to bf16. */
+const bf16DotActive = () => process.env.MKA_BF16_DOT === '1' && addon().info().bf16Dot;
+
 /** Runs one matmul case through the addon and checks it against float64; the operands share one heap. */
-function checkMatmul(c: MatmulCase, seed: number): void {
+function checkMatmul(c: MatmulCase, seed: number, roundA = type0(c) === BF16 && c.m > 4 && bf16DotActive()): void {
   const { m, n, k, ta = false, tb = false, act = 0, acc = false, type = F32 } = c;
   const batch = c.batch ?? 1, batchA = c.batchA ?? batch, batchB = c.batchB ?? batch;
   const a = values(batchA * m * k, seed), bv = values(batchB * k * n, seed + 1);
+  const aRef = roundA ? Float64Array.from(a, (x) => bf16ToNumber(numberToBf16Even(x))) : a;
   const b = typed(bv, type);
   const bias = c.bias ? values(c.bias, seed + 2, 3) : null;
   const c0 = values(batch * m * n, seed + 3, 2);
@@ -90,7 +97,7 @@ function checkMatmul(c: MatmulCase, seed: number): void {
       for (let j = 0; j < n; j++) {
         let s = 0;
         for (let p = 0; p < k; p++) {
-          const av = a[ia * m * k + (ta ? p * m + i : i * k + p)];
+          const av = aRef[ia * m * k + (ta ? p * m + i : i * k + p)];
           s += av * b.exact[ib * k * n + (tb ? j * k + p : p * n + j)];
         }
         if (bias) s += bias.length === 1 ? bias[0] : bias[j];
@@ -296,10 +303,15 @@ test('operands outside their arrays, misaligned or malformed throw an Error inst
   assert.throws(() => x.matmul(null as never, 0, b, 0, 0, c, 0, 3, 3, 4, false, false, 1, null, null, 0, 0, 0, false), /A must be a TypedArray/);
 });
 
-test('info describes the path in use; MKA_ISA forces each lower path, which passes every test above', { skip: NOT_BUILT }, () => {
+test('info describes the path in use; MKA_ISA forces each lower path and MKA_BF16_DOT=1 the bf16 dot path, which pass every test above', { skip: NOT_BUILT }, () => {
   const info = addon().info();
   assert.ok(['avx512', 'avx2', 'generic'].includes(info.isa));
   assert.ok(info.procs >= 1 && info.threads >= 1 && typeof info.cpu === 'string' && info.cpu.length > 0);
+  if (process.env.MKA_BF16_DOT === '1') {
+    // the vdpbf16ps path is really taken: without rounding A the reference no longer matches
+    assert.throws(() => checkMatmul({ m: 40, n: 90, k: 300, tb: true, type: BF16 }, 5, false), /matmul .* error/);
+    return;
+  }
   if (process.env.MKA_ISA) {
     assert.ok(info.isa === process.env.MKA_ISA || (info.isa !== 'avx512' && process.env.MKA_ISA === 'avx512'), `MKA_ISA=${process.env.MKA_ISA} gave ${info.isa}`);
     return; // a child run: the parent covers the other paths
@@ -310,6 +322,12 @@ test('info describes the path in use; MKA_ISA forces each lower path, which pass
       env: { ...process.env, MKA_ISA: isa }, encoding: 'utf8',
     });
     assert.equal(r.status, 0, `MKA_ISA=${isa}:\n${r.stdout}\n${r.stderr}`);
+  }
+  if (info.bf16Dot) {
+    const r = spawnSync(process.execPath, ['--import', 'tsx', '--test', '--test-reporter=dot', import.meta.filename], {
+      env: { ...process.env, MKA_BF16_DOT: '1' }, encoding: 'utf8',
+    });
+    assert.equal(r.status, 0, `MKA_BF16_DOT=1:\n${r.stdout}\n${r.stderr}`);
   }
   const bad = spawnSync(process.execPath, ['--import', 'tsx', '-e', `import('${import.meta.dirname}/../src/runtime/native-addon.ts').then((m) => console.log(m.loadNativeAddon().reason))`], {
     env: { ...process.env, MKA_ISA: 'sse9' }, encoding: 'utf8',
