@@ -107,17 +107,50 @@ export function sgemmCeiling(isa: string, cpu: string, threads: number): { gflop
   return { gflops: cores * ghz * f.flops, how: `${cores} core${cores === 1 ? '' : 's'} x ${ghz.toFixed(2)} GHz x ${f.flops} FLOP/cycle (${f.note})` };
 }
 
-/** Child mode: time every shape on this process's path and print one JSON line. */
-function child(threads: number[], reps: number, quick: boolean): void {
+/**
+ * Largest error of a bf16-weight product against float64 (first rows of 64x2048x2048 A·Bᵀ),
+ * relative to the largest output: what MKA_BF16_DOT's rounding of activations costs.
+ */
+export function bf16Error(addon: NativeAddon): number {
+  const m = 64, n = 2048, k = 2048, rows = 4;
+  const a = random(m * k, 3), b = Uint16Array.from(new Uint32Array(random(n * k, 4).buffer), (w) => w >>> 16);
+  const c = new Float32Array(m * n), f = new Float32Array(1), u = new Uint32Array(f.buffer);
+  addon.matmul(a, 0, b, 0, BF16, c, 0, m, n, k, false, true, 1, null, null, 0, 0, 0, false);
+  let err = 0, top = 0;
+  for (let i = 0; i < rows; i++) {
+    for (let j = 0; j < n; j++) {
+      let s = 0;
+      for (let p = 0; p < k; p++) s += a[i * k + p] * ((u[0] = b[j * k + p] << 16), f[0]);
+      err = Math.max(err, Math.abs(s - c[i * n + j]));
+      top = Math.max(top, Math.abs(s));
+    }
+  }
+  return err / top;
+}
+
+/** Child mode: time every shape (only bf16 ones with --bf16) on this process's path and print one JSON line. */
+function child(threads: number[], reps: number, quick: boolean, bf16: boolean): void {
   const loaded = loadNativeAddon();
   if (!loaded.addon) throw new Error(loaded.reason);
   const addon = loaded.addon;
   const rows: { shape: string; threads: number; wall: number; cpu: number }[] = [];
+  const shapes = SHAPES.filter((x) => (!quick || x.m * x.n * x.k <= 2048 ** 3 / 4) && (!bf16 || x.type === BF16));
   for (const t of threads) {
     addon.setThreads(t);
-    for (const s of quick ? SHAPES.filter((x) => x.m * x.n * x.k <= 2048 ** 3 / 4) : SHAPES) rows.push({ shape: s.name, threads: t, ...timeNative(addon, s, reps) });
+    for (const s of shapes) rows.push({ shape: s.name, threads: t, ...timeNative(addon, s, reps) });
   }
-  console.log(JSON.stringify({ info: addon.info(), rows }));
+  console.log(JSON.stringify({ info: addon.info(), rows, bf16Error: bf16Error(addon) }));
+}
+
+type ChildResult = { rows: { shape: string; threads: number; wall: number; cpu: number }[]; bf16Error: number };
+
+/** Runs this bench as a child with extra environment (MKA_ISA is read when the addon loads). */
+function runChild(env: Record<string, string>, args: string[]): ChildResult | string {
+  const script = fileURLToPath(import.meta.url).replace(/bench\/sgemm\.ts$/, 'bench.ts');
+  const r = spawnSync(process.execPath, ['--import', 'tsx', script, 'sgemm', '--child', ...args], { env: { ...process.env, ...env }, encoding: 'utf8' });
+  const line = r.stdout.trim().split('\n').pop() ?? '';
+  if (r.status !== 0 || !line.startsWith('{')) return (r.stderr || r.stdout).trim().split('\n').pop() ?? 'no output';
+  return JSON.parse(line) as ChildResult;
 }
 
 export async function main(argv: string[]): Promise<void> {
@@ -127,9 +160,10 @@ export async function main(argv: string[]): Promise<void> {
     .option('quick', { type: 'boolean', default: false, describe: 'skip the largest shapes' })
     .option('wasm', { type: 'boolean', default: true, describe: 'also time plain WebAssembly' })
     .option('child', { type: 'boolean', default: false, hidden: true })
+    .option('bf16', { type: 'boolean', default: false, hidden: true })
     .parseSync();
   const threads = [...new Set(a.threads)];
-  if (a.child) return child(threads, a.reps, a.quick);
+  if (a.child) return child(threads, a.reps, a.quick, a.bf16);
   const loaded = loadNativeAddon();
   if (!loaded.addon) {
     console.log(`native kernels: n/a (${loaded.reason})`);
@@ -138,17 +172,15 @@ export async function main(argv: string[]): Promise<void> {
     console.log(`native kernels: ${loaded.reason}; default ${info.threads} threads of ${info.procs} processors; ` +
       `avx512_bf16 ${info.bf16Dot ? 'present' : 'absent'}; AMX ${info.amx ? 'present' : 'absent'}`);
     const paths = ['avx512', 'avx2', 'generic'].slice(['avx512', 'avx2', 'generic'].indexOf(info.isa));
-    const script = fileURLToPath(import.meta.url).replace(/bench\/sgemm\.ts$/, 'bench.ts');
+    const common = ['--reps', String(a.reps), '--threads', ...threads.map(String)];
+    const results: Record<string, ChildResult> = {};
     for (const isa of paths) {
-      const r = spawnSync(process.execPath, ['--import', 'tsx', script, 'sgemm', '--child', '--reps', String(a.reps), ...(a.quick || isa === 'generic' ? ['--quick'] : []), '--threads', ...threads.map(String)], {
-        env: { ...process.env, MKA_ISA: isa }, encoding: 'utf8',
-      });
-      const line = r.stdout.trim().split('\n').pop() ?? '';
-      if (r.status !== 0 || !line.startsWith('{')) {
-        console.log(`${isa}: failed (${(r.stderr || r.stdout).trim().split('\n').pop()})`);
+      const res = runChild({ MKA_ISA: isa, MKA_BF16_DOT: '0' }, [...common, ...(a.quick || isa === 'generic' ? ['--quick'] : [])]);
+      if (typeof res === 'string') {
+        console.log(`${isa}: failed (${res})`);
         continue;
       }
-      const res = JSON.parse(line) as { rows: { shape: string; threads: number; wall: number; cpu: number }[] };
+      results[isa] = res;
       for (const t of threads) {
         const ceiling = sgemmCeiling(isa, info.cpu, t);
         console.log(`\n${isa} path, ${t} thread${t === 1 ? '' : 's'}; ceiling ${ceiling.gflops.toFixed(1)} GFLOP/s = ${ceiling.how}`);
@@ -157,6 +189,23 @@ export async function main(argv: string[]): Promise<void> {
         }
       }
     }
+    console.log('');
+    if (info.bf16Dot && results.avx512) {
+      const dot = runChild({ MKA_ISA: 'avx512', MKA_BF16_DOT: '1' }, [...common, '--bf16']);
+      if (typeof dot === 'string') console.log(`bf16 dot (MKA_BF16_DOT=1): failed (${dot})`);
+      else {
+        for (const row of dot.rows) {
+          const base = results.avx512.rows.find((x) => x.shape === row.shape && x.threads === row.threads);
+          console.log(`bf16 dot (MKA_BF16_DOT=1, vdpbf16ps), ${row.shape}, ${row.threads} thread${row.threads === 1 ? '' : 's'}: ${row.wall.toFixed(1)} GFLOP/s wall, ` +
+            `${row.cpu.toFixed(1)} per CPU-second = ${base ? (row.cpu / base.cpu).toFixed(2) : '?'}x the widening path`);
+        }
+        console.log(`bf16 dot error vs float32 weights·activations (relative to the largest output): ${dot.bf16Error.toExponential(2)} ` +
+          `(widening path: ${results.avx512.bf16Error.toExponential(2)}); off by default because it rounds activations to bf16`);
+      }
+    } else {
+      console.log(`bf16 dot (MKA_BF16_DOT=1): not available here (${info.isa !== 'avx512' ? `the ${info.isa} path has no vdpbf16ps` : 'this CPU has no avx512_bf16'}); bf16 weights are widened to float32 per tile`);
+    }
+    console.log(`AMX: ${info.amx ? 'present, not used (no AMX kernel yet: bf16 weights go through the widening or vdpbf16ps paths)' : 'absent on this CPU'}`);
     const blas = ['/usr/lib/x86_64-linux-gnu/libopenblas.so.0', '/usr/lib/libopenblas.so.0', '/usr/lib64/libopenblas.so.0'].find(existsSync);
     console.log(`\nOpenBLAS: ${blas ? `${blas} is installed, but not timed here (mka does not link it)` : 'not installed (not needed: these kernels are mka\'s own)'}`);
   }
