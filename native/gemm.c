@@ -118,6 +118,18 @@ static void empty_k(const gemm_args *g, const float *bias) {
     }
 }
 
+/* Products below this many multiply-adds run on the calling thread: waking the pool costs more. */
+#define SERIAL_MACS (1L << 17)
+
+/* pool_run, or a plain loop when the whole product is small. */
+static void run(int serial, long ntasks, task_fn fn, void *ctx) {
+  if (!serial) {
+    pool_run(ntasks, fn, ctx);
+    return;
+  }
+  for (long t = 0; t < ntasks; t++) fn(ctx, t, 0);
+}
+
 int gemm(const gemm_args *g) {
   if (g->batch == 0 || g->m == 0 || g->n == 0) return 0;
   const kern_table *kt = kern_for(cpu_get()->isa);
@@ -130,7 +142,8 @@ int gemm(const gemm_args *g) {
     bias = bias_n;
   }
   int rc = 0;
-  const int threads = pool_threads();
+  const int serial = g->batch * g->m * g->n * g->k < SERIAL_MACS;
+  const int threads = serial ? 1 : pool_threads();
   gemm_ctx x = {.g = g, .kt = kt, .bias = bias};
   if (g->k == 0) {
     empty_k(g, bias);
@@ -138,7 +151,7 @@ int gemm(const gemm_args *g) {
     long chunk = (g->n + 4 * threads - 1) / (4 * threads);
     chunk = chunk < 64 ? 64 : (chunk + 15) / 16 * 16;
     x.chunk = chunk;
-    pool_run(g->batch * ((g->n + chunk - 1) / chunk), small_task, &x);
+    run(serial, g->batch * ((g->n + chunk - 1) / chunk), small_task, &x);
   } else if (g->accumulate && g->act != 0) {
     /* C += act(...): partial sums cannot live in C, so compute into a temporary and add */
     float *tmp = malloc(sizeof(float) * (size_t)(g->batch * g->m * g->n));
@@ -185,8 +198,8 @@ int gemm(const gemm_args *g) {
       x.mparts = (g->m + x.rows_per_part - 1) / x.rows_per_part;
       if (!x.pa) rc = -1;
       else {
-        pool_run(nused * x.npanels, pack_a_task, &x);
-        pool_run(g->batch * x.mparts * x.nstrips, compute_task, &x);
+        run(serial, nused * x.npanels, pack_a_task, &x);
+        run(serial, g->batch * x.mparts * x.nstrips, compute_task, &x);
         if (atomic_load(&x.failed)) rc = -1;
       }
       free(slot);

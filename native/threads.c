@@ -20,9 +20,17 @@ static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t wake = PTHREAD_COND_INITIALIZER;
 static int active = 1;   /* threads taking part in jobs, the caller included */
 static int spawned = 0;  /* workers created (ids 1..spawned) */
+/*
+ * The current job's state word: generation (high 32 bits), a "closed" bit and the number of workers
+ * that joined it. A worker joins by incrementing it while the job is open; the caller closes the job
+ * when the tasks are all taken and then waits only for the workers that joined, so a worker the OS
+ * has not scheduled yet (a busy machine) never delays a call: it finds the job closed and skips it.
+ */
+#define CLOSED (1ULL << 31)
+static _Atomic unsigned long long state;
 static atomic_long generation;
 static atomic_long next_task;
-static atomic_int busy;   /* workers still in the current job */
+static atomic_int finished; /* joined workers done with the current job */
 static long job_tasks;
 static task_fn job_fn;
 static void *job_ctx;
@@ -70,9 +78,17 @@ static void *worker(void *arg) {
       }
     }
     seen = g;
-    /* the job's fields stay put until every worker has acknowledged it */
-    if (id < job_threads) drain(id);
-    atomic_fetch_sub_explicit(&busy, 1, memory_order_release);
+    unsigned long long st = atomic_load_explicit(&state, memory_order_acquire);
+    int joined = 0;
+    while ((long)(st >> 32) == (g & 0xffffffffL) && !(st & CLOSED) && (long)(st & (CLOSED - 1)) < job_threads - 1 && id < job_threads) {
+      if (atomic_compare_exchange_weak_explicit(&state, &st, st + 1, memory_order_acq_rel, memory_order_acquire)) {
+        joined = 1;
+        break;
+      }
+    }
+    if (!joined) continue;
+    drain(id);
+    atomic_fetch_add_explicit(&finished, 1, memory_order_release);
   }
   return NULL;
 }
@@ -119,15 +135,19 @@ void pool_run(long ntasks, task_fn fn, void *ctx) {
   job_tasks = ntasks;
   job_threads = threads;
   atomic_store_explicit(&next_task, 0, memory_order_relaxed);
-  /* every spawned worker wakes and acknowledges the job; the first threads-1 of them take part */
-  atomic_store_explicit(&busy, spawned, memory_order_relaxed);
+  atomic_store_explicit(&finished, 0, memory_order_relaxed);
+  const long g = atomic_load_explicit(&generation, memory_order_relaxed) + 1;
+  atomic_store_explicit(&state, (unsigned long long)(g & 0xffffffffL) << 32, memory_order_release);
   pthread_mutex_lock(&lock);
-  atomic_fetch_add_explicit(&generation, 1, memory_order_release);
+  atomic_store_explicit(&generation, g, memory_order_release);
   pthread_cond_broadcast(&wake);
   pthread_mutex_unlock(&lock);
   drain(0);
+  /* close the job: from now on no worker joins; wait for those that did */
+  unsigned long long st = atomic_fetch_or_explicit(&state, CLOSED, memory_order_acq_rel);
+  const int joined = (int)(st & (CLOSED - 1));
   int spins = 0;
-  while (atomic_load_explicit(&busy, memory_order_acquire) > 0) {
+  while (atomic_load_explicit(&finished, memory_order_acquire) < joined) {
     cpu_relax();
     if (++spins > 4096) sched_yield();
   }
