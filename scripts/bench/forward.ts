@@ -34,8 +34,11 @@ export function randomModel(c: LlamaConfig) {
   return modelFromTensors(c, tensors);
 }
 
-/** Times `reps` prefills and returns seconds per pass (after `warmup` untimed ones, default 1). */
-export function timeForward(c: LlamaConfig, T: number, B: number, reps: number, warmup = 1): number {
+/**
+ * Times `reps` prefills (after `warmup` untimed ones, default 1): wall seconds per pass, and CPU
+ * seconds of this process per pass (the steadier figure on a shared machine).
+ */
+export function timeForward(c: LlamaConfig, T: number, B: number, reps: number, warmup = 1): { secs: number; cpuSecs: number } {
   const model = randomModel(c);
   const ids = Array.from({ length: B }, (_, b) => Array.from({ length: T }, (_, t) => (7 * t + 13 * b + 1) % c.vocab_size));
   const run = () => {
@@ -44,11 +47,13 @@ export function timeForward(c: LlamaConfig, T: number, B: number, reps: number, 
     r.logits!.dispose();
   };
   for (let i = 0; i < warmup; i++) run();
+  const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   for (let i = 0; i < reps; i++) run();
   const secs = (performance.now() - t0) / 1000 / reps;
+  const used = process.cpuUsage(cpu0);
   disposeModel(model);
-  return secs;
+  return { secs, cpuSecs: (used.user + used.system) / 1e6 / reps };
 }
 
 export async function main(argv: string[]): Promise<void> {
@@ -74,11 +79,12 @@ export async function main(argv: string[]): Promise<void> {
     num_attention_heads: heads, num_key_value_heads: a['kv-heads'] ?? heads, max_position_embeddings: Math.max(a.seq, 2048),
   }, 'bench config');
   const info = await initBackend(a.backend, { threads: a.threads, log: (m) => console.log(m) });
-  const secs = timeForward(c, a.seq, a.batch, a.reps);
+  const { secs, cpuSecs } = timeForward(c, a.seq, a.batch, a.reps);
   const flops = forwardFlops(c, a.seq, a.batch);
   console.log(`model: hidden ${c.hidden_size}, layers ${c.num_hidden_layers}, heads ${c.num_attention_heads}/${c.num_key_value_heads}, ffn ${c.intermediate_size}, vocab ${c.vocab_size}`);
   console.log(`prefill ${a.batch}x${a.seq} tokens on ${info.description}: ${secs.toFixed(3)} s/pass, ` +
-    `${((a.batch * a.seq) / secs).toFixed(1)} tokens/s, ${(flops / secs / 1e9).toFixed(2)} GFLOP/s`);
+    `${((a.batch * a.seq) / secs).toFixed(1)} tokens/s, ${(flops / secs / 1e9).toFixed(2)} GFLOP/s ` +
+    `(${cpuSecs.toFixed(3)} CPU-s/pass: ${(flops / cpuSecs / 1e9).toFixed(2)} GFLOP per CPU-second)`);
   if (info.nativeMatMul && a.compare) await compareWithWasm(c, a.seq, a.batch, flops / secs / 1e9, a.threads, a['wasm-reps']);
 }
 
@@ -98,7 +104,7 @@ async function compareWithWasm(c: LlamaConfig, T: number, B: number, fast: numbe
     return;
   }
   const info = await initBackend('wasm');
-  const secs = timeForward(c, T, B, wasmReps, 0);
+  const { secs } = timeForward(c, T, B, wasmReps, 0);
   const wasm = forwardFlops(c, T, B) / secs / 1e9;
   console.log(`prefill ${B}x${T} tokens on ${info.description}: ${secs.toFixed(3)} s/pass, ${((B * T) / secs).toFixed(1)} tokens/s, ${wasm.toFixed(2)} GFLOP/s`);
   console.log(`fast path: ${fast.toFixed(2)} GFLOP/s = ${ofCeiling}, ${(fast / wasm).toFixed(1)}× plain WebAssembly`);
