@@ -13,9 +13,9 @@ static void FN(widen)(float *dst, const void *src, int type, size_t n) {
 #include "kern_body.h"
 
 #define G_MR 4
-#define G_NR 16
+#define G_NR 8
 
-/* 4x16 tile of C from packed A (kc x 4) and B (kc x 16) panels. */
+/* 4x8 tile of C from packed A (kc x 4) and B (kc x 8) panels (8 accumulator vectors fit any 16-register SIMD set). */
 static void ukernel_generic(long kc, const float *ap, const float *bp, float *c, long ldc, int mr, int nr, int flags,
                             const float *bias, int act) {
   float acc[G_MR][G_NR] = {{0}};

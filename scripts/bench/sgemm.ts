@@ -88,7 +88,7 @@ export function flopsPerCycle(isa: string, cpu: string): { flops: number; note: 
     return { flops: 64, note: '2 x 512-bit FMA units (32 on parts with one)' };
   }
   if (isa === 'avx2') return { flops: 32, note: '2 x 256-bit FMA units' };
-  return { flops: 8, note: '2 x 128-bit SSE mul+add pipes (no FMA)' };
+  return { flops: 16, note: 'x86-64 baseline SSE2: 128-bit mul and add on 2 pipes each, no FMA' };
 }
 
 /** Clock in GHz: the mean of /proc/cpuinfo's current "cpu MHz" (os.cpus() speed elsewhere). */
