@@ -168,7 +168,8 @@ int gemm(const gemm_args *g) {
     const long mr = kt->mr;
     x.mpad = (g->m + mr - 1) / mr * mr;
     x.npanels = x.mpad / mr;
-    if (g->bf16_dot && g->b_type == MKA_BF16 && cpu_get()->bf16_dot && kt == &kern_avx512) x.dot = &bf16_dot_avx512;
+    if (g->bf16_dot && g->b_type == MKA_BF16 && cpu_get()->bf16_dot && kt == &kern_avx512 && bf16_dot_avx512.ukernel)
+      x.dot = &bf16_dot_avx512;
     x.a_size = x.mpad * packed_k(&x, g->k);
     /* which A matrices are used, each packed once */
     long max_a = 0;

@@ -93,6 +93,8 @@ static void ukernel_avx512(long kc, const float *ap, const float *bp, float *c, 
 }
 
 /* ---- bf16 weights times bf16-rounded activations with vdpbf16ps (MKA_BF16_DOT=1) ---- */
+/* compilers before GCC 10 / clang 9 lack the intrinsics: the path is then left out */
+#if (defined(__clang__) && __clang_major__ >= 9) || (!defined(__clang__) && __GNUC__ >= 10)
 
 /* float to bf16 bits, round to nearest even (NaN stays NaN). */
 static inline uint32_t to_bf16(float x) {
@@ -162,6 +164,9 @@ __attribute__((target("avx512bf16"))) static void ukernel_bf16(long pairs, const
 }
 
 const bf16_dot_fns bf16_dot_avx512 = {ukernel_bf16, pack_a_bf16, pack_b_bf16};
+#else
+const bf16_dot_fns bf16_dot_avx512 = {0};
+#endif
 
 KERN_TABLE(avx512, MR, NR, 256, 192, 512, ukernel_avx512)
 
