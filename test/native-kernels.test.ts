@@ -266,9 +266,10 @@ test('rmsnorm, rope, siluMul, gatherRows and toFloat32 equal float64 references'
   src.set(bf);
   x.toFloat32(src, 0, BF16, wideB, 0, src.length); // long enough for the vector loop
   bf.forEach((h, i) => assert.ok(Object.is(wideB[i], bf16ToNumber(h)) || (Number.isNaN(wideB[i]) && (h & 0x7f) !== 0), `bf16 ${h.toString(16)}`));
-  const many = Uint16Array.from(values(1000, 11, 100), numberToHalf), manyOut = new Float32Array(1000);
-  x.toFloat32(many, 0, F16, manyOut, 0, 1000);
-  assertClose(manyOut, Array.from(many, halfToNumber), 0, 'f16 vector widening');
+  const many = Uint16Array.from(values(1000, 11, 100), numberToHalf), manyOut = new Float32Array(1004);
+  x.toFloat32(new DataView(many.buffer), 0, F16, new DataView(manyOut.buffer, 8), 8, 1000); // DataViews, offsets on offsets
+  assertClose(manyOut.subarray(4), Array.from(many, halfToNumber), 0, 'f16 vector widening');
+  assert.deepEqual([...manyOut.subarray(0, 4)], [0, 0, 0, 0]);
 });
 
 test('operands outside their arrays, misaligned or malformed throw an Error instead of crashing', { skip: NOT_BUILT }, () => {
