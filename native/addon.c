@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include "mka.h"
+#include "blas_probe.h"
 
 #define MAX_ARGS 20
 
@@ -330,6 +331,29 @@ static napi_value js_set_threads(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* Bench-only (not part of the kernel API): _openblasSgemm(path, threads, A, B, C, m, n, k, transB) -> ok. */
+static napi_value js_openblas_sgemm(napi_env env, napi_callback_info info) {
+  call_t c;
+  if (!begin(&c, env, info, "_openblasSgemm", 9)) return NULL;
+  char path[512];
+  size_t len = 0;
+  int64_t threads = 0, m = 0, n = 0, k = 0, nab = 0;
+  bool tb = false;
+  if (napi_get_value_string_utf8(env, c.argv[0], path, sizeof path, &len) != napi_ok) return fail(&c, "path must be a string"), NULL;
+  if (!int_arg(&c, 1, "threads", 1, 1024, &threads) || !int_arg(&c, 5, "m", 1, 1 << 20, &m) || !int_arg(&c, 6, "n", 1, 1 << 20, &n) ||
+      !int_arg(&c, 7, "k", 1, 1 << 20, &k) || !bool_arg(&c, 8, "transB", &tb))
+    return NULL;
+  uint8_t *a, *b, *out;
+  size_t ab, bb, cb;
+  napi_typedarray_type t;
+  if (!view_bytes(&c, 2, "A", &a, &ab, &t) || !view_bytes(&c, 3, "B", &b, &bb, &t) || !view_bytes(&c, 4, "C", &out, &cb, &t)) return NULL;
+  if (!dims(&c, &nab, 2, m, k) || ab < (size_t)(4 * nab) || bb < (size_t)(4 * k * n) || cb < (size_t)(4 * m * n))
+    return fail(&c, "operands too small"), NULL;
+  napi_value ok;
+  napi_get_boolean(env, openblas_sgemm(path, (int)threads, (const float *)a, (const float *)b, (float *)out, (int)m, (int)n, (int)k, tb) == 0, &ok);
+  return ok;
+}
+
 static bool set_prop(napi_env env, napi_value obj, const char *key, napi_value v) {
   return napi_set_named_property(env, obj, key, v) == napi_ok;
 }
@@ -368,6 +392,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"siluMul", NULL, js_silu_mul, NULL, NULL, NULL, napi_default, NULL},
       {"gatherRows", NULL, js_gather_rows, NULL, NULL, NULL, napi_default, NULL},
       {"toFloat32", NULL, js_to_float32, NULL, NULL, NULL, napi_default, NULL},
+      {"_openblasSgemm", NULL, js_openblas_sgemm, NULL, NULL, NULL, napi_default, NULL},
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok) {
     napi_throw_error(env, NULL, "mka_native: N-API call failed");

@@ -5,7 +5,8 @@
  * instruction-set path this CPU has (each in a child process with MKA_ISA, which is read at load),
  * at square 2048, 512x2048x2048 (A·Bᵀ, the HF [out, in] layout), 512x8192x2048 and a 1-row GEMV,
  * float32 and bf16 weights; the machine's sgemm ceiling (cores × clock × FLOPs/cycle of the path);
- * and tfjs's plain WebAssembly matMul for A·B and A·Bᵀ. Timings are wall clock; on a shared machine
+ * OpenBLAS's figure when a libopenblas happens to be installed (dlopen; mka never computes with it);
+ * the bf16-dot path's speed-up and error; and tfjs's plain WebAssembly matMul for A·B and A·Bᵀ. Timings are wall clock; on a shared machine
  * the "cpu" figure (FLOPs per CPU-second of this process) is the steadier one.
  */
 import * as tf from '@tensorflow/tfjs';
@@ -61,6 +62,25 @@ export function timeNative(addon: NativeAddon, s: Shape, reps: number): { wall: 
   const cpuSecs = (used.user + used.system) / 1e6;
   void t0;
   return { wall: best, cpu: (reps * inner * flops) / cpuSecs / 1e9 };
+}
+
+/** The addon's bench-only hook that runs an installed OpenBLAS (never used for mka's own work). */
+type BlasProbe = NativeAddon & { _openblasSgemm(path: string, threads: number, a: Float32Array, b: Float32Array, c: Float32Array, m: number, n: number, k: number, transB: boolean): boolean };
+
+/** OpenBLAS's cblas_sgemm on a shape, timed like timeNative; null when the library does not load. */
+export function timeOpenBlas(addon: BlasProbe, path: string, s: Shape, threads: number, reps: number): { wall: number; cpu: number } | null {
+  const a = random(s.m * s.k, 1), b = random(s.k * s.n, 2), c = new Float32Array(s.m * s.n);
+  const flops = 2 * s.m * s.n * s.k;
+  if (!addon._openblasSgemm(path, threads, a, b, c, s.m, s.n, s.k, s.transB)) return null;
+  let best = 0;
+  const cpu0 = process.cpuUsage();
+  for (let r = 0; r < reps; r++) {
+    const t = performance.now();
+    addon._openblasSgemm(path, threads, a, b, c, s.m, s.n, s.k, s.transB);
+    best = Math.max(best, flops / ((performance.now() - t) / 1000) / 1e9);
+  }
+  const used = process.cpuUsage(cpu0);
+  return { wall: best, cpu: (reps * flops) / ((used.user + used.system) / 1e6) / 1e9 };
 }
 
 /** Best GFLOP/s of `reps` tf.matMul calls of [m, k] by [k, n] (or [n, k] transposed), after one warm-up. */
@@ -207,7 +227,17 @@ export async function main(argv: string[]): Promise<void> {
     }
     console.log(`AMX: ${info.amx ? 'present, not used (no AMX kernel yet: bf16 weights go through the widening or vdpbf16ps paths)' : 'absent on this CPU'}`);
     const blas = ['/usr/lib/x86_64-linux-gnu/libopenblas.so.0', '/usr/lib/libopenblas.so.0', '/usr/lib64/libopenblas.so.0'].find(existsSync);
-    console.log(`\nOpenBLAS: ${blas ? `${blas} is installed, but not timed here (mka does not link it)` : 'not installed (not needed: these kernels are mka\'s own)'}`);
+    if (!blas) console.log('OpenBLAS: not installed (not needed: mka\'s kernels are its own), no comparison');
+    else {
+      for (const t of threads) {
+        for (const s of SHAPES.filter((x) => x.type === F32 && x.m > 1 && (!a.quick || x.m * x.n * x.k <= 2048 ** 3 / 4))) {
+          const r = timeOpenBlas(loaded.addon as BlasProbe, blas, s, t, a.reps);
+          const mine = results[info.isa]?.rows.find((x) => x.shape === s.name && x.threads === t);
+          console.log(`OpenBLAS (${blas}, dlopen), ${s.name}, ${t} thread${t === 1 ? '' : 's'}: ` +
+            (r ? `${r.wall.toFixed(1)} GFLOP/s wall, ${r.cpu.toFixed(1)} per CPU-second${mine ? `; mka ${info.isa} / OpenBLAS = ${(mine.cpu / r.cpu).toFixed(2)} per CPU-second` : ''}` : 'failed to load'));
+        }
+      }
+    }
   }
   if (!a.wasm) return;
   await initBackend('wasm');
