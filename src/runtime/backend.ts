@@ -1,8 +1,8 @@
 /**
  * Backend selection for every command: `auto` takes the native TensorFlow backend when it loads
  * (tfjs-node-gpu, then tfjs-node), else WebAssembly, else plain JS. On WebAssembly the matrix
- * products go through the native BLAS addon when it was built (see native-matmul.ts) unless
- * `wasm` is asked for explicitly or `MKA_NATIVE=0`.
+ * products go through mka's own native kernels when they were built at install (native-addon.ts,
+ * native-matmul.ts) unless `wasm` is asked for explicitly or `MKA_NATIVE=0`.
  */
 import * as tf from '@tensorflow/tfjs';
 import { UserError } from './errors.ts';
@@ -16,7 +16,7 @@ export interface BackendInfo {
   name: string;
   /** What was chosen and why, for logs and run.json. */
   description: string;
-  /** Whether matrix products run in the native BLAS addon. */
+  /** Whether matrix products run in mka's native kernels (native/, see native-addon.ts). */
   nativeMatMul: boolean;
 }
 
@@ -42,8 +42,8 @@ async function tryWasm(): Promise<boolean> {
 }
 
 /**
- * Sets the tfjs backend. `native` (default true) lets the wasm backend use the BLAS addon;
- * `threads` sets its thread count (default: all cores).
+ * Sets the tfjs backend. `native` (default true) lets the wasm backend use the native kernels;
+ * `threads` sets their thread count (default: all cores).
  */
 export async function initBackend(
   choice: BackendChoice = 'auto',
@@ -68,7 +68,7 @@ export async function initBackend(
       const native = wantNative ? installNativeMatMul({ threads: opts.threads }) : { ok: false, reason: 'disabled' };
       info = {
         name: 'wasm',
-        description: native.ok ? `wasm + native BLAS matmul (${native.reason})` : `wasm${wantNative ? ` (native matmul unavailable: ${native.reason})` : ''}`,
+        description: native.ok ? `wasm + native matmul (${native.reason})` : `wasm${wantNative ? ` (native matmul unavailable: ${native.reason})` : ''}`,
         nativeMatMul: native.ok,
       };
     } else if (choice === 'wasm') {
