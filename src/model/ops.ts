@@ -148,7 +148,7 @@ export function embed(table: Weight, ids: number[][]): tf.Tensor3D {
 export interface AttentionOptions {
   /** Mistral's sliding window (keys s with s > position - window), or null. */
   window: number | null;
-  /** Fallback only: largest score block in floats (default 2^24, 64 MB). */
+  /** Fallback only: largest score block in floats (default 2^22, 16 MB). */
   blockFloats?: number;
 }
 
@@ -162,10 +162,11 @@ export function attention(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, opts: 
   const [B, T, nH, hd] = q.shape;
   const [kvB, nKV, S] = k.shape;
   if (kvB !== B && kvB !== 1) throw new Error(`attention: keys have batch ${kvB}, queries ${B}`);
+  if (v.shape.join() !== k.shape.join()) throw new Error(`attention: values [${v.shape}] differ from keys [${k.shape}]`);
   const scale = 1 / Math.sqrt(hd);
   if (hasKernel(KERNELS.attention)) return run<tf.Tensor4D>(KERNELS.attention, { q, k, v }, { window: opts.window ?? 0, scale });
   const g = nH / nKV;
-  const budget = opts.blockFloats ?? 1 << 24;
+  const budget = opts.blockFloats ?? 1 << 22;
   const block = Math.max(1, Math.min(T, Math.floor(budget / (B * nH * S))));
   return tf.tidy(() => {
     const kb = kvB === B ? k : tf.concat(new Array<tf.Tensor4D>(B).fill(k), 0); // [B, nKV, S, hd]
