@@ -61,15 +61,16 @@ test('the Llama 3 tokenizer written into Llama-3 shapes encodes as transformers 
   assert.equal(tok.decode([128000, 9906, 1917]), '<|begin_of_text|>Hello world');
 });
 
-test('a shrunk Llama-3 layout: shards and index, BF16 kept by compress and converted slice by slice by export tfjs', async () => {
+test('a shrunk paper layout: shards and index, BF16 kept by compress and converted slice by slice by export tfjs', async () => {
   const root = mkdtempSync(join(tmpdir(), 'mka-scale-paper-'));
   try {
     const dir = join(root, 'model');
-    const small = { hidden_size: 64, intermediate_size: 96, num_attention_heads: 4, num_key_value_heads: 2, head_dim: 16 };
-    const r = await makePaperModel({ shape: 'llama3-8b', layers: 3, out: dir, shardMb: 10, overrides: small, quiet: true });
+    // Llama-2's layout (and the demo tokenizer, quick to load) with GQA and small dimensions.
+    const small = { hidden_size: 64, intermediate_size: 96, num_attention_heads: 4, num_key_value_heads: 2, head_dim: 16, vocab_size: 4096 };
+    const r = await makePaperModel({ shape: 'llama2-7b', layers: 3, out: dir, shardMb: 0.5, overrides: small, quiet: true });
     assert.ok(r.files.includes('model.safetensors.index.json') && r.files.filter((f) => f.endsWith('.safetensors')).length >= 2, r.files.join());
     assert.deepEqual(readdirSync(root), ['model']); // no temporary left behind
-    await assert.rejects(makePaperModel({ shape: 'llama3-8b', layers: 1, out: dir, overrides: small, quiet: true }), /exists and is not empty/);
+    await assert.rejects(makePaperModel({ shape: 'llama2-7b', layers: 1, out: dir, overrides: small, quiet: true }), /exists and is not empty/);
     const src = checkpointSource(dir);
 
     // reverse: no model loaded, the kept layers and embeddings copied as stored.
@@ -97,6 +98,14 @@ test('a shrunk Llama-3 layout: shards and index, BF16 kept by compress and conve
     const want = fromFloat32(Float32Array.from(wa, (v, i) => a.weight * v + b.weight * wb[i]), 'BF16');
     assert.deepEqual(Buffer.from(got.readRaw(name(k))!.bytes), want);
     got.close();
+
+    // adjacent recalibrates after each merge: streamed, the partly merged model is written to a
+    // scratch directory (BF16, as the output) and streamed back; in memory it is float32. Same choices.
+    const adj = (streaming: boolean) => compressModel({ model: dir, out: join(root, `adj-${streaming}`), method: 'mka', strategy: 'adjacent', remove: 2, streaming, calibrationFile: prompts, quiet: true, similarity: { kMi: 1, kEntropy: 1, dims: 2 } });
+    const [ps, pm] = [await adj(true), await adj(false)];
+    assert.deepEqual(ps.steps.map((st) => st.layers), pm.steps.map((st) => st.layers));
+    ps.steps.forEach((st, i) => assert.ok(Math.abs(st.lambda! - pm.steps[i].lambda!) < 1e-2, `λ ${st.lambda} vs ${pm.steps[i].lambda}`));
+    assert.deepEqual(readdirSync(tmpdir()).filter((f) => f.startsWith('mka-recalibrate-')), []);
 
     // tfjs float16 from BF16: every value is the float16 rounding of the stored BF16 value.
     const web = join(root, 'web');

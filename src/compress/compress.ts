@@ -3,7 +3,9 @@
  * → the compressed model directory with merge.json. `analyzeModel` is shared with the sweep, which
  * reuses one calibration and one similarity matrix for every removal count.
  */
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { loadModel, disposeModel, type LlamaModel } from '../model/model.ts';
 import { type LlamaConfig, readConfig } from '../model/config.ts';
 import { calibrationWorkload, checkModelFits } from '../runtime/memory-estimate.ts';
@@ -159,12 +161,20 @@ export function methodContext(model: LlamaModel | { config: LlamaConfig }, analy
     blendNorms: opts.blendNorms ?? false,
     log,
     recalibrate: async (plan: CompressionPlan) => {
-      const merged = materialize(planSource(modelSource(model), plan));
+      // Streaming: the partly merged model is written to a temporary directory and streamed from it,
+      // never held whole; otherwise it is built in memory.
+      const scratch = opts.streaming && model.dir ? mkdtempSync(join(tmpdir(), 'mka-recalibrate-')) : null;
       try {
-        const a = analyzeIds(merged, ids, labels, { ...opts, withSimilarity: true });
-        return { calibration: a.calibration, similarity: a.similarity! };
+        if (scratch) await writePlan(model.dir!, plan, join(scratch, 'model'), {});
+        const merged = scratch ? loadModel(join(scratch, 'model'), { streaming: true }) : materialize(planSource(modelSource(model), plan));
+        try {
+          const a = analyzeIds(merged, ids, labels, { ...opts, withSimilarity: true });
+          return { calibration: a.calibration, similarity: a.similarity! };
+        } finally {
+          disposeModel(merged);
+        }
       } finally {
-        disposeModel(merged);
+        if (scratch) rmSync(scratch, { recursive: true, force: true });
       }
     },
   };
