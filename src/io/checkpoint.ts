@@ -5,7 +5,7 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join, relative, resolve, isAbsolute } from 'node:path';
 import { UserError } from '../runtime/errors.ts';
-import { SafetensorsFile, type TensorInfo } from './safetensors.ts';
+import { SafetensorsFile, type DType, type TensorInfo } from './safetensors.ts';
 
 export interface Checkpoint {
   readonly dir: string;
@@ -14,6 +14,8 @@ export interface Checkpoint {
   info(name: string): (TensorInfo & { file: string }) | undefined;
   /** Reads a tensor as float32 (converted from F16/BF16). */
   read(name: string): Float32Array;
+  /** Reads a tensor's bytes as stored (see SafetensorsFile.readRaw); absent on wrappers that transform values. */
+  readRaw?(name: string): { dtype: DType; data: Uint8Array };
   /** Total bytes of tensor data on disk. */
   bytesOnDisk(): number;
   close(): void;
@@ -74,6 +76,11 @@ export function openCheckpoint(dir: string): Checkpoint {
       const f = owner.get(name);
       if (!f) throw new UserError(`${dir}: checkpoint has no tensor "${name}"`);
       return f.read(name);
+    },
+    readRaw: (name) => {
+      const f = owner.get(name);
+      if (!f) throw new UserError(`${dir}: checkpoint has no tensor "${name}"`);
+      return f.readRaw(name);
     },
     bytesOnDisk: () => [...files.values()].reduce((a, f) => a + statSync(f.path).size, 0),
     close: () => {

@@ -96,6 +96,23 @@ export class SafetensorsFile {
     return toFloat32(buf, info.dtype);
   }
 
+  /**
+   * Reads one tensor's bytes as stored (little-endian F32, F16 or BF16 words), into a fresh
+   * ArrayBuffer of its own, so typed-array views of any element size fit.
+   */
+  readRaw(name: string): { dtype: DType; data: Uint8Array } {
+    const info = this.tensors.get(name);
+    if (!info) throw new UserError(`${this.path}: no tensor named "${name}"`);
+    const data = new Uint8Array(info.end - info.begin);
+    let done = 0;
+    while (done < data.length) {
+      const got = readSync(this.fd, data, done, data.length - done, info.begin + done);
+      if (got === 0) throw new UserError(`${this.path}: short read of "${name}" (truncated file?)`);
+      done += got;
+    }
+    return { dtype: info.dtype, data };
+  }
+
   close(): void {
     closeSync(this.fd);
   }

@@ -1,5 +1,6 @@
 /**
- * The Llama decoder forward pass (Llama 1/2/3, Mistral, Qwen2), in tfjs ops.
+ * The Llama decoder forward pass (Llama 1/2/3, Mistral, Qwen2), written with the ops of ops.ts (native
+ * kernels on the native backend, plain tfjs ops elsewhere).
  *
  * Execution is layer-major: the whole batch goes through decoder layer 0, then layer 1, and so on,
  * optionally in micro-batches of rows inside each layer. A layer's weights are therefore needed once
@@ -8,10 +9,15 @@
  *
  * Batches are right-padded: every row has the same length T, and a row's real tokens never attend to
  * the padding after them (causal mask), so padding changes nothing for real positions.
+ *
+ * Memory: attention never holds a [T, S] score matrix for the whole input (see ops.attention), the
+ * embedding reads only the rows of the input ids, and logits are computed only at the positions asked
+ * for, in chunks when a callback takes them.
  */
 import * as tf from '@tensorflow/tfjs';
-import { acquireLayer, lmHead, type LayerWeights, type LlamaModel } from './model.ts';
-import { applyRope, inverseFrequencies, ropeTables } from './rope.ts';
+import { acquireLayer, lmHeadName, useWeight, type LayerWeights, type LlamaModel } from './model.ts';
+import { inverseFrequencies, ropeTables } from './rope.ts';
+import { attention, embed, linear, lmHeadLogits, rmsNorm, rope, siluMul } from './ops.ts';
 
 /** Keys and values per layer, [B, kv_heads, S, head_dim], after RoPE. Batch 1 broadcasts to any batch. */
 export interface KVCache {
@@ -22,10 +28,21 @@ export interface KVCache {
 }
 
 export interface ForwardOptions {
-  /** Which logits to return: every position [B, T, V], one position per row [B, V], or none. Default 'all'. */
-  logits?: 'all' | 'last' | 'none';
+  /**
+   * Which logits to return: every position [B, T, V]; one position per row [B, V] ('last', see
+   * lastIndex); the flat positions in `positions` [n, V]; or none. Default 'all'.
+   */
+  logits?: 'all' | 'last' | 'positions' | 'none';
   /** With logits 'last': the position of each row to take (default T-1), e.g. the last real token. */
   lastIndex?: number[];
+  /** With logits 'positions': flat positions (row * T + t) whose logits to compute, in this order. */
+  positions?: number[];
+  /**
+   * With logits 'last' or 'positions': take the logits in chunks of positions instead of one tensor,
+   * as onLogits(first, logits [n, V]) (rows first..first+n-1 of the requested order); the tensor is
+   * disposed after the call and result.logits stays unset. Bounds memory for large vocabularies.
+   */
+  onLogits?: (first: number, logits: tf.Tensor2D) => void;
   /** Return Hugging Face's output_hidden_states: L+1 tensors [B, T, H], the last after the final norm. */
   hiddenStates?: boolean;
   /** Called with each block's output [B, T, H] (pre-norm residual stream), block by block; the tensor is
@@ -37,7 +54,7 @@ export interface ForwardOptions {
   cache?: KVCache;
   /** Return the cache extended by this input. */
   returnCache?: boolean;
-  /** Rows per micro-batch inside each layer (bounds attention memory). Default: the whole batch. */
+  /** Rows per micro-batch inside each layer (bounds activation memory). Default: the whole batch. */
   microBatch?: number;
 }
 
@@ -52,37 +69,9 @@ export function disposeCache(cache: KVCache): void {
   for (const t of [...cache.keys, ...cache.values]) t.dispose();
 }
 
-function rmsNorm(x: tf.Tensor, w: tf.Tensor, eps: number): tf.Tensor {
-  return tf.tidy(() => tf.mul(tf.mul(x, tf.rsqrt(tf.add(tf.mean(tf.square(x), -1, true), eps))), w));
-}
-
-/** x W^T (+ b) for HF [out, in] weights, x [B, T, in] → [B, T, out]. */
-function linear(x: tf.Tensor3D, w: tf.Tensor, b?: tf.Tensor): tf.Tensor3D {
-  return tf.tidy(() => {
-    const [B, T, n] = x.shape;
-    const y = tf.matMul(x.reshape([B * T, n]), w as tf.Tensor2D, false, true); // [B*T, out]
-    return (b ? tf.add(y, b) : y).reshape([B, T, w.shape[0]]) as tf.Tensor3D;
-  });
-}
-
-/** Additive causal mask [g*T, S] for queries at positions offset..offset+T-1 repeated for g heads. */
-function causalMask(T: number, offset: number, g: number, window: number | null): tf.Tensor2D {
-  const S = offset + T;
-  const m = new Float32Array(g * T * S);
-  for (let r = 0; r < g * T; r++) {
-    const q = offset + (r % T);
-    for (let s = 0; s < S; s++) {
-      const visible = s <= q && (window === null || s > q - window);
-      if (!visible) m[r * S + s] = -1e9;
-    }
-  }
-  return tf.tensor2d(m, [g * T, S]);
-}
-
 interface LayerContext {
-  cos: tf.Tensor3D;
-  sin: tf.Tensor3D;
-  mask: tf.Tensor2D;
+  cos: tf.Tensor2D;
+  sin: tf.Tensor2D;
 }
 
 /** One decoder block on rows x [b, T, H]; returns the new hidden state and this call's keys/values. */
@@ -92,16 +81,16 @@ function decoderBlock(
 ): { h: tf.Tensor3D; k: tf.Tensor4D; v: tf.Tensor4D } {
   const c = model.config;
   const [B, T] = x.shape;
-  const nH = c.num_attention_heads, nKV = c.num_key_value_heads, hd = c.head_dim, g = nH / nKV;
+  const nH = c.num_attention_heads, nKV = c.num_key_value_heads, hd = c.head_dim;
   const bias = (s: string) => (w.has(s) ? w.get(s) : undefined);
+  const proj = (xn: tf.Tensor, name: string, residual?: tf.Tensor) =>
+    linear(xn, w.weight(`${name}.weight`), bias(`${name}.bias`), residual);
   return tf.tidy(() => {
-    const xn = rmsNorm(x, w.get('input_layernorm.weight'), c.rms_norm_eps) as tf.Tensor3D;
-    const q = applyRope(linear(xn, w.get('self_attn.q_proj.weight'), bias('self_attn.q_proj.bias'))
-      .reshape([B, T, nH, hd]), ctx.cos, ctx.sin); // [B, T, nH, hd]
-    const kNew = applyRope(linear(xn, w.get('self_attn.k_proj.weight'), bias('self_attn.k_proj.bias'))
-      .reshape([B, T, nKV, hd]), ctx.cos, ctx.sin).transpose([0, 2, 1, 3]) as tf.Tensor4D; // [B, nKV, T, hd]
-    const vNew = linear(xn, w.get('self_attn.v_proj.weight'), bias('self_attn.v_proj.bias'))
-      .reshape([B, T, nKV, hd]).transpose([0, 2, 1, 3]) as tf.Tensor4D; // [B, nKV, T, hd]
+    const xn = rmsNorm(x, w.get('input_layernorm.weight'), c.rms_norm_eps);
+    const q = rope(proj(xn, 'self_attn.q_proj').reshape([B, T, nH, hd]), ctx.cos, ctx.sin); // [B, T, nH, hd]
+    const kNew = rope(proj(xn, 'self_attn.k_proj').reshape([B, T, nKV, hd]), ctx.cos, ctx.sin)
+      .transpose([0, 2, 1, 3]) as tf.Tensor4D; // [B, nKV, T, hd]
+    const vNew = proj(xn, 'self_attn.v_proj').reshape([B, T, nKV, hd]).transpose([0, 2, 1, 3]) as tf.Tensor4D; // [B, nKV, T, hd]
     let k = kNew, v = vNew;
     if (past) {
       // a batch-1 prefix cache serves every row (concat of copies: much faster than tile on wasm)
@@ -110,26 +99,55 @@ function decoderBlock(
       k = tf.concat([pk, kNew], 2);
       v = tf.concat([pv, vNew], 2);
     }
-    // Query heads kv-major: head kv*g + j uses kv head kv, as HF's repeat_kv does.
-    const qg = q.transpose([0, 2, 1, 3]).reshape([B, nKV, g * T, hd]); // [B, nKV, g*T, hd]
-    const scores = tf.add(tf.mul(tf.matMul(qg, k, false, true), 1 / Math.sqrt(hd)), ctx.mask); // [B, nKV, g*T, S]
-    const att = tf.matMul(tf.softmax(scores), v) // [B, nKV, g*T, hd]
-      .reshape([B, nH, T, hd]).transpose([0, 2, 1, 3]).reshape([B, T, nH * hd]) as tf.Tensor3D; // [B, T, nH*hd]
-    const h1 = tf.add(x, linear(att, w.get('self_attn.o_proj.weight'), bias('self_attn.o_proj.bias'))) as tf.Tensor3D;
-    const hn = rmsNorm(h1, w.get('post_attention_layernorm.weight'), c.rms_norm_eps) as tf.Tensor3D;
-    const gate = linear(hn, w.get('mlp.gate_proj.weight'), bias('mlp.gate_proj.bias'));
-    const up = linear(hn, w.get('mlp.up_proj.weight'), bias('mlp.up_proj.bias'));
-    const act = tf.mul(tf.mul(gate, tf.sigmoid(gate)), up) as tf.Tensor3D; // SiLU(gate) * up
-    const h = tf.add(h1, linear(act, w.get('mlp.down_proj.weight'), bias('mlp.down_proj.bias'))) as tf.Tensor3D;
+    const att = attention(q, k, v, { window: c.sliding_window }).reshape([B, T, nH * hd]); // [B, T, nH*hd]
+    const h1 = proj(att, 'self_attn.o_proj', x); // x + o_proj(att)
+    const hn = rmsNorm(h1, w.get('post_attention_layernorm.weight'), c.rms_norm_eps);
+    const act = siluMul(proj(hn, 'mlp.gate_proj'), proj(hn, 'mlp.up_proj')); // SiLU(gate) * up
+    const h = proj(act, 'mlp.down_proj', h1) as tf.Tensor3D; // h1 + down_proj(act)
     return { h, k, v };
   });
 }
 
+/** Logits rows computed at once: a chunk [n, V] holds at most about this many floats. */
+const LOGIT_CHUNK_FLOATS = 1 << 24;
+
 /**
- * Runs the decoder on right-padded token ids [B][T]. The caller owns (and must dispose) every tensor
- * in the result; the model's tensors and an input cache are left as they were.
+ * Logits at flat positions of x [B*T, H] (pre-norm), through the final norm and lm_head, chunk by
+ * chunk: each chunk goes to `sink`, or all are concatenated into one [n, V] tensor.
  */
-export function forward(model: LlamaModel, inputIds: number[][], opts: ForwardOptions = {}): ForwardResult {
+function logitsAt(model: LlamaModel, x2: tf.Tensor2D, positions: number[], sink?: (first: number, logits: tf.Tensor2D) => void): tf.Tensor2D | undefined {
+  const c = model.config;
+  const head = useWeight(model, lmHeadName(c), [c.vocab_size, c.hidden_size]);
+  const norm = model.tensors.get('model.norm.weight')!;
+  const chunk = sink ? Math.max(1, Math.floor(LOGIT_CHUNK_FLOATS / c.vocab_size)) : Math.max(1, positions.length);
+  const parts: tf.Tensor2D[] = [];
+  try {
+    for (let i0 = 0; i0 < positions.length; i0 += chunk) {
+      const pos = positions.slice(i0, i0 + chunk);
+      const logits = tf.tidy(() => {
+        const rows = tf.gather(x2, tf.tensor1d(pos, 'int32')) as tf.Tensor2D; // [n, H]
+        return lmHeadLogits(rmsNorm(rows, norm, c.rms_norm_eps) as tf.Tensor2D, head.weight); // [n, V]
+      });
+      if (!sink) {
+        parts.push(logits);
+        continue;
+      }
+      try {
+        sink(i0, logits);
+      } finally {
+        logits.dispose();
+      }
+    }
+    if (sink) return undefined;
+    return parts.length === 1 ? parts[0] : tf.tidy(() => tf.concat(parts, 0));
+  } finally {
+    if (sink || parts.length > 1) parts.forEach((t) => t.dispose());
+    head.release();
+  }
+}
+
+/** Checks forward()'s input and options; returns the flat logits positions asked for (null: every position or none). */
+function checkInput(model: LlamaModel, inputIds: number[][], opts: ForwardOptions): number[] | null {
   const c = model.config;
   const B = inputIds.length;
   const T = inputIds[0]?.length ?? 0;
@@ -141,98 +159,145 @@ export function forward(model: LlamaModel, inputIds: number[][], opts: ForwardOp
     }
   }
   const cache = opts.cache;
-  const offset = cache?.length ?? 0;
   if (cache && cache.keys[0].shape[0] !== 1 && cache.keys[0].shape[0] !== B) {
     throw new Error(`forward: cache batch ${cache.keys[0].shape[0]} does not match input batch ${B}`);
   }
+  const mode = opts.logits ?? 'all';
+  if (opts.onLogits && mode !== 'last' && mode !== 'positions') throw new Error(`forward: onLogits needs logits 'last' or 'positions', not '${mode}'`);
+  if (mode !== 'last' && mode !== 'positions') return null;
+  if (mode === 'positions' && !opts.positions) throw new Error("forward: logits 'positions' needs the positions option");
+  const positions = mode === 'positions' ? opts.positions! : (opts.lastIndex ?? inputIds.map(() => T - 1)).map((t, b) => b * T + t);
+  if (mode === 'last' && positions.length !== B) throw new Error(`forward: lastIndex has ${positions.length} entries for ${B} rows`);
+  for (const p of positions) {
+    if (!Number.isInteger(p) || p < 0 || p >= B * T) throw new Error(`forward: logits position ${p} outside 0..${B * T - 1}`);
+  }
+  return positions;
+}
+
+/**
+ * Runs the decoder on right-padded token ids [B][T]. The caller owns (and must dispose) every tensor
+ * in the result; the model's tensors and an input cache are left as they were, also when it throws.
+ */
+export function forward(model: LlamaModel, inputIds: number[][], opts: ForwardOptions = {}): ForwardResult {
+  const c = model.config;
+  const positions = checkInput(model, inputIds, opts);
+  const B = inputIds.length, T = inputIds[0].length, H = c.hidden_size;
+  const cache = opts.cache;
+  const offset = cache?.length ?? 0;
   const micro = Math.max(1, Math.min(opts.microBatch ?? B, B));
+  const mode = opts.logits ?? 'all';
   model.stats.forwardCalls++;
 
-  const inv = inverseFrequencies(c);
-  const g = c.num_attention_heads / c.num_key_value_heads;
-  const { cos, sin } = ropeTables(inv, offset, T);
-  const mask = causalMask(T, offset, g, c.sliding_window);
-  const ctx: LayerContext = { cos, sin, mask };
-
+  const { cos, sin } = ropeTables(inverseFrequencies(c), offset, T);
+  const ctx: LayerContext = { cos, sin };
   const result: ForwardResult = {};
   const hidden: tf.Tensor3D[] = [];
   const newKeys: tf.Tensor4D[] = [], newValues: tf.Tensor4D[] = [];
-  let x = tf.tidy(() => tf.gather(model.tensors.get('model.embed_tokens.weight')!, tf.tensor2d(inputIds, [B, T], 'int32')) as tf.Tensor3D);
+  let x: tf.Tensor3D | null = null;
   try {
+    const table = useWeight(model, 'model.embed_tokens.weight', [c.vocab_size, H]);
+    try {
+      x = embed(table.weight, inputIds);
+    } finally {
+      table.release();
+    }
     for (let i = 0; i < c.num_hidden_layers; i++) {
       if (opts.hiddenStates) hidden.push(tf.clone(x));
       opts.onBlockInput?.(i, x);
-      const w = acquireLayer(model, i);
-      const outs: tf.Tensor3D[] = [], ks: tf.Tensor4D[] = [], vs: tf.Tensor4D[] = [];
-      try {
-        for (let b0 = 0; b0 < B; b0 += micro) {
-          const rows = Math.min(micro, B - b0);
-          const xs = rows === B ? x : tf.slice(x, [b0, 0, 0], [rows, T, c.hidden_size]);
-          let past: { k: tf.Tensor4D; v: tf.Tensor4D } | null = null;
-          if (cache) {
-            const pk = cache.keys[i], pv = cache.values[i];
-            past = pk.shape[0] === 1 || rows === B ? { k: pk, v: pv }
-              : { k: tf.slice(pk, [b0, 0, 0, 0], [rows, -1, -1, -1]), v: tf.slice(pv, [b0, 0, 0, 0], [rows, -1, -1, -1]) };
-          }
-          const r = decoderBlock(model, w, xs, ctx, past);
-          if (xs !== x) xs.dispose();
-          if (past && past.k !== cache!.keys[i]) {
-            past.k.dispose();
-            past.v.dispose();
-          }
-          outs.push(r.h);
-          if (opts.returnCache) {
-            ks.push(r.k);
-            vs.push(r.v);
-          } else {
-            r.k.dispose();
-            r.v.dispose();
-          }
-        }
-      } finally {
-        w.release();
-      }
-      const next = outs.length === 1 ? outs[0] : tf.concat(outs, 0);
-      if (outs.length > 1) outs.forEach((t) => t.dispose());
-      if (opts.returnCache) {
-        newKeys.push(ks.length === 1 ? ks[0] : tf.concat(ks, 0));
-        newValues.push(vs.length === 1 ? vs[0] : tf.concat(vs, 0));
-        if (ks.length > 1) [...ks, ...vs].forEach((t) => t.dispose());
+      const next = runLayer(model, i, x, ctx, cache, micro, !!opts.returnCache);
+      if (next.k) {
+        newKeys.push(next.k);
+        newValues.push(next.v!);
       }
       x.dispose();
-      x = next;
+      x = next.h;
       opts.onBlockOutput?.(i, x);
     }
-    const normed = rmsNorm(x, model.tensors.get('model.norm.weight')!, c.rms_norm_eps) as tf.Tensor3D;
-    if (opts.hiddenStates) {
-      hidden.push(normed.clone());
-      result.hiddenStates = hidden;
+    if (opts.hiddenStates) hidden.push(rmsNorm(x, model.tensors.get('model.norm.weight')!, c.rms_norm_eps) as tf.Tensor3D);
+    if (mode !== 'none') {
+      const x2 = x.reshape([B * T, H]) as tf.Tensor2D; // [B*T, H]
+      try {
+        const all = positions ?? Array.from({ length: B * T }, (_, p) => p);
+        const logits = logitsAt(model, x2, all, opts.onLogits);
+        if (logits) result.logits = mode === 'all' ? tf.tidy(() => logits.reshape([B, T, c.vocab_size])) : logits; // [B, T, V]
+        if (logits && mode === 'all') logits.dispose();
+      } finally {
+        x2.dispose();
+      }
     }
-    const mode = opts.logits ?? 'all';
-    if (mode === 'all') {
-      result.logits = tf.tidy(() => {
-        const H = c.hidden_size;
-        return tf.matMul(normed.reshape([B * T, H]), lmHead(model), false, true).reshape([B, T, c.vocab_size]); // [B, T, V]
-      });
-    } else if (mode === 'last') {
-      const idx = opts.lastIndex ?? inputIds.map(() => T - 1);
-      result.logits = tf.tidy(() => {
-        const flat = normed.reshape([B * T, c.hidden_size]); // [B*T, H]
-        const rows = tf.gather(flat, tf.tensor1d(idx.map((t, b) => b * T + t), 'int32')); // [B, H]
-        return tf.matMul(rows, lmHead(model), false, true); // [B, V]
-      });
-    }
-    normed.dispose();
+    if (opts.hiddenStates) result.hiddenStates = hidden;
     if (opts.returnCache) result.cache = { keys: newKeys, values: newValues, length: offset + T };
     return result;
   } catch (e) {
     hidden.forEach((t) => t.dispose());
     [...newKeys, ...newValues].forEach((t) => t.dispose());
+    result.logits?.dispose();
     throw e;
   } finally {
-    x.dispose();
+    x?.dispose();
     cos.dispose();
     sin.dispose();
-    mask.dispose();
+  }
+}
+
+/**
+ * Decoder layer i on x [B, T, H] in micro-batches of `micro` rows. Returns the new hidden state and,
+ * with `keep`, this layer's extended keys/values; frees everything it made when a block throws.
+ */
+function runLayer(
+  model: LlamaModel, i: number, x: tf.Tensor3D, ctx: LayerContext, cache: KVCache | undefined, micro: number, keep: boolean,
+): { h: tf.Tensor3D; k?: tf.Tensor4D; v?: tf.Tensor4D } {
+  const [B, T, H] = x.shape;
+  const w = acquireLayer(model, i);
+  const outs: tf.Tensor3D[] = [], ks: tf.Tensor4D[] = [], vs: tf.Tensor4D[] = [];
+  try {
+    for (let b0 = 0; b0 < B; b0 += micro) {
+      const rows = Math.min(micro, B - b0);
+      let xs: tf.Tensor3D | null = null;
+      let past: { k: tf.Tensor4D; v: tf.Tensor4D } | null = null;
+      try {
+        xs = rows === B ? x : tf.slice(x, [b0, 0, 0], [rows, T, H]);
+        if (cache) past = pastRows(cache.keys[i], cache.values[i], b0, rows, B);
+        const r = decoderBlock(model, w, xs, ctx, past);
+        outs.push(r.h);
+        if (keep) {
+          ks.push(r.k);
+          vs.push(r.v);
+        } else {
+          r.k.dispose();
+          r.v.dispose();
+        }
+      } finally {
+        if (xs && xs !== x) xs.dispose();
+        if (past && cache && past.k !== cache.keys[i]) {
+          past.k.dispose();
+          past.v.dispose();
+        }
+      }
+    }
+    if (outs.length === 1) return { h: outs[0], k: ks[0], v: vs[0] };
+    return tf.tidy(() => ({
+      h: tf.concat(outs, 0), // [B, T, H]
+      k: keep ? tf.concat(ks, 0) : undefined, // [B, nKV, S, hd]
+      v: keep ? tf.concat(vs, 0) : undefined,
+    })) as { h: tf.Tensor3D; k?: tf.Tensor4D; v?: tf.Tensor4D };
+  } catch (e) {
+    [...outs, ...ks, ...vs].forEach((t) => t.dispose());
+    throw e;
+  } finally {
+    if (outs.length > 1) [...outs, ...ks, ...vs].forEach((t) => t.dispose());
+    w.release();
+  }
+}
+
+/** The cached keys/values for rows b0..b0+rows-1: the cache itself when it is batch 1 or whole, else slices. */
+function pastRows(pk: tf.Tensor4D, pv: tf.Tensor4D, b0: number, rows: number, B: number): { k: tf.Tensor4D; v: tf.Tensor4D } {
+  if (pk.shape[0] === 1 || rows === B) return { k: pk, v: pv };
+  const k = tf.slice(pk, [b0, 0, 0, 0], [rows, -1, -1, -1]);
+  try {
+    return { k, v: tf.slice(pv, [b0, 0, 0, 0], [rows, -1, -1, -1]) };
+  } catch (e) {
+    k.dispose();
+    throw e;
   }
 }

@@ -2,21 +2,28 @@
  * A loaded model: its config and its weights by Hugging Face name. Weights are either resident (tfjs
  * tensors held for the model's lifetime) or streamed: a decoder layer's tensors are read from the
  * checkpoint when the forward pass reaches it and freed after, so peak memory stays near one layer
- * plus activations.
+ * plus activations. On a backend whose kernels take 16-bit weights (the native backend), BF16/F16
+ * matrices stay 16-bit in memory, resident or streamed.
  */
 import * as tf from '@tensorflow/tfjs';
 import { existsSync } from 'node:fs';
 import { type LlamaConfig, expectedTensors, layerTensorShapes, readConfig } from './config.ts';
 import { type Checkpoint, openCheckpoint } from '../io/checkpoint.ts';
 import { UserError } from '../runtime/errors.ts';
+import { takes16BitWeights, type Weight } from './ops.ts';
 
 export interface LlamaModel {
   config: LlamaConfig;
   /** The model directory it came from, if any. */
   dir: string | null;
-  /** Resident tensors by HF name: all of them, or only the non-layer ones when streaming. */
+  /** Resident float32 tensors by HF name and shape: all of them, or only the non-layer ones when streaming. */
   tensors: Map<string, tf.Tensor>;
-  /** Set when layers are streamed from disk. */
+  /** Resident 16-bit weights kept as stored (see ops.Weight), by HF name; these are not in `tensors`. */
+  packed?: Map<string, Weight>;
+  /**
+   * The checkpoint, kept open when layers stream or some weights are packed: any weight not in
+   * `tensors` is read from it (as float32 by exporters, as stored by the decoder).
+   */
   checkpoint: Checkpoint | null;
   /** Counters for tests and benchmarks. */
   stats: { forwardCalls: number; layerLoads: number };
@@ -25,6 +32,8 @@ export interface LlamaModel {
 export interface LoadOptions {
   /** Read each decoder layer from disk when needed instead of keeping it resident. */
   streaming?: boolean;
+  /** Keep BF16/F16 matrices 16-bit in memory (default: when the current backend's kernels take them). */
+  keep16Bit?: boolean;
 }
 
 /** Checks that every tensor the config implies is present with the right shape. */
@@ -52,16 +61,42 @@ export function openModelDir(dir: string): { config: LlamaConfig; ckpt: Checkpoi
   return { config, ckpt };
 }
 
+/**
+ * One weight from a checkpoint: 16-bit matrices as stored (int32 [rows, cols/2] of raw words) when
+ * `keep16` and the checkpoint gives raw bytes, everything else widened to float32.
+ */
+function readWeight(ckpt: Checkpoint, name: string, shape: number[], keep16: boolean): Weight {
+  const dtype = ckpt.info(name)?.dtype;
+  if (keep16 && ckpt.readRaw && (dtype === 'BF16' || dtype === 'F16') && shape.length === 2 && shape[1] % 2 === 0) {
+    const { data } = ckpt.readRaw(name);
+    const words = new Int32Array(data.buffer, data.byteOffset, data.byteLength / 4); // two 16-bit words per element
+    return { tensor: tf.tensor2d(words, [shape[0], shape[1] / 2], 'int32'), dtype: dtype === 'BF16' ? 'bfloat16' : 'float16' };
+  }
+  return { tensor: tf.tensor(ckpt.read(name), shape), dtype: 'float32' };
+}
+
 /** Loads a Hugging Face model directory (config.json + safetensors). */
 export function loadModel(dir: string, opts: LoadOptions = {}): LlamaModel {
   const { config, ckpt } = openModelDir(dir);
+  const keep16 = opts.keep16Bit ?? takes16BitWeights();
   const tensors = new Map<string, tf.Tensor>();
-  for (const [name, shape] of expectedTensors(config)) {
-    if (opts.streaming && name.startsWith('model.layers.')) continue;
-    tensors.set(name, tf.tensor(ckpt.read(name), shape));
+  const packed = new Map<string, Weight>();
+  try {
+    for (const [name, shape] of expectedTensors(config)) {
+      if (opts.streaming && name.startsWith('model.layers.')) continue;
+      const w = readWeight(ckpt, name, shape, keep16);
+      if (w.dtype === 'float32') tensors.set(name, w.tensor);
+      else packed.set(name, w);
+    }
+  } catch (e) {
+    for (const t of tensors.values()) t.dispose();
+    for (const w of packed.values()) w.tensor.dispose();
+    ckpt.close();
+    throw e;
   }
-  if (!opts.streaming) ckpt.close();
-  return { config, dir, tensors, checkpoint: opts.streaming ? ckpt : null, stats: { forwardCalls: 0, layerLoads: 0 } };
+  const keepOpen = !!opts.streaming || packed.size > 0;
+  if (!keepOpen) ckpt.close();
+  return { config, dir, tensors, packed, checkpoint: keepOpen ? ckpt : null, stats: { forwardCalls: 0, layerLoads: 0 } };
 }
 
 /** Wraps tensors already in memory (random weights, training, merges) as a model. Takes ownership. */
@@ -78,45 +113,88 @@ export function modelFromTensors(config: LlamaConfig, tensors: Map<string, tf.Te
 export function disposeModel(model: LlamaModel): void {
   for (const t of model.tensors.values()) t.dispose();
   model.tensors.clear();
+  for (const w of model.packed?.values() ?? []) w.tensor.dispose();
+  model.packed?.clear();
   model.checkpoint?.close();
+}
+
+/** A resident weight by HF name (float32 or packed), or undefined. */
+function residentWeight(model: LlamaModel, name: string): Weight | undefined {
+  const t = model.tensors.get(name);
+  if (t) return { tensor: t, dtype: 'float32' };
+  return model.packed?.get(name);
+}
+
+/** A weight for one use: resident, or read from the checkpoint (then freed by `release()`). */
+export function useWeight(model: LlamaModel, name: string, shape: number[]): { weight: Weight; release(): void } {
+  const resident = residentWeight(model, name);
+  if (resident) return { weight: resident, release: () => {} };
+  if (!model.checkpoint) throw new Error(`model has no tensor "${name}"`);
+  const weight = readWeight(model.checkpoint, name, shape, takes16BitWeights());
+  return { weight, release: () => weight.tensor.dispose() };
 }
 
 /** One decoder layer's weights by suffix (`self_attn.q_proj.weight`); call `release()` when done. */
 export interface LayerWeights {
+  /** A weight as the kernels take it (float32 or 16-bit). */
+  weight(suffix: string): Weight;
+  /** A float32 tensor (norms and biases are always float32). */
   get(suffix: string): tf.Tensor;
   has(suffix: string): boolean;
   release(): void;
 }
 
-/** The weights of decoder layer `i`, read from disk when the model streams. */
+/**
+ * The weights of decoder layer `i`: resident ones as they are, the rest read from the checkpoint once
+ * (16-bit matrices kept 16-bit when the backend takes them) and freed by release().
+ */
 export function acquireLayer(model: LlamaModel, i: number): LayerWeights {
   const shapes = layerTensorShapes(model.config);
   const prefix = `model.layers.${i}.`;
-  let own: Map<string, tf.Tensor> | null = null;
-  if (model.checkpoint && !model.tensors.has(prefix + 'input_layernorm.weight')) {
-    own = new Map();
-    for (const [suffix, shape] of shapes) own.set(suffix, tf.tensor(model.checkpoint.read(prefix + suffix), shape));
-    model.stats.layerLoads++;
+  const own = new Map<string, Weight>();
+  const resident = new Map<string, Weight>();
+  try {
+    for (const [suffix, shape] of shapes) {
+      const r = residentWeight(model, prefix + suffix);
+      if (r) resident.set(suffix, r);
+      else if (model.checkpoint) own.set(suffix, readWeight(model.checkpoint, prefix + suffix, shape, takes16BitWeights()));
+    }
+  } catch (e) {
+    for (const w of own.values()) w.tensor.dispose();
+    throw e;
   }
-  const get = (suffix: string): tf.Tensor => {
-    const t = own ? own.get(suffix) : model.tensors.get(prefix + suffix);
-    if (!t) throw new Error(`layer ${i} has no tensor ${suffix}`);
-    return t;
+  if (own.size) model.stats.layerLoads++;
+  const weight = (suffix: string): Weight => {
+    const w = resident.get(suffix) ?? own.get(suffix);
+    if (!w) throw new Error(`layer ${i} has no tensor ${suffix}`);
+    return w;
   };
   return {
-    get,
+    weight,
+    get: (suffix) => {
+      const w = weight(suffix);
+      if (w.dtype !== 'float32') throw new Error(`layer ${i}: ${suffix} is ${w.dtype}, expected float32`);
+      return w.tensor;
+    },
     has: (suffix) => shapes.has(suffix),
     release: () => {
-      if (own) for (const t of own.values()) t.dispose();
-      own = null;
+      for (const w of own.values()) w.tensor.dispose();
+      own.clear();
     },
   };
 }
 
-/** The output projection: lm_head, or the embedding matrix when tied. */
-export function lmHead(model: LlamaModel): tf.Tensor2D {
-  const name = model.config.tie_word_embeddings ? 'model.embed_tokens.weight' : 'lm_head.weight';
-  return model.tensors.get(name) as tf.Tensor2D;
+/** The output projection's name: lm_head, or the embedding matrix when tied. */
+export function lmHeadName(config: LlamaConfig): string {
+  return config.tie_word_embeddings ? 'model.embed_tokens.weight' : 'lm_head.weight';
+}
+
+/** Bytes of the model's resident weights (float32 tensors and packed 16-bit ones). */
+export function residentBytes(model: LlamaModel): number {
+  let n = 0;
+  for (const t of model.tensors.values()) n += 4 * t.size;
+  for (const w of model.packed?.values() ?? []) n += 4 * w.tensor.size;
+  return n;
 }
 
 /** Parameter count implied by the config (tied embeddings counted once). */

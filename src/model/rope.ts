@@ -25,8 +25,8 @@ export function inverseFrequencies(c: LlamaConfig): Float32Array {
   });
 }
 
-/** cos and sin tables [T, 1, head_dim] for positions offset..offset+T-1, ready to broadcast over heads. */
-export function ropeTables(inv: Float32Array, offset: number, T: number): { cos: tf.Tensor3D; sin: tf.Tensor3D } {
+/** cos and sin tables [T, head_dim] for positions offset..offset+T-1 (ops.rope applies them). */
+export function ropeTables(inv: Float32Array, offset: number, T: number): { cos: tf.Tensor2D; sin: tf.Tensor2D } {
   const half = inv.length, hd = 2 * half;
   const cos = new Float32Array(T * hd), sin = new Float32Array(T * hd);
   for (let t = 0; t < T; t++) {
@@ -37,15 +37,5 @@ export function ropeTables(inv: Float32Array, offset: number, T: number): { cos:
       sin[t * hd + i] = sin[t * hd + half + i] = s;
     }
   }
-  return { cos: tf.tensor3d(cos, [T, 1, hd]), sin: tf.tensor3d(sin, [T, 1, hd]) };
-}
-
-/** x·cos + rotate_half(x)·sin for x [B, T, heads, head_dim]. */
-export function applyRope(x: tf.Tensor4D, cos: tf.Tensor3D, sin: tf.Tensor3D): tf.Tensor4D {
-  return tf.tidy(() => {
-    const half = x.shape[3] / 2;
-    const [x1, x2] = tf.split(x, [half, half], 3);
-    const rotated = tf.concat([tf.neg(x2), x1], 3);
-    return tf.add(tf.mul(x, cos), tf.mul(rotated, sin)) as tf.Tensor4D;
-  });
+  return { cos: tf.tensor2d(cos, [T, hd]), sin: tf.tensor2d(sin, [T, hd]) };
 }

@@ -12,7 +12,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { forward, disposeCache, type KVCache } from '../../model/forward.ts';
-import { lmHead, type LlamaModel } from '../../model/model.ts';
+import type { LlamaModel } from '../../model/model.ts';
 import { UserError } from '../../runtime/errors.ts';
 import type { Tokenizer } from '../../tokenizer/tokenizer.ts';
 import { ANSWER_LETTERS, type AnswerLetter, type MmluData } from './data.ts';
@@ -128,38 +128,19 @@ interface RowScores {
   nll: number;
 }
 
-/** RMSNorm as the decoder's final norm computes it. */
-function finalNorm(model: LlamaModel, x: tf.Tensor2D): tf.Tensor2D {
-  const c = model.config;
-  return tf.tidy(() => tf.mul(tf.mul(x, tf.rsqrt(tf.add(tf.mean(tf.square(x), -1, true), c.rms_norm_eps))),
-    model.tensors.get('model.norm.weight')!) as tf.Tensor2D);
-}
-
-/** Rows of logits [R, V] per chunk, so that a chunk holds at most about this many floats. */
-const LOGIT_CHUNK_FLOATS = 1 << 24;
-
 /**
  * Runs `items` (full prompt ids; each feeds ids.slice(start) after a cache of `start` positions) as one
  * right-padded batch and scores every row: answer logits at its last position and, with wantNll, the
- * summed NLL of its last nllTokens tokens. Only the logits rows needed are computed.
+ * summed NLL of its last nllTokens tokens. forward() computes logits only at those positions, in chunks.
  */
 function scoreRows(
   model: LlamaModel, items: readonly PlannedQuestion[], start: number, cache: KVCache | undefined,
   answerIds: readonly number[], wantNll: boolean,
 ): RowScores[] {
-  const c = model.config;
+  const V = model.config.vocab_size;
   const rows = items.map((pq) => pq.ids.slice(start));
   const T = Math.max(...rows.map((r) => r.length));
   const padded = rows.map((r) => (r.length === T ? r : [...r, ...new Array<number>(T - r.length).fill(0)]));
-  let last: tf.Tensor3D | null = null;
-  const r = forward(model, padded, {
-    cache,
-    logits: 'none',
-    hiddenStates: c.num_hidden_layers === 0,
-    onBlockOutput: (i, h) => {
-      if (i === c.num_hidden_layers - 1) last = tf.clone(h);
-    },
-  });
   // Flat positions [row * T + t] whose logits are needed, and what to read from them.
   const positions: number[] = [];
   const targets: number[] = []; // token predicted at a position; -1 for answer positions
@@ -178,39 +159,30 @@ function scoreRows(
     owner.push(b);
   });
   const out: RowScores[] = items.map(() => ({ answerLogits: [], nll: 0 }));
-  let hidden: tf.Tensor2D;
-  if (c.num_hidden_layers === 0) {
-    hidden = r.hiddenStates!.at(-1)!.reshape([-1, c.hidden_size]); // [B*T, H], already normed
-    r.hiddenStates!.forEach((h) => h.dispose());
-  } else {
-    const x = last as unknown as tf.Tensor3D;
-    hidden = x.reshape([-1, c.hidden_size]); // [B*T, H] before the final norm
-    x.dispose();
-  }
+  const answerIndex = tf.tensor1d(answerIds as number[], 'int32');
   try {
-    const chunk = Math.max(1, Math.floor(LOGIT_CHUNK_FLOATS / c.vocab_size));
-    for (let i0 = 0; i0 < positions.length; i0 += chunk) {
-      const n = Math.min(chunk, positions.length - i0);
-      const pos = positions.slice(i0, i0 + n), tgt = targets.slice(i0, i0 + n);
-      const [answers, nll] = tf.tidy(() => {
-        const h = tf.gather(hidden, tf.tensor1d(pos, 'int32')) as tf.Tensor2D; // [n, H]
-        const normed = c.num_hidden_layers === 0 ? h : finalNorm(model, h);
-        const logits = tf.matMul(normed, lmHead(model), false, true); // [n, V]
-        const answers = tf.gather(logits, tf.tensor1d(answerIds as number[], 'int32'), 1); // [n, 4]
-        const picked = tf.gather(logits.reshape([-1]), tf.tensor1d(tgt.map((t, j) => j * c.vocab_size + Math.max(t, 0)), 'int32')); // [n]
-        return [answers, tf.sub(tf.logSumExp(logits, 1), picked)]; // NLL per position
-      });
-      const a = answers.dataSync(), l = nll.dataSync();
-      answers.dispose();
-      nll.dispose();
-      for (let j = 0; j < n; j++) {
-        const row = out[owner[i0 + j]];
-        if (tgt[j] === -1) row.answerLogits = Array.from(a.subarray(4 * j, 4 * j + 4));
-        else row.nll += l[j];
-      }
-    }
+    forward(model, padded, {
+      cache, logits: 'positions', positions,
+      onLogits: (i0, logits) => {
+        const n = logits.shape[0];
+        const tgt = targets.slice(i0, i0 + n);
+        const [answers, nll] = tf.tidy(() => {
+          const answers = tf.gather(logits, answerIndex, 1); // [n, 4]
+          const picked = tf.gather(logits.reshape([-1]), tf.tensor1d(tgt.map((t, j) => j * V + Math.max(t, 0)), 'int32')); // [n]
+          return [answers, tf.sub(tf.logSumExp(logits, 1), picked)]; // NLL per position
+        });
+        const a = answers.dataSync(), l = nll.dataSync();
+        answers.dispose();
+        nll.dispose();
+        for (let j = 0; j < n; j++) {
+          const row = out[owner[i0 + j]];
+          if (tgt[j] === -1) row.answerLogits = Array.from(a.subarray(4 * j, 4 * j + 4));
+          else row.nll += l[j];
+        }
+      },
+    });
   } finally {
-    hidden.dispose();
+    answerIndex.dispose();
   }
   return out;
 }

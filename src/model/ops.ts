@@ -1,0 +1,203 @@
+/**
+ * The decoder's building blocks as functions of tfjs tensors. Each one runs the backend's custom
+ * kernel (MkaLinear, MkaAttention, ...) when the current backend registers it (the `native` backend,
+ * src/runtime/native-kernels.ts) and composes plain tfjs ops otherwise (wasm, tensorflow, cpu), so
+ * the decoder reads the same on every backend.
+ */
+import * as tf from '@tensorflow/tfjs';
+
+/** How a weight's values are stored. */
+export type WeightDtype = 'float32' | 'bfloat16' | 'float16';
+
+/**
+ * A weight as the kernels take it. float32: `tensor` has the Hugging Face shape. bfloat16/float16:
+ * `tensor` is int32 [rows, cols/2] holding the raw 16-bit words two per element (little-endian), so
+ * tf.memory() counts its real bytes and dispose() frees it; only native kernels read it.
+ */
+export interface Weight {
+  tensor: tf.Tensor;
+  dtype: WeightDtype;
+}
+
+/** The addon's element-type code of a weight dtype (native contract). */
+export const DTYPE_CODE: Record<WeightDtype, 0 | 1 | 2> = { float32: 0, bfloat16: 1, float16: 2 };
+
+/** Custom kernel names (registered by the native backend only). */
+export const KERNELS = {
+  linear: 'MkaLinear',
+  attention: 'MkaAttention',
+  rmsNorm: 'MkaRmsNorm',
+  rope: 'MkaRope',
+  siluMul: 'MkaSiluMul',
+  gather: 'MkaGatherRows',
+} as const;
+
+/** Whether the current backend has kernel `name`. */
+export function hasKernel(name: string): boolean {
+  return tf.getKernel(name, tf.getBackend()) !== undefined;
+}
+
+/** Whether the current backend takes 16-bit weights as they are stored (the native kernels). */
+export function takes16BitWeights(): boolean {
+  return hasKernel(KERNELS.linear) && hasKernel(KERNELS.gather);
+}
+
+const run = <T extends tf.Tensor>(name: string, inputs: Record<string, tf.Tensor>, attrs: Record<string, number> = {}) =>
+  tf.engine().runKernel(name, inputs as unknown as tf.NamedTensorMap, attrs as unknown as tf.NamedAttrMap) as T;
+
+function float32Only(w: Weight, what: string): tf.Tensor {
+  if (w.dtype !== 'float32') throw new Error(`${what}: a ${w.dtype} weight needs the native backend's kernels (backend is ${tf.getBackend()})`);
+  return w.tensor;
+}
+
+/**
+ * Below this many rows the fallback multiplies by W^T directly; above, it transposes W first, since
+ * tfjs-backend-wasm's untransposed product is an order of magnitude faster than its transposed one.
+ */
+const TRANSPOSE_MIN_ROWS = 16;
+
+/**
+ * x·Wᵀ (+ b) (+ residual) for a Hugging Face [out, in] weight: x [..., in] → [..., out]. The residual,
+ * when given, is added to the result (the decoder's skip connection).
+ */
+export function linear(x: tf.Tensor, w: Weight, b?: tf.Tensor, residual?: tf.Tensor): tf.Tensor {
+  const inner = x.shape[x.shape.length - 1];
+  const outer = x.shape.slice(0, -1);
+  if (hasKernel(KERNELS.linear)) {
+    const inputs: Record<string, tf.Tensor> = { x, w: w.tensor };
+    if (b) inputs.bias = b;
+    if (residual) inputs.residual = residual;
+    return run(KERNELS.linear, inputs, { wType: DTYPE_CODE[w.dtype] });
+  }
+  const wt = float32Only(w, 'linear');
+  return tf.tidy(() => {
+    const rows = x.size / inner;
+    const x2 = x.reshape([rows, inner]); // [rows, in]
+    const y = rows >= TRANSPOSE_MIN_ROWS && tf.getBackend() === 'wasm'
+      ? tf.matMul(x2, tf.transpose(wt)) : tf.matMul(x2, wt as tf.Tensor2D, false, true); // [rows, out]
+    const yb = b ? tf.add(y, b) : y;
+    const out = yb.reshape([...outer, wt.shape[0]]);
+    return residual ? tf.add(residual, out) : out;
+  });
+}
+
+/** Logits x·Wᵀ for a [V, H] output projection, in vocabulary chunks on the fallback (no transposed copy of all of W). */
+export function lmHeadLogits(x: tf.Tensor2D, w: Weight): tf.Tensor2D {
+  if (hasKernel(KERNELS.linear) || x.shape[0] < TRANSPOSE_MIN_ROWS || tf.getBackend() !== 'wasm') return linear(x, w) as tf.Tensor2D;
+  const wt = float32Only(w, 'lmHeadLogits');
+  const [V, H] = wt.shape;
+  const chunk = Math.max(1, Math.floor(LM_HEAD_CHUNK_FLOATS / H));
+  if (V <= chunk) return linear(x, w) as tf.Tensor2D;
+  return tf.tidy(() => {
+    const parts: tf.Tensor2D[] = [];
+    for (let v0 = 0; v0 < V; v0 += chunk) {
+      const slice = tf.slice(wt, [v0, 0], [Math.min(chunk, V - v0), H]); // [Vc, H]
+      parts.push(tf.matMul(x, tf.transpose(slice)));
+    }
+    return tf.concat(parts, 1); // [n, V]
+  });
+}
+
+/** Floats of lm_head transposed at a time on the wasm fallback. */
+const LM_HEAD_CHUNK_FLOATS = 1 << 23;
+
+/** RMSNorm over the last axis: x / sqrt(mean(x²) + eps) · w, in float32 as transformers computes it. */
+export function rmsNorm(x: tf.Tensor, w: tf.Tensor, eps: number): tf.Tensor {
+  if (hasKernel(KERNELS.rmsNorm)) return run(KERNELS.rmsNorm, { x, w }, { eps });
+  return tf.tidy(() => tf.mul(tf.mul(x, tf.rsqrt(tf.add(tf.mean(tf.square(x), -1, true), eps))), w));
+}
+
+/** HF rotate-half RoPE on x [B, T, heads, hd] with tables cos, sin [T, hd]: x·cos + rotate_half(x)·sin. */
+export function rope(x: tf.Tensor4D, cos: tf.Tensor2D, sin: tf.Tensor2D): tf.Tensor4D {
+  if (hasKernel(KERNELS.rope)) return run<tf.Tensor4D>(KERNELS.rope, { x, cos, sin });
+  return tf.tidy(() => {
+    const [T, hd] = cos.shape;
+    const half = hd / 2;
+    const [x1, x2] = tf.split(x, [half, half], 3);
+    const rotated = tf.concat([tf.neg(x2), x1], 3);
+    return tf.add(tf.mul(x, cos.reshape([T, 1, hd])), tf.mul(rotated, sin.reshape([T, 1, hd]))) as tf.Tensor4D; // tables [T, 1, hd]
+  });
+}
+
+/** SiLU(gate) · up, element-wise. */
+export function siluMul(gate: tf.Tensor, up: tf.Tensor): tf.Tensor {
+  if (hasKernel(KERNELS.siluMul)) return run(KERNELS.siluMul, { gate, up });
+  return tf.tidy(() => tf.mul(tf.mul(gate, tf.sigmoid(gate)), up));
+}
+
+/** Rows of an embedding table [V, H] for ids [B, T] → [B, T, H]; only those rows are read (and widened). */
+export function embed(table: Weight, ids: number[][]): tf.Tensor3D {
+  const B = ids.length, T = ids[0].length;
+  const flat = tf.tensor1d(ids.flat(), 'int32');
+  try {
+    if (hasKernel(KERNELS.gather)) {
+      const width = table.dtype === 'float32' ? table.tensor.shape[1]! : 2 * table.tensor.shape[1]!;
+      return tf.tidy(() => run<tf.Tensor2D>(KERNELS.gather, { table: table.tensor, ids: flat }, { tType: DTYPE_CODE[table.dtype] })
+        .reshape([B, T, width])); // [B, T, H]
+    }
+    const t = float32Only(table, 'embed');
+    return tf.tidy(() => tf.gather(t, flat).reshape([B, T, t.shape[1]!])); // [B, T, H]
+  } finally {
+    flat.dispose();
+  }
+}
+
+export interface AttentionOptions {
+  /** Mistral's sliding window (keys s with s > position - window), or null. */
+  window: number | null;
+  /** Fallback only: largest score block in floats (default 2^24, 64 MB). */
+  blockFloats?: number;
+}
+
+/**
+ * Causal grouped-query attention. q [B, T, nH, hd] (after RoPE); k, v [kvB, nKV, S, hd] with kvB = B
+ * or 1; query t sits at absolute position S - T + t. Returns [B, T, nH, hd]. Head h uses kv head
+ * floor(h / (nH / nKV)), as HF's repeat_kv. The native kernel uses an online softmax over key blocks;
+ * the fallback processes query blocks, so no score tensor larger than blockFloats exists.
+ */
+export function attention(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, opts: AttentionOptions): tf.Tensor4D {
+  const [B, T, nH, hd] = q.shape;
+  const [kvB, nKV, S] = k.shape;
+  if (kvB !== B && kvB !== 1) throw new Error(`attention: keys have batch ${kvB}, queries ${B}`);
+  const scale = 1 / Math.sqrt(hd);
+  if (hasKernel(KERNELS.attention)) return run<tf.Tensor4D>(KERNELS.attention, { q, k, v }, { window: opts.window ?? 0, scale });
+  const g = nH / nKV;
+  const budget = opts.blockFloats ?? 1 << 24;
+  const block = Math.max(1, Math.min(T, Math.floor(budget / (B * nH * S))));
+  return tf.tidy(() => {
+    const kb = kvB === B ? k : tf.concat(new Array<tf.Tensor4D>(B).fill(k), 0); // [B, nKV, S, hd]
+    const vb = kvB === B ? v : tf.concat(new Array<tf.Tensor4D>(B).fill(v), 0);
+    // Query heads kv-major: head kv*g + j uses kv head kv, as HF's repeat_kv does.
+    const qg = q.transpose([0, 2, 1, 3]).reshape([B, nKV, g, T, hd]); // [B, nKV, g, T, hd]
+    const parts: tf.Tensor[] = [];
+    for (let t0 = 0; t0 < T; t0 += block) {
+      const n = Math.min(block, T - t0);
+      parts.push(tf.tidy(() => {
+        const p0 = S - T + t0; // absolute position of the block's first query
+        const sHi = p0 + n; // keys [sLo, sHi) can be visible to the block
+        const sLo = opts.window === null ? 0 : Math.max(0, p0 - opts.window + 1);
+        const qs = tf.slice(qg, [0, 0, 0, t0, 0], [B, nKV, g, n, hd]).reshape([B, nKV, g * n, hd]); // [B, nKV, g*n, hd]
+        const ks = tf.slice(kb, [0, 0, sLo, 0], [B, nKV, sHi - sLo, hd]); // [B, nKV, s, hd]
+        const vs = tf.slice(vb, [0, 0, sLo, 0], [B, nKV, sHi - sLo, hd]);
+        const mask = blockMask(g, n, p0, sLo, sHi, opts.window);
+        const scores = tf.add(tf.mul(tf.matMul(qs, ks, false, true), scale), mask); // [B, nKV, g*n, s]
+        return tf.matMul(tf.softmax(scores), vs).reshape([B, nKV, g, n, hd]); // [B, nKV, g, n, hd]
+      }));
+    }
+    const out = parts.length === 1 ? parts[0] : tf.concat(parts, 3); // [B, nKV, g, T, hd]
+    return out.reshape([B, nH, T, hd]).transpose([0, 2, 1, 3]) as tf.Tensor4D; // [B, T, nH, hd]
+  });
+}
+
+/** Additive mask [g*n, sHi-sLo] for queries at positions p0..p0+n-1 (repeated for g heads) over keys sLo..sHi-1. */
+function blockMask(g: number, n: number, p0: number, sLo: number, sHi: number, window: number | null): tf.Tensor2D {
+  const width = sHi - sLo;
+  const m = new Float32Array(g * n * width);
+  for (let r = 0; r < g * n; r++) {
+    const pos = p0 + (r % n);
+    for (let s = sLo; s < sHi; s++) {
+      if (s > pos || (window !== null && s <= pos - window)) m[r * width + s - sLo] = -1e9;
+    }
+  }
+  return tf.tensor2d(m, [g * n, width]);
+}
