@@ -16,7 +16,8 @@ import { PAPER_SHAPES } from '../scripts/make-paper-model.ts';
 
 const llama3 = parseConfig(PAPER_SHAPES['llama3-8b']);
 const bf16 = () => 2;
-const cpu = backendProfile('cpu');
+/** Plain float32 weights and whole score matrices, so every term is a closed form below. */
+const cpu = { ...backendProfile('cpu'), keeps16Bit: false, blockedAttention: false };
 /** The paper's calibration: 57 prompts (one per MMLU subject), cut to 512 tokens, micro-batches of 8. */
 const similarity = (streaming: boolean) => calibrationWorkload(Array.from({ length: 57 }, (_, i) => 300 + 10 * i), { streaming });
 
@@ -48,7 +49,7 @@ test('Llama-3-8B: parameters, streamed and resident weights, activations as comp
   assert.equal(kept.parts.weights, 2 * outside);
   assert.equal(kept.parts.layer, 2 * perLayer);
   assert.equal(kept.parts.reading, 2 * 128256 * 4096);
-  assert.equal(kept.parts.activations, acts - 4 * 2 * 8 * 32 * 512 * 512);
+  assert.equal(kept.parts.activations, acts - 4 * 2 * 8 * 32 * 512 * 512 + 4 * 2 * 2 ** 24); // one 64 MB score block and its softmax
 
   // MMLU: 16 questions of 256 tokens on a 1,536-token prefix; K and V of every layer for the prefix
   // (and its copy extended by the batch), logits of the last position only.
@@ -74,6 +75,8 @@ test('a run that cannot fit names the figure, the memory available and the optio
   assert.throws(() => assertFits(request({ profile: wasm, work: similarity(true), available: 20e9, ramBackend: { option: '--backend cpu', profile: cpu } })),
     /needs \d+\.\d GB of tensors in the wasm heap \(limit 4\.3 GB\).*rerun with --backend cpu/);
   assert.throws(() => assertFits(request({ available: 4e9 })), /even streaming one layer at a time with batches of 1 needs about \d+\.\d GB: use a machine with more memory$/);
+  // forward and generate have no --streaming: nothing to suggest but more memory.
+  assert.throws(() => assertFits(request({ streamable: false, batchOption: undefined, available: 20e9 })), /but 20\.0 GB is available; use a machine with more memory \(this command holds every layer\)$/);
   for (const bad of ['lots', '12X']) assert.throws(() => availableMemory({ MKA_MEMORY_LIMIT: bad }), /MKA_MEMORY_LIMIT/);
   assert.equal(availableMemory({ MKA_MEMORY_LIMIT: '20G' }), 20 * 2 ** 30);
   assert.equal(availableMemory({ MKA_MEMORY_LIMIT: 'off' }), null);

@@ -232,7 +232,7 @@ export async function compressModel(opts: CompressOptions): Promise<CompressionP
   if (method.needsCalibration && opts.remove > 0) {
     const tok = await loadTokenizer(opts.model);
     const { ids, labels } = calibrationPrompts(tok, opts);
-    checkModelFits('compress', opts.model, calibrationWorkload(ids.map((r) => r.length), opts), { option: '--micro-batch', field: 'microBatch' });
+    checkModelFits('compress', opts.model, calibrationWorkload(ids.map((r) => r.length), opts), { batch: { option: '--micro-batch', field: 'microBatch' } });
     const model = loadModel(opts.model, { streaming: opts.streaming });
     try {
       analysis = analyzeIds(model, ids, labels, { ...opts, withSimilarity: method.needsSimilarity });
@@ -259,7 +259,7 @@ export async function compressModel(opts: CompressOptions): Promise<CompressionP
 export async function modelSimilarity(opts: AnalysisOptions & { model: string; streaming?: boolean }): Promise<Record<string, unknown>> {
   const tok = await loadTokenizer(opts.model);
   const { ids, labels } = calibrationPrompts(tok, opts);
-  checkModelFits('similarity', opts.model, calibrationWorkload(ids.map((r) => r.length), opts), { option: '--micro-batch', field: 'microBatch' });
+  checkModelFits('similarity', opts.model, calibrationWorkload(ids.map((r) => r.length), opts), { batch: { option: '--micro-batch', field: 'microBatch' } });
   const model = loadModel(opts.model, { streaming: opts.streaming });
   try {
     const a = analyzeIds(model, ids, labels, { ...opts, withSimilarity: true });

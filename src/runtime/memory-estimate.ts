@@ -9,8 +9,8 @@
  *  - one streamed decoder layer (when streaming) and the bytes of the tensor being read (its stored
  *    bytes plus a float32 copy);
  *  - activations: the hidden states of every row at a layer boundary (input and output), and inside
- *    a micro-batch the q/k/v/attention outputs, the MLP's three intermediate tensors and, unless the
- *    backend's attention is blocked, the [heads, T, T] scores and their softmax;
+ *    a micro-batch the q/k/v/attention outputs, the MLP's three intermediate tensors and the attention
+ *    scores and their softmax ([heads, T, S], or one block of them where attention is blocked);
  *  - the KV cache of a cached prefix (MMLU's 5-shot prefix), and the logits asked for;
  *  - a fixed runtime overhead (Node, tfjs, the tokenizer).
  * Everything tfjs holds lives in the wasm heap on the wasm backend, so there the tensor part is also
@@ -26,6 +26,8 @@ import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { type LlamaConfig, expectedTensors, layerTensorShapes, readConfig } from '../model/config.ts';
 import { UserError } from './errors.ts';
+import { BACKENDS } from './backend.ts';
+import { takes16BitWeights } from '../model/ops.ts';
 
 /** Where a backend keeps tensors and how it computes. */
 export interface MemoryProfile {
@@ -44,10 +46,16 @@ export const WASM_HEAP_LIMIT = 4 * 2 ** 30;
 /** Node, tfjs, the tokenizer and the data before any model tensor. */
 export const RUNTIME_OVERHEAD = 400 * 2 ** 20;
 
-/** The memory profile of a tfjs backend as mka uses it today. */
-export function backendProfile(backend: string): MemoryProfile {
-  if (backend === 'wasm') return { backend, heapLimit: WASM_HEAP_LIMIT, keeps16Bit: false, blockedAttention: false };
-  return { backend, heapLimit: null, keeps16Bit: false, blockedAttention: false };
+/** Largest attention score block of the decoder's blocked attention, in floats (src/model/ops.ts). */
+export const SCORE_BLOCK_FLOATS = 2 ** 24;
+
+/**
+ * The memory profile of a tfjs backend as the decoder uses it: the wasm heap's ceiling on wasm, 16-bit
+ * weights kept as stored where the backend's kernels take them (`keeps16Bit`, from ops.takes16BitWeights
+ * at run time; by name otherwise), attention in blocks everywhere.
+ */
+export function backendProfile(backend: string, keeps16Bit = backend === 'native'): MemoryProfile {
+  return { backend, heapLimit: backend === 'wasm' ? WASM_HEAP_LIMIT : null, keeps16Bit, blockedAttention: true };
 }
 
 /** What a run does with the model. */
@@ -146,7 +154,8 @@ export function estimateMemory(config: LlamaConfig, stored: (name: string) => nu
     const boundary = 2 * rows * T * H; // a layer's input and output for every row
     const keys = T + S;
     const inner = micro * T * (2 * nH * hd + 2 * nKV * hd + 2 * H) + micro * T * 3 * I; // q, attn out, k, v, residual, norm; gate, up, act
-    const scores = profile.blockedAttention ? 0 : 2 * micro * nH * T * keys; // scores and softmax
+    const full = 2 * micro * nH * T * keys; // scores and softmax
+    const scores = profile.blockedAttention ? Math.min(full, 2 * SCORE_BLOCK_FLOATS) : full;
     return 4 * (boundary + inner + scores);
   };
   const micro = Math.max(1, Math.min(work.microBatch, work.rows));
@@ -194,6 +203,8 @@ export interface FitRequest {
   batchField?: 'microBatch' | 'rows';
   /** Backend options that would keep tensors out of the wasm heap, if any (e.g. "--backend cpu"). */
   ramBackend?: { option: string; profile: MemoryProfile };
+  /** The command has --streaming (default true). */
+  streamable?: boolean;
   /** Available bytes (default availableMemory()). */
   available?: number | null;
 }
@@ -226,16 +237,17 @@ export function assertFits(req: FitRequest): MemoryEstimate | null {
   const fits = (w: Workload, p = req.profile) => overflow(est(w, p), p, available) === null;
   const head = `${req.command} needs ${why} (${describeEstimate(e)}) but ${gb(available)} is available`;
   const tries: { label: string; work: Workload; profile?: MemoryProfile }[] = [];
-  if (!req.work.streaming) tries.push({ label: '--streaming', work: { ...req.work, streaming: true } });
+  const canStream = !req.work.streaming && req.streamable !== false;
+  if (canStream) tries.push({ label: '--streaming', work: { ...req.work, streaming: true } });
   if (req.ramBackend) {
     tries.push({ label: req.ramBackend.option, work: req.work, profile: req.ramBackend.profile });
-    if (!req.work.streaming) tries.push({ label: `--streaming ${req.ramBackend.option}`, work: { ...req.work, streaming: true }, profile: req.ramBackend.profile });
+    if (canStream) tries.push({ label: `--streaming ${req.ramBackend.option}`, work: { ...req.work, streaming: true }, profile: req.ramBackend.profile });
   }
   for (const t of tries) {
     if (fits(t.work, t.profile)) throw new UserError(`${head}; rerun with ${t.label} (about ${gb(est(t.work, t.profile).total)})`);
   }
   if (req.batchOption && req.batchField) {
-    const streamingToo = !req.work.streaming;
+    const streamingToo = canStream;
     for (let b = Math.floor(req.work[req.batchField] / 2); b >= 1; b = Math.floor(b / 2)) {
       for (const t of [{ work: req.work, label: '' }, ...(streamingToo ? [{ work: { ...req.work, streaming: true }, label: '--streaming ' }] : [])]) {
         const w = { ...t.work, [req.batchField]: b };
@@ -243,7 +255,8 @@ export function assertFits(req: FitRequest): MemoryEstimate | null {
       }
     }
   }
-  const floor = est({ ...req.work, streaming: true, microBatch: 1, rows: Math.min(req.work.rows, 1) });
+  if (!canStream && !req.work.streaming) throw new UserError(`${head}; use a machine with more memory (this command holds every layer)`);
+  const floor = est({ ...req.work, streaming: true, microBatch: 1, rows: 1 });
   throw new UserError(`${head}; even streaming one layer at a time with batches of 1 needs about ${gb(floor.total)}: use a machine with more memory`);
 }
 
@@ -270,11 +283,18 @@ export function mmluWorkload(opts: { batchSize?: number; streaming?: boolean }):
  * The check every model-loading entry point runs before loading `dir` on the current tfjs backend:
  * throws a one-line UserError when the run cannot fit (see assertFits).
  */
-export function checkModelFits(command: string, dir: string, work: Workload, batch?: { option: string; field: 'microBatch' | 'rows' }): MemoryEstimate | null {
+export function checkModelFits(command: string, dir: string, work: Workload, opts: { batch?: { option: string; field: 'microBatch' | 'rows' }; streamable?: boolean } = {}): MemoryEstimate | null {
+  const batch = opts.batch;
   const config = readConfig(dir);
-  const profile = backendProfile(tf.getBackend());
+  const profile = backendProfile(tf.getBackend(), takes16BitWeights());
+  const ram = (BACKENDS as readonly string[]).includes('native') ? 'native' : 'cpu';
   return assertFits({
-    command, config, stored: storedBytes(dir, config), profile, work, batchOption: batch?.option, batchField: batch?.field,
-    ramBackend: profile.heapLimit !== null ? { option: '--backend cpu', profile: backendProfile('cpu') } : undefined,
+    command, config, stored: storedBytes(dir, config), profile, work, batchOption: batch?.option, batchField: batch?.field, streamable: opts.streamable,
+    ramBackend: profile.heapLimit !== null ? { option: `--backend ${ram}`, profile: backendProfile(ram) } : undefined,
   });
+}
+
+/** `mka forward` / `mka generate`: one sequence of `tokens` (generation adds `newTokens` cached ones), resident weights. */
+export function sequenceWorkload(tokens: number, logits: 'all' | 'last', newTokens = 0): Workload {
+  return { streaming: false, rows: 1, microBatch: 1, seqLen: Math.max(1, tokens), cacheTokens: newTokens, logits };
 }

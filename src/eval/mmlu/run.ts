@@ -61,7 +61,7 @@ export async function runMmluEval(opts: RunMmluOptions): Promise<RunMmluResult> 
   }
   const tokenizer = await loadTokenizer(opts.model);
   const data = loadMmlu(opts.data, { subjects: opts.subjects });
-  checkModelFits('eval mmlu', opts.model, mmluWorkload(opts), { option: '--batch-size', field: 'rows' });
+  checkModelFits('eval mmlu', opts.model, mmluWorkload(opts), { batch: { option: '--batch-size', field: 'rows' } });
   const loaded = loadModel(opts.model, { streaming: opts.streaming });
   let model: LlamaModel = loaded;
   if (quantize !== 'none') {
