@@ -1,12 +1,14 @@
 {
   "targets": [
     {
-      "target_name": "mka_blas",
-      "sources": ["mka_blas.c"],
-      "include_dirs": ["/usr/include/openblas"],
-      "libraries": ["-lopenblas"],
-      "cflags": ["-O2", "-std=c11", "-Wall"],
-      "defines": ["NAPI_VERSION=8"]
+      "target_name": "mka_native",
+      "sources": ["addon.c", "cpu.c", "threads.c", "gemm.c", "ops.c", "kern_generic.c", "kern_avx2.c", "kern_avx512.c", "blas_probe.c"],
+      "cflags": ["-O3", "-std=gnu11", "-Wall", "-Wno-unknown-pragmas", "-fno-math-errno", "-pthread"],
+      "cflags!": ["-O2"],
+      "ldflags": ["-pthread"],
+      "libraries": ["-lm", "-ldl"],
+      "defines": ["NAPI_VERSION=8"],
+      "xcode_settings": {"OTHER_CFLAGS": ["-O3", "-std=gnu11"]}
     }
   ]
 }

@@ -1,8 +1,9 @@
 #!/usr/bin/env node
-// Builds the optional native BLAS addon (native/ → native/build/Release/mka_blas.node) with the
-// node-gyp bundled with npm. Runs as the package's install script and never fails the install:
-// without a C compiler or OpenBLAS (Debian: libopenblas-dev) it prints one line and exits 0, and
-// mka then runs every op in WebAssembly. MKA_NO_NATIVE=1 skips the build and removes any old one.
+// Builds mka's native kernels (native/*.c → native/build/Release/mka_native.node) with the node-gyp
+// bundled with npm and Node's own headers: a C compiler is all it needs (no BLAS, no -march: the
+// AVX-512 / AVX2 paths are chosen at run time). Runs as the package's install script and never fails
+// the install: without a compiler it prints one line and exits 0, and mka then runs every op in
+// WebAssembly. MKA_NO_NATIVE=1 skips the build and removes any old one.
 import { existsSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -11,6 +12,7 @@ import { spawnSync } from 'node:child_process';
 const nativeDir = join(dirname(fileURLToPath(import.meta.url)), '..', 'native');
 const buildDir = join(nativeDir, 'build');
 const fallback = 'mka uses WebAssembly for matrix products';
+const addonFile = 'mka_native.node';
 
 /** node-gyp's entry point: the one npm names for its scripts, else the one bundled with npm. */
 function nodeGyp() {
@@ -38,27 +40,27 @@ function firstError(log) {
 function main() {
   if (process.env.MKA_NO_NATIVE === '1') {
     rmSync(buildDir, { recursive: true, force: true });
-    console.log(`mka: native BLAS addon not built (MKA_NO_NATIVE=1); ${fallback}`);
+    console.log(`mka: native kernels not built (MKA_NO_NATIVE=1); ${fallback}`);
     return;
   }
   const gyp = nodeGyp();
   if (!gyp) {
-    console.log(`mka: native BLAS addon not built (node-gyp not found next to npm); ${fallback}`);
+    console.log(`mka: native kernels not built (node-gyp not found next to npm); ${fallback}`);
     return;
   }
   const r = spawnSync(process.execPath, [gyp, 'rebuild', ...nodeDirArgs()], { cwd: nativeDir, encoding: 'utf8' });
-  if (r.status === 0 && existsSync(join(buildDir, 'Release', 'mka_blas.node'))) {
-    console.log('mka: native BLAS addon built (native/build/Release/mka_blas.node)');
+  if (r.status === 0 && existsSync(join(buildDir, 'Release', addonFile))) {
+    console.log(`mka: native kernels built (native/build/Release/${addonFile})`);
     return;
   }
   rmSync(buildDir, { recursive: true, force: true });
   const why = r.error ? r.error.message : firstError(`${r.stderr}\n${r.stdout}`);
-  console.log(`mka: native BLAS addon not built (${why}); ${fallback}. For speed: apt-get install gcc make libopenblas-dev, then npm run build:native`);
+  console.log(`mka: native kernels not built (${why}); ${fallback}. For speed: install a C compiler and make (Debian: apt-get install gcc make), then npm run build:native`);
 }
 
 try {
   main();
 } catch (e) {
-  console.log(`mka: native BLAS addon not built (${e instanceof Error ? e.message : String(e)}); ${fallback}`);
+  console.log(`mka: native kernels not built (${e instanceof Error ? e.message : String(e)}); ${fallback}`);
 }
 process.exit(0);

@@ -13,6 +13,9 @@ import { forward, disposeCache } from '../src/model/forward.ts';
 import { generate } from '../src/model/generate.ts';
 import { inverseFrequencies } from '../src/model/rope.ts';
 import { maxAbsDiff, NO_SHARED, SHARED } from './helpers.ts';
+import { loadNativeAddon } from '../src/runtime/native-addon.ts';
+
+const NO_NATIVE = loadNativeAddon().addon ? false : 'native addon not built: native backend tests skipped';
 
 const TINY = SHARED ? join(SHARED, 'fixtures/hf-tiny') : '';
 const cases = SHARED ? readdirSync(TINY).sort() : [];
@@ -21,9 +24,9 @@ interface Golden {
   sequences: { input_ids: number[]; logits: number[][]; hidden_states: number[][][]; greedy_continuation: number[] }[];
 }
 
-function goldenCheck(backend: 'wasm' | 'cpu', only?: string[]) {
+function goldenCheck(backend: 'wasm' | 'cpu' | 'native', only?: string[]) {
   for (const name of cases.filter((c) => !only || only.includes(c))) {
-    test(`${backend}: ${name} logits and every hidden state match transformers within 1e-4`, async () => {
+    test(`${backend}: ${name} logits and every hidden state match transformers within 1e-4`, { skip: backend === 'native' && NO_NATIVE }, async () => {
       await initBackend(backend);
       const g: Golden = JSON.parse(readFileSync(join(TINY, name, 'golden.json'), 'utf8'));
       const model = loadModel(join(TINY, name));
@@ -51,6 +54,7 @@ function goldenCheck(backend: 'wasm' | 'cpu', only?: string[]) {
 test('shared fixtures', { skip: NO_SHARED }, () => {});
 goldenCheck('wasm');
 goldenCheck('cpu', ['a_llama2', 'b_llama3_gqa_bf16_sharded']);
+goldenCheck('native');
 
 test('llama3 rope scaling gives the inverse frequencies transformers computes', { skip: NO_SHARED }, async () => {
   const model = loadModel(join(TINY, 'b_llama3_gqa_bf16_sharded'), { streaming: true });

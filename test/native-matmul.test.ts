@@ -9,13 +9,11 @@ import { initBackend } from '../src/runtime/backend.ts';
 import { disposeModel, loadModel } from '../src/model/model.ts';
 import { forward } from '../src/model/forward.ts';
 import { NO_SHARED, SHARED, maxAbsDiff } from './helpers.ts';
-import {
-  DEFAULT_ADDON_PATH, broadcastBatchIndex, chooseCoretype, installNativeMatMul, loadBlasAddon,
-  measureSgemmCeiling, nativeMatMulInstalled, uninstallNativeMatMul,
-} from '../src/runtime/native-matmul.ts';
+import { broadcastBatchIndex, installNativeMatMul, nativeMatMulInstalled, uninstallNativeMatMul } from '../src/runtime/native-matmul.ts';
+import { DEFAULT_ADDON_PATH, loadNativeAddon } from '../src/runtime/native-addon.ts';
 
 const BUILT = existsSync(DEFAULT_ADDON_PATH);
-const NOT_BUILT = !BUILT && 'native addon not built (npm run build:native needs gcc, make and libopenblas-dev)';
+const NOT_BUILT = !BUILT && 'native addon not built (npm run build:native needs a C compiler and make)';
 const ROOT = join(import.meta.dirname, '..');
 
 /** Deterministic pseudo-random values in [-1, 1). */
@@ -57,17 +55,6 @@ async function withEnv<T>(name: string, value: string | undefined, fn: () => Pro
     else process.env[name] = before;
   }
 }
-
-test('chooseCoretype maps CPU flags to an OpenBLAS kernel', () => {
-  const cpu = (vendor: string, flags: string) => `vendor_id\t: ${vendor}\nflags\t\t: fpu sse sse2 ${flags}\n`;
-  assert.equal(chooseCoretype(cpu('GenuineIntel', 'avx avx2 fma avx512f avx512bw avx512vl avx512dq')), 'SKYLAKEX');
-  assert.equal(chooseCoretype(cpu('AuthenticAMD', 'avx avx2 fma avx512f avx512bw avx512vl avx512dq')), 'SKYLAKEX');
-  assert.equal(chooseCoretype(cpu('GenuineIntel', 'avx avx2 fma')), 'HASWELL');
-  assert.equal(chooseCoretype(cpu('AuthenticAMD', 'avx avx2 fma')), 'ZEN');
-  assert.equal(chooseCoretype(cpu('GenuineIntel', 'avx')), 'SANDYBRIDGE');
-  assert.equal(chooseCoretype(cpu('GenuineIntel', 'sse4_2')), null);
-  assert.equal(chooseCoretype('processor : 0\n'), null);
-});
 
 test('broadcastBatchIndex pairs each output batch with its a and b batches', () => {
   // a batch dims [2, 1], b batch dims [3]: output [2, 3]
@@ -175,11 +162,12 @@ test('cases the native kernels do not take go to the wasm kernels', { skip: NOT_
   tf.dispose([a, b, plain, empty]);
 });
 
-test('initBackend auto installs the native kernels, --threads reaches OpenBLAS, wasm and MKA_NATIVE=0 remove them', { skip: NOT_BUILT }, async () => {
+test('initBackend auto installs the native kernels, --threads reaches the addon, wasm and MKA_NATIVE=0 remove them', { skip: NOT_BUILT }, async () => {
   const info = await initBackend('auto', { threads: 1 });
   if (info.name !== 'wasm') return; // a native TensorFlow backend took precedence: nothing to test here
   assert.equal(info.nativeMatMul, true);
-  assert.match(info.description, /wasm \+ native BLAS matmul \(OpenBLAS \w+, 1 thread\)/);
+  assert.match(info.description, /wasm \+ native matmul \(mka_native (avx512|avx2|generic) on .+, 1 thread\)/);
+  assert.equal(loadNativeAddon().addon?.info().threads, 1);
   assert.equal(nativeMatMulInstalled(), true);
   const plain = await initBackend('wasm');
   assert.equal(plain.nativeMatMul, false);
@@ -220,16 +208,10 @@ test('native path: every hf-tiny model matches transformers\' golden logits and 
   }
 });
 
-test('the sgemm ceiling is measured through the addon', { skip: NOT_BUILT }, () => {
-  const g = measureSgemmCeiling({ size: 256, repeats: 2, threads: 1 });
-  assert.ok(g !== null && g > 0.1 && Number.isFinite(g), `ceiling ${g}`);
-  assert.ok(loadBlasAddon().reason.startsWith('OpenBLAS '));
-});
-
 test('without the addon, initBackend reports why and every op stays in wasm', async () => {
-  const missing = join(tmpdir(), 'mka-no-such-dir', 'mka_blas.node');
+  const missing = join(tmpdir(), 'mka-no-such-dir', 'mka_native.node');
   await withEnv('MKA_NATIVE_ADDON', missing, async () => {
-    assert.equal(measureSgemmCeiling(), null);
+    assert.equal(loadNativeAddon().addon, null);
     const info = await initBackend('auto');
     if (info.name !== 'wasm') return;
     assert.equal(info.nativeMatMul, false);
@@ -245,20 +227,21 @@ test('an install with MKA_NO_NATIVE=1 or without a working compiler builds no ad
   const dir = mkdtempSync(join(tmpdir(), 'mka-native-'));
   try {
     cpSync(join(ROOT, 'scripts', 'build-native.mjs'), join(dir, 'scripts', 'build-native.mjs'));
-    cpSync(join(ROOT, 'native', 'binding.gyp'), join(dir, 'native', 'binding.gyp'));
-    cpSync(join(ROOT, 'native', 'mka_blas.c'), join(dir, 'native', 'mka_blas.c'));
+    for (const f of readdirSync(join(ROOT, 'native')).filter((f) => /\.(c|h|gyp)$/.test(f))) {
+      cpSync(join(ROOT, 'native', f), join(dir, 'native', f));
+    }
     const script = join(dir, 'scripts', 'build-native.mjs');
-    const addon = join(dir, 'native', 'build', 'Release', 'mka_blas.node');
+    const addon = join(dir, 'native', 'build', 'Release', 'mka_native.node');
     const skipped = spawnSync(process.execPath, [script], { env: { ...process.env, MKA_NO_NATIVE: '1' }, encoding: 'utf8' });
     assert.equal(skipped.status, 0);
-    assert.match(skipped.stdout, /^mka: native BLAS addon not built \(MKA_NO_NATIVE=1\); mka uses WebAssembly/);
+    assert.match(skipped.stdout, /^mka: native kernels not built \(MKA_NO_NATIVE=1\); mka uses WebAssembly/);
     assert.equal(existsSync(addon), false);
     const noCompiler = spawnSync(process.execPath, [script], { env: { ...process.env, CC: '/bin/false', MKA_NO_NATIVE: '' }, encoding: 'utf8' });
     assert.equal(noCompiler.status, 0);
     assert.equal(noCompiler.stdout.trim().split('\n').length, 1, noCompiler.stdout);
-    assert.match(noCompiler.stdout, /^mka: native BLAS addon not built \(/);
+    assert.match(noCompiler.stdout, /^mka: native kernels not built \(/);
     assert.equal(existsSync(addon), false);
-    const loaded = await withEnv('MKA_NATIVE_ADDON', addon, () => loadBlasAddon());
+    const loaded = await withEnv('MKA_NATIVE_ADDON', addon, () => loadNativeAddon());
     assert.equal(loaded.addon, null);
     assert.match(loaded.reason, /native addon not built/);
   } finally {

@@ -2,15 +2,17 @@
  * Prefill throughput of the decoder on random weights:
  *   npm run bench -- forward --hidden 768 --layers 12 --seq 512 [--heads 12 --kv-heads 12 --ffn 2048 --vocab 32000 --batch 1]
  * Prints tokens/s and achieved GFLOP/s (matrix-product FLOPs of the pass, attention included).
- * When matrix products run in the native BLAS addon, the same run also prints the machine's sgemm
- * ceiling (same BLAS), the pass on plain WebAssembly (--wasm-reps timed passes, no warm-up; it is
- * slow) and the ratios; --no-compare skips that.
+ * Prints the backend and kernels used. When matrix products run in mka's native kernels, the same
+ * run also prints their GFLOP/s on this pass's largest product shape, the machine's theoretical sgemm
+ * ceiling, the pass on plain WebAssembly (--wasm-reps timed passes, no warm-up; it is slow) and the
+ * ratios; --no-compare skips that.
  */
 import * as tf from '@tensorflow/tfjs';
 import yargs from 'yargs';
 import { availableParallelism } from 'node:os';
 import { initBackend, BACKENDS, type BackendChoice } from '../../src/runtime/backend.ts';
-import { measureSgemmCeiling } from '../../src/runtime/native-matmul.ts';
+import { loadNativeAddon, F32 } from '../../src/runtime/native-addon.ts';
+import { sgemmCeiling, timeNative } from './sgemm.ts';
 import { parseConfig, expectedTensors, type LlamaConfig } from '../../src/model/config.ts';
 import { modelFromTensors, disposeModel } from '../../src/model/model.ts';
 import { forward } from '../../src/model/forward.ts';
@@ -32,8 +34,11 @@ export function randomModel(c: LlamaConfig) {
   return modelFromTensors(c, tensors);
 }
 
-/** Times `reps` prefills and returns seconds per pass (after `warmup` untimed ones, default 1). */
-export function timeForward(c: LlamaConfig, T: number, B: number, reps: number, warmup = 1): number {
+/**
+ * Times `reps` prefills (after `warmup` untimed ones, default 1): wall seconds per pass, and CPU
+ * seconds of this process per pass (the steadier figure on a shared machine).
+ */
+export function timeForward(c: LlamaConfig, T: number, B: number, reps: number, warmup = 1): { secs: number; cpuSecs: number } {
   const model = randomModel(c);
   const ids = Array.from({ length: B }, (_, b) => Array.from({ length: T }, (_, t) => (7 * t + 13 * b + 1) % c.vocab_size));
   const run = () => {
@@ -42,11 +47,13 @@ export function timeForward(c: LlamaConfig, T: number, B: number, reps: number, 
     r.logits!.dispose();
   };
   for (let i = 0; i < warmup; i++) run();
+  const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   for (let i = 0; i < reps; i++) run();
   const secs = (performance.now() - t0) / 1000 / reps;
+  const used = process.cpuUsage(cpu0);
   disposeModel(model);
-  return secs;
+  return { secs, cpuSecs: (used.user + used.system) / 1e6 / reps };
 }
 
 export async function main(argv: string[]): Promise<void> {
@@ -61,7 +68,7 @@ export async function main(argv: string[]): Promise<void> {
     .option('batch', { type: 'number', default: 1 })
     .option('reps', { type: 'number', default: 2 })
     .option('backend', { choices: BACKENDS, default: 'auto' as BackendChoice })
-    .option('threads', { type: 'number', default: availableParallelism(), describe: 'BLAS threads of the native path' })
+    .option('threads', { type: 'number', default: availableParallelism(), describe: 'threads of the native kernels' })
     .option('compare', { type: 'boolean', default: true, describe: 'with the native path: also print the sgemm ceiling and plain WebAssembly' })
     .option('wasm-reps', { type: 'number', default: 1, describe: 'timed passes on plain WebAssembly for the comparison (0: skip it)' })
     .parseSync();
@@ -72,25 +79,32 @@ export async function main(argv: string[]): Promise<void> {
     num_attention_heads: heads, num_key_value_heads: a['kv-heads'] ?? heads, max_position_embeddings: Math.max(a.seq, 2048),
   }, 'bench config');
   const info = await initBackend(a.backend, { threads: a.threads, log: (m) => console.log(m) });
-  const secs = timeForward(c, a.seq, a.batch, a.reps);
+  const { secs, cpuSecs } = timeForward(c, a.seq, a.batch, a.reps);
   const flops = forwardFlops(c, a.seq, a.batch);
   console.log(`model: hidden ${c.hidden_size}, layers ${c.num_hidden_layers}, heads ${c.num_attention_heads}/${c.num_key_value_heads}, ffn ${c.intermediate_size}, vocab ${c.vocab_size}`);
   console.log(`prefill ${a.batch}x${a.seq} tokens on ${info.description}: ${secs.toFixed(3)} s/pass, ` +
-    `${((a.batch * a.seq) / secs).toFixed(1)} tokens/s, ${(flops / secs / 1e9).toFixed(2)} GFLOP/s`);
+    `${((a.batch * a.seq) / secs).toFixed(1)} tokens/s, ${(flops / secs / 1e9).toFixed(2)} GFLOP/s ` +
+    `(${cpuSecs.toFixed(3)} CPU-s/pass: ${(flops / cpuSecs / 1e9).toFixed(2)} GFLOP per CPU-second)`);
   if (info.nativeMatMul && a.compare) await compareWithWasm(c, a.seq, a.batch, flops / secs / 1e9, a.threads, a['wasm-reps']);
 }
 
-/** Prints the sgemm ceiling, the same pass on plain WebAssembly, and the fast path's ratios to both. */
+/** Prints the kernels' speed at the pass's MLP shape, the sgemm ceiling, the same pass on plain WebAssembly, and the ratios. */
 async function compareWithWasm(c: LlamaConfig, T: number, B: number, fast: number, threads: number, wasmReps: number): Promise<void> {
-  const ceiling = measureSgemmCeiling({ threads });
-  console.log(`sgemm ceiling (same BLAS, 2048³, ${threads} threads): ${ceiling === null ? 'n/a' : `${ceiling.toFixed(2)} GFLOP/s`}`);
-  const ofCeiling = ceiling === null ? 'n/a' : `${((100 * fast) / ceiling).toFixed(1)}% of the sgemm ceiling`;
+  const addon = loadNativeAddon().addon!;
+  const ai = addon.info();
+  const shape = { name: 'mlp', m: B * T, n: c.intermediate_size, k: c.hidden_size, transB: true, type: F32 } as const;
+  const kernel = timeNative(addon, shape, 3);
+  const ceil = sgemmCeiling(ai.isa, ai.cpu, threads);
+  console.log(`native matmul at the MLP shape ${shape.m}x${shape.n}x${shape.k} A·Bᵀ, ${ai.threads} threads: ${kernel.wall.toFixed(1)} GFLOP/s ` +
+    `(${((100 * kernel.wall) / ceil.gflops).toFixed(0)}% of the ${ceil.gflops.toFixed(1)} GFLOP/s ceiling = ${ceil.how})`);
+  const ceiling = ceil.gflops;
+  const ofCeiling = `${((100 * fast) / ceiling).toFixed(1)}% of the sgemm ceiling`;
   if (wasmReps < 1) {
     console.log(`fast path: ${fast.toFixed(2)} GFLOP/s = ${ofCeiling} (plain WebAssembly skipped: --wasm-reps 0)`);
     return;
   }
   const info = await initBackend('wasm');
-  const secs = timeForward(c, T, B, wasmReps, 0);
+  const { secs } = timeForward(c, T, B, wasmReps, 0);
   const wasm = forwardFlops(c, T, B) / secs / 1e9;
   console.log(`prefill ${B}x${T} tokens on ${info.description}: ${secs.toFixed(3)} s/pass, ${((B * T) / secs).toFixed(1)} tokens/s, ${wasm.toFixed(2)} GFLOP/s`);
   console.log(`fast path: ${fast.toFixed(2)} GFLOP/s = ${ofCeiling}, ${(fast / wasm).toFixed(1)}× plain WebAssembly`);

@@ -88,7 +88,7 @@ export async function main(argv: string[]): Promise<void> {
       for (const subject of data.subjects) wasmRuns.push(await evaluateMmlu({ ...common, model: wasmModel, subjects: [subject], cached: true }));
       disposeModel(wasmModel);
       const wasmSame = records(wasmRuns).every((r, i) => r.prediction === records(fast)[i].prediction);
-      console.log(`cached + batched on plain WebAssembly: ${rate(wasmRuns).toFixed(2)} questions/s; native BLAS speed-up ${(rate(fast) / rate(wasmRuns)).toFixed(2)}×; same predictions: ${wasmSame ? 'yes' : 'NO'}`);
+      console.log(`cached + batched on plain WebAssembly: ${rate(wasmRuns).toFixed(2)} questions/s; native matmul speed-up ${(rate(fast) / rate(wasmRuns)).toFixed(2)}×; same predictions: ${wasmSame ? 'yes' : 'NO'}`);
     }
   } finally {
     if (tmp) rmSync(tmp, { recursive: true, force: true });

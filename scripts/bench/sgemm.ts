@@ -1,15 +1,87 @@
 /**
  * Matrix-product speed on this machine:
- *   npm run bench -- sgemm [--size 2048] [--threads N] [--reps 3] [--wasm-size 1024]
- * Prints the BLAS sgemm ceiling through the native addon, tf.matMul on the native path, and tf.matMul
- * on plain WebAssembly (A·B, which tfjs runs in XNNPACK, and A·Bᵀ, the model's layout, which it runs
- * in a plain loop, at a smaller size so it finishes).
+ *   npm run bench -- sgemm [--threads N] [--reps 3] [--quick]
+ * Prints the native kernels' path and thread count; GFLOP/s of mka's own matmul on every
+ * instruction-set path this CPU has (each in a child process with MKA_ISA, which is read at load),
+ * at square 2048, 512x2048x2048 (A·Bᵀ, the HF [out, in] layout), 512x8192x2048 and a 1-row GEMV,
+ * float32 and bf16 weights; the machine's sgemm ceiling (cores × clock × FLOPs/cycle of the path);
+ * OpenBLAS's figure when a libopenblas happens to be installed (dlopen; mka never computes with it);
+ * the bf16-dot path's speed-up and error; and tfjs's plain WebAssembly matMul for A·B and A·Bᵀ. Timings are wall clock; on a shared machine
+ * the "cpu" figure (FLOPs per CPU-second of this process) is the steadier one.
  */
 import * as tf from '@tensorflow/tfjs';
 import yargs from 'yargs';
-import { availableParallelism } from 'node:os';
+import { availableParallelism, cpus } from 'node:os';
+import { existsSync, readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { initBackend } from '../../src/runtime/backend.ts';
-import { loadBlasAddon, measureSgemmCeiling } from '../../src/runtime/native-matmul.ts';
+import { BF16, F32, loadNativeAddon, type ElementType, type NativeAddon } from '../../src/runtime/native-addon.ts';
+
+/** A product shape: C[m][n] = A[m][k] · op(B). */
+export interface Shape { name: string; m: number; n: number; k: number; transB: boolean; type: ElementType }
+
+export const SHAPES: Shape[] = [
+  { name: '2048³ A·B', m: 2048, n: 2048, k: 2048, transB: false, type: F32 },
+  { name: '2048³ A·Bᵀ', m: 2048, n: 2048, k: 2048, transB: true, type: F32 },
+  { name: '512x2048x2048 A·Bᵀ', m: 512, n: 2048, k: 2048, transB: true, type: F32 },
+  { name: '512x8192x2048 A·Bᵀ', m: 512, n: 8192, k: 2048, transB: true, type: F32 },
+  { name: '512x2048x2048 A·Bᵀ bf16 B', m: 512, n: 2048, k: 2048, transB: true, type: BF16 },
+  { name: 'GEMV 1x8192x2048 A·Bᵀ', m: 1, n: 8192, k: 2048, transB: true, type: F32 },
+  { name: 'GEMV 1x8192x2048 A·Bᵀ bf16 B', m: 1, n: 8192, k: 2048, transB: true, type: BF16 },
+];
+
+function random(n: number, seed: number): Float32Array {
+  const out = new Float32Array(n);
+  for (let i = 0, x = seed; i < n; i++) {
+    x = (Math.imul(x, 1103515245) + 12345) | 0;
+    out[i] = (x >>> 8) / 2 ** 24 - 0.5;
+  }
+  return out;
+}
+
+/** Best wall-clock GFLOP/s over `reps` calls (after one warm-up), and FLOPs per CPU-second over all of them. */
+export function timeNative(addon: NativeAddon, s: Shape, reps: number): { wall: number; cpu: number } {
+  const a = random(s.m * s.k, 1), b32 = random(s.k * s.n, 2);
+  const b = s.type === F32 ? b32 : Uint16Array.from(new Uint32Array(b32.buffer), (w) => w >>> 16);
+  const c = new Float32Array(s.m * s.n);
+  const flops = 2 * s.m * s.n * s.k;
+  const run = () => addon.matmul(a, 0, b, 0, s.type, c, 0, s.m, s.n, s.k, false, s.transB, 1, null, null, 0, 0, 0, false);
+  run();
+  // small products: repeat inside one timing so each sample lasts a few milliseconds
+  const inner = Math.max(1, Math.ceil(2e8 / flops));
+  let best = 0;
+  const cpu0 = process.cpuUsage();
+  const t0 = performance.now();
+  for (let r = 0; r < reps; r++) {
+    const t = performance.now();
+    for (let i = 0; i < inner; i++) run();
+    best = Math.max(best, (inner * flops) / ((performance.now() - t) / 1000) / 1e9);
+  }
+  const used = process.cpuUsage(cpu0);
+  const cpuSecs = (used.user + used.system) / 1e6;
+  void t0;
+  return { wall: best, cpu: (reps * inner * flops) / cpuSecs / 1e9 };
+}
+
+/** The addon's bench-only hook that runs an installed OpenBLAS (never used for mka's own work). */
+type BlasProbe = NativeAddon & { _openblasSgemm(path: string, threads: number, a: Float32Array, b: Float32Array, c: Float32Array, m: number, n: number, k: number, transB: boolean): boolean };
+
+/** OpenBLAS's cblas_sgemm on a shape, timed like timeNative; null when the library does not load. */
+export function timeOpenBlas(addon: BlasProbe, path: string, s: Shape, threads: number, reps: number): { wall: number; cpu: number } | null {
+  const a = random(s.m * s.k, 1), b = random(s.k * s.n, 2), c = new Float32Array(s.m * s.n);
+  const flops = 2 * s.m * s.n * s.k;
+  if (!addon._openblasSgemm(path, threads, a, b, c, s.m, s.n, s.k, s.transB)) return null;
+  let best = 0;
+  const cpu0 = process.cpuUsage();
+  for (let r = 0; r < reps; r++) {
+    const t = performance.now();
+    addon._openblasSgemm(path, threads, a, b, c, s.m, s.n, s.k, s.transB);
+    best = Math.max(best, flops / ((performance.now() - t) / 1000) / 1e9);
+  }
+  const used = process.cpuUsage(cpu0);
+  return { wall: best, cpu: (reps * flops) / ((used.user + used.system) / 1e6) / 1e9 };
+}
 
 /** Best GFLOP/s of `reps` tf.matMul calls of [m, k] by [k, n] (or [n, k] transposed), after one warm-up. */
 export function timeMatMul(m: number, k: number, n: number, transposeB: boolean, reps: number): number {
@@ -28,29 +100,148 @@ export function timeMatMul(m: number, k: number, n: number, transposeB: boolean,
   return best;
 }
 
+/** FLOPs per cycle per core of a path: 2 FMA pipes × lanes × 2, except where the vendor halves it. */
+export function flopsPerCycle(isa: string, cpu: string): { flops: number; note: string } {
+  if (isa === 'avx512') {
+    // Zen 4 runs 512-bit FMAs on its two 256-bit pipes; Intel server parts have two 512-bit FMA units.
+    if (/AMD/i.test(cpu)) return { flops: 32, note: 'Zen 4: 2 x 256-bit FMA pipes (Zen 5 doubles this)' };
+    return { flops: 64, note: '2 x 512-bit FMA units (32 on parts with one)' };
+  }
+  if (isa === 'avx2') return { flops: 32, note: '2 x 256-bit FMA units' };
+  return { flops: 16, note: 'x86-64 baseline SSE2: 128-bit mul and add on 2 pipes each, no FMA' };
+}
+
+/** Clock in GHz: the mean of /proc/cpuinfo's current "cpu MHz" (os.cpus() speed elsewhere). */
+export function clockGHz(): number {
+  if (existsSync('/proc/cpuinfo')) {
+    const mhz = readFileSync('/proc/cpuinfo', 'utf8').split('\n').filter((l) => /^cpu MHz/.test(l)).map((l) => Number(l.split(':')[1]));
+    if (mhz.length) return mhz.reduce((p, x) => p + x, 0) / mhz.length / 1000;
+  }
+  return (cpus()[0]?.speed ?? 0) / 1000;
+}
+
+/** Theoretical sgemm ceiling of `threads` cores on a path, with how it was derived. */
+export function sgemmCeiling(isa: string, cpu: string, threads: number): { gflops: number; how: string } {
+  const ghz = clockGHz(), f = flopsPerCycle(isa, cpu);
+  const cores = Math.min(threads, availableParallelism());
+  return { gflops: cores * ghz * f.flops, how: `${cores} core${cores === 1 ? '' : 's'} x ${ghz.toFixed(2)} GHz x ${f.flops} FLOP/cycle (${f.note})` };
+}
+
+/**
+ * Largest error of a bf16-weight product against float64 (first rows of 64x2048x2048 A·Bᵀ),
+ * relative to the largest output: what MKA_BF16_DOT's rounding of activations costs.
+ */
+export function bf16Error(addon: NativeAddon): number {
+  const m = 64, n = 2048, k = 2048, rows = 4;
+  const a = random(m * k, 3), b = Uint16Array.from(new Uint32Array(random(n * k, 4).buffer), (w) => w >>> 16);
+  const c = new Float32Array(m * n), f = new Float32Array(1), u = new Uint32Array(f.buffer);
+  addon.matmul(a, 0, b, 0, BF16, c, 0, m, n, k, false, true, 1, null, null, 0, 0, 0, false);
+  let err = 0, top = 0;
+  for (let i = 0; i < rows; i++) {
+    for (let j = 0; j < n; j++) {
+      let s = 0;
+      for (let p = 0; p < k; p++) s += a[i * k + p] * ((u[0] = b[j * k + p] << 16), f[0]);
+      err = Math.max(err, Math.abs(s - c[i * n + j]));
+      top = Math.max(top, Math.abs(s));
+    }
+  }
+  return err / top;
+}
+
+/** Child mode: time every shape (only bf16 ones with --bf16) on this process's path and print one JSON line. */
+function child(threads: number[], reps: number, quick: boolean, bf16: boolean): void {
+  const loaded = loadNativeAddon();
+  if (!loaded.addon) throw new Error(loaded.reason);
+  const addon = loaded.addon;
+  const rows: { shape: string; threads: number; wall: number; cpu: number }[] = [];
+  const shapes = SHAPES.filter((x) => (!quick || x.m * x.n * x.k <= 2048 ** 3 / 4) && (!bf16 || x.type === BF16));
+  for (const t of threads) {
+    addon.setThreads(t);
+    for (const s of shapes) rows.push({ shape: s.name, threads: t, ...timeNative(addon, s, reps) });
+  }
+  console.log(JSON.stringify({ info: addon.info(), rows, bf16Error: bf16Error(addon) }));
+}
+
+type ChildResult = { rows: { shape: string; threads: number; wall: number; cpu: number }[]; bf16Error: number };
+
+/** Runs this bench as a child with extra environment (MKA_ISA is read when the addon loads). */
+function runChild(env: Record<string, string>, args: string[]): ChildResult | string {
+  const script = fileURLToPath(import.meta.url).replace(/bench\/sgemm\.ts$/, 'bench.ts');
+  const r = spawnSync(process.execPath, ['--import', 'tsx', script, 'sgemm', '--child', ...args], { env: { ...process.env, ...env }, encoding: 'utf8' });
+  const line = r.stdout.trim().split('\n').pop() ?? '';
+  if (r.status !== 0 || !line.startsWith('{')) return (r.stderr || r.stdout).trim().split('\n').pop() ?? 'no output';
+  return JSON.parse(line) as ChildResult;
+}
+
 export async function main(argv: string[]): Promise<void> {
   const a = yargs(argv).strict()
-    .option('size', { type: 'number', default: 2048, describe: 'square product size for the BLAS and native rows' })
-    .option('wasm-size', { type: 'number', default: 1024, describe: 'size for plain WebAssembly A·Bᵀ (it is slow)' })
-    .option('threads', { type: 'number', default: availableParallelism() })
+    .option('threads', { type: 'number', array: true, default: [1, availableParallelism()], describe: 'thread counts to time' })
     .option('reps', { type: 'number', default: 3 })
+    .option('quick', { type: 'boolean', default: false, describe: 'skip the largest shapes' })
+    .option('wasm', { type: 'boolean', default: true, describe: 'also time plain WebAssembly' })
+    .option('child', { type: 'boolean', default: false, hidden: true })
+    .option('bf16', { type: 'boolean', default: false, hidden: true })
     .parseSync();
-  const n = a.size, w = a['wasm-size'];
-  const fmt = (g: number | null) => (g === null ? 'n/a' : `${g.toFixed(1)} GFLOP/s`);
-  const loaded = loadBlasAddon();
-  const ceiling = measureSgemmCeiling({ size: n, repeats: a.reps, threads: a.threads });
-  console.log(`BLAS sgemm (${loaded.reason}), ${n}³ A·Bᵀ, ${a.threads} threads: ${fmt(ceiling)}`);
-  const info = await initBackend('auto', { threads: a.threads });
-  if (info.nativeMatMul) {
-    console.log(`tf.matMul native path, ${n}³ A·B : ${fmt(timeMatMul(n, n, n, false, a.reps))}`);
-    console.log(`tf.matMul native path, ${n}³ A·Bᵀ: ${fmt(timeMatMul(n, n, n, true, a.reps))}`);
+  const threads = [...new Set(a.threads)];
+  if (a.child) return child(threads, a.reps, a.quick, a.bf16);
+  const loaded = loadNativeAddon();
+  if (!loaded.addon) {
+    console.log(`native kernels: n/a (${loaded.reason})`);
   } else {
-    console.log(`tf.matMul native path: n/a (${info.description})`);
+    const info = loaded.addon.info();
+    console.log(`native kernels: ${loaded.reason}; default ${info.threads} threads of ${info.procs} processors; ` +
+      `avx512_bf16 ${info.bf16Dot ? 'present' : 'absent'}; AMX ${info.amx ? 'present' : 'absent'}`);
+    const paths = ['avx512', 'avx2', 'generic'].slice(['avx512', 'avx2', 'generic'].indexOf(info.isa));
+    const common = ['--reps', String(a.reps), '--threads', ...threads.map(String)];
+    const results: Record<string, ChildResult> = {};
+    for (const isa of paths) {
+      const res = runChild({ MKA_ISA: isa, MKA_BF16_DOT: '0' }, [...common, ...(a.quick || isa === 'generic' ? ['--quick'] : [])]);
+      if (typeof res === 'string') {
+        console.log(`${isa}: failed (${res})`);
+        continue;
+      }
+      results[isa] = res;
+      for (const t of threads) {
+        const ceiling = sgemmCeiling(isa, info.cpu, t);
+        console.log(`\n${isa} path, ${t} thread${t === 1 ? '' : 's'}; ceiling ${ceiling.gflops.toFixed(1)} GFLOP/s = ${ceiling.how}`);
+        for (const row of res.rows.filter((x) => x.threads === t)) {
+          console.log(`  ${row.shape.padEnd(30)} ${row.wall.toFixed(1).padStart(7)} GFLOP/s wall (${((100 * row.wall) / ceiling.gflops).toFixed(0)}% of ceiling), ${row.cpu.toFixed(1)} per CPU-second`);
+        }
+      }
+    }
+    console.log('');
+    if (info.bf16Dot && results.avx512) {
+      const dot = runChild({ MKA_ISA: 'avx512', MKA_BF16_DOT: '1' }, [...common, '--bf16']);
+      if (typeof dot === 'string') console.log(`bf16 dot (MKA_BF16_DOT=1): failed (${dot})`);
+      else {
+        for (const row of dot.rows) {
+          const base = results.avx512.rows.find((x) => x.shape === row.shape && x.threads === row.threads);
+          console.log(`bf16 dot (MKA_BF16_DOT=1, vdpbf16ps), ${row.shape}, ${row.threads} thread${row.threads === 1 ? '' : 's'}: ${row.wall.toFixed(1)} GFLOP/s wall, ` +
+            `${row.cpu.toFixed(1)} per CPU-second = ${base ? (row.cpu / base.cpu).toFixed(2) : '?'}x the widening path`);
+        }
+        console.log(`bf16 dot error vs float32 weights·activations (relative to the largest output): ${dot.bf16Error.toExponential(2)} ` +
+          `(widening path: ${results.avx512.bf16Error.toExponential(2)}); off by default because it rounds activations to bf16`);
+      }
+    } else {
+      console.log(`bf16 dot (MKA_BF16_DOT=1): not available here (${info.isa !== 'avx512' ? `the ${info.isa} path has no vdpbf16ps` : 'this CPU has no avx512_bf16'}); bf16 weights are widened to float32 per tile`);
+    }
+    console.log(`AMX: ${info.amx ? 'present, not used (no AMX kernel yet: bf16 weights go through the widening or vdpbf16ps paths)' : 'absent on this CPU'}`);
+    const blas = ['/usr/lib/x86_64-linux-gnu/libopenblas.so.0', '/usr/lib/libopenblas.so.0', '/usr/lib64/libopenblas.so.0'].find(existsSync);
+    if (!blas) console.log('OpenBLAS: not installed (not needed: mka\'s kernels are its own), no comparison');
+    else {
+      for (const t of threads) {
+        for (const s of SHAPES.filter((x) => x.type === F32 && x.m > 1 && (!a.quick || x.m * x.n * x.k <= 2048 ** 3 / 4))) {
+          const r = timeOpenBlas(loaded.addon as BlasProbe, blas, s, t, a.reps);
+          const mine = results[info.isa]?.rows.find((x) => x.shape === s.name && x.threads === t);
+          console.log(`OpenBLAS (${blas}, dlopen), ${s.name}, ${t} thread${t === 1 ? '' : 's'}: ` +
+            (r ? `${r.wall.toFixed(1)} GFLOP/s wall, ${r.cpu.toFixed(1)} per CPU-second${mine ? `; mka ${info.isa} / OpenBLAS = ${(mine.cpu / r.cpu).toFixed(2)} per CPU-second` : ''}` : 'failed to load'));
+        }
+      }
+    }
   }
+  if (!a.wasm) return;
   await initBackend('wasm');
-  const nn = timeMatMul(n, n, n, false, 1);
-  const nt = timeMatMul(w, w, w, true, 0);
-  console.log(`tf.matMul plain wasm, ${n}³ A·B : ${fmt(nn)}`);
-  console.log(`tf.matMul plain wasm, ${w}³ A·Bᵀ: ${fmt(nt)}`);
-  if (ceiling !== null) console.log(`ceiling / plain wasm: ${(ceiling / nn).toFixed(1)}× (A·B), ${(ceiling / nt).toFixed(1)}× (A·Bᵀ)`);
+  const w = 1024;
+  console.log(`tf.matMul plain wasm, ${w}³ A·B : ${timeMatMul(w, w, w, false, 1).toFixed(1)} GFLOP/s`);
+  console.log(`tf.matMul plain wasm, 512x1024x1024 A·Bᵀ: ${timeMatMul(512, w, w, true, 0).toFixed(1)} GFLOP/s`);
 }

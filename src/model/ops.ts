@@ -81,13 +81,16 @@ export function linear(x: tf.Tensor, w: Weight, b?: tf.Tensor, residual?: tf.Ten
   });
 }
 
-/** Logits x·Wᵀ for a [V, H] output projection, in vocabulary chunks on the fallback (no transposed copy of all of W). */
+/**
+ * Logits x·Wᵀ for a [V, H] output projection. On wasm the product is untransposed over vocabulary
+ * chunks of Wᵀ (no transposed copy of all of W), whatever the number of rows, so a position's logits
+ * do not depend on which other positions were asked for.
+ */
 export function lmHeadLogits(x: tf.Tensor2D, w: Weight): tf.Tensor2D {
-  if (hasKernel(KERNELS.linear) || x.shape[0] < TRANSPOSE_MIN_ROWS || tf.getBackend() !== 'wasm') return linear(x, w) as tf.Tensor2D;
+  if (hasKernel(KERNELS.linear) || tf.getBackend() !== 'wasm') return linear(x, w) as tf.Tensor2D;
   const wt = float32Only(w, 'lmHeadLogits');
   const [V, H] = wt.shape;
   const chunk = Math.max(1, Math.floor(LM_HEAD_CHUNK_FLOATS / H));
-  if (V <= chunk) return linear(x, w) as tf.Tensor2D;
   return tf.tidy(() => {
     const parts: tf.Tensor2D[] = [];
     for (let v0 = 0; v0 < V; v0 += chunk) {

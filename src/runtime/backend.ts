@@ -1,22 +1,25 @@
 /**
  * Backend selection for every command: `auto` takes the native TensorFlow backend when it loads
- * (tfjs-node-gpu, then tfjs-node), else WebAssembly, else plain JS. On WebAssembly the matrix
- * products go through the native BLAS addon when it was built (see native-matmul.ts) unless
- * `wasm` is asked for explicitly or `MKA_NATIVE=0`.
+ * (tfjs-node-gpu, then tfjs-node), else `native` (tfjs's cpu backend with mka's native kernels,
+ * native-kernels.ts: tensors bounded by RAM, not the wasm heap) when the addon loads, else
+ * WebAssembly, else plain JS. On WebAssembly the matrix
+ * products go through mka's own native kernels when they were built at install (native-addon.ts,
+ * native-matmul.ts) unless `wasm` is asked for explicitly or `MKA_NATIVE=0`.
  */
 import * as tf from '@tensorflow/tfjs';
 import { UserError } from './errors.ts';
 import { installNativeMatMul, uninstallNativeMatMul } from './native-matmul.ts';
+import { NATIVE_BACKEND, registerNativeBackend } from './native-kernels.ts';
 
-export const BACKENDS = ['auto', 'tensorflow', 'wasm', 'cpu'] as const;
+export const BACKENDS = ['auto', 'tensorflow', 'native', 'wasm', 'cpu'] as const;
 export type BackendChoice = (typeof BACKENDS)[number];
 
 export interface BackendInfo {
-  /** The tfjs backend name in use: tensorflow, wasm or cpu. */
+  /** The tfjs backend name in use: tensorflow, native, wasm or cpu. */
   name: string;
   /** What was chosen and why, for logs and run.json. */
   description: string;
-  /** Whether matrix products run in the native BLAS addon. */
+  /** Whether matrix products run in mka's native kernels (native/, see native-addon.ts). */
   nativeMatMul: boolean;
 }
 
@@ -42,8 +45,8 @@ async function tryWasm(): Promise<boolean> {
 }
 
 /**
- * Sets the tfjs backend. `native` (default true) lets the wasm backend use the BLAS addon;
- * `threads` sets its thread count (default: all cores).
+ * Sets the tfjs backend. `native` (default true) lets the wasm backend use the native kernels;
+ * `threads` sets their thread count (default: all cores).
  */
 export async function initBackend(
   choice: BackendChoice = 'auto',
@@ -61,6 +64,14 @@ export async function initBackend(
       throw new UserError('--backend tensorflow: neither @tensorflow/tfjs-node-gpu nor @tensorflow/tfjs-node loads (install one with libtensorflow, or use --backend wasm)');
     }
   }
+  if (!info && (choice === 'native' || choice === 'auto') && opts.native !== false && process.env.MKA_NATIVE !== '0') {
+    const native = registerNativeBackend({ threads: opts.threads });
+    if (native.ok && (await tf.setBackend(NATIVE_BACKEND))) {
+      info = { name: NATIVE_BACKEND, description: `native (cpu tensors + ${native.reason})`, nativeMatMul: true };
+    } else if (choice === 'native') {
+      throw new UserError(`--backend native: ${native.reason} (or use --backend wasm)`);
+    }
+  }
   if (!info && (choice === 'wasm' || choice === 'auto')) {
     if (await tryWasm()) {
       const wantNative = opts.native !== false && choice === 'auto' && process.env.MKA_NATIVE !== '0';
@@ -68,7 +79,7 @@ export async function initBackend(
       const native = wantNative ? installNativeMatMul({ threads: opts.threads }) : { ok: false, reason: 'disabled' };
       info = {
         name: 'wasm',
-        description: native.ok ? `wasm + native BLAS matmul (${native.reason})` : `wasm${wantNative ? ` (native matmul unavailable: ${native.reason})` : ''}`,
+        description: native.ok ? `wasm + native matmul (${native.reason})` : `wasm${wantNative ? ` (native matmul unavailable: ${native.reason})` : ''}`,
         nativeMatMul: native.ok,
       };
     } else if (choice === 'wasm') {

@@ -1,0 +1,196 @@
+/* The decoder's other operations, split over the pool where the work is large enough to pay. */
+#include "kern.h"
+#include <math.h>
+
+static const kern_table *kt(void) { return kern_for(cpu_get()->isa); }
+
+/* Tasks for `units` units of `cost` work each: about 64K work per task, at most 8 per thread. */
+static long tasks_for(long units, long cost) {
+  long t = units * cost / 65536;
+  const long most = 8L * pool_threads();
+  if (t > most) t = most;
+  if (t > units) t = units;
+  return t < 1 ? 1 : t;
+}
+
+typedef struct {
+  const float *q, *k, *v;
+  float *out;
+  long B, T, S, nH, nKV, hd, kvB, window, nqb;
+  float scale;
+} att_ctx;
+
+static long round_up(long x, long to) { return (x + to - 1) / to * to; }
+
+/*
+ * Query rows [t0, t1) of one (batch row, head), key tile by key tile with an online softmax. Both
+ * products of a tile (scores = Q·Kᵀ, out += P·V) run through the path's packed GEMM microkernel.
+ */
+static void att_task(void *p, long t, int thread) {
+  (void)thread;
+  const att_ctx *a = p;
+  const kern_table *K = kt();
+  const long rows = a->B * a->nH;
+  const long qb = a->nqb - 1 - t / rows; /* the longest (last) query blocks first */
+  const long b = (t % rows) / a->nH, h = (t % rows) % a->nH;
+  const long kvh = h / (a->nH / a->nKV), kb = a->kvB == 1 ? 0 : b;
+  const long T = a->T, S = a->S, hd = a->hd, stride = a->nH * hd;
+  const long t0 = qb * ATT_BQ, t1 = t0 + ATT_BQ < T ? t0 + ATT_BQ : T, nq = t1 - t0;
+  const long mr = K->mr, nr = K->nr, hdp = round_up(hd, nr), qpad = round_up(ATT_BQ, mr);
+  /* work: q rows (scaled), packed Q, packed K tile, scores, packed P, packed V tile, output rows */
+  const long sizes[] = {round_up(ATT_BQ * hd, 16), round_up(qpad * hd, 16), round_up(ATT_BK * hd, 16), ATT_BQ * ATT_BK,
+                        qpad * ATT_BK, round_up(ATT_BK * hdp, 16), round_up(ATT_BQ * hdp, 16), 2 * ATT_BQ};
+  long total = 0;
+  for (int i = 0; i < 8; i++) total += sizes[i];
+  float *w = scratch(3, sizeof(float) * (size_t)total);
+  if (!w) return;
+  float *qs = w, *qp = qs + sizes[0], *kp = qp + sizes[1], *s = kp + sizes[2], *pp = s + sizes[3], *vp = pp + sizes[4];
+  float *o = vp + sizes[5], *mx = o + sizes[6], *l = mx + ATT_BQ;
+  const float *q = a->q + (b * T * a->nH + h) * hd;
+  const float *kk = a->k + (kb * a->nKV + kvh) * S * hd, *vv = a->v + (kb * a->nKV + kvh) * S * hd;
+  long lo[ATT_BQ], hi[ATT_BQ], lo_min = S, hi_max = 0;
+  for (long r = 0; r < nq; r++) {
+    const long pos = S - T + t0 + r;
+    hi[r] = pos + 1;
+    lo[r] = a->window > 0 && pos - a->window + 1 > 0 ? pos - a->window + 1 : 0;
+    lo_min = lo[r] < lo_min ? lo[r] : lo_min;
+    hi_max = hi[r] > hi_max ? hi[r] : hi_max;
+    mx[r] = -INFINITY;
+    l[r] = 0.f;
+    for (long d = 0; d < hd; d++) qs[r * hd + d] = q[(t0 + r) * stride + d] * a->scale;
+  }
+  if (nq <= 2) { /* decoding: packing would cost more than it saves */
+    float *out = a->out + (b * T * a->nH + h) * hd + t0 * stride;
+    K->attention_rows(qs, kk, vv, out, stride, nq, lo, hi, hd, s);
+    return;
+  }
+  memset(o, 0, sizeof(float) * (size_t)(nq * hdp));
+  for (long ir = 0; ir < nq; ir += mr) K->pack_a(qp + ir * hd, qs, 0, nq, hd, ir, 0, hd, (int)mr);
+  for (long s0 = lo_min; s0 < hi_max; s0 += ATT_BK) {
+    const long nk = hi_max - s0 < ATT_BK ? hi_max - s0 : ATT_BK;
+    /* scores [nq][nk] = Qs · K[s0 : s0+nk]ᵀ */
+    K->pack_b(kp, kk, MKA_F32, 1, s0 + nk, hd, 0, hd, s0, round_up(nk, nr), (int)nr);
+    for (long jq = 0; jq < nk; jq += nr)
+      for (long ir = 0; ir < nq; ir += mr)
+        K->ukernel(hd, qp + ir * hd, kp + jq * hd, s + ir * ATT_BK + jq, ATT_BK, (int)(nq - ir < mr ? nq - ir : mr),
+                   (int)(nk - jq < nr ? nk - jq : nr), UK_LAST, NULL, 0);
+    K->softmax_block(s, nq, nk, lo, hi, s0, mx, l, o, hd, hdp);
+    /* out [nq][hd] += P [nq][nk] · V[s0 : s0+nk] */
+    for (long ir = 0; ir < nq; ir += mr) K->pack_a(pp + ir * nk, s, 0, nq, ATT_BK, ir, 0, nk, (int)mr);
+    K->pack_b(vp, vv, MKA_F32, 0, hd, S, s0, nk, 0, hdp, (int)nr);
+    for (long jd = 0; jd < hd; jd += nr)
+      for (long ir = 0; ir < nq; ir += mr)
+        K->ukernel(nk, pp + ir * nk, vp + jd * nk, o + ir * hdp + jd, hdp, (int)(nq - ir < mr ? nq - ir : mr),
+                   (int)(hd - jd < nr ? hd - jd : nr), UK_LOAD | UK_LAST, NULL, 0);
+  }
+  float *out = a->out + (b * T * a->nH + h) * hd;
+  for (long r = 0; r < nq; r++) {
+    const float inv = 1.f / l[r];
+    for (long d = 0; d < hd; d++) out[(t0 + r) * stride + d] = o[r * hdp + d] * inv;
+  }
+}
+
+void attention(const float *q, const float *k, const float *v, float *out, long B, long T, long S, long nH, long nKV,
+               long hd, long kvB, long window, float scale) {
+  att_ctx a = {q, k, v, out, B, T, S, nH, nKV, hd, kvB, window, (T + ATT_BQ - 1) / ATT_BQ, scale};
+  pool_run(B * nH * a.nqb, att_task, &a);
+}
+
+typedef struct {
+  const float *x, *w;
+  float *out;
+  long rows, n, per;
+  float eps;
+} rms_ctx;
+
+static void rms_task(void *p, long t, int thread) {
+  (void)thread;
+  const rms_ctx *r = p;
+  const long r0 = t * r->per, r1 = r0 + r->per < r->rows ? r0 + r->per : r->rows;
+  kt()->rmsnorm_rows(r->x, r->w, r->out, r0, r1, r->n, r->eps);
+}
+
+void rmsnorm(const float *x, const void *w, int w_type, float *out, long rows, long n, float eps) {
+  float *wf = scratch(2, sizeof(float) * (size_t)(n > 0 ? n : 1));
+  if (!wf) return;
+  kt()->widen(wf, w, w_type, (size_t)n);
+  const long tasks = tasks_for(rows, n);
+  rms_ctx r = {x, wf, out, rows, n, (rows + tasks - 1) / tasks, eps};
+  pool_run(rows == 0 ? 0 : (rows + r.per - 1) / r.per, rms_task, &r);
+}
+
+typedef struct {
+  float *x;
+  const float *cos, *sin;
+  long rows, T, heads, hd, per;
+} rope_ctx;
+
+static void rope_task(void *p, long t, int thread) {
+  (void)thread;
+  const rope_ctx *r = p;
+  const long r0 = t * r->per, r1 = r0 + r->per < r->rows ? r0 + r->per : r->rows;
+  kt()->rope_rows(r->x, r->cos, r->sin, r0, r1, r->T, r->heads, r->hd);
+}
+
+void rope(float *x, const float *cos, const float *sin, long B, long T, long heads, long hd) {
+  const long rows = B * T * heads, tasks = tasks_for(rows, hd);
+  rope_ctx r = {x, cos, sin, rows, T, heads, hd, (rows + tasks - 1) / tasks};
+  pool_run(rows == 0 ? 0 : (rows + r.per - 1) / r.per, rope_task, &r);
+}
+
+typedef struct {
+  const float *g, *u;
+  float *out;
+  long n, per;
+} silu_ctx;
+
+static void silu_task(void *p, long t, int thread) {
+  (void)thread;
+  const silu_ctx *s = p;
+  const long i0 = t * s->per, i1 = i0 + s->per < s->n ? i0 + s->per : s->n;
+  kt()->silu_mul(s->g, s->u, s->out, i0, i1);
+}
+
+void silu_mul(const float *gate, const float *up, float *out, long n) {
+  const long tasks = tasks_for((n + 1023) / 1024, 1024 * 8);
+  silu_ctx s = {gate, up, out, n, ((n + tasks - 1) / tasks + 15) / 16 * 16};
+  pool_run(n == 0 ? 0 : (n + s.per - 1) / s.per, silu_task, &s);
+}
+
+typedef struct {
+  const void *src;
+  int type;
+  long n, per; /* values per row (gather) or in all (widen) */
+  const int32_t *ids;
+  long count;
+  float *out;
+} widen_ctx;
+
+static void gather_task(void *p, long t, int thread) {
+  (void)thread;
+  const widen_ctx *w = p;
+  const size_t es = w->type == MKA_F32 ? 4 : 2;
+  const long r0 = t * w->per, r1 = r0 + w->per < w->count ? r0 + w->per : w->count;
+  for (long r = r0; r < r1; r++)
+    kt()->widen(w->out + r * w->n, (const char *)w->src + (size_t)w->ids[r] * w->n * es, w->type, (size_t)w->n);
+}
+
+void gather_rows(const void *table, int t_type, long n, const int32_t *ids, long count, float *out) {
+  const long tasks = tasks_for(count, n);
+  widen_ctx w = {table, t_type, n, (count + tasks - 1) / tasks, ids, count, out};
+  pool_run(count == 0 ? 0 : (count + w.per - 1) / w.per, gather_task, &w);
+}
+
+static void widen_task(void *p, long t, int thread) {
+  (void)thread;
+  const widen_ctx *w = p;
+  const size_t es = w->type == MKA_F32 ? 4 : 2;
+  const long i0 = t * w->per, i1 = i0 + w->per < w->n ? i0 + w->per : w->n;
+  kt()->widen(w->out + i0, (const char *)w->src + (size_t)i0 * es, w->type, (size_t)(i1 - i0));
+}
+
+void to_float32(const void *src, int type, float *out, long n) {
+  const long tasks = tasks_for((n + 1023) / 1024, 1024 * 2);
+  widen_ctx w = {src, type, n, ((n + tasks - 1) / tasks + 15) / 16 * 16, NULL, 0, out};
+  pool_run(n == 0 ? 0 : (n + w.per - 1) / w.per, widen_task, &w);
+}

@@ -1,0 +1,203 @@
+/**
+ * The `native` tfjs backend: tfjs's plain-JS `cpu` backend (tensors are ordinary typed arrays, so only
+ * RAM bounds them, not the 4 GB WebAssembly heap) with mka's native kernels (native-addon.ts)
+ * registered on it: BatchMatMul and _FusedMatMul, and the decoder's custom kernels (src/model/ops.ts:
+ * MkaLinear with float32 or 16-bit weights, MkaAttention, MkaRmsNorm, MkaRope, MkaSiluMul,
+ * MkaGatherRows). Every other op is the cpu backend's own kernel. The kernels compute in place on the
+ * tensors' arrays and write into arrays the output tensors then own: nothing is copied.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
+import { availableParallelism } from 'node:os';
+import { describeAddon, loadNativeAddon, type ElementType, type NativeAddon } from './native-addon.ts';
+import { broadcastBatchIndex } from './native-matmul.ts';
+import { KERNELS } from '../model/ops.ts';
+
+/** The tfjs backend name. */
+export const NATIVE_BACKEND = 'native';
+
+type Values = Float32Array | Int32Array | Uint8Array;
+
+const size = (dims: readonly number[]) => dims.reduce((p, d) => p * d, 1);
+
+/** The typed array holding a tensor's values on the cpu backend. */
+function values(backend: object, t: tf.TensorInfo): Values {
+  const v = (backend as unknown as MathBackendCPU).data.get(t.dataId)?.values;
+  if (!v || !ArrayBuffer.isView(v)) throw new Error('native kernels: tensor data is not a typed array on the native backend');
+  return v as Values;
+}
+
+function float32(backend: object, t: tf.TensorInfo, what: string): Float32Array {
+  if (t.dtype !== 'float32') throw new Error(`native kernels: ${what} must be float32, got ${t.dtype}`);
+  return values(backend, t) as Float32Array;
+}
+
+const output = (backend: object, shape: number[], data: Float32Array) =>
+  (backend as unknown as MathBackendCPU).makeTensorInfo(shape, 'float32', data);
+
+/** The inner dimension of a weight tensor: its columns, or twice them for packed 16-bit words. */
+const weightCols = (w: tf.TensorInfo, type: number) => (type === 0 ? w.shape[1] : 2 * w.shape[1]);
+
+function linearKernel(addon: NativeAddon): tf.KernelFunc {
+  return ({ inputs, backend, attrs }) => {
+    const { x, w, bias, residual } = inputs as Record<string, tf.TensorInfo | undefined>;
+    const type = (attrs as { wType: ElementType }).wType;
+    const k = x!.shape[x!.shape.length - 1];
+    const n = w!.shape[0];
+    if (w!.shape.length !== 2 || weightCols(w!, type) !== k) throw new Error(`MkaLinear: weight [${w!.shape}] (type ${type}) does not take inputs of width ${k}`);
+    if (type !== 0 && w!.dtype !== 'int32') throw new Error('MkaLinear: 16-bit weights come packed in an int32 tensor');
+    const m = size(x!.shape) / k;
+    const outShape = [...x!.shape.slice(0, -1), n];
+    const out = residual ? Float32Array.from(float32(backend, residual, 'residual')) : new Float32Array(m * n);
+    if (residual && out.length !== m * n) throw new Error(`MkaLinear: residual [${residual.shape}] does not match the output [${outShape}]`);
+    const b = bias ? float32(backend, bias, 'bias') : null;
+    if (m > 0 && n > 0) {
+      addon.matmul(float32(backend, x!, 'x'), 0, values(backend, w!), 0, type, out, 0, m, n, k, false, true, 1, null,
+        b, 0, b ? b.length : 0, 0, !!residual);
+    }
+    return output(backend, outShape, out);
+  };
+}
+
+function attentionKernel(addon: NativeAddon): tf.KernelFunc {
+  return ({ inputs, backend, attrs }) => {
+    const { q, k, v } = inputs as Record<string, tf.TensorInfo>;
+    const { window, scale } = attrs as { window: number; scale: number };
+    const [B, T, nH, hd] = q.shape;
+    const [kvB, nKV, S] = k.shape;
+    const out = new Float32Array(size(q.shape));
+    addon.attention(float32(backend, q, 'q'), 0, float32(backend, k, 'k'), 0, float32(backend, v, 'v'), 0, out, 0,
+      B, T, S, nH, nKV, hd, kvB, window, scale);
+    return output(backend, q.shape, out);
+  };
+}
+
+function rmsNormKernel(addon: NativeAddon): tf.KernelFunc {
+  return ({ inputs, backend, attrs }) => {
+    const { x, w } = inputs as Record<string, tf.TensorInfo>;
+    const n = x.shape[x.shape.length - 1];
+    if (size(w.shape) !== n) throw new Error(`MkaRmsNorm: weight [${w.shape}] for rows of ${n}`);
+    const out = new Float32Array(size(x.shape));
+    addon.rmsnorm(float32(backend, x, 'x'), 0, float32(backend, w, 'w'), 0, 0, out, 0, out.length / n, n, (attrs as { eps: number }).eps);
+    return output(backend, x.shape, out);
+  };
+}
+
+function ropeKernel(addon: NativeAddon): tf.KernelFunc {
+  return ({ inputs, backend }) => {
+    const { x, cos, sin } = inputs as Record<string, tf.TensorInfo>;
+    const [B, T, heads, hd] = x.shape;
+    if (cos.shape[0] !== T || cos.shape[1] !== hd) throw new Error(`MkaRope: tables [${cos.shape}] for input [${x.shape}]`);
+    const out = Float32Array.from(float32(backend, x, 'x'));
+    addon.rope(out, 0, float32(backend, cos, 'cos'), 0, float32(backend, sin, 'sin'), 0, B, T, heads, hd);
+    return output(backend, x.shape, out);
+  };
+}
+
+function siluMulKernel(addon: NativeAddon): tf.KernelFunc {
+  return ({ inputs, backend }) => {
+    const { gate, up } = inputs as Record<string, tf.TensorInfo>;
+    if (size(gate.shape) !== size(up.shape)) throw new Error(`MkaSiluMul: gate [${gate.shape}] and up [${up.shape}] differ`);
+    const out = new Float32Array(size(gate.shape));
+    addon.siluMul(float32(backend, gate, 'gate'), 0, float32(backend, up, 'up'), 0, out, 0, out.length);
+    return output(backend, gate.shape, out);
+  };
+}
+
+function gatherKernel(addon: NativeAddon): tf.KernelFunc {
+  return ({ inputs, backend, attrs }) => {
+    const { table, ids } = inputs as Record<string, tf.TensorInfo>;
+    const type = (attrs as { tType: ElementType }).tType;
+    const vocab = table.shape[0], n = weightCols(table, type);
+    const idv = values(backend, ids) as Int32Array;
+    if (ids.dtype !== 'int32') throw new Error('MkaGatherRows: ids must be int32');
+    for (const id of idv) if (id < 0 || id >= vocab) throw new Error(`MkaGatherRows: id ${id} outside 0..${vocab - 1}`);
+    const out = new Float32Array(idv.length * n);
+    addon.gatherRows(values(backend, table), 0, type, vocab, n, idv, out, 0);
+    return output(backend, [idv.length, n], out);
+  };
+}
+
+/** Fused activations the addon computes, with its codes. */
+const ACTIVATIONS: Record<string, number> = { linear: 0, relu: 1, relu6: 2 };
+
+/**
+ * a·b (+ bias, activation) in the addon; null when the case belongs to the cpu kernel (non-float32,
+ * rank < 2, empty, other activations or bias shapes).
+ */
+function matMul(
+  addon: NativeAddon, backend: object, a: tf.TensorInfo, b: tf.TensorInfo, transA: boolean, transB: boolean,
+  bias: tf.TensorInfo | undefined, act: number,
+): tf.TensorInfo | null {
+  if (a.dtype !== 'float32' || b.dtype !== 'float32' || a.shape.length < 2 || b.shape.length < 2) return null;
+  const ra = a.shape.length, rb = b.shape.length;
+  const m = transA ? a.shape[ra - 1] : a.shape[ra - 2];
+  const k = transA ? a.shape[ra - 2] : a.shape[ra - 1];
+  const kb = transB ? b.shape[rb - 1] : b.shape[rb - 2];
+  const n = transB ? b.shape[rb - 2] : b.shape[rb - 1];
+  if (k !== kb) return null;
+  const aDims = a.shape.slice(0, -2), bDims = b.shape.slice(0, -2);
+  const outDims = tf.broadcast_util.assertAndGetBroadcastShape(aDims, bDims);
+  const batch = size(outDims);
+  if (m * n * k * batch === 0) return null;
+  if (bias && (bias.dtype !== 'float32' || bias.shape.length !== 1 || (bias.shape[0] !== n && bias.shape[0] !== 1))) return null;
+  const same = aDims.length === bDims.length && aDims.every((d, i) => d === bDims[i]);
+  const idx = same || (size(aDims) === 1 && size(bDims) === 1) ? null : broadcastBatchIndex(outDims, aDims, bDims);
+  const out = new Float32Array(batch * m * n);
+  const bv = bias ? float32(backend, bias, 'bias') : null;
+  addon.matmul(float32(backend, a, 'a'), 0, float32(backend, b, 'b'), 0, 0, out, 0, m, n, k, transA, transB, batch, idx,
+    bv, 0, bv ? bv.length : 0, act, false);
+  return output(backend, [...outDims, m, n], out);
+}
+
+function batchMatMulKernel(addon: NativeAddon, original: tf.KernelFunc): tf.KernelFunc {
+  return (args) => {
+    const { a, b } = args.inputs as { a: tf.TensorInfo; b: tf.TensorInfo };
+    const { transposeA, transposeB } = args.attrs as { transposeA: boolean; transposeB: boolean };
+    return matMul(addon, args.backend, a, b, !!transposeA, !!transposeB, undefined, 0) ?? original(args);
+  };
+}
+
+function fusedMatMulKernel(addon: NativeAddon, original: tf.KernelFunc): tf.KernelFunc {
+  return (args) => {
+    const { a, b, bias, preluActivationWeights } = args.inputs as Record<string, tf.TensorInfo | undefined>;
+    const { transposeA, transposeB, activation } = args.attrs as { transposeA: boolean; transposeB: boolean; activation?: string };
+    const act = ACTIVATIONS[activation ?? 'linear'];
+    if (act === undefined || preluActivationWeights || !a || !b) return original(args);
+    return matMul(addon, args.backend, a, b, !!transposeA, !!transposeB, bias, act) ?? original(args);
+  };
+}
+
+/**
+ * Registers the `native` backend (once per process) and sets the addon's thread count (default: all
+ * cores). Does not switch to it. Returns why not when the addon does not load.
+ */
+export function registerNativeBackend(opts: { threads?: number } = {}): { ok: boolean; reason: string } {
+  const threads = opts.threads ?? availableParallelism();
+  if (!Number.isInteger(threads) || threads < 1) return { ok: false, reason: `--threads ${threads} is not a positive integer` };
+  const loaded = loadNativeAddon();
+  if (!loaded.addon) return { ok: false, reason: loaded.reason };
+  const addon = loaded.addon;
+  addon.setThreads(Math.min(threads, 4 * addon.info().procs));
+  if (!tf.findBackendFactory(NATIVE_BACKEND)) {
+    // Negative priority: tfjs never picks it by itself; initBackend asks for it.
+    tf.registerBackend(NATIVE_BACKEND, () => new MathBackendCPU(), -1);
+    const own: Record<string, tf.KernelFunc> = {
+      [KERNELS.linear]: linearKernel(addon),
+      [KERNELS.attention]: attentionKernel(addon),
+      [KERNELS.rmsNorm]: rmsNormKernel(addon),
+      [KERNELS.rope]: ropeKernel(addon),
+      [KERNELS.siluMul]: siluMulKernel(addon),
+      [KERNELS.gather]: gatherKernel(addon),
+    };
+    for (const k of tf.getKernelsForBackend('cpu')) {
+      let kernelFunc = k.kernelFunc;
+      if (k.kernelName === 'BatchMatMul') kernelFunc = batchMatMulKernel(addon, k.kernelFunc);
+      if (k.kernelName === '_FusedMatMul') kernelFunc = fusedMatMulKernel(addon, k.kernelFunc);
+      tf.registerKernel({ ...k, backendName: NATIVE_BACKEND, kernelFunc });
+    }
+    for (const [kernelName, kernelFunc] of Object.entries(own)) tf.registerKernel({ kernelName, backendName: NATIVE_BACKEND, kernelFunc });
+  }
+  const n = addon.info().threads;
+  return { ok: true, reason: `${describeAddon(addon)}, ${n} thread${n === 1 ? '' : 's'}` };
+}

@@ -1,0 +1,337 @@
+/**
+ * mka's native kernels (native/*.c) against float64 references written here, with explicit
+ * tolerances: matmul (odd shapes, m = 1, transposes, broadcasting idx, bias + activation,
+ * accumulate, bf16/f16 B), attention (GQA, sliding window, kvB = 1, T < S), rmsnorm, rope,
+ * siluMul, gatherRows, toFloat32, and the bounds checks. The file re-runs itself under
+ * MKA_ISA=<each lower path> so every instruction-set path this CPU has is tested.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { DEFAULT_ADDON_PATH, loadNativeAddon, BF16, F16, F32, type ElementType, type NativeAddon } from '../src/runtime/native-addon.ts';
+
+const NOT_BUILT = !existsSync(process.env.MKA_NATIVE_ADDON || DEFAULT_ADDON_PATH) && 'native addon not built (npm run build:native needs a C compiler and make)';
+const addon = (): NativeAddon => {
+  const loaded = loadNativeAddon();
+  if (!loaded.addon) throw new Error(loaded.reason);
+  return loaded.addon;
+};
+
+/** Deterministic pseudo-random values in [-scale, scale). */
+function values(n: number, seed: number, scale = 1): Float32Array {
+  const out = new Float32Array(n);
+  let x = seed | 1;
+  for (let i = 0; i < n; i++) {
+    x = (Math.imul(x, 1103515245) + 12345) | 0;
+    out[i] = ((x >>> 8) / 2 ** 23 - 1) * scale;
+  }
+  return out;
+}
+
+/** IEEE half bits to a number, written from the format's definition (independent of the C code). */
+function halfToNumber(h: number): number {
+  const sign = h & 0x8000 ? -1 : 1, exp = (h >> 10) & 0x1f, man = h & 0x3ff;
+  if (exp === 0x1f) return man ? NaN : sign * Infinity;
+  if (exp === 0) return sign * man * 2 ** -24;
+  return sign * (1 + man / 1024) * 2 ** (exp - 15);
+}
+
+/** Nearest half (round to nearest even is not needed: any half is a valid input). */
+function numberToHalf(x: number): number {
+  const sign = x < 0 ? 0x8000 : 0;
+  const a = Math.abs(x);
+  if (a < 2 ** -14) return sign | Math.round(a / 2 ** -24);
+  const e = Math.floor(Math.log2(a));
+  return sign | ((e + 15) << 10) | (Math.round((a / 2 ** e - 1) * 1024) & 0x3ff);
+}
+
+const f32 = new Float32Array(1), u32 = new Uint32Array(f32.buffer);
+const bf16ToNumber = (h: number) => ((u32[0] = h << 16), f32[0]);
+const numberToBf16 = (x: number) => ((f32[0] = x), u32[0] >>> 16);
+/** float32 to bf16 rounding to nearest even (what MKA_BF16_DOT does to activations). */
+const numberToBf16Even = (x: number) => ((f32[0] = x), ((u32[0] + 0x7fff + ((u32[0] >>> 16) & 1)) >>> 16) & 0xffff);
+const type0 = (c: { type?: ElementType }) => c.type ?? F32;
+
+/** B of a type: its raw storage and the exact values the kernel must see. */
+function typed(v: Float32Array, type: ElementType): { raw: Float32Array | Uint16Array; exact: Float64Array } {
+  if (type === F32) return { raw: v, exact: Float64Array.from(v) };
+  const raw = Uint16Array.from(v, type === BF16 ? numberToBf16 : numberToHalf);
+  return { raw, exact: Float64Array.from(raw, type === BF16 ? bf16ToNumber : halfToNumber) };
+}
+
+const maxAbs = (x: ArrayLike<number>) => { let m = 0; for (let i = 0; i < x.length; i++) m = Math.max(m, Math.abs(x[i])); return m; };
+
+function assertClose(got: ArrayLike<number>, want: ArrayLike<number>, tol: number, what: string): void {
+  assert.equal(got.length, want.length, `${what}: length`);
+  let worst = 0, at = 0;
+  for (let i = 0; i < want.length; i++) {
+    const e = Math.abs(got[i] - want[i]);
+    if (!(e <= worst)) { worst = e; at = i; }
+  }
+  assert.ok(worst <= tol, `${what}: error ${worst} at ${at} (got ${got[at]}, want ${want[at]}) > tolerance ${tol}`);
+}
+
+interface MatmulCase {
+  m: number; n: number; k: number; ta?: boolean; tb?: boolean; batch?: number; batchA?: number; batchB?: number;
+  idx?: number[]; bias?: number; act?: number; acc?: boolean; type?: ElementType;
+}
+
+/** Whether bf16 B products with m > 4 run on vdpbf16ps here (MKA_BF16_DOT=1 on an avx512_bf16 CPU): A is then rounded to bf16. */
+const bf16DotActive = () => process.env.MKA_BF16_DOT === '1' && addon().info().bf16Dot;
+
+/** Runs one matmul case through the addon and checks it against float64; the operands share one heap. */
+function checkMatmul(c: MatmulCase, seed: number, roundA = type0(c) === BF16 && c.m > 4 && bf16DotActive()): void {
+  const { m, n, k, ta = false, tb = false, act = 0, acc = false, type = F32 } = c;
+  const batch = c.batch ?? 1, batchA = c.batchA ?? batch, batchB = c.batchB ?? batch;
+  const a = values(batchA * m * k, seed), bv = values(batchB * k * n, seed + 1);
+  const aRef = roundA ? Float64Array.from(a, (x) => bf16ToNumber(numberToBf16Even(x))) : a;
+  const b = typed(bv, type);
+  const bias = c.bias ? values(c.bias, seed + 2, 3) : null;
+  const c0 = values(batch * m * n, seed + 3, 2);
+  const idx = c.idx ? Int32Array.from(c.idx) : null;
+  const want = new Float64Array(batch * m * n);
+  for (let bi = 0; bi < batch; bi++) {
+    const ia = idx ? idx[2 * bi] : bi, ib = idx ? idx[2 * bi + 1] : bi;
+    for (let i = 0; i < m; i++) {
+      for (let j = 0; j < n; j++) {
+        let s = 0;
+        for (let p = 0; p < k; p++) {
+          const av = aRef[ia * m * k + (ta ? p * m + i : i * k + p)];
+          s += av * b.exact[ib * k * n + (tb ? j * k + p : p * n + j)];
+        }
+        if (bias) s += bias.length === 1 ? bias[0] : bias[j];
+        if (act >= 1) s = Math.max(s, 0);
+        if (act === 2) s = Math.min(s, 6);
+        const o = (bi * m + i) * n + j;
+        want[o] = acc ? c0[o] + s : s;
+      }
+    }
+  }
+  // One heap holding every operand (the wasm case), viewed through a subarray with its own byteOffset.
+  const words = (x: ArrayBufferView) => Math.ceil(x.byteLength / 4);
+  const lead = 3;
+  const sizes = [a, b.raw, c0, ...(bias ? [bias] : [])].map(words);
+  const heap = new Float32Array(lead + sizes.reduce((p, s) => p + s, 0) + 5);
+  const view = heap.subarray(lead);
+  let off = 0;
+  const place = (x: Float32Array | Uint16Array) => {
+    new Uint8Array(view.buffer, view.byteOffset + off, x.byteLength).set(new Uint8Array(x.buffer, x.byteOffset, x.byteLength));
+    const at = off;
+    off += 4 * words(x);
+    return at;
+  };
+  const aOff = place(a), bOff = place(b.raw), cOff = place(c0), biasOff = bias ? place(bias) : 0;
+  addon().matmul(view, aOff, view, bOff, type, view, cOff, m, n, k, ta, tb, batch, idx, bias ? view : null, biasOff, bias ? bias.length : 0, act, acc);
+  const got = new Float32Array(view.buffer, view.byteOffset + cOff, batch * m * n);
+  const tol = 2e-6 * Math.max(k, 1) * maxAbs(a) * maxAbs(b.exact) + 1e-6 * maxAbs(want);
+  assertClose(got, want, tol, `matmul ${JSON.stringify(c)}`);
+}
+
+const MATMUL_CASES: MatmulCase[] = [
+  { m: 1, n: 77, k: 300, tb: true }, // GEMV, HF [out, in] weights
+  { m: 1, n: 130, k: 65 },
+  { m: 3, n: 77, k: 300, ta: true, tb: true },
+  { m: 4, n: 70, k: 33, ta: true, bias: 70, act: 1 },
+  { m: 37, n: 53, k: 29 },
+  { m: 64, n: 300, k: 129, tb: true },
+  { m: 53, n: 37, k: 29, ta: true },
+  { m: 53, n: 37, k: 29, ta: true, tb: true },
+  { m: 41, n: 1100, k: 600, tb: true }, // several k blocks and column strips
+  { m: 200, n: 45, k: 300, ta: true }, // rows split over tasks, partial tiles
+  { m: 25, n: 33, k: 270, tb: true, bias: 33, act: 2 },
+  { m: 25, n: 33, k: 270, bias: 1, act: 1 },
+  { m: 25, n: 33, k: 270, tb: true, acc: true }, // residual add
+  { m: 25, n: 33, k: 270, tb: true, acc: true, bias: 33, act: 1 }, // C += relu(...)
+  { m: 2, n: 33, k: 27, tb: true, acc: true, bias: 1, act: 2 },
+  { m: 9, n: 17, k: 0, bias: 17, act: 1 }, // empty k: act(bias)
+  { m: 6, n: 9, k: 16, batch: 3 },
+  { m: 7, n: 9, k: 16, tb: true, batch: 4, batchA: 2, batchB: 1, idx: [0, 0, 1, 0, 1, 0, 0, 0] }, // broadcasting
+  { m: 1, n: 9, k: 16, tb: true, batch: 3, batchA: 1, batchB: 3, idx: [0, 0, 0, 1, 0, 2] },
+  { m: 40, n: 90, k: 300, tb: true, type: BF16 },
+  { m: 40, n: 90, k: 300, type: BF16 },
+  { m: 1, n: 90, k: 300, tb: true, type: BF16 },
+  { m: 3, n: 90, k: 300, type: BF16 },
+  { m: 40, n: 90, k: 300, tb: true, type: F16 },
+  { m: 40, n: 90, k: 300, type: F16, bias: 90 },
+  { m: 1, n: 90, k: 300, tb: true, type: F16 },
+  { m: 2, n: 90, k: 300, type: F16 },
+];
+
+test('matmul equals a float64 reference (shapes, transposes, idx, bias, activation, accumulate, bf16/f16 B)', { skip: NOT_BUILT }, () => {
+  const x = addon();
+  for (const threads of [1, 3]) {
+    x.setThreads(threads);
+    MATMUL_CASES.forEach((c, i) => checkMatmul(c, 10 * i + 1));
+  }
+  x.setThreads(x.info().procs);
+});
+
+interface AttentionCase { B: number; T: number; S: number; nH: number; nKV: number; hd: number; kvB?: number; window?: number }
+
+function checkAttention(c: AttentionCase, seed: number): void {
+  const { B, T, S, nH, nKV, hd, window = 0 } = c;
+  const kvB = c.kvB ?? B;
+  const q = values(B * T * nH * hd, seed, 2), k = values(kvB * nKV * S * hd, seed + 1, 2), v = values(kvB * nKV * S * hd, seed + 2);
+  const scale = 1 / Math.sqrt(hd);
+  const want = new Float64Array(B * T * nH * hd);
+  for (let b = 0; b < B; b++) {
+    for (let h = 0; h < nH; h++) {
+      const kvh = Math.floor(h / (nH / nKV)), kb = kvB === 1 ? 0 : b;
+      const kv = (s: number) => ((kb * nKV + kvh) * S + s) * hd;
+      for (let t = 0; t < T; t++) {
+        const pos = S - T + t, qo = ((b * T + t) * nH + h) * hd;
+        const seen: number[] = [];
+        for (let s = 0; s <= pos; s++) if (window <= 0 || s > pos - window) seen.push(s);
+        const scores = seen.map((s) => { let d = 0; for (let i = 0; i < hd; i++) d += q[qo + i] * k[kv(s) + i]; return d * scale; });
+        const top = Math.max(...scores), w = scores.map((x) => Math.exp(x - top)), sum = w.reduce((p, x) => p + x, 0);
+        for (let i = 0; i < hd; i++) want[qo + i] = seen.reduce((p, s, j) => p + (w[j] / sum) * v[kv(s) + i], 0);
+      }
+    }
+  }
+  const out = new Float32Array(want.length + 2);
+  addon().attention(q, 0, k, 0, v, 0, out, 8, B, T, S, nH, nKV, hd, kvB, window, scale);
+  assertClose(out.subarray(2), want, 2e-6 * maxAbs(v) * 4, `attention ${JSON.stringify(c)}`);
+  assert.equal(out[0], 0, 'nothing written before out');
+}
+
+test('attention equals a float64 softmax(QKᵀ)V (GQA, windows, kvB = 1, T < S, tiles)', { skip: NOT_BUILT }, () => {
+  const cases: AttentionCase[] = [
+    { B: 2, T: 5, S: 5, nH: 4, nKV: 2, hd: 16 },
+    { B: 2, T: 3, S: 11, nH: 4, nKV: 1, hd: 24 }, // cached prefix
+    { B: 1, T: 1, S: 150, nH: 2, nKV: 2, hd: 8 }, // decode step over several key tiles
+    { B: 1, T: 70, S: 70, nH: 2, nKV: 1, hd: 32 }, // several query and key tiles
+    { B: 3, T: 4, S: 9, nH: 2, nKV: 2, hd: 16, kvB: 1 }, // one cache for every row
+    { B: 1, T: 100, S: 130, nH: 3, nKV: 1, hd: 8, window: 7 }, // sliding window
+    { B: 2, T: 2, S: 6, nH: 6, nKV: 3, hd: 10, window: 1 },
+  ];
+  for (const threads of [1, 2]) {
+    addon().setThreads(threads);
+    cases.forEach((c, i) => checkAttention(c, 100 + 7 * i));
+  }
+});
+
+test('rmsnorm, rope, siluMul, gatherRows and toFloat32 equal float64 references', { skip: NOT_BUILT }, () => {
+  const x = addon();
+  // rmsnorm with float32 / bf16 / f16 weights
+  const rows = 5, n = 37, eps = 1e-5, xs = values(rows * n, 3, 4), wv = values(n, 4, 2);
+  for (const type of [F32, BF16, F16] as ElementType[]) {
+    const w = typed(wv, type), out = new Float32Array(rows * n);
+    x.rmsnorm(xs, 0, w.raw, 0, type, out, 0, rows, n, eps);
+    const want = new Float64Array(rows * n);
+    for (let r = 0; r < rows; r++) {
+      let ms = 0;
+      for (let i = 0; i < n; i++) ms += xs[r * n + i] ** 2;
+      const inv = 1 / Math.sqrt(ms / n + eps);
+      for (let i = 0; i < n; i++) want[r * n + i] = xs[r * n + i] * inv * w.exact[i];
+    }
+    assertClose(out, want, 1e-5 * maxAbs(want), `rmsnorm type ${type}`);
+  }
+  // rope, in place, on a subarray (its own byteOffset) at a byte offset
+  const B = 2, T = 3, heads = 2, hd = 8, cos = values(T * hd, 5), sin = values(T * hd, 6);
+  const xr = values(B * T * heads * hd, 7), heap = new Float32Array(xr.length + 6), view = heap.subarray(2);
+  view.set(xr, 1);
+  x.rope(view, 4, cos, 0, sin, 0, B, T, heads, hd);
+  const wantR = new Float64Array(xr.length);
+  for (let r = 0; r < B * T * heads; r++) {
+    const t = Math.floor(r / heads) % T;
+    for (let i = 0; i < hd; i++) {
+      const rot = i < hd / 2 ? -xr[r * hd + i + hd / 2] : xr[r * hd + i - hd / 2];
+      wantR[r * hd + i] = xr[r * hd + i] * cos[t * hd + i] + rot * sin[t * hd + i];
+    }
+  }
+  assertClose(view.subarray(1, 1 + xr.length), wantR, 1e-6, 'rope');
+  assert.equal(heap[2], 0);
+  // siluMul over a wide range (large |gate| included)
+  const g = values(1000, 8, 30), u = values(1000, 9), out = new Float32Array(1000);
+  x.siluMul(g, 0, u, 0, out, 0, 1000);
+  assertClose(out, Array.from(g, (v, i) => (v / (1 + Math.exp(-v))) * u[i]), 1e-6 * 30, 'siluMul');
+  // gatherRows from bf16 and f16 tables
+  const vocab = 10, cols = 7, ids = Int32Array.from([3, 0, 9, 3]);
+  for (const type of [F32, BF16, F16] as ElementType[]) {
+    const table = typed(values(vocab * cols, 10, 5), type), rowsOut = new Float32Array(ids.length * cols);
+    x.gatherRows(table.raw, 0, type, vocab, cols, ids, rowsOut, 0);
+    const want = Array.from(ids).flatMap((id) => Array.from(table.exact.subarray(id * cols, (id + 1) * cols)));
+    assertClose(rowsOut, want, 0, `gatherRows type ${type}`);
+  }
+  // toFloat32: exact widening, f16 subnormals, infinities, NaN and -0 included; 16-bit words packed in an Int32Array
+  const halves = [0x0000, 0x8000, 0x0001, 0x03ff, 0x0400, 0x3c00, 0xc000, 0x7bff, 0x7c00, 0xfc00, 0x7e00, 0x1234, 0x8001, 0x5555];
+  const packed = new Int32Array(8);
+  new Uint16Array(packed.buffer).set(halves);
+  const wide = new Float32Array(halves.length);
+  x.toFloat32(packed, 0, F16, wide, 0, halves.length);
+  halves.forEach((h, i) => assert.ok(Object.is(wide[i], Math.fround(halfToNumber(h))) || (Number.isNaN(wide[i]) && Number.isNaN(halfToNumber(h))), `f16 ${h.toString(16)} -> ${wide[i]}`));
+  const bf = [0x0000, 0x8000, 0x3f80, 0x0001, 0x7f80, 0xff80, 0x7fc0, 0xc2f7];
+  const wideB = new Float32Array(bf.length + 16), src = new Uint16Array(bf.length + 16);
+  src.set(bf);
+  x.toFloat32(src, 0, BF16, wideB, 0, src.length); // long enough for the vector loop
+  bf.forEach((h, i) => assert.ok(Object.is(wideB[i], bf16ToNumber(h)) || (Number.isNaN(wideB[i]) && (h & 0x7f) !== 0), `bf16 ${h.toString(16)}`));
+  const many = Uint16Array.from(values(1000, 11, 100), numberToHalf), manyOut = new Float32Array(1004);
+  x.toFloat32(new DataView(many.buffer), 0, F16, new DataView(manyOut.buffer, 8), 8, 1000); // DataViews, offsets on offsets
+  assertClose(manyOut.subarray(4), Array.from(many, halfToNumber), 0, 'f16 vector widening');
+  assert.deepEqual([...manyOut.subarray(0, 4)], [0, 0, 0, 0]);
+});
+
+test('operands outside their arrays, misaligned or malformed throw an Error instead of crashing', { skip: NOT_BUILT }, () => {
+  const x = addon();
+  const a = new Float32Array(12), b = new Float32Array(12), c = new Float32Array(9);
+  const mm = (over: Partial<{ aOff: number; cLen: number; bType: number; m: number; idx: Int32Array | null; batch: number; biasLen: number }>) => () =>
+    x.matmul(a, over.aOff ?? 0, b, 0, (over.bType ?? 0) as ElementType, over.cLen ? new Float32Array(over.cLen) : c, 0, over.m ?? 3, 3, 4, false, false,
+      over.batch ?? 1, over.idx ?? null, over.biasLen ? new Float32Array(3) : null, 0, over.biasLen ?? 0, 0, false);
+  assert.doesNotThrow(mm({}));
+  assert.throws(mm({ aOff: 4 }), /mka_native\.matmul: A .* outside its 48-byte array/);
+  assert.throws(mm({ aOff: 2 }), /A at byte offset 2 is not 4-byte aligned/);
+  assert.throws(mm({ aOff: -4 }), /byte offset = -4 is not an integer/);
+  assert.throws(mm({ aOff: 1.5 }), /not an integer/);
+  assert.throws(mm({ cLen: 8 }), /C .* outside/);
+  assert.throws(mm({ m: 4 }), /outside/);
+  assert.throws(mm({ bType: 3 }), /bType = 3/);
+  assert.throws(mm({ idx: Int32Array.from([0, 1]) }), /B .* outside/); // B index 1 past a single B
+  assert.throws(mm({ idx: Int32Array.from([-1, 0]) }), /negative batch index/);
+  assert.throws(mm({ idx: Int32Array.from([0, 0]), batch: 2 }), /idx must be an Int32Array of 2\*batch/);
+  assert.throws(mm({ biasLen: 2 }), /biasLen must be 1 or n/);
+  // a typed array's own byteOffset counts: the same 12 floats seen from element 4 have 8 left
+  assert.throws(() => x.matmul(a.subarray(4), 0, b, 0, 0, c, 0, 3, 3, 4, false, false, 1, null, null, 0, 0, 0, false), /outside its 32-byte array/);
+  assert.throws(() => x.toFloat32(new Uint8Array(7), 1, BF16, new Float32Array(3), 0, 3), /not 2-byte aligned/);
+  assert.throws(() => x.gatherRows(new Float32Array(6), 0, F32, 3, 2, Int32Array.from([0, 3]), new Float32Array(4), 0), /ids\[1\] = 3 is outside the table's 3 rows/);
+  assert.throws(() => x.attention(a, 0, a, 0, a, 0, a, 0, 1, 1, 1, 3, 2, 4, 1, 0, 0.5), /nH must be a multiple of nKV/);
+  assert.throws(() => x.attention(a, 0, a, 0, a, 0, a, 0, 1, 2, 1, 1, 1, 4, 1, 0, 0.5), /T must be <= S/);
+  assert.throws(() => x.attention(a, 0, a, 0, a, 0, a, 0, 1, 1, 4, 1, 1, 4, 1, 0, 0.5), /k .* outside/);
+  assert.throws(() => x.rmsnorm(a, 0, new Uint16Array(3), 0, BF16, a, 0, 3, 4, 1e-5), /w .* outside/);
+  assert.throws(() => x.siluMul(a, 0, a, 0, c, 0, 12), /out .* outside/);
+  assert.throws(() => x.setThreads(0), /threads = 0/);
+  assert.throws(() => x.setThreads(4 * x.info().procs + 1), /threads/);
+  assert.throws(() => x.matmul(null as never, 0, b, 0, 0, c, 0, 3, 3, 4, false, false, 1, null, null, 0, 0, 0, false), /A must be a TypedArray/);
+});
+
+test('info describes the path in use; MKA_ISA forces each lower path and MKA_BF16_DOT=1 the bf16 dot path, which pass every test above', { skip: NOT_BUILT }, () => {
+  const info = addon().info();
+  assert.ok(['avx512', 'avx2', 'generic'].includes(info.isa));
+  assert.ok(info.procs >= 1 && info.threads >= 1 && typeof info.cpu === 'string' && info.cpu.length > 0);
+  if (process.env.MKA_BF16_DOT === '1') {
+    // the vdpbf16ps path is really taken: without rounding A the reference no longer matches
+    assert.throws(() => checkMatmul({ m: 40, n: 90, k: 300, tb: true, type: BF16 }, 5, false), /matmul .* error/);
+    return;
+  }
+  if (process.env.MKA_ISA) {
+    assert.ok(info.isa === process.env.MKA_ISA || (info.isa !== 'avx512' && process.env.MKA_ISA === 'avx512'), `MKA_ISA=${process.env.MKA_ISA} gave ${info.isa}`);
+    return; // a child run: the parent covers the other paths
+  }
+  const lower = ['generic', 'avx2', 'avx512'].slice(0, ['generic', 'avx2', 'avx512'].indexOf(info.isa));
+  for (const isa of lower) {
+    const r = spawnSync(process.execPath, ['--import', 'tsx', '--test', '--test-reporter=dot', import.meta.filename], {
+      env: { ...process.env, MKA_ISA: isa }, encoding: 'utf8',
+    });
+    assert.equal(r.status, 0, `MKA_ISA=${isa}:\n${r.stdout}\n${r.stderr}`);
+  }
+  if (info.bf16Dot) {
+    const r = spawnSync(process.execPath, ['--import', 'tsx', '--test', '--test-reporter=dot', import.meta.filename], {
+      env: { ...process.env, MKA_BF16_DOT: '1' }, encoding: 'utf8',
+    });
+    assert.equal(r.status, 0, `MKA_BF16_DOT=1:\n${r.stdout}\n${r.stderr}`);
+  }
+  const bad = spawnSync(process.execPath, ['--import', 'tsx', '-e', `import('${import.meta.dirname}/../src/runtime/native-addon.ts').then((m) => console.log(m.loadNativeAddon().reason))`], {
+    env: { ...process.env, MKA_ISA: 'sse9' }, encoding: 'utf8',
+  });
+  assert.match(bad.stdout, /native addon failed to load \(MKA_ISA=sse9 is not one of generic, avx2, avx512\)/);
+});
