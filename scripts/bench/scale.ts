@@ -3,7 +3,7 @@
  * a paper shape, and the bench prints each step's wall time and peak RSS (GNU time's maximum resident
  * set size, else /proc/<pid>/status VmHWM polled), then writes results/bench-scale.json.
  *
- *   npm run bench -- scale [--model DIR] [--layers 4] [--data MMLU_DIR] [--remove K] [--calib-subjects N]
+ *   npm run bench -- scale [--model DIR] [--model70b DIR] [--layers 4] [--data MMLU_DIR] [--remove K] [--calib-subjects N]
  *                          [--eval-subjects a,b] [--steps similarity,eval,compress,export-hf,export-tfjs,forward70b]
  *                          [--work DIR] [--backend B] [--keep]
  *
@@ -109,6 +109,7 @@ export async function main(argv: string[]): Promise<void> {
   const a = await yargs(argv)
     .scriptName('npm run bench -- scale')
     .option('model', { type: 'string', describe: 'paper-shape model directory (default: <work>/llama3-8b-<layers>L, made when missing)' })
+    .option('model70b', { type: 'string', describe: 'one-layer 70B-shaped model directory (default: <work>/llama70b-1L, made when missing)' })
     .option('layers', { type: 'number', default: 4, describe: 'layers of the Llama-3-8B shape made when --model is missing' })
     .option('work', { type: 'string', default: '/tmp/mka-scale', describe: 'where models and step outputs go (never the repository)' })
     .option('data', { type: 'string', describe: 'MMLU directory (default $MKA_SHARED/data/mmlu)' })
@@ -165,7 +166,7 @@ export async function main(argv: string[]): Promise<void> {
       output = out('tfjs');
       args = ['export', 'tfjs', '--model', model, '--quantize', 'float16', '--out', output];
     } else {
-      const m70 = join(work, 'llama70b-1L');
+      const m70 = resolve(a.model70b ?? join(work, 'llama70b-1L'));
       if (!existsSync(join(m70, 'config.json'))) {
         log(`making ${m70} (one 70B-shaped layer)`);
         await makePaperModel({ shape: 'llama70b-layer', layers: 1, out: m70 });
