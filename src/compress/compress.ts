@@ -3,8 +3,12 @@
  * → the compressed model directory with merge.json. `analyzeModel` is shared with the sweep, which
  * reuses one calibration and one similarity matrix for every removal count.
  */
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { loadModel, disposeModel, type LlamaModel } from '../model/model.ts';
+import { type LlamaConfig, readConfig } from '../model/config.ts';
+import { calibrationWorkload, checkModelFits } from '../runtime/memory-estimate.ts';
 import { loadTokenizer, type Tokenizer } from '../tokenizer/tokenizer.ts';
 import { loadMmlu } from '../eval/mmlu/data.ts';
 import { sampleCalibrationPrompts } from '../eval/mmlu/calibration-prompts.ts';
@@ -15,8 +19,8 @@ import { DEFAULT_SIMILARITY, fusionRatio, gramFromActivations, resolveOptions, s
 import { getMethod } from './methods/registry.ts';
 import type { MethodContext } from './methods/method.ts';
 import { materialize, planSource, planSummary, type CompressionPlan } from './plan.ts';
-import { modelSource } from '../export/source.ts';
-import { writeHfModel, type HfDtype } from '../export/hf.ts';
+import { checkpointSource, modelSource } from '../export/source.ts';
+import { HF_DTYPES, writeHfModel, type HfDtype } from '../export/hf.ts';
 
 export interface CalibrationSource {
   /** MMLU directory (Hendrycks layout) to draw prompts from. */
@@ -136,9 +140,18 @@ export function checkRemove(remove: number, L: number): void {
   }
 }
 
-/** Builds the method's context from an analysis of the original model. */
-export function methodContext(model: LlamaModel, analysis: Analysis | null, opts: CompressOptions, ids: number[][], labels: string[]): MethodContext {
+/**
+ * Builds the method's context from an analysis of the original model; with only a config (methods
+ * that need no calibration), there is no recalibration.
+ */
+export function methodContext(model: LlamaModel | { config: LlamaConfig }, analysis: Analysis | null, opts: CompressOptions, ids: number[][], labels: string[]): MethodContext {
   const log = opts.log ?? (() => {});
+  if (!('tensors' in model)) {
+    return {
+      config: model.config, similarityOptions: { ...DEFAULT_SIMILARITY, ...opts.similarity },
+      strategy: opts.strategy ?? 'last-pair', blendNorms: opts.blendNorms ?? false, log,
+    };
+  }
   return {
     config: model.config,
     calibration: analysis?.calibration,
@@ -148,64 +161,107 @@ export function methodContext(model: LlamaModel, analysis: Analysis | null, opts
     blendNorms: opts.blendNorms ?? false,
     log,
     recalibrate: async (plan: CompressionPlan) => {
-      const merged = materialize(planSource(modelSource(model), plan));
+      // Streaming: the partly merged model is written to a temporary directory and streamed from it,
+      // never held whole; otherwise it is built in memory.
+      const scratch = opts.streaming && model.dir ? mkdtempSync(join(tmpdir(), 'mka-recalibrate-')) : null;
       try {
-        const a = analyzeIds(merged, ids, labels, { ...opts, withSimilarity: true });
-        return { calibration: a.calibration, similarity: a.similarity! };
+        if (scratch) await writePlan(model.dir!, plan, join(scratch, 'model'), {});
+        const merged = scratch ? loadModel(join(scratch, 'model'), { streaming: true }) : materialize(planSource(modelSource(model), plan));
+        try {
+          const a = analyzeIds(merged, ids, labels, { ...opts, withSimilarity: true });
+          return { calibration: a.calibration, similarity: a.similarity! };
+        } finally {
+          disposeModel(merged);
+        }
       } finally {
-        disposeModel(merged);
+        if (scratch) rmSync(scratch, { recursive: true, force: true });
       }
     },
   };
 }
 
+/** The storage dtype of a compressed model: asked for, else the original's torch_dtype when HF has it, else float32. */
+function outputDtype(config: LlamaConfig, dtype?: HfDtype): HfDtype {
+  return dtype ?? ((HF_DTYPES as readonly string[]).includes(config.torch_dtype) ? (config.torch_dtype as HfDtype) : 'float32');
+}
+
+/**
+ * Writes the compressed model of the original in `dir` (HF layout, tokenizer copied, merge.json),
+ * straight from its checkpoint: one tensor at a time, merged tensors computed as they are written,
+ * kept tensors copied as stored (16-bit stays 16-bit). Nothing needs to be loaded.
+ */
+export async function writePlan(dir: string, plan: CompressionPlan, out: string, opts: { dtype?: HfDtype; extra?: Record<string, unknown>; log?: (m: string) => void }): Promise<void> {
+  const original = checkpointSource(dir);
+  try {
+    const summary = { source_model: dir, ...planSummary(plan), ...opts.extra };
+    await writeHfModel(planSource(original, plan), out, {
+      dtype: outputDtype(original.config, opts.dtype),
+      copyFrom: dir,
+      extraFiles: { 'merge.json': JSON.stringify(summary, null, 2) + '\n' },
+      log: opts.log,
+    });
+  } finally {
+    original.close();
+  }
+}
+
 /** Writes the compressed model directory (HF layout, tokenizer copied) with merge.json. */
 export async function writeCompressed(model: LlamaModel, plan: CompressionPlan, out: string, opts: { dtype?: HfDtype; extra?: Record<string, unknown>; log?: (m: string) => void }): Promise<void> {
+  if (model.dir) return writePlan(model.dir, plan, out, opts);
   const summary = { source_model: model.dir, ...planSummary(plan), ...opts.extra };
   await writeHfModel(planSource(modelSource(model), plan), out, {
-    dtype: opts.dtype ?? 'float32',
+    dtype: outputDtype(model.config, opts.dtype),
     copyFrom: model.dir,
     extraFiles: { 'merge.json': JSON.stringify(summary, null, 2) + '\n' },
     log: opts.log,
   });
 }
 
-/** `mka compress`: calibration, similarity and the merge or pruning in one go. Returns the plan. */
+/**
+ * `mka compress`: calibration, similarity and the merge or pruning in one go. Returns the plan. The
+ * model is loaded only for the calibration pass and released before the output is written from the
+ * checkpoint; methods without calibration (reverse) never load it.
+ */
 export async function compressModel(opts: CompressOptions): Promise<CompressionPlan> {
   const log = opts.log ?? (() => {});
   const method = getMethod(opts.method);
-  const model = loadModel(opts.model, { streaming: opts.streaming });
-  try {
-    checkRemove(opts.remove, model.config.num_hidden_layers);
-    let analysis: Analysis | null = null;
-    let ids: number[][] = [], labels: string[] = [];
-    if (method.needsCalibration && opts.remove > 0) {
-      const tok = await loadTokenizer(opts.model);
-      ({ ids, labels } = calibrationPrompts(tok, opts));
+  const config = readConfig(opts.model);
+  checkRemove(opts.remove, config.num_hidden_layers);
+  let analysis: Analysis | null = null;
+  let plan: CompressionPlan;
+  if (method.needsCalibration && opts.remove > 0) {
+    const tok = await loadTokenizer(opts.model);
+    const { ids, labels } = calibrationPrompts(tok, opts);
+    checkModelFits('compress', opts.model, calibrationWorkload(ids.map((r) => r.length), opts), { batch: { option: '--micro-batch', field: 'microBatch' } });
+    const model = loadModel(opts.model, { streaming: opts.streaming });
+    try {
       analysis = analyzeIds(model, ids, labels, { ...opts, withSimilarity: method.needsSimilarity });
+      plan = await method.plan(methodContext(model, analysis, opts, ids, labels), opts.remove);
+    } finally {
+      disposeModel(model);
     }
-    const plan = await method.plan(methodContext(model, analysis, opts, ids, labels), opts.remove);
-    const extra = analysis ? {
-      calibration: {
-        prompts: analysis.calibration.n, tokens: analysis.calibration.tokens, representation: analysis.calibration.representation,
-        source: opts.calibrationFile ?? opts.data, subjects: opts.subjects ?? null, per_subject: opts.perSubject ?? 1, seed: opts.seed ?? 1,
-        forward_passes: analysis.calibration.forwardPasses,
-      },
-    } : {};
-    await writeCompressed(model, plan, opts.out, { dtype: opts.dtype, extra, log });
-    log(`${method.name}: removed ${opts.remove} of ${model.config.num_hidden_layers} layers -> ${opts.out}`);
-    return plan;
-  } finally {
-    disposeModel(model);
+  } else {
+    plan = await method.plan(methodContext({ config }, null, opts, [], []), opts.remove);
   }
+  const extra = analysis ? {
+    calibration: {
+      prompts: analysis.calibration.n, tokens: analysis.calibration.tokens, representation: analysis.calibration.representation,
+      source: opts.calibrationFile ?? opts.data, subjects: opts.subjects ?? null, per_subject: opts.perSubject ?? 1, seed: opts.seed ?? 1,
+      forward_passes: analysis.calibration.forwardPasses,
+    },
+  } : {};
+  await writePlan(opts.model, plan, opts.out, { dtype: opts.dtype, extra, log });
+  log(`${method.name}: removed ${opts.remove} of ${config.num_hidden_layers} layers -> ${opts.out}`);
+  return plan;
 }
 
 /** `mka similarity` on a model: calibration + similarity report. */
 export async function modelSimilarity(opts: AnalysisOptions & { model: string; streaming?: boolean }): Promise<Record<string, unknown>> {
+  const tok = await loadTokenizer(opts.model);
+  const { ids, labels } = calibrationPrompts(tok, opts);
+  checkModelFits('similarity', opts.model, calibrationWorkload(ids.map((r) => r.length), opts), { batch: { option: '--micro-batch', field: 'microBatch' } });
   const model = loadModel(opts.model, { streaming: opts.streaming });
   try {
-    const tok = await loadTokenizer(opts.model);
-    const { ids, labels } = calibrationPrompts(tok, opts);
     const a = analyzeIds(model, ids, labels, { ...opts, withSimilarity: true });
     return similarityJson(a.similarity!, a.similarityOptions, {
       model: opts.model, samples: a.calibration.n, representation: a.calibration.representation, prompts: labels,

@@ -10,7 +10,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { type LlamaConfig, expectedTensors, layerTensorShapes } from '../model/config.ts';
 import { modelFromTensors, type LlamaModel } from '../model/model.ts';
-import type { SyncTensorSource } from '../export/source.ts';
+import type { RawTensor, SyncTensorSource } from '../export/source.ts';
 
 export interface LayerMix {
   /** Original layers and their weights for the projection weights and biases. */
@@ -99,24 +99,44 @@ export function mixArrays(parts: { data: Float32Array; weight: number }[]): Floa
 
 const LAYER_NAME = /^model\.layers\.(\d+)\.(.+)$/;
 
-/** The compressed model as a lazy tensor source over the original model's reader. */
-export function planSource(original: { config: LlamaConfig; read(name: string): Float32Array }, plan: CompressionPlan): SyncTensorSource {
+/**
+ * The compressed model as a lazy tensor source over the original model's reader. Tensors taken
+ * unchanged from the original (embeddings, kept layers, norms) are also offered as raw stored bytes
+ * when the original offers them, so writing a compressed 16-bit model copies them without widening.
+ */
+export function planSource(
+  original: { config: LlamaConfig; read(name: string): Float32Array; readRaw?(name: string): RawTensor | null },
+  plan: CompressionPlan,
+): SyncTensorSource {
   const config = planConfig(original.config, plan);
   const shapes = expectedTensors(config);
   const layerShapes = layerTensorShapes(config);
+  /** The original tensor a compressed tensor is a copy of, or null when it is a weighted sum. */
+  const copyOf = (name: string): string | null => {
+    const m = LAYER_NAME.exec(name);
+    if (!m) return name;
+    const k = Number(m[1]), suffix = m[2];
+    const mix = plan.layers[k];
+    if (!mix || !layerShapes.has(suffix)) throw new Error(`planSource: no tensor ${name}`);
+    const isNorm = suffix.endsWith('layernorm.weight');
+    if (isNorm && !plan.blendNorms) return `model.layers.${mix.normsFrom}.${suffix}`;
+    if (mix.sources.length === 1 && mix.sources[0].weight === 1) return `model.layers.${mix.sources[0].layer}.${suffix}`;
+    return null;
+  };
   return {
     config,
     names: [...shapes.keys()],
     shape: (name) => shapes.get(name)!,
     read: (name) => {
-      const m = LAYER_NAME.exec(name);
-      if (!m) return original.read(name);
-      const k = Number(m[1]), suffix = m[2];
-      const mix = plan.layers[k];
-      if (!mix || !layerShapes.has(suffix)) throw new Error(`planSource: no tensor ${name}`);
-      const isNorm = suffix.endsWith('layernorm.weight');
-      if (isNorm && !plan.blendNorms) return original.read(`model.layers.${mix.normsFrom}.${suffix}`);
-      return mixArrays(mix.sources.map((s) => ({ data: original.read(`model.layers.${s.layer}.${suffix}`), weight: s.weight })));
+      const from = copyOf(name);
+      if (from !== null) return original.read(from);
+      const m = LAYER_NAME.exec(name)!;
+      const mix = plan.layers[Number(m[1])];
+      return mixArrays(mix.sources.map((s) => ({ data: original.read(`model.layers.${s.layer}.${m[2]}`), weight: s.weight })));
+    },
+    readRaw: (name) => {
+      const from = copyOf(name);
+      return from !== null && original.readRaw ? original.readRaw(from) : null;
     },
   };
 }

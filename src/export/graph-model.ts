@@ -25,7 +25,8 @@ import type { LlamaConfig } from '../model/config.ts';
 import { inverseFrequencies } from '../model/rope.ts';
 import { atomicWriteDir } from '../io/atomic.ts';
 import { UserError } from '../runtime/errors.ts';
-import { type TensorSource, checkpointSource } from './source.ts';
+import { type RawTensor, type TensorSource, checkpointSource } from './source.ts';
+import { type DType, toFloat32 } from '../io/safetensors.ts';
 import { type QuantScheme, type Quantization, bytesPerValue, quantize } from './quantize.ts';
 import { exportMetadata, mkaVersion } from './metadata.ts';
 
@@ -281,6 +282,28 @@ function shardWriter(dir: string, shardBytes: number, totalBytes: number) {
   };
 }
 
+const STORED_BYTES: Record<DType, number> = { F32: 4, F16: 2, BF16: 2 };
+/** Values converted per slice when a stored tensor is re-encoded (4 MiB of float32). */
+const SLICE = 2 ** 20;
+
+/**
+ * A stored tensor in an element-wise scheme (none: float32, float16), slice by slice: bytes already in
+ * the target encoding pass through, others are widened and rounded per slice.
+ */
+function* encodeSlices(raw: RawTensor, scheme: 'none' | 'float16', name: string): Generator<Uint8Array> {
+  if ((scheme === 'none' && raw.dtype === 'F32') || (scheme === 'float16' && raw.dtype === 'F16')) {
+    yield raw.bytes;
+    return;
+  }
+  const bpv = STORED_BYTES[raw.dtype];
+  const n = raw.bytes.length / bpv;
+  for (let i = 0; i < n; i += SLICE) {
+    const m = Math.min(SLICE, n - i);
+    const f32 = toFloat32(Buffer.from(raw.bytes.buffer, raw.bytes.byteOffset + i * bpv, m * bpv), raw.dtype);
+    yield quantize(f32, scheme, name).bytes;
+  }
+}
+
 export interface TfjsExportOptions {
   quantize?: QuantScheme;
   /** Shard size in MiB (default 4, as tfjs-converter). */
@@ -338,6 +361,15 @@ export async function writeGraphModel(source: TensorSource, outDir: string, opts
       if (k.data) {
         shards.append(new Uint8Array(k.data.buffer, k.data.byteOffset, k.data.byteLength));
         weights.push({ name: k.name, shape: k.shape, dtype: k.dtype });
+        continue;
+      }
+      const raw = scheme === 'none' || scheme === 'float16' ? source.readRaw?.(k.name) : null;
+      if (raw) {
+        // Element-wise schemes: convert the stored bytes a slice at a time, never a float32 copy of the whole tensor.
+        if (raw.bytes.length !== numel(k.shape) * STORED_BYTES[raw.dtype]) throw new Error(`writeGraphModel: "${k.name}" has ${raw.bytes.length} bytes, shape [${k.shape}] in ${raw.dtype} needs ${numel(k.shape) * STORED_BYTES[raw.dtype]}`);
+        for (const chunk of encodeSlices(raw, scheme as 'none' | 'float16', k.name)) shards.append(chunk);
+        weights.push({ name: k.name, shape: k.shape, dtype: 'float32', ...(scheme === 'float16' ? { quantization: { dtype: 'float16' as const } } : {}) });
+        log(`  ${k.name} [${k.shape}]`);
         continue;
       }
       const data = await source.read(k.name);

@@ -9,7 +9,7 @@ import { copyFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type LlamaConfig, configToJson, expectedTensors } from '../model/config.ts';
 import { atomicWriteDir } from '../io/atomic.ts';
-import { type DType, writeSafetensors } from '../io/safetensors.ts';
+import { type DType, toFloat32, writeSafetensors } from '../io/safetensors.ts';
 import { UserError } from '../runtime/errors.ts';
 import { type TensorSource, checkpointSource } from './source.ts';
 
@@ -91,7 +91,9 @@ export async function writeHfModel(source: TensorSource, outDir: string, opts: H
       const tensors = shards[i].map((name) => ({ name, shape: source.shape(name), dtype: STORAGE[opts.dtype] }));
       await writeSafetensors(join(tmp, fileOf(i)), tensors, async (name) => {
         log(`  ${name} [${source.shape(name)}] → ${fileOf(i)}`);
-        return source.read(name);
+        const raw = source.readRaw?.(name);
+        if (!raw) return source.read(name);
+        return raw.dtype === STORAGE[opts.dtype] ? raw.bytes : toFloat32(Buffer.from(raw.bytes.buffer, raw.bytes.byteOffset, raw.bytes.byteLength), raw.dtype);
       });
       for (const name of shards[i]) {
         weightMap[name] = fileOf(i);
@@ -140,7 +142,7 @@ export async function exportHf(opts: ExportHfOptions): Promise<HfExportResult> {
   try {
     const config = { ...base.config, ...opts.configOverride };
     const dtype = opts.dtype ?? ((HF_DTYPES as readonly string[]).includes(config.torch_dtype) ? (config.torch_dtype as HfDtype) : 'float32');
-    const source: TensorSource = { config, names: base.names, shape: (n) => base.shape(n), read: (n) => base.read(n) };
+    const source: TensorSource = { config, names: base.names, shape: (n) => base.shape(n), read: (n) => base.read(n), readRaw: base.readRaw && ((n) => base.readRaw!(n)) };
     const mergeRecord = join(opts.model, 'merge.json');
     const extraFiles: Record<string, string> = existsSync(mergeRecord) ? { 'merge.json': readFileSync(mergeRecord, 'utf8') } : {};
     return await writeHfModel(source, opts.out, { dtype, shardMb: opts.shardMb, copyFrom: opts.model, extraFiles, log: opts.log });

@@ -3,8 +3,18 @@
  * A checkpoint directory, a loaded model, or tensors computed on the fly (a merge) all fit.
  */
 import type * as tf from '@tensorflow/tfjs';
+import { closeSync, openSync, readSync } from 'node:fs';
 import { type LlamaConfig, expectedTensors } from '../model/config.ts';
 import { openModelDir, type LlamaModel } from '../model/model.ts';
+import type { Checkpoint } from '../io/checkpoint.ts';
+import type { DType } from '../io/safetensors.ts';
+import { UserError } from '../runtime/errors.ts';
+
+/** A tensor's bytes as stored (little-endian), without conversion: 16-bit weights stay 16-bit. */
+export interface RawTensor {
+  dtype: DType;
+  bytes: Uint8Array;
+}
 
 /** A model's weights as a stream of named float32 tensors. */
 export interface TensorSource {
@@ -14,13 +24,37 @@ export interface TensorSource {
   shape(name: string): number[];
   /** The tensor's values; exporters call this once per tensor and drop the result before the next. */
   read(name: string): Float32Array | Promise<Float32Array>;
+  /**
+   * The tensor's stored bytes when the source has them as is (a checkpoint, an unmerged layer), else
+   * null; writers use it to copy 16-bit weights without a float32 round trip.
+   */
+  readRaw?(name: string): RawTensor | null;
 }
 
 /** A tensor source whose reads are synchronous (checkpoints, resident models, plans over them). */
 export type SyncTensorSource = Omit<TensorSource, 'read'> & { read(name: string): Float32Array };
 
+/** A checkpoint tensor's bytes exactly as stored in its safetensors file. */
+export function readRawTensor(ckpt: Checkpoint, name: string): RawTensor {
+  const info = ckpt.info(name);
+  if (!info) throw new UserError(`${ckpt.dir}: checkpoint has no tensor "${name}"`);
+  const bytes = Buffer.allocUnsafe(info.end - info.begin);
+  const fd = openSync(info.file, 'r');
+  try {
+    let off = 0;
+    while (off < bytes.length) {
+      const got = readSync(fd, bytes, off, bytes.length - off, info.begin + off);
+      if (got === 0) throw new UserError(`${info.file}: short read of "${name}" (truncated file?)`);
+      off += got;
+    }
+  } finally {
+    closeSync(fd);
+  }
+  return { dtype: info.dtype, bytes };
+}
+
 /** Reads a model directory tensor by tensor; `close()` releases its files. */
-export function checkpointSource(dir: string): SyncTensorSource & { close(): void } {
+export function checkpointSource(dir: string): SyncTensorSource & { readRaw(name: string): RawTensor; close(): void } {
   const { config, ckpt } = openModelDir(dir);
   const shapes = expectedTensors(config);
   return {
@@ -28,6 +62,7 @@ export function checkpointSource(dir: string): SyncTensorSource & { close(): voi
     names: [...shapes.keys()],
     shape: (name) => shapes.get(name)!,
     read: (name) => ckpt.read(name),
+    readRaw: (name) => readRawTensor(ckpt, name),
     close: () => ckpt.close(),
   };
 }

@@ -196,18 +196,19 @@ function floatBitsToHalf(x: number): number {
 export interface TensorToWrite {
   name: string;
   shape: number[];
-  /** Storage dtype; data is given as float32 and rounded on write. */
+  /** Storage dtype; data is given as float32 and rounded on write, or as bytes already in this dtype. */
   dtype: DType;
 }
 
 /**
- * Writes a safetensors file, asking `produce` for each tensor's float32 data in order, so only one
- * tensor is in memory at a time. Written to a temporary path and renamed when complete.
+ * Writes a safetensors file, asking `produce` for each tensor's data in order (float32 values, or a
+ * Uint8Array of little-endian bytes already in the storage dtype, written as is), so only one tensor
+ * is in memory at a time. Written to a temporary path and renamed when complete.
  */
 export async function writeSafetensors(
   path: string,
   tensors: TensorToWrite[],
-  produce: (name: string) => Float32Array | Promise<Float32Array>,
+  produce: (name: string) => Float32Array | Uint8Array | Promise<Float32Array | Uint8Array>,
   metadata: Record<string, string> = { format: 'pt' },
 ): Promise<void> {
   const header: Record<string, unknown> = { __metadata__: metadata };
@@ -228,6 +229,11 @@ export async function writeSafetensors(
     for (const t of tensors) {
       const data = await produce(t.name);
       const numel = t.shape.reduce((a, b) => a * b, 1);
+      if (data instanceof Uint8Array) {
+        if (data.length !== numel * BYTES[t.dtype]) throw new Error(`writeSafetensors: "${t.name}" has ${data.length} bytes, shape [${t.shape}] in ${t.dtype} needs ${numel * BYTES[t.dtype]}`);
+        writeAll(fd, data);
+        continue;
+      }
       if (data.length !== numel) throw new Error(`writeSafetensors: "${t.name}" has ${data.length} values, shape [${t.shape}] needs ${numel}`);
       writeAll(fd, fromFloat32(data, t.dtype));
     }

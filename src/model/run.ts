@@ -9,6 +9,7 @@ import { openCheckpoint } from '../io/checkpoint.ts';
 import { readConfig } from './config.ts';
 import { loadTokenizer } from '../tokenizer/tokenizer.ts';
 import { UserError } from '../runtime/errors.ts';
+import { checkModelFits, sequenceWorkload } from '../runtime/memory-estimate.ts';
 
 export interface ModelInfo {
   dir: string;
@@ -78,6 +79,7 @@ export async function runForward(opts: { model: string; text?: string; ids?: num
     if (opts.text === undefined) throw new UserError('give --text or --ids');
     ids = (await loadTokenizer(opts.model)).encode(opts.text);
   }
+  checkModelFits('forward', opts.model, sequenceWorkload(ids.length, 'all'), { streamable: false });
   const model = loadModel(opts.model);
   try {
     if (ids.length > model.config.max_position_embeddings) {
@@ -107,6 +109,7 @@ export async function runGenerate(opts: { model: string; prompt: string; maxNewT
   const tok = await loadTokenizer(opts.model);
   const ids = tok.encode(opts.prompt);
   if (!ids.length) throw new UserError('the prompt encodes to no tokens and the tokenizer adds no BOS: give a non-empty --prompt');
+  checkModelFits('generate', opts.model, sequenceWorkload(ids.length, 'last', opts.maxNewTokens ?? 64), { streamable: false });
   const model = loadModel(opts.model);
   try {
     const out = generate(model, ids, { maxNewTokens: opts.maxNewTokens, temperature: opts.temperature, seed: opts.seed });

@@ -16,7 +16,7 @@ export const compressCommand: CommandModule<GlobalArgs, Args> = {
     .option('remove', { type: 'number', demandOption: true, describe: 'number of layers to remove' })
     .option('strategy', { choices: ['last-pair', 'adjacent'], default: 'last-pair', describe: 'mka: merge the last two layers repeatedly (paper) or the most similar adjacent pair' })
     .option('blend-norms', { type: 'boolean', default: false, describe: 'mka: blend RMSNorm weights too (default: keep layer i\'s)' })
-    .option('dtype', { choices: HF_DTYPES, default: 'float32', describe: 'storage dtype of the output' })
+    .option('dtype', { choices: HF_DTYPES, describe: 'storage dtype of the output (default: the source model\'s torch_dtype, else float32)' })
     .option('out', { type: 'string', demandOption: true, describe: 'output model directory' })
     .example('$0 compress --model models/demo --method mka --remove 2 --data data/demo-mmlu --out out/mka-2', '') as never,
   handler: async (a) => {

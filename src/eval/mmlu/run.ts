@@ -6,6 +6,7 @@ import { basename, join, resolve } from 'node:path';
 import { disposeModel, loadModel, type LlamaModel } from '../../model/model.ts';
 import { QUANT_SCHEMES, quantizeModelWeights, type QuantScheme } from '../../export/quantize.ts';
 import { UserError } from '../../runtime/errors.ts';
+import { checkModelFits, mmluWorkload } from '../../runtime/memory-estimate.ts';
 import { loadTokenizer } from '../../tokenizer/tokenizer.ts';
 import { estimateMmluCost, type CostEstimate } from './cost.ts';
 import { loadMmlu } from './data.ts';
@@ -60,6 +61,7 @@ export async function runMmluEval(opts: RunMmluOptions): Promise<RunMmluResult> 
   }
   const tokenizer = await loadTokenizer(opts.model);
   const data = loadMmlu(opts.data, { subjects: opts.subjects });
+  checkModelFits('eval mmlu', opts.model, mmluWorkload(opts), { batch: { option: '--batch-size', field: 'rows' } });
   const loaded = loadModel(opts.model, { streaming: opts.streaming });
   let model: LlamaModel = loaded;
   if (quantize !== 'none') {

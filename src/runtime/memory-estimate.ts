@@ -1,0 +1,300 @@
+/**
+ * How much memory a run needs, estimated before the model is loaded, so a run that cannot fit stops
+ * at once with one line (the figure, what is available, and the option that would make it fit)
+ * instead of dying an hour later in the kernel's OOM killer or with an exhausted wasm heap.
+ *
+ * The estimate adds up what the layer-major forward pass holds at its peak (src/model/forward.ts):
+ *  - resident weights: every tensor, or with --streaming only the embeddings, final norm and lm_head,
+ *    stored as float32 or, where the backend keeps them so, in the checkpoint's own 16-bit dtype;
+ *  - one streamed decoder layer (when streaming) and the bytes of the tensor being read (its stored
+ *    bytes plus a float32 copy);
+ *  - activations: the hidden states of every row at a layer boundary (input and output), and inside
+ *    a micro-batch the q/k/v/attention outputs, the MLP's three intermediate tensors and the attention
+ *    scores and their softmax ([heads, T, S], or one block of them where attention is blocked);
+ *  - the KV cache of a cached prefix (MMLU's 5-shot prefix), and the logits asked for;
+ *  - a fixed runtime overhead (Node, tfjs, the tokenizer).
+ * Everything tfjs holds lives in the wasm heap on the wasm backend, so there the tensor part is also
+ * checked against the heap's 4 GiB ceiling. The figures are estimates (±20%), meant to tell a run
+ * that fits from one that cannot, not to predict RSS to the megabyte.
+ *
+ * `MKA_MEMORY_LIMIT` (bytes, or with a K/M/G suffix) replaces the available-memory figure; `off`
+ * skips the check.
+ */
+import { closeSync, existsSync, openSync, readFileSync, readSync } from 'node:fs';
+import { freemem, totalmem } from 'node:os';
+import { join } from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { type LlamaConfig, expectedTensors, layerTensorShapes, readConfig } from '../model/config.ts';
+import { UserError } from './errors.ts';
+import { BACKENDS } from './backend.ts';
+import { takes16BitWeights } from '../model/ops.ts';
+
+/** Where a backend keeps tensors and how it computes. */
+export interface MemoryProfile {
+  /** Backend name, for messages. */
+  backend: string;
+  /** Ceiling of the memory tensors live in (the 32-bit wasm heap), or null when tensors live in RAM. */
+  heapLimit: number | null;
+  /** Weights stay in the checkpoint's 16-bit dtype (true) or are widened to float32 (false). */
+  keeps16Bit: boolean;
+  /** Attention is computed in blocks (no [heads, T, T] score matrix). */
+  blockedAttention: boolean;
+}
+
+/** The wasm heap a tfjs wasm build can address. */
+export const WASM_HEAP_LIMIT = 4 * 2 ** 30;
+/** Node, tfjs, the tokenizer and the data before any model tensor. */
+export const RUNTIME_OVERHEAD = 400 * 2 ** 20;
+
+/** Largest attention score block of the decoder's blocked attention, in floats (src/model/ops.ts). */
+export const SCORE_BLOCK_FLOATS = 2 ** 24;
+
+/**
+ * The memory profile of a tfjs backend as the decoder uses it: the wasm heap's ceiling on wasm, 16-bit
+ * weights kept as stored where the backend's kernels take them (`keeps16Bit`, from ops.takes16BitWeights
+ * at run time; by name otherwise), attention in blocks everywhere.
+ */
+export function backendProfile(backend: string, keeps16Bit = backend === 'native'): MemoryProfile {
+  return { backend, heapLimit: backend === 'wasm' ? WASM_HEAP_LIMIT : null, keeps16Bit, blockedAttention: true };
+}
+
+/** What a run does with the model. */
+export interface Workload {
+  /** Read one decoder layer at a time from disk. */
+  streaming: boolean;
+  /** Rows that go through a layer together (layer-major: all of their hidden states are held). */
+  rows: number;
+  /** Rows per micro-batch inside a layer. */
+  microBatch: number;
+  /** Longest row, in tokens. */
+  seqLen: number;
+  /** Logits computed: none, the last position of each row, or every position. */
+  logits: 'none' | 'last' | 'all';
+  /** Tokens of a cached prefix the rows attend to (KV cache), 0 when none. */
+  cacheTokens?: number;
+  /** A forward pass over the cached prefix itself (1 row of cacheTokens) also happens. */
+  prefixPass?: boolean;
+}
+
+export interface MemoryEstimate {
+  /** Bytes by part. */
+  parts: { weights: number; layer: number; reading: number; activations: number; cache: number; logits: number; runtime: number };
+  /** Everything the process holds at its peak. */
+  total: number;
+  /** What tfjs holds (weights, layer, activations, cache, logits): checked against the heap ceiling. */
+  tensors: number;
+}
+
+const STORED: Record<string, number> = { F32: 4, F16: 2, BF16: 2, float32: 4, float16: 2, bfloat16: 2 };
+
+/** Tensor names and dtypes from a safetensors header (empty when the file is unreadable). */
+function headerDtypes(file: string): Map<string, string> {
+  const out = new Map<string, string>();
+  let fd: number | null = null;
+  try {
+    fd = openSync(file, 'r');
+    const len = Buffer.alloc(8);
+    readSync(fd, len, 0, 8, 0);
+    const n = Number(len.readBigUInt64LE(0));
+    if (n > 100 * 2 ** 20) return out;
+    const hdr = Buffer.alloc(n);
+    readSync(fd, hdr, 0, n, 8);
+    for (const [name, v] of Object.entries(JSON.parse(hdr.toString('utf8')) as Record<string, { dtype?: unknown }>)) {
+      if (name !== '__metadata__' && typeof v?.dtype === 'string') out.set(name, v.dtype);
+    }
+  } catch {
+    // the loader reports a broken file with its own message
+  } finally {
+    if (fd !== null) closeSync(fd);
+  }
+  return out;
+}
+
+/**
+ * Bytes per stored value of each tensor: from the checkpoint's safetensors headers when they are
+ * there (only the headers are read), else from config.json's torch_dtype.
+ */
+export function storedBytes(dir: string, config: LlamaConfig): (name: string) => number {
+  const fallback = STORED[config.torch_dtype] ?? 4;
+  const files: string[] = [];
+  const index = join(dir, 'model.safetensors.index.json');
+  if (existsSync(index)) {
+    try {
+      files.push(...new Set(Object.values(JSON.parse(readFileSync(index, 'utf8')).weight_map as Record<string, string>)));
+    } catch {
+      // the loader reports a broken index with its own message
+    }
+  } else if (existsSync(join(dir, 'model.safetensors'))) {
+    files.push('model.safetensors');
+  }
+  const byName = new Map<string, number>();
+  for (const f of files) for (const [name, dtype] of headerDtypes(join(dir, f))) byName.set(name, STORED[dtype] ?? fallback);
+  return (name) => byName.get(name) ?? fallback;
+}
+
+/** Estimates the peak memory of running `work` on a model of `config` on a backend of `profile`. */
+export function estimateMemory(config: LlamaConfig, stored: (name: string) => number, profile: MemoryProfile, work: Workload): MemoryEstimate {
+  const numel = (shape: number[]) => shape.reduce((a, d) => a * d, 1);
+  const resident = (name: string) => (profile.keeps16Bit ? stored(name) : 4);
+  const shapes = expectedTensors(config);
+  let weights = 0, largestRead = 0;
+  for (const [name, shape] of shapes) {
+    const n = numel(shape);
+    largestRead = Math.max(largestRead, n * (stored(name) + (profile.keeps16Bit ? 0 : 4)));
+    if (!(work.streaming && name.startsWith('model.layers.'))) weights += n * resident(name);
+  }
+  let layer = 0;
+  if (work.streaming) for (const [suffix, shape] of layerTensorShapes(config)) layer += numel(shape) * resident(`model.layers.0.${suffix}`);
+
+  const H = config.hidden_size, I = config.intermediate_size, hd = config.head_dim;
+  const nH = config.num_attention_heads, nKV = config.num_key_value_heads, L = config.num_hidden_layers, V = config.vocab_size;
+  const S = work.cacheTokens ?? 0;
+  /** Float32 bytes one forward pass holds for `rows` rows of T new tokens over S cached ones. */
+  const pass = (rows: number, micro: number, T: number, S: number): number => {
+    const boundary = 2 * rows * T * H; // a layer's input and output for every row
+    const keys = T + S;
+    const inner = micro * T * (2 * nH * hd + 2 * nKV * hd + 2 * H) + micro * T * 3 * I; // q, attn out, k, v, residual, norm; gate, up, act
+    const full = 2 * micro * nH * T * keys; // scores and softmax
+    const scores = profile.blockedAttention ? Math.min(full, 2 * SCORE_BLOCK_FLOATS) : full;
+    return 4 * (boundary + inner + scores);
+  };
+  const micro = Math.max(1, Math.min(work.microBatch, work.rows));
+  let activations = pass(work.rows, micro, work.seqLen, S);
+  if (work.prefixPass && S > 0) activations = Math.max(activations, pass(1, 1, S, 0));
+  const cache = 4 * 2 * L * nKV * hd * (S > 0 ? S * (work.prefixPass ? 2 : 1) : 0);
+  const logitRows = work.logits === 'none' ? 0 : work.logits === 'last' ? work.rows : work.rows * work.seqLen;
+  const logits = 4 * logitRows * V;
+  const reading = largestRead;
+  const tensors = weights + layer + activations + cache + logits;
+  const parts = { weights, layer, reading, activations, cache, logits, runtime: RUNTIME_OVERHEAD };
+  return { parts, total: tensors + reading + RUNTIME_OVERHEAD, tensors };
+}
+
+/** Bytes as "12.3 GB" (10^9, as `free -g` and disk sizes are quoted). */
+export function gb(bytes: number): string {
+  return `${(bytes / 1e9).toFixed(1)} GB`;
+}
+
+/** The memory this process may use: MKA_MEMORY_LIMIT, else the available memory (MemAvailable), capped by a cgroup limit. Null when the check is off. */
+export function availableMemory(env: NodeJS.ProcessEnv = process.env): number | null {
+  const v = env.MKA_MEMORY_LIMIT?.trim();
+  if (v) {
+    if (v === 'off' || v === '0') return null;
+    const m = /^(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?$/i.exec(v);
+    if (!m) throw new UserError(`MKA_MEMORY_LIMIT=${v}: expected bytes with an optional K, M, G or T suffix (e.g. 20G), or off`);
+    return Number(m[1]) * 1024 ** ' KMGT'.indexOf(m[2].toUpperCase() || ' ');
+  }
+  const constrained = typeof process.constrainedMemory === 'function' ? process.constrainedMemory() : 0;
+  const avail = freemem();
+  return constrained && constrained < totalmem() ? Math.min(avail, constrained) : avail;
+}
+
+/** What a run with a memory check is: the command, its options and how to suggest changes. */
+export interface FitRequest {
+  /** What runs, for the message ("similarity", "eval mmlu"). */
+  command: string;
+  config: LlamaConfig;
+  stored: (name: string) => number;
+  profile: MemoryProfile;
+  work: Workload;
+  /** Option that sets the rows per micro-batch or batch ("--micro-batch", "--batch-size"), if the command has one. */
+  batchOption?: string;
+  /** The workload field that option sets. */
+  batchField?: 'microBatch' | 'rows';
+  /** Backend options that would keep tensors out of the wasm heap, if any (e.g. "--backend cpu"). */
+  ramBackend?: { option: string; profile: MemoryProfile };
+  /** The command has --streaming (default true). */
+  streamable?: boolean;
+  /** Available bytes (default availableMemory()). */
+  available?: number | null;
+}
+
+/** Why an estimate does not fit, or null when it does. */
+function overflow(e: MemoryEstimate, profile: MemoryProfile, available: number): string | null {
+  if (profile.heapLimit !== null && e.tensors > profile.heapLimit) return `${gb(e.tensors)} of tensors in the ${profile.backend} heap (limit ${gb(profile.heapLimit)})`;
+  if (e.total > available) return `about ${gb(e.total)} of RAM`;
+  return null;
+}
+
+/** A one-line summary of the parts of an estimate. */
+export function describeEstimate(e: MemoryEstimate): string {
+  const p = e.parts;
+  const items: [string, number][] = [['weights', p.weights], ['streamed layer', p.layer], ['activations', p.activations], ['KV cache', p.cache], ['logits', p.logits], ['reading', p.reading]];
+  return items.filter(([, b]) => b >= 5e7).map(([k, b]) => `${k} ${gb(b)}`).join(', ');
+}
+
+/**
+ * Throws a one-line UserError when the run cannot fit, naming the figure, the memory available and
+ * the option that would make it fit; returns the estimate otherwise (null when the check is off).
+ */
+export function assertFits(req: FitRequest): MemoryEstimate | null {
+  const available = req.available !== undefined ? req.available : availableMemory();
+  const est = (work: Workload, profile = req.profile) => estimateMemory(req.config, req.stored, profile, work);
+  const e = est(req.work);
+  if (available === null) return e;
+  const why = overflow(e, req.profile, available);
+  if (!why) return e;
+  const fits = (w: Workload, p = req.profile) => overflow(est(w, p), p, available) === null;
+  const head = `${req.command} needs ${why} (${describeEstimate(e)}) but ${gb(available)} is available`;
+  const tries: { label: string; work: Workload; profile?: MemoryProfile }[] = [];
+  const canStream = !req.work.streaming && req.streamable !== false;
+  if (canStream) tries.push({ label: '--streaming', work: { ...req.work, streaming: true } });
+  if (req.ramBackend) {
+    tries.push({ label: req.ramBackend.option, work: req.work, profile: req.ramBackend.profile });
+    if (canStream) tries.push({ label: `--streaming ${req.ramBackend.option}`, work: { ...req.work, streaming: true }, profile: req.ramBackend.profile });
+  }
+  for (const t of tries) {
+    if (fits(t.work, t.profile)) throw new UserError(`${head}; rerun with ${t.label} (about ${gb(est(t.work, t.profile).total)})`);
+  }
+  if (req.batchOption && req.batchField) {
+    const streamingToo = canStream;
+    for (let b = Math.floor(req.work[req.batchField] / 2); b >= 1; b = Math.floor(b / 2)) {
+      for (const t of [{ work: req.work, label: '' }, ...(streamingToo ? [{ work: { ...req.work, streaming: true }, label: '--streaming ' }] : [])]) {
+        const w = { ...t.work, [req.batchField]: b };
+        if (fits(w)) throw new UserError(`${head}; rerun with ${t.label}${req.batchOption} ${b} (about ${gb(est(w).total)})`);
+      }
+    }
+  }
+  if (!canStream && !req.work.streaming) throw new UserError(`${head}; use a machine with more memory (this command holds every layer)`);
+  const floor = est({ ...req.work, streaming: true, microBatch: 1, rows: 1 });
+  throw new UserError(`${head}; even streaming one layer at a time with batches of 1 needs about ${gb(floor.total)}: use a machine with more memory`);
+}
+
+/** The calibration pass of `mka similarity` / `mka compress`: every prompt through every layer, no logits. */
+export function calibrationWorkload(promptLengths: number[], opts: { microBatch?: number; maxPositions?: number; representation?: string; streaming?: boolean }): Workload {
+  const cut = opts.representation === undefined || opts.representation === 'padded' ? opts.maxPositions ?? 512 : Infinity;
+  return {
+    streaming: opts.streaming ?? false, rows: promptLengths.length, microBatch: opts.microBatch ?? 8,
+    seqLen: Math.min(cut, Math.max(1, ...promptLengths)), logits: 'none',
+  };
+}
+
+/**
+ * `mka eval mmlu`: batches of questions on a cached 5-shot prefix, answer logits at the last position.
+ * Prompts are not tokenized yet when the check runs, so typical MMLU lengths are assumed (a 1,536-token
+ * prefix, 256-token questions), not the longest subject's.
+ */
+export function mmluWorkload(opts: { batchSize?: number; streaming?: boolean }): Workload {
+  const rows = opts.batchSize ?? 16;
+  return { streaming: opts.streaming ?? false, rows, microBatch: rows, seqLen: 256, cacheTokens: 1536, prefixPass: true, logits: 'last' };
+}
+
+/**
+ * The check every model-loading entry point runs before loading `dir` on the current tfjs backend:
+ * throws a one-line UserError when the run cannot fit (see assertFits).
+ */
+export function checkModelFits(command: string, dir: string, work: Workload, opts: { batch?: { option: string; field: 'microBatch' | 'rows' }; streamable?: boolean } = {}): MemoryEstimate | null {
+  const batch = opts.batch;
+  const config = readConfig(dir);
+  const profile = backendProfile(tf.getBackend(), takes16BitWeights());
+  const ram = (BACKENDS as readonly string[]).includes('native') ? 'native' : 'cpu';
+  return assertFits({
+    command, config, stored: storedBytes(dir, config), profile, work, batchOption: batch?.option, batchField: batch?.field, streamable: opts.streamable,
+    ramBackend: profile.heapLimit !== null ? { option: `--backend ${ram}`, profile: backendProfile(ram) } : undefined,
+  });
+}
+
+/** `mka forward` / `mka generate`: one sequence of `tokens` (generation adds `newTokens` cached ones), resident weights. */
+export function sequenceWorkload(tokens: number, logits: 'all' | 'last', newTokens = 0): Workload {
+  return { streaming: false, rows: 1, microBatch: 1, seqLen: Math.max(1, tokens), cacheTokens: newTokens, logits };
+}

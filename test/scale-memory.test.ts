@@ -1,0 +1,101 @@
+/**
+ * The RAM estimate made before loading (src/runtime/memory-estimate.ts): its figures for the
+ * Llama-3-8B shape against sums worked out by hand from the architecture, the option it suggests,
+ * and the refusal through the CLI on a directory that holds only config.json and a tokenizer.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseConfig } from '../src/model/config.ts';
+import { assertFits, availableMemory, backendProfile, calibrationWorkload, estimateMemory, mmluWorkload, RUNTIME_OVERHEAD, type FitRequest } from '../src/runtime/memory-estimate.ts';
+import { UserError } from '../src/runtime/errors.ts';
+import { PAPER_SHAPES } from '../scripts/make-paper-model.ts';
+
+const llama3 = parseConfig(PAPER_SHAPES['llama3-8b']);
+const bf16 = () => 2;
+/** Plain float32 weights and whole score matrices, so every term is a closed form below. */
+const cpu = { ...backendProfile('cpu'), keeps16Bit: false, blockedAttention: false };
+/** The paper's calibration: 57 prompts (one per MMLU subject), cut to 512 tokens, micro-batches of 8. */
+const similarity = (streaming: boolean) => calibrationWorkload(Array.from({ length: 57 }, (_, i) => 300 + 10 * i), { streaming });
+
+test('Llama-3-8B: parameters, streamed and resident weights, activations as computed by hand', () => {
+  // Per layer: q 4096², k and v 1024·4096, o 4096², gate/up/down 14336·4096, two norms of 4096.
+  const perLayer = 2 * 4096 * 4096 + 2 * 1024 * 4096 + 3 * 14336 * 4096 + 2 * 4096;
+  assert.equal(perLayer, 218_112_000);
+  const outside = 2 * 128256 * 4096 + 4096; // embed_tokens, lm_head, final norm
+  assert.equal(32 * perLayer + outside, 8_030_261_248); // the 8.03B of Llama-3-8B
+
+  const s = estimateMemory(llama3, bf16, cpu, similarity(true));
+  assert.equal(s.parts.weights, 4 * outside); // float32 embeddings and lm_head: 4.20 GB
+  assert.equal(s.parts.layer, 4 * perLayer); // one float32 layer: 0.87 GB
+  assert.equal(s.parts.reading, 128256 * 4096 * (2 + 4)); // the embedding's BF16 bytes and its float32 copy
+  // Layer boundary: 2·57·512·4096; inside a micro-batch of 8: 8·512·(2·4096 + 2·1024 + 2·4096) for q,
+  // attention out, k, v, residual, norm, 8·512·3·14336 for the MLP, 2·8·32·512² scores and softmax.
+  const acts = 4 * (2 * 57 * 512 * 4096 + 8 * 512 * (8192 + 2048 + 8192) + 8 * 512 * 3 * 14336 + 2 * 8 * 32 * 512 * 512);
+  assert.equal(s.parts.activations, acts);
+  assert.equal(acts, 2_499_805_184);
+  assert.equal(s.parts.cache, 0);
+  assert.equal(s.parts.logits, 0);
+  assert.equal(s.total, 11_146_412_032);
+
+  const r = estimateMemory(llama3, bf16, cpu, similarity(false));
+  assert.equal(r.parts.weights, 4 * 8_030_261_248);
+  assert.equal(r.total, 4 * 8_030_261_248 + 3_152_019_456 + acts + RUNTIME_OVERHEAD);
+
+  const kept = estimateMemory(llama3, bf16, { ...cpu, keeps16Bit: true, blockedAttention: true }, similarity(true));
+  assert.equal(kept.parts.weights, 2 * outside);
+  assert.equal(kept.parts.layer, 2 * perLayer);
+  assert.equal(kept.parts.reading, 2 * 128256 * 4096);
+  assert.equal(kept.parts.activations, acts - 4 * 2 * 8 * 32 * 512 * 512 + 4 * 2 * 2 ** 24); // one 64 MB score block and its softmax
+
+  // MMLU: 16 questions of 256 tokens on a 1,536-token prefix; K and V of every layer for the prefix
+  // (and its copy extended by the batch), logits of the last position only.
+  const e = estimateMemory(llama3, bf16, cpu, mmluWorkload({ streaming: true }));
+  assert.equal(e.parts.cache, 4 * 2 * 32 * 8 * 128 * 1536 * 2);
+  assert.equal(e.parts.logits, 4 * 16 * 128256);
+});
+
+const request = (over: Partial<FitRequest>): FitRequest => ({
+  command: 'similarity', config: llama3, stored: bf16, profile: cpu, work: similarity(false),
+  batchOption: '--micro-batch', batchField: 'microBatch', ...over,
+});
+
+test('a run that cannot fit names the figure, the memory available and the option that fits', () => {
+  assert.ok(assertFits(request({ available: 64e9 })));
+  assert.equal(assertFits(request({ available: null }))?.total, 38_192_300_032); // check off: the estimate only
+  assert.throws(() => assertFits(request({ available: 20e9 })),
+    (e: Error) => e instanceof UserError && /^similarity needs about 38\.2 GB of RAM \(.*\) but 20\.0 GB is available; rerun with --streaming \(about 11\.1 GB\)$/.test(e.message));
+  // Streaming already, 10 GB: micro-batches of 2 fit (9,988,784,128 bytes: scores and MLP shrink with it).
+  assert.throws(() => assertFits(request({ work: similarity(true), available: 10e9 })), /rerun with --micro-batch 2 \(about 10\.0 GB\)$/);
+  // The wasm heap: the same run fits in RAM only off the heap.
+  const wasm = backendProfile('wasm');
+  assert.throws(() => assertFits(request({ profile: wasm, work: similarity(true), available: 20e9, ramBackend: { option: '--backend cpu', profile: cpu } })),
+    /needs \d+\.\d GB of tensors in the wasm heap \(limit 4\.3 GB\).*rerun with --backend cpu/);
+  assert.throws(() => assertFits(request({ available: 4e9 })), /even streaming one layer at a time with batches of 1 needs about \d+\.\d GB: use a machine with more memory$/);
+  // forward and generate have no --streaming: nothing to suggest but more memory.
+  assert.throws(() => assertFits(request({ streamable: false, batchOption: undefined, available: 20e9 })), /but 20\.0 GB is available; use a machine with more memory \(this command holds every layer\)$/);
+  for (const bad of ['lots', '12X']) assert.throws(() => availableMemory({ MKA_MEMORY_LIMIT: bad }), /MKA_MEMORY_LIMIT/);
+  assert.equal(availableMemory({ MKA_MEMORY_LIMIT: '20G' }), 20 * 2 ** 30);
+  assert.equal(availableMemory({ MKA_MEMORY_LIMIT: 'off' }), null);
+});
+
+test('mka similarity on an 8B config it cannot hold exits 1 with one line naming --streaming', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'mka-scale-memory-'));
+  try {
+    writeFileSync(join(dir, 'config.json'), JSON.stringify(PAPER_SHAPES['llama3-8b']));
+    copyFileSync('models/demo/tokenizer.json', join(dir, 'tokenizer.json'));
+    writeFileSync(join(dir, 'prompts.txt'), 'The capital of France is Paris.\nWater boils at 100 degrees Celsius.\n');
+    const r = spawnSync(process.execPath, ['bin/mka.mjs', 'similarity', '--model', dir, '--calibration', join(dir, 'prompts.txt'), '--backend', 'cpu', '--quiet'], {
+      encoding: 'utf8', env: { ...process.env, MKA_MEMORY_LIMIT: '12G' },
+    });
+    assert.equal(r.status, 1, r.stderr);
+    const lines = r.stderr.trim().split('\n');
+    assert.equal(lines.length, 1, r.stderr);
+    assert.match(lines[0], /similarity needs about 3\d\.\d GB of RAM .* but 12\.9 GB is available; rerun with --streaming \(about \d+\.\d GB\)/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
