@@ -110,6 +110,11 @@ test('bad --config files: missing, a directory, invalid, not a mapping, empty, b
     [['info', '--model', M, '--config='], '--config'],
     [['info', '--config', cfg('threads.yaml', 'threads: abc\n'), '--model', M], '--threads'],
     [['info', '--config', cfg('unknown.yaml', 'colour: blue\n'), '--model', M], 'colour'],
+    // values of the wrong type
+    [['info', '--config', cfg('number-path.yaml', 'model: 5\n')], '--model'],
+    [['info', '--config', cfg('null-path.yaml', 'model: null\n')], '--model'],
+    [['info', '--config', cfg('object-path.json', '{"model": {"a": 1}}')], '--model'],
+    [['info', '--model', M, '--config', cfg('list-number.yaml', 'threads: [1, 2]\n')], '--threads'],
   ]);
 });
 

@@ -110,16 +110,34 @@ function checkInputPath(name: string, path: string, kind: 'directory' | 'file'):
   if (kind === 'file' && isDir) throw new UserError(`${path}: --${name} is a directory, but must be a file`);
 }
 
+/** The options yargs declared for the command, by type. */
+export interface DeclaredOptions {
+  number: readonly string[];
+  string: readonly string[];
+  boolean: readonly string[];
+}
+
+/** Throws unless every given option has one value of its declared type (--config files can hold anything). */
+function checkTypes(argv: Record<string, unknown>, declared: DeclaredOptions): void {
+  for (const [name, value] of Object.entries(argv)) {
+    if (name === '_' || name === '$0' || /[A-Z]/.test(name)) continue;
+    if (Array.isArray(value)) throw new UserError(`--${name} is given more than once (or as a list in --config); give it once`);
+    if (value === null) throw new UserError(`--${name} has no value (null in --config?); give it a value or leave it out`);
+    const expect = declared.string.includes(name) ? 'string' : declared.boolean.includes(name) ? 'boolean' : null;
+    if (expect && value !== undefined && typeof value !== expect) {
+      throw new UserError(`--${name} ${JSON.stringify(value)}: must be ${expect === 'string' ? 'text (quote it in a --config file)' : 'true or false'}`);
+    }
+  }
+}
+
 /** Checks a parsed command line: see the file comment. `raw` is the argv yargs parsed. */
-export function validateArgs(argv: Record<string, unknown>, numberOptions: readonly string[], raw: readonly string[]): void {
+export function validateArgs(argv: Record<string, unknown>, declared: DeclaredOptions, raw: readonly string[]): void {
   const command = (argv._ as unknown[] | undefined)?.map(String) ?? [];
   for (const name of emptyOptions(raw)) {
     if (!MAY_BE_EMPTY.has(name)) throw new UserError(`--${name} is empty; give it a value or leave it out`);
   }
-  for (const [name, value] of Object.entries(argv)) {
-    if (name !== '_' && Array.isArray(value)) throw new UserError(`--${name} is given more than once; give it once`);
-  }
-  for (const name of numberOptions) {
+  checkTypes(argv, declared);
+  for (const name of declared.number) {
     if (argv[name] !== undefined) checkNumber(name, argv[name], rawValue(raw, name));
   }
   const inputs = Object.keys(INPUT_PATHS).map((k) => argv[k]).filter((v): v is string => typeof v === 'string');
@@ -137,7 +155,7 @@ export function validateArgs(argv: Record<string, unknown>, numberOptions: reado
 /** Registers the checks on a yargs instance (for every command). */
 export function withValidation<T>(y: Argv<T>, raw: readonly string[]): Argv<T> {
   // yargs passes itself as the middleware's second argument; its options are the command's
-  const check = (argv: Record<string, unknown>, yi: { getOptions(): { number: string[] } }) => validateArgs(argv, yi.getOptions().number, raw);
+  const check = (argv: Record<string, unknown>, yi: { getOptions(): DeclaredOptions }) => validateArgs(argv, yi.getOptions(), raw);
   return y.middleware(check as never);
 }
 
