@@ -168,6 +168,20 @@ function lockHolder(lock: string): number | null {
 }
 
 /**
+ * Creates `lock` holding `body`, failing with EEXIST when it exists: as a hard link to the written
+ * `tmp` (content and name appear at once), or where hard links are not supported, exclusively.
+ */
+function createLock(tmp: string, lock: string, body: string): void {
+  try {
+    linkSync(tmp, lock);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP') throw e;
+    writeFileSync(lock, body, { flag: 'wx' });
+  }
+}
+
+/**
  * Takes the lock of output `out` for this process, creating missing parent directories; returns the
  * function that releases it (also run at exit), which removes the parents it created if still empty.
  */
@@ -183,7 +197,7 @@ export function lockOutput(out: string, command: string): () => void {
   try {
     for (let attempt = 0; ; attempt++) {
       try {
-        linkSync(tmp, lock); // creates the lock with its content in one step, or fails if it exists
+        createLock(tmp, lock, body);
         break;
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code !== 'EEXIST' || attempt >= 3) {
