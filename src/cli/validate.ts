@@ -54,7 +54,7 @@ const INPUT_PATHS: Record<string, 'directory' | 'file'> = {
   tokenizer: 'file',
 };
 
-/** Output files by option name; `out` is a file for the commands listed, a directory for the rest. */
+/** Output files by option name; `out` is a file for the commands listed (a directory for the others). */
 const OUTPUT_FILES = new Set(['dump-prompts']);
 const OUT_IS_FILE = new Set(['forward', 'similarity']);
 
@@ -140,15 +140,13 @@ export function validateArgs(argv: Record<string, unknown>, declared: DeclaredOp
   for (const name of declared.number) {
     if (argv[name] !== undefined) checkNumber(name, argv[name], rawValue(raw, name));
   }
-  const inputs = Object.keys(INPUT_PATHS).map((k) => argv[k]).filter((v): v is string => typeof v === 'string');
+  const inputs = ['model', 'reference-model'].map((k) => argv[k]).filter((v): v is string => typeof v === 'string');
   for (const [name, value] of Object.entries(argv)) {
     if (typeof value !== 'string' || name === '$0' || /[A-Z]/.test(name)) continue; // camelCase: yargs' alias of a kebab name
     if (value === '' && !MAY_BE_EMPTY.has(name)) throw new UserError(`--${name} is empty; give it a value or leave it out`);
     if (INPUT_PATHS[name]) checkInputPath(name, value, INPUT_PATHS[name]);
+    // an output directory is checked by the command itself when it claims it (src/io/output-dir.ts)
     if (OUTPUT_FILES.has(name) || (name === 'out' && OUT_IS_FILE.has(command[0]))) checkOutputFile(value, `--${name}`, inputs);
-    else if (name === 'out' && existsSync(value) && !statSync(value).isDirectory()) {
-      throw new UserError(`${value}: --out is an existing file, not a directory; choose a directory path (mka never replaces a file it did not write)`);
-    }
   }
 }
 

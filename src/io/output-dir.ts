@@ -75,7 +75,8 @@ function removeIfDead(path: string, pid: number, removed: string[]): void {
 
 /**
  * Removes what killed runs of `out` left: siblings `.<out>.tmp-<pid>-*`, and inside an output mka
- * marked as its own, temporaries `.<file>.tmp-<pid>-*` of its files; only when that pid is dead.
+ * wrote (marked, or with the key file of an older version), temporaries `.<file>.tmp-<pid>-*` of its
+ * files; only when that pid is dead.
  * Returns the removed paths.
  */
 export function removeStaleTemps(out: string): string[] {
@@ -96,7 +97,7 @@ export function removeStaleTemps(out: string): string[] {
       else if (e.isDirectory()) walk(join(dir, e.name));
     }
   };
-  if (existsSync(abs) && lstatSync(abs).isDirectory() && markerKind(abs) !== null) walk(abs);
+  if (existsSync(abs) && lstatSync(abs).isDirectory() && (markerKind(abs) !== null || Object.values(LEGACY_FILES).some((f) => existsSync(join(abs, f))))) walk(abs);
   return removed;
 }
 

@@ -21,7 +21,7 @@ export const compressCommand: CommandModule<GlobalArgs, Args> = {
     .conflicts('data', 'calibration')
     .example('$0 compress --model models/demo --method mka --remove 2 --data data/demo-mmlu --out out/mka-2', '') as never,
   handler: async (a) => {
-    const release = claimOutput(a.out, 'compress', 'hf-model', a.force, [a.model, a.data, a.calibration]);
+    const release = claimOutput(a.out, 'compress', 'hf-model', a.force, [a.model]);
     await setup(a);
     const plan = await compressModel({
       ...analysisOptions(a as never), model: a.model, out: a.out, method: a.method, remove: a.remove,

@@ -51,7 +51,7 @@ const mmluCommand: CommandModule<GlobalArgs, MmluArgs> = {
     .example('$0 eval mmlu --model out/merged --data ../shared/data/mmlu --reference-model models/base --limit 20', ''),
   handler: async (a) => {
     const out = a['dry-run'] ? null : a.out ?? defaultMmluOut(a.model, a.quantize);
-    const release = out ? claimOutput(out, 'eval mmlu', 'mmlu-results', a.force, [a.model, a['reference-model'], a.data]) : () => {};
+    const release = out ? claimOutput(out, 'eval mmlu', 'mmlu-results', a.force, [a.model, a['reference-model']]) : () => {};
     await setup(a);
     const log = logger(a);
     const controller = new AbortController();

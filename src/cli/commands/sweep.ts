@@ -31,7 +31,7 @@ export const sweepCommand: CommandModule<GlobalArgs, Args> = {
     const methods = String(a.methods).split(',').map((s) => s.trim()).filter(Boolean);
     const remove = parseCounts(a.remove);
     checkChosen(a.chosen, methods, remove);
-    const release = claimOutput(a.out, 'sweep', 'sweep', a.force, [a.model, a.data, a.calibration]);
+    const release = claimOutput(a.out, 'sweep', 'sweep', a.force, [a.model]);
     const backend = await setup(a);
     const points = await runSweep({
       ...analysisOptions(a as never), model: a.model, data: a.data, methods, remove, ntrain: a.ntrain,
