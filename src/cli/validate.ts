@@ -1,9 +1,11 @@
 /**
  * Option checks every command shares, run once after yargs has parsed the command line and before
- * any work starts: numbers (finite, integer, range), empty values, and the kind of every path
- * (an input file or directory must exist as such; an output file must not be a directory; an output
- * directory must not be a file). Rules go by option name, so a new command that reuses a name gets
- * its checks. Each failure is a UserError naming the option and the fix.
+ * any work starts: one value of the declared type (--config files can hold anything), numbers
+ * (finite, integer, range), empty values, and the kind of every path (an input file or directory must
+ * exist as such; an output file must not be a directory nor inside the model). Output directories are
+ * checked when the command claims them (claimOutput in common.ts). Rules go by option name, so a new
+ * command that reuses a name gets its checks (and one that gives a name another meaning, e.g. --model
+ * as a hub id, must not reuse it). Each failure is a UserError naming the option and the fix.
  */
 import { existsSync, statSync } from 'node:fs';
 import type { Argv } from 'yargs';
