@@ -1,13 +1,16 @@
 /**
  * Atomic writes: a directory is replaced whole, however fast its fill, and a failed fill leaves the
- * old contents and no temporary directory behind.
+ * old contents and no temporary directory behind; a file is never written over a directory; a
+ * directory written with a kind carries mka's output marker.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { atomicWriteDir } from '../src/io/atomic.ts';
+import { atomicWriteDir, atomicWriteFile, atomicWriteText } from '../src/io/atomic.ts';
+import { MARKER_FILE, markerKind } from '../src/io/output-dir.ts';
+import { UserError } from '../src/runtime/errors.ts';
 
 test('atomicWriteDir replaces an existing directory, also when the fill takes under a millisecond', async () => {
   const root = mkdtempSync(join(tmpdir(), 'mka-atomic-'));
@@ -23,6 +26,34 @@ test('atomicWriteDir replaces an existing directory, also when the fill takes un
     }), /fill failed/);
     assert.equal(readFileSync(join(dir, 'f'), 'utf8'), '49');
     assert.deepEqual(readdirSync(root), ['out']);
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('a file is not written over a directory, and no temporary file is left', async () => {
+  const root = mkdtempSync(join(tmpdir(), 'mka-atomic-'));
+  try {
+    const dir = join(root, 'a-dir');
+    mkdirSync(dir);
+    assert.throws(() => atomicWriteText(dir, 'x'), (e) => e instanceof UserError && e.message.startsWith(dir));
+    await assert.rejects(atomicWriteFile(dir, () => {}), (e) => e instanceof UserError);
+    assert.deepEqual(readdirSync(root), ['a-dir']);
+    assert.deepEqual(readdirSync(dir), []);
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('atomicWriteDir with a kind writes the output marker inside the new directory', async () => {
+  const root = mkdtempSync(join(tmpdir(), 'mka-atomic-'));
+  try {
+    const dir = join(root, 'out');
+    await atomicWriteDir(dir, async (tmp) => { writeFileSync(join(tmp, 'model.json'), '{}'); }, 'tfjs-model');
+    assert.equal(markerKind(dir), 'tfjs-model');
+    assert.deepEqual(readdirSync(dir).sort(), [MARKER_FILE, 'model.json']);
+    await atomicWriteDir(dir, async (tmp) => { writeFileSync(join(tmp, 'f'), ''); });
+    assert.equal(markerKind(dir), null, 'no kind, no marker');
   } finally {
     rmSync(root, { recursive: true, force: true });
   }

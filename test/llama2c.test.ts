@@ -401,7 +401,7 @@ test('stories260K converts to a HF directory with the right config, tensors and 
     const out = join(dir, 'stories260K');
     await convertLlama2c({ checkpoint: bin, tokenizer: join(MODELS, 'stories260K/tok512.bin'), out });
     assert.deepEqual(readdirSync(out).sort(),
-      ['config.json', 'generation_config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json']);
+      ['.mka-output.json', 'config.json', 'generation_config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json']);
     const cfg = readConfig(out);
     assert.equal(cfg.num_hidden_layers, 5);
     assert.equal(cfg.num_attention_heads, 8);

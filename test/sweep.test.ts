@@ -96,4 +96,8 @@ test('a sweep killed mid-way and rerun ends with the uninterrupted run\'s result
   const r2 = spawnSync(process.execPath, [cli, ...sweepArgs(killed)], { encoding: 'utf8' });
   assert.equal(r2.status, 0, r2.stderr);
   assert.equal(resultsWithoutSeconds(killed), resultsWithoutSeconds(full));
+  // results.json: the same points with the same keys (points loaded from disk carry no summary or plan)
+  const noSeconds = (dir: string) => JSON.stringify(JSON.parse(readFileSync(join(dir, 'results.json'), 'utf8')), (k, v) => (k === 'seconds' ? undefined : v));
+  assert.equal(noSeconds(killed), noSeconds(full));
+  assert.deepEqual(readdirSync(killed).sort(), readdirSync(full).sort(), 'the same files');
 });

@@ -5,6 +5,7 @@
 import type { Argv } from 'yargs';
 import { BACKENDS, type BackendChoice, type BackendInfo, initBackend } from '../runtime/backend.ts';
 import { atomicWriteText } from '../io/atomic.ts';
+import { claimOutputDir, type OutputKind } from '../io/output-dir.ts';
 
 export interface GlobalArgs {
   backend: BackendChoice;
@@ -33,6 +34,19 @@ export function logger(args: { quiet?: boolean }): (msg: string) => void {
 /** Sets up the backend for a command and says which one it took. */
 export async function setup(args: GlobalArgs): Promise<BackendInfo> {
   return initBackend(args.backend, { threads: args.threads, log: logger(args) });
+}
+
+/** The --force option of commands that write an output directory. */
+export function forceOption<T>(y: Argv<T>) {
+  return y.option('force', { type: 'boolean', default: false, describe: 'write --out even if it is a non-empty directory mka did not write (it may be replaced)' });
+}
+
+/**
+ * Before any work: locks the output directory `out` of `command` and checks it may be written (absent,
+ * empty or an earlier mka output of `kind`, or --force; never an input). Returns the lock's release.
+ */
+export function claimOutput(out: string, command: string, kind: OutputKind, force: boolean | undefined, inputs: (string | undefined)[]): () => void {
+  return claimOutputDir(out, command, { kind, inputs, force });
 }
 
 /** Writes JSON to a file atomically, or to stdout. */

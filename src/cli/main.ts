@@ -4,31 +4,55 @@
  */
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { readFileSync } from 'node:fs';
 import YAML from 'yaml';
 import { UserError } from '../runtime/errors.ts';
+import { describeJson, isPlainObject, parseJsonText, readTextFile } from '../io/read.ts';
 import { globalOptions } from './common.ts';
+import { withValidation } from './validate.ts';
 import { COMMANDS } from './commands/index.ts';
 
+/** The --config file named on the command line, if any (read before yargs, so its errors stay UserErrors). */
+function configPath(argv: readonly string[]): string | undefined {
+  let path: string | undefined;
+  for (let i = 0; i < argv.length && argv[i] !== '--'; i++) {
+    if (argv[i] === '--config') {
+      if (i + 1 >= argv.length || argv[i + 1].startsWith('--')) throw new UserError('--config needs a file path');
+      path = argv[i + 1];
+    } else if (argv[i].startsWith('--config=')) {
+      path = argv[i].slice('--config='.length);
+    }
+  }
+  if (path === '') throw new UserError('--config is empty; give the path of a JSON or YAML file');
+  return path;
+}
+
+/** Reads a --config file: a JSON or YAML mapping of option names to values. */
 function loadConfigFile(path: string): Record<string, unknown> {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch {
-    throw new UserError(`${path}: --config file not found`);
+  const what = '--config file';
+  const text = readTextFile(path, what);
+  let v: unknown;
+  if (path.endsWith('.json')) {
+    v = parseJsonText(text, path, what);
+  } else {
+    try {
+      v = YAML.parse(text);
+    } catch (e) {
+      throw new UserError(`${path}: ${what} is not valid YAML (${(e as Error).message.split('\n')[0]})`);
+    }
   }
-  try {
-    const v = path.endsWith('.json') ? JSON.parse(text) : YAML.parse(text);
-    if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('not a mapping of option names to values');
-    return v;
-  } catch (e) {
-    throw new UserError(`${path}: invalid --config file (${(e as Error).message})`);
-  }
+  if (v === null || v === undefined) throw new UserError(`${path}: ${what} is empty; write option names and values, e.g. "model: models/demo"`);
+  if (!isPlainObject(v)) throw new UserError(`${path}: ${what} must map option names to values, not hold ${describeJson(v)}`);
+  return v;
 }
 
 function fail(e: unknown): never {
   if (e instanceof UserError) {
-    process.stderr.write(`mka: ${e.message}\n`);
+    process.stderr.write(`mka: ${e.message.split('\n')[0]}\n`);
+    process.exit(1);
+  }
+  if ((e as Error)?.name === 'YError') {
+    // yargs' own errors are about the command line
+    process.stderr.write(`mka: ${(e as Error).message.split('\n')[0]} (see --help)\n`);
     process.exit(1);
   }
   process.stderr.write(`mka: internal error: ${(e as Error)?.stack ?? e}\nThis is a bug in mka: please report it with the command line above.\n`);
@@ -37,19 +61,20 @@ function fail(e: unknown): never {
 
 /** Runs the CLI on `argv` (without node and script). */
 export async function main(argv: string[]): Promise<void> {
-  let y = globalOptions(yargs(argv))
+  const config = configPath(argv);
+  let y = withValidation(globalOptions(yargs(argv)), argv)
     .scriptName('mka')
     .usage('$0 <command> [options]')
-    .config('config', 'JSON or YAML file with option values', loadConfigFile)
     .strict()
     .demandCommand(1, 'name a command (see --help)')
     .recommendCommands()
     .wrap(null)
     .fail((msg, err) => {
       if (err) fail(err);
-      process.stderr.write(`mka: ${msg} (see --help)\n`);
+      process.stderr.write(`mka: ${msg.split('\n')[0]} (see --help)\n`);
       process.exit(1);
     });
+  if (config !== undefined) y = y.config(loadConfigFile(config));
   for (const c of COMMANDS) y = y.command(c as never);
   await y.parseAsync();
 }

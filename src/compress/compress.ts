@@ -13,6 +13,7 @@ import { loadTokenizer, type Tokenizer } from '../tokenizer/tokenizer.ts';
 import { loadMmlu } from '../eval/mmlu/data.ts';
 import { sampleCalibrationPrompts } from '../eval/mmlu/calibration-prompts.ts';
 import { UserError } from '../runtime/errors.ts';
+import { readTextFile } from '../io/read.ts';
 import { progress } from '../runtime/progress.ts';
 import { calibrate, type Calibration, type Representation } from './calibration.ts';
 import { DEFAULT_SIMILARITY, fusionRatio, gramFromActivations, resolveOptions, similarityFromGram, type SimilarityOptions, type SimilarityResult } from './similarity/index.ts';
@@ -47,12 +48,7 @@ export interface AnalysisOptions extends CalibrationSource {
 export function calibrationPrompts(tokenizer: Tokenizer, src: CalibrationSource): { ids: number[][]; labels: string[] } {
   let texts: { text: string; label: string }[];
   if (src.calibrationFile) {
-    let raw: string;
-    try {
-      raw = readFileSync(src.calibrationFile, 'utf8');
-    } catch {
-      throw new UserError(`${src.calibrationFile}: calibration file not found`);
-    }
+    const raw = readTextFile(src.calibrationFile, 'calibration file');
     texts = raw.split(/\r?\n/).filter((l) => l.trim()).map((text, i) => ({ text, label: `line ${i + 1}` }));
     if (texts.length < 2) throw new UserError(`${src.calibrationFile}: needs at least 2 non-empty lines (one prompt per line)`);
   } else if (src.data) {

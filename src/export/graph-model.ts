@@ -398,7 +398,7 @@ export async function writeGraphModel(source: TensorSource, outDir: string, opts
     };
     writeFileSync(join(tmp, 'model.json'), JSON.stringify(modelJson));
     files = ['model.json', ...shards.paths];
-  });
+  }, 'tfjs-model');
   return { dir: outDir, files, float32Bytes, weightBytes, quantization: scheme, maxSeq };
 }
 

@@ -117,7 +117,7 @@ export async function writeHfModel(source: TensorSource, outDir: string, opts: H
       writeFileSync(join(tmp, name), text);
       if (!files.includes(name)) files.push(name);
     }
-  });
+  }, 'hf-model');
   return { dir: outDir, files, bytes, dtype: opts.dtype };
 }
 

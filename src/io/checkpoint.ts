@@ -2,10 +2,15 @@
  * A Hugging Face checkpoint directory: `model.safetensors`, or shards listed in
  * `model.safetensors.index.json`. Tensors are read lazily by their HF names.
  */
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join, relative, resolve, isAbsolute } from 'node:path';
 import { UserError } from '../runtime/errors.ts';
 import { SafetensorsFile, type DType, type TensorInfo } from './safetensors.ts';
+import { describeJson, isPlainObject, readJsonObject } from './read.ts';
+
+/** Weight files of other formats, and how to turn them into safetensors. */
+const PICKLE_FILE = /\.(bin|pt|pth|ckpt)$/;
+const CONVERT_HINT = 'convert it to safetensors first, e.g. in Python: AutoModelForCausalLM.from_pretrained(DIR).save_pretrained(OUT, safe_serialization=True)';
 
 export interface Checkpoint {
   readonly dir: string;
@@ -29,24 +34,23 @@ export function openCheckpoint(dir: string): Checkpoint {
   const owner = new Map<string, SafetensorsFile>();
   try {
     if (existsSync(indexPath)) {
-      let index: { weight_map?: Record<string, string> };
-      try {
-        index = JSON.parse(readFileSync(indexPath, 'utf8'));
-      } catch (e) {
-        throw new UserError(`${indexPath}: invalid JSON (${(e as Error).message})`);
-      }
-      if (!index.weight_map || typeof index.weight_map !== 'object') {
-        throw new UserError(`${indexPath}: missing "weight_map"`);
+      const index = readJsonObject(indexPath, 'safetensors index');
+      if (!isPlainObject(index.weight_map)) {
+        throw new UserError(`${indexPath}: "weight_map" must be an object of tensor name to shard file, not ${index.weight_map === undefined ? 'missing' : describeJson(index.weight_map)}; re-download or re-export the model`);
       }
       const root = resolve(dir);
       for (const [name, shard] of Object.entries(index.weight_map)) {
+        if (typeof shard !== 'string' || shard === '') {
+          throw new UserError(`${indexPath}: the shard of "${name}" in weight_map must be a file name, not ${JSON.stringify(shard)}; re-download or re-export the model`);
+        }
         const p = resolve(root, shard);
         const rel = relative(root, p);
-        if (typeof shard !== 'string' || isAbsolute(shard) || rel.startsWith('..') || isAbsolute(rel)) {
+        if (isAbsolute(shard) || rel.startsWith('..') || isAbsolute(rel)) {
           throw new UserError(`${indexPath}: shard path "${shard}" for "${name}" leaves the model directory`);
         }
         if (!files.has(shard)) {
           if (!existsSync(p)) throw new UserError(`${indexPath}: shard "${shard}" listed for "${name}" is missing from ${dir}`);
+          if (!statSync(p).isFile()) throw new UserError(`${p}: shard "${shard}" listed for "${name}" is not a regular file; re-download the model`);
           files.set(shard, new SafetensorsFile(p));
         }
         const f = files.get(shard)!;
@@ -58,6 +62,8 @@ export function openCheckpoint(dir: string): Checkpoint {
       files.set('model.safetensors', f);
       for (const name of f.tensors.keys()) owner.set(name, f);
     } else {
+      const pickles = existsSync(dir) && statSync(dir).isDirectory() ? readdirSync(dir).filter((f) => PICKLE_FILE.test(f)) : [];
+      if (pickles.length) throw new UserError(`${dir}: holds PyTorch pickle weights (${pickles.slice(0, 2).join(', ')}) but no safetensors; mka reads only safetensors: ${CONVERT_HINT}`);
       throw new UserError(`${dir}: no model.safetensors or model.safetensors.index.json (is --model a Hugging Face model directory?)`);
     }
   } catch (e) {

@@ -275,5 +275,5 @@ export async function convertLlama2c(opts: ConvertLlama2cOptions): Promise<void>
       [...expected].map(([name, shape]) => ({ name, shape, dtype: 'F32' as const })),
       (name) => ck.read(name),
     );
-  });
+  }, 'hf-model');
 }

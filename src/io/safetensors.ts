@@ -4,7 +4,7 @@
  * Format: u64 little-endian header length N, N bytes of JSON {name: {dtype, shape, data_offsets}},
  * then the data region; offsets are relative to the data region.
  */
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readSync, statSync } from 'node:fs';
 import { UserError } from '../runtime/errors.ts';
 import { atomicWriteFile, writeAll } from './atomic.ts';
 
@@ -30,6 +30,8 @@ export class SafetensorsFile {
   private fd: number;
 
   constructor(readonly path: string) {
+    const st = statSync(path, { throwIfNoEntry: false });
+    if (st && !st.isFile()) throw new UserError(`${path}: not a regular file (a directory?); a safetensors weight file is expected here`);
     try {
       this.fd = openSync(path, 'r');
     } catch {
@@ -58,18 +60,22 @@ export class SafetensorsFile {
     readSync(this.fd, hdr, 0, n, 8);
     let json: Record<string, unknown>;
     try {
-      json = JSON.parse(hdr.toString('utf8'));
+      json = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(hdr));
     } catch {
-      return fail('header is not valid JSON');
+      return fail('header is not valid UTF-8 JSON');
     }
     if (typeof json !== 'object' || json === null || Array.isArray(json)) fail('header is not a JSON object');
     const dataStart = 8 + n;
     const dataLen = size - dataStart;
     for (const [name, v] of Object.entries(json)) {
       if (name === '__metadata__') {
+        if (typeof v !== 'object' || v === null || Array.isArray(v) || !Object.values(v).every((x) => typeof x === 'string')) {
+          fail('__metadata__ must be an object of string values');
+        }
         Object.assign(this.metadata, v as object);
         continue;
       }
+      if (typeof v !== 'object' || v === null || Array.isArray(v)) fail(`entry "${name}" is ${v === null ? 'null' : Array.isArray(v) ? 'an array' : `a ${typeof v}`}, not a tensor description`);
       const t = v as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
       if (typeof t.dtype !== 'string' || !(t.dtype in BYTES)) fail(`tensor "${name}" has unknown dtype ${JSON.stringify(t.dtype)}`);
       if (!FLOAT_DTYPES.has(t.dtype as string)) fail(`tensor "${name}" has dtype ${t.dtype}; only F32, F16 and BF16 weights are supported`);
@@ -83,6 +89,11 @@ export class SafetensorsFile {
       if (off[1] - off[0] !== bytes) fail(`tensor "${name}" has ${off[1] - off[0]} bytes but its shape [${shape}] needs ${bytes}`);
       if (off[1] > dataLen) fail(`tensor "${name}" ends at byte ${dataStart + off[1]}, past the end of the file (${size} bytes: truncated?)`);
       this.tensors.set(name, { name, dtype: t.dtype as DType, shape, begin: dataStart + off[0], end: dataStart + off[1] });
+    }
+    const byStart = [...this.tensors.values()].filter((t) => t.end > t.begin).sort((a, b) => a.begin - b.begin);
+    for (let i = 1; i < byStart.length; i++) {
+      const [a, b] = [byStart[i - 1], byStart[i]];
+      if (b.begin < a.end) fail(`tensors "${a.name}" and "${b.name}" overlap (bytes ${a.begin}-${a.end} and ${b.begin}-${b.end})`);
     }
   }
 

@@ -2,7 +2,8 @@
  * The model configuration: Hugging Face `config.json` field names, parsed and validated in one place.
  * Every other module reads a `LlamaConfig`; nothing else looks at raw JSON.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
+import { readJsonFile } from '../io/read.ts';
 import { join } from 'node:path';
 import { UserError } from '../runtime/errors.ts';
 
@@ -172,22 +173,28 @@ export function parseConfig(raw: unknown, file = 'config.json'): LlamaConfig {
   };
 }
 
+/**
+ * Throws when the checkpoint holds decoder layers the config does not count (num_hidden_layers too
+ * small: the extra layers would be silently ignored).
+ */
+export function checkLayerCount(c: LlamaConfig, tensorNames: Iterable<string>, dir: string): void {
+  let top = -1;
+  for (const name of tensorNames) {
+    const m = /^model\.layers\.(\d+)\./.exec(name);
+    if (m) top = Math.max(top, Number(m[1]));
+  }
+  if (top >= c.num_hidden_layers) {
+    throw new UserError(`${join(dir, 'config.json')}: num_hidden_layers is ${c.num_hidden_layers}, but the checkpoint holds layers up to model.layers.${top}; set num_hidden_layers to ${top + 1}`);
+  }
+}
+
 /** Reads and validates `DIR/config.json`. */
 export function readConfig(dir: string): LlamaConfig {
   const file = join(dir, 'config.json');
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch {
+  if (!existsSync(file)) {
     throw new UserError(`${file}: not found; --model must be a Hugging Face model directory (convert llama2.c checkpoints with \`mka convert-llama2c\`)`);
   }
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch (e) {
-    throw new UserError(`${file}: invalid JSON (${(e as Error).message})`);
-  }
-  return parseConfig(raw, file);
+  return parseConfig(readJsonFile(file, 'model config'), file);
 }
 
 /** The config as Hugging Face writes it, with changes applied (e.g. a new num_hidden_layers). */

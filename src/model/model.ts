@@ -7,7 +7,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { existsSync } from 'node:fs';
-import { type LlamaConfig, expectedTensors, layerTensorShapes, readConfig } from './config.ts';
+import { type LlamaConfig, checkLayerCount, expectedTensors, layerTensorShapes, readConfig } from './config.ts';
 import { type Checkpoint, openCheckpoint } from '../io/checkpoint.ts';
 import { UserError } from '../runtime/errors.ts';
 import { takes16BitWeights, type Weight } from './ops.ts';
@@ -38,6 +38,7 @@ export interface LoadOptions {
 
 /** Checks that every tensor the config implies is present with the right shape. */
 export function validateCheckpoint(config: LlamaConfig, ckpt: Checkpoint): void {
+  checkLayerCount(config, ckpt.names(), ckpt.dir);
   for (const [name, shape] of expectedTensors(config)) {
     const info = ckpt.info(name);
     if (!info) throw new UserError(`${ckpt.dir}: tensor "${name}" is missing from the checkpoint (config.json expects it)`);

@@ -23,6 +23,8 @@ import { getMethod } from '../compress/methods/registry.ts';
 import { materialize, planSource, planSummary, type CompressionPlan } from '../compress/plan.ts';
 import { modelSource } from '../export/source.ts';
 import { atomicWriteText } from '../io/atomic.ts';
+import { writeMarker } from '../io/output-dir.ts';
+import { readJsonObject } from '../io/read.ts';
 import { UserError } from '../runtime/errors.ts';
 import { progress } from '../runtime/progress.ts';
 import { writeSweepReport } from './report.ts';
@@ -80,7 +82,15 @@ function pointFrom(method: string, removed: number, L: number, s: MmluSummary, s
 }
 
 function readJson<T>(path: string): T | null {
-  return existsSync(path) ? (JSON.parse(readFileSync(path, 'utf8')) as T) : null;
+  return existsSync(path) ? (readJsonObject(path, 'sweep file') as T) : null;
+}
+
+/** A saved point as an uninterrupted run holds it: without the summary and plan stored beside it. */
+function readPoint(path: string): SweepPoint | null {
+  const saved = readJson<SweepPoint & { summary?: unknown; plan?: unknown }>(path);
+  if (!saved) return null;
+  const { summary: _summary, plan: _plan, ...point } = saved;
+  return point;
 }
 
 /** Runs (or resumes) a sweep and writes results.csv/json, the charts, summary.md and run.json. */
@@ -90,6 +100,7 @@ export async function runSweep(opts: SweepOptions): Promise<SweepPoint[]> {
   if (!opts.remove.length) throw new UserError('--remove needs at least one count, e.g. 0,2,4');
   const started = Date.now();
   mkdirSync(join(opts.out, 'points'), { recursive: true });
+  writeMarker(opts.out, 'sweep');
   const keyPath = join(opts.out, 'sweep-key.json');
   const key = JSON.stringify({
     model: opts.model, data: opts.data, ntrain: opts.ntrain, limit: opts.limit ?? null, subjects: opts.evalSubjects ?? null,
@@ -129,7 +140,7 @@ export async function runSweep(opts: SweepOptions): Promise<SweepPoint[]> {
   try {
     // 1. the uncompressed model, once
     const basePath = join(opts.out, 'points', 'original.json');
-    let base = readJson<SweepPoint>(basePath);
+    let base = readPoint(basePath);
     if (!base) {
       const e = await evaluate('original', original, original);
       base = pointFrom('original', 0, L, e.summary, e.seconds);
@@ -163,7 +174,7 @@ export async function runSweep(opts: SweepOptions): Promise<SweepPoint[]> {
       const ctx = methodContext(original, ctxAnalysis, { ...opts, out: '', method: method.name, remove: 0 }, ids, labels);
       for (const k of opts.remove) {
         const pointPath = join(opts.out, 'points', `${method.name}-${k}.json`);
-        let point = readJson<SweepPoint>(pointPath);
+        let point = readPoint(pointPath);
         if (!point && k === 0) point = { ...base, method: method.name, seconds: 0 };
         if (!point) {
           const t0 = performance.now();

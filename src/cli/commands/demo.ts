@@ -1,26 +1,29 @@
 import type { CommandModule } from 'yargs';
 import { readFileSync } from 'node:fs';
-import { type GlobalArgs, logger, setup } from '../common.ts';
-import { runDemo } from '../../sweep/demo.ts';
-import { parseCounts } from './sweep.ts';
+import { type GlobalArgs, claimOutput, forceOption, logger, setup } from '../common.ts';
+import { DEMO_MODEL, runDemo } from '../../sweep/demo.ts';
+import { parseCounts } from '../validate.ts';
 
-type Args = GlobalArgs & { out: string; remove: string; limit?: number; methods: string };
+type Args = GlobalArgs & { out: string; remove: string; limit?: number; methods: string; force: boolean };
 
 export const demoCommand: CommandModule<GlobalArgs, Args> = {
   command: 'demo',
   describe: 'The whole pipeline on the bundled demo model (what `npm start` runs): sweep, report, tfjs export',
-  builder: (y) => y
+  builder: (y) => forceOption(y)
     .option('out', { type: 'string', default: 'results/demo', describe: 'results directory (rerun to resume)' })
     .option('methods', { type: 'string', default: 'mka,reverse,shortgpt,angular', describe: 'comma-separated methods' })
     .option('remove', { type: 'string', default: '0,2,3,4', describe: 'layer counts to remove' })
     .option('limit', { type: 'number', describe: 'first N test questions per subject (default all 250)' })
     .example('$0 demo', '') as never,
   handler: async (a) => {
+    const remove = parseCounts(a.remove);
+    const release = claimOutput(a.out, 'demo', 'sweep', a.force, [DEMO_MODEL]);
     const backend = await setup(a);
     await runDemo({
-      out: a.out, methods: a.methods.split(','), remove: parseCounts(a.remove), limit: a.limit, quiet: a.quiet, log: logger(a),
+      out: a.out, methods: a.methods.split(','), remove, limit: a.limit, quiet: a.quiet, log: logger(a),
       runInfo: { backend: backend.description, argv: process.argv.slice(2) },
     });
+    release();
     if (!a.json) process.stdout.write(readFileSync(`${a.out}/summary.md`, 'utf8'));
   },
 };

@@ -1,5 +1,5 @@
 import type { Argv, CommandModule } from 'yargs';
-import { type GlobalArgs, logger, setup } from '../common.ts';
+import { type GlobalArgs, claimOutput, forceOption, logger, setup } from '../common.ts';
 import { EvaluationInterrupted } from '../../eval/mmlu/evaluate.ts';
 import { defaultMmluOut, runMmluEval } from '../../eval/mmlu/run.ts';
 import { formatSummaryTable } from '../../eval/mmlu/results.ts';
@@ -23,6 +23,7 @@ interface MmluArgs extends GlobalArgs {
   'dry-run': boolean;
   fresh: boolean;
   streaming: boolean;
+  force: boolean;
 }
 
 const fmtSeconds = (s: number) => (s < 120 ? `${s.toFixed(0)} s` : s < 7200 ? `${(s / 60).toFixed(1)} min` : `${(s / 3600).toFixed(1)} h`);
@@ -30,7 +31,7 @@ const fmtSeconds = (s: number) => (s < 120 ? `${s.toFixed(0)} s` : s < 7200 ? `$
 const mmluCommand: CommandModule<GlobalArgs, MmluArgs> = {
   command: 'mmlu',
   describe: 'MMLU accuracy (5-shot by default) per subject, subcategory, category and overall; resumable',
-  builder: (y) => y
+  builder: (y) => forceOption(y)
     .option('model', { type: 'string', demandOption: true, describe: 'Hugging Face model directory' })
     .option('data', { type: 'string', demandOption: true, describe: 'MMLU directory (dev/ and test/ CSV files)' })
     .option('ntrain', { type: 'number', default: 5, describe: 'few-shot examples per prompt (dropped from the end when a prompt is too long)' })
@@ -49,6 +50,8 @@ const mmluCommand: CommandModule<GlobalArgs, MmluArgs> = {
     .example('$0 eval mmlu --model models/demo --data data/demo-mmlu', '')
     .example('$0 eval mmlu --model out/merged --data ../shared/data/mmlu --reference-model models/base --limit 20', ''),
   handler: async (a) => {
+    const out = a['dry-run'] ? null : a.out ?? defaultMmluOut(a.model, a.quantize);
+    const release = out ? claimOutput(out, 'eval mmlu', 'mmlu-results', a.force, [a.model, a['reference-model']]) : () => {};
     await setup(a);
     const log = logger(a);
     const controller = new AbortController();
@@ -59,7 +62,6 @@ const mmluCommand: CommandModule<GlobalArgs, MmluArgs> = {
     };
     process.on('SIGINT', interrupt);
     process.on('SIGTERM', interrupt);
-    const out = a['dry-run'] ? null : a.out ?? defaultMmluOut(a.model, a.quantize);
     let bar: Progress | null = null;
     try {
       const r = await runMmluEval({
@@ -100,6 +102,7 @@ const mmluCommand: CommandModule<GlobalArgs, MmluArgs> = {
       process.stderr.write(`mka: interrupted; ${e.subjectsDone} of ${e.subjectsTotal} subjects are saved in ${out}: run the same command again to resume\n`);
       process.exit(130);
     } finally {
+      release();
       process.off('SIGINT', interrupt);
       process.off('SIGTERM', interrupt);
     }

@@ -1,18 +1,18 @@
 import type { Argv, CommandModule } from 'yargs';
-import { type GlobalArgs, logger } from '../common.ts';
+import { type GlobalArgs, claimOutput, forceOption, logger } from '../common.ts';
 import { exportTfjs } from '../../export/graph-model.ts';
 import { exportHf, HF_DTYPES, type HfDtype } from '../../export/hf.ts';
 import { QUANT_SCHEMES, type QuantScheme } from '../../export/quantize.ts';
 
-interface TfjsArgs extends GlobalArgs { model: string; out: string; quantize: QuantScheme; 'shard-mb': number; 'max-seq'?: number }
-interface HfArgs extends GlobalArgs { model: string; out: string; dtype?: HfDtype; 'shard-mb': number }
+interface TfjsArgs extends GlobalArgs { model: string; out: string; quantize: QuantScheme; 'shard-mb': number; 'max-seq'?: number; force: boolean }
+interface HfArgs extends GlobalArgs { model: string; out: string; dtype?: HfDtype; 'shard-mb': number; force: boolean }
 
 const mib = (b: number) => `${(b / 2 ** 20).toFixed(2)} MiB`;
 
 const tfjsCommand: CommandModule<GlobalArgs, TfjsArgs> = {
   command: 'tfjs',
   describe: 'TensorFlow.js GraphModel (model.json + weight shards): input_ids int32 [batch, seq] → logits [batch, seq, vocab]',
-  builder: (y) => y
+  builder: (y) => forceOption(y)
     .option('model', { type: 'string', demandOption: true, describe: 'Hugging Face model directory' })
     .option('out', { type: 'string', demandOption: true, describe: 'output directory (replaced atomically)' })
     .option('quantize', { choices: QUANT_SCHEMES, default: 'none' as QuantScheme, describe: 'weight storage: float32, float16, or uint8/uint16 affine per tensor (tfjs dequantizes at load)' })
@@ -21,7 +21,9 @@ const tfjsCommand: CommandModule<GlobalArgs, TfjsArgs> = {
     .example('$0 export tfjs --model out/merged --out web/model --quantize uint8', ''),
   handler: async (a) => {
     const log = logger(a);
+    const release = claimOutput(a.out, 'export tfjs', 'tfjs-model', a.force, [a.model]);
     const r = await exportTfjs({ model: a.model, out: a.out, quantize: a.quantize, shardMb: a['shard-mb'], maxSeq: a['max-seq'] });
+    release();
     if (a.json) {
       process.stdout.write(JSON.stringify(r) + '\n');
       return;
@@ -34,7 +36,7 @@ const tfjsCommand: CommandModule<GlobalArgs, TfjsArgs> = {
 const hfCommand: CommandModule<GlobalArgs, HfArgs> = {
   command: 'hf',
   describe: 'Hugging Face checkpoint: config.json, safetensors (sharded with an index when large), tokenizer files',
-  builder: (y) => y
+  builder: (y) => forceOption(y)
     .option('model', { type: 'string', demandOption: true, describe: 'Hugging Face model directory' })
     .option('out', { type: 'string', demandOption: true, describe: 'output directory (replaced atomically)' })
     .option('dtype', { choices: HF_DTYPES, describe: 'storage dtype (default: the source model\'s torch_dtype, else float32)' })
@@ -42,7 +44,9 @@ const hfCommand: CommandModule<GlobalArgs, HfArgs> = {
     .example('$0 export hf --model out/merged --out out/merged-bf16 --dtype bfloat16', ''),
   handler: async (a) => {
     const log = logger(a);
+    const release = claimOutput(a.out, 'export hf', 'hf-model', a.force, [a.model]);
     const r = await exportHf({ model: a.model, out: a.out, dtype: a.dtype, shardMb: a['shard-mb'] });
+    release();
     if (a.json) {
       process.stdout.write(JSON.stringify(r) + '\n');
       return;

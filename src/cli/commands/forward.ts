@@ -1,6 +1,8 @@
 import type { CommandModule } from 'yargs';
 import { type GlobalArgs, emitJson, setup } from '../common.ts';
 import { parseIds, runForward } from '../../model/run.ts';
+import { readConfig } from '../../model/config.ts';
+import { checkIds } from '../validate.ts';
 
 interface Args extends GlobalArgs { model: string; text?: string; ids?: string; 'hidden-states': boolean; out?: string }
 
@@ -17,8 +19,10 @@ export const forwardCommand: CommandModule<GlobalArgs, Args> = {
     .check((a) => (a.text !== undefined || a.ids !== undefined) || 'give --text or --ids')
     .example('$0 forward --model models/demo --ids 1,5,9 --hidden-states --out f.json', ''),
   handler: async (a) => {
+    const ids = a.ids ? parseIds(a.ids) : undefined;
+    if (ids) checkIds(ids, readConfig(a.model).vocab_size);
     await setup(a);
-    const r = await runForward({ model: a.model, text: a.text, ids: a.ids ? parseIds(a.ids) : undefined, hiddenStates: a['hidden-states'] });
+    const r = await runForward({ model: a.model, text: a.text, ids, hiddenStates: a['hidden-states'] });
     emitJson(r, a.out);
   },
 };

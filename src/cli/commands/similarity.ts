@@ -13,6 +13,7 @@ export const similarityCommand: CommandModule<GlobalArgs, Args> = {
     .option('activations', { type: 'string', describe: 'JSON {"activations": [layers][samples][hidden]} instead of --model' })
     .option('out', { type: 'string', describe: 'output sim.json (default: stdout)' })
     .conflicts('model', 'activations')
+    .conflicts('data', 'calibration')
     .check((a) => (a.model || a.activations) ? true : 'give --model (with --data or --calibration) or --activations')
     .example('$0 similarity --model models/demo --data data/demo-mmlu --out sim.json', '')
     .example('$0 similarity --activations acts.json --out sim.json', '') as never,

@@ -1,24 +1,17 @@
 import type { CommandModule } from 'yargs';
 import { readFileSync } from 'node:fs';
-import { type GlobalArgs, logger, setup } from '../common.ts';
+import { type GlobalArgs, claimOutput, forceOption, logger, setup } from '../common.ts';
 import { runSweep } from '../../sweep/sweep.ts';
 import { METHODS } from '../../compress/methods/registry.ts';
 import { analysisOptions, calibrationOptions } from './compress-options.ts';
-import { UserError } from '../../runtime/errors.ts';
+import { checkChosen, parseCounts } from '../validate.ts';
 
 type Args = GlobalArgs & Record<string, any>;
-
-/** Parses "0,2,4" into counts. */
-export function parseCounts(s: string | number): number[] {
-  const xs = String(s).split(',').map((x) => x.trim()).filter(Boolean).map(Number);
-  if (!xs.length || xs.some((x) => !Number.isInteger(x) || x < 0)) throw new UserError(`--remove ${s}: expected comma-separated layer counts, e.g. 0,2,4`);
-  return [...new Set(xs)].sort((a, b) => a - b);
-}
 
 export const sweepCommand: CommandModule<GlobalArgs, Args> = {
   command: 'sweep',
   describe: 'MMLU accuracy of every method at every removal count: results.csv/json, plots, summary.md (resumable)',
-  builder: (y) => calibrationOptions(y)
+  builder: (y) => forceOption(calibrationOptions(y))
     .option('model', { type: 'string', demandOption: true, describe: 'Hugging Face model directory' })
     .option('methods', { type: 'string', default: 'mka,reverse,shortgpt,angular', describe: `comma-separated: ${METHODS.map((m) => m.name).join(', ')}` })
     .option('remove', { type: 'string', default: '0,1,2', describe: 'comma-separated numbers of layers to remove' })
@@ -35,14 +28,18 @@ export const sweepCommand: CommandModule<GlobalArgs, Args> = {
     .example('$0 sweep --model models/demo --data data/demo-mmlu --remove 0,1,2,4 --out results/demo', '')
     .example('$0 sweep --model llama-3-8b --data mmlu --methods mka,reverse --remove 0,4,8,12,14 --out results/llama3-8b', '') as never,
   handler: async (a) => {
-    const backend = await setup(a);
     const methods = String(a.methods).split(',').map((s) => s.trim()).filter(Boolean);
+    const remove = parseCounts(a.remove);
+    checkChosen(a.chosen, methods, remove);
+    const release = claimOutput(a.out, 'sweep', 'sweep', a.force, [a.model]);
+    const backend = await setup(a);
     const points = await runSweep({
-      ...analysisOptions(a as never), model: a.model, data: a.data, methods, remove: parseCounts(a.remove), ntrain: a.ntrain,
+      ...analysisOptions(a as never), model: a.model, data: a.data, methods, remove, ntrain: a.ntrain,
       limit: a.limit, evalSubjects: a['eval-subjects']?.split(','), batchSize: a['batch-size'], strategy: a.strategy,
       blendNorms: a['blend-norms'], chosen: a.chosen, keepModels: a['keep-models'], out: a.out, quiet: a.quiet, log: logger(a),
       runInfo: { backend: backend.description, argv: process.argv.slice(2) },
     });
+    release();
     if (a.json) process.stdout.write(JSON.stringify(points) + '\n');
     else process.stdout.write(readFileSync(`${a.out}/summary.md`, 'utf8'));
   },

@@ -9,10 +9,11 @@
  * a choice that reads "None" stays the text "None" instead of becoming NaN ("nan" in the prompt); this
  * affects 10 test questions of the standard data.
  */
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { UserError } from '../../runtime/errors.ts';
 import { parseCsv } from './csv.ts';
+import { readTextFile } from '../../io/read.ts';
 
 export type MmluSplit = 'dev' | 'test' | 'val';
 export type AnswerLetter = 'A' | 'B' | 'C' | 'D';
@@ -44,7 +45,7 @@ const LAYOUT_HINT = 'expected the Hendrycks MMLU layout dev/<subject>_dev.csv an
 
 /** Parses and validates one MMLU CSV file. */
 export function readMmluFile(file: string, subject: string, split: MmluSplit): MmluQuestion[] {
-  const rows = parseCsv(readFileSync(file, 'utf8'), file);
+  const rows = parseCsv(readTextFile(file, 'MMLU CSV file'), file);
   if (rows.length === 0) {
     throw new UserError(`${file}: no questions in the file; restore it from the MMLU release or remove the subject`);
   }

@@ -3,7 +3,9 @@
  *
  * A results directory holds:
  *   run-key.json           what the results depend on (model fingerprint, ntrain, limit, answer tokens, ...)
- *   subjects/<s>.json      one finished subject's per-question records, written atomically when it ends
+ *   subjects/<s>.json      one finished subject's per-question records, written atomically when it ends,
+ *                          stamped with a hash of the run key (a file of another run is never reused)
+ *   .mka-output.json       marks the directory as mka's MMLU results (src/io/output-dir.ts)
  *   mmlu.csv, summary.json the scores, written at the end from the subject files only (no timestamps),
  *                          so an interrupted and resumed run ends with the same bytes as an uninterrupted one
  *   run.json               timings and how the run went (backend, batch size, resumed subjects)
@@ -15,6 +17,8 @@ import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readFileSync, re
 import { join } from 'node:path';
 import { stringify } from 'csv-stringify/sync';
 import { atomicWriteText } from '../../io/atomic.ts';
+import { writeMarker } from '../../io/output-dir.ts';
+import { readJsonObject } from '../../io/read.ts';
 import type { LlamaModel } from '../../model/model.ts';
 import { UserError } from '../../runtime/errors.ts';
 import { CATEGORY_LABELS, categoryOf, subcategoryOf } from './categories.ts';
@@ -121,26 +125,26 @@ export function openResultsDir(dir: string, key: RunKey, fresh: boolean): Result
     throw new UserError(`${subjectsDir}: holds results but no run-key.json, so they cannot be matched to this run; choose another --out, or add --fresh to discard them`);
   }
   mkdirSync(subjectsDir, { recursive: true });
+  writeMarker(dir, 'mmlu-results');
   if (!existsSync(keyFile)) atomicWriteText(keyFile, text);
+  const runKey = createHash('sha256').update(text).digest('hex').slice(0, 16);
   const fileOf = (subject: string) => join(subjectsDir, `${subject}.json`);
   return {
     load(subject, fingerprint) {
       const f = fileOf(subject);
       if (!existsSync(f)) return null;
-      let r: SubjectResult;
-      try {
-        r = JSON.parse(readFileSync(f, 'utf8')) as SubjectResult;
-      } catch (e) {
-        throw new UserError(`${f}: unreadable subject results (${(e as Error).message}); delete the file to recompute the subject`);
-      }
+      const r = readJsonObject(f, 'subject results file') as unknown as SubjectResult & { runKey?: unknown };
       if (r.subject !== subject || !Array.isArray(r.questions)) throw new UserError(`${f}: not the results of subject ${subject}; delete the file to recompute it`);
+      if (r.runKey !== runKey) {
+        throw new UserError(`${f}: computed by a different run than ${keyFile} describes (another --limit, model or settings); add --fresh to recompute every subject`);
+      }
       if (r.data !== fingerprint) {
         throw new UserError(`${f}: the MMLU files of ${subject} changed since these results were computed; choose another --out, or add --fresh to recompute`);
       }
       return r;
     },
     save(result) {
-      atomicWriteText(fileOf(result.subject), JSON.stringify(result) + '\n');
+      atomicWriteText(fileOf(result.subject), JSON.stringify({ ...result, runKey }) + '\n');
     },
     finish(summary, run) {
       atomicWriteText(join(dir, 'mmlu.csv'), mmluCsv(summary));

@@ -1,0 +1,91 @@
+/**
+ * Reading the user's text and JSON files with one set of checks: the path must be a regular file, the
+ * bytes valid UTF-8 (no silent U+FFFD), the JSON valid and of the expected shape. Every failure is a
+ * one-line UserError naming the file.
+ */
+import { readFileSync, statSync } from 'node:fs';
+import { UserError } from '../runtime/errors.ts';
+
+/** Throws unless `path` is an existing regular file; `what` says what it is ("--config file"). */
+export function checkFile(path: string, what: string): void {
+  let st;
+  try {
+    st = statSync(path);
+  } catch {
+    throw new UserError(`${path}: ${what} not found`);
+  }
+  if (st.isDirectory()) throw new UserError(`${path}: ${what} is a directory; give the path of a file`);
+  if (!st.isFile()) throw new UserError(`${path}: ${what} is not a regular file`);
+}
+
+/** Decodes UTF-8 bytes, refusing invalid sequences; a leading byte order mark is kept for the caller. */
+export function decodeUtf8(bytes: Uint8Array, path: string, what: string): string {
+  try {
+    return new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(bytes);
+  } catch {
+    let valid = 0;
+    // find the first bad byte for the message: the longest prefix that decodes
+    for (let lo = 0, hi = bytes.length; lo < hi;) {
+      const mid = (lo + hi + 1) >> 1;
+      try {
+        new TextDecoder('utf-8', { fatal: true }).decode(bytes.subarray(0, mid), { stream: true });
+        valid = mid;
+        lo = mid;
+      } catch {
+        hi = mid - 1;
+      }
+    }
+    throw new UserError(`${path}: ${what} is not valid UTF-8 text (bad byte at offset ${valid}); save it as UTF-8`);
+  }
+}
+
+/** Reads a UTF-8 text file (checked as `checkFile` and `decodeUtf8` do). */
+export function readTextFile(path: string, what: string): string {
+  checkFile(path, what);
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(path);
+  } catch (e) {
+    throw new UserError(`${path}: cannot read ${what} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+  }
+  return decodeUtf8(bytes, path, what);
+}
+
+/** First line of an error message (parsers' messages may quote the input over several lines). */
+function firstLine(msg: string): string {
+  return msg.split('\n')[0].trim();
+}
+
+/** Parses JSON text from `path`; invalid JSON is a UserError naming the file. */
+export function parseJsonText(text: string, path: string, what: string): unknown {
+  if (text.trim() === '') throw new UserError(`${path}: ${what} is empty; expected JSON`);
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new UserError(`${path}: ${what} is not valid JSON (${firstLine((e as Error).message)})`);
+  }
+}
+
+/** Reads a JSON file of any value. */
+export function readJsonFile(path: string, what: string): unknown {
+  return parseJsonText(readTextFile(path, what), path, what);
+}
+
+/** True for a JSON object (not null, not an array). */
+export function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** Reads a JSON file that must hold an object. */
+export function readJsonObject(path: string, what: string): Record<string, unknown> {
+  const v = readJsonFile(path, what);
+  if (!isPlainObject(v)) throw new UserError(`${path}: ${what} must hold a JSON object, not ${describeJson(v)}`);
+  return v;
+}
+
+/** "null", "an array", "a string", ... for messages. */
+export function describeJson(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'an array';
+  return typeof v === 'object' ? 'an object' : `a ${typeof v}`;
+}
