@@ -71,11 +71,9 @@ export function diffusionOperator(D: Float64Array, n: number, sigma: number, alp
 }
 
 /**
- * Flips columns so that each column's entry of largest magnitude (first one on ties) is positive.
- * The orientation matters beyond cosmetics: the KSG counts downstream compare floating-point
- * differences that tie in exact arithmetic, so a reflected column can change NPIB in the 3rd digit.
- * A fixed rule keeps results identical across eigensolvers and platforms; numpy's eigh (LAPACK) signs
- * follow no such rule, so matching the reference exactly needs its signs (see the golden test).
+ * Flips columns so that each column's entry of largest magnitude (first one on ties) is positive, so the
+ * reported embeddings are the same across eigensolvers and platforms (numpy's eigh follows no such rule).
+ * NPIB does not depend on it: it is computed on exact ranks, which a reflection only mirrors.
  */
 export function orientColumns(coords: number[][]): number[][] {
   const dims = coords.length ? coords[0].length : 0;

@@ -5,7 +5,7 @@
 import { UserError } from '../../runtime/errors.ts';
 import { diffusionEmbedding } from './diffusion.ts';
 import { npibMatrix, type UndefinedPair } from './npib.ts';
-import { rankNormalize } from './rank.ts';
+import { midRanks } from './rank.ts';
 
 export interface SimilarityOptions {
   /** Kernel bandwidth σ in K = exp(−(D/σ)^½). */
@@ -27,13 +27,13 @@ export const DEFAULT_SIMILARITY: SimilarityOptions = { sigma: 8, alpha: 0.5, dim
 export interface SimilarityResult {
   /** [layer][sample][coord]: diffusion coordinates, each column defined up to sign. */
   embeddings: number[][][];
-  /** [layer][sample][coord]: rank / n of each coordinate. */
+  /** [layer][sample][coord]: rank / n of each coordinate (mid-ranks on ties), what NPIB is computed from. */
   rankEmbeddings: number[][][];
   /** [layer][dims+1]: eigenvalues of the diffusion operator, |value| descending. */
   eigenvalues: number[][];
   /** [layer]: k-NN entropy of the rank embedding. */
   entropy: number[];
-  /** L×L NPIB scores; null where undefined (H_i·H_j ≤ 0), explained in undefinedPairs. */
+  /** L×L NPIB scores (not bounded by 1, see npib.ts); null where undefined (H_i·H_j ≤ 0), explained in undefinedPairs. */
   npib: (number | null)[][];
   undefinedPairs: UndefinedPair[];
   /** [layer]: eigensolver used and its relative residual, e.g. "lanczos (m=41), residual 3e-13". */
@@ -77,7 +77,8 @@ export function similarityFromGram(grams: Float64Array[], n: number, opts: Parti
     solver.push(`${e.solver}, residual ${e.residual.toExponential(1)}`);
     onProgress?.(++done, total);
   }
-  const rankEmbeddings = embeddings.map(rankNormalize);
-  const r = npibMatrix(rankEmbeddings, o, () => onProgress?.(++done, total));
+  const ranks = embeddings.map(midRanks);
+  const rankEmbeddings = ranks.map((r) => r.map((row) => row.map((v) => v / n)));
+  const r = npibMatrix(ranks, o, () => onProgress?.(++done, total));
   return { embeddings, rankEmbeddings, eigenvalues, entropy: r.entropy, npib: r.npib, undefinedPairs: r.undefinedPairs, solver };
 }
