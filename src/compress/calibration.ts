@@ -18,6 +18,7 @@ import * as tf from '@tensorflow/tfjs';
 import { forward } from '../model/forward.ts';
 import type { LlamaModel } from '../model/model.ts';
 import { UserError } from '../runtime/errors.ts';
+import type { SimilarityOptions } from './similarity/index.ts';
 
 export const REPRESENTATIONS = ['padded', 'last', 'mean'] as const;
 export type Representation = (typeof REPRESENTATIONS)[number];
@@ -45,6 +46,22 @@ export interface Calibration {
   blockInfluence: number[];
   tokens: number;
   forwardPasses: number;
+}
+
+/**
+ * Calibration prompts the similarity stage needs so that none of its estimators runs short of samples:
+ * kEntropy + 1 (the k-NN entropy's neighbours; 51 by default), and more than kMi and dims.
+ */
+export function calibrationTarget(o: Pick<SimilarityOptions, 'kEntropy' | 'kMi' | 'dims'>): number {
+  return Math.max(o.kEntropy + 1, o.kMi + 1, o.dims + 2);
+}
+
+/**
+ * Questions per subject when none is asked for: 1, the paper's choice (57 prompts on MMLU's 57 subjects),
+ * or as many as it takes for `subjects` subjects to give `target` prompts (11 on the demo's 5 subjects).
+ */
+export function defaultPerSubject(subjects: number, target: number): number {
+  return Math.max(1, Math.ceil(target / Math.max(1, subjects)));
 }
 
 /** Runs the calibration prompts (token ids, BOS included) through the model once. */

@@ -10,7 +10,7 @@ import { loadMmlu } from '../eval/mmlu/data.ts';
 import { sampleCalibrationPrompts } from '../eval/mmlu/calibration-prompts.ts';
 import { UserError } from '../runtime/errors.ts';
 import { progress } from '../runtime/progress.ts';
-import { calibrate, type Calibration, type Representation } from './calibration.ts';
+import { calibrate, calibrationTarget, defaultPerSubject, type Calibration, type Representation } from './calibration.ts';
 import { DEFAULT_SIMILARITY, fusionRatio, gramFromActivations, resolveOptions, similarityFromGram, type SimilarityOptions, type SimilarityResult } from './similarity/index.ts';
 import { getMethod } from './methods/registry.ts';
 import type { MethodContext } from './methods/method.ts';
@@ -24,23 +24,26 @@ export interface CalibrationSource {
   /** Or a text file with one prompt per line. */
   calibrationFile?: string;
   subjects?: number;
+  /** Questions per subject; default: 1, or enough for calibrationTarget(similarity) prompts. */
   perSubject?: number;
   seed?: number;
+  /** The similarity options the prompts are for (they set the default prompt count). */
+  similarity?: Partial<SimilarityOptions>;
 }
 
 export interface AnalysisOptions extends CalibrationSource {
   representation?: Representation;
   maxPositions?: number;
   microBatch?: number;
-  similarity?: Partial<SimilarityOptions>;
   /** Compute the similarity matrix (MKA needs it; the baselines don't). */
   withSimilarity?: boolean;
   quiet?: boolean;
   log?: (msg: string) => void;
 }
 
-/** Token ids of the calibration prompts (BOS as the tokenizer adds it). */
-export function calibrationPrompts(tokenizer: Tokenizer, src: CalibrationSource): { ids: number[][]; labels: string[] } {
+/** Token ids of the calibration prompts (BOS as the tokenizer adds it), and the questions per subject drawn. */
+export function calibrationPrompts(tokenizer: Tokenizer, src: CalibrationSource): { ids: number[][]; labels: string[]; perSubject: number | null } {
+  let perSubject: number | null = null;
   let texts: { text: string; label: string }[];
   if (src.calibrationFile) {
     let raw: string;
@@ -53,12 +56,30 @@ export function calibrationPrompts(tokenizer: Tokenizer, src: CalibrationSource)
     if (texts.length < 2) throw new UserError(`${src.calibrationFile}: needs at least 2 non-empty lines (one prompt per line)`);
   } else if (src.data) {
     const data = loadMmlu(src.data);
-    texts = sampleCalibrationPrompts(data, { subjects: src.subjects, perSubject: src.perSubject, seed: src.seed })
+    perSubject = src.perSubject
+      ?? defaultPerSubject(src.subjects ?? data.subjects.length, calibrationTarget({ ...DEFAULT_SIMILARITY, ...src.similarity }));
+    texts = sampleCalibrationPrompts(data, { subjects: src.subjects, perSubject, seed: src.seed })
       .map((p) => ({ text: p.text, label: `${p.subject}#${p.index}` }));
   } else {
     throw new UserError('calibration needs --data MMLU_DIR or --calibration FILE');
   }
-  return { ids: texts.map((t) => tokenizer.encode(t.text)), labels: texts.map((t) => t.label) };
+  return { ids: texts.map((t) => tokenizer.encode(t.text)), labels: texts.map((t) => t.label), perSubject };
+}
+
+/**
+ * The similarity options for n calibration prompts, checked before any forward pass: a UserError names
+ * the option and the fix. The k-NN entropy's k is clamped to n − 1 with a logged note.
+ */
+export function similarityOptionsFor(n: number, src: CalibrationSource, log: (msg: string) => void = () => {}): SimilarityOptions {
+  const more = src.calibrationFile ? `more lines in ${src.calibrationFile}` : src.perSubject ? 'a larger --per-subject (or leave it unset)' : 'more --subjects';
+  let o: SimilarityOptions;
+  try {
+    o = resolveOptions(n, src.similarity);
+  } catch (e) {
+    throw e instanceof UserError ? new UserError(`${e.message.replace(/; fix the option or use more samples$/, '')}: ${n} calibration prompts are too few; use ${more}, or smaller values`) : e;
+  }
+  if (o.kEntropy > n - 1) log(`similarity: ${n} calibration prompts: the k-NN entropy uses k = ${n - 1}, not --k-entropy ${o.kEntropy} (needs ${o.kEntropy + 1} prompts)`);
+  return o;
 }
 
 export interface Analysis {
@@ -72,6 +93,7 @@ export interface Analysis {
 /** Calibrates a loaded model on prompt ids and (optionally) computes the layer similarity. */
 export function analyzeIds(model: LlamaModel, ids: number[][], labels: string[], opts: AnalysisOptions): Analysis {
   const log = opts.log ?? (() => {});
+  const similarityOptions = opts.withSimilarity ? similarityOptionsFor(ids.length, opts, log) : { ...DEFAULT_SIMILARITY, ...opts.similarity };
   const t0 = performance.now();
   const bar = progress('calibration', model.config.num_hidden_layers, { unit: 'layers', quiet: opts.quiet });
   const calibration = calibrate(model, ids, {
@@ -80,7 +102,6 @@ export function analyzeIds(model: LlamaModel, ids: number[][], labels: string[],
   });
   bar.done(`(${calibration.n} prompts, ${calibration.tokens} tokens, 1 forward pass)`);
   const t1 = performance.now();
-  const similarityOptions = resolveOptions(calibration.n, opts.similarity);
   let similarity: SimilarityResult | undefined;
   if (opts.withSimilarity) {
     const L = calibration.layers;
@@ -178,17 +199,17 @@ export async function compressModel(opts: CompressOptions): Promise<CompressionP
   try {
     checkRemove(opts.remove, model.config.num_hidden_layers);
     let analysis: Analysis | null = null;
-    let ids: number[][] = [], labels: string[] = [];
+    let ids: number[][] = [], labels: string[] = [], perSubject: number | null = null;
     if (method.needsCalibration && opts.remove > 0) {
       const tok = await loadTokenizer(opts.model);
-      ({ ids, labels } = calibrationPrompts(tok, opts));
+      ({ ids, labels, perSubject } = calibrationPrompts(tok, opts));
       analysis = analyzeIds(model, ids, labels, { ...opts, withSimilarity: method.needsSimilarity });
     }
     const plan = await method.plan(methodContext(model, analysis, opts, ids, labels), opts.remove);
     const extra = analysis ? {
       calibration: {
         prompts: analysis.calibration.n, tokens: analysis.calibration.tokens, representation: analysis.calibration.representation,
-        source: opts.calibrationFile ?? opts.data, subjects: opts.subjects ?? null, per_subject: opts.perSubject ?? 1, seed: opts.seed ?? 1,
+        source: opts.calibrationFile ?? opts.data, subjects: opts.subjects ?? null, per_subject: perSubject, seed: opts.seed ?? 1,
         forward_passes: analysis.calibration.forwardPasses,
       },
     } : {};

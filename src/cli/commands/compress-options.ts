@@ -8,7 +8,7 @@ export function calibrationOptions<T>(y: Argv<T>) {
     .option('data', { type: 'string', describe: 'MMLU directory (dev/, test/) to draw calibration prompts from', group: 'Calibration:' })
     .option('calibration', { type: 'string', describe: 'text file, one calibration prompt per line (instead of --data)', group: 'Calibration:' })
     .option('subjects', { type: 'number', describe: 'MMLU subjects to sample (default: all)', group: 'Calibration:' })
-    .option('per-subject', { type: 'number', default: 1, describe: 'questions per subject', group: 'Calibration:' })
+    .option('per-subject', { type: 'number', describe: 'questions per subject (default: 1, or more when the subjects give fewer than --k-entropy + 1 prompts)', group: 'Calibration:' })
     .option('seed', { type: 'number', default: 1, describe: 'sampling seed', group: 'Calibration:' })
     .option('representation', { choices: REPRESENTATIONS, default: 'padded' as Representation, describe: 'a prompt at a layer: padded (512 positions, one vector), last token, or mean', group: 'Calibration:' })
     .option('max-positions', { type: 'number', default: 512, describe: 'positions kept by the padded representation', group: 'Calibration:' })
@@ -23,7 +23,7 @@ export function calibrationOptions<T>(y: Argv<T>) {
 }
 
 interface CalibrationArgs {
-  data?: string; calibration?: string; subjects?: number; 'per-subject': number; seed: number;
+  data?: string; calibration?: string; subjects?: number; 'per-subject'?: number; seed: number;
   representation: Representation; 'max-positions': number; 'micro-batch': number; streaming: boolean;
   sigma: number; alpha: number; dims: number; 'k-mi': number; 'k-entropy': number; beta: number;
 }

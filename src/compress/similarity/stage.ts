@@ -44,12 +44,12 @@ export interface SimilarityResult {
 export function resolveOptions(n: number, opts: Partial<SimilarityOptions> = {}): SimilarityOptions {
   const o = { ...DEFAULT_SIMILARITY, ...opts };
   const problems: string[] = [];
-  if (!(o.sigma > 0 && Number.isFinite(o.sigma))) problems.push(`sigma must be a positive number (got ${o.sigma})`);
-  if (!(o.alpha >= 0 && Number.isFinite(o.alpha))) problems.push(`alpha must be >= 0 (got ${o.alpha})`);
-  if (!(Number.isInteger(o.dims) && o.dims >= 1 && o.dims + 1 <= n)) problems.push(`dims must be an integer in 1..${n - 1} for ${n} samples (got ${o.dims})`);
-  if (!(Number.isInteger(o.kMi) && o.kMi >= 1 && o.kMi < n)) problems.push(`kMi must be an integer in 1..${n - 1} for ${n} samples (got ${o.kMi})`);
-  if (!(Number.isInteger(o.kEntropy) && o.kEntropy >= 1)) problems.push(`kEntropy must be a positive integer (got ${o.kEntropy})`);
-  if (!Number.isFinite(o.beta)) problems.push(`beta must be a finite number (got ${o.beta})`);
+  if (!(o.sigma > 0 && Number.isFinite(o.sigma))) problems.push(`--sigma ${o.sigma}: must be a positive number`);
+  if (!(o.alpha >= 0 && Number.isFinite(o.alpha))) problems.push(`--alpha ${o.alpha}: must be >= 0`);
+  if (!(Number.isInteger(o.dims) && o.dims >= 1 && o.dims + 1 <= n)) problems.push(`--dims ${o.dims}: must be an integer in 1..${n - 1} for ${n} samples`);
+  if (!(Number.isInteger(o.kMi) && o.kMi >= 1 && o.kMi < n)) problems.push(`--k-mi ${o.kMi}: must be an integer in 1..${n - 1} for ${n} samples`);
+  if (!(Number.isInteger(o.kEntropy) && o.kEntropy >= 1)) problems.push(`--k-entropy ${o.kEntropy}: must be a positive integer`);
+  if (!Number.isFinite(o.beta)) problems.push(`--beta ${o.beta}: must be a finite number`);
   if (problems.length) throw new UserError(`similarity options: ${problems.join('; ')}; fix the option or use more samples`);
   return o;
 }
