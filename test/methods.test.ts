@@ -15,11 +15,14 @@ import { mulberry32, normal } from '../src/runtime/random.ts';
 import { expectedTensors, parseConfig } from '../src/model/config.ts';
 import { disposeModel, modelFromTensors } from '../src/model/model.ts';
 import { calibrate } from '../src/compress/calibration.ts';
-import { compressModel, modelSimilarity } from '../src/compress/compress.ts';
+import { calibrationPrompts, compressModel, modelSimilarity } from '../src/compress/compress.ts';
 import { getMethod } from '../src/compress/methods/registry.ts';
 import type { MethodContext } from '../src/compress/methods/method.ts';
 import { DEFAULT_SIMILARITY, type SimilarityResult } from '../src/compress/similarity/index.ts';
-import type { CompressionPlan } from '../src/compress/plan.ts';
+import { identityPlan, mergeStep, planSource, type CompressionPlan } from '../src/compress/plan.ts';
+import { modelSource } from '../src/export/source.ts';
+import { loadTokenizer } from '../src/tokenizer/tokenizer.ts';
+import { randomModel } from '../scripts/bench/forward.ts';
 import { ensureBenchmark } from '../src/demo/benchmark.ts';
 
 const L = 6;
@@ -239,4 +242,77 @@ test('mka --strategy adjacent end to end: every step recalibrates the merged mod
     }
     assert.ok(err < 1e-6, `layer ${k}: ${err}`);
   });
+});
+
+/**
+ * The released code's layer_fusion, written out: it computes the fused tensors, assigns them into
+ * `model.state_dict()[name]` (a fresh dict each call, so the parameters never change), then deletes
+ * layer j from the layer list. `weights` maps "layer.suffix" to tensors; returns the layers left.
+ */
+function releasedLayerFusion(layers: Map<string, Float32Array>[], i: number, j: number, ratio: number): Map<string, Float32Array>[] {
+  const stateDict = new Map<string, Float32Array>(layers.flatMap((l, k) => [...l].map(([s, w]) => [`${k}.${s}`, w] as const)));
+  for (const [s, w1] of layers[i]) {
+    const w2 = layers[j].get(s)!;
+    stateDict.set(`${i}.${s}`, w1.map((v, e) => ratio * v + (1 - ratio) * w2[e])); // written into the copy only
+  }
+  return layers.filter((_, k) => k !== j);
+}
+
+test('the released code\'s MKA drops the last K layers: its merges never reach the model, so it equals `reverse`', async () => {
+  await initBackend('wasm');
+  const model = constructedModel();
+  const src = modelSource(model);
+  const suffixes = [...expectedTensors(cfg).keys()].flatMap((n) => (n.startsWith('model.layers.0.') ? [n.slice('model.layers.0.'.length)] : []));
+  const original = Array.from({ length: L }, (_, l) => new Map(suffixes.map((s) => [s, src.read(`model.layers.${l}.${s}`)] as const)));
+  for (const K of [1, 2, 3]) {
+    let layers = original;
+    for (let step = 0; step < K; step++) layers = releasedLayerFusion(layers, layers.length - 2, layers.length - 1, 0.62);
+    const reverse = planSource(src, await getMethod('reverse').plan(context(null as never), K));
+    assert.equal(reverse.config.num_hidden_layers, layers.length);
+    layers.forEach((l, k) => { for (const s of suffixes) assert.deepEqual(reverse.read(`model.layers.${k}.${s}`), l.get(s), `K=${K} layer ${k} ${s}`); });
+    // and mka's own merge does change the last kept layer
+    const mka = planSource(src, mergeStep(identityPlan('mka', L), L - 2, L - 1, 0.62));
+    assert.notDeepEqual(mka.read(`model.layers.${L - 2}.mlp.up_proj.weight`), src.read(`model.layers.${L - 2}.mlp.up_proj.weight`));
+  }
+  disposeModel(model);
+});
+
+test('--protocol released: block inputs as layers, no BOS, first N subjects, layer i\'s biases', async () => {
+  await initBackend('wasm');
+  const model = constructedModel();
+  const outputs = calibrate(model, prompts, { representation: 'last' });
+  const inputs = calibrate(model, prompts, { representation: 'last', layerStates: 'input' });
+  for (let l = 1; l < L; l++) assert.deepEqual(inputs.grams[l], outputs.grams[l - 1], `input of block ${l} is the output of block ${l - 1}`);
+  const E = model.tensors.get('model.embed_tokens.weight')!.arraySync() as number[][];
+  const n = prompts.length;
+  for (let a = 0; a < n; a++) {
+    for (let b = 0; b < n; b++) {
+      const ea = E[prompts[a].at(-1)!], eb = E[prompts[b].at(-1)!];
+      const want = ea.reduce((s, v, k) => s + v * eb[k], 0);
+      assert.ok(Math.abs(inputs.grams[0][a * n + b] - want) < 1e-5 * Math.max(1, Math.abs(want)), `layer 0 is the embeddings (${a}, ${b})`);
+    }
+  }
+  disposeModel(model);
+
+  await ensureBenchmark(DATA);
+  const tok = await loadTokenizer(DEMO);
+  const mine = calibrationPrompts(tok, { data: DATA, subjects: 2, perSubject: 3 });
+  const released = calibrationPrompts(tok, { data: DATA, subjects: 2, perSubject: 3, protocol: 'released' });
+  assert.ok(mine.ids.every((p) => p[0] === tok.bos), 'mka: BOS first');
+  assert.ok(released.ids.every((p) => p[0] !== tok.bos), 'released: add_bos_token=False');
+  const subjects = (labels: string[]) => [...new Set(labels.map((x) => x.split('#')[0]))];
+  assert.deepEqual(subjects(released.labels), ['demo_alphabet', 'demo_arithmetic'], 'the first two subjects in sorted order');
+
+  // biases: Qwen2 has q/k/v biases
+  const qcfg = parseConfig({ ...cfg, model_type: 'qwen2', architectures: ['Qwen2ForCausalLM'] });
+  const q = randomModel(qcfg);
+  const qsrc = modelSource(q);
+  const lam = 0.7;
+  const blend = planSource(qsrc, mergeStep(identityPlan('mka', L), 2, 3, lam));
+  const keep = planSource(qsrc, { ...mergeStep(identityPlan('mka', L), 2, 3, lam), keepBiases: true });
+  const bi = qsrc.read('model.layers.2.self_attn.q_proj.bias'), bj = qsrc.read('model.layers.3.self_attn.q_proj.bias');
+  assert.deepEqual(keep.read('model.layers.2.self_attn.q_proj.bias'), bi);
+  assert.deepEqual(blend.read('model.layers.2.self_attn.q_proj.bias'), Float32Array.from(bi, (v, e) => lam * v + (1 - lam) * bj[e]));
+  assert.deepEqual(keep.read('model.layers.2.self_attn.q_proj.weight'), blend.read('model.layers.2.self_attn.q_proj.weight'), 'weights are blended either way');
+  disposeModel(q);
 });

@@ -1,14 +1,20 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/runtime/backend.ts';
 import { UserError } from '../src/runtime/errors.ts';
 import { mulberry32, normal } from '../src/runtime/random.ts';
 import {
-  accumulateGram, fusionRatio, getSimilarityMetric, gramFromActivations, similarityFromGram,
+  accumulateGram, degenerateKernelWarning, fusionRatio, getSimilarityMetric, gramFromActivations, similarityFromGram,
 } from '../src/compress/similarity/index.ts';
+import { calibrate } from '../src/compress/calibration.ts';
+import { calibrationPrompts } from '../src/compress/compress.ts';
+import { convertLlama2c } from '../src/io/llama2c.ts';
+import { disposeModel, loadModel } from '../src/model/model.ts';
+import { loadTokenizer } from '../src/tokenizer/tokenizer.ts';
 import { diffusionOperator, distancesFromGram } from '../src/compress/similarity/diffusion.ts';
 import { symmetricEigenDense, topEigenpairs } from '../src/compress/similarity/eigen.ts';
 import { digamma, knnEntropy, ksgMutualInformation, sortColumn } from '../src/compress/similarity/knn-mi.ts';
@@ -354,4 +360,66 @@ test('bench: similarity benchmark runs on tiny sizes', async () => {
     assert.equal(r.reference, 'skipped');
   }
   assert.equal(tf.memory().numTensors, before);
+});
+
+test('kernel diagnostics: σ = 8 on activations scaled by 100 is flagged degenerate; --sigma auto is scale-invariant', () => {
+  const rand = mulberry32(31);
+  const n = 40, h = 64, L = 3;
+  const base = Array.from({ length: n }, () => Array.from({ length: h }, () => 3 * normal(rand)));
+  const layers = Array.from({ length: L }, (_, l) => base.map((row) => row.map((v) => v + l * normal(rand))));
+  const grams = (scale: number) => layers.map((x) => gramFromActivations(x.map((r) => r.map((v) => v * scale))));
+  const paper = similarityFromGram(grams(1), n);
+  const scaled = similarityFromGram(grams(100), n);
+  for (const k of paper.kernel) {
+    assert.equal(k.sigma, 8);
+    assert.equal(k.degenerate, null, 'distances of about 34 suit σ = 8');
+    assert.ok(k.offDiagonal.mean > 0.05 && k.offDiagonal.mean < 0.9 && k.spectralGap > 1e-3, JSON.stringify(k));
+    assert.ok(k.medianDistance > 25 && k.medianDistance < 50, `median distance ${k.medianDistance}`);
+  }
+  for (const k of scaled.kernel) {
+    assert.ok(k.offDiagonal.max < 1e-6, `off-diagonal ${JSON.stringify(k.offDiagonal)}`);
+    assert.match(k.degenerate ?? '', /nearly the identity/);
+  }
+  const warning = degenerateKernelWarning(scaled.kernel)!;
+  assert.match(warning, /degenerate in 3 of 3 layers \(0, 1, 2\).*--sigma auto/);
+  assert.ok(!warning.includes('\n'));
+  assert.equal(degenerateKernelWarning(paper.kernel), null);
+  // auto: σ = the median distance, so the kernel and everything after it ignore the scale
+  const auto = similarityFromGram(grams(1), n, { sigma: 'auto' });
+  const autoScaled = similarityFromGram(grams(100), n, { sigma: 'auto' });
+  auto.kernel.forEach((k, l) => {
+    assert.equal(k.sigma, k.medianDistance);
+    assert.ok(Math.abs(autoScaled.kernel[l].sigma / k.sigma - 100) < 1e-9);
+    assert.ok(Math.abs(autoScaled.kernel[l].offDiagonal.mean - k.offDiagonal.mean) < 1e-12);
+    assert.equal(k.degenerate, null);
+  });
+  assert.ok(maxDiff(autoScaled.npib.flat() as number[], auto.npib.flat() as number[]) < 1e-12);
+  assert.throws(() => similarityFromGram(grams(1), n, { sigma: 'often' as never }), (e: unknown) => e instanceof UserError && /--sigma often: must be a positive number or auto/.test(e.message));
+});
+
+test('stories260K: kernel diagnostics with σ = 8 and --sigma auto, on its hidden states and on them scaled by 100', { skip: NO_SHARED }, async () => {
+  await initBackend('wasm');
+  const root = mkdtempSync(join(tmpdir(), 'mka-kernel-'));
+  const model = join(root, 'stories260K');
+  await convertLlama2c({ checkpoint: join(SHARED!, 'models/stories260K/stories260K.bin'), tokenizer: join(SHARED!, 'models/stories260K/tok512.bin'), out: model });
+  const m = loadModel(model);
+  const tok = await loadTokenizer(model);
+  const { ids } = calibrationPrompts(tok, { data: join(SHARED!, 'data/mmlu'), subjects: 20, perSubject: 1 });
+  const cal = calibrate(m, ids);
+  disposeModel(m);
+  const n = cal.n, o = { kEntropy: 19 };
+  const scaled = cal.grams.map((g) => g.map((v) => v * 1e4)); // hidden states × 100
+  const runs = {
+    paper: similarityFromGram(cal.grams, n, o), paperScaled: similarityFromGram(scaled, n, o),
+    auto: similarityFromGram(cal.grams, n, { ...o, sigma: 'auto' }), autoScaled: similarityFromGram(scaled, n, { ...o, sigma: 'auto' }),
+  };
+  for (const [name, r] of Object.entries(runs)) {
+    const k = r.kernel;
+    console.log(`${name}: median distance ${k.map((x) => x.medianDistance.toPrecision(3)).join(' ')}; mean off-diagonal K ${k.map((x) => x.offDiagonal.mean.toExponential(1)).join(' ')}; `
+      + `gap ${k.map((x) => x.spectralGap.toFixed(3)).join(' ')}; degenerate ${k.filter((x) => x.degenerate).length}/${k.length}`);
+  }
+  assert.ok(runs.paper.kernel.every((k) => k.degenerate === null), 'σ = 8 suits stories260K\'s own hidden states');
+  assert.ok(runs.paperScaled.kernel.every((k) => k.degenerate !== null), 'σ = 8 against distances × 100: the identity');
+  assert.ok(runs.auto.kernel.every((k) => k.degenerate === null));
+  assert.ok(maxDiff(runs.autoScaled.npib.flat() as number[], runs.auto.npib.flat() as number[]) < 1e-9);
 });

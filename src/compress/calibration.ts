@@ -6,7 +6,8 @@
  *  - each block's Block Influence, 1 − cos(input, output) averaged over real tokens (ShortGPT).
  *
  * The layer used is the output of each decoder block (the residual stream after block i, before the
- * final norm), so layer i of the similarity matrix is decoder layer i.
+ * final norm), so layer i of the similarity matrix is decoder layer i; with layerStates 'input' it is
+ * the block's input, as in the paper's released code.
  *
  * The pass is layer-major (forward.ts): the whole set goes through block 0, then block 1, ..., in
  * micro-batches inside a block, so a streamed model reads each layer once. Representations of a
@@ -29,6 +30,11 @@ export interface CalibrationOptions {
   maxPositions?: number;
   /** Rows per micro-batch inside each layer (memory bound); default 8. */
   microBatch?: number;
+  /**
+   * Layer l's representation: the output of block l (default), or its input (the released code's
+   * hidden_states[l]: the embeddings for l = 0).
+   */
+  layerStates?: 'output' | 'input';
   /** Called after each block with (blocks done, total). */
   onProgress?: (done: number, total: number) => void;
 }
@@ -38,7 +44,7 @@ export interface Calibration {
   layers: number;
   hiddenSize: number;
   representation: Representation;
-  /** Per decoder layer, the n×n Gram matrix of its output representations (row-major). */
+  /** Per decoder layer, the n×n Gram matrix of its output (or, with layerStates 'input', input) representations (row-major). */
   grams: Float64Array[];
   /** Per block boundary b = 0..L (input of block b; b = L is the last block's output), [n*H] last-token states. */
   lastStates: Float32Array[];
@@ -97,20 +103,22 @@ export function calibrate(model: LlamaModel, prompts: number[][], opts: Calibrat
     return masked.reshape([n, T * H]) as tf.Tensor2D; // [n, T*H]; positions past T are zeros and add nothing
   });
 
+  const gramOf = (h: tf.Tensor3D) => Float64Array.from(tf.tidy(() => {
+    const r = representation(h);
+    return tf.matMul(r, r, false, true).dataSync(); // [n, n]
+  }));
+
   try {
     forward(model, ids, {
       logits: 'none',
       microBatch: opts.microBatch ?? 8,
       onBlockInput: (i, x) => {
         if (i === 0) lastStates.push(lastOf(x));
+        if (opts.layerStates === 'input') grams.push(gramOf(x));
         blockInput = tf.clone(x);
       },
       onBlockOutput: (i, h) => {
-        const g = tf.tidy(() => {
-          const r = representation(h);
-          return tf.matMul(r, r, false, true).dataSync(); // [n, n]
-        });
-        grams.push(Float64Array.from(g));
+        if (opts.layerStates !== 'input') grams.push(gramOf(h));
         lastStates.push(lastOf(h));
         const bi = tf.tidy(() => {
           const dot = tf.sum(tf.mul(blockInput!, h), -1);

@@ -11,8 +11,9 @@ import { sampleCalibrationPrompts } from '../eval/mmlu/calibration-prompts.ts';
 import { UserError } from '../runtime/errors.ts';
 import { progress } from '../runtime/progress.ts';
 import { calibrate, calibrationTarget, defaultPerSubject, type Calibration, type Representation } from './calibration.ts';
-import { DEFAULT_SIMILARITY, fusionRatio, gramFromActivations, resolveOptions, similarityFromGram, type SimilarityOptions, type SimilarityResult } from './similarity/index.ts';
+import { DEFAULT_SIMILARITY, degenerateKernelWarning, fusionRatio, gramFromActivations, resolveOptions, similarityFromGram, type SimilarityOptions, type SimilarityResult } from './similarity/index.ts';
 import { getMethod } from './methods/registry.ts';
+import { protocolSettings, type Protocol } from './methods/protocol.ts';
 import type { MethodContext } from './methods/method.ts';
 import { materialize, planSource, planSummary, type CompressionPlan } from './plan.ts';
 import { modelSource } from '../export/source.ts';
@@ -29,6 +30,8 @@ export interface CalibrationSource {
   seed?: number;
   /** The similarity options the prompts are for (they set the default prompt count). */
   similarity?: Partial<SimilarityOptions>;
+  /** mka's conventions (default) or the released code's (methods/protocol.ts). */
+  protocol?: Protocol;
 }
 
 export interface AnalysisOptions extends CalibrationSource {
@@ -58,12 +61,13 @@ export function calibrationPrompts(tokenizer: Tokenizer, src: CalibrationSource)
     const data = loadMmlu(src.data);
     perSubject = src.perSubject
       ?? defaultPerSubject(src.subjects ?? data.subjects.length, calibrationTarget({ ...DEFAULT_SIMILARITY, ...src.similarity }));
-    texts = sampleCalibrationPrompts(data, { subjects: src.subjects, perSubject, seed: src.seed })
+    texts = sampleCalibrationPrompts(data, { subjects: src.subjects, perSubject, seed: src.seed, subjectOrder: protocolSettings(src.protocol).subjectOrder })
       .map((p) => ({ text: p.text, label: `${p.subject}#${p.index}` }));
   } else {
     throw new UserError('calibration needs --data MMLU_DIR or --calibration FILE');
   }
-  return { ids: texts.map((t) => tokenizer.encode(t.text)), labels: texts.map((t) => t.label), perSubject };
+  const addBos = protocolSettings(src.protocol).calibrationBos ? undefined : false;
+  return { ids: texts.map((t) => tokenizer.encode(t.text, { addBos })), labels: texts.map((t) => t.label), perSubject };
 }
 
 /**
@@ -72,6 +76,7 @@ export function calibrationPrompts(tokenizer: Tokenizer, src: CalibrationSource)
  */
 export function similarityOptionsFor(n: number, src: CalibrationSource, log: (msg: string) => void = () => {}): SimilarityOptions {
   const more = src.calibrationFile ? `more lines in ${src.calibrationFile}` : src.perSubject ? 'a larger --per-subject (or leave it unset)' : 'more --subjects';
+  resolveOptions(Number.MAX_SAFE_INTEGER, src.similarity); // options wrong whatever the prompt count
   let o: SimilarityOptions;
   try {
     o = resolveOptions(n, src.similarity);
@@ -98,7 +103,7 @@ export function analyzeIds(model: LlamaModel, ids: number[][], labels: string[],
   const bar = progress('calibration', model.config.num_hidden_layers, { unit: 'layers', quiet: opts.quiet });
   const calibration = calibrate(model, ids, {
     representation: opts.representation, maxPositions: opts.maxPositions, microBatch: opts.microBatch,
-    onProgress: () => bar.tick(),
+    layerStates: protocolSettings(opts.protocol).layerStates, onProgress: () => bar.tick(),
   });
   bar.done(`(${calibration.n} prompts, ${calibration.tokens} tokens, 1 forward pass)`);
   const t1 = performance.now();
@@ -109,6 +114,8 @@ export function analyzeIds(model: LlamaModel, ids: number[][], labels: string[],
     similarity = similarityFromGram(calibration.grams, calibration.n, similarityOptions, () => sbar.tick());
     sbar.done();
     for (const u of similarity.undefinedPairs) log(`similarity: NPIB(${u.i}, ${u.j}) undefined: ${u.reason}`);
+    const warning = degenerateKernelWarning(similarity.kernel);
+    if (warning) log(warning);
   }
   return { calibration, similarity, similarityOptions, labels, seconds: { calibration: (t1 - t0) / 1000, similarity: (performance.now() - t1) / 1000 } };
 }
@@ -135,6 +142,9 @@ export function similarityJson(sim: SimilarityResult, opts: SimilarityOptions, e
     undefined_pairs: sim.undefinedPairs,
     fusion_ratio: fusion,
     solver: sim.solver,
+    kernel: sim.kernel.map((k) => ({
+      sigma: k.sigma, median_distance: k.medianDistance, off_diagonal: k.offDiagonal, spectral_gap: k.spectralGap, degenerate: k.degenerate,
+    })),
   };
 }
 
@@ -167,6 +177,7 @@ export function methodContext(model: LlamaModel, analysis: Analysis | null, opts
     similarityOptions: analysis?.similarityOptions ?? { ...DEFAULT_SIMILARITY, ...opts.similarity },
     strategy: opts.strategy ?? 'last-pair',
     blendNorms: opts.blendNorms ?? false,
+    biases: protocolSettings(opts.protocol).biases,
     log,
     recalibrate: async (plan: CompressionPlan) => {
       const merged = materialize(planSource(modelSource(model), plan));
@@ -210,7 +221,7 @@ export async function compressModel(opts: CompressOptions): Promise<CompressionP
       calibration: {
         prompts: analysis.calibration.n, tokens: analysis.calibration.tokens, representation: analysis.calibration.representation,
         source: opts.calibrationFile ?? opts.data, subjects: opts.subjects ?? null, per_subject: perSubject, seed: opts.seed ?? 1,
-        forward_passes: analysis.calibration.forwardPasses,
+        forward_passes: analysis.calibration.forwardPasses, protocol: opts.protocol ?? 'mka',
       },
     } : {};
     await writeCompressed(model, plan, opts.out, { dtype: opts.dtype, extra, log });
@@ -238,7 +249,7 @@ export async function modelSimilarity(opts: AnalysisOptions & { model: string; s
 }
 
 /** `mka similarity --activations F`: the similarity stage on activations from elsewhere ({"activations": [layers][samples][hidden]}). */
-export function activationsSimilarity(file: string, opts: { similarity?: Partial<SimilarityOptions>; quiet?: boolean }): Record<string, unknown> {
+export function activationsSimilarity(file: string, opts: { similarity?: Partial<SimilarityOptions>; quiet?: boolean; log?: (msg: string) => void }): Record<string, unknown> {
   let acts: unknown;
   try {
     acts = JSON.parse(readFileSync(file, 'utf8')).activations;
@@ -256,5 +267,7 @@ export function activationsSimilarity(file: string, opts: { similarity?: Partial
   const bar = progress('similarity', L + (L * (L + 1)) / 2, { unit: 'steps', quiet: opts.quiet });
   const sim = similarityFromGram(grams, n, o, () => bar.tick());
   bar.done();
+  const warning = degenerateKernelWarning(sim.kernel);
+  if (warning) opts.log?.(warning);
   return similarityJson(sim, o, { activations: file, samples: n });
 }
