@@ -23,6 +23,7 @@ import { identityPlan, mergeStep, planSource, type CompressionPlan } from '../sr
 import { modelSource } from '../src/export/source.ts';
 import { loadTokenizer } from '../src/tokenizer/tokenizer.ts';
 import { randomModel } from '../scripts/bench/forward.ts';
+import { PythonRandom } from '../src/compress/methods/python-random.ts';
 import { ensureBenchmark } from '../src/demo/benchmark.ts';
 
 const L = 6;
@@ -277,7 +278,20 @@ test('the released code\'s MKA drops the last K layers: its merges never reach t
   disposeModel(model);
 });
 
-test('--protocol released: block inputs as layers, no BOS, first N subjects, layer i\'s biases', async () => {
+const PYTHON_ROWS = ['demo_alphabet#34', 'demo_alphabet#145', 'demo_alphabet#216', 'demo_arithmetic#205', 'demo_arithmetic#195', 'demo_arithmetic#16'];
+
+test('PythonRandom is CPython\'s random: seed, getrandbits, sample (values from CPython 3.11.7)', () => {
+  let r = new PythonRandom(1);
+  assert.deepEqual([0, 1, 2, 3, 4].map(() => r.nextUint32()), [577090037, 2444712010, 3639700191, 3445702192, 3280387012]);
+  r = new PythonRandom(1);
+  assert.deepEqual([100, 250, 7, 1534, 30].map((n) => r.sample(n, 1)[0]), [17, 145, 6, 129, 8]);
+  r = new PythonRandom(1);
+  assert.deepEqual([r.sample(250, 11), r.sample(20, 5), r.sample(250, 30)], [
+    [34, 145, 216, 205, 195, 16, 65, 30, 126, 194, 115], [15, 12, 6, 3, 19],
+    [7, 228, 213, 99, 110, 155, 195, 196, 0, 178, 114, 68, 184, 205, 58, 151, 26, 230, 81, 249, 5, 6, 166, 138, 2, 97, 175, 55, 108, 185]]);
+});
+
+test('--protocol released: block inputs as layers, no BOS, the released code\'s rows, layer i\'s biases', async () => {
   await initBackend('wasm');
   const model = constructedModel();
   const outputs = calibrate(model, prompts, { representation: 'last' });
@@ -300,8 +314,8 @@ test('--protocol released: block inputs as layers, no BOS, first N subjects, lay
   const released = calibrationPrompts(tok, { data: DATA, subjects: 2, perSubject: 3, protocol: 'released' });
   assert.ok(mine.ids.every((p) => p[0] === tok.bos), 'mka: BOS first');
   assert.ok(released.ids.every((p) => p[0] !== tok.bos), 'released: add_bos_token=False');
-  const subjects = (labels: string[]) => [...new Set(labels.map((x) => x.split('#')[0]))];
-  assert.deepEqual(subjects(released.labels), ['demo_alphabet', 'demo_arithmetic'], 'the first two subjects in sorted order');
+  // the rows CPython 3.11 draws: random.seed(1); random.sample(range(250), 3) for each of the first two sorted subjects
+  assert.deepEqual(released.labels, PYTHON_ROWS);
 
   // biases: Qwen2 has q/k/v biases
   const qcfg = parseConfig({ ...cfg, model_type: 'qwen2', architectures: ['Qwen2ForCausalLM'] });

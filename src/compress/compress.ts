@@ -13,7 +13,7 @@ import { progress } from '../runtime/progress.ts';
 import { calibrate, calibrationTarget, defaultPerSubject, type Calibration, type Representation } from './calibration.ts';
 import { DEFAULT_SIMILARITY, degenerateKernelWarning, fusionRatio, gramFromActivations, resolveOptions, similarityFromGram, type SimilarityOptions, type SimilarityResult } from './similarity/index.ts';
 import { getMethod } from './methods/registry.ts';
-import { protocolSettings, type Protocol } from './methods/protocol.ts';
+import { protocolSettings, releasedCalibrationPrompts, type Protocol } from './methods/protocol.ts';
 import type { MethodContext } from './methods/method.ts';
 import { materialize, planSource, planSummary, type CompressionPlan } from './plan.ts';
 import { modelSource } from '../export/source.ts';
@@ -61,7 +61,8 @@ export function calibrationPrompts(tokenizer: Tokenizer, src: CalibrationSource)
     const data = loadMmlu(src.data);
     perSubject = src.perSubject
       ?? defaultPerSubject(src.subjects ?? data.subjects.length, calibrationTarget({ ...DEFAULT_SIMILARITY, ...src.similarity }));
-    texts = sampleCalibrationPrompts(data, { subjects: src.subjects, perSubject, seed: src.seed, subjectOrder: protocolSettings(src.protocol).subjectOrder })
+    const draw = protocolSettings(src.protocol).draw === 'python' ? releasedCalibrationPrompts : sampleCalibrationPrompts;
+    texts = draw(data, { subjects: src.subjects, perSubject, seed: src.seed })
       .map((p) => ({ text: p.text, label: `${p.subject}#${p.index}` }));
   } else {
     throw new UserError('calibration needs --data MMLU_DIR or --calibration FILE');

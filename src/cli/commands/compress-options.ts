@@ -15,7 +15,7 @@ export function calibrationOptions<T>(y: Argv<T>) {
     .option('max-positions', { type: 'number', default: 512, describe: 'positions kept by the padded representation', group: 'Calibration:' })
     .option('micro-batch', { type: 'number', default: 8, describe: 'prompts per micro-batch inside a layer', group: 'Calibration:' })
     .option('streaming', { type: 'boolean', default: false, describe: 'read one decoder layer at a time from disk', group: 'Calibration:' })
-    .option('protocol', { choices: PROTOCOLS, default: 'mka' as Protocol, describe: 'released: the paper\'s released code\'s conventions (block inputs as layers, no BOS, first N subjects, layer i\'s biases)', group: 'Calibration:' })
+    .option('protocol', { choices: PROTOCOLS, default: 'mka' as Protocol, describe: 'released: the paper\'s released code\'s conventions (block inputs as layers, no BOS, its calibration rows, layer i\'s biases)', group: 'Calibration:' })
     .option('sigma', { default: DEFAULT_SIMILARITY.sigma, coerce: (v: unknown) => (v === 'auto' || !Number.isFinite(Number(v)) ? v : Number(v)), describe: 'diffusion kernel bandwidth σ, or auto (per layer: the median pairwise distance)', group: 'Similarity:' })
     .option('alpha', { type: 'number', default: DEFAULT_SIMILARITY.alpha, describe: 'density normalisation α', group: 'Similarity:' })
     .option('dims', { type: 'number', default: DEFAULT_SIMILARITY.dims, describe: 'embedding dimensions d', group: 'Similarity:' })
