@@ -97,7 +97,7 @@ export async function runSweep(opts: SweepOptions): Promise<SweepPoint[]> {
   const keyPath = join(opts.out, 'sweep-key.json');
   const key = JSON.stringify({
     model: opts.model, data: opts.data, ntrain: opts.ntrain, limit: opts.limit ?? null, subjects: opts.evalSubjects ?? null,
-    calibration: { data: opts.data, file: opts.calibrationFile ?? null, subjects: opts.subjects ?? null, perSubject: opts.perSubject ?? 1, seed: opts.seed ?? 1, representation: opts.representation ?? 'padded', ...(opts.protocol && opts.protocol !== 'mka' ? { protocol: opts.protocol } : {}) },
+    calibration: { data: opts.data, file: opts.calibrationFile ?? null, subjects: opts.subjects ?? null, perSubject: opts.perSubject ?? 'auto', seed: opts.seed ?? 1, representation: opts.representation ?? 'padded', ...(opts.protocol && opts.protocol !== 'mka' ? { protocol: opts.protocol } : {}) },
     similarity: opts.similarity ?? {}, strategy: opts.strategy ?? 'last-pair', blendNorms: opts.blendNorms ?? false,
   });
   const oldKey = existsSync(keyPath) ? readFileSync(keyPath, 'utf8') : null;
