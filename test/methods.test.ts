@@ -330,3 +330,17 @@ test('--protocol released: block inputs as layers, no BOS, the released code\'s 
   assert.deepEqual(keep.read('model.layers.2.self_attn.q_proj.weight'), blend.read('model.layers.2.self_attn.q_proj.weight'), 'weights are blended either way');
   disposeModel(q);
 });
+
+test('--protocol released end to end: merge.json records it, layer i\'s biases, the released rows', async () => {
+  await initBackend('wasm');
+  await ensureBenchmark(DATA);
+  const out = join(root, 'mka-released');
+  const logs: string[] = [];
+  await compressModel({ model: DEMO, out, method: 'mka', remove: 1, data: DATA, protocol: 'released', quiet: true, log: (m) => logs.push(m) });
+  const merge = JSON.parse(readFileSync(join(out, 'merge.json'), 'utf8'));
+  assert.equal(merge.calibration.protocol, 'released');
+  assert.equal(merge.keep_biases, true);
+  assert.equal(merge.calibration.prompts, 55);
+  const mine = JSON.parse(readFileSync(join(root, 'mka-2', 'merge.json'), 'utf8'));
+  assert.notEqual(merge.steps[0].lambda, mine.steps[0].lambda, 'block inputs and other rows give another λ');
+});
