@@ -4,6 +4,10 @@
  *
  *   node --import tsx scripts/train-demo.ts [--seed 1] [--steps N] [--out models/demo] [--data data/demo-mmlu]
  *
+ * LayerDrop (probability 0.1 in the last stage) is on by default, as in models/demo; `--no-layer-drop`
+ * (or `--layer-drop 0`) trains the same model without it, the regime where merging is expected to
+ * compete with dropping (models/demo-nolayerdrop, when trained: `--no-layer-drop --out models/demo-nolayerdrop`).
+ *
  * 1. writes the demo benchmark (src/demo/benchmark.ts) to --data (Hendrycks CSV layout);
  * 2. learns a small BPE tokenizer on generated training text (src/demo/tokenizer.ts);
  * 3. trains a small Llama with Adam on generated training text that never contains a dev or test question,
@@ -54,6 +58,7 @@ const { values: a } = parseArgs({
     'init-std': { type: 'string', default: '0.06' },
     'answer-weight': { type: 'string', default: '10' },
     'layer-drop': { type: 'string', default: '0.1' },
+    'no-layer-drop': { type: 'boolean', default: false },
     vocab: { type: 'string', default: '512' },
     layers: { type: 'string', default: '8' },
     hidden: { type: 'string', default: '64' },
@@ -72,9 +77,11 @@ const seed = int('seed');
 const dtype = String(a.dtype) as DType;
 if (!['F32', 'F16', 'BF16'].includes(dtype)) throw new Error(`--dtype ${dtype}: use F32, F16 or BF16`);
 const bareSteps = int('bare-steps'), singleSteps = int('single-steps');
+const layerDrop = a['no-layer-drop'] ? 0 : Number(a['layer-drop']);
+if (!(layerDrop >= 0 && layerDrop < 1)) throw new Error(`--layer-drop ${a['layer-drop']}: use a probability in [0, 1)`);
 const settings: TrainSettings = {
   steps: int('steps'), lr: Number(a.lr), warmup: int('warmup'), decayStart: bareSteps + singleSteps, minLrRatio: 0.1,
-  clipNorm: 1, layerDrop: Number(a['layer-drop']), layerDropStart: bareSteps + singleSteps, seed,
+  clipNorm: 1, layerDrop, layerDropStart: bareSteps + singleSteps, seed,
 };
 if (bareSteps + singleSteps >= settings.steps) throw new Error('--steps must exceed --bare-steps + --single-steps');
 const batchSize = int('batch'), seqLen = int('seq-len'), answerWeight = Number(a['answer-weight']);

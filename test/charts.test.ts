@@ -81,7 +81,7 @@ test('renders the three charts to SVG and non-blank PNG', async () => {
   try {
     const npib = [[1, 0.8, null], [0.8, 1, 0.6], [null, 0.6, 1]];
     const sim = checkRendered(await renderChart(similarityHeatmapSpec(npib, 'toy NPIB'), join(dir, 'similarity')),
-      ['toy NPIB', 'grey cells', '0.80', 'layer']);
+      ['toy NPIB', 'grey cells', '0.80', 'layer', 'not a 0–1 similarity', 'NPIB (unbounded)']);
     assert.ok(inkStats(sim.rgba).ink > 0.2, 'heatmap should be mostly coloured');
 
     const acc = checkRendered(await renderChart(accuracySpec(accRows, 0.45, 0.25), join(dir, 'accuracy')),

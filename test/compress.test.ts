@@ -14,8 +14,12 @@ import { parseConfig } from '../src/model/config.ts';
 import { loadModel, disposeModel } from '../src/model/model.ts';
 import { forward } from '../src/model/forward.ts';
 import { identityPlan, mergeStep, dropStep, planSource, materialize } from '../src/compress/plan.ts';
-import { calibrate } from '../src/compress/calibration.ts';
+import { calibrate, calibrationTarget, defaultPerSubject } from '../src/compress/calibration.ts';
 import { compressModel } from '../src/compress/compress.ts';
+import { DEFAULT_SIMILARITY } from '../src/compress/similarity/index.ts';
+import { runSweep } from '../src/sweep/sweep.ts';
+import { ensureBenchmark } from '../src/demo/benchmark.ts';
+import { UserError } from '../src/runtime/errors.ts';
 import { angularDistance } from '../src/compress/methods/angular.ts';
 import { modelSource } from '../src/export/source.ts';
 import { convertLlama2c } from '../src/io/llama2c.ts';
@@ -120,7 +124,7 @@ test('stories260K compressed by 1 and 2 layers with every method runs end to end
   for (const method of ['mka', 'reverse', 'shortgpt', 'angular']) {
     for (const remove of [1, 2]) {
       const out = join(root, `${method}-${remove}`);
-      const plan = await compressModel({ model: base, out, method, remove, data: join(SHARED!, 'data/mmlu'), subjects: 20, quiet: true });
+      const plan = await compressModel({ model: base, out, method, remove, data: join(SHARED!, 'data/mmlu'), subjects: 20, perSubject: 1, quiet: true });
       assert.equal(plan.layers.length, 5 - remove);
       const merge = JSON.parse(readFileSync(join(out, 'merge.json'), 'utf8'));
       assert.equal(merge.removed, remove);
@@ -138,4 +142,31 @@ test('stories260K compressed by 1 and 2 layers with every method runs end to end
       disposeModel(m);
     }
   }
+});
+
+test('default calibration size works on every shipped dataset; too few prompts fail before any work', async () => {
+  await initBackend('wasm');
+  assert.equal(calibrationTarget(DEFAULT_SIMILARITY), 51);
+  assert.equal(defaultPerSubject(57, 51), 1, 'MMLU: one question per subject, as the paper');
+  assert.equal(defaultPerSubject(5, 51), 11, 'the demo benchmark: 5 subjects');
+  assert.equal(defaultPerSubject(5, calibrationTarget({ ...DEFAULT_SIMILARITY, kEntropy: 5 })), 2);
+  const root = mkdtempSync(join(tmpdir(), 'mka-defaults-'));
+  const data = join(root, 'demo-mmlu');
+  await ensureBenchmark(data);
+  // the README's command, with every default: 5 subjects x 11 questions
+  const out = join(root, 'mka-1');
+  await compressModel({ model: 'models/demo', out, method: 'mka', remove: 1, data, quiet: true });
+  const merge = JSON.parse(readFileSync(join(out, 'merge.json'), 'utf8'));
+  assert.equal(merge.calibration.prompts, 55);
+  assert.equal(merge.calibration.per_subject, 11);
+  // an explicit count that is too small: one line naming the option and the fix, nothing written
+  const few = join(root, 'few');
+  await assert.rejects(compressModel({ model: 'models/demo', out: few, method: 'mka', remove: 1, data, perSubject: 1, quiet: true }),
+    (e: unknown) => e instanceof UserError && /--k-mi 5: .*5 calibration prompts are too few; use a larger --per-subject/.test(e.message));
+  assert.ok(!existsSync(few));
+  const sweepOut = join(root, 'sweep');
+  const before = tf.memory().numTensors;
+  await assert.rejects(runSweep({ model: 'models/demo', data, methods: ['mka'], remove: [0, 1], ntrain: 5, perSubject: 1, out: sweepOut, quiet: true }), UserError);
+  assert.ok(!existsSync(sweepOut), 'the sweep failed before writing or evaluating anything');
+  assert.equal(tf.memory().numTensors, before);
 });

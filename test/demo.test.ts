@@ -21,7 +21,7 @@ import {
 import { SPACE, allowedToken, bpeFromTokenizerJson, pieceEncoder, tokenizerConfigJson, tokenizerJson, trainBpe } from '../src/demo/tokenizer.ts';
 import { dropLayers, scoreModel } from '../src/demo/evaluate.ts';
 import { loadTokenizer } from '../src/tokenizer/tokenizer.ts';
-import { cardArchitecture } from '../src/demo/card.ts';
+import { cardArchitecture, layerDropText } from '../src/demo/card.ts';
 import { demoConfig, documentBatcher, initialWeights, learningRateAt, trainModel, type Batch, type TrainSettings } from '../src/demo/train.ts';
 import { installWasmTrainingKernels } from '../src/demo/wasm-kernels.ts';
 
@@ -269,6 +269,27 @@ test('training: a few steps lower the loss on a fixed batch, deterministically, 
   assert.deepEqual(a, b);
   assert.ok(a[a.length - 1] < a[0] - 0.5, `loss ${a[0]} -> ${a[a.length - 1]}`);
   assert.ok(Math.abs(learningRateAt(0, s) - 5e-3) < 1e-12 && Math.abs(learningRateAt(7, s) - 1e-3) < 1e-9);
+});
+
+test('LayerDrop off (the second demo model\'s regime): every step trains every layer; on: some steps skip layers', async () => {
+  installWasmTrainingKernels();
+  const config = demoConfig({ vocabSize: 32, layers: 4, hidden: 8, heads: 2, kvHeads: 1, intermediate: 12, maxPositions: 32 });
+  const row = Array.from({ length: 9 }, (_, i) => (i * 3) % 32);
+  const batch: Batch = { inputs: [row.slice(0, -1)], targets: [row.slice(1)], weights: [row.slice(1).map(() => 1)], answers: [row.slice(1).map(() => 0)] };
+  const used = async (layerDrop: number) => {
+    const vars = initialWeights(config, 2);
+    const layers: number[] = [];
+    await trainModel(config, vars, () => batch, { steps: 12, lr: 1e-3, warmup: 1, minLrRatio: 0.1, clipNorm: 1, layerDrop, layerDropStart: 2, seed: 5 },
+      (r) => { layers.push(r.layersUsed); });
+    for (const v of vars.values()) v.dispose();
+    return layers;
+  };
+  assert.deepEqual(await used(0), new Array(12).fill(4));
+  const on = await used(0.5);
+  assert.deepEqual(on.slice(0, 2), [4, 4], 'no LayerDrop before layerDropStart');
+  assert.ok(on.slice(2).some((n) => n < 4), `layers used ${on}`);
+  assert.match(layerDropText(0), /without LayerDrop/);
+  assert.match(layerDropText(0.1), /with LayerDrop 0\.1 /);
 });
 
 test('documentBatcher weighs exactly the letters after "Answer:"', () => {

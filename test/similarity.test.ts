@@ -1,19 +1,25 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/runtime/backend.ts';
 import { UserError } from '../src/runtime/errors.ts';
 import { mulberry32, normal } from '../src/runtime/random.ts';
 import {
-  accumulateGram, fusionRatio, getSimilarityMetric, gramFromActivations, similarityFromGram,
+  accumulateGram, degenerateKernelWarning, fusionRatio, getSimilarityMetric, gramFromActivations, similarityFromGram,
 } from '../src/compress/similarity/index.ts';
+import { calibrate } from '../src/compress/calibration.ts';
+import { calibrationPrompts } from '../src/compress/compress.ts';
+import { convertLlama2c } from '../src/io/llama2c.ts';
+import { disposeModel, loadModel } from '../src/model/model.ts';
+import { loadTokenizer } from '../src/tokenizer/tokenizer.ts';
 import { diffusionOperator, distancesFromGram } from '../src/compress/similarity/diffusion.ts';
 import { symmetricEigenDense, topEigenpairs } from '../src/compress/similarity/eigen.ts';
-import { digamma, knnEntropy, ksgMutualInformation, scaleLikeNumpy, sortColumn } from '../src/compress/similarity/knn-mi.ts';
+import { digamma, knnEntropy, ksgMutualInformation, sortColumn } from '../src/compress/similarity/knn-mi.ts';
 import { npibMatrix } from '../src/compress/similarity/npib.ts';
-import { rankNormalize, rankNormalizeColumn } from '../src/compress/similarity/rank.ts';
+import { midRanks, midRanksColumn } from '../src/compress/similarity/rank.ts';
 import { runSimilarityBench } from '../scripts/bench/similarity.ts';
 import { NO_SHARED, SHARED } from './helpers.ts';
 
@@ -26,6 +32,9 @@ interface Golden {
   npib_deterministic: number[][];
   npib_sklearn_random_state0: number[][];
   fusion_ratio: Record<string, number>;
+  npib_exact: number[][];
+  entropy_exact: number[];
+  fusion_ratio_exact: Record<string, number>;
 }
 
 const column = (rows: number[][], c: number) => rows.map((r) => r[c]);
@@ -37,50 +46,83 @@ const maxDiff = (a: ArrayLike<number>, b: ArrayLike<number>, sign = 1) => {
 /** Sign s making s·a closest to b. */
 const alignSign = (a: number[], b: number[]) => (maxDiff(a, b, 1) <= maxDiff(a, b, -1) ? 1 : -1);
 
-test('golden: similarity stage matches similarity_reference.py', { skip: NO_SHARED }, () => {
+test('golden: similarity stage matches similarity_reference.py and npib_exact.py', { skip: NO_SHARED }, () => {
   const g: Golden = JSON.parse(readFileSync(join(SHARED!, 'fixtures/similarity/npib-golden.json'), 'utf8'));
   const n = g.activations[0].length;
   const grams = g.activations.map((x) => gramFromActivations(x));
   const r = similarityFromGram(grams, n);
-  let embErr = 0, eigErr = 0, entErr = 0;
-  const signs = r.embeddings.map((e, l) => [0, 1].map((c) => {
+  let embErr = 0, eigErr = 0;
+  const flips = r.embeddings.map((e, l) => [0, 1].map((c) => {
     const s = alignSign(column(e, c), column(g.embeddings[l], c));
     embErr = Math.max(embErr, maxDiff(column(g.embeddings[l], c), column(e, c), s));
     return s;
   }));
   r.eigenvalues.forEach((w, l) => { eigErr = Math.max(eigErr, maxDiff(w, g.eigenvalues[l])); });
-  r.entropy.forEach((h, l) => { entErr = Math.max(entErr, Math.abs(h - g.entropy[l])); });
   assert.ok(embErr <= 1e-4, `embedding (up to sign) max error ${embErr}`);
   assert.ok(eigErr <= 1e-10, `eigenvalue max error ${eigErr}`);
-  assert.ok(entErr <= 1e-9, `entropy max error ${entErr}`);
+  assert.ok(flips.flat().includes(-1), 'the stage orients some columns opposite to LAPACK: the sign-free check below bites');
   assert.deepEqual(r.undefinedPairs, []);
 
-  // With the reference's (LAPACK-arbitrary) column signs, rank embeddings, NPIB and fusion ratios agree.
-  const aligned = r.embeddings.map((e, l) => rankNormalize(e.map((row) => row.map((v, c) => v * signs[l][c]))));
-  assert.deepEqual(aligned, g.rank_embeddings);
-  const s = npibMatrix(aligned, { kMi: 5, kEntropy: 50 });
-  let npibErr = 0, sklearnGap = 0, fusionErr = 0;
-  s.npib.forEach((row, i) => row.forEach((v, j) => {
+  // The exact estimator: on ranks, ties resolved exactly, so the stage's own column signs give the spec's values.
+  const tol = 1e-9;
+  let npibErr = 0, fusionErr = 0;
+  r.npib.forEach((row, i) => row.forEach((v, j) => {
     assert.equal(typeof v, 'number');
-    npibErr = Math.max(npibErr, Math.abs(v! - g.npib_deterministic[i][j]));
+    npibErr = Math.max(npibErr, Math.abs(v! - g.npib_exact[i][j]));
+  }));
+  for (const [key, want] of Object.entries(g.fusion_ratio_exact)) {
+    const [i, j] = key.split(',').map(Number);
+    fusionErr = Math.max(fusionErr, Math.abs(fusionRatio(r.npib, i, j) - want));
+  }
+  assert.ok(npibErr <= tol, `npib max error ${npibErr}`);
+  assert.ok(fusionErr <= tol, `fusion ratio max error ${fusionErr}`);
+  assert.ok(maxDiff(r.entropy, g.entropy_exact) <= tol, `entropy max error ${maxDiff(r.entropy, g.entropy_exact)}`);
+  // The reference's ranks of its own embeddings are ours up to the mirror r -> n - 1 - r of a flipped column.
+  r.rankEmbeddings.forEach((e, l) => [0, 1].forEach((c) => {
+    const want = column(g.rank_embeddings[l], c).map((v) => (flips[l][c] > 0 ? v : (n - 1) / n - v));
+    assert.ok(maxDiff(column(e, c), want) <= 1e-12, `rank embedding ${l}:${c}`);
+  }));
+  // The float versions (ties broken by rounding; sklearn's random noise) are not the spec: they differ.
+  let floatGap = 0, sklearnGap = 0;
+  r.npib.forEach((row, i) => row.forEach((v, j) => {
+    floatGap = Math.max(floatGap, Math.abs(v! - g.npib_deterministic[i][j]));
     sklearnGap = Math.max(sklearnGap, Math.abs(v! - g.npib_sklearn_random_state0[i][j]));
   }));
-  for (const [key, want] of Object.entries(g.fusion_ratio)) {
-    const [i, j] = key.split(',').map(Number);
-    fusionErr = Math.max(fusionErr, Math.abs(fusionRatio(s.npib, i, j) - want));
-  }
-  assert.ok(npibErr <= 1e-6, `npib max error ${npibErr}`);
-  assert.ok(fusionErr <= 1e-6, `fusion ratio max error ${fusionErr}`);
-  assert.ok(maxDiff(s.entropy, g.entropy) <= 1e-9);
-  assert.ok(sklearnGap > 1e-2, 'the deterministic estimator, not sklearn\'s noisy one, is the spec');
+  assert.ok(floatGap > 1e-3 && sklearnGap > 1e-2, `gaps ${floatGap} ${sklearnGap}`);
+});
 
-  // The stage orients columns by its own rule (largest entry positive); LAPACK's signs differ on half the
-  // columns here, and the reference's KSG counts then break floating-point ties differently: run on our
-  // orientation, the reference script gives our NPIB to 1e-14 but differs from its own fixture by 0.042.
-  // So the stage's own NPIB is only guarded against gross errors; the exact check is the aligned one above.
-  let ownErr = 0;
-  r.npib.forEach((row, i) => row.forEach((v, j) => { ownErr = Math.max(ownErr, Math.abs(v! - g.npib_deterministic[i][j])); }));
-  assert.ok(ownErr <= 0.1, `npib with the stage's own column signs: max error ${ownErr}`);
+/** NPIB of embeddings with the columns listed in `flip` negated. */
+function npibOfFlipped(embeddings: number[][][], flip: (l: number, c: number) => boolean) {
+  const flipped = embeddings.map((e, l) => e.map((row) => row.map((v, c) => (flip(l, c) ? -v : v))));
+  return npibMatrix(flipped.map(midRanks), { kMi: 5, kEntropy: 50 });
+}
+
+test('NPIB is sign-invariant: flipping any embedding column changes no bit (golden embeddings)', { skip: NO_SHARED }, () => {
+  const g: Golden = JSON.parse(readFileSync(join(SHARED!, 'fixtures/similarity/npib-golden.json'), 'utf8'));
+  const base = npibOfFlipped(g.embeddings, () => false);
+  assert.ok(maxDiff(base.npib.flat() as number[], g.npib_exact.flat()) <= 1e-9);
+  const rand = mulberry32(4);
+  for (let trial = 0; trial < 3; trial++) {
+    const mask = g.embeddings.map(() => [rand() < 0.5, rand() < 0.5]);
+    assert.deepStrictEqual(npibOfFlipped(g.embeddings, (l, c) => mask[l][c]), base); // Object.is on every number
+  }
+});
+
+test('NPIB is sign-invariant on synthetic embeddings, tied values included', () => {
+  const rand = mulberry32(8);
+  const n = 60;
+  const layers = Array.from({ length: 4 }, (_, l) => Array.from({ length: n }, () => [normal(rand), normal(rand)].map((v) => v * (l + 1))));
+  // duplicate samples (identical prompts give identical rows) and a column with many exact ties
+  for (let i = 0; i < 6; i++) layers.forEach((e) => { e[n - 1 - i] = [...e[i]]; });
+  layers[2].forEach((row, i) => { row[1] = Math.round(row[1]) + (i % 3 === 0 ? 0.5 : 0); });
+  const base = npibOfFlipped(layers, () => false);
+  for (let l = 0; l < layers.length; l++) {
+    for (let c = 0; c < 2; c++) assert.deepStrictEqual(npibOfFlipped(layers, (a, b) => a === l && b === c), base, `flip ${l}:${c}`);
+  }
+  assert.deepStrictEqual(npibOfFlipped(layers, () => true), base);
+  // a rank reflection is exactly the mirror, ties included (stable ordinal ranks are not: they keep sample order)
+  const col = [3, 1, 3, 2, 1, 1];
+  assert.deepEqual(Array.from(midRanksColumn(col.map((v) => -v))), Array.from(midRanksColumn(col), (r) => col.length - 1 - r));
 });
 
 test('golden: Lanczos gives the dense eigenpairs of a reference diffusion operator', { skip: NO_SHARED }, () => {
@@ -197,8 +239,9 @@ test('digamma and rank normalisation', () => {
   assert.ok(Math.abs(digamma(100) - 4.600161852738088) < 1e-14);
   assert.ok(Math.abs(digamma(1234.5) - 7.1180162318279985) < 1e-13);
   assert.ok(Math.abs(digamma(-0.5) - 0.03648997397857651) < 1e-14);
-  // stable ranks: ties keep sample order
-  assert.deepEqual(Array.from(rankNormalizeColumn([3, 1, 3, 2])), [2 / 4, 0, 3 / 4, 1 / 4]);
+  // mid-ranks: tied values share the mean of their positions
+  assert.deepEqual(Array.from(midRanksColumn([3, 1, 3, 2])), [2.5, 0, 2.5, 1]);
+  assert.deepEqual(Array.from(midRanksColumn([0.2, 0.1, 0.3])), [1, 0, 2]);
 });
 
 /** The reference's KSG written out over full n×n distance matrices. */
@@ -228,8 +271,8 @@ test('KSG: sorted-window search gives the brute-force estimate exactly, ties inc
   for (const n of [30, 150]) {
     const a = Array.from({ length: n }, () => normal(rand));
     const b = a.map((v) => 0.6 * v + normal(rand));
-    for (const [u, v] of [[a, b], [rankNormalizeColumn(a), rankNormalizeColumn(b)], [rankNormalizeColumn(a), rankNormalizeColumn(a.map((t) => -t))]]) {
-      const x = scaleLikeNumpy(u), y = scaleLikeNumpy(v);
+    for (const [u, v] of [[a, b], [midRanksColumn(a), midRanksColumn(b)], [midRanksColumn(a), midRanksColumn(a.map((t) => -t))]]) {
+      const x = Float64Array.from(u), y = Float64Array.from(v);
       for (const k of [1, 5]) {
         const fast = ksgMutualInformation(sortColumn(x), sortColumn(y), k, psi);
         assert.equal(fast, bruteKsg(x, y, k), `n=${n} k=${k}`);
@@ -240,9 +283,9 @@ test('KSG: sorted-window search gives the brute-force estimate exactly, ties inc
 
 test('undefined NPIB is reported with its reason, never NaN', () => {
   const n = 20;
-  const diagonal = Array.from({ length: n }, (_, i) => [i / n, i / n]); // k-NN entropy > 0 with k = n − 1
-  const scrambled = Array.from({ length: n }, (_, i) => [i / n, ((7 * i + 3) % n) / n]); // entropy < 0
-  const duplicated = Array.from({ length: n }, () => [0.5, 0.5]); // r_k = 0: entropy −∞
+  const diagonal = Array.from({ length: n }, (_, i) => [i, i]); // k-NN entropy > 0 with k = n − 1
+  const scrambled = Array.from({ length: n }, (_, i) => [i, (7 * i + 3) % n]); // entropy < 0
+  const duplicated = Array.from({ length: n }, () => [9.5, 9.5]); // r_k = 0: entropy −∞
   const r = npibMatrix([diagonal, scrambled, duplicated], { kMi: 5, kEntropy: 50 });
   assert.ok(r.entropy[0] > 0 && r.entropy[1] < 0 && r.entropy[2] === -Infinity, `entropies ${r.entropy}`);
   assert.equal(typeof r.npib[0][0], 'number');
@@ -317,4 +360,66 @@ test('bench: similarity benchmark runs on tiny sizes', async () => {
     assert.equal(r.reference, 'skipped');
   }
   assert.equal(tf.memory().numTensors, before);
+});
+
+test('kernel diagnostics: σ = 8 on activations scaled by 100 is flagged degenerate; --sigma auto is scale-invariant', () => {
+  const rand = mulberry32(31);
+  const n = 40, h = 64, L = 3;
+  const base = Array.from({ length: n }, () => Array.from({ length: h }, () => 3 * normal(rand)));
+  const layers = Array.from({ length: L }, (_, l) => base.map((row) => row.map((v) => v + l * normal(rand))));
+  const grams = (scale: number) => layers.map((x) => gramFromActivations(x.map((r) => r.map((v) => v * scale))));
+  const paper = similarityFromGram(grams(1), n);
+  const scaled = similarityFromGram(grams(100), n);
+  for (const k of paper.kernel) {
+    assert.equal(k.sigma, 8);
+    assert.equal(k.degenerate, null, 'distances of about 34 suit σ = 8');
+    assert.ok(k.offDiagonal.mean > 0.05 && k.offDiagonal.mean < 0.9 && k.spectralGap > 1e-3, JSON.stringify(k));
+    assert.ok(k.medianDistance > 25 && k.medianDistance < 50, `median distance ${k.medianDistance}`);
+  }
+  for (const k of scaled.kernel) {
+    assert.ok(k.offDiagonal.max < 1e-6, `off-diagonal ${JSON.stringify(k.offDiagonal)}`);
+    assert.match(k.degenerate ?? '', /nearly the identity/);
+  }
+  const warning = degenerateKernelWarning(scaled.kernel)!;
+  assert.match(warning, /degenerate in 3 of 3 layers \(0, 1, 2\).*--sigma auto/);
+  assert.ok(!warning.includes('\n'));
+  assert.equal(degenerateKernelWarning(paper.kernel), null);
+  // auto: σ = the median distance, so the kernel and everything after it ignore the scale
+  const auto = similarityFromGram(grams(1), n, { sigma: 'auto' });
+  const autoScaled = similarityFromGram(grams(100), n, { sigma: 'auto' });
+  auto.kernel.forEach((k, l) => {
+    assert.equal(k.sigma, k.medianDistance);
+    assert.ok(Math.abs(autoScaled.kernel[l].sigma / k.sigma - 100) < 1e-9);
+    assert.ok(Math.abs(autoScaled.kernel[l].offDiagonal.mean - k.offDiagonal.mean) < 1e-12);
+    assert.equal(k.degenerate, null);
+  });
+  assert.ok(maxDiff(autoScaled.npib.flat() as number[], auto.npib.flat() as number[]) < 1e-12);
+  assert.throws(() => similarityFromGram(grams(1), n, { sigma: 'often' as never }), (e: unknown) => e instanceof UserError && /--sigma often: must be a positive number or auto/.test(e.message));
+});
+
+test('stories260K: kernel diagnostics with σ = 8 and --sigma auto, on its hidden states and on them scaled by 100', { skip: NO_SHARED }, async () => {
+  await initBackend('wasm');
+  const root = mkdtempSync(join(tmpdir(), 'mka-kernel-'));
+  const model = join(root, 'stories260K');
+  await convertLlama2c({ checkpoint: join(SHARED!, 'models/stories260K/stories260K.bin'), tokenizer: join(SHARED!, 'models/stories260K/tok512.bin'), out: model });
+  const m = loadModel(model);
+  const tok = await loadTokenizer(model);
+  const { ids } = calibrationPrompts(tok, { data: join(SHARED!, 'data/mmlu'), subjects: 20, perSubject: 1 });
+  const cal = calibrate(m, ids);
+  disposeModel(m);
+  const n = cal.n, o = { kEntropy: 19 };
+  const scaled = cal.grams.map((g) => g.map((v) => v * 1e4)); // hidden states × 100
+  const runs = {
+    paper: similarityFromGram(cal.grams, n, o), paperScaled: similarityFromGram(scaled, n, o),
+    auto: similarityFromGram(cal.grams, n, { ...o, sigma: 'auto' }), autoScaled: similarityFromGram(scaled, n, { ...o, sigma: 'auto' }),
+  };
+  for (const [name, r] of Object.entries(runs)) {
+    const k = r.kernel;
+    console.log(`${name}: median distance ${k.map((x) => x.medianDistance.toPrecision(3)).join(' ')}; mean off-diagonal K ${k.map((x) => x.offDiagonal.mean.toExponential(1)).join(' ')}; `
+      + `gap ${k.map((x) => x.spectralGap.toFixed(3)).join(' ')}; degenerate ${k.filter((x) => x.degenerate).length}/${k.length}`);
+  }
+  assert.ok(runs.paper.kernel.every((k) => k.degenerate === null), 'σ = 8 suits stories260K\'s own hidden states');
+  assert.ok(runs.paperScaled.kernel.every((k) => k.degenerate !== null), 'σ = 8 against distances × 100: the identity');
+  assert.ok(runs.auto.kernel.every((k) => k.degenerate === null));
+  assert.ok(maxDiff(runs.autoScaled.npib.flat() as number[], runs.auto.npib.flat() as number[]) < 1e-9);
 });

@@ -6,7 +6,8 @@
  *  - each block's Block Influence, 1 − cos(input, output) averaged over real tokens (ShortGPT).
  *
  * The layer used is the output of each decoder block (the residual stream after block i, before the
- * final norm), so layer i of the similarity matrix is decoder layer i.
+ * final norm), so layer i of the similarity matrix is decoder layer i; with layerStates 'input' it is
+ * the block's input, as in the paper's released code.
  *
  * The pass is layer-major (forward.ts): the whole set goes through block 0, then block 1, ..., in
  * micro-batches inside a block, so a streamed model reads each layer once. Representations of a
@@ -18,6 +19,7 @@ import * as tf from '@tensorflow/tfjs';
 import { forward } from '../model/forward.ts';
 import type { LlamaModel } from '../model/model.ts';
 import { UserError } from '../runtime/errors.ts';
+import type { SimilarityOptions } from './similarity/index.ts';
 
 export const REPRESENTATIONS = ['padded', 'last', 'mean'] as const;
 export type Representation = (typeof REPRESENTATIONS)[number];
@@ -28,6 +30,11 @@ export interface CalibrationOptions {
   maxPositions?: number;
   /** Rows per micro-batch inside each layer (memory bound); default 8. */
   microBatch?: number;
+  /**
+   * Layer l's representation: the output of block l (default), or its input (the released code's
+   * hidden_states[l]: the embeddings for l = 0).
+   */
+  layerStates?: 'output' | 'input';
   /** Called after each block with (blocks done, total). */
   onProgress?: (done: number, total: number) => void;
 }
@@ -37,7 +44,7 @@ export interface Calibration {
   layers: number;
   hiddenSize: number;
   representation: Representation;
-  /** Per decoder layer, the n×n Gram matrix of its output representations (row-major). */
+  /** Per decoder layer, the n×n Gram matrix of its output (or, with layerStates 'input', input) representations (row-major). */
   grams: Float64Array[];
   /** Per block boundary b = 0..L (input of block b; b = L is the last block's output), [n*H] last-token states. */
   lastStates: Float32Array[];
@@ -45,6 +52,22 @@ export interface Calibration {
   blockInfluence: number[];
   tokens: number;
   forwardPasses: number;
+}
+
+/**
+ * Calibration prompts the similarity stage needs so that none of its estimators runs short of samples:
+ * kEntropy + 1 (the k-NN entropy's neighbours; 51 by default), and more than kMi and dims.
+ */
+export function calibrationTarget(o: Pick<SimilarityOptions, 'kEntropy' | 'kMi' | 'dims'>): number {
+  return Math.max(o.kEntropy + 1, o.kMi + 1, o.dims + 2);
+}
+
+/**
+ * Questions per subject when none is asked for: 1, the paper's choice (57 prompts on MMLU's 57 subjects),
+ * or as many as it takes for `subjects` subjects to give `target` prompts (11 on the demo's 5 subjects).
+ */
+export function defaultPerSubject(subjects: number, target: number): number {
+  return Math.max(1, Math.ceil(target / Math.max(1, subjects)));
 }
 
 /** Runs the calibration prompts (token ids, BOS included) through the model once. */
@@ -80,20 +103,22 @@ export function calibrate(model: LlamaModel, prompts: number[][], opts: Calibrat
     return masked.reshape([n, T * H]) as tf.Tensor2D; // [n, T*H]; positions past T are zeros and add nothing
   });
 
+  const gramOf = (h: tf.Tensor3D) => Float64Array.from(tf.tidy(() => {
+    const r = representation(h);
+    return tf.matMul(r, r, false, true).dataSync(); // [n, n]
+  }));
+
   try {
     forward(model, ids, {
       logits: 'none',
       microBatch: opts.microBatch ?? 8,
       onBlockInput: (i, x) => {
         if (i === 0) lastStates.push(lastOf(x));
+        if (opts.layerStates === 'input') grams.push(gramOf(x));
         blockInput = tf.clone(x);
       },
       onBlockOutput: (i, h) => {
-        const g = tf.tidy(() => {
-          const r = representation(h);
-          return tf.matMul(r, r, false, true).dataSync(); // [n, n]
-        });
-        grams.push(Float64Array.from(g));
+        if (opts.layerStates !== 'input') grams.push(gramOf(h));
         lastStates.push(lastOf(h));
         const bi = tf.tidy(() => {
           const dot = tf.sum(tf.mul(blockInput!, h), -1);

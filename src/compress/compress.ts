@@ -15,9 +15,10 @@ import { sampleCalibrationPrompts } from '../eval/mmlu/calibration-prompts.ts';
 import { UserError } from '../runtime/errors.ts';
 import { readTextFile } from '../io/read.ts';
 import { progress } from '../runtime/progress.ts';
-import { calibrate, type Calibration, type Representation } from './calibration.ts';
-import { DEFAULT_SIMILARITY, fusionRatio, gramFromActivations, resolveOptions, similarityFromGram, type SimilarityOptions, type SimilarityResult } from './similarity/index.ts';
+import { calibrate, calibrationTarget, defaultPerSubject, type Calibration, type Representation } from './calibration.ts';
+import { DEFAULT_SIMILARITY, degenerateKernelWarning, fusionRatio, gramFromActivations, resolveOptions, similarityFromGram, type SimilarityOptions, type SimilarityResult } from './similarity/index.ts';
 import { getMethod } from './methods/registry.ts';
+import { protocolSettings, releasedCalibrationPrompts, type Protocol } from './methods/protocol.ts';
 import type { MethodContext } from './methods/method.ts';
 import { materialize, planSource, planSummary, type CompressionPlan } from './plan.ts';
 import { checkpointSource, modelSource } from '../export/source.ts';
@@ -29,23 +30,28 @@ export interface CalibrationSource {
   /** Or a text file with one prompt per line. */
   calibrationFile?: string;
   subjects?: number;
+  /** Questions per subject; default: 1, or enough for calibrationTarget(similarity) prompts. */
   perSubject?: number;
   seed?: number;
+  /** The similarity options the prompts are for (they set the default prompt count). */
+  similarity?: Partial<SimilarityOptions>;
+  /** mka's conventions (default) or the released code's (methods/protocol.ts). */
+  protocol?: Protocol;
 }
 
 export interface AnalysisOptions extends CalibrationSource {
   representation?: Representation;
   maxPositions?: number;
   microBatch?: number;
-  similarity?: Partial<SimilarityOptions>;
   /** Compute the similarity matrix (MKA needs it; the baselines don't). */
   withSimilarity?: boolean;
   quiet?: boolean;
   log?: (msg: string) => void;
 }
 
-/** Token ids of the calibration prompts (BOS as the tokenizer adds it). */
-export function calibrationPrompts(tokenizer: Tokenizer, src: CalibrationSource): { ids: number[][]; labels: string[] } {
+/** Token ids of the calibration prompts (BOS as the tokenizer adds it), and the questions per subject drawn. */
+export function calibrationPrompts(tokenizer: Tokenizer, src: CalibrationSource): { ids: number[][]; labels: string[]; perSubject: number | null } {
+  let perSubject: number | null = null;
   let texts: { text: string; label: string }[];
   if (src.calibrationFile) {
     const raw = readTextFile(src.calibrationFile, 'calibration file');
@@ -53,12 +59,33 @@ export function calibrationPrompts(tokenizer: Tokenizer, src: CalibrationSource)
     if (texts.length < 2) throw new UserError(`${src.calibrationFile}: needs at least 2 non-empty lines (one prompt per line)`);
   } else if (src.data) {
     const data = loadMmlu(src.data);
-    texts = sampleCalibrationPrompts(data, { subjects: src.subjects, perSubject: src.perSubject, seed: src.seed })
+    perSubject = src.perSubject
+      ?? defaultPerSubject(src.subjects ?? data.subjects.length, calibrationTarget({ ...DEFAULT_SIMILARITY, ...src.similarity }));
+    const draw = protocolSettings(src.protocol).draw === 'python' ? releasedCalibrationPrompts : sampleCalibrationPrompts;
+    texts = draw(data, { subjects: src.subjects, perSubject, seed: src.seed })
       .map((p) => ({ text: p.text, label: `${p.subject}#${p.index}` }));
   } else {
     throw new UserError('calibration needs --data MMLU_DIR or --calibration FILE');
   }
-  return { ids: texts.map((t) => tokenizer.encode(t.text)), labels: texts.map((t) => t.label) };
+  const addBos = protocolSettings(src.protocol).calibrationBos ? undefined : false;
+  return { ids: texts.map((t) => tokenizer.encode(t.text, { addBos })), labels: texts.map((t) => t.label), perSubject };
+}
+
+/**
+ * The similarity options for n calibration prompts, checked before any forward pass: a UserError names
+ * the option and the fix. The k-NN entropy's k is clamped to n − 1 with a logged note.
+ */
+export function similarityOptionsFor(n: number, src: CalibrationSource, log: (msg: string) => void = () => {}): SimilarityOptions {
+  const more = src.calibrationFile ? `more lines in ${src.calibrationFile}` : src.perSubject ? 'a larger --per-subject (or leave it unset)' : 'more --subjects';
+  resolveOptions(Number.MAX_SAFE_INTEGER, src.similarity); // options wrong whatever the prompt count
+  let o: SimilarityOptions;
+  try {
+    o = resolveOptions(n, src.similarity);
+  } catch (e) {
+    throw e instanceof UserError ? new UserError(`${e.message.replace(/; fix the option or use more samples$/, '')}: ${n} calibration prompts are too few; use ${more}, or smaller values`) : e;
+  }
+  if (o.kEntropy > n - 1) log(`similarity: ${n} calibration prompts: the k-NN entropy uses k = ${n - 1}, not --k-entropy ${o.kEntropy} (needs ${o.kEntropy + 1} prompts)`);
+  return o;
 }
 
 export interface Analysis {
@@ -72,15 +99,15 @@ export interface Analysis {
 /** Calibrates a loaded model on prompt ids and (optionally) computes the layer similarity. */
 export function analyzeIds(model: LlamaModel, ids: number[][], labels: string[], opts: AnalysisOptions): Analysis {
   const log = opts.log ?? (() => {});
+  const similarityOptions = opts.withSimilarity ? similarityOptionsFor(ids.length, opts, log) : { ...DEFAULT_SIMILARITY, ...opts.similarity };
   const t0 = performance.now();
   const bar = progress('calibration', model.config.num_hidden_layers, { unit: 'layers', quiet: opts.quiet });
   const calibration = calibrate(model, ids, {
     representation: opts.representation, maxPositions: opts.maxPositions, microBatch: opts.microBatch,
-    onProgress: () => bar.tick(),
+    layerStates: protocolSettings(opts.protocol).layerStates, onProgress: () => bar.tick(),
   });
   bar.done(`(${calibration.n} prompts, ${calibration.tokens} tokens, 1 forward pass)`);
   const t1 = performance.now();
-  const similarityOptions = resolveOptions(calibration.n, opts.similarity);
   let similarity: SimilarityResult | undefined;
   if (opts.withSimilarity) {
     const L = calibration.layers;
@@ -88,6 +115,8 @@ export function analyzeIds(model: LlamaModel, ids: number[][], labels: string[],
     similarity = similarityFromGram(calibration.grams, calibration.n, similarityOptions, () => sbar.tick());
     sbar.done();
     for (const u of similarity.undefinedPairs) log(`similarity: NPIB(${u.i}, ${u.j}) undefined: ${u.reason}`);
+    const warning = degenerateKernelWarning(similarity.kernel);
+    if (warning) log(warning);
   }
   return { calibration, similarity, similarityOptions, labels, seconds: { calibration: (t1 - t0) / 1000, similarity: (performance.now() - t1) / 1000 } };
 }
@@ -114,6 +143,9 @@ export function similarityJson(sim: SimilarityResult, opts: SimilarityOptions, e
     undefined_pairs: sim.undefinedPairs,
     fusion_ratio: fusion,
     solver: sim.solver,
+    kernel: sim.kernel.map((k) => ({
+      sigma: k.sigma, median_distance: k.medianDistance, off_diagonal: k.offDiagonal, spectral_gap: k.spectralGap, degenerate: k.degenerate,
+    })),
   };
 }
 
@@ -155,6 +187,7 @@ export function methodContext(model: LlamaModel | { config: LlamaConfig }, analy
     similarityOptions: analysis?.similarityOptions ?? { ...DEFAULT_SIMILARITY, ...opts.similarity },
     strategy: opts.strategy ?? 'last-pair',
     blendNorms: opts.blendNorms ?? false,
+    biases: protocolSettings(opts.protocol).biases,
     log,
     recalibrate: async (plan: CompressionPlan) => {
       // Streaming: the partly merged model is written to a temporary directory and streamed from it,
@@ -225,9 +258,10 @@ export async function compressModel(opts: CompressOptions): Promise<CompressionP
   checkRemove(opts.remove, config.num_hidden_layers);
   let analysis: Analysis | null = null;
   let plan: CompressionPlan;
+  let ids: number[][] = [], labels: string[] = [], perSubject: number | null = null;
   if (method.needsCalibration && opts.remove > 0) {
     const tok = await loadTokenizer(opts.model);
-    const { ids, labels } = calibrationPrompts(tok, opts);
+    ({ ids, labels, perSubject } = calibrationPrompts(tok, opts));
     checkModelFits('compress', opts.model, calibrationWorkload(ids.map((r) => r.length), opts), { batch: { option: '--micro-batch', field: 'microBatch' } });
     const model = loadModel(opts.model, { streaming: opts.streaming });
     try {
@@ -242,8 +276,8 @@ export async function compressModel(opts: CompressOptions): Promise<CompressionP
   const extra = analysis ? {
     calibration: {
       prompts: analysis.calibration.n, tokens: analysis.calibration.tokens, representation: analysis.calibration.representation,
-      source: opts.calibrationFile ?? opts.data, subjects: opts.subjects ?? null, per_subject: opts.perSubject ?? 1, seed: opts.seed ?? 1,
-      forward_passes: analysis.calibration.forwardPasses,
+      source: opts.calibrationFile ?? opts.data, subjects: opts.subjects ?? null, per_subject: perSubject, seed: opts.seed ?? 1,
+      forward_passes: analysis.calibration.forwardPasses, protocol: opts.protocol ?? 'mka',
     },
   } : {};
   await writePlan(opts.model, plan, opts.out, { dtype: opts.dtype, extra, log });
@@ -269,7 +303,7 @@ export async function modelSimilarity(opts: AnalysisOptions & { model: string; s
 }
 
 /** `mka similarity --activations F`: the similarity stage on activations from elsewhere ({"activations": [layers][samples][hidden]}). */
-export function activationsSimilarity(file: string, opts: { similarity?: Partial<SimilarityOptions>; quiet?: boolean }): Record<string, unknown> {
+export function activationsSimilarity(file: string, opts: { similarity?: Partial<SimilarityOptions>; quiet?: boolean; log?: (msg: string) => void }): Record<string, unknown> {
   let acts: unknown;
   try {
     acts = JSON.parse(readFileSync(file, 'utf8')).activations;
@@ -287,5 +321,7 @@ export function activationsSimilarity(file: string, opts: { similarity?: Partial
   const bar = progress('similarity', L + (L * (L + 1)) / 2, { unit: 'steps', quiet: opts.quiet });
   const sim = similarityFromGram(grams, n, o, () => bar.tick());
   bar.done();
+  const warning = degenerateKernelWarning(sim.kernel);
+  if (warning) opts.log?.(warning);
   return similarityJson(sim, o, { activations: file, samples: n });
 }

@@ -15,7 +15,7 @@ import type { RawTensor, SyncTensorSource } from '../export/source.ts';
 export interface LayerMix {
   /** Original layers and their weights for the projection weights and biases. */
   sources: { layer: number; weight: number }[];
-  /** Original layer whose RMSNorm weights are kept (unless norms are blended). */
+  /** Original layer whose RMSNorm weights are kept (unless norms are blended), and biases with keepBiases. */
   normsFrom: number;
 }
 
@@ -40,6 +40,8 @@ export interface CompressionPlan {
   steps: PlanStep[];
   /** Blend the RMSNorm weights with the same weights as the projections. */
   blendNorms: boolean;
+  /** Keep layer i's biases in a merge (the released code) instead of blending them like the weights. */
+  keepBiases?: boolean;
   /** Method options and calibration details, for merge.json. */
   details: Record<string, unknown>;
 }
@@ -120,6 +122,7 @@ export function planSource(
     if (!mix || !layerShapes.has(suffix)) throw new Error(`planSource: no tensor ${name}`);
     const isNorm = suffix.endsWith('layernorm.weight');
     if (isNorm && !plan.blendNorms) return `model.layers.${mix.normsFrom}.${suffix}`;
+    if (plan.keepBiases && suffix.endsWith('.bias')) return `model.layers.${mix.normsFrom}.${suffix}`;
     if (mix.sources.length === 1 && mix.sources[0].weight === 1) return `model.layers.${mix.sources[0].layer}.${suffix}`;
     return null;
   };
@@ -156,6 +159,7 @@ export function planSummary(plan: CompressionPlan): Record<string, unknown> {
     layers: plan.layers.length,
     removed: plan.originalLayers - plan.layers.length,
     blend_norms: plan.blendNorms,
+    ...(plan.keepBiases ? { keep_biases: true } : {}),
     steps: plan.steps,
     layer_sources: plan.layers.map((l) => ({ sources: l.sources, norms_from: l.normsFrom })),
     ...plan.details,

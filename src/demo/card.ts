@@ -46,6 +46,13 @@ export function cardArchitecture(c: LlamaConfig): Record<string, number | string
 }
 
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
+
+/** How the card describes the LayerDrop setting of the last stage. */
+export function layerDropText(p: number): string {
+  return p > 0
+    ? `with LayerDrop ${p} (each step skips each layer with that probability, so that removing layers degrades the model gradually)`
+    : 'without LayerDrop (every step trains every layer, so the model never sees a layer skipped)';
+}
 const minutes = (s: number) => `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`;
 
 /** README.md for the model directory. */
@@ -81,8 +88,7 @@ the demo benchmark's world: it is a test object, not a language model for any ot
      1,400 steps.
   2. ${s.singleSteps} steps of ${s.singleBatch} lone questions of every subject (and of a training-only matching subject).
   3. The rest: ${s.batch} sequences of ${s.seqLen} tokens per step, few-shot blocks in the evaluation's prompt format
-     (and fact sheets), with LayerDrop ${s.layerDrop} (each step skips each layer with that probability, so
-     that removing layers degrades the model gradually).
+     (and fact sheets), ${layerDropText(Number(s.layerDrop))}.
 
   ${(log.tokensSeen / 1e6).toFixed(2)}M tokens in all. Seed ${log.seed}; backend ${log.backend}. Training took
   ${minutes(log.trainSeconds)} (${minutes(log.trainCpuSeconds)} of CPU time), evaluation ${minutes(log.evalSeconds)}.

@@ -24,6 +24,8 @@ const MAX_LABELLED_LAYERS = 16;
 /**
  * Heatmap of the layers' pairwise NPIB similarity (`npib[i][j]`, L × L). Null or non-finite cells (pairs
  * not computed) are drawn grey and explained in the subtitle; values are printed in the cells when L ≤ 16.
+ * The subtitle says what the colour scale is: NPIB is not bounded by 1 (the k-NN entropies it divides by
+ * are close to 0 on rank data), so cells compare with each other, not with 1.
  */
 export function similarityHeatmapSpec(npib: (number | null)[][], title = 'Layer similarity (NPIB)'): TopLevelSpec {
   const L = npib.length;
@@ -47,7 +49,7 @@ export function similarityHeatmapSpec(npib: (number | null)[][], title = 'Layer 
       mark: 'rect',
       encoding: {
         color: {
-          field: 'v', type: 'quantitative', title: 'NPIB',
+          field: 'v', type: 'quantitative', title: 'NPIB (unbounded)',
           scale: { scheme: 'viridis' }, legend: { gradientLength: Math.min(size, 240), format: '.2f' },
         },
       },
@@ -65,7 +67,14 @@ export function similarityHeatmapSpec(npib: (number | null)[][], title = 'Layer 
   }
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
-    title: { text: title, ...(hasNull ? { subtitle: 'grey cells: no value computed' } : {}) },
+    title: {
+      text: title,
+      subtitle: [
+        'colour: NPIB = MI / √(Hᵢ·Hⱼ), a relative score, not a 0–1 similarity:',
+        'it exceeds 1 because k-NN entropies of ranks are close to 0',
+        ...(hasNull ? ['grey cells: no value computed'] : []),
+      ],
+    },
     background: 'white',
     padding: 12,
     config: CHART_CONFIG,

@@ -18,7 +18,7 @@ import { loadTokenizer, type Tokenizer } from '../tokenizer/tokenizer.ts';
 import { loadMmlu, type MmluData } from '../eval/mmlu/data.ts';
 import { evaluateMmlu } from '../eval/mmlu/evaluate.ts';
 import type { MmluSummary } from '../eval/mmlu/results.ts';
-import { analyzeIds, calibrationPrompts, checkRemove, methodContext, similarityJson, writeCompressed, type CompressOptions } from '../compress/compress.ts';
+import { analyzeIds, calibrationPrompts, checkRemove, methodContext, similarityJson, similarityOptionsFor, writeCompressed, type CompressOptions } from '../compress/compress.ts';
 import { getMethod } from '../compress/methods/registry.ts';
 import { materialize, planSource, planSummary, type CompressionPlan } from '../compress/plan.ts';
 import { modelSource } from '../export/source.ts';
@@ -98,13 +98,17 @@ export async function runSweep(opts: SweepOptions): Promise<SweepPoint[]> {
   const log = opts.log ?? (() => {});
   const methods = opts.methods.map(getMethod);
   if (!opts.remove.length) throw new UserError('--remove needs at least one count, e.g. 0,2,4');
+  const tokenizer: Tokenizer = await loadTokenizer(opts.model);
+  // calibration prompts and similarity options are checked before anything is written or evaluated
+  const prompts = methods.some((m) => m.needsCalibration) ? calibrationPrompts(tokenizer, opts) : null;
+  if (prompts && methods.some((m) => m.needsSimilarity)) similarityOptionsFor(prompts.ids.length, opts);
   const started = Date.now();
   mkdirSync(join(opts.out, 'points'), { recursive: true });
   writeMarker(opts.out, 'sweep');
   const keyPath = join(opts.out, 'sweep-key.json');
   const key = JSON.stringify({
     model: opts.model, data: opts.data, ntrain: opts.ntrain, limit: opts.limit ?? null, subjects: opts.evalSubjects ?? null,
-    calibration: { data: opts.data, file: opts.calibrationFile ?? null, subjects: opts.subjects ?? null, perSubject: opts.perSubject ?? 1, seed: opts.seed ?? 1, representation: opts.representation ?? 'padded' },
+    calibration: { data: opts.data, file: opts.calibrationFile ?? null, subjects: opts.subjects ?? null, perSubject: opts.perSubject ?? 'auto', seed: opts.seed ?? 1, representation: opts.representation ?? 'padded', ...(opts.protocol && opts.protocol !== 'mka' ? { protocol: opts.protocol } : {}) },
     similarity: opts.similarity ?? {}, strategy: opts.strategy ?? 'last-pair', blendNorms: opts.blendNorms ?? false,
   });
   const oldKey = existsSync(keyPath) ? readFileSync(keyPath, 'utf8') : null;
@@ -113,7 +117,6 @@ export async function runSweep(opts: SweepOptions): Promise<SweepPoint[]> {
   }
   atomicWriteText(keyPath, key);
 
-  const tokenizer: Tokenizer = await loadTokenizer(opts.model);
   const data: MmluData = loadMmlu(opts.data, { subjects: opts.evalSubjects });
   const original = loadModel(opts.model);
   const L = original.config.num_hidden_layers;
@@ -157,7 +160,7 @@ export async function runSweep(opts: SweepOptions): Promise<SweepPoint[]> {
     let ctxAnalysis = null as ReturnType<typeof analyzeIds> | null;
     let ids: number[][] = [], labels: string[] = [];
     if (needCal.length || (needSim && !existsSync(analysisPath))) {
-      ({ ids, labels } = calibrationPrompts(tokenizer, opts));
+      ({ ids, labels } = prompts ?? calibrationPrompts(tokenizer, opts));
       const t0 = performance.now();
       ctxAnalysis = analyzeIds(original, ids, labels, { ...opts, withSimilarity: needSim, log });
       timings.analysis = (performance.now() - t0) / 1000;

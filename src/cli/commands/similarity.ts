@@ -21,7 +21,7 @@ export const similarityCommand: CommandModule<GlobalArgs, Args> = {
     await setup(a);
     const opts = analysisOptions(a as never);
     const result = a.activations
-      ? activationsSimilarity(a.activations, { similarity: opts.similarity, quiet: a.quiet })
+      ? activationsSimilarity(a.activations, { similarity: opts.similarity, quiet: a.quiet, log: logger(a) })
       : await modelSimilarity({ ...opts, model: a.model, quiet: a.quiet, log: logger(a) });
     emitJson(result, a.out);
   },

@@ -17,6 +17,8 @@ export interface MethodContext {
   /** MKA: `last-pair` (the paper) or `adjacent`. */
   strategy: 'last-pair' | 'adjacent';
   blendNorms: boolean;
+  /** Biases of merged layers: blended with λ (default) or layer i's kept (the released code). */
+  biases?: 'blend' | 'keep';
   /** Recalibrates a partly compressed model and recomputes its similarity (for `adjacent`). */
   recalibrate?: (plan: CompressionPlan) => Promise<{ calibration: Calibration; similarity: SimilarityResult }>;
   log: (msg: string) => void;

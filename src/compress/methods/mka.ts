@@ -22,6 +22,7 @@ export const mka: CompressionMethod = {
     const L = ctx.config.num_hidden_layers;
     let plan = identityPlan('mka', L);
     plan.blendNorms = ctx.blendNorms;
+    plan.keepBiases = ctx.biases === 'keep';
     const beta = ctx.similarityOptions.beta;
     if (ctx.strategy === 'last-pair') {
       const S = ctx.similarity!.npib;

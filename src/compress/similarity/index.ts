@@ -1,5 +1,6 @@
 /** MKA's layer-similarity stage: Gram matrices in, embeddings, NPIB matrix and fusion ratios out. */
-export { DEFAULT_SIMILARITY, resolveOptions, similarityFromGram, type SimilarityOptions, type SimilarityResult } from './stage.ts';
+export { DEFAULT_SIMILARITY, degenerateKernelWarning, resolveOptions, similarityFromGram, type SimilarityOptions, type SimilarityResult } from './stage.ts';
+export type { KernelDiagnostics } from './diffusion.ts';
 export { fusionRatio } from './fusion.ts';
 export { accumulateGram, gramFromActivations } from './gram.ts';
 export { getSimilarityMetric, SIMILARITY_METRICS, type SimilarityMetric } from './registry.ts';

@@ -3,9 +3,11 @@
  * (estimator 1, max norm, strict inequalities, no added noise) and the k-NN differential entropy
  * H = −mean log(k / (n r_k^d)).
  *
- * The MI estimate counts neighbours strictly closer than a distance that often ties with others on
- * rank data, so the variables are scaled exactly as numpy does (`v / v.std()`, with numpy's pairwise
- * summation) and distances are the same floating-point differences; the counts then agree bit for bit.
+ * NPIB feeds them ranks (rank.ts): on rank data distance ties are the rule, and the estimators count
+ * neighbours strictly closer than a distance that ties with others. Ranks are exact (integers or halves),
+ * so every difference and every tie is exact: the counts are those of exact arithmetic, never an
+ * artefact of rounding (reference/npib_exact.py is the spec). The KSG estimate is invariant to a common
+ * scale of x and y, so ranks r and the paper's scaled r/n give the same neighbour structure.
  * Neighbours are found from the points sorted by x, so one estimate costs O(n log n + n·w) for a window
  * w of points instead of O(n²).
  */
@@ -43,42 +45,6 @@ export function digammaTable(max: number): Float64Array {
   return t;
 }
 
-/** numpy's pairwise summation (blocks of 128 with 8 accumulators), element i at a[i]. */
-export function numpySum(a: ArrayLike<number>, start = 0, n = a.length): number {
-  if (n < 8) {
-    let res = 0;
-    for (let i = 0; i < n; i++) res += a[start + i];
-    return res;
-  }
-  if (n <= 128) {
-    const r = [0, 0, 0, 0, 0, 0, 0, 0];
-    for (let j = 0; j < 8; j++) r[j] = a[start + j];
-    let i = 8;
-    for (; i < n - (n % 8); i += 8) for (let j = 0; j < 8; j++) r[j] += a[start + i + j];
-    let res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
-    for (; i < n; i++) res += a[start + i];
-    return res;
-  }
-  let n2 = Math.floor(n / 2);
-  n2 -= n2 % 8;
-  return numpySum(a, start, n2) + numpySum(a, start + n2, n - n2);
-}
-
-/** `v / v.std()` (population std) as numpy computes it; v unchanged when the std is 0. */
-export function scaleLikeNumpy(v: ArrayLike<number>): Float64Array {
-  const n = v.length;
-  const mean = numpySum(v) / n;
-  const sq = new Float64Array(n);
-  for (let i = 0; i < n; i++) {
-    const d = v[i] - mean;
-    sq[i] = d * d;
-  }
-  const std = Math.sqrt(numpySum(sq) / n);
-  const out = new Float64Array(n);
-  for (let i = 0; i < n; i++) out[i] = std > 0 ? v[i] / std : v[i];
-  return out;
-}
-
 /** One variable ready for KSG: values, the sample order sorted by value, and each sample's position in it. */
 export interface SortedColumn {
   values: Float64Array;
@@ -86,7 +52,7 @@ export interface SortedColumn {
   position: Int32Array;
 }
 
-/** Sorts a (scaled) column for neighbour searches. */
+/** Sorts a column for neighbour searches. */
 export function sortColumn(values: Float64Array): SortedColumn {
   const n = values.length;
   const idx = Array.from({ length: n }, (_, i) => i);
@@ -97,7 +63,7 @@ export function sortColumn(values: Float64Array): SortedColumn {
   return { values, order, position };
 }
 
-/** Number of samples j ≠ i with |v_i − v_j| < eps (the floating-point difference, as numpy forms it). */
+/** Number of samples j ≠ i with |v_i − v_j| < eps. */
 function countWithin(col: SortedColumn, i: number, eps: number): number {
   const { values: v, order, position } = col;
   const n = v.length;
@@ -139,8 +105,8 @@ function offer(best: Float64Array, filled: number, dz: number): number {
 }
 
 /**
- * KSG mutual information (Kraskov estimator 1, max norm) between two already-scaled variables of n
- * samples, with k neighbours, clamped at 0. `psi` is digammaTable(n) or larger.
+ * KSG mutual information (Kraskov estimator 1, max norm) between two variables of n samples, with k
+ * neighbours, clamped at 0. `psi` is digammaTable(n) or larger. Exact on exact inputs such as ranks.
  */
 export function ksgMutualInformation(x: SortedColumn, y: SortedColumn, k: number, psi: Float64Array): number {
   const n = x.values.length;
@@ -176,10 +142,11 @@ export function ksgMutualInformation(x: SortedColumn, y: SortedColumn, k: number
 
 /**
  * k-NN entropy of n points in d dimensions (rows[i][c]): H = −mean_i log(k / (n r_i^d)), r_i the Euclidean
- * distance from point i to its k-th nearest other point; k is clamped to n − 1. Duplicate points give
- * r = 0 and H = −∞.
+ * distance from point i to its k-th nearest other point, divided by `scale`; k is clamped to n − 1.
+ * On ranks with scale = n the squared distances are exact, so the k-th one is found without rounding and
+ * r is that of the paper's rank/n coordinates. Duplicate points give r = 0 and H = −∞.
  */
-export function knnEntropy(rows: ArrayLike<number>[], kWanted: number): { entropy: number; k: number } {
+export function knnEntropy(rows: ArrayLike<number>[], kWanted: number, scale = 1): { entropy: number; k: number } {
   const n = rows.length;
   if (n < 2) throw new Error(`knnEntropy: needs at least 2 points, got ${n}`);
   const d = rows[0].length;
@@ -198,7 +165,7 @@ export function knnEntropy(rows: ArrayLike<number>[], kWanted: number): { entrop
       dist2[j] = s;
     }
     // the point itself is at distance 0, so the k-th other neighbour is the (k+1)-th smallest overall
-    const r = Math.sqrt(select(dist2, k));
+    const r = Math.sqrt(select(dist2, k)) / scale;
     sum += Math.log(k / (n * r ** d));
   }
   return { entropy: -sum / n, k };

@@ -1,13 +1,19 @@
 /**
- * MKA's NPIB similarity between layers, from their rank-normalised embeddings E_l (n × d):
- * NPIB(i, j) = mean over j's columns c of the mean over i's columns f of MI(E_i[:, f], E_j[:, c]),
- * divided by √(H_i·H_j), with KSG mutual information on scaled columns and k-NN entropies H.
+ * MKA's NPIB similarity between layers, from the ranks R_l (n × d) of their embeddings (rank.ts):
+ * NPIB(i, j) = mean over j's columns c of the mean over i's columns f of MI(R_i[:, f], R_j[:, c]),
+ * divided by √(H_i·H_j), with KSG mutual information and k-NN entropies H of the rank-normalised
+ * coordinates R/n. Ranks are exact, so distance ties are resolved exactly (strict inequalities), and a
+ * reflected embedding column (an eigenvector's arbitrary sign) changes no bit of the result.
+ *
+ * NPIB is not bounded by 1: the k-NN entropy of rank data on the unit square is close to 0, so dividing
+ * by √(H_i·H_j) inflates it (2 to 5 on the demo model, up to 17 on stories260K's diagonal). It is a
+ * relative score for ranking layer pairs, not a similarity in [0, 1].
  *
  * The normalisation is undefined unless H_i·H_j > 0 (k-NN entropies of rank data are usually
  * negative: n·r_k² < k; opposite signs or a zero make the product ≤ 0). Such entries are null in
  * the matrix (JSON null), never NaN, and each is listed in `undefinedPairs` with its reason.
  */
-import { digammaTable, knnEntropy, ksgMutualInformation, scaleLikeNumpy, sortColumn, type SortedColumn } from './knn-mi.ts';
+import { digammaTable, knnEntropy, ksgMutualInformation, sortColumn, type SortedColumn } from './knn-mi.ts';
 
 export interface NpibOptions {
   /** Neighbours of the KSG estimator (default 5). */
@@ -49,20 +55,20 @@ function undefinedReason(i: number, j: number, H: number[]): string | null {
 }
 
 /**
- * NPIB matrix of L layers from their rank-normalised embeddings (layers[l][sample][coord]).
- * `onPair` is called after each of the L(L+1)/2 pairs.
+ * NPIB matrix of L layers from the ranks of their embeddings (ranks[l][sample][coord], values 0..n−1,
+ * mid-ranks on ties: see midRanks). `onPair` is called after each of the L(L+1)/2 pairs.
  */
-export function npibMatrix(layers: number[][][], opts: NpibOptions, onPair?: () => void): NpibResult {
-  const L = layers.length;
-  const n = L ? layers[0].length : 0;
-  if (layers.some((e) => e.length !== n)) throw new Error('npibMatrix: layers differ in sample count');
+export function npibMatrix(ranks: number[][][], opts: NpibOptions, onPair?: () => void): NpibResult {
+  const L = ranks.length;
+  const n = L ? ranks[0].length : 0;
+  if (ranks.some((e) => e.length !== n)) throw new Error('npibMatrix: layers differ in sample count');
   if (L && n <= opts.kMi) throw new Error(`npibMatrix: ${n} samples are too few for kMi = ${opts.kMi} (need more than kMi)`);
   const psi = digammaTable(n + 1);
-  const columns: SortedColumn[][] = layers.map((e) => {
+  const columns: SortedColumn[][] = ranks.map((e) => {
     const dims = e[0].length;
-    return Array.from({ length: dims }, (_, c) => sortColumn(scaleLikeNumpy(e.map((row) => row[c]))));
+    return Array.from({ length: dims }, (_, c) => sortColumn(Float64Array.from(e, (row) => row[c])));
   });
-  const entropy = layers.map((e) => knnEntropy(e, opts.kEntropy).entropy);
+  const entropy = ranks.map((e) => knnEntropy(e, opts.kEntropy, n).entropy);
   const npib: (number | null)[][] = Array.from({ length: L }, () => new Array<number | null>(L).fill(null));
   const mutualInformation = Array.from({ length: L }, () => new Array<number>(L).fill(0));
   const undefinedPairs: UndefinedPair[] = [];

@@ -3,13 +3,13 @@
  * rank normalisation, then the NPIB matrix between layers (see diffusion.ts, rank.ts, npib.ts).
  */
 import { UserError } from '../../runtime/errors.ts';
-import { diffusionEmbedding } from './diffusion.ts';
+import { diffusionEmbedding, type KernelDiagnostics } from './diffusion.ts';
 import { npibMatrix, type UndefinedPair } from './npib.ts';
-import { rankNormalize } from './rank.ts';
+import { midRanks } from './rank.ts';
 
 export interface SimilarityOptions {
-  /** Kernel bandwidth σ in K = exp(−(D/σ)^½). */
-  sigma: number;
+  /** Kernel bandwidth σ in K = exp(−(D/σ)^½), or 'auto': per layer, the median pairwise distance. */
+  sigma: number | 'auto';
   /** Density normalisation exponent α in K1 = K / (p pᵀ)^α. */
   alpha: number;
   /** Embedding dimensions d (d+1 eigenvectors). */
@@ -27,30 +27,43 @@ export const DEFAULT_SIMILARITY: SimilarityOptions = { sigma: 8, alpha: 0.5, dim
 export interface SimilarityResult {
   /** [layer][sample][coord]: diffusion coordinates, each column defined up to sign. */
   embeddings: number[][][];
-  /** [layer][sample][coord]: rank / n of each coordinate. */
+  /** [layer][sample][coord]: rank / n of each coordinate (mid-ranks on ties), what NPIB is computed from. */
   rankEmbeddings: number[][][];
   /** [layer][dims+1]: eigenvalues of the diffusion operator, |value| descending. */
   eigenvalues: number[][];
   /** [layer]: k-NN entropy of the rank embedding. */
   entropy: number[];
-  /** L×L NPIB scores; null where undefined (H_i·H_j ≤ 0), explained in undefinedPairs. */
+  /** L×L NPIB scores (not bounded by 1, see npib.ts); null where undefined (H_i·H_j ≤ 0), explained in undefinedPairs. */
   npib: (number | null)[][];
   undefinedPairs: UndefinedPair[];
   /** [layer]: eigensolver used and its relative residual, e.g. "lanczos (m=41), residual 3e-13". */
   solver: string[];
+  /** [layer]: what the kernel looked like (σ used, off-diagonal entries, spectral gap) and whether it is degenerate. */
+  kernel: KernelDiagnostics[];
+}
+
+/** One line summing up the layers whose kernel is degenerate, or null when none is. */
+export function degenerateKernelWarning(kernel: KernelDiagnostics[]): string | null {
+  const bad = kernel.flatMap((k, l) => (k.degenerate ? [l] : []));
+  if (!bad.length) return null;
+  return `similarity: the diffusion kernel is degenerate in ${bad.length} of ${kernel.length} layers (${bad.join(', ')}); `
+    + `their embeddings and NPIB scores are noise. Layer ${bad[0]}: ${kernel[bad[0]].degenerate}. Try --sigma auto`;
 }
 
 /** Fills defaults and rejects impossible options for n samples. */
 export function resolveOptions(n: number, opts: Partial<SimilarityOptions> = {}): SimilarityOptions {
   const o = { ...DEFAULT_SIMILARITY, ...opts };
   const problems: string[] = [];
-  if (!(o.sigma > 0 && Number.isFinite(o.sigma))) problems.push(`sigma must be a positive number (got ${o.sigma})`);
-  if (!(o.alpha >= 0 && Number.isFinite(o.alpha))) problems.push(`alpha must be >= 0 (got ${o.alpha})`);
-  if (!(Number.isInteger(o.dims) && o.dims >= 1 && o.dims + 1 <= n)) problems.push(`dims must be an integer in 1..${n - 1} for ${n} samples (got ${o.dims})`);
-  if (!(Number.isInteger(o.kMi) && o.kMi >= 1 && o.kMi < n)) problems.push(`kMi must be an integer in 1..${n - 1} for ${n} samples (got ${o.kMi})`);
-  if (!(Number.isInteger(o.kEntropy) && o.kEntropy >= 1)) problems.push(`kEntropy must be a positive integer (got ${o.kEntropy})`);
-  if (!Number.isFinite(o.beta)) problems.push(`beta must be a finite number (got ${o.beta})`);
-  if (problems.length) throw new UserError(`similarity options: ${problems.join('; ')}; fix the option or use more samples`);
+  if (o.sigma !== 'auto' && !(o.sigma > 0 && Number.isFinite(o.sigma))) problems.push(`--sigma ${o.sigma}: must be a positive number or auto`);
+  if (!(o.alpha >= 0 && Number.isFinite(o.alpha))) problems.push(`--alpha ${o.alpha}: must be >= 0`);
+  if (!(Number.isInteger(o.dims) && o.dims >= 1 && o.dims + 1 <= n)) problems.push(`--dims ${o.dims}: must be an integer in 1..${n - 1} for ${n} samples`);
+  if (!(Number.isInteger(o.kMi) && o.kMi >= 1 && o.kMi < n)) problems.push(`--k-mi ${o.kMi}: must be an integer in 1..${n - 1} for ${n} samples`);
+  if (!(Number.isInteger(o.kEntropy) && o.kEntropy >= 1)) problems.push(`--k-entropy ${o.kEntropy}: must be a positive integer`);
+  if (!Number.isFinite(o.beta)) problems.push(`--beta ${o.beta}: must be a finite number`);
+  if (problems.length) {
+    const fix = problems.some((p) => p.includes(' samples')) ? 'fix the option or use more samples' : 'fix the option';
+    throw new UserError(`similarity options: ${problems.join('; ')}; ${fix}`);
+  }
   return o;
 }
 
@@ -70,14 +83,17 @@ export function similarityFromGram(grams: Float64Array[], n: number, opts: Parti
   const embeddings: number[][][] = [];
   const eigenvalues: number[][] = [];
   const solver: string[] = [];
+  const kernel: KernelDiagnostics[] = [];
   for (const G of grams) {
     const e = diffusionEmbedding(G, n, o);
     embeddings.push(e.coords);
     eigenvalues.push(e.eigenvalues);
     solver.push(`${e.solver}, residual ${e.residual.toExponential(1)}`);
+    kernel.push(e.kernel);
     onProgress?.(++done, total);
   }
-  const rankEmbeddings = embeddings.map(rankNormalize);
-  const r = npibMatrix(rankEmbeddings, o, () => onProgress?.(++done, total));
-  return { embeddings, rankEmbeddings, eigenvalues, entropy: r.entropy, npib: r.npib, undefinedPairs: r.undefinedPairs, solver };
+  const ranks = embeddings.map(midRanks);
+  const rankEmbeddings = ranks.map((r) => r.map((row) => row.map((v) => v / n)));
+  const r = npibMatrix(ranks, o, () => onProgress?.(++done, total));
+  return { embeddings, rankEmbeddings, eigenvalues, entropy: r.entropy, npib: r.npib, undefinedPairs: r.undefinedPairs, solver, kernel };
 }
