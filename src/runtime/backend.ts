@@ -8,8 +8,9 @@ import * as tf from '@tensorflow/tfjs';
 import { UserError } from './errors.ts';
 import { installNativeMatMul, uninstallNativeMatMul } from './native-matmul.ts';
 
-export const BACKENDS = ['auto', 'tensorflow', 'wasm', 'cpu'] as const;
-export type BackendChoice = (typeof BACKENDS)[number];
+import { BACKENDS, type BackendChoice } from './backend-choice.ts';
+
+export { BACKENDS, type BackendChoice };
 
 export interface BackendInfo {
   /** The tfjs backend name in use: tensorflow, wasm or cpu. */
