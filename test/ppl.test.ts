@@ -15,6 +15,9 @@ import { loadModel, disposeModel } from '../src/model/model.ts';
 import { forward } from '../src/model/forward.ts';
 import { slidingWindows } from '../src/eval/ppl/windows.ts';
 import { evaluatePerplexity, PplInterrupted, windowNll } from '../src/eval/ppl/evaluate.ts';
+import { runSweep } from '../src/sweep/sweep.ts';
+import { runPerplexityEval } from '../src/eval/ppl/run.ts';
+import { ensureBenchmark } from '../src/demo/benchmark.ts';
 import { NO_SHARED, SHARED } from './helpers.ts';
 
 const TINY = SHARED ? join(SHARED, 'fixtures/hf-tiny') : '';
@@ -151,4 +154,27 @@ test('mka eval ppl: bad options and files are one-line user errors', () => {
   assert.equal(ok.status, 0, ok.stderr);
   const s = JSON.parse(ok.stdout);
   assert.ok(s.ppl > 1 && Number.isFinite(s.ppl));
+});
+
+test('a sweep given a text corpus has a ppl column equal to mka eval ppl of each model', async () => {
+  await initBackend('wasm');
+  const data = join(TMP, 'demo-mmlu');
+  await ensureBenchmark(data);
+  const text = join(TMP, 'corpus.txt');
+  writeFileSync(text, readFileSync('models/demo/README.md', 'utf8').slice(0, 1500));
+  const out = join(TMP, 'sweep');
+  const points = await runSweep({
+    model: 'models/demo', data, methods: ['reverse'], remove: [0, 2], ntrain: 5, limit: 2, evalSubjects: ['demo_arithmetic'], perSubject: 2,
+    out, quiet: true, keepModels: true, ppl: { text, seqLen: 128, stride: 64 },
+  });
+  const csv = readFileSync(join(out, 'results.csv'), 'utf8').trim().split('\n').map((l) => l.split(','));
+  const col = csv[0].indexOf('ppl');
+  assert.ok(col >= 0, `no ppl column in results.csv: ${csv[0].join(',')}`);
+  assert.match(readFileSync(join(out, 'summary.md'), 'utf8'), /\| text ppl \|/);
+  const direct = async (model: string, name: string) => (await runPerplexityEval({ model, text, seqLen: 128, stride: 64, out: join(TMP, name) })).summary.ppl;
+  const original = await direct('models/demo', 'ppl-original');
+  const removed = await direct(join(out, 'models', 'reverse-2'), 'ppl-reverse-2');
+  assert.equal(Number(csv[1][col]), original, 'original row');
+  assert.ok(Math.abs(points.find((p) => p.layers_removed === 2)!.ppl! - removed) / removed < 1e-6, 'reverse -2 row vs its saved model');
+  assert.notEqual(original, removed);
 });

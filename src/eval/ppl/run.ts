@@ -5,6 +5,8 @@
 import { readFileSync, statSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { disposeModel, loadModel } from '../../model/model.ts';
+import type { LlamaConfig } from '../../model/config.ts';
+import type { Tokenizer } from '../../tokenizer/tokenizer.ts';
 import { UserError } from '../../runtime/errors.ts';
 import { loadTokenizer } from '../../tokenizer/tokenizer.ts';
 import { evaluatePerplexity, type PplProgress } from './evaluate.ts';
@@ -43,6 +45,23 @@ export function readCorpus(file: string): string {
   return text;
 }
 
+/** A corpus ready to evaluate: its token ids and the window settings, defaults applied and checked. */
+export interface PplCorpus {
+  ids: number[];
+  seqLen: number;
+  stride: number;
+}
+
+/** Reads and tokenizes `text` for a model (seq-len defaults to min(2048, its context); stride to seq-len). */
+export function prepareCorpus(text: string, tokenizer: Tokenizer, config: LlamaConfig, seqLen?: number, stride?: number): PplCorpus {
+  const contents = readCorpus(text);
+  const L = seqLen ?? Math.min(DEFAULT_SEQ_LEN, config.max_position_embeddings);
+  if (L > config.max_position_embeddings) {
+    throw new UserError(`--seq-len ${L}: longer than the model's context (max_position_embeddings ${config.max_position_embeddings}); use at most that`);
+  }
+  return { ids: tokenizer.encode(contents), seqLen: L, stride: stride ?? L };
+}
+
 /** The default results directory of a model and corpus. */
 export function defaultPplOut(modelDir: string, textFile: string): string {
   return join('results', 'ppl', `${basename(resolve(modelDir))}-${basename(textFile).replace(/\.[^.]*$/, '')}`);
@@ -50,20 +69,13 @@ export function defaultPplOut(modelDir: string, textFile: string): string {
 
 /** Evaluates (or resumes) the perplexity of a model directory on a text file. */
 export async function runPerplexityEval(opts: RunPplOptions): Promise<{ out: string; summary: PplSummary; resumedWindows: number; seconds: number }> {
-  const text = readCorpus(opts.text);
+  readCorpus(opts.text); // a missing file is reported before the model is loaded
   const tokenizer = await loadTokenizer(opts.model);
   const model = loadModel(opts.model, { streaming: opts.streaming });
   try {
-    const seqLen = opts.seqLen ?? Math.min(DEFAULT_SEQ_LEN, model.config.max_position_embeddings);
-    if (seqLen > model.config.max_position_embeddings) {
-      throw new UserError(`--seq-len ${seqLen}: longer than the model's context (max_position_embeddings ${model.config.max_position_embeddings}); use at most that`);
-    }
-    const ids = tokenizer.encode(text);
+    const corpus = prepareCorpus(opts.text, tokenizer, model.config, opts.seqLen, opts.stride);
     const out = opts.out ?? defaultPplOut(opts.model, opts.text);
-    const r = await evaluatePerplexity({
-      model, ids, seqLen, stride: opts.stride ?? seqLen, out, fresh: opts.fresh,
-      onProgress: opts.onProgress, signal: opts.signal,
-    });
+    const r = await evaluatePerplexity({ model, ...corpus, out, fresh: opts.fresh, onProgress: opts.onProgress, signal: opts.signal });
     return { out, ...r };
   } finally {
     disposeModel(model);
