@@ -9,6 +9,7 @@ import YAML from 'yaml';
 import { UserError } from '../runtime/errors.ts';
 import { globalOptions } from './common.ts';
 import { COMMANDS } from './commands/index.ts';
+import { resolveHubArgs } from '../hub/args.ts';
 
 function loadConfigFile(path: string): Record<string, unknown> {
   let text: string;
@@ -41,6 +42,8 @@ export async function main(argv: string[]): Promise<void> {
     .scriptName('mka')
     .usage('$0 <command> [options]')
     .config('config', 'JSON or YAML file with option values', loadConfigFile)
+    .option('revision', { type: 'string', describe: 'with a hub id as --model (org/name): its branch, tag or commit (default main)', group: 'Global:' })
+    .middleware(resolveHubArgs)
     .strict()
     .demandCommand(1, 'name a command (see --help)')
     .recommendCommands()
