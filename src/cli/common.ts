@@ -3,7 +3,8 @@
  * and errors reach the user.
  */
 import type { Argv } from 'yargs';
-import { BACKENDS, type BackendChoice, type BackendInfo, initBackend } from '../runtime/backend.ts';
+import { BACKENDS, type BackendChoice } from '../runtime/backend-choice.ts';
+import type { BackendInfo } from '../runtime/backend.ts';
 import { atomicWriteText } from '../io/atomic.ts';
 import { claimOutputDir, type OutputKind } from '../io/output-dir.ts';
 
@@ -33,6 +34,7 @@ export function logger(args: { quiet?: boolean }): (msg: string) => void {
 
 /** Sets up the backend for a command and says which one it took. */
 export async function setup(args: GlobalArgs): Promise<BackendInfo> {
+  const { initBackend } = await import('../runtime/backend.ts'); // loads tfjs: only for commands that compute
   return initBackend(args.backend, { threads: args.threads, log: logger(args) });
 }
 

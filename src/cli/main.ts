@@ -10,6 +10,7 @@ import { describeJson, isPlainObject, parseJsonText, readTextFile } from '../io/
 import { globalOptions } from './common.ts';
 import { withValidation } from './validate.ts';
 import { COMMANDS } from './commands/index.ts';
+import { resolveHubArgs } from '../hub/args.ts';
 
 /** The --config file named on the command line, if any (read before yargs, so its errors stay UserErrors). */
 function configPath(argv: readonly string[]): string | undefined {
@@ -65,6 +66,8 @@ export async function main(argv: string[]): Promise<void> {
   let y = withValidation(globalOptions(yargs(argv)), argv)
     .scriptName('mka')
     .usage('$0 <command> [options]')
+    .option('revision', { type: 'string', describe: 'with a hub id as --model (org/name): its branch, tag or commit (default main)', group: 'Global:' })
+    .middleware(resolveHubArgs)
     .strict()
     .demandCommand(1, 'name a command (see --help)')
     .recommendCommands()

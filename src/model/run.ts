@@ -1,8 +1,7 @@
 /**
  * The library side of `mka info`, `mka forward` and `mka generate`: load, run, and shape the output.
  */
-import { statSync } from 'node:fs';
-import { loadModel, disposeModel, parameterCount } from './model.ts';
+import { loadModel, disposeModel } from './model.ts';
 import { forward } from './forward.ts';
 import { generate } from './generate.ts';
 import { openCheckpoint } from '../io/checkpoint.ts';
@@ -11,53 +10,7 @@ import { loadTokenizer } from '../tokenizer/tokenizer.ts';
 import { UserError } from '../runtime/errors.ts';
 import { checkModelFits, sequenceWorkload } from '../runtime/memory-estimate.ts';
 
-export interface ModelInfo {
-  dir: string;
-  architecture: string;
-  model_type: string;
-  layers: number;
-  hidden_size: number;
-  intermediate_size: number;
-  heads: number;
-  kv_heads: number;
-  head_dim: number;
-  vocab_size: number;
-  max_position_embeddings: number;
-  parameters: number;
-  dtypes: string[];
-  bytes_on_disk: number;
-  tied_embeddings: boolean;
-  rope: string;
-}
-
-/** Architecture, sizes, parameter count, storage dtypes and size on disk of a model directory. */
-export function modelInfo(dir: string): ModelInfo {
-  const c = readConfig(dir);
-  const ckpt = openCheckpoint(dir);
-  try {
-    const dtypes = new Set(ckpt.names().map((n) => ckpt.info(n)!.dtype));
-    return {
-      dir,
-      architecture: c.architectures[0],
-      model_type: c.model_type,
-      layers: c.num_hidden_layers,
-      hidden_size: c.hidden_size,
-      intermediate_size: c.intermediate_size,
-      heads: c.num_attention_heads,
-      kv_heads: c.num_key_value_heads,
-      head_dim: c.head_dim,
-      vocab_size: c.vocab_size,
-      max_position_embeddings: c.max_position_embeddings,
-      parameters: parameterCount(c),
-      dtypes: [...dtypes],
-      bytes_on_disk: ckpt.bytesOnDisk() + statSync(`${dir}/config.json`).size,
-      tied_embeddings: c.tie_word_embeddings,
-      rope: `theta ${c.rope_theta}${c.rope_scaling ? `, ${c.rope_scaling.rope_type} x${c.rope_scaling.factor}` : ''}`,
-    };
-  } finally {
-    ckpt.close();
-  }
-}
+export { modelInfo, type ModelInfo } from './info.ts';
 
 /** Parses "1,2,3" into token ids. */
 export function parseIds(s: string): number[] {

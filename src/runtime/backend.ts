@@ -10,9 +10,9 @@ import * as tf from '@tensorflow/tfjs';
 import { UserError } from './errors.ts';
 import { installNativeMatMul, uninstallNativeMatMul } from './native-matmul.ts';
 import { NATIVE_BACKEND, registerNativeBackend } from './native-kernels.ts';
+import { BACKENDS, type BackendChoice } from './backend-choice.ts';
 
-export const BACKENDS = ['auto', 'tensorflow', 'native', 'wasm', 'cpu'] as const;
-export type BackendChoice = (typeof BACKENDS)[number];
+export { BACKENDS, type BackendChoice };
 
 export interface BackendInfo {
   /** The tfjs backend name in use: tensorflow, native, wasm or cpu. */

@@ -11,7 +11,7 @@ import type { SweepPoint } from './sweep.ts';
 
 export const RESULT_COLUMNS: (keyof SweepPoint)[] = [
   'method', 'layers_removed', 'layers', 'compression_ratio', 'mmlu', 'mmlu_macro', 'stem', 'humanities',
-  'social_sciences', 'other', 'perplexity', 'agreement', 'kl', 'seconds',
+  'social_sciences', 'other', 'perplexity', 'ppl', 'agreement', 'kl', 'seconds',
 ];
 
 export interface SweepReportInput {
@@ -69,12 +69,13 @@ export async function writeSweepReport(r: SweepReportInput): Promise<void> {
   // Category columns only where some point has questions in them (a custom benchmark may fill one).
   const categoryColumns = ([['STEM', 'stem'], ['humanities', 'humanities'], ['social sci.', 'social_sciences'], ['other', 'other']] as const)
     .filter(([, key]) => rows.some((p) => p[key] !== null && p[key] !== undefined));
-  const header = ['method', 'removed', 'layers', 'ratio', 'MMLU', 'macro', ...categoryColumns.map(([title]) => title), 'ppl', 'agreement'];
+  const textPpl = rows.some((p) => p.ppl !== null && p.ppl !== undefined); // a text corpus was given
+  const header = ['method', 'removed', 'layers', 'ratio', 'MMLU', 'macro', ...categoryColumns.map(([title]) => title), 'ppl', ...(textPpl ? ['text ppl'] : []), 'agreement'];
   const table = [
     `| ${header.join(' | ')} |`,
     `|---|${header.slice(1).map(() => '---:').join('|')}|`,
     ...rows.map((p) => `| ${[p.method, p.layers_removed, p.layers, `${(100 * p.compression_ratio).toFixed(1)}%`, pct(p.mmlu), pct(p.mmlu_macro),
-      ...categoryColumns.map(([, key]) => pct(p[key])), p.perplexity.toFixed(2), pct(p.agreement)].join(' | ')} |`),
+      ...categoryColumns.map(([, key]) => pct(p[key])), p.perplexity.toFixed(2), ...(textPpl ? [p.ppl?.toFixed(2) ?? ''] : []), pct(p.agreement)].join(' | ')} |`),
   ].join('\n');
   const best = new Map<number, SweepPoint>();
   for (const p of r.points) if (p.layers_removed > 0 && (!best.has(p.layers_removed) || best.get(p.layers_removed)!.mmlu < p.mmlu)) best.set(p.layers_removed, p);

@@ -28,6 +28,8 @@ import { readJsonObject } from '../io/read.ts';
 import { UserError } from '../runtime/errors.ts';
 import { progress } from '../runtime/progress.ts';
 import { writeSweepReport } from './report.ts';
+import { prepareCorpus } from '../eval/ppl/run.ts';
+import { evaluatePerplexity } from '../eval/ppl/evaluate.ts';
 
 export interface SweepOptions extends Omit<CompressOptions, 'out' | 'method' | 'remove'> {
   model: string;
@@ -46,6 +48,8 @@ export interface SweepOptions extends Omit<CompressOptions, 'out' | 'method' | '
   keepModels?: boolean;
   /** Extra fields for run.json (backend, command line). */
   runInfo?: Record<string, unknown>;
+  /** A text corpus: adds each point's perplexity on it (the `ppl` column), as `mka eval ppl` computes it. */
+  ppl?: { text: string; seqLen?: number; stride?: number };
 }
 
 /** One row of results.csv. */
@@ -61,6 +65,8 @@ export interface SweepPoint {
   social_sciences: number | null;
   other: number | null;
   perplexity: number;
+  /** Perplexity on the sweep's text corpus (null without one). */
+  ppl: number | null;
   agreement: number | null;
   kl: number | null;
   seconds: number;
@@ -71,13 +77,13 @@ function categoryAccuracy(s: MmluSummary, label: string): number | null {
   return row ? row.accuracy : null;
 }
 
-function pointFrom(method: string, removed: number, L: number, s: MmluSummary, seconds: number): SweepPoint {
+function pointFrom(method: string, removed: number, L: number, s: MmluSummary, seconds: number, ppl: number | null): SweepPoint {
   return {
     method, layers_removed: removed, layers: L - removed, compression_ratio: removed / L,
     mmlu: s.overall.accuracy, mmlu_macro: s.overall.macroAccuracy,
     stem: categoryAccuracy(s, 'stem'), humanities: categoryAccuracy(s, 'humanities'),
     social_sciences: categoryAccuracy(s, 'social'), other: categoryAccuracy(s, 'other'),
-    perplexity: s.overall.perplexity, agreement: s.overall.agreement, kl: s.overall.kl, seconds: Math.round(seconds * 10) / 10,
+    perplexity: s.overall.perplexity, ppl, agreement: s.overall.agreement, kl: s.overall.kl, seconds: Math.round(seconds * 10) / 10,
   };
 }
 
@@ -110,6 +116,7 @@ export async function runSweep(opts: SweepOptions): Promise<SweepPoint[]> {
     model: opts.model, data: opts.data, ntrain: opts.ntrain, limit: opts.limit ?? null, subjects: opts.evalSubjects ?? null,
     calibration: { data: opts.data, file: opts.calibrationFile ?? null, subjects: opts.subjects ?? null, perSubject: opts.perSubject ?? 'auto', seed: opts.seed ?? 1, representation: opts.representation ?? 'padded', ...(opts.protocol && opts.protocol !== 'mka' ? { protocol: opts.protocol } : {}) },
     similarity: opts.similarity ?? {}, strategy: opts.strategy ?? 'last-pair', blendNorms: opts.blendNorms ?? false,
+    ...(opts.ppl ? { ppl: opts.ppl } : {}),
   });
   const oldKey = existsSync(keyPath) ? readFileSync(keyPath, 'utf8') : null;
   if (oldKey !== null && oldKey !== key) {
@@ -119,12 +126,13 @@ export async function runSweep(opts: SweepOptions): Promise<SweepPoint[]> {
 
   const data: MmluData = loadMmlu(opts.data, { subjects: opts.evalSubjects });
   const original = loadModel(opts.model);
+  const corpus = opts.ppl ? prepareCorpus(opts.ppl.text, tokenizer, original.config, opts.ppl.seqLen, opts.ppl.stride) : null;
   const L = original.config.num_hidden_layers;
   for (const k of opts.remove) checkRemove(k, L);
   const points: SweepPoint[] = [];
   const timings: Record<string, number> = {};
 
-  const evaluate = async (name: string, model: LlamaModel, reference?: LlamaModel): Promise<{ summary: MmluSummary; seconds: number }> => {
+  const evaluate = async (name: string, model: LlamaModel, reference?: LlamaModel): Promise<{ summary: MmluSummary; seconds: number; ppl: number | null }> => {
     let bar: ReturnType<typeof progress> | null = null;
     const t0 = performance.now();
     const r = await evaluateMmlu({
@@ -137,7 +145,8 @@ export async function runSweep(opts: SweepOptions): Promise<SweepPoint[]> {
       },
     });
     (bar as ReturnType<typeof progress> | null)?.done();
-    return { summary: r.summary!, seconds: (performance.now() - t0) / 1000 };
+    const ppl = corpus ? (await evaluatePerplexity({ model, ...corpus, out: join(opts.out, 'ppl', name) })).summary.ppl : null;
+    return { summary: r.summary!, seconds: (performance.now() - t0) / 1000, ppl };
   };
 
   try {
@@ -146,7 +155,7 @@ export async function runSweep(opts: SweepOptions): Promise<SweepPoint[]> {
     let base = readPoint(basePath);
     if (!base) {
       const e = await evaluate('original', original, original);
-      base = pointFrom('original', 0, L, e.summary, e.seconds);
+      base = pointFrom('original', 0, L, e.summary, e.seconds, e.ppl);
       atomicWriteText(basePath, JSON.stringify({ ...base, summary: e.summary }));
     }
     const baseSummary = readJson<{ summary: MmluSummary }>(basePath)!.summary;
@@ -186,7 +195,7 @@ export async function runSweep(opts: SweepOptions): Promise<SweepPoint[]> {
           try {
             if (opts.keepModels) await writeCompressed(original, plan, join(opts.out, 'models', `${method.name}-${k}`), { log: () => {} });
             const e = await evaluate(`${method.name}-${k}`, model, original);
-            point = pointFrom(method.name, k, L, e.summary, (performance.now() - t0) / 1000);
+            point = pointFrom(method.name, k, L, e.summary, (performance.now() - t0) / 1000, e.ppl);
             atomicWriteText(pointPath, JSON.stringify({ ...point, summary: e.summary, plan: planSummary(plan) }));
           } finally {
             disposeModel(model);

@@ -6,6 +6,7 @@ import { formatSummaryTable } from '../../eval/mmlu/results.ts';
 import { QUANT_SCHEMES, type QuantScheme } from '../../export/quantize.ts';
 import { progress, type Progress } from '../../runtime/progress.ts';
 import type { AnswerTokens } from '../../eval/mmlu/plan.ts';
+import { pplCommand } from './eval-ppl.ts';
 
 interface MmluArgs extends GlobalArgs {
   model: string;
@@ -111,7 +112,7 @@ const mmluCommand: CommandModule<GlobalArgs, MmluArgs> = {
 
 export const evalCommand: CommandModule<GlobalArgs, GlobalArgs> = {
   command: 'eval',
-  describe: 'Evaluate a model on a benchmark (mmlu)',
-  builder: (y: Argv<GlobalArgs>) => y.command(mmluCommand).demandCommand(1, 'name a benchmark: mmlu') as Argv<GlobalArgs>,
+  describe: 'Evaluate a model on a benchmark (mmlu) or a text corpus (ppl)',
+  builder: (y: Argv<GlobalArgs>) => y.command(mmluCommand).command(pplCommand).demandCommand(1, 'name a benchmark: mmlu or ppl') as Argv<GlobalArgs>,
   handler: () => {},
 };

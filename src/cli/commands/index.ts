@@ -1,14 +1,42 @@
-/** Every command of the CLI, in the order `--help` lists them (the docs test checks this list). */
-import type { CommandModule } from 'yargs';
-import { infoCommand } from './info.ts';
-import { forwardCommand } from './forward.ts';
-import { generateCommand } from './generate.ts';
-import { convertCommand } from './convert.ts';
-import { similarityCommand } from './similarity.ts';
-import { compressCommand } from './compress.ts';
-import { evalCommand } from './eval.ts';
-import { exportCommand } from './export.ts';
-import { sweepCommand } from './sweep.ts';
-import { demoCommand } from './demo.ts';
+/**
+ * Every command of the CLI, in the order `--help` lists them (the docs test checks this list).
+ * A command's module, and the library code it pulls in (tfjs, vega), is imported only when that
+ * command runs or shows its help, so `mka --help` and `mka info` start without loading tfjs. The
+ * name and one-line description live here for the top-level help; test/cli-lazy.test.ts checks
+ * they equal the module's own.
+ */
+import type { Argv, CommandModule } from 'yargs';
 
-export const COMMANDS: CommandModule<any, any>[] = [infoCommand, forwardCommand, generateCommand, convertCommand, similarityCommand, compressCommand, evalCommand, exportCommand, sweepCommand, demoCommand];
+type Loader = () => Promise<CommandModule<any, any>>;
+
+/** A command registered by name and description whose module is loaded on first use. */
+export interface LazyCommand extends CommandModule<any, any> {
+  command: string;
+  describe: string;
+  load: Loader;
+}
+
+function lazy(command: string, describe: string, load: Loader): LazyCommand {
+  return {
+    command, describe, load,
+    builder: async (y: Argv<any>) => {
+      const { builder } = await load();
+      return typeof builder === 'function' ? builder(y) : y.options(builder ?? {});
+    },
+    handler: async (a) => (await load()).handler(a),
+  };
+}
+
+export const COMMANDS: LazyCommand[] = [
+  lazy('info', 'Architecture, layers, heads, parameters, dtype and size on disk of a model', async () => (await import('./info.ts')).infoCommand),
+  lazy('forward', 'Run one sequence and write its logits (and hidden states) as JSON', async () => (await import('./forward.ts')).forwardCommand),
+  lazy('generate', 'Generate text (greedy when --temperature is 0)', async () => (await import('./generate.ts')).generateCommand),
+  lazy('convert-llama2c', 'Import a llama2.c checkpoint and tokenizer.bin as a Hugging Face model directory', async () => (await import('./convert.ts')).convertCommand),
+  lazy('similarity', 'Layer similarity (diffusion embedding + NPIB) from a model\'s calibration pass or from activations', async () => (await import('./similarity.ts')).similarityCommand),
+  lazy('compress', 'Remove K layers by merging (mka) or pruning (reverse, shortgpt, angular); writes a HF model + merge.json', async () => (await import('./compress.ts')).compressCommand),
+  lazy('eval', 'Evaluate a model on a benchmark (mmlu) or a text corpus (ppl)', async () => (await import('./eval.ts')).evalCommand),
+  lazy('export', 'Export a model for serving: tfjs (GraphModel) or hf (Hugging Face checkpoint)', async () => (await import('./export.ts')).exportCommand),
+  lazy('sweep', 'MMLU accuracy of every method at every removal count: results.csv/json, plots, summary.md (resumable)', async () => (await import('./sweep.ts')).sweepCommand),
+  lazy('serve', 'Serve an exported tfjs model with a page that generates text in the browser', async () => (await import('./serve.ts')).serveCommand),
+  lazy('demo', 'The whole pipeline on the bundled demo model (what `npm start` runs): sweep, report, tfjs export', async () => (await import('./demo.ts')).demoCommand),
+];

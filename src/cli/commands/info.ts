@@ -1,6 +1,6 @@
 import type { CommandModule } from 'yargs';
 import { type GlobalArgs } from '../common.ts';
-import { modelInfo } from '../../model/run.ts';
+import { modelInfo } from '../../model/info.ts';
 
 interface Args extends GlobalArgs { model: string }
 

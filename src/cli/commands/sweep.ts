@@ -24,6 +24,9 @@ export const sweepCommand: CommandModule<GlobalArgs, Args> = {
     .option('chosen', { type: 'string', describe: 'point for categories.png, e.g. mka:2 (default: largest mka count)' })
     .option('keep-models', { type: 'boolean', default: false, describe: 'also write every compressed model to OUT/models/' })
     .option('out', { type: 'string', default: 'results/sweep', describe: 'results directory (rerun to resume)' })
+    .option('text', { type: 'string', describe: 'text corpus: adds each point\'s perplexity on it (`ppl` column, as `mka eval ppl`)' })
+    .option('seq-len', { type: 'number', describe: 'with --text: window length (default 2048, or the model\'s context)' })
+    .option('stride', { type: 'number', describe: 'with --text: tokens between window starts (default --seq-len)' })
     .demandOption('data')
     .example('$0 sweep --model models/demo --data data/demo-mmlu --remove 0,1,2,4 --out results/demo', '')
     .example('$0 sweep --model llama-3-8b --data mmlu --methods mka,reverse --remove 0,4,8,12,14 --out results/llama3-8b', '') as never,
@@ -38,6 +41,7 @@ export const sweepCommand: CommandModule<GlobalArgs, Args> = {
       limit: a.limit, evalSubjects: a['eval-subjects']?.split(','), batchSize: a['batch-size'], strategy: a.strategy,
       blendNorms: a['blend-norms'], chosen: a.chosen, keepModels: a['keep-models'], out: a.out, quiet: a.quiet, log: logger(a),
       runInfo: { backend: backend.description, argv: process.argv.slice(2) },
+      ppl: a.text ? { text: a.text, seqLen: a['seq-len'], stride: a.stride } : undefined,
     });
     release();
     if (a.json) process.stdout.write(JSON.stringify(points) + '\n');

@@ -386,6 +386,7 @@ export async function evaluateMmlu(opts: EvaluateMmluOptions): Promise<EvaluateM
     backend: tf.getBackend(), cached, batchSize, seconds, planSeconds, computedQuestions,
     questionsPerSecond: seconds > 0 ? computedQuestions / seconds : null, resumedSubjects,
     uncachedQuestions: cached ? stats.uncachedQuestions : stats.questions,
+    testQuestions: Object.fromEntries(subjects.map((s) => [s, data.test.get(s)!.length])),
   });
   return { records: ordered.flatMap((r) => r.questions), summary, stats, resumedSubjects, seconds, planSeconds, computedQuestions };
 }

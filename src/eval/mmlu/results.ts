@@ -9,6 +9,7 @@
  *   mmlu.csv, summary.json the scores, written at the end from the subject files only (no timestamps),
  *                          so an interrupted and resumed run ends with the same bytes as an uninterrupted one
  *   run.json               timings and how the run went (backend, batch size, resumed subjects)
+ *   lm_eval_results.json   the scores in lm-evaluation-harness's results layout (lm-eval.ts)
  * A rerun with the same key loads finished subjects; a different key is refused (use another
  * directory, or --fresh to discard the old results).
  */
@@ -26,6 +27,7 @@ import type { MmluData } from './data.ts';
 import type { QuestionRecord } from './evaluate.ts';
 import type { SubjectPlan } from './plan.ts';
 import { aggregateScores } from './scores.ts';
+import { lmEvalResults } from './lm-eval.ts';
 
 /** What a run's results depend on; results are reused only under an identical key. */
 export type RunKey = Record<string, string | number | boolean | null>;
@@ -89,7 +91,7 @@ export function dataFingerprint(data: MmluData, subject: string): string {
   return h.digest('hex').slice(0, 32);
 }
 
-const OUTPUT_FILES = ['mmlu.csv', 'summary.json', 'run.json'];
+const OUTPUT_FILES = ['mmlu.csv', 'summary.json', 'run.json', 'lm_eval_results.json'];
 
 /** A results directory opened for a run with `key`. */
 export interface ResultsDir {
@@ -150,6 +152,7 @@ export function openResultsDir(dir: string, key: RunKey, fresh: boolean): Result
       atomicWriteText(join(dir, 'mmlu.csv'), mmluCsv(summary));
       atomicWriteText(join(dir, 'summary.json'), JSON.stringify(summary, null, 2) + '\n');
       atomicWriteText(join(dir, 'run.json'), JSON.stringify({ finished: new Date().toISOString(), ...run }, null, 2) + '\n');
+      atomicWriteText(join(dir, 'lm_eval_results.json'), JSON.stringify(lmEvalResults(summary, run), null, 2) + '\n');
     },
   };
 }

@@ -1,0 +1,114 @@
+/**
+ * Token-weighted perplexity of a model on a token sequence, window by window (windows.ts): the
+ * negative log-likelihood of every scored token, summed in float64 and divided by their number;
+ * ppl = exp(mean NLL). Resumable: each finished window is saved in the results directory.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { forward } from '../../model/forward.ts';
+import { lmHead, type LlamaModel } from '../../model/model.ts';
+import { slidingWindows, type PplWindow } from './windows.ts';
+import { openPplResults, type PplSummary, type WindowResult } from './results.ts';
+
+/** Rows of the output projection computed at once (bounds the [rows, vocab] logits). */
+const LOGIT_ROWS = 256;
+
+/**
+ * Sum of −log p(token) over the scored tokens of one window and their number. The logits of only
+ * the scored positions are computed, a few rows at a time, from the last block's output (the same
+ * final RMSNorm and lm_head as `forward`), so a window never holds [seqLen, vocab] logits.
+ */
+export function windowNll(model: LlamaModel, ids: readonly number[], w: PplWindow): WindowResult {
+  const c = model.config;
+  let last: tf.Tensor3D | null = null;
+  forward(model, [ids.slice(w.begin, w.end)], {
+    logits: 'none',
+    onBlockOutput: (layer, h) => {
+      if (layer === c.num_hidden_layers - 1) last = tf.clone(h);
+    },
+  });
+  const h = last as tf.Tensor3D | null;
+  if (!h) throw new Error('windowNll: forward reported no last block output');
+  let nll = 0;
+  try {
+    const first = w.scoredFrom - 1 - w.begin; // window position whose logits predict the first scored token
+    const count = w.end - w.scoredFrom;
+    for (let r0 = 0; r0 < count; r0 += LOGIT_ROWS) {
+      const rows = Math.min(LOGIT_ROWS, count - r0);
+      const targets = ids.slice(w.scoredFrom + r0, w.scoredFrom + r0 + rows);
+      const values = tf.tidy(() => {
+        const x = tf.slice(h, [0, first + r0, 0], [1, rows, c.hidden_size]).reshape([rows, c.hidden_size]); // [rows, H]
+        const normed = tf.mul(tf.mul(x, tf.rsqrt(tf.add(tf.mean(tf.square(x), -1, true), c.rms_norm_eps))), model.tensors.get('model.norm.weight')!);
+        const logits = tf.matMul(normed, lmHead(model), false, true); // [rows, V]
+        const logp = tf.logSoftmax(logits, -1);
+        const flat = Int32Array.from(targets, (t, r) => r * c.vocab_size + t); // index of each target in the [rows * V] log-probabilities
+        const picked = tf.gather(logp.reshape([-1]), tf.tensor1d(flat, 'int32')); // [rows]
+        return tf.neg(picked).dataSync() as Float32Array;
+      });
+      for (const v of values) nll += v;
+    }
+    return { begin: w.begin, end: w.end, scored_from: w.scoredFrom, nll, tokens: count };
+  } finally {
+    h.dispose();
+  }
+}
+
+export interface PplProgress {
+  windows: number;
+  windowsTotal: number;
+  /** Windows of this call (not loaded from an earlier run) done so far, and their total. */
+  computed: number;
+  toCompute: number;
+}
+
+export interface EvaluatePplOptions {
+  model: LlamaModel;
+  ids: readonly number[];
+  seqLen: number;
+  stride: number;
+  /** Results directory (resumable); without it nothing is saved. */
+  out?: string;
+  fresh?: boolean;
+  /** What else the results depend on (corpus name, tokenizer), for the run key. */
+  keyExtra?: Record<string, string | number | boolean | null>;
+  onProgress?: (p: PplProgress) => void;
+  signal?: AbortSignal;
+}
+
+export class PplInterrupted extends Error {
+  constructor(readonly windowsDone: number, readonly windowsTotal: number) {
+    super(`perplexity interrupted after ${windowsDone} of ${windowsTotal} windows`);
+  }
+}
+
+/** Perplexity of `model` on `ids` (resumes from `out` when it holds windows of the same run). */
+export async function evaluatePerplexity(opts: EvaluatePplOptions): Promise<{ summary: PplSummary; resumedWindows: number; seconds: number }> {
+  const windows = slidingWindows(opts.ids.length, opts.seqLen, opts.stride);
+  const results = opts.out ? openPplResults(opts.out, opts.model, opts.ids, { seq_len: opts.seqLen, stride: opts.stride, ...opts.keyExtra }, !!opts.fresh) : null;
+  const all: (WindowResult | null)[] = windows.map((_, i) => results?.load(i) ?? null);
+  const resumedWindows = all.filter((r) => r !== null).length;
+  const toCompute = windows.length - resumedWindows;
+  const t0 = performance.now();
+  let computed = 0;
+  for (let i = 0; i < windows.length; i++) {
+    if (all[i]) continue;
+    if (opts.signal?.aborted) throw new PplInterrupted(resumedWindows + computed, windows.length);
+    const r = windowNll(opts.model, opts.ids, windows[i]);
+    results?.save(i, r);
+    all[i] = r;
+    computed++;
+    opts.onProgress?.({ windows: resumedWindows + computed, windowsTotal: windows.length, computed, toCompute });
+    await new Promise((ok) => setImmediate(ok)); // lets a Ctrl-C handler run between windows
+  }
+  let nll = 0, tokens = 0;
+  for (const r of all as WindowResult[]) {
+    nll += r.nll;
+    tokens += r.tokens;
+  }
+  const summary: PplSummary = {
+    ppl: Math.exp(nll / tokens), mean_nll: nll / tokens, nll_sum: nll, tokens_scored: tokens, corpus_tokens: opts.ids.length,
+    windows: windows.length, seq_len: opts.seqLen, stride: opts.stride,
+  };
+  const seconds = (performance.now() - t0) / 1000;
+  results?.finish(summary, { seconds, resumed_windows: resumedWindows, backend: tf.getBackend() });
+  return { summary, resumedWindows, seconds };
+}

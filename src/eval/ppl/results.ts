@@ -1,0 +1,99 @@
+/**
+ * The outputs of a perplexity run and how it resumes, as MMLU's (../mmlu/results.ts):
+ *   run-key.json        what the results depend on (model and corpus fingerprints, seq_len, stride, ...)
+ *   windows/<i>.json    one finished window: its span, NLL sum and scored tokens, written atomically
+ *   ppl.json            the summary, computed from the window files only (no timestamps)
+ *   run.json            timings and how the run went
+ * A rerun with the same key loads finished windows; a different key is refused (another --out, or --fresh).
+ */
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { atomicWriteText } from '../../io/atomic.ts';
+import type { LlamaModel } from '../../model/model.ts';
+import { UserError } from '../../runtime/errors.ts';
+import { modelFingerprint } from '../mmlu/results.ts';
+
+/** One window as stored in windows/<i>.json. */
+export interface WindowResult {
+  begin: number;
+  end: number;
+  scored_from: number;
+  /** Sum over the scored tokens of −log p(token | window context), nats. */
+  nll: number;
+  tokens: number;
+}
+
+/** ppl.json. */
+export interface PplSummary {
+  /** exp(nll_sum / tokens_scored). */
+  ppl: number;
+  mean_nll: number;
+  nll_sum: number;
+  tokens_scored: number;
+  corpus_tokens: number;
+  windows: number;
+  seq_len: number;
+  stride: number;
+}
+
+export interface PplResults {
+  load(index: number): WindowResult | null;
+  save(index: number, r: WindowResult): void;
+  finish(summary: PplSummary, run: Record<string, unknown>): void;
+}
+
+/** sha256 of the token ids: the corpus as the model sees it (text and tokenizer together). */
+export function idsFingerprint(ids: readonly number[]): string {
+  return createHash('sha256').update(Int32Array.from(ids)).digest('hex').slice(0, 32);
+}
+
+/** Opens (creating) a perplexity results directory; refuses one of a different run unless `fresh`. */
+export function openPplResults(dir: string, model: LlamaModel, ids: readonly number[], settings: Record<string, string | number | boolean | null>, fresh: boolean): PplResults {
+  const key = { model: modelFingerprint(model), corpus: idsFingerprint(ids), corpus_tokens: ids.length, ...settings };
+  const keyFile = join(dir, 'run-key.json');
+  const windowsDir = join(dir, 'windows');
+  const text = JSON.stringify(key, null, 2) + '\n';
+  const stored = existsSync(windowsDir) ? readdirSync(windowsDir).filter((f) => /^\d+\.json$/.test(f)) : [];
+  if (fresh) {
+    for (const f of stored) rmSync(join(windowsDir, f));
+    for (const f of ['ppl.json', 'run.json', 'run-key.json']) rmSync(join(dir, f), { force: true });
+  } else if (existsSync(keyFile)) {
+    const old = readFileSync(keyFile, 'utf8');
+    if (old !== text) {
+      let differs = 'its run-key.json is unreadable';
+      try {
+        const o = JSON.parse(old) as Record<string, unknown>;
+        differs = Object.keys({ ...o, ...key }).filter((k) => o[k] !== (key as Record<string, unknown>)[k]).join(', ') + ' differ';
+      } catch {
+        // keep the message above
+      }
+      throw new UserError(`${keyFile}: ${dir} holds perplexity results of a different run (${differs}); choose another --out, or add --fresh to discard them`);
+    }
+  } else if (stored.length > 0) {
+    throw new UserError(`${windowsDir}: holds results but no run-key.json, so they cannot be matched to this run; choose another --out, or add --fresh to discard them`);
+  }
+  mkdirSync(windowsDir, { recursive: true });
+  if (!existsSync(keyFile)) atomicWriteText(keyFile, text);
+  const fileOf = (i: number) => join(windowsDir, `${i}.json`);
+  return {
+    load(i) {
+      const f = fileOf(i);
+      if (!existsSync(f)) return null;
+      try {
+        const r = JSON.parse(readFileSync(f, 'utf8')) as WindowResult;
+        if (typeof r.nll !== 'number' || typeof r.tokens !== 'number') throw new Error('no nll or tokens');
+        return r;
+      } catch (e) {
+        throw new UserError(`${f}: unreadable window result (${(e as Error).message}); delete the file to recompute the window`);
+      }
+    },
+    save(i, r) {
+      atomicWriteText(fileOf(i), JSON.stringify(r) + '\n');
+    },
+    finish(summary, run) {
+      atomicWriteText(join(dir, 'ppl.json'), JSON.stringify(summary, null, 2) + '\n');
+      atomicWriteText(join(dir, 'run.json'), JSON.stringify({ finished: new Date().toISOString(), ...run }, null, 2) + '\n');
+    },
+  };
+}

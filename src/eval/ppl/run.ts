@@ -1,0 +1,83 @@
+/**
+ * The library side of `mka eval ppl`: load the model and its tokenizer, tokenize the corpus as
+ * transformers' `tokenizer(text)` does (BOS first for Llama), and evaluate the perplexity.
+ */
+import { readFileSync, statSync } from 'node:fs';
+import { basename, join, resolve } from 'node:path';
+import { disposeModel, loadModel } from '../../model/model.ts';
+import type { LlamaConfig } from '../../model/config.ts';
+import type { Tokenizer } from '../../tokenizer/tokenizer.ts';
+import { UserError } from '../../runtime/errors.ts';
+import { loadTokenizer } from '../../tokenizer/tokenizer.ts';
+import { evaluatePerplexity, type PplProgress } from './evaluate.ts';
+import type { PplSummary } from './results.ts';
+
+/** The default window: 2048 tokens (WikiText-2 in the pruning papers), or the model's context if shorter. */
+export const DEFAULT_SEQ_LEN = 2048;
+
+export interface RunPplOptions {
+  model: string;
+  /** UTF-8 text file: the whole file is one corpus. */
+  text: string;
+  /** Default min(2048, max_position_embeddings). */
+  seqLen?: number;
+  /** Default seqLen (disjoint windows). */
+  stride?: number;
+  /** Results directory (default results/ppl/<model name>-<text name>). */
+  out?: string;
+  fresh?: boolean;
+  streaming?: boolean;
+  onProgress?: (p: PplProgress) => void;
+  signal?: AbortSignal;
+}
+
+/** Reads a corpus file, with one-line errors for a missing, empty or binary file. */
+export function readCorpus(file: string): string {
+  let text: string;
+  try {
+    if (!statSync(file).isFile()) throw new Error('not a file');
+    text = readFileSync(file, 'utf8');
+  } catch {
+    throw new UserError(`${file}: --text file not found (give a UTF-8 text file, e.g. WikiText-2's test split joined with blank lines)`);
+  }
+  if (text.includes('\u0000') || text.includes('\uFFFD')) throw new UserError(`${file}: not UTF-8 text (NUL bytes or invalid UTF-8); --text needs a plain text file`);
+  if (!text.trim()) throw new UserError(`${file}: the --text file is empty`);
+  return text;
+}
+
+/** A corpus ready to evaluate: its token ids and the window settings, defaults applied and checked. */
+export interface PplCorpus {
+  ids: number[];
+  seqLen: number;
+  stride: number;
+}
+
+/** Reads and tokenizes `text` for a model (seq-len defaults to min(2048, its context); stride to seq-len). */
+export function prepareCorpus(text: string, tokenizer: Tokenizer, config: LlamaConfig, seqLen?: number, stride?: number): PplCorpus {
+  const contents = readCorpus(text);
+  const L = seqLen ?? Math.min(DEFAULT_SEQ_LEN, config.max_position_embeddings);
+  if (L > config.max_position_embeddings) {
+    throw new UserError(`--seq-len ${L}: longer than the model's context (max_position_embeddings ${config.max_position_embeddings}); use at most that`);
+  }
+  return { ids: tokenizer.encode(contents), seqLen: L, stride: stride ?? L };
+}
+
+/** The default results directory of a model and corpus. */
+export function defaultPplOut(modelDir: string, textFile: string): string {
+  return join('results', 'ppl', `${basename(resolve(modelDir))}-${basename(textFile).replace(/\.[^.]*$/, '')}`);
+}
+
+/** Evaluates (or resumes) the perplexity of a model directory on a text file. */
+export async function runPerplexityEval(opts: RunPplOptions): Promise<{ out: string; summary: PplSummary; resumedWindows: number; seconds: number }> {
+  readCorpus(opts.text); // a missing file is reported before the model is loaded
+  const tokenizer = await loadTokenizer(opts.model);
+  const model = loadModel(opts.model, { streaming: opts.streaming });
+  try {
+    const corpus = prepareCorpus(opts.text, tokenizer, model.config, opts.seqLen, opts.stride);
+    const out = opts.out ?? defaultPplOut(opts.model, opts.text);
+    const r = await evaluatePerplexity({ model, ...corpus, out, fresh: opts.fresh, onProgress: opts.onProgress, signal: opts.signal });
+    return { out, ...r };
+  } finally {
+    disposeModel(model);
+  }
+}

@@ -1,0 +1,29 @@
+/**
+ * The CLI's one hook for hub ids: yargs middleware that replaces `--model` and `--reference-model`
+ * values naming a hub model (org/name, not a local path) by their cached snapshot directory, and
+ * `--data` naming a hub dataset by a local form: MMLU (cais/mmlu) as its converted directory, or for
+ * `eval ppl` a text dataset (Salesforce/wikitext) as the corpus file given to `--text`. Runs before any
+ * command opens them.
+ */
+import { UserError } from '../runtime/errors.ts';
+import { resolveModelDir } from './model.ts';
+import { resolveMmluData } from './mmlu.ts';
+import { resolveTextDataset } from './text.ts';
+
+/** Resolves hub ids in the parsed arguments in place (with --revision, --quiet). */
+export async function resolveHubArgs(argv: Record<string, unknown>): Promise<void> {
+  const quiet = argv.quiet === true;
+  const common = { quiet, log: (m: string) => { if (!quiet) process.stderr.write(`${m}\n`); } };
+  const revision = typeof argv.revision === 'string' ? argv.revision : undefined;
+  for (const [option, camel] of [['model', 'model'], ['reference-model', 'referenceModel']]) {
+    if (typeof argv[option] !== 'string') continue;
+    argv[option] = argv[camel] = await resolveModelDir(argv[option] as string, { ...common, revision });
+  }
+  if (typeof argv.data !== 'string') return;
+  if ((argv._ as unknown[]).slice(0, 2).join(' ') === 'eval ppl') {
+    if (typeof argv.text === 'string') throw new UserError('eval ppl: give --text FILE or --data DATASET, not both');
+    argv.text = await resolveTextDataset(argv.data, { ...common, subset: argv.subset as string | undefined, split: argv.split as string | undefined });
+  } else {
+    argv.data = await resolveMmluData(argv.data, common);
+  }
+}

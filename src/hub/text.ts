@@ -1,0 +1,57 @@
+/**
+ * `mka eval ppl --data org/name`: a text corpus from a hub dataset, as the perplexity recipes build it
+ * (WikiText-2: `"\n\n".join(test["text"])`). The split's parquet files of one subset (e.g.
+ * Salesforce/wikitext, wikitext-2-raw-v1/test-*.parquet) are fetched into the hub cache, their `text`
+ * column joined with blank lines and written once per commit beside the snapshot
+ * (datasets--org--name/mka-text/<commit>/<subset>-<split>.txt), the file `--text` then reads.
+ */
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { atomicWriteText } from '../io/atomic.ts';
+import { UserError } from '../runtime/errors.ts';
+import { HUB_ID, type ResolveOptions } from './model.ts';
+import { snapshot } from './snapshot.ts';
+
+export interface TextDatasetOptions extends ResolveOptions {
+  /** The dataset's subset (configuration) folder, e.g. wikitext-2-raw-v1; needed when it has several. */
+  subset?: string;
+  /** Default test. */
+  split?: string;
+}
+
+/** The corpus file of a hub dataset split (downloaded and joined if needed). */
+export async function resolveTextDataset(name: string, opts: TextDatasetOptions = {}): Promise<string> {
+  if (!HUB_ID.test(name)) throw new UserError(`--data ${name}: expected a hub dataset id such as Salesforce/wikitext (a local file goes in --text)`);
+  const split = opts.split ?? 'test';
+  const shard = new RegExp(`^(?:(.+)/)?${split.replace(/[^\w-]/g, '')}-\\d+-of-\\d+\\.parquet$`);
+  let subset = opts.subset ?? '';
+  const snap = await snapshot({
+    repo: { type: 'dataset', name }, env: opts.env, quiet: opts.quiet, log: opts.log,
+    select: async (files) => {
+      const matches = files.map((f) => f.path).filter((p) => shard.test(p));
+      const subsets = [...new Set(matches.map((p) => shard.exec(p)![1] ?? ''))].sort();
+      if (!opts.subset) {
+        if (subsets.length !== 1) throw new UserError(`${name}: ${subsets.length ? `several subsets have a ${split} split (${subsets.join(', ')}): choose one with --subset` : `no ${split}-*.parquet files (choose --split)`}`);
+        subset = subsets[0];
+      } else if (!subsets.includes(subset)) {
+        throw new UserError(`${name}: no ${split} split in subset ${subset}${subsets.length ? ` (subsets with one: ${subsets.join(', ')})` : ''}`);
+      }
+      return matches.filter((p) => (shard.exec(p)![1] ?? '') === subset).sort();
+    },
+  });
+  const out = join(dirname(dirname(snap)), 'mka-text', basename(snap), `${subset || 'default'}-${split}.txt`);
+  if (existsSync(out)) return out;
+  const { parquetReadObjects } = await import('hyparquet');
+  const rows: string[] = [];
+  const dir = subset ? join(snap, subset) : snap;
+  for (const f of readdirSync(dir).filter((f) => shard.test(subset ? `${subset}/${f}` : f)).sort()) {
+    const bytes = readFileSync(join(dir, f));
+    const table = await parquetReadObjects({ file: bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer, columns: ['text'] });
+    for (const r of table) {
+      if (typeof r.text !== 'string') throw new UserError(`${join(dir, f)}: no string "text" column; --data needs a text dataset such as Salesforce/wikitext`);
+      rows.push(r.text);
+    }
+  }
+  atomicWriteText(out, rows.join('\n\n'));
+  return out;
+}

@@ -1,0 +1,55 @@
+/**
+ * `mka info`: what a model directory holds, read from its config and checkpoint headers only (no
+ * tfjs, so the command starts fast).
+ */
+import { statSync } from 'node:fs';
+import { openCheckpoint } from '../io/checkpoint.ts';
+import { expectedTensors, readConfig } from './config.ts';
+
+export interface ModelInfo {
+  dir: string;
+  architecture: string;
+  model_type: string;
+  layers: number;
+  hidden_size: number;
+  intermediate_size: number;
+  heads: number;
+  kv_heads: number;
+  head_dim: number;
+  vocab_size: number;
+  max_position_embeddings: number;
+  parameters: number;
+  dtypes: string[];
+  bytes_on_disk: number;
+  tied_embeddings: boolean;
+  rope: string;
+}
+
+/** Architecture, sizes, parameter count, storage dtypes and size on disk of a model directory. */
+export function modelInfo(dir: string): ModelInfo {
+  const c = readConfig(dir);
+  const ckpt = openCheckpoint(dir);
+  try {
+    const dtypes = new Set(ckpt.names().map((n) => ckpt.info(n)!.dtype));
+    return {
+      dir,
+      architecture: c.architectures[0],
+      model_type: c.model_type,
+      layers: c.num_hidden_layers,
+      hidden_size: c.hidden_size,
+      intermediate_size: c.intermediate_size,
+      heads: c.num_attention_heads,
+      kv_heads: c.num_key_value_heads,
+      head_dim: c.head_dim,
+      vocab_size: c.vocab_size,
+      max_position_embeddings: c.max_position_embeddings,
+      parameters: [...expectedTensors(c).values()].reduce((n, shape) => n + shape.reduce((a, b) => a * b, 1), 0), // as parameterCount (model.ts), without loading tfjs
+      dtypes: [...dtypes],
+      bytes_on_disk: ckpt.bytesOnDisk() + statSync(`${dir}/config.json`).size,
+      tied_embeddings: c.tie_word_embeddings,
+      rope: `theta ${c.rope_theta}${c.rope_scaling ? `, ${c.rope_scaling.rope_type} x${c.rope_scaling.factor}` : ''}`,
+    };
+  } finally {
+    ckpt.close();
+  }
+}

@@ -1,0 +1,66 @@
+/**
+ * The installable package: `npm pack` (which builds dist/ through the `prepare` script) gives a
+ * tarball that `npm i -g --prefix TMP` installs outside the repository, and the installed `mka` runs
+ * --help, info and a small compress on the bundled demo model from a directory unrelated to the
+ * checkout, on compiled JavaScript only (tsx and the sources are not in the package).
+ * Needs the registry or npm's cache for the dependencies (`--prefer-offline`): skips with a message
+ * when neither is reachable.
+ */
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+
+const ROOT = process.cwd();
+const TMP = mkdtempSync(join(tmpdir(), 'mka-package-'));
+after(() => rmSync(TMP, { recursive: true, force: true, maxRetries: 5, retryDelay: 200 }));
+
+const NETWORK = /ENOTCACHED|ENOTFOUND|EAI_AGAIN|ECONNREFUSED|ECONNRESET|ETIMEDOUT|network/;
+
+function npm(args: string[], cwd: string) {
+  return spawnSync('npm', [...args, '--no-audit', '--no-fund', '--loglevel=error'], { cwd, encoding: 'utf8', env: { ...process.env, npm_config_update_notifier: 'false' } });
+}
+
+test('npm pack gives a tarball that installs elsewhere and runs --help, info and compress from dist/', async (t) => {
+  const pack = npm(['pack', '--pack-destination', TMP], ROOT);
+  assert.equal(pack.status, 0, `npm pack failed:\n${pack.stderr}`);
+  const tarball = readdirSync(TMP).find((f) => /^mka-\d+\.\d+\.\d+.*\.tgz$/.test(f));
+  assert.ok(tarball, `no mka-x.y.z.tgz in ${TMP}`);
+
+  const prefix = join(TMP, 'prefix');
+  const install = npm(['install', '--global', '--prefix', prefix, '--prefer-offline', '--omit=optional', join(TMP, tarball)], TMP);
+  if (install.status !== 0 && NETWORK.test(install.stderr)) {
+    t.skip(`npm could not fetch a dependency (no registry and not in npm's cache): ${install.stderr.split('\n').find((l) => NETWORK.test(l))}`);
+    return;
+  }
+  assert.equal(install.status, 0, `npm install of the tarball failed:\n${install.stderr}`);
+
+  const pkg = join(prefix, 'lib', 'node_modules', 'mka');
+  assert.ok(existsSync(join(pkg, 'dist', 'cli', 'main.js')), 'dist/ is not in the package');
+  assert.ok(!existsSync(join(pkg, 'src')), 'the TypeScript sources are in the package');
+  assert.ok(!existsSync(join(pkg, 'test')), 'the tests are in the package');
+  assert.ok(!existsSync(join(pkg, 'node_modules', 'tsx')), 'tsx (a dev dependency) was installed');
+  assert.ok(existsSync(join(pkg, 'native', 'binding.gyp')) && existsSync(join(pkg, 'scripts', 'build-native.mjs')), 'the native addon sources are missing');
+
+  const work = join(TMP, 'work'); // a directory with nothing of the repository in it
+  const mka = (...args: string[]) => spawnSync(join(prefix, 'bin', 'mka'), args, { cwd: TMP, encoding: 'utf8' });
+  const help = mka('--help');
+  assert.equal(help.status, 0, help.stderr);
+  assert.match(help.stdout, /mka info/);
+  assert.match(help.stdout, /mka compress/);
+
+  const demo = join(pkg, 'models', 'demo');
+  const info = mka('info', '--model', demo, '--json');
+  assert.equal(info.status, 0, info.stderr);
+  assert.equal(JSON.parse(info.stdout).layers, 8);
+
+  writeFileSync(join(TMP, 'calibration.txt'), Array.from({ length: 12 }, (_, i) => `Question ${i}: what is ${i} plus ${i}?`).join('\n') + '\n');
+  const out = join(work, 'demo-mka-2');
+  const compress = mka('compress', '--model', demo, '--method', 'mka', '--remove', '2', '--calibration', join(TMP, 'calibration.txt'), '--k-entropy', '5', '--out', out, '--quiet');
+  assert.equal(compress.status, 0, compress.stderr);
+  const merged = mka('info', '--model', out, '--json');
+  assert.equal(merged.status, 0, merged.stderr);
+  assert.equal(JSON.parse(merged.stdout).layers, 6);
+});
