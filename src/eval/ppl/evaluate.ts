@@ -5,51 +5,35 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { forward } from '../../model/forward.ts';
-import { lmHead, type LlamaModel } from '../../model/model.ts';
+import type { LlamaModel } from '../../model/model.ts';
 import { slidingWindows, type PplWindow } from './windows.ts';
 import { openPplResults, type PplSummary, type WindowResult } from './results.ts';
 
-/** Rows of the output projection computed at once (bounds the [rows, vocab] logits). */
-const LOGIT_ROWS = 256;
-
 /**
- * Sum of −log p(token) over the scored tokens of one window and their number. The logits of only
- * the scored positions are computed, a few rows at a time, from the last block's output (the same
- * final RMSNorm and lm_head as `forward`), so a window never holds [seqLen, vocab] logits.
+ * Sum of −log p(token) over the scored tokens of one window and their number. forward() computes
+ * the logits of only the scored positions, in chunks of rows (the same final RMSNorm and lm_head as
+ * every other caller), so a window never holds [seqLen, vocab] logits.
  */
 export function windowNll(model: LlamaModel, ids: readonly number[], w: PplWindow): WindowResult {
-  const c = model.config;
-  let last: tf.Tensor3D | null = null;
-  forward(model, [ids.slice(w.begin, w.end)], {
-    logits: 'none',
-    onBlockOutput: (layer, h) => {
-      if (layer === c.num_hidden_layers - 1) last = tf.clone(h);
-    },
-  });
-  const h = last as tf.Tensor3D | null;
-  if (!h) throw new Error('windowNll: forward reported no last block output');
+  const V = model.config.vocab_size;
+  const first = w.scoredFrom - 1 - w.begin; // window position whose logits predict the first scored token
+  const count = w.end - w.scoredFrom;
+  const positions = Array.from({ length: count }, (_, r) => first + r);
   let nll = 0;
-  try {
-    const first = w.scoredFrom - 1 - w.begin; // window position whose logits predict the first scored token
-    const count = w.end - w.scoredFrom;
-    for (let r0 = 0; r0 < count; r0 += LOGIT_ROWS) {
-      const rows = Math.min(LOGIT_ROWS, count - r0);
-      const targets = ids.slice(w.scoredFrom + r0, w.scoredFrom + r0 + rows);
+  forward(model, [ids.slice(w.begin, w.end)], {
+    logits: 'positions',
+    positions,
+    onLogits: (r0, logits) => {
+      const rows = logits.shape[0];
       const values = tf.tidy(() => {
-        const x = tf.slice(h, [0, first + r0, 0], [1, rows, c.hidden_size]).reshape([rows, c.hidden_size]); // [rows, H]
-        const normed = tf.mul(tf.mul(x, tf.rsqrt(tf.add(tf.mean(tf.square(x), -1, true), c.rms_norm_eps))), model.tensors.get('model.norm.weight')!);
-        const logits = tf.matMul(normed, lmHead(model), false, true); // [rows, V]
-        const logp = tf.logSoftmax(logits, -1);
-        const flat = Int32Array.from(targets, (t, r) => r * c.vocab_size + t); // index of each target in the [rows * V] log-probabilities
-        const picked = tf.gather(logp.reshape([-1]), tf.tensor1d(flat, 'int32')); // [rows]
-        return tf.neg(picked).dataSync() as Float32Array;
+        const logp = tf.logSoftmax(logits, -1); // [rows, V]
+        const flat = Int32Array.from({ length: rows }, (_, r) => r * V + ids[w.scoredFrom + r0 + r]); // target of each row in [rows * V]
+        return tf.neg(tf.gather(logp.reshape([-1]), tf.tensor1d(flat, 'int32'))).dataSync() as Float32Array; // [rows]
       });
       for (const v of values) nll += v;
-    }
-    return { begin: w.begin, end: w.end, scored_from: w.scoredFrom, nll, tokens: count };
-  } finally {
-    h.dispose();
-  }
+    },
+  });
+  return { begin: w.begin, end: w.end, scored_from: w.scoredFrom, nll, tokens: count };
 }
 
 export interface PplProgress {
