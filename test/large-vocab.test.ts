@@ -17,6 +17,7 @@ import { parseConfig, expectedTensors, type LlamaConfig } from '../src/model/con
 import { disposeModel, loadModel, residentBytes, type LlamaModel } from '../src/model/model.ts';
 import { disposeCache, forward } from '../src/model/forward.ts';
 import { SafetensorsFile, writeSafetensors } from '../src/io/safetensors.ts';
+import { lmHeadLogits } from '../src/model/ops.ts';
 import { mulberry32 } from '../src/runtime/random.ts';
 
 const NO_NATIVE = loadNativeAddon().addon ? false : 'native addon not built: native backend tests skipped';
@@ -239,3 +240,18 @@ for (const backend of ['native', 'wasm'] as const) {
     }
   });
 }
+
+test('wasm: lm_head through vocabulary chunks equals the plain product', async () => {
+  await initBackend('wasm');
+  const n0 = tf.memory().numTensors;
+  const x = tf.randomNormal([3, 16], 0, 1, 'float32', 1) as tf.Tensor2D;
+  const w = tf.randomNormal([1000, 16], 0, 1, 'float32', 2);
+  const whole = lmHeadLogits(x, { tensor: w, dtype: 'float32' });
+  const chunked = lmHeadLogits(x, { tensor: w, dtype: 'float32' }, 8 * 16 * 96); // chunks of 96 rows
+  const plain = tf.matMul(x, w, false, true);
+  assert.deepEqual(chunked.shape, [3, 1000]);
+  assert.ok(maxRelErr(chunked.dataSync(), plain.dataSync()) < 1e-6);
+  assert.ok(maxRelErr(whole.dataSync(), plain.dataSync()) < 1e-6);
+  tf.dispose([x, w, whole, chunked, plain]);
+  assert.equal(tf.memory().numTensors, n0);
+});
