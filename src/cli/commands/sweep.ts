@@ -1,7 +1,9 @@
 import type { CommandModule } from 'yargs';
 import { readFileSync } from 'node:fs';
 import { type GlobalArgs, logger, setup } from '../common.ts';
-import { runSweep } from '../../sweep/sweep.ts';
+import { runSweep, type SweepOptions } from '../../sweep/sweep.ts';
+import { listSweepPoints, runSweepPoint } from '../../sweep/single.ts';
+import { assembleSweepReport } from '../../sweep/assemble.ts';
 import { METHODS } from '../../compress/methods/registry.ts';
 import { analysisOptions, calibrationOptions } from './compress-options.ts';
 import { UserError } from '../../runtime/errors.ts';
@@ -31,19 +33,42 @@ export const sweepCommand: CommandModule<GlobalArgs, Args> = {
     .option('chosen', { type: 'string', describe: 'point for categories.png, e.g. mka:2 (default: largest mka count)' })
     .option('keep-models', { type: 'boolean', default: false, describe: 'also write every compressed model to OUT/models/' })
     .option('out', { type: 'string', default: 'results/sweep', describe: 'results directory (rerun to resume)' })
+    .option('list-points', { type: 'boolean', describe: 'print the points of the sweep, one a line, and exit', group: 'One point at a time:' })
+    .option('point', { type: 'string', describe: 'compute exactly one point (original, METHOD:K, or calibration) into --out', group: 'One point at a time:' })
+    .option('report', { type: 'boolean', describe: 'write the report from the points finished in --out', group: 'One point at a time:' })
+    .conflicts('list-points', ['point', 'report'])
+    .conflicts('point', 'report')
     .demandOption('data')
     .example('$0 sweep --model models/demo --data data/demo-mmlu --remove 0,1,2,4 --out results/demo', '')
+    .example('$0 sweep --model llama-3-8b --data mmlu --point mka:4 --out /shared/run', 'one point (e.g. one Slurm array task); then --report')
     .example('$0 sweep --model llama-3-8b --data mmlu --methods mka,reverse --remove 0,4,8,12,14 --out results/llama3-8b', '') as never,
   handler: async (a) => {
+    if (a['list-points']) {
+      const ids = listSweepPoints(sweepOptions(a, {}));
+      process.stdout.write(a.json ? JSON.stringify(ids) + '\n' : ids.join('\n') + '\n');
+      return;
+    }
     const backend = await setup(a);
-    const methods = String(a.methods).split(',').map((s) => s.trim()).filter(Boolean);
-    const points = await runSweep({
-      ...analysisOptions(a as never), model: a.model, data: a.data, methods, remove: parseCounts(a.remove), ntrain: a.ntrain,
-      limit: a.limit, evalSubjects: a['eval-subjects']?.split(','), batchSize: a['batch-size'], strategy: a.strategy,
-      blendNorms: a['blend-norms'], chosen: a.chosen, keepModels: a['keep-models'], out: a.out, quiet: a.quiet, log: logger(a),
-      runInfo: { backend: backend.description, argv: process.argv.slice(2) },
-    });
+    const opts = sweepOptions(a, { backend: backend.description, argv: process.argv.slice(2) });
+    if (a.point !== undefined) {
+      const row = await runSweepPoint(opts, String(a.point));
+      if (a.json) process.stdout.write(JSON.stringify(row) + '\n');
+      else if (row) process.stdout.write(`${a.point}: MMLU ${(100 * row.mmlu).toFixed(2)}% (${row.layers} layers) in ${a.out}\n`);
+      return;
+    }
+    const points = a.report ? await assembleSweepReport(opts) : await runSweep(opts);
     if (a.json) process.stdout.write(JSON.stringify(points) + '\n');
     else process.stdout.write(readFileSync(`${a.out}/summary.md`, 'utf8'));
   },
 };
+
+/** The sweep's library options from the parsed command line. */
+function sweepOptions(a: Args, runInfo: Record<string, unknown>): SweepOptions {
+  const methods = String(a.methods).split(',').map((s) => s.trim()).filter(Boolean);
+  return {
+    ...analysisOptions(a as never), model: a.model, data: a.data, methods, remove: parseCounts(a.remove), ntrain: a.ntrain,
+    limit: a.limit, evalSubjects: a['eval-subjects']?.split(','), batchSize: a['batch-size'], strategy: a.strategy,
+    blendNorms: a['blend-norms'], chosen: a.chosen, keepModels: a['keep-models'], out: a.out, quiet: a.quiet, log: logger(a),
+    runInfo,
+  };
+}
