@@ -34,3 +34,44 @@ export function resultsWithoutTimings(dir: string): { csv: string; json: string 
   const json = readFileSync(join(dir, 'results.json'), 'utf8').replace(/\n\s*"seconds": [0-9.e+-]+,?/g, '');
   return { csv, json };
 }
+
+/** Why the queue tests skip (redis-server not installed), or false. */
+export const NO_REDIS: string | false = spawnSync('redis-server', ['--version'], { encoding: 'utf8' }).status === 0
+  ? false : 'redis-server is not installed: queue tests skipped (apt-get install redis-server; .ci/run installs it)';
+
+/** A free TCP port on 127.0.0.1. */
+async function freePort(): Promise<number> {
+  const { createServer } = await import('node:net');
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** Starts a private redis-server on a loopback port (no persistence, data in `dir`); returns its URL and a stop. */
+export async function startRedis(dir: string): Promise<{ url: string; stop: () => Promise<void> }> {
+  const { spawn } = await import('node:child_process');
+  const { createConnection } = await import('node:net');
+  const port = await freePort();
+  const server = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: 'ignore' });
+  for (let i = 0; ; i++) {
+    const up = await new Promise<boolean>((resolve) => {
+      const c = createConnection(port, '127.0.0.1').once('connect', () => { c.end(); resolve(true); }).once('error', () => resolve(false));
+    });
+    if (up) break;
+    if (i > 100 || server.exitCode !== null) throw new Error(`redis-server did not start on port ${port}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    stop: () => new Promise<void>((resolve) => {
+      if (server.exitCode !== null) return resolve();
+      server.once('exit', () => resolve());
+      server.kill('SIGTERM');
+    }),
+  };
+}

@@ -10,5 +10,7 @@ import { evalCommand } from './eval.ts';
 import { exportCommand } from './export.ts';
 import { sweepCommand } from './sweep.ts';
 import { demoCommand } from './demo.ts';
+import { workerCommand } from './worker.ts';
+import { queueCommand } from './queue.ts';
 
-export const COMMANDS: CommandModule<any, any>[] = [infoCommand, forwardCommand, generateCommand, convertCommand, similarityCommand, compressCommand, evalCommand, exportCommand, sweepCommand, demoCommand];
+export const COMMANDS: CommandModule<any, any>[] = [infoCommand, forwardCommand, generateCommand, convertCommand, similarityCommand, compressCommand, evalCommand, exportCommand, sweepCommand, workerCommand, queueCommand, demoCommand];

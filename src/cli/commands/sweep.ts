@@ -4,6 +4,9 @@ import { type GlobalArgs, logger, setup } from '../common.ts';
 import { runSweep, type SweepOptions } from '../../sweep/sweep.ts';
 import { listSweepPoints, runSweepPoint } from '../../sweep/single.ts';
 import { assembleSweepReport } from '../../sweep/assemble.ts';
+import { runQueuedSweep } from '../../queue/sweep.ts';
+import { DEFAULT_ATTEMPTS } from '../../queue/jobs.ts';
+import { DEFAULT_QUEUE_NAME } from '../../queue/connection.ts';
 import { METHODS } from '../../compress/methods/registry.ts';
 import { analysisOptions, calibrationOptions } from './compress-options.ts';
 import { UserError } from '../../runtime/errors.ts';
@@ -36,7 +39,11 @@ export const sweepCommand: CommandModule<GlobalArgs, Args> = {
     .option('list-points', { type: 'boolean', describe: 'print the points of the sweep, one a line, and exit', group: 'One point at a time:' })
     .option('point', { type: 'string', describe: 'compute exactly one point (original, METHOD:K, or calibration) into --out', group: 'One point at a time:' })
     .option('report', { type: 'boolean', describe: 'write the report from the points finished in --out', group: 'One point at a time:' })
-    .conflicts('list-points', ['point', 'report'])
+    .option('queue', { type: 'string', describe: 'Redis URL: enqueue the sweep as jobs for `mka worker`s and wait, e.g. redis://10.0.0.5:6379', group: 'Many machines:' })
+    .option('queue-name', { type: 'string', default: DEFAULT_QUEUE_NAME, describe: 'BullMQ queue name', group: 'Many machines:' })
+    .option('attempts', { type: 'number', default: DEFAULT_ATTEMPTS, describe: 'runs of a failing job before the sweep stops (user errors: 1)', group: 'Many machines:' })
+    .conflicts('list-points', ['point', 'report', 'queue'])
+    .conflicts('queue', ['point', 'report'])
     .conflicts('point', 'report')
     .demandOption('data')
     .example('$0 sweep --model models/demo --data data/demo-mmlu --remove 0,1,2,4 --out results/demo', '')
@@ -56,7 +63,9 @@ export const sweepCommand: CommandModule<GlobalArgs, Args> = {
       else if (row) process.stdout.write(`${a.point}: MMLU ${(100 * row.mmlu).toFixed(2)}% (${row.layers} layers) in ${a.out}\n`);
       return;
     }
-    const points = a.report ? await assembleSweepReport(opts) : await runSweep(opts);
+    const points = a.report ? await assembleSweepReport(opts)
+      : a.queue !== undefined ? await runQueuedSweep(opts, { url: a.queue, name: a['queue-name'], attempts: a.attempts })
+      : await runSweep(opts);
     if (a.json) process.stdout.write(JSON.stringify(points) + '\n');
     else process.stdout.write(readFileSync(`${a.out}/summary.md`, 'utf8'));
   },

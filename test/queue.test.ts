@@ -1,0 +1,129 @@
+/**
+ * Sweeps on a real Redis server with BullMQ workers as separate processes: a queued sweep finished by
+ * two workers after a third is killed (SIGKILL) mid-job gives the local sweep's results byte for byte
+ * (apart from timings), per-subject result files included; `mka queue status` counts the jobs; a job
+ * failing for a user error fails once, not forever, and its error reaches the sweep and the status.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { cpSync, mkdtempSync, readFileSync, readdirSync, truncateSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { CLI, NO_REDIS, mka, resultsWithoutTimings, startRedis, tinySweepArgs } from './queue-fixture.ts';
+
+const root = mkdtempSync(join(tmpdir(), 'mka-queue-'));
+const args = await tinySweepArgs(root);
+let redis: Awaited<ReturnType<typeof startRedis>> | null = null;
+const children: ChildProcess[] = [];
+
+before(async () => {
+  if (!NO_REDIS) redis = await startRedis(root);
+});
+after(async () => {
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  await redis?.stop();
+});
+
+/** A worker process with a short lock, so a killed worker's job is retried within seconds; its log lines collected. */
+function startWorker(queueName: string): { proc: ChildProcess; log: string[] } {
+  const proc = spawn(process.execPath, [CLI, 'worker', '--queue', redis!.url, '--queue-name', queueName, '--backend', 'wasm', '--quiet',
+    '--lock-duration', '3000', '--stalled-interval', '1000'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  children.push(proc);
+  const log: string[] = [];
+  let rest = '';
+  proc.stderr!.on('data', (b: Buffer) => {
+    const lines = (rest + b.toString()).split('\n');
+    rest = lines.pop()!;
+    log.push(...lines);
+  });
+  return { proc, log };
+}
+
+function stopWorker(w: { proc: ChildProcess }): Promise<void> {
+  return new Promise((resolve) => {
+    if (w.proc.exitCode !== null || w.proc.signalCode !== null) return resolve();
+    w.proc.once('exit', () => resolve());
+    w.proc.kill('SIGTERM');
+  });
+}
+
+/** Runs the CLI in the background; resolves with its exit status and stderr. */
+function runAsync(a: string[]): Promise<{ status: number | null; stderr: string }> {
+  const proc = spawn(process.execPath, [CLI, ...a], { stdio: ['ignore', 'ignore', 'pipe'] });
+  children.push(proc);
+  let stderr = '';
+  proc.stderr!.on('data', (b: Buffer) => { stderr += b.toString(); });
+  return new Promise((resolve) => proc.once('exit', (status) => resolve({ status, stderr })));
+}
+
+async function until(cond: () => boolean, what: string, ms = 60_000): Promise<void> {
+  const t0 = Date.now();
+  while (!cond()) {
+    if (Date.now() - t0 > ms) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+test('a queued sweep over worker processes, one killed mid-job, equals the local sweep', { skip: NO_REDIS }, async () => {
+  const local = join(root, 'local'), queued = join(root, 'queued');
+  mka(['sweep', ...args, '--out', local]);
+
+  const sweep = runAsync(['sweep', ...args, '--out', queued, '--queue', redis!.url, '--queue-name', 'ok']);
+  // the first worker is killed as soon as it has started a job
+  const doomed = startWorker('ok');
+  await until(() => doomed.log.some((l) => l.startsWith('worker: start ')), 'the first worker to take a job');
+  doomed.proc.kill('SIGKILL');
+  const killedJob = doomed.log.find((l) => l.startsWith('worker: start '))!.split(' ')[2];
+  assert.ok(!doomed.log.some((l) => l.startsWith(`worker: done ${killedJob}`)), 'the kill came after the job ended');
+  const workers = [startWorker('ok'), startWorker('ok')];
+
+  const r = await sweep;
+  assert.equal(r.status, 0, r.stderr);
+  await Promise.all(workers.map(stopWorker));
+  // the killed worker's job was taken over once its lock expired
+  const log = workers.flatMap((w) => w.log);
+  assert.ok(log.some((l) => l.startsWith(`worker: done ${killedJob} `)), `no worker finished ${killedJob}:\n${log.join('\n')}`);
+  // both workers took part
+  for (const w of workers) assert.ok(w.log.some((l) => l.startsWith('worker: done ')), `a worker ran nothing:\n${w.log.join('\n')}`);
+
+  assert.deepEqual(resultsWithoutTimings(queued), resultsWithoutTimings(local));
+  // each subject computed alone by a worker has the bytes the local sweep's evaluation wrote
+  for (const point of readdirSync(join(local, 'eval'))) {
+    for (const f of readdirSync(join(local, 'eval', point, 'subjects'))) {
+      assert.equal(readFileSync(join(queued, 'eval', point, 'subjects', f), 'utf8'), readFileSync(join(local, 'eval', point, 'subjects', f), 'utf8'), `${point}/${f}`);
+    }
+  }
+
+  const status = JSON.parse(mka(['queue', 'status', '--queue', redis!.url, '--queue-name', 'ok', '--json']).stdout);
+  // calibration, 3 points, 3 subjects each
+  assert.deepEqual([status.counts.done, status.counts.failed, status.counts.waiting, status.counts.active], [13, 0, 0, 0]);
+});
+
+test('a job failing with a user error fails once and its error reaches the sweep and queue status', { skip: NO_REDIS }, async () => {
+  // config.json is fine (the sweep command reads it) but the weights are cut short (workers load them)
+  const model = join(root, 'broken-model');
+  cpSync('models/demo', model, { recursive: true });
+  truncateSync(join(model, 'model.safetensors'), 100);
+  const bad = args.map((a) => (a === 'models/demo' ? model : a));
+  const worker = startWorker('bad');
+  const r = await runAsync(['sweep', ...bad, '--out', join(root, 'broken'), '--queue', redis!.url, '--queue-name', 'bad']);
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /failed after 1 attempt: .*model\.safetensors: header length \d+ is larger than the file/);
+  await stopWorker(worker);
+
+  const status = JSON.parse(mka(['queue', 'status', '--queue', redis!.url, '--queue-name', 'bad', '--json']).stdout);
+  assert.ok(status.failed.length >= 1);
+  for (const j of status.failed) {
+    assert.ok(j.attempts <= 1, `${j.job} was retried`); // 0 for a point failed by its subject
+    assert.match(j.error, /model\.safetensors/);
+  }
+  const text = mka(['queue', 'status', '--queue', redis!.url, '--queue-name', 'bad']).stdout;
+  assert.match(text, /failed:\n(.*\n)* {2}\S.*1 attempt\): .*model\.safetensors/);
+});
+
+test('an unreachable queue is a one-line error', { skip: NO_REDIS }, () => {
+  const r = spawnSync(process.execPath, [CLI, 'queue', 'status', '--queue', 'redis://127.0.0.1:1'], { encoding: 'utf8' });
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /--queue redis:\/\/127\.0\.0\.1:1: cannot reach Redis/);
+});
