@@ -13,11 +13,11 @@ export const CLI = join(process.cwd(), 'bin', 'mka.mjs');
 export const SUBJECTS = ['demo_arithmetic', 'demo_facts', 'demo_sequences'];
 
 /** Writes the demo benchmark into `root` and returns the sweep options (without --out). */
-export async function tinySweepArgs(root: string, methods = 'mka,shortgpt', remove = '0,2'): Promise<string[]> {
+export async function tinySweepArgs(root: string, methods = 'mka,shortgpt', remove = '0,2', subjects = SUBJECTS): Promise<string[]> {
   const data = join(root, 'demo-mmlu');
   await ensureBenchmark(data);
   return ['--model', 'models/demo', '--data', data, '--methods', methods, '--remove', remove, '--limit', '2',
-    '--eval-subjects', SUBJECTS.join(','), '--per-subject', '4', '--backend', 'wasm', '--quiet'];
+    '--eval-subjects', subjects.join(','), '--per-subject', '4', '--backend', 'wasm', '--quiet'];
 }
 
 /** Runs the CLI to completion; throws with its stderr when it fails. */

@@ -9,7 +9,9 @@ import assert from 'node:assert/strict';
 import { cpSync, mkdtempSync, readFileSync, readdirSync, truncateSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { queueStatus } from '../src/queue/status.ts';
+import { UserError } from '../src/runtime/errors.ts';
 import { CLI, NO_REDIS, mka, resultsWithoutTimings, startRedis, tinySweepArgs } from './queue-fixture.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'mka-queue-'));
@@ -27,7 +29,7 @@ after(async () => {
 
 /** A worker process with a short lock, so a killed worker's job is retried within seconds; its log lines collected. */
 function startWorker(queueName: string): { proc: ChildProcess; log: string[] } {
-  const proc = spawn(process.execPath, [CLI, 'worker', '--queue', redis!.url, '--queue-name', queueName, '--backend', 'wasm', '--quiet',
+  const proc = spawn(process.execPath, [CLI, 'worker', '--queue', redis!.url, '--queue-name', queueName, '--backend', 'wasm',
     '--lock-duration', '3000', '--stalled-interval', '1000'], { stdio: ['ignore', 'ignore', 'pipe'] });
   children.push(proc);
   const log: string[] = [];
@@ -95,35 +97,43 @@ test('a queued sweep over worker processes, one killed mid-job, equals the local
     }
   }
 
-  const status = JSON.parse(mka(['queue', 'status', '--queue', redis!.url, '--queue-name', 'ok', '--json']).stdout);
+  const status = await queueStatus({ url: redis!.url, name: 'ok' });
   // calibration, 3 points, 3 subjects each
   assert.deepEqual([status.counts.done, status.counts.failed, status.counts.waiting, status.counts.active], [13, 0, 0, 0]);
 });
 
-test('a job failing with a user error fails once and its error reaches the sweep and queue status', { skip: NO_REDIS }, async () => {
+test('a job failing with a user error fails once, its error reaches the sweep and queue status, and a rerun after the fix finishes', { skip: NO_REDIS }, async () => {
   // config.json is fine (the sweep command reads it) but the weights are cut short (workers load them)
   const model = join(root, 'broken-model');
   cpSync('models/demo', model, { recursive: true });
   truncateSync(join(model, 'model.safetensors'), 100);
-  const bad = args.map((a) => (a === 'models/demo' ? model : a));
+  const small = await tinySweepArgs(root, 'shortgpt', '0,1', ['demo_facts']);
+  const bad = small.map((a) => (a === 'models/demo' ? model : a));
+  const sweep = ['sweep', ...bad, '--out', join(root, 'broken'), '--queue', redis!.url, '--queue-name', 'bad'];
   const worker = startWorker('bad');
-  const r = await runAsync(['sweep', ...bad, '--out', join(root, 'broken'), '--queue', redis!.url, '--queue-name', 'bad']);
+  const r = await runAsync(sweep);
   assert.equal(r.status, 1);
   assert.match(r.stderr, /failed after 1 attempt: .*model\.safetensors: header length \d+ is larger than the file/);
-  await stopWorker(worker);
 
-  const status = JSON.parse(mka(['queue', 'status', '--queue', redis!.url, '--queue-name', 'bad', '--json']).stdout);
+  const status = await queueStatus({ url: redis!.url, name: 'bad' });
   assert.ok(status.failed.length >= 1);
   for (const j of status.failed) {
     assert.ok(j.attempts <= 1, `${j.job} was retried`); // 0 for a point failed by its subject
-    assert.match(j.error, /model\.safetensors/);
+    assert.match(j.error ?? "", /model\.safetensors/);
   }
   const text = mka(['queue', 'status', '--queue', redis!.url, '--queue-name', 'bad']).stdout;
   assert.match(text, /failed:\n(.*\n)* {2}\S.*1 attempt\): .*model\.safetensors/);
+
+  // the same command after the weights are repaired enqueues the failed work again and completes
+  cpSync('models/demo/model.safetensors', join(model, 'model.safetensors'));
+  const again = await runAsync(sweep);
+  await stopWorker(worker);
+  assert.equal(again.status, 0, again.stderr);
+  assert.equal(readFileSync(join(root, 'broken', 'results.csv'), 'utf8').trim().split('\n').length, 1 + 1 + 2);
+  assert.equal((await queueStatus({ url: redis!.url, name: 'bad' })).counts.failed, 0);
 });
 
-test('an unreachable queue is a one-line error', { skip: NO_REDIS }, () => {
-  const r = spawnSync(process.execPath, [CLI, 'queue', 'status', '--queue', 'redis://127.0.0.1:1'], { encoding: 'utf8' });
-  assert.equal(r.status, 1);
-  assert.match(r.stderr, /--queue redis:\/\/127\.0\.0\.1:1: cannot reach Redis/);
+test('an unreachable queue or a bad URL is a user error', async () => {
+  await assert.rejects(queueStatus({ url: 'redis://127.0.0.1:1' }), (e: Error) => e instanceof UserError && /^--queue redis:\/\/127\.0\.0\.1:1: cannot reach Redis/.test(e.message));
+  await assert.rejects(queueStatus({ url: 'http://127.0.0.1:6379' }), (e: Error) => e instanceof UserError && /expected a redis:\/\//.test(e.message));
 });

@@ -34,11 +34,13 @@ const FINAL = new Set(['completed', 'failed']);
 export async function runQueuedSweep(opts: SweepOptions, q: QueuedSweepOptions): Promise<SweepPoint[]> {
   const started = Date.now();
   const { url, name } = checkAddress(q);
+  const attempts = q.attempts ?? DEFAULT_ATTEMPTS;
+  if (!Number.isInteger(attempts) || attempts < 1) throw new UserError(`--attempts ${attempts}: must be a whole number, 1 or more`);
   const log = opts.log ?? (() => {});
   const { subjects } = prepareSweep(opts);
   const sid = sweepId(opts);
   const data = jobSweep(opts);
-  const options: JobsOptions = jobOptions(q.attempts ?? DEFAULT_ATTEMPTS);
+  const options: JobsOptions = jobOptions(attempts);
   const connection = await connectRedis(url);
   const queue = new Queue<SweepJob>(name, { connection });
   const flows = new FlowProducer({ connection });

@@ -25,8 +25,9 @@ export interface WorkerOptions extends QueueAddress {
   stalledInterval?: number;
   /** Times a job may be taken back from dead workers before it fails. */
   maxStalledCount?: number;
-  /** Progress bars of the evaluations. */
+  /** No progress bars for the evaluations. */
   quiet?: boolean;
+  /** Receives a line per job started, done or failed. */
   log?: (msg: string) => void;
   /** Stops the worker (after the jobs it runs finish). */
   signal?: AbortSignal;
@@ -91,6 +92,9 @@ async function runJob(loaded: Loaded, job: Job<SweepJob>): Promise<unknown> {
 /** Runs a worker until `signal` aborts; resolves once it has closed. */
 export async function runWorker(opts: WorkerOptions): Promise<void> {
   const { url, name } = checkAddress(opts);
+  for (const [flag, v] of [['--lock-duration', opts.lockDuration], ['--stalled-interval', opts.stalledInterval], ['--max-stalled', opts.maxStalledCount]] as const) {
+    if (v !== undefined && (!Number.isInteger(v) || v < (flag === '--max-stalled' ? 0 : 1))) throw new UserError(`${flag} ${v}: must be a whole number${flag === '--max-stalled' ? ', 0 or more' : ' of milliseconds, 1 or more'}`);
+  }
   const log = opts.log ?? (() => {});
   const connection = await connectRedis(url, { persistent: true });
   const loaded = new Loaded(opts.quiet ?? true, log);

@@ -1,5 +1,5 @@
 import type { CommandModule } from 'yargs';
-import { type GlobalArgs, setup } from '../common.ts';
+import { type GlobalArgs, logger, setup } from '../common.ts';
 import { DEFAULT_LOCK_MS, runWorker } from '../../queue/worker.ts';
 import { DEFAULT_QUEUE_NAME } from '../../queue/connection.ts';
 
@@ -18,12 +18,15 @@ export const workerCommand: CommandModule<GlobalArgs, Args> = {
   handler: async (a) => {
     await setup(a);
     const stop = new AbortController();
-    const onSignal = () => stop.abort();
+    const onSignal = () => {
+      if (!a.quiet) process.stderr.write('worker: finishing the running job, then stopping (press Ctrl-C again to stop at once)\n');
+      stop.abort();
+    };
     process.once('SIGINT', onSignal);
     process.once('SIGTERM', onSignal);
     await runWorker({
       url: a.queue, name: a['queue-name'], lockDuration: a['lock-duration'], stalledInterval: a['stalled-interval'],
-      maxStalledCount: a['max-stalled'], quiet: a.quiet, log: (m) => process.stderr.write(`${m}\n`), signal: stop.signal,
+      maxStalledCount: a['max-stalled'], quiet: a.quiet, log: logger(a), signal: stop.signal,
     });
   },
 };
