@@ -79,6 +79,7 @@ export async function runQueuedSweep(opts: SweepOptions, q: QueuedSweepOptions):
     const bar = progress('sweep (queue)', total, { unit: 'subjects', quiet: opts.quiet });
     let shown = subjectsDone();
     bar.tick(shown);
+    const finished = new Set<PointId>();
     for (;;) {
       if (calibrating) {
         const state = await queue.getJobState(calId);
@@ -93,10 +94,12 @@ export async function runQueuedSweep(opts: SweepOptions, q: QueuedSweepOptions):
           await ensure(calId, () => queue.add('calibration', { kind: 'calibration', sweep: data }, { ...options, jobId: calId }));
         }
       }
-      let finished = 0;
       for (const p of enqueued) {
-        if (readStoredPoint(opts.out, p)) {
-          finished++;
+        if (finished.has(p)) continue;
+        const stored = readStoredPoint(opts.out, p);
+        if (stored) {
+          finished.add(p);
+          log(`sweep: ${pointLabel(p)} done: MMLU ${(100 * stored.mmlu).toFixed(2)}% (${finished.size}/${pending.length} points)`);
           continue;
         }
         const id = jobId(sid, { kind: 'point', point: p });
@@ -105,9 +108,9 @@ export async function runQueuedSweep(opts: SweepOptions, q: QueuedSweepOptions):
         if (state === 'unknown' || state === 'completed') await enqueuePoint(p); // lost from Redis, or its file was removed
       }
       const done = subjectsDone();
-      bar.tick(done - shown, `(${finished}/${pending.length} points)`);
+      bar.tick(done - shown, `(${finished.size}/${pending.length} points)`);
       shown = done;
-      if (finished === pending.length && !calibrating) break;
+      if (finished.size === pending.length && !calibrating) break;
       await new Promise((r) => setTimeout(r, q.pollMs ?? 1000));
     }
     bar.done();

@@ -1,5 +1,5 @@
 import type { CommandModule } from 'yargs';
-import { type GlobalArgs, logger, setup } from '../common.ts';
+import { type GlobalArgs, logger } from '../common.ts';
 import { DEFAULT_LOCK_MS, runWorker } from '../../queue/worker.ts';
 import { DEFAULT_QUEUE_NAME } from '../../queue/connection.ts';
 
@@ -16,7 +16,6 @@ export const workerCommand: CommandModule<GlobalArgs, Args> = {
     .option('max-stalled', { type: 'number', default: 2, describe: 'times a job may be taken back from dead workers before it fails' })
     .example('$0 worker --queue redis://10.0.0.5:6379', 'runs until Ctrl-C (finishes the job it runs first)') as never,
   handler: async (a) => {
-    await setup(a);
     const stop = new AbortController();
     const onSignal = () => {
       if (!a.quiet) process.stderr.write('worker: finishing the running job, then stopping (press Ctrl-C again to stop at once)\n');
@@ -25,7 +24,7 @@ export const workerCommand: CommandModule<GlobalArgs, Args> = {
     process.once('SIGINT', onSignal);
     process.once('SIGTERM', onSignal);
     await runWorker({
-      url: a.queue, name: a['queue-name'], lockDuration: a['lock-duration'], stalledInterval: a['stalled-interval'],
+      url: a.queue, name: a['queue-name'], backend: a.backend, threads: a.threads, lockDuration: a['lock-duration'], stalledInterval: a['stalled-interval'],
       maxStalledCount: a['max-stalled'], quiet: a.quiet, log: logger(a), signal: stop.signal,
     });
   },
