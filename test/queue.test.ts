@@ -6,7 +6,7 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cpSync, mkdtempSync, readFileSync, readdirSync, truncateSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, truncateSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -60,6 +60,12 @@ function runAsync(a: string[]): Promise<{ status: number | null; stderr: string 
   return new Promise((resolve) => proc.once('exit', (status) => resolve({ status, stderr })));
 }
 
+/** Child processes of a process (Linux /proc; none elsewhere). */
+function childrenOf(pid: number): number[] {
+  const f = `/proc/${pid}/task/${pid}/children`;
+  return existsSync(f) ? readFileSync(f, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number) : [];
+}
+
 async function until(cond: () => boolean, what: string, ms = 60_000): Promise<void> {
   const t0 = Date.now();
   while (!cond()) {
@@ -75,11 +81,16 @@ test('a queued sweep over worker processes, one killed mid-job, equals the local
   const sweep = runAsync(['sweep', ...args, '--out', queued, '--queue', redis!.url, '--queue-name', 'ok']);
   // the first worker is killed as soon as it has started a job
   const doomed = startWorker('ok');
-  await until(() => doomed.log.some((l) => l.startsWith('worker: start ')), 'the first worker to take a job');
+  // (on Linux, also until the process that runs the job is there)
+  const hasProc = existsSync(`/proc/${process.pid}/task/${process.pid}/children`);
+  await until(() => doomed.log.some((l) => l.startsWith('worker: start ')) && (!hasProc || childrenOf(doomed.proc.pid!).length > 0), 'the first worker to take a job');
+  const jobProcesses = childrenOf(doomed.proc.pid!);
   doomed.proc.kill('SIGKILL');
   const killedJob = doomed.log.find((l) => l.startsWith('worker: start '))!.split(' ')[2];
   assert.ok(!doomed.log.some((l) => l.startsWith(`worker: done ${killedJob}`)), 'the kill came after the job ended');
   const workers = [startWorker('ok'), startWorker('ok')];
+  // the process that ran the killed worker's job exits too, instead of computing on
+  await until(() => jobProcesses.every((pid) => !existsSync(`/proc/${pid}`)), 'the killed worker\'s job process to exit', 30_000);
 
   const r = await sweep;
   assert.equal(r.status, 0, r.stderr);
@@ -87,6 +98,9 @@ test('a queued sweep over worker processes, one killed mid-job, equals the local
   // the killed worker's job was taken over once its lock expired
   const log = workers.flatMap((w) => w.log);
   assert.ok(log.some((l) => l.startsWith(`worker: done ${killedJob} `)), `no worker finished ${killedJob}:\n${log.join('\n')}`);
+  // nothing but the killed job ran twice: the survivors kept their locks while computing
+  const starts = log.filter((l) => l.startsWith('worker: start ')).map((l) => l.split(' ')[2]);
+  assert.deepEqual(starts.filter((id, i) => starts.indexOf(id) !== i), [], 'a job ran twice');
   // both workers took part
   for (const w of workers) assert.ok(w.log.some((l) => l.startsWith('worker: done ')), `a worker ran nothing:\n${w.log.join('\n')}`);
 

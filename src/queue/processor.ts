@@ -27,7 +27,12 @@ const ready = initBackend(settings.backend, { threads: settings.threads, log });
 const runner = new JobRunner(settings.quiet, log);
 
 // The worker is gone (killed): its job's lock will expire and another worker retries the job.
-process.on('disconnect', () => process.exit(1));
+const orphaned = () => {
+  if (!process.connected) process.exit(1);
+};
+process.on('disconnect', orphaned);
+setInterval(orphaned, 1000).unref();
+orphaned();
 
 /** Runs one job; a user error (bad file, bad option) fails it for good, since it would fail again. */
 export default async function processJob(job: SandboxedJob<SweepJob>): Promise<unknown> {
