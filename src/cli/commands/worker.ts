@@ -7,7 +7,7 @@ type Args = GlobalArgs & Record<string, any>;
 
 export const workerCommand: CommandModule<GlobalArgs, Args> = {
   command: 'worker',
-  describe: 'run sweep jobs from a Redis queue (start any number, on any machine sharing the results directory)',
+  describe: 'Run sweep jobs from a Redis queue (start any number, on any machine sharing the results directory)',
   builder: (y) => y
     .option('queue', { type: 'string', demandOption: true, describe: 'Redis URL, e.g. redis://10.0.0.5:6379' })
     .option('queue-name', { type: 'string', default: DEFAULT_QUEUE_NAME, describe: 'BullMQ queue name (as given to mka sweep)' })
