@@ -37,6 +37,8 @@ export const COMMANDS: LazyCommand[] = [
   lazy('eval', 'Evaluate a model on a benchmark (mmlu) or a text corpus (ppl)', async () => (await import('./eval.ts')).evalCommand),
   lazy('export', 'Export a model for serving: tfjs (GraphModel) or hf (Hugging Face checkpoint)', async () => (await import('./export.ts')).exportCommand),
   lazy('sweep', 'MMLU accuracy of every method at every removal count: results.csv/json, plots, summary.md (resumable)', async () => (await import('./sweep.ts')).sweepCommand),
+  lazy('worker', 'Run sweep jobs from a Redis queue (start any number, on any machine sharing the results directory)', async () => (await import('./worker.ts')).workerCommand),
+  lazy('queue', 'State of a sweep queue (status)', async () => (await import('./queue.ts')).queueCommand),
   lazy('serve', 'Serve an exported tfjs model with a page that generates text in the browser', async () => (await import('./serve.ts')).serveCommand),
   lazy('demo', 'The whole pipeline on the bundled demo model (what `npm start` runs): sweep, report, tfjs export', async () => (await import('./demo.ts')).demoCommand),
 ];

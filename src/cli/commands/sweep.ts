@@ -1,10 +1,16 @@
 import type { CommandModule } from 'yargs';
 import { readFileSync } from 'node:fs';
 import { type GlobalArgs, claimOutput, forceOption, logger, setup } from '../common.ts';
-import { runSweep } from '../../sweep/sweep.ts';
+import { runSweep, type SweepOptions } from '../../sweep/sweep.ts';
+import { listSweepPoints, runSweepPoint } from '../../sweep/single.ts';
+import { assembleSweepReport } from '../../sweep/assemble.ts';
+import { runQueuedSweep } from '../../queue/sweep.ts';
+import { DEFAULT_ATTEMPTS } from '../../queue/jobs.ts';
+import { DEFAULT_QUEUE_NAME } from '../../queue/connection.ts';
 import { METHODS } from '../../compress/methods/registry.ts';
 import { analysisOptions, calibrationOptions } from './compress-options.ts';
 import { checkChosen, parseCounts } from '../validate.ts';
+import { checkOutputDir } from '../../io/output-dir.ts';
 
 type Args = GlobalArgs & Record<string, any>;
 
@@ -27,24 +33,57 @@ export const sweepCommand: CommandModule<GlobalArgs, Args> = {
     .option('text', { type: 'string', describe: 'text corpus: adds each point\'s perplexity on it (`ppl` column, as `mka eval ppl`)' })
     .option('seq-len', { type: 'number', describe: 'with --text: window length (default 2048, or the model\'s context)' })
     .option('stride', { type: 'number', describe: 'with --text: tokens between window starts (default --seq-len)' })
+    .option('list-points', { type: 'boolean', describe: 'print the points of the sweep, one a line, and exit', group: 'One point at a time:' })
+    .option('point', { type: 'string', describe: 'compute exactly one point (original, METHOD:K, or calibration) into --out', group: 'One point at a time:' })
+    .option('report', { type: 'boolean', describe: 'write the report from the points finished in --out', group: 'One point at a time:' })
+    .option('queue', { type: 'string', describe: 'Redis URL: enqueue the sweep as jobs for `mka worker`s and wait, e.g. redis://10.0.0.5:6379', group: 'Many machines:' })
+    .option('queue-name', { type: 'string', default: DEFAULT_QUEUE_NAME, describe: 'BullMQ queue name', group: 'Many machines:' })
+    .option('attempts', { type: 'number', default: DEFAULT_ATTEMPTS, describe: 'runs of a failing job before the sweep stops (user errors: 1)', group: 'Many machines:' })
+    .conflicts('list-points', ['point', 'report', 'queue'])
+    .conflicts('queue', ['point', 'report'])
+    .conflicts('point', 'report')
     .demandOption('data')
     .example('$0 sweep --model models/demo --data data/demo-mmlu --remove 0,1,2,4 --out results/demo', '')
+    .example('$0 sweep --model llama-3-8b --data mmlu --point mka:4 --out /shared/run', 'one point (e.g. one Slurm array task); then --report')
     .example('$0 sweep --model llama-3-8b --data mmlu --methods mka,reverse --remove 0,4,8,12,14 --out results/llama3-8b', '') as never,
   handler: async (a) => {
-    const methods = String(a.methods).split(',').map((s) => s.trim()).filter(Boolean);
-    const remove = parseCounts(a.remove);
-    checkChosen(a.chosen, methods, remove);
-    const release = claimOutput(a.out, 'sweep', 'sweep', a.force, [a.model]);
+    if (a['list-points']) {
+      const ids = listSweepPoints(sweepOptions(a, {}));
+      process.stdout.write(a.json ? JSON.stringify(ids) + '\n' : ids.join('\n') + '\n');
+      return;
+    }
+    const opts = sweepOptions(a, {});
+    checkChosen(a.chosen, opts.methods, opts.remove);
+    // One point, or a queue: many processes write one --out at once, so the directory is checked but
+    // not locked (every file they write is atomic and keyed); a whole sweep or a report locks it.
+    const shared = a.point !== undefined || a.queue !== undefined;
+    if (shared) checkOutputDir(a.out, { kind: 'sweep', inputs: [a.model], force: a.force });
+    const release = shared ? () => {} : claimOutput(a.out, 'sweep', 'sweep', a.force, [a.model]);
     const backend = await setup(a);
-    const points = await runSweep({
-      ...analysisOptions(a as never), model: a.model, data: a.data, methods, remove, ntrain: a.ntrain,
-      limit: a.limit, evalSubjects: a['eval-subjects']?.split(','), batchSize: a['batch-size'], strategy: a.strategy,
-      blendNorms: a['blend-norms'], chosen: a.chosen, keepModels: a['keep-models'], out: a.out, quiet: a.quiet, log: logger(a),
-      runInfo: { backend: backend.description, argv: process.argv.slice(2) },
-      ppl: a.text ? { text: a.text, seqLen: a['seq-len'], stride: a.stride } : undefined,
-    });
+    opts.runInfo = { backend: backend.description, argv: process.argv.slice(2) };
+    if (a.point !== undefined) {
+      const row = await runSweepPoint(opts, String(a.point));
+      if (a.json) process.stdout.write(JSON.stringify(row) + '\n');
+      else if (row) process.stdout.write(`${a.point}: MMLU ${(100 * row.mmlu).toFixed(2)}% (${row.layers} layers) in ${a.out}\n`);
+      return;
+    }
+    const points = a.report ? await assembleSweepReport(opts)
+      : a.queue !== undefined ? await runQueuedSweep(opts, { url: a.queue, name: a['queue-name'], attempts: a.attempts })
+      : await runSweep(opts);
     release();
     if (a.json) process.stdout.write(JSON.stringify(points) + '\n');
     else process.stdout.write(readFileSync(`${a.out}/summary.md`, 'utf8'));
   },
 };
+
+/** The sweep's library options from the parsed command line. */
+function sweepOptions(a: Args, runInfo: Record<string, unknown>): SweepOptions {
+  const methods = String(a.methods).split(',').map((s) => s.trim()).filter(Boolean);
+  return {
+    ...analysisOptions(a as never), model: a.model, data: a.data, methods, remove: parseCounts(a.remove), ntrain: a.ntrain,
+    limit: a.limit, evalSubjects: a['eval-subjects']?.split(','), batchSize: a['batch-size'], strategy: a.strategy,
+    blendNorms: a['blend-norms'], chosen: a.chosen, keepModels: a['keep-models'], out: a.out, quiet: a.quiet, log: logger(a),
+    runInfo,
+    ppl: a.text ? { text: a.text, seqLen: a['seq-len'], stride: a.stride } : undefined,
+  };
+}

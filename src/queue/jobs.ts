@@ -1,0 +1,51 @@
+/**
+ * The sweep's work as BullMQ jobs. One sweep is:
+ *   calibration                 once: the calibration pass and every method's plans (plans/*.json)
+ *   point NAME                  per point: builds the report row from its subjects' results; the
+ *     └─ subject NAME SUBJECT   parent of one child job per MMLU subject (eval/NAME/subjects/*.json)
+ * Job ids are derived from the sweep (its settings and results directory), the point and the subject,
+ * so enqueueing the same sweep twice adds nothing twice. Each job carries the sweep's options; the
+ * models, data and results directory are reached by path (a shared filesystem).
+ */
+import type { JobsOptions } from 'bullmq';
+import type { SweepOptions } from '../sweep/sweep.ts';
+import { pointName, type PointId } from '../sweep/points.ts';
+
+/** Sweep options as carried by a job (no callbacks). */
+export type JobSweep = Omit<SweepOptions, 'log' | 'runInfo'>;
+
+export type SweepJob =
+  | { kind: 'calibration'; sweep: JobSweep }
+  | { kind: 'point'; sweep: JobSweep; point: PointId }
+  | { kind: 'subject'; sweep: JobSweep; point: PointId; subject: string };
+
+/** What a subject job returns: the seconds it spent (summed into its point's row). */
+export interface SubjectJobResult {
+  seconds: number;
+}
+
+/** The job id of a sweep's job (BullMQ ids may not contain ':'). */
+export function jobId(sweepId: string, job: { kind: SweepJob['kind']; point?: PointId; subject?: string }): string {
+  if (job.kind === 'calibration') return `${sweepId}.calibration`;
+  if (job.kind === 'point') return `${sweepId}.point.${pointName(job.point!)}`;
+  return `${sweepId}.subject.${pointName(job.point!)}.${job.subject}`;
+}
+
+/** How many times a job runs before it fails for good when it throws (a user error fails at once). */
+export const DEFAULT_ATTEMPTS = 3;
+
+/** Retries with a growing delay; finished jobs are kept a day so `mka queue status` can show them. */
+export function jobOptions(attempts: number): JobsOptions {
+  return {
+    attempts,
+    backoff: { type: 'exponential', delay: 2000 },
+    removeOnComplete: { age: 24 * 3600 },
+    removeOnFail: { age: 7 * 24 * 3600 },
+  };
+}
+
+/** The options a job carries: everything but callbacks and the run-specific info. */
+export function jobSweep(opts: SweepOptions): JobSweep {
+  const { log: _log, runInfo: _runInfo, ...rest } = opts;
+  return JSON.parse(JSON.stringify(rest)) as JobSweep;
+}

@@ -1,0 +1,46 @@
+/**
+ * The sandboxed processor of `mka worker`: BullMQ runs it in a child process of the worker, so the
+ * worker's own event loop stays free to renew the lock of the running job however long a computation
+ * blocks this process (the calibration pass of a large model runs for minutes without yielding).
+ *
+ * This process exists only to run jobs: the JobRunner below is its state, kept between jobs on
+ * purpose (the loaded models). Its settings come from the worker in MKA_WORKER (JSON).
+ */
+import { UnrecoverableError, type SandboxedJob } from 'bullmq';
+import { initBackend, type BackendChoice } from '../runtime/backend.ts';
+import { UserError } from '../runtime/errors.ts';
+import { JobRunner } from './run-job.ts';
+import type { SubjectJobResult, SweepJob } from './jobs.ts';
+
+/** What the worker passes to its processor process. */
+export interface ProcessorSettings {
+  backend: BackendChoice;
+  threads?: number;
+  quiet: boolean;
+}
+
+const settings = JSON.parse(process.env.MKA_WORKER ?? '{"backend":"auto","quiet":false}') as ProcessorSettings;
+const log = (msg: string) => {
+  if (!settings.quiet) process.stderr.write(`${msg}\n`);
+};
+const ready = initBackend(settings.backend, { threads: settings.threads, log });
+const runner = new JobRunner(settings.quiet, log);
+
+// The worker is gone (killed): its job's lock will expire and another worker retries the job.
+const orphaned = () => {
+  if (!process.connected) process.exit(1);
+};
+process.on('disconnect', orphaned);
+setInterval(orphaned, 1000).unref();
+orphaned();
+
+/** Runs one job; a user error (bad file, bad option) fails it for good, since it would fail again. */
+export default async function processJob(job: SandboxedJob<SweepJob>): Promise<unknown> {
+  try {
+    await ready;
+    return await runner.run(job.data, () => job.getChildrenValues() as Promise<Record<string, SubjectJobResult>>);
+  } catch (e) {
+    if (e instanceof UserError) throw new UnrecoverableError(e.message);
+    throw e;
+  }
+}

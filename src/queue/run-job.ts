@@ -1,0 +1,68 @@
+/**
+ * What a worker does with one sweep job (jobs.ts). A JobRunner keeps the last sweep it worked on
+ * loaded (tokenizer, data, original model) and the last point's model built, so consecutive subject
+ * jobs of a point cost only their evaluation. Every file a job writes is written atomically and is
+ * the same when the job runs twice.
+ */
+import type { LlamaModel } from '../model/model.ts';
+import { openSweep, sweepKey, type SweepContext } from '../sweep/context.ts';
+import { calibrateSweep } from '../sweep/calibrate.ts';
+import { disposePointModel, pointModel, runPoint, runPointSubjects } from '../sweep/point.ts';
+import { pointLabel, pointName, type PointId } from '../sweep/points.ts';
+import type { SubjectJobResult, SweepJob } from './jobs.ts';
+
+/** "calibration", "point mka:4" or "mka:4 college_physics". */
+export function describeJob(job: SweepJob): string {
+  if (job.kind === 'calibration') return 'calibration';
+  return job.kind === 'point' ? `point ${pointLabel(job.point)}` : `${pointLabel(job.point)} ${job.subject}`;
+}
+
+/** Runs jobs one at a time, reusing what the previous job loaded. */
+export class JobRunner {
+  private sweep: { key: string; ctx: SweepContext } | null = null;
+  private point: { name: string; model: LlamaModel } | null = null;
+
+  constructor(private readonly quiet: boolean, private readonly log: (msg: string) => void) {}
+
+  private async context(job: SweepJob): Promise<SweepContext> {
+    const key = `${sweepKey(job.sweep as never)}\0${job.sweep.out}`;
+    if (this.sweep?.key !== key) {
+      this.release();
+      const ctx = await openSweep({ ...job.sweep, quiet: this.quiet, log: this.log });
+      this.sweep = { key, ctx };
+    }
+    return this.sweep.ctx;
+  }
+
+  private async model(ctx: SweepContext, p: PointId): Promise<LlamaModel> {
+    if (this.point?.name !== pointName(p)) {
+      if (this.point) disposePointModel(ctx, this.point.model);
+      this.point = null;
+      this.point = { name: pointName(p), model: (await pointModel(ctx, p)).model };
+    }
+    return this.point.model;
+  }
+
+  /**
+   * Runs a job. `childrenValues` gives a point job its subject jobs' results. Returns what the job
+   * returns to the queue: { seconds } for calibration and subjects, the results.csv row for a point.
+   */
+  async run(job: SweepJob, childrenValues: () => Promise<Record<string, SubjectJobResult>>): Promise<unknown> {
+    const ctx = await this.context(job);
+    if (job.kind === 'calibration') return { seconds: await calibrateSweep(ctx) };
+    if (job.kind === 'subject') {
+      const seconds = await runPointSubjects(ctx, job.point, [job.subject], await this.model(ctx, job.point));
+      return { seconds } satisfies SubjectJobResult;
+    }
+    const priorSeconds = Object.values(await childrenValues()).reduce((s, r) => s + (r?.seconds ?? 0), 0);
+    return runPoint(ctx, job.point, { model: await this.model(ctx, job.point), priorSeconds });
+  }
+
+  /** Frees the loaded models. */
+  release(): void {
+    if (this.point && this.sweep) disposePointModel(this.sweep.ctx, this.point.model);
+    this.sweep?.ctx.dispose();
+    this.point = null;
+    this.sweep = null;
+  }
+}

@@ -1,0 +1,138 @@
+/**
+ * `mka sweep --queue redis://...`: the sweep's work enqueued as BullMQ jobs (jobs.ts) for workers on
+ * any number of machines, then followed until done, with progress, and the report assembled from the
+ * shared results directory, as a local sweep writes it.
+ *
+ * What is finished on disk is never enqueued again (a point in points/, a subject in
+ * eval/NAME/subjects/), and jobs have fixed ids, so rerunning the command after an interruption (of
+ * this process, of workers, of Redis) picks up where the sweep stands. A job that failed for good
+ * ends the command with its error; rerunning the command enqueues it again.
+ */
+import { existsSync } from 'node:fs';
+import { FlowProducer, Queue, type JobsOptions } from 'bullmq';
+import { UserError } from '../runtime/errors.ts';
+import { progress } from '../runtime/progress.ts';
+import { checkSweepCalibration, prepareSweep, sweepId } from '../sweep/context.ts';
+import { needsCalibration } from '../sweep/calibrate.ts';
+import { readStoredPoint } from '../sweep/point.ts';
+import { pointLabel, subjectFile, sweepPoints, type PointId } from '../sweep/points.ts';
+import { assembleSweepReport } from '../sweep/assemble.ts';
+import type { SweepOptions, SweepPoint } from '../sweep/sweep.ts';
+import { checkAddress, connectRedis, type QueueAddress } from './connection.ts';
+import { DEFAULT_ATTEMPTS, jobId, jobOptions, jobSweep, type SweepJob } from './jobs.ts';
+
+export interface QueuedSweepOptions extends QueueAddress {
+  /** Runs of a job that throws before it fails for good (default DEFAULT_ATTEMPTS; user errors fail at once). */
+  attempts?: number;
+  /** Milliseconds between looks at the queue (default 1000). */
+  pollMs?: number;
+}
+
+const FINAL = new Set(['completed', 'failed']);
+
+/** Enqueues the sweep, waits for the workers to finish it and writes its report. Returns the rows. */
+export async function runQueuedSweep(opts: SweepOptions, q: QueuedSweepOptions): Promise<SweepPoint[]> {
+  const started = Date.now();
+  const { url, name } = checkAddress(q);
+  const attempts = q.attempts ?? DEFAULT_ATTEMPTS;
+  if (!Number.isInteger(attempts) || attempts < 1) throw new UserError(`--attempts ${attempts}: must be a whole number, 1 or more`);
+  const log = opts.log ?? (() => {});
+  await checkSweepCalibration(opts);
+  const { subjects } = prepareSweep(opts);
+  const sid = sweepId(opts);
+  const data = jobSweep(opts);
+  const options: JobsOptions = jobOptions(attempts);
+  const connection = await connectRedis(url);
+  const queue = new Queue<SweepJob>(name, { connection });
+  const flows = new FlowProducer({ connection });
+  try {
+    /** Adds a job unless one with its id is queued or running; a finished or failed one is replaced. */
+    const ensure = async (id: string, add: () => Promise<unknown>): Promise<void> => {
+      const state = await queue.getJobState(id);
+      if (state !== 'unknown' && !FINAL.has(state)) return;
+      if (state !== 'unknown') await (await queue.getJob(id))?.remove();
+      await add();
+    };
+    const pending = sweepPoints(opts.methods, opts.remove).filter((p) => !readStoredPoint(opts.out, p));
+    const remainingSubjects = (p: PointId) => subjects.filter((s) => !existsSync(subjectFile(opts.out, p, s)));
+    const enqueuePoint = (p: PointId) => ensure(jobId(sid, { kind: 'point', point: p }), () => flows.add({
+      name: 'point', queueName: name, data: { kind: 'point', sweep: data, point: p }, opts: { ...options, jobId: jobId(sid, { kind: 'point', point: p }) },
+      children: remainingSubjects(p).map((subject) => ({
+        name: 'subject', queueName: name, data: { kind: 'subject', sweep: data, point: p, subject },
+        opts: { ...options, jobId: jobId(sid, { kind: 'subject', point: p, subject }), failParentOnFailure: true },
+      })),
+    }));
+
+    const calId = jobId(sid, { kind: 'calibration' });
+    let calibrating = needsCalibration(opts.out, opts.methods, opts.remove);
+    if (calibrating) await ensure(calId, () => queue.add('calibration', { kind: 'calibration', sweep: data }, { ...options, jobId: calId }));
+    const enqueued = new Set<PointId>();
+    for (const p of pending) {
+      if (p.method === 'original' || !calibrating) {
+        await enqueuePoint(p);
+        enqueued.add(p);
+      }
+    }
+    log(`sweep: ${pending.length} of ${sweepPoints(opts.methods, opts.remove).length} points enqueued on ${url} (queue ${name}${calibrating ? ', after the calibration job' : ''}); start workers with \`mka worker --queue ${url}${name === 'mka' ? '' : ` --queue-name ${name}`}\``);
+
+    const total = pending.length * subjects.length;
+    const subjectsDone = () => pending.reduce((n, p) => n + subjects.length - remainingSubjects(p).length, 0);
+    const bar = progress('sweep (queue)', total, { unit: 'subjects', quiet: opts.quiet });
+    let shown = subjectsDone();
+    bar.tick(shown);
+    const finished = new Set<PointId>();
+    for (;;) {
+      if (calibrating) {
+        const state = await queue.getJobState(calId);
+        if (state === 'failed') throw await failure(queue, calId, 'calibration', []);
+        if (state === 'completed' || !needsCalibration(opts.out, opts.methods, opts.remove)) {
+          calibrating = false;
+          for (const p of pending.filter((x) => !enqueued.has(x))) {
+            await enqueuePoint(p);
+            enqueued.add(p);
+          }
+        } else if (state === 'unknown') {
+          await ensure(calId, () => queue.add('calibration', { kind: 'calibration', sweep: data }, { ...options, jobId: calId }));
+        }
+      }
+      for (const p of enqueued) {
+        if (finished.has(p)) continue;
+        const stored = readStoredPoint(opts.out, p);
+        if (stored) {
+          finished.add(p);
+          log(`sweep: ${pointLabel(p)} done: MMLU ${(100 * stored.mmlu).toFixed(2)}% (${finished.size}/${pending.length} points)`);
+          continue;
+        }
+        const id = jobId(sid, { kind: 'point', point: p });
+        const state = await queue.getJobState(id);
+        if (state === 'failed') throw await failure(queue, id, pointLabel(p), subjects.map((s) => jobId(sid, { kind: 'subject', point: p, subject: s })));
+        if (state === 'unknown' || state === 'completed') await enqueuePoint(p); // lost from Redis, or its file was removed
+      }
+      const done = subjectsDone();
+      bar.tick(done - shown, `(${finished.size}/${pending.length} points)`);
+      shown = done;
+      if (finished.size === pending.length && !calibrating) break;
+      await new Promise((r) => setTimeout(r, q.pollMs ?? 1000));
+    }
+    bar.done();
+    return await assembleSweepReport(opts, { seconds: { total: (Date.now() - started) / 1000 } });
+  } finally {
+    await flows.close();
+    await queue.close();
+    await connection.quit().catch(() => {});
+  }
+}
+
+/** The error of a job that failed for good (a point's: the first failed subject's). */
+async function failure(queue: Queue<SweepJob>, id: string, what: string, childIds: string[]): Promise<UserError> {
+  for (const cid of childIds) {
+    const child = await queue.getJob(cid);
+    if (child && (await child.getState()) === 'failed') return failed(child.id!, `${what} ${child.data.kind === 'subject' ? child.data.subject : ''}`.trim(), child.failedReason, child.attemptsMade);
+  }
+  const job = await queue.getJob(id);
+  return failed(id, what, job?.failedReason ?? 'unknown reason', job?.attemptsMade ?? 0);
+}
+
+function failed(id: string, what: string, reason: string, attempts: number): UserError {
+  return new UserError(`sweep: job ${id} (${what}) failed after ${attempts} attempt${attempts === 1 ? '' : 's'}: ${reason}; fix the cause and rerun the same command to retry it`);
+}

@@ -1,0 +1,83 @@
+/**
+ * `mka worker`: takes sweep jobs from the queue and runs them (jobs.ts), on as many machines as
+ * wanted. Jobs run in a child process (processor.ts) that keeps the loaded models between jobs; this
+ * process only talks to Redis, so it renews the running job's lock however long the job computes.
+ *
+ * Crash safety is BullMQ's: a worker that dies (kill -9, a lost machine) stops renewing its job's
+ * lock; once the lock expires (lockDuration), another worker's check for stalled jobs puts the job
+ * back in the queue. Everything a job writes is written atomically and is the same when the job runs
+ * twice.
+ */
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'bullmq';
+import type { BackendChoice } from '../runtime/backend.ts';
+import { UserError } from '../runtime/errors.ts';
+import { checkAddress, connectRedis, type QueueAddress } from './connection.ts';
+import type { SweepJob } from './jobs.ts';
+import type { ProcessorSettings } from './processor.ts';
+import { describeJob } from './run-job.ts';
+
+export interface WorkerOptions extends QueueAddress {
+  /** Backend of the process running the jobs. */
+  backend?: BackendChoice;
+  threads?: number;
+  /** Milliseconds a job's lock lasts without renewal: how long a dead worker's job waits to be retried. */
+  lockDuration?: number;
+  /** Milliseconds between checks for jobs whose lock expired. */
+  stalledInterval?: number;
+  /** Times a job may be taken back from dead workers before it fails. */
+  maxStalledCount?: number;
+  /** No progress bars or log lines from the job process. */
+  quiet?: boolean;
+  /** Receives a line per job started, done or failed. */
+  log?: (msg: string) => void;
+  /** Stops the worker (after the job it runs finishes). */
+  signal?: AbortSignal;
+}
+
+/** Default lock: BullMQ's 30 s (renewed every 15 s by this process, which never blocks). */
+export const DEFAULT_LOCK_MS = 30_000;
+
+/** Runs a worker until `signal` aborts; resolves once it has closed. */
+export async function runWorker(opts: WorkerOptions): Promise<void> {
+  const { url, name } = checkAddress(opts);
+  for (const [flag, v] of [['--lock-duration', opts.lockDuration], ['--stalled-interval', opts.stalledInterval], ['--max-stalled', opts.maxStalledCount]] as const) {
+    if (v !== undefined && (!Number.isInteger(v) || v < (flag === '--max-stalled' ? 0 : 1))) throw new UserError(`${flag} ${v}: must be a whole number${flag === '--max-stalled' ? ', 0 or more' : ' of milliseconds, 1 or more'}`);
+  }
+  const log = opts.log ?? (() => {});
+  const connection = await connectRedis(url, { persistent: true });
+  const settings: ProcessorSettings = { backend: opts.backend ?? 'auto', threads: opts.threads, quiet: opts.quiet ?? false };
+  const worker = new Worker<SweepJob>(name, fileURLToPath(new URL('./processor.ts', import.meta.url)), {
+    connection,
+    concurrency: 1, // a job already uses every core
+    lockDuration: opts.lockDuration ?? DEFAULT_LOCK_MS,
+    stalledInterval: opts.stalledInterval,
+    maxStalledCount: opts.maxStalledCount,
+    useWorkerThreads: false,
+    workerForkOptions: {
+      execArgv: ['--import', import.meta.resolve('tsx')], // the processor is TypeScript, as the rest of mka
+      env: { ...process.env, MKA_WORKER: JSON.stringify(settings) },
+    },
+  });
+  const started = new Map<string, number>();
+  worker.on('active', (job) => {
+    started.set(job.id!, performance.now());
+    log(`worker: start ${job.id} (${describeJob(job.data)}, attempt ${job.attemptsMade + 1})`);
+  });
+  worker.on('completed', (job) => {
+    log(`worker: done ${job.id} (${describeJob(job.data)}) in ${((performance.now() - (started.get(job.id!) ?? 0)) / 1000).toFixed(1)} s`);
+    started.delete(job.id!);
+  });
+  worker.on('failed', (job, e) => {
+    if (job) started.delete(job.id!);
+    log(`worker: failed ${job?.id ?? ''} (${job ? describeJob(job.data) : 'job'}): ${e.message}`);
+  });
+  worker.on('error', (e) => log(`worker: ${e.message}`));
+  log(`worker: waiting for jobs on ${url} (queue ${name})`);
+  await new Promise<void>((resolve) => {
+    if (opts.signal?.aborted) resolve();
+    opts.signal?.addEventListener('abort', () => resolve(), { once: true });
+  });
+  await worker.close();
+  await connection.quit().catch(() => {});
+}

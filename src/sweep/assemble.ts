@@ -1,0 +1,55 @@
+/**
+ * The sweep's report from what is on disk: the rows of every finished point in points/, the
+ * similarity in analysis.json, and the report files written from them (report.ts). Used at the end
+ * of a local or queued sweep, and by `mka sweep --report` after points were run separately.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { UserError } from '../runtime/errors.ts';
+import { writeSweepReport } from './report.ts';
+import { ORIGINAL, pointLabel, sweepPoints } from './points.ts';
+import { readStoredPoint, rowOf } from './point.ts';
+import type { SweepOptions, SweepPoint } from './sweep.ts';
+
+/** Points of the sweep without a result in points/ yet. */
+export function missingPoints(opts: SweepOptions): string[] {
+  return sweepPoints(opts.methods, opts.remove).filter((p) => !readStoredPoint(opts.out, p)).map(pointLabel);
+}
+
+/**
+ * Writes results.csv/json, the charts, summary.md and run.json from the finished points; refuses
+ * (naming them) when points are missing. Returns the rows, method by method in --remove order.
+ */
+export async function assembleSweepReport(opts: SweepOptions, run: { seconds?: Record<string, number> } = {}): Promise<SweepPoint[]> {
+  const missing = missingPoints(opts);
+  if (missing.length) {
+    throw new UserError(`${opts.out}: ${missing.length} point${missing.length > 1 ? 's are' : ' is'} not finished (${missing.join(', ')}); run them with --point, or the whole sweep without --report`);
+  }
+  const base = readStoredPoint(opts.out, ORIGINAL)!;
+  const log = opts.log ?? (() => {});
+  log(`original: MMLU ${(100 * base.mmlu).toFixed(2)}% (${base.layers} layers)`);
+  const points: SweepPoint[] = [];
+  for (const method of opts.methods) {
+    for (const removed of opts.remove) {
+      const point = removed === 0 ? { ...rowOf(base), method, seconds: 0 } : rowOf(readStoredPoint(opts.out, { method, removed })!);
+      log(`${method} -${removed}: MMLU ${(100 * point.mmlu).toFixed(2)}%`);
+      points.push(point);
+    }
+  }
+  const analysisPath = join(opts.out, 'analysis.json');
+  const analysis = existsSync(analysisPath) ? (JSON.parse(readFileSync(analysisPath, 'utf8')) as Record<string, unknown>) : null;
+  await writeSweepReport({
+    out: opts.out, base: rowOf(base), baseSummary: base.summary, points, analysis, chosen: opts.chosen,
+    pointSummary: (method, removed) => (removed === 0 ? base.summary : readStoredPoint(opts.out, { method, removed })?.summary ?? null),
+    run: {
+      command: 'sweep', options: { ...opts, log: undefined }, versions: { mka: readPackageVersion(), tfjs: tf.version_core, node: process.version },
+      backend: tf.getBackend(), seed: opts.seed ?? 1, seconds: run.seconds ?? {}, ...opts.runInfo,
+    },
+  });
+  return points;
+}
+
+function readPackageVersion(): string {
+  return JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')).version;
+}

@@ -1,0 +1,34 @@
+/**
+ * A sweep one step at a time, for clusters without a job queue (a Slurm array, a Kubernetes Job):
+ * `--list-points` names the points, `--point ID` computes exactly one into the shared results
+ * directory, `--report` assembles the report once all are there (assemble.ts).
+ */
+import { openSweep, prepareSweep } from './context.ts';
+import { calibrateSweep } from './calibrate.ts';
+import { runPoint } from './point.ts';
+import { parsePoint, pointLabel, sweepPoints } from './points.ts';
+import type { SweepOptions, SweepPoint } from './sweep.ts';
+
+/** The sweep's points in the order a local sweep computes them ("original", "mka:1", ...). */
+export function listSweepPoints(opts: SweepOptions): string[] {
+  prepareSweep(opts);
+  return sweepPoints(opts.methods, opts.remove).map(pointLabel);
+}
+
+/**
+ * Computes one point (or, with "calibration", only the shared calibration step that writes every
+ * plan). A point whose plan is missing runs the calibration itself first. Returns the point's row.
+ */
+export async function runSweepPoint(opts: SweepOptions, id: string): Promise<SweepPoint | null> {
+  const point = id === 'calibration' ? null : parsePoint(id, opts.methods, opts.remove);
+  const ctx = await openSweep(opts);
+  try {
+    if (!point) {
+      await calibrateSweep(ctx);
+      return null;
+    }
+    return await runPoint(ctx, point);
+  } finally {
+    ctx.dispose();
+  }
+}

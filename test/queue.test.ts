@@ -1,0 +1,153 @@
+/**
+ * Sweeps on a real Redis server with BullMQ workers as separate processes: a queued sweep finished by
+ * two workers after a third is killed (SIGKILL) mid-job gives the local sweep's results byte for byte
+ * (apart from timings), per-subject result files included; `mka queue status` counts the jobs; a job
+ * failing for a user error fails once, not forever, and its error reaches the sweep and the status.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, truncateSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { queueStatus } from '../src/queue/status.ts';
+import { UserError } from '../src/runtime/errors.ts';
+import { CLI, NO_REDIS, mka, resultsWithoutTimings, startRedis, tinySweepArgs } from './queue-fixture.ts';
+
+const root = mkdtempSync(join(tmpdir(), 'mka-queue-'));
+// 2 subjects: calibration, then 3 points of 2 subject jobs each (10 jobs)
+const args = await tinySweepArgs(root, 'mka,shortgpt', '0,2', ['demo_arithmetic', 'demo_facts']);
+let redis: Awaited<ReturnType<typeof startRedis>> | null = null;
+const children: ChildProcess[] = [];
+
+before(async () => {
+  if (!NO_REDIS) redis = await startRedis(root);
+});
+after(async () => {
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  await redis?.stop();
+});
+
+/** A worker process with a short lock, so a killed worker's job is retried within seconds; its log lines collected. */
+function startWorker(queueName: string): { proc: ChildProcess; log: string[] } {
+  const proc = spawn(process.execPath, [CLI, 'worker', '--queue', redis!.url, '--queue-name', queueName, '--backend', 'wasm',
+    '--lock-duration', '3000', '--stalled-interval', '1000'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  children.push(proc);
+  const log: string[] = [];
+  let rest = '';
+  proc.stderr!.on('data', (b: Buffer) => {
+    const lines = (rest + b.toString()).split('\n');
+    rest = lines.pop()!;
+    log.push(...lines);
+  });
+  return { proc, log };
+}
+
+function stopWorker(w: { proc: ChildProcess }): Promise<void> {
+  return new Promise((resolve) => {
+    if (w.proc.exitCode !== null || w.proc.signalCode !== null) return resolve();
+    w.proc.once('exit', () => resolve());
+    w.proc.kill('SIGTERM');
+  });
+}
+
+/** Runs the CLI in the background; resolves with its exit status and stderr. */
+function runAsync(a: string[]): Promise<{ status: number | null; stderr: string }> {
+  const proc = spawn(process.execPath, [CLI, ...a], { stdio: ['ignore', 'ignore', 'pipe'] });
+  children.push(proc);
+  let stderr = '';
+  proc.stderr!.on('data', (b: Buffer) => { stderr += b.toString(); });
+  return new Promise((resolve) => proc.once('exit', (status) => resolve({ status, stderr })));
+}
+
+/** Child processes of a process (Linux /proc; none elsewhere). */
+function childrenOf(pid: number): number[] {
+  const f = `/proc/${pid}/task/${pid}/children`;
+  return existsSync(f) ? readFileSync(f, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number) : [];
+}
+
+async function until(cond: () => boolean, what: string, ms = 60_000): Promise<void> {
+  const t0 = Date.now();
+  while (!cond()) {
+    if (Date.now() - t0 > ms) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+test('a queued sweep over worker processes, one killed mid-job, equals the local sweep', { skip: NO_REDIS }, async () => {
+  const local = join(root, 'local'), queued = join(root, 'queued');
+  mka(['sweep', ...args, '--out', local]);
+
+  const sweep = runAsync(['sweep', ...args, '--out', queued, '--queue', redis!.url, '--queue-name', 'ok']);
+  // the first worker is killed as soon as it has started a job
+  const doomed = startWorker('ok');
+  // (on Linux, also until the process that runs the job is there)
+  const hasProc = existsSync(`/proc/${process.pid}/task/${process.pid}/children`);
+  await until(() => doomed.log.some((l) => l.startsWith('worker: start ')) && (!hasProc || childrenOf(doomed.proc.pid!).length > 0), 'the first worker to take a job');
+  const jobProcesses = childrenOf(doomed.proc.pid!);
+  doomed.proc.kill('SIGKILL');
+  const killedJob = doomed.log.find((l) => l.startsWith('worker: start '))!.split(' ')[2];
+  assert.ok(!doomed.log.some((l) => l.startsWith(`worker: done ${killedJob}`)), 'the kill came after the job ended');
+  const workers = [startWorker('ok'), startWorker('ok')];
+  // the process that ran the killed worker's job exits too, instead of computing on
+  await until(() => jobProcesses.every((pid) => !existsSync(`/proc/${pid}`)), 'the killed worker\'s job process to exit', 30_000);
+
+  const r = await sweep;
+  assert.equal(r.status, 0, r.stderr);
+  await Promise.all(workers.map(stopWorker));
+  // the killed worker's job was taken over once its lock expired
+  const log = workers.flatMap((w) => w.log);
+  assert.ok(log.some((l) => l.startsWith(`worker: done ${killedJob} `)), `no worker finished ${killedJob}:\n${log.join('\n')}`);
+  // nothing but the killed job ran twice: the survivors kept their locks while computing
+  const starts = log.filter((l) => l.startsWith('worker: start ')).map((l) => l.split(' ')[2]);
+  assert.deepEqual(starts.filter((id, i) => starts.indexOf(id) !== i), [], 'a job ran twice');
+  // both workers took part
+  for (const w of workers) assert.ok(w.log.some((l) => l.startsWith('worker: done ')), `a worker ran nothing:\n${w.log.join('\n')}`);
+
+  assert.deepEqual(resultsWithoutTimings(queued), resultsWithoutTimings(local));
+  // each subject computed alone by a worker has the bytes the local sweep's evaluation wrote
+  for (const point of readdirSync(join(local, 'eval'))) {
+    for (const f of readdirSync(join(local, 'eval', point, 'subjects'))) {
+      assert.equal(readFileSync(join(queued, 'eval', point, 'subjects', f), 'utf8'), readFileSync(join(local, 'eval', point, 'subjects', f), 'utf8'), `${point}/${f}`);
+    }
+  }
+
+  const status = await queueStatus({ url: redis!.url, name: 'ok' });
+  assert.deepEqual([status.counts.done, status.counts.failed, status.counts.waiting, status.counts.active], [10, 0, 0, 0]);
+});
+
+test('a job failing with a user error fails once, its error reaches the sweep and queue status, and a rerun after the fix finishes', { skip: NO_REDIS }, async () => {
+  // config.json is fine (the sweep command reads it) but the weights are cut short (workers load them)
+  const model = join(root, 'broken-model');
+  cpSync('models/demo', model, { recursive: true });
+  truncateSync(join(model, 'model.safetensors'), 100);
+  const small = await tinySweepArgs(root, 'shortgpt', '0,1', ['demo_facts']);
+  const bad = small.map((a) => (a === 'models/demo' ? model : a));
+  const sweep = ['sweep', ...bad, '--out', join(root, 'broken'), '--queue', redis!.url, '--queue-name', 'bad'];
+  const worker = startWorker('bad');
+  const r = await runAsync(sweep);
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /failed after 1 attempt: .*model\.safetensors: header length \d+ is larger than the file/);
+
+  const status = await queueStatus({ url: redis!.url, name: 'bad' });
+  assert.ok(status.failed.length >= 1);
+  for (const j of status.failed) {
+    assert.ok(j.attempts <= 1, `${j.job} was retried`); // 0 for a point failed by its subject
+    assert.match(j.error ?? "", /model\.safetensors/);
+  }
+  const text = mka(['queue', 'status', '--queue', redis!.url, '--queue-name', 'bad']).stdout;
+  assert.match(text, /failed:\n(.*\n)* {2}\S.*1 attempt\): .*model\.safetensors/);
+
+  // the same command after the weights are repaired enqueues the failed work again and completes
+  cpSync('models/demo/model.safetensors', join(model, 'model.safetensors'));
+  const again = await runAsync(sweep);
+  await stopWorker(worker);
+  assert.equal(again.status, 0, again.stderr);
+  assert.equal(readFileSync(join(root, 'broken', 'results.csv'), 'utf8').trim().split('\n').length, 1 + 1 + 2);
+  assert.equal((await queueStatus({ url: redis!.url, name: 'bad' })).counts.failed, 0);
+});
+
+test('an unreachable queue or a bad URL is a user error', async () => {
+  await assert.rejects(queueStatus({ url: 'redis://127.0.0.1:1' }), (e: Error) => e instanceof UserError && /^--queue redis:\/\/127\.0\.0\.1:1: cannot reach Redis/.test(e.message));
+  await assert.rejects(queueStatus({ url: 'http://127.0.0.1:6379' }), (e: Error) => e instanceof UserError && /expected a redis:\/\//.test(e.message));
+});
