@@ -47,7 +47,10 @@ export async function runWorker(opts: WorkerOptions): Promise<void> {
   const log = opts.log ?? (() => {});
   const connection = await connectRedis(url, { persistent: true });
   const settings: ProcessorSettings = { backend: opts.backend ?? 'auto', threads: opts.threads, quiet: opts.quiet ?? false };
-  const worker = new Worker<SweepJob>(name, fileURLToPath(new URL('./processor.ts', import.meta.url)), {
+  // The processor beside this module: compiled JavaScript when mka runs from dist/, else TypeScript through tsx.
+  const compiled = import.meta.url.endsWith('.js');
+  const processor = fileURLToPath(new URL(compiled ? './processor.js' : './processor.ts', import.meta.url));
+  const worker = new Worker<SweepJob>(name, processor, {
     connection,
     concurrency: 1, // a job already uses every core
     lockDuration: opts.lockDuration ?? DEFAULT_LOCK_MS,
@@ -55,7 +58,7 @@ export async function runWorker(opts: WorkerOptions): Promise<void> {
     maxStalledCount: opts.maxStalledCount,
     useWorkerThreads: false,
     workerForkOptions: {
-      execArgv: ['--import', import.meta.resolve('tsx')], // the processor is TypeScript, as the rest of mka
+      execArgv: compiled ? [] : ['--import', import.meta.resolve('tsx')],
       env: { ...process.env, MKA_WORKER: JSON.stringify(settings) },
     },
   });
