@@ -63,11 +63,13 @@ function fail(e: unknown): never {
 /** Runs the CLI on `argv` (without node and script). */
 export async function main(argv: string[]): Promise<void> {
   const config = configPath(argv);
-  let y = withValidation(globalOptions(yargs(argv)), argv)
+  // Hub ids (--model org/name, --data cais/mmlu) become local paths first, so the checks see paths.
+  const hub = globalOptions(yargs(argv))
+    .option('revision', { type: 'string', describe: 'with a hub id as --model (org/name): its branch, tag or commit (default main)', group: 'Global:' })
+    .middleware(resolveHubArgs);
+  let y = withValidation(hub, argv)
     .scriptName('mka')
     .usage('$0 <command> [options]')
-    .option('revision', { type: 'string', describe: 'with a hub id as --model (org/name): its branch, tag or commit (default main)', group: 'Global:' })
-    .middleware(resolveHubArgs)
     .strict()
     .demandCommand(1, 'name a command (see --help)')
     .recommendCommands()
