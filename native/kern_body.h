@@ -68,6 +68,20 @@ static void FN(pack_b)(float *dst, const void *b, int type, int trans, long n, l
         for (long c = cols; c < nr; c++) d[c] = 0.f;
       }
     } else {
+#ifdef TRANSPOSE8
+      /* float32 Bᵀ: 8x8 blocks transposed in registers, so each store writes 8 adjacent floats */
+      if (type == MKA_F32 && cols > 0) {
+        const long c8 = cols / 8 * 8, k8 = kcb / 8 * 8;
+        const float *bt = (const float *)b + (j0 + q) * k + k0;
+        for (long c = 0; c < c8; c += 8)
+          for (long kk = 0; kk < k8; kk += 8) TRANSPOSE8(bt + c * k + kk, k, panel + kk * nr + c, nr);
+        for (long c = 0; c < c8; c++)
+          for (long kk = k8; kk < kcb; kk++) panel[kk * nr + c] = bt[c * k + kk];
+        for (long c = c8; c < nr; c++)
+          for (long kk = 0; kk < kcb; kk++) panel[kk * nr + c] = c < cols ? bt[c * k + kk] : 0.f;
+        continue;
+      }
+#endif
       for (long c = 0; c < nr; c++) {
         if (c >= cols) {
           for (long kk = 0; kk < kcb; kk++) panel[kk * nr + c] = 0.f;
