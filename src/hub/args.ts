@@ -23,6 +23,7 @@ export async function resolveHubArgs(argv: Record<string, unknown>): Promise<voi
   if ((argv._ as unknown[]).slice(0, 2).join(' ') === 'eval ppl') {
     if (typeof argv.text === 'string') throw new UserError('eval ppl: give --text FILE or --data DATASET, not both');
     argv.text = await resolveTextDataset(argv.data, { ...common, subset: argv.subset as string | undefined, split: argv.split as string | undefined });
+    delete argv.data; // now given as --text; --data is a directory option for every other command
   } else {
     argv.data = await resolveMmluData(argv.data, common);
   }

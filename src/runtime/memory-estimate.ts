@@ -120,7 +120,8 @@ export function storedBytes(dir: string, config: LlamaConfig): (name: string) =>
   const index = join(dir, 'model.safetensors.index.json');
   if (existsSync(index)) {
     try {
-      files.push(...new Set(Object.values(JSON.parse(readFileSync(index, 'utf8')).weight_map as Record<string, string>)));
+      const shards = Object.values(JSON.parse(readFileSync(index, 'utf8')).weight_map as Record<string, unknown>);
+      files.push(...new Set(shards.filter((f): f is string => typeof f === 'string')));
     } catch {
       // the loader reports a broken index with its own message
     }

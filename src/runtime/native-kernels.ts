@@ -169,6 +169,17 @@ function fusedMatMulKernel(addon: NativeAddon, original: tf.KernelFunc): tf.Kern
 }
 
 /**
+ * tfjs's cpu backend, without its first-use console advice to install tfjs-node: here the cpu
+ * backend's tensors are the point (RAM-sized, computed by mka's native kernels), and the advice
+ * would be a stray line on stderr of every command.
+ */
+function quietCpuBackend(): MathBackendCPU {
+  const backend = new MathBackendCPU();
+  (backend as unknown as { firstUse: boolean }).firstUse = false;
+  return backend;
+}
+
+/**
  * Registers the `native` backend (once per process) and sets the addon's thread count (default: all
  * cores). Does not switch to it. Returns why not when the addon does not load.
  */
@@ -181,7 +192,7 @@ export function registerNativeBackend(opts: { threads?: number } = {}): { ok: bo
   addon.setThreads(Math.min(threads, 4 * addon.info().procs));
   if (!tf.findBackendFactory(NATIVE_BACKEND)) {
     // Negative priority: tfjs never picks it by itself; initBackend asks for it.
-    tf.registerBackend(NATIVE_BACKEND, () => new MathBackendCPU(), -1);
+    tf.registerBackend(NATIVE_BACKEND, () => quietCpuBackend(), -1);
     const own: Record<string, tf.KernelFunc> = {
       [KERNELS.linear]: linearKernel(addon),
       [KERNELS.attention]: attentionKernel(addon),
