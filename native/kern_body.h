@@ -68,6 +68,20 @@ static void FN(pack_b)(float *dst, const void *b, int type, int trans, long n, l
         for (long c = cols; c < nr; c++) d[c] = 0.f;
       }
     } else {
+#ifdef TRANSPOSE8
+      /* float32 Bᵀ: 8x8 blocks transposed in registers, so each store writes 8 adjacent floats */
+      if (type == MKA_F32 && cols > 0) {
+        const long c8 = cols / 8 * 8, k8 = kcb / 8 * 8;
+        const float *bt = (const float *)b + (j0 + q) * k + k0;
+        for (long c = 0; c < c8; c += 8)
+          for (long kk = 0; kk < k8; kk += 8) TRANSPOSE8(bt + c * k + kk, k, panel + kk * nr + c, nr);
+        for (long c = 0; c < c8; c++)
+          for (long kk = k8; kk < kcb; kk++) panel[kk * nr + c] = bt[c * k + kk];
+        for (long c = c8; c < nr; c++)
+          for (long kk = 0; kk < kcb; kk++) panel[kk * nr + c] = c < cols ? bt[c * k + kk] : 0.f;
+        continue;
+      }
+#endif
       for (long c = 0; c < nr; c++) {
         if (c >= cols) {
           for (long kk = 0; kk < kcb; kk++) panel[kk * nr + c] = 0.f;
@@ -114,29 +128,63 @@ static void FN(small_m)(const float *a, const void *b, int type, float *c, long 
   float bw[SMALL_KB > SMALL_NB ? SMALL_KB : SMALL_NB];
   const int flags = UK_LAST | (accumulate ? UK_LOAD : 0);
   if (trans_b) {
-    /* c[r][j] = dot(A row r, B row j) */
-    for (long jb = j0; jb < j1; jb += 8) {
-      const long je = jb + 8 < j1 ? jb + 8 : j1;
-      float sum[SMALL_M_MAX][8] = {{0}};
+    /* c[r][j] = dot(A row r, B row j), four B rows at a time sharing each load of A */
+    float bw4[4][SMALL_KB];
+    for (long jb = j0; jb < j1; jb += 4) {
+      const long nc = j1 - jb < 4 ? j1 - jb : 4;
+      float sum[SMALL_M_MAX][4] = {{0}};
       for (long k0 = 0; k0 < k; k0 += SMALL_KB) {
         const long kb = k - k0 < SMALL_KB ? k - k0 : SMALL_KB;
+        const float *ar[SMALL_M_MAX];
         for (long r = 0; r < m; r++) {
-          if (!trans_a) memcpy(arow[r], a + r * k + k0, (size_t)kb * 4);
-          else for (long kk = 0; kk < kb; kk++) arow[r][kk] = a[(k0 + kk) * m + r];
-        }
-        for (long j = jb; j < je; j++) {
-          const char *src = (const char *)b + (j * k + k0) * es;
-          const float *bj;
-          if (type == MKA_F32) bj = (const float *)src;
+          if (!trans_a) ar[r] = a + r * k + k0;
           else {
-            FN(widen)(bw, src, type, (size_t)kb);
-            bj = bw;
+            for (long kk = 0; kk < kb; kk++) arow[r][kk] = a[(k0 + kk) * m + r];
+            ar[r] = arow[r];
           }
-          for (long r = 0; r < m; r++) sum[r][j - jb] += FN(dot)(arow[r], bj, kb);
+        }
+        const float *bj[4];
+        for (long c = 0; c < 4; c++) {
+          const char *src = (const char *)b + ((jb + (c < nc ? c : 0)) * k + k0) * es;
+          if (type == MKA_F32) bj[c] = (const float *)src;
+          else if (c < nc) {
+            FN(widen)(bw4[c], src, type, (size_t)kb);
+            bj[c] = bw4[c];
+          } else bj[c] = bj[0];
+        }
+        for (long r = 0; r < m; r++) {
+          float a0[16] = {0}, a1[16] = {0}, a2[16] = {0}, a3[16] = {0};
+          const float *x = ar[r], *y0 = bj[0], *y1 = bj[1], *y2 = bj[2], *y3 = bj[3];
+          long kk = 0;
+          for (; kk + 16 <= kb; kk += 16)
+            for (int l = 0; l < 16; l++) {
+              const float xv = x[kk + l];
+              a0[l] += xv * y0[kk + l];
+              a1[l] += xv * y1[kk + l];
+              a2[l] += xv * y2[kk + l];
+              a3[l] += xv * y3[kk + l];
+            }
+          float s0 = 0.f, s1 = 0.f, s2 = 0.f, s3 = 0.f;
+          for (; kk < kb; kk++) {
+            s0 += x[kk] * y0[kk];
+            s1 += x[kk] * y1[kk];
+            s2 += x[kk] * y2[kk];
+            s3 += x[kk] * y3[kk];
+          }
+          for (int l = 0; l < 16; l++) {
+            s0 += a0[l];
+            s1 += a1[l];
+            s2 += a2[l];
+            s3 += a3[l];
+          }
+          sum[r][0] += s0;
+          sum[r][1] += s1;
+          sum[r][2] += s2;
+          sum[r][3] += s3;
         }
       }
       for (long r = 0; r < m; r++)
-        for (long j = jb; j < je; j++) {
+        for (long j = jb; j < jb + nc; j++) {
           float *cj = c + r * n + j;
           float x = FN(finish)(sum[r][j - jb], 0.f, UK_LAST, bias, j, act);
           *cj = accumulate ? *cj + x : x;

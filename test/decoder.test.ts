@@ -31,6 +31,11 @@ function goldenCheck(backend: 'wasm' | 'cpu' | 'native', only?: string[]) {
       const g: Golden = JSON.parse(readFileSync(join(TINY, name, 'golden.json'), 'utf8'));
       const model = loadModel(join(TINY, name));
       try {
+        // on the native backend 16-bit checkpoints stay 16-bit in memory
+        const stored = model.packed?.size ? [...model.packed.values()][0].dtype : 'float32';
+        if (backend === 'native' && /bf16/.test(name)) assert.equal(stored, 'bfloat16');
+        if (backend === 'native' && /f16/.test(name) && !/bf16/.test(name)) assert.equal(stored, 'float16');
+        if (backend !== 'native') assert.equal(stored, 'float32');
         for (const s of g.sequences) {
           const r = forward(model, [s.input_ids], { hiddenStates: true });
           const logits = (r.logits!.arraySync() as number[][][])[0];
@@ -71,8 +76,8 @@ function logitsOf(model: LlamaModel, ids: number[][], opts = {}): number[][][] {
   return v;
 }
 
-test('KV cache, right padding, micro-batches and streaming give the plain pass\'s logits', { skip: NO_SHARED }, async () => {
-  await initBackend('wasm');
+for (const backend of ['wasm', 'native'] as const) test(`${backend}: KV cache, right padding, micro-batches, logits positions and streaming give the plain pass's logits`, { skip: NO_SHARED || (backend === 'native' && NO_NATIVE) }, async () => {
+  await initBackend(backend);
   const dir = join(TINY, 'b_llama3_gqa_bf16_sharded');
   const model = loadModel(dir);
   const before = tf.memory().numTensors;
@@ -90,6 +95,11 @@ test('KV cache, right padding, micro-batches and streaming give the plain pass\'
   disposeCache(pre.cache!);
   assert.ok(maxAbsDiff(last[0], full[8]) < 1e-4);
   assert.ok(maxAbsDiff(last[1], logitsOf(model, [b])[0][5]) < 1e-4);
+  // logits at chosen flat positions, taken in chunks or as one tensor
+  const chunks: number[][] = [];
+  const none = forward(model, [a, [...b, 0, 0, 0]], { logits: 'positions', positions: [8, 9 + 5, 2], onLogits: (i0, l) => chunks.push(...(l.arraySync() as number[][])) });
+  assert.equal(none.logits, undefined);
+  assert.ok(maxAbsDiff(chunks, [full[8], logitsOf(model, [b])[0][5], full[2]]) < 1e-4);
   assert.equal(tf.memory().numTensors, before, 'forward leaks tensors');
   // streamed layers give the same numbers and load each layer once per pass
   const streamed = loadModel(dir, { streaming: true });
@@ -99,8 +109,8 @@ test('KV cache, right padding, micro-batches and streaming give the plain pass\'
   disposeModel(model);
 });
 
-test('repeated forward passes leave tf.memory().numTensors unchanged', { skip: NO_SHARED }, async () => {
-  await initBackend('wasm');
+for (const backend of ['wasm', 'native'] as const) test(`${backend}: repeated forward passes leave tf.memory().numTensors unchanged`, { skip: NO_SHARED || (backend === 'native' && NO_NATIVE) }, async () => {
+  await initBackend(backend);
   const model = loadModel(join(TINY, 'e_qwen2_bias'));
   const before = tf.memory().numTensors;
   for (let i = 0; i < 3; i++) {

@@ -16,7 +16,7 @@ export interface GlobalArgs {
 /** Adds the options every command takes. */
 export function globalOptions<T>(y: Argv<T>) {
   return y
-    .option('backend', { choices: BACKENDS, default: 'auto' as BackendChoice, describe: 'tfjs backend: auto takes tensorflow, else wasm (+native BLAS), else cpu', group: 'Global:' })
+    .option('backend', { choices: BACKENDS, default: 'auto' as BackendChoice, describe: 'tfjs backend: auto takes tensorflow, else native (cpu tensors + native kernels), else wasm, else cpu', group: 'Global:' })
     .option('threads', { type: 'number', describe: 'threads for the native matrix products (default: all cores)', group: 'Global:' })
     .option('json', { type: 'boolean', default: false, describe: 'machine-readable output on stdout', group: 'Global:' })
     .option('quiet', { type: 'boolean', default: false, describe: 'no progress or log lines', group: 'Global:' })

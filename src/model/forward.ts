@@ -125,7 +125,8 @@ function logitsAt(model: LlamaModel, x2: tf.Tensor2D, positions: number[], sink?
     for (let i0 = 0; i0 < positions.length; i0 += chunk) {
       const pos = positions.slice(i0, i0 + chunk);
       const logits = tf.tidy(() => {
-        const rows = tf.gather(x2, tf.tensor1d(pos, 'int32')) as tf.Tensor2D; // [n, H]
+        const whole = pos.length === x2.shape[0] && pos.every((p, j) => p === j);
+        const rows = whole ? x2 : tf.gather(x2, tf.tensor1d(pos, 'int32')) as tf.Tensor2D; // [n, H]
         return lmHeadLogits(rmsNorm(rows, norm, c.rms_norm_eps) as tf.Tensor2D, head.weight); // [n, V]
       });
       if (!sink) {

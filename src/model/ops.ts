@@ -86,11 +86,12 @@ export function linear(x: tf.Tensor, w: Weight, b?: tf.Tensor, residual?: tf.Ten
  * chunks of Wᵀ (no transposed copy of all of W), whatever the number of rows, so a position's logits
  * do not depend on which other positions were asked for.
  */
-export function lmHeadLogits(x: tf.Tensor2D, w: Weight): tf.Tensor2D {
+export function lmHeadLogits(x: tf.Tensor2D, w: Weight, wholeFloats = LM_HEAD_CHUNK_FLOATS): tf.Tensor2D {
   if (hasKernel(KERNELS.linear) || tf.getBackend() !== 'wasm') return linear(x, w) as tf.Tensor2D;
   const wt = float32Only(w, 'lmHeadLogits');
   const [V, H] = wt.shape;
-  const chunk = Math.max(1, Math.floor(LM_HEAD_CHUNK_FLOATS / H));
+  if (V * H <= wholeFloats) return tf.tidy(() => tf.matMul(x, tf.transpose(wt))); // [n, V]
+  const chunk = Math.max(1, Math.floor(wholeFloats / 8 / H));
   return tf.tidy(() => {
     const parts: tf.Tensor2D[] = [];
     for (let v0 = 0; v0 < V; v0 += chunk) {
@@ -101,8 +102,11 @@ export function lmHeadLogits(x: tf.Tensor2D, w: Weight): tf.Tensor2D {
   });
 }
 
-/** Floats of lm_head transposed at a time on the wasm fallback. */
-const LM_HEAD_CHUNK_FLOATS = 1 << 23;
+/**
+ * On the wasm fallback, lm_head is transposed whole up to this many floats (256 MB); larger ones go
+ * through vocabulary chunks of an eighth of that (slicing costs more than transposing on wasm).
+ */
+const LM_HEAD_CHUNK_FLOATS = 1 << 26;
 
 /** RMSNorm over the last axis: x / sqrt(mean(x²) + eps) · w, in float32 as transformers computes it. */
 export function rmsNorm(x: tf.Tensor, w: tf.Tensor, eps: number): tf.Tensor {
@@ -148,7 +152,7 @@ export function embed(table: Weight, ids: number[][]): tf.Tensor3D {
 export interface AttentionOptions {
   /** Mistral's sliding window (keys s with s > position - window), or null. */
   window: number | null;
-  /** Fallback only: largest score block in floats (default 2^24, 64 MB). */
+  /** Fallback only: largest score block in floats (default 2^22, 16 MB). */
   blockFloats?: number;
 }
 
@@ -162,10 +166,11 @@ export function attention(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, opts: 
   const [B, T, nH, hd] = q.shape;
   const [kvB, nKV, S] = k.shape;
   if (kvB !== B && kvB !== 1) throw new Error(`attention: keys have batch ${kvB}, queries ${B}`);
+  if (v.shape.join() !== k.shape.join()) throw new Error(`attention: values [${v.shape}] differ from keys [${k.shape}]`);
   const scale = 1 / Math.sqrt(hd);
   if (hasKernel(KERNELS.attention)) return run<tf.Tensor4D>(KERNELS.attention, { q, k, v }, { window: opts.window ?? 0, scale });
   const g = nH / nKV;
-  const budget = opts.blockFloats ?? 1 << 24;
+  const budget = opts.blockFloats ?? 1 << 22;
   const block = Math.max(1, Math.min(T, Math.floor(budget / (B * nH * S))));
   return tf.tidy(() => {
     const kb = kvB === B ? k : tf.concat(new Array<tf.Tensor4D>(B).fill(k), 0); // [B, nKV, S, hd]
