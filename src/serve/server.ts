@@ -59,7 +59,7 @@ export async function startServe(opts: ServeOptions): Promise<Serving> {
   const withBos = tok.encode('a'), without = tok.encode('a', { addBos: false });
   const config = {
     bos: tok.bos, addBos: withBos.length > without.length, eos: tok.eos, maxSeq: Number(meta.max_seq ?? 2048),
-    description: `${String(meta.architecture ?? 'model')}, ${String(meta.num_hidden_layers ?? '?')} layers, ${String(meta.quantization ?? 'none')} weights, from ${String(meta.source_model ?? opts.model)}`,
+    description: `${String(meta.architecture ?? 'model')}, ${String(meta.num_hidden_layers ?? '?')} layers, ${meta.quantization && meta.quantization !== 'none' ? `${String(meta.quantization)}-quantized` : 'float32'} weights, from ${String(meta.source_model ?? opts.model)}`,
   };
   const require = createRequire(import.meta.url);
   const assets: Record<string, string> = {
