@@ -88,7 +88,8 @@ const batchSize = int('batch'), seqLen = int('seq-len'), answerWeight = Number(a
 const log = (msg: string) => process.stderr.write(`${msg}\n`);
 const started = Date.now();
 
-const backend = await initBackend(String(a.backend) as BackendChoice, { log });
+// Training needs every op's gradient: `auto` skips the native backend (fused kernels, no gradients).
+const backend = await initBackend(String(a.backend) as BackendChoice, { log, gradients: true });
 installWasmTrainingKernels({ matMul: !backend.nativeMatMul });
 
 // 1. The benchmark (the world is fixed by the benchmark seed; questions never change with --seed).

@@ -191,12 +191,14 @@ test('committed model: loads, matches its card; 5-shot accuracy recomputed here 
 test('train-demo.ts: the same seed writes the same weights, tokenizer and scores; another seed does not (tiny model)', () => {
   const tmp = mkdtempSync(join(tmpdir(), 'mka-train-'));
   try {
-    const run = (name: string, seed: number) => {
+    const run = (name: string, seed: number, backend: string[] = ['--backend', 'wasm']) => {
       const out = join(tmp, name);
-      const r = spawnSync(process.execPath, ['--import', 'tsx', 'scripts/train-demo.ts', '--backend', 'wasm', '--seed', String(seed),
+      const r = spawnSync(process.execPath, ['--import', 'tsx', 'scripts/train-demo.ts', ...backend, '--seed', String(seed),
         '--steps', '8', '--bare-steps', '2', '--single-steps', '2', '--layers', '2', '--hidden', '16', '--heads', '2', '--kv-heads', '1',
         '--intermediate', '24', '--eval-limit', '4', '--out', out, '--data', join(tmp, 'data')], { encoding: 'utf8' });
       assert.equal(r.status, 0, r.stderr);
+      // training needs gradients: the default backend never resolves to `native` (fused kernels, none)
+      assert.doesNotMatch(r.stderr, /^backend: native/m);
       const log = JSON.parse(readFileSync(join(out, 'training-log.json'), 'utf8'));
       return {
         weights: sha256(readFileSync(join(out, 'model.safetensors')).toString('base64')),
@@ -204,7 +206,7 @@ test('train-demo.ts: the same seed writes the same weights, tokenizer and scores
         losses: log.lossCurve, accuracy: log.accuracy,
       };
     };
-    const a = run('a', 1), b = run('b', 1), c = run('c', 2);
+    const a = run('a', 1), b = run('b', 1), c = run('c', 2, []);
     assert.deepEqual(b, a);
     assert.notEqual(c.weights, a.weights);
     assert.equal(readFileSync(join(tmp, 'data', 'test', 'demo_facts_test.csv'), 'utf8'), readFileSync(join(DATA_DIR, 'test', 'demo_facts_test.csv'), 'utf8'));

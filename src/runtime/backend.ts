@@ -46,14 +46,18 @@ async function tryWasm(): Promise<boolean> {
 
 /**
  * Sets the tfjs backend. `native` (default true) lets the wasm backend use the native kernels;
- * `threads` sets their thread count (default: all cores).
+ * `threads` sets their thread count (default: all cores); `gradients` asks for a backend where every
+ * op has a gradient (training), which `auto` then never resolves to `native`.
  */
 export async function initBackend(
   choice: BackendChoice = 'auto',
-  opts: { native?: boolean; threads?: number; log?: (msg: string) => void } = {},
+  opts: { native?: boolean; threads?: number; gradients?: boolean; log?: (msg: string) => void } = {},
 ): Promise<BackendInfo> {
   if (!(BACKENDS as readonly string[]).includes(choice)) {
     throw new UserError(`--backend ${choice} is not one of ${BACKENDS.join(', ')}`);
+  }
+  if (opts.gradients && choice === 'native') {
+    throw new UserError('--backend native: its fused kernels have no gradients, so it cannot train; use --backend auto or wasm');
   }
   const log = opts.log ?? (() => {});
   let info: BackendInfo | null = null;
@@ -64,7 +68,7 @@ export async function initBackend(
       throw new UserError('--backend tensorflow: neither @tensorflow/tfjs-node-gpu nor @tensorflow/tfjs-node loads (install one with libtensorflow, or use --backend wasm)');
     }
   }
-  if (!info && (choice === 'native' || choice === 'auto') && opts.native !== false && process.env.MKA_NATIVE !== '0') {
+  if (!info && (choice === 'native' || (choice === 'auto' && !opts.gradients)) && opts.native !== false && process.env.MKA_NATIVE !== '0') {
     const native = registerNativeBackend({ threads: opts.threads });
     if (native.ok && (await tf.setBackend(NATIVE_BACKEND))) {
       info = { name: NATIVE_BACKEND, description: `native (cpu tensors + ${native.reason})`, nativeMatMul: true };
