@@ -10,7 +10,7 @@ import * as tf from '@tensorflow/tfjs';
 import { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
 import { availableParallelism } from 'node:os';
 import { describeAddon, loadNativeAddon, type ElementType, type NativeAddon } from './native-addon.ts';
-import { broadcastBatchIndex } from './native-matmul.ts';
+import { planMatMul } from './native-matmul.ts';
 import { KERNELS } from '../model/ops.ts';
 
 /** The tfjs backend name. */
@@ -129,20 +129,9 @@ function matMul(
   addon: NativeAddon, backend: object, a: tf.TensorInfo, b: tf.TensorInfo, transA: boolean, transB: boolean,
   bias: tf.TensorInfo | undefined, act: number,
 ): tf.TensorInfo | null {
-  if (a.dtype !== 'float32' || b.dtype !== 'float32' || a.shape.length < 2 || b.shape.length < 2) return null;
-  const ra = a.shape.length, rb = b.shape.length;
-  const m = transA ? a.shape[ra - 1] : a.shape[ra - 2];
-  const k = transA ? a.shape[ra - 2] : a.shape[ra - 1];
-  const kb = transB ? b.shape[rb - 1] : b.shape[rb - 2];
-  const n = transB ? b.shape[rb - 2] : b.shape[rb - 1];
-  if (k !== kb) return null;
-  const aDims = a.shape.slice(0, -2), bDims = b.shape.slice(0, -2);
-  const outDims = tf.broadcast_util.assertAndGetBroadcastShape(aDims, bDims);
-  const batch = size(outDims);
-  if (m * n * k * batch === 0) return null;
-  if (bias && (bias.dtype !== 'float32' || bias.shape.length !== 1 || (bias.shape[0] !== n && bias.shape[0] !== 1))) return null;
-  const same = aDims.length === bDims.length && aDims.every((d, i) => d === bDims[i]);
-  const idx = same || (size(aDims) === 1 && size(bDims) === 1) ? null : broadcastBatchIndex(outDims, aDims, bDims);
+  const plan = planMatMul(a, b, transA, transB, bias);
+  if (!plan) return null;
+  const { m, n, k, batch, outDims, idx } = plan;
   const out = new Float32Array(batch * m * n);
   const bv = bias ? float32(backend, bias, 'bias') : null;
   addon.matmul(float32(backend, a, 'a'), 0, float32(backend, b, 'b'), 0, 0, out, 0, m, n, k, transA, transB, batch, idx,

@@ -55,14 +55,24 @@ export function broadcastBatchIndex(outDims: number[], aDims: number[], bDims: n
 const sameDims = (x: number[], y: number[]) => x.length === y.length && x.every((d, i) => d === y[i]);
 const size = (dims: number[]) => dims.reduce((p, d) => p * d, 1);
 
+/** The shape of a batched product a·b the addon takes: sizes, output dims and broadcast batch pairs. */
+export interface MatMulPlan {
+  m: number;
+  n: number;
+  k: number;
+  batch: number;
+  outDims: number[];
+  /** null (batch i uses a[i], b[i]) or the (a, b) index pairs of broadcastBatchIndex. */
+  idx: Int32Array | null;
+}
+
 /**
- * a·b (+ bias, activation) through the addon; null when this case belongs to the wasm kernel
- * (non-float32, empty, unsupported activation or bias shape).
+ * How the addon computes a·b (+ bias); null when the case belongs to the backend's own kernel
+ * (non-float32, rank < 2, empty, a bias that is not float32 of length 1 or n).
  */
-function nativeMatMul(
-  addon: NativeAddon, backend: WasmBackendLike, a: tf.TensorInfo, b: tf.TensorInfo,
-  transposeA: boolean, transposeB: boolean, bias: tf.TensorInfo | undefined, act: number,
-): tf.TensorInfo | null {
+export function planMatMul(
+  a: tf.TensorInfo, b: tf.TensorInfo, transposeA: boolean, transposeB: boolean, bias: tf.TensorInfo | undefined,
+): MatMulPlan | null {
   if (a.dtype !== 'float32' || b.dtype !== 'float32' || a.shape.length < 2 || b.shape.length < 2) return null;
   const ra = a.shape.length, rb = b.shape.length;
   const m = transposeA ? a.shape[ra - 1] : a.shape[ra - 2];
@@ -76,6 +86,20 @@ function nativeMatMul(
   if (m * n * k * batch === 0) return null;
   if (bias && (bias.dtype !== 'float32' || bias.shape.length !== 1 || (bias.shape[0] !== n && bias.shape[0] !== 1))) return null;
   const idx = sameDims(aDims, bDims) || (size(aDims) === 1 && size(bDims) === 1) ? null : broadcastBatchIndex(outDims, aDims, bDims);
+  return { m, n, k, batch, outDims, idx };
+}
+
+/**
+ * a·b (+ bias, activation) through the addon; null when this case belongs to the wasm kernel
+ * (non-float32, empty, unsupported activation or bias shape).
+ */
+function nativeMatMul(
+  addon: NativeAddon, backend: WasmBackendLike, a: tf.TensorInfo, b: tf.TensorInfo,
+  transposeA: boolean, transposeB: boolean, bias: tf.TensorInfo | undefined, act: number,
+): tf.TensorInfo | null {
+  const plan = planMatMul(a, b, transposeA, transposeB, bias);
+  if (!plan) return null;
+  const { m, n, k, batch, outDims, idx } = plan;
   const offset = (t: tf.TensorInfo) => {
     const data = backend.dataIdMap.get(t.dataId);
     if (!data) throw new Error('native matmul: tensor data is not on the wasm backend');
