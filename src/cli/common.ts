@@ -57,3 +57,26 @@ export function emitJson(value: unknown, out?: string): void {
   if (out) atomicWriteText(out, text + '\n');
   else process.stdout.write(text + '\n');
 }
+
+/**
+ * Ctrl-C (or SIGTERM) handling for long, resumable runs: the first signal aborts the returned signal
+ * so the run stops after its current `step` (saving what is finished); a second one quits at once.
+ * Call `dispose()` when the run ends.
+ */
+export function interruptOnSignals(log: (msg: string) => void, step: string): { signal: AbortSignal; dispose(): void } {
+  const controller = new AbortController();
+  const interrupt = () => {
+    if (controller.signal.aborted) process.exit(130);
+    controller.abort();
+    log(`\nmka: stopping after the current ${step} (Ctrl-C again to quit at once)`);
+  };
+  process.on('SIGINT', interrupt);
+  process.on('SIGTERM', interrupt);
+  return {
+    signal: controller.signal,
+    dispose: () => {
+      process.off('SIGINT', interrupt);
+      process.off('SIGTERM', interrupt);
+    },
+  };
+}

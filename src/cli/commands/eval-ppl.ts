@@ -1,5 +1,5 @@
 import type { CommandModule } from 'yargs';
-import { type GlobalArgs, logger, setup } from '../common.ts';
+import { type GlobalArgs, interruptOnSignals, logger, setup } from '../common.ts';
 import { PplInterrupted } from '../../eval/ppl/evaluate.ts';
 import { runPerplexityEval } from '../../eval/ppl/run.ts';
 import { progress, type Progress } from '../../runtime/progress.ts';
@@ -45,18 +45,11 @@ export const pplCommand: CommandModule<GlobalArgs, PplArgs> = {
     if (!a.text) throw new UserError('eval ppl: give the corpus with --text FILE or --data DATASET');
     await setup(a);
     const log = logger(a);
-    const controller = new AbortController();
-    const interrupt = () => {
-      if (controller.signal.aborted) process.exit(130);
-      controller.abort();
-      log('\nmka: stopping after the current window (Ctrl-C again to quit at once)');
-    };
-    process.on('SIGINT', interrupt);
-    process.on('SIGTERM', interrupt);
+    const stop = interruptOnSignals(log, 'window');
     let bar: Progress | null = null;
     try {
       const r = await runPerplexityEval({
-        model: a.model, text: a.text!, seqLen: a['seq-len'], stride: a.stride, out: a.out, fresh: a.fresh, streaming: a.streaming, signal: controller.signal,
+        model: a.model, text: a.text!, seqLen: a['seq-len'], stride: a.stride, out: a.out, fresh: a.fresh, streaming: a.streaming, signal: stop.signal,
         onProgress: (p) => {
           bar ??= progress('ppl', p.toCompute, { unit: 'windows', quiet: a.quiet });
           bar.tick(1, `| window ${p.windows}/${p.windowsTotal}`);
@@ -73,8 +66,7 @@ export const pplCommand: CommandModule<GlobalArgs, PplArgs> = {
       process.stderr.write(`mka: interrupted; ${e.windowsDone} of ${e.windowsTotal} windows are saved: run the same command again to resume\n`);
       process.exit(130);
     } finally {
-      process.off('SIGINT', interrupt);
-      process.off('SIGTERM', interrupt);
+      stop.dispose();
     }
   },
 };

@@ -1,5 +1,5 @@
 import type { Argv, CommandModule } from 'yargs';
-import { type GlobalArgs, claimOutput, forceOption, logger, setup } from '../common.ts';
+import { type GlobalArgs, claimOutput, forceOption, interruptOnSignals, logger, setup } from '../common.ts';
 import { EvaluationInterrupted } from '../../eval/mmlu/evaluate.ts';
 import { defaultMmluOut, runMmluEval } from '../../eval/mmlu/run.ts';
 import { formatSummaryTable } from '../../eval/mmlu/results.ts';
@@ -55,21 +55,14 @@ const mmluCommand: CommandModule<GlobalArgs, MmluArgs> = {
     const release = out ? claimOutput(out, 'eval mmlu', 'mmlu-results', a.force, [a.model, a['reference-model']]) : () => {};
     await setup(a);
     const log = logger(a);
-    const controller = new AbortController();
-    const interrupt = () => {
-      if (controller.signal.aborted) process.exit(130);
-      controller.abort();
-      log('\nmka: stopping after the current batch (Ctrl-C again to quit at once)');
-    };
-    process.on('SIGINT', interrupt);
-    process.on('SIGTERM', interrupt);
+    const stop = interruptOnSignals(log, 'batch');
     let bar: Progress | null = null;
     try {
       const r = await runMmluEval({
         model: a.model, data: a.data, ntrain: a.ntrain, limit: a.limit, out: out ?? undefined,
         subjects: a.subjects?.split(',').map((s) => s.trim()).filter(Boolean),
         batchSize: a['batch-size'], naive: a.naive, referenceModel: a['reference-model'], answerTokens: a['answer-tokens'],
-        quantize: a.quantize, dumpPrompts: a['dump-prompts'], dryRun: a['dry-run'], fresh: a.fresh, streaming: a.streaming, signal: controller.signal,
+        quantize: a.quantize, dumpPrompts: a['dump-prompts'], dryRun: a['dry-run'], fresh: a.fresh, streaming: a.streaming, signal: stop.signal,
         onProgress: (p) => {
           bar ??= progress('mmlu', p.questionsToRun, { unit: 'questions', quiet: a.quiet });
           bar.tick(p.questions, `| subjects ${p.subjectsDone}/${p.subjectsTotal} (${p.subject})`);
@@ -104,8 +97,7 @@ const mmluCommand: CommandModule<GlobalArgs, MmluArgs> = {
       process.exit(130);
     } finally {
       release();
-      process.off('SIGINT', interrupt);
-      process.off('SIGTERM', interrupt);
+      stop.dispose();
     }
   },
 };
