@@ -3,12 +3,10 @@
  * A checkpoint directory, a loaded model, or tensors computed on the fly (a merge) all fit.
  */
 import type * as tf from '@tensorflow/tfjs';
-import { closeSync, openSync, readSync } from 'node:fs';
 import { type LlamaConfig, expectedTensors } from '../model/config.ts';
 import { openModelDir, type LlamaModel } from '../model/model.ts';
 import type { Checkpoint } from '../io/checkpoint.ts';
 import type { DType } from '../io/safetensors.ts';
-import { UserError } from '../runtime/errors.ts';
 
 /** A tensor's bytes as stored (little-endian), without conversion: 16-bit weights stay 16-bit. */
 export interface RawTensor {
@@ -36,21 +34,9 @@ export type SyncTensorSource = Omit<TensorSource, 'read'> & { read(name: string)
 
 /** A checkpoint tensor's bytes exactly as stored in its safetensors file. */
 export function readRawTensor(ckpt: Checkpoint, name: string): RawTensor {
-  const info = ckpt.info(name);
-  if (!info) throw new UserError(`${ckpt.dir}: checkpoint has no tensor "${name}"`);
-  const bytes = Buffer.allocUnsafe(info.end - info.begin);
-  const fd = openSync(info.file, 'r');
-  try {
-    let off = 0;
-    while (off < bytes.length) {
-      const got = readSync(fd, bytes, off, bytes.length - off, info.begin + off);
-      if (got === 0) throw new UserError(`${info.file}: short read of "${name}" (truncated file?)`);
-      off += got;
-    }
-  } finally {
-    closeSync(fd);
-  }
-  return { dtype: info.dtype, bytes };
+  if (!ckpt.readRaw) throw new Error(`${ckpt.dir}: this checkpoint cannot give stored bytes`);
+  const { dtype, data } = ckpt.readRaw(name);
+  return { dtype, bytes: data };
 }
 
 /** Reads a model directory tensor by tensor; `close()` releases its files. */
