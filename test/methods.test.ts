@@ -15,8 +15,10 @@ import { mulberry32, normal } from '../src/runtime/random.ts';
 import { expectedTensors, parseConfig } from '../src/model/config.ts';
 import { disposeModel, modelFromTensors } from '../src/model/model.ts';
 import { calibrate } from '../src/compress/calibration.ts';
-import { calibrationPrompts, compressModel, modelSimilarity } from '../src/compress/compress.ts';
+import { compressModel, modelSimilarity } from '../src/compress/compress.ts';
+import { calibrationPrompts } from '../src/pipeline/analyse.ts';
 import { getMethod } from '../src/compress/methods/registry.ts';
+import { mka } from '../src/compress/methods/mka.ts';
 import type { MethodContext } from '../src/compress/methods/method.ts';
 import { DEFAULT_SIMILARITY, type SimilarityResult } from '../src/compress/similarity/index.ts';
 import { identityPlan, mergeStep, planSource, type CompressionPlan } from '../src/compress/plan.ts';
@@ -56,7 +58,7 @@ function constructedModel() {
 const prompts = Array.from({ length: 8 }, (_, p) => Array.from({ length: 5 + p }, (_, t) => (1 + 7 * t + 11 * p) % 64));
 
 function context(cal: ReturnType<typeof calibrate>, extra: Partial<MethodContext> = {}): MethodContext {
-  return { config: cfg, calibration: cal, similarityOptions: DEFAULT_SIMILARITY, strategy: 'last-pair', blendNorms: false, log: () => {}, ...extra };
+  return { config: cfg, calibration: cal, similarityOptions: DEFAULT_SIMILARITY, log: () => {}, ...extra };
 }
 
 /** Original layers a pruning plan keeps. */
@@ -76,16 +78,16 @@ test('baselines drop exactly the layers a constructed model makes them drop', as
   assert.ok(bi[1] < 1e-6 && bi[1] < bi[4] && bi[4] < bi[5] && bi[5] < Math.min(bi[0], bi[2], bi[3]), `block influence ${bi}`);
   const ctx = context(cal);
   const shortgpt = getMethod('shortgpt'), angular = getMethod('angular'), reverse = getMethod('reverse');
-  assert.deepEqual(kept(await shortgpt.plan(ctx, 1)), without(1));
-  assert.deepEqual(kept(await shortgpt.plan(ctx, 2)), without(1, 4));
-  assert.deepEqual(kept(await shortgpt.plan(ctx, 3)), without(1, 4, 5));
-  assert.deepEqual(kept(await angular.plan(ctx, 1)), without(1));
-  assert.deepEqual(kept(await angular.plan(ctx, 2)), without(4, 5));
-  assert.deepEqual(kept(await angular.plan(ctx, 3)), without(3, 4, 5));
-  const d = (await angular.plan(ctx, 2)).details.angular_distances as number[];
+  assert.deepEqual(kept(await shortgpt.plan(ctx, 1, {})), without(1));
+  assert.deepEqual(kept(await shortgpt.plan(ctx, 2, {})), without(1, 4));
+  assert.deepEqual(kept(await shortgpt.plan(ctx, 3, {})), without(1, 4, 5));
+  assert.deepEqual(kept(await angular.plan(ctx, 1, {})), without(1));
+  assert.deepEqual(kept(await angular.plan(ctx, 2, {})), without(4, 5));
+  assert.deepEqual(kept(await angular.plan(ctx, 3, {})), without(3, 4, 5));
+  const d = (await angular.plan(ctx, 2, {})).details.angular_distances as number[];
   assert.equal(d.length, L - 1);
   assert.ok(d[4] < Math.min(...d.slice(0, 4)), `angular distances ${d}`);
-  assert.deepEqual(kept(await reverse.plan(ctx, 2)), without(4, 5));
+  assert.deepEqual(kept(await reverse.plan(ctx, 2, {})), without(4, 5));
   disposeModel(model);
 });
 
@@ -157,7 +159,7 @@ test('mka --blend-norms: RMSNorm weights are blended with the same λ; without i
   await initBackend('wasm');
   await ensureBenchmark(DATA);
   const out = join(root, 'mka-blend');
-  await compressModel({ model: DEMO, out, method: 'mka', remove: 1, data: DATA, blendNorms: true, quiet: true });
+  await compressModel({ model: DEMO, out, method: 'mka', remove: 1, data: DATA, params: { mka: { blendNorms: true } }, quiet: true });
   const lam = JSON.parse(readFileSync(join(out, 'merge.json'), 'utf8')).steps[0].lambda as number;
   const orig = readSafetensors(join(DEMO, 'model.safetensors'));
   const got = readSafetensors(join(out, 'model.safetensors'));
@@ -192,13 +194,13 @@ test('mka --strategy adjacent: merges the most similar adjacent pair, recalibrat
   const seen: CompressionPlan[] = [];
   const ctx: MethodContext = {
     config: { ...cfg, num_hidden_layers: 4 }, similarity: simOf(S0), similarityOptions: DEFAULT_SIMILARITY,
-    strategy: 'adjacent', blendNorms: false, log: () => {},
+    log: () => {},
     recalibrate: async (plan) => {
       seen.push(plan);
       return { calibration: null as never, similarity: simOf(S1) };
     },
   };
-  const plan = await getMethod('mka').plan(ctx, 2);
+  const plan = await mka.plan(ctx, 2, { strategy: 'adjacent', blendNorms: false });
   assert.equal(seen.length, 1, 'one recalibration between the two merges');
   assert.deepEqual(seen[0].layers.map((l) => l.sources.map((s) => s.layer)), [[0], [1, 2], [3]]);
   const l1 = lambdaOf(S0, 1, 2), l2 = lambdaOf(S1, 0, 1);
@@ -211,7 +213,7 @@ test('mka --strategy adjacent: merges the most similar adjacent pair, recalibrat
   mix.forEach((s, k) => assert.ok(Math.abs(s.weight - want[k]) < 1e-15, `weight of layer ${s.layer}`));
   assert.deepEqual(plan.layers[1].sources, [{ layer: 3, weight: 1 }]);
   // last-pair on the same matrix merges 3 into 2, then the result into 1, whatever the matrix says
-  const lp = await getMethod('mka').plan({ ...ctx, strategy: 'last-pair' }, 2);
+  const lp = await mka.plan(ctx, 2, { strategy: 'last-pair', blendNorms: false });
   assert.deepEqual(lp.steps.map((s) => s.layers), [[2, 3], [1, 2]]);
   assert.ok(Math.abs(lp.steps[0].lambda! - lambdaOf(S0, 2, 3)) < 1e-15 && Math.abs(lp.steps[1].lambda! - lambdaOf(S0, 1, 2)) < 1e-15, `last-pair λ ${lp.steps.map((x) => x.lambda)}`);
 });
@@ -221,7 +223,7 @@ test('mka --strategy adjacent end to end: every step recalibrates the merged mod
   await ensureBenchmark(DATA);
   const out = join(root, 'mka-adjacent');
   const logs: string[] = [];
-  const plan = await compressModel({ model: DEMO, out, method: 'mka', remove: 2, data: DATA, strategy: 'adjacent', quiet: true, log: (m) => logs.push(m) });
+  const plan = await compressModel({ model: DEMO, out, method: 'mka', remove: 2, data: DATA, params: { mka: { strategy: 'adjacent' } }, quiet: true, log: (m) => logs.push(m) });
   assert.equal(plan.layers.length, 6);
   assert.equal(logs.filter((m) => /^mka adjacent: merged layers/.test(m)).length, 2);
   // the first merge is the argmax of the original matrix's adjacent entries
@@ -268,7 +270,7 @@ test('the released code\'s MKA drops the last K layers: its merges never reach t
   for (const K of [1, 2, 3]) {
     let layers = original;
     for (let step = 0; step < K; step++) layers = releasedLayerFusion(layers, layers.length - 2, layers.length - 1, 0.62);
-    const reverse = planSource(src, await getMethod('reverse').plan(context(null as never), K));
+    const reverse = planSource(src, await getMethod('reverse').plan(context(null as never), K, {}));
     assert.equal(reverse.config.num_hidden_layers, layers.length);
     layers.forEach((l, k) => { for (const s of suffixes) assert.deepEqual(reverse.read(`model.layers.${k}.${s}`), l.get(s), `K=${K} layer ${k} ${s}`); });
     // and mka's own merge does change the last kept layer

@@ -101,7 +101,7 @@ test('a shrunk paper layout: shards and index, BF16 kept by compress and convert
 
     // adjacent recalibrates after each merge: streamed, the partly merged model is written to a
     // scratch directory (BF16, as the output) and streamed back; in memory it is float32. Same choices.
-    const adj = (streaming: boolean) => compressModel({ model: dir, out: join(root, `adj-${streaming}`), method: 'mka', strategy: 'adjacent', remove: 2, streaming, calibrationFile: prompts, quiet: true, similarity: { kMi: 1, kEntropy: 1, dims: 2 } });
+    const adj = (streaming: boolean) => compressModel({ model: dir, out: join(root, `adj-${streaming}`), method: 'mka', params: { mka: { strategy: 'adjacent' } }, remove: 2, streaming, calibrationFile: prompts, quiet: true, similarity: { kMi: 1, kEntropy: 1, dims: 2 } });
     const [ps, pm] = [await adj(true), await adj(false)];
     assert.deepEqual(ps.steps.map((st) => st.layers), pm.steps.map((st) => st.layers));
     ps.steps.forEach((st, i) => assert.ok(Math.abs(st.lambda! - pm.steps[i].lambda!) < 1e-2, `λ ${st.lambda} vs ${pm.steps[i].lambda}`));

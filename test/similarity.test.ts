@@ -11,7 +11,7 @@ import {
   accumulateGram, degenerateKernelWarning, fusionRatio, getSimilarityMetric, gramFromActivations, similarityFromGram,
 } from '../src/compress/similarity/index.ts';
 import { calibrate } from '../src/compress/calibration.ts';
-import { calibrationPrompts } from '../src/compress/compress.ts';
+import { calibrationPrompts } from '../src/pipeline/analyse.ts';
 import { convertLlama2c } from '../src/io/llama2c.ts';
 import { disposeModel, loadModel } from '../src/model/model.ts';
 import { loadTokenizer } from '../src/tokenizer/tokenizer.ts';

@@ -15,6 +15,9 @@ export interface GlobalArgs {
   quiet: boolean;
 }
 
+/** The parsed arguments of a command whose builder is `B`: what its handler receives, inferred from the options it declares. */
+export type ArgsOf<B> = B extends (y: Argv<GlobalArgs>) => Argv<infer T> ? T : never;
+
 /** Adds the options every command takes. */
 export function globalOptions<T>(y: Argv<T>) {
   return y

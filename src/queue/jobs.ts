@@ -8,11 +8,11 @@
  * models, data and results directory are reached by path (a shared filesystem).
  */
 import type { JobsOptions } from 'bullmq';
-import type { SweepOptions } from '../sweep/sweep.ts';
+import type { SweepOptions, SweepSettings } from '../sweep/sweep.ts';
 import { pointName, type PointId } from '../sweep/points.ts';
 
 /** Sweep options as carried by a job (no callbacks). */
-export type JobSweep = Omit<SweepOptions, 'log' | 'runInfo'>;
+export type JobSweep = SweepSettings;
 
 export type SweepJob =
   | { kind: 'calibration'; sweep: JobSweep }
@@ -46,6 +46,6 @@ export function jobOptions(attempts: number): JobsOptions {
 
 /** The options a job carries: everything but callbacks and the run-specific info. */
 export function jobSweep(opts: SweepOptions): JobSweep {
-  const { log: _log, runInfo: _runInfo, ...rest } = opts;
+  const { log: _log, runInfo: _runInfo, signal: _signal, ...rest } = opts;
   return JSON.parse(JSON.stringify(rest)) as JobSweep;
 }

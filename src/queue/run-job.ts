@@ -25,7 +25,7 @@ export class JobRunner {
   constructor(private readonly quiet: boolean, private readonly log: (msg: string) => void) {}
 
   private async context(job: SweepJob): Promise<SweepContext> {
-    const key = `${sweepKey(job.sweep as never)}\0${job.sweep.out}`;
+    const key = `${sweepKey(job.sweep)}\0${job.sweep.out}`;
     if (this.sweep?.key !== key) {
       this.release();
       const ctx = await openSweep({ ...job.sweep, quiet: this.quiet, log: this.log });

@@ -6,8 +6,9 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { analyzeIds, calibrationPrompts, methodContext, similarityJson, type Analysis } from '../compress/compress.ts';
+import { similarityJson } from '../compress/compress.ts';
 import { getMethod } from '../compress/methods/registry.ts';
+import { planTargets } from '../pipeline/plan.ts';
 import type { CompressionPlan } from '../compress/plan.ts';
 import { atomicWriteText } from '../io/atomic.ts';
 import type { SweepContext } from './context.ts';
@@ -32,32 +33,21 @@ export function needsCalibration(out: string, methods: readonly string[], remove
  */
 export async function calibrateSweep(ctx: SweepContext): Promise<number> {
   const { opts, original, tokenizer } = ctx;
-  const log = opts.log ?? (() => {});
-  const methods = opts.methods.map(getMethod);
   const todo = unplannedPoints(opts.out, opts.methods, opts.remove);
   const analysisPath = join(opts.out, 'analysis.json');
-  const needSim = methods.some((m) => m.needsSimilarity);
-  const needCal = todo.some((p) => getMethod(p.method).needsCalibration);
-  if (!todo.length && !(needSim && !existsSync(analysisPath))) return 0;
+  const needSim = opts.methods.some((m) => getMethod(m).needsSimilarity);
+  const analyse = needSim && !existsSync(analysisPath);
+  if (!todo.length && !analyse) return 0;
   const t0 = performance.now();
-  let analysis: Analysis | null = null;
-  let ids: number[][] = [], labels: string[] = [];
-  if (needCal || (needSim && !existsSync(analysisPath))) {
-    ({ ids, labels } = calibrationPrompts(tokenizer, opts));
-    analysis = analyzeIds(original, ids, labels, { ...opts, withSimilarity: needSim, log });
-    if (analysis.similarity) {
-      atomicWriteText(analysisPath, JSON.stringify(similarityJson(analysis.similarity, analysis.similarityOptions, {
-        samples: analysis.calibration.n, representation: analysis.calibration.representation,
-        block_influence: analysis.calibration.blockInfluence, prompts: labels,
-      })));
-    }
+  const planned = await planTargets({ dir: opts.model, model: original, tokenizer, command: 'sweep' }, todo, { ...opts, withSimilarity: needSim, analyse });
+  const a = planned.analysis;
+  if (a?.similarity) {
+    atomicWriteText(analysisPath, JSON.stringify(similarityJson(a.similarity, a.similarityOptions, {
+      samples: a.calibration.n, representation: a.calibration.representation,
+      block_influence: a.calibration.blockInfluence, prompts: planned.labels,
+    })));
   }
-  for (const method of methods) {
-    const mine = todo.filter((p) => p.method === method.name);
-    if (!mine.length) continue;
-    const mctx = methodContext(original, analysis, { ...opts, out: '', method: method.name, remove: 0 }, ids, labels);
-    for (const p of mine) atomicWriteText(planFile(opts.out, p), JSON.stringify(await method.plan(mctx, p.removed)) + '\n');
-  }
+  todo.forEach((p, i) => atomicWriteText(planFile(opts.out, p), JSON.stringify(planned.plans[i]) + '\n'));
   return (performance.now() - t0) / 1000;
 }
 

@@ -11,20 +11,21 @@ import { loadModel, disposeModel, type LlamaModel } from '../model/model.ts';
 import { readConfig } from '../model/config.ts';
 import { loadTokenizer, type Tokenizer } from '../tokenizer/tokenizer.ts';
 import { loadMmlu, type MmluData } from '../eval/mmlu/data.ts';
-import { calibrationPrompts, checkRemove, similarityOptionsFor } from '../compress/compress.ts';
+import { calibrationPrompts, similarityOptionsFor } from '../pipeline/analyse.ts';
+import { checkRemove } from '../pipeline/plan.ts';
 import { getMethod } from '../compress/methods/registry.ts';
 import { atomicWriteText } from '../io/atomic.ts';
 import { writeMarker } from '../io/output-dir.ts';
 import { prepareCorpus, type PplCorpus } from '../eval/ppl/run.ts';
 import { UserError } from '../runtime/errors.ts';
-import type { SweepOptions } from './sweep.ts';
+import type { SweepOptions, SweepSettings } from './sweep.ts';
 
 /** What a sweep's results depend on (not the methods or counts: those can grow between runs). */
-export function sweepKey(opts: SweepOptions): string {
+export function sweepKey(opts: SweepSettings): string {
   return JSON.stringify({
     model: opts.model, data: opts.data, ntrain: opts.ntrain, limit: opts.limit ?? null, subjects: opts.evalSubjects ?? null,
     calibration: { data: opts.data, file: opts.calibrationFile ?? null, subjects: opts.subjects ?? null, perSubject: opts.perSubject ?? 'auto', seed: opts.seed ?? 1, representation: opts.representation ?? 'padded', ...(opts.protocol && opts.protocol !== 'mka' ? { protocol: opts.protocol } : {}) },
-    similarity: opts.similarity ?? {}, strategy: opts.strategy ?? 'last-pair', blendNorms: opts.blendNorms ?? false,
+    similarity: opts.similarity ?? {}, strategy: opts.params?.mka?.strategy ?? 'last-pair', blendNorms: opts.params?.mka?.blendNorms ?? false,
     ...(opts.ppl ? { ppl: opts.ppl } : {}),
   });
 }

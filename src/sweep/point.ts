@@ -12,7 +12,7 @@ import { evaluatePerplexity } from '../eval/ppl/evaluate.ts';
 import { disposeModel, type LlamaModel } from '../model/model.ts';
 import { evaluateMmlu } from '../eval/mmlu/evaluate.ts';
 import type { MmluSummary } from '../eval/mmlu/results.ts';
-import { writeCompressed } from '../compress/compress.ts';
+import { writeCompressed } from '../pipeline/write.ts';
 import { materialize, planSource, planSummary, type CompressionPlan } from '../compress/plan.ts';
 import { modelSource } from '../export/source.ts';
 import { atomicWriteText } from '../io/atomic.ts';

@@ -12,14 +12,14 @@
  * a rerun of the same command skips what is done. The same steps run one point at a time
  * (`--point`) or as queue jobs on many machines (src/queue/).
  */
-import type { CompressOptions } from '../compress/compress.ts';
+import type { PipelineOptions } from '../pipeline/plan.ts';
 import { openSweep } from './context.ts';
 import { calibrateSweep } from './calibrate.ts';
 import { runPoint } from './point.ts';
 import { sweepPoints } from './points.ts';
 import { assembleSweepReport } from './assemble.ts';
 
-export interface SweepOptions extends Omit<CompressOptions, 'out' | 'method' | 'remove'> {
+export interface SweepOptions extends PipelineOptions {
   model: string;
   data: string;
   methods: string[];
@@ -38,7 +38,12 @@ export interface SweepOptions extends Omit<CompressOptions, 'out' | 'method' | '
   runInfo?: Record<string, unknown>;
   /** A text corpus: adds each point's perplexity on it (the `ppl` column), as `mka eval ppl` computes it. */
   ppl?: { text: string; seqLen?: number; stride?: number };
+  /** Stops the sweep after the current MMLU batch (EvaluationInterrupted); finished points and subjects stay saved. */
+  signal?: AbortSignal;
 }
+
+/** What a sweep's results depend on and a queue job carries: its options without callbacks, signal or run info. */
+export type SweepSettings = Omit<SweepOptions, 'log' | 'runInfo' | 'signal'>;
 
 /** One row of results.csv. */
 export interface SweepPoint {

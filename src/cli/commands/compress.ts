@@ -1,32 +1,48 @@
-import type { CommandModule } from 'yargs';
-import { type GlobalArgs, claimOutput, forceOption, logger, setup } from '../common.ts';
-import { compressModel } from '../../compress/compress.ts';
+import type { Argv, CommandModule } from 'yargs';
+import { type ArgsOf, type GlobalArgs, claimOutput, forceOption, logger, setup } from '../common.ts';
+import { compressModel, replayPlan } from '../../compress/compress.ts';
 import { METHODS } from '../../compress/methods/registry.ts';
 import { HF_DTYPES } from '../../export/hf.ts';
-import { analysisOptions, calibrationOptions } from './compress-options.ts';
+import { UserError } from '../../runtime/errors.ts';
+import { analysisOptions, calibrationOptions, methodParameters, mkaOptions } from './compress-options.ts';
 
-type Args = GlobalArgs & Record<string, any>;
+const builder = (y: Argv<GlobalArgs>) => mkaOptions(forceOption(calibrationOptions(y)))
+  .option('model', { type: 'string', demandOption: true, describe: 'Hugging Face model directory' })
+  .option('method', { choices: METHODS.map((m) => m.name), describe: 'compression method (default mka)' })
+  .option('remove', { type: 'number', describe: 'number of layers to remove (required unless --plan)' })
+  .option('plan', { type: 'string', describe: 'replay a recorded plan (a merge.json of mka compress, or the same fields in YAML) without calibrating' })
+  .option('dtype', { choices: HF_DTYPES, describe: 'storage dtype of the output (default: the source model\'s torch_dtype, else float32; with --plan, the dtype it records)' })
+  .option('out', { type: 'string', demandOption: true, describe: 'output model directory' })
+  .conflicts('data', 'calibration')
+  .example('$0 compress --model models/demo --method mka --remove 2 --data data/demo-mmlu --out out/mka-2', '')
+  .example('$0 compress --model models/demo --plan out/mka-2/merge.json --out out/mka-2-again', 'the same model again, byte for byte, without calibration');
+
+type Args = ArgsOf<typeof builder>;
+
+/** Options that choose or feed a plan, which --plan replaces. */
+const PLANNING = ['method', 'remove', 'data', 'calibration', 'strategy', 'blend-norms'] as const;
 
 export const compressCommand: CommandModule<GlobalArgs, Args> = {
   command: 'compress',
   describe: 'Remove K layers by merging (mka) or pruning (reverse, shortgpt, angular); writes a HF model + merge.json',
-  builder: (y) => forceOption(calibrationOptions(y))
-    .option('model', { type: 'string', demandOption: true, describe: 'Hugging Face model directory' })
-    .option('method', { choices: METHODS.map((m) => m.name), default: 'mka', describe: 'compression method' })
-    .option('remove', { type: 'number', demandOption: true, describe: 'number of layers to remove' })
-    .option('strategy', { choices: ['last-pair', 'adjacent'], default: 'last-pair', describe: 'mka: merge the last two layers repeatedly (paper) or the most similar adjacent pair' })
-    .option('blend-norms', { type: 'boolean', default: false, describe: 'mka: blend RMSNorm weights too (default: keep layer i\'s)' })
-    .option('dtype', { choices: HF_DTYPES, describe: 'storage dtype of the output (default: the source model\'s torch_dtype, else float32)' })
-    .option('out', { type: 'string', demandOption: true, describe: 'output model directory' })
-    .conflicts('data', 'calibration')
-    .example('$0 compress --model models/demo --method mka --remove 2 --data data/demo-mmlu --out out/mka-2', '') as never,
+  builder,
   handler: async (a) => {
+    const log = logger(a);
+    const { plan: planFile, remove } = a;
+    if (planFile !== undefined) {
+      const given = PLANNING.filter((k) => a[k] !== undefined);
+      if (given.length) throw new UserError(`--plan replays a recorded plan: leave out ${given.map((k) => `--${k}`).join(', ')} (edit the plan file to change it)`);
+    } else if (remove === undefined) {
+      throw new UserError('--remove is required (the number of layers to remove), or replay a recorded plan with --plan merge.json');
+    }
     const release = claimOutput(a.out, 'compress', 'hf-model', a.force, [a.model]);
     await setup(a);
-    const plan = await compressModel({
-      ...analysisOptions(a as never), model: a.model, out: a.out, method: a.method, remove: a.remove,
-      strategy: a.strategy, blendNorms: a['blend-norms'], dtype: a.dtype, quiet: a.quiet, log: logger(a),
-    });
+    const plan = planFile !== undefined
+      ? await replayPlan({ model: a.model, plan: planFile, out: a.out, dtype: a.dtype, log })
+      : await compressModel({
+        ...analysisOptions(a, log), model: a.model, out: a.out, method: a.method ?? 'mka', remove: remove ?? 0,
+        params: methodParameters(a), dtype: a.dtype, quiet: a.quiet, log,
+      });
     release();
     if (a.json) process.stdout.write(JSON.stringify({ out: a.out, layers: plan.layers.length, steps: plan.steps }) + '\n');
   },

@@ -1,20 +1,20 @@
-import type { CommandModule } from 'yargs';
+import type { Argv, CommandModule } from 'yargs';
 import { readFileSync } from 'node:fs';
-import { type GlobalArgs, claimOutput, forceOption, logger, setup } from '../common.ts';
+import { type ArgsOf, type GlobalArgs, claimOutput, forceOption, logger, setup } from '../common.ts';
 import { DEMO_MODEL, runDemo } from '../../sweep/demo.ts';
 import { parseCounts } from '../validate.ts';
 
-type Args = GlobalArgs & { out: string; remove: string; limit?: number; methods: string; force: boolean };
+const builder = (y: Argv<GlobalArgs>) => forceOption(y)
+  .option('out', { type: 'string', default: 'results/demo', describe: 'results directory (rerun to resume)' })
+  .option('methods', { type: 'string', default: 'mka,reverse,shortgpt,angular', describe: 'comma-separated methods' })
+  .option('remove', { type: 'string', default: '0,2,3,4', describe: 'layer counts to remove' })
+  .option('limit', { type: 'number', describe: 'first N test questions per subject (default all 250)' })
+  .example('$0 demo', '');
 
-export const demoCommand: CommandModule<GlobalArgs, Args> = {
+export const demoCommand: CommandModule<GlobalArgs, ArgsOf<typeof builder>> = {
   command: 'demo',
   describe: 'The whole pipeline on the bundled demo model (what `npm start` runs): sweep, report, tfjs export',
-  builder: (y) => forceOption(y)
-    .option('out', { type: 'string', default: 'results/demo', describe: 'results directory (rerun to resume)' })
-    .option('methods', { type: 'string', default: 'mka,reverse,shortgpt,angular', describe: 'comma-separated methods' })
-    .option('remove', { type: 'string', default: '0,2,3,4', describe: 'layer counts to remove' })
-    .option('limit', { type: 'number', describe: 'first N test questions per subject (default all 250)' })
-    .example('$0 demo', '') as never,
+  builder,
   handler: async (a) => {
     const remove = parseCounts(a.remove);
     const release = claimOutput(a.out, 'demo', 'sweep', a.force, [DEMO_MODEL]);

@@ -1,28 +1,29 @@
-import type { CommandModule } from 'yargs';
-import { type GlobalArgs, emitJson, logger, setup } from '../common.ts';
+import type { Argv, CommandModule } from 'yargs';
+import { type ArgsOf, type GlobalArgs, emitJson, logger, setup } from '../common.ts';
 import { activationsSimilarity, modelSimilarity } from '../../compress/compress.ts';
 import { analysisOptions, calibrationOptions } from './compress-options.ts';
 
-type Args = GlobalArgs & ReturnType<typeof analysisOptions> & Record<string, any>;
+const builder = (y: Argv<GlobalArgs>) => calibrationOptions(y)
+  .option('model', { type: 'string', describe: 'Hugging Face model directory' })
+  .option('activations', { type: 'string', describe: 'JSON {"activations": [layers][samples][hidden]} instead of --model' })
+  .option('out', { type: 'string', describe: 'output sim.json (default: stdout)' })
+  .conflicts('model', 'activations')
+  .conflicts('data', 'calibration')
+  .check((a) => (a.model || a.activations) ? true : 'give --model (with --data or --calibration) or --activations')
+  .example('$0 similarity --model models/demo --data data/demo-mmlu --out sim.json', '')
+  .example('$0 similarity --activations acts.json --out sim.json', '');
 
-export const similarityCommand: CommandModule<GlobalArgs, Args> = {
+export const similarityCommand: CommandModule<GlobalArgs, ArgsOf<typeof builder>> = {
   command: 'similarity',
   describe: 'Layer similarity (diffusion embedding + NPIB) from a model\'s calibration pass or from activations',
-  builder: (y) => calibrationOptions(y)
-    .option('model', { type: 'string', describe: 'Hugging Face model directory' })
-    .option('activations', { type: 'string', describe: 'JSON {"activations": [layers][samples][hidden]} instead of --model' })
-    .option('out', { type: 'string', describe: 'output sim.json (default: stdout)' })
-    .conflicts('model', 'activations')
-    .conflicts('data', 'calibration')
-    .check((a) => (a.model || a.activations) ? true : 'give --model (with --data or --calibration) or --activations')
-    .example('$0 similarity --model models/demo --data data/demo-mmlu --out sim.json', '')
-    .example('$0 similarity --activations acts.json --out sim.json', '') as never,
+  builder,
   handler: async (a) => {
     await setup(a);
-    const opts = analysisOptions(a as never);
-    const result = a.activations
-      ? activationsSimilarity(a.activations, { similarity: opts.similarity, quiet: a.quiet, log: logger(a) })
-      : await modelSimilarity({ ...opts, model: a.model, quiet: a.quiet, log: logger(a) });
+    const log = logger(a);
+    const opts = analysisOptions(a, log);
+    const result = a.activations !== undefined
+      ? activationsSimilarity(a.activations, { similarity: opts.similarity, quiet: a.quiet, log })
+      : await modelSimilarity({ ...opts, model: a.model ?? '', quiet: a.quiet, log });
     emitJson(result, a.out);
   },
 };

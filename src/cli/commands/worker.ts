@@ -1,20 +1,20 @@
-import type { CommandModule } from 'yargs';
-import { type GlobalArgs, logger } from '../common.ts';
+import type { Argv, CommandModule } from 'yargs';
+import { type ArgsOf, type GlobalArgs, logger } from '../common.ts';
 import { DEFAULT_LOCK_MS, runWorker } from '../../queue/worker.ts';
 import { DEFAULT_QUEUE_NAME } from '../../queue/connection.ts';
 
-type Args = GlobalArgs & Record<string, any>;
+const builder = (y: Argv<GlobalArgs>) => y
+  .option('queue', { type: 'string', demandOption: true, describe: 'Redis URL, e.g. redis://10.0.0.5:6379' })
+  .option('queue-name', { type: 'string', default: DEFAULT_QUEUE_NAME, describe: 'BullMQ queue name (as given to mka sweep)' })
+  .option('lock-duration', { type: 'number', default: DEFAULT_LOCK_MS, describe: 'ms a job stays locked without renewal: a dead worker\'s job is retried after this' })
+  .option('stalled-interval', { type: 'number', default: 30_000, describe: 'ms between checks for jobs of dead workers' })
+  .option('max-stalled', { type: 'number', default: 2, describe: 'times a job may be taken back from dead workers before it fails' })
+  .example('$0 worker --queue redis://10.0.0.5:6379', 'runs until Ctrl-C (finishes the job it runs first)');
 
-export const workerCommand: CommandModule<GlobalArgs, Args> = {
+export const workerCommand: CommandModule<GlobalArgs, ArgsOf<typeof builder>> = {
   command: 'worker',
   describe: 'Run sweep jobs from a Redis queue (start any number, on any machine sharing the results directory)',
-  builder: (y) => y
-    .option('queue', { type: 'string', demandOption: true, describe: 'Redis URL, e.g. redis://10.0.0.5:6379' })
-    .option('queue-name', { type: 'string', default: DEFAULT_QUEUE_NAME, describe: 'BullMQ queue name (as given to mka sweep)' })
-    .option('lock-duration', { type: 'number', default: DEFAULT_LOCK_MS, describe: 'ms a job stays locked without renewal: a dead worker\'s job is retried after this' })
-    .option('stalled-interval', { type: 'number', default: 30_000, describe: 'ms between checks for jobs of dead workers' })
-    .option('max-stalled', { type: 'number', default: 2, describe: 'times a job may be taken back from dead workers before it fails' })
-    .example('$0 worker --queue redis://10.0.0.5:6379', 'runs until Ctrl-C (finishes the job it runs first)') as never,
+  builder,
   handler: async (a) => {
     const stop = new AbortController();
     const onSignal = () => {

@@ -28,6 +28,7 @@ export const angular: CompressionMethod = {
   description: 'drop the n consecutive blocks with the smallest angular distance (Gromov et al.)',
   needsCalibration: true,
   needsSimilarity: false,
+  defaults: {},
   async plan(ctx, remove) {
     const cal = ctx.calibration!;
     const L = ctx.config.num_hidden_layers;

@@ -13,18 +13,29 @@ import { identityPlan, mergeStep } from '../plan.ts';
 import type { CompressionMethod } from './method.ts';
 import { UserError } from '../../runtime/errors.ts';
 
-export const mka: CompressionMethod = {
+export const MKA_STRATEGIES = ['last-pair', 'adjacent'] as const;
+
+/** MKA's own parameters (`--strategy`, `--blend-norms`). */
+export interface MkaParameters {
+  /** `last-pair` (the paper) or `adjacent`. */
+  strategy: (typeof MKA_STRATEGIES)[number];
+  /** Blend the RMSNorm weights with λ too (default: keep layer i's). */
+  blendNorms: boolean;
+}
+
+export const mka: CompressionMethod<MkaParameters> = {
   name: 'mka',
   description: 'merge layers with NPIB-derived fusion ratios (the paper)',
   needsCalibration: true,
   needsSimilarity: true,
-  async plan(ctx, remove) {
+  defaults: { strategy: 'last-pair', blendNorms: false },
+  async plan(ctx, remove, params) {
     const L = ctx.config.num_hidden_layers;
     let plan = identityPlan('mka', L);
-    plan.blendNorms = ctx.blendNorms;
+    plan.blendNorms = params.blendNorms;
     plan.keepBiases = ctx.biases === 'keep';
     const beta = ctx.similarityOptions.beta;
-    if (ctx.strategy === 'last-pair') {
+    if (params.strategy === 'last-pair') {
       const S = ctx.similarity!.npib;
       for (let s = 0; s < remove; s++) {
         const i = L - 2 - s, j = L - 1 - s;
@@ -54,7 +65,7 @@ export const mka: CompressionMethod = {
         ctx.log(`mka adjacent: merged layers ${best} <- ${best + 1} (NPIB ${bestScore.toFixed(4)}, λ ${lambda.toFixed(4)})`);
       }
     }
-    plan.details = { strategy: ctx.strategy, similarity_options: ctx.similarityOptions };
+    plan.details = { strategy: params.strategy, similarity_options: ctx.similarityOptions };
     return plan;
   },
 };

@@ -7,6 +7,7 @@ export const reverse: CompressionMethod = {
   description: 'drop the last K layers',
   needsCalibration: false,
   needsSimilarity: false,
+  defaults: {},
   async plan(ctx, remove) {
     let plan = identityPlan('reverse', ctx.config.num_hidden_layers);
     for (let s = 0; s < remove; s++) plan = dropStep(plan, plan.layers.length - 1);

@@ -10,6 +10,7 @@ export const shortgpt: CompressionMethod = {
   description: 'drop the K blocks with the lowest Block Influence (ShortGPT)',
   needsCalibration: true,
   needsSimilarity: false,
+  defaults: {},
   async plan(ctx, remove) {
     const bi = ctx.calibration!.blockInfluence;
     const order = bi.map((v, i) => ({ v, i })).sort((a, b) => a.v - b.v || a.i - b.i).slice(0, remove);

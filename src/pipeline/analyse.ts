@@ -1,0 +1,112 @@
+/**
+ * The first two stages of the compression pipeline (pipeline/plan.ts): the calibration prompts, and
+ * one calibration pass of a loaded model with the similarity of its layers computed from it.
+ */
+import type { LlamaModel } from '../model/model.ts';
+import type { Tokenizer } from '../tokenizer/tokenizer.ts';
+import { loadMmlu } from '../eval/mmlu/data.ts';
+import { sampleCalibrationPrompts } from '../eval/mmlu/calibration-prompts.ts';
+import { UserError } from '../runtime/errors.ts';
+import { readTextFile } from '../io/read.ts';
+import { progress } from '../runtime/progress.ts';
+import { calibrate, calibrationTarget, defaultPerSubject, type Calibration, type Representation } from '../compress/calibration.ts';
+import { DEFAULT_SIMILARITY, degenerateKernelWarning, resolveOptions, similarityFromGram, type SimilarityOptions, type SimilarityResult } from '../compress/similarity/index.ts';
+import { protocolSettings, releasedCalibrationPrompts, type Protocol } from '../compress/methods/protocol.ts';
+
+export interface CalibrationSource {
+  /** MMLU directory (Hendrycks layout) to draw prompts from. */
+  data?: string;
+  /** Or a text file with one prompt per line. */
+  calibrationFile?: string;
+  subjects?: number;
+  /** Questions per subject; default: 1, or enough for calibrationTarget(similarity) prompts. */
+  perSubject?: number;
+  seed?: number;
+  /** The similarity options the prompts are for (they set the default prompt count). */
+  similarity?: Partial<SimilarityOptions>;
+  /** mka's conventions (default) or the released code's (methods/protocol.ts). */
+  protocol?: Protocol;
+}
+
+export interface AnalysisOptions extends CalibrationSource {
+  representation?: Representation;
+  maxPositions?: number;
+  microBatch?: number;
+  /** Compute the similarity matrix (MKA needs it; the baselines don't). */
+  withSimilarity?: boolean;
+  quiet?: boolean;
+  log?: (msg: string) => void;
+}
+
+/** Token ids of the calibration prompts (BOS as the tokenizer adds it), and the questions per subject drawn. */
+export function calibrationPrompts(tokenizer: Tokenizer, src: CalibrationSource): { ids: number[][]; labels: string[]; perSubject: number | null } {
+  let perSubject: number | null = null;
+  let texts: { text: string; label: string }[];
+  if (src.calibrationFile) {
+    const raw = readTextFile(src.calibrationFile, 'calibration file');
+    texts = raw.split(/\r?\n/).filter((l) => l.trim()).map((text, i) => ({ text, label: `line ${i + 1}` }));
+    if (texts.length < 2) throw new UserError(`${src.calibrationFile}: needs at least 2 non-empty lines (one prompt per line)`);
+  } else if (src.data) {
+    const data = loadMmlu(src.data);
+    perSubject = src.perSubject
+      ?? defaultPerSubject(src.subjects ?? data.subjects.length, calibrationTarget({ ...DEFAULT_SIMILARITY, ...src.similarity }));
+    const draw = protocolSettings(src.protocol).draw === 'python' ? releasedCalibrationPrompts : sampleCalibrationPrompts;
+    texts = draw(data, { subjects: src.subjects, perSubject, seed: src.seed })
+      .map((p) => ({ text: p.text, label: `${p.subject}#${p.index}` }));
+  } else {
+    throw new UserError('calibration needs --data MMLU_DIR or --calibration FILE');
+  }
+  const addBos = protocolSettings(src.protocol).calibrationBos ? undefined : false;
+  return { ids: texts.map((t) => tokenizer.encode(t.text, { addBos })), labels: texts.map((t) => t.label), perSubject };
+}
+
+/**
+ * The similarity options for n calibration prompts, checked before any forward pass: a UserError names
+ * the option and the fix. The k-NN entropy's k is clamped to n − 1 with a logged note.
+ */
+export function similarityOptionsFor(n: number, src: CalibrationSource, log: (msg: string) => void = () => {}): SimilarityOptions {
+  const more = src.calibrationFile ? `more lines in ${src.calibrationFile}` : src.perSubject ? 'a larger --per-subject (or leave it unset)' : 'more --subjects';
+  resolveOptions(Number.MAX_SAFE_INTEGER, src.similarity); // options wrong whatever the prompt count
+  let o: SimilarityOptions;
+  try {
+    o = resolveOptions(n, src.similarity);
+  } catch (e) {
+    throw e instanceof UserError ? new UserError(`${e.message.replace(/; fix the option or use more samples$/, '')}: ${n} calibration prompts are too few; use ${more}, or smaller values`) : e;
+  }
+  if (o.kEntropy > n - 1) log(`similarity: ${n} calibration prompts: the k-NN entropy uses k = ${n - 1}, not --k-entropy ${o.kEntropy} (needs ${o.kEntropy + 1} prompts)`);
+  return o;
+}
+
+export interface Analysis {
+  calibration: Calibration;
+  similarity?: SimilarityResult;
+  similarityOptions: SimilarityOptions;
+  labels: string[];
+  seconds: { calibration: number; similarity: number };
+}
+
+/** Calibrates a loaded model on prompt ids and (optionally) computes the layer similarity. */
+export function analyzeIds(model: LlamaModel, ids: number[][], labels: string[], opts: AnalysisOptions): Analysis {
+  const log = opts.log ?? (() => {});
+  const similarityOptions = opts.withSimilarity ? similarityOptionsFor(ids.length, opts, log) : { ...DEFAULT_SIMILARITY, ...opts.similarity };
+  const t0 = performance.now();
+  const bar = progress('calibration', model.config.num_hidden_layers, { unit: 'layers', quiet: opts.quiet });
+  const calibration = calibrate(model, ids, {
+    representation: opts.representation, maxPositions: opts.maxPositions, microBatch: opts.microBatch,
+    layerStates: protocolSettings(opts.protocol).layerStates, onProgress: () => bar.tick(),
+  });
+  bar.done(`(${calibration.n} prompts, ${calibration.tokens} tokens, 1 forward pass)`);
+  const t1 = performance.now();
+  let similarity: SimilarityResult | undefined;
+  if (opts.withSimilarity) {
+    const L = calibration.layers;
+    const sbar = progress('similarity', L + (L * (L + 1)) / 2, { unit: 'steps', quiet: opts.quiet });
+    similarity = similarityFromGram(calibration.grams, calibration.n, similarityOptions, () => sbar.tick());
+    sbar.done();
+    for (const u of similarity.undefinedPairs) log(`similarity: NPIB(${u.i}, ${u.j}) undefined: ${u.reason}`);
+    const warning = degenerateKernelWarning(similarity.kernel);
+    if (warning) log(warning);
+  }
+  return { calibration, similarity, similarityOptions, labels, seconds: { calibration: (t1 - t0) / 1000, similarity: (performance.now() - t1) / 1000 } };
+}
+

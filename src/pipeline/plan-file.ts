@@ -1,0 +1,95 @@
+/**
+ * A recorded plan read back: `mka compress --plan merge.json` (or the same fields in YAML, as mergekit
+ * configs are written) applies it to the original model without calibrating, so a merge found once is
+ * reproduced byte for byte, or edited by hand (λ, which layers) and applied again.
+ *
+ * What is read is what merge.json holds: `original_layers`, `layer_sources` (per output layer, the
+ * original layers and weights it is made of, and the layer its norms come from), `blend_norms`,
+ * `keep_biases`, `method`, `dtype`, `steps`, and `source_config_sha256`, the hash of the config.json
+ * the plan was made for. Every field is checked, each failure a one-line UserError naming the file.
+ */
+import YAML from 'yaml';
+import { readConfig } from '../model/config.ts';
+import { describeJson, isPlainObject, parseJsonText, readTextFile } from '../io/read.ts';
+import { UserError } from '../runtime/errors.ts';
+import { HF_DTYPES, type HfDtype } from '../export/hf.ts';
+import type { CompressionPlan, LayerMix, PlanStep } from '../compress/plan.ts';
+import { configHash } from './write.ts';
+
+export interface RecordedPlan {
+  plan: CompressionPlan;
+  /** The dtype the plan's model was written in (merge.json's `dtype`), if recorded. */
+  dtype?: HfDtype;
+  /** The plan file's other fields (method details, calibration), carried into the new merge.json. */
+  extra: Record<string, unknown>;
+}
+
+/** Fields merge.json writes that the replay reads or rewrites itself. */
+const OWN_FIELDS = new Set(['source_model', 'source_config_sha256', 'dtype', 'method', 'original_layers', 'layers', 'removed', 'blend_norms', 'keep_biases', 'steps', 'layer_sources', 'replayed_from']);
+
+/** Reads and checks a plan file against the model in `modelDir` it is to be applied to. */
+export function readPlanFile(file: string, modelDir: string): RecordedPlan {
+  const what = '--plan file';
+  const text = readTextFile(file, what);
+  let raw: unknown;
+  if (/\.ya?ml$/i.test(file)) {
+    try {
+      raw = YAML.parse(text);
+    } catch (e) {
+      throw new UserError(`${file}: ${what} is not valid YAML (${(e as Error).message.split('\n')[0]}); give a merge.json written by mka compress`);
+    }
+  } else {
+    raw = parseJsonText(text, file, what);
+  }
+  const bad = (msg: string): never => {
+    throw new UserError(`${file}: ${msg}; give a merge.json written by mka compress (or fix that field)`);
+  };
+  if (!isPlainObject(raw)) return bad(`${what} must hold an object, not ${describeJson(raw)}`);
+  const L = raw.original_layers;
+  if (!Number.isInteger(L) || (L as number) < 1) bad(`"original_layers" must be a positive integer, not ${JSON.stringify(L)}`);
+  const original = L as number;
+  const config = readConfig(modelDir);
+  if (config.num_hidden_layers !== original) {
+    throw new UserError(`${file}: the plan is for a model with ${original} layers, but ${modelDir} has ${config.num_hidden_layers} (num_hidden_layers); replay it on the model it was made from${typeof raw.source_model === 'string' ? ` (${raw.source_model})` : ''}`);
+  }
+  if (raw.source_config_sha256 !== undefined) {
+    if (typeof raw.source_config_sha256 !== 'string') bad('"source_config_sha256" must be a string');
+    if (raw.source_config_sha256 !== configHash(modelDir)) {
+      throw new UserError(`${file}: the plan was made for another model (its config.json differs from ${modelDir}'s: source_config_sha256 does not match); replay it on the model it was made from${typeof raw.source_model === 'string' ? ` (${raw.source_model})` : ''}, or delete "source_config_sha256" from the file to apply it anyway`);
+    }
+  }
+  const inRange = (v: unknown): v is number => Number.isInteger(v) && (v as number) >= 0 && (v as number) < original;
+  if (!Array.isArray(raw.layer_sources) || raw.layer_sources.length < 1 || raw.layer_sources.length > original) {
+    bad(`"layer_sources" must be a list of 1 to ${original} output layers`);
+  }
+  const layers: LayerMix[] = (raw.layer_sources as unknown[]).map((l, k) => {
+    const at = `"layer_sources"[${k}]`;
+    if (!isPlainObject(l) || !Array.isArray(l.sources) || l.sources.length < 1) return bad(`${at} must be {"sources": [{"layer": i, "weight": w}, ...], "norms_from": i}`);
+    const sources = l.sources.map((s: unknown, m: number) => {
+      if (!isPlainObject(s) || !inRange(s.layer) || typeof s.weight !== 'number' || !Number.isFinite(s.weight)) {
+        return bad(`${at}.sources[${m}] must be {"layer": 0..${original - 1}, "weight": a finite number}`);
+      }
+      return { layer: s.layer, weight: s.weight };
+    });
+    const sum = sources.reduce((a, s) => a + s.weight, 0);
+    if (Math.abs(sum - 1) > 1e-6) bad(`${at}: the weights sum to ${sum}, not 1`);
+    if (new Set(sources.map((s) => s.layer)).size !== sources.length) bad(`${at}: a layer appears twice`);
+    if (!inRange(l.norms_from)) bad(`${at}.norms_from must be a layer from 0 to ${original - 1}`);
+    return { sources, normsFrom: l.norms_from as number };
+  });
+  if (raw.layers !== undefined && raw.layers !== layers.length) bad(`"layers" is ${JSON.stringify(raw.layers)} but "layer_sources" has ${layers.length}`);
+  for (const [key, type] of [['method', 'string'], ['blend_norms', 'boolean'], ['keep_biases', 'boolean']] as const) {
+    if (raw[key] !== undefined && typeof raw[key] !== type) bad(`"${key}" must be a ${type}`);
+  }
+  if (raw.dtype !== undefined && !(HF_DTYPES as readonly unknown[]).includes(raw.dtype)) bad(`"dtype" must be one of ${HF_DTYPES.join(', ')}`);
+  if (raw.steps !== undefined && !Array.isArray(raw.steps)) bad('"steps" must be a list');
+  const extra = Object.fromEntries(Object.entries(raw).filter(([k]) => !OWN_FIELDS.has(k)));
+  return {
+    plan: {
+      method: (raw.method as string | undefined) ?? 'plan', originalLayers: original, layers, steps: (raw.steps as PlanStep[] | undefined) ?? [],
+      blendNorms: (raw.blend_norms as boolean | undefined) ?? false, ...(raw.keep_biases ? { keepBiases: true } : {}), details: {},
+    },
+    dtype: raw.dtype as HfDtype | undefined,
+    extra,
+  };
+}

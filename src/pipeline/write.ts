@@ -1,0 +1,61 @@
+/**
+ * The last stage of the compression pipeline: a plan applied to the original checkpoint and written
+ * as a Hugging Face model directory with merge.json (pipeline/plan-file.ts reads it back).
+ */
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { LlamaModel } from '../model/model.ts';
+import type { LlamaConfig } from '../model/config.ts';
+import { planSource, planSummary, type CompressionPlan } from '../compress/plan.ts';
+import { checkpointSource, modelSource } from '../export/source.ts';
+import { HF_DTYPES, writeHfModel, type HfDtype } from '../export/hf.ts';
+
+export interface WriteOptions {
+  dtype?: HfDtype;
+  /** More fields for merge.json (calibration details, the replayed plan file). */
+  extra?: Record<string, unknown>;
+  log?: (m: string) => void;
+}
+
+/** The storage dtype of a compressed model: asked for, else the original's torch_dtype when HF has it, else float32. */
+export function outputDtype(config: LlamaConfig, dtype?: HfDtype): HfDtype {
+  return dtype ?? ((HF_DTYPES as readonly string[]).includes(config.torch_dtype) ? (config.torch_dtype as HfDtype) : 'float32');
+}
+
+/** sha256 of a model directory's config.json bytes: merge.json records it so a replayed plan is checked against its model. */
+export function configHash(dir: string): string {
+  return createHash('sha256').update(readFileSync(join(dir, 'config.json'))).digest('hex');
+}
+
+/** merge.json of a plan applied to the model in `dir` (or to an in-memory model when `dir` is undefined). */
+function mergeJson(dir: string | undefined, plan: CompressionPlan, dtype: HfDtype, extra?: Record<string, unknown>): string {
+  const source = dir ? { source_model: dir, source_config_sha256: configHash(dir) } : { source_model: dir };
+  return JSON.stringify({ ...source, dtype, ...planSummary(plan), ...extra }, null, 2) + '\n';
+}
+
+/**
+ * Writes the compressed model of the original in `dir` (HF layout, tokenizer copied, merge.json),
+ * straight from its checkpoint: one tensor at a time, merged tensors computed as they are written,
+ * kept tensors copied as stored (16-bit stays 16-bit). Nothing needs to be loaded.
+ */
+export async function writePlan(dir: string, plan: CompressionPlan, out: string, opts: WriteOptions): Promise<void> {
+  const original = checkpointSource(dir);
+  try {
+    const dtype = outputDtype(original.config, opts.dtype);
+    await writeHfModel(planSource(original, plan), out, {
+      dtype, copyFrom: dir, extraFiles: { 'merge.json': mergeJson(dir, plan, dtype, opts.extra) }, log: opts.log,
+    });
+  } finally {
+    original.close();
+  }
+}
+
+/** Writes the compressed model directory (HF layout, tokenizer copied) with merge.json. */
+export async function writeCompressed(model: LlamaModel, plan: CompressionPlan, out: string, opts: WriteOptions): Promise<void> {
+  if (model.dir) return writePlan(model.dir, plan, out, opts);
+  const dtype = outputDtype(model.config, opts.dtype);
+  await writeHfModel(planSource(modelSource(model), plan), out, {
+    dtype, copyFrom: model.dir, extraFiles: { 'merge.json': mergeJson(undefined, plan, dtype, opts.extra) }, log: opts.log,
+  });
+}
