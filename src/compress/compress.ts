@@ -17,7 +17,7 @@ import type { HfDtype } from '../export/hf.ts';
 import { analyzeIds, calibrationPrompts, type AnalysisOptions } from '../pipeline/analyse.ts';
 import { planTargets, type PipelineOptions } from '../pipeline/plan.ts';
 import { writePlan } from '../pipeline/write.ts';
-import { readPlanFile } from '../pipeline/plan-file.ts';
+import { readPlanFile, type RecordedPlan } from '../pipeline/plan-file.ts';
 
 /** The similarity report written by `mka similarity` (sim.json). */
 export function similarityJson(sim: SimilarityResult, opts: SimilarityOptions, extra: Record<string, unknown> = {}): Record<string, unknown> {
@@ -77,10 +77,13 @@ export async function compressModel(opts: CompressOptions): Promise<CompressionP
   return plan;
 }
 
-/** `mka compress --plan FILE`: a recorded plan (merge.json, or the same fields in YAML) applied to the original model, without calibration. */
-export async function replayPlan(opts: { model: string; plan: string; out: string; dtype?: HfDtype; log?: (msg: string) => void }): Promise<CompressionPlan> {
+/**
+ * `mka compress --plan FILE`: a recorded plan (merge.json, or the same fields in YAML) applied to the
+ * original model, without calibration. `recorded` is the file as readPlanFile checked it (read here if absent).
+ */
+export async function replayPlan(opts: { model: string; plan: string; out: string; dtype?: HfDtype; recorded?: RecordedPlan; log?: (msg: string) => void }): Promise<CompressionPlan> {
   const log = opts.log ?? (() => {});
-  const recorded = readPlanFile(opts.plan, opts.model);
+  const recorded = opts.recorded ?? readPlanFile(opts.plan, opts.model);
   await writePlan(opts.model, recorded.plan, opts.out, { dtype: opts.dtype ?? recorded.dtype, extra: { ...recorded.extra, replayed_from: opts.plan }, log });
   log(`${recorded.plan.method}: replayed ${opts.plan}: removed ${recorded.plan.originalLayers - recorded.plan.layers.length} of ${recorded.plan.originalLayers} layers -> ${opts.out}`);
   return recorded.plan;

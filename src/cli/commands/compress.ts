@@ -4,6 +4,7 @@ import { compressModel, replayPlan } from '../../compress/compress.ts';
 import { METHODS } from '../../compress/methods/registry.ts';
 import { HF_DTYPES } from '../../export/hf.ts';
 import { UserError } from '../../runtime/errors.ts';
+import { readPlanFile } from '../../pipeline/plan-file.ts';
 import { analysisOptions, calibrationOptions, methodParameters, mkaOptions } from './compress-options.ts';
 
 const builder = (y: Argv<GlobalArgs>) => mkaOptions(forceOption(calibrationOptions(y)))
@@ -35,10 +36,11 @@ export const compressCommand: CommandModule<GlobalArgs, Args> = {
     } else if (remove === undefined) {
       throw new UserError('--remove is required (the number of layers to remove), or replay a recorded plan with --plan merge.json');
     }
+    const recorded = planFile !== undefined ? readPlanFile(planFile, a.model) : undefined; // checked before any work
     const release = claimOutput(a.out, 'compress', 'hf-model', a.force, [a.model]);
     await setup(a);
     const plan = planFile !== undefined
-      ? await replayPlan({ model: a.model, plan: planFile, out: a.out, dtype: a.dtype, log })
+      ? await replayPlan({ model: a.model, plan: planFile, out: a.out, dtype: a.dtype, recorded, log })
       : await compressModel({
         ...analysisOptions(a, log), model: a.model, out: a.out, method: a.method ?? 'mka', remove: remove ?? 0,
         params: methodParameters(a), dtype: a.dtype, quiet: a.quiet, log,
