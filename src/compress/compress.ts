@@ -6,7 +6,6 @@
  */
 import { readFileSync } from 'node:fs';
 import { loadModel, disposeModel } from '../model/model.ts';
-import { readConfig } from '../model/config.ts';
 import { calibrationWorkload, checkModelFits } from '../runtime/memory-estimate.ts';
 import { loadTokenizer } from '../tokenizer/tokenizer.ts';
 import { UserError } from '../runtime/errors.ts';
@@ -14,7 +13,7 @@ import { progress } from '../runtime/progress.ts';
 import { degenerateKernelWarning, fusionRatio, gramFromActivations, resolveOptions, similarityFromGram, type SimilarityOptions, type SimilarityResult } from './similarity/index.ts';
 import type { CompressionPlan } from './plan.ts';
 import type { HfDtype } from '../export/hf.ts';
-import { analyzeIds, calibrationPrompts, type AnalysisOptions } from '../pipeline/analyse.ts';
+import { analyzeIds, calibrationPrompts, similarityOptionsFor, type AnalysisOptions } from '../pipeline/analyse.ts';
 import { planTargets, type PipelineOptions } from '../pipeline/plan.ts';
 import { writePlan } from '../pipeline/write.ts';
 import { readPlanFile, type RecordedPlan } from '../pipeline/plan-file.ts';
@@ -93,6 +92,7 @@ export async function replayPlan(opts: { model: string; plan: string; out: strin
 export async function modelSimilarity(opts: AnalysisOptions & { model: string; streaming?: boolean }): Promise<Record<string, unknown>> {
   const tok = await loadTokenizer(opts.model);
   const { ids, labels } = calibrationPrompts(tok, opts);
+  similarityOptionsFor(ids.length, opts); // before the model is loaded
   checkModelFits('similarity', opts.model, calibrationWorkload(ids.map((r) => r.length), opts), { batch: { option: '--micro-batch', field: 'microBatch' } });
   const model = loadModel(opts.model, { streaming: opts.streaming });
   try {

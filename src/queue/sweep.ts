@@ -17,7 +17,7 @@ import { needsCalibration } from '../sweep/calibrate.ts';
 import { readStoredPoint } from '../sweep/point.ts';
 import { pointLabel, subjectFile, sweepPoints, type PointId } from '../sweep/points.ts';
 import { assembleSweepReport } from '../sweep/assemble.ts';
-import type { SweepOptions, SweepPoint } from '../sweep/sweep.ts';
+import { SweepInterrupted, type SweepOptions, type SweepPoint } from '../sweep/sweep.ts';
 import { checkAddress, connectRedis, type QueueAddress } from './connection.ts';
 import { DEFAULT_ATTEMPTS, jobId, jobOptions, jobSweep, type SweepJob } from './jobs.ts';
 
@@ -82,6 +82,8 @@ export async function runQueuedSweep(opts: SweepOptions, q: QueuedSweepOptions):
     bar.tick(shown);
     const finished = new Set<PointId>();
     for (;;) {
+      // Ctrl-C stops following the sweep; the workers go on, and rerunning the command follows it again.
+      if (opts.signal?.aborted) throw new SweepInterrupted(sweepPoints(opts.methods, opts.remove).length - pending.length + finished.size, sweepPoints(opts.methods, opts.remove).length);
       if (calibrating) {
         const state = await queue.getJobState(calId);
         if (state === 'failed') throw await failure(queue, calId, 'calibration', []);

@@ -8,7 +8,10 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadModel, disposeModel, type LlamaModel } from '../model/model.ts';
+import * as tf from '@tensorflow/tfjs';
 import { readConfig } from '../model/config.ts';
+import { takes16BitWeights } from '../model/ops.ts';
+import { assertFits, backendProfile, calibrationWorkload, checkModelFits, mmluWorkload, storedBytes } from '../runtime/memory-estimate.ts';
 import { loadTokenizer, type Tokenizer } from '../tokenizer/tokenizer.ts';
 import { loadMmlu, type MmluData } from '../eval/mmlu/data.ts';
 import { calibrationPrompts, similarityOptionsFor } from '../pipeline/analyse.ts';
@@ -45,13 +48,32 @@ export interface PreparedSweep {
 
 /**
  * Checks that the calibration prompts and the similarity options fit together (e.g. enough prompts for
- * the k-NN estimators), so that a sweep fails before anything is written or evaluated.
+ * the k-NN estimators), so that a sweep fails before anything is written or evaluated. Returns the
+ * prompts' token counts (null when no method calibrates).
  */
-export async function checkSweepCalibration(opts: SweepOptions): Promise<void> {
+export async function checkSweepCalibration(opts: SweepOptions): Promise<number[] | null> {
   const methods = opts.methods.map(getMethod);
-  if (!methods.some((m) => m.needsCalibration)) return;
+  if (!methods.some((m) => m.needsCalibration)) return null;
   const prompts = calibrationPrompts(await loadTokenizer(opts.model), opts);
   if (methods.some((m) => m.needsSimilarity)) similarityOptionsFor(prompts.ids.length, opts);
+  return prompts.ids.map((r) => r.length);
+}
+
+/**
+ * The sweep's memory check, before the original model is loaded: the calibration pass holds the
+ * original; each point's evaluation holds the original (its reference) and the point's model, built in
+ * float32 from the plan (counted at the original's size, an upper bound). A one-line UserError when
+ * either cannot fit (`MKA_MEMORY_LIMIT` sets the budget, `off` skips the check).
+ */
+export function checkSweepFits(opts: SweepOptions, promptLengths: number[] | null): void {
+  if (promptLengths) checkModelFits('sweep', opts.model, calibrationWorkload(promptLengths, { ...opts, streaming: false }), { batch: { option: '--micro-batch', field: 'microBatch' }, streamable: false });
+  const config = readConfig(opts.model);
+  const profile = backendProfile(tf.getBackend(), takes16BitWeights());
+  const stored = storedBytes(opts.model, config);
+  assertFits({
+    command: 'sweep', config, profile: { ...profile, keeps16Bit: true }, stored: (name) => (profile.keeps16Bit ? stored(name) : 4) + 4,
+    work: mmluWorkload({ batchSize: opts.batchSize }), batchOption: '--batch-size', batchField: 'rows', streamable: false,
+  });
 }
 
 /** Checks the options, claims (or re-opens) the results directory, reads the config and the subjects. */
@@ -86,7 +108,8 @@ export interface SweepContext extends PreparedSweep {
 
 /** Prepares the sweep and loads the tokenizer, the MMLU data and the original model. */
 export async function openSweep(opts: SweepOptions): Promise<SweepContext> {
-  await checkSweepCalibration(opts);
+  const promptLengths = await checkSweepCalibration(opts);
+  checkSweepFits(opts, promptLengths);
   const prepared = prepareSweep(opts);
   const tokenizer = await loadTokenizer(opts.model);
   const data = loadMmlu(opts.data, { subjects: opts.evalSubjects });

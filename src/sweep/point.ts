@@ -40,7 +40,9 @@ export function pointFrom(method: string, removed: number, L: number, s: MmluSum
     mmlu: s.overall.accuracy, mmlu_macro: s.overall.macroAccuracy,
     stem: categoryAccuracy(s, 'stem'), humanities: categoryAccuracy(s, 'humanities'),
     social_sciences: categoryAccuracy(s, 'social'), other: categoryAccuracy(s, 'other'),
-    perplexity: s.overall.perplexity, ppl, agreement: s.overall.agreement, kl: s.overall.kl, seconds: Math.round(seconds * 10) / 10,
+    // the original agrees with itself (it is evaluated without a reference model)
+    perplexity: s.overall.perplexity, ppl, agreement: method === 'original' ? 1 : s.overall.agreement, kl: method === 'original' ? 0 : s.overall.kl,
+    seconds: Math.round(seconds * 10) / 10,
   };
 }
 
@@ -79,7 +81,8 @@ async function evaluatePoint(ctx: SweepContext, p: PointId, model: LlamaModel, s
   const name = subjects?.length === 1 ? `${pointName(p)} ${subjects[0]}` : pointName(p);
   const r = await evaluateMmlu({
     model, tokenizer: ctx.tokenizer, data: ctx.data, ntrain: opts.ntrain, limit: opts.limit, batchSize: opts.batchSize,
-    subjects, referenceModel: ctx.original, out: evalDir(opts.out, p),
+    // The original is evaluated once: against itself as reference it would run twice for an agreement of 1 and a KL of 0.
+    subjects, referenceModel: p.method === 'original' ? undefined : ctx.original, out: evalDir(opts.out, p), signal: opts.signal,
     onProgress: (e) => {
       bar ??= progress(`eval ${name}`, e.questionsToRun, { unit: 'questions', quiet: opts.quiet });
       bar.tick(0, `(${e.subjectsDone}/${e.subjectsTotal} subjects)`);
@@ -110,7 +113,7 @@ export async function runPoint(ctx: SweepContext, p: PointId, ro: RunPointOption
   try {
     if (opts.keepModels && built.plan) await writeCompressed(ctx.original, built.plan, `${opts.out}/models/${pointName(p)}`, { log: () => {} });
     const summary = await evaluatePoint(ctx, p, built.model);
-    const ppl = ctx.corpus ? (await evaluatePerplexity({ model: built.model, ...ctx.corpus, out: join(opts.out, 'ppl', pointName(p)) })).summary.ppl : null;
+    const ppl = ctx.corpus ? (await evaluatePerplexity({ model: built.model, ...ctx.corpus, out: join(opts.out, 'ppl', pointName(p)), signal: opts.signal })).summary.ppl : null;
     const row = pointFrom(p.method, p.removed, ctx.layers, summary, (ro.priorSeconds ?? 0) + (performance.now() - t0) / 1000, ppl);
     atomicWriteText(pointFile(opts.out, p), JSON.stringify({ ...row, summary, ...(built.plan ? { plan: planSummary(built.plan) } : {}) }));
     return row;

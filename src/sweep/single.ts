@@ -7,7 +7,7 @@ import { openSweep, prepareSweep } from './context.ts';
 import { calibrateSweep } from './calibrate.ts';
 import { runPoint } from './point.ts';
 import { parsePoint, pointLabel, sweepPoints } from './points.ts';
-import type { SweepOptions, SweepPoint } from './sweep.ts';
+import { interruptible, type SweepOptions, type SweepPoint } from './sweep.ts';
 
 /** The sweep's points in the order a local sweep computes them ("original", "mka:1", ...). */
 export function listSweepPoints(opts: SweepOptions): string[] {
@@ -27,7 +27,7 @@ export async function runSweepPoint(opts: SweepOptions, id: string): Promise<Swe
       await calibrateSweep(ctx);
       return null;
     }
-    return await runPoint(ctx, point);
+    return await interruptible(opts, () => runPoint(ctx, point));
   } finally {
     ctx.dispose();
   }

@@ -18,6 +18,9 @@ import { calibrateSweep } from './calibrate.ts';
 import { runPoint } from './point.ts';
 import { sweepPoints } from './points.ts';
 import { assembleSweepReport } from './assemble.ts';
+import { readStoredPoint } from './point.ts';
+import { EvaluationInterrupted } from '../eval/mmlu/evaluate.ts';
+import { PplInterrupted } from '../eval/ppl/evaluate.ts';
 
 export interface SweepOptions extends PipelineOptions {
   model: string;
@@ -65,6 +68,27 @@ export interface SweepPoint {
   seconds: number;
 }
 
+/** Thrown when the sweep's signal aborts it; every finished point (and subject) is saved, and rerunning resumes. */
+export class SweepInterrupted extends Error {
+  constructor(readonly pointsDone: number, readonly pointsTotal: number) {
+    super(`sweep interrupted with ${pointsDone} of ${pointsTotal} points done`);
+    this.name = 'SweepInterrupted';
+  }
+}
+
+/** Runs `step`, turning an interrupted evaluation (or an abort between points) into SweepInterrupted. */
+export async function interruptible<T>(opts: SweepOptions, step: () => Promise<T>): Promise<T> {
+  const points = sweepPoints(opts.methods, opts.remove);
+  const stopped = () => new SweepInterrupted(points.filter((p) => readStoredPoint(opts.out, p)).length, points.length);
+  if (opts.signal?.aborted) throw stopped();
+  try {
+    return await step();
+  } catch (e) {
+    if (e instanceof EvaluationInterrupted || e instanceof PplInterrupted) throw stopped();
+    throw e;
+  }
+}
+
 /**
  * Runs (or resumes) a sweep in this process and writes results.csv/json, the charts, summary.md and
  * run.json: the calibration step, every point, then the report from what is on disk.
@@ -74,7 +98,7 @@ export async function runSweep(opts: SweepOptions): Promise<SweepPoint[]> {
   const ctx = await openSweep(opts);
   try {
     const analysis = await calibrateSweep(ctx);
-    for (const p of sweepPoints(opts.methods, opts.remove)) await runPoint(ctx, p);
+    for (const p of sweepPoints(opts.methods, opts.remove)) await interruptible(opts, () => runPoint(ctx, p));
     return await assembleSweepReport(opts, { seconds: { total: (Date.now() - started) / 1000, ...(analysis ? { analysis } : {}) } });
   } finally {
     ctx.dispose();

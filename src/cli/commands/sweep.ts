@@ -1,7 +1,7 @@
 import type { Argv, CommandModule } from 'yargs';
 import { readFileSync } from 'node:fs';
-import { type ArgsOf, type GlobalArgs, claimOutput, forceOption, logger, setup } from '../common.ts';
-import { runSweep, type SweepOptions } from '../../sweep/sweep.ts';
+import { type ArgsOf, type GlobalArgs, claimOutput, forceOption, interruptOnSignals, logger, setup } from '../common.ts';
+import { SweepInterrupted, runSweep, type SweepOptions } from '../../sweep/sweep.ts';
 import { listSweepPoints, runSweepPoint } from '../../sweep/single.ts';
 import { assembleSweepReport } from '../../sweep/assemble.ts';
 import { runQueuedSweep } from '../../queue/sweep.ts';
@@ -61,18 +61,30 @@ export const sweepCommand: CommandModule<GlobalArgs, Args> = {
     const release = shared ? () => {} : claimOutput(a.out, 'sweep', 'sweep', a.force, [a.model]);
     const backend = await setup(a);
     opts.runInfo = { backend: backend.description, argv: process.argv.slice(2) };
-    if (a.point !== undefined) {
-      const row = await runSweepPoint(opts, String(a.point));
-      if (a.json) process.stdout.write(JSON.stringify(row) + '\n');
-      else if (row) process.stdout.write(`${a.point}: MMLU ${(100 * row.mmlu).toFixed(2)}% (${row.layers} layers) in ${a.out}\n`);
-      return;
+    // Ctrl-C: stop after the current MMLU batch; finished points and subjects stay saved (a queued sweep only waits, so it just stops).
+    const stop = interruptOnSignals(opts.log ?? (() => {}), 'batch');
+    opts.signal = stop.signal;
+    try {
+      if (a.point !== undefined) {
+        const row = await runSweepPoint(opts, String(a.point));
+        if (a.json) process.stdout.write(JSON.stringify(row) + '\n');
+        else if (row) process.stdout.write(`${a.point}: MMLU ${(100 * row.mmlu).toFixed(2)}% (${row.layers} layers) in ${a.out}\n`);
+        return;
+      }
+      const points = a.report ? await assembleSweepReport(opts)
+        : a.queue !== undefined ? await runQueuedSweep(opts, { url: a.queue, name: a['queue-name'], attempts: a.attempts })
+        : await runSweep(opts);
+      if (a.json) process.stdout.write(JSON.stringify(points) + '\n');
+      else process.stdout.write(readFileSync(`${a.out}/summary.md`, 'utf8'));
+    } catch (e) {
+      if (!(e instanceof SweepInterrupted)) throw e;
+      process.stderr.write(`mka: interrupted; ${e.pointsDone} of ${e.pointsTotal} points (and the finished subjects of the next) are saved in ${a.out}: run the same command again to resume\n`);
+      release();
+      process.exit(130);
+    } finally {
+      release();
+      stop.dispose();
     }
-    const points = a.report ? await assembleSweepReport(opts)
-      : a.queue !== undefined ? await runQueuedSweep(opts, { url: a.queue, name: a['queue-name'], attempts: a.attempts })
-      : await runSweep(opts);
-    release();
-    if (a.json) process.stdout.write(JSON.stringify(points) + '\n');
-    else process.stdout.write(readFileSync(`${a.out}/summary.md`, 'utf8'));
   },
 };
 

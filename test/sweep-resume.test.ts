@@ -1,0 +1,75 @@
+/**
+ * A sweep stopped by its signal (Ctrl-C in the CLI) keeps its finished points and resumes without
+ * recalibrating to the uninterrupted run's results; the original is evaluated once (no reference
+ * model); a sweep that cannot fit in memory stops before writing anything.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { initBackend } from '../src/runtime/backend.ts';
+import { runSweep, SweepInterrupted, type SweepOptions } from '../src/sweep/sweep.ts';
+import { RESULT_COLUMNS } from '../src/sweep/report.ts';
+import { ensureBenchmark } from '../src/demo/benchmark.ts';
+import { UserError } from '../src/runtime/errors.ts';
+
+const root = mkdtempSync(join(tmpdir(), 'mka-sweep-resume-'));
+const DATA = join(root, 'demo-mmlu');
+await ensureBenchmark(DATA);
+
+const options = (out: string): SweepOptions => ({
+  model: 'models/demo', data: DATA, methods: ['reverse', 'shortgpt'], remove: [0, 1, 2], ntrain: 5, limit: 3,
+  evalSubjects: ['demo_arithmetic', 'demo_facts'], perSubject: 4, out, quiet: true,
+});
+
+/** results.csv without its seconds column. */
+function results(dir: string): string {
+  const i = RESULT_COLUMNS.indexOf('seconds');
+  return readFileSync(join(dir, 'results.csv'), 'utf8').trim().split('\n').map((l) => l.split(',').filter((_, k) => k !== i).join(',')).join('\n');
+}
+
+const runJson = (dir: string) => JSON.parse(readFileSync(join(dir, 'run.json'), 'utf8'));
+
+test('an interrupted sweep keeps its finished points and resumes, without recalibrating, to the uninterrupted results', async () => {
+  await initBackend('wasm');
+  const full = join(root, 'full');
+  await runSweep(options(full));
+  assert.ok(runJson(full).seconds.analysis > 0, 'the first run calibrates');
+  const original = JSON.parse(readFileSync(join(full, 'points', 'original.json'), 'utf8'));
+  assert.equal(original.summary.overall.agreement, null, 'the original is evaluated without itself as reference model');
+  assert.equal(original.agreement, 1);
+  assert.equal(original.kl, 0);
+
+  const cut = join(root, 'cut');
+  const stop = new AbortController();
+  // stop as soon as the original's point is saved: during the next point's evaluation
+  const watch = setInterval(() => {
+    if (existsSync(join(cut, 'points', 'original.json'))) stop.abort();
+  }, 2);
+  try {
+    await assert.rejects(runSweep({ ...options(cut), signal: stop.signal }), (e: unknown) => {
+      assert.ok(e instanceof SweepInterrupted, String(e));
+      assert.ok(e.pointsDone >= 1 && e.pointsDone < e.pointsTotal, `${e.pointsDone} of ${e.pointsTotal} points done`);
+      return true;
+    });
+  } finally {
+    clearInterval(watch);
+  }
+  assert.ok(!existsSync(join(cut, 'results.csv')));
+  await runSweep(options(cut));
+  assert.equal(runJson(cut).seconds.analysis, undefined, 'the resumed run read the stored plans instead of recalibrating');
+  assert.equal(results(cut), results(full));
+});
+
+test('a sweep that cannot fit in memory stops with one line before writing anything', async () => {
+  await initBackend('wasm');
+  const out = join(root, 'too-big');
+  process.env.MKA_MEMORY_LIMIT = '50M';
+  try {
+    await assert.rejects(runSweep(options(out)), (e: unknown) => e instanceof UserError && /^sweep needs .* but 0\.1 GB is available/.test(e.message) && !e.message.includes('\n'));
+  } finally {
+    delete process.env.MKA_MEMORY_LIMIT;
+  }
+  assert.ok(!existsSync(out));
+});
