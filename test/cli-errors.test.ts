@@ -46,6 +46,7 @@ test('bad numbers, empty or repeated options, impossible combinations', async ()
     [[...compress, '--remove', '-1'], '--remove -1'],
     [[...compress, '--remove', '2', '--max-positions', '-5'], '--max-positions -5'],
     [[...compress, '--remove', '2', '--micro-batch', '0'], '--micro-batch 0'],
+    [[...compress, '--remove', '2', '--calib-subjects', '0'], '--calib-subjects 0'],
     [[...compress, '--remove', '2', '--subjects', '0'], '--subjects 0'],
     [[...compress, '--remove', '2', '--sigma', '0'], '--sigma 0'],
     [[...compress, '--remove', '2', '--alpha', '2'], '--alpha 2'],

@@ -84,15 +84,18 @@ test('a plan replayed from merge.json (or YAML) gives the recorded run\'s safete
   refused(() => readPlanFile(badYaml, M), badYaml, 'not valid YAML');
 });
 
-test('compress --plan refuses the options that make a plan, before any work', async () => {
+test('compress --plan refuses the options that make a plan, before any work; --subjects for calibration is a deprecated --calib-subjects', async () => {
   const outOf = (name: string) => join(root, `refused-${name}`);
   const results = await runAllCli([
     ['compress', '--model', DEMO, '--plan', 'no-such-plan.json', '--remove', '2', '--out', outOf('remove')],
     ['compress', '--model', DEMO, '--plan', 'no-such-plan.json', '--method', 'reverse', '--data', 'models', '--out', outOf('method')],
     ['compress', '--model', DEMO, '--out', outOf('none')],
+    ['compress', '--model', DEMO, '--method', 'reverse', '--remove', '1', '--subjects', '2', '--out', join(root, 'deprecated')],
   ]);
   assertUserError(results[0], '--plan', '--remove');
   assertUserError(results[1], '--plan', '--method', '--data');
   assertUserError(results[2], '--remove', '--plan');
+  assert.equal(results[3].status, 0, results[3].stderr);
+  assert.match(results[3].stderr, /^mka: --subjects is deprecated here \(it counts calibration subjects\); use --calib-subjects$/m);
   for (const name of ['remove', 'method', 'none']) assert.ok(!existsSync(outOf(name)), `nothing written for ${name}`);
 });

@@ -141,7 +141,7 @@ export async function main(argv: string[]): Promise<void> {
   const L = config.num_hidden_layers;
   const remove = a.remove ?? (L >= 32 ? 8 : Math.max(1, Math.floor(L / 4)));
   const common = [...(a.backend ? ['--backend', a.backend] : [])];
-  const calib = [...(a['calib-subjects'] ? ['--subjects', String(a['calib-subjects'])] : [])];
+  const calib = [...(a['calib-subjects'] ? ['--calib-subjects', String(a['calib-subjects'])] : [])];
   const out = (name: string) => join(work, `out-${name}`);
   const results: StepResult[] = [];
   log(`machine: ${availableParallelism()} cores, ${gb(totalmem())} RAM, ${gb(freemem())} available; model ${model} (${L} layers, hidden ${config.hidden_size}, vocab ${config.vocab_size})`);

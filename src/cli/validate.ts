@@ -29,6 +29,7 @@ const NUMBER_RULES: Record<string, NumberRule> = {
   'batch-size': { integer: true, min: 1 },
   'per-subject': { integer: true, min: 1 },
   subjects: { integer: true, min: 1 },
+  'calib-subjects': { integer: true, min: 1 },
   seed: { integer: true, min: 0 },
   ntrain: { integer: true, min: 0 },
   limit: { integer: true, min: 1 },

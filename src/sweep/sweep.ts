@@ -1,16 +1,18 @@
 /**
  * The paper's experiment in one call: MMLU accuracy of every method at every removal count.
  *
- * The uncompressed model is evaluated once. Calibration runs once for the whole sweep (every method
- * that needs it shares the same prompts and pass) and the similarity matrix is computed once; each
- * method then plans every count from them (calibrate.ts). Compressed models are built in memory from
- * the plan (the same tensors `mka compress` writes) and evaluated with the original as reference
- * model (point.ts); the report is assembled from the finished points on disk (assemble.ts).
+ * It runs the compression pipeline of `mka compress` (src/pipeline/plan.ts) for all of its points at
+ * once: one calibration pass and one similarity matrix shared by every method, from which each
+ * method plans every count (calibrate.ts). Compressed models are built in memory from the plan (the
+ * same tensors `mka compress` writes) and evaluated with the original as reference model (point.ts);
+ * the uncompressed model is evaluated once, without a reference. The report is assembled from the
+ * finished points on disk (assemble.ts).
  *
  * Resumable: plans are saved in `OUT/plans/`, each finished point in `OUT/points/`, each evaluation
- * keeps its own resumable results directory in `OUT/eval/`, and the analysis in `OUT/analysis.json`;
- * a rerun of the same command skips what is done. The same steps run one point at a time
- * (`--point`) or as queue jobs on many machines (src/queue/).
+ * keeps its own resumable results directory in `OUT/eval/`; a rerun of the same command skips what is
+ * done and, its plans being stored, does not calibrate again (analysis.json, the similarity report,
+ * is read back only for the report: points added later recalibrate). The same steps run one point
+ * at a time (`--point`) or as queue jobs on many machines (src/queue/).
  */
 import type { PipelineOptions } from '../pipeline/plan.ts';
 import { openSweep } from './context.ts';
