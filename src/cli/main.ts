@@ -80,7 +80,7 @@ export async function main(argv: string[]): Promise<void> {
       process.exit(1);
     });
   if (config !== undefined) y = y.config(loadConfigFile(config));
-  for (const c of COMMANDS) y = y.command(c as never);
+  for (const c of COMMANDS) y = c.register(y);
   await y.parseAsync();
 }
 

@@ -6,24 +6,30 @@
  * they equal the module's own.
  */
 import type { Argv, CommandModule } from 'yargs';
-
-type Loader = () => Promise<CommandModule<any, any>>;
+import type { GlobalArgs } from '../common.ts';
 
 /** A command registered by name and description whose module is loaded on first use. */
-export interface LazyCommand extends CommandModule<any, any> {
+export interface LazyCommand {
   command: string;
   describe: string;
-  load: Loader;
+  /** The command's module. */
+  load(): Promise<{ command?: string | readonly string[]; describe?: string | false }>;
+  /** Registers the command on `y`; its module is imported when the command runs or shows its help. */
+  register<T extends GlobalArgs>(y: Argv<T>): Argv<T>;
 }
 
-function lazy(command: string, describe: string, load: Loader): LazyCommand {
+function lazy<U>(command: string, describe: string, load: () => Promise<CommandModule<GlobalArgs, U>>): LazyCommand {
   return {
     command, describe, load,
-    builder: async (y: Argv<any>) => {
-      const { builder } = await load();
-      return typeof builder === 'function' ? builder(y) : y.options(builder ?? {});
-    },
-    handler: async (a) => (await load()).handler(a),
+    register: <T extends GlobalArgs>(y: Argv<T>) => y.command<U>({
+      command, describe,
+      builder: async (yy) => {
+        const { builder } = await load();
+        if (typeof builder !== 'function') throw new Error(`${command}: a command's builder must be a function`);
+        return builder(yy);
+      },
+      handler: async (a) => (await load()).handler(a),
+    }),
   };
 }
 
