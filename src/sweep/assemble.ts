@@ -43,7 +43,7 @@ export async function assembleSweepReport(opts: SweepOptions, run: { seconds?: R
     out: opts.out, base: rowOf(base), baseSummary: base.summary, points, analysis, chosen: opts.chosen,
     pointSummary: (method, removed) => (removed === 0 ? base.summary : readStoredPoint(opts.out, { method, removed })?.summary ?? null),
     run: {
-      command: 'sweep', options: { ...opts, log: undefined }, versions: { mka: readPackageVersion(), tfjs: tf.version_core, node: process.version },
+      command: 'sweep', options: { ...opts, log: undefined, signal: undefined }, versions: { mka: readPackageVersion(), tfjs: tf.version_core, node: process.version },
       backend: tf.getBackend(), seed: opts.seed ?? 1, seconds: run.seconds ?? {}, ...opts.runInfo,
     },
   });
