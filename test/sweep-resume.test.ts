@@ -5,7 +5,8 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { initBackend } from '../src/runtime/backend.ts';
@@ -60,6 +61,23 @@ test('an interrupted sweep keeps its finished points and resumes, without recali
   await runSweep(options(cut));
   assert.equal(runJson(cut).seconds.analysis, undefined, 'the resumed run read the stored plans instead of recalibrating');
   assert.equal(results(cut), results(full));
+});
+
+test('mka sweep stops on Ctrl-C after the current batch: exit 130, finished points kept, lock released', async () => {
+  const out = join(root, 'ctrl-c');
+  const child = spawn(process.execPath, ['bin/mka.mjs', 'sweep', '--model', 'models/demo', '--data', DATA, '--methods', 'reverse,shortgpt', '--remove', '0,1,2',
+    '--limit', '20', '--eval-subjects', 'demo_arithmetic,demo_facts', '--per-subject', '4', '--out', out, '--backend', 'wasm', '--quiet'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d) => (stderr += d));
+  const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+  const started = Date.now();
+  while (!existsSync(join(out, 'points', 'original.json')) && child.exitCode === null && Date.now() - started < 120_000) await new Promise((r) => setTimeout(r, 20));
+  child.kill('SIGINT');
+  assert.equal(await exited, 130, stderr);
+  assert.match(stderr, /^mka: interrupted; [1-4] of 5 points .* are saved in .*: run the same command again to resume$/m);
+  assert.ok(!existsSync(join(out, 'results.csv')), 'the sweep stopped before its report');
+  assert.ok(readdirSync(join(out, 'points')).includes('original.json'));
+  assert.ok(!readdirSync(root).some((f) => f.includes('mka-lock')), 'the lock is released');
 });
 
 test('a sweep that cannot fit in memory stops with one line before writing anything', async () => {
