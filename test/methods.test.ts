@@ -20,7 +20,7 @@ import { calibrationPrompts } from '../src/pipeline/analyse.ts';
 import { getMethod } from '../src/compress/methods/registry.ts';
 import { mka } from '../src/compress/methods/mka.ts';
 import type { MethodContext } from '../src/compress/methods/method.ts';
-import { DEFAULT_SIMILARITY, type SimilarityResult } from '../src/compress/similarity/index.ts';
+import { DEFAULT_SIMILARITY } from '../src/compress/similarity/index.ts';
 import { identityPlan, mergeStep, planSource, type CompressionPlan } from '../src/compress/plan.ts';
 import { modelSource } from '../src/export/source.ts';
 import { loadTokenizer } from '../src/tokenizer/tokenizer.ts';
@@ -58,7 +58,7 @@ function constructedModel() {
 const prompts = Array.from({ length: 8 }, (_, p) => Array.from({ length: 5 + p }, (_, t) => (1 + 7 * t + 11 * p) % 64));
 
 function context(cal: ReturnType<typeof calibrate>, extra: Partial<MethodContext> = {}): MethodContext {
-  return { config: cfg, calibration: cal, similarityOptions: DEFAULT_SIMILARITY, log: () => {}, ...extra };
+  return { config: cfg, calibration: cal, blockInfluence: cal?.blockInfluence, similarityOptions: DEFAULT_SIMILARITY, log: () => {}, ...extra };
 }
 
 /** Original layers a pruning plan keeps. */
@@ -176,9 +176,6 @@ test('mka --blend-norms: RMSNorm weights are blended with the same λ; without i
   assert.deepEqual(got.get('model.norm.weight'), orig.get('model.norm.weight'));
 });
 
-/** A similarity result holding only the matrix the adjacent strategy reads. */
-const simOf = (npib: number[][]) => ({ npib } as unknown as SimilarityResult);
-
 test('mka --strategy adjacent: merges the most similar adjacent pair, recalibrates, λ from the current matrix', async () => {
   const S0 = [
     [3, 1, 0.5, 0.2],
@@ -193,11 +190,11 @@ test('mka --strategy adjacent: merges the most similar adjacent pair, recalibrat
   ];
   const seen: CompressionPlan[] = [];
   const ctx: MethodContext = {
-    config: { ...cfg, num_hidden_layers: 4 }, similarity: simOf(S0), similarityOptions: DEFAULT_SIMILARITY,
+    config: { ...cfg, num_hidden_layers: 4 }, npib: S0, similarityOptions: DEFAULT_SIMILARITY,
     log: () => {},
     recalibrate: async (plan) => {
       seen.push(plan);
-      return { calibration: null as never, similarity: simOf(S1) };
+      return { npib: S1 };
     },
   };
   const plan = await mka.plan(ctx, 2, { strategy: 'adjacent', blendNorms: false });

@@ -14,6 +14,8 @@ import { runSweep, SweepInterrupted, type SweepOptions } from '../src/sweep/swee
 import { RESULT_COLUMNS } from '../src/sweep/report.ts';
 import { ensureBenchmark } from '../src/demo/benchmark.ts';
 import { UserError } from '../src/runtime/errors.ts';
+import { openSweep } from '../src/sweep/context.ts';
+import { calibrateSweep } from '../src/sweep/calibrate.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'mka-sweep-resume-'));
 const DATA = join(root, 'demo-mmlu');
@@ -61,6 +63,31 @@ test('an interrupted sweep keeps its finished points and resumes, without recali
   await runSweep(options(cut));
   assert.equal(runJson(cut).seconds.analysis, undefined, 'the resumed run read the stored plans instead of recalibrating');
   assert.equal(results(cut), results(full));
+});
+
+test('points added to a sweep are planned from analysis.json, without a calibration pass, as a fresh calibration plans them', async () => {
+  await initBackend('wasm');
+  /** Runs only the sweep's calibration step; returns its log. */
+  const calibrateOnly = async (opts: SweepOptions): Promise<string[]> => {
+    const logs: string[] = [];
+    const ctx = await openSweep({ ...opts, log: (m) => logs.push(m) });
+    try {
+      await calibrateSweep(ctx);
+    } finally {
+      ctx.dispose();
+    }
+    return logs;
+  };
+  const grown = join(root, 'grown'), fresh = join(root, 'fresh');
+  const sweep = (out: string, remove: number[]): SweepOptions => ({ ...options(out), methods: ['mka', 'shortgpt'], remove });
+  await calibrateOnly(sweep(grown, [0, 1]));
+  assert.ok(!existsSync(join(grown, 'plans', 'mka-2.json')));
+  const logs = await calibrateOnly(sweep(grown, [0, 1, 2]));
+  assert.ok(logs.some((l) => /^sweep: 2 new points planned from .*analysis\.json \(no calibration pass\)$/.test(l)), logs.join('\n'));
+  await calibrateOnly(sweep(fresh, [0, 1, 2]));
+  for (const f of ['mka-1.json', 'mka-2.json', 'shortgpt-1.json', 'shortgpt-2.json']) {
+    assert.equal(readFileSync(join(grown, 'plans', f), 'utf8'), readFileSync(join(fresh, 'plans', f), 'utf8'), f);
+  }
 });
 
 test('mka sweep stops on Ctrl-C after the current batch: exit 130, finished points kept, lock released', async () => {

@@ -20,7 +20,7 @@ import { calibrationWorkload, checkModelFits } from '../runtime/memory-estimate.
 import { loadTokenizer, type Tokenizer } from '../tokenizer/tokenizer.ts';
 import { UserError } from '../runtime/errors.ts';
 import { DEFAULT_SIMILARITY } from '../compress/similarity/index.ts';
-import { getMethod, planWith, type MethodParameters } from '../compress/methods/registry.ts';
+import { getMethod, parametersOf, planWith, type MethodParameters } from '../compress/methods/registry.ts';
 import { protocolSettings } from '../compress/methods/protocol.ts';
 import type { MethodContext } from '../compress/methods/method.ts';
 import { materialize, planSource, type CompressionPlan } from '../compress/plan.ts';
@@ -69,7 +69,8 @@ export function methodContext(model: LlamaModel | { config: LlamaConfig }, analy
   return {
     config: model.config,
     calibration: analysis?.calibration,
-    similarity: analysis?.similarity,
+    blockInfluence: analysis?.calibration.blockInfluence,
+    npib: analysis?.similarity?.npib,
     similarityOptions,
     biases: protocolSettings(opts.protocol).biases,
     log,
@@ -81,8 +82,7 @@ export function methodContext(model: LlamaModel | { config: LlamaConfig }, analy
         if (scratch) await writePlan(model.dir!, plan, join(scratch, 'model'), {});
         const merged = scratch ? loadModel(join(scratch, 'model'), { streaming: true }) : materialize(planSource(modelSource(model), plan));
         try {
-          const a = analyzeIds(merged, ids, labels, { ...opts, withSimilarity: true });
-          return { calibration: a.calibration, similarity: a.similarity! };
+          return { npib: analyzeIds(merged, ids, labels, { ...opts, withSimilarity: true }).similarity!.npib };
         } finally {
           disposeModel(merged);
         }
@@ -134,4 +134,30 @@ export async function planTargets(input: PipelineInput, targets: readonly PlanTa
   } finally {
     if (!input.model) disposeModel(model);
   }
+}
+
+/** What a stored analysis (a sweep's analysis.json) holds for planning. */
+export interface StoredAnalysis {
+  /** Calibration prompts it was computed from. */
+  samples: number;
+  npib: (number | null)[][];
+  blockInfluence: number[];
+}
+
+/**
+ * Plans the targets from a stored analysis instead of a calibration pass, or returns null when some
+ * target's method needs more than it holds (the calibration's hidden states, or the model). The
+ * similarity options are those the stored analysis was computed with (the same options, the same prompt count).
+ */
+export async function planFromStored(config: LlamaConfig, targets: readonly PlanTarget[], stored: StoredAnalysis, opts: PipelineOptions): Promise<CompressionPlan[] | null> {
+  const methods = targets.map((t) => getMethod(t.method));
+  if (!methods.every((m) => m.plansFromSummary(parametersOf(m, opts.params)))) return null;
+  for (const t of targets) checkRemove(t.removed, config.num_hidden_layers);
+  const ctx: MethodContext = {
+    config, npib: stored.npib, blockInfluence: stored.blockInfluence, similarityOptions: similarityOptionsFor(stored.samples, opts),
+    biases: protocolSettings(opts.protocol).biases, log: opts.log ?? (() => {}),
+  };
+  const plans: CompressionPlan[] = [];
+  for (const [i, m] of methods.entries()) plans.push(await planWith(m, ctx, targets[i].removed, opts.params));
+  return plans;
 }

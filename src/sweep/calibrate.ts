@@ -2,13 +2,15 @@
  * The sweep's one calibration: a single calibration pass (and similarity matrix) of the original model
  * shared by every method, from which each method plans each removal count. The plans are written to
  * plans/METHOD-K.json and the similarity report to analysis.json, so that points computed later, in
- * other processes or on other machines, all use the same plans.
+ * other processes or on other machines, all use the same plans. Points added to the sweep later are
+ * planned from analysis.json without a calibration pass when their methods need only what it holds.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { similarityJson } from '../compress/compress.ts';
 import { getMethod } from '../compress/methods/registry.ts';
-import { planTargets } from '../pipeline/plan.ts';
+import { planFromStored, planTargets, type StoredAnalysis } from '../pipeline/plan.ts';
+import { readJsonObject } from '../io/read.ts';
 import type { CompressionPlan } from '../compress/plan.ts';
 import { atomicWriteText } from '../io/atomic.ts';
 import type { SweepContext } from './context.ts';
@@ -39,6 +41,14 @@ export async function calibrateSweep(ctx: SweepContext): Promise<number> {
   const analyse = needSim && !existsSync(analysisPath);
   if (!todo.length && !analyse) return 0;
   const t0 = performance.now();
+  // Points added to a sweep (a new count or method) are planned from analysis.json when it holds all their methods need.
+  const stored = analyse ? null : storedAnalysis(analysisPath);
+  const fromStored = stored && await planFromStored(original.config, todo, stored, opts);
+  if (fromStored) {
+    todo.forEach((p, i) => atomicWriteText(planFile(opts.out, p), JSON.stringify(fromStored[i]) + '\n'));
+    opts.log?.(`sweep: ${todo.length} new point${todo.length > 1 ? 's' : ''} planned from ${analysisPath} (no calibration pass)`);
+    return (performance.now() - t0) / 1000;
+  }
   const planned = await planTargets({ dir: opts.model, model: original, tokenizer, command: 'sweep' }, todo, { ...opts, withSimilarity: needSim, analyse });
   const a = planned.analysis;
   if (a?.similarity) {
@@ -49,6 +59,16 @@ export async function calibrateSweep(ctx: SweepContext): Promise<number> {
   }
   todo.forEach((p, i) => atomicWriteText(planFile(opts.out, p), JSON.stringify(planned.plans[i]) + '\n'));
   return (performance.now() - t0) / 1000;
+}
+
+/** The planning inputs of analysis.json (written by calibrateSweep), or null when it is missing or lacks them. */
+function storedAnalysis(path: string): StoredAnalysis | null {
+  if (!existsSync(path)) return null;
+  const a = readJsonObject(path, 'sweep analysis');
+  const matrix = Array.isArray(a.npib) && a.npib.every((r) => Array.isArray(r) && r.every((v) => v === null || typeof v === 'number'));
+  const influence = Array.isArray(a.block_influence) && a.block_influence.every((v) => typeof v === 'number');
+  if (!matrix || !influence || !Number.isInteger(a.samples)) return null;
+  return { samples: a.samples as number, npib: a.npib as (number | null)[][], blockInfluence: a.block_influence as number[] };
 }
 
 /** The stored plan of a point, or null when the calibration step has not written it. */

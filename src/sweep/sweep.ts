@@ -10,9 +10,9 @@
  *
  * Resumable: plans are saved in `OUT/plans/`, each finished point in `OUT/points/`, each evaluation
  * keeps its own resumable results directory in `OUT/eval/`; a rerun of the same command skips what is
- * done and, its plans being stored, does not calibrate again (analysis.json, the similarity report,
- * is read back only for the report: points added later recalibrate). The same steps run one point
- * at a time (`--point`) or as queue jobs on many machines (src/queue/).
+ * done and, its plans being stored, does not calibrate again; points added later are planned from
+ * `OUT/analysis.json` when their methods need nothing else (calibrate.ts). The same steps run one
+ * point at a time (`--point`) or as queue jobs on many machines (src/queue/).
  */
 import type { PipelineOptions } from '../pipeline/plan.ts';
 import { openSweep } from './context.ts';

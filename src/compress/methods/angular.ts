@@ -29,6 +29,7 @@ export const angular: CompressionMethod = {
   needsCalibration: true,
   needsSimilarity: false,
   defaults: {},
+  plansFromSummary: () => false, // needs every prompt's last-token states
   async plan(ctx, remove) {
     const cal = ctx.calibration!;
     const L = ctx.config.num_hidden_layers;

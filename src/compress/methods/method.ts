@@ -7,19 +7,21 @@
 import type { LlamaConfig } from '../../model/config.ts';
 import type { Calibration } from '../calibration.ts';
 import type { CompressionPlan } from '../plan.ts';
-import type { SimilarityOptions, SimilarityResult } from '../similarity/index.ts';
+import type { SimilarityOptions } from '../similarity/index.ts';
 
 export interface MethodContext {
   config: LlamaConfig;
-  /** Calibration of the original model (present when the method needs it). */
+  /** Calibration of the original model (present when a method needs its hidden states: angular). */
   calibration?: Calibration;
-  /** Similarity of the original model's layers (present when the method needs it). */
-  similarity?: SimilarityResult;
+  /** Block influence of each layer (ShortGPT), from the calibration or a stored analysis. */
+  blockInfluence?: number[];
+  /** NPIB matrix of the original model's layers (MKA), from the similarity stage or a stored analysis. */
+  npib?: (number | null)[][];
   similarityOptions: SimilarityOptions;
   /** Biases of merged layers: blended with λ (default) or layer i's kept (the released code). */
   biases?: 'blend' | 'keep';
-  /** Recalibrates a partly compressed model and recomputes its similarity (for `adjacent`). */
-  recalibrate?: (plan: CompressionPlan) => Promise<{ calibration: Calibration; similarity: SimilarityResult }>;
+  /** Recalibrates a partly compressed model and recomputes its NPIB matrix (for `adjacent`). */
+  recalibrate?: (plan: CompressionPlan) => Promise<{ npib: (number | null)[][] }>;
   log: (msg: string) => void;
 }
 
@@ -30,6 +32,11 @@ export interface CompressionMethod<P extends object = object> {
   needsSimilarity: boolean;
   /** The method's own parameters and their defaults ({} for a method without any). */
   defaults: P;
+  /**
+   * Whether the method plans from the NPIB matrix and the block influence alone (what a sweep's
+   * analysis.json stores), without the calibration's hidden states or the model.
+   */
+  plansFromSummary(params: P): boolean;
   /** A plan that removes `remove` layers from the original model. */
   plan(ctx: MethodContext, remove: number, params: P): Promise<CompressionPlan>;
 }

@@ -29,6 +29,7 @@ export const mka: CompressionMethod<MkaParameters> = {
   needsCalibration: true,
   needsSimilarity: true,
   defaults: { strategy: 'last-pair', blendNorms: false },
+  plansFromSummary: (params) => params.strategy === 'last-pair', // adjacent recalibrates merged models
   async plan(ctx, remove, params) {
     const L = ctx.config.num_hidden_layers;
     let plan = identityPlan('mka', L);
@@ -36,7 +37,7 @@ export const mka: CompressionMethod<MkaParameters> = {
     plan.keepBiases = ctx.biases === 'keep';
     const beta = ctx.similarityOptions.beta;
     if (params.strategy === 'last-pair') {
-      const S = ctx.similarity!.npib;
+      const S = ctx.npib!;
       for (let s = 0; s < remove; s++) {
         const i = L - 2 - s, j = L - 1 - s;
         const lambda = fusionRatio(S, i, j, beta);
@@ -44,13 +45,12 @@ export const mka: CompressionMethod<MkaParameters> = {
         plan.steps[plan.steps.length - 1].note = `original layers ${i} <- ${j}..${L - 1}`;
       }
     } else {
-      let sim = ctx.similarity!;
+      let S = ctx.npib!;
       for (let s = 0; s < remove; s++) {
         if (s > 0) {
           if (!ctx.recalibrate) throw new Error('mka adjacent: no recalibration available');
-          sim = (await ctx.recalibrate(plan)).similarity;
+          S = (await ctx.recalibrate(plan)).npib;
         }
-        const S = sim.npib;
         let best = -1, bestScore = -Infinity;
         for (let i = 0; i + 1 < S.length; i++) {
           const v = S[i][i + 1];

@@ -8,6 +8,7 @@ export const reverse: CompressionMethod = {
   needsCalibration: false,
   needsSimilarity: false,
   defaults: {},
+  plansFromSummary: () => true,
   async plan(ctx, remove) {
     let plan = identityPlan('reverse', ctx.config.num_hidden_layers);
     for (let s = 0; s < remove; s++) plan = dropStep(plan, plan.layers.length - 1);

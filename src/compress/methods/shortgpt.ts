@@ -11,8 +11,9 @@ export const shortgpt: CompressionMethod = {
   needsCalibration: true,
   needsSimilarity: false,
   defaults: {},
+  plansFromSummary: () => true,
   async plan(ctx, remove) {
-    const bi = ctx.calibration!.blockInfluence;
+    const bi = ctx.blockInfluence!;
     const order = bi.map((v, i) => ({ v, i })).sort((a, b) => a.v - b.v || a.i - b.i).slice(0, remove);
     let plan = identityPlan('shortgpt', ctx.config.num_hidden_layers);
     // drop from the highest index down so the remaining indices stay valid
