@@ -92,8 +92,8 @@ export async function replayPlan(opts: { model: string; plan: string; out: strin
 export async function modelSimilarity(opts: AnalysisOptions & { model: string; streaming?: boolean }): Promise<Record<string, unknown>> {
   const tok = await loadTokenizer(opts.model);
   const { ids, labels } = calibrationPrompts(tok, opts);
-  similarityOptionsFor(ids.length, opts); // before the model is loaded
   checkModelFits('similarity', opts.model, calibrationWorkload(ids.map((r) => r.length), opts), { batch: { option: '--micro-batch', field: 'microBatch' } });
+  similarityOptionsFor(ids.length, opts); // before the model is loaded
   const model = loadModel(opts.model, { streaming: opts.streaming });
   try {
     const a = analyzeIds(model, ids, labels, { ...opts, withSimilarity: true });

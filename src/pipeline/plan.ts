@@ -122,8 +122,8 @@ export async function planTargets(input: PipelineInput, targets: readonly PlanTa
   const withSimilarity = opts.withSimilarity ?? methods.some((m, i) => m.needsSimilarity && active(i));
   const tokenizer = input.tokenizer ?? await loadTokenizer(input.dir);
   const { ids, labels, perSubject } = calibrationPrompts(tokenizer, opts);
-  if (withSimilarity) similarityOptionsFor(ids.length, opts); // before any model is loaded
   if (!input.model) checkModelFits(input.command, input.dir, calibrationWorkload(ids.map((r) => r.length), opts), { batch: { option: '--micro-batch', field: 'microBatch' } });
+  if (withSimilarity) similarityOptionsFor(ids.length, opts); // before any model is loaded
   const model = input.model ?? loadModel(input.dir, { streaming: opts.streaming });
   try {
     const analysis = analyzeIds(model, ids, labels, { ...opts, withSimilarity });
