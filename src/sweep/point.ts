@@ -12,6 +12,8 @@ import { evaluatePerplexity } from '../eval/ppl/evaluate.ts';
 import { disposeModel, type LlamaModel } from '../model/model.ts';
 import { evaluateMmlu } from '../eval/mmlu/evaluate.ts';
 import type { MmluSummary } from '../eval/mmlu/results.ts';
+import { scoringTokenizer } from '../eval/mmlu/plan.ts';
+import { protocolSettings } from '../compress/methods/protocol.ts';
 import { writeCompressed } from '../compress/compress.ts';
 import { materialize, planSource, planSummary, type CompressionPlan } from '../compress/plan.ts';
 import { modelSource } from '../export/source.ts';
@@ -77,9 +79,10 @@ async function evaluatePoint(ctx: SweepContext, p: PointId, model: LlamaModel, s
   const { opts } = ctx;
   let bar: ReturnType<typeof progress> | null = null;
   const name = subjects?.length === 1 ? `${pointName(p)} ${subjects[0]}` : pointName(p);
+  const bos = protocolSettings(opts.protocol).scoringBos;
   const r = await evaluateMmlu({
-    model, tokenizer: ctx.tokenizer, data: ctx.data, ntrain: opts.ntrain, limit: opts.limit, batchSize: opts.batchSize,
-    subjects, referenceModel: ctx.original, out: evalDir(opts.out, p),
+    model, tokenizer: scoringTokenizer(ctx.tokenizer, bos), data: ctx.data, ntrain: opts.ntrain, limit: opts.limit, batchSize: opts.batchSize,
+    subjects, referenceModel: ctx.original, out: evalDir(opts.out, p), keyExtra: { bos },
     onProgress: (e) => {
       bar ??= progress(`eval ${name}`, e.questionsToRun, { unit: 'questions', quiet: opts.quiet });
       bar.tick(0, `(${e.subjectsDone}/${e.subjectsTotal} subjects)`);
