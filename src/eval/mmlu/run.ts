@@ -67,7 +67,8 @@ export async function runMmluEval(opts: RunMmluOptions): Promise<RunMmluResult> 
   const bos = opts.bos ?? true;
   const tokenizer = scoringTokenizer(await loadTokenizer(opts.model), bos);
   const data = loadMmlu(opts.data, { subjects: opts.subjects });
-  checkModelFits('eval mmlu', opts.model, mmluWorkload(opts), { batch: { option: '--batch-size', field: 'rows' } });
+  // Both models stay loaded (each subject runs on the model, then on the reference): both are counted.
+  checkModelFits('eval mmlu', opts.model, mmluWorkload(opts), { batch: { option: '--batch-size', field: 'rows' }, reference: opts.referenceModel });
   const loaded = loadModel(opts.model, { streaming: opts.streaming });
   let model: LlamaModel = loaded;
   if (quantize !== 'none') {
