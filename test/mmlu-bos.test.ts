@@ -5,7 +5,8 @@
  *   equal an independent forward() of tokenizer.encode(buildPrompt, { addBos: false });
  * - both score; summary.json, lm_eval_results.json and run-key.json record which; a resume never
  *   mixes the two, and a results directory written before the option existed still resumes;
- * - the CLI: --no-bos, --protocol released (no BOS) and --protocol released --bos.
+ * - the CLI: --no-bos, --protocol released (no BOS) and --protocol released --bos;
+ * - a sweep's points follow its --protocol.
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -24,6 +25,9 @@ import { answerTokenIds, planSubject, scoringTokenizer } from '../src/eval/mmlu/
 import { defaultMmluOut, runMmluEval } from '../src/eval/mmlu/run.ts';
 import { UserError } from '../src/runtime/errors.ts';
 import { ensureBenchmark } from '../src/demo/benchmark.ts';
+import { openSweep } from '../src/sweep/context.ts';
+import { runPoint } from '../src/sweep/point.ts';
+import { evalDir, pointFile } from '../src/sweep/points.ts';
 import { runAllCli } from './cli-run.ts';
 
 const TMP = mkdtempSync(join(tmpdir(), 'mka-mmlu-bos-'));
@@ -122,5 +126,21 @@ test('CLI: --no-bos and --protocol released score without BOS, --protocol releas
     assert.equal(r.status, 0, r.stderr);
     assert.equal(JSON.parse(r.stdout).bos, cases[i][1], r.args.join(' '));
     assert.equal(JSON.parse(readFileSync(join(outs[i], 'run-key.json'), 'utf8')).bos, cases[i][1]);
+  }
+});
+
+test('a sweep with --protocol released scores its points without BOS (and records it); the default with BOS', async () => {
+  for (const protocol of ['released', 'mka'] as const) {
+    const out = join(TMP, `sweep-${protocol}`);
+    const ctx = await openSweep({ model: MODEL, data: DATA, methods: ['reverse'], remove: [1], ntrain: 5, limit: 1, evalSubjects: [SUBJECT], out, protocol, quiet: true });
+    try {
+      await runPoint(ctx, { method: 'original', removed: 0 });
+    } finally {
+      ctx.dispose();
+    }
+    const want = protocol === 'mka';
+    const point = JSON.parse(readFileSync(pointFile(out, { method: 'original', removed: 0 }), 'utf8'));
+    assert.equal(point.summary.bos, want, protocol);
+    assert.equal(JSON.parse(readFileSync(join(evalDir(out, { method: 'original', removed: 0 }), 'run-key.json'), 'utf8')).bos, want);
   }
 });
