@@ -2,10 +2,11 @@
  * `mka forward`: by default the top-k next tokens of the last position only (no [T, vocab] logits);
  * `--logits last|all` adds logits rows, `--hidden-states` the HF hidden states. The top-k is checked
  * against a sort of the full logits row, the 'last' row against the 'all' path's last row.
+ * Commands that compute nothing with tfjs (export, info, convert-llama2c, serve) refuse --backend/--threads.
  */
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
@@ -13,7 +14,7 @@ import { initBackend } from '../src/runtime/backend.ts';
 import { runForward, topTokens } from '../src/model/run.ts';
 import { loadTokenizer } from '../src/tokenizer/tokenizer.ts';
 import { UserError } from '../src/runtime/errors.ts';
-import { runCli } from './cli-run.ts';
+import { assertUserError, runAllCli, runCli } from './cli-run.ts';
 
 const MODEL = 'models/demo';
 const TEXT = 'Question: What is 2 + 3?\nA. 4\nB. 5\nC. 6\nD. 7\nAnswer:';
@@ -81,5 +82,27 @@ test('CLI: stdout holds the top 10 only; --top-k and --logits; a model without a
     assert.equal(ids.top_k[0].token, undefined);
   } finally {
     rmSync(bare, { recursive: true, force: true });
+  }
+});
+
+test('commands that compute nothing with tfjs refuse --backend and --threads on the command line; a --config file may hold them', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'mka-nocompute-'));
+  try {
+    const config = join(dir, 'config.yaml');
+    writeFileSync(config, 'backend: wasm\nthreads: 1\n');
+    const cases = [
+      ['export', 'hf', '--model', MODEL, '--out', join(dir, 'hf'), '--backend', 'wasm'],
+      ['export', 'tfjs', '--model', MODEL, '--out', join(dir, 'tfjs'), '--threads=2'],
+      ['info', '--model', MODEL, '--backend=native'],
+    ];
+    const [hf, tfjs, info, ok] = await runAllCli([...cases, ['export', 'hf', '--model', MODEL, '--out', join(dir, 'hf'), '--config', config, '--quiet']]);
+    assertUserError(hf, '--backend', 'export hf computes nothing');
+    assertUserError(tfjs, '--threads', 'export tfjs computes nothing');
+    assertUserError(info, '--backend', 'info computes nothing');
+    assert.ok(!existsSync(join(dir, 'tfjs')), 'nothing written');
+    assert.equal(ok.status, 0, ok.stderr);
+    assert.ok(existsSync(join(dir, 'hf', 'model.safetensors')));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 });
