@@ -83,7 +83,7 @@ export interface MemoryEstimate {
   parts: { weights: number; reference: number; layer: number; reading: number; activations: number; cache: number; logits: number; runtime: number };
   /** Everything the process holds at its peak. */
   total: number;
-  /** What tfjs holds (weights, layer, activations, cache, logits): checked against the heap ceiling. */
+  /** What tfjs holds (weights, the reference's, layer, activations, cache, logits): checked against the heap ceiling. */
   tensors: number;
 }
 
