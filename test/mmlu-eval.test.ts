@@ -187,7 +187,7 @@ test('--dump-prompts writes buildPrompt for the kept examples; --dry-run runs no
 const files = (dir: string) => ({ csv: readFileSync(join(dir, 'mmlu.csv'), 'utf8'), summary: readFileSync(join(dir, 'summary.json'), 'utf8') });
 
 test('interrupted and resumed runs end with the bytes of an uninterrupted one; another run is refused', { skip: NO_SHARED }, async () => {
-  const common = { model, tokenizer, data, ntrain: 5, limit: 2, subjects: RESUME_SUBJECTS, keyExtra: { quantize: 'none' } };
+  const common = { model, tokenizer, data, ntrain: 5, limit: 2, subjects: RESUME_SUBJECTS, keyExtra: { quantize: 'none', bos: true } }; // as the CLI's defaults
   const whole = join(TMP, 'whole');
   await evaluateMmlu({ ...common, out: whole });
   const expected = files(whole);

@@ -1,18 +1,20 @@
 /**
  * The RAM estimate made before loading (src/runtime/memory-estimate.ts): its figures for the
  * Llama-3-8B shape against sums worked out by hand from the architecture, the option it suggests,
- * and the refusal through the CLI on a directory that holds only config.json and a tokenizer.
+ * and the refusal through the CLI on a directory that holds only config.json and a tokenizer (with a
+ * reference model for eval mmlu, whose weights are resident beside the model's).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseConfig } from '../src/model/config.ts';
-import { assertFits, availableMemory, backendProfile, calibrationWorkload, estimateMemory, mmluWorkload, RUNTIME_OVERHEAD, type FitRequest } from '../src/runtime/memory-estimate.ts';
+import { assertFits, availableMemory, backendProfile, calibrationWorkload, estimateMemory, estimateMemoryOfModels, mmluWorkload, RUNTIME_OVERHEAD, type FitRequest } from '../src/runtime/memory-estimate.ts';
 import { UserError } from '../src/runtime/errors.ts';
 import { PAPER_SHAPES } from '../scripts/make-paper-model.ts';
+import { ensureBenchmark } from '../src/demo/benchmark.ts';
 
 const llama3 = parseConfig(PAPER_SHAPES['llama3-8b']);
 const bf16 = () => 2;
@@ -95,6 +97,51 @@ test('mka similarity on an 8B config it cannot hold exits 1 with one line naming
     const lines = r.stderr.trim().split('\n');
     assert.equal(lines.length, 1, r.stderr);
     assert.match(lines[0], /similarity needs about 3\d\.\d GB of RAM .* but 12\.9 GB is available; rerun with --streaming \(about \d+\.\d GB\)/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('eval mmlu with a reference model counts both models\' weights, and the larger run of the two', () => {
+  const mmlu = mmluWorkload({ streaming: false });
+  const one = estimateMemory(llama3, bf16, cpu, mmlu);
+  const both = estimateMemoryOfModels({ config: llama3, stored: bf16 }, [{ config: llama3, stored: bf16 }], cpu, mmlu);
+  assert.equal(one.parts.reference, 0);
+  assert.equal(both.parts.reference, 4 * 8_030_261_248);
+  assert.equal(both.total, one.total + 4 * 8_030_261_248, 'the runs follow each other: activations, cache and logits once');
+  // A reference larger than the model (the uncompressed original of a 24-layer merge): its KV cache is the larger one.
+  const merged = { ...llama3, num_hidden_layers: 24 };
+  const m = estimateMemoryOfModels({ config: merged, stored: bf16 }, [{ config: llama3, stored: bf16 }], cpu, mmlu);
+  assert.equal(m.parts.cache, one.parts.cache);
+  assert.equal(m.parts.weights + m.parts.reference, estimateMemory(merged, bf16, cpu, mmlu).parts.weights + one.parts.weights);
+  // 40 GB holds one float32 8B model but not two: the check refuses and names the reference and --streaming.
+  const req = request({ command: 'eval mmlu', work: mmlu, batchOption: '--batch-size', batchField: 'rows', available: 40e9 });
+  assert.ok(assertFits(req));
+  assert.throws(() => assertFits({ ...req, others: [{ config: llama3, stored: bf16 }] }),
+    /eval mmlu needs about \d+\.\d GB of RAM \(weights 32\.1 GB, reference model 32\.1 GB, .*\) but 40\.0 GB is available; rerun with --streaming \(about \d+\.\d GB\)$/);
+});
+
+test('mka eval mmlu --reference-model on 8B configs it cannot hold together exits 1 naming the reference and --streaming', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'mka-scale-memory-'));
+  try {
+    for (const m of ['model', 'reference']) {
+      mkdirSync(join(dir, m));
+      writeFileSync(join(dir, m, 'config.json'), JSON.stringify(PAPER_SHAPES['llama3-8b']));
+      copyFileSync('models/demo/tokenizer.json', join(dir, m, 'tokenizer.json'));
+    }
+    await ensureBenchmark(join(dir, 'mmlu'));
+    const run = (...extra: string[]) => spawnSync(process.execPath, [
+      'bin/mka.mjs', 'eval', 'mmlu', '--model', join(dir, 'model'), '--data', join(dir, 'mmlu'), '--out', join(dir, 'out'), '--backend', 'cpu', '--quiet', ...extra,
+    ], { encoding: 'utf8', env: { ...process.env, MKA_MEMORY_LIMIT: '40G' } });
+    const r = run('--reference-model', join(dir, 'reference'));
+    assert.equal(r.status, 1, r.stderr);
+    const lines = r.stderr.trim().split('\n');
+    assert.equal(lines.length, 1, r.stderr);
+    assert.match(lines[0], /eval mmlu needs about \d+\.\d GB of RAM \(weights 32\.1 GB, reference model 32\.1 GB, .*\) but 42\.9 GB is available; rerun with --streaming/);
+    // Alone the model passes the check (and then fails on its missing weights).
+    const alone = run();
+    assert.equal(alone.status, 1);
+    assert.doesNotMatch(alone.stderr, /needs about/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

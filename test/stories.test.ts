@@ -38,7 +38,7 @@ test('stories260K: logits after BOS, greedy ids from BOS, and "Once upon a time"
   const out = JSON.parse(gen.stdout);
   assert.equal(out.input_ids[0], 1, 'BOS first');
   assert.ok(out.text.startsWith(', there was a little girl named Lily. She loved to play outside in the park.'), out.text);
-  const fwd = spawnSync(process.execPath, [cli, 'forward', '--model', dir, '--ids', '1,403', '--hidden-states', '--backend', 'wasm', '--quiet'], { encoding: 'utf8' });
+  const fwd = spawnSync(process.execPath, [cli, 'forward', '--model', dir, '--ids', '1,403', '--logits', 'all', '--hidden-states', '--backend', 'wasm', '--quiet'], { encoding: 'utf8' });
   assert.equal(fwd.status, 0, fwd.stderr);
   const f = JSON.parse(fwd.stdout);
   assert.equal(f.hidden_states.length, 6);

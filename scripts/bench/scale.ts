@@ -174,7 +174,7 @@ export async function main(argv: string[]): Promise<void> {
       output = out('forward70b.json');
       args = ['forward', '--model', m70, '--text', 'The capital of France is', '--out', output];
     }
-    const r = await measure(step, [...args, ...common], log);
+    const r = await measure(step, [...args, ...(step === 'export-tfjs' ? [] : common)], log); // export computes nothing with tfjs and refuses --backend
     results.push(r);
     log(`  ${step}: exit ${r.exitCode}, ${r.seconds.toFixed(1)} s, peak RSS ${gb(r.peakRss)}${r.error ? ` (${r.error})` : ''}`);
     if (!a.keep) rmSync(output, { recursive: true, force: true });

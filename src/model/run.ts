@@ -1,6 +1,8 @@
 /**
  * The library side of `mka info`, `mka forward` and `mka generate`: load, run, and shape the output.
  */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { loadModel, disposeModel } from './model.ts';
 import { forward } from './forward.ts';
 import { generate } from './generate.ts';
@@ -19,31 +21,107 @@ export function parseIds(s: string): number[] {
   return ids;
 }
 
+/** Which logits `mka forward` writes: none (the top-k only), the last position's, or every position's. */
+export const FORWARD_LOGITS = ['none', 'last', 'all'] as const;
+export type ForwardLogits = (typeof FORWARD_LOGITS)[number];
+
+/** One candidate next token: id, its text (when the model has a tokenizer), logit and softmax probability. */
+export interface TopToken {
+  id: number;
+  token?: string;
+  logit: number;
+  prob: number;
+}
+
+/**
+ * What `mka forward` writes. `top_k`: the k most likely next tokens after the last position, most
+ * likely first. `logits` (only when asked): one row of vocab_size logits per position listed in
+ * `logits_positions` (the last position, or every position 0..T-1 in order); `hidden_states` (when
+ * asked): [L+1][T][H], the embeddings then each decoder block's output (the last one after the final
+ * norm), as transformers' output_hidden_states.
+ */
 export interface ForwardJson {
   input_ids: number[];
-  logits: number[][];
+  top_k: TopToken[];
+  logits_positions?: number[];
+  logits?: number[][];
   hidden_states?: number[][][];
 }
 
-/** Runs one sequence (text through the model's tokenizer, or ids) and returns logits and hidden states. */
-export async function runForward(opts: { model: string; text?: string; ids?: number[]; hiddenStates?: boolean }): Promise<ForwardJson> {
+export interface RunForwardOptions {
+  model: string;
+  text?: string;
+  ids?: number[];
+  /** Logits to write (default 'none': only top_k). */
+  logits?: ForwardLogits;
+  /** Candidates in top_k (default 10). */
+  topK?: number;
+  hiddenStates?: boolean;
+}
+
+/** The k largest logits of `row` (ties: lower id first) with their softmax probabilities over the whole row. */
+export function topTokens(row: ArrayLike<number>, k: number): TopToken[] {
+  let max = -Infinity;
+  for (let i = 0; i < row.length; i++) max = Math.max(max, row[i]);
+  let sum = 0;
+  for (let i = 0; i < row.length; i++) sum += Math.exp(row[i] - max);
+  const best: number[] = [];
+  for (let i = 0; i < row.length; i++) {
+    if (best.length === k && row[i] <= row[best[k - 1]]) continue;
+    let j = best.length;
+    while (j > 0 && row[best[j - 1]] < row[i]) j--;
+    best.splice(j, 0, i);
+    if (best.length > k) best.pop();
+  }
+  return best.map((id) => ({ id, logit: row[id], prob: Math.exp(row[id] - max) / sum }));
+}
+
+/**
+ * Runs one sequence (text through the model's tokenizer, or ids) and returns the top-k next tokens,
+ * and the logits and hidden states asked for. Only the logits written are computed (plus the last
+ * position's for top_k), so a long prompt never holds [T, vocab] logits unless `logits: 'all'`.
+ */
+export async function runForward(opts: RunForwardOptions): Promise<ForwardJson> {
+  const topK = opts.topK ?? 10;
+  if (!Number.isInteger(topK) || topK < 1) throw new UserError(`--top-k ${topK}: must be a whole number, 1 or more`);
+  const logitsMode = opts.logits ?? 'none';
+  if (!(FORWARD_LOGITS as readonly string[]).includes(logitsMode)) throw new UserError(`--logits ${logitsMode}: must be one of ${FORWARD_LOGITS.join(', ')}`);
+  const tokenizer = opts.ids && !existsSync(join(opts.model, 'tokenizer.json')) ? null : await loadTokenizer(opts.model);
   let ids = opts.ids;
   if (!ids) {
     if (opts.text === undefined) throw new UserError('give --text or --ids');
-    ids = (await loadTokenizer(opts.model)).encode(opts.text);
+    ids = tokenizer!.encode(opts.text);
+    if (!ids.length) throw new UserError('--text encodes to no tokens and the tokenizer adds no BOS: give a non-empty --text');
   }
-  checkModelFits('forward', opts.model, sequenceWorkload(ids.length, 'all'), { streamable: false });
+  checkModelFits('forward', opts.model, sequenceWorkload(ids.length, logitsMode === 'all' ? 'all' : 'last'), { streamable: false });
   const model = loadModel(opts.model);
   try {
     if (ids.length > model.config.max_position_embeddings) {
       throw new UserError(`input has ${ids.length} tokens, more than max_position_embeddings (${model.config.max_position_embeddings})`);
     }
-    const r = forward(model, [ids], { hiddenStates: opts.hiddenStates });
-    const out: ForwardJson = { input_ids: ids, logits: (r.logits!.arraySync() as number[][][])[0] };
-    r.logits!.dispose();
+    const r = forward(model, [ids], { hiddenStates: opts.hiddenStates, logits: logitsMode === 'all' ? 'all' : 'last' });
+    const T = ids.length;
+    let rows: number[][];
+    try {
+      rows = logitsMode === 'all' ? (r.logits!.arraySync() as number[][][])[0] : (r.logits!.arraySync() as number[][]);
+    } finally {
+      r.logits!.dispose();
+    }
+    const top = topTokens(rows[rows.length - 1], Math.min(topK, model.config.vocab_size));
+    const out: ForwardJson = {
+      input_ids: ids,
+      top_k: tokenizer ? top.map((t) => ({ id: t.id, token: tokenizer.decode([t.id]), logit: t.logit, prob: t.prob })) : top,
+    };
+    if (logitsMode !== 'none') {
+      out.logits_positions = logitsMode === 'all' ? Array.from({ length: T }, (_, t) => t) : [T - 1];
+      out.logits = rows;
+    }
     if (r.hiddenStates) {
-      out.hidden_states = r.hiddenStates.map((h) => (h.arraySync() as number[][][])[0]);
-      r.hiddenStates.forEach((h) => h.dispose());
+      try {
+        out.hidden_states = r.hiddenStates.map((h) => (h.arraySync() as number[][][])[0]);
+      } finally {
+        r.hiddenStates.forEach((h) => h.dispose());
+      }
     }
     return out;
   } finally {

@@ -12,6 +12,8 @@
  *    a micro-batch the q/k/v/attention outputs, the MLP's three intermediate tensors and the attention
  *    scores and their softmax ([heads, T, S], or one block of them where attention is blocked);
  *  - the KV cache of a cached prefix (MMLU's 5-shot prefix), and the logits asked for;
+ *  - the resident weights of other models held at the same time and run one after another (eval
+ *    mmlu's --reference-model): their weights add up, the rest is the larger of the two runs';
  *  - a fixed runtime overhead (Node, tfjs, the tokenizer).
  * Everything tfjs holds lives in the wasm heap on the wasm backend, so there the tensor part is also
  * checked against the heap's 4 GiB ceiling. The figures are estimates (±20%), meant to tell a run
@@ -78,10 +80,10 @@ export interface Workload {
 
 export interface MemoryEstimate {
   /** Bytes by part. */
-  parts: { weights: number; layer: number; reading: number; activations: number; cache: number; logits: number; runtime: number };
+  parts: { weights: number; reference: number; layer: number; reading: number; activations: number; cache: number; logits: number; runtime: number };
   /** Everything the process holds at its peak. */
   total: number;
-  /** What tfjs holds (weights, layer, activations, cache, logits): checked against the heap ceiling. */
+  /** What tfjs holds (weights, the reference's, layer, activations, cache, logits): checked against the heap ceiling. */
   tensors: number;
 }
 
@@ -167,8 +169,33 @@ export function estimateMemory(config: LlamaConfig, stored: (name: string) => nu
   const logits = 4 * logitRows * V;
   const reading = largestRead;
   const tensors = weights + layer + activations + cache + logits;
-  const parts = { weights, layer, reading, activations, cache, logits, runtime: RUNTIME_OVERHEAD };
+  const parts = { weights, reference: 0, layer, reading, activations, cache, logits, runtime: RUNTIME_OVERHEAD };
   return { parts, total: tensors + reading + RUNTIME_OVERHEAD, tensors };
+}
+
+/** A model's shape and stored dtypes, as estimateMemory takes them. */
+export interface ModelShape {
+  config: LlamaConfig;
+  stored: (name: string) => number;
+}
+
+/**
+ * The peak of `work` run on `main` and then on each of `others`, all of them loaded together (eval
+ * mmlu with a reference model runs each subject on the model, then on the reference): every model's
+ * resident weights (the others' in `parts.reference`), plus the largest of the runs' streamed layer,
+ * read buffer, activations, KV cache and logits (one run's are freed before the next starts).
+ */
+export function estimateMemoryOfModels(main: ModelShape, others: readonly ModelShape[], profile: MemoryProfile, work: Workload): MemoryEstimate {
+  const first = estimateMemory(main.config, main.stored, profile, work);
+  if (others.length === 0) return first;
+  const all = [first, ...others.map((m) => estimateMemory(m.config, m.stored, profile, work))];
+  const most = (k: 'layer' | 'reading' | 'activations' | 'cache' | 'logits') => Math.max(...all.map((e) => e.parts[k]));
+  const parts = {
+    weights: first.parts.weights, reference: all.slice(1).reduce((n, e) => n + e.parts.weights, 0),
+    layer: most('layer'), reading: most('reading'), activations: most('activations'), cache: most('cache'), logits: most('logits'), runtime: RUNTIME_OVERHEAD,
+  };
+  const tensors = parts.weights + parts.reference + parts.layer + parts.activations + parts.cache + parts.logits;
+  return { parts, total: tensors + parts.reading + RUNTIME_OVERHEAD, tensors };
 }
 
 /** Bytes as "12.3 GB" (10^9, as `free -g` and disk sizes are quoted). */
@@ -198,6 +225,8 @@ export interface FitRequest {
   stored: (name: string) => number;
   profile: MemoryProfile;
   work: Workload;
+  /** Other models loaded beside this one and run after it on the same work (a reference model). */
+  others?: readonly ModelShape[];
   /** Option that sets the rows per micro-batch or batch ("--micro-batch", "--batch-size"), if the command has one. */
   batchOption?: string;
   /** The workload field that option sets. */
@@ -220,7 +249,7 @@ function overflow(e: MemoryEstimate, profile: MemoryProfile, available: number):
 /** A one-line summary of the parts of an estimate. */
 export function describeEstimate(e: MemoryEstimate): string {
   const p = e.parts;
-  const items: [string, number][] = [['weights', p.weights], ['streamed layer', p.layer], ['activations', p.activations], ['KV cache', p.cache], ['logits', p.logits], ['reading', p.reading]];
+  const items: [string, number][] = [['weights', p.weights], ['reference model', p.reference], ['streamed layer', p.layer], ['activations', p.activations], ['KV cache', p.cache], ['logits', p.logits], ['reading', p.reading]];
   return items.filter(([, b]) => b >= 5e7).map(([k, b]) => `${k} ${gb(b)}`).join(', ');
 }
 
@@ -230,7 +259,7 @@ export function describeEstimate(e: MemoryEstimate): string {
  */
 export function assertFits(req: FitRequest): MemoryEstimate | null {
   const available = req.available !== undefined ? req.available : availableMemory();
-  const est = (work: Workload, profile = req.profile) => estimateMemory(req.config, req.stored, profile, work);
+  const est = (work: Workload, profile = req.profile) => estimateMemoryOfModels(req, req.others ?? [], profile, work);
   const e = est(req.work);
   if (available === null) return e;
   const why = overflow(e, req.profile, available);
@@ -284,13 +313,21 @@ export function mmluWorkload(opts: { batchSize?: number; streaming?: boolean }):
  * The check every model-loading entry point runs before loading `dir` on the current tfjs backend:
  * throws a one-line UserError when the run cannot fit (see assertFits).
  */
-export function checkModelFits(command: string, dir: string, work: Workload, opts: { batch?: { option: string; field: 'microBatch' | 'rows' }; streamable?: boolean } = {}): MemoryEstimate | null {
+export function checkModelFits(
+  command: string, dir: string, work: Workload,
+  opts: { batch?: { option: string; field: 'microBatch' | 'rows' }; streamable?: boolean; reference?: string } = {},
+): MemoryEstimate | null {
   const batch = opts.batch;
   const config = readConfig(dir);
+  const shapeOf = (d: string): ModelShape => {
+    const c = readConfig(d);
+    return { config: c, stored: storedBytes(d, c) };
+  };
+  const others = opts.reference ? [shapeOf(opts.reference)] : [];
   const profile = backendProfile(tf.getBackend(), takes16BitWeights());
   const ram = (BACKENDS as readonly string[]).includes('native') ? 'native' : 'cpu';
   return assertFits({
-    command, config, stored: storedBytes(dir, config), profile, work, batchOption: batch?.option, batchField: batch?.field, streamable: opts.streamable,
+    command, config, stored: storedBytes(dir, config), profile, work, others, batchOption: batch?.option, batchField: batch?.field, streamable: opts.streamable,
     ramBackend: profile.heapLimit !== null ? { option: `--backend ${ram}`, profile: backendProfile(ram) } : undefined,
   });
 }

@@ -1,19 +1,21 @@
-import type { CommandModule } from 'yargs';
+import type { Argv, CommandModule } from 'yargs';
 import { type GlobalArgs, claimOutput, forceOption, logger } from '../common.ts';
 import { convertLlama2c } from '../../io/llama2c.ts';
+import { refuseComputeOptions, type OptionsOf } from '../options.ts';
 
-interface Args extends GlobalArgs { checkpoint: string; tokenizer: string; out: string; force: boolean }
+const options = (y: Argv<GlobalArgs>) => forceOption(y)
+  .option('checkpoint', { type: 'string', demandOption: true, describe: 'llama2.c model .bin (legacy or ak42 v1 header)' })
+  .option('tokenizer', { type: 'string', demandOption: true, describe: 'llama2.c tokenizer.bin' })
+  .option('out', { type: 'string', demandOption: true, describe: 'output model directory' })
+  .option('dtype', { choices: ['float32'] as const, default: 'float32' as const, describe: 'storage dtype (llama2.c weights are float32)' })
+  .example('$0 convert-llama2c --checkpoint stories260K.bin --tokenizer tok512.bin --out models/stories260K', '');
 
-export const convertCommand: CommandModule<GlobalArgs, Args> = {
+export const convertCommand: CommandModule<GlobalArgs, OptionsOf<typeof options>> = {
   command: 'convert-llama2c',
   describe: 'Import a llama2.c checkpoint and tokenizer.bin as a Hugging Face model directory',
-  builder: (y) => forceOption(y)
-    .option('checkpoint', { type: 'string', demandOption: true, describe: 'llama2.c model .bin (legacy or ak42 v1 header)' })
-    .option('tokenizer', { type: 'string', demandOption: true, describe: 'llama2.c tokenizer.bin' })
-    .option('out', { type: 'string', demandOption: true, describe: 'output model directory' })
-    .option('dtype', { choices: ['float32'], default: 'float32', describe: 'storage dtype (llama2.c weights are float32)' })
-    .example('$0 convert-llama2c --checkpoint stories260K.bin --tokenizer tok512.bin --out models/stories260K', ''),
+  builder: options,
   handler: async (a) => {
+    refuseComputeOptions('convert-llama2c');
     const release = claimOutput(a.out, 'convert-llama2c', 'hf-model', a.force, [a.checkpoint, a.tokenizer]);
     await convertLlama2c({ checkpoint: a.checkpoint, tokenizer: a.tokenizer, out: a.out });
     release();

@@ -6,52 +6,41 @@ import { formatSummaryTable } from '../../eval/mmlu/results.ts';
 import { QUANT_SCHEMES, type QuantScheme } from '../../export/quantize.ts';
 import { progress, type Progress } from '../../runtime/progress.ts';
 import type { AnswerTokens } from '../../eval/mmlu/plan.ts';
+import { PROTOCOLS, protocolSettings, type Protocol } from '../../compress/methods/protocol.ts';
+import type { OptionsOf } from '../options.ts';
 import { pplCommand } from './eval-ppl.ts';
-
-interface MmluArgs extends GlobalArgs {
-  model: string;
-  data: string;
-  ntrain: number;
-  subjects?: string;
-  limit?: number;
-  out?: string;
-  'batch-size': number;
-  naive: boolean;
-  'reference-model'?: string;
-  'answer-tokens': AnswerTokens;
-  quantize: QuantScheme;
-  'dump-prompts'?: string;
-  'dry-run': boolean;
-  fresh: boolean;
-  streaming: boolean;
-  force: boolean;
-}
 
 const fmtSeconds = (s: number) => (s < 120 ? `${s.toFixed(0)} s` : s < 7200 ? `${(s / 60).toFixed(1)} min` : `${(s / 3600).toFixed(1)} h`);
 
-const mmluCommand: CommandModule<GlobalArgs, MmluArgs> = {
+const mmluOptions = (y: Argv<GlobalArgs>) => forceOption(y)
+  .option('model', { type: 'string', demandOption: true, describe: 'Hugging Face model directory' })
+  .option('data', { type: 'string', demandOption: true, describe: 'MMLU directory (dev/ and test/ CSV files)' })
+  .option('ntrain', { type: 'number', default: 5, describe: 'few-shot examples per prompt (dropped from the end when a prompt is too long)' })
+  .option('subjects', { type: 'string', describe: 'comma-separated subjects (default: all)' })
+  .option('limit', { type: 'number', describe: 'first N test questions per subject (quick runs)' })
+  .option('out', { type: 'string', describe: 'results directory (default results/mmlu/<model name>); rerun to resume' })
+  .option('batch-size', { type: 'number', default: 16, describe: 'questions per forward pass on a cached prefix' })
+  .option('naive', { type: 'boolean', default: false, describe: 'no prefix cache or batching: each full prompt alone (reference path)' })
+  .option('reference-model', { type: 'string', describe: 'uncompressed model: adds top-1 agreement and KL of the answer distribution' })
+  .option('answer-tokens', { choices: ['letter', 'space'] as const, default: 'letter' as AnswerTokens, describe: 'answer token of a letter: last token of "A" (as the paper) or of " A"' })
+  .option('bos', { type: 'boolean', describe: 'prompts begin with BOS as the tokenizer adds it (default, as Hendrycks); --no-bos: never (add_bos_token=False, the paper\'s released code)' })
+  .option('protocol', { choices: PROTOCOLS, default: 'mka' as Protocol, describe: 'released: score as the paper\'s released code (no BOS unless --bos)' })
+  .option('quantize', { choices: QUANT_SCHEMES, default: 'none' as QuantScheme, describe: 'evaluate with the weights rounded as `export --quantize` stores them' })
+  .option('dump-prompts', { type: 'string', describe: 'write every prompt as fed to the model to this JSONL file' })
+  .option('dry-run', { type: 'boolean', default: false, describe: 'build and tokenize the prompts, report counts and a time estimate; run no evaluation' })
+  .option('fresh', { type: 'boolean', default: false, describe: 'discard earlier results in the results directory' })
+  .option('streaming', { type: 'boolean', default: false, describe: 'one decoder layer in memory at a time (read from disk on every forward pass)' })
+  .example('$0 eval mmlu --model models/demo --data data/demo-mmlu', '')
+  .example('$0 eval mmlu --model out/merged --data ../shared/data/mmlu --reference-model models/base --limit 20', '')
+  .example('$0 eval mmlu --model out/merged --data ../shared/data/mmlu --no-bos', 'score without BOS, as the paper\'s released code');
+
+const mmluCommand: CommandModule<GlobalArgs, OptionsOf<typeof mmluOptions>> = {
   command: 'mmlu',
   describe: 'MMLU accuracy (5-shot by default) per subject, subcategory, category and overall; resumable',
-  builder: (y) => forceOption(y)
-    .option('model', { type: 'string', demandOption: true, describe: 'Hugging Face model directory' })
-    .option('data', { type: 'string', demandOption: true, describe: 'MMLU directory (dev/ and test/ CSV files)' })
-    .option('ntrain', { type: 'number', default: 5, describe: 'few-shot examples per prompt (dropped from the end when a prompt is too long)' })
-    .option('subjects', { type: 'string', describe: 'comma-separated subjects (default: all)' })
-    .option('limit', { type: 'number', describe: 'first N test questions per subject (quick runs)' })
-    .option('out', { type: 'string', describe: 'results directory (default results/mmlu/<model name>); rerun to resume' })
-    .option('batch-size', { type: 'number', default: 16, describe: 'questions per forward pass on a cached prefix' })
-    .option('naive', { type: 'boolean', default: false, describe: 'no prefix cache or batching: each full prompt alone (reference path)' })
-    .option('reference-model', { type: 'string', describe: 'uncompressed model: adds top-1 agreement and KL of the answer distribution' })
-    .option('answer-tokens', { choices: ['letter', 'space'] as const, default: 'letter' as AnswerTokens, describe: 'answer token of a letter: last token of "A" (as the paper) or of " A"' })
-    .option('quantize', { choices: QUANT_SCHEMES, default: 'none' as QuantScheme, describe: 'evaluate with the weights rounded as `export --quantize` stores them' })
-    .option('dump-prompts', { type: 'string', describe: 'write every prompt as fed to the model to this JSONL file' })
-    .option('dry-run', { type: 'boolean', default: false, describe: 'build and tokenize the prompts, report counts and a time estimate; run no evaluation' })
-    .option('fresh', { type: 'boolean', default: false, describe: 'discard earlier results in the results directory' })
-    .option('streaming', { type: 'boolean', default: false, describe: 'one decoder layer in memory at a time (read from disk on every forward pass)' })
-    .example('$0 eval mmlu --model models/demo --data data/demo-mmlu', '')
-    .example('$0 eval mmlu --model out/merged --data ../shared/data/mmlu --reference-model models/base --limit 20', ''),
+  builder: mmluOptions,
   handler: async (a) => {
-    const out = a['dry-run'] ? null : a.out ?? defaultMmluOut(a.model, a.quantize);
+    const bos = a.bos ?? protocolSettings(a.protocol).scoringBos;
+    const out = a['dry-run'] ? null : a.out ?? defaultMmluOut(a.model, a.quantize, bos);
     const release = out ? claimOutput(out, 'eval mmlu', 'mmlu-results', a.force, [a.model, a['reference-model']]) : () => {};
     await setup(a);
     const log = logger(a);
@@ -61,7 +50,7 @@ const mmluCommand: CommandModule<GlobalArgs, MmluArgs> = {
       const r = await runMmluEval({
         model: a.model, data: a.data, ntrain: a.ntrain, limit: a.limit, out: out ?? undefined,
         subjects: a.subjects?.split(',').map((s) => s.trim()).filter(Boolean),
-        batchSize: a['batch-size'], naive: a.naive, referenceModel: a['reference-model'], answerTokens: a['answer-tokens'],
+        batchSize: a['batch-size'], naive: a.naive, referenceModel: a['reference-model'], answerTokens: a['answer-tokens'], bos,
         quantize: a.quantize, dumpPrompts: a['dump-prompts'], dryRun: a['dry-run'], fresh: a.fresh, streaming: a.streaming, signal: stop.signal,
         onProgress: (p) => {
           bar ??= progress('mmlu', p.questionsToRun, { unit: 'questions', quiet: a.quiet });

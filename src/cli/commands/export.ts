@@ -1,25 +1,26 @@
 import type { Argv, CommandModule } from 'yargs';
 import { type GlobalArgs, claimOutput, forceOption, logger } from '../common.ts';
 import { exportTfjs } from '../../export/graph-model.ts';
-import { exportHf, HF_DTYPES, type HfDtype } from '../../export/hf.ts';
+import { exportHf, HF_DTYPES } from '../../export/hf.ts';
 import { QUANT_SCHEMES, type QuantScheme } from '../../export/quantize.ts';
-
-interface TfjsArgs extends GlobalArgs { model: string; out: string; quantize: QuantScheme; 'shard-mb': number; 'max-seq'?: number; force: boolean }
-interface HfArgs extends GlobalArgs { model: string; out: string; dtype?: HfDtype; 'shard-mb': number; force: boolean }
+import { refuseComputeOptions, type OptionsOf } from '../options.ts';
 
 const mib = (b: number) => `${(b / 2 ** 20).toFixed(2)} MiB`;
 
-const tfjsCommand: CommandModule<GlobalArgs, TfjsArgs> = {
+const tfjsOptions = (y: Argv<GlobalArgs>) => forceOption(y)
+  .option('model', { type: 'string', demandOption: true, describe: 'Hugging Face model directory' })
+  .option('out', { type: 'string', demandOption: true, describe: 'output directory (replaced atomically)' })
+  .option('quantize', { choices: QUANT_SCHEMES, default: 'none' as QuantScheme, describe: 'weight storage: float32, float16, or uint8/uint16 affine per tensor (tfjs dequantizes at load)' })
+  .option('shard-mb', { type: 'number', default: 4, describe: 'weight shard size in MiB' })
+  .option('max-seq', { type: 'number', describe: 'longest input the model accepts (default: max_position_embeddings)' })
+  .example('$0 export tfjs --model out/merged --out web/model --quantize uint8', '');
+
+const tfjsCommand: CommandModule<GlobalArgs, OptionsOf<typeof tfjsOptions>> = {
   command: 'tfjs',
   describe: 'TensorFlow.js GraphModel (model.json + weight shards): input_ids int32 [batch, seq] → logits [batch, seq, vocab]',
-  builder: (y) => forceOption(y)
-    .option('model', { type: 'string', demandOption: true, describe: 'Hugging Face model directory' })
-    .option('out', { type: 'string', demandOption: true, describe: 'output directory (replaced atomically)' })
-    .option('quantize', { choices: QUANT_SCHEMES, default: 'none' as QuantScheme, describe: 'weight storage: float32, float16, or uint8/uint16 affine per tensor (tfjs dequantizes at load)' })
-    .option('shard-mb', { type: 'number', default: 4, describe: 'weight shard size in MiB' })
-    .option('max-seq', { type: 'number', describe: 'longest input the model accepts (default: max_position_embeddings)' })
-    .example('$0 export tfjs --model out/merged --out web/model --quantize uint8', ''),
+  builder: tfjsOptions,
   handler: async (a) => {
+    refuseComputeOptions('export tfjs');
     const log = logger(a);
     const release = claimOutput(a.out, 'export tfjs', 'tfjs-model', a.force, [a.model]);
     const r = await exportTfjs({ model: a.model, out: a.out, quantize: a.quantize, shardMb: a['shard-mb'], maxSeq: a['max-seq'] });
@@ -33,16 +34,19 @@ const tfjsCommand: CommandModule<GlobalArgs, TfjsArgs> = {
   },
 };
 
-const hfCommand: CommandModule<GlobalArgs, HfArgs> = {
+const hfOptions = (y: Argv<GlobalArgs>) => forceOption(y)
+  .option('model', { type: 'string', demandOption: true, describe: 'Hugging Face model directory' })
+  .option('out', { type: 'string', demandOption: true, describe: 'output directory (replaced atomically)' })
+  .option('dtype', { choices: HF_DTYPES, describe: 'storage dtype (default: the source model\'s torch_dtype, else float32)' })
+  .option('shard-mb', { type: 'number', default: 5000, describe: 'largest shard in MB (10^6 bytes)' })
+  .example('$0 export hf --model out/merged --out out/merged-bf16 --dtype bfloat16', '');
+
+const hfCommand: CommandModule<GlobalArgs, OptionsOf<typeof hfOptions>> = {
   command: 'hf',
   describe: 'Hugging Face checkpoint: config.json, safetensors (sharded with an index when large), tokenizer files',
-  builder: (y) => forceOption(y)
-    .option('model', { type: 'string', demandOption: true, describe: 'Hugging Face model directory' })
-    .option('out', { type: 'string', demandOption: true, describe: 'output directory (replaced atomically)' })
-    .option('dtype', { choices: HF_DTYPES, describe: 'storage dtype (default: the source model\'s torch_dtype, else float32)' })
-    .option('shard-mb', { type: 'number', default: 5000, describe: 'largest shard in MB (10^6 bytes)' })
-    .example('$0 export hf --model out/merged --out out/merged-bf16 --dtype bfloat16', ''),
+  builder: hfOptions,
   handler: async (a) => {
+    refuseComputeOptions('export hf');
     const log = logger(a);
     const release = claimOutput(a.out, 'export hf', 'hf-model', a.force, [a.model]);
     const r = await exportHf({ model: a.model, out: a.out, dtype: a.dtype, shardMb: a['shard-mb'] });

@@ -35,7 +35,7 @@ function lazy<U>(command: string, describe: string, load: () => Promise<CommandM
 
 export const COMMANDS: LazyCommand[] = [
   lazy('info', 'Architecture, layers, heads, parameters, dtype and size on disk of a model', async () => (await import('./info.ts')).infoCommand),
-  lazy('forward', 'Run one sequence and write its logits (and hidden states) as JSON', async () => (await import('./forward.ts')).forwardCommand),
+  lazy('forward', 'Run one sequence: the most likely next tokens, and on request its logits and hidden states, as JSON', async () => (await import('./forward.ts')).forwardCommand),
   lazy('generate', 'Generate text (greedy when --temperature is 0)', async () => (await import('./generate.ts')).generateCommand),
   lazy('convert-llama2c', 'Import a llama2.c checkpoint and tokenizer.bin as a Hugging Face model directory', async () => (await import('./convert.ts')).convertCommand),
   lazy('similarity', 'Layer similarity (diffusion embedding + NPIB) from a model\'s calibration pass or from activations', async () => (await import('./similarity.ts')).similarityCommand),

@@ -1,15 +1,18 @@
-import type { CommandModule } from 'yargs';
+import type { Argv, CommandModule } from 'yargs';
 import { type GlobalArgs } from '../common.ts';
 import { modelInfo } from '../../model/info.ts';
+import { refuseComputeOptions, type OptionsOf } from '../options.ts';
 
-interface Args extends GlobalArgs { model: string }
+const options = (y: Argv<GlobalArgs>) => y
+  .option('model', { type: 'string', demandOption: true, describe: 'Hugging Face model directory' })
+  .example('$0 info --model models/demo', '');
 
-export const infoCommand: CommandModule<GlobalArgs, Args> = {
+export const infoCommand: CommandModule<GlobalArgs, OptionsOf<typeof options>> = {
   command: 'info',
   describe: 'Architecture, layers, heads, parameters, dtype and size on disk of a model',
-  builder: (y) => y.option('model', { type: 'string', demandOption: true, describe: 'Hugging Face model directory' })
-    .example('$0 info --model models/demo', ''),
+  builder: options,
   handler: (a) => {
+    refuseComputeOptions('info');
     const i = modelInfo(a.model);
     if (a.json) {
       process.stdout.write(JSON.stringify(i) + '\n');

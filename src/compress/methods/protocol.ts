@@ -22,6 +22,8 @@ export interface ProtocolSettings {
   layerStates: 'output' | 'input';
   /** Calibration prompts begin with BOS as the tokenizer adds it (mka), or without (released: add_bos_token=False). */
   calibrationBos: boolean;
+  /** MMLU prompts are scored with BOS as the tokenizer adds it (mka), or without (released: add_bos_token=False). */
+  scoringBos: boolean;
   /**
    * Calibration questions: mka's seeded draw (calibration-prompts.ts), or the released code's: the first N
    * subjects in sorted order and `random.sample` rows of each from Python's generator seeded with --seed.
@@ -32,8 +34,8 @@ export interface ProtocolSettings {
 }
 
 const SETTINGS: Record<Protocol, ProtocolSettings> = {
-  mka: { layerStates: 'output', calibrationBos: true, draw: 'seeded', biases: 'blend' },
-  released: { layerStates: 'input', calibrationBos: false, draw: 'python', biases: 'keep' },
+  mka: { layerStates: 'output', calibrationBos: true, scoringBos: true, draw: 'seeded', biases: 'blend' },
+  released: { layerStates: 'input', calibrationBos: false, scoringBos: false, draw: 'python', biases: 'keep' },
 };
 
 /** The settings of a protocol (mka's when none is given). */

@@ -7,7 +7,8 @@
  * (sample standard deviation with n − 1, over √n). Groups weight subjects by their size (lm-eval's
  * mmlu: weight_by_size), so the mmlu acc is the accuracy over all questions, and their stderr is
  * lm-eval's pooled_sample_stderr of the subjects'. The prompts and scoring are mka's (Hendrycks'
- * prompts, arg-max over the answer-letter tokens), which is what `config.mka` says.
+ * prompts, arg-max over the answer-letter tokens), which is what `config.mka` says, with whether the
+ * prompts began with BOS (`config.mka.bos`, also `add_bos_token` in model_args as lm-eval spells it).
  */
 import { categoryOf, type MmluCategory } from './categories.ts';
 import type { MmluSummary } from './results.ts';
@@ -39,6 +40,7 @@ export interface LmEvalRunInfo {
 
 /** The lm-eval-style results object of an MMLU summary. */
 export function lmEvalResults(summary: MmluSummary, run: LmEvalRunInfo = {}): Record<string, unknown> {
+  const bos = summary.bos !== false; // summaries written before the option existed scored with BOS
   const subjects = summary.subjects.map((s) => ({
     task: `mmlu_${s.name}`, subject: s.name, group: GROUP_OF[categoryOf(s.name)], n: s.questions, acc: s.accuracy, stderr: accStderr(s.correct, s.questions),
   }));
@@ -73,9 +75,10 @@ export function lmEvalResults(summary: MmluSummary, run: LmEvalRunInfo = {}): Re
     higher_is_better: { mmlu: { acc: true }, ...Object.fromEntries(groups.map((g) => [g, { acc: true }])), ...perTask(() => ({ acc: true })) },
     'n-samples': perTask((s) => ({ original: run.testQuestions?.[s.subject] ?? s.n, effective: s.n })),
     config: {
-      model: 'mka', model_args: `pretrained=${summary.model ?? '(in memory)'}`, batch_size: run.batchSize ?? null, limit: summary.limit,
+      model: 'mka', model_args: `pretrained=${summary.model ?? '(in memory)'},add_bos_token=${bos ? 'True' : 'False'}`, batch_size: run.batchSize ?? null, limit: summary.limit,
       mka: {
         prompt: 'Hendrycks et al.\'s MMLU prompt, character for character (header, ntrain dev examples, "Answer:")',
+        bos, // true: BOS as the model's tokenizer adds it (Hendrycks); false: never (add_bos_token=False, the paper's released code)
         scoring: `arg-max over the logits of the answer tokens A-D (${summary.answerTokens})`,
         reference_model: summary.reference,
       },

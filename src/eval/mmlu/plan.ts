@@ -2,7 +2,7 @@
  * What an MMLU evaluation will feed the model, worked out before any forward pass: the fitted prompt of
  * every test question, its token ids, and how the questions of a subject share a cached few-shot prefix.
  *
- * Fitting follows Hendrycks' evaluate.py: while the prompt (with BOS) is longer than the model's
+ * Fitting follows Hendrycks' evaluate.py: while the prompt (with BOS, unless scoring without it) is longer than the model's
  * max_position_embeddings, drop dev examples from the end; a question whose 0-shot prompt is still too
  * long keeps its last max_position_embeddings tokens. The count of a prompt that is clearly too long
  * (its prefix's tokens plus its question's tokens exceed the limit by more than ESTIMATE_MARGIN) is
@@ -46,7 +46,7 @@ export interface PlannedQuestion {
 /** Questions that share one cached prefix. */
 export interface PrefixGroup {
   ntrain: number;
-  /** Token ids of the prefix (header + ntrain examples, with BOS). */
+  /** Token ids of the prefix (header + ntrain examples, with BOS unless scoring without it). */
   prefixIds: number[];
   /** Positions 0..start-1 are cached once; each member feeds ids.slice(start). */
   start: number;
@@ -75,6 +75,17 @@ export function answerTokenIds(tokenizer: Tokenizer, mode: AnswerTokens, vocabSi
       + `of the model's vocabulary (${vocabSize}); try --answer-tokens ${mode === 'space' ? 'letter' : 'space'}`);
   }
   return ids;
+}
+
+/**
+ * The tokenizer MMLU prompts are encoded with: `tokenizer` itself when `bos` (BOS as the tokenizer adds
+ * it, as Hendrycks' evaluate.py and transformers' `tokenizer(prompt)`), else one that never adds BOS
+ * (the paper's released code scores with `add_bos_token=False`). Answer tokens are unaffected: they
+ * are the last id of an encoded letter either way.
+ */
+export function scoringTokenizer(tokenizer: Tokenizer, bos: boolean): Tokenizer {
+  if (bos) return tokenizer;
+  return { ...tokenizer, encode: (text, opts) => tokenizer.encode(text, { ...opts, addBos: opts?.addBos ?? false }) };
 }
 
 function startsWith(ids: readonly number[], prefix: readonly number[]): boolean {

@@ -32,6 +32,12 @@ import { lmEvalResults } from './lm-eval.ts';
 /** What a run's results depend on; results are reused only under an identical key. */
 export type RunKey = Record<string, string | number | boolean | null>;
 
+/**
+ * Run-key fields added after results directories were first written, with the value a key without
+ * them meant, so such a directory still resumes: bos (prompts begin with BOS as the tokenizer adds it).
+ */
+const KEY_DEFAULTS: RunKey = { bos: true };
+
 /** One finished subject as stored in subjects/<subject>.json. */
 export interface SubjectResult {
   subject: string;
@@ -107,6 +113,7 @@ export function openResultsDir(dir: string, key: RunKey, fresh: boolean): Result
   const keyFile = join(dir, 'run-key.json');
   const subjectsDir = join(dir, 'subjects');
   const text = JSON.stringify(key, null, 2) + '\n';
+  let keyText = text;
   const stored = existsSync(subjectsDir) ? readdirSync(subjectsDir).filter((f) => f.endsWith('.json')) : [];
   if (fresh) {
     for (const f of stored) rmSync(join(subjectsDir, f));
@@ -117,11 +124,15 @@ export function openResultsDir(dir: string, key: RunKey, fresh: boolean): Result
       let differs = 'its run-key.json is unreadable';
       try {
         const o = JSON.parse(old) as RunKey;
-        differs = [...new Set([...Object.keys(o), ...Object.keys(key)])].filter((k) => o[k] !== key[k]).join(', ') + ' differ';
+        const value = (k: RunKey, f: string) => (f in k ? k[f] : KEY_DEFAULTS[f]);
+        const fields = [...new Set([...Object.keys(o), ...Object.keys(key)])].filter((f) => value(o, f) !== value(key, f));
+        differs = fields.join(', ') + ' differ';
+        // A key written before a field existed, for what that field's default now describes: the same run.
+        if (fields.length === 0) keyText = old;
       } catch {
         // keep the message above
       }
-      throw new UserError(`${keyFile}: ${dir} holds results of a different run (${differs}); choose another --out, or add --fresh to discard them`);
+      if (keyText !== old) throw new UserError(`${keyFile}: ${dir} holds results of a different run (${differs}); choose another --out, or add --fresh to discard them`);
     }
   } else if (stored.length > 0) {
     throw new UserError(`${subjectsDir}: holds results but no run-key.json, so they cannot be matched to this run; choose another --out, or add --fresh to discard them`);
@@ -129,7 +140,7 @@ export function openResultsDir(dir: string, key: RunKey, fresh: boolean): Result
   mkdirSync(subjectsDir, { recursive: true });
   writeMarker(dir, 'mmlu-results');
   if (!existsSync(keyFile)) atomicWriteText(keyFile, text);
-  const runKey = createHash('sha256').update(text).digest('hex').slice(0, 16);
+  const runKey = createHash('sha256').update(keyText).digest('hex').slice(0, 16);
   const fileOf = (subject: string) => join(subjectsDir, `${subject}.json`);
   return {
     load(subject, fingerprint) {

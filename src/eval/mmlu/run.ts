@@ -11,7 +11,7 @@ import { loadTokenizer } from '../../tokenizer/tokenizer.ts';
 import { estimateMmluCost, type CostEstimate } from './cost.ts';
 import { loadMmlu } from './data.ts';
 import { evaluateMmlu, type MmluProgress } from './evaluate.ts';
-import type { AnswerTokens, PlanStats } from './plan.ts';
+import { scoringTokenizer, type AnswerTokens, type PlanStats } from './plan.ts';
 import type { MmluSummary } from './results.ts';
 
 export interface RunMmluOptions {
@@ -26,6 +26,11 @@ export interface RunMmluOptions {
   naive?: boolean;
   referenceModel?: string;
   answerTokens?: AnswerTokens;
+  /**
+   * Prompts begin with BOS as the tokenizer adds it (default, as Hendrycks' evaluate.py), or never
+   * (false: the paper's released code, `add_bos_token=False`). Recorded in the run key and summary.
+   */
+  bos?: boolean;
   quantize?: QuantScheme;
   dumpPrompts?: string;
   dryRun?: boolean;
@@ -48,9 +53,9 @@ export interface RunMmluResult {
   computedQuestions: number;
 }
 
-/** The default results directory of a model. */
-export function defaultMmluOut(modelDir: string, quantize: QuantScheme = 'none'): string {
-  return join('results', 'mmlu', basename(resolve(modelDir)) + (quantize === 'none' ? '' : `-${quantize}`));
+/** The default results directory of a model: results/mmlu/<model name>[-<quantize>][-nobos]. */
+export function defaultMmluOut(modelDir: string, quantize: QuantScheme = 'none', bos = true): string {
+  return join('results', 'mmlu', basename(resolve(modelDir)) + (quantize === 'none' ? '' : `-${quantize}`) + (bos ? '' : '-nobos'));
 }
 
 /** Runs (or with dryRun, plans and times) the MMLU evaluation of a model directory. */
@@ -59,9 +64,11 @@ export async function runMmluEval(opts: RunMmluOptions): Promise<RunMmluResult> 
   if (!(QUANT_SCHEMES as readonly string[]).includes(quantize)) {
     throw new UserError(`--quantize ${quantize}: must be one of ${QUANT_SCHEMES.join(', ')}`);
   }
-  const tokenizer = await loadTokenizer(opts.model);
+  const bos = opts.bos ?? true;
+  const tokenizer = scoringTokenizer(await loadTokenizer(opts.model), bos);
   const data = loadMmlu(opts.data, { subjects: opts.subjects });
-  checkModelFits('eval mmlu', opts.model, mmluWorkload(opts), { batch: { option: '--batch-size', field: 'rows' } });
+  // Both models stay loaded (each subject runs on the model, then on the reference): both are counted.
+  checkModelFits('eval mmlu', opts.model, mmluWorkload(opts), { batch: { option: '--batch-size', field: 'rows' }, reference: opts.referenceModel });
   const loaded = loadModel(opts.model, { streaming: opts.streaming });
   let model: LlamaModel = loaded;
   if (quantize !== 'none') {
@@ -70,12 +77,12 @@ export async function runMmluEval(opts: RunMmluOptions): Promise<RunMmluResult> 
     if (!opts.streaming) disposeModel(loaded);
   }
   const reference = opts.referenceModel ? loadModel(opts.referenceModel, { streaming: opts.streaming }) : undefined;
-  const out = opts.dryRun ? null : opts.out ?? defaultMmluOut(opts.model, quantize);
+  const out = opts.dryRun ? null : opts.out ?? defaultMmluOut(opts.model, quantize, bos);
   try {
     const r = await evaluateMmlu({
       model, tokenizer, data, ntrain: opts.ntrain, limit: opts.limit, answerTokens: opts.answerTokens,
       batchSize: opts.batchSize, cached: !opts.naive, referenceModel: reference, out: out ?? undefined, fresh: opts.fresh,
-      keyExtra: { quantize }, dumpPrompts: opts.dumpPrompts, dryRun: opts.dryRun, onProgress: opts.onProgress, signal: opts.signal,
+      keyExtra: { quantize, bos }, dumpPrompts: opts.dumpPrompts, dryRun: opts.dryRun, onProgress: opts.onProgress, signal: opts.signal,
     });
     const estimate = opts.dryRun ? estimateMmluCost(model, r.stats, opts.batchSize ?? 16) : undefined;
     return { out, summary: r.summary, stats: r.stats, estimate, resumedSubjects: r.resumedSubjects, seconds: r.seconds, planSeconds: r.planSeconds, computedQuestions: r.computedQuestions };
