@@ -7,6 +7,7 @@ import { BACKENDS, type BackendChoice } from '../runtime/backend-choice.ts';
 import type { BackendInfo } from '../runtime/backend.ts';
 import { atomicWriteText } from '../io/atomic.ts';
 import { claimOutputDir, type OutputKind } from '../io/output-dir.ts';
+import { UserError } from '../runtime/errors.ts';
 
 export interface GlobalArgs {
   backend: BackendChoice;
@@ -82,4 +83,18 @@ export function interruptOnSignals(log: (msg: string) => void, step: string): { 
       process.off('SIGTERM', interrupt);
     },
   };
+}
+
+/**
+ * For commands that compute nothing with tfjs (info, convert-llama2c, export, serve): every command
+ * takes --backend and --threads, but on these they would be accepted and do nothing, so one given on
+ * the command line is refused. (A --config file may hold them for the commands that compute; there
+ * they are left alone.)
+ */
+export function refuseComputeOptions(command: string, argv: readonly string[] = process.argv.slice(2)): void {
+  for (const arg of argv) {
+    if (arg === '--') break;
+    const name = /^--(backend|threads)(?:=|$)/.exec(arg)?.[1];
+    if (name) throw new UserError(`--${name}: ${command} computes nothing with tfjs (it reads and writes files in plain JavaScript), so --${name} would have no effect; drop it`);
+  }
 }

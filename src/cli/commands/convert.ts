@@ -1,7 +1,6 @@
 import type { Argv, CommandModule } from 'yargs';
-import { type GlobalArgs, claimOutput, forceOption, logger } from '../common.ts';
+import { type GlobalArgs, claimOutput, forceOption, logger, refuseComputeOptions, type ArgsOf } from '../common.ts';
 import { convertLlama2c } from '../../io/llama2c.ts';
-import { refuseComputeOptions, type OptionsOf } from '../options.ts';
 
 const options = (y: Argv<GlobalArgs>) => forceOption(y)
   .option('checkpoint', { type: 'string', demandOption: true, describe: 'llama2.c model .bin (legacy or ak42 v1 header)' })
@@ -10,7 +9,7 @@ const options = (y: Argv<GlobalArgs>) => forceOption(y)
   .option('dtype', { choices: ['float32'] as const, default: 'float32' as const, describe: 'storage dtype (llama2.c weights are float32)' })
   .example('$0 convert-llama2c --checkpoint stories260K.bin --tokenizer tok512.bin --out models/stories260K', '');
 
-export const convertCommand: CommandModule<GlobalArgs, OptionsOf<typeof options>> = {
+export const convertCommand: CommandModule<GlobalArgs, ArgsOf<typeof options>> = {
   command: 'convert-llama2c',
   describe: 'Import a llama2.c checkpoint and tokenizer.bin as a Hugging Face model directory',
   builder: options,

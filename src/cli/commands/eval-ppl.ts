@@ -1,10 +1,9 @@
 import type { Argv, CommandModule } from 'yargs';
-import { type GlobalArgs, interruptOnSignals, logger, setup } from '../common.ts';
+import { type GlobalArgs, interruptOnSignals, logger, setup, type ArgsOf } from '../common.ts';
 import { PplInterrupted } from '../../eval/ppl/evaluate.ts';
 import { runPerplexityEval } from '../../eval/ppl/run.ts';
 import { progress, type Progress } from '../../runtime/progress.ts';
 import { UserError } from '../../runtime/errors.ts';
-import type { OptionsOf } from '../options.ts';
 
 const DEFINITION = `Perplexity as transformers' strided sliding-window recipe computes it (the metric ShortGPT, SLEB, LaCo and CoMe report on WikiText-2):
 the corpus is tokenized as one sequence (BOS first, as tokenizer(text) does); windows of --seq-len tokens start every --stride tokens until one reaches the end;
@@ -27,7 +26,7 @@ const pplOptions = (y: Argv<GlobalArgs>) => y
   .example('$0 eval ppl --model models/demo --text wiki.test.raw --seq-len 1024 --stride 512', '')
   .example('$0 eval ppl --model meta-llama/Llama-2-7b-hf --data Salesforce/wikitext --subset wikitext-2-raw-v1', '');
 
-export const pplCommand: CommandModule<GlobalArgs, OptionsOf<typeof pplOptions>> = {
+export const pplCommand: CommandModule<GlobalArgs, ArgsOf<typeof pplOptions>> = {
   command: 'ppl',
   describe: 'Perplexity on a text corpus (strided sliding windows, token-weighted); resumable',
   builder: pplOptions,

@@ -1,5 +1,5 @@
 import type { Argv, CommandModule } from 'yargs';
-import { type GlobalArgs, claimOutput, forceOption, interruptOnSignals, logger, setup } from '../common.ts';
+import { type GlobalArgs, claimOutput, forceOption, interruptOnSignals, logger, setup, type ArgsOf } from '../common.ts';
 import { EvaluationInterrupted } from '../../eval/mmlu/evaluate.ts';
 import { defaultMmluOut, runMmluEval } from '../../eval/mmlu/run.ts';
 import { formatSummaryTable } from '../../eval/mmlu/results.ts';
@@ -7,7 +7,6 @@ import { QUANT_SCHEMES, type QuantScheme } from '../../export/quantize.ts';
 import { progress, type Progress } from '../../runtime/progress.ts';
 import type { AnswerTokens } from '../../eval/mmlu/plan.ts';
 import { PROTOCOLS, protocolSettings, type Protocol } from '../../compress/methods/protocol.ts';
-import type { OptionsOf } from '../options.ts';
 import { pplCommand } from './eval-ppl.ts';
 
 const fmtSeconds = (s: number) => (s < 120 ? `${s.toFixed(0)} s` : s < 7200 ? `${(s / 60).toFixed(1)} min` : `${(s / 3600).toFixed(1)} h`);
@@ -34,7 +33,7 @@ const mmluOptions = (y: Argv<GlobalArgs>) => forceOption(y)
   .example('$0 eval mmlu --model out/merged --data ../shared/data/mmlu --reference-model models/base --limit 20', '')
   .example('$0 eval mmlu --model out/merged --data ../shared/data/mmlu --no-bos', 'score without BOS, as the paper\'s released code');
 
-const mmluCommand: CommandModule<GlobalArgs, OptionsOf<typeof mmluOptions>> = {
+const mmluCommand: CommandModule<GlobalArgs, ArgsOf<typeof mmluOptions>> = {
   command: 'mmlu',
   describe: 'MMLU accuracy (5-shot by default) per subject, subcategory, category and overall; resumable',
   builder: mmluOptions,

@@ -1,9 +1,8 @@
 import type { Argv, CommandModule } from 'yargs';
-import { type GlobalArgs, claimOutput, forceOption, logger } from '../common.ts';
+import { type GlobalArgs, claimOutput, forceOption, logger, refuseComputeOptions, type ArgsOf } from '../common.ts';
 import { exportTfjs } from '../../export/graph-model.ts';
 import { exportHf, HF_DTYPES } from '../../export/hf.ts';
 import { QUANT_SCHEMES, type QuantScheme } from '../../export/quantize.ts';
-import { refuseComputeOptions, type OptionsOf } from '../options.ts';
 
 const mib = (b: number) => `${(b / 2 ** 20).toFixed(2)} MiB`;
 
@@ -15,7 +14,7 @@ const tfjsOptions = (y: Argv<GlobalArgs>) => forceOption(y)
   .option('max-seq', { type: 'number', describe: 'longest input the model accepts (default: max_position_embeddings)' })
   .example('$0 export tfjs --model out/merged --out web/model --quantize uint8', '');
 
-const tfjsCommand: CommandModule<GlobalArgs, OptionsOf<typeof tfjsOptions>> = {
+const tfjsCommand: CommandModule<GlobalArgs, ArgsOf<typeof tfjsOptions>> = {
   command: 'tfjs',
   describe: 'TensorFlow.js GraphModel (model.json + weight shards): input_ids int32 [batch, seq] → logits [batch, seq, vocab]',
   builder: tfjsOptions,
@@ -41,7 +40,7 @@ const hfOptions = (y: Argv<GlobalArgs>) => forceOption(y)
   .option('shard-mb', { type: 'number', default: 5000, describe: 'largest shard in MB (10^6 bytes)' })
   .example('$0 export hf --model out/merged --out out/merged-bf16 --dtype bfloat16', '');
 
-const hfCommand: CommandModule<GlobalArgs, OptionsOf<typeof hfOptions>> = {
+const hfCommand: CommandModule<GlobalArgs, ArgsOf<typeof hfOptions>> = {
   command: 'hf',
   describe: 'Hugging Face checkpoint: config.json, safetensors (sharded with an index when large), tokenizer files',
   builder: hfOptions,

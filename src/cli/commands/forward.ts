@@ -1,9 +1,8 @@
 import type { Argv, CommandModule } from 'yargs';
-import { type GlobalArgs, emitJson, setup } from '../common.ts';
+import { type GlobalArgs, emitJson, setup, type ArgsOf } from '../common.ts';
 import { FORWARD_LOGITS, type ForwardLogits, parseIds, runForward } from '../../model/run.ts';
 import { readConfig } from '../../model/config.ts';
 import { checkIds } from '../validate.ts';
-import type { OptionsOf } from '../options.ts';
 
 const FORMAT = `Output (JSON): {"input_ids": [...], "top_k": [{"id", "token", "logit", "prob"}, ...] (the next token after the last position, most likely first),
 "logits_positions": [...] and "logits": one row of vocab_size logits per listed position (with --logits last|all),
@@ -23,7 +22,7 @@ const options = (y: Argv<GlobalArgs>) => y
   .example('$0 forward --model models/demo --text "The capital of France is"', 'the 10 most likely next tokens')
   .example('$0 forward --model models/demo --ids 1,5,9 --logits all --hidden-states --out f.json', 'every position\'s logits and hidden states');
 
-export const forwardCommand: CommandModule<GlobalArgs, OptionsOf<typeof options>> = {
+export const forwardCommand: CommandModule<GlobalArgs, ArgsOf<typeof options>> = {
   command: 'forward',
   describe: 'Run one sequence: the most likely next tokens, and on request its logits and hidden states, as JSON',
   builder: options,

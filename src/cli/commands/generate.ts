@@ -1,7 +1,6 @@
 import type { Argv, CommandModule } from 'yargs';
-import { type GlobalArgs, setup } from '../common.ts';
+import { type GlobalArgs, setup, type ArgsOf } from '../common.ts';
 import { runGenerate } from '../../model/run.ts';
-import type { OptionsOf } from '../options.ts';
 
 const options = (y: Argv<GlobalArgs>) => y
   .option('model', { type: 'string', demandOption: true, describe: 'Hugging Face model directory' })
@@ -11,7 +10,7 @@ const options = (y: Argv<GlobalArgs>) => y
   .option('seed', { type: 'number', default: 1, describe: 'sampling seed' })
   .example('$0 generate --model models/demo --prompt "Once upon a time"', '');
 
-export const generateCommand: CommandModule<GlobalArgs, OptionsOf<typeof options>> = {
+export const generateCommand: CommandModule<GlobalArgs, ArgsOf<typeof options>> = {
   command: 'generate',
   describe: 'Generate text (greedy when --temperature is 0)',
   builder: options,

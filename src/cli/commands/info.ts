@@ -1,13 +1,12 @@
 import type { Argv, CommandModule } from 'yargs';
-import { type GlobalArgs } from '../common.ts';
+import { type GlobalArgs, refuseComputeOptions, type ArgsOf } from '../common.ts';
 import { modelInfo } from '../../model/info.ts';
-import { refuseComputeOptions, type OptionsOf } from '../options.ts';
 
 const options = (y: Argv<GlobalArgs>) => y
   .option('model', { type: 'string', demandOption: true, describe: 'Hugging Face model directory' })
   .example('$0 info --model models/demo', '');
 
-export const infoCommand: CommandModule<GlobalArgs, OptionsOf<typeof options>> = {
+export const infoCommand: CommandModule<GlobalArgs, ArgsOf<typeof options>> = {
   command: 'info',
   describe: 'Architecture, layers, heads, parameters, dtype and size on disk of a model',
   builder: options,

@@ -1,7 +1,6 @@
 import type { Argv, CommandModule } from 'yargs';
-import { type GlobalArgs, logger } from '../common.ts';
+import { type GlobalArgs, logger, refuseComputeOptions, type ArgsOf } from '../common.ts';
 import { startServe } from '../../serve/server.ts';
-import { refuseComputeOptions, type OptionsOf } from '../options.ts';
 
 const options = (y: Argv<GlobalArgs>) => y
   .option('model', { type: 'string', demandOption: true, describe: 'directory written by `mka export tfjs`' })
@@ -10,7 +9,7 @@ const options = (y: Argv<GlobalArgs>) => y
   .option('host', { type: 'string', default: '127.0.0.1', describe: 'address to listen on (0.0.0.0: every interface)' })
   .example('$0 serve --model results/demo/tfjs-mka-4', '');
 
-export const serveCommand: CommandModule<GlobalArgs, OptionsOf<typeof options>> = {
+export const serveCommand: CommandModule<GlobalArgs, ArgsOf<typeof options>> = {
   command: 'serve',
   describe: 'Serve an exported tfjs model with a page that generates text in the browser',
   builder: options,
