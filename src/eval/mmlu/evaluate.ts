@@ -159,32 +159,29 @@ function scoreRows(
     owner.push(b);
   });
   const out: RowScores[] = items.map(() => ({ answerLogits: [], nll: 0 }));
-  const answerIndex = tf.tensor1d(answerIds as number[], 'int32');
-  try {
-    forward(model, padded, {
-      cache, logits: 'positions', positions,
-      onLogits: (i0, logits) => {
-        const n = logits.shape[0];
-        const tgt = targets.slice(i0, i0 + n);
-        const [answers, nll] = tf.tidy(() => {
-          const answers = tf.gather(logits, answerIndex, 1); // [n, 4]
-          const picked = tf.gather(logits.reshape([-1]), tf.tensor1d(tgt.map((t, j) => j * V + Math.max(t, 0)), 'int32')); // [n]
-          return [answers, tf.sub(tf.logSumExp(logits, 1), picked)]; // NLL per position
-        });
-        const a = answers.dataSync(), l = nll.dataSync();
-        answers.dispose();
-        nll.dispose();
-        for (let j = 0; j < n; j++) {
-          const row = out[owner[i0 + j]];
-          if (tgt[j] === -1) row.answerLogits = Array.from(a.subarray(4 * j, 4 * j + 4));
-          else row.nll += l[j];
-        }
-      },
-    });
-  } finally {
-    answerIndex.dispose();
-  }
+  forward(model, padded, {
+    cache, logits: 'positions', positions,
+    // Read on the host: a few values per row, which tfjs ops would spend more on dispatch than on math.
+    onLogits: (i0, logits) => {
+      const x = logits.dataSync();
+      for (let j = 0; j < logits.shape[0]; j++) {
+        const row = x.subarray(j * V, (j + 1) * V);
+        const o = out[owner[i0 + j]], target = targets[i0 + j];
+        if (target === -1) o.answerLogits = answerIds.map((id) => row[id]);
+        else o.nll += logSumExp(row) - row[target];
+      }
+    },
+  });
   return out;
+}
+
+/** log Σ exp(x), in float64. */
+function logSumExp(x: Float32Array | Int32Array | Uint8Array): number {
+  let m = -Infinity;
+  for (let i = 0; i < x.length; i++) if (x[i] > m) m = x[i];
+  let s = 0;
+  for (let i = 0; i < x.length; i++) s += Math.exp(x[i] - m);
+  return m + Math.log(s);
 }
 
 /** Index of the largest of the 4 answer logits (first on ties, as numpy's argmax). */
@@ -203,20 +200,6 @@ export function klDivergence(pLogits: readonly number[], qLogits: readonly numbe
   };
   const lp = logSoftmax(pLogits), lq = logSoftmax(qLogits);
   return Math.max(0, lp.reduce((s, v, i) => s + Math.exp(v) * (v - lq[i]), 0));
-}
-
-/** Largest cache (bytes) copied per batch row by expandCache; larger ones are broadcast by forward(). */
-const EXPAND_CACHE_BYTES = 256 * 2 ** 20;
-
-/**
- * The batch-1 prefix cache repeated for `rows` rows when that fits EXPAND_CACHE_BYTES (a concat of
- * copies is far cheaper than the tile forward() broadcasts with on the wasm backend); else the cache.
- */
-function expandCache(cache: KVCache, rows: number): KVCache {
-  const bytes = rows * [...cache.keys, ...cache.values].reduce((n, t) => n + 4 * t.size, 0);
-  if (rows === 1 || bytes > EXPAND_CACHE_BYTES) return cache;
-  const repeat = (t: tf.Tensor4D) => tf.concat(new Array<tf.Tensor4D>(rows).fill(t), 0); // [rows, kv, S, hd]
-  return { keys: cache.keys.map(repeat), values: cache.values.map(repeat), length: cache.length };
 }
 
 /** Yields to the event loop (so a SIGINT handler can run) and stops when the signal aborted. */
@@ -238,13 +221,9 @@ async function scorePlan(
     const prefix = forward(model, [g.prefixIds.slice(0, g.start)], { logits: 'none', returnCache: true });
     try {
       for (const batch of batchesOf(g.members, batching!.size, g.start, batching!.maxPadding)) {
-        const cache = expandCache(prefix.cache!, batch.length);
-        try {
-          scoreRows(model, batch, g.start, cache, answerIds, wantNll)
-            .forEach((s, j) => scores.set(batch[j].question.index, { ...s, cached: true }));
-        } finally {
-          if (cache !== prefix.cache) disposeCache(cache);
-        }
+        // the batch-1 cache serves every row of the batch (forward() repeats it per layer, never all layers at once)
+        scoreRows(model, batch, g.start, prefix.cache, answerIds, wantNll)
+          .forEach((s, j) => scores.set(batch[j].question.index, { ...s, cached: true }));
         await step(batch.length);
       }
     } finally {
