@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { loadModel, disposeModel, type LlamaModel } from '../model/model.ts';
 import { readConfig } from '../model/config.ts';
 import { loadTokenizer, type Tokenizer } from '../tokenizer/tokenizer.ts';
+import { createMmluCache, type MmluCache } from '../eval/mmlu/evaluate.ts';
 import { loadMmlu, type MmluData } from '../eval/mmlu/data.ts';
 import { calibrationPrompts, checkRemove, similarityOptionsFor } from '../compress/compress.ts';
 import { getMethod } from '../compress/methods/registry.ts';
@@ -77,6 +78,8 @@ export interface SweepContext extends PreparedSweep {
   tokenizer: Tokenizer;
   data: MmluData;
   original: LlamaModel;
+  /** MMLU plans and the original's scores, shared by the points' evaluations. */
+  mmlu: MmluCache;
   /** The tokenized text corpus when the sweep measures perplexity (`ppl`). */
   corpus: PplCorpus | null;
   /** Frees the original model. */
@@ -91,5 +94,5 @@ export async function openSweep(opts: SweepOptions): Promise<SweepContext> {
   const data = loadMmlu(opts.data, { subjects: opts.evalSubjects });
   const original = loadModel(opts.model);
   const corpus = opts.ppl ? prepareCorpus(opts.ppl.text, tokenizer, original.config, opts.ppl.seqLen, opts.ppl.stride) : null;
-  return { ...prepared, tokenizer, data, original, corpus, dispose: () => disposeModel(original) };
+  return { ...prepared, tokenizer, data, original, mmlu: createMmluCache(tokenizer, data), corpus, dispose: () => disposeModel(original) };
 }

@@ -79,7 +79,7 @@ async function evaluatePoint(ctx: SweepContext, p: PointId, model: LlamaModel, s
   const name = subjects?.length === 1 ? `${pointName(p)} ${subjects[0]}` : pointName(p);
   const r = await evaluateMmlu({
     model, tokenizer: ctx.tokenizer, data: ctx.data, ntrain: opts.ntrain, limit: opts.limit, batchSize: opts.batchSize,
-    subjects, referenceModel: ctx.original, out: evalDir(opts.out, p),
+    subjects, referenceModel: ctx.original, cache: ctx.mmlu, out: evalDir(opts.out, p),
     onProgress: (e) => {
       bar ??= progress(`eval ${name}`, e.questionsToRun, { unit: 'questions', quiet: opts.quiet });
       bar.tick(0, `(${e.subjectsDone}/${e.subjectsTotal} subjects)`);

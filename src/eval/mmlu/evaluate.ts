@@ -90,6 +90,29 @@ export interface EvaluateMmluOptions {
   onSubjectDone?: (result: SubjectResult) => void;
   /** Stops between batches with an EvaluationInterrupted error. */
   signal?: AbortSignal;
+  /** Plans and reference scores shared with other evaluations on the same tokenizer and data (createMmluCache). */
+  cache?: MmluCache;
+}
+
+/** Scores of a plan's questions by question index. */
+type PlanScores = Map<number, RowScores & { cached: boolean }>;
+
+/**
+ * What evaluations of several models on one benchmark share (a sweep evaluates a dozen): each
+ * subject's plan (tokenizing the prompts costs as much as running a small model on them) and the
+ * reference model's scores. Keyed by every option they depend on; used only with the tokenizer and
+ * data it was made for.
+ */
+export interface MmluCache {
+  tokenizer: Tokenizer;
+  data: MmluData;
+  plans: Map<string, SubjectPlan>;
+  reference: Map<LlamaModel, Map<string, PlanScores>>;
+}
+
+/** An empty MmluCache for evaluations with this tokenizer and data. */
+export function createMmluCache(tokenizer: Tokenizer, data: MmluData): MmluCache {
+  return { tokenizer, data, plans: new Map(), reference: new Map() };
 }
 
 export interface EvaluateMmluResult {
@@ -215,8 +238,8 @@ async function checkpoint(signal: AbortSignal | undefined, done: number, total: 
 async function scorePlan(
   model: LlamaModel, plan: SubjectPlan, answerIds: readonly number[], wantNll: boolean, batching: Batching | null,
   step: (questions: number) => Promise<void>,
-): Promise<Map<number, RowScores & { cached: boolean }>> {
-  const scores = new Map<number, RowScores & { cached: boolean }>();
+): Promise<PlanScores> {
+  const scores: PlanScores = new Map();
   for (const g of plan.groups) {
     const prefix = forward(model, [g.prefixIds.slice(0, g.start)], { logits: 'none', returnCache: true });
     try {
@@ -244,12 +267,21 @@ async function scorePlan(
 /** Evaluates one subject: the model's records, plus agreement and KL against the reference model. */
 async function evaluateSubject(
   opts: EvaluateMmluOptions, plan: SubjectPlan, answerIds: readonly number[], batching: Batching | null,
-  step: (questions: number) => Promise<void>,
+  step: (questions: number) => Promise<void>, cacheKey: string | null,
 ): Promise<QuestionRecord[]> {
   const ref = opts.referenceModel;
   // With a reference model, questions count as done when the reference has run them too.
   const own = await scorePlan(opts.model, plan, answerIds, true, batching, ref ? async () => step(0) : step);
-  const refScores = ref ? await scorePlan(ref, plan, answerIds, false, batching, step) : null;
+  let refScores: PlanScores | null = null;
+  if (ref) {
+    const known = cacheKey === null ? undefined : opts.cache!.reference.get(ref)?.get(cacheKey);
+    if (known) await step(plan.questions.length);
+    refScores = known ?? await scorePlan(ref, plan, answerIds, false, batching, step);
+    if (!known && cacheKey !== null) {
+      const byKey = opts.cache!.reference.get(ref) ?? new Map<string, PlanScores>();
+      opts.cache!.reference.set(ref, byKey.set(cacheKey, refScores));
+    }
+  }
   return plan.questions.map((pq): QuestionRecord => {
     const q = pq.question;
     const s = own.get(q.index)!;
@@ -300,7 +332,15 @@ export async function evaluateMmlu(opts: EvaluateMmluOptions): Promise<EvaluateM
     }
   }
   const cached = opts.cached ?? true;
-  const planOf = (s: string) => planSubject(tokenizer, data, s, { ntrain: opts.ntrain, limit: opts.limit, maxTokens });
+  const shared = opts.cache && opts.cache.tokenizer === tokenizer && opts.cache.data === data ? opts.cache : null;
+  const planKey = (s: string) => JSON.stringify([s, opts.ntrain, opts.limit ?? null, maxTokens]);
+  const planOf = (s: string) => {
+    const known = shared?.plans.get(planKey(s));
+    if (known) return known;
+    const plan = planSubject(tokenizer, data, s, { ntrain: opts.ntrain, limit: opts.limit, maxTokens });
+    shared?.plans.set(planKey(s), plan);
+    return plan;
+  };
 
   // Planning everything up front is needed for a dump or a dry run; otherwise each subject is planned when reached.
   let plans: Map<string, SubjectPlan> | null = null;
@@ -346,7 +386,8 @@ export async function evaluateMmlu(opts: EvaluateMmluOptions): Promise<EvaluateM
     };
     await checkpoint(opts.signal, done.size, subjects.length);
     const run = cached ? plan : { ...plan, groups: [], alone: [...plan.questions] };
-    const records = await evaluateSubject(opts, run, answerIds, cached ? { size: batchSize, maxPadding } : null, step);
+    const refKey = shared ? JSON.stringify([planKey(subject), answerTokens, cached, batchSize, maxPadding]) : null;
+    const records = await evaluateSubject({ ...opts, cache: shared ?? undefined }, run, answerIds, cached ? { size: batchSize, maxPadding } : null, step, refKey);
     const result: SubjectResult = { subject, data: dataFingerprint(data, subject), questions: records };
     results?.save(result);
     done.set(subject, result);
