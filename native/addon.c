@@ -321,6 +321,89 @@ static napi_value js_to_float32(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* Element i of the array argument `arr` as a checked pointer to `count` elements of `es` bytes (offset 0); NULL for null. */
+static void *array_operand(call_t *c, napi_value arr, uint32_t i, const char *name, size_t es, int64_t count, bool optional) {
+  napi_value v;
+  napi_valuetype t;
+  if (c->failed) return NULL;
+  if (napi_get_element(c->env, arr, i, &v) != napi_ok || napi_typeof(c->env, v, &t) != napi_ok) return fail(c, "%s: bad value", name), NULL;
+  if (t == napi_null || t == napi_undefined) {
+    if (!optional) fail(c, "%s is required", name);
+    return NULL;
+  }
+  uint8_t *data = NULL;
+  size_t bytes = 0;
+  napi_typedarray_type type;
+  napi_value saved = c->argv[0];
+  c->argv[0] = v;
+  const bool ok = view_bytes(c, 0, name, &data, &bytes, &type);
+  c->argv[0] = saved;
+  if (!ok) return NULL;
+  if (((uintptr_t)data) % es != 0) return fail(c, "%s is not %zu-byte aligned", name, es), NULL;
+  if ((__int128)count * (__int128)es > (__int128)bytes)
+    return fail(c, "%s (%lld elements of %zu bytes) is larger than its %zu-byte array", name, (long long)count, es, bytes), NULL;
+  return data;
+}
+
+/*
+ * decoderLayer(views, dims): views = [x, h, norm1, norm2, wq, wk, wv, wo, wg, wu, wd, bq, bk, bv, bo, bg, bu, bd,
+ * pastK, pastV, cos, sin, kOut, vOut] (null where absent), dims = [B, T, H, nH, nKV, hd, F, S0, kvB, wType,
+ * window, eps, scale].
+ */
+static napi_value js_decoder_layer(napi_env env, napi_callback_info info) {
+  call_t c;
+  if (!begin(&c, env, info, "decoderLayer", 2)) return NULL;
+  bool is_arr = false;
+  uint32_t nv = 0, nd = 0;
+  if (napi_is_array(env, c.argv[0], &is_arr) != napi_ok || !is_arr || napi_get_array_length(env, c.argv[0], &nv) != napi_ok || nv != 24)
+    return fail(&c, "views must be an array of 24 entries"), NULL;
+  if (napi_is_array(env, c.argv[1], &is_arr) != napi_ok || !is_arr || napi_get_array_length(env, c.argv[1], &nd) != napi_ok || nd != 13)
+    return fail(&c, "dims must be an array of 13 numbers"), NULL;
+  static const char *const dim_names[13] = {"B", "T", "H", "nH", "nKV", "hd", "F", "S0", "kvB", "wType", "window", "eps", "scale"};
+  double d[13];
+  for (uint32_t i = 0; i < 13; i++) {
+    napi_value v;
+    if (napi_get_element(env, c.argv[1], i, &v) != napi_ok || napi_get_value_double(env, v, &d[i]) != napi_ok || !isfinite(d[i]))
+      return fail(&c, "%s must be a finite number", dim_names[i]), NULL;
+    if (i < 11 && (d[i] != floor(d[i]) || d[i] < 0 || d[i] > (double)DIM_MAX)) return fail(&c, "%s = %g is not a valid size", dim_names[i], d[i]), NULL;
+  }
+  layer_args a = {0};
+  a.B = (long)d[0], a.T = (long)d[1], a.H = (long)d[2], a.nH = (long)d[3], a.nKV = (long)d[4], a.hd = (long)d[5];
+  a.F = (long)d[6], a.S0 = (long)d[7], a.kvB = (long)d[8], a.w_type = (int)d[9], a.window = (long)d[10];
+  a.eps = (float)d[11], a.scale = (float)d[12];
+  if (a.nH < 1 || a.nKV < 1 || a.nH % a.nKV) return fail(&c, "nH must be a positive multiple of nKV"), NULL;
+  if (a.hd < 2 || a.hd % 2 || a.hd > 65536) return fail(&c, "hd must be even, from 2 to 65536"), NULL;
+  if (a.w_type > 2) return fail(&c, "wType must be 0, 1 or 2"), NULL;
+  if (a.kvB != 1 && a.kvB != a.B) return fail(&c, "kvB must be 1 or B"), NULL;
+  const int64_t rows = (int64_t)a.B * a.T, qw = a.nH * a.hd, kw = a.nKV * a.hd, S = a.S0 + a.T;
+  if (a.H > DIM_MAX / (a.F + qw + 1) || rows > DIM_MAX / (a.H + qw + a.F + 1) || (int64_t)a.B * a.nKV * S * a.hd > DIM_MAX)
+    return fail(&c, "operand sizes too large"), NULL;
+  const size_t ws = type_size(a.w_type);
+  napi_value views = c.argv[0];
+  a.x = array_operand(&c, views, 0, "x", 4, rows * a.H, false);
+  a.h = array_operand(&c, views, 1, "h", 4, rows * a.H, false);
+  a.norm1 = array_operand(&c, views, 2, "norm1", 4, a.H, false);
+  a.norm2 = array_operand(&c, views, 3, "norm2", 4, a.H, false);
+  const int64_t outs[DL_NPROJ] = {qw, kw, kw, a.H, a.F, a.F, a.H}, ins[DL_NPROJ] = {a.H, a.H, a.H, qw, a.H, a.H, a.F};
+  static const char *const wn[DL_NPROJ] = {"wq", "wk", "wv", "wo", "wg", "wu", "wd"};
+  static const char *const bn[DL_NPROJ] = {"bq", "bk", "bv", "bo", "bg", "bu", "bd"};
+  for (int i = 0; i < DL_NPROJ; i++) {
+    a.w[i] = array_operand(&c, views, 4 + i, wn[i], ws, outs[i] * ins[i], false);
+    a.bias[i] = array_operand(&c, views, 11 + i, bn[i], 4, outs[i], true);
+  }
+  const int64_t past = (int64_t)a.kvB * a.nKV * a.S0 * a.hd;
+  a.past_k = array_operand(&c, views, 18, "pastK", 4, past, a.S0 == 0);
+  a.past_v = array_operand(&c, views, 19, "pastV", 4, past, a.S0 == 0);
+  a.cos = array_operand(&c, views, 20, "cos", 4, a.T * a.hd, false);
+  a.sin = array_operand(&c, views, 21, "sin", 4, a.T * a.hd, false);
+  a.k_out = array_operand(&c, views, 22, "kOut", 4, (int64_t)a.B * a.nKV * S * a.hd, true);
+  a.v_out = array_operand(&c, views, 23, "vOut", 4, (int64_t)a.B * a.nKV * S * a.hd, a.k_out == NULL);
+  if (c.failed) return NULL;
+  if (!a.k_out) a.v_out = NULL;
+  if (rows > 0 && decoder_layer(&a) != 0) napi_throw_error(env, NULL, "mka_native.decoderLayer: out of memory");
+  return NULL;
+}
+
 static napi_value js_set_threads(napi_env env, napi_callback_info info) {
   call_t c;
   if (!begin(&c, env, info, "setThreads", 1)) return NULL;
@@ -392,6 +475,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"siluMul", NULL, js_silu_mul, NULL, NULL, NULL, napi_default, NULL},
       {"gatherRows", NULL, js_gather_rows, NULL, NULL, NULL, napi_default, NULL},
       {"toFloat32", NULL, js_to_float32, NULL, NULL, NULL, napi_default, NULL},
+      {"decoderLayer", NULL, js_decoder_layer, NULL, NULL, NULL, napi_default, NULL},
       {"_openblasSgemm", NULL, js_openblas_sgemm, NULL, NULL, NULL, napi_default, NULL},
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok) {

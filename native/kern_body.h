@@ -16,11 +16,11 @@ static inline float FN(finish)(float x, float old, int flags, const float *bias,
   return x;
 }
 
-/* A partial tile (mr x nr valid of an MR x NR register tile) stored from tmp into C. */
-static void FN(store_partial)(const float *tmp, int NR, float *c, long ldc, int mr, int nr, int flags,
+/* A partial tile (mr x nr valid of a register tile whose rows lie ldt floats apart in tmp) stored into C. */
+static void FN(store_partial)(const float *tmp, int ldt, float *c, long ldc, int mr, int nr, int flags,
                               const float *bias, int act) {
   for (int r = 0; r < mr; r++)
-    for (int j = 0; j < nr; j++) c[r * ldc + j] = FN(finish)(tmp[r * NR + j], c[r * ldc + j], flags, bias, j, act);
+    for (int j = 0; j < nr; j++) c[r * ldc + j] = FN(finish)(tmp[r * ldt + j], c[r * ldc + j], flags, bias, j, act);
 }
 
 /* Rows i0..i0+mr-1 (zero past m), k range [k0, k0+kcb) of op(A) into dst[kk][r]. */

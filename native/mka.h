@@ -109,4 +109,28 @@ void silu_mul(const float *gate, const float *up, float *out, long n);
 void gather_rows(const void *table, int t_type, long n, const int32_t *ids, long count, float *out);
 void to_float32(const void *src, int type, float *out, long n);
 
+/* ---- layer.c ---- */
+/* Operands of one decoder layer; weights are Hugging Face [out, in] of w_type, norms and biases float32. */
+enum { DL_WQ, DL_WK, DL_WV, DL_WO, DL_WG, DL_WU, DL_WD, DL_NPROJ };
+typedef struct {
+  const float *x;          /* [B*T][H] */
+  float *h;                /* [B*T][H] out */
+  const float *norm1, *norm2; /* [H] */
+  const void *w[DL_NPROJ];
+  const float *bias[DL_NPROJ]; /* NULL or [out] */
+  int w_type;
+  const float *past_k, *past_v; /* NULL or [kvB][nKV][S0][hd] */
+  const float *cos, *sin;  /* [T][hd] */
+  float *k_out, *v_out;    /* NULL or [B][nKV][S0+T][hd] */
+  long B, T, H, nH, nKV, hd, F, S0, kvB, window;
+  float eps, scale;
+} layer_args;
+
+/*
+ * One Llama decoder layer: h = x + o(attn(rope(q), rope(k), v)), then h += down(silu(gate) * up) on
+ * rmsnorm'd inputs; the same kernels, in the same order, as the op-by-op path. Returns 0, or -1 when
+ * out of memory.
+ */
+int decoder_layer(const layer_args *a);
+
 #endif

@@ -30,6 +30,7 @@ static void att_task(void *p, long t, int thread) {
   (void)thread;
   const att_ctx *a = p;
   const kern_table *K = kt();
+  if (K == &kern_avx512 && a->hd <= 16) K = &kern_avx2; /* 16-wide heads waste half of a 32-wide tile in P·V */
   const long rows = a->B * a->nH;
   const long qb = a->nqb - 1 - t / rows; /* the longest (last) query blocks first */
   const long b = (t % rows) / a->nH, h = (t % rows) % a->nH;

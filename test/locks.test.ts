@@ -65,9 +65,9 @@ test('a live lock makes every writer fail naming the pid; a stale lock is taken 
 
 test('two concurrent eval mmlu runs on one --out: the second fails naming the first\'s pid, results stay consistent', async () => {
   const out = join(root, 'concurrent');
-  // every subject, so the first run is still going when the second starts
+  // every subject, each prompt alone (--naive), so the first run is still going when the second starts
   const all = (limit: number, ...more: string[]) => ['eval', 'mmlu', '--model', M, '--data', D, '--limit', String(limit), '--out', out, '--quiet', ...more];
-  const first = spawn(process.execPath, [CLI, ...all(40)], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const first = spawn(process.execPath, [CLI, ...all(40, '--naive')], { stdio: ['ignore', 'pipe', 'pipe'] });
   let firstErr = '';
   first.stderr!.on('data', (d) => (firstErr += d));
   const firstDone = new Promise<number | null>((r) => first.once('exit', r));

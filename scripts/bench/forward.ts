@@ -16,6 +16,7 @@ import { sgemmCeiling, timeNative } from './sgemm.ts';
 import { parseConfig, expectedTensors, type LlamaConfig } from '../../src/model/config.ts';
 import { modelFromTensors, disposeModel } from '../../src/model/model.ts';
 import { forward } from '../../src/model/forward.ts';
+import { hasKernel, KERNELS } from '../../src/model/ops.ts';
 
 /** Matrix-product FLOPs of one prefill of T tokens (2 per multiply-add), logits for every position. */
 export function forwardFlops(c: LlamaConfig, T: number, B = 1): number {
@@ -82,6 +83,7 @@ export async function main(argv: string[]): Promise<void> {
   const { secs, cpuSecs } = timeForward(c, a.seq, a.batch, a.reps);
   const flops = forwardFlops(c, a.seq, a.batch);
   console.log(`model: hidden ${c.hidden_size}, layers ${c.num_hidden_layers}, heads ${c.num_attention_heads}/${c.num_key_value_heads}, ffn ${c.intermediate_size}, vocab ${c.vocab_size}`);
+  console.log(`decoder layers: ${hasKernel(KERNELS.decoderLayer) ? 'one fused native call per layer (MkaDecoderLayer)' : 'tfjs ops (native kernels where registered)'}`);
   console.log(`prefill ${a.batch}x${a.seq} tokens on ${info.description}: ${secs.toFixed(3)} s/pass, ` +
     `${((a.batch * a.seq) / secs).toFixed(1)} tokens/s, ${(flops / secs / 1e9).toFixed(2)} GFLOP/s ` +
     `(${cpuSecs.toFixed(3)} CPU-s/pass: ${(flops / cpuSecs / 1e9).toFixed(2)} GFLOP per CPU-second)`);

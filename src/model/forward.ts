@@ -17,7 +17,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { acquireLayer, lmHeadName, useWeight, type LayerWeights, type LlamaModel } from './model.ts';
 import { inverseFrequencies, ropeTables } from './rope.ts';
-import { attention, embed, linear, lmHeadLogits, rmsNorm, rope, siluMul } from './ops.ts';
+import { attention, decoderLayer, embed, linear, lmHeadLogits, rmsNorm, rope, siluMul } from './ops.ts';
 
 /** Keys and values per layer, [B, kv_heads, S, head_dim], after RoPE. Batch 1 broadcasts to any batch. */
 export interface KVCache {
@@ -74,15 +74,27 @@ interface LayerContext {
   sin: tf.Tensor2D;
 }
 
-/** One decoder block on rows x [b, T, H]; returns the new hidden state and this call's keys/values. */
+/** The projections of a decoder layer, in the order of ops.decoderLayer. */
+const PROJECTIONS = ['self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj', 'self_attn.o_proj', 'mlp.gate_proj', 'mlp.up_proj', 'mlp.down_proj'];
+
+/**
+ * One decoder block on rows x [b, T, H]; returns the new hidden state and, with keep, this call's
+ * keys/values (the cache's followed by the new ones). One native call where the backend fuses the
+ * layer (ops.decoderLayer), else op by op.
+ */
 function decoderBlock(
   model: LlamaModel, w: LayerWeights, x: tf.Tensor3D, ctx: LayerContext,
-  past: { k: tf.Tensor4D; v: tf.Tensor4D } | null,
-): { h: tf.Tensor3D; k: tf.Tensor4D; v: tf.Tensor4D } {
+  past: { k: tf.Tensor4D; v: tf.Tensor4D } | null, keep: boolean,
+): { h: tf.Tensor3D; k?: tf.Tensor4D; v?: tf.Tensor4D } {
   const c = model.config;
   const [B, T] = x.shape;
   const nH = c.num_attention_heads, nKV = c.num_key_value_heads, hd = c.head_dim;
   const bias = (s: string) => (w.has(s) ? w.get(s) : undefined);
+  const fused = decoderLayer(x, {
+    inputNorm: w.get('input_layernorm.weight'), postNorm: w.get('post_attention_layernorm.weight'),
+    weights: PROJECTIONS.map((p) => w.weight(`${p}.weight`)), biases: PROJECTIONS.map((p) => bias(`${p}.bias`)),
+  }, past, ctx.cos, ctx.sin, { heads: nH, kvHeads: nKV, headDim: hd, eps: c.rms_norm_eps, window: c.sliding_window }, keep);
+  if (fused) return fused;
   const proj = (xn: tf.Tensor, name: string, residual?: tf.Tensor) =>
     linear(xn, w.weight(`${name}.weight`), bias(`${name}.bias`), residual);
   return tf.tidy(() => {
@@ -104,7 +116,7 @@ function decoderBlock(
     const hn = rmsNorm(h1, w.get('post_attention_layernorm.weight'), c.rms_norm_eps);
     const act = siluMul(proj(hn, 'mlp.gate_proj'), proj(hn, 'mlp.up_proj')); // SiLU(gate) * up
     const h = proj(act, 'mlp.down_proj', h1) as tf.Tensor3D; // h1 + down_proj(act)
-    return { h, k, v };
+    return keep ? { h, k, v } : { h };
   });
 }
 
@@ -259,14 +271,11 @@ function runLayer(
       try {
         xs = rows === B ? x : tf.slice(x, [b0, 0, 0], [rows, T, H]);
         if (cache) past = pastRows(cache.keys[i], cache.values[i], b0, rows, B);
-        const r = decoderBlock(model, w, xs, ctx, past);
+        const r = decoderBlock(model, w, xs, ctx, past, keep);
         outs.push(r.h);
         if (keep) {
-          ks.push(r.k);
-          vs.push(r.v);
-        } else {
-          r.k.dispose();
-          r.v.dispose();
+          ks.push(r.k!);
+          vs.push(r.v!);
         }
       } finally {
         if (xs && xs !== x) xs.dispose();

@@ -30,6 +30,7 @@ export const KERNELS = {
   rope: 'MkaRope',
   siluMul: 'MkaSiluMul',
   gather: 'MkaGatherRows',
+  decoderLayer: 'MkaDecoderLayer',
 } as const;
 
 /** Whether the current backend has kernel `name`. */
@@ -208,4 +209,52 @@ function blockMask(g: number, n: number, p0: number, sLo: number, sHi: number, w
     }
   }
   return tf.tensor2d(m, [g * n, width]);
+}
+
+/** A decoder layer's tensors as decoderLayer takes them. */
+export interface LayerOperands {
+  inputNorm: tf.Tensor;
+  postNorm: tf.Tensor;
+  /** q, k, v, o, gate, up, down projections (HF [out, in]) and their biases, if any. */
+  weights: Weight[];
+  biases: (tf.Tensor | undefined)[];
+}
+
+export interface LayerShape {
+  heads: number;
+  kvHeads: number;
+  headDim: number;
+  eps: number;
+  window: number | null;
+}
+
+/**
+ * The whole decoder layer on x [B, T, H] in one native call (the backend's MkaDecoderLayer): the
+ * same kernels in the same order as the op-by-op path, so the same bits. past: cached keys/values
+ * [1 or B, nKV, S0, hd]; with keep, also returns this layer's keys/values [B, nKV, S0+T, hd]. Null
+ * when the backend has no such kernel or the projections' dtypes differ (then compose the ops).
+ */
+export function decoderLayer(
+  x: tf.Tensor3D, ops: LayerOperands, past: { k: tf.Tensor4D; v: tf.Tensor4D } | null, cos: tf.Tensor2D, sin: tf.Tensor2D,
+  shape: LayerShape, keep: boolean,
+): { h: tf.Tensor3D; k?: tf.Tensor4D; v?: tf.Tensor4D } | null {
+  const dtype = ops.weights[0].dtype;
+  if (!hasKernel(KERNELS.decoderLayer) || ops.weights.some((w) => w.dtype !== dtype)) return null;
+  const names = ['q', 'k', 'v', 'o', 'g', 'u', 'd'];
+  const inputs: Record<string, tf.Tensor> = { x, norm1: ops.inputNorm, norm2: ops.postNorm, cos, sin };
+  names.forEach((p, i) => {
+    inputs[`w${p}`] = ops.weights[i].tensor;
+    const b = ops.biases[i];
+    if (b) inputs[`b${p}`] = b;
+  });
+  if (past) {
+    inputs.pastK = past.k;
+    inputs.pastV = past.v;
+  }
+  const attrs = {
+    nH: shape.heads, nKV: shape.kvHeads, hd: shape.headDim, eps: shape.eps, window: shape.window ?? 0,
+    scale: 1 / Math.sqrt(shape.headDim), wType: DTYPE_CODE[dtype], keep: keep ? 1 : 0,
+  };
+  const out = tf.engine().runKernel(KERNELS.decoderLayer, inputs as unknown as tf.NamedTensorMap, attrs as unknown as tf.NamedAttrMap) as unknown as tf.Tensor[];
+  return keep ? { h: out[0] as tf.Tensor3D, k: out[1] as tf.Tensor4D, v: out[2] as tf.Tensor4D } : { h: out[0] as tf.Tensor3D };
 }

@@ -56,6 +56,14 @@ export interface NativeAddon {
     table: ArrayBufferView, tOff: number, tType: ElementType, vocab: number, n: number, ids: Int32Array,
     out: ArrayBufferView, outOff: number,
   ): void;
+  /**
+   * One decoder layer (native/layer.c): views = [x, h, norm1, norm2, wq, wk, wv, wo, wg, wu, wd, bq, bk, bv,
+   * bo, bg, bu, bd, pastK, pastV, cos, sin, kOut, vOut] (null where absent; all at byte offset 0), dims =
+   * [B, T, H, nH, nKV, hd, F, S0, kvB, wType, window, eps, scale]. x, h [B*T, H]; weights HF [out, in] of
+   * wType; norms, biases float32; pastK/V [kvB, nKV, S0, hd]; cos, sin [T, hd]; kOut/vOut (optional)
+   * [B, nKV, S0+T, hd] receive the extended keys/values.
+   */
+  decoderLayer(views: (ArrayBufferView | null)[], dims: number[]): void;
   /** n values of srcType widened to float32. */
   toFloat32(src: ArrayBufferView, sOff: number, srcType: ElementType, out: ArrayBufferView, outOff: number, n: number): void;
 }

@@ -3,7 +3,7 @@
  * RAM bounds them, not the 4 GB WebAssembly heap) with mka's native kernels (native-addon.ts)
  * registered on it: BatchMatMul and _FusedMatMul, and the decoder's custom kernels (src/model/ops.ts:
  * MkaLinear with float32 or 16-bit weights, MkaAttention, MkaRmsNorm, MkaRope, MkaSiluMul,
- * MkaGatherRows). Every other op is the cpu backend's own kernel. The kernels compute in place on the
+ * MkaGatherRows, and MkaDecoderLayer: a whole decoder layer in one call). Every other op is the cpu backend's own kernel. The kernels compute in place on the
  * tensors' arrays and write into arrays the output tensors then own: nothing is copied.
  */
 import * as tf from '@tensorflow/tfjs';
@@ -118,6 +118,37 @@ function gatherKernel(addon: NativeAddon): tf.KernelFunc {
   };
 }
 
+/** Input names of MkaDecoderLayer's projections, in the addon's order (q, k, v, o, gate, up, down). */
+const PROJECTIONS = ['q', 'k', 'v', 'o', 'g', 'u', 'd'] as const;
+
+function decoderLayerKernel(addon: NativeAddon): tf.KernelFunc {
+  return ({ inputs, backend, attrs }) => {
+    const t = inputs as Record<string, tf.TensorInfo | undefined>;
+    const { nH, nKV, hd, eps, window, scale, wType, keep } = attrs as Record<string, number>;
+    const x = t.x!, wg = t.wg!;
+    const [B, T, H] = x.shape;
+    const F = wg.shape[0];
+    const S0 = t.pastK ? t.pastK.shape[2] : 0, kvB = t.pastK ? t.pastK.shape[0] : 1;
+    for (const p of PROJECTIONS) {
+      const w = t[`w${p}`]!;
+      if (w.dtype !== (wType === 0 ? 'float32' : 'int32')) throw new Error(`MkaDecoderLayer: weight w${p} of dtype ${w.dtype} for type ${wType}`);
+    }
+    const h = new Float32Array(B * T * H);
+    const kv = keep ? B * nKV * (S0 + T) * hd : 0;
+    const kOut = keep ? new Float32Array(kv) : null, vOut = keep ? new Float32Array(kv) : null;
+    const f32 = (name: string) => (t[name] ? float32(backend, t[name]!, name) : null);
+    const views = [
+      float32(backend, x, 'x'), h, f32('norm1'), f32('norm2'),
+      ...PROJECTIONS.map((p) => values(backend, t[`w${p}`]!)), ...PROJECTIONS.map((p) => f32(`b${p}`)),
+      f32('pastK'), f32('pastV'), f32('cos'), f32('sin'), kOut, vOut,
+    ];
+    addon.decoderLayer(views, [B, T, H, nH, nKV, hd, F, S0, kvB, wType, window, eps, scale]);
+    const out = [output(backend, [B, T, H], h)];
+    if (kOut && vOut) out.push(output(backend, [B, nKV, S0 + T, hd], kOut), output(backend, [B, nKV, S0 + T, hd], vOut));
+    return out;
+  };
+}
+
 /** Fused activations the addon computes, with its codes. */
 const ACTIVATIONS: Record<string, number> = { linear: 0, relu: 1, relu6: 2 };
 
@@ -189,6 +220,7 @@ export function registerNativeBackend(opts: { threads?: number } = {}): { ok: bo
       [KERNELS.rope]: ropeKernel(addon),
       [KERNELS.siluMul]: siluMulKernel(addon),
       [KERNELS.gather]: gatherKernel(addon),
+      [KERNELS.decoderLayer]: decoderLayerKernel(addon),
     };
     for (const k of tf.getKernelsForBackend('cpu')) {
       let kernelFunc = k.kernelFunc;

@@ -13,6 +13,9 @@ import { readConfig } from '../model/config.ts';
 import { takes16BitWeights } from '../model/ops.ts';
 import { assertFits, backendProfile, calibrationWorkload, checkModelFits, mmluWorkload, storedBytes } from '../runtime/memory-estimate.ts';
 import { loadTokenizer, type Tokenizer } from '../tokenizer/tokenizer.ts';
+import { createMmluCache, type MmluCache } from '../eval/mmlu/evaluate.ts';
+import { scoringTokenizer } from '../eval/mmlu/plan.ts';
+import { protocolSettings } from '../compress/methods/protocol.ts';
 import { loadMmlu, type MmluData } from '../eval/mmlu/data.ts';
 import { calibrationPrompts, similarityOptionsFor } from '../pipeline/analyse.ts';
 import { checkRemove } from '../pipeline/plan.ts';
@@ -100,6 +103,10 @@ export interface SweepContext extends PreparedSweep {
   tokenizer: Tokenizer;
   data: MmluData;
   original: LlamaModel;
+  /** The tokenizer MMLU prompts are encoded with (without BOS under `--protocol released`). */
+  scoringTokenizer: Tokenizer;
+  /** MMLU plans and the original's scores, shared by the points' evaluations. */
+  mmlu: MmluCache;
   /** The tokenized text corpus when the sweep measures perplexity (`ppl`). */
   corpus: PplCorpus | null;
   /** Frees the original model. */
@@ -115,5 +122,6 @@ export async function openSweep(opts: SweepOptions): Promise<SweepContext> {
   const data = loadMmlu(opts.data, { subjects: opts.evalSubjects });
   const original = loadModel(opts.model);
   const corpus = opts.ppl ? prepareCorpus(opts.ppl.text, tokenizer, original.config, opts.ppl.seqLen, opts.ppl.stride) : null;
-  return { ...prepared, tokenizer, data, original, corpus, dispose: () => disposeModel(original) };
+  const scoring = scoringTokenizer(tokenizer, protocolSettings(opts.protocol).scoringBos);
+  return { ...prepared, tokenizer, scoringTokenizer: scoring, data, original, mmlu: createMmluCache(scoring, data), corpus, dispose: () => disposeModel(original) };
 }

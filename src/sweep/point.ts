@@ -13,7 +13,6 @@ import { disposeModel, type LlamaModel } from '../model/model.ts';
 import { evaluateMmlu } from '../eval/mmlu/evaluate.ts';
 import type { MmluSummary } from '../eval/mmlu/results.ts';
 import { writeCompressed } from '../pipeline/write.ts';
-import { scoringTokenizer } from '../eval/mmlu/plan.ts';
 import { protocolSettings } from '../compress/methods/protocol.ts';
 import { materialize, planSource, planSummary, type CompressionPlan } from '../compress/plan.ts';
 import { modelSource } from '../export/source.ts';
@@ -83,9 +82,9 @@ async function evaluatePoint(ctx: SweepContext, p: PointId, model: LlamaModel, s
   const name = subjects?.length === 1 ? `${pointName(p)} ${subjects[0]}` : pointName(p);
   const bos = protocolSettings(opts.protocol).scoringBos;
   const r = await evaluateMmlu({
-    model, tokenizer: scoringTokenizer(ctx.tokenizer, bos), data: ctx.data, ntrain: opts.ntrain, limit: opts.limit, batchSize: opts.batchSize,
+    model, tokenizer: ctx.scoringTokenizer, data: ctx.data, ntrain: opts.ntrain, limit: opts.limit, batchSize: opts.batchSize,
     // The original is evaluated once: against itself as reference it would run twice for an agreement of 1 and a KL of 0.
-    subjects, referenceModel: p.method === 'original' ? undefined : ctx.original, out: evalDir(opts.out, p), signal: opts.signal, keyExtra: { bos },
+    subjects, referenceModel: p.method === 'original' ? undefined : ctx.original, cache: ctx.mmlu, out: evalDir(opts.out, p), signal: opts.signal, keyExtra: { bos },
     onProgress: (e) => {
       bar ??= progress(`eval ${name}`, e.questionsToRun, { unit: 'questions', quiet: opts.quiet });
       bar.tick(0, `(${e.subjectsDone}/${e.subjectsTotal} subjects)`);

@@ -90,6 +90,29 @@ export interface EvaluateMmluOptions {
   onSubjectDone?: (result: SubjectResult) => void;
   /** Stops between batches with an EvaluationInterrupted error. */
   signal?: AbortSignal;
+  /** Plans and reference scores shared with other evaluations on the same tokenizer and data (createMmluCache). */
+  cache?: MmluCache;
+}
+
+/** Scores of a plan's questions by question index. */
+type PlanScores = Map<number, RowScores & { cached: boolean }>;
+
+/**
+ * What evaluations of several models on one benchmark share (a sweep evaluates a dozen): each
+ * subject's plan (tokenizing the prompts costs as much as running a small model on them) and the
+ * reference model's scores. Keyed by every option they depend on; used only with the tokenizer and
+ * data it was made for.
+ */
+export interface MmluCache {
+  tokenizer: Tokenizer;
+  data: MmluData;
+  plans: Map<string, SubjectPlan>;
+  reference: Map<LlamaModel, Map<string, PlanScores>>;
+}
+
+/** An empty MmluCache for evaluations with this tokenizer and data. */
+export function createMmluCache(tokenizer: Tokenizer, data: MmluData): MmluCache {
+  return { tokenizer, data, plans: new Map(), reference: new Map() };
 }
 
 export interface EvaluateMmluResult {
@@ -159,32 +182,29 @@ function scoreRows(
     owner.push(b);
   });
   const out: RowScores[] = items.map(() => ({ answerLogits: [], nll: 0 }));
-  const answerIndex = tf.tensor1d(answerIds as number[], 'int32');
-  try {
-    forward(model, padded, {
-      cache, logits: 'positions', positions,
-      onLogits: (i0, logits) => {
-        const n = logits.shape[0];
-        const tgt = targets.slice(i0, i0 + n);
-        const [answers, nll] = tf.tidy(() => {
-          const answers = tf.gather(logits, answerIndex, 1); // [n, 4]
-          const picked = tf.gather(logits.reshape([-1]), tf.tensor1d(tgt.map((t, j) => j * V + Math.max(t, 0)), 'int32')); // [n]
-          return [answers, tf.sub(tf.logSumExp(logits, 1), picked)]; // NLL per position
-        });
-        const a = answers.dataSync(), l = nll.dataSync();
-        answers.dispose();
-        nll.dispose();
-        for (let j = 0; j < n; j++) {
-          const row = out[owner[i0 + j]];
-          if (tgt[j] === -1) row.answerLogits = Array.from(a.subarray(4 * j, 4 * j + 4));
-          else row.nll += l[j];
-        }
-      },
-    });
-  } finally {
-    answerIndex.dispose();
-  }
+  forward(model, padded, {
+    cache, logits: 'positions', positions,
+    // Read on the host: a few values per row, which tfjs ops would spend more on dispatch than on math.
+    onLogits: (i0, logits) => {
+      const x = logits.dataSync();
+      for (let j = 0; j < logits.shape[0]; j++) {
+        const row = x.subarray(j * V, (j + 1) * V);
+        const o = out[owner[i0 + j]], target = targets[i0 + j];
+        if (target === -1) o.answerLogits = answerIds.map((id) => row[id]);
+        else o.nll += logSumExp(row) - row[target];
+      }
+    },
+  });
   return out;
+}
+
+/** log Σ exp(x), in float64. */
+function logSumExp(x: Float32Array | Int32Array | Uint8Array): number {
+  let m = -Infinity;
+  for (let i = 0; i < x.length; i++) if (x[i] > m) m = x[i];
+  let s = 0;
+  for (let i = 0; i < x.length; i++) s += Math.exp(x[i] - m);
+  return m + Math.log(s);
 }
 
 /** Index of the largest of the 4 answer logits (first on ties, as numpy's argmax). */
@@ -205,20 +225,6 @@ export function klDivergence(pLogits: readonly number[], qLogits: readonly numbe
   return Math.max(0, lp.reduce((s, v, i) => s + Math.exp(v) * (v - lq[i]), 0));
 }
 
-/** Largest cache (bytes) copied per batch row by expandCache; larger ones are broadcast by forward(). */
-const EXPAND_CACHE_BYTES = 256 * 2 ** 20;
-
-/**
- * The batch-1 prefix cache repeated for `rows` rows when that fits EXPAND_CACHE_BYTES (a concat of
- * copies is far cheaper than the tile forward() broadcasts with on the wasm backend); else the cache.
- */
-function expandCache(cache: KVCache, rows: number): KVCache {
-  const bytes = rows * [...cache.keys, ...cache.values].reduce((n, t) => n + 4 * t.size, 0);
-  if (rows === 1 || bytes > EXPAND_CACHE_BYTES) return cache;
-  const repeat = (t: tf.Tensor4D) => tf.concat(new Array<tf.Tensor4D>(rows).fill(t), 0); // [rows, kv, S, hd]
-  return { keys: cache.keys.map(repeat), values: cache.values.map(repeat), length: cache.length };
-}
-
 /** Yields to the event loop (so a SIGINT handler can run) and stops when the signal aborted. */
 async function checkpoint(signal: AbortSignal | undefined, done: number, total: number): Promise<void> {
   await new Promise((resolve) => setImmediate(resolve));
@@ -232,19 +238,15 @@ async function checkpoint(signal: AbortSignal | undefined, done: number, total: 
 async function scorePlan(
   model: LlamaModel, plan: SubjectPlan, answerIds: readonly number[], wantNll: boolean, batching: Batching | null,
   step: (questions: number) => Promise<void>,
-): Promise<Map<number, RowScores & { cached: boolean }>> {
-  const scores = new Map<number, RowScores & { cached: boolean }>();
+): Promise<PlanScores> {
+  const scores: PlanScores = new Map();
   for (const g of plan.groups) {
     const prefix = forward(model, [g.prefixIds.slice(0, g.start)], { logits: 'none', returnCache: true });
     try {
       for (const batch of batchesOf(g.members, batching!.size, g.start, batching!.maxPadding)) {
-        const cache = expandCache(prefix.cache!, batch.length);
-        try {
-          scoreRows(model, batch, g.start, cache, answerIds, wantNll)
-            .forEach((s, j) => scores.set(batch[j].question.index, { ...s, cached: true }));
-        } finally {
-          if (cache !== prefix.cache) disposeCache(cache);
-        }
+        // the batch-1 cache serves every row of the batch (forward() repeats it per layer, never all layers at once)
+        scoreRows(model, batch, g.start, prefix.cache, answerIds, wantNll)
+          .forEach((s, j) => scores.set(batch[j].question.index, { ...s, cached: true }));
         await step(batch.length);
       }
     } finally {
@@ -265,12 +267,21 @@ async function scorePlan(
 /** Evaluates one subject: the model's records, plus agreement and KL against the reference model. */
 async function evaluateSubject(
   opts: EvaluateMmluOptions, plan: SubjectPlan, answerIds: readonly number[], batching: Batching | null,
-  step: (questions: number) => Promise<void>,
+  step: (questions: number) => Promise<void>, cacheKey: string | null,
 ): Promise<QuestionRecord[]> {
   const ref = opts.referenceModel;
   // With a reference model, questions count as done when the reference has run them too.
   const own = await scorePlan(opts.model, plan, answerIds, true, batching, ref ? async () => step(0) : step);
-  const refScores = ref ? await scorePlan(ref, plan, answerIds, false, batching, step) : null;
+  let refScores: PlanScores | null = null;
+  if (ref) {
+    const known = cacheKey === null ? undefined : opts.cache!.reference.get(ref)?.get(cacheKey);
+    if (known) await step(plan.questions.length);
+    refScores = known ?? await scorePlan(ref, plan, answerIds, false, batching, step);
+    if (!known && cacheKey !== null) {
+      const byKey = opts.cache!.reference.get(ref) ?? new Map<string, PlanScores>();
+      opts.cache!.reference.set(ref, byKey.set(cacheKey, refScores));
+    }
+  }
   return plan.questions.map((pq): QuestionRecord => {
     const q = pq.question;
     const s = own.get(q.index)!;
@@ -321,7 +332,15 @@ export async function evaluateMmlu(opts: EvaluateMmluOptions): Promise<EvaluateM
     }
   }
   const cached = opts.cached ?? true;
-  const planOf = (s: string) => planSubject(tokenizer, data, s, { ntrain: opts.ntrain, limit: opts.limit, maxTokens });
+  const shared = opts.cache && opts.cache.tokenizer === tokenizer && opts.cache.data === data ? opts.cache : null;
+  const planKey = (s: string) => JSON.stringify([s, opts.ntrain, opts.limit ?? null, maxTokens]);
+  const planOf = (s: string) => {
+    const known = shared?.plans.get(planKey(s));
+    if (known) return known;
+    const plan = planSubject(tokenizer, data, s, { ntrain: opts.ntrain, limit: opts.limit, maxTokens });
+    shared?.plans.set(planKey(s), plan);
+    return plan;
+  };
 
   // Planning everything up front is needed for a dump or a dry run; otherwise each subject is planned when reached.
   let plans: Map<string, SubjectPlan> | null = null;
@@ -367,7 +386,8 @@ export async function evaluateMmlu(opts: EvaluateMmluOptions): Promise<EvaluateM
     };
     await checkpoint(opts.signal, done.size, subjects.length);
     const run = cached ? plan : { ...plan, groups: [], alone: [...plan.questions] };
-    const records = await evaluateSubject(opts, run, answerIds, cached ? { size: batchSize, maxPadding } : null, step);
+    const refKey = shared ? JSON.stringify([planKey(subject), answerTokens, cached, batchSize, maxPadding]) : null;
+    const records = await evaluateSubject({ ...opts, cache: shared ?? undefined }, run, answerIds, cached ? { size: batchSize, maxPadding } : null, step, refKey);
     const result: SubjectResult = { subject, data: dataFingerprint(data, subject), questions: records };
     results?.save(result);
     done.set(subject, result);

@@ -11,12 +11,12 @@
  * whenever the token count grows with the number of examples.
  *
  * Prefix caching: questions that kept k examples share the prefix "header + k examples". The cached path
- * must feed exactly the ids of the full prompt, so a question joins its prefix group only when its full
- * tokenization starts with the tokenization of the prefix; otherwise (and for cut questions) it runs
- * alone on its full ids. The perplexity of a question (the paper's labels: the last
- * len(tokenize(question part)) tokens of the prompt) needs logits just before the question part, so a
- * group's cache stops `overlap` tokens before the end of its prefix and those tokens are fed again with
- * each question.
+ * must feed exactly the ids of the full prompt, so the cache holds only positions every member's full
+ * tokenization shares with the prefix's (all but the last few when the tokenizer merges across the
+ * boundary, BOUNDARY_TOKENS); a question sharing less (and a cut question) runs alone. The perplexity
+ * of a question (the paper's labels: the last len(tokenize(question part)) tokens of the prompt) needs
+ * logits just before the question part, so a group's cache also stops before the first of those
+ * positions, which each question then feeds again.
  */
 import { UserError } from '../../runtime/errors.ts';
 import type { Tokenizer } from '../../tokenizer/tokenizer.ts';
@@ -88,11 +88,20 @@ export function scoringTokenizer(tokenizer: Tokenizer, bos: boolean): Tokenizer 
   return { ...tokenizer, encode: (text, opts) => tokenizer.encode(text, { ...opts, addBos: opts?.addBos ?? false }) };
 }
 
-function startsWith(ids: readonly number[], prefix: readonly number[]): boolean {
-  if (ids.length < prefix.length) return false;
-  for (let i = 0; i < prefix.length; i++) if (ids[i] !== prefix[i]) return false;
-  return true;
+/** How many leading ids two sequences share. */
+function commonLength(a: readonly number[], b: readonly number[]): number {
+  const n = Math.min(a.length, b.length);
+  let i = 0;
+  while (i < n && a[i] === b[i]) i++;
+  return i;
 }
+
+/**
+ * A question joins its prefix group when its ids share all but at most this many of the prefix's last
+ * ids: a tokenizer may merge the prefix's final "\n\n" with the question's first word, so the full
+ * prompt's tokenization need not extend the prefix's.
+ */
+const BOUNDARY_TOKENS = 4;
 
 export interface PlanOptions {
   ntrain: number;
@@ -156,15 +165,16 @@ function groupByPrefix(
   for (const k of [...byK.keys()].sort((a, b) => b - a)) {
     const prefixIds = encodePrefix(genPrompt(dev, subject, k));
     const L = prefixIds.length;
-    // Tokens of the prefix each member must feed again for its perplexity positions.
-    const overlap = (pq: PlannedQuestion) => Math.max(0, pq.nllTokens + 1 - (pq.ids.length - L));
+    // Positions a member can take from the cache: those its ids share with the prefix's (the tokenizer may
+    // merge the prefix's last tokens with the question's first), and none it needs logits for (perplexity).
+    const cacheable = (pq: PlannedQuestion) => Math.min(commonLength(pq.ids, prefixIds), pq.ids.length - pq.nllTokens - 1);
     const members: PlannedQuestion[] = [];
     for (const pq of byK.get(k)!) {
-      if (pq.ids.length > L && startsWith(pq.ids, prefixIds) && overlap(pq) < L) members.push(pq);
+      if (pq.ids.length > L - BOUNDARY_TOKENS && commonLength(pq.ids, prefixIds) >= L - BOUNDARY_TOKENS && cacheable(pq) > 0) members.push(pq);
       else alone.push(pq);
     }
     if (members.length === 0) continue;
-    const start = L - Math.max(...members.map(overlap));
+    const start = Math.min(...members.map(cacheable));
     members.sort((a, b) => b.ids.length - a.ids.length || a.question.index - b.question.index);
     groups.push({ ntrain: k, prefixIds, start, members });
   }

@@ -1,0 +1,120 @@
+/**
+ * The native backend's fused decoder layer (MkaDecoderLayer, native/layer.c) against the op-by-op
+ * path it replaces (the same kernels one tfjs op at a time: the same bits), against plain tfjs ops
+ * (cpu backend) on the demo model's MMLU predictions, and its operand checks. Its agreement with
+ * transformers is decoder.test.ts's golden check on the native backend, which runs through it.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { initBackend } from '../src/runtime/backend.ts';
+import { loadNativeAddon } from '../src/runtime/native-addon.ts';
+import { NATIVE_BACKEND } from '../src/runtime/native-kernels.ts';
+import { KERNELS, hasKernel } from '../src/model/ops.ts';
+import { disposeCache, forward } from '../src/model/forward.ts';
+import { disposeModel, loadModel } from '../src/model/model.ts';
+import { loadTokenizer } from '../src/tokenizer/tokenizer.ts';
+import { loadMmlu } from '../src/eval/mmlu/data.ts';
+import { evaluateMmlu } from '../src/eval/mmlu/evaluate.ts';
+import { ensureBenchmark } from '../src/demo/benchmark.ts';
+import { maxAbsDiff, NO_SHARED, SHARED } from './helpers.ts';
+
+const addon = loadNativeAddon().addon;
+const NO_NATIVE = addon ? false : 'native addon not built: native layer tests skipped';
+
+/** Runs fn with MkaDecoderLayer unregistered from the native backend, so forward() composes the ops. */
+function withoutFusedLayer<T>(fn: () => T): T {
+  const kernel = tf.getKernel(KERNELS.decoderLayer, NATIVE_BACKEND)!;
+  tf.unregisterKernel(KERNELS.decoderLayer, NATIVE_BACKEND);
+  try {
+    return fn();
+  } finally {
+    tf.registerKernel(kernel);
+  }
+}
+
+/** Logits, hidden states and the returned cache of a cached, batched pass, as plain arrays. */
+function pass(dir: string): Float32Array[] {
+  const model = loadModel(dir);
+  try {
+    const pre = forward(model, [[1, 17, 33, 100, 5]], { returnCache: true, logits: 'none' });
+    const r = forward(model, [[9, 41, 77], [12, 3, 0]], { cache: pre.cache, hiddenStates: true, returnCache: true });
+    disposeCache(pre.cache!);
+    const out = [r.logits!, ...r.hiddenStates!, ...r.cache!.keys, ...r.cache!.values].map((t) => t.dataSync() as Float32Array);
+    r.logits!.dispose();
+    r.hiddenStates!.forEach((t) => t.dispose());
+    disposeCache(r.cache!);
+    return out;
+  } finally {
+    disposeModel(model);
+  }
+}
+
+test('native: the fused layer gives the op-by-op kernels\' bits (bias, GQA, sliding window, bf16/f16, cache of batch 1)', { skip: NO_NATIVE || NO_SHARED }, async () => {
+  await initBackend('native');
+  const tiny = join(SHARED!, 'fixtures/hf-tiny');
+  for (const name of readdirSync(tiny).sort()) {
+    const before = tf.memory().numTensors;
+    assert.ok(hasKernel(KERNELS.decoderLayer));
+    const fused = pass(join(tiny, name));
+    assert.equal(tf.memory().numTensors, before, `${name}: the fused path leaks no tensors`);
+    const composed = withoutFusedLayer(() => {
+      assert.ok(!hasKernel(KERNELS.decoderLayer));
+      return pass(join(tiny, name));
+    });
+    assert.equal(fused.length, composed.length);
+    fused.forEach((f, i) => assert.deepEqual(f, composed[i], `${name}: output ${i} differs`));
+  }
+});
+
+test('native: the demo model\'s MMLU predictions equal plain tfjs ops\' (cpu backend), logits within 1e-4', { skip: NO_NATIVE }, async () => {
+  const tmp = mkdtempSync(join(tmpdir(), 'mka-native-layer-'));
+  try {
+    await ensureBenchmark(tmp);
+    const data = loadMmlu(tmp, {});
+    const tokenizer = await loadTokenizer('models/demo');
+    const run = async (backend: 'native' | 'cpu') => {
+      await initBackend(backend);
+      const model = loadModel('models/demo');
+      try {
+        const before = tf.memory().numTensors;
+        const r = await evaluateMmlu({ model, tokenizer, data, ntrain: 5, limit: 16, subjects: [data.subjects[0]] });
+        assert.equal(tf.memory().numTensors, before);
+        return r.records;
+      } finally {
+        disposeModel(model);
+      }
+    };
+    const native = await run('native'), cpu = await run('cpu');
+    assert.equal(native.length, 16);
+    assert.ok(native.every((r) => r.cached), 'questions ran on the cached prefix');
+    assert.deepEqual(native.map((r) => r.prediction), cpu.map((r) => r.prediction));
+    assert.ok(maxAbsDiff(native.map((r) => r.answerLogits), cpu.map((r) => r.answerLogits)) < 1e-4);
+    native.forEach((r, i) => assert.ok(Math.abs(r.nll - cpu[i].nll) < 1e-4 * r.nllTokens, `question ${i}: loss`));
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+});
+
+test('decoderLayer: missing or short operands and bad sizes throw instead of crashing', { skip: NO_NATIVE }, () => {
+  const [B, T, H, nH, nKV, hd, F] = [1, 2, 8, 2, 1, 4, 12];
+  const f = (n: number) => new Float32Array(n);
+  const views = (): (Float32Array | null)[] => [
+    f(B * T * H), f(B * T * H), f(H), f(H), f(nH * hd * H), f(nKV * hd * H), f(nKV * hd * H), f(H * nH * hd), f(F * H), f(F * H), f(H * F),
+    null, null, null, null, null, null, null, null, null, f(T * hd), f(T * hd), null, null,
+  ];
+  const dims = [B, T, H, nH, nKV, hd, F, 0, 1, 0, 0, 1e-5, 0.5];
+  addon!.decoderLayer(views(), dims);
+  const short = views();
+  short[8] = f(F * H - 1);
+  assert.throws(() => addon!.decoderLayer(short, dims), /wg .* larger than/);
+  const missing = views();
+  missing[0] = null;
+  assert.throws(() => addon!.decoderLayer(missing, dims), /x is required/);
+  assert.throws(() => addon!.decoderLayer(views(), [B, T, H, 3, 2, hd, F, 0, 1, 0, 0, 1e-5, 0.5]), /multiple of nKV/);
+  assert.throws(() => addon!.decoderLayer(views(), [B, T, H, nH, nKV, hd, F, 4, 1, 0, 0, 1e-5, 0.5]), /pastK is required/);
+  assert.throws(() => addon!.decoderLayer(views().slice(1), dims), /24 entries/);
+});
