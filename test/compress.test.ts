@@ -18,7 +18,7 @@ import { calibrate, calibrationTarget, defaultPerSubject } from '../src/compress
 import { compressModel } from '../src/compress/compress.ts';
 import { DEFAULT_SIMILARITY } from '../src/compress/similarity/index.ts';
 import { runSweep } from '../src/sweep/sweep.ts';
-import { ensureBenchmark } from '../src/demo/benchmark.ts';
+import { ensureBenchmark } from '../src/eval/mmlu/demo-benchmark.ts';
 import { UserError } from '../src/runtime/errors.ts';
 import { angularDistance } from '../src/compress/methods/angular.ts';
 import { modelSource } from '../src/export/source.ts';

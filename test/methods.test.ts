@@ -24,7 +24,7 @@ import { modelSource } from '../src/export/source.ts';
 import { loadTokenizer } from '../src/tokenizer/tokenizer.ts';
 import { randomModel } from '../scripts/bench/forward.ts';
 import { PythonRandom } from '../src/compress/methods/python-random.ts';
-import { ensureBenchmark } from '../src/demo/benchmark.ts';
+import { ensureBenchmark } from '../src/eval/mmlu/demo-benchmark.ts';
 
 const L = 6;
 const cfg = parseConfig({

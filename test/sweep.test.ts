@@ -14,7 +14,7 @@ import { runSweep } from '../src/sweep/sweep.ts';
 import { compressModel } from '../src/compress/compress.ts';
 import { runMmluEval } from '../src/eval/mmlu/run.ts';
 import { RESULT_COLUMNS } from '../src/sweep/report.ts';
-import { ensureBenchmark } from '../src/demo/benchmark.ts';
+import { ensureBenchmark } from '../src/eval/mmlu/demo-benchmark.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'mka-sweep-'));
 const MODEL = 'models/demo';

@@ -17,7 +17,7 @@ import { disposeModel, loadModel } from '../../src/model/model.ts';
 import { loadTokenizer } from '../../src/tokenizer/tokenizer.ts';
 import { loadMmlu } from '../../src/eval/mmlu/data.ts';
 import { evaluateMmlu, type EvaluateMmluResult } from '../../src/eval/mmlu/evaluate.ts';
-import { ensureBenchmark } from '../../src/demo/benchmark.ts';
+import { ensureBenchmark } from '../../src/eval/mmlu/demo-benchmark.ts';
 
 const DEFAULT_SHARED_SUBJECTS = 'abstract_algebra,anatomy,marketing,world_religions';
 

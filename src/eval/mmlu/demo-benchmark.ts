@@ -20,10 +20,10 @@
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { atomicWriteDir, atomicWriteText } from '../io/atomic.ts';
-import { mulberry32, shuffled } from '../runtime/random.ts';
-import { ANSWER_LETTERS, type AnswerLetter, type MmluQuestion, type MmluSplit } from '../eval/mmlu/data.ts';
-import { formatExample, promptHeader } from '../eval/mmlu/prompt.ts';
+import { atomicWriteDir, atomicWriteText } from '../../io/atomic.ts';
+import { mulberry32, shuffled } from '../../runtime/random.ts';
+import { ANSWER_LETTERS, type AnswerLetter, type MmluQuestion, type MmluSplit } from './data.ts';
+import { formatExample, promptHeader } from './prompt.ts';
 
 /** The seed of the demo benchmark (data/demo-mmlu, generated on first use) that models/demo was trained on. */
 export const DEMO_BENCHMARK_SEED = 1;

@@ -4,10 +4,10 @@
  * dropLayers, the crude layer-removal check the card tabulates.
  */
 import type * as tf from '@tensorflow/tfjs';
-import type { LlamaModel } from '../model/model.ts';
-import type { Tokenizer } from '../tokenizer/tokenizer.ts';
-import type { MmluData } from '../eval/mmlu/data.ts';
-import { evaluateMmlu } from '../eval/mmlu/evaluate.ts';
+import type { LlamaModel } from '../../src/model/model.ts';
+import type { Tokenizer } from '../../src/tokenizer/tokenizer.ts';
+import type { MmluData } from '../../src/eval/mmlu/data.ts';
+import { evaluateMmlu } from '../../src/eval/mmlu/evaluate.ts';
 
 export interface SubjectScore {
   correct: number;

@@ -6,11 +6,11 @@
  * probability, which makes the trained model degrade gradually, not abruptly, when layers are removed.
  */
 import * as tf from '@tensorflow/tfjs';
-import { type LlamaConfig, expectedTensors, parseConfig } from '../model/config.ts';
-import { type LlamaModel, modelFromTensors } from '../model/model.ts';
-import { forward } from '../model/forward.ts';
-import { mulberry32, normal } from '../runtime/random.ts';
-import { deriveSeed } from './benchmark.ts';
+import { type LlamaConfig, expectedTensors, parseConfig } from '../../src/model/config.ts';
+import { type LlamaModel, modelFromTensors } from '../../src/model/model.ts';
+import { forward } from '../../src/model/forward.ts';
+import { mulberry32, normal } from '../../src/runtime/random.ts';
+import { deriveSeed } from '../../src/eval/mmlu/demo-benchmark.ts';
 
 export interface DemoModelShape {
   vocabSize: number;
