@@ -16,7 +16,7 @@ import { disposeModel, loadModel } from '../src/model/model.ts';
 import { generate } from '../src/model/generate.ts';
 import { runGenerate } from '../src/model/run.ts';
 import { exportTfjs } from '../src/export/graph-model.ts';
-import { quantizeModelWeights, type QuantScheme } from '../src/export/quantize.ts';
+import { quantizeModelWeights, type QuantScheme } from '../src/weights/quantize.ts';
 import { NO_SHARED, SHARED } from './helpers.ts';
 import { serveDir, writeRandomModel } from './export-fixtures.ts';
 

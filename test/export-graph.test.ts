@@ -16,7 +16,7 @@ import { initBackend } from '../src/runtime/backend.ts';
 import { disposeModel, loadModel, type LlamaModel } from '../src/model/model.ts';
 import { forward } from '../src/model/forward.ts';
 import { exportTfjs } from '../src/export/graph-model.ts';
-import { type QuantScheme, quantizeModelWeights } from '../src/export/quantize.ts';
+import { type QuantScheme, quantizeModelWeights } from '../src/weights/quantize.ts';
 import { mulberry32 } from '../src/runtime/random.ts';
 import { NO_SHARED, SHARED } from './helpers.ts';
 import { serveDir, writeRandomModel } from './export-fixtures.ts';

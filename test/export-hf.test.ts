@@ -16,9 +16,10 @@ import { disposeModel, loadModel, modelFromTensors, type LlamaModel } from '../s
 import { forward } from '../src/model/forward.ts';
 import { expectedTensors, parseConfig, readConfig } from '../src/model/config.ts';
 import { openCheckpoint } from '../src/io/checkpoint.ts';
-import { exportHf, writeHfModel } from '../src/export/hf.ts';
+import { exportHf } from '../src/export/hf.ts';
+import { writeHfModel } from '../src/weights/hf-writer.ts';
 import { writeGraphModel } from '../src/export/graph-model.ts';
-import { checkpointSource, type TensorSource } from '../src/export/source.ts';
+import { checkpointSource, type TensorSource } from '../src/weights/source.ts';
 import { maxAbsDiff, NO_SHARED, SHARED } from './helpers.ts';
 import { tinyConfigJson, writeRandomModel } from './export-fixtures.ts';
 

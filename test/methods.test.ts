@@ -20,7 +20,7 @@ import { getMethod } from '../src/compress/methods/registry.ts';
 import type { MethodContext } from '../src/compress/methods/method.ts';
 import { DEFAULT_SIMILARITY, type SimilarityResult } from '../src/compress/similarity/index.ts';
 import { identityPlan, mergeStep, planSource, type CompressionPlan } from '../src/compress/plan.ts';
-import { modelSource } from '../src/export/source.ts';
+import { modelSource } from '../src/weights/source.ts';
 import { loadTokenizer } from '../src/tokenizer/tokenizer.ts';
 import { randomModel } from '../scripts/bench/forward.ts';
 import { PythonRandom } from '../src/compress/methods/python-random.ts';

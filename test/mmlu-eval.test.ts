@@ -24,7 +24,7 @@ import { loadMmlu, type MmluData } from '../src/eval/mmlu/data.ts';
 import { buildPrompt, formatExample } from '../src/eval/mmlu/prompt.ts';
 import { evaluateMmlu, EvaluationInterrupted, klDivergence, type QuestionRecord } from '../src/eval/mmlu/evaluate.ts';
 import { answerTokenIds } from '../src/eval/mmlu/plan.ts';
-import { quantizeModelWeights } from '../src/export/quantize.ts';
+import { quantizeModelWeights } from '../src/weights/quantize.ts';
 import { UserError } from '../src/runtime/errors.ts';
 import { NO_SHARED, SHARED } from './helpers.ts';
 

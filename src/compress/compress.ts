@@ -21,8 +21,8 @@ import { getMethod } from './methods/registry.ts';
 import { protocolSettings, releasedCalibrationPrompts, type Protocol } from './methods/protocol.ts';
 import type { MethodContext } from './methods/method.ts';
 import { materialize, planSource, planSummary, type CompressionPlan } from './plan.ts';
-import { checkpointSource, modelSource } from '../export/source.ts';
-import { HF_DTYPES, writeHfModel, type HfDtype } from '../export/hf.ts';
+import { checkpointSource, modelSource } from '../weights/source.ts';
+import { HF_DTYPES, writeHfModel, type HfDtype } from '../weights/hf-writer.ts';
 
 export interface CalibrationSource {
   /** MMLU directory (Hendrycks layout) to draw prompts from. */

@@ -25,9 +25,9 @@ import type { LlamaConfig } from '../model/config.ts';
 import { inverseFrequencies } from '../model/rope.ts';
 import { atomicWriteDir } from '../io/atomic.ts';
 import { UserError } from '../runtime/errors.ts';
-import { type RawTensor, type TensorSource, checkpointSource } from './source.ts';
+import { type RawTensor, type TensorSource, checkpointSource } from '../weights/source.ts';
 import { type DType, toFloat32 } from '../io/safetensors.ts';
-import { type QuantScheme, type Quantization, bytesPerValue, quantize } from './quantize.ts';
+import { type QuantScheme, type Quantization, bytesPerValue, quantize } from '../weights/quantize.ts';
 import { exportMetadata, mkaVersion } from './metadata.ts';
 
 /** A GraphDef node in tfjs-converter's JSON form. */

@@ -2,7 +2,7 @@ import type { CommandModule } from 'yargs';
 import { type GlobalArgs, claimOutput, forceOption, logger, setup } from '../common.ts';
 import { compressModel } from '../../compress/compress.ts';
 import { METHODS } from '../../compress/methods/registry.ts';
-import { HF_DTYPES } from '../../export/hf.ts';
+import { HF_DTYPES } from '../../weights/hf-writer.ts';
 import { analysisOptions, calibrationOptions } from './compress-options.ts';
 
 type Args = GlobalArgs & Record<string, any>;

@@ -1,8 +1,9 @@
 import type { Argv, CommandModule } from 'yargs';
 import { type GlobalArgs, claimOutput, forceOption, logger } from '../common.ts';
 import { exportTfjs } from '../../export/graph-model.ts';
-import { exportHf, HF_DTYPES, type HfDtype } from '../../export/hf.ts';
-import { QUANT_SCHEMES, type QuantScheme } from '../../export/quantize.ts';
+import { exportHf } from '../../export/hf.ts';
+import { HF_DTYPES, type HfDtype } from '../../weights/hf-writer.ts';
+import { QUANT_SCHEMES, type QuantScheme } from '../../weights/quantize.ts';
 
 interface TfjsArgs extends GlobalArgs { model: string; out: string; quantize: QuantScheme; 'shard-mb': number; 'max-seq'?: number; force: boolean }
 interface HfArgs extends GlobalArgs { model: string; out: string; dtype?: HfDtype; 'shard-mb': number; force: boolean }

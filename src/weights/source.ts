@@ -1,5 +1,5 @@
 /**
- * Where exporters read weights from: a config plus tensors by Hugging Face name, read one at a time.
+ * Where weight writers (the exports, the compressor) read from: a config plus tensors by Hugging Face name, read one at a time.
  * A checkpoint directory, a loaded model, or tensors computed on the fly (a merge) all fit.
  */
 import type * as tf from '@tensorflow/tfjs';
