@@ -22,7 +22,7 @@ import { ensureBenchmark } from '../src/eval/mmlu/demo-benchmark.ts';
 import { UserError } from '../src/runtime/errors.ts';
 import { angularDistance } from '../src/compress/methods/angular.ts';
 import { modelSource } from '../src/weights/source.ts';
-import { convertLlama2c } from '../src/io/llama2c.ts';
+import { convertLlama2c } from '../src/convert/llama2c.ts';
 import { randomModel } from '../scripts/bench/forward.ts';
 import { maxAbsDiff, NO_SHARED, SHARED } from './helpers.ts';
 

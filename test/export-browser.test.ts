@@ -103,14 +103,14 @@ test('headless Chromium runs the exported GraphModel and predicts mka generate\'
   const randIds = [1, 40, 7, 63, 12, 5];
   models.push({ label: 'random llama', dir: rand, ids: randIds, want: new Map() });
   if (SHARED) {
-    const llama2c = await import('../src/io/llama2c.ts').catch(() => null);
+    const llama2c = await import('../src/convert/llama2c.ts').catch(() => null);
     if (llama2c) {
       const dir = join(TMP, 'stories260K');
       const src = join(SHARED, 'models/stories260K');
       await llama2c.convertLlama2c({ checkpoint: join(src, 'stories260K.bin'), tokenizer: join(src, 'tok512.bin'), out: dir });
       const g = await runGenerate({ model: dir, prompt: 'Once upon a time, there was a little', maxNewTokens: 1 });
       models.push({ label: 'stories260K', dir, ids: g.input_ids, want: new Map([['none', g.output_ids[0]]]) });
-    } else t.diagnostic('stories260K skipped: src/io/llama2c.ts is not available');
+    } else t.diagnostic('stories260K skipped: src/convert/llama2c.ts is not available');
   } else t.diagnostic(`stories260K skipped: ${NO_SHARED}`);
 
   const schemes: QuantScheme[] = ['none', 'uint8'];

@@ -272,10 +272,10 @@ test('exports stream: one tensor read at a time, memory bounded by a tensor and 
 
 test('the MKA-merged stories260K exports to hf (identical logits on reload) and to tfjs (merge recorded)', { skip: NO_SHARED }, async (t) => {
   await initBackend('wasm');
-  const llama2c = await import('../src/io/llama2c.ts').catch(() => null);
+  const llama2c = await import('../src/convert/llama2c.ts').catch(() => null);
   const compress = await import('../src/compress/compress.ts').catch(() => null);
   if (!llama2c || !compress) {
-    t.skip('src/io/llama2c.ts or src/compress/compress.ts is not available');
+    t.skip('src/convert/llama2c.ts or src/compress/compress.ts is not available');
     return;
   }
   const base = join(TMP, 'stories260K');

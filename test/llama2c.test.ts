@@ -15,7 +15,7 @@ import { initBackend } from '../src/runtime/backend.ts';
 import { disposeModel, loadModel } from '../src/model/model.ts';
 import { generate } from '../src/model/generate.ts';
 import { UserError } from '../src/runtime/errors.ts';
-import { convertLlama2c, interleavedToRotateHalf, readLlama2cCheckpoint } from '../src/io/llama2c.ts';
+import { convertLlama2c, interleavedToRotateHalf, readLlama2cCheckpoint } from '../src/convert/llama2c.ts';
 import { openCheckpoint } from '../src/io/checkpoint.ts';
 import { readConfig } from '../src/model/config.ts';
 import { mulberry32, normal } from '../src/runtime/random.ts';

@@ -12,7 +12,7 @@ import {
 } from '../src/compress/similarity/index.ts';
 import { calibrate } from '../src/compress/calibration.ts';
 import { calibrationPrompts } from '../src/compress/compress.ts';
-import { convertLlama2c } from '../src/io/llama2c.ts';
+import { convertLlama2c } from '../src/convert/llama2c.ts';
 import { disposeModel, loadModel } from '../src/model/model.ts';
 import { loadTokenizer } from '../src/tokenizer/tokenizer.ts';
 import { diffusionOperator, distancesFromGram } from '../src/compress/similarity/diffusion.ts';

@@ -12,7 +12,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { initBackend, BACKENDS, type BackendChoice } from '../../src/runtime/backend.ts';
-import { convertLlama2c } from '../../src/io/llama2c.ts';
+import { convertLlama2c } from '../../src/convert/llama2c.ts';
 import { disposeModel, loadModel } from '../../src/model/model.ts';
 import { loadTokenizer } from '../../src/tokenizer/tokenizer.ts';
 import { loadMmlu } from '../../src/eval/mmlu/data.ts';

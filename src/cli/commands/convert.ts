@@ -1,6 +1,6 @@
 import type { CommandModule } from 'yargs';
 import { type GlobalArgs, claimOutput, forceOption, logger } from '../common.ts';
-import { convertLlama2c } from '../../io/llama2c.ts';
+import { convertLlama2c } from '../../convert/llama2c.ts';
 
 interface Args extends GlobalArgs { checkpoint: string; tokenizer: string; out: string; force: boolean }
 

@@ -18,8 +18,8 @@ import { closeSync, existsSync, openSync, readdirSync, readSync, statSync, write
 import { join } from 'node:path';
 import { UserError } from '../runtime/errors.ts';
 import { configToJson, expectedTensors, parseConfig } from '../model/config.ts';
-import { atomicWriteDir } from './atomic.ts';
-import { writeSafetensors } from './safetensors.ts';
+import { atomicWriteDir } from '../io/atomic.ts';
+import { writeSafetensors } from '../io/safetensors.ts';
 import { LLAMA2C_BOS, LLAMA2C_EOS, llama2cTokenizerConfig, llama2cTokenizerJson, readLlama2cTokenizer } from '../tokenizer/llama2c-tokenizer.ts';
 
 /** llama2.c's fixed hyperparameters (run.c). */
