@@ -20,7 +20,7 @@ import { openCheckpoint } from '../src/io/checkpoint.ts';
 import { readConfig } from '../src/model/config.ts';
 import { mulberry32, normal } from '../src/runtime/random.ts';
 import { bytePiece, llama2cTokenizerConfig, llama2cTokenizerJson, readLlama2cTokenizer, type Llama2cVocab } from '../src/tokenizer/llama2c-tokenizer.ts';
-import { llama2cDecode, llama2cEncode } from '../src/tokenizer/llama2c-encode.ts';
+import { llama2cDecode, llama2cEncode } from './llama2c-encode.ts';
 import { loadTokenizer } from '../src/tokenizer/tokenizer.ts';
 import { parseCsv } from '../src/eval/mmlu/csv.ts';
 import { NO_SHARED, SHARED } from './helpers.ts';
