@@ -10,7 +10,7 @@ import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseConfig } from '../src/model/config.ts';
-import { assertFits, availableMemory, backendProfile, calibrationWorkload, estimateMemory, mmluWorkload, RUNTIME_OVERHEAD, type FitRequest } from '../src/runtime/memory-estimate.ts';
+import { assertFits, availableMemory, backendProfile, calibrationWorkload, estimateMemory, mmluWorkload, RUNTIME_OVERHEAD, type FitRequest } from '../src/model/memory-estimate.ts';
 import { UserError } from '../src/runtime/errors.ts';
 import { PAPER_SHAPES } from '../scripts/make-paper-model.ts';
 

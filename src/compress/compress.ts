@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadModel, disposeModel, type LlamaModel } from '../model/model.ts';
 import { type LlamaConfig, readConfig } from '../model/config.ts';
-import { calibrationWorkload, checkModelFits } from '../runtime/memory-estimate.ts';
+import { calibrationWorkload, checkModelFits } from '../model/memory-estimate.ts';
 import { loadTokenizer, type Tokenizer } from '../tokenizer/tokenizer.ts';
 import { loadMmlu } from '../eval/mmlu/data.ts';
 import { sampleCalibrationPrompts } from '../eval/mmlu/calibration-prompts.ts';
