@@ -23,7 +23,7 @@ import { UserError } from '../src/runtime/errors.ts';
 import { angularDistance } from '../src/compress/methods/angular.ts';
 import { modelSource } from '../src/weights/source.ts';
 import { convertLlama2c } from '../src/convert/llama2c.ts';
-import { randomModel } from '../scripts/bench/forward.ts';
+import { randomModel } from './random-model.ts';
 import { maxAbsDiff, NO_SHARED, SHARED } from './helpers.ts';
 
 const cfg = parseConfig({

@@ -18,7 +18,8 @@ import { runGenerate } from '../src/model/run.ts';
 import { exportTfjs } from '../src/export/graph-model.ts';
 import { quantizeModelWeights, type QuantScheme } from '../src/weights/quantize.ts';
 import { NO_SHARED, SHARED } from './helpers.ts';
-import { serveDir, writeRandomModel } from './export-fixtures.ts';
+import { serveDir } from './export-fixtures.ts';
+import { writeRandomModel } from './random-model.ts';
 
 const CHROMIUM = [process.env.CHROMIUM, '/usr/bin/chromium', '/usr/bin/chromium-browser'].find((p): p is string => !!p && existsSync(p));
 const NO_CHROMIUM = CHROMIUM ? false : 'Chromium is not installed (/usr/bin/chromium; Debian: apt-get install chromium): browser test skipped';

@@ -19,7 +19,8 @@ import { exportTfjs } from '../src/export/graph-model.ts';
 import { type QuantScheme, quantizeModelWeights } from '../src/weights/quantize.ts';
 import { mulberry32 } from '../src/runtime/random.ts';
 import { NO_SHARED, SHARED } from './helpers.ts';
-import { serveDir, writeRandomModel } from './export-fixtures.ts';
+import { serveDir } from './export-fixtures.ts';
+import { writeRandomModel } from './random-model.ts';
 
 const TMP = mkdtempSync(join(tmpdir(), 'mka-export-graph-'));
 after(() => rmSync(TMP, { recursive: true, force: true }));

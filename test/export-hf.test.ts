@@ -14,14 +14,14 @@ import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/runtime/backend.ts';
 import { disposeModel, loadModel, modelFromTensors, type LlamaModel } from '../src/model/model.ts';
 import { forward } from '../src/model/forward.ts';
-import { expectedTensors, parseConfig, readConfig } from '../src/model/config.ts';
+import { expectedTensors, parseConfig, readConfig, splitLayerName } from '../src/model/config.ts';
 import { openCheckpoint } from '../src/io/checkpoint.ts';
 import { exportHf } from '../src/export/hf.ts';
 import { writeHfModel } from '../src/weights/hf-writer.ts';
 import { writeGraphModel } from '../src/export/graph-model.ts';
 import { checkpointSource, type TensorSource } from '../src/weights/source.ts';
 import { maxAbsDiff, NO_SHARED, SHARED } from './helpers.ts';
-import { tinyConfigJson, writeRandomModel } from './export-fixtures.ts';
+import { tinyConfigJson, writeRandomModel } from './random-model.ts';
 
 const TMP = mkdtempSync(join(tmpdir(), 'mka-export-hf-'));
 after(() => rmSync(TMP, { recursive: true, force: true }));
@@ -139,12 +139,10 @@ function mergedSource(base: TensorSource & { close(): void }, i: number): Tensor
   const config = { ...c, num_hidden_layers: c.num_hidden_layers - 1 };
   const names = [...expectedTensors(config).keys()];
   const origin = (name: string): string[] => {
-    const m = /^model\.layers\.(\d+)\.(.*)$/.exec(name);
-    if (!m) return [name];
-    const l = Number(m[1]);
-    if (l < i) return [name];
-    if (l === i) return [name, `model.layers.${i + 1}.${m[2]}`];
-    return [`model.layers.${l + 1}.${m[2]}`];
+    const m = splitLayerName(name);
+    if (!m || m.layer < i) return [name];
+    if (m.layer === i) return [name, `model.layers.${i + 1}.${m.suffix}`];
+    return [`model.layers.${m.layer + 1}.${m.suffix}`];
   };
   return {
     config,

@@ -13,7 +13,7 @@ import { affineRange, dequantize, quantize, quantizeModelWeights, roundWeights, 
 import { disposeModel, loadModel } from '../src/model/model.ts';
 import { forward } from '../src/model/forward.ts';
 import { mulberry32, normal } from '../src/runtime/random.ts';
-import { writeRandomModel } from './export-fixtures.ts';
+import { writeRandomModel } from './random-model.ts';
 
 test('uint8 range covering zero is nudged so that zero is exact', () => {
   const r = affineRange(-1, 3, 8);
