@@ -12,6 +12,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { forward, disposeCache, type KVCache } from '../../model/forward.ts';
+import { argmax } from '../../model/generate.ts';
 import type { LlamaModel } from '../../model/model.ts';
 import { UserError } from '../../runtime/errors.ts';
 import type { Tokenizer } from '../../tokenizer/tokenizer.ts';
@@ -187,13 +188,6 @@ function scoreRows(
   return out;
 }
 
-/** Index of the largest of the 4 answer logits (first on ties, as numpy's argmax). */
-function argmax4(x: readonly number[]): number {
-  let best = 0;
-  for (let i = 1; i < x.length; i++) if (x[i] > x[best]) best = i;
-  return best;
-}
-
 /** KL(p || q) of the softmaxes of two logit vectors. */
 export function klDivergence(pLogits: readonly number[], qLogits: readonly number[]): number {
   const logSoftmax = (x: readonly number[]) => {
@@ -274,7 +268,7 @@ async function evaluateSubject(
   return plan.questions.map((pq): QuestionRecord => {
     const q = pq.question;
     const s = own.get(q.index)!;
-    const prediction = ANSWER_LETTERS[argmax4(s.answerLogits)];
+    const prediction = ANSWER_LETTERS[argmax(s.answerLogits)];
     const rec: QuestionRecord = {
       subject: q.subject, index: q.index, answer: q.answer, prediction, correct: prediction === q.answer,
       answerLogits: s.answerLogits, ntrainKept: pq.ntrainKept, truncated: pq.truncated, cached: s.cached,
@@ -282,7 +276,7 @@ async function evaluateSubject(
     };
     if (refScores) {
       const r = refScores.get(q.index)!;
-      rec.referencePrediction = ANSWER_LETTERS[argmax4(r.answerLogits)];
+      rec.referencePrediction = ANSWER_LETTERS[argmax(r.answerLogits)];
       rec.agreement = rec.referencePrediction === prediction;
       rec.kl = klDivergence(r.answerLogits, s.answerLogits);
     }
