@@ -52,8 +52,8 @@ export interface DecoderGraph {
   consts: GraphConst[];
 }
 
-export const INPUT_NAME = 'input_ids';
-export const OUTPUT_NAME = 'logits';
+const INPUT_NAME = 'input_ids';
+const OUTPUT_NAME = 'logits';
 
 const dtypeAttr = (dtype: 'float32' | 'int32' | 'bool') => ({ type: dtype === 'float32' ? 'DT_FLOAT' : dtype === 'int32' ? 'DT_INT32' : 'DT_BOOL' });
 const shapeProto = (shape: number[]) => (shape.length ? { dim: shape.map((d) => ({ size: String(d) })) } : {});
@@ -114,7 +114,7 @@ function graphBuilder() {
 }
 
 /** The decoder of `c` as a GraphDef, for sequences of up to `maxSeq` tokens. */
-export function buildDecoderGraph(c: LlamaConfig, maxSeq: number, shapeOf: (name: string) => number[]): DecoderGraph {
+function buildDecoderGraph(c: LlamaConfig, maxSeq: number, shapeOf: (name: string) => number[]): DecoderGraph {
   const b = graphBuilder();
   const H = c.hidden_size, nH = c.num_attention_heads, nKV = c.num_key_value_heads, hd = c.head_dim, g = nH / nKV;
   const I = b.ints;

@@ -8,7 +8,7 @@ import { UserError } from '../runtime/errors.ts';
 import { mkaVersion } from '../runtime/version.ts';
 
 /** DIR/merge.json parsed, or null when the model was not produced by a merge. */
-export function readMergeRecord(dir: string): unknown {
+function readMergeRecord(dir: string): unknown {
   const file = join(dir, 'merge.json');
   if (!existsSync(file)) return null;
   try {

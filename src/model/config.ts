@@ -7,7 +7,7 @@ import { readJsonFile } from '../io/read.ts';
 import { join } from 'node:path';
 import { UserError } from '../runtime/errors.ts';
 
-export const SUPPORTED_MODEL_TYPES = ['llama', 'mistral', 'qwen2'] as const;
+const SUPPORTED_MODEL_TYPES = ['llama', 'mistral', 'qwen2'] as const;
 export type ModelType = (typeof SUPPORTED_MODEL_TYPES)[number];
 
 export interface RopeScaling {

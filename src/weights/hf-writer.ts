@@ -19,7 +19,7 @@ const STORAGE: Record<HfDtype, DType> = { bfloat16: 'BF16', float16: 'F16', floa
 const BYTES: Record<HfDtype, number> = { bfloat16: 2, float16: 2, float32: 4 };
 
 /** Files copied from the source model directory when present. */
-export const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'tokenizer.model'];
+const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'tokenizer.model'];
 const COPIED_FILES = [...TOKENIZER_FILES, 'generation_config.json'];
 
 export interface HfWriteOptions {
