@@ -8,8 +8,8 @@
  * (or `--layer-drop 0`) trains the same model without it, the regime where merging is expected to
  * compete with dropping (models/demo-nolayerdrop, when trained: `--no-layer-drop --out models/demo-nolayerdrop`).
  *
- * 1. writes the demo benchmark (src/demo/benchmark.ts) to --data (Hendrycks CSV layout);
- * 2. learns a small BPE tokenizer on generated training text (src/demo/tokenizer.ts);
+ * 1. writes the demo benchmark (src/eval/mmlu/demo-benchmark.ts) to --data (Hendrycks CSV layout);
+ * 2. learns a small BPE tokenizer on generated training text (scripts/demo-training/bpe.ts);
  * 3. trains a small Llama with Adam on generated training text that never contains a dev or test question,
  *    in three stages: lone "bare" matching questions (a number, then four numbers to find it among:
  *    this is where the model learns to bind an answer letter to a choice, which a model this small
@@ -34,15 +34,15 @@ import { disposeModel, loadModel, parameterCount } from '../src/model/model.ts';
 import { progress } from '../src/runtime/progress.ts';
 import {
   DEMO_BENCHMARK_SEED, DEMO_SUBJECTS, deriveSeed, heldOutKeys, trainingDocuments, writeBenchmark,
-} from '../src/demo/benchmark.ts';
-import { pieceEncoder, tokenizerConfigJson, tokenizerJson, trainBpe } from '../src/demo/tokenizer.ts';
-import { dropLayers, scoreModel, type DemoScores } from '../src/demo/evaluate.ts';
+} from '../src/eval/mmlu/demo-benchmark.ts';
+import { pieceEncoder, tokenizerConfigJson, tokenizerJson, trainBpe } from './demo-training/bpe.ts';
+import { dropLayers, scoreModel, type DemoScores } from './demo-training/score.ts';
 import { loadMmlu } from '../src/eval/mmlu/data.ts';
 import { answerTokenIds } from '../src/eval/mmlu/plan.ts';
 import { loadTokenizer, tokenizerFromJson } from '../src/tokenizer/tokenizer.ts';
-import { demoConfig, documentBatcher, initialWeights, trainModel, type TrainSettings } from '../src/demo/train.ts';
-import { installWasmTrainingKernels } from '../src/demo/wasm-kernels.ts';
-import { modelCard, type TrainingLog } from '../src/demo/card.ts';
+import { demoConfig, documentBatcher, initialWeights, trainModel, type TrainSettings } from './demo-training/train.ts';
+import { installWasmTrainingKernels } from './demo-training/wasm-kernels.ts';
+import { modelCard, type TrainingLog } from './demo-training/model-card.ts';
 
 const { values: a } = parseArgs({
   options: {

@@ -4,14 +4,14 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, writeFileSync, mkdirSync, truncateSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync, truncateSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseConfig, configToJson, expectedTensors } from '../src/model/config.ts';
-import { writeSafetensors, toFloat32, fromFloat32 } from '../src/io/safetensors.ts';
+import { parseConfig, expectedTensors } from '../src/model/config.ts';
+import { toFloat32, fromFloat32 } from '../src/io/safetensors.ts';
 import { loadModel, disposeModel } from '../src/model/model.ts';
 import { UserError } from '../src/runtime/errors.ts';
-import { mulberry32, normal } from '../src/runtime/random.ts';
+import { writeRandomModel } from './random-model.ts';
 
 const CONFIG = {
   architectures: ['LlamaForCausalLM'], model_type: 'llama', vocab_size: 32, hidden_size: 16, intermediate_size: 24,
@@ -19,15 +19,7 @@ const CONFIG = {
   rms_norm_eps: 1e-5, rope_theta: 10000, tie_word_embeddings: false,
 };
 
-async function makeModel(dir: string, cfg: Record<string, unknown> = CONFIG): Promise<void> {
-  mkdirSync(dir, { recursive: true });
-  const c = parseConfig(cfg);
-  writeFileSync(join(dir, 'config.json'), JSON.stringify(configToJson(c)));
-  const rand = mulberry32(3);
-  const shapes = expectedTensors(c);
-  await writeSafetensors(join(dir, 'model.safetensors'), [...shapes].map(([name, shape]) => ({ name, shape, dtype: 'F32' as const })),
-    (name) => Float32Array.from({ length: shapes.get(name)!.reduce((a, b) => a * b, 1) }, () => 0.1 * normal(rand)));
-}
+const makeModel = (dir: string) => writeRandomModel(dir, CONFIG, 3);
 
 function expectUserError(fn: () => unknown, ...parts: (string | RegExp)[]): void {
   assert.throws(fn, (e: unknown) => {

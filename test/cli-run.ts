@@ -8,10 +8,10 @@ export const CLI = join(process.cwd(), 'bin', 'mka.mjs');
 
 export interface CliResult { args: string[]; status: number | null; stdout: string; stderr: string }
 
-/** Runs `mka args...` to completion. */
-export function runCli(args: string[], opts: { cwd?: string } = {}): Promise<CliResult> {
+/** Runs `mka args...` to completion (in `cwd`, with environment `env`: default this process's). */
+export function runCli(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { cwd: opts.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [CLI, ...args], { cwd: opts.cwd, env: opts.env, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '', stderr = '';
     child.stdout.on('data', (d) => (stdout += d));
     child.stderr.on('data', (d) => (stderr += d));

@@ -11,10 +11,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import YAML from 'yaml';
 import { initBackend } from '../src/runtime/backend.ts';
-import { compressModel, replayPlan } from '../src/compress/compress.ts';
+import { compressModel, replayPlan } from '../src/pipeline/compress.ts';
 import { readPlanFile } from '../src/pipeline/plan-file.ts';
 import { UserError } from '../src/runtime/errors.ts';
-import { writeRandomModel } from './export-fixtures.ts';
+import { writeRandomModel } from './random-model.ts';
 import { assertUserError, runAllCli } from './cli-run.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'mka-plan-'));

@@ -15,15 +15,15 @@ import { loadModel, disposeModel } from '../src/model/model.ts';
 import { forward } from '../src/model/forward.ts';
 import { identityPlan, mergeStep, dropStep, planSource, materialize } from '../src/compress/plan.ts';
 import { calibrate, calibrationTarget, defaultPerSubject } from '../src/compress/calibration.ts';
-import { compressModel } from '../src/compress/compress.ts';
+import { compressModel } from '../src/pipeline/compress.ts';
 import { DEFAULT_SIMILARITY } from '../src/compress/similarity/index.ts';
 import { runSweep } from '../src/sweep/sweep.ts';
-import { ensureBenchmark } from '../src/demo/benchmark.ts';
+import { ensureBenchmark } from '../src/eval/mmlu/demo-benchmark.ts';
 import { UserError } from '../src/runtime/errors.ts';
 import { angularDistance } from '../src/compress/methods/angular.ts';
-import { modelSource } from '../src/export/source.ts';
-import { convertLlama2c } from '../src/io/llama2c.ts';
-import { randomModel } from '../scripts/bench/forward.ts';
+import { modelSource } from '../src/weights/source.ts';
+import { convertLlama2c } from '../src/convert/llama2c.ts';
+import { randomModel } from './random-model.ts';
 import { maxAbsDiff, NO_SHARED, SHARED } from './helpers.ts';
 
 const cfg = parseConfig({

@@ -17,13 +17,13 @@ import { answerTokenIds } from '../src/eval/mmlu/plan.ts';
 import { disposeModel, loadModel, modelFromTensors } from '../src/model/model.ts';
 import {
   DEMO_BENCHMARK_SEED, DEMO_SUBJECTS, benchmarkFiles, ensureBenchmark, generateBenchmark, heldOutKeys, questionKey, trainingDocuments,
-} from '../src/demo/benchmark.ts';
-import { SPACE, allowedToken, bpeFromTokenizerJson, pieceEncoder, tokenizerConfigJson, tokenizerJson, trainBpe } from '../src/demo/tokenizer.ts';
-import { dropLayers, scoreModel } from '../src/demo/evaluate.ts';
+} from '../src/eval/mmlu/demo-benchmark.ts';
+import { SPACE, allowedToken, bpeFromTokenizerJson, pieceEncoder, tokenizerConfigJson, tokenizerJson, trainBpe } from '../scripts/demo-training/bpe.ts';
+import { dropLayers, scoreModel } from '../scripts/demo-training/score.ts';
 import { loadTokenizer } from '../src/tokenizer/tokenizer.ts';
-import { cardArchitecture, layerDropText } from '../src/demo/card.ts';
-import { demoConfig, documentBatcher, initialWeights, learningRateAt, trainModel, type Batch, type TrainSettings } from '../src/demo/train.ts';
-import { installWasmTrainingKernels } from '../src/demo/wasm-kernels.ts';
+import { cardArchitecture, layerDropText } from '../scripts/demo-training/model-card.ts';
+import { demoConfig, documentBatcher, initialWeights, learningRateAt, trainModel, type Batch, type TrainSettings } from '../scripts/demo-training/train.ts';
+import { installWasmTrainingKernels } from '../scripts/demo-training/wasm-kernels.ts';
 
 const MODEL_DIR = 'models/demo';
 

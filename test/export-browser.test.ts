@@ -6,8 +6,7 @@
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -16,12 +15,12 @@ import { disposeModel, loadModel } from '../src/model/model.ts';
 import { generate } from '../src/model/generate.ts';
 import { runGenerate } from '../src/model/run.ts';
 import { exportTfjs } from '../src/export/graph-model.ts';
-import { quantizeModelWeights, type QuantScheme } from '../src/export/quantize.ts';
+import { quantizeModelWeights, type QuantScheme } from '../src/weights/quantize.ts';
 import { NO_SHARED, SHARED } from './helpers.ts';
-import { serveDir, writeRandomModel } from './export-fixtures.ts';
+import { serveDir } from './export-fixtures.ts';
+import { writeRandomModel } from './random-model.ts';
+import { NO_CHROMIUM, runInChromium } from './chromium.ts';
 
-const CHROMIUM = [process.env.CHROMIUM, '/usr/bin/chromium', '/usr/bin/chromium-browser'].find((p): p is string => !!p && existsSync(p));
-const NO_CHROMIUM = CHROMIUM ? false : 'Chromium is not installed (/usr/bin/chromium; Debian: apt-get install chromium): browser test skipped';
 const TF_BUNDLE = fileURLToPath(new URL('../node_modules/@tensorflow/tfjs/dist/tf.min.js', import.meta.url));
 const TMP = mkdtempSync(join(tmpdir(), 'mka-export-browser-'));
 after(() => rmSync(TMP, { recursive: true, force: true, maxRetries: 5, retryDelay: 200 }));
@@ -54,8 +53,7 @@ const PAGE = `<!doctype html>
 </script></body></html>`;
 
 /** Opens `url` in headless Chromium and resolves with what the page posts to /result. */
-async function runInChromium(url: string, server: import('node:http').Server): Promise<Record<string, unknown>> {
-  const profile = mkdtempSync(join(TMP, 'profile-'));
+function pageResult(url: string, server: import('node:http').Server): Promise<Record<string, unknown>> {
   const posted = new Promise<Record<string, unknown>>((resolve) => {
     server.prependListener('request', (req, res) => {
       if (req.method !== 'POST' || req.url !== '/result') return;
@@ -64,34 +62,7 @@ async function runInChromium(url: string, server: import('node:http').Server): P
       req.on('end', () => resolve(JSON.parse(body)));
     });
   });
-  const child = spawn(CHROMIUM!, [
-    '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage', `--user-data-dir=${profile}`, url,
-  ], { stdio: ['ignore', 'ignore', 'pipe'], detached: true }); // own process group: its helpers end with it
-  let stderr = '';
-  child.stderr!.on('data', (d) => (stderr += d));
-  const gone = new Promise<void>((ok) => child.on('exit', () => ok()));
-  const exited = gone.then((): never => {
-    throw new Error(`chromium exited (${child.exitCode}) before the page reported:\n${stderr.slice(-2000)}`);
-  });
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no result from the page within 90 s:\n${stderr.slice(-2000)}`)), 90_000);
-  });
-  try {
-    return await Promise.race([posted, exited, timeout]);
-  } finally {
-    clearTimeout(timer);
-    if (child.exitCode === null) {
-      try {
-        process.kill(-child.pid!, 'SIGKILL');
-      } catch {
-        child.kill('SIGKILL');
-      }
-      await gone;
-    }
-    rmSync(profile, { recursive: true, force: true, maxRetries: 5, retryDelay: 200 });
-  }
+  return runInChromium(url, posted, TMP, 90_000);
 }
 
 test('headless Chromium runs the exported GraphModel and predicts mka generate\'s first token', { skip: NO_CHROMIUM }, async (t) => {
@@ -103,14 +74,14 @@ test('headless Chromium runs the exported GraphModel and predicts mka generate\'
   const randIds = [1, 40, 7, 63, 12, 5];
   models.push({ label: 'random llama', dir: rand, ids: randIds, want: new Map() });
   if (SHARED) {
-    const llama2c = await import('../src/io/llama2c.ts').catch(() => null);
+    const llama2c = await import('../src/convert/llama2c.ts').catch(() => null);
     if (llama2c) {
       const dir = join(TMP, 'stories260K');
       const src = join(SHARED, 'models/stories260K');
       await llama2c.convertLlama2c({ checkpoint: join(src, 'stories260K.bin'), tokenizer: join(src, 'tok512.bin'), out: dir });
       const g = await runGenerate({ model: dir, prompt: 'Once upon a time, there was a little', maxNewTokens: 1 });
       models.push({ label: 'stories260K', dir, ids: g.input_ids, want: new Map([['none', g.output_ids[0]]]) });
-    } else t.diagnostic('stories260K skipped: src/io/llama2c.ts is not available');
+    } else t.diagnostic('stories260K skipped: src/convert/llama2c.ts is not available');
   } else t.diagnostic(`stories260K skipped: ${NO_SHARED}`);
 
   const schemes: QuantScheme[] = ['none', 'uint8'];
@@ -133,7 +104,7 @@ test('headless Chromium runs the exported GraphModel and predicts mka generate\'
   const { url, server, requests } = await serveDir(join(TMP, 'www'), { '/tf.min.js': TF_BUNDLE });
   try {
     const jobs = models.flatMap((m) => schemes.map((s) => ({ label: `${m.label} (${s})`, want: m.want.get(s)!, url: `${url}/${m.label.replace(/\W+/g, '_')}-${s}/model.json`, ids: m.ids })));
-    const result = await runInChromium(`${url}/index.html?jobs=${encodeURIComponent(JSON.stringify(jobs.map(({ url, ids }) => ({ url, ids }))))}`, server);
+    const result = await pageResult(`${url}/index.html?jobs=${encodeURIComponent(JSON.stringify(jobs.map(({ url, ids }) => ({ url, ids }))))}`, server);
     assert.equal(result.error, undefined, String(result.error));
     const next = result.next as number[];
     jobs.forEach((j, i) => t.diagnostic(`${j.label} in Chromium [tfjs backend ${result.backend}]: next token ${next[i]}, mka generate: ${j.want}`));

@@ -16,17 +16,18 @@ import { initBackend } from '../src/runtime/backend.ts';
 import { disposeModel, loadModel, type LlamaModel } from '../src/model/model.ts';
 import { forward } from '../src/model/forward.ts';
 import { exportTfjs } from '../src/export/graph-model.ts';
-import { type QuantScheme, quantizeModelWeights } from '../src/export/quantize.ts';
+import { type QuantScheme, quantizeModelWeights } from '../src/weights/quantize.ts';
 import { mulberry32 } from '../src/runtime/random.ts';
 import { NO_SHARED, SHARED } from './helpers.ts';
-import { serveDir, writeRandomModel } from './export-fixtures.ts';
+import { serveDir } from './export-fixtures.ts';
+import { writeRandomModel } from './random-model.ts';
 
 const TMP = mkdtempSync(join(tmpdir(), 'mka-export-graph-'));
 after(() => rmSync(TMP, { recursive: true, force: true }));
 
 const TINY = SHARED ? join(SHARED, 'fixtures/hf-tiny') : '';
 const STORIES = SHARED ? join(SHARED, 'models/stories260K') : '';
-const llama2c = await import('../src/io/llama2c.ts').catch(() => null);
+const llama2c = await import('../src/convert/llama2c.ts').catch(() => null);
 
 interface Case {
   name: string;
@@ -56,7 +57,7 @@ const cases: Case[] = [
   ...(SHARED ? readdirSync(TINY).sort() : []).map((c): Case => ({ name: `hf-tiny ${c}`, skip: false, prepare: async () => join(TINY, c) })),
   {
     name: 'stories260K (converted from llama2.c)',
-    skip: NO_SHARED || (!llama2c && 'src/io/llama2c.ts (convertLlama2c) is not available yet'),
+    skip: NO_SHARED || (!llama2c && 'src/convert/llama2c.ts (convertLlama2c) is not available yet'),
     prepare: async () => {
       const d = join(TMP, 'stories260K');
       await llama2c!.convertLlama2c({ checkpoint: join(STORIES, 'stories260K.bin'), tokenizer: join(STORIES, 'tok512.bin'), out: d });

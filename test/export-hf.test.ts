@@ -14,13 +14,14 @@ import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/runtime/backend.ts';
 import { disposeModel, loadModel, modelFromTensors, type LlamaModel } from '../src/model/model.ts';
 import { forward } from '../src/model/forward.ts';
-import { expectedTensors, parseConfig, readConfig } from '../src/model/config.ts';
+import { expectedTensors, parseConfig, readConfig, splitLayerName } from '../src/model/config.ts';
 import { openCheckpoint } from '../src/io/checkpoint.ts';
-import { exportHf, writeHfModel } from '../src/export/hf.ts';
+import { exportHf } from '../src/export/hf.ts';
+import { writeHfModel } from '../src/weights/hf-writer.ts';
 import { writeGraphModel } from '../src/export/graph-model.ts';
-import { checkpointSource, type TensorSource } from '../src/export/source.ts';
+import { checkpointSource, type TensorSource } from '../src/weights/source.ts';
 import { maxAbsDiff, NO_SHARED, SHARED } from './helpers.ts';
-import { tinyConfigJson, writeRandomModel } from './export-fixtures.ts';
+import { tinyConfigJson, writeRandomModel } from './random-model.ts';
 
 const TMP = mkdtempSync(join(tmpdir(), 'mka-export-hf-'));
 after(() => rmSync(TMP, { recursive: true, force: true }));
@@ -138,12 +139,10 @@ function mergedSource(base: TensorSource & { close(): void }, i: number): Tensor
   const config = { ...c, num_hidden_layers: c.num_hidden_layers - 1 };
   const names = [...expectedTensors(config).keys()];
   const origin = (name: string): string[] => {
-    const m = /^model\.layers\.(\d+)\.(.*)$/.exec(name);
-    if (!m) return [name];
-    const l = Number(m[1]);
-    if (l < i) return [name];
-    if (l === i) return [name, `model.layers.${i + 1}.${m[2]}`];
-    return [`model.layers.${l + 1}.${m[2]}`];
+    const m = splitLayerName(name);
+    if (!m || m.layer < i) return [name];
+    if (m.layer === i) return [name, `model.layers.${i + 1}.${m.suffix}`];
+    return [`model.layers.${m.layer + 1}.${m.suffix}`];
   };
   return {
     config,
@@ -271,10 +270,10 @@ test('exports stream: one tensor read at a time, memory bounded by a tensor and 
 
 test('the MKA-merged stories260K exports to hf (identical logits on reload) and to tfjs (merge recorded)', { skip: NO_SHARED }, async (t) => {
   await initBackend('wasm');
-  const llama2c = await import('../src/io/llama2c.ts').catch(() => null);
-  const compress = await import('../src/compress/compress.ts').catch(() => null);
+  const llama2c = await import('../src/convert/llama2c.ts').catch(() => null);
+  const compress = await import('../src/pipeline/compress.ts').catch(() => null);
   if (!llama2c || !compress) {
-    t.skip('src/io/llama2c.ts or src/compress/compress.ts is not available');
+    t.skip('src/convert/llama2c.ts or src/pipeline/compress.ts is not available');
     return;
   }
   const base = join(TMP, 'stories260K');

@@ -9,11 +9,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/runtime/backend.ts';
-import { affineRange, dequantize, quantize, quantizeModelWeights, roundWeights, type QuantScheme } from '../src/export/quantize.ts';
+import { affineRange, dequantize, quantize, quantizeModelWeights, roundWeights, type QuantScheme } from '../src/weights/quantize.ts';
 import { disposeModel, loadModel } from '../src/model/model.ts';
 import { forward } from '../src/model/forward.ts';
 import { mulberry32, normal } from '../src/runtime/random.ts';
-import { writeRandomModel } from './export-fixtures.ts';
+import { writeRandomModel } from './random-model.ts';
 
 test('uint8 range covering zero is nudged so that zero is exact', () => {
   const r = affineRange(-1, 3, 8);

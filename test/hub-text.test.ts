@@ -8,8 +8,8 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { spawn } from 'node:child_process';
 import { parquetWriteBuffer } from 'hyparquet-writer';
+import { runCli } from './cli-run.ts';
 import { startFakeHub } from './hub-server.ts';
 import { resolveTextDataset } from '../src/hub/text.ts';
 
@@ -19,15 +19,7 @@ after(() => rmSync(TMP, { recursive: true, force: true }));
 const ROWS = ['', ' = Valkyria Chronicles III = ', '', ' Senjō no Valkyria 3 : Unrecorded Chronicles is a tactical role @-@ playing game . ', ''];
 const parquet = (rows: string[]) => Buffer.from(parquetWriteBuffer({ columnData: [{ name: 'text', data: rows, type: 'STRING' }] }));
 
-function run(args: string[], env: NodeJS.ProcessEnv): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['bin/mka.mjs', ...args], { env });
-    let stdout = '', stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('exit', (status) => resolve({ status, stdout, stderr }));
-  });
-}
+const run = (args: string[], env: NodeJS.ProcessEnv) => runCli(args, { env });
 
 test('eval ppl --data: a hub text dataset split, joined as the WikiText-2 recipe, gives the same perplexity as --text', async () => {
   const hub = await startFakeHub([{

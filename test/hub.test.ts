@@ -9,8 +9,8 @@ import assert from 'node:assert/strict';
 import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { spawn } from 'node:child_process';
 import { resolveModelDir } from '../src/hub/model.ts';
+import { runCli } from './cli-run.ts';
 import { startFakeHub, gitSha1, sha256, type FakeHub } from './hub-server.ts';
 
 const TMP = mkdtempSync(join(tmpdir(), 'mka-hub-'));
@@ -39,15 +39,7 @@ after(async () => {
 const envFor = (cache: string, extra: Record<string, string> = {}) => ({ ...process.env, HF_ENDPOINT: hub.url, HF_HUB_CACHE: cache, HF_TOKEN: '', HF_HOME: join(TMP, 'home'), ...extra });
 const quiet = { quiet: true };
 
-function run(args: string[], env: NodeJS.ProcessEnv): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['bin/mka.mjs', ...args], { env });
-    let stdout = '', stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('exit', (status) => resolve({ status, stdout, stderr }));
-  });
-}
+const run = (args: string[], env: NodeJS.ProcessEnv) => runCli(args, { env });
 
 test('mka info --model org/name downloads into the huggingface_hub cache layout, resuming a dropped connection', async () => {
   const cache = join(TMP, 'cache-a');

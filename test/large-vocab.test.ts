@@ -14,11 +14,19 @@ import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/runtime/backend.ts';
 import { loadNativeAddon } from '../src/runtime/native-addon.ts';
 import { parseConfig, expectedTensors, type LlamaConfig } from '../src/model/config.ts';
-import { disposeModel, loadModel, residentBytes, type LlamaModel } from '../src/model/model.ts';
+import { disposeModel, loadModel, type LlamaModel } from '../src/model/model.ts';
 import { disposeCache, forward } from '../src/model/forward.ts';
 import { SafetensorsFile, writeSafetensors } from '../src/io/safetensors.ts';
 import { lmHeadLogits } from '../src/model/ops.ts';
 import { mulberry32 } from '../src/runtime/random.ts';
+
+/** Bytes of the model's resident weights (float32 tensors and packed 16-bit ones). */
+function residentBytes(model: LlamaModel): number {
+  let n = 0;
+  for (const t of model.tensors.values()) n += 4 * t.size;
+  for (const w of model.packed?.values() ?? []) n += 4 * w.tensor.size;
+  return n;
+}
 
 const NO_NATIVE = loadNativeAddon().addon ? false : 'native addon not built: native backend tests skipped';
 const TMP = mkdtempSync(join(tmpdir(), 'mka-large-vocab-'));

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { accStderr, pooledStderr } from '../src/eval/mmlu/lm-eval.ts';
 import { runMmluEval } from '../src/eval/mmlu/run.ts';
-import { ensureBenchmark } from '../src/demo/benchmark.ts';
+import { ensureBenchmark } from '../src/eval/mmlu/demo-benchmark.ts';
 import { initBackend } from '../src/runtime/backend.ts';
 
 const TMP = mkdtempSync(join(tmpdir(), 'mka-lm-eval-'));

@@ -12,21 +12,21 @@ import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/runtime/backend.ts';
 import { mulberry32, normal } from '../src/runtime/random.ts';
-import { expectedTensors, parseConfig } from '../src/model/config.ts';
+import { expectedTensors, parseConfig, splitLayerName } from '../src/model/config.ts';
 import { disposeModel, modelFromTensors } from '../src/model/model.ts';
 import { calibrate } from '../src/compress/calibration.ts';
-import { compressModel, modelSimilarity } from '../src/compress/compress.ts';
+import { compressModel, modelSimilarity } from '../src/pipeline/compress.ts';
 import { calibrationPrompts } from '../src/pipeline/analyse.ts';
 import { getMethod } from '../src/compress/methods/registry.ts';
 import { mka } from '../src/compress/methods/mka.ts';
 import type { MethodContext } from '../src/compress/methods/method.ts';
 import { DEFAULT_SIMILARITY } from '../src/compress/similarity/index.ts';
 import { identityPlan, mergeStep, planSource, type CompressionPlan } from '../src/compress/plan.ts';
-import { modelSource } from '../src/export/source.ts';
+import { modelSource } from '../src/weights/source.ts';
 import { loadTokenizer } from '../src/tokenizer/tokenizer.ts';
-import { randomModel } from '../scripts/bench/forward.ts';
+import { randomModel } from './random-model.ts';
 import { PythonRandom } from '../src/compress/methods/python-random.ts';
-import { ensureBenchmark } from '../src/demo/benchmark.ts';
+import { ensureBenchmark } from '../src/eval/mmlu/demo-benchmark.ts';
 
 const L = 6;
 const cfg = parseConfig({
@@ -47,8 +47,8 @@ function constructedModel() {
   const tensors = new Map<string, tf.Tensor>();
   for (const [name, shape] of expectedTensors(cfg)) {
     const n = shape.reduce((a, b) => a * b, 1);
-    const layer = /^model\.layers\.(\d+)\./.exec(name);
-    const scale = layer && /o_proj|down_proj/.test(name) ? SCALE[Number(layer[1])] : 1;
+    const layer = splitLayerName(name);
+    const scale = layer && /o_proj|down_proj/.test(name) ? SCALE[layer.layer] : 1;
     const data = name.endsWith('norm.weight') ? new Float32Array(n).fill(1) : Float32Array.from({ length: n }, () => 0.3 * scale * normal(rand));
     tensors.set(name, tf.tensor(data, shape));
   }

@@ -24,7 +24,7 @@ import { evaluateMmlu } from '../src/eval/mmlu/evaluate.ts';
 import { answerTokenIds, planSubject, scoringTokenizer } from '../src/eval/mmlu/plan.ts';
 import { defaultMmluOut, runMmluEval } from '../src/eval/mmlu/run.ts';
 import { UserError } from '../src/runtime/errors.ts';
-import { ensureBenchmark } from '../src/demo/benchmark.ts';
+import { ensureBenchmark } from '../src/eval/mmlu/demo-benchmark.ts';
 import { openSweep } from '../src/sweep/context.ts';
 import { runPoint } from '../src/sweep/point.ts';
 import { evalDir, pointFile } from '../src/sweep/points.ts';

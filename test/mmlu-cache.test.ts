@@ -13,7 +13,7 @@ import { disposeModel, loadModel } from '../src/model/model.ts';
 import { loadTokenizer } from '../src/tokenizer/tokenizer.ts';
 import { loadMmlu } from '../src/eval/mmlu/data.ts';
 import { createMmluCache, evaluateMmlu } from '../src/eval/mmlu/evaluate.ts';
-import { ensureBenchmark } from '../src/demo/benchmark.ts';
+import { ensureBenchmark } from '../src/eval/mmlu/demo-benchmark.ts';
 
 test('a shared MmluCache plans each subject once, runs the reference once and changes no record', async () => {
   await initBackend('auto');

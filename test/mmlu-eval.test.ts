@@ -18,13 +18,13 @@ import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/runtime/backend.ts';
 import { disposeModel, loadModel, type LlamaModel } from '../src/model/model.ts';
 import { forward } from '../src/model/forward.ts';
-import { convertLlama2c } from '../src/io/llama2c.ts';
+import { convertLlama2c } from '../src/convert/llama2c.ts';
 import { loadTokenizer, type Tokenizer } from '../src/tokenizer/tokenizer.ts';
 import { loadMmlu, type MmluData } from '../src/eval/mmlu/data.ts';
 import { buildPrompt, formatExample } from '../src/eval/mmlu/prompt.ts';
 import { evaluateMmlu, EvaluationInterrupted, klDivergence, type QuestionRecord } from '../src/eval/mmlu/evaluate.ts';
 import { answerTokenIds } from '../src/eval/mmlu/plan.ts';
-import { quantizeModelWeights } from '../src/export/quantize.ts';
+import { quantizeModelWeights } from '../src/weights/quantize.ts';
 import { UserError } from '../src/runtime/errors.ts';
 import { NO_SHARED, SHARED } from './helpers.ts';
 

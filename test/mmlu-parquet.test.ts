@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { parquetWriteBuffer } from 'hyparquet-writer';
 import { loadMmlu, ANSWER_LETTERS, type MmluData, type MmluQuestion } from '../src/eval/mmlu/data.ts';
 import { buildPrompt } from '../src/eval/mmlu/prompt.ts';
-import { ensureBenchmark } from '../src/demo/benchmark.ts';
+import { ensureBenchmark } from '../src/eval/mmlu/demo-benchmark.ts';
 import { resolveMmluData } from '../src/hub/mmlu.ts';
 import { startFakeHub } from './hub-server.ts';
 import { SHARED } from './helpers.ts';

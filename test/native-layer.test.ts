@@ -13,13 +13,14 @@ import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/runtime/backend.ts';
 import { loadNativeAddon } from '../src/runtime/native-addon.ts';
 import { NATIVE_BACKEND } from '../src/runtime/native-kernels.ts';
-import { KERNELS, hasKernel } from '../src/model/ops.ts';
+import { hasKernel } from '../src/model/ops.ts';
+import { KERNELS } from '../src/runtime/kernel-names.ts';
 import { disposeCache, forward } from '../src/model/forward.ts';
 import { disposeModel, loadModel } from '../src/model/model.ts';
 import { loadTokenizer } from '../src/tokenizer/tokenizer.ts';
 import { loadMmlu } from '../src/eval/mmlu/data.ts';
 import { evaluateMmlu } from '../src/eval/mmlu/evaluate.ts';
-import { ensureBenchmark } from '../src/demo/benchmark.ts';
+import { ensureBenchmark } from '../src/eval/mmlu/demo-benchmark.ts';
 import { maxAbsDiff, NO_SHARED, SHARED } from './helpers.ts';
 
 const addon = loadNativeAddon().addon;

@@ -8,7 +8,7 @@
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
@@ -43,6 +43,10 @@ test('npm pack gives a tarball that installs elsewhere and runs --help, info and
   assert.ok(!existsSync(join(pkg, 'test')), 'the tests are in the package');
   assert.ok(!existsSync(join(pkg, 'node_modules', 'tsx')), 'tsx (a dev dependency) was installed');
   assert.ok(existsSync(join(pkg, 'native', 'binding.gyp')) && existsSync(join(pkg, 'scripts', 'build-native.mjs')), 'the native addon sources are missing');
+  const dist = readdirSync(join(pkg, 'dist'), { recursive: true, encoding: 'utf8' });
+  const training = [...readdirSync(join(pkg, 'scripts')), ...dist]
+    .filter((f) => /demo-training|train-demo/.test(f) || (f.endsWith('.js') && readFileSync(join(pkg, 'dist', f), 'utf8').includes('trainBpe')));
+  assert.deepEqual(training, [], 'the demo-model training code (scripts/demo-training) is in the package');
 
   const work = join(TMP, 'work'); // a directory with nothing of the repository in it
   const mka = (...args: string[]) => spawnSync(join(prefix, 'bin', 'mka'), args, { cwd: TMP, encoding: 'utf8' });

@@ -17,7 +17,7 @@ import { slidingWindows } from '../src/eval/ppl/windows.ts';
 import { evaluatePerplexity, PplInterrupted, windowNll } from '../src/eval/ppl/evaluate.ts';
 import { runSweep } from '../src/sweep/sweep.ts';
 import { runPerplexityEval } from '../src/eval/ppl/run.ts';
-import { ensureBenchmark } from '../src/demo/benchmark.ts';
+import { ensureBenchmark } from '../src/eval/mmlu/demo-benchmark.ts';
 import { NO_SHARED, SHARED } from './helpers.ts';
 
 const TINY = SHARED ? join(SHARED, 'fixtures/hf-tiny') : '';

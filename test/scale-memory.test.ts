@@ -1,5 +1,5 @@
 /**
- * The RAM estimate made before loading (src/runtime/memory-estimate.ts): its figures for the
+ * The RAM estimate made before loading (src/model/memory-estimate.ts): its figures for the
  * Llama-3-8B shape against sums worked out by hand from the architecture, the option it suggests,
  * and the refusal through the CLI on a directory that holds only config.json and a tokenizer (with a
  * reference model for eval mmlu, whose weights are resident beside the model's).
@@ -11,10 +11,10 @@ import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseConfig } from '../src/model/config.ts';
-import { assertFits, availableMemory, backendProfile, calibrationWorkload, estimateMemory, estimateMemoryOfModels, mmluWorkload, RUNTIME_OVERHEAD, type FitRequest } from '../src/runtime/memory-estimate.ts';
+import { assertFits, availableMemory, backendProfile, calibrationWorkload, estimateMemory, estimateMemoryOfModels, mmluWorkload, RUNTIME_OVERHEAD, type FitRequest } from '../src/model/memory-estimate.ts';
 import { UserError } from '../src/runtime/errors.ts';
 import { PAPER_SHAPES } from '../scripts/make-paper-model.ts';
-import { ensureBenchmark } from '../src/demo/benchmark.ts';
+import { ensureBenchmark } from '../src/eval/mmlu/demo-benchmark.ts';
 
 const llama3 = parseConfig(PAPER_SHAPES['llama3-8b']);
 const bf16 = () => 2;

@@ -13,10 +13,10 @@ import { join } from 'node:path';
 import { PAPER_SHAPES, llama3TokenizerFiles, makePaperModel, normalTable, paperConfig, randomBf16 } from '../scripts/make-paper-model.ts';
 import { parameterCount } from '../src/model/model.ts';
 import { tokenizerFromJson } from '../src/tokenizer/tokenizer.ts';
-import { checkpointSource } from '../src/export/source.ts';
-import { compressModel } from '../src/compress/compress.ts';
+import { checkpointSource } from '../src/weights/source.ts';
+import { compressModel } from '../src/pipeline/compress.ts';
 import { exportTfjs } from '../src/export/graph-model.ts';
-import { dequantize } from '../src/export/quantize.ts';
+import { dequantize } from '../src/weights/quantize.ts';
 import { toFloat32, fromFloat32 } from '../src/io/safetensors.ts';
 
 test('paper shapes have the published parameter counts and config fields', () => {

@@ -6,7 +6,6 @@
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,9 +13,8 @@ import { initBackend } from '../src/runtime/backend.ts';
 import { runGenerate } from '../src/model/run.ts';
 import { exportTfjs } from '../src/export/graph-model.ts';
 import { startServe } from '../src/serve/server.ts';
+import { NO_CHROMIUM, runInChromium } from './chromium.ts';
 
-const CHROMIUM = [process.env.CHROMIUM, '/usr/bin/chromium', '/usr/bin/chromium-browser'].find((p): p is string => !!p && existsSync(p));
-const NO_CHROMIUM = CHROMIUM ? false : 'Chromium is not installed (/usr/bin/chromium; Debian: apt-get install chromium): browser test skipped';
 const TMP = mkdtempSync(join(tmpdir(), 'mka-serve-'));
 after(() => rmSync(TMP, { recursive: true, force: true, maxRetries: 5, retryDelay: 200 }));
 const EXPORT = join(TMP, 'demo-tfjs');
@@ -30,34 +28,13 @@ test('the served page generates mka generate\'s greedy tokens in headless Chromi
   let report: (r: Record<string, unknown>) => void = () => {};
   const posted = new Promise<Record<string, unknown>>((ok) => (report = ok));
   const s = await startServe({ model: EXPORT, port: 0, onResult: (r) => report(r) });
-  const profile = mkdtempSync(join(TMP, 'profile-'));
-  const child = spawn(CHROMIUM!, ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update',
-    '--disable-sync', '--disable-dev-shm-usage', `--user-data-dir=${profile}`, `${s.url}/?prompt=${encodeURIComponent(PROMPT)}&max_new_tokens=${N}&report=1`],
-  { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
-  let stderr = '';
-  child.stderr!.on('data', (d) => (stderr += d));
-  const gone = new Promise<void>((ok) => child.on('exit', () => ok()));
-  let timer: NodeJS.Timeout | undefined;
   try {
-    const result = await Promise.race([
-      posted,
-      gone.then((): never => { throw new Error(`chromium exited before the page reported:\n${stderr.slice(-2000)}`); }),
-      new Promise<never>((_, fail) => { timer = setTimeout(() => fail(new Error(`no result within 120 s:\n${stderr.slice(-2000)}`)), 120_000); }),
-    ]);
+    const result = await runInChromium(`${s.url}/?prompt=${encodeURIComponent(PROMPT)}&max_new_tokens=${N}&report=1`, posted, TMP);
     assert.equal(result.error, undefined, String(result.error));
     t.diagnostic(`Chromium (tfjs ${result.backend}): ${JSON.stringify(result.text)}; mka generate: ${JSON.stringify(want.text)}`);
     assert.deepEqual(result.ids, want.output_ids.slice(0, (result.ids as number[]).length), 'a prefix of mka generate\'s tokens');
     assert.ok((result.ids as number[]).length === want.output_ids.length || want.output_ids.length < N, 'as many tokens, unless EOS came first');
   } finally {
-    clearTimeout(timer);
-    if (child.exitCode === null) {
-      try {
-        process.kill(-child.pid!, 'SIGKILL');
-      } catch {
-        child.kill('SIGKILL');
-      }
-      await gone;
-    }
     await s.close();
   }
 });

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/runtime/backend.ts';
 import { UserError } from '../src/runtime/errors.ts';
@@ -12,7 +13,7 @@ import {
 } from '../src/compress/similarity/index.ts';
 import { calibrate } from '../src/compress/calibration.ts';
 import { calibrationPrompts } from '../src/pipeline/analyse.ts';
-import { convertLlama2c } from '../src/io/llama2c.ts';
+import { convertLlama2c } from '../src/convert/llama2c.ts';
 import { disposeModel, loadModel } from '../src/model/model.ts';
 import { loadTokenizer } from '../src/tokenizer/tokenizer.ts';
 import { diffusionOperator, distancesFromGram } from '../src/compress/similarity/diffusion.ts';
@@ -20,7 +21,6 @@ import { symmetricEigenDense, topEigenpairs } from '../src/compress/similarity/e
 import { digamma, knnEntropy, ksgMutualInformation, sortColumn } from '../src/compress/similarity/knn-mi.ts';
 import { npibMatrix } from '../src/compress/similarity/npib.ts';
 import { midRanks, midRanksColumn } from '../src/compress/similarity/rank.ts';
-import { runSimilarityBench } from '../scripts/bench/similarity.ts';
 import { NO_SHARED, SHARED } from './helpers.ts';
 
 interface Golden {
@@ -348,18 +348,17 @@ test('accumulateGram: float32 chunks summed in float64, no leaked tensors', asyn
   wrong.dispose();
 });
 
-test('bench: similarity benchmark runs on tiny sizes', async () => {
-  await initBackend('wasm');
-  const before = tf.memory().numTensors;
-  const lines: string[] = [];
-  const rows = runSimilarityBench({ sizes: [16, 24], hidden: 32, layers: 3, seed: 1, reference: null }, (l) => lines.push(l));
-  assert.equal(rows.length, 2);
-  assert.equal(lines.length, 2);
-  for (const r of rows) {
-    assert.ok(r.totalSeconds >= r.gramSeconds && r.totalSeconds > 0);
-    assert.equal(r.reference, 'skipped');
+test('bench: `npm run bench -- similarity` runs on tiny sizes and prints one row per size', () => {
+  const r = spawnSync(process.execPath, ['--import', 'tsx', 'scripts/bench.ts', 'similarity', '--sizes', '16,24', '--hidden', '32', '--layers', '3', '--no-python', '--backend', 'wasm'],
+    { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  const rows = r.stdout.split('\n').filter((l) => /^\s+\d+\s/.test(l)).map((l) => l.trim().split(/\s+/));
+  assert.deepEqual(rows.map((c) => c[0]), ['16', '24']);
+  for (const c of rows) {
+    const [gram, embed, npib, total] = c.slice(1, 5).map(Number);
+    assert.ok(total > 0 && Math.abs(total - (gram + embed + npib)) <= 0.02, `total ${total} is the sum of the stages`);
+    assert.equal(c[5], 'skipped');
   }
-  assert.equal(tf.memory().numTensors, before);
 });
 
 test('kernel diagnostics: σ = 8 on activations scaled by 100 is flagged degenerate; --sigma auto is scale-invariant', () => {

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { initBackend } from '../src/runtime/backend.ts';
 import { runSweep, SweepInterrupted, type SweepOptions } from '../src/sweep/sweep.ts';
 import { RESULT_COLUMNS } from '../src/sweep/report.ts';
-import { ensureBenchmark } from '../src/demo/benchmark.ts';
+import { ensureBenchmark } from '../src/eval/mmlu/demo-benchmark.ts';
 import { UserError } from '../src/runtime/errors.ts';
 import { openSweep } from '../src/sweep/context.ts';
 import { calibrateSweep } from '../src/sweep/calibrate.ts';

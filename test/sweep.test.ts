@@ -11,10 +11,10 @@ import { join } from 'node:path';
 import { spawn, spawnSync } from 'node:child_process';
 import { initBackend } from '../src/runtime/backend.ts';
 import { runSweep } from '../src/sweep/sweep.ts';
-import { compressModel } from '../src/compress/compress.ts';
+import { compressModel } from '../src/pipeline/compress.ts';
 import { runMmluEval } from '../src/eval/mmlu/run.ts';
 import { RESULT_COLUMNS } from '../src/sweep/report.ts';
-import { ensureBenchmark } from '../src/demo/benchmark.ts';
+import { ensureBenchmark } from '../src/eval/mmlu/demo-benchmark.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'mka-sweep-'));
 const MODEL = 'models/demo';

@@ -7,16 +7,17 @@
  * ceiling, the pass on plain WebAssembly (--wasm-reps timed passes, no warm-up; it is slow) and the
  * ratios; --no-compare skips that.
  */
-import * as tf from '@tensorflow/tfjs';
 import yargs from 'yargs';
 import { availableParallelism } from 'node:os';
 import { initBackend, BACKENDS, type BackendChoice } from '../../src/runtime/backend.ts';
 import { loadNativeAddon, F32 } from '../../src/runtime/native-addon.ts';
 import { sgemmCeiling, timeNative } from './sgemm.ts';
-import { parseConfig, expectedTensors, type LlamaConfig } from '../../src/model/config.ts';
-import { modelFromTensors, disposeModel } from '../../src/model/model.ts';
+import { parseConfig, type LlamaConfig } from '../../src/model/config.ts';
+import { disposeModel } from '../../src/model/model.ts';
+import { randomModel } from '../../test/random-model.ts';
 import { forward } from '../../src/model/forward.ts';
-import { hasKernel, KERNELS } from '../../src/model/ops.ts';
+import { hasKernel } from '../../src/model/ops.ts';
+import { KERNELS } from '../../src/runtime/kernel-names.ts';
 
 /** Matrix-product FLOPs of one prefill of T tokens (2 per multiply-add), logits for every position. */
 export function forwardFlops(c: LlamaConfig, T: number, B = 1): number {
@@ -24,15 +25,6 @@ export function forwardFlops(c: LlamaConfig, T: number, B = 1): number {
   const perToken = 2 * (H * q + 2 * H * kv + q * H + 3 * H * c.intermediate_size);
   const attention = 2 * 2 * c.num_attention_heads * c.head_dim * T * T; // QK^T and PV, full square as computed
   return B * (c.num_hidden_layers * (perToken * T + attention) + 2 * T * H * c.vocab_size);
-}
-
-/** A random-weight model of the given shape (weights ~ N(0, 0.02)). */
-export function randomModel(c: LlamaConfig) {
-  const tensors = new Map<string, tf.Tensor>();
-  for (const [name, shape] of expectedTensors(c)) {
-    tensors.set(name, name.endsWith('norm.weight') ? tf.ones(shape) : tf.randomNormal(shape, 0, 0.02, 'float32', 7));
-  }
-  return modelFromTensors(c, tensors);
 }
 
 /**

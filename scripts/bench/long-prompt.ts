@@ -12,7 +12,7 @@ import { initBackend, BACKENDS, type BackendChoice } from '../../src/runtime/bac
 import { parseConfig } from '../../src/model/config.ts';
 import { disposeModel } from '../../src/model/model.ts';
 import { forward } from '../../src/model/forward.ts';
-import { randomModel } from './forward.ts';
+import { randomModel } from '../../test/random-model.ts';
 
 interface Shape { hidden: number; layers: number; heads: number; kvHeads: number; vocab: number }
 

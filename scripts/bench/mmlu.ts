@@ -15,13 +15,14 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { initBackend, BACKENDS, type BackendChoice } from '../../src/runtime/backend.ts';
-import { convertLlama2c } from '../../src/io/llama2c.ts';
+import { convertLlama2c } from '../../src/convert/llama2c.ts';
 import { disposeModel, loadModel } from '../../src/model/model.ts';
 import { loadTokenizer } from '../../src/tokenizer/tokenizer.ts';
 import { loadMmlu } from '../../src/eval/mmlu/data.ts';
 import { createMmluCache, evaluateMmlu, type EvaluateMmluResult } from '../../src/eval/mmlu/evaluate.ts';
-import { ensureBenchmark } from '../../src/demo/benchmark.ts';
-import { hasKernel, KERNELS } from '../../src/model/ops.ts';
+import { ensureBenchmark } from '../../src/eval/mmlu/demo-benchmark.ts';
+import { hasKernel } from '../../src/model/ops.ts';
+import { KERNELS } from '../../src/runtime/kernel-names.ts';
 
 /** PyTorch 2 float32, 2 threads, one full 5-shot prompt per question on the demo model (issue #13). */
 const PYTORCH_DEMO_QPS = 80;

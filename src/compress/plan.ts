@@ -10,7 +10,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { type LlamaConfig, expectedTensors, layerTensorShapes } from '../model/config.ts';
 import { modelFromTensors, type LlamaModel } from '../model/model.ts';
-import type { RawTensor, SyncTensorSource } from '../export/source.ts';
+import type { RawTensor, SyncTensorSource } from '../weights/source.ts';
 
 export interface LayerMix {
   /** Original layers and their weights for the projection weights and biases. */

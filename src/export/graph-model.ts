@@ -21,14 +21,15 @@
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { LlamaConfig } from '../model/config.ts';
-import { inverseFrequencies } from '../model/rope.ts';
+import { type LlamaConfig, layerTensorShapes } from '../model/config.ts';
+import { inverseFrequencies, ropeTableData } from '../model/rope.ts';
 import { atomicWriteDir } from '../io/atomic.ts';
 import { UserError } from '../runtime/errors.ts';
-import { type RawTensor, type TensorSource, checkpointSource } from './source.ts';
+import { type RawTensor, type TensorSource, checkpointSource } from '../weights/source.ts';
 import { type DType, toFloat32 } from '../io/safetensors.ts';
-import { type QuantScheme, type Quantization, bytesPerValue, quantize } from './quantize.ts';
-import { exportMetadata, mkaVersion } from './metadata.ts';
+import { type QuantScheme, type Quantization, bytesPerValue, quantize } from '../weights/quantize.ts';
+import { exportMetadata } from './metadata.ts';
+import { mkaVersion } from '../runtime/version.ts';
 
 /** A GraphDef node in tfjs-converter's JSON form. */
 export interface GraphNode {
@@ -51,8 +52,8 @@ export interface DecoderGraph {
   consts: GraphConst[];
 }
 
-export const INPUT_NAME = 'input_ids';
-export const OUTPUT_NAME = 'logits';
+const INPUT_NAME = 'input_ids';
+const OUTPUT_NAME = 'logits';
 
 const dtypeAttr = (dtype: 'float32' | 'int32' | 'bool') => ({ type: dtype === 'float32' ? 'DT_FLOAT' : dtype === 'int32' ? 'DT_INT32' : 'DT_BOOL' });
 const shapeProto = (shape: number[]) => (shape.length ? { dim: shape.map((d) => ({ size: String(d) })) } : {});
@@ -112,23 +113,8 @@ function graphBuilder() {
   };
 }
 
-/** RoPE cos and sin tables [maxSeq, head_dim], computed exactly as src/model/rope.ts does. */
-function ropeTableData(c: LlamaConfig, maxSeq: number): { cos: Float32Array; sin: Float32Array } {
-  const inv = inverseFrequencies(c);
-  const half = inv.length, hd = 2 * half;
-  const cos = new Float32Array(maxSeq * hd), sin = new Float32Array(maxSeq * hd);
-  for (let t = 0; t < maxSeq; t++) {
-    for (let i = 0; i < half; i++) {
-      const angle = Math.fround(t * inv[i]);
-      cos[t * hd + i] = cos[t * hd + half + i] = Math.cos(angle);
-      sin[t * hd + i] = sin[t * hd + half + i] = Math.sin(angle);
-    }
-  }
-  return { cos, sin };
-}
-
 /** The decoder of `c` as a GraphDef, for sequences of up to `maxSeq` tokens. */
-export function buildDecoderGraph(c: LlamaConfig, maxSeq: number, shapeOf: (name: string) => number[]): DecoderGraph {
+function buildDecoderGraph(c: LlamaConfig, maxSeq: number, shapeOf: (name: string) => number[]): DecoderGraph {
   const b = graphBuilder();
   const H = c.hidden_size, nH = c.num_attention_heads, nKV = c.num_key_value_heads, hd = c.head_dim, g = nH / nKV;
   const I = b.ints;
@@ -161,7 +147,7 @@ export function buildDecoderGraph(c: LlamaConfig, maxSeq: number, shapeOf: (name
 
   // RoPE tables sliced to the sequence: [T, 1, hd].
   b.setScope('rope');
-  const tables = ropeTableData(c, maxSeq);
+  const tables = ropeTableData(inverseFrequencies(c), 0, maxSeq);
   const sliceTable = (table: string): string => {
     const rows = b.op('Slice', [table, I([0, 0]), concat([vecT, I([-1])])], { T: dtypeAttr('float32'), Index: dtypeAttr('int32') }); // [T, hd]
     return reshape(rows, I([-1, 1, hd])); // [T, 1, hd]
@@ -207,14 +193,15 @@ export function buildDecoderGraph(c: LlamaConfig, maxSeq: number, shapeOf: (name
   let x = b.op('GatherV2', [W('model.embed_tokens.weight'), ids, I([0], true)], {
     Tparams: dtypeAttr('float32'), Tindices: dtypeAttr('int32'), Taxis: dtypeAttr('int32'), batch_dims: intAttr(0),
   }); // [B, T, H]
-  const attnBias = c.attention_bias, oBias = c.attention_bias && c.model_type !== 'qwen2';
+  const layerTensors = layerTensorShapes(c); // which projections have biases (the model-type rules live there)
+  const hasBias = (proj: string) => layerTensors.has(`${proj}.bias`);
   for (let i = 0; i < c.num_hidden_layers; i++) {
     const p = `model.layers.${i}.`;
     b.setScope(`layers.${i}`);
     const xn = rmsNorm(x, W(`${p}input_layernorm.weight`));
-    const q = rope(reshape(linear(xn, `${p}self_attn.q_proj`, attnBias), concat([shapeBT, I([nH, hd])]))); // [B, T, nH, hd]
-    const k = rope(reshape(linear(xn, `${p}self_attn.k_proj`, attnBias), concat([shapeBT, I([nKV, hd])]))); // [B, T, nKV, hd]
-    const v = reshape(linear(xn, `${p}self_attn.v_proj`, attnBias), concat([shapeBT, I([nKV, hd])])); // [B, T, nKV, hd]
+    const q = rope(reshape(linear(xn, `${p}self_attn.q_proj`, hasBias('self_attn.q_proj')), concat([shapeBT, I([nH, hd])]))); // [B, T, nH, hd]
+    const k = rope(reshape(linear(xn, `${p}self_attn.k_proj`, hasBias('self_attn.k_proj')), concat([shapeBT, I([nKV, hd])]))); // [B, T, nKV, hd]
+    const v = reshape(linear(xn, `${p}self_attn.v_proj`, hasBias('self_attn.v_proj')), concat([shapeBT, I([nKV, hd])])); // [B, T, nKV, hd]
     // Query heads kv-major: head kv*g + j uses kv head kv, as HF's repeat_kv does.
     const qg = reshape(transpose(q, [0, 2, 1, 3]), concat([vecB, I([nKV, -1, hd])])); // [B, nKV, g*T, hd]
     const kt = transpose(k, [0, 2, 1, 3]); // [B, nKV, T, hd]
@@ -223,12 +210,12 @@ export function buildDecoderGraph(c: LlamaConfig, maxSeq: number, shapeOf: (name
     const att = matmul(un('Softmax', scores), vt, false); // [B, nKV, g*T, hd]
     const heads = reshape(att, concat([vecB, I([nH]), vecT, I([hd])])); // [B, nH, T, hd]
     const merged = reshape(transpose(heads, [0, 2, 1, 3]), concat([shapeBT, I([nH * hd])])); // [B, T, nH*hd]
-    const h1 = bin('AddV2', x, linear(merged, `${p}self_attn.o_proj`, oBias));
+    const h1 = bin('AddV2', x, linear(merged, `${p}self_attn.o_proj`, hasBias('self_attn.o_proj')));
     const hn = rmsNorm(h1, W(`${p}post_attention_layernorm.weight`));
-    const gate = linear(hn, `${p}mlp.gate_proj`, c.mlp_bias);
-    const up = linear(hn, `${p}mlp.up_proj`, c.mlp_bias);
+    const gate = linear(hn, `${p}mlp.gate_proj`, hasBias('mlp.gate_proj'));
+    const up = linear(hn, `${p}mlp.up_proj`, hasBias('mlp.up_proj'));
     const act = bin('Mul', bin('Mul', gate, un('Sigmoid', gate)), up); // SiLU(gate) * up
-    x = bin('AddV2', h1, linear(act, `${p}mlp.down_proj`, c.mlp_bias));
+    x = bin('AddV2', h1, linear(act, `${p}mlp.down_proj`, hasBias('mlp.down_proj')));
   }
   b.setScope('head');
   const normed = rmsNorm(x, W('model.norm.weight'));

@@ -4,17 +4,11 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { UserError } from '../runtime/errors.ts';
-
-/** The version field of mka's package.json. */
-export function mkaVersion(): string {
-  const pkg = fileURLToPath(new URL('../../package.json', import.meta.url));
-  return String(JSON.parse(readFileSync(pkg, 'utf8')).version);
-}
+import { mkaVersion } from '../runtime/version.ts';
 
 /** DIR/merge.json parsed, or null when the model was not produced by a merge. */
-export function readMergeRecord(dir: string): unknown {
+function readMergeRecord(dir: string): unknown {
   const file = join(dir, 'merge.json');
   if (!existsSync(file)) return null;
   try {

@@ -23,7 +23,7 @@ export interface ResolveOptions {
 }
 
 /** The files of a model revision mka needs; throws for pickle-only or weightless repositories. */
-export async function selectModelFiles(name: string, files: HubFile[], fetchFiles: (paths: string[]) => Promise<string>): Promise<string[]> {
+async function selectModelFiles(name: string, files: HubFile[], fetchFiles: (paths: string[]) => Promise<string>): Promise<string[]> {
   const top = new Set(files.filter((f) => !f.path.includes('/')).map((f) => f.path));
   if (!top.has('config.json')) throw new UserError(`${name}: has no config.json at the top level; mka loads transformers-format Llama/Mistral/Qwen2 models`);
   const small = SMALL_FILES.filter((f) => top.has(f));

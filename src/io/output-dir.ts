@@ -44,7 +44,7 @@ export function markerKind(dir: string): OutputKind | null {
 }
 
 /** True while a process with this pid exists. */
-export function pidAlive(pid: number): boolean {
+function pidAlive(pid: number): boolean {
   if (!Number.isInteger(pid) || pid <= 0) return false;
   try {
     process.kill(pid, 0);
@@ -79,7 +79,7 @@ function removeIfDead(path: string, pid: number, removed: string[]): void {
  * files; only when that pid is dead.
  * Returns the removed paths.
  */
-export function removeStaleTemps(out: string): string[] {
+function removeStaleTemps(out: string): string[] {
   const abs = resolve(out);
   const removed: string[] = [];
   const parent = dirname(abs);
@@ -186,7 +186,7 @@ function createLock(tmp: string, lock: string, body: string): void {
  * Takes the lock of output `out` for this process, creating missing parent directories; returns the
  * function that releases it (also run at exit), which removes the parents it created if still empty.
  */
-export function lockOutput(out: string, command: string): () => void {
+function lockOutput(out: string, command: string): () => void {
   const abs = resolve(out);
   const created: string[] = [];
   for (let d = dirname(abs); !existsSync(d); d = dirname(d)) created.unshift(d);

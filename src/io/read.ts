@@ -7,7 +7,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { UserError } from '../runtime/errors.ts';
 
 /** Throws unless `path` is an existing regular file; `what` says what it is ("--config file"). */
-export function checkFile(path: string, what: string): void {
+function checkFile(path: string, what: string): void {
   let st;
   try {
     st = statSync(path);
@@ -19,7 +19,7 @@ export function checkFile(path: string, what: string): void {
 }
 
 /** Decodes UTF-8 bytes, refusing invalid sequences; a leading byte order mark is kept for the caller. */
-export function decodeUtf8(bytes: Uint8Array, path: string, what: string): string {
+function decodeUtf8(bytes: Uint8Array, path: string, what: string): string {
   try {
     return new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(bytes);
   } catch {

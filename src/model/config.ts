@@ -7,7 +7,7 @@ import { readJsonFile } from '../io/read.ts';
 import { join } from 'node:path';
 import { UserError } from '../runtime/errors.ts';
 
-export const SUPPORTED_MODEL_TYPES = ['llama', 'mistral', 'qwen2'] as const;
+const SUPPORTED_MODEL_TYPES = ['llama', 'mistral', 'qwen2'] as const;
 export type ModelType = (typeof SUPPORTED_MODEL_TYPES)[number];
 
 export interface RopeScaling {
@@ -173,6 +173,27 @@ export function parseConfig(raw: unknown, file = 'config.json'): LlamaConfig {
   };
 }
 
+/** The layer index and suffix of a decoder-layer tensor name `model.layers.{layer}.{suffix}`; null for other tensors. */
+export function splitLayerName(name: string): { layer: number; suffix: string } | null {
+  const m = /^model\.layers\.(\d+)\.(.+)$/.exec(name);
+  return m ? { layer: Number(m[1]), suffix: m[2] } : null;
+}
+
+/**
+ * The tensors of the decoder layers `keep` (in that order, renumbered 0..k-1) and every tensor outside
+ * the layers, under their Hugging Face names; the values are shared, not copied.
+ */
+export function keepLayers<T>(tensors: ReadonlyMap<string, T>, keep: readonly number[]): Map<string, T> {
+  const out = new Map<string, T>();
+  for (const [name, t] of tensors) {
+    const l = splitLayerName(name);
+    const j = l ? keep.indexOf(l.layer) : -1;
+    if (!l) out.set(name, t);
+    else if (j >= 0) out.set(`model.layers.${j}.${l.suffix}`, t);
+  }
+  return out;
+}
+
 /**
  * Throws when the checkpoint holds decoder layers the config does not count (num_hidden_layers too
  * small: the extra layers would be silently ignored).
@@ -180,8 +201,8 @@ export function parseConfig(raw: unknown, file = 'config.json'): LlamaConfig {
 export function checkLayerCount(c: LlamaConfig, tensorNames: Iterable<string>, dir: string): void {
   let top = -1;
   for (const name of tensorNames) {
-    const m = /^model\.layers\.(\d+)\./.exec(name);
-    if (m) top = Math.max(top, Number(m[1]));
+    const l = splitLayerName(name);
+    if (l) top = Math.max(top, l.layer);
   }
   if (top >= c.num_hidden_layers) {
     throw new UserError(`${join(dir, 'config.json')}: num_hidden_layers is ${c.num_hidden_layers}, but the checkpoint holds layers up to model.layers.${top}; set num_hidden_layers to ${top + 1}`);

@@ -42,7 +42,7 @@ export function generate(model: LlamaModel, promptIds: number[], opts: GenerateO
   return out;
 }
 
-/** Index of the largest value (first on ties). */
+/** Index of the largest value (the first on ties, as numpy's argmax). */
 export function argmax(x: ArrayLike<number>): number {
   let best = 0;
   for (let i = 1; i < x.length; i++) if (x[i] > x[best]) best = i;

@@ -37,7 +37,7 @@ export interface LoadOptions {
 }
 
 /** Checks that every tensor the config implies is present with the right shape. */
-export function validateCheckpoint(config: LlamaConfig, ckpt: Checkpoint): void {
+function validateCheckpoint(config: LlamaConfig, ckpt: Checkpoint): void {
   checkLayerCount(config, ckpt.names(), ckpt.dir);
   for (const [name, shape] of expectedTensors(config)) {
     const info = ckpt.info(name);
@@ -188,14 +188,6 @@ export function acquireLayer(model: LlamaModel, i: number): LayerWeights {
 /** The output projection's name: lm_head, or the embedding matrix when tied. */
 export function lmHeadName(config: LlamaConfig): string {
   return config.tie_word_embeddings ? 'model.embed_tokens.weight' : 'lm_head.weight';
-}
-
-/** Bytes of the model's resident weights (float32 tensors and packed 16-bit ones). */
-export function residentBytes(model: LlamaModel): number {
-  let n = 0;
-  for (const t of model.tensors.values()) n += 4 * t.size;
-  for (const w of model.packed?.values() ?? []) n += 4 * w.tensor.size;
-  return n;
 }
 
 /** Parameter count implied by the config (tied embeddings counted once). */

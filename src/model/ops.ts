@@ -5,6 +5,7 @@
  * the decoder reads the same on every backend.
  */
 import * as tf from '@tensorflow/tfjs';
+import { KERNELS } from '../runtime/kernel-names.ts';
 
 /** How a weight's values are stored. */
 export type WeightDtype = 'float32' | 'bfloat16' | 'float16';
@@ -21,17 +22,6 @@ export interface Weight {
 
 /** The addon's element-type code of a weight dtype (native contract). */
 export const DTYPE_CODE: Record<WeightDtype, 0 | 1 | 2> = { float32: 0, bfloat16: 1, float16: 2 };
-
-/** Custom kernel names (registered by the native backend only). */
-export const KERNELS = {
-  linear: 'MkaLinear',
-  attention: 'MkaAttention',
-  rmsNorm: 'MkaRmsNorm',
-  rope: 'MkaRope',
-  siluMul: 'MkaSiluMul',
-  gather: 'MkaGatherRows',
-  decoderLayer: 'MkaDecoderLayer',
-} as const;
 
 /** Whether the current backend has kernel `name`. */
 export function hasKernel(name: string): boolean {

@@ -25,8 +25,8 @@ export function inverseFrequencies(c: LlamaConfig): Float32Array {
   });
 }
 
-/** cos and sin tables [T, head_dim] for positions offset..offset+T-1 (ops.rope applies them). */
-export function ropeTables(inv: Float32Array, offset: number, T: number): { cos: tf.Tensor2D; sin: tf.Tensor2D } {
+/** cos and sin tables [T, head_dim] (row-major) for positions offset..offset+T-1, as plain arrays. */
+export function ropeTableData(inv: Float32Array, offset: number, T: number): { cos: Float32Array; sin: Float32Array } {
   const half = inv.length, hd = 2 * half;
   const cos = new Float32Array(T * hd), sin = new Float32Array(T * hd);
   for (let t = 0; t < T; t++) {
@@ -37,5 +37,12 @@ export function ropeTables(inv: Float32Array, offset: number, T: number): { cos:
       sin[t * hd + i] = sin[t * hd + half + i] = s;
     }
   }
+  return { cos, sin };
+}
+
+/** cos and sin tables [T, head_dim] for positions offset..offset+T-1 (ops.rope applies them). */
+export function ropeTables(inv: Float32Array, offset: number, T: number): { cos: tf.Tensor2D; sin: tf.Tensor2D } {
+  const { cos, sin } = ropeTableData(inv, offset, T);
+  const hd = 2 * inv.length;
   return { cos: tf.tensor2d(cos, [T, hd]), sin: tf.tensor2d(sin, [T, hd]) };
 }

@@ -10,7 +10,7 @@ import { openCheckpoint } from '../io/checkpoint.ts';
 import { readConfig } from './config.ts';
 import { loadTokenizer } from '../tokenizer/tokenizer.ts';
 import { UserError } from '../runtime/errors.ts';
-import { checkModelFits, sequenceWorkload } from '../runtime/memory-estimate.ts';
+import { checkModelFits, sequenceWorkload } from './memory-estimate.ts';
 
 export { modelInfo, type ModelInfo } from './info.ts';
 

@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadModel, disposeModel, type LlamaModel } from '../model/model.ts';
 import { type LlamaConfig, readConfig } from '../model/config.ts';
-import { calibrationWorkload, checkModelFits } from '../runtime/memory-estimate.ts';
+import { calibrationWorkload, checkModelFits } from '../model/memory-estimate.ts';
 import { loadTokenizer, type Tokenizer } from '../tokenizer/tokenizer.ts';
 import { UserError } from '../runtime/errors.ts';
 import { DEFAULT_SIMILARITY } from '../compress/similarity/index.ts';
@@ -24,7 +24,7 @@ import { getMethod, parametersOf, planWith, type MethodParameters } from '../com
 import { protocolSettings } from '../compress/methods/protocol.ts';
 import type { MethodContext } from '../compress/methods/method.ts';
 import { materialize, planSource, type CompressionPlan } from '../compress/plan.ts';
-import { modelSource } from '../export/source.ts';
+import { modelSource } from '../weights/source.ts';
 import { analyzeIds, calibrationPrompts, similarityOptionsFor, type Analysis, type AnalysisOptions } from './analyse.ts';
 import { writePlan } from './write.ts';
 

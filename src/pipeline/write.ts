@@ -8,8 +8,8 @@ import { join } from 'node:path';
 import type { LlamaModel } from '../model/model.ts';
 import type { LlamaConfig } from '../model/config.ts';
 import { planSource, planSummary, type CompressionPlan } from '../compress/plan.ts';
-import { checkpointSource, modelSource } from '../export/source.ts';
-import { HF_DTYPES, writeHfModel, type HfDtype } from '../export/hf.ts';
+import { checkpointSource, modelSource } from '../weights/source.ts';
+import { HF_DTYPES, writeHfModel, type HfDtype } from '../weights/hf-writer.ts';
 
 export interface WriteOptions {
   dtype?: HfDtype;

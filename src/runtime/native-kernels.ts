@@ -11,7 +11,7 @@ import { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
 import { availableParallelism } from 'node:os';
 import { describeAddon, loadNativeAddon, type ElementType, type NativeAddon } from './native-addon.ts';
 import { planMatMul } from './native-matmul.ts';
-import { KERNELS } from '../model/ops.ts';
+import { KERNELS } from './kernel-names.ts';
 
 /** The tfjs backend name. */
 export const NATIVE_BACKEND = 'native';

@@ -7,6 +7,7 @@ import * as tf from '@tensorflow/tfjs';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { UserError } from '../runtime/errors.ts';
+import { mkaVersion } from '../runtime/version.ts';
 import { writeSweepReport } from './report.ts';
 import { ORIGINAL, pointLabel, sweepPoints } from './points.ts';
 import { readStoredPoint, rowOf } from './point.ts';
@@ -43,13 +44,9 @@ export async function assembleSweepReport(opts: SweepOptions, run: { seconds?: R
     out: opts.out, base: rowOf(base), baseSummary: base.summary, points, analysis, chosen: opts.chosen,
     pointSummary: (method, removed) => (removed === 0 ? base.summary : readStoredPoint(opts.out, { method, removed })?.summary ?? null),
     run: {
-      command: 'sweep', options: { ...opts, log: undefined, signal: undefined }, versions: { mka: readPackageVersion(), tfjs: tf.version_core, node: process.version },
+      command: 'sweep', options: { ...opts, log: undefined, signal: undefined }, versions: { mka: mkaVersion(), tfjs: tf.version_core, node: process.version },
       backend: tf.getBackend(), seed: opts.seed ?? 1, seconds: run.seconds ?? {}, ...opts.runInfo,
     },
   });
   return points;
-}
-
-function readPackageVersion(): string {
-  return JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')).version;
 }

@@ -7,7 +7,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { similarityJson } from '../compress/compress.ts';
+import { similarityJson } from '../pipeline/compress.ts';
 import { getMethod } from '../compress/methods/registry.ts';
 import { planFromStored, planTargets, type StoredAnalysis } from '../pipeline/plan.ts';
 import { readJsonObject } from '../io/read.ts';

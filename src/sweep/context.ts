@@ -11,7 +11,7 @@ import { loadModel, disposeModel, type LlamaModel } from '../model/model.ts';
 import * as tf from '@tensorflow/tfjs';
 import { readConfig } from '../model/config.ts';
 import { takes16BitWeights } from '../model/ops.ts';
-import { assertFits, backendProfile, calibrationWorkload, checkModelFits, mmluWorkload, storedBytes } from '../runtime/memory-estimate.ts';
+import { assertFits, backendProfile, calibrationWorkload, checkModelFits, mmluWorkload, storedBytes } from '../model/memory-estimate.ts';
 import { loadTokenizer, type Tokenizer } from '../tokenizer/tokenizer.ts';
 import { createMmluCache, type MmluCache } from '../eval/mmlu/evaluate.ts';
 import { scoringTokenizer } from '../eval/mmlu/plan.ts';

@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { runSweep, type SweepPoint } from './sweep.ts';
 import { exportTfjs } from '../export/graph-model.ts';
 import { UserError } from '../runtime/errors.ts';
-import { ensureBenchmark } from '../demo/benchmark.ts';
+import { ensureBenchmark } from '../eval/mmlu/demo-benchmark.ts';
 
 const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 export const DEMO_MODEL = join(ROOT, 'models', 'demo');

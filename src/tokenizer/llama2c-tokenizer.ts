@@ -28,7 +28,7 @@ export interface Llama2cVocab {
   scores: Float32Array;
 }
 
-export const LLAMA2C_UNK = 0;
+const LLAMA2C_UNK = 0;
 export const LLAMA2C_BOS = 1;
 export const LLAMA2C_EOS = 2;
 /** llama2.c's byte fallback: byte b is token b + 3. */
@@ -102,7 +102,7 @@ function hfPieces(v: Llama2cVocab, file: string): string[] {
  * piece from different splits) are ordered by the left part's id. Special tokens take no part, and
  * pieces whose score llama2.c would never pick (not above -1e10) give no merge.
  */
-export function llama2cMerges(v: Llama2cVocab): [string, string][] {
+function llama2cMerges(v: Llama2cVocab): [string, string][] {
   const ids = new Map<string, number>();
   v.pieces.forEach((p, i) => {
     if (i >= SPECIAL_PIECES.length) ids.set(p, i);

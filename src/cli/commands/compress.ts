@@ -1,8 +1,8 @@
 import type { Argv, CommandModule } from 'yargs';
 import { type ArgsOf, type GlobalArgs, claimOutput, forceOption, logger, setup } from '../common.ts';
-import { compressModel, replayPlan } from '../../compress/compress.ts';
+import { compressModel, replayPlan } from '../../pipeline/compress.ts';
 import { METHODS } from '../../compress/methods/registry.ts';
-import { HF_DTYPES } from '../../export/hf.ts';
+import { HF_DTYPES } from '../../weights/hf-writer.ts';
 import { UserError } from '../../runtime/errors.ts';
 import { readPlanFile } from '../../pipeline/plan-file.ts';
 import { analysisOptions, calibrationOptions, methodParameters, mkaOptions } from './compress-options.ts';

@@ -1,6 +1,6 @@
 import type { Argv, CommandModule } from 'yargs';
 import { type GlobalArgs, claimOutput, forceOption, logger, refuseComputeOptions, type ArgsOf } from '../common.ts';
-import { convertLlama2c } from '../../io/llama2c.ts';
+import { convertLlama2c } from '../../convert/llama2c.ts';
 
 const options = (y: Argv<GlobalArgs>) => forceOption(y)
   .option('checkpoint', { type: 'string', demandOption: true, describe: 'llama2.c model .bin (legacy or ak42 v1 header)' })

@@ -3,7 +3,7 @@ import { type GlobalArgs, claimOutput, forceOption, interruptOnSignals, logger, 
 import { EvaluationInterrupted } from '../../eval/mmlu/evaluate.ts';
 import { defaultMmluOut, runMmluEval } from '../../eval/mmlu/run.ts';
 import { formatSummaryTable } from '../../eval/mmlu/results.ts';
-import { QUANT_SCHEMES, type QuantScheme } from '../../export/quantize.ts';
+import { QUANT_SCHEMES, type QuantScheme } from '../../weights/quantize.ts';
 import { progress, type Progress } from '../../runtime/progress.ts';
 import type { AnswerTokens } from '../../eval/mmlu/plan.ts';
 import { PROTOCOLS, protocolSettings, type Protocol } from '../../compress/methods/protocol.ts';

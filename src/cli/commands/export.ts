@@ -1,8 +1,9 @@
 import type { Argv, CommandModule } from 'yargs';
 import { type GlobalArgs, claimOutput, forceOption, logger, refuseComputeOptions, type ArgsOf } from '../common.ts';
 import { exportTfjs } from '../../export/graph-model.ts';
-import { exportHf, HF_DTYPES } from '../../export/hf.ts';
-import { QUANT_SCHEMES, type QuantScheme } from '../../export/quantize.ts';
+import { exportHf } from '../../export/hf.ts';
+import { HF_DTYPES, type HfDtype } from '../../weights/hf-writer.ts';
+import { QUANT_SCHEMES, type QuantScheme } from '../../weights/quantize.ts';
 
 const mib = (b: number) => `${(b / 2 ** 20).toFixed(2)} MiB`;
 

@@ -1,6 +1,6 @@
 import type { Argv, CommandModule } from 'yargs';
 import { type ArgsOf, type GlobalArgs, emitJson, logger, setup } from '../common.ts';
-import { activationsSimilarity, modelSimilarity } from '../../compress/compress.ts';
+import { activationsSimilarity, modelSimilarity } from '../../pipeline/compress.ts';
 import { analysisOptions, calibrationOptions } from './compress-options.ts';
 
 const builder = (y: Argv<GlobalArgs>) => calibrationOptions(y)

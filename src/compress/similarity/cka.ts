@@ -6,7 +6,7 @@
  */
 
 /** H G H for H = I − 11ᵀ/n (row and column means removed). */
-export function centreGram(G: Float64Array, n: number): Float64Array {
+function centreGram(G: Float64Array, n: number): Float64Array {
   const rowMean = new Float64Array(n);
   let all = 0;
   for (let i = 0; i < n; i++) {

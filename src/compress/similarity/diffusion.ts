@@ -102,7 +102,7 @@ export function diffusionOperator(D: Float64Array, n: number, sigma: number, alp
  * reported embeddings are the same across eigensolvers and platforms (numpy's eigh follows no such rule).
  * NPIB does not depend on it: it is computed on exact ranks, which a reflection only mirrors.
  */
-export function orientColumns(coords: number[][]): number[][] {
+function orientColumns(coords: number[][]): number[][] {
   const dims = coords.length ? coords[0].length : 0;
   for (let c = 0; c < dims; c++) {
     let best = 0;

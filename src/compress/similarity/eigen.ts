@@ -40,7 +40,7 @@ const EPS = 2 ** -52;
  * start from the identity for full eigenvectors, from the basis transpose for back-transformed ones,
  * or track a single component (comp = 1) for residual estimates at O(m²) cost.
  */
-export function tridiagonalQL(d: Float64Array, e: Float64Array, z: Float64Array | null, comp: number): void {
+function tridiagonalQL(d: Float64Array, e: Float64Array, z: Float64Array | null, comp: number): void {
   const m = d.length;
   e[m - 1] = 0;
   for (let l = 0; l < m; l++) {

@@ -1,6 +1,7 @@
 /**
  * Pluggable layer-similarity metrics: each maps per-layer Gram matrices to an L×L matrix (null marks an
- * undefined score). Compression methods look metrics up by name.
+ * undefined score), one file per metric (npib: stage.ts, cka: cka.ts), looked up by name. The pipeline
+ * (compress, sweep) computes NPIB through stage.ts directly and does not consult this registry yet.
  */
 import { UserError } from '../../runtime/errors.ts';
 import { linearCka } from './cka.ts';

@@ -12,6 +12,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { forward, disposeCache, type KVCache } from '../../model/forward.ts';
+import { argmax } from '../../model/generate.ts';
 import type { LlamaModel } from '../../model/model.ts';
 import { UserError } from '../../runtime/errors.ts';
 import type { Tokenizer } from '../../tokenizer/tokenizer.ts';
@@ -207,13 +208,6 @@ function logSumExp(x: Float32Array | Int32Array | Uint8Array): number {
   return m + Math.log(s);
 }
 
-/** Index of the largest of the 4 answer logits (first on ties, as numpy's argmax). */
-function argmax4(x: readonly number[]): number {
-  let best = 0;
-  for (let i = 1; i < x.length; i++) if (x[i] > x[best]) best = i;
-  return best;
-}
-
 /** KL(p || q) of the softmaxes of two logit vectors. */
 export function klDivergence(pLogits: readonly number[], qLogits: readonly number[]): number {
   const logSoftmax = (x: readonly number[]) => {
@@ -285,7 +279,7 @@ async function evaluateSubject(
   return plan.questions.map((pq): QuestionRecord => {
     const q = pq.question;
     const s = own.get(q.index)!;
-    const prediction = ANSWER_LETTERS[argmax4(s.answerLogits)];
+    const prediction = ANSWER_LETTERS[argmax(s.answerLogits)];
     const rec: QuestionRecord = {
       subject: q.subject, index: q.index, answer: q.answer, prediction, correct: prediction === q.answer,
       answerLogits: s.answerLogits, ntrainKept: pq.ntrainKept, truncated: pq.truncated, cached: s.cached,
@@ -293,7 +287,7 @@ async function evaluateSubject(
     };
     if (refScores) {
       const r = refScores.get(q.index)!;
-      rec.referencePrediction = ANSWER_LETTERS[argmax4(r.answerLogits)];
+      rec.referencePrediction = ANSWER_LETTERS[argmax(r.answerLogits)];
       rec.agreement = rec.referencePrediction === prediction;
       rec.kl = klDivergence(r.answerLogits, s.answerLogits);
     }

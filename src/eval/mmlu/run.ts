@@ -4,9 +4,9 @@
  */
 import { basename, join, resolve } from 'node:path';
 import { disposeModel, loadModel, type LlamaModel } from '../../model/model.ts';
-import { QUANT_SCHEMES, quantizeModelWeights, type QuantScheme } from '../../export/quantize.ts';
+import { QUANT_SCHEMES, quantizeModelWeights, type QuantScheme } from '../../weights/quantize.ts';
 import { UserError } from '../../runtime/errors.ts';
-import { checkModelFits, mmluWorkload } from '../../runtime/memory-estimate.ts';
+import { checkModelFits, mmluWorkload } from '../../model/memory-estimate.ts';
 import { loadTokenizer } from '../../tokenizer/tokenizer.ts';
 import { estimateMmluCost, type CostEstimate } from './cost.ts';
 import { loadMmlu } from './data.ts';

@@ -6,17 +6,17 @@
  */
 import { readFileSync } from 'node:fs';
 import { loadModel, disposeModel } from '../model/model.ts';
-import { calibrationWorkload, checkModelFits } from '../runtime/memory-estimate.ts';
+import { calibrationWorkload, checkModelFits } from '../model/memory-estimate.ts';
 import { loadTokenizer } from '../tokenizer/tokenizer.ts';
 import { UserError } from '../runtime/errors.ts';
 import { progress } from '../runtime/progress.ts';
-import { degenerateKernelWarning, fusionRatio, gramFromActivations, resolveOptions, similarityFromGram, type SimilarityOptions, type SimilarityResult } from './similarity/index.ts';
-import type { CompressionPlan } from './plan.ts';
-import type { HfDtype } from '../export/hf.ts';
-import { analyzeIds, calibrationPrompts, similarityOptionsFor, type AnalysisOptions } from '../pipeline/analyse.ts';
-import { planTargets, type PipelineOptions } from '../pipeline/plan.ts';
-import { writePlan } from '../pipeline/write.ts';
-import { readPlanFile, type RecordedPlan } from '../pipeline/plan-file.ts';
+import { degenerateKernelWarning, fusionRatio, gramFromActivations, resolveOptions, similarityFromGram, type SimilarityOptions, type SimilarityResult } from '../compress/similarity/index.ts';
+import type { CompressionPlan } from '../compress/plan.ts';
+import type { HfDtype } from '../weights/hf-writer.ts';
+import { analyzeIds, calibrationPrompts, similarityOptionsFor, type AnalysisOptions } from './analyse.ts';
+import { planTargets, type PipelineOptions } from './plan.ts';
+import { writePlan } from './write.ts';
+import { readPlanFile, type RecordedPlan } from './plan-file.ts';
 
 /** The similarity report written by `mka similarity` (sim.json). */
 export function similarityJson(sim: SimilarityResult, opts: SimilarityOptions, extra: Record<string, unknown> = {}): Record<string, unknown> {

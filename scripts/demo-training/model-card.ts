@@ -2,8 +2,8 @@
  * The demo model's training log (training-log.json) and model card (README.md), written by
  * scripts/train-demo.ts next to the weights.
  */
-import type { LlamaConfig } from '../model/config.ts';
-import type { DemoScores } from './evaluate.ts';
+import type { LlamaConfig } from '../../src/model/config.ts';
+import type { DemoScores } from './score.ts';
 
 export interface TrainingLog {
   command: string;

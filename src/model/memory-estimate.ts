@@ -26,10 +26,10 @@ import { closeSync, existsSync, openSync, readFileSync, readSync } from 'node:fs
 import { freemem, totalmem } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { type LlamaConfig, expectedTensors, layerTensorShapes, readConfig } from '../model/config.ts';
-import { UserError } from './errors.ts';
-import { BACKENDS } from './backend.ts';
-import { takes16BitWeights } from '../model/ops.ts';
+import { type LlamaConfig, expectedTensors, layerTensorShapes, readConfig } from './config.ts';
+import { UserError } from '../runtime/errors.ts';
+import { BACKENDS } from '../runtime/backend.ts';
+import { takes16BitWeights } from './ops.ts';
 
 /** Where a backend keeps tensors and how it computes. */
 export interface MemoryProfile {

@@ -18,13 +18,13 @@ import { closeSync, existsSync, openSync, readdirSync, readSync, statSync, write
 import { join } from 'node:path';
 import { UserError } from '../runtime/errors.ts';
 import { configToJson, expectedTensors, parseConfig } from '../model/config.ts';
-import { atomicWriteDir } from './atomic.ts';
-import { writeSafetensors } from './safetensors.ts';
+import { atomicWriteDir } from '../io/atomic.ts';
+import { writeSafetensors } from '../io/safetensors.ts';
 import { LLAMA2C_BOS, LLAMA2C_EOS, llama2cTokenizerConfig, llama2cTokenizerJson, readLlama2cTokenizer } from '../tokenizer/llama2c-tokenizer.ts';
 
 /** llama2.c's fixed hyperparameters (run.c). */
-export const LLAMA2C_RMS_EPS = 1e-5;
-export const LLAMA2C_ROPE_THETA = 10000;
+const LLAMA2C_RMS_EPS = 1e-5;
+const LLAMA2C_ROPE_THETA = 10000;
 const MAGIC_V1 = 0x616b3432;
 const V1_HEADER_BYTES = 256;
 const LEGACY_HEADER_BYTES = 28;
@@ -200,7 +200,7 @@ export function readLlama2cCheckpoint(path: string): Llama2cCheckpoint {
 }
 
 /** The HF config.json fields of a llama2.c model (LlamaForCausalLM, float32). */
-export function llama2cConfigJson(ck: Llama2cCheckpoint): Record<string, unknown> {
+function llama2cConfigJson(ck: Llama2cCheckpoint): Record<string, unknown> {
   const h = ck.header;
   const raw = {
     architectures: ['LlamaForCausalLM'],

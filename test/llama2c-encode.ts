@@ -2,7 +2,7 @@
  * A plain port of llama2.c's `encode()` and `decode()` (run.c), the reference the converted
  * Hugging Face tokenizer is tested against. Not used for inference.
  */
-import { LLAMA2C_BOS, LLAMA2C_BYTE_OFFSET, LLAMA2C_EOS, type Llama2cVocab } from './llama2c-tokenizer.ts';
+import { LLAMA2C_BOS, LLAMA2C_BYTE_OFFSET, LLAMA2C_EOS, type Llama2cVocab } from '../src/tokenizer/llama2c-tokenizer.ts';
 
 /**
  * Encodes `text` as llama2.c does: BOS if asked, a dummy-prefix " " token if the text is non-empty,

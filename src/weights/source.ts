@@ -1,5 +1,5 @@
 /**
- * Where exporters read weights from: a config plus tensors by Hugging Face name, read one at a time.
+ * Where weight writers (the exports, the compressor) read from: a config plus tensors by Hugging Face name, read one at a time.
  * A checkpoint directory, a loaded model, or tensors computed on the fly (a merge) all fit.
  */
 import type * as tf from '@tensorflow/tfjs';
@@ -33,7 +33,7 @@ export interface TensorSource {
 export type SyncTensorSource = Omit<TensorSource, 'read'> & { read(name: string): Float32Array };
 
 /** A checkpoint tensor's bytes exactly as stored in its safetensors file. */
-export function readRawTensor(ckpt: Checkpoint, name: string): RawTensor {
+function readRawTensor(ckpt: Checkpoint, name: string): RawTensor {
   if (!ckpt.readRaw) throw new Error(`${ckpt.dir}: this checkpoint cannot give stored bytes`);
   const { dtype, data } = ckpt.readRaw(name);
   return { dtype, bytes: data };

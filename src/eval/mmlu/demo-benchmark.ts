@@ -20,17 +20,17 @@
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { atomicWriteDir, atomicWriteText } from '../io/atomic.ts';
-import { mulberry32, shuffled } from '../runtime/random.ts';
-import { ANSWER_LETTERS, type AnswerLetter, type MmluQuestion, type MmluSplit } from '../eval/mmlu/data.ts';
-import { formatExample, promptHeader } from '../eval/mmlu/prompt.ts';
+import { atomicWriteDir, atomicWriteText } from '../../io/atomic.ts';
+import { mulberry32, shuffled } from '../../runtime/random.ts';
+import { ANSWER_LETTERS, type AnswerLetter, type MmluQuestion, type MmluSplit } from './data.ts';
+import { formatExample, promptHeader } from './prompt.ts';
 
 /** The seed of the demo benchmark (data/demo-mmlu, generated on first use) that models/demo was trained on. */
 export const DEMO_BENCHMARK_SEED = 1;
 export const DEMO_SUBJECTS = ['demo_alphabet', 'demo_arithmetic', 'demo_comparison', 'demo_facts', 'demo_sequences'] as const;
 export type DemoSubject = (typeof DEMO_SUBJECTS)[number];
-export const DEV_SIZE = 5;
-export const TEST_SIZE = 250;
+const DEV_SIZE = 5;
+const TEST_SIZE = 250;
 
 export interface Country {
   name: string;
@@ -85,7 +85,7 @@ function syllable(rand: Rand): string {
 }
 
 /** The countries of the world: unique names and capitals, random animal and flag colour. */
-export function makeWorld(seed: number): DemoWorld {
+function makeWorld(seed: number): DemoWorld {
   const rand = mulberry32(deriveSeed(seed, 'world'));
   const used = new Set<string>();
   const fresh = (make: () => string): string => {
@@ -125,7 +125,7 @@ function nearNumbers(correct: number, deltas: number[], rand: Rand): string[] {
 }
 
 /** Draws one question of `subject`. */
-export function generateQuestion(subject: DemoSubject, world: DemoWorld, rand: Rand): DemoQuestion {
+function generateQuestion(subject: DemoSubject, world: DemoWorld, rand: Rand): DemoQuestion {
   switch (subject) {
     case 'demo_alphabet': {
       const after = rand() < 0.5;
@@ -170,13 +170,13 @@ export function generateQuestion(subject: DemoSubject, world: DemoWorld, rand: R
 }
 
 /** The training-only subject that teaches the skill every subject shares: finding a value among the choices. */
-export const MATCHING_SUBJECT = 'demo_matching';
+const MATCHING_SUBJECT = 'demo_matching';
 
 /**
  * "Which choice is X?" with X among four values of one kind (numbers, letters, capitals, animals,
  * colours); `bare` asks with X alone and numbers only (the simplest form, for the start of training).
  */
-export function generateMatchingQuestion(world: DemoWorld, rand: Rand, bare = false): DemoQuestion {
+function generateMatchingQuestion(world: DemoWorld, rand: Rand, bare = false): DemoQuestion {
   const numbers = Array.from({ length: 100 }, (_, i) => String(i));
   const pools: readonly (readonly string[])[] = bare ? [numbers]
     : [numbers, [...LETTERS], world.countries.map((c) => c.capital), ANIMALS, COLORS];
@@ -228,7 +228,7 @@ function csvField(s: string): string {
 }
 
 /** The rows of one split file as CSV text (no header; question, A–D, answer). */
-export function questionsCsv(qs: readonly MmluQuestion[]): string {
+function questionsCsv(qs: readonly MmluQuestion[]): string {
   return qs.map((q) => [q.question, ...q.choices, q.answer].map(csvField).join(',') + '\n').join('');
 }
 
@@ -270,7 +270,7 @@ async function writeFiles(dir: string, files: Map<string, string>): Promise<void
 }
 
 /** The world's facts as plain sentences, in a random order (training text for the facts subject). */
-export function factSheet(world: DemoWorld, rand: Rand): string {
+function factSheet(world: DemoWorld, rand: Rand): string {
   const lines: string[] = [];
   for (const c of world.countries) {
     lines.push(`The capital of ${c.name} is ${c.capital}.`);

@@ -6,11 +6,11 @@
  * probability, which makes the trained model degrade gradually, not abruptly, when layers are removed.
  */
 import * as tf from '@tensorflow/tfjs';
-import { type LlamaConfig, expectedTensors, parseConfig } from '../model/config.ts';
-import { type LlamaModel, modelFromTensors } from '../model/model.ts';
-import { forward } from '../model/forward.ts';
-import { mulberry32, normal } from '../runtime/random.ts';
-import { deriveSeed } from './benchmark.ts';
+import { type LlamaConfig, expectedTensors, keepLayers, parseConfig } from '../../src/model/config.ts';
+import { type LlamaModel, modelFromTensors } from '../../src/model/model.ts';
+import { forward } from '../../src/model/forward.ts';
+import { mulberry32, normal } from '../../src/runtime/random.ts';
+import { deriveSeed } from '../../src/eval/mmlu/demo-benchmark.ts';
 
 export interface DemoModelShape {
   vocabSize: number;
@@ -157,16 +157,7 @@ export interface StepResult {
 
 /** A model over the given layers of the variables (renumbered 0..k-1); shares the variables. */
 function modelOverLayers(config: LlamaConfig, vars: Map<string, tf.Variable>, layers: number[]): LlamaModel {
-  const tensors = new Map<string, tf.Tensor>();
-  for (const [name, v] of vars) {
-    const m = /^model\.layers\.(\d+)\.(.*)$/.exec(name);
-    if (!m) tensors.set(name, v);
-    else {
-      const j = layers.indexOf(Number(m[1]));
-      if (j >= 0) tensors.set(`model.layers.${j}.${m[2]}`, v);
-    }
-  }
-  return modelFromTensors({ ...config, num_hidden_layers: layers.length }, tensors);
+  return modelFromTensors({ ...config, num_hidden_layers: layers.length }, keepLayers<tf.Tensor>(vars, layers));
 }
 
 /**

@@ -3,11 +3,11 @@
  * prompts, prefix cache) on a model in memory, reduced to the numbers the model card reports, and
  * dropLayers, the crude layer-removal check the card tabulates.
  */
-import type * as tf from '@tensorflow/tfjs';
-import type { LlamaModel } from '../model/model.ts';
-import type { Tokenizer } from '../tokenizer/tokenizer.ts';
-import type { MmluData } from '../eval/mmlu/data.ts';
-import { evaluateMmlu } from '../eval/mmlu/evaluate.ts';
+import type { LlamaModel } from '../../src/model/model.ts';
+import { keepLayers } from '../../src/model/config.ts';
+import type { Tokenizer } from '../../src/tokenizer/tokenizer.ts';
+import type { MmluData } from '../../src/eval/mmlu/data.ts';
+import { evaluateMmlu } from '../../src/eval/mmlu/evaluate.ts';
 
 export interface SubjectScore {
   correct: number;
@@ -42,11 +42,5 @@ export function dropLayers(model: LlamaModel, drop: readonly number[]): LlamaMod
     throw new Error(`dropLayers: cannot drop layers [${drop}] of ${L}`);
   }
   if (model.checkpoint) throw new Error('dropLayers: needs a resident model (loaded without streaming)');
-  const tensors = new Map<string, tf.Tensor>();
-  for (const [name, t] of model.tensors) {
-    const m = /^model\.layers\.(\d+)\.(.*)$/.exec(name);
-    if (!m) tensors.set(name, t);
-    else if (keep.includes(Number(m[1]))) tensors.set(`model.layers.${keep.indexOf(Number(m[1]))}.${m[2]}`, t);
-  }
-  return { ...model, config: { ...model.config, num_hidden_layers: keep.length }, tensors, stats: { forwardCalls: 0, layerLoads: 0 } };
+  return { ...model, config: { ...model.config, num_hidden_layers: keep.length }, tensors: keepLayers(model.tensors, keep), stats: { forwardCalls: 0, layerLoads: 0 } };
 }

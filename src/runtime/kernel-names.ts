@@ -1,0 +1,14 @@
+/**
+ * The names of mka's custom tfjs kernels: the contract between the decoder's ops (src/model/ops.ts),
+ * which run a kernel when the backend has it, and the native backend (native-kernels.ts), which
+ * registers them.
+ */
+export const KERNELS = {
+  linear: 'MkaLinear',
+  attention: 'MkaAttention',
+  rmsNorm: 'MkaRmsNorm',
+  rope: 'MkaRope',
+  siluMul: 'MkaSiluMul',
+  gather: 'MkaGatherRows',
+  decoderLayer: 'MkaDecoderLayer',
+} as const;

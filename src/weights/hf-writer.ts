@@ -1,0 +1,122 @@
+/**
+ * A Hugging Face checkpoint writer: config.json (with the model's own num_hidden_layers),
+ * model.safetensors or shards `model-0000i-of-0000N.safetensors` with model.safetensors.index.json,
+ * generation_config.json when present, and the tokenizer files. Tensors are read from the source one
+ * at a time while the shards are written, so a model larger than memory exports too. `mka export hf`
+ * and the compressor write their output with it.
+ */
+import { copyFileSync, existsSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { type LlamaConfig, configToJson, expectedTensors } from '../model/config.ts';
+import { atomicWriteDir } from '../io/atomic.ts';
+import { type DType, toFloat32, writeSafetensors } from '../io/safetensors.ts';
+import { UserError } from '../runtime/errors.ts';
+import type { TensorSource } from './source.ts';
+
+export const HF_DTYPES = ['bfloat16', 'float16', 'float32'] as const;
+export type HfDtype = (typeof HF_DTYPES)[number];
+const STORAGE: Record<HfDtype, DType> = { bfloat16: 'BF16', float16: 'F16', float32: 'F32' };
+const BYTES: Record<HfDtype, number> = { bfloat16: 2, float16: 2, float32: 4 };
+
+/** Files copied from the source model directory when present. */
+const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'tokenizer.model'];
+const COPIED_FILES = [...TOKENIZER_FILES, 'generation_config.json'];
+
+export interface HfWriteOptions {
+  dtype: HfDtype;
+  /** Largest shard in MB (10^6 bytes, as transformers counts); default 5000. */
+  shardMb?: number;
+  /** Directory whose tokenizer files and generation_config.json are copied. */
+  copyFrom?: string | null;
+  /** More files to write: name → text. */
+  extraFiles?: Record<string, string>;
+  log?: (msg: string) => void;
+}
+
+export interface HfExportResult {
+  dir: string;
+  files: string[];
+  /** Bytes of tensor data written. */
+  bytes: number;
+  dtype: HfDtype;
+}
+
+/** Groups tensors into shards of at most `limit` bytes, in order (a larger tensor gets its own shard). */
+function planShards(names: string[], bytesOf: (name: string) => number, limit: number): string[][] {
+  const shards: string[][] = [];
+  let size = 0;
+  for (const name of names) {
+    const b = bytesOf(name);
+    if (!shards.length || (size + b > limit && size > 0)) {
+      shards.push([]);
+      size = 0;
+    }
+    shards[shards.length - 1].push(name);
+    size += b;
+  }
+  return shards;
+}
+
+/**
+ * Writes `source` as a Hugging Face model directory `outDir` (atomically: the directory appears
+ * only when complete). Tensors are read in `source.names` order, one at a time.
+ */
+export async function writeHfModel(source: TensorSource, outDir: string, opts: HfWriteOptions): Promise<HfExportResult> {
+  if (!(HF_DTYPES as readonly string[]).includes(opts.dtype)) throw new UserError(`--dtype ${opts.dtype}: must be one of ${HF_DTYPES.join(', ')}`);
+  const shardMb = opts.shardMb ?? 5000;
+  if (!(shardMb > 0)) throw new UserError(`--shard-mb ${shardMb}: must be a positive number of MB`);
+  const config: LlamaConfig = { ...source.config, torch_dtype: opts.dtype };
+  const expected = expectedTensors(config);
+  for (const name of source.names) {
+    const want = expected.get(name);
+    if (!want) throw new Error(`writeHfModel: tensor "${name}" does not belong to a ${config.num_hidden_layers}-layer model of this config`);
+    if (want.join(',') !== source.shape(name).join(',')) throw new Error(`writeHfModel: "${name}" has shape [${source.shape(name)}], the config implies [${want}]`);
+  }
+  const absent = [...expected.keys()].filter((n) => !source.names.includes(n));
+  if (absent.length) throw new Error(`writeHfModel: the source lacks ${absent.join(', ')}`);
+
+  const numel = (name: string) => source.shape(name).reduce((a, d) => a * d, 1);
+  const bytesOf = (name: string) => numel(name) * BYTES[opts.dtype];
+  const shards = planShards(source.names, bytesOf, shardMb * 1e6);
+  const n = shards.length;
+  const fileOf = (i: number) => (n === 1 ? 'model.safetensors' : `model-${String(i + 1).padStart(5, '0')}-of-${String(n).padStart(5, '0')}.safetensors`);
+  const log = opts.log ?? (() => {});
+  const files: string[] = [];
+  let bytes = 0;
+  await atomicWriteDir(outDir, async (tmp) => {
+    writeFileSync(join(tmp, 'config.json'), JSON.stringify(configToJson(config), null, 2) + '\n');
+    files.push('config.json');
+    const weightMap: Record<string, string> = {};
+    for (let i = 0; i < n; i++) {
+      const tensors = shards[i].map((name) => ({ name, shape: source.shape(name), dtype: STORAGE[opts.dtype] }));
+      await writeSafetensors(join(tmp, fileOf(i)), tensors, async (name) => {
+        log(`  ${name} [${source.shape(name)}] → ${fileOf(i)}`);
+        const raw = source.readRaw?.(name);
+        if (!raw) return source.read(name);
+        return raw.dtype === STORAGE[opts.dtype] ? raw.bytes : toFloat32(Buffer.from(raw.bytes.buffer, raw.bytes.byteOffset, raw.bytes.byteLength), raw.dtype);
+      });
+      for (const name of shards[i]) {
+        weightMap[name] = fileOf(i);
+        bytes += bytesOf(name);
+      }
+      files.push(fileOf(i));
+    }
+    if (n > 1) {
+      writeFileSync(join(tmp, 'model.safetensors.index.json'), JSON.stringify({ metadata: { total_size: bytes }, weight_map: weightMap }, null, 2) + '\n');
+      files.push('model.safetensors.index.json');
+    }
+    if (opts.copyFrom) {
+      for (const f of COPIED_FILES) {
+        if (existsSync(join(opts.copyFrom, f))) {
+          copyFileSync(join(opts.copyFrom, f), join(tmp, f));
+          files.push(f);
+        }
+      }
+    }
+    for (const [name, text] of Object.entries(opts.extraFiles ?? {})) {
+      writeFileSync(join(tmp, name), text);
+      if (!files.includes(name)) files.push(name);
+    }
+  }, 'hf-model');
+  return { dir: outDir, files, bytes, dtype: opts.dtype };
+}
