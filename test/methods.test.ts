@@ -190,11 +190,11 @@ test('mka --strategy adjacent: merges the most similar adjacent pair, recalibrat
   ];
   const seen: CompressionPlan[] = [];
   const ctx: MethodContext = {
-    config: { ...cfg, num_hidden_layers: 4 }, npib: S0, similarityOptions: DEFAULT_SIMILARITY,
+    config: { ...cfg, num_hidden_layers: 4 }, similarity: S0, similarityOptions: DEFAULT_SIMILARITY,
     log: () => {},
     recalibrate: async (plan) => {
       seen.push(plan);
-      return { npib: S1 };
+      return { similarity: S1 };
     },
   };
   const plan = await mka.plan(ctx, 2, { strategy: 'adjacent', blendNorms: false });

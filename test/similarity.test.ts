@@ -320,10 +320,10 @@ test('options are checked, metrics are registered', () => {
   const c = Math.cos(0.7), s = Math.sin(0.7);
   const Y = X.map(([a, b, z]) => [2 * (c * a - s * b), 2 * (s * a + c * b), 2 * z]);
   const Z = X.map(([a]) => [a, 0, 0]);
-  const cka = getSimilarityMetric('cka').compute([gramFromActivations(X), gramFromActivations(Y), gramFromActivations(Z)], 12);
+  const cka = getSimilarityMetric('cka').compute([gramFromActivations(X), gramFromActivations(Y), gramFromActivations(Z)], 12).matrix;
   assert.ok(Math.abs(cka[0][1]! - 1) < 1e-12);
   assert.ok(cka[0][2]! < 0.9);
-  const npib = getSimilarityMetric('npib').compute([gramFromActivations(X), gramFromActivations(Y)], 12);
+  const npib = getSimilarityMetric('npib').compute([gramFromActivations(X), gramFromActivations(Y)], 12).matrix;
   assert.equal(npib.length, 2);
 });
 

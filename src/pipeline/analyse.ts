@@ -10,7 +10,7 @@ import { UserError } from '../runtime/errors.ts';
 import { readTextFile } from '../io/read.ts';
 import { progress } from '../runtime/progress.ts';
 import { calibrate, calibrationTarget, defaultPerSubject, type Calibration, type Representation } from '../compress/calibration.ts';
-import { DEFAULT_SIMILARITY, degenerateKernelWarning, resolveOptions, similarityFromGram, type SimilarityOptions, type SimilarityResult } from '../compress/similarity/index.ts';
+import { DEFAULT_METRIC, DEFAULT_SIMILARITY, degenerateKernelWarning, getSimilarityMetric, resolveOptions, type MetricResult, type SimilarityOptions } from '../compress/similarity/index.ts';
 import { protocolSettings, releasedCalibrationPrompts, type Protocol } from '../compress/methods/protocol.ts';
 
 export interface CalibrationSource {
@@ -24,6 +24,8 @@ export interface CalibrationSource {
   seed?: number;
   /** The similarity options the prompts are for (they set the default prompt count). */
   similarity?: Partial<SimilarityOptions>;
+  /** The similarity metric (compress/similarity/registry.ts); default npib. */
+  metric?: string;
   /** mka's conventions (default) or the released code's (methods/protocol.ts). */
   protocol?: Protocol;
 }
@@ -62,9 +64,11 @@ export function calibrationPrompts(tokenizer: Tokenizer, src: CalibrationSource)
 
 /**
  * The similarity options for n calibration prompts, checked before any forward pass: a UserError names
- * the option and the fix. The k-NN entropy's k is clamped to n − 1 with a logged note.
+ * the option and the fix (an unknown --metric too). The k-NN entropy's k is clamped to n − 1 with a
+ * logged note. Metrics without the diffusion kernel (cka) take any prompt count.
  */
 export function similarityOptionsFor(n: number, src: CalibrationSource, log: (msg: string) => void = () => {}): SimilarityOptions {
+  if (!getSimilarityMetric(src.metric ?? DEFAULT_METRIC).usesKernel) return resolveOptions(Number.MAX_SAFE_INTEGER, src.similarity);
   const more = src.calibrationFile ? `more lines in ${src.calibrationFile}` : src.perSubject ? 'a larger --per-subject (or leave it unset)' : 'more --subjects';
   resolveOptions(Number.MAX_SAFE_INTEGER, src.similarity); // options wrong whatever the prompt count
   let o: SimilarityOptions;
@@ -79,7 +83,9 @@ export function similarityOptionsFor(n: number, src: CalibrationSource, log: (ms
 
 export interface Analysis {
   calibration: Calibration;
-  similarity?: SimilarityResult;
+  /** The similarity metric's name, and what it computed (when the similarity was asked for): its matrix is what MKA merges by. */
+  metric: string;
+  scores?: MetricResult;
   similarityOptions: SimilarityOptions;
   labels: string[];
   seconds: { calibration: number; similarity: number };
@@ -88,6 +94,7 @@ export interface Analysis {
 /** Calibrates a loaded model on prompt ids and (optionally) computes the layer similarity. */
 export function analyzeIds(model: LlamaModel, ids: number[][], labels: string[], opts: AnalysisOptions): Analysis {
   const log = opts.log ?? (() => {});
+  const metric = getSimilarityMetric(opts.metric ?? DEFAULT_METRIC);
   const similarityOptions = opts.withSimilarity ? similarityOptionsFor(ids.length, opts, log) : { ...DEFAULT_SIMILARITY, ...opts.similarity };
   const t0 = performance.now();
   const bar = progress('calibration', model.config.num_hidden_layers, { unit: 'layers', quiet: opts.quiet });
@@ -97,16 +104,18 @@ export function analyzeIds(model: LlamaModel, ids: number[][], labels: string[],
   });
   bar.done(`(${calibration.n} prompts, ${calibration.tokens} tokens, 1 forward pass)`);
   const t1 = performance.now();
-  let similarity: SimilarityResult | undefined;
+  let result: MetricResult | undefined;
   if (opts.withSimilarity) {
-    const L = calibration.layers;
-    const sbar = progress('similarity', L + (L * (L + 1)) / 2, { unit: 'steps', quiet: opts.quiet });
-    similarity = similarityFromGram(calibration.grams, calibration.n, similarityOptions, () => sbar.tick());
+    const sbar = progress('similarity', metric.steps(calibration.layers), { unit: 'steps', quiet: opts.quiet });
+    result = metric.compute(calibration.grams, calibration.n, similarityOptions, () => sbar.tick());
     sbar.done();
-    for (const u of similarity.undefinedPairs) log(`similarity: NPIB(${u.i}, ${u.j}) undefined: ${u.reason}`);
-    const warning = degenerateKernelWarning(similarity.kernel);
+    for (const u of result.undefinedPairs) log(`similarity: ${metric.name.toUpperCase()}(${u.i}, ${u.j}) undefined: ${u.reason}`);
+    const warning = result.npib && degenerateKernelWarning(result.npib.kernel);
     if (warning) log(warning);
   }
-  return { calibration, similarity, similarityOptions, labels, seconds: { calibration: (t1 - t0) / 1000, similarity: (performance.now() - t1) / 1000 } };
+  return {
+    calibration, metric: metric.name, scores: result, similarityOptions, labels,
+    seconds: { calibration: (t1 - t0) / 1000, similarity: (performance.now() - t1) / 1000 },
+  };
 }
 

@@ -10,7 +10,7 @@ import { calibrationWorkload, checkModelFits } from '../model/memory-estimate.ts
 import { loadTokenizer } from '../tokenizer/tokenizer.ts';
 import { UserError } from '../runtime/errors.ts';
 import { progress } from '../runtime/progress.ts';
-import { degenerateKernelWarning, fusionRatio, gramFromActivations, resolveOptions, similarityFromGram, type SimilarityOptions, type SimilarityResult } from '../compress/similarity/index.ts';
+import { DEFAULT_METRIC, degenerateKernelWarning, fusionRatio, getSimilarityMetric, gramFromActivations, resolveOptions, type MetricResult, type SimilarityOptions } from '../compress/similarity/index.ts';
 import type { CompressionPlan } from '../compress/plan.ts';
 import type { HfDtype } from '../weights/hf-writer.ts';
 import { analyzeIds, calibrationPrompts, similarityOptionsFor, type AnalysisOptions } from './analyse.ts';
@@ -18,8 +18,19 @@ import { planTargets, type PipelineOptions } from './plan.ts';
 import { writePlan } from './write.ts';
 import { readPlanFile, type RecordedPlan } from './plan-file.ts';
 
-/** The similarity report written by `mka similarity` (sim.json). */
-export function similarityJson(sim: SimilarityResult, opts: SimilarityOptions, extra: Record<string, unknown> = {}): Record<string, unknown> {
+/**
+ * The similarity report written by `mka similarity` (sim.json) and a sweep (analysis.json): the metric,
+ * its matrix under the metric's name, and for NPIB its whole stage (embeddings, entropies, fusion ratios,
+ * kernel diagnostics), which other metrics do not compute.
+ */
+export function similarityJson(metric: string, r: MetricResult, opts: SimilarityOptions, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  const sim = r.npib;
+  if (!sim) {
+    return {
+      metric, params: { beta: opts.beta }, ...extra, [metric]: r.matrix, undefined_pairs: r.undefinedPairs,
+      not_applicable: 'diffusion embeddings, entropies, fusion ratios and kernel diagnostics belong to --metric npib',
+    };
+  }
   const L = sim.npib.length;
   const fusion: Record<string, number | null> = {};
   for (let i = 0; i + 1 < L; i++) {
@@ -30,6 +41,7 @@ export function similarityJson(sim: SimilarityResult, opts: SimilarityOptions, e
     }
   }
   return {
+    metric,
     params: { sigma: opts.sigma, alpha: opts.alpha, d: opts.dims, k_mi: opts.kMi, k_entropy: opts.kEntropy, beta: opts.beta },
     ...extra,
     eigenvalues: sim.eigenvalues,
@@ -97,7 +109,7 @@ export async function modelSimilarity(opts: AnalysisOptions & { model: string; s
   const model = loadModel(opts.model, { streaming: opts.streaming });
   try {
     const a = analyzeIds(model, ids, labels, { ...opts, withSimilarity: true });
-    return similarityJson(a.similarity!, a.similarityOptions, {
+    return similarityJson(a.metric, a.scores!, a.similarityOptions, {
       model: opts.model, samples: a.calibration.n, representation: a.calibration.representation, prompts: labels,
       block_influence: a.calibration.blockInfluence, seconds: a.seconds,
     });
@@ -107,7 +119,8 @@ export async function modelSimilarity(opts: AnalysisOptions & { model: string; s
 }
 
 /** `mka similarity --activations F`: the similarity stage on activations from elsewhere ({"activations": [layers][samples][hidden]}). */
-export function activationsSimilarity(file: string, opts: { similarity?: Partial<SimilarityOptions>; quiet?: boolean; log?: (msg: string) => void }): Record<string, unknown> {
+export function activationsSimilarity(file: string, opts: { similarity?: Partial<SimilarityOptions>; metric?: string; quiet?: boolean; log?: (msg: string) => void }): Record<string, unknown> {
+  const metric = getSimilarityMetric(opts.metric ?? DEFAULT_METRIC);
   let acts: unknown;
   try {
     acts = JSON.parse(readFileSync(file, 'utf8')).activations;
@@ -119,13 +132,12 @@ export function activationsSimilarity(file: string, opts: { similarity?: Partial
   }
   const layers = acts as number[][][];
   const n = layers[0].length;
-  const o = resolveOptions(n, opts.similarity);
+  const o = resolveOptions(metric.usesKernel ? n : Number.MAX_SAFE_INTEGER, opts.similarity);
   const grams = layers.map((l) => gramFromActivations(l));
-  const L = grams.length;
-  const bar = progress('similarity', L + (L * (L + 1)) / 2, { unit: 'steps', quiet: opts.quiet });
-  const sim = similarityFromGram(grams, n, o, () => bar.tick());
+  const bar = progress('similarity', metric.steps(grams.length), { unit: 'steps', quiet: opts.quiet });
+  const r = metric.compute(grams, n, o, () => bar.tick());
   bar.done();
-  const warning = degenerateKernelWarning(sim.kernel);
+  const warning = r.npib && degenerateKernelWarning(r.npib.kernel);
   if (warning) opts.log?.(warning);
-  return similarityJson(sim, o, { activations: file, samples: n });
+  return similarityJson(metric.name, r, o, { activations: file, samples: n });
 }

@@ -19,7 +19,7 @@ import { type LlamaConfig, readConfig } from '../model/config.ts';
 import { calibrationWorkload, checkModelFits } from '../model/memory-estimate.ts';
 import { loadTokenizer, type Tokenizer } from '../tokenizer/tokenizer.ts';
 import { UserError } from '../runtime/errors.ts';
-import { DEFAULT_SIMILARITY } from '../compress/similarity/index.ts';
+import { DEFAULT_METRIC, DEFAULT_SIMILARITY } from '../compress/similarity/index.ts';
 import { getMethod, parametersOf, planWith, type MethodParameters } from '../compress/methods/registry.ts';
 import { protocolSettings } from '../compress/methods/protocol.ts';
 import type { MethodContext } from '../compress/methods/method.ts';
@@ -70,7 +70,8 @@ export function methodContext(model: LlamaModel | { config: LlamaConfig }, analy
     config: model.config,
     calibration: analysis?.calibration,
     blockInfluence: analysis?.calibration.blockInfluence,
-    npib: analysis?.similarity?.npib,
+    similarity: analysis?.scores?.matrix,
+    metric: analysis?.metric,
     similarityOptions,
     biases: protocolSettings(opts.protocol).biases,
     log,
@@ -82,7 +83,7 @@ export function methodContext(model: LlamaModel | { config: LlamaConfig }, analy
         if (scratch) await writePlan(model.dir!, plan, join(scratch, 'model'), {});
         const merged = scratch ? loadModel(join(scratch, 'model'), { streaming: true }) : materialize(planSource(modelSource(model), plan));
         try {
-          return { npib: analyzeIds(merged, ids, labels, { ...opts, withSimilarity: true }).similarity!.npib };
+          return { similarity: analyzeIds(merged, ids, labels, { ...opts, withSimilarity: true }).scores!.matrix };
         } finally {
           disposeModel(merged);
         }
@@ -140,21 +141,25 @@ export async function planTargets(input: PipelineInput, targets: readonly PlanTa
 export interface StoredAnalysis {
   /** Calibration prompts it was computed from. */
   samples: number;
-  npib: (number | null)[][];
+  /** The metric and its matrix. */
+  metric: string;
+  matrix: (number | null)[][];
   blockInfluence: number[];
 }
 
 /**
  * Plans the targets from a stored analysis instead of a calibration pass, or returns null when some
- * target's method needs more than it holds (the calibration's hidden states, or the model). The
- * similarity options are those the stored analysis was computed with (the same options, the same prompt count).
+ * target's method needs more than it holds (the calibration's hidden states, or the model), or it holds
+ * another metric's matrix. The similarity options are those the stored analysis was computed with (the
+ * same options, the same prompt count).
  */
 export async function planFromStored(config: LlamaConfig, targets: readonly PlanTarget[], stored: StoredAnalysis, opts: PipelineOptions): Promise<CompressionPlan[] | null> {
   const methods = targets.map((t) => getMethod(t.method));
+  if (stored.metric !== (opts.metric ?? DEFAULT_METRIC)) return null; // another metric's matrix: calibrate again
   if (!methods.every((m) => m.plansFromSummary(parametersOf(m, opts.params)))) return null;
   for (const t of targets) checkRemove(t.removed, config.num_hidden_layers);
   const ctx: MethodContext = {
-    config, npib: stored.npib, blockInfluence: stored.blockInfluence, similarityOptions: similarityOptionsFor(stored.samples, opts),
+    config, similarity: stored.matrix, metric: stored.metric, blockInfluence: stored.blockInfluence, similarityOptions: similarityOptionsFor(stored.samples, opts),
     biases: protocolSettings(opts.protocol).biases, log: opts.log ?? (() => {}),
   };
   const plans: CompressionPlan[] = [];

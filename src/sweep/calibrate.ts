@@ -9,6 +9,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { similarityJson } from '../pipeline/compress.ts';
 import { getMethod } from '../compress/methods/registry.ts';
+import { DEFAULT_METRIC } from '../compress/similarity/index.ts';
 import { planFromStored, planTargets, type StoredAnalysis } from '../pipeline/plan.ts';
 import { readJsonObject } from '../io/read.ts';
 import type { CompressionPlan } from '../compress/plan.ts';
@@ -51,8 +52,8 @@ export async function calibrateSweep(ctx: SweepContext): Promise<number> {
   }
   const planned = await planTargets({ dir: opts.model, model: original, tokenizer, command: 'sweep' }, todo, { ...opts, withSimilarity: needSim, analyse });
   const a = planned.analysis;
-  if (a?.similarity) {
-    atomicWriteText(analysisPath, JSON.stringify(similarityJson(a.similarity, a.similarityOptions, {
+  if (a?.scores) {
+    atomicWriteText(analysisPath, JSON.stringify(similarityJson(a.metric, a.scores, a.similarityOptions, {
       samples: a.calibration.n, representation: a.calibration.representation,
       block_influence: a.calibration.blockInfluence, prompts: planned.labels,
     })));
@@ -65,10 +66,12 @@ export async function calibrateSweep(ctx: SweepContext): Promise<number> {
 function storedAnalysis(path: string): StoredAnalysis | null {
   if (!existsSync(path)) return null;
   const a = readJsonObject(path, 'sweep analysis');
-  const matrix = Array.isArray(a.npib) && a.npib.every((r) => Array.isArray(r) && r.every((v) => v === null || typeof v === 'number'));
+  const metric = typeof a.metric === 'string' ? a.metric : DEFAULT_METRIC; // written before --metric existed: NPIB
+  const m = a[metric];
+  const matrix = Array.isArray(m) && m.every((r) => Array.isArray(r) && r.every((v) => v === null || typeof v === 'number'));
   const influence = Array.isArray(a.block_influence) && a.block_influence.every((v) => typeof v === 'number');
   if (!matrix || !influence || !Number.isInteger(a.samples)) return null;
-  return { samples: a.samples as number, npib: a.npib as (number | null)[][], blockInfluence: a.block_influence as number[] };
+  return { samples: a.samples as number, metric, matrix: m as (number | null)[][], blockInfluence: a.block_influence as number[] };
 }
 
 /** The stored plan of a point, or null when the calibration step has not written it. */

@@ -20,6 +20,7 @@ import { loadMmlu, type MmluData } from '../eval/mmlu/data.ts';
 import { calibrationPrompts, similarityOptionsFor } from '../pipeline/analyse.ts';
 import { checkRemove } from '../pipeline/plan.ts';
 import { getMethod } from '../compress/methods/registry.ts';
+import { DEFAULT_METRIC } from '../compress/similarity/index.ts';
 import { atomicWriteText } from '../io/atomic.ts';
 import { writeMarker } from '../io/output-dir.ts';
 import { prepareCorpus, type PplCorpus } from '../eval/ppl/run.ts';
@@ -31,7 +32,7 @@ export function sweepKey(opts: SweepSettings): string {
   return JSON.stringify({
     model: opts.model, data: opts.data, ntrain: opts.ntrain, limit: opts.limit ?? null, subjects: opts.evalSubjects ?? null,
     calibration: { data: opts.data, file: opts.calibrationFile ?? null, subjects: opts.subjects ?? null, perSubject: opts.perSubject ?? 'auto', seed: opts.seed ?? 1, representation: opts.representation ?? 'padded', ...(opts.protocol && opts.protocol !== 'mka' ? { protocol: opts.protocol } : {}) },
-    similarity: opts.similarity ?? {}, strategy: opts.params?.mka?.strategy ?? 'last-pair', blendNorms: opts.params?.mka?.blendNorms ?? false,
+    similarity: opts.similarity ?? {}, ...(opts.metric && opts.metric !== DEFAULT_METRIC ? { metric: opts.metric } : {}), strategy: opts.params?.mka?.strategy ?? 'last-pair', blendNorms: opts.params?.mka?.blendNorms ?? false,
     ...(opts.ppl ? { ppl: opts.ppl } : {}),
   });
 }

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { stringify } from 'csv-stringify/sync';
 import { atomicWriteText } from '../io/atomic.ts';
 import type { MmluSummary } from '../eval/mmlu/results.ts';
+import { DEFAULT_METRIC, getSimilarityMetric } from '../compress/similarity/index.ts';
 import { accuracySpec, categoriesSpec, renderChart, similarityHeatmapSpec } from '../report/charts.ts';
 import type { SweepPoint } from './sweep.ts';
 
@@ -46,8 +47,10 @@ export async function writeSweepReport(r: SweepReportInput): Promise<void> {
   atomicWriteText(join(r.out, 'results.json'), JSON.stringify({ baseline: r.base, points: r.points }, null, 2) + '\n');
 
   const charts: string[] = [];
-  if (r.analysis?.npib) {
-    await renderChart(similarityHeatmapSpec(r.analysis.npib as (number | null)[][]), join(r.out, 'similarity'));
+  const metric = typeof r.analysis?.metric === 'string' ? r.analysis.metric : DEFAULT_METRIC; // an analysis.json from before --metric: NPIB
+  if (r.analysis?.[metric]) {
+    const { scale } = getSimilarityMetric(metric);
+    await renderChart(similarityHeatmapSpec(r.analysis[metric] as (number | null)[][], `Layer similarity (${metric.toUpperCase()})`, scale), join(r.out, 'similarity'));
     charts.push('similarity');
   }
   await renderChart(accuracySpec(r.points.map((p) => ({ method: p.method, layersRemoved: p.layers_removed, ratio: p.compression_ratio, accuracy: p.mmlu })), r.base.mmlu, 0.25), join(r.out, 'accuracy'));

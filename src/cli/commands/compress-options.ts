@@ -4,7 +4,7 @@
  */
 import type { Argv } from 'yargs';
 import { REPRESENTATIONS, type Representation } from '../../compress/calibration.ts';
-import { DEFAULT_SIMILARITY, type SimilarityOptions } from '../../compress/similarity/index.ts';
+import { DEFAULT_METRIC, DEFAULT_SIMILARITY, METRIC_NAMES, type SimilarityOptions } from '../../compress/similarity/index.ts';
 import { PROTOCOLS, type Protocol } from '../../compress/methods/protocol.ts';
 import { MKA_STRATEGIES, mka } from '../../compress/methods/mka.ts';
 import type { MethodParameters } from '../../compress/methods/registry.ts';
@@ -33,6 +33,7 @@ export function calibrationOptions<T>(y: Argv<T>) {
     .option('micro-batch', { type: 'number', default: 8, describe: 'prompts per micro-batch inside a layer', group: 'Calibration:' })
     .option('streaming', { type: 'boolean', default: false, describe: 'read one decoder layer at a time from disk', group: 'Calibration:' })
     .option('protocol', { choices: PROTOCOLS, default: 'mka' as Protocol, describe: 'released: the paper\'s released code\'s conventions (block inputs as layers, no BOS, its calibration rows, layer i\'s biases)', group: 'Calibration:' })
+    .option('metric', { choices: METRIC_NAMES, default: DEFAULT_METRIC, describe: 'layer similarity metric (MKA merges by it): npib (the paper) or cka (linear CKA); the options below except --beta are npib\'s', group: 'Similarity:' })
     .option('sigma', { default: DEFAULT_SIMILARITY.sigma as number | 'auto', coerce: parseSigma, describe: 'diffusion kernel bandwidth σ, or auto (per layer: the median pairwise distance)', group: 'Similarity:' })
     .option('alpha', { type: 'number', default: DEFAULT_SIMILARITY.alpha, describe: 'density normalisation α', group: 'Similarity:' })
     .option('dims', { type: 'number', default: DEFAULT_SIMILARITY.dims, describe: 'embedding dimensions d', group: 'Similarity:' })
@@ -58,7 +59,7 @@ export function analysisOptions(a: CalibrationArgs, log: (msg: string) => void):
   return {
     data: a.data, calibrationFile: a.calibration, subjects: a['calib-subjects'] ?? a.subjects, perSubject: a['per-subject'], seed: a.seed,
     representation: a.representation, maxPositions: a['max-positions'], microBatch: a['micro-batch'], streaming: a.streaming, similarity,
-    protocol: a.protocol,
+    protocol: a.protocol, metric: a.metric,
   };
 }
 

@@ -11,18 +11,19 @@ const builder = (y: Argv<GlobalArgs>) => calibrationOptions(y)
   .conflicts('data', 'calibration')
   .check((a) => (a.model || a.activations) ? true : 'give --model (with --data or --calibration) or --activations')
   .example('$0 similarity --model models/demo --data data/demo-mmlu --out sim.json', '')
-  .example('$0 similarity --activations acts.json --out sim.json', '');
+  .example('$0 similarity --activations acts.json --out sim.json', '')
+  .example('$0 similarity --model models/demo --data data/demo-mmlu --metric cka --out cka.json', 'linear CKA instead of NPIB');
 
 export const similarityCommand: CommandModule<GlobalArgs, ArgsOf<typeof builder>> = {
   command: 'similarity',
-  describe: 'Layer similarity (diffusion embedding + NPIB) from a model\'s calibration pass or from activations',
+  describe: 'Layer similarity (diffusion embedding + NPIB, or --metric cka) from a model\'s calibration pass or from activations',
   builder,
   handler: async (a) => {
     await setup(a);
     const log = logger(a);
     const opts = analysisOptions(a, log);
     const result = a.activations !== undefined
-      ? activationsSimilarity(a.activations, { similarity: opts.similarity, quiet: a.quiet, log })
+      ? activationsSimilarity(a.activations, { similarity: opts.similarity, metric: opts.metric, quiet: a.quiet, log })
       : await modelSimilarity({ ...opts, model: a.model ?? '', quiet: a.quiet, log });
     emitJson(result, a.out);
   },

@@ -15,13 +15,15 @@ export interface MethodContext {
   calibration?: Calibration;
   /** Block influence of each layer (ShortGPT), from the calibration or a stored analysis. */
   blockInfluence?: number[];
-  /** NPIB matrix of the original model's layers (MKA), from the similarity stage or a stored analysis. */
-  npib?: (number | null)[][];
+  /** Similarity matrix of the original model's layers (MKA), from the similarity stage or a stored analysis. */
+  similarity?: (number | null)[][];
+  /** The metric that matrix is (similarity/registry.ts: npib, cka). */
+  metric?: string;
   similarityOptions: SimilarityOptions;
   /** Biases of merged layers: blended with λ (default) or layer i's kept (the released code). */
   biases?: 'blend' | 'keep';
-  /** Recalibrates a partly compressed model and recomputes its NPIB matrix (for `adjacent`). */
-  recalibrate?: (plan: CompressionPlan) => Promise<{ npib: (number | null)[][] }>;
+  /** Recalibrates a partly compressed model and recomputes its similarity matrix, same metric (for `adjacent`). */
+  recalibrate?: (plan: CompressionPlan) => Promise<{ similarity: (number | null)[][] }>;
   log: (msg: string) => void;
 }
 
@@ -33,7 +35,7 @@ export interface CompressionMethod<P extends object = object> {
   /** The method's own parameters and their defaults ({} for a method without any). */
   defaults: P;
   /**
-   * Whether the method plans from the NPIB matrix and the block influence alone (what a sweep's
+   * Whether the method plans from the similarity matrix and the block influence alone (what a sweep's
    * analysis.json stores), without the calibration's hidden states or the model.
    */
   plansFromSummary(params: P): boolean;

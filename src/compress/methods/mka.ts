@@ -1,6 +1,7 @@
 /**
  * MKA (Liu et al., "Pruning via Merging", EMNLP 2024): merge similar layers instead of dropping them.
- * λ for merging layer j into layer i comes from the NPIB matrix (similarity/fusion.ts), and the merged
+ * λ for merging layer j into layer i comes from the similarity matrix (NPIB, or the metric --metric
+ * names; similarity/fusion.ts), and the merged
  * layer's weights are λ·θ_i + (1−λ)·θ_j: they really reach the model (the released code only drops).
  *
  * `last-pair` (the paper): repeatedly merge the last two layers. Step s merges original layer L−1−s
@@ -8,7 +9,7 @@
  * `adjacent`: merge the most similar adjacent pair, then recalibrate the merged model and recompute
  *   the similarity before the next merge.
  */
-import { fusionRatio } from '../similarity/index.ts';
+import { DEFAULT_METRIC, fusionRatio } from '../similarity/index.ts';
 import { identityPlan, mergeStep } from '../plan.ts';
 import type { CompressionMethod } from './method.ts';
 import { UserError } from '../../runtime/errors.ts';
@@ -25,7 +26,7 @@ export interface MkaParameters {
 
 export const mka: CompressionMethod<MkaParameters> = {
   name: 'mka',
-  description: 'merge layers with NPIB-derived fusion ratios (the paper)',
+  description: 'merge layers with fusion ratios from the similarity matrix (NPIB: the paper)',
   needsCalibration: true,
   needsSimilarity: true,
   defaults: { strategy: 'last-pair', blendNorms: false },
@@ -36,8 +37,9 @@ export const mka: CompressionMethod<MkaParameters> = {
     plan.blendNorms = params.blendNorms;
     plan.keepBiases = ctx.biases === 'keep';
     const beta = ctx.similarityOptions.beta;
+    const metric = ctx.metric ?? DEFAULT_METRIC;
     if (params.strategy === 'last-pair') {
-      const S = ctx.npib!;
+      const S = ctx.similarity!;
       for (let s = 0; s < remove; s++) {
         const i = L - 2 - s, j = L - 1 - s;
         const lambda = fusionRatio(S, i, j, beta);
@@ -45,11 +47,11 @@ export const mka: CompressionMethod<MkaParameters> = {
         plan.steps[plan.steps.length - 1].note = `original layers ${i} <- ${j}..${L - 1}`;
       }
     } else {
-      let S = ctx.npib!;
+      let S = ctx.similarity!;
       for (let s = 0; s < remove; s++) {
         if (s > 0) {
           if (!ctx.recalibrate) throw new Error('mka adjacent: no recalibration available');
-          S = (await ctx.recalibrate(plan)).npib;
+          S = (await ctx.recalibrate(plan)).similarity;
         }
         let best = -1, bestScore = -Infinity;
         for (let i = 0; i + 1 < S.length; i++) {
@@ -59,13 +61,13 @@ export const mka: CompressionMethod<MkaParameters> = {
             bestScore = v;
           }
         }
-        if (best < 0) throw new UserError('mka adjacent: no adjacent pair has a defined NPIB score (see the similarity report)');
+        if (best < 0) throw new UserError('mka adjacent: no adjacent pair has a defined similarity score (see the similarity report)');
         const lambda = fusionRatio(S, best, best + 1, beta);
         plan = mergeStep(plan, best, best + 1, lambda, bestScore);
-        ctx.log(`mka adjacent: merged layers ${best} <- ${best + 1} (NPIB ${bestScore.toFixed(4)}, λ ${lambda.toFixed(4)})`);
+        ctx.log(`mka adjacent: merged layers ${best} <- ${best + 1} (${metric.toUpperCase()} ${bestScore.toFixed(4)}, λ ${lambda.toFixed(4)})`);
       }
     }
-    plan.details = { strategy: params.strategy, similarity_options: ctx.similarityOptions };
+    plan.details = { strategy: params.strategy, metric, similarity_options: ctx.similarityOptions };
     return plan;
   },
 };

@@ -3,5 +3,5 @@ export { DEFAULT_SIMILARITY, degenerateKernelWarning, resolveOptions, similarity
 export type { KernelDiagnostics } from './diffusion.ts';
 export { fusionRatio } from './fusion.ts';
 export { accumulateGram, gramFromActivations } from './gram.ts';
-export { getSimilarityMetric, SIMILARITY_METRICS, type SimilarityMetric } from './registry.ts';
+export { DEFAULT_METRIC, getSimilarityMetric, METRIC_NAMES, SIMILARITY_METRICS, type MetricResult, type SimilarityMetric } from './registry.ts';
 export type { UndefinedPair } from './npib.ts';
