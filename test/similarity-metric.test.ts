@@ -19,7 +19,10 @@ import { loadTokenizer } from '../src/tokenizer/tokenizer.ts';
 import { linearCka } from '../src/compress/similarity/cka.ts';
 import { fusionRatio } from '../src/compress/similarity/index.ts';
 import { compressModel, modelSimilarity } from '../src/pipeline/compress.ts';
+import { planFromStored } from '../src/pipeline/plan.ts';
+import { sweepKey } from '../src/sweep/context.ts';
 import { randomModel, tinyConfigJson, writeRandomModel } from './random-model.ts';
+import { runCli } from './cli-run.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'mka-metric-'));
 const MODEL = join(root, 'model');
@@ -98,4 +101,30 @@ test('--metric npib stays the default and an unknown metric is a UserError', asy
   assert.equal((sim.npib as unknown[]).length, L);
   assert.ok(sim.kernel && sim.fusion_ratio);
   await assert.rejects(modelSimilarity({ model: MODEL, calibrationFile: PROMPTS, metric: 'nope', quiet: true }), (e: unknown) => e instanceof UserError && /cka/.test(e.message));
+});
+
+test('a sweep\'s key names a non-default metric, and an analysis of another metric is not planned from', async () => {
+  const base = { model: 'm', data: 'd', methods: ['mka'], remove: [2], ntrain: 5, out: 'o' };
+  assert.equal(sweepKey({ ...base, metric: 'npib' }), sweepKey(base)); // sweeps from before --metric resume
+  assert.notEqual(sweepKey({ ...base, metric: 'cka' }), sweepKey(base));
+  const config = parseConfig(tinyConfigJson({ num_hidden_layers: 3 }));
+  const S = [[1, 0.5, 0.2], [0.5, 1, 0.6], [0.2, 0.6, 1]];
+  const stored = { samples: 6, metric: 'npib', matrix: S, blockInfluence: [0.1, 0.2, 0.3] };
+  assert.equal(await planFromStored(config, [{ method: 'mka', removed: 1 }], stored, { metric: 'cka' }), null);
+  const plans = await planFromStored(config, [{ method: 'mka', removed: 1 }], { ...stored, metric: 'cka' }, { metric: 'cka' });
+  assert.equal(plans?.[0].details.metric, 'cka');
+  assert.ok(Math.abs(plans![0].steps[0].lambda! - fusionRatio(S, 1, 2)) < 1e-12);
+});
+
+test('mka similarity --metric: the choices come from the registry', async () => {
+  await setUp();
+  const out = join(root, 'cli-cka.json');
+  const ok = await runCli(['similarity', '--model', MODEL, '--calibration', PROMPTS, '--metric', 'cka', '--out', out, '--backend', 'cpu', '--quiet']);
+  assert.equal(ok.status, 0, ok.stderr);
+  const sim = JSON.parse(readFileSync(out, 'utf8'));
+  assert.equal(sim.metric, 'cka');
+  assert.equal(sim.cka.length, L);
+  const bad = await runCli(['similarity', '--model', MODEL, '--calibration', PROMPTS, '--metric', 'nope', '--backend', 'cpu']);
+  assert.equal(bad.status, 1);
+  assert.match(bad.stderr, /metric.*npib.*cka|npib.*cka.*metric/s);
 });

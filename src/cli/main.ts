@@ -76,7 +76,8 @@ export async function main(argv: string[]): Promise<void> {
     .wrap(null)
     .fail((msg, err) => {
       if (err) fail(err);
-      process.stderr.write(`mka: ${msg.split('\n')[0]} (see --help)\n`);
+      // one line: yargs puts the option of a wrong choice on the lines after "Invalid values:"
+      process.stderr.write(`mka: ${msg.split('\n').map((l) => l.trim()).filter(Boolean).join(' ')} (see --help)\n`);
       process.exit(1);
     });
   if (config !== undefined) y = y.config(loadConfigFile(config));
