@@ -7,6 +7,9 @@ import { inflateSync } from 'node:zlib';
 import {
   accuracySpec, categoriesSpec, chartToSvg, findChartFont, renderChart, similarityHeatmapSpec, svgToPng,
 } from '../src/report/charts.ts';
+import { getSimilarityMetric } from '../src/compress/similarity/index.ts';
+
+const NPIB = getSimilarityMetric('npib').scale;
 
 /** Minimal decoder for the 8-bit RGBA, non-interlaced PNGs resvg writes (independent of resvg). */
 function decodePng(buf: Buffer): { width: number; height: number; rgba: Uint8Array } {
@@ -80,7 +83,7 @@ test('renders the three charts to SVG and non-blank PNG', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'mka-charts-'));
   try {
     const npib = [[1, 0.8, null], [0.8, 1, 0.6], [null, 0.6, 1]];
-    const sim = checkRendered(await renderChart(similarityHeatmapSpec(npib, 'toy NPIB'), join(dir, 'similarity')),
+    const sim = checkRendered(await renderChart(similarityHeatmapSpec(npib, 'toy NPIB', NPIB), join(dir, 'similarity')),
       ['toy NPIB', 'grey cells', '0.80', 'layer', 'not a 0–1 similarity', 'NPIB (unbounded)']);
     assert.ok(inkStats(sim.rgba).ink > 0.2, 'heatmap should be mostly coloured');
 
@@ -102,10 +105,10 @@ test('renders the three charts to SVG and non-blank PNG', async () => {
 test('heatmap: all-null matrix and L > 16 (no cell labels) still render', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'mka-charts-'));
   try {
-    checkRendered(await renderChart(similarityHeatmapSpec([[null, null], [null, null]]), join(dir, 'nulls')), ['grey cells']);
+    checkRendered(await renderChart(similarityHeatmapSpec([[null, null], [null, null]], 'nulls', NPIB), join(dir, 'nulls')), ['grey cells']);
     const L = 20;
     const big = Array.from({ length: L }, (_, i) => Array.from({ length: L }, (_, j) => 1 / (1 + Math.abs(i - j))));
-    const paths = await renderChart(similarityHeatmapSpec(big), join(dir, 'big'));
+    const paths = await renderChart(similarityHeatmapSpec(big, 'big', NPIB), join(dir, 'big'));
     checkRendered(paths, ['19']);
     const svg = readFileSync(paths.svg, 'utf8');
     assert.ok(!svg.includes('0.50<'), 'cells are not labelled beyond 16 layers');
@@ -113,7 +116,7 @@ test('heatmap: all-null matrix and L > 16 (no cell labels) still render', async 
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
-  assert.throws(() => similarityHeatmapSpec([[1, 2]]), /square/);
+  assert.throws(() => similarityHeatmapSpec([[1, 2]], 'not square', NPIB), /square/);
 });
 
 test('PNG text is actually drawn (a font was found)', { skip: !findChartFont() && 'no known font on this machine' }, async () => {

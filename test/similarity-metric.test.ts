@@ -17,7 +17,8 @@ import { disposeModel } from '../src/model/model.ts';
 import { forward } from '../src/model/forward.ts';
 import { loadTokenizer } from '../src/tokenizer/tokenizer.ts';
 import { linearCka } from '../src/compress/similarity/cka.ts';
-import { fusionRatio } from '../src/compress/similarity/index.ts';
+import { fusionRatio, getSimilarityMetric } from '../src/compress/similarity/index.ts';
+import { similarityHeatmapSpec } from '../src/report/charts.ts';
 import { compressModel, modelSimilarity } from '../src/pipeline/compress.ts';
 import { planFromStored } from '../src/pipeline/plan.ts';
 import { sweepKey } from '../src/sweep/context.ts';
@@ -85,6 +86,8 @@ test('--metric cka: sim.json holds linear CKA of the layers\' Gram matrices; com
     for (let j = 0; j < L; j++) assert.ok(Math.abs(got[i][j] - want[i][j]!) < 1e-9, `CKA(${i}, ${j}) ${got[i][j]} vs ${want[i][j]}`);
   }
   assert.ok(got[0][L - 1] < 0.999, 'the layers differ, so the test can tell them apart');
+  const spec = JSON.stringify(similarityHeatmapSpec(got, 'Layer similarity (CKA)', getSimilarityMetric('cka').scale));
+  assert.ok(spec.includes('linear CKA (0–1)') && !spec.includes('NPIB'), 'the heatmap names its metric\'s scale');
 
   const out = join(root, 'cka-1');
   const plan = await compressModel({ model: MODEL, out, method: 'mka', remove: 1, calibrationFile: PROMPTS, metric: 'cka', quiet: true });

@@ -21,29 +21,23 @@ const CHART_CONFIG = {
 /** Cells are labelled with their value only up to this many layers (beyond that the text is unreadable). */
 const MAX_LABELLED_LAYERS = 16;
 
-/** What a similarity heatmap's colours are: the legend's title and the caption lines under the title. */
+/** What a similarity heatmap's colours are (the metric's own words, similarity/registry.ts): the legend's title and the caption lines under the title. */
 export interface HeatmapScale {
   legend: string;
   caption: string[];
 }
 
-/** NPIB's scale: not bounded by 1 (the k-NN entropies it divides by are close to 0 on rank data), so cells compare with each other, not with 1. */
-export const NPIB_SCALE: HeatmapScale = {
-  legend: 'NPIB (unbounded)',
-  caption: ['colour: NPIB = MI / √(Hᵢ·Hⱼ), a relative score, not a 0–1 similarity:', 'it exceeds 1 because k-NN entropies of ranks are close to 0'],
-};
-
 /**
- * Heatmap of the layers' pairwise similarity (`npib[i][j]`, L × L; NPIB unless `scale` says which
- * metric). Null or non-finite cells (pairs not computed) are drawn grey and explained in the subtitle;
- * values are printed in the cells when L ≤ 16. The subtitle says what the colour scale is.
+ * Heatmap of the layers' pairwise similarity (`matrix[i][j]`, L × L) in `scale`'s terms. Null or
+ * non-finite cells (pairs not computed) are drawn grey and explained in the subtitle; values are
+ * printed in the cells when L ≤ 16. The subtitle says what the colour scale is.
  */
-export function similarityHeatmapSpec(npib: (number | null)[][], title = 'Layer similarity (NPIB)', scale: HeatmapScale = NPIB_SCALE): TopLevelSpec {
-  const L = npib.length;
-  if (L === 0 || npib.some((row) => row.length !== L)) {
-    throw new Error(`similarityHeatmapSpec: expected a square L × L matrix, got ${L} rows of lengths ${npib.map((r) => r.length).join(',')}`);
+export function similarityHeatmapSpec(matrix: (number | null)[][], title: string, scale: HeatmapScale): TopLevelSpec {
+  const L = matrix.length;
+  if (L === 0 || matrix.some((row) => row.length !== L)) {
+    throw new Error(`similarityHeatmapSpec: expected a square L × L matrix, got ${L} rows of lengths ${matrix.map((r) => r.length).join(',')}`);
   }
-  const cells = npib.flatMap((row, i) => row.map((v, j) => ({ row: i, col: j, v: v !== null && Number.isFinite(v) ? v : null })));
+  const cells = matrix.flatMap((row, i) => row.map((v, j) => ({ row: i, col: j, v: v !== null && Number.isFinite(v) ? v : null })));
   const finite = cells.flatMap((c) => (c.v === null ? [] : [c.v]));
   const hasNull = finite.length < cells.length;
   const mid = finite.length ? (Math.min(...finite) + Math.max(...finite)) / 2 : 0;

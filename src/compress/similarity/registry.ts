@@ -27,7 +27,7 @@ export interface SimilarityMetric {
    * fusion-ratio sharpness, applies to every metric.)
    */
   usesKernel: boolean;
-  /** What its heatmap's colours mean (sweep similarity.png): the legend's title and caption lines. */
+  /** What its heatmap's colours mean (a sweep's similarity.png): the legend's title and caption lines. */
   scale: { legend: string; caption: string[] };
   /** Progress steps of compute for L layers. */
   steps(L: number): number;
@@ -44,6 +44,7 @@ export const SIMILARITY_METRICS: readonly SimilarityMetric[] = [
     usesKernel: true,
     scale: {
       legend: 'NPIB (unbounded)',
+      // NPIB is not bounded by 1 (the k-NN entropies it divides by are close to 0 on rank data): cells compare with each other, not with 1
       caption: ['colour: NPIB = MI / √(Hᵢ·Hⱼ), a relative score, not a 0–1 similarity:', 'it exceeds 1 because k-NN entropies of ranks are close to 0'],
     },
     steps: (L) => L + (L * (L + 1)) / 2,
