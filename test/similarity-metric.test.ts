@@ -93,6 +93,7 @@ test('--metric cka: sim.json holds linear CKA of the layers\' Gram matrices; com
   const plan = await compressModel({ model: MODEL, out, method: 'mka', remove: 1, calibrationFile: PROMPTS, metric: 'cka', quiet: true });
   const merge = JSON.parse(readFileSync(join(out, 'merge.json'), 'utf8'));
   assert.equal(merge.metric, 'cka');
+  assert.deepEqual(merge.similarity_options, { beta: 1 }, 'NPIB\'s kernel options are not recorded for CKA');
   assert.ok(Math.abs(plan.steps[0].lambda! - fusionRatio(got, L - 2, L - 1)) < 1e-12, `λ ${plan.steps[0].lambda}`);
   assert.equal(JSON.parse(readFileSync(join(out, 'config.json'), 'utf8')).num_hidden_layers, L - 1);
 });
@@ -110,6 +111,9 @@ test('a sweep\'s key names a non-default metric, and an analysis of another metr
   const base = { model: 'm', data: 'd', methods: ['mka'], remove: [2], ntrain: 5, out: 'o' };
   assert.equal(sweepKey({ ...base, metric: 'npib' }), sweepKey(base)); // sweeps from before --metric resume
   assert.notEqual(sweepKey({ ...base, metric: 'cka' }), sweepKey(base));
+  // NPIB's kernel options do not change a CKA sweep; β (MKA's fusion ratio) does
+  assert.equal(sweepKey({ ...base, metric: 'cka', similarity: { sigma: 3, beta: 1 } }), sweepKey({ ...base, metric: 'cka', similarity: { sigma: 8, beta: 1 } }));
+  assert.notEqual(sweepKey({ ...base, metric: 'cka', similarity: { beta: 2 } }), sweepKey({ ...base, metric: 'cka', similarity: { beta: 1 } }));
   const config = parseConfig(tinyConfigJson({ num_hidden_layers: 3 }));
   const S = [[1, 0.5, 0.2], [0.5, 1, 0.6], [0.2, 0.6, 1]];
   const stored = { samples: 6, metric: 'npib', matrix: S, blockInfluence: [0.1, 0.2, 0.3] };

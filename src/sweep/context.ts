@@ -20,19 +20,26 @@ import { loadMmlu, type MmluData } from '../eval/mmlu/data.ts';
 import { calibrationPrompts, similarityOptionsFor } from '../pipeline/analyse.ts';
 import { checkRemove } from '../pipeline/plan.ts';
 import { getMethod } from '../compress/methods/registry.ts';
-import { DEFAULT_METRIC } from '../compress/similarity/index.ts';
+import { DEFAULT_METRIC, getSimilarityMetric } from '../compress/similarity/index.ts';
 import { atomicWriteText } from '../io/atomic.ts';
 import { writeMarker } from '../io/output-dir.ts';
 import { prepareCorpus, type PplCorpus } from '../eval/ppl/run.ts';
 import { UserError } from '../runtime/errors.ts';
 import type { SweepOptions, SweepSettings } from './sweep.ts';
 
+/** The similarity part of the sweep key: NPIB's options as before --metric; another metric's name and β (the rest is NPIB's). */
+function similarityKey(opts: SweepSettings): Record<string, unknown> {
+  const metric = opts.metric ?? DEFAULT_METRIC;
+  if (getSimilarityMetric(metric).usesKernel) return { similarity: opts.similarity ?? {}, ...(metric !== DEFAULT_METRIC ? { metric } : {}) };
+  return { similarity: opts.similarity?.beta === undefined ? {} : { beta: opts.similarity.beta }, metric };
+}
+
 /** What a sweep's results depend on (not the methods or counts: those can grow between runs). */
 export function sweepKey(opts: SweepSettings): string {
   return JSON.stringify({
     model: opts.model, data: opts.data, ntrain: opts.ntrain, limit: opts.limit ?? null, subjects: opts.evalSubjects ?? null,
     calibration: { data: opts.data, file: opts.calibrationFile ?? null, subjects: opts.subjects ?? null, perSubject: opts.perSubject ?? 'auto', seed: opts.seed ?? 1, representation: opts.representation ?? 'padded', ...(opts.protocol && opts.protocol !== 'mka' ? { protocol: opts.protocol } : {}) },
-    similarity: opts.similarity ?? {}, ...(opts.metric && opts.metric !== DEFAULT_METRIC ? { metric: opts.metric } : {}), strategy: opts.params?.mka?.strategy ?? 'last-pair', blendNorms: opts.params?.mka?.blendNorms ?? false,
+    ...similarityKey(opts), strategy: opts.params?.mka?.strategy ?? 'last-pair', blendNorms: opts.params?.mka?.blendNorms ?? false,
     ...(opts.ppl ? { ppl: opts.ppl } : {}),
   });
 }

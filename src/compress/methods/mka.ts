@@ -9,7 +9,7 @@
  * `adjacent`: merge the most similar adjacent pair, then recalibrate the merged model and recompute
  *   the similarity before the next merge.
  */
-import { DEFAULT_METRIC, fusionRatio } from '../similarity/index.ts';
+import { DEFAULT_METRIC, fusionRatio, getSimilarityMetric } from '../similarity/index.ts';
 import { identityPlan, mergeStep } from '../plan.ts';
 import type { CompressionMethod } from './method.ts';
 import { UserError } from '../../runtime/errors.ts';
@@ -67,7 +67,9 @@ export const mka: CompressionMethod<MkaParameters> = {
         ctx.log(`mka adjacent: merged layers ${best} <- ${best + 1} (${metric.toUpperCase()} ${bestScore.toFixed(4)}, λ ${lambda.toFixed(4)})`);
       }
     }
-    plan.details = { strategy: params.strategy, metric, similarity_options: ctx.similarityOptions };
+    // the kernel and estimator options belong to NPIB; other metrics take only β (the fusion ratio's)
+    const options = getSimilarityMetric(metric).usesKernel ? ctx.similarityOptions : { beta };
+    plan.details = { strategy: params.strategy, metric, similarity_options: options };
     return plan;
   },
 };
