@@ -33,7 +33,7 @@ export function calibrationOptions<T>(y: Argv<T>) {
     .option('micro-batch', { type: 'number', default: 8, describe: 'prompts per micro-batch inside a layer', group: 'Calibration:' })
     .option('streaming', { type: 'boolean', default: false, describe: 'read one decoder layer at a time from disk', group: 'Calibration:' })
     .option('protocol', { choices: PROTOCOLS, default: 'mka' as Protocol, describe: 'released: the paper\'s released code\'s conventions (block inputs as layers, no BOS, its calibration rows, layer i\'s biases)', group: 'Calibration:' })
-    .option('metric', { choices: METRIC_NAMES, default: DEFAULT_METRIC, describe: 'layer similarity metric (MKA merges by it): npib (the paper) or cka (linear CKA); the options below except --beta are npib\'s', group: 'Similarity:' })
+    .option('metric', { choices: METRIC_NAMES, default: DEFAULT_METRIC, describe: 'layer similarity metric that MKA merges by (npib: the paper\'s); --sigma, --alpha, --dims, --k-mi and --k-entropy are npib\'s', group: 'Similarity:' })
     .option('sigma', { default: DEFAULT_SIMILARITY.sigma as number | 'auto', coerce: parseSigma, describe: 'diffusion kernel bandwidth σ, or auto (per layer: the median pairwise distance)', group: 'Similarity:' })
     .option('alpha', { type: 'number', default: DEFAULT_SIMILARITY.alpha, describe: 'density normalisation α', group: 'Similarity:' })
     .option('dims', { type: 'number', default: DEFAULT_SIMILARITY.dims, describe: 'embedding dimensions d', group: 'Similarity:' })
