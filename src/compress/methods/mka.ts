@@ -1,8 +1,8 @@
 /**
  * MKA (Liu et al., "Pruning via Merging", EMNLP 2024): merge similar layers instead of dropping them.
  * λ for merging layer j into layer i comes from the similarity matrix (NPIB, or the metric --metric
- * names; similarity/fusion.ts), and the merged
- * layer's weights are λ·θ_i + (1−λ)·θ_j: they really reach the model (the released code only drops).
+ * names; similarity/fusion.ts), and the merged layer's weights are λ·θ_i + (1−λ)·θ_j: they really
+ * reach the model (the released code only drops).
  *
  * `last-pair` (the paper): repeatedly merge the last two layers. Step s merges original layer L−1−s
  *   (already holding the layers after it) into L−2−s, with λ from the original matrix's rows.
