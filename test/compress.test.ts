@@ -13,7 +13,7 @@ import { initBackend } from '../src/runtime/backend.ts';
 import { parseConfig } from '../src/model/config.ts';
 import { loadModel, disposeModel } from '../src/model/model.ts';
 import { forward } from '../src/model/forward.ts';
-import { identityPlan, mergeStep, dropStep, planSource, materialize } from '../src/compress/plan.ts';
+import { identityPlan, mergeStep, dropStep, planSource, materialize } from '../src/compress/merge-plan.ts';
 import { calibrate, calibrationTarget, defaultPerSubject } from '../src/compress/calibration.ts';
 import { compressModel } from '../src/pipeline/compress.ts';
 import { DEFAULT_SIMILARITY } from '../src/compress/similarity/index.ts';

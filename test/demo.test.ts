@@ -13,7 +13,7 @@ import * as tf from '@tensorflow/tfjs';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { initBackend } from '../src/runtime/backend.ts';
 import { loadMmlu } from '../src/eval/mmlu/data.ts';
-import { answerTokenIds } from '../src/eval/mmlu/plan.ts';
+import { answerTokenIds } from '../src/eval/mmlu/question-plan.ts';
 import { disposeModel, loadModel, modelFromTensors } from '../src/model/model.ts';
 import {
   DEMO_BENCHMARK_SEED, DEMO_SUBJECTS, benchmarkFiles, ensureBenchmark, generateBenchmark, heldOutKeys, questionKey, trainingDocuments,

@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { initBackend } from '../src/runtime/backend.ts';
 import { disposeModel, loadModel } from '../src/model/model.ts';
 import { generate } from '../src/model/generate.ts';
-import { runGenerate } from '../src/model/run.ts';
+import { runGenerate } from '../src/model/inspect.ts';
 import { exportTfjs } from '../src/export/graph-model.ts';
 import { quantizeModelWeights, type QuantScheme } from '../src/weights/quantize.ts';
 import { NO_SHARED, SHARED } from './helpers.ts';

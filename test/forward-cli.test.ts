@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/runtime/backend.ts';
-import { runForward, topTokens } from '../src/model/run.ts';
+import { runForward, topTokens } from '../src/model/inspect.ts';
 import { loadTokenizer } from '../src/tokenizer/tokenizer.ts';
 import { UserError } from '../src/runtime/errors.ts';
 import { assertUserError, runAllCli, runCli } from './cli-run.ts';

@@ -21,7 +21,7 @@ import { getMethod } from '../src/compress/methods/registry.ts';
 import { mka } from '../src/compress/methods/mka.ts';
 import type { MethodContext } from '../src/compress/methods/method.ts';
 import { DEFAULT_SIMILARITY } from '../src/compress/similarity/index.ts';
-import { identityPlan, mergeStep, planSource, type CompressionPlan } from '../src/compress/plan.ts';
+import { identityPlan, mergeStep, planSource, type CompressionPlan } from '../src/compress/merge-plan.ts';
 import { modelSource } from '../src/weights/source.ts';
 import { loadTokenizer } from '../src/tokenizer/tokenizer.ts';
 import { randomModel } from './random-model.ts';

@@ -21,7 +21,7 @@ import { loadTokenizer, type Tokenizer } from '../src/tokenizer/tokenizer.ts';
 import { loadMmlu, type MmluData } from '../src/eval/mmlu/data.ts';
 import { buildPrompt } from '../src/eval/mmlu/prompt.ts';
 import { evaluateMmlu } from '../src/eval/mmlu/evaluate.ts';
-import { answerTokenIds, planSubject, scoringTokenizer } from '../src/eval/mmlu/plan.ts';
+import { answerTokenIds, planSubject, scoringTokenizer } from '../src/eval/mmlu/question-plan.ts';
 import { defaultMmluOut, runMmluEval } from '../src/eval/mmlu/run.ts';
 import { UserError } from '../src/runtime/errors.ts';
 import { ensureBenchmark } from '../src/eval/mmlu/demo-benchmark.ts';

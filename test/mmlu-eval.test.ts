@@ -23,7 +23,7 @@ import { loadTokenizer, type Tokenizer } from '../src/tokenizer/tokenizer.ts';
 import { loadMmlu, type MmluData } from '../src/eval/mmlu/data.ts';
 import { buildPrompt, formatExample } from '../src/eval/mmlu/prompt.ts';
 import { evaluateMmlu, EvaluationInterrupted, klDivergence, type QuestionRecord } from '../src/eval/mmlu/evaluate.ts';
-import { answerTokenIds } from '../src/eval/mmlu/plan.ts';
+import { answerTokenIds } from '../src/eval/mmlu/question-plan.ts';
 import { quantizeModelWeights } from '../src/weights/quantize.ts';
 import { UserError } from '../src/runtime/errors.ts';
 import { NO_SHARED, SHARED } from './helpers.ts';

@@ -10,7 +10,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { initBackend } from '../src/runtime/backend.ts';
-import { runGenerate } from '../src/model/run.ts';
+import { runGenerate } from '../src/model/inspect.ts';
 import { exportTfjs } from '../src/export/graph-model.ts';
 import { startServe } from '../src/serve/server.ts';
 import { NO_CHROMIUM, runInChromium } from './chromium.ts';

@@ -20,7 +20,7 @@ import { linearCka } from '../src/compress/similarity/cka.ts';
 import { fusionRatio, getSimilarityMetric } from '../src/compress/similarity/index.ts';
 import { similarityHeatmapSpec } from '../src/report/charts.ts';
 import { compressModel, modelSimilarity } from '../src/pipeline/compress.ts';
-import { planFromStored } from '../src/pipeline/plan.ts';
+import { planFromStored } from '../src/pipeline/plan-targets.ts';
 import { sweepKey } from '../src/sweep/context.ts';
 import { randomModel, tinyConfigJson, writeRandomModel } from './random-model.ts';
 import { runCli } from './cli-run.ts';

@@ -1,5 +1,5 @@
 /**
- * The first two stages of the compression pipeline (pipeline/plan.ts): the calibration prompts, and
+ * The first two stages of the compression pipeline (pipeline/plan-targets.ts): the calibration prompts, and
  * one calibration pass of a loaded model with the similarity of its layers computed from it.
  */
 import type { LlamaModel } from '../model/model.ts';

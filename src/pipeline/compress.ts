@@ -1,6 +1,6 @@
 /**
  * `mka compress` and `mka similarity` as library calls. Compression runs the pipeline
- * (src/pipeline/plan.ts: calibrate → analyse → plan, then write) for one method and count, or
+ * (src/pipeline/plan-targets.ts: calibrate → analyse → plan, then write) for one method and count, or
  * replays a recorded plan (a merge.json, pipeline/plan-file.ts) on the original model without
  * calibrating. The sweep runs the same pipeline for all of its points at once.
  */
@@ -11,10 +11,10 @@ import { loadTokenizer } from '../tokenizer/tokenizer.ts';
 import { UserError } from '../runtime/errors.ts';
 import { progress } from '../runtime/progress.ts';
 import { DEFAULT_METRIC, degenerateKernelWarning, fusionRatio, getSimilarityMetric, gramFromActivations, resolveOptions, type MetricResult, type SimilarityOptions } from '../compress/similarity/index.ts';
-import type { CompressionPlan } from '../compress/plan.ts';
+import type { CompressionPlan } from '../compress/merge-plan.ts';
 import type { HfDtype } from '../weights/hf-writer.ts';
 import { analyzeIds, calibrationPrompts, similarityOptionsFor, type AnalysisOptions } from './analyse.ts';
-import { planTargets, type PipelineOptions } from './plan.ts';
+import { planTargets, type PipelineOptions } from './plan-targets.ts';
 import { writePlan } from './write.ts';
 import { readPlanFile, type RecordedPlan } from './plan-file.ts';
 

@@ -13,7 +13,7 @@ import { readConfig } from '../model/config.ts';
 import { describeJson, isPlainObject, parseJsonText, readTextFile } from '../io/read.ts';
 import { UserError } from '../runtime/errors.ts';
 import { HF_DTYPES, type HfDtype } from '../weights/hf-writer.ts';
-import type { CompressionPlan, LayerMix, PlanStep } from '../compress/plan.ts';
+import type { CompressionPlan, LayerMix, PlanStep } from '../compress/merge-plan.ts';
 import { configHash } from './write.ts';
 
 export interface RecordedPlan {

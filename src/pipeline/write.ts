@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { LlamaModel } from '../model/model.ts';
 import type { LlamaConfig } from '../model/config.ts';
-import { planSource, planSummary, type CompressionPlan } from '../compress/plan.ts';
+import { planSource, planSummary, type CompressionPlan } from '../compress/merge-plan.ts';
 import { checkpointSource, modelSource } from '../weights/source.ts';
 import { HF_DTYPES, writeHfModel, type HfDtype } from '../weights/hf-writer.ts';
 

@@ -14,7 +14,7 @@ import { evaluateMmlu } from '../eval/mmlu/evaluate.ts';
 import type { MmluSummary } from '../eval/mmlu/results.ts';
 import { writeCompressed } from '../pipeline/write.ts';
 import { protocolSettings } from '../compress/methods/protocol.ts';
-import { materialize, planSource, planSummary, type CompressionPlan } from '../compress/plan.ts';
+import { materialize, planSource, planSummary, type CompressionPlan } from '../compress/merge-plan.ts';
 import { modelSource } from '../weights/source.ts';
 import { atomicWriteText } from '../io/atomic.ts';
 import { progress } from '../runtime/progress.ts';

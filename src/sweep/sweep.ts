@@ -1,7 +1,7 @@
 /**
  * The paper's experiment in one call: MMLU accuracy of every method at every removal count.
  *
- * It runs the compression pipeline of `mka compress` (src/pipeline/plan.ts) for all of its points at
+ * It runs the compression pipeline of `mka compress` (src/pipeline/plan-targets.ts) for all of its points at
  * once: one calibration pass and one similarity matrix shared by every method, from which each
  * method plans every count (calibrate.ts). Compressed models are built in memory from the plan (the
  * same tensors `mka compress` writes) and evaluated with the original as reference model (point.ts);
@@ -14,7 +14,7 @@
  * `OUT/analysis.json` when their methods need nothing else (calibrate.ts). The same steps run one
  * point at a time (`--point`) or as queue jobs on many machines (src/queue/).
  */
-import type { PipelineOptions } from '../pipeline/plan.ts';
+import type { PipelineOptions } from '../pipeline/plan-targets.ts';
 import { openSweep } from './context.ts';
 import { calibrateSweep } from './calibrate.ts';
 import { runPoint } from './point.ts';

@@ -5,7 +5,7 @@ import { defaultMmluOut, runMmluEval } from '../../eval/mmlu/run.ts';
 import { formatSummaryTable } from '../../eval/mmlu/results.ts';
 import { QUANT_SCHEMES, type QuantScheme } from '../../weights/quantize.ts';
 import { progress, type Progress } from '../../runtime/progress.ts';
-import type { AnswerTokens } from '../../eval/mmlu/plan.ts';
+import type { AnswerTokens } from '../../eval/mmlu/question-plan.ts';
 import { PROTOCOLS, protocolSettings, type Protocol } from '../../compress/methods/protocol.ts';
 import { pplCommand } from './eval-ppl.ts';
 

@@ -1,6 +1,6 @@
 import type { Argv, CommandModule } from 'yargs';
 import { type GlobalArgs, emitJson, setup, type ArgsOf } from '../common.ts';
-import { FORWARD_LOGITS, type ForwardLogits, parseIds, runForward } from '../../model/run.ts';
+import { FORWARD_LOGITS, type ForwardLogits, parseIds, runForward } from '../../model/inspect.ts';
 import { readConfig } from '../../model/config.ts';
 import { checkIds } from '../validate.ts';
 

@@ -1,6 +1,6 @@
 import type { Argv, CommandModule } from 'yargs';
 import { type GlobalArgs, setup, type ArgsOf } from '../common.ts';
-import { runGenerate } from '../../model/run.ts';
+import { runGenerate } from '../../model/inspect.ts';
 
 const options = (y: Argv<GlobalArgs>) => y
   .option('model', { type: 'string', demandOption: true, describe: 'Hugging Face model directory' })

@@ -4,7 +4,7 @@
  * input of block l and the output of block l+n−1 at the last token, averaged over prompts; drop the
  * n blocks with the smallest distance.
  */
-import { dropStep, identityPlan } from '../plan.ts';
+import { dropStep, identityPlan } from '../merge-plan.ts';
 import type { CompressionMethod } from './method.ts';
 
 /** Mean over prompts of the angular distance between boundary states a and b ([n*H] each). */

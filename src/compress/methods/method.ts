@@ -6,7 +6,7 @@
  */
 import type { LlamaConfig } from '../../model/config.ts';
 import type { Calibration } from '../calibration.ts';
-import type { CompressionPlan } from '../plan.ts';
+import type { CompressionPlan } from '../merge-plan.ts';
 import type { SimilarityOptions } from '../similarity/index.ts';
 
 export interface MethodContext {

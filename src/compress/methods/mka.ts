@@ -10,7 +10,7 @@
  *   the similarity before the next merge.
  */
 import { DEFAULT_METRIC, fusionRatio, getSimilarityMetric } from '../similarity/index.ts';
-import { identityPlan, mergeStep } from '../plan.ts';
+import { identityPlan, mergeStep } from '../merge-plan.ts';
 import type { CompressionMethod } from './method.ts';
 import { UserError } from '../../runtime/errors.ts';
 

@@ -1,7 +1,7 @@
 /** Every compression method by name: MKA and the pruning baselines the paper compares with. */
 import { UserError } from '../../runtime/errors.ts';
 import type { CompressionMethod, MethodContext } from './method.ts';
-import type { CompressionPlan } from '../plan.ts';
+import type { CompressionPlan } from '../merge-plan.ts';
 import { mka, type MkaParameters } from './mka.ts';
 import { reverse } from './reverse.ts';
 import { shortgpt } from './shortgpt.ts';

@@ -1,5 +1,5 @@
 /** Baseline: drop the last K layers (no calibration). */
-import { dropStep, identityPlan } from '../plan.ts';
+import { dropStep, identityPlan } from '../merge-plan.ts';
 import type { CompressionMethod } from './method.ts';
 
 export const reverse: CompressionMethod = {

@@ -2,7 +2,7 @@
  * Baseline: ShortGPT (Men et al., 2024). Block Influence BI_i = 1 − cos(input, output) of block i,
  * averaged over tokens; drop the K blocks with the lowest BI (their output is most like their input).
  */
-import { dropStep, identityPlan } from '../plan.ts';
+import { dropStep, identityPlan } from '../merge-plan.ts';
 import type { CompressionMethod } from './method.ts';
 
 export const shortgpt: CompressionMethod = {

@@ -4,7 +4,7 @@
  */
 import { disposeCache, forward } from '../../model/forward.ts';
 import type { LlamaModel } from '../../model/model.ts';
-import type { PlanStats } from './plan.ts';
+import type { PlanStats } from './question-plan.ts';
 
 export interface CostEstimate {
   /** Seconds of one naive pass (a whole mean-length prompt). */

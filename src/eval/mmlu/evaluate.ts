@@ -5,7 +5,7 @@
  *
  * Speed: the few-shot prefix of a subject is run once and its KV cache reused for every question
  * (questions batched, right-padded). Every question is still fed exactly the ids of its full prompt
- * (see plan.ts), so predictions and logits equal the naive per-question evaluation (`cached: false`).
+ * (see question-plan.ts), so predictions and logits equal the naive per-question evaluation (`cached: false`).
  *
  * Resumability: with `out`, each finished subject is written to out/subjects/<subject>.json at once,
  * and a rerun with the same run key loads finished subjects instead of recomputing them (results.ts).
@@ -18,7 +18,7 @@ import { UserError } from '../../runtime/errors.ts';
 import type { Tokenizer } from '../../tokenizer/tokenizer.ts';
 import { ANSWER_LETTERS, type AnswerLetter, type MmluData } from './data.ts';
 import { checkNtrain } from './prompt.ts';
-import { MAX_PADDING, answerTokenIds, batchesOf, planStats, planSubject, type AnswerTokens, type PlanStats, type PlannedQuestion, type SubjectPlan } from './plan.ts';
+import { MAX_PADDING, answerTokenIds, batchesOf, planStats, planSubject, type AnswerTokens, type PlanStats, type PlannedQuestion, type SubjectPlan } from './question-plan.ts';
 import {
   type MmluSummary, type RunKey, type SubjectResult, dataFingerprint, modelFingerprint, openResultsDir, summarize, writeDumpFile,
 } from './results.ts';

@@ -25,7 +25,7 @@ import { UserError } from '../../runtime/errors.ts';
 import { CATEGORY_LABELS, categoryOf, subcategoryOf } from './categories.ts';
 import type { MmluData } from './data.ts';
 import type { QuestionRecord } from './evaluate.ts';
-import type { SubjectPlan } from './plan.ts';
+import type { SubjectPlan } from './question-plan.ts';
 import { aggregateScores } from './scores.ts';
 import { lmEvalResults } from './lm-eval.ts';
 

@@ -11,7 +11,7 @@ import { loadTokenizer } from '../../tokenizer/tokenizer.ts';
 import { estimateMmluCost, type CostEstimate } from './cost.ts';
 import { loadMmlu } from './data.ts';
 import { evaluateMmlu, type MmluProgress } from './evaluate.ts';
-import { scoringTokenizer, type AnswerTokens, type PlanStats } from './plan.ts';
+import { scoringTokenizer, type AnswerTokens, type PlanStats } from './question-plan.ts';
 import type { MmluSummary } from './results.ts';
 
 export interface RunMmluOptions {

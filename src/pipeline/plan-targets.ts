@@ -23,7 +23,7 @@ import { DEFAULT_METRIC, DEFAULT_SIMILARITY } from '../compress/similarity/index
 import { getMethod, parametersOf, planWith, type MethodParameters } from '../compress/methods/registry.ts';
 import { protocolSettings } from '../compress/methods/protocol.ts';
 import type { MethodContext } from '../compress/methods/method.ts';
-import { materialize, planSource, type CompressionPlan } from '../compress/plan.ts';
+import { materialize, planSource, type CompressionPlan } from '../compress/merge-plan.ts';
 import { modelSource } from '../weights/source.ts';
 import { analyzeIds, calibrationPrompts, similarityOptionsFor, type Analysis, type AnalysisOptions } from './analyse.ts';
 import { writePlan } from './write.ts';
