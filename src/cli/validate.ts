@@ -155,9 +155,13 @@ export function validateArgs(argv: Record<string, unknown>, declared: DeclaredOp
 
 /** Registers the checks on a yargs instance (for every command). */
 export function withValidation<T>(y: Argv<T>, raw: readonly string[]): Argv<T> {
-  // yargs passes itself as the middleware's second argument; its options are the command's
-  const check = (argv: Record<string, unknown>, yi: { getOptions(): DeclaredOptions }) => validateArgs(argv, yi.getOptions(), raw);
-  return y.middleware(check as never);
+  // yargs passes the command's own instance as the middleware's second argument (its types leave it
+  // out, hence optional here); its options are the command's
+  const check = (argv: Record<string, unknown>, yi?: { getOptions(): DeclaredOptions }) => {
+    if (!yi) throw new Error('yargs called the validation middleware without its instance');
+    validateArgs(argv, yi.getOptions(), raw);
+  };
+  return y.middleware(check);
 }
 
 /** Parses "0,2,4" into sorted distinct layer counts. */

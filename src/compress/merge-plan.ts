@@ -8,7 +8,7 @@
  * or loader asks for it, so compressing a model larger than memory streams too.
  */
 import * as tf from '@tensorflow/tfjs';
-import { type LlamaConfig, expectedTensors, layerTensorShapes } from '../model/config.ts';
+import { type LlamaConfig, expectedTensors, layerTensorShapes, splitLayerName } from '../model/config.ts';
 import { modelFromTensors, type LlamaModel } from '../model/model.ts';
 import type { RawTensor, SyncTensorSource } from '../weights/source.ts';
 
@@ -99,8 +99,6 @@ export function mixArrays(parts: { data: Float32Array; weight: number }[]): Floa
   return Float32Array.from(acc);
 }
 
-const LAYER_NAME = /^model\.layers\.(\d+)\.(.+)$/;
-
 /**
  * The compressed model as a lazy tensor source over the original model's reader. Tensors taken
  * unchanged from the original (embeddings, kept layers, norms) are also offered as raw stored bytes
@@ -115,9 +113,9 @@ export function planSource(
   const layerShapes = layerTensorShapes(config);
   /** The original tensor a compressed tensor is a copy of, or null when it is a weighted sum. */
   const copyOf = (name: string): string | null => {
-    const m = LAYER_NAME.exec(name);
-    if (!m) return name;
-    const k = Number(m[1]), suffix = m[2];
+    const l = splitLayerName(name);
+    if (!l) return name;
+    const { layer: k, suffix } = l;
     const mix = plan.layers[k];
     if (!mix || !layerShapes.has(suffix)) throw new Error(`planSource: no tensor ${name}`);
     const isNorm = suffix.endsWith('layernorm.weight');
@@ -133,9 +131,9 @@ export function planSource(
     read: (name) => {
       const from = copyOf(name);
       if (from !== null) return original.read(from);
-      const m = LAYER_NAME.exec(name)!;
-      const mix = plan.layers[Number(m[1])];
-      return mixArrays(mix.sources.map((s) => ({ data: original.read(`model.layers.${s.layer}.${m[2]}`), weight: s.weight })));
+      const { layer, suffix } = splitLayerName(name)!;
+      const mix = plan.layers[layer];
+      return mixArrays(mix.sources.map((s) => ({ data: original.read(`model.layers.${s.layer}.${suffix}`), weight: s.weight })));
     },
     readRaw: (name) => {
       const from = copyOf(name);
