@@ -14,7 +14,7 @@ import { initBackend, BACKENDS, type BackendChoice } from '../../src/runtime/bac
 import { loadNativeAddon, F32 } from '../../src/runtime/native-addon.ts';
 import { sgemmCeiling, timeNative } from './sgemm.ts';
 import { parseConfig, expectedTensors, type LlamaConfig } from '../../src/model/config.ts';
-import { modelFromTensors, disposeModel } from '../../src/model/model.ts';
+import { modelFromTensors, disposeModel, layOutForBackend } from '../../src/model/model.ts';
 import { forward } from '../../src/model/forward.ts';
 import { hasKernel, KERNELS } from '../../src/model/ops.ts';
 
@@ -26,13 +26,13 @@ export function forwardFlops(c: LlamaConfig, T: number, B = 1): number {
   return B * (c.num_hidden_layers * (perToken * T + attention) + 2 * T * H * c.vocab_size);
 }
 
-/** A random-weight model of the given shape (weights ~ N(0, 0.02)). */
+/** A random-weight model of the given shape (weights ~ N(0, 0.02)), laid out for the backend as loadModel does. */
 export function randomModel(c: LlamaConfig) {
   const tensors = new Map<string, tf.Tensor>();
   for (const [name, shape] of expectedTensors(c)) {
     tensors.set(name, name.endsWith('norm.weight') ? tf.ones(shape) : tf.randomNormal(shape, 0, 0.02, 'float32', 7));
   }
-  return modelFromTensors(c, tensors);
+  return layOutForBackend(modelFromTensors(c, tensors));
 }
 
 /**

@@ -3,7 +3,6 @@
  * prompts, prefix cache) on a model in memory, reduced to the numbers the model card reports, and
  * dropLayers, the crude layer-removal check the card tabulates.
  */
-import type * as tf from '@tensorflow/tfjs';
 import type { LlamaModel } from '../model/model.ts';
 import type { Tokenizer } from '../tokenizer/tokenizer.ts';
 import type { MmluData } from '../eval/mmlu/data.ts';
@@ -42,11 +41,17 @@ export function dropLayers(model: LlamaModel, drop: readonly number[]): LlamaMod
     throw new Error(`dropLayers: cannot drop layers [${drop}] of ${L}`);
   }
   if (model.checkpoint) throw new Error('dropLayers: needs a resident model (loaded without streaming)');
-  const tensors = new Map<string, tf.Tensor>();
-  for (const [name, t] of model.tensors) {
-    const m = /^model\.layers\.(\d+)\.(.*)$/.exec(name);
-    if (!m) tensors.set(name, t);
-    else if (keep.includes(Number(m[1]))) tensors.set(`model.layers.${keep.indexOf(Number(m[1]))}.${m[2]}`, t);
-  }
-  return { ...model, config: { ...model.config, num_hidden_layers: keep.length }, tensors, stats: { forwardCalls: 0, layerLoads: 0 } };
+  const renumber = <T>(from: Map<string, T>): Map<string, T> => {
+    const to = new Map<string, T>();
+    for (const [name, t] of from) {
+      const m = /^model\.layers\.(\d+)\.(.*)$/.exec(name);
+      if (!m) to.set(name, t);
+      else if (keep.includes(Number(m[1]))) to.set(`model.layers.${keep.indexOf(Number(m[1]))}.${m[2]}`, t);
+    }
+    return to;
+  };
+  return {
+    ...model, config: { ...model.config, num_hidden_layers: keep.length }, tensors: renumber(model.tensors),
+    packed: model.packed && renumber(model.packed), stats: { forwardCalls: 0, layerLoads: 0 },
+  };
 }
