@@ -190,6 +190,7 @@ export function attention(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, opts: 
   const g = nH / nKV;
   const budget = opts.blockFloats ?? 1 << 22;
   const block = Math.max(1, Math.min(T, Math.floor(budget / (B * nH * S))));
+  const perHead = prefersTransposedWeights();
   return tf.tidy(() => {
     const kb = kvB === B ? k : tf.concat(new Array<tf.Tensor4D>(B).fill(k), 0); // [B, nKV, S, hd]
     const vb = kvB === B ? v : tf.concat(new Array<tf.Tensor4D>(B).fill(v), 0);
@@ -206,6 +207,7 @@ export function attention(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, opts: 
         const ks = tf.slice(kb, [0, 0, sLo, 0], [B, nKV, sHi - sLo, hd]); // [B, nKV, s, hd]
         const vs = tf.slice(vb, [0, 0, sLo, 0], [B, nKV, sHi - sLo, hd]);
         const mask = blockMask(g, n, p0, sLo, sHi, opts.window);
+        if (perHead) return perHeadAttention(qs as tf.Tensor4D, ks, vs, mask, scale).reshape([B, nKV, g, n, hd]); // [B, nKV, g, n, hd]
         const scores = tf.add(tf.mul(tf.matMul(qs, ks, false, true), scale), mask); // [B, nKV, g*n, s]
         return tf.matMul(tf.softmax(scores), vs).reshape([B, nKV, g, n, hd]); // [B, nKV, g, n, hd]
       }));
@@ -213,6 +215,25 @@ export function attention(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, opts: 
     const out = parts.length === 1 ? parts[0] : tf.concat(parts, 3); // [B, nKV, g, T, hd]
     return out.reshape([B, nH, T, hd]).transpose([0, 2, 1, 3]) as tf.Tensor4D; // [B, T, nH, hd]
   });
+}
+
+/**
+ * softmax(q·kᵀ·scale + mask)·v for q [B, H, m, hd], k, v [B, H, s, hd], one kv head at a time with
+ * two-dimensional untransposed products: plain wasm multiplies a batch of matrices, or by a transposed
+ * one, several times slower. Only q, kᵀ and v are split per head, never the scores.
+ */
+function perHeadAttention(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, mask: tf.Tensor2D, scale: number): tf.Tensor4D {
+  const [B, H, m, hd] = q.shape;
+  const s = k.shape[2];
+  const q2 = q.reshape([B * H * m, hd]); // [B*H*m, hd]
+  const kt2 = tf.transpose(k, [0, 1, 3, 2]).reshape([B * H * hd, s]); // [B*H*hd, s]
+  const v2 = v.reshape([B * H * s, hd]); // [B*H*s, hd]
+  const out: tf.Tensor2D[] = [];
+  for (let i = 0; i < B * H; i++) {
+    const scores = tf.matMul(tf.slice(q2, [i * m, 0], [m, hd]), tf.slice(kt2, [i * hd, 0], [hd, s])); // [m, s]
+    out.push(tf.matMul(tf.softmax(tf.add(tf.mul(scores, scale), mask)), tf.slice(v2, [i * s, 0], [s, hd]))); // [m, hd]
+  }
+  return tf.concat(out, 0).reshape([B, H, m, hd]) as tf.Tensor4D; // [B, H, m, hd]
 }
 
 /** Additive mask [g*n, sHi-sLo] for queries at positions p0..p0+n-1 (repeated for g heads) over keys sLo..sHi-1. */
