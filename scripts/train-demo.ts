@@ -38,7 +38,7 @@ import {
 import { pieceEncoder, tokenizerConfigJson, tokenizerJson, trainBpe } from './demo-training/bpe.ts';
 import { dropLayers, scoreModel, type DemoScores } from './demo-training/score.ts';
 import { loadMmlu } from '../src/eval/mmlu/data.ts';
-import { answerTokenIds } from '../src/eval/mmlu/plan.ts';
+import { answerTokenIds } from '../src/eval/mmlu/question-plan.ts';
 import { loadTokenizer, tokenizerFromJson } from '../src/tokenizer/tokenizer.ts';
 import { demoConfig, documentBatcher, initialWeights, trainModel, type TrainSettings } from './demo-training/train.ts';
 import { installWasmTrainingKernels } from './demo-training/wasm-kernels.ts';

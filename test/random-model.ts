@@ -9,7 +9,7 @@ import * as tf from '@tensorflow/tfjs';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type LlamaConfig, configToJson, expectedTensors, parseConfig } from '../src/model/config.ts';
-import { modelFromTensors, type LlamaModel } from '../src/model/model.ts';
+import { layOutForBackend, modelFromTensors, type LlamaModel } from '../src/model/model.ts';
 import { writeSafetensors } from '../src/io/safetensors.ts';
 import { atomicWriteDir } from '../src/io/atomic.ts';
 import { mulberry32, normal } from '../src/runtime/random.ts';
@@ -41,11 +41,11 @@ export function randomTensor(name: string, shape: number[], seed: number): Float
   return out;
 }
 
-/** A random-weight model of config `c` in memory (float32). */
+/** A random-weight model of config `c` in memory (float32), laid out for the backend as loadModel does. */
 export function randomModel(c: LlamaConfig, seed = 1): LlamaModel {
   const tensors = new Map<string, tf.Tensor>();
   for (const [name, shape] of expectedTensors(c)) tensors.set(name, tf.tensor(randomTensor(name, shape, seed), shape));
-  return modelFromTensors(c, tensors);
+  return layOutForBackend(modelFromTensors(c, tensors));
 }
 
 /** Writes a model directory (config.json, generation_config.json, model.safetensors) of tinyConfigJson(overrides). */

@@ -42,5 +42,8 @@ export function dropLayers(model: LlamaModel, drop: readonly number[]): LlamaMod
     throw new Error(`dropLayers: cannot drop layers [${drop}] of ${L}`);
   }
   if (model.checkpoint) throw new Error('dropLayers: needs a resident model (loaded without streaming)');
-  return { ...model, config: { ...model.config, num_hidden_layers: keep.length }, tensors: keepLayers(model.tensors, keep), stats: { forwardCalls: 0, layerLoads: 0 } };
+  return {
+    ...model, config: { ...model.config, num_hidden_layers: keep.length }, tensors: keepLayers(model.tensors, keep),
+    packed: model.packed && keepLayers(model.packed, keep), stats: { forwardCalls: 0, layerLoads: 0 },
+  };
 }

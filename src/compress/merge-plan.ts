@@ -9,7 +9,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { type LlamaConfig, expectedTensors, layerTensorShapes, splitLayerName } from '../model/config.ts';
-import { modelFromTensors, type LlamaModel } from '../model/model.ts';
+import { layOutForBackend, modelFromTensors, type LlamaModel } from '../model/model.ts';
 import type { RawTensor, SyncTensorSource } from '../weights/source.ts';
 
 export interface LayerMix {
@@ -146,7 +146,7 @@ export function planSource(
 export function materialize(source: SyncTensorSource): LlamaModel {
   const tensors = new Map<string, tf.Tensor>();
   for (const name of source.names) tensors.set(name, tf.tensor(source.read(name), source.shape(name)));
-  return modelFromTensors(source.config, tensors);
+  return layOutForBackend(modelFromTensors(source.config, tensors));
 }
 
 /** merge.json: what was merged or dropped, with which λ. */

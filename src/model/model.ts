@@ -3,22 +3,30 @@
  * tensors held for the model's lifetime) or streamed: a decoder layer's tensors are read from the
  * checkpoint when the forward pass reaches it and freed after, so peak memory stays near one layer
  * plus activations. On a backend whose kernels take 16-bit weights (the native backend), BF16/F16
- * matrices stay 16-bit in memory, resident or streamed.
+ * matrices stay 16-bit in memory, resident or streamed. On plain WebAssembly the decoder's projections
+ * (and an untied lm_head) are held as Wᵀ [in, out], laid out once as they are read, because its
+ * untransposed product is the fast one; whatever needs Hugging Face layout reads `readHfWeight`.
  */
 import * as tf from '@tensorflow/tfjs';
 import { existsSync } from 'node:fs';
 import { type LlamaConfig, checkLayerCount, expectedTensors, layerTensorShapes, readConfig } from './config.ts';
 import { type Checkpoint, openCheckpoint } from '../io/checkpoint.ts';
 import { UserError } from '../runtime/errors.ts';
-import { takes16BitWeights, type Weight } from './ops.ts';
+import { prefersTransposedWeights, takes16BitWeights, type Weight } from './ops.ts';
 
 export interface LlamaModel {
   config: LlamaConfig;
   /** The model directory it came from, if any. */
   dir: string | null;
-  /** Resident float32 tensors by HF name and shape: all of them, or only the non-layer ones when streaming. */
+  /**
+   * Resident float32 tensors by HF name and shape: all of them, or only the non-layer ones when
+   * streaming, less those in `packed`.
+   */
   tensors: Map<string, tf.Tensor>;
-  /** Resident 16-bit weights kept as stored (see ops.Weight), by HF name; these are not in `tensors`. */
+  /**
+   * Resident weights in a compute layout (see ops.Weight), by HF name; these are not in `tensors`:
+   * 16-bit ones kept as stored, or float32 projections laid out transposed (`transposed`, plain wasm).
+   */
   packed?: Map<string, Weight>;
   /**
    * The checkpoint, kept open when layers stream or some weights are packed: any weight not in
@@ -62,9 +70,25 @@ export function openModelDir(dir: string): { config: LlamaConfig; ckpt: Checkpoi
   return { config, ckpt };
 }
 
+/** The weights multiplied as x·Wᵀ that plain wasm holds transposed: decoder projections, an untied lm_head. */
+const PROJECTION = /^(model\.layers\.\d+\.(self_attn\.[qkvo]_proj|mlp\.(gate|up|down)_proj)\.weight|lm_head\.weight)$/;
+
 /**
- * One weight from a checkpoint: 16-bit matrices as stored (int32 [rows, cols/2] of raw words) when
- * `keep16` and the checkpoint gives raw bytes, everything else widened to float32.
+ * Weight `name` in the current backend's compute layout: on plain wasm a float32 projection becomes Wᵀ
+ * [in, out] and its Hugging Face tensor is freed (so at most one extra copy exists, briefly); any
+ * other weight is returned as it is.
+ */
+function toComputeLayout(name: string, w: Weight): Weight {
+  if (w.dtype !== 'float32' || w.transposed || !PROJECTION.test(name) || !prefersTransposedWeights()) return w;
+  const tensor = tf.transpose(w.tensor); // [in, out]
+  w.tensor.dispose();
+  return { tensor, dtype: 'float32', transposed: true };
+}
+
+/**
+ * One weight from a checkpoint in compute layout: 16-bit matrices as stored (int32 [rows, cols/2] of
+ * raw words) when `keep16` and the checkpoint gives raw bytes, everything else widened to float32
+ * (projections transposed on plain wasm, see toComputeLayout).
  */
 function readWeight(ckpt: Checkpoint, name: string, shape: number[], keep16: boolean): Weight {
   const dtype = ckpt.info(name)?.dtype;
@@ -73,7 +97,7 @@ function readWeight(ckpt: Checkpoint, name: string, shape: number[], keep16: boo
     const words = new Int32Array(data.buffer, data.byteOffset, data.byteLength / 4); // two 16-bit words per element
     return { tensor: tf.tensor2d(words, [shape[0], shape[1] / 2], 'int32'), dtype: dtype === 'BF16' ? 'bfloat16' : 'float16' };
   }
-  return { tensor: tf.tensor(ckpt.read(name), shape), dtype: 'float32' };
+  return toComputeLayout(name, { tensor: tf.tensor(ckpt.read(name), shape), dtype: 'float32' });
 }
 
 /** Loads a Hugging Face model directory (config.json + safetensors). */
@@ -86,7 +110,7 @@ export function loadModel(dir: string, opts: LoadOptions = {}): LlamaModel {
     for (const [name, shape] of expectedTensors(config)) {
       if (opts.streaming && name.startsWith('model.layers.')) continue;
       const w = readWeight(ckpt, name, shape, keep16);
-      if (w.dtype === 'float32') tensors.set(name, w.tensor);
+      if (w.dtype === 'float32' && !w.transposed) tensors.set(name, w.tensor);
       else packed.set(name, w);
     }
   } catch (e) {
@@ -95,7 +119,7 @@ export function loadModel(dir: string, opts: LoadOptions = {}): LlamaModel {
     ckpt.close();
     throw e;
   }
-  const keepOpen = !!opts.streaming || packed.size > 0;
+  const keepOpen = !!opts.streaming || [...packed.values()].some((w) => w.dtype !== 'float32');
   if (!keepOpen) ckpt.close();
   return { config, dir, tensors, packed, checkpoint: keepOpen ? ckpt : null, stats: { forwardCalls: 0, layerLoads: 0 } };
 }
@@ -108,6 +132,45 @@ export function modelFromTensors(config: LlamaConfig, tensors: Map<string, tf.Te
     if (t.shape.join(',') !== shape.join(',')) throw new UserError(`model tensors: "${name}" has shape [${t.shape}], config implies [${shape}]`);
   }
   return { config, dir, tensors, checkpoint: null, stats: { forwardCalls: 0, layerLoads: 0 } };
+}
+
+/**
+ * Lays out an in-memory model's weights for the current backend as loadModel does (on plain wasm,
+ * projections become Wᵀ in `packed`; elsewhere nothing changes), in place. Without it such a model
+ * still runs, transposing per call. Not for models being trained (their tensors are variables).
+ */
+export function layOutForBackend(model: LlamaModel): LlamaModel {
+  if (!prefersTransposedWeights()) return model;
+  const packed = model.packed ?? new Map<string, Weight>();
+  for (const [name, tensor] of [...model.tensors]) {
+    const w = toComputeLayout(name, { tensor, dtype: 'float32' });
+    if (!w.transposed) continue;
+    model.tensors.delete(name);
+    packed.set(name, w);
+  }
+  model.packed = packed;
+  return model;
+}
+
+/**
+ * A weight's values in Hugging Face layout, however the model holds it: a resident float32 tensor
+ * (copied), one laid out transposed (transposed back; exact), else read from the checkpoint (streamed
+ * layers, 16-bit weights). Exporters, merges and fingerprints read weights through this.
+ */
+export function readHfWeight(model: LlamaModel, name: string): Float32Array {
+  const t = model.tensors.get(name);
+  if (t) return Float32Array.from(t.dataSync() as Float32Array);
+  const w = model.packed?.get(name);
+  if (w?.transposed) {
+    const hf = tf.transpose(w.tensor); // [out, in]
+    try {
+      return hf.dataSync() as Float32Array;
+    } finally {
+      hf.dispose();
+    }
+  }
+  if (!model.checkpoint) throw new Error(`model has no tensor "${name}"`);
+  return model.checkpoint.read(name);
 }
 
 /** Frees every tensor of the model and closes its checkpoint. */

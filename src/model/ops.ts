@@ -6,18 +6,22 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { KERNELS } from '../runtime/kernel-names.ts';
+import { nativeMatMulInstalled } from '../runtime/native-matmul.ts';
 
 /** How a weight's values are stored. */
 export type WeightDtype = 'float32' | 'bfloat16' | 'float16';
 
 /**
- * A weight as the kernels take it. float32: `tensor` has the Hugging Face shape. bfloat16/float16:
- * `tensor` is int32 [rows, cols/2] holding the raw 16-bit words two per element (little-endian), so
- * tf.memory() counts its real bytes and dispose() frees it; only native kernels read it.
+ * A weight as the kernels take it. float32: `tensor` has the Hugging Face shape [out, in], or, when
+ * `transposed`, is Wᵀ [in, out] (laid out once at load for plain WebAssembly, whose untransposed
+ * product is the fast one; see model.ts). bfloat16/float16: `tensor` is int32 [rows, cols/2] holding
+ * the raw 16-bit words two per element (little-endian), so tf.memory() counts its real bytes and
+ * dispose() frees it; only native kernels read it.
  */
 export interface Weight {
   tensor: tf.Tensor;
   dtype: WeightDtype;
+  transposed?: boolean;
 }
 
 /** The addon's element-type code of a weight dtype (native contract). */
@@ -42,43 +46,56 @@ function float32Only(w: Weight, what: string): tf.Tensor {
 }
 
 /**
- * Below this many rows the fallback multiplies by W^T directly; above, it transposes W first, since
- * tfjs-backend-wasm's untransposed product is an order of magnitude faster than its transposed one.
+ * Whether matrix products run on plain WebAssembly (no native matmul installed), where tfjs's
+ * untransposed x·W is an order of magnitude faster than x·Wᵀ: weights are then multiplied as Wᵀ
+ * [in, out], laid out at load (model.ts) or, for weights held in Hugging Face layout, per call.
+ */
+export function prefersTransposedWeights(): boolean {
+  return tf.getBackend() === 'wasm' && !nativeMatMulInstalled();
+}
+
+/**
+ * With mka's native matmul on wasm (which takes x·Wᵀ as fast as x·W), a Hugging Face layout weight is
+ * still transposed per call from this many rows up; on plain wasm it always is.
  */
 const TRANSPOSE_MIN_ROWS = 16;
 
 /**
- * x·Wᵀ (+ b) (+ residual) for a Hugging Face [out, in] weight: x [..., in] → [..., out]. The residual,
- * when given, is added to the result (the decoder's skip connection).
+ * x·Wᵀ (+ b) (+ residual) for a Hugging Face [out, in] weight (or its transposed layout, see Weight):
+ * x [..., in] → [..., out]. The residual, when given, is added to the result (the decoder's skip
+ * connection). On plain WebAssembly the product is always the untransposed one, so the result does not
+ * depend on how the weight is held nor on the number of rows.
  */
 export function linear(x: tf.Tensor, w: Weight, b?: tf.Tensor, residual?: tf.Tensor): tf.Tensor {
   const inner = x.shape[x.shape.length - 1];
   const outer = x.shape.slice(0, -1);
-  if (hasKernel(KERNELS.linear)) {
+  if (hasKernel(KERNELS.linear) && !w.transposed) {
     const inputs: Record<string, tf.Tensor> = { x, w: w.tensor };
     if (b) inputs.bias = b;
     if (residual) inputs.residual = residual;
     return run(KERNELS.linear, inputs, { wType: DTYPE_CODE[w.dtype] });
   }
-  const wt = float32Only(w, 'linear');
+  const wt = float32Only(w, 'linear') as tf.Tensor2D;
   return tf.tidy(() => {
     const rows = x.size / inner;
     const x2 = x.reshape([rows, inner]); // [rows, in]
-    const y = rows >= TRANSPOSE_MIN_ROWS && tf.getBackend() === 'wasm'
-      ? tf.matMul(x2, tf.transpose(wt)) : tf.matMul(x2, wt as tf.Tensor2D, false, true); // [rows, out]
+    const transposeNow = tf.getBackend() === 'wasm' && (rows >= TRANSPOSE_MIN_ROWS || !nativeMatMulInstalled());
+    const y: tf.Tensor2D = w.transposed ? tf.matMul(x2, wt)
+      : transposeNow ? tf.matMul(x2, tf.transpose(wt)) : tf.matMul(x2, wt, false, true); // [rows, out]
     const yb = b ? tf.add(y, b) : y;
-    const out = yb.reshape([...outer, wt.shape[0]]);
+    const out = yb.reshape([...outer, y.shape[1]]); // [..., out]
     return residual ? tf.add(residual, out) : out;
   });
 }
 
 /**
- * Logits x·Wᵀ for a [V, H] output projection. On wasm the product is untransposed over vocabulary
- * chunks of Wᵀ (no transposed copy of all of W), whatever the number of rows, so a position's logits
- * do not depend on which other positions were asked for.
+ * Logits x·Wᵀ for a [V, H] output projection. On wasm the product is untransposed: by Wᵀ itself when
+ * it was laid out at load, else over vocabulary chunks of Wᵀ (no transposed copy of all of W),
+ * whatever the number of rows, so a position's logits do not depend on which other positions were
+ * asked for.
  */
 export function lmHeadLogits(x: tf.Tensor2D, w: Weight, wholeFloats = LM_HEAD_CHUNK_FLOATS): tf.Tensor2D {
-  if (hasKernel(KERNELS.linear) || tf.getBackend() !== 'wasm') return linear(x, w) as tf.Tensor2D;
+  if (w.transposed || hasKernel(KERNELS.linear) || tf.getBackend() !== 'wasm') return linear(x, w) as tf.Tensor2D;
   const wt = float32Only(w, 'lmHeadLogits');
   const [V, H] = wt.shape;
   if (V * H <= wholeFloats) return tf.tidy(() => tf.matMul(x, tf.transpose(wt))); // [n, V]
@@ -163,6 +180,7 @@ export function attention(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, opts: 
   const g = nH / nKV;
   const budget = opts.blockFloats ?? 1 << 22;
   const block = Math.max(1, Math.min(T, Math.floor(budget / (B * nH * S))));
+  const perHead = prefersTransposedWeights();
   return tf.tidy(() => {
     const kb = kvB === B ? k : tf.concat(new Array<tf.Tensor4D>(B).fill(k), 0); // [B, nKV, S, hd]
     const vb = kvB === B ? v : tf.concat(new Array<tf.Tensor4D>(B).fill(v), 0);
@@ -179,6 +197,7 @@ export function attention(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, opts: 
         const ks = tf.slice(kb, [0, 0, sLo, 0], [B, nKV, sHi - sLo, hd]); // [B, nKV, s, hd]
         const vs = tf.slice(vb, [0, 0, sLo, 0], [B, nKV, sHi - sLo, hd]);
         const mask = blockMask(g, n, p0, sLo, sHi, opts.window);
+        if (perHead) return perHeadAttention(qs as tf.Tensor4D, ks, vs, mask, scale).reshape([B, nKV, g, n, hd]); // [B, nKV, g, n, hd]
         const scores = tf.add(tf.mul(tf.matMul(qs, ks, false, true), scale), mask); // [B, nKV, g*n, s]
         return tf.matMul(tf.softmax(scores), vs).reshape([B, nKV, g, n, hd]); // [B, nKV, g, n, hd]
       }));
@@ -186,6 +205,25 @@ export function attention(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, opts: 
     const out = parts.length === 1 ? parts[0] : tf.concat(parts, 3); // [B, nKV, g, T, hd]
     return out.reshape([B, nH, T, hd]).transpose([0, 2, 1, 3]) as tf.Tensor4D; // [B, T, nH, hd]
   });
+}
+
+/**
+ * softmax(q·kᵀ·scale + mask)·v for q [B, H, m, hd], k, v [B, H, s, hd], one kv head at a time with
+ * two-dimensional untransposed products: plain wasm multiplies a batch of matrices, or by a transposed
+ * one, several times slower. Only q, kᵀ and v are split per head, never the scores.
+ */
+function perHeadAttention(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, mask: tf.Tensor2D, scale: number): tf.Tensor4D {
+  const [B, H, m, hd] = q.shape;
+  const s = k.shape[2];
+  const q2 = q.reshape([B * H * m, hd]); // [B*H*m, hd]
+  const kt2 = tf.transpose(k, [0, 1, 3, 2]).reshape([B * H * hd, s]); // [B*H*hd, s]
+  const v2 = v.reshape([B * H * s, hd]); // [B*H*s, hd]
+  const out: tf.Tensor2D[] = [];
+  for (let i = 0; i < B * H; i++) {
+    const scores = tf.matMul(tf.slice(q2, [i * m, 0], [m, hd]), tf.slice(kt2, [i * hd, 0], [hd, s])); // [m, s]
+    out.push(tf.matMul(tf.softmax(tf.add(tf.mul(scores, scale), mask)), tf.slice(v2, [i * s, 0], [s, hd]))); // [m, hd]
+  }
+  return tf.concat(out, 0).reshape([B, H, m, hd]) as tf.Tensor4D; // [B, H, m, hd]
 }
 
 /** Additive mask [g*n, sHi-sLo] for queries at positions p0..p0+n-1 (repeated for g heads) over keys sLo..sHi-1. */
@@ -229,7 +267,7 @@ export function decoderLayer(
   shape: LayerShape, keep: boolean,
 ): { h: tf.Tensor3D; k?: tf.Tensor4D; v?: tf.Tensor4D } | null {
   const dtype = ops.weights[0].dtype;
-  if (!hasKernel(KERNELS.decoderLayer) || ops.weights.some((w) => w.dtype !== dtype)) return null;
+  if (!hasKernel(KERNELS.decoderLayer) || ops.weights.some((w) => w.dtype !== dtype || w.transposed)) return null;
   const names = ['q', 'k', 'v', 'o', 'g', 'u', 'd'];
   const inputs: Record<string, tf.Tensor> = { x, norm1: ops.inputNorm, norm2: ops.postNorm, cos, sin };
   names.forEach((p, i) => {

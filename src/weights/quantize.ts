@@ -10,7 +10,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { Checkpoint } from '../io/checkpoint.ts';
 import { fromFloat32, toFloat32 } from '../io/safetensors.ts';
-import type { LlamaModel } from '../model/model.ts';
+import { layOutForBackend, readHfWeight, type LlamaModel } from '../model/model.ts';
 import { UserError } from '../runtime/errors.ts';
 
 export const QUANT_SCHEMES = ['none', 'float16', 'uint8', 'uint16'] as const;
@@ -109,6 +109,9 @@ export function quantizeModelWeights(model: LlamaModel, scheme: QuantScheme): Ll
   for (const [name, t] of model.tensors) {
     tensors.set(name, tf.tensor(roundWeights(t.dataSync() as Float32Array, scheme, name), t.shape, 'float32'));
   }
+  for (const [name, w] of model.packed ?? []) {
+    if (w.transposed) tensors.set(name, tf.tensor(roundWeights(readHfWeight(model, name), scheme, name), [w.tensor.shape[1]!, w.tensor.shape[0]!], 'float32'));
+  }
   let checkpoint: Checkpoint | null = null;
   const src = model.checkpoint;
   if (src) {
@@ -121,5 +124,5 @@ export function quantizeModelWeights(model: LlamaModel, scheme: QuantScheme): Ll
       close: () => {},
     };
   }
-  return { config: model.config, dir: model.dir, tensors, checkpoint, stats: { forwardCalls: 0, layerLoads: 0 } };
+  return layOutForBackend({ config: model.config, dir: model.dir, tensors, checkpoint, stats: { forwardCalls: 0, layerLoads: 0 } });
 }

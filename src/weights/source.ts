@@ -2,9 +2,8 @@
  * Where weight writers (the exports, the compressor) read from: a config plus tensors by Hugging Face name, read one at a time.
  * A checkpoint directory, a loaded model, or tensors computed on the fly (a merge) all fit.
  */
-import type * as tf from '@tensorflow/tfjs';
 import { type LlamaConfig, expectedTensors } from '../model/config.ts';
-import { openModelDir, type LlamaModel } from '../model/model.ts';
+import { openModelDir, readHfWeight, type LlamaModel } from '../model/model.ts';
 import type { Checkpoint } from '../io/checkpoint.ts';
 import type { DType } from '../io/safetensors.ts';
 
@@ -53,18 +52,13 @@ export function checkpointSource(dir: string): SyncTensorSource & { readRaw(name
   };
 }
 
-/** A loaded model's weights (resident tensors, or layers read from its checkpoint when it streams). */
+/** A loaded model's weights in Hugging Face layout (resident, laid out for wasm, or read from its checkpoint). */
 export function modelSource(model: LlamaModel): SyncTensorSource {
   const shapes = expectedTensors(model.config);
   return {
     config: model.config,
     names: [...shapes.keys()],
     shape: (name) => shapes.get(name)!,
-    read: (name) => {
-      const t: tf.Tensor | undefined = model.tensors.get(name);
-      if (t) return Float32Array.from(t.dataSync() as Float32Array);
-      if (!model.checkpoint) throw new Error(`modelSource: the model has no tensor "${name}"`);
-      return model.checkpoint.read(name);
-    },
+    read: (name) => readHfWeight(model, name),
   };
 }

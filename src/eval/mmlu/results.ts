@@ -20,7 +20,7 @@ import { stringify } from 'csv-stringify/sync';
 import { atomicWriteText } from '../../io/atomic.ts';
 import { writeMarker } from '../../io/output-dir.ts';
 import { readJsonObject } from '../../io/read.ts';
-import type { LlamaModel } from '../../model/model.ts';
+import { readHfWeight, type LlamaModel } from '../../model/model.ts';
 import { UserError } from '../../runtime/errors.ts';
 import { CATEGORY_LABELS, categoryOf, subcategoryOf } from './categories.ts';
 import type { MmluData } from './data.ts';
@@ -80,8 +80,8 @@ export function modelFingerprint(model: LlamaModel): string {
       h.update(f).update(fileFingerprint(join(model.dir, f)));
     }
   } else {
-    for (const name of [...model.tensors.keys()].sort()) {
-      const data = model.tensors.get(name)!.dataSync() as Float32Array;
+    for (const name of [...model.tensors.keys(), ...[...model.packed ?? []].filter(([, w]) => w.transposed).map(([n]) => n)].sort()) {
+      const data = readHfWeight(model, name);
       h.update(name).update(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
     }
   }
