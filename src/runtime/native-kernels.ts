@@ -10,7 +10,7 @@ import * as tf from '@tensorflow/tfjs';
 import { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
 import { availableParallelism } from 'node:os';
 import { describeAddon, loadNativeAddon, type ElementType, type NativeAddon } from './native-addon.ts';
-import { planMatMul } from './native-matmul.ts';
+import { matMulKernelFunc, planMatMul } from './native-matmul.ts';
 import { KERNELS } from './kernel-names.ts';
 
 /** The tfjs backend name. */
@@ -149,9 +149,6 @@ function decoderLayerKernel(addon: NativeAddon): tf.KernelFunc {
   };
 }
 
-/** Fused activations the addon computes, with its codes. */
-const ACTIVATIONS: Record<string, number> = { linear: 0, relu: 1, relu6: 2 };
-
 /**
  * a·b (+ bias, activation) in the addon; null when the case belongs to the cpu kernel (non-float32,
  * rank < 2, empty, other activations or bias shapes).
@@ -168,24 +165,6 @@ function matMul(
   addon.matmul(float32(backend, a, 'a'), 0, float32(backend, b, 'b'), 0, 0, out, 0, m, n, k, transA, transB, batch, idx,
     bv, 0, bv ? bv.length : 0, act, false);
   return output(backend, [...outDims, m, n], out);
-}
-
-function batchMatMulKernel(addon: NativeAddon, original: tf.KernelFunc): tf.KernelFunc {
-  return (args) => {
-    const { a, b } = args.inputs as { a: tf.TensorInfo; b: tf.TensorInfo };
-    const { transposeA, transposeB } = args.attrs as { transposeA: boolean; transposeB: boolean };
-    return matMul(addon, args.backend, a, b, !!transposeA, !!transposeB, undefined, 0) ?? original(args);
-  };
-}
-
-function fusedMatMulKernel(addon: NativeAddon, original: tf.KernelFunc): tf.KernelFunc {
-  return (args) => {
-    const { a, b, bias, preluActivationWeights } = args.inputs as Record<string, tf.TensorInfo | undefined>;
-    const { transposeA, transposeB, activation } = args.attrs as { transposeA: boolean; transposeB: boolean; activation?: string };
-    const act = ACTIVATIONS[activation ?? 'linear'];
-    if (act === undefined || preluActivationWeights || !a || !b) return original(args);
-    return matMul(addon, args.backend, a, b, !!transposeA, !!transposeB, bias, act) ?? original(args);
-  };
 }
 
 /**
@@ -224,8 +203,9 @@ export function registerNativeBackend(opts: { threads?: number } = {}): { ok: bo
     };
     for (const k of tf.getKernelsForBackend('cpu')) {
       let kernelFunc = k.kernelFunc;
-      if (k.kernelName === 'BatchMatMul') kernelFunc = batchMatMulKernel(addon, k.kernelFunc);
-      if (k.kernelName === '_FusedMatMul') kernelFunc = fusedMatMulKernel(addon, k.kernelFunc);
+      if (k.kernelName === 'BatchMatMul' || k.kernelName === '_FusedMatMul') {
+        kernelFunc = matMulKernelFunc(k.kernelName, (backend, a, b, ta, tb, bias, act) => matMul(addon, backend, a, b, ta, tb, bias, act), k.kernelFunc);
+      }
       tf.registerKernel({ ...k, backendName: NATIVE_BACKEND, kernelFunc });
     }
     for (const [kernelName, kernelFunc] of Object.entries(own)) tf.registerKernel({ kernelName, backendName: NATIVE_BACKEND, kernelFunc });

@@ -115,23 +115,22 @@ function nativeMatMul(
   return out;
 }
 
-function batchMatMulKernel(addon: NativeAddon, original: tf.KernelFunc): tf.KernelFunc {
-  return (args) => {
-    const { a, b } = args.inputs as { a: tf.TensorInfo; b: tf.TensorInfo };
-    const { transposeA, transposeB } = args.attrs as { transposeA: boolean; transposeB: boolean };
-    const out = nativeMatMul(addon, args.backend as unknown as WasmBackendLike, a, b, !!transposeA, !!transposeB, undefined, 0);
-    return out ?? original(args);
-  };
-}
+/** a·b (+ bias, fused activation code) on `backend`'s tensors; null hands the case back to the original kernel. */
+export type MatMulRun = (
+  backend: object, a: tf.TensorInfo, b: tf.TensorInfo, transA: boolean, transB: boolean, bias: tf.TensorInfo | undefined, act: number,
+) => tf.TensorInfo | null;
 
-function fusedMatMulKernel(addon: NativeAddon, original: tf.KernelFunc): tf.KernelFunc {
+/**
+ * The BatchMatMul or _FusedMatMul kernel function that multiplies with `run` and falls back to
+ * `original` for what `run` declines (and for activations the addon does not fuse).
+ */
+export function matMulKernelFunc(kernelName: 'BatchMatMul' | '_FusedMatMul', run: MatMulRun, original: tf.KernelFunc): tf.KernelFunc {
   return (args) => {
     const { a, b, bias, preluActivationWeights } = args.inputs as Record<string, tf.TensorInfo | undefined>;
     const { transposeA, transposeB, activation } = args.attrs as { transposeA: boolean; transposeB: boolean; activation?: string };
-    const act = ACTIVATIONS[activation ?? 'linear'];
+    const act = kernelName === 'BatchMatMul' ? 0 : ACTIVATIONS[activation ?? 'linear'];
     if (act === undefined || preluActivationWeights || !a || !b) return original(args);
-    const out = nativeMatMul(addon, args.backend as unknown as WasmBackendLike, a, b, !!transposeA, !!transposeB, bias, act);
-    return out ?? original(args);
+    return run(args.backend, a, b, !!transposeA, !!transposeB, kernelName === 'BatchMatMul' ? undefined : bias, act) ?? original(args);
   };
 }
 
@@ -161,8 +160,8 @@ export function installNativeMatMul(opts: { threads?: number } = {}): { ok: bool
   if (originals.some((k) => !k)) return { ok: false, reason: 'the wasm backend has no BatchMatMul/_FusedMatMul kernel to replace' };
   KERNELS.forEach((name, i) => {
     const original = originals[i] as tf.KernelConfig;
-    const make = name === 'BatchMatMul' ? batchMatMulKernel : fusedMatMulKernel;
-    const kernelFunc: NativeKernelFunc = make(addon, original.kernelFunc);
+    const run: MatMulRun = (backend, a, b, ta, tb, bias, act) => nativeMatMul(addon, backend as unknown as WasmBackendLike, a, b, ta, tb, bias, act);
+    const kernelFunc: NativeKernelFunc = matMulKernelFunc(name, run, original.kernelFunc);
     kernelFunc[ORIGINAL] = original;
     tf.unregisterKernel(name, 'wasm');
     tf.registerKernel({ ...original, kernelFunc });
