@@ -200,7 +200,7 @@ function scoreRows(
 }
 
 /** log Σ exp(x), in float64. */
-function logSumExp(x: Float32Array | Int32Array | Uint8Array): number {
+function logSumExp(x: ArrayLike<number>): number {
   let m = -Infinity;
   for (let i = 0; i < x.length; i++) if (x[i] > m) m = x[i];
   let s = 0;
@@ -211,8 +211,7 @@ function logSumExp(x: Float32Array | Int32Array | Uint8Array): number {
 /** KL(p || q) of the softmaxes of two logit vectors. */
 export function klDivergence(pLogits: readonly number[], qLogits: readonly number[]): number {
   const logSoftmax = (x: readonly number[]) => {
-    const m = Math.max(...x);
-    const lse = m + Math.log(x.reduce((s, v) => s + Math.exp(v - m), 0));
+    const lse = logSumExp(x);
     return x.map((v) => v - lse);
   };
   const lp = logSoftmax(pLogits), lq = logSoftmax(qLogits);
