@@ -1,5 +1,5 @@
 /**
- * Trains mka's bundled demo model from scratch, offline (about 32 minutes on an idle 2-core machine
+ * Trains mka's bundled demo model from scratch, offline (about 43 minutes on an idle 2-core machine
  * with mka's own native matrix products and no BLAS; models/demo/README.md has the time of the committed run):
  *
  *   node --import tsx scripts/train-demo.ts [--seed 1] [--steps N] [--out models/demo] [--data data/demo-mmlu]
