@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/runtime/backend.ts';
 import { loadModel, disposeModel, type LlamaModel } from '../src/model/model.ts';
-import { forward, disposeCache } from '../src/model/forward.ts';
+import { forward, forwardMany, disposeCache } from '../src/model/forward.ts';
 import { generate } from '../src/model/generate.ts';
 import { inverseFrequencies } from '../src/model/rope.ts';
 import { maxAbsDiff, NO_SHARED, SHARED } from './helpers.ts';
@@ -106,6 +106,45 @@ for (const backend of ['wasm', 'native'] as const) test(`${backend}: KV cache, r
   assert.ok(maxAbsDiff(logitsOf(streamed, [a])[0], full) < 1e-6);
   assert.equal(streamed.stats.layerLoads, streamed.config.num_hidden_layers);
   disposeModel(streamed);
+  disposeModel(model);
+});
+
+for (const backend of ['wasm', 'native'] as const) test(`${backend}: forwardMany gives each job forward()'s result bit for bit, reading each streamed layer once`, { skip: NO_SHARED || (backend === 'native' && NO_NATIVE) }, async () => {
+  await initBackend(backend);
+  const model = loadModel(join(TINY, 'b_llama3_gqa_bf16_sharded'), { streaming: true });
+  const before = tf.memory().numTensors;
+  const a = [1, 17, 33, 200, 5, 9, 41, 77, 12];
+  const b = [1, 17, 33, 200, 90, 91];
+  const exact = (x: tf.Tensor | undefined, y: tf.Tensor | undefined) => {
+    assert.deepEqual(x!.dataSync(), y!.dataSync());
+    x!.dispose();
+    y!.dispose();
+  };
+  // one at a time: a prefix and its cache, a padded batch after it, an unrelated row with hidden states
+  const pre = forward(model, [a.slice(0, 4)], { returnCache: true, logits: 'none' });
+  const cont = forward(model, [a.slice(4), [...b.slice(4), 0, 0, 0]], { cache: pre.cache, logits: 'last', lastIndex: [4, 1], microBatch: 1 });
+  const alone = forward(model, [b], { hiddenStates: true });
+  const loads = model.stats.layerLoads;
+  const [p2, c2, a2] = await forwardMany(model, [
+    { inputIds: [a.slice(0, 4)], returnCache: true, logits: 'none' },
+    { inputIds: [a.slice(4), [...b.slice(4), 0, 0, 0]], after: 0, logits: 'last', lastIndex: [4, 1], microBatch: 1 },
+    { inputIds: [b], hiddenStates: true },
+  ]);
+  assert.equal(model.stats.layerLoads - loads, model.config.num_hidden_layers, 'each layer read once for all jobs');
+  exact(cont.logits, c2.logits);
+  exact(alone.logits, a2.logits);
+  alone.hiddenStates!.forEach((h, i) => exact(h, a2.hiddenStates![i]));
+  pre.cache!.keys.forEach((k, i) => exact(k, p2.cache!.keys[i]));
+  pre.cache!.values.forEach((v, i) => exact(v, p2.cache!.values[i]));
+  assert.equal(tf.memory().numTensors, before, 'forwardMany leaks tensors');
+  // stopping between layers frees everything made so far
+  await assert.rejects(forwardMany(model, [{ inputIds: [a], returnCache: true, hiddenStates: true }, { inputIds: [b], after: 0 }], (i) => {
+    if (i === 1) throw new Error('stop');
+  }), /stop/);
+  assert.equal(tf.memory().numTensors, before, 'a stopped forwardMany leaks tensors');
+  await assert.rejects(forwardMany(model, [{ inputIds: [a], after: 0 }]), /not an earlier job/);
+  await assert.rejects(forwardMany(model, [{ inputIds: [a, a] }, { inputIds: [b, b, b], after: 0 }]), /batch 3 but follows job 0 of batch 2/);
+  assert.equal(tf.memory().numTensors, before);
   disposeModel(model);
 });
 

@@ -110,6 +110,33 @@ test('prefix-cached batched evaluation equals the naive one and an independent f
   }
 });
 
+test('a streamed model evaluates every subject in one pass over its layers, with the resident model\'s records', { skip: NO_SHARED }, async () => {
+  const n0 = tf.memory().numTensors;
+  const streamed = loadModel(MODEL, { streaming: true });
+  const reference = loadModel(MODEL, { streaming: true });
+  try {
+    const common = { tokenizer, data, ntrain: 5, limit: 3, subjects: [...SUBJECTS, ...RESUME_SUBJECTS], batchSize: 2 };
+    const resident = await evaluateMmlu({ ...common, model });
+    const steps: number[] = [];
+    const r = await evaluateMmlu({ ...common, model: streamed, referenceModel: reference, onProgress: (p) => steps.push(p.questions) });
+    // 5 subjects in one pass: each layer read once, however many prefixes and batches there are
+    assert.equal(streamed.stats.layerLoads, streamed.config.num_hidden_layers);
+    assert.equal(reference.stats.layerLoads, reference.config.num_hidden_layers);
+    assert.ok(streamed.stats.forwardCalls > 5, 'the pass holds several forward jobs');
+    // the same kernels on the same rows: the records are the resident run's, bit for bit
+    assert.deepEqual(r.records.map(({ referencePrediction, agreement, kl, ...own }) => own), resident.records);
+    assert.ok(r.records.every((x) => x.agreement === true && x.kl === 0));
+    assert.ok(r.records.some((x) => x.cached) && r.records.some((x) => x.truncated));
+    // progress moves layer by layer and adds up to every question
+    assert.ok(steps.filter((n) => n > 0).length >= streamed.config.num_hidden_layers);
+    assert.ok(Math.abs(steps.reduce((a, n) => a + n, 0) - r.records.length) < 1e-9);
+  } finally {
+    disposeModel(streamed);
+    disposeModel(reference);
+  }
+  assert.equal(tf.memory().numTensors, n0);
+});
+
 test('scores: per subject, subcategory, category, overall; perplexity as the paper (exp of the mean question loss)', { skip: NO_SHARED }, async () => {
   const r = await evaluateMmlu({ model, tokenizer, data, ntrain: 0, limit: 3, subjects: RESUME_SUBJECTS });
   const s = r.summary!;

@@ -192,76 +192,199 @@ function checkInput(model: LlamaModel, inputIds: number[][], opts: ForwardOption
  * in the result; the model's tensors and an input cache are left as they were, also when it throws.
  */
 export function forward(model: LlamaModel, inputIds: number[][], opts: ForwardOptions = {}): ForwardResult {
-  const c = model.config;
-  const positions = checkInput(model, inputIds, opts);
-  const B = inputIds.length, T = inputIds[0].length, H = c.hidden_size;
-  const cache = opts.cache;
-  const offset = cache?.length ?? 0;
-  const micro = Math.max(1, Math.min(opts.microBatch ?? B, B));
-  const mode = opts.logits ?? 'all';
-  model.stats.forwardCalls++;
-
-  const { cos, sin } = ropeTables(inverseFrequencies(c), offset, T);
-  const ctx: LayerContext = { cos, sin };
-  const result: ForwardResult = {};
-  const hidden: tf.Tensor3D[] = [];
-  const newKeys: tf.Tensor4D[] = [], newValues: tf.Tensor4D[] = [];
-  let x: tf.Tensor3D | null = null;
-  try {
-    const table = useWeight(model, 'model.embed_tokens.weight', [c.vocab_size, H]);
-    try {
-      x = embed(table.weight, inputIds);
-    } finally {
-      table.release();
-    }
-    for (let i = 0; i < c.num_hidden_layers; i++) {
-      if (opts.hiddenStates) hidden.push(tf.clone(x));
-      opts.onBlockInput?.(i, x);
-      const next = runLayer(model, i, x, ctx, cache, micro, !!opts.returnCache);
-      if (next.k) {
-        newKeys.push(next.k);
-        newValues.push(next.v!);
-      }
-      x.dispose();
-      x = next.h;
-      opts.onBlockOutput?.(i, x);
-    }
-    if (opts.hiddenStates) hidden.push(rmsNorm(x, model.tensors.get('model.norm.weight')!, c.rms_norm_eps) as tf.Tensor3D);
-    if (mode !== 'none') {
-      const x2 = x.reshape([B * T, H]) as tf.Tensor2D; // [B*T, H]
-      try {
-        const all = positions ?? Array.from({ length: B * T }, (_, p) => p);
-        const logits = logitsAt(model, x2, all, opts.onLogits);
-        if (logits) result.logits = mode === 'all' ? tf.tidy(() => logits.reshape([B, T, c.vocab_size])) : logits; // [B, T, V]
-        if (logits && mode === 'all') logits.dispose();
-      } finally {
-        x2.dispose();
-      }
-    }
-    if (opts.hiddenStates) result.hiddenStates = hidden;
-    if (opts.returnCache) result.cache = { keys: newKeys, values: newValues, length: offset + T };
-    return result;
-  } catch (e) {
-    hidden.forEach((t) => t.dispose());
-    [...newKeys, ...newValues].forEach((t) => t.dispose());
-    result.logits?.dispose();
-    throw e;
-  } finally {
-    x?.dispose();
-    cos.dispose();
-    sin.dispose();
+  const steps = forwardSteps(model, [{ ...opts, inputIds }]);
+  for (;;) {
+    const r = steps.next();
+    if (r.done) return r.value[0];
   }
 }
 
 /**
- * Decoder layer i on x [B, T, H] in micro-batches of `micro` rows. Returns the new hidden state and,
- * with `keep`, this layer's extended keys/values; frees everything it made when a block throws.
+ * Bytes of hidden states (float32) a caller of forwardMany lets one call hold: it groups its jobs so
+ * that their tokens times 4·hidden_size stay within this. About 1 GiB: 65,536 tokens at hidden 4096.
+ */
+export const PASS_HIDDEN_BYTES = 2 ** 30;
+
+/** One forward() call of forwardMany: its input and options, and where its prefix comes from. */
+export interface ForwardJob extends ForwardOptions {
+  inputIds: number[][];
+  /**
+   * Index of an earlier job of the same call whose input precedes this one's: this job attends to that
+   * job's keys and values layer by layer, as if given the cache it would return. Excludes `cache`; the
+   * earlier job has batch 1 (it serves every row) or this job's batch.
+   */
+  after?: number;
+}
+
+/** What forwardMany holds for one job between layers. */
+interface JobState {
+  job: ForwardJob;
+  positions: number[] | null;
+  B: number;
+  T: number;
+  offset: number;
+  micro: number;
+  ctx: LayerContext;
+  x: tf.Tensor3D | null;
+  hidden: tf.Tensor3D[];
+  keys: tf.Tensor4D[];
+  values: tf.Tensor4D[];
+  /** This layer's keys/values, kept until the layer's later jobs that attend to them have run. */
+  layerKV: { k: tf.Tensor4D; v: tf.Tensor4D } | null;
+  result: ForwardResult;
+}
+
+/**
+ * Runs several forward() calls together, layer-major across all of them: each decoder layer is
+ * acquired once (read once from disk when streaming) and applied to every job before the next layer,
+ * so a streamed model reads its weights once for all of them. Each result is exactly forward()'s on that
+ * job alone (the same kernels on the same rows). Every job's hidden state is held at once: the caller
+ * bounds their total size. `onLayer(i)` is awaited after layer i has been applied to every job (progress,
+ * and a place to stop: what it throws ends the call with every tensor it made freed).
+ */
+export async function forwardMany(
+  model: LlamaModel, jobs: readonly ForwardJob[], onLayer?: (layer: number) => Promise<void> | void,
+): Promise<ForwardResult[]> {
+  const steps = forwardSteps(model, jobs);
+  try {
+    for (;;) {
+      const r = steps.next();
+      if (r.done) return r.value;
+      await onLayer?.(r.value);
+    }
+  } finally {
+    steps.return([]);
+  }
+}
+
+/** forwardMany's work, yielding each layer's index after the layer has run on every job. */
+function* forwardSteps(model: LlamaModel, jobs: readonly ForwardJob[]): Generator<number, ForwardResult[]> {
+  const c = model.config;
+  const H = c.hidden_size;
+  const states: JobState[] = [];
+  const lastUser = new Map<number, number>(); // job → the last job attending to its keys/values
+  let finished = false;
+  try {
+    jobs.forEach((job, j) => {
+      const positions = checkInput(model, job.inputIds, job);
+      const B = job.inputIds.length, T = job.inputIds[0].length;
+      let offset = job.cache?.length ?? 0;
+      if (job.after !== undefined) {
+        const prior = states[job.after];
+        if (!Number.isInteger(job.after) || job.after < 0 || job.after >= j) throw new Error(`forwardMany: job ${j} comes after job ${job.after}, which is not an earlier job`);
+        if (job.cache) throw new Error(`forwardMany: job ${j} has both a cache and an earlier job to follow`);
+        if (prior.B !== 1 && prior.B !== B) throw new Error(`forwardMany: job ${j} has batch ${B} but follows job ${job.after} of batch ${prior.B}`);
+        offset = prior.offset + prior.T;
+        lastUser.set(job.after, j);
+      }
+      const { cos, sin } = ropeTables(inverseFrequencies(c), offset, T);
+      states.push({
+        job, positions, B, T, offset, micro: Math.max(1, Math.min(job.microBatch ?? B, B)), ctx: { cos, sin },
+        x: null, hidden: [], keys: [], values: [], layerKV: null, result: {},
+      });
+    });
+    model.stats.forwardCalls += jobs.length;
+    const table = useWeight(model, 'model.embed_tokens.weight', [c.vocab_size, H]);
+    try {
+      for (const s of states) s.x = embed(table.weight, s.job.inputIds);
+    } finally {
+      table.release();
+    }
+    for (let i = 0; i < c.num_hidden_layers; i++) {
+      const w = acquireLayer(model, i);
+      try {
+        states.forEach((s, j) => {
+          const { job } = s;
+          if (job.hiddenStates) s.hidden.push(tf.clone(s.x!));
+          job.onBlockInput?.(i, s.x!);
+          const past = job.cache ? { k: job.cache.keys[i], v: job.cache.values[i] } : job.after !== undefined ? states[job.after].layerKV : null;
+          const next = runLayer(model, w, s.x!, s.ctx, past, s.micro, !!job.returnCache || lastUser.has(j));
+          s.x!.dispose();
+          s.x = next.h;
+          if (next.k) {
+            s.layerKV = { k: next.k, v: next.v! };
+            if (job.returnCache) {
+              s.keys.push(next.k);
+              s.values.push(next.v!);
+            }
+          }
+          job.onBlockOutput?.(i, s.x);
+          if (job.after !== undefined && lastUser.get(job.after) === j) dropLayerKV(states[job.after]);
+        });
+      } finally {
+        w.release();
+        states.forEach(dropLayerKV);
+      }
+      yield i;
+    }
+    for (const s of states) finishJob(model, s);
+    finished = true;
+    return states.map((s) => s.result);
+  } finally {
+    // on a throw, or when the caller stops early: free what the jobs made
+    if (!finished) {
+      for (const s of states) {
+        s.hidden.forEach((t) => t.dispose());
+        [...s.keys, ...s.values].forEach((t) => t.dispose());
+        s.result.logits?.dispose();
+        s.result.hiddenStates?.forEach((t) => t.dispose());
+      }
+    }
+    for (const s of states) {
+      s.x?.dispose();
+      s.ctx.cos.dispose();
+      s.ctx.sin.dispose();
+    }
+  }
+}
+
+/** Frees a job's keys/values of the current layer unless they are part of the cache it returns. */
+function dropLayerKV(s: JobState): void {
+  if (s.layerKV && !s.job.returnCache) {
+    s.layerKV.k.dispose();
+    s.layerKV.v.dispose();
+  }
+  s.layerKV = null;
+}
+
+/** A job's outputs after the last layer: final hidden state, logits where asked, its cache. */
+function finishJob(model: LlamaModel, s: JobState): void {
+  const c = model.config;
+  const { job, B, T } = s;
+  const x = s.x!;
+  const mode = job.logits ?? 'all';
+  if (job.hiddenStates) s.hidden.push(rmsNorm(x, model.tensors.get('model.norm.weight')!, c.rms_norm_eps) as tf.Tensor3D);
+  if (mode !== 'none') {
+    const x2 = x.reshape([B * T, c.hidden_size]) as tf.Tensor2D; // [B*T, H]
+    try {
+      const all = s.positions ?? Array.from({ length: B * T }, (_, p) => p);
+      const logits = logitsAt(model, x2, all, job.onLogits);
+      if (logits) s.result.logits = mode === 'all' ? tf.tidy(() => logits.reshape([B, T, c.vocab_size])) : logits; // [B, T, V]
+      if (logits && mode === 'all') logits.dispose();
+    } finally {
+      x2.dispose();
+    }
+  }
+  if (job.hiddenStates) {
+    s.result.hiddenStates = s.hidden;
+    s.hidden = [];
+  }
+  if (job.returnCache) {
+    s.result.cache = { keys: s.keys, values: s.values, length: s.offset + T };
+    s.keys = [];
+    s.values = [];
+  }
+}
+
+/**
+ * A decoder layer (weights w) on x [B, T, H] after the layer's cached keys/values `past` (batch 1 or B),
+ * in micro-batches of `micro` rows. Returns the new hidden state and, with `keep`, this layer's
+ * extended keys/values; frees everything it made when a block throws.
  */
 function runLayer(
-  model: LlamaModel, i: number, x: tf.Tensor3D, ctx: LayerContext, cache: KVCache | undefined, micro: number, keep: boolean,
+  model: LlamaModel, w: LayerWeights, x: tf.Tensor3D, ctx: LayerContext, layerPast: { k: tf.Tensor4D; v: tf.Tensor4D } | null, micro: number, keep: boolean,
 ): { h: tf.Tensor3D; k?: tf.Tensor4D; v?: tf.Tensor4D } {
   const [B, T, H] = x.shape;
-  const w = acquireLayer(model, i);
   const outs: tf.Tensor3D[] = [], ks: tf.Tensor4D[] = [], vs: tf.Tensor4D[] = [];
   try {
     for (let b0 = 0; b0 < B; b0 += micro) {
@@ -270,7 +393,7 @@ function runLayer(
       let past: { k: tf.Tensor4D; v: tf.Tensor4D } | null = null;
       try {
         xs = rows === B ? x : tf.slice(x, [b0, 0, 0], [rows, T, H]);
-        if (cache) past = pastRows(cache.keys[i], cache.values[i], b0, rows, B);
+        if (layerPast) past = pastRows(layerPast.k, layerPast.v, b0, rows, B);
         const r = decoderBlock(model, w, xs, ctx, past, keep);
         outs.push(r.h);
         if (keep) {
@@ -279,7 +402,7 @@ function runLayer(
         }
       } finally {
         if (xs && xs !== x) xs.dispose();
-        if (past && cache && past.k !== cache.keys[i]) {
+        if (past && layerPast && past.k !== layerPast.k) {
           past.k.dispose();
           past.v.dispose();
         }
@@ -296,7 +419,6 @@ function runLayer(
     throw e;
   } finally {
     if (outs.length > 1) [...outs, ...ks, ...vs].forEach((t) => t.dispose());
-    w.release();
   }
 }
 

@@ -30,6 +30,7 @@ import { type LlamaConfig, expectedTensors, layerTensorShapes, readConfig } from
 import { UserError } from '../runtime/errors.ts';
 import { BACKENDS } from '../runtime/backend.ts';
 import { takes16BitWeights } from './ops.ts';
+import { PASS_HIDDEN_BYTES } from './forward.ts';
 
 /** Where a backend keeps tensors and how it computes. */
 export interface MemoryProfile {
@@ -76,6 +77,11 @@ export interface Workload {
   cacheTokens?: number;
   /** A forward pass over the cached prefix itself (1 row of cacheTokens) also happens. */
   prefixPass?: boolean;
+  /**
+   * Bytes of other rows' hidden states held across a layer-major pass of many forward jobs
+   * (forwardMany; a streamed MMLU evaluation holds up to PASS_HIDDEN_BYTES).
+   */
+  heldBytes?: number;
 }
 
 export interface MemoryEstimate {
@@ -164,6 +170,7 @@ export function estimateMemory(config: LlamaConfig, stored: (name: string) => nu
   const micro = Math.max(1, Math.min(work.microBatch, work.rows));
   let activations = pass(work.rows, micro, work.seqLen, S);
   if (work.prefixPass && S > 0) activations = Math.max(activations, pass(1, 1, S, 0));
+  activations += work.heldBytes ?? 0;
   const cache = 4 * 2 * L * nKV * hd * (S > 0 ? S * (work.prefixPass ? 2 : 1) : 0);
   const logitRows = work.logits === 'none' ? 0 : work.logits === 'last' ? work.rows : work.rows * work.seqLen;
   const logits = 4 * logitRows * V;
@@ -302,11 +309,13 @@ export function calibrationWorkload(promptLengths: number[], opts: { microBatch?
 /**
  * `mka eval mmlu`: batches of questions on a cached 5-shot prefix, answer logits at the last position.
  * Prompts are not tokenized yet when the check runs, so typical MMLU lengths are assumed (a 1,536-token
- * prefix, 256-token questions), not the longest subject's.
+ * prefix, 256-token questions), not the longest subject's. Streamed, subjects share passes over the
+ * layers, which hold up to PASS_HIDDEN_BYTES of hidden states.
  */
 export function mmluWorkload(opts: { batchSize?: number; streaming?: boolean }): Workload {
   const rows = opts.batchSize ?? 16;
-  return { streaming: opts.streaming ?? false, rows, microBatch: rows, seqLen: 256, cacheTokens: 1536, prefixPass: true, logits: 'last' };
+  const streaming = opts.streaming ?? false;
+  return { streaming, rows, microBatch: rows, seqLen: 256, cacheTokens: 1536, prefixPass: true, logits: 'last', heldBytes: streaming ? PASS_HIDDEN_BYTES : 0 };
 }
 
 /**

@@ -189,6 +189,11 @@ function residentWeight(model: LlamaModel, name: string): Weight | undefined {
   return model.packed?.get(name);
 }
 
+/** Whether the model reads its decoder layers from the checkpoint as a forward pass reaches them (loaded with streaming). */
+export function streamsLayers(model: LlamaModel): boolean {
+  return model.checkpoint !== null && !residentWeight(model, 'model.layers.0.input_layernorm.weight');
+}
+
 /** A weight for one use: resident, or read from the checkpoint (then freed by `release()`). */
 export function useWeight(model: LlamaModel, name: string, shape: number[]): { weight: Weight; release(): void } {
   const resident = residentWeight(model, name);

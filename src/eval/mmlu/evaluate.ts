@@ -11,9 +11,9 @@
  * and a rerun with the same run key loads finished subjects instead of recomputing them (results.ts).
  */
 import * as tf from '@tensorflow/tfjs';
-import { forward, disposeCache, type KVCache } from '../../model/forward.ts';
+import { PASS_HIDDEN_BYTES, forward, forwardMany, disposeCache, type ForwardJob, type KVCache } from '../../model/forward.ts';
 import { argmax } from '../../model/generate.ts';
-import type { LlamaModel } from '../../model/model.ts';
+import { streamsLayers, type LlamaModel } from '../../model/model.ts';
 import { UserError } from '../../runtime/errors.ts';
 import type { Tokenizer } from '../../tokenizer/tokenizer.ts';
 import { ANSWER_LETTERS, type AnswerLetter, type MmluData } from './data.ts';
@@ -153,15 +153,12 @@ interface RowScores {
 }
 
 /**
- * Runs `items` (full prompt ids; each feeds ids.slice(start) after a cache of `start` positions) as one
- * right-padded batch and scores every row: answer logits at its last position and, with wantNll, the
- * summed NLL of its last nllTokens tokens. forward() computes logits only at those positions, in chunks.
+ * The forward job that scores `items` (full prompt ids; each feeds ids.slice(start) after a cache of
+ * `start` positions) as one right-padded batch: answer logits at each row's last position and, with
+ * wantNll, the summed NLL of its last nllTokens tokens. Logits are computed only at those positions, in
+ * chunks, and read on the host into `scores` as the forward pass produces them.
  */
-function scoreRows(
-  model: LlamaModel, items: readonly PlannedQuestion[], start: number, cache: KVCache | undefined,
-  answerIds: readonly number[], wantNll: boolean,
-): RowScores[] {
-  const V = model.config.vocab_size;
+function scoringJob(items: readonly PlannedQuestion[], start: number, answerIds: readonly number[], wantNll: boolean, V: number): { job: ForwardJob; scores: RowScores[] } {
   const rows = items.map((pq) => pq.ids.slice(start));
   const T = Math.max(...rows.map((r) => r.length));
   const padded = rows.map((r) => (r.length === T ? r : [...r, ...new Array<number>(T - r.length).fill(0)]));
@@ -182,21 +179,31 @@ function scoreRows(
     targets.push(-1);
     owner.push(b);
   });
-  const out: RowScores[] = items.map(() => ({ answerLogits: [], nll: 0 }));
-  forward(model, padded, {
-    cache, logits: 'positions', positions,
+  const scores: RowScores[] = items.map(() => ({ answerLogits: [], nll: 0 }));
+  const job: ForwardJob = {
+    inputIds: padded, logits: 'positions', positions,
     // Read on the host: a few values per row, which tfjs ops would spend more on dispatch than on math.
     onLogits: (i0, logits) => {
       const x = logits.dataSync();
       for (let j = 0; j < logits.shape[0]; j++) {
         const row = x.subarray(j * V, (j + 1) * V);
-        const o = out[owner[i0 + j]], target = targets[i0 + j];
+        const o = scores[owner[i0 + j]], target = targets[i0 + j];
         if (target === -1) o.answerLogits = answerIds.map((id) => row[id]);
         else o.nll += logSumExp(row) - row[target];
       }
     },
-  });
-  return out;
+  };
+  return { job, scores };
+}
+
+/** Scores `items` in one forward pass after `cache` (see scoringJob). */
+function scoreRows(
+  model: LlamaModel, items: readonly PlannedQuestion[], start: number, cache: KVCache | undefined,
+  answerIds: readonly number[], wantNll: boolean,
+): RowScores[] {
+  const { job, scores } = scoringJob(items, start, answerIds, wantNll, model.config.vocab_size);
+  forward(model, job.inputIds, { ...job, cache });
+  return scores;
 }
 
 /** log Σ exp(x), in float64. */
@@ -246,52 +253,127 @@ async function scorePlan(
       disposeCache(prefix.cache!);
     }
   }
-  // Questions without a shared prefix: batched by length on the fast path, one by one on the naive one.
-  const alone = batching
-    ? batchesOf([...plan.alone].sort((a, b) => b.ids.length - a.ids.length || a.question.index - b.question.index), batching.size, 0, batching.maxPadding)
-    : plan.alone.map((pq) => [pq]);
-  for (const batch of alone) {
+  for (const batch of aloneBatches(plan, batching)) {
     scoreRows(model, batch, 0, undefined, answerIds, wantNll).forEach((s, j) => scores.set(batch[j].question.index, { ...s, cached: false }));
     await step(batch.length);
   }
   return scores;
 }
 
-/** Evaluates one subject: the model's records, plus agreement and KL against the reference model. */
-async function evaluateSubject(
-  opts: EvaluateMmluOptions, plan: SubjectPlan, answerIds: readonly number[], batching: Batching | null,
-  step: (questions: number) => Promise<void>, cacheKey: string | null,
-): Promise<QuestionRecord[]> {
+/** The questions of a plan without a shared prefix, batched by length on the fast path, one by one on the naive one. */
+function aloneBatches(plan: SubjectPlan, batching: Batching | null): PlannedQuestion[][] {
+  return batching
+    ? batchesOf([...plan.alone].sort((a, b) => b.ids.length - a.ids.length || a.question.index - b.question.index), batching.size, 0, batching.maxPadding)
+    : plan.alone.map((pq) => [pq]);
+}
+
+/**
+ * Scores every question of several plans in one layer-major pass (forwardMany): the jobs are those
+ * scorePlan runs one after another (each prefix, its batches after it, the questions alone), so the
+ * scores are the same, but a streamed model reads each layer once for all of them. Progress moves
+ * layer by layer: step() gets the pass's questions spread over the layers.
+ */
+async function scorePlansInOnePass(
+  model: LlamaModel, plans: readonly SubjectPlan[], answerIds: readonly number[], wantNll: boolean, batching: Batching | null,
+  step: (questions: number) => Promise<void>,
+): Promise<Map<string, PlanScores>> {
+  const V = model.config.vocab_size;
+  const jobs: ForwardJob[] = [];
+  const collect: (() => void)[] = [];
+  const bySubject = new Map<string, PlanScores>();
+  const add = (scores: PlanScores, batch: PlannedQuestion[], start: number, after: number | undefined) => {
+    const r = scoringJob(batch, start, answerIds, wantNll, V);
+    jobs.push(after === undefined ? r.job : { ...r.job, after });
+    collect.push(() => r.scores.forEach((sc, j) => scores.set(batch[j].question.index, { ...sc, cached: after !== undefined })));
+  };
+  for (const plan of plans) {
+    const scores: PlanScores = new Map();
+    bySubject.set(plan.subject, scores);
+    for (const g of plan.groups) {
+      const prefix = jobs.push({ inputIds: [g.prefixIds.slice(0, g.start)], logits: 'none' }) - 1;
+      for (const batch of batchesOf(g.members, batching!.size, g.start, batching!.maxPadding)) add(scores, batch, g.start, prefix);
+    }
+    for (const batch of aloneBatches(plan, batching)) add(scores, batch, 0, undefined);
+  }
+  const questions = plans.reduce((n, p) => n + p.questions.length, 0);
+  const L = model.config.num_hidden_layers;
+  await forwardMany(model, jobs, () => step(questions / L));
+  collect.forEach((c) => c());
+  return bySubject;
+}
+
+/**
+ * Scores the plans on `model`: a resident model plan by plan (scorePlan), a streamed one in one pass
+ * over its layers for all of them (scorePlansInOnePass).
+ */
+async function scorePlans(
+  model: LlamaModel, plans: readonly SubjectPlan[], answerIds: readonly number[], wantNll: boolean, batching: Batching | null,
+  step: (questions: number) => Promise<void>,
+): Promise<Map<string, PlanScores>> {
+  if (streamsLayers(model)) return scorePlansInOnePass(model, plans, answerIds, wantNll, batching, step);
+  const out = new Map<string, PlanScores>();
+  for (const plan of plans) out.set(plan.subject, await scorePlan(model, plan, answerIds, wantNll, batching, step));
+  return out;
+}
+
+/**
+ * Evaluates subjects: the model's records, plus agreement and KL against the reference model, whose
+ * scores come from the shared cache when it has them (under refKey(subject)).
+ */
+async function evaluateSubjects(
+  opts: EvaluateMmluOptions, plans: readonly SubjectPlan[], answerIds: readonly number[], batching: Batching | null,
+  step: (questions: number) => Promise<void>, refKey: (subject: string) => string | null,
+): Promise<Map<string, QuestionRecord[]>> {
   const ref = opts.referenceModel;
   // With a reference model, questions count as done when the reference has run them too.
-  const own = await scorePlan(opts.model, plan, answerIds, true, batching, ref ? async () => step(0) : step);
-  let refScores: PlanScores | null = null;
+  const own = await scorePlans(opts.model, plans, answerIds, true, batching, ref ? async () => step(0) : step);
+  const refScores = new Map<string, PlanScores>();
   if (ref) {
-    const known = cacheKey === null ? undefined : opts.cache!.reference.get(ref)?.get(cacheKey);
-    if (known) await step(plan.questions.length);
-    refScores = known ?? await scorePlan(ref, plan, answerIds, false, batching, step);
-    if (!known && cacheKey !== null) {
-      const byKey = opts.cache!.reference.get(ref) ?? new Map<string, PlanScores>();
-      opts.cache!.reference.set(ref, byKey.set(cacheKey, refScores));
+    const known = opts.cache?.reference.get(ref);
+    const unknown: SubjectPlan[] = [];
+    for (const plan of plans) {
+      const key = refKey(plan.subject);
+      const scores = key === null ? undefined : known?.get(key);
+      if (scores) {
+        refScores.set(plan.subject, scores);
+        await step(plan.questions.length);
+      } else {
+        unknown.push(plan);
+      }
+    }
+    for (const [subject, scores] of await scorePlans(ref, unknown, answerIds, false, batching, step)) {
+      refScores.set(subject, scores);
+      const key = refKey(subject);
+      if (key !== null) {
+        const byKey = opts.cache!.reference.get(ref) ?? new Map<string, PlanScores>();
+        opts.cache!.reference.set(ref, byKey.set(key, scores));
+      }
     }
   }
-  return plan.questions.map((pq): QuestionRecord => {
+  return new Map(plans.map((plan) => [plan.subject, plan.questions.map((pq): QuestionRecord => {
     const q = pq.question;
-    const s = own.get(q.index)!;
+    const s = own.get(plan.subject)!.get(q.index)!;
     const prediction = ANSWER_LETTERS[argmax(s.answerLogits)];
     const rec: QuestionRecord = {
       subject: q.subject, index: q.index, answer: q.answer, prediction, correct: prediction === q.answer,
       answerLogits: s.answerLogits, ntrainKept: pq.ntrainKept, truncated: pq.truncated, cached: s.cached,
       nll: s.nll, nllTokens: pq.nllTokens,
     };
-    if (refScores) {
-      const r = refScores.get(q.index)!;
+    const r = refScores.get(plan.subject)?.get(q.index);
+    if (r) {
       rec.referencePrediction = ANSWER_LETTERS[argmax(r.answerLogits)];
       rec.agreement = rec.referencePrediction === prediction;
       rec.kl = klDivergence(r.answerLogits, s.answerLogits);
     }
     return rec;
-  });
+  })]));
+}
+
+/** Tokens a plan feeds the model (padding aside): each prefix once, each question after its prefix. */
+function planTokens(plan: SubjectPlan): number {
+  let n = 0;
+  for (const g of plan.groups) n += g.start + g.members.reduce((m, pq) => m + pq.ids.length - g.start, 0);
+  return n + plan.alone.reduce((m, pq) => m + pq.ids.length, 0);
 }
 
 /**
@@ -367,26 +449,45 @@ export async function evaluateMmlu(opts: EvaluateMmluOptions): Promise<EvaluateM
   const t0 = performance.now();
   let computedQuestions = 0, planSeconds = plans ? (t0 - tPlan) / 1000 : 0;
   const computedPlans: SubjectPlan[] = [];
-  for (const subject of subjects) {
-    if (done.has(subject)) continue;
-    const tp = performance.now();
-    const plan = plans?.get(subject) ?? planOf(subject);
-    if (!plans) planSeconds += (performance.now() - tp) / 1000;
-    computedPlans.push(plan);
+  // A streamed model reads every layer from disk once per pass, so subjects share passes, as many as
+  // fit PASS_HIDDEN_BYTES of hidden states; a resident one runs subject by subject.
+  const streamed = streamsLayers(model) || (ref !== undefined && streamsLayers(ref));
+  const passTokens = streamed ? Math.max(1, Math.floor(PASS_HIDDEN_BYTES / (4 * model.config.hidden_size))) : 0;
+  const pending = subjects.filter((s) => !done.has(s));
+  const planned = new Map<string, SubjectPlan>();
+  while (pending.length) {
+    const pass: SubjectPlan[] = [];
+    let tokens = 0;
+    while (pending.length) {
+      const tp = performance.now();
+      const plan = plans?.get(pending[0]) ?? planned.get(pending[0]) ?? planOf(pending[0]);
+      if (!plans) planSeconds += (performance.now() - tp) / 1000;
+      planned.set(plan.subject, plan);
+      const run = cached ? plan : { ...plan, groups: [], alone: [...plan.questions] };
+      const n = planTokens(run);
+      if (pass.length && tokens + n > passTokens) break;
+      pass.push(run);
+      tokens += n;
+      pending.shift();
+      planned.delete(plan.subject);
+      computedPlans.push(plan);
+    }
+    const names = pass.map((p) => p.subject).join(', ');
     const step = async (n: number) => {
-      opts.onProgress?.({ subject, questions: n, subjectsDone: done.size, subjectsTotal: subjects.length, questionsToRun });
+      opts.onProgress?.({ subject: names, questions: n, subjectsDone: done.size, subjectsTotal: subjects.length, questionsToRun });
       await checkpoint(opts.signal, done.size, subjects.length);
     };
     await checkpoint(opts.signal, done.size, subjects.length);
-    const run = cached ? plan : { ...plan, groups: [], alone: [...plan.questions] };
-    const refKey = shared ? JSON.stringify([planKey(subject), answerTokens, cached, batchSize, maxPadding]) : null;
-    const records = await evaluateSubject({ ...opts, cache: shared ?? undefined }, run, answerIds, cached ? { size: batchSize, maxPadding } : null, step, refKey);
-    const result: SubjectResult = { subject, data: dataFingerprint(data, subject), questions: records };
-    results?.save(result);
-    done.set(subject, result);
-    computedQuestions += records.length;
-    opts.onProgress?.({ subject, questions: 0, subjectsDone: done.size, subjectsTotal: subjects.length, questionsToRun });
-    opts.onSubjectDone?.(result);
+    const refKey = (subject: string) => (shared ? JSON.stringify([planKey(subject), answerTokens, cached, batchSize, maxPadding]) : null);
+    const records = await evaluateSubjects({ ...opts, cache: shared ?? undefined }, pass, answerIds, cached ? { size: batchSize, maxPadding } : null, step, refKey);
+    for (const { subject } of pass) {
+      const result: SubjectResult = { subject, data: dataFingerprint(data, subject), questions: records.get(subject)! };
+      results?.save(result);
+      done.set(subject, result);
+      computedQuestions += result.questions.length;
+      opts.onProgress?.({ subject, questions: 0, subjectsDone: done.size, subjectsTotal: subjects.length, questionsToRun });
+      opts.onSubjectDone?.(result);
+    }
   }
   const seconds = (performance.now() - tPlan) / 1000;
   const ordered = subjects.map((s) => done.get(s)!);
