@@ -35,7 +35,7 @@ export function progress(label: string, total: number, opts: ProgressOptions = {
     const rate = count / Math.max(secs, 1e-9);
     const eta = rate > 0 ? (total - count) / rate : Infinity;
     const pct = total > 0 ? ((100 * count) / total).toFixed(1) : '100';
-    return `${label}: ${count}/${total} (${pct}%) ${rate.toFixed(rate < 10 ? 2 : 0)} ${unit}/s, elapsed ${fmtTime(secs)}, ETA ${fmtTime(eta)}${note ? ` ${note}` : ''}`;
+    return `${label}: ${Math.floor(count)}/${total} (${pct}%) ${rate.toFixed(rate < 10 ? 2 : 0)} ${unit}/s, elapsed ${fmtTime(secs)}, ETA ${fmtTime(eta)}${note ? ` ${note}` : ''}`;
   };
   return {
     tick(n = 1, nt?: string) {

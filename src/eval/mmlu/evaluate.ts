@@ -48,8 +48,9 @@ export interface QuestionRecord {
 }
 
 export interface MmluProgress {
+  /** The subject being evaluated, or what a pass of several holds. */
   subject: string;
-  /** Questions finished by this step. */
+  /** Questions finished by this step (a fraction per layer on a streamed pass). */
   questions: number;
   subjectsDone: number;
   subjectsTotal: number;
@@ -472,7 +473,7 @@ export async function evaluateMmlu(opts: EvaluateMmluOptions): Promise<EvaluateM
       planned.delete(plan.subject);
       computedPlans.push(plan);
     }
-    const names = pass.map((p) => p.subject).join(', ');
+    const names = pass.length === 1 ? pass[0].subject : `${pass.length} subjects in one pass over the layers`;
     const step = async (n: number) => {
       opts.onProgress?.({ subject: names, questions: n, subjectsDone: done.size, subjectsTotal: subjects.length, questionsToRun });
       await checkpoint(opts.signal, done.size, subjects.length);
