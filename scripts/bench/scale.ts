@@ -58,6 +58,7 @@ export async function measure(step: Step, args: string[], log: (s: string) => vo
   const child = spawn(cmd, argv, { stdio: ['ignore', 'ignore', 'pipe'], cwd: ROOT });
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => {
+    process.stderr.write(d); // the step's progress, as it runs
     stderr += d.toString();
     if (stderr.length > 1e6) stderr = stderr.slice(-5e5);
   });
