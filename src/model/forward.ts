@@ -245,6 +245,7 @@ interface JobState {
 export async function forwardMany(
   model: LlamaModel, jobs: readonly ForwardJob[], onLayer?: (layer: number) => Promise<void> | void,
 ): Promise<ForwardResult[]> {
+  if (jobs.length === 0) return [];
   const steps = forwardSteps(model, jobs);
   try {
     for (;;) {

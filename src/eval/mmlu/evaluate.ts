@@ -311,6 +311,7 @@ async function scorePlans(
   model: LlamaModel, plans: readonly SubjectPlan[], answerIds: readonly number[], wantNll: boolean, batching: Batching | null,
   step: (questions: number) => Promise<void>,
 ): Promise<Map<string, PlanScores>> {
+  if (plans.length === 0) return new Map();
   if (streamsLayers(model)) return scorePlansInOnePass(model, plans, answerIds, wantNll, batching, step);
   const out = new Map<string, PlanScores>();
   for (const plan of plans) out.set(plan.subject, await scorePlan(model, plan, answerIds, wantNll, batching, step));
