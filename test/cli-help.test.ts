@@ -34,7 +34,10 @@ test('every command has --help with defaults and an example, and the README list
     const r = run(...c.split(' '), '--help');
     assert.equal(r.status, 0, `${c} --help exited ${r.status}: ${r.stderr}`);
     assert.match(r.stdout, /Examples:/, `${c} --help shows no example`);
-    assert.match(r.stdout, /--backend/, `${c} --help lacks the global options`);
+    assert.match(r.stdout, /--quiet/, `${c} --help lacks the global options`);
+    // only the commands that run a model take the compute options
+    const computes = !/^(info|convert-llama2c|export .*|serve|queue .*)$/.test(c);
+    assert.equal(/--backend/.test(r.stdout) && /--threads/.test(r.stdout), computes, `${c} --help ${computes ? 'lacks' : 'shows'} --backend/--threads`);
     assert.match(r.stdout, /\[default:/, `${c} --help shows no defaults`);
   }
   const readme = readFileSync('README.md', 'utf8');

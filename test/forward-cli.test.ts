@@ -2,7 +2,7 @@
  * `mka forward`: by default the top-k next tokens of the last position only (no [T, vocab] logits);
  * `--logits last|all` adds logits rows, `--hidden-states` the HF hidden states. The top-k is checked
  * against a sort of the full logits row, the 'last' row against the 'all' path's last row.
- * Commands that compute nothing with tfjs (export, info, convert-llama2c, serve) refuse --backend/--threads.
+ * Commands that compute nothing with tfjs (export, info, convert-llama2c, serve, queue) do not take --backend/--threads.
  */
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
@@ -85,7 +85,7 @@ test('CLI: stdout holds the top 10 only; --top-k and --logits; a model without a
   }
 });
 
-test('commands that compute nothing with tfjs refuse --backend and --threads on the command line; a --config file may hold them', async () => {
+test('commands that compute nothing with tfjs do not take --backend or --threads, on the command line or in a --config file', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'mka-nocompute-'));
   try {
     const config = join(dir, 'config.yaml');
@@ -94,14 +94,19 @@ test('commands that compute nothing with tfjs refuse --backend and --threads on 
       ['export', 'hf', '--model', MODEL, '--out', join(dir, 'hf'), '--backend', 'wasm'],
       ['export', 'tfjs', '--model', MODEL, '--out', join(dir, 'tfjs'), '--threads=2'],
       ['info', '--model', MODEL, '--backend=native'],
+      ['export', 'hf', '--model', MODEL, '--out', join(dir, 'hf'), '--config', config, '--quiet'],
+      ['info', '--model', MODEL, '--config', config],
     ];
-    const [hf, tfjs, info, ok] = await runAllCli([...cases, ['export', 'hf', '--model', MODEL, '--out', join(dir, 'hf'), '--config', config, '--quiet']]);
-    assertUserError(hf, '--backend', 'export hf computes nothing');
-    assertUserError(tfjs, '--threads', 'export tfjs computes nothing');
-    assertUserError(info, '--backend', 'info computes nothing');
-    assert.ok(!existsSync(join(dir, 'tfjs')), 'nothing written');
-    assert.equal(ok.status, 0, ok.stderr);
-    assert.ok(existsSync(join(dir, 'hf', 'model.safetensors')));
+    const [hf, tfjs, info, hfConfig, infoConfig] = await runAllCli(cases);
+    assertUserError(hf, 'Unknown argument: backend', 'only commands that run a model take --backend and --threads');
+    assertUserError(tfjs, 'Unknown argument: threads', 'export tfjs');
+    assertUserError(info, 'Unknown argument: backend', 'info');
+    assertUserError(hfConfig, 'Unknown arguments: backend, threads', 'export hf');
+    assertUserError(infoConfig, 'Unknown arguments: backend, threads');
+    assert.ok(!existsSync(join(dir, 'tfjs')) && !existsSync(join(dir, 'hf')), 'nothing written');
+    // the commands that compute take them from a --config file as from the command line
+    const [fwd] = await runAllCli([['forward', '--model', MODEL, '--ids', '1,5', '--config', config, '--json', '--quiet']]);
+    assert.equal(fwd.status, 0, fwd.stderr);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

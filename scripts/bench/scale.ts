@@ -175,7 +175,7 @@ export async function main(argv: string[]): Promise<void> {
       output = out('forward70b.json');
       args = ['forward', '--model', m70, '--text', 'The capital of France is', '--out', output];
     }
-    const r = await measure(step, [...args, ...(step === 'export-tfjs' ? [] : common)], log); // export computes nothing with tfjs and refuses --backend
+    const r = await measure(step, [...args, ...(step.startsWith('export') ? [] : common)], log); // export computes nothing with tfjs and takes no --backend
     results.push(r);
     log(`  ${step}: exit ${r.exitCode}, ${r.seconds.toFixed(1)} s, peak RSS ${gb(r.peakRss)}${r.error ? ` (${r.error})` : ''}`);
     if (!a.keep) rmSync(output, { recursive: true, force: true });

@@ -1,17 +1,14 @@
 /**
- * What every command shares: the global options (backend, threads, output format) and how results
- * and errors reach the user.
+ * What every command shares: the global options (output format, config file), the compute options of
+ * the commands that run a model (backend, threads), and how results and errors reach the user.
  */
 import type { Argv } from 'yargs';
 import { BACKENDS, type BackendChoice } from '../runtime/backend-choice.ts';
 import type { BackendInfo } from '../runtime/backend.ts';
 import { atomicWriteText } from '../io/atomic.ts';
 import { claimOutputDir, type OutputKind } from '../io/output-dir.ts';
-import { UserError } from '../runtime/errors.ts';
 
 export interface GlobalArgs {
-  backend: BackendChoice;
-  threads?: number;
   json: boolean;
   quiet: boolean;
 }
@@ -22,8 +19,6 @@ export type ArgsOf<B> = B extends (y: Argv<GlobalArgs>) => Argv<infer T> ? T : n
 /** Adds the options every command takes. */
 export function globalOptions<T>(y: Argv<T>) {
   return y
-    .option('backend', { choices: BACKENDS, default: 'auto' as BackendChoice, describe: 'tfjs backend: auto takes tensorflow, else native (cpu tensors + native kernels), else wasm, else cpu', group: 'Global:' })
-    .option('threads', { type: 'number', describe: 'threads for the native matrix products (default: all cores)', group: 'Global:' })
     .option('json', { type: 'boolean', default: false, describe: 'machine-readable output on stdout', group: 'Global:' })
     .option('quiet', { type: 'boolean', default: false, describe: 'no progress or log lines', group: 'Global:' })
     .option('config', { type: 'string', describe: 'JSON or YAML file with option values', group: 'Global:' });
@@ -36,8 +31,18 @@ export function logger(args: { quiet?: boolean }): (msg: string) => void {
   };
 }
 
+/**
+ * Adds --backend and --threads. Only the commands that run a model with tfjs take them; the others
+ * (info, convert-llama2c, export, serve, queue) refuse them as unknown, on the command line and in a --config file.
+ */
+export function computeOptions<T>(y: Argv<T>) {
+  return y
+    .option('backend', { choices: BACKENDS, default: 'auto' as BackendChoice, describe: 'tfjs backend: auto takes tensorflow, else native (cpu tensors + native kernels), else wasm, else cpu', group: 'Compute:' })
+    .option('threads', { type: 'number', describe: 'threads for the native matrix products (default: all cores)', group: 'Compute:' });
+}
+
 /** Sets up the backend for a command and says which one it took. */
-export async function setup(args: GlobalArgs): Promise<BackendInfo> {
+export async function setup(args: { backend: BackendChoice; threads?: number; quiet?: boolean }): Promise<BackendInfo> {
   const { initBackend } = await import('../runtime/backend.ts'); // loads tfjs: only for commands that compute
   return initBackend(args.backend, { threads: args.threads, log: logger(args) });
 }
@@ -83,18 +88,4 @@ export function interruptOnSignals(log: (msg: string) => void, step: string): { 
       process.off('SIGTERM', interrupt);
     },
   };
-}
-
-/**
- * For commands that compute nothing with tfjs (info, convert-llama2c, export, serve): every command
- * takes --backend and --threads, but on these they would be accepted and do nothing, so one given on
- * the command line is refused. (A --config file may hold them for the commands that compute; there
- * they are left alone.)
- */
-export function refuseComputeOptions(command: string, argv: readonly string[] = process.argv.slice(2)): void {
-  for (const arg of argv) {
-    if (arg === '--') break;
-    const name = /^--(backend|threads)(?:=|$)/.exec(arg)?.[1];
-    if (name) throw new UserError(`--${name}: ${command} computes nothing with tfjs (it reads and writes files in plain JavaScript), so --${name} would have no effect; drop it`);
-  }
 }

@@ -77,7 +77,12 @@ export async function main(argv: string[]): Promise<void> {
     .fail((msg, err) => {
       if (err) fail(err);
       // one line: yargs puts the option of a wrong choice on the lines after "Invalid values:"
-      process.stderr.write(`mka: ${msg.split('\n').map((l) => l.trim()).filter(Boolean).join(' ')} (see --help)\n`);
+      const line = msg.split('\n').map((l) => l.trim()).filter(Boolean).join(' ');
+      const [name, sub] = argv.filter((a) => !a.startsWith('-'));
+      const command = ['export', 'eval', 'queue'].includes(name) && sub ? `${name} ${sub}` : name;
+      const hint = /^Unknown arguments?: .*\b(backend|threads)\b/.test(line)
+        ? `; ${command} computes nothing with tfjs: only commands that run a model take --backend and --threads` : '';
+      process.stderr.write(`mka: ${line}${hint} (see --help)\n`);
       process.exit(1);
     });
   if (config !== undefined) y = y.config(loadConfigFile(config));

@@ -1,5 +1,5 @@
 import type { Argv, CommandModule } from 'yargs';
-import { type ArgsOf, type GlobalArgs, claimOutput, forceOption, logger, setup } from '../common.ts';
+import { type ArgsOf, type GlobalArgs, claimOutput, forceOption, logger, setup, computeOptions } from '../common.ts';
 import { compressModel, replayPlan } from '../../pipeline/compress.ts';
 import { METHODS } from '../../compress/methods/registry.ts';
 import { HF_DTYPES } from '../../weights/hf-writer.ts';
@@ -7,7 +7,7 @@ import { UserError } from '../../runtime/errors.ts';
 import { readPlanFile } from '../../pipeline/plan-file.ts';
 import { analysisOptions, calibrationOptions, methodParameters, mkaOptions } from './compress-options.ts';
 
-const builder = (y: Argv<GlobalArgs>) => mkaOptions(forceOption(calibrationOptions(y)))
+const builder = (y: Argv<GlobalArgs>) => mkaOptions(forceOption(calibrationOptions(computeOptions(y))))
   .option('model', { type: 'string', demandOption: true, describe: 'Hugging Face model directory' })
   .option('method', { choices: METHODS.map((m) => m.name), describe: 'compression method (default mka)' })
   .option('remove', { type: 'number', describe: 'number of layers to remove (required unless --plan)' })

@@ -1,5 +1,5 @@
 import type { Argv, CommandModule } from 'yargs';
-import { type GlobalArgs, claimOutput, forceOption, logger, refuseComputeOptions, type ArgsOf } from '../common.ts';
+import { type GlobalArgs, claimOutput, forceOption, logger, type ArgsOf } from '../common.ts';
 import { convertLlama2c } from '../../convert/llama2c.ts';
 
 const options = (y: Argv<GlobalArgs>) => forceOption(y)
@@ -14,7 +14,6 @@ export const convertCommand: CommandModule<GlobalArgs, ArgsOf<typeof options>> =
   describe: 'Import a llama2.c checkpoint and tokenizer.bin as a Hugging Face model directory',
   builder: options,
   handler: async (a) => {
-    refuseComputeOptions('convert-llama2c');
     const release = claimOutput(a.out, 'convert-llama2c', 'hf-model', a.force, [a.checkpoint, a.tokenizer]);
     await convertLlama2c({ checkpoint: a.checkpoint, tokenizer: a.tokenizer, out: a.out });
     release();

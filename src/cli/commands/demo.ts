@@ -1,10 +1,10 @@
 import type { Argv, CommandModule } from 'yargs';
 import { readFileSync } from 'node:fs';
-import { type ArgsOf, type GlobalArgs, claimOutput, forceOption, logger, setup } from '../common.ts';
+import { type ArgsOf, type GlobalArgs, claimOutput, forceOption, logger, setup, computeOptions } from '../common.ts';
 import { DEMO_MODEL, runDemo } from '../../sweep/demo.ts';
 import { parseCounts } from '../validate.ts';
 
-const builder = (y: Argv<GlobalArgs>) => forceOption(y)
+const builder = (y: Argv<GlobalArgs>) => forceOption(computeOptions(y))
   .option('out', { type: 'string', default: 'results/demo', describe: 'results directory (rerun to resume)' })
   .option('methods', { type: 'string', default: 'mka,reverse,shortgpt,angular', describe: 'comma-separated methods' })
   .option('remove', { type: 'string', default: '0,2,3,4', describe: 'layer counts to remove' })

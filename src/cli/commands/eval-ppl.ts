@@ -1,5 +1,5 @@
 import type { Argv, CommandModule } from 'yargs';
-import { type GlobalArgs, interruptOnSignals, logger, setup, type ArgsOf } from '../common.ts';
+import { type GlobalArgs, interruptOnSignals, logger, setup, type ArgsOf, computeOptions } from '../common.ts';
 import { PplInterrupted } from '../../eval/ppl/evaluate.ts';
 import { runPerplexityEval } from '../../eval/ppl/run.ts';
 import { progress, type Progress } from '../../runtime/progress.ts';
@@ -11,7 +11,7 @@ each window scores the tokens after the previous window's end (the first window:
 so every scored token is scored once. ppl = exp(Σ −log p(token | context) / number of scored tokens): token-weighted, summed in float64
 (the recipe's own sum weights each later window by one token fewer than its loss averages; mka counts the tokens exactly).`;
 
-const pplOptions = (y: Argv<GlobalArgs>) => y
+const pplOptions = (y: Argv<GlobalArgs>) => computeOptions(y)
   .usage(`$0 eval ppl --model DIR (--text FILE | --data DATASET) [--seq-len N] [--stride S]\n\n${DEFINITION}`)
   .option('model', { type: 'string', demandOption: true, describe: 'Hugging Face model directory' })
   .option('text', { type: 'string', describe: 'UTF-8 text file, evaluated as one token sequence (e.g. WikiText-2 test rows joined by blank lines)' })

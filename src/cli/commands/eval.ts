@@ -1,5 +1,5 @@
 import type { Argv, CommandModule } from 'yargs';
-import { type GlobalArgs, claimOutput, forceOption, interruptOnSignals, logger, setup, type ArgsOf } from '../common.ts';
+import { type GlobalArgs, claimOutput, forceOption, interruptOnSignals, logger, setup, type ArgsOf, computeOptions } from '../common.ts';
 import { EvaluationInterrupted } from '../../eval/mmlu/evaluate.ts';
 import { defaultMmluOut, runMmluEval } from '../../eval/mmlu/run.ts';
 import { formatSummaryTable } from '../../eval/mmlu/results.ts';
@@ -11,7 +11,7 @@ import { pplCommand } from './eval-ppl.ts';
 
 const fmtSeconds = (s: number) => (s < 120 ? `${s.toFixed(0)} s` : s < 7200 ? `${(s / 60).toFixed(1)} min` : `${(s / 3600).toFixed(1)} h`);
 
-const mmluOptions = (y: Argv<GlobalArgs>) => forceOption(y)
+const mmluOptions = (y: Argv<GlobalArgs>) => forceOption(computeOptions(y))
   .option('model', { type: 'string', demandOption: true, describe: 'Hugging Face model directory' })
   .option('data', { type: 'string', demandOption: true, describe: 'MMLU directory (dev/ and test/ CSV files)' })
   .option('ntrain', { type: 'number', default: 5, describe: 'few-shot examples per prompt (dropped from the end when a prompt is too long)' })

@@ -1,5 +1,5 @@
 import type { Argv, CommandModule } from 'yargs';
-import { type GlobalArgs, claimOutput, forceOption, logger, refuseComputeOptions, type ArgsOf } from '../common.ts';
+import { type GlobalArgs, claimOutput, forceOption, logger, type ArgsOf } from '../common.ts';
 import { exportTfjs } from '../../export/graph-model.ts';
 import { exportHf } from '../../export/hf.ts';
 import { HF_DTYPES, type HfDtype } from '../../weights/hf-writer.ts';
@@ -20,7 +20,6 @@ const tfjsCommand: CommandModule<GlobalArgs, ArgsOf<typeof tfjsOptions>> = {
   describe: 'TensorFlow.js GraphModel (model.json + weight shards): input_ids int32 [batch, seq] → logits [batch, seq, vocab]',
   builder: tfjsOptions,
   handler: async (a) => {
-    refuseComputeOptions('export tfjs');
     const log = logger(a);
     const release = claimOutput(a.out, 'export tfjs', 'tfjs-model', a.force, [a.model]);
     const r = await exportTfjs({ model: a.model, out: a.out, quantize: a.quantize, shardMb: a['shard-mb'], maxSeq: a['max-seq'] });
@@ -46,7 +45,6 @@ const hfCommand: CommandModule<GlobalArgs, ArgsOf<typeof hfOptions>> = {
   describe: 'Hugging Face checkpoint: config.json, safetensors (sharded with an index when large), tokenizer files',
   builder: hfOptions,
   handler: async (a) => {
-    refuseComputeOptions('export hf');
     const log = logger(a);
     const release = claimOutput(a.out, 'export hf', 'hf-model', a.force, [a.model]);
     const r = await exportHf({ model: a.model, out: a.out, dtype: a.dtype, shardMb: a['shard-mb'] });

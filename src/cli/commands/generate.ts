@@ -1,8 +1,8 @@
 import type { Argv, CommandModule } from 'yargs';
-import { type GlobalArgs, setup, type ArgsOf } from '../common.ts';
+import { type GlobalArgs, setup, type ArgsOf, computeOptions } from '../common.ts';
 import { runGenerate } from '../../model/inspect.ts';
 
-const options = (y: Argv<GlobalArgs>) => y
+const options = (y: Argv<GlobalArgs>) => computeOptions(y)
   .option('model', { type: 'string', demandOption: true, describe: 'Hugging Face model directory' })
   .option('prompt', { type: 'string', default: '', describe: 'prompt text; empty starts from BOS' })
   .option('max-new-tokens', { type: 'number', default: 64, describe: 'tokens to generate at most' })

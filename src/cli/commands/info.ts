@@ -1,5 +1,5 @@
 import type { Argv, CommandModule } from 'yargs';
-import { type GlobalArgs, refuseComputeOptions, type ArgsOf } from '../common.ts';
+import { type GlobalArgs, type ArgsOf } from '../common.ts';
 import { modelInfo } from '../../model/info.ts';
 
 const options = (y: Argv<GlobalArgs>) => y
@@ -11,7 +11,6 @@ export const infoCommand: CommandModule<GlobalArgs, ArgsOf<typeof options>> = {
   describe: 'Architecture, layers, heads, parameters, dtype and size on disk of a model',
   builder: options,
   handler: (a) => {
-    refuseComputeOptions('info');
     const i = modelInfo(a.model);
     if (a.json) {
       process.stdout.write(JSON.stringify(i) + '\n');

@@ -1,5 +1,5 @@
 import type { Argv, CommandModule } from 'yargs';
-import { type GlobalArgs, logger, refuseComputeOptions, type ArgsOf } from '../common.ts';
+import { type GlobalArgs, logger, type ArgsOf } from '../common.ts';
 import { startServe } from '../../serve/server.ts';
 
 const options = (y: Argv<GlobalArgs>) => y
@@ -14,7 +14,6 @@ export const serveCommand: CommandModule<GlobalArgs, ArgsOf<typeof options>> = {
   describe: 'Serve an exported tfjs model with a page that generates text in the browser',
   builder: options,
   handler: async (a) => {
-    refuseComputeOptions('serve (the page computes in the browser, with tfjs\'s own backend there)');
     const s = await startServe({ model: a.model, tokenizer: a.tokenizer, port: a.port, host: a.host });
     logger(a)(`serving ${a.model}: open ${s.url}/ (Ctrl-C to stop)`);
     if (a.json) process.stdout.write(JSON.stringify({ url: s.url }) + '\n');

@@ -1,9 +1,9 @@
 import type { Argv, CommandModule } from 'yargs';
-import { type ArgsOf, type GlobalArgs, emitJson, logger, setup } from '../common.ts';
+import { type ArgsOf, type GlobalArgs, emitJson, logger, setup, computeOptions } from '../common.ts';
 import { activationsSimilarity, modelSimilarity } from '../../pipeline/compress.ts';
 import { analysisOptions, calibrationOptions } from './compress-options.ts';
 
-const builder = (y: Argv<GlobalArgs>) => calibrationOptions(y)
+const builder = (y: Argv<GlobalArgs>) => calibrationOptions(computeOptions(y))
   .option('model', { type: 'string', describe: 'Hugging Face model directory' })
   .option('activations', { type: 'string', describe: 'JSON {"activations": [layers][samples][hidden]} instead of --model' })
   .option('out', { type: 'string', describe: 'output sim.json (default: stdout)' })

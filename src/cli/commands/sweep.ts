@@ -1,6 +1,6 @@
 import type { Argv, CommandModule } from 'yargs';
 import { readFileSync } from 'node:fs';
-import { type ArgsOf, type GlobalArgs, claimOutput, forceOption, interruptOnSignals, logger, setup } from '../common.ts';
+import { type ArgsOf, type GlobalArgs, claimOutput, forceOption, interruptOnSignals, logger, setup, computeOptions } from '../common.ts';
 import { SweepInterrupted, runSweep, type SweepOptions } from '../../sweep/sweep.ts';
 import { listSweepPoints, runSweepPoint } from '../../sweep/single.ts';
 import { assembleSweepReport } from '../../sweep/assemble.ts';
@@ -12,7 +12,7 @@ import { analysisOptions, calibrationOptions, methodParameters, mkaOptions } fro
 import { checkChosen, parseCounts } from '../validate.ts';
 import { checkOutputDir } from '../../io/output-dir.ts';
 
-const builder = (y: Argv<GlobalArgs>) => mkaOptions(forceOption(calibrationOptions(y)))
+const builder = (y: Argv<GlobalArgs>) => mkaOptions(forceOption(calibrationOptions(computeOptions(y))))
   .option('model', { type: 'string', demandOption: true, describe: 'Hugging Face model directory' })
   .option('methods', { type: 'string', default: 'mka,reverse,shortgpt,angular', describe: `comma-separated: ${METHODS.map((m) => m.name).join(', ')}` })
   .option('remove', { type: 'string', default: '0,1,2', describe: 'comma-separated numbers of layers to remove' })

@@ -1,9 +1,9 @@
 import type { Argv, CommandModule } from 'yargs';
-import { type ArgsOf, type GlobalArgs, logger } from '../common.ts';
+import { type ArgsOf, type GlobalArgs, logger, computeOptions } from '../common.ts';
 import { DEFAULT_LOCK_MS, runWorker } from '../../queue/worker.ts';
 import { DEFAULT_QUEUE_NAME } from '../../queue/connection.ts';
 
-const builder = (y: Argv<GlobalArgs>) => y
+const builder = (y: Argv<GlobalArgs>) => computeOptions(y)
   .option('queue', { type: 'string', demandOption: true, describe: 'Redis URL, e.g. redis://10.0.0.5:6379' })
   .option('queue-name', { type: 'string', default: DEFAULT_QUEUE_NAME, describe: 'BullMQ queue name (as given to mka sweep)' })
   .option('lock-duration', { type: 'number', default: DEFAULT_LOCK_MS, describe: 'ms a job stays locked without renewal: a dead worker\'s job is retried after this' })
