@@ -111,7 +111,9 @@ export interface SweepContext extends PreparedSweep {
   tokenizer: Tokenizer;
   data: MmluData;
   original: LlamaModel;
-  /** The tokenizer MMLU prompts are encoded with (without BOS under `--protocol released`). */
+  /** Whether MMLU prompts begin with BOS (not under `--protocol released`); recorded in every evaluation's run key. */
+  scoringBos: boolean;
+  /** The tokenizer MMLU prompts are encoded with (adds BOS as scoringBos says). */
   scoringTokenizer: Tokenizer;
   /** MMLU plans and the original's scores, shared by the points' evaluations. */
   mmlu: MmluCache;
@@ -130,6 +132,7 @@ export async function openSweep(opts: SweepOptions): Promise<SweepContext> {
   const data = loadMmlu(opts.data, { subjects: opts.evalSubjects });
   const original = loadModel(opts.model);
   const corpus = opts.ppl ? prepareCorpus(opts.ppl.text, tokenizer, original.config, opts.ppl.seqLen, opts.ppl.stride) : null;
-  const scoring = scoringTokenizer(tokenizer, protocolSettings(opts.protocol).scoringBos);
-  return { ...prepared, tokenizer, scoringTokenizer: scoring, data, original, mmlu: createMmluCache(scoring, data), corpus, dispose: () => disposeModel(original) };
+  const scoringBos = protocolSettings(opts.protocol).scoringBos;
+  const scoring = scoringTokenizer(tokenizer, scoringBos);
+  return { ...prepared, tokenizer, scoringBos, scoringTokenizer: scoring, data, original, mmlu: createMmluCache(scoring, data), corpus, dispose: () => disposeModel(original) };
 }

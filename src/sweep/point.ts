@@ -13,7 +13,6 @@ import { disposeModel, type LlamaModel } from '../model/model.ts';
 import { evaluateMmlu } from '../eval/mmlu/evaluate.ts';
 import type { MmluSummary } from '../eval/mmlu/results.ts';
 import { writeCompressed } from '../pipeline/write.ts';
-import { protocolSettings } from '../compress/methods/protocol.ts';
 import { materialize, planSource, planSummary, type CompressionPlan } from '../compress/merge-plan.ts';
 import { modelSource } from '../weights/source.ts';
 import { atomicWriteText } from '../io/atomic.ts';
@@ -80,11 +79,10 @@ async function evaluatePoint(ctx: SweepContext, p: PointId, model: LlamaModel, s
   const { opts } = ctx;
   let bar: ReturnType<typeof progress> | null = null;
   const name = subjects?.length === 1 ? `${pointName(p)} ${subjects[0]}` : pointName(p);
-  const bos = protocolSettings(opts.protocol).scoringBos;
   const r = await evaluateMmlu({
     model, tokenizer: ctx.scoringTokenizer, data: ctx.data, ntrain: opts.ntrain, limit: opts.limit, batchSize: opts.batchSize,
     // The original is evaluated once: against itself as reference it would run twice for an agreement of 1 and a KL of 0.
-    subjects, referenceModel: p.method === 'original' ? undefined : ctx.original, cache: ctx.mmlu, out: evalDir(opts.out, p), signal: opts.signal, keyExtra: { bos },
+    subjects, referenceModel: p.method === 'original' ? undefined : ctx.original, cache: ctx.mmlu, out: evalDir(opts.out, p), signal: opts.signal, keyExtra: { bos: ctx.scoringBos },
     onProgress: (e) => {
       bar ??= progress(`eval ${name}`, e.questionsToRun, { unit: 'questions', quiet: opts.quiet });
       bar.tick(0, `(${e.subjectsDone}/${e.subjectsTotal} subjects)`);
