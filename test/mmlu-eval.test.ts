@@ -24,6 +24,7 @@ import { loadMmlu, type MmluData } from '../src/eval/mmlu/data.ts';
 import { buildPrompt, formatExample } from '../src/eval/mmlu/prompt.ts';
 import { evaluateMmlu, EvaluationInterrupted, klDivergence, type QuestionRecord } from '../src/eval/mmlu/evaluate.ts';
 import { answerTokenIds } from '../src/eval/mmlu/question-plan.ts';
+import { estimateMmluCost } from '../src/eval/mmlu/cost.ts';
 import { quantizeModelWeights } from '../src/weights/quantize.ts';
 import { UserError } from '../src/runtime/errors.ts';
 import { NO_SHARED, SHARED } from './helpers.ts';
@@ -209,6 +210,23 @@ test('--dump-prompts writes buildPrompt for the kept examples; --dry-run runs no
     }
   }
   assert.ok(lines.some((l) => l.truncated) && lines.some((l) => !l.truncated && l.ntrain < 5));
+});
+
+test('the --dry-run estimate of a streamed model reads its first layer only, once, and counts the passes', { skip: NO_SHARED }, async () => {
+  const n0 = tf.memory().numTensors;
+  const streamed = loadModel(MODEL, { streaming: true });
+  try {
+    const r = await evaluateMmlu({ model: streamed, tokenizer, data, ntrain: 5, limit: 4, subjects: SUBJECTS, dryRun: true });
+    const e = estimateMmluCost(streamed, r.stats, 16);
+    assert.equal(streamed.stats.layerLoads, 1, 'one layer read for the whole estimate');
+    assert.deepEqual(e.streamedPasses, { naive: 1, cached: 1 });
+    assert.ok(e.cachedSeconds > 0 && e.naiveSeconds > 0 && e.layerReadSeconds >= 0);
+    const resident = estimateMmluCost(model, r.stats, 16);
+    assert.deepEqual(resident.streamedPasses, { naive: 0, cached: 0 });
+  } finally {
+    disposeModel(streamed);
+  }
+  assert.equal(tf.memory().numTensors, n0);
 });
 
 const files = (dir: string) => ({ csv: readFileSync(join(dir, 'mmlu.csv'), 'utf8'), summary: readFileSync(join(dir, 'summary.json'), 'utf8') });

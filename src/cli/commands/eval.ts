@@ -70,7 +70,8 @@ const mmluCommand: CommandModule<GlobalArgs, ArgsOf<typeof mmluOptions>> = {
           `tokens: ${s.naiveTokens} without prefix caching (mean prompt ${s.meanPromptTokens.toFixed(0)}), ${s.cachedTokens} with it `
             + `(${s.prefixes} prefixes of mean ${s.meanPrefixTokens.toFixed(0)}, mean question part ${s.meanSuffixTokens.toFixed(0)}, ${s.uncachedQuestions} questions run alone)`,
           `estimate: ${fmtSeconds(e.cachedSeconds)} with prefix caching and batching (${s.prefixes} prefix passes, ${s.batches} question batches, `
-            + `${s.uncachedQuestions} questions on their whole prompt), ${fmtSeconds(e.naiveSeconds)} naive (rough: from timing one pass of each mean shape)`,
+            + `${s.uncachedQuestions} questions on their whole prompt), ${fmtSeconds(e.naiveSeconds)} naive (rough: from timing one pass of each mean shape`
+            + (e.streamedPasses.cached ? `, on one layer, plus ${e.streamedPasses.cached} streamed pass${e.streamedPasses.cached > 1 ? 'es' : ''} reading each layer in ${e.layerReadSeconds.toFixed(1)} s)` : ')'),
         ].join('\n') + '\n');
         return;
       }

@@ -1,9 +1,13 @@
 /**
  * A rough estimate of an MMLU run's time from its plan (--dry-run): a few forward passes of the plan's
  * mean shapes are timed and scaled by the number of passes the run makes, with and without prefix caching.
+ * A streamed model is timed on its first layer alone, held in memory (so the dry run reads one layer,
+ * not the model a few times over), scaled by the layer count, plus the reads of the run's passes.
  */
-import { disposeCache, forward } from '../../model/forward.ts';
-import type { LlamaModel } from '../../model/model.ts';
+import { PASS_HIDDEN_BYTES, disposeCache, forward } from '../../model/forward.ts';
+import { acquireLayer, streamsLayers, type LlamaModel } from '../../model/model.ts';
+import { layerTensorShapes } from '../../model/config.ts';
+import type { Weight } from '../../model/ops.ts';
 import type { PlanStats } from './question-plan.ts';
 
 export interface CostEstimate {
@@ -11,6 +15,9 @@ export interface CostEstimate {
   naivePassSeconds: number;
   /** Seconds of one question batch on a mean-length cached prefix. */
   batchPassSeconds: number;
+  /** Streamed model: seconds to read one decoder layer, and passes over the layers of each run (0 and 0 when resident). */
+  layerReadSeconds: number;
+  streamedPasses: { naive: number; cached: number };
   /** Estimated seconds of the whole run, naive and with prefix caching and batching. */
   naiveSeconds: number;
   cachedSeconds: number;
@@ -30,9 +37,34 @@ function timed(f: () => void): number {
 
 /** Times the plan's typical passes on `model` and scales them to the whole run. */
 export function estimateMmluCost(model: LlamaModel, stats: PlanStats, batchSize: number): CostEstimate {
+  if (!streamsLayers(model)) return { ...timePasses(model, stats, batchSize, 1), layerReadSeconds: 0, streamedPasses: { naive: 0, cached: 0 } };
+  const L = model.config.num_hidden_layers;
+  const t0 = performance.now();
+  const layer = acquireLayer(model, 0);
+  const layerReadSeconds = (performance.now() - t0) / 1000;
+  try {
+    // A one-layer model whose layer is the one just read, resident.
+    const packed = new Map<string, Weight>(model.packed);
+    for (const suffix of layerTensorShapes(model.config).keys()) packed.set(`model.layers.0.${suffix}`, layer.weight(suffix));
+    const one: LlamaModel = { ...model, config: { ...model.config, num_hidden_layers: 1 }, packed, stats: { forwardCalls: 0, layerLoads: 0 } };
+    const t = timePasses(one, stats, batchSize, L);
+    const passTokens = PASS_HIDDEN_BYTES / (4 * model.config.hidden_size);
+    const streamedPasses = { naive: Math.ceil(stats.naiveTokens / passTokens), cached: Math.ceil(stats.cachedTokens / passTokens) };
+    return {
+      ...t, layerReadSeconds, streamedPasses,
+      naiveSeconds: t.naiveSeconds + streamedPasses.naive * L * layerReadSeconds,
+      cachedSeconds: t.cachedSeconds + streamedPasses.cached * L * layerReadSeconds,
+    };
+  } finally {
+    layer.release();
+  }
+}
+
+/** The compute part of the estimate, timed on `model` and multiplied by `scale`. */
+function timePasses(model: LlamaModel, stats: PlanStats, batchSize: number, scale: number): Omit<CostEstimate, 'layerReadSeconds' | 'streamedPasses'> {
   const V = model.config.vocab_size, max = model.config.max_position_embeddings;
   const clamp = (n: number) => Math.max(1, Math.min(max, Math.round(n)));
-  const naivePassSeconds = timed(() => { forward(model, ids(1, clamp(stats.meanPromptTokens), V), { logits: 'none' }); });
+  const naivePassSeconds = scale * timed(() => { forward(model, ids(1, clamp(stats.meanPromptTokens), V), { logits: 'none' }); });
   const prefixLen = clamp(stats.meanPrefixTokens);
   const suffixLen = Math.max(1, Math.min(max - prefixLen, Math.round(stats.meanSuffixTokens)));
   const cachedQuestions = stats.questions - stats.uncachedQuestions;
@@ -40,7 +72,7 @@ export function estimateMmluCost(model: LlamaModel, stats: PlanStats, batchSize:
   const prefix = forward(model, ids(1, prefixLen, V), { logits: 'none', returnCache: true });
   let batchPassSeconds: number;
   try {
-    batchPassSeconds = timed(() => { forward(model, ids(rows, suffixLen, V), { logits: 'none', cache: prefix.cache }); });
+    batchPassSeconds = scale * timed(() => { forward(model, ids(rows, suffixLen, V), { logits: 'none', cache: prefix.cache }); });
   } finally {
     disposeCache(prefix.cache!);
   }
