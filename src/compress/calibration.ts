@@ -93,7 +93,6 @@ export function calibrate(model: LlamaModel, prompts: number[][], opts: Calibrat
   const grams: Float64Array[] = [];
   const lastStates: Float32Array[] = [];
   const blockInfluence: number[] = [];
-  let blockInput: tf.Tensor3D | null = null;
 
   const lastOf = (h: tf.Tensor3D) => tf.tidy(() => tf.gather(h.reshape([n * T, H]), lastIdx).dataSync() as Float32Array);
   const representation = (h: tf.Tensor3D): tf.Tensor2D => tf.tidy(() => {
@@ -115,24 +114,20 @@ export function calibrate(model: LlamaModel, prompts: number[][], opts: Calibrat
       onBlockInput: (i, x) => {
         if (i === 0) lastStates.push(lastOf(x));
         if (opts.layerStates === 'input') grams.push(gramOf(x));
-        blockInput = tf.clone(x);
       },
-      onBlockOutput: (i, h) => {
+      onBlockOutput: (i, h, x) => {
         if (opts.layerStates !== 'input') grams.push(gramOf(h));
         lastStates.push(lastOf(h));
         const bi = tf.tidy(() => {
-          const dot = tf.sum(tf.mul(blockInput!, h), -1);
-          const cos = tf.div(dot, tf.mul(tf.norm(blockInput!, 'euclidean', -1), tf.norm(h, 'euclidean', -1)).add(1e-12));
+          const dot = tf.sum(tf.mul(x, h), -1);
+          const cos = tf.div(dot, tf.mul(tf.norm(x, 'euclidean', -1), tf.norm(h, 'euclidean', -1)).add(1e-12));
           return tf.sum(tf.mul(tf.sub(1, cos), mask.squeeze([2]))).dataSync()[0];
         });
         blockInfluence.push(bi / realTokens);
-        blockInput!.dispose();
-        blockInput = null;
         opts.onProgress?.(i + 1, L);
       },
     });
   } finally {
-    (blockInput as tf.Tensor | null)?.dispose();
     mask.dispose();
     lastIdx.dispose();
   }

@@ -45,9 +45,9 @@ export interface ForwardOptions {
   onLogits?: (first: number, logits: tf.Tensor2D) => void;
   /** Return Hugging Face's output_hidden_states: L+1 tensors [B, T, H], the last after the final norm. */
   hiddenStates?: boolean;
-  /** Called with each block's output [B, T, H] (pre-norm residual stream), block by block; the tensor is
-   * disposed after the call returns. Lets calibration consume hidden states without keeping them. */
-  onBlockOutput?: (layer: number, h: tf.Tensor3D) => void;
+  /** Called with each block's output [B, T, H] (pre-norm residual stream) and its input, block by block;
+   * the input is disposed after the call returns. Lets calibration consume hidden states without keeping them. */
+  onBlockOutput?: (layer: number, h: tf.Tensor3D, input: tf.Tensor3D) => void;
   /** Called with each block's input, like onBlockOutput. */
   onBlockInput?: (layer: number, h: tf.Tensor3D) => void;
   /** Cached keys/values of a prefix; positions of the input start after it. Not disposed. */
@@ -300,7 +300,7 @@ function* forwardSteps(model: LlamaModel, jobs: readonly ForwardJob[]): Generato
           job.onBlockInput?.(i, s.x!);
           const past = job.cache ? { k: job.cache.keys[i], v: job.cache.values[i] } : job.after !== undefined ? states[job.after].layerKV : null;
           const next = runLayer(model, w, s.x!, s.ctx, past, s.micro, !!job.returnCache || lastUser.has(j));
-          s.x!.dispose();
+          const input = s.x!;
           s.x = next.h;
           if (next.k) {
             s.layerKV = { k: next.k, v: next.v! };
@@ -309,7 +309,11 @@ function* forwardSteps(model: LlamaModel, jobs: readonly ForwardJob[]): Generato
               s.values.push(next.v!);
             }
           }
-          job.onBlockOutput?.(i, s.x);
+          try {
+            job.onBlockOutput?.(i, s.x, input);
+          } finally {
+            input.dispose();
+          }
           if (job.after !== undefined && lastUser.get(job.after) === j) dropLayerKV(states[job.after]);
         });
       } finally {

@@ -77,6 +77,8 @@ export interface Workload {
   cacheTokens?: number;
   /** A forward pass over the cached prefix itself (1 row of cacheTokens) also happens. */
   prefixPass?: boolean;
+  /** Whole-batch hidden-state copies [rows, T, H] a per-layer callback makes beside the layer's input and output (calibration: 1). */
+  callbackCopies?: number;
   /**
    * Bytes of other rows' hidden states held across a layer-major pass of many forward jobs
    * (forwardMany; a streamed MMLU evaluation holds up to PASS_HIDDEN_BYTES).
@@ -160,7 +162,7 @@ export function estimateMemory(config: LlamaConfig, stored: (name: string) => nu
   const S = work.cacheTokens ?? 0;
   /** Float32 bytes one forward pass holds for `rows` rows of T new tokens over S cached ones. */
   const pass = (rows: number, micro: number, T: number, S: number): number => {
-    const boundary = 2 * rows * T * H; // a layer's input and output for every row
+    const boundary = (2 + (work.callbackCopies ?? 0)) * rows * T * H; // a layer's input and output for every row, and a callback's copies
     const keys = T + S;
     const inner = micro * T * (2 * nH * hd + 2 * nKV * hd + 2 * H) + micro * T * 3 * I; // q, attn out, k, v, residual, norm; gate, up, act
     const full = 2 * micro * nH * T * keys; // scores and softmax
@@ -303,6 +305,7 @@ export function calibrationWorkload(promptLengths: number[], opts: { microBatch?
   return {
     streaming: opts.streaming ?? false, rows: promptLengths.length, microBatch: opts.microBatch ?? 8,
     seqLen: Math.min(cut, Math.max(1, ...promptLengths)), logits: 'none',
+    callbackCopies: 1, // the masked representation, then the block-influence product
   };
 }
 
