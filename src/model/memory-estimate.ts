@@ -295,7 +295,8 @@ export function assertFits(req: FitRequest): MemoryEstimate | null {
     }
   }
   if (!canStream && !req.work.streaming) throw new UserError(`${head}; use a machine with more memory (this command holds every layer)`);
-  const floor = est({ ...req.work, streaming: true, microBatch: 1, rows: 1 });
+  // The rows stay unless the batch option sets them (similarity's rows are its calibration prompts).
+  const floor = est({ ...req.work, streaming: true, microBatch: 1, rows: req.batchField === 'rows' ? 1 : req.work.rows });
   throw new UserError(`${head}; even streaming one layer at a time with batches of 1 needs about ${gb(floor.total)}: use a machine with more memory`);
 }
 
