@@ -136,6 +136,26 @@ test('an interrupted run resumes from its saved windows to the same result', asy
   }
 });
 
+test('a streamed model scores every window in one pass over its layers, with the resident model\'s numbers', async () => {
+  await initBackend('wasm');
+  const model = loadModel('models/demo');
+  const streamed = loadModel('models/demo', { streaming: true });
+  const before = tf.memory().numTensors;
+  try {
+    const ids = Array.from({ length: 300 }, (_, i) => (i * 37 + 11) % model.config.vocab_size);
+    const resident = await evaluatePerplexity({ model, ids, seqLen: 64, stride: 32 });
+    const windows: number[] = [];
+    const r = await evaluatePerplexity({ model: streamed, ids, seqLen: 64, stride: 32, onProgress: (p) => windows.push(p.windows) });
+    assert.equal(streamed.stats.layerLoads, streamed.config.num_hidden_layers, 'each layer read once for the 9 windows');
+    assert.deepEqual(r.summary, resident.summary);
+    assert.deepEqual(windows, [1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    assert.equal(tf.memory().numTensors, before);
+  } finally {
+    disposeModel(model);
+    disposeModel(streamed);
+  }
+});
+
 test('mka eval ppl: bad options and files are one-line user errors', () => {
   const text = join(TMP, 'text.txt');
   writeFileSync(text, 'Once upon a time there was a small model.\n');

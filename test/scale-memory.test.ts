@@ -86,7 +86,7 @@ test('a run that cannot fit names the figure, the memory available and the optio
   assert.equal(availableMemory({ MKA_MEMORY_LIMIT: 'off' }), null);
 });
 
-test('mka similarity on an 8B config it cannot hold exits 1 with one line naming --streaming', () => {
+test('mka similarity and eval ppl on an 8B config they cannot hold exit 1 with one line naming --streaming', () => {
   const dir = mkdtempSync(join(tmpdir(), 'mka-scale-memory-'));
   try {
     writeFileSync(join(dir, 'config.json'), JSON.stringify(PAPER_SHAPES['llama3-8b']));
@@ -99,6 +99,12 @@ test('mka similarity on an 8B config it cannot hold exits 1 with one line naming
     const lines = r.stderr.trim().split('\n');
     assert.equal(lines.length, 1, r.stderr);
     assert.match(lines[0], /similarity needs about 3\d\.\d GB of RAM .* but 12\.9 GB is available; rerun with --streaming \(about \d+\.\d GB\)/);
+    // eval ppl checks too, with its default 2048-token windows
+    const ppl = spawnSync(process.execPath, ['bin/mka.mjs', 'eval', 'ppl', '--model', dir, '--text', join(dir, 'prompts.txt'), '--backend', 'cpu', '--quiet'], {
+      encoding: 'utf8', env: { ...process.env, MKA_MEMORY_LIMIT: '12G' },
+    });
+    assert.equal(ppl.status, 1, ppl.stderr);
+    assert.match(ppl.stderr, /^mka: eval ppl needs about 3\d\.\d GB of RAM .* but 12\.9 GB is available; rerun with --streaming \(about \d+\.\d GB\)\n$/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -121,7 +121,7 @@ function decoderBlock(
 }
 
 /** Logits rows computed at once: a chunk [n, V] holds at most about this many floats. */
-const LOGIT_CHUNK_FLOATS = 1 << 24;
+export const LOGIT_CHUNK_FLOATS = 1 << 24;
 
 /**
  * Logits at flat positions of x [B*T, H] (pre-norm), through the final norm and lm_head, chunk by

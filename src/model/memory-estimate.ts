@@ -30,7 +30,7 @@ import { type LlamaConfig, expectedTensors, layerTensorShapes, readConfig } from
 import { UserError } from '../runtime/errors.ts';
 import { BACKENDS } from '../runtime/backend.ts';
 import { takes16BitWeights } from './ops.ts';
-import { PASS_HIDDEN_BYTES } from './forward.ts';
+import { LOGIT_CHUNK_FLOATS, PASS_HIDDEN_BYTES } from './forward.ts';
 
 /** Where a backend keeps tensors and how it computes. */
 export interface MemoryProfile {
@@ -320,6 +320,17 @@ export function mmluWorkload(opts: { batchSize?: number; streaming?: boolean }):
   const rows = opts.batchSize ?? 16;
   const streaming = opts.streaming ?? false;
   return { streaming, rows, microBatch: rows, seqLen: 256, cacheTokens: 1536, prefixPass: true, logits: 'last', heldBytes: streaming ? PASS_HIDDEN_BYTES : 0 };
+}
+
+/**
+ * `mka eval ppl`: one window of seqLen tokens per forward call, logits of its scored positions in chunks
+ * (a chunk and its log-softmax); streamed, windows share passes that hold up to PASS_HIDDEN_BYTES.
+ */
+export function pplWorkload(seqLen: number, streaming: boolean): Workload {
+  return {
+    streaming, rows: 1, microBatch: 1, seqLen, logits: 'none',
+    heldBytes: 2 * 4 * LOGIT_CHUNK_FLOATS + (streaming ? PASS_HIDDEN_BYTES : 0),
+  };
 }
 
 /**

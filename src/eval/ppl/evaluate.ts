@@ -1,26 +1,29 @@
 /**
  * Token-weighted perplexity of a model on a token sequence, window by window (windows.ts): the
  * negative log-likelihood of every scored token, summed in float64 and divided by their number;
- * ppl = exp(mean NLL). Resumable: each finished window is saved in the results directory.
+ * ppl = exp(mean NLL). Resumable: each finished window is saved in the results directory. A streamed
+ * model runs many windows per pass over its layers, so each layer is read once per pass, not per window.
  */
 import * as tf from '@tensorflow/tfjs';
-import { forward } from '../../model/forward.ts';
-import type { LlamaModel } from '../../model/model.ts';
+import { PASS_HIDDEN_BYTES, forward, forwardMany, type ForwardJob } from '../../model/forward.ts';
+import { streamsLayers, type LlamaModel } from '../../model/model.ts';
 import { slidingWindows, type PplWindow } from './windows.ts';
 import { openPplResults, type PplSummary, type WindowResult } from './results.ts';
 
 /**
- * Sum of −log p(token) over the scored tokens of one window and their number. forward() computes
- * the logits of only the scored positions, in chunks of rows (the same final RMSNorm and lm_head as
- * every other caller), so a window never holds [seqLen, vocab] logits.
+ * The forward job of one window and its result once the job has run: the sum of −log p(token) over
+ * the window's scored tokens and their number. Logits are computed only at the scored positions, in
+ * chunks of rows (the same final RMSNorm and lm_head as every other caller), so a window never holds
+ * [seqLen, vocab] logits.
  */
-export function windowNll(model: LlamaModel, ids: readonly number[], w: PplWindow): WindowResult {
+function windowJob(model: LlamaModel, ids: readonly number[], w: PplWindow): { job: ForwardJob; result(): WindowResult } {
   const V = model.config.vocab_size;
   const first = w.scoredFrom - 1 - w.begin; // window position whose logits predict the first scored token
   const count = w.end - w.scoredFrom;
   const positions = Array.from({ length: count }, (_, r) => first + r);
   let nll = 0;
-  forward(model, [ids.slice(w.begin, w.end)], {
+  const job: ForwardJob = {
+    inputIds: [ids.slice(w.begin, w.end)],
     logits: 'positions',
     positions,
     onLogits: (r0, logits) => {
@@ -32,8 +35,15 @@ export function windowNll(model: LlamaModel, ids: readonly number[], w: PplWindo
       });
       for (const v of values) nll += v;
     },
-  });
-  return { begin: w.begin, end: w.end, scored_from: w.scoredFrom, nll, tokens: count };
+  };
+  return { job, result: () => ({ begin: w.begin, end: w.end, scored_from: w.scoredFrom, nll, tokens: count }) };
+}
+
+/** Sum of −log p(token) over the scored tokens of one window and their number (see windowJob). */
+export function windowNll(model: LlamaModel, ids: readonly number[], w: PplWindow): WindowResult {
+  const { job, result } = windowJob(model, ids, w);
+  forward(model, job.inputIds, job);
+  return result();
 }
 
 export interface PplProgress {
@@ -73,15 +83,26 @@ export async function evaluatePerplexity(opts: EvaluatePplOptions): Promise<{ su
   const toCompute = windows.length - resumedWindows;
   const t0 = performance.now();
   let computed = 0;
-  for (let i = 0; i < windows.length; i++) {
-    if (all[i]) continue;
+  const stop = async () => {
+    await new Promise((ok) => setImmediate(ok)); // lets a Ctrl-C handler run
     if (opts.signal?.aborted) throw new PplInterrupted(resumedWindows + computed, windows.length);
-    const r = windowNll(opts.model, opts.ids, windows[i]);
-    results?.save(i, r);
-    all[i] = r;
-    computed++;
-    opts.onProgress?.({ windows: resumedWindows + computed, windowsTotal: windows.length, computed, toCompute });
-    await new Promise((ok) => setImmediate(ok)); // lets a Ctrl-C handler run between windows
+  };
+  // A streamed model reads every layer once per forward call, so windows share calls (forwardMany),
+  // as many as fit PASS_HIDDEN_BYTES of hidden states; a resident one runs window by window.
+  const pending = windows.map((_, i) => i).filter((i) => !all[i]);
+  const perPass = streamsLayers(opts.model) ? Math.max(1, Math.floor(PASS_HIDDEN_BYTES / (4 * opts.model.config.hidden_size * opts.seqLen))) : 1;
+  for (let p0 = 0; p0 < pending.length; p0 += perPass) {
+    await stop();
+    const pass = pending.slice(p0, p0 + perPass);
+    const jobs = pass.map((i) => windowJob(opts.model, opts.ids, windows[i]));
+    if (perPass === 1) forward(opts.model, jobs[0].job.inputIds, jobs[0].job);
+    else await forwardMany(opts.model, jobs.map((j) => j.job), stop);
+    pass.forEach((i, j) => {
+      all[i] = jobs[j].result();
+      results?.save(i, all[i]!);
+      computed++;
+      opts.onProgress?.({ windows: resumedWindows + computed, windowsTotal: windows.length, computed, toCompute });
+    });
   }
   let nll = 0, tokens = 0;
   for (const r of all as WindowResult[]) {

@@ -5,7 +5,8 @@
 import { readFileSync, statSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { disposeModel, loadModel } from '../../model/model.ts';
-import type { LlamaConfig } from '../../model/config.ts';
+import { readConfig, type LlamaConfig } from '../../model/config.ts';
+import { checkModelFits, pplWorkload } from '../../model/memory-estimate.ts';
 import type { Tokenizer } from '../../tokenizer/tokenizer.ts';
 import { UserError } from '../../runtime/errors.ts';
 import { loadTokenizer } from '../../tokenizer/tokenizer.ts';
@@ -70,6 +71,8 @@ export function defaultPplOut(modelDir: string, textFile: string): string {
 /** Evaluates (or resumes) the perplexity of a model directory on a text file. */
 export async function runPerplexityEval(opts: RunPplOptions): Promise<{ out: string; summary: PplSummary; resumedWindows: number; seconds: number }> {
   readCorpus(opts.text); // a missing file is reported before the model is loaded
+  const config = readConfig(opts.model);
+  checkModelFits('eval ppl', opts.model, pplWorkload(opts.seqLen ?? Math.min(DEFAULT_SEQ_LEN, config.max_position_embeddings), !!opts.streaming));
   const tokenizer = await loadTokenizer(opts.model);
   const model = loadModel(opts.model, { streaming: opts.streaming });
   try {
