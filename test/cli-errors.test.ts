@@ -39,9 +39,9 @@ test('bad numbers, empty or repeated options, impossible combinations', async ()
   const sweep = ['sweep', '--model', M, '--data', D, '--out', O];
   const evalMmlu = ['eval', 'mmlu', '--model', M, '--data', D, '--dry-run'];
   await expectAll([
-    [['info', '--model', M, '--threads', 'abc'], '--threads abc'],
-    [['info', '--model', M, '--threads', '0'], '--threads 0'],
-    [['info', '--model', M, '--threads', '1.5'], '--threads 1.5'],
+    [['forward', '--model', M, '--ids', '1', '--threads', 'abc'], '--threads abc'],
+    [['forward', '--model', M, '--ids', '1', '--threads', '0'], '--threads 0'],
+    [['forward', '--model', M, '--ids', '1', '--threads', '1.5'], '--threads 1.5'],
     [[...compress, '--remove='], '--remove'],
     [[...compress, '--remove', '-1'], '--remove -1'],
     [[...compress, '--remove', '2', '--max-positions', '-5'], '--max-positions -5'],
@@ -109,13 +109,13 @@ test('bad --config files: missing, a directory, invalid, not a mapping, empty, b
     ...files.map((f): Case => [['info', '--model', M, '--config', f], f]),
     [['info', '--model', M, '--config'], '--config'],
     [['info', '--model', M, '--config='], '--config'],
-    [['info', '--config', cfg('threads.yaml', 'threads: abc\n'), '--model', M], '--threads'],
+    [['forward', '--config', cfg('threads.yaml', 'threads: abc\n'), '--model', M, '--ids', '1'], '--threads'],
     [['info', '--config', cfg('unknown.yaml', 'colour: blue\n'), '--model', M], 'colour'],
     // values of the wrong type
     [['info', '--config', cfg('number-path.yaml', 'model: 5\n')], '--model'],
     [['info', '--config', cfg('null-path.yaml', 'model: null\n')], '--model'],
     [['info', '--config', cfg('object-path.json', '{"model": {"a": 1}}')], '--model'],
-    [['info', '--model', M, '--config', cfg('list-number.yaml', 'threads: [1, 2]\n')], '--threads'],
+    [['forward', '--model', M, '--ids', '1', '--config', cfg('list-number.yaml', 'threads: [1, 2]\n')], '--threads'],
   ]);
 });
 
