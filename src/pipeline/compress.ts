@@ -5,15 +5,12 @@
  * calibrating. The sweep runs the same pipeline for all of its points at once.
  */
 import { readFileSync } from 'node:fs';
-import { loadModel, disposeModel } from '../model/model.ts';
-import { calibrationWorkload, checkModelFits } from '../model/memory-estimate.ts';
-import { loadTokenizer } from '../tokenizer/tokenizer.ts';
 import { UserError } from '../runtime/errors.ts';
 import { progress } from '../runtime/progress.ts';
 import { DEFAULT_METRIC, degenerateKernelWarning, fusionRatio, getSimilarityMetric, gramFromActivations, resolveOptions, type MetricResult, type SimilarityOptions } from '../compress/similarity/index.ts';
 import type { CompressionPlan } from '../compress/merge-plan.ts';
 import type { HfDtype } from '../weights/hf-writer.ts';
-import { analyzeIds, calibrationPrompts, similarityOptionsFor, type AnalysisOptions } from './analyse.ts';
+import type { AnalysisOptions } from './analyse.ts';
 import { planTargets, type PipelineOptions } from './plan-targets.ts';
 import { writePlan } from './write.ts';
 import { readPlanFile, type RecordedPlan } from './plan-file.ts';
@@ -100,22 +97,14 @@ export async function replayPlan(opts: { model: string; plan: string; out: strin
   return recorded.plan;
 }
 
-/** `mka similarity` on a model: calibration + similarity report. */
+/** `mka similarity` on a model: the pipeline's calibrate → analyse stages, no plan, as a similarity report. */
 export async function modelSimilarity(opts: AnalysisOptions & { model: string; streaming?: boolean }): Promise<Record<string, unknown>> {
-  const tok = await loadTokenizer(opts.model);
-  const { ids, labels } = calibrationPrompts(tok, opts);
-  checkModelFits('similarity', opts.model, calibrationWorkload(ids.map((r) => r.length), opts), { batch: { option: '--micro-batch', field: 'microBatch' } });
-  similarityOptionsFor(ids.length, opts); // before the model is loaded
-  const model = loadModel(opts.model, { streaming: opts.streaming });
-  try {
-    const a = analyzeIds(model, ids, labels, { ...opts, withSimilarity: true });
-    return similarityJson(a.metric, a.scores!, a.similarityOptions, {
-      model: opts.model, samples: a.calibration.n, representation: a.calibration.representation, prompts: labels,
-      block_influence: a.calibration.blockInfluence, seconds: a.seconds,
-    });
-  } finally {
-    disposeModel(model);
-  }
+  const { analysis, labels } = await planTargets({ dir: opts.model, command: 'similarity' }, [], { ...opts, analyse: true, withSimilarity: true });
+  const a = analysis!;
+  return similarityJson(a.metric, a.scores!, a.similarityOptions, {
+    model: opts.model, samples: a.calibration.n, representation: a.calibration.representation, prompts: labels,
+    block_influence: a.calibration.blockInfluence, seconds: a.seconds,
+  });
 }
 
 /** `mka similarity --activations F`: the similarity stage on activations from elsewhere ({"activations": [layers][samples][hidden]}). */
