@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/runtime/backend.ts';
 import { loadModel, disposeModel, type LlamaModel } from '../src/model/model.ts';
-import { forward, forwardMany, disposeCache } from '../src/model/forward.ts';
+import { forward, forwardInTurn, forwardMany, disposeCache } from '../src/model/forward.ts';
 import { generate } from '../src/model/generate.ts';
 import { inverseFrequencies } from '../src/model/rope.ts';
 import { maxAbsDiff, NO_SHARED, SHARED } from './helpers.ts';
@@ -109,7 +109,7 @@ for (const backend of ['wasm', 'native'] as const) test(`${backend}: KV cache, r
   disposeModel(model);
 });
 
-for (const backend of ['wasm', 'native'] as const) test(`${backend}: forwardMany gives each job forward()'s result bit for bit, reading each streamed layer once`, { skip: NO_SHARED || (backend === 'native' && NO_NATIVE) }, async () => {
+for (const backend of ['wasm', 'native'] as const) test(`${backend}: forwardMany and forwardInTurn give each job forward()'s result bit for bit; forwardMany reads each streamed layer once`, { skip: NO_SHARED || (backend === 'native' && NO_NATIVE) }, async () => {
   await initBackend(backend);
   const model = loadModel(join(TINY, 'b_llama3_gqa_bf16_sharded'), { streaming: true });
   const before = tf.memory().numTensors;
@@ -120,23 +120,38 @@ for (const backend of ['wasm', 'native'] as const) test(`${backend}: forwardMany
     x!.dispose();
     y!.dispose();
   };
-  // one at a time: a prefix and its cache, a padded batch after it, an unrelated row with hidden states
-  const pre = forward(model, [a.slice(0, 4)], { returnCache: true, logits: 'none' });
-  const cont = forward(model, [a.slice(4), [...b.slice(4), 0, 0, 0]], { cache: pre.cache, logits: 'last', lastIndex: [4, 1], microBatch: 1 });
-  const alone = forward(model, [b], { hiddenStates: true });
-  const loads = model.stats.layerLoads;
-  const [p2, c2, a2] = await forwardMany(model, [
-    { inputIds: [a.slice(0, 4)], returnCache: true, logits: 'none' },
-    { inputIds: [a.slice(4), [...b.slice(4), 0, 0, 0]], after: 0, logits: 'last', lastIndex: [4, 1], microBatch: 1 },
+  const jobs = (returnCache: boolean) => [
+    { inputIds: [a.slice(0, 4)], returnCache, logits: 'none' as const },
+    { inputIds: [a.slice(4), [...b.slice(4), 0, 0, 0]], after: 0, logits: 'last' as const, lastIndex: [4, 1], microBatch: 1 },
     { inputIds: [b], hiddenStates: true },
-  ]);
-  assert.equal(model.stats.layerLoads - loads, model.config.num_hidden_layers, 'each layer read once for all jobs');
-  exact(cont.logits, c2.logits);
-  exact(alone.logits, a2.logits);
-  alone.hiddenStates!.forEach((h, i) => exact(h, a2.hiddenStates![i]));
-  pre.cache!.keys.forEach((k, i) => exact(k, p2.cache!.keys[i]));
-  pre.cache!.values.forEach((v, i) => exact(v, p2.cache!.values[i]));
-  assert.equal(tf.memory().numTensors, before, 'forwardMany leaks tensors');
+  ];
+  for (const [name, run] of [['forwardMany', forwardMany], ['forwardInTurn', forwardInTurn]] as const) {
+    for (const returnCache of [true, false]) {
+      // one at a time: a prefix and its cache, a padded batch after it, an unrelated row with hidden states
+      const pre = forward(model, [a.slice(0, 4)], { returnCache: true, logits: 'none' });
+      const cont = forward(model, [a.slice(4), [...b.slice(4), 0, 0, 0]], { cache: pre.cache, logits: 'last', lastIndex: [4, 1], microBatch: 1 });
+      const alone = forward(model, [b], { hiddenStates: true });
+      const loads = model.stats.layerLoads;
+      const [p2, c2, a2] = await run(model, jobs(returnCache));
+      const L = model.config.num_hidden_layers;
+      assert.equal(model.stats.layerLoads - loads, name === 'forwardMany' ? L : 3 * L, `${name}: layer reads`);
+      exact(cont.logits, c2.logits);
+      exact(alone.logits, a2.logits);
+      alone.hiddenStates!.forEach((h, i) => exact(h, a2.hiddenStates![i]));
+      if (returnCache) {
+        pre.cache!.keys.forEach((k, i) => exact(k, p2.cache!.keys[i]));
+        pre.cache!.values.forEach((v, i) => exact(v, p2.cache!.values[i]));
+      } else {
+        assert.equal(p2.cache, undefined, `${name}: a cache not asked for is not returned`);
+        disposeCache(pre.cache!);
+      }
+      assert.equal(tf.memory().numTensors, before, `${name} leaks tensors`);
+    }
+  }
+  await assert.rejects(forwardInTurn(model, jobs(false), (j) => {
+    if (j === 1) throw new Error('stop');
+  }), /stop/);
+  assert.equal(tf.memory().numTensors, before, 'a stopped forwardInTurn leaks tensors');
   // stopping between layers frees everything made so far
   await assert.rejects(forwardMany(model, [{ inputIds: [a], returnCache: true, hiddenStates: true }, { inputIds: [b], after: 0 }], (i) => {
     if (i === 1) throw new Error('stop');

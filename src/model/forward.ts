@@ -17,6 +17,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { acquireLayer, lmHeadName, useWeight, type LayerWeights, type LlamaModel } from './model.ts';
 import { inverseFrequencies, ropeTables } from './rope.ts';
+import type { LlamaConfig } from './config.ts';
 import { attention, decoderLayer, embed, linear, lmHeadLogits, rmsNorm, rope, siluMul } from './ops.ts';
 
 /** Keys and values per layer, [B, kv_heads, S, head_dim], after RoPE. Batch 1 broadcasts to any batch. */
@@ -205,6 +206,11 @@ export function forward(model: LlamaModel, inputIds: number[][], opts: ForwardOp
  */
 export const PASS_HIDDEN_BYTES = 2 ** 30;
 
+/** Tokens whose float32 hidden states fit PASS_HIDDEN_BYTES for this model (at least 1). */
+export function passTokens(config: LlamaConfig): number {
+  return Math.max(1, Math.floor(PASS_HIDDEN_BYTES / (4 * config.hidden_size)));
+}
+
 /** One forward() call of forwardMany: its input and options, and where its prefix comes from. */
 export interface ForwardJob extends ForwardOptions {
   inputIds: number[][];
@@ -258,26 +264,79 @@ export async function forwardMany(
   }
 }
 
+/**
+ * Checks the jobs' `after` links and returns, for each job that others follow, the last job that
+ * follows it (after which its keys/values can go).
+ */
+function followers(jobs: readonly ForwardJob[]): Map<number, number> {
+  const last = new Map<number, number>();
+  jobs.forEach((job, j) => {
+    if (job.after === undefined) return;
+    if (!Number.isInteger(job.after) || job.after < 0 || job.after >= j) throw new Error(`forwardMany: job ${j} comes after job ${job.after}, which is not an earlier job`);
+    if (job.cache) throw new Error(`forwardMany: job ${j} has both a cache and an earlier job to follow`);
+    const B = job.inputIds.length, prior = jobs[job.after].inputIds.length;
+    if (prior !== 1 && prior !== B) throw new Error(`forwardMany: job ${j} has batch ${B} but follows job ${job.after} of batch ${prior}`);
+    last.set(job.after, j);
+  });
+  return last;
+}
+
+/** Frees every tensor of a forward result. */
+function disposeResult(r: ForwardResult): void {
+  r.logits?.dispose();
+  r.hiddenStates?.forEach((t) => t.dispose());
+  if (r.cache) disposeCache(r.cache);
+}
+
+/**
+ * forwardMany's jobs run one after another instead of layer-major: one forward() call each, a job
+ * that others follow returning its cache, which is kept until the last of them has run. The same
+ * results as forwardMany, holding one job's activations at a time (what suits resident weights).
+ * `onJob(j)` is awaited after job j; what it throws ends the call with every tensor it made freed.
+ */
+export async function forwardInTurn(
+  model: LlamaModel, jobs: readonly ForwardJob[], onJob?: (job: number) => Promise<void> | void,
+): Promise<ForwardResult[]> {
+  const lastUser = followers(jobs);
+  const caches = new Map<number, KVCache>(); // caches kept for later jobs and not returned
+  const results: ForwardResult[] = [];
+  try {
+    for (const [j, { after, ...job }] of jobs.entries()) {
+      const kept = lastUser.has(j) && !job.returnCache;
+      const r = forward(model, job.inputIds, { ...job, cache: after !== undefined ? caches.get(after) ?? results[after].cache : job.cache, returnCache: job.returnCache || kept });
+      if (kept) {
+        caches.set(j, r.cache!);
+        delete r.cache;
+      }
+      results.push(r);
+      if (after !== undefined && lastUser.get(after) === j && caches.has(after)) {
+        disposeCache(caches.get(after)!);
+        caches.delete(after);
+      }
+      await onJob?.(j);
+    }
+    return results;
+  } catch (e) {
+    results.forEach(disposeResult);
+    throw e;
+  } finally {
+    caches.forEach(disposeCache);
+  }
+}
+
 /** forwardMany's work, yielding each layer's index after the layer has run on every job. */
 function* forwardSteps(model: LlamaModel, jobs: readonly ForwardJob[]): Generator<number, ForwardResult[]> {
   const c = model.config;
   const H = c.hidden_size;
   const states: JobState[] = [];
-  const lastUser = new Map<number, number>(); // job → the last job attending to its keys/values
+  const lastUser = followers(jobs); // job → the last job attending to its keys/values
   let finished = false;
   try {
-    jobs.forEach((job, j) => {
+    jobs.forEach((job) => {
       const positions = checkInput(model, job.inputIds, job);
       const B = job.inputIds.length, T = job.inputIds[0].length;
-      let offset = job.cache?.length ?? 0;
-      if (job.after !== undefined) {
-        const prior = states[job.after];
-        if (!Number.isInteger(job.after) || job.after < 0 || job.after >= j) throw new Error(`forwardMany: job ${j} comes after job ${job.after}, which is not an earlier job`);
-        if (job.cache) throw new Error(`forwardMany: job ${j} has both a cache and an earlier job to follow`);
-        if (prior.B !== 1 && prior.B !== B) throw new Error(`forwardMany: job ${j} has batch ${B} but follows job ${job.after} of batch ${prior.B}`);
-        offset = prior.offset + prior.T;
-        lastUser.set(job.after, j);
-      }
+      const prior = job.after !== undefined ? states[job.after] : undefined;
+      const offset = prior ? prior.offset + prior.T : job.cache?.length ?? 0;
       const { cos, sin } = ropeTables(inverseFrequencies(c), offset, T);
       states.push({
         job, positions, B, T, offset, micro: Math.max(1, Math.min(job.microBatch ?? B, B)), ctx: { cos, sin },

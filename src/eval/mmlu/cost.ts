@@ -4,7 +4,7 @@
  * A streamed model is timed on its first layer alone, held in memory (so the dry run reads one layer,
  * not the model a few times over), scaled by the layer count, plus the reads of the run's passes.
  */
-import { PASS_HIDDEN_BYTES, disposeCache, forward } from '../../model/forward.ts';
+import { disposeCache, forward, passTokens } from '../../model/forward.ts';
 import { acquireLayer, streamsLayers, type LlamaModel } from '../../model/model.ts';
 import { layerTensorShapes } from '../../model/config.ts';
 import type { Weight } from '../../model/ops.ts';
@@ -48,8 +48,8 @@ export function estimateMmluCost(model: LlamaModel, stats: PlanStats, batchSize:
     for (const suffix of layerTensorShapes(model.config).keys()) packed.set(`model.layers.0.${suffix}`, layer.weight(suffix));
     const one: LlamaModel = { ...model, config: { ...model.config, num_hidden_layers: 1 }, packed, stats: { forwardCalls: 0, layerLoads: 0 } };
     const t = timePasses(one, stats, batchSize, L);
-    const passTokens = PASS_HIDDEN_BYTES / (4 * model.config.hidden_size);
-    const streamedPasses = { naive: Math.ceil(stats.naiveTokens / passTokens), cached: Math.ceil(stats.cachedTokens / passTokens) };
+    const perPass = passTokens(model.config);
+    const streamedPasses = { naive: Math.ceil(stats.naiveTokens / perPass), cached: Math.ceil(stats.cachedTokens / perPass) };
     return {
       ...t, layerReadSeconds, streamedPasses,
       naiveSeconds: t.naiveSeconds + streamedPasses.naive * L * layerReadSeconds,

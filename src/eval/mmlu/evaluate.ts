@@ -11,7 +11,7 @@
  * and a rerun with the same run key loads finished subjects instead of recomputing them (results.ts).
  */
 import * as tf from '@tensorflow/tfjs';
-import { PASS_HIDDEN_BYTES, forward, forwardMany, disposeCache, type ForwardJob, type KVCache } from '../../model/forward.ts';
+import { forwardInTurn, forwardMany, passTokens, type ForwardJob } from '../../model/forward.ts';
 import { argmax } from '../../model/generate.ts';
 import { streamsLayers, type LlamaModel } from '../../model/model.ts';
 import { UserError } from '../../runtime/errors.ts';
@@ -197,16 +197,6 @@ function scoringJob(items: readonly PlannedQuestion[], start: number, answerIds:
   return { job, scores };
 }
 
-/** Scores `items` in one forward pass after `cache` (see scoringJob). */
-function scoreRows(
-  model: LlamaModel, items: readonly PlannedQuestion[], start: number, cache: KVCache | undefined,
-  answerIds: readonly number[], wantNll: boolean,
-): RowScores[] {
-  const { job, scores } = scoringJob(items, start, answerIds, wantNll, model.config.vocab_size);
-  forward(model, job.inputIds, { ...job, cache });
-  return scores;
-}
-
 /** log Σ exp(x), in float64. */
 function logSumExp(x: ArrayLike<number>): number {
   let m = -Infinity;
@@ -232,35 +222,6 @@ async function checkpoint(signal: AbortSignal | undefined, done: number, total: 
   if (signal?.aborted) throw new EvaluationInterrupted(done, total);
 }
 
-/**
- * Scores every question of a plan on `model`: each prefix group on its cache in batches, then the
- * other questions on their full ids. Returns scores by question index.
- */
-async function scorePlan(
-  model: LlamaModel, plan: SubjectPlan, answerIds: readonly number[], wantNll: boolean, batching: Batching | null,
-  step: (questions: number) => Promise<void>,
-): Promise<PlanScores> {
-  const scores: PlanScores = new Map();
-  for (const g of plan.groups) {
-    const prefix = forward(model, [g.prefixIds.slice(0, g.start)], { logits: 'none', returnCache: true });
-    try {
-      for (const batch of batchesOf(g.members, batching!.size, g.start, batching!.maxPadding)) {
-        // the batch-1 cache serves every row of the batch (forward() repeats it per layer, never all layers at once)
-        scoreRows(model, batch, g.start, prefix.cache, answerIds, wantNll)
-          .forEach((s, j) => scores.set(batch[j].question.index, { ...s, cached: true }));
-        await step(batch.length);
-      }
-    } finally {
-      disposeCache(prefix.cache!);
-    }
-  }
-  for (const batch of aloneBatches(plan, batching)) {
-    scoreRows(model, batch, 0, undefined, answerIds, wantNll).forEach((s, j) => scores.set(batch[j].question.index, { ...s, cached: false }));
-    await step(batch.length);
-  }
-  return scores;
-}
-
 /** The questions of a plan without a shared prefix, batched by length on the fast path, one by one on the naive one. */
 function aloneBatches(plan: SubjectPlan, batching: Batching | null): PlannedQuestion[][] {
   return batching
@@ -269,22 +230,25 @@ function aloneBatches(plan: SubjectPlan, batching: Batching | null): PlannedQues
 }
 
 /**
- * Scores every question of several plans in one layer-major pass (forwardMany): the jobs are those
- * scorePlan runs one after another (each prefix, its batches after it, the questions alone), so the
- * scores are the same, but a streamed model reads each layer once for all of them. Progress moves
- * layer by layer: step() gets the pass's questions spread over the layers.
+ * Scores every question of the plans: per prefix group, the prefix once and its question batches
+ * after it (on its keys/values), then the questions alone. A resident model runs these forward jobs
+ * one after another (forwardInTurn), a streamed one all together, layer-major, in one pass over its
+ * layers (forwardMany): the same kernels on the same rows, so the same scores. step() gets each
+ * batch's questions as it finishes, or on a streamed pass the questions spread over the layers.
  */
-async function scorePlansInOnePass(
+async function scorePlans(
   model: LlamaModel, plans: readonly SubjectPlan[], answerIds: readonly number[], wantNll: boolean, batching: Batching | null,
   step: (questions: number) => Promise<void>,
 ): Promise<Map<string, PlanScores>> {
   const V = model.config.vocab_size;
   const jobs: ForwardJob[] = [];
+  const questions: number[] = []; // per job
   const collect: (() => void)[] = [];
   const bySubject = new Map<string, PlanScores>();
   const add = (scores: PlanScores, batch: PlannedQuestion[], start: number, after: number | undefined) => {
     const r = scoringJob(batch, start, answerIds, wantNll, V);
     jobs.push(after === undefined ? r.job : { ...r.job, after });
+    questions.push(batch.length);
     collect.push(() => r.scores.forEach((sc, j) => scores.set(batch[j].question.index, { ...sc, cached: after !== undefined })));
   };
   for (const plan of plans) {
@@ -292,30 +256,19 @@ async function scorePlansInOnePass(
     bySubject.set(plan.subject, scores);
     for (const g of plan.groups) {
       const prefix = jobs.push({ inputIds: [g.prefixIds.slice(0, g.start)], logits: 'none' }) - 1;
+      questions.push(0);
       for (const batch of batchesOf(g.members, batching!.size, g.start, batching!.maxPadding)) add(scores, batch, g.start, prefix);
     }
     for (const batch of aloneBatches(plan, batching)) add(scores, batch, 0, undefined);
   }
-  const questions = plans.reduce((n, p) => n + p.questions.length, 0);
-  const L = model.config.num_hidden_layers;
-  await forwardMany(model, jobs, () => step(questions / L));
+  if (streamsLayers(model)) {
+    const perLayer = questions.reduce((a, n) => a + n, 0) / model.config.num_hidden_layers;
+    await forwardMany(model, jobs, () => step(perLayer));
+  } else {
+    await forwardInTurn(model, jobs, (j) => step(questions[j]));
+  }
   collect.forEach((c) => c());
   return bySubject;
-}
-
-/**
- * Scores the plans on `model`: a resident model plan by plan (scorePlan), a streamed one in one pass
- * over its layers for all of them (scorePlansInOnePass).
- */
-async function scorePlans(
-  model: LlamaModel, plans: readonly SubjectPlan[], answerIds: readonly number[], wantNll: boolean, batching: Batching | null,
-  step: (questions: number) => Promise<void>,
-): Promise<Map<string, PlanScores>> {
-  if (plans.length === 0) return new Map();
-  if (streamsLayers(model)) return scorePlansInOnePass(model, plans, answerIds, wantNll, batching, step);
-  const out = new Map<string, PlanScores>();
-  for (const plan of plans) out.set(plan.subject, await scorePlan(model, plan, answerIds, wantNll, batching, step));
-  return out;
 }
 
 /**
@@ -452,9 +405,9 @@ export async function evaluateMmlu(opts: EvaluateMmluOptions): Promise<EvaluateM
   let computedQuestions = 0, planSeconds = plans ? (t0 - tPlan) / 1000 : 0;
   const computedPlans: SubjectPlan[] = [];
   // A streamed model reads every layer from disk once per pass, so subjects share passes, as many as
-  // fit PASS_HIDDEN_BYTES of hidden states; a resident one runs subject by subject.
+  // fit PASS_HIDDEN_BYTES of hidden states (passTokens); a resident one runs subject by subject.
   const streamed = streamsLayers(model) || (ref !== undefined && streamsLayers(ref));
-  const passTokens = streamed ? Math.max(1, Math.floor(PASS_HIDDEN_BYTES / (4 * model.config.hidden_size))) : 0;
+  const tokensPerPass = streamed ? passTokens(model.config) : 0;
   const pending = subjects.filter((s) => !done.has(s));
   const planned = new Map<string, SubjectPlan>();
   while (pending.length) {
@@ -467,7 +420,7 @@ export async function evaluateMmlu(opts: EvaluateMmluOptions): Promise<EvaluateM
       planned.set(plan.subject, plan);
       const run = cached ? plan : { ...plan, groups: [], alone: [...plan.questions] };
       const n = planTokens(run);
-      if (pass.length && tokens + n > passTokens) break;
+      if (pass.length && tokens + n > tokensPerPass) break;
       pass.push(run);
       tokens += n;
       pending.shift();

@@ -5,7 +5,7 @@
  * model runs many windows per pass over its layers, so each layer is read once per pass, not per window.
  */
 import * as tf from '@tensorflow/tfjs';
-import { PASS_HIDDEN_BYTES, forward, forwardMany, type ForwardJob } from '../../model/forward.ts';
+import { forward, forwardMany, passTokens, type ForwardJob } from '../../model/forward.ts';
 import { streamsLayers, type LlamaModel } from '../../model/model.ts';
 import { slidingWindows, type PplWindow } from './windows.ts';
 import { openPplResults, type PplSummary, type WindowResult } from './results.ts';
@@ -90,7 +90,7 @@ export async function evaluatePerplexity(opts: EvaluatePplOptions): Promise<{ su
   // A streamed model reads every layer once per forward call, so windows share calls (forwardMany),
   // as many as fit PASS_HIDDEN_BYTES of hidden states; a resident one runs window by window.
   const pending = windows.map((_, i) => i).filter((i) => !all[i]);
-  const perPass = streamsLayers(opts.model) ? Math.max(1, Math.floor(PASS_HIDDEN_BYTES / (4 * opts.model.config.hidden_size * opts.seqLen))) : 1;
+  const perPass = streamsLayers(opts.model) ? Math.max(1, Math.floor(passTokens(opts.model.config) / opts.seqLen)) : 1;
   for (let p0 = 0; p0 < pending.length; p0 += perPass) {
     await stop();
     const pass = pending.slice(p0, p0 + perPass);
