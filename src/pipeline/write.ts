@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import type { LlamaModel } from '../model/model.ts';
 import type { LlamaConfig } from '../model/config.ts';
 import { planSource, planSummary, type CompressionPlan } from '../compress/merge-plan.ts';
-import { checkpointSource, modelSource } from '../weights/source.ts';
+import { checkpointSource, modelSource, type SyncTensorSource } from '../weights/source.ts';
 import { HF_DTYPES, writeHfModel, type HfDtype } from '../weights/hf-writer.ts';
 
 export interface WriteOptions {
@@ -42,20 +42,22 @@ function mergeJson(dir: string | undefined, plan: CompressionPlan, dtype: HfDtyp
 export async function writePlan(dir: string, plan: CompressionPlan, out: string, opts: WriteOptions): Promise<void> {
   const original = checkpointSource(dir);
   try {
-    const dtype = outputDtype(original.config, opts.dtype);
-    await writeHfModel(planSource(original, plan), out, {
-      dtype, copyFrom: dir, extraFiles: { 'merge.json': mergeJson(dir, plan, dtype, opts.extra) }, log: opts.log,
-    });
+    await writeFrom(original, dir, plan, out, opts);
   } finally {
     original.close();
   }
 }
 
-/** Writes the compressed model directory (HF layout, tokenizer copied) with merge.json. */
+/** Writes the compressed model directory (HF layout, tokenizer copied) with merge.json: from the checkpoint when the model has one, else from memory. */
 export async function writeCompressed(model: LlamaModel, plan: CompressionPlan, out: string, opts: WriteOptions): Promise<void> {
   if (model.dir) return writePlan(model.dir, plan, out, opts);
-  const dtype = outputDtype(model.config, opts.dtype);
-  await writeHfModel(planSource(modelSource(model), plan), out, {
-    dtype, copyFrom: model.dir, extraFiles: { 'merge.json': mergeJson(undefined, plan, dtype, opts.extra) }, log: opts.log,
+  await writeFrom(modelSource(model), undefined, plan, out, opts);
+}
+
+/** The plan applied to `original` (of the model directory `dir`, if any), written to `out` with merge.json. */
+async function writeFrom(original: SyncTensorSource, dir: string | undefined, plan: CompressionPlan, out: string, opts: WriteOptions): Promise<void> {
+  const dtype = outputDtype(original.config, opts.dtype);
+  await writeHfModel(planSource(original, plan), out, {
+    dtype, copyFrom: dir ?? null, extraFiles: { 'merge.json': mergeJson(dir, plan, dtype, opts.extra) }, log: opts.log,
   });
 }
