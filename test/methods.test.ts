@@ -19,7 +19,7 @@ import { compressModel, modelSimilarity } from '../src/pipeline/compress.ts';
 import { calibrationPrompts } from '../src/pipeline/analyse.ts';
 import { getMethod } from '../src/compress/methods/registry.ts';
 import { mka } from '../src/compress/methods/mka.ts';
-import type { MethodContext } from '../src/compress/methods/method.ts';
+import type { MethodContext, MethodInputs } from '../src/compress/methods/method.ts';
 import { DEFAULT_SIMILARITY } from '../src/compress/similarity/index.ts';
 import { identityPlan, mergeStep, planSource, type CompressionPlan } from '../src/compress/merge-plan.ts';
 import { modelSource } from '../src/weights/source.ts';
@@ -58,8 +58,14 @@ function constructedModel() {
 
 const prompts = Array.from({ length: 8 }, (_, p) => Array.from({ length: 5 + p }, (_, t) => (1 + 7 * t + 11 * p) % 64));
 
-function context(cal: ReturnType<typeof calibrate>, extra: Partial<MethodContext> = {}): MethodContext {
-  return { config: cfg, calibration: cal, blockInfluence: cal?.blockInfluence, similarityOptions: DEFAULT_SIMILARITY, log: () => {}, ...extra };
+/** A method context with the given inputs (a method reading another one fails on undefined). */
+function contextWith(inputs: Partial<MethodInputs>, config = cfg): MethodContext {
+  return { config, biases: 'blend', log: () => {}, inputs: inputs as MethodInputs };
+}
+
+/** The inputs a calibration gives the baselines. */
+function context(cal: ReturnType<typeof calibrate>): MethodContext {
+  return contextWith(cal ? { blockInfluence: cal.blockInfluence, lastStates: { n: cal.n, hiddenSize: cal.hiddenSize, states: cal.lastStates } } : {});
 }
 
 /** Original layers a pruning plan keeps. */
@@ -175,15 +181,15 @@ test('mka --strategy adjacent: merges the most similar adjacent pair, recalibrat
     [0.3, 0.9, 3],
   ];
   const seen: CompressionPlan[] = [];
-  const ctx: MethodContext = {
-    config: { ...cfg, num_hidden_layers: 4 }, similarity: S0, similarityOptions: DEFAULT_SIMILARITY,
-    log: () => {},
+  const similarity = (matrix: number[][]) => ({ matrix, metric: 'npib', options: DEFAULT_SIMILARITY });
+  const ctx = contextWith({
+    similarity: similarity(S0),
     recalibrate: async (plan) => {
       seen.push(plan);
-      return { similarity: S1 };
+      return similarity(S1);
     },
-  };
-  const plan = await mka.plan(ctx, 2, { strategy: 'adjacent', blendNorms: false });
+  }, { ...cfg, num_hidden_layers: 4 });
+  const plan = await mka.plan(ctx, 2, { strategy: 'adjacent', blendNorms: false, iterative: false });
   assert.equal(seen.length, 1, 'one recalibration between the two merges');
   assert.deepEqual(seen[0].layers.map((l) => l.sources.map((s) => s.layer)), [[0], [1, 2], [3]]);
   const l1 = lambdaOf(S0, 1, 2), l2 = lambdaOf(S1, 0, 1);
@@ -196,9 +202,19 @@ test('mka --strategy adjacent: merges the most similar adjacent pair, recalibrat
   mix.forEach((s, k) => assert.ok(Math.abs(s.weight - want[k]) < 1e-15, `weight of layer ${s.layer}`));
   assert.deepEqual(plan.layers[1].sources, [{ layer: 3, weight: 1 }]);
   // last-pair on the same matrix merges 3 into 2, then the result into 1, whatever the matrix says
-  const lp = await mka.plan(ctx, 2, { strategy: 'last-pair', blendNorms: false });
+  seen.length = 0;
+  const lp = await mka.plan(ctx, 2, { strategy: 'last-pair', blendNorms: false, iterative: false });
+  assert.equal(seen.length, 0, 'last-pair plans from the one matrix');
   assert.deepEqual(lp.steps.map((s) => s.layers), [[2, 3], [1, 2]]);
   assert.ok(Math.abs(lp.steps[0].lambda! - lambdaOf(S0, 2, 3)) < 1e-15 && Math.abs(lp.steps[1].lambda! - lambdaOf(S0, 1, 2)) < 1e-15, `last-pair λ ${lp.steps.map((x) => x.lambda)}`);
+  // --iterative: the same pairs, but the second λ comes from the merged model's matrix (rows 1 and 2 of S1)
+  const it = await mka.plan(ctx, 2, { strategy: 'last-pair', blendNorms: false, iterative: true });
+  assert.equal(seen.length, 1, 'one recalibration between the two merges');
+  assert.deepEqual(seen[0].layers.map((l) => l.sources.map((s) => s.layer)), [[0], [1], [2, 3]]);
+  assert.deepEqual(it.steps.map((s) => s.layers), [[2, 3], [1, 2]]);
+  assert.ok(Math.abs(lambdaOf(S1, 1, 2) - lambdaOf(S0, 1, 2)) > 1e-3, 'the matrices give different λ');
+  assert.ok(Math.abs(it.steps[0].lambda! - lambdaOf(S0, 2, 3)) < 1e-15 && Math.abs(it.steps[1].lambda! - lambdaOf(S1, 1, 2)) < 1e-15, `iterative λ ${it.steps.map((x) => x.lambda)}`);
+  assert.deepEqual(it.details.iterative, true);
 });
 
 test('mka --strategy adjacent end to end: every step recalibrates the merged model for real', async () => {

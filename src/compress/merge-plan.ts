@@ -1,8 +1,9 @@
 /**
  * A compression plan says, for every layer of the compressed model, which layers of the original it is
- * made of: one layer with weight 1 (kept as is), or a weighted sum Σ w_m θ_m (a merge; weights sum
- * to 1). Merging j into i with λ gives {i: λ, j: 1-λ}; merging again composes the weights, so the plan
- * of any sequence of merges and drops is exact and needs the original weights only.
+ * made of: one layer with weight 1 (kept as is), or a weighted sum Σ w_m θ_m (a merge; any real weights
+ * summing to 1). Merging j into i with λ gives {i: λ, j: 1-λ} (mergeStep); combineStep blends any number
+ * of layers with any such weights; merging again composes the weights, so the plan of any sequence of
+ * merges and drops is exact and needs the original weights only.
  *
  * Plans are applied lazily (`planSource`): a tensor of the compressed model is computed when a writer
  * or loader asks for it, so compressing a model larger than memory streams too.
@@ -27,6 +28,8 @@ export interface PlanStep {
   /** Original layer indices involved. */
   originalLayers: number[];
   lambda?: number;
+  /** Weights of `layers` in a merge of any number of layers (combineStep); a two-layer merge has λ instead. */
+  weights?: number[];
   score?: number;
   note?: string;
 }
@@ -73,6 +76,35 @@ export function mergeStep(plan: CompressionPlan, i: number, j: number, lambda: n
     lambda, ...(score !== undefined ? { score } : {}),
   };
   return { ...plan, layers, steps: [...plan.steps, step] };
+}
+
+/**
+ * Combines current layers `layers` (ascending, at least two) into one at the first of them:
+ * θ ← Σ_k w_k θ_{layers[k]} with any real weights summing to 1 (LaCo's θ_l + Σ_k (θ_{l+k} − θ_l) is
+ * weights [1 − m, 1, …, 1]). Norms (and kept biases) come from the first layer; the other layers are
+ * removed and the layers after them shift down. Sources whose weight comes to exactly 0 are left out.
+ */
+export function combineStep(plan: CompressionPlan, layers: readonly number[], weights: readonly number[], opts: { score?: number; note?: string } = {}): CompressionPlan {
+  const n = plan.layers.length;
+  if (layers.length < 2 || layers.length !== weights.length || layers.some((l, k) => !Number.isInteger(l) || l < 0 || l >= n || (k > 0 && l <= layers[k - 1]))) {
+    throw new Error(`combineStep: layers [${layers}] must be 2 or more ascending layers of ${n}, with one weight each ([${weights}])`);
+  }
+  const sum = weights.reduce((a, w) => a + w, 0);
+  if (weights.some((w) => !Number.isFinite(w)) || Math.abs(sum - 1) > 1e-9) throw new Error(`combineStep: weights [${weights}] must be finite and sum to 1`);
+  const byLayer = new Map<number, number>();
+  layers.forEach((l, k) => {
+    for (const s of plan.layers[l].sources) byLayer.set(s.layer, (byLayer.get(s.layer) ?? 0) + weights[k] * s.weight);
+  });
+  const merged: LayerMix = {
+    sources: [...byLayer].filter(([, w]) => w !== 0).sort((x, y) => x[0] - y[0]).map(([layer, weight]) => ({ layer, weight })),
+    normsFrom: plan.layers[layers[0]].normsFrom,
+  };
+  const step: PlanStep = {
+    action: 'merge', layers: [...layers], originalLayers: [...byLayer.keys()].sort((x, y) => x - y), weights: [...weights],
+    ...(opts.score !== undefined ? { score: opts.score } : {}), ...(opts.note ? { note: opts.note } : {}),
+  };
+  const out = plan.layers.map((l, k) => (k === layers[0] ? merged : l)).filter((_, k) => !layers.includes(k) || k === layers[0]);
+  return { ...plan, layers: out, steps: [...plan.steps, step] };
 }
 
 /** Drops current layer i; layers after it shift down. */

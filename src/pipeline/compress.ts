@@ -72,12 +72,12 @@ export async function compressModel(opts: CompressOptions): Promise<CompressionP
   const log = opts.log ?? (() => {});
   const planned = await planTargets({ dir: opts.model, command: 'compress' }, [{ method: opts.method, removed: opts.remove }], opts);
   const [plan] = planned.plans;
-  const a = planned.analysis;
-  const extra = a ? {
+  const a = planned.analysis?.calibration;
+  const extra = planned.prompts ? {
     calibration: {
-      prompts: a.calibration.n, tokens: a.calibration.tokens, representation: a.calibration.representation,
+      prompts: planned.prompts.n, tokens: planned.prompts.tokens, ...(a ? { representation: a.representation } : {}),
       source: opts.calibrationFile ?? opts.data, subjects: opts.subjects ?? null, per_subject: planned.perSubject, seed: opts.seed ?? 1,
-      forward_passes: a.calibration.forwardPasses, protocol: opts.protocol ?? 'mka',
+      ...(a ? { forward_passes: a.forwardPasses } : {}), protocol: opts.protocol ?? 'mka',
     },
   } : {};
   await writePlan(opts.model, plan, opts.out, { dtype: opts.dtype, extra, log });

@@ -19,17 +19,17 @@ import { type LlamaConfig, readConfig } from '../model/config.ts';
 import { calibrationWorkload, checkModelFits } from '../model/memory-estimate.ts';
 import { loadTokenizer, type Tokenizer } from '../tokenizer/tokenizer.ts';
 import { UserError } from '../runtime/errors.ts';
-import { DEFAULT_METRIC, DEFAULT_SIMILARITY } from '../compress/similarity/index.ts';
-import { getMethod, parametersOf, planWith, type MethodParameters } from '../compress/methods/registry.ts';
+import { DEFAULT_METRIC } from '../compress/similarity/index.ts';
+import { getMethod, needsCalibrationPass, needsPrompts, needsSimilarity, parametersOf, plansFromSummary, type MethodParameters } from '../compress/methods/registry.ts';
 import { protocolSettings } from '../compress/methods/protocol.ts';
-import type { MethodContext } from '../compress/methods/method.ts';
-import { materialize, planSource, type CompressionPlan } from '../compress/merge-plan.ts';
-import { modelSource } from '../weights/source.ts';
+import type { AnyMethod, InputName, MethodContext, MethodInputs, SimilarityInput } from '../compress/methods/method.ts';
+import { identityPlan, materialize, planSource, type CompressionPlan } from '../compress/merge-plan.ts';
+import { checkpointSource, modelSource } from '../weights/source.ts';
 import { analyzeIds, calibrationPrompts, similarityOptionsFor, type Analysis, type AnalysisOptions } from './analyse.ts';
 import { writePlan } from './write.ts';
 
 export interface PipelineOptions extends AnalysisOptions {
-  /** Each method's own parameters (MKA's strategy and norm blending), by method name. */
+  /** Each method's own parameters (by method name, then parameter name); the methods' defaults fill in the rest. */
   params?: MethodParameters;
   /** Stream decoder layers from disk instead of loading them all. */
   streaming?: boolean;
@@ -44,8 +44,10 @@ export interface PlanTarget {
 export interface PlannedTargets {
   /** One plan per target, in order. */
   plans: CompressionPlan[];
-  /** The calibration and similarity, when a target needed them (or `analyse` asked for them). */
+  /** The calibration pass and similarity, when a target needed them (or `analyse` asked for them). */
   analysis: Analysis | null;
+  /** The calibration prompts the methods ran on (null when none did): their number and real tokens. */
+  prompts: { n: number; tokens: number } | null;
   labels: string[];
   /** Questions per subject drawn for calibration (null for a prompt file or without calibration). */
   perSubject: number | null;
@@ -58,39 +60,71 @@ export function checkRemove(remove: number, L: number): void {
   }
 }
 
+/** Where each input comes from: a getter the pipeline calls the first time a method reads that input. */
+export type InputSources = { [K in InputName]?: () => MethodInputs[K] };
+
 /**
- * Builds the method's context from an analysis of the original model; with only a config (methods
- * that need no calibration), there is no recalibration.
+ * The context of `method`: exactly its declared inputs, each computed on first read from `sources`. An
+ * input the pipeline cannot give here (a stored analysis has no model) is never read by a method whose
+ * `needs` left it out; reading it anyway is a bug in mka, reported as such.
  */
-export function methodContext(model: LlamaModel | { config: LlamaConfig }, analysis: Analysis | null, opts: PipelineOptions, ids: number[][], labels: string[]): MethodContext {
-  const log = opts.log ?? (() => {});
-  const similarityOptions = analysis?.similarityOptions ?? { ...DEFAULT_SIMILARITY, ...opts.similarity };
-  if (!('tensors' in model)) return { config: model.config, similarityOptions, biases: protocolSettings(opts.protocol).biases, log };
-  return {
-    config: model.config,
-    calibration: analysis?.calibration,
-    blockInfluence: analysis?.calibration.blockInfluence,
-    similarity: analysis?.scores?.matrix,
-    metric: analysis?.metric,
-    similarityOptions,
-    biases: protocolSettings(opts.protocol).biases,
-    log,
-    recalibrate: async (plan: CompressionPlan) => {
-      // Streaming: the partly merged model is written to a temporary directory and streamed from it,
-      // never held whole; otherwise it is built in memory.
-      const scratch = opts.streaming && model.dir ? mkdtempSync(join(tmpdir(), 'mka-recalibrate-')) : null;
-      try {
-        if (scratch) await writePlan(model.dir!, plan, join(scratch, 'model'), {});
-        const merged = scratch ? loadModel(join(scratch, 'model'), { streaming: true }) : materialize(planSource(modelSource(model), plan));
-        try {
-          return { similarity: analyzeIds(merged, ids, labels, { ...opts, withSimilarity: true }).scores!.matrix };
-        } finally {
-          disposeModel(merged);
+export function methodContext(method: AnyMethod, config: LlamaConfig, sources: InputSources, opts: PipelineOptions): MethodContext {
+  const inputs: Partial<Record<InputName, unknown>> = {};
+  for (const k of method.inputs) {
+    let value: unknown, done = false;
+    Object.defineProperty(inputs, k, {
+      enumerable: true,
+      get: () => {
+        if (!done) {
+          const source = sources[k];
+          if (!source) throw new Error(`${method.name}: its input "${k}" is not available here (the method's needs() left it out)`);
+          value = source();
+          done = true;
         }
+        return value;
+      },
+    });
+  }
+  return { config, biases: protocolSettings(opts.protocol).biases, log: opts.log ?? (() => {}), inputs: inputs as MethodInputs };
+}
+
+/** `method`'s plan removing `removed` layers (the identity for 0), its resolved parameters recorded in the plan. */
+export async function planMethod(method: AnyMethod, config: LlamaConfig, sources: InputSources, removed: number, opts: PipelineOptions): Promise<CompressionPlan> {
+  const params = parametersOf(method, opts.params);
+  const plan = removed === 0 ? identityPlan(method.name, config.num_hidden_layers) : await method.plan(methodContext(method, config, sources, opts), removed, params);
+  if (Object.keys(params).length) plan.details = { ...plan.details, parameters: params };
+  return plan;
+}
+
+/** The similarity matrix of a partly compressed model (recalibrated on the same prompts, same metric and options). */
+function recalibrator(model: LlamaModel, ids: number[][], labels: string[], opts: PipelineOptions): (plan: CompressionPlan) => Promise<SimilarityInput> {
+  return async (plan) => {
+    // Streaming: the partly merged model is written to a temporary directory and streamed from it,
+    // never held whole; otherwise it is built in memory.
+    const scratch = opts.streaming && model.dir ? mkdtempSync(join(tmpdir(), 'mka-recalibrate-')) : null;
+    try {
+      if (scratch) await writePlan(model.dir!, plan, join(scratch, 'model'), {});
+      const merged = scratch ? loadModel(join(scratch, 'model'), { streaming: true }) : materialize(planSource(modelSource(model), plan));
+      try {
+        const a = analyzeIds(merged, ids, labels, { ...opts, withSimilarity: true });
+        return { matrix: a.scores!.matrix, metric: a.metric, options: a.similarityOptions };
       } finally {
-        if (scratch) rmSync(scratch, { recursive: true, force: true });
+        disposeModel(merged);
       }
-    },
+    } finally {
+      if (scratch) rmSync(scratch, { recursive: true, force: true });
+    }
+  };
+}
+
+/** The inputs a loaded original model gives: the calibration pass's, the model's weights, and what runs the model. */
+function modelSources(model: LlamaModel, analysis: Analysis | null, ids: number[][], labels: string[], opts: PipelineOptions): InputSources {
+  const cal = analysis?.calibration;
+  return {
+    ...(analysis?.scores ? { similarity: () => ({ matrix: analysis.scores!.matrix, metric: analysis.metric, options: analysis.similarityOptions }) } : {}),
+    ...(cal ? { blockInfluence: () => cal.blockInfluence, lastStates: () => ({ n: cal.n, hiddenSize: cal.hiddenSize, states: cal.lastStates }) } : {}),
+    weights: () => modelSource(model),
+    recalibrate: () => recalibrator(model, ids, labels, opts),
   };
 }
 
@@ -114,24 +148,35 @@ export async function planTargets(input: PipelineInput, targets: readonly PlanTa
   const config = input.model?.config ?? readConfig(input.dir);
   for (const t of targets) checkRemove(t.removed, config.num_hidden_layers);
   const methods = targets.map((t) => getMethod(t.method));
-  const active = (i: number) => targets[i].removed > 0;
-  const needCalibration = opts.analyse || methods.some((m, i) => m.needsCalibration && active(i));
-  if (!needCalibration) {
-    const ctx = methodContext({ config }, null, opts, [], []);
-    return { plans: await Promise.all(methods.map((m, i) => planWith(m, ctx, targets[i].removed, opts.params))), analysis: null, labels: [], perSubject: null };
+  methods.forEach((m) => parametersOf(m, opts.params)); // the parameters are checked before any work
+  const active = methods.filter((_, i) => targets[i].removed > 0);
+  const planAll = async (sources: InputSources) => {
+    const plans: CompressionPlan[] = [];
+    for (const [i, m] of methods.entries()) plans.push(await planMethod(m, config, sources, targets[i].removed, opts));
+    return plans;
+  };
+  if (!opts.analyse && !active.some((m) => needsPrompts(m, opts.params))) {
+    // no method runs the model: what they read comes from the checkpoint (or the caller's model), one tensor at a time
+    const checkpoint = input.model ? null : active.length ? checkpointSource(input.dir) : null;
+    try {
+      const weights = input.model ? modelSource(input.model) : checkpoint;
+      const plans = await planAll(weights ? { weights: () => weights } : {});
+      return { plans, analysis: null, prompts: null, labels: [], perSubject: null };
+    } finally {
+      checkpoint?.close();
+    }
   }
-  const withSimilarity = opts.withSimilarity ?? methods.some((m, i) => m.needsSimilarity && active(i));
+  const pass = opts.analyse || active.some((m) => needsCalibrationPass(m, opts.params));
+  const withSimilarity = opts.withSimilarity ?? active.some((m) => needsSimilarity(m, opts.params));
   const tokenizer = input.tokenizer ?? await loadTokenizer(input.dir);
   const { ids, labels, perSubject } = calibrationPrompts(tokenizer, opts);
   if (!input.model) checkModelFits(input.command, input.dir, calibrationWorkload(ids.map((r) => r.length), opts), { batch: { option: '--micro-batch', field: 'microBatch' } });
   if (withSimilarity) similarityOptionsFor(ids.length, opts); // before any model is loaded
   const model = input.model ?? loadModel(input.dir, { streaming: opts.streaming });
   try {
-    const analysis = analyzeIds(model, ids, labels, { ...opts, withSimilarity });
-    const ctx = methodContext(model, analysis, opts, ids, labels);
-    const plans: CompressionPlan[] = [];
-    for (const [i, m] of methods.entries()) plans.push(await planWith(m, ctx, targets[i].removed, opts.params));
-    return { plans, analysis, labels, perSubject };
+    const analysis = pass ? analyzeIds(model, ids, labels, { ...opts, withSimilarity }) : null;
+    const plans = await planAll(modelSources(model, analysis, ids, labels, opts));
+    return { plans, analysis, prompts: { n: ids.length, tokens: ids.reduce((a, r) => a + r.length, 0) }, labels, perSubject };
   } finally {
     if (!input.model) disposeModel(model);
   }
@@ -156,13 +201,11 @@ export interface StoredAnalysis {
 export async function planFromStored(config: LlamaConfig, targets: readonly PlanTarget[], stored: StoredAnalysis, opts: PipelineOptions): Promise<CompressionPlan[] | null> {
   const methods = targets.map((t) => getMethod(t.method));
   if (stored.metric !== (opts.metric ?? DEFAULT_METRIC)) return null; // another metric's matrix: calibrate again
-  if (!methods.every((m) => m.plansFromSummary(parametersOf(m, opts.params)))) return null;
+  if (!methods.every((m) => plansFromSummary(m, opts.params))) return null;
   for (const t of targets) checkRemove(t.removed, config.num_hidden_layers);
-  const ctx: MethodContext = {
-    config, similarity: stored.matrix, metric: stored.metric, blockInfluence: stored.blockInfluence, similarityOptions: similarityOptionsFor(stored.samples, opts),
-    biases: protocolSettings(opts.protocol).biases, log: opts.log ?? (() => {}),
-  };
+  const similarity: SimilarityInput = { matrix: stored.matrix, metric: stored.metric, options: similarityOptionsFor(stored.samples, opts) };
+  const sources: InputSources = { similarity: () => similarity, blockInfluence: () => stored.blockInfluence };
   const plans: CompressionPlan[] = [];
-  for (const [i, m] of methods.entries()) plans.push(await planWith(m, ctx, targets[i].removed, opts.params));
+  for (const [i, m] of methods.entries()) plans.push(await planMethod(m, config, sources, targets[i].removed, opts));
   return plans;
 }

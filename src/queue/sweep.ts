@@ -64,7 +64,7 @@ export async function runQueuedSweep(opts: SweepOptions, q: QueuedSweepOptions):
     }));
 
     const calId = jobId(sid, { kind: 'calibration' });
-    let calibrating = needsCalibration(opts.out, opts.methods, opts.remove);
+    let calibrating = needsCalibration(opts.out, opts.methods, opts.remove, opts.params);
     if (calibrating) await ensure(calId, () => queue.add('calibration', { kind: 'calibration', sweep: data }, { ...options, jobId: calId }));
     const enqueued = new Set<PointId>();
     for (const p of pending) {
@@ -87,7 +87,7 @@ export async function runQueuedSweep(opts: SweepOptions, q: QueuedSweepOptions):
       if (calibrating) {
         const state = await queue.getJobState(calId);
         if (state === 'failed') throw await failure(queue, calId, 'calibration', []);
-        if (state === 'completed' || !needsCalibration(opts.out, opts.methods, opts.remove)) {
+        if (state === 'completed' || !needsCalibration(opts.out, opts.methods, opts.remove, opts.params)) {
           calibrating = false;
           for (const p of pending.filter((x) => !enqueued.has(x))) {
             await enqueuePoint(p);

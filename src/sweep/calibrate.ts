@@ -8,7 +8,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { similarityJson } from '../pipeline/compress.ts';
-import { getMethod } from '../compress/methods/registry.ts';
+import { getMethod, needsSimilarity, type MethodParameters } from '../compress/methods/registry.ts';
 import { DEFAULT_METRIC } from '../compress/similarity/index.ts';
 import { planFromStored, planTargets, type StoredAnalysis } from '../pipeline/plan-targets.ts';
 import { readJsonObject } from '../io/read.ts';
@@ -24,8 +24,8 @@ export function unplannedPoints(out: string, methods: readonly string[], remove:
 }
 
 /** Whether the sweep still needs its calibration step (missing plans, or a missing analysis.json for MKA). */
-export function needsCalibration(out: string, methods: readonly string[], remove: readonly number[]): boolean {
-  const needSim = methods.some((m) => getMethod(m).needsSimilarity);
+export function needsCalibration(out: string, methods: readonly string[], remove: readonly number[], params?: MethodParameters): boolean {
+  const needSim = methods.some((m) => needsSimilarity(getMethod(m), params));
   return unplannedPoints(out, methods, remove).length > 0 || (needSim && !existsSync(join(out, 'analysis.json')));
 }
 
@@ -38,7 +38,7 @@ export async function calibrateSweep(ctx: SweepContext): Promise<number> {
   const { opts, original, tokenizer } = ctx;
   const todo = unplannedPoints(opts.out, opts.methods, opts.remove);
   const analysisPath = join(opts.out, 'analysis.json');
-  const needSim = opts.methods.some((m) => getMethod(m).needsSimilarity);
+  const needSim = opts.methods.some((m) => needsSimilarity(getMethod(m), opts.params));
   const analyse = needSim && !existsSync(analysisPath);
   if (!todo.length && !analyse) return 0;
   const t0 = performance.now();

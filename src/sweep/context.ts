@@ -19,7 +19,7 @@ import { protocolSettings } from '../compress/methods/protocol.ts';
 import { loadMmlu, type MmluData } from '../eval/mmlu/data.ts';
 import { calibrationPrompts, similarityOptionsFor } from '../pipeline/analyse.ts';
 import { checkRemove } from '../pipeline/plan-targets.ts';
-import { getMethod } from '../compress/methods/registry.ts';
+import { getMethod, needsPrompts, needsSimilarity, nonDefaultParameters, parametersOf } from '../compress/methods/registry.ts';
 import { DEFAULT_METRIC, getSimilarityMetric } from '../compress/similarity/index.ts';
 import { atomicWriteText } from '../io/atomic.ts';
 import { writeMarker } from '../io/output-dir.ts';
@@ -34,12 +34,21 @@ function similarityKey(opts: SweepSettings): Record<string, unknown> {
   return { similarity: opts.similarity?.beta === undefined ? {} : { beta: opts.similarity.beta }, metric };
 }
 
+/** The methods' parameters that differ from their defaults, but mka's strategy and blendNorms (their own fields since before). */
+function methodKey(opts: SweepSettings): Record<string, unknown> {
+  const given = nonDefaultParameters(opts.params);
+  const { strategy: _s, blendNorms: _b, ...mka } = given.mka ?? {};
+  const rest = { ...given, ...(Object.keys(mka).length ? { mka } : {}) };
+  if (!Object.keys(mka).length) delete rest.mka;
+  return Object.keys(rest).length ? { methodParameters: rest } : {};
+}
+
 /** What a sweep's results depend on (not the methods or counts: those can grow between runs). */
 export function sweepKey(opts: SweepSettings): string {
   return JSON.stringify({
     model: opts.model, data: opts.data, ntrain: opts.ntrain, limit: opts.limit ?? null, subjects: opts.evalSubjects ?? null,
     calibration: { data: opts.data, file: opts.calibrationFile ?? null, subjects: opts.subjects ?? null, perSubject: opts.perSubject ?? 'auto', seed: opts.seed ?? 1, representation: opts.representation ?? 'padded', ...(opts.protocol && opts.protocol !== 'mka' ? { protocol: opts.protocol } : {}) },
-    ...similarityKey(opts), strategy: opts.params?.mka?.strategy ?? 'last-pair', blendNorms: opts.params?.mka?.blendNorms ?? false,
+    ...similarityKey(opts), strategy: opts.params?.mka?.strategy ?? 'last-pair', blendNorms: opts.params?.mka?.blendNorms ?? false, ...methodKey(opts),
     ...(opts.ppl ? { ppl: opts.ppl } : {}),
   });
 }
@@ -64,9 +73,10 @@ export interface PreparedSweep {
  */
 export async function checkSweepCalibration(opts: SweepOptions): Promise<number[] | null> {
   const methods = opts.methods.map(getMethod);
-  if (!methods.some((m) => m.needsCalibration)) return null;
+  methods.forEach((m) => parametersOf(m, opts.params)); // checked before anything is written
+  if (!methods.some((m) => needsPrompts(m, opts.params))) return null;
   const prompts = calibrationPrompts(await loadTokenizer(opts.model), opts);
-  if (methods.some((m) => m.needsSimilarity)) similarityOptionsFor(prompts.ids.length, opts);
+  if (methods.some((m) => needsSimilarity(m, opts.params))) similarityOptionsFor(prompts.ids.length, opts);
   return prompts.ids.map((r) => r.length);
 }
 

@@ -1,13 +1,13 @@
 /**
  * Options shared by `similarity`, `compress` and `sweep` (calibration data and similarity parameters),
- * MKA's own parameters (`compress` and `sweep`), and the typed arguments a yargs builder yields.
+ * every method's own parameters (`compress` and `sweep`), and the typed arguments a yargs builder yields.
  */
 import type { Argv } from 'yargs';
 import { REPRESENTATIONS, type Representation } from '../../compress/calibration.ts';
 import { DEFAULT_METRIC, DEFAULT_SIMILARITY, METRIC_NAMES, type SimilarityOptions } from '../../compress/similarity/index.ts';
 import { PROTOCOLS, type Protocol } from '../../compress/methods/protocol.ts';
-import { MKA_STRATEGIES, mka } from '../../compress/methods/mka.ts';
-import type { MethodParameters } from '../../compress/methods/registry.ts';
+import { methodOptionSpecs, type MethodParameters } from '../../compress/methods/registry.ts';
+import type { ParameterValue } from '../../compress/methods/method.ts';
 import type { AnalysisOptions } from '../../pipeline/analyse.ts';
 import { UserError } from '../../runtime/errors.ts';
 import type { GlobalArgs } from '../common.ts';
@@ -42,15 +42,24 @@ export function calibrationOptions<T>(y: Argv<T>) {
     .option('beta', { type: 'number', default: DEFAULT_SIMILARITY.beta, describe: 'fusion ratio sharpness β', group: 'Similarity:' });
 }
 
-/** MKA's own parameters as options (`compress`, `sweep`). */
-export function mkaOptions<T>(y: Argv<T>) {
-  return y
-    .option('strategy', { choices: MKA_STRATEGIES, describe: `mka: merge the last two layers repeatedly (last-pair, the paper) or the most similar adjacent pair (default ${mka.defaults.strategy})`, group: 'MKA:' })
-    .option('blend-norms', { type: 'boolean', describe: 'mka: blend RMSNorm weights too (default: keep layer i\'s)', group: 'MKA:' });
+/** Every method's parameters as options (`compress`, `sweep`), from the methods' declarations; no yargs defaults (the methods' apply). */
+export function methodOptions<T>(y: Argv<T>): Argv<T> {
+  let out = y;
+  for (const spec of methodOptionSpecs()) {
+    const describe = `${spec.method}: ${spec.help} (default ${String(spec.default)})`;
+    const group = `${spec.method === 'mka' ? 'MKA' : spec.method} (--method ${spec.method}):`;
+    if (spec.type === 'choice') out = out.option(spec.option, { choices: spec.choices, describe, group });
+    else if (spec.type === 'boolean') out = out.option(spec.option, { type: 'boolean', describe, group });
+    else if (spec.auto) out = out.option(spec.option, { type: 'string', describe, group, coerce: (v: unknown) => (v === 'auto' ? 'auto' : Number(v)) });
+    else out = out.option(spec.option, { type: 'number', describe, group });
+  }
+  return out;
 }
 
+/** The option names of every method parameter. */
+export const METHOD_OPTIONS: readonly string[] = methodOptionSpecs().map((s) => s.option);
+
 export type CalibrationArgs = ReturnType<typeof calibrationOptions<GlobalArgs>> extends Argv<infer T> ? T : never;
-export type MkaArgs = ReturnType<typeof mkaOptions<GlobalArgs>> extends Argv<infer T> ? T : never;
 
 /** The library's analysis options from parsed arguments; `log` gets the deprecation note of --subjects. */
 export function analysisOptions(a: CalibrationArgs, log: (msg: string) => void): AnalysisOptions & { streaming: boolean } {
@@ -63,9 +72,13 @@ export function analysisOptions(a: CalibrationArgs, log: (msg: string) => void):
   };
 }
 
-/** The method parameters given on the command line (a method's defaults fill in the rest). */
-export function methodParameters(a: MkaArgs): MethodParameters {
-  return {
-    mka: { ...(a.strategy !== undefined ? { strategy: a.strategy } : {}), ...(a['blend-norms'] !== undefined ? { blendNorms: a['blend-norms'] } : {}) },
-  };
+/** The method parameters given on the command line or in --config, by method (checked by the library against the declarations). */
+export function methodParameters(a: object): MethodParameters {
+  const args = a as Record<string, unknown>;
+  const out: Record<string, Record<string, ParameterValue>> = {};
+  for (const spec of methodOptionSpecs()) {
+    const v = args[spec.option];
+    if (v !== undefined) (out[spec.method] ??= {})[spec.name] = v as ParameterValue;
+  }
+  return out;
 }

@@ -5,9 +5,9 @@ import { METHODS } from '../../compress/methods/registry.ts';
 import { HF_DTYPES } from '../../weights/hf-writer.ts';
 import { UserError } from '../../runtime/errors.ts';
 import { readPlanFile } from '../../pipeline/plan-file.ts';
-import { analysisOptions, calibrationOptions, methodParameters, mkaOptions } from './compress-options.ts';
+import { METHOD_OPTIONS, analysisOptions, calibrationOptions, methodParameters, methodOptions } from './compress-options.ts';
 
-const builder = (y: Argv<GlobalArgs>) => mkaOptions(forceOption(calibrationOptions(computeOptions(y))))
+const builder = (y: Argv<GlobalArgs>) => methodOptions(forceOption(calibrationOptions(computeOptions(y))))
   .option('model', { type: 'string', demandOption: true, describe: 'Hugging Face model directory' })
   .option('method', { choices: METHODS.map((m) => m.name), describe: 'compression method (default mka)' })
   .option('remove', { type: 'number', describe: 'number of layers to remove (required unless --plan)' })
@@ -21,7 +21,7 @@ const builder = (y: Argv<GlobalArgs>) => mkaOptions(forceOption(calibrationOptio
 type Args = ArgsOf<typeof builder>;
 
 /** Options that choose or feed a plan, which --plan replaces. */
-const PLANNING = ['method', 'remove', 'data', 'calibration', 'strategy', 'blend-norms'] as const;
+const PLANNING = ['method', 'remove', 'data', 'calibration', ...METHOD_OPTIONS];
 
 export const compressCommand: CommandModule<GlobalArgs, Args> = {
   command: 'compress',
@@ -31,7 +31,7 @@ export const compressCommand: CommandModule<GlobalArgs, Args> = {
     const log = logger(a);
     const { plan: planFile, remove } = a;
     if (planFile !== undefined) {
-      const given = PLANNING.filter((k) => a[k] !== undefined);
+      const given = PLANNING.filter((k) => (a as Record<string, unknown>)[k] !== undefined);
       if (given.length) throw new UserError(`--plan replays a recorded plan: leave out ${given.map((k) => `--${k}`).join(', ')} (edit the plan file to change it)`);
     } else if (remove === undefined) {
       throw new UserError('--remove is required (the number of layers to remove), or replay a recorded plan with --plan merge.json');

@@ -8,11 +8,11 @@ import { runQueuedSweep } from '../../queue/sweep.ts';
 import { DEFAULT_ATTEMPTS } from '../../queue/jobs.ts';
 import { DEFAULT_QUEUE_NAME } from '../../queue/connection.ts';
 import { METHODS } from '../../compress/methods/registry.ts';
-import { analysisOptions, calibrationOptions, methodParameters, mkaOptions } from './compress-options.ts';
+import { analysisOptions, calibrationOptions, methodParameters, methodOptions } from './compress-options.ts';
 import { checkChosen, parseCounts } from '../validate.ts';
 import { checkOutputDir } from '../../io/output-dir.ts';
 
-const builder = (y: Argv<GlobalArgs>) => mkaOptions(forceOption(calibrationOptions(computeOptions(y))))
+const builder = (y: Argv<GlobalArgs>) => methodOptions(forceOption(calibrationOptions(computeOptions(y))))
   .option('model', { type: 'string', demandOption: true, describe: 'Hugging Face model directory' })
   .option('methods', { type: 'string', default: 'mka,reverse,shortgpt,angular', describe: `comma-separated: ${METHODS.map((m) => m.name).join(', ')}` })
   .option('remove', { type: 'string', default: '0,1,2', describe: 'comma-separated numbers of layers to remove' })

@@ -5,7 +5,7 @@
  * n blocks with the smallest distance.
  */
 import { dropStep, identityPlan } from '../merge-plan.ts';
-import type { CompressionMethod } from './method.ts';
+import { defineMethod } from './method.ts';
 
 /** Mean over prompts of the angular distance between boundary states a and b ([n*H] each). */
 export function angularDistance(a: Float32Array, b: Float32Array, n: number, H: number): number {
@@ -23,23 +23,21 @@ export function angularDistance(a: Float32Array, b: Float32Array, n: number, H: 
   return total / n;
 }
 
-export const angular: CompressionMethod = {
+export const angular = defineMethod<Record<string, never>, 'lastStates'>({
   name: 'angular',
   description: 'drop the n consecutive blocks with the smallest angular distance (Gromov et al.)',
-  needsCalibration: true,
-  needsSimilarity: false,
-  defaults: {},
-  plansFromSummary: () => false, // needs every prompt's last-token states
+  citation: 'Gromov et al., "The Unreasonable Ineffectiveness of the Deeper Layers", 2024',
+  inputs: ['lastStates'], // every prompt's last-token states: not in a sweep's analysis.json
+  parameters: {},
   async plan(ctx, remove) {
-    const cal = ctx.calibration!;
+    const last = ctx.inputs.lastStates;
     const L = ctx.config.num_hidden_layers;
     let plan = identityPlan('angular', L);
-    if (remove === 0) return plan;
     const distances: number[] = [];
-    for (let l = 0; l + remove <= L; l++) distances.push(angularDistance(cal.lastStates[l], cal.lastStates[l + remove], cal.n, cal.hiddenSize));
+    for (let l = 0; l + remove <= L; l++) distances.push(angularDistance(last.states[l], last.states[l + remove], last.n, last.hiddenSize));
     const start = distances.indexOf(Math.min(...distances));
     for (let s = 0; s < remove; s++) plan = dropStep(plan, start, distances[start], `blocks ${start}..${start + remove - 1}`);
     plan.details = { angular_distances: distances, start };
     return plan;
   },
-};
+});

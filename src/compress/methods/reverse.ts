@@ -1,17 +1,16 @@
 /** Baseline: drop the last K layers (no calibration). */
 import { dropStep, identityPlan } from '../merge-plan.ts';
-import type { CompressionMethod } from './method.ts';
+import { defineMethod } from './method.ts';
 
-export const reverse: CompressionMethod = {
+export const reverse = defineMethod<Record<string, never>, never>({
   name: 'reverse',
   description: 'drop the last K layers',
-  needsCalibration: false,
-  needsSimilarity: false,
-  defaults: {},
-  plansFromSummary: () => true,
+  citation: 'the baseline of Gromov et al. (2024) and the MKA paper: the deepest layers dropped',
+  inputs: [],
+  parameters: {},
   async plan(ctx, remove) {
     let plan = identityPlan('reverse', ctx.config.num_hidden_layers);
     for (let s = 0; s < remove; s++) plan = dropStep(plan, plan.layers.length - 1);
     return plan;
   },
-};
+});

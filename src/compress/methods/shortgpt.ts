@@ -1,19 +1,19 @@
 /**
- * Baseline: ShortGPT (Men et al., 2024). Block Influence BI_i = 1 − cos(input, output) of block i,
- * averaged over tokens; drop the K blocks with the lowest BI (their output is most like their input).
+ * Baseline: ShortGPT (Men et al., 2024, "ShortGPT: Layers in Large Language Models are More Redundant
+ * Than You Expect"). Block Influence BI_i = 1 − cos(input, output) of block i, averaged over tokens;
+ * drop the K blocks with the lowest BI (their output is most like their input).
  */
 import { dropStep, identityPlan } from '../merge-plan.ts';
-import type { CompressionMethod } from './method.ts';
+import { defineMethod } from './method.ts';
 
-export const shortgpt: CompressionMethod = {
+export const shortgpt = defineMethod<Record<string, never>, 'blockInfluence'>({
   name: 'shortgpt',
   description: 'drop the K blocks with the lowest Block Influence (ShortGPT)',
-  needsCalibration: true,
-  needsSimilarity: false,
-  defaults: {},
-  plansFromSummary: () => true,
+  citation: 'Men et al., "ShortGPT: Layers in Large Language Models are More Redundant Than You Expect", 2024',
+  inputs: ['blockInfluence'],
+  parameters: {},
   async plan(ctx, remove) {
-    const bi = ctx.blockInfluence!;
+    const bi = ctx.inputs.blockInfluence;
     const order = bi.map((v, i) => ({ v, i })).sort((a, b) => a.v - b.v || a.i - b.i).slice(0, remove);
     let plan = identityPlan('shortgpt', ctx.config.num_hidden_layers);
     // drop from the highest index down so the remaining indices stay valid
@@ -21,4 +21,4 @@ export const shortgpt: CompressionMethod = {
     plan.details = { block_influence: bi };
     return plan;
   },
-};
+});
