@@ -9,7 +9,7 @@
  * or loader asks for it, so compressing a model larger than memory streams too.
  */
 import * as tf from '@tensorflow/tfjs';
-import { type LlamaConfig, expectedTensors, layerTensorShapes, splitLayerName } from '../model/config.ts';
+import { type LlamaConfig, expectedTensors, splitLayerName } from '../model/config.ts';
 import { layOutForBackend, modelFromTensors, type LlamaModel } from '../model/model.ts';
 import type { RawTensor, SyncTensorSource } from '../weights/source.ts';
 
@@ -117,6 +117,17 @@ export function dropStep(plan: CompressionPlan, i: number, score?: number, note?
   return { ...plan, layers: plan.layers.filter((_, k) => k !== i), steps: [...plan.steps, step] };
 }
 
+/** The original layers a plan keeps, in order, when it only drops layers (each layer a plain copy, norms its own); else null. */
+export function keptLayers(plan: CompressionPlan): number[] | null {
+  const kept: number[] = [];
+  for (const l of plan.layers) {
+    if (l.sources.length !== 1 || l.sources[0].weight !== 1 || l.normsFrom !== l.sources[0].layer) return null;
+    if (kept.length && l.sources[0].layer <= kept[kept.length - 1]) return null;
+    kept.push(l.sources[0].layer);
+  }
+  return kept;
+}
+
 /** The compressed model's config: num_hidden_layers drops to the plan's layer count. */
 export function planConfig(config: LlamaConfig, plan: CompressionPlan): LlamaConfig {
   return { ...config, num_hidden_layers: plan.layers.length };
@@ -132,6 +143,21 @@ export function mixArrays(parts: { data: Float32Array; weight: number }[]): Floa
 }
 
 /**
+ * The original tensor that tensor `name` of the plan's model copies (norms from the layer they are kept
+ * from, a layer made of one source with weight 1), or null when it is a weighted sum.
+ */
+export function copiedFrom(plan: CompressionPlan, name: string): string | null {
+  const l = splitLayerName(name);
+  if (!l) return name;
+  const mix = plan.layers[l.layer];
+  if (!mix) throw new Error(`plan has no layer ${l.layer}`);
+  if (l.suffix.endsWith('layernorm.weight') && !plan.blendNorms) return `model.layers.${mix.normsFrom}.${l.suffix}`;
+  if (plan.keepBiases && l.suffix.endsWith('.bias')) return `model.layers.${mix.normsFrom}.${l.suffix}`;
+  if (mix.sources.length === 1 && mix.sources[0].weight === 1) return `model.layers.${mix.sources[0].layer}.${l.suffix}`;
+  return null;
+}
+
+/**
  * The compressed model as a lazy tensor source over the original model's reader. Tensors taken
  * unchanged from the original (embeddings, kept layers, norms) are also offered as raw stored bytes
  * when the original offers them, so writing a compressed 16-bit model copies them without widening.
@@ -142,19 +168,9 @@ export function planSource(
 ): SyncTensorSource {
   const config = planConfig(original.config, plan);
   const shapes = expectedTensors(config);
-  const layerShapes = layerTensorShapes(config);
-  /** The original tensor a compressed tensor is a copy of, or null when it is a weighted sum. */
   const copyOf = (name: string): string | null => {
-    const l = splitLayerName(name);
-    if (!l) return name;
-    const { layer: k, suffix } = l;
-    const mix = plan.layers[k];
-    if (!mix || !layerShapes.has(suffix)) throw new Error(`planSource: no tensor ${name}`);
-    const isNorm = suffix.endsWith('layernorm.weight');
-    if (isNorm && !plan.blendNorms) return `model.layers.${mix.normsFrom}.${suffix}`;
-    if (plan.keepBiases && suffix.endsWith('.bias')) return `model.layers.${mix.normsFrom}.${suffix}`;
-    if (mix.sources.length === 1 && mix.sources[0].weight === 1) return `model.layers.${mix.sources[0].layer}.${suffix}`;
-    return null;
+    if (!shapes.has(name)) throw new Error(`planSource: no tensor ${name}`);
+    return copiedFrom(plan, name);
   };
   return {
     config,

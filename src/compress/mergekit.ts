@@ -7,15 +7,12 @@
  * per output tensor (its merge tasks key their input tensors by model, mergekit/plan.py), so two
  * layers of the same model cannot be combined in one slice.
  */
-import type { CompressionPlan } from './merge-plan.ts';
+import { keptLayers, type CompressionPlan } from './merge-plan.ts';
 
 /** Contiguous runs [first, last + 1) of the original layers a removal-only plan keeps, or null when the plan merges. */
 export function passthroughSlices(plan: CompressionPlan): [number, number][] | null {
-  const kept: number[] = [];
-  for (const l of plan.layers) {
-    if (l.sources.length !== 1 || l.sources[0].weight !== 1 || l.normsFrom !== l.sources[0].layer) return null;
-    kept.push(l.sources[0].layer);
-  }
+  const kept = keptLayers(plan);
+  if (!kept) return null;
   const slices: [number, number][] = [];
   for (const k of kept) {
     const last = slices[slices.length - 1];

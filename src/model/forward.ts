@@ -57,6 +57,11 @@ export interface ForwardOptions {
   returnCache?: boolean;
   /** Rows per micro-batch inside each layer (bounds activation memory). Default: the whole batch. */
   microBatch?: number;
+  /**
+   * The decoder layers to run, ascending (default every one): the model with the others dropped, as a
+   * plan that only removes layers makes it. Not with a cache (caches hold every layer).
+   */
+  layers?: readonly number[];
 }
 
 export interface ForwardResult {
@@ -173,6 +178,11 @@ function checkInput(model: LlamaModel, inputIds: number[][], opts: ForwardOption
     }
   }
   const cache = opts.cache;
+  if (opts.layers) {
+    const L = c.num_hidden_layers;
+    if (opts.layers.some((l, k) => !Number.isInteger(l) || l < 0 || l >= L || (k > 0 && l <= opts.layers![k - 1]))) throw new Error(`forward: layers [${opts.layers}] must be ascending layers of 0..${L - 1}`);
+    if (cache || opts.returnCache) throw new Error('forward: layers (some dropped) cannot be combined with a cache');
+  }
   if (cache && cache.keys[0].shape[0] !== 1 && cache.keys[0].shape[0] !== B) {
     throw new Error(`forward: cache batch ${cache.keys[0].shape[0]} does not match input batch ${B}`);
   }
@@ -274,6 +284,7 @@ function followers(jobs: readonly ForwardJob[]): Map<number, number> {
     if (job.after === undefined) return;
     if (!Number.isInteger(job.after) || job.after < 0 || job.after >= j) throw new Error(`forwardMany: job ${j} comes after job ${job.after}, which is not an earlier job`);
     if (job.cache) throw new Error(`forwardMany: job ${j} has both a cache and an earlier job to follow`);
+    if (job.layers || jobs[job.after].layers) throw new Error(`forwardMany: job ${j} follows job ${job.after}, and one of them drops layers`);
     const B = job.inputIds.length, prior = jobs[job.after].inputIds.length;
     if (prior !== 1 && prior !== B) throw new Error(`forwardMany: job ${j} has batch ${B} but follows job ${job.after} of batch ${prior}`);
     last.set(job.after, j);
@@ -350,11 +361,17 @@ function* forwardSteps(model: LlamaModel, jobs: readonly ForwardJob[]): Generato
     } finally {
       table.release();
     }
+    const runs = states.map((s) => (s.job.layers ? new Set(s.job.layers) : null)); // null: every layer
     for (let i = 0; i < c.num_hidden_layers; i++) {
+      if (runs.every((r) => r !== null && !r.has(i))) {
+        yield i; // every job drops this layer: it is not read
+        continue;
+      }
       const w = acquireLayer(model, i);
       try {
         states.forEach((s, j) => {
           const { job } = s;
+          if (runs[j] && !runs[j]!.has(i)) return;
           if (job.hiddenStates) s.hidden.push(tf.clone(s.x!));
           job.onBlockInput?.(i, s.x!);
           const past = job.cache ? { k: job.cache.keys[i], v: job.cache.values[i] } : job.after !== undefined ? states[job.after].layerKV : null;

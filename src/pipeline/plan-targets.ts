@@ -27,6 +27,8 @@ import { identityPlan, materialize, planSource, type CompressionPlan } from '../
 import { checkpointSource, modelSource } from '../weights/source.ts';
 import { analyzeIds, calibrationPrompts, similarityOptionsFor, type Analysis, type AnalysisOptions } from './analyse.ts';
 import { writePlan } from './write.ts';
+import { weightGradients } from './gradients.ts';
+import { planScorer } from './scorer.ts';
 
 export interface PipelineOptions extends AnalysisOptions {
   /** Each method's own parameters (by method name, then parameter name); the methods' defaults fill in the rest. */
@@ -125,6 +127,8 @@ function modelSources(model: LlamaModel, analysis: Analysis | null, ids: number[
     ...(cal ? { blockInfluence: () => cal.blockInfluence, lastStates: () => ({ n: cal.n, hiddenSize: cal.hiddenSize, states: cal.lastStates }) } : {}),
     weights: () => modelSource(model),
     recalibrate: () => recalibrator(model, ids, labels, opts),
+    gradients: () => () => weightGradients(model, ids, { microBatch: opts.microBatch, log: opts.log }),
+    scorer: () => planScorer(model, ids, { microBatch: opts.microBatch }),
   };
 }
 

@@ -9,8 +9,12 @@ import { mka } from './mka.ts';
 import { reverse } from './reverse.ts';
 import { shortgpt } from './shortgpt.ts';
 import { angular } from './angular.ts';
+import { magnitude } from './magnitude.ts';
+import { taylor } from './taylor.ts';
+import { sleb } from './sleb.ts';
+import { laco } from './laco.ts';
 
-export const METHODS: readonly AnyMethod[] = [mka, reverse, shortgpt, angular];
+export const METHODS: readonly AnyMethod[] = [mka, laco, reverse, shortgpt, angular, sleb, taylor, magnitude];
 
 /** Parameters given for methods, by method name then parameter name (a method's defaults fill in the rest). */
 export type MethodParameters = Partial<Record<string, Partial<Record<string, ParameterValue>>>>;

@@ -1,0 +1,129 @@
+/**
+ * Gradients of the calibration loss with respect to every decoder-layer weight (the `gradients` input of
+ * a method: Taylor+). The loss is the mean negative log-likelihood of each calibration prompt's next
+ * tokens (every real position but the last predicts the one after it), summed over all prompts' tokens;
+ * gradients are accumulated micro-batch by micro-batch, so they are those of the whole set's mean.
+ *
+ * tfjs has gradients for its own ops only, not for the native backend's fused kernels (MkaLinear,
+ * MkaDecoderLayer, ...). On a backend without them (wasm, cpu, tensorflow) the gradients are computed
+ * there; otherwise mka switches to WebAssembly (plain JS `cpu` if wasm cannot start) for the gradient
+ * pass and back afterwards, on float32 copies of the weights. The whole model, its gradients and a
+ * micro-batch's activations are held at once: meant for small models (the demo models, stories260K);
+ * a model that cannot fit stops with one line before any work.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { forward } from '../model/forward.ts';
+import { expectedTensors, splitLayerName } from '../model/config.ts';
+import { modelFromTensors, parameterCount, readHfWeight, type LlamaModel } from '../model/model.ts';
+import { availableMemory, gb, RUNTIME_OVERHEAD } from '../model/memory-estimate.ts';
+import { KERNELS } from '../runtime/kernel-names.ts';
+import { UserError } from '../runtime/errors.ts';
+import type { WeightGradients } from '../compress/methods/method.ts';
+
+/** Whether every op the decoder runs on the current backend has a gradient (no fused mka kernels registered). */
+export function backendHasGradients(): boolean {
+  return Object.values(KERNELS).every((k) => tf.getKernel(k, tf.getBackend()) === undefined);
+}
+
+/** Switches to a backend with gradients for `work` and back; returns what it returns and the backend used. */
+async function onGradientBackend<T>(work: () => T | Promise<T>): Promise<{ value: T; backend: string }> {
+  const current = tf.getBackend();
+  if (backendHasGradients()) return { value: await work(), backend: current };
+  let target = 'cpu';
+  try {
+    await import('@tensorflow/tfjs-backend-wasm');
+    if (await tf.setBackend('wasm')) target = 'wasm';
+  } catch {
+    // no wasm: plain JS
+  }
+  if (target === 'cpu' && !(await tf.setBackend('cpu'))) throw new Error('gradients: neither the wasm nor the cpu backend starts');
+  try {
+    return { value: await work(), backend: target };
+  } finally {
+    await tf.setBackend(current);
+  }
+}
+
+/**
+ * ∂(mean calibration NLL)/∂W for every decoder-layer tensor of `model` on the calibration prompts `ids`
+ * (token ids, BOS included), `microBatch` prompts at a time.
+ */
+export async function weightGradients(model: LlamaModel, ids: number[][], opts: { microBatch?: number; log?: (msg: string) => void } = {}): Promise<WeightGradients> {
+  const c = model.config;
+  const tokens = ids.reduce((a, r) => a + Math.max(0, r.length - 1), 0);
+  if (tokens === 0) throw new UserError('taylor: the calibration prompts have no token to predict (each needs 2 tokens or more)');
+  const T = Math.max(...ids.map((r) => r.length));
+  const micro = Math.max(1, opts.microBatch ?? 8);
+  const params = parameterCount(c);
+  const need = 12 * params + 4 * micro * T * (c.vocab_size * 3 + c.hidden_size * 16 * c.num_hidden_layers) + RUNTIME_OVERHEAD;
+  const avail = availableMemory();
+  if (avail !== null && need > avail) {
+    throw new UserError(`taylor: gradients of all ${(params / 1e6).toFixed(0)}M weights need about ${gb(need)} of RAM (float32 weights, gradients and activations) but ${gb(avail)} is available; taylor is for small models (use magnitude, shortgpt or sleb on this one)`);
+  }
+  // float32 copies in Hugging Face layout, read before any backend switch
+  const names = [...expectedTensors(c).keys()];
+  const values = new Map(names.map((n) => [n, readHfWeight(model, n)] as const));
+  const shapes = expectedTensors(c);
+  opts.log?.(`taylor: gradients of the calibration loss over ${ids.length} prompts (${tokens} predicted tokens)`);
+  const { value, backend } = await onGradientBackend(() => {
+    const tensors = new Map<string, tf.Tensor>();
+    const vars: tf.Variable[] = [];
+    const nameOf = new Map<string, string>(); // variable name → weight name
+    for (const n of names) {
+      const t = tf.tensor(values.get(n)!, shapes.get(n)!);
+      if (splitLayerName(n)) {
+        const v = tf.variable(t, true);
+        t.dispose();
+        tensors.set(n, v);
+        vars.push(v);
+        nameOf.set(v.name, n);
+      } else {
+        tensors.set(n, t);
+      }
+    }
+    const copy = modelFromTensors(c, tensors);
+    const sums = new Map<string, Float64Array>();
+    let loss = 0;
+    try {
+      for (let b0 = 0; b0 < ids.length; b0 += micro) {
+        const rows = ids.slice(b0, b0 + micro);
+        const B = rows.length, Tb = Math.max(...rows.map((r) => r.length));
+        const padded = rows.map((r) => [...r, ...new Array(Tb - r.length).fill(0)]);
+        const targets = new Int32Array(B * Tb), weights = new Float32Array(B * Tb);
+        rows.forEach((r, b) => {
+          for (let t = 0; t + 1 < r.length; t++) {
+            targets[b * Tb + t] = r[t + 1];
+            weights[b * Tb + t] = 1 / tokens;
+          }
+        });
+        const target = tf.tensor1d(targets, 'int32'), weight = tf.tensor1d(weights);
+        try {
+          const { value: l, grads } = tf.variableGrads(() => {
+            const { logits } = forward(copy, padded, { logits: 'all' });
+            const logp = tf.logSoftmax(logits!.reshape([B * Tb, c.vocab_size])); // [B*T, V]
+            const picked = tf.sum(tf.mul(logp, tf.oneHot(target, c.vocab_size)), -1); // [B*T]
+            return tf.neg(tf.sum(tf.mul(picked, weight))) as tf.Scalar;
+          }, vars);
+          loss += l.dataSync()[0];
+          l.dispose();
+          for (const v of vars) {
+            const g = grads[v.name];
+            const name = nameOf.get(v.name)!;
+            const acc = sums.get(name) ?? new Float64Array(g.size);
+            const d = g.dataSync();
+            for (let k = 0; k < d.length; k++) acc[k] += d[k];
+            sums.set(name, acc);
+          }
+          Object.values(grads).forEach((g) => g.dispose());
+        } finally {
+          target.dispose();
+          weight.dispose();
+        }
+      }
+    } finally {
+      for (const t of tensors.values()) t.dispose();
+    }
+    return { loss, grads: new Map([...sums].map(([n, g]) => [n, Float32Array.from(g)] as const)) };
+  });
+  return { backend, loss: value.loss, tokens, grads: value.grads };
+}
