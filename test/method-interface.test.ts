@@ -17,6 +17,7 @@ import type { SweepSettings } from '../src/sweep/sweep.ts';
 import { UserError } from '../src/runtime/errors.ts';
 import { parseConfig } from '../src/model/config.ts';
 import { assertUserError, runAllCli } from './cli-run.ts';
+import { ensureBenchmark } from '../src/eval/mmlu/demo-benchmark.ts';
 
 const cfg = parseConfig({
   architectures: ['LlamaForCausalLM'], model_type: 'llama', vocab_size: 16, hidden_size: 8, intermediate_size: 12,
@@ -131,4 +132,36 @@ test('the command line takes every method parameter from the declarations and re
   assert.equal(results[2].status, 0);
   for (const s of methodOptionSpecs()) assert.ok(results[2].stdout.includes(`--${s.option}`), `--help lists --${s.option}`);
   assert.ok(!readFileSync('README.md', 'utf8').includes('undefined'));
+});
+
+test('every new method from the command line on the demo model: 6 layers left, README.md and mergekit.yaml beside merge.json', async () => {
+  const root = mkdtempSync(join(tmpdir(), 'mka-check-'));
+  const data = join(root, 'demo-mmlu');
+  await ensureBenchmark(data);
+  const runs: [string, string[]][] = [
+    ['laco', ['--method', 'laco', '--per-subject', '4']],
+    ['sleb', ['--method', 'sleb', '--per-subject', '4']],
+    ['taylor', ['--method', 'taylor', '--per-subject', '4']],
+    ['magnitude', ['--method', 'magnitude']],
+    ['mka-iterative', ['--method', 'mka', '--iterative']],
+    ['mka-fit', ['--method', 'mka', '--fit-lambda']],
+  ];
+  const results = await runAllCli(runs.map(([name, args]) => ['compress', '--model', 'models/demo', '--remove', '2', '--data', data, ...args, '--out', join(root, name), '--quiet']), 2);
+  results.forEach((r, k) => {
+    const [name] = runs[k];
+    assert.equal(r.status, 0, `${name}: ${r.stderr}`);
+    const dir = join(root, name);
+    assert.equal(JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')).num_hidden_layers, 6, name);
+    const merge = JSON.parse(readFileSync(join(dir, 'merge.json'), 'utf8'));
+    assert.equal(merge.method, runs[k][1][1]);
+    assert.match(readFileSync(join(dir, 'README.md'), 'utf8'), /^---\nbase_model:/, name);
+    assert.ok(readFileSync(join(dir, 'mergekit.yaml'), 'utf8').startsWith('# models/demo: 2 of 8 decoder layers removed'), name);
+  });
+  const merge = (name: string) => JSON.parse(readFileSync(join(root, name, 'merge.json'), 'utf8'));
+  assert.equal(merge('mka-iterative').iterative, true);
+  assert.deepEqual(merge('mka-iterative').parameters, { strategy: 'last-pair', blendNorms: false, iterative: true });
+  assert.ok(merge('mka-fit').steps.every((s: { fit?: unknown }) => s.fit));
+  assert.equal(merge('taylor').gradients_backend, 'wasm');
+  assert.equal(merge('sleb').calibration.forward_passes, undefined, 'sleb makes no calibration pass');
+  assert.equal(merge('magnitude').calibration, undefined, 'magnitude reads the weights only');
 });

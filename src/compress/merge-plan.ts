@@ -32,6 +32,8 @@ export interface PlanStep {
   weights?: number[];
   score?: number;
   note?: string;
+  /** With --fit-lambda: the λ the method planned and the relative errors of both (pipeline/fit-lambda.ts). */
+  fit?: { lambdaPlanned: number; errorPlanned: number; error: number };
 }
 
 export interface CompressionPlan {

@@ -62,6 +62,12 @@ export interface ForwardOptions {
    * plan that only removes layers makes it. Not with a cache (caches hold every layer).
    */
   layers?: readonly number[];
+  /**
+   * Hidden states [B, T, H] to start from instead of the embeddings of inputIds (HF's inputs_embeds), e.g.
+   * a block's calibration input, to run some blocks alone; inputIds still give the shape (their values
+   * are not read). Not disposed.
+   */
+  inputEmbeds?: tf.Tensor3D;
 }
 
 export interface ForwardResult {
@@ -178,6 +184,9 @@ function checkInput(model: LlamaModel, inputIds: number[][], opts: ForwardOption
     }
   }
   const cache = opts.cache;
+  if (opts.inputEmbeds && opts.inputEmbeds.shape.join() !== [B, T, c.hidden_size].join()) {
+    throw new Error(`forward: inputEmbeds has shape [${opts.inputEmbeds.shape}], the input ids give [${B}, ${T}, ${c.hidden_size}]`);
+  }
   if (opts.layers) {
     const L = c.num_hidden_layers;
     if (opts.layers.some((l, k) => !Number.isInteger(l) || l < 0 || l >= L || (k > 0 && l <= opts.layers![k - 1]))) throw new Error(`forward: layers [${opts.layers}] must be ascending layers of 0..${L - 1}`);
@@ -357,7 +366,7 @@ function* forwardSteps(model: LlamaModel, jobs: readonly ForwardJob[]): Generato
     model.stats.forwardCalls += jobs.length;
     const table = useWeight(model, 'model.embed_tokens.weight', [c.vocab_size, H]);
     try {
-      for (const s of states) s.x = embed(table.weight, s.job.inputIds);
+      for (const s of states) s.x = s.job.inputEmbeds ? tf.clone(s.job.inputEmbeds) : embed(table.weight, s.job.inputIds);
     } finally {
       table.release();
     }

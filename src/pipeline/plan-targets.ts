@@ -29,12 +29,15 @@ import { analyzeIds, calibrationPrompts, similarityOptionsFor, type Analysis, ty
 import { writePlan } from './write.ts';
 import { weightGradients } from './gradients.ts';
 import { planScorer } from './scorer.ts';
+import { fitLambdas } from './fit-lambda.ts';
 
 export interface PipelineOptions extends AnalysisOptions {
   /** Each method's own parameters (by method name, then parameter name); the methods' defaults fill in the rest. */
   params?: MethodParameters;
   /** Stream decoder layers from disk instead of loading them all. */
   streaming?: boolean;
+  /** Refit each two-layer merge's λ on the calibration activations after planning (fit-lambda.ts). */
+  fitLambda?: boolean;
 }
 
 /** One plan to make: `method` removing `removed` layers. */
@@ -160,6 +163,7 @@ export async function planTargets(input: PipelineInput, targets: readonly PlanTa
     return plans;
   };
   if (!opts.analyse && !active.some((m) => needsPrompts(m, opts.params))) {
+    // (no such method merges with a λ, so there is nothing for --fit-lambda to fit)
     // no method runs the model: what they read comes from the checkpoint (or the caller's model), one tensor at a time
     const checkpoint = input.model ? null : active.length ? checkpointSource(input.dir) : null;
     try {
@@ -179,7 +183,8 @@ export async function planTargets(input: PipelineInput, targets: readonly PlanTa
   const model = input.model ?? loadModel(input.dir, { streaming: opts.streaming });
   try {
     const analysis = pass ? analyzeIds(model, ids, labels, { ...opts, withSimilarity }) : null;
-    const plans = await planAll(modelSources(model, analysis, ids, labels, opts));
+    let plans = await planAll(modelSources(model, analysis, ids, labels, opts));
+    if (opts.fitLambda) plans = plans.map((p) => fitLambdas(model, p, ids, { microBatch: opts.microBatch, log: opts.log }));
     return { plans, analysis, prompts: { n: ids.length, tokens: ids.reduce((a, r) => a + r.length, 0) }, labels, perSubject };
   } finally {
     if (!input.model) disposeModel(model);
@@ -205,6 +210,7 @@ export interface StoredAnalysis {
 export async function planFromStored(config: LlamaConfig, targets: readonly PlanTarget[], stored: StoredAnalysis, opts: PipelineOptions): Promise<CompressionPlan[] | null> {
   const methods = targets.map((t) => getMethod(t.method));
   if (stored.metric !== (opts.metric ?? DEFAULT_METRIC)) return null; // another metric's matrix: calibrate again
+  if (opts.fitLambda) return null; // fitting runs the model
   if (!methods.every((m) => plansFromSummary(m, opts.params))) return null;
   for (const t of targets) checkRemove(t.removed, config.num_hidden_layers);
   const similarity: SimilarityInput = { matrix: stored.matrix, metric: stored.metric, options: similarityOptionsFor(stored.samples, opts) };

@@ -48,7 +48,7 @@ export function sweepKey(opts: SweepSettings): string {
   return JSON.stringify({
     model: opts.model, data: opts.data, ntrain: opts.ntrain, limit: opts.limit ?? null, subjects: opts.evalSubjects ?? null,
     calibration: { data: opts.data, file: opts.calibrationFile ?? null, subjects: opts.subjects ?? null, perSubject: opts.perSubject ?? 'auto', seed: opts.seed ?? 1, representation: opts.representation ?? 'padded', ...(opts.protocol && opts.protocol !== 'mka' ? { protocol: opts.protocol } : {}) },
-    ...similarityKey(opts), strategy: opts.params?.mka?.strategy ?? 'last-pair', blendNorms: opts.params?.mka?.blendNorms ?? false, ...methodKey(opts),
+    ...similarityKey(opts), strategy: opts.params?.mka?.strategy ?? 'last-pair', blendNorms: opts.params?.mka?.blendNorms ?? false, ...methodKey(opts), ...(opts.fitLambda ? { fitLambda: true } : {}),
     ...(opts.ppl ? { ppl: opts.ppl } : {}),
   });
 }

@@ -96,7 +96,8 @@ function compressionSection(c: Record<string, unknown>): string[] {
       `| step | layers | λ |${weighted ? ' weights |' : ''} score | note |`, `|---:|---|---:|${weighted ? '---|' : ''}---:|---|`);
     steps.forEach((s, i) => {
       if (s.action !== 'merge') return;
-      const lambda = typeof s.lambda === 'number' ? num(s.lambda) + (typeof s.lambda_similarity === 'number' ? ` (from the similarity: ${num(s.lambda_similarity)})` : '') : '';
+      const fit = isObject(s.fit) ? s.fit : null;
+      const lambda = typeof s.lambda === 'number' ? num(s.lambda) + (fit ? ` (fitted; planned ${num(fit.lambdaPlanned)}, relative error ${num(fit.errorPlanned)} → ${num(fit.error)})` : '') : '';
       const weights = weighted ? ` ${Array.isArray(s.weights) ? (s.weights as number[]).map((w) => num(w)).join(', ') : ''} |` : '';
       lines.push(`| ${i + 1} | ${(s.layers as number[]).join(', ')} | ${lambda} |${weights} ${s.score === undefined ? '' : num(s.score)} | ${s.note ?? ''} |`);
     });

@@ -44,7 +44,10 @@ export function calibrationOptions<T>(y: Argv<T>) {
 
 /** Every method's parameters as options (`compress`, `sweep`), from the methods' declarations; no yargs defaults (the methods' apply). */
 export function methodOptions<T>(y: Argv<T>): Argv<T> {
-  let out = y;
+  let out = y.option('fit-lambda', {
+    type: 'boolean', group: 'Merging:',
+    describe: 'after planning, refit each merge\'s λ so the merged block best reproduces the original blocks on the calibration activations (1-D search, layer by layer)',
+  });
   for (const spec of methodOptionSpecs()) {
     const describe = `${spec.method}: ${spec.help} (default ${String(spec.default)})`;
     const group = `${spec.method === 'mka' ? 'MKA' : spec.method} (--method ${spec.method}):`;
@@ -56,8 +59,8 @@ export function methodOptions<T>(y: Argv<T>): Argv<T> {
   return out;
 }
 
-/** The option names of every method parameter. */
-export const METHOD_OPTIONS: readonly string[] = methodOptionSpecs().map((s) => s.option);
+/** The option names of every method parameter, and --fit-lambda. */
+export const METHOD_OPTIONS: readonly string[] = ['fit-lambda', ...methodOptionSpecs().map((s) => s.option)];
 
 export type CalibrationArgs = ReturnType<typeof calibrationOptions<GlobalArgs>> extends Argv<infer T> ? T : never;
 

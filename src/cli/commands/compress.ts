@@ -25,7 +25,7 @@ const PLANNING = ['method', 'remove', 'data', 'calibration', ...METHOD_OPTIONS];
 
 export const compressCommand: CommandModule<GlobalArgs, Args> = {
   command: 'compress',
-  describe: 'Remove K layers by merging (mka) or pruning (reverse, shortgpt, angular); writes a HF model + merge.json',
+  describe: 'Remove K layers by merging (mka, laco) or pruning (reverse, shortgpt, angular, sleb, taylor, magnitude); writes a HF model, merge.json, mergekit.yaml and a model card',
   builder,
   handler: async (a) => {
     const log = logger(a);
@@ -43,7 +43,7 @@ export const compressCommand: CommandModule<GlobalArgs, Args> = {
       ? await replayPlan({ model: a.model, plan: planFile, out: a.out, dtype: a.dtype, recorded, log })
       : await compressModel({
         ...analysisOptions(a, log), model: a.model, out: a.out, method: a.method ?? 'mka', remove: remove ?? 0,
-        params: methodParameters(a), dtype: a.dtype, quiet: a.quiet, log,
+        params: methodParameters(a), fitLambda: (a as { 'fit-lambda'?: boolean })['fit-lambda'], dtype: a.dtype, quiet: a.quiet, log,
       });
     release();
     if (a.json) process.stdout.write(JSON.stringify({ out: a.out, layers: plan.layers.length, steps: plan.steps }) + '\n');

@@ -94,7 +94,7 @@ function sweepOptions(a: Args, runInfo: Record<string, unknown>): SweepOptions {
   const log = logger(a);
   return {
     ...analysisOptions(a, log), model: a.model, data: a.data, methods, remove: parseCounts(a.remove), ntrain: a.ntrain,
-    limit: a.limit, evalSubjects: a['eval-subjects']?.split(','), batchSize: a['batch-size'], params: methodParameters(a),
+    limit: a.limit, evalSubjects: a['eval-subjects']?.split(','), batchSize: a['batch-size'], params: methodParameters(a), fitLambda: (a as { 'fit-lambda'?: boolean })['fit-lambda'],
     chosen: a.chosen, keepModels: a['keep-models'], out: a.out, quiet: a.quiet, log,
     runInfo,
     ppl: a.text ? { text: a.text, seqLen: a['seq-len'], stride: a.stride } : undefined,
