@@ -8,14 +8,15 @@
  * MkaDecoderLayer, ...). On a backend without them (wasm, cpu, tensorflow) the gradients are computed
  * there; otherwise mka switches to WebAssembly (plain JS `cpu` if wasm cannot start) for the gradient
  * pass and back afterwards, on float32 copies of the weights. The whole model, its gradients and a
- * micro-batch's activations are held at once: meant for small models (the demo models, stories260K);
- * a model that cannot fit stops with one line before any work.
+ * micro-batch's activations are held at once (micro-batches shrink to fit the memory, or WebAssembly's
+ * 4 GB heap): meant for small models (the demo models, stories260K); a model whose weights and one
+ * prompt's activations cannot fit stops with one line before any work.
  */
 import * as tf from '@tensorflow/tfjs';
 import { forward } from '../model/forward.ts';
 import { expectedTensors, splitLayerName } from '../model/config.ts';
 import { modelFromTensors, parameterCount, readHfWeight, type LlamaModel } from '../model/model.ts';
-import { availableMemory, gb, RUNTIME_OVERHEAD } from '../model/memory-estimate.ts';
+import { availableMemory, gb, RUNTIME_OVERHEAD, WASM_HEAP_LIMIT } from '../model/memory-estimate.ts';
 import { KERNELS } from '../runtime/kernel-names.ts';
 import { UserError } from '../runtime/errors.ts';
 import type { WeightGradients } from '../compress/methods/method.ts';
@@ -53,18 +54,22 @@ export async function weightGradients(model: LlamaModel, ids: number[][], opts: 
   const tokens = ids.reduce((a, r) => a + Math.max(0, r.length - 1), 0);
   if (tokens === 0) throw new UserError('taylor: the calibration prompts have no token to predict (each needs 2 tokens or more)');
   const T = Math.max(...ids.map((r) => r.length));
-  const micro = Math.max(1, opts.microBatch ?? 8);
   const params = parameterCount(c);
-  const need = 12 * params + 4 * micro * T * (c.vocab_size * 3 + c.hidden_size * 16 * c.num_hidden_layers) + RUNTIME_OVERHEAD;
+  // Bytes a prompt row holds for the backward pass: per layer its activations and attention scores and
+  // probabilities (nH·T² each), and the logits with their log-softmax; doubled for the gradients' own.
+  const rowBytes = 8 * (c.num_hidden_layers * (T * (8 * c.hidden_size + 4 * c.intermediate_size) + 2 * c.num_attention_heads * T * T) + 3 * T * c.vocab_size);
+  const fixed = 12 * params + RUNTIME_OVERHEAD; // float32 weights, their gradients and the sums of them
   const avail = availableMemory();
-  if (avail !== null && need > avail) {
-    throw new UserError(`taylor: gradients of all ${(params / 1e6).toFixed(0)}M weights need about ${gb(need)} of RAM (float32 weights, gradients and activations) but ${gb(avail)} is available; taylor is for small models (use magnitude, shortgpt or sleb on this one)`);
+  const budget = Math.min(avail ?? Infinity, WASM_HEAP_LIMIT) - fixed; // the gradient backend is wasm (or cpu) unless the current one has gradients
+  if (budget < rowBytes) {
+    throw new UserError(`taylor: gradients need about ${gb(fixed + rowBytes)} (float32 weights and gradients of ${(params / 1e6).toFixed(1)}M parameters, one ${T}-token prompt's activations) but ${gb(fixed + Math.max(0, budget))} is available${avail !== null && avail < WASM_HEAP_LIMIT ? '' : ' (WebAssembly\'s 4 GB heap)'}; use a smaller --taylor-max-tokens, or magnitude, shortgpt or sleb on this model`);
   }
+  const micro = Math.max(1, Math.min(opts.microBatch ?? 8, Math.floor(budget / 2 / rowBytes)));
   // float32 copies in Hugging Face layout, read before any backend switch
   const names = [...expectedTensors(c).keys()];
   const values = new Map(names.map((n) => [n, readHfWeight(model, n)] as const));
   const shapes = expectedTensors(c);
-  opts.log?.(`taylor: gradients of the calibration loss over ${ids.length} prompts (${tokens} predicted tokens)`);
+  opts.log?.(`taylor: gradients of the calibration loss over ${ids.length} prompts (${tokens} predicted tokens, ${micro} per batch)`);
   const { value, backend } = await onGradientBackend(() => {
     const tensors = new Map<string, tf.Tensor>();
     const vars: tf.Variable[] = [];

@@ -130,7 +130,7 @@ function modelSources(model: LlamaModel, analysis: Analysis | null, ids: number[
     ...(cal ? { blockInfluence: () => cal.blockInfluence, lastStates: () => ({ n: cal.n, hiddenSize: cal.hiddenSize, states: cal.lastStates }) } : {}),
     weights: () => modelSource(model),
     recalibrate: () => recalibrator(model, ids, labels, opts),
-    gradients: () => () => weightGradients(model, ids, { microBatch: opts.microBatch, log: opts.log }),
+    gradients: () => (g = {}) => weightGradients(model, g.maxTokens ? ids.map((r) => r.slice(0, g.maxTokens)) : ids, { microBatch: opts.microBatch, log: opts.log }),
     scorer: () => planScorer(model, ids, { microBatch: opts.microBatch }),
   };
 }

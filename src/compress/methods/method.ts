@@ -57,8 +57,8 @@ export interface MethodInputs {
   lastStates: LastStates;
   /** Candidate plans run on the calibration prompts: SLEB, LaCo. */
   scorer: PlanScorer;
-  /** Gradients of the calibration loss (computed when first called): Taylor+. */
-  gradients: () => Promise<WeightGradients>;
+  /** Gradients of the calibration loss, each prompt cut to its first `maxTokens` tokens if given (computed when called): Taylor+. */
+  gradients: (opts?: { maxTokens?: number }) => Promise<WeightGradients>;
   /** The original model's weights, one tensor at a time (no calibration): magnitude. */
   weights: SyncTensorSource;
   /** The similarity matrix of a partly compressed model (same metric and options): MKA --iterative / adjacent. */
