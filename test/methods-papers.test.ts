@@ -244,7 +244,9 @@ test('laco end to end: the scorer\'s similarity against hidden states computed h
   await initBackend('wasm');
   const model = modelOf();
   const plan = combineStep(identityPlan('x', 4), [1, 2], [0, 1]);
+  const before = tf.memory().numTensors;
   const [same, sim] = await planScorer(model, prompts).similarity([identityPlan('x', 4), plan]);
+  assert.equal(tf.memory().numTensors, before, 'no tensor left behind');
   assert.ok(Math.abs(same - 1) < 1e-6, `the original against itself: ${same}`);
   const candidate = materialize(planSource(modelSource(model), plan));
   const final = (m: LlamaModel, r: number[]) => {
