@@ -1,7 +1,7 @@
 /** Running the real CLI from tests: one process per call, a few at a time, and the user-error contract. */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { readdirSync, statSync } from 'node:fs';
+import { readdirSync, readlinkSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 
 export const CLI = join(process.cwd(), 'bin', 'mka.mjs');
@@ -45,13 +45,15 @@ export function assertUserError(r: CliResult, ...needles: string[]): void {
   for (const n of needles) assert.ok(lines[0].includes(n), `stderr should name ${JSON.stringify(n)}: ${what}`);
 }
 
-/** Every path under `dir` (relative, sorted, directories marked with a trailing /) with file sizes. */
+/** Every path under `dir` (relative, sorted, directories marked with a trailing /) with file sizes, symlinks with their targets. */
 export function tree(dir: string): string[] {
   const out: string[] = [];
   const walk = (d: string, rel: string) => {
     for (const e of readdirSync(d, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : 1))) {
       const p = join(d, e.name), r = rel ? `${rel}/${e.name}` : e.name;
-      if (e.isDirectory()) {
+      if (e.isSymbolicLink()) {
+        out.push(`${r} -> ${readlinkSync(p)}`);
+      } else if (e.isDirectory()) {
         out.push(`${r}/`);
         walk(p, r);
       } else {

@@ -2,15 +2,14 @@
  * Option checks every command shares, run once after yargs has parsed the command line and before
  * any work starts: one value of the declared type (--config files can hold anything), numbers
  * (finite, integer, range), empty values, and the kind of every path (an input file or directory must
- * exist as such; an output file must not be a directory nor inside the model). Output directories are
- * checked when the command claims them (claimOutput in common.ts). Rules go by option name, so a new
+ * exist as such). Outputs, files and directories, are checked when the command claims them (the output
+ * guard, src/io/output-dir.ts, through claimOutput and claimFile in common.ts). Rules go by option name, so a new
  * command that reuses a name gets its checks (and one that gives a name another meaning, e.g. --model
  * as a hub id, must not reuse it). Each failure is a UserError naming the option and the fix.
  */
 import { existsSync, statSync } from 'node:fs';
 import type { Argv } from 'yargs';
 import { UserError } from '../runtime/errors.ts';
-import { checkOutputFile } from '../io/output-dir.ts';
 
 interface NumberRule {
   integer?: boolean;
@@ -44,6 +43,7 @@ const NUMBER_RULES: Record<string, NumberRule> = {
   sigma: { above: 0 },
   alpha: { min: 0, max: 1 },
   beta: { above: 0 },
+  port: { integer: true, min: 0, max: 65535 },
 };
 
 /** Input paths by option name and what they must be. */
@@ -57,9 +57,8 @@ const INPUT_PATHS: Record<string, 'directory' | 'file'> = {
   tokenizer: 'file',
 };
 
-/** Output files by option name; `out` is a file for the commands listed (a directory for the others). */
-const OUTPUT_FILES = new Set(['dump-prompts']);
-const OUT_IS_FILE = new Set(['forward', 'similarity']);
+/** Commands where an option of INPUT_PATHS names the other kind (serve's --tokenizer is the directory of a tokenizer.json). */
+const INPUT_PATHS_OF: Record<string, Record<string, 'directory' | 'file'>> = { serve: { tokenizer: 'directory' } };
 
 /** Options whose value may be the empty string. */
 const MAY_BE_EMPTY = new Set(['prompt', 'text']);
@@ -143,13 +142,11 @@ export function validateArgs(argv: Record<string, unknown>, declared: DeclaredOp
   for (const name of declared.number) {
     if (argv[name] !== undefined) checkNumber(name, argv[name], rawValue(raw, name));
   }
-  const inputs = ['model', 'reference-model'].map((k) => argv[k]).filter((v): v is string => typeof v === 'string');
   for (const [name, value] of Object.entries(argv)) {
     if (typeof value !== 'string' || name === '$0' || /[A-Z]/.test(name)) continue; // camelCase: yargs' alias of a kebab name
     if (value === '' && !MAY_BE_EMPTY.has(name)) throw new UserError(`--${name} is empty; give it a value or leave it out`);
-    if (INPUT_PATHS[name]) checkInputPath(name, value, INPUT_PATHS[name]);
-    // an output directory is checked by the command itself when it claims it (src/io/output-dir.ts)
-    if (OUTPUT_FILES.has(name) || (name === 'out' && OUT_IS_FILE.has(command[0]))) checkOutputFile(value, `--${name}`, inputs);
+    const kind = INPUT_PATHS_OF[command[0]]?.[name] ?? INPUT_PATHS[name];
+    if (kind) checkInputPath(name, value, kind);
   }
 }
 

@@ -17,7 +17,7 @@ export const demoCommand: CommandModule<GlobalArgs, ArgsOf<typeof builder>> = {
   builder,
   handler: async (a) => {
     const remove = parseCounts(a.remove);
-    const release = claimOutput(a.out, 'demo', 'sweep', a.force, [DEMO_MODEL]);
+    const release = claimOutput(a.out, 'demo', 'sweep', a, DEMO_MODEL);
     const backend = await setup(a);
     await runDemo({
       out: a.out, methods: a.methods.split(','), remove, limit: a.limit, quiet: a.quiet, log: logger(a),

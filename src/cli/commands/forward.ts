@@ -1,5 +1,6 @@
 import type { Argv, CommandModule } from 'yargs';
-import { type GlobalArgs, emitJson, setup, type ArgsOf, computeOptions } from '../common.ts';
+import { type GlobalArgs, claimFile, emitJson, FORCE_FILE, forceOption, setup, type ArgsOf, computeOptions } from '../common.ts';
+import { OUTPUT_FILES } from '../../io/output-dir.ts';
 import { FORWARD_LOGITS, type ForwardLogits, parseIds, runForward } from '../../model/inspect.ts';
 import { readConfig } from '../../model/config.ts';
 import { checkIds } from '../validate.ts';
@@ -8,7 +9,7 @@ const FORMAT = `Output (JSON): {"input_ids": [...], "top_k": [{"id", "token", "l
 "logits_positions": [...] and "logits": one row of vocab_size logits per listed position (with --logits last|all),
 "hidden_states": [L+1][T][H] (with --hidden-states: the embeddings, then each block's output, the last after the final norm)}`;
 
-const options = (y: Argv<GlobalArgs>) => computeOptions(y)
+const options = (y: Argv<GlobalArgs>) => forceOption(computeOptions(y), FORCE_FILE)
   .option('model', { type: 'string', demandOption: true, describe: 'Hugging Face model directory' })
   .option('text', { type: 'string', describe: 'text to tokenize (BOS as the tokenizer is configured)' })
   .option('ids', { type: 'string', describe: 'comma-separated token ids instead of --text' })
@@ -27,6 +28,7 @@ export const forwardCommand: CommandModule<GlobalArgs, ArgsOf<typeof options>> =
   describe: 'Run one sequence: the most likely next tokens, and on request its logits and hidden states, as JSON',
   builder: options,
   handler: async (a) => {
+    claimFile(a.out, OUTPUT_FILES.forward, a);
     const ids = a.ids ? parseIds(a.ids) : undefined;
     if (ids) checkIds(ids, readConfig(a.model).vocab_size);
     await setup(a);
