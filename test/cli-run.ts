@@ -8,10 +8,16 @@ export const CLI = join(process.cwd(), 'bin', 'mka.mjs');
 
 export interface CliResult { args: string[]; status: number | null; stdout: string; stderr: string }
 
-/** Runs `mka args...` to completion (in `cwd`, with environment `env`: default this process's). */
-export function runCli(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<CliResult> {
+/** The uid and gid of `nobody` when tests run as root (which permissions do not stop), else none. */
+export const UNPRIVILEGED = process.getuid?.() === 0 ? { uid: 65534, gid: 65534 } : {};
+
+/**
+ * Runs `mka args...` to completion (in `cwd`, with environment `env`: default this process's);
+ * `unprivileged` runs it as `nobody` when the tests run as root, so read-only permissions hold.
+ */
+export function runCli(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; unprivileged?: boolean } = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { cwd: opts.cwd, env: opts.env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [CLI, ...args], { cwd: opts.cwd, env: opts.env, stdio: ['ignore', 'pipe', 'pipe'], ...(opts.unprivileged ? UNPRIVILEGED : {}) });
     let stdout = '', stderr = '';
     child.stdout.on('data', (d) => (stdout += d));
     child.stderr.on('data', (d) => (stderr += d));
