@@ -70,7 +70,8 @@ export async function main(argv: string[]): Promise<void> {
   const hub = globalOptions(yargs(argv))
     .option('revision', { type: 'string', describe: 'with a hub id as --model (org/name): its branch, tag or commit (default main)', group: 'Global:' })
     .middleware(resolveHubArgs);
-  let y = withValidation(hub, argv)
+  const configValues = config !== undefined ? loadConfigFile(config) : undefined;
+  let y = withValidation(hub, argv, configValues)
     .scriptName('mka')
     .usage('$0 <command> [options]')
     .strict()
@@ -88,7 +89,7 @@ export async function main(argv: string[]): Promise<void> {
       process.stderr.write(`mka: ${line}${hint}${line.includes('(see --help)') ? '' : ' (see --help)'}\n`);
       process.exit(1);
     });
-  if (config !== undefined) y = y.config(loadConfigFile(config));
+  if (configValues !== undefined) y = y.config(configValues);
   for (const c of COMMANDS) y = c.register(y);
   await y.parseAsync();
 }

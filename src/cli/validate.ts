@@ -89,7 +89,7 @@ export function checkNumber(name: string, value: unknown, typed?: string): void 
     && (rule.above === undefined || value > rule.above)
     && (rule.max === undefined || value <= rule.max);
   if (!ok) {
-    const shown = typed ?? (typeof value === 'number' && Number.isNaN(value) ? '(not a number)' : JSON.stringify(value));
+    const shown = typed ?? (typeof value === 'number' ? (Number.isNaN(value) ? '(not a number)' : String(value)) : JSON.stringify(value));
     throw new UserError(`--${name} ${shown}: must be ${describeRule(rule)}`);
   }
 }
@@ -119,6 +119,21 @@ export interface DeclaredOptions {
   boolean: readonly string[];
 }
 
+/**
+ * Throws unless every boolean option given as `--name=VALUE` on the command line, or in the --config
+ * file, is true or false (yargs reads any other word as false).
+ */
+function checkBooleans(declared: DeclaredOptions, raw: readonly string[], config: Record<string, unknown>): void {
+  for (const t of raw) {
+    if (t === '--') break;
+    const m = /^--(?:no-)?([^=]+)=(.*)$/.exec(t);
+    if (m && declared.boolean.includes(m[1]) && m[2] !== 'true' && m[2] !== 'false') throw new UserError(`--${m[1]}=${m[2]}: must be true or false (or leave out the value)`);
+  }
+  for (const [name, v] of Object.entries(config)) {
+    if (declared.boolean.includes(name) && typeof v !== 'boolean') throw new UserError(`--${name} ${JSON.stringify(v)} in --config: must be true or false (YAML's yes/no/on/off are text)`);
+  }
+}
+
 /** Throws unless every given option has one value of its declared type (--config files can hold anything). */
 function checkTypes(argv: Record<string, unknown>, declared: DeclaredOptions): void {
   for (const [name, value] of Object.entries(argv)) {
@@ -132,12 +147,13 @@ function checkTypes(argv: Record<string, unknown>, declared: DeclaredOptions): v
   }
 }
 
-/** Checks a parsed command line: see the file comment. `raw` is the argv yargs parsed. */
-export function validateArgs(argv: Record<string, unknown>, declared: DeclaredOptions, raw: readonly string[]): void {
+/** Checks a parsed command line: see the file comment. `raw` is the argv yargs parsed, `config` the --config file's values. */
+export function validateArgs(argv: Record<string, unknown>, declared: DeclaredOptions, raw: readonly string[], config: Record<string, unknown> = {}): void {
   const command = (argv._ as unknown[] | undefined)?.map(String) ?? [];
   for (const name of emptyOptions(raw)) {
     if (!MAY_BE_EMPTY.has(name)) throw new UserError(`--${name} is empty; give it a value or leave it out`);
   }
+  checkBooleans(declared, raw, config);
   checkTypes(argv, declared);
   for (const name of declared.number) {
     if (argv[name] !== undefined) checkNumber(name, argv[name], rawValue(raw, name));
@@ -151,21 +167,36 @@ export function validateArgs(argv: Record<string, unknown>, declared: DeclaredOp
 }
 
 /** Registers the checks on a yargs instance (for every command). */
-export function withValidation<T>(y: Argv<T>, raw: readonly string[]): Argv<T> {
+export function withValidation<T>(y: Argv<T>, raw: readonly string[], config: Record<string, unknown> = {}): Argv<T> {
   // yargs passes the command's own instance as the middleware's second argument (its types leave it
   // out, hence optional here); its options are the command's
   const check = (argv: Record<string, unknown>, yi?: { getOptions(): DeclaredOptions }) => {
     if (!yi) throw new Error('yargs called the validation middleware without its instance');
-    validateArgs(argv, yi.getOptions(), raw);
+    validateArgs(argv, yi.getOptions(), raw, config);
   };
   return y.middleware(check);
 }
 
+/** The items of a comma-separated list ("a, b"); an empty list or an empty item ("a,,b", ",") is a UserError naming `option`. */
+export function parseList(s: string | number, option: string, example: string): string[] {
+  const items = String(s).split(',').map((x) => x.trim());
+  if (items.some((x) => x === '')) throw new UserError(`${option} ${s}: expected a comma-separated list without empty items, e.g. ${example}`);
+  return items;
+}
+
 /** Parses "0,2,4" into sorted distinct layer counts. */
 export function parseCounts(s: string | number, option = '--remove'): number[] {
-  const xs = String(s).split(',').map((x) => x.trim()).filter(Boolean).map(Number);
-  if (!xs.length || xs.some((x) => !Number.isInteger(x) || x < 0)) throw new UserError(`${option} ${s}: expected comma-separated layer counts, e.g. 0,2,4`);
+  const xs = parseList(s, option, '0,2,4').map((x) => (/^\d+$/.test(x) ? Number(x) : NaN));
+  if (xs.some((x) => !Number.isSafeInteger(x))) throw new UserError(`${option} ${s}: expected comma-separated layer counts, e.g. 0,2,4`);
   return [...new Set(xs)].sort((a, b) => a - b);
+}
+
+/** Parses "mka,reverse" into method names, each one of `known`. */
+export function parseMethods(s: string, known: readonly string[], option = '--methods'): string[] {
+  const names = parseList(s, option, 'mka,reverse');
+  const unknown = names.find((n) => !known.includes(n));
+  if (unknown !== undefined) throw new UserError(`${option} ${s}: ${unknown} is not a method; methods: ${known.join(', ')}`);
+  return [...new Set(names)];
 }
 
 /** Checks `--chosen method:k` names one of the sweep's methods and counts. */

@@ -1,6 +1,7 @@
 import type { Argv, CommandModule } from 'yargs';
 import { type ArgsOf, type GlobalArgs, claimFile, emitJson, FORCE_FILE, forceOption, logger, setup, computeOptions } from '../common.ts';
 import { OUTPUT_FILES } from '../../io/output-dir.ts';
+import { UserError } from '../../runtime/errors.ts';
 import { activationsSimilarity, modelSimilarity } from '../../pipeline/compress.ts';
 import { analysisOptions, calibrationOptions } from './compress-options.ts';
 
@@ -10,7 +11,10 @@ const builder = (y: Argv<GlobalArgs>) => forceOption(calibrationOptions(computeO
   .option('out', { type: 'string', describe: 'output sim.json (default: stdout)' })
   .conflicts('model', 'activations')
   .conflicts('data', 'calibration')
-  .check((a) => (a.model || a.activations) ? true : 'give --model (with --data or --calibration) or --activations')
+  .check((a) => {
+    if (!a.model && !a.activations) throw new UserError('similarity: give --model (with --data or --calibration) or --activations');
+    return true;
+  })
   .example('$0 similarity --model models/demo --data data/demo-mmlu --out sim.json', '')
   .example('$0 similarity --activations acts.json --out sim.json', '')
   .example('$0 similarity --model models/demo --data data/demo-mmlu --metric cka --out cka.json', 'linear CKA instead of NPIB');

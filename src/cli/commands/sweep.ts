@@ -9,7 +9,7 @@ import { DEFAULT_ATTEMPTS } from '../../queue/jobs.ts';
 import { DEFAULT_QUEUE_NAME } from '../../queue/connection.ts';
 import { METHODS } from '../../compress/methods/registry.ts';
 import { analysisOptions, calibrationOptions, methodParameters, mkaOptions } from './compress-options.ts';
-import { checkChosen, parseCounts } from '../validate.ts';
+import { checkChosen, parseCounts, parseMethods } from '../validate.ts';
 import { checkOutputDir } from '../../io/output-dir.ts';
 
 const builder = (y: Argv<GlobalArgs>) => mkaOptions(forceOption(calibrationOptions(computeOptions(y))))
@@ -90,7 +90,7 @@ export const sweepCommand: CommandModule<GlobalArgs, Args> = {
 
 /** The sweep's library options from the parsed command line. */
 function sweepOptions(a: Args, runInfo: Record<string, unknown>): SweepOptions {
-  const methods = a.methods.split(',').map((s) => s.trim()).filter(Boolean);
+  const methods = parseMethods(a.methods, METHODS.map((m) => m.name));
   const log = logger(a);
   return {
     ...analysisOptions(a, log), model: a.model, data: a.data, methods, remove: parseCounts(a.remove), ntrain: a.ntrain,
