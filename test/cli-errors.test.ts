@@ -6,6 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { ensureBenchmark } from '../src/eval/mmlu/demo-benchmark.ts';
 import { assertUserError, leftovers, runAllCli, runCli, tree } from './cli-run.ts';
@@ -228,4 +229,22 @@ test('silent accepts and garbled messages: lists, booleans, ids, activations, po
   assertUserError(tiny, 'forward needs');
   assert.doesNotMatch(tiny.stderr, /\(\)|0\.0 GB/, tiny.stderr);
   assert.equal(none.stderr.match(/see --help/g)?.length, 1, none.stderr);
+});
+
+test('FIFOs and other special files are refused as inputs instead of blocking; an absurd --shard-mb is refused', async () => {
+  const dir = join(root, 'fifos');
+  mkdirSync(dir);
+  const fifo = join(dir, 'fifo');
+  const model = join(dir, 'model');
+  cpSync(M, model, { recursive: true });
+  rmSync(join(model, 'model.safetensors'));
+  for (const f of [fifo, join(model, 'model.safetensors')]) assert.equal(spawnSync('mkfifo', [f]).status, 0);
+  await expectAll([
+    [['forward', '--model', model, '--ids', '1'], join(model, 'model.safetensors'), 'not a regular file'],
+    [['info', '--model', model], join(model, 'model.safetensors'), 'not a regular file'],
+    [['similarity', '--activations', fifo], fifo, 'not a regular file'],
+    [['similarity', '--model', M, '--calibration', fifo], fifo, 'not a regular file'],
+    [['eval', 'ppl', '--model', M, '--text', fifo, '--out', O], fifo, 'not a regular file'],
+    [['export', 'tfjs', '--model', M, '--out', O, '--shard-mb', '1e-9'], '--shard-mb 1e-9', 'weight files'],
+  ]);
 });

@@ -16,7 +16,7 @@ const SRC = join(ROOT, 'src');
 const ALLOWED: Record<string, string[]> = {
   runtime: [],
   io: ['runtime'],
-  tokenizer: ['runtime'],
+  tokenizer: ['runtime', 'io'],
   model: ['runtime', 'io', 'tokenizer'],
   weights: ['runtime', 'io', 'model'],
   convert: ['runtime', 'io', 'tokenizer', 'model'],

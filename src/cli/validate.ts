@@ -107,9 +107,10 @@ function emptyOptions(raw: readonly string[]): string[] {
 
 function checkInputPath(name: string, path: string, kind: 'directory' | 'file'): void {
   if (!existsSync(path)) throw new UserError(`${path}: --${name} not found; give an existing ${kind}`);
-  const isDir = statSync(path).isDirectory();
-  if (kind === 'directory' && !isDir) throw new UserError(`${path}: --${name} is a file, but must be a directory`);
-  if (kind === 'file' && isDir) throw new UserError(`${path}: --${name} is a directory, but must be a file`);
+  const st = statSync(path);
+  if (kind === 'directory' && !st.isDirectory()) throw new UserError(`${path}: --${name} is a file, but must be a directory`);
+  if (kind === 'file' && st.isDirectory()) throw new UserError(`${path}: --${name} is a directory, but must be a file`);
+  if (kind === 'file' && !st.isFile()) throw new UserError(`${path}: --${name} is not a regular file (a FIFO, socket or device); give a regular file`);
 }
 
 /** The options yargs declared for the command, by type. */

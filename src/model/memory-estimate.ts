@@ -28,6 +28,7 @@ import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { type LlamaConfig, expectedTensors, layerTensorShapes, readConfig } from './config.ts';
 import { UserError } from '../runtime/errors.ts';
+import { openRegularFile } from '../io/read.ts';
 import { BACKENDS } from '../runtime/backend.ts';
 import { takes16BitWeights } from './ops.ts';
 import { LOGIT_CHUNK_FLOATS, PASS_HIDDEN_BYTES } from './forward.ts';
@@ -102,7 +103,7 @@ function headerDtypes(file: string): Map<string, string> {
   const out = new Map<string, string>();
   let fd: number | null = null;
   try {
-    fd = openSync(file, 'r');
+    fd = openRegularFile(file, 'safetensors file');
     const len = Buffer.alloc(8);
     readSync(fd, len, 0, 8, 0);
     const n = Number(len.readBigUInt64LE(0));
@@ -112,7 +113,8 @@ function headerDtypes(file: string): Map<string, string> {
     for (const [name, v] of Object.entries(JSON.parse(hdr.toString('utf8')) as Record<string, { dtype?: unknown }>)) {
       if (name !== '__metadata__' && typeof v?.dtype === 'string') out.set(name, v.dtype);
     }
-  } catch {
+  } catch (e) {
+    if (e instanceof UserError) throw e; // not a regular file: reading it would block or never end
     // the loader reports a broken file with its own message
   } finally {
     if (fd !== null) closeSync(fd);

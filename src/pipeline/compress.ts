@@ -4,7 +4,7 @@
  * replays a recorded plan (a merge.json, pipeline/plan-file.ts) on the original model without
  * calibrating. The sweep runs the same pipeline for all of its points at once.
  */
-import { readFileSync } from 'node:fs';
+import { readRegularFile } from '../io/read.ts';
 import { UserError } from '../runtime/errors.ts';
 import { progress } from '../runtime/progress.ts';
 import { DEFAULT_METRIC, degenerateKernelWarning, fusionRatio, getSimilarityMetric, gramFromActivations, resolveOptions, type MetricResult, type SimilarityOptions } from '../compress/similarity/index.ts';
@@ -131,7 +131,7 @@ export function activationsSimilarity(file: string, opts: { similarity?: Partial
   const metric = getSimilarityMetric(opts.metric ?? DEFAULT_METRIC);
   let acts: unknown;
   try {
-    acts = JSON.parse(readFileSync(file, 'utf8')).activations;
+    acts = JSON.parse(readRegularFile(file, 'activations file').toString('utf8')).activations;
   } catch (e) {
     throw new UserError(`${file}: cannot read activations JSON (${(e as Error).message})`);
   }
