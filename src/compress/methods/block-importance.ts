@@ -9,7 +9,7 @@
 import { layerTensorShapes, type LlamaConfig } from '../../model/config.ts';
 import { UserError } from '../../runtime/errors.ts';
 import { dropStep, identityPlan, type CompressionPlan } from '../merge-plan.ts';
-import type { ParameterSpec } from './method.ts';
+import { flagOf, type ParameterSpec } from './method.ts';
 
 /** The suffixes of a block's weight tensors (`…weight`: projections and norms, no biases). */
 export function blockWeightSuffixes(config: LlamaConfig): string[] {
@@ -43,9 +43,10 @@ export function reserved(L: number, keepFirst: number | 'auto', keepLast: number
  * first); a UserError naming the options when too few blocks are allowed.
  */
 export function dropLowest(method: string, L: number, scores: number[], remove: number, keep: { first: number; last: number }): CompressionPlan {
+  const options = reserveParameters(method);
   const allowed = scores.map((v, i) => ({ v, i })).filter(({ i }) => i >= keep.first && i < L - keep.last);
   if (allowed.length < remove) {
-    throw new UserError(`${method}: removing ${remove} of ${L} layers, but --${method}-keep-first ${keep.first} and --${method}-keep-last ${keep.last} leave ${allowed.length} blocks to choose from; lower them`);
+    throw new UserError(`${method}: removing ${remove} of ${L} layers, but ${flagOf(options.keepFirst)} ${keep.first} and ${flagOf(options.keepLast)} ${keep.last} leave ${allowed.length} blocks to choose from; lower them`);
   }
   const chosen = allowed.sort((a, b) => a.v - b.v || a.i - b.i).slice(0, remove);
   let plan = identityPlan(method, L);

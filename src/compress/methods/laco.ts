@@ -19,7 +19,7 @@
  */
 import { UserError } from '../../runtime/errors.ts';
 import { combineStep, identityPlan, type CompressionPlan } from '../merge-plan.ts';
-import { defineMethod, type PlanScorer } from './method.ts';
+import { defineMethod, flagOf, type CompressionMethod, type PlanScorer } from './method.ts';
 
 type LacoParameters = { threshold: number | 'auto'; mergeLayers: number; interval: number; lowest: number; highest: number | 'auto' };
 
@@ -63,25 +63,27 @@ async function scan(L: number, remove: number, T: number, p: { C: number; I: num
   return { plan, removed, candidates };
 }
 
+const PARAMETERS: CompressionMethod<LacoParameters, 'scorer'>['parameters'] = {
+  threshold: {
+    option: 'laco-threshold', type: 'number', min: -1, max: 1, auto: true, default: 'auto',
+    help: 'accept a merge when the mean cosine of final hidden states exceeds it (auto: the largest threshold that removes K layers)',
+  },
+  mergeLayers: { option: 'laco-merge-layers', type: 'integer', min: 2, default: 4, help: 'layers per merge: one layer and the C − 1 after it (C)' },
+  interval: { option: 'laco-interval', type: 'integer', min: 1, default: 2, help: 'layers the scan moves down after an accepted merge (I)' },
+  lowest: { option: 'laco-lowest', type: 'integer', min: 0, default: 0, help: 'lowest layer merged into (L_l)' },
+  highest: { option: 'laco-highest', type: 'integer', min: 1, auto: true, default: 'auto', help: 'the scan starts at this layer minus C (L_h; auto: the last layer)' },
+};
+
 export const laco = defineMethod<LacoParameters, 'scorer'>({
   name: 'laco',
   description: 'collapse rear layers into a prior one (RDSC merge θ_l + Σ(θ_{l+k} − θ_l)) while the final hidden states stay similar (LaCo)',
   citation: 'Yang et al., "LaCo: Large Language Model Pruning via Layer Collapse", Findings of EMNLP 2024',
   inputs: ['scorer'],
-  parameters: {
-    threshold: {
-      option: 'laco-threshold', type: 'number', min: -1, max: 1, auto: true, default: 'auto',
-      help: 'accept a merge when the mean cosine of final hidden states exceeds it (auto: the largest threshold that removes K layers)',
-    },
-    mergeLayers: { option: 'laco-merge-layers', type: 'integer', min: 2, default: 4, help: 'layers per merge: one layer and the C − 1 after it (C)' },
-    interval: { option: 'laco-interval', type: 'integer', min: 1, default: 2, help: 'layers the scan moves down after an accepted merge (I)' },
-    lowest: { option: 'laco-lowest', type: 'integer', min: 0, default: 0, help: 'lowest layer merged into (L_l)' },
-    highest: { option: 'laco-highest', type: 'integer', min: 1, auto: true, default: 'auto', help: 'the scan starts at this layer minus C (L_h; auto: the last layer)' },
-  },
+  parameters: PARAMETERS,
   async plan(ctx, remove, params) {
     const L = ctx.config.num_hidden_layers;
     const hi = params.highest === 'auto' ? L - 1 : params.highest;
-    if (hi > L - 1) throw new UserError(`--laco-highest ${hi}: the model's layers are 0..${L - 1}`);
+    if (hi > L - 1) throw new UserError(`${flagOf(PARAMETERS.highest)} ${hi}: the model's layers are 0..${L - 1}`);
     const p = { C: params.mergeLayers, I: params.interval, lo: params.lowest, hi };
     const scorer: PlanScorer = ctx.inputs.scorer;
     const cache = new Map<string, number>();
@@ -96,7 +98,7 @@ export const laco = defineMethod<LacoParameters, 'scorer'>({
     } else {
       const loose = await scan(L, remove, -Infinity, p, score);
       if (loose.removed < remove) {
-        throw new UserError(`laco: merging ${p.C - 1} layers at a time into layers ${p.lo}..${p.hi - p.C} removes at most ${loose.removed} of this model's ${L} layers, not ${remove}; raise --laco-merge-layers or lower --laco-lowest`);
+        throw new UserError(`laco: merging ${p.C - 1} layers at a time into layers ${p.lo}..${p.hi - p.C} removes at most ${loose.removed} of this model's ${L} layers, not ${remove}; raise ${flagOf(PARAMETERS.mergeLayers)} or lower ${flagOf(PARAMETERS.lowest)}`);
       }
       // the largest T at which the scan still removes `remove` layers: f(lo) reaches it, f(hi) does not
       // (below every similarity the loose scan saw it takes the same path; no cosine exceeds 1)
@@ -111,7 +113,7 @@ export const laco = defineMethod<LacoParameters, 'scorer'>({
     const result = await scan(L, remove, threshold, p, score);
     if (result.removed < remove) {
       const best = result.candidates.filter((c) => !c.accepted).sort((a, b) => b.similarity - a.similarity)[0];
-      throw new UserError(`laco: with --laco-threshold ${threshold} the scan removed ${result.removed} of the ${remove} layers asked for (the most similar rejected merge scored ${best ? best.similarity.toFixed(4) : 'none'}); lower the threshold or use auto`);
+      throw new UserError(`laco: with ${flagOf(PARAMETERS.threshold)} ${threshold} the scan removed ${result.removed} of the ${remove} layers asked for (the most similar rejected merge scored ${best ? best.similarity.toFixed(4) : 'none'}); lower the threshold or use auto`);
     }
     ctx.log(`laco: threshold ${threshold.toFixed(6)}${params.threshold === 'auto' ? ' (auto)' : ''}: ${result.plan.steps.length} merge${result.plan.steps.length > 1 ? 's' : ''}, ${cache.size} candidates scored on ${scorer.prompts} prompts`);
     result.plan.details = { threshold, candidates: result.candidates, candidates_scored: cache.size };

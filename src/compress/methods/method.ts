@@ -97,6 +97,11 @@ export interface ParameterSpec<V extends ParameterValue = ParameterValue> {
   help: string;
 }
 
+/** An option as messages name it (`--laco-threshold`), from its declaration. */
+export function flagOf(spec: Pick<ParameterSpec, 'option'>): string {
+  return `--${spec.option}`;
+}
+
 export interface CompressionMethod<P extends Record<string, ParameterValue> = Record<string, ParameterValue>, K extends InputName = InputName> {
   name: string;
   /** One line for --help and the model card. */

@@ -4,7 +4,7 @@
  * method needs with given parameters.
  */
 import { UserError } from '../../runtime/errors.ts';
-import type { AnyMethod, InputName, ParameterSpec, ParameterValue } from './method.ts';
+import { flagOf, type AnyMethod, type InputName, type ParameterSpec, type ParameterValue } from './method.ts';
 import { mka } from './mka.ts';
 import { reverse } from './reverse.ts';
 import { shortgpt } from './shortgpt.ts';
@@ -57,9 +57,9 @@ export function checkParameters(method: AnyMethod, given: Partial<Record<string,
   for (const [name, v] of Object.entries(given)) {
     if (v === undefined) continue;
     const spec = method.parameters[name];
-    if (!spec) throw new UserError(`${method.name} has no parameter ${name}; its parameters: ${Object.values(method.parameters).map((s) => `--${s.option}`).join(', ') || 'none'}`);
+    if (!spec) throw new UserError(`${method.name} has no parameter ${name}; its parameters: ${Object.values(method.parameters).map(flagOf).join(', ') || 'none'}`);
     const why = badValue(spec, v);
-    if (why) throw new UserError(`--${spec.option} ${String(v)}: ${why}`);
+    if (why) throw new UserError(`${flagOf(spec)} ${String(v)}: ${why}`);
   }
 }
 

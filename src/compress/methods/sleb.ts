@@ -9,23 +9,25 @@
  */
 import { dropStep, identityPlan } from '../merge-plan.ts';
 import { UserError } from '../../runtime/errors.ts';
-import { defineMethod } from './method.ts';
+import { defineMethod, flagOf, type CompressionMethod } from './method.ts';
 
 type SlebParameters = { keepFirst: number; keepLast: number };
+
+const PARAMETERS: CompressionMethod<SlebParameters, 'scorer'>['parameters'] = {
+  keepFirst: { option: 'sleb-keep-first', type: 'integer', min: 0, default: 1, help: 'first remaining blocks never removed (the reference code\'s early barrier)' },
+  keepLast: { option: 'sleb-keep-last', type: 'integer', min: 0, default: 1, help: 'last remaining blocks never removed (its latter barrier)' },
+};
 
 export const sleb = defineMethod<SlebParameters, 'scorer'>({
   name: 'sleb',
   description: 'remove, one at a time, the block whose removal least raises calibration perplexity, re-scoring after each (SLEB)',
   citation: 'Song et al., "SLEB: Streamlining LLMs through Redundancy Verification and Elimination of Transformer Blocks", ICML 2024',
   inputs: ['scorer'],
-  parameters: {
-    keepFirst: { option: 'sleb-keep-first', type: 'integer', min: 0, default: 1, help: 'first remaining blocks never removed (the reference code\'s early barrier)' },
-    keepLast: { option: 'sleb-keep-last', type: 'integer', min: 0, default: 1, help: 'last remaining blocks never removed (its latter barrier)' },
-  },
+  parameters: PARAMETERS,
   async plan(ctx, remove, params) {
     const L = ctx.config.num_hidden_layers;
     if (L - remove < params.keepFirst + params.keepLast) {
-      throw new UserError(`sleb: removing ${remove} of ${L} layers leaves ${L - remove}, fewer than --sleb-keep-first ${params.keepFirst} plus --sleb-keep-last ${params.keepLast}; lower them`);
+      throw new UserError(`sleb: removing ${remove} of ${L} layers leaves ${L - remove}, fewer than ${flagOf(PARAMETERS.keepFirst)} ${params.keepFirst} plus ${flagOf(PARAMETERS.keepLast)} ${params.keepLast}; lower them`);
     }
     let plan = identityPlan('sleb', L);
     // per step: the original blocks tried and the calibration loss without each
