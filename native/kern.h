@@ -37,15 +37,26 @@ typedef struct {
 extern const kern_table kern_generic, kern_avx2, kern_avx512;
 
 /*
- * bf16 B times bf16-rounded A with vdpbf16ps (avx512_bf16; the avx512 table's MR, NR): operands
- * packed as 32-bit pairs of bf16 along k, so k blocks count pairs. Opt-in (MKA_BF16_DOT=1).
+ * bf16 products on BF16P weights (mka.h): A rows rounded to bf16 and packed as pairs, dst[p][r] =
+ * bf16(a[r][2p]) | bf16(a[r][2p+1]) << 16 for the mr rows of one panel; the microkernel multiplies
+ * such a panel by one BF16P column panel (32 columns) over kp pairs, float32 accumulation.
+ * bf16_avx512bf16 uses vdpbf16ps; the others compute the same products in float32 (exact, since
+ * bf16 times bf16 fits float32's significand) in vdpbf16ps's order (odd element of a pair first),
+ * so they are its reference on any CPU.
  */
+typedef void (*bf16_ukernel_fn)(long kp, const uint32_t *ap, const uint32_t *bp, float *c, long ldc, int mr, int nr,
+                                int flags, const float *bias);
 typedef struct {
-  ukernel_fn ukernel; /* kc = number of k pairs */
-  void (*pack_a)(uint32_t *dst, const float *a, int trans, long m, long k, long i0, long k0, long kcb, int mr);
-  void (*pack_b)(uint32_t *dst, const uint16_t *b, int trans, long n, long k, long k0, long kcb, long j0, long ns, int nr);
-} bf16_dot_fns;
-extern const bf16_dot_fns bf16_dot_avx512;
+  const char *name;
+  int mr; /* rows per A panel (the A panel's stride) */
+  bf16_ukernel_fn ukernel;
+  /* Pairs [p0, p0+np) of rows [i0, i0+mr) of x [m][k] (zero past m and k) into dst [np][mr]. */
+  void (*pack_a)(uint32_t *dst, const float *x, long m, long k, long i0, long p0, long np, int mr);
+} bf16_kern;
+extern const bf16_kern bf16_generic, bf16_avx2, bf16_avx512, bf16_avx512bf16;
+/* The bf16 kernel of this CPU's path (after MKA_ISA), AMX aside (amx_linear). */
+const bf16_kern *bf16_kern_get(void);
+
 const kern_table *kern_for(int isa);
 
 /* Products with at most this many rows skip packing. */

@@ -10,7 +10,7 @@
  */
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'bullmq';
-import type { BackendChoice } from '../runtime/backend.ts';
+import type { BackendChoice, ComputeChoice } from '../runtime/backend-choice.ts';
 import { UserError } from '../runtime/errors.ts';
 import { checkAddress, connectRedis, type QueueAddress } from './connection.ts';
 import type { SweepJob } from './jobs.ts';
@@ -21,6 +21,7 @@ export interface WorkerOptions extends QueueAddress {
   /** Backend of the process running the jobs. */
   backend?: BackendChoice;
   threads?: number;
+  compute?: ComputeChoice;
   /** Milliseconds a job's lock lasts without renewal: how long a dead worker's job waits to be retried. */
   lockDuration?: number;
   /** Milliseconds between checks for jobs whose lock expired. */
@@ -46,7 +47,7 @@ export async function runWorker(opts: WorkerOptions): Promise<void> {
   }
   const log = opts.log ?? (() => {});
   const connection = await connectRedis(url, { persistent: true });
-  const settings: ProcessorSettings = { backend: opts.backend ?? 'auto', threads: opts.threads, quiet: opts.quiet ?? false };
+  const settings: ProcessorSettings = { backend: opts.backend ?? 'auto', threads: opts.threads, compute: opts.compute, quiet: opts.quiet ?? false };
   // The processor beside this module: compiled JavaScript when mka runs from dist/, else TypeScript through tsx.
   const compiled = import.meta.url.endsWith('.js');
   const processor = fileURLToPath(new URL(compiled ? './processor.js' : './processor.ts', import.meta.url));

@@ -11,4 +11,5 @@ export const KERNELS = {
   siluMul: 'MkaSiluMul',
   gather: 'MkaGatherRows',
   decoderLayer: 'MkaDecoderLayer',
+  packBf16: 'MkaPackBf16',
 } as const;
