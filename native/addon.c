@@ -206,7 +206,7 @@ static bool weight_desc(call_t *c, napi_value obj, const char *name, mka_weight 
   if (c->failed) return false;
   if (!obj || napi_typeof(c->env, obj, &t) != napi_ok || t != napi_object) return fail(c, "%s must be a weight descriptor object", name);
   c->where = name;
-  if (!int_field(c, obj, "format", 0, MKA_BF16P, false, 0, &format) || !int_field(c, obj, "rows", 0, DIM_MAX, false, 0, &rows) ||
+  if (!int_field(c, obj, "format", 0, MKA_Q4, false, 0, &format) || !int_field(c, obj, "rows", 0, DIM_MAX, false, 0, &rows) ||
       !int_field(c, obj, "cols", 0, DIM_MAX, false, 0, &cols))
     return false;
   memset(w, 0, sizeof *w);
@@ -221,14 +221,15 @@ static bool weight_desc(call_t *c, napi_value obj, const char *name, mka_weight 
   } else if (format == MKA_BF16P) {
     if (!dims(c, &count, 3, (rows + BF16P_NR - 1) / BF16P_NR, (int64_t)bf16p_pairs(cols), (int64_t)BF16P_NR)) return false;
   } else {
-    if (cols % 32) return fail(c, "packed integer weights need inputs (cols = %lld) in blocks of 32", (long long)cols);
-    if (!int_field(c, obj, "group", 32, DIM_MAX, false, 0, &group)) return false;
-    if (group % 32 || cols % group) return fail(c, "group = %lld must be a multiple of 32 dividing cols = %lld", (long long)group, (long long)cols);
+    /* contract 1: rows of ceil(cols/32) blocks (zero past cols), ceil(cols/group) groups */
+    if (!int_field(c, obj, "group", 1, DIM_MAX, false, 0, &group)) return false;
+    if (group % 32 && group < cols) return fail(c, "group = %lld must be a multiple of 32 or the whole row (cols = %lld)", (long long)group, (long long)cols);
     if (!bool_field(c, obj, "perToken", &per_token)) return false;
-    if (!dims(c, &count, 2, rows, format == MKA_Q8 ? cols : cols / 2)) return false;
+    const int64_t blocks = (cols + 31) / 32;
+    if (!dims(c, &count, 2, rows, blocks * (format == MKA_Q8 ? 32 : 16))) return false;
     es = 1;
     int64_t ns = 0;
-    if (!dims(c, &ns, 2, rows, cols / group)) return false;
+    if (!dims(c, &ns, 2, rows, (cols + group - 1) / group)) return false;
     w->group = group;
     w->act_per_token = per_token;
     w->scales = view_field(c, obj, "scales", 4, ns, false);
@@ -401,7 +402,7 @@ static napi_value js_silu_mul(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-/* gatherRows({table: weight descriptor (F32, BF16, F16 or BF16P), ids, out}): out[r] = float32(row ids[r]). */
+/* gatherRows({table: weight descriptor (any format), ids, out}): out[r] = float32(row ids[r]). */
 static napi_value js_gather_rows(napi_env env, napi_callback_info info) {
   call_t c;
   if (!begin(&c, env, info, "gatherRows", 1, true)) return NULL;
@@ -409,7 +410,6 @@ static napi_value js_gather_rows(napi_env env, napi_callback_info info) {
   mka_weight t;
   int64_t nout = 0;
   if (!weight_desc(&c, field(&c, d, "table"), "table", &t)) return NULL;
-  if (t.format > MKA_BF16P) return fail(&c, "table must be float32, bfloat16, float16 or bf16 panels"), NULL;
   uint8_t *data = NULL;
   size_t bytes = 0;
   napi_typedarray_type type = napi_uint8_array;

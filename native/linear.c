@@ -4,12 +4,13 @@
  * products: x is rounded to bf16 and packed once per call into panels of the kernel's MR rows, then
  * each task takes a strip of weight panels (32 columns each) and a range of A panels and runs the
  * microkernel over k blocks, the weight panel's k block staying in L2 across the A panels. The weight
- * was packed once (bf16p_pack), so no call reorders it.
+ * was packed once (bf16p_pack), so no call reorders it. Contract 1's integer weights go to quant.c.
  */
 #include "kern.h"
 #include <stdlib.h>
 
 int amx_linear(const linear_args *l, int emulated);
+int quant_linear(const linear_args *l);
 
 static uint32_t bf16_round_weight(float x) {
   uint32_t w;
@@ -173,5 +174,5 @@ int linear(const linear_args *l) {
     return gemm(&g);
   }
   if (w->format == MKA_BF16P) return bf16_linear(l);
-  return -1; /* the addon takes no other format */
+  return quant_linear(l);
 }

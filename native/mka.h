@@ -134,6 +134,8 @@ static inline long bf16p_pairs(long k) { return (k + 31) / 32 * 16; }
 static inline size_t bf16p_words(long n, long k) { return (size_t)((n + BF16P_NR - 1) / BF16P_NR) * (size_t)bf16p_pairs(k) * BF16P_NR; }
 /* Packs W [n][k] of `type` (F32, BF16 or F16) into BF16P panels (float32 and float16 rounded to nearest even). */
 void bf16p_pack(uint32_t *dst, const void *w, int type, long n, long k);
+/* Row j of a Q8/Q4 weight dequantized (embedding rows gathered from a packed table). */
+void quant_row(float *dst, const mka_weight *w, long j);
 /* Row j of a BF16P weight as float32 (embedding rows of a tied lm_head). */
 void bf16p_row(float *dst, const uint32_t *w, long n, long k, long j);
 
@@ -164,7 +166,7 @@ void attention(const float *q, const float *k, const float *v, float *out, long 
 void rmsnorm(const float *x, const void *w, int w_type, float *out, long rows, long n, float eps);
 void rope(float *x, const float *cos, const float *sin, long B, long T, long heads, long hd);
 void silu_mul(const float *gate, const float *up, float *out, long n);
-/* out[r] = float32(row ids[r] of the table), a weight of format F32, BF16, F16 or BF16P. */
+/* out[r] = float32(row ids[r] of the table), a weight of any format (Q8/Q4 rows dequantized). */
 void gather_rows(const mka_weight *table, const int32_t *ids, long count, float *out);
 void to_float32(const void *src, int type, float *out, long n);
 

@@ -166,6 +166,7 @@ typedef struct {
   long count;
   float *out;
   long rows; /* gather of a BF16P table: its rows */
+  const mka_weight *table; /* gather: the table */
 } widen_ctx;
 
 static void gather_task(void *p, long t, int thread) {
@@ -175,13 +176,14 @@ static void gather_task(void *p, long t, int thread) {
   const long r0 = t * w->per, r1 = r0 + w->per < w->count ? r0 + w->per : w->count;
   for (long r = r0; r < r1; r++) {
     if (w->type == MKA_BF16P) bf16p_row(w->out + r * w->n, w->src, w->rows, w->n, w->ids[r]);
+    else if (w->type == MKA_Q8 || w->type == MKA_Q4) quant_row(w->out + r * w->n, w->table, w->ids[r]);
     else kt()->widen(w->out + r * w->n, (const char *)w->src + (size_t)w->ids[r] * w->n * es, w->type, (size_t)w->n);
   }
 }
 
 void gather_rows(const mka_weight *table, const int32_t *ids, long count, float *out) {
   const long n = table->k, tasks = tasks_for(count, n);
-  widen_ctx w = {table->data, table->format, n, (count + tasks - 1) / tasks, ids, count, out, table->n};
+  widen_ctx w = {table->data, table->format, n, (count + tasks - 1) / tasks, ids, count, out, table->n, table};
   pool_run(count == 0 ? 0 : (count + w.per - 1) / w.per, gather_task, &w);
 }
 
@@ -195,6 +197,6 @@ static void widen_task(void *p, long t, int thread) {
 
 void to_float32(const void *src, int type, float *out, long n) {
   const long tasks = tasks_for((n + 1023) / 1024, 1024 * 2);
-  widen_ctx w = {src, type, n, ((n + tasks - 1) / tasks + 15) / 16 * 16, NULL, 0, out, 0};
+  widen_ctx w = {src, type, n, ((n + tasks - 1) / tasks + 15) / 16 * 16, NULL, 0, out, 0, NULL};
   pool_run(n == 0 ? 0 : (n + w.per - 1) / w.per, widen_task, &w);
 }

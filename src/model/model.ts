@@ -167,14 +167,18 @@ export function loadModel(dir: string, opts: LoadOptions = {}): LlamaModel {
   return { config, dir, tensors, packed, checkpoint: keepOpen ? ckpt : null, stats: { forwardCalls: 0, layerLoads: 0 }, compute };
 }
 
-/** Wraps tensors already in memory (random weights, training, merges) as a model. Takes ownership. */
-export function modelFromTensors(config: LlamaConfig, tensors: Map<string, tf.Tensor>, dir: string | null = null): LlamaModel {
+/**
+ * Wraps tensors already in memory (random weights, training, merges) as a model, and weights already
+ * in a compute form (`packed`, e.g. contract 1's packed integers). Takes ownership.
+ */
+export function modelFromTensors(config: LlamaConfig, tensors: Map<string, tf.Tensor>, dir: string | null = null, packed?: Map<string, Weight>): LlamaModel {
   for (const [name, shape] of expectedTensors(config)) {
-    const t = tensors.get(name);
-    if (!t) throw new UserError(`model tensors: "${name}" is missing`);
-    if (t.shape.join(',') !== shape.join(',')) throw new UserError(`model tensors: "${name}" has shape [${t.shape}], config implies [${shape}]`);
+    const t = tensors.get(name), w = packed?.get(name);
+    if (!t && !w) throw new UserError(`model tensors: "${name}" is missing`);
+    const got = t ? t.shape : weightShape(w!);
+    if (got.join(',') !== shape.join(',')) throw new UserError(`model tensors: "${name}" has shape [${got}], config implies [${shape}]`);
   }
-  return { config, dir, tensors, checkpoint: null, stats: { forwardCalls: 0, layerLoads: 0 }, compute: 'float32' };
+  return { config, dir, tensors, ...(packed ? { packed } : {}), checkpoint: null, stats: { forwardCalls: 0, layerLoads: 0 }, compute: 'float32' };
 }
 
 /**

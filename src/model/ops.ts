@@ -11,6 +11,21 @@ import { currentProfile } from '../runtime/profile.ts';
 /** How a weight's values are stored: float32, 16-bit, or contract 1's packed integers. */
 export type WeightDtype = 'float32' | 'bfloat16' | 'float16' | 'q8' | 'q4';
 
+/** Contract 1's quantization of a packed integer weight (q8/q4). */
+export interface QuantInfo {
+  /** Inputs per row (`in`). */
+  cols: number;
+  /** Inputs per scale: 32, 64, 128, or `cols` (per output channel). */
+  group: number;
+  symmetric: boolean;
+  /** float32 [out, ceil(cols/group)]. */
+  scales: tf.Tensor;
+  /** float32 [out, ceil(cols/group)], asymmetric weights only. */
+  mins?: tf.Tensor;
+  /** 8: the input is quantized to int8 per token before the product (SmoothQuant W8A8). */
+  actBits?: 8;
+}
+
 /**
  * A weight as the kernels take it.
  * - float32: `tensor` has the Hugging Face shape [out, in], or, when `transposed`, is Wᵀ [in, out]
@@ -19,21 +34,16 @@ export type WeightDtype = 'float32' | 'bfloat16' | 'float16' | 'q8' | 'q4';
  *   (little-endian), so tf.memory() counts its real bytes and dispose() frees it; only native kernels
  *   read it. With `panels` ([out, in]), a bfloat16 `tensor` instead holds the bf16 products' packed
  *   panels (int32 [bf16PackedWords(out, in)], packBf16), laid out once for --compute bfloat16.
- * - q8/q4 (contract 1): `tensor` is int32 [out, in·bits/32] holding the quants row by row in blocks
- *   of 32 inputs (q8: int8, or uint8 with `mins`; q4: ggml Q4_0 nibble order, unsigned, scale·(q − 8)
- *   without mins), `scales` (and `mins`) float32 [out, in/group]; `perToken` quantizes activations
- *   to int8 per token (W8A8, SmoothQuant) instead of per block of the group. linear() multiplies them
- *   on the native integer kernels without widening the weight.
+ * - q8/q4 (contract 1, CONTRACTS.md): `tensor` is int32 [out, rowBytes/4] holding the quants row by
+ *   row in blocks of 32 inputs, `quant` says how to read them. linear() multiplies them on the native
+ *   integer kernels (MkaLinearQ) without widening the weight.
  */
 export interface Weight {
   tensor: tf.Tensor;
   dtype: WeightDtype;
   transposed?: boolean;
   panels?: [number, number];
-  scales?: tf.Tensor;
-  mins?: tf.Tensor;
-  group?: number;
-  perToken?: boolean;
+  quant?: QuantInfo;
 }
 
 /** The addon's weight format code of a weight (native contract: F32 0, BF16 1, F16 2, BF16P 3, Q8 4, Q4 5). */
@@ -46,18 +56,16 @@ export function weightFormat(w: Weight): number {
 export function weightShape(w: Weight): [number, number] {
   if (w.panels) return w.panels;
   const [r, c] = w.tensor.shape as [number, number];
+  if (w.quant) return [r, w.quant.cols];
   if (w.transposed) return [c, r];
-  if (w.dtype === 'float32') return [r, c];
-  if (w.dtype === 'q8') return [r, c * 4];
-  if (w.dtype === 'q4') return [r, c * 8];
-  return [r, c * 2];
+  return w.dtype === 'float32' ? [r, c] : [r, c * 2];
 }
 
 /** Frees a weight's tensors. */
 export function disposeWeight(w: Weight): void {
   w.tensor.dispose();
-  w.scales?.dispose();
-  w.mins?.dispose();
+  w.quant?.scales.dispose();
+  w.quant?.mins?.dispose();
 }
 
 /** The attributes by which the native kernels read a weight (its format, shape and quantization). */
@@ -65,7 +73,7 @@ function weightAttrs(w: Weight, prefix = ''): Record<string, number> {
   const [rows, cols] = weightShape(w);
   return {
     [`${prefix}format`]: weightFormat(w), [`${prefix}rows`]: rows, [`${prefix}cols`]: cols,
-    [`${prefix}group`]: w.group ?? 0, [`${prefix}perToken`]: w.perToken ? 1 : 0,
+    [`${prefix}group`]: w.quant?.group ?? 0, [`${prefix}perToken`]: w.quant?.actBits === 8 ? 1 : 0,
   };
 }
 
@@ -110,12 +118,19 @@ function float32Only(w: Weight, what: string): tf.Tensor {
 export function linear(x: tf.Tensor, w: Weight, b?: tf.Tensor, residual?: tf.Tensor): tf.Tensor {
   const inner = x.shape[x.shape.length - 1];
   const outer = x.shape.slice(0, -1);
+  if (w.quant) {
+    if (!hasKernel(KERNELS.linearQ)) throw new Error(`linear: a ${w.dtype} weight needs the MkaLinearQ kernel (backend is ${tf.getBackend()})`);
+    const q = w.quant;
+    const inputs: Record<string, tf.Tensor> = { x, q: w.tensor, scales: q.scales };
+    if (q.mins) inputs.mins = q.mins;
+    if (b) inputs.bias = b;
+    if (residual) inputs.residual = residual;
+    return run(KERNELS.linearQ, inputs, { bits: w.dtype === 'q8' ? 8 : 4, group: q.group, cols: q.cols, symmetric: q.symmetric ? 1 : 0, actBits: q.actBits ?? 0 });
+  }
   if (hasKernel(KERNELS.linear) && !w.transposed) {
     const inputs: Record<string, tf.Tensor> = { x, w: w.tensor };
     if (b) inputs.bias = b;
     if (residual) inputs.residual = residual;
-    if (w.scales) inputs.scales = w.scales;
-    if (w.mins) inputs.mins = w.mins;
     return run(KERNELS.linear, inputs, weightAttrs(w));
   }
   const wt = float32Only(w, 'linear') as tf.Tensor2D;
@@ -191,8 +206,10 @@ export function embed(table: Weight, ids: number[][]): tf.Tensor3D {
   try {
     if (hasKernel(KERNELS.gather) && !table.transposed) {
       const width = weightShape(table)[1];
-      return tf.tidy(() => run<tf.Tensor2D>(KERNELS.gather, { table: table.tensor, ids: flat }, weightAttrs(table))
-        .reshape([B, T, width])); // [B, T, H]
+      const inputs: Record<string, tf.Tensor> = { table: table.tensor, ids: flat };
+      if (table.quant) inputs.scales = table.quant.scales;
+      if (table.quant?.mins) inputs.mins = table.quant.mins;
+      return tf.tidy(() => run<tf.Tensor2D>(KERNELS.gather, inputs, weightAttrs(table)).reshape([B, T, width])); // [B, T, H]
     }
     const t = float32Only(table, 'embed');
     return tf.tidy(() => tf.gather(t, flat).reshape([B, T, t.shape[1]!])); // [B, T, H]
@@ -318,8 +335,8 @@ export function decoderLayer(
   names.forEach((p, i) => {
     const w = ops.weights[i];
     inputs[`w${p}`] = w.tensor;
-    if (w.scales) inputs[`s${p}`] = w.scales;
-    if (w.mins) inputs[`m${p}`] = w.mins;
+    if (w.quant) inputs[`s${p}`] = w.quant.scales;
+    if (w.quant?.mins) inputs[`m${p}`] = w.quant.mins;
     weightAttributes = { ...weightAttributes, ...weightAttrs(w, p) };
     const b = ops.biases[i];
     if (b) inputs[`b${p}`] = b;

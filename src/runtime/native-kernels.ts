@@ -2,8 +2,9 @@
  * The `native` tfjs backend: tfjs's plain-JS `cpu` backend (tensors are ordinary typed arrays, so only
  * RAM bounds them, not the 4 GB WebAssembly heap) with mka's native kernels (native-addon.ts)
  * registered on it: BatchMatMul and _FusedMatMul, and the decoder's custom kernels (src/model/ops.ts:
- * MkaLinear with float32 or 16-bit weights, MkaAttention, MkaRmsNorm, MkaRope, MkaSiluMul,
- * MkaGatherRows, and MkaDecoderLayer: a whole decoder layer in one call). Every other op is the cpu backend's own kernel. The kernels compute in place on the
+ * MkaLinear with float32, 16-bit or bf16-panel weights, MkaLinearQ with contract 1's packed integer
+ * weights, MkaPackBf16, MkaAttention, MkaRmsNorm, MkaRope, MkaSiluMul, MkaGatherRows, and
+ * MkaDecoderLayer: a whole decoder layer in one call). Every other op is the cpu backend's own kernel. The kernels compute in place on the
  * tensors' arrays and write into arrays the output tensors then own: nothing is copied.
  */
 import * as tf from '@tensorflow/tfjs';
@@ -81,6 +82,24 @@ function linearKernel(addon: NativeAddon): tf.KernelFunc {
   };
 }
 
+/** MkaLinearQ (contract 1): x·Wᵀ for a packed integer weight, its attributes as CONTRACTS.md states them. */
+function linearQKernel(addon: NativeAddon): tf.KernelFunc {
+  const linear = linearKernel(addon);
+  return ({ inputs, backend, attrs }) => {
+    const { x, q, scales, mins, bias, residual } = inputs as Record<string, tf.TensorInfo | undefined>;
+    const { bits, group, cols, actBits } = attrs as Record<string, number>;
+    if (bits !== 8 && bits !== 4) throw new Error(`MkaLinearQ: bits ${bits}`);
+    const rowBytes = Math.ceil(cols / 32) * (bits === 8 ? 32 : 16);
+    if (q!.shape.length !== 2 || q!.shape[1] * 4 !== rowBytes) throw new Error(`MkaLinearQ: quants [${q!.shape}] for rows of ${cols} ${bits}-bit inputs`);
+    const a: WeightAttrs = { format: bits === 8 ? Q8 : Q4, rows: q!.shape[0], cols, group, perToken: actBits === 8 ? 1 : 0 };
+    const named: Record<string, tf.TensorInfo> = { x: x!, w: q!, scales: scales! };
+    if (mins) named.mins = mins;
+    if (bias) named.bias = bias;
+    if (residual) named.residual = residual;
+    return linear({ inputs: named, backend, attrs: a as unknown as tf.NamedAttrMap });
+  };
+}
+
 /** MkaPackBf16: a weight [rows, cols] (float32, or 16-bit words two per int32 of `type`) as BF16P words. */
 function packBf16Kernel(addon: NativeAddon): tf.KernelFunc {
   return ({ inputs, backend, attrs }) => {
@@ -140,13 +159,13 @@ function siluMulKernel(addon: NativeAddon): tf.KernelFunc {
 
 function gatherKernel(addon: NativeAddon): tf.KernelFunc {
   return ({ inputs, backend, attrs }) => {
-    const { table, ids } = inputs as Record<string, tf.TensorInfo>;
+    const { table, ids, scales, mins } = inputs as Record<string, tf.TensorInfo | undefined> as Record<string, tf.TensorInfo>;
     const a = attrs as unknown as WeightAttrs;
     if (ids.dtype !== 'int32') throw new Error('MkaGatherRows: ids must be int32');
     const idv = values(backend, ids) as Int32Array;
     for (const id of idv) if (id < 0 || id >= a.rows) throw new Error(`MkaGatherRows: id ${id} outside 0..${a.rows - 1}`);
     const out = new Float32Array(idv.length * a.cols);
-    addon.gatherRows({ table: weightDesc(backend, table, a, 'MkaGatherRows'), ids: idv, out });
+    addon.gatherRows({ table: weightDesc(backend, table, a, 'MkaGatherRows', scales, mins), ids: idv, out });
     return output(backend, [idv.length, a.cols], out);
   };
 }
@@ -233,6 +252,7 @@ export function registerNativeBackend(opts: { threads?: number } = {}):
       [KERNELS.gather]: gatherKernel(addon),
       [KERNELS.decoderLayer]: decoderLayerKernel(addon),
       [KERNELS.packBf16]: packBf16Kernel(addon),
+      [KERNELS.linearQ]: linearQKernel(addon),
     };
     for (const k of tf.getKernelsForBackend('cpu')) {
       let kernelFunc = k.kernelFunc;
