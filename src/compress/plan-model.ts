@@ -53,7 +53,7 @@ export function planModel(original: LlamaModel, plan: CompressionPlan): { model:
   } : null;
   if (renamed.size && !view) throw new Error('planModel: the original has neither the tensors nor a checkpoint to read them from');
   return {
-    model: { config, dir: null, tensors, packed, checkpoint: view, stats: { forwardCalls: 0, layerLoads: 0 } },
+    model: { config, dir: null, tensors, packed, checkpoint: view, stats: { forwardCalls: 0, layerLoads: 0 }, compute: original.compute },
     dispose: () => owned.forEach((t) => t.dispose()),
   };
 }
