@@ -5,8 +5,9 @@
  * computing a point needs.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, mkdirSync, readFileSync, realpathSync } from 'node:fs';
+import { join, normalize, resolve } from 'node:path';
+import { modelDirFingerprint } from '../io/fingerprint.ts';
 import { loadModel, disposeModel, type LlamaModel } from '../model/model.ts';
 import * as tf from '@tensorflow/tfjs';
 import { readConfig } from '../model/config.ts';
@@ -34,14 +35,41 @@ function similarityKey(opts: SweepSettings): Record<string, unknown> {
   return { similarity: opts.similarity?.beta === undefined ? {} : { beta: opts.similarity.beta }, metric };
 }
 
-/** What a sweep's results depend on (not the methods or counts: those can grow between runs). */
+/** A path as the key records it: without "./" parts or a trailing slash. */
+const keyPath = (p: string) => normalize(p).replace(/(.)\/+$/, '$1');
+
+/**
+ * What a sweep's results depend on (not the methods or counts: those can grow between runs): the
+ * settings, the paths, and the fingerprint of the model's weights (so replaced weights at the same
+ * path are not mixed with points computed from the old ones).
+ */
 export function sweepKey(opts: SweepSettings): string {
   return JSON.stringify({
-    model: opts.model, data: opts.data, ntrain: opts.ntrain, limit: opts.limit ?? null, subjects: opts.evalSubjects ?? null,
-    calibration: { data: opts.data, file: opts.calibrationFile ?? null, subjects: opts.subjects ?? null, perSubject: opts.perSubject ?? 'auto', seed: opts.seed ?? 1, representation: opts.representation ?? 'padded', ...(opts.protocol && opts.protocol !== 'mka' ? { protocol: opts.protocol } : {}) },
+    model: keyPath(opts.model), data: keyPath(opts.data), ntrain: opts.ntrain, limit: opts.limit ?? null, subjects: opts.evalSubjects ?? null,
+    calibration: { data: keyPath(opts.data), file: opts.calibrationFile ? keyPath(opts.calibrationFile) : null, subjects: opts.subjects ?? null, perSubject: opts.perSubject ?? 'auto', seed: opts.seed ?? 1, representation: opts.representation ?? 'padded', ...(opts.protocol && opts.protocol !== 'mka' ? { protocol: opts.protocol } : {}) },
     ...similarityKey(opts), strategy: opts.params?.mka?.strategy ?? 'last-pair', blendNorms: opts.params?.mka?.blendNorms ?? false,
-    ...(opts.ppl ? { ppl: opts.ppl } : {}),
+    ...(opts.ppl ? { ppl: { ...opts.ppl, text: keyPath(opts.ppl.text) } } : {}),
+    ...(existsSync(join(opts.model, 'config.json')) ? { weights: modelDirFingerprint(opts.model) } : {}),
   });
+}
+
+/** Path fields of a sweep key, compared as files (the same file by two spellings is the same path). */
+const KEY_PATHS = new Set(['model', 'data', 'file', 'text']);
+
+/** Why a stored sweep key does not describe this sweep ("" when it does): the first differing field. */
+function keyDifference(stored: unknown, key: unknown, path = ''): string {
+  if (typeof stored === 'string' && typeof key === 'string' && KEY_PATHS.has(path.split('.').pop()!)) {
+    const real = (p: string) => (existsSync(p) ? realpathSync(p) : resolve(p));
+    return stored === key || real(stored) === real(key) ? '' : path;
+  }
+  if (typeof stored !== 'object' || stored === null || typeof key !== 'object' || key === null) return JSON.stringify(stored) === JSON.stringify(key) ? '' : path;
+  const a = stored as Record<string, unknown>, b = key as Record<string, unknown>;
+  for (const f of new Set([...Object.keys(a), ...Object.keys(b)])) {
+    if (f === 'weights' && !(f in a)) continue; // a key written before fingerprints were recorded
+    const d = keyDifference(a[f], b[f], path ? `${path}.${f}` : f);
+    if (d) return d;
+  }
+  return '';
 }
 
 /** A short hash of the sweep key and results directory (names the sweep's queue jobs). */
@@ -97,13 +125,20 @@ export function prepareSweep(opts: SweepOptions): PreparedSweep {
   const subjects = [...loadMmlu(opts.data, { subjects: opts.evalSubjects }).subjects].sort();
   mkdirSync(join(opts.out, 'points'), { recursive: true });
   writeMarker(opts.out, 'sweep');
-  const keyPath = join(opts.out, 'sweep-key.json');
+  const keyFile = join(opts.out, 'sweep-key.json');
   const key = sweepKey(opts);
-  const oldKey = existsSync(keyPath) ? readFileSync(keyPath, 'utf8') : null;
+  const oldKey = existsSync(keyFile) ? readFileSync(keyFile, 'utf8') : null;
   if (oldKey !== null && oldKey !== key) {
-    throw new UserError(`${opts.out}: holds a sweep with other settings (${keyPath}); choose a new --out or delete that directory`);
+    let differs: string;
+    try {
+      differs = keyDifference(JSON.parse(oldKey), JSON.parse(key));
+    } catch {
+      differs = 'its sweep-key.json is unreadable';
+    }
+    if (differs === 'weights') throw new UserError(`${opts.out}: holds a sweep of other weights than ${opts.model} now has (${keyFile} records their fingerprint); choose a new --out or delete that directory`);
+    if (differs) throw new UserError(`${opts.out}: holds a sweep with other settings (${differs} differs, ${keyFile}); choose a new --out or delete that directory`);
   }
-  if (oldKey === null) atomicWriteText(keyPath, key);
+  if (oldKey === null) atomicWriteText(keyFile, key);
   return { opts, layers, subjects };
 }
 
