@@ -17,7 +17,7 @@ export function openRegularFile(path: string, what: string): number {
     fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    throw new UserError(`${path}: ${what} ${code === 'ENOENT' ? 'not found' : `cannot be opened (${code ?? (e as Error).message})`}`);
+    throw new UserError(`${path}: cannot open ${what} (${code === 'ENOENT' ? 'not found' : code ?? (e as Error).message})`);
   }
   const st = fstatSync(fd);
   if (!st.isFile()) {
