@@ -13,7 +13,7 @@ import * as tf from '@tensorflow/tfjs';
 import { readConfig } from '../model/config.ts';
 import { takes16BitWeights } from '../model/ops.ts';
 import { assertFits, backendProfile, calibrationWorkload, checkModelFits, mmluWorkload, storedBytes } from '../model/memory-estimate.ts';
-import { loadTokenizer, type Tokenizer } from '../tokenizer/tokenizer.ts';
+import { bosUnderAddBosTokenFalse, loadTokenizer, type Tokenizer } from '../tokenizer/tokenizer.ts';
 import { createMmluCache, type MmluCache } from '../eval/mmlu/evaluate.ts';
 import { scoringTokenizer } from '../eval/mmlu/question-plan.ts';
 import { protocolSettings } from '../compress/methods/protocol.ts';
@@ -167,7 +167,7 @@ export async function openSweep(opts: SweepOptions): Promise<SweepContext> {
   const data = loadMmlu(opts.data, { subjects: opts.evalSubjects });
   const original = loadModel(opts.model);
   const corpus = opts.ppl ? prepareCorpus(opts.ppl.text, tokenizer, original.config, opts.ppl.seqLen, opts.ppl.stride) : null;
-  const scoringBos = protocolSettings(opts.protocol).scoringBos;
+  const scoringBos = protocolSettings(opts.protocol).scoringBos || bosUnderAddBosTokenFalse(tokenizer);
   const scoring = scoringTokenizer(tokenizer, scoringBos);
   return { ...prepared, tokenizer, scoringBos, scoringTokenizer: scoring, data, original, mmlu: createMmluCache(scoring, data), corpus, dispose: () => disposeModel(original) };
 }
