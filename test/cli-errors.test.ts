@@ -248,3 +248,20 @@ test('FIFOs and other special files are refused as inputs instead of blocking; a
     [['export', 'tfjs', '--model', M, '--out', O, '--shard-mb', '1e-9'], '--shard-mb 1e-9', 'weight files'],
   ]);
 });
+
+test('a tokenizer that maps text to <unk> only is refused; a prompt longer than the context is an error, a capped generation says so', async () => {
+  const model = join(root, 'unk-tokenizer');
+  cpSync(M, model, { recursive: true });
+  const tj = JSON.parse(readFileSync(join(M, 'tokenizer.json'), 'utf8'));
+  tj.model.vocab = { '<unk>': 0, '<s>': 1, '</s>': 2 };
+  tj.model.merges = [];
+  writeFileSync(join(model, 'tokenizer.json'), JSON.stringify(tj));
+  const long = 'one two three four five six seven eight nine ten '.repeat(120);
+  await expectAll([
+    [['forward', '--model', model, '--text', 'The capital of France is'], join(model, 'tokenizer.json'), 'unknown token'],
+    [['generate', '--model', M, '--prompt', long], '--prompt is', 'context is 1024'],
+  ]);
+  const near = await runCli(['generate', '--model', M, '--prompt', 'one two three four five six seven eight nine ten '.repeat(33), '--max-new-tokens', '64']);
+  assert.equal(near.status, 0, near.stderr);
+  assert.match(near.stderr, /generate: at most \d+ new tokens, not 64: the \d+-token prompt leaves that much of the 1024-token context/);
+});

@@ -100,6 +100,7 @@ export function tokenizerFromJson(json: Json, config: Json = {}, generation: Jso
   const templateFirst = withSpecial.length > plain.length && withSpecial[0] !== plain[0] ? withSpecial[0] : null;
 
   const bos = idOf(config.bos_token) ?? templateFirst;
+  checkEncodes(hf, idOf(config.unk_token) ?? idOf((json.model as Json).unk_token), file);
   const eos = new Set<number>();
   const tokEos = idOf(config.eos_token);
   if (tokEos !== null) eos.add(tokEos);
@@ -140,6 +141,21 @@ export function tokenizerFromJson(json: Json, config: Json = {}, generation: Jso
     eos: [...eos],
     vocabSize,
   };
+}
+
+/** Ordinary text that any working tokenizer of a Llama-family model encodes to known tokens. */
+const PROBE_TEXT = 'The answer is 42. Which of the following is true? A, B, C or D.';
+
+/**
+ * Refuses a tokenizer that cannot encode ordinary text: nothing at all, or only its unknown token (a
+ * truncated vocabulary, a wrong model section), which would silently turn every prompt into <unk>.
+ */
+function checkEncodes(hf: HfTokenizer, unk: number | null, file: string): void {
+  const ids = hf.encode(PROBE_TEXT, { add_special_tokens: false }).ids;
+  if (ids.length === 0) throw new UserError(`${file}: encodes ordinary text to no tokens; the tokenizer is broken (re-download or re-convert it)`);
+  if (unk !== null && ids.every((id: number) => id === unk)) {
+    throw new UserError(`${file}: encodes every word of ordinary text as the unknown token (id ${unk}); its vocabulary is broken (re-download or re-convert it)`);
+  }
 }
 
 /** tokenizer_config.json classes whose template transformers rebuilds from add_bos_token / add_eos_token. */
