@@ -238,7 +238,9 @@ test('FIFOs and other special files are refused as inputs instead of blocking; a
   const model = join(dir, 'model');
   cpSync(M, model, { recursive: true });
   rmSync(join(model, 'model.safetensors'));
-  for (const f of [fifo, join(model, 'model.safetensors')]) assert.equal(spawnSync('mkfifo', [f]).status, 0);
+  const extra = join(dir, 'model-fifo-extra');
+  cpSync(M, extra, { recursive: true });
+  for (const f of [fifo, join(model, 'model.safetensors'), join(extra, 'tokenizer.model')]) assert.equal(spawnSync('mkfifo', [f]).status, 0);
   await expectAll([
     [['forward', '--model', model, '--ids', '1'], join(model, 'model.safetensors'), 'not a regular file'],
     [['info', '--model', model], join(model, 'model.safetensors'), 'not a regular file'],
@@ -246,6 +248,7 @@ test('FIFOs and other special files are refused as inputs instead of blocking; a
     [['similarity', '--model', M, '--calibration', fifo], fifo, 'not a regular file'],
     [['eval', 'ppl', '--model', M, '--text', fifo, '--out', O], fifo, 'not a regular file'],
     [['export', 'tfjs', '--model', M, '--out', O, '--shard-mb', '1e-9'], '--shard-mb 1e-9', 'weight files'],
+    [['export', 'hf', '--model', extra, '--out', O], join(extra, 'tokenizer.model'), 'not a regular file'],
   ]);
 });
 
