@@ -246,10 +246,12 @@ test('FIFOs and other special files are refused as inputs instead of blocking; a
     [['info', '--model', model], join(model, 'model.safetensors'), 'not a regular file'],
     [['similarity', '--activations', fifo], fifo, 'not a regular file'],
     [['similarity', '--model', M, '--calibration', fifo], fifo, 'not a regular file'],
-    [['eval', 'ppl', '--model', M, '--text', fifo, '--out', O], fifo, 'not a regular file'],
-    [['export', 'tfjs', '--model', M, '--out', O, '--shard-mb', '1e-9'], '--shard-mb 1e-9', 'weight files'],
-    [['export', 'hf', '--model', extra, '--out', O], join(extra, 'tokenizer.model'), 'not a regular file'],
+    // distinct outputs: runs claiming one --out at once would meet each other's lock
+    [['eval', 'ppl', '--model', M, '--text', fifo, '--out', join(dir, 'out-ppl')], fifo, 'not a regular file'],
+    [['export', 'tfjs', '--model', M, '--out', join(dir, 'out-tfjs'), '--shard-mb', '1e-9'], '--shard-mb 1e-9', 'weight files'],
+    [['export', 'hf', '--model', extra, '--out', join(dir, 'out-hf')], join(extra, 'tokenizer.model'), 'not a regular file'],
   ]);
+  for (const o of ['out-ppl', 'out-tfjs', 'out-hf']) assert.ok(!existsSync(join(dir, o)), `${o}: nothing written`);
 });
 
 test('a tokenizer that maps text to <unk> only is refused; a prompt longer than the context is an error, a capped generation says so', async () => {
