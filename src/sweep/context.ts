@@ -5,7 +5,7 @@
  * computing a point needs.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, realpathSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, realpathSync } from 'node:fs';
 import { join, normalize, resolve } from 'node:path';
 import { modelDirFingerprint } from '../io/fingerprint.ts';
 import { loadModel, disposeModel, type LlamaModel } from '../model/model.ts';
@@ -38,19 +38,30 @@ function similarityKey(opts: SweepSettings): Record<string, unknown> {
 /** A path as the key records it: without "./" parts or a trailing slash. */
 const keyPath = (p: string) => normalize(p).replace(/(.)\/+$/, '$1');
 
-/**
- * What a sweep's results depend on (not the methods or counts: those can grow between runs): the
- * settings, the paths, and the fingerprint of the model's weights (so replaced weights at the same
- * path are not mixed with points computed from the old ones).
- */
-export function sweepKey(opts: SweepSettings): string {
-  return JSON.stringify({
+/** A sweep's settings and paths: what its results depend on besides the weights (not the methods or counts: those can grow). */
+function settingsKey(opts: SweepSettings): Record<string, unknown> {
+  return {
     model: keyPath(opts.model), data: keyPath(opts.data), ntrain: opts.ntrain, limit: opts.limit ?? null, subjects: opts.evalSubjects ?? null,
     calibration: { data: keyPath(opts.data), file: opts.calibrationFile ? keyPath(opts.calibrationFile) : null, subjects: opts.subjects ?? null, perSubject: opts.perSubject ?? 'auto', seed: opts.seed ?? 1, representation: opts.representation ?? 'padded', ...(opts.protocol && opts.protocol !== 'mka' ? { protocol: opts.protocol } : {}) },
     ...similarityKey(opts), strategy: opts.params?.mka?.strategy ?? 'last-pair', blendNorms: opts.params?.mka?.blendNorms ?? false,
     ...(opts.ppl ? { ppl: { ...opts.ppl, text: keyPath(opts.ppl.text) } } : {}),
-    ...(existsSync(join(opts.model, 'config.json')) ? { weights: modelDirFingerprint(opts.model) } : {}),
-  });
+  };
+}
+
+/**
+ * What a sweep's results depend on: its settings and paths, and the fingerprint of the model's
+ * weights (so replaced weights at the same path are not mixed with points computed from the old ones).
+ */
+export function sweepKey(opts: SweepSettings): string {
+  return JSON.stringify({ ...settingsKey(opts), ...(existsSync(join(opts.model, 'config.json')) ? { weights: modelDirFingerprint(opts.model) } : {}) });
+}
+
+/** Whether a sweep directory holds anything computed from the model's weights: plans, analysis, points, evaluated subjects. */
+function holdsResults(out: string): boolean {
+  const jsonIn = (dir: string) => existsSync(dir) && readdirSync(dir).some((f) => f.endsWith('.json'));
+  if (existsSync(join(out, 'analysis.json')) || jsonIn(join(out, 'plans')) || jsonIn(join(out, 'points'))) return true;
+  const evalDir = join(out, 'eval');
+  return existsSync(evalDir) && readdirSync(evalDir).some((p) => jsonIn(join(evalDir, p, 'subjects')));
 }
 
 /** Path fields of a sweep key, compared as files (the same file by two spellings is the same path). */
@@ -72,9 +83,12 @@ function keyDifference(stored: unknown, key: unknown, path = ''): string {
   return '';
 }
 
-/** A short hash of the sweep key and results directory (names the sweep's queue jobs). */
+/**
+ * A short hash of the sweep's settings and results directory (names the sweep's queue jobs; not the
+ * weights, so a job that failed on a corrupt file keeps its id when the file is repaired and rerun).
+ */
 export function sweepId(opts: SweepOptions): string {
-  return createHash('sha256').update(sweepKey(opts)).update('\0').update(opts.out).digest('hex').slice(0, 16);
+  return createHash('sha256').update(JSON.stringify(settingsKey(opts))).update('\0').update(opts.out).digest('hex').slice(0, 16);
 }
 
 export interface PreparedSweep {
@@ -135,10 +149,13 @@ export function prepareSweep(opts: SweepOptions): PreparedSweep {
     } catch {
       differs = 'its sweep-key.json is unreadable';
     }
-    if (differs === 'weights') throw new UserError(`${opts.out}: holds a sweep of other weights than ${opts.model} now has (${keyFile} records their fingerprint); choose a new --out or delete that directory`);
-    if (differs) throw new UserError(`${opts.out}: holds a sweep with other settings (${differs} differs, ${keyFile}); choose a new --out or delete that directory`);
+    if (differs === 'weights' && holdsResults(opts.out)) {
+      throw new UserError(`${opts.out}: holds results of other weights than ${opts.model} now has (${keyFile} records their fingerprint); choose a new --out or delete that directory`);
+    }
+    if (differs && differs !== 'weights') throw new UserError(`${opts.out}: holds a sweep with other settings (${differs} differs, ${keyFile}); choose a new --out or delete that directory`);
   }
-  if (oldKey === null) atomicWriteText(keyFile, key);
+  // new, or other weights with nothing computed from them yet (a run that failed before any result, e.g. on a corrupt file since repaired)
+  if (oldKey === null || oldKey !== key) atomicWriteText(keyFile, key);
   return { opts, layers, subjects };
 }
 
