@@ -18,5 +18,5 @@ test('bench scale without --work or --model prints its usage; a --work inside th
   }
   const none = bench('nope');
   assert.equal(none.status, 1);
-  assert.match(none.stderr, /^usage: npm run bench -- <[a-z-]+(\|[a-z-]+)+> \[options\]/);
+  assert.match(none.stderr, /^usage: npm run bench -- <[a-z0-9-]+(\|[a-z0-9-]+)+> \[options\]/);
 });
