@@ -112,12 +112,20 @@ test('bad --config files: missing, a directory, invalid, not a mapping, empty, b
     [['info', '--model', M, '--config='], '--config'],
     [['forward', '--config', cfg('threads.yaml', 'threads: abc\n'), '--model', M, '--ids', '1'], '--threads'],
     [['info', '--config', cfg('unknown.yaml', 'colour: blue\n'), '--model', M], 'colour'],
+    // a misspelt key of a required option is reported as the typo, not as the option missing
+    [['export', 'hf', '--out', O, '--config', cfg('typo.yaml', `modle: ${M}\n`)], cfg('typo.yaml', `modle: ${M}\n`), 'modle (did you mean model?)'],
     // values of the wrong type
     [['info', '--config', cfg('number-path.yaml', 'model: 5\n')], '--model'],
     [['info', '--config', cfg('null-path.yaml', 'model: null\n')], '--model'],
     [['info', '--config', cfg('object-path.json', '{"model": {"a": 1}}')], '--model'],
     [['forward', '--model', M, '--ids', '1', '--config', cfg('list-number.yaml', 'threads: [1, 2]\n')], '--threads'],
   ]);
+});
+
+test('an unknown option is named once, as typed', async () => {
+  const [r] = await runAllCli([['info', '--model', M, '--top-p', '0.9']]);
+  assertUserError(r, 'Unknown argument: top-p');
+  assert.doesNotMatch(r.stderr, /topP/);
 });
 
 /** A safetensors file with the given header object (or raw header bytes) and data bytes. */

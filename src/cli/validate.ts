@@ -178,6 +178,30 @@ export function withValidation<T>(y: Argv<T>, raw: readonly string[], config: Re
   return y.middleware(check);
 }
 
+/**
+ * Refuses keys of a --config file that the command does not take, naming the file: called before
+ * yargs checks required options, so a misspelt key is reported as such and not as a missing option.
+ */
+export function checkConfigKeys(config: Record<string, unknown>, path: string, command: string, known: Iterable<string>, hint = (_unknown: string[]) => ''): void {
+  const take = new Set(known);
+  const unknown = Object.keys(config).filter((k) => !take.has(k));
+  if (!unknown.length) return;
+  const near = (k: string) => [...take].find((t) => t.replace(/-/g, '') === k.replace(/[-_]/g, '').toLowerCase() || editDistance(t, k) <= 2);
+  const hints = unknown.map((k) => (near(k) ? `${k} (did you mean ${near(k)}?)` : k));
+  throw new UserError(`${path}: --config ${unknown.length > 1 ? 'keys' : 'key'} ${hints.join(', ')} ${unknown.length > 1 ? 'are not options' : 'is not an option'} of mka ${command}${hint(unknown)} (see mka ${command} --help)`);
+}
+
+/** Levenshtein distance of two short strings. */
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) cur[j] = Math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    prev = cur;
+  }
+  return prev[b.length];
+}
+
 /** The items of a comma-separated list ("a, b"); an empty list or an empty item ("a,,b", ",") is a UserError naming `option`. */
 export function parseList(s: string | number, option: string, example: string): string[] {
   const items = String(s).split(',').map((x) => x.trim());
