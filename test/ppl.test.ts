@@ -161,7 +161,7 @@ test('mka eval ppl: bad options and files are one-line user errors', () => {
   writeFileSync(text, 'Once upon a time there was a small model.\n');
   const run = (...args: string[]) => spawnSync(process.execPath, ['bin/mka.mjs', 'eval', 'ppl', '--model', 'models/demo', '--backend', 'cpu', '--out', join(TMP, 'cli'), ...args], { encoding: 'utf8' });
   for (const [args, pattern] of [
-    [['--text', join(TMP, 'missing.txt')], /missing\.txt: --text file not found/],
+    [['--text', join(TMP, 'missing.txt')], /missing\.txt: --text not found; give an existing file/],
     [['--text', text, '--stride', '0'], /--stride 0/],
     [['--text', text, '--seq-len', '4096'], /--seq-len 4096: longer than the model's context/],
   ] as [string[], RegExp][]) {

@@ -1,10 +1,12 @@
 /**
- * What every command shares: the global options (output format, config file), the compute options of
- * the commands that run a model (backend, threads), and how results and errors reach the user.
+ * What every command shares: the global options (output format, config file), the options of output
+ * directories and files, how a command that runs a model sets up its backend, and how results and
+ * errors reach the user.
  */
 import type { Argv } from 'yargs';
-import { BACKENDS, type BackendChoice } from '../runtime/backend-choice.ts';
+import type { BackendChoice } from '../runtime/backend-choice.ts';
 import type { BackendInfo } from '../runtime/backend.ts';
+import { option } from '../runtime/options.ts';
 import { atomicWriteText } from '../io/atomic.ts';
 import { claimOutputDir, claimOutputFile, type OutputFileKind, type OutputKind } from '../io/output-dir.ts';
 
@@ -12,9 +14,6 @@ export interface GlobalArgs {
   json: boolean;
   quiet: boolean;
 }
-
-/** The parsed arguments of a command whose builder is `B`: what its handler receives, inferred from the options it declares. */
-export type ArgsOf<B> = B extends (y: Argv<GlobalArgs>) => Argv<infer T> ? T : never;
 
 /** Adds the options every command takes. */
 export function globalOptions<T>(y: Argv<T>) {
@@ -24,21 +23,19 @@ export function globalOptions<T>(y: Argv<T>) {
     .option('config', { type: 'string', describe: 'JSON or YAML file with option values', group: 'Global:' });
 }
 
+/** --force of the commands that write an output directory. */
+export const FORCE_DIR = option({
+  name: 'force', option: 'force', type: 'boolean', default: false,
+  help: 'write --out even if it is a non-empty directory mka did not write (it may be replaced)',
+});
+/** --force of the commands that write an output file. */
+export const FORCE_FILE = option({ ...FORCE_DIR, help: 'replace --out even if it is a file mka did not write (never an input)' });
+
 /** Prints a log line on stderr unless --quiet. */
 export function logger(args: { quiet?: boolean }): (msg: string) => void {
   return (msg) => {
     if (!args.quiet) process.stderr.write(`${msg}\n`);
   };
-}
-
-/**
- * Adds --backend and --threads. Only the commands that run a model with tfjs take them; the others
- * (info, convert-llama2c, export, serve, queue) refuse them as unknown, on the command line and in a --config file.
- */
-export function computeOptions<T>(y: Argv<T>) {
-  return y
-    .option('backend', { choices: BACKENDS, default: 'auto' as BackendChoice, describe: 'tfjs backend: auto takes tensorflow, else native (cpu tensors + native kernels), else wasm, else cpu', group: 'Compute:' })
-    .option('threads', { type: 'number', describe: 'threads for the native matrix products (default: all cores)', group: 'Compute:' });
 }
 
 /** Sets up the backend for a command and says which one it took. */
@@ -47,42 +44,20 @@ export async function setup(args: { backend: BackendChoice; threads?: number; qu
   return initBackend(args.backend, { threads: args.threads, log: logger(args) });
 }
 
-/** The --force option of commands that write an output directory. */
-export function forceOption<T>(y: Argv<T>, describe = 'write --out even if it is a non-empty directory mka did not write (it may be replaced)') {
-  return y.option('force', { type: 'boolean', default: false, describe });
-}
-
-/** --force of commands that write an output file. */
-export const FORCE_FILE = 'replace --out even if it is a file mka did not write (never an input)';
-
-/**
- * Options naming paths a command reads. The output guard refuses an output that is, lies inside or
- * contains any of them; a new option that names an input belongs here (`--text` is a path only for
- * `eval ppl` and `sweep`, which pass it themselves).
- */
-const INPUT_OPTIONS = ['model', 'reference-model', 'data', 'calibration', 'activations', 'checkpoint', 'tokenizer', 'plan', 'config'];
-
-/** The input paths among a command's parsed arguments, and `extra` ones. */
-export function inputsOf(a: object, ...extra: (string | undefined)[]): string[] {
-  const args = a as Record<string, unknown>;
-  return [...INPUT_OPTIONS.map((k) => args[k]), ...extra].filter((v): v is string => typeof v === 'string' && v !== '');
-}
-
 /**
  * Before any work: locks the output directory `out` of `command` and checks it may be written (absent,
- * empty or an earlier mka output of `kind`, or --force; never an input named in `a`, nor `extraInputs`).
- * Returns the lock's release.
+ * empty or an earlier mka output of `kind`, or --force; never one of `inputs`). Returns the lock's release.
  */
-export function claimOutput(out: string, command: string, kind: OutputKind, a: { force?: boolean }, ...extraInputs: (string | undefined)[]): () => void {
-  return claimOutputDir(out, command, { kind, inputs: inputsOf(a, ...extraInputs), force: a.force });
+export function claimOutput(out: string, command: string, kind: OutputKind, force: boolean | undefined, inputs: readonly string[]): () => void {
+  return claimOutputDir(out, command, { kind, inputs: [...inputs], force });
 }
 
 /**
  * Before any work: checks output file `path` (of option `option`) may be written: absent, empty, an
- * earlier mka file of `kind`, or --force; never an input named in `a`, a directory or a special file.
+ * earlier mka file of `kind`, or --force; never one of `inputs`, a directory or a special file.
  */
-export function claimFile(path: string | undefined, kind: OutputFileKind, a: { force?: boolean }, option = '--out'): void {
-  if (path !== undefined) claimOutputFile(path, kind, { inputs: inputsOf(a), force: a.force, option });
+export function claimFile(path: string | undefined, kind: OutputFileKind, force: boolean | undefined, inputs: readonly string[], option = '--out'): void {
+  if (path !== undefined) claimOutputFile(path, kind, { inputs: [...inputs], force, option });
 }
 
 /** Writes JSON to a file atomically, or to stdout. */

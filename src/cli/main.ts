@@ -9,9 +9,8 @@ import YAML from 'yaml';
 import { UserError, systemErrorMessage } from '../runtime/errors.ts';
 import { describeJson, isPlainObject, parseJsonText, readTextFile } from '../io/read.ts';
 import { globalOptions } from './common.ts';
-import { checkConfigKeys, withValidation } from './validate.ts';
+import { CONFIG_VALUES, checkConfigKeys } from './options.ts';
 import { COMMANDS } from './commands/index.ts';
-import { resolveHubArgs } from '../hub/args.ts';
 
 /** The --config file named on the command line, if any (read before yargs, so its errors stay UserErrors). */
 function configPath(argv: readonly string[]): string | undefined {
@@ -71,12 +70,8 @@ function fail(e: unknown): never {
 /** Runs the CLI on `argv` (without node and script). */
 export async function main(argv: string[]): Promise<void> {
   const config = configPath(argv);
-  // Hub ids (--model org/name, --data cais/mmlu) become local paths first, so the checks see paths.
-  const hub = globalOptions(yargs(argv))
-    .option('revision', { type: 'string', describe: 'with a hub id as --model (org/name): its branch, tag or commit (default main)', group: 'Global:' })
-    .middleware(resolveHubArgs);
   const configValues = config !== undefined ? loadConfigFile(config) : undefined;
-  let y = withValidation(hub, argv, configValues)
+  let y = globalOptions(yargs(argv))
     .scriptName('mka')
     .usage('$0 <command> [options]')
     .parserConfiguration({ 'camel-case-expansion': false }) // one spelling per option, in argv and in errors
@@ -100,7 +95,9 @@ export async function main(argv: string[]): Promise<void> {
       if (!yi) throw new Error('yargs called the config middleware without its instance');
       const command = (argv._ as unknown[]).map(String).join(' ');
       checkConfigKeys(configValues, config, command, Object.keys(yi.getOptions().key), (unknown) => computeHint(command, unknown.join(' ')));
-    }, true);
+    }, true).middleware((argv: Record<string, unknown>) => {
+      argv[CONFIG_VALUES] = configValues; // for the checks that tell a --config value from the command line's (booleans)
+    });
   }
   for (const c of COMMANDS) y = c.register(y);
   await y.parseAsync();

@@ -21,8 +21,8 @@ import type { LlamaModel } from '../model/model.ts';
 import { UserError } from '../runtime/errors.ts';
 import type { SimilarityOptions } from './similarity/index.ts';
 
-export const REPRESENTATIONS = ['padded', 'last', 'mean'] as const;
-export type Representation = (typeof REPRESENTATIONS)[number];
+export { REPRESENTATIONS, type Representation } from './options.ts';
+import { REPRESENTATIONS, type Representation } from './options.ts';
 
 export interface CalibrationOptions {
   representation?: Representation;

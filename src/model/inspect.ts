@@ -10,6 +10,8 @@ import { openCheckpoint } from '../io/checkpoint.ts';
 import { readConfig } from './config.ts';
 import { loadTokenizer } from '../tokenizer/tokenizer.ts';
 import { UserError } from '../runtime/errors.ts';
+import { OptionError, checkOption, flag } from '../runtime/options.ts';
+import { IDS, LOGITS, TOP_K, type ForwardLogits } from './options.ts';
 import { checkModelFits, sequenceWorkload } from './memory-estimate.ts';
 
 export { modelInfo, type ModelInfo } from './info.ts';
@@ -18,13 +20,18 @@ export { modelInfo, type ModelInfo } from './info.ts';
 export function parseIds(s: string): number[] {
   const items = s.split(',').map((x) => x.trim());
   const ids = items.map((x) => (/^\d+$/.test(x) ? Number(x) : NaN));
-  if (ids.some((x) => !Number.isSafeInteger(x))) throw new UserError(`--ids "${s}": expected comma-separated token ids (decimal, no empty items), e.g. 1,450,22`);
+  if (ids.some((x) => !Number.isSafeInteger(x))) throw new OptionError(IDS, `${flag(IDS)} "${s}": expected comma-separated token ids (decimal, no empty items), e.g. 1,450,22`);
   return ids;
 }
 
-/** Which logits `mka forward` writes: none (the top-k only), the last position's, or every position's. */
-export const FORWARD_LOGITS = ['none', 'last', 'all'] as const;
-export type ForwardLogits = (typeof FORWARD_LOGITS)[number];
+/** Throws unless every token id lies in the vocabulary of the model in `modelDir`. */
+export function checkIds(ids: readonly number[], modelDir: string): void {
+  const vocabSize = readConfig(modelDir).vocab_size;
+  const bad = ids.find((id) => id >= vocabSize);
+  if (bad !== undefined) throw new OptionError(IDS, `${flag(IDS)}: token id ${bad} is outside the vocabulary (0 to ${vocabSize - 1})`);
+}
+
+export { FORWARD_LOGITS, type ForwardLogits } from './options.ts';
 
 /** One candidate next token: id, its text (when the model has a tokenizer), logit and softmax probability. */
 export interface TopToken {
@@ -84,9 +91,9 @@ export function topTokens(row: ArrayLike<number>, k: number): TopToken[] {
  */
 export async function runForward(opts: RunForwardOptions): Promise<ForwardJson> {
   const topK = opts.topK ?? 10;
-  if (!Number.isInteger(topK) || topK < 1) throw new UserError(`--top-k ${topK}: must be a whole number, 1 or more`);
+  checkOption(TOP_K, topK);
   const logitsMode = opts.logits ?? 'none';
-  if (!(FORWARD_LOGITS as readonly string[]).includes(logitsMode)) throw new UserError(`--logits ${logitsMode}: must be one of ${FORWARD_LOGITS.join(', ')}`);
+  checkOption(LOGITS, logitsMode);
   const tokenizer = opts.ids && !existsSync(join(opts.model, 'tokenizer.json')) ? null : await loadTokenizer(opts.model);
   let ids = opts.ids;
   if (!ids) {
