@@ -6,7 +6,7 @@
 import type { Argv } from 'yargs';
 import type { BackendChoice } from '../runtime/backend-choice.ts';
 import type { BackendInfo } from '../runtime/backend.ts';
-import { option } from '../runtime/options.ts';
+import { type OptionSpec, flag } from '../runtime/options.ts';
 import { atomicWriteText } from '../io/atomic.ts';
 import { claimOutputDir, claimOutputFile, type OutputFileKind, type OutputKind } from '../io/output-dir.ts';
 
@@ -23,13 +23,7 @@ export function globalOptions<T>(y: Argv<T>) {
     .option('config', { type: 'string', describe: 'JSON or YAML file with option values', group: 'Global:' });
 }
 
-/** --force of the commands that write an output directory. */
-export const FORCE_DIR = option({
-  name: 'force', option: 'force', type: 'boolean', default: false,
-  help: 'write --out even if it is a non-empty directory mka did not write (it may be replaced)',
-});
-/** --force of the commands that write an output file. */
-export const FORCE_FILE = option({ ...FORCE_DIR, help: 'replace --out even if it is a file mka did not write (never an input)' });
+export { FORCE_DIR, FORCE_FILE, OUT } from '../io/output-options.ts';
 
 /** Prints a log line on stderr unless --quiet. */
 export function logger(args: { quiet?: boolean }): (msg: string) => void {
@@ -56,7 +50,7 @@ export function claimOutput(out: string, command: string, kind: OutputKind, forc
  * Before any work: checks output file `path` (of option `option`) may be written: absent, empty, an
  * earlier mka file of `kind`, or --force; never one of `inputs`, a directory or a special file.
  */
-export function claimFile(path: string | undefined, kind: OutputFileKind, force: boolean | undefined, inputs: readonly string[], option = '--out'): void {
+export function claimFile(path: string | undefined, kind: OutputFileKind, force: boolean | undefined, inputs: readonly string[], option?: OptionSpec): void {
   if (path !== undefined) claimOutputFile(path, kind, { inputs: [...inputs], force, option });
 }
 

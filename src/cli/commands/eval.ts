@@ -35,7 +35,7 @@ const mmluCommand = defineCommand({
     const { OUTPUT_FILES } = await import('../../io/output-dir.ts');
     const bos = v.bos ?? protocolSettings(v.protocol).scoringBos;
     const out = v.dryRun ? null : v.out ?? defaultMmluOut(v.model, v.quantize, bos);
-    claimFile(v.dumpPrompts, OUTPUT_FILES.prompts, v.force, ctx.inputs, flag(DUMP_PROMPTS));
+    claimFile(v.dumpPrompts, OUTPUT_FILES.prompts, v.force, ctx.inputs, DUMP_PROMPTS);
     const release = out ? claimOutput(out, 'eval mmlu', 'mmlu-results', v.force, ctx.inputs) : () => {};
     await setup({ ...v, quiet: ctx.quiet });
     const stop = interruptOnSignals(ctx.log, 'batch');
