@@ -4,7 +4,7 @@
  * errors reach the user.
  */
 import type { Argv } from 'yargs';
-import type { BackendChoice } from '../runtime/backend-choice.ts';
+import type { BackendChoice, ComputeChoice } from '../runtime/backend-choice.ts';
 import type { BackendInfo } from '../runtime/backend.ts';
 import { type OptionSpec, flag } from '../runtime/options.ts';
 import { atomicWriteText } from '../io/atomic.ts';
@@ -33,9 +33,9 @@ export function logger(args: { quiet?: boolean }): (msg: string) => void {
 }
 
 /** Sets up the backend for a command and says which one it took. */
-export async function setup(args: { backend: BackendChoice; threads?: number; quiet?: boolean }): Promise<BackendInfo> {
+export async function setup(args: { backend: BackendChoice; threads?: number; compute?: ComputeChoice; quiet?: boolean }): Promise<BackendInfo> {
   const { initBackend } = await import('../runtime/backend.ts'); // loads tfjs: only for commands that compute
-  return initBackend(args.backend, { threads: args.threads, log: logger(args) });
+  return initBackend(args.backend, { threads: args.threads, compute: args.compute, log: logger(args) });
 }
 
 /**
