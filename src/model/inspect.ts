@@ -12,7 +12,7 @@ import { loadTokenizer } from '../tokenizer/tokenizer.ts';
 import { UserError } from '../runtime/errors.ts';
 import { OptionError, checkOption, flag } from '../runtime/options.ts';
 import { IDS, LOGITS, TOP_K, type ForwardLogits } from './options.ts';
-import { checkModelFits, sequenceWorkload } from './memory-estimate.ts';
+import { checkModelFits, type Workload } from './memory-estimate.ts';
 
 export { modelInfo, type ModelInfo } from './info.ts';
 
@@ -101,7 +101,7 @@ export async function runForward(opts: RunForwardOptions): Promise<ForwardJson> 
     ids = tokenizer!.encode(opts.text);
     if (!ids.length) throw new UserError('--text encodes to no tokens and the tokenizer adds no BOS: give a non-empty --text');
   }
-  checkModelFits('forward', opts.model, sequenceWorkload(ids.length, logitsMode === 'all' ? 'all' : 'last'), { streamable: false });
+  checkModelFits('forward', opts.model, sequenceWorkload(ids.length, logitsMode === 'all' ? 'all' : 'last'));
   const model = loadModel(opts.model);
   try {
     if (ids.length > model.config.max_position_embeddings) {
@@ -148,7 +148,7 @@ export async function runGenerate(opts: { model: string; prompt: string; maxNewT
   const tok = await loadTokenizer(opts.model);
   const ids = tok.encode(opts.prompt);
   if (!ids.length) throw new UserError('the prompt encodes to no tokens and the tokenizer adds no BOS: give a non-empty --prompt');
-  checkModelFits('generate', opts.model, sequenceWorkload(ids.length, 'last', opts.maxNewTokens ?? 64), { streamable: false });
+  checkModelFits('generate', opts.model, sequenceWorkload(ids.length, 'last', opts.maxNewTokens ?? 64));
   const model = loadModel(opts.model);
   try {
     const out = generate(model, ids, { maxNewTokens: opts.maxNewTokens, temperature: opts.temperature, seed: opts.seed });
@@ -156,4 +156,9 @@ export async function runGenerate(opts: { model: string; prompt: string; maxNewT
   } finally {
     disposeModel(model);
   }
+}
+
+/** What `mka forward` / `mka generate` need for the memory estimate: one sequence of `tokens` (generation adds `newTokens` cached ones), resident weights. */
+export function sequenceWorkload(tokens: number, logits: 'all' | 'last', newTokens = 0): Workload {
+  return { streaming: false, rows: 1, microBatch: 1, seqLen: Math.max(1, tokens), cacheTokens: newTokens, logits, streamable: false };
 }
