@@ -11,7 +11,7 @@ import { readConfig } from './config.ts';
 import { loadTokenizer } from '../tokenizer/tokenizer.ts';
 import { UserError } from '../runtime/errors.ts';
 import { OptionError, checkOption, flag } from '../runtime/options.ts';
-import { IDS, LOGITS, TOP_K, type ForwardLogits } from './options.ts';
+import { IDS, LOGITS, PROMPT, TEXT, TOP_K, type ForwardLogits } from './options.ts';
 import { checkModelFits, type Workload } from './memory-estimate.ts';
 
 export { modelInfo, type ModelInfo } from './info.ts';
@@ -97,9 +97,9 @@ export async function runForward(opts: RunForwardOptions): Promise<ForwardJson> 
   const tokenizer = opts.ids && !existsSync(join(opts.model, 'tokenizer.json')) ? null : await loadTokenizer(opts.model);
   let ids = opts.ids;
   if (!ids) {
-    if (opts.text === undefined) throw new UserError('give --text or --ids');
+    if (opts.text === undefined) throw new UserError(`give ${flag(TEXT)} or ${flag(IDS)}`);
     ids = tokenizer!.encode(opts.text);
-    if (!ids.length) throw new UserError('--text encodes to no tokens and the tokenizer adds no BOS: give a non-empty --text');
+    if (!ids.length) throw new UserError(`${flag(TEXT)} encodes to no tokens and the tokenizer adds no BOS: give a non-empty ${flag(TEXT)}`);
   }
   checkModelFits('forward', opts.model, sequenceWorkload(ids.length, logitsMode === 'all' ? 'all' : 'last'));
   const model = loadModel(opts.model);
@@ -147,7 +147,7 @@ export interface GenerateJson {
 export async function runGenerate(opts: { model: string; prompt: string; maxNewTokens?: number; temperature?: number; seed?: number }): Promise<GenerateJson> {
   const tok = await loadTokenizer(opts.model);
   const ids = tok.encode(opts.prompt);
-  if (!ids.length) throw new UserError('the prompt encodes to no tokens and the tokenizer adds no BOS: give a non-empty --prompt');
+  if (!ids.length) throw new UserError(`the prompt encodes to no tokens and the tokenizer adds no BOS: give a non-empty ${flag(PROMPT)}`);
   checkModelFits('generate', opts.model, sequenceWorkload(ids.length, 'last', opts.maxNewTokens ?? 64));
   const model = loadModel(opts.model);
   try {
