@@ -42,6 +42,7 @@ test('values are typed and checked by their spec: integers, numbers or auto, lis
     [BATCH, '0x10', /^--micro-batch 0x10: must be a positive integer$/],
     [SIGMA, '0', /^--sigma 0: must be a number > 0 or auto$/],
     [SIGMA, 'Infinity', /^--sigma Infinity: must be a number > 0 or auto$/],
+    [SIGMA, Infinity, /^--sigma Infinity: must be a number > 0 or auto$/], // a --config file's 1e400
     [COUNTS, '0,,2', /^--remove 0,,2: expected a comma-separated list without empty items, e.g. 0,1$/],
     [COUNTS, '0,x', /^--remove 0,x: must be an integer >= 0$/],
     [MODE, 'c', /^--mode c: must be one of a, b$/],

@@ -92,8 +92,9 @@ export function describeRange(spec: OptionSpec): string {
   return spec.auto ? `${r} or auto` : r;
 }
 
+/** A value as a message shows it: text as is, numbers as JavaScript writes them (Infinity, not JSON's null), the rest as JSON. */
 function shown(value: unknown): string {
-  if (typeof value === 'number' && Number.isNaN(value)) return '(not a number)';
+  if (typeof value === 'number') return Number.isNaN(value) ? '(not a number)' : String(value);
   return typeof value === 'string' ? value : JSON.stringify(value);
 }
 
