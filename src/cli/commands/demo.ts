@@ -14,8 +14,8 @@ export const demoCommand = defineCommand({
   options: [...COMPUTE_OPTIONS, OUT, SWEEP_METHODS, { ...SWEEP_REMOVE, default: '0,2,3,4' }, { ...LIMIT, help: 'first N test questions per subject (default all 250)' }, FORCE_DIR],
   examples: [['$0 demo', '']],
   run: async (v, ctx) => {
-    const { DEMO_MODEL, runDemo } = await import('../../sweep/demo.ts');
-    const release = claimOutput(v.out, 'demo', 'sweep', v.force, [...ctx.inputs, DEMO_MODEL]);
+    const { DEMO_DATA, DEMO_MODEL, runDemo } = await import('../../sweep/demo.ts');
+    const release = claimOutput(v.out, 'demo', 'sweep', v.force, [...ctx.inputs, DEMO_MODEL, DEMO_DATA]);
     const backend = await setup({ ...v, quiet: ctx.quiet });
     await runDemo({
       out: v.out, methods: [...new Set(v.methods)], remove: [...new Set(v.remove)].sort((a, b) => a - b), limit: v.limit, quiet: ctx.quiet, log: ctx.log,

@@ -20,7 +20,11 @@ const mmluCommand = defineCommand({
   describe: 'MMLU accuracy (5-shot by default) per subject, subcategory, category and overall; resumable',
   options: [
     ...COMPUTE_OPTIONS, MODEL, REVISION, MMLU_DATA, NTRAIN, EVAL_SUBJECTS, LIMIT, OUT, BATCH_SIZE, NAIVE, REFERENCE_MODEL, ANSWER_TOKENS, BOS,
-    { ...PROTOCOL, group: undefined, help: 'released: score as the paper\'s released code (no BOS unless --bos)' }, EVAL_QUANTIZE, DUMP_PROMPTS, DRY_RUN, FRESH, STREAMING, FORCE_DIR,
+    {
+      ...PROTOCOL, group: undefined,
+      help: 'released: score as the paper\'s released code (add_bos_token=False: no BOS for Llama 2/Mistral tokenizers, BOS kept for Llama 3\'s, which ignores the flag; --bos/--no-bos override)',
+    },
+    EVAL_QUANTIZE, DUMP_PROMPTS, DRY_RUN, FRESH, STREAMING, FORCE_DIR,
   ],
   examples: [
     ['$0 eval mmlu --model models/demo --data data/demo-mmlu', ''],
@@ -33,7 +37,9 @@ const mmluCommand = defineCommand({
     const { EvaluationInterrupted } = await import('../../eval/mmlu/evaluate.ts');
     const { formatSummaryTable } = await import('../../eval/mmlu/results.ts');
     const { OUTPUT_FILES } = await import('../../io/output-dir.ts');
-    const bos = v.bos ?? protocolSettings(v.protocol).scoringBos;
+    const { bosUnderAddBosTokenFalse, loadTokenizer } = await import('../../tokenizer/tokenizer.ts');
+    // --protocol released: as the released code's add_bos_token=False gives this tokenizer (Llama 3 keeps BOS)
+    const bos = v.bos ?? (protocolSettings(v.protocol).scoringBos || bosUnderAddBosTokenFalse(await loadTokenizer(v.model)));
     const out = v.dryRun ? null : v.out ?? defaultMmluOut(v.model, v.quantize, bos);
     claimFile(v.dumpPrompts, OUTPUT_FILES.prompts, v.force, ctx.inputs, DUMP_PROMPTS);
     const release = out ? claimOutput(out, 'eval mmlu', 'mmlu-results', v.force, ctx.inputs) : () => {};

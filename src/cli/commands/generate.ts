@@ -11,7 +11,7 @@ export const generateCommand = defineCommand({
   run: async (v, ctx) => {
     await setup({ ...v, quiet: ctx.quiet });
     const { runGenerate } = await import('../../model/inspect.ts');
-    const r = await runGenerate({ model: v.model, prompt: v.prompt, maxNewTokens: v.maxNewTokens, temperature: v.temperature, seed: v.seed });
+    const r = await runGenerate({ model: v.model, prompt: v.prompt, maxNewTokens: v.maxNewTokens, temperature: v.temperature, seed: v.seed, log: ctx.log });
     if (ctx.json) process.stdout.write(JSON.stringify(r) + '\n');
     else process.stdout.write(`${v.prompt}${r.text}\n`);
   },
