@@ -225,7 +225,7 @@ test('silent accepts and garbled messages: lists, booleans, ids, activations, po
     [['serve', '--model', M, '--port', '70000'], '--port 70000'],
     [['serve', '--model', M, '--port', '1.5'], '--port 1.5'],
     [['serve', '--model', M, '--tokenizer', M, '--port', '0'], 'model.json'], // --tokenizer takes the directory
-    [['info'], 'Missing required argument: model'],
+    [['info'], '--model is required'],
     [[], 'name a command'],
   ]);
   const [zero, tiny, none] = await Promise.all([
