@@ -215,7 +215,7 @@ test('silent accepts and garbled messages: lists, booleans, ids, activations, po
     [['forward', '--model', M, '--ids', '1', '--config', cfg('yes.yaml', 'hidden-states: yes\n')], '--hidden-states', 'yes'],
     [[...sweep, '--methods', ','], '--methods ,'],
     [[...sweep, '--methods', 'mka,,reverse'], '--methods'],
-    [[...sweep, '--methods', 'nope'], '--methods nope', 'must be one of mka, reverse'],
+    [[...sweep, '--methods', 'nope'], '--methods nope', 'must be one of mka, laco, reverse, shortgpt, angular, sleb, taylor, magnitude'],
     [[...sweep, '--remove', '0,,2'], '--remove'],
     [['similarity', '--model', M, '--data', D, '--config', cfg('inf.yaml', 'sigma: 1e400\n')], '--sigma Infinity'],
     [['similarity', '--activations', acts('ragged.json', [[[1, 2], [3]], [[1, 2], [3, 4]]])], 'activations[0][1]'],
