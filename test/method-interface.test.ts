@@ -6,7 +6,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { METHODS, checkParameters, getMethod, methodOptionSpecs, needsOf, nonDefaultParameters, parametersOf, plansFromSummary } from '../src/compress/methods/registry.ts';
@@ -126,11 +126,17 @@ test('the command line takes every method parameter from the declarations and re
     ['compress', '--model', 'models/demo', '--method', 'mka', '--remove', '1', '--strategy', 'first', '--calibration', 'README.md', '--out', out('a')],
     ['compress', '--model', 'models/demo', '--plan', 'p.json', '--iterative', '--out', out('b')],
     ['compress', '--help'],
+    // an option of a method the run does not use would be ignored: refused, naming it and the run's methods
+    ['compress', '--model', 'models/demo', '--method', 'sleb', '--remove', '1', '--laco-threshold', '0.5', '--calibration', 'README.md', '--out', out('c')],
+    ['sweep', '--model', 'models/demo', '--data', 'data/demo-mmlu', '--methods', 'mka,sleb', '--sleb-keep-first', '2', '--iterative', '--magnitude-keep-last', '0', '--out', out('d')],
   ]);
   assertUserError(results[0], 'strategy', 'last-pair');
   assertUserError(results[1], '--plan', '--iterative');
   assert.equal(results[2].status, 0);
   for (const s of methodOptionSpecs()) assert.ok(results[2].stdout.includes(`--${s.option}`), `--help lists --${s.option}`);
+  assertUserError(results[3], '--laco-threshold: an option of laco', '(--method sleb)');
+  assertUserError(results[4], '--magnitude-keep-last: an option of magnitude', '(--methods mka,sleb)');
+  assert.ok(!existsSync(out('c')) && !existsSync(out('d')), 'nothing written');
   assert.ok(!readFileSync('README.md', 'utf8').includes('undefined'));
 });
 

@@ -7,7 +7,8 @@ import { CALIBRATION_DATA, CALIBRATION_SETTINGS } from '../../compress/options.t
 import { SIMILARITY_OPTIONS } from '../../compress/similarity/options.ts';
 import { METRIC } from '../../compress/similarity/registry.ts';
 import { FIT_LAMBDA } from '../../pipeline/options.ts';
-import { option, type OptionSpec, type OptionValues } from '../../runtime/options.ts';
+import { flag, option, type OptionSpec, type OptionValues } from '../../runtime/options.ts';
+import { UserError } from '../../runtime/errors.ts';
 import { methodOptionSpecs, type MethodParameters } from '../../compress/methods/registry.ts';
 import type { ParameterValue } from '../../compress/methods/method.ts';
 import type { AnalysisOptions } from '../../pipeline/analyse.ts';
@@ -29,7 +30,7 @@ const camel = (s: string) => s.replace(/-([a-z])/g, (_, c: string) => c.toUpperC
 const PARAMETER_OPTIONS = methodOptionSpecs().map((s) => ({
   spec: s,
   option: option({
-    name: camel(s.option), option: s.option, type: s.type, help: `${s.method}: ${s.help} (default ${String(s.default)})`,
+    name: camel(s.option), option: s.option, type: s.type, help: `${s.help} (default ${String(s.default)})`,
     group: `${s.method === 'mka' ? 'MKA' : s.method} (--method ${s.method}):`,
     ...(s.choices ? { choices: s.choices } : {}), ...(s.min !== undefined ? { min: s.min } : {}), ...(s.max !== undefined ? { max: s.max } : {}), ...(s.auto ? { auto: true } : {}),
   } as OptionSpec & { name: never }),
@@ -57,4 +58,16 @@ export function methodParameters(v: object): MethodParameters {
     if (given !== undefined) (out[spec.method] ??= {})[spec.name] = given as ParameterValue;
   }
   return out;
+}
+
+/**
+ * A UserError when an option of a method the run does not use was given (it would be ignored):
+ * `methods` are the run's methods, `chosen` how the command line chose them (e.g. "--method sleb").
+ */
+export function checkMethodOptions(v: object, methods: readonly string[], chosen: string): void {
+  const values = v as Record<string, unknown>;
+  const stray = PARAMETER_OPTIONS.filter(({ spec, option: o }) => values[o.name] !== undefined && !methods.includes(spec.method));
+  if (!stray.length) return;
+  const owners = [...new Set(stray.map((p) => p.spec.method))];
+  throw new UserError(`${stray.map((p) => flag(p.option)).join(', ')}: ${stray.length > 1 ? 'options' : 'an option'} of ${owners.join(' and ')}, which this run does not use (${chosen}); leave ${stray.length > 1 ? 'them' : 'it'} out`);
 }

@@ -6,7 +6,7 @@ import { COMPUTE_OPTIONS } from '../../runtime/backend-choice.ts';
 import { MODEL, REVISION } from '../../model/options.ts';
 import { CALIBRATION_DATA, CALIBRATION_FILE } from '../../compress/options.ts';
 import { METHOD, OUT_DTYPE, PLAN, REMOVE } from '../../pipeline/options.ts';
-import { ANALYSIS_OPTIONS, METHOD_OPTIONS, analysisOptions, methodParameters } from './compress-options.ts';
+import { ANALYSIS_OPTIONS, METHOD_OPTIONS, analysisOptions, checkMethodOptions, methodParameters } from './compress-options.ts';
 
 const OUT = option({ name: 'out', option: 'out', type: 'string', required: true, help: 'output model directory' });
 
@@ -29,6 +29,8 @@ export const compressCommand = defineCommand({
       if (planning.length) throw new UserError(`${flag(PLAN)} replays a recorded plan: leave out ${planning.map(flag).join(', ')} (edit the plan file to change it)`);
     } else if (v.remove === undefined) {
       throw new UserError(`${flag(REMOVE)} is required (the number of layers to remove), or replay a recorded plan with ${flag(PLAN)} merge.json`);
+    } else {
+      checkMethodOptions(v, [v.method ?? 'mka'], `${flag(METHOD)} ${v.method ?? 'mka'}`);
     }
   },
   run: async (v, ctx) => {

@@ -13,7 +13,7 @@ import {
   CHOSEN, KEEP_MODELS, LIST_POINTS, POINT, REPORT, SWEEP_BATCH_SIZE, SWEEP_EVAL_SUBJECTS, SWEEP_METHODS, SWEEP_OUT, SWEEP_REMOVE, SWEEP_TEXT,
 } from '../../sweep/options.ts';
 import type { SweepOptions } from '../../sweep/sweep.ts';
-import { ANALYSIS_SETTINGS, METHOD_OPTIONS, analysisOptions, methodParameters } from './compress-options.ts';
+import { ANALYSIS_SETTINGS, METHOD_OPTIONS, analysisOptions, checkMethodOptions, methodParameters } from './compress-options.ts';
 
 const OPTIONS = [
   ...COMPUTE_OPTIONS, MODEL, REVISION, SWEEP_METHODS, SWEEP_REMOVE, { ...CALIBRATION_DATA, required: true }, ...ANALYSIS_SETTINGS,
@@ -33,7 +33,10 @@ export const sweepCommand = defineCommand({
     ['$0 sweep --model llama-3-8b --data mmlu --point mka:4 --out /shared/run', 'one point (e.g. one Slurm array task); then --report'],
     ['$0 sweep --model llama-3-8b --data mmlu --methods mka,reverse --remove 0,4,8,12,14 --out results/llama3-8b', ''],
   ],
-  check: (v) => checkChosen(v.chosen, v.methods, v.remove),
+  check: (v) => {
+    checkChosen(v.chosen, v.methods, v.remove);
+    checkMethodOptions(v, v.methods, `${flag(SWEEP_METHODS)} ${v.methods.join(',')}`);
+  },
   run: async (v, ctx) => {
     if (v.listPoints) {
       const { listSweepPoints } = await import('../../sweep/single.ts');
