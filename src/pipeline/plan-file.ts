@@ -15,6 +15,8 @@ import { UserError } from '../runtime/errors.ts';
 import { HF_DTYPES, type HfDtype } from '../weights/hf-writer.ts';
 import type { CompressionPlan, LayerMix, PlanStep } from '../compress/merge-plan.ts';
 import { configHash } from './write.ts';
+import { flag } from '../runtime/options.ts';
+import { PLAN } from './options.ts';
 
 export interface RecordedPlan {
   plan: CompressionPlan;
@@ -29,7 +31,7 @@ const OWN_FIELDS = new Set(['source_model', 'source_config_sha256', 'dtype', 'me
 
 /** Reads and checks a plan file against the model in `modelDir` it is to be applied to. */
 export function readPlanFile(file: string, modelDir: string): RecordedPlan {
-  const what = '--plan file';
+  const what = `${flag(PLAN)} file`;
   const text = readTextFile(file, what);
   let raw: unknown;
   if (/\.ya?ml$/i.test(file)) {

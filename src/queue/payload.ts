@@ -10,6 +10,8 @@ import { isInside, unsafeRelative } from '../io/paths.ts';
 import { UserError } from '../runtime/errors.ts';
 import { isPlainObject } from '../io/read.ts';
 import type { SweepJob } from './jobs.ts';
+import { flag } from '../runtime/options.ts';
+import { ROOT } from './options.ts';
 
 /** What a worker hands its processor in place of job data that is not JSON. */
 export const NOT_JSON = '__mka_not_json__';
@@ -40,12 +42,12 @@ export function checkJob(data: unknown, root: string): SweepJob {
     const v = sweep[f];
     if (v === undefined && f !== 'out' && f !== 'model') continue;
     if (typeof v !== 'string' || v === '') bad(`sweep.${f} must be a path`);
-    if (!isInside(root, resolve(root, v))) bad(`sweep.${f} ${v} lies outside the worker's root ${root} (mka worker --root)`);
+    if (!isInside(root, resolve(root, v))) bad(`sweep.${f} ${v} lies outside the worker's root ${root} (mka worker ${flag(ROOT)})`);
   }
   const ppl = sweep.ppl;
   if (ppl !== undefined) {
     if (!isPlainObject(ppl) || typeof ppl.text !== 'string') bad('sweep.ppl must be {text, ...}');
-    if (!isInside(root, resolve(root, ppl.text))) bad(`sweep.ppl.text ${ppl.text} lies outside the worker's root ${root} (mka worker --root)`);
+    if (!isInside(root, resolve(root, ppl.text))) bad(`sweep.ppl.text ${ppl.text} lies outside the worker's root ${root} (mka worker ${flag(ROOT)})`);
   }
   if (!Array.isArray(sweep.methods) || !sweep.methods.every((m) => typeof m === 'string')) bad('sweep.methods must be a list of names');
   if (!Array.isArray(sweep.remove) || !sweep.remove.every((k) => Number.isInteger(k) && k >= 0)) bad('sweep.remove must be a list of whole numbers');

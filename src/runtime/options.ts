@@ -112,7 +112,7 @@ export function checkScalar(spec: OptionSpec, value: unknown, typed?: string): u
       if (typeof value !== 'boolean') bad('true or false');
       return value;
     case 'string':
-      if (typeof value !== 'string') bad('text (quote it in a --config file)');
+      if (typeof value !== 'string') bad('text (quote it in a config file)');
       return value;
     case 'choice':
       if (typeof value !== 'string' || !spec.choices?.includes(value)) bad(`one of ${spec.choices?.join(', ')}`);

@@ -3,6 +3,7 @@
  * too), declared once (contract 5, src/runtime/options.ts).
  */
 import { option } from '../runtime/options.ts';
+import { OUT } from '../io/output-options.ts';
 import { METHOD_NAMES } from '../pipeline/options.ts';
 
 export const SWEEP_METHODS = option({
@@ -14,7 +15,7 @@ export const SWEEP_EVAL_SUBJECTS = option({ name: 'evalSubjects', option: 'eval-
 export const SWEEP_BATCH_SIZE = option({ name: 'batchSize', option: 'batch-size', type: 'integer', min: 1, default: 16, help: 'questions per forward pass' });
 export const CHOSEN = option({ name: 'chosen', option: 'chosen', type: 'string', help: 'point for categories.png, e.g. mka:2 (default: largest mka count)' });
 export const KEEP_MODELS = option({ name: 'keepModels', option: 'keep-models', type: 'boolean', default: false, help: 'also write every compressed model to OUT/models/' });
-export const SWEEP_OUT = option({ name: 'out', option: 'out', type: 'string', default: 'results/sweep', help: 'results directory (rerun to resume)' });
+export const SWEEP_OUT = option({ ...OUT, default: 'results/sweep', help: 'results directory (rerun to resume)' });
 export const SWEEP_TEXT = option({ name: 'text', option: 'text', type: 'string', path: 'file', help: 'text corpus: adds each point\'s perplexity on it (`ppl` column, as `mka eval ppl`)' });
 
 const ONE = 'One point at a time:';

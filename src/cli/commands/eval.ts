@@ -1,5 +1,6 @@
 import type { Argv, CommandModule } from 'yargs';
 import { type GlobalArgs, FORCE_DIR, claimFile, claimOutput, interruptOnSignals, setup } from '../common.ts';
+import { OUT as OUT_SPEC } from '../../io/output-options.ts';
 import { defineCommand } from '../options.ts';
 import { flag, option } from '../../runtime/options.ts';
 import { COMPUTE_OPTIONS } from '../../runtime/backend-choice.ts';
@@ -13,7 +14,7 @@ import { pplCommand } from './eval-ppl.ts';
 
 const fmtSeconds = (s: number) => (s < 120 ? `${s.toFixed(0)} s` : s < 7200 ? `${(s / 60).toFixed(1)} min` : `${(s / 3600).toFixed(1)} h`);
 
-const OUT = option({ name: 'out', option: 'out', type: 'string', help: 'results directory (default results/mmlu/<model name>); rerun to resume' });
+const OUT = option({ ...OUT_SPEC, help: 'results directory (default results/mmlu/<model name>); rerun to resume' });
 
 const mmluCommand = defineCommand({
   command: 'mmlu',

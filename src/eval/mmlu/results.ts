@@ -29,6 +29,9 @@ import type { QuestionRecord } from './evaluate.ts';
 import type { SubjectPlan } from './question-plan.ts';
 import { aggregateScores } from './scores.ts';
 import { lmEvalResults } from './lm-eval.ts';
+import { flag } from '../../runtime/options.ts';
+import { OUT } from '../../io/output-options.ts';
+import { FRESH, LIMIT } from './options.ts';
 
 /** What a run's results depend on; results are reused only under an identical key. */
 export type RunKey = Record<string, string | number | boolean | null>;
@@ -112,10 +115,10 @@ export function openResultsDir(dir: string, key: RunKey, fresh: boolean): Result
       } catch {
         // keep the message above
       }
-      if (keyText !== old) throw new UserError(`${keyFile}: ${dir} holds results of a different run (${differs}); choose another --out, or add --fresh to discard them`);
+      if (keyText !== old) throw new UserError(`${keyFile}: ${dir} holds results of a different run (${differs}); choose another ${flag(OUT)}, or add ${flag(FRESH)} to discard them`);
     }
   } else if (stored.length > 0) {
-    throw new UserError(`${subjectsDir}: holds results but no run-key.json, so they cannot be matched to this run; choose another --out, or add --fresh to discard them`);
+    throw new UserError(`${subjectsDir}: holds results but no run-key.json, so they cannot be matched to this run; choose another ${flag(OUT)}, or add ${flag(FRESH)} to discard them`);
   }
   mkdirSync(subjectsDir, { recursive: true });
   writeMarker(dir, 'mmlu-results');
@@ -129,10 +132,10 @@ export function openResultsDir(dir: string, key: RunKey, fresh: boolean): Result
       const r = readJsonObject(f, 'subject results file') as unknown as SubjectResult & { runKey?: unknown };
       if (r.subject !== subject || !Array.isArray(r.questions)) throw new UserError(`${f}: not the results of subject ${subject}; delete the file to recompute it`);
       if (r.runKey !== runKey) {
-        throw new UserError(`${f}: computed by a different run than ${keyFile} describes (another --limit, model or settings); add --fresh to recompute every subject`);
+        throw new UserError(`${f}: computed by a different run than ${keyFile} describes (another ${flag(LIMIT)}, model or settings); add ${flag(FRESH)} to recompute every subject`);
       }
       if (r.data !== fingerprint) {
-        throw new UserError(`${f}: the MMLU files of ${subject} changed since these results were computed; choose another --out, or add --fresh to recompute`);
+        throw new UserError(`${f}: the MMLU files of ${subject} changed since these results were computed; choose another ${flag(OUT)}, or add ${flag(FRESH)} to recompute`);
       }
       return r;
     },

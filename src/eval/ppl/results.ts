@@ -15,6 +15,9 @@ import { isOwnOutput, writeMarker } from '../../io/output-dir.ts';
 import type { LlamaModel } from '../../model/model.ts';
 import { UserError } from '../../runtime/errors.ts';
 import { modelFingerprint } from '../mmlu/results.ts';
+import { flag } from '../../runtime/options.ts';
+import { OUT } from '../../io/output-options.ts';
+import { FRESH } from '../mmlu/options.ts';
 
 /** One window as stored in windows/<i>.json. */
 export interface WindowResult {
@@ -72,10 +75,10 @@ export function openPplResults(dir: string, model: LlamaModel, ids: readonly num
       } catch {
         // keep the message above
       }
-      throw new UserError(`${keyFile}: ${dir} holds perplexity results of a different run (${differs}); choose another --out, or add --fresh to discard them`);
+      throw new UserError(`${keyFile}: ${dir} holds perplexity results of a different run (${differs}); choose another ${flag(OUT)}, or add ${flag(FRESH)} to discard them`);
     }
   } else if (stored.length > 0) {
-    throw new UserError(`${windowsDir}: holds results but no run-key.json, so they cannot be matched to this run; choose another --out, or add --fresh to discard them`);
+    throw new UserError(`${windowsDir}: holds results but no run-key.json, so they cannot be matched to this run; choose another ${flag(OUT)}, or add ${flag(FRESH)} to discard them`);
   }
   mkdirSync(windowsDir, { recursive: true });
   writeMarker(dir, 'ppl-results');
