@@ -1,0 +1,71 @@
+/**
+ * The schemas of files mka reads back (src/io/schema.ts): a value that fits comes back typed and whole;
+ * one that does not is a one-line UserError naming the file, the field inside it, what it must be, what
+ * it holds and the fix.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { array, boolean, checked, integer, literal, nullable, number, object, optional, range, readChecked, record, string } from '../src/io/schema.ts';
+import { UserError } from '../src/runtime/errors.ts';
+
+const POINT = object({
+  method: string, removed: integer, kind: literal('point', 'original'), seconds: optional(number),
+  accuracy: nullable(range(0, 1)), done: boolean,
+  questions: array(object({ answer: literal('A', 'B', 'C', 'D'), correct: boolean })),
+  metrics: record(object({ value: number, n: integer })),
+});
+
+/** The message of the UserError `f` throws. */
+function messageOf(f: () => unknown): string {
+  try {
+    f();
+  } catch (e) {
+    assert.ok(e instanceof UserError, `not a UserError: ${e}`);
+    return e.message;
+  }
+  assert.fail('no error');
+}
+
+const good = {
+  method: 'mka', removed: 2, kind: 'point', accuracy: null, done: true, extra: { kept: [1] },
+  questions: [{ answer: 'B', correct: false }], metrics: { mmlu: { value: 0.5, n: 10 } },
+};
+
+test('a value that fits comes back whole (unknown fields kept, optional ones absent)', () => {
+  const p = checked(good, POINT, 'p.json', 'sweep point', 'delete it');
+  assert.deepEqual(p, good);
+  assert.equal(p.seconds, undefined);
+  assert.deepEqual(checked({ ...good, seconds: 3.5, accuracy: 1 }, POINT, 'p.json', 'sweep point', 'delete it').seconds, 3.5);
+});
+
+test('a value that does not fit names the file, the field, what it must be, what it holds, and the fix', () => {
+  const cases: [unknown, string][] = [
+    [[], 'the file must be an object, not an array'],
+    [{ ...good, removed: 2.5 }, 'removed must be an integer, not 2.5'],
+    [{ ...good, method: undefined }, 'method must be a string, not missing'],
+    [{ ...good, kind: 'other' }, 'kind must be one of "point", "original", not "other"'],
+    [{ ...good, seconds: '3' }, 'seconds must be a number, not "3"'],
+    [{ ...good, accuracy: 1.5 }, 'accuracy must be from 0 to 1, not 1.5'],
+    [{ ...good, questions: [{ answer: 'B', correct: false }, { answer: 'E', correct: true }] }, 'questions[1].answer must be one of "A", "B", "C", "D", not "E"'],
+    [{ ...good, metrics: { mmlu: { value: 0.5, n: null } } }, 'metrics.mmlu.n must be an integer, not null'],
+    [{ ...good, done: 'yes' }, 'done must be true or false, not "yes"'],
+  ];
+  for (const [value, want] of cases) {
+    assert.equal(messageOf(() => checked(value, POINT, '/r/p.json', 'sweep point file', 'delete it to recompute the point')),
+      `/r/p.json: not a valid sweep point file (${want}); delete it to recompute the point`);
+  }
+});
+
+test('readChecked reads the file: invalid JSON and a stale shape are both one-line errors naming it', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'mka-schema-'));
+  const f = join(dir, 'p.json');
+  writeFileSync(f, JSON.stringify(good));
+  assert.equal(readChecked(f, POINT, 'sweep point file', 'delete it').method, 'mka');
+  writeFileSync(f, '{"method": "mka", ');
+  assert.match(messageOf(() => readChecked(f, POINT, 'sweep point file', 'delete it')), /^\S+p\.json: sweep point file is not valid JSON/);
+  writeFileSync(f, JSON.stringify({ ...good, questions: 'none' }));
+  assert.match(messageOf(() => readChecked(f, POINT, 'sweep point file', 'delete it')), /^\S+p\.json: not a valid sweep point file \(questions must be an array, not "none"\); delete it$/);
+});
