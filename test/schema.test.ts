@@ -69,3 +69,16 @@ test('readChecked reads the file: invalid JSON and a stale shape are both one-li
   writeFileSync(f, JSON.stringify({ ...good, questions: 'none' }));
   assert.match(messageOf(() => readChecked(f, POINT, 'sweep point file', 'delete it')), /^\S+p\.json: not a valid sweep point file \(questions must be an array, not "none"\); delete it$/);
 });
+
+test('a perplexity window file of an earlier run that does not fit is refused naming it, the field and the fix', async () => {
+  const { openPplResults } = await import('../src/eval/ppl/results.ts');
+  const { readConfig } = await import('../src/model/config.ts');
+  const dir = mkdtempSync(join(tmpdir(), 'mka-schema-ppl-'));
+  const model = { dir: 'models/demo', config: readConfig('models/demo'), compute: 'float32' } as unknown as Parameters<typeof openPplResults>[1];
+  const results = openPplResults(dir, model, [1, 2, 3], { seqLen: 2 }, false);
+  results.save(0, { begin: 0, end: 2, scored_from: 1, nll: 1.5, tokens: 1 });
+  assert.deepEqual(results.load(0), { begin: 0, end: 2, scored_from: 1, nll: 1.5, tokens: 1 });
+  assert.equal(results.load(1), null);
+  writeFileSync(join(dir, 'windows', '1.json'), JSON.stringify({ begin: 0, end: 2, scored_from: 1, nll: '1.5', tokens: 1 }));
+  assert.equal(messageOf(() => results.load(1)), `${join(dir, 'windows', '1.json')}: not a valid window result (nll must be a number, not "1.5"); delete the file to recompute the window`);
+});
