@@ -5,7 +5,7 @@
 import type { LlamaModel } from '../model/model.ts';
 import { bosUnderAddBosTokenFalse, type Tokenizer } from '../tokenizer/tokenizer.ts';
 import { loadMmlu } from '../eval/mmlu/data.ts';
-import { sampleCalibrationPrompts } from '../eval/mmlu/calibration-prompts.ts';
+import { sampleCalibrationPrompts } from '../compress/calibration-prompts.ts';
 import { UserError } from '../runtime/errors.ts';
 import { readTextFile } from '../io/read.ts';
 import { progress } from '../runtime/progress.ts';
