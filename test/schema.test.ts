@@ -5,9 +5,9 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { array, boolean, checked, integer, literal, nullable, number, object, optional, range, readChecked, record, string } from '../src/io/schema.ts';
 import { UserError } from '../src/runtime/errors.ts';
 
@@ -81,4 +81,47 @@ test('a perplexity window file of an earlier run that does not fit is refused na
   assert.equal(results.load(1), null);
   writeFileSync(join(dir, 'windows', '1.json'), JSON.stringify({ begin: 0, end: 2, scored_from: 1, nll: '1.5', tokens: 1 }));
   assert.equal(messageOf(() => results.load(1)), `${join(dir, 'windows', '1.json')}: not a valid window result (nll must be a number, not "1.5"); delete the file to recompute the window`);
+});
+
+test('an MMLU subject file of an earlier run that does not fit is refused naming the question and field; one that fits resumes', async () => {
+  const { openResultsDir } = await import('../src/eval/mmlu/results.ts');
+  const dir = mkdtempSync(join(tmpdir(), 'mka-schema-mmlu-'));
+  const results = openResultsDir(dir, { model: 'm', ntrain: 5 }, false);
+  const q = {
+    subject: 'anatomy', index: 0, answer: 'B' as const, prediction: 'B' as const, correct: true, answerLogits: [0.1, 2, -1, 0], ntrainKept: 5,
+    truncated: false, cached: true, nll: 0.4, nllTokens: 2,
+  };
+  results.save({ subject: 'anatomy', data: 'fp', questions: [q] });
+  assert.deepEqual(results.load('anatomy', 'fp')?.questions, [q]);
+  const f = join(dir, 'subjects', 'anatomy.json');
+  const stored = JSON.parse(readFileSync(f, 'utf8'));
+  writeFileSync(f, JSON.stringify({ ...stored, questions: [q, { ...q, index: 1, answer: 'E' }] }));
+  assert.equal(messageOf(() => results.load('anatomy', 'fp')),
+    `${f}: not a valid subject results file (questions[1].answer must be one of "A", "B", "C", "D", not "E"); delete the file to recompute the subject`);
+  writeFileSync(f, JSON.stringify({ ...stored, questions: [{ ...q, subject: 'virology' }] }));
+  assert.match(messageOf(() => results.load('anatomy', 'fp')), /not the results of subject anatomy; delete the file to recompute it$/);
+});
+
+test('a sweep point file that does not fit, or holds another point, is refused naming it and the fix', async () => {
+  const { readStoredPoint } = await import('../src/sweep/point.ts');
+  const { pointFile } = await import('../src/sweep/points.ts');
+  const out = mkdtempSync(join(tmpdir(), 'mka-schema-point-'));
+  const p = { method: 'mka', removed: 2 };
+  const row = { name: 'all', subjects: 1, questions: 4, correct: 3, accuracy: 0.75, perplexity: 1.9, agreement: 0.5, kl: 0.1 };
+  const point = {
+    method: 'mka', layers_removed: 2, layers: 6, compression_ratio: 0.25, mmlu: 0.75, mmlu_macro: 0.75, stem: 0.75, humanities: null,
+    social_sciences: null, other: null, perplexity: 1.9, ppl: null, agreement: 0.5, kl: 0.1, seconds: 3.2,
+    summary: { subjects: [{ ...row, name: 'anatomy' }], subcategories: [row], categories: [row], overall: { ...row, macroAccuracy: 0.75 } },
+  };
+  const f = pointFile(out, p);
+  mkdirSync(dirname(f), { recursive: true });
+  writeFileSync(f, JSON.stringify(point));
+  assert.equal(readStoredPoint(out, p)?.mmlu, 0.75);
+  assert.equal(readStoredPoint(out, { method: 'mka', removed: 3 }), null);
+  writeFileSync(f, JSON.stringify({ ...point, mmlu: '75%' }));
+  assert.equal(messageOf(() => readStoredPoint(out, p)), `${f}: not a valid sweep point file (mmlu must be a number, not "75%"); delete it to compute the point again`);
+  writeFileSync(f, JSON.stringify({ ...point, summary: { ...point.summary, categories: undefined } }));
+  assert.match(messageOf(() => readStoredPoint(out, p)), /\(summary\.categories must be an array, not missing\)/);
+  writeFileSync(f, JSON.stringify({ ...point, method: 'reverse' }));
+  assert.equal(messageOf(() => readStoredPoint(out, p)), `${f}: holds the point reverse:2, not mka:2; delete it to compute the point again`);
 });

@@ -20,7 +20,6 @@ import { join } from 'node:path';
 import { stringify } from 'csv-stringify/sync';
 import { atomicWriteText } from '../../io/atomic.ts';
 import { isOwnOutput, writeMarker } from '../../io/output-dir.ts';
-import { readJsonObject } from '../../io/read.ts';
 import { readHfWeight, type LlamaModel } from '../../model/model.ts';
 import { UserError } from '../../runtime/errors.ts';
 import { CATEGORY_LABELS, categoryOf, subcategoryOf } from './categories.ts';
@@ -32,6 +31,8 @@ import { lmEvalResults } from './lm-eval.ts';
 import { flag } from '../../runtime/options.ts';
 import { OUT } from '../../io/output-options.ts';
 import { FRESH, LIMIT } from './options.ts';
+import { readChecked } from '../../io/schema.ts';
+import { SUBJECT_RESULT } from './result-files.ts';
 
 /** What a run's results depend on; results are reused only under an identical key. */
 export type RunKey = Record<string, string | number | boolean | null>;
@@ -129,8 +130,8 @@ export function openResultsDir(dir: string, key: RunKey, fresh: boolean): Result
     load(subject, fingerprint) {
       const f = fileOf(subject);
       if (!existsSync(f)) return null;
-      const r = readJsonObject(f, 'subject results file') as unknown as SubjectResult & { runKey?: unknown };
-      if (r.subject !== subject || !Array.isArray(r.questions)) throw new UserError(`${f}: not the results of subject ${subject}; delete the file to recompute it`);
+      const r = readChecked(f, SUBJECT_RESULT, 'subject results file', 'delete the file to recompute the subject');
+      if (r.subject !== subject || r.questions.some((q) => q.subject !== subject)) throw new UserError(`${f}: not the results of subject ${subject}; delete the file to recompute it`);
       if (r.runKey !== runKey) {
         throw new UserError(`${f}: computed by a different run than ${keyFile} describes (another ${flag(LIMIT)}, model or settings); add ${flag(FRESH)} to recompute every subject`);
       }
