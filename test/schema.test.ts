@@ -125,3 +125,29 @@ test('a sweep point file that does not fit, or holds another point, is refused n
   writeFileSync(f, JSON.stringify({ ...point, method: 'reverse' }));
   assert.equal(messageOf(() => readStoredPoint(out, p)), `${f}: holds the point reverse:2, not mka:2; delete it to compute the point again`);
 });
+
+test('recorded plans: a merge.json step and a sweep plan file that do not fit are refused naming the field', async () => {
+  const { readPlanFile } = await import('../src/pipeline/plan-file.ts');
+  const { readPlan } = await import('../src/sweep/calibrate.ts');
+  const { planFile } = await import('../src/sweep/points.ts');
+  const dir = mkdtempSync(join(tmpdir(), 'mka-schema-plan-'));
+  const f = join(dir, 'merge.json');
+  const identity = Array.from({ length: 8 }, (_, l) => ({ sources: [{ layer: l, weight: 1 }], norms_from: l }));
+  const step = { action: 'drop', layers: [7], originalLayers: [7] };
+  const plan = (steps: unknown) => JSON.stringify({ method: 'reverse', original_layers: 8, layer_sources: identity.slice(0, 7), steps });
+  writeFileSync(f, plan([step]));
+  assert.deepEqual(readPlanFile(f, 'models/demo').plan.steps, [step]);
+  writeFileSync(f, plan([step, { ...step, action: 'keep' }]));
+  assert.match(messageOf(() => readPlanFile(f, 'models/demo')), /merge\.json: not a valid --plan file \(steps\[1\]\.action must be one of "merge", "drop", not "keep"\); give a merge\.json written by mka compress/);
+  writeFileSync(f, plan([{ ...step, originalLayers: [9] }]));
+  assert.match(messageOf(() => readPlanFile(f, 'models/demo')), /"steps"\[0\]\.originalLayers must be layers from 0 to 7/);
+
+  const out = mkdtempSync(join(tmpdir(), 'mka-schema-plans-'));
+  const p = { method: 'reverse', removed: 1 };
+  const stored = { method: 'reverse', originalLayers: 8, layers: identity.slice(0, 7).map((l) => ({ sources: l.sources, normsFrom: l.norms_from })), steps: [step], blendNorms: false, details: {} };
+  mkdirSync(dirname(planFile(out, p)), { recursive: true });
+  writeFileSync(planFile(out, p), JSON.stringify(stored));
+  assert.equal(readPlan(out, p)?.layers.length, 7);
+  writeFileSync(planFile(out, p), JSON.stringify({ ...stored, layers: [{ sources: [{ layer: 0 }], normsFrom: 0 }] }));
+  assert.equal(messageOf(() => readPlan(out, p)), `${planFile(out, p)}: not a valid sweep plan file (layers[0].sources[0].weight must be a number, not missing); delete it, and the sweep plans the point again`);
+});
