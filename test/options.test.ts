@@ -164,3 +164,22 @@ test('no code below src/cli/ spells an option: messages name options through the
   ].join('\n');
   assert.deepEqual(spelledOptions(sample), [{ literal: '--out', line: 1 }, { literal: '--fresh', line: 2 }]);
 });
+
+test('a queue job\'s sweep options are checked by the specs the command line checks them with', async () => {
+  const { checkJob } = await import('../src/queue/payload.ts');
+  const root = mkdtempSync(join(tmpdir(), 'mka-job-'));
+  const sweep = {
+    model: 'm', data: 'd', out: 'o', methods: ['mka', 'reverse'], remove: [0, 2], ntrain: 5, batchSize: 16, seed: 1,
+    representation: 'padded', similarity: { sigma: 'auto', alpha: 0.5, kEntropy: 3 }, ppl: { text: 't.txt', seqLen: 64 },
+  };
+  const job = (s: Record<string, unknown>) => ({ kind: 'calibration', sweep: { ...sweep, ...s } });
+  assert.equal(checkJob(job({}), root).sweep.ntrain, 5);
+  const refused = (s: Record<string, unknown>, want: RegExp) =>
+    assert.throws(() => checkJob(job(s), root), (e: unknown) => e instanceof UserError && want.test(e.message), JSON.stringify(s));
+  refused({ ntrain: -1 }, /^job data refused: sweep\.ntrain: --ntrain -1: must be an integer >= 0$/);
+  refused({ batchSize: 0 }, /sweep\.batchSize: --batch-size 0: must be a positive integer/);
+  refused({ representation: 'all' }, /sweep\.representation: --representation all: must be one of padded, last, mean/);
+  refused({ similarity: { alpha: 2 } }, /sweep\.similarity\.alpha: --alpha 2: must be a number from 0 to 1/);
+  refused({ ppl: { text: 't.txt', stride: 0 } }, /sweep\.ppl\.stride: --stride 0: must be a positive integer/);
+  refused({ methods: ['mka', 'nope'] }, /sweep\.methods: --methods mka,nope: must be one of/);
+});
