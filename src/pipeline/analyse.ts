@@ -11,7 +11,7 @@ import { readTextFile } from '../io/read.ts';
 import { progress } from '../runtime/progress.ts';
 import { calibrate, calibrationTarget, defaultPerSubject, type Calibration, type Representation } from '../compress/calibration.ts';
 import { DEFAULT_METRIC, DEFAULT_SIMILARITY, degenerateKernelWarning, getSimilarityMetric, resolveOptions, type MetricResult, type SimilarityOptions } from '../compress/similarity/index.ts';
-import { protocolSettings, releasedCalibrationPrompts, type Protocol } from '../compress/methods/protocol.ts';
+import { protocolSettings, releasedCalibrationPrompts, type Protocol } from '../compress/protocol.ts';
 import { flag } from '../runtime/options.ts';
 import { CALIBRATION_DATA, CALIBRATION_FILE, CALIB_SUBJECTS, PER_SUBJECT } from '../compress/options.ts';
 import { K_ENTROPY } from '../compress/similarity/options.ts';
@@ -29,7 +29,7 @@ export interface CalibrationSource {
   similarity?: Partial<SimilarityOptions>;
   /** The similarity metric (compress/similarity/registry.ts); default npib. */
   metric?: string;
-  /** mka's conventions (default) or the released code's (methods/protocol.ts). */
+  /** mka's conventions (default) or the released code's (compress/protocol.ts). */
   protocol?: Protocol;
 }
 

@@ -22,7 +22,7 @@ import { loadTokenizer, type Tokenizer } from '../tokenizer/tokenizer.ts';
 import { UserError } from '../runtime/errors.ts';
 import { DEFAULT_METRIC, DEFAULT_SIMILARITY } from '../compress/similarity/index.ts';
 import { getMethod, parametersOf, planWith, type MethodParameters } from '../compress/methods/registry.ts';
-import { protocolSettings } from '../compress/methods/protocol.ts';
+import { protocolSettings } from '../compress/protocol.ts';
 import type { MethodContext } from '../compress/methods/method.ts';
 import { materialize, planSource, type CompressionPlan } from '../compress/merge-plan.ts';
 import { modelSource } from '../weights/source.ts';

@@ -16,7 +16,7 @@ import { calibrationWorkload } from '../compress/calibration.ts';
 import { bosUnderAddBosTokenFalse, loadTokenizer, type Tokenizer } from '../tokenizer/tokenizer.ts';
 import { createMmluCache, mmluWorkload, type MmluCache } from '../eval/mmlu/evaluate.ts';
 import { scoringTokenizer } from '../eval/mmlu/question-plan.ts';
-import { protocolSettings } from '../compress/methods/protocol.ts';
+import { protocolSettings } from '../compress/protocol.ts';
 import { loadMmlu, type MmluData } from '../eval/mmlu/data.ts';
 import { calibrationPrompts, similarityOptionsFor } from '../pipeline/analyse.ts';
 import { checkRemove } from '../pipeline/plan-targets.ts';

@@ -33,7 +33,7 @@ const mmluCommand = defineCommand({
     ['$0 eval mmlu --model out/merged --data ../shared/data/mmlu --no-bos', 'score without BOS, as the paper\'s released code'],
   ],
   run: async (v, ctx) => {
-    const { protocolSettings } = await import('../../compress/methods/protocol.ts');
+    const { protocolSettings } = await import('../../compress/protocol.ts');
     const { defaultMmluOut, runMmluEval } = await import('../../eval/mmlu/run.ts');
     const { EvaluationInterrupted } = await import('../../eval/mmlu/evaluate.ts');
     const { formatSummaryTable } = await import('../../eval/mmlu/results.ts');

@@ -5,15 +5,15 @@
  * table of differences (the kernel built from the first prompt's tokens, the float32 kernel and its
  * safeguards, the sklearn estimator's random tie-breaking, and merges that never reach the saved model).
  */
-import { UserError } from '../../runtime/errors.ts';
-import type { MmluData } from '../../eval/mmlu/data.ts';
-import type { CalibrationPrompt } from '../calibration-prompts.ts';
-import { formatExample } from '../../eval/mmlu/prompt.ts';
-import { PythonRandom } from './python-random.ts';
+import { UserError } from '../runtime/errors.ts';
+import type { MmluData } from '../eval/mmlu/data.ts';
+import type { CalibrationPrompt } from './calibration-prompts.ts';
+import { formatExample } from '../eval/mmlu/prompt.ts';
+import { PythonRandom } from '../runtime/python-random.ts';
 
-export { PROTOCOLS, type Protocol } from '../options.ts';
-import { CALIBRATION_SEED, CALIB_SUBJECTS, PER_SUBJECT, type Protocol } from '../options.ts';
-import { checkOption, flag } from '../../runtime/options.ts';
+export { PROTOCOLS, type Protocol } from './options.ts';
+import { CALIBRATION_SEED, CALIB_SUBJECTS, PER_SUBJECT, type Protocol } from './options.ts';
+import { checkOption, flag } from '../runtime/options.ts';
 
 export interface ProtocolSettings {
   /**
