@@ -47,7 +47,6 @@ const COMPUTED_IMPORTS: Record<string, string> = {
  */
 const KNOWN_CIRCLES: { files: string[]; owner: string }[] = [
   { files: ['src/sweep/assemble.ts', 'src/sweep/calibrate.ts', 'src/sweep/context.ts', 'src/sweep/point.ts', 'src/sweep/report.ts', 'src/sweep/sweep.ts'], owner: 'tasks (#23): the sweep types move to sweep/types.ts' },
-  { files: ['src/eval/mmlu/evaluate.ts', 'src/eval/mmlu/lm-eval.ts', 'src/eval/mmlu/results.ts'], owner: 'tasks (#23): QuestionRecord moves to eval/mmlu/record.ts; codebase (#27): MmluSummary' },
 ];
 
 function tsFiles(dir: string): string[] {

@@ -24,7 +24,7 @@ import { readHfWeight, type LlamaModel } from '../../model/model.ts';
 import { UserError } from '../../runtime/errors.ts';
 import { CATEGORY_LABELS, categoryOf, subcategoryOf } from './categories.ts';
 import type { MmluData } from './data.ts';
-import type { QuestionRecord } from './evaluate.ts';
+import type { QuestionRecord } from './record.ts';
 import type { SubjectPlan } from './question-plan.ts';
 import { aggregateScores } from './scores.ts';
 import { lmEvalResults } from './lm-eval.ts';
@@ -33,6 +33,9 @@ import { OUT } from '../../io/output-options.ts';
 import { FRESH, LIMIT } from './options.ts';
 import { readChecked } from '../../io/schema.ts';
 import { SUBJECT_RESULT } from './result-files.ts';
+import type { MmluSummary, ScoreRow } from './summary.ts';
+
+export type { MmluSummary, ScoreRow };
 
 /** What a run's results depend on; results are reused only under an identical key. */
 export type RunKey = Record<string, string | number | boolean | null>;
@@ -150,37 +153,6 @@ export function openResultsDir(dir: string, key: RunKey, fresh: boolean): Result
       atomicWriteText(join(dir, 'lm_eval_results.json'), JSON.stringify(lmEvalResults(summary, run), null, 2) + '\n');
     },
   };
-}
-
-/** Scores of a subject, subcategory, category or of everything. */
-export interface ScoreRow {
-  name: string;
-  subjects: number;
-  questions: number;
-  correct: number;
-  accuracy: number;
-  /** exp of the mean over questions of each question's mean loss (the paper's perplexity). */
-  perplexity: number;
-  /** Fraction of questions where the model's answer equals the reference model's (null without one). */
-  agreement: number | null;
-  /** Mean KL(reference || model) of the answer distribution over A–D (null without a reference). */
-  kl: number | null;
-}
-
-export interface MmluSummary {
-  model: string | null;
-  reference: string | null;
-  data: string;
-  ntrain: number;
-  limit: number | null;
-  answerTokens: string;
-  [extra: string]: unknown;
-  subjects: (ScoreRow & { subcategory: string; category: string })[];
-  subcategories: ScoreRow[];
-  categories: ScoreRow[];
-  /** accuracy: mean over questions; macroAccuracy: mean of the subject accuracies. */
-  overall: ScoreRow & { macroAccuracy: number };
-  fitting: { promptsWithDroppedExamples: number; droppedExamples: number; truncatedQuestions: number };
 }
 
 function scoreRow(name: string, subjects: number, correct: number, accuracy: number, recs: readonly QuestionRecord[]): ScoreRow {
