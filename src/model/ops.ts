@@ -79,7 +79,7 @@ function weightAttrs(w: Weight, prefix = ''): Record<string, number> {
 
 /** Whether the current backend has kernel `name`. */
 export function hasKernel(name: string): boolean {
-  return tf.getKernel(name, tf.getBackend()) !== undefined;
+  return tf.getKernel(name, currentProfile().backend) !== undefined;
 }
 
 /** Whether the current backend takes 16-bit weights as they are stored (the native kernels). */
@@ -103,7 +103,7 @@ const run = <T extends tf.Tensor>(name: string, inputs: Record<string, tf.Tensor
   tf.engine().runKernel(name, inputs as unknown as tf.NamedTensorMap, attrs as unknown as tf.NamedAttrMap) as T;
 
 function float32Only(w: Weight, what: string): tf.Tensor {
-  if (w.dtype !== 'float32') throw new Error(`${what}: a ${w.dtype} weight needs the native backend's kernels (backend is ${tf.getBackend()})`);
+  if (w.dtype !== 'float32') throw new Error(`${what}: a ${w.dtype} weight needs the native backend's kernels (backend is ${currentProfile().backend})`);
   return w.tensor;
 }
 
@@ -119,7 +119,7 @@ export function linear(x: tf.Tensor, w: Weight, b?: tf.Tensor, residual?: tf.Ten
   const inner = x.shape[x.shape.length - 1];
   const outer = x.shape.slice(0, -1);
   if (w.quant) {
-    if (!hasKernel(KERNELS.linearQ)) throw new Error(`linear: a ${w.dtype} weight needs the MkaLinearQ kernel (backend is ${tf.getBackend()})`);
+    if (!hasKernel(KERNELS.linearQ)) throw new Error(`linear: a ${w.dtype} weight needs the MkaLinearQ kernel (backend is ${currentProfile().backend})`);
     const q = w.quant;
     const inputs: Record<string, tf.Tensor> = { x, q: w.tensor, scales: q.scales };
     if (q.mins) inputs.mins = q.mins;

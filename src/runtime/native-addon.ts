@@ -140,10 +140,16 @@ export interface NativeAddon {
 /** The addon's default location; MKA_NATIVE_ADDON overrides it (tests point it at a missing file). */
 export const DEFAULT_ADDON_PATH = fileURLToPath(new URL('../../native/build/Release/mka_native.node', import.meta.url));
 
-/** One line naming the kernels: `mka_native avx512 (bf16 products: avx512bf16, int8: vnni) on AMD EPYC`. */
+/**
+ * One line naming the kernels, and why a slower one runs: `mka_native avx512 (bf16 products: avx512bf16,
+ * int8: vnni) on AMD EPYC`.
+ */
 export function describeAddon(addon: NativeAddon): string {
   const i = addon.info();
-  return `mka_native ${i.isa} (bf16 products: ${i.bf16Kernel}, int8: ${i.int8Kernel}) on ${i.cpu}`;
+  const capped = i.level !== 'amx' ? `; MKA_ISA=${i.level}` : '';
+  const int8 = i.int8Kernel === 'vnni' ? 'vnni' : `${i.int8Kernel}, 16-bit products: ${i.cpuHas.vnni ? 'VNNI capped' : 'no VNNI'}`;
+  const amx = i.cpuHas.amx && i.amxNote ? `; AMX unused: ${i.amxNote}` : '';
+  return `mka_native ${i.isa} (bf16 products: ${i.bf16Kernel}, int8: ${int8}${capped}${amx}) on ${i.cpu}`;
 }
 
 /**
