@@ -162,19 +162,25 @@ test('cases the native kernels do not take go to the wasm kernels', { skip: NOT_
   tf.dispose([a, b, plain, empty]);
 });
 
-test('initBackend auto installs the native kernels, --threads reaches the addon, wasm and MKA_NATIVE=0 remove them', { skip: NOT_BUILT }, async () => {
+test('initBackend auto takes the native kernels, --threads reaches the addon; on wasm they take the products until wasm or MKA_NATIVE=0 removes them', { skip: NOT_BUILT }, async () => {
   const info = await initBackend('auto', { threads: 1 });
-  if (info.name !== 'wasm') return; // a native TensorFlow backend took precedence: nothing to test here
+  if (info.name === 'tensorflow') return; // a native TensorFlow backend took precedence: nothing to test here
+  assert.equal(info.name, 'native');
   assert.equal(info.nativeMatMul, true);
-  assert.match(info.description, /wasm \+ native matmul \(mka_native (avx512|avx2|generic) on .+, 1 thread\)/);
+  assert.match(info.description, /^native \(cpu tensors \+ mka_native (avx512|avx2|generic) \(bf16 products: [^,]+, int8: [^)]+\) on .+, 1 thread\)$/);
   assert.equal(loadNativeAddon().addon?.info().threads, 1);
+  await initBackend('wasm');
+  assert.equal(nativeMatMulInstalled(), false);
+  const installed = installNativeMatMul({ threads: 1 });
+  assert.equal(installed.ok, true);
+  assert.match(installed.reason, /^mka_native (avx512|avx2|generic) \(.+\) on .+, 1 thread$/);
   assert.equal(nativeMatMulInstalled(), true);
   const plain = await initBackend('wasm');
   assert.equal(plain.nativeMatMul, false);
   assert.equal(nativeMatMulInstalled(), false);
-  await initBackend('auto');
   const off = await withEnv('MKA_NATIVE', '0', () => initBackend('auto'));
   assert.equal(off.nativeMatMul, false);
+  assert.notEqual(off.name, 'native');
   assert.equal(nativeMatMulInstalled(), false);
 });
 
