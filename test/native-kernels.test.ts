@@ -428,6 +428,44 @@ test('attention equals a float64 softmax(QKᵀ)V (GQA, windows, kvB = 1, T < S, 
   }
 });
 
+test('attention with bf16 products equals a float64 softmax(QKᵀ)V of bf16-rounded q·scale, k and v, within P\'s bf16 rounding (2^-8 of max |v|)', { skip: NOT_BUILT }, () => {
+  const cases: AttentionCase[] = [
+    { B: 1, T: 70, S: 70, nH: 4, nKV: 1, hd: 64 }, // the heads of a kv head stacked: 4 x 70 rows, two key tiles
+    { B: 2, T: 5, S: 9, nH: 6, nKV: 2, hd: 40 }, // cached prefix, a head size of 40 (padded to 64 in panels)
+    { B: 1, T: 100, S: 130, nH: 2, nKV: 2, hd: 16, window: 7 }, // sliding window
+    { B: 3, T: 4, S: 9, nH: 2, nKV: 2, hd: 32, kvB: 1 },
+  ];
+  const round = (x: number) => bf16ToNumber(numberToBf16Even(x));
+  for (const threads of [1, 2]) {
+    addon().setThreads(threads);
+    cases.forEach((c, n) => {
+      const { B, T, S, nH, nKV, hd, window = 0 } = c;
+      const kvB = c.kvB ?? B, scale = 1 / Math.sqrt(hd), seed = 500 + 7 * n;
+      const q = values(B * T * nH * hd, seed, 2), k = values(kvB * nKV * S * hd, seed + 1, 2), v = values(kvB * nKV * S * hd, seed + 2);
+      const want = new Float64Array(B * T * nH * hd);
+      for (let b = 0; b < B; b++) {
+        for (let h = 0; h < nH; h++) {
+          const kvh = Math.floor(h / (nH / nKV)), kb = kvB === 1 ? 0 : b, kv = (s: number) => ((kb * nKV + kvh) * S + s) * hd;
+          for (let t = 0; t < T; t++) {
+            const pos = S - T + t, qo = ((b * T + t) * nH + h) * hd;
+            const seen: number[] = [];
+            for (let s = 0; s <= pos; s++) if (window <= 0 || s > pos - window) seen.push(s);
+            const sc = seen.map((s) => { let d = 0; for (let i = 0; i < hd; i++) d += round(Math.fround(q[qo + i] * scale)) * round(k[kv(s) + i]); return d; });
+            const top = Math.max(...sc), w = sc.map((x) => Math.exp(x - top)), sum = w.reduce((p, x) => p + x, 0);
+            for (let i = 0; i < hd; i++) want[qo + i] = seen.reduce((p, s, j) => p + (w[j] / sum) * round(v[kv(s) + i]), 0);
+          }
+        }
+      }
+      const out = new Float32Array(want.length), f32 = new Float32Array(want.length);
+      addon().attention({ q, k, v, out, B, T, S, nH, nKV, hd, kvB, window, scale, bf16: true });
+      addon().attention({ q, k, v, out: f32, B, T, S, nH, nKV, hd, kvB, window, scale });
+      assertClose(out, want, 2 ** -8 * maxAbs(v) + 1e-5, `bf16 attention ${JSON.stringify(c)} on ${addon().info().bf16Kernel}`);
+      assert.ok(maxAbs(Float32Array.from(out, (x, i) => x - f32[i])) > 0, 'the bf16 products ran (the float32 kernel gives other bits)');
+    });
+  }
+  addon().setThreads(addon().info().procs);
+});
+
 test('rmsnorm, rope, siluMul, gatherRows and toFloat32 equal float64 references', { skip: NOT_BUILT }, () => {
   const x = addon();
   // rmsnorm with float32 / bf16 / f16 weights
