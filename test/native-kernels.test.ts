@@ -573,6 +573,49 @@ test('operands outside their arrays, misaligned or malformed throw an Error inst
 /** The MKA_ISA levels, lowest first; this CPU's highest is info().level by default. */
 const LEVELS = ['generic', 'avx2', 'avx512', 'vnni', 'bf16', 'amx'] as const;
 
+/**
+ * The kernels MKA_ISA=`level` must choose on a CPU with `has`, from the rules stated in docs/backends.md
+ * (written here independently of native/cpu.c): the float32 path is the best of avx512/avx2/generic under
+ * the cap; integer products take VNNI from level vnni up, else vpmaddwd on the float32 path's ISA; bf16
+ * products take AMX at level amx (when the OS grants it), vdpbf16ps from level bf16 up, else float32 FMAs.
+ */
+function expectedKernels(level: (typeof LEVELS)[number], has: ReturnType<NativeAddon['info']>['cpuHas'], amxGranted: boolean):
+  { isa: string; int8Kernel: string; bf16Kernel: string } {
+  const at = (l: (typeof LEVELS)[number]) => LEVELS.indexOf(level) >= LEVELS.indexOf(l);
+  const isa = at('avx512') && has.avx512 ? 'avx512' : at('avx2') && has.avx2 ? 'avx2' : 'generic';
+  const int8Kernel = at('vnni') && has.vnni ? 'vnni' : isa === 'avx512' ? 'avx512bw' : isa;
+  const bf16Kernel = at('amx') && has.amx && amxGranted ? 'amx' : at('bf16') && has.bf16 ? 'avx512bf16' : `emulated-${isa}`;
+  return { isa, int8Kernel, bf16Kernel };
+}
+
+test('kernel choice: each MKA_ISA level takes the kernels its rules name, and the backend profile and setup line follow (BF16 models compute float32 without bf16 products, said once)', { skip: NOT_BUILT }, async () => {
+  const info = addon().info();
+  if (process.env.MKA_ISA === 'amx-emulated') return; // the AMX reference: the info test checks it
+  const level = (process.env.MKA_ISA || 'amx') as (typeof LEVELS)[number];
+  const want = expectedKernels(level, info.cpuHas, info.cpuHas.amx && info.amxNote === '');
+  assert.deepEqual({ isa: info.isa, int8Kernel: info.int8Kernel, bf16Kernel: info.bf16Kernel }, want, `MKA_ISA=${level} on ${JSON.stringify(info.cpuHas)}`);
+
+  const { initBackend } = await import('../src/runtime/backend.ts');
+  const { resolveCompute } = await import('../src/runtime/profile.ts');
+  const lines: string[] = [];
+  const auto = await initBackend('native', { compute: 'auto', log: (m) => lines.push(m) });
+  const hardware = want.bf16Kernel === 'amx' || want.bf16Kernel === 'avx512bf16';
+  assert.deepEqual(auto.profile.bf16Products, { kernel: want.bf16Kernel, hardware });
+  assert.equal(auto.profile.integerProducts, want.int8Kernel);
+  assert.equal(resolveCompute(auto.profile, true), hardware ? 'bfloat16' : 'float32', 'a BF16 model under --compute auto');
+  assert.equal(resolveCompute(auto.profile, false), 'float32', 'a float32 model under --compute auto');
+  assert.equal(lines.length, 1, 'one setup line');
+  const line = lines[0];
+  assert.ok(line.includes(`mka_native ${want.isa} (bf16 products: ${want.bf16Kernel}, int8: ${want.int8Kernel}`), line);
+  if (level !== 'amx') assert.ok(line.includes(`MKA_ISA=${level}`), `the cap is named: ${line}`);
+  if (want.int8Kernel !== 'vnni') assert.ok(line.includes(info.cpuHas.vnni ? 'VNNI capped' : 'no VNNI'), `why the integer products are slower: ${line}`);
+  assert.ok(line.includes(hardware ? 'compute auto: bfloat16 for BF16 models' : 'compute auto: float32 (no bf16 products (avx512_bf16 or AMX) in use; BF16 models are widened to float32)'), line);
+  lines.length = 0;
+  const bf16 = await initBackend('native', { compute: 'bfloat16', log: (m) => lines.push(m) });
+  assert.equal(resolveCompute(bf16.profile, false), 'bfloat16', '--compute bfloat16 runs bf16 products on any native level');
+  assert.equal(lines[0].includes('slower than --compute float32'), !hardware, `said when bf16 products are float32 FMAs: ${lines[0]}`);
+});
+
 test('info describes the kernels in use; MKA_ISA forces each lower level and the emulated AMX kernels, which pass every test above', { skip: NOT_BUILT }, () => {
   const info = addon().info();
   assert.ok(['avx512', 'avx2', 'generic'].includes(info.isa));
