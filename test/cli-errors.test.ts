@@ -112,12 +112,20 @@ test('bad --config files: missing, a directory, invalid, not a mapping, empty, b
     [['info', '--model', M, '--config='], '--config'],
     [['forward', '--config', cfg('threads.yaml', 'threads: abc\n'), '--model', M, '--ids', '1'], '--threads'],
     [['info', '--config', cfg('unknown.yaml', 'colour: blue\n'), '--model', M], 'colour'],
+    // a misspelt key of a required option is reported as the typo, not as the option missing
+    [['export', 'hf', '--out', O, '--config', cfg('typo.yaml', `modle: ${M}\n`)], cfg('typo.yaml', `modle: ${M}\n`), 'modle (did you mean model?)'],
     // values of the wrong type
     [['info', '--config', cfg('number-path.yaml', 'model: 5\n')], '--model'],
     [['info', '--config', cfg('null-path.yaml', 'model: null\n')], '--model'],
     [['info', '--config', cfg('object-path.json', '{"model": {"a": 1}}')], '--model'],
     [['forward', '--model', M, '--ids', '1', '--config', cfg('list-number.yaml', 'threads: [1, 2]\n')], '--threads'],
   ]);
+});
+
+test('an unknown option is named once, as typed', async () => {
+  const [r] = await runAllCli([['info', '--model', M, '--top-p', '0.9']]);
+  assertUserError(r, 'Unknown argument: top-p');
+  assert.doesNotMatch(r.stderr, /topP/);
 });
 
 /** A safetensors file with the given header object (or raw header bytes) and data bytes. */
@@ -207,7 +215,7 @@ test('silent accepts and garbled messages: lists, booleans, ids, activations, po
     [['forward', '--model', M, '--ids', '1', '--config', cfg('yes.yaml', 'hidden-states: yes\n')], '--hidden-states', 'yes'],
     [[...sweep, '--methods', ','], '--methods ,'],
     [[...sweep, '--methods', 'mka,,reverse'], '--methods'],
-    [[...sweep, '--methods', 'nope'], '--methods nope', 'not a method'],
+    [[...sweep, '--methods', 'nope'], '--methods nope', 'must be one of mka, reverse'],
     [[...sweep, '--remove', '0,,2'], '--remove'],
     [['similarity', '--model', M, '--data', D, '--config', cfg('inf.yaml', 'sigma: 1e400\n')], '--sigma Infinity'],
     [['similarity', '--activations', acts('ragged.json', [[[1, 2], [3]], [[1, 2], [3, 4]]])], 'activations[0][1]'],
@@ -217,7 +225,7 @@ test('silent accepts and garbled messages: lists, booleans, ids, activations, po
     [['serve', '--model', M, '--port', '70000'], '--port 70000'],
     [['serve', '--model', M, '--port', '1.5'], '--port 1.5'],
     [['serve', '--model', M, '--tokenizer', M, '--port', '0'], 'model.json'], // --tokenizer takes the directory
-    [['info'], 'Missing required argument: model'],
+    [['info'], '--model is required'],
     [[], 'name a command'],
   ]);
   const [zero, tiny, none] = await Promise.all([
@@ -238,13 +246,35 @@ test('FIFOs and other special files are refused as inputs instead of blocking; a
   const model = join(dir, 'model');
   cpSync(M, model, { recursive: true });
   rmSync(join(model, 'model.safetensors'));
-  for (const f of [fifo, join(model, 'model.safetensors')]) assert.equal(spawnSync('mkfifo', [f]).status, 0);
+  const extra = join(dir, 'model-fifo-extra');
+  cpSync(M, extra, { recursive: true });
+  for (const f of [fifo, join(model, 'model.safetensors'), join(extra, 'tokenizer.model')]) assert.equal(spawnSync('mkfifo', [f]).status, 0);
   await expectAll([
     [['forward', '--model', model, '--ids', '1'], join(model, 'model.safetensors'), 'not a regular file'],
     [['info', '--model', model], join(model, 'model.safetensors'), 'not a regular file'],
     [['similarity', '--activations', fifo], fifo, 'not a regular file'],
     [['similarity', '--model', M, '--calibration', fifo], fifo, 'not a regular file'],
-    [['eval', 'ppl', '--model', M, '--text', fifo, '--out', O], fifo, 'not a regular file'],
-    [['export', 'tfjs', '--model', M, '--out', O, '--shard-mb', '1e-9'], '--shard-mb 1e-9', 'weight files'],
+    // distinct outputs: runs claiming one --out at once would meet each other's lock
+    [['eval', 'ppl', '--model', M, '--text', fifo, '--out', join(dir, 'out-ppl')], fifo, 'not a regular file'],
+    [['export', 'tfjs', '--model', M, '--out', join(dir, 'out-tfjs'), '--shard-mb', '1e-9'], '--shard-mb 1e-9', 'weight files'],
+    [['export', 'hf', '--model', extra, '--out', join(dir, 'out-hf')], join(extra, 'tokenizer.model'), 'not a regular file'],
   ]);
+  for (const o of ['out-ppl', 'out-tfjs', 'out-hf']) assert.ok(!existsSync(join(dir, o)), `${o}: nothing written`);
+});
+
+test('a tokenizer that maps text to <unk> only is refused; a prompt longer than the context is an error, a capped generation says so', async () => {
+  const model = join(root, 'unk-tokenizer');
+  cpSync(M, model, { recursive: true });
+  const tj = JSON.parse(readFileSync(join(M, 'tokenizer.json'), 'utf8'));
+  tj.model.vocab = { '<unk>': 0, '<s>': 1, '</s>': 2 };
+  tj.model.merges = [];
+  writeFileSync(join(model, 'tokenizer.json'), JSON.stringify(tj));
+  const long = 'one two three four five six seven eight nine ten '.repeat(120);
+  await expectAll([
+    [['forward', '--model', model, '--text', 'The capital of France is'], join(model, 'tokenizer.json'), 'unknown token'],
+    [['generate', '--model', M, '--prompt', long], '--prompt is', 'context is 1024'],
+  ]);
+  const near = await runCli(['generate', '--model', M, '--prompt', 'one two three four five six seven eight nine ten '.repeat(33), '--max-new-tokens', '64']);
+  assert.equal(near.status, 0, near.stderr);
+  assert.match(near.stderr, /generate: at most \d+ new tokens, not 64: the \d+-token prompt leaves that much of the 1024-token context/);
 });

@@ -162,12 +162,17 @@ test('cases the native kernels do not take go to the wasm kernels', { skip: NOT_
   tf.dispose([a, b, plain, empty]);
 });
 
-test('initBackend auto takes the native kernels, --threads reaches the addon; on wasm they take the products until wasm or MKA_NATIVE=0 removes them', { skip: NOT_BUILT }, async () => {
+test('initBackend auto takes the native kernels (wasm + native matmul when gradients are asked for), --threads reaches the addon; on wasm they take the products until wasm or MKA_NATIVE=0 removes them', { skip: NOT_BUILT }, async (t) => {
   const info = await initBackend('auto', { threads: 1 });
-  if (info.name === 'tensorflow') return; // a native TensorFlow backend took precedence: nothing to test here
+  if (info.name === 'tensorflow') return t.skip(`${info.description} took precedence over the native kernels`);
   assert.equal(info.name, 'native');
   assert.equal(info.nativeMatMul, true);
   assert.match(info.description, /^native \(cpu tensors \+ mka_native (avx512|avx2|generic) \(bf16 products: [^,]+, int8: [^)]+\) on .+, 1 thread\)$/);
+  // with gradients asked for, auto never resolves to the native backend (its fused kernels have none): wasm + native matmul
+  const train = await initBackend('auto', { threads: 1, gradients: true });
+  assert.equal(train.name, 'wasm');
+  assert.equal(train.nativeMatMul, true);
+  assert.match(train.description, /wasm \+ native matmul \(mka_native (avx512|avx2|generic)\b.* on .+, 1 thread\)/);
   assert.equal(loadNativeAddon().addon?.info().threads, 1);
   await initBackend('wasm');
   assert.equal(nativeMatMulInstalled(), false);

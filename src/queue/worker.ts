@@ -57,7 +57,8 @@ class CheckedWorker extends Worker<SweepJob> {
 }
 
 /** Default lock: BullMQ's 30 s (renewed every 15 s by this process, which never blocks). */
-export const DEFAULT_LOCK_MS = 30_000;
+export { DEFAULT_LOCK_MS } from './options.ts';
+import { DEFAULT_LOCK_MS } from './options.ts';
 
 /** Runs a worker until `signal` aborts; resolves once it has closed. */
 export async function runWorker(opts: WorkerOptions): Promise<void> {
@@ -66,6 +67,7 @@ export async function runWorker(opts: WorkerOptions): Promise<void> {
     if (v !== undefined && (!Number.isInteger(v) || v < (flag === '--max-stalled' ? 0 : 1))) throw new UserError(`${flag} ${v}: must be a whole number${flag === '--max-stalled' ? ', 0 or more' : ' of milliseconds, 1 or more'}`);
   }
   const log = opts.log ?? (() => {});
+  log(`worker: connecting to Redis at ${url}`);
   const connection = await connectRedis(url, { persistent: true, signal: opts.signal });
   if (!connection) return; // stopped while connecting
   const root = resolve(opts.root ?? process.cwd());
