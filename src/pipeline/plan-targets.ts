@@ -22,7 +22,7 @@ import { loadTokenizer, type Tokenizer } from '../tokenizer/tokenizer.ts';
 import { UserError } from '../runtime/errors.ts';
 import { DEFAULT_METRIC } from '../compress/similarity/index.ts';
 import { getMethod, needsCalibrationPass, needsPrompts, needsSimilarity, parametersOf, plansFromSummary, type MethodParameters } from '../compress/methods/registry.ts';
-import { protocolSettings } from '../compress/methods/protocol.ts';
+import { protocolSettings } from '../compress/protocol.ts';
 import type { AnyMethod, InputName, MethodContext, MethodInputs, SimilarityInput } from '../compress/methods/method.ts';
 import { identityPlan, materialize, planSource, type CompressionPlan } from '../compress/merge-plan.ts';
 import { checkpointSource, modelSource } from '../weights/source.ts';
@@ -31,6 +31,8 @@ import { writePlan } from './write.ts';
 import { weightGradients } from './gradients.ts';
 import { planScorer } from './scorer.ts';
 import { fitLambdas } from './fit-lambda.ts';
+import { flag } from '../runtime/options.ts';
+import { REMOVE } from './options.ts';
 
 export interface PipelineOptions extends AnalysisOptions {
   /** Each method's own parameters (by method name, then parameter name); the methods' defaults fill in the rest. */
@@ -62,7 +64,7 @@ export interface PlannedTargets {
 /** Checks that `remove` layers can be removed from an L-layer model. */
 export function checkRemove(remove: number, L: number): void {
   if (!Number.isInteger(remove) || remove < 0 || remove > L - 1) {
-    throw new UserError(`--remove ${remove}: must be an integer from 0 to ${L - 1} for a ${L}-layer model`);
+    throw new UserError(`${flag(REMOVE)} ${remove}: must be an integer from 0 to ${L - 1} for a ${L}-layer model`);
   }
 }
 

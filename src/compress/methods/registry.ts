@@ -22,7 +22,7 @@ export type MethodParameters = Partial<Record<string, Partial<Record<string, Par
 /** The method called `name`, or a UserError listing the known ones. */
 export function getMethod(name: string): AnyMethod {
   const m = METHODS.find((x) => x.name === name);
-  if (!m) throw new UserError(`--method ${name} is not known; methods: ${METHODS.map((x) => x.name).join(', ')}`);
+  if (!m) throw new UserError(`method ${name} is not known; methods: ${METHODS.map((x) => x.name).join(', ')}`);
   return m;
 }
 
