@@ -19,7 +19,8 @@ import { modelFromTensors, parameterCount, readHfWeight, type LlamaModel } from 
 import { availableMemory, gb, RUNTIME_OVERHEAD, WASM_HEAP_LIMIT } from '../model/memory-estimate.ts';
 import { KERNELS } from '../runtime/kernel-names.ts';
 import { UserError } from '../runtime/errors.ts';
-import type { WeightGradients } from '../compress/methods/method.ts';
+import { flagOf, type WeightGradients } from '../compress/methods/method.ts';
+import { taylor } from '../compress/methods/taylor.ts';
 
 /** Whether every op the decoder runs on the current backend has a gradient (no fused mka kernels registered). */
 export function backendHasGradients(): boolean {
@@ -62,7 +63,7 @@ export async function weightGradients(model: LlamaModel, ids: number[][], opts: 
   const avail = availableMemory();
   const budget = Math.min(avail ?? Infinity, WASM_HEAP_LIMIT) - fixed; // the gradient backend is wasm (or cpu) unless the current one has gradients
   if (budget < rowBytes) {
-    throw new UserError(`taylor: gradients need about ${gb(fixed + rowBytes)} (float32 weights and gradients of ${(params / 1e6).toFixed(1)}M parameters, one ${T}-token prompt's activations) but ${gb(fixed + Math.max(0, budget))} is available${avail !== null && avail < WASM_HEAP_LIMIT ? '' : ' (WebAssembly\'s 4 GB heap)'}; use a smaller --taylor-max-tokens, or magnitude, shortgpt or sleb on this model`);
+    throw new UserError(`taylor: gradients need about ${gb(fixed + rowBytes)} (float32 weights and gradients of ${(params / 1e6).toFixed(1)}M parameters, one ${T}-token prompt's activations) but ${gb(fixed + Math.max(0, budget))} is available${avail !== null && avail < WASM_HEAP_LIMIT ? '' : ' (WebAssembly\'s 4 GB heap)'}; use a smaller ${flagOf(taylor.parameters.maxTokens)}, or magnitude, shortgpt or sleb on this model`);
   }
   const micro = Math.max(1, Math.min(opts.microBatch ?? 8, Math.floor(budget / 2 / rowBytes)));
   // float32 copies in Hugging Face layout, read before any backend switch
