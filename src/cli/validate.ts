@@ -147,7 +147,9 @@ export function validateArgs(argv: Record<string, unknown>, declared: DeclaredOp
   for (const [name, value] of Object.entries(argv)) {
     if (typeof value !== 'string' || name === '$0' || /[A-Z]/.test(name)) continue; // camelCase: yargs' alias of a kebab name
     if (value === '' && !MAY_BE_EMPTY.has(name)) throw new UserError(`--${name} is empty; give it a value or leave it out`);
-    if (INPUT_PATHS[name]) checkInputPath(name, value, INPUT_PATHS[name]);
+    // eval TASK / eval tasks: --data is a file, a directory, a hub id or TASK=PATH pairs, which the command resolves and checks
+    const freeData = name === 'data' && command[0] === 'eval' && !['mmlu', 'ppl'].includes(command[1]);
+    if (INPUT_PATHS[name] && !freeData) checkInputPath(name, value, INPUT_PATHS[name]);
     // an output directory is checked by the command itself when it claims it (src/io/output-dir.ts)
     if (OUTPUT_FILES.has(name) || (name === 'out' && OUT_IS_FILE.has(command[0]))) checkOutputFile(value, `--${name}`, inputs);
   }

@@ -16,13 +16,13 @@ import { randomBytes } from 'node:crypto';
 import { UserError } from '../runtime/errors.ts';
 
 /** What an output directory holds; only an output of the same kind may be replaced or resumed. */
-export type OutputKind = 'hf-model' | 'tfjs-model' | 'mmlu-results' | 'sweep';
+export type OutputKind = 'hf-model' | 'tfjs-model' | 'mmlu-results' | 'task-results' | 'sweep';
 
 export const MARKER_FILE = '.mka-output.json';
 const MARKER_VERSION = 1;
 
 const KIND_LABEL: Record<OutputKind, string> = {
-  'hf-model': 'Hugging Face model', 'tfjs-model': 'tfjs model', 'mmlu-results': 'MMLU results', sweep: 'sweep results',
+  'hf-model': 'Hugging Face model', 'tfjs-model': 'tfjs model', 'mmlu-results': 'MMLU results', 'task-results': 'task results', sweep: 'sweep results',
 };
 
 /** Files by which outputs written before markers existed are still recognised. */

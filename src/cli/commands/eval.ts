@@ -8,6 +8,7 @@ import { progress, type Progress } from '../../runtime/progress.ts';
 import type { AnswerTokens } from '../../eval/mmlu/question-plan.ts';
 import { PROTOCOLS, protocolSettings, type Protocol } from '../../compress/methods/protocol.ts';
 import { pplCommand } from './eval-ppl.ts';
+import { taskCommands, tasksCommand } from './eval-tasks.ts';
 
 const fmtSeconds = (s: number) => (s < 120 ? `${s.toFixed(0)} s` : s < 7200 ? `${(s / 60).toFixed(1)} min` : `${(s / 3600).toFixed(1)} h`);
 
@@ -93,7 +94,12 @@ const mmluCommand: CommandModule<GlobalArgs, ArgsOf<typeof mmluOptions>> = {
 
 export const evalCommand: CommandModule<GlobalArgs, GlobalArgs> = {
   command: 'eval',
-  describe: 'Evaluate a model on a benchmark (mmlu) or a text corpus (ppl)',
-  builder: (y: Argv<GlobalArgs>) => y.command(mmluCommand).command(pplCommand).demandCommand(1, 'name a benchmark: mmlu or ppl') as Argv<GlobalArgs>,
+  describe: 'Evaluate a model on benchmarks (mmlu, hellaswag, arc_easy, ..., several at once: tasks) or a text corpus (ppl)',
+  builder: (y: Argv<GlobalArgs>) => {
+    let yy = y.command(mmluCommand);
+    for (const c of taskCommands) yy = yy.command(c as unknown as CommandModule<GlobalArgs, GlobalArgs>);
+    return yy.command(tasksCommand as unknown as CommandModule<GlobalArgs, GlobalArgs>).command(pplCommand)
+      .demandCommand(1, `name a benchmark: mmlu, ${taskCommands.map((c) => c.command).join(', ')}, tasks or ppl`) as Argv<GlobalArgs>;
+  },
   handler: () => {},
 };

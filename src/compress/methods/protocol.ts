@@ -9,7 +9,7 @@ import { UserError } from '../../runtime/errors.ts';
 import type { MmluData } from '../../eval/mmlu/data.ts';
 import type { CalibrationPrompt } from '../../eval/mmlu/calibration-prompts.ts';
 import { formatExample } from '../../eval/mmlu/prompt.ts';
-import { PythonRandom } from './python-random.ts';
+import { PythonRandom } from '../../runtime/python-random.ts';
 
 export const PROTOCOLS = ['mka', 'released'] as const;
 export type Protocol = (typeof PROTOCOLS)[number];

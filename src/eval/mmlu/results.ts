@@ -14,13 +14,12 @@
  * directory, or --fresh to discard the old results).
  */
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readFileSync, readSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'csv-stringify/sync';
 import { atomicWriteText } from '../../io/atomic.ts';
 import { writeMarker } from '../../io/output-dir.ts';
 import { readJsonObject } from '../../io/read.ts';
-import { readHfWeight, type LlamaModel } from '../../model/model.ts';
 import { UserError } from '../../runtime/errors.ts';
 import { CATEGORY_LABELS, categoryOf, subcategoryOf } from './categories.ts';
 import type { MmluData } from './data.ts';
@@ -28,6 +27,8 @@ import type { QuestionRecord } from './evaluate.ts';
 import type { SubjectPlan } from './question-plan.ts';
 import { aggregateScores } from './scores.ts';
 import { lmEvalResults } from './lm-eval.ts';
+
+export { modelFingerprint } from '../fingerprint.ts';
 
 /** What a run's results depend on; results are reused only under an identical key. */
 export type RunKey = Record<string, string | number | boolean | null>;
@@ -45,47 +46,6 @@ export interface SubjectResult {
   data: string;
   /** In file order. */
   questions: QuestionRecord[];
-}
-
-const HASH_BYTES = 1 << 20;
-
-/** sha256 of a file's size, first and last MiB (enough to tell weight files apart without reading GBs). */
-function fileFingerprint(path: string): string {
-  const fd = openSync(path, 'r');
-  try {
-    const size = fstatSync(fd).size;
-    const h = createHash('sha256').update(String(size));
-    const head = Buffer.alloc(Math.min(size, HASH_BYTES));
-    readSync(fd, head, 0, head.length, 0);
-    h.update(head);
-    if (size > HASH_BYTES) {
-      const tail = Buffer.alloc(Math.min(size - HASH_BYTES, HASH_BYTES));
-      readSync(fd, tail, 0, tail.length, size - tail.length);
-      h.update(tail);
-    }
-    return h.digest('hex');
-  } finally {
-    closeSync(fd);
-  }
-}
-
-/**
- * Identifies a model's weights: for a model directory, config.json and its weight files; for a model
- * held only in memory, the values of its tensors.
- */
-export function modelFingerprint(model: LlamaModel): string {
-  const h = createHash('sha256').update(JSON.stringify(model.config));
-  if (model.dir !== null && existsSync(join(model.dir, 'config.json'))) {
-    for (const f of readdirSync(model.dir).filter((f) => f.endsWith('.safetensors') || f.endsWith('.safetensors.index.json')).sort()) {
-      h.update(f).update(fileFingerprint(join(model.dir, f)));
-    }
-  } else {
-    for (const name of [...model.tensors.keys(), ...[...model.packed ?? []].filter(([, w]) => w.transposed).map(([n]) => n)].sort()) {
-      const data = readHfWeight(model, name);
-      h.update(name).update(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
-    }
-  }
-  return h.digest('hex').slice(0, 32);
 }
 
 /** Fingerprint of one subject's dev and test questions as loaded. */

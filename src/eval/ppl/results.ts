@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { atomicWriteText } from '../../io/atomic.ts';
 import type { LlamaModel } from '../../model/model.ts';
 import { UserError } from '../../runtime/errors.ts';
-import { modelFingerprint } from '../mmlu/results.ts';
+import { modelFingerprint } from '../fingerprint.ts';
 
 /** One window as stored in windows/<i>.json. */
 export interface WindowResult {

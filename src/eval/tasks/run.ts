@@ -1,0 +1,117 @@
+/**
+ * The library side of `mka eval TASK` and `mka eval tasks`: load the tokenizer, each task's data and the
+ * model, evaluate (one pass over a streamed model for all the tasks), and write the results directory:
+ *
+ *   lm_eval_results.json   lm-eval's results schema (results.ts)
+ *   samples_<task>.jsonl   with logSamples: one line per document, as lm-eval's --log_samples
+ *   summary.json           mka's metrics map (task → metric → {value, stderr, n}) and what truncation cost
+ *   run.json               timings, backend, options
+ *   <task>/                run-key.json and the finished shards (resumable)
+ */
+import * as tf from '@tensorflow/tfjs';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { atomicWriteText } from '../../io/atomic.ts';
+import { writeMarker } from '../../io/output-dir.ts';
+import { checkModelFits, mmluWorkload } from '../../model/memory-estimate.ts';
+import { disposeModel, loadModel } from '../../model/model.ts';
+import { loadTokenizer } from '../../tokenizer/tokenizer.ts';
+import { evaluateTasks, type EvaluateTasksProgress, type TaskInput, type TaskResult } from './evaluate.ts';
+import { loadTask } from './load.ts';
+import type { MetricsMap } from './metrics.ts';
+import { getTask } from './registry.ts';
+import { lmEvalJson, sampleOf, samplesFile } from './results.ts';
+import { drawShotsFor } from './evaluate.ts';
+
+export interface RunTasksOptions {
+  model: string;
+  /** Task names and their data (a file, directory or resolved hub snapshot). */
+  tasks: { name: string; data: string }[];
+  limit?: number;
+  /** Few-shot examples (default each task's own). */
+  shots?: number;
+  /** MMLU subjects (mmlu_lmeval). */
+  subjects?: string[];
+  out: string;
+  logSamples?: boolean;
+  batchSize?: number;
+  /** Every row alone, no prefix cache or batching (the reference path). */
+  naive?: boolean;
+  /** The model's context in tokens (default max_position_embeddings). */
+  maxLength?: number;
+  streaming?: boolean;
+  fresh?: boolean;
+  onProgress?: (p: EvaluateTasksProgress) => void;
+  log?: (msg: string) => void;
+  signal?: AbortSignal;
+}
+
+export interface RunTasksResult {
+  out: string;
+  results: TaskResult[];
+  metrics: MetricsMap;
+  seconds: number;
+  computedDocs: number;
+  resumedShards: number;
+}
+
+/** The metrics map of finished tasks (a group task by its result name, e.g. mmlu_lmeval as "mmlu_lmeval"). */
+export function metricsMap(results: readonly TaskResult[]): MetricsMap {
+  return Object.fromEntries(results.map((r) => [r.task.name, r.metrics]));
+}
+
+/** Evaluates the tasks on a model directory and writes the results directory. */
+export async function runTasksEval(opts: RunTasksOptions): Promise<RunTasksResult> {
+  const startTime = Date.now();
+  const log = opts.log ?? (() => {});
+  const tokenizer = await loadTokenizer(opts.model);
+  const inputs: TaskInput[] = [];
+  for (const t of opts.tasks) inputs.push(await loadTask(getTask(t.name), t.data, { shots: opts.shots, limit: opts.limit, subjects: opts.subjects }));
+  checkModelFits(`eval ${opts.tasks.length === 1 ? opts.tasks[0].name : 'tasks'}`, opts.model, mmluWorkload(opts), { batch: { option: '--batch-size', field: 'rows' } });
+  const model = loadModel(opts.model, { streaming: opts.streaming });
+  try {
+    mkdirSync(opts.out, { recursive: true });
+    writeMarker(opts.out, 'task-results');
+    const r = await evaluateTasks({
+      model, tokenizer, tasks: inputs, out: opts.out, fresh: opts.fresh, batchSize: opts.batchSize, cached: !opts.naive, maxLength: opts.maxLength,
+      onProgress: opts.onProgress, signal: opts.signal,
+    });
+    const maxLength = opts.maxLength ?? model.config.max_position_embeddings;
+    const taskHashes: Record<string, string> = {};
+    for (const [i, res] of r.results.entries()) {
+      for (const [j, sub] of res.subtasks.entries()) {
+        const input = inputs[i];
+        const docs = input.subtasks[j].docs;
+        const shots = drawShotsFor(input, input.subtasks[j], docs.slice(0, sub.records.length));
+        const lines = sub.records.map((rec) => sampleOf(input, docs[rec.doc_id], shots[rec.doc_id], rec));
+        const f = samplesFile(lines.map((l) => l.sample), lines.map((l) => l.hash));
+        taskHashes[sub.name] = f.taskHash;
+        if (opts.logSamples) atomicWriteText(join(opts.out, `samples_${sub.name}.jsonl`), f.text);
+      }
+      if (res.truncatedPrompts) {
+        log(`${res.task.name}: ${res.truncatedPrompts} of ${res.subtasks.reduce((n, s) => n + s.records.length, 0)} prompts were longer than the model's ${maxLength} tokens and lost their first tokens`
+          + (res.shots ? `; ${res.promptsWithFewerShots} of them hold fewer than ${res.shots} complete few-shot examples (recorded in lm_eval_results.json)` : ''));
+      }
+    }
+    const endTime = Date.now();
+    const metrics = metricsMap(r.results);
+    atomicWriteText(join(opts.out, 'lm_eval_results.json'), JSON.stringify(lmEvalJson(r.results, {
+      model, modelDir: opts.model, tokenizer, maxLength, batchSize: opts.batchSize ?? 16, backend: tf.getBackend(), startTime, endTime, taskHashes,
+    }), null, 2) + '\n');
+    atomicWriteText(join(opts.out, 'summary.json'), JSON.stringify({
+      model: opts.model, metrics,
+      tasks: Object.fromEntries(r.results.map((res) => [res.task.name, {
+        shots: res.shots, limit: res.limit, documents: res.subtasks.reduce((n, s) => n + s.records.length, 0),
+        truncatedPrompts: res.truncatedPrompts, promptsWithFewerShots: res.promptsWithFewerShots,
+        ...(res.subtasks.length > 1 ? { subtasks: Object.fromEntries(res.subtasks.map((s) => [s.name, s.metrics])) } : {}),
+      }])),
+    }, null, 2) + '\n');
+    atomicWriteText(join(opts.out, 'run.json'), JSON.stringify({
+      finished: new Date(endTime).toISOString(), backend: tf.getBackend(), seconds: r.seconds, computedDocs: r.computedDocs, resumedShards: r.resumedShards,
+      batchSize: opts.batchSize ?? 16, naive: !!opts.naive, streaming: !!opts.streaming, maxLength,
+    }, null, 2) + '\n');
+    return { out: opts.out, results: r.results, metrics, seconds: r.seconds, computedDocs: r.computedDocs, resumedShards: r.resumedShards };
+  } finally {
+    disposeModel(model);
+  }
+}
