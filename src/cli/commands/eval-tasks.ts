@@ -2,7 +2,7 @@ import type { Argv, CommandModule } from 'yargs';
 import { type GlobalArgs, claimOutput, forceOption, interruptOnSignals, logger, setup, type ArgsOf, computeOptions } from '../common.ts';
 import { LM_EVAL_TASKS, getTask, parseTasks, PAPER_MMLU } from '../../eval/tasks/registry.ts';
 import { TasksInterrupted } from '../../eval/tasks/evaluate.ts';
-import { runTasksEval, type RunTasksResult } from '../../eval/tasks/run.ts';
+import { prepareTasksEval, runTasksEval, type RunTasksOptions, type RunTasksResult } from '../../eval/tasks/run.ts';
 import { defaultTasksOut } from '../../eval/tasks/results.ts';
 import { progress, type Progress } from '../../runtime/progress.ts';
 import { UserError } from '../../runtime/errors.ts';
@@ -53,12 +53,11 @@ async function run(a: OneArgs | ManyArgs, names: string[], given: Record<string,
     data[name] = await resolveTaskData(given[name], task, shots ?? task.defaultShots, { quiet: a.quiet, log: logger(a) });
   }
   const release = claimOutput(out, `eval ${label}`, 'task-results', a.force, [a.model]);
-  await setup(a);
   const log = logger(a);
   const stop = interruptOnSignals(log, 'batch');
   let bar: Progress | null = null;
   try {
-    const r: RunTasksResult = await runTasksEval({
+    const opts: RunTasksOptions = {
       model: a.model, tasks: names.map((name) => ({ name, data: data[name] })), limit: a.limit, shots,
       subjects: a.subjects?.split(',').map((s) => s.trim()).filter(Boolean), out, logSamples: a['log-samples'], batchSize: a['batch-size'],
       naive: a.naive, maxLength: a['max-length'], streaming: a.streaming, fresh: a.fresh, log, signal: stop.signal,
@@ -66,7 +65,10 @@ async function run(a: OneArgs | ManyArgs, names: string[], given: Record<string,
         bar ??= progress(label, p.docsToRun, { unit: 'docs', quiet: a.quiet });
         bar.tick(p.docs, `| ${p.label}`);
       },
-    });
+    };
+    const prepared = await prepareTasksEval(opts); // data errors before the backend line
+    await setup(a);
+    const r: RunTasksResult = await runTasksEval(opts, prepared);
     (bar as Progress | null)?.done();
     log(`${r.computedDocs} documents in ${r.seconds.toFixed(1)} s${r.resumedShards ? ` (${r.resumedShards} shards loaded from an earlier run)` : ''}; results in ${out}`);
     if (a.json) {

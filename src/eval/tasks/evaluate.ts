@@ -108,6 +108,8 @@ export interface EvaluateTasksOptions {
   onProgress?: (p: EvaluateTasksProgress) => void;
   /** Stops between batches with TasksInterrupted; finished shards stay saved. */
   signal?: AbortSignal;
+  /** Documents per shard (default SHARD_DOCS). */
+  shardDocs?: number;
 }
 
 /** Thrown when the signal aborts a run; finished shards are saved. */
@@ -263,9 +265,10 @@ export async function evaluateTasks(opts: EvaluateTasksOptions): Promise<Evaluat
     for (const sub of input.subtasks) {
       const docs = sub.docs.slice(0, input.limit ?? sub.docs.length);
       const shots = drawShotsFor(input, sub, docs);
-      for (let from = 0, index = 0; from < docs.length; from += SHARD_DOCS, index++) {
-        const part = docs.slice(from, from + SHARD_DOCS);
-        const sh = shots.slice(from, from + SHARD_DOCS);
+      const size = opts.shardDocs ?? SHARD_DOCS;
+      for (let from = 0, index = 0; from < docs.length; from += size, index++) {
+        const part = docs.slice(from, from + size);
+        const sh = shots.slice(from, from + size);
         const shard: Shard = { input, sub, index, from, docs: part, shots: sh, fingerprint: shardFingerprint(input.task, part, sh) };
         shards.push(shard);
         if (!dir) continue;

@@ -15,7 +15,7 @@ import { atomicWriteText } from '../../io/atomic.ts';
 import { writeMarker } from '../../io/output-dir.ts';
 import { checkModelFits, mmluWorkload } from '../../model/memory-estimate.ts';
 import { disposeModel, loadModel } from '../../model/model.ts';
-import { loadTokenizer } from '../../tokenizer/tokenizer.ts';
+import { loadTokenizer, type Tokenizer } from '../../tokenizer/tokenizer.ts';
 import { evaluateTasks, type EvaluateTasksProgress, type TaskInput, type TaskResult } from './evaluate.ts';
 import { loadTask } from './load.ts';
 import type { MetricsMap } from './metrics.ts';
@@ -60,14 +60,26 @@ export function metricsMap(results: readonly TaskResult[]): MetricsMap {
   return Object.fromEntries(results.map((r) => [r.task.name, r.metrics]));
 }
 
-/** Evaluates the tasks on a model directory and writes the results directory. */
-export async function runTasksEval(opts: RunTasksOptions): Promise<RunTasksResult> {
-  const startTime = Date.now();
-  const log = opts.log ?? (() => {});
+/** A run's tokenizer and data, loaded and checked before any model (so a data error comes first). */
+export interface PreparedTasks {
+  tokenizer: Tokenizer;
+  inputs: TaskInput[];
+}
+
+/** Loads the tokenizer and every task's data, and checks the run fits in memory. */
+export async function prepareTasksEval(opts: RunTasksOptions): Promise<PreparedTasks> {
   const tokenizer = await loadTokenizer(opts.model);
   const inputs: TaskInput[] = [];
   for (const t of opts.tasks) inputs.push(await loadTask(getTask(t.name), t.data, { shots: opts.shots, limit: opts.limit, subjects: opts.subjects }));
   checkModelFits(`eval ${opts.tasks.length === 1 ? opts.tasks[0].name : 'tasks'}`, opts.model, mmluWorkload(opts), { batch: { option: '--batch-size', field: 'rows' } });
+  return { tokenizer, inputs };
+}
+
+/** Evaluates the tasks on a model directory and writes the results directory (prepared: from prepareTasksEval). */
+export async function runTasksEval(opts: RunTasksOptions, prepared?: PreparedTasks): Promise<RunTasksResult> {
+  const startTime = Date.now();
+  const log = opts.log ?? (() => {});
+  const { tokenizer, inputs } = prepared ?? await prepareTasksEval(opts);
   const model = loadModel(opts.model, { streaming: opts.streaming });
   try {
     mkdirSync(opts.out, { recursive: true });
