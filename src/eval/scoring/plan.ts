@@ -38,7 +38,7 @@ export function planRows(rows: readonly ScoreRow[], candidates: readonly PrefixC
   if (!cached) return { rows, groups: [], alone: rows.map((_, i) => i) };
   const grouped = new Set<number>();
   const groups: RowGroup[] = [];
-  for (const c of candidates) {
+  for (const [candidate, c] of candidates.entries()) {
     const L = c.prefix.length;
     const cacheable = (r: number) => Math.min(commonLength(rows[r].ids, c.prefix), firstRead(rows[r]));
     const members: number[] = [];
@@ -51,7 +51,7 @@ export function planRows(rows: readonly ScoreRow[], candidates: readonly PrefixC
     members.forEach((r) => grouped.add(r));
     const start = Math.min(...members.map(cacheable));
     members.sort((a, b) => rows[b].ids.length - rows[a].ids.length || a - b);
-    groups.push({ start, rows: members });
+    groups.push({ start, candidate, rows: members });
   }
   return { rows, groups, alone: rows.map((_, i) => i).filter((r) => !grouped.has(r)) };
 }

@@ -17,6 +17,8 @@ import { streamsLayers, type LlamaModel } from '../../model/model.ts';
 export interface RowTargets {
   start: number;
   tokens: readonly number[];
+  /** Whether to find each position's arg-max (is_greedy; default true): a pass over the vocabulary per token. */
+  greedy?: boolean;
 }
 
 /** One sequence to run and what to read from it. */
@@ -31,7 +33,7 @@ export interface ScoreRow {
 
 /** What was read from a row. */
 export interface RowScore {
-  /** Per target span: Σ log p(token), summed in float64 from 0 in position order, and whether every token was the arg-max. */
+  /** Per target span: Σ log p(token), summed in float64 from 0 in position order, and whether every token was the arg-max (true when not asked). */
   spans: { logProb: number; greedy: boolean }[];
   /** The requested logits (empty without a `logits` read). */
   logits: number[];
@@ -40,6 +42,8 @@ export interface RowScore {
 /** Rows that share their first `start` ids: the prefix runs once, each row then feeds ids.slice(start). */
 export interface RowGroup {
   start: number;
+  /** The candidate group (planRows) it came from. */
+  candidate?: number;
   /** Members, in the order their batches are formed (longest first). */
   rows: number[];
 }
@@ -113,14 +117,14 @@ function scoringJob(rows: readonly ScoreRow[], batch: readonly number[], start: 
   const padded = inputs.map((r) => (r.length === T ? r : [...r, ...new Array<number>(T - r.length).fill(0)]));
   // Flat positions [b * T + t] whose logits are needed, in row order, each row's positions ascending.
   const positions: number[] = [];
-  const reads: { row: number; span: number; token: number; logits: boolean }[] = [];
+  const reads: { row: number; span: number; token: number; logits: boolean; greedy: boolean }[] = [];
   batch.forEach((r, b) => {
     const row = rows[r];
     out[r] = { spans: row.targets.map(() => ({ logProb: 0, greedy: true })), logits: [] };
-    const at = new Map<number, { span: number; token: number }[]>();
+    const at = new Map<number, { span: number; token: number; greedy: boolean }[]>();
     row.targets.forEach((t, span) => t.tokens.forEach((token, k) => {
       const p = t.start + k;
-      at.set(p, [...(at.get(p) ?? []), { span, token }]);
+      at.set(p, [...(at.get(p) ?? []), { span, token, greedy: t.greedy ?? true }]);
     }));
     const logitsAt = row.logits?.position;
     const ps = [...new Set([...at.keys(), ...(logitsAt === undefined ? [] : [logitsAt])])].sort((x, y) => x - y);
@@ -128,11 +132,11 @@ function scoringJob(rows: readonly ScoreRow[], batch: readonly number[], start: 
       if (p < start || p >= row.ids.length) throw new Error(`scoreRows: row ${r} reads position ${p} outside ${start}..${row.ids.length - 1}`);
       for (const read of at.get(p) ?? []) {
         positions.push(b * T + p - start);
-        reads.push({ row: r, span: read.span, token: read.token, logits: false });
+        reads.push({ row: r, span: read.span, token: read.token, logits: false, greedy: read.greedy });
       }
       if (p === logitsAt) {
         positions.push(b * T + p - start);
-        reads.push({ row: r, span: -1, token: -1, logits: true });
+        reads.push({ row: r, span: -1, token: -1, logits: true, greedy: false });
       }
     }
   });
@@ -150,7 +154,7 @@ function scoringJob(rows: readonly ScoreRow[], batch: readonly number[], start: 
         }
         const s = o.spans[read.span];
         s.logProb += v[read.token] - logSumExp(v);
-        if (argmaxOf(v) !== read.token) s.greedy = false;
+        if (read.greedy && s.greedy && argmaxOf(v) !== read.token) s.greedy = false;
       }
     },
   };
