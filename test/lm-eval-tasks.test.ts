@@ -27,7 +27,7 @@ import { loadTask } from '../src/eval/tasks/load.ts';
 import { getTask, parseTasks } from '../src/eval/tasks/registry.ts';
 import { runTasksEval } from '../src/eval/tasks/run.ts';
 import { resolveTaskData } from '../src/hub/dataset.ts';
-import { pyFloatStr, pyJson, PyFloat } from '../src/eval/tasks/python.ts';
+import { pyFloatStr, pyJson, PyFloat } from '../src/runtime/python.ts';
 import { mcnemar, meanStderr } from '../src/eval/tasks/metrics.ts';
 
 const TMP = mkdtempSync(join(tmpdir(), 'mka-lm-eval-tasks-'));

@@ -18,30 +18,9 @@
  */
 import type { Tokenizer } from '../../tokenizer/tokenizer.ts';
 import { UserError } from '../../runtime/errors.ts';
+import { pyRstrip } from '../../runtime/python.ts';
 import { planRows, type PrefixCandidate } from './plan.ts';
 import type { ScorePlan, ScoreRow } from './rows.ts';
-
-/** Python's str.isspace characters (a superset of JavaScript's \s but for U+FEFF, which Python does not count). */
-const PY_SPACE = /[\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]/;
-
-/** Whether a character is whitespace as Python's str.isspace says. */
-export function isPySpace(ch: string): boolean {
-  return ch.length > 0 && PY_SPACE.test(ch);
-}
-
-/** Python's str.rstrip() (no argument). */
-export function pyRstrip(s: string): string {
-  let end = s.length;
-  while (end > 0 && isPySpace(s[end - 1])) end--;
-  return s.slice(0, end);
-}
-
-/** Python's str.strip() (no argument). */
-export function pyStrip(s: string): string {
-  let start = 0;
-  while (start < s.length && isPySpace(s[start])) start++;
-  return pyRstrip(s.slice(start));
-}
 
 /** One loglikelihood request: log p(continuation | context). */
 export interface LoglikelihoodRequest {

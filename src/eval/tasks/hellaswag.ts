@@ -3,7 +3,7 @@
  * the prompt "<activity_label>: <ctx_a> <Ctx_b>" cleaned of WikiHow's bracket artifacts, the four endings
  * cleaned the same way as continuations, acc and acc_norm.
  */
-import { pyCapitalize, pyStrip } from './python.ts';
+import { pyCapitalize, pyStrip } from '../../runtime/python.ts';
 import type { Doc, TaskDefinition } from './task.ts';
 
 /** lm-eval's hellaswag preprocess: strip, " [title]" → ". ", drop "[...]", then one pass of "  " → " ". */

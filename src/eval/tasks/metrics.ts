@@ -11,7 +11,7 @@
  * Comparing two models on the same documents: an exact McNemar test on the documents one gets right
  * and the other wrong (paired, so far more sensitive than comparing two means with their stderrs).
  */
-import { pyLen } from './python.ts';
+import { pyLen } from '../../runtime/python.ts';
 
 /** One metric of one task: its value, standard error (null when undefined, e.g. one document) and document count. */
 export interface MetricValue {

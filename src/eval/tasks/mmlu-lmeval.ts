@@ -9,7 +9,7 @@
  */
 import { categoryOf, type MmluCategory } from '../mmlu/categories.ts';
 import { ANSWER_LETTERS, loadMmlu, type MmluQuestion } from '../mmlu/data.ts';
-import { pyStrip } from './python.ts';
+import { pyStrip } from '../../runtime/python.ts';
 import type { Doc, Subtask, TaskDefinition } from './task.ts';
 
 const GROUP: Record<MmluCategory, string> = { STEM: 'stem', humanities: 'humanities', 'social sciences': 'social_sciences', other: 'other' };

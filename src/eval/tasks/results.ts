@@ -18,7 +18,7 @@ import type { LlamaModel } from '../../model/model.ts';
 import { parameterCount } from '../../model/model.ts';
 import type { Tokenizer } from '../../tokenizer/tokenizer.ts';
 import { mkaVersion } from '../../runtime/version.ts';
-import { PyFloat, hashString, pyFloatStr, pyJson } from './python.ts';
+import { PyFloat, hashString, pyFloatStr, pyJson } from '../../runtime/python.ts';
 import type { DocRecord, TaskInput, TaskResult } from './evaluate.ts';
 import { docRequests } from './requests.ts';
 import type { Doc } from './task.ts';

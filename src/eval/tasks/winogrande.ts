@@ -5,7 +5,7 @@
  * The validation split of allenai/winogrande, configuration winogrande_xl.
  */
 import { UserError } from '../../runtime/errors.ts';
-import { pyStrip } from './python.ts';
+import { pyStrip } from '../../runtime/python.ts';
 import type { Doc, TaskDefinition } from './task.ts';
 
 function blank(doc: Doc): number {

@@ -1,11 +1,31 @@
 /**
- * The few Python behaviours lm-evaluation-harness's prompts and output files depend on, so that mka
- * builds the same strings and the same hashes: str.strip/rstrip/capitalize, len() in code points,
- * str() of a float, and json.dumps(obj, indent=2, ensure_ascii=False).
+ * The few Python behaviours lm-evaluation-harness's requests, prompts and output files depend on, so that
+ * mka builds the same strings and the same hashes: str.isspace/strip/rstrip/capitalize, len() in code
+ * points, str() of a float, and json.dumps(obj, indent=2, ensure_ascii=False).
  */
 import { createHash } from 'node:crypto';
 
-export { isPySpace, pyRstrip, pyStrip } from '../scoring/loglikelihood.ts';
+/** Python's str.isspace characters (a superset of JavaScript's \s but for U+FEFF, which Python does not count). */
+const PY_SPACE = /[\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]/;
+
+/** Whether a character is whitespace as Python's str.isspace says. */
+export function isPySpace(ch: string): boolean {
+  return ch.length > 0 && PY_SPACE.test(ch);
+}
+
+/** Python's str.rstrip() (no argument). */
+export function pyRstrip(s: string): string {
+  let end = s.length;
+  while (end > 0 && isPySpace(s[end - 1])) end--;
+  return s.slice(0, end);
+}
+
+/** Python's str.strip() (no argument). */
+export function pyStrip(s: string): string {
+  let start = 0;
+  while (start < s.length && isPySpace(s[start])) start++;
+  return pyRstrip(s.slice(start));
+}
 
 /** len(s) in Python: code points, not UTF-16 units. */
 export function pyLen(s: string): number {
