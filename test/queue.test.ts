@@ -15,8 +15,9 @@ import { UserError } from '../src/runtime/errors.ts';
 import { CLI, NO_REDIS, mka, resultsWithoutTimings, startRedis, tinySweepArgs } from './queue-fixture.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'mka-queue-'));
-// 2 subjects: calibration, then 3 points of 2 subject jobs each (10 jobs)
-const args = await tinySweepArgs(root, 'mka,shortgpt', '0,2', ['demo_arithmetic', 'demo_facts']);
+// 2 MMLU subjects and boolq (one shard of 5 documents): calibration, then 3 points of 2 subject jobs and a shard job each (13 jobs)
+const args = [...await tinySweepArgs(root, 'mka,shortgpt', '0,2', ['demo_arithmetic', 'demo_facts']),
+  '--tasks', 'mmlu,boolq', '--task-data', `boolq=${join(process.cwd(), 'test', 'fixtures', 'tasks', 'boolq.jsonl')}`];
 let redis: Awaited<ReturnType<typeof startRedis>> | null = null;
 const children: ChildProcess[] = [];
 
@@ -105,15 +106,16 @@ test('a queued sweep over worker processes, one killed mid-job, equals the local
   for (const w of workers) assert.ok(w.log.some((l) => l.startsWith('worker: done ')), `a worker ran nothing:\n${w.log.join('\n')}`);
 
   assert.deepEqual(resultsWithoutTimings(queued), resultsWithoutTimings(local));
-  // each subject computed alone by a worker has the bytes the local sweep's evaluation wrote
+  // each subject and task shard computed alone by a worker has the bytes the local sweep's evaluation wrote
   for (const point of readdirSync(join(local, 'eval'))) {
-    for (const f of readdirSync(join(local, 'eval', point, 'subjects'))) {
-      assert.equal(readFileSync(join(queued, 'eval', point, 'subjects', f), 'utf8'), readFileSync(join(local, 'eval', point, 'subjects', f), 'utf8'), `${point}/${f}`);
+    for (const f of [...readdirSync(join(local, 'eval', point, 'subjects')).map((x) => `subjects/${x}`), 'tasks/boolq/shards/boolq-00000.json']) {
+      assert.equal(readFileSync(join(queued, 'eval', point, f), 'utf8'), readFileSync(join(local, 'eval', point, f), 'utf8'), `${point}/${f}`);
     }
   }
+  assert.match(readFileSync(join(queued, 'results.csv'), 'utf8').split('\n')[0], /,boolq_acc,boolq_acc_stderr,boolq_acc_delta,boolq_acc_p,average,/);
 
   const status = await queueStatus({ url: redis!.url, name: 'ok' });
-  assert.deepEqual([status.counts.done, status.counts.failed, status.counts.waiting, status.counts.active], [10, 0, 0, 0]);
+  assert.deepEqual([status.counts.done, status.counts.failed, status.counts.waiting, status.counts.active], [13, 0, 0, 0]);
 });
 
 test('a job failing with a user error fails once, its error reaches the sweep and queue status, and a rerun after the fix finishes', { skip: NO_REDIS }, async () => {

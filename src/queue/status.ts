@@ -23,6 +23,7 @@ export interface QueueStatus {
 
 function describe(d: SweepJob): string {
   if (d.kind === 'calibration') return 'calibration';
+  if (d.kind === 'shard') return `${pointLabel(d.point)} ${d.subtask === d.task ? d.task : d.subtask} ${d.index}`;
   return d.kind === 'point' ? `point ${pointLabel(d.point)}` : `${pointLabel(d.point)} ${d.subject}`;
 }
 

@@ -15,6 +15,7 @@
  * point at a time (`--point`) or as queue jobs on many machines (src/queue/).
  */
 import type { PipelineOptions } from '../pipeline/plan-targets.ts';
+import type { MetricsMap, PairedTest } from '../eval/tasks/metrics.ts';
 import { openSweep } from './context.ts';
 import { calibrateSweep } from './calibrate.ts';
 import { runPoint } from './point.ts';
@@ -23,6 +24,7 @@ import { assembleSweepReport } from './assemble.ts';
 import { readStoredPoint } from './point.ts';
 import { EvaluationInterrupted } from '../eval/mmlu/evaluate.ts';
 import { PplInterrupted } from '../eval/ppl/evaluate.ts';
+import { TasksInterrupted } from '../eval/tasks/evaluate.ts';
 
 export interface SweepOptions extends PipelineOptions {
   model: string;
@@ -43,6 +45,12 @@ export interface SweepOptions extends PipelineOptions {
   runInfo?: Record<string, unknown>;
   /** A text corpus: adds each point's perplexity on it (the `ppl` column), as `mka eval ppl` computes it. */
   ppl?: { text: string; seqLen?: number; stride?: number };
+  /** Tasks each point is evaluated on (default ['mmlu'], the paper's MMLU on `data`); see src/eval/tasks/registry.ts. */
+  tasks?: string[];
+  /** Local data (file or directory) of each task but mmlu (hub ids are resolved by the caller). */
+  taskData?: Record<string, string>;
+  /** Few-shot examples of the tasks but mmlu (default: each task's own; mmlu_lmeval takes --ntrain). */
+  numFewshot?: number;
   /** Stops the sweep after the current MMLU batch (EvaluationInterrupted); finished points and subjects stay saved. */
   signal?: AbortSignal;
 }
@@ -56,13 +64,18 @@ export interface SweepPoint {
   layers_removed: number;
   layers: number;
   compression_ratio: number;
-  mmlu: number;
-  mmlu_macro: number;
+  /** Every task's metrics (task → metric → value, stderr, n); the columns below repeat MMLU's. */
+  metrics: MetricsMap;
+  /** Per task and metric, the paired test of this point against the original on the same documents (null for the original). */
+  paired: Record<string, Record<string, PairedTest>> | null;
+  /** MMLU (the paper's) accuracy over questions, and the rest of its summary (null when the sweep has no mmlu task). */
+  mmlu: number | null;
+  mmlu_macro: number | null;
   stem: number | null;
   humanities: number | null;
   social_sciences: number | null;
   other: number | null;
-  perplexity: number;
+  perplexity: number | null;
   /** Perplexity on the sweep's text corpus (null without one). */
   ppl: number | null;
   agreement: number | null;
@@ -86,7 +99,7 @@ export async function interruptible<T>(opts: SweepOptions, step: () => Promise<T
   try {
     return await step();
   } catch (e) {
-    if (e instanceof EvaluationInterrupted || e instanceof PplInterrupted) throw stopped();
+    if (e instanceof EvaluationInterrupted || e instanceof PplInterrupted || e instanceof TasksInterrupted) throw stopped();
     throw e;
   }
 }

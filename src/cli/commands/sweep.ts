@@ -11,6 +11,10 @@ import { METHODS } from '../../compress/methods/registry.ts';
 import { analysisOptions, calibrationOptions, methodParameters, mkaOptions } from './compress-options.ts';
 import { checkChosen, parseCounts } from '../validate.ts';
 import { checkOutputDir } from '../../io/output-dir.ts';
+import { headlineMetric, sweepTasks } from '../../sweep/tasks.ts';
+import { getTask, parseTasks, TASK_NAMES } from '../../eval/tasks/registry.ts';
+import { resolveTaskData } from '../../hub/dataset.ts';
+import { taskData } from './eval-tasks.ts';
 
 const builder = (y: Argv<GlobalArgs>) => mkaOptions(forceOption(calibrationOptions(computeOptions(y))))
   .option('model', { type: 'string', demandOption: true, describe: 'Hugging Face model directory' })
@@ -19,6 +23,9 @@ const builder = (y: Argv<GlobalArgs>) => mkaOptions(forceOption(calibrationOptio
   .option('ntrain', { type: 'number', default: 5, describe: 'few-shot examples per MMLU prompt' })
   .option('limit', { type: 'number', describe: 'first N test questions per subject (quick runs)' })
   .option('eval-subjects', { type: 'string', describe: 'comma-separated MMLU subjects to evaluate (default all)' })
+  .option('tasks', { type: 'string', default: 'mmlu', describe: `comma-separated tasks every point is evaluated on: ${TASK_NAMES.join(', ')} (mmlu: the paper's, on --data)` })
+  .option('task-data', { type: 'string', describe: 'data of the tasks but mmlu, TASK=PATH comma-separated (a file, directory or hub id; default: each task\'s hub dataset)' })
+  .option('num-fewshot', { type: 'number', describe: 'few-shot examples of the tasks but mmlu (default: each task\'s own; mmlu_lmeval: --ntrain)' })
   .option('batch-size', { type: 'number', default: 16, describe: 'questions per forward pass' })
   .option('chosen', { type: 'string', describe: 'point for categories.png, e.g. mka:2 (default: largest mka count)' })
   .option('keep-models', { type: 'boolean', default: false, describe: 'also write every compressed model to OUT/models/' })
@@ -38,13 +45,14 @@ const builder = (y: Argv<GlobalArgs>) => mkaOptions(forceOption(calibrationOptio
   .demandOption('data')
   .example('$0 sweep --model models/demo --data data/demo-mmlu --remove 0,1,2,4 --out results/demo', '')
   .example('$0 sweep --model llama-3-8b --data mmlu --point mka:4 --out /shared/run', 'one point (e.g. one Slurm array task); then --report')
-  .example('$0 sweep --model llama-3-8b --data mmlu --methods mka,reverse --remove 0,4,8,12,14 --out results/llama3-8b', '');
+  .example('$0 sweep --model llama-3-8b --data mmlu --methods mka,reverse --remove 0,4,8,12,14 --out results/llama3-8b', '')
+  .example('$0 sweep --model llama-3-8b --data mmlu --tasks mmlu,hellaswag,arc_easy,arc_challenge,piqa,winogrande,boolq --remove 0,8 --out results/l3-tasks', 'the pruning papers\' table: per-task columns and their average');
 
 type Args = ArgsOf<typeof builder>;
 
 export const sweepCommand: CommandModule<GlobalArgs, Args> = {
   command: 'sweep',
-  describe: 'MMLU accuracy of every method at every removal count: results.csv/json, plots, summary.md (resumable)',
+  describe: 'MMLU (and other tasks\') accuracy of every method at every removal count: results.csv/json, plots, summary.md (resumable)',
   builder,
   handler: async (a) => {
     if (a['list-points']) {
@@ -54,6 +62,12 @@ export const sweepCommand: CommandModule<GlobalArgs, Args> = {
     }
     const opts = sweepOptions(a, {});
     checkChosen(a.chosen, opts.methods, opts.remove);
+    // each task's data as a local path (hub datasets fetched into the cache), so queue workers get paths
+    const tasks = sweepTasks(opts);
+    const others = tasks.filter((t) => t !== 'mmlu');
+    const given = taskData(others, a['task-data']);
+    opts.taskData = {};
+    for (const t of others) opts.taskData[t] = await resolveTaskData(given[t], getTask(t), t === 'mmlu_lmeval' ? a['num-fewshot'] ?? a.ntrain : a['num-fewshot'] ?? getTask(t).defaultShots, { quiet: a.quiet, log: logger(a) });
     // One point, or a queue: many processes write one --out at once, so the directory is checked but
     // not locked (every file they write is atomic and keyed); a whole sweep or a report locks it.
     const shared = a.point !== undefined || a.queue !== undefined;
@@ -68,7 +82,7 @@ export const sweepCommand: CommandModule<GlobalArgs, Args> = {
       if (a.point !== undefined) {
         const row = await runSweepPoint(opts, String(a.point));
         if (a.json) process.stdout.write(JSON.stringify(row) + '\n');
-        else if (row) process.stdout.write(`${a.point}: MMLU ${(100 * row.mmlu).toFixed(2)}% (${row.layers} layers) in ${a.out}\n`);
+        else if (row) process.stdout.write(`${a.point}: ${Object.entries(row.metrics).map(([t, m]) => `${t === 'mmlu' ? 'MMLU' : t} ${(100 * m[headlineMetric(t)].value).toFixed(2)}%`).join(', ')} (${row.layers} layers) in ${a.out}\n`);
         return;
       }
       const points = a.report ? await assembleSweepReport(opts)
@@ -95,6 +109,7 @@ function sweepOptions(a: Args, runInfo: Record<string, unknown>): SweepOptions {
   return {
     ...analysisOptions(a, log), model: a.model, data: a.data, methods, remove: parseCounts(a.remove), ntrain: a.ntrain,
     limit: a.limit, evalSubjects: a['eval-subjects']?.split(','), batchSize: a['batch-size'], params: methodParameters(a),
+    tasks: parseTasks(a.tasks), numFewshot: a['num-fewshot'],
     chosen: a.chosen, keepModels: a['keep-models'], out: a.out, quiet: a.quiet, log,
     runInfo,
     ppl: a.text ? { text: a.text, seqLen: a['seq-len'], stride: a.stride } : undefined,

@@ -110,6 +110,28 @@ export interface EvaluateTasksOptions {
   signal?: AbortSignal;
   /** Documents per shard (default SHARD_DOCS). */
   shardDocs?: number;
+  /** Compute only the shards this accepts (a queue job's share); the others are neither computed nor needed. */
+  only?: (shard: ShardId) => boolean;
+}
+
+/** A shard of a task: documents index·SHARD_DOCS.. of one subtask. */
+export interface ShardId {
+  task: string;
+  subtask: string;
+  index: number;
+}
+
+/** The shards of a task (subtask by subtask, in order). */
+export function taskShards(input: TaskInput, shardDocs = SHARD_DOCS): ShardId[] {
+  return input.subtasks.flatMap((sub) => {
+    const n = Math.min(input.limit ?? sub.docs.length, sub.docs.length);
+    return Array.from({ length: Math.ceil(n / shardDocs) }, (_, index) => ({ task: input.task.name, subtask: sub.name, index }));
+  });
+}
+
+/** Where a finished shard is saved under a results directory. */
+export function shardFile(out: string, s: ShardId): string {
+  return join(out, s.task, 'shards', `${s.subtask}-${String(s.index).padStart(5, '0')}.json`);
 }
 
 /** Thrown when the signal aborts a run; finished shards are saved. */
@@ -232,10 +254,11 @@ function openTaskDir(out: string, task: string, key: Record<string, unknown>, fr
   mkdirSync(shards, { recursive: true });
   if (!existsSync(keyFile) || fresh) atomicWriteText(keyFile, text);
   const stamp = createHash('sha256').update(text).digest('hex').slice(0, 16);
-  return { file: (sub, index) => join(shards, `${sub}-${String(index).padStart(5, '0')}.json`), stamp };
+  return { file: (sub, index) => shardFile(out, { task, subtask: sub, index }), stamp };
 }
 
 export interface EvaluateTasksResult {
+  /** Every task's results; empty when `only` left shards unfinished. */
   results: TaskResult[];
   seconds: number;
   computedDocs: number;
@@ -283,7 +306,7 @@ export async function evaluateTasks(opts: EvaluateTasksOptions): Promise<Evaluat
     }
   }
   const resumedShards = done.size;
-  const pending = shards.filter((s) => !done.has(s));
+  const pending = shards.filter((s) => !done.has(s) && (!opts.only || opts.only({ task: s.input.task.name, subtask: s.sub.name, index: s.index })));
   const docsToRun = pending.reduce((n, s) => n + s.docs.length, 0);
   let docsDone = 0;
   const tokensPerPass = streamsLayers(model) ? passTokens(model.config) : 0;
@@ -316,6 +339,7 @@ export async function evaluateTasks(opts: EvaluateTasksOptions): Promise<Evaluat
     });
   }
 
+  if (shards.some((s) => !done.has(s))) return { results: [], seconds: (performance.now() - t0) / 1000, computedDocs: docsDone, resumedShards };
   const results = opts.tasks.map((input): TaskResult => {
     const subtasks = input.subtasks.map((sub): SubtaskResult => {
       const records = shards.filter((s) => s.input === input && s.sub === sub).flatMap((s) => done.get(s)!);
