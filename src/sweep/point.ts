@@ -128,6 +128,11 @@ async function evaluatePoint(ctx: SweepContext, p: PointId, model: LlamaModel, s
     bar = null;
     if (!shard) {
       summary = r.summary!;
+      const fit = summary.fitting;
+      if (p.method === 'original' && (fit.promptsWithDroppedExamples || fit.truncatedQuestions)) {
+        opts.log?.(`sweep: ${fit.promptsWithDroppedExamples} of ${summary.overall.questions} MMLU prompts lost dev examples to fit the model's context (${fit.droppedExamples} in all)`
+          + `${fit.truncatedQuestions ? `, ${fit.truncatedQuestions} questions were cut to their last tokens` : ''}; every point sees the same prompts (points/original.json records it)`);
+      }
       const m = mmluPointMetrics(r.records);
       metrics[PAPER_MMLU] = m.metrics;
       documents[PAPER_MMLU] = m.documents;

@@ -27,6 +27,7 @@ const mmluOptions = (y: Argv<GlobalArgs>) => forceOption(computeOptions(y))
   .option('protocol', { choices: PROTOCOLS, default: 'mka' as Protocol, describe: 'released: score as the paper\'s released code (no BOS unless --bos)' })
   .option('quantize', { choices: QUANT_SCHEMES, default: 'none' as QuantScheme, describe: 'evaluate with the weights rounded as `export --quantize` stores them' })
   .option('dump-prompts', { type: 'string', describe: 'write every prompt as fed to the model to this JSONL file' })
+  .option('log-samples', { type: 'boolean', default: false, describe: 'also write samples_mmlu_<subject>.jsonl into the results directory, in lm-eval\'s --log_samples layout' })
   .option('dry-run', { type: 'boolean', default: false, describe: 'build and tokenize the prompts, report counts and a time estimate; run no evaluation' })
   .option('fresh', { type: 'boolean', default: false, describe: 'discard earlier results in the results directory' })
   .option('streaming', { type: 'boolean', default: false, describe: 'one decoder layer in memory at a time (read from disk on every forward pass)' })
@@ -51,7 +52,7 @@ const mmluCommand: CommandModule<GlobalArgs, ArgsOf<typeof mmluOptions>> = {
         model: a.model, data: a.data, ntrain: a.ntrain, limit: a.limit, out: out ?? undefined,
         subjects: a.subjects?.split(',').map((s) => s.trim()).filter(Boolean),
         batchSize: a['batch-size'], naive: a.naive, referenceModel: a['reference-model'], answerTokens: a['answer-tokens'], bos,
-        quantize: a.quantize, dumpPrompts: a['dump-prompts'], dryRun: a['dry-run'], fresh: a.fresh, streaming: a.streaming, signal: stop.signal,
+        quantize: a.quantize, dumpPrompts: a['dump-prompts'], logSamples: a['log-samples'], dryRun: a['dry-run'], fresh: a.fresh, streaming: a.streaming, signal: stop.signal,
         onProgress: (p) => {
           bar ??= progress('mmlu', p.questionsToRun, { unit: 'questions', quiet: a.quiet });
           bar.tick(p.questions, `| subjects ${p.subjectsDone}/${p.subjectsTotal} (${p.subject})`);
@@ -75,6 +76,11 @@ const mmluCommand: CommandModule<GlobalArgs, ArgsOf<typeof mmluOptions>> = {
             + (e.streamedPasses.cached ? `, on one layer, plus ${e.streamedPasses.cached} streamed pass${e.streamedPasses.cached > 1 ? 'es' : ''} reading each layer in ${e.layerReadSeconds.toFixed(1)} s)` : ')'),
         ].join('\n') + '\n');
         return;
+      }
+      const fit = r.summary!.fitting;
+      if (fit.promptsWithDroppedExamples || fit.truncatedQuestions) {
+        log(`mmlu: ${fit.promptsWithDroppedExamples} of ${r.summary!.overall.questions} prompts were longer than the model's context and lost dev examples (${fit.droppedExamples} in all)`
+          + `${fit.truncatedQuestions ? `; ${fit.truncatedQuestions} questions were still too long and cut to their last tokens` : ''} (recorded in summary.json and lm_eval_results.json)`);
       }
       const resumed = r.resumedSubjects.length ? `, ${r.resumedSubjects.length} subjects loaded from an earlier run` : '';
       log(`${r.computedQuestions} questions in ${fmtSeconds(r.seconds)}${r.seconds > 0 ? ` (${(r.computedQuestions / r.seconds).toFixed(2)} questions/s)` : ''}${resumed}; results in ${r.out}`);

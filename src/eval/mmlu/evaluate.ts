@@ -377,6 +377,8 @@ export async function evaluateMmlu(opts: EvaluateMmluOptions): Promise<EvaluateM
     questionsPerSecond: seconds > 0 ? computedQuestions / seconds : null, resumedSubjects,
     uncachedQuestions: cached ? stats.uncachedQuestions : stats.questions,
     testQuestions: Object.fromEntries(subjects.map((s) => [s, data.test.get(s)!.length])),
+    shotsKept: Object.fromEntries(ordered.map((r) => [r.subject, Math.min(...r.questions.map((q) => q.ntrainKept))])),
+    fitting: summary.fitting,
   });
   return { records: ordered.flatMap((r) => r.questions), summary, stats, resumedSubjects, seconds, planSeconds, computedQuestions };
 }

@@ -77,7 +77,8 @@ export function openResultsDir(dir: string, key: RunKey, fresh: boolean): Result
   const stored = existsSync(subjectsDir) ? readdirSync(subjectsDir).filter((f) => f.endsWith('.json')) : [];
   if (fresh) {
     for (const f of stored) rmSync(join(subjectsDir, f));
-    for (const f of [...OUTPUT_FILES, 'run-key.json']) rmSync(join(dir, f), { force: true });
+    const samples = existsSync(dir) ? readdirSync(dir).filter((f) => /^samples_mmlu_.+\.jsonl$/.test(f)) : [];
+    for (const f of [...OUTPUT_FILES, ...samples, 'run-key.json']) rmSync(join(dir, f), { force: true });
   } else if (existsSync(keyFile)) {
     const old = readFileSync(keyFile, 'utf8');
     if (old !== text) {
