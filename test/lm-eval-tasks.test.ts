@@ -142,6 +142,23 @@ test('raw loglikelihood requests score as lm-eval\'s HFLM: trailing whitespace, 
   assert.equal(tf.memory().numTensors, before);
 });
 
+test('a streamed model scores several tasks in one pass over its layers, as the resident model does', async () => {
+  const inputs = [await loadTask(getTask('hellaswag'), join(FIX, 'tasks', 'hellaswag.parquet')), await loadTask(getTask('boolq'), join(FIX, 'tasks', 'boolq.jsonl'))];
+  const resident = await evaluateTasks({ model, tokenizer, tasks: inputs });
+  const streamed = loadModel(MODEL, { streaming: true });
+  try {
+    const r = await evaluateTasks({ model: streamed, tokenizer, tasks: inputs });
+    assert.equal(streamed.stats.layerLoads, streamed.config.num_hidden_layers, 'each layer read once for both tasks');
+    r.results.forEach((t, i) => t.subtasks[0].records.forEach((rec, d) => {
+      const want = resident.results[i].subtasks[0].records[d];
+      assert.ok(rec.lls.every((ll, c) => Math.abs(ll - want.lls[c]) < 1e-4), `${t.task.name} document ${d}`);
+      assert.equal(rec.acc, want.acc);
+    }));
+  } finally {
+    disposeModel(streamed);
+  }
+});
+
 test('an interrupted evaluation resumes from its saved shards to the same results; the run key refuses another run', async () => {
   const task = getTask('arc_easy');
   const input = await loadTask(task, join(FIX, 'tasks', 'arc_easy.parquet'));

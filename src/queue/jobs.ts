@@ -9,7 +9,7 @@
  * models, data and results directory are reached by path (a shared filesystem).
  */
 import type { JobsOptions } from 'bullmq';
-import type { SweepOptions, SweepSettings } from '../sweep/sweep.ts';
+import type { SweepOptions, SweepSettings } from '../sweep/types.ts';
 import { pointName, type PointId } from '../sweep/points.ts';
 
 /** Sweep options as carried by a job (no callbacks). */

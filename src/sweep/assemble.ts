@@ -11,7 +11,7 @@ import { mkaVersion } from '../runtime/version.ts';
 import { writeSweepReport } from './report.ts';
 import { ORIGINAL, pointLabel, sweepPoints } from './points.ts';
 import { readStoredPoint, rowOf } from './point.ts';
-import type { SweepOptions, SweepPoint } from './sweep.ts';
+import type { SweepOptions, SweepPoint } from './types.ts';
 import { headlineMetric, pairedTests, sweepTasks } from './tasks.ts';
 import { PAPER_MMLU } from '../eval/tasks/registry.ts';
 

@@ -25,7 +25,7 @@ import { atomicWriteText } from '../io/atomic.ts';
 import { writeMarker } from '../io/output-dir.ts';
 import { prepareCorpus, type PplCorpus } from '../eval/ppl/run.ts';
 import { UserError } from '../runtime/errors.ts';
-import type { SweepOptions, SweepSettings } from './sweep.ts';
+import type { SweepOptions, SweepSettings } from './types.ts';
 import { loadSweepTasks, mmluOnly, sweepTasks } from './tasks.ts';
 import type { TaskInput } from '../eval/tasks/evaluate.ts';
 

@@ -26,7 +26,7 @@ import { progress } from '../runtime/progress.ts';
 import type { SweepContext } from './context.ts';
 import { calibrateSweep, readPlan } from './calibrate.ts';
 import { evalDir, pointFile, pointLabel, pointName, subjectFile, type PointId } from './points.ts';
-import type { SweepPoint } from './sweep.ts';
+import type { SweepPoint } from './types.ts';
 
 /** A finished point as stored in points/NAME.json. */
 export interface StoredPoint extends SweepPoint {

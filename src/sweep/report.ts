@@ -10,7 +10,7 @@ import { atomicWriteText } from '../io/atomic.ts';
 import type { MmluSummary } from '../eval/mmlu/results.ts';
 import { DEFAULT_METRIC, getSimilarityMetric } from '../compress/similarity/index.ts';
 import { accuracySpec, categoriesSpec, renderChart, similarityHeatmapSpec } from '../report/charts.ts';
-import type { SweepPoint } from './sweep.ts';
+import type { SweepPoint } from './types.ts';
 import { getTask, PAPER_MMLU } from '../eval/tasks/registry.ts';
 import { averageMetric, headlineMetric } from './tasks.ts';
 

@@ -10,7 +10,7 @@ import { getTask, PAPER_MMLU, TASK_NAMES } from '../eval/tasks/registry.ts';
 import { mcnemar, metricOf, type MetricValue, type MetricsMap, type PairedTest } from '../eval/tasks/metrics.ts';
 import type { TaskInput, TaskResult } from '../eval/tasks/evaluate.ts';
 import type { QuestionRecord } from '../eval/mmlu/evaluate.ts';
-import type { SweepSettings } from './sweep.ts';
+import type { SweepSettings } from './types.ts';
 
 /** The sweep's tasks, checked (default: the paper's MMLU alone). */
 export function sweepTasks(opts: Pick<SweepSettings, 'tasks'>): string[] {

@@ -52,7 +52,7 @@ async function run(a: OneArgs | ManyArgs, names: string[], given: Record<string,
     const task = getTask(name);
     data[name] = await resolveTaskData(given[name], task, shots ?? task.defaultShots, { quiet: a.quiet, log: logger(a) });
   }
-  const release = claimOutput(out, `eval ${label}`, 'task-results', a.force, [a.model]);
+  const release = claimOutput(out, `eval ${label}`, 'task-results', a, ...Object.values(data));
   const log = logger(a);
   const stop = interruptOnSignals(log, 'batch');
   let bar: Progress | null = null;

@@ -16,7 +16,8 @@ import { argmax } from '../../model/generate.ts';
 import { streamsLayers, type LlamaModel } from '../../model/model.ts';
 import { UserError } from '../../runtime/errors.ts';
 import type { Tokenizer } from '../../tokenizer/tokenizer.ts';
-import { ANSWER_LETTERS, type AnswerLetter, type MmluData } from './data.ts';
+import { ANSWER_LETTERS, type MmluData } from './data.ts';
+import type { QuestionRecord } from './record.ts';
 import { checkNtrain } from './prompt.ts';
 import { MAX_PADDING, answerTokenIds, planStats, planSubject, questionRow, type AnswerTokens, type PlanStats, type SubjectPlan } from './question-plan.ts';
 import { logSumExp, scorePlans, type Batching, type ScorePlan } from '../scoring/rows.ts';
@@ -24,29 +25,7 @@ import {
   type MmluSummary, type RunKey, type SubjectResult, dataFingerprint, modelFingerprint, openResultsDir, summarize, writeDumpFile,
 } from './results.ts';
 
-/** The outcome of one test question. */
-export interface QuestionRecord {
-  subject: string;
-  /** Row in <subject>_test.csv (0-based). */
-  index: number;
-  answer: AnswerLetter;
-  prediction: AnswerLetter;
-  correct: boolean;
-  /** Next-token logits of the answer tokens A, B, C, D at the end of the prompt. */
-  answerLogits: number[];
-  ntrainKept: number;
-  /** The 0-shot prompt was too long and only its last tokens were fed. */
-  truncated: boolean;
-  /** Whether the question ran on a cached prefix. */
-  cached: boolean;
-  /** Summed negative log-likelihood (nats) of the question part's nllTokens tokens. */
-  nll: number;
-  nllTokens: number;
-  /** With a reference model: its prediction, whether it agrees, KL(reference || model) over A–D. */
-  referencePrediction?: AnswerLetter;
-  agreement?: boolean;
-  kl?: number;
-}
+export type { QuestionRecord } from './record.ts';
 
 export interface MmluProgress {
   /** The subject being evaluated, or what a pass of several holds. */

@@ -18,12 +18,12 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync } from 'node:f
 import { join } from 'node:path';
 import { stringify } from 'csv-stringify/sync';
 import { atomicWriteText } from '../../io/atomic.ts';
-import { writeMarker } from '../../io/output-dir.ts';
+import { isOwnOutput, writeMarker } from '../../io/output-dir.ts';
 import { readJsonObject } from '../../io/read.ts';
 import { UserError } from '../../runtime/errors.ts';
 import { CATEGORY_LABELS, categoryOf, subcategoryOf } from './categories.ts';
 import type { MmluData } from './data.ts';
-import type { QuestionRecord } from './evaluate.ts';
+import type { QuestionRecord } from './record.ts';
 import type { SubjectPlan } from './question-plan.ts';
 import { aggregateScores } from './scores.ts';
 import { lmEvalResults } from './lm-eval.ts';
@@ -75,7 +75,8 @@ export function openResultsDir(dir: string, key: RunKey, fresh: boolean): Result
   const text = JSON.stringify(key, null, 2) + '\n';
   let keyText = text;
   const stored = existsSync(subjectsDir) ? readdirSync(subjectsDir).filter((f) => f.endsWith('.json')) : [];
-  if (fresh) {
+  if (fresh && isOwnOutput(dir, 'mmlu-results')) {
+    // only what an earlier run wrote: a directory mka did not write (given with --force) keeps its files
     for (const f of stored) rmSync(join(subjectsDir, f));
     const samples = existsSync(dir) ? readdirSync(dir).filter((f) => /^samples_mmlu_.+\.jsonl$/.test(f)) : [];
     for (const f of [...OUTPUT_FILES, ...samples, 'run-key.json']) rmSync(join(dir, f), { force: true });

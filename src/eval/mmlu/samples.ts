@@ -7,7 +7,7 @@
  */
 import { hashString, PyFloat, pyFloatStr, pyJson } from '../../runtime/python.ts';
 import { ANSWER_LETTERS, type MmluData } from './data.ts';
-import type { QuestionRecord } from './evaluate.ts';
+import type { QuestionRecord } from './record.ts';
 import { buildPrompt } from './prompt.ts';
 import type { AnswerTokens } from './question-plan.ts';
 
