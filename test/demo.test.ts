@@ -319,7 +319,7 @@ test('mka demo (what npm start runs, here on fewer questions): summary table, re
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stdout, /\| original \| 0 \| 8 \|/);
     assert.match(r.stdout, /\| mka \| 2 \| 6 \|/);
-    assert.match(r.stdout, /^\| method \| removed \| layers \| ratio \| MMLU \| macro \| other \| ppl \| agreement \|$/m, 'only the category the demo subjects fill');
+    assert.match(r.stdout, /^\| method \| removed \| layers \| ratio \| MMLU \| macro \| other \| answer ppl \| agreement \|$/m, 'only the category the demo subjects fill');
     for (const f of ['results.csv', 'results.json', 'summary.md', 'accuracy.png', 'similarity.png', 'tfjs-mka-2/model.json']) {
       assert.ok(existsSync(join(out, f)), `${f} missing`);
     }

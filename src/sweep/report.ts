@@ -27,7 +27,7 @@ function metricColumns(task: string, metric: string): string[] {
  * results.csv's columns for a sweep's tasks: the point, then per task each metric with its stderr, its
  * difference from the original and the p-value of the paired test (the paper's MMLU followed by its
  * macro mean and categories), the average of the tasks' headline metrics when there are several, the
- * MMLU questions' perplexity, the corpus perplexity, MMLU agreement and KL, seconds.
+ * MMLU question parts' perplexity (mmlu_ppl), the --text corpus's (text_ppl), MMLU agreement and KL, seconds.
  */
 export function resultColumns(tasks: readonly string[]): string[] {
   const mmlu = tasks.includes(PAPER_MMLU);
@@ -35,7 +35,7 @@ export function resultColumns(tasks: readonly string[]): string[] {
     'method', 'layers_removed', 'layers', 'compression_ratio',
     ...tasks.flatMap((t) => (t === PAPER_MMLU ? [...metricColumns(t, 'acc'), ...MMLU_EXTRA] : getTask(t).metrics.flatMap((m) => metricColumns(t, m)))),
     ...(tasks.length > 1 ? ['average', 'average_stderr'] : []),
-    ...(mmlu ? ['perplexity'] : []), 'ppl', ...(mmlu ? ['agreement', 'kl'] : []), 'seconds',
+    ...(mmlu ? ['mmlu_ppl'] : []), 'text_ppl', ...(mmlu ? ['agreement', 'kl'] : []), 'seconds',
   ];
 }
 
@@ -44,7 +44,8 @@ export const RESULT_COLUMNS = resultColumns([PAPER_MMLU]);
 
 /** A point's value for each column. */
 function csvRow(p: SweepPoint, base: SweepPoint, tasks: readonly string[]): Record<string, unknown> {
-  const row: Record<string, unknown> = { ...p };
+  // mmlu_ppl: the paper's perplexity of the MMLU question parts; text_ppl: perplexity on the --text corpus
+  const row: Record<string, unknown> = { ...p, mmlu_ppl: p.perplexity, text_ppl: p.ppl };
   for (const t of tasks) {
     for (const m of t === PAPER_MMLU ? ['acc'] : getTask(t).metrics) {
       const [v, se, d, pv] = metricColumns(t, m);
@@ -159,7 +160,7 @@ export async function writeSweepReport(r: SweepReportInput): Promise<void> {
     .filter(([, key]) => rows.some((p) => p[key] !== null && p[key] !== undefined));
   const textPpl = rows.some((p) => p.ppl !== null && p.ppl !== undefined); // a text corpus was given
   const several = r.tasks.length > 1;
-  const header = ['method', 'removed', 'layers', 'ratio', ...r.tasks.map(taskTitle), ...(several ? ['average'] : []), ...(mmlu ? ['macro', ...categoryColumns.map(([title]) => title), 'ppl'] : []),
+  const header = ['method', 'removed', 'layers', 'ratio', ...r.tasks.map(taskTitle), ...(several ? ['average'] : []), ...(mmlu ? ['macro', ...categoryColumns.map(([title]) => title), 'answer ppl'] : []),
     ...(textPpl ? ['text ppl'] : []), ...(mmlu ? ['agreement'] : [])];
   const avgCell = (p: SweepPoint) => {
     const a = averageMetric(p.metrics, r.tasks);
