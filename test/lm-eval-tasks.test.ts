@@ -122,6 +122,21 @@ test('eval hellaswag: a JSON Lines copy and a directory in the hub layout read t
   assert.equal(input.subtasks[0].docs[3].query, 'Home and Garden: How to make a café-style latte at home. Heat the milk. Pour about 1 cup of milk into a small saucepan.');
 });
 
+test('--num-fewshot draws shots as lm-eval\'s seeded sampler does (one more and the document itself dropped when the task has no test split)', async () => {
+  const golden = JSON.parse(readFileSync(join(FIX, 'lm-eval', 'fewshot.json'), 'utf8')) as Record<string, GoldenTask & { shots: number; train: string }>;
+  for (const [task, g] of Object.entries(golden)) {
+    const t = getTask(task);
+    const dir = join(TMP, `fewshot-${task}`);
+    const folder = join(dir, t.dataset.name ?? 'data');
+    mkdirSync(folder, { recursive: true });
+    copyFileSync(join(FIX, 'tasks', `${task}.parquet`), join(folder, `${t.dataset.split}-00000-of-00001.parquet`));
+    copyFileSync(join(FIX, 'tasks', `${g.train}.parquet`), join(folder, 'train-00000-of-00001.parquet'));
+    const out = join(TMP, `fewshot-${task}-out`);
+    await runTasksEval({ model: MODEL, tasks: [{ name: task, data: dir }], shots: g.shots, out, logSamples: true });
+    checkTask(task, out, g);
+  }
+});
+
 test('raw loglikelihood requests score as lm-eval\'s HFLM: trailing whitespace, empty contexts, BOS in the text, is_greedy, left truncation', async () => {
   const golden = JSON.parse(readFileSync(join(FIX, 'lm-eval', 'scorer.json'), 'utf8')) as Record<string, { max_length: number; requests: { context: string; continuation: string; loglikelihood: number; is_greedy: boolean }[] }> & { max_length: number; requests: { context: string; continuation: string; loglikelihood: number; is_greedy: boolean }[] };
   const enc = requestEncoder(tokenizer);

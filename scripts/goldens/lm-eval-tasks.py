@@ -14,6 +14,7 @@ Llama 3 of test/llama3-tiny.ts. Writes test/fixtures/lm-eval/*.json.
 """
 import json
 import os
+import re
 import sys
 import tempfile
 
@@ -101,6 +102,14 @@ def samples_of(res, task):
     return out
 
 
+def stable(config):
+    """A task config without what changes from run to run (function addresses, temporary paths)."""
+    text = json.dumps(config, default=handle_non_serializable)
+    text = re.sub(r"<function (\w+) at 0x[0-9a-f]+>", r"<function \1>", text)
+    text = re.sub(r'"/tmp/tmp[^/"]*/', '"', text)
+    return json.loads(text)
+
+
 def task_golden(res, task):
     r = res["results"][task]
     return {
@@ -110,7 +119,7 @@ def task_golden(res, task):
         "version": res["versions"][task],
         "n-samples": res["n-samples"][task],
         "higher_is_better": res["higher_is_better"][task],
-        "config": json.loads(json.dumps(res["configs"][task], default=handle_non_serializable)),
+        "config": stable(res["configs"][task]),
         "samples": samples_of(res, task),
         "task_hash": hash_string("".join(x["doc_hash"] + x["prompt_hash"] + x["target_hash"] for x in res["samples"][task])),
     }
@@ -146,6 +155,23 @@ def scorer_golden(model_dir):
     res = lm16.loglikelihood([Instance("loglikelihood", {}, r, i) for i, r in enumerate(long)])
     out["truncated"] = {"max_length": 16, "requests": [
         {"context": c, "continuation": x, "loglikelihood": ll, "is_greedy": g} for (c, x), (ll, g) in zip(long, res)]}
+    return out
+
+
+def fewshot_golden(model_dir):
+    """lm-eval's seeded random few-shot sampler: hellaswag 2-shot drawing from a train split equal to the evaluated
+    one (no test_split, so each document is handed to the sampler: 3 drawn, itself dropped), arc_easy 1-shot from a
+    train split of ARC-Challenge's documents (test_split set: 1 drawn)."""
+    out = {}
+    for task, yaml, split, train, shots in [("hellaswag", "hellaswag/hellaswag.yaml", "validation", "hellaswag", 2),
+                                            ("arc_easy", "arc/arc_easy.yaml", "test", "arc_challenge", 1)]:
+        name = f"mka_fs_{task}"
+        files = {split: os.path.join(FIXTURES, f"{task}.parquet"), "train": os.path.join(FIXTURES, f"{train}.parquet")}
+        text = "\n".join([f"include: {os.path.join(TASKS_DIR, yaml)}", f"task: {name}", "dataset_path: parquet", "dataset_name: null",
+                          "dataset_kwargs:", "  data_files:", *[f"    {k}: {v}" for k, v in files.items()], "training_split: train",
+                          *(["validation_split: null"] if split == "test" else []), ""])
+        res = run(model_dir, [name], {name: text}, num_fewshot=shots)
+        out[task] = {"shots": shots, "train": train, **task_golden(res, name)}
     return out
 
 
@@ -194,6 +220,8 @@ def main():
     with open(os.path.join(OUT, "tasks.json"), "w") as f:
         json.dump({"lm_eval_version": lm_eval.__version__ if hasattr(lm_eval, "__version__") else "0.4.13",
                    "results_keys": sorted(k for k in res if k != "samples"), "top": top, "tasks": tasks}, f, indent=1, ensure_ascii=False)
+    with open(os.path.join(OUT, "fewshot.json"), "w") as f:
+        json.dump(fewshot_golden(model_dir), f, indent=1, ensure_ascii=False)
     with open(os.path.join(OUT, "scorer.json"), "w") as f:
         json.dump(scorer_golden(model_dir), f, indent=1, ensure_ascii=False)
     mmlu_dir = os.environ.get("MMLU_DIR")

@@ -11,7 +11,7 @@ type ArcChoices = { text: string[]; label: string[] };
 export const arcEasy: TaskDefinition = {
   name: 'arc_easy',
   version: 1,
-  dataset: { path: 'allenai/ai2_arc', name: 'ARC-Easy', split: 'test', fewshotSplit: 'train' },
+  dataset: { path: 'allenai/ai2_arc', name: 'ARC-Easy', split: 'test', fewshotSplit: 'train', testSplit: 'test' },
   fields: { question: 'string', choices: 'choices', answerKey: 'string' },
   docToText: (doc) => `Question: ${doc.question}\nAnswer:`,
   docToChoices: (doc) => (doc.choices as ArcChoices).text,

@@ -8,7 +8,7 @@ import type { TaskDefinition } from './task.ts';
 export const boolq: TaskDefinition = {
   name: 'boolq',
   version: 2,
-  dataset: { path: 'aps/super_glue', name: 'boolq', split: 'validation', fewshotSplit: 'train' },
+  dataset: { path: 'aps/super_glue', name: 'boolq', split: 'validation', fewshotSplit: 'train', testSplit: null },
   fields: { passage: 'string', question: 'string', label: 'integer' },
   docToText: (doc) => `${doc.passage}\nQuestion: ${doc.question}?\nAnswer:`,
   docToChoices: () => ['no', 'yes'],

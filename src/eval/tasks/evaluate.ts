@@ -152,8 +152,20 @@ export function drawShotsFor(input: TaskInput, sub: Subtask, docs: readonly Doc[
     throw new UserError(`${sub.source}: ${sub.name} has ${pool.length} few-shot examples (split ${input.task.dataset.fewshotSplit ?? 'none'}), fewer than the ${k} asked for; lower --num-fewshot`);
   }
   if (input.task.sampler === 'first_n') return docs.map(() => pool.slice(0, k));
-  // lm-eval's default sampler: one random.Random(1234) for the task, rnd.sample(pool, k) per document in order
-  return docs.map(() => rnd!.sample(pool.length, k).map((i) => pool[i]));
+  // lm-eval's default sampler: one random.Random(1234) for the task, rnd.sample(pool, k) per document in
+  // order; when the task has no test_split the document is passed along: k + 1 drawn, the document
+  // (equal dicts) dropped, the first k kept, and if copies of it left fewer, k drawn from the pool without it
+  const excludeDoc = input.task.dataset.testSplit === null;
+  const key = pool.map((d) => JSON.stringify(d));
+  return docs.map((doc) => {
+    if (!excludeDoc) return rnd!.sample(pool.length, k).map((i) => pool[i]);
+    const self = JSON.stringify(doc);
+    const drawn = rnd!.sample(pool.length, k + 1).filter((i) => key[i] !== self).slice(0, k);
+    if (drawn.length === k) return drawn.map((i) => pool[i]);
+    const rest = pool.filter((_, i) => key[i] !== self);
+    if (rest.length < k) throw new UserError(`${sub.source}: ${sub.name} has ${rest.length} few-shot examples besides the document itself, fewer than the ${k} asked for; lower --num-fewshot`);
+    return rnd!.sample(rest.length, k).map((i) => rest[i]);
+  });
 }
 
 /** A shard of work: documents of one subtask. */

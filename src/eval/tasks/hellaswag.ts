@@ -14,7 +14,7 @@ export function hellaswagClean(text: string): string {
 export const hellaswag: TaskDefinition = {
   name: 'hellaswag',
   version: 1,
-  dataset: { path: 'Rowan/hellaswag', name: null, split: 'validation', fewshotSplit: 'train' },
+  dataset: { path: 'Rowan/hellaswag', name: null, split: 'validation', fewshotSplit: 'train', testSplit: null },
   fields: { activity_label: 'string', ctx_a: 'string', ctx_b: 'string', endings: 'string[]', label: 'integer' },
   processDoc: (doc: Doc): Doc => ({
     ...doc,

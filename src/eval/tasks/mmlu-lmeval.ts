@@ -23,7 +23,7 @@ export const mmluLmeval: TaskDefinition = {
   name: 'mmlu_lmeval',
   resultName: 'mmlu',
   version: 2,
-  dataset: { path: 'cais/mmlu', name: null, split: 'test', fewshotSplit: 'dev' },
+  dataset: { path: 'cais/mmlu', name: null, split: 'test', fewshotSplit: 'dev', testSplit: 'test' },
   fields: { question: 'string', choices: 'string[]', answer: 'integer' },
   docToText: (doc) => {
     const c = doc.choices as string[];

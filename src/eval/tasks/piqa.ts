@@ -7,7 +7,7 @@ import type { TaskDefinition } from './task.ts';
 export const piqa: TaskDefinition = {
   name: 'piqa',
   version: 1,
-  dataset: { path: 'baber/piqa', name: null, split: 'validation', fewshotSplit: 'train' },
+  dataset: { path: 'baber/piqa', name: null, split: 'validation', fewshotSplit: 'train', testSplit: null },
   fields: { goal: 'string', sol1: 'string', sol2: 'string', label: 'integer' },
   docToText: (doc) => `Question: ${doc.goal}\nAnswer:`,
   docToChoices: (doc) => [doc.sol1 as string, doc.sol2 as string],

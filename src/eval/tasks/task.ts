@@ -22,6 +22,11 @@ export interface TaskDataset {
   split: string;
   /** The split few-shot examples come from (fewshot_split, else training_split); null when the task has none. */
   fewshotSplit: string | null;
+  /**
+   * lm-eval's test_split (null when unset). When it and fewshot_split are both unset, lm-eval hands the
+   * evaluated document to the sampler, which draws one example more and drops the document if drawn.
+   */
+  testSplit: string | null;
 }
 
 /** A column a document needs, and its type; checked when the data is loaded. */

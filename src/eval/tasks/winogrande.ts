@@ -17,7 +17,7 @@ function blank(doc: Doc): number {
 export const winogrande: TaskDefinition = {
   name: 'winogrande',
   version: 1,
-  dataset: { path: 'allenai/winogrande', name: 'winogrande_xl', split: 'validation', fewshotSplit: 'train' },
+  dataset: { path: 'allenai/winogrande', name: 'winogrande_xl', split: 'validation', fewshotSplit: 'train', testSplit: null },
   fields: { sentence: 'string', option1: 'string', option2: 'string', answer: 'integer' },
   multipleInput: true,
   docToText: (doc) => {
