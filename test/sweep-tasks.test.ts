@@ -13,6 +13,7 @@ import { initBackend } from '../src/runtime/backend.ts';
 import { runSweep } from '../src/sweep/sweep.ts';
 import { compressModel } from '../src/pipeline/compress.ts';
 import { runTasksEval } from '../src/eval/tasks/run.ts';
+import { runMmluEval } from '../src/eval/mmlu/run.ts';
 import { mcnemar } from '../src/eval/tasks/metrics.ts';
 import { ensureBenchmark } from '../src/eval/mmlu/demo-benchmark.ts';
 import { resultColumns } from '../src/sweep/report.ts';
@@ -69,4 +70,17 @@ test('a sweep on hellaswag and boolq: the metrics of eval TASK, per-task columns
   for (const f of ['accuracy', 'accuracy-boolq', 'accuracy-average']) assert.ok(existsSync(join(out, `${f}.png`)), `${f}.png`);
   assert.match(readFileSync(join(out, 'accuracy.svg'), 'utf8'), /95% interval/, 'error bars');
   assert.ok(!existsSync(join(out, 'categories.png')), 'no MMLU categories without the mmlu task');
+});
+
+test('eval tasks with the paper\'s mmlu: its own evaluator and files in OUT/mmlu/, beside the other tasks in the metrics map', async () => {
+  await initBackend('wasm');
+  const data = join(root, 'demo-mmlu');
+  await ensureBenchmark(data);
+  const out = join(root, 'eval-tasks');
+  const r = await runTasksEval({ model: 'models/demo', tasks: [{ name: 'mmlu', data }, { name: 'boolq', data: join(FIX, 'boolq.jsonl') }], limit: 3, subjects: ['demo_facts'], out });
+  const alone = await runMmluEval({ model: 'models/demo', data, ntrain: 5, limit: 3, subjects: ['demo_facts'], out: join(root, 'eval-mmlu') });
+  assert.deepEqual(Object.keys(r.metrics), ['mmlu', 'boolq']);
+  assert.equal(r.metrics.mmlu.acc.value, alone.summary!.overall.accuracy);
+  assert.equal(readFileSync(join(out, 'mmlu', 'summary.json'), 'utf8').replace(/"(model|data)": "[^"]*"/g, ''), readFileSync(join(root, 'eval-mmlu', 'summary.json'), 'utf8').replace(/"(model|data)": "[^"]*"/g, ''));
+  assert.equal(r.metrics.boolq.acc.n, 3);
 });

@@ -7,9 +7,8 @@
 import { UserError } from '../runtime/errors.ts';
 import { loadTask } from '../eval/tasks/load.ts';
 import { getTask, PAPER_MMLU, TASK_NAMES } from '../eval/tasks/registry.ts';
-import { mcnemar, metricOf, type MetricValue, type MetricsMap, type PairedTest } from '../eval/tasks/metrics.ts';
+import { bits, mcnemar, type MetricValue, type MetricsMap, type PairedTest } from '../eval/tasks/metrics.ts';
 import type { TaskInput, TaskResult } from '../eval/tasks/evaluate.ts';
-import type { QuestionRecord } from '../eval/mmlu/evaluate.ts';
 import type { SweepSettings } from './types.ts';
 
 /** The sweep's tasks, checked (default: the paper's MMLU alone). */
@@ -48,13 +47,7 @@ export async function loadSweepTasks(opts: SweepSettings): Promise<TaskInput[]> 
 /** Per task and metric, each document's score as a string of 0s and 1s, in document order. */
 export type DocumentScores = Record<string, Record<string, string>>;
 
-const bits = (xs: readonly (number | boolean)[]) => xs.map((x) => (x ? '1' : '0')).join('');
-
-/** The metrics and document scores of the paper's MMLU from its records (subjects in order, questions in file order). */
-export function mmluPointMetrics(records: readonly QuestionRecord[]): { metrics: Record<string, MetricValue>; documents: Record<string, string> } {
-  const correct = records.map((r) => (r.correct ? 1 : 0));
-  return { metrics: { acc: metricOf(correct) }, documents: { acc: bits(correct) } };
-}
+export { mmluPointMetrics } from '../eval/tasks/metrics.ts';
 
 /** The metrics and document scores of finished lm-eval-style tasks. */
 export function taskPointMetrics(results: readonly TaskResult[]): { metrics: MetricsMap; documents: DocumentScores } {

@@ -7,6 +7,7 @@ import { defaultTasksOut } from '../../eval/tasks/results.ts';
 import { progress, type Progress } from '../../runtime/progress.ts';
 import { UserError } from '../../runtime/errors.ts';
 import { resolveTaskData } from '../../hub/dataset.ts';
+import { resolveMmluData } from '../../hub/mmlu.ts';
 
 const common = (y: Argv<GlobalArgs>) => forceOption(computeOptions(y))
   .option('model', { type: 'string', demandOption: true, describe: 'Hugging Face model directory (or hub id)' })
@@ -26,7 +27,7 @@ const oneTaskOptions = (y: Argv<GlobalArgs>) => common(y)
   .option('data', { type: 'string', describe: 'the task\'s data: a .parquet/.jsonl file of the evaluated split, a directory of split files, or a hub dataset id (default: the one lm-eval uses)' });
 
 const manyTaskOptions = (y: Argv<GlobalArgs>) => common(y)
-  .option('tasks', { type: 'string', demandOption: true, describe: `comma-separated tasks, evaluated in one pass over a streamed model: ${LM_EVAL_TASKS.map((t) => t.name).join(', ')}` })
+  .option('tasks', { type: 'string', demandOption: true, describe: `comma-separated tasks, evaluated in one pass over a streamed model: ${LM_EVAL_TASKS.map((t) => t.name).join(', ')}, and mmlu (the paper's, first, into OUT/mmlu/)` })
   .option('data', { type: 'string', describe: 'per task TASK=PATH, comma-separated (default: each task\'s hub dataset), e.g. hellaswag=hs.parquet,piqa=piqa/' });
 
 type OneArgs = ArgsOf<typeof oneTaskOptions>;
@@ -34,7 +35,7 @@ type ManyArgs = ArgsOf<typeof manyTaskOptions>;
 
 /** The --data value of each task of `eval tasks`: TASK=PATH pairs, else every task's hub dataset. */
 export function taskData(names: readonly string[], data: string | undefined): Record<string, string> {
-  const out: Record<string, string> = Object.fromEntries(names.map((n) => [n, getTask(n).dataset.path]));
+  const out: Record<string, string> = Object.fromEntries(names.map((n) => [n, n === PAPER_MMLU ? 'cais/mmlu' : getTask(n).dataset.path]));
   for (const pair of data ? data.split(',').map((s) => s.trim()).filter(Boolean) : []) {
     const m = /^([a-z_0-9]+)=(.+)$/.exec(pair);
     if (!m) throw new UserError(`--data ${pair}: expected TASK=PATH (e.g. hellaswag=hs.parquet), one per task, comma-separated`);
@@ -49,20 +50,25 @@ async function run(a: OneArgs | ManyArgs, names: string[], given: Record<string,
   const shots = a['num-fewshot'] ?? a.ntrain;
   const data: Record<string, string> = {};
   for (const name of names) {
-    const task = getTask(name);
-    data[name] = await resolveTaskData(given[name], task, shots ?? task.defaultShots, { quiet: a.quiet, log: logger(a) });
+    const common = { quiet: a.quiet, log: logger(a) };
+    if (name === PAPER_MMLU) data[name] = await resolveMmluData(given[name], common);
+    else data[name] = await resolveTaskData(given[name], getTask(name), shots ?? getTask(name).defaultShots, common);
   }
   const release = claimOutput(out, `eval ${label}`, 'task-results', a, ...Object.values(data));
   const log = logger(a);
   const stop = interruptOnSignals(log, 'batch');
-  let bar: Progress | null = null;
+  let bar: Progress | null = null, barPhase = '';
   try {
     const opts: RunTasksOptions = {
       model: a.model, tasks: names.map((name) => ({ name, data: data[name] })), limit: a.limit, shots,
       subjects: a.subjects?.split(',').map((s) => s.trim()).filter(Boolean), out, logSamples: a['log-samples'], batchSize: a['batch-size'],
       naive: a.naive, maxLength: a['max-length'], streaming: a.streaming, fresh: a.fresh, log, signal: stop.signal,
       onProgress: (p) => {
-        bar ??= progress(label, p.docsToRun, { unit: 'docs', quiet: a.quiet });
+        // one bar per phase (the paper's MMLU questions, then the other tasks' documents)
+        const phase = p.phase ?? 'tasks';
+        if (bar && barPhase !== phase) bar.done();
+        if (!bar || barPhase !== phase) bar = progress(phase === 'mmlu' ? 'mmlu' : label, p.docsToRun, { unit: phase === 'mmlu' ? 'questions' : 'docs', quiet: a.quiet });
+        barPhase = phase;
         bar.tick(p.docs, `| ${p.label}`);
       },
     };
@@ -109,7 +115,6 @@ export const tasksCommand: CommandModule<GlobalArgs, ManyArgs> = {
     .example('$0 eval tasks --model llama3-8b --tasks hellaswag,arc_easy,arc_challenge,piqa,winogrande,boolq --streaming', 'the pruning papers\' zero-shot table'),
   handler: async (a: ManyArgs) => {
     const names = parseTasks(a.tasks);
-    if (names.includes(PAPER_MMLU)) throw new UserError(`--tasks: the paper's mmlu runs as \`mka eval mmlu\` (or use mmlu_lmeval, lm-eval's MMLU, here)`);
     await run(a, names, taskData(names, a.data), 'tasks');
   },
 };

@@ -86,6 +86,8 @@ export interface TaskResult {
 export interface EvaluateTasksProgress {
   /** What the current pass holds. */
   label: string;
+  /** 'mmlu' while `eval tasks` runs the paper's MMLU (questions), else the lm-eval-style tasks (documents). */
+  phase?: 'mmlu' | 'tasks';
   /** Documents finished by this step (a fraction per layer on a streamed pass). */
   docs: number;
   docsToRun: number;

@@ -113,3 +113,14 @@ export function mcnemar(base: readonly number[], other: readonly number[]): Pair
   const p = m === 0 ? 1 : Math.min(1, 2 * tail);
   return { test: 'mcnemar-exact', n: base.length, onlyBase: b, onlyOther: c, difference: (c - b) / Math.max(1, base.length), p, withinNoise: p >= 0.05 };
 }
+
+/** Per-document scores as a string of 0s and 1s (what the paired tests compare). */
+export function bits(xs: readonly (number | boolean)[]): string {
+  return xs.map((x) => (x ? '1' : '0')).join('');
+}
+
+/** The paper's MMLU as a metrics-map entry (acc over questions, lm-eval's stderr) and its per-question scores. */
+export function mmluPointMetrics(records: readonly { correct: boolean }[]): { metrics: Record<string, MetricValue>; documents: Record<string, string> } {
+  const correct = records.map((r) => (r.correct ? 1 : 0));
+  return { metrics: { acc: metricOf(correct) }, documents: { acc: bits(correct) } };
+}

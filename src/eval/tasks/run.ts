@@ -1,6 +1,7 @@
 /**
  * The library side of `mka eval TASK` and `mka eval tasks`: load the tokenizer, each task's data and the
- * model, evaluate (one pass over a streamed model for all the tasks), and write the results directory:
+ * model, evaluate (one pass over a streamed model for all the lm-eval-style tasks; the paper's `mmlu`,
+ * when named, by its own evaluator into OUT/mmlu/ first), and write the results directory:
  *
  *   lm_eval_results.json   lm-eval's results schema (results.ts)
  *   samples_<task>.jsonl   with logSamples: one line per document, as lm-eval's --log_samples
@@ -19,13 +20,19 @@ import { loadTokenizer, type Tokenizer } from '../../tokenizer/tokenizer.ts';
 import { evaluateTasks, type EvaluateTasksProgress, type TaskInput, type TaskResult } from './evaluate.ts';
 import { loadTask } from './load.ts';
 import type { MetricsMap } from './metrics.ts';
-import { getTask } from './registry.ts';
+import { getTask, PAPER_MMLU } from './registry.ts';
+import { UserError } from '../../runtime/errors.ts';
+import { mmluPointMetrics } from './metrics.ts';
+import { loadMmlu, type MmluData } from '../mmlu/data.ts';
+import { evaluateMmlu } from '../mmlu/evaluate.ts';
+import { checkNtrain } from '../mmlu/prompt.ts';
+import { mmluSamplesText } from '../mmlu/samples.ts';
 import { lmEvalJson, sampleOf, samplesFile } from './results.ts';
 import { drawShotsFor } from './evaluate.ts';
 
 export interface RunTasksOptions {
   model: string;
-  /** Task names and their data (a file, directory or resolved hub snapshot). */
+  /** Task names and their data (a file, directory or resolved hub snapshot; for the paper's mmlu an MMLU directory). */
   tasks: { name: string; data: string }[];
   limit?: number;
   /** Few-shot examples (default each task's own). */
@@ -64,26 +71,58 @@ export function metricsMap(results: readonly TaskResult[]): MetricsMap {
 export interface PreparedTasks {
   tokenizer: Tokenizer;
   inputs: TaskInput[];
+  /** The paper's MMLU when it is one of the tasks. */
+  mmlu: MmluData | null;
 }
 
 /** Loads the tokenizer and every task's data, and checks the run fits in memory. */
 export async function prepareTasksEval(opts: RunTasksOptions): Promise<PreparedTasks> {
   const tokenizer = await loadTokenizer(opts.model);
   const inputs: TaskInput[] = [];
-  for (const t of opts.tasks) inputs.push(await loadTask(getTask(t.name), t.data, { shots: opts.shots, limit: opts.limit, subjects: opts.subjects }));
+  let mmlu: MmluData | null = null;
+  for (const t of opts.tasks) {
+    if (t.name === PAPER_MMLU) {
+      mmlu = loadMmlu(t.data, { subjects: opts.subjects });
+      checkNtrain(mmlu, opts.shots ?? 5);
+    } else {
+      const task = getTask(t.name);
+      // --subjects picks MMLU subjects: of the tasks that have them (any other refuses it when alone)
+      const subjects = task.load || opts.tasks.length === 1 ? opts.subjects : undefined;
+      inputs.push(await loadTask(task, t.data, { shots: opts.shots, limit: opts.limit, subjects }));
+    }
+  }
+  if (opts.subjects && !mmlu && !inputs.some((i) => i.task.load)) throw new UserError(`--subjects: none of the tasks (${opts.tasks.map((t) => t.name).join(', ')}) has subjects; only mmlu and mmlu_lmeval do`);
   checkModelFits(`eval ${opts.tasks.length === 1 ? opts.tasks[0].name : 'tasks'}`, opts.model, mmluWorkload(opts), { batch: { option: '--batch-size', field: 'rows' } });
-  return { tokenizer, inputs };
+  return { tokenizer, inputs, mmlu };
 }
 
 /** Evaluates the tasks on a model directory and writes the results directory (prepared: from prepareTasksEval). */
 export async function runTasksEval(opts: RunTasksOptions, prepared?: PreparedTasks): Promise<RunTasksResult> {
   const startTime = Date.now();
   const log = opts.log ?? (() => {});
-  const { tokenizer, inputs } = prepared ?? await prepareTasksEval(opts);
+  const { tokenizer, inputs, mmlu } = prepared ?? await prepareTasksEval(opts);
   const model = loadModel(opts.model, { streaming: opts.streaming });
   try {
     mkdirSync(opts.out, { recursive: true });
     writeMarker(opts.out, 'task-results');
+    // the paper's MMLU (its own evaluator and results directory, OUT/mmlu/), then the others in shared passes
+    const paper = mmlu ? await evaluateMmlu({
+      model, tokenizer, data: mmlu, ntrain: opts.shots ?? 5, limit: opts.limit, batchSize: opts.batchSize, cached: !opts.naive, out: join(opts.out, PAPER_MMLU),
+      fresh: opts.fresh, keyExtra: { quantize: 'none', bos: true }, signal: opts.signal,
+      onProgress: (p) => opts.onProgress?.({ phase: 'mmlu', label: `mmlu (${p.subjectsDone}/${p.subjectsTotal} subjects)`, docs: p.questions, docsToRun: p.questionsToRun }),
+    }) : null;
+    if (paper?.summary) {
+      const fit = paper.summary.fitting;
+      if (fit.promptsWithDroppedExamples || fit.truncatedQuestions) {
+        log(`mmlu: ${fit.promptsWithDroppedExamples} of ${paper.summary.overall.questions} prompts lost dev examples to fit the model's context (${fit.droppedExamples} in all)`
+          + `${fit.truncatedQuestions ? `; ${fit.truncatedQuestions} questions were cut to their last tokens` : ''}`);
+      }
+      if (opts.logSamples) {
+        for (const subject of paper.summary.subjects.map((x) => x.name)) {
+          atomicWriteText(join(opts.out, PAPER_MMLU, `samples_mmlu_${subject}.jsonl`), mmluSamplesText(mmlu!, paper.records.filter((q) => q.subject === subject), 'letter'));
+        }
+      }
+    }
     const r = await evaluateTasks({
       model, tokenizer, tasks: inputs, out: opts.out, fresh: opts.fresh, batchSize: opts.batchSize, cached: !opts.naive, maxLength: opts.maxLength,
       onProgress: opts.onProgress, signal: opts.signal,
@@ -106,7 +145,8 @@ export async function runTasksEval(opts: RunTasksOptions, prepared?: PreparedTas
       }
     }
     const endTime = Date.now();
-    const metrics = metricsMap(r.results);
+    const byTask: MetricsMap = { ...metricsMap(r.results), ...(paper ? { [PAPER_MMLU]: mmluPointMetrics(paper.records).metrics } : {}) };
+    const metrics = Object.fromEntries(opts.tasks.map((t) => [t.name, byTask[t.name]]));
     atomicWriteText(join(opts.out, 'lm_eval_results.json'), JSON.stringify(lmEvalJson(r.results, {
       model, modelDir: opts.model, tokenizer, maxLength, batchSize: opts.batchSize ?? 16, backend: tf.getBackend(), startTime, endTime, taskHashes,
     }), null, 2) + '\n');
@@ -122,7 +162,10 @@ export async function runTasksEval(opts: RunTasksOptions, prepared?: PreparedTas
       finished: new Date(endTime).toISOString(), backend: tf.getBackend(), seconds: r.seconds, computedDocs: r.computedDocs, resumedShards: r.resumedShards,
       batchSize: opts.batchSize ?? 16, naive: !!opts.naive, streaming: !!opts.streaming, maxLength,
     }, null, 2) + '\n');
-    return { out: opts.out, results: r.results, metrics, seconds: r.seconds, computedDocs: r.computedDocs, resumedShards: r.resumedShards };
+    return {
+      out: opts.out, results: r.results, metrics, seconds: r.seconds + (paper?.seconds ?? 0), computedDocs: r.computedDocs + (paper?.computedQuestions ?? 0),
+      resumedShards: r.resumedShards,
+    };
   } finally {
     disposeModel(model);
   }
