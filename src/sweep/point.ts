@@ -95,6 +95,7 @@ export function disposePointModel(ctx: SweepContext, model: LlamaModel): void {
 
 /** A shard of a point's evaluation: an MMLU subject, or documents of another task (evaluate.ts' ShardId). */
 export type PointShard = { task: 'mmlu'; subject: string } | ShardId;
+export type { ShardId };
 
 /** Where a point's tasks but MMLU keep their resumable shards. */
 export const pointTasksDir = (out: string, p: PointId) => join(evalDir(out, p), 'tasks');
