@@ -179,7 +179,7 @@ export async function writeSweepReport(r: SweepReportInput): Promise<void> {
   for (const p of r.points) if (p.layers_removed > 0 && (!best.has(p.layers_removed) || score(best.get(p.layers_removed)!) < score(p))) best.set(p.layers_removed, p);
   const lines = [
     `# Sweep: ${String((r.run.options as { model?: string })?.model ?? '')}`, '',
-    `Uncompressed: ${several ? r.tasks.map((t) => `${taskTitle(t)} ${pct(r.base.metrics[t]?.[headlineMetric(t)]?.value ?? null)}`).join(', ') : `${what} ${pct(score(r.base))}`} with ${r.base.layers} layers.`,
+    `Uncompressed: ${several ? r.tasks.map((t) => `${taskTitle(t)} ${pct(r.base.metrics[t]?.[headlineMetric(t)]?.value ?? null)}`).join(', ') : `${what} ${pct(score(r.base))}`} with ${r.base.layers} layers.${r.run.compute ? ` Products computed in ${String(r.run.compute)}.` : ''}`,
     ...[...best].sort((a, b) => a[0] - b[0]).map(([k, p]) => `Removing ${k} layer${k > 1 ? 's' : ''}: best is **${p.method}** on ${what} at ${pct(score(p))} (${((score(p) - score(r.base)) * 100).toFixed(2)} points).`),
     '', table, '',
     '± is the standard error (lm-eval\'s: sample standard deviation over √n). ≈ marks a point that an exact McNemar test on the same '
