@@ -296,7 +296,7 @@ export async function evaluateTasks(opts: EvaluateTasksOptions): Promise<Evaluat
   for (const input of opts.tasks) {
     const key = {
       version: 1, task: input.task.name, taskVersion: input.task.version, model: opts.out ? modelFingerprint(model) : null, shots: input.shots,
-      limit: input.limit, maxLength, ...(opts.keyExtra ?? {}),
+      limit: input.limit, maxLength, ...(model.compute === 'float32' ? {} : { compute: model.compute }), ...(opts.keyExtra ?? {}),
     };
     const dir = opts.out !== undefined ? openTaskDir(opts.out, input.task.name, key, !!opts.fresh) : null;
     for (const sub of input.subtasks) {

@@ -64,6 +64,8 @@ export interface RunIdentity {
   maxLength: number;
   batchSize: number;
   backend: string;
+  /** The products' precision ('float32' | 'bfloat16'). */
+  compute: string;
   startTime: number;
   endTime: number;
   /** Per subtask: its task hash (with --log-samples). */
@@ -118,7 +120,7 @@ export function lmEvalJson(results: readonly TaskResult[], id: RunIdentity): Rec
   return {
     results: out, groups, group_subtasks: groupSubtasks, configs, versions, 'n-shot': nShot, higher_is_better: higher, 'n-samples': nSamples,
     config: {
-      model: 'mka', model_args: { pretrained: name }, model_num_parameters: parameterCount(id.model.config), model_dtype: 'float32', model_revision: 'main', model_sha: '',
+      model: 'mka', model_args: { pretrained: name }, model_num_parameters: parameterCount(id.model.config), model_dtype: id.compute, model_revision: 'main', model_sha: '',
       batch_size: String(id.batchSize), batch_sizes: [], device: 'cpu', use_cache: null, limit: results[0]?.limit ?? null, bootstrap_iters: 100000,
       gen_kwargs: {}, random_seed: 0, numpy_seed: 1234, torch_seed: 1234, fewshot_seed: 1234,
     },
@@ -142,7 +144,7 @@ export function lmEvalJson(results: readonly TaskResult[], id: RunIdentity): Rec
     end_time: id.endTime / 1000,
     total_evaluation_time_seconds: String((id.endTime - id.startTime) / 1000),
     mka: {
-      version: mkaVersion(), backend: id.backend,
+      version: mkaVersion(), backend: id.backend, compute: id.compute,
       scoring: "lm-eval 0.4's loglikelihood for Hugging Face models: the context's trailing whitespace moved to the continuation, the whole string encoded and split at the context's length, BOS as the tokenizer adds it, inputs cut from the left to max_length",
       truncation: mka,
     },

@@ -9,7 +9,6 @@
  *   run.json               timings, backend, options
  *   <task>/                run-key.json and the finished shards (resumable)
  */
-import * as tf from '@tensorflow/tfjs';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { atomicWriteText } from '../../io/atomic.ts';
@@ -22,6 +21,7 @@ import { loadTask } from './load.ts';
 import type { MetricsMap } from './metrics.ts';
 import { getTask, PAPER_MMLU } from './registry.ts';
 import { UserError } from '../../runtime/errors.ts';
+import { currentProfile } from '../../runtime/profile.ts';
 import { mmluPointMetrics } from './metrics.ts';
 import { loadMmlu, type MmluData } from '../mmlu/data.ts';
 import { evaluateMmlu } from '../mmlu/evaluate.ts';
@@ -148,7 +148,7 @@ export async function runTasksEval(opts: RunTasksOptions, prepared?: PreparedTas
     const byTask: MetricsMap = { ...metricsMap(r.results), ...(paper ? { [PAPER_MMLU]: mmluPointMetrics(paper.records).metrics } : {}) };
     const metrics = Object.fromEntries(opts.tasks.map((t) => [t.name, byTask[t.name]]));
     atomicWriteText(join(opts.out, 'lm_eval_results.json'), JSON.stringify(lmEvalJson(r.results, {
-      model, modelDir: opts.model, tokenizer, maxLength, batchSize: opts.batchSize ?? 16, backend: tf.getBackend(), startTime, endTime, taskHashes,
+      model, modelDir: opts.model, tokenizer, maxLength, batchSize: opts.batchSize ?? 16, backend: currentProfile().backend, compute: model.compute, startTime, endTime, taskHashes,
     }), null, 2) + '\n');
     atomicWriteText(join(opts.out, 'summary.json'), JSON.stringify({
       model: opts.model, metrics,
@@ -159,7 +159,7 @@ export async function runTasksEval(opts: RunTasksOptions, prepared?: PreparedTas
       }])),
     }, null, 2) + '\n');
     atomicWriteText(join(opts.out, 'run.json'), JSON.stringify({
-      finished: new Date(endTime).toISOString(), backend: tf.getBackend(), seconds: r.seconds, computedDocs: r.computedDocs, resumedShards: r.resumedShards,
+      finished: new Date(endTime).toISOString(), backend: currentProfile().backend, compute: model.compute, seconds: r.seconds, computedDocs: r.computedDocs, resumedShards: r.resumedShards,
       batchSize: opts.batchSize ?? 16, naive: !!opts.naive, streaming: !!opts.streaming, maxLength,
     }, null, 2) + '\n');
     return {
