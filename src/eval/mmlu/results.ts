@@ -26,7 +26,7 @@ import type { MmluData } from './data.ts';
 import type { QuestionRecord } from './record.ts';
 import type { SubjectPlan } from './question-plan.ts';
 import { aggregateScores } from './scores.ts';
-import { lmEvalResults } from './lm-eval.ts';
+import { accStderr, lmEvalResults } from './lm-eval.ts';
 
 export { modelFingerprint } from '../fingerprint.ts';
 
@@ -207,12 +207,15 @@ export function mmluCsv(summary: MmluSummary): string {
   });
 }
 
-/** A plain-text table of the scores: subjects, subcategories, categories, overall. */
+/**
+ * A plain-text table of the scores: subjects, subcategories, categories, overall; each accuracy with
+ * lm-eval's standard error over its questions (sample standard deviation over √n).
+ */
 export function formatSummaryTable(summary: MmluSummary): string {
   const ref = summary.overall.agreement !== null;
-  const head = ['', 'questions', 'accuracy', 'perplexity', ...(ref ? ['agreement', 'KL'] : [])];
+  const head = ['', 'questions', 'accuracy', '± stderr', 'perplexity', ...(ref ? ['agreement', 'KL'] : [])];
   const row = (r: ScoreRow, name = r.name) => [
-    name, String(r.questions), (100 * r.accuracy).toFixed(1) + '%', r.perplexity.toFixed(2),
+    name, String(r.questions), (100 * r.accuracy).toFixed(1) + '%', (100 * accStderr(r.correct, r.questions)).toFixed(1), r.perplexity.toFixed(2),
     ...(ref ? [r.agreement === null ? '' : (100 * r.agreement).toFixed(1) + '%', r.kl === null ? '' : r.kl.toFixed(4)] : []),
   ];
   const sections: string[][][] = [
@@ -220,7 +223,7 @@ export function formatSummaryTable(summary: MmluSummary): string {
     [head.map((h, i) => (i === 0 ? 'subcategory' : h)), ...summary.subcategories.map((r) => row(r))],
     [head.map((h, i) => (i === 0 ? 'category' : h)), ...summary.categories.map((r) => row(r))],
     [row(summary.overall, 'overall (mean over questions)'),
-      ['overall (mean over subjects)', String(summary.overall.questions), (100 * summary.overall.macroAccuracy).toFixed(1) + '%', '', ...(ref ? ['', ''] : [])]],
+      ['overall (mean over subjects)', String(summary.overall.questions), (100 * summary.overall.macroAccuracy).toFixed(1) + '%', '', '', ...(ref ? ['', ''] : [])]],
   ];
   const widths = head.map((_, i) => Math.max(...sections.flat().map((r) => r[i].length)));
   const fmt = (r: string[]) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ').trimEnd();
