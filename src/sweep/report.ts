@@ -184,6 +184,10 @@ export async function writeSweepReport(r: SweepReportInput): Promise<void> {
     '', table, '',
     '± is the standard error (lm-eval\'s: sample standard deviation over √n). ≈ marks a point that an exact McNemar test on the same '
       + 'documents cannot tell from the original (p ≥ 0.05): its difference is within noise. results.csv has each difference and p-value.', '',
+    ...(mmlu || textPpl ? [[
+      ...(mmlu ? ['*answer ppl*: MMLU answer perplexity (exp of the mean loss of each question\'s answer tokens, the paper\'s; `mmlu_ppl` in results.csv)'] : []),
+      ...(textPpl ? ['*text ppl*: perplexity on the --text corpus (strided windows, as `mka eval ppl`; `text_ppl` in results.csv)'] : []),
+    ].join('; ') + '.', ''] : []),
     ...charts.map((c) => `![${c}](${c}.png)\n`),
     'Files: `results.csv` / `results.json` (every point), `run.json` (options, versions, backend, timings), SVG versions of each chart.', '',
   ];
