@@ -10,10 +10,10 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { runCli, assertUserError } from './cli-run.ts';
+import { runCli, runCliUntil, assertUserError } from './cli-run.ts';
 import { startFakeHub } from './hub-server.ts';
 import { writeLlama3Tiny } from './llama3-tiny.ts';
 import { SHARED } from './helpers.ts';
@@ -189,6 +189,24 @@ test('an interrupted evaluation resumes from its saved shards to the same result
   const whole = await evaluateTasks({ model, tokenizer, tasks: [input], shardDocs: 2, batchSize: 2 });
   assert.deepEqual(resumed.results[0].subtasks[0].records, whole.results[0].subtasks[0].records);
   await assert.rejects(evaluateTasks({ model, tokenizer, tasks: [{ ...input, limit: 3 }], out, shardDocs: 2 }), /holds arc_easy results of a different run/);
+});
+
+test('mka eval tasks after Ctrl-C: exit 130 naming what is saved, and the same command resumes to lm-eval\'s results', async () => {
+  const out = join(TMP, 'cli-interrupt');
+  const tasks = ['hellaswag', 'winogrande', 'boolq'];
+  const data = tasks.map((t) => `${t}=${join(FIX, 'tasks', `${t}.parquet`)}`).join(',');
+  const args = ['eval', 'tasks', '--model', MODEL, '--tasks', tasks.join(','), '--data', data, '--log-samples', '--out', out, '--naive'];
+  const saved = () => tasks.reduce((n, t) => n + (existsSync(join(out, t, 'shards')) ? readdirSync(join(out, t, 'shards')).filter((f) => f.endsWith('.json')).length : 0), 0);
+  const first = await runCliUntil(args, () => saved() >= 1);
+  assert.equal(first.status, 130, first.stderr);
+  assert.match(first.stderr, /interrupted; \d+ of \d+ documents are saved in .*: run the same command again to resume/);
+  const kept = saved();
+  assert.ok(kept >= 1 && kept < tasks.length, `${kept} shards saved`);
+  assert.ok(!existsSync(join(out, 'lm_eval_results.json')));
+  const last = await runCli(args);
+  assert.equal(last.status, 0, last.stderr);
+  assert.match(last.stderr, new RegExp(`\\(${kept} shards? loaded from an earlier run\\)`));
+  for (const t of tasks) checkTask(t, out, GOLDEN.tasks[t]);
 });
 
 test('--data from the hub look-alike: the task\'s configuration folder and split are fetched into the hub cache, then read offline', async () => {
