@@ -1,98 +1,95 @@
-import type { Argv, CommandModule } from 'yargs';
 import { readFileSync } from 'node:fs';
-import { type ArgsOf, type GlobalArgs, claimOutput, forceOption, inputsOf, interruptOnSignals, logger, setup, computeOptions } from '../common.ts';
-import { SweepInterrupted, runSweep, type SweepOptions } from '../../sweep/sweep.ts';
-import { listSweepPoints, runSweepPoint } from '../../sweep/single.ts';
-import { assembleSweepReport } from '../../sweep/assemble.ts';
-import { runQueuedSweep } from '../../queue/sweep.ts';
-import { DEFAULT_ATTEMPTS } from '../../queue/jobs.ts';
-import { DEFAULT_QUEUE_NAME } from '../../queue/connection.ts';
-import { METHODS } from '../../compress/methods/registry.ts';
-import { analysisOptions, calibrationOptions, methodParameters, mkaOptions } from './compress-options.ts';
-import { checkChosen, parseCounts, parseMethods } from '../validate.ts';
-import { checkOutputDir } from '../../io/output-dir.ts';
-import { headlineMetric, sweepTasks } from '../../sweep/tasks.ts';
-import { getTask, parseTasks, TASK_NAMES } from '../../eval/tasks/registry.ts';
-import { resolveTaskData } from '../../hub/dataset.ts';
-import { taskData } from './eval-tasks.ts';
+import { defineCommand, type RunContext } from '../options.ts';
+import { FORCE_DIR, claimOutput, interruptOnSignals, setup } from '../common.ts';
+import { type OptionValues, flag } from '../../runtime/options.ts';
+import { UserError } from '../../runtime/errors.ts';
+import { COMPUTE_OPTIONS } from '../../runtime/backend-choice.ts';
+import { MODEL, REVISION } from '../../model/options.ts';
+import { CALIBRATION_DATA, CALIBRATION_FILE } from '../../compress/options.ts';
+import { LIMIT, NTRAIN } from '../../eval/mmlu/options.ts';
+import { SEQ_LEN, STRIDE } from '../../eval/ppl/options.ts';
+import { ATTEMPTS, SWEEP_QUEUE_NAME, SWEEP_QUEUE_URL } from '../../queue/options.ts';
+import {
+  CHOSEN, KEEP_MODELS, LIST_POINTS, POINT, REPORT, SWEEP_BATCH_SIZE, SWEEP_EVAL_SUBJECTS, SWEEP_METHODS, SWEEP_OUT, SWEEP_REMOVE, SWEEP_TEXT,
+} from '../../sweep/options.ts';
+import type { SweepOptions } from '../../sweep/sweep.ts';
+import { SWEEP_NUM_FEWSHOT, SWEEP_TASK_DATA, SWEEP_TASKS } from '../../eval/tasks/options.ts';
+import { PAPER_MMLU } from '../../eval/tasks/registry.ts';
+import { ANALYSIS_SETTINGS, METHOD_OPTIONS, analysisOptions, methodParameters } from './compress-options.ts';
 
-const builder = (y: Argv<GlobalArgs>) => mkaOptions(forceOption(calibrationOptions(computeOptions(y))))
-  .option('model', { type: 'string', demandOption: true, describe: 'Hugging Face model directory' })
-  .option('methods', { type: 'string', default: 'mka,reverse,shortgpt,angular', describe: `comma-separated: ${METHODS.map((m) => m.name).join(', ')}` })
-  .option('remove', { type: 'string', default: '0,1,2', describe: 'comma-separated numbers of layers to remove' })
-  .option('ntrain', { type: 'number', default: 5, describe: 'few-shot examples per MMLU prompt' })
-  .option('limit', { type: 'number', describe: 'first N test questions per subject (quick runs)' })
-  .option('eval-subjects', { type: 'string', describe: 'comma-separated MMLU subjects to evaluate (default all)' })
-  .option('tasks', { type: 'string', default: 'mmlu', describe: `comma-separated tasks every point is evaluated on: ${TASK_NAMES.join(', ')} (mmlu: the paper's, on --data)` })
-  .option('task-data', { type: 'string', describe: 'data of the tasks but mmlu, TASK=PATH comma-separated (a file, directory or hub id; default: each task\'s hub dataset)' })
-  .option('num-fewshot', { type: 'number', describe: 'few-shot examples of the tasks but mmlu (default: each task\'s own; mmlu_lmeval: --ntrain)' })
-  .option('batch-size', { type: 'number', default: 16, describe: 'questions per forward pass' })
-  .option('chosen', { type: 'string', describe: 'point for categories.png, e.g. mka:2 (default: largest mka count)' })
-  .option('keep-models', { type: 'boolean', default: false, describe: 'also write every compressed model to OUT/models/' })
-  .option('out', { type: 'string', default: 'results/sweep', describe: 'results directory (rerun to resume)' })
-  .option('text', { type: 'string', describe: 'text corpus: adds each point\'s perplexity on it (`ppl` column, as `mka eval ppl`)' })
-  .option('seq-len', { type: 'number', describe: 'with --text: window length (default 2048, or the model\'s context)' })
-  .option('stride', { type: 'number', describe: 'with --text: tokens between window starts (default --seq-len)' })
-  .option('list-points', { type: 'boolean', describe: 'print the points of the sweep, one a line, and exit', group: 'One point at a time:' })
-  .option('point', { type: 'string', describe: 'compute exactly one point (original, METHOD:K, or calibration) into --out', group: 'One point at a time:' })
-  .option('report', { type: 'boolean', describe: 'write the report from the points finished in --out', group: 'One point at a time:' })
-  .option('queue', { type: 'string', describe: 'Redis URL: enqueue the sweep as jobs for `mka worker`s and wait, e.g. redis://10.0.0.5:6379', group: 'Many machines:' })
-  .option('queue-name', { type: 'string', default: DEFAULT_QUEUE_NAME, describe: 'BullMQ queue name', group: 'Many machines:' })
-  .option('attempts', { type: 'number', default: DEFAULT_ATTEMPTS, describe: 'runs of a failing job before the sweep stops (user errors: 1)', group: 'Many machines:' })
-  .conflicts('list-points', ['point', 'report', 'queue'])
-  .conflicts('queue', ['point', 'report'])
-  .conflicts('point', 'report')
-  .demandOption('data')
-  .example('$0 sweep --model models/demo --data data/demo-mmlu --remove 0,1,2,4 --out results/demo', '')
-  .example('$0 sweep --model llama-3-8b --data mmlu --point mka:4 --out /shared/run', 'one point (e.g. one Slurm array task); then --report')
-  .example('$0 sweep --model llama-3-8b --data mmlu --methods mka,reverse --remove 0,4,8,12,14 --out results/llama3-8b', '')
-  .example('$0 sweep --model llama-3-8b --data mmlu --tasks mmlu,hellaswag,arc_easy,arc_challenge,piqa,winogrande,boolq --remove 0,8 --out results/l3-tasks', 'the pruning papers\' table: per-task columns and their average');
+const OPTIONS = [
+  ...COMPUTE_OPTIONS, MODEL, REVISION, SWEEP_METHODS, SWEEP_REMOVE, { ...CALIBRATION_DATA, required: true }, ...ANALYSIS_SETTINGS,
+  ...METHOD_OPTIONS, { ...NTRAIN, help: 'few-shot examples per MMLU prompt' }, LIMIT, SWEEP_EVAL_SUBJECTS, SWEEP_TASKS, SWEEP_TASK_DATA, SWEEP_NUM_FEWSHOT, SWEEP_BATCH_SIZE, CHOSEN, KEEP_MODELS, SWEEP_OUT,
+  SWEEP_TEXT, { ...SEQ_LEN, help: 'with --text: window length (default 2048, or the model\'s context)' }, { ...STRIDE, help: 'with --text: tokens between window starts (default --seq-len)' },
+  LIST_POINTS, POINT, REPORT, SWEEP_QUEUE_URL, SWEEP_QUEUE_NAME, ATTEMPTS, FORCE_DIR,
+] as const;
 
-type Args = ArgsOf<typeof builder>;
-
-export const sweepCommand: CommandModule<GlobalArgs, Args> = {
+export const sweepCommand = defineCommand({
   command: 'sweep',
   describe: 'MMLU (and other tasks\') accuracy of every method at every removal count: results.csv/json, plots, summary.md (resumable)',
-  builder,
-  handler: async (a) => {
-    if (a['list-points']) {
-      const ids = listSweepPoints(sweepOptions(a, {}));
-      process.stdout.write(a.json ? JSON.stringify(ids) + '\n' : ids.join('\n') + '\n');
+  options: OPTIONS,
+  conflicts: [[CALIBRATION_DATA, CALIBRATION_FILE], [LIST_POINTS, POINT], [LIST_POINTS, REPORT], [LIST_POINTS, SWEEP_QUEUE_URL],
+    [SWEEP_QUEUE_URL, POINT], [SWEEP_QUEUE_URL, REPORT], [POINT, REPORT]],
+  examples: [
+    ['$0 sweep --model models/demo --data data/demo-mmlu --remove 0,1,2,4 --out results/demo', ''],
+    ['$0 sweep --model llama-3-8b --data mmlu --point mka:4 --out /shared/run', 'one point (e.g. one Slurm array task); then --report'],
+    ['$0 sweep --model llama-3-8b --data mmlu --methods mka,reverse --remove 0,4,8,12,14 --out results/llama3-8b', ''],
+    ['$0 sweep --model llama-3-8b --data mmlu --tasks mmlu,hellaswag,arc_easy,arc_challenge,piqa,winogrande,boolq --remove 0,8 --out results/l3-tasks', 'the pruning papers\' table: per-task columns and their average'],
+  ],
+  check: (v) => checkChosen(v.chosen, v.methods, v.remove),
+  run: async (v, ctx) => {
+    if (v.listPoints) {
+      const { listSweepPoints } = await import('../../sweep/single.ts');
+      const ids = listSweepPoints(sweepOptions(v, ctx));
+      process.stdout.write(ctx.json ? JSON.stringify(ids) + '\n' : ids.join('\n') + '\n');
       return;
     }
-    const opts = sweepOptions(a, {});
-    checkChosen(a.chosen, opts.methods, opts.remove);
+    const opts = sweepOptions(v, ctx);
     // each task's data as a local path (hub datasets fetched into the cache), so queue workers get paths
-    const tasks = sweepTasks(opts);
-    const others = tasks.filter((t) => t !== 'mmlu');
-    const given = taskData(others, a['task-data']);
-    opts.taskData = {};
-    for (const t of others) opts.taskData[t] = await resolveTaskData(given[t], getTask(t), t === 'mmlu_lmeval' ? a['num-fewshot'] ?? a.ntrain : a['num-fewshot'] ?? getTask(t).defaultShots, { quiet: a.quiet, log: logger(a) });
+    const others = (opts.tasks ?? [PAPER_MMLU]).filter((t) => t !== PAPER_MMLU);
+    if (others.length) {
+      const { taskData } = await import('./eval-tasks.ts');
+      const { getTask } = await import('../../eval/tasks/registry.ts');
+      const { resolveTaskData } = await import('../../hub/dataset.ts');
+      const given = taskData(others, v.taskData, SWEEP_TASK_DATA);
+      opts.taskData = {};
+      for (const t of others) {
+        const shots = t === 'mmlu_lmeval' ? v.numFewshot ?? v.ntrain : v.numFewshot ?? getTask(t).defaultShots;
+        opts.taskData[t] = await resolveTaskData(given[t], getTask(t), shots, { quiet: ctx.quiet, log: ctx.log });
+      }
+    }
     // One point, or a queue: many processes write one --out at once, so the directory is checked but
     // not locked (every file they write is atomic and keyed); a whole sweep or a report locks it.
-    const shared = a.point !== undefined || a.queue !== undefined;
-    if (shared) checkOutputDir(a.out, { kind: 'sweep', inputs: inputsOf(a, a.text), force: a.force });
-    const release = shared ? () => {} : claimOutput(a.out, 'sweep', 'sweep', a, a.text);
-    const backend = await setup(a);
+    const shared = v.point !== undefined || v.url !== undefined;
+    const { checkOutputDir } = await import('../../io/output-dir.ts');
+    if (shared) checkOutputDir(v.out, { kind: 'sweep', inputs: ctx.inputs, force: v.force });
+    const release = shared ? () => {} : claimOutput(v.out, 'sweep', 'sweep', v.force, ctx.inputs);
+    const backend = await setup({ ...v, quiet: ctx.quiet });
     opts.runInfo = { backend: backend.description, argv: process.argv.slice(2) };
     // Ctrl-C: stop after the current MMLU batch; finished points and subjects stay saved (a queued sweep only waits, so it just stops).
-    const stop = interruptOnSignals(opts.log ?? (() => {}), 'batch');
+    const stop = interruptOnSignals(ctx.log, 'batch');
     opts.signal = stop.signal;
+    const { SweepInterrupted, runSweep } = await import('../../sweep/sweep.ts');
     try {
-      if (a.point !== undefined) {
-        const row = await runSweepPoint(opts, String(a.point));
-        if (a.json) process.stdout.write(JSON.stringify(row) + '\n');
-        else if (row) process.stdout.write(`${a.point}: ${Object.entries(row.metrics).map(([t, m]) => `${t === 'mmlu' ? 'MMLU' : t} ${(100 * m[headlineMetric(t)].value).toFixed(2)}%`).join(', ')} (${row.layers} layers) in ${a.out}\n`);
+      if (v.point !== undefined) {
+        const { runSweepPoint } = await import('../../sweep/single.ts');
+        const row = await runSweepPoint(opts, v.point);
+        if (ctx.json) process.stdout.write(JSON.stringify(row) + '\n');
+        else if (row) {
+          const { headlineMetric } = await import('../../sweep/tasks.ts');
+          const scores = Object.entries(row.metrics).map(([t, m]) => `${t === PAPER_MMLU ? 'MMLU' : t} ${(100 * m[headlineMetric(t)].value).toFixed(2)}%`);
+          process.stdout.write(`${v.point}: ${scores.join(', ')} (${row.layers} layers) in ${v.out}\n`);
+        }
         return;
       }
-      const points = a.report ? await assembleSweepReport(opts)
-        : a.queue !== undefined ? await runQueuedSweep(opts, { url: a.queue, name: a['queue-name'], attempts: a.attempts })
+      const points = v.report ? await (await import('../../sweep/assemble.ts')).assembleSweepReport(opts)
+        : v.url !== undefined ? await (await import('../../queue/sweep.ts')).runQueuedSweep(opts, { url: v.url, name: v.name, attempts: v.attempts })
         : await runSweep(opts);
-      if (a.json) process.stdout.write(JSON.stringify(points) + '\n');
-      else process.stdout.write(readFileSync(`${a.out}/summary.md`, 'utf8'));
+      if (ctx.json) process.stdout.write(JSON.stringify(points) + '\n');
+      else process.stdout.write(readFileSync(`${v.out}/summary.md`, 'utf8'));
     } catch (e) {
       if (!(e instanceof SweepInterrupted)) throw e;
-      process.stderr.write(`mka: interrupted; ${e.pointsDone} of ${e.pointsTotal} points (and the finished subjects of the next) are saved in ${a.out}: run the same command again to resume\n`);
+      process.stderr.write(`mka: interrupted; ${e.pointsDone} of ${e.pointsTotal} points (and the finished subjects of the next) are saved in ${v.out}: run the same command again to resume\n`);
       release();
       process.exit(130);
     } finally {
@@ -100,18 +97,24 @@ export const sweepCommand: CommandModule<GlobalArgs, Args> = {
       stop.dispose();
     }
   },
-};
+});
 
-/** The sweep's library options from the parsed command line. */
-function sweepOptions(a: Args, runInfo: Record<string, unknown>): SweepOptions {
-  const methods = parseMethods(a.methods, METHODS.map((m) => m.name));
-  const log = logger(a);
+/** Checks `--chosen method:k` names one of the sweep's methods and counts. */
+function checkChosen(chosen: string | undefined, methods: readonly string[], counts: readonly number[]): void {
+  if (chosen === undefined) return;
+  const m = /^([^:]+):(\d+)$/.exec(chosen);
+  if (!m) throw new UserError(`${flag(CHOSEN)} ${chosen}: expected METHOD:COUNT, e.g. mka:2`);
+  if (!methods.includes(m[1])) throw new UserError(`${flag(CHOSEN)} ${chosen}: method ${m[1]} is not in ${flag(SWEEP_METHODS)} (${methods.join(', ')})`);
+  if (!counts.includes(Number(m[2]))) throw new UserError(`${flag(CHOSEN)} ${chosen}: count ${m[2]} is not in ${flag(SWEEP_REMOVE)} (${counts.join(', ')})`);
+}
+
+/** The sweep's library options from its values. */
+function sweepOptions(v: OptionValues<typeof OPTIONS>, ctx: RunContext): SweepOptions {
   return {
-    ...analysisOptions(a, log), model: a.model, data: a.data, methods, remove: parseCounts(a.remove), ntrain: a.ntrain,
-    limit: a.limit, evalSubjects: a['eval-subjects']?.split(','), batchSize: a['batch-size'], params: methodParameters(a),
-    tasks: parseTasks(a.tasks), numFewshot: a['num-fewshot'],
-    chosen: a.chosen, keepModels: a['keep-models'], out: a.out, quiet: a.quiet, log,
-    runInfo,
-    ppl: a.text ? { text: a.text, seqLen: a['seq-len'], stride: a.stride } : undefined,
+    ...analysisOptions(v, ctx.log), model: v.model, data: v.data, methods: [...new Set(v.methods)], remove: [...new Set(v.remove)].sort((a, b) => a - b),
+    ntrain: v.ntrain, limit: v.limit, evalSubjects: v.evalSubjects, batchSize: v.batchSize, params: methodParameters(v),
+    tasks: [...v.tasks], numFewshot: v.numFewshot,
+    chosen: v.chosen, keepModels: v.keepModels, out: v.out, quiet: ctx.quiet, log: ctx.log, runInfo: {},
+    ppl: v.text ? { text: v.text, seqLen: v.seqLen, stride: v.stride } : undefined,
   };
 }

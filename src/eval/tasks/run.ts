@@ -13,7 +13,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { atomicWriteText } from '../../io/atomic.ts';
 import { writeMarker } from '../../io/output-dir.ts';
-import { checkModelFits, mmluWorkload } from '../../model/memory-estimate.ts';
+import { checkModelFits } from '../../model/memory-estimate.ts';
 import { disposeModel, loadModel } from '../../model/model.ts';
 import { loadTokenizer, type Tokenizer } from '../../tokenizer/tokenizer.ts';
 import { evaluateTasks, type EvaluateTasksProgress, type TaskInput, type TaskResult } from './evaluate.ts';
@@ -24,7 +24,9 @@ import { UserError } from '../../runtime/errors.ts';
 import { currentProfile } from '../../runtime/profile.ts';
 import { mmluPointMetrics } from './metrics.ts';
 import { loadMmlu, type MmluData } from '../mmlu/data.ts';
-import { evaluateMmlu } from '../mmlu/evaluate.ts';
+import { evaluateMmlu, mmluWorkload } from '../mmlu/evaluate.ts';
+import { flag } from '../../runtime/options.ts';
+import { TASK_BATCH_SIZE, TASK_SUBJECTS } from './options.ts';
 import { checkNtrain } from '../mmlu/prompt.ts';
 import { mmluSamplesText } from '../mmlu/samples.ts';
 import { lmEvalJson, sampleOf, samplesFile } from './results.ts';
@@ -91,8 +93,9 @@ export async function prepareTasksEval(opts: RunTasksOptions): Promise<PreparedT
       inputs.push(await loadTask(task, t.data, { shots: opts.shots, limit: opts.limit, subjects }));
     }
   }
-  if (opts.subjects && !mmlu && !inputs.some((i) => i.task.load)) throw new UserError(`--subjects: none of the tasks (${opts.tasks.map((t) => t.name).join(', ')}) has subjects; only mmlu and mmlu_lmeval do`);
-  checkModelFits(`eval ${opts.tasks.length === 1 ? opts.tasks[0].name : 'tasks'}`, opts.model, mmluWorkload(opts), { batch: { option: '--batch-size', field: 'rows' } });
+  if (opts.subjects && !mmlu && !inputs.some((i) => i.task.load)) throw new UserError(`${flag(TASK_SUBJECTS)}: none of the tasks (${opts.tasks.map((t) => t.name).join(', ')}) has subjects; only mmlu and mmlu_lmeval do`);
+  // rows of requests on a cached context, as MMLU's questions on their prefix
+  checkModelFits(`eval ${opts.tasks.length === 1 ? opts.tasks[0].name : 'tasks'}`, opts.model, { ...mmluWorkload(opts), batch: { option: TASK_BATCH_SIZE, field: 'rows' } });
   return { tokenizer, inputs, mmlu };
 }
 
