@@ -13,6 +13,8 @@ import { accuracySpec, categoriesSpec, renderChart, similarityHeatmapSpec } from
 import type { SweepPoint } from './types.ts';
 import { getTask, PAPER_MMLU } from '../eval/tasks/registry.ts';
 import { averageMetric, headlineMetric } from './tasks.ts';
+import { flag } from '../runtime/options.ts';
+import { SWEEP_TEXT } from './options.ts';
 
 /** The MMLU columns beside its accuracy: macro mean over subjects and the categories. */
 const MMLU_EXTRA = ['mmlu_macro', 'stem', 'humanities', 'social_sciences', 'other'] as const;
@@ -186,7 +188,7 @@ export async function writeSweepReport(r: SweepReportInput): Promise<void> {
       + 'documents cannot tell from the original (p ≥ 0.05): its difference is within noise. results.csv has each difference and p-value.', '',
     ...(mmlu || textPpl ? [[
       ...(mmlu ? ['*answer ppl*: MMLU answer perplexity (exp of the mean loss of each question\'s answer tokens, the paper\'s; `mmlu_ppl` in results.csv)'] : []),
-      ...(textPpl ? ['*text ppl*: perplexity on the --text corpus (strided windows, as `mka eval ppl`; `text_ppl` in results.csv)'] : []),
+      ...(textPpl ? [`*text ppl*: perplexity on the ${flag(SWEEP_TEXT)} corpus (strided windows, as \`mka eval ppl\`; \`text_ppl\` in results.csv)`] : []),
     ].join('; ') + '.', ''] : []),
     ...charts.map((c) => `![${c}](${c}.png)\n`),
     'Files: `results.csv` / `results.json` (every point), `run.json` (options, versions, backend, timings), SVG versions of each chart.', '',

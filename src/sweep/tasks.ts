@@ -10,13 +10,15 @@ import { getTask, PAPER_MMLU, TASK_NAMES } from '../eval/tasks/registry.ts';
 import { bits, mcnemar, type MetricValue, type MetricsMap, type PairedTest } from '../eval/tasks/metrics.ts';
 import type { TaskInput, TaskResult } from '../eval/tasks/evaluate.ts';
 import type { SweepSettings } from './types.ts';
+import { flag } from '../runtime/options.ts';
+import { SWEEP_TASKS, SWEEP_TASK_DATA } from '../eval/tasks/options.ts';
 
 /** The sweep's tasks, checked (default: the paper's MMLU alone). */
 export function sweepTasks(opts: Pick<SweepSettings, 'tasks'>): string[] {
   const tasks = opts.tasks ?? [PAPER_MMLU];
-  if (!tasks.length) throw new UserError('--tasks: name at least one task, e.g. mmlu,hellaswag');
-  for (const t of tasks) if (!TASK_NAMES.includes(t)) throw new UserError(`--tasks: unknown task "${t}"; tasks: ${TASK_NAMES.join(', ')}`);
-  if (new Set(tasks).size !== tasks.length) throw new UserError(`--tasks ${tasks.join(',')}: a task is named twice`);
+  if (!tasks.length) throw new UserError(`${flag(SWEEP_TASKS)}: name at least one task, e.g. mmlu,hellaswag`);
+  for (const t of tasks) if (!TASK_NAMES.includes(t)) throw new UserError(`${flag(SWEEP_TASKS)}: unknown task "${t}"; tasks: ${TASK_NAMES.join(', ')}`);
+  if (new Set(tasks).size !== tasks.length) throw new UserError(`${flag(SWEEP_TASKS)} ${tasks.join(',')}: a task is named twice`);
   return tasks;
 }
 
@@ -37,7 +39,7 @@ export async function loadSweepTasks(opts: SweepSettings): Promise<TaskInput[]> 
   for (const name of sweepTasks(opts).filter((t) => t !== PAPER_MMLU)) {
     const task = getTask(name);
     const data = opts.taskData?.[name];
-    if (!data) throw new UserError(`--tasks ${name}: no data for it; give --task-data ${name}=PATH (a file, directory or hub id)`);
+    if (!data) throw new UserError(`${flag(SWEEP_TASKS)} ${name}: no data for it; give ${flag(SWEEP_TASK_DATA)} ${name}=PATH (a file, directory or hub id)`);
     const shots = name === 'mmlu_lmeval' ? opts.numFewshot ?? opts.ntrain : opts.numFewshot;
     inputs.push(await loadTask(task, data, { shots, limit: opts.limit, subjects: name === 'mmlu_lmeval' ? opts.evalSubjects : undefined }));
   }

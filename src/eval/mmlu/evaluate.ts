@@ -12,7 +12,8 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { Workload } from '../../model/memory-estimate.ts';
-import { BATCH_SIZE } from './options.ts';
+import { BATCH_SIZE, LIMIT, REFERENCE_MODEL } from './options.ts';
+import { checkOption, flag } from '../../runtime/options.ts';
 import { PASS_HIDDEN_BYTES, passTokens } from '../../model/forward.ts';
 import { argmax } from '../../model/generate.ts';
 import { streamsLayers, type LlamaModel } from '../../model/model.ts';
@@ -246,11 +247,9 @@ export async function evaluateMmlu(opts: EvaluateMmluOptions): Promise<EvaluateM
   }
   if (subjects.length === 0) throw new UserError('no MMLU subjects to evaluate');
   checkNtrain({ ...data, subjects }, opts.ntrain);
-  if (opts.limit !== undefined && (!Number.isInteger(opts.limit) || opts.limit < 1)) {
-    throw new UserError(`--limit ${opts.limit}: must be a whole number of questions per subject, 1 or more`);
-  }
+  checkOption(LIMIT, opts.limit);
   const batchSize = opts.batchSize ?? 16;
-  if (!Number.isInteger(batchSize) || batchSize < 1) throw new UserError(`--batch-size ${batchSize}: must be a whole number, 1 or more`);
+  checkOption(BATCH_SIZE, batchSize);
   const maxPadding = opts.maxPadding ?? MAX_PADDING;
   const answerTokens = opts.answerTokens ?? 'letter';
   const answerIds = answerTokenIds(tokenizer, answerTokens, model.config.vocab_size);
@@ -258,10 +257,10 @@ export async function evaluateMmlu(opts: EvaluateMmluOptions): Promise<EvaluateM
   const ref = opts.referenceModel;
   if (ref) {
     if (ref.config.vocab_size !== model.config.vocab_size) {
-      throw new UserError(`--reference-model${ref.dir ? ` ${ref.dir}` : ''}: vocabulary of ${ref.config.vocab_size} tokens, but the model has ${model.config.vocab_size}; the reference must share the model's tokenizer`);
+      throw new UserError(`${flag(REFERENCE_MODEL)}${ref.dir ? ` ${ref.dir}` : ''}: vocabulary of ${ref.config.vocab_size} tokens, but the model has ${model.config.vocab_size}; the reference must share the model's tokenizer`);
     }
     if (ref.config.max_position_embeddings < maxTokens) {
-      throw new UserError(`--reference-model${ref.dir ? ` ${ref.dir}` : ''}: max_position_embeddings ${ref.config.max_position_embeddings} is less than the model's ${maxTokens}`);
+      throw new UserError(`${flag(REFERENCE_MODEL)}${ref.dir ? ` ${ref.dir}` : ''}: max_position_embeddings ${ref.config.max_position_embeddings} is less than the model's ${maxTokens}`);
     }
   }
   const cached = opts.cached ?? true;

@@ -25,6 +25,10 @@ import { MAX_PADDING, scorePlans, type RowScore, type ScorePlan } from '../scori
 import { choiceMetrics, metricOf, pooledStderr, type MetricValue } from './metrics.ts';
 import { docRequests, type DocRequests } from './requests.ts';
 import type { Doc, Subtask, TaskDefinition, TaskGroup } from './task.ts';
+import { checkOption, flag } from '../../runtime/options.ts';
+import { OUT } from '../../io/output-options.ts';
+import { FRESH } from '../mmlu/options.ts';
+import { NUM_FEWSHOT, TASK_BATCH_SIZE, TASK_LIMIT } from './options.ts';
 
 /** Documents per shard: the unit of resumption. */
 export const SHARD_DOCS = 500;
@@ -151,7 +155,7 @@ export function drawShotsFor(input: TaskInput, sub: Subtask, docs: readonly Doc[
   if (k === 0) return docs.map(() => []);
   const pool = sub.fewshotDocs;
   if (pool.length < k) {
-    throw new UserError(`${sub.source}: ${sub.name} has ${pool.length} few-shot examples (split ${input.task.dataset.fewshotSplit ?? 'none'}), fewer than the ${k} asked for; lower --num-fewshot`);
+    throw new UserError(`${sub.source}: ${sub.name} has ${pool.length} few-shot examples (split ${input.task.dataset.fewshotSplit ?? 'none'}), fewer than the ${k} asked for; lower ${flag(NUM_FEWSHOT)}`);
   }
   if (input.task.sampler === 'first_n') return docs.map(() => pool.slice(0, k));
   // lm-eval's default sampler: one random.Random(1234) for the task, rnd.sample(pool, k) per document in
@@ -165,7 +169,7 @@ export function drawShotsFor(input: TaskInput, sub: Subtask, docs: readonly Doc[
     const drawn = rnd!.sample(pool.length, k + 1).filter((i) => key[i] !== self).slice(0, k);
     if (drawn.length === k) return drawn.map((i) => pool[i]);
     const rest = pool.filter((_, i) => key[i] !== self);
-    if (rest.length < k) throw new UserError(`${sub.source}: ${sub.name} has ${rest.length} few-shot examples besides the document itself, fewer than the ${k} asked for; lower --num-fewshot`);
+    if (rest.length < k) throw new UserError(`${sub.source}: ${sub.name} has ${rest.length} few-shot examples besides the document itself, fewer than the ${k} asked for; lower ${flag(NUM_FEWSHOT)}`);
     return rnd!.sample(rest.length, k).map((i) => rest[i]);
   });
 }
@@ -260,10 +264,10 @@ function openTaskDir(out: string, task: string, key: Record<string, unknown>, fr
   const text = JSON.stringify(key, null, 2) + '\n';
   if (fresh && existsSync(shards)) rmSync(shards, { recursive: true, force: true });
   if (!fresh && existsSync(keyFile) && readFileSync(keyFile, 'utf8') !== text) {
-    throw new UserError(`${keyFile}: ${out} holds ${task} results of a different run (another model, --limit, --num-fewshot or settings); choose another --out, or add --fresh to discard them`);
+    throw new UserError(`${keyFile}: ${out} holds ${task} results of a different run (another model, ${flag(TASK_LIMIT)}, ${flag(NUM_FEWSHOT)} or settings); choose another ${flag(OUT)}, or add ${flag(FRESH)} to discard them`);
   }
   if (!existsSync(keyFile) && existsSync(shards) && readdirSync(shards).length) {
-    throw new UserError(`${shards}: holds results but no run-key.json, so they cannot be matched to this run; choose another --out, or add --fresh to discard them`);
+    throw new UserError(`${shards}: holds results but no run-key.json, so they cannot be matched to this run; choose another ${flag(OUT)}, or add ${flag(FRESH)} to discard them`);
   }
   mkdirSync(shards, { recursive: true });
   if (!existsSync(keyFile) || fresh) atomicWriteText(keyFile, text);
@@ -285,7 +289,7 @@ export async function evaluateTasks(opts: EvaluateTasksOptions): Promise<Evaluat
   const enc = requestEncoder(opts.tokenizer);
   const maxLength = opts.maxLength ?? model.config.max_position_embeddings;
   const batchSize = opts.batchSize ?? 16;
-  if (!Number.isInteger(batchSize) || batchSize < 1) throw new UserError(`--batch-size ${batchSize}: must be a whole number, 1 or more`);
+  checkOption(TASK_BATCH_SIZE, batchSize);
   const cached = opts.cached ?? true;
   const t0 = performance.now();
 
@@ -313,8 +317,8 @@ export async function evaluateTasks(opts: EvaluateTasksOptions): Promise<Evaluat
         fileOf.set(shard, { path, stamp: dir.stamp });
         if (!existsSync(path)) continue;
         const stored = readJsonObject(path, 'task results shard') as { runKey?: string; data?: string; records?: DocRecord[] };
-        if (stored.runKey !== dir.stamp || !Array.isArray(stored.records)) throw new UserError(`${path}: computed by a different run than ${join(opts.out!, input.task.name, 'run-key.json')} describes; add --fresh to recompute`);
-        if (stored.data !== shard.fingerprint) throw new UserError(`${path}: the documents of ${sub.name} changed since these results were computed; choose another --out, or add --fresh to recompute`);
+        if (stored.runKey !== dir.stamp || !Array.isArray(stored.records)) throw new UserError(`${path}: computed by a different run than ${join(opts.out!, input.task.name, 'run-key.json')} describes; add ${flag(FRESH)} to recompute`);
+        if (stored.data !== shard.fingerprint) throw new UserError(`${path}: the documents of ${sub.name} changed since these results were computed; choose another ${flag(OUT)}, or add ${flag(FRESH)} to recompute`);
         done.set(shard, stored.records);
       }
     }

@@ -7,6 +7,8 @@ import { UserError } from '../../runtime/errors.ts';
 import { checkDocs, readSplit } from './data.ts';
 import type { TaskInput } from './evaluate.ts';
 import type { TaskDefinition } from './task.ts';
+import { checkOption, flag } from '../../runtime/options.ts';
+import { NUM_FEWSHOT, TASK_LIMIT, TASK_SUBJECTS } from './options.ts';
 
 export interface LoadTaskOptions {
   /** Few-shot examples per prompt (default the task's). */
@@ -19,23 +21,23 @@ export interface LoadTaskOptions {
 /** Loads a task's data from a file or directory (a hub id is resolved to its cached snapshot before this). */
 export async function loadTask(task: TaskDefinition, path: string, opts: LoadTaskOptions = {}): Promise<TaskInput> {
   const shots = opts.shots ?? task.defaultShots;
-  if (!Number.isInteger(shots) || shots < 0) throw new UserError(`--num-fewshot ${shots}: must be a whole number, 0 or more`);
-  if (opts.limit !== undefined && (!Number.isInteger(opts.limit) || opts.limit < 1)) throw new UserError(`--limit ${opts.limit}: must be a whole number of documents, 1 or more`);
+  checkOption(NUM_FEWSHOT, shots);
+  checkOption(TASK_LIMIT, opts.limit);
   const limit = opts.limit ?? null;
   if (task.load) {
     const { subtasks, groups } = await task.load(path, { subjects: opts.subjects, shots });
     for (const s of subtasks) checkDocs(task, s.docs, s.source);
     return { task, subtasks, shots, limit, groups };
   }
-  if (opts.subjects) throw new UserError(`--subjects: ${task.name} has no subjects (only mmlu and mmlu_lmeval do)`);
+  if (opts.subjects) throw new UserError(`${flag(TASK_SUBJECTS)}: ${task.name} has no subjects (only mmlu and mmlu_lmeval do)`);
   const { docs, files } = await readSplit(path, task.dataset.split, task.dataset.name);
   const source = files.length === 1 ? files[0] : path;
   checkDocs(task, docs, source);
   let fewshotDocs: typeof docs = [];
   if (shots > 0) {
     const split = task.dataset.fewshotSplit;
-    if (!split) throw new UserError(`--num-fewshot ${shots}: ${task.name} has no split to draw few-shot examples from`);
-    if (!statSync(path).isDirectory()) throw new UserError(`${path}: --num-fewshot ${shots} draws examples from the ${split} split, which a single file does not hold; give the dataset's directory or hub id`);
+    if (!split) throw new UserError(`${flag(NUM_FEWSHOT)} ${shots}: ${task.name} has no split to draw few-shot examples from`);
+    if (!statSync(path).isDirectory()) throw new UserError(`${path}: ${flag(NUM_FEWSHOT)} ${shots} draws examples from the ${split} split, which a single file does not hold; give the dataset's directory or hub id`);
     const fs = await readSplit(path, split, task.dataset.name);
     checkDocs(task, fs.docs, fs.files.length === 1 ? fs.files[0] : path);
     fewshotDocs = fs.docs.map((d) => task.processDoc?.(d) ?? d);

@@ -31,8 +31,8 @@ export function getTask(name: string): TaskDefinition {
 /** Parses a --tasks list (comma-separated, no repeats). */
 export function parseTasks(list: string): string[] {
   const names = list.split(',').map((s) => s.trim()).filter(Boolean);
-  if (!names.length) throw new UserError('--tasks: name at least one task, e.g. mmlu,hellaswag');
-  for (const n of names) if (!TASK_NAMES.includes(n)) throw new UserError(`--tasks: unknown task "${n}"; tasks: ${TASK_NAMES.join(', ')}`);
-  if (new Set(names).size !== names.length) throw new UserError(`--tasks ${list}: a task is named twice`);
+  if (!names.length) throw new UserError('no task named: name at least one, e.g. mmlu,hellaswag');
+  for (const n of names) if (!TASK_NAMES.includes(n)) throw new UserError(`unknown task "${n}"; tasks: ${TASK_NAMES.join(', ')}`);
+  if (new Set(names).size !== names.length) throw new UserError(`tasks ${list}: a task is named twice`);
   return names;
 }
