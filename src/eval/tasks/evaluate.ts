@@ -85,6 +85,8 @@ export interface TaskResult {
   /** Prompts cut to the model's context, and how many of them lost few-shot examples. */
   truncatedPrompts: number;
   promptsWithFewerShots: number;
+  /** Documents whose target is none of their choices (scored as wrong, as lm-eval scores them). */
+  targetsOutOfRange: number;
 }
 
 export interface EvaluateTasksProgress {
@@ -370,6 +372,7 @@ export async function evaluateTasks(opts: EvaluateTasksOptions): Promise<Evaluat
       metrics: subtasks.length === 1 ? subtasks[0].metrics : groupMetrics(input.task.metrics, subtasks),
       truncatedPrompts: all.filter((r) => r.truncated > 0).length,
       promptsWithFewerShots: all.filter((r) => r.shots < input.shots).length,
+      targetsOutOfRange: all.filter((r) => r.gold < 0).length,
     };
   });
   return { results, seconds: (performance.now() - t0) / 1000, computedDocs: docsDone, resumedShards };
