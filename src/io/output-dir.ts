@@ -28,13 +28,13 @@ import { type OptionSpec, flag } from '../runtime/options.ts';
 import { FORCE_DIR, FORCE_FILE, OUT } from './output-options.ts';
 
 /** What an output directory holds; only an output of the same kind may be replaced or resumed. */
-export type OutputKind = 'hf-model' | 'tfjs-model' | 'mmlu-results' | 'ppl-results' | 'sweep' | 'demo-benchmark';
+export type OutputKind = 'hf-model' | 'tfjs-model' | 'mmlu-results' | 'task-results' | 'ppl-results' | 'sweep' | 'demo-benchmark';
 
 export const MARKER_FILE = '.mka-output.json';
 const MARKER_VERSION = 1;
 
 const KIND_LABEL: Record<OutputKind, string> = {
-  'hf-model': 'Hugging Face model', 'tfjs-model': 'tfjs model', 'mmlu-results': 'MMLU results', 'ppl-results': 'perplexity results', sweep: 'sweep results',
+  'hf-model': 'Hugging Face model', 'tfjs-model': 'tfjs model', 'mmlu-results': 'MMLU results', 'task-results': 'task results', 'ppl-results': 'perplexity results', sweep: 'sweep results',
   'demo-benchmark': 'demo benchmark',
 };
 
