@@ -16,20 +16,21 @@ const SRC = join(ROOT, 'src');
 const ALLOWED: Record<string, string[]> = {
   runtime: [],
   io: ['runtime'],
-  tokenizer: ['runtime'],
-  model: ['runtime', 'io', 'tokenizer'],
+  gguf: ['runtime', 'io'],
+  tokenizer: ['runtime', 'gguf'],
+  model: ['runtime', 'io', 'tokenizer', 'gguf'],
   weights: ['runtime', 'io', 'model'],
   convert: ['runtime', 'io', 'tokenizer', 'model'],
   eval: ['runtime', 'io', 'tokenizer', 'model', 'weights'],
   compress: ['runtime', 'io', 'tokenizer', 'model', 'weights', 'eval'],
-  export: ['runtime', 'io', 'tokenizer', 'model', 'weights'],
+  export: ['runtime', 'io', 'tokenizer', 'model', 'weights', 'gguf'],
   report: ['runtime', 'io'],
   hub: ['runtime', 'io', 'eval'],
   serve: ['runtime', 'tokenizer'],
   pipeline: ['runtime', 'io', 'tokenizer', 'model', 'weights', 'eval', 'compress'],
   sweep: ['runtime', 'io', 'tokenizer', 'model', 'weights', 'eval', 'compress', 'pipeline', 'export', 'report'],
   queue: ['runtime', 'io', 'model', 'sweep'],
-  cli: ['runtime', 'io', 'tokenizer', 'model', 'weights', 'convert', 'eval', 'compress', 'pipeline', 'export', 'report', 'hub', 'serve', 'sweep', 'queue'],
+  cli: ['runtime', 'io', 'gguf', 'tokenizer', 'model', 'weights', 'convert', 'eval', 'compress', 'pipeline', 'export', 'report', 'hub', 'serve', 'sweep', 'queue'],
 };
 
 function tsFiles(dir: string): string[] {

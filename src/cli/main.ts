@@ -11,6 +11,7 @@ import { globalOptions } from './common.ts';
 import { withValidation } from './validate.ts';
 import { COMMANDS } from './commands/index.ts';
 import { resolveHubArgs } from '../hub/args.ts';
+import { noteGgufModels } from './gguf-note.ts';
 
 /** The --config file named on the command line, if any (read before yargs, so its errors stay UserErrors). */
 function configPath(argv: readonly string[]): string | undefined {
@@ -86,6 +87,7 @@ export async function main(argv: string[]): Promise<void> {
       process.exit(1);
     });
   if (config !== undefined) y = y.config(loadConfigFile(config));
+  y = y.middleware(noteGgufModels);
   for (const c of COMMANDS) y = c.register(y);
   await y.parseAsync();
 }

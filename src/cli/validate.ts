@@ -11,6 +11,7 @@ import { existsSync, statSync } from 'node:fs';
 import type { Argv } from 'yargs';
 import { UserError } from '../runtime/errors.ts';
 import { checkOutputFile } from '../io/output-dir.ts';
+import { isGgufFile } from '../gguf/reader.ts';
 
 interface NumberRule {
   integer?: boolean;
@@ -46,10 +47,10 @@ const NUMBER_RULES: Record<string, NumberRule> = {
   beta: { above: 0 },
 };
 
-/** Input paths by option name and what they must be. */
-const INPUT_PATHS: Record<string, 'directory' | 'file'> = {
-  model: 'directory',
-  'reference-model': 'directory',
+/** Input paths by option name and what they must be ('model': a model directory or a .gguf file). */
+const INPUT_PATHS: Record<string, 'directory' | 'file' | 'model'> = {
+  model: 'model',
+  'reference-model': 'model',
   data: 'directory',
   calibration: 'file',
   activations: 'file',
@@ -106,9 +107,13 @@ function emptyOptions(raw: readonly string[]): string[] {
   return names;
 }
 
-function checkInputPath(name: string, path: string, kind: 'directory' | 'file'): void {
-  if (!existsSync(path)) throw new UserError(`${path}: --${name} not found; give an existing ${kind}`);
+function checkInputPath(name: string, path: string, kind: 'directory' | 'file' | 'model'): void {
+  if (!existsSync(path)) throw new UserError(`${path}: --${name} not found; give an existing ${kind === 'model' ? 'model directory or GGUF file' : kind}`);
   const isDir = statSync(path).isDirectory();
+  if (kind === 'model') {
+    if (!isDir && !isGgufFile(path)) throw new UserError(`${path}: --${name} is a file but not a GGUF model file; give a model directory or a .gguf file`);
+    return;
+  }
   if (kind === 'directory' && !isDir) throw new UserError(`${path}: --${name} is a file, but must be a directory`);
   if (kind === 'file' && isDir) throw new UserError(`${path}: --${name} is a directory, but must be a file`);
 }

@@ -12,15 +12,27 @@ import { describeJson, isPlainObject, readJsonObject } from './read.ts';
 const PICKLE_FILE = /\.(bin|pt|pth|ckpt)$/;
 const CONVERT_HINT = 'convert it to safetensors first, e.g. in Python: AutoModelForCausalLM.from_pretrained(DIR).save_pretrained(OUT, safe_serialization=True)';
 
+/** How a tensor is stored: safetensors' float types, or (GGUF) ggml's Q8_0/Q4_0 blocks of 32. */
+export type StoredDtype = DType | 'Q8_0' | 'Q4_0';
+
 export interface Checkpoint {
   readonly dir: string;
   /** Every tensor name, in file order. */
   names(): string[];
-  info(name: string): (TensorInfo & { file: string }) | undefined;
+  info(name: string): (Omit<TensorInfo, 'dtype'> & { dtype: StoredDtype; file: string }) | undefined;
   /** Reads a tensor as float32 (converted from F16/BF16). */
   read(name: string): Float32Array;
-  /** Reads a tensor's bytes as stored (see SafetensorsFile.readRaw); absent on wrappers that transform values. */
+  /**
+   * Reads a tensor's bytes as stored (see SafetensorsFile.readRaw), or as float32 bytes when stored in
+   * blocks; absent on wrappers that transform values.
+   */
   readRaw?(name: string): { dtype: DType; data: Uint8Array };
+  /** Keeps a block-quantized tensor's stored bytes in memory, so later reads dequantize without the disk (GGUF). */
+  hold?(name: string): void;
+  /** The name of a tensor as the file spells it, for messages (GGUF: "blk.0.attn_q.weight"). */
+  label?(name: string): string;
+  /** Where the config came from, for messages (default "config.json"). */
+  readonly configSource?: string;
   /** Total bytes of tensor data on disk. */
   bytesOnDisk(): number;
   close(): void;

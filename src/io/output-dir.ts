@@ -246,3 +246,31 @@ export function claimOutputDir(out: string, command: string, opts: OutputOptions
   }
   return release;
 }
+
+/**
+ * Everything a command does before writing output file `path` (written whole by atomicWriteFile): takes
+ * its lock, checks it may be written (not a directory, not inside an input; an existing file only when
+ * `isOurs` says mka wrote it, or with --force) and removes what killed runs left. Returns the release.
+ */
+export function claimOutputFile(
+  path: string, command: string,
+  opts: { inputs?: (string | undefined)[]; force?: boolean; option?: string; isOurs: (path: string) => boolean; what: string },
+): () => void {
+  const option = opts.option ?? '--out';
+  const check = () => {
+    checkOutputFile(path, option, opts.inputs);
+    if (existsSync(path) && !opts.force && !opts.isOurs(path)) {
+      throw new UserError(`${path}: ${option} exists and is not ${opts.what} mka wrote; choose a new path, or add --force to replace it`);
+    }
+  };
+  check();
+  const release = lockOutput(path, command);
+  try {
+    check();
+    removeStaleTemps(path);
+  } catch (e) {
+    release();
+    throw e;
+  }
+  return release;
+}

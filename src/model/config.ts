@@ -6,6 +6,8 @@ import { existsSync } from 'node:fs';
 import { readJsonFile } from '../io/read.ts';
 import { join } from 'node:path';
 import { UserError } from '../runtime/errors.ts';
+import { isGgufFile } from '../gguf/reader.ts';
+import { ggufConfigJson } from '../gguf/checkpoint.ts';
 
 const SUPPORTED_MODEL_TYPES = ['llama', 'mistral', 'qwen2'] as const;
 export type ModelType = (typeof SUPPORTED_MODEL_TYPES)[number];
@@ -209,8 +211,9 @@ export function checkLayerCount(c: LlamaConfig, tensorNames: Iterable<string>, d
   }
 }
 
-/** Reads and validates `DIR/config.json`. */
+/** Reads and validates `DIR/config.json`, or the config in a GGUF model file's metadata. */
 export function readConfig(dir: string): LlamaConfig {
+  if (isGgufFile(dir)) return parseConfig(ggufConfigJson(dir), `${dir} (GGUF metadata)`);
   const file = join(dir, 'config.json');
   if (!existsSync(file)) {
     throw new UserError(`${file}: not found; --model must be a Hugging Face model directory (convert llama2.c checkpoints with \`mka convert-llama2c\`)`);

@@ -30,6 +30,7 @@ import { type LlamaConfig, expectedTensors, layerTensorShapes, readConfig } from
 import { UserError } from '../runtime/errors.ts';
 import { BACKENDS } from '../runtime/backend.ts';
 import { takes16BitWeights } from './ops.ts';
+import { isGgufFile, openWeights } from './files.ts';
 import { LOGIT_CHUNK_FLOATS, PASS_HIDDEN_BYTES } from './forward.ts';
 
 /** Where a backend keeps tensors and how it computes. */
@@ -95,7 +96,7 @@ export interface MemoryEstimate {
   tensors: number;
 }
 
-const STORED: Record<string, number> = { F32: 4, F16: 2, BF16: 2, float32: 4, float16: 2, bfloat16: 2 };
+const STORED: Record<string, number> = { F32: 4, F16: 2, BF16: 2, float32: 4, float16: 2, bfloat16: 2, Q8_0: 34 / 32, Q4_0: 18 / 32 };
 
 /** Tensor names and dtypes from a safetensors header (empty when the file is unreadable). */
 function headerDtypes(file: string): Map<string, string> {
@@ -120,12 +121,29 @@ function headerDtypes(file: string): Map<string, string> {
   return out;
 }
 
+/** Tensor names and storage types of a GGUF model file (empty when it is unreadable). */
+function ggufDtypes(file: string): Map<string, string> {
+  const out = new Map<string, string>();
+  try {
+    const ckpt = openWeights(file);
+    for (const name of ckpt.names()) out.set(name, ckpt.info(name)!.dtype);
+    ckpt.close();
+  } catch {
+    // the loader reports a broken file with its own message
+  }
+  return out;
+}
+
 /**
- * Bytes per stored value of each tensor: from the checkpoint's safetensors headers when they are
- * there (only the headers are read), else from config.json's torch_dtype.
+ * Bytes per stored value of each tensor: from the checkpoint's safetensors headers (or a GGUF file's
+ * tensor types) when they are there (only the headers are read), else from config.json's torch_dtype.
  */
 export function storedBytes(dir: string, config: LlamaConfig): (name: string) => number {
   const fallback = STORED[config.torch_dtype] ?? 4;
+  if (isGgufFile(dir)) {
+    const types = ggufDtypes(dir);
+    return (name) => STORED[types.get(name) ?? ''] ?? fallback;
+  }
   const files: string[] = [];
   const index = join(dir, 'model.safetensors.index.json');
   if (existsSync(index)) {

@@ -10,7 +10,8 @@
 import * as tf from '@tensorflow/tfjs';
 import { existsSync } from 'node:fs';
 import { type LlamaConfig, checkLayerCount, expectedTensors, layerTensorShapes, readConfig } from './config.ts';
-import { type Checkpoint, openCheckpoint } from '../io/checkpoint.ts';
+import type { Checkpoint } from '../io/checkpoint.ts';
+import { isBlockQuantized, openWeights } from './files.ts';
 import { UserError } from '../runtime/errors.ts';
 import { prefersTransposedWeights, takes16BitWeights, type Weight } from './ops.ts';
 
@@ -47,20 +48,22 @@ export interface LoadOptions {
 /** Checks that every tensor the config implies is present with the right shape. */
 function validateCheckpoint(config: LlamaConfig, ckpt: Checkpoint): void {
   checkLayerCount(config, ckpt.names(), ckpt.dir);
+  const source = ckpt.configSource ?? 'config.json';
+  const label = (name: string) => ckpt.label?.(name) ?? name;
   for (const [name, shape] of expectedTensors(config)) {
     const info = ckpt.info(name);
-    if (!info) throw new UserError(`${ckpt.dir}: tensor "${name}" is missing from the checkpoint (config.json expects it)`);
+    if (!info) throw new UserError(`${ckpt.dir}: tensor "${label(name)}" is missing from the checkpoint (${source} expects it)`);
     if (info.shape.join(',') !== shape.join(',')) {
-      throw new UserError(`${info.file}: tensor "${name}" has shape [${info.shape}] but config.json implies [${shape}]`);
+      throw new UserError(`${info.file}: tensor "${label(name)}" has shape [${info.shape}] but ${source} implies [${shape}]`);
     }
   }
 }
 
-/** Opens a model directory's config and checkpoint, validated against each other; close the checkpoint. */
+/** Opens a model directory's (or GGUF file's) config and checkpoint, validated against each other; close the checkpoint. */
 export function openModelDir(dir: string): { config: LlamaConfig; ckpt: Checkpoint } {
   if (!existsSync(dir)) throw new UserError(`${dir}: model directory not found`);
   const config = readConfig(dir);
-  const ckpt = openCheckpoint(dir);
+  const ckpt = openWeights(dir);
   try {
     validateCheckpoint(config, ckpt);
   } catch (e) {
@@ -106,9 +109,16 @@ export function loadModel(dir: string, opts: LoadOptions = {}): LlamaModel {
   const keep16 = opts.keep16Bit ?? takes16BitWeights();
   const tensors = new Map<string, tf.Tensor>();
   const packed = new Map<string, Weight>();
+  let blockQuantized = 0;
   try {
     for (const [name, shape] of expectedTensors(config)) {
       if (opts.streaming && name.startsWith('model.layers.')) continue;
+      if (name.startsWith('model.layers.') && isBlockQuantized(ckpt, name)) {
+        // GGUF Q8_0/Q4_0: the blocks stay in memory as stored, dequantized per layer at use (acquireLayer)
+        ckpt.hold?.(name);
+        blockQuantized++;
+        continue;
+      }
       const w = readWeight(ckpt, name, shape, keep16);
       if (w.dtype === 'float32' && !w.transposed) tensors.set(name, w.tensor);
       else packed.set(name, w);
@@ -119,7 +129,7 @@ export function loadModel(dir: string, opts: LoadOptions = {}): LlamaModel {
     ckpt.close();
     throw e;
   }
-  const keepOpen = !!opts.streaming || [...packed.values()].some((w) => w.dtype !== 'float32');
+  const keepOpen = !!opts.streaming || blockQuantized > 0 || [...packed.values()].some((w) => w.dtype !== 'float32');
   if (!keepOpen) ckpt.close();
   return { config, dir, tensors, packed, checkpoint: keepOpen ? ckpt : null, stats: { forwardCalls: 0, layerLoads: 0 } };
 }

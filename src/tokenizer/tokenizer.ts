@@ -6,6 +6,8 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 import { UserError } from '../runtime/errors.ts';
+import { isGgufFile } from '../gguf/reader.ts';
+import { loadGgufTokenizer } from './gguf.ts';
 
 export interface Tokenizer {
   /**
@@ -51,8 +53,12 @@ function tokenContent(t: unknown): string | null {
   return null;
 }
 
-/** Loads `DIR/tokenizer.json` with `DIR/tokenizer_config.json` (optional) and generation_config.json (optional). */
+/**
+ * Loads `DIR/tokenizer.json` with `DIR/tokenizer_config.json` (optional) and generation_config.json
+ * (optional), or the tokenizer stored in a GGUF model file.
+ */
 export async function loadTokenizer(dir: string): Promise<Tokenizer> {
+  if (isGgufFile(dir)) return loadGgufTokenizer(dir);
   const file = join(dir, 'tokenizer.json');
   const json = readJson(file, true)!;
   const config = readJson(join(dir, 'tokenizer_config.json'), false) ?? {};

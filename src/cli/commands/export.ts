@@ -1,66 +1,69 @@
-import type { Argv, CommandModule } from 'yargs';
-import { type GlobalArgs, claimOutput, forceOption, logger, type ArgsOf } from '../common.ts';
-import { exportTfjs } from '../../export/graph-model.ts';
-import { exportHf } from '../../export/hf.ts';
+import type { ArgumentsCamelCase, Argv, CommandModule } from 'yargs';
+import { type GlobalArgs, claimOutput, forceOption, logger } from '../common.ts';
+import { claimOutputFile } from '../../io/output-dir.ts';
+import { EXPORT_FORMATS, type ExportFormat, ggufFormat, hfFormat, tfjsFormat } from '../../export/registry.ts';
 import { HF_DTYPES, type HfDtype } from '../../weights/hf-writer.ts';
 import { QUANT_SCHEMES, type QuantScheme } from '../../weights/quantize.ts';
+import { GGUF_TYPES, type GgufOutType } from '../../export/gguf.ts';
 
-const mib = (b: number) => `${(b / 2 ** 20).toFixed(2)} MiB`;
+const modelOption = <T>(y: Argv<T>) => y.option('model', { type: 'string', demandOption: true, describe: 'Hugging Face model directory (or GGUF file)' });
 
-const tfjsOptions = (y: Argv<GlobalArgs>) => forceOption(y)
-  .option('model', { type: 'string', demandOption: true, describe: 'Hugging Face model directory' })
+const tfjsOptions = (y: Argv<GlobalArgs>) => modelOption(forceOption(y))
   .option('out', { type: 'string', demandOption: true, describe: 'output directory (replaced atomically)' })
   .option('quantize', { choices: QUANT_SCHEMES, default: 'none' as QuantScheme, describe: 'weight storage: float32, float16, or uint8/uint16 affine per tensor (tfjs dequantizes at load)' })
   .option('shard-mb', { type: 'number', default: 4, describe: 'weight shard size in MiB' })
   .option('max-seq', { type: 'number', describe: 'longest input the model accepts (default: max_position_embeddings)' })
   .example('$0 export tfjs --model out/merged --out web/model --quantize uint8', '');
 
-const tfjsCommand: CommandModule<GlobalArgs, ArgsOf<typeof tfjsOptions>> = {
-  command: 'tfjs',
-  describe: 'TensorFlow.js GraphModel (model.json + weight shards): input_ids int32 [batch, seq] → logits [batch, seq, vocab]',
-  builder: tfjsOptions,
-  handler: async (a) => {
-    const log = logger(a);
-    const release = claimOutput(a.out, 'export tfjs', 'tfjs-model', a.force, [a.model]);
-    const r = await exportTfjs({ model: a.model, out: a.out, quantize: a.quantize, shardMb: a['shard-mb'], maxSeq: a['max-seq'] });
-    release();
-    if (a.json) {
-      process.stdout.write(JSON.stringify(r) + '\n');
-      return;
-    }
-    log(`weights: ${mib(r.float32Bytes)} as float32 → ${mib(r.weightBytes)} stored (${r.quantization}) in ${r.files.length - 1} shards`);
-    process.stdout.write(`${a.out}/model.json (sequences up to ${r.maxSeq} tokens)\n`);
-  },
-};
-
-const hfOptions = (y: Argv<GlobalArgs>) => forceOption(y)
-  .option('model', { type: 'string', demandOption: true, describe: 'Hugging Face model directory' })
+const hfOptions = (y: Argv<GlobalArgs>) => modelOption(forceOption(y))
   .option('out', { type: 'string', demandOption: true, describe: 'output directory (replaced atomically)' })
   .option('dtype', { choices: HF_DTYPES, describe: 'storage dtype (default: the source model\'s torch_dtype, else float32)' })
   .option('shard-mb', { type: 'number', default: 5000, describe: 'largest shard in MB (10^6 bytes)' })
   .example('$0 export hf --model out/merged --out out/merged-bf16 --dtype bfloat16', '');
 
-const hfCommand: CommandModule<GlobalArgs, ArgsOf<typeof hfOptions>> = {
-  command: 'hf',
-  describe: 'Hugging Face checkpoint: config.json, safetensors (sharded with an index when large), tokenizer files',
-  builder: hfOptions,
-  handler: async (a) => {
-    const log = logger(a);
-    const release = claimOutput(a.out, 'export hf', 'hf-model', a.force, [a.model]);
-    const r = await exportHf({ model: a.model, out: a.out, dtype: a.dtype, shardMb: a['shard-mb'] });
-    release();
-    if (a.json) {
-      process.stdout.write(JSON.stringify(r) + '\n');
-      return;
-    }
-    log(`weights: ${mib(r.bytes)} (${r.dtype})`);
-    process.stdout.write(`${a.out}: ${r.files.join(', ')}\n`);
-  },
-};
+const ggufOptions = (y: Argv<GlobalArgs>) => modelOption(y)
+  .option('force', { type: 'boolean', default: false, describe: 'replace --out even if it is a file mka did not write' })
+  .option('out', { type: 'string', demandOption: true, describe: 'the .gguf file to write (replaced atomically)' })
+  .option('type', { choices: GGUF_TYPES, default: 'f16' as GgufOutType, describe: 'weight type of the matrices (norms stay f32; q8_0/q4_0 matrices whose rows do not divide into blocks of 32 fall back to f16)' })
+  .option('name', { type: 'string', describe: 'general.name in the file (default: the model directory\'s name)' })
+  .example('$0 export gguf --model out/merged --out merged-q4_0.gguf --type q4_0', 'then: llama-cli -m merged-q4_0.gguf -p "Hello"');
+
+/** One `mka export NAME` command: claims the output (directory or file), runs the format, reports. */
+function formatCommand<T extends GlobalArgs & { model: string; out: string; force: boolean }, P extends object>(
+  format: ExportFormat<P>, builder: (y: Argv<GlobalArgs>) => Argv<T>, params: (a: ArgumentsCamelCase<T>) => P,
+): CommandModule<GlobalArgs, T> {
+  return {
+    command: format.name,
+    describe: format.description,
+    builder,
+    handler: async (a) => {
+      const log = logger(a);
+      const command = `export ${format.name}`;
+      const release = 'directory' in format.output
+        ? claimOutput(a.out, command, format.output.directory, a.force, [a.model])
+        : claimOutputFile(a.out, command, { inputs: [a.model], force: a.force, isOurs: format.output.isOurs, what: format.output.file });
+      const r = await format.run(a.model, a.out, params(a), log, a.quiet || a.json);
+      release();
+      if (a.json) {
+        process.stdout.write(JSON.stringify(r.json) + '\n');
+        return;
+      }
+      for (const line of r.log) log(line);
+      process.stdout.write(`${r.stdout}\n`);
+    },
+  };
+}
+
+const commands = [
+  formatCommand(tfjsFormat, tfjsOptions, (a) => ({ quantize: a.quantize, shardMb: a['shard-mb'], maxSeq: a['max-seq'] })),
+  formatCommand(hfFormat, hfOptions, (a) => ({ dtype: a.dtype as HfDtype | undefined, shardMb: a['shard-mb'] })),
+  formatCommand(ggufFormat, ggufOptions, (a) => ({ type: a.type, name: a.name })),
+];
 
 export const exportCommand: CommandModule<GlobalArgs, GlobalArgs> = {
   command: 'export',
-  describe: 'Export a model for serving: tfjs (GraphModel) or hf (Hugging Face checkpoint)',
-  builder: (y: Argv<GlobalArgs>) => y.command(tfjsCommand).command(hfCommand).demandCommand(1, 'name a format: tfjs or hf') as Argv<GlobalArgs>,
+  describe: 'Export a model for serving: tfjs (GraphModel), hf (Hugging Face checkpoint) or gguf (llama.cpp, ollama, LM Studio)',
+  builder: (y: Argv<GlobalArgs>) => commands.reduce((yy, c) => yy.command(c as CommandModule<GlobalArgs, never>), y)
+    .demandCommand(1, `name a format: ${EXPORT_FORMATS.map((f) => f.name).join(', ')}`) as Argv<GlobalArgs>,
   handler: () => {},
 };

@@ -1,0 +1,30 @@
+/**
+ * The one line a command that runs a model prints when that model is a GGUF file with Q8_0/Q4_0
+ * weights: how mka holds them (yargs middleware, after the hub ids are resolved).
+ */
+import { isGgufFile } from '../gguf/reader.ts';
+import { openGgufCheckpoint } from '../gguf/checkpoint.ts';
+
+/** Prints the note for --model / --reference-model GGUF files of commands that compute (they take --backend). */
+export function noteGgufModels(argv: Record<string, unknown>): void {
+  if (argv.quiet === true || argv.json === true || !('backend' in argv)) return;
+  for (const option of ['model', 'reference-model']) {
+    const path = argv[option];
+    if (typeof path !== 'string' || !isGgufFile(path)) continue;
+    let counts: Map<string, number>;
+    try {
+      const ckpt = openGgufCheckpoint(path);
+      counts = new Map();
+      for (const name of ckpt.names()) {
+        const t = ckpt.info(name)!.dtype;
+        if (t === 'Q8_0' || t === 'Q4_0') counts.set(t, (counts.get(t) ?? 0) + 1);
+      }
+      ckpt.close();
+    } catch {
+      continue; // the command reports a broken file itself
+    }
+    if (counts.size === 0) continue;
+    const what = [...counts].map(([t, n]) => `${n} ${t}`).join(' and ');
+    process.stderr.write(`${path}: ${what} tensors stay in their blocks in memory and are dequantized one layer at a time when used (embedding and lm_head at load); integer kernels for packed weights are not in mka yet\n`);
+  }
+}

@@ -1,0 +1,182 @@
+/**
+ * `mka export gguf`: a model as one GGUF file that llama.cpp (and ollama, LM Studio, transformers'
+ * GGUF loader) load: llama.cpp's tensor names and Q/K row order, the architecture metadata, the
+ * tokenizer (src/gguf/vocab.ts) and the chat template. Tensors are read, converted and written one at
+ * a time (src/gguf/writer.ts), so a model larger than memory exports too.
+ *
+ * Types follow llama.cpp's convert_hf_to_gguf.py: norms, biases and other 1-D tensors stay F32; every
+ * matrix gets the requested type; a matrix whose rows do not divide into blocks of 32 falls back to
+ * F16 when the type is Q8_0/Q4_0 (the converter's fallback; llama-quantize refuses such tensors), and
+ * the export says which, once, with counts. Llama 3.1-style `llama3` RoPE scaling is stored as
+ * llama.cpp stores it, the F32 tensor rope_freqs.weight.
+ */
+import { existsSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import type { LlamaConfig } from '../model/config.ts';
+import { checkpointSource } from '../weights/source.ts';
+import { readJsonObject } from '../io/read.ts';
+import { UserError } from '../runtime/errors.ts';
+import { mkaVersion } from '../runtime/version.ts';
+import { progress } from '../runtime/progress.ts';
+import { exportMetadata } from './metadata.ts';
+import { FILE_TYPE, GgmlType, type GgufValue, QUANTIZATION_VERSION, type SupportedType } from '../gguf/format.ts';
+import { GgufFile, isGgufFile } from '../gguf/reader.ts';
+import { ggufArch, hparamMetadata, ropeFreqFactors } from '../gguf/hparams.ts';
+import { encode } from '../gguf/quants.ts';
+import { ROPE_FREQS, ggufName, permuteRows, permutedHeads } from '../gguf/tensor-names.ts';
+import { vocabMetadata } from '../gguf/vocab.ts';
+import { type GgufTensorToWrite, meta, writeGguf } from '../gguf/writer.ts';
+
+export const GGUF_TYPES = ['f32', 'f16', 'bf16', 'q8_0', 'q4_0'] as const;
+export type GgufOutType = (typeof GGUF_TYPES)[number];
+const TYPE_OF: Record<GgufOutType, SupportedType> = {
+  f32: GgmlType.F32, f16: GgmlType.F16, bf16: GgmlType.BF16, q8_0: GgmlType.Q8_0, q4_0: GgmlType.Q4_0,
+};
+
+export interface ExportGgufOptions {
+  /** Model directory or GGUF file. */
+  model: string;
+  /** The .gguf file to write. */
+  out: string;
+  type: GgufOutType;
+  /** general.name (default: the model directory's name). */
+  name?: string;
+  log?: (msg: string) => void;
+  /** No progress line. */
+  quiet?: boolean;
+}
+
+export interface GgufExportResult {
+  file: string;
+  bytes: number;
+  type: GgufOutType;
+  /** Tensors written per ggml type, e.g. {Q4_0: 56, F16: 8, F32: 17}. */
+  tensorTypes: Record<string, number>;
+  /** Matrices whose rows do not divide into blocks of 32 and were written as F16 instead. */
+  fallback: string[];
+  /** The tokenizer written: "llama" (SentencePiece), "gpt2" (byte-level BPE) or "none". */
+  tokenizer: string;
+  /** Pairs llama.cpp's SentencePiece merging may join that the model's BPE merges never do. */
+  spmOnlyPairs: number;
+}
+
+/** The tokenizer metadata of the model: from its tokenizer files, or copied from a GGUF source. */
+function tokenizerMetadata(model: string, config: LlamaConfig, log: (msg: string) => void): { entries: [string, GgufValue][]; kind: string; spmOnly: number } {
+  if (isGgufFile(model)) {
+    const g = new GgufFile(model);
+    try {
+      const entries = [...g.metadata].filter(([k]) => k.startsWith('tokenizer.')) as [string, GgufValue][];
+      return { entries, kind: g.string('tokenizer.ggml.model', 'none'), spmOnly: 0 };
+    } finally {
+      g.close();
+    }
+  }
+  const file = join(model, 'tokenizer.json');
+  if (!existsSync(file)) {
+    log(`${model}: no tokenizer.json, so the GGUF has no vocabulary (tokenizer.ggml.model "none"): llama.cpp runs it on token ids only`);
+    return { entries: [['tokenizer.ggml.model', meta.str('none')]], kind: 'none', spmOnly: 0 };
+  }
+  const tokenizer = readJsonObject(file, 'tokenizer');
+  const cfgFile = join(model, 'tokenizer_config.json');
+  const tokConfig = existsSync(cfgFile) ? readJsonObject(cfgFile, 'tokenizer config') : {};
+  try {
+    const v = vocabMetadata(tokenizer, tokConfig, config.vocab_size, config, file);
+    if (v.spmOnlyPairs > 0) {
+      const [a, b] = v.spmOnlyExample!;
+      log(`tokenizer: llama.cpp's SentencePiece merging can join ${v.spmOnlyPairs} pair(s) of tokens that the BPE merges never join (e.g. ${JSON.stringify(a)} + ${JSON.stringify(b)}); text where that happens tokenizes differently in llama.cpp`);
+    }
+    return { entries: v.metadata, kind: v.model, spmOnly: v.spmOnlyPairs };
+  } catch (e) {
+    if (e instanceof UserError) throw e;
+    throw new UserError(`${(e as Error).message}; cannot write its vocabulary to GGUF`);
+  }
+}
+
+/** The merge record of the model (merge.json, or the mka.merge metadata of a GGUF source), as JSON text. */
+function mergeRecord(model: string): string | null {
+  if (isGgufFile(model)) {
+    const g = new GgufFile(model);
+    try {
+      return g.has('mka.merge') ? g.string('mka.merge') : null;
+    } finally {
+      g.close();
+    }
+  }
+  const merge = exportMetadata(model, '').merge;
+  return merge === null ? null : JSON.stringify(merge);
+}
+
+/** The ggml type of a tensor exported as `type`: see the file comment. */
+function tensorType(hf: string, shape: number[], type: SupportedType): SupportedType {
+  if (shape.length <= 1 || hf.endsWith('norm.weight')) return GgmlType.F32;
+  if ((type === GgmlType.Q8_0 || type === GgmlType.Q4_0) && shape[shape.length - 1] % 32 !== 0) return GgmlType.F16;
+  return type;
+}
+
+/** Writes the model in `opts.model` as a GGUF file `opts.out`. */
+export async function exportGguf(opts: ExportGgufOptions): Promise<GgufExportResult> {
+  const log = opts.log ?? (() => {});
+  const source = checkpointSource(opts.model);
+  try {
+    const config = source.config;
+    const arch = ggufArch(config.model_type);
+    const want = TYPE_OF[opts.type];
+    const tok = tokenizerMetadata(opts.model, config, log);
+    const merge = mergeRecord(opts.model);
+
+    const tensors: (GgufTensorToWrite & { hf: string | null; type: SupportedType })[] = [];
+    const ropeFreqs = ropeFreqFactors(config);
+    if (ropeFreqs) tensors.push({ hf: null, name: ROPE_FREQS, dims: [ropeFreqs.length], type: GgmlType.F32 });
+    const fallback: string[] = [];
+    for (const hf of source.names) {
+      const name = ggufName(hf);
+      if (name === null) throw new UserError(`${opts.model}: tensor "${hf}" has no llama.cpp name; cannot write it to GGUF`);
+      const shape = source.shape(hf);
+      const type = tensorType(hf, shape, want);
+      if (type !== want && type === GgmlType.F16) fallback.push(hf);
+      tensors.push({ hf, name, dims: [...shape].reverse(), type });
+    }
+    const counts: Record<string, number> = {};
+    for (const t of tensors) counts[GgmlType[t.type]] = (counts[GgmlType[t.type]] ?? 0) + 1;
+    if (fallback.length) {
+      const rows = [...new Set(fallback.map((n) => source.shape(n).at(-1)))].join(', ');
+      log(`${opts.type}: ${fallback.length} of ${tensors.length} tensors fall back to F16, their rows (${rows} values) not dividing into blocks of 32 (as llama.cpp's converter does), e.g. ${fallback[0]}`);
+    }
+    const baseName = opts.name ?? basename(opts.model.replace(/[\\/]+$/, '')).replace(/\.gguf$/i, '');
+    const metadata: [string, GgufValue][] = [
+      ['general.architecture', meta.str(arch)],
+      ['general.type', meta.str('model')],
+      ['general.name', meta.str(baseName)],
+      ['general.file_type', meta.u32(FILE_TYPE[want])],
+      ['general.quantization_version', meta.u32(QUANTIZATION_VERSION)],
+      ...hparamMetadata(config),
+      ...tok.entries,
+      ['mka.version', meta.str(mkaVersion())],
+      ...(merge ? [['mka.merge', meta.str(merge)] as [string, GgufValue]] : []),
+    ];
+    const heads = config.num_attention_heads, kvHeads = config.num_key_value_heads;
+    const byName = new Map(tensors.map((t) => [t.name, t]));
+    const bar = progress(`gguf ${opts.type}`, tensors.length, { unit: 'tensors', quiet: opts.quiet });
+    const bytes = await writeGguf(opts.out, metadata, tensors, async (name) => {
+      const t = byName.get(name)!;
+      if (t.hf === null) {
+        bar.tick();
+        return encode(GgmlType.F32, ropeFreqs!);
+      }
+      let values = await source.read(t.hf);
+      const perm = permutedHeads(t.hf, arch, heads, kvHeads);
+      if (perm) {
+        const rows = t.dims.length === 1 ? t.dims[0] : t.dims[1];
+        const p = permuteRows(new Uint8Array(values.buffer, values.byteOffset, values.byteLength), (values.length / rows) * 4, perm, true);
+        values = new Float32Array(p.buffer, p.byteOffset, values.length);
+      }
+      const data = encode(t.type, values);
+      bar.tick();
+      return data;
+    });
+    bar.done();
+    return { file: opts.out, bytes, type: opts.type, tensorTypes: counts, fallback, tokenizer: tok.kind, spmOnlyPairs: tok.spmOnly };
+  } finally {
+    source.close();
+  }
+}

@@ -1,0 +1,121 @@
+/**
+ * A GGUF model file as a checkpoint of Hugging Face tensors (src/io/checkpoint.ts): names mapped back
+ * (blk.0.attn_q.weight → model.layers.0.self_attn.q_proj.weight), shapes in Hugging Face order, Q/K
+ * rows put back in Hugging Face's order for the llama architecture, values dequantized to float32 on
+ * read. Q8_0/Q4_0 tensors can also be read packed (quants and scales split, nothing requantized).
+ */
+import type { Checkpoint, StoredDtype } from '../io/checkpoint.ts';
+import { GGML_BLOCK, GgmlType, SUPPORTED_TYPES, type SupportedType } from './format.ts';
+import { hfConfigFromGguf } from './hparams.ts';
+import { type PackedBlocks, dequantize, unpackBlocks } from './quants.ts';
+import { GgufFile, type GgufTensorInfo } from './reader.ts';
+import { ROPE_FREQS, hfName, permuteRows, permutedHeads } from './tensor-names.ts';
+
+export interface GgufCheckpoint extends Checkpoint {
+  readonly file: GgufFile;
+  /** The ggml type of a tensor by Hugging Face name. */
+  type(name: string): SupportedType;
+  /** A Q8_0/Q4_0 matrix as packed quants and scales (CONTRACTS.md §1), rows in Hugging Face order. */
+  readPacked(name: string): PackedBlocks;
+}
+
+const numel = (dims: number[]) => dims.reduce((a, b) => a * b, 1);
+
+/** The rope_freqs values of a GGUF file, or null when it has none. */
+export function readRopeFreqs(g: GgufFile): Float32Array | null {
+  const t = g.tensors.get(ROPE_FREQS);
+  if (!t) return null;
+  if (t.type !== GgmlType.F32 && t.type !== GgmlType.F16) g.refuse(`${ROPE_FREQS} is ${GgmlType[t.type]}, expected F32`);
+  return dequantize(t.type, g.readTensor(ROPE_FREQS), numel(t.dims));
+}
+
+/** The Hugging Face config.json object of a GGUF model file (parseConfig validates it). */
+export function ggufConfigJson(path: string): Record<string, unknown> {
+  const g = new GgufFile(path);
+  try {
+    return hfConfigFromGguf(g, readRopeFreqs(g));
+  } finally {
+    g.close();
+  }
+}
+
+/** Opens a GGUF model file as a checkpoint; every tensor must map to a Hugging Face name and be of a type mka reads. */
+export function openGgufCheckpoint(path: string): GgufCheckpoint {
+  const g = new GgufFile(path);
+  try {
+    return checkpointOf(g);
+  } catch (e) {
+    g.close();
+    throw e;
+  }
+}
+
+function checkpointOf(g: GgufFile): GgufCheckpoint {
+  const arch = g.string('general.architecture');
+  const heads = g.int(`${arch}.attention.head_count`, 0);
+  const kvHeads = g.int(`${arch}.attention.head_count_kv`, heads);
+  const byHf = new Map<string, GgufTensorInfo>();
+  const unsupported: string[] = [];
+  for (const t of g.tensors.values()) {
+    if (t.name === ROPE_FREQS) continue;
+    const hf = hfName(t.name);
+    if (hf === null) g.refuse(`tensor "${t.name}" is not one of the ${arch} architecture's tensors that mka knows`);
+    if (!(SUPPORTED_TYPES as readonly number[]).includes(t.type)) unsupported.push(`${t.name} (${GgmlType[t.type]})`);
+    byHf.set(hf, t);
+  }
+  if (unsupported.length) {
+    g.refuse(`${unsupported.length} tensor(s) of a type mka does not read, e.g. ${unsupported.slice(0, 2).join(', ')}; mka reads F32, F16, BF16, Q8_0 and Q4_0 (convert with llama.cpp's llama-quantize --allow-requantize F.gguf OUT.gguf Q8_0)`);
+  }
+  const held = new Map<string, Uint8Array>();
+  const info = (name: string) => {
+    const t = byHf.get(name);
+    if (!t) throw new Error(`${g.path}: no tensor "${name}"`);
+    return t;
+  };
+  /** Stored bytes with rows in Hugging Face order. */
+  const stored = (name: string): Uint8Array => {
+    const t = info(name);
+    const bytes = held.get(name) ?? g.readTensor(t.name);
+    const perm = permutedHeads(name, arch, heads, kvHeads);
+    if (!perm) return bytes;
+    const rows = t.dims.length === 1 ? t.dims[0] : numel(t.dims.slice(1));
+    if (rows % perm !== 0 || (rows / perm) % 2 !== 0) g.fail(`tensor "${t.name}" has ${rows} rows, which do not split into ${perm} heads of an even size`);
+    return permuteRows(bytes, bytes.length / rows, perm, false);
+  };
+  const typeOf = (name: string) => info(name).type as SupportedType;
+  return {
+    dir: g.path,
+    file: g,
+    configSource: 'its GGUF metadata',
+    names: () => [...byHf.keys()],
+    info: (name) => {
+      const t = byHf.get(name);
+      if (!t) return undefined;
+      return { name, dtype: GgmlType[t.type] as StoredDtype, shape: [...t.dims].reverse(), begin: t.offset, end: t.offset + t.bytes, file: g.path };
+    },
+    label: (name) => byHf.get(name)?.name ?? name,
+    type: typeOf,
+    read: (name) => dequantize(typeOf(name), stored(name), numel(info(name).dims)),
+    readRaw: (name) => {
+      const type = typeOf(name);
+      const data = stored(name);
+      if (type === GgmlType.F32 || type === GgmlType.F16 || type === GgmlType.BF16) return { dtype: GgmlType[type] as 'F32' | 'F16' | 'BF16', data };
+      const values = dequantize(type, data, numel(info(name).dims));
+      return { dtype: 'F32', data: new Uint8Array(values.buffer) };
+    },
+    readPacked: (name) => {
+      const t = info(name);
+      if (t.type !== GgmlType.Q8_0 && t.type !== GgmlType.Q4_0) throw new Error(`${g.path}: "${t.name}" is ${GgmlType[t.type]}, not Q8_0/Q4_0`);
+      return unpackBlocks(t.type, stored(name), numel(t.dims.slice(1)), t.dims[0]);
+    },
+    hold: (name) => {
+      const t = info(name);
+      if (GGML_BLOCK[t.type].block > 1 && !held.has(name)) held.set(name, g.readTensor(t.name));
+    },
+    bytesOnDisk: () => g.size,
+    close: () => {
+      held.clear();
+      g.close();
+    },
+  };
+}
