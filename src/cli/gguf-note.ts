@@ -3,17 +3,20 @@
  * weights: how mka holds them (yargs middleware, after the hub ids are resolved).
  */
 import { isGgufFile } from '../gguf/reader.ts';
-import { openGgufCheckpoint } from '../gguf/checkpoint.ts';
 
-/** Prints the note for --model / --reference-model GGUF files of commands that compute (they take --backend). */
-export function noteGgufModels(argv: Record<string, unknown>): void {
+/**
+ * Prints the note for --model / --reference-model GGUF files of commands that compute (they take
+ * --backend), once the file is known to be a valid model (else the command reports the problem alone).
+ */
+export async function noteGgufModels(argv: Record<string, unknown>): Promise<void> {
   if (argv.quiet === true || argv.json === true || !('backend' in argv)) return;
   for (const option of ['model', 'reference-model']) {
     const path = argv[option];
     if (typeof path !== 'string' || !isGgufFile(path)) continue;
     let counts: Map<string, number>;
     try {
-      const ckpt = openGgufCheckpoint(path);
+      const { openModelDir } = await import('../model/model.ts');
+      const { ckpt } = openModelDir(path);
       counts = new Map();
       for (const name of ckpt.names()) {
         const t = ckpt.info(name)!.dtype;

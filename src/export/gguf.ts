@@ -19,9 +19,9 @@ import { UserError } from '../runtime/errors.ts';
 import { mkaVersion } from '../runtime/version.ts';
 import { progress } from '../runtime/progress.ts';
 import { exportMetadata } from './metadata.ts';
-import { FILE_TYPE, GgmlType, type GgufValue, QUANTIZATION_VERSION, type SupportedType } from '../gguf/format.ts';
+import { FILE_TYPE, GgmlType, type GgufValue, QUANTIZATION_VERSION, type SupportedType, ValueType } from '../gguf/format.ts';
 import { GgufFile, isGgufFile } from '../gguf/reader.ts';
-import { ggufArch, hparamMetadata, ropeFreqFactors } from '../gguf/hparams.ts';
+import { MKA_ROPE_SCALING, ggufArch, hparamMetadata, ropeFreqFactors } from '../gguf/hparams.ts';
 import { encode } from '../gguf/quants.ts';
 import { ROPE_FREQS, ggufName, permuteRows, permutedHeads } from '../gguf/tensor-names.ts';
 import { vocabMetadata } from '../gguf/vocab.ts';
@@ -65,7 +65,9 @@ function tokenizerMetadata(model: string, config: LlamaConfig, log: (msg: string
   if (isGgufFile(model)) {
     const g = new GgufFile(model);
     try {
-      const entries = [...g.metadata].filter(([k]) => k.startsWith('tokenizer.')) as [string, GgufValue][];
+      // (arrays copied out: large ones are read from the file when first used)
+      const entries = [...g.metadata].filter(([k]) => k.startsWith('tokenizer.'))
+        .map(([k, v]): [string, GgufValue] => [k, v.type === ValueType.ARRAY ? { type: ValueType.ARRAY, array: { ...v.array, values: v.array.values } as typeof v.array } : v]);
       return { entries, kind: g.string('tokenizer.ggml.model', 'none'), spmOnly: 0 };
     } finally {
       g.close();
@@ -74,22 +76,20 @@ function tokenizerMetadata(model: string, config: LlamaConfig, log: (msg: string
   const file = join(model, 'tokenizer.json');
   if (!existsSync(file)) {
     log(`${model}: no tokenizer.json, so the GGUF has no vocabulary (tokenizer.ggml.model "none"): llama.cpp runs it on token ids only`);
-    return { entries: [['tokenizer.ggml.model', meta.str('none')]], kind: 'none', spmOnly: 0 };
+    // the special ids of config.json, as gguf-py's SpecialVocab writes them
+    const eos = Array.isArray(config.eos_token_id) ? config.eos_token_id[0] : config.eos_token_id;
+    const ids = ([['bos', config.bos_token_id], ['eos', eos]] as const).filter((e): e is readonly ['bos' | 'eos', number] => typeof e[1] === 'number');
+    return { entries: [['tokenizer.ggml.model', meta.str('none')], ...ids.map(([k, id]) => [`tokenizer.ggml.${k}_token_id`, meta.u32(id)] as [string, GgufValue])], kind: 'none', spmOnly: 0 };
   }
   const tokenizer = readJsonObject(file, 'tokenizer');
   const cfgFile = join(model, 'tokenizer_config.json');
   const tokConfig = existsSync(cfgFile) ? readJsonObject(cfgFile, 'tokenizer config') : {};
-  try {
-    const v = vocabMetadata(tokenizer, tokConfig, config.vocab_size, config, file);
-    if (v.spmOnlyPairs > 0) {
-      const [a, b] = v.spmOnlyExample!;
-      log(`tokenizer: llama.cpp's SentencePiece merging can join ${v.spmOnlyPairs} pair(s) of tokens that the BPE merges never join (e.g. ${JSON.stringify(a)} + ${JSON.stringify(b)}); text where that happens tokenizes differently in llama.cpp`);
-    }
-    return { entries: v.metadata, kind: v.model, spmOnly: v.spmOnlyPairs };
-  } catch (e) {
-    if (e instanceof UserError) throw e;
-    throw new UserError(`${(e as Error).message}; cannot write its vocabulary to GGUF`);
+  const v = vocabMetadata(tokenizer, tokConfig, config.vocab_size, config, file);
+  if (v.spmOnlyPairs > 0) {
+    const [a, b] = v.spmOnlyExample!;
+    log(`tokenizer: llama.cpp's SentencePiece merging can join ${v.spmOnlyPairs} pair(s) of tokens that the BPE merges never join (e.g. ${JSON.stringify(a)} + ${JSON.stringify(b)}); text where that happens tokenizes differently in llama.cpp`);
   }
+  return { entries: v.metadata, kind: v.model, spmOnly: v.spmOnlyPairs };
 }
 
 /** The merge record of the model (merge.json, or the mka.merge metadata of a GGUF source), as JSON text. */
@@ -152,6 +152,7 @@ export async function exportGguf(opts: ExportGgufOptions): Promise<GgufExportRes
       ...hparamMetadata(config),
       ...tok.entries,
       ['mka.version', meta.str(mkaVersion())],
+      ...(ropeFreqs ? [[MKA_ROPE_SCALING, meta.str(JSON.stringify(config.rope_scaling))] as [string, GgufValue]] : []),
       ...(merge ? [['mka.merge', meta.str(merge)] as [string, GgufValue]] : []),
     ];
     const heads = config.num_attention_heads, kvHeads = config.num_key_value_heads;

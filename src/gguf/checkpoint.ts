@@ -9,7 +9,7 @@ import { GGML_BLOCK, GgmlType, SUPPORTED_TYPES, type SupportedType } from './for
 import { hfConfigFromGguf } from './hparams.ts';
 import { type PackedBlocks, dequantize, unpackBlocks } from './quants.ts';
 import { GgufFile, type GgufTensorInfo } from './reader.ts';
-import { ROPE_FREQS, hfName, permuteRows, permutedHeads } from './tensor-names.ts';
+import { ROPE_FREQS, ggufName, hfName, permuteRows, permutedHeads } from './tensor-names.ts';
 
 export interface GgufCheckpoint extends Checkpoint {
   readonly file: GgufFile;
@@ -93,7 +93,7 @@ function checkpointOf(g: GgufFile): GgufCheckpoint {
       if (!t) return undefined;
       return { name, dtype: GgmlType[t.type] as StoredDtype, shape: [...t.dims].reverse(), begin: t.offset, end: t.offset + t.bytes, file: g.path };
     },
-    label: (name) => byHf.get(name)?.name ?? name,
+    label: (name) => byHf.get(name)?.name ?? ggufName(name) ?? name,
     type: typeOf,
     read: (name) => dequantize(typeOf(name), stored(name), numel(info(name).dims)),
     readRaw: (name) => {

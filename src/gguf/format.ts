@@ -43,9 +43,10 @@ export enum GgmlType {
   Q2_K = 10, Q3_K = 11, Q4_K = 12, Q5_K = 13, Q6_K = 14, Q8_K = 15,
   IQ2_XXS = 16, IQ2_XS = 17, IQ3_XXS = 18, IQ1_S = 19, IQ4_NL = 20, IQ3_S = 21, IQ2_S = 22, IQ4_XS = 23,
   I8 = 24, I16 = 25, I32 = 26, I64 = 27, F64 = 28, IQ1_M = 29, BF16 = 30, TQ1_0 = 34, TQ2_0 = 35,
+  MXFP4 = 39, NVFP4 = 40, Q1_0 = 41,
 }
 
-/** Elements per block and bytes per block of every ggml type (ggml's type_traits, gguf-py's GGML_QUANT_SIZES). */
+/** Elements per block and bytes per block of every ggml type (ggml's type_traits, gguf-py 0.19's GGML_QUANT_SIZES). */
 export const GGML_BLOCK: Record<GgmlType, { block: number; bytes: number }> = {
   [GgmlType.F32]: { block: 1, bytes: 4 },
   [GgmlType.F16]: { block: 1, bytes: 2 },
@@ -78,6 +79,9 @@ export const GGML_BLOCK: Record<GgmlType, { block: number; bytes: number }> = {
   [GgmlType.BF16]: { block: 1, bytes: 2 },
   [GgmlType.TQ1_0]: { block: 256, bytes: 54 },
   [GgmlType.TQ2_0]: { block: 256, bytes: 66 },
+  [GgmlType.MXFP4]: { block: 32, bytes: 17 },
+  [GgmlType.NVFP4]: { block: 64, bytes: 36 },
+  [GgmlType.Q1_0]: { block: 128, bytes: 18 },
 };
 
 /** The ggml name of a type number ("Q4_0"), or null for a number ggml does not define. */

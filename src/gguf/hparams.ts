@@ -58,6 +58,22 @@ export function hparamMetadata(c: HfConfigFields): [string, GgufValue][] {
   return out;
 }
 
+/** The metadata key where mka's exports keep llama3 rope_scaling as JSON (llama.cpp reads rope_freqs). */
+export const MKA_ROPE_SCALING = 'mka.rope_scaling';
+
+/** llama3 rope_scaling parameters from mka's JSON, or null when they are not that. */
+function parseScaling(text: string): NonNullable<HfConfigFields['rope_scaling']> | null {
+  try {
+    const j = JSON.parse(text) as Record<string, unknown>;
+    const nums = ['factor', 'low_freq_factor', 'high_freq_factor', 'original_max_position_embeddings'];
+    if (j.rope_type !== 'llama3' || !nums.every((k) => typeof j[k] === 'number' && (j[k] as number) > 0)) return null;
+    if (!((j.low_freq_factor as number) < (j.high_freq_factor as number))) return null;
+    return j as unknown as NonNullable<HfConfigFields['rope_scaling']>;
+  } catch {
+    return null;
+  }
+}
+
 /** The inverse frequencies theta^(−2i/d) of RoPE, in float32 as PyTorch computes them. */
 function baseFrequencies(theta: number, headDim: number): Float64Array {
   const f = new Float64Array(headDim / 2);
@@ -88,45 +104,64 @@ export function ropeFreqFactors(c: HfConfigFields): Float32Array | null {
 
 /**
  * llama3 rope_scaling parameters reproducing stored frequency divisors (within 1e-5 relative), or a
- * message saying why none do. Only the wavelengths where the divisor changes are determined, so the
- * parameters are given as original_max_position_embeddings = the long wavelength bound (rounded),
- * low_freq_factor 1 and high_freq_factor the ratio of the bounds: the same divisors.
+ * message saying why none do. The divisors fix the factor and, through the smoothed ones, the
+ * wavelengths A = original/low_freq_factor and B = original/high_freq_factor where the smoothing ends
+ * and starts; with fewer than two smoothed values only bounds on them, and any A and B within the
+ * bounds give the same divisors. The parameters are returned as original_max_position_embeddings = A
+ * rounded, low_freq_factor ≈ 1, high_freq_factor ≈ A/B (Llama 3.1's own 8192, 1, 4 come back).
  */
 export function llama3ScalingFromFactors(factors: Float32Array, theta: number, headDim: number): { scaling: NonNullable<HfConfigFields['rope_scaling']> } | { error: string } {
-  const freqs = baseFrequencies(theta, headDim);
-  if (factors.length !== freqs.length) return { error: `rope_freqs has ${factors.length} values, head_dim ${headDim} needs ${freqs.length}` };
+  const pattern = { error: 'rope_freqs does not follow the llama3 scaling pattern mka reads (1, then a smooth rise, then the factor)' };
+  if (factors.length * 2 !== headDim) return { error: `rope_freqs has ${factors.length} values, head_dim ${headDim} needs ${headDim / 2}` };
   if (!factors.every((f) => Number.isFinite(f) && f >= 1)) return { error: 'rope_freqs holds values below 1 or not finite, which llama3 scaling never gives' };
-  const factor = Math.max(...factors);
+  const freqs = baseFrequencies(theta, headDim);
+  const factor = factors.reduce((m, f) => Math.max(m, f), 1);
   if (factor === 1) return { error: 'rope_freqs is all ones (no scaling): write no rope_freqs tensor instead' };
   const wave = (i: number) => (2 * Math.PI) / freqs[i];
+  const n = factors.length;
+  const isOne = (i: number) => factors[i] <= 1 + 1e-6, isFull = (i: number) => factors[i] >= factor * (1 - 1e-6);
+  const mid = [...factors.keys()].filter((i) => !isOne(i) && !isFull(i));
+  let lastOne = -1;
+  factors.forEach((_, i) => { if (isOne(i)) lastOne = i; });
+  const firstFull = [...factors.keys()].find(isFull)!;
   // s = (1/f − 1/F) / (1 − 1/F) is linear in 1/wavelength between the bounds: s = (1/λ − 1/A) / (1/B − 1/A)
-  const mid = [...factors.keys()].filter((i) => factors[i] > 1 + 1e-6 && factors[i] < factor * (1 - 1e-6));
+  const s = (i: number) => (1 / factors[i] - 1 / factor) / (1 - 1 / factor);
   let A: number, B: number; // long and short wavelength bounds
   if (mid.length >= 2) {
-    const s = (i: number) => (1 / factors[i] - 1 / factor) / (1 - 1 / factor);
     const [i, j] = [mid[0], mid[mid.length - 1]];
     const slope = (s(j) - s(i)) / (1 / wave(j) - 1 / wave(i));
     const invA = 1 / wave(i) - s(i) / slope;
     A = 1 / invA;
     B = 1 / (invA + 1 / slope);
+  } else if (mid.length === 1) {
+    const i = mid[0];
+    A = firstFull < n ? (wave(i) + wave(firstFull)) / 2 : 2 * wave(i);
+    B = 1 / (1 / A + (1 / wave(i) - 1 / A) / s(i));
   } else {
-    // at most one smoothed value: take the bounds halfway between the neighbouring wavelengths
-    let lastOne = -1;
-    factors.forEach((f, i) => { if (f <= 1 + 1e-6) lastOne = i; });
-    const firstFull = factors.findIndex((f) => f >= factor * (1 - 1e-6));
-    if (lastOne < 0 || firstFull < 0 || mid.length === 1) return { error: 'rope_freqs does not follow the llama3 scaling pattern mka reads (1, then a smooth rise, then the factor)' };
-    B = (wave(lastOne) + wave(lastOne + 1)) / 2;
-    A = (wave(firstFull - 1) + wave(firstFull)) / 2;
+    if (firstFull <= lastOne) return pattern;
+    const lo = lastOne >= 0 ? wave(lastOne) : wave(0) / 2, hi = wave(firstFull);
+    B = lo + (hi - lo) / 3;
+    A = lo + (2 * (hi - lo)) / 3;
   }
-  if (!(A > B && B > 0) || !Number.isFinite(A)) return { error: 'rope_freqs does not follow the llama3 scaling pattern mka reads' };
-  const orig = Math.round(A);
-  const scaling = { rope_type: 'llama3', factor: shortestFloat32(factor), low_freq_factor: orig / A, high_freq_factor: orig / B, original_max_position_embeddings: orig };
-  scaling.low_freq_factor = Number(scaling.low_freq_factor.toPrecision(12));
-  scaling.high_freq_factor = Number(scaling.high_freq_factor.toPrecision(12));
+  if (!(A > B && B > 0) || !Number.isFinite(A)) return pattern;
+  const orig = Math.max(1, Math.round(A));
+  const scaling = {
+    rope_type: 'llama3', factor: shortestFloat32(factor), original_max_position_embeddings: orig,
+    low_freq_factor: roundTo(orig / A, 1e-6), high_freq_factor: roundTo(orig / B, 1e-6),
+  };
   const again = ropeFreqFactors({ rope_theta: theta, head_dim: headDim, rope_scaling: scaling } as HfConfigFields)!;
-  const worst = Math.max(...again.map((f, i) => Math.abs(f - factors[i]) / factors[i]));
-  if (worst > 1e-5) return { error: `rope_freqs is not a llama3 scaling mka can reproduce (closest parameters are off by ${worst.toExponential(1)})` };
+  const worst = again.reduce((m, f, i) => Math.max(m, Math.abs(f - factors[i]) / factors[i]), 0);
+  if (worst > 1e-5) return { error: `rope_freqs is not a llama3 scaling mka can reproduce (the closest parameters are off by ${worst.toExponential(1)})` };
   return { scaling };
+}
+
+/** The shortest decimal within `rel` (relative) of `v`: the factors are fitted from float32 values. */
+function roundTo(v: number, rel: number): number {
+  for (let p = 1; p < 16; p++) {
+    const d = Number(v.toPrecision(p));
+    if (Math.abs(d - v) <= rel * Math.abs(v)) return d;
+  }
+  return v;
 }
 
 /** The shortest decimal that is the same float32 as `v` (1e-5 rather than 9.999999747378752e-6). */
@@ -184,6 +219,10 @@ export function hfConfigFromGguf(g: GgufFile, ropeFreqs: Float32Array | null): R
     const r = llama3ScalingFromFactors(ropeFreqs, theta, headDim);
     if ('error' in r) g.refuse(r.error);
     ropeScaling = r.scaling;
+    // mka's own exports also record the parameters themselves, which the divisors do not fully determine
+    const own = g.has(MKA_ROPE_SCALING) ? parseScaling(g.string(MKA_ROPE_SCALING)) : null;
+    const theirs = own && ropeFreqFactors({ rope_theta: theta, head_dim: headDim, rope_scaling: own } as HfConfigFields);
+    if (theirs && theirs.every((f, i) => Math.abs(f - ropeFreqs[i]) <= 1e-5 * ropeFreqs[i])) ropeScaling = own;
   }
   const window = g.has(key('attention.sliding_window')) ? g.int(key('attention.sliding_window')) : null;
   const modelType = arch === 'qwen2' ? 'qwen2' : window !== null ? 'mistral' : 'llama';

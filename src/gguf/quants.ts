@@ -5,9 +5,10 @@
  *
  * The quantizers round exactly as llama.cpp's reference quantizers (ggml-quants.c quantize_row_q8_0_ref
  * and quantize_row_q4_0_ref) and gguf-py's numpy port of them, which llama.cpp's converter uses:
- * float32 arithmetic for the scale and its inverse; Q8_0 rounds half away from zero; Q4_0 takes the
- * value of largest magnitude (the first on ties) as −8·d and truncates x·id + 8.5, computed as a fused
- * multiply-add (exact product, one rounding to float32), clamped to 15.
+ * float32 arithmetic throughout (scale, inverse, products, sums); Q8_0 rounds x·id half away from zero;
+ * Q4_0 takes the value of largest magnitude (the first on ties) as −8·d and truncates x·id + 8.5,
+ * clamped to 15. (ggml-base, where these live, is built without FMA contraction on x86-64; a build
+ * that fuses x·id + 8.5, as on aarch64, can differ in the last quant of a rare value.)
  */
 import { fromFloat32, toFloat32 } from '../io/safetensors.ts';
 import { GgmlType, type SupportedType, GGML_BLOCK } from './format.ts';
@@ -57,6 +58,16 @@ export function quantizeQ8_0(x: Float32Array): Uint8Array {
   return out;
 }
 
+/**
+ * C's (int8_t) of a float as x86-64 computes it: truncation to int32 (cvttss2si, which gives 0x80000000
+ * for NaN, infinities and values out of range), then the low byte. Only a block of values so small that
+ * 1/d overflows to infinity reaches the non-finite case (ggml then writes quants 0).
+ */
+function toInt8(v: number): number {
+  const t = Number.isFinite(v) && Math.abs(v) < 2 ** 31 ? Math.trunc(v) : -(2 ** 31);
+  return (t << 24) >> 24;
+}
+
 /** Quantizes rows of `x` (length a multiple of 32) to Q4_0 blocks. */
 export function quantizeQ4_0(x: Float32Array): Uint8Array {
   const nb = x.length / QK;
@@ -77,10 +88,10 @@ export function quantizeQ4_0(x: Float32Array): Uint8Array {
     out[b * 18] = h & 0xff;
     out[b * 18 + 1] = h >> 8;
     for (let j = 0; j < QK / 2; j++) {
-      // x·id is exact in double (two float32 factors); adding 8.5 and rounding once to float32 is the fused multiply-add
-      const lo = Math.min(15, Math.trunc(f32(x[x0 + j] * id + 8.5)));
-      const hi = Math.min(15, Math.trunc(f32(x[x0 + QK / 2 + j] * id + 8.5)));
-      out[b * 18 + 2 + j] = lo | (hi << 4);
+      // float32 product, then float32 sum, then C's (int8_t) conversion (no fused multiply-add: ggml-base is compiled so on x86-64)
+      const lo = Math.min(15, toInt8(f32(f32(x[x0 + j] * id) + 8.5))) & 0xff;
+      const hi = Math.min(15, toInt8(f32(f32(x[x0 + QK / 2 + j] * id) + 8.5))) & 0xff;
+      out[b * 18 + 2 + j] = (lo | (hi << 4)) & 0xff;
     }
   }
   return out;

@@ -24,6 +24,8 @@ export interface GgufTensorInfo {
 }
 
 const HEADER_CHUNK = 1 << 20;
+/** String arrays longer than this (vocabularies, merges) are decoded only when read. */
+const LAZY_STRINGS = 1024;
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
 /** Sequential reads of the header through a buffer, every read checked against the file size. */
@@ -94,6 +96,13 @@ class HeaderCursor {
     return out;
   }
 
+  /** Steps over a string, checking only its length against the file. */
+  skipString(what: string): void {
+    const n = this.count(`length of ${what}`, 1);
+    if (n > this.remaining()) this.fail(`truncated: ${what} at byte ${this.pos} needs ${n} bytes`);
+    this.pos += n;
+  }
+
   string(what: string): string {
     const at = this.pos;
     const n = this.count(`length of ${what}`, 1);
@@ -116,6 +125,7 @@ export class GgufFile {
   readonly metadata = new Map<string, GgufValue>();
   readonly tensors = new Map<string, GgufTensorInfo>();
   private fd: number;
+  private closed = false;
 
   constructor(readonly path: string) {
     const st = statSync(path, { throwIfNoEntry: false });
@@ -228,9 +238,15 @@ export class GgufFile {
       if (elem === ValueType.ARRAY) this.fail(`"${key}" is an array of arrays, which GGUF does not allow`);
       if (elem === ValueType.STRING) {
         const n = c.count(`element count of "${key}"`, 8);
-        const values = new Array<string>(n);
-        for (let i = 0; i < n; i++) values[i] = c.string(`"${key}"[${i}]`);
-        return { type: ValueType.ARRAY, array: { type: ValueType.STRING, values } };
+        if (n <= LAZY_STRINGS) {
+          const values = new Array<string>(n);
+          for (let i = 0; i < n; i++) values[i] = c.string(`"${key}"[${i}]`);
+          return { type: ValueType.ARRAY, array: { type: ValueType.STRING, values } };
+        }
+        // a vocabulary: its lengths are checked now, its strings decoded when first asked for
+        const start = c.pos;
+        for (let i = 0; i < n; i++) c.skipString(`"${key}"[${i}]`);
+        return { type: ValueType.ARRAY, array: this.lazyStrings(key, start, c.pos, n) };
       }
       const size = VALUE_SIZE[elem as ValueType];
       if (size === undefined) this.fail(`"${key}" has unknown array element type ${elem}`);
@@ -258,6 +274,40 @@ export class GgufFile {
       case ValueType.FLOAT64: return { type, value: c.f64(what) };
       default: return this.fail(`"${key}" has unknown value type ${type}`);
     }
+  }
+
+  /** A string array whose `values` are read and decoded from bytes [start, end) of the file on first use. */
+  private lazyStrings(key: string, start: number, end: number, n: number): { type: ValueType.STRING; values: string[] } {
+    let values: string[] | null = null;
+    const decode = (): string[] => {
+      if (this.closed) throw new Error(`${this.path}: "${key}" read after the file was closed`);
+      const bytes = Buffer.alloc(end - start);
+      let done = 0;
+      while (done < bytes.length) {
+        const got = readSync(this.fd, bytes, done, bytes.length - done, start + done);
+        if (got === 0) this.fail(`short read of "${key}" (the file was truncated while open?)`);
+        done += got;
+      }
+      const out = new Array<string>(n);
+      let at = 0;
+      for (let i = 0; i < n; i++) {
+        const len = Number(bytes.readBigUInt64LE(at));
+        try {
+          out[i] = utf8.decode(bytes.subarray(at + 8, at + 8 + len));
+        } catch {
+          this.fail(`"${key}"[${i}] at byte ${start + at + 8} is not valid UTF-8`);
+        }
+        at += 8 + len;
+      }
+      return out;
+    };
+    return {
+      type: ValueType.STRING,
+      get values() {
+        values ??= decode();
+        return values;
+      },
+    };
   }
 
   /** A tensor's bytes exactly as stored, in a fresh buffer of its own. */
@@ -290,6 +340,7 @@ export class GgufFile {
   }
 
   close(): void {
+    this.closed = true;
     closeSync(this.fd);
   }
 

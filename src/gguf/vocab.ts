@@ -15,6 +15,7 @@
  * llama.cpp's convert_hf_to_gguf.py writes them; ids the tokenizer does not use up to vocab_size become
  * "[PADn]" tokens of type UNUSED.
  */
+import { UserError } from '../runtime/errors.ts';
 import { type GgufValue, TokenType } from './format.ts';
 import { meta } from './writer.ts';
 
@@ -48,14 +49,14 @@ function tokenContent(t: unknown): string | null {
 /** Merges as [left, right] pairs (tokenizer.json holds "a b" strings or, since transformers 4.45, pairs). */
 function mergePairs(model: Json, file: string): [string, string][] {
   const merges = model.merges;
-  if (!Array.isArray(merges)) throw new Error(`${file}: model.merges is not a list`);
+  if (!Array.isArray(merges)) throw new UserError(`${file}: model.merges is not a list`);
   return merges.map((m, i) => {
     if (Array.isArray(m) && m.length === 2 && m.every((x) => typeof x === 'string')) return m as [string, string];
     if (typeof m === 'string') {
       const at = m.indexOf(' ', 1);
       if (at > 0) return [m.slice(0, at), m.slice(at + 1)];
     }
-    throw new Error(`${file}: merge ${i} (${JSON.stringify(m)}) is not a pair of tokens`);
+    throw new UserError(`${file}: merge ${i} (${JSON.stringify(m)}) is not a pair of tokens`);
   });
 }
 
@@ -68,17 +69,19 @@ function parts(x: unknown): Json[] {
 }
 
 /**
- * The GGUF tokenizer metadata of a Hugging Face tokenizer; throws an Error whose message names what is
- * not supported (the caller adds the file). `vocabSize` is the model's (the token list is padded to it).
+ * The GGUF tokenizer metadata of a Hugging Face tokenizer (`file` names it in errors); throws a
+ * UserError naming what is not supported. `vocabSize` is the model's (the token list is padded to it).
  */
 export function vocabMetadata(tokenizer: Json, config: Json, vocabSize: number, modelConfig: { bos_token_id: number | null; eos_token_id: number | number[] | null }, file = 'tokenizer.json'): VocabExport {
   const model = tokenizer.model as Json | undefined;
-  if (typeof model !== 'object' || model === null) throw new Error(`${file}: no "model" section; not a Hugging Face tokenizer.json`);
-  if (model.type !== 'BPE') throw new Error(`${file}: a ${String(model.type)} tokenizer; mka writes GGUF vocabularies of BPE tokenizers (SentencePiece-style or byte-level)`);
+  if (typeof model !== 'object' || model === null) throw new UserError(`${file}: no "model" section; not a Hugging Face tokenizer.json`);
+  if (model.type !== 'BPE') throw new UserError(`${file}: a ${String(model.type)} tokenizer; mka writes GGUF vocabularies of BPE tokenizers (SentencePiece-style or byte-level)`);
   const vocab = model.vocab as Record<string, number>;
   const added = (Array.isArray(tokenizer.added_tokens) ? tokenizer.added_tokens : []) as { id: number; content: string; special?: boolean }[];
-  const size = Math.max(vocabSize, ...Object.values(vocab).map((i) => i + 1), ...added.map((t) => t.id + 1));
-  if (size > vocabSize) throw new Error(`${file}: holds token ids up to ${size - 1}, beyond the model's vocab_size ${vocabSize}`);
+  let size = vocabSize;
+  for (const i of Object.values(vocab)) size = Math.max(size, i + 1);
+  for (const t of added) size = Math.max(size, t.id + 1);
+  if (size > vocabSize) throw new UserError(`${file}: holds token ids up to ${size - 1}, beyond the model's vocab_size ${vocabSize}`);
   const pieces: (string | undefined)[] = new Array(size);
   for (const [p, i] of Object.entries(vocab)) pieces[i] = p;
   for (const t of added) pieces[t.id] = t.content;
@@ -114,7 +117,7 @@ export function vocabMetadata(tokenizer: Json, config: Json, vocabSize: number, 
     const regex = ((split?.pattern as Json | undefined)?.Regex as string | undefined) ?? null;
     const preName = regex === LLAMA3_REGEX ? 'llama-bpe' : regex === QWEN2_REGEX ? 'qwen2'
       : regex === null && pre.every((p) => p.type === 'ByteLevel' && p.use_regex !== false) ? 'gpt-2' : null;
-    if (preName === null) throw new Error(`${file}: its byte-level pre-tokenizer (${regex ? `regex ${JSON.stringify(regex.slice(0, 60))}…` : JSON.stringify(pre.map((p) => p.type))}) is not one llama.cpp implements by name (Llama 3's, Qwen2's, GPT-2's), so llama.cpp would split text differently`);
+    if (preName === null) throw new UserError(`${file}: its byte-level pre-tokenizer (${regex ? `regex ${JSON.stringify(regex.slice(0, 60))}…` : JSON.stringify(pre.map((p) => p.type))}) is not one llama.cpp implements by name (Llama 3's, Qwen2's, GPT-2's), so llama.cpp would split text differently`);
     const tokens = pieces.map((p, i) => {
       const a = addedById.get(i);
       types[i] = p === undefined ? TokenType.UNUSED : a ? (a.special ? TokenType.CONTROL : TokenType.USER_DEFINED) : TokenType.NORMAL;
@@ -160,7 +163,7 @@ export function vocabMetadata(tokenizer: Json, config: Json, vocabSize: number, 
       return plainSpaces && types[i] === TokenType.NORMAL ? p.replaceAll(' ', SPIECE_SPACE) : p;
     });
     const dup = firstDuplicate(tokens);
-    if (dup) throw new Error(`${file}: tokens ${dup[0]} and ${dup[1]} are both ${JSON.stringify(tokens[dup[0]])} once spaces are written as "▁"; llama.cpp needs distinct tokens`);
+    if (dup) throw new UserError(`${file}: tokens ${dup[0]} and ${dup[1]} are both ${JSON.stringify(tokens[dup[0]])} once spaces are written as "▁"; llama.cpp needs distinct tokens`);
     const extra = spmOnly(tokens, types, merges, plainSpaces);
     out.push(
       ['tokenizer.ggml.model', meta.str('llama')],

@@ -198,17 +198,18 @@ export function keepLayers<T>(tensors: ReadonlyMap<string, T>, keep: readonly nu
 
 /**
  * Throws when the checkpoint holds decoder layers the config does not count (num_hidden_layers too
- * small: the extra layers would be silently ignored).
+ * small: the extra layers would be silently ignored). `gguf`: the checkpoint is that GGUF file, whose
+ * metadata is the config and whose layers are named blk.N.
  */
-export function checkLayerCount(c: LlamaConfig, tensorNames: Iterable<string>, dir: string): void {
+export function checkLayerCount(c: LlamaConfig, tensorNames: Iterable<string>, dir: string, gguf = false): void {
   let top = -1;
   for (const name of tensorNames) {
     const l = splitLayerName(name);
     if (l) top = Math.max(top, l.layer);
   }
-  if (top >= c.num_hidden_layers) {
-    throw new UserError(`${join(dir, 'config.json')}: num_hidden_layers is ${c.num_hidden_layers}, but the checkpoint holds layers up to model.layers.${top}; set num_hidden_layers to ${top + 1}`);
-  }
+  if (top < c.num_hidden_layers) return;
+  if (gguf) throw new UserError(`${dir}: its metadata says ${c.num_hidden_layers} layers (block_count), but it holds tensors of layer blk.${top}`);
+  throw new UserError(`${join(dir, 'config.json')}: num_hidden_layers is ${c.num_hidden_layers}, but the checkpoint holds layers up to model.layers.${top}; set num_hidden_layers to ${top + 1}`);
 }
 
 /** Reads and validates `DIR/config.json`, or the config in a GGUF model file's metadata. */

@@ -47,7 +47,7 @@ export interface LoadOptions {
 
 /** Checks that every tensor the config implies is present with the right shape. */
 function validateCheckpoint(config: LlamaConfig, ckpt: Checkpoint): void {
-  checkLayerCount(config, ckpt.names(), ckpt.dir);
+  checkLayerCount(config, ckpt.names(), ckpt.dir, ckpt.configSource !== undefined);
   const source = ckpt.configSource ?? 'config.json';
   const label = (name: string) => ckpt.label?.(name) ?? name;
   for (const [name, shape] of expectedTensors(config)) {

@@ -1,0 +1,160 @@
+/**
+ * The GGUF format layer on its own: the writer and reader agree on every value type, alignment and
+ * tensor layout; the Q8_0/Q4_0 quantizers give the bytes of ggml's compiled reference quantizers
+ * (test/goldens/gguf/quantizers.json, made by scripts/gguf-goldens/quant.c against libggml-base) on
+ * values chosen for their edge cases; dequantization is d·q exactly; llama.cpp's Q/K row order is
+ * convert_hf_to_gguf.py's `permute`; packed blocks split and join without requantizing; llama3 RoPE
+ * factors go to rope_freqs and back.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { GGML_BLOCK, GgmlType, ValueType } from '../src/gguf/format.ts';
+import { GgufFile } from '../src/gguf/reader.ts';
+import { meta, writeGguf } from '../src/gguf/writer.ts';
+import { dequantize, packBlocks, quantizeQ4_0, quantizeQ8_0, unpackBlocks } from '../src/gguf/quants.ts';
+import { permuteRows } from '../src/gguf/tensor-names.ts';
+import { llama3ScalingFromFactors, ropeFreqFactors, shortestFloat32, type HfConfigFields } from '../src/gguf/hparams.ts';
+import { fromFloat32 } from '../src/io/safetensors.ts';
+import { QUANT_EDGE_VALUES } from '../scripts/gguf-goldens/quant-values.ts';
+
+const GOLDEN = JSON.parse(readFileSync('test/goldens/gguf/quantizers.json', 'utf8')) as { values_sha256: string; q8_0_hex: string; q4_0_hex: string };
+const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
+
+test('the writer and the reader agree on every value type, tensor types, alignment and offsets', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'mka-gguf-'));
+  try {
+    const file = join(dir, 'x.gguf');
+    const f32 = Float32Array.from({ length: 96 }, (_, i) => i / 7 - 3);
+    const tensors = [
+      { name: 'a', dims: [96], type: GgmlType.F32, data: new Uint8Array(f32.buffer) },
+      { name: 'b', dims: [32, 3], type: GgmlType.F16, data: fromFloat32(f32, 'F16') },
+      { name: 'c', dims: [32, 3], type: GgmlType.Q8_0, data: quantizeQ8_0(f32) },
+      { name: 'd', dims: [32, 3], type: GgmlType.Q4_0, data: quantizeQ4_0(f32) },
+      { name: 'e', dims: [96], type: GgmlType.BF16, data: fromFloat32(f32, 'BF16') },
+    ];
+    const md: [string, ReturnType<typeof meta.u32>][] = [
+      ['u32', meta.u32(4294967295)], ['i32', meta.i32(-7)], ['f32', meta.f32(1e-5)], ['yes', meta.bool(true)], ['no', meta.bool(false)],
+      ['s', meta.str('ünïcödé ▁ 🦙')], ['empty', meta.str('')], ['strs', meta.strings(['', 'a b', '<0x0A>'])],
+      ['floats', meta.f32s(Float32Array.of(-1, 0.5))], ['ints', meta.i32s(Int32Array.of(1, -2, 3))],
+      ['u8', { type: ValueType.UINT8, value: 255 }], ['i64', { type: ValueType.INT64, value: -5n }], ['f64', { type: ValueType.FLOAT64, value: Math.PI }],
+    ];
+    const size = await writeGguf(file, md, tensors, (name) => tensors.find((t) => t.name === name)!.data);
+    assert.deepEqual(readdirSync(dir), ['x.gguf'], 'no temporary file left');
+    const g = new GgufFile(file);
+    try {
+      assert.equal(g.size, size);
+      assert.equal(g.version, 3);
+      assert.equal(g.int('u32'), 4294967295);
+      assert.equal(g.int('i32'), -7);
+      assert.equal(g.float('f32'), Math.fround(1e-5));
+      assert.equal(g.bool('yes'), true);
+      assert.equal(g.bool('no'), false);
+      assert.equal(g.string('s'), 'ünïcödé ▁ 🦙');
+      assert.equal(g.string('empty'), '');
+      assert.deepEqual(g.array('strs', { type: ValueType.STRING })!.values, ['', 'a b', '<0x0A>']);
+      assert.deepEqual(Array.from(g.array('floats')!.values as Float32Array), [-1, 0.5]);
+      assert.deepEqual(Array.from(g.array('ints')!.values as Int32Array), [1, -2, 3]);
+      assert.equal(g.int('u8'), 255);
+      assert.equal(g.int('i64'), -5);
+      assert.equal(g.float('f64'), Math.PI);
+      assert.throws(() => g.string('u32'), /metadata "u32" must be a string, not a uint32/);
+      assert.throws(() => g.int('missing'), /metadata "missing" is missing/);
+      let expected = 0;
+      for (const t of tensors) {
+        const info = g.tensors.get(t.name)!;
+        assert.equal(info.offset % 32, 0, `${t.name} is aligned`);
+        assert.equal(info.offset - g.dataStart, expected, `${t.name} follows the previous tensor, padded to 32 (llama.cpp's layout)`);
+        expected += Math.ceil(t.data.length / 32) * 32;
+        assert.deepEqual(info.dims, t.dims);
+        assert.equal(info.type, t.type);
+        assert.deepEqual(Buffer.from(g.readTensor(t.name)), Buffer.from(t.data));
+      }
+    } finally {
+      g.close();
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('Q8_0 and Q4_0 quantize to the bytes of ggml\'s reference quantizers (zeros, subnormals, ties, 1e-6 to 1e6)', () => {
+  const x = QUANT_EDGE_VALUES();
+  assert.equal(sha(new Uint8Array(x.buffer)), GOLDEN.values_sha256, 'the values the golden was made from');
+  assert.equal(Buffer.from(quantizeQ8_0(x)).toString('hex'), GOLDEN.q8_0_hex);
+  assert.equal(Buffer.from(quantizeQ4_0(x)).toString('hex'), GOLDEN.q4_0_hex);
+});
+
+test('dequantization is d·q (Q8_0) and d·(q − 8) (Q4_0) with the f16 scale, exactly', () => {
+  const x = QUANT_EDGE_VALUES();
+  for (const type of [GgmlType.Q8_0, GgmlType.Q4_0] as const) {
+    const bytes = type === GgmlType.Q8_0 ? quantizeQ8_0(x) : quantizeQ4_0(x);
+    const values = dequantize(type, bytes, x.length);
+    const bb = GGML_BLOCK[type].bytes;
+    for (let b = 0; b < x.length / 32; b++) {
+      const d = dequantize(GgmlType.F16, bytes.subarray(b * bb, b * bb + 2), 1)[0];
+      for (let j = 0; j < 32; j++) {
+        const q = type === GgmlType.Q8_0 ? (bytes[b * bb + 2 + j] << 24) >> 24 : ((bytes[b * bb + 2 + (j % 16)] >> (j < 16 ? 0 : 4)) & 15) - 8;
+        assert.equal(values[b * 32 + j], Math.fround(d * q));
+      }
+    }
+    // close to the input: half a step plus the f16 rounding of the scale (Q8_0); a step where Q4_0 clamps 16 to 15
+    // (where the scale overflows f16, ggml's blocks hold inf and NaN: not checked)
+    for (let b = 0; b < x.length / 32; b++) {
+      const block = Array.from(x.subarray(b * 32, b * 32 + 32));
+      const step = Math.max(...block.map(Math.abs)) / (type === GgmlType.Q8_0 ? 127 : 8);
+      const err = Math.max(...block.map((v, j) => Math.abs(v - values[b * 32 + j])));
+      if (step > 1e-3 && step < 65504) assert.ok(err <= step * (type === GgmlType.Q8_0 ? 0.6 : 1.01), `block ${b}: error ${err} for a step of ${step}`);
+    }
+  }
+});
+
+test('Q/K rows go to llama.cpp\'s order (convert_hf_to_gguf permute) and back', () => {
+  // 2 heads of 4 rows: GGUF row 2j+s of a head is HF row s·2+j → HF order [0 1 2 3 | 4 5 6 7] becomes [0 2 1 3 | 4 6 5 7]
+  const rows = Uint8Array.from([0, 1, 2, 3, 4, 5, 6, 7]);
+  assert.deepEqual(Array.from(permuteRows(rows, 1, 2, true)), [0, 2, 1, 3, 4, 6, 5, 7]);
+  // head size 8: [0 4 1 5 2 6 3 7]
+  assert.deepEqual(Array.from(permuteRows(Uint8Array.from([0, 1, 2, 3, 4, 5, 6, 7]), 1, 1, true)), [0, 4, 1, 5, 2, 6, 3, 7]);
+  const data = Uint8Array.from({ length: 12 * 6 }, (_, i) => i % 251);
+  for (const heads of [1, 3, 6]) assert.deepEqual(permuteRows(permuteRows(data, 6, heads, true), 6, heads, false), data);
+});
+
+test('Q8_0/Q4_0 blocks split into packed quants and scales and join back byte for byte; a scale that is not an f16 value refuses', () => {
+  const x = QUANT_EDGE_VALUES().subarray(0, 32 * 8);
+  for (const type of [GgmlType.Q8_0, GgmlType.Q4_0] as const) {
+    const bytes = type === GgmlType.Q8_0 ? quantizeQ8_0(x) : quantizeQ4_0(x);
+    const p = unpackBlocks(type, bytes, 4, 64);
+    assert.equal(p.bits, type === GgmlType.Q8_0 ? 8 : 4);
+    assert.equal(p.scales.length, 8);
+    assert.equal(p.quants.length, 8 * (type === GgmlType.Q8_0 ? 32 : 16));
+    assert.deepEqual(packBlocks(p), bytes);
+    p.scales[3] = 0.1; // not representable in f16
+    assert.equal(packBlocks(p), null);
+  }
+});
+
+test('llama3 RoPE scaling becomes rope_freqs and is read back to the same factors (Llama 3.1 8B, hf-tiny b\'s shape)', () => {
+  for (const [theta, headDim, s] of [
+    [500000, 128, { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 8192 }],
+    [500000, 8, { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 16 }],
+    [500000, 64, { rope_type: 'llama3', factor: 32, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 8192 }],
+  ] as const) {
+    const c = { rope_theta: theta, head_dim: headDim, rope_scaling: s } as unknown as HfConfigFields;
+    const f = ropeFreqFactors(c)!;
+    assert.equal(f.length, headDim / 2);
+    if (headDim === 128) assert.equal(f[0], 1, 'the highest frequency is kept');
+    const r = llama3ScalingFromFactors(f, theta, headDim);
+    assert.ok(!('error' in r), JSON.stringify(r));
+    const again = ropeFreqFactors({ ...c, rope_scaling: r.scaling } as HfConfigFields)!;
+    for (let i = 0; i < f.length; i++) assert.ok(Math.abs(again[i] - f[i]) <= 1e-6 * f[i], `factor ${i}: ${again[i]} vs ${f[i]}`);
+    if (headDim === 128) assert.deepEqual(r.scaling, s, 'Llama 3.1\'s own parameters come back');
+  }
+  assert.match((llama3ScalingFromFactors(Float32Array.of(1, 0.5), 10000, 4) as { error: string }).error, /below 1/);
+  assert.match((llama3ScalingFromFactors(Float32Array.of(1, 2, 3), 10000, 4) as { error: string }).error, /head_dim 4 needs 2/);
+  assert.equal(shortestFloat32(Math.fround(1e-5)), 1e-5);
+  assert.equal(shortestFloat32(Math.fround(1e-6)), 1e-6);
+  assert.equal(shortestFloat32(500000), 500000);
+});
