@@ -33,7 +33,7 @@ import { disposeModel, loadModel } from '../src/model/model.ts';
 import { generate } from '../src/model/generate.ts';
 import { forward } from '../src/model/forward.ts';
 import { DEMO_TYPES } from '../scripts/gguf-goldens/cases.ts';
-import { generateBenchmark } from '../src/eval/mmlu/demo-benchmark.ts';
+import { ensureBenchmark, generateBenchmark } from '../src/eval/mmlu/demo-benchmark.ts';
 import { promptParts } from '../src/eval/mmlu/prompt.ts';
 import { assertUserError, runCli } from './cli-run.ts';
 
@@ -223,4 +223,22 @@ test('mka export gguf: the fallback is said once with counts; the output guard; 
   assertUserError(await runCli(['export', 'gguf', '--model', broken, '--out', bad]), 'Unigram');
   assert.ok(!existsSync(bad));
   assert.deepEqual(readdirSync(dir).filter((f) => f.startsWith('.')), [], 'no temporary or lock file left');
+});
+
+test('GGUF in, Hugging Face out: export hf and compress from a GGUF write tokenizer files that give llama.cpp\'s ids', { timeout: 300_000 }, async () => {
+  const hfDir = join(dir, 'from-gguf-hf');
+  const r = await runCli(['export', 'hf', '--model', files.f32, '--out', hfDir, '--quiet']);
+  assert.equal(r.status, 0, r.stderr);
+  const tok = await loadTokenizer(hfDir);
+  GOLDEN.tokenize.texts.forEach((text: string, i: number) => assert.deepEqual(tok.encode(text), GOLDEN.tokenize.llamacpp_ids[i], JSON.stringify(text)));
+  const ids = GOLDEN.types.f32.llamacpp.ids as number[];
+  assert.deepEqual((await runForward({ model: hfDir, ids, logits: 'all' })).logits, (await runForward({ model: DEMO, ids, logits: 'all' })).logits);
+  // compress straight from a q8_0 GGUF: the merged model is a Hugging Face directory with the GGUF's vocabulary
+  const data = join(dir, 'demo-mmlu');
+  await ensureBenchmark(data);
+  const out = join(dir, 'from-gguf-compressed');
+  const c = await runCli(['compress', '--model', files.q8_0, '--method', 'reverse', '--remove', '2', '--data', data, '--out', out, '--quiet', '--backend', 'wasm']);
+  assert.equal(c.status, 0, c.stderr);
+  assert.equal(readConfig(out).num_hidden_layers, 6);
+  assert.deepEqual((await loadTokenizer(out)).encode(GOLDEN.prompt), ids);
 });

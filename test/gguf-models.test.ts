@@ -21,6 +21,7 @@ import { readConfig } from '../src/model/config.ts';
 import { disposeModel, loadModel } from '../src/model/model.ts';
 import { generate } from '../src/model/generate.ts';
 import { exportGguf, type GgufOutType } from '../src/export/gguf.ts';
+import { exportHf } from '../src/export/hf.ts';
 import { GgufFile } from '../src/gguf/reader.ts';
 import { loadTokenizer } from '../src/tokenizer/tokenizer.ts';
 import { HF_TINY, STORIES_TYPES, convertStories, makeLlama3Tiny } from '../scripts/gguf-goldens/cases.ts';
@@ -114,6 +115,12 @@ test('Llama 3 tokenizer, llama3 RoPE scaling and chat template: llama.cpp\'s ids
   } finally {
     meta.close();
   }
+  // back to Hugging Face files: the same ids and chat template
+  const hfDir = join(dir, 'llama3-from-gguf');
+  await exportHf({ model: file, out: hfDir });
+  const back = await loadTokenizer(hfDir);
+  g.tokenize.texts.forEach((text: string, i: number) => assert.deepEqual(back.encode(text), g.tokenize.llamacpp_ids[i], JSON.stringify(text)));
+  assert.equal(JSON.parse(readFileSync(join(hfDir, 'tokenizer_config.json'), 'utf8')).chat_template, JSON.parse(readFileSync(join(model, 'tokenizer_config.json'), 'utf8')).chat_template);
 });
 
 test('hf-tiny (Llama, llama3 RoPE, tied F16, Mistral, Qwen2 biases): F32 GGUF gives HF\'s forward exactly, llama.cpp\'s and transformers\' logits', { skip: NO_SHARED }, async () => {

@@ -19,7 +19,7 @@ const ALLOWED: Record<string, string[]> = {
   gguf: ['runtime', 'io'],
   tokenizer: ['runtime', 'gguf'],
   model: ['runtime', 'io', 'tokenizer', 'gguf'],
-  weights: ['runtime', 'io', 'model'],
+  weights: ['runtime', 'io', 'tokenizer', 'model'],
   convert: ['runtime', 'io', 'tokenizer', 'model'],
   eval: ['runtime', 'io', 'tokenizer', 'model', 'weights'],
   compress: ['runtime', 'io', 'tokenizer', 'model', 'weights', 'eval'],

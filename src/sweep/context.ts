@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { loadModel, disposeModel, type LlamaModel } from '../model/model.ts';
 import * as tf from '@tensorflow/tfjs';
 import { readConfig } from '../model/config.ts';
+import { isGgufFile } from '../model/files.ts';
 import { takes16BitWeights } from '../model/ops.ts';
 import { assertFits, backendProfile, calibrationWorkload, checkModelFits, mmluWorkload, storedBytes } from '../model/memory-estimate.ts';
 import { loadTokenizer, type Tokenizer } from '../tokenizer/tokenizer.ts';
@@ -91,7 +92,7 @@ export function checkSweepFits(opts: SweepOptions, promptLengths: number[] | nul
 export function prepareSweep(opts: SweepOptions): PreparedSweep {
   opts.methods.forEach(getMethod);
   if (!opts.remove.length) throw new UserError('--remove needs at least one count, e.g. 0,2,4');
-  if (!existsSync(join(opts.model, 'config.json'))) throw new UserError(`${opts.model}: not a model directory (no config.json)`);
+  if (!existsSync(join(opts.model, 'config.json')) && !isGgufFile(opts.model)) throw new UserError(`${opts.model}: not a model directory (no config.json) nor a GGUF file`);
   const layers = readConfig(opts.model).num_hidden_layers;
   for (const k of opts.remove) checkRemove(k, layers);
   const subjects = [...loadMmlu(opts.data, { subjects: opts.evalSubjects }).subjects].sort();

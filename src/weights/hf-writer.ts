@@ -12,6 +12,8 @@ import { atomicWriteDir } from '../io/atomic.ts';
 import { type DType, toFloat32, writeSafetensors } from '../io/safetensors.ts';
 import { UserError } from '../runtime/errors.ts';
 import type { TensorSource } from './source.ts';
+import { isGgufFile } from '../model/files.ts';
+import { ggufTokenizerFiles } from '../tokenizer/gguf.ts';
 
 export const HF_DTYPES = ['bfloat16', 'float16', 'float32'] as const;
 export type HfDtype = (typeof HF_DTYPES)[number];
@@ -26,7 +28,7 @@ export interface HfWriteOptions {
   dtype: HfDtype;
   /** Largest shard in MB (10^6 bytes, as transformers counts); default 5000. */
   shardMb?: number;
-  /** Directory whose tokenizer files and generation_config.json are copied. */
+  /** Directory whose tokenizer files and generation_config.json are copied (a GGUF file: its vocabulary as tokenizer files). */
   copyFrom?: string | null;
   /** More files to write: name → text. */
   extraFiles?: Record<string, string>;
@@ -105,7 +107,13 @@ export async function writeHfModel(source: TensorSource, outDir: string, opts: H
       writeFileSync(join(tmp, 'model.safetensors.index.json'), JSON.stringify({ metadata: { total_size: bytes }, weight_map: weightMap }, null, 2) + '\n');
       files.push('model.safetensors.index.json');
     }
-    if (opts.copyFrom) {
+    if (opts.copyFrom && isGgufFile(opts.copyFrom)) {
+      // a GGUF model file: its vocabulary as Hugging Face tokenizer files
+      for (const [f, text] of Object.entries(ggufTokenizerFiles(opts.copyFrom) ?? {})) {
+        writeFileSync(join(tmp, f), text);
+        files.push(f);
+      }
+    } else if (opts.copyFrom) {
       for (const f of COPIED_FILES) {
         if (existsSync(join(opts.copyFrom, f))) {
           copyFileSync(join(opts.copyFrom, f), join(tmp, f));

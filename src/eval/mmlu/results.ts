@@ -21,6 +21,7 @@ import { atomicWriteText } from '../../io/atomic.ts';
 import { writeMarker } from '../../io/output-dir.ts';
 import { readJsonObject } from '../../io/read.ts';
 import { readHfWeight, type LlamaModel } from '../../model/model.ts';
+import { isGgufFile } from '../../model/files.ts';
 import { UserError } from '../../runtime/errors.ts';
 import { CATEGORY_LABELS, categoryOf, subcategoryOf } from './categories.ts';
 import type { MmluData } from './data.ts';
@@ -70,12 +71,14 @@ function fileFingerprint(path: string): string {
 }
 
 /**
- * Identifies a model's weights: for a model directory, config.json and its weight files; for a model
- * held only in memory, the values of its tensors.
+ * Identifies a model's weights: for a model directory, config.json and its weight files; for a GGUF
+ * file, the file; for a model held only in memory, the values of its tensors.
  */
 export function modelFingerprint(model: LlamaModel): string {
   const h = createHash('sha256').update(JSON.stringify(model.config));
-  if (model.dir !== null && existsSync(join(model.dir, 'config.json'))) {
+  if (model.dir !== null && isGgufFile(model.dir)) {
+    h.update(fileFingerprint(model.dir));
+  } else if (model.dir !== null && existsSync(join(model.dir, 'config.json'))) {
     for (const f of readdirSync(model.dir).filter((f) => f.endsWith('.safetensors') || f.endsWith('.safetensors.index.json')).sort()) {
       h.update(f).update(fileFingerprint(join(model.dir, f)));
     }
