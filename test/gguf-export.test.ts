@@ -208,7 +208,14 @@ test('mka export gguf: the fallback is said once with counts; the output guard; 
   assert.equal((await runCli(['export', 'gguf', '--model', DEMO, '--out', out, '--type', 'f16', '--quiet'])).status, 0);
   const foreign = join(dir, 'foreign.gguf');
   writeFileSync(foreign, 'not mine');
-  assertUserError(await runCli(['export', 'gguf', '--model', DEMO, '--out', foreign]), foreign, 'not a GGUF file mka wrote', '--force');
+  assertUserError(await runCli(['export', 'gguf', '--model', DEMO, '--out', foreign]), foreign, 'mka did not write (not a GGUF file mka exported)', '--force');
+  // a GGUF file from elsewhere (no mka.version) is not replaced either
+  const theirs = join(dir, 'theirs.gguf');
+  const { writeGguf, meta } = await import('../src/gguf/writer.ts');
+  await writeGguf(theirs, [['general.architecture', meta.str('llama')]], [], () => new Uint8Array(0));
+  const before = readFileSync(theirs);
+  assertUserError(await runCli(['export', 'gguf', '--model', DEMO, '--out', theirs]), theirs, '--force');
+  assert.deepEqual(readFileSync(theirs), before);
   assert.equal(readFileSync(foreign, 'utf8'), 'not mine');
   assert.equal((await runCli(['export', 'gguf', '--model', DEMO, '--out', foreign, '--force', '--quiet'])).status, 0);
   assertUserError(await runCli(['export', 'gguf', '--model', DEMO, '--out', dir]), 'is a directory');

@@ -3,7 +3,7 @@
  * file) and the library call that writes it, with its own parameters. `mka export NAME` is built from
  * this table (src/cli/commands/export.ts declares each format's options).
  */
-import type { OutputKind } from '../io/output-dir.ts';
+import type { OutputFileKind, OutputKind } from '../io/output-dir.ts';
 import { GgufFile } from '../gguf/reader.ts';
 import { exportTfjs, type TfjsExportOptions } from './graph-model.ts';
 import { exportHf } from './hf.ts';
@@ -20,8 +20,8 @@ export interface ExportReport {
 export interface ExportFormat<P extends object> {
   name: string;
   description: string;
-  /** An output directory of this kind, or a single file (`what` it is, and whether an existing file is one mka wrote). */
-  output: { directory: OutputKind } | { file: string; isOurs(path: string): boolean };
+  /** An output directory of this kind, or a single file of this kind (how mka knows its own earlier file). */
+  output: { directory: OutputKind } | { file: OutputFileKind };
   run(model: string, out: string, params: P, log: (msg: string) => void, quiet: boolean): Promise<ExportReport>;
 }
 
@@ -68,7 +68,7 @@ function ggufByMka(path: string): boolean {
 export const ggufFormat: ExportFormat<{ type: GgufOutType; name?: string }> = {
   name: 'gguf',
   description: 'one GGUF file for llama.cpp, ollama and LM Studio (f32, f16, bf16, q8_0 or q4_0 weights; tokenizer and chat template included)',
-  output: { file: 'a GGUF file', isOurs: ggufByMka },
+  output: { file: { label: 'a GGUF file mka exported', prefix: 'GGUF', owned: ggufByMka } },
   async run(model, out, params, log, quiet) {
     const r = await exportGguf({ model, out, type: params.type, name: params.name, log, quiet });
     const types = Object.entries(r.tensorTypes).map(([t, n]) => `${n} ${t}`).join(', ');

@@ -1,6 +1,5 @@
 import type { ArgumentsCamelCase, Argv, CommandModule } from 'yargs';
-import { type GlobalArgs, claimOutput, forceOption, logger } from '../common.ts';
-import { claimOutputFile } from '../../io/output-dir.ts';
+import { FORCE_FILE, type GlobalArgs, claimFile, claimOutput, forceOption, logger } from '../common.ts';
 import { EXPORT_FORMATS, type ExportFormat, ggufFormat, hfFormat, tfjsFormat } from '../../export/registry.ts';
 import { HF_DTYPES, type HfDtype } from '../../weights/hf-writer.ts';
 import { QUANT_SCHEMES, type QuantScheme } from '../../weights/quantize.ts';
@@ -21,8 +20,7 @@ const hfOptions = (y: Argv<GlobalArgs>) => modelOption(forceOption(y))
   .option('shard-mb', { type: 'number', default: 5000, describe: 'largest shard in MB (10^6 bytes)' })
   .example('$0 export hf --model out/merged --out out/merged-bf16 --dtype bfloat16', '');
 
-const ggufOptions = (y: Argv<GlobalArgs>) => modelOption(y)
-  .option('force', { type: 'boolean', default: false, describe: 'replace --out even if it is a file mka did not write' })
+const ggufOptions = (y: Argv<GlobalArgs>) => modelOption(forceOption(y, FORCE_FILE))
   .option('out', { type: 'string', demandOption: true, describe: 'the .gguf file to write (replaced atomically)' })
   .option('type', { choices: GGUF_TYPES, default: 'f16' as GgufOutType, describe: 'weight type of the matrices (norms stay f32; q8_0/q4_0 matrices whose rows do not divide into blocks of 32 fall back to f16)' })
   .option('name', { type: 'string', describe: 'general.name in the file (default: the model directory\'s name)' })
@@ -38,10 +36,9 @@ function formatCommand<T extends GlobalArgs & { model: string; out: string; forc
     builder,
     handler: async (a) => {
       const log = logger(a);
-      const command = `export ${format.name}`;
-      const release = 'directory' in format.output
-        ? claimOutput(a.out, command, format.output.directory, a.force, [a.model])
-        : claimOutputFile(a.out, command, { inputs: [a.model], force: a.force, isOurs: format.output.isOurs, what: format.output.file });
+      let release = () => {};
+      if ('directory' in format.output) release = claimOutput(a.out, `export ${format.name}`, format.output.directory, a);
+      else claimFile(a.out, format.output.file, a);
       const r = await format.run(a.model, a.out, params(a), log, a.quiet || a.json);
       release();
       if (a.json) {
