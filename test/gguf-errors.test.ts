@@ -73,7 +73,7 @@ test('each kind of bad GGUF file exits 1 with one line naming the file and the p
     [variant('trunc-meta', (b) => b.subarray(0, 1000)), ['truncated']],
     [variant('trunc-data', (b) => b.subarray(0, b.length - 1000)), ['past the end of the file', 'truncated?']],
     [variant('type99', (b) => { b.writeUInt32LE(99, embdType(b)); }), ['token_embd.weight', 'unknown ggml type 99']],
-    [variant('iq4nl', (b) => { b.writeUInt32LE(GgmlType.IQ4_NL, embdType(b)); }), ['token_embd.weight (IQ4_NL)', 'mka reads F32, F16, BF16, Q8_0 and Q4_0']],
+    [variant('iq4nl', (b) => { b.writeUInt32LE(GgmlType.IQ4_NL, embdType(b)); }), ['token_embd.weight (IQ4_NL)', 'mka reads F32, F16, BF16, Q8_0, Q4_0']],
     [variant('offset', (b) => { b.writeBigUInt64LE(1n << 40n, embdType(b) + 4); }), ['token_embd.weight', 'past the end of the file']],
     [variant('misaligned', (b) => { b.writeBigUInt64LE(b.readBigUInt64LE(embdType(b) + 4) + 4n, embdType(b) + 4); }), ['not a multiple of the alignment 32']],
     [variant('n-tensors', (b) => { b.writeBigUInt64LE(1n << 62n, 8); }), ['tensor count', 'more than']],

@@ -25,7 +25,7 @@ import { runForward } from '../src/model/inspect.ts';
 import { exportGguf, type GgufOutType } from '../src/export/gguf.ts';
 import { GgufFile } from '../src/gguf/reader.ts';
 import { dequantize } from '../src/gguf/quants.ts';
-import { type SupportedType, ValueType } from '../src/gguf/format.ts';
+import { type ReadType, type SupportedType, ValueType } from '../src/gguf/format.ts';
 import { loadTokenizer } from '../src/tokenizer/tokenizer.ts';
 import { modelInfo } from '../src/model/info.ts';
 import { readConfig } from '../src/model/config.ts';
@@ -248,4 +248,43 @@ test('GGUF in, Hugging Face out: export hf and compress from a GGUF write tokeni
   assert.equal(c.status, 0, c.stderr);
   assert.equal(readConfig(out).num_hidden_layers, 6);
   assert.deepEqual((await loadTokenizer(out)).encode(GOLDEN.prompt), ids);
+});
+
+test('a GGUF of k-quant blocks (Q4_K, Q6_K, Q5_K, Q3_K) runs as the same weights in F32 do', async () => {
+  // a one-layer model of rows of 256 whose matrices are ggml's blocks from test/goldens/gguf/kquants.json, and its F32 twin
+  const g = JSON.parse(readFileSync('test/goldens/gguf/kquants.json', 'utf8')) as { types: Record<string, { blocks_hex: string }> };
+  const { writeGguf, meta } = await import('../src/gguf/writer.ts');
+  const { hparamMetadata } = await import('../src/gguf/hparams.ts');
+  const { GgmlType, GGML_BLOCK } = await import('../src/gguf/format.ts');
+  const H = 256;
+  const cfg = { model_type: 'llama', vocab_size: 256, hidden_size: H, intermediate_size: H, num_hidden_layers: 1, num_attention_heads: 4, num_key_value_heads: 4, head_dim: 64, max_position_embeddings: 64, rms_norm_eps: 1e-5, rope_theta: 10000, rope_scaling: null, sliding_window: null };
+  const mats: [string, string][] = [['token_embd.weight', 'Q4_K'], ['blk.0.attn_q.weight', 'Q4_K'], ['blk.0.attn_k.weight', 'Q5_K'], ['blk.0.attn_v.weight', 'Q6_K'],
+    ['blk.0.attn_output.weight', 'Q3_K'], ['blk.0.ffn_gate.weight', 'Q4_K'], ['blk.0.ffn_up.weight', 'Q5_K'], ['blk.0.ffn_down.weight', 'Q6_K'], ['output.weight', 'Q6_K']];
+  const data = new Map<string, { type: number; bytes: Uint8Array }>();
+  for (const [name, t] of mats) {
+    const type = GgmlType[t as keyof typeof GgmlType];
+    const rowBytes = GGML_BLOCK[type].bytes, src = Buffer.from(g.types[t].blocks_hex, 'hex'), rows = src.length / rowBytes;
+    const bytes = new Uint8Array(H * rowBytes);
+    for (let r = 0; r < H; r++) bytes.set(src.subarray(((r * 5 + name.length) % rows) * rowBytes, ((r * 5 + name.length) % rows + 1) * rowBytes), r * rowBytes);
+    data.set(name, { type, bytes });
+  }
+  const ones = new Uint8Array(new Float32Array(H).fill(1).buffer);
+  for (const n of ['blk.0.attn_norm.weight', 'blk.0.ffn_norm.weight', 'output_norm.weight']) data.set(n, { type: GgmlType.F32, bytes: ones });
+  const md: [string, ReturnType<typeof meta.str>][] = [['general.architecture', meta.str('llama')], ...hparamMetadata(cfg), ['tokenizer.ggml.model', meta.str('none')]];
+  const write = async (path: string, f32: boolean) => {
+    const tensors = [...data].map(([name, d]) => ({ name, dims: name.endsWith('norm.weight') ? [H] : [H, H], type: f32 ? GgmlType.F32 : d.type }));
+    await writeGguf(path, md, tensors, (name) => {
+      const d = data.get(name)!;
+      return f32 && d.type !== GgmlType.F32 ? new Uint8Array(dequantize(d.type as ReadType, d.bytes, H * H).buffer) : d.bytes;
+    });
+  };
+  const kq = join(dir, 'kquants.gguf'), twin = join(dir, 'kquants-f32.gguf');
+  await write(kq, false);
+  await write(twin, true);
+  const ids = [1, 7, 200, 3];
+  const a = await runForward({ model: kq, ids, logits: 'all' });
+  const b = await runForward({ model: twin, ids, logits: 'all' });
+  assert.deepEqual(a.logits, b.logits);
+  assert.ok(a.logits!.flat().every(Number.isFinite));
+  assert.deepEqual(modelInfo(kq).dtypes.sort(), ['F32', 'Q3_K', 'Q4_K', 'Q5_K', 'Q6_K']);
 });

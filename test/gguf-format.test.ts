@@ -2,7 +2,8 @@
  * The GGUF format layer on its own: the writer and reader agree on every value type, alignment and
  * tensor layout; the Q8_0/Q4_0 quantizers give the bytes of ggml's compiled reference quantizers
  * (test/goldens/gguf/quantizers.json, made by scripts/gguf-goldens/quant.c against libggml-base) on
- * values chosen for their edge cases; dequantization is d·q exactly; llama.cpp's Q/K row order is
+ * values chosen for their edge cases; dequantization is d·q exactly, and the other block types
+ * llama.cpp's presets write (Q4_1, Q5_0, Q5_1, Q2_K-Q6_K) dequantize to ggml's and gguf-py's bits; llama.cpp's Q/K row order is
  * convert_hf_to_gguf.py's `permute`; packed blocks split and join without requantizing; llama3 RoPE
  * factors go to rope_freqs and back.
  */
@@ -12,14 +13,14 @@ import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { GGML_BLOCK, GgmlType, ValueType } from '../src/gguf/format.ts';
+import { GGML_BLOCK, GgmlType, type ReadType, ValueType } from '../src/gguf/format.ts';
 import { GgufFile } from '../src/gguf/reader.ts';
 import { meta, writeGguf } from '../src/gguf/writer.ts';
 import { dequantize, packBlocks, quantizeQ4_0, quantizeQ8_0, unpackBlocks } from '../src/gguf/quants.ts';
 import { permuteRows } from '../src/gguf/tensor-names.ts';
 import { llama3ScalingFromFactors, ropeFreqFactors, shortestFloat32, type HfConfigFields } from '../src/gguf/hparams.ts';
 import { fromFloat32 } from '../src/io/safetensors.ts';
-import { QUANT_EDGE_VALUES } from '../scripts/gguf-goldens/quant-values.ts';
+import { KQUANT_VALUES, QUANT_EDGE_VALUES } from '../scripts/gguf-goldens/quant-values.ts';
 
 const GOLDEN = JSON.parse(readFileSync('test/goldens/gguf/quantizers.json', 'utf8')) as { values_sha256: string; q8_0_hex: string; q4_0_hex: string };
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
@@ -86,6 +87,26 @@ test('Q8_0 and Q4_0 quantize to the bytes of ggml\'s reference quantizers (zeros
   assert.equal(sha(new Uint8Array(x.buffer)), GOLDEN.values_sha256, 'the values the golden was made from');
   assert.equal(Buffer.from(quantizeQ8_0(x)).toString('hex'), GOLDEN.q8_0_hex);
   assert.equal(Buffer.from(quantizeQ4_0(x)).toString('hex'), GOLDEN.q4_0_hex);
+});
+
+test('Q4_1, Q5_0, Q5_1 and the k-quants Q2_K to Q6_K dequantize to the bits ggml\'s dequantize_row_* and gguf-py give', () => {
+  const g = JSON.parse(readFileSync('test/goldens/gguf/kquants.json', 'utf8')) as { values_sha256: string; types: Record<string, { blocks_hex: string; ggml_dequant_sha256: string; gguf_py_dequant_sha256: string }> };
+  const x = KQUANT_VALUES();
+  assert.equal(sha(new Uint8Array(x.buffer)), g.values_sha256);
+  assert.deepEqual(Object.keys(g.types).sort(), ['Q2_K', 'Q3_K', 'Q4_1', 'Q4_K', 'Q5_0', 'Q5_1', 'Q5_K', 'Q6_K']);
+  for (const [name, t] of Object.entries(g.types)) {
+    const blocks = Buffer.from(t.blocks_hex, 'hex');
+    const values = dequantize(GgmlType[name as keyof typeof GgmlType] as ReadType, new Uint8Array(blocks), x.length);
+    assert.equal(sha(new Uint8Array(values.buffer)), t.ggml_dequant_sha256, `${name}: ggml's dequantize_row`);
+    assert.equal(t.gguf_py_dequant_sha256, t.ggml_dequant_sha256, `${name}: gguf-py agrees with ggml`);
+    // and they are the values, to within the row's range over the type's levels (2 bits: 4 levels)
+    for (let r = 0; r < x.length / 256; r++) {
+      const row = Array.from(x.subarray(r * 256, (r + 1) * 256));
+      const range = Math.max(...row) - Math.min(...row, 0);
+      const err = Math.max(...row.map((v, j) => Math.abs(v - values[r * 256 + j])));
+      assert.ok(err <= range / 2, `${name} row ${r}: error ${err} for a range of ${range}`);
+    }
+  }
 });
 
 test('dequantization is d·q (Q8_0) and d·(q − 8) (Q4_0) with the f16 scale, exactly', () => {

@@ -10,7 +10,8 @@
  *   converter rules and gguf-py's quantizers give from the Hugging Face checkpoint, and transformers'
  *   logits;
  * - ggml's reference quantizers (quant.c, linked against libggml-base) on values chosen to hit their
- *   edge cases.
+ *   edge cases, and its k-quant quantizers and dequantizers (kquant.c) with gguf-py's dequantization of
+ *   the same blocks.
  *
  *   npx tsx scripts/gguf-goldens/make.ts --llama ~/llama.cpp --python /work/refvenv/bin/python --shared ../shared
  *
@@ -30,7 +31,7 @@ import {
   ASCII_TEXTS, DEMO_PROMPT, DEMO_TYPES, GREEDY_TOKENS, HF_TINY, LLAMA3_PROMPT, LLAMA3_SPECIAL_TEXT, SPM_SPECIAL_TEXT, STORIES_PROMPT,
   STORIES_TYPES, UNICODE_TEXTS, convertStories, makeLlama3Tiny,
 } from './cases.ts';
-import { QUANT_EDGE_VALUES } from './quant-values.ts';
+import { KQUANT_VALUES, QUANT_EDGE_VALUES } from './quant-values.ts';
 import { GgufFile } from '../../src/gguf/reader.ts';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
@@ -160,6 +161,20 @@ async function main(): Promise<void> {
       };
     }
     write('hf-tiny.json', { made_with: madeWith, type: 'f32', cases });
+  }
+  // ggml's k-quant (and Q4_1/Q5_0/Q5_1) quantizers and dequantizers, and gguf-py's dequantization of the same blocks
+  {
+    const kquant = join(tmp, 'kquant');
+    execFileSync('gcc', ['-O2', `-I${join(llama, 'ggml', 'include')}`, join(import.meta.dirname, 'kquant.c'), `-L${lib}`, '-lggml-base', `-Wl,-rpath,${lib}`, '-o', kquant]);
+    const x = KQUANT_VALUES();
+    const lines = execFileSync(kquant, { input: Buffer.from(x.buffer), encoding: 'utf8', maxBuffer: 1 << 28 }).trim().split('\n').map((l) => l.split(' '));
+    const refs = python(lines.map(([type, blocks]) => ({ type, blocks_hex: blocks, rows: x.length / 256 })));
+    write('kquants.json', {
+      made_with: madeWith, values: 'scripts/gguf-goldens/quant-values.ts KQUANT_VALUES()', values_sha256: sha(new Uint8Array(x.buffer)),
+      types: Object.fromEntries(lines.map(([type, blocks, values], k) => [type, {
+        blocks_hex: blocks, ggml_dequant_sha256: sha(Buffer.from(values, 'hex')), gguf_py_dequant_sha256: (refs[k] as { dequant_sha256: string }).dequant_sha256,
+      }])),
+    });
   }
   // ggml's reference quantizers on edge-case values
   {

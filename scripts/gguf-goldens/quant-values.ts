@@ -20,3 +20,25 @@ export function QUANT_EDGE_VALUES(): Float32Array {
   }
   return x;
 }
+
+/**
+ * Rows of 256 values for the k-quants and Q4_1/Q5_0/Q5_1 (one k-quant super-block a row): magnitudes
+ * from 1e-3 to 1e2, a zero row, rows of one sign (the mins of the asymmetric types), a row with a few
+ * large values among small ones. Deterministic; no subnormals or overflows (whose NaN bits C and
+ * JavaScript write differently).
+ */
+export function KQUANT_VALUES(): Float32Array {
+  const x = new Float32Array(8 * 256);
+  let s = 777;
+  const rnd = () => (s = (Math.imul(s, 1103515245) + 12345) >>> 0) / 2 ** 32;
+  for (let r = 0; r < 8; r++) {
+    const row = x.subarray(r * 256, (r + 1) * 256);
+    const scale = [1e-3, 0.02, 0.5, 1, 7, 100, 0.3, 2][r];
+    for (let j = 0; j < 256; j++) row[j] = (rnd() - 0.5) * 2 * scale;
+    if (r === 1) row.fill(0, 0, 128);
+    if (r === 3) for (let j = 0; j < 256; j++) row[j] = Math.abs(row[j]) + 0.25;
+    if (r === 4) for (let j = 0; j < 256; j++) row[j] = -Math.abs(row[j]);
+    if (r === 7) for (let j = 0; j < 256; j += 37) row[j] = 40 * (j % 2 ? 1 : -1);
+  }
+  return x;
+}

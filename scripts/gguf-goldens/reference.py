@@ -9,6 +9,7 @@ Reads a JSON list of jobs on stdin and prints one JSON object per job, in order:
   the Hugging Face checkpoint: its names, its Q/K `permute`, F32 for norms and 1-D tensors, the type through
   gguf.quants.quantize, F16 when that raises QuantError (convert_hf_to_gguf.py's rules, written out here);
 - transformers_logits (when ids are given): AutoModelForCausalLM.from_pretrained(DIR, gguf_file=...) logits.
+A job {"blocks_hex", "type", "rows"} instead gives the sha256 of gguf.quants.dequantize of those raw blocks.
 Start with PYTHONPATH=<shared>/reference so that `import refenv` works.
 """
 import hashlib
@@ -106,6 +107,12 @@ def logits(path, ids):
 def main():
     jobs = json.load(sys.stdin)
     for job in jobs:
+        if 'blocks_hex' in job:
+            # raw blocks of one type, rows of `cols` values: gguf-py's dequantization
+            qtype = gguf.GGMLQuantizationType[job['type']]
+            raw = np.frombuffer(bytes.fromhex(job['blocks_hex']), dtype=np.uint8).reshape(job['rows'], -1)
+            print(json.dumps({'dequant_sha256': sha(quants.dequantize(raw, qtype).astype(np.float32))}))
+            continue
         got, dequant = read(job['gguf'])
         res = {'gguf_py': got, 'dequant_sha256': dequant}
         if job.get('source'):

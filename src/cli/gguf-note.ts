@@ -1,6 +1,6 @@
 /**
- * The one line a command that runs a model prints when that model is a GGUF file with Q8_0/Q4_0
- * weights: how mka holds them (yargs middleware, after the hub ids are resolved).
+ * The one line a command that runs a model prints when that model is a GGUF file with block-quantized
+ * weights (Q8_0, Q4_0, Q4_K, ...): how mka holds them (yargs middleware, after the hub ids are resolved).
  */
 import { isGgufFile } from '../gguf/reader.ts';
 
@@ -20,7 +20,7 @@ export async function noteGgufModels(argv: Record<string, unknown>): Promise<voi
       counts = new Map();
       for (const name of ckpt.names()) {
         const t = ckpt.info(name)!.dtype;
-        if (t === 'Q8_0' || t === 'Q4_0') counts.set(t, (counts.get(t) ?? 0) + 1);
+        if (t !== 'F32' && t !== 'F16' && t !== 'BF16') counts.set(t, (counts.get(t) ?? 0) + 1);
       }
       ckpt.close();
     } catch {

@@ -5,7 +5,7 @@
  * read. Q8_0/Q4_0 tensors can also be read packed (quants and scales split, nothing requantized).
  */
 import type { Checkpoint, StoredDtype } from '../io/checkpoint.ts';
-import { GGML_BLOCK, GgmlType, SUPPORTED_TYPES, type SupportedType } from './format.ts';
+import { GGML_BLOCK, GgmlType, READ_TYPES, type ReadType } from './format.ts';
 import { hfConfigFromGguf } from './hparams.ts';
 import { type PackedBlocks, dequantize, unpackBlocks } from './quants.ts';
 import { GgufFile, type GgufTensorInfo } from './reader.ts';
@@ -14,7 +14,7 @@ import { ROPE_FREQS, ggufName, hfName, permuteRows, permutedHeads } from './tens
 export interface GgufCheckpoint extends Checkpoint {
   readonly file: GgufFile;
   /** The ggml type of a tensor by Hugging Face name. */
-  type(name: string): SupportedType;
+  type(name: string): ReadType;
   /** A Q8_0/Q4_0 matrix as packed quants and scales (CONTRACTS.md §1), rows in Hugging Face order. */
   readPacked(name: string): PackedBlocks;
 }
@@ -60,11 +60,11 @@ function checkpointOf(g: GgufFile): GgufCheckpoint {
     if (t.name === ROPE_FREQS) continue;
     const hf = hfName(t.name);
     if (hf === null) g.refuse(`tensor "${t.name}" is not one of the ${arch} architecture's tensors that mka knows`);
-    if (!(SUPPORTED_TYPES as readonly number[]).includes(t.type)) unsupported.push(`${t.name} (${GgmlType[t.type]})`);
+    if (!(READ_TYPES as readonly number[]).includes(t.type)) unsupported.push(`${t.name} (${GgmlType[t.type]})`);
     byHf.set(hf, t);
   }
   if (unsupported.length) {
-    g.refuse(`${unsupported.length} tensor(s) of a type mka does not read, e.g. ${unsupported.slice(0, 2).join(', ')}; mka reads F32, F16, BF16, Q8_0 and Q4_0 (convert with llama.cpp's llama-quantize --allow-requantize F.gguf OUT.gguf Q8_0)`);
+    g.refuse(`${unsupported.length} tensor(s) of a type mka does not read, e.g. ${unsupported.slice(0, 2).join(', ')}; mka reads F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 and Q2_K to Q6_K (convert with llama.cpp's llama-quantize --allow-requantize F.gguf OUT.gguf Q8_0)`);
   }
   const held = new Map<string, Uint8Array>();
   const info = (name: string) => {
@@ -82,7 +82,7 @@ function checkpointOf(g: GgufFile): GgufCheckpoint {
     if (rows % perm !== 0 || (rows / perm) % 2 !== 0) g.fail(`tensor "${t.name}" has ${rows} rows, which do not split into ${perm} heads of an even size`);
     return permuteRows(bytes, bytes.length / rows, perm, false);
   };
-  const typeOf = (name: string) => info(name).type as SupportedType;
+  const typeOf = (name: string) => info(name).type as ReadType;
   return {
     dir: g.path,
     file: g,

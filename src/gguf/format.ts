@@ -95,9 +95,15 @@ export function tensorBytes(type: GgmlType, rowLength: number, rows: number): nu
   return (rowLength / block) * bytes * rows;
 }
 
-/** The tensor types mka reads and writes; the rest are known by name only (refused with it). */
+/** The tensor types mka writes (and reads). */
 export const SUPPORTED_TYPES = [GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q8_0, GgmlType.Q4_0] as const;
 export type SupportedType = (typeof SUPPORTED_TYPES)[number];
+
+/** The tensor types mka reads: those it writes and the other block types llama.cpp's presets use; the rest are refused by name. */
+export const READ_TYPES = [
+  ...SUPPORTED_TYPES, GgmlType.Q4_1, GgmlType.Q5_0, GgmlType.Q5_1, GgmlType.Q2_K, GgmlType.Q3_K, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K,
+] as const;
+export type ReadType = (typeof READ_TYPES)[number];
 
 /** `general.file_type` (llama_ftype) of a file whose 2-D weights are mostly of a type. */
 export const FILE_TYPE: Record<SupportedType, number> = {

@@ -11,7 +11,8 @@
  * that fuses x·id + 8.5, as on aarch64, can differ in the last quant of a rare value.)
  */
 import { fromFloat32, toFloat32 } from '../io/safetensors.ts';
-import { GgmlType, type SupportedType, GGML_BLOCK } from './format.ts';
+import { GgmlType, type ReadType, type SupportedType, GGML_BLOCK } from './format.ts';
+import { dequantizeK } from './kquants.ts';
 
 export const QK = 32;
 const f32 = Math.fround;
@@ -98,7 +99,7 @@ export function quantizeQ4_0(x: Float32Array): Uint8Array {
 }
 
 /** The values of `n` elements of `type` stored in `bytes`, as float32. */
-export function dequantize(type: SupportedType, bytes: Uint8Array, n: number): Float32Array {
+export function dequantize(type: ReadType, bytes: Uint8Array, n: number): Float32Array {
   switch (type) {
     case GgmlType.F32: {
       const out = new Float32Array(n);
@@ -129,6 +130,8 @@ export function dequantize(type: SupportedType, bytes: Uint8Array, n: number): F
       }
       return out;
     }
+    default:
+      return dequantizeK(type, bytes, n);
   }
 }
 

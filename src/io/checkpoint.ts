@@ -12,8 +12,8 @@ import { describeJson, isPlainObject, readJsonObject } from './read.ts';
 const PICKLE_FILE = /\.(bin|pt|pth|ckpt)$/;
 const CONVERT_HINT = 'convert it to safetensors first, e.g. in Python: AutoModelForCausalLM.from_pretrained(DIR).save_pretrained(OUT, safe_serialization=True)';
 
-/** How a tensor is stored: safetensors' float types, or (GGUF) ggml's Q8_0/Q4_0 blocks of 32. */
-export type StoredDtype = DType | 'Q8_0' | 'Q4_0';
+/** How a tensor is stored: safetensors' float types, or (GGUF) one of ggml's block-quantized types. */
+export type StoredDtype = DType | 'Q8_0' | 'Q4_0' | 'Q4_1' | 'Q5_0' | 'Q5_1' | 'Q2_K' | 'Q3_K' | 'Q4_K' | 'Q5_K' | 'Q6_K';
 
 export interface Checkpoint {
   readonly dir: string;

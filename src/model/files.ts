@@ -11,10 +11,10 @@ export function openWeights(path: string): Checkpoint {
   return isGgufFile(path) ? openGgufCheckpoint(path) : openCheckpoint(path);
 }
 
-/** Whether a checkpoint stores a tensor in blocks of quantized values (GGUF Q8_0/Q4_0). */
+/** Whether a checkpoint stores a tensor in blocks of quantized values (GGUF Q8_0, Q4_0, Q4_K, ...). */
 export function isBlockQuantized(ckpt: Checkpoint, name: string): boolean {
   const dtype = ckpt.info(name)?.dtype;
-  return dtype === 'Q8_0' || dtype === 'Q4_0';
+  return dtype !== undefined && dtype !== 'F32' && dtype !== 'F16' && dtype !== 'BF16';
 }
 
 export { isGgufFile };

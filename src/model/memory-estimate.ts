@@ -97,7 +97,7 @@ export interface MemoryEstimate {
   tensors: number;
 }
 
-const STORED: Record<string, number> = { F32: 4, F16: 2, BF16: 2, float32: 4, float16: 2, bfloat16: 2, Q8_0: 34 / 32, Q4_0: 18 / 32 };
+const STORED: Record<string, number> = { F32: 4, F16: 2, BF16: 2, float32: 4, float16: 2, bfloat16: 2, Q8_0: 34 / 32, Q4_0: 18 / 32, Q4_1: 20 / 32, Q5_0: 22 / 32, Q5_1: 24 / 32, Q2_K: 84 / 256, Q3_K: 110 / 256, Q4_K: 144 / 256, Q5_K: 176 / 256, Q6_K: 210 / 256 };
 
 /** Tensor names and dtypes from a safetensors header (empty when the file is unreadable). */
 function headerDtypes(file: string): Map<string, string> {
