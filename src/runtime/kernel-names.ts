@@ -5,10 +5,13 @@
  */
 export const KERNELS = {
   linear: 'MkaLinear',
+  /** Contract 1's packed integer weights (CONTRACTS.md): inputs x, q, scales, mins?, bias?, residual?; attrs bits, group, cols, symmetric, actBits. */
+  linearQ: 'MkaLinearQ',
   attention: 'MkaAttention',
   rmsNorm: 'MkaRmsNorm',
   rope: 'MkaRope',
   siluMul: 'MkaSiluMul',
   gather: 'MkaGatherRows',
   decoderLayer: 'MkaDecoderLayer',
+  packBf16: 'MkaPackBf16',
 } as const;

@@ -124,5 +124,5 @@ export function quantizeModelWeights(model: LlamaModel, scheme: QuantScheme): Ll
       close: () => {},
     };
   }
-  return layOutForBackend({ config: model.config, dir: model.dir, tensors, checkpoint, stats: { forwardCalls: 0, layerLoads: 0 } });
+  return layOutForBackend({ config: model.config, dir: model.dir, tensors, checkpoint, stats: { forwardCalls: 0, layerLoads: 0 }, compute: model.compute }, model.compute);
 }
