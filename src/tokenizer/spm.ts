@@ -180,5 +180,6 @@ export function spmTokenizer(v: SpmVocab, file: string): Tokenizer {
     return new TextDecoder('utf-8').decode(Uint8Array.from(bytes));
   };
 
-  return { encode, decode, bos: v.bos, eos: v.eos, vocabSize: n };
+  // (its Hugging Face twin, ggufTokenizerFiles, is a PreTrainedTokenizerFast: transformers' add_bos_token leaves it as it is)
+  return { encode, decode, bos: v.bos, addsBos: v.addBos && v.bos !== null, obeysAddBosToken: false, eos: v.eos, vocabSize: n };
 }
