@@ -7,6 +7,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { convertLlama2c } from '../../src/convert/llama2c.ts';
 import { makePaperModel } from '../make-paper-model.ts';
+import { replayPlan } from '../../src/pipeline/compress.ts';
 
 /** The demo model's prompt: a dozen tokens of the benchmark's kind. */
 export const DEMO_PROMPT = 'Question: What is 7 + 5?\nAnswer:';
@@ -69,3 +70,12 @@ export const HF_TINY = ['a_llama2', 'b_llama3_gqa_bf16_sharded', 'c_llama_tied_f
 /** The GGUF types exported per case. */
 export const DEMO_TYPES = ['f32', 'f16', 'q8_0', 'q4_0'] as const;
 export const STORIES_TYPES = ['f32', 'q8_0'] as const;
+
+/** The merged model of the GGUF goldens: the demo with a recorded MKA plan replayed (8 → 5 layers, λ-blended weights). */
+export const MERGED_PLAN = 'test/fixtures/plans/mka-3-v0.1.0.json';
+export const MERGED_TYPES = ['f32', 'q8_0', 'q4_0'] as const;
+
+/** Writes the merged demo model into `dir` (a path that does not exist yet), `root` being the repository. */
+export async function makeMergedDemo(root: string, dir: string): Promise<void> {
+  await replayPlan({ model: join(root, 'models', 'demo'), plan: join(root, MERGED_PLAN), out: dir });
+}

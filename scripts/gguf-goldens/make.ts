@@ -28,8 +28,8 @@ import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { exportGguf, type GgufOutType } from '../../src/export/gguf.ts';
 import {
-  ASCII_TEXTS, DEMO_PROMPT, DEMO_TYPES, GREEDY_TOKENS, HF_TINY, LLAMA3_PROMPT, LLAMA3_SPECIAL_TEXT, SPM_SPECIAL_TEXT, STORIES_PROMPT,
-  STORIES_TYPES, UNICODE_TEXTS, convertStories, makeLlama3Tiny,
+  ASCII_TEXTS, DEMO_PROMPT, DEMO_TYPES, GREEDY_TOKENS, HF_TINY, LLAMA3_PROMPT, LLAMA3_SPECIAL_TEXT, MERGED_PLAN, MERGED_TYPES, SPM_SPECIAL_TEXT,
+  STORIES_PROMPT, STORIES_TYPES, UNICODE_TEXTS, convertStories, makeLlama3Tiny, makeMergedDemo,
 } from './cases.ts';
 import { KQUANT_VALUES, QUANT_EDGE_VALUES } from './quant-values.ts';
 import { GgufFile } from '../../src/gguf/reader.ts';
@@ -41,13 +41,21 @@ interface Probe { n_vocab: number; ids: number[]; logits: number[][]; greedy: nu
 
 const round = (x: number, digits: number) => Number(x.toPrecision(digits));
 
+/** The golden files, by name (test/goldens/gguf/NAME.json). */
+const GOLDENS = ['demo', 'stories260K', 'llama3-tiny', 'hf-tiny', 'kquants', 'quantizers', 'compressed'] as const;
+
 async function main(): Promise<void> {
   const a = await yargs(hideBin(process.argv))
     .option('llama', { type: 'string', demandOption: true, describe: 'llama.cpp checkout, built into build/' })
     .option('python', { type: 'string', demandOption: true, describe: 'python of the reference venv' })
     .option('shared', { type: 'string', demandOption: true, describe: 'the shared data directory' })
     .option('commit', { type: 'string', describe: 'llama.cpp commit built (default: git rev-parse HEAD in --llama)' })
+    .option('only', { type: 'string', describe: `comma-separated goldens to make (default all): ${GOLDENS.join(', ')}` })
     .strict().parse();
+  const only = a.only?.split(',') ?? [...GOLDENS];
+  const unknown = only.filter((n) => !(GOLDENS as readonly string[]).includes(n));
+  if (unknown.length) throw new Error(`--only: unknown golden(s) ${unknown.join(', ')}; choose from ${GOLDENS.join(', ')}`);
+  const want = (name: (typeof GOLDENS)[number]) => only.includes(name);
   const llama = resolve(a.llama), shared = resolve(a.shared);
   const tmp = mkdtempSync(join(tmpdir(), 'gguf-goldens-'));
   const lib = join(llama, 'build', 'bin');
@@ -89,7 +97,7 @@ async function main(): Promise<void> {
   const ends = (T: number) => [...new Set([0, Math.floor(T / 2), T - 1])];
 
   // demo: every type; transformers' loader for f16, q8_0, q4_0
-  {
+  if (want('demo')) {
     const files = Object.fromEntries(await Promise.all(DEMO_TYPES.map(async (t) => [t, await exportTo(join(ROOT, 'models', 'demo'), t, 'demo')])));
     const ids = runProbe(files.f32, `text:${DEMO_PROMPT}`).ids;
     const refs = python(DEMO_TYPES.map((t) => ({ gguf: files[t], source: join(ROOT, 'models', 'demo'), type: t, ids: t === 'f32' ? null : ids })));
@@ -109,7 +117,7 @@ async function main(): Promise<void> {
     write('demo.json', { made_with: madeWith, model: 'models/demo', prompt: DEMO_PROMPT, tokenize: { texts, llamacpp_ids: tokenize(files.f32, texts) }, types });
   }
   // stories260K, converted with mka convert-llama2c
-  {
+  if (want('stories260K')) {
     const dir = join(tmp, 'stories260K');
     await convertStories(shared, dir);
     const files = Object.fromEntries(await Promise.all(STORIES_TYPES.map(async (t) => [t, await exportTo(dir, t, 'stories')])));
@@ -125,7 +133,7 @@ async function main(): Promise<void> {
     write('stories260K.json', { made_with: madeWith, model: 'stories260K (mka convert-llama2c)', prompt: STORIES_PROMPT, tokenize: { texts, llamacpp_ids: tokenize(files.f32, texts) }, types });
   }
   // the tiny Llama 3 model: the real Llama 3 tokenizer (gpt2, llama-bpe), llama3 rope scaling (rope_freqs), chat template
-  {
+  if (want('llama3-tiny')) {
     const dir = join(tmp, 'llama3-tiny');
     await makeLlama3Tiny(dir);
     const file = await exportTo(dir, 'f32', 'llama3-tiny');
@@ -138,7 +146,7 @@ async function main(): Promise<void> {
     });
   }
   // hf-tiny: Llama, llama3 rope scaling, tied F16, Mistral, Qwen2 biases (no tokenizers: token ids)
-  {
+  if (want('hf-tiny')) {
     const cases: Record<string, unknown> = {};
     for (const name of HF_TINY) {
       const dir = join(shared, 'fixtures', 'hf-tiny', name);
@@ -163,7 +171,7 @@ async function main(): Promise<void> {
     write('hf-tiny.json', { made_with: madeWith, type: 'f32', cases });
   }
   // ggml's k-quant (and Q4_1/Q5_0/Q5_1) quantizers and dequantizers, and gguf-py's dequantization of the same blocks
-  {
+  if (want('kquants')) {
     const kquant = join(tmp, 'kquant');
     execFileSync('gcc', ['-O2', `-I${join(llama, 'ggml', 'include')}`, join(import.meta.dirname, 'kquant.c'), `-L${lib}`, '-lggml-base', `-Wl,-rpath,${lib}`, '-o', kquant]);
     const x = KQUANT_VALUES();
@@ -176,8 +184,25 @@ async function main(): Promise<void> {
       }])),
     });
   }
+  // a merged model (compress --plan): what llama.cpp's converter writes from it, and llama.cpp running mka's GGUF of it
+  if (want('compressed')) {
+    const dir = join(tmp, 'demo-merged');
+    await makeMergedDemo(ROOT, dir);
+    const files = Object.fromEntries(await Promise.all(MERGED_TYPES.map(async (t) => [t, await exportTo(dir, t, 'merged')])));
+    const refs = python(MERGED_TYPES.map((t) => ({ gguf: files[t], source: dir, type: t, ids: null })));
+    const types: Record<string, unknown> = {};
+    for (const [k, t] of MERGED_TYPES.entries()) {
+      const { gguf_py, dequant_sha256, reference_sha256 } = refs[k] as Record<string, unknown>;
+      types[t] = {
+        gguf_py: { tensors: (gguf_py as { tensors: unknown }).tensors }, dequant_sha256, reference_sha256,
+        llamacpp: llamaView(files[t], `text:${DEMO_PROMPT}`, ends),
+        llamacpp_f32: t === 'f32' ? undefined : llamaView(await exportTo(files[t], 'f32', `merged-${t}-as`), `text:${DEMO_PROMPT}`, ends),
+      };
+    }
+    write('compressed.json', { made_with: madeWith, model: `models/demo merged by ${MERGED_PLAN} (mka compress --plan)`, prompt: DEMO_PROMPT, types });
+  }
   // ggml's reference quantizers on edge-case values
-  {
+  if (want('quantizers')) {
     const x = QUANT_EDGE_VALUES();
     const out = execFileSync(quant, { input: Buffer.from(x.buffer) });
     const n8 = (x.length / 32) * 34;
