@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { GGML_BLOCK, GgmlType, type ReadType, ValueType } from '../src/gguf/format.ts';
 import { GgufFile } from '../src/gguf/reader.ts';
 import { meta, writeGguf } from '../src/gguf/writer.ts';
-import { dequantize, packBlocks, quantizeQ4_0, quantizeQ8_0, unpackBlocks } from '../src/gguf/quants.ts';
+import { type PackedParts, blockTypeOf, dequantize, packBlocks, quantizeQ4_0, quantizeQ8_0, unpackBlocks } from '../src/gguf/quants.ts';
 import { permuteRows } from '../src/gguf/tensor-names.ts';
 import { llama3ScalingFromFactors, ropeFreqFactors, shortestFloat32, type HfConfigFields } from '../src/gguf/hparams.ts';
 import { fromFloat32 } from '../src/io/safetensors.ts';
@@ -143,18 +143,63 @@ test('Q/K rows go to llama.cpp\'s order (convert_hf_to_gguf permute) and back', 
   for (const heads of [1, 3, 6]) assert.deepEqual(permuteRows(permuteRows(data, 6, heads, true), 6, heads, false), data);
 });
 
-test('Q8_0/Q4_0 blocks split into packed quants and scales and join back byte for byte; a scale that is not an f16 value refuses', () => {
+/** A packed matrix's values by CONTRACTS.md §1's formulas (scale·q, scale·(q − 8), scale·q + min). */
+function contractValues(p: PackedParts): Float32Array {
+  const out = new Float32Array(p.rows * p.cols);
+  const groups = Math.ceil(p.cols / p.spec.group), rowBytes = (p.cols / 32) * (p.spec.bits === 8 ? 32 : 16);
+  for (let r = 0; r < p.rows; r++) {
+    for (let c = 0; c < p.cols; c++) {
+      const g = r * groups + Math.floor(c / p.spec.group), b = Math.floor(c / 32), j = c % 32;
+      const byte = p.quants[r * rowBytes + b * (p.spec.bits === 8 ? 32 : 16) + (p.spec.bits === 8 ? j : j % 16)];
+      const q = p.spec.bits === 8 ? (p.spec.symmetric ? (byte << 24) >> 24 : byte) : j < 16 ? byte & 15 : byte >> 4;
+      out[r * p.cols + c] = p.spec.symmetric ? p.scales[g] * (p.spec.bits === 8 ? q : q - 8) : p.scales[g] * q + p.mins![g];
+    }
+  }
+  return out;
+}
+
+test('Q8_0/Q4_0/Q4_1 blocks split into packed matrices (contract 1) and join back byte for byte, meaning the values ggml dequantizes', () => {
   const x = QUANT_EDGE_VALUES().subarray(0, 32 * 8);
-  for (const type of [GgmlType.Q8_0, GgmlType.Q4_0] as const) {
-    const bytes = type === GgmlType.Q8_0 ? quantizeQ8_0(x) : quantizeQ4_0(x);
-    const p = unpackBlocks(type, bytes, 4, 64);
-    assert.equal(p.bits, type === GgmlType.Q8_0 ? 8 : 4);
-    assert.equal(p.scales.length, 8);
-    assert.equal(p.quants.length, 8 * (type === GgmlType.Q8_0 ? 32 : 16));
-    assert.deepEqual(packBlocks(p), bytes);
+  const q41 = JSON.parse(readFileSync('test/goldens/gguf/kquants.json', 'utf8')).types.Q4_1.blocks_hex as string; // ggml's quantize_row_q4_1
+  const cases: [GgmlType.Q8_0 | GgmlType.Q4_0 | GgmlType.Q4_1, Uint8Array, number][] = [
+    [GgmlType.Q8_0, quantizeQ8_0(x), 4], [GgmlType.Q4_0, quantizeQ4_0(x), 4], [GgmlType.Q4_1, new Uint8Array(Buffer.from(q41, 'hex')), 0],
+  ];
+  for (const [type, bytes, given] of cases) {
+    const rows = given || bytes.length / 20 / 2;
+    const p = unpackBlocks(type, bytes, rows, 64);
+    assert.deepEqual(p.spec, { bits: type === GgmlType.Q8_0 ? 8 : 4, group: 32, symmetric: type !== GgmlType.Q4_1 });
+    assert.equal(p.scales.length, rows * 2);
+    assert.equal(p.mins?.length, type === GgmlType.Q4_1 ? rows * 2 : undefined);
+    assert.equal(p.quants.length, rows * 2 * (type === GgmlType.Q8_0 ? 32 : 16));
+    assert.deepEqual(contractValues(p), dequantize(type, bytes, rows * 64), `${GgmlType[type]}: the packed matrix means ggml's values`);
+    assert.deepEqual(packBlocks(p), { type, bytes }, `${GgmlType[type]}: joined back`);
     p.scales[3] = 0.1; // not representable in f16
     assert.equal(packBlocks(p), null);
   }
+});
+
+test('a group of 64 or a whole row repeats its scale (and min) in each of its blocks; rows not in blocks and 8-bit asymmetric quants have no block type', () => {
+  const rows = 3, cols = 128;
+  const quants = Uint8Array.from({ length: rows * cols }, (_, i) => (i * 37) % 256);
+  const scales = Float32Array.from({ length: rows * 2 }, (_, i) => (i + 1) / 8 * (i % 2 ? -1 : 1));
+  const mins = Float32Array.from({ length: rows * 2 }, (_, i) => -i / 4);
+  const g64: PackedParts = { rows, cols, spec: { bits: 8, group: 64, symmetric: true }, quants, scales, mins: null };
+  const joined = packBlocks(g64)!;
+  assert.equal(joined.type, GgmlType.Q8_0);
+  assert.deepEqual(dequantize(GgmlType.Q8_0, joined.bytes, rows * cols), contractValues(g64));
+  const back = unpackBlocks(GgmlType.Q8_0, joined.bytes, rows, cols);
+  assert.deepEqual(Array.from(back.scales), Array.from(scales).flatMap((s) => [s, s]));
+  assert.deepEqual(back.quants, quants);
+  const q4 = { rows, cols, quants: quants.subarray(0, rows * cols / 2) };
+  const perRow: PackedParts = { ...q4, spec: { bits: 4, group: cols, symmetric: false }, scales: scales.subarray(0, rows), mins: mins.subarray(0, rows) };
+  const j4 = packBlocks(perRow)!;
+  assert.equal(j4.type, GgmlType.Q4_1);
+  assert.deepEqual(dequantize(GgmlType.Q4_1, j4.bytes, rows * cols), contractValues(perRow));
+  assert.equal(packBlocks({ ...perRow, spec: { bits: 4, group: cols, symmetric: true }, mins: null })!.type, GgmlType.Q4_0);
+  assert.equal(blockTypeOf({ cols: 176, spec: { bits: 8, group: 32, symmetric: true } }), null, 'rows of 176 end in a partial block');
+  assert.equal(blockTypeOf({ cols: 176, spec: { bits: 8, group: 176, symmetric: true } }), null);
+  assert.equal(blockTypeOf({ cols: 128, spec: { bits: 8, group: 128, symmetric: false } }), null, 'ggml has no 8-bit type with a min');
+  assert.equal(packBlocks({ ...g64, spec: { bits: 8, group: 64, symmetric: false }, mins: scales }), null);
 });
 
 test('llama3 RoPE scaling becomes rope_freqs and is read back to the same factors (Llama 3.1 8B, hf-tiny b\'s shape)', () => {

@@ -7,7 +7,7 @@
 import type { Checkpoint, StoredDtype } from '../io/checkpoint.ts';
 import { GGML_BLOCK, GgmlType, READ_TYPES, type ReadType } from './format.ts';
 import { hfConfigFromGguf } from './hparams.ts';
-import { type PackedBlocks, dequantize, unpackBlocks } from './quants.ts';
+import { type PackedParts, dequantize, unpackBlocks } from './quants.ts';
 import { GgufFile, type GgufTensorInfo } from './reader.ts';
 import { ROPE_FREQS, ggufName, hfName, permuteRows, permutedHeads } from './tensor-names.ts';
 
@@ -15,8 +15,8 @@ export interface GgufCheckpoint extends Checkpoint {
   readonly file: GgufFile;
   /** The ggml type of a tensor by Hugging Face name. */
   type(name: string): ReadType;
-  /** A Q8_0/Q4_0 matrix as packed quants and scales (CONTRACTS.md §1), rows in Hugging Face order. */
-  readPacked(name: string): PackedBlocks;
+  /** A Q8_0/Q4_0/Q4_1 matrix as packed quants, scales and mins (CONTRACTS.md §1), rows in Hugging Face order. */
+  readPacked(name: string): PackedParts;
 }
 
 const numel = (dims: number[]) => dims.reduce((a, b) => a * b, 1);
@@ -105,7 +105,7 @@ function checkpointOf(g: GgufFile): GgufCheckpoint {
     },
     readPacked: (name) => {
       const t = info(name);
-      if (t.type !== GgmlType.Q8_0 && t.type !== GgmlType.Q4_0) throw new Error(`${g.path}: "${t.name}" is ${GgmlType[t.type]}, not Q8_0/Q4_0`);
+      if (t.type !== GgmlType.Q8_0 && t.type !== GgmlType.Q4_0 && t.type !== GgmlType.Q4_1) throw new Error(`${g.path}: "${t.name}" is ${GgmlType[t.type]}, not Q8_0/Q4_0/Q4_1`);
       return unpackBlocks(t.type, stored(name), numel(t.dims.slice(1)), t.dims[0]);
     },
     hold: (name) => {

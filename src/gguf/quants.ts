@@ -147,45 +147,78 @@ export function encode(type: SupportedType, x: Float32Array): Uint8Array {
 }
 
 /**
- * A symmetric group-32 quantized matrix in the packed layout of CONTRACTS.md §1: quants row by row in
- * blocks of 32 inputs (8-bit: 32 int8 bytes per block; 4-bit: 16 bytes in ggml's Q4_0 nibble order,
- * unsigned 0..15 with value scale·(q − 8)), and one float32 scale per (row, block).
+ * A matrix in the packed layout of CONTRACTS.md §1 (src/io/packed.ts's PackedMatrix): quants row by row
+ * in blocks of 32 inputs (8-bit: 32 bytes per block, int8 when symmetric; 4-bit: 16 bytes in ggml's
+ * Q4_0 nibble order, unsigned 0..15), one float32 scale (and, asymmetric, one min) per (row, group) of
+ * `group` inputs. Values: symmetric 8-bit scale·q, symmetric 4-bit scale·(q − 8), asymmetric scale·q + min.
  */
-export interface PackedBlocks {
-  bits: 8 | 4;
+export interface PackedParts {
   rows: number;
   cols: number;
+  spec: { bits: 8 | 4; group: number; symmetric: boolean };
   quants: Uint8Array;
   scales: Float32Array;
+  mins: Float32Array | null;
 }
 
-/** Splits Q8_0/Q4_0 blocks into quants and scales (nothing is requantized). */
-export function unpackBlocks(type: GgmlType.Q8_0 | GgmlType.Q4_0, bytes: Uint8Array, rows: number, cols: number): PackedBlocks {
-  const blockBytes = GGML_BLOCK[type].bytes, qBytes = blockBytes - 2;
+/** The ggml block types that hold packed matrices as they are: Q8_0 (8-bit symmetric), Q4_0 (4-bit symmetric), Q4_1 (4-bit asymmetric). */
+export type PackedBlockType = GgmlType.Q8_0 | GgmlType.Q4_0 | GgmlType.Q4_1;
+
+/** Splits Q8_0/Q4_0/Q4_1 blocks into packed quants, scales and mins, one group per block (nothing is requantized). */
+export function unpackBlocks(type: PackedBlockType, bytes: Uint8Array, rows: number, cols: number): PackedParts {
+  const blockBytes = GGML_BLOCK[type].bytes, head = type === GgmlType.Q4_1 ? 4 : 2, qBytes = blockBytes - head;
   const nb = (rows * cols) / QK;
   const quants = new Uint8Array(nb * qBytes);
   const scales = new Float32Array(nb);
+  const mins = type === GgmlType.Q4_1 ? new Float32Array(nb) : null;
   for (let b = 0; b < nb; b++) {
-    scales[b] = half(bytes[b * blockBytes] | (bytes[b * blockBytes + 1] << 8));
-    quants.set(bytes.subarray(b * blockBytes + 2, (b + 1) * blockBytes), b * qBytes);
+    const at = b * blockBytes;
+    scales[b] = half(bytes[at] | (bytes[at + 1] << 8));
+    if (mins) mins[b] = half(bytes[at + 2] | (bytes[at + 3] << 8));
+    quants.set(bytes.subarray(at + head, at + blockBytes), b * qBytes);
   }
-  return { bits: type === GgmlType.Q8_0 ? 8 : 4, rows, cols, quants, scales };
+  return { rows, cols, spec: { bits: type === GgmlType.Q8_0 ? 8 : 4, group: QK, symmetric: type !== GgmlType.Q4_1 }, quants, scales, mins };
 }
 
 /**
- * Joins packed quants and scales into Q8_0/Q4_0 blocks, or returns null when a scale is not exactly
- * an f16 value (the blocks would then not hold the same weights).
+ * The ggml block type that holds packed matrix `p` as it is, or null when none does: rows that do
+ * not divide into blocks of 32, groups that are not whole blocks, 8-bit asymmetric quants.
  */
-export function packBlocks(p: PackedBlocks): Uint8Array | null {
-  const qBytes = p.bits === 8 ? 32 : 16, blockBytes = qBytes + 2;
-  const nb = p.scales.length;
-  const out = new Uint8Array(nb * blockBytes);
-  for (let b = 0; b < nb; b++) {
-    const h = halfBits(p.scales[b]);
-    if (half(h) !== p.scales[b]) return null;
-    out[b * blockBytes] = h & 0xff;
-    out[b * blockBytes + 1] = h >> 8;
-    out.set(p.quants.subarray(b * qBytes, (b + 1) * qBytes), b * blockBytes + 2);
+export function blockTypeOf(p: Pick<PackedParts, 'cols' | 'spec'>): PackedBlockType | null {
+  if (p.cols % QK !== 0 || p.spec.group % QK !== 0) return null;
+  if (p.spec.symmetric) return p.spec.bits === 8 ? GgmlType.Q8_0 : GgmlType.Q4_0;
+  return p.spec.bits === 4 ? GgmlType.Q4_1 : null;
+}
+
+/**
+ * Joins packed quants with their group's scale (and min) into ggml blocks of blockTypeOf(p), a group
+ * of 64, 128 or a whole row repeating its scale in each of its blocks; null when there is no such type
+ * or a scale or min is not exactly an f16 value (the blocks would then not hold the same weights).
+ */
+export function packBlocks(p: PackedParts): { type: PackedBlockType; bytes: Uint8Array } | null {
+  const type = blockTypeOf(p);
+  if (type === null) return null;
+  const blockBytes = GGML_BLOCK[type].bytes, head = type === GgmlType.Q4_1 ? 4 : 2, qBytes = blockBytes - head;
+  const perRow = p.cols / QK, groups = Math.ceil(p.cols / p.spec.group), perGroup = p.spec.group / QK;
+  const out = new Uint8Array(p.rows * perRow * blockBytes);
+  const f16 = (x: number): number | null => {
+    const h = halfBits(x);
+    return half(h) === x ? h : null;
+  };
+  for (let r = 0; r < p.rows; r++) {
+    for (let j = 0; j < perRow; j++) {
+      const g = r * groups + Math.floor(j / perGroup), b = r * perRow + j, at = b * blockBytes;
+      const d = f16(p.scales[g]);
+      const m = p.mins ? f16(p.mins[g]) : 0;
+      if (d === null || m === null) return null;
+      out[at] = d & 0xff;
+      out[at + 1] = d >> 8;
+      if (p.mins) {
+        out[at + 2] = m & 0xff;
+        out[at + 3] = m >> 8;
+      }
+      out.set(p.quants.subarray(b * qBytes, (b + 1) * qBytes), at + head);
+    }
   }
-  return out;
+  return { type, bytes: out };
 }
