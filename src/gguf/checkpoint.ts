@@ -4,7 +4,9 @@
  * rows put back in Hugging Face's order for the llama architecture, values dequantized to float32 on
  * read. Q8_0/Q4_0 tensors can also be read packed (quants and scales split, nothing requantized).
  */
-import type { Checkpoint, StoredDtype } from '../io/checkpoint.ts';
+import { type Checkpoint, type StoredDtype, nonFiniteAllowed } from '../io/checkpoint.ts';
+import { checkFinite } from '../io/safetensors.ts';
+import { UserError } from '../runtime/errors.ts';
 import { GGML_BLOCK, GgmlType, READ_TYPES, type ReadType } from './format.ts';
 import { hfConfigFromGguf } from './hparams.ts';
 import { type PackedParts, dequantize, unpackBlocks } from './quants.ts';
@@ -83,6 +85,17 @@ function checkpointOf(g: GgufFile): GgufCheckpoint {
     return permuteRows(bytes, bytes.length / rows, perm, false);
   };
   const typeOf = (name: string) => info(name).type as ReadType;
+  const allowNonFinite = nonFiniteAllowed();
+  /** Refuses NaN and ±Infinity (a corrupt file: a flipped exponent bit in a value or a block's scale), as safetensors reads do. */
+  const finite = (name: string, values: Float32Array): Float32Array => {
+    if (allowNonFinite) return values;
+    for (let i = 0; i < values.length; i++) {
+      if (values[i] - values[i] !== 0) {
+        throw new UserError(`${g.path}: tensor "${info(name).name}" holds ${values[i]} at index ${i}; the file is corrupt (re-download or re-convert it), or pass --allow-nonfinite to use it anyway`);
+      }
+    }
+    return values;
+  };
   return {
     dir: g.path,
     file: g,
@@ -95,12 +108,16 @@ function checkpointOf(g: GgufFile): GgufCheckpoint {
     },
     label: (name) => byHf.get(name)?.name ?? ggufName(name) ?? name,
     type: typeOf,
-    read: (name) => dequantize(typeOf(name), stored(name), numel(info(name).dims)),
+    read: (name) => finite(name, dequantize(typeOf(name), stored(name), numel(info(name).dims))),
     readRaw: (name) => {
       const type = typeOf(name);
       const data = stored(name);
-      if (type === GgmlType.F32 || type === GgmlType.F16 || type === GgmlType.BF16) return { dtype: GgmlType[type] as 'F32' | 'F16' | 'BF16', data };
-      const values = dequantize(type, data, numel(info(name).dims));
+      if (type === GgmlType.F32 || type === GgmlType.F16 || type === GgmlType.BF16) {
+        const dtype = GgmlType[type] as 'F32' | 'F16' | 'BF16';
+        if (!allowNonFinite) checkFinite(g.path, info(name).name, data, dtype);
+        return { dtype, data };
+      }
+      const values = finite(name, dequantize(type, data, numel(info(name).dims)));
       return { dtype: 'F32', data: new Uint8Array(values.buffer) };
     },
     readPacked: (name) => {
