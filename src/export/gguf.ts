@@ -25,10 +25,10 @@ import { MKA_ROPE_SCALING, ggufArch, hparamMetadata, ropeFreqFactors } from '../
 import { encode } from '../gguf/quants.ts';
 import { ROPE_FREQS, ggufName, permuteRows, permutedHeads } from '../gguf/tensor-names.ts';
 import { vocabMetadata } from '../gguf/vocab.ts';
+import type { GgufOutType } from './options.ts';
 import { type GgufTensorToWrite, meta, writeGguf } from '../gguf/writer.ts';
 
-export const GGUF_TYPES = ['f32', 'f16', 'bf16', 'q8_0', 'q4_0'] as const;
-export type GgufOutType = (typeof GGUF_TYPES)[number];
+export { GGUF_TYPES, type GgufOutType } from './options.ts';
 const TYPE_OF: Record<GgufOutType, SupportedType> = {
   f32: GgmlType.F32, f16: GgmlType.F16, bf16: GgmlType.BF16, q8_0: GgmlType.Q8_0, q4_0: GgmlType.Q4_0,
 };

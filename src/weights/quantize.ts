@@ -13,8 +13,8 @@ import { fromFloat32, toFloat32 } from '../io/safetensors.ts';
 import { layOutForBackend, readHfWeight, type LlamaModel } from '../model/model.ts';
 import { UserError } from '../runtime/errors.ts';
 
-export const QUANT_SCHEMES = ['none', 'float16', 'uint8', 'uint16'] as const;
-export type QuantScheme = (typeof QUANT_SCHEMES)[number];
+export { QUANT_SCHEMES, type QuantScheme } from './options.ts';
+import { QUANT_SCHEMES, type QuantScheme } from './options.ts';
 
 /** A weight's `quantization` entry in a tfjs weights manifest. */
 export interface Quantization {
