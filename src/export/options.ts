@@ -4,8 +4,8 @@
  */
 import { option } from '../runtime/options.ts';
 import type { OutputFileKind } from '../io/output-dir.ts';
+import { OUT } from '../io/output-options.ts';
 import { GgufFile } from '../gguf/reader.ts';
-import { HF_DTYPES } from '../weights/hf-writer.ts';
 import { QUANT_SCHEMES } from '../weights/options.ts';
 
 export const TFJS_QUANTIZE = option({
@@ -15,20 +15,17 @@ export const TFJS_QUANTIZE = option({
 export const TFJS_SHARD_MB = option({ name: 'shardMb', option: 'shard-mb', type: 'number', above: 0, default: 4, help: 'weight shard size in MiB' });
 export const MAX_SEQ = option({ name: 'maxSeq', option: 'max-seq', type: 'integer', min: 1, help: 'longest input the model accepts (default: max_position_embeddings)' });
 
-export const HF_DTYPE = option({
-  name: 'dtype', option: 'dtype', type: 'choice', choices: HF_DTYPES,
-  help: 'storage dtype (default: the source model\'s torch_dtype, else float32)',
-});
-export const HF_SHARD_MB = option({ name: 'shardMb', option: 'shard-mb', type: 'number', above: 0, default: 5000, help: 'largest shard in MB (10^6 bytes)' });
+/** `export hf` writes with the Hugging Face writer and takes its options. */
+export { HF_DTYPE, HF_SHARD_MB } from '../weights/options.ts';
 
 /** The tensor types `mka export gguf` writes. */
 export const GGUF_TYPES = ['f32', 'f16', 'bf16', 'q8_0', 'q4_0'] as const;
 export type GgufOutType = (typeof GGUF_TYPES)[number];
 
-export const GGUF_OUT = option({ name: 'out', option: 'out', type: 'string', required: true, path: 'output-file', help: 'the .gguf file to write (replaced atomically)' });
+export const GGUF_OUT = option({ ...OUT, required: true, path: 'output-file', help: 'the .gguf file to write (replaced atomically)' });
 export const GGUF_TYPE = option({
   name: 'type', option: 'type', type: 'choice', choices: GGUF_TYPES, default: 'f16',
-  help: 'weight type of the matrices (norms stay f32; q8_0/q4_0 matrices whose rows do not divide into blocks of 32 fall back to f16; packed weights keep their own blocks with q8_0/q4_0)',
+  help: 'weight type of the matrices (norms stay f32; q8_0/q4_0 matrices whose rows do not divide into blocks of 32 fall back to f16)',
 });
 export const GGUF_NAME = option({ name: 'name', option: 'name', type: 'string', help: 'general.name in the file (default: the model directory\'s name)' });
 

@@ -7,6 +7,8 @@
 import { type Checkpoint, type StoredDtype, nonFiniteAllowed } from '../io/checkpoint.ts';
 import { checkFinite } from '../io/safetensors.ts';
 import { UserError } from '../runtime/errors.ts';
+import { flag } from '../runtime/options.ts';
+import { ALLOW_NONFINITE } from '../io/options.ts';
 import { GGML_BLOCK, GgmlType, READ_TYPES, type ReadType } from './format.ts';
 import { hfConfigFromGguf } from './hparams.ts';
 import { type PackedParts, dequantize, unpackBlocks } from './quants.ts';
@@ -91,7 +93,7 @@ function checkpointOf(g: GgufFile): GgufCheckpoint {
     if (allowNonFinite) return values;
     for (let i = 0; i < values.length; i++) {
       if (values[i] - values[i] !== 0) {
-        throw new UserError(`${g.path}: tensor "${info(name).name}" holds ${values[i]} at index ${i}; the file is corrupt (re-download or re-convert it), or pass --allow-nonfinite to use it anyway`);
+        throw new UserError(`${g.path}: tensor "${info(name).name}" holds ${values[i]} at index ${i}; the file is corrupt (re-download or re-convert it), or pass ${flag(ALLOW_NONFINITE)} to use it anyway`);
       }
     }
     return values;

@@ -8,6 +8,8 @@ import { closeSync, fstatSync, readSync } from 'node:fs';
 import { openRegularFile } from './read.ts';
 import { UserError } from '../runtime/errors.ts';
 import { atomicWriteFile, writeAll } from './atomic.ts';
+import { flag } from '../runtime/options.ts';
+import { ALLOW_NONFINITE } from './options.ts';
 
 export type DType = 'F32' | 'F16' | 'BF16';
 const BYTES: Record<string, number> = { F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U8: 1, BOOL: 1 };
@@ -52,7 +54,7 @@ function valueAt(data: Uint8Array, dtype: DType, i: number): number {
 export function checkFinite(path: string, name: string, data: Uint8Array, dtype: DType): void {
   const i = firstNonFinite(data, dtype);
   if (i >= 0) {
-    throw new UserError(`${path}: tensor "${name}" holds ${valueAt(data, dtype, i)} at index ${i}; the checkpoint is corrupt (re-download or re-convert it), or pass --allow-nonfinite to use it anyway`);
+    throw new UserError(`${path}: tensor "${name}" holds ${valueAt(data, dtype, i)} at index ${i}; the checkpoint is corrupt (re-download or re-convert it), or pass ${flag(ALLOW_NONFINITE)} to use it anyway`);
   }
 }
 

@@ -91,10 +91,11 @@ function decoderBlock(
   const [B, T] = x.shape;
   const nH = c.num_attention_heads, nKV = c.num_key_value_heads, hd = c.head_dim;
   const bias = (s: string) => (w.has(s) ? w.get(s) : undefined);
+  const bf16 = model.compute === 'bfloat16';
   const fused = decoderLayer(x, {
     inputNorm: w.get('input_layernorm.weight'), postNorm: w.get('post_attention_layernorm.weight'),
     weights: PROJECTIONS.map((p) => w.weight(`${p}.weight`)), biases: PROJECTIONS.map((p) => bias(`${p}.bias`)),
-  }, past, ctx.cos, ctx.sin, { heads: nH, kvHeads: nKV, headDim: hd, eps: c.rms_norm_eps, window: c.sliding_window }, keep);
+  }, past, ctx.cos, ctx.sin, { heads: nH, kvHeads: nKV, headDim: hd, eps: c.rms_norm_eps, window: c.sliding_window, bf16 }, keep);
   if (fused) return fused;
   const proj = (xn: tf.Tensor, name: string, residual?: tf.Tensor) =>
     linear(xn, w.weight(`${name}.weight`), bias(`${name}.bias`), residual);
@@ -112,7 +113,7 @@ function decoderBlock(
       k = tf.concat([pk, kNew], 2);
       v = tf.concat([pv, vNew], 2);
     }
-    const att = attention(q, k, v, { window: c.sliding_window }).reshape([B, T, nH * hd]); // [B, T, nH*hd]
+    const att = attention(q, k, v, { window: c.sliding_window, bf16 }).reshape([B, T, nH * hd]); // [B, T, nH*hd]
     const h1 = proj(att, 'self_attn.o_proj', x); // x + o_proj(att)
     const hn = rmsNorm(h1, w.get('post_attention_layernorm.weight'), c.rms_norm_eps);
     const act = siluMul(proj(hn, 'mlp.gate_proj'), proj(hn, 'mlp.up_proj')); // SiLU(gate) * up

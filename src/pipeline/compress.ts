@@ -14,6 +14,8 @@ import type { AnalysisOptions } from './analyse.ts';
 import { planTargets, type PipelineOptions } from './plan-targets.ts';
 import { writePlan } from './write.ts';
 import { readPlanFile, type RecordedPlan } from './plan-file.ts';
+import { flag } from '../runtime/options.ts';
+import { METRIC } from '../compress/similarity/registry.ts';
 
 /**
  * The similarity report written by `mka similarity` (sim.json) and a sweep (analysis.json): the metric,
@@ -25,7 +27,7 @@ export function similarityJson(metric: string, r: MetricResult, opts: Similarity
   if (!sim) {
     return {
       metric, params: { beta: opts.beta }, ...extra, [metric]: r.matrix, undefined_pairs: r.undefinedPairs,
-      not_applicable: 'diffusion embeddings, entropies, fusion ratios and kernel diagnostics belong to --metric npib',
+      not_applicable: `diffusion embeddings, entropies, fusion ratios and kernel diagnostics belong to ${flag(METRIC)} npib`,
     };
   }
   const L = sim.npib.length;

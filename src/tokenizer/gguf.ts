@@ -62,7 +62,7 @@ function vocabOf(g: GgufFile) {
 
 function tokenizerOf(g: GgufFile): Tokenizer {
   const model = g.string('tokenizer.ggml.model', 'none');
-  if (model === 'none' || model === 'no_vocab') g.refuse('has no tokenizer (tokenizer.ggml.model is "none"); give token ids (--ids) instead of text');
+  if (model === 'none' || model === 'no_vocab') g.refuse('has no tokenizer (tokenizer.ggml.model is "none"); give token ids instead of text');
   const { tokens, types, eos, id } = vocabOf(g);
   const n = tokens.length;
 

@@ -15,9 +15,10 @@ import { UserError } from '../runtime/errors.ts';
 import type { TensorSource } from './source.ts';
 import { isGgufFile } from '../model/files.ts';
 import { ggufTokenizerFiles } from '../tokenizer/gguf.ts';
+import { checkOption } from '../runtime/options.ts';
+import { HF_DTYPE, HF_DTYPES, HF_SHARD_MB, type HfDtype } from './options.ts';
 
-export const HF_DTYPES = ['bfloat16', 'float16', 'float32'] as const;
-export type HfDtype = (typeof HF_DTYPES)[number];
+export { HF_DTYPES, type HfDtype };
 const STORAGE: Record<HfDtype, DType> = { bfloat16: 'BF16', float16: 'F16', float32: 'F32' };
 const BYTES: Record<HfDtype, number> = { bfloat16: 2, float16: 2, float32: 4 };
 
@@ -65,9 +66,9 @@ function planShards(names: string[], bytesOf: (name: string) => number, limit: n
  * only when complete). Tensors are read in `source.names` order, one at a time.
  */
 export async function writeHfModel(source: TensorSource, outDir: string, opts: HfWriteOptions): Promise<HfExportResult> {
-  if (!(HF_DTYPES as readonly string[]).includes(opts.dtype)) throw new UserError(`--dtype ${opts.dtype}: must be one of ${HF_DTYPES.join(', ')}`);
+  checkOption(HF_DTYPE, opts.dtype);
   const shardMb = opts.shardMb ?? 5000;
-  if (!(shardMb > 0)) throw new UserError(`--shard-mb ${shardMb}: must be a positive number of MB`);
+  checkOption(HF_SHARD_MB, shardMb);
   const config: LlamaConfig = { ...source.config, torch_dtype: opts.dtype };
   const expected = expectedTensors(config);
   for (const name of source.names) {
