@@ -9,7 +9,8 @@ import { ValueType } from '../gguf/format.ts';
 import { GgufFile } from '../gguf/reader.ts';
 import { BPE_PRE_REGEX } from '../gguf/vocab.ts';
 import { spmTokenizer, TOKEN_BYTE, TOKEN_CONTROL, TOKEN_NORMAL, TOKEN_UNKNOWN, TOKEN_USER_DEFINED } from './spm.ts';
-import { type Tokenizer, tokenizerFromJson } from './tokenizer.ts';
+import { tokenizerFromJson } from './hf-json.ts';
+import type { Tokenizer } from './types.ts';
 
 /**
  * The Hugging Face tokenizer files (tokenizer.json, tokenizer_config.json) equivalent to the vocabulary

@@ -12,7 +12,7 @@
  *   (consecutive ones fused, as Hugging Face's BPE does).
  */
 import { UserError } from '../runtime/errors.ts';
-import type { Tokenizer } from './tokenizer.ts';
+import type { Tokenizer } from './types.ts';
 
 /** Token types as GGUF stores them (llama_token_type). */
 export const TOKEN_NORMAL = 1, TOKEN_UNKNOWN = 2, TOKEN_CONTROL = 3, TOKEN_USER_DEFINED = 4, TOKEN_UNUSED = 5, TOKEN_BYTE = 6;
