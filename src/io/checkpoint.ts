@@ -5,8 +5,9 @@
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join, relative, resolve, isAbsolute } from 'node:path';
 import { UserError } from '../runtime/errors.ts';
-import { SafetensorsFile, type DType, type TensorInfo } from './safetensors.ts';
+import { SafetensorsFile, type StoredDType, type TensorInfo } from './safetensors.ts';
 import { describeJson, isPlainObject, readJsonObject } from './read.ts';
+import type { PackedInfo, PackedMatrix } from './packed.ts';
 
 /** Weight files of other formats, and how to turn them into safetensors. */
 const PICKLE_FILE = /\.(bin|pt|pth|ckpt)$/;
@@ -20,9 +21,16 @@ export interface Checkpoint {
   /** Reads a tensor as float32 (converted from F16/BF16). */
   read(name: string): Float32Array;
   /** Reads a tensor's bytes as stored (see SafetensorsFile.readRaw); absent on wrappers that transform values. */
-  readRaw?(name: string): { dtype: DType; data: Uint8Array };
+  readRaw?(name: string): { dtype: StoredDType; data: Uint8Array };
   /** Total bytes of tensor data on disk. */
   bytesOnDisk(): number;
+  /**
+   * How weight `name` (Hugging Face name) is packed, or null when stored as floats; present on checkpoints
+   * opened for a model (src/model/packed-checkpoint.ts), whose read(name) then dequantizes.
+   */
+  packedInfo?(name: string): PackedInfo | null;
+  /** A packed weight's parts as stored (packedInfo(name) is not null). */
+  readPacked?(name: string): PackedMatrix;
   close(): void;
 }
 

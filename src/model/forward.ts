@@ -79,25 +79,34 @@ interface LayerContext {
 const PROJECTIONS = ['self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj', 'self_attn.o_proj', 'mlp.gate_proj', 'mlp.up_proj', 'mlp.down_proj'];
 
 /**
+ * Sees each projection of a decoder block as it runs: its name (`self_attn.q_proj`, ...), its input
+ * [.., in] and its output [.., out] (with the residual added for o_proj and down_proj). The tensors are
+ * freed after the block: copy what must be kept. Quantizers collect calibration statistics with it.
+ */
+export type ProjectionTap = (name: string, input: tf.Tensor, output: tf.Tensor) => void;
+
+/**
  * One decoder block on rows x [b, T, H]; returns the new hidden state and, with keep, this call's
  * keys/values (the cache's followed by the new ones). One native call where the backend fuses the
- * layer (ops.decoderLayer), else op by op.
+ * layer (ops.decoderLayer), else op by op (always when `tap` watches the projections).
  */
 function decoderBlock(
-  model: LlamaModel, w: LayerWeights, x: tf.Tensor3D, ctx: LayerContext,
-  past: { k: tf.Tensor4D; v: tf.Tensor4D } | null, keep: boolean,
+  c: LlamaConfig, w: LayerWeights, x: tf.Tensor3D, ctx: LayerContext,
+  past: { k: tf.Tensor4D; v: tf.Tensor4D } | null, keep: boolean, tap?: ProjectionTap,
 ): { h: tf.Tensor3D; k?: tf.Tensor4D; v?: tf.Tensor4D } {
-  const c = model.config;
   const [B, T] = x.shape;
   const nH = c.num_attention_heads, nKV = c.num_key_value_heads, hd = c.head_dim;
   const bias = (s: string) => (w.has(s) ? w.get(s) : undefined);
-  const fused = decoderLayer(x, {
+  const fused = tap ? null : decoderLayer(x, {
     inputNorm: w.get('input_layernorm.weight'), postNorm: w.get('post_attention_layernorm.weight'),
     weights: PROJECTIONS.map((p) => w.weight(`${p}.weight`)), biases: PROJECTIONS.map((p) => bias(`${p}.bias`)),
   }, past, ctx.cos, ctx.sin, { heads: nH, kvHeads: nKV, headDim: hd, eps: c.rms_norm_eps, window: c.sliding_window }, keep);
   if (fused) return fused;
-  const proj = (xn: tf.Tensor, name: string, residual?: tf.Tensor) =>
-    linear(xn, w.weight(`${name}.weight`), bias(`${name}.bias`), residual);
+  const proj = (xn: tf.Tensor, name: string, residual?: tf.Tensor) => {
+    const y = linear(xn, w.weight(`${name}.weight`), bias(`${name}.bias`), residual);
+    tap?.(name, xn, y);
+    return y;
+  };
   return tf.tidy(() => {
     const xn = rmsNorm(x, w.get('input_layernorm.weight'), c.rms_norm_eps);
     const q = rope(proj(xn, 'self_attn.q_proj').reshape([B, T, nH, hd]), ctx.cos, ctx.sin); // [B, T, nH, hd]
@@ -119,6 +128,21 @@ function decoderBlock(
     const h = proj(act, 'mlp.down_proj', h1) as tf.Tensor3D; // h1 + down_proj(act)
     return keep ? { h, k, v } : { h };
   });
+}
+
+/**
+ * One decoder block (weights `w`, e.g. a quantizer's candidate weights) on x [B, T, H] at positions
+ * 0..T-1, op by op, with `tap` seeing every projection. Returns the block's output [B, T, H]; the
+ * caller owns it.
+ */
+export function runBlock(config: LlamaConfig, w: LayerWeights, x: tf.Tensor3D, tap?: ProjectionTap): tf.Tensor3D {
+  const { cos, sin } = ropeTables(inverseFrequencies(config), 0, x.shape[1]);
+  try {
+    return decoderBlock(config, w, x, { cos, sin }, null, false, tap).h;
+  } finally {
+    cos.dispose();
+    sin.dispose();
+  }
 }
 
 /** Logits rows computed at once: a chunk [n, V] holds at most about this many floats. */
@@ -458,7 +482,7 @@ function runLayer(
       try {
         xs = rows === B ? x : tf.slice(x, [b0, 0, 0], [rows, T, H]);
         if (layerPast) past = pastRows(layerPast.k, layerPast.v, b0, rows, B);
-        const r = decoderBlock(model, w, xs, ctx, past, keep);
+        const r = decoderBlock(model.config, w, xs, ctx, past, keep);
         outs.push(r.h);
         if (keep) {
           ks.push(r.k!);

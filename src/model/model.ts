@@ -12,7 +12,9 @@ import { existsSync } from 'node:fs';
 import { type LlamaConfig, checkLayerCount, expectedTensors, layerTensorShapes, readConfig } from './config.ts';
 import { type Checkpoint, openCheckpoint } from '../io/checkpoint.ts';
 import { UserError } from '../runtime/errors.ts';
-import { prefersTransposedWeights, takes16BitWeights, type Weight } from './ops.ts';
+import { dequantizeRows } from '../io/packed.ts';
+import { disposeWeight, isPacked, packedSpec, prefersTransposedWeights, takes16BitWeights, type Weight } from './ops.ts';
+import { withPackedWeights, type PackedCheckpoint } from './packed-checkpoint.ts';
 
 export interface LlamaModel {
   config: LlamaConfig;
@@ -44,10 +46,15 @@ export interface LoadOptions {
   keep16Bit?: boolean;
 }
 
-/** Checks that every tensor the config implies is present with the right shape. */
-function validateCheckpoint(config: LlamaConfig, ckpt: Checkpoint): void {
+/** Checks that every tensor the config implies is present with the right shape (as floats, or packed). */
+function validateCheckpoint(config: LlamaConfig, ckpt: PackedCheckpoint): void {
   checkLayerCount(config, ckpt.names(), ckpt.dir);
+  const packed = [...expectedTensors(config).keys()].filter((name) => ckpt.packedInfo(name));
+  if (packed.length && !config.quantization_config) {
+    throw new UserError(`${ckpt.dir}: holds packed weights ("${packed[0]}") but config.json has no quantization_config; re-quantize the model with mka quantize`);
+  }
   for (const [name, shape] of expectedTensors(config)) {
+    if (ckpt.packedInfo(name)) continue; // its parts were checked against the shape when the checkpoint was opened
     const info = ckpt.info(name);
     if (!info) throw new UserError(`${ckpt.dir}: tensor "${name}" is missing from the checkpoint (config.json expects it)`);
     if (info.shape.join(',') !== shape.join(',')) {
@@ -56,15 +63,20 @@ function validateCheckpoint(config: LlamaConfig, ckpt: Checkpoint): void {
   }
 }
 
-/** Opens a model directory's config and checkpoint, validated against each other; close the checkpoint. */
-export function openModelDir(dir: string): { config: LlamaConfig; ckpt: Checkpoint } {
+/**
+ * Opens a model directory's config and checkpoint, validated against each other; close the checkpoint.
+ * Packed weights read as floats through it (dequantized) and packed through readPacked.
+ */
+export function openModelDir(dir: string): { config: LlamaConfig; ckpt: PackedCheckpoint } {
   if (!existsSync(dir)) throw new UserError(`${dir}: model directory not found`);
   const config = readConfig(dir);
-  const ckpt = openCheckpoint(dir);
+  const opened = openCheckpoint(dir);
+  let ckpt: PackedCheckpoint;
   try {
+    ckpt = withPackedWeights(opened, config);
     validateCheckpoint(config, ckpt);
   } catch (e) {
-    ckpt.close();
+    opened.close();
     throw e;
   }
   return { config, ckpt };
@@ -85,12 +97,32 @@ function toComputeLayout(name: string, w: Weight): Weight {
   return { tensor, dtype: 'float32', transposed: true };
 }
 
+/** Decoder-layer weights take int8 activations when the model says so (SmoothQuant W8A8); embeddings and lm_head never. */
+function actBitsOf(config: LlamaConfig, name: string): 8 | undefined {
+  return config.quantization_config?.act_bits === 8 && name.startsWith('model.layers.') ? 8 : undefined;
+}
+
+/** A packed weight as the kernels take it (ops.Weight): the quants in an int32 tensor, scales and mins as float32. */
+function readPackedWeight(ckpt: Checkpoint, name: string, actBits: 8 | undefined): Weight {
+  const pm = ckpt.readPacked!(name);
+  const groups = pm.scales.length / pm.rows;
+  const words = new Int32Array(pm.quants.buffer, pm.quants.byteOffset, pm.quants.byteLength / 4);
+  const tensor = tf.tensor2d(words, [pm.rows, words.length / pm.rows], 'int32');
+  const scales = tf.tensor2d(pm.scales, [pm.rows, groups]);
+  const mins = pm.mins ? tf.tensor2d(pm.mins, [pm.rows, groups]) : undefined;
+  return {
+    tensor, dtype: pm.spec.bits === 8 ? 'q8' : 'q4',
+    quant: { cols: pm.cols, group: pm.spec.group, symmetric: pm.spec.symmetric, scales, mins, ...(actBits ? { actBits } : {}) },
+  };
+}
+
 /**
- * One weight from a checkpoint in compute layout: 16-bit matrices as stored (int32 [rows, cols/2] of
- * raw words) when `keep16` and the checkpoint gives raw bytes, everything else widened to float32
- * (projections transposed on plain wasm, see toComputeLayout).
+ * One weight from a checkpoint in compute layout: packed weights packed (readPackedWeight), 16-bit
+ * matrices as stored (int32 [rows, cols/2] of raw words) when `keep16` and the checkpoint gives raw
+ * bytes, everything else widened to float32 (projections transposed on plain wasm, see toComputeLayout).
  */
-function readWeight(ckpt: Checkpoint, name: string, shape: number[], keep16: boolean): Weight {
+function readWeight(ckpt: Checkpoint, config: LlamaConfig, name: string, shape: number[], keep16: boolean): Weight {
+  if (ckpt.packedInfo?.(name)) return readPackedWeight(ckpt, name, actBitsOf(config, name));
   const dtype = ckpt.info(name)?.dtype;
   if (keep16 && ckpt.readRaw && (dtype === 'BF16' || dtype === 'F16') && shape.length === 2 && shape[1] % 2 === 0) {
     const { data } = ckpt.readRaw(name);
@@ -109,17 +141,17 @@ export function loadModel(dir: string, opts: LoadOptions = {}): LlamaModel {
   try {
     for (const [name, shape] of expectedTensors(config)) {
       if (opts.streaming && name.startsWith('model.layers.')) continue;
-      const w = readWeight(ckpt, name, shape, keep16);
+      const w = readWeight(ckpt, config, name, shape, keep16);
       if (w.dtype === 'float32' && !w.transposed) tensors.set(name, w.tensor);
       else packed.set(name, w);
     }
   } catch (e) {
     for (const t of tensors.values()) t.dispose();
-    for (const w of packed.values()) w.tensor.dispose();
+    for (const w of packed.values()) disposeWeight(w);
     ckpt.close();
     throw e;
   }
-  const keepOpen = !!opts.streaming || [...packed.values()].some((w) => w.dtype !== 'float32');
+  const keepOpen = !!opts.streaming || [...packed.values()].some((w) => w.dtype !== 'float32' && !isPacked(w));
   if (!keepOpen) ckpt.close();
   return { config, dir, tensors, packed, checkpoint: keepOpen ? ckpt : null, stats: { forwardCalls: 0, layerLoads: 0 } };
 }
@@ -161,6 +193,7 @@ export function readHfWeight(model: LlamaModel, name: string): Float32Array {
   const t = model.tensors.get(name);
   if (t) return Float32Array.from(t.dataSync() as Float32Array);
   const w = model.packed?.get(name);
+  if (w && isPacked(w)) return dequantizeWeight(w);
   if (w?.transposed) {
     const hf = tf.transpose(w.tensor); // [out, in]
     try {
@@ -173,11 +206,20 @@ export function readHfWeight(model: LlamaModel, name: string): Float32Array {
   return model.checkpoint.read(name);
 }
 
+/** A packed weight's values, dequantized whole (exports and merges read one tensor at a time). */
+function dequantizeWeight(w: Weight & { quant: NonNullable<Weight['quant']> }): Float32Array {
+  const rows = w.tensor.shape[0];
+  const words = w.tensor.dataSync() as Int32Array;
+  const bytes = new Uint8Array(words.buffer, words.byteOffset, words.byteLength);
+  const mins = w.quant.mins ? (w.quant.mins.dataSync() as Float32Array) : null;
+  return dequantizeRows(bytes, w.quant.scales.dataSync() as Float32Array, mins, w.quant.cols, packedSpec(w), 0, rows, new Float32Array(rows * w.quant.cols));
+}
+
 /** Frees every tensor of the model and closes its checkpoint. */
 export function disposeModel(model: LlamaModel): void {
   for (const t of model.tensors.values()) t.dispose();
   model.tensors.clear();
-  for (const w of model.packed?.values() ?? []) w.tensor.dispose();
+  for (const w of model.packed?.values() ?? []) disposeWeight(w);
   model.packed?.clear();
   model.checkpoint?.close();
 }
@@ -199,8 +241,8 @@ export function useWeight(model: LlamaModel, name: string, shape: number[]): { w
   const resident = residentWeight(model, name);
   if (resident) return { weight: resident, release: () => {} };
   if (!model.checkpoint) throw new Error(`model has no tensor "${name}"`);
-  const weight = readWeight(model.checkpoint, name, shape, takes16BitWeights());
-  return { weight, release: () => weight.tensor.dispose() };
+  const weight = readWeight(model.checkpoint, model.config, name, shape, takes16BitWeights());
+  return { weight, release: () => disposeWeight(weight) };
 }
 
 /** One decoder layer's weights by suffix (`self_attn.q_proj.weight`); call `release()` when done. */
@@ -226,10 +268,10 @@ export function acquireLayer(model: LlamaModel, i: number): LayerWeights {
     for (const [suffix, shape] of shapes) {
       const r = residentWeight(model, prefix + suffix);
       if (r) resident.set(suffix, r);
-      else if (model.checkpoint) own.set(suffix, readWeight(model.checkpoint, prefix + suffix, shape, takes16BitWeights()));
+      else if (model.checkpoint) own.set(suffix, readWeight(model.checkpoint, model.config, prefix + suffix, shape, takes16BitWeights()));
     }
   } catch (e) {
-    for (const w of own.values()) w.tensor.dispose();
+    for (const w of own.values()) disposeWeight(w);
     throw e;
   }
   if (own.size) model.stats.layerLoads++;
@@ -247,7 +289,7 @@ export function acquireLayer(model: LlamaModel, i: number): LayerWeights {
     },
     has: (suffix) => shapes.has(suffix),
     release: () => {
-      for (const w of own.values()) w.tensor.dispose();
+      for (const w of own.values()) disposeWeight(w);
       own.clear();
     },
   };

@@ -7,25 +7,72 @@
 import * as tf from '@tensorflow/tfjs';
 import { KERNELS } from '../runtime/kernel-names.ts';
 import { nativeMatMulInstalled } from '../runtime/native-matmul.ts';
+import { dequantizeRows, type PackedSpec } from '../io/packed.ts';
 
-/** How a weight's values are stored. */
-export type WeightDtype = 'float32' | 'bfloat16' | 'float16';
+/** How a float weight's values are stored. */
+export type FloatDtype = 'float32' | 'bfloat16' | 'float16';
+/** How a weight's values are stored: float, or packed 8/4-bit (packed.ts, contract 1). */
+export type WeightDtype = FloatDtype | 'q8' | 'q4';
+
+/**
+ * What a packed weight holds besides its quants (packed.ts): the row width, the inputs per group,
+ * the symmetry, float32 scales (and mins) [rows, groups], and with actBits 8 (SmoothQuant W8A8) the
+ * input is rounded to int8 per token before the product.
+ */
+export interface PackedQuant {
+  cols: number;
+  group: number;
+  symmetric: boolean;
+  scales: tf.Tensor2D;
+  mins?: tf.Tensor2D;
+  actBits?: 8;
+}
 
 /**
  * A weight as the kernels take it. float32: `tensor` has the Hugging Face shape [out, in], or, when
  * `transposed`, is Wᵀ [in, out] (laid out once at load for plain WebAssembly, whose untransposed
  * product is the fast one; see model.ts). bfloat16/float16: `tensor` is int32 [rows, cols/2] holding
  * the raw 16-bit words two per element (little-endian), so tf.memory() counts its real bytes and
- * dispose() frees it; only native kernels read it.
+ * dispose() frees it; only native kernels read it. q8/q4: `tensor` is int32 [rows, rowBytes/4] holding
+ * the packed rows (packed.ts), and `quant` the rest.
  */
 export interface Weight {
   tensor: tf.Tensor;
   dtype: WeightDtype;
   transposed?: boolean;
+  quant?: PackedQuant;
 }
 
-/** The addon's element-type code of a weight dtype (native contract). */
-export const DTYPE_CODE: Record<WeightDtype, 0 | 1 | 2> = { float32: 0, bfloat16: 1, float16: 2 };
+/** The addon's element-type code of a float weight dtype (native contract). */
+export const DTYPE_CODE: Record<FloatDtype, 0 | 1 | 2> = { float32: 0, bfloat16: 1, float16: 2 };
+
+/** Whether a weight is packed (q8/q4). */
+export function isPacked(w: Weight): w is Weight & { quant: PackedQuant } {
+  return w.quant !== undefined;
+}
+
+/** The packing of a packed weight. */
+export function packedSpec(w: Weight & { quant: PackedQuant }): PackedSpec {
+  return { bits: w.dtype === 'q8' ? 8 : 4, group: w.quant.group, symmetric: w.quant.symmetric };
+}
+
+/** Frees a weight's tensors (a packed weight's scales and mins too). */
+export function disposeWeight(w: Weight): void {
+  w.tensor.dispose();
+  w.quant?.scales.dispose();
+  w.quant?.mins?.dispose();
+}
+
+/** Bytes a weight holds in memory. */
+export function weightBytes(w: Weight): number {
+  const bytes = (t: tf.Tensor) => t.size * (t.dtype === 'float32' || t.dtype === 'int32' ? 4 : 1);
+  return bytes(w.tensor) + (w.quant ? bytes(w.quant.scales) + (w.quant.mins ? bytes(w.quant.mins) : 0) : 0);
+}
+
+/** Which kernels run packed weights on the current backend, for logs: native integer kernels, or the JS fallback. */
+export function packedPath(): string {
+  return hasKernel(KERNELS.linearQ) ? 'native integer kernels (MkaLinearQ)' : 'JS fallback (dequantized a block of rows at a time, float32 products)';
+}
 
 /** Whether the current backend has kernel `name`. */
 export function hasKernel(name: string): boolean {
@@ -67,13 +114,14 @@ const TRANSPOSE_MIN_ROWS = 16;
  * depend on how the weight is held nor on the number of rows.
  */
 export function linear(x: tf.Tensor, w: Weight, b?: tf.Tensor, residual?: tf.Tensor): tf.Tensor {
+  if (isPacked(w)) return packedLinear(x, w, b, residual);
   const inner = x.shape[x.shape.length - 1];
   const outer = x.shape.slice(0, -1);
   if (hasKernel(KERNELS.linear) && !w.transposed) {
     const inputs: Record<string, tf.Tensor> = { x, w: w.tensor };
     if (b) inputs.bias = b;
     if (residual) inputs.residual = residual;
-    return run(KERNELS.linear, inputs, { wType: DTYPE_CODE[w.dtype] });
+    return run(KERNELS.linear, inputs, { wType: DTYPE_CODE[w.dtype as FloatDtype] });
   }
   const wt = float32Only(w, 'linear') as tf.Tensor2D;
   return tf.tidy(() => {
@@ -88,6 +136,75 @@ export function linear(x: tf.Tensor, w: Weight, b?: tf.Tensor, residual?: tf.Ten
   });
 }
 
+/** Floats of one dequantized block of rows in the packed fallback (4 MB). */
+const PACKED_BLOCK_FLOATS = 1 << 20;
+
+/** The bytes of a packed weight's int32 tensor (a view on the cpu/native backend, a copy elsewhere). */
+function packedBytes(w: Weight): Uint8Array {
+  const words = w.tensor.dataSync() as Int32Array;
+  return new Uint8Array(words.buffer, words.byteOffset, words.byteLength);
+}
+
+/**
+ * x rounded to int8 per token (row of the last axis), SmoothQuant's dynamic activation quantization:
+ * s = max|x| / 127, x ≈ s · round(x / s) (half away from zero), as the integer kernels compute it.
+ */
+export function quantizeActivations(x: tf.Tensor): tf.Tensor {
+  return tf.tidy(() => {
+    const s = tf.div(tf.max(tf.abs(x), -1, true), 127);
+    const safe = tf.where(tf.equal(s, 0), tf.onesLike(s), s);
+    const v = tf.div(x, safe);
+    const r = tf.mul(tf.sign(v), tf.floor(tf.add(tf.abs(v), 0.5)));
+    return tf.mul(r, safe);
+  });
+}
+
+/**
+ * x·Wᵀ (+ b) (+ residual) for a packed weight: the backend's integer kernel (MkaLinearQ) when it has
+ * one, else one block of rows dequantized at a time (never the whole weight) and multiplied in float32.
+ */
+function packedLinear(x: tf.Tensor, w: Weight & { quant: PackedQuant }, b?: tf.Tensor, residual?: tf.Tensor): tf.Tensor {
+  const q = w.quant;
+  const cols = q.cols, rows = w.tensor.shape[0];
+  const inner = x.shape[x.shape.length - 1];
+  if (inner !== cols) throw new Error(`linear: packed weight of ${cols} inputs takes no input of width ${inner}`);
+  const spec = packedSpec(w);
+  if (hasKernel(KERNELS.linearQ)) {
+    const inputs: Record<string, tf.Tensor> = { x, q: w.tensor, scales: q.scales };
+    if (q.mins) inputs.mins = q.mins;
+    if (b) inputs.bias = b;
+    if (residual) inputs.residual = residual;
+    return run(KERNELS.linearQ, inputs, { bits: spec.bits, group: q.group, cols, symmetric: q.symmetric ? 1 : 0, actBits: q.actBits ?? 0 });
+  }
+  const bytes = packedBytes(w);
+  const scales = q.scales.dataSync() as Float32Array;
+  const mins = q.mins ? (q.mins.dataSync() as Float32Array) : null;
+  const outer = x.shape.slice(0, -1);
+  const transposed = prefersTransposedWeights();
+  return tf.tidy(() => {
+    const m = x.size / cols;
+    const raw = x.reshape([m, cols]); // [m, in]
+    const x2 = q.actBits ? quantizeActivations(raw) : raw;
+    const step = Math.max(1, Math.floor(PACKED_BLOCK_FLOATS / cols));
+    const parts: tf.Tensor2D[] = [];
+    for (let r0 = 0; r0 < rows; r0 += step) {
+      const n = Math.min(step, rows - r0);
+      const block = dequantizeRows(bytes, scales, mins, cols, spec, r0, r0 + n, new Float32Array(n * cols)); // [n, in]
+      // each block's float32 copy is freed before the next is made
+      parts.push(tf.tidy(() => {
+        if (!transposed) return tf.matMul(x2, tf.tensor2d(block, [n, cols]), false, true); // [m, n]
+        const t = new Float32Array(n * cols);
+        for (let r = 0; r < n; r++) for (let c = 0; c < cols; c++) t[c * n + r] = block[r * cols + c];
+        return tf.matMul(x2, tf.tensor2d(t, [cols, n])); // [m, n]
+      }));
+    }
+    const y = parts.length === 1 ? parts[0] : tf.concat(parts, 1); // [m, out]
+    const yb = b ? tf.add(y, b) : y;
+    const out = yb.reshape([...outer, rows]); // [..., out]
+    return residual ? tf.add(residual, out) : out;
+  });
+}
+
 /**
  * Logits x·Wᵀ for a [V, H] output projection. On wasm the product is untransposed: by Wᵀ itself when
  * it was laid out at load, else over vocabulary chunks of Wᵀ (no transposed copy of all of W),
@@ -95,7 +212,7 @@ export function linear(x: tf.Tensor, w: Weight, b?: tf.Tensor, residual?: tf.Ten
  * asked for.
  */
 export function lmHeadLogits(x: tf.Tensor2D, w: Weight, wholeFloats = LM_HEAD_CHUNK_FLOATS): tf.Tensor2D {
-  if (w.transposed || hasKernel(KERNELS.linear) || tf.getBackend() !== 'wasm') return linear(x, w) as tf.Tensor2D;
+  if (isPacked(w) || w.transposed || hasKernel(KERNELS.linear) || tf.getBackend() !== 'wasm') return linear(x, w) as tf.Tensor2D;
   const wt = float32Only(w, 'lmHeadLogits');
   const [V, H] = wt.shape;
   if (V * H <= wholeFloats) return tf.tidy(() => tf.matMul(x, tf.transpose(wt))); // [n, V]
@@ -143,11 +260,12 @@ export function siluMul(gate: tf.Tensor, up: tf.Tensor): tf.Tensor {
 /** Rows of an embedding table [V, H] for ids [B, T] → [B, T, H]; only those rows are read (and widened). */
 export function embed(table: Weight, ids: number[][]): tf.Tensor3D {
   const B = ids.length, T = ids[0].length;
+  if (isPacked(table)) return embedPacked(table, ids.flat()).reshape([B, T, table.quant.cols]); // [B, T, H]
   const flat = tf.tensor1d(ids.flat(), 'int32');
   try {
     if (hasKernel(KERNELS.gather)) {
       const width = table.dtype === 'float32' ? table.tensor.shape[1]! : 2 * table.tensor.shape[1]!;
-      return tf.tidy(() => run<tf.Tensor2D>(KERNELS.gather, { table: table.tensor, ids: flat }, { tType: DTYPE_CODE[table.dtype] })
+      return tf.tidy(() => run<tf.Tensor2D>(KERNELS.gather, { table: table.tensor, ids: flat }, { tType: DTYPE_CODE[table.dtype as FloatDtype] })
         .reshape([B, T, width])); // [B, T, H]
     }
     const t = float32Only(table, 'embed');
@@ -155,6 +273,23 @@ export function embed(table: Weight, ids: number[][]): tf.Tensor3D {
   } finally {
     flat.dispose();
   }
+}
+
+/** The rows `ids` of a packed table, dequantized: [ids.length, cols]. Only those rows are read. */
+function embedPacked(table: Weight & { quant: PackedQuant }, ids: number[]): tf.Tensor2D {
+  const { cols } = table.quant;
+  const vocab = table.tensor.shape[0];
+  const bytes = packedBytes(table);
+  const scales = table.quant.scales.dataSync() as Float32Array;
+  const mins = table.quant.mins ? (table.quant.mins.dataSync() as Float32Array) : null;
+  const spec = packedSpec(table);
+  const out = new Float32Array(ids.length * cols);
+  const row = new Float32Array(cols);
+  ids.forEach((id, i) => {
+    if (!Number.isInteger(id) || id < 0 || id >= vocab) throw new Error(`embed: id ${id} outside 0..${vocab - 1}`);
+    out.set(dequantizeRows(bytes, scales, mins, cols, spec, id, id + 1, row), i * cols);
+  });
+  return tf.tensor2d(out, [ids.length, cols]);
 }
 
 export interface AttentionOptions {
@@ -267,7 +402,7 @@ export function decoderLayer(
   shape: LayerShape, keep: boolean,
 ): { h: tf.Tensor3D; k?: tf.Tensor4D; v?: tf.Tensor4D } | null {
   const dtype = ops.weights[0].dtype;
-  if (!hasKernel(KERNELS.decoderLayer) || ops.weights.some((w) => w.dtype !== dtype || w.transposed)) return null;
+  if (!hasKernel(KERNELS.decoderLayer) || ops.weights.some((w) => w.dtype !== dtype || w.transposed || isPacked(w))) return null;
   const names = ['q', 'k', 'v', 'o', 'g', 'u', 'd'];
   const inputs: Record<string, tf.Tensor> = { x, norm1: ops.inputNorm, norm2: ops.postNorm, cos, sin };
   names.forEach((p, i) => {
@@ -281,7 +416,7 @@ export function decoderLayer(
   }
   const attrs = {
     nH: shape.heads, nKV: shape.kvHeads, hd: shape.headDim, eps: shape.eps, window: shape.window ?? 0,
-    scale: 1 / Math.sqrt(shape.headDim), wType: DTYPE_CODE[dtype], keep: keep ? 1 : 0,
+    scale: 1 / Math.sqrt(shape.headDim), wType: DTYPE_CODE[dtype as FloatDtype], keep: keep ? 1 : 0,
   };
   const out = tf.engine().runKernel(KERNELS.decoderLayer, inputs as unknown as tf.NamedTensorMap, attrs as unknown as tf.NamedAttrMap) as unknown as tf.Tensor[];
   return keep ? { h: out[0] as tf.Tensor3D, k: out[1] as tf.Tensor4D, v: out[2] as tf.Tensor4D } : { h: out[0] as tf.Tensor3D };

@@ -5,6 +5,8 @@
  */
 export const KERNELS = {
   linear: 'MkaLinear',
+  /** x·Wᵀ for a packed 8/4-bit weight (contract 1): inputs x, q, scales, mins?, bias?, residual?; attrs bits, group, cols, symmetric, actBits. */
+  linearQ: 'MkaLinearQ',
   attention: 'MkaAttention',
   rmsNorm: 'MkaRmsNorm',
   rope: 'MkaRope',
