@@ -26,10 +26,11 @@ const ALLOWED: Record<string, string[]> = {
   report: ['runtime', 'io'],
   hub: ['runtime', 'io', 'eval'],
   serve: ['runtime', 'tokenizer'],
-  pipeline: ['runtime', 'io', 'tokenizer', 'model', 'weights', 'eval', 'compress'],
-  sweep: ['runtime', 'io', 'tokenizer', 'model', 'weights', 'eval', 'compress', 'pipeline', 'export', 'report'],
+  quant: ['runtime', 'io', 'model', 'weights'],
+  pipeline: ['runtime', 'io', 'tokenizer', 'model', 'weights', 'eval', 'compress', 'quant'],
+  sweep: ['runtime', 'io', 'tokenizer', 'model', 'weights', 'eval', 'compress', 'quant', 'pipeline', 'export', 'report'],
   queue: ['runtime', 'io', 'model', 'sweep'],
-  cli: ['runtime', 'io', 'tokenizer', 'model', 'weights', 'convert', 'eval', 'compress', 'pipeline', 'export', 'report', 'hub', 'serve', 'sweep', 'queue'],
+  cli: ['runtime', 'io', 'tokenizer', 'model', 'weights', 'convert', 'eval', 'compress', 'quant', 'pipeline', 'export', 'report', 'hub', 'serve', 'sweep', 'queue'],
 };
 
 function tsFiles(dir: string): string[] {

@@ -31,6 +31,7 @@ const NUMBER_RULES: Record<string, NumberRule> = {
   subjects: { integer: true, min: 1 },
   'calib-subjects': { integer: true, min: 1 },
   seed: { integer: true, min: 0 },
+  'calib-shots': { integer: true, min: 0 },
   ntrain: { integer: true, min: 0 },
   limit: { integer: true, min: 1 },
   remove: { integer: true, min: 0 },

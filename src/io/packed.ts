@@ -257,7 +257,7 @@ export function specFromShapes(what: string, rows: number, cols: number, quantSh
   const symmetric = !hasMins;
   if (signed !== (bits === 8 && symmetric)) bad(signed ? 'int8 quants must be 8-bit symmetric' : '8-bit symmetric quants must be stored as I8');
   if (scaleShape.length !== 2 || scaleShape[0] !== rows) bad(`scales have shape [${scaleShape}], expected [${rows}, groups]`);
-  const group = [...GROUP_SIZES, cols].find((g) => groupCount(cols, g) === scaleShape[1]);
+  const group = scaleShape[1] === 1 ? cols : GROUP_SIZES.find((g) => groupCount(cols, g) === scaleShape[1]);
   if (group === undefined) return bad(`${scaleShape[1]} scale groups per row fit no group size (32, 64, 128 or ${cols}) of ${cols} inputs`);
   return { bits, group, symmetric };
 }

@@ -94,7 +94,6 @@ function decoderBlock(
   c: LlamaConfig, w: LayerWeights, x: tf.Tensor3D, ctx: LayerContext,
   past: { k: tf.Tensor4D; v: tf.Tensor4D } | null, keep: boolean, tap?: ProjectionTap,
 ): { h: tf.Tensor3D; k?: tf.Tensor4D; v?: tf.Tensor4D } {
-  const [B, T] = x.shape;
   const nH = c.num_attention_heads, nKV = c.num_key_value_heads, hd = c.head_dim;
   const bias = (s: string) => (w.has(s) ? w.get(s) : undefined);
   const fused = tap ? null : decoderLayer(x, {
@@ -102,32 +101,74 @@ function decoderBlock(
     weights: PROJECTIONS.map((p) => w.weight(`${p}.weight`)), biases: PROJECTIONS.map((p) => bias(`${p}.bias`)),
   }, past, ctx.cos, ctx.sin, { heads: nH, kvHeads: nKV, headDim: hd, eps: c.rms_norm_eps, window: c.sliding_window }, keep);
   if (fused) return fused;
-  const proj = (xn: tf.Tensor, name: string, residual?: tf.Tensor) => {
+  const proj = projector(w, tap);
+  return tf.tidy(() => {
+    const xn = rmsNorm(x, w.get('input_layernorm.weight'), c.rms_norm_eps);
+    const { h: h1, k, v } = selfAttention(c, proj, xn, x, ctx, past);
+    const hn = rmsNorm(h1, w.get('post_attention_layernorm.weight'), c.rms_norm_eps);
+    const h = mlp(proj, hn, h1);
+    return keep ? { h, k, v } : { h };
+  });
+}
+
+/** A layer's projections by name (`self_attn.q_proj`): x·Wᵀ (+ bias) (+ residual), seen by `tap`. */
+type Projector = (x: tf.Tensor, name: string, residual?: tf.Tensor) => tf.Tensor;
+
+function projector(w: LayerWeights, tap?: ProjectionTap): Projector {
+  const bias = (s: string) => (w.has(s) ? w.get(s) : undefined);
+  return (xn, name, residual) => {
     const y = linear(xn, w.weight(`${name}.weight`), bias(`${name}.bias`), residual);
     tap?.(name, xn, y);
     return y;
   };
-  return tf.tidy(() => {
-    const xn = rmsNorm(x, w.get('input_layernorm.weight'), c.rms_norm_eps);
-    const q = rope(proj(xn, 'self_attn.q_proj').reshape([B, T, nH, hd]), ctx.cos, ctx.sin); // [B, T, nH, hd]
-    const kNew = rope(proj(xn, 'self_attn.k_proj').reshape([B, T, nKV, hd]), ctx.cos, ctx.sin)
-      .transpose([0, 2, 1, 3]) as tf.Tensor4D; // [B, nKV, T, hd]
-    const vNew = proj(xn, 'self_attn.v_proj').reshape([B, T, nKV, hd]).transpose([0, 2, 1, 3]) as tf.Tensor4D; // [B, nKV, T, hd]
-    let k = kNew, v = vNew;
-    if (past) {
-      // a batch-1 prefix cache serves every row (concat of copies: much faster than tile on wasm)
-      const pk = past.k.shape[0] === B ? past.k : tf.concat(new Array(B).fill(past.k), 0);
-      const pv = past.v.shape[0] === B ? past.v : tf.concat(new Array(B).fill(past.v), 0);
-      k = tf.concat([pk, kNew], 2);
-      v = tf.concat([pv, vNew], 2);
-    }
-    const att = attention(q, k, v, { window: c.sliding_window }).reshape([B, T, nH * hd]); // [B, T, nH*hd]
-    const h1 = proj(att, 'self_attn.o_proj', x); // x + o_proj(att)
-    const hn = rmsNorm(h1, w.get('post_attention_layernorm.weight'), c.rms_norm_eps);
-    const act = siluMul(proj(hn, 'mlp.gate_proj'), proj(hn, 'mlp.up_proj')); // SiLU(gate) * up
-    const h = proj(act, 'mlp.down_proj', h1) as tf.Tensor3D; // h1 + down_proj(act)
-    return keep ? { h, k, v } : { h };
-  });
+}
+
+/**
+ * Self-attention on normed rows xn [B, T, H] after the cached `past`: q/k/v, RoPE, attention and
+ * o_proj, plus `residual` when given. Returns the output and the keys/values it attended to.
+ */
+function selfAttention(
+  c: LlamaConfig, proj: Projector, xn: tf.Tensor, residual: tf.Tensor | undefined, ctx: LayerContext, past: { k: tf.Tensor4D; v: tf.Tensor4D } | null,
+): { h: tf.Tensor3D; k: tf.Tensor4D; v: tf.Tensor4D } {
+  const [B, T] = xn.shape;
+  const nH = c.num_attention_heads, nKV = c.num_key_value_heads, hd = c.head_dim;
+  const q = rope(proj(xn, 'self_attn.q_proj').reshape([B, T, nH, hd]), ctx.cos, ctx.sin); // [B, T, nH, hd]
+  const kNew = rope(proj(xn, 'self_attn.k_proj').reshape([B, T, nKV, hd]), ctx.cos, ctx.sin)
+    .transpose([0, 2, 1, 3]) as tf.Tensor4D; // [B, nKV, T, hd]
+  const vNew = proj(xn, 'self_attn.v_proj').reshape([B, T, nKV, hd]).transpose([0, 2, 1, 3]) as tf.Tensor4D; // [B, nKV, T, hd]
+  let k = kNew, v = vNew;
+  if (past) {
+    // a batch-1 prefix cache serves every row (concat of copies: much faster than tile on wasm)
+    const pk = past.k.shape[0] === B ? past.k : tf.concat(new Array(B).fill(past.k), 0);
+    const pv = past.v.shape[0] === B ? past.v : tf.concat(new Array(B).fill(past.v), 0);
+    k = tf.concat([pk, kNew], 2);
+    v = tf.concat([pv, vNew], 2);
+  }
+  const att = attention(q, k, v, { window: c.sliding_window }).reshape([B, T, nH * hd]); // [B, T, nH*hd]
+  return { h: proj(att, 'self_attn.o_proj', residual) as tf.Tensor3D, k, v }; // residual + o_proj(att)
+}
+
+/** The MLP on normed rows hn: down_proj(SiLU(gate_proj(hn)) · up_proj(hn)), plus `residual` when given. */
+function mlp(proj: Projector, hn: tf.Tensor, residual?: tf.Tensor): tf.Tensor3D {
+  const act = siluMul(proj(hn, 'mlp.gate_proj'), proj(hn, 'mlp.up_proj')); // SiLU(gate) * up
+  return proj(act, 'mlp.down_proj', residual) as tf.Tensor3D; // residual + down_proj(act)
+}
+
+/**
+ * One part of a decoder block on its normed input, for quantizers that measure a part's output
+ * (AWQ): 'attention' (q/k/v, RoPE, attention, o_proj) on the input norm's output [B, T, H] at
+ * positions 0..T-1, or 'mlp' on the post-attention norm's output; no residual. The caller owns the result.
+ */
+export function runBlockPart(config: LlamaConfig, w: LayerWeights, part: 'attention' | 'mlp', xn: tf.Tensor3D): tf.Tensor3D {
+  const proj = projector(w);
+  if (part === 'mlp') return tf.tidy(() => mlp(proj, xn));
+  const { cos, sin } = ropeTables(inverseFrequencies(config), 0, xn.shape[1]);
+  try {
+    return tf.tidy(() => selfAttention(config, proj, xn, undefined, { cos, sin }, null).h);
+  } finally {
+    cos.dispose();
+    sin.dispose();
+  }
 }
 
 /**

@@ -260,7 +260,7 @@ export function siluMul(gate: tf.Tensor, up: tf.Tensor): tf.Tensor {
 /** Rows of an embedding table [V, H] for ids [B, T] → [B, T, H]; only those rows are read (and widened). */
 export function embed(table: Weight, ids: number[][]): tf.Tensor3D {
   const B = ids.length, T = ids[0].length;
-  if (isPacked(table)) return embedPacked(table, ids.flat()).reshape([B, T, table.quant.cols]); // [B, T, H]
+  if (isPacked(table)) return tf.tidy(() => embedPacked(table, ids.flat()).reshape([B, T, table.quant.cols])); // [B, T, H]
   const flat = tf.tensor1d(ids.flat(), 'int32');
   try {
     if (hasKernel(KERNELS.gather)) {

@@ -31,8 +31,8 @@ export interface HfWriteOptions {
   shardMb?: number;
   /** Directory whose tokenizer files and generation_config.json are copied. */
   copyFrom?: string | null;
-  /** More files to write: name → text. */
-  extraFiles?: Record<string, string>;
+  /** More files to write: name → text (a function is called after the tensors are written). */
+  extraFiles?: Record<string, string | (() => string)>;
   log?: (msg: string) => void;
 }
 
@@ -166,7 +166,7 @@ export async function writeHfModel(source: TensorSource, outDir: string, opts: H
       }
     }
     for (const [name, text] of Object.entries(opts.extraFiles ?? {})) {
-      writeFileSync(join(tmp, name), text);
+      writeFileSync(join(tmp, name), typeof text === 'function' ? text() : text);
       if (!files.includes(name)) files.push(name);
     }
   }, 'hf-model');
