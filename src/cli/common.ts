@@ -3,6 +3,8 @@
  * the commands that run a model (backend, threads), and how results and errors reach the user.
  */
 import type { Argv } from 'yargs';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { BACKENDS, type BackendChoice } from '../runtime/backend-choice.ts';
 import type { BackendInfo } from '../runtime/backend.ts';
 import { atomicWriteText } from '../io/atomic.ts';
@@ -41,10 +43,19 @@ export function computeOptions<T>(y: Argv<T>) {
     .option('threads', { type: 'number', describe: 'threads for the native matrix products (default: all cores)', group: 'Compute:' });
 }
 
-/** Sets up the backend for a command and says which one it took. */
-export async function setup(args: { backend: BackendChoice; threads?: number; quiet?: boolean }): Promise<BackendInfo> {
+/**
+ * Sets up the backend for a command and says which one it took, and, when --model holds packed
+ * weights, which kernels run them (native integer kernels or the JS fallback).
+ */
+export async function setup(args: { backend: BackendChoice; threads?: number; quiet?: boolean; model?: string }): Promise<BackendInfo> {
   const { initBackend } = await import('../runtime/backend.ts'); // loads tfjs: only for commands that compute
-  return initBackend(args.backend, { threads: args.threads, log: logger(args) });
+  const info = await initBackend(args.backend, { threads: args.threads, log: logger(args) });
+  if (args.model && existsSync(join(args.model, 'config.json'))) {
+    const { readConfig } = await import('../model/config.ts');
+    const { packedPath } = await import('../model/ops.ts');
+    if (readConfig(args.model).quantization_config) logger(args)(`packed weights: ${packedPath()}`);
+  }
+  return info;
 }
 
 /** The --force option of commands that write an output directory. */
