@@ -1,5 +1,6 @@
 /** Shared test utilities: where the shared data is, and numeric comparisons. */
-import { existsSync } from 'node:fs';
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 
 /** Absolute path of $MKA_SHARED, or null when unset (tests that need it skip). */
@@ -18,4 +19,19 @@ export function maxAbsDiff(a: unknown, b: unknown): number {
   }
   if (ArrayBuffer.isView(a) || ArrayBuffer.isView(b)) return maxAbsDiff(Array.from(a as Float32Array), Array.from(b as Float32Array));
   throw new Error('maxAbsDiff: shape mismatch');
+}
+
+/** An independent safetensors reader: header JSON, then little-endian F32 data. */
+export function readSafetensors(file: string): Map<string, Float32Array> {
+  const buf = readFileSync(file);
+  const n = Number(buf.readBigUInt64LE(0));
+  const header = JSON.parse(buf.subarray(8, 8 + n).toString('utf8')) as Record<string, { dtype: string; data_offsets: [number, number] }>;
+  const out = new Map<string, Float32Array>();
+  for (const [name, h] of Object.entries(header)) {
+    if (name === '__metadata__') continue;
+    assert.equal(h.dtype, 'F32');
+    const bytes = buf.subarray(8 + n + h.data_offsets[0], 8 + n + h.data_offsets[1]);
+    out.set(name, new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length)));
+  }
+  return out;
 }

@@ -74,7 +74,7 @@ for (const [command, args] of [
     assert.ok(!existsSync(lockPath(out)), 'the stale lock was taken over and released');
     for (const k of keep) assert.ok(existsSync(join(root, k, 'inside')), `${k} is left alone`);
     assert.deepEqual(tree(root).filter((p) => !ignore(p)), before, 'nothing else was touched');
-    assert.deepEqual(readdirSync(out).sort(), [MARKER_FILE, 'config.json', ...(command === 'compress' ? ['merge.json'] : []), 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json'].sort());
+    assert.deepEqual(readdirSync(out).sort(), [MARKER_FILE, 'README.md', 'config.json', ...(command === 'compress' ? ['merge.json', 'mergekit.yaml'] : []), 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json'].sort());
     for (const k of keep) rmSync(join(root, k), { recursive: true });
   });
 }

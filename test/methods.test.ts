@@ -27,6 +27,7 @@ import { loadTokenizer } from '../src/tokenizer/tokenizer.ts';
 import { randomModel } from './random-model.ts';
 import { PythonRandom } from '../src/compress/methods/python-random.ts';
 import { ensureBenchmark } from '../src/eval/mmlu/demo-benchmark.ts';
+import { readSafetensors } from './helpers.ts';
 
 const L = 6;
 const cfg = parseConfig({
@@ -90,21 +91,6 @@ test('baselines drop exactly the layers a constructed model makes them drop', as
   assert.deepEqual(kept(await reverse.plan(ctx, 2, {})), without(4, 5));
   disposeModel(model);
 });
-
-/** An independent safetensors reader: header JSON, then little-endian F32 data. */
-function readSafetensors(file: string): Map<string, Float32Array> {
-  const buf = readFileSync(file);
-  const n = Number(buf.readBigUInt64LE(0));
-  const header = JSON.parse(buf.subarray(8, 8 + n).toString('utf8')) as Record<string, { dtype: string; data_offsets: [number, number] }>;
-  const out = new Map<string, Float32Array>();
-  for (const [name, h] of Object.entries(header)) {
-    if (name === '__metadata__') continue;
-    assert.equal(h.dtype, 'F32');
-    const bytes = buf.subarray(8 + n + h.data_offsets[0], 8 + n + h.data_offsets[1]);
-    out.set(name, new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length)));
-  }
-  return out;
-}
 
 /** λ of merging i with j from an NPIB matrix, written out here: sigmoid(s_i / (s_i + s_j)), s = row means. */
 function lambdaOf(S: number[][], i: number, j: number): number {

@@ -1,12 +1,13 @@
 /**
  * `mka export hf`: a model directory (or any tensor source) written again as a Hugging Face
- * checkpoint through the shared writer (src/weights/hf-writer.ts), with its merge record.
+ * checkpoint through the shared writer (src/weights/hf-writer.ts), with its merge record and a model card.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { LlamaConfig } from '../model/config.ts';
 import { HF_DTYPES, writeHfModel, type HfDtype, type HfExportResult } from '../weights/hf-writer.ts';
 import { type TensorSource, checkpointSource } from '../weights/source.ts';
+import { cardName, modelCard, modelCardFromDir } from '../weights/model-card.ts';
 
 export interface ExportHfOptions {
   /** Source model directory (config, tokenizer and generation config; weights unless tensorSource). */
@@ -32,6 +33,12 @@ export async function exportHf(opts: ExportHfOptions): Promise<HfExportResult> {
     const source: TensorSource = { config, names: base.names, shape: (n) => base.shape(n), read: (n) => base.read(n), readRaw: base.readRaw && ((n) => base.readRaw!(n)) };
     const mergeRecord = join(opts.model, 'merge.json');
     const extraFiles: Record<string, string> = existsSync(mergeRecord) ? { 'merge.json': readFileSync(mergeRecord, 'utf8') } : {};
+    const history = modelCardFromDir(opts.model);
+    extraFiles['README.md'] = modelCard({
+      name: cardName(opts.out), baseModel: opts.model, compression: history.compression, quantization: history.quantization,
+      summary: `\`${opts.model}\` written again as a Hugging Face checkpoint (${dtype}${config.num_hidden_layers !== base.config.num_hidden_layers ? `, ${config.num_hidden_layers} layers` : ''}).`,
+      ...(history.compression ? { files: { 'merge.json': 'how the exported model was compressed from its own base model' } } : {}),
+    });
     return await writeHfModel(source, opts.out, { dtype, shardMb: opts.shardMb, copyFrom: opts.model, extraFiles, log: opts.log });
   } finally {
     own?.close();

@@ -1,6 +1,7 @@
 /**
  * The last stage of the compression pipeline: a plan applied to the original checkpoint and written
- * as a Hugging Face model directory with merge.json (pipeline/plan-file.ts reads it back).
+ * as a Hugging Face model directory with merge.json (pipeline/plan-file.ts reads it back), mergekit.yaml
+ * and a model card.
  */
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -10,11 +11,15 @@ import type { LlamaConfig } from '../model/config.ts';
 import { planSource, planSummary, type CompressionPlan } from '../compress/merge-plan.ts';
 import { checkpointSource, modelSource, type SyncTensorSource } from '../weights/source.ts';
 import { HF_DTYPES, writeHfModel, type HfDtype } from '../weights/hf-writer.ts';
+import { cardName, modelCard, type ModelCardInfo } from '../weights/model-card.ts';
+import { mergekitYaml } from '../compress/mergekit.ts';
 
 export interface WriteOptions {
   dtype?: HfDtype;
   /** More fields for merge.json (calibration details, the replayed plan file). */
   extra?: Record<string, unknown>;
+  /** What the model card (README.md) says beyond the plan: evaluation results, the command line. */
+  card?: Pick<ModelCardInfo, 'evaluation' | 'command'>;
   log?: (m: string) => void;
 }
 
@@ -29,9 +34,31 @@ export function configHash(dir: string): string {
 }
 
 /** merge.json of a plan applied to the model in `dir` (or to an in-memory model when `dir` is undefined). */
-function mergeJson(dir: string | undefined, plan: CompressionPlan, dtype: HfDtype, extra?: Record<string, unknown>): string {
+function mergeRecord(dir: string | undefined, plan: CompressionPlan, dtype: HfDtype, extra?: Record<string, unknown>): Record<string, unknown> {
   const source = dir ? { source_model: dir, source_config_sha256: configHash(dir) } : { source_model: dir };
-  return JSON.stringify({ ...source, dtype, ...planSummary(plan), ...extra }, null, 2) + '\n';
+  return { ...source, dtype, ...planSummary(plan), ...extra };
+}
+
+/**
+ * The files written beside the weights of a compressed model: merge.json (the plan, replayable),
+ * mergekit.yaml (the plan as a mergekit config, or why it cannot be one) and README.md (its model card).
+ */
+export function planFiles(dir: string | undefined, plan: CompressionPlan, dtype: HfDtype, out: string, opts: Pick<WriteOptions, 'extra' | 'card'> = {}): Record<string, string> {
+  const record = mergeRecord(dir, plan, dtype, opts.extra);
+  const removed = plan.originalLayers - plan.layers.length;
+  const base = dir ?? null;
+  return {
+    'merge.json': JSON.stringify(record, null, 2) + '\n',
+    'mergekit.yaml': mergekitYaml(plan, dir ?? 'BASE_MODEL', dtype),
+    'README.md': modelCard({
+      name: cardName(out), baseModel: base, compression: record, ...opts.card,
+      summary: `${base ?? 'A model'} with ${removed} of its ${plan.originalLayers} decoder layers removed by \`${plan.method}\`.`,
+      files: {
+        'merge.json': 'the plan: each layer\'s original layers and weights (mka compress --plan replays it)',
+        'mergekit.yaml': 'the plan as a mergekit config (passthrough slices), or why mergekit cannot express it',
+      },
+    }),
+  };
 }
 
 /**
@@ -58,6 +85,6 @@ export async function writeCompressed(model: LlamaModel, plan: CompressionPlan, 
 async function writeFrom(original: SyncTensorSource, dir: string | undefined, plan: CompressionPlan, out: string, opts: WriteOptions): Promise<void> {
   const dtype = outputDtype(original.config, opts.dtype);
   await writeHfModel(planSource(original, plan), out, {
-    dtype, copyFrom: dir ?? null, extraFiles: { 'merge.json': mergeJson(dir, plan, dtype, opts.extra) }, log: opts.log,
+    dtype, copyFrom: dir ?? null, extraFiles: planFiles(dir, plan, dtype, out, opts), log: opts.log,
   });
 }

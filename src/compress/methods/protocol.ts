@@ -1,7 +1,7 @@
 /**
  * Calibration and merge conventions. `mka` (default) is mka's own reading of the paper; `released`
  * follows the paper's released code (pipeline.py) wherever that is a choice rather than a defect, so a
- * user can reproduce its protocol. What `released` still does not reproduce is listed in the README's
+ * user can reproduce its protocol. What `released` still does not reproduce is listed in docs/method.md's
  * table of differences (the kernel built from the first prompt's tokens, the float32 kernel and its
  * safeguards, the sklearn estimator's random tie-breaking, and merges that never reach the saved model).
  */
