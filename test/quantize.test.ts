@@ -24,6 +24,7 @@ import { quantizedSource } from '../src/quant/quantize.ts';
 import { methodParams, getQuantMethod, parseQuantization, quantizationName } from '../src/quant/registry.ts';
 import { foldScales, scaleSites } from '../src/quant/fold.ts';
 import { SMOOTH_SITES } from '../src/quant/methods/smoothquant.ts';
+import { compressModel, replayPlan } from '../src/pipeline/compress.ts';
 import { UserError } from '../src/runtime/errors.ts';
 import { mulberry32 } from '../src/runtime/random.ts';
 import { maxAbsDiff } from './helpers.ts';
@@ -305,4 +306,26 @@ test('the memory estimate knows packed weights: what a packed model holds reside
   assert.ok(e.parts.weights > 4.5e9 && e.parts.weights < 5.0e9, `8B w4g128 weights ${e.parts.weights}`);
   assert.ok(bf16.parts.weights > 16e9);
   assert.ok(e.parts.reading < 0.6 * bf16.parts.reading, 'the largest read is a packed lm_head, not a 16-bit one widened');
+});
+
+test('compress --quantize: the plan applied and quantized in one streamed write, merge.json replays to the same bytes, the card says both', async () => {
+  const out = join(TMP, 'reverse-1-w8');
+  const plan = await compressModel({ model: FLOAT, out, method: 'reverse', remove: 1, quantize: parseQuantization('rtn:w8g32'), quiet: true });
+  assert.equal(plan.layers.length, 1);
+  const config = readConfig(out);
+  assert.equal(config.num_hidden_layers, 1);
+  assert.equal(config.quantization_config?.method, 'rtn');
+  const card = readFileSync(join(out, 'README.md'), 'utf8');
+  assert.match(card, /1 of its 2 decoder layers removed by `reverse`, then quantized by `rtn:w8g32`/);
+  assert.match(card, /## Quantization/);
+  assert.ok(JSON.parse(readFileSync(join(out, 'quantize.json'), 'utf8')).layers.length === 1);
+  // the same weights as quantizing the float compressed model
+  const floatOut = join(TMP, 'reverse-1');
+  await compressModel({ model: FLOAT, out: floatOut, method: 'reverse', remove: 1, quiet: true });
+  const twice = join(TMP, 'reverse-1-then-w8');
+  await quantizeTo(twice, 'rtn:w8g32', floatOut);
+  assert.deepEqual(readFileSync(join(out, 'model.safetensors')), readFileSync(join(twice, 'model.safetensors')));
+  const replayed = join(TMP, 'reverse-1-w8-replayed');
+  await replayPlan({ model: FLOAT, plan: join(out, 'merge.json'), out: replayed, quantize: parseQuantization('rtn:w8g32'), quiet: true });
+  assert.deepEqual(readFileSync(join(replayed, 'model.safetensors')), readFileSync(join(out, 'model.safetensors')));
 });

@@ -10,6 +10,7 @@ import { writeHfModel, type HfDtype } from '../weights/hf-writer.ts';
 import { getQuantMethod, quantizationName, type Quantization } from '../quant/registry.ts';
 import { quantizedSource, type QuantizeReport } from '../quant/quantize.ts';
 import { calibrationPrompts, type CalibrationSource } from './analyse.ts';
+import { cardName, modelCard, type ModelCardInfo } from '../weights/model-card.ts';
 
 export interface QuantizeOptions extends CalibrationSource {
   /** The float model directory (its tokenizer and calibration come from it). */
@@ -23,6 +24,8 @@ export interface QuantizeOptions extends CalibrationSource {
   keepEmbeddings?: boolean;
   /** More files for the output directory (merge.json of compress --quantize). */
   extraFiles?: Record<string, string>;
+  /** What the model card says beyond the quantization: the compression before it, the command line. */
+  card?: Pick<ModelCardInfo, 'compression' | 'command' | 'summary' | 'files'>;
   quiet?: boolean;
   log?: (msg: string) => void;
 }
@@ -44,13 +47,31 @@ export async function quantizeSourceTo(source: SyncTensorSource, opts: QuantizeO
   const log = opts.log ?? (() => {});
   const { prompts, info } = await quantCalibration(opts.model, opts.quantization, opts);
   const q = quantizedSource({ source, quantization: opts.quantization, prompts, calibrationInfo: info, microBatch: opts.microBatch, keepEmbeddings: opts.keepEmbeddings, quiet: opts.quiet, log });
+  const name = quantizationName(opts.quantization);
+  const grid = opts.quantization.grid;
+  const card = (): string => {
+    const r = q.report();
+    return modelCard({
+      name: cardName(opts.out), baseModel: opts.model, command: opts.card?.command, compression: opts.card?.compression,
+      summary: opts.card?.summary ?? `${opts.model} quantized by \`${name}\`.`,
+      quantization: {
+        method: opts.quantization.method, bits: grid.bits, group: grid.group === 'channel' ? 'in' : grid.group, symmetric: grid.symmetric,
+        details: { reference: r.reference, embedding_and_lm_head: r.embeddings, parameters: r.params, ...(r.calibration ? { calibration: r.calibration } : {}) },
+      },
+      files: { ...opts.card?.files, 'quantize.json': 'the quantization: method, grid, parameters, calibration and per-linear figures' },
+    });
+  };
   try {
     const written = await writeHfModel(q, opts.out, {
       dtype: opts.dtype ?? 'float32', copyFrom: opts.model,
-      extraFiles: { ...opts.extraFiles, 'quantize.json': () => JSON.stringify({ source_model: opts.model, quantization: quantizationName(opts.quantization), ...q.report() }, null, 2) + '\n' },
+      extraFiles: {
+        ...opts.extraFiles,
+        'quantize.json': () => JSON.stringify({ source_model: opts.model, quantization: name, ...q.report() }, null, 2) + '\n',
+        'README.md': card,
+      },
     });
     const report = q.report();
-    log(`${quantizationName(opts.quantization)}: ${source.config.num_hidden_layers} layers quantized in ${report.seconds.toFixed(1)} s -> ${opts.out} (${(written.bytes / 1e6).toFixed(2)} MB of tensors)`);
+    log(`${name}: ${source.config.num_hidden_layers} layers quantized in ${report.seconds.toFixed(1)} s -> ${opts.out} (${(written.bytes / 1e6).toFixed(2)} MB of tensors)`);
     return report;
   } finally {
     q.dispose();
