@@ -20,11 +20,12 @@ import { dequantize, quantizeRtn } from '../src/io/packed.ts';
 import { checkpointSource } from '../src/weights/source.ts';
 import { writeHfModel } from '../src/weights/hf-writer.ts';
 import { exportHf } from '../src/export/hf.ts';
-import { quantizedSource } from '../src/quant/quantize.ts';
+import { materializeQuantized, quantizedSource } from '../src/quant/quantize.ts';
 import { methodParams, getQuantMethod, parseQuantization, quantizationName } from '../src/quant/registry.ts';
 import { foldScales, scaleSites } from '../src/quant/fold.ts';
 import { SMOOTH_SITES } from '../src/quant/methods/smoothquant.ts';
 import { compressModel, replayPlan } from '../src/pipeline/compress.ts';
+import { modelBytes } from '../src/quant/size.ts';
 import { UserError } from '../src/runtime/errors.ts';
 import { mulberry32 } from '../src/runtime/random.ts';
 import { maxAbsDiff } from './helpers.ts';
@@ -115,6 +116,16 @@ test('an RTN model is written packed, loads packed (resident and streamed) and c
     assert.equal(tf.memory().numTensors, before, 'tf.memory is flat');
     assert.ok(maxAbsDiff(got, want) < 1e-4, `streaming=${streaming}: ${maxAbsDiff(got, want)}`);
   }
+  // the size accounting counts what was written: tensor bytes of the file, and the float model at 16 bits
+  const tensorBytes = (f: string) => { const b = readFileSync(f); return b.length - 8 - Number(b.readBigUInt64LE(0)); };
+  assert.equal(modelBytes(config, parseQuantization('rtn:w4g32')), tensorBytes(join(dir, 'model.safetensors')));
+  assert.equal(modelBytes(readConfig(FLOAT), null), tensorBytes(join(FLOAT, 'model.safetensors')) / 2, 'float32 on disk, counted at 16 bits');
+  // built in memory (a sweep point) rather than read back: the same model
+  const source = checkpointSource(FLOAT);
+  const inMemory = await materializeQuantized(quantizedSource({ source, quantization: parseQuantization('rtn:w4g32')!, quiet: true }));
+  source.close();
+  assert.ok(maxAbsDiff(logits(inMemory), want) < 1e-4);
+  disposeModel(inMemory);
   // the float model's logits are near, not equal: it is a 4-bit model
   const original = loadModel(FLOAT);
   const d = maxAbsDiff(logits(original), want);

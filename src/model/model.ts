@@ -12,7 +12,7 @@ import { existsSync } from 'node:fs';
 import { type LlamaConfig, checkLayerCount, expectedTensors, layerTensorShapes, readConfig } from './config.ts';
 import { type Checkpoint, openCheckpoint } from '../io/checkpoint.ts';
 import { UserError } from '../runtime/errors.ts';
-import { dequantizeRows } from '../io/packed.ts';
+import { dequantizeRows, type PackedMatrix } from '../io/packed.ts';
 import { disposeWeight, isPacked, packedSpec, prefersTransposedWeights, takes16BitWeights, type Weight } from './ops.ts';
 import { withPackedWeights, type PackedCheckpoint } from './packed-checkpoint.ts';
 
@@ -104,7 +104,11 @@ function actBitsOf(config: LlamaConfig, name: string): 8 | undefined {
 
 /** A packed weight as the kernels take it (ops.Weight): the quants in an int32 tensor, scales and mins as float32. */
 function readPackedWeight(ckpt: Checkpoint, name: string, actBits: 8 | undefined): Weight {
-  const pm = ckpt.readPacked!(name);
+  return packedWeight(ckpt.readPacked!(name), actBits);
+}
+
+/** A packed matrix as an ops.Weight (its quants viewed as int32 words, not copied where the backend keeps typed arrays). */
+export function packedWeight(pm: PackedMatrix, actBits?: 8): Weight {
   const groups = pm.scales.length / pm.rows;
   const words = new Int32Array(pm.quants.buffer, pm.quants.byteOffset, pm.quants.byteLength / 4);
   const tensor = tf.tensor2d(words, [pm.rows, words.length / pm.rows], 'int32');
@@ -154,6 +158,22 @@ export function loadModel(dir: string, opts: LoadOptions = {}): LlamaModel {
   const keepOpen = !!opts.streaming || [...packed.values()].some((w) => w.dtype !== 'float32' && !isPacked(w));
   if (!keepOpen) ckpt.close();
   return { config, dir, tensors, packed, checkpoint: keepOpen ? ckpt : null, stats: { forwardCalls: 0, layerLoads: 0 } };
+}
+
+/**
+ * A model in memory from float tensors and packed matrices by Hugging Face name (a quantized sweep
+ * point). Takes ownership of the tensors; packed matrices become packed weights (layer linears take
+ * int8 activations when the config's quantization_config says act_bits 8).
+ */
+export function modelFromParts(config: LlamaConfig, floats: Map<string, tf.Tensor>, packedParts: Map<string, PackedMatrix>): LlamaModel {
+  const packed = new Map<string, Weight>();
+  for (const [name, pm] of packedParts) packed.set(name, packedWeight(pm, actBitsOf(config, name)));
+  for (const [name, shape] of expectedTensors(config)) {
+    const t = floats.get(name);
+    if (!t && !packed.has(name)) throw new UserError(`model parts: "${name}" is missing`);
+    if (t && t.shape.join(',') !== shape.join(',')) throw new UserError(`model parts: "${name}" has shape [${t.shape}], config implies [${shape}]`);
+  }
+  return layOutForBackend({ config, dir: null, tensors: floats, packed, checkpoint: null, stats: { forwardCalls: 0, layerLoads: 0 } });
 }
 
 /** Wraps tensors already in memory (random weights, training, merges) as a model. Takes ownership. */

@@ -45,14 +45,13 @@ export interface GptqResult {
 export function gptqQuantize(w: ArrayLike<number>, rows: number, cols: number, h: Float32Array | Float64Array, spec: PackedSpec, opts: GptqOptions = {}): GptqResult {
   const blockSize = opts.blockSize ?? 128;
   const g = spec.group;
-  const hd = Float64Array.from(h);
   // inputs that never vary: GPTQ sets their weights to zero (they multiply zeros) and H_ii to 1 (in dampen)
   const dead = new Uint8Array(cols);
-  for (let c = 0; c < cols; c++) dead[c] = hd[c * cols + c] === 0 ? 1 : 0;
+  for (let c = 0; c < cols; c++) dead[c] = h[c * cols + c] === 0 ? 1 : 0;
 
   const perm = Array.from({ length: cols }, (_, c) => c);
-  if (opts.actOrder) perm.sort((a, b) => hd[b * cols + b] - hd[a * cols + a] || a - b);
-  const hp = opts.actOrder ? permuted(hd, cols, perm) : hd;
+  if (opts.actOrder) perm.sort((a, b) => h[b * cols + b] - h[a * cols + a] || a - b);
+  const hp = opts.actOrder ? permuted(h, cols, perm) : h; // hessianInverseFactor works on a float64 copy
   const { factor: u, damp } = hessianInverseFactor(hp, cols, opts.dampening ?? 0.01, opts.what ?? 'layer');
 
   // wt[j] = column perm[j] of W, as a contiguous row of `rows` values
@@ -122,7 +121,7 @@ export function gptqQuantize(w: ArrayLike<number>, rows: number, cols: number, h
 }
 
 /** P·H·Pᵀ for the column order `perm` (row-major copy). */
-function permuted(h: Float64Array, n: number, perm: number[]): Float64Array {
+function permuted(h: Float32Array | Float64Array, n: number, perm: number[]): Float64Array {
   const out = new Float64Array(n * n);
   for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) out[i * n + j] = h[perm[i] * n + perm[j]];
   return out;

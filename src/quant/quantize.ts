@@ -10,7 +10,9 @@
  * at 8 (llama.cpp uses Q6_K there), with 8-bit layers both at 8, symmetric groups of 32; a tied table
  * takes lm_head's. Norms and biases stay float32.
  */
+import * as tf from '@tensorflow/tfjs';
 import type { SyncTensorSource, TensorSource } from '../weights/source.ts';
+import { modelFromParts, type LlamaModel } from '../model/model.ts';
 import { type LlamaConfig, type QuantizationConfig, layerTensorShapes, splitLayerName } from '../model/config.ts';
 import { dequantizeRows, quantizeRtn, type PackedMatrix, type PackedSpec } from '../io/packed.ts';
 import { toFloat32 } from '../io/safetensors.ts';
@@ -250,6 +252,27 @@ export function quantizedSource(input: QuantizeInput): QuantizedSource {
       current = null;
     },
   };
+}
+
+/**
+ * The quantized model in memory (a sweep point), read from `q` in order as a writer would: packed
+ * weights packed, the rest as float32 tensors. Frees q's calibration state when done.
+ */
+export async function materializeQuantized(q: QuantizedSource): Promise<LlamaModel> {
+  const floats = new Map<string, tf.Tensor>();
+  const packed = new Map<string, PackedMatrix>();
+  try {
+    for (const name of q.names) {
+      if (q.packed?.(name)) packed.set(name, await q.readPacked!(name));
+      else floats.set(name, tf.tensor(await q.read(name), q.shape(name), 'float32'));
+    }
+    return modelFromParts(q.config, floats, packed);
+  } catch (e) {
+    for (const t of floats.values()) t.dispose();
+    throw e;
+  } finally {
+    q.dispose();
+  }
 }
 
 /** A packed matrix's values (one layer's linear at a time). */
