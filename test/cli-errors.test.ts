@@ -6,9 +6,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { ensureBenchmark } from '../src/eval/mmlu/demo-benchmark.ts';
-import { assertUserError, leftovers, runAllCli, tree } from './cli-run.ts';
+import { assertUserError, leftovers, runAllCli, runCli, tree } from './cli-run.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'mka-cli-errors-'));
 const M = join(root, 'model');
@@ -187,5 +188,63 @@ test('bad MMLU files: not UTF-8, a directory where a CSV belongs', async () => {
     [run(testDir), testCsv(testDir), 'directory'],
     [run(devDir), devCsv(devDir), 'directory'],
     [['compress', '--model', M, '--data', latin1, '--remove', '1', '--out', O], testCsv(latin1), 'UTF-8'],
+  ]);
+});
+
+test('silent accepts and garbled messages: lists, booleans, ids, activations, ports, memory budgets', async () => {
+  const cfg = (name: string, content: string) => {
+    mkdirSync(join(root, 'configs2'), { recursive: true });
+    writeFileSync(join(root, 'configs2', name), content);
+    return join(root, 'configs2', name);
+  };
+  const acts = (name: string, a: unknown) => cfg(name, JSON.stringify({ activations: a }));
+  const sweep = ['sweep', '--model', M, '--data', D, '--out', O];
+  await expectAll([
+    [['forward', '--model', M], 'forward', '--text', '--ids'],
+    [['forward', '--model', M, '--ids', '1,,2'], '--ids'],
+    [['forward', '--model', M, '--ids', '0x10'], '--ids'],
+    [['forward', '--model', M, '--ids', '1', '--hidden-states=maybe'], '--hidden-states=maybe'],
+    [['forward', '--model', M, '--ids', '1', '--config', cfg('yes.yaml', 'hidden-states: yes\n')], '--hidden-states', 'yes'],
+    [[...sweep, '--methods', ','], '--methods ,'],
+    [[...sweep, '--methods', 'mka,,reverse'], '--methods'],
+    [[...sweep, '--methods', 'nope'], '--methods nope', 'not a method'],
+    [[...sweep, '--remove', '0,,2'], '--remove'],
+    [['similarity', '--model', M, '--data', D, '--config', cfg('inf.yaml', 'sigma: 1e400\n')], '--sigma Infinity'],
+    [['similarity', '--activations', acts('ragged.json', [[[1, 2], [3]], [[1, 2], [3, 4]]])], 'activations[0][1]'],
+    [['similarity', '--activations', acts('strings.json', [[['a', 2]], [[1, 2]]])], 'activations[0][0][0]', '"a"'],
+    [['similarity', '--activations', acts('flat.json', [1, 2])], '"activations" must be'],
+    [['serve', '--model', M, '--port', '-1'], '--port -1'],
+    [['serve', '--model', M, '--port', '70000'], '--port 70000'],
+    [['serve', '--model', M, '--port', '1.5'], '--port 1.5'],
+    [['serve', '--model', M, '--tokenizer', M, '--port', '0'], 'model.json'], // --tokenizer takes the directory
+    [['info'], 'Missing required argument: model'],
+    [[], 'name a command'],
+  ]);
+  const [zero, tiny, none] = await Promise.all([
+    runCli(['forward', '--model', M, '--ids', '1', '--quiet'], { env: { ...process.env, MKA_MEMORY_LIMIT: '0' } }),
+    runCli(['forward', '--model', M, '--ids', '1', '--quiet'], { env: { ...process.env, MKA_MEMORY_LIMIT: '1K' } }),
+    runCli([]),
+  ]);
+  assertUserError(zero, 'MKA_MEMORY_LIMIT=0', 'off');
+  assertUserError(tiny, 'forward needs');
+  assert.doesNotMatch(tiny.stderr, /\(\)|0\.0 GB/, tiny.stderr);
+  assert.equal(none.stderr.match(/see --help/g)?.length, 1, none.stderr);
+});
+
+test('FIFOs and other special files are refused as inputs instead of blocking; an absurd --shard-mb is refused', async () => {
+  const dir = join(root, 'fifos');
+  mkdirSync(dir);
+  const fifo = join(dir, 'fifo');
+  const model = join(dir, 'model');
+  cpSync(M, model, { recursive: true });
+  rmSync(join(model, 'model.safetensors'));
+  for (const f of [fifo, join(model, 'model.safetensors')]) assert.equal(spawnSync('mkfifo', [f]).status, 0);
+  await expectAll([
+    [['forward', '--model', model, '--ids', '1'], join(model, 'model.safetensors'), 'not a regular file'],
+    [['info', '--model', model], join(model, 'model.safetensors'), 'not a regular file'],
+    [['similarity', '--activations', fifo], fifo, 'not a regular file'],
+    [['similarity', '--model', M, '--calibration', fifo], fifo, 'not a regular file'],
+    [['eval', 'ppl', '--model', M, '--text', fifo, '--out', O], fifo, 'not a regular file'],
+    [['export', 'tfjs', '--model', M, '--out', O, '--shard-mb', '1e-9'], '--shard-mb 1e-9', 'weight files'],
   ]);
 });

@@ -1,17 +1,23 @@
 /** Running the real CLI from tests: one process per call, a few at a time, and the user-error contract. */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { readdirSync, statSync } from 'node:fs';
+import { readdirSync, readlinkSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 
 export const CLI = join(process.cwd(), 'bin', 'mka.mjs');
 
 export interface CliResult { args: string[]; status: number | null; stdout: string; stderr: string }
 
-/** Runs `mka args...` to completion (in `cwd`, with environment `env`: default this process's). */
-export function runCli(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<CliResult> {
+/** The uid and gid of `nobody` when tests run as root (which permissions do not stop), else none. */
+export const UNPRIVILEGED = process.getuid?.() === 0 ? { uid: 65534, gid: 65534 } : {};
+
+/**
+ * Runs `mka args...` to completion (in `cwd`, with environment `env`: default this process's);
+ * `unprivileged` runs it as `nobody` when the tests run as root, so read-only permissions hold.
+ */
+export function runCli(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; unprivileged?: boolean } = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { cwd: opts.cwd, env: opts.env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [CLI, ...args], { cwd: opts.cwd, env: opts.env, stdio: ['ignore', 'pipe', 'pipe'], ...(opts.unprivileged ? UNPRIVILEGED : {}) });
     let stdout = '', stderr = '';
     child.stdout.on('data', (d) => (stdout += d));
     child.stderr.on('data', (d) => (stderr += d));
@@ -45,13 +51,15 @@ export function assertUserError(r: CliResult, ...needles: string[]): void {
   for (const n of needles) assert.ok(lines[0].includes(n), `stderr should name ${JSON.stringify(n)}: ${what}`);
 }
 
-/** Every path under `dir` (relative, sorted, directories marked with a trailing /) with file sizes. */
+/** Every path under `dir` (relative, sorted, directories marked with a trailing /) with file sizes, symlinks with their targets. */
 export function tree(dir: string): string[] {
   const out: string[] = [];
   const walk = (d: string, rel: string) => {
     for (const e of readdirSync(d, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : 1))) {
       const p = join(d, e.name), r = rel ? `${rel}/${e.name}` : e.name;
-      if (e.isDirectory()) {
+      if (e.isSymbolicLink()) {
+        out.push(`${r} -> ${readlinkSync(p)}`);
+      } else if (e.isDirectory()) {
         out.push(`${r}/`);
         walk(p, r);
       } else {

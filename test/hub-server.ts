@@ -2,7 +2,7 @@
  * A Hugging Face hub look-alike on 127.0.0.1 for offline tests: the API routes @huggingface/hub
  * calls (revision info, recursive tree listing) and /resolve/ downloads with Range support, for
  * repositories held in memory. Faults on demand: a connection dropped half-way through a file,
- * wrong bytes for a file, a token required.
+ * wrong bytes for a file, a token required, a rewritten listing.
  */
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { createHash } from 'node:crypto';
@@ -23,6 +23,8 @@ export interface FakeRepo {
   dropOnce?: Set<string>;
   /** Paths served with corrupted bytes (same size). */
   corrupt?: Set<string>;
+  /** Rewrites the tree listing (a hostile hub: paths or checksums that would leave the cache). */
+  tree?: (entries: ReturnType<typeof treeEntry>[]) => unknown[];
 }
 
 export interface FakeHub {
@@ -63,7 +65,8 @@ export async function startFakeHub(repos: FakeRepo[]): Promise<FakeHub> {
       if (!authorized(repo, req)) return json(401, { error: 'Access to this repository is restricted' });
       if (!revisionOk(repo, m[4])) return json(404, { error: 'Revision not found' });
       if (m[3] === 'revision') return json(200, { _id: 'id', id: repo.name, sha: repo.sha, private: false });
-      return json(200, Object.keys(repo.files).sort().map((p) => treeEntry(repo, p)));
+      const entries = Object.keys(repo.files).sort().map((p) => treeEntry(repo, p));
+      return json(200, repo.tree ? repo.tree(entries) : entries);
     }
     m = /^\/(datasets\/)?([^/]+\/[^/]+)\/resolve\/([^/]+)\/(.+)$/.exec(path);
     if (m) {

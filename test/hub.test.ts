@@ -119,3 +119,33 @@ test('pickle-only repositories are refused with a clear message; local paths are
   assert.match(r.stderr, /^mka: acme\/pickled: has only pickle weights \(pytorch_model\.bin\).*safetensors/);
   assert.equal(await resolveModelDir('models/demo', { env: envFor(join(TMP, 'cache-d')) }), 'models/demo');
 });
+
+test('a --revision, a hub file name or a checksum that would leave the cache is refused, online and offline', async () => {
+  const cache = join(TMP, 'cache-hostile');
+  const outside = join(TMP, 'outside');
+  const hostile = await startFakeHub([
+    { type: 'model', name: 'evil/oid', sha: SHA, files: DEMO_FILES, lfs: isLfs, tree: (es) => es.map((e) => (e.path === 'config.json' ? { ...e, oid: '../../../../outside/x' } : e)) },
+    { type: 'model', name: 'evil/lfs', sha: SHA, files: DEMO_FILES, lfs: isLfs, tree: (es) => es.map((e) => (e.lfs ? { ...e, lfs: { ...e.lfs, oid: `../${'a'.repeat(61)}` } } : e)) },
+    { type: 'model', name: 'evil/path', sha: SHA, files: DEMO_FILES, lfs: isLfs, tree: (es) => [...es, { ...es[0], path: '../../../outside/config.json' }] },
+  ]);
+  try {
+    const env = { ...envFor(cache), HF_ENDPOINT: hostile.url };
+    for (const name of ['evil/oid', 'evil/lfs', 'evil/path']) {
+      await assert.rejects(resolveModelDir(name, { env, ...quiet }), /not a sha1 or sha256|not a plain relative path/, name);
+    }
+    for (const revision of ['../../outside', '..', '/etc', 'a/../../b', '']) {
+      await assert.rejects(resolveModelDir('acme/demo', { revision, env: envFor(cache), ...quiet }), /--revision .*not a plain relative path/, JSON.stringify(revision));
+      await assert.rejects(resolveModelDir('acme/demo', { revision, env: envFor(cache, { HF_HUB_OFFLINE: '1' }), ...quiet }), /--revision .*not a plain relative path/, JSON.stringify(revision));
+    }
+    // a refs/ file pointing out of snapshots/ is not followed
+    mkdirSync(join(cache, 'models--acme--demo', 'refs'), { recursive: true });
+    writeFileSync(join(cache, 'models--acme--demo', 'refs', 'main'), '../../../outside');
+    await assert.rejects(resolveModelDir('acme/demo', { env: envFor(cache, { HF_HUB_OFFLINE: '1' }), ...quiet }), /not in the hub cache/);
+    assert.ok(!existsSync(outside), 'nothing written outside the cache');
+    const r = await run(['info', '--model', 'acme/demo', '--revision', ''], envFor(cache));
+    assert.equal(r.status, 1, r.stderr);
+    assert.match(r.stderr, /^mka: --revision "": .*\n$/);
+  } finally {
+    await hostile.close();
+  }
+});

@@ -16,7 +16,7 @@ const SRC = join(ROOT, 'src');
 const ALLOWED: Record<string, string[]> = {
   runtime: [],
   io: ['runtime'],
-  tokenizer: ['runtime'],
+  tokenizer: ['runtime', 'io'],
   model: ['runtime', 'io', 'tokenizer'],
   weights: ['runtime', 'io', 'model'],
   convert: ['runtime', 'io', 'tokenizer', 'model'],
@@ -25,7 +25,7 @@ const ALLOWED: Record<string, string[]> = {
   export: ['runtime', 'io', 'tokenizer', 'model', 'weights'],
   report: ['runtime', 'io'],
   hub: ['runtime', 'io', 'eval'],
-  serve: ['runtime', 'tokenizer'],
+  serve: ['runtime', 'io', 'tokenizer'],
   quant: ['runtime', 'io', 'model', 'weights'],
   pipeline: ['runtime', 'io', 'tokenizer', 'model', 'weights', 'eval', 'compress', 'quant'],
   sweep: ['runtime', 'io', 'tokenizer', 'model', 'weights', 'eval', 'compress', 'quant', 'pipeline', 'export', 'report'],

@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { copyFileSync, cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ensureBenchmark } from '../src/eval/mmlu/demo-benchmark.ts';
 import { lockPath } from '../src/io/output-dir.ts';
@@ -94,4 +94,44 @@ test('a subject file written by another run is refused, not mixed in', async () 
   const fresh = await runCli(evalArgs(a, 2, '--fresh'));
   assert.equal(fresh.status, 0, fresh.stderr);
   assert.equal(fresh.stdout, ra.stdout);
+});
+
+/** A zombie: a process that has exited and is not reaped (its parent, `sleep`, never waits). Returns its pid and the parent to kill. */
+async function zombie(): Promise<{ pid: number; parent: ChildProcess }> {
+  const parent = spawn('sh', ['-c', 'sleep 0.2 & echo $!; exec sleep 60'], { stdio: ['ignore', 'pipe', 'ignore'] });
+  const pid = Number(await new Promise<string>((r) => parent.stdout!.once('data', (d) => r(String(d).trim()))));
+  for (let i = 0; i < 500 && !/\) Z /.test(readFileSync(`/proc/${pid}/stat`, 'utf8')); i++) await new Promise((r) => setTimeout(r, 10));
+  return { pid, parent };
+}
+
+test('a lock whose holder is a zombie, or whose pid another process reuses, is taken over; another host\'s is refused naming it', { skip: existsSync('/proc/self/stat') ? false : 'needs /proc (Linux)' }, async () => {
+  const z = await zombie();
+  try {
+    assert.match(readFileSync(`/proc/${z.pid}/stat`, 'utf8'), /\) Z /, 'the holder is a zombie');
+    const outs = ['zombie', 'reused', 'other-host'].map((n) => join(root, n));
+    writeFileSync(lockPath(outs[0]), JSON.stringify({ pid: z.pid, host: hostname(), command: 'killed' }));
+    // a live pid (this test process) that started at another time than the lock says
+    writeFileSync(lockPath(outs[1]), JSON.stringify({ pid: process.pid, host: hostname(), start: '1', command: 'killed' }));
+    writeFileSync(lockPath(outs[2]), JSON.stringify({ pid: process.pid, host: 'gpu-node-17', command: 'eval mmlu' }));
+    const [a, b, c] = await runAllCli([evalArgs(outs[0], 2), evalArgs(outs[1], 2), evalArgs(outs[2], 2)]);
+    assert.equal(a.status, 0, a.stderr);
+    assert.equal(b.status, 0, b.stderr);
+    assertUserError(c, outs[2], `pid ${process.pid}`, 'host gpu-node-17');
+    assert.ok(!existsSync(lockPath(outs[0])) && !existsSync(lockPath(outs[1])), 'taken over and released');
+    assert.ok(existsSync(lockPath(outs[2])), 'another host\'s lock is left alone');
+  } finally {
+    z.parent.kill('SIGKILL');
+  }
+});
+
+test('a lock records its holder\'s pid, host and start time', async () => {
+  const out = join(root, 'recorded');
+  const run = spawn(process.execPath, [CLI, ...evalArgs(out, 40, '--naive')], { stdio: 'ignore' });
+  const done = new Promise((r) => run.once('exit', r));
+  while (!existsSync(lockPath(out)) && run.exitCode === null) await new Promise((r) => setTimeout(r, 20));
+  const lock = JSON.parse(readFileSync(lockPath(out), 'utf8'));
+  await done;
+  assert.equal(lock.pid, run.pid);
+  assert.equal(lock.host, hostname());
+  if (existsSync('/proc/self/stat')) assert.match(lock.start, /^\d+$/);
 });

@@ -86,3 +86,48 @@ test('eval mmlu and sweep resume into their own earlier output', async () => {
   }
   assert.deepEqual(leftovers(root), []);
 });
+
+test('file outputs replace only what mka wrote; no output is ever an input, the root or a dangling link', async () => {
+  const dir = join(root, 'files');
+  mkdirSync(dir);
+  const T = join(dir, 'corpus.txt');
+  writeFileSync(T, 'Once upon a time there was a little model. '.repeat(20));
+  const A = join(dir, 'acts.json');
+  writeFileSync(A, JSON.stringify({ activations: [[[1, 2]], [[3, 4]]] }));
+  const mine = join(dir, 'mine.txt');
+  writeFileSync(mine, 'the user\'s notes\n');
+  const csv = join(D, 'test', `${SUBJECT}_test.csv`);
+  const dangling = join(dir, 'dangling');
+  symlinkSync(join(dir, 'nowhere'), dangling);
+  const pplDir = join(dir, 'user-ppl');
+  mkdirSync(join(pplDir, 'windows'), { recursive: true });
+  for (const f of ['ppl.json', 'run.json', join('windows', '0.json')]) writeFileSync(join(pplDir, f), '{"mine": true}\n');
+  const ppl = (out: string, ...more: string[]) => ['eval', 'ppl', '--model', M, '--text', T, '--seq-len', '64', '--out', out, ...more];
+  const fwd = (out: string, ...more: string[]) => ['forward', '--model', M, '--ids', '1,2', '--out', out, ...more];
+  const dump = (file: string, ...more: string[]) => ['eval', 'mmlu', '--model', M, '--data', D, '--subjects', SUBJECT, '--limit', '2', '--dry-run', '--dump-prompts', file, ...more];
+  const before = tree(root);
+  const cases: [string[], ...string[]][] = [
+    [ppl(USER), USER, '--out'], [ppl(M), M], [ppl(FILE), FILE], [ppl(dir), 'contains the input'], [ppl(pplDir, '--force', '--fresh'), pplDir],
+    [dump(csv), csv, 'input'], [dump(mine), mine, 'did not write'], [dump(D), D],
+    [fwd(mine), mine, 'did not write'], [fwd(join(M, 'f.json')), 'inside the input'], [fwd(dangling), dangling, 'symbolic link'],
+    [['similarity', '--activations', A, '--out', A], A, 'input'], [['similarity', '--activations', A, '--out', mine], mine],
+    [['compress', '--model', M, '--data', D, '--method', 'reverse', '--remove', '1', '--out', D, '--force'], D, 'input'],
+    [['compress', '--model', M, '--calibration', T, '--method', 'reverse', '--remove', '1', '--out', dir, '--force'], 'contains the input'],
+    [['export', 'hf', '--model', M, '--out', '/', '--force'], '/', 'root'],
+    [['export', 'hf', '--model', M, '--out', dangling], dangling, 'symbolic link'],
+    [['eval', 'mmlu', '--model', M, '--data', D, '--out', '--dry-run'], '--out'],
+  ];
+  const results = await runAllCli(cases.map(([args]) => [...args, '--quiet']));
+  results.forEach((r, i) => assertUserError(r, ...cases[i].slice(1) as string[]));
+  assert.deepEqual(tree(root), before, 'nothing was created, changed or deleted');
+
+  // what mka wrote it replaces; --force replaces a user's file (never an input)
+  const f = join(dir, 'f.json'), p = join(dir, 'prompts.jsonl'), o = join(dir, 'ppl');
+  for (const args of [fwd(f), fwd(f), dump(p), dump(p), dump(mine, '--force'), ppl(o), ppl(o, '--fresh')]) {
+    const r = await runCli([...args, '--quiet']);
+    assert.equal(r.status, 0, `${args.join(' ')}: ${r.stderr}`);
+  }
+  assert.equal(JSON.parse(readFileSync(join(o, MARKER_FILE), 'utf8')).kind, 'ppl-results');
+  assert.match(readFileSync(mine, 'utf8'), /^\{"subject":/);
+  assert.deepEqual(leftovers(root), []);
+});

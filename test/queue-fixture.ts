@@ -3,7 +3,7 @@
  * so a point evaluates in seconds), the CLI to run it, and the results of a sweep with every timing
  * field removed, for byte-for-byte comparison between a local sweep and a distributed one.
  */
-import { readFileSync } from 'node:fs';
+import { cpSync, existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { ensureBenchmark } from '../src/eval/mmlu/demo-benchmark.ts';
@@ -12,11 +12,13 @@ import { RESULT_COLUMNS } from '../src/sweep/report.ts';
 export const CLI = join(process.cwd(), 'bin', 'mka.mjs');
 export const SUBJECTS = ['demo_arithmetic', 'demo_facts', 'demo_sequences'];
 
-/** Writes the demo benchmark into `root` and returns the sweep options (without --out). */
+/** Writes the demo benchmark and a copy of the demo model into `root` (a worker's --root) and returns the sweep options (without --out). */
 export async function tinySweepArgs(root: string, methods = 'mka,shortgpt', remove = '0,2', subjects = SUBJECTS): Promise<string[]> {
   const data = join(root, 'demo-mmlu');
   await ensureBenchmark(data);
-  return ['--model', 'models/demo', '--data', data, '--methods', methods, '--remove', remove, '--limit', '2',
+  const model = join(root, 'demo-model');
+  if (!existsSync(model)) cpSync('models/demo', model, { recursive: true });
+  return ['--model', model, '--data', data, '--methods', methods, '--remove', remove, '--limit', '2',
     '--eval-subjects', subjects.join(','), '--per-subject', '4', '--backend', 'wasm', '--quiet'];
 }
 

@@ -6,7 +6,7 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, truncateSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, truncateSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -31,7 +31,7 @@ after(async () => {
 /** A worker process with a short lock, so a killed worker's job is retried within seconds; its log lines collected. */
 function startWorker(queueName: string): { proc: ChildProcess; log: string[] } {
   const proc = spawn(process.execPath, [CLI, 'worker', '--queue', redis!.url, '--queue-name', queueName, '--backend', 'wasm',
-    '--lock-duration', '3000', '--stalled-interval', '1000'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    '--lock-duration', '3000', '--stalled-interval', '1000', '--root', root], { stdio: ['ignore', 'ignore', 'pipe'] });
   children.push(proc);
   const log: string[] = [];
   let rest = '';
@@ -122,7 +122,7 @@ test('a job failing with a user error fails once, its error reaches the sweep an
   cpSync('models/demo', model, { recursive: true });
   truncateSync(join(model, 'model.safetensors'), 100);
   const small = await tinySweepArgs(root, 'shortgpt', '0,1', ['demo_facts']);
-  const bad = small.map((a) => (a === 'models/demo' ? model : a));
+  const bad = small.map((a) => (a === join(root, 'demo-model') ? model : a));
   const sweep = ['sweep', ...bad, '--out', join(root, 'broken'), '--queue', redis!.url, '--queue-name', 'bad'];
   const worker = startWorker('bad');
   const r = await runAsync(sweep);
@@ -150,4 +150,70 @@ test('a job failing with a user error fails once, its error reaches the sweep an
 test('an unreachable queue or a bad URL is a user error', async () => {
   await assert.rejects(queueStatus({ url: 'redis://127.0.0.1:1' }), (e: Error) => e instanceof UserError && /^--queue redis:\/\/127\.0\.0\.1:1: cannot reach Redis/.test(e.message));
   await assert.rejects(queueStatus({ url: 'http://127.0.0.1:6379' }), (e: Error) => e instanceof UserError && /expected a redis:\/\//.test(e.message));
+});
+
+test('job data is checked: not JSON, paths outside the worker\'s --root and file names that leave the results fail at once; status lists them', { skip: NO_REDIS }, async () => {
+  const jail = join(root, 'jail');
+  mkdirSync(jail);
+  const { Queue } = await import('bullmq');
+  const { Redis } = await import('ioredis');
+  const connection = new Redis(redis!.url, { maxRetriesPerRequest: null });
+  const queue = new Queue('hostile', { connection });
+  const sweep = { model: join(jail, 'm'), data: join(jail, 'd'), out: join(jail, 'out'), methods: ['reverse'], remove: [0, 1] };
+  const point = { method: 'reverse', removed: 1 };
+  const outside = join(root, 'escaped');
+  try {
+    await queue.add('x', { kind: 'calibration', sweep: { ...sweep, out: outside } }, { jobId: 'out-outside', attempts: 3 });
+    await queue.add('x', { kind: 'subject', sweep: { ...sweep, model: '/' }, point, subject: 'demo_facts' }, { jobId: 'model-outside', attempts: 3 });
+    await queue.add('x', { kind: 'subject', sweep, point, subject: '../../../escaped' }, { jobId: 'subject-escapes', attempts: 3 });
+    await queue.add('x', { kind: 'point', sweep, point: { method: '../../escaped', removed: 1 } }, { jobId: 'method-escapes', attempts: 3 });
+    await queue.add('x', { kind: 'nope' }, { jobId: 'unknown-kind', attempts: 3 });
+    await queue.add('x', {}, { jobId: 'not-json', attempts: 3 });
+    await connection.hset('bull:hostile:not-json', 'data', 'not json {');
+    const worker = spawn(process.execPath, [CLI, 'worker', '--queue', redis!.url, '--queue-name', 'hostile', '--backend', 'wasm', '--root', jail], { stdio: ['ignore', 'ignore', 'pipe'] });
+    children.push(worker);
+    let log = '';
+    worker.stderr!.on('data', (b) => (log += b));
+    const failedIds = async () => (await queue.getRanges(['failed'], 0, -1)).sort();
+    const t0 = Date.now();
+    while ((await failedIds()).length < 6 && Date.now() - t0 < 60_000) await new Promise((r) => setTimeout(r, 100));
+    await stopWorker({ proc: worker });
+    assert.deepEqual(await failedIds(), ['method-escapes', 'model-outside', 'not-json', 'out-outside', 'subject-escapes', 'unknown-kind'], log);
+    // failed for good although 3 attempts were allowed: a refused job is not retried
+    for (const id of await failedIds()) {
+      const reason = (await connection.hget(`bull:hostile:${id}`, 'failedReason')) ?? '';
+      assert.match(reason, /^job data refused: /, `${id}: ${reason}`);
+    }
+    assert.ok(!existsSync(outside), 'nothing was written outside the root');
+    const status = mka(['queue', 'status', '--queue', redis!.url, '--queue-name', 'hostile']).stdout;
+    assert.match(status, /6 failed/);
+    assert.match(status, /\(job data is not JSON\)/);
+  } finally {
+    await queue.close();
+    await connection.quit();
+  }
+});
+
+test('a worker whose Redis goes away says so and stops at once on SIGTERM', { skip: NO_REDIS }, async () => {
+  const dir = join(root, 'redis-gone');
+  mkdirSync(dir);
+  const own = await startRedis(dir);
+  const worker = spawn(process.execPath, [CLI, 'worker', '--queue', own.url, '--backend', 'wasm'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  children.push(worker);
+  let log = '';
+  worker.stderr!.on('data', (b) => (log += b));
+  const exited = new Promise<number | null>((r) => worker.once('exit', (code) => r(code)));
+  await until(() => log.includes('waiting for jobs'), 'the worker to start');
+  await own.stop();
+  await until(() => log.includes('cannot reach Redis'), 'the worker to notice');
+  worker.kill('SIGTERM');
+  assert.equal(await exited, 0, log);
+  assert.equal(log.match(/cannot reach Redis/g)?.length, 1, `said once:\n${log}`);
+  assert.match(log, /Redis is unreachable, stopping now/);
+});
+
+test('a --queue database that Redis does not have is refused, not replaced by database 0', { skip: NO_REDIS }, async () => {
+  await assert.rejects(queueStatus({ url: `${redis!.url}/999` }), (e: Error) => e instanceof UserError && /refuses database 999/.test(e.message));
+  await assert.rejects(queueStatus({ url: `${redis!.url}/x` }), (e: Error) => e instanceof UserError && /database number/.test(e.message));
+  assert.equal((await queueStatus({ url: `${redis!.url}/3` })).counts.waiting, 0);
 });

@@ -6,7 +6,8 @@
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { initBackend } from '../src/runtime/backend.ts';
@@ -14,6 +15,7 @@ import { runGenerate } from '../src/model/inspect.ts';
 import { exportTfjs } from '../src/export/graph-model.ts';
 import { startServe } from '../src/serve/server.ts';
 import { NO_CHROMIUM, runInChromium } from './chromium.ts';
+import { UserError } from '../src/runtime/errors.ts';
 
 const TMP = mkdtempSync(join(tmpdir(), 'mka-serve-'));
 after(() => rmSync(TMP, { recursive: true, force: true, maxRetries: 5, retryDelay: 200 }));
@@ -57,4 +59,54 @@ test('the server serves the page, tfjs, the tokenizer and the model, and nothing
     await s.close();
   }
   await assert.rejects(startServe({ model: TMP, port: 0 }), /model\.json: not found or not JSON/);
+});
+
+/** Sends raw request bytes and returns the status code of the answer (null when the connection closed without one). */
+function rawStatus(url: string, request: string): Promise<number | null> {
+  const { port } = new URL(url);
+  return new Promise((ok, fail) => {
+    const sock = connect(Number(port), '127.0.0.1', () => sock.end(request));
+    let got = '';
+    sock.on('data', (d) => (got += d));
+    sock.on('error', (e: NodeJS.ErrnoException) => (e.code === 'ECONNRESET' ? ok(null) : fail(e)));
+    sock.on('close', () => ok(/^HTTP\/1\.[01] (\d{3})/.exec(got) ? Number(/^HTTP\/1\.[01] (\d{3})/.exec(got)![1]) : null));
+  });
+}
+
+test('the server survives malformed and traversal URLs, symlinks out of the export, huge headers and many requests at once', async () => {
+  if (!existsSync(join(EXPORT, 'model.json'))) {
+    await initBackend('wasm');
+    await exportTfjs({ model: 'models/demo', out: EXPORT });
+  }
+  const outside = join(TMP, 'secret.txt');
+  writeFileSync(outside, 'secret\n');
+  symlinkSync(outside, join(EXPORT, 'secret.txt'));
+  symlinkSync(TMP, join(EXPORT, 'up'));
+  const s = await startServe({ model: EXPORT, port: 0 });
+  try {
+    const get = (path: string) => rawStatus(s.url, `GET ${path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
+    for (const bad of ['/%E0%A4%A', '/%ff', '/model/%E0%A4%A', '//[', '/model/%00', '/model/..%2f..%2fpackage.json']) {
+      const status = await get(bad);
+      assert.ok(status === 400 || status === 404, `${bad}: ${status}`);
+    }
+    for (const path of ['/model/secret.txt', '/model/up/secret.txt', '/model/%2e%2e/secret.txt']) {
+      assert.equal(await get(path), 404, `${path} is outside the export`);
+    }
+    assert.equal(await rawStatus(s.url, `GET / HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(64 * 1024)}\r\n\r\n`), 431);
+    const many = await Promise.all(Array.from({ length: 200 }, (_, i) => fetch(`${s.url}/model/model.json?${i}`).then(async (r) => (await r.arrayBuffer(), r.status))));
+    assert.deepEqual([...new Set(many)], [200]);
+    const after = await fetch(`${s.url}/model/model.json`);
+    assert.equal(after.status, 200);
+    assert.equal((await after.json()).format, 'graph-model', 'a normal request still answers');
+  } finally {
+    await s.close();
+    rmSync(join(EXPORT, 'secret.txt'));
+    rmSync(join(EXPORT, 'up'));
+  }
+});
+
+test('serve refuses impossible ports and unknown hosts with one line', async () => {
+  for (const port of [-1, 70000, 1.5]) await assert.rejects(startServe({ model: EXPORT, port }), (e: Error) => e instanceof UserError && /--port/.test(e.message));
+  await assert.rejects(startServe({ model: EXPORT, port: 0, host: 'no-such-host.invalid' }), (e: Error) => e instanceof UserError && /--host no-such-host\.invalid/.test(e.message));
+  await assert.rejects(startServe({ model: EXPORT, port: 0, host: '203.0.113.7' }), (e: Error) => e instanceof UserError && /--host 203\.0\.113\.7/.test(e.message));
 });

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { BACKENDS, type BackendChoice } from '../runtime/backend-choice.ts';
 import type { BackendInfo } from '../runtime/backend.ts';
 import { atomicWriteText } from '../io/atomic.ts';
-import { claimOutputDir, type OutputKind } from '../io/output-dir.ts';
+import { claimOutputDir, claimOutputFile, type OutputFileKind, type OutputKind } from '../io/output-dir.ts';
 
 export interface GlobalArgs {
   json: boolean;
@@ -59,16 +59,41 @@ export async function setup(args: { backend: BackendChoice; threads?: number; qu
 }
 
 /** The --force option of commands that write an output directory. */
-export function forceOption<T>(y: Argv<T>) {
-  return y.option('force', { type: 'boolean', default: false, describe: 'write --out even if it is a non-empty directory mka did not write (it may be replaced)' });
+export function forceOption<T>(y: Argv<T>, describe = 'write --out even if it is a non-empty directory mka did not write (it may be replaced)') {
+  return y.option('force', { type: 'boolean', default: false, describe });
+}
+
+/** --force of commands that write an output file. */
+export const FORCE_FILE = 'replace --out even if it is a file mka did not write (never an input)';
+
+/**
+ * Options naming paths a command reads. The output guard refuses an output that is, lies inside or
+ * contains any of them; a new option that names an input belongs here (`--text` is a path only for
+ * `eval ppl` and `sweep`, which pass it themselves).
+ */
+const INPUT_OPTIONS = ['model', 'reference-model', 'data', 'calibration', 'activations', 'checkpoint', 'tokenizer', 'plan', 'config'];
+
+/** The input paths among a command's parsed arguments, and `extra` ones. */
+export function inputsOf(a: object, ...extra: (string | undefined)[]): string[] {
+  const args = a as Record<string, unknown>;
+  return [...INPUT_OPTIONS.map((k) => args[k]), ...extra].filter((v): v is string => typeof v === 'string' && v !== '');
 }
 
 /**
  * Before any work: locks the output directory `out` of `command` and checks it may be written (absent,
- * empty or an earlier mka output of `kind`, or --force; never an input). Returns the lock's release.
+ * empty or an earlier mka output of `kind`, or --force; never an input named in `a`, nor `extraInputs`).
+ * Returns the lock's release.
  */
-export function claimOutput(out: string, command: string, kind: OutputKind, force: boolean | undefined, inputs: (string | undefined)[]): () => void {
-  return claimOutputDir(out, command, { kind, inputs, force });
+export function claimOutput(out: string, command: string, kind: OutputKind, a: { force?: boolean }, ...extraInputs: (string | undefined)[]): () => void {
+  return claimOutputDir(out, command, { kind, inputs: inputsOf(a, ...extraInputs), force: a.force });
+}
+
+/**
+ * Before any work: checks output file `path` (of option `option`) may be written: absent, empty, an
+ * earlier mka file of `kind`, or --force; never an input named in `a`, a directory or a special file.
+ */
+export function claimFile(path: string | undefined, kind: OutputFileKind, a: { force?: boolean }, option = '--out'): void {
+  if (path !== undefined) claimOutputFile(path, kind, { inputs: inputsOf(a), force: a.force, option });
 }
 
 /** Writes JSON to a file atomically, or to stdout. */

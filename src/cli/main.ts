@@ -1,11 +1,12 @@
 /**
  * The mka command line. Each command parses its options and calls one library function; errors the
- * user can fix print one line and exit 1, anything else exits 2 with a hint to report it.
+ * user can fix (UserError, and system errors such as no space left or permission denied) print one
+ * line and exit 1, anything else exits 2 with a hint to report it.
  */
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import YAML from 'yaml';
-import { UserError } from '../runtime/errors.ts';
+import { UserError, systemErrorMessage } from '../runtime/errors.ts';
 import { describeJson, isPlainObject, parseJsonText, readTextFile } from '../io/read.ts';
 import { globalOptions } from './common.ts';
 import { withValidation } from './validate.ts';
@@ -47,13 +48,15 @@ function loadConfigFile(path: string): Record<string, unknown> {
 }
 
 function fail(e: unknown): never {
-  if (e instanceof UserError) {
-    process.stderr.write(`mka: ${e.message.split('\n')[0]}\n`);
+  const system = systemErrorMessage(e);
+  if (e instanceof UserError || system !== null) {
+    process.stderr.write(`mka: ${(system ?? (e as Error).message).split('\n')[0]}\n`);
     process.exit(1);
   }
   if ((e as Error)?.name === 'YError') {
     // yargs' own errors are about the command line
-    process.stderr.write(`mka: ${(e as Error).message.split('\n')[0]} (see --help)\n`);
+    const line = (e as Error).message.split('\n')[0];
+    process.stderr.write(`mka: ${line}${line.includes('(see --help)') ? '' : ' (see --help)'}\n`);
     process.exit(1);
   }
   process.stderr.write(`mka: internal error: ${(e as Error)?.stack ?? e}\nThis is a bug in mka: please report it with the command line above.\n`);
@@ -67,7 +70,8 @@ export async function main(argv: string[]): Promise<void> {
   const hub = globalOptions(yargs(argv))
     .option('revision', { type: 'string', describe: 'with a hub id as --model (org/name): its branch, tag or commit (default main)', group: 'Global:' })
     .middleware(resolveHubArgs);
-  let y = withValidation(hub, argv)
+  const configValues = config !== undefined ? loadConfigFile(config) : undefined;
+  let y = withValidation(hub, argv, configValues)
     .scriptName('mka')
     .usage('$0 <command> [options]')
     .strict()
@@ -82,13 +86,16 @@ export async function main(argv: string[]): Promise<void> {
       const command = ['export', 'eval', 'queue'].includes(name) && sub ? `${name} ${sub}` : name;
       const hint = /^Unknown arguments?: .*\b(backend|threads)\b/.test(line)
         ? `; ${command} computes nothing with tfjs: only commands that run a model take --backend and --threads` : '';
-      process.stderr.write(`mka: ${line}${hint} (see --help)\n`);
+      process.stderr.write(`mka: ${line}${hint}${line.includes('(see --help)') ? '' : ' (see --help)'}\n`);
       process.exit(1);
     });
-  if (config !== undefined) y = y.config(loadConfigFile(config));
+  if (configValues !== undefined) y = y.config(configValues);
   for (const c of COMMANDS) y = c.register(y);
   await y.parseAsync();
 }
 
+// A closed pipe on stdout (`mka info | head -1`) ends the run quietly; on stderr there is no one left to tell.
+process.stdout.on('error', (e: NodeJS.ErrnoException) => (e.code === 'EPIPE' ? process.exit(0) : fail(e)));
+process.stderr.on('error', () => process.exit(1));
 process.on('unhandledRejection', fail);
 main(hideBin(process.argv)).catch(fail);

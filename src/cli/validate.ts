@@ -2,15 +2,14 @@
  * Option checks every command shares, run once after yargs has parsed the command line and before
  * any work starts: one value of the declared type (--config files can hold anything), numbers
  * (finite, integer, range), empty values, and the kind of every path (an input file or directory must
- * exist as such; an output file must not be a directory nor inside the model). Output directories are
- * checked when the command claims them (claimOutput in common.ts). Rules go by option name, so a new
+ * exist as such). Outputs, files and directories, are checked when the command claims them (the output
+ * guard, src/io/output-dir.ts, through claimOutput and claimFile in common.ts). Rules go by option name, so a new
  * command that reuses a name gets its checks (and one that gives a name another meaning, e.g. --model
  * as a hub id, must not reuse it). Each failure is a UserError naming the option and the fix.
  */
 import { existsSync, statSync } from 'node:fs';
 import type { Argv } from 'yargs';
 import { UserError } from '../runtime/errors.ts';
-import { checkOutputFile } from '../io/output-dir.ts';
 
 interface NumberRule {
   integer?: boolean;
@@ -45,6 +44,7 @@ const NUMBER_RULES: Record<string, NumberRule> = {
   sigma: { above: 0 },
   alpha: { min: 0, max: 1 },
   beta: { above: 0 },
+  port: { integer: true, min: 0, max: 65535 },
 };
 
 /** Input paths by option name and what they must be. */
@@ -58,9 +58,8 @@ const INPUT_PATHS: Record<string, 'directory' | 'file'> = {
   tokenizer: 'file',
 };
 
-/** Output files by option name; `out` is a file for the commands listed (a directory for the others). */
-const OUTPUT_FILES = new Set(['dump-prompts']);
-const OUT_IS_FILE = new Set(['forward', 'similarity']);
+/** Commands where an option of INPUT_PATHS names the other kind (serve's --tokenizer is the directory of a tokenizer.json). */
+const INPUT_PATHS_OF: Record<string, Record<string, 'directory' | 'file'>> = { serve: { tokenizer: 'directory' } };
 
 /** Options whose value may be the empty string. */
 const MAY_BE_EMPTY = new Set(['prompt', 'text']);
@@ -91,7 +90,7 @@ export function checkNumber(name: string, value: unknown, typed?: string): void 
     && (rule.above === undefined || value > rule.above)
     && (rule.max === undefined || value <= rule.max);
   if (!ok) {
-    const shown = typed ?? (typeof value === 'number' && Number.isNaN(value) ? '(not a number)' : JSON.stringify(value));
+    const shown = typed ?? (typeof value === 'number' ? (Number.isNaN(value) ? '(not a number)' : String(value)) : JSON.stringify(value));
     throw new UserError(`--${name} ${shown}: must be ${describeRule(rule)}`);
   }
 }
@@ -109,9 +108,10 @@ function emptyOptions(raw: readonly string[]): string[] {
 
 function checkInputPath(name: string, path: string, kind: 'directory' | 'file'): void {
   if (!existsSync(path)) throw new UserError(`${path}: --${name} not found; give an existing ${kind}`);
-  const isDir = statSync(path).isDirectory();
-  if (kind === 'directory' && !isDir) throw new UserError(`${path}: --${name} is a file, but must be a directory`);
-  if (kind === 'file' && isDir) throw new UserError(`${path}: --${name} is a directory, but must be a file`);
+  const st = statSync(path);
+  if (kind === 'directory' && !st.isDirectory()) throw new UserError(`${path}: --${name} is a file, but must be a directory`);
+  if (kind === 'file' && st.isDirectory()) throw new UserError(`${path}: --${name} is a directory, but must be a file`);
+  if (kind === 'file' && !st.isFile()) throw new UserError(`${path}: --${name} is not a regular file (a FIFO, socket or device); give a regular file`);
 }
 
 /** The options yargs declared for the command, by type. */
@@ -119,6 +119,21 @@ export interface DeclaredOptions {
   number: readonly string[];
   string: readonly string[];
   boolean: readonly string[];
+}
+
+/**
+ * Throws unless every boolean option given as `--name=VALUE` on the command line, or in the --config
+ * file, is true or false (yargs reads any other word as false).
+ */
+function checkBooleans(declared: DeclaredOptions, raw: readonly string[], config: Record<string, unknown>): void {
+  for (const t of raw) {
+    if (t === '--') break;
+    const m = /^--(?:no-)?([^=]+)=(.*)$/.exec(t);
+    if (m && declared.boolean.includes(m[1]) && m[2] !== 'true' && m[2] !== 'false') throw new UserError(`--${m[1]}=${m[2]}: must be true or false (or leave out the value)`);
+  }
+  for (const [name, v] of Object.entries(config)) {
+    if (declared.boolean.includes(name) && typeof v !== 'boolean') throw new UserError(`--${name} ${JSON.stringify(v)} in --config: must be true or false (YAML's yes/no/on/off are text)`);
+  }
 }
 
 /** Throws unless every given option has one value of its declared type (--config files can hold anything). */
@@ -134,42 +149,56 @@ function checkTypes(argv: Record<string, unknown>, declared: DeclaredOptions): v
   }
 }
 
-/** Checks a parsed command line: see the file comment. `raw` is the argv yargs parsed. */
-export function validateArgs(argv: Record<string, unknown>, declared: DeclaredOptions, raw: readonly string[]): void {
+/** Checks a parsed command line: see the file comment. `raw` is the argv yargs parsed, `config` the --config file's values. */
+export function validateArgs(argv: Record<string, unknown>, declared: DeclaredOptions, raw: readonly string[], config: Record<string, unknown> = {}): void {
   const command = (argv._ as unknown[] | undefined)?.map(String) ?? [];
   for (const name of emptyOptions(raw)) {
     if (!MAY_BE_EMPTY.has(name)) throw new UserError(`--${name} is empty; give it a value or leave it out`);
   }
+  checkBooleans(declared, raw, config);
   checkTypes(argv, declared);
   for (const name of declared.number) {
     if (argv[name] !== undefined) checkNumber(name, argv[name], rawValue(raw, name));
   }
-  const inputs = ['model', 'reference-model'].map((k) => argv[k]).filter((v): v is string => typeof v === 'string');
   for (const [name, value] of Object.entries(argv)) {
     if (typeof value !== 'string' || name === '$0' || /[A-Z]/.test(name)) continue; // camelCase: yargs' alias of a kebab name
     if (value === '' && !MAY_BE_EMPTY.has(name)) throw new UserError(`--${name} is empty; give it a value or leave it out`);
-    if (INPUT_PATHS[name]) checkInputPath(name, value, INPUT_PATHS[name]);
-    // an output directory is checked by the command itself when it claims it (src/io/output-dir.ts)
-    if (OUTPUT_FILES.has(name) || (name === 'out' && OUT_IS_FILE.has(command[0]))) checkOutputFile(value, `--${name}`, inputs);
+    const kind = INPUT_PATHS_OF[command[0]]?.[name] ?? INPUT_PATHS[name];
+    if (kind) checkInputPath(name, value, kind);
   }
 }
 
 /** Registers the checks on a yargs instance (for every command). */
-export function withValidation<T>(y: Argv<T>, raw: readonly string[]): Argv<T> {
+export function withValidation<T>(y: Argv<T>, raw: readonly string[], config: Record<string, unknown> = {}): Argv<T> {
   // yargs passes the command's own instance as the middleware's second argument (its types leave it
   // out, hence optional here); its options are the command's
   const check = (argv: Record<string, unknown>, yi?: { getOptions(): DeclaredOptions }) => {
     if (!yi) throw new Error('yargs called the validation middleware without its instance');
-    validateArgs(argv, yi.getOptions(), raw);
+    validateArgs(argv, yi.getOptions(), raw, config);
   };
   return y.middleware(check);
 }
 
+/** The items of a comma-separated list ("a, b"); an empty list or an empty item ("a,,b", ",") is a UserError naming `option`. */
+export function parseList(s: string | number, option: string, example: string): string[] {
+  const items = String(s).split(',').map((x) => x.trim());
+  if (items.some((x) => x === '')) throw new UserError(`${option} ${s}: expected a comma-separated list without empty items, e.g. ${example}`);
+  return items;
+}
+
 /** Parses "0,2,4" into sorted distinct layer counts. */
 export function parseCounts(s: string | number, option = '--remove'): number[] {
-  const xs = String(s).split(',').map((x) => x.trim()).filter(Boolean).map(Number);
-  if (!xs.length || xs.some((x) => !Number.isInteger(x) || x < 0)) throw new UserError(`${option} ${s}: expected comma-separated layer counts, e.g. 0,2,4`);
+  const xs = parseList(s, option, '0,2,4').map((x) => (/^\d+$/.test(x) ? Number(x) : NaN));
+  if (xs.some((x) => !Number.isSafeInteger(x))) throw new UserError(`${option} ${s}: expected comma-separated layer counts, e.g. 0,2,4`);
   return [...new Set(xs)].sort((a, b) => a - b);
+}
+
+/** Parses "mka,reverse" into method names, each one of `known`. */
+export function parseMethods(s: string, known: readonly string[], option = '--methods'): string[] {
+  const names = parseList(s, option, 'mka,reverse');
+  const unknown = names.find((n) => !known.includes(n));
+  if (unknown !== undefined) throw new UserError(`${option} ${s}: ${unknown} is not a method; methods: ${known.join(', ')}`);
+  return [...new Set(names)];
 }
 
 /** Checks `--chosen method:k` names one of the sweep's methods and counts. */

@@ -15,6 +15,7 @@
  * [0, 2, 4, ..., 1, 3, 5, ...] makes the two give identical attention.
  */
 import { closeSync, existsSync, openSync, readdirSync, readSync, statSync, writeFileSync } from 'node:fs';
+import { openRegularFile } from '../io/read.ts';
 import { join } from 'node:path';
 import { UserError } from '../runtime/errors.ts';
 import { configToJson, expectedTensors, parseConfig } from '../model/config.ts';
@@ -90,13 +91,7 @@ function readAt(path: string, fd: number, bytes: number, position: number): Buff
 
 /** Opens a llama2.c checkpoint: parses and validates the header and the file size; weights are read on demand. */
 export function readLlama2cCheckpoint(path: string): Llama2cCheckpoint {
-  let fd: number;
-  try {
-    if (!statSync(path).isFile()) throw new Error('not a file');
-    fd = openSync(path, 'r');
-  } catch {
-    throw new UserError(`${path}: cannot open checkpoint (missing or unreadable); pass a llama2.c .bin file with --checkpoint`);
-  }
+  const fd = openRegularFile(path, 'llama2.c checkpoint (--checkpoint)');
   let size: number;
   let head: Buffer;
   try {

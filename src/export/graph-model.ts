@@ -315,6 +315,9 @@ export interface TfjsExportResult {
   maxSeq: number;
 }
 
+/** Most weight files an export writes: a smaller --shard-mb is a mistake (a browser fetches each file). */
+const MAX_SHARDS = 10_000;
+
 /** Writes `source` as a tfjs GraphModel in `outDir` (atomically), reading one tensor at a time. */
 export async function writeGraphModel(source: TensorSource, outDir: string, opts: TfjsExportOptions = {}): Promise<TfjsExportResult> {
   const c = source.config;
@@ -339,11 +342,16 @@ export async function writeGraphModel(source: TensorSource, outDir: string, opts
   const float32Bytes = order.reduce((a, k) => a + 4 * numel(k.shape), 0);
   const weightBytes = order.reduce((a, k) => a + storedBytes(k), 0);
   const log = opts.log ?? (() => {});
+  const shardBytes = Math.max(1, Math.round(shardMb * 2 ** 20));
+  const shardCount = Math.ceil(weightBytes / shardBytes);
+  if (shardCount > MAX_SHARDS) {
+    throw new UserError(`--shard-mb ${shardMb}: would write ${shardCount.toLocaleString('en-US')} weight files for ${(weightBytes / 2 ** 20).toFixed(1)} MiB of weights (at most ${MAX_SHARDS.toLocaleString('en-US')}); use at least ${Math.ceil((100 * weightBytes) / MAX_SHARDS / 2 ** 20) / 100} MiB (tfjs' default is 4)`);
+  }
 
   const weights: ManifestWeight[] = [];
   let files: string[] = [];
   await atomicWriteDir(outDir, async (tmp) => {
-    const shards = shardWriter(tmp, Math.max(1, Math.round(shardMb * 2 ** 20)), weightBytes);
+    const shards = shardWriter(tmp, shardBytes, weightBytes);
     for (const k of order) {
       if (k.data) {
         shards.append(new Uint8Array(k.data.buffer, k.data.byteOffset, k.data.byteLength));

@@ -4,10 +4,11 @@
  * with a progress bar) into blobs/ and link it from snapshots/<commit>/. Files already in the cache,
  * from mka or from Python's huggingface_hub, are not downloaded again.
  */
-import { existsSync, lstatSync, mkdirSync, readFileSync, readlinkSync, renameSync, symlinkSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readFileSync, readlinkSync, renameSync, statSync, symlinkSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { atomicWriteText } from '../io/atomic.ts';
+import { joinInside } from '../io/paths.ts';
 import { UserError } from '../runtime/errors.ts';
 import { progress } from '../runtime/progress.ts';
 import { COMMIT_SHA, hubCacheDir, hubEndpoint, hubOffline, hubToken, repoCacheDir, type RepoRef } from './cache.ts';
@@ -48,15 +49,26 @@ const readTokenFile = (file: string) => {
 
 const repoLabel = (repo: RepoRef) => (repo.type === 'model' ? repo.name : `datasets/${repo.name}`);
 
-/** The snapshot directory a cached revision resolves to, or null. */
-function cachedSnapshot(repoDir: string, revision: string): string | null {
-  const sha = COMMIT_SHA.test(revision) ? revision : existsSync(join(repoDir, 'refs', revision)) ? readFileSync(join(repoDir, 'refs', revision), 'utf8').trim() : null;
-  return sha && existsSync(join(repoDir, 'snapshots', sha)) ? join(repoDir, 'snapshots', sha) : null;
+/** refs/<revision>: the file recording a branch or tag's commit; a revision that would leave refs/ is refused. */
+function refFile(repoDir: string, revision: string): string {
+  return joinInside(join(repoDir, 'refs'), revision, '--revision');
 }
 
-/** Links snapshots/<sha>/<path> to the blob, as huggingface_hub does (relative symlink). */
-function linkSnapshotFile(snapshot: string, path: string, blob: string): void {
-  const link = join(snapshot, path);
+/** The snapshot directory a cached revision resolves to, or null. */
+function cachedSnapshot(repoDir: string, revision: string): string | null {
+  let sha: string | null = revision;
+  if (!COMMIT_SHA.test(revision)) {
+    const ref = refFile(repoDir, revision);
+    sha = existsSync(ref) && statSync(ref).isFile() ? readFileSync(ref, 'utf8').trim() : null;
+  }
+  return sha && COMMIT_SHA.test(sha) && existsSync(join(repoDir, 'snapshots', sha)) ? join(repoDir, 'snapshots', sha) : null;
+}
+
+/** A checksum the hub gave as a cache key: a git sha1 (40 hex digits) or an LFS sha256 (64). */
+const ETAG = /^(?:[0-9a-f]{40}|[0-9a-f]{64})$/;
+
+/** Links `link` (snapshots/<sha>/<path>) to the blob, as huggingface_hub does (relative symlink). */
+function linkSnapshotFile(link: string, blob: string): void {
   mkdirSync(dirname(link), { recursive: true });
   const target = relative(dirname(link), blob);
   try {
@@ -83,6 +95,7 @@ export async function snapshot(opts: SnapshotOptions): Promise<string> {
   const revision = opts.revision ?? 'main';
   const repoDir = repoCacheDir(hubCacheDir(env), opts.repo);
   const label = repoLabel(opts.repo);
+  refFile(repoDir, revision); // checks --revision before anything reads or writes with it
   if (hubOffline(env)) {
     const dir = cachedSnapshot(repoDir, revision);
     if (!dir) throw new UserError(`${label}: not in the hub cache (${repoDir}) and HF_HUB_OFFLINE is set; download it once with network, or unset HF_HUB_OFFLINE`);
@@ -105,6 +118,8 @@ export async function snapshot(opts: SnapshotOptions): Promise<string> {
       if (f.type !== 'file') continue;
       const etag = f.lfs?.oid ?? f.oid;
       if (!etag) throw new Error(`the hub listed ${f.path} without a checksum`);
+      if (!ETAG.test(etag)) throw new UserError(`${label}: the hub listed ${JSON.stringify(f.path)} with the checksum ${JSON.stringify(etag)}, which is not a sha1 or sha256; refused`);
+      joinInside(join(repoDir, 'snapshots', sha), f.path, `${label}: the hub's file name`);
       files.push({ path: f.path, size: f.lfs?.size ?? f.size, etag, lfs: !!f.lfs });
     }
   } catch (e) {
@@ -125,7 +140,7 @@ export async function snapshot(opts: SnapshotOptions): Promise<string> {
     for (const p of paths) {
       const f = byPath.get(p);
       if (!f) throw new UserError(`${label}: has no file ${p} at ${sha.slice(0, 12)}`);
-      const blob = join(repoDir, 'blobs', f.etag);
+      const blob = joinInside(join(repoDir, 'blobs'), f.etag, `${label}: the hub's checksum`);
       if (!existsSync(blob)) {
         const bar = progress(`download ${p}`, f.size, { unit: 'bytes', quiet: opts.quiet });
         let last = 0;
@@ -135,15 +150,16 @@ export async function snapshot(opts: SnapshotOptions): Promise<string> {
         }, { token: accessToken, onBytes: (b) => { bar.tick(b - last); last = b; } });
         bar.done();
       }
-      linkSnapshotFile(snapshotDir, p, blob);
+      linkSnapshotFile(joinInside(snapshotDir, p, `${label}: the hub's file name`), blob);
     }
     return snapshotDir;
   };
   const wanted = await opts.select(files, fetchFiles);
   await fetchFiles(wanted);
   if (revision !== sha) {
-    mkdirSync(join(repoDir, 'refs', dirname(revision)), { recursive: true });
-    atomicWriteText(join(repoDir, 'refs', revision), sha);
+    const ref = refFile(repoDir, revision);
+    mkdirSync(dirname(ref), { recursive: true });
+    atomicWriteText(ref, sha);
   }
   return snapshotDir;
 }

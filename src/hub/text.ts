@@ -8,6 +8,7 @@
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { atomicWriteText } from '../io/atomic.ts';
+import { joinInside } from '../io/paths.ts';
 import { UserError } from '../runtime/errors.ts';
 import { HUB_ID, type ResolveOptions } from './model.ts';
 import { snapshot } from './snapshot.ts';
@@ -23,6 +24,7 @@ export interface TextDatasetOptions extends ResolveOptions {
 export async function resolveTextDataset(name: string, opts: TextDatasetOptions = {}): Promise<string> {
   if (!HUB_ID.test(name)) throw new UserError(`--data ${name}: expected a hub dataset id such as Salesforce/wikitext (a local file goes in --text)`);
   const split = opts.split ?? 'test';
+  if (!/^[\w-]+$/.test(split)) throw new UserError(`--split ${split}: a split is a name of letters, digits, '_' and '-' (e.g. test)`);
   const shard = new RegExp(`^(?:(.+)/)?${split.replace(/[^\w-]/g, '')}-\\d+-of-\\d+\\.parquet$`);
   let subset = opts.subset ?? '';
   const snap = await snapshot({
@@ -39,11 +41,11 @@ export async function resolveTextDataset(name: string, opts: TextDatasetOptions 
       return matches.filter((p) => (shard.exec(p)![1] ?? '') === subset).sort();
     },
   });
-  const out = join(dirname(dirname(snap)), 'mka-text', basename(snap), `${subset || 'default'}-${split}.txt`);
+  const out = joinInside(join(dirname(dirname(snap)), 'mka-text', basename(snap)), `${subset || 'default'}-${split}.txt`, '--subset');
   if (existsSync(out)) return out;
   const { parquetReadObjects } = await import('hyparquet');
   const rows: string[] = [];
-  const dir = subset ? join(snap, subset) : snap;
+  const dir = subset ? joinInside(snap, subset, '--subset') : snap;
   for (const f of readdirSync(dir).filter((f) => shard.test(subset ? `${subset}/${f}` : f)).sort()) {
     const bytes = readFileSync(join(dir, f));
     const table = await parquetReadObjects({ file: bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer, columns: ['text'] });

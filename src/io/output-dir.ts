@@ -1,32 +1,47 @@
 /**
- * Output directories: mka writes only where it may, and recovers from runs that were killed.
+ * The output guard: every command that writes a file or a directory claims it here first, so mka
+ * writes only where it may and recovers from runs that were killed.
  *
- * - Every output directory mka writes carries a marker file `.mka-output.json` {kind, version}. A run
- *   writes into (or replaces) `--out` only when it is absent, empty, or holds an earlier mka output of
- *   the same kind, or with --force. `--out` equal to or inside an input (the model) is always refused,
- *   symlinks resolved; so is a regular file given as a directory.
+ * - Directories: every output directory mka writes carries a marker file `.mka-output.json` {kind,
+ *   version}. A run writes into (or replaces) `--out` only when it is absent, empty, or holds an
+ *   earlier mka output of the same kind, or with --force (`claimOutputDir`).
+ * - Files (`claimOutputFile`): an existing file is replaced only when it is empty or mka wrote it (its
+ *   first bytes are those of the output kind), or with --force; never a directory, a FIFO or another
+ *   non-regular file.
+ * - Always refused, --force or not: an output equal to, inside or containing an input (every path
+ *   option the command reads, symlinks resolved), the filesystem root, a replaced directory holding
+ *   the working directory, a symlink to nothing, a path under a regular file.
  * - Temporary entries `.<name>.tmp-<pid>-<hex>` (src/io/atomic.ts) left by a killed run are removed by
  *   the next run of the same output, only when that pid is no longer alive.
- * - A lock file `.<name>.mka-lock` next to the output holds the pid of the run writing it; a second
- *   run fails naming that pid. A lock whose pid is dead is stale and taken over.
+ * - A lock file `.<name>.mka-lock` next to an output directory holds the pid, host and start time of
+ *   the run writing it; a second run fails naming them. A lock is stale, and taken over, when its
+ *   process is gone, is a zombie (exited, not yet reaped) or is another process that reused the pid;
+ *   a lock of another host (a shared filesystem) cannot be checked and is never taken over.
  */
-import { existsSync, linkSync, lstatSync, mkdirSync, readdirSync, readFileSync, realpathSync, rmdirSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
-import { basename, dirname, join, resolve, sep } from 'node:path';
+import { existsSync, linkSync, lstatSync, mkdirSync, openSync, closeSync, readSync, readdirSync, readFileSync, realpathSync, rmdirSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { basename, dirname, join, parse, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { UserError } from '../runtime/errors.ts';
+import { isBelow, isInside } from './paths.ts';
 
 /** What an output directory holds; only an output of the same kind may be replaced or resumed. */
-export type OutputKind = 'hf-model' | 'tfjs-model' | 'mmlu-results' | 'sweep';
+export type OutputKind = 'hf-model' | 'tfjs-model' | 'mmlu-results' | 'ppl-results' | 'sweep';
 
 export const MARKER_FILE = '.mka-output.json';
 const MARKER_VERSION = 1;
 
 const KIND_LABEL: Record<OutputKind, string> = {
-  'hf-model': 'Hugging Face model', 'tfjs-model': 'tfjs model', 'mmlu-results': 'MMLU results', sweep: 'sweep results',
+  'hf-model': 'Hugging Face model', 'tfjs-model': 'tfjs model', 'mmlu-results': 'MMLU results', 'ppl-results': 'perplexity results', sweep: 'sweep results',
 };
 
-/** Files by which outputs written before markers existed are still recognised. */
-const LEGACY_FILES: Partial<Record<OutputKind, string>> = { 'mmlu-results': 'run-key.json', sweep: 'sweep-key.json' };
+/** Kinds a run writes into (resumes) rather than replaces. */
+const WRITTEN_INTO = new Set<OutputKind>(['mmlu-results', 'ppl-results', 'sweep']);
+
+/** Entries by which outputs written before markers existed are still recognised (all must be present). */
+const LEGACY_ENTRIES: Partial<Record<OutputKind, string[]>> = {
+  'mmlu-results': ['run-key.json', 'subjects'], 'ppl-results': ['run-key.json', 'windows'], sweep: ['sweep-key.json'],
+};
 
 /** Writes the marker of `kind` into `dir` (a directory being built, or one written in place). */
 export function writeMarker(dir: string, kind: OutputKind): void {
@@ -43,15 +58,44 @@ export function markerKind(dir: string): OutputKind | null {
   }
 }
 
-/** True while a process with this pid exists. */
-function pidAlive(pid: number): boolean {
+/** True when `dir` holds an earlier mka output of `kind` (its marker, or the files of an older version). */
+export function isOwnOutput(dir: string, kind: OutputKind): boolean {
+  if (markerKind(dir) === kind) return true;
+  const legacy = LEGACY_ENTRIES[kind];
+  return markerKind(dir) === null && !!legacy && legacy.every((f) => existsSync(join(dir, f)));
+}
+
+/** Fields 3 (state) and 22 (start time in clock ticks) of /proc/<pid>/stat, or null off Linux. */
+function procStat(pid: number): { state: string; start: string } | null {
+  let text: string;
+  try {
+    text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return null;
+  }
+  // "pid (comm) state ppid ...": comm may hold spaces and parentheses, so split after the last ')'
+  const rest = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  return { state: rest[0], start: rest[19] };
+}
+
+/** This process's start time as /proc records it (null off Linux): tells a pid's holder from a later process reusing it. */
+const OWN_START = procStat(process.pid)?.start ?? null;
+
+/**
+ * True while a process with this pid runs: it exists, is not a zombie (exited, waiting to be reaped
+ * by its parent) and, when `start` is known, started at that time (not a later process with the same pid).
+ */
+export function pidAlive(pid: number, start?: string | null): boolean {
   if (!Number.isInteger(pid) || pid <= 0) return false;
   try {
     process.kill(pid, 0);
-    return true;
   } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
+    if ((e as NodeJS.ErrnoException).code !== 'EPERM') return false;
   }
+  const st = procStat(pid);
+  if (st === null) return true; // no /proc (or hidden): kill(0) is all there is
+  if (st.state === 'Z' || st.state === 'X') return false;
+  return !start || st.start === start;
 }
 
 const escapeRe = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
@@ -79,7 +123,7 @@ function removeIfDead(path: string, pid: number, removed: string[]): void {
  * files; only when that pid is dead.
  * Returns the removed paths.
  */
-function removeStaleTemps(out: string): string[] {
+function removeStaleTemps(out: string, kind: OutputKind): string[] {
   const abs = resolve(out);
   const removed: string[] = [];
   const parent = dirname(abs);
@@ -97,60 +141,111 @@ function removeStaleTemps(out: string): string[] {
       else if (e.isDirectory()) walk(join(dir, e.name));
     }
   };
-  if (existsSync(abs) && lstatSync(abs).isDirectory() && (markerKind(abs) !== null || Object.values(LEGACY_FILES).some((f) => existsSync(join(abs, f))))) walk(abs);
+  if (existsSync(abs) && lstatSync(abs).isDirectory() && isOwnOutput(abs, kind)) walk(abs);
   return removed;
 }
 
-export interface OutputOptions {
-  kind: OutputKind;
-  /** Input paths (the model, a reference model) the output must not be or lie inside. */
+/** What every output claim shares. */
+interface ClaimOptions {
+  /** Input paths (model, data, corpus, activations, ...) the output must not be, lie inside or contain. */
   inputs?: (string | undefined)[];
-  /** Replace or write into a directory that is not an earlier output of this kind. */
+  /** Replace, or write into, what mka did not write (never an input). */
   force?: boolean;
   /** The option naming the output, for messages (default --out). */
   option?: string;
 }
 
-/** Throws unless `out` may be written as an output of `opts.kind` (see the file comment). */
-export function checkOutputDir(out: string, opts: OutputOptions): void {
-  const option = opts.option ?? '--out';
+export interface OutputOptions extends ClaimOptions {
+  kind: OutputKind;
+}
+
+/** Checks every output shares: not a dangling symlink, not the root, not under a file, not an input's relative. Returns the real target. */
+function checkPlacement(out: string, option: string, inputs: (string | undefined)[], isDir: boolean): string {
+  let link: ReturnType<typeof lstatSync> | undefined;
+  try {
+    link = lstatSync(out);
+  } catch {
+    // absent
+  }
+  if (link?.isSymbolicLink() && !existsSync(out)) {
+    throw new UserError(`${out}: ${option} is a symbolic link to a path that does not exist; remove the link or choose another ${option}`);
+  }
   const target = realPath(out);
-  for (const input of opts.inputs ?? []) {
+  if (target === parse(target).root) throw new UserError(`${out}: ${option} is the root of the filesystem; choose a directory of its own`);
+  for (const input of inputs) {
     if (!input || !existsSync(input)) continue;
     const src = realpathSync(input);
-    if (target === src) throw new UserError(`${out}: ${option} is the input ${input}; mka never writes into its input, choose another ${option}`);
-    if (target.startsWith(src + sep)) throw new UserError(`${out}: ${option} lies inside the input ${input}; mka never writes into its input, choose a path outside it`);
-    if (src.startsWith(target + sep) && existsSync(target)) {
-      throw new UserError(`${out}: ${option} contains the input ${input}; writing it would destroy the input, choose another ${option}`);
-    }
+    const what = `${option} ${out}`;
+    if (target === src) throw new UserError(`${what} is the input ${input}; mka never writes over its input, choose another ${option}`);
+    if (isBelow(src, target)) throw new UserError(`${what} lies inside the input ${input}; mka never writes into its input, choose a path outside it`);
+    if (isBelow(target, src) && existsSync(target)) throw new UserError(`${what} contains the input ${input}; writing it would destroy the input, choose another ${option}`);
   }
   let ancestor = dirname(target);
   while (!existsSync(ancestor)) ancestor = dirname(ancestor);
   if (!statSync(ancestor).isDirectory()) throw new UserError(`${out}: ${option} lies under ${ancestor}, which is a file, not a directory; choose another ${option}`);
-  if (!existsSync(target)) return;
-  if (!statSync(target).isDirectory()) throw new UserError(`${out}: ${option} is an existing file, not a directory; choose a directory path (mka never replaces a file it did not write)`);
-  const entries = readdirSync(target);
-  if (entries.length === 0 || opts.force) return;
-  const kind = markerKind(target);
-  if (kind === opts.kind) return;
-  const legacy = LEGACY_FILES[opts.kind];
-  if (kind === null && legacy && entries.includes(legacy)) return;
-  const holds = kind ? `holds ${KIND_LABEL[kind]} output of mka, not ${KIND_LABEL[opts.kind]}` : `is not empty and was not written by mka (no ${MARKER_FILE})`;
-  throw new UserError(`${out}: ${option} ${holds}; choose a new or empty directory, or add --force to ${opts.kind === 'mmlu-results' || opts.kind === 'sweep' ? 'write into' : 'replace'} it`);
+  if (existsSync(target)) {
+    const st = statSync(target);
+    if (isDir && !st.isDirectory()) {
+      throw new UserError(`${out}: ${option} is an existing ${st.isFile() ? 'file' : 'special file (not a directory)'}; choose a directory path (mka never replaces a file it did not write)`);
+    }
+    if (!isDir && st.isDirectory()) throw new UserError(`${out}: ${option} is a directory; give a file path`);
+    if (!isDir && !st.isFile()) throw new UserError(`${out}: ${option} is not a regular file (a FIFO, socket or device); give the path of a regular file`);
+  }
+  return target;
 }
 
-/** Throws unless `path` may be written as an output file: not a directory, not inside an input. */
-export function checkOutputFile(path: string, option: string, inputs: (string | undefined)[] = []): void {
-  const target = realPath(path);
-  for (const input of inputs) {
-    if (!input || !existsSync(input)) continue;
-    const src = realpathSync(input);
-    if (target === src || target.startsWith(src + sep)) throw new UserError(`${path}: ${option} is inside the input ${input}; write it elsewhere`);
+/** Throws unless `out` may be written as an output directory of `opts.kind` (see the file comment). */
+export function checkOutputDir(out: string, opts: OutputOptions): void {
+  const option = opts.option ?? '--out';
+  const target = checkPlacement(out, option, opts.inputs ?? [], true);
+  if (!WRITTEN_INTO.has(opts.kind) && isInside(target, realPath(process.cwd())) && existsSync(target)) {
+    throw new UserError(`${out}: ${option} is or contains the working directory; replacing it would delete what you are working in, choose another ${option}`);
   }
-  if (existsSync(target) && statSync(target).isDirectory()) throw new UserError(`${path}: ${option} is a directory; give a file path`);
-  let ancestor = dirname(target);
-  while (!existsSync(ancestor)) ancestor = dirname(ancestor);
-  if (!statSync(ancestor).isDirectory()) throw new UserError(`${path}: ${option} lies under ${ancestor}, which is a file, not a directory`);
+  if (!existsSync(target)) return;
+  const entries = readdirSync(target);
+  if (entries.length === 0 || opts.force) return;
+  if (isOwnOutput(target, opts.kind)) return;
+  const kind = markerKind(target);
+  const holds = kind ? `holds ${KIND_LABEL[kind]} output of mka, not ${KIND_LABEL[opts.kind]}` : `is not empty and was not written by mka (no ${MARKER_FILE})`;
+  throw new UserError(`${out}: ${option} ${holds}; choose a new or empty directory, or add --force to ${WRITTEN_INTO.has(opts.kind) ? 'write into' : 'replace'} it`);
+}
+
+/** A file output: how mka recognises its own earlier file of this kind (it replaces only those). */
+export interface OutputFileKind {
+  /** What the file holds, for messages ("forward JSON"). */
+  label: string;
+  /** The first bytes of every file of this kind mka writes. */
+  prefix: string;
+}
+
+/** The file outputs of mka's commands. */
+export const OUTPUT_FILES = {
+  forward: { label: 'forward JSON', prefix: '{"input_ids":' },
+  similarity: { label: 'similarity JSON', prefix: '{"metric":' },
+  prompts: { label: 'prompt dump', prefix: '{"subject":' },
+} satisfies Record<string, OutputFileKind>;
+
+/** The first `n` bytes of a file. */
+function head(path: string, n: number): string {
+  const fd = openSync(path, 'r');
+  try {
+    const buf = Buffer.alloc(n);
+    return buf.subarray(0, readSync(fd, buf, 0, n, 0)).toString('utf8');
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * Throws unless `path` may be written as an output file of `kind`: absent, empty, or an earlier file
+ * of that kind (or any regular file with `force`); and never an input, a directory or a special file.
+ */
+export function claimOutputFile(path: string, kind: OutputFileKind, opts: ClaimOptions = {}): void {
+  const option = opts.option ?? '--out';
+  const target = checkPlacement(path, option, opts.inputs ?? [], false);
+  if (!existsSync(target) || opts.force || statSync(target).size === 0) return;
+  if (head(target, kind.prefix.length) === kind.prefix) return;
+  throw new UserError(`${path}: ${option} is an existing file that mka did not write (not ${kind.label}); choose another path, or add --force to replace it`);
 }
 
 /** The lock file of an output. */
@@ -159,10 +254,20 @@ export function lockPath(out: string): string {
   return join(dirname(abs), `.${basename(abs)}.mka-lock`);
 }
 
-function lockHolder(lock: string): number | null {
+/** What a lock file records. */
+interface LockBody {
+  pid: number;
+  /** Host name of the holder (absent in locks of older versions: this host). */
+  host?: string;
+  /** The holder's start time in /proc's clock ticks, when known. */
+  start?: string;
+  command?: string;
+}
+
+function readLock(lock: string): LockBody | null {
   try {
-    const pid = (JSON.parse(readFileSync(lock, 'utf8')) as { pid?: unknown }).pid;
-    return typeof pid === 'number' ? pid : null;
+    const b = JSON.parse(readFileSync(lock, 'utf8')) as LockBody;
+    return typeof b?.pid === 'number' ? b : null;
   } catch {
     return null;
   }
@@ -182,41 +287,56 @@ function createLock(tmp: string, lock: string, body: string): void {
   }
 }
 
+/** A one-line UserError for a file-system error while taking a lock. */
+function lockError(e: unknown, lock: string, out: string): UserError {
+  const code = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
+  const why = code === 'EACCES' || code === 'EPERM' ? 'permission denied: choose an --out in a directory you may write'
+    : code === 'EROFS' ? 'the file system is read-only: choose an --out on a writable one'
+      : code === 'ENOSPC' || code === 'EDQUOT' ? 'no space left on the device' : code;
+  return new UserError(`${lock}: cannot create the lock file of ${out} (${why})`);
+}
+
 /**
  * Takes the lock of output `out` for this process, creating missing parent directories; returns the
  * function that releases it (also run at exit), which removes the parents it created if still empty.
  */
 function lockOutput(out: string, command: string): () => void {
   const abs = resolve(out);
+  const lock = lockPath(abs);
   const created: string[] = [];
   for (let d = dirname(abs); !existsSync(d); d = dirname(d)) created.unshift(d);
-  if (created.length) mkdirSync(created[created.length - 1], { recursive: true });
-  const lock = lockPath(abs);
-  const body = JSON.stringify({ pid: process.pid, command, started: new Date().toISOString() }) + '\n';
+  const body = JSON.stringify({ pid: process.pid, host: hostname(), ...(OWN_START ? { start: OWN_START } : {}), command, started: new Date().toISOString() }) + '\n';
   const tmp = `${lock}.${process.pid}-${randomBytes(6).toString('hex')}`;
-  writeFileSync(tmp, body);
+  try {
+    if (created.length) mkdirSync(created[created.length - 1], { recursive: true });
+    writeFileSync(tmp, body);
+  } catch (e) {
+    throw lockError(e, lock, out);
+  }
   try {
     for (let attempt = 0; ; attempt++) {
       try {
         createLock(tmp, lock, body);
         break;
       } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'EEXIST' || attempt >= 3) {
-          throw new UserError(`${lock}: cannot create the lock file of ${out} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
-        }
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST' || attempt >= 3) throw lockError(e, lock, out);
       }
-      const holder = lockHolder(lock);
-      if (holder !== null && holder !== process.pid && pidAlive(holder)) {
-        throw new UserError(`${out}: in use by another mka run (pid ${holder}, lock ${lock}); wait for it to finish, or choose another --out`);
+      if (lstatSync(lock).isDirectory()) throw new UserError(`${lock}: a directory stands where the lock file of ${out} goes; remove it, or choose another --out`);
+      const holder = readLock(lock);
+      if (holder && holder.host && holder.host !== hostname()) {
+        throw new UserError(`${out}: in use by mka run pid ${holder.pid} on host ${holder.host} (lock ${lock}); wait for it to finish, or delete the lock if that run is gone`);
+      }
+      if (holder && holder.pid !== process.pid && pidAlive(holder.pid, holder.start)) {
+        throw new UserError(`${out}: in use by another mka run (pid ${holder.pid}, lock ${lock}); wait for it to finish, or choose another --out`);
       }
       rmSync(lock, { force: true }); // stale: its process is gone
     }
   } finally {
-    unlinkSync(tmp);
+    rmSync(tmp, { force: true });
   }
   const release = () => {
     process.off('exit', release);
-    if (lockHolder(lock) === process.pid) rmSync(lock, { force: true });
+    if (readLock(lock)?.pid === process.pid) rmSync(lock, { force: true });
     for (const d of created.reverse()) {
       try {
         rmdirSync(d);
@@ -239,7 +359,7 @@ export function claimOutputDir(out: string, command: string, opts: OutputOptions
   const release = lockOutput(out, command);
   try {
     checkOutputDir(out, opts);
-    removeStaleTemps(out);
+    removeStaleTemps(out, opts.kind);
   } catch (e) {
     release();
     throw e;

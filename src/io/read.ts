@@ -3,8 +3,39 @@
  * bytes valid UTF-8 (no silent U+FFFD), the JSON valid and of the expected shape. Every failure is a
  * one-line UserError naming the file.
  */
-import { readFileSync, statSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readFileSync, statSync } from 'node:fs';
 import { UserError } from '../runtime/errors.ts';
+
+/**
+ * Opens `path` for reading, refusing anything but a regular file with a UserError naming `what` (a
+ * FIFO would block the run, a device never end): the open does not wait on a FIFO (O_NONBLOCK), and
+ * the check is on what was opened. Returns the descriptor; the caller closes it.
+ */
+export function openRegularFile(path: string, what: string): number {
+  let fd: number;
+  try {
+    fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new UserError(`${path}: cannot open ${what} (${code === 'ENOENT' ? 'not found' : code ?? (e as Error).message})`);
+  }
+  const st = fstatSync(fd);
+  if (!st.isFile()) {
+    closeSync(fd);
+    throw new UserError(`${path}: ${what} is ${st.isDirectory() ? 'a directory' : 'not a regular file (a FIFO, socket or device)'}; give a regular file`);
+  }
+  return fd;
+}
+
+/** The bytes of a regular file (see openRegularFile). */
+export function readRegularFile(path: string, what: string): Buffer {
+  const fd = openRegularFile(path, what);
+  try {
+    return readFileSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
 
 /** Throws unless `path` is an existing regular file; `what` says what it is ("--config file"). */
 function checkFile(path: string, what: string): void {
@@ -42,13 +73,7 @@ function decodeUtf8(bytes: Uint8Array, path: string, what: string): string {
 /** Reads a UTF-8 text file (checked as `checkFile` and `decodeUtf8` do). */
 export function readTextFile(path: string, what: string): string {
   checkFile(path, what);
-  let bytes: Buffer;
-  try {
-    bytes = readFileSync(path);
-  } catch (e) {
-    throw new UserError(`${path}: cannot read ${what} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
-  }
-  return decodeUtf8(bytes, path, what);
+  return decodeUtf8(readRegularFile(path, what), path, what);
 }
 
 /** First line of an error message (parsers' messages may quote the input over several lines). */

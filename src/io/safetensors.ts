@@ -4,7 +4,8 @@
  * Format: u64 little-endian header length N, N bytes of JSON {name: {dtype, shape, data_offsets}},
  * then the data region; offsets are relative to the data region.
  */
-import { closeSync, fstatSync, openSync, readSync, statSync } from 'node:fs';
+import { closeSync, fstatSync, readSync } from 'node:fs';
+import { openRegularFile } from './read.ts';
 import { UserError } from '../runtime/errors.ts';
 import { atomicWriteFile, writeAll } from './atomic.ts';
 
@@ -34,13 +35,7 @@ export class SafetensorsFile {
   private fd: number;
 
   constructor(readonly path: string) {
-    const st = statSync(path, { throwIfNoEntry: false });
-    if (st && !st.isFile()) throw new UserError(`${path}: not a regular file (a directory?); a safetensors weight file is expected here`);
-    try {
-      this.fd = openSync(path, 'r');
-    } catch {
-      throw new UserError(`${path}: cannot open safetensors file (missing or unreadable)`);
-    }
+    this.fd = openRegularFile(path, 'safetensors weight file');
     try {
       this.parseHeader();
     } catch (e) {

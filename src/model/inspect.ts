@@ -16,8 +16,9 @@ export { modelInfo, type ModelInfo } from './info.ts';
 
 /** Parses "1,2,3" into token ids. */
 export function parseIds(s: string): number[] {
-  const ids = s.split(',').map((x) => x.trim()).filter(Boolean).map(Number);
-  if (!ids.length || ids.some((x) => !Number.isInteger(x) || x < 0)) throw new UserError(`--ids "${s}": expected comma-separated non-negative integers`);
+  const items = s.split(',').map((x) => x.trim());
+  const ids = items.map((x) => (/^\d+$/.test(x) ? Number(x) : NaN));
+  if (ids.some((x) => !Number.isSafeInteger(x))) throw new UserError(`--ids "${s}": expected comma-separated token ids (decimal, no empty items), e.g. 1,450,22`);
   return ids;
 }
 

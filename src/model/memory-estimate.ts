@@ -28,6 +28,7 @@ import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { type LlamaConfig, expectedTensors, layerTensorShapes, readConfig } from './config.ts';
 import { UserError } from '../runtime/errors.ts';
+import { openRegularFile } from '../io/read.ts';
 import { BACKENDS } from '../runtime/backend.ts';
 import { takes16BitWeights } from './ops.ts';
 import { LOGIT_CHUNK_FLOATS, PASS_HIDDEN_BYTES } from './forward.ts';
@@ -102,7 +103,7 @@ function headerDtypes(file: string): Map<string, { dtype: string; numel: number 
   const out = new Map<string, { dtype: string; numel: number }>();
   let fd: number | null = null;
   try {
-    fd = openSync(file, 'r');
+    fd = openRegularFile(file, 'safetensors file');
     const len = Buffer.alloc(8);
     readSync(fd, len, 0, 8, 0);
     const n = Number(len.readBigUInt64LE(0));
@@ -114,7 +115,8 @@ function headerDtypes(file: string): Map<string, { dtype: string; numel: number 
       const numel = Array.isArray(v.shape) ? v.shape.reduce((a: number, d) => a * Number(d), 1) : 0;
       out.set(name, { dtype: v.dtype, numel });
     }
-  } catch {
+  } catch (e) {
+    if (e instanceof UserError) throw e; // not a regular file: reading it would block or never end
     // the loader reports a broken file with its own message
   } finally {
     if (fd !== null) closeSync(fd);
@@ -235,19 +237,24 @@ export function estimateMemoryOfModels(main: ModelShape, others: readonly ModelS
   return { parts, total: tensors + parts.reading + RUNTIME_OVERHEAD, tensors };
 }
 
-/** Bytes as "12.3 GB" (10^9, as `free -g` and disk sizes are quoted). */
+/** Bytes as "12.3 GB" (10^9, as `free -g` and disk sizes are quoted), or MB / kB / bytes below a tenth of a GB. */
 export function gb(bytes: number): string {
-  return `${(bytes / 1e9).toFixed(1)} GB`;
+  if (bytes >= 1e8) return `${(bytes / 1e9).toFixed(1)} GB`;
+  if (bytes >= 1e5) return `${(bytes / 1e6).toFixed(0)} MB`;
+  if (bytes >= 1e3) return `${(bytes / 1e3).toFixed(0)} kB`;
+  return `${Math.round(bytes)} bytes`;
 }
 
 /** The memory this process may use: MKA_MEMORY_LIMIT, else the available memory (MemAvailable), capped by a cgroup limit. Null when the check is off. */
 export function availableMemory(env: NodeJS.ProcessEnv = process.env): number | null {
   const v = env.MKA_MEMORY_LIMIT?.trim();
   if (v) {
-    if (v === 'off' || v === '0') return null;
+    if (v === 'off') return null;
     const m = /^(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?$/i.exec(v);
     if (!m) throw new UserError(`MKA_MEMORY_LIMIT=${v}: expected bytes with an optional K, M, G or T suffix (e.g. 20G), or off`);
-    return Number(m[1]) * 1024 ** ' KMGT'.indexOf(m[2].toUpperCase() || ' ');
+    const bytes = Number(m[1]) * 1024 ** ' KMGT'.indexOf(m[2].toUpperCase() || ' ');
+    if (!(bytes >= 1)) throw new UserError(`MKA_MEMORY_LIMIT=${v}: a budget of no memory would refuse every run; give one such as 20G, or off to skip the check`);
+    return bytes;
   }
   const constrained = typeof process.constrainedMemory === 'function' ? process.constrainedMemory() : 0;
   const avail = freemem();
@@ -287,7 +294,10 @@ function overflow(e: MemoryEstimate, profile: MemoryProfile, available: number):
 export function describeEstimate(e: MemoryEstimate): string {
   const p = e.parts;
   const items: [string, number][] = [['weights', p.weights], ['reference model', p.reference], ['streamed layer', p.layer], ['activations', p.activations], ['KV cache', p.cache], ['logits', p.logits], ['reading', p.reading]];
-  return items.filter(([, b]) => b >= 5e7).map(([k, b]) => `${k} ${gb(b)}`).join(', ');
+  const large = items.filter(([, b]) => b >= 5e7);
+  // small runs: the two largest parts, whatever their size, and the runtime's own share
+  const shown = large.length ? large : [...items].filter(([, b]) => b > 0).sort((a, b) => b[1] - a[1]).slice(0, 2);
+  return [...shown.map(([k, b]) => `${k} ${gb(b)}`), ...(large.length ? [] : [`runtime ${gb(RUNTIME_OVERHEAD)}`])].join(', ');
 }
 
 /**

@@ -4,7 +4,7 @@
  * replays a recorded plan (a merge.json, pipeline/plan-file.ts) on the original model without
  * calibrating. The sweep runs the same pipeline for all of its points at once.
  */
-import { readFileSync } from 'node:fs';
+import { readRegularFile } from '../io/read.ts';
 import { UserError } from '../runtime/errors.ts';
 import { progress } from '../runtime/progress.ts';
 import { DEFAULT_METRIC, degenerateKernelWarning, fusionRatio, getSimilarityMetric, gramFromActivations, resolveOptions, type MetricResult, type SimilarityOptions } from '../compress/similarity/index.ts';
@@ -147,19 +147,35 @@ export async function modelSimilarity(opts: AnalysisOptions & { model: string; s
   });
 }
 
+/** `acts` as [layers][samples][hidden] of finite numbers, the same sizes throughout; else a UserError naming the first bad entry. */
+function checkActivations(file: string, acts: unknown): number[][][] {
+  const shape = `"activations" must be [layers][samples][hidden] numbers with at least 2 layers, the same samples in each and one hidden size`;
+  if (!Array.isArray(acts) || acts.length < 2) throw new UserError(`${file}: ${shape}`);
+  const first = acts[0];
+  const samples = Array.isArray(first) ? first.length : -1;
+  const hidden = Array.isArray(first) && Array.isArray(first[0]) ? first[0].length : -1;
+  if (samples < 1 || hidden < 1) throw new UserError(`${file}: ${shape}`);
+  acts.forEach((layer: unknown, l) => {
+    if (!Array.isArray(layer) || layer.length !== samples) throw new UserError(`${file}: activations[${l}] has ${Array.isArray(layer) ? layer.length : 'no'} samples, activations[0] ${samples}; ${shape}`);
+    layer.forEach((row: unknown, s) => {
+      if (!Array.isArray(row) || row.length !== hidden) throw new UserError(`${file}: activations[${l}][${s}] has ${Array.isArray(row) ? row.length : 'no'} values, activations[0][0] ${hidden}; ${shape}`);
+      const bad = row.findIndex((x) => typeof x !== 'number' || !Number.isFinite(x));
+      if (bad >= 0) throw new UserError(`${file}: activations[${l}][${s}][${bad}] is ${typeof row[bad] === 'number' ? String(row[bad]) : JSON.stringify(row[bad])}, not a finite number`);
+    });
+  });
+  return acts as number[][][];
+}
+
 /** `mka similarity --activations F`: the similarity stage on activations from elsewhere ({"activations": [layers][samples][hidden]}). */
 export function activationsSimilarity(file: string, opts: { similarity?: Partial<SimilarityOptions>; metric?: string; quiet?: boolean; log?: (msg: string) => void }): Record<string, unknown> {
   const metric = getSimilarityMetric(opts.metric ?? DEFAULT_METRIC);
   let acts: unknown;
   try {
-    acts = JSON.parse(readFileSync(file, 'utf8')).activations;
+    acts = JSON.parse(readRegularFile(file, 'activations file').toString('utf8')).activations;
   } catch (e) {
     throw new UserError(`${file}: cannot read activations JSON (${(e as Error).message})`);
   }
-  if (!Array.isArray(acts) || acts.length < 2 || !acts.every((l) => Array.isArray(l) && l.length === (acts as unknown[][])[0].length && l.every((r: unknown) => Array.isArray(r)))) {
-    throw new UserError(`${file}: "activations" must be [layers][samples][hidden] with at least 2 layers and the same samples in each`);
-  }
-  const layers = acts as number[][][];
+  const layers = checkActivations(file, acts);
   const n = layers[0].length;
   const o = resolveOptions(metric.usesKernel ? n : Number.MAX_SAFE_INTEGER, opts.similarity);
   const grams = layers.map((l) => gramFromActivations(l));

@@ -25,16 +25,21 @@ export function checkAddress(q: QueueAddress): { url: string; name: string } {
     throw new UserError(`--queue ${q.url}: not a URL; expected redis://HOST:PORT, e.g. redis://10.0.0.5:6379`);
   }
   if (u.protocol !== 'redis:' && u.protocol !== 'rediss:') throw new UserError(`--queue ${q.url}: expected a redis:// (or rediss://) URL, e.g. redis://10.0.0.5:6379`);
+  const db = u.pathname.replace(/^\//, '');
+  if (db !== '' && !/^\d+$/.test(db)) throw new UserError(`--queue ${q.url}: the path must be a database number (redis://HOST:PORT/0), not /${db}`);
   const name = q.name ?? DEFAULT_QUEUE_NAME;
   if (!/^[A-Za-z0-9_.-]+$/.test(name)) throw new UserError(`--queue-name ${name}: use letters, digits, '.', '_' and '-' only`);
   return { url: q.url, name };
 }
 
 /**
- * Opens a connection and waits until it is ready. `persistent` (workers) keeps retrying forever;
- * otherwise an unreachable server is a UserError after `timeoutMs`.
+ * Opens a connection and waits until it is ready; an unreachable server is a UserError after
+ * `timeoutMs`. `persistent` (workers) keeps reconnecting after the first connection; null when
+ * `signal` aborts first.
  */
-export async function connectRedis(url: string, opts: { persistent?: boolean; timeoutMs?: number } = {}): Promise<Redis> {
+export async function connectRedis(url: string, opts?: { persistent?: boolean; timeoutMs?: number }): Promise<Redis>;
+export async function connectRedis(url: string, opts: { persistent?: boolean; timeoutMs?: number; signal?: AbortSignal }): Promise<Redis | null>;
+export async function connectRedis(url: string, opts: { persistent?: boolean; timeoutMs?: number; signal?: AbortSignal } = {}): Promise<Redis | null> {
   const redis = new Redis(url, {
     maxRetriesPerRequest: null, // BullMQ's blocking commands need this
     ...(opts.persistent ? {} : { retryStrategy: () => null }),
@@ -49,11 +54,24 @@ export async function connectRedis(url: string, opts: { persistent?: boolean; ti
     redis.once('ready', () => resolve(true));
     redis.once('end', () => resolve(false));
     timer = setTimeout(() => resolve(false), timeoutMs);
+    opts.signal?.addEventListener('abort', () => resolve(false), { once: true });
   });
   clearTimeout(timer);
+  if (opts.signal?.aborted) {
+    redis.disconnect();
+    return null;
+  }
   if (!ready) {
     redis.disconnect();
     throw new UserError(`--queue ${url}: cannot reach Redis (${lastError || `no answer within ${timeoutMs / 1000} s`}); start redis-server there, or fix the address`);
+  }
+  // ioredis selects the URL's database without reporting a refusal: ask again and check
+  const db = redis.options.db ?? 0;
+  try {
+    await redis.select(db);
+  } catch (e) {
+    redis.disconnect();
+    throw new UserError(`--queue ${url}: Redis refuses database ${db} (${(e as Error).message}); use one it has (redis://HOST:PORT/0, the default)`);
   }
   return redis;
 }

@@ -1,5 +1,5 @@
 /** `mka queue status`: how many jobs wait, run, are done or failed, and the errors of the failed ones. */
-import { Queue } from 'bullmq';
+import { Queue, type Job } from 'bullmq';
 import { pointLabel } from '../sweep/points.ts';
 import { checkAddress, connectRedis, type QueueAddress } from './connection.ts';
 import type { SweepJob } from './jobs.ts';
@@ -21,9 +21,36 @@ export interface QueueStatus {
   failed: JobInfo[];
 }
 
-function describe(d: SweepJob): string {
-  if (d.kind === 'calibration') return 'calibration';
-  return d.kind === 'point' ? `point ${pointLabel(d.point)}` : `${pointLabel(d.point)} ${d.subject}`;
+/** What a job is ("point mka:4"), or what is wrong with its data. */
+function describe(d: SweepJob | undefined): string {
+  try {
+    if (d?.kind === 'calibration') return 'calibration';
+    if (d?.kind === 'point') return `point ${pointLabel(d.point)}`;
+    if (d?.kind === 'subject') return `${pointLabel(d.point)} ${d.subject}`;
+  } catch {
+    // falls through
+  }
+  return `(not a sweep job: ${JSON.stringify(d)?.slice(0, 60) ?? 'no data'})`;
+}
+
+/** A job of the queue, or null when its data cannot be read (not JSON). */
+async function readJob(queue: Queue<SweepJob>, id: string): Promise<Job<SweepJob> | null | 'unreadable'> {
+  try {
+    return (await queue.getJob(id)) ?? null;
+  } catch {
+    return 'unreadable';
+  }
+}
+
+/** Up to `limit` jobs in `state`, most recent first; a job whose data is unreadable is listed as such, not an error. */
+async function jobsIn(queue: Queue<SweepJob>, state: 'failed' | 'active', limit: number): Promise<(Job<SweepJob> | { id: string; unreadable: true })[]> {
+  const rows = [];
+  for (const id of await queue.getRanges([state], 0, limit - 1, false)) {
+    const j = await readJob(queue, id);
+    if (j === 'unreadable') rows.push({ id, unreadable: true as const });
+    else if (j) rows.push(j);
+  }
+  return rows;
 }
 
 /** Counts of the queue's jobs, the running ones and the failed ones (most recent first, up to `limit`). */
@@ -33,21 +60,22 @@ export async function queueStatus(q: QueueAddress & { limit?: number }): Promise
   const queue = new Queue<SweepJob>(name, { connection });
   try {
     const c = await queue.getJobCounts('waiting', 'prioritized', 'active', 'completed', 'failed', 'delayed', 'waiting-children');
-    const info = (j: { id?: string; data: SweepJob; attemptsMade: number; failedReason?: string }, withError: boolean): JobInfo => ({
-      id: j.id!, job: describe(j.data), out: j.data.sweep.out, attempts: j.attemptsMade, ...(withError ? { error: j.failedReason } : {}),
-    });
+    const info = (j: Job<SweepJob> | { id: string; unreadable: true }, withError: boolean): JobInfo => ('unreadable' in j
+      ? { id: j.id, job: '(job data is not JSON)', out: '?', attempts: 0 }
+      : { id: j.id!, job: describe(j.data), out: String(j.data?.sweep?.out ?? '?'), attempts: j.attemptsMade, ...(withError ? { error: j.failedReason } : {}) });
     const limit = q.limit ?? 50;
-    const failed = await Promise.all((await queue.getJobs(['failed'], 0, limit - 1)).map(async (j) => {
+    const failed = await Promise.all((await jobsIn(queue, 'failed', limit)).map(async (j) => {
       const row = info(j, true);
+      if ('unreadable' in j) return row;
       // A point fails because one of its subjects did: show that subject's error.
       const child = /^child bull:[^:]+:(\S+) failed$/.exec(j.failedReason ?? '')?.[1];
-      const c = child ? await queue.getJob(child) : undefined;
-      return c ? { ...row, error: `${describe(c.data)} failed: ${c.failedReason}` } : row;
+      const c = child ? await readJob(queue, child) : null;
+      return c && c !== 'unreadable' ? { ...row, error: `${describe(c.data)} failed: ${c.failedReason}` } : row;
     }));
     return {
       queue: name,
       counts: { waiting: c.waiting + c.prioritized, active: c.active, done: c.completed, failed: c.failed, delayed: c.delayed, waitingChildren: c['waiting-children'] },
-      active: (await queue.getJobs(['active'], 0, limit - 1)).map((j) => info(j, false)),
+      active: (await jobsIn(queue, 'active', limit)).map((j) => info(j, false)),
       failed,
     };
   } finally {

@@ -9,13 +9,16 @@
  * twice.
  */
 import { fileURLToPath } from 'node:url';
-import { Worker } from 'bullmq';
+import { existsSync, statSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { Worker, type Job, type JobJson } from 'bullmq';
 import type { BackendChoice } from '../runtime/backend.ts';
 import { UserError } from '../runtime/errors.ts';
 import { checkAddress, connectRedis, type QueueAddress } from './connection.ts';
 import type { SweepJob } from './jobs.ts';
 import type { ProcessorSettings } from './processor.ts';
 import { describeJob } from './run-job.ts';
+import { NOT_JSON } from './payload.ts';
 
 export interface WorkerOptions extends QueueAddress {
   /** Backend of the process running the jobs. */
@@ -31,8 +34,25 @@ export interface WorkerOptions extends QueueAddress {
   quiet?: boolean;
   /** Receives a line per job started, done or failed. */
   log?: (msg: string) => void;
-  /** Stops the worker (after the job it runs finishes). */
+  /** Stops the worker (after the job it runs finishes; at once when Redis cannot be reached). */
   signal?: AbortSignal;
+  /** Directory every path a job names must lie in (default: the working directory). */
+  root?: string;
+}
+
+/**
+ * BullMQ's worker, with job data that is not JSON handed to the processor as NOT_JSON (payload.ts),
+ * which fails the job, instead of an error in the worker that leaves the job active forever.
+ */
+class CheckedWorker extends Worker<SweepJob> {
+  protected override createJob(data: JobJson, jobId: string): Job<SweepJob> {
+    try {
+      JSON.parse(data.data || '{}');
+      return super.createJob(data, jobId);
+    } catch {
+      return super.createJob({ ...data, data: JSON.stringify(NOT_JSON) }, jobId);
+    }
+  }
 }
 
 /** Default lock: BullMQ's 30 s (renewed every 15 s by this process, which never blocks). */
@@ -45,12 +65,15 @@ export async function runWorker(opts: WorkerOptions): Promise<void> {
     if (v !== undefined && (!Number.isInteger(v) || v < (flag === '--max-stalled' ? 0 : 1))) throw new UserError(`${flag} ${v}: must be a whole number${flag === '--max-stalled' ? ', 0 or more' : ' of milliseconds, 1 or more'}`);
   }
   const log = opts.log ?? (() => {});
-  const connection = await connectRedis(url, { persistent: true });
-  const settings: ProcessorSettings = { backend: opts.backend ?? 'auto', threads: opts.threads, quiet: opts.quiet ?? false };
+  const connection = await connectRedis(url, { persistent: true, signal: opts.signal });
+  if (!connection) return; // stopped while connecting
+  const root = resolve(opts.root ?? process.cwd());
+  if (!existsSync(root) || !statSync(root).isDirectory()) throw new UserError(`--root ${root}: not a directory; give the directory that holds the sweeps' models, data and results`);
+  const settings: ProcessorSettings = { backend: opts.backend ?? 'auto', threads: opts.threads, quiet: opts.quiet ?? false, root };
   // The processor beside this module: compiled JavaScript when mka runs from dist/, else TypeScript through tsx.
   const compiled = import.meta.url.endsWith('.js');
   const processor = fileURLToPath(new URL(compiled ? './processor.js' : './processor.ts', import.meta.url));
-  const worker = new Worker<SweepJob>(name, processor, {
+  const worker = new CheckedWorker(name, processor, {
     connection,
     concurrency: 1, // a job already uses every core
     lockDuration: opts.lockDuration ?? DEFAULT_LOCK_MS,
@@ -75,12 +98,33 @@ export async function runWorker(opts: WorkerOptions): Promise<void> {
     if (job) started.delete(job.id!);
     log(`worker: failed ${job?.id ?? ''} (${job ? describeJob(job.data) : 'job'}): ${e.message}`);
   });
-  worker.on('error', (e) => log(`worker: ${e.message}`));
-  log(`worker: waiting for jobs on ${url} (queue ${name})`);
+  // Redis gone: say so once (not at every reconnection attempt), and again when it is back
+  let down = false;
+  const onRedisError = (e: Error) => {
+    if (down) return;
+    down = true;
+    log(`worker: cannot reach Redis at ${url} (${e.message}); retrying until it is back (Ctrl-C stops the worker)`);
+  };
+  worker.on('error', (e) => (isConnectionError(e) ? onRedisError(e) : log(`worker: ${e.message}`)));
+  connection.on('error', onRedisError);
+  connection.on('ready', () => {
+    if (down) log(`worker: Redis at ${url} is back`);
+    down = false;
+  });
+  log(`worker: waiting for jobs on ${url} (queue ${name}; jobs' paths must lie in ${root})`);
   await new Promise<void>((resolve) => {
     if (opts.signal?.aborted) resolve();
     opts.signal?.addEventListener('abort', () => resolve(), { once: true });
   });
-  await worker.close();
-  await connection.quit().catch(() => {});
+  // Redis up: finish the running job (its results are saved), then close. Redis down: nothing can be
+  // saved to it, so stop at once; the job's lock expires and another worker takes it.
+  const reachable = connection.status === 'ready' && !down;
+  if (!reachable) log('worker: Redis is unreachable, stopping now');
+  await Promise.race([worker.close(!reachable), ...(reachable ? [] : [new Promise((r) => setTimeout(r, 2000).unref())])]);
+  connection.disconnect();
+}
+
+/** Whether an error is Redis being unreachable (refused, reset, timed out, DNS). */
+function isConnectionError(e: Error): boolean {
+  return /ECONNREFUSED|ECONNRESET|ETIMEDOUT|ENOTFOUND|EHOSTUNREACH|Connection is closed|connect/i.test(`${(e as NodeJS.ErrnoException).code ?? ''} ${e.message}`);
 }

@@ -3,12 +3,13 @@
  * stock tfjs' browser bundle, the tokenizer library and files, and the model's files. Everything the
  * page runs comes from this server; nothing is fetched from the network.
  */
-import { createServer, type Server } from 'node:http';
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createReadStream, existsSync, readFileSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname, extname, join, normalize, resolve, sep } from 'node:path';
+import { dirname, extname, join, resolve } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { UserError } from '../runtime/errors.ts';
+import { realInside, unsafeRelative } from '../io/paths.ts';
 import { loadTokenizer } from '../tokenizer/tokenizer.ts';
 import { PAGE } from './page.ts';
 
@@ -29,6 +30,11 @@ export interface Serving {
   close(): Promise<void>;
 }
 
+/** Longest request head accepted (larger ones get 431 from node's parser). */
+const MAX_HEADER_BYTES = 16 * 1024;
+/** Largest body /api/result accepts. */
+const MAX_RESULT_BYTES = 1 << 20;
+
 const TYPES: Record<string, string> = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript', '.mjs': 'text/javascript', '.json': 'application/json', '.bin': 'application/octet-stream' };
 
 /** The directory whose tokenizer.json the page uses. */
@@ -43,8 +49,70 @@ function tokenizerDir(model: string, explicit: string | undefined, meta: Record<
   throw new UserError(`${model}: no tokenizer.json in the export${source ? ` or its source model ${source}` : ''}; pass --tokenizer DIR (the model directory it was exported from)`);
 }
 
+/** The decoded path of a request URL, or null when the URL or its percent-encoding is malformed. */
+export function requestPath(url: string | undefined): string | null {
+  try {
+    const path = decodeURIComponent(new URL(url ?? '/', 'http://x').pathname);
+    return path.includes('\0') ? null : path;
+  } catch {
+    return null;
+  }
+}
+
+/** The real path of export file `rel`, when it is a plain path to a regular file inside the export (symlinks resolved). */
+function modelFile(root: string, rel: string): string | null {
+  if (unsafeRelative(rel) !== null) return null;
+  const real = realInside(root, join(root, rel));
+  return real && statSync(real).isFile() ? real : null;
+}
+
+/** Streams a file; a file that vanished or cannot be read is a 404. */
+function sendFile(res: ServerResponse, file: string): void {
+  let size: number;
+  try {
+    const st = statSync(file);
+    if (!st.isFile()) throw new Error('not a file');
+    size = st.size;
+  } catch {
+    res.writeHead(404, { 'Content-Type': 'text/plain' });
+    res.end('not found');
+    return;
+  }
+  const stream = createReadStream(file);
+  stream.once('open', () => {
+    res.writeHead(200, { 'Content-Type': TYPES[extname(file)] ?? 'application/octet-stream', 'Content-Length': size, 'Cache-Control': 'no-store' });
+    if (res.req.method === 'HEAD') {
+      stream.destroy();
+      res.end();
+    } else {
+      stream.pipe(res);
+    }
+  });
+  stream.once('error', () => {
+    if (!res.headersSent) res.writeHead(404, { 'Content-Type': 'text/plain' });
+    res.end();
+  });
+  res.once('close', () => stream.destroy());
+}
+
+/** A one-line UserError for why the server cannot listen on host:port (the original error if none fits). */
+function listenError(e: NodeJS.ErrnoException, host: string, port: number): Error {
+  switch (e.code) {
+    case 'EADDRINUSE': return new UserError(`--port ${port}: already in use; choose another port (0 picks a free one)`);
+    case 'EACCES': return new UserError(`--port ${port}: not allowed for this user (ports below 1024 need privileges); choose another port`);
+    case 'ENOTFOUND': case 'EAI_AGAIN': case 'EAI_NONAME':
+      return new UserError(`--host ${host}: not a known address; give an IP address such as 127.0.0.1 or 0.0.0.0, or a resolvable name`);
+    case 'EADDRNOTAVAIL': case 'EAFNOSUPPORT': case 'EINVAL':
+      return new UserError(`--host ${host}: not an address of this machine (${e.code}); give one of its addresses, 127.0.0.1 or 0.0.0.0`);
+    default: return e;
+  }
+}
+
 /** Starts serving; resolves once listening. */
 export async function startServe(opts: ServeOptions): Promise<Serving> {
+  if (opts.port !== undefined && !(Number.isInteger(opts.port) && opts.port >= 0 && opts.port <= 65535)) {
+    throw new UserError(`--port ${opts.port}: must be a whole number from 0 to 65535 (0 picks a free port)`);
+  }
   const modelJson = join(opts.model, 'model.json');
   let parsed: { format?: string; userDefinedMetadata?: Record<string, unknown> };
   try {
@@ -62,24 +130,31 @@ export async function startServe(opts: ServeOptions): Promise<Serving> {
     description: `${String(meta.architecture ?? 'model')}, ${String(meta.num_hidden_layers ?? '?')} layers, ${meta.quantization && meta.quantization !== 'none' ? `${String(meta.quantization)}-quantized` : 'float32'} weights, from ${String(meta.source_model ?? opts.model)}`,
   };
   const require = createRequire(import.meta.url);
-  const assets: Record<string, string> = {
-    '/tf.min.js': join(dirname(require.resolve('@tensorflow/tfjs/package.json')), 'dist', 'tf.min.js'),
-    '/tokenizers.mjs': join(dirname(require.resolve('@huggingface/tokenizers')), 'tokenizers.mjs'),
-    '/tokenizer/tokenizer.json': join(tokDir, 'tokenizer.json'),
-    '/tokenizer/tokenizer_config.json': join(tokDir, 'tokenizer_config.json'),
-  };
-  const modelRoot = normalize(resolve(opts.model));
-  const server = createServer((req, res) => {
-    const path = decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname);
+  const assets = new Map<string, string>([
+    ['/tf.min.js', join(dirname(require.resolve('@tensorflow/tfjs/package.json')), 'dist', 'tf.min.js')],
+    ['/tokenizers.mjs', join(dirname(require.resolve('@huggingface/tokenizers')), 'tokenizers.mjs')],
+    ['/tokenizer/tokenizer.json', join(tokDir, 'tokenizer.json')],
+    ['/tokenizer/tokenizer_config.json', join(tokDir, 'tokenizer_config.json')],
+  ]);
+  const modelRoot = resolve(opts.model);
+  const handle = (req: IncomingMessage, res: ServerResponse) => {
     const send = (status: number, type: string, body: string | Buffer) => {
       res.writeHead(status, { 'Content-Type': type, 'Cache-Control': 'no-store' });
       res.end(body);
     };
+    const path = requestPath(req.url);
+    if (path === null) return send(400, 'text/plain', 'bad request: malformed URL');
     if (req.method === 'POST' && path === '/api/result' && opts.onResult) {
-      let body = '';
-      req.on('data', (d) => (body += d));
+      const chunks: Buffer[] = [];
+      let size = 0;
+      req.on('data', (d: Buffer) => {
+        size += d.length;
+        if (size > MAX_RESULT_BYTES) return req.destroy();
+        chunks.push(d);
+      });
       req.on('end', () => {
         send(204, 'text/plain', '');
+        const body = Buffer.concat(chunks).toString('utf8');
         try {
           opts.onResult!(JSON.parse(body));
         } catch {
@@ -88,26 +163,27 @@ export async function startServe(opts: ServeOptions): Promise<Serving> {
       });
       return;
     }
-    if (req.method !== 'GET') return send(405, 'text/plain', 'method not allowed');
+    if (req.method !== 'GET' && req.method !== 'HEAD') return send(405, 'text/plain', 'method not allowed');
     if (path === '/' || path === '/index.html') return send(200, TYPES['.html'], PAGE);
     if (path === '/api/config') return send(200, TYPES['.json'], JSON.stringify(config));
-    let file: string | null = assets[path] ?? null;
-    if (path === '/tokenizer/tokenizer_config.json' && !existsSync(file!)) return send(200, TYPES['.json'], '{}');
-    if (!file && path.startsWith('/model/')) {
-      const f = normalize(join(modelRoot, path.slice('/model/'.length)));
-      if (f.startsWith(modelRoot + sep)) file = f;
-    }
+    if (path === '/tokenizer/tokenizer_config.json' && !existsSync(assets.get(path)!)) return send(200, TYPES['.json'], '{}');
+    const file = assets.get(path) ?? (path.startsWith('/model/') ? modelFile(modelRoot, path.slice('/model/'.length)) : null);
+    if (!file) return send(404, 'text/plain', 'not found');
+    sendFile(res, file);
+  };
+  const server = createServer({ maxHeaderSize: MAX_HEADER_BYTES }, (req, res) => {
     try {
-      if (!file || !statSync(file).isFile()) throw new Error('not a file');
-      send(200, TYPES[extname(file)] ?? 'application/octet-stream', readFileSync(file));
+      handle(req, res);
     } catch {
-      send(404, 'text/plain', 'not found');
+      if (!res.headersSent) res.writeHead(500, { 'Content-Type': 'text/plain' });
+      res.end('internal error');
     }
   });
   const host = opts.host ?? '127.0.0.1';
+  const port0 = opts.port ?? 8080;
   await new Promise<void>((ok, fail) => {
-    server.once('error', (e: NodeJS.ErrnoException) => fail(e.code === 'EADDRINUSE' ? new UserError(`--port ${opts.port}: already in use; choose another port (0 picks a free one)`) : e));
-    server.listen(opts.port ?? 8080, host, ok);
+    server.once('error', (e: NodeJS.ErrnoException) => fail(listenError(e, host, port0)));
+    server.listen(port0, host, ok);
   });
   const port = (server.address() as AddressInfo).port;
   return {

@@ -17,7 +17,7 @@
  * as in llama2.c. One deliberate difference, as in every HF tokenizer: the literal strings "<unk>",
  * "<s>" and "</s>" in the input are read as the special tokens.
  */
-import { readFileSync } from 'node:fs';
+import { readRegularFile } from '../io/read.ts';
 import { UserError } from '../runtime/errors.ts';
 
 /** The contents of a llama2.c tokenizer.bin. */
@@ -42,12 +42,7 @@ export function bytePiece(b: number): string {
 
 /** Reads and validates a llama2.c tokenizer.bin (every token up to the end of the file). */
 export function readLlama2cTokenizer(path: string): Llama2cVocab {
-  let buf: Buffer;
-  try {
-    buf = readFileSync(path);
-  } catch {
-    throw new UserError(`${path}: cannot read tokenizer file (missing or unreadable); pass llama2.c's tokenizer.bin with --tokenizer`);
-  }
+  const buf = readRegularFile(path, 'llama2.c tokenizer file (--tokenizer)');
   const fail = (msg: string): never => {
     throw new UserError(`${path}: ${msg}; not a llama2.c tokenizer.bin (export one with llama2.c's tokenizer.py)`);
   };

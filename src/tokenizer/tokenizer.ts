@@ -2,7 +2,8 @@
  * The project's tokenizer: a model directory's Hugging Face `tokenizer.json` and
  * `tokenizer_config.json`, run by @huggingface/tokenizers, with BOS handled as transformers does.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
+import { readRegularFile } from '../io/read.ts';
 import { join } from 'node:path';
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 import { UserError } from '../runtime/errors.ts';
@@ -25,13 +26,11 @@ export interface Tokenizer {
 type Json = Record<string, unknown>;
 
 function readJson(file: string, required: boolean): Json | null {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch {
+  if (!existsSync(file)) {
     if (!required) return null;
     throw new UserError(`${file}: not found; the model directory needs a Hugging Face tokenizer.json (llama2.c tokenizers: \`mka convert-llama2c\`)`);
   }
+  const text = readRegularFile(file, 'tokenizer file').toString('utf8');
   let raw: unknown;
   try {
     raw = JSON.parse(text);

@@ -44,7 +44,7 @@ export const compressCommand: CommandModule<GlobalArgs, Args> = {
       throw new UserError('--remove is required (the number of layers to remove), or replay a recorded plan with --plan merge.json');
     }
     const recorded = planFile !== undefined ? readPlanFile(planFile, a.model) : undefined; // checked before any work
-    const release = claimOutput(a.out, 'compress', 'hf-model', a.force, [a.model]);
+    const release = claimOutput(a.out, 'compress', 'hf-model', a);
     await setup(a);
     const plan = planFile !== undefined
       ? await replayPlan({ model: a.model, plan: planFile, out: a.out, dtype: a.dtype, recorded, quantize, calibration: analysisOptions(a, log), quiet: a.quiet, log })

@@ -14,7 +14,7 @@ export const convertCommand: CommandModule<GlobalArgs, ArgsOf<typeof options>> =
   describe: 'Import a llama2.c checkpoint and tokenizer.bin as a Hugging Face model directory',
   builder: options,
   handler: async (a) => {
-    const release = claimOutput(a.out, 'convert-llama2c', 'hf-model', a.force, [a.checkpoint, a.tokenizer]);
+    const release = claimOutput(a.out, 'convert-llama2c', 'hf-model', a);
     await convertLlama2c({ checkpoint: a.checkpoint, tokenizer: a.tokenizer, out: a.out });
     release();
     logger(a)(`converted ${a.checkpoint} -> ${a.out}`);

@@ -2,7 +2,8 @@ import type { Argv, CommandModule } from 'yargs';
 import { readFileSync } from 'node:fs';
 import { type ArgsOf, type GlobalArgs, claimOutput, forceOption, logger, setup, computeOptions } from '../common.ts';
 import { DEMO_MODEL, runDemo } from '../../sweep/demo.ts';
-import { parseCounts } from '../validate.ts';
+import { parseCounts, parseMethods } from '../validate.ts';
+import { METHODS } from '../../compress/methods/registry.ts';
 
 const builder = (y: Argv<GlobalArgs>) => forceOption(computeOptions(y))
   .option('out', { type: 'string', default: 'results/demo', describe: 'results directory (rerun to resume)' })
@@ -17,10 +18,11 @@ export const demoCommand: CommandModule<GlobalArgs, ArgsOf<typeof builder>> = {
   builder,
   handler: async (a) => {
     const remove = parseCounts(a.remove);
-    const release = claimOutput(a.out, 'demo', 'sweep', a.force, [DEMO_MODEL]);
+    const methods = parseMethods(a.methods, METHODS.map((m) => m.name));
+    const release = claimOutput(a.out, 'demo', 'sweep', a, DEMO_MODEL);
     const backend = await setup(a);
     await runDemo({
-      out: a.out, methods: a.methods.split(','), remove, limit: a.limit, quiet: a.quiet, log: logger(a),
+      out: a.out, methods, remove, limit: a.limit, quiet: a.quiet, log: logger(a),
       runInfo: { backend: backend.description, argv: process.argv.slice(2) },
     });
     release();

@@ -1,7 +1,7 @@
 import type { Argv, CommandModule } from 'yargs';
-import { type GlobalArgs, interruptOnSignals, logger, setup, type ArgsOf, computeOptions } from '../common.ts';
+import { type GlobalArgs, claimOutput, forceOption, interruptOnSignals, logger, setup, type ArgsOf, computeOptions } from '../common.ts';
 import { PplInterrupted } from '../../eval/ppl/evaluate.ts';
-import { runPerplexityEval } from '../../eval/ppl/run.ts';
+import { defaultPplOut, runPerplexityEval } from '../../eval/ppl/run.ts';
 import { progress, type Progress } from '../../runtime/progress.ts';
 import { UserError } from '../../runtime/errors.ts';
 
@@ -11,7 +11,7 @@ each window scores the tokens after the previous window's end (the first window:
 so every scored token is scored once. ppl = exp(Σ −log p(token | context) / number of scored tokens): token-weighted, summed in float64
 (the recipe's own sum weights each later window by one token fewer than its loss averages; mka counts the tokens exactly).`;
 
-const pplOptions = (y: Argv<GlobalArgs>) => computeOptions(y)
+const pplOptions = (y: Argv<GlobalArgs>) => forceOption(computeOptions(y))
   .usage(`$0 eval ppl --model DIR (--text FILE | --data DATASET) [--seq-len N] [--stride S]\n\n${DEFINITION}`)
   .option('model', { type: 'string', demandOption: true, describe: 'Hugging Face model directory' })
   .option('text', { type: 'string', describe: 'UTF-8 text file, evaluated as one token sequence (e.g. WikiText-2 test rows joined by blank lines)' })
@@ -33,13 +33,15 @@ export const pplCommand: CommandModule<GlobalArgs, ArgsOf<typeof pplOptions>> = 
   handler: async (a) => {
     const text = a.text;
     if (!text) throw new UserError('eval ppl: give the corpus with --text FILE or --data DATASET');
+    const out = a.out ?? defaultPplOut(a.model, text);
+    const release = claimOutput(out, 'eval ppl', 'ppl-results', a, text);
     await setup(a);
     const log = logger(a);
     const stop = interruptOnSignals(log, 'window');
     let bar: Progress | null = null;
     try {
       const r = await runPerplexityEval({
-        model: a.model, text, seqLen: a['seq-len'], stride: a.stride, out: a.out, fresh: a.fresh, streaming: a.streaming, signal: stop.signal,
+        model: a.model, text, seqLen: a['seq-len'], stride: a.stride, out, fresh: a.fresh, streaming: a.streaming, signal: stop.signal,
         onProgress: (p) => {
           bar ??= progress('ppl', p.toCompute, { unit: 'windows', quiet: a.quiet });
           bar.tick(1, `| window ${p.windows}/${p.windowsTotal}`);
@@ -56,6 +58,7 @@ export const pplCommand: CommandModule<GlobalArgs, ArgsOf<typeof pplOptions>> = 
       process.stderr.write(`mka: interrupted; ${e.windowsDone} of ${e.windowsTotal} windows are saved: run the same command again to resume\n`);
       process.exit(130);
     } finally {
+      release();
       stop.dispose();
     }
   },

@@ -1,5 +1,5 @@
 import type { Argv, CommandModule } from 'yargs';
-import { type GlobalArgs, claimOutput, forceOption, interruptOnSignals, logger, setup, type ArgsOf, computeOptions } from '../common.ts';
+import { type GlobalArgs, claimFile, claimOutput, forceOption, interruptOnSignals, logger, setup, type ArgsOf, computeOptions } from '../common.ts';
 import { EvaluationInterrupted } from '../../eval/mmlu/evaluate.ts';
 import { defaultMmluOut, runMmluEval } from '../../eval/mmlu/run.ts';
 import { formatSummaryTable } from '../../eval/mmlu/results.ts';
@@ -8,6 +8,7 @@ import { progress, type Progress } from '../../runtime/progress.ts';
 import type { AnswerTokens } from '../../eval/mmlu/question-plan.ts';
 import { PROTOCOLS, protocolSettings, type Protocol } from '../../compress/methods/protocol.ts';
 import { pplCommand } from './eval-ppl.ts';
+import { OUTPUT_FILES } from '../../io/output-dir.ts';
 
 const fmtSeconds = (s: number) => (s < 120 ? `${s.toFixed(0)} s` : s < 7200 ? `${(s / 60).toFixed(1)} min` : `${(s / 3600).toFixed(1)} h`);
 
@@ -40,7 +41,8 @@ const mmluCommand: CommandModule<GlobalArgs, ArgsOf<typeof mmluOptions>> = {
   handler: async (a) => {
     const bos = a.bos ?? protocolSettings(a.protocol).scoringBos;
     const out = a['dry-run'] ? null : a.out ?? defaultMmluOut(a.model, a.quantize, bos);
-    const release = out ? claimOutput(out, 'eval mmlu', 'mmlu-results', a.force, [a.model, a['reference-model']]) : () => {};
+    claimFile(a['dump-prompts'], OUTPUT_FILES.prompts, a, '--dump-prompts');
+    const release = out ? claimOutput(out, 'eval mmlu', 'mmlu-results', a) : () => {};
     await setup(a);
     const log = logger(a);
     const stop = interruptOnSignals(log, 'batch');

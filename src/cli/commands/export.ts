@@ -21,7 +21,7 @@ const tfjsCommand: CommandModule<GlobalArgs, ArgsOf<typeof tfjsOptions>> = {
   builder: tfjsOptions,
   handler: async (a) => {
     const log = logger(a);
-    const release = claimOutput(a.out, 'export tfjs', 'tfjs-model', a.force, [a.model]);
+    const release = claimOutput(a.out, 'export tfjs', 'tfjs-model', a);
     const r = await exportTfjs({ model: a.model, out: a.out, quantize: a.quantize, shardMb: a['shard-mb'], maxSeq: a['max-seq'] });
     release();
     if (a.json) {
@@ -46,7 +46,7 @@ const hfCommand: CommandModule<GlobalArgs, ArgsOf<typeof hfOptions>> = {
   builder: hfOptions,
   handler: async (a) => {
     const log = logger(a);
-    const release = claimOutput(a.out, 'export hf', 'hf-model', a.force, [a.model]);
+    const release = claimOutput(a.out, 'export hf', 'hf-model', a);
     const r = await exportHf({ model: a.model, out: a.out, dtype: a.dtype, shardMb: a['shard-mb'] });
     release();
     if (a.json) {

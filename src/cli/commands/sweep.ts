@@ -1,6 +1,6 @@
 import type { Argv, CommandModule } from 'yargs';
 import { readFileSync } from 'node:fs';
-import { type ArgsOf, type GlobalArgs, claimOutput, forceOption, interruptOnSignals, logger, setup, computeOptions } from '../common.ts';
+import { type ArgsOf, type GlobalArgs, claimOutput, forceOption, inputsOf, interruptOnSignals, logger, setup, computeOptions } from '../common.ts';
 import { SweepInterrupted, runSweep, type SweepOptions } from '../../sweep/sweep.ts';
 import { listSweepPoints, runSweepPoint } from '../../sweep/single.ts';
 import { assembleSweepReport } from '../../sweep/assemble.ts';
@@ -9,7 +9,7 @@ import { DEFAULT_ATTEMPTS } from '../../queue/jobs.ts';
 import { DEFAULT_QUEUE_NAME } from '../../queue/connection.ts';
 import { METHODS } from '../../compress/methods/registry.ts';
 import { analysisOptions, calibrationOptions, methodParameters, mkaOptions } from './compress-options.ts';
-import { checkChosen, parseCounts } from '../validate.ts';
+import { checkChosen, parseCounts, parseMethods } from '../validate.ts';
 import { checkOutputDir } from '../../io/output-dir.ts';
 
 const builder = (y: Argv<GlobalArgs>) => mkaOptions(forceOption(calibrationOptions(computeOptions(y))))
@@ -57,8 +57,8 @@ export const sweepCommand: CommandModule<GlobalArgs, Args> = {
     // One point, or a queue: many processes write one --out at once, so the directory is checked but
     // not locked (every file they write is atomic and keyed); a whole sweep or a report locks it.
     const shared = a.point !== undefined || a.queue !== undefined;
-    if (shared) checkOutputDir(a.out, { kind: 'sweep', inputs: [a.model], force: a.force });
-    const release = shared ? () => {} : claimOutput(a.out, 'sweep', 'sweep', a.force, [a.model]);
+    if (shared) checkOutputDir(a.out, { kind: 'sweep', inputs: inputsOf(a, a.text), force: a.force });
+    const release = shared ? () => {} : claimOutput(a.out, 'sweep', 'sweep', a, a.text);
     const backend = await setup(a);
     opts.runInfo = { backend: backend.description, argv: process.argv.slice(2) };
     // Ctrl-C: stop after the current MMLU batch; finished points and subjects stay saved (a queued sweep only waits, so it just stops).
@@ -90,7 +90,7 @@ export const sweepCommand: CommandModule<GlobalArgs, Args> = {
 
 /** The sweep's library options from the parsed command line. */
 function sweepOptions(a: Args, runInfo: Record<string, unknown>): SweepOptions {
-  const methods = a.methods.split(',').map((s) => s.trim()).filter(Boolean);
+  const methods = parseMethods(a.methods, METHODS.map((m) => m.name));
   const log = logger(a);
   return {
     ...analysisOptions(a, log), model: a.model, data: a.data, methods, remove: parseCounts(a.remove), ntrain: a.ntrain,

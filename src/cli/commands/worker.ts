@@ -9,6 +9,7 @@ const builder = (y: Argv<GlobalArgs>) => computeOptions(y)
   .option('lock-duration', { type: 'number', default: DEFAULT_LOCK_MS, describe: 'ms a job stays locked without renewal: a dead worker\'s job is retried after this' })
   .option('stalled-interval', { type: 'number', default: 30_000, describe: 'ms between checks for jobs of dead workers' })
   .option('max-stalled', { type: 'number', default: 2, describe: 'times a job may be taken back from dead workers before it fails' })
+  .option('root', { type: 'string', describe: 'directory every model, data and results path of a job must lie in; others are refused (default: the working directory)' })
   .example('$0 worker --queue redis://10.0.0.5:6379', 'runs until Ctrl-C (finishes the job it runs first)');
 
 export const workerCommand: CommandModule<GlobalArgs, ArgsOf<typeof builder>> = {
@@ -25,7 +26,7 @@ export const workerCommand: CommandModule<GlobalArgs, ArgsOf<typeof builder>> = 
     process.once('SIGTERM', onSignal);
     await runWorker({
       url: a.queue, name: a['queue-name'], backend: a.backend, threads: a.threads, lockDuration: a['lock-duration'], stalledInterval: a['stalled-interval'],
-      maxStalledCount: a['max-stalled'], quiet: a.quiet, log: logger(a), signal: stop.signal,
+      maxStalledCount: a['max-stalled'], quiet: a.quiet, log: logger(a), signal: stop.signal, root: a.root,
     });
   },
 };

@@ -18,7 +18,7 @@ import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readFileSync, re
 import { join } from 'node:path';
 import { stringify } from 'csv-stringify/sync';
 import { atomicWriteText } from '../../io/atomic.ts';
-import { writeMarker } from '../../io/output-dir.ts';
+import { isOwnOutput, writeMarker } from '../../io/output-dir.ts';
 import { readJsonObject } from '../../io/read.ts';
 import { readHfWeight, type LlamaModel } from '../../model/model.ts';
 import { UserError } from '../../runtime/errors.ts';
@@ -115,7 +115,8 @@ export function openResultsDir(dir: string, key: RunKey, fresh: boolean): Result
   const text = JSON.stringify(key, null, 2) + '\n';
   let keyText = text;
   const stored = existsSync(subjectsDir) ? readdirSync(subjectsDir).filter((f) => f.endsWith('.json')) : [];
-  if (fresh) {
+  if (fresh && isOwnOutput(dir, 'mmlu-results')) {
+    // only what an earlier run wrote: a directory mka did not write (given with --force) keeps its files
     for (const f of stored) rmSync(join(subjectsDir, f));
     for (const f of [...OUTPUT_FILES, 'run-key.json']) rmSync(join(dir, f), { force: true });
   } else if (existsSync(keyFile)) {

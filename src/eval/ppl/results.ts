@@ -4,12 +4,14 @@
  *   windows/<i>.json    one finished window: its span, NLL sum and scored tokens, written atomically
  *   ppl.json            the summary, computed from the window files only (no timestamps)
  *   run.json            timings and how the run went
+ *   .mka-output.json    marks the directory as mka's perplexity results (src/io/output-dir.ts)
  * A rerun with the same key loads finished windows; a different key is refused (another --out, or --fresh).
  */
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { atomicWriteText } from '../../io/atomic.ts';
+import { isOwnOutput, writeMarker } from '../../io/output-dir.ts';
 import type { LlamaModel } from '../../model/model.ts';
 import { UserError } from '../../runtime/errors.ts';
 import { modelFingerprint } from '../mmlu/results.ts';
@@ -55,7 +57,8 @@ export function openPplResults(dir: string, model: LlamaModel, ids: readonly num
   const windowsDir = join(dir, 'windows');
   const text = JSON.stringify(key, null, 2) + '\n';
   const stored = existsSync(windowsDir) ? readdirSync(windowsDir).filter((f) => /^\d+\.json$/.test(f)) : [];
-  if (fresh) {
+  if (fresh && isOwnOutput(dir, 'ppl-results')) {
+    // only what an earlier run wrote: a directory mka did not write (given with --force) keeps its files
     for (const f of stored) rmSync(join(windowsDir, f));
     for (const f of ['ppl.json', 'run.json', 'run-key.json']) rmSync(join(dir, f), { force: true });
   } else if (existsSync(keyFile)) {
@@ -74,6 +77,7 @@ export function openPplResults(dir: string, model: LlamaModel, ids: readonly num
     throw new UserError(`${windowsDir}: holds results but no run-key.json, so they cannot be matched to this run; choose another --out, or add --fresh to discard them`);
   }
   mkdirSync(windowsDir, { recursive: true });
+  writeMarker(dir, 'ppl-results');
   if (!existsSync(keyFile)) atomicWriteText(keyFile, text);
   const fileOf = (i: number) => join(windowsDir, `${i}.json`);
   return {

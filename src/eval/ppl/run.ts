@@ -2,7 +2,8 @@
  * The library side of `mka eval ppl`: load the model and its tokenizer, tokenize the corpus as
  * transformers' `tokenizer(text)` does (BOS first for Llama), and evaluate the perplexity.
  */
-import { readFileSync, statSync } from 'node:fs';
+import { existsSync } from 'node:fs';
+import { readRegularFile } from '../../io/read.ts';
 import { basename, join, resolve } from 'node:path';
 import { disposeModel, loadModel } from '../../model/model.ts';
 import { readConfig, type LlamaConfig } from '../../model/config.ts';
@@ -34,12 +35,13 @@ export interface RunPplOptions {
 
 /** Reads a corpus file, with one-line errors for a missing, empty or binary file. */
 export function readCorpus(file: string): string {
+  const hint = 'give a UTF-8 text file, e.g. WikiText-2\'s test split joined with blank lines';
+  if (!existsSync(file)) throw new UserError(`${file}: --text file not found (${hint})`);
   let text: string;
   try {
-    if (!statSync(file).isFile()) throw new Error('not a file');
-    text = readFileSync(file, 'utf8');
-  } catch {
-    throw new UserError(`${file}: --text file not found (give a UTF-8 text file, e.g. WikiText-2's test split joined with blank lines)`);
+    text = readRegularFile(file, '--text file').toString('utf8');
+  } catch (e) {
+    throw new UserError(`${(e as Error).message} (${hint})`);
   }
   if (text.includes('\u0000') || text.includes('\uFFFD')) throw new UserError(`${file}: not UTF-8 text (NUL bytes or invalid UTF-8); --text needs a plain text file`);
   if (!text.trim()) throw new UserError(`${file}: the --text file is empty`);

@@ -1,0 +1,58 @@
+/**
+ * A job's data as it comes out of Redis. Anyone who can write to the queue can put anything there, so
+ * a worker checks it before acting on it: its shape, and that every path it names (the model, the
+ * data, the results directory, ...) lies inside the worker's root directory and every name it turns
+ * into a file name (point, subject) is a plain name. A job that fails the check fails for good with
+ * the reason; data that is not JSON at all reaches the processor as `NOT_JSON` (see worker.ts).
+ */
+import { resolve } from 'node:path';
+import { isInside, unsafeRelative } from '../io/paths.ts';
+import { UserError } from '../runtime/errors.ts';
+import { isPlainObject } from '../io/read.ts';
+import type { SweepJob } from './jobs.ts';
+
+/** What a worker hands its processor in place of job data that is not JSON. */
+export const NOT_JSON = '__mka_not_json__';
+
+const KINDS = new Set(['calibration', 'point', 'subject']);
+
+/** The sweep options that name paths (a job's reads and writes). */
+const PATH_FIELDS = ['out', 'model', 'data', 'calibrationFile'] as const;
+
+function bad(what: string): never {
+  throw new UserError(`job data refused: ${what}`);
+}
+
+/** A point id: `original`, or a method name and a whole count above 0. */
+function checkPoint(p: unknown): void {
+  if (!isPlainObject(p) || typeof p.method !== 'string' || !Number.isInteger(p.removed) || (p.removed as number) < 0) bad('"point" must be {method, removed}');
+  if (unsafeRelative(p.method) !== null || p.method.includes('/')) bad(`point method ${JSON.stringify(p.method)} is not a plain name`);
+}
+
+/** Checks a job's data (see the file comment); `root` is the directory every path must lie in. Returns it typed. */
+export function checkJob(data: unknown, root: string): SweepJob {
+  if (data === NOT_JSON) bad('it is not JSON');
+  if (!isPlainObject(data)) bad('not a JSON object');
+  if (typeof data.kind !== 'string' || !KINDS.has(data.kind)) bad(`unknown kind ${JSON.stringify(data.kind)}`);
+  const sweep = data.sweep;
+  if (!isPlainObject(sweep)) bad('no "sweep" object');
+  for (const f of PATH_FIELDS) {
+    const v = sweep[f];
+    if (v === undefined && f !== 'out' && f !== 'model') continue;
+    if (typeof v !== 'string' || v === '') bad(`sweep.${f} must be a path`);
+    if (!isInside(root, resolve(root, v))) bad(`sweep.${f} ${v} lies outside the worker's root ${root} (mka worker --root)`);
+  }
+  const ppl = sweep.ppl;
+  if (ppl !== undefined) {
+    if (!isPlainObject(ppl) || typeof ppl.text !== 'string') bad('sweep.ppl must be {text, ...}');
+    if (!isInside(root, resolve(root, ppl.text))) bad(`sweep.ppl.text ${ppl.text} lies outside the worker's root ${root} (mka worker --root)`);
+  }
+  if (!Array.isArray(sweep.methods) || !sweep.methods.every((m) => typeof m === 'string')) bad('sweep.methods must be a list of names');
+  if (!Array.isArray(sweep.remove) || !sweep.remove.every((k) => Number.isInteger(k) && k >= 0)) bad('sweep.remove must be a list of whole numbers');
+  if (sweep.evalSubjects !== undefined && !(Array.isArray(sweep.evalSubjects) && sweep.evalSubjects.every((s) => typeof s === 'string'))) bad('sweep.evalSubjects must be a list of names');
+  if (data.kind !== 'calibration') checkPoint(data.point);
+  if (data.kind === 'subject' && (typeof data.subject !== 'string' || unsafeRelative(data.subject) !== null || data.subject.includes('/'))) {
+    bad(`subject ${JSON.stringify(data.subject)} is not a plain name`);
+  }
+  return data as unknown as SweepJob;
+}
