@@ -57,7 +57,7 @@ export const quantizeCommand: CommandModule<GlobalArgs, Args> = {
     if (others.length) throw new UserError(`--${others[0]} is not a parameter of ${method.name}; its parameters: ${method.params.map((p) => `--${p.name}`).join(', ') || 'none'}`);
     const quantization = { method: method.name, grid, params: methodParams(method, given) };
     if (method.calibration !== 'none' && !a.data && !a.calibration) throw new UserError(`--method ${method.name} needs calibration prompts: give --data MMLU_DIR or --calibration FILE`);
-    const release = claimOutput(a.out, 'quantize', 'hf-model', a.force, [a.model]);
+    const release = claimOutput(a.out, 'quantize', 'hf-model', a);
     await setup(a);
     const report = await quantizeModel({
       model: a.model, out: a.out, quantization, data: a.data, calibrationFile: a.calibration, subjects: a['calib-subjects'],
