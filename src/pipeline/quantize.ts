@@ -9,6 +9,7 @@ import { checkpointSource, type SyncTensorSource } from '../weights/source.ts';
 import { writeHfModel, type HfDtype } from '../weights/hf-writer.ts';
 import { getQuantMethod, quantizationName, type Quantization } from '../quant/registry.ts';
 import { quantizedSource, type QuantizeReport } from '../quant/quantize.ts';
+import { modelBytes } from '../quant/size.ts';
 import { calibrationPrompts, type CalibrationSource } from './analyse.ts';
 import { cardName, modelCard, type ModelCardInfo } from '../weights/model-card.ts';
 
@@ -71,7 +72,9 @@ export async function quantizeSourceTo(source: SyncTensorSource, opts: QuantizeO
       },
     });
     const report = q.report();
-    log(`${name}: ${source.config.num_hidden_layers} layers quantized in ${report.seconds.toFixed(1)} s -> ${opts.out} (${(written.bytes / 1e6).toFixed(2)} MB of tensors)`);
+    const original = modelBytes(readConfig(opts.model), null);
+    log(`${name}: ${source.config.num_hidden_layers} layers quantized in ${report.seconds.toFixed(1)} s -> ${opts.out} `
+      + `(${(written.bytes / 1e6).toFixed(2)} MB of tensors: ${(100 * written.bytes / original).toFixed(1)}% of the original's ${(original / 1e6).toFixed(2)} MB at 16 bits)`);
     return report;
   } finally {
     q.dispose();
