@@ -6,7 +6,7 @@
  */
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
@@ -29,6 +29,7 @@ import { modelBytes } from '../src/quant/size.ts';
 import { UserError } from '../src/runtime/errors.ts';
 import { mulberry32 } from '../src/runtime/random.ts';
 import { maxAbsDiff } from './helpers.ts';
+import { assertUserError, runAllCli, runCli } from './cli-run.ts';
 import { randomTensor, tinyConfigJson, writeRandomModel } from './random-model.ts';
 
 const TMP = mkdtempSync(join(tmpdir(), 'mka-quantize-'));
@@ -339,4 +340,23 @@ test('compress --quantize: the plan applied and quantized in one streamed write,
   const replayed = join(TMP, 'reverse-1-w8-replayed');
   await replayPlan({ model: FLOAT, plan: join(out, 'merge.json'), out: replayed, quantize: parseQuantization('rtn:w8g32'), quiet: true });
   assert.deepEqual(readFileSync(join(replayed, 'model.safetensors')), readFileSync(join(out, 'model.safetensors')));
+});
+
+test('mka quantize refuses impossible grids and missing calibration with one line, writing nothing', async () => {
+  const out = join(TMP, 'cli-refused');
+  const base = ['quantize', '--model', FLOAT, '--out', out, '--quiet'];
+  const cases: [string[], string[]][] = [
+    [['--method', 'rtn', '--bits', '4', '--group-size', '48'], ['--group-size 48', '32, 64, 128 or 0']],
+    [['--method', 'smoothquant', '--bits', '4', '--data', FLOAT], ['smoothquant', 'W8A8']],
+    [['--method', 'gptq', '--bits', '4'], ['--method gptq', '--data']],
+    [['--method', 'rtn', '--bits', '4', '--dampening', '0.1'], ['--dampening', 'not a parameter of rtn']],
+    [['--method', 'gptq', '--bits', '4', '--dampening', '2', '--calibration', join(FLOAT, 'config.json')], ['--dampening 2', '0..1']],
+  ];
+  const results = await runAllCli(cases.map(([args]) => [...base, ...args]));
+  results.forEach((r, i) => assertUserError(r, ...cases[i][1]));
+  assert.ok(!existsSync(out), 'nothing written');
+  const ok = await runCli([...base, '--method', 'rtn', '--bits', '8', '--group-size', '0']);
+  assert.equal(ok.status, 0, ok.stderr);
+  assert.match(ok.stderr, /^$/, 'quiet');
+  assert.equal(readConfig(out).quantization_config?.group_size, -1);
 });
