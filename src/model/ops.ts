@@ -19,12 +19,17 @@ export type WeightDtype = FloatDtype | 'q8' | 'q4';
  * the symmetry, float32 scales (and mins) [rows, groups], and with actBits 8 (SmoothQuant W8A8) the
  * input is rounded to int8 per token before the product.
  */
-export interface PackedQuant {
+export interface QuantInfo {
+  /** Inputs per row (`in`). */
   cols: number;
+  /** Inputs per scale: 32, 64, 128, or `cols` (per output channel). */
   group: number;
   symmetric: boolean;
-  scales: tf.Tensor2D;
-  mins?: tf.Tensor2D;
+  /** float32 [out, ceil(cols/group)]. */
+  scales: tf.Tensor;
+  /** float32 [out, ceil(cols/group)], asymmetric weights only. */
+  mins?: tf.Tensor;
+  /** 8: the input is quantized to int8 per token before the product (SmoothQuant W8A8). */
   actBits?: 8;
 }
 
@@ -40,19 +45,19 @@ export interface Weight {
   tensor: tf.Tensor;
   dtype: WeightDtype;
   transposed?: boolean;
-  quant?: PackedQuant;
+  quant?: QuantInfo;
 }
 
 /** The addon's element-type code of a float weight dtype (native contract). */
 export const DTYPE_CODE: Record<FloatDtype, 0 | 1 | 2> = { float32: 0, bfloat16: 1, float16: 2 };
 
 /** Whether a weight is packed (q8/q4). */
-export function isPacked(w: Weight): w is Weight & { quant: PackedQuant } {
+export function isPacked(w: Weight): w is Weight & { quant: QuantInfo } {
   return w.quant !== undefined;
 }
 
 /** The packing of a packed weight. */
-export function packedSpec(w: Weight & { quant: PackedQuant }): PackedSpec {
+export function packedSpec(w: Weight & { quant: QuantInfo }): PackedSpec {
   return { bits: w.dtype === 'q8' ? 8 : 4, group: w.quant.group, symmetric: w.quant.symmetric };
 }
 
@@ -163,7 +168,7 @@ export function quantizeActivations(x: tf.Tensor): tf.Tensor {
  * x·Wᵀ (+ b) (+ residual) for a packed weight: the backend's integer kernel (MkaLinearQ) when it has
  * one, else one block of rows dequantized at a time (never the whole weight) and multiplied in float32.
  */
-function packedLinear(x: tf.Tensor, w: Weight & { quant: PackedQuant }, b?: tf.Tensor, residual?: tf.Tensor): tf.Tensor {
+function packedLinear(x: tf.Tensor, w: Weight & { quant: QuantInfo }, b?: tf.Tensor, residual?: tf.Tensor): tf.Tensor {
   const q = w.quant;
   const cols = q.cols, rows = w.tensor.shape[0];
   const inner = x.shape[x.shape.length - 1];
@@ -276,7 +281,7 @@ export function embed(table: Weight, ids: number[][]): tf.Tensor3D {
 }
 
 /** The rows `ids` of a packed table, dequantized: [ids.length, cols]. Only those rows are read. */
-function embedPacked(table: Weight & { quant: PackedQuant }, ids: number[]): tf.Tensor2D {
+function embedPacked(table: Weight & { quant: QuantInfo }, ids: number[]): tf.Tensor2D {
   const { cols } = table.quant;
   const vocab = table.tensor.shape[0];
   const bytes = packedBytes(table);
