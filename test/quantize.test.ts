@@ -166,7 +166,9 @@ test('packed tensors round-trip through a model directory byte for byte, and exp
 
 test('GPTQ lowers ‖WX − QX‖² below round to nearest on every linear of a test model, and its model loads', async () => {
   const dir = join(TMP, 'gptq-w4g32');
+  const before = tf.memory().numTensors;
   const report = await quantizeTo(dir, 'gptq:w4g32', FLOAT, { 'block-size': 32 });
+  assert.equal(tf.memory().numTensors, before, 'quantizing leaves tf.memory where it was');
   const layers = report.layers as Record<string, { objective: number; objective_rtn: number }>[];
   assert.equal(layers.length, 2);
   let linears = 0;
@@ -219,7 +221,9 @@ test('AWQ and SmoothQuant fold their scales without changing the float model (al
 
 test('SmoothQuant W8A8: int8 per-channel weights and int8 per-token activations, as an independent per-token computation', async () => {
   const dir = join(TMP, 'sq');
+  const before0 = tf.memory().numTensors;
   await quantizeTo(dir, 'smoothquant:w8a8');
+  assert.equal(tf.memory().numTensors, before0, 'quantizing leaves tf.memory where it was');
   assert.equal(readConfig(dir).quantization_config?.act_bits, 8);
   const m = loadModel(dir);
   const w = m.packed!.get('model.layers.1.mlp.down_proj.weight')!;
@@ -258,7 +262,9 @@ test('SmoothQuant W8A8: int8 per-channel weights and int8 per-token activations,
 
 test('AWQ quantizes with its searched exponents and never does worse than its exponent 0 (plain RTN) on the module error', async () => {
   const dir = join(TMP, 'awq');
+  const before = tf.memory().numTensors;
   const report = await quantizeTo(dir, 'awq:w4g32', FLOAT, { grid: 4 });
+  assert.equal(tf.memory().numTensors, before, 'quantizing leaves tf.memory where it was');
   for (const layer of report.layers as Record<string, { alpha: number; error: number; error_rtn: number }>[]) {
     for (const [site, s] of Object.entries(layer)) {
       assert.ok(s.error <= s.error_rtn, `${site}: ${s.error} vs ${s.error_rtn}`);
