@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "mka_native",
-      "sources": ["addon.c", "cpu.c", "threads.c", "gemm.c", "ops.c", "layer.c", "kern_generic.c", "kern_avx2.c", "kern_avx512.c", "blas_probe.c"],
+      "sources": ["addon.c", "cpu.c", "threads.c", "gemm.c", "linear.c", "quant.c", "ops.c", "layer.c", "kern_generic.c", "kern_avx2.c", "kern_avx512.c", "kern_bf16.c", "kern_amx.c", "kern_int8.c", "peak.c", "blas_probe.c"],
       "cflags": ["-O3", "-std=gnu11", "-Wall", "-Wno-unknown-pragmas", "-fno-math-errno", "-pthread"],
       "cflags!": ["-O2"],
       "ldflags": ["-pthread"],

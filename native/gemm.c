@@ -29,11 +29,7 @@ typedef struct {
   long npanels;        /* MR panels of A */
   long nstrips, ns, mparts, rows_per_part, chunk;
   atomic_int failed;   /* a thread could not allocate its B buffer */
-  const bf16_dot_fns *dot; /* bf16 pairs with vdpbf16ps, or NULL: then offsets below count floats */
 } gemm_ctx;
-
-/* Packed k extent of a block of kcb values: floats, or 32-bit bf16 pairs. */
-static long packed_k(const gemm_ctx *x, long kcb) { return x->dot ? (kcb + 1) / 2 : kcb; }
 
 static long a_index(const gemm_args *g, long i) { return g->idx ? g->idx[2 * i] : i; }
 static long b_index(const gemm_args *g, long i) { return g->idx ? g->idx[2 * i + 1] : i; }
@@ -48,9 +44,7 @@ static void pack_a_task(void *p, long t, int thread) {
   float *dst = x->pa + x->slot[ia] * x->a_size;
   for (long k0 = 0; k0 < g->k; k0 += x->kt->kc) {
     const long kcb = g->k - k0 < x->kt->kc ? g->k - k0 : x->kt->kc;
-    float *at = dst + packed_k(x, k0) * x->mpad + panel * mr * packed_k(x, kcb);
-    if (x->dot) x->dot->pack_a((uint32_t *)at, a, g->trans_a, g->m, g->k, panel * mr, k0, kcb, mr);
-    else x->kt->pack_a(at, a, g->trans_a, g->m, g->k, panel * mr, k0, kcb, mr);
+    x->kt->pack_a(dst + k0 * x->mpad + panel * mr * kcb, a, g->trans_a, g->m, g->k, panel * mr, k0, kcb, mr);
   }
 }
 
@@ -76,11 +70,10 @@ static void compute_task(void *p, long t, int thread) {
   for (long k0 = 0; k0 < g->k; k0 += kt->kc) {
     const long kcb = g->k - k0 < kt->kc ? g->k - k0 : kt->kc;
     const int flags = (k0 > 0 || g->accumulate ? UK_LOAD : 0) | (k0 + kcb == g->k ? UK_LAST : 0);
-    const long kp = packed_k(x, kcb);
-    if (x->dot) x->dot->pack_b((uint32_t *)bp, b, g->trans_b, g->n, g->k, k0, kcb, j0, nspad, kt->nr);
-    else kt->pack_b(bp, b, g->b_type, g->trans_b, g->n, g->k, k0, kcb, j0, nspad, kt->nr);
-    const ukernel_fn uk = x->dot ? x->dot->ukernel : kt->ukernel;
-    const float *pak = pa + packed_k(x, k0) * x->mpad;
+    const long kp = kcb;
+    kt->pack_b(bp, b, g->b_type, g->trans_b, g->n, g->k, k0, kcb, j0, nspad, kt->nr);
+    const ukernel_fn uk = kt->ukernel;
+    const float *pak = pa + k0 * x->mpad;
     for (long i0 = mlo; i0 < mhi; i0 += kt->mc) {
       const long ie = i0 + kt->mc < mhi ? i0 + kt->mc : mhi;
       for (long q = 0; q < ncols; q += kt->nr) {
@@ -134,7 +127,7 @@ int gemm(const gemm_args *g) {
   if (g->batch == 0 || g->m == 0 || g->n == 0) return 0;
   const kern_table *kt = kern_for(cpu_get()->isa);
   /* narrow products (attention's P·V with 16-wide heads) waste half of a 32-wide tile: take 16 */
-  if (kt == &kern_avx512 && g->n <= 16 && !(g->bf16_dot && g->b_type == MKA_BF16)) kt = &kern_avx2;
+  if (kt == &kern_avx512 && g->n <= 16) kt = &kern_avx2;
   float *bias_n = NULL;
   const float *bias = g->bias;
   if (bias && g->bias_len == 1 && g->n > 1) {
@@ -170,9 +163,7 @@ int gemm(const gemm_args *g) {
     const long mr = kt->mr;
     x.mpad = (g->m + mr - 1) / mr * mr;
     x.npanels = x.mpad / mr;
-    if (g->bf16_dot && g->b_type == MKA_BF16 && cpu_get()->bf16_dot && kt == &kern_avx512 && bf16_dot_avx512.ukernel)
-      x.dot = &bf16_dot_avx512;
-    x.a_size = x.mpad * packed_k(&x, g->k);
+    x.a_size = x.mpad * g->k;
     /* which A matrices are used, each packed once */
     long max_a = 0;
     for (long i = 0; i < g->batch; i++) max_a = a_index(g, i) > max_a ? a_index(g, i) : max_a;

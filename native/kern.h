@@ -37,16 +37,81 @@ typedef struct {
 extern const kern_table kern_generic, kern_avx2, kern_avx512;
 
 /*
- * bf16 B times bf16-rounded A with vdpbf16ps (avx512_bf16; the avx512 table's MR, NR): operands
- * packed as 32-bit pairs of bf16 along k, so k blocks count pairs. Opt-in (MKA_BF16_DOT=1).
+ * bf16 products on BF16P weights (mka.h): A rows rounded to bf16 and packed as pairs, dst[p][r] =
+ * bf16(a[r][2p]) | bf16(a[r][2p+1]) << 16 for the mr rows of one panel; the microkernel multiplies
+ * such a panel by one BF16P column panel (32 columns) over kp pairs, float32 accumulation.
+ * bf16_avx512bf16 uses vdpbf16ps; the others compute the same products in float32 (exact, since
+ * bf16 times bf16 fits float32's significand) in vdpbf16ps's order (odd element of a pair first),
+ * so they are its reference on any CPU.
+ */
+typedef void (*bf16_ukernel_fn)(long kp, const uint32_t *ap, const uint32_t *bp, float *c, long ldc, int mr, int nr,
+                                int flags, const float *bias);
+typedef struct {
+  const char *name;
+  int mr; /* rows per A panel (the A panel's stride) */
+  bf16_ukernel_fn ukernel;
+  /* Pairs [p0, p0+np) of rows [i0, i0+mr) of x [m][k] (zero past m and k) into dst [np][mr]. */
+  void (*pack_a)(uint32_t *dst, const float *x, long m, long k, long i0, long p0, long np, int mr);
+} bf16_kern;
+extern const bf16_kern bf16_generic, bf16_avx2, bf16_avx512, bf16_avx512bf16;
+/* The bf16 kernel of this CPU's path (after MKA_ISA), AMX aside (amx_linear). */
+const bf16_kern *bf16_kern_get(void);
+
+const kern_table *kern_for(int isa);
+
+/*
+ * Integer products on contract 1's weights (quant.c). A tile: `rows` rows of int8 activations (and
+ * their int16 copy for the 16-bit kernels) over nb blocks of 32 inputs, by one panel of `cols` weight
+ * rows repacked by the kernel's `pack` ([block][group of 4 (elem 1) or 2 (elem 2) inputs][nr columns]);
+ * per block and column, sw and cw ([nb][nr]) turn the integer dot product into y's units:
+ * y += dx·(sw·dot + cw·Σqx).
  */
 typedef struct {
-  ukernel_fn ukernel; /* kc = number of k pairs */
-  void (*pack_a)(uint32_t *dst, const float *a, int trans, long m, long k, long i0, long k0, long kcb, int mr);
-  void (*pack_b)(uint32_t *dst, const uint16_t *b, int trans, long n, long k, long k0, long kcb, long j0, long ns, int nr);
-} bf16_dot_fns;
-extern const bf16_dot_fns bf16_dot_avx512;
-const kern_table *kern_for(int isa);
+  long nb;
+  const int8_t *qa;
+  const int16_t *qa16;
+  long lda;
+  const float *da;
+  const int32_t *sa;
+  long ldd;
+  const uint8_t *bq;
+  const float *sw, *cw;
+  int off;
+  float *y;
+  long ldy;
+  int rows, cols, flags;
+  const float *bias;
+} int_tile;
+
+typedef struct {
+  const char *name;
+  int mr, nr, elem;  /* rows per tile, columns per panel, bytes per packed quant (1: u8 quads, 2: int16 pairs) */
+  int wide_acts;     /* the kernels read the activations as int16 */
+  /* Blocks [b0, b0+nb) of `cols` weight rows (row_bytes apart) into dst; zero past cols. */
+  void (*pack)(uint8_t *dst, const uint8_t *rows, long row_bytes, int format, int symmetric, long b0, long nb, long cols);
+  void (*ukernel)(const int_tile *t);
+  /* sums[i] = Σ over all blocks for rows i < m of one weight row as stored (m <= 4). */
+  void (*rowdot)(float *sums, const uint8_t *row, int format, int symmetric, const int8_t *qa, const int16_t *qa16,
+                 long lda, const float *da, const int32_t *sa, long ldd, long m, const float *scales, const float *mins,
+                 long group, int off);
+} int_kern;
+extern const int_kern int_vnni, int_avx512bw, int_avx2;
+/* The integer kernel of this CPU's path (after MKA_ISA), or NULL for the portable one. */
+const int_kern *int_kern_get(void);
+
+/* Block b of a Q8/Q4 weight row as 32 unsigned quants (int8 ones xored with 0x80 when symmetric). */
+static inline void widen_block(uint8_t *dst, const uint8_t *row, int format, int symmetric, long b) {
+  if (format == MKA_Q8) {
+    const uint8_t *src = row + b * 32;
+    for (int v = 0; v < 32; v++) dst[v] = symmetric ? src[v] ^ 0x80 : src[v];
+  } else {
+    const uint8_t *src = row + b * 16;
+    for (int v = 0; v < 16; v++) {
+      dst[v] = src[v] & 15;
+      dst[v + 16] = src[v] >> 4;
+    }
+  }
+}
 
 /* Products with at most this many rows skip packing. */
 #define SMALL_M_MAX 4

@@ -33,10 +33,12 @@
 #include "kern_simd.h"
 
 KERN_TABLE(avx2, MR, NR, 256, 192, 512, ukernel_avx2)
+BF16_TABLE(avx2)
 
 #if defined(__clang__)
 #pragma clang attribute pop
 #endif
 #else
 const kern_table kern_avx2 = {0};
+const bf16_kern bf16_avx2 = {0};
 #endif

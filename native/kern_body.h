@@ -336,6 +336,59 @@ static void FN(silu_mul)(const float *g, const float *u, float *out, long i0, lo
   for (long i = i0; i < i1; i++) out[i] = g[i] / (1.f + FN(exp)(-g[i])) * u[i];
 }
 
+/* ---- bf16 products computed in float32 (the reference of every bf16 kernel; kern.h) ---- */
+
+#define BFE_MR 4
+
+static inline float FN(bits_f32)(uint32_t w) {
+  float f;
+  memcpy(&f, &w, 4);
+  return f;
+}
+
+static void FN(pack_a_bf16)(uint32_t *dst, const float *x, long m, long k, long i0, long p0, long np, int mr) {
+  for (int r = 0; r < mr; r++) {
+    const long i = i0 + r;
+    if (i >= m) {
+      for (long p = 0; p < np; p++) dst[p * mr + r] = 0;
+      continue;
+    }
+    const float *row = x + i * k;
+    for (long p = 0; p < np; p++) {
+      const long k1 = 2 * (p0 + p);
+      const float lo = k1 < k ? row[k1] : 0.f, hi = k1 + 1 < k ? row[k1 + 1] : 0.f;
+      dst[p * mr + r] = f32_to_bf16(lo) | f32_to_bf16(hi) << 16;
+    }
+  }
+}
+
+/* mr x nr of C from an A panel [kp][BFE_MR] and a B panel [kp][32]: per pair, odd products first, as vdpbf16ps. */
+static void FN(ukernel_bf16)(long kp, const uint32_t *ap, const uint32_t *bp, float *c, long ldc, int mr, int nr,
+                             int flags, const float *bias) {
+  float acc[BFE_MR][BF16P_NR];
+  memset(acc, 0, sizeof acc);
+  for (long p = 0; p < kp; p++) {
+    float blo[BF16P_NR], bhi[BF16P_NR];
+    for (int j = 0; j < BF16P_NR; j++) {
+      blo[j] = FN(bits_f32)(bp[j] << 16);
+      bhi[j] = FN(bits_f32)(bp[j] & 0xffff0000u);
+    }
+    for (int r = 0; r < BFE_MR; r++) {
+      const float alo = FN(bits_f32)(ap[r] << 16), ahi = FN(bits_f32)(ap[r] & 0xffff0000u);
+      for (int j = 0; j < BF16P_NR; j++) {
+        acc[r][j] += ahi * bhi[j];
+        acc[r][j] += alo * blo[j];
+      }
+    }
+    ap += BFE_MR;
+    bp += BF16P_NR;
+  }
+  FN(store_partial)(&acc[0][0], BF16P_NR, c, ldc, mr, nr, flags, bias, 0);
+}
+
+#define BF16_TABLE(isa_name) \
+  const bf16_kern bf16_##isa_name = {"emulated-" #isa_name, BFE_MR, FN(ukernel_bf16), FN(pack_a_bf16)};
+
 #define KERN_TABLE(isa_name, MR, NR, KC, MC, NS, UK)                                                  \
   const kern_table kern_##isa_name = {#isa_name, MR, NR, KC, MC, NS, UK, FN(widen), FN(pack_a),         \
                                       FN(pack_b), FN(small_m), FN(softmax_block), FN(attention_rows), FN(rmsnorm_rows),   \

@@ -29,3 +29,4 @@ static void ukernel_generic(long kc, const float *ap, const float *bp, float *c,
 }
 
 KERN_TABLE(generic, G_MR, G_NR, 256, 128, 256, ukernel_generic)
+BF16_TABLE(generic)

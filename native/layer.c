@@ -7,11 +7,13 @@
 #include "mka.h"
 #include <stdlib.h>
 
-/* out [m][n] (= or +=) in [m][k] · Wᵀ + bias, as the MkaLinear kernel calls gemm. */
-static int linear(const float *in, const void *w, int w_type, const float *bias, float *out, long m, long n, long k,
-                  int accumulate) {
-  gemm_args g = {in, w, out, w_type, m, n, k, 1, 0, 1, NULL, bias, bias ? n : 0, 0, accumulate, cpu_get()->bf16_dot_on};
-  return gemm(&g);
+/* Largest per-call buffer kept for the next call (a 512-token pass of a 4096-wide model needs ~90 MB). */
+#define LAYER_SCRATCH ((size_t)256 << 20)
+
+/* out [m][n] (= or +=) in [m][k] · Wᵀ + bias, as the MkaLinear kernel computes it. */
+static int project(const float *in, const mka_weight *w, const float *bias, float *out, long m, int accumulate) {
+  linear_args l = {in, m, w, bias, out, accumulate};
+  return linear(&l);
 }
 
 /* dst [B][nKV][S0+T][hd]: each row's cached positions (row 0's when kvB = 1), then its new ones from src [B][T][nKV][hd]. */
@@ -32,29 +34,31 @@ int decoder_layer(const layer_args *a) {
   const size_t n_xn = (size_t)(rows * H), n_q = (size_t)(rows * qw), n_k = (size_t)(rows * kw),
                n_f = (size_t)(rows * a->F);
   const size_t n_kv = a->k_out ? 0 : 2 * kv;
-  float *buf = malloc(sizeof(float) * (n_xn + 2 * n_q + 2 * n_k + 2 * n_f + n_kv));
+  const size_t bytes = sizeof(float) * (n_xn + 2 * n_q + 2 * n_k + 2 * n_f + n_kv);
+  /* up to LAYER_SCRATCH bytes are kept between calls: a fresh allocation costs page faults on every layer */
+  float *buf = bytes <= LAYER_SCRATCH ? scratch(4, bytes) : malloc(bytes);
   if (!buf) return -1;
   float *xn = buf, *q = xn + n_xn, *att = q + n_q, *k = att + n_q, *v = k + n_k, *gate = v + n_k, *up = gate + n_f;
   float *K = a->k_out ? a->k_out : up + n_f, *V = a->k_out ? a->v_out : K + kv;
   int rc = 0;
   /* attention half: h = x + o_proj(attention(rope(q), rope(k), v)) on rmsnorm(x) */
   rmsnorm(a->x, a->norm1, MKA_F32, xn, rows, H, a->eps);
-  rc |= linear(xn, a->w[DL_WQ], a->w_type, a->bias[DL_WQ], q, rows, qw, H, 0);
-  rc |= linear(xn, a->w[DL_WK], a->w_type, a->bias[DL_WK], k, rows, kw, H, 0);
-  rc |= linear(xn, a->w[DL_WV], a->w_type, a->bias[DL_WV], v, rows, kw, H, 0);
+  rc |= project(xn, &a->w[DL_WQ], a->bias[DL_WQ], q, rows, 0);
+  rc |= project(xn, &a->w[DL_WK], a->bias[DL_WK], k, rows, 0);
+  rc |= project(xn, &a->w[DL_WV], a->bias[DL_WV], v, rows, 0);
   rope(q, a->cos, a->sin, a->B, a->T, a->nH, a->hd);
   rope(k, a->cos, a->sin, a->B, a->T, a->nKV, a->hd);
   gather_kv(K, a->past_k, k, a->B, a->T, a->nKV, a->hd, a->S0, a->kvB);
   gather_kv(V, a->past_v, v, a->B, a->T, a->nKV, a->hd, a->S0, a->kvB);
   attention(q, K, V, att, a->B, a->T, S, a->nH, a->nKV, a->hd, a->B, a->window, a->scale);
   memcpy(a->h, a->x, sizeof(float) * n_xn);
-  rc |= linear(att, a->w[DL_WO], a->w_type, a->bias[DL_WO], a->h, rows, H, qw, 1);
+  rc |= project(att, &a->w[DL_WO], a->bias[DL_WO], a->h, rows, 1);
   /* MLP half: h += down_proj(silu(gate_proj) * up_proj) on rmsnorm(h) */
   rmsnorm(a->h, a->norm2, MKA_F32, xn, rows, H, a->eps);
-  rc |= linear(xn, a->w[DL_WG], a->w_type, a->bias[DL_WG], gate, rows, a->F, H, 0);
-  rc |= linear(xn, a->w[DL_WU], a->w_type, a->bias[DL_WU], up, rows, a->F, H, 0);
+  rc |= project(xn, &a->w[DL_WG], a->bias[DL_WG], gate, rows, 0);
+  rc |= project(xn, &a->w[DL_WU], a->bias[DL_WU], up, rows, 0);
   silu_mul(gate, up, gate, rows * a->F);
-  rc |= linear(gate, a->w[DL_WD], a->w_type, a->bias[DL_WD], a->h, rows, H, a->F, 1);
-  free(buf);
+  rc |= project(gate, &a->w[DL_WD], a->bias[DL_WD], a->h, rows, 1);
+  if (bytes > LAYER_SCRATCH) free(buf);
   return rc ? -1 : 0;
 }

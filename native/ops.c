@@ -165,6 +165,8 @@ typedef struct {
   const int32_t *ids;
   long count;
   float *out;
+  long rows; /* gather of a BF16P table: its rows */
+  const mka_weight *table; /* gather: the table */
 } widen_ctx;
 
 static void gather_task(void *p, long t, int thread) {
@@ -172,13 +174,16 @@ static void gather_task(void *p, long t, int thread) {
   const widen_ctx *w = p;
   const size_t es = w->type == MKA_F32 ? 4 : 2;
   const long r0 = t * w->per, r1 = r0 + w->per < w->count ? r0 + w->per : w->count;
-  for (long r = r0; r < r1; r++)
-    kt()->widen(w->out + r * w->n, (const char *)w->src + (size_t)w->ids[r] * w->n * es, w->type, (size_t)w->n);
+  for (long r = r0; r < r1; r++) {
+    if (w->type == MKA_BF16P) bf16p_row(w->out + r * w->n, w->src, w->rows, w->n, w->ids[r]);
+    else if (w->type == MKA_Q8 || w->type == MKA_Q4) quant_row(w->out + r * w->n, w->table, w->ids[r]);
+    else kt()->widen(w->out + r * w->n, (const char *)w->src + (size_t)w->ids[r] * w->n * es, w->type, (size_t)w->n);
+  }
 }
 
-void gather_rows(const void *table, int t_type, long n, const int32_t *ids, long count, float *out) {
-  const long tasks = tasks_for(count, n);
-  widen_ctx w = {table, t_type, n, (count + tasks - 1) / tasks, ids, count, out};
+void gather_rows(const mka_weight *table, const int32_t *ids, long count, float *out) {
+  const long n = table->k, tasks = tasks_for(count, n);
+  widen_ctx w = {table->data, table->format, n, (count + tasks - 1) / tasks, ids, count, out, table->n, table};
   pool_run(count == 0 ? 0 : (count + w.per - 1) / w.per, gather_task, &w);
 }
 
@@ -192,6 +197,6 @@ static void widen_task(void *p, long t, int thread) {
 
 void to_float32(const void *src, int type, float *out, long n) {
   const long tasks = tasks_for((n + 1023) / 1024, 1024 * 2);
-  widen_ctx w = {src, type, n, ((n + tasks - 1) / tasks + 15) / 16 * 16, NULL, 0, out};
+  widen_ctx w = {src, type, n, ((n + tasks - 1) / tasks + 15) / 16 * 16, NULL, 0, out, 0, NULL};
   pool_run(n == 0 ? 0 : (n + w.per - 1) / w.per, widen_task, &w);
 }

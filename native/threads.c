@@ -158,7 +158,7 @@ typedef struct {
   void *p;
   size_t cap;
 } slot_t;
-static __thread slot_t slots[4];
+static __thread slot_t slots[5];
 
 void *scratch(int slot, size_t bytes) {
   slot_t *s = &slots[slot];

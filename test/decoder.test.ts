@@ -27,7 +27,7 @@ interface Golden {
 function goldenCheck(backend: 'wasm' | 'cpu' | 'native', only?: string[]) {
   for (const name of cases.filter((c) => !only || only.includes(c))) {
     test(`${backend}: ${name} logits and every hidden state match transformers within 1e-4`, { skip: backend === 'native' && NO_NATIVE }, async () => {
-      await initBackend(backend);
+      await initBackend(backend, { compute: 'float32' }); // bf16 products: bf16.test.ts
       const g: Golden = JSON.parse(readFileSync(join(TINY, name, 'golden.json'), 'utf8'));
       const model = loadModel(join(TINY, name));
       try {

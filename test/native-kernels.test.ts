@@ -1,15 +1,20 @@
 /**
  * mka's native kernels (native/*.c) against float64 references written here, with explicit
  * tolerances: matmul (odd shapes, m = 1, transposes, broadcasting idx, bias + activation,
- * accumulate, bf16/f16 B), attention (GQA, sliding window, kvB = 1, T < S), rmsnorm, rope,
- * siluMul, gatherRows, toFloat32, and the bounds checks. The file re-runs itself under
- * MKA_ISA=<each lower path> so every instruction-set path this CPU has is tested.
+ * accumulate, bf16/f16 B), linear on every weight format (bf16 panels: packBf16 against the
+ * layout's JS definition, products against bf16-rounded operands summed in float64; contract 1's
+ * packed integers against float64 of the dequantized weights), attention
+ * (GQA, sliding window, kvB = 1, T < S), rmsnorm, rope, siluMul, gatherRows, toFloat32, and the
+ * descriptor checks. The file re-runs itself under MKA_ISA=<each lower level> (generic, avx2,
+ * avx512, vnni, bf16 as this CPU has them) and MKA_ISA=amx-emulated (the AMX kernels' tile
+ * schedule on emulated tiles, any CPU), so every path this CPU can take is tested.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
-import { DEFAULT_ADDON_PATH, loadNativeAddon, BF16, F16, F32, type ElementType, type NativeAddon } from '../src/runtime/native-addon.ts';
+import { DEFAULT_ADDON_PATH, loadNativeAddon, bf16PackedWords, unpackBf16Panels, BF16, BF16P, F16, F32, Q4, Q8, type ElementType, type NativeAddon } from '../src/runtime/native-addon.ts';
+import { readFileSync } from 'node:fs';
 
 const NOT_BUILT = !existsSync(process.env.MKA_NATIVE_ADDON || DEFAULT_ADDON_PATH) && 'native addon not built (npm run build:native needs a C compiler and make)';
 const addon = (): NativeAddon => {
@@ -49,7 +54,7 @@ function numberToHalf(x: number): number {
 const f32 = new Float32Array(1), u32 = new Uint32Array(f32.buffer);
 const bf16ToNumber = (h: number) => ((u32[0] = h << 16), f32[0]);
 const numberToBf16 = (x: number) => ((f32[0] = x), u32[0] >>> 16);
-/** float32 to bf16 rounding to nearest even (what MKA_BF16_DOT does to activations). */
+/** float32 to bf16 rounding to nearest even (what the bf16 products do to weights, and to activations, whose denormals they flush). */
 const numberToBf16Even = (x: number) => ((f32[0] = x), ((u32[0] + 0x7fff + ((u32[0] >>> 16) & 1)) >>> 16) & 0xffff);
 const type0 = (c: { type?: ElementType }) => c.type ?? F32;
 
@@ -77,15 +82,12 @@ interface MatmulCase {
   idx?: number[]; bias?: number; act?: number; acc?: boolean; type?: ElementType;
 }
 
-/** Whether bf16 B products with m > 4 run on vdpbf16ps here (MKA_BF16_DOT=1 on an avx512_bf16 CPU): A is then rounded to bf16. */
-const bf16DotActive = () => process.env.MKA_BF16_DOT === '1' && addon().info().bf16Dot;
-
 /** Runs one matmul case through the addon and checks it against float64; the operands share one heap. */
-function checkMatmul(c: MatmulCase, seed: number, roundA = type0(c) === BF16 && c.m > 4 && bf16DotActive()): void {
+function checkMatmul(c: MatmulCase, seed: number): void {
   const { m, n, k, ta = false, tb = false, act = 0, acc = false, type = F32 } = c;
   const batch = c.batch ?? 1, batchA = c.batchA ?? batch, batchB = c.batchB ?? batch;
   const a = values(batchA * m * k, seed), bv = values(batchB * k * n, seed + 1);
-  const aRef = roundA ? Float64Array.from(a, (x) => bf16ToNumber(numberToBf16Even(x))) : a;
+  const aRef = a;
   const b = typed(bv, type);
   const bias = c.bias ? values(c.bias, seed + 2, 3) : null;
   const c0 = values(batch * m * n, seed + 3, 2);
@@ -122,7 +124,10 @@ function checkMatmul(c: MatmulCase, seed: number, roundA = type0(c) === BF16 && 
     return at;
   };
   const aOff = place(a), bOff = place(b.raw), cOff = place(c0), biasOff = bias ? place(bias) : 0;
-  addon().matmul(view, aOff, view, bOff, type, view, cOff, m, n, k, ta, tb, batch, idx, bias ? view : null, biasOff, bias ? bias.length : 0, act, acc);
+  addon().matmul({
+    a: view, aOffset: aOff, b: view, bOffset: bOff, bType: type, c: view, cOffset: cOff, m, n, k, transA: ta, transB: tb, batch, idx,
+    bias: bias ? view : null, biasOffset: biasOff, biasLength: bias?.length, activation: act, accumulate: acc,
+  });
   const got = new Float32Array(view.buffer, view.byteOffset + cOff, batch * m * n);
   const tol = 2e-6 * Math.max(k, 1) * maxAbs(a) * maxAbs(b.exact) + 1e-6 * maxAbs(want);
   assertClose(got, want, tol, `matmul ${JSON.stringify(c)}`);
@@ -167,6 +172,218 @@ test('matmul equals a float64 reference (shapes, transposes, idx, bias, activati
   x.setThreads(x.info().procs);
 });
 
+/** W [rows, cols] rounded to bf16 (nearest even) as the exact values bf16 products multiply, and x likewise (denormals flushed). */
+const bf16Exact = (v: Float32Array, flush: boolean) => Float64Array.from(v, (x) => {
+  const h = numberToBf16Even(x);
+  return flush && (h & 0x7f80) === 0 ? 0 : bf16ToNumber(h);
+});
+
+test('packBf16 lays W out as the panels of the layout definition (unpackBf16Panels), rounding float32/float16 to nearest even', { skip: NOT_BUILT }, () => {
+  const x = addon();
+  for (const [rows, cols] of [[1, 2], [33, 70], [64, 64], [70, 33]]) {
+    const v = values(rows * cols, rows + cols, 3);
+    for (const type of [F32, BF16, F16] as ElementType[]) {
+      const w = typed(v, type);
+      const out = new Int32Array(bf16PackedWords(rows, cols));
+      x.packBf16({ src: w.raw, type, rows, cols, out });
+      const want = Float64Array.from(w.exact, (e) => bf16ToNumber(numberToBf16Even(e)));
+      assertClose(unpackBf16Panels(out, rows, cols), want, 0, `packBf16 [${rows}, ${cols}] type ${type}`);
+      // past the matrix, panels hold zeros (the products read them)
+      const pairs = Math.ceil(cols / 32) * 16;
+      if (rows % 32) assert.equal(out[(Math.ceil(rows / 32) - 1) * pairs * 32 + pairs * 32 - 1], 0, 'padding column');
+    }
+  }
+  assert.throws(() => x.packBf16({ src: new Float32Array(5), type: F32, rows: 2, cols: 3, out: new Int32Array(bf16PackedWords(2, 3)) }), /src .* outside/);
+  assert.throws(() => x.packBf16({ src: new Float32Array(6), type: F32, rows: 2, cols: 3, out: new Int32Array(10) }), /out .* outside/);
+});
+
+interface LinearCase { m: number; n: number; k: number; bias?: boolean; acc?: boolean }
+
+/**
+ * linear on a BF16P weight against float64 sums of the bf16-rounded operands: the bf16 products'
+ * semantics (products exact, float32 accumulation: the tolerance is float32 summation's, k·2⁻²³
+ * relative to the sum of |products|), on whichever kernel this process runs (avx512bf16, AMX or
+ * emulated on tiles, or float32 FMAs).
+ */
+function checkBf16Linear(c: LinearCase, seed: number): void {
+  const { m, n, k } = c;
+  const xv = values(m * k, seed, 2), wv = values(n * k, seed + 1), bias = c.bias ? values(n, seed + 2, 3) : null;
+  const y0 = values(m * n, seed + 3);
+  const panels = new Int32Array(bf16PackedWords(n, k));
+  addon().packBf16({ src: wv, type: F32, rows: n, cols: k, out: panels });
+  const y = Float32Array.from(y0);
+  addon().linear({ x: xv, m, weight: { format: BF16P, rows: n, cols: k, data: panels }, bias, y, accumulate: !!c.acc });
+  const xe = bf16Exact(xv, true), we = bf16Exact(wv, false);
+  const want = new Float64Array(m * n);
+  let scale = 0;
+  for (let i = 0; i < m; i++) {
+    for (let j = 0; j < n; j++) {
+      let s = 0, abs = 0;
+      for (let p = 0; p < k; p++) {
+        s += xe[i * k + p] * we[j * k + p];
+        abs += Math.abs(xe[i * k + p] * we[j * k + p]);
+      }
+      want[i * n + j] = s + (bias ? bias[j] : 0) + (c.acc ? y0[i * n + j] : 0);
+      scale = Math.max(scale, abs);
+    }
+  }
+  assertClose(y, want, (k + 4) * 2 ** -23 * (scale + 4), `bf16 linear ${JSON.stringify(c)} on ${addon().info().bf16Kernel}`);
+}
+
+const LINEAR_CASES: LinearCase[] = [
+  { m: 1, n: 33, k: 64 }, // decoding: one row
+  { m: 3, n: 70, k: 100, bias: true },
+  { m: 13, n: 64, k: 31 }, // odd k: a half-filled last pair
+  { m: 40, n: 90, k: 300, acc: true }, // residual add
+  { m: 45, n: 257, k: 2100, bias: true }, // several k blocks (2048 + 52), a partial panel, rows over AMX's 32-row blocks
+];
+
+test('linear on bf16 panels equals bf16-rounded operands summed in float64 (rows 1..45, odd k, k blocks, bias, accumulate)', { skip: NOT_BUILT }, () => {
+  const x = addon();
+  for (const threads of [1, 2]) {
+    x.setThreads(threads);
+    LINEAR_CASES.forEach((c, i) => checkBf16Linear(c, 50 + 7 * i));
+  }
+  x.setThreads(x.info().procs);
+});
+
+test('linear on Hugging Face float32/bf16/f16 weights is matmul with B transposed; a weight descriptor is checked', { skip: NOT_BUILT }, () => {
+  const x = addon();
+  const m = 5, n = 7, k = 40, xv = values(m * k, 3), wv = values(n * k, 4);
+  for (const type of [F32, BF16, F16] as ElementType[]) {
+    const w = typed(wv, type), y = new Float32Array(m * n), c = new Float32Array(m * n);
+    x.linear({ x: xv, m, weight: { format: type, rows: n, cols: k, data: w.raw }, y });
+    x.matmul({ a: xv, b: w.raw, bType: type, c, m, n, k, transB: true });
+    assert.deepEqual(y, c, `format ${type}`);
+  }
+  const y = new Float32Array(m * n);
+  assert.throws(() => x.linear({ x: xv, m, weight: { format: F32, rows: n, cols: k, data: new Float32Array(n * k - 1) }, y }), /mka_native\.linear: weight: data .* outside/);
+  assert.throws(() => x.linear({ x: xv, m, weight: { format: 9 as never, rows: n, cols: k, data: wv }, y }), /weight: format = 9/);
+  assert.throws(() => x.linear({ x: xv, m, weight: { format: BF16P, rows: n, cols: k, data: new Int32Array(bf16PackedWords(n, k) - 1) }, y }), /data .* outside/);
+  assert.throws(() => x.linear({ x: xv, m: m + 1, weight: { format: F32, rows: n, cols: k, data: wv }, y }), /x .* outside/);
+  assert.throws(() => x.linear({ x: xv, m, weight: undefined as never, y }), /weight must be a weight descriptor/);
+});
+
+interface QuantCase { m: number; n: number; k: number; bits: 8 | 4; group: number; symmetric: boolean; perToken?: boolean; bias?: boolean; acc?: boolean }
+
+/** A contract 1 weight [n, k]: random quants packed row by row in blocks of 32 (zero past k), its scales and mins, and its values. */
+function quantWeight(c: QuantCase, seed: number) {
+  const { n, k, bits, group, symmetric } = c;
+  const kb = Math.ceil(k / 32), groups = Math.ceil(k / group), rowBytes = kb * (bits === 8 ? 32 : 16);
+  const data = new Uint8Array(n * rowBytes), scales = values(n * groups, seed, 0.05), mins = symmetric ? null : values(n * groups, seed + 1, 0.5);
+  const w = new Float64Array(n * k);
+  let x = seed | 1;
+  const rand = (hi: number) => ((x = (Math.imul(x, 1103515245) + 12345) | 0), (x >>> 8) % hi);
+  for (let j = 0; j < n; j++) {
+    for (let i = 0; i < k; i++) {
+      const q = bits === 8 ? (symmetric ? rand(255) - 127 : rand(256)) : rand(16);
+      const g = j * groups + Math.floor(i / group), s = scales[g];
+      w[j * k + i] = symmetric ? s * (bits === 8 ? q : q - 8) : s * q + mins![g];
+      const b = Math.floor(i / 32), v = i % 32, base = j * rowBytes;
+      if (bits === 8) data[base + b * 32 + v] = q & 0xff;
+      else data[base + b * 16 + (v & 15)] |= v < 16 ? q : q << 4;
+    }
+  }
+  return { data, scales, mins, w };
+}
+
+/** x quantized as the integer products do it: blocks of 32 (or the whole row) with d = max|x|/127 and q = round-half-even(x/d) in float32. */
+function quantizeActivations(x: Float32Array, m: number, k: number, perToken: boolean): { q: Float64Array; d: Float64Array } {
+  const kb = Math.ceil(k / 32), q = new Float64Array(m * kb * 32), d = new Float64Array(m * kb);
+  const even = (v: number) => { const r = Math.round(v); return Math.abs(v % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r; };
+  for (let i = 0; i < m; i++) {
+    let rowMax = 0;
+    for (let p = 0; p < k; p++) rowMax = Math.max(rowMax, Math.abs(x[i * k + p]));
+    for (let b = 0; b < kb; b++) {
+      let amax = rowMax;
+      if (!perToken) {
+        amax = 0;
+        for (let p = b * 32; p < Math.min(k, b * 32 + 32); p++) amax = Math.max(amax, Math.abs(x[i * k + p]));
+      }
+      const db = Math.fround(amax / 127), id = db > 0 ? Math.fround(1 / db) : 0;
+      d[i * kb + b] = db;
+      for (let p = b * 32; p < Math.min(k, b * 32 + 32); p++) q[i * kb * 32 + p] = Math.max(-127, Math.min(127, even(Math.fround(x[i * k + p] * id))));
+    }
+  }
+  return { q, d };
+}
+
+/**
+ * linear on a packed integer weight against float64 references from the weight's values: (1) with the
+ * activations quantized as the kernels do, within float32 summation error (2⁻²⁰ of the sum of |terms|);
+ * (2) with float activations (what the weight-only methods mean), within the bound activation
+ * quantization puts on it: Σ over blocks of (d/2)·Σ|w| per output.
+ */
+function checkQuantLinear(c: QuantCase, seed: number): void {
+  const { m, n, k } = c;
+  const { data, scales, mins, w } = quantWeight(c, seed);
+  const xv = values(m * k, seed + 2, 2), bias = c.bias ? values(n, seed + 3) : null, y0 = values(m * n, seed + 4);
+  const y = Float32Array.from(y0);
+  addon().linear({
+    x: xv, m, bias, y, accumulate: !!c.acc,
+    weight: { format: c.bits === 8 ? Q8 : Q4, rows: n, cols: k, data, scales, mins, group: c.group, perToken: !!c.perToken },
+  });
+  const kb = Math.ceil(k / 32);
+  const { q, d } = quantizeActivations(xv, m, k, !!c.perToken);
+  const exact = new Float64Array(m * n), float = new Float64Array(m * n), tolExact = new Float64Array(m * n), tolFloat = new Float64Array(m * n);
+  for (let i = 0; i < m; i++) {
+    for (let j = 0; j < n; j++) {
+      let e = 0, f = 0, abs = 0, bound = 0;
+      for (let b = 0; b < kb; b++) {
+        let dot = 0, wabs = 0;
+        for (let p = b * 32; p < Math.min(k, b * 32 + 32); p++) {
+          const wv = w[j * k + p];
+          dot += q[i * kb * 32 + p] * wv;
+          f += xv[i * k + p] * wv;
+          wabs += Math.abs(wv);
+        }
+        e += d[i * kb + b] * dot;
+        abs += Math.abs(d[i * kb + b] * dot) + d[i * kb + b] * 127 * wabs;
+        bound += (d[i * kb + b] / 2) * wabs;
+      }
+      const add = (bias ? bias[j] : 0) + (c.acc ? y0[i * n + j] : 0);
+      exact[i * n + j] = e + add;
+      float[i * n + j] = f + add;
+      tolExact[i * n + j] = 2 ** -20 * (abs + Math.abs(add));
+      tolFloat[i * n + j] = bound + tolExact[i * n + j];
+    }
+  }
+  const what = `${addon().info().int8Kernel} Q${c.bits} ${JSON.stringify(c)}`;
+  for (let o = 0; o < m * n; o++) {
+    assert.ok(Math.abs(y[o] - exact[o]) <= tolExact[o], `${what}: output ${o} = ${y[o]}, want ${exact[o]} ± ${tolExact[o]}`);
+    assert.ok(Math.abs(y[o] - float[o]) <= tolFloat[o], `${what}: output ${o} is ${Math.abs(y[o] - float[o])} from float activations' (bound ${tolFloat[o]})`);
+  }
+}
+
+const QUANT_CASES: QuantCase[] = [
+  { m: 1, n: 37, k: 64, bits: 4, group: 32, symmetric: true }, // decoding: row-dot kernel
+  { m: 3, n: 40, k: 96, bits: 8, group: 32, symmetric: true, bias: true },
+  { m: 2, n: 33, k: 176, bits: 4, group: 176, symmetric: false }, // per channel, k not a multiple of 32 (the demo's ffn)
+  { m: 7, n: 70, k: 128, bits: 4, group: 64, symmetric: true, acc: true }, // packed GEMM, partial tiles
+  { m: 13, n: 45, k: 100, bits: 8, group: 100, symmetric: false, bias: true },
+  { m: 40, n: 90, k: 256, bits: 8, group: 256, symmetric: true, perToken: true }, // W8A8 (SmoothQuant)
+  { m: 20, n: 33, k: 2144, bits: 4, group: 128, symmetric: false }, // several k blocks of the packed GEMM (64 blocks each)
+  { m: 9, n: 64, k: 160, bits: 8, group: 32, symmetric: false, perToken: true, acc: true, bias: true },
+];
+
+test('linear on packed integer weights (contract 1: Q8/Q4, symmetric or with mins, groups, per-token W8A8) equals float64 of the dequantized weights', { skip: NOT_BUILT }, () => {
+  const x = addon();
+  for (const threads of [1, 2]) {
+    x.setThreads(threads);
+    QUANT_CASES.forEach((c, i) => checkQuantLinear(c, 300 + 11 * i));
+  }
+  x.setThreads(x.info().procs);
+  // embedding rows gathered from a packed table are its dequantized rows
+  const c: QuantCase = { m: 1, n: 40, k: 100, bits: 4, group: 32, symmetric: false };
+  const { data, scales, mins, w } = quantWeight(c, 7);
+  const ids = Int32Array.from([5, 0, 39]), out = new Float32Array(3 * 100);
+  x.gatherRows({ table: { format: Q4, rows: 40, cols: 100, data, scales, mins, group: 32 }, ids, out });
+  assertClose(out, Array.from(ids).flatMap((id) => Array.from(w.subarray(id * 100, id * 100 + 100))), 1e-6, 'gatherRows Q4');
+  assert.throws(() => x.linear({ x: new Float32Array(64), m: 1, y: new Float32Array(2), weight: { format: Q8, rows: 2, cols: 64, data: new Uint8Array(128), scales: new Float32Array(2), group: 48 } }), /group = 48 must be a multiple of 32 or the whole row/);
+  assert.throws(() => x.linear({ x: new Float32Array(64), m: 1, y: new Float32Array(2), weight: { format: Q4, rows: 2, cols: 64, data: new Uint8Array(63), scales: new Float32Array(4), group: 32 } }), /weight: data .* outside/);
+  assert.throws(() => x.linear({ x: new Float32Array(64), m: 1, y: new Float32Array(2), weight: { format: Q4, rows: 2, cols: 64, data: new Uint8Array(64), scales: new Float32Array(3), group: 32 } }), /weight: scales .* outside/);
+});
+
 interface AttentionCase { B: number; T: number; S: number; nH: number; nKV: number; hd: number; kvB?: number; window?: number }
 
 function checkAttention(c: AttentionCase, seed: number): void {
@@ -190,7 +407,7 @@ function checkAttention(c: AttentionCase, seed: number): void {
     }
   }
   const out = new Float32Array(want.length + 2);
-  addon().attention(q, 0, k, 0, v, 0, out, 8, B, T, S, nH, nKV, hd, kvB, window, scale);
+  addon().attention({ q, k, v, out, outOffset: 8, B, T, S, nH, nKV, hd, kvB, window, scale });
   assertClose(out.subarray(2), want, 2e-6 * maxAbs(v) * 4, `attention ${JSON.stringify(c)}`);
   assert.equal(out[0], 0, 'nothing written before out');
 }
@@ -217,7 +434,7 @@ test('rmsnorm, rope, siluMul, gatherRows and toFloat32 equal float64 references'
   const rows = 5, n = 37, eps = 1e-5, xs = values(rows * n, 3, 4), wv = values(n, 4, 2);
   for (const type of [F32, BF16, F16] as ElementType[]) {
     const w = typed(wv, type), out = new Float32Array(rows * n);
-    x.rmsnorm(xs, 0, w.raw, 0, type, out, 0, rows, n, eps);
+    x.rmsnorm({ x: xs, w: w.raw, wType: type, out, rows, n, eps });
     const want = new Float64Array(rows * n);
     for (let r = 0; r < rows; r++) {
       let ms = 0;
@@ -231,7 +448,7 @@ test('rmsnorm, rope, siluMul, gatherRows and toFloat32 equal float64 references'
   const B = 2, T = 3, heads = 2, hd = 8, cos = values(T * hd, 5), sin = values(T * hd, 6);
   const xr = values(B * T * heads * hd, 7), heap = new Float32Array(xr.length + 6), view = heap.subarray(2);
   view.set(xr, 1);
-  x.rope(view, 4, cos, 0, sin, 0, B, T, heads, hd);
+  x.rope({ x: view, xOffset: 4, cos, sin, B, T, heads, hd });
   const wantR = new Float64Array(xr.length);
   for (let r = 0; r < B * T * heads; r++) {
     const t = Math.floor(r / heads) % T;
@@ -244,30 +461,35 @@ test('rmsnorm, rope, siluMul, gatherRows and toFloat32 equal float64 references'
   assert.equal(heap[2], 0);
   // siluMul over a wide range (large |gate| included)
   const g = values(1000, 8, 30), u = values(1000, 9), out = new Float32Array(1000);
-  x.siluMul(g, 0, u, 0, out, 0, 1000);
+  x.siluMul({ gate: g, up: u, out, n: 1000 });
   assertClose(out, Array.from(g, (v, i) => (v / (1 + Math.exp(-v))) * u[i]), 1e-6 * 30, 'siluMul');
-  // gatherRows from bf16 and f16 tables
-  const vocab = 10, cols = 7, ids = Int32Array.from([3, 0, 9, 3]);
+  // gatherRows from float32, bf16, f16 and bf16-panel tables (a panel's row is a strided column of words)
+  const vocab = 40, cols = 7, ids = Int32Array.from([3, 0, 39, 33, 3]);
   for (const type of [F32, BF16, F16] as ElementType[]) {
     const table = typed(values(vocab * cols, 10, 5), type), rowsOut = new Float32Array(ids.length * cols);
-    x.gatherRows(table.raw, 0, type, vocab, cols, ids, rowsOut, 0);
+    x.gatherRows({ table: { format: type, rows: vocab, cols, data: table.raw }, ids, out: rowsOut });
     const want = Array.from(ids).flatMap((id) => Array.from(table.exact.subarray(id * cols, (id + 1) * cols)));
     assertClose(rowsOut, want, 0, `gatherRows type ${type}`);
   }
+  const tv = values(vocab * cols, 12, 5), panels = new Int32Array(bf16PackedWords(vocab, cols)), rowsOut = new Float32Array(ids.length * cols);
+  x.packBf16({ src: tv, type: F32, rows: vocab, cols, out: panels });
+  x.gatherRows({ table: { format: BF16P, rows: vocab, cols, data: panels }, ids, out: rowsOut });
+  const rounded = bf16Exact(tv, false);
+  assertClose(rowsOut, Array.from(ids).flatMap((id) => Array.from(rounded.subarray(id * cols, (id + 1) * cols))), 0, 'gatherRows bf16 panels');
   // toFloat32: exact widening, f16 subnormals, infinities, NaN and -0 included; 16-bit words packed in an Int32Array
   const halves = [0x0000, 0x8000, 0x0001, 0x03ff, 0x0400, 0x3c00, 0xc000, 0x7bff, 0x7c00, 0xfc00, 0x7e00, 0x1234, 0x8001, 0x5555];
   const packed = new Int32Array(8);
   new Uint16Array(packed.buffer).set(halves);
   const wide = new Float32Array(halves.length);
-  x.toFloat32(packed, 0, F16, wide, 0, halves.length);
+  x.toFloat32({ src: packed, type: F16, out: wide, n: halves.length });
   halves.forEach((h, i) => assert.ok(Object.is(wide[i], Math.fround(halfToNumber(h))) || (Number.isNaN(wide[i]) && Number.isNaN(halfToNumber(h))), `f16 ${h.toString(16)} -> ${wide[i]}`));
   const bf = [0x0000, 0x8000, 0x3f80, 0x0001, 0x7f80, 0xff80, 0x7fc0, 0xc2f7];
   const wideB = new Float32Array(bf.length + 16), src = new Uint16Array(bf.length + 16);
   src.set(bf);
-  x.toFloat32(src, 0, BF16, wideB, 0, src.length); // long enough for the vector loop
+  x.toFloat32({ src, type: BF16, out: wideB, n: src.length }); // long enough for the vector loop
   bf.forEach((h, i) => assert.ok(Object.is(wideB[i], bf16ToNumber(h)) || (Number.isNaN(wideB[i]) && (h & 0x7f) !== 0), `bf16 ${h.toString(16)}`));
   const many = Uint16Array.from(values(1000, 11, 100), numberToHalf), manyOut = new Float32Array(1004);
-  x.toFloat32(new DataView(many.buffer), 0, F16, new DataView(manyOut.buffer, 8), 8, 1000); // DataViews, offsets on offsets
+  x.toFloat32({ src: new DataView(many.buffer), type: F16, out: new DataView(manyOut.buffer, 8), outOffset: 8, n: 1000 }); // DataViews, offsets on offsets
   assertClose(manyOut.subarray(4), Array.from(many, halfToNumber), 0, 'f16 vector widening');
   assert.deepEqual([...manyOut.subarray(0, 4)], [0, 0, 0, 0]);
 });
@@ -276,62 +498,77 @@ test('operands outside their arrays, misaligned or malformed throw an Error inst
   const x = addon();
   const a = new Float32Array(12), b = new Float32Array(12), c = new Float32Array(9);
   const mm = (over: Partial<{ aOff: number; cLen: number; bType: number; m: number; idx: Int32Array | null; batch: number; biasLen: number }>) => () =>
-    x.matmul(a, over.aOff ?? 0, b, 0, (over.bType ?? 0) as ElementType, over.cLen ? new Float32Array(over.cLen) : c, 0, over.m ?? 3, 3, 4, false, false,
-      over.batch ?? 1, over.idx ?? null, over.biasLen ? new Float32Array(3) : null, 0, over.biasLen ?? 0, 0, false);
+    x.matmul({
+      a, aOffset: over.aOff ?? 0, b, bType: (over.bType ?? 0) as ElementType, c: over.cLen ? new Float32Array(over.cLen) : c, m: over.m ?? 3, n: 3, k: 4,
+      batch: over.batch ?? 1, idx: over.idx ?? null, bias: over.biasLen ? new Float32Array(3) : null, biasLength: over.biasLen,
+    });
   assert.doesNotThrow(mm({}));
-  assert.throws(mm({ aOff: 4 }), /mka_native\.matmul: A .* outside its 48-byte array/);
-  assert.throws(mm({ aOff: 2 }), /A at byte offset 2 is not 4-byte aligned/);
-  assert.throws(mm({ aOff: -4 }), /byte offset = -4 is not an integer/);
+  assert.throws(mm({ aOff: 4 }), /mka_native\.matmul: a .* outside its 48-byte array/);
+  assert.throws(mm({ aOff: 2 }), /a at byte offset 2 is not 4-byte aligned/);
+  assert.throws(mm({ aOff: -4 }), /aOffset = -4 is not an integer/);
   assert.throws(mm({ aOff: 1.5 }), /not an integer/);
-  assert.throws(mm({ cLen: 8 }), /C .* outside/);
+  assert.throws(mm({ cLen: 8 }), /c .* outside/);
   assert.throws(mm({ m: 4 }), /outside/);
   assert.throws(mm({ bType: 3 }), /bType = 3/);
-  assert.throws(mm({ idx: Int32Array.from([0, 1]) }), /B .* outside/); // B index 1 past a single B
+  assert.throws(mm({ idx: Int32Array.from([0, 1]) }), /b .* outside/); // B index 1 past a single B
   assert.throws(mm({ idx: Int32Array.from([-1, 0]) }), /negative batch index/);
   assert.throws(mm({ idx: Int32Array.from([0, 0]), batch: 2 }), /idx must be an Int32Array of 2\*batch/);
-  assert.throws(mm({ biasLen: 2 }), /biasLen must be 1 or n/);
+  assert.throws(mm({ biasLen: 2 }), /biasLength must be 1 or n/);
   // a typed array's own byteOffset counts: the same 12 floats seen from element 4 have 8 left
-  assert.throws(() => x.matmul(a.subarray(4), 0, b, 0, 0, c, 0, 3, 3, 4, false, false, 1, null, null, 0, 0, 0, false), /outside its 32-byte array/);
-  assert.throws(() => x.toFloat32(new Uint8Array(7), 1, BF16, new Float32Array(3), 0, 3), /not 2-byte aligned/);
-  assert.throws(() => x.gatherRows(new Float32Array(6), 0, F32, 3, 2, Int32Array.from([0, 3]), new Float32Array(4), 0), /ids\[1\] = 3 is outside the table's 3 rows/);
-  assert.throws(() => x.attention(a, 0, a, 0, a, 0, a, 0, 1, 1, 1, 3, 2, 4, 1, 0, 0.5), /nH must be a multiple of nKV/);
-  assert.throws(() => x.attention(a, 0, a, 0, a, 0, a, 0, 1, 2, 1, 1, 1, 4, 1, 0, 0.5), /T must be <= S/);
-  assert.throws(() => x.attention(a, 0, a, 0, a, 0, a, 0, 1, 1, 4, 1, 1, 4, 1, 0, 0.5), /k .* outside/);
-  assert.throws(() => x.rmsnorm(a, 0, new Uint16Array(3), 0, BF16, a, 0, 3, 4, 1e-5), /w .* outside/);
-  assert.throws(() => x.siluMul(a, 0, a, 0, c, 0, 12), /out .* outside/);
+  assert.throws(() => x.matmul({ a: a.subarray(4), b, c, m: 3, n: 3, k: 4 }), /outside its 32-byte array/);
+  assert.throws(() => x.matmul({ a, b, c, n: 3, k: 4 } as never), /m is required/);
+  assert.throws(() => x.matmul(3 as never), /expects a descriptor object/);
+  assert.throws(() => x.toFloat32({ src: new Uint8Array(7), srcOffset: 1, type: BF16, out: new Float32Array(3), n: 3 } as never), /not 2-byte aligned/);
+  assert.throws(() => x.gatherRows({ table: { format: F32, rows: 3, cols: 2, data: new Float32Array(6) }, ids: Int32Array.from([0, 3]), out: new Float32Array(4) }), /ids\[1\] = 3 is outside the table's 3 rows/);
+  const att = { q: a, k: a, v: a, out: a, B: 1, T: 1, S: 1, nH: 3, nKV: 2, hd: 4, scale: 0.5 };
+  assert.throws(() => x.attention(att), /nH must be a multiple of nKV/);
+  assert.throws(() => x.attention({ ...att, nH: 1, nKV: 1, T: 2 }), /T must be <= S/);
+  assert.throws(() => x.attention({ ...att, nH: 1, nKV: 1, S: 4 }), /k .* outside/);
+  assert.throws(() => x.rmsnorm({ x: a, w: new Uint16Array(3), wType: BF16, out: a, rows: 3, n: 4, eps: 1e-5 }), /w .* outside/);
+  assert.throws(() => x.siluMul({ gate: a, up: a, out: c, n: 12 }), /out .* outside/);
   assert.throws(() => x.setThreads(0), /threads = 0/);
   assert.throws(() => x.setThreads(4 * x.info().procs + 1), /threads/);
-  assert.throws(() => x.matmul(null as never, 0, b, 0, 0, c, 0, 3, 3, 4, false, false, 1, null, null, 0, 0, 0, false), /A must be a TypedArray/);
+  assert.throws(() => x.matmul({ a: null as never, b, c, m: 3, n: 3, k: 4 }), /a is required/);
+  assert.throws(() => x.matmul({ a: 'x' as never, b, c, m: 3, n: 3, k: 4 }), /a must be a TypedArray/);
 });
 
-test('info describes the path in use; MKA_ISA forces each lower path and MKA_BF16_DOT=1 the bf16 dot path, which pass every test above', { skip: NOT_BUILT }, () => {
+/** The MKA_ISA levels, lowest first; this CPU's highest is info().level by default. */
+const LEVELS = ['generic', 'avx2', 'avx512', 'vnni', 'bf16', 'amx'] as const;
+
+test('info describes the kernels in use; MKA_ISA forces each lower level and the emulated AMX kernels, which pass every test above', { skip: NOT_BUILT }, () => {
   const info = addon().info();
   assert.ok(['avx512', 'avx2', 'generic'].includes(info.isa));
   assert.ok(info.procs >= 1 && info.threads >= 1 && typeof info.cpu === 'string' && info.cpu.length > 0);
-  if (process.env.MKA_BF16_DOT === '1') {
-    // the vdpbf16ps path is really taken: without rounding A the reference no longer matches
-    assert.throws(() => checkMatmul({ m: 40, n: 90, k: 300, tb: true, type: BF16 }, 5, false), /matmul .* error/);
+  assert.match(info.bf16Kernel, /^(amx|amx-emulated|avx512bf16|emulated-(generic|avx2|avx512))$/);
+  assert.match(info.int8Kernel, /^(vnni|avx512bw|avx2|generic)$/);
+  const forced = process.env.MKA_ISA;
+  if (forced === 'amx-emulated') {
+    assert.equal(info.bf16Kernel, 'amx-emulated');
     return;
   }
-  if (process.env.MKA_ISA) {
-    assert.ok(info.isa === process.env.MKA_ISA || (info.isa !== 'avx512' && process.env.MKA_ISA === 'avx512'), `MKA_ISA=${process.env.MKA_ISA} gave ${info.isa}`);
+  if (forced) {
+    assert.equal(info.level, forced);
+    const cap = LEVELS.indexOf(forced as (typeof LEVELS)[number]);
+    assert.ok(LEVELS.indexOf(info.isa) <= cap, `MKA_ISA=${forced} gave the ${info.isa} float32 path`);
+    if (cap < LEVELS.indexOf('bf16')) assert.equal(info.bf16Kernel, `emulated-${info.isa}`);
+    if (cap < LEVELS.indexOf('vnni')) assert.notEqual(info.int8Kernel, 'vnni');
     return; // a child run: the parent covers the other paths
   }
-  const lower = ['generic', 'avx2', 'avx512'].slice(0, ['generic', 'avx2', 'avx512'].indexOf(info.isa));
-  for (const isa of lower) {
+  // every level this CPU has below its best, each in a child (MKA_ISA is read at load), and the AMX reference
+  const best = Math.max(LEVELS.indexOf(info.isa), info.cpuHas.vnni ? 3 : 0, info.cpuHas.bf16 ? 4 : 0, info.cpuHas.amx && info.bf16Kernel === 'amx' ? 5 : 0);
+  for (const level of [...LEVELS.slice(0, best), 'amx-emulated']) {
+    if ((level === 'vnni' && !info.cpuHas.vnni) || (level === 'bf16' && !info.cpuHas.bf16)) continue;
+    // without NODE_TEST_CONTEXT, which makes a `node --test` inside a test run nothing
+    const { NODE_TEST_CONTEXT: _, ...env } = process.env;
     const r = spawnSync(process.execPath, ['--import', 'tsx', '--test', '--test-reporter=dot', import.meta.filename], {
-      env: { ...process.env, MKA_ISA: isa }, encoding: 'utf8',
+      env: { ...env, MKA_ISA: level }, encoding: 'utf8',
     });
-    assert.equal(r.status, 0, `MKA_ISA=${isa}:\n${r.stdout}\n${r.stderr}`);
-  }
-  if (info.bf16Dot) {
-    const r = spawnSync(process.execPath, ['--import', 'tsx', '--test', '--test-reporter=dot', import.meta.filename], {
-      env: { ...process.env, MKA_BF16_DOT: '1' }, encoding: 'utf8',
-    });
-    assert.equal(r.status, 0, `MKA_BF16_DOT=1:\n${r.stdout}\n${r.stderr}`);
+    assert.equal(r.status, 0, `MKA_ISA=${level}:\n${r.stdout}\n${r.stderr}`);
+    const tests = (readFileSync(import.meta.filename, 'utf8').match(/^test\(/gm) ?? []).length;
+    assert.equal((r.stdout.match(/\./g) ?? []).length, tests, `MKA_ISA=${level} ran every test of the file:\n${r.stdout}`);
   }
   const bad = spawnSync(process.execPath, ['--import', 'tsx', '-e', `import('${import.meta.dirname}/../src/runtime/native-addon.ts').then((m) => console.log(m.loadNativeAddon().reason))`], {
     env: { ...process.env, MKA_ISA: 'sse9' }, encoding: 'utf8',
   });
-  assert.match(bad.stdout, /native addon failed to load \(MKA_ISA=sse9 is not one of generic, avx2, avx512\)/);
+  assert.match(bad.stdout, /native addon failed to load \(MKA_ISA=sse9 is not one of generic, avx2, avx512, vnni, bf16, amx, amx-emulated\)/);
 });

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/runtime/backend.ts';
-import { loadNativeAddon } from '../src/runtime/native-addon.ts';
+import { F32, loadNativeAddon } from '../src/runtime/native-addon.ts';
 import { NATIVE_BACKEND } from '../src/runtime/native-kernels.ts';
 import { hasKernel } from '../src/model/ops.ts';
 import { KERNELS } from '../src/runtime/kernel-names.ts';
@@ -103,19 +103,23 @@ test('native: the demo model\'s MMLU predictions equal plain tfjs ops\' (cpu bac
 test('decoderLayer: missing or short operands and bad sizes throw instead of crashing', { skip: NO_NATIVE }, () => {
   const [B, T, H, nH, nKV, hd, F] = [1, 2, 8, 2, 1, 4, 12];
   const f = (n: number) => new Float32Array(n);
-  const views = (): (Float32Array | null)[] => [
-    f(B * T * H), f(B * T * H), f(H), f(H), f(nH * hd * H), f(nKV * hd * H), f(nKV * hd * H), f(H * nH * hd), f(F * H), f(F * H), f(H * F),
-    null, null, null, null, null, null, null, null, null, f(T * hd), f(T * hd), null, null,
-  ];
-  const dims = [B, T, H, nH, nKV, hd, F, 0, 1, 0, 0, 1e-5, 0.5];
-  addon!.decoderLayer(views(), dims);
-  const short = views();
-  short[8] = f(F * H - 1);
-  assert.throws(() => addon!.decoderLayer(short, dims), /wg .* larger than/);
-  const missing = views();
-  missing[0] = null;
-  assert.throws(() => addon!.decoderLayer(missing, dims), /x is required/);
-  assert.throws(() => addon!.decoderLayer(views(), [B, T, H, 3, 2, hd, F, 0, 1, 0, 0, 1e-5, 0.5]), /multiple of nKV/);
-  assert.throws(() => addon!.decoderLayer(views(), [B, T, H, nH, nKV, hd, F, 4, 1, 0, 0, 1e-5, 0.5]), /pastK is required/);
-  assert.throws(() => addon!.decoderLayer(views().slice(1), dims), /24 entries/);
+  const w = (rows: number, cols: number) => ({ format: F32, rows, cols, data: f(rows * cols) });
+  const desc = () => ({
+    x: f(B * T * H), h: f(B * T * H), norm1: f(H), norm2: f(H) as Float32Array | null,
+    weights: [w(nH * hd, H), w(nKV * hd, H), w(nKV * hd, H), w(H, nH * hd), w(F, H), w(F, H), w(H, F)],
+    cos: f(T * hd), sin: f(T * hd), B, T, H, nH, nKV, hd, F, eps: 1e-5, scale: 0.5,
+  });
+  addon!.decoderLayer(desc() as never);
+  const short = desc();
+  short.weights[4] = { ...w(F, H), data: f(F * H - 1) };
+  assert.throws(() => addon!.decoderLayer(short as never), /weights\[4\] \(gate\): data .* outside/);
+  const wrong = desc();
+  wrong.weights[6] = w(H, F + 1);
+  assert.throws(() => addon!.decoderLayer(wrong as never), /weights\[6\] \(down\) is \[8, 13\], the layer needs \[8, 12\]/);
+  const missing = desc();
+  missing.norm2 = null;
+  assert.throws(() => addon!.decoderLayer(missing as never), /norm2 is required/);
+  assert.throws(() => addon!.decoderLayer({ ...desc(), nH: 3, nKV: 2 } as never), /multiple of nKV/);
+  assert.throws(() => addon!.decoderLayer({ ...desc(), S0: 4 } as never), /pastK is required/);
+  assert.throws(() => addon!.decoderLayer({ ...desc(), weights: desc().weights.slice(1) } as never), /array of 7 weight descriptors/);
 });

@@ -1,15 +1,22 @@
 /**
  * Prefill throughput of the decoder on random weights:
  *   npm run bench -- forward --hidden 768 --layers 12 --seq 512 [--heads 12 --kv-heads 12 --ffn 2048 --vocab 32000 --batch 1]
- * Prints tokens/s and achieved GFLOP/s (matrix-product FLOPs of the pass, attention included).
- * Prints the backend and kernels used. When matrix products run in mka's native kernels, the same
- * run also prints their GFLOP/s on this pass's largest product shape, the machine's theoretical sgemm
- * ceiling, the pass on plain WebAssembly (--wasm-reps timed passes, no warm-up; it is slow) and the
- * ratios; --no-compare skips that.
+ *     [--dtype float32|bfloat16] [--compute auto|float32|bfloat16] [--decode N]
+ * Prints tokens/s and achieved GFLOP/s (matrix-product FLOPs of the pass, attention included), the
+ * backend, kernels and compute dtype used. --dtype bfloat16 makes the random weights a BF16 model (so
+ * --compute auto runs bf16 products where the CPU has them); the pass is then compared with the
+ * machine's bf16 ceiling, measured by a register-only vdpbf16ps loop. --decode N also times N greedy
+ * decoding steps after the prompt (tokens/s, as `mka generate` runs them). With float32 products in
+ * mka's native kernels, the same run also prints their GFLOP/s on this pass's largest product shape,
+ * the machine's theoretical sgemm ceiling, the pass on plain WebAssembly (--wasm-reps timed passes, no
+ * warm-up; it is slow) and the ratios; --no-compare skips that.
  */
 import yargs from 'yargs';
 import { availableParallelism } from 'node:os';
-import { initBackend, BACKENDS, type BackendChoice } from '../../src/runtime/backend.ts';
+import { initBackend, BACKENDS, COMPUTE_CHOICES, type BackendChoice, type ComputeChoice } from '../../src/runtime/backend.ts';
+import { disposeCache, type KVCache } from '../../src/model/forward.ts';
+import { argmax } from '../../src/model/generate.ts';
+import { measuredCeilings } from './sgemm.ts';
 import { loadNativeAddon, F32 } from '../../src/runtime/native-addon.ts';
 import { sgemmCeiling, timeNative } from './sgemm.ts';
 import { parseConfig, type LlamaConfig } from '../../src/model/config.ts';
@@ -31,7 +38,8 @@ export function forwardFlops(c: LlamaConfig, T: number, B = 1): number {
  * Times `reps` prefills (after `warmup` untimed ones, default 1): wall seconds per pass, and CPU
  * seconds of this process per pass (the steadier figure on a shared machine).
  */
-export function timeForward(c: LlamaConfig, T: number, B: number, reps: number, warmup = 1): { secs: number; cpuSecs: number } {
+export function timeForward(c: LlamaConfig, T: number, B: number, reps: number, warmup = 1, decode = 0):
+  { secs: number; cpuSecs: number; compute: string; decode?: { secs: number; cpuSecs: number } } {
   const model = randomModel(c);
   const ids = Array.from({ length: B }, (_, b) => Array.from({ length: T }, (_, t) => (7 * t + 13 * b + 1) % c.vocab_size));
   const run = () => {
@@ -45,8 +53,28 @@ export function timeForward(c: LlamaConfig, T: number, B: number, reps: number, 
   for (let i = 0; i < reps; i++) run();
   const secs = (performance.now() - t0) / 1000 / reps;
   const used = process.cpuUsage(cpu0);
+  let steps: { secs: number; cpuSecs: number } | undefined;
+  if (decode > 0) {
+    // greedy steps after the prompt of row 0, as generate() runs them: one token, the cache, the last logits
+    const pre = forward(model, [ids[0]], { logits: 'last', returnCache: true });
+    let cache: KVCache = pre.cache!;
+    let next = argmax(pre.logits!.dataSync());
+    pre.logits!.dispose();
+    const d0 = process.cpuUsage(), s0 = performance.now();
+    for (let i = 0; i < decode; i++) {
+      const r = forward(model, [[next]], { logits: 'last', cache, returnCache: true });
+      disposeCache(cache);
+      cache = r.cache!;
+      next = argmax(r.logits!.dataSync());
+      r.logits!.dispose();
+    }
+    const du = process.cpuUsage(d0);
+    steps = { secs: (performance.now() - s0) / 1000 / decode, cpuSecs: (du.user + du.system) / 1e6 / decode };
+    disposeCache(cache);
+  }
+  const compute = model.compute;
   disposeModel(model);
-  return { secs, cpuSecs: (used.user + used.system) / 1e6 / reps };
+  return { secs, cpuSecs: (used.user + used.system) / 1e6 / reps, compute, decode: steps };
 }
 
 export async function main(argv: string[]): Promise<void> {
@@ -62,6 +90,9 @@ export async function main(argv: string[]): Promise<void> {
     .option('reps', { type: 'number', default: 2 })
     .option('backend', { choices: BACKENDS, default: 'auto' as BackendChoice })
     .option('threads', { type: 'number', default: availableParallelism(), describe: 'threads of the native kernels' })
+    .option('dtype', { choices: ['float32', 'bfloat16'] as const, default: 'float32' as const, describe: 'dtype of the random weights (config.json torch_dtype)' })
+    .option('compute', { choices: COMPUTE_CHOICES, default: 'auto' as ComputeChoice, describe: 'dtype of the matrix products (as every command\'s --compute)' })
+    .option('decode', { type: 'number', default: 0, describe: 'also time this many greedy decoding steps after the prompt' })
     .option('compare', { type: 'boolean', default: true, describe: 'with the native path: also print the sgemm ceiling and plain WebAssembly' })
     .option('wasm-reps', { type: 'number', default: 1, describe: 'timed passes on plain WebAssembly for the comparison (0: skip it)' })
     .parseSync();
@@ -69,16 +100,36 @@ export async function main(argv: string[]): Promise<void> {
   const c = parseConfig({
     architectures: ['LlamaForCausalLM'], model_type: 'llama', vocab_size: a.vocab, hidden_size: a.hidden,
     intermediate_size: a.ffn ?? Math.round((8 * a.hidden) / 3 / 64) * 64, num_hidden_layers: a.layers,
-    num_attention_heads: heads, num_key_value_heads: a['kv-heads'] ?? heads, max_position_embeddings: Math.max(a.seq, 2048),
+    num_attention_heads: heads, num_key_value_heads: a['kv-heads'] ?? heads, max_position_embeddings: Math.max(a.seq + a.decode, 2048),
+    torch_dtype: a.dtype,
   }, 'bench config');
-  const info = await initBackend(a.backend, { threads: a.threads, log: (m) => console.log(m) });
-  const { secs, cpuSecs } = timeForward(c, a.seq, a.batch, a.reps);
+  const info = await initBackend(a.backend, { threads: a.threads, compute: a.compute, log: (m) => console.log(m) });
+  const load = (await import('node:os')).loadavg();
+  console.log(`machine load (1/5/15 min): ${load.map((x) => x.toFixed(2)).join(' / ')} on ${availableParallelism()} cores`);
+  const { secs, cpuSecs, compute, decode } = timeForward(c, a.seq, a.batch, a.reps, 1, a.decode);
   const flops = forwardFlops(c, a.seq, a.batch);
-  console.log(`model: hidden ${c.hidden_size}, layers ${c.num_hidden_layers}, heads ${c.num_attention_heads}/${c.num_key_value_heads}, ffn ${c.intermediate_size}, vocab ${c.vocab_size}`);
+  console.log(`model: hidden ${c.hidden_size}, layers ${c.num_hidden_layers}, heads ${c.num_attention_heads}/${c.num_key_value_heads}, ffn ${c.intermediate_size}, vocab ${c.vocab_size}, ${a.dtype} weights, products in ${compute}`);
   console.log(`decoder layers: ${hasKernel(KERNELS.decoderLayer) ? 'one fused native call per layer (MkaDecoderLayer)' : 'tfjs ops (native kernels where registered)'}`);
   console.log(`prefill ${a.batch}x${a.seq} tokens on ${info.description}: ${secs.toFixed(3)} s/pass, ` +
     `${((a.batch * a.seq) / secs).toFixed(1)} tokens/s, ${(flops / secs / 1e9).toFixed(2)} GFLOP/s ` +
     `(${cpuSecs.toFixed(3)} CPU-s/pass: ${(flops / cpuSecs / 1e9).toFixed(2)} GFLOP per CPU-second)`);
+  if (decode) {
+    console.log(`decode after a ${a.seq}-token prompt: ${(1 / decode.secs).toFixed(1)} tokens/s (${(1000 * decode.secs).toFixed(1)} ms/token, ` +
+      `${(1000 * decode.cpuSecs).toFixed(1)} CPU-ms/token)`);
+  }
+  if (compute === 'bfloat16' && info.nativeMatMul) {
+    const addon = loadNativeAddon().addon!;
+    const ceil = measuredCeilings(addon).bf16;
+    const kernel = addon.info().bf16Kernel;
+    if (ceil.wall > 0) {
+      console.log(`bf16 ceiling (${kernel}; register-only vdpbf16ps loop on ${addon.info().threads} threads): ${ceil.wall.toFixed(1)} GFLOP/s wall, ` +
+        `${ceil.perCpuSecond.toFixed(1)} per CPU-second; the pass reached ${((100 * flops) / secs / 1e9 / ceil.wall).toFixed(1)}% of it wall, ` +
+        `${((100 * flops) / cpuSecs / 1e9 / ceil.perCpuSecond).toFixed(1)}% per CPU-second`);
+    } else {
+      console.log(`bf16 ceiling: not measured (the bf16 products run on ${kernel}, which has no register-only loop here)`);
+    }
+    return;
+  }
   if (info.nativeMatMul && a.compare) await compareWithWasm(c, a.seq, a.batch, flops / secs / 1e9, a.threads, a['wasm-reps']);
 }
 

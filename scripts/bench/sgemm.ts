@@ -4,10 +4,13 @@
  * Prints the native kernels' path and thread count; GFLOP/s of mka's own matmul on every
  * instruction-set path this CPU has (each in a child process with MKA_ISA, which is read at load),
  * at square 2048, 512x2048x2048 (A·Bᵀ, the HF [out, in] layout), 512x8192x2048 and a 1-row GEMV,
- * float32 and bf16 weights; the machine's sgemm ceiling (cores × clock × FLOPs/cycle of the path);
- * OpenBLAS's figure when a libopenblas happens to be installed (dlopen; mka never computes with it);
- * the bf16-dot path's speed-up and error; and tfjs's plain WebAssembly matMul for A·B and A·Bᵀ. Timings are wall clock; on a shared machine
- * the "cpu" figure (FLOPs per CPU-second of this process) is the steadier one.
+ * float32 and bf16 weights widened per tile; the bf16 products (linear on weights packed into bf16
+ * panels: vdpbf16ps or AMX where the CPU has them) at the same shapes, with their error; the machine's
+ * sgemm ceiling (cores × clock × FLOPs/cycle of the path) and the float32, bf16 and int8 ceilings
+ * measured by a register-only loop; OpenBLAS's figure when a libopenblas happens to be installed
+ * (dlopen; mka never computes with it); and tfjs's plain WebAssembly matMul for A·B and A·Bᵀ.
+ * Timings are wall clock; on a shared machine the "cpu" figure (FLOPs per CPU-second of this
+ * process) is the steadier one.
  */
 import * as tf from '@tensorflow/tfjs';
 import yargs from 'yargs';
@@ -16,10 +19,10 @@ import { existsSync, readFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { initBackend } from '../../src/runtime/backend.ts';
-import { BF16, F32, loadNativeAddon, type ElementType, type NativeAddon } from '../../src/runtime/native-addon.ts';
+import { BF16, BF16P, F32, bf16PackedWords, loadNativeAddon, type ElementType, type NativeAddon } from '../../src/runtime/native-addon.ts';
 
-/** A product shape: C[m][n] = A[m][k] · op(B). */
-export interface Shape { name: string; m: number; n: number; k: number; transB: boolean; type: ElementType }
+/** A product shape: C[m][n] = A[m][k] · op(B); `products: 'bf16'` multiplies by B packed into bf16 panels (linear, transB). */
+export interface Shape { name: string; m: number; n: number; k: number; transB: boolean; type: ElementType; products?: 'bf16'; compare?: string }
 
 export const SHAPES: Shape[] = [
   { name: '2048³ A·B', m: 2048, n: 2048, k: 2048, transB: false, type: F32 },
@@ -29,6 +32,9 @@ export const SHAPES: Shape[] = [
   { name: '512x2048x2048 A·Bᵀ bf16 B', m: 512, n: 2048, k: 2048, transB: true, type: BF16 },
   { name: 'GEMV 1x8192x2048 A·Bᵀ', m: 1, n: 8192, k: 2048, transB: true, type: F32 },
   { name: 'GEMV 1x8192x2048 A·Bᵀ bf16 B', m: 1, n: 8192, k: 2048, transB: true, type: BF16 },
+  { name: '512x2048x2048 bf16 products', m: 512, n: 2048, k: 2048, transB: true, type: BF16, products: 'bf16', compare: '512x2048x2048 A·Bᵀ bf16 B' },
+  { name: '512x8192x2048 bf16 products', m: 512, n: 8192, k: 2048, transB: true, type: BF16, products: 'bf16', compare: '512x8192x2048 A·Bᵀ' },
+  { name: 'GEMV 1x8192x2048 bf16 products', m: 1, n: 8192, k: 2048, transB: true, type: BF16, products: 'bf16', compare: 'GEMV 1x8192x2048 A·Bᵀ bf16 B' },
 ];
 
 function random(n: number, seed: number): Float32Array {
@@ -46,7 +52,12 @@ export function timeNative(addon: NativeAddon, s: Shape, reps: number): { wall: 
   const b = s.type === F32 ? b32 : Uint16Array.from(new Uint32Array(b32.buffer), (w) => w >>> 16);
   const c = new Float32Array(s.m * s.n);
   const flops = 2 * s.m * s.n * s.k;
-  const run = () => addon.matmul(a, 0, b, 0, s.type, c, 0, s.m, s.n, s.k, false, s.transB, 1, null, null, 0, 0, 0, false);
+  let run = () => addon.matmul({ a, b, bType: s.type, c, m: s.m, n: s.n, k: s.k, transB: s.transB });
+  if (s.products === 'bf16') {
+    const data = new Int32Array(bf16PackedWords(s.n, s.k));
+    addon.packBf16({ src: b, type: s.type, rows: s.n, cols: s.k, out: data });
+    run = () => addon.linear({ x: a, m: s.m, weight: { format: BF16P, rows: s.n, cols: s.k, data }, y: c });
+  }
   run();
   // small products: repeat inside one timing so each sample lasts a few milliseconds
   const inner = Math.max(1, Math.ceil(2e8 / flops));
@@ -65,18 +76,21 @@ export function timeNative(addon: NativeAddon, s: Shape, reps: number): { wall: 
 }
 
 /** The addon's bench-only hook that runs an installed OpenBLAS (never used for mka's own work). */
-type BlasProbe = NativeAddon & { _openblasSgemm(path: string, threads: number, a: Float32Array, b: Float32Array, c: Float32Array, m: number, n: number, k: number, transB: boolean): boolean };
+type BlasProbe = NativeAddon & {
+  _openblasSgemm(d: { path: string; threads: number; a: Float32Array; b: Float32Array; c: Float32Array; m: number; n: number; k: number; transB: boolean }): boolean;
+};
 
 /** OpenBLAS's cblas_sgemm on a shape, timed like timeNative; null when the library does not load. */
 export function timeOpenBlas(addon: BlasProbe, path: string, s: Shape, threads: number, reps: number): { wall: number; cpu: number } | null {
   const a = random(s.m * s.k, 1), b = random(s.k * s.n, 2), c = new Float32Array(s.m * s.n);
   const flops = 2 * s.m * s.n * s.k;
-  if (!addon._openblasSgemm(path, threads, a, b, c, s.m, s.n, s.k, s.transB)) return null;
+  const d = { path, threads, a, b, c, m: s.m, n: s.n, k: s.k, transB: s.transB };
+  if (!addon._openblasSgemm(d)) return null;
   let best = 0;
   const cpu0 = process.cpuUsage();
   for (let r = 0; r < reps; r++) {
     const t = performance.now();
-    addon._openblasSgemm(path, threads, a, b, c, s.m, s.n, s.k, s.transB);
+    addon._openblasSgemm(d);
     best = Math.max(best, flops / ((performance.now() - t) / 1000) / 1e9);
   }
   const used = process.cpuUsage(cpu0);
@@ -131,24 +145,30 @@ export function sgemmCeiling(isa: string, cpu: string, threads: number): { gflop
 }
 
 /**
- * Largest error of a bf16-weight product against float64 (first rows of 64x2048x2048 A·Bᵀ),
- * relative to the largest output: what MKA_BF16_DOT's rounding of activations costs.
+ * Largest error of the bf16 products against float64 on float32 operands (first rows of 64x2048x2048
+ * x·Wᵀ), relative to the largest output: what rounding weights and activations to bf16 costs.
  */
 export function bf16Error(addon: NativeAddon): number {
   const m = 64, n = 2048, k = 2048, rows = 4;
-  const a = random(m * k, 3), b = Uint16Array.from(new Uint32Array(random(n * k, 4).buffer), (w) => w >>> 16);
-  const c = new Float32Array(m * n), f = new Float32Array(1), u = new Uint32Array(f.buffer);
-  addon.matmul(a, 0, b, 0, BF16, c, 0, m, n, k, false, true, 1, null, null, 0, 0, 0, false);
+  const a = random(m * k, 3), w = random(n * k, 4);
+  const data = new Int32Array(bf16PackedWords(n, k)), c = new Float32Array(m * n);
+  addon.packBf16({ src: w, type: F32, rows: n, cols: k, out: data });
+  addon.linear({ x: a, m, weight: { format: BF16P, rows: n, cols: k, data }, y: c });
   let err = 0, top = 0;
   for (let i = 0; i < rows; i++) {
     for (let j = 0; j < n; j++) {
       let s = 0;
-      for (let p = 0; p < k; p++) s += a[i * k + p] * ((u[0] = b[j * k + p] << 16), f[0]);
+      for (let p = 0; p < k; p++) s += a[i * k + p] * w[j * k + p];
       err = Math.max(err, Math.abs(s - c[i * n + j]));
       top = Math.max(top, Math.abs(s));
     }
   }
   return err / top;
+}
+
+/** The measured ceilings of this process's kernels: float32 FMA, bf16 dot products, int8 dot products (0: absent). */
+export function measuredCeilings(addon: NativeAddon, seconds = 0.5): { fp32: { wall: number; perCpuSecond: number }; bf16: { wall: number; perCpuSecond: number }; int8: { wall: number; perCpuSecond: number } } {
+  return { fp32: addon._peak(0, seconds), bf16: addon._peak(1, seconds), int8: addon._peak(2, seconds) };
 }
 
 /** Child mode: time every shape (only bf16 ones with --bf16) on this process's path and print one JSON line. */
@@ -157,7 +177,7 @@ function child(threads: number[], reps: number, quick: boolean, bf16: boolean): 
   if (!loaded.addon) throw new Error(loaded.reason);
   const addon = loaded.addon;
   const rows: { shape: string; threads: number; wall: number; cpu: number }[] = [];
-  const shapes = SHAPES.filter((x) => (!quick || x.m * x.n * x.k <= 2048 ** 3 / 4) && (!bf16 || x.type === BF16));
+  const shapes = SHAPES.filter((x) => (!quick || x.m * x.n * x.k <= 2048 ** 3 / 4) && (!bf16 || x.products === 'bf16'));
   for (const t of threads) {
     addon.setThreads(t);
     for (const s of shapes) rows.push({ shape: s.name, threads: t, ...timeNative(addon, s, reps) });
@@ -193,12 +213,16 @@ export async function main(argv: string[]): Promise<void> {
   } else {
     const info = loaded.addon.info();
     console.log(`native kernels: ${loaded.reason}; default ${info.threads} threads of ${info.procs} processors; ` +
-      `avx512_bf16 ${info.bf16Dot ? 'present' : 'absent'}; AMX ${info.amx ? 'present' : 'absent'}`);
+      `avx512_bf16 ${info.cpuHas.bf16 ? 'present' : 'absent'}; VNNI ${info.cpuHas.vnni ? 'present' : 'absent'}; AMX ${info.cpuHas.amx ? `present${info.amxNote ? ` but unused: ${info.amxNote}` : ''}` : 'absent'}`);
+    const ceil = measuredCeilings(loaded.addon);
+    console.log(`measured ceilings (register-only loops, ${info.threads} threads): float32 FMA ${ceil.fp32.wall.toFixed(1)} GFLOP/s wall ` +
+      `(${ceil.fp32.perCpuSecond.toFixed(1)} per CPU-second)` + (ceil.bf16.wall ? `, vdpbf16ps ${ceil.bf16.wall.toFixed(1)} (${ceil.bf16.perCpuSecond.toFixed(1)})` : '') +
+      (ceil.int8.wall ? `, vpdpbusd ${ceil.int8.wall.toFixed(1)} GOP/s (${ceil.int8.perCpuSecond.toFixed(1)})` : ''));
     const paths = ['avx512', 'avx2', 'generic'].slice(['avx512', 'avx2', 'generic'].indexOf(info.isa));
     const common = ['--reps', String(a.reps), '--threads', ...threads.map(String)];
     const results: Record<string, ChildResult> = {};
     for (const isa of paths) {
-      const res = runChild({ MKA_ISA: isa, MKA_BF16_DOT: '0' }, [...common, ...(a.quick || isa === 'generic' ? ['--quick'] : [])]);
+      const res = runChild({ MKA_ISA: isa }, [...common, ...(a.quick || isa === 'generic' ? ['--quick'] : [])]);
       if (typeof res === 'string') {
         console.log(`${isa}: failed (${res})`);
         continue;
@@ -215,22 +239,23 @@ export async function main(argv: string[]): Promise<void> {
       }
     }
     console.log('');
-    if (info.bf16Dot && results.avx512) {
-      const dot = runChild({ MKA_ISA: 'avx512', MKA_BF16_DOT: '1' }, [...common, '--bf16']);
-      if (typeof dot === 'string') console.log(`bf16 dot (MKA_BF16_DOT=1): failed (${dot})`);
+    if (info.bf16Kernel === 'avx512bf16' || info.bf16Kernel === 'amx') {
+      const dot = runChild({}, [...common, '--bf16']);
+      if (typeof dot === 'string') console.log(`bf16 products (${info.bf16Kernel}): failed (${dot})`);
       else {
         for (const row of dot.rows) {
-          const base = results.avx512.rows.find((x) => x.shape === row.shape && x.threads === row.threads);
-          console.log(`bf16 dot (MKA_BF16_DOT=1, vdpbf16ps), ${row.shape}, ${row.threads} thread${row.threads === 1 ? '' : 's'}: ${row.wall.toFixed(1)} GFLOP/s wall, ` +
-            `${row.cpu.toFixed(1)} per CPU-second = ${base ? (row.cpu / base.cpu).toFixed(2) : '?'}x the widening path`);
+          const compare = SHAPES.find((x) => x.name === row.shape)?.compare;
+          const base = results.avx512?.rows.find((x) => x.shape === compare && x.threads === row.threads);
+          const core = ceil.bf16.perCpuSecond / info.threads;
+          console.log(`bf16 products (${info.bf16Kernel}), ${row.shape}, ${row.threads} thread${row.threads === 1 ? '' : 's'}: ${row.wall.toFixed(1)} GFLOP/s wall, ` +
+            `${row.cpu.toFixed(1)} per CPU-second${core ? ` (${((100 * row.cpu) / core).toFixed(0)}% of one core's bf16 ceiling)` : ''}` +
+            (base ? ` = ${(row.cpu / base.cpu).toFixed(2)}x the float32 products of ${compare}` : ''));
         }
-        console.log(`bf16 dot error vs float32 weights·activations (relative to the largest output): ${dot.bf16Error.toExponential(2)} ` +
-          `(widening path: ${results.avx512.bf16Error.toExponential(2)}); off by default because it rounds activations to bf16`);
+        console.log(`bf16 products' error vs float64 on float32 operands (relative to the largest output): ${dot.bf16Error.toExponential(2)}`);
       }
     } else {
-      console.log(`bf16 dot (MKA_BF16_DOT=1): not available here (${info.isa !== 'avx512' ? `the ${info.isa} path has no vdpbf16ps` : 'this CPU has no avx512_bf16'}); bf16 weights are widened to float32 per tile`);
+      console.log(`bf16 products: ${info.bf16Kernel} (no avx512_bf16 or AMX here): float32 FMAs on bf16 values, so --compute auto keeps BF16 models in float32`);
     }
-    console.log(`AMX: ${info.amx ? 'present, not used (no AMX kernel yet: bf16 weights go through the widening or vdpbf16ps paths)' : 'absent on this CPU'}`);
     const blas = ['/usr/lib/x86_64-linux-gnu/libopenblas.so.0', '/usr/lib/libopenblas.so.0', '/usr/lib64/libopenblas.so.0'].find(existsSync);
     if (!blas) console.log('OpenBLAS: not installed (not needed: mka\'s kernels are its own), no comparison');
     else {

@@ -5,7 +5,7 @@
 import type { Argv } from 'yargs';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { BACKENDS, type BackendChoice } from '../runtime/backend-choice.ts';
+import { BACKENDS, COMPUTE_CHOICES, type BackendChoice, type ComputeChoice } from '../runtime/backend-choice.ts';
 import type { BackendInfo } from '../runtime/backend.ts';
 import { atomicWriteText } from '../io/atomic.ts';
 import { claimOutputDir, claimOutputFile, type OutputFileKind, type OutputKind } from '../io/output-dir.ts';
@@ -34,22 +34,26 @@ export function logger(args: { quiet?: boolean }): (msg: string) => void {
 }
 
 /**
- * Adds --backend and --threads. Only the commands that run a model with tfjs take them; the others
+ * Adds --backend, --threads and --compute. Only the commands that run a model with tfjs take them; the others
  * (info, convert-llama2c, export, serve, queue) refuse them as unknown, on the command line and in a --config file.
  */
 export function computeOptions<T>(y: Argv<T>) {
   return y
     .option('backend', { choices: BACKENDS, default: 'auto' as BackendChoice, describe: 'tfjs backend: auto takes tensorflow, else native (cpu tensors + native kernels), else wasm, else cpu', group: 'Compute:' })
-    .option('threads', { type: 'number', describe: 'threads for the native matrix products (default: all cores)', group: 'Compute:' });
+    .option('threads', { type: 'number', describe: 'threads for the native matrix products (default: all cores)', group: 'Compute:' })
+    .option('compute', {
+      choices: COMPUTE_CHOICES, default: 'auto' as ComputeChoice, group: 'Compute:',
+      describe: 'dtype of the matrix products: bfloat16 rounds their inputs to bf16 and accumulates in float32 (norms, softmax, RoPE stay float32); auto: bfloat16 for BF16 models on CPUs with bf16 products (avx512_bf16, AMX), else float32',
+    });
 }
 
 /**
  * Sets up the backend for a command and says which one it took, and, when --model holds packed
  * weights, which kernels run them (native integer kernels or the JS fallback).
  */
-export async function setup(args: { backend: BackendChoice; threads?: number; quiet?: boolean; model?: string }): Promise<BackendInfo> {
+export async function setup(args: { backend: BackendChoice; threads?: number; compute?: ComputeChoice; quiet?: boolean; model?: string }): Promise<BackendInfo> {
   const { initBackend } = await import('../runtime/backend.ts'); // loads tfjs: only for commands that compute
-  const info = await initBackend(args.backend, { threads: args.threads, log: logger(args) });
+  const info = await initBackend(args.backend, { threads: args.threads, compute: args.compute, log: logger(args) });
   if (args.model && existsSync(join(args.model, 'config.json'))) {
     const { readConfig } = await import('../model/config.ts');
     const { packedPath } = await import('../model/ops.ts');

@@ -25,28 +25,16 @@
 import { closeSync, existsSync, openSync, readFileSync, readSync } from 'node:fs';
 import { freemem, totalmem } from 'node:os';
 import { join } from 'node:path';
-import * as tf from '@tensorflow/tfjs';
 import { type LlamaConfig, expectedTensors, layerTensorShapes, readConfig } from './config.ts';
 import { UserError } from '../runtime/errors.ts';
 import { openRegularFile } from '../io/read.ts';
 import { BACKENDS } from '../runtime/backend.ts';
-import { takes16BitWeights } from './ops.ts';
+import { currentProfile, WASM_HEAP_LIMIT, type MemoryModel } from '../runtime/profile.ts';
 import { LOGIT_CHUNK_FLOATS, PASS_HIDDEN_BYTES } from './forward.ts';
 
-/** Where a backend keeps tensors and how it computes. */
-export interface MemoryProfile {
-  /** Backend name, for messages. */
-  backend: string;
-  /** Ceiling of the memory tensors live in (the 32-bit wasm heap), or null when tensors live in RAM. */
-  heapLimit: number | null;
-  /** Weights stay in the checkpoint's 16-bit dtype (true) or are widened to float32 (false). */
-  keeps16Bit: boolean;
-  /** Attention is computed in blocks (no [heads, T, T] score matrix). */
-  blockedAttention: boolean;
-}
-
-/** The wasm heap a tfjs wasm build can address. */
-export const WASM_HEAP_LIMIT = 4 * 2 ** 30;
+/** Where a backend keeps tensors and how it holds weights: the backend profile's memory model. */
+export type MemoryProfile = MemoryModel;
+export { WASM_HEAP_LIMIT };
 /** Node, tfjs, the tokenizer and the data before any model tensor. */
 export const RUNTIME_OVERHEAD = 400 * 2 ** 20;
 
@@ -173,8 +161,9 @@ export function storedBytes(dir: string, config: LlamaConfig): StoredBytes {
 /** Estimates the peak memory of running `work` on a model of `config` on a backend of `profile`. */
 export function estimateMemory(config: LlamaConfig, stored: StoredBytes, profile: MemoryProfile, work: Workload): MemoryEstimate {
   const numel = (shape: number[]) => shape.reduce((a, d) => a * d, 1);
+  const matrix = (name: string) => /_proj\.weight$|^lm_head\.weight$/.test(name) || (config.tie_word_embeddings && name === 'model.embed_tokens.weight');
   // packed weights stay packed on every backend; 16-bit ones where the kernels take them
-  const resident = (name: string) => stored.packed?.(name) ?? (profile.keeps16Bit ? stored(name) : 4);
+  const resident = (name: string) => stored.packed?.(name) ?? (profile.bf16Matrices && matrix(name) ? 2 : profile.keeps16Bit ? stored(name) : 4);
   const shapes = expectedTensors(config);
   let weights = 0, largestRead = 0;
   for (const [name, shape] of shapes) {
@@ -386,7 +375,7 @@ export function checkModelFits(
     return { config: c, stored: storedBytes(d, c) };
   };
   const others = opts.reference ? [shapeOf(opts.reference)] : [];
-  const profile = backendProfile(tf.getBackend(), takes16BitWeights());
+  const profile = currentProfile().memory;
   const ram = (BACKENDS as readonly string[]).includes('native') ? 'native' : 'cpu';
   return assertFits({
     command, config, stored: storedBytes(dir, config), profile, work, others, batchOption: batch?.option, batchField: batch?.field, streamable: opts.streamable,

@@ -2,18 +2,23 @@
  * A loaded model: its config and its weights by Hugging Face name. Weights are either resident (tfjs
  * tensors held for the model's lifetime) or streamed: a decoder layer's tensors are read from the
  * checkpoint when the forward pass reaches it and freed after, so peak memory stays near one layer
- * plus activations. On a backend whose kernels take 16-bit weights (the native backend), BF16/F16
- * matrices stay 16-bit in memory, resident or streamed. On plain WebAssembly the decoder's projections
- * (and an untied lm_head) are held as Wᵀ [in, out], laid out once as they are read, because its
- * untransposed product is the fast one; whatever needs Hugging Face layout reads `readHfWeight`.
+ * plus activations. How weights are laid out is the backend profile's call (runtime/profile.ts) and
+ * the run's compute dtype: with --compute bfloat16 the matrices of the products (decoder projections,
+ * lm_head) are packed once into the bf16 kernels' panels; on a backend whose kernels take 16-bit
+ * weights (the native backend), BF16/F16 matrices otherwise stay 16-bit in memory, resident or
+ * streamed; where the profile transposes projections (plain WebAssembly) they are held as Wᵀ [in,
+ * out], laid out once as they are read. Whatever needs Hugging Face layout reads `readHfWeight`.
  */
 import * as tf from '@tensorflow/tfjs';
 import { existsSync } from 'node:fs';
 import { type LlamaConfig, checkLayerCount, expectedTensors, layerTensorShapes, readConfig } from './config.ts';
 import { type Checkpoint, openCheckpoint } from '../io/checkpoint.ts';
 import { UserError } from '../runtime/errors.ts';
+import type { ComputeChoice, ComputeDtype } from '../runtime/backend-choice.ts';
+import { currentProfile, resolveCompute } from '../runtime/profile.ts';
+import { unpackBf16Panels } from '../runtime/native-addon.ts';
+import { disposeWeight, packBf16, packedSpec, takes16BitWeights, weightShape, type Weight } from './ops.ts';
 import { dequantizeRows, type PackedMatrix } from '../io/packed.ts';
-import { disposeWeight, isPacked, packedSpec, prefersTransposedWeights, takes16BitWeights, type Weight } from './ops.ts';
 import { withPackedWeights, type PackedCheckpoint } from './packed-checkpoint.ts';
 
 export interface LlamaModel {
@@ -37,6 +42,8 @@ export interface LlamaModel {
   checkpoint: Checkpoint | null;
   /** Counters for tests and benchmarks. */
   stats: { forwardCalls: number; layerLoads: number };
+  /** The dtype of the matrix products (--compute, resolved for this model): what run.json records. */
+  compute: ComputeDtype;
 }
 
 export interface LoadOptions {
@@ -44,6 +51,8 @@ export interface LoadOptions {
   streaming?: boolean;
   /** Keep BF16/F16 matrices 16-bit in memory (default: when the current backend's kernels take them). */
   keep16Bit?: boolean;
+  /** The compute dtype (default: the backend profile's --compute). */
+  compute?: ComputeChoice;
 }
 
 /** Checks that every tensor the config implies is present with the right shape (as floats, or packed). */
@@ -82,16 +91,35 @@ export function openModelDir(dir: string): { config: LlamaConfig; ckpt: PackedCh
   return { config, ckpt };
 }
 
-/** The weights multiplied as x·Wᵀ that plain wasm holds transposed: decoder projections, an untied lm_head. */
+/** The weights multiplied as x·Wᵀ: decoder projections and an untied lm_head (a tied one is the embedding). */
 const PROJECTION = /^(model\.layers\.\d+\.(self_attn\.[qkvo]_proj|mlp\.(gate|up|down)_proj)\.weight|lm_head\.weight)$/;
 
-/**
- * Weight `name` in the current backend's compute layout: on plain wasm a float32 projection becomes Wᵀ
- * [in, out] and its Hugging Face tensor is freed (so at most one extra copy exists, briefly); any
- * other weight is returned as it is.
- */
-function toComputeLayout(name: string, w: Weight): Weight {
-  if (w.dtype !== 'float32' || w.transposed || !PROJECTION.test(name) || !prefersTransposedWeights()) return w;
+/** Whether `name` is the matrix of a product x·Wᵀ in `config`: a projection, lm_head, or the embedding it is tied to. */
+function isMatrix(config: LlamaConfig, name: string): boolean {
+  return PROJECTION.test(name) || (config.tie_word_embeddings && name === 'model.embed_tokens.weight');
+}
+
+/** How a weight is held: as read (float32, or 16-bit when keep16), transposed (Wᵀ), or packed into bf16 panels. */
+type Layout = 'hf' | 'transposed' | 'panels';
+
+/** The layout of weight `name` for a model computing in `compute` on the current backend profile. */
+function layoutOf(config: LlamaConfig, compute: ComputeDtype, name: string): Layout {
+  if (!isMatrix(config, name)) return 'hf';
+  if (compute === 'bfloat16') return 'panels';
+  return PROJECTION.test(name) && currentProfile().transposedProjections ? 'transposed' : 'hf';
+}
+
+/** A weight read in Hugging Face layout (float32, or 16-bit words) put into `layout`; the input is freed when replaced. */
+function toLayout(w: Weight, layout: Layout): Weight {
+  if (layout === 'hf' || w.transposed || w.panels) return w;
+  if (layout === 'panels') {
+    try {
+      return packBf16(w);
+    } finally {
+      disposeWeight(w);
+    }
+  }
+  if (w.dtype !== 'float32') return w;
   const tensor = tf.transpose(w.tensor); // [in, out]
   w.tensor.dispose();
   return { tensor, dtype: 'float32', transposed: true };
@@ -102,12 +130,7 @@ function actBitsOf(config: LlamaConfig, name: string): 8 | undefined {
   return config.quantization_config?.act_bits === 8 && name.startsWith('model.layers.') ? 8 : undefined;
 }
 
-/** A packed weight as the kernels take it (ops.Weight): the quants in an int32 tensor, scales and mins as float32. */
-function readPackedWeight(ckpt: Checkpoint, name: string, actBits: 8 | undefined): Weight {
-  return packedWeight(ckpt.readPacked!(name), actBits);
-}
-
-/** A packed matrix as an ops.Weight (its quants viewed as int32 words, not copied where the backend keeps typed arrays). */
+/** A packed matrix as an ops.Weight (contract 1): its quants viewed as int32 words (not copied where the backend keeps typed arrays), scales and mins as float32. */
 export function packedWeight(pm: PackedMatrix, actBits?: 8): Weight {
   const groups = pm.scales.length / pm.rows;
   const words = new Int32Array(pm.quants.buffer, pm.quants.byteOffset, pm.quants.byteLength / 4);
@@ -121,19 +144,32 @@ export function packedWeight(pm: PackedMatrix, actBits?: 8): Weight {
 }
 
 /**
- * One weight from a checkpoint in compute layout: packed weights packed (readPackedWeight), 16-bit
- * matrices as stored (int32 [rows, cols/2] of raw words) when `keep16` and the checkpoint gives raw
- * bytes, everything else widened to float32 (projections transposed on plain wasm, see toComputeLayout).
+ * One weight from a checkpoint in its layout: packed weights as stored (packedWeight), 16-bit matrices
+ * as stored (int32 [rows, cols/2] of raw words) when `keep16` or bf16 panels are wanted and the
+ * checkpoint gives raw bytes, everything else widened to float32; then transposed or packed into
+ * panels (see layoutOf).
  */
-function readWeight(ckpt: Checkpoint, config: LlamaConfig, name: string, shape: number[], keep16: boolean): Weight {
-  if (ckpt.packedInfo?.(name)) return readPackedWeight(ckpt, name, actBitsOf(config, name));
+function readWeight(ckpt: Checkpoint, config: LlamaConfig, name: string, shape: number[], keep16: boolean, layout: Layout): Weight {
+  if (ckpt.packedInfo?.(name)) return packedWeight(ckpt.readPacked!(name), actBitsOf(config, name));
   const dtype = ckpt.info(name)?.dtype;
-  if (keep16 && ckpt.readRaw && (dtype === 'BF16' || dtype === 'F16') && shape.length === 2 && shape[1] % 2 === 0) {
+  if ((keep16 || layout === 'panels') && ckpt.readRaw && (dtype === 'BF16' || dtype === 'F16') && shape.length === 2 && shape[1] % 2 === 0) {
     const { data } = ckpt.readRaw(name);
     const words = new Int32Array(data.buffer, data.byteOffset, data.byteLength / 4); // two 16-bit words per element
-    return { tensor: tf.tensor2d(words, [shape[0], shape[1] / 2], 'int32'), dtype: dtype === 'BF16' ? 'bfloat16' : 'float16' };
+    return toLayout({ tensor: tf.tensor2d(words, [shape[0], shape[1] / 2], 'int32'), dtype: dtype === 'BF16' ? 'bfloat16' : 'float16' }, layout);
   }
-  return toComputeLayout(name, { tensor: tf.tensor(ckpt.read(name), shape), dtype: 'float32' });
+  return toLayout({ tensor: tf.tensor(ckpt.read(name), shape), dtype: 'float32' }, layout);
+}
+
+/** Whether a checkpoint's matrices are stored as bf16 (layer 0's q_proj, else config.json's dtype). */
+function storedBf16(config: LlamaConfig, ckpt: Checkpoint | null): boolean {
+  const dtype = ckpt?.info('model.layers.0.self_attn.q_proj.weight')?.dtype;
+  return dtype ? dtype === 'BF16' : config.torch_dtype === 'bfloat16';
+}
+
+/** The compute dtype of a model: `choice` (default the profile's --compute) resolved for its weights. */
+function computeOf(config: LlamaConfig, ckpt: Checkpoint | null, choice?: ComputeChoice): ComputeDtype {
+  const profile = currentProfile();
+  return resolveCompute(choice ? { ...profile, compute: choice } : profile, storedBf16(config, ckpt));
 }
 
 /** Loads a Hugging Face model directory (config.json + safetensors). */
@@ -142,10 +178,12 @@ export function loadModel(dir: string, opts: LoadOptions = {}): LlamaModel {
   const keep16 = opts.keep16Bit ?? takes16BitWeights();
   const tensors = new Map<string, tf.Tensor>();
   const packed = new Map<string, Weight>();
+  let compute: ComputeDtype;
   try {
+    compute = computeOf(config, ckpt, opts.compute);
     for (const [name, shape] of expectedTensors(config)) {
       if (opts.streaming && name.startsWith('model.layers.')) continue;
-      const w = readWeight(ckpt, config, name, shape, keep16);
+      const w = readWeight(ckpt, config, name, shape, keep16, layoutOf(config, compute, name));
       if (w.dtype === 'float32' && !w.transposed) tensors.set(name, w.tensor);
       else packed.set(name, w);
     }
@@ -155,48 +193,51 @@ export function loadModel(dir: string, opts: LoadOptions = {}): LlamaModel {
     ckpt.close();
     throw e;
   }
-  const keepOpen = !!opts.streaming || [...packed.values()].some((w) => w.dtype !== 'float32' && !isPacked(w));
+  // 16-bit weights are read back from the checkpoint by readHfWeight (transposed float32 and packed integer ones are not)
+  const keepOpen = !!opts.streaming || [...packed.values()].some((w) => w.dtype !== 'float32' && !w.quant);
   if (!keepOpen) ckpt.close();
-  return { config, dir, tensors, packed, checkpoint: keepOpen ? ckpt : null, stats: { forwardCalls: 0, layerLoads: 0 } };
+  return { config, dir, tensors, packed, checkpoint: keepOpen ? ckpt : null, stats: { forwardCalls: 0, layerLoads: 0 }, compute };
+}
+
+/**
+ * Wraps tensors already in memory (random weights, training, merges) as a model, and weights already
+ * in a compute form (`packed`, e.g. contract 1's packed integers). Takes ownership.
+ */
+export function modelFromTensors(config: LlamaConfig, tensors: Map<string, tf.Tensor>, dir: string | null = null, packed?: Map<string, Weight>): LlamaModel {
+  for (const [name, shape] of expectedTensors(config)) {
+    const t = tensors.get(name), w = packed?.get(name);
+    if (!t && !w) throw new UserError(`model tensors: "${name}" is missing`);
+    const got = t ? t.shape : weightShape(w!);
+    if (got.join(',') !== shape.join(',')) throw new UserError(`model tensors: "${name}" has shape [${got}], config implies [${shape}]`);
+  }
+  return { config, dir, tensors, ...(packed ? { packed } : {}), checkpoint: null, stats: { forwardCalls: 0, layerLoads: 0 }, compute: 'float32' };
 }
 
 /**
  * A model in memory from float tensors and packed matrices by Hugging Face name (a quantized sweep
- * point). Takes ownership of the tensors; packed matrices become packed weights (layer linears take
- * int8 activations when the config's quantization_config says act_bits 8).
+ * point), laid out for the backend. Takes ownership of the tensors; packed matrices become packed
+ * weights (layer linears take int8 activations when quantization_config says act_bits 8).
  */
-export function modelFromParts(config: LlamaConfig, floats: Map<string, tf.Tensor>, packedParts: Map<string, PackedMatrix>): LlamaModel {
+export function modelFromParts(config: LlamaConfig, floats: Map<string, tf.Tensor>, parts: Map<string, PackedMatrix>): LlamaModel {
   const packed = new Map<string, Weight>();
-  for (const [name, pm] of packedParts) packed.set(name, packedWeight(pm, actBitsOf(config, name)));
-  for (const [name, shape] of expectedTensors(config)) {
-    const t = floats.get(name);
-    if (!t && !packed.has(name)) throw new UserError(`model parts: "${name}" is missing`);
-    if (t && t.shape.join(',') !== shape.join(',')) throw new UserError(`model parts: "${name}" has shape [${t.shape}], config implies [${shape}]`);
-  }
-  return layOutForBackend({ config, dir: null, tensors: floats, packed, checkpoint: null, stats: { forwardCalls: 0, layerLoads: 0 } });
-}
-
-/** Wraps tensors already in memory (random weights, training, merges) as a model. Takes ownership. */
-export function modelFromTensors(config: LlamaConfig, tensors: Map<string, tf.Tensor>, dir: string | null = null): LlamaModel {
-  for (const [name, shape] of expectedTensors(config)) {
-    const t = tensors.get(name);
-    if (!t) throw new UserError(`model tensors: "${name}" is missing`);
-    if (t.shape.join(',') !== shape.join(',')) throw new UserError(`model tensors: "${name}" has shape [${t.shape}], config implies [${shape}]`);
-  }
-  return { config, dir, tensors, checkpoint: null, stats: { forwardCalls: 0, layerLoads: 0 } };
+  for (const [name, pm] of parts) packed.set(name, packedWeight(pm, actBitsOf(config, name)));
+  return layOutForBackend(modelFromTensors(config, floats, null, packed));
 }
 
 /**
- * Lays out an in-memory model's weights for the current backend as loadModel does (on plain wasm,
- * projections become Wᵀ in `packed`; elsewhere nothing changes), in place. Without it such a model
- * still runs, transposing per call. Not for models being trained (their tensors are variables).
+ * Lays out an in-memory model's weights for the current backend and compute dtype as loadModel does
+ * (the compute dtype resolved from config.json's dtype: a merge of a BF16 model computes as that
+ * model does), in place: matrices packed into bf16 panels, or on plain wasm projections as Wᵀ, in
+ * `packed`. Without it such a model still runs in float32, transposing per call where the profile
+ * says so. Not for models being trained (their tensors are variables).
  */
-export function layOutForBackend(model: LlamaModel): LlamaModel {
-  if (!prefersTransposedWeights()) return model;
+export function layOutForBackend(model: LlamaModel, compute?: ComputeChoice): LlamaModel {
+  model.compute = computeOf(model.config, model.checkpoint, compute);
   const packed = model.packed ?? new Map<string, Weight>();
   for (const [name, tensor] of [...model.tensors]) {
-    const w = toComputeLayout(name, { tensor, dtype: 'float32' });
-    if (!w.transposed) continue;
+    const layout = layoutOf(model.config, model.compute, name);
+    if (layout === 'hf') continue;
+    const w = toLayout({ tensor, dtype: 'float32' }, layout);
     model.tensors.delete(name);
     packed.set(name, w);
   }
@@ -213,7 +254,7 @@ export function readHfWeight(model: LlamaModel, name: string): Float32Array {
   const t = model.tensors.get(name);
   if (t) return Float32Array.from(t.dataSync() as Float32Array);
   const w = model.packed?.get(name);
-  if (w && isPacked(w)) return dequantizeWeight(w);
+  if (w?.quant) return dequantizeWeight(w);
   if (w?.transposed) {
     const hf = tf.transpose(w.tensor); // [out, in]
     try {
@@ -222,17 +263,19 @@ export function readHfWeight(model: LlamaModel, name: string): Float32Array {
       hf.dispose();
     }
   }
-  if (!model.checkpoint) throw new Error(`model has no tensor "${name}"`);
-  return model.checkpoint.read(name);
+  if (model.checkpoint) return model.checkpoint.read(name);
+  if (w?.panels) return unpackBf16Panels(w.tensor.dataSync() as Int32Array, ...weightShape(w)); // an in-memory model computing in bf16: its bf16 values
+  throw new Error(`model has no tensor "${name}"`);
 }
 
 /** A packed weight's values, dequantized whole (exports and merges read one tensor at a time). */
-function dequantizeWeight(w: Weight & { quant: NonNullable<Weight['quant']> }): Float32Array {
+function dequantizeWeight(w: Weight): Float32Array {
+  const q = w.quant!;
   const rows = w.tensor.shape[0];
   const words = w.tensor.dataSync() as Int32Array;
   const bytes = new Uint8Array(words.buffer, words.byteOffset, words.byteLength);
-  const mins = w.quant.mins ? (w.quant.mins.dataSync() as Float32Array) : null;
-  return dequantizeRows(bytes, w.quant.scales.dataSync() as Float32Array, mins, w.quant.cols, packedSpec(w), 0, rows, new Float32Array(rows * w.quant.cols));
+  const mins = q.mins ? (q.mins.dataSync() as Float32Array) : null;
+  return dequantizeRows(bytes, q.scales.dataSync() as Float32Array, mins, q.cols, packedSpec(w), 0, rows, new Float32Array(rows * q.cols));
 }
 
 /** Frees every tensor of the model and closes its checkpoint. */
@@ -261,7 +304,7 @@ export function useWeight(model: LlamaModel, name: string, shape: number[]): { w
   const resident = residentWeight(model, name);
   if (resident) return { weight: resident, release: () => {} };
   if (!model.checkpoint) throw new Error(`model has no tensor "${name}"`);
-  const weight = readWeight(model.checkpoint, model.config, name, shape, takes16BitWeights());
+  const weight = readWeight(model.checkpoint, model.config, name, shape, takes16BitWeights(), layoutOf(model.config, model.compute, name));
   return { weight, release: () => disposeWeight(weight) };
 }
 
@@ -288,7 +331,7 @@ export function acquireLayer(model: LlamaModel, i: number): LayerWeights {
     for (const [suffix, shape] of shapes) {
       const r = residentWeight(model, prefix + suffix);
       if (r) resident.set(suffix, r);
-      else if (model.checkpoint) own.set(suffix, readWeight(model.checkpoint, model.config, prefix + suffix, shape, takes16BitWeights()));
+      else if (model.checkpoint) own.set(suffix, readWeight(model.checkpoint, model.config, prefix + suffix, shape, takes16BitWeights(), layoutOf(model.config, model.compute, prefix + suffix)));
     }
   } catch (e) {
     for (const w of own.values()) disposeWeight(w);

@@ -6,19 +6,13 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { KERNELS } from '../runtime/kernel-names.ts';
-import { nativeMatMulInstalled } from '../runtime/native-matmul.ts';
+import { currentProfile } from '../runtime/profile.ts';
 import { dequantizeRows, type PackedSpec } from '../io/packed.ts';
 
-/** How a float weight's values are stored. */
-export type FloatDtype = 'float32' | 'bfloat16' | 'float16';
-/** How a weight's values are stored: float, or packed 8/4-bit (packed.ts, contract 1). */
-export type WeightDtype = FloatDtype | 'q8' | 'q4';
+/** How a weight's values are stored: float32, 16-bit, or contract 1's packed integers. */
+export type WeightDtype = 'float32' | 'bfloat16' | 'float16' | 'q8' | 'q4';
 
-/**
- * What a packed weight holds besides its quants (packed.ts): the row width, the inputs per group,
- * the symmetry, float32 scales (and mins) [rows, groups], and with actBits 8 (SmoothQuant W8A8) the
- * input is rounded to int8 per token before the product.
- */
+/** Contract 1's quantization of a packed integer weight (q8/q4). */
 export interface QuantInfo {
   /** Inputs per row (`in`). */
   cols: number;
@@ -34,38 +28,51 @@ export interface QuantInfo {
 }
 
 /**
- * A weight as the kernels take it. float32: `tensor` has the Hugging Face shape [out, in], or, when
- * `transposed`, is Wᵀ [in, out] (laid out once at load for plain WebAssembly, whose untransposed
- * product is the fast one; see model.ts). bfloat16/float16: `tensor` is int32 [rows, cols/2] holding
- * the raw 16-bit words two per element (little-endian), so tf.memory() counts its real bytes and
- * dispose() frees it; only native kernels read it. q8/q4: `tensor` is int32 [rows, rowBytes/4] holding
- * the packed rows (packed.ts), and `quant` the rest.
+ * A weight as the kernels take it.
+ * - float32: `tensor` has the Hugging Face shape [out, in], or, when `transposed`, is Wᵀ [in, out]
+ *   (laid out once at load where the backend's untransposed product is the fast one; see model.ts).
+ * - bfloat16/float16: `tensor` is int32 [out, in/2] holding the raw 16-bit words two per element
+ *   (little-endian), so tf.memory() counts its real bytes and dispose() frees it; only native kernels
+ *   read it. With `panels` ([out, in]), a bfloat16 `tensor` instead holds the bf16 products' packed
+ *   panels (int32 [bf16PackedWords(out, in)], packBf16), laid out once for --compute bfloat16.
+ * - q8/q4 (contract 1, CONTRACTS.md): `tensor` is int32 [out, rowBytes/4] holding the quants row by
+ *   row in blocks of 32 inputs, `quant` says how to read them. linear() multiplies them on the native
+ *   integer kernels (MkaLinearQ) without widening the weight.
  */
 export interface Weight {
   tensor: tf.Tensor;
   dtype: WeightDtype;
   transposed?: boolean;
+  panels?: [number, number];
   quant?: QuantInfo;
 }
 
-/** The addon's element-type code of a float weight dtype (native contract). */
-export const DTYPE_CODE: Record<FloatDtype, 0 | 1 | 2> = { float32: 0, bfloat16: 1, float16: 2 };
-
-/** Whether a weight is packed (q8/q4). */
-export function isPacked(w: Weight): w is Weight & { quant: QuantInfo } {
-  return w.quant !== undefined;
+/** The addon's weight format code of a weight (native contract: F32 0, BF16 1, F16 2, BF16P 3, Q8 4, Q4 5). */
+export function weightFormat(w: Weight): number {
+  if (w.panels) return 3;
+  return { float32: 0, bfloat16: 1, float16: 2, q8: 4, q4: 5 }[w.dtype];
 }
 
-/** The packing of a packed weight. */
-export function packedSpec(w: Weight & { quant: QuantInfo }): PackedSpec {
-  return { bits: w.dtype === 'q8' ? 8 : 4, group: w.quant.group, symmetric: w.quant.symmetric };
+/** A weight's matrix shape [out, in] in Hugging Face orientation, however it is held. */
+export function weightShape(w: Weight): [number, number] {
+  if (w.panels) return w.panels;
+  const [r, c] = w.tensor.shape as [number, number];
+  if (w.quant) return [r, w.quant.cols];
+  if (w.transposed) return [c, r];
+  return w.dtype === 'float32' ? [r, c] : [r, c * 2];
 }
 
-/** Frees a weight's tensors (a packed weight's scales and mins too). */
+/** Frees a weight's tensors. */
 export function disposeWeight(w: Weight): void {
   w.tensor.dispose();
   w.quant?.scales.dispose();
   w.quant?.mins?.dispose();
+}
+
+/** The packing of a packed integer weight (contract 1). */
+export function packedSpec(w: Weight): PackedSpec {
+  if (!w.quant) throw new Error(`packedSpec: a ${w.dtype} weight is not packed`);
+  return { bits: w.dtype === 'q8' ? 8 : 4, group: w.quant.group, symmetric: w.quant.symmetric };
 }
 
 /** Bytes a weight holds in memory. */
@@ -76,7 +83,17 @@ export function weightBytes(w: Weight): number {
 
 /** Which kernels run packed weights on the current backend, for logs: native integer kernels, or the JS fallback. */
 export function packedPath(): string {
-  return hasKernel(KERNELS.linearQ) ? 'native integer kernels (MkaLinearQ)' : 'JS fallback (dequantized a block of rows at a time, float32 products)';
+  const isa = currentProfile().integerProducts;
+  return hasKernel(KERNELS.linearQ) ? `native integer kernels (MkaLinearQ${isa ? `, ${isa}` : ''})` : 'JS fallback (dequantized a block of rows at a time, float32 products)';
+}
+
+/** The attributes by which the native kernels read a weight (its format, shape and quantization). */
+function weightAttrs(w: Weight, prefix = ''): Record<string, number> {
+  const [rows, cols] = weightShape(w);
+  return {
+    [`${prefix}format`]: weightFormat(w), [`${prefix}rows`]: rows, [`${prefix}cols`]: cols,
+    [`${prefix}group`]: w.quant?.group ?? 0, [`${prefix}perToken`]: w.quant?.actBits === 8 ? 1 : 0,
+  };
 }
 
 /** Whether the current backend has kernel `name`. */
@@ -86,7 +103,19 @@ export function hasKernel(name: string): boolean {
 
 /** Whether the current backend takes 16-bit weights as they are stored (the native kernels). */
 export function takes16BitWeights(): boolean {
-  return hasKernel(KERNELS.linear) && hasKernel(KERNELS.gather);
+  return currentProfile().takes16Bit && hasKernel(KERNELS.linear) && hasKernel(KERNELS.gather);
+}
+
+/**
+ * W [out, in] (float32, or 16-bit int32 words) packed into the bf16 products' panels: a bfloat16
+ * weight with `panels`, for --compute bfloat16. The input weight is left as it is.
+ */
+export function packBf16(w: Weight): Weight {
+  if (w.dtype !== 'float32' && w.dtype !== 'bfloat16' && w.dtype !== 'float16') throw new Error(`packBf16: a ${w.dtype} weight`);
+  if (w.transposed || w.panels) throw new Error('packBf16: the weight must be in Hugging Face layout');
+  const shape = weightShape(w);
+  const tensor = run(KERNELS.packBf16, { w: w.tensor }, { type: { float32: 0, bfloat16: 1, float16: 2 }[w.dtype], rows: shape[0], cols: shape[1] });
+  return { tensor, dtype: 'bfloat16', panels: shape };
 }
 
 const run = <T extends tf.Tensor>(name: string, inputs: Record<string, tf.Tensor>, attrs: Record<string, number> = {}) =>
@@ -98,41 +127,37 @@ function float32Only(w: Weight, what: string): tf.Tensor {
 }
 
 /**
- * Whether matrix products run on plain WebAssembly (no native matmul installed), where tfjs's
- * untransposed x·W is an order of magnitude faster than x·Wᵀ: weights are then multiplied as Wᵀ
- * [in, out], laid out at load (model.ts) or, for weights held in Hugging Face layout, per call.
- */
-export function prefersTransposedWeights(): boolean {
-  return tf.getBackend() === 'wasm' && !nativeMatMulInstalled();
-}
-
-/**
- * With mka's native matmul on wasm (which takes x·Wᵀ as fast as x·W), a Hugging Face layout weight is
- * still transposed per call from this many rows up; on plain wasm it always is.
- */
-const TRANSPOSE_MIN_ROWS = 16;
-
-/**
- * x·Wᵀ (+ b) (+ residual) for a Hugging Face [out, in] weight (or its transposed layout, see Weight):
- * x [..., in] → [..., out]. The residual, when given, is added to the result (the decoder's skip
- * connection). On plain WebAssembly the product is always the untransposed one, so the result does not
- * depend on how the weight is held nor on the number of rows.
+ * x·Wᵀ (+ b) (+ residual) for a weight in any form (see Weight): x [..., in] → [..., out]. The
+ * residual, when given, is added to the result (the decoder's skip connection). This is the one entry
+ * for every product with a model weight: 16-bit, bf16-panel and packed integer weights run on the
+ * backend's MkaLinear kernel (the native backend's), float32 ones there too or as tfjs products. Where
+ * the backend profile transposes Hugging Face layout weights (plain WebAssembly) the product is always
+ * the untransposed one, so the result does not depend on how the weight is held nor on the rows.
  */
 export function linear(x: tf.Tensor, w: Weight, b?: tf.Tensor, residual?: tf.Tensor): tf.Tensor {
-  if (isPacked(w)) return packedLinear(x, w, b, residual);
   const inner = x.shape[x.shape.length - 1];
   const outer = x.shape.slice(0, -1);
+  if (w.quant) {
+    if (!hasKernel(KERNELS.linearQ)) return packedLinear(x, w, b, residual);
+    const q = w.quant;
+    const inputs: Record<string, tf.Tensor> = { x, q: w.tensor, scales: q.scales };
+    if (q.mins) inputs.mins = q.mins;
+    if (b) inputs.bias = b;
+    if (residual) inputs.residual = residual;
+    return run(KERNELS.linearQ, inputs, { bits: w.dtype === 'q8' ? 8 : 4, group: q.group, cols: q.cols, symmetric: q.symmetric ? 1 : 0, actBits: q.actBits ?? 0 });
+  }
   if (hasKernel(KERNELS.linear) && !w.transposed) {
     const inputs: Record<string, tf.Tensor> = { x, w: w.tensor };
     if (b) inputs.bias = b;
     if (residual) inputs.residual = residual;
-    return run(KERNELS.linear, inputs, { wType: DTYPE_CODE[w.dtype as FloatDtype] });
+    return run(KERNELS.linear, inputs, weightAttrs(w));
   }
   const wt = float32Only(w, 'linear') as tf.Tensor2D;
+  const from = currentProfile().transposeFromRows;
   return tf.tidy(() => {
     const rows = x.size / inner;
     const x2 = x.reshape([rows, inner]); // [rows, in]
-    const transposeNow = tf.getBackend() === 'wasm' && (rows >= TRANSPOSE_MIN_ROWS || !nativeMatMulInstalled());
+    const transposeNow = from !== null && rows >= from;
     const y: tf.Tensor2D = w.transposed ? tf.matMul(x2, wt)
       : transposeNow ? tf.matMul(x2, tf.transpose(wt)) : tf.matMul(x2, wt, false, true); // [rows, out]
     const yb = b ? tf.add(y, b) : y;
@@ -165,27 +190,20 @@ export function quantizeActivations(x: tf.Tensor): tf.Tensor {
 }
 
 /**
- * x·Wᵀ (+ b) (+ residual) for a packed weight: the backend's integer kernel (MkaLinearQ) when it has
- * one, else one block of rows dequantized at a time (never the whole weight) and multiplied in float32.
+ * x·Wᵀ (+ b) (+ residual) for a packed weight where the backend has no integer kernel (MkaLinearQ):
+ * one block of rows dequantized at a time (never the whole weight) and multiplied in float32.
  */
-function packedLinear(x: tf.Tensor, w: Weight & { quant: QuantInfo }, b?: tf.Tensor, residual?: tf.Tensor): tf.Tensor {
-  const q = w.quant;
+function packedLinear(x: tf.Tensor, w: Weight, b?: tf.Tensor, residual?: tf.Tensor): tf.Tensor {
+  const q = w.quant!;
   const cols = q.cols, rows = w.tensor.shape[0];
   const inner = x.shape[x.shape.length - 1];
   if (inner !== cols) throw new Error(`linear: packed weight of ${cols} inputs takes no input of width ${inner}`);
   const spec = packedSpec(w);
-  if (hasKernel(KERNELS.linearQ)) {
-    const inputs: Record<string, tf.Tensor> = { x, q: w.tensor, scales: q.scales };
-    if (q.mins) inputs.mins = q.mins;
-    if (b) inputs.bias = b;
-    if (residual) inputs.residual = residual;
-    return run(KERNELS.linearQ, inputs, { bits: spec.bits, group: q.group, cols, symmetric: q.symmetric ? 1 : 0, actBits: q.actBits ?? 0 });
-  }
   const bytes = packedBytes(w);
   const scales = q.scales.dataSync() as Float32Array;
   const mins = q.mins ? (q.mins.dataSync() as Float32Array) : null;
   const outer = x.shape.slice(0, -1);
-  const transposed = prefersTransposedWeights();
+  const transposed = currentProfile().transposedProjections;
   return tf.tidy(() => {
     const m = x.size / cols;
     const raw = x.reshape([m, cols]); // [m, in]
@@ -217,7 +235,7 @@ function packedLinear(x: tf.Tensor, w: Weight & { quant: QuantInfo }, b?: tf.Ten
  * asked for.
  */
 export function lmHeadLogits(x: tf.Tensor2D, w: Weight, wholeFloats = LM_HEAD_CHUNK_FLOATS): tf.Tensor2D {
-  if (isPacked(w) || w.transposed || hasKernel(KERNELS.linear) || tf.getBackend() !== 'wasm') return linear(x, w) as tf.Tensor2D;
+  if (w.quant || w.transposed || hasKernel(KERNELS.linear) || currentProfile().transposeFromRows === null) return linear(x, w) as tf.Tensor2D;
   const wt = float32Only(w, 'lmHeadLogits');
   const [V, H] = wt.shape;
   if (V * H <= wholeFloats) return tf.tidy(() => tf.matMul(x, tf.transpose(wt))); // [n, V]
@@ -265,14 +283,16 @@ export function siluMul(gate: tf.Tensor, up: tf.Tensor): tf.Tensor {
 /** Rows of an embedding table [V, H] for ids [B, T] → [B, T, H]; only those rows are read (and widened). */
 export function embed(table: Weight, ids: number[][]): tf.Tensor3D {
   const B = ids.length, T = ids[0].length;
-  if (isPacked(table)) return tf.tidy(() => embedPacked(table, ids.flat()).reshape([B, T, table.quant.cols])); // [B, T, H]
   const flat = tf.tensor1d(ids.flat(), 'int32');
   try {
-    if (hasKernel(KERNELS.gather)) {
-      const width = table.dtype === 'float32' ? table.tensor.shape[1]! : 2 * table.tensor.shape[1]!;
-      return tf.tidy(() => run<tf.Tensor2D>(KERNELS.gather, { table: table.tensor, ids: flat }, { tType: DTYPE_CODE[table.dtype as FloatDtype] })
-        .reshape([B, T, width])); // [B, T, H]
+    if (hasKernel(KERNELS.gather) && !table.transposed) {
+      const width = weightShape(table)[1];
+      const inputs: Record<string, tf.Tensor> = { table: table.tensor, ids: flat };
+      if (table.quant) inputs.scales = table.quant.scales;
+      if (table.quant?.mins) inputs.mins = table.quant.mins;
+      return tf.tidy(() => run<tf.Tensor2D>(KERNELS.gather, inputs, weightAttrs(table)).reshape([B, T, width])); // [B, T, H]
     }
+    if (table.quant) return tf.tidy(() => embedPacked(table, ids.flat()).reshape([B, T, table.quant!.cols])); // [B, T, H]
     const t = float32Only(table, 'embed');
     return tf.tidy(() => tf.gather(t, flat).reshape([B, T, t.shape[1]!])); // [B, T, H]
   } finally {
@@ -281,12 +301,12 @@ export function embed(table: Weight, ids: number[][]): tf.Tensor3D {
 }
 
 /** The rows `ids` of a packed table, dequantized: [ids.length, cols]. Only those rows are read. */
-function embedPacked(table: Weight & { quant: QuantInfo }, ids: number[]): tf.Tensor2D {
-  const { cols } = table.quant;
+function embedPacked(table: Weight, ids: number[]): tf.Tensor2D {
+  const { cols } = table.quant!;
   const vocab = table.tensor.shape[0];
   const bytes = packedBytes(table);
-  const scales = table.quant.scales.dataSync() as Float32Array;
-  const mins = table.quant.mins ? (table.quant.mins.dataSync() as Float32Array) : null;
+  const scales = table.quant!.scales.dataSync() as Float32Array;
+  const mins = table.quant!.mins ? (table.quant!.mins.dataSync() as Float32Array) : null;
   const spec = packedSpec(table);
   const out = new Float32Array(ids.length * cols);
   const row = new Float32Array(cols);
@@ -320,7 +340,7 @@ export function attention(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, opts: 
   const g = nH / nKV;
   const budget = opts.blockFloats ?? 1 << 22;
   const block = Math.max(1, Math.min(T, Math.floor(budget / (B * nH * S))));
-  const perHead = prefersTransposedWeights();
+  const perHead = currentProfile().transposedProjections;
   return tf.tidy(() => {
     const kb = kvB === B ? k : tf.concat(new Array<tf.Tensor4D>(B).fill(k), 0); // [B, nKV, S, hd]
     const vb = kvB === B ? v : tf.concat(new Array<tf.Tensor4D>(B).fill(v), 0);
@@ -400,18 +420,23 @@ export interface LayerShape {
  * The whole decoder layer on x [B, T, H] in one native call (the backend's MkaDecoderLayer): the
  * same kernels in the same order as the op-by-op path, so the same bits. past: cached keys/values
  * [1 or B, nKV, S0, hd]; with keep, also returns this layer's keys/values [B, nKV, S0+T, hd]. Null
- * when the backend has no such kernel or the projections' dtypes differ (then compose the ops).
+ * when the backend has no such kernel or a projection is laid out transposed (then compose the ops).
+ * The projections may be of any form (Weight), each its own.
  */
 export function decoderLayer(
   x: tf.Tensor3D, ops: LayerOperands, past: { k: tf.Tensor4D; v: tf.Tensor4D } | null, cos: tf.Tensor2D, sin: tf.Tensor2D,
   shape: LayerShape, keep: boolean,
 ): { h: tf.Tensor3D; k?: tf.Tensor4D; v?: tf.Tensor4D } | null {
-  const dtype = ops.weights[0].dtype;
-  if (!hasKernel(KERNELS.decoderLayer) || ops.weights.some((w) => w.dtype !== dtype || w.transposed || isPacked(w))) return null;
+  if (!hasKernel(KERNELS.decoderLayer) || ops.weights.some((w) => w.transposed)) return null;
   const names = ['q', 'k', 'v', 'o', 'g', 'u', 'd'];
   const inputs: Record<string, tf.Tensor> = { x, norm1: ops.inputNorm, norm2: ops.postNorm, cos, sin };
+  let weightAttributes: Record<string, number> = {};
   names.forEach((p, i) => {
-    inputs[`w${p}`] = ops.weights[i].tensor;
+    const w = ops.weights[i];
+    inputs[`w${p}`] = w.tensor;
+    if (w.quant) inputs[`s${p}`] = w.quant.scales;
+    if (w.quant?.mins) inputs[`m${p}`] = w.quant.mins;
+    weightAttributes = { ...weightAttributes, ...weightAttrs(w, p) };
     const b = ops.biases[i];
     if (b) inputs[`b${p}`] = b;
   });
@@ -421,7 +446,7 @@ export function decoderLayer(
   }
   const attrs = {
     nH: shape.heads, nKV: shape.kvHeads, hd: shape.headDim, eps: shape.eps, window: shape.window ?? 0,
-    scale: 1 / Math.sqrt(shape.headDim), wType: DTYPE_CODE[dtype as FloatDtype], keep: keep ? 1 : 0,
+    scale: 1 / Math.sqrt(shape.headDim), keep: keep ? 1 : 0, ...weightAttributes,
   };
   const out = tf.engine().runKernel(KERNELS.decoderLayer, inputs as unknown as tf.NamedTensorMap, attrs as unknown as tf.NamedAttrMap) as unknown as tf.Tensor[];
   return keep ? { h: out[0] as tf.Tensor3D, k: out[1] as tf.Tensor4D, v: out[2] as tf.Tensor4D } : { h: out[0] as tf.Tensor3D };

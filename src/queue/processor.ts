@@ -7,7 +7,7 @@
  * purpose (the loaded models). Its settings come from the worker in MKA_WORKER (JSON).
  */
 import { UnrecoverableError, type SandboxedJob } from 'bullmq';
-import { initBackend, type BackendChoice } from '../runtime/backend.ts';
+import { initBackend, type BackendChoice, type ComputeChoice } from '../runtime/backend.ts';
 import { UserError } from '../runtime/errors.ts';
 import { JobRunner } from './run-job.ts';
 import { checkJob } from './payload.ts';
@@ -17,6 +17,7 @@ import type { SubjectJobResult, SweepJob } from './jobs.ts';
 export interface ProcessorSettings {
   backend: BackendChoice;
   threads?: number;
+  compute?: ComputeChoice;
   quiet: boolean;
   /** Directory every path of a job must lie in (payload.ts). */
   root: string;
@@ -26,7 +27,7 @@ const settings = JSON.parse(process.env.MKA_WORKER ?? JSON.stringify({ backend: 
 const log = (msg: string) => {
   if (!settings.quiet) process.stderr.write(`${msg}\n`);
 };
-const ready = initBackend(settings.backend, { threads: settings.threads, log });
+const ready = initBackend(settings.backend, { threads: settings.threads, compute: settings.compute, log });
 const runner = new JobRunner(settings.quiet, log);
 
 // The worker is gone (killed): its job's lock will expire and another worker retries the job. The

@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { existsSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Worker, type Job, type JobJson } from 'bullmq';
-import type { BackendChoice } from '../runtime/backend.ts';
+import type { BackendChoice, ComputeChoice } from '../runtime/backend-choice.ts';
 import { UserError } from '../runtime/errors.ts';
 import { checkAddress, connectRedis, type QueueAddress } from './connection.ts';
 import type { SweepJob } from './jobs.ts';
@@ -24,6 +24,7 @@ export interface WorkerOptions extends QueueAddress {
   /** Backend of the process running the jobs. */
   backend?: BackendChoice;
   threads?: number;
+  compute?: ComputeChoice;
   /** Milliseconds a job's lock lasts without renewal: how long a dead worker's job waits to be retried. */
   lockDuration?: number;
   /** Milliseconds between checks for jobs whose lock expired. */
@@ -69,7 +70,7 @@ export async function runWorker(opts: WorkerOptions): Promise<void> {
   if (!connection) return; // stopped while connecting
   const root = resolve(opts.root ?? process.cwd());
   if (!existsSync(root) || !statSync(root).isDirectory()) throw new UserError(`--root ${root}: not a directory; give the directory that holds the sweeps' models, data and results`);
-  const settings: ProcessorSettings = { backend: opts.backend ?? 'auto', threads: opts.threads, quiet: opts.quiet ?? false, root };
+  const settings: ProcessorSettings = { backend: opts.backend ?? 'auto', threads: opts.threads, compute: opts.compute, quiet: opts.quiet ?? false, root };
   // The processor beside this module: compiled JavaScript when mka runs from dist/, else TypeScript through tsx.
   const compiled = import.meta.url.endsWith('.js');
   const processor = fileURLToPath(new URL(compiled ? './processor.js' : './processor.ts', import.meta.url));

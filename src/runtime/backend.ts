@@ -8,11 +8,12 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { UserError } from './errors.ts';
-import { installNativeMatMul, uninstallNativeMatMul } from './native-matmul.ts';
+import { installNativeMatMul, uninstallNativeMatMul, wasmProfile } from './native-matmul.ts';
 import { NATIVE_BACKEND, registerNativeBackend } from './native-kernels.ts';
-import { BACKENDS, type BackendChoice } from './backend-choice.ts';
+import { BACKENDS, COMPUTE_CHOICES, type BackendChoice, type ComputeChoice } from './backend-choice.ts';
+import { plainProfile, registerProfile, type BackendProfile } from './profile.ts';
 
-export { BACKENDS, type BackendChoice };
+export { BACKENDS, COMPUTE_CHOICES, type BackendChoice, type ComputeChoice };
 
 export interface BackendInfo {
   /** The tfjs backend name in use: tensorflow, native, wasm or cpu. */
@@ -21,6 +22,20 @@ export interface BackendInfo {
   description: string;
   /** Whether matrix products run in mka's native kernels (native/, see native-addon.ts). */
   nativeMatMul: boolean;
+  /** The profile registered with the backend (runtime/profile.ts). */
+  profile: BackendProfile;
+}
+
+/** How --compute plays out on a profile, in one line (said once when the backend is set up). */
+function describeCompute(p: BackendProfile): string {
+  const bf16 = p.bf16Products;
+  if (p.compute === 'float32') return 'compute float32';
+  if (p.compute === 'bfloat16') {
+    return bf16!.hardware ? `compute bfloat16 (bf16 products on ${bf16!.kernel})`
+      : `compute bfloat16 on ${bf16!.kernel}: this CPU has no bf16 products (avx512_bf16 or AMX), so they run as float32 FMAs on bf16 values, slower than --compute float32`;
+  }
+  if (bf16?.hardware) return `compute auto: bfloat16 for BF16 models (bf16 products on ${bf16.kernel}), float32 otherwise`;
+  return `compute auto: float32 (${bf16 ? 'this CPU has no bf16 products (avx512_bf16 or AMX)' : `the ${p.backend} backend has no bf16 products`}; BF16 models are widened to float32)`;
 }
 
 async function tryTensorflow(): Promise<string | null> {
@@ -51,16 +66,20 @@ async function tryWasm(): Promise<boolean> {
  */
 export async function initBackend(
   choice: BackendChoice = 'auto',
-  opts: { native?: boolean; threads?: number; gradients?: boolean; log?: (msg: string) => void } = {},
+  opts: { native?: boolean; threads?: number; gradients?: boolean; compute?: ComputeChoice; log?: (msg: string) => void } = {},
 ): Promise<BackendInfo> {
   if (!(BACKENDS as readonly string[]).includes(choice)) {
     throw new UserError(`--backend ${choice} is not one of ${BACKENDS.join(', ')}`);
+  }
+  const compute = opts.compute ?? 'auto';
+  if (!(COMPUTE_CHOICES as readonly string[]).includes(compute)) {
+    throw new UserError(`--compute ${compute} is not one of ${COMPUTE_CHOICES.join(', ')}`);
   }
   if (opts.gradients && choice === 'native') {
     throw new UserError('--backend native: its fused kernels have no gradients, so it cannot train; use --backend auto or wasm');
   }
   const log = opts.log ?? (() => {});
-  let info: BackendInfo | null = null;
+  let info: Omit<BackendInfo, 'profile'> & { profile?: BackendProfile } | null = null;
   if (choice === 'tensorflow' || choice === 'auto') {
     const pkg = await tryTensorflow();
     if (pkg) info = { name: 'tensorflow', description: `tensorflow (${pkg})`, nativeMatMul: false };
@@ -71,7 +90,7 @@ export async function initBackend(
   if (!info && (choice === 'native' || (choice === 'auto' && !opts.gradients)) && opts.native !== false && process.env.MKA_NATIVE !== '0') {
     const native = registerNativeBackend({ threads: opts.threads });
     if (native.ok && (await tf.setBackend(NATIVE_BACKEND))) {
-      info = { name: NATIVE_BACKEND, description: `native (cpu tensors + ${native.reason})`, nativeMatMul: true };
+      info = { name: NATIVE_BACKEND, description: `native (cpu tensors + ${native.reason})`, nativeMatMul: true, profile: native.profile(compute) };
     } else if (choice === 'native') {
       throw new UserError(`--backend native: ${native.reason} (or use --backend wasm)`);
     }
@@ -85,6 +104,7 @@ export async function initBackend(
         name: 'wasm',
         description: native.ok ? `wasm + native matmul (${native.reason})` : `wasm${wantNative ? ` (native matmul unavailable: ${native.reason})` : ''}`,
         nativeMatMul: native.ok,
+        profile: { ...wasmProfile(native.ok), compute },
       };
     } else if (choice === 'wasm') {
       throw new UserError('--backend wasm: @tensorflow/tfjs-backend-wasm failed to load (reinstall with npm ci)');
@@ -95,6 +115,11 @@ export async function initBackend(
     info = { name: 'cpu', description: 'cpu (plain JavaScript)', nativeMatMul: false };
   }
   await tf.ready();
-  log(`backend: ${info.description}`);
-  return info;
+  const profile = info.profile ?? plainProfile(info.name, compute);
+  registerProfile(profile);
+  if (compute === 'bfloat16' && !profile.bf16Products) {
+    throw new UserError(`--compute bfloat16: the ${info.name} backend has no bf16 products (use --backend native, or --compute float32)`);
+  }
+  log(`backend: ${info.description}; ${describeCompute(profile)}`);
+  return { ...info, profile };
 }

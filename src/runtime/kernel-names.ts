@@ -5,7 +5,7 @@
  */
 export const KERNELS = {
   linear: 'MkaLinear',
-  /** x·Wᵀ for a packed 8/4-bit weight (contract 1): inputs x, q, scales, mins?, bias?, residual?; attrs bits, group, cols, symmetric, actBits. */
+  /** Contract 1's packed integer weights (CONTRACTS.md): inputs x, q, scales, mins?, bias?, residual?; attrs bits, group, cols, symmetric, actBits. */
   linearQ: 'MkaLinearQ',
   attention: 'MkaAttention',
   rmsNorm: 'MkaRmsNorm',
@@ -13,4 +13,5 @@ export const KERNELS = {
   siluMul: 'MkaSiluMul',
   gather: 'MkaGatherRows',
   decoderLayer: 'MkaDecoderLayer',
+  packBf16: 'MkaPackBf16',
 } as const;

@@ -7,7 +7,8 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { availableParallelism } from 'node:os';
-import { F32, loadNativeAddon, type NativeAddon } from './native-addon.ts';
+import { loadNativeAddon, type NativeAddon } from './native-addon.ts';
+import { currentProfile, plainProfile, registerProfile } from './profile.ts';
 
 /** Marks our kernel functions and keeps the wasm kernel they replaced. */
 const ORIGINAL = Symbol.for('mka.nativeMatMul.original');
@@ -108,10 +109,10 @@ function nativeMatMul(
   const out = backend.makeOutput([...outDims, m, n], 'float32');
   // Read the heap after makeOutput: its allocation may grow wasm memory and replace the buffer.
   const heap = backend.wasm.HEAPU8;
-  addon.matmul(
-    heap, offset(a), heap, offset(b), F32, heap, offset(out), m, n, k, transposeA, transposeB, batch, idx,
-    bias ? heap : null, bias ? offset(bias) : 0, bias ? bias.shape[0] : 0, act, false,
-  );
+  addon.matmul({
+    a: heap, aOffset: offset(a), b: heap, bOffset: offset(b), c: heap, cOffset: offset(out), m, n, k, transA: transposeA, transB: transposeB,
+    batch, idx, bias: bias ? heap : null, biasOffset: bias ? offset(bias) : 0, biasLength: bias ? bias.shape[0] : undefined, activation: act,
+  });
   return out;
 }
 
@@ -166,6 +167,7 @@ export function installNativeMatMul(opts: { threads?: number } = {}): { ok: bool
     tf.unregisterKernel(name, 'wasm');
     tf.registerKernel({ ...original, kernelFunc });
   });
+  registerProfile(wasmProfile(true));
   return { ok: true, reason: `${loaded.reason}, ${addon.info().threads} thread${addon.info().threads === 1 ? '' : 's'}` };
 }
 
@@ -177,4 +179,16 @@ export function uninstallNativeMatMul(): void {
     tf.unregisterKernel(name, 'wasm');
     tf.registerKernel(original);
   }
+  if (tf.getBackend() === 'wasm') registerProfile(wasmProfile(false));
+}
+
+/**
+ * The wasm backend's profile: its 4 GB heap; plain wasm multiplies fast only untransposed, so projections
+ * are laid out as Wᵀ and other Hugging Face weights transposed per call, while mka's native matmul takes
+ * x·Wᵀ directly (still transposing per call from 16 rows, so results do not depend on the layout).
+ */
+export function wasmProfile(nativeMatMul: boolean) {
+  const compute = tf.getBackend() === 'wasm' ? currentProfile().compute : 'auto';
+  const plain = plainProfile('wasm', compute);
+  return nativeMatMul ? { ...plain, transposeFromRows: 16, transposedProjections: false } : plain;
 }

@@ -4,6 +4,7 @@
  * of a local or queued sweep, and by `mka sweep --report` after points were run separately.
  */
 import * as tf from '@tensorflow/tfjs';
+import { currentProfile } from '../runtime/profile.ts';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { UserError } from '../runtime/errors.ts';
@@ -22,7 +23,7 @@ export function missingPoints(opts: SweepOptions): string[] {
  * Writes results.csv/json, the charts, summary.md and run.json from the finished points; refuses
  * (naming them) when points are missing. Returns the rows, method by method in --remove order.
  */
-export async function assembleSweepReport(opts: SweepOptions, run: { seconds?: Record<string, number> } = {}): Promise<SweepPoint[]> {
+export async function assembleSweepReport(opts: SweepOptions, run: { seconds?: Record<string, number>; compute?: string } = {}): Promise<SweepPoint[]> {
   const missing = missingPoints(opts);
   if (missing.length) {
     throw new UserError(`${opts.out}: ${missing.length} point${missing.length > 1 ? 's are' : ' is'} not finished (${missing.join(', ')}); run them with --point, or the whole sweep without --report`);
@@ -45,7 +46,7 @@ export async function assembleSweepReport(opts: SweepOptions, run: { seconds?: R
     pointSummary: (method, removed) => (removed === 0 ? base.summary : readStoredPoint(opts.out, { method, removed })?.summary ?? null),
     run: {
       command: 'sweep', options: { ...opts, log: undefined, signal: undefined }, versions: { mka: mkaVersion(), tfjs: tf.version_core, node: process.version },
-      backend: tf.getBackend(), seed: opts.seed ?? 1, seconds: run.seconds ?? {}, ...opts.runInfo,
+      backend: currentProfile().backend, ...(run.compute ? { compute: run.compute } : {}), seed: opts.seed ?? 1, seconds: run.seconds ?? {}, ...opts.runInfo,
     },
   });
   return points;

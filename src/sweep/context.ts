@@ -8,10 +8,9 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadModel, disposeModel, type LlamaModel } from '../model/model.ts';
-import * as tf from '@tensorflow/tfjs';
 import { readConfig } from '../model/config.ts';
-import { takes16BitWeights } from '../model/ops.ts';
-import { assertFits, backendProfile, calibrationWorkload, checkModelFits, mmluWorkload, storedBytes } from '../model/memory-estimate.ts';
+import { currentProfile } from '../runtime/profile.ts';
+import { assertFits, calibrationWorkload, checkModelFits, mmluWorkload, storedBytes } from '../model/memory-estimate.ts';
 import { loadTokenizer, type Tokenizer } from '../tokenizer/tokenizer.ts';
 import { createMmluCache, type MmluCache } from '../eval/mmlu/evaluate.ts';
 import { scoringTokenizer } from '../eval/mmlu/question-plan.ts';
@@ -79,7 +78,7 @@ export async function checkSweepCalibration(opts: SweepOptions): Promise<number[
 export function checkSweepFits(opts: SweepOptions, promptLengths: number[] | null): void {
   if (promptLengths) checkModelFits('sweep', opts.model, calibrationWorkload(promptLengths, { ...opts, streaming: false }), { batch: { option: '--micro-batch', field: 'microBatch' }, streamable: false });
   const config = readConfig(opts.model);
-  const profile = backendProfile(tf.getBackend(), takes16BitWeights());
+  const profile = currentProfile().memory;
   const stored = storedBytes(opts.model, config);
   assertFits({
     command: 'sweep', config, profile: { ...profile, keeps16Bit: true }, stored: (name) => (profile.keeps16Bit ? stored(name) : 4) + 4,

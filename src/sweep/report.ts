@@ -84,7 +84,7 @@ export async function writeSweepReport(r: SweepReportInput): Promise<void> {
   for (const p of r.points) if (p.layers_removed > 0 && (!best.has(p.layers_removed) || best.get(p.layers_removed)!.mmlu < p.mmlu)) best.set(p.layers_removed, p);
   const lines = [
     `# Sweep: ${String((r.run.options as { model?: string })?.model ?? '')}`, '',
-    `Uncompressed: MMLU ${pct(r.base.mmlu)} with ${r.base.layers} layers.`,
+    `Uncompressed: MMLU ${pct(r.base.mmlu)} with ${r.base.layers} layers.${r.run.compute ? ` Products computed in ${String(r.run.compute)}.` : ''}`,
     ...[...best].sort((a, b) => a[0] - b[0]).map(([k, p]) => `Removing ${k} layer${k > 1 ? 's' : ''}: best is **${p.method}** at ${pct(p.mmlu)} (${((p.mmlu - r.base.mmlu) * 100).toFixed(2)} points).`),
     '', table, '',
     ...charts.map((c) => `![${c}](${c}.png)\n`),

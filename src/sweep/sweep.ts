@@ -101,7 +101,7 @@ export async function runSweep(opts: SweepOptions): Promise<SweepPoint[]> {
   try {
     const analysis = await calibrateSweep(ctx);
     for (const p of sweepPoints(opts.methods, opts.remove)) await interruptible(opts, () => runPoint(ctx, p));
-    return await assembleSweepReport(opts, { seconds: { total: (Date.now() - started) / 1000, ...(analysis ? { analysis } : {}) } });
+    return await assembleSweepReport(opts, { seconds: { total: (Date.now() - started) / 1000, ...(analysis ? { analysis } : {}) }, compute: ctx.original.compute });
   } finally {
     ctx.dispose();
   }

@@ -12,7 +12,7 @@ import type { Checkpoint } from '../io/checkpoint.ts';
 import { fromFloat32, toFloat32 } from '../io/safetensors.ts';
 import { layOutForBackend, readHfWeight, type LlamaModel } from '../model/model.ts';
 import { expectedTensors } from '../model/config.ts';
-import { isPacked } from '../model/ops.ts';
+
 import { UserError } from '../runtime/errors.ts';
 
 export const QUANT_SCHEMES = ['none', 'float16', 'uint8', 'uint16'] as const;
@@ -113,7 +113,7 @@ export function quantizeModelWeights(model: LlamaModel, scheme: QuantScheme): Ll
   }
   const shapes = expectedTensors(model.config);
   for (const [name, w] of model.packed ?? []) {
-    if (w.transposed || isPacked(w)) tensors.set(name, tf.tensor(roundWeights(readHfWeight(model, name), scheme, name), shapes.get(name)!, 'float32'));
+    if (w.transposed || w.quant) tensors.set(name, tf.tensor(roundWeights(readHfWeight(model, name), scheme, name), shapes.get(name)!, 'float32'));
   }
   let checkpoint: Checkpoint | null = null;
   const src = model.checkpoint;
@@ -127,5 +127,5 @@ export function quantizeModelWeights(model: LlamaModel, scheme: QuantScheme): Ll
       close: () => {},
     };
   }
-  return layOutForBackend({ config: model.config, dir: model.dir, tensors, checkpoint, stats: { forwardCalls: 0, layerLoads: 0 } });
+  return layOutForBackend({ config: model.config, dir: model.dir, tensors, checkpoint, stats: { forwardCalls: 0, layerLoads: 0 }, compute: model.compute }, model.compute);
 }

@@ -25,7 +25,7 @@ export const workerCommand: CommandModule<GlobalArgs, ArgsOf<typeof builder>> = 
     process.once('SIGINT', onSignal);
     process.once('SIGTERM', onSignal);
     await runWorker({
-      url: a.queue, name: a['queue-name'], backend: a.backend, threads: a.threads, lockDuration: a['lock-duration'], stalledInterval: a['stalled-interval'],
+      url: a.queue, name: a['queue-name'], backend: a.backend, threads: a.threads, compute: a.compute, lockDuration: a['lock-duration'], stalledInterval: a['stalled-interval'],
       maxStalledCount: a['max-stalled'], quiet: a.quiet, log: logger(a), signal: stop.signal, root: a.root,
     });
   },

@@ -14,6 +14,7 @@ import * as tf from '@tensorflow/tfjs';
 import { forwardInTurn, forwardMany, passTokens, type ForwardJob } from '../../model/forward.ts';
 import { argmax } from '../../model/generate.ts';
 import { streamsLayers, type LlamaModel } from '../../model/model.ts';
+import { currentProfile } from '../../runtime/profile.ts';
 import { UserError } from '../../runtime/errors.ts';
 import type { Tokenizer } from '../../tokenizer/tokenizer.ts';
 import { ANSWER_LETTERS, type AnswerLetter, type MmluData } from './data.ts';
@@ -384,9 +385,12 @@ export async function evaluateMmlu(opts: EvaluateMmluOptions): Promise<EvaluateM
     return { records: [], summary: null, stats: planStats([...plans!.values()], batchSize, maxPadding), resumedSubjects: [], seconds: planSeconds, planSeconds, computedQuestions: 0 };
   }
 
+  // bf16 products give other scores: such runs are keyed apart (all-float32 keys stay as they were)
+  const float32 = model.compute === 'float32' && (!ref || ref.compute === 'float32');
   const key: RunKey = {
     version: 1, model: modelFingerprint(model), reference: ref ? modelFingerprint(ref) : null,
-    ntrain: opts.ntrain, limit: opts.limit ?? null, answerTokens, maxTokens, ...(opts.keyExtra ?? {}),
+    ntrain: opts.ntrain, limit: opts.limit ?? null, answerTokens, maxTokens, ...(float32 ? {} : { compute: ref ? `${model.compute},${ref.compute}` : model.compute }),
+    ...(opts.keyExtra ?? {}),
   };
   const results = opts.out !== undefined ? openResultsDir(opts.out, key, !!opts.fresh) : null;
   const done = new Map<string, SubjectResult>();
@@ -452,7 +456,7 @@ export async function evaluateMmlu(opts: EvaluateMmluOptions): Promise<EvaluateM
   });
   const stats = planStats(computedPlans, batchSize, maxPadding);
   results?.finish(summary, {
-    backend: tf.getBackend(), cached, batchSize, seconds, planSeconds, computedQuestions,
+    backend: currentProfile().backend, compute: model.compute, ...(ref ? { referenceCompute: ref.compute } : {}), cached, batchSize, seconds, planSeconds, computedQuestions,
     questionsPerSecond: seconds > 0 ? computedQuestions / seconds : null, resumedSubjects,
     uncachedQuestions: cached ? stats.uncachedQuestions : stats.questions,
     testQuestions: Object.fromEntries(subjects.map((s) => [s, data.test.get(s)!.length])),

@@ -80,7 +80,7 @@ export function modelFingerprint(model: LlamaModel): string {
       h.update(f).update(fileFingerprint(join(model.dir, f)));
     }
   } else {
-    for (const name of [...model.tensors.keys(), ...[...model.packed ?? []].filter(([, w]) => w.transposed).map(([n]) => n)].sort()) {
+    for (const name of [...model.tensors.keys(), ...(model.packed?.keys() ?? [])].sort()) {
       const data = readHfWeight(model, name);
       h.update(name).update(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
     }

@@ -7,6 +7,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { forward, forwardMany, passTokens, type ForwardJob } from '../../model/forward.ts';
 import { streamsLayers, type LlamaModel } from '../../model/model.ts';
+import { currentProfile } from '../../runtime/profile.ts';
 import { slidingWindows, type PplWindow } from './windows.ts';
 import { openPplResults, type PplSummary, type WindowResult } from './results.ts';
 
@@ -114,6 +115,6 @@ export async function evaluatePerplexity(opts: EvaluatePplOptions): Promise<{ su
     windows: windows.length, seq_len: opts.seqLen, stride: opts.stride,
   };
   const seconds = (performance.now() - t0) / 1000;
-  results?.finish(summary, { seconds, resumed_windows: resumedWindows, backend: tf.getBackend() });
+  results?.finish(summary, { seconds, resumed_windows: resumedWindows, backend: currentProfile().backend, compute: opts.model.compute });
   return { summary, resumedWindows, seconds };
 }

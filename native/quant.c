@@ -1,0 +1,258 @@
+/*
+ * Products with contract 1's packed integer weights (Q8, Q4; mka.h): y = x·Wᵀ without widening W.
+ *
+ * x is quantized to int8 once per call, in blocks of 32 inputs each with its own scale (as llama.cpp's
+ * Q8_0 activations: d = max|x|/127, q = round(x/d)), or with one scale per row (act_per_token, W8A8:
+ * SmoothQuant's dynamic per-token activations); each block also keeps the sum of its quants. A block
+ * of 32 inputs then contributes to y[i][j]
+ *     dx·(sw·Σ qx·qw + (mw − sw·off)·Σ qx)
+ * with qw the stored quant (unsigned; int8 ones xored with 0x80, off = 128; symmetric 4-bit off = 8;
+ * asymmetric: off = 0 and mw the group's min), sw the weight's group scale: integer dot products
+ * within a block, one float multiply-add per block.
+ *
+ * Rows of x beyond SMALL_ROWS go through a packed GEMM: each task takes a strip of weight rows (output
+ * columns), repacks one k block of it at a time into the kernel's panel layout (VNNI: [block][quad][32
+ * columns][4 bytes], so one vpdpbusd multiplies 4 inputs of 16 columns by a broadcast quad of x; the
+ * 4-bit nibbles widened there) and runs the microkernel over its rows. The repacking costs one pass
+ * over the weight bytes per call against m multiply-adds per byte. Fewer rows (decoding) take a row-dot
+ * kernel that reads the weight rows as stored. Paths: VNNI (vpdpbusd), AVX-512BW and AVX2 (16-bit
+ * vpmaddwd on widened quants), and portable C, which is every path's reference.
+ */
+#include "kern.h"
+#include <math.h>
+#include <stdlib.h>
+
+/* Rows up to this many take the row-dot kernel. */
+#define SMALL_ROWS 4
+/* Blocks of 32 inputs per packed k block. */
+#define KBLOCKS 64
+
+/* Bytes of one 32-input block of a row, and the row's bytes. */
+static long block_bytes(int format) { return format == MKA_Q8 ? 32 : 16; }
+
+/* Quant v (0..31) of block `b` of weight row `row` as stored (unsigned for Q4; int8 read as uint8 for Q8). */
+static inline int stored_quant(const uint8_t *row, int format, long b, int v) {
+  if (format == MKA_Q8) return row[b * 32 + v];
+  const uint8_t byte = row[b * 16 + (v & 15)];
+  return v < 16 ? byte & 15 : byte >> 4;
+}
+
+void quant_row(float *dst, const mka_weight *w, long j) {
+  const long kb = (w->k + 31) / 32, groups = (w->k + w->group - 1) / w->group;
+  const uint8_t *row = (const uint8_t *)w->data + j * kb * block_bytes(w->format);
+  for (long i = 0; i < w->k; i++) {
+    const long g = i / w->group;
+    const float s = w->scales[j * groups + g];
+    const int v = stored_quant(row, w->format, i / 32, (int)(i % 32));
+    if (w->mins) dst[i] = s * (float)v + w->mins[j * groups + g];
+    else dst[i] = w->format == MKA_Q8 ? s * (float)(int8_t)v : s * (float)(v - 8);
+  }
+}
+
+/* ---- activations ---- */
+
+/* Rows [r0, r1) of x [m][k] quantized: q [m][kpad] int8 (zero past k), d, s [m][kb]; q16 the same as int16 when wanted. */
+typedef struct {
+  const float *x;
+  long m, k, kb, kpad;
+  int per_token;
+  int8_t *q;
+  int16_t *q16;
+  float *d;
+  int32_t *s;
+} act_ctx;
+
+static void quantize_rows(void *p, long r, int thread) {
+  (void)thread;
+  const act_ctx *a = p;
+  const float *x = a->x + r * a->k;
+  int8_t *q = a->q + r * a->kpad;
+  float row_d = 0.f;
+  if (a->per_token) {
+    float amax = 0.f;
+    for (long i = 0; i < a->k; i++) amax = fabsf(x[i]) > amax ? fabsf(x[i]) : amax;
+    row_d = amax / 127.f;
+  }
+  for (long b = 0; b < a->kb; b++) {
+    const long i0 = b * 32, n = a->k - i0 < 32 ? a->k - i0 : 32;
+    float d = row_d;
+    if (!a->per_token) {
+      float amax = 0.f;
+      for (long i = 0; i < n; i++) amax = fabsf(x[i0 + i]) > amax ? fabsf(x[i0 + i]) : amax;
+      d = amax / 127.f;
+    }
+    const float id = d > 0.f ? 1.f / d : 0.f;
+    int32_t sum = 0;
+    for (long i = 0; i < 32; i++) {
+      int v = 0;
+      if (i < n) {
+        v = (int)nearbyintf(x[i0 + i] * id);
+        v = v > 127 ? 127 : v < -127 ? -127 : v;
+      }
+      q[i0 + i] = (int8_t)v;
+      sum += v;
+    }
+    a->d[r * a->kb + b] = d;
+    a->s[r * a->kb + b] = sum;
+  }
+  if (a->q16)
+    for (long i = 0; i < a->kpad; i++) a->q16[r * a->kpad + i] = q[i];
+}
+
+/* ---- the portable path: every path's reference ---- */
+
+typedef struct {
+  const linear_args *l;
+  const act_ctx *act;
+  long off, groups, cols_per_task;
+  const int_kern *ik;
+  long ns, nstrips, parts, per_part, panels_a; /* packed GEMM split */
+} quant_ctx;
+
+/* Block b's contribution factors for weight row j: sw and mw − sw·off. */
+static inline void block_scales(const quant_ctx *x, long j, long b, float *sw, float *cw) {
+  const mka_weight *w = x->l->w;
+  const long g = b * 32 / w->group;
+  *sw = w->scales[j * x->groups + g];
+  *cw = (w->mins ? w->mins[j * x->groups + g] : 0.f) - *sw * (float)x->off;
+}
+
+static void generic_task(void *p, long t, int thread) {
+  (void)thread;
+  const quant_ctx *x = p;
+  const linear_args *l = x->l;
+  const mka_weight *w = l->w;
+  const act_ctx *a = x->act;
+  const long n = w->n, rb = a->kb * block_bytes(w->format);
+  const long j0 = t * x->cols_per_task, j1 = j0 + x->cols_per_task < n ? j0 + x->cols_per_task : n;
+  const int xor80 = w->format == MKA_Q8 && !w->mins;
+  for (long j = j0; j < j1; j++) {
+    const uint8_t *row = (const uint8_t *)w->data + j * rb;
+    for (long i = 0; i < l->m; i++) {
+      const int8_t *q = a->q + i * a->kpad;
+      float acc = 0.f;
+      for (long b = 0; b < a->kb; b++) {
+        int32_t dot = 0;
+        for (int v = 0; v < 32; v++) dot += (stored_quant(row, w->format, b, v) ^ (xor80 ? 0x80 : 0)) * q[b * 32 + v];
+        float sw, cw;
+        block_scales(x, j, b, &sw, &cw);
+        acc += a->d[i * a->kb + b] * (sw * (float)dot + cw * (float)a->s[i * a->kb + b]);
+      }
+      float *y = l->y + i * n + j;
+      const float v = acc + (l->bias ? l->bias[j] : 0.f);
+      *y = l->accumulate ? *y + v : v;
+    }
+  }
+}
+
+/* ---- packed GEMM (SIMD paths) ---- */
+
+static void packed_task(void *p, long t, int thread) {
+  (void)thread;
+  const quant_ctx *x = p;
+  const linear_args *l = x->l;
+  const mka_weight *w = l->w;
+  const act_ctx *a = x->act;
+  const int_kern *ik = x->ik;
+  const long n = w->n, rb = a->kb * block_bytes(w->format), nr = ik->nr;
+  const long js = t % x->nstrips, part = t / x->nstrips;
+  const long j0 = js * x->ns, ncols = n - j0 < x->ns ? n - j0 : x->ns;
+  const long a0 = part * x->per_part, a1 = a0 + x->per_part < x->panels_a ? a0 + x->per_part : x->panels_a;
+  const long panel_bytes = (long)KBLOCKS * 32 * nr * ik->elem;
+  uint8_t *buf = scratch(1, (size_t)panel_bytes + sizeof(float) * 2 * KBLOCKS * nr + 64);
+  if (!buf) return;
+  float *sc = (float *)(buf + panel_bytes), *cc = sc + KBLOCKS * nr;
+  for (long q = 0; q < ncols; q += nr) {
+    const long cols = ncols - q < nr ? ncols - q : nr;
+    for (long b0 = 0; b0 < a->kb; b0 += KBLOCKS) {
+      const long nb = a->kb - b0 < KBLOCKS ? a->kb - b0 : KBLOCKS;
+      /* this k block of the panel's weight rows, in the kernel's layout, and its per-block scales */
+      ik->pack(buf, (const uint8_t *)w->data + (j0 + q) * rb, rb, w->format, !w->mins, b0, nb, cols);
+      for (long b = 0; b < nb; b++)
+        for (long c = 0; c < nr; c++) {
+          float sw = 0.f, cw = 0.f;
+          if (c < cols) block_scales(x, j0 + q + c, b0 + b, &sw, &cw);
+          sc[b * nr + c] = sw;
+          cc[b * nr + c] = cw;
+        }
+      const int flags = (b0 > 0 || l->accumulate ? UK_LOAD : 0) | (b0 + nb == a->kb ? UK_LAST : 0);
+      for (long ap = a0; ap < a1; ap++) {
+        const long i0 = ap * ik->mr, rows = l->m - i0 < ik->mr ? l->m - i0 : ik->mr;
+        ik->ukernel(&(int_tile){
+            .nb = nb, .qa = a->q + i0 * a->kpad + b0 * 32, .qa16 = a->q16 ? a->q16 + i0 * a->kpad + b0 * 32 : NULL, .lda = a->kpad,
+            .da = a->d + i0 * a->kb + b0, .sa = a->s + i0 * a->kb + b0, .ldd = a->kb, .bq = buf, .sw = sc, .cw = cc,
+            .off = (int)x->off, .y = l->y + i0 * n + j0 + q, .ldy = n, .rows = (int)rows, .cols = (int)cols, .flags = flags,
+            .bias = l->bias ? l->bias + j0 + q : NULL});
+      }
+    }
+  }
+}
+
+/* ---- row-dot kernel for few rows (SIMD paths) ---- */
+
+static void rowdot_task(void *p, long t, int thread) {
+  (void)thread;
+  const quant_ctx *x = p;
+  const linear_args *l = x->l;
+  const mka_weight *w = l->w;
+  const act_ctx *a = x->act;
+  const long n = w->n, rb = a->kb * block_bytes(w->format);
+  const long j0 = t * x->cols_per_task, j1 = j0 + x->cols_per_task < n ? j0 + x->cols_per_task : n;
+  for (long j = j0; j < j1; j++) {
+    float sums[SMALL_ROWS];
+    x->ik->rowdot(sums, (const uint8_t *)w->data + j * rb, w->format, !w->mins, a->q, a->q16, a->kpad, a->d, a->s, a->kb,
+                  l->m, w->scales + j * x->groups, w->mins ? w->mins + j * x->groups : NULL, w->group, (int)x->off);
+    for (long i = 0; i < l->m; i++) {
+      float *y = l->y + i * n + j;
+      const float v = sums[i] + (l->bias ? l->bias[j] : 0.f);
+      *y = l->accumulate ? *y + v : v;
+    }
+  }
+}
+
+const int_kern *int_kern_get(void) {
+  const mka_cpu *c = cpu_get();
+#if MKA_X86
+  if (c->vnni && int_vnni.ukernel) return &int_vnni;
+  if (c->isa == ISA_AVX512 && int_avx512bw.ukernel) return &int_avx512bw;
+  if (c->isa == ISA_AVX2 && int_avx2.ukernel) return &int_avx2;
+#endif
+  (void)c;
+  return NULL;
+}
+
+int quant_linear(const linear_args *l) {
+  const mka_weight *w = l->w;
+  const long m = l->m, n = w->n, kb = (w->k + 31) / 32, kpad = kb * 32;
+  const int_kern *ik = int_kern_get();
+  act_ctx a = {l->x, m, w->k, kb, kpad, w->act_per_token, NULL, NULL, NULL, NULL};
+  const size_t qbytes = (size_t)(m * kpad), q16bytes = ik && ik->wide_acts ? 2 * qbytes : 0;
+  uint8_t *mem = scratch(0, qbytes + q16bytes + (size_t)(m * kb) * 8 + 256);
+  if (!mem) return -1;
+  a.q = (int8_t *)mem;
+  a.q16 = q16bytes ? (int16_t *)(mem + ((qbytes + 63) & ~(size_t)63)) : NULL;
+  a.d = (float *)(mem + ((qbytes + q16bytes + 127) & ~(size_t)63));
+  a.s = (int32_t *)(a.d + m * kb);
+  const int threads = pool_threads();
+  pool_run(m, quantize_rows, &a);
+  quant_ctx x = {.l = l, .act = &a, .groups = (w->k + w->group - 1) / w->group, .ik = ik};
+  x.off = w->mins ? 0 : w->format == MKA_Q8 ? 128 : 8;
+  if (!ik || m <= SMALL_ROWS) {
+    long per = (n + 8L * threads - 1) / (8L * threads);
+    x.cols_per_task = per < 8 ? 8 : per;
+    pool_run((n + x.cols_per_task - 1) / x.cols_per_task, ik ? rowdot_task : generic_task, &x);
+    return 0;
+  }
+  x.panels_a = (m + ik->mr - 1) / ik->mr;
+  long s = (n + 4L * threads - 1) / (4L * threads);
+  s = (s + ik->nr - 1) / ik->nr * ik->nr;
+  x.ns = s < ik->nr ? ik->nr : s > 512 ? 512 : s;
+  x.nstrips = (n + x.ns - 1) / x.ns;
+  long want = (4L * threads + x.nstrips - 1) / x.nstrips, most = x.panels_a / 4;
+  if (want > most) want = most;
+  if (want < 1) want = 1;
+  x.per_part = (x.panels_a + want - 1) / want;
+  x.parts = (x.panels_a + x.per_part - 1) / x.per_part;
+  pool_run(x.nstrips * x.parts, packed_task, &x);
+  return 0;
+}
