@@ -91,7 +91,7 @@ export async function main(argv: string[]): Promise<void> {
     .option('quantize', { type: 'string', default: 'rtn:w4g128' })
     .option('layers', { type: 'number', default: 32 })
     .option('tokens', { type: 'number', default: 512 })
-    .option('data', { type: 'string', default: join(ROOT, '..', 'shared', 'data', 'mmlu') })
+    .option('data', { type: 'string', default: join(process.env.MKA_SHARED ?? join(ROOT, '..', 'shared'), 'data', 'mmlu') })
     .option('eval-subjects', { type: 'string', default: 'abstract_algebra,anatomy' })
     .option('limit', { type: 'number', default: 2 })
     .option('steps', { type: 'string', default: 'bytes,prefill,eval' })
@@ -119,7 +119,8 @@ export async function main(argv: string[]): Promise<void> {
   if (steps.has('prefill')) {
     results.prefill = { model: await childPrefill(model, a.tokens, log), quantized: await childPrefill(quantized, a.tokens, log) };
   }
-  if (steps.has('eval') && existsSync(a.data)) {
+  if (steps.has('eval')) {
+    if (!existsSync(a.data)) throw new Error(`--data ${a.data}: no MMLU directory there (set MKA_SHARED or pass --data)`);
     const e = await measure('eval', ['eval', 'mmlu', '--model', quantized, '--data', a.data, '--subjects', a['eval-subjects'], '--limit', String(a.limit), '--out', join(ROOT, 'results', 'bench-quant-eval'), '--fresh'], log);
     results.eval = e;
     log(`eval mmlu resident on the packed model (${a['eval-subjects']}, --limit ${a.limit}): peak RSS ${gb(e.peakRss)}, ${e.seconds.toFixed(0)} s, exit ${e.exitCode}`);
