@@ -360,7 +360,7 @@ test('compress --quantize: the plan applied and quantized in one streamed write,
 
 test('mka quantize refuses impossible grids and missing calibration with one line, writing nothing', async () => {
   const out = join(TMP, 'cli-refused');
-  const base = ['quantize', '--model', FLOAT, '--out', out, '--quiet'];
+  const base = ['quantize', '--out', out, '--quiet'];
   const cases: [string[], string[]][] = [
     [['--method', 'rtn', '--bits', '4', '--group-size', '48'], ['--group-size 48', '32, 64, 128 or 0']],
     [['--method', 'smoothquant', '--bits', '4', '--data', FLOAT], ['smoothquant', 'W8A8']],
@@ -368,10 +368,13 @@ test('mka quantize refuses impossible grids and missing calibration with one lin
     [['--method', 'rtn', '--bits', '4', '--dampening', '0.1'], ['--dampening', 'not a parameter of rtn']],
     [['--method', 'gptq', '--bits', '4', '--dampening', '2', '--calibration', join(FLOAT, 'config.json')], ['--dampening 2', '0..1']],
   ];
-  const results = await runAllCli(cases.map(([args]) => [...base, ...args]));
+  const packed = join(TMP, 'cli-packed');
+  await quantizeTo(packed, 'rtn:w4g32');
+  cases.push([['--method', 'rtn', '--bits', '4'], ['is already quantized', 'rtn 4-bit']]);
+  const results = await runAllCli(cases.map(([args], i) => [...base, '--model', i === cases.length - 1 ? packed : FLOAT, ...args]));
   results.forEach((r, i) => assertUserError(r, ...cases[i][1]));
   assert.ok(!existsSync(out), 'nothing written');
-  const ok = await runCli([...base, '--method', 'rtn', '--bits', '8', '--group-size', '0']);
+  const ok = await runCli([...base, '--model', FLOAT, '--method', 'rtn', '--bits', '8', '--group-size', '0']);
   assert.equal(ok.status, 0, ok.stderr);
   assert.match(ok.stderr, /^$/, 'quiet');
   assert.equal(readConfig(out).quantization_config?.group_size, -1);

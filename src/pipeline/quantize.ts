@@ -4,6 +4,7 @@
  * (README "Quantized model directories") with quantize.json, streamed one decoder layer at a time.
  */
 import { readConfig } from '../model/config.ts';
+import { UserError } from '../runtime/errors.ts';
 import { loadTokenizer } from '../tokenizer/tokenizer.ts';
 import { checkpointSource, type SyncTensorSource } from '../weights/source.ts';
 import { writeHfModel, type HfDtype } from '../weights/hf-writer.ts';
@@ -83,7 +84,9 @@ export async function quantizeSourceTo(source: SyncTensorSource, opts: QuantizeO
 
 /** `mka quantize`: the model directory `opts.model` quantized into `opts.out`. */
 export async function quantizeModel(opts: QuantizeOptions): Promise<QuantizeReport> {
-  readConfig(opts.model); // a bad config fails before the tokenizer or calibration data are read
+  const config = readConfig(opts.model); // a bad config fails before the tokenizer or calibration data are read
+  const q = config.quantization_config;
+  if (q) throw new UserError(`${opts.model}: is already quantized (${q.method} ${q.bits}-bit); quantize its float model instead (rounding rounded weights again only loses accuracy)`);
   const source = checkpointSource(opts.model);
   try {
     return await quantizeSourceTo(source, opts);
