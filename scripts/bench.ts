@@ -14,4 +14,11 @@ if (!name || !existsSync(join(here, `${name}.ts`))) {
   process.exit(1);
 }
 const mod = await import(join(here, `${name}.ts`));
-await mod.main(rest);
+try {
+  await mod.main(rest);
+} catch (e) {
+  // a mistake in the options: one line and the usage, not a stack
+  if (!(e instanceof Error) || !('usage' in e)) throw e;
+  process.stderr.write(`bench ${name}: ${e.message}\nusage: ${String(e.usage)}\n`);
+  process.exit(1);
+}

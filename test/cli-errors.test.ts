@@ -238,13 +238,35 @@ test('FIFOs and other special files are refused as inputs instead of blocking; a
   const model = join(dir, 'model');
   cpSync(M, model, { recursive: true });
   rmSync(join(model, 'model.safetensors'));
-  for (const f of [fifo, join(model, 'model.safetensors')]) assert.equal(spawnSync('mkfifo', [f]).status, 0);
+  const extra = join(dir, 'model-fifo-extra');
+  cpSync(M, extra, { recursive: true });
+  for (const f of [fifo, join(model, 'model.safetensors'), join(extra, 'tokenizer.model')]) assert.equal(spawnSync('mkfifo', [f]).status, 0);
   await expectAll([
     [['forward', '--model', model, '--ids', '1'], join(model, 'model.safetensors'), 'not a regular file'],
     [['info', '--model', model], join(model, 'model.safetensors'), 'not a regular file'],
     [['similarity', '--activations', fifo], fifo, 'not a regular file'],
     [['similarity', '--model', M, '--calibration', fifo], fifo, 'not a regular file'],
-    [['eval', 'ppl', '--model', M, '--text', fifo, '--out', O], fifo, 'not a regular file'],
-    [['export', 'tfjs', '--model', M, '--out', O, '--shard-mb', '1e-9'], '--shard-mb 1e-9', 'weight files'],
+    // distinct outputs: runs claiming one --out at once would meet each other's lock
+    [['eval', 'ppl', '--model', M, '--text', fifo, '--out', join(dir, 'out-ppl')], fifo, 'not a regular file'],
+    [['export', 'tfjs', '--model', M, '--out', join(dir, 'out-tfjs'), '--shard-mb', '1e-9'], '--shard-mb 1e-9', 'weight files'],
+    [['export', 'hf', '--model', extra, '--out', join(dir, 'out-hf')], join(extra, 'tokenizer.model'), 'not a regular file'],
   ]);
+  for (const o of ['out-ppl', 'out-tfjs', 'out-hf']) assert.ok(!existsSync(join(dir, o)), `${o}: nothing written`);
+});
+
+test('a tokenizer that maps text to <unk> only is refused; a prompt longer than the context is an error, a capped generation says so', async () => {
+  const model = join(root, 'unk-tokenizer');
+  cpSync(M, model, { recursive: true });
+  const tj = JSON.parse(readFileSync(join(M, 'tokenizer.json'), 'utf8'));
+  tj.model.vocab = { '<unk>': 0, '<s>': 1, '</s>': 2 };
+  tj.model.merges = [];
+  writeFileSync(join(model, 'tokenizer.json'), JSON.stringify(tj));
+  const long = 'one two three four five six seven eight nine ten '.repeat(120);
+  await expectAll([
+    [['forward', '--model', model, '--text', 'The capital of France is'], join(model, 'tokenizer.json'), 'unknown token'],
+    [['generate', '--model', M, '--prompt', long], '--prompt is', 'context is 1024'],
+  ]);
+  const near = await runCli(['generate', '--model', M, '--prompt', 'one two three four five six seven eight nine ten '.repeat(33), '--max-new-tokens', '64']);
+  assert.equal(near.status, 0, near.stderr);
+  assert.match(near.stderr, /generate: at most \d+ new tokens, not 64: the \d+-token prompt leaves that much of the 1024-token context/);
 });

@@ -5,7 +5,7 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chownSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -24,6 +24,7 @@ import { loadTokenizer } from '../src/tokenizer/tokenizer.ts';
 import { cardArchitecture, layerDropText } from '../scripts/demo-training/model-card.ts';
 import { demoConfig, documentBatcher, initialWeights, learningRateAt, trainModel, type Batch, type TrainSettings } from '../scripts/demo-training/train.ts';
 import { installWasmTrainingKernels } from '../scripts/demo-training/wasm-kernels.ts';
+import { UNPRIVILEGED } from './cli-run.ts';
 
 const MODEL_DIR = 'models/demo';
 
@@ -311,19 +312,27 @@ test('documentBatcher weighs exactly the letters after "Answer:"', () => {
   }
 });
 
-test('mka demo (what npm start runs, here on fewer questions): summary table, report files and a tfjs export', () => {
-  const out = mkdtempSync(join(tmpdir(), 'mka-demo-'));
+test('mka demo (what npm start runs, here on fewer questions) from a read-only install: summary table, report files and a tfjs export, all under the working directory', () => {
+  // run as another user when the tests run as root, so the checkout is as read-only as a root-owned global install
+  const work = mkdtempSync(join(tmpdir(), 'mka-demo-'));
+  if ('uid' in UNPRIVILEGED) chownSync(work, UNPRIVILEGED.uid!, UNPRIVILEGED.gid!);
+  const out = join(work, 'results', 'demo');
+  const packageData = join(process.cwd(), 'data', 'demo-mmlu');
+  const before = existsSync(packageData) ? statSync(packageData).mtimeMs : null;
   try {
-    const r = spawnSync(process.execPath, ['bin/mka.mjs', 'demo', '--backend', 'wasm', '--limit', '4', '--methods', 'mka,shortgpt', '--remove', '0,2', '--out', out],
-      { encoding: 'utf8' });
+    const r = spawnSync(process.execPath, [join(process.cwd(), 'bin', 'mka.mjs'), 'demo', '--backend', 'wasm', '--limit', '4', '--methods', 'mka,shortgpt', '--remove', '0,2'],
+      { encoding: 'utf8', cwd: work, env: { ...process.env, HOME: work, XDG_CACHE_HOME: join(work, '.cache') }, ...UNPRIVILEGED });
     assert.equal(r.status, 0, r.stderr);
+    assert.ok(existsSync(join(work, 'data', 'demo-mmlu', 'test', 'demo_facts_test.csv')), 'the benchmark is generated under the working directory');
+    assert.equal(existsSync(packageData) ? statSync(packageData).mtimeMs : null, before, 'nothing is written into the package');
     assert.match(r.stdout, /\| original \| 0 \| 8 \|/);
     assert.match(r.stdout, /\| mka \| 2 \| 6 \|/);
-    assert.match(r.stdout, /^\| method \| removed \| layers \| ratio \| MMLU \| macro \| other \| ppl \| agreement \|$/m, 'only the category the demo subjects fill');
+    assert.match(r.stdout, /^\| method \| removed \| layers \| ratio \| MMLU \| macro \| other \| answer ppl \| agreement \|$/m, 'only the category the demo subjects fill');
+    assert.match(r.stdout, /^\*answer ppl\*: MMLU answer perplexity/m, 'the column is named for what it is');
     for (const f of ['results.csv', 'results.json', 'summary.md', 'accuracy.png', 'similarity.png', 'tfjs-mka-2/model.json']) {
       assert.ok(existsSync(join(out, f)), `${f} missing`);
     }
   } finally {
-    rmSync(out, { recursive: true, force: true });
+    rmSync(work, { recursive: true, force: true });
   }
 });

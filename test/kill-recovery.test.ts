@@ -3,13 +3,13 @@
  * killed run left (its temporary directory, its lock) and nothing else: not temporaries of live
  * processes, not other outputs' temporaries, not look-alike names.
  *
- * The writer is held mid-write deterministically: the model directory's tokenizer.model is a FIFO,
- * which compress and export hf copy into the output after the weights, so they block there.
+ * The writer is stopped (SIGSTOP) the moment its temporary directory appears, so the kill lands
+ * mid-write; a run that finished before the stop is thrown away and run again.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, watch, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ensureBenchmark } from '../src/eval/mmlu/demo-benchmark.ts';
@@ -20,7 +20,6 @@ const root = mkdtempSync(join(tmpdir(), 'mka-kill-'));
 const D = join(root, 'data');
 await ensureBenchmark(D);
 const SUBJECT = readdirSync(join(D, 'test'))[0].replace(/_test\.csv$/, '');
-const HAS_MKFIFO = spawnSync('mkfifo', ['--version']).status === 0;
 
 async function deadPid(): Promise<number> {
   const c = spawn(process.execPath, ['-e', '0'], { stdio: 'ignore' });
@@ -30,25 +29,46 @@ async function deadPid(): Promise<number> {
 
 const tempOf = (name: string, pid: number) => `.${name}.tmp-${pid}-0123456789ab`;
 
+/**
+ * Runs `mka args` writing `out` and stops it (SIGSTOP) as soon as its temporary directory `.<name>.tmp-<pid>-*`
+ * appears in `root`; a run that got further first (its --out renamed into place) is killed, its output
+ * removed, and run again. Returns the stopped process.
+ */
+async function stoppedMidWrite(args: string[], name: string, out: string): Promise<ChildProcess> {
+  for (let attempt = 0; attempt < 20; attempt++) {
+    const watcher = watch(root);
+    const child = spawn(process.execPath, [CLI, ...args], { stdio: 'ignore' });
+    const prefix = `.${name}.tmp-${child.pid}-`;
+    const stopped = await new Promise<boolean>((resolve) => {
+      watcher.on('change', (_event, file) => {
+        if (String(file).startsWith(prefix) && child.exitCode === null) {
+          child.kill('SIGSTOP');
+          resolve(true);
+        }
+      });
+      child.once('exit', () => resolve(false));
+    });
+    watcher.close();
+    if (stopped && !existsSync(out) && readdirSync(root).some((e) => e.startsWith(prefix))) return child;
+    if (child.exitCode === null) {
+      child.kill('SIGKILL');
+      await new Promise((r) => child.once('exit', r));
+    }
+    rmSync(out, { recursive: true, force: true });
+  }
+  throw new Error(`${args.join(' ')}: could not stop the writer before it finished in 20 runs`);
+}
+
 for (const [command, args] of [
   ['compress', (m: string, out: string) => ['compress', '--model', m, '--data', D, '--method', 'reverse', '--remove', '1', '--out', out, '--quiet']],
   ['export hf', (m: string, out: string) => ['export', 'hf', '--model', m, '--out', out, '--quiet']],
 ] as const) {
-  test(`${command} killed mid-write: the rerun cleans up after it and touches nothing else`, { skip: HAS_MKFIFO ? false : 'mkfifo not available' }, async () => {
+  test(`${command} killed mid-write: the rerun cleans up after it and touches nothing else`, async () => {
     const name = `out-${command.replace(' ', '-')}`;
     const model = join(root, `model-${name}`), out = join(root, name);
     cpSync('models/demo', model, { recursive: true });
-    spawnSync('mkfifo', [join(model, 'tokenizer.model')]);
-    const child = spawn(process.execPath, [CLI, ...args(model, out)], { stdio: 'ignore' });
+    const child = await stoppedMidWrite(args(model, out), name, out);
     const killedTemp = () => readdirSync(root).filter((e) => e.startsWith(`.${name}.tmp-${child.pid}-`));
-    // wait until the weights are in the temporary directory and the writer blocks on the FIFO
-    for (;;) {
-      const t = killedTemp();
-      if (t.length && existsSync(join(root, t[0], 'model.safetensors')) && existsSync(join(root, t[0], 'config.json'))) break;
-      assert.equal(child.exitCode, null, 'the writer ended before it could be killed');
-      await new Promise((r) => setTimeout(r, 20));
-    }
-    await new Promise((r) => setTimeout(r, 200));
     child.kill('SIGKILL');
     await new Promise((r) => child.once('exit', r));
     assert.equal(killedTemp().length, 1, 'the killed run left its temporary directory');
@@ -62,7 +82,6 @@ for (const [command, args] of [
     const stale = tempOf(name, dead);
     mkdirSync(join(root, stale));
     writeFileSync(join(root, stale, 'model.safetensors'), 'partial');
-    rmSync(join(model, 'tokenizer.model'));
     const killed = killedTemp()[0];
     const ignore = (p: string) => [`${name}/`, `${killed}/`, `${stale}/`, `.${name}.mka-lock`].some((x) => p.startsWith(x));
     const before = tree(root).filter((p) => !ignore(p));

@@ -5,12 +5,15 @@
  *   equal an independent forward() of tokenizer.encode(buildPrompt, { addBos: false });
  * - both score; summary.json, lm_eval_results.json and run-key.json record which; a resume never
  *   mixes the two, and a results directory written before the option existed still resumes;
- * - the CLI: --no-bos, --protocol released (no BOS) and --protocol released --bos;
+ * - the CLI: --no-bos, --protocol released and --protocol released --bos;
  * - a sweep's points follow its --protocol.
+ * `--protocol released` scores as transformers' tokenizer with add_bos_token=False does: without BOS for
+ * a Llama-2-style tokenizer (LlamaTokenizerFast: the demo model with that class, L2), with it for the
+ * demo's own PreTrainedTokenizerFast, which ignores the flag (test/released-protocol.test.ts).
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
@@ -34,6 +37,8 @@ const TMP = mkdtempSync(join(tmpdir(), 'mka-mmlu-bos-'));
 after(() => rmSync(TMP, { recursive: true, force: true }));
 
 const MODEL = 'models/demo';
+/** The demo model with a Llama-2-style tokenizer_config (LlamaTokenizerFast, which obeys add_bos_token). */
+const L2 = join(TMP, 'demo-llama2-tokenizer');
 const DATA = join(TMP, 'demo-mmlu');
 const SUBJECT = 'demo_facts';
 let model: LlamaModel, tokenizer: Tokenizer, data: MmluData;
@@ -41,6 +46,8 @@ let model: LlamaModel, tokenizer: Tokenizer, data: MmluData;
 before(async () => {
   await initBackend('wasm');
   await ensureBenchmark(DATA);
+  cpSync(MODEL, L2, { recursive: true });
+  writeFileSync(join(L2, 'tokenizer_config.json'), JSON.stringify({ ...JSON.parse(readFileSync(join(MODEL, 'tokenizer_config.json'), 'utf8')), tokenizer_class: 'LlamaTokenizerFast' }));
   model = loadModel(MODEL);
   tokenizer = await loadTokenizer(MODEL);
   data = loadMmlu(DATA, { subjects: [SUBJECT] });
@@ -117,11 +124,14 @@ test('results record BOS; a resume never mixes the two; a directory from before 
   assert.equal(defaultMmluOut('m', 'uint8', true), join('results', 'mmlu', 'm-uint8'));
 });
 
-test('CLI: --no-bos and --protocol released score without BOS, --protocol released --bos with it', async () => {
-  const base = ['eval', 'mmlu', '--model', MODEL, '--data', DATA, '--subjects', SUBJECT, '--limit', '1', '--backend', 'wasm', '--quiet', '--json'];
-  const cases: [string[], boolean][] = [[['--no-bos'], false], [['--protocol', 'released'], false], [['--protocol', 'released', '--bos'], true]];
+test('CLI: --no-bos scores without BOS, --protocol released as add_bos_token=False gives the tokenizer, --protocol released --bos with it', async () => {
+  const base = (model: string) => ['eval', 'mmlu', '--model', model, '--data', DATA, '--subjects', SUBJECT, '--limit', '1', '--backend', 'wasm', '--quiet', '--json'];
+  const cases: [string[], boolean][] = [
+    [[...base(MODEL), '--no-bos'], false], [[...base(L2), '--protocol', 'released'], false], [[...base(MODEL), '--protocol', 'released'], true],
+    [[...base(L2), '--protocol', 'released', '--bos'], true],
+  ];
   const outs = cases.map((_, i) => join(TMP, `cli-${i}`));
-  const results = await runAllCli(cases.map(([extra], i) => [...base, '--out', outs[i], ...extra]));
+  const results = await runAllCli(cases.map(([args], i) => [...args, '--out', outs[i]]));
   for (const [i, r] of results.entries()) {
     assert.equal(r.status, 0, r.stderr);
     assert.equal(JSON.parse(r.stdout).bos, cases[i][1], r.args.join(' '));
@@ -129,10 +139,10 @@ test('CLI: --no-bos and --protocol released score without BOS, --protocol releas
   }
 });
 
-test('a sweep with --protocol released scores its points without BOS (and records it); the default with BOS', async () => {
+test('a sweep with --protocol released scores its points without BOS for a Llama-2-style tokenizer (and records it); the default with BOS', async () => {
   for (const protocol of ['released', 'mka'] as const) {
     const out = join(TMP, `sweep-${protocol}`);
-    const ctx = await openSweep({ model: MODEL, data: DATA, methods: ['reverse'], remove: [1], ntrain: 5, limit: 1, evalSubjects: [SUBJECT], out, protocol, quiet: true });
+    const ctx = await openSweep({ model: L2, data: DATA, methods: ['reverse'], remove: [1], ntrain: 5, limit: 1, evalSubjects: [SUBJECT], out, protocol, quiet: true });
     try {
       await runPoint(ctx, { method: 'original', removed: 0 });
     } finally {

@@ -217,3 +217,15 @@ test('a --queue database that Redis does not have is refused, not replaced by da
   await assert.rejects(queueStatus({ url: `${redis!.url}/x` }), (e: Error) => e instanceof UserError && /database number/.test(e.message));
   assert.equal((await queueStatus({ url: `${redis!.url}/3` })).counts.waiting, 0);
 });
+
+test('a worker stopped while it waits for an unreachable Redis exits at once, cleanly', async () => {
+  const worker = spawn(process.execPath, [CLI, 'worker', '--queue', 'redis://127.0.0.1:1', '--backend', 'wasm'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  children.push(worker);
+  let log = '';
+  worker.stderr!.on('data', (b) => (log += b));
+  const exited = new Promise<number | null>((r) => worker.once('exit', (code) => r(code)));
+  await until(() => log.includes('connecting to Redis'), 'the worker to start connecting');
+  worker.kill('SIGINT');
+  assert.equal(await exited, 0, log);
+  assert.doesNotMatch(log, /cannot reach Redis/, 'stopped by the signal, not by the connection timeout');
+});

@@ -3,16 +3,18 @@
  * a paper shape, and the bench prints each step's wall time and peak RSS (GNU time's maximum resident
  * set size, else /proc/<pid>/status VmHWM polled), then writes results/bench-scale.json.
  *
- *   npm run bench -- scale [--model DIR] [--model70b DIR] [--layers 4] [--data MMLU_DIR] [--remove K] [--calib-subjects N]
- *                          [--eval-subjects a,b] [--steps similarity,eval,compress,export-hf,export-tfjs,forward70b]
- *                          [--work DIR] [--backend B] [--keep]
+ *   npm run bench -- scale --work DIR | --model DIR [--model70b DIR] [--layers 4] [--data MMLU_DIR] [--remove K]
+ *                          [--calib-subjects N] [--eval-subjects a,b] [--steps similarity,eval,compress,export-hf,export-tfjs,forward70b]
+ *                          [--backend B] [--keep] [--clean]
  *
  * Steps: `mka similarity --streaming` on the MMLU calibration prompts (57, one per subject, unless
  * --calib-subjects), `mka eval mmlu --streaming --limit 2` (all subjects unless --eval-subjects),
  * `mka compress --method mka --remove K --streaming --dtype bfloat16`, `mka export hf` and
  * `mka export tfjs --quantize float16` of the model, and `mka forward` of a one-layer 70B-shaped model
  * from BF16. A missing --model is made (Llama-3-8B shape, --layers layers, scripts/make-paper-model.ts),
- * and so is the 70B layer. Step outputs are deleted after each step unless --keep (an 8B step writes up
+ * and so is the 70B layer, in --work (no default: the models take up to 16 GB, so the bench writes only
+ * where it is told, and says where). The models it makes are kept for the next run (say so), or deleted
+ * at the end with --clean. Step outputs are deleted after each step unless --keep (an 8B step writes up
  * to 16 GB). Timings are noisy on a shared machine.
  */
 import { spawn } from 'node:child_process';
@@ -106,13 +108,22 @@ function vmHwm(pid: number, viaTime: boolean): number {
 
 const gb = (b: number) => `${(b / 1e9).toFixed(2)} GB`;
 
+const USAGE = `npm run bench -- scale --work DIR [--data MMLU_DIR] [--layers 4] [--steps ...]
+  or: npm run bench -- scale --model PAPER_SHAPE_DIR [--data MMLU_DIR] ...
+Times each step of the workflow on a paper-shape model and prints its wall time and peak RSS.`;
+
+/** A mistake in the bench's options: the dispatcher prints the message and the usage, without a stack. */
+export class BenchUsage extends Error {
+  readonly usage = USAGE;
+}
+
 export async function main(argv: string[]): Promise<void> {
   const a = await yargs(argv)
     .scriptName('npm run bench -- scale')
     .option('model', { type: 'string', describe: 'paper-shape model directory (default: <work>/llama3-8b-<layers>L, made when missing)' })
     .option('model70b', { type: 'string', describe: 'one-layer 70B-shaped model directory (default: <work>/llama70b-1L, made when missing)' })
     .option('layers', { type: 'number', default: 4, describe: 'layers of the Llama-3-8B shape made when --model is missing' })
-    .option('work', { type: 'string', default: '/tmp/mka-scale', describe: 'where models and step outputs go (never the repository)' })
+    .option('work', { type: 'string', describe: 'where the models it makes and the step outputs go (never the repository; required unless --model, then default: beside it)' })
     .option('data', { type: 'string', describe: 'MMLU directory (default $MKA_SHARED/data/mmlu)' })
     .option('remove', { type: 'number', describe: 'layers compress removes (default 8 of 32; a quarter of a smaller model)' })
     .option('calib-subjects', { type: 'number', describe: 'MMLU subjects in the calibration (default all 57)' })
@@ -121,22 +132,28 @@ export async function main(argv: string[]): Promise<void> {
     .option('steps', { type: 'string', default: STEPS.join(','), describe: 'steps to run' })
     .option('backend', { type: 'string', describe: 'passed to every mka command' })
     .option('keep', { type: 'boolean', default: false, describe: 'keep step outputs' })
+    .option('clean', { type: 'boolean', default: false, describe: 'delete the models this run made, at the end (default: keep them for the next run)' })
     .option('out', { type: 'string', default: join(ROOT, 'results', 'bench-scale.json') })
+    .usage(USAGE)
     .strict()
     .parse();
+  if (a.work === undefined && a.model === undefined) throw new BenchUsage('give --work DIR (where the paper-shape models are made, up to 16 GB) or --model DIR (an existing one)');
   const log = (s: string) => process.stderr.write(`${s}\n`);
   const steps = a.steps.split(',').map((s) => s.trim()) as Step[];
   const bad = steps.filter((s) => !(STEPS as readonly string[]).includes(s));
   if (bad.length) throw new Error(`--steps: unknown ${bad.join(', ')} (choose from ${STEPS.join(', ')})`);
-  const work = resolve(a.work);
+  const work = resolve(a.work ?? join(dirname(resolve(a.model!)), 'mka-scale-work'));
+  if (resolve(work).startsWith(resolve(ROOT))) throw new BenchUsage(`--work ${work}: inside the repository; choose a directory outside it`);
   mkdirSync(work, { recursive: true });
   const data = a.data ?? (process.env.MKA_SHARED ? join(process.env.MKA_SHARED, 'data', 'mmlu') : null);
-  if (!data && steps.some((s) => s === 'similarity' || s === 'eval' || s === 'compress')) throw new Error('give --data MMLU_DIR or set MKA_SHARED');
+  if (!data && steps.some((s) => s === 'similarity' || s === 'eval' || s === 'compress')) throw new BenchUsage('give --data MMLU_DIR or set MKA_SHARED (the similarity, eval and compress steps need MMLU)');
 
+  const made: string[] = [];
   const model = resolve(a.model ?? join(work, `llama3-8b-${a.layers}L`));
   if (!existsSync(join(model, 'config.json'))) {
-    log(`making ${model} (Llama-3-8B shape, ${a.layers} layers)`);
+    log(`making ${model} (Llama-3-8B shape, ${a.layers} layers, about ${(0.44 * a.layers + 2.1).toFixed(1)} GB of BF16); ${a.clean ? 'deleted at the end (--clean)' : 'kept for the next run: delete it, or pass --clean'}`);
     await makePaperModel({ shape: 'llama3-8b', layers: a.layers, out: model });
+    made.push(model);
   }
   const config = readConfig(model);
   const L = config.num_hidden_layers;
@@ -169,8 +186,9 @@ export async function main(argv: string[]): Promise<void> {
     } else {
       const m70 = resolve(a.model70b ?? join(work, 'llama70b-1L'));
       if (!existsSync(join(m70, 'config.json'))) {
-        log(`making ${m70} (one 70B-shaped layer)`);
+        log(`making ${m70} (one 70B-shaped layer, about 6 GB of BF16); ${a.clean ? 'deleted at the end (--clean)' : 'kept for the next run: delete it, or pass --clean'}`);
         await makePaperModel({ shape: 'llama70b-layer', layers: 1, out: m70 });
+        made.push(m70);
       }
       output = out('forward70b.json');
       args = ['forward', '--model', m70, '--text', 'The capital of France is', '--out', output];
@@ -194,4 +212,8 @@ export async function main(argv: string[]): Promise<void> {
   };
   atomicWriteText(resolve(a.out), JSON.stringify(report, null, 2) + '\n');
   log(`wrote ${a.out}`);
+  for (const m of made) {
+    if (a.clean) rmSync(m, { recursive: true, force: true });
+    log(a.clean ? `deleted ${m}` : `kept ${m} (delete it when done, or rerun with --clean)`);
+  }
 }

@@ -23,7 +23,12 @@ export function globalOptions<T>(y: Argv<T>) {
   return y
     .option('json', { type: 'boolean', default: false, describe: 'machine-readable output on stdout', group: 'Global:' })
     .option('quiet', { type: 'boolean', default: false, describe: 'no progress or log lines', group: 'Global:' })
-    .option('config', { type: 'string', describe: 'JSON or YAML file with option values', group: 'Global:' });
+    .option('config', { type: 'string', describe: 'JSON or YAML file with option values', group: 'Global:' })
+    .option('allow-nonfinite', { type: 'boolean', describe: 'read weights holding NaN or Infinity instead of refusing the checkpoint (sets MKA_ALLOW_NONFINITE=1)', group: 'Global:' })
+    .middleware((a) => {
+      // the checkpoint reader reads the setting from the environment, which job processes inherit
+      if (a['allow-nonfinite']) process.env.MKA_ALLOW_NONFINITE = '1';
+    });
 }
 
 /** Prints a log line on stderr unless --quiet. */

@@ -20,7 +20,8 @@ import { join } from 'node:path';
 import { UserError } from '../runtime/errors.ts';
 import { configToJson, expectedTensors, parseConfig } from '../model/config.ts';
 import { atomicWriteDir } from '../io/atomic.ts';
-import { writeSafetensors } from '../io/safetensors.ts';
+import { checkFinite, writeSafetensors } from '../io/safetensors.ts';
+import { nonFiniteAllowed } from '../io/checkpoint.ts';
 import { LLAMA2C_BOS, LLAMA2C_EOS, llama2cTokenizerConfig, llama2cTokenizerJson, readLlama2cTokenizer } from '../tokenizer/llama2c-tokenizer.ts';
 
 /** llama2.c's fixed hyperparameters (run.c). */
@@ -185,6 +186,7 @@ export function readLlama2cCheckpoint(path: string): Llama2cCheckpoint {
       } finally {
         closeSync(fd2);
       }
+      if (!nonFiniteAllowed()) checkFinite(path, name, buf, 'F32');
       const data = new Float32Array(numel);
       new Uint8Array(data.buffer).set(buf);
       if (name.endsWith('q_proj.weight')) return interleavedToRotateHalf(data, nHeads, headSize, dim);

@@ -5,7 +5,7 @@
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join, relative, resolve, isAbsolute } from 'node:path';
 import { UserError } from '../runtime/errors.ts';
-import { SafetensorsFile, type StoredDType, type TensorInfo } from './safetensors.ts';
+import { SafetensorsFile, type SafetensorsOptions, type StoredDType, type TensorInfo } from './safetensors.ts';
 import { describeJson, isPlainObject, readJsonObject } from './read.ts';
 import type { PackedInfo, PackedMatrix } from './packed.ts';
 
@@ -34,8 +34,16 @@ export interface Checkpoint {
   close(): void;
 }
 
-/** Opens the safetensors checkpoint in `dir`, validating every header and the index. */
-export function openCheckpoint(dir: string): Checkpoint {
+/** Whether NaN and ±Infinity weights are read without refusal (`--allow-nonfinite` sets MKA_ALLOW_NONFINITE=1). */
+export function nonFiniteAllowed(env: NodeJS.ProcessEnv = process.env): boolean {
+  return env.MKA_ALLOW_NONFINITE === '1';
+}
+
+/**
+ * Opens the safetensors checkpoint in `dir`, validating every header and the index. Every tensor read
+ * is checked for NaN and ±Infinity (refused naming the tensor) unless `allowNonFinite`.
+ */
+export function openCheckpoint(dir: string, opts: SafetensorsOptions = { allowNonFinite: nonFiniteAllowed() }): Checkpoint {
   const single = join(dir, 'model.safetensors');
   const indexPath = join(dir, 'model.safetensors.index.json');
   const files = new Map<string, SafetensorsFile>();
@@ -59,14 +67,14 @@ export function openCheckpoint(dir: string): Checkpoint {
         if (!files.has(shard)) {
           if (!existsSync(p)) throw new UserError(`${indexPath}: shard "${shard}" listed for "${name}" is missing from ${dir}`);
           if (!statSync(p).isFile()) throw new UserError(`${p}: shard "${shard}" listed for "${name}" is not a regular file; re-download the model`);
-          files.set(shard, new SafetensorsFile(p));
+          files.set(shard, new SafetensorsFile(p, opts));
         }
         const f = files.get(shard)!;
         if (!f.tensors.has(name)) throw new UserError(`${indexPath}: "${name}" is listed in ${shard} but that shard does not hold it`);
         owner.set(name, f);
       }
     } else if (existsSync(single)) {
-      const f = new SafetensorsFile(single);
+      const f = new SafetensorsFile(single, opts);
       files.set('model.safetensors', f);
       for (const name of f.tensors.keys()) owner.set(name, f);
     } else {

@@ -26,13 +26,14 @@ import { UserError } from '../runtime/errors.ts';
 import { isBelow, isInside } from './paths.ts';
 
 /** What an output directory holds; only an output of the same kind may be replaced or resumed. */
-export type OutputKind = 'hf-model' | 'tfjs-model' | 'mmlu-results' | 'ppl-results' | 'sweep';
+export type OutputKind = 'hf-model' | 'tfjs-model' | 'mmlu-results' | 'ppl-results' | 'sweep' | 'demo-benchmark';
 
 export const MARKER_FILE = '.mka-output.json';
 const MARKER_VERSION = 1;
 
 const KIND_LABEL: Record<OutputKind, string> = {
   'hf-model': 'Hugging Face model', 'tfjs-model': 'tfjs model', 'mmlu-results': 'MMLU results', 'ppl-results': 'perplexity results', sweep: 'sweep results',
+  'demo-benchmark': 'demo benchmark',
 };
 
 /** Kinds a run writes into (resumes) rather than replaces. */

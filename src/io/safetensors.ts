@@ -28,13 +28,51 @@ export interface TensorInfo {
   end: number;
 }
 
+/**
+ * The index of the first NaN or ±Infinity among `data`'s values stored as `dtype` (little-endian
+ * words: all exponent bits set), or -1 when every value is finite.
+ */
+export function firstNonFinite(data: Uint8Array, dtype: DType): number {
+  if (dtype === 'F32') {
+    const f = new Float32Array(data.buffer, data.byteOffset, data.byteLength / 4);
+    for (let i = 0; i < f.length; i++) if (f[i] - f[i] !== 0) return i;
+    return -1;
+  }
+  const exp = dtype === 'BF16' ? 0x7f80 : 0x7c00;
+  for (let i = 0; i < data.length; i += 2) if (((data[i] | (data[i + 1] << 8)) & exp) === exp) return i / 2;
+  return -1;
+}
+
+/** The value at index `i` of `data` stored as `dtype`, for messages (NaN, Infinity or -Infinity). */
+function valueAt(data: Uint8Array, dtype: DType, i: number): number {
+  const w = dtype === 'F32' ? data.subarray(4 * i, 4 * i + 4) : data.subarray(2 * i, 2 * i + 2);
+  return toFloat32(Buffer.from(w), dtype)[0];
+}
+
+/**
+ * Throws a UserError naming the file and tensor when a tensor holds a NaN or an infinite value (a
+ * corrupt or badly converted checkpoint: every result computed from it would be silently wrong).
+ */
+export function checkFinite(path: string, name: string, data: Uint8Array, dtype: StoredDType): void {
+  if (dtype === 'I8' || dtype === 'U8') return; // packed quants: integers, always finite
+  const i = firstNonFinite(data, dtype);
+  if (i >= 0) {
+    throw new UserError(`${path}: tensor "${name}" holds ${valueAt(data, dtype, i)} at index ${i}; the checkpoint is corrupt (re-download or re-convert it), or pass --allow-nonfinite to use it anyway`);
+  }
+}
+
+export interface SafetensorsOptions {
+  /** Read tensors holding NaN or ±Infinity without refusing them (default: refuse, see checkFinite). */
+  allowNonFinite?: boolean;
+}
+
 /** An open safetensors file; call `close()` when done. */
 export class SafetensorsFile {
   readonly tensors = new Map<string, TensorInfo>();
   readonly metadata: Record<string, string> = {};
   private fd: number;
 
-  constructor(readonly path: string) {
+  constructor(readonly path: string, private readonly opts: SafetensorsOptions = {}) {
     this.fd = openRegularFile(path, 'safetensors weight file');
     try {
       this.parseHeader();
@@ -104,6 +142,7 @@ export class SafetensorsFile {
     const buf = Buffer.alloc(info.end - info.begin);
     const got = readSync(this.fd, buf, 0, buf.length, info.begin);
     if (got !== buf.length) throw new UserError(`${this.path}: short read of "${name}" (truncated file?)`);
+    if (!this.opts.allowNonFinite) checkFinite(this.path, name, buf, info.dtype);
     return toFloat32(buf, info.dtype as DType);
   }
 
@@ -121,6 +160,7 @@ export class SafetensorsFile {
       if (got === 0) throw new UserError(`${this.path}: short read of "${name}" (truncated file?)`);
       done += got;
     }
+    if (!this.opts.allowNonFinite) checkFinite(this.path, name, data, info.dtype);
     return { dtype: info.dtype, data };
   }
 

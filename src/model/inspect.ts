@@ -136,11 +136,21 @@ export interface GenerateJson {
   text: string;
 }
 
-/** Generates a continuation of `prompt` (BOS as the tokenizer is configured; an empty prompt is BOS alone). */
-export async function runGenerate(opts: { model: string; prompt: string; maxNewTokens?: number; temperature?: number; seed?: number }): Promise<GenerateJson> {
+/**
+ * Generates a continuation of `prompt` (BOS as the tokenizer is configured; an empty prompt is BOS
+ * alone). A prompt that fills the model's context is refused; fewer new tokens than asked, because
+ * the context ends, are said through `log`.
+ */
+export async function runGenerate(opts: { model: string; prompt: string; maxNewTokens?: number; temperature?: number; seed?: number; log?: (msg: string) => void }): Promise<GenerateJson> {
   const tok = await loadTokenizer(opts.model);
   const ids = tok.encode(opts.prompt);
   if (!ids.length) throw new UserError('the prompt encodes to no tokens and the tokenizer adds no BOS: give a non-empty --prompt');
+  const context = readConfig(opts.model).max_position_embeddings;
+  if (ids.length >= context) {
+    throw new UserError(`--prompt is ${ids.length} tokens, but the model's context is ${context} (max_position_embeddings): shorten it by at least ${ids.length - context + 1} tokens to generate anything`);
+  }
+  const wanted = opts.maxNewTokens ?? 64;
+  if (ids.length + wanted > context) opts.log?.(`generate: at most ${context - ids.length} new tokens, not ${wanted}: the ${ids.length}-token prompt leaves that much of the ${context}-token context`);
   checkModelFits('generate', opts.model, sequenceWorkload(ids.length, 'last', opts.maxNewTokens ?? 64), { streamable: false });
   const model = loadModel(opts.model);
   try {

@@ -3,7 +3,7 @@
  * one calibration pass of a loaded model with the similarity of its layers computed from it.
  */
 import type { LlamaModel } from '../model/model.ts';
-import type { Tokenizer } from '../tokenizer/tokenizer.ts';
+import { bosUnderAddBosTokenFalse, type Tokenizer } from '../tokenizer/tokenizer.ts';
 import { loadMmlu } from '../eval/mmlu/data.ts';
 import { sampleCalibrationPrompts } from '../eval/mmlu/calibration-prompts.ts';
 import { buildPrompt, checkNtrain } from '../eval/mmlu/prompt.ts';
@@ -68,7 +68,8 @@ export function calibrationPrompts(tokenizer: Tokenizer, src: CalibrationSource)
   } else {
     throw new UserError('calibration needs --data MMLU_DIR or --calibration FILE');
   }
-  const addBos = protocolSettings(src.protocol).calibrationBos ? undefined : false;
+  // released: what the released code's add_bos_token=False gives (Llama 3 keeps its BOS)
+  const addBos = protocolSettings(src.protocol).calibrationBos ? undefined : bosUnderAddBosTokenFalse(tokenizer);
   return { ids: texts.map((t) => tokenizer.encode(t.text, { addBos })), labels: texts.map((t) => t.label), perSubject };
 }
 

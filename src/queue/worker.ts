@@ -66,6 +66,7 @@ export async function runWorker(opts: WorkerOptions): Promise<void> {
     if (v !== undefined && (!Number.isInteger(v) || v < (flag === '--max-stalled' ? 0 : 1))) throw new UserError(`${flag} ${v}: must be a whole number${flag === '--max-stalled' ? ', 0 or more' : ' of milliseconds, 1 or more'}`);
   }
   const log = opts.log ?? (() => {});
+  log(`worker: connecting to Redis at ${url}`);
   const connection = await connectRedis(url, { persistent: true, signal: opts.signal });
   if (!connection) return; // stopped while connecting
   const root = resolve(opts.root ?? process.cwd());

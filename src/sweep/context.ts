@@ -5,13 +5,14 @@
  * computing a point needs.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, mkdirSync, readdirSync, readFileSync, realpathSync } from 'node:fs';
+import { join, normalize, resolve } from 'node:path';
+import { modelDirFingerprint } from '../io/fingerprint.ts';
 import { loadModel, disposeModel, type LlamaModel } from '../model/model.ts';
 import { readConfig } from '../model/config.ts';
 import { currentProfile } from '../runtime/profile.ts';
 import { assertFits, calibrationWorkload, checkModelFits, mmluWorkload, storedBytes } from '../model/memory-estimate.ts';
-import { loadTokenizer, type Tokenizer } from '../tokenizer/tokenizer.ts';
+import { bosUnderAddBosTokenFalse, loadTokenizer, type Tokenizer } from '../tokenizer/tokenizer.ts';
 import { createMmluCache, type MmluCache } from '../eval/mmlu/evaluate.ts';
 import { scoringTokenizer } from '../eval/mmlu/question-plan.ts';
 import { protocolSettings } from '../compress/methods/protocol.ts';
@@ -33,19 +34,60 @@ function similarityKey(opts: SweepSettings): Record<string, unknown> {
   return { similarity: opts.similarity?.beta === undefined ? {} : { beta: opts.similarity.beta }, metric };
 }
 
-/** What a sweep's results depend on (not the methods or counts: those can grow between runs). */
-export function sweepKey(opts: SweepSettings): string {
-  return JSON.stringify({
-    model: opts.model, data: opts.data, ntrain: opts.ntrain, limit: opts.limit ?? null, subjects: opts.evalSubjects ?? null,
-    calibration: { data: opts.data, file: opts.calibrationFile ?? null, subjects: opts.subjects ?? null, perSubject: opts.perSubject ?? 'auto', seed: opts.seed ?? 1, representation: opts.representation ?? 'padded', ...(opts.protocol && opts.protocol !== 'mka' ? { protocol: opts.protocol } : {}) },
+/** A path as the key records it: without "./" parts or a trailing slash. */
+const keyPath = (p: string) => normalize(p).replace(/(.)\/+$/, '$1');
+
+/** A sweep's settings and paths: what its results depend on besides the weights (not the methods or counts: those can grow). */
+function settingsKey(opts: SweepSettings): Record<string, unknown> {
+  return {
+    model: keyPath(opts.model), data: keyPath(opts.data), ntrain: opts.ntrain, limit: opts.limit ?? null, subjects: opts.evalSubjects ?? null,
+    calibration: { data: keyPath(opts.data), file: opts.calibrationFile ? keyPath(opts.calibrationFile) : null, subjects: opts.subjects ?? null, perSubject: opts.perSubject ?? 'auto', seed: opts.seed ?? 1, representation: opts.representation ?? 'padded', ...(opts.protocol && opts.protocol !== 'mka' ? { protocol: opts.protocol } : {}) },
     ...similarityKey(opts), strategy: opts.params?.mka?.strategy ?? 'last-pair', blendNorms: opts.params?.mka?.blendNorms ?? false,
-    ...(opts.ppl ? { ppl: opts.ppl } : {}),
-  });
+    ...(opts.ppl ? { ppl: { ...opts.ppl, text: keyPath(opts.ppl.text) } } : {}),
+  };
 }
 
-/** A short hash of the sweep key and results directory (names the sweep's queue jobs). */
+/**
+ * What a sweep's results depend on: its settings and paths, and the fingerprint of the model's
+ * weights (so replaced weights at the same path are not mixed with points computed from the old ones).
+ */
+export function sweepKey(opts: SweepSettings): string {
+  return JSON.stringify({ ...settingsKey(opts), ...(existsSync(join(opts.model, 'config.json')) ? { weights: modelDirFingerprint(opts.model) } : {}) });
+}
+
+/** Whether a sweep directory holds anything computed from the model's weights: plans, analysis, points, evaluated subjects. */
+function holdsResults(out: string): boolean {
+  const jsonIn = (dir: string) => existsSync(dir) && readdirSync(dir).some((f) => f.endsWith('.json'));
+  if (existsSync(join(out, 'analysis.json')) || jsonIn(join(out, 'plans')) || jsonIn(join(out, 'points'))) return true;
+  const evalDir = join(out, 'eval');
+  return existsSync(evalDir) && readdirSync(evalDir).some((p) => jsonIn(join(evalDir, p, 'subjects')));
+}
+
+/** Path fields of a sweep key, compared as files (the same file by two spellings is the same path). */
+const KEY_PATHS = new Set(['model', 'data', 'file', 'text']);
+
+/** Why a stored sweep key does not describe this sweep ("" when it does): the first differing field. */
+function keyDifference(stored: unknown, key: unknown, path = ''): string {
+  if (typeof stored === 'string' && typeof key === 'string' && KEY_PATHS.has(path.split('.').pop()!)) {
+    const real = (p: string) => (existsSync(p) ? realpathSync(p) : resolve(p));
+    return stored === key || real(stored) === real(key) ? '' : path;
+  }
+  if (typeof stored !== 'object' || stored === null || typeof key !== 'object' || key === null) return JSON.stringify(stored) === JSON.stringify(key) ? '' : path;
+  const a = stored as Record<string, unknown>, b = key as Record<string, unknown>;
+  for (const f of new Set([...Object.keys(a), ...Object.keys(b)])) {
+    if (f === 'weights' && !(f in a)) continue; // a key written before fingerprints were recorded
+    const d = keyDifference(a[f], b[f], path ? `${path}.${f}` : f);
+    if (d) return d;
+  }
+  return '';
+}
+
+/**
+ * A short hash of the sweep's settings and results directory (names the sweep's queue jobs; not the
+ * weights, so a job that failed on a corrupt file keeps its id when the file is repaired and rerun).
+ */
 export function sweepId(opts: SweepOptions): string {
-  return createHash('sha256').update(sweepKey(opts)).update('\0').update(opts.out).digest('hex').slice(0, 16);
+  return createHash('sha256').update(JSON.stringify(settingsKey(opts))).update('\0').update(opts.out).digest('hex').slice(0, 16);
 }
 
 export interface PreparedSweep {
@@ -96,13 +138,23 @@ export function prepareSweep(opts: SweepOptions): PreparedSweep {
   const subjects = [...loadMmlu(opts.data, { subjects: opts.evalSubjects }).subjects].sort();
   mkdirSync(join(opts.out, 'points'), { recursive: true });
   writeMarker(opts.out, 'sweep');
-  const keyPath = join(opts.out, 'sweep-key.json');
+  const keyFile = join(opts.out, 'sweep-key.json');
   const key = sweepKey(opts);
-  const oldKey = existsSync(keyPath) ? readFileSync(keyPath, 'utf8') : null;
+  const oldKey = existsSync(keyFile) ? readFileSync(keyFile, 'utf8') : null;
   if (oldKey !== null && oldKey !== key) {
-    throw new UserError(`${opts.out}: holds a sweep with other settings (${keyPath}); choose a new --out or delete that directory`);
+    let differs: string;
+    try {
+      differs = keyDifference(JSON.parse(oldKey), JSON.parse(key));
+    } catch {
+      differs = 'its sweep-key.json is unreadable';
+    }
+    if (differs === 'weights' && holdsResults(opts.out)) {
+      throw new UserError(`${opts.out}: holds results of other weights than ${opts.model} now has (${keyFile} records their fingerprint); choose a new --out or delete that directory`);
+    }
+    if (differs && differs !== 'weights') throw new UserError(`${opts.out}: holds a sweep with other settings (${differs} differs, ${keyFile}); choose a new --out or delete that directory`);
   }
-  if (oldKey === null) atomicWriteText(keyPath, key);
+  // new, or other weights with nothing computed from them yet (a run that failed before any result, e.g. on a corrupt file since repaired)
+  if (oldKey === null || oldKey !== key) atomicWriteText(keyFile, key);
   return { opts, layers, subjects };
 }
 
@@ -131,7 +183,7 @@ export async function openSweep(opts: SweepOptions): Promise<SweepContext> {
   const data = loadMmlu(opts.data, { subjects: opts.evalSubjects });
   const original = loadModel(opts.model);
   const corpus = opts.ppl ? prepareCorpus(opts.ppl.text, tokenizer, original.config, opts.ppl.seqLen, opts.ppl.stride) : null;
-  const scoringBos = protocolSettings(opts.protocol).scoringBos;
+  const scoringBos = protocolSettings(opts.protocol).scoringBos || bosUnderAddBosTokenFalse(tokenizer);
   const scoring = scoringTokenizer(tokenizer, scoringBos);
   return { ...prepared, tokenizer, scoringBos, scoringTokenizer: scoring, data, original, mmlu: createMmluCache(scoring, data), corpus, dispose: () => disposeModel(original) };
 }

@@ -12,8 +12,10 @@ import { UserError } from '../runtime/errors.ts';
 import { ensureBenchmark } from '../eval/mmlu/demo-benchmark.ts';
 
 const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
+/** The bundled demo model, read from the installed package (never written). */
 export const DEMO_MODEL = join(ROOT, 'models', 'demo');
-export const DEMO_DATA = join(ROOT, 'data', 'demo-mmlu');
+/** Where the demo generates its benchmark: under the working directory, beside its results (the package may be read-only). */
+export const DEMO_DATA = join('data', 'demo-mmlu');
 
 export interface DemoOptions {
   out: string;

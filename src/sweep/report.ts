@@ -73,7 +73,7 @@ export async function writeSweepReport(r: SweepReportInput): Promise<void> {
   const categoryColumns = ([['STEM', 'stem'], ['humanities', 'humanities'], ['social sci.', 'social_sciences'], ['other', 'other']] as const)
     .filter(([, key]) => rows.some((p) => p[key] !== null && p[key] !== undefined));
   const textPpl = rows.some((p) => p.ppl !== null && p.ppl !== undefined); // a text corpus was given
-  const header = ['method', 'removed', 'layers', 'ratio', 'MMLU', 'macro', ...categoryColumns.map(([title]) => title), 'ppl', ...(textPpl ? ['text ppl'] : []), 'agreement'];
+  const header = ['method', 'removed', 'layers', 'ratio', 'MMLU', 'macro', ...categoryColumns.map(([title]) => title), 'answer ppl', ...(textPpl ? ['text ppl'] : []), 'agreement'];
   const table = [
     `| ${header.join(' | ')} |`,
     `|---|${header.slice(1).map(() => '---:').join('|')}|`,
@@ -87,6 +87,7 @@ export async function writeSweepReport(r: SweepReportInput): Promise<void> {
     `Uncompressed: MMLU ${pct(r.base.mmlu)} with ${r.base.layers} layers.${r.run.compute ? ` Products computed in ${String(r.run.compute)}.` : ''}`,
     ...[...best].sort((a, b) => a[0] - b[0]).map(([k, p]) => `Removing ${k} layer${k > 1 ? 's' : ''}: best is **${p.method}** at ${pct(p.mmlu)} (${((p.mmlu - r.base.mmlu) * 100).toFixed(2)} points).`),
     '', table, '',
+    `*answer ppl*: MMLU answer perplexity (exp of the mean loss of each question's answer tokens, the paper's; \`perplexity\` in results.csv)${textPpl ? '; *text ppl*: perplexity on the --text corpus (strided windows, as `mka eval ppl`; `ppl` in results.csv)' : ''}.`, '',
     ...charts.map((c) => `![${c}](${c}.png)\n`),
     'Files: `results.csv` / `results.json` (every point), `run.json` (options, versions, backend, timings), SVG versions of each chart.', '',
   ];

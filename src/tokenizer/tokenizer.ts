@@ -17,6 +17,15 @@ export interface Tokenizer {
   /** Text of `ids`; `skipSpecial` drops special tokens such as BOS/EOS (default false, as in HF). */
   decode(ids: number[], opts?: { skipSpecial?: boolean }): string;
   bos: number | null;
+  /** Whether `encode(text)` puts BOS first (as `tokenizer(text)` does in transformers). */
+  addsBos: boolean;
+  /**
+   * Whether transformers' `add_bos_token` (in tokenizer_config.json or as a from_pretrained argument)
+   * governs BOS: true for the classes that rebuild their template from it (Llama, Code Llama, Gemma;
+   * Llama 2 and Mistral use these), false for the others (Llama 3's PreTrainedTokenizerFast keeps its
+   * post-processor's <|begin_of_text|>: transformers#30947).
+   */
+  obeysAddBosToken: boolean;
   /** Every id that ends generation: the tokenizer's EOS and generation_config.json's eos_token_id. */
   eos: number[];
   /** Number of token ids (highest id + 1, added tokens included). */
@@ -91,14 +100,17 @@ export function tokenizerFromJson(json: Json, config: Json = {}, generation: Jso
   const templateFirst = withSpecial.length > plain.length && withSpecial[0] !== plain[0] ? withSpecial[0] : null;
 
   const bos = idOf(config.bos_token) ?? templateFirst;
+  checkEncodes(hf, idOf(config.unk_token) ?? idOf((json.model as Json).unk_token), file);
   const eos = new Set<number>();
   const tokEos = idOf(config.eos_token);
   if (tokEos !== null) eos.add(tokEos);
   for (const id of [generation.eos_token_id].flat()) if (typeof id === 'number') eos.add(id);
 
   // transformers' Llama tokenizers rebuild the template from add_bos_token/add_eos_token; others
-  // use tokenizer.json's post_processor as is.
-  const configured = typeof config.add_bos_token === 'boolean';
+  // use tokenizer.json's post_processor as is. Without a tokenizer_class, transformers picks the
+  // class from config.json's model_type: a Llama tokenizer for the models mka loads.
+  const obeysAddBosToken = config.tokenizer_class === undefined || (typeof config.tokenizer_class === 'string' && OBEYS_ADD_BOS_TOKEN.test(config.tokenizer_class));
+  const configured = obeysAddBosToken && typeof config.add_bos_token === 'boolean';
   const templateBos = bos !== null && templateFirst === bos;
   const defaultBos = configured ? (config.add_bos_token as boolean) : templateBos;
   const addEos = config.add_eos_token === true && tokEos !== null;
@@ -124,7 +136,36 @@ export function tokenizerFromJson(json: Json, config: Json = {}, generation: Jso
       return hf.decode(ids, { skip_special_tokens: opts.skipSpecial ?? false, clean_up_tokenization_spaces: cleanUp });
     },
     bos,
+    addsBos: defaultBos && bos !== null,
+    obeysAddBosToken,
     eos: [...eos],
     vocabSize,
   };
+}
+
+/** Ordinary text that any working tokenizer of a Llama-family model encodes to known tokens. */
+const PROBE_TEXT = 'The answer is 42. Which of the following is true? A, B, C or D.';
+
+/**
+ * Refuses a tokenizer that cannot encode ordinary text: nothing at all, or only its unknown token (a
+ * truncated vocabulary, a wrong model section), which would silently turn every prompt into <unk>.
+ */
+function checkEncodes(hf: HfTokenizer, unk: number | null, file: string): void {
+  const ids = hf.encode(PROBE_TEXT, { add_special_tokens: false }).ids;
+  if (ids.length === 0) throw new UserError(`${file}: encodes ordinary text to no tokens; the tokenizer is broken (re-download or re-convert it)`);
+  if (unk !== null && ids.every((id: number) => id === unk)) {
+    throw new UserError(`${file}: encodes every word of ordinary text as the unknown token (id ${unk}); its vocabulary is broken (re-download or re-convert it)`);
+  }
+}
+
+/** tokenizer_config.json classes whose template transformers rebuilds from add_bos_token / add_eos_token. */
+const OBEYS_ADD_BOS_TOKEN = /^(Llama|CodeLlama|Gemma)Tokenizer(Fast)?$/;
+
+/**
+ * Whether `AutoTokenizer.from_pretrained(dir, add_bos_token=False)(text)` still begins with BOS, as
+ * the paper's released code calls it: no for tokenizers that obey the flag (Llama 2, Mistral), the
+ * tokenizer's own default for the others (yes for Llama 3, whose class ignores it: transformers#30947).
+ */
+export function bosUnderAddBosTokenFalse(tok: Tokenizer): boolean {
+  return !tok.obeysAddBosToken && tok.addsBos;
 }

@@ -5,7 +5,8 @@
  * at a time while the shards are written, so a model larger than memory exports too. `mka export hf`
  * and the compressor write their output with it.
  */
-import { copyFileSync, existsSync, writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
+import { readRegularFile } from '../io/read.ts';
 import { join } from 'node:path';
 import { type LlamaConfig, configToJson, expectedTensors } from '../model/config.ts';
 import { atomicWriteDir } from '../io/atomic.ts';
@@ -160,7 +161,7 @@ export async function writeHfModel(source: TensorSource, outDir: string, opts: H
     if (opts.copyFrom) {
       for (const f of COPIED_FILES) {
         if (existsSync(join(opts.copyFrom, f))) {
-          copyFileSync(join(opts.copyFrom, f), join(tmp, f));
+          writeFileSync(join(tmp, f), readRegularFile(join(opts.copyFrom, f), `${f} of the source model`)); // a FIFO would block the copy
           files.push(f);
         }
       }

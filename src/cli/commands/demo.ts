@@ -1,7 +1,7 @@
 import type { Argv, CommandModule } from 'yargs';
 import { readFileSync } from 'node:fs';
 import { type ArgsOf, type GlobalArgs, claimOutput, forceOption, logger, setup, computeOptions } from '../common.ts';
-import { DEMO_MODEL, runDemo } from '../../sweep/demo.ts';
+import { DEMO_DATA, DEMO_MODEL, runDemo } from '../../sweep/demo.ts';
 import { parseCounts, parseMethods } from '../validate.ts';
 import { METHODS } from '../../compress/methods/registry.ts';
 
@@ -19,7 +19,7 @@ export const demoCommand: CommandModule<GlobalArgs, ArgsOf<typeof builder>> = {
   handler: async (a) => {
     const remove = parseCounts(a.remove);
     const methods = parseMethods(a.methods, METHODS.map((m) => m.name));
-    const release = claimOutput(a.out, 'demo', 'sweep', a, DEMO_MODEL);
+    const release = claimOutput(a.out, 'demo', 'sweep', a, DEMO_MODEL, DEMO_DATA);
     const backend = await setup(a);
     await runDemo({
       out: a.out, methods, remove, limit: a.limit, quiet: a.quiet, log: logger(a),

@@ -8,6 +8,7 @@ import { progress, type Progress } from '../../runtime/progress.ts';
 import type { AnswerTokens } from '../../eval/mmlu/question-plan.ts';
 import { PROTOCOLS, protocolSettings, type Protocol } from '../../compress/methods/protocol.ts';
 import { pplCommand } from './eval-ppl.ts';
+import { bosUnderAddBosTokenFalse, loadTokenizer } from '../../tokenizer/tokenizer.ts';
 import { OUTPUT_FILES } from '../../io/output-dir.ts';
 
 const fmtSeconds = (s: number) => (s < 120 ? `${s.toFixed(0)} s` : s < 7200 ? `${(s / 60).toFixed(1)} min` : `${(s / 3600).toFixed(1)} h`);
@@ -24,7 +25,7 @@ const mmluOptions = (y: Argv<GlobalArgs>) => forceOption(computeOptions(y))
   .option('reference-model', { type: 'string', describe: 'uncompressed model: adds top-1 agreement and KL of the answer distribution' })
   .option('answer-tokens', { choices: ['letter', 'space'] as const, default: 'letter' as AnswerTokens, describe: 'answer token of a letter: last token of "A" (as the paper) or of " A"' })
   .option('bos', { type: 'boolean', describe: 'prompts begin with BOS as the tokenizer adds it (default, as Hendrycks); --no-bos: never (add_bos_token=False, the paper\'s released code)' })
-  .option('protocol', { choices: PROTOCOLS, default: 'mka' as Protocol, describe: 'released: score as the paper\'s released code (no BOS unless --bos)' })
+  .option('protocol', { choices: PROTOCOLS, default: 'mka' as Protocol, describe: 'released: score as the paper\'s released code (add_bos_token=False: no BOS for Llama 2/Mistral tokenizers, BOS kept for Llama 3\'s, which ignores the flag; --bos/--no-bos override)' })
   .option('quantize', { choices: QUANT_SCHEMES, default: 'none' as QuantScheme, describe: 'evaluate with the weights rounded as `export --quantize` stores them' })
   .option('dump-prompts', { type: 'string', describe: 'write every prompt as fed to the model to this JSONL file' })
   .option('dry-run', { type: 'boolean', default: false, describe: 'build and tokenize the prompts, report counts and a time estimate; run no evaluation' })
@@ -39,7 +40,8 @@ const mmluCommand: CommandModule<GlobalArgs, ArgsOf<typeof mmluOptions>> = {
   describe: 'MMLU accuracy (5-shot by default) per subject, subcategory, category and overall; resumable',
   builder: mmluOptions,
   handler: async (a) => {
-    const bos = a.bos ?? protocolSettings(a.protocol).scoringBos;
+    // --protocol released: as the released code's add_bos_token=False gives this tokenizer (Llama 3 keeps BOS)
+    const bos = a.bos ?? (protocolSettings(a.protocol).scoringBos || bosUnderAddBosTokenFalse(await loadTokenizer(a.model)));
     const out = a['dry-run'] ? null : a.out ?? defaultMmluOut(a.model, a.quantize, bos);
     claimFile(a['dump-prompts'], OUTPUT_FILES.prompts, a, '--dump-prompts');
     const release = out ? claimOutput(out, 'eval mmlu', 'mmlu-results', a) : () => {};

@@ -1,5 +1,5 @@
 import type { Argv, CommandModule } from 'yargs';
-import { type GlobalArgs, setup, type ArgsOf, computeOptions } from '../common.ts';
+import { type GlobalArgs, logger, setup, type ArgsOf, computeOptions } from '../common.ts';
 import { runGenerate } from '../../model/inspect.ts';
 
 const options = (y: Argv<GlobalArgs>) => computeOptions(y)
@@ -16,7 +16,7 @@ export const generateCommand: CommandModule<GlobalArgs, ArgsOf<typeof options>> 
   builder: options,
   handler: async (a) => {
     await setup(a);
-    const r = await runGenerate({ model: a.model, prompt: a.prompt, maxNewTokens: a['max-new-tokens'], temperature: a.temperature, seed: a.seed });
+    const r = await runGenerate({ model: a.model, prompt: a.prompt, maxNewTokens: a['max-new-tokens'], temperature: a.temperature, seed: a.seed, log: logger(a) });
     if (a.json) process.stdout.write(JSON.stringify(r) + '\n');
     else process.stdout.write(`${a.prompt}${r.text}\n`);
   },

@@ -20,9 +20,13 @@ export interface ProtocolSettings {
    * hidden_states[l] (released: the embeddings for l = 0, and the last block's output is never used).
    */
   layerStates: 'output' | 'input';
-  /** Calibration prompts begin with BOS as the tokenizer adds it (mka), or without (released: add_bos_token=False). */
+  /**
+   * Calibration prompts begin with BOS as the tokenizer adds it (mka), or as transformers' tokenizer
+   * with add_bos_token=False gives them (released): without BOS where the tokenizer's class obeys the
+   * flag (Llama 2, Mistral), with it where the class ignores it (Llama 3: bosUnderAddBosTokenFalse).
+   */
   calibrationBos: boolean;
-  /** MMLU prompts are scored with BOS as the tokenizer adds it (mka), or without (released: add_bos_token=False). */
+  /** MMLU prompts are scored with BOS as the tokenizer adds it (mka), or as add_bos_token=False gives them (released, as calibrationBos). */
   scoringBos: boolean;
   /**
    * Calibration questions: mka's seeded draw (calibration-prompts.ts), or the released code's: the first N

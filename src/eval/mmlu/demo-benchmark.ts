@@ -21,6 +21,8 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { atomicWriteDir, atomicWriteText } from '../../io/atomic.ts';
+import { markerKind } from '../../io/output-dir.ts';
+import { UserError } from '../../runtime/errors.ts';
 import { mulberry32, shuffled } from '../../runtime/random.ts';
 import { ANSWER_LETTERS, type AnswerLetter, type MmluQuestion, type MmluSplit } from './data.ts';
 import { formatExample, promptHeader } from './prompt.ts';
@@ -251,22 +253,28 @@ export async function writeBenchmark(dir: string, seed = DEMO_BENCHMARK_SEED): P
 
 /**
  * The benchmark of `seed` in `dir`, written only when `dir` does not already hold exactly its files
- * (missing, edited, extra, or from another generator). The demo's data/demo-mmlu is not committed:
- * it is generated (in well under a second) on first use.
+ * (missing, edited, extra, or from another generator); a directory holding other files mka did not
+ * write is refused, not replaced. The demo's data/demo-mmlu (under the working directory) is not
+ * committed: it is generated (in well under a second) on first use.
  */
 export async function ensureBenchmark(dir: string, seed = DEMO_BENCHMARK_SEED): Promise<DemoBenchmark> {
   const bench = generateBenchmark(seed);
   const files = benchmarkFiles(bench);
   const listed = ['dev', 'test'].flatMap((split) => (existsSync(join(dir, split)) ? readdirSync(join(dir, split)).map((f) => join(split, f)) : []));
   const same = listed.length === files.size && listed.every((rel) => files.get(rel) === readFileSync(join(dir, rel), 'utf8'));
-  if (!same) await writeFiles(dir, files);
+  if (!same) {
+    if (existsSync(dir) && readdirSync(dir).length > 0 && markerKind(dir) !== 'demo-benchmark') {
+      throw new UserError(`${dir}: holds other files than the demo benchmark, not written by mka; move them away (the demo benchmark is generated there)`);
+    }
+    await writeFiles(dir, files);
+  }
   return bench;
 }
 
 async function writeFiles(dir: string, files: Map<string, string>): Promise<void> {
   await atomicWriteDir(dir, async (tmp) => {
     for (const [rel, text] of files) atomicWriteText(join(tmp, rel), text);
-  });
+  }, 'demo-benchmark');
 }
 
 /** The world's facts as plain sentences, in a random order (training text for the facts subject). */

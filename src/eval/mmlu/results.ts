@@ -14,7 +14,8 @@
  * directory, or --fresh to discard the old results).
  */
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readFileSync, readSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { fileSha256 } from '../../io/fingerprint.ts';
 import { join } from 'node:path';
 import { stringify } from 'csv-stringify/sync';
 import { atomicWriteText } from '../../io/atomic.ts';
@@ -47,37 +48,15 @@ export interface SubjectResult {
   questions: QuestionRecord[];
 }
 
-const HASH_BYTES = 1 << 20;
-
-/** sha256 of a file's size, first and last MiB (enough to tell weight files apart without reading GBs). */
-function fileFingerprint(path: string): string {
-  const fd = openSync(path, 'r');
-  try {
-    const size = fstatSync(fd).size;
-    const h = createHash('sha256').update(String(size));
-    const head = Buffer.alloc(Math.min(size, HASH_BYTES));
-    readSync(fd, head, 0, head.length, 0);
-    h.update(head);
-    if (size > HASH_BYTES) {
-      const tail = Buffer.alloc(Math.min(size - HASH_BYTES, HASH_BYTES));
-      readSync(fd, tail, 0, tail.length, size - tail.length);
-      h.update(tail);
-    }
-    return h.digest('hex');
-  } finally {
-    closeSync(fd);
-  }
-}
-
 /**
- * Identifies a model's weights: for a model directory, config.json and its weight files; for a model
- * held only in memory, the values of its tensors.
+ * Identifies a model's weights: for a model directory, config.json and every byte of its weight files
+ * (src/io/fingerprint.ts); for a model held only in memory, the values of its tensors.
  */
 export function modelFingerprint(model: LlamaModel): string {
   const h = createHash('sha256').update(JSON.stringify(model.config));
   if (model.dir !== null && existsSync(join(model.dir, 'config.json'))) {
     for (const f of readdirSync(model.dir).filter((f) => f.endsWith('.safetensors') || f.endsWith('.safetensors.index.json')).sort()) {
-      h.update(f).update(fileFingerprint(join(model.dir, f)));
+      h.update(f).update(fileSha256(join(model.dir, f)));
     }
   } else {
     for (const name of [...model.tensors.keys(), ...(model.packed?.keys() ?? [])].sort()) {
