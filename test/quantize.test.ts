@@ -286,6 +286,40 @@ test('AWQ quantizes with its searched exponents and never does worse than its ex
   disposeModel(m);
 });
 
+test('quantizers say once, with counts, what they did other than asked: prompts cut, inputs that never vary, AWQ sites skipped, the tables\' grid', async () => {
+  const source = checkpointSource(FLOAT);
+  // three channels of every input_layernorm zeroed: q/k/v's first three inputs never vary
+  const zeroed = Object.assign(Object.create(source) as typeof source, {
+    read: (name: string) => (name.endsWith('input_layernorm.weight') ? Float32Array.from(source.read(name)).fill(0, 0, 3) : source.read(name)),
+  });
+  const long = Array.from({ length: 80 }, (_, i) => 1 + (i % 90)); // the model has 64 positions
+  try {
+    const cases: [string, RegExp[], Record<string, number>][] = [
+      ['gptq:w4g32', [/^calibration: 2 of 26 prompts cut at 64 tokens$/, /^embedding 4-bit, lm_head 8-bit, symmetric groups of 32, by round to nearest as llama\.cpp's Q4_0 files do, not by gptq/,
+        /^gptq: 18 inputs of linears that never vary on the calibration prompts/], { 'calibration prompts cut at 64 tokens': 2 }],
+      ['awq:w8g32', [/^calibration: 2 of 26 prompts cut at 64 tokens$/, /^embedding 8-bit, lm_head 8-bit, symmetric groups of 32, by round to nearest as llama\.cpp's Q8_0 files do/, /^awq: 2 layers whose o_proj is not scaled \(grouped-query attention/], {}],
+    ];
+    for (const [spec, want, notes] of cases) {
+      const q = parseQuantization(spec)!;
+      q.params = methodParams(getQuantMethod(q.method), q.method === 'awq' ? { grid: 2 } : {});
+      const lines: string[] = [];
+      const qs = quantizedSource({ source: zeroed, quantization: q, prompts: [...prompts(24), long, long], quiet: true, log: (m) => lines.push(m) });
+      try {
+        await writeHfModel(qs, join(TMP, `notes-${q.method}`), { dtype: 'float32', copyFrom: FLOAT });
+        for (const re of want) assert.equal(lines.filter((l) => re.test(l)).length, 1, `${spec}: once ${re} in\n${lines.join('\n')}`);
+        assert.equal(lines.length, want.length, `${spec}: nothing else said:\n${lines.join('\n')}`);
+        const reported = qs.report().notes;
+        for (const [k, v] of Object.entries(notes)) assert.equal(reported[k], v, `${spec}: quantize.json's notes: ${k}`);
+        assert.equal(Object.keys(reported).length, want.length - 1, `${spec}: every line but the tables' is a note: ${JSON.stringify(reported)}`);
+      } finally {
+        qs.dispose();
+      }
+    }
+  } finally {
+    source.close();
+  }
+});
+
 test('quantization specs parse, print back, and refuse what a method cannot do', () => {
   for (const s of ['gptq:w4g128', 'rtn:w8', 'rtn:w4g32-asym', 'awq:w4g64', 'smoothquant:w8a8']) assert.equal(quantizationName(parseQuantization(s)), s);
   assert.equal(parseQuantization('none'), null);

@@ -36,6 +36,10 @@ export interface GptqResult {
   loss: number;
   /** The dampening added to H's diagonal. */
   damp: number;
+  /** The fraction of the mean diagonal that made H positive definite (above the one asked for when it did not). */
+  dampening: number;
+  /** Inputs that never vary (H_ii = 0), whose weights were set to zero. */
+  dead: number;
 }
 
 /**
@@ -52,7 +56,7 @@ export function gptqQuantize(w: ArrayLike<number>, rows: number, cols: number, h
   const perm = Array.from({ length: cols }, (_, c) => c);
   if (opts.actOrder) perm.sort((a, b) => h[b * cols + b] - h[a * cols + a] || a - b);
   const hp = opts.actOrder ? permuted(h, cols, perm) : h; // hessianInverseFactor works on a float64 copy
-  const { factor: u, damp } = hessianInverseFactor(hp, cols, opts.dampening ?? 0.01, opts.what ?? 'layer');
+  const { factor: u, damp, fraction } = hessianInverseFactor(hp, cols, opts.dampening ?? 0.01, opts.what ?? 'layer');
 
   // wt[j] = column perm[j] of W, as a contiguous row of `rows` values
   const wt = new Float64Array(cols * rows);
@@ -117,7 +121,7 @@ export function gptqQuantize(w: ArrayLike<number>, rows: number, cols: number, h
       gemm(-1, uBlock, true, errBlock, false, { a: wt, off: i2 * rows, ld: rows, rows: cols - i2, cols: rows });
     }
   }
-  return { packed: pm, dequantized: dequantize(pm), loss, damp };
+  return { packed: pm, dequantized: dequantize(pm), loss, damp, dampening: fraction, dead: dead.reduce((a, v) => a + v, 0) };
 }
 
 /** P·H·Pᵀ for the column order `perm` (row-major copy). */

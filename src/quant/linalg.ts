@@ -219,14 +219,14 @@ export function dampen(h: Float64Array, n: number, fraction: number): number {
 }
 
 /** The upper Cholesky factor of H⁻¹ for a dampened H, dampening more (×10, up to 4 times) when H is not numerically positive definite. */
-export function hessianInverseFactor(h: Float32Array | Float64Array, n: number, fraction: number, what: string): { factor: Float64Array; damp: number } {
+export function hessianInverseFactor(h: Float32Array | Float64Array, n: number, fraction: number, what: string): { factor: Float64Array; damp: number; fraction: number } {
   let f = fraction;
   for (let attempt = 0; attempt < 5; attempt++, f *= 10) {
     const copy = Float64Array.from(h); // h may be float32 (accumulated by tfjs); the factorisation runs in float64
     const damp = dampen(copy, n, f);
     try {
       inverseUpperCholesky(copy, n);
-      return { factor: copy, damp };
+      return { factor: copy, damp, fraction: f };
     } catch (e) {
       if (!(e instanceof NotPositiveDefinite)) throw e;
     }

@@ -55,6 +55,11 @@ export interface LayerResult {
   floats: Map<string, Float32Array>;
   /** Per linear (by projection name), figures for quantize.json: GPTQ's loss, AWQ's chosen exponent, ... */
   stats: Record<string, Record<string, number>>;
+  /**
+   * What the method did other than asked, as counts by what it was (e.g. "linears whose Hessian needed more
+   * dampening": 1): the driver adds them up over the layers and says each once, with its count.
+   */
+  notes?: Record<string, number>;
 }
 
 export interface QuantMethod {

@@ -48,6 +48,8 @@ export interface QuantizeReport {
   calibration: Record<string, unknown> | null;
   /** Per decoder layer, per projection: the method's figures (GPTQ's loss and layer objective, AWQ's exponent, ...). */
   layers: Record<string, Record<string, number>>[];
+  /** What was done other than asked, with counts (prompts cut, dampening raised, inputs that never vary, ...), as the log said once each. */
+  notes: Record<string, number>;
   seconds: number;
 }
 
@@ -128,10 +130,22 @@ export function quantizedSource(input: QuantizeInput): QuantizedSource {
   if (method.calibration !== 'none' && (!input.prompts || input.prompts.length === 0)) {
     throw new UserError(`${method.name} needs calibration prompts: give --data MMLU_DIR (or --calibration FILE)`);
   }
+  const notes: Record<string, number> = {}; // what the report says; the method's, added up over the layers
+  const methodNotes: Record<string, number> = {};
   // GPTQ's sequence length, and never past the model's positions
-  const prompts = input.prompts?.map((p) => p.slice(0, Math.min(MAX_CALIBRATION_TOKENS, config.max_position_embeddings))) ?? null;
+  const maxTokens = Math.min(MAX_CALIBRATION_TOKENS, config.max_position_embeddings);
+  const prompts = method.calibration === 'none' ? null : input.prompts!.map((p) => p.slice(0, maxTokens));
+  const cut = prompts ? input.prompts!.filter((p) => p.length > maxTokens).length : 0;
+  if (cut > 0) {
+    notes[`calibration prompts cut at ${maxTokens} tokens`] = cut;
+    log(`calibration: ${cut} of ${prompts!.length} prompts cut at ${maxTokens} tokens`);
+  }
   const shapes = layerTensorShapes(config);
   const tables = input.keepEmbeddings ? new Map<string, PackedSpec>() : tableSpecs(config, q.grid.bits);
+  if (tables.size > 0) {
+    log(`${[...tables].map(([n, s]) => `${n === 'lm_head.weight' || config.tie_word_embeddings ? 'lm_head' : 'embedding'}${config.tie_word_embeddings ? ' (tied to the embedding)' : ''} ${s.bits}-bit`).join(', ')}, `
+      + `symmetric groups of 32, by round to nearest as llama.cpp's Q${q.grid.bits === 4 ? '4' : '8'}_0 files do, not by ${method.name} (--keep-embeddings keeps them float)`);
+  }
   const linears = new Set(LINEARS.map((p) => `${p}.weight`));
   const calibrationInfo = method.calibration === 'none' ? null : { prompts: prompts!.length, tokens: prompts!.reduce((a, p) => a + p.length, 0), ...input.calibrationInfo };
   const qconfig = quantizationConfig(method, q, tables, calibrationInfo);
@@ -191,6 +205,12 @@ export function quantizedSource(input: QuantizeInput): QuantizedSource {
       }
     }
     stats.push(result.stats);
+    for (const [what, n] of Object.entries(result.notes ?? {})) methodNotes[what] = (methodNotes[what] ?? 0) + n;
+    if (i === L - 1) {
+      // said once, after the last layer, with the counts over all of them
+      for (const [what, n] of Object.entries(methodNotes)) log(`${method.name}: ${n} ${what}`);
+      Object.assign(notes, methodNotes);
+    }
     return result;
   };
 
@@ -244,7 +264,7 @@ export function quantizedSource(input: QuantizeInput): QuantizedSource {
       grid: { bits: q.grid.bits, group_size: q.grid.group === 'channel' ? -1 : q.grid.group, sym: q.grid.symmetric },
       params: q.params,
       embeddings: Object.fromEntries([...tables].map(([n, s]) => [n, { bits: s.bits, group_size: s.group, sym: s.symmetric }])),
-      calibration: calibrationInfo, layers: stats, seconds: (performance.now() - started) / 1000,
+      calibration: calibrationInfo, layers: stats, notes, seconds: (performance.now() - started) / 1000,
     }),
     dispose: () => {
       if (calibration) disposeCalibration(calibration);

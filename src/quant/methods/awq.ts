@@ -106,6 +106,7 @@ export const awq: QuantMethod = {
       const [rows, cols] = job.shapes.get(suffix)!;
       packed.set(suffix, quantizeRtn(weights.get(suffix)!, rows, cols, job.spec(suffix)));
     }
-    return { packed, floats: otherTensors(weights), stats };
+    const notes: Record<string, number> = sites.length < 4 ? { 'layers whose o_proj is not scaled (grouped-query attention: v_proj\'s rows are not o_proj\'s inputs; the authors\' code skips it too)': 1 } : {};
+    return { packed, floats: otherTensors(weights), stats, notes };
   },
 };

@@ -39,6 +39,10 @@ export const gptq: QuantMethod = {
     const current = new Map(job.weights); // quantized linears replace their float values as they are done
     const packed = new Map<string, PackedMatrix>();
     const stats: Record<string, Record<string, number>> = {};
+    const notes: Record<string, number> = {};
+    const note = (what: string, n: number) => {
+      if (n > 0) notes[what] = (notes[what] ?? 0) + n;
+    };
     const groups = job.params['true-sequential'] ? SEQUENTIAL_GROUPS : [SEQUENTIAL_GROUPS.flat()];
     for (const group of groups) {
       const inputs = [...new Set(group.map((p) => SEQUENTIAL_GROUPS.find((g) => g.includes(p))![0]))]; // one Hessian per shared input
@@ -61,9 +65,11 @@ export const gptq: QuantMethod = {
         const rtn = dequantize(quantizeRtn(original, rows, cols, spec));
         packed.set(suffix, r.packed);
         current.set(suffix, r.dequantized);
-        stats[p] = { loss: r.loss, objective: layerObjective(original, r.dequantized, rows, cols, h), objective_rtn: layerObjective(original, rtn, rows, cols, h), damp: r.damp };
+        stats[p] = { loss: r.loss, objective: layerObjective(original, r.dequantized, rows, cols, h), objective_rtn: layerObjective(original, rtn, rows, cols, h), damp: r.damp, dampening: r.dampening, dead_inputs: r.dead };
+        note(`linears whose calibration Hessian needed more dampening than ${job.params.dampening} (up to ${r.dampening}) to be positive definite`, r.dampening > (job.params.dampening as number) ? 1 : 0);
+        note('inputs of linears that never vary on the calibration prompts (their weights set to zero, as GPTQ does)', r.dead);
       }
     }
-    return { packed, floats: otherTensors(job.weights), stats };
+    return { packed, floats: otherTensors(job.weights), stats, notes };
   },
 };
