@@ -1,19 +1,82 @@
 #!/usr/bin/env node
-// Runs every test/**/*.test.ts with node's test runner (through tsx), one process per file,
-// at most two at a time. Extra arguments are passed to `node --test` (e.g. a file list).
-import { readdirSync } from 'node:fs';
-import { join } from 'node:path';
+// Runs test/**/*.test.ts with node's test runner (through tsx), one process per file, two at a time
+// (CI and the dev machines have 2 cores), the slowest files of the last run first so that no long file
+// starts last. Every file runs under scripts/test-guard.mjs: a test without an assertion fails. Before a
+// full run, dist/ is rebuilt when a source is newer (`npm run build`), so the many `mka` processes the
+// tests start run compiled JavaScript rather than compiling src/ through tsx each time.
+//   node scripts/run-tests.mjs                  every test (as `npm test` and CI run it)
+//   node scripts/run-tests.mjs --quick          the inner loop (`npm run test:quick`): the files that took under
+//                                               QUICK_SECONDS in the measured run of scripts/test-durations.json,
+//                                               and files it does not list yet (new ones)
+//   node scripts/run-tests.mjs test/foo.test.ts only these files
+// Other arguments are passed to `node --test` (e.g. --test-name-pattern=...).
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { join, relative, resolve, sep } from 'node:path';
 import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+const root = resolve(fileURLToPath(new URL('..', import.meta.url)));
+const cacheDir = join(root, 'node_modules', '.cache', 'mka-tests');
+const durationsFile = join(cacheDir, 'durations.json');
+/** Seconds of each file (its top-level tests' sum) in a full run on an idle 2-core machine: the quick tier and the first order. */
+const measuredFile = join(root, 'scripts', 'test-durations.json');
+const QUICK_SECONDS = 3;
 
 function find(dir) {
   return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
     e.isDirectory() ? find(join(dir, e.name)) : e.name.endsWith('.test.ts') ? [join(dir, e.name)] : []);
 }
+
+/** file (relative to the root, '/'-separated) → seconds, from a durations file; {} when absent or unreadable. */
+function readDurations(file) {
+  try {
+    const d = JSON.parse(readFileSync(file, 'utf8'));
+    return d && typeof d === 'object' && !Array.isArray(d) ? d : {};
+  } catch {
+    return {};
+  }
+}
+
+const key = (f) => relative(root, resolve(f)).split(sep).join('/');
+
 const args = process.argv.slice(2);
-const files = args.filter((a) => a.endsWith('.ts'));
-const flags = args.filter((a) => !a.endsWith('.ts'));
-const list = files.length ? files : find('test').sort();
-const r = spawnSync(process.execPath,
-  ['--import', 'tsx', '--test', '--test-concurrency=2', '--test-reporter=spec', ...flags, ...list],
-  { stdio: 'inherit' });
+const quick = args.includes('--quick');
+const named = args.filter((a) => a.endsWith('.ts'));
+const flags = args.filter((a) => !a.endsWith('.ts') && a !== '--quick');
+const measured = readDurations(measuredFile);
+let files = named.length ? named : find(join(root, 'test'));
+if (quick) files = files.filter((f) => !(measured[key(f)] > QUICK_SECONDS));
+// slowest first by this checkout's last run, else the measured run; files without a figure (new) first of all
+const known = { ...measured, ...readDurations(durationsFile) };
+const seconds = (f) => known[key(f)] ?? Infinity;
+files.sort((a, b) => seconds(b) - seconds(a) || a.localeCompare(b));
+
+/** Whether dist/ is missing or older than some file under src/ (bin/mka.mjs then runs src/ through tsx). */
+function distIsStale() {
+  const built = join(root, 'dist', 'BUILT');
+  if (!existsSync(built)) return true;
+  const t = statSync(built).mtimeMs;
+  return readdirSync(join(root, 'src'), { recursive: true }).some((f) => statSync(join(root, 'src', f)).mtimeMs > t);
+}
+
+if (!named.length && !quick && distIsStale()) {
+  process.stderr.write('run-tests: src/ is newer than dist/: npm run build\n');
+  const b = spawnSync(process.execPath, [join(root, 'scripts', 'build.mjs')], { stdio: ['ignore', 'ignore', 'inherit'] });
+  if (b.status !== 0) process.stderr.write('run-tests: the build failed; the CLI tests run src/ through tsx\n');
+}
+
+mkdirSync(cacheDir, { recursive: true });
+const thisRun = join(cacheDir, `run-${process.pid}.json`);
+const r = spawnSync(process.execPath, [
+  '--import', 'tsx', '--import', join(root, 'scripts', 'test-guard.mjs'), '--test', '--test-concurrency=2',
+  '--test-reporter=spec', '--test-reporter-destination=stdout',
+  `--test-reporter=${join(root, 'scripts', 'test-durations.mjs')}`, `--test-reporter-destination=${thisRun}`,
+  ...flags, ...files,
+], { stdio: 'inherit' });
+if (existsSync(thisRun)) {
+  const run = readDurations(thisRun);
+  const byKey = Object.fromEntries(Object.entries(run).map(([f, s]) => [key(f), Math.round(s * 100) / 100]));
+  writeFileSync(durationsFile, JSON.stringify({ ...readDurations(durationsFile), ...byKey }, null, 1) + '\n');
+  rmSync(thisRun, { force: true });
+}
 process.exit(r.status ?? 1);

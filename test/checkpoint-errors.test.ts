@@ -35,7 +35,13 @@ const root = mkdtempSync(join(tmpdir(), 'mka-ckpt-'));
 test('a valid model loads', async () => {
   const dir = join(root, 'ok');
   await makeModel(dir);
-  disposeModel(loadModel(dir));
+  const model = loadModel(dir);
+  try {
+    assert.equal(model.config.num_hidden_layers, CONFIG.num_hidden_layers);
+    assert.deepEqual([...expectedTensors(model.config).keys()].filter((k) => !model.tensors.has(k) && !model.packed?.has(k)), [], 'every expected tensor is loaded');
+  } finally {
+    disposeModel(model);
+  }
 });
 
 test('truncated safetensors is refused, naming the file', async () => {

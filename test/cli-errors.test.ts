@@ -112,12 +112,20 @@ test('bad --config files: missing, a directory, invalid, not a mapping, empty, b
     [['info', '--model', M, '--config='], '--config'],
     [['forward', '--config', cfg('threads.yaml', 'threads: abc\n'), '--model', M, '--ids', '1'], '--threads'],
     [['info', '--config', cfg('unknown.yaml', 'colour: blue\n'), '--model', M], 'colour'],
+    // a misspelt key of a required option is reported as the typo, not as the option missing
+    [['export', 'hf', '--out', O, '--config', cfg('typo.yaml', `modle: ${M}\n`)], cfg('typo.yaml', `modle: ${M}\n`), 'modle (did you mean model?)'],
     // values of the wrong type
     [['info', '--config', cfg('number-path.yaml', 'model: 5\n')], '--model'],
     [['info', '--config', cfg('null-path.yaml', 'model: null\n')], '--model'],
     [['info', '--config', cfg('object-path.json', '{"model": {"a": 1}}')], '--model'],
     [['forward', '--model', M, '--ids', '1', '--config', cfg('list-number.yaml', 'threads: [1, 2]\n')], '--threads'],
   ]);
+});
+
+test('an unknown option is named once, as typed', async () => {
+  const [r] = await runAllCli([['info', '--model', M, '--top-p', '0.9']]);
+  assertUserError(r, 'Unknown argument: top-p');
+  assert.doesNotMatch(r.stderr, /topP/);
 });
 
 /** A safetensors file with the given header object (or raw header bytes) and data bytes. */
@@ -207,7 +215,7 @@ test('silent accepts and garbled messages: lists, booleans, ids, activations, po
     [['forward', '--model', M, '--ids', '1', '--config', cfg('yes.yaml', 'hidden-states: yes\n')], '--hidden-states', 'yes'],
     [[...sweep, '--methods', ','], '--methods ,'],
     [[...sweep, '--methods', 'mka,,reverse'], '--methods'],
-    [[...sweep, '--methods', 'nope'], '--methods nope', 'not a method'],
+    [[...sweep, '--methods', 'nope'], '--methods nope', 'must be one of mka, reverse'],
     [[...sweep, '--remove', '0,,2'], '--remove'],
     [['similarity', '--model', M, '--data', D, '--config', cfg('inf.yaml', 'sigma: 1e400\n')], '--sigma Infinity'],
     [['similarity', '--activations', acts('ragged.json', [[[1, 2], [3]], [[1, 2], [3, 4]]])], 'activations[0][1]'],
@@ -217,7 +225,7 @@ test('silent accepts and garbled messages: lists, booleans, ids, activations, po
     [['serve', '--model', M, '--port', '70000'], '--port 70000'],
     [['serve', '--model', M, '--port', '1.5'], '--port 1.5'],
     [['serve', '--model', M, '--tokenizer', M, '--port', '0'], 'model.json'], // --tokenizer takes the directory
-    [['info'], 'Missing required argument: model'],
+    [['info'], '--model is required'],
     [[], 'name a command'],
   ]);
   const [zero, tiny, none] = await Promise.all([

@@ -39,6 +39,10 @@ test('every command has --help with defaults and an example, and the README list
     const computes = !/^(info|convert-llama2c|export .*|serve|queue .*)$/.test(c);
     assert.equal(/--backend/.test(r.stdout) && /--threads/.test(r.stdout), computes, `${c} --help ${computes ? 'lacks' : 'shows'} --backend/--threads`);
     assert.match(r.stdout, /\[default:/, `${c} --help shows no defaults`);
+    // --revision belongs to the commands whose --model may be a hub id, and --model says it may be one
+    const hubModel = /^(info|forward|generate|similarity|compress|eval .*|export .*|sweep)$/.test(c);
+    assert.equal(/--revision/.test(r.stdout), hubModel, `${c} --help ${hubModel ? 'lacks' : 'shows'} --revision`);
+    if (hubModel) assert.match(r.stdout, /--model .*hub id/, `${c} --help: --model does not say it takes a hub id`);
   }
   const readme = readFileSync('README.md', 'utf8');
   const table = [...readme.matchAll(/^\| `mka ([a-z0-9-]+(?: [a-z][a-z0-9-]*)?)[^`]*` \|/gm)].map((m) => m[1]);

@@ -56,7 +56,7 @@ function goldenCheck(backend: 'wasm' | 'cpu' | 'native', only?: string[]) {
   }
 }
 
-test('shared fixtures', { skip: NO_SHARED }, () => {});
+if (NO_SHARED) test('transformers golden cases (hf-tiny)', { skip: NO_SHARED });
 goldenCheck('wasm');
 goldenCheck('cpu', ['a_llama2', 'b_llama3_gqa_bf16_sharded']);
 goldenCheck('native');

@@ -69,7 +69,7 @@ test('windows score exactly the tokens transformers\' recipe scores', () => {
   assert.throws(() => slidingWindows(1, 8, 4), /at least 2/);
 });
 
-test('shared fixtures', { skip: NO_SHARED }, () => {});
+if (NO_SHARED) test('transformers golden cases (hf-tiny)', { skip: NO_SHARED });
 
 for (const name of SHARED ? readdirSync(TINY).sort() : []) {
   test(`${name}: NLL equals the loss of transformers' logits (float32 tolerance), strided windows equal the decoder's logits`, async () => {
@@ -161,7 +161,7 @@ test('mka eval ppl: bad options and files are one-line user errors', () => {
   writeFileSync(text, 'Once upon a time there was a small model.\n');
   const run = (...args: string[]) => spawnSync(process.execPath, ['bin/mka.mjs', 'eval', 'ppl', '--model', 'models/demo', '--backend', 'cpu', '--out', join(TMP, 'cli'), ...args], { encoding: 'utf8' });
   for (const [args, pattern] of [
-    [['--text', join(TMP, 'missing.txt')], /missing\.txt: --text file not found/],
+    [['--text', join(TMP, 'missing.txt')], /missing\.txt: --text not found; give an existing file/],
     [['--text', text, '--stride', '0'], /--stride 0/],
     [['--text', text, '--seq-len', '4096'], /--seq-len 4096: longer than the model's context/],
   ] as [string[], RegExp][]) {

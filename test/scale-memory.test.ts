@@ -11,7 +11,12 @@ import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseConfig } from '../src/model/config.ts';
-import { assertFits, availableMemory, backendProfile, calibrationWorkload, estimateMemory, estimateMemoryOfModels, mmluWorkload, RUNTIME_OVERHEAD, type FitRequest } from '../src/model/memory-estimate.ts';
+import { assertFits, availableMemory, backendProfile, estimateMemory, estimateMemoryOfModels, RUNTIME_OVERHEAD, type FitRequest } from '../src/model/memory-estimate.ts';
+import { calibrationWorkload } from '../src/compress/calibration.ts';
+import { mmluWorkload } from '../src/eval/mmlu/evaluate.ts';
+import { sequenceWorkload } from '../src/model/inspect.ts';
+import { offHeapBackend } from '../src/model/memory-estimate.ts';
+import { loadNativeAddon } from '../src/runtime/native-addon.ts';
 import { UserError } from '../src/runtime/errors.ts';
 import { PAPER_SHAPES } from '../scripts/make-paper-model.ts';
 import { ensureBenchmark } from '../src/eval/mmlu/demo-benchmark.ts';
@@ -61,8 +66,7 @@ test('Llama-3-8B: parameters, streamed and resident weights, activations as comp
 });
 
 const request = (over: Partial<FitRequest>): FitRequest => ({
-  command: 'similarity', config: llama3, stored: bf16, profile: cpu, work: similarity(false),
-  batchOption: '--micro-batch', batchField: 'microBatch', ...over,
+  command: 'similarity', config: llama3, stored: bf16, profile: cpu, work: similarity(false), ...over,
 });
 
 test('a run that cannot fit names the figure, the memory available and the option that fits', () => {
@@ -76,11 +80,22 @@ test('a run that cannot fit names the figure, the memory available and the optio
   assert.throws(() => assertFits(request({ work: similarity(true), available: 10.5e9 })), /rerun with --micro-batch 2 \(about 10\.5 GB\)$/);
   // The wasm heap: the same run fits in RAM only off the heap.
   const wasm = backendProfile('wasm');
-  assert.throws(() => assertFits(request({ profile: wasm, work: similarity(true), available: 20e9, ramBackend: { option: '--backend cpu', profile: cpu } })),
+  assert.throws(() => assertFits(request({ profile: wasm, work: similarity(true), available: 20e9, ramBackend: { backend: 'cpu', profile: cpu } })),
     /needs \d+\.\d GB of tensors in the wasm heap \(limit 4\.3 GB\).*rerun with --backend cpu/);
   assert.throws(() => assertFits(request({ available: 4e9 })), /even streaming one layer at a time with batches of 1 needs about \d+\.\d GB: use a machine with more memory$/);
-  // forward and generate have no --streaming: nothing to suggest but more memory.
-  assert.throws(() => assertFits(request({ streamable: false, batchOption: undefined, available: 20e9 })), /but 20\.0 GB is available; use a machine with more memory \(this command holds every layer\)$/);
+  // forward and generate have no --streaming (their workload says so): nothing to suggest but more memory.
+  assert.throws(() => assertFits(request({ work: { ...similarity(false), streamable: false, batch: undefined }, available: 20e9 })), /but 20\.0 GB is available; use a machine with more memory \(this command holds every layer\)$/);
+  assert.equal(sequenceWorkload(10, 'last').streamable, false, 'forward and generate hold every layer');
+  // the backend suggested off the wasm heap is native only where its addon loads
+  assert.equal(offHeapBackend(), loadNativeAddon().addon ? 'native' : 'cpu');
+  const saved = process.env.MKA_NATIVE_ADDON;
+  process.env.MKA_NATIVE_ADDON = '/nonexistent/mka_native.node';
+  try {
+    assert.equal(offHeapBackend(), 'cpu');
+  } finally {
+    if (saved === undefined) delete process.env.MKA_NATIVE_ADDON;
+    else process.env.MKA_NATIVE_ADDON = saved;
+  }
   for (const bad of ['lots', '12X']) assert.throws(() => availableMemory({ MKA_MEMORY_LIMIT: bad }), /MKA_MEMORY_LIMIT/);
   assert.equal(availableMemory({ MKA_MEMORY_LIMIT: '20G' }), 20 * 2 ** 30);
   assert.equal(availableMemory({ MKA_MEMORY_LIMIT: 'off' }), null);
@@ -123,7 +138,7 @@ test('eval mmlu with a reference model counts both models\' weights, and the lar
   assert.equal(m.parts.cache, one.parts.cache);
   assert.equal(m.parts.weights + m.parts.reference, estimateMemory(merged, bf16, cpu, mmlu).parts.weights + one.parts.weights);
   // 40 GB holds one float32 8B model but not two: the check refuses and names the reference and --streaming.
-  const req = request({ command: 'eval mmlu', work: mmlu, batchOption: '--batch-size', batchField: 'rows', available: 40e9 });
+  const req = request({ command: 'eval mmlu', work: mmlu, available: 40e9 });
   assert.ok(assertFits(req));
   assert.throws(() => assertFits({ ...req, others: [{ config: llama3, stored: bf16 }] }),
     /eval mmlu needs about \d+\.\d GB of RAM \(weights 32\.1 GB, reference model 32\.1 GB, .*\) but 40\.0 GB is available; rerun with --streaming \(about \d+\.\d GB\)$/);

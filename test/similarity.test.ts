@@ -393,7 +393,7 @@ test('kernel diagnostics: σ = 8 on activations scaled by 100 is flagged degener
     assert.equal(k.degenerate, null);
   });
   assert.ok(maxDiff(autoScaled.npib.flat() as number[], auto.npib.flat() as number[]) < 1e-12);
-  assert.throws(() => similarityFromGram(grams(1), n, { sigma: 'often' as never }), (e: unknown) => e instanceof UserError && /--sigma often: must be a positive number or auto/.test(e.message));
+  assert.throws(() => similarityFromGram(grams(1), n, { sigma: 'often' as never }), (e: unknown) => e instanceof UserError && /--sigma often: must be a number > 0 or auto/.test(e.message));
 });
 
 test('stories260K: kernel diagnostics with σ = 8 and --sigma auto, on its hidden states and on them scaled by 100', { skip: NO_SHARED }, async () => {

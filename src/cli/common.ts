@@ -1,12 +1,14 @@
 /**
- * What every command shares: the global options (output format, config file), the compute options of
- * the commands that run a model (backend, threads), and how results and errors reach the user.
+ * What every command shares: the global options (output format, config file), the options of output
+ * directories and files, how a command that runs a model sets up its backend, and how results and
+ * errors reach the user.
  */
 import type { Argv } from 'yargs';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { BACKENDS, COMPUTE_CHOICES, type BackendChoice, type ComputeChoice } from '../runtime/backend-choice.ts';
+import type { BackendChoice, ComputeChoice } from '../runtime/backend-choice.ts';
 import type { BackendInfo } from '../runtime/backend.ts';
+import { type OptionSpec, flag } from '../runtime/options.ts';
 import { atomicWriteText } from '../io/atomic.ts';
 import { claimOutputDir, claimOutputFile, type OutputFileKind, type OutputKind } from '../io/output-dir.ts';
 
@@ -14,9 +16,6 @@ export interface GlobalArgs {
   json: boolean;
   quiet: boolean;
 }
-
-/** The parsed arguments of a command whose builder is `B`: what its handler receives, inferred from the options it declares. */
-export type ArgsOf<B> = B extends (y: Argv<GlobalArgs>) => Argv<infer T> ? T : never;
 
 /** Adds the options every command takes. */
 export function globalOptions<T>(y: Argv<T>) {
@@ -31,25 +30,13 @@ export function globalOptions<T>(y: Argv<T>) {
     });
 }
 
+export { FORCE_DIR, FORCE_FILE, OUT } from '../io/output-options.ts';
+
 /** Prints a log line on stderr unless --quiet. */
 export function logger(args: { quiet?: boolean }): (msg: string) => void {
   return (msg) => {
     if (!args.quiet) process.stderr.write(`${msg}\n`);
   };
-}
-
-/**
- * Adds --backend, --threads and --compute. Only the commands that run a model with tfjs take them; the others
- * (info, convert-llama2c, export, serve, queue) refuse them as unknown, on the command line and in a --config file.
- */
-export function computeOptions<T>(y: Argv<T>) {
-  return y
-    .option('backend', { choices: BACKENDS, default: 'auto' as BackendChoice, describe: 'tfjs backend: auto takes tensorflow, else native (cpu tensors + native kernels), else wasm, else cpu', group: 'Compute:' })
-    .option('threads', { type: 'number', describe: 'threads for the native matrix products (default: all cores)', group: 'Compute:' })
-    .option('compute', {
-      choices: COMPUTE_CHOICES, default: 'auto' as ComputeChoice, group: 'Compute:',
-      describe: 'dtype of the matrix products: bfloat16 rounds their inputs to bf16 and accumulates in float32 (norms, softmax, RoPE stay float32); auto: bfloat16 for BF16 models on CPUs with bf16 products (avx512_bf16, AMX), else float32',
-    });
 }
 
 /**
@@ -67,42 +54,20 @@ export async function setup(args: { backend: BackendChoice; threads?: number; co
   return info;
 }
 
-/** The --force option of commands that write an output directory. */
-export function forceOption<T>(y: Argv<T>, describe = 'write --out even if it is a non-empty directory mka did not write (it may be replaced)') {
-  return y.option('force', { type: 'boolean', default: false, describe });
-}
-
-/** --force of commands that write an output file. */
-export const FORCE_FILE = 'replace --out even if it is a file mka did not write (never an input)';
-
-/**
- * Options naming paths a command reads. The output guard refuses an output that is, lies inside or
- * contains any of them; a new option that names an input belongs here (`--text` is a path only for
- * `eval ppl` and `sweep`, which pass it themselves).
- */
-const INPUT_OPTIONS = ['model', 'reference-model', 'data', 'calibration', 'activations', 'checkpoint', 'tokenizer', 'plan', 'config'];
-
-/** The input paths among a command's parsed arguments, and `extra` ones. */
-export function inputsOf(a: object, ...extra: (string | undefined)[]): string[] {
-  const args = a as Record<string, unknown>;
-  return [...INPUT_OPTIONS.map((k) => args[k]), ...extra].filter((v): v is string => typeof v === 'string' && v !== '');
-}
-
 /**
  * Before any work: locks the output directory `out` of `command` and checks it may be written (absent,
- * empty or an earlier mka output of `kind`, or --force; never an input named in `a`, nor `extraInputs`).
- * Returns the lock's release.
+ * empty or an earlier mka output of `kind`, or --force; never one of `inputs`). Returns the lock's release.
  */
-export function claimOutput(out: string, command: string, kind: OutputKind, a: { force?: boolean }, ...extraInputs: (string | undefined)[]): () => void {
-  return claimOutputDir(out, command, { kind, inputs: inputsOf(a, ...extraInputs), force: a.force });
+export function claimOutput(out: string, command: string, kind: OutputKind, force: boolean | undefined, inputs: readonly string[]): () => void {
+  return claimOutputDir(out, command, { kind, inputs: [...inputs], force });
 }
 
 /**
  * Before any work: checks output file `path` (of option `option`) may be written: absent, empty, an
- * earlier mka file of `kind`, or --force; never an input named in `a`, a directory or a special file.
+ * earlier mka file of `kind`, or --force; never one of `inputs`, a directory or a special file.
  */
-export function claimFile(path: string | undefined, kind: OutputFileKind, a: { force?: boolean }, option = '--out'): void {
-  if (path !== undefined) claimOutputFile(path, kind, { inputs: inputsOf(a), force: a.force, option });
+export function claimFile(path: string | undefined, kind: OutputFileKind, force: boolean | undefined, inputs: readonly string[], option?: OptionSpec): void {
+  if (path !== undefined) claimOutputFile(path, kind, { inputs: [...inputs], force, option });
 }
 
 /** Writes JSON to a file atomically, or to stdout. */

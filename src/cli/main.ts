@@ -9,9 +9,8 @@ import YAML from 'yaml';
 import { UserError, systemErrorMessage } from '../runtime/errors.ts';
 import { describeJson, isPlainObject, parseJsonText, readTextFile } from '../io/read.ts';
 import { globalOptions } from './common.ts';
-import { withValidation } from './validate.ts';
+import { CONFIG_VALUES, checkConfigKeys } from './options.ts';
 import { COMMANDS } from './commands/index.ts';
-import { resolveHubArgs } from '../hub/args.ts';
 
 /** The --config file named on the command line, if any (read before yargs, so its errors stay UserErrors). */
 function configPath(argv: readonly string[]): string | undefined {
@@ -47,6 +46,11 @@ function loadConfigFile(path: string): Record<string, unknown> {
   return v;
 }
 
+/** Why a command refuses --backend or --threads, when `unknown` (the unknown option names) holds one. */
+function computeHint(command: string, unknown: string): string {
+  return /\b(backend|threads)\b/.test(unknown) ? `; ${command} computes nothing with tfjs: only commands that run a model take --backend and --threads` : '';
+}
+
 function fail(e: unknown): never {
   const system = systemErrorMessage(e);
   if (e instanceof UserError || system !== null) {
@@ -66,14 +70,11 @@ function fail(e: unknown): never {
 /** Runs the CLI on `argv` (without node and script). */
 export async function main(argv: string[]): Promise<void> {
   const config = configPath(argv);
-  // Hub ids (--model org/name, --data cais/mmlu) become local paths first, so the checks see paths.
-  const hub = globalOptions(yargs(argv))
-    .option('revision', { type: 'string', describe: 'with a hub id as --model (org/name): its branch, tag or commit (default main)', group: 'Global:' })
-    .middleware(resolveHubArgs);
   const configValues = config !== undefined ? loadConfigFile(config) : undefined;
-  let y = withValidation(hub, argv, configValues)
+  let y = globalOptions(yargs(argv))
     .scriptName('mka')
     .usage('$0 <command> [options]')
+    .parserConfiguration({ 'camel-case-expansion': false }) // one spelling per option, in argv and in errors
     .strict()
     .demandCommand(1, 'name a command (see --help)')
     .recommendCommands()
@@ -84,12 +85,20 @@ export async function main(argv: string[]): Promise<void> {
       const line = msg.split('\n').map((l) => l.trim()).filter(Boolean).join(' ');
       const [name, sub] = argv.filter((a) => !a.startsWith('-'));
       const command = ['export', 'eval', 'queue'].includes(name) && sub ? `${name} ${sub}` : name;
-      const hint = /^Unknown arguments?: .*\b(backend|threads)\b/.test(line)
-        ? `; ${command} computes nothing with tfjs: only commands that run a model take --backend and --threads` : '';
+      const hint = /^Unknown arguments?: /.test(line) ? computeHint(command, line) : '';
       process.stderr.write(`mka: ${line}${hint}${line.includes('(see --help)') ? '' : ' (see --help)'}\n`);
       process.exit(1);
     });
-  if (configValues !== undefined) y = y.config(configValues);
+  if (config !== undefined && configValues !== undefined) {
+    // before yargs' own checks (a required option's absence among them): a misspelt key is reported as such
+    y = y.config(configValues).middleware((argv: Record<string, unknown>, yi?: { getOptions(): { key: Record<string, unknown> } }) => {
+      if (!yi) throw new Error('yargs called the config middleware without its instance');
+      const command = (argv._ as unknown[]).map(String).join(' ');
+      checkConfigKeys(configValues, config, command, Object.keys(yi.getOptions().key), (unknown) => computeHint(command, unknown.join(' ')));
+    }, true).middleware((argv: Record<string, unknown>) => {
+      argv[CONFIG_VALUES] = configValues; // for the checks that tell a --config value from the command line's (booleans)
+    });
+  }
   for (const c of COMMANDS) y = c.register(y);
   await y.parseAsync();
 }

@@ -19,10 +19,12 @@ import * as tf from '@tensorflow/tfjs';
 import { forward } from '../model/forward.ts';
 import type { LlamaModel } from '../model/model.ts';
 import { UserError } from '../runtime/errors.ts';
+import type { Workload } from '../model/memory-estimate.ts';
+import { MAX_POSITIONS, MICRO_BATCH } from './options.ts';
 import type { SimilarityOptions } from './similarity/index.ts';
 
-export const REPRESENTATIONS = ['padded', 'last', 'mean'] as const;
-export type Representation = (typeof REPRESENTATIONS)[number];
+export { REPRESENTATIONS, type Representation } from './options.ts';
+import { REPRESENTATIONS, type Representation } from './options.ts';
 
 export interface CalibrationOptions {
   representation?: Representation;
@@ -132,4 +134,18 @@ export function calibrate(model: LlamaModel, prompts: number[][], opts: Calibrat
     lastIdx.dispose();
   }
   return { n, layers: L, hiddenSize: H, representation: rep, grams, lastStates, blockInfluence, tokens: realTokens, forwardPasses: 1 };
+}
+
+/**
+ * What a calibration pass (`mka similarity`, `compress`, a sweep's) needs for the memory estimate:
+ * every prompt through every layer, no logits; --micro-batch sets its micro-batches.
+ */
+export function calibrationWorkload(promptLengths: number[], opts: { microBatch?: number; maxPositions?: number; representation?: string; streaming?: boolean }): Workload {
+  const cut = opts.representation === undefined || opts.representation === 'padded' ? opts.maxPositions ?? MAX_POSITIONS.default : Infinity;
+  return {
+    streaming: opts.streaming ?? false, rows: promptLengths.length, microBatch: opts.microBatch ?? MICRO_BATCH.default,
+    seqLen: Math.min(cut, Math.max(1, ...promptLengths)), logits: 'none',
+    callbackCopies: 1, // the masked representation, then the block-influence product
+    batch: { option: MICRO_BATCH, field: 'microBatch' }, streamable: true,
+  };
 }

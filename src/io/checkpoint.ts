@@ -80,7 +80,7 @@ export function openCheckpoint(dir: string, opts: SafetensorsOptions = { allowNo
     } else {
       const pickles = existsSync(dir) && statSync(dir).isDirectory() ? readdirSync(dir).filter((f) => PICKLE_FILE.test(f)) : [];
       if (pickles.length) throw new UserError(`${dir}: holds PyTorch pickle weights (${pickles.slice(0, 2).join(', ')}) but no safetensors; mka reads only safetensors: ${CONVERT_HINT}`);
-      throw new UserError(`${dir}: no model.safetensors or model.safetensors.index.json (is --model a Hugging Face model directory?)`);
+      throw new UserError(`${dir}: no model.safetensors or model.safetensors.index.json (is it a Hugging Face model directory?)`);
     }
   } catch (e) {
     for (const f of files.values()) f.close();

@@ -24,6 +24,8 @@ import { basename, dirname, join, parse, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { UserError } from '../runtime/errors.ts';
 import { isBelow, isInside } from './paths.ts';
+import { type OptionSpec, flag } from '../runtime/options.ts';
+import { FORCE_DIR, FORCE_FILE, OUT } from './output-options.ts';
 
 /** What an output directory holds; only an output of the same kind may be replaced or resumed. */
 export type OutputKind = 'hf-model' | 'tfjs-model' | 'mmlu-results' | 'ppl-results' | 'sweep' | 'demo-benchmark';
@@ -152,8 +154,8 @@ interface ClaimOptions {
   inputs?: (string | undefined)[];
   /** Replace, or write into, what mka did not write (never an input). */
   force?: boolean;
-  /** The option naming the output, for messages (default --out). */
-  option?: string;
+  /** The option naming the output, for messages (default OUT). */
+  option?: Pick<OptionSpec, 'option'>;
 }
 
 export interface OutputOptions extends ClaimOptions {
@@ -197,7 +199,7 @@ function checkPlacement(out: string, option: string, inputs: (string | undefined
 
 /** Throws unless `out` may be written as an output directory of `opts.kind` (see the file comment). */
 export function checkOutputDir(out: string, opts: OutputOptions): void {
-  const option = opts.option ?? '--out';
+  const option = flag(opts.option ?? OUT);
   const target = checkPlacement(out, option, opts.inputs ?? [], true);
   if (!WRITTEN_INTO.has(opts.kind) && isInside(target, realPath(process.cwd())) && existsSync(target)) {
     throw new UserError(`${out}: ${option} is or contains the working directory; replacing it would delete what you are working in, choose another ${option}`);
@@ -208,7 +210,7 @@ export function checkOutputDir(out: string, opts: OutputOptions): void {
   if (isOwnOutput(target, opts.kind)) return;
   const kind = markerKind(target);
   const holds = kind ? `holds ${KIND_LABEL[kind]} output of mka, not ${KIND_LABEL[opts.kind]}` : `is not empty and was not written by mka (no ${MARKER_FILE})`;
-  throw new UserError(`${out}: ${option} ${holds}; choose a new or empty directory, or add --force to ${WRITTEN_INTO.has(opts.kind) ? 'write into' : 'replace'} it`);
+  throw new UserError(`${out}: ${option} ${holds}; choose a new or empty directory, or add ${flag(FORCE_DIR)} to ${WRITTEN_INTO.has(opts.kind) ? 'write into' : 'replace'} it`);
 }
 
 /** A file output: how mka recognises its own earlier file of this kind (it replaces only those). */
@@ -242,11 +244,11 @@ function head(path: string, n: number): string {
  * of that kind (or any regular file with `force`); and never an input, a directory or a special file.
  */
 export function claimOutputFile(path: string, kind: OutputFileKind, opts: ClaimOptions = {}): void {
-  const option = opts.option ?? '--out';
+  const option = flag(opts.option ?? OUT);
   const target = checkPlacement(path, option, opts.inputs ?? [], false);
   if (!existsSync(target) || opts.force || statSync(target).size === 0) return;
   if (head(target, kind.prefix.length) === kind.prefix) return;
-  throw new UserError(`${path}: ${option} is an existing file that mka did not write (not ${kind.label}); choose another path, or add --force to replace it`);
+  throw new UserError(`${path}: ${option} is an existing file that mka did not write (not ${kind.label}); choose another path, or add ${flag(FORCE_FILE)} to replace it`);
 }
 
 /** The lock file of an output. */
@@ -291,8 +293,8 @@ function createLock(tmp: string, lock: string, body: string): void {
 /** A one-line UserError for a file-system error while taking a lock. */
 function lockError(e: unknown, lock: string, out: string): UserError {
   const code = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
-  const why = code === 'EACCES' || code === 'EPERM' ? 'permission denied: choose an --out in a directory you may write'
-    : code === 'EROFS' ? 'the file system is read-only: choose an --out on a writable one'
+  const why = code === 'EACCES' || code === 'EPERM' ? `permission denied: choose an ${flag(OUT)} in a directory you may write`
+    : code === 'EROFS' ? `the file system is read-only: choose an ${flag(OUT)} on a writable one`
       : code === 'ENOSPC' || code === 'EDQUOT' ? 'no space left on the device' : code;
   return new UserError(`${lock}: cannot create the lock file of ${out} (${why})`);
 }
@@ -322,13 +324,13 @@ function lockOutput(out: string, command: string): () => void {
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code !== 'EEXIST' || attempt >= 3) throw lockError(e, lock, out);
       }
-      if (lstatSync(lock).isDirectory()) throw new UserError(`${lock}: a directory stands where the lock file of ${out} goes; remove it, or choose another --out`);
+      if (lstatSync(lock).isDirectory()) throw new UserError(`${lock}: a directory stands where the lock file of ${out} goes; remove it, or choose another ${flag(OUT)}`);
       const holder = readLock(lock);
       if (holder && holder.host && holder.host !== hostname()) {
         throw new UserError(`${out}: in use by mka run pid ${holder.pid} on host ${holder.host} (lock ${lock}); wait for it to finish, or delete the lock if that run is gone`);
       }
       if (holder && holder.pid !== process.pid && pidAlive(holder.pid, holder.start)) {
-        throw new UserError(`${out}: in use by another mka run (pid ${holder.pid}, lock ${lock}); wait for it to finish, or choose another --out`);
+        throw new UserError(`${out}: in use by another mka run (pid ${holder.pid}, lock ${lock}); wait for it to finish, or choose another ${flag(OUT)}`);
       }
       rmSync(lock, { force: true }); // stale: its process is gone
     }

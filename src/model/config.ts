@@ -3,6 +3,8 @@
  * Every other module reads a `LlamaConfig`; nothing else looks at raw JSON.
  */
 import { existsSync } from 'node:fs';
+import { flag } from '../runtime/options.ts';
+import { MODEL } from './options.ts';
 import { readJsonFile } from '../io/read.ts';
 import { join } from 'node:path';
 import { UserError } from '../runtime/errors.ts';
@@ -250,7 +252,7 @@ export function checkLayerCount(c: LlamaConfig, tensorNames: Iterable<string>, d
 export function readConfig(dir: string): LlamaConfig {
   const file = join(dir, 'config.json');
   if (!existsSync(file)) {
-    throw new UserError(`${file}: not found; --model must be a Hugging Face model directory (convert llama2.c checkpoints with \`mka convert-llama2c\`)`);
+    throw new UserError(`${file}: not found; ${flag(MODEL)} must be a Hugging Face model directory (convert llama2.c checkpoints with \`mka convert-llama2c\`)`);
   }
   return parseConfig(readJsonFile(file, 'model config'), file);
 }

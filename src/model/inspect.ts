@@ -10,7 +10,9 @@ import { openCheckpoint } from '../io/checkpoint.ts';
 import { readConfig } from './config.ts';
 import { loadTokenizer } from '../tokenizer/tokenizer.ts';
 import { UserError } from '../runtime/errors.ts';
-import { checkModelFits, sequenceWorkload } from './memory-estimate.ts';
+import { OptionError, checkOption, flag } from '../runtime/options.ts';
+import { IDS, LOGITS, PROMPT, TEXT, TOP_K, type ForwardLogits } from './options.ts';
+import { checkModelFits, type Workload } from './memory-estimate.ts';
 
 export { modelInfo, type ModelInfo } from './info.ts';
 
@@ -18,13 +20,18 @@ export { modelInfo, type ModelInfo } from './info.ts';
 export function parseIds(s: string): number[] {
   const items = s.split(',').map((x) => x.trim());
   const ids = items.map((x) => (/^\d+$/.test(x) ? Number(x) : NaN));
-  if (ids.some((x) => !Number.isSafeInteger(x))) throw new UserError(`--ids "${s}": expected comma-separated token ids (decimal, no empty items), e.g. 1,450,22`);
+  if (ids.some((x) => !Number.isSafeInteger(x))) throw new OptionError(IDS, `${flag(IDS)} "${s}": expected comma-separated token ids (decimal, no empty items), e.g. 1,450,22`);
   return ids;
 }
 
-/** Which logits `mka forward` writes: none (the top-k only), the last position's, or every position's. */
-export const FORWARD_LOGITS = ['none', 'last', 'all'] as const;
-export type ForwardLogits = (typeof FORWARD_LOGITS)[number];
+/** Throws unless every token id lies in the vocabulary of the model in `modelDir`. */
+export function checkIds(ids: readonly number[], modelDir: string): void {
+  const vocabSize = readConfig(modelDir).vocab_size;
+  const bad = ids.find((id) => id >= vocabSize);
+  if (bad !== undefined) throw new OptionError(IDS, `${flag(IDS)}: token id ${bad} is outside the vocabulary (0 to ${vocabSize - 1})`);
+}
+
+export { FORWARD_LOGITS, type ForwardLogits } from './options.ts';
 
 /** One candidate next token: id, its text (when the model has a tokenizer), logit and softmax probability. */
 export interface TopToken {
@@ -84,17 +91,17 @@ export function topTokens(row: ArrayLike<number>, k: number): TopToken[] {
  */
 export async function runForward(opts: RunForwardOptions): Promise<ForwardJson> {
   const topK = opts.topK ?? 10;
-  if (!Number.isInteger(topK) || topK < 1) throw new UserError(`--top-k ${topK}: must be a whole number, 1 or more`);
+  checkOption(TOP_K, topK);
   const logitsMode = opts.logits ?? 'none';
-  if (!(FORWARD_LOGITS as readonly string[]).includes(logitsMode)) throw new UserError(`--logits ${logitsMode}: must be one of ${FORWARD_LOGITS.join(', ')}`);
+  checkOption(LOGITS, logitsMode);
   const tokenizer = opts.ids && !existsSync(join(opts.model, 'tokenizer.json')) ? null : await loadTokenizer(opts.model);
   let ids = opts.ids;
   if (!ids) {
-    if (opts.text === undefined) throw new UserError('give --text or --ids');
+    if (opts.text === undefined) throw new UserError(`give ${flag(TEXT)} or ${flag(IDS)}`);
     ids = tokenizer!.encode(opts.text);
-    if (!ids.length) throw new UserError('--text encodes to no tokens and the tokenizer adds no BOS: give a non-empty --text');
+    if (!ids.length) throw new UserError(`${flag(TEXT)} encodes to no tokens and the tokenizer adds no BOS: give a non-empty ${flag(TEXT)}`);
   }
-  checkModelFits('forward', opts.model, sequenceWorkload(ids.length, logitsMode === 'all' ? 'all' : 'last'), { streamable: false });
+  checkModelFits('forward', opts.model, sequenceWorkload(ids.length, logitsMode === 'all' ? 'all' : 'last'));
   const model = loadModel(opts.model);
   try {
     if (ids.length > model.config.max_position_embeddings) {
@@ -144,14 +151,14 @@ export interface GenerateJson {
 export async function runGenerate(opts: { model: string; prompt: string; maxNewTokens?: number; temperature?: number; seed?: number; log?: (msg: string) => void }): Promise<GenerateJson> {
   const tok = await loadTokenizer(opts.model);
   const ids = tok.encode(opts.prompt);
-  if (!ids.length) throw new UserError('the prompt encodes to no tokens and the tokenizer adds no BOS: give a non-empty --prompt');
+  if (!ids.length) throw new UserError(`the prompt encodes to no tokens and the tokenizer adds no BOS: give a non-empty ${flag(PROMPT)}`);
   const context = readConfig(opts.model).max_position_embeddings;
   if (ids.length >= context) {
-    throw new UserError(`--prompt is ${ids.length} tokens, but the model's context is ${context} (max_position_embeddings): shorten it by at least ${ids.length - context + 1} tokens to generate anything`);
+    throw new UserError(`${flag(PROMPT)} is ${ids.length} tokens, but the model's context is ${context} (max_position_embeddings): shorten it by at least ${ids.length - context + 1} tokens to generate anything`);
   }
   const wanted = opts.maxNewTokens ?? 64;
   if (ids.length + wanted > context) opts.log?.(`generate: at most ${context - ids.length} new tokens, not ${wanted}: the ${ids.length}-token prompt leaves that much of the ${context}-token context`);
-  checkModelFits('generate', opts.model, sequenceWorkload(ids.length, 'last', opts.maxNewTokens ?? 64), { streamable: false });
+  checkModelFits('generate', opts.model, sequenceWorkload(ids.length, 'last', wanted));
   const model = loadModel(opts.model);
   try {
     const out = generate(model, ids, { maxNewTokens: opts.maxNewTokens, temperature: opts.temperature, seed: opts.seed });
@@ -159,4 +166,9 @@ export async function runGenerate(opts: { model: string; prompt: string; maxNewT
   } finally {
     disposeModel(model);
   }
+}
+
+/** What `mka forward` / `mka generate` need for the memory estimate: one sequence of `tokens` (generation adds `newTokens` cached ones), resident weights. */
+export function sequenceWorkload(tokens: number, logits: 'all' | 'last', newTokens = 0): Workload {
+  return { streaming: false, rows: 1, microBatch: 1, seqLen: Math.max(1, tokens), cacheTokens: newTokens, logits, streamable: false };
 }

@@ -28,9 +28,11 @@ import { join } from 'node:path';
 import { type LlamaConfig, expectedTensors, layerTensorShapes, readConfig } from './config.ts';
 import { UserError } from '../runtime/errors.ts';
 import { openRegularFile } from '../io/read.ts';
-import { BACKENDS } from '../runtime/backend.ts';
+import { BACKEND_OPTION } from '../runtime/backend-choice.ts';
+import { loadNativeAddon } from '../runtime/native-addon.ts';
+import { type OptionSpec, flag } from '../runtime/options.ts';
 import { currentProfile, WASM_HEAP_LIMIT, type MemoryModel } from '../runtime/profile.ts';
-import { LOGIT_CHUNK_FLOATS, PASS_HIDDEN_BYTES } from './forward.ts';
+import { STREAMING } from './options.ts';
 
 /** Where a backend keeps tensors and how it holds weights: the backend profile's memory model. */
 export type MemoryProfile = MemoryModel;
@@ -73,6 +75,13 @@ export interface Workload {
    * (forwardMany; a streamed MMLU evaluation holds up to PASS_HIDDEN_BYTES).
    */
   heldBytes?: number;
+  /**
+   * The option of the run that sets `microBatch` or `rows` (a smaller value needs less memory), and
+   * which of the two it sets; none when the run has no such option.
+   */
+  batch?: { option: Pick<OptionSpec, 'option'>; field: 'microBatch' | 'rows' };
+  /** The run can read one layer at a time (it takes --streaming). */
+  streamable: boolean;
 }
 
 export interface MemoryEstimate {
@@ -260,14 +269,8 @@ export interface FitRequest {
   work: Workload;
   /** Other models loaded beside this one and run after it on the same work (a reference model). */
   others?: readonly ModelShape[];
-  /** Option that sets the rows per micro-batch or batch ("--micro-batch", "--batch-size"), if the command has one. */
-  batchOption?: string;
-  /** The workload field that option sets. */
-  batchField?: 'microBatch' | 'rows';
-  /** Backend options that would keep tensors out of the wasm heap, if any (e.g. "--backend cpu"). */
-  ramBackend?: { option: string; profile: MemoryProfile };
-  /** The command has --streaming (default true). */
-  streamable?: boolean;
+  /** A backend that would keep tensors out of the wasm heap, if any (e.g. cpu), as --backend's value. */
+  ramBackend?: { backend: string; profile: MemoryProfile };
   /** Available bytes (default availableMemory()). */
   available?: number | null;
 }
@@ -303,61 +306,35 @@ export function assertFits(req: FitRequest): MemoryEstimate | null {
   const fits = (w: Workload, p = req.profile) => overflow(est(w, p), p, available) === null;
   const head = `${req.command} needs ${why} (${describeEstimate(e)}) but ${gb(available)} is available`;
   const tries: { label: string; work: Workload; profile?: MemoryProfile }[] = [];
-  const canStream = !req.work.streaming && req.streamable !== false;
-  if (canStream) tries.push({ label: '--streaming', work: { ...req.work, streaming: true } });
+  const canStream = !req.work.streaming && req.work.streamable;
+  const stream = flag(STREAMING);
+  if (canStream) tries.push({ label: stream, work: { ...req.work, streaming: true } });
   if (req.ramBackend) {
-    tries.push({ label: req.ramBackend.option, work: req.work, profile: req.ramBackend.profile });
-    if (canStream) tries.push({ label: `--streaming ${req.ramBackend.option}`, work: { ...req.work, streaming: true }, profile: req.ramBackend.profile });
+    const backend = `${flag(BACKEND_OPTION)} ${req.ramBackend.backend}`;
+    tries.push({ label: backend, work: req.work, profile: req.ramBackend.profile });
+    if (canStream) tries.push({ label: `${stream} ${backend}`, work: { ...req.work, streaming: true }, profile: req.ramBackend.profile });
   }
   for (const t of tries) {
     if (fits(t.work, t.profile)) throw new UserError(`${head}; rerun with ${t.label} (about ${gb(est(t.work, t.profile).total)})`);
   }
-  if (req.batchOption && req.batchField) {
-    const streamingToo = canStream;
-    for (let b = Math.floor(req.work[req.batchField] / 2); b >= 1; b = Math.floor(b / 2)) {
-      for (const t of [{ work: req.work, label: '' }, ...(streamingToo ? [{ work: { ...req.work, streaming: true }, label: '--streaming ' }] : [])]) {
-        const w = { ...t.work, [req.batchField]: b };
-        if (fits(w)) throw new UserError(`${head}; rerun with ${t.label}${req.batchOption} ${b} (about ${gb(est(w).total)})`);
+  const batch = req.work.batch;
+  if (batch) {
+    for (let b = Math.floor(req.work[batch.field] / 2); b >= 1; b = Math.floor(b / 2)) {
+      for (const t of [{ work: req.work, label: '' }, ...(canStream ? [{ work: { ...req.work, streaming: true }, label: `${stream} ` }] : [])]) {
+        const w = { ...t.work, [batch.field]: b };
+        if (fits(w)) throw new UserError(`${head}; rerun with ${t.label}${flag(batch.option)} ${b} (about ${gb(est(w).total)})`);
       }
     }
   }
   if (!canStream && !req.work.streaming) throw new UserError(`${head}; use a machine with more memory (this command holds every layer)`);
   // The rows stay unless the batch option sets them (similarity's rows are its calibration prompts).
-  const floor = est({ ...req.work, streaming: true, microBatch: 1, rows: req.batchField === 'rows' ? 1 : req.work.rows });
+  const floor = est({ ...req.work, streaming: true, microBatch: 1, rows: batch?.field === 'rows' ? 1 : req.work.rows });
   throw new UserError(`${head}; even streaming one layer at a time with batches of 1 needs about ${gb(floor.total)}: use a machine with more memory`);
 }
 
-/** The calibration pass of `mka similarity` / `mka compress`: every prompt through every layer, no logits. */
-export function calibrationWorkload(promptLengths: number[], opts: { microBatch?: number; maxPositions?: number; representation?: string; streaming?: boolean }): Workload {
-  const cut = opts.representation === undefined || opts.representation === 'padded' ? opts.maxPositions ?? 512 : Infinity;
-  return {
-    streaming: opts.streaming ?? false, rows: promptLengths.length, microBatch: opts.microBatch ?? 8,
-    seqLen: Math.min(cut, Math.max(1, ...promptLengths)), logits: 'none',
-    callbackCopies: 1, // the masked representation, then the block-influence product
-  };
-}
-
-/**
- * `mka eval mmlu`: batches of questions on a cached 5-shot prefix, answer logits at the last position.
- * Prompts are not tokenized yet when the check runs, so typical MMLU lengths are assumed (a 1,536-token
- * prefix, 256-token questions), not the longest subject's. Streamed, subjects share passes over the
- * layers, which hold up to PASS_HIDDEN_BYTES of hidden states.
- */
-export function mmluWorkload(opts: { batchSize?: number; streaming?: boolean }): Workload {
-  const rows = opts.batchSize ?? 16;
-  const streaming = opts.streaming ?? false;
-  return { streaming, rows, microBatch: rows, seqLen: 256, cacheTokens: 1536, prefixPass: true, logits: 'last', heldBytes: streaming ? PASS_HIDDEN_BYTES : 0 };
-}
-
-/**
- * `mka eval ppl`: one window of seqLen tokens per forward call, logits of its scored positions in chunks
- * (a chunk and its log-softmax); streamed, windows share passes that hold up to PASS_HIDDEN_BYTES.
- */
-export function pplWorkload(seqLen: number, streaming: boolean): Workload {
-  return {
-    streaming, rows: 1, microBatch: 1, seqLen, logits: 'none',
-    heldBytes: 2 * 4 * LOGIT_CHUNK_FLOATS + (streaming ? PASS_HIDDEN_BYTES : 0),
-  };
+/** The backend to suggest when the wasm heap is too small: native where its kernels load, else plain JS (both keep tensors in RAM). */
+export function offHeapBackend(): 'native' | 'cpu' {
+  return loadNativeAddon().addon ? 'native' : 'cpu';
 }
 
 /**
@@ -365,10 +342,8 @@ export function pplWorkload(seqLen: number, streaming: boolean): Workload {
  * throws a one-line UserError when the run cannot fit (see assertFits).
  */
 export function checkModelFits(
-  command: string, dir: string, work: Workload,
-  opts: { batch?: { option: string; field: 'microBatch' | 'rows' }; streamable?: boolean; reference?: string } = {},
+  command: string, dir: string, work: Workload, opts: { reference?: string } = {},
 ): MemoryEstimate | null {
-  const batch = opts.batch;
   const config = readConfig(dir);
   const shapeOf = (d: string): ModelShape => {
     const c = readConfig(d);
@@ -376,14 +351,9 @@ export function checkModelFits(
   };
   const others = opts.reference ? [shapeOf(opts.reference)] : [];
   const profile = currentProfile().memory;
-  const ram = (BACKENDS as readonly string[]).includes('native') ? 'native' : 'cpu';
+  const ram = offHeapBackend();
   return assertFits({
-    command, config, stored: storedBytes(dir, config), profile, work, others, batchOption: batch?.option, batchField: batch?.field, streamable: opts.streamable,
-    ramBackend: profile.heapLimit !== null ? { option: `--backend ${ram}`, profile: backendProfile(ram) } : undefined,
+    command, config, stored: storedBytes(dir, config), profile, work, others,
+    ramBackend: profile.heapLimit !== null ? { backend: ram, profile: backendProfile(ram) } : undefined,
   });
-}
-
-/** `mka forward` / `mka generate`: one sequence of `tokens` (generation adds `newTokens` cached ones), resident weights. */
-export function sequenceWorkload(tokens: number, logits: 'all' | 'last', newTokens = 0): Workload {
-  return { streaming: false, rows: 1, microBatch: 1, seqLen: Math.max(1, tokens), cacheTokens: newTokens, logits };
 }

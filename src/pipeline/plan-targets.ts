@@ -16,7 +16,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadModel, disposeModel, type LlamaModel } from '../model/model.ts';
 import { type LlamaConfig, readConfig } from '../model/config.ts';
-import { calibrationWorkload, checkModelFits } from '../model/memory-estimate.ts';
+import { checkModelFits } from '../model/memory-estimate.ts';
+import { calibrationWorkload } from '../compress/calibration.ts';
 import { loadTokenizer, type Tokenizer } from '../tokenizer/tokenizer.ts';
 import { UserError } from '../runtime/errors.ts';
 import { DEFAULT_METRIC, DEFAULT_SIMILARITY } from '../compress/similarity/index.ts';
@@ -123,7 +124,7 @@ export async function planTargets(input: PipelineInput, targets: readonly PlanTa
   const withSimilarity = opts.withSimilarity ?? methods.some((m, i) => m.needsSimilarity && active(i));
   const tokenizer = input.tokenizer ?? await loadTokenizer(input.dir);
   const { ids, labels, perSubject } = calibrationPrompts(tokenizer, opts);
-  if (!input.model) checkModelFits(input.command, input.dir, calibrationWorkload(ids.map((r) => r.length), opts), { batch: { option: '--micro-batch', field: 'microBatch' } });
+  if (!input.model) checkModelFits(input.command, input.dir, calibrationWorkload(ids.map((r) => r.length), opts));
   if (withSimilarity) similarityOptionsFor(ids.length, opts); // before any model is loaded
   const model = input.model ?? loadModel(input.dir, { streaming: opts.streaming });
   try {

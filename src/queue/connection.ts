@@ -7,7 +7,8 @@ import { Redis } from 'ioredis';
 import { UserError } from '../runtime/errors.ts';
 
 /** The queue's name in Redis when --queue-name is not given. */
-export const DEFAULT_QUEUE_NAME = 'mka';
+export { DEFAULT_QUEUE_NAME } from './options.ts';
+import { DEFAULT_QUEUE_NAME } from './options.ts';
 
 export interface QueueAddress {
   /** redis://HOST:PORT[/DB] */

@@ -32,7 +32,7 @@ export function jobId(sweepId: string, job: { kind: SweepJob['kind']; point?: Po
 }
 
 /** How many times a job runs before it fails for good when it throws (a user error fails at once). */
-export const DEFAULT_ATTEMPTS = 3;
+export { DEFAULT_ATTEMPTS } from './options.ts';
 
 /** Retries with a growing delay; finished jobs are kept a day so `mka queue status` can show them. */
 export function jobOptions(attempts: number): JobsOptions {

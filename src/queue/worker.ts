@@ -57,7 +57,8 @@ class CheckedWorker extends Worker<SweepJob> {
 }
 
 /** Default lock: BullMQ's 30 s (renewed every 15 s by this process, which never blocks). */
-export const DEFAULT_LOCK_MS = 30_000;
+export { DEFAULT_LOCK_MS } from './options.ts';
+import { DEFAULT_LOCK_MS } from './options.ts';
 
 /** Runs a worker until `signal` aborts; resolves once it has closed. */
 export async function runWorker(opts: WorkerOptions): Promise<void> {

@@ -1,4 +1,7 @@
-/** The `--backend` and `--compute` choices, apart from backend.ts so that parsing options does not load tfjs. */
+/** The `--backend` and `--compute` choices and the compute options, apart from backend.ts so that parsing options does not load tfjs. */
+import { option } from './options.ts';
+
+/** The backends --backend names. */
 export const BACKENDS = ['auto', 'tensorflow', 'native', 'wasm', 'cpu'] as const;
 export type BackendChoice = (typeof BACKENDS)[number];
 
@@ -11,3 +14,18 @@ export type BackendChoice = (typeof BACKENDS)[number];
 export const COMPUTE_CHOICES = ['auto', 'float32', 'bfloat16'] as const;
 export type ComputeChoice = (typeof COMPUTE_CHOICES)[number];
 export type ComputeDtype = Exclude<ComputeChoice, 'auto'>;
+
+/** --backend: which tfjs backend runs the model (the commands that run one take it). */
+export const BACKEND_OPTION = option({
+  name: 'backend', option: 'backend', type: 'choice', choices: BACKENDS, default: 'auto', group: 'Compute:',
+  help: 'tfjs backend: auto takes tensorflow, else native (cpu tensors + native kernels), else wasm, else cpu',
+});
+/** --threads: threads of the native kernels. */
+export const THREADS_OPTION = option({ name: 'threads', option: 'threads', type: 'integer', min: 1, group: 'Compute:', help: 'threads for the native matrix products (default: all cores)' });
+/** --compute: the dtype of the matrix products. */
+export const COMPUTE_OPTION = option({
+  name: 'compute', option: 'compute', type: 'choice', choices: COMPUTE_CHOICES, default: 'auto', group: 'Compute:',
+  help: 'dtype of the matrix products: bfloat16 rounds their inputs to bf16 and accumulates in float32 (norms, softmax, RoPE stay float32); auto: bfloat16 for BF16 models on CPUs with bf16 products (avx512_bf16, AMX), else float32',
+});
+/** The options of every command that runs a model. */
+export const COMPUTE_OPTIONS = [BACKEND_OPTION, THREADS_OPTION, COMPUTE_OPTION] as const;

@@ -7,10 +7,11 @@
  * native-matmul.ts) unless `wasm` is asked for explicitly or `MKA_NATIVE=0`.
  */
 import * as tf from '@tensorflow/tfjs';
+import { flag } from './options.ts';
 import { UserError } from './errors.ts';
 import { installNativeMatMul, uninstallNativeMatMul, wasmProfile } from './native-matmul.ts';
 import { NATIVE_BACKEND, registerNativeBackend } from './native-kernels.ts';
-import { BACKENDS, COMPUTE_CHOICES, type BackendChoice, type ComputeChoice } from './backend-choice.ts';
+import { BACKENDS, BACKEND_OPTION, COMPUTE_CHOICES, COMPUTE_OPTION, type BackendChoice, type ComputeChoice } from './backend-choice.ts';
 import { plainProfile, registerProfile, type BackendProfile } from './profile.ts';
 
 export { BACKENDS, COMPUTE_CHOICES, type BackendChoice, type ComputeChoice };
@@ -32,7 +33,7 @@ function describeCompute(p: BackendProfile): string {
   if (p.compute === 'float32') return 'compute float32';
   if (p.compute === 'bfloat16') {
     return bf16!.hardware ? `compute bfloat16 (bf16 products on ${bf16!.kernel})`
-      : `compute bfloat16 on ${bf16!.kernel}: this CPU has no bf16 products (avx512_bf16 or AMX), so they run as float32 FMAs on bf16 values, slower than --compute float32`;
+      : `compute bfloat16 on ${bf16!.kernel}: this CPU has no bf16 products (avx512_bf16 or AMX), so they run as float32 FMAs on bf16 values, slower than ${flag(COMPUTE_OPTION)} float32`;
   }
   if (bf16?.hardware) return `compute auto: bfloat16 for BF16 models (bf16 products on ${bf16.kernel}), float32 otherwise`;
   return `compute auto: float32 (${bf16 ? 'this CPU has no bf16 products (avx512_bf16 or AMX)' : `the ${p.backend} backend has no bf16 products`}; BF16 models are widened to float32)`;
@@ -69,14 +70,14 @@ export async function initBackend(
   opts: { native?: boolean; threads?: number; gradients?: boolean; compute?: ComputeChoice; log?: (msg: string) => void } = {},
 ): Promise<BackendInfo> {
   if (!(BACKENDS as readonly string[]).includes(choice)) {
-    throw new UserError(`--backend ${choice} is not one of ${BACKENDS.join(', ')}`);
+    throw new UserError(`${flag(BACKEND_OPTION)} ${choice} is not one of ${BACKENDS.join(', ')}`);
   }
   const compute = opts.compute ?? 'auto';
   if (!(COMPUTE_CHOICES as readonly string[]).includes(compute)) {
-    throw new UserError(`--compute ${compute} is not one of ${COMPUTE_CHOICES.join(', ')}`);
+    throw new UserError(`${flag(COMPUTE_OPTION)} ${compute} is not one of ${COMPUTE_CHOICES.join(', ')}`);
   }
   if (opts.gradients && choice === 'native') {
-    throw new UserError('--backend native: its fused kernels have no gradients, so it cannot train; use --backend auto or wasm');
+    throw new UserError(`${flag(BACKEND_OPTION)} native: its fused kernels have no gradients, so it cannot train; use ${flag(BACKEND_OPTION)} auto or wasm`);
   }
   const log = opts.log ?? (() => {});
   let info: Omit<BackendInfo, 'profile'> & { profile?: BackendProfile } | null = null;
@@ -84,7 +85,7 @@ export async function initBackend(
     const pkg = await tryTensorflow();
     if (pkg) info = { name: 'tensorflow', description: `tensorflow (${pkg})`, nativeMatMul: false };
     else if (choice === 'tensorflow') {
-      throw new UserError('--backend tensorflow: neither @tensorflow/tfjs-node-gpu nor @tensorflow/tfjs-node loads (install one with libtensorflow, or use --backend wasm)');
+      throw new UserError(`${flag(BACKEND_OPTION)} tensorflow: neither @tensorflow/tfjs-node-gpu nor @tensorflow/tfjs-node loads (install one with libtensorflow, or use ${flag(BACKEND_OPTION)} wasm)`);
     }
   }
   if (!info && (choice === 'native' || (choice === 'auto' && !opts.gradients)) && opts.native !== false && process.env.MKA_NATIVE !== '0') {
@@ -92,7 +93,7 @@ export async function initBackend(
     if (native.ok && (await tf.setBackend(NATIVE_BACKEND))) {
       info = { name: NATIVE_BACKEND, description: `native (cpu tensors + ${native.reason})`, nativeMatMul: true, profile: native.profile(compute) };
     } else if (choice === 'native') {
-      throw new UserError(`--backend native: ${native.reason} (or use --backend wasm)`);
+      throw new UserError(`${flag(BACKEND_OPTION)} native: ${native.reason} (or use ${flag(BACKEND_OPTION)} wasm)`);
     }
   }
   if (!info && (choice === 'wasm' || choice === 'auto')) {
@@ -107,7 +108,7 @@ export async function initBackend(
         profile: { ...wasmProfile(native.ok), compute },
       };
     } else if (choice === 'wasm') {
-      throw new UserError('--backend wasm: @tensorflow/tfjs-backend-wasm failed to load (reinstall with npm ci)');
+      throw new UserError(`${flag(BACKEND_OPTION)} wasm: @tensorflow/tfjs-backend-wasm failed to load (reinstall with npm ci)`);
     }
   }
   if (!info) {
@@ -118,7 +119,7 @@ export async function initBackend(
   const profile = info.profile ?? plainProfile(info.name, compute);
   registerProfile(profile);
   if (compute === 'bfloat16' && !profile.bf16Products) {
-    throw new UserError(`--compute bfloat16: the ${info.name} backend has no bf16 products (use --backend native, or --compute float32)`);
+    throw new UserError(`${flag(COMPUTE_OPTION)} bfloat16: the ${info.name} backend has no bf16 products (use ${flag(BACKEND_OPTION)} native, or ${flag(COMPUTE_OPTION)} float32)`);
   }
   log(`backend: ${info.description}; ${describeCompute(profile)}`);
   return { ...info, profile };

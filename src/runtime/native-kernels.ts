@@ -8,6 +8,8 @@
  * tensors' arrays and write into arrays the output tensors then own: nothing is copied.
  */
 import * as tf from '@tensorflow/tfjs';
+import { flag } from './options.ts';
+import { THREADS_OPTION } from './backend-choice.ts';
 import { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
 import { availableParallelism } from 'node:os';
 import { bf16PackedWords, describeAddon, loadNativeAddon, F32, Q4, Q8, type ElementType, type NativeAddon, type WeightDesc, type WeightFormat } from './native-addon.ts';
@@ -235,7 +237,7 @@ function quietCpuBackend(): MathBackendCPU {
 export function registerNativeBackend(opts: { threads?: number } = {}):
   { ok: true; reason: string; profile: (compute: ComputeChoice) => BackendProfile } | { ok: false; reason: string } {
   const threads = opts.threads ?? availableParallelism();
-  if (!Number.isInteger(threads) || threads < 1) return { ok: false, reason: `--threads ${threads} is not a positive integer` };
+  if (!Number.isInteger(threads) || threads < 1) return { ok: false, reason: `${flag(THREADS_OPTION)} ${threads} is not a positive integer` };
   const loaded = loadNativeAddon();
   if (!loaded.addon) return { ok: false, reason: loaded.reason };
   const addon = loaded.addon;

@@ -6,6 +6,8 @@
  * kernels do not take, stay in WebAssembly.
  */
 import * as tf from '@tensorflow/tfjs';
+import { flag } from './options.ts';
+import { THREADS_OPTION } from './backend-choice.ts';
 import { availableParallelism } from 'node:os';
 import { loadNativeAddon, type NativeAddon } from './native-addon.ts';
 import { currentProfile, plainProfile, registerProfile } from './profile.ts';
@@ -148,14 +150,14 @@ export function installNativeMatMul(opts: { threads?: number } = {}): { ok: bool
   if (tf.getBackend() !== 'wasm') return { ok: false, reason: `backend is ${tf.getBackend()}, not wasm` };
   uninstallNativeMatMul();
   const threads = opts.threads ?? availableParallelism();
-  if (!Number.isInteger(threads) || threads < 1) return { ok: false, reason: `--threads ${threads} is not a positive integer` };
+  if (!Number.isInteger(threads) || threads < 1) return { ok: false, reason: `${flag(THREADS_OPTION)} ${threads} is not a positive integer` };
   const loaded = loadNativeAddon();
   if (!loaded.addon) return { ok: false, reason: loaded.reason };
   const addon = loaded.addon;
   try {
     addon.setThreads(threads);
   } catch (e) {
-    return { ok: false, reason: `--threads ${threads}: ${e instanceof Error ? e.message : String(e)}` };
+    return { ok: false, reason: `${flag(THREADS_OPTION)} ${threads}: ${e instanceof Error ? e.message : String(e)}` };
   }
   const originals = KERNELS.map((name) => tf.getKernel(name, 'wasm'));
   if (originals.some((k) => !k)) return { ok: false, reason: 'the wasm backend has no BatchMatMul/_FusedMatMul kernel to replace' };

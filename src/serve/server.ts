@@ -4,6 +4,8 @@
  * page runs comes from this server; nothing is fetched from the network.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { flag } from '../runtime/options.ts';
+import { EXPORTED_MODEL, HOST, PORT, SERVE_TOKENIZER } from './options.ts';
 import { createReadStream, existsSync, readFileSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, extname, join, resolve } from 'node:path';
@@ -40,13 +42,13 @@ const TYPES: Record<string, string> = { '.html': 'text/html; charset=utf-8', '.j
 /** The directory whose tokenizer.json the page uses. */
 function tokenizerDir(model: string, explicit: string | undefined, meta: Record<string, unknown>): string {
   if (explicit) {
-    if (!existsSync(join(explicit, 'tokenizer.json'))) throw new UserError(`${explicit}: --tokenizer has no tokenizer.json`);
+    if (!existsSync(join(explicit, 'tokenizer.json'))) throw new UserError(`${explicit}: ${flag(SERVE_TOKENIZER)} has no tokenizer.json`);
     return explicit;
   }
   if (existsSync(join(model, 'tokenizer.json'))) return model;
   const source = typeof meta.source_model === 'string' ? resolve(meta.source_model) : null;
   if (source && existsSync(join(source, 'tokenizer.json'))) return source;
-  throw new UserError(`${model}: no tokenizer.json in the export${source ? ` or its source model ${source}` : ''}; pass --tokenizer DIR (the model directory it was exported from)`);
+  throw new UserError(`${model}: no tokenizer.json in the export${source ? ` or its source model ${source}` : ''}; pass ${flag(SERVE_TOKENIZER)} DIR (the model directory it was exported from)`);
 }
 
 /** The decoded path of a request URL, or null when the URL or its percent-encoding is malformed. */
@@ -98,12 +100,12 @@ function sendFile(res: ServerResponse, file: string): void {
 /** A one-line UserError for why the server cannot listen on host:port (the original error if none fits). */
 function listenError(e: NodeJS.ErrnoException, host: string, port: number): Error {
   switch (e.code) {
-    case 'EADDRINUSE': return new UserError(`--port ${port}: already in use; choose another port (0 picks a free one)`);
-    case 'EACCES': return new UserError(`--port ${port}: not allowed for this user (ports below 1024 need privileges); choose another port`);
+    case 'EADDRINUSE': return new UserError(`${flag(PORT)} ${port}: already in use; choose another port (0 picks a free one)`);
+    case 'EACCES': return new UserError(`${flag(PORT)} ${port}: not allowed for this user (ports below 1024 need privileges); choose another port`);
     case 'ENOTFOUND': case 'EAI_AGAIN': case 'EAI_NONAME':
-      return new UserError(`--host ${host}: not a known address; give an IP address such as 127.0.0.1 or 0.0.0.0, or a resolvable name`);
+      return new UserError(`${flag(HOST)} ${host}: not a known address; give an IP address such as 127.0.0.1 or 0.0.0.0, or a resolvable name`);
     case 'EADDRNOTAVAIL': case 'EAFNOSUPPORT': case 'EINVAL':
-      return new UserError(`--host ${host}: not an address of this machine (${e.code}); give one of its addresses, 127.0.0.1 or 0.0.0.0`);
+      return new UserError(`${flag(HOST)} ${host}: not an address of this machine (${e.code}); give one of its addresses, 127.0.0.1 or 0.0.0.0`);
     default: return e;
   }
 }
@@ -111,16 +113,16 @@ function listenError(e: NodeJS.ErrnoException, host: string, port: number): Erro
 /** Starts serving; resolves once listening. */
 export async function startServe(opts: ServeOptions): Promise<Serving> {
   if (opts.port !== undefined && !(Number.isInteger(opts.port) && opts.port >= 0 && opts.port <= 65535)) {
-    throw new UserError(`--port ${opts.port}: must be a whole number from 0 to 65535 (0 picks a free port)`);
+    throw new UserError(`${flag(PORT)} ${opts.port}: must be a whole number from 0 to 65535 (0 picks a free port)`);
   }
   const modelJson = join(opts.model, 'model.json');
   let parsed: { format?: string; userDefinedMetadata?: Record<string, unknown> };
   try {
     parsed = JSON.parse(readFileSync(modelJson, 'utf8'));
   } catch {
-    throw new UserError(`${modelJson}: not found or not JSON; --model must be a directory written by \`mka export tfjs\``);
+    throw new UserError(`${modelJson}: not found or not JSON; ${flag(EXPORTED_MODEL)} must be a directory written by \`mka export tfjs\``);
   }
-  if (parsed.format !== 'graph-model') throw new UserError(`${modelJson}: not a tfjs GraphModel; --model must be a directory written by \`mka export tfjs\``);
+  if (parsed.format !== 'graph-model') throw new UserError(`${modelJson}: not a tfjs GraphModel; ${flag(EXPORTED_MODEL)} must be a directory written by \`mka export tfjs\``);
   const meta = parsed.userDefinedMetadata ?? {};
   const tokDir = tokenizerDir(opts.model, opts.tokenizer, meta);
   const tok = await loadTokenizer(tokDir);

@@ -11,9 +11,10 @@ import { modelDirFingerprint } from '../io/fingerprint.ts';
 import { loadModel, disposeModel, type LlamaModel } from '../model/model.ts';
 import { readConfig } from '../model/config.ts';
 import { currentProfile } from '../runtime/profile.ts';
-import { assertFits, calibrationWorkload, checkModelFits, mmluWorkload, storedBytes } from '../model/memory-estimate.ts';
+import { assertFits, checkModelFits, storedBytes } from '../model/memory-estimate.ts';
+import { calibrationWorkload } from '../compress/calibration.ts';
 import { bosUnderAddBosTokenFalse, loadTokenizer, type Tokenizer } from '../tokenizer/tokenizer.ts';
-import { createMmluCache, type MmluCache } from '../eval/mmlu/evaluate.ts';
+import { createMmluCache, mmluWorkload, type MmluCache } from '../eval/mmlu/evaluate.ts';
 import { scoringTokenizer } from '../eval/mmlu/question-plan.ts';
 import { protocolSettings } from '../compress/methods/protocol.ts';
 import { loadMmlu, type MmluData } from '../eval/mmlu/data.ts';
@@ -118,13 +119,13 @@ export async function checkSweepCalibration(opts: SweepOptions): Promise<number[
  * either cannot fit (`MKA_MEMORY_LIMIT` sets the budget, `off` skips the check).
  */
 export function checkSweepFits(opts: SweepOptions, promptLengths: number[] | null): void {
-  if (promptLengths) checkModelFits('sweep', opts.model, calibrationWorkload(promptLengths, { ...opts, streaming: false }), { batch: { option: '--micro-batch', field: 'microBatch' }, streamable: false });
+  if (promptLengths) checkModelFits('sweep', opts.model, { ...calibrationWorkload(promptLengths, { ...opts, streaming: false }), streamable: false });
   const config = readConfig(opts.model);
   const profile = currentProfile().memory;
   const stored = storedBytes(opts.model, config);
   assertFits({
     command: 'sweep', config, profile: { ...profile, keeps16Bit: true }, stored: (name) => (profile.keeps16Bit ? stored(name) : 4) + 4,
-    work: mmluWorkload({ batchSize: opts.batchSize }), batchOption: '--batch-size', batchField: 'rows', streamable: false,
+    work: { ...mmluWorkload({ batchSize: opts.batchSize }), streamable: false },
   });
 }
 

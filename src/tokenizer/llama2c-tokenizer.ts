@@ -42,7 +42,7 @@ export function bytePiece(b: number): string {
 
 /** Reads and validates a llama2.c tokenizer.bin (every token up to the end of the file). */
 export function readLlama2cTokenizer(path: string): Llama2cVocab {
-  const buf = readRegularFile(path, 'llama2.c tokenizer file (--tokenizer)');
+  const buf = readRegularFile(path, 'llama2.c tokenizer file');
   const fail = (msg: string): never => {
     throw new UserError(`${path}: ${msg}; not a llama2.c tokenizer.bin (export one with llama2.c's tokenizer.py)`);
   };

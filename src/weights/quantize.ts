@@ -15,8 +15,8 @@ import { expectedTensors } from '../model/config.ts';
 
 import { UserError } from '../runtime/errors.ts';
 
-export const QUANT_SCHEMES = ['none', 'float16', 'uint8', 'uint16'] as const;
-export type QuantScheme = (typeof QUANT_SCHEMES)[number];
+export { QUANT_SCHEMES, type QuantScheme } from './options.ts';
+import { QUANT_SCHEMES, type QuantScheme } from './options.ts';
 
 /** A weight's `quantization` entry in a tfjs weights manifest. */
 export interface Quantization {

@@ -1,71 +1,36 @@
 /**
- * Options shared by `similarity`, `compress` and `sweep` (calibration data and similarity parameters),
- * MKA's own parameters (`compress` and `sweep`), and the typed arguments a yargs builder yields.
+ * What `similarity`, `compress` and `sweep` share: their calibration and similarity options (declared
+ * in compress/options.ts and compress/similarity/options.ts), MKA's parameters, and the library's
+ * analysis options from their values.
  */
-import type { Argv } from 'yargs';
-import { REPRESENTATIONS, type Representation } from '../../compress/calibration.ts';
-import { DEFAULT_METRIC, DEFAULT_SIMILARITY, METRIC_NAMES, type SimilarityOptions } from '../../compress/similarity/index.ts';
-import { PROTOCOLS, type Protocol } from '../../compress/methods/protocol.ts';
-import { MKA_STRATEGIES, mka } from '../../compress/methods/mka.ts';
+import { CALIBRATION_DATA, CALIBRATION_SETTINGS } from '../../compress/options.ts';
+import { SIMILARITY_OPTIONS } from '../../compress/similarity/options.ts';
+import { METRIC } from '../../compress/similarity/registry.ts';
+import { BLEND_NORMS, MKA_STRATEGY } from '../../compress/methods/mka-options.ts';
+import type { OptionValues } from '../../runtime/options.ts';
 import type { MethodParameters } from '../../compress/methods/registry.ts';
 import type { AnalysisOptions } from '../../pipeline/analyse.ts';
-import { UserError } from '../../runtime/errors.ts';
-import type { GlobalArgs } from '../common.ts';
 
-/** --sigma: a positive number or `auto`. */
-function parseSigma(v: unknown): number | 'auto' {
-  if (v === 'auto') return 'auto';
-  const x = typeof v === 'number' ? v : typeof v === 'string' && v.trim() !== '' ? Number(v) : NaN;
-  if (!Number.isFinite(x)) throw new UserError(`--sigma ${String(v)}: must be a positive number or auto`);
-  return x;
-}
+/** Calibration (without --data), then the similarity metric and its options. */
+export const ANALYSIS_SETTINGS = [...CALIBRATION_SETTINGS, METRIC, ...SIMILARITY_OPTIONS] as const;
 
-export function calibrationOptions<T>(y: Argv<T>) {
-  return y
-    .option('data', { type: 'string', describe: 'MMLU directory (dev/, test/) to draw calibration prompts from', group: 'Calibration:' })
-    .option('calibration', { type: 'string', describe: 'text file, one calibration prompt per line (instead of --data)', group: 'Calibration:' })
-    .option('calib-subjects', { type: 'number', describe: 'how many MMLU subjects to draw calibration prompts from (default: all)', group: 'Calibration:' })
-    .option('subjects', { type: 'number', hidden: true, describe: 'deprecated spelling of --calib-subjects', group: 'Calibration:' })
-    .option('per-subject', { type: 'number', describe: 'questions per subject (default: 1, or more when the subjects give fewer than --k-entropy + 1 prompts)', group: 'Calibration:' })
-    .option('seed', { type: 'number', default: 1, describe: 'sampling seed', group: 'Calibration:' })
-    .option('representation', { choices: REPRESENTATIONS, default: 'padded' as Representation, describe: 'a prompt at a layer: padded (512 positions, one vector), last token, or mean', group: 'Calibration:' })
-    .option('max-positions', { type: 'number', default: 512, describe: 'positions kept by the padded representation', group: 'Calibration:' })
-    .option('micro-batch', { type: 'number', default: 8, describe: 'prompts per micro-batch inside a layer', group: 'Calibration:' })
-    .option('streaming', { type: 'boolean', default: false, describe: 'read one decoder layer at a time from disk', group: 'Calibration:' })
-    .option('protocol', { choices: PROTOCOLS, default: 'mka' as Protocol, describe: 'released: the paper\'s released code\'s conventions (block inputs as layers, no BOS, its calibration rows, layer i\'s biases)', group: 'Calibration:' })
-    .option('metric', { choices: METRIC_NAMES, default: DEFAULT_METRIC, describe: 'layer similarity metric that MKA merges by (npib: the paper\'s); --sigma, --alpha, --dims, --k-mi and --k-entropy are npib\'s', group: 'Similarity:' })
-    .option('sigma', { default: DEFAULT_SIMILARITY.sigma as number | 'auto', coerce: parseSigma, describe: 'diffusion kernel bandwidth σ, or auto (per layer: the median pairwise distance)', group: 'Similarity:' })
-    .option('alpha', { type: 'number', default: DEFAULT_SIMILARITY.alpha, describe: 'density normalisation α', group: 'Similarity:' })
-    .option('dims', { type: 'number', default: DEFAULT_SIMILARITY.dims, describe: 'embedding dimensions d', group: 'Similarity:' })
-    .option('k-mi', { type: 'number', default: DEFAULT_SIMILARITY.kMi, describe: 'neighbours of the KSG mutual information', group: 'Similarity:' })
-    .option('k-entropy', { type: 'number', default: DEFAULT_SIMILARITY.kEntropy, describe: 'neighbours of the k-NN entropy', group: 'Similarity:' })
-    .option('beta', { type: 'number', default: DEFAULT_SIMILARITY.beta, describe: 'fusion ratio sharpness β', group: 'Similarity:' });
-}
+/** Calibration, then the similarity metric and its options. */
+export const ANALYSIS_OPTIONS = [CALIBRATION_DATA, ...ANALYSIS_SETTINGS] as const;
 
-/** MKA's own parameters as options (`compress`, `sweep`). */
-export function mkaOptions<T>(y: Argv<T>) {
-  return y
-    .option('strategy', { choices: MKA_STRATEGIES, describe: `mka: merge the last two layers repeatedly (last-pair, the paper) or the most similar adjacent pair (default ${mka.defaults.strategy})`, group: 'MKA:' })
-    .option('blend-norms', { type: 'boolean', describe: 'mka: blend RMSNorm weights too (default: keep layer i\'s)', group: 'MKA:' });
-}
+/** The parameters methods declare (MKA's), as options of compress and sweep. */
+export const METHOD_OPTIONS = [MKA_STRATEGY, BLEND_NORMS] as const;
 
-export type CalibrationArgs = ReturnType<typeof calibrationOptions<GlobalArgs>> extends Argv<infer T> ? T : never;
-export type MkaArgs = ReturnType<typeof mkaOptions<GlobalArgs>> extends Argv<infer T> ? T : never;
-
-/** The library's analysis options from parsed arguments; `log` gets the deprecation note of --subjects. */
-export function analysisOptions(a: CalibrationArgs, log: (msg: string) => void): AnalysisOptions & { streaming: boolean } {
-  const similarity: SimilarityOptions = { sigma: a.sigma, alpha: a.alpha, dims: a.dims, kMi: a['k-mi'], kEntropy: a['k-entropy'], beta: a.beta };
-  if (a.subjects !== undefined) log('mka: --subjects is deprecated here (it counts calibration subjects); use --calib-subjects');
+/** The library's analysis options from the values of ANALYSIS_OPTIONS; `log` gets the deprecation note of --subjects. */
+export function analysisOptions(v: OptionValues<typeof ANALYSIS_SETTINGS> & { data?: string }, log: (msg: string) => void): AnalysisOptions & { streaming: boolean } {
+  if (v.subjectsDeprecated !== undefined) log('mka: --subjects is deprecated here (it counts calibration subjects); use --calib-subjects');
   return {
-    data: a.data, calibrationFile: a.calibration, subjects: a['calib-subjects'] ?? a.subjects, perSubject: a['per-subject'], seed: a.seed,
-    representation: a.representation, maxPositions: a['max-positions'], microBatch: a['micro-batch'], streaming: a.streaming, similarity,
-    protocol: a.protocol, metric: a.metric,
+    data: v.data, calibrationFile: v.calibrationFile, subjects: v.subjects ?? v.subjectsDeprecated, perSubject: v.perSubject, seed: v.seed,
+    representation: v.representation, maxPositions: v.maxPositions, microBatch: v.microBatch, streaming: v.streaming, protocol: v.protocol,
+    metric: v.metric, similarity: { sigma: v.sigma, alpha: v.alpha, dims: v.dims, kMi: v.kMi, kEntropy: v.kEntropy, beta: v.beta },
   };
 }
 
-/** The method parameters given on the command line (a method's defaults fill in the rest). */
-export function methodParameters(a: MkaArgs): MethodParameters {
-  return {
-    mka: { ...(a.strategy !== undefined ? { strategy: a.strategy } : {}), ...(a['blend-norms'] !== undefined ? { blendNorms: a['blend-norms'] } : {}) },
-  };
+/** The method parameters given (a method's defaults fill in the rest). */
+export function methodParameters(v: OptionValues<typeof METHOD_OPTIONS>): MethodParameters {
+  return { mka: { ...(v.strategy !== undefined ? { strategy: v.strategy } : {}), ...(v.blendNorms !== undefined ? { blendNorms: v.blendNorms } : {}) } };
 }

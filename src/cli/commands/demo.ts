@@ -1,31 +1,27 @@
-import type { Argv, CommandModule } from 'yargs';
 import { readFileSync } from 'node:fs';
-import { type ArgsOf, type GlobalArgs, claimOutput, forceOption, logger, setup, computeOptions } from '../common.ts';
-import { DEMO_DATA, DEMO_MODEL, runDemo } from '../../sweep/demo.ts';
-import { parseCounts, parseMethods } from '../validate.ts';
-import { METHODS } from '../../compress/methods/registry.ts';
+import { defineCommand } from '../options.ts';
+import { FORCE_DIR, claimOutput, setup } from '../common.ts';
+import { option } from '../../runtime/options.ts';
+import { COMPUTE_OPTIONS } from '../../runtime/backend-choice.ts';
+import { SWEEP_METHODS, SWEEP_REMOVE } from '../../sweep/options.ts';
+import { LIMIT } from '../../eval/mmlu/options.ts';
 
-const builder = (y: Argv<GlobalArgs>) => forceOption(computeOptions(y))
-  .option('out', { type: 'string', default: 'results/demo', describe: 'results directory (rerun to resume)' })
-  .option('methods', { type: 'string', default: 'mka,reverse,shortgpt,angular', describe: 'comma-separated methods' })
-  .option('remove', { type: 'string', default: '0,2,3,4', describe: 'layer counts to remove' })
-  .option('limit', { type: 'number', describe: 'first N test questions per subject (default all 250)' })
-  .example('$0 demo', '');
+const OUT = option({ name: 'out', option: 'out', type: 'string', default: 'results/demo', help: 'results directory (rerun to resume)' });
 
-export const demoCommand: CommandModule<GlobalArgs, ArgsOf<typeof builder>> = {
+export const demoCommand = defineCommand({
   command: 'demo',
   describe: 'The whole pipeline on the bundled demo model (what `npm start` runs): sweep, report, tfjs export',
-  builder,
-  handler: async (a) => {
-    const remove = parseCounts(a.remove);
-    const methods = parseMethods(a.methods, METHODS.map((m) => m.name));
-    const release = claimOutput(a.out, 'demo', 'sweep', a, DEMO_MODEL, DEMO_DATA);
-    const backend = await setup(a);
+  options: [...COMPUTE_OPTIONS, OUT, SWEEP_METHODS, { ...SWEEP_REMOVE, default: '0,2,3,4' }, { ...LIMIT, help: 'first N test questions per subject (default all 250)' }, FORCE_DIR],
+  examples: [['$0 demo', '']],
+  run: async (v, ctx) => {
+    const { DEMO_DATA, DEMO_MODEL, runDemo } = await import('../../sweep/demo.ts');
+    const release = claimOutput(v.out, 'demo', 'sweep', v.force, [...ctx.inputs, DEMO_MODEL, DEMO_DATA]);
+    const backend = await setup({ ...v, quiet: ctx.quiet });
     await runDemo({
-      out: a.out, methods, remove, limit: a.limit, quiet: a.quiet, log: logger(a),
+      out: v.out, methods: [...new Set(v.methods)], remove: [...new Set(v.remove)].sort((a, b) => a - b), limit: v.limit, quiet: ctx.quiet, log: ctx.log,
       runInfo: { backend: backend.description, argv: process.argv.slice(2) },
     });
     release();
-    if (!a.json) process.stdout.write(readFileSync(`${a.out}/summary.md`, 'utf8'));
+    if (!ctx.json) process.stdout.write(readFileSync(`${v.out}/summary.md`, 'utf8'));
   },
-};
+});

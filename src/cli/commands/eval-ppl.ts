@@ -1,9 +1,12 @@
-import type { Argv, CommandModule } from 'yargs';
-import { type GlobalArgs, claimOutput, forceOption, interruptOnSignals, logger, setup, type ArgsOf, computeOptions } from '../common.ts';
-import { PplInterrupted } from '../../eval/ppl/evaluate.ts';
-import { defaultPplOut, runPerplexityEval } from '../../eval/ppl/run.ts';
-import { progress, type Progress } from '../../runtime/progress.ts';
+import { type GlobalArgs, FORCE_DIR, claimOutput, interruptOnSignals, setup } from '../common.ts';
+import { defineCommand } from '../options.ts';
+import { flag, option } from '../../runtime/options.ts';
 import { UserError } from '../../runtime/errors.ts';
+import { COMPUTE_OPTIONS } from '../../runtime/backend-choice.ts';
+import { progress, type Progress } from '../../runtime/progress.ts';
+import { MODEL, REVISION, STREAMING } from '../../model/options.ts';
+import { FRESH } from '../../eval/mmlu/options.ts';
+import { PPL_DATASET, PPL_SPLIT, PPL_SUBSET, PPL_TEXT, SEQ_LEN, STRIDE } from '../../eval/ppl/options.ts';
 
 const DEFINITION = `Perplexity as transformers' strided sliding-window recipe computes it (the metric ShortGPT, SLEB, LaCo and CoMe report on WikiText-2):
 the corpus is tokenized as one sequence (BOS first, as tokenizer(text) does); windows of --seq-len tokens start every --stride tokens until one reaches the end;
@@ -11,46 +14,43 @@ each window scores the tokens after the previous window's end (the first window:
 so every scored token is scored once. ppl = exp(Σ −log p(token | context) / number of scored tokens): token-weighted, summed in float64
 (the recipe's own sum weights each later window by one token fewer than its loss averages; mka counts the tokens exactly).`;
 
-const pplOptions = (y: Argv<GlobalArgs>) => forceOption(computeOptions(y))
-  .usage(`$0 eval ppl --model DIR (--text FILE | --data DATASET) [--seq-len N] [--stride S]\n\n${DEFINITION}`)
-  .option('model', { type: 'string', demandOption: true, describe: 'Hugging Face model directory' })
-  .option('text', { type: 'string', describe: 'UTF-8 text file, evaluated as one token sequence (e.g. WikiText-2 test rows joined by blank lines)' })
-  .option('data', { type: 'string', describe: 'hub text dataset instead of --text: its split\'s "text" rows joined by blank lines, as the WikiText-2 recipe' })
-  .option('subset', { type: 'string', describe: 'with --data: the dataset\'s subset, e.g. wikitext-2-raw-v1 (needed when several have the split)' })
-  .option('split', { type: 'string', default: 'test', describe: 'with --data: the split' })
-  .option('seq-len', { type: 'number', describe: 'window length in tokens (default 2048, or the model\'s context if shorter)' })
-  .option('stride', { type: 'number', describe: 'tokens between window starts (default --seq-len: disjoint windows; smaller gives each scored token more context)' })
-  .option('out', { type: 'string', describe: 'results directory (default results/ppl/<model>-<text>); rerun to resume' })
-  .option('fresh', { type: 'boolean', default: false, describe: 'discard earlier results in the results directory' })
-  .option('streaming', { type: 'boolean', default: false, describe: 'one decoder layer in memory at a time (read from disk on every forward pass)' })
-  .example('$0 eval ppl --model models/demo --text wiki.test.raw --seq-len 1024 --stride 512', '')
-  .example('$0 eval ppl --model meta-llama/Llama-2-7b-hf --data Salesforce/wikitext --subset wikitext-2-raw-v1', '');
+const OUT = option({ name: 'out', option: 'out', type: 'string', help: 'results directory (default results/ppl/<model>-<text>); rerun to resume' });
 
-export const pplCommand: CommandModule<GlobalArgs, ArgsOf<typeof pplOptions>> = {
+export const pplCommand = defineCommand({
   command: 'ppl',
   describe: 'Perplexity on a text corpus (strided sliding windows, token-weighted); resumable',
-  builder: pplOptions,
-  handler: async (a) => {
-    const text = a.text;
-    if (!text) throw new UserError('eval ppl: give the corpus with --text FILE or --data DATASET');
-    const out = a.out ?? defaultPplOut(a.model, text);
-    const release = claimOutput(out, 'eval ppl', 'ppl-results', a, text);
-    await setup(a);
-    const log = logger(a);
-    const stop = interruptOnSignals(log, 'window');
+  usage: `$0 eval ppl --model DIR (--text FILE | --data DATASET) [--seq-len N] [--stride S]\n\n${DEFINITION}`,
+  options: [...COMPUTE_OPTIONS, MODEL, REVISION, PPL_TEXT, PPL_DATASET, PPL_SUBSET, PPL_SPLIT, SEQ_LEN, STRIDE, OUT, FRESH, STREAMING, FORCE_DIR],
+  conflicts: [[PPL_TEXT, PPL_DATASET]],
+  examples: [
+    ['$0 eval ppl --model models/demo --text wiki.test.raw --seq-len 1024 --stride 512', ''],
+    ['$0 eval ppl --model meta-llama/Llama-2-7b-hf --data Salesforce/wikitext --subset wikitext-2-raw-v1', ''],
+  ],
+  check: (v) => {
+    if (v.text === undefined && v.dataset === undefined) throw new UserError(`eval ppl: give the corpus with ${flag(PPL_TEXT)} FILE or ${flag(PPL_DATASET)} DATASET`);
+  },
+  run: async (v, ctx) => {
+    // a hub text dataset becomes the corpus file it is read as (its split's rows joined by blank lines)
+    const text = v.text ?? await (await import('../../hub/text.ts')).resolveTextDataset(v.dataset!, { quiet: ctx.quiet, log: ctx.log, subset: v.subset, split: v.split });
+    const { PplInterrupted } = await import('../../eval/ppl/evaluate.ts');
+    const { defaultPplOut, runPerplexityEval } = await import('../../eval/ppl/run.ts');
+    const out = v.out ?? defaultPplOut(v.model, text);
+    const release = claimOutput(out, 'eval ppl', 'ppl-results', v.force, [...ctx.inputs, text]);
+    await setup({ ...v, quiet: ctx.quiet });
+    const stop = interruptOnSignals(ctx.log, 'window');
     let bar: Progress | null = null;
     try {
       const r = await runPerplexityEval({
-        model: a.model, text, seqLen: a['seq-len'], stride: a.stride, out, fresh: a.fresh, streaming: a.streaming, signal: stop.signal,
+        model: v.model, text, seqLen: v.seqLen, stride: v.stride, out, fresh: v.fresh, streaming: v.streaming, signal: stop.signal,
         onProgress: (p) => {
-          bar ??= progress('ppl', p.toCompute, { unit: 'windows', quiet: a.quiet });
+          bar ??= progress('ppl', p.toCompute, { unit: 'windows', quiet: ctx.quiet });
           bar.tick(1, `| window ${p.windows}/${p.windowsTotal}`);
         },
       });
       (bar as Progress | null)?.done();
       const s = r.summary;
-      log(`${s.windows} windows of ${s.seq_len} tokens, stride ${s.stride}${r.resumedWindows ? `, ${r.resumedWindows} loaded from an earlier run` : ''}; results in ${r.out}`);
-      if (a.json) process.stdout.write(JSON.stringify(s) + '\n');
+      ctx.log(`${s.windows} windows of ${s.seq_len} tokens, stride ${s.stride}${r.resumedWindows ? `, ${r.resumedWindows} loaded from an earlier run` : ''}; results in ${r.out}`);
+      if (ctx.json) process.stdout.write(JSON.stringify(s) + '\n');
       else process.stdout.write(`perplexity ${s.ppl.toFixed(4)} (mean NLL ${s.mean_nll.toFixed(6)} nats over ${s.tokens_scored} tokens)\n`);
     } catch (e) {
       if (!(e instanceof PplInterrupted)) throw e;
@@ -62,4 +62,4 @@ export const pplCommand: CommandModule<GlobalArgs, ArgsOf<typeof pplOptions>> = 
       stop.dispose();
     }
   },
-};
+});

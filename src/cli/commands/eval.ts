@@ -1,70 +1,67 @@
 import type { Argv, CommandModule } from 'yargs';
-import { type GlobalArgs, claimFile, claimOutput, forceOption, interruptOnSignals, logger, setup, type ArgsOf, computeOptions } from '../common.ts';
-import { EvaluationInterrupted } from '../../eval/mmlu/evaluate.ts';
-import { defaultMmluOut, runMmluEval } from '../../eval/mmlu/run.ts';
-import { formatSummaryTable } from '../../eval/mmlu/results.ts';
-import { QUANT_SCHEMES, type QuantScheme } from '../../weights/quantize.ts';
+import { type GlobalArgs, FORCE_DIR, claimFile, claimOutput, interruptOnSignals, setup } from '../common.ts';
+import { defineCommand } from '../options.ts';
+import { flag, option } from '../../runtime/options.ts';
+import { COMPUTE_OPTIONS } from '../../runtime/backend-choice.ts';
 import { progress, type Progress } from '../../runtime/progress.ts';
-import type { AnswerTokens } from '../../eval/mmlu/question-plan.ts';
-import { PROTOCOLS, protocolSettings, type Protocol } from '../../compress/methods/protocol.ts';
+import { MODEL, REVISION, STREAMING } from '../../model/options.ts';
+import { PROTOCOL } from '../../compress/options.ts';
+import {
+  ANSWER_TOKENS, BATCH_SIZE, BOS, DRY_RUN, DUMP_PROMPTS, EVAL_QUANTIZE, EVAL_SUBJECTS, FRESH, LIMIT, MMLU_DATA, NAIVE, NTRAIN, REFERENCE_MODEL,
+} from '../../eval/mmlu/options.ts';
 import { pplCommand } from './eval-ppl.ts';
-import { bosUnderAddBosTokenFalse, loadTokenizer } from '../../tokenizer/tokenizer.ts';
-import { OUTPUT_FILES } from '../../io/output-dir.ts';
 
 const fmtSeconds = (s: number) => (s < 120 ? `${s.toFixed(0)} s` : s < 7200 ? `${(s / 60).toFixed(1)} min` : `${(s / 3600).toFixed(1)} h`);
 
-const mmluOptions = (y: Argv<GlobalArgs>) => forceOption(computeOptions(y))
-  .option('model', { type: 'string', demandOption: true, describe: 'Hugging Face model directory' })
-  .option('data', { type: 'string', demandOption: true, describe: 'MMLU directory (dev/ and test/ CSV files)' })
-  .option('ntrain', { type: 'number', default: 5, describe: 'few-shot examples per prompt (dropped from the end when a prompt is too long)' })
-  .option('subjects', { type: 'string', describe: 'comma-separated subjects (default: all)' })
-  .option('limit', { type: 'number', describe: 'first N test questions per subject (quick runs)' })
-  .option('out', { type: 'string', describe: 'results directory (default results/mmlu/<model name>); rerun to resume' })
-  .option('batch-size', { type: 'number', default: 16, describe: 'questions per forward pass on a cached prefix' })
-  .option('naive', { type: 'boolean', default: false, describe: 'no prefix cache or batching: each full prompt alone (reference path)' })
-  .option('reference-model', { type: 'string', describe: 'uncompressed model: adds top-1 agreement and KL of the answer distribution' })
-  .option('answer-tokens', { choices: ['letter', 'space'] as const, default: 'letter' as AnswerTokens, describe: 'answer token of a letter: last token of "A" (as the paper) or of " A"' })
-  .option('bos', { type: 'boolean', describe: 'prompts begin with BOS as the tokenizer adds it (default, as Hendrycks); --no-bos: never (add_bos_token=False, the paper\'s released code)' })
-  .option('protocol', { choices: PROTOCOLS, default: 'mka' as Protocol, describe: 'released: score as the paper\'s released code (add_bos_token=False: no BOS for Llama 2/Mistral tokenizers, BOS kept for Llama 3\'s, which ignores the flag; --bos/--no-bos override)' })
-  .option('quantize', { choices: QUANT_SCHEMES, default: 'none' as QuantScheme, describe: 'evaluate with the weights rounded as `export --quantize` stores them' })
-  .option('dump-prompts', { type: 'string', describe: 'write every prompt as fed to the model to this JSONL file' })
-  .option('dry-run', { type: 'boolean', default: false, describe: 'build and tokenize the prompts, report counts and a time estimate; run no evaluation' })
-  .option('fresh', { type: 'boolean', default: false, describe: 'discard earlier results in the results directory' })
-  .option('streaming', { type: 'boolean', default: false, describe: 'one decoder layer in memory at a time (read from disk on every forward pass)' })
-  .example('$0 eval mmlu --model models/demo --data data/demo-mmlu', '')
-  .example('$0 eval mmlu --model out/merged --data ../shared/data/mmlu --reference-model models/base --limit 20', '')
-  .example('$0 eval mmlu --model out/merged --data ../shared/data/mmlu --no-bos', 'score without BOS, as the paper\'s released code');
+const OUT = option({ name: 'out', option: 'out', type: 'string', help: 'results directory (default results/mmlu/<model name>); rerun to resume' });
 
-const mmluCommand: CommandModule<GlobalArgs, ArgsOf<typeof mmluOptions>> = {
+const mmluCommand = defineCommand({
   command: 'mmlu',
   describe: 'MMLU accuracy (5-shot by default) per subject, subcategory, category and overall; resumable',
-  builder: mmluOptions,
-  handler: async (a) => {
+  options: [
+    ...COMPUTE_OPTIONS, MODEL, REVISION, MMLU_DATA, NTRAIN, EVAL_SUBJECTS, LIMIT, OUT, BATCH_SIZE, NAIVE, REFERENCE_MODEL, ANSWER_TOKENS, BOS,
+    {
+      ...PROTOCOL, group: undefined,
+      help: 'released: score as the paper\'s released code (add_bos_token=False: no BOS for Llama 2/Mistral tokenizers, BOS kept for Llama 3\'s, which ignores the flag; --bos/--no-bos override)',
+    },
+    EVAL_QUANTIZE, DUMP_PROMPTS, DRY_RUN, FRESH, STREAMING, FORCE_DIR,
+  ],
+  examples: [
+    ['$0 eval mmlu --model models/demo --data data/demo-mmlu', ''],
+    ['$0 eval mmlu --model out/merged --data ../shared/data/mmlu --reference-model models/base --limit 20', ''],
+    ['$0 eval mmlu --model out/merged --data ../shared/data/mmlu --no-bos', 'score without BOS, as the paper\'s released code'],
+  ],
+  run: async (v, ctx) => {
+    const { protocolSettings } = await import('../../compress/methods/protocol.ts');
+    const { defaultMmluOut, runMmluEval } = await import('../../eval/mmlu/run.ts');
+    const { EvaluationInterrupted } = await import('../../eval/mmlu/evaluate.ts');
+    const { formatSummaryTable } = await import('../../eval/mmlu/results.ts');
+    const { OUTPUT_FILES } = await import('../../io/output-dir.ts');
+    const { bosUnderAddBosTokenFalse, loadTokenizer } = await import('../../tokenizer/tokenizer.ts');
     // --protocol released: as the released code's add_bos_token=False gives this tokenizer (Llama 3 keeps BOS)
-    const bos = a.bos ?? (protocolSettings(a.protocol).scoringBos || bosUnderAddBosTokenFalse(await loadTokenizer(a.model)));
-    const out = a['dry-run'] ? null : a.out ?? defaultMmluOut(a.model, a.quantize, bos);
-    claimFile(a['dump-prompts'], OUTPUT_FILES.prompts, a, '--dump-prompts');
-    const release = out ? claimOutput(out, 'eval mmlu', 'mmlu-results', a) : () => {};
-    await setup(a);
-    const log = logger(a);
-    const stop = interruptOnSignals(log, 'batch');
+    const bos = v.bos ?? (protocolSettings(v.protocol).scoringBos || bosUnderAddBosTokenFalse(await loadTokenizer(v.model)));
+    const out = v.dryRun ? null : v.out ?? defaultMmluOut(v.model, v.quantize, bos);
+    claimFile(v.dumpPrompts, OUTPUT_FILES.prompts, v.force, ctx.inputs, DUMP_PROMPTS);
+    const release = out ? claimOutput(out, 'eval mmlu', 'mmlu-results', v.force, ctx.inputs) : () => {};
+    await setup({ ...v, quiet: ctx.quiet });
+    const stop = interruptOnSignals(ctx.log, 'batch');
     let bar: Progress | null = null;
     try {
       const r = await runMmluEval({
-        model: a.model, data: a.data, ntrain: a.ntrain, limit: a.limit, out: out ?? undefined,
-        subjects: a.subjects?.split(',').map((s) => s.trim()).filter(Boolean),
-        batchSize: a['batch-size'], naive: a.naive, referenceModel: a['reference-model'], answerTokens: a['answer-tokens'], bos,
-        quantize: a.quantize, dumpPrompts: a['dump-prompts'], dryRun: a['dry-run'], fresh: a.fresh, streaming: a.streaming, signal: stop.signal,
+        model: v.model, data: v.data, ntrain: v.ntrain, limit: v.limit, out: out ?? undefined,
+        subjects: v.subjects,
+        batchSize: v.batchSize, naive: v.naive, referenceModel: v.referenceModel, answerTokens: v.answerTokens, bos,
+        quantize: v.quantize, dumpPrompts: v.dumpPrompts, dryRun: v.dryRun, fresh: v.fresh, streaming: v.streaming, signal: stop.signal,
         onProgress: (p) => {
-          bar ??= progress('mmlu', p.questionsToRun, { unit: 'questions', quiet: a.quiet });
+          bar ??= progress('mmlu', p.questionsToRun, { unit: 'questions', quiet: ctx.quiet });
           bar.tick(p.questions, `| subjects ${p.subjectsDone}/${p.subjectsTotal} (${p.subject})`);
         },
       });
       (bar as Progress | null)?.done();
-      if (a['dump-prompts']) log(`prompts: ${a['dump-prompts']}`);
-      if (a['dry-run']) {
+      if (v.dumpPrompts) ctx.log(`prompts: ${v.dumpPrompts}`);
+      if (v.dryRun) {
         const s = r.stats, e = r.estimate!;
-        if (a.json) {
+        if (ctx.json) {
           process.stdout.write(JSON.stringify({ stats: s, estimate: e }) + '\n');
           return;
         }
@@ -80,8 +77,8 @@ const mmluCommand: CommandModule<GlobalArgs, ArgsOf<typeof mmluOptions>> = {
         return;
       }
       const resumed = r.resumedSubjects.length ? `, ${r.resumedSubjects.length} subjects loaded from an earlier run` : '';
-      log(`${r.computedQuestions} questions in ${fmtSeconds(r.seconds)}${r.seconds > 0 ? ` (${(r.computedQuestions / r.seconds).toFixed(2)} questions/s)` : ''}${resumed}; results in ${r.out}`);
-      if (a.json) process.stdout.write(JSON.stringify(r.summary) + '\n');
+      ctx.log(`${r.computedQuestions} questions in ${fmtSeconds(r.seconds)}${r.seconds > 0 ? ` (${(r.computedQuestions / r.seconds).toFixed(2)} questions/s)` : ''}${resumed}; results in ${r.out}`);
+      if (ctx.json) process.stdout.write(JSON.stringify(r.summary) + '\n');
       else process.stdout.write(formatSummaryTable(r.summary!));
     } catch (e) {
       if (!(e instanceof EvaluationInterrupted)) throw e;
@@ -93,7 +90,7 @@ const mmluCommand: CommandModule<GlobalArgs, ArgsOf<typeof mmluOptions>> = {
       stop.dispose();
     }
   },
-};
+});
 
 export const evalCommand: CommandModule<GlobalArgs, GlobalArgs> = {
   command: 'eval',

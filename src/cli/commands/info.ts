@@ -1,18 +1,15 @@
-import type { Argv, CommandModule } from 'yargs';
-import { type GlobalArgs, type ArgsOf } from '../common.ts';
-import { modelInfo } from '../../model/info.ts';
+import { defineCommand } from '../options.ts';
+import { MODEL, REVISION } from '../../model/options.ts';
 
-const options = (y: Argv<GlobalArgs>) => y
-  .option('model', { type: 'string', demandOption: true, describe: 'Hugging Face model directory' })
-  .example('$0 info --model models/demo', '');
-
-export const infoCommand: CommandModule<GlobalArgs, ArgsOf<typeof options>> = {
+export const infoCommand = defineCommand({
   command: 'info',
   describe: 'Architecture, layers, heads, parameters, dtype and size on disk of a model',
-  builder: options,
-  handler: (a) => {
-    const i = modelInfo(a.model);
-    if (a.json) {
+  options: [MODEL, REVISION],
+  examples: [['$0 info --model models/demo', '']],
+  run: async (v, ctx) => {
+    const { modelInfo } = await import('../../model/info.ts');
+    const i = modelInfo(v.model);
+    if (ctx.json) {
       process.stdout.write(JSON.stringify(i) + '\n');
       return;
     }
@@ -25,6 +22,6 @@ export const infoCommand: CommandModule<GlobalArgs, ArgsOf<typeof options>> = {
       ['tied embeddings', String(i.tied_embeddings)], ['dtype', i.dtypes.join(', ')], ...(i.quantization ? [['quantization', i.quantization] as [string, string]] : []),
       ['size on disk', `${(i.bytes_on_disk / 2 ** 20).toFixed(2)} MiB`],
     ];
-    for (const [k, v] of rows) process.stdout.write(`${k.padEnd(28)} ${v}\n`);
+    for (const [k, val] of rows) process.stdout.write(`${k.padEnd(28)} ${val}\n`);
   },
-};
+});

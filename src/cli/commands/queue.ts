@@ -1,23 +1,19 @@
 import type { Argv, CommandModule } from 'yargs';
-import type { ArgsOf, GlobalArgs } from '../common.ts';
-import { formatQueueStatus, queueStatus } from '../../queue/status.ts';
-import { DEFAULT_QUEUE_NAME } from '../../queue/connection.ts';
+import type { GlobalArgs } from '../common.ts';
+import { defineCommand } from '../options.ts';
+import { QUEUE_NAME, QUEUE_URL, STATUS_LIMIT } from '../../queue/options.ts';
 
-const statusBuilder = (y: Argv<GlobalArgs>) => y
-  .option('queue', { type: 'string', demandOption: true, describe: 'Redis URL, e.g. redis://10.0.0.5:6379' })
-  .option('queue-name', { type: 'string', default: DEFAULT_QUEUE_NAME, describe: 'BullMQ queue name' })
-  .option('limit', { type: 'number', default: 50, describe: 'most jobs listed per state' })
-  .example('$0 queue status --queue redis://10.0.0.5:6379', '');
-
-const statusCommand: CommandModule<GlobalArgs, ArgsOf<typeof statusBuilder>> = {
+const statusCommand = defineCommand({
   command: 'status',
   describe: 'Job counts, running jobs, failed jobs with their errors',
-  builder: statusBuilder,
-  handler: async (a) => {
-    const s = await queueStatus({ url: a.queue, name: a['queue-name'], limit: a.limit });
-    process.stdout.write(a.json ? JSON.stringify(s) + '\n' : formatQueueStatus(s));
+  options: [QUEUE_URL, { ...QUEUE_NAME, help: 'BullMQ queue name' }, STATUS_LIMIT],
+  examples: [['$0 queue status --queue redis://10.0.0.5:6379', '']],
+  run: async (v, ctx) => {
+    const { formatQueueStatus, queueStatus } = await import('../../queue/status.ts');
+    const s = await queueStatus(v);
+    process.stdout.write(ctx.json ? JSON.stringify(s) + '\n' : formatQueueStatus(s));
   },
-};
+});
 
 export const queueCommand: CommandModule<GlobalArgs, GlobalArgs> = {
   command: 'queue',

@@ -14,7 +14,8 @@ import { identityPlan, mergeStep } from '../merge-plan.ts';
 import type { CompressionMethod } from './method.ts';
 import { UserError } from '../../runtime/errors.ts';
 
-export const MKA_STRATEGIES = ['last-pair', 'adjacent'] as const;
+export { MKA_STRATEGIES } from './mka-options.ts';
+import { MKA_STRATEGIES } from './mka-options.ts';
 
 /** MKA's own parameters (`--strategy`, `--blend-norms`). */
 export interface MkaParameters {

@@ -11,8 +11,8 @@ import type { CalibrationPrompt } from '../../eval/mmlu/calibration-prompts.ts';
 import { formatExample } from '../../eval/mmlu/prompt.ts';
 import { PythonRandom } from './python-random.ts';
 
-export const PROTOCOLS = ['mka', 'released'] as const;
-export type Protocol = (typeof PROTOCOLS)[number];
+export { PROTOCOLS, type Protocol } from '../options.ts';
+import type { Protocol } from '../options.ts';
 
 export interface ProtocolSettings {
   /**

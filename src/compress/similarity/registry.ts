@@ -5,6 +5,7 @@
  * through this registry, and its choices are this list: a new metric is a file and an entry here.
  */
 import { UserError } from '../../runtime/errors.ts';
+import { option } from '../../runtime/options.ts';
 import { linearCka } from './cka.ts';
 import type { UndefinedPair } from './npib.ts';
 import { similarityFromGram, type SimilarityOptions, type SimilarityResult } from './stage.ts';
@@ -71,6 +72,12 @@ export const SIMILARITY_METRICS: readonly SimilarityMetric[] = [
 
 /** Names of the registered metrics (the choices of --metric). */
 export const METRIC_NAMES: readonly string[] = SIMILARITY_METRICS.map((m) => m.name);
+
+/** --metric: the layer-similarity metric MKA merges by; its choices are this registry. */
+export const METRIC = option({
+  name: 'metric', option: 'metric', type: 'choice', choices: METRIC_NAMES, default: DEFAULT_METRIC, group: 'Similarity:',
+  help: 'layer similarity metric that MKA merges by (npib: the paper\'s); --sigma, --alpha, --dims, --k-mi and --k-entropy are npib\'s',
+});
 
 /** The metric called `name`; a UserError listing the known ones otherwise. */
 export function getSimilarityMetric(name: string): SimilarityMetric {

@@ -3,6 +3,8 @@
  * rank normalisation, then the NPIB matrix between layers (see diffusion.ts, rank.ts, npib.ts).
  */
 import { UserError } from '../../runtime/errors.ts';
+import { checkOption, flag } from '../../runtime/options.ts';
+import { ALPHA, BETA, DIMS, K_ENTROPY, K_MI, SIGMA, SIMILARITY_OPTIONS } from './options.ts';
 import { diffusionEmbedding, type KernelDiagnostics } from './diffusion.ts';
 import { npibMatrix, type UndefinedPair } from './npib.ts';
 import { midRanks } from './rank.ts';
@@ -22,7 +24,10 @@ export interface SimilarityOptions {
   beta: number;
 }
 
-export const DEFAULT_SIMILARITY: SimilarityOptions = { sigma: 8, alpha: 0.5, dims: 2, kMi: 5, kEntropy: 50, beta: 1 };
+/** The defaults of the similarity options: their specs' (options.ts). */
+export const DEFAULT_SIMILARITY: SimilarityOptions = {
+  sigma: SIGMA.default, alpha: ALPHA.default, dims: DIMS.default, kMi: K_MI.default, kEntropy: K_ENTROPY.default, beta: BETA.default,
+};
 
 export interface SimilarityResult {
   /** [layer][sample][coord]: diffusion coordinates, each column defined up to sign. */
@@ -53,17 +58,12 @@ export function degenerateKernelWarning(kernel: KernelDiagnostics[]): string | n
 /** Fills defaults and rejects impossible options for n samples. */
 export function resolveOptions(n: number, opts: Partial<SimilarityOptions> = {}): SimilarityOptions {
   const o = { ...DEFAULT_SIMILARITY, ...opts };
+  // each option's own range first (its spec, as the command line checks it), then what n samples allow
+  for (const spec of SIMILARITY_OPTIONS) checkOption(spec, o[spec.name]);
   const problems: string[] = [];
-  if (o.sigma !== 'auto' && !(o.sigma > 0 && Number.isFinite(o.sigma))) problems.push(`--sigma ${o.sigma}: must be a positive number or auto`);
-  if (!(o.alpha >= 0 && Number.isFinite(o.alpha))) problems.push(`--alpha ${o.alpha}: must be >= 0`);
-  if (!(Number.isInteger(o.dims) && o.dims >= 1 && o.dims + 1 <= n)) problems.push(`--dims ${o.dims}: must be an integer in 1..${n - 1} for ${n} samples`);
-  if (!(Number.isInteger(o.kMi) && o.kMi >= 1 && o.kMi < n)) problems.push(`--k-mi ${o.kMi}: must be an integer in 1..${n - 1} for ${n} samples`);
-  if (!(Number.isInteger(o.kEntropy) && o.kEntropy >= 1)) problems.push(`--k-entropy ${o.kEntropy}: must be a positive integer`);
-  if (!Number.isFinite(o.beta)) problems.push(`--beta ${o.beta}: must be a finite number`);
-  if (problems.length) {
-    const fix = problems.some((p) => p.includes(' samples')) ? 'fix the option or use more samples' : 'fix the option';
-    throw new UserError(`similarity options: ${problems.join('; ')}; ${fix}`);
-  }
+  if (o.dims + 1 > n) problems.push(`${flag(DIMS)} ${o.dims}: must be an integer in 1..${n - 1} for ${n} samples`);
+  if (o.kMi >= n) problems.push(`${flag(K_MI)} ${o.kMi}: must be an integer in 1..${n - 1} for ${n} samples`);
+  if (problems.length) throw new UserError(`similarity options: ${problems.join('; ')}; fix the option or use more samples`);
   return o;
 }
 

@@ -11,7 +11,9 @@
  * and a rerun with the same run key loads finished subjects instead of recomputing them (results.ts).
  */
 import * as tf from '@tensorflow/tfjs';
-import { forwardInTurn, forwardMany, passTokens, type ForwardJob } from '../../model/forward.ts';
+import type { Workload } from '../../model/memory-estimate.ts';
+import { BATCH_SIZE } from './options.ts';
+import { PASS_HIDDEN_BYTES, forwardInTurn, forwardMany, passTokens, type ForwardJob } from '../../model/forward.ts';
 import { argmax } from '../../model/generate.ts';
 import { streamsLayers, type LlamaModel } from '../../model/model.ts';
 import { currentProfile } from '../../runtime/profile.ts';
@@ -462,4 +464,20 @@ export async function evaluateMmlu(opts: EvaluateMmluOptions): Promise<EvaluateM
     testQuestions: Object.fromEntries(subjects.map((s) => [s, data.test.get(s)!.length])),
   });
   return { records: ordered.flatMap((r) => r.questions), summary, stats, resumedSubjects, seconds, planSeconds, computedQuestions };
+}
+
+/**
+ * What an MMLU evaluation needs for the memory estimate: batches of questions on a cached 5-shot
+ * prefix, answer logits at the last position; --batch-size sets the batch. Prompts are not tokenized
+ * yet when the check runs, so typical MMLU lengths are assumed (a 1,536-token prefix, 256-token
+ * questions), not the longest subject's. Streamed, subjects share passes over the layers, which hold
+ * up to PASS_HIDDEN_BYTES of hidden states.
+ */
+export function mmluWorkload(opts: { batchSize?: number; streaming?: boolean }): Workload {
+  const rows = opts.batchSize ?? BATCH_SIZE.default;
+  const streaming = opts.streaming ?? false;
+  return {
+    streaming, rows, microBatch: rows, seqLen: 256, cacheTokens: 1536, prefixPass: true, logits: 'last', heldBytes: streaming ? PASS_HIDDEN_BYTES : 0,
+    batch: { option: BATCH_SIZE, field: 'rows' }, streamable: true,
+  };
 }

@@ -6,11 +6,11 @@ import { basename, join, resolve } from 'node:path';
 import { disposeModel, loadModel, type LlamaModel } from '../../model/model.ts';
 import { QUANT_SCHEMES, quantizeModelWeights, type QuantScheme } from '../../weights/quantize.ts';
 import { UserError } from '../../runtime/errors.ts';
-import { checkModelFits, mmluWorkload } from '../../model/memory-estimate.ts';
+import { checkModelFits } from '../../model/memory-estimate.ts';
 import { loadTokenizer } from '../../tokenizer/tokenizer.ts';
 import { estimateMmluCost, type CostEstimate } from './cost.ts';
 import { loadMmlu } from './data.ts';
-import { evaluateMmlu, type MmluProgress } from './evaluate.ts';
+import { evaluateMmlu, mmluWorkload, type MmluProgress } from './evaluate.ts';
 import { scoringTokenizer, type AnswerTokens, type PlanStats } from './question-plan.ts';
 import type { MmluSummary } from './results.ts';
 
@@ -68,7 +68,7 @@ export async function runMmluEval(opts: RunMmluOptions): Promise<RunMmluResult> 
   const tokenizer = scoringTokenizer(await loadTokenizer(opts.model), bos);
   const data = loadMmlu(opts.data, { subjects: opts.subjects });
   // Both models stay loaded (each subject runs on the model, then on the reference): both are counted.
-  checkModelFits('eval mmlu', opts.model, mmluWorkload(opts), { batch: { option: '--batch-size', field: 'rows' }, reference: opts.referenceModel });
+  checkModelFits('eval mmlu', opts.model, mmluWorkload(opts), { reference: opts.referenceModel });
   const loaded = loadModel(opts.model, { streaming: opts.streaming });
   let model: LlamaModel = loaded;
   if (quantize !== 'none') {

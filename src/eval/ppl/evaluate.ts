@@ -5,7 +5,8 @@
  * model runs many windows per pass over its layers, so each layer is read once per pass, not per window.
  */
 import * as tf from '@tensorflow/tfjs';
-import { forward, forwardMany, passTokens, type ForwardJob } from '../../model/forward.ts';
+import type { Workload } from '../../model/memory-estimate.ts';
+import { LOGIT_CHUNK_FLOATS, PASS_HIDDEN_BYTES, forward, forwardMany, passTokens, type ForwardJob } from '../../model/forward.ts';
 import { streamsLayers, type LlamaModel } from '../../model/model.ts';
 import { currentProfile } from '../../runtime/profile.ts';
 import { slidingWindows, type PplWindow } from './windows.ts';
@@ -117,4 +118,16 @@ export async function evaluatePerplexity(opts: EvaluatePplOptions): Promise<{ su
   const seconds = (performance.now() - t0) / 1000;
   results?.finish(summary, { seconds, resumed_windows: resumedWindows, backend: currentProfile().backend, compute: opts.model.compute });
   return { summary, resumedWindows, seconds };
+}
+
+/**
+ * What a perplexity evaluation needs for the memory estimate: one window of seqLen tokens per forward
+ * call, logits of its scored positions in chunks (a chunk and its log-softmax); streamed, windows share
+ * passes that hold up to PASS_HIDDEN_BYTES.
+ */
+export function pplWorkload(seqLen: number, streaming: boolean): Workload {
+  return {
+    streaming, rows: 1, microBatch: 1, seqLen, logits: 'none',
+    heldBytes: 2 * 4 * LOGIT_CHUNK_FLOATS + (streaming ? PASS_HIDDEN_BYTES : 0), streamable: true,
+  };
 }

@@ -7,11 +7,11 @@ import { readRegularFile } from '../../io/read.ts';
 import { basename, join, resolve } from 'node:path';
 import { disposeModel, loadModel } from '../../model/model.ts';
 import { readConfig, type LlamaConfig } from '../../model/config.ts';
-import { checkModelFits, pplWorkload } from '../../model/memory-estimate.ts';
+import { checkModelFits } from '../../model/memory-estimate.ts';
 import type { Tokenizer } from '../../tokenizer/tokenizer.ts';
 import { UserError } from '../../runtime/errors.ts';
 import { loadTokenizer } from '../../tokenizer/tokenizer.ts';
-import { evaluatePerplexity, type PplProgress } from './evaluate.ts';
+import { evaluatePerplexity, pplWorkload, type PplProgress } from './evaluate.ts';
 import type { PplSummary } from './results.ts';
 
 /** The default window: 2048 tokens (WikiText-2 in the pruning papers), or the model's context if shorter. */

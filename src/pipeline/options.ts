@@ -1,0 +1,22 @@
+/**
+ * The options of `mka compress` that are not calibration's (compress/options.ts) or a method's (its
+ * file): which method, how many layers, a recorded plan, the output dtype; declared once (contract 5,
+ * src/runtime/options.ts).
+ */
+import { option } from '../runtime/options.ts';
+import { METHODS } from '../compress/methods/registry.ts';
+import { HF_DTYPES } from '../weights/hf-writer.ts';
+
+/** The registered methods' names (the choices of --method and --methods). */
+export const METHOD_NAMES: readonly string[] = METHODS.map((m) => m.name);
+
+export const METHOD = option({ name: 'method', option: 'method', type: 'choice', choices: METHOD_NAMES, help: 'compression method (default mka)' });
+export const REMOVE = option({ name: 'remove', option: 'remove', type: 'integer', min: 0, help: 'number of layers to remove (required unless --plan)' });
+export const PLAN = option({
+  name: 'plan', option: 'plan', type: 'string', path: 'file',
+  help: 'replay a recorded plan (a merge.json of mka compress, or the same fields in YAML) without calibrating',
+});
+export const OUT_DTYPE = option({
+  name: 'dtype', option: 'dtype', type: 'choice', choices: HF_DTYPES,
+  help: 'storage dtype of the output (default: the source model\'s torch_dtype, else float32; with --plan, the dtype it records)',
+});

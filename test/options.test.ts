@@ -1,0 +1,116 @@
+/**
+ * The option declarations (contract 5): values, ranges, lists and messages derive from one spec; a
+ * renamed option changes its spec's spelling and every message follows; every command of the CLI takes
+ * its options from specs whose defaults pass their own checks, without two options of one name.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { OptionError, checkOption, describeRange, flag, option, type OptionSpec } from '../src/runtime/options.ts';
+import { checkConfigKeys, checkPaths, valuesOf, type DefinedCommand } from '../src/cli/options.ts';
+import { COMMANDS } from '../src/cli/commands/index.ts';
+import { UserError } from '../src/runtime/errors.ts';
+
+const BATCH = option({ name: 'microBatch', option: 'micro-batch', type: 'integer', min: 1, default: 8, help: 'prompts per micro-batch' });
+const SIGMA = option({ name: 'sigma', option: 'sigma', type: 'number', above: 0, auto: true, default: 8, help: 'bandwidth' });
+const COUNTS = option({ name: 'remove', option: 'remove', type: 'integer', min: 0, list: true, default: '0,1', help: 'counts' });
+const MODE = option({ name: 'mode', option: 'mode', type: 'choice', choices: ['a', 'b'] as const, help: 'mode' });
+const FLAG = option({ name: 'blend', option: 'blend', type: 'boolean', help: 'blend' });
+const SPECS = [BATCH, SIGMA, COUNTS, MODE, FLAG] as const;
+
+/** The message of the OptionError `f` throws (and that it names `spec`). */
+function messageOf(f: () => unknown, spec: OptionSpec): string {
+  try {
+    f();
+  } catch (e) {
+    assert.ok(e instanceof OptionError, `not an OptionError: ${e}`);
+    assert.equal(e.option, spec.name);
+    return e.message;
+  }
+  assert.fail('no error');
+}
+
+test('values are typed and checked by their spec: integers, numbers or auto, lists, choices, booleans, defaults', () => {
+  const v = valuesOf(SPECS, { 'micro-batch': '4', sigma: 'auto', remove: '0, 2,4', mode: 'b', blend: false }, []);
+  assert.deepEqual(v, { microBatch: 4, sigma: 'auto', remove: [0, 2, 4], mode: 'b', blend: false });
+  assert.deepEqual(valuesOf(SPECS, { 'micro-batch': 8, sigma: 0.5 }, []), { microBatch: 8, sigma: 0.5 });
+  const cases: [OptionSpec, unknown, RegExp][] = [
+    [BATCH, '0', /^--micro-batch 0: must be a positive integer$/],
+    [BATCH, '1.5', /^--micro-batch 1\.5: must be a positive integer$/],
+    [BATCH, '0x10', /^--micro-batch 0x10: must be a positive integer$/],
+    [SIGMA, '0', /^--sigma 0: must be a number > 0 or auto$/],
+    [SIGMA, 'Infinity', /^--sigma Infinity: must be a number > 0 or auto$/],
+    [SIGMA, Infinity, /^--sigma Infinity: must be a number > 0 or auto$/], // a --config file's 1e400
+    [COUNTS, '0,,2', /^--remove 0,,2: expected a comma-separated list without empty items, e.g. 0,1$/],
+    [COUNTS, '0,x', /^--remove 0,x: must be an integer >= 0$/],
+    [MODE, 'c', /^--mode c: must be one of a, b$/],
+    [FLAG, 'yes', /^--blend yes: must be true or false$/],
+  ];
+  for (const [spec, value, want] of cases) assert.match(messageOf(() => checkOption(spec, value), spec), want);
+  assert.equal(describeRange(option({ name: 'a', option: 'a', type: 'number', min: 0, max: 1, help: '' })), 'a number from 0 to 1');
+});
+
+test('required, empty, repeated, null and --config booleans are refused naming the option', () => {
+  const MODEL = option({ name: 'model', option: 'model', type: 'string', required: true, help: 'the model directory' });
+  assert.match(messageOf(() => valuesOf([MODEL], {}, []), MODEL), /^--model is required: the model directory$/);
+  assert.match(messageOf(() => valuesOf([MODEL], { model: '' }, ['--model=']), MODEL), /^--model is empty/);
+  assert.match(messageOf(() => valuesOf([MODEL], { model: ['a', 'b'] }, []), MODEL), /^--model is given more than once/);
+  assert.match(messageOf(() => valuesOf([MODEL], { model: null }, []), MODEL), /^--model has no value/);
+  assert.match(messageOf(() => valuesOf([FLAG], { blend: false }, ['--blend=maybe']), FLAG), /^--blend=maybe: must be true or false/);
+  assert.match(messageOf(() => valuesOf([FLAG], { blend: true }, [], { blend: 'yes' }), FLAG), /^--blend "yes" in --config: must be true or false/);
+});
+
+test('a renamed option changes its spec only: every message names the new spelling', () => {
+  const renamed = { ...BATCH, option: 'prompts-per-batch' } as const;
+  assert.equal(flag(renamed), '--prompts-per-batch');
+  assert.match(messageOf(() => valuesOf([renamed], { 'prompts-per-batch': '0' }, ['--prompts-per-batch', '0']), renamed), /^--prompts-per-batch 0: must be a positive integer$/);
+  assert.deepEqual(valuesOf([renamed], { 'prompts-per-batch': '3' }, []), { microBatch: 3 }, 'the library key stays');
+});
+
+test('paths: inputs must exist as their kind; a --config key the command lacks names the file and the nearest option', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'mka-options-'));
+  const file = join(dir, 'f.txt');
+  writeFileSync(file, 'x');
+  const DIR = option({ name: 'data', option: 'data', type: 'string', path: 'directory', help: '' });
+  const FILE = option({ name: 'calibrationFile', option: 'calibration', type: 'string', path: 'file', help: '' });
+  checkPaths([DIR, FILE], { data: dir, calibrationFile: file });
+  assert.match(messageOf(() => checkPaths([DIR], { data: file }), DIR), /--data is a file, but must be a directory$/);
+  assert.match(messageOf(() => checkPaths([FILE], { calibrationFile: dir }), FILE), /--calibration is a directory, but must be a file$/);
+  assert.match(messageOf(() => checkPaths([FILE], { calibrationFile: join(dir, 'nope') }), FILE), /--calibration not found; give an existing file$/);
+  assert.throws(() => checkConfigKeys({ modle: 'x' }, 'c.yaml', 'info', ['model', 'json']), (e: unknown) =>
+    e instanceof UserError && e.message === 'c.yaml: --config key modle (did you mean model?) is not an option of mka info (see mka info --help)');
+  assert.doesNotThrow(() => checkConfigKeys({ model: 'x' }, 'c.yaml', 'info', ['model']));
+});
+
+test('every command takes its options from specs: unique names and spellings, help, defaults that pass their own checks', async () => {
+  const defined: DefinedCommand[] = [];
+  const collect = async (m: unknown): Promise<void> => {
+    if (m && typeof m === 'object' && 'def' in m) defined.push(m as DefinedCommand);
+  };
+  for (const c of COMMANDS) {
+    const m = await c.load() as unknown as Record<string, unknown>;
+    if ('def' in m) await collect(m);
+    else {
+      // a parent (eval, export, queue): its subcommands are registered in its builder
+      const subs: unknown[] = [];
+      const fake = { command: (sub: unknown) => { subs.push(sub); return fake; }, demandCommand: () => fake };
+      (m.builder as (y: unknown) => unknown)(fake);
+      assert.ok(subs.length > 0, `${c.command}: neither defined from specs nor a parent of commands`);
+      for (const s of subs) await collect(s);
+      assert.equal(subs.filter((s) => !(s && typeof s === 'object' && 'def' in s)).length, 0, `${c.command}: a subcommand not defined from specs`);
+    }
+  }
+  assert.ok(defined.length >= 15, `${defined.length} commands`);
+  for (const { def } of defined) {
+    const names = def.options.map((s) => s.name), spellings = def.options.map((s) => s.option);
+    assert.equal(new Set(names).size, names.length, `${def.command}: two options fill ${names.find((n, i) => names.indexOf(n) !== i)}`);
+    assert.equal(new Set(spellings).size, spellings.length, `${def.command}: --${spellings.find((n, i) => spellings.indexOf(n) !== i)} declared twice`);
+    for (const s of def.options) {
+      assert.ok(s.help.length > 5, `${def.command} --${s.option}: no help`);
+      if (s.default !== undefined) assert.doesNotThrow(() => checkOption(s, s.default), `${def.command} --${s.option}: its default ${String(s.default)} fails its own check`);
+      if (s.type === 'choice') assert.ok(s.choices && s.choices.length > 0, `${def.command} --${s.option}: a choice without choices`);
+    }
+  }
+});
