@@ -15,7 +15,9 @@ import { disposeModel, loadModel, modelFromTensors, openModelDir, type LlamaMode
 import { forward } from '../src/model/forward.ts';
 import { expectedTensors, layerTensorShapes, parseConfig, readConfig } from '../src/model/config.ts';
 import { hasKernel, linear, packedPath, takes16BitWeights } from '../src/model/ops.ts';
-import { backendProfile, estimateMemory, mmluWorkload, sequenceWorkload, storedBytes } from '../src/model/memory-estimate.ts';
+import { backendProfile, estimateMemory, storedBytes } from '../src/model/memory-estimate.ts';
+import { mmluWorkload } from '../src/eval/mmlu/evaluate.ts';
+import { sequenceWorkload } from '../src/model/inspect.ts';
 import { dequantize, quantizeRtn } from '../src/io/packed.ts';
 import { checkpointSource } from '../src/weights/source.ts';
 import { writeHfModel } from '../src/weights/hf-writer.ts';
@@ -400,7 +402,7 @@ test('mka quantize refuses impossible grids and missing calibration with one lin
     [['--method', 'smoothquant', '--bits', '4', '--data', FLOAT], ['smoothquant', 'W8A8']],
     [['--method', 'gptq', '--bits', '4'], ['--method gptq', '--data']],
     [['--method', 'rtn', '--bits', '4', '--dampening', '0.1'], ['--dampening', 'not a parameter of rtn']],
-    [['--method', 'gptq', '--bits', '4', '--dampening', '2', '--calibration', join(FLOAT, 'config.json')], ['--dampening 2', '0..1']],
+    [['--method', 'gptq', '--bits', '4', '--dampening', '2', '--calibration', join(FLOAT, 'config.json')], ['--dampening 2', 'from 0 to 1']],
   ];
   const packed = join(TMP, 'cli-packed');
   await quantizeTo(packed, 'rtn:w4g32');
