@@ -23,7 +23,8 @@ import { checkpointSource } from '../src/weights/source.ts';
 import { writeHfModel } from '../src/weights/hf-writer.ts';
 import { exportHf } from '../src/export/hf.ts';
 import { materializeQuantized, quantizedSource } from '../src/quant/quantize.ts';
-import { methodParams, getQuantMethod, parseQuantization, quantizationName } from '../src/quant/registry.ts';
+import { QUANT_METHODS, methodParams, getQuantMethod, parseQuantization, quantizationName } from '../src/quant/registry.ts';
+import { QUANT_METHOD_NAMES } from '../src/quant/options.ts';
 import { foldScales, scaleSites } from '../src/quant/fold.ts';
 import { SMOOTH_SITES } from '../src/quant/methods/smoothquant.ts';
 import { compressModel, replayPlan } from '../src/pipeline/compress.ts';
@@ -323,6 +324,7 @@ test('quantizers say once, with counts, what they did other than asked: prompts 
 });
 
 test('quantization specs parse, print back, and refuse what a method cannot do', () => {
+  assert.deepEqual(QUANT_METHODS.map((m) => m.name), [...QUANT_METHOD_NAMES], '--method\'s choices (quant/options.ts, no tfjs) are the registry\'s methods');
   for (const s of ['gptq:w4g128', 'rtn:w8', 'rtn:w4g32-asym', 'awq:w4g64', 'smoothquant:w8a8']) assert.equal(quantizationName(parseQuantization(s)), s);
   assert.equal(parseQuantization('none'), null);
   assert.throws(() => parseQuantization('gptq:w3g128'), UserError);
