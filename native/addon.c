@@ -333,7 +333,8 @@ static napi_value js_attention(napi_env env, napi_callback_info info) {
   napi_value d = c.argv[0];
   int64_t B = 0, T = 0, S = 0, nH = 0, nKV = 0, hd = 0, kvB = 0, window = 0;
   double scale = 0;
-  if (!int_field(&c, d, "B", 0, DIM_MAX, false, 0, &B) || !int_field(&c, d, "T", 0, DIM_MAX, false, 0, &T) ||
+  bool bf16 = false;
+  if (!bool_field(&c, d, "bf16", &bf16) || !int_field(&c, d, "B", 0, DIM_MAX, false, 0, &B) || !int_field(&c, d, "T", 0, DIM_MAX, false, 0, &T) ||
       !int_field(&c, d, "S", 0, DIM_MAX, false, 0, &S) || !int_field(&c, d, "nH", 1, DIM_MAX, false, 0, &nH) ||
       !int_field(&c, d, "nKV", 1, DIM_MAX, false, 0, &nKV) || !int_field(&c, d, "hd", 1, 1 << 16, false, 0, &hd) ||
       !int_field(&c, d, "kvB", 1, DIM_MAX, true, 1, &kvB) || !int_field(&c, d, "window", 0, DIM_MAX, true, 0, &window) ||
@@ -349,7 +350,7 @@ static napi_value js_attention(napi_env env, napi_callback_info info) {
   const float *v = view_field(&c, d, "v", 4, nkv, false);
   float *out = view_field(&c, d, "out", 4, nq, false);
   if (c.failed) return NULL;
-  if (B > 0 && T > 0) attention(q, k, v, out, B, T, S, nH, nKV, hd, kvB, window, (float)scale);
+  if (B > 0 && T > 0) attention(q, k, v, out, B, T, S, nH, nKV, hd, kvB, window, (float)scale, bf16);
   return NULL;
 }
 
@@ -458,7 +459,9 @@ static napi_value js_decoder_layer(napi_env env, napi_callback_info info) {
   for (int i = 0; i < 10; i++)
     if (!int_field(&c, d, names[i], 0, DIM_MAX, i >= 7, i == 8 ? 1 : 0, &v[i])) return NULL;
   double eps = 0, scale = 0;
-  if (!num_field(&c, d, "eps", &eps) || !num_field(&c, d, "scale", &scale)) return NULL;
+  bool bf16 = false;
+  if (!num_field(&c, d, "eps", &eps) || !num_field(&c, d, "scale", &scale) || !bool_field(&c, d, "bf16Attention", &bf16)) return NULL;
+  a.bf16_attention = bf16;
   a.B = v[0], a.T = v[1], a.H = v[2], a.nH = v[3], a.nKV = v[4], a.hd = v[5], a.F = v[6], a.S0 = v[7], a.kvB = v[8], a.window = v[9];
   a.eps = (float)eps, a.scale = (float)scale;
   if (a.nH < 1 || a.nKV < 1 || a.nH % a.nKV) return fail(&c, "nH must be a positive multiple of nKV"), NULL;

@@ -94,6 +94,8 @@ typedef struct {
   void (*rowdot)(float *sums, const uint8_t *row, int format, int symmetric, const int8_t *qa, const int16_t *qa16,
                  long lda, const float *da, const int32_t *sa, long ldd, long m, const float *scales, const float *mins,
                  long group, int off);
+  /* Blocks of 32 whole inputs of one row with scale d each: q = round-half-even(x/d) (NULL: plain C does it). */
+  void (*quantize)(const float *x, long blocks, const float *d, int8_t *q, int32_t *sums);
 } int_kern;
 extern const int_kern int_vnni, int_avx512bw, int_avx2;
 /* The integer kernel of this CPU's path (after MKA_ISA), or NULL for the portable one. */

@@ -277,9 +277,22 @@ static T256 void rowdot_avx2(float *sums, const uint8_t *row, int format, int sy
   for (long r = 0; r < m; r++) sums[r] = hsum256(acc[r]) + corr[r];
 }
 
-const int_kern int_vnni = {"vnni", MR512, 32, 1, 0, pack_quads32, ukernel_vnni, rowdot_vnni};
-const int_kern int_avx512bw = {"avx512bw", MR512, 32, 2, 1, pack_pairs32, ukernel_bw, rowdot_bw};
-const int_kern int_avx2 = {"avx2", MR256, 16, 2, 1, pack_pairs16, ukernel_avx2, rowdot_avx2};
+/* The quants of whole blocks, as quant.c's plain C computes them: the same float multiply, rounding to nearest even. */
+static T512 void quantize512(const float *x, long blocks, const float *d, int8_t *q, int32_t *sums) {
+  for (long b = 0; b < blocks; b++) {
+    const __m512 id = _mm512_set1_ps(d[b] > 0.f ? 1.f / d[b] : 0.f), lim = _mm512_set1_ps(127.f);
+    const __m512 x0 = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(_mm512_loadu_ps(x + 32 * b), id), _mm512_sub_ps(_mm512_setzero_ps(), lim)), lim);
+    const __m512 x1 = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(_mm512_loadu_ps(x + 32 * b + 16), id), _mm512_sub_ps(_mm512_setzero_ps(), lim)), lim);
+    const __m512i q0 = _mm512_cvtps_epi32(x0), q1 = _mm512_cvtps_epi32(x1); /* MXCSR's rounding: nearest even */
+    _mm_storeu_si128((__m128i *)(q + 32 * b), _mm512_cvtsepi32_epi8(q0));
+    _mm_storeu_si128((__m128i *)(q + 32 * b + 16), _mm512_cvtsepi32_epi8(q1));
+    sums[b] = _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
+  }
+}
+
+const int_kern int_vnni = {"vnni", MR512, 32, 1, 0, pack_quads32, ukernel_vnni, rowdot_vnni, quantize512};
+const int_kern int_avx512bw = {"avx512bw", MR512, 32, 2, 1, pack_pairs32, ukernel_bw, rowdot_bw, quantize512};
+const int_kern int_avx2 = {"avx2", MR256, 16, 2, 1, pack_pairs16, ukernel_avx2, rowdot_avx2, NULL};
 #else
 const int_kern int_vnni = {0}, int_avx512bw = {0}, int_avx2 = {0};
 #endif

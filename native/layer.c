@@ -50,7 +50,7 @@ int decoder_layer(const layer_args *a) {
   rope(k, a->cos, a->sin, a->B, a->T, a->nKV, a->hd);
   gather_kv(K, a->past_k, k, a->B, a->T, a->nKV, a->hd, a->S0, a->kvB);
   gather_kv(V, a->past_v, v, a->B, a->T, a->nKV, a->hd, a->S0, a->kvB);
-  attention(q, K, V, att, a->B, a->T, S, a->nH, a->nKV, a->hd, a->B, a->window, a->scale);
+  attention(q, K, V, att, a->B, a->T, S, a->nH, a->nKV, a->hd, a->B, a->window, a->scale, a->bf16_attention);
   memcpy(a->h, a->x, sizeof(float) * n_xn);
   rc |= project(att, &a->w[DL_WO], a->bias[DL_WO], a->h, rows, 1);
   /* MLP half: h += down_proj(silu(gate_proj) * up_proj) on rmsnorm(h) */

@@ -161,8 +161,9 @@ static inline uint32_t f32_to_bf16(float x) {
 }
 
 /* ---- ops.c ---- */
+/* bf16: scores and P·V as bf16 products (the query block's heads of a kv head together); else float32. */
 void attention(const float *q, const float *k, const float *v, float *out, long B, long T, long S,
-               long nH, long nKV, long hd, long kvB, long window, float scale);
+               long nH, long nKV, long hd, long kvB, long window, float scale, int bf16);
 void rmsnorm(const float *x, const void *w, int w_type, float *out, long rows, long n, float eps);
 void rope(float *x, const float *cos, const float *sin, long B, long T, long heads, long hd);
 void silu_mul(const float *gate, const float *up, float *out, long n);
@@ -184,6 +185,7 @@ typedef struct {
   float *k_out, *v_out;    /* NULL or [B][nKV][S0+T][hd] */
   long B, T, H, nH, nKV, hd, F, S0, kvB, window;
   float eps, scale;
+  int bf16_attention; /* attention's products in bf16 (--compute bfloat16) */
 } layer_args;
 
 /*

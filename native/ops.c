@@ -91,10 +91,99 @@ static void att_task(void *p, long t, int thread) {
   }
 }
 
+/* Values [s0, s0+nk) (rows of hd) as BF16P panels of 32 dimensions over key pairs: P·V's "weight" (zero past nk and hd). */
+static void pack_values(uint32_t *dst, const float *v, long s0, long nk, long hd) {
+  const long panels = (hd + BF16P_NR - 1) / BF16P_NR, pairs = ATT_BK / 2;
+  memset(dst, 0, sizeof(uint32_t) * (size_t)(panels * pairs * BF16P_NR));
+  for (long j = 0; j < nk; j++) {
+    const float *row = v + (s0 + j) * hd;
+    const int shift = (int)(j & 1) * 16;
+    uint32_t *col = dst + (j / 2) * BF16P_NR;
+    for (long d = 0; d < hd; d++) col[(d / BF16P_NR) * pairs * BF16P_NR + d % BF16P_NR] |= f32_to_bf16(row[d]) << shift;
+  }
+}
+
+/*
+ * The bf16 products' attention: query rows [t0, t1) of every head of one kv head (the g heads that share
+ * it stacked, so each key and value tile is packed once for all of them), scores and P·V as bf16 products
+ * (q, k, p and v rounded to bf16, float32 accumulation), the online softmax in float32.
+ */
+static void att_task_bf16(void *p, long t, int thread) {
+  (void)thread;
+  const att_ctx *a = p;
+  const kern_table *K = kt();
+  const bf16_kern *bk = bf16_kern_get();
+  const long rows = a->B * a->nKV, g = a->nH / a->nKV;
+  const long qb = a->nqb - 1 - t / rows; /* the longest (last) query blocks first */
+  const long b = (t % rows) / a->nKV, kvh = (t % rows) % a->nKV, kb = a->kvB == 1 ? 0 : b;
+  const long T = a->T, S = a->S, hd = a->hd, stride = a->nH * hd, mr = bk->mr;
+  const long t0 = qb * ATT_BQ, t1 = t0 + ATT_BQ < T ? t0 + ATT_BQ : T, nq = t1 - t0, R = g * nq;
+  const long pairs = bf16p_pairs(hd), hdp = round_up(hd, BF16P_NR), apan = (R + mr - 1) / mr, dpan = hdp / BF16P_NR;
+  /* work: q rows (scaled), packed Q, packed K tile, scores, packed P, packed V tile, output rows, max, sum, ranges */
+  const long sizes[] = {round_up(R * hd, 16), apan * pairs * mr, (ATT_BK / BF16P_NR) * pairs * BF16P_NR, R * ATT_BK,
+                        apan * (ATT_BK / 2) * mr, dpan * (ATT_BK / 2) * BF16P_NR, R * hdp, round_up(R, 16), round_up(R, 16),
+                        round_up(2 * R * 2, 16)};
+  long total = 0;
+  for (int i = 0; i < 10; i++) total += sizes[i];
+  float *w = scratch(3, sizeof(float) * (size_t)total);
+  if (!w) return;
+  float *qs = w, *s = qs + sizes[0] + sizes[1] + sizes[2], *o = s + sizes[3] + sizes[4] + sizes[5], *mx = o + sizes[6], *l = mx + sizes[7];
+  uint32_t *qp = (uint32_t *)(qs + sizes[0]), *kp = qp + sizes[1], *pp = (uint32_t *)(s + sizes[3]), *vp = pp + sizes[4];
+  long *lo = (long *)(l + sizes[8]), *hi = lo + R;
+  const float *kk = a->k + (kb * a->nKV + kvh) * S * hd, *vv = a->v + (kb * a->nKV + kvh) * S * hd;
+  long lo_min = S, hi_max = 0;
+  for (long hh = 0; hh < g; hh++) {
+    const float *q = a->q + (b * T * a->nH + kvh * g + hh) * hd;
+    for (long r = 0; r < nq; r++) {
+      const long i = hh * nq + r, pos = S - T + t0 + r;
+      hi[i] = pos + 1;
+      lo[i] = a->window > 0 && pos - a->window + 1 > 0 ? pos - a->window + 1 : 0;
+      lo_min = lo[i] < lo_min ? lo[i] : lo_min;
+      hi_max = hi[i] > hi_max ? hi[i] : hi_max;
+      mx[i] = -INFINITY;
+      l[i] = 0.f;
+      for (long d = 0; d < hd; d++) qs[i * hd + d] = q[(t0 + r) * stride + d] * a->scale;
+    }
+  }
+  memset(o, 0, sizeof(float) * (size_t)(R * hdp));
+  for (long ap = 0; ap < apan; ap++) bk->pack_a(qp + ap * pairs * mr, qs, R, hd, ap * mr, 0, pairs, (int)mr);
+  for (long s0 = lo_min; s0 < hi_max; s0 += ATT_BK) {
+    const long nk = hi_max - s0 < ATT_BK ? hi_max - s0 : ATT_BK;
+    /* scores [R][nk] = Qs · K[s0 : s0+nk]ᵀ: the key tile as BF16P panels of 32 keys (pack_a's [pair][32 rows] layout) */
+    for (long P = 0; P < ATT_BK / BF16P_NR; P++) bk->pack_a(kp + P * pairs * BF16P_NR, kk + s0 * hd, nk, hd, P * BF16P_NR, 0, pairs, BF16P_NR);
+    for (long P = 0; P * BF16P_NR < nk; P++)
+      for (long ap = 0; ap < apan; ap++)
+        bk->ukernel(pairs, qp + ap * pairs * mr, kp + P * pairs * BF16P_NR, s + ap * mr * ATT_BK + P * BF16P_NR, ATT_BK,
+                    (int)(R - ap * mr < mr ? R - ap * mr : mr), (int)(nk - P * BF16P_NR < BF16P_NR ? nk - P * BF16P_NR : BF16P_NR),
+                    UK_LAST, NULL);
+    K->softmax_block(s, R, nk, lo, hi, s0, mx, l, o, hd, hdp);
+    if (nk < ATT_BK)
+      for (long i = 0; i < R; i++) memset(s + i * ATT_BK + nk, 0, sizeof(float) * (size_t)(ATT_BK - nk));
+    /* out [R][hd] += P [R][nk] · V[s0 : s0+nk] */
+    for (long ap = 0; ap < apan; ap++) bk->pack_a(pp + ap * (ATT_BK / 2) * mr, s, R, ATT_BK, ap * mr, 0, ATT_BK / 2, (int)mr);
+    pack_values(vp, vv, s0, nk, hd);
+    for (long D = 0; D < dpan; D++)
+      for (long ap = 0; ap < apan; ap++)
+        bk->ukernel(ATT_BK / 2, pp + ap * (ATT_BK / 2) * mr, vp + D * (ATT_BK / 2) * BF16P_NR, o + ap * mr * hdp + D * BF16P_NR, hdp,
+                    (int)(R - ap * mr < mr ? R - ap * mr : mr), (int)(hd - D * BF16P_NR < BF16P_NR ? hd - D * BF16P_NR : BF16P_NR),
+                    UK_LOAD | UK_LAST, NULL);
+  }
+  for (long hh = 0; hh < g; hh++) {
+    float *out = a->out + (b * T * a->nH + kvh * g + hh) * hd;
+    for (long r = 0; r < nq; r++) {
+      const long i = hh * nq + r;
+      const float inv = 1.f / l[i];
+      for (long d = 0; d < hd; d++) out[(t0 + r) * stride + d] = o[i * hdp + d] * inv;
+    }
+  }
+}
+
 void attention(const float *q, const float *k, const float *v, float *out, long B, long T, long S, long nH, long nKV,
-               long hd, long kvB, long window, float scale) {
+               long hd, long kvB, long window, float scale, int bf16) {
   att_ctx a = {q, k, v, out, B, T, S, nH, nKV, hd, kvB, window, (T + ATT_BQ - 1) / ATT_BQ, scale};
-  pool_run(B * nH * a.nqb, att_task, &a);
+  /* bf16 products pay where there are query blocks to pack; decoding's few rows read keys in place in float32 */
+  if (bf16 && T > 2) pool_run(B * nKV * a.nqb, att_task_bf16, &a);
+  else pool_run(B * nH * a.nqb, att_task, &a);
 }
 
 typedef struct {

@@ -60,6 +60,7 @@ typedef struct {
   int16_t *q16;
   float *d;
   int32_t *s;
+  const int_kern *ik; /* its vector quantize, when it has one */
 } act_ctx;
 
 static void quantize_rows(void *p, long r, int thread) {
@@ -73,6 +74,7 @@ static void quantize_rows(void *p, long r, int thread) {
     for (long i = 0; i < a->k; i++) amax = fabsf(x[i]) > amax ? fabsf(x[i]) : amax;
     row_d = amax / 127.f;
   }
+  /* scales first: per block (or one per row), from max|x| */
   for (long b = 0; b < a->kb; b++) {
     const long i0 = b * 32, n = a->k - i0 < 32 ? a->k - i0 : 32;
     float d = row_d;
@@ -81,18 +83,24 @@ static void quantize_rows(void *p, long r, int thread) {
       for (long i = 0; i < n; i++) amax = fabsf(x[i0 + i]) > amax ? fabsf(x[i0 + i]) : amax;
       d = amax / 127.f;
     }
-    const float id = d > 0.f ? 1.f / d : 0.f;
+    a->d[r * a->kb + b] = d;
+  }
+  /* then the quants: whole blocks by the kernel's vector code when it has one, a partial last block here */
+  const long whole = a->ik && a->ik->quantize ? a->k / 32 : 0;
+  if (whole) a->ik->quantize(x, whole, a->d + r * a->kb, q, a->s + r * a->kb);
+  for (long b = whole; b < a->kb; b++) {
+    const long i0 = b * 32, n = a->k - i0 < 32 ? a->k - i0 : 32;
+    const float d = a->d[r * a->kb + b], id = d > 0.f ? 1.f / d : 0.f;
     int32_t sum = 0;
     for (long i = 0; i < 32; i++) {
       int v = 0;
       if (i < n) {
-        v = (int)nearbyintf(x[i0 + i] * id);
-        v = v > 127 ? 127 : v < -127 ? -127 : v;
+        const float t = x[i0 + i] * id;
+        v = (int)nearbyintf(t > 127.f ? 127.f : t < -127.f ? -127.f : t);
       }
       q[i0 + i] = (int8_t)v;
       sum += v;
     }
-    a->d[r * a->kb + b] = d;
     a->s[r * a->kb + b] = sum;
   }
   if (a->q16)
@@ -225,7 +233,7 @@ int quant_linear(const linear_args *l) {
   const mka_weight *w = l->w;
   const long m = l->m, n = w->n, kb = (w->k + 31) / 32, kpad = kb * 32;
   const int_kern *ik = int_kern_get();
-  act_ctx a = {l->x, m, w->k, kb, kpad, w->act_per_token, NULL, NULL, NULL, NULL};
+  act_ctx a = {l->x, m, w->k, kb, kpad, w->act_per_token, NULL, NULL, NULL, NULL, ik};
   const size_t qbytes = (size_t)(m * kpad), q16bytes = ik && ik->wide_acts ? 2 * qbytes : 0;
   uint8_t *mem = scratch(0, qbytes + q16bytes + (size_t)(m * kb) * 8 + 256);
   if (!mem) return -1;

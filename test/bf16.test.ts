@@ -29,13 +29,14 @@ const TINY = SHARED ? join(SHARED, 'fixtures/hf-tiny') : '';
 const cases = SHARED ? readdirSync(TINY).sort() : [];
 
 /**
- * Tolerance of bf16 logits against float32 ones: 2⁻⁵ (3.1%) of the largest float32 logit. bf16 keeps
+ * Tolerance of bf16 logits against float32 ones: 2⁻⁴ (6.25%) of the largest float32 logit. bf16 keeps
  * 8 significant bits, so every product input is off by up to 2⁻⁹ relative; each decoder layer rounds
- * the inputs of 7 projections (and lm_head once more), and these errors add up along the residual
- * stream. On the golden models (2-3 layers) the worst case measured is 2.3% (c_llama_tied_f16, whose
- * tied float16 embedding is also used rounded to bf16), the others 0.5-0.9%.
+ * the inputs of its 7 projections and of attention's two products (q, k, the softmax's p, v), lm_head
+ * rounds once more, and these errors add up along the residual stream. On the golden models (2-3
+ * layers, random weights) the worst case measured is 4.1% (c_llama_tied_f16, whose tied float16
+ * embedding is also used rounded to bf16), the others 0.5-1.0%.
  */
-const BF16_LOGIT_TOLERANCE = 2 ** -5;
+const BF16_LOGIT_TOLERANCE = 2 ** -4;
 
 const argmax = (x: number[]) => x.indexOf(Math.max(...x));
 const margin = (x: number[]) => {
@@ -43,7 +44,7 @@ const margin = (x: number[]) => {
   return s[0] - s[1];
 };
 
-test('bf16 products: every golden model\'s logits within 2^-5 of transformers\' float32 logits, the same argmax wherever float32 is clear', { skip: NO_NATIVE || NO_SHARED }, async () => {
+test('bf16 products: every golden model\'s logits within 2^-4 of transformers\' float32 logits, the same argmax wherever float32 is clear', { skip: NO_NATIVE || NO_SHARED }, async () => {
   await initBackend('native', { compute: 'bfloat16' });
   for (const name of cases) {
     const g = JSON.parse(readFileSync(join(TINY, name, 'golden.json'), 'utf8')) as { sequences: { input_ids: number[]; logits: number[][] }[] };

@@ -428,6 +428,44 @@ test('attention equals a float64 softmax(QKᵀ)V (GQA, windows, kvB = 1, T < S, 
   }
 });
 
+test('attention with bf16 products equals a float64 softmax(QKᵀ)V of bf16-rounded q·scale, k and v, within P\'s bf16 rounding (2^-8 of max |v|)', { skip: NOT_BUILT }, () => {
+  const cases: AttentionCase[] = [
+    { B: 1, T: 70, S: 70, nH: 4, nKV: 1, hd: 64 }, // the heads of a kv head stacked: 4 x 70 rows, two key tiles
+    { B: 2, T: 5, S: 9, nH: 6, nKV: 2, hd: 40 }, // cached prefix, a head size of 40 (padded to 64 in panels)
+    { B: 1, T: 100, S: 130, nH: 2, nKV: 2, hd: 16, window: 7 }, // sliding window
+    { B: 3, T: 4, S: 9, nH: 2, nKV: 2, hd: 32, kvB: 1 },
+  ];
+  const round = (x: number) => bf16ToNumber(numberToBf16Even(x));
+  for (const threads of [1, 2]) {
+    addon().setThreads(threads);
+    cases.forEach((c, n) => {
+      const { B, T, S, nH, nKV, hd, window = 0 } = c;
+      const kvB = c.kvB ?? B, scale = 1 / Math.sqrt(hd), seed = 500 + 7 * n;
+      const q = values(B * T * nH * hd, seed, 2), k = values(kvB * nKV * S * hd, seed + 1, 2), v = values(kvB * nKV * S * hd, seed + 2);
+      const want = new Float64Array(B * T * nH * hd);
+      for (let b = 0; b < B; b++) {
+        for (let h = 0; h < nH; h++) {
+          const kvh = Math.floor(h / (nH / nKV)), kb = kvB === 1 ? 0 : b, kv = (s: number) => ((kb * nKV + kvh) * S + s) * hd;
+          for (let t = 0; t < T; t++) {
+            const pos = S - T + t, qo = ((b * T + t) * nH + h) * hd;
+            const seen: number[] = [];
+            for (let s = 0; s <= pos; s++) if (window <= 0 || s > pos - window) seen.push(s);
+            const sc = seen.map((s) => { let d = 0; for (let i = 0; i < hd; i++) d += round(Math.fround(q[qo + i] * scale)) * round(k[kv(s) + i]); return d; });
+            const top = Math.max(...sc), w = sc.map((x) => Math.exp(x - top)), sum = w.reduce((p, x) => p + x, 0);
+            for (let i = 0; i < hd; i++) want[qo + i] = seen.reduce((p, s, j) => p + (w[j] / sum) * round(v[kv(s) + i]), 0);
+          }
+        }
+      }
+      const out = new Float32Array(want.length), f32 = new Float32Array(want.length);
+      addon().attention({ q, k, v, out, B, T, S, nH, nKV, hd, kvB, window, scale, bf16: true });
+      addon().attention({ q, k, v, out: f32, B, T, S, nH, nKV, hd, kvB, window, scale });
+      assertClose(out, want, 2 ** -8 * maxAbs(v) + 1e-5, `bf16 attention ${JSON.stringify(c)} on ${addon().info().bf16Kernel}`);
+      assert.ok(maxAbs(Float32Array.from(out, (x, i) => x - f32[i])) > 0, 'the bf16 products ran (the float32 kernel gives other bits)');
+    });
+  }
+  addon().setThreads(addon().info().procs);
+});
+
 test('rmsnorm, rope, siluMul, gatherRows and toFloat32 equal float64 references', { skip: NOT_BUILT }, () => {
   const x = addon();
   // rmsnorm with float32 / bf16 / f16 weights
@@ -534,6 +572,49 @@ test('operands outside their arrays, misaligned or malformed throw an Error inst
 
 /** The MKA_ISA levels, lowest first; this CPU's highest is info().level by default. */
 const LEVELS = ['generic', 'avx2', 'avx512', 'vnni', 'bf16', 'amx'] as const;
+
+/**
+ * The kernels MKA_ISA=`level` must choose on a CPU with `has`, from the rules stated in docs/backends.md
+ * (written here independently of native/cpu.c): the float32 path is the best of avx512/avx2/generic under
+ * the cap; integer products take VNNI from level vnni up, else vpmaddwd on the float32 path's ISA; bf16
+ * products take AMX at level amx (when the OS grants it), vdpbf16ps from level bf16 up, else float32 FMAs.
+ */
+function expectedKernels(level: (typeof LEVELS)[number], has: ReturnType<NativeAddon['info']>['cpuHas'], amxGranted: boolean):
+  { isa: string; int8Kernel: string; bf16Kernel: string } {
+  const at = (l: (typeof LEVELS)[number]) => LEVELS.indexOf(level) >= LEVELS.indexOf(l);
+  const isa = at('avx512') && has.avx512 ? 'avx512' : at('avx2') && has.avx2 ? 'avx2' : 'generic';
+  const int8Kernel = at('vnni') && has.vnni ? 'vnni' : isa === 'avx512' ? 'avx512bw' : isa;
+  const bf16Kernel = at('amx') && has.amx && amxGranted ? 'amx' : at('bf16') && has.bf16 ? 'avx512bf16' : `emulated-${isa}`;
+  return { isa, int8Kernel, bf16Kernel };
+}
+
+test('kernel choice: each MKA_ISA level takes the kernels its rules name, and the backend profile and setup line follow (BF16 models compute float32 without bf16 products, said once)', { skip: NOT_BUILT }, async () => {
+  const info = addon().info();
+  if (process.env.MKA_ISA === 'amx-emulated') return; // the AMX reference: the info test checks it
+  const level = (process.env.MKA_ISA || 'amx') as (typeof LEVELS)[number];
+  const want = expectedKernels(level, info.cpuHas, info.cpuHas.amx && info.amxNote === '');
+  assert.deepEqual({ isa: info.isa, int8Kernel: info.int8Kernel, bf16Kernel: info.bf16Kernel }, want, `MKA_ISA=${level} on ${JSON.stringify(info.cpuHas)}`);
+
+  const { initBackend } = await import('../src/runtime/backend.ts');
+  const { resolveCompute } = await import('../src/runtime/profile.ts');
+  const lines: string[] = [];
+  const auto = await initBackend('native', { compute: 'auto', log: (m) => lines.push(m) });
+  const hardware = want.bf16Kernel === 'amx' || want.bf16Kernel === 'avx512bf16';
+  assert.deepEqual(auto.profile.bf16Products, { kernel: want.bf16Kernel, hardware });
+  assert.equal(auto.profile.integerProducts, want.int8Kernel);
+  assert.equal(resolveCompute(auto.profile, true), hardware ? 'bfloat16' : 'float32', 'a BF16 model under --compute auto');
+  assert.equal(resolveCompute(auto.profile, false), 'float32', 'a float32 model under --compute auto');
+  assert.equal(lines.length, 1, 'one setup line');
+  const line = lines[0];
+  assert.ok(line.includes(`mka_native ${want.isa} (bf16 products: ${want.bf16Kernel}, int8: ${want.int8Kernel}`), line);
+  if (level !== 'amx') assert.ok(line.includes(`MKA_ISA=${level}`), `the cap is named: ${line}`);
+  if (want.int8Kernel !== 'vnni') assert.ok(line.includes(info.cpuHas.vnni ? 'VNNI capped' : 'no VNNI'), `why the integer products are slower: ${line}`);
+  assert.ok(line.includes(hardware ? 'compute auto: bfloat16 for BF16 models' : 'compute auto: float32 (no bf16 products (avx512_bf16 or AMX) in use; BF16 models are widened to float32)'), line);
+  lines.length = 0;
+  const bf16 = await initBackend('native', { compute: 'bfloat16', log: (m) => lines.push(m) });
+  assert.equal(resolveCompute(bf16.profile, false), 'bfloat16', '--compute bfloat16 runs bf16 products on any native level');
+  assert.equal(lines[0].includes('slower than --compute float32'), !hardware, `said when bf16 products are float32 FMAs: ${lines[0]}`);
+});
 
 test('info describes the kernels in use; MKA_ISA forces each lower level and the emulated AMX kernels, which pass every test above', { skip: NOT_BUILT }, () => {
   const info = addon().info();

@@ -162,20 +162,30 @@ test('cases the native kernels do not take go to the wasm kernels', { skip: NOT_
   tf.dispose([a, b, plain, empty]);
 });
 
-test('initBackend auto for training (wasm) installs the native kernels, --threads reaches the addon, wasm and MKA_NATIVE=0 remove them', { skip: NOT_BUILT }, async (t) => {
-  // with gradients asked for, auto never resolves to the native backend (its fused kernels have none): wasm + native matmul
-  const info = await initBackend('auto', { threads: 1, gradients: true });
-  if (info.name !== 'wasm') return t.skip(`${info.description} took precedence over wasm`);
+test('initBackend auto takes the native kernels (wasm + native matmul when gradients are asked for), --threads reaches the addon; on wasm they take the products until wasm or MKA_NATIVE=0 removes them', { skip: NOT_BUILT }, async (t) => {
+  const info = await initBackend('auto', { threads: 1 });
+  if (info.name === 'tensorflow') return t.skip(`${info.description} took precedence over the native kernels`);
+  assert.equal(info.name, 'native');
   assert.equal(info.nativeMatMul, true);
-  assert.match(info.description, /wasm \+ native matmul \(mka_native (avx512|avx2|generic)\b.* on .+, 1 thread\)/);
+  assert.match(info.description, /^native \(cpu tensors \+ mka_native (avx512|avx2|generic) \(bf16 products: [^,]+, int8: [^)]+\) on .+, 1 thread\)$/);
+  // with gradients asked for, auto never resolves to the native backend (its fused kernels have none): wasm + native matmul
+  const train = await initBackend('auto', { threads: 1, gradients: true });
+  assert.equal(train.name, 'wasm');
+  assert.equal(train.nativeMatMul, true);
+  assert.match(train.description, /wasm \+ native matmul \(mka_native (avx512|avx2|generic)\b.* on .+, 1 thread\)/);
   assert.equal(loadNativeAddon().addon?.info().threads, 1);
+  await initBackend('wasm');
+  assert.equal(nativeMatMulInstalled(), false);
+  const installed = installNativeMatMul({ threads: 1 });
+  assert.equal(installed.ok, true);
+  assert.match(installed.reason, /^mka_native (avx512|avx2|generic) \(.+\) on .+, 1 thread$/);
   assert.equal(nativeMatMulInstalled(), true);
   const plain = await initBackend('wasm');
   assert.equal(plain.nativeMatMul, false);
   assert.equal(nativeMatMulInstalled(), false);
-  await initBackend('auto', { gradients: true });
-  const off = await withEnv('MKA_NATIVE', '0', () => initBackend('auto', { gradients: true }));
+  const off = await withEnv('MKA_NATIVE', '0', () => initBackend('auto'));
   assert.equal(off.nativeMatMul, false);
+  assert.notEqual(off.name, 'native');
   assert.equal(nativeMatMulInstalled(), false);
 });
 

@@ -9,10 +9,15 @@
  * decoding steps after the prompt (tokens/s, as `mka generate` runs them). With float32 products in
  * mka's native kernels, the same run also prints their GFLOP/s on this pass's largest product shape,
  * the machine's theoretical sgemm ceiling, the pass on plain WebAssembly (--wasm-reps timed passes, no
- * warm-up; it is slow) and the ratios; --no-compare skips that.
+ * warm-up; it is slow) and the ratios; --no-compare skips that. --pytorch PYTHON times transformers'
+ * LlamaForCausalLM on the same shape, in the dtype mka's products ran in, after each of --rounds mka
+ * timings (scripts/bench/pytorch-forward.py with that Python, which needs torch and transformers; set
+ * PYTHONPATH as that Python needs it), and prints mka's ratio to it per round, wall and per CPU-second.
  */
 import yargs from 'yargs';
-import { availableParallelism } from 'node:os';
+import { availableParallelism, loadavg } from 'node:os';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { initBackend, BACKENDS, COMPUTE_CHOICES, type BackendChoice, type ComputeChoice } from '../../src/runtime/backend.ts';
 import { disposeCache, type KVCache } from '../../src/model/forward.ts';
 import { argmax } from '../../src/model/generate.ts';
@@ -95,6 +100,13 @@ export async function main(argv: string[]): Promise<void> {
     .option('decode', { type: 'number', default: 0, describe: 'also time this many greedy decoding steps after the prompt' })
     .option('compare', { type: 'boolean', default: true, describe: 'with the native path: also print the sgemm ceiling and plain WebAssembly' })
     .option('wasm-reps', { type: 'number', default: 1, describe: 'timed passes on plain WebAssembly for the comparison (0: skip it)' })
+    .option('pytorch', { type: 'string', describe: 'a Python with torch and transformers: time PyTorch on the same shape and dtype in the same run' })
+    .option('rounds', { type: 'number', default: 1, describe: 'with --pytorch: rounds of mka then PyTorch, interleaved' })
+    .check((v) => {
+      if (!Number.isInteger(v.rounds) || v.rounds < 1) throw new Error(`--rounds ${v.rounds} is not a positive integer`);
+      if (v.pytorch !== undefined && v.batch !== 1) throw new Error('--pytorch: the PyTorch side runs batch 1 only (drop --batch)');
+      return true;
+    })
     .parseSync();
   const heads = a.heads ?? Math.max(1, Math.round(a.hidden / 64));
   const c = parseConfig({
@@ -104,19 +116,30 @@ export async function main(argv: string[]): Promise<void> {
     torch_dtype: a.dtype,
   }, 'bench config');
   const info = await initBackend(a.backend, { threads: a.threads, compute: a.compute, log: (m) => console.log(m) });
-  const load = (await import('node:os')).loadavg();
-  console.log(`machine load (1/5/15 min): ${load.map((x) => x.toFixed(2)).join(' / ')} on ${availableParallelism()} cores`);
-  const { secs, cpuSecs, compute, decode } = timeForward(c, a.seq, a.batch, a.reps, 1, a.decode);
   const flops = forwardFlops(c, a.seq, a.batch);
-  console.log(`model: hidden ${c.hidden_size}, layers ${c.num_hidden_layers}, heads ${c.num_attention_heads}/${c.num_key_value_heads}, ffn ${c.intermediate_size}, vocab ${c.vocab_size}, ${a.dtype} weights, products in ${compute}`);
-  console.log(`decoder layers: ${hasKernel(KERNELS.decoderLayer) ? 'one fused native call per layer (MkaDecoderLayer)' : 'tfjs ops (native kernels where registered)'}`);
-  console.log(`prefill ${a.batch}x${a.seq} tokens on ${info.description}: ${secs.toFixed(3)} s/pass, ` +
-    `${((a.batch * a.seq) / secs).toFixed(1)} tokens/s, ${(flops / secs / 1e9).toFixed(2)} GFLOP/s ` +
-    `(${cpuSecs.toFixed(3)} CPU-s/pass: ${(flops / cpuSecs / 1e9).toFixed(2)} GFLOP per CPU-second)`);
-  if (decode) {
-    console.log(`decode after a ${a.seq}-token prompt: ${(1 / decode.secs).toFixed(1)} tokens/s (${(1000 * decode.secs).toFixed(1)} ms/token, ` +
-      `${(1000 * decode.cpuSecs).toFixed(1)} CPU-ms/token)`);
+  const rounds: { mka: ReturnType<typeof timeForward>; torch?: TorchFigures }[] = [];
+  for (let r = 0; r < a.rounds; r++) {
+    const round = a.rounds > 1 ? `round ${r + 1}/${a.rounds}: ` : '';
+    console.log(`${round}machine load (1/5/15 min): ${loadavg().map((x) => x.toFixed(2)).join(' / ')} on ${availableParallelism()} cores`);
+    const mka = timeForward(c, a.seq, a.batch, a.reps, 1, a.decode);
+    const { secs, cpuSecs, compute, decode } = mka;
+    if (r === 0) {
+      console.log(`model: hidden ${c.hidden_size}, layers ${c.num_hidden_layers}, heads ${c.num_attention_heads}/${c.num_key_value_heads}, ffn ${c.intermediate_size}, vocab ${c.vocab_size}, ${a.dtype} weights, products in ${compute}`);
+      console.log(`decoder layers: ${hasKernel(KERNELS.decoderLayer) ? 'one fused native call per layer (MkaDecoderLayer)' : 'tfjs ops (native kernels where registered)'}`);
+    }
+    console.log(`${round}prefill ${a.batch}x${a.seq} tokens on ${info.description}: ${secs.toFixed(3)} s/pass, ` +
+      `${((a.batch * a.seq) / secs).toFixed(1)} tokens/s, ${(flops / secs / 1e9).toFixed(2)} GFLOP/s ` +
+      `(${cpuSecs.toFixed(3)} CPU-s/pass: ${(flops / cpuSecs / 1e9).toFixed(2)} GFLOP per CPU-second)`);
+    if (decode) {
+      console.log(`${round}decode after a ${a.seq}-token prompt: ${(1 / decode.secs).toFixed(1)} tokens/s (${(1000 * decode.secs).toFixed(1)} ms/token, ` +
+        `${(1000 * decode.cpuSecs).toFixed(1)} CPU-ms/token)`);
+    }
+    const torch = a.pytorch === undefined ? undefined : timePytorch(a.pytorch, c, a.seq, a.reps, a.decode, compute, a.threads, round);
+    rounds.push({ mka, torch });
   }
+  if (a.pytorch !== undefined) printRatios(rounds as { mka: ReturnType<typeof timeForward>; torch: TorchFigures }[], rounds[0].mka.compute);
+  const compute = rounds[0].mka.compute;
+  const { secs, cpuSecs } = rounds[rounds.length - 1].mka;
   if (compute === 'bfloat16' && info.nativeMatMul) {
     const addon = loadNativeAddon().addon!;
     const ceil = measuredCeilings(addon).bf16;
@@ -131,6 +154,43 @@ export async function main(argv: string[]): Promise<void> {
     return;
   }
   if (info.nativeMatMul && a.compare) await compareWithWasm(c, a.seq, a.batch, flops / secs / 1e9, a.threads, a['wasm-reps']);
+}
+
+/** PyTorch's figures of one run of scripts/bench/pytorch-forward.py (seconds per pass or token, wall and CPU). */
+interface TorchFigures {
+  torch: string;
+  transformers: string;
+  prefill: { secs: number; cpuSecs: number };
+  decode?: { secs: number; cpuSecs: number };
+}
+
+/** Runs scripts/bench/pytorch-forward.py with `python` on config `c`, echoing its lines; its figures. */
+function timePytorch(python: string, c: LlamaConfig, T: number, reps: number, decode: number, dtype: string, threads: number, prefix: string): TorchFigures {
+  const script = fileURLToPath(new URL('./pytorch-forward.py', import.meta.url));
+  const args = [script, '--hidden', c.hidden_size, '--layers', c.num_hidden_layers, '--heads', c.num_attention_heads, '--kv-heads', c.num_key_value_heads,
+    '--ffn', c.intermediate_size, '--vocab', c.vocab_size, '--seq', T, '--reps', reps, '--decode', decode, '--dtype', dtype, '--threads', threads, '--json'].map(String);
+  const r = spawnSync(python, args, { encoding: 'utf8', maxBuffer: 1 << 24 });
+  if (r.error || r.status !== 0) {
+    throw new Error(`--pytorch ${python}: ${r.error?.message ?? `exit ${r.status}`}\n${(r.stderr ?? '').split('\n').slice(-8).join('\n')}`);
+  }
+  const lines = r.stdout.trim().split('\n');
+  for (const line of lines.slice(0, -1)) console.log(`${prefix}${line}`);
+  return JSON.parse(lines[lines.length - 1]) as TorchFigures;
+}
+
+/** mka's ratio to PyTorch per round (tokens per wall second and per CPU-second; above 1: mka is faster). */
+function printRatios(rounds: { mka: ReturnType<typeof timeForward>; torch: TorchFigures }[], dtype: string): void {
+  const range = (xs: number[]) => {
+    const lo = Math.min(...xs), hi = Math.max(...xs);
+    return lo.toFixed(2) === hi.toFixed(2) ? `${lo.toFixed(2)}×` : `${lo.toFixed(2)} to ${hi.toFixed(2)}×`;
+  };
+  const t = rounds[0].torch;
+  console.log(`mka / PyTorch ${t.torch} (transformers ${t.transformers}) ${dtype}, ${rounds.length} round${rounds.length === 1 ? '' : 's'}, same shape and threads:`);
+  console.log(`  prefill: ${range(rounds.map((r) => r.torch.prefill.secs / r.mka.secs))} wall, ${range(rounds.map((r) => r.torch.prefill.cpuSecs / r.mka.cpuSecs))} per CPU-second`);
+  const dec = rounds.filter((r) => r.mka.decode && r.torch.decode);
+  if (dec.length) {
+    console.log(`  decode:  ${range(dec.map((r) => r.torch.decode!.secs / r.mka.decode!.secs))} wall, ${range(dec.map((r) => r.torch.decode!.cpuSecs / r.mka.decode!.cpuSecs))} per CPU-second`);
+  }
 }
 
 /** Prints the kernels' speed at the pass's MLP shape, the sgemm ceiling, the same pass on plain WebAssembly, and the ratios. */

@@ -1,11 +1,14 @@
-"""PyTorch's side of `npm run bench -- forward`, to run beside it by hand (not part of mka; it needs torch and
-transformers, e.g. the reference venv: PYTHONPATH=../shared/reference ../refvenv/bin/python scripts/bench/pytorch-forward.py).
+"""PyTorch's side of `npm run bench -- forward`: `--pytorch PYTHON` there runs it in the same run, or run it by hand
+(not part of mka; it needs torch and transformers, e.g. the reference venv:
+PYTHONPATH=../shared/reference ../refvenv/bin/python scripts/bench/pytorch-forward.py).
 
 Times transformers' LlamaForCausalLM with random weights on the same shape: prefill of --seq tokens with logits at
 every position (what the mka bench computes), and --decode greedy steps after that prompt with the KV cache, in
---dtype bfloat16 or float32, on --threads threads. Prints one line per measurement, and the machine load.
+--dtype bfloat16 or float32, on --threads threads. Prints one line per measurement, and the machine load; --json
+adds a last line with the figures as JSON (what the mka bench reads).
 """
 import argparse
+import json
 import os
 import time
 
@@ -30,6 +33,7 @@ def main():
     p.add_argument("--decode", type=int, default=0)
     p.add_argument("--dtype", choices=["bfloat16", "float32"], default="bfloat16")
     p.add_argument("--threads", type=int, default=os.cpu_count())
+    p.add_argument("--json", action="store_true")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
@@ -42,12 +46,14 @@ def main():
     ids = torch.tensor([[(7 * t + 1) % a.vocab for t in range(a.seq)]])
     print(f"machine load (1/5/15 min): {' / '.join(f'{x:.2f}' for x in os.getloadavg())}; torch {torch.__version__}, "
           f"transformers {transformers.__version__}, {a.threads} threads, {a.dtype}")
+    figures = {"torch": torch.__version__, "transformers": transformers.__version__, "threads": a.threads}
     with torch.inference_mode():
         model(ids)  # warm-up
         c0, t0 = time.process_time(), time.perf_counter()
         for _ in range(a.reps):
             model(ids).logits.float().sum().item()
         secs, cpu = (time.perf_counter() - t0) / a.reps, (time.process_time() - c0) / a.reps
+        figures["prefill"] = {"secs": secs, "cpuSecs": cpu}
         print(f"pytorch {a.dtype} prefill 1x{a.seq}: {secs:.3f} s/pass, {a.seq / secs:.1f} tokens/s ({cpu:.3f} CPU-s/pass)")
         if a.decode:
             out = model(ids, use_cache=True)
@@ -57,8 +63,11 @@ def main():
                 out = model(nxt, past_key_values=cache, use_cache=True)
                 cache, nxt = out.past_key_values, out.logits[:, -1].argmax(-1, keepdim=True)
             secs, cpu = (time.perf_counter() - t0) / a.decode, (time.process_time() - c0) / a.decode
+            figures["decode"] = {"secs": secs, "cpuSecs": cpu}
             print(f"pytorch {a.dtype} decode after a {a.seq}-token prompt: {1 / secs:.1f} tokens/s "
                   f"({1000 * secs:.1f} ms/token, {1000 * cpu:.1f} CPU-ms/token)")
+    if a.json:
+        print(json.dumps(figures))
 
 
 if __name__ == "__main__":

@@ -73,6 +73,8 @@ export function disposeCache(cache: KVCache): void {
 interface LayerContext {
   cos: tf.Tensor2D;
   sin: tf.Tensor2D;
+  /** The products' inputs, and attention's, rounded to bf16 (--compute bfloat16). */
+  bf16?: boolean;
 }
 
 /** The projections of a decoder layer, in the order of ops.decoderLayer. */
@@ -96,10 +98,11 @@ function decoderBlock(
 ): { h: tf.Tensor3D; k?: tf.Tensor4D; v?: tf.Tensor4D } {
   const nH = c.num_attention_heads, nKV = c.num_key_value_heads, hd = c.head_dim;
   const bias = (s: string) => (w.has(s) ? w.get(s) : undefined);
+  const bf16 = ctx.bf16 ?? false;
   const fused = tap ? null : decoderLayer(x, {
     inputNorm: w.get('input_layernorm.weight'), postNorm: w.get('post_attention_layernorm.weight'),
     weights: PROJECTIONS.map((p) => w.weight(`${p}.weight`)), biases: PROJECTIONS.map((p) => bias(`${p}.bias`)),
-  }, past, ctx.cos, ctx.sin, { heads: nH, kvHeads: nKV, headDim: hd, eps: c.rms_norm_eps, window: c.sliding_window }, keep);
+  }, past, ctx.cos, ctx.sin, { heads: nH, kvHeads: nKV, headDim: hd, eps: c.rms_norm_eps, window: c.sliding_window, bf16 }, keep);
   if (fused) return fused;
   const proj = projector(w, tap);
   return tf.tidy(() => {
@@ -144,7 +147,7 @@ function selfAttention(
     k = tf.concat([pk, kNew], 2);
     v = tf.concat([pv, vNew], 2);
   }
-  const att = attention(q, k, v, { window: c.sliding_window }).reshape([B, T, nH * hd]); // [B, T, nH*hd]
+  const att = attention(q, k, v, { window: c.sliding_window, bf16: ctx.bf16 ?? false }).reshape([B, T, nH * hd]); // [B, T, nH*hd]
   return { h: proj(att, 'self_attn.o_proj', residual) as tf.Tensor3D, k, v }; // residual + o_proj(att)
 }
 
@@ -523,7 +526,7 @@ function runLayer(
       try {
         xs = rows === B ? x : tf.slice(x, [b0, 0, 0], [rows, T, H]);
         if (layerPast) past = pastRows(layerPast.k, layerPast.v, b0, rows, B);
-        const r = decoderBlock(model.config, w, xs, ctx, past, keep);
+        const r = decoderBlock(model.config, w, xs, { ...ctx, bf16: model.compute === 'bfloat16' }, past, keep);
         outs.push(r.h);
         if (keep) {
           ks.push(r.k!);

@@ -98,7 +98,7 @@ function weightAttrs(w: Weight, prefix = ''): Record<string, number> {
 
 /** Whether the current backend has kernel `name`. */
 export function hasKernel(name: string): boolean {
-  return tf.getKernel(name, tf.getBackend()) !== undefined;
+  return tf.getKernel(name, currentProfile().backend) !== undefined;
 }
 
 /** Whether the current backend takes 16-bit weights as they are stored (the native kernels). */
@@ -122,7 +122,7 @@ const run = <T extends tf.Tensor>(name: string, inputs: Record<string, tf.Tensor
   tf.engine().runKernel(name, inputs as unknown as tf.NamedTensorMap, attrs as unknown as tf.NamedAttrMap) as T;
 
 function float32Only(w: Weight, what: string): tf.Tensor {
-  if (w.dtype !== 'float32') throw new Error(`${what}: a ${w.dtype} weight needs the native backend's kernels (backend is ${tf.getBackend()})`);
+  if (w.dtype !== 'float32') throw new Error(`${what}: a ${w.dtype} weight needs the native backend's kernels (backend is ${currentProfile().backend})`);
   return w.tensor;
 }
 
@@ -320,6 +320,8 @@ function embedPacked(table: Weight, ids: number[]): tf.Tensor2D {
 export interface AttentionOptions {
   /** Mistral's sliding window (keys s with s > position - window), or null. */
   window: number | null;
+  /** Scores and P·V as bf16 products (--compute bfloat16; the native kernel, for more than 2 query rows). */
+  bf16?: boolean;
   /** Fallback only: largest score block in floats (default 2^22, 16 MB). */
   blockFloats?: number;
 }
@@ -336,7 +338,7 @@ export function attention(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, opts: 
   if (kvB !== B && kvB !== 1) throw new Error(`attention: keys have batch ${kvB}, queries ${B}`);
   if (v.shape.join() !== k.shape.join()) throw new Error(`attention: values [${v.shape}] differ from keys [${k.shape}]`);
   const scale = 1 / Math.sqrt(hd);
-  if (hasKernel(KERNELS.attention)) return run<tf.Tensor4D>(KERNELS.attention, { q, k, v }, { window: opts.window ?? 0, scale });
+  if (hasKernel(KERNELS.attention)) return run<tf.Tensor4D>(KERNELS.attention, { q, k, v }, { window: opts.window ?? 0, scale, bf16: opts.bf16 ? 1 : 0 });
   const g = nH / nKV;
   const budget = opts.blockFloats ?? 1 << 22;
   const block = Math.max(1, Math.min(T, Math.floor(budget / (B * nH * S))));
@@ -414,6 +416,8 @@ export interface LayerShape {
   headDim: number;
   eps: number;
   window: number | null;
+  /** Attention's products in bf16 (as attention's option). */
+  bf16?: boolean;
 }
 
 /**
@@ -446,7 +450,7 @@ export function decoderLayer(
   }
   const attrs = {
     nH: shape.heads, nKV: shape.kvHeads, hd: shape.headDim, eps: shape.eps, window: shape.window ?? 0,
-    scale: 1 / Math.sqrt(shape.headDim), keep: keep ? 1 : 0, ...weightAttributes,
+    scale: 1 / Math.sqrt(shape.headDim), keep: keep ? 1 : 0, bf16Attention: shape.bf16 ? 1 : 0, ...weightAttributes,
   };
   const out = tf.engine().runKernel(KERNELS.decoderLayer, inputs as unknown as tf.NamedTensorMap, attrs as unknown as tf.NamedAttrMap) as unknown as tf.Tensor[];
   return keep ? { h: out[0] as tf.Tensor3D, k: out[1] as tf.Tensor4D, v: out[2] as tf.Tensor4D } : { h: out[0] as tf.Tensor3D };

@@ -33,10 +33,10 @@ function describeCompute(p: BackendProfile): string {
   if (p.compute === 'float32') return 'compute float32';
   if (p.compute === 'bfloat16') {
     return bf16!.hardware ? `compute bfloat16 (bf16 products on ${bf16!.kernel})`
-      : `compute bfloat16 on ${bf16!.kernel}: this CPU has no bf16 products (avx512_bf16 or AMX), so they run as float32 FMAs on bf16 values, slower than ${flag(COMPUTE_OPTION)} float32`;
+      : `compute bfloat16 on ${bf16!.kernel}: no bf16 products (avx512_bf16 or AMX) in use, so they run as float32 FMAs on bf16 values, slower than ${flag(COMPUTE_OPTION)} float32`;
   }
   if (bf16?.hardware) return `compute auto: bfloat16 for BF16 models (bf16 products on ${bf16.kernel}), float32 otherwise`;
-  return `compute auto: float32 (${bf16 ? 'this CPU has no bf16 products (avx512_bf16 or AMX)' : `the ${p.backend} backend has no bf16 products`}; BF16 models are widened to float32)`;
+  return `compute auto: float32 (${bf16 ? 'no bf16 products (avx512_bf16 or AMX) in use' : `the ${p.backend} backend has no bf16 products`}; BF16 models are widened to float32)`;
 }
 
 async function tryTensorflow(): Promise<string | null> {

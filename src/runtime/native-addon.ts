@@ -103,11 +103,12 @@ export interface NativeAddon {
   packBf16(d: WithOffsets<{ src: View; type: ElementType; rows: number; cols: number; out: Uint32Array | Int32Array }>): void;
   /**
    * Causal GQA attention: q, out [B, T, nH, hd]; k, v [kvB, nKV, S, hd] (kvB = B or 1, default 1). Query t
-   * sits at position S - T + t and sees keys s <= that (and s > that - window when window > 0).
+   * sits at position S - T + t and sees keys s <= that (and s > that - window when window > 0). bf16: the
+   * scores and P·V as bf16 products (more than 2 query rows; the softmax stays float32).
    */
   attention(d: WithOffsets<{
     q: View; k: View; v: View; out: View; B: number; T: number; S: number; nH: number; nKV: number; hd: number;
-    kvB?: number; window?: number; scale: number;
+    kvB?: number; window?: number; scale: number; bf16?: boolean;
   }>): void;
   /** out[r] = x[r] / sqrt(mean(x[r]²) + eps) * w (w of wType, default F32). */
   rmsnorm(d: WithOffsets<{ x: View; w: View; wType?: ElementType; out: View; rows: number; n: number; eps: number }>): void;
@@ -126,7 +127,7 @@ export interface NativeAddon {
     x: View; h: View; norm1: View; norm2: View; weights: WeightDesc[]; biases?: (View | null)[];
     pastK?: View | null; pastV?: View | null; cos: View; sin: View; kOut?: View | null; vOut?: View | null;
     B: number; T: number; H: number; nH: number; nKV: number; hd: number; F: number; S0?: number; kvB?: number;
-    window?: number; eps: number; scale: number;
+    window?: number; eps: number; scale: number; bf16Attention?: boolean;
   }>): void;
   /** n values of type widened to float32. */
   toFloat32(d: WithOffsets<{ src: View; type: ElementType; out: View; n: number }>): void;
@@ -140,10 +141,16 @@ export interface NativeAddon {
 /** The addon's default location; MKA_NATIVE_ADDON overrides it (tests point it at a missing file). */
 export const DEFAULT_ADDON_PATH = fileURLToPath(new URL('../../native/build/Release/mka_native.node', import.meta.url));
 
-/** One line naming the kernels: `mka_native avx512 (bf16 products: avx512bf16, int8: vnni) on AMD EPYC`. */
+/**
+ * One line naming the kernels, and why a slower one runs: `mka_native avx512 (bf16 products: avx512bf16,
+ * int8: vnni) on AMD EPYC`.
+ */
 export function describeAddon(addon: NativeAddon): string {
   const i = addon.info();
-  return `mka_native ${i.isa} (bf16 products: ${i.bf16Kernel}, int8: ${i.int8Kernel}) on ${i.cpu}`;
+  const capped = i.level !== 'amx' ? `; MKA_ISA=${i.level}` : '';
+  const int8 = i.int8Kernel === 'vnni' ? 'vnni' : `${i.int8Kernel}, 16-bit products: ${i.cpuHas.vnni ? 'VNNI capped' : 'no VNNI'}`;
+  const amx = i.cpuHas.amx && i.amxNote ? `; AMX unused: ${i.amxNote}` : '';
+  return `mka_native ${i.isa} (bf16 products: ${i.bf16Kernel}, int8: ${int8}${capped}${amx}) on ${i.cpu}`;
 }
 
 /**

@@ -118,11 +118,11 @@ function packBf16Kernel(addon: NativeAddon): tf.KernelFunc {
 function attentionKernel(addon: NativeAddon): tf.KernelFunc {
   return ({ inputs, backend, attrs }) => {
     const { q, k, v } = inputs as Record<string, tf.TensorInfo>;
-    const { window, scale } = attrs as { window: number; scale: number };
+    const { window, scale, bf16 } = attrs as { window: number; scale: number; bf16?: number };
     const [B, T, nH, hd] = q.shape;
     const [kvB, nKV, S] = k.shape;
     const out = new Float32Array(size(q.shape));
-    addon.attention({ q: float32(backend, q, 'q'), k: float32(backend, k, 'k'), v: float32(backend, v, 'v'), out, B, T, S, nH, nKV, hd, kvB, window, scale });
+    addon.attention({ q: float32(backend, q, 'q'), k: float32(backend, k, 'k'), v: float32(backend, v, 'v'), out, B, T, S, nH, nKV, hd, kvB, window, scale, bf16: !!bf16 });
     return output(backend, q.shape, out);
   };
 }
@@ -179,7 +179,7 @@ function decoderLayerKernel(addon: NativeAddon): tf.KernelFunc {
   return ({ inputs, backend, attrs }) => {
     const t = inputs as Record<string, tf.TensorInfo | undefined>;
     const a = attrs as Record<string, number>;
-    const { nH, nKV, hd, eps, window, scale, keep } = a;
+    const { nH, nKV, hd, eps, window, scale, keep, bf16Attention } = a;
     const x = t.x!;
     const [B, T, H] = x.shape;
     const F = a.grows;
@@ -194,7 +194,7 @@ function decoderLayerKernel(addon: NativeAddon): tf.KernelFunc {
     addon.decoderLayer({
       x: float32(backend, x, 'x'), h, norm1: f32('norm1')!, norm2: f32('norm2')!, weights, biases: PROJECTIONS.map((p) => f32(`b${p}`)),
       pastK: f32('pastK'), pastV: f32('pastV'), cos: f32('cos')!, sin: f32('sin')!, kOut, vOut,
-      B, T, H, nH, nKV, hd, F, S0, kvB, window, eps, scale,
+      B, T, H, nH, nKV, hd, F, S0, kvB, window, eps, scale, bf16Attention: !!bf16Attention,
     });
     const out = [output(backend, [B, T, H], h)];
     if (kOut && vOut) out.push(output(backend, [B, nKV, S0 + T, hd], kOut), output(backend, [B, nKV, S0 + T, hd], vOut));
