@@ -25,7 +25,7 @@ import { identityPlan, mergeStep, planSource, type CompressionPlan } from '../sr
 import { modelSource } from '../src/weights/source.ts';
 import { loadTokenizer } from '../src/tokenizer/tokenizer.ts';
 import { randomModel } from './random-model.ts';
-import { PythonRandom } from '../src/compress/methods/python-random.ts';
+import { PythonRandom } from '../src/runtime/python-random.ts';
 import { ensureBenchmark } from '../src/eval/mmlu/demo-benchmark.ts';
 import { readSafetensors } from './helpers.ts';
 

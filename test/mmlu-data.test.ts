@@ -13,7 +13,7 @@ import {
 import {
   MMLU_CATEGORIES, MMLU_SUBCATEGORIES, MMLU_SUBJECTS, SUBCATEGORY_CATEGORY, categoryOf, subcategoryOf,
 } from '../src/eval/mmlu/categories.ts';
-import { sampleCalibrationPrompts, sampleIndices } from '../src/eval/mmlu/calibration-prompts.ts';
+import { sampleCalibrationPrompts, sampleIndices } from '../src/compress/calibration-prompts.ts';
 import { mulberry32u as mulberry32 } from '../src/runtime/random.ts';
 import { aggregateScores } from '../src/eval/mmlu/scores.ts';
 

@@ -5,9 +5,10 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, relative, sep } from 'node:path';
+import ts from 'typescript';
 import { OptionError, checkOption, describeRange, flag, option, type OptionSpec } from '../src/runtime/options.ts';
 import { checkConfigKeys, checkPaths, valuesOf, type DefinedCommand } from '../src/cli/options.ts';
 import { COMMANDS } from '../src/cli/commands/index.ts';
@@ -113,4 +114,72 @@ test('every command takes its options from specs: unique names and spellings, he
       if (s.type === 'choice') assert.ok(s.choices && s.choices.length > 0, `${def.command} --${s.option}: a choice without choices`);
     }
   }
+});
+
+/** Options of programs other than mka that src/ spells: file → the literals allowed there and why. */
+const OTHER_PROGRAMS: Record<string, Record<string, string>> = {
+  'src/queue/worker.ts': { '--import': "node's flag that loads tsx into a forked worker" },
+};
+
+/** The `--option` spellings in the string and template literals of a source (comments and help lines aside), with their lines. */
+export function spelledOptions(text: string): { literal: string; line: number }[] {
+  const sf = ts.createSourceFile('file.ts', text, ts.ScriptTarget.Latest, true, ts.ScriptKind.TS);
+  const found: { literal: string; line: number }[] = [];
+  const visit = (node: ts.Node): void => {
+    const isHelp = ts.isPropertyAssignment(node) && ts.isIdentifier(node.name) && node.name.text === 'help';
+    if (isHelp) return; // an option's help line may name other options
+    let texts: string[] = [];
+    if (ts.isStringLiteral(node) || ts.isNoSubstitutionTemplateLiteral(node)) texts = [node.text];
+    else if (ts.isTemplateExpression(node)) texts = [node.head.text, ...node.templateSpans.map((s) => s.literal.text)];
+    for (const t of texts) {
+      for (const m of t.matchAll(/(?<![\w-])--[a-z][a-z0-9-]*/g)) {
+        found.push({ literal: m[0], line: sf.getLineAndCharacterOfPosition(node.getStart(sf)).line + 1 });
+      }
+    }
+    ts.forEachChild(node, visit);
+  };
+  visit(sf);
+  return found;
+}
+
+test('no code below src/cli/ spells an option: messages name options through their specs (flag(spec))', () => {
+  const files = (dir: string): string[] => readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
+    e.isDirectory() ? files(join(dir, e.name)) : e.name.endsWith('.ts') ? [join(dir, e.name)] : []);
+  const src = join(process.cwd(), 'src');
+  const bad: string[] = [];
+  for (const file of files(src).filter((f) => !f.startsWith(join(src, 'cli') + sep))) {
+    const rel = relative(process.cwd(), file).split(sep).join('/');
+    for (const { literal, line } of spelledOptions(readFileSync(file, 'utf8'))) {
+      if (!OTHER_PROGRAMS[rel]?.[literal]) bad.push(`${rel}:${line}: ${literal}`);
+    }
+  }
+  assert.deepEqual(bad, [], 'write flag(SPEC) (src/runtime/options.ts) with the option\'s spec instead');
+  // the scan sees messages in both kinds of literal, and leaves comments and help lines alone
+  const sample = [
+    'throw new UserError(`${x}: choose another --out`);',
+    "log('use --fresh');",
+    '// --comment',
+    "const S = option({ name: 'a', option: 'a', type: 'string', help: 'instead of --text' });",
+    'const ok = `${flag(OUT)} and a-b--c`;',
+  ].join('\n');
+  assert.deepEqual(spelledOptions(sample), [{ literal: '--out', line: 1 }, { literal: '--fresh', line: 2 }]);
+});
+
+test('a queue job\'s sweep options are checked by the specs the command line checks them with', async () => {
+  const { checkJob } = await import('../src/queue/payload.ts');
+  const root = mkdtempSync(join(tmpdir(), 'mka-job-'));
+  const sweep = {
+    model: 'm', data: 'd', out: 'o', methods: ['mka', 'reverse'], remove: [0, 2], ntrain: 5, batchSize: 16, seed: 1,
+    representation: 'padded', similarity: { sigma: 'auto', alpha: 0.5, kEntropy: 3 }, ppl: { text: 't.txt', seqLen: 64 },
+  };
+  const job = (s: Record<string, unknown>) => ({ kind: 'calibration', sweep: { ...sweep, ...s } });
+  assert.equal(checkJob(job({}), root).sweep.ntrain, 5);
+  const refused = (s: Record<string, unknown>, want: RegExp) =>
+    assert.throws(() => checkJob(job(s), root), (e: unknown) => e instanceof UserError && want.test(e.message), JSON.stringify(s));
+  refused({ ntrain: -1 }, /^job data refused: sweep\.ntrain: --ntrain -1: must be an integer >= 0$/);
+  refused({ batchSize: 0 }, /sweep\.batchSize: --batch-size 0: must be a positive integer/);
+  refused({ representation: 'all' }, /sweep\.representation: --representation all: must be one of padded, last, mean/);
+  refused({ similarity: { alpha: 2 } }, /sweep\.similarity\.alpha: --alpha 2: must be a number from 0 to 1/);
+  refused({ ppl: { text: 't.txt', stride: 0 } }, /sweep\.ppl\.stride: --stride 0: must be a positive integer/);
+  refused({ methods: ['mka', 'nope'] }, /sweep\.methods: --methods mka,nope: must be one of/);
 });

@@ -8,26 +8,28 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { BackendChoice, ComputeChoice } from '../runtime/backend-choice.ts';
 import type { BackendInfo } from '../runtime/backend.ts';
-import { type OptionSpec, flag } from '../runtime/options.ts';
+import { type OptionSpec, flag, option } from '../runtime/options.ts';
+import { ALLOW_NONFINITE } from '../io/options.ts';
+import { declareOptions } from './options.ts';
 import { atomicWriteText } from '../io/atomic.ts';
 import { claimOutputDir, claimOutputFile, type OutputFileKind, type OutputKind } from '../io/output-dir.ts';
 
-export interface GlobalArgs {
-  json: boolean;
-  quiet: boolean;
-}
+import type { GlobalArgs } from './options.ts';
+export type { GlobalArgs };
+
+const G = 'Global:';
+export const JSON_OUTPUT = option({ name: 'json', option: 'json', type: 'boolean', default: false, group: G, help: 'machine-readable output on stdout' });
+export const QUIET = option({ name: 'quiet', option: 'quiet', type: 'boolean', default: false, group: G, help: 'no progress or log lines' });
+export const CONFIG = option({ name: 'config', option: 'config', type: 'string', group: G, help: 'JSON or YAML file with option values' });
+/** The options every command takes. */
+export const GLOBAL_OPTIONS = [JSON_OUTPUT, QUIET, CONFIG, ALLOW_NONFINITE] as const;
 
 /** Adds the options every command takes. */
-export function globalOptions<T>(y: Argv<T>) {
-  return y
-    .option('json', { type: 'boolean', default: false, describe: 'machine-readable output on stdout', group: 'Global:' })
-    .option('quiet', { type: 'boolean', default: false, describe: 'no progress or log lines', group: 'Global:' })
-    .option('config', { type: 'string', describe: 'JSON or YAML file with option values', group: 'Global:' })
-    .option('allow-nonfinite', { type: 'boolean', describe: 'read weights holding NaN or Infinity instead of refusing the checkpoint (sets MKA_ALLOW_NONFINITE=1)', group: 'Global:' })
-    .middleware((a) => {
-      // the checkpoint reader reads the setting from the environment, which job processes inherit
-      if (a['allow-nonfinite']) process.env.MKA_ALLOW_NONFINITE = '1';
-    });
+export function globalOptions<T>(y: Argv<T>): Argv<T & GlobalArgs> {
+  return (declareOptions(y, GLOBAL_OPTIONS) as Argv<T & GlobalArgs>).middleware((a) => {
+    // the checkpoint reader reads the setting from the environment, which job processes inherit
+    if (a[ALLOW_NONFINITE.option]) process.env.MKA_ALLOW_NONFINITE = '1';
+  });
 }
 
 export { FORCE_DIR, FORCE_FILE, OUT } from '../io/output-options.ts';

@@ -10,7 +10,12 @@ import { existsSync, statSync } from 'node:fs';
 import type { Argv, CommandModule } from 'yargs';
 import { type OptionSpec, type OptionValues, OptionError, checkOption, flag, helpText } from '../runtime/options.ts';
 import { UserError } from '../runtime/errors.ts';
-import type { GlobalArgs } from './common.ts';
+
+/** The global options every command's handler receives. */
+export interface GlobalArgs {
+  json: boolean;
+  quiet: boolean;
+}
 
 /** What a command's `run` receives besides its values. */
 export interface RunContext extends GlobalArgs {

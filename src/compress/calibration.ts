@@ -20,7 +20,8 @@ import { forward } from '../model/forward.ts';
 import type { LlamaModel } from '../model/model.ts';
 import { UserError } from '../runtime/errors.ts';
 import type { Workload } from '../model/memory-estimate.ts';
-import { MAX_POSITIONS, MICRO_BATCH } from './options.ts';
+import { MAX_POSITIONS, MICRO_BATCH, REPRESENTATION } from './options.ts';
+import { checkOption } from '../runtime/options.ts';
 import type { SimilarityOptions } from './similarity/index.ts';
 
 export { REPRESENTATIONS, type Representation } from './options.ts';
@@ -75,7 +76,7 @@ export function defaultPerSubject(subjects: number, target: number): number {
 /** Runs the calibration prompts (token ids, BOS included) through the model once. */
 export function calibrate(model: LlamaModel, prompts: number[][], opts: CalibrationOptions = {}): Calibration {
   const rep = opts.representation ?? 'padded';
-  if (!(REPRESENTATIONS as readonly string[]).includes(rep)) throw new UserError(`--representation ${rep}: expected one of ${REPRESENTATIONS.join(', ')}`);
+  checkOption(REPRESENTATION, rep);
   if (prompts.length < 2) throw new UserError(`calibration needs at least 2 prompts, got ${prompts.length}`);
   const c = model.config;
   const cut = Math.min(c.max_position_embeddings, rep === 'padded' ? opts.maxPositions ?? 512 : Infinity);

@@ -8,6 +8,10 @@
  * layers of the same model cannot be combined in one slice.
  */
 import type { CompressionPlan } from './merge-plan.ts';
+import { flag } from '../runtime/options.ts';
+import { OUT } from '../io/output-options.ts';
+import { MODEL } from '../model/options.ts';
+import { PLAN } from '../weights/options.ts';
 
 /** Contiguous runs [first, last + 1) of the original layers a removal-only plan keeps, or null when the plan merges. */
 export function passthroughSlices(plan: CompressionPlan): [number, number][] | null {
@@ -55,7 +59,7 @@ export function mergekitYaml(plan: CompressionPlan, model: string, dtype: string
     '# several layers of the same model, and a mergekit slice takes each input model once per output tensor (its',
     '# merge tasks key their input tensors by model, mergekit/plan.py): two layers of one model cannot be blended',
     '# in one slice, whichever merge_method is used. Build the model from merge.json with mka instead:',
-    `#   mka compress --model ${model} --plan merge.json --out OUT`,
+    `#   mka compress ${flag(MODEL)} ${model} ${flag(PLAN)} merge.json ${flag(OUT)} OUT`,
     '#',
     '# Output layer <- original layers (weight × layer):',
     ...layers,

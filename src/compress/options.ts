@@ -9,7 +9,7 @@ import { option } from '../runtime/options.ts';
 export const REPRESENTATIONS = ['padded', 'last', 'mean'] as const;
 export type Representation = (typeof REPRESENTATIONS)[number];
 
-/** Calibration and merge conventions: mka's reading of the paper, or the paper's released code (compress/methods/protocol.ts). */
+/** Calibration and merge conventions: mka's reading of the paper, or the paper's released code (compress/protocol.ts). */
 export const PROTOCOLS = ['mka', 'released'] as const;
 export type Protocol = (typeof PROTOCOLS)[number];
 

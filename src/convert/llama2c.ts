@@ -23,6 +23,9 @@ import { atomicWriteDir } from '../io/atomic.ts';
 import { checkFinite, writeSafetensors } from '../io/safetensors.ts';
 import { nonFiniteAllowed } from '../io/checkpoint.ts';
 import { LLAMA2C_BOS, LLAMA2C_EOS, llama2cTokenizerConfig, llama2cTokenizerJson, readLlama2cTokenizer } from '../tokenizer/llama2c-tokenizer.ts';
+import { flag } from '../runtime/options.ts';
+import { OUT } from '../io/output-options.ts';
+import { CHECKPOINT } from './options.ts';
 
 /** llama2.c's fixed hyperparameters (run.c). */
 const LLAMA2C_RMS_EPS = 1e-5;
@@ -92,7 +95,7 @@ function readAt(path: string, fd: number, bytes: number, position: number): Buff
 
 /** Opens a llama2.c checkpoint: parses and validates the header and the file size; weights are read on demand. */
 export function readLlama2cCheckpoint(path: string): Llama2cCheckpoint {
-  const fd = openRegularFile(path, 'llama2.c checkpoint (--checkpoint)');
+  const fd = openRegularFile(path, `llama2.c checkpoint (${flag(CHECKPOINT)})`);
   let size: number;
   let head: Buffer;
   try {
@@ -114,7 +117,7 @@ export function readLlama2cCheckpoint(path: string): Llama2cCheckpoint {
     if (head.length < V1_HEADER_BYTES) notCkpt(`"ak42" header needs ${V1_HEADER_BYTES} bytes, file has ${size}`);
     const v = head.readInt32LE(4);
     if (v !== 1) {
-      throw new UserError(`${path}: llama2.c checkpoint version ${v} is not supported; only version 1 (float32) and the legacy format are (re-export with llama2.c's export.py --version 1)`);
+      throw new UserError(`${path}: llama2.c checkpoint version ${v} is not supported; only version 1 (float32) and the legacy format are (re-export it as version 1 with llama2.c's export.py)`);
     }
     version = 1;
     p = Array.from({ length: 7 }, (_, i) => head.readInt32LE(8 + 4 * i));
@@ -247,9 +250,9 @@ export async function convertLlama2c(opts: ConvertLlama2cOptions): Promise<void>
   }
   if (existsSync(opts.out)) {
     const st = statSync(opts.out);
-    if (!st.isDirectory()) throw new UserError(`${opts.out}: exists and is not a directory; choose another --out`);
+    if (!st.isDirectory()) throw new UserError(`${opts.out}: exists and is not a directory; choose another ${flag(OUT)}`);
     if (readdirSync(opts.out).length > 0 && !existsSync(join(opts.out, 'config.json'))) {
-      throw new UserError(`${opts.out}: exists and is not a model directory; refusing to replace it (choose another --out)`);
+      throw new UserError(`${opts.out}: exists and is not a model directory; refusing to replace it (choose another ${flag(OUT)})`);
     }
   }
   const configJson = llama2cConfigJson(ck);

@@ -30,6 +30,8 @@ import { type DType, toFloat32 } from '../io/safetensors.ts';
 import { type QuantScheme, type Quantization, bytesPerValue, quantize } from '../weights/quantize.ts';
 import { exportMetadata } from './metadata.ts';
 import { mkaVersion } from '../runtime/version.ts';
+import { checkOption, flag } from '../runtime/options.ts';
+import { MAX_SEQ, TFJS_SHARD_MB } from './options.ts';
 
 /** A GraphDef node in tfjs-converter's JSON form. */
 export interface GraphNode {
@@ -323,10 +325,10 @@ export async function writeGraphModel(source: TensorSource, outDir: string, opts
   const c = source.config;
   const scheme = opts.quantize ?? 'none';
   const shardMb = opts.shardMb ?? 4;
-  if (!(shardMb > 0)) throw new UserError(`--shard-mb ${shardMb}: must be a positive number of MiB`);
+  checkOption(TFJS_SHARD_MB, shardMb);
   const maxSeq = opts.maxSeq ?? c.max_position_embeddings;
   if (!Number.isInteger(maxSeq) || maxSeq < 1 || maxSeq > c.max_position_embeddings) {
-    throw new UserError(`--max-seq ${maxSeq}: must be an integer from 1 to the model's max_position_embeddings (${c.max_position_embeddings})`);
+    throw new UserError(`${flag(MAX_SEQ)} ${maxSeq}: must be an integer from 1 to the model's max_position_embeddings (${c.max_position_embeddings})`);
   }
   const graph = buildDecoderGraph(c, maxSeq, (name) => source.shape(name));
   const weightNames = new Set(graph.consts.filter((k) => !k.data).map((k) => k.name));
@@ -345,7 +347,7 @@ export async function writeGraphModel(source: TensorSource, outDir: string, opts
   const shardBytes = Math.max(1, Math.round(shardMb * 2 ** 20));
   const shardCount = Math.ceil(weightBytes / shardBytes);
   if (shardCount > MAX_SHARDS) {
-    throw new UserError(`--shard-mb ${shardMb}: would write ${shardCount.toLocaleString('en-US')} weight files for ${(weightBytes / 2 ** 20).toFixed(1)} MiB of weights (at most ${MAX_SHARDS.toLocaleString('en-US')}); use at least ${Math.ceil((100 * weightBytes) / MAX_SHARDS / 2 ** 20) / 100} MiB (tfjs' default is 4)`);
+    throw new UserError(`${flag(TFJS_SHARD_MB)} ${shardMb}: would write ${shardCount.toLocaleString('en-US')} weight files for ${(weightBytes / 2 ** 20).toFixed(1)} MiB of weights (at most ${MAX_SHARDS.toLocaleString('en-US')}); use at least ${Math.ceil((100 * weightBytes) / MAX_SHARDS / 2 ** 20) / 100} MiB (tfjs' default is 4)`);
   }
 
   const weights: ManifestWeight[] = [];

@@ -3,7 +3,6 @@
  * src/runtime/options.ts). No tfjs here.
  */
 import { option } from '../runtime/options.ts';
-import { HF_DTYPES } from '../weights/hf-writer.ts';
 import { QUANT_SCHEMES } from '../weights/options.ts';
 
 export const TFJS_QUANTIZE = option({
@@ -13,8 +12,5 @@ export const TFJS_QUANTIZE = option({
 export const TFJS_SHARD_MB = option({ name: 'shardMb', option: 'shard-mb', type: 'number', above: 0, default: 4, help: 'weight shard size in MiB' });
 export const MAX_SEQ = option({ name: 'maxSeq', option: 'max-seq', type: 'integer', min: 1, help: 'longest input the model accepts (default: max_position_embeddings)' });
 
-export const HF_DTYPE = option({
-  name: 'dtype', option: 'dtype', type: 'choice', choices: HF_DTYPES,
-  help: 'storage dtype (default: the source model\'s torch_dtype, else float32)',
-});
-export const HF_SHARD_MB = option({ name: 'shardMb', option: 'shard-mb', type: 'number', above: 0, default: 5000, help: 'largest shard in MB (10^6 bytes)' });
+/** `export hf` writes with the Hugging Face writer and takes its options. */
+export { HF_DTYPE, HF_SHARD_MB } from '../weights/options.ts';

@@ -12,6 +12,8 @@ import { UserError } from '../runtime/errors.ts';
 import type { MmluQuestion, MmluSplit } from '../eval/mmlu/data.ts';
 import { HUB_ID, type ResolveOptions } from './model.ts';
 import { snapshot, type HubFile } from './snapshot.ts';
+import { flag } from '../runtime/options.ts';
+import { MMLU_DATA } from '../eval/mmlu/options.ts';
 
 const FILE = /^([^/]+)\/(dev|test|validation)-(\d+)-of-\d+\.parquet$/;
 const NOT_SUBJECTS = new Set(['all', 'auxiliary_train']);
@@ -19,7 +21,7 @@ const SPLIT_DIR: Record<string, MmluSplit> = { dev: 'dev', test: 'test', validat
 
 function selectMmluFiles(name: string, files: HubFile[]): string[] {
   const wanted = files.map((f) => f.path).filter((p) => FILE.test(p) && !NOT_SUBJECTS.has(FILE.exec(p)![1]));
-  if (!wanted.length) throw new UserError(`${name}: no <subject>/{dev,test}-*.parquet files; --data from the hub expects cais/mmlu's layout`);
+  if (!wanted.length) throw new UserError(`${name}: no <subject>/{dev,test}-*.parquet files; ${flag(MMLU_DATA)} from the hub expects cais/mmlu's layout`);
   return wanted.sort();
 }
 

@@ -7,6 +7,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { UserError } from '../runtime/errors.ts';
 import { snapshot, type HubFile } from './snapshot.ts';
+import { flag } from '../runtime/options.ts';
+import { REVISION } from '../model/options.ts';
 
 const SMALL_FILES = ['config.json', 'generation_config.json', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json'];
 const INDEX = 'model.safetensors.index.json';
@@ -42,7 +44,7 @@ async function selectModelFiles(name: string, files: HubFile[], fetchFiles: (pat
   if (top.has('model.safetensors')) return [...small, 'model.safetensors'];
   const pickles = [...top].filter((f) => PICKLE.test(f));
   if (pickles.length) {
-    throw new UserError(`${name}: has only pickle weights (${pickles.slice(0, 3).join(', ')}${pickles.length > 3 ? ', ...' : ''}), which mka does not load because unpickling can run arbitrary code; use a revision with safetensors (the hub's "Convert to safetensors" pull requests: --revision refs/pr/N) or convert them yourself`);
+    throw new UserError(`${name}: has only pickle weights (${pickles.slice(0, 3).join(', ')}${pickles.length > 3 ? ', ...' : ''}), which mka does not load because unpickling can run arbitrary code; use a revision with safetensors (the hub's "Convert to safetensors" pull requests: ${flag(REVISION)} refs/pr/N) or convert them yourself`);
   }
   throw new UserError(`${name}: has no model.safetensors or ${INDEX}; mka needs safetensors weights in transformers' layout`);
 }

@@ -13,6 +13,8 @@ import { UserError } from '../runtime/errors.ts';
 import { progress } from '../runtime/progress.ts';
 import { COMMIT_SHA, hubCacheDir, hubEndpoint, hubOffline, hubToken, repoCacheDir, type RepoRef } from './cache.ts';
 import { downloadBlob } from './download.ts';
+import { flag } from '../runtime/options.ts';
+import { REVISION } from '../model/options.ts';
 
 /** A file of a repository revision as the hub lists it. */
 export interface HubFile {
@@ -51,7 +53,7 @@ const repoLabel = (repo: RepoRef) => (repo.type === 'model' ? repo.name : `datas
 
 /** refs/<revision>: the file recording a branch or tag's commit; a revision that would leave refs/ is refused. */
 function refFile(repoDir: string, revision: string): string {
-  return joinInside(join(repoDir, 'refs'), revision, '--revision');
+  return joinInside(join(repoDir, 'refs'), revision, flag(REVISION));
 }
 
 /** The snapshot directory a cached revision resolves to, or null. */
@@ -85,7 +87,7 @@ function hubError(e: unknown, repo: RepoRef, revision: string): Error {
   const status = (e as { statusCode?: number }).statusCode;
   const what = `${repoLabel(repo)}${revision === 'main' ? '' : `@${revision}`}`;
   if (status === 401 || status === 403) return new UserError(`${what}: the hub refused access (HTTP ${status}); for a gated or private ${repo.type} accept its terms on the hub and set HF_TOKEN`);
-  if (status === 404) return new UserError(`${what}: not a local ${repo.type === 'model' ? 'directory' : 'path'}, and no such ${repo.type} or revision on the hub (HTTP 404); check the name and --revision`);
+  if (status === 404) return new UserError(`${what}: not a local ${repo.type === 'model' ? 'directory' : 'path'}, and no such ${repo.type} or revision on the hub (HTTP 404); check the name and ${flag(REVISION)}`);
   return e as Error;
 }
 

@@ -12,6 +12,8 @@ import { joinInside } from '../io/paths.ts';
 import { UserError } from '../runtime/errors.ts';
 import { HUB_ID, type ResolveOptions } from './model.ts';
 import { snapshot } from './snapshot.ts';
+import { flag } from '../runtime/options.ts';
+import { PPL_DATASET, PPL_SPLIT, PPL_SUBSET, PPL_TEXT } from '../eval/ppl/options.ts';
 
 export interface TextDatasetOptions extends ResolveOptions {
   /** The dataset's subset (configuration) folder, e.g. wikitext-2-raw-v1; needed when it has several. */
@@ -22,9 +24,9 @@ export interface TextDatasetOptions extends ResolveOptions {
 
 /** The corpus file of a hub dataset split (downloaded and joined if needed). */
 export async function resolveTextDataset(name: string, opts: TextDatasetOptions = {}): Promise<string> {
-  if (!HUB_ID.test(name)) throw new UserError(`--data ${name}: expected a hub dataset id such as Salesforce/wikitext (a local file goes in --text)`);
+  if (!HUB_ID.test(name)) throw new UserError(`${flag(PPL_DATASET)} ${name}: expected a hub dataset id such as Salesforce/wikitext (a local file goes in ${flag(PPL_TEXT)})`);
   const split = opts.split ?? 'test';
-  if (!/^[\w-]+$/.test(split)) throw new UserError(`--split ${split}: a split is a name of letters, digits, '_' and '-' (e.g. test)`);
+  if (!/^[\w-]+$/.test(split)) throw new UserError(`${flag(PPL_SPLIT)} ${split}: a split is a name of letters, digits, '_' and '-' (e.g. test)`);
   const shard = new RegExp(`^(?:(.+)/)?${split.replace(/[^\w-]/g, '')}-\\d+-of-\\d+\\.parquet$`);
   let subset = opts.subset ?? '';
   const snap = await snapshot({
@@ -33,7 +35,7 @@ export async function resolveTextDataset(name: string, opts: TextDatasetOptions 
       const matches = files.map((f) => f.path).filter((p) => shard.test(p));
       const subsets = [...new Set(matches.map((p) => shard.exec(p)![1] ?? ''))].sort();
       if (!opts.subset) {
-        if (subsets.length !== 1) throw new UserError(`${name}: ${subsets.length ? `several subsets have a ${split} split (${subsets.join(', ')}): choose one with --subset` : `no ${split}-*.parquet files (choose --split)`}`);
+        if (subsets.length !== 1) throw new UserError(`${name}: ${subsets.length ? `several subsets have a ${split} split (${subsets.join(', ')}): choose one with ${flag(PPL_SUBSET)}` : `no ${split}-*.parquet files (choose ${flag(PPL_SPLIT)})`}`);
         subset = subsets[0];
       } else if (!subsets.includes(subset)) {
         throw new UserError(`${name}: no ${split} split in subset ${subset}${subsets.length ? ` (subsets with one: ${subsets.join(', ')})` : ''}`);
@@ -41,16 +43,16 @@ export async function resolveTextDataset(name: string, opts: TextDatasetOptions 
       return matches.filter((p) => (shard.exec(p)![1] ?? '') === subset).sort();
     },
   });
-  const out = joinInside(join(dirname(dirname(snap)), 'mka-text', basename(snap)), `${subset || 'default'}-${split}.txt`, '--subset');
+  const out = joinInside(join(dirname(dirname(snap)), 'mka-text', basename(snap)), `${subset || 'default'}-${split}.txt`, flag(PPL_SUBSET));
   if (existsSync(out)) return out;
   const { parquetReadObjects } = await import('hyparquet');
   const rows: string[] = [];
-  const dir = subset ? joinInside(snap, subset, '--subset') : snap;
+  const dir = subset ? joinInside(snap, subset, flag(PPL_SUBSET)) : snap;
   for (const f of readdirSync(dir).filter((f) => shard.test(subset ? `${subset}/${f}` : f)).sort()) {
     const bytes = readFileSync(join(dir, f));
     const table = await parquetReadObjects({ file: bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer, columns: ['text'] });
     for (const r of table) {
-      if (typeof r.text !== 'string') throw new UserError(`${join(dir, f)}: no string "text" column; --data needs a text dataset such as Salesforce/wikitext`);
+      if (typeof r.text !== 'string') throw new UserError(`${join(dir, f)}: no string "text" column; ${flag(PPL_DATASET)} needs a text dataset such as Salesforce/wikitext`);
       rows.push(r.text);
     }
   }

@@ -8,6 +8,8 @@ import { closeSync, fstatSync, readSync } from 'node:fs';
 import { openRegularFile } from './read.ts';
 import { UserError } from '../runtime/errors.ts';
 import { atomicWriteFile, writeAll } from './atomic.ts';
+import { flag } from '../runtime/options.ts';
+import { ALLOW_NONFINITE } from './options.ts';
 
 export type DType = 'F32' | 'F16' | 'BF16';
 /** Stored dtypes: the float ones, and the bytes of packed quantized weights (src/io/packed.ts). */
@@ -57,7 +59,7 @@ export function checkFinite(path: string, name: string, data: Uint8Array, dtype:
   if (dtype === 'I8' || dtype === 'U8') return; // packed quants: integers, always finite
   const i = firstNonFinite(data, dtype);
   if (i >= 0) {
-    throw new UserError(`${path}: tensor "${name}" holds ${valueAt(data, dtype, i)} at index ${i}; the checkpoint is corrupt (re-download or re-convert it), or pass --allow-nonfinite to use it anyway`);
+    throw new UserError(`${path}: tensor "${name}" holds ${valueAt(data, dtype, i)} at index ${i}; the checkpoint is corrupt (re-download or re-convert it), or pass ${flag(ALLOW_NONFINITE)} to use it anyway`);
   }
 }
 

@@ -5,14 +5,17 @@
 import type { LlamaModel } from '../model/model.ts';
 import { bosUnderAddBosTokenFalse, type Tokenizer } from '../tokenizer/tokenizer.ts';
 import { loadMmlu } from '../eval/mmlu/data.ts';
-import { sampleCalibrationPrompts } from '../eval/mmlu/calibration-prompts.ts';
+import { sampleCalibrationPrompts } from '../compress/calibration-prompts.ts';
 import { buildPrompt, checkNtrain } from '../eval/mmlu/prompt.ts';
 import { UserError } from '../runtime/errors.ts';
 import { readTextFile } from '../io/read.ts';
 import { progress } from '../runtime/progress.ts';
 import { calibrate, calibrationTarget, defaultPerSubject, type Calibration, type Representation } from '../compress/calibration.ts';
 import { DEFAULT_METRIC, DEFAULT_SIMILARITY, degenerateKernelWarning, getSimilarityMetric, resolveOptions, type MetricResult, type SimilarityOptions } from '../compress/similarity/index.ts';
-import { protocolSettings, releasedCalibrationPrompts, type Protocol } from '../compress/methods/protocol.ts';
+import { protocolSettings, releasedCalibrationPrompts, type Protocol } from '../compress/protocol.ts';
+import { flag } from '../runtime/options.ts';
+import { CALIBRATION_DATA, CALIBRATION_FILE, CALIB_SUBJECTS, PER_SUBJECT } from '../compress/options.ts';
+import { K_ENTROPY } from '../compress/similarity/options.ts';
 
 export interface CalibrationSource {
   /** MMLU directory (Hendrycks layout) to draw prompts from. */
@@ -27,7 +30,7 @@ export interface CalibrationSource {
   similarity?: Partial<SimilarityOptions>;
   /** The similarity metric (compress/similarity/registry.ts); default npib. */
   metric?: string;
-  /** mka's conventions (default) or the released code's (methods/protocol.ts). */
+  /** mka's conventions (default) or the released code's (compress/protocol.ts). */
   protocol?: Protocol;
   /**
    * Dev examples before each MMLU calibration question (default 0: the question alone, as the paper's
@@ -66,7 +69,7 @@ export function calibrationPrompts(tokenizer: Tokenizer, src: CalibrationSource)
       label: `${p.subject}#${p.index}`,
     }));
   } else {
-    throw new UserError('calibration needs --data MMLU_DIR or --calibration FILE');
+    throw new UserError(`calibration needs ${flag(CALIBRATION_DATA)} MMLU_DIR or ${flag(CALIBRATION_FILE)} FILE`);
   }
   // released: what the released code's add_bos_token=False gives (Llama 3 keeps its BOS)
   const addBos = protocolSettings(src.protocol).calibrationBos ? undefined : bosUnderAddBosTokenFalse(tokenizer);
@@ -80,7 +83,7 @@ export function calibrationPrompts(tokenizer: Tokenizer, src: CalibrationSource)
  */
 export function similarityOptionsFor(n: number, src: CalibrationSource, log: (msg: string) => void = () => {}): SimilarityOptions {
   if (!getSimilarityMetric(src.metric ?? DEFAULT_METRIC).usesKernel) return resolveOptions(Number.MAX_SAFE_INTEGER, src.similarity);
-  const more = src.calibrationFile ? `more lines in ${src.calibrationFile}` : src.perSubject ? 'a larger --per-subject (or leave it unset)' : 'more --subjects';
+  const more = src.calibrationFile ? `more lines in ${src.calibrationFile}` : src.perSubject ? `a larger ${flag(PER_SUBJECT)} (or leave it unset)` : `more ${flag(CALIB_SUBJECTS)}`;
   resolveOptions(Number.MAX_SAFE_INTEGER, src.similarity); // options wrong whatever the prompt count
   let o: SimilarityOptions;
   try {
@@ -88,7 +91,7 @@ export function similarityOptionsFor(n: number, src: CalibrationSource, log: (ms
   } catch (e) {
     throw e instanceof UserError ? new UserError(`${e.message.replace(/; fix the option or use more samples$/, '')}: ${n} calibration prompts are too few; use ${more}, or smaller values`) : e;
   }
-  if (o.kEntropy > n - 1) log(`similarity: ${n} calibration prompts: the k-NN entropy uses k = ${n - 1}, not --k-entropy ${o.kEntropy} (needs ${o.kEntropy + 1} prompts)`);
+  if (o.kEntropy > n - 1) log(`similarity: ${n} calibration prompts: the k-NN entropy uses k = ${n - 1}, not ${flag(K_ENTROPY)} ${o.kEntropy} (needs ${o.kEntropy + 1} prompts)`);
   return o;
 }
 

@@ -19,6 +19,8 @@ import { planSource } from '../compress/merge-plan.ts';
 import { checkpointSource } from '../weights/source.ts';
 import { quantizationName, type Quantization } from '../quant/registry.ts';
 import { readPlanFile, type RecordedPlan } from './plan-file.ts';
+import { flag } from '../runtime/options.ts';
+import { METRIC } from '../compress/similarity/registry.ts';
 
 /**
  * The similarity report written by `mka similarity` (sim.json) and a sweep (analysis.json): the metric,
@@ -30,7 +32,7 @@ export function similarityJson(metric: string, r: MetricResult, opts: Similarity
   if (!sim) {
     return {
       metric, params: { beta: opts.beta }, ...extra, [metric]: r.matrix, undefined_pairs: r.undefinedPairs,
-      not_applicable: 'diffusion embeddings, entropies, fusion ratios and kernel diagnostics belong to --metric npib',
+      not_applicable: `diffusion embeddings, entropies, fusion ratios and kernel diagnostics belong to ${flag(METRIC)} npib`,
     };
   }
   const L = sim.npib.length;

@@ -5,17 +5,15 @@
  */
 import { option } from '../runtime/options.ts';
 import { METHODS } from '../compress/methods/registry.ts';
-import { HF_DTYPES } from '../weights/hf-writer.ts';
+import { HF_DTYPES } from '../weights/options.ts';
 
 /** The registered methods' names (the choices of --method and --methods). */
 export const METHOD_NAMES: readonly string[] = METHODS.map((m) => m.name);
 
 export const METHOD = option({ name: 'method', option: 'method', type: 'choice', choices: METHOD_NAMES, help: 'compression method (default mka)' });
 export const REMOVE = option({ name: 'remove', option: 'remove', type: 'integer', min: 0, help: 'number of layers to remove (required unless --plan)' });
-export const PLAN = option({
-  name: 'plan', option: 'plan', type: 'string', path: 'file',
-  help: 'replay a recorded plan (a merge.json of mka compress, or the same fields in YAML) without calibrating',
-});
+/** Declared with the model directories that record a plan (weights/options.ts), whose cards name it. */
+export { PLAN } from '../weights/options.ts';
 export const OUT_DTYPE = option({
   name: 'dtype', option: 'dtype', type: 'choice', choices: HF_DTYPES,
   help: 'storage dtype of the output (default: the source model\'s torch_dtype, else float32; with --plan, the dtype it records)',

@@ -15,6 +15,10 @@ import { UserError } from '../runtime/errors.ts';
 import { HF_DTYPES, type HfDtype } from '../weights/hf-writer.ts';
 import type { CompressionPlan, LayerMix, PlanStep } from '../compress/merge-plan.ts';
 import { configHash } from './write.ts';
+import { flag } from '../runtime/options.ts';
+import { PLAN } from './options.ts';
+import { array, checked, object, optional } from '../io/schema.ts';
+import { PLAN_STEP } from '../compress/plan-schema.ts';
 
 export interface RecordedPlan {
   plan: CompressionPlan;
@@ -29,7 +33,7 @@ const OWN_FIELDS = new Set(['source_model', 'source_config_sha256', 'dtype', 'me
 
 /** Reads and checks a plan file against the model in `modelDir` it is to be applied to. */
 export function readPlanFile(file: string, modelDir: string): RecordedPlan {
-  const what = '--plan file';
+  const what = `${flag(PLAN)} file`;
   const text = readTextFile(file, what);
   let raw: unknown;
   if (/\.ya?ml$/i.test(file)) {
@@ -82,11 +86,14 @@ export function readPlanFile(file: string, modelDir: string): RecordedPlan {
     if (raw[key] !== undefined && typeof raw[key] !== type) bad(`"${key}" must be a ${type}`);
   }
   if (raw.dtype !== undefined && !(HF_DTYPES as readonly unknown[]).includes(raw.dtype)) bad(`"dtype" must be one of ${HF_DTYPES.join(', ')}`);
-  if (raw.steps !== undefined && !Array.isArray(raw.steps)) bad('"steps" must be a list');
+  const { steps = [] } = checked(raw, object({ steps: optional(array(PLAN_STEP)) }), file, what, 'give a merge.json written by mka compress (or fix that field)');
+  for (const [k, s] of steps.entries()) {
+    if (!s.originalLayers.every((l) => Number.isInteger(l) && l >= 0 && l < original)) bad(`"steps"[${k}].originalLayers must be layers from 0 to ${original - 1}`);
+  }
   const extra = Object.fromEntries(Object.entries(raw).filter(([k]) => !OWN_FIELDS.has(k)));
   return {
     plan: {
-      method: (raw.method as string | undefined) ?? 'plan', originalLayers: original, layers, steps: (raw.steps as PlanStep[] | undefined) ?? [],
+      method: (raw.method as string | undefined) ?? 'plan', originalLayers: original, layers, steps: steps as PlanStep[],
       blendNorms: (raw.blend_norms as boolean | undefined) ?? false, ...(raw.keep_biases ? { keepBiases: true } : {}), details: {},
     },
     dtype: raw.dtype as HfDtype | undefined,

@@ -22,12 +22,14 @@ import { loadTokenizer, type Tokenizer } from '../tokenizer/tokenizer.ts';
 import { UserError } from '../runtime/errors.ts';
 import { DEFAULT_METRIC, DEFAULT_SIMILARITY } from '../compress/similarity/index.ts';
 import { getMethod, parametersOf, planWith, type MethodParameters } from '../compress/methods/registry.ts';
-import { protocolSettings } from '../compress/methods/protocol.ts';
+import { protocolSettings } from '../compress/protocol.ts';
 import type { MethodContext } from '../compress/methods/method.ts';
 import { materialize, planSource, type CompressionPlan } from '../compress/merge-plan.ts';
 import { modelSource } from '../weights/source.ts';
 import { analyzeIds, calibrationPrompts, similarityOptionsFor, type Analysis, type AnalysisOptions } from './analyse.ts';
 import { writePlan } from './write.ts';
+import { flag } from '../runtime/options.ts';
+import { REMOVE } from './options.ts';
 
 export interface PipelineOptions extends AnalysisOptions {
   /** Each method's own parameters (MKA's strategy and norm blending), by method name. */
@@ -55,7 +57,7 @@ export interface PlannedTargets {
 /** Checks that `remove` layers can be removed from an L-layer model. */
 export function checkRemove(remove: number, L: number): void {
   if (!Number.isInteger(remove) || remove < 0 || remove > L - 1) {
-    throw new UserError(`--remove ${remove}: must be an integer from 0 to ${L - 1} for a ${L}-layer model`);
+    throw new UserError(`${flag(REMOVE)} ${remove}: must be an integer from 0 to ${L - 1} for a ${L}-layer model`);
   }
 }
 

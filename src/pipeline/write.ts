@@ -13,6 +13,8 @@ import { checkpointSource, modelSource, type SyncTensorSource } from '../weights
 import { HF_DTYPES, writeHfModel, type HfDtype } from '../weights/hf-writer.ts';
 import { cardName, modelCard, type ModelCardInfo } from '../weights/model-card.ts';
 import { mergekitYaml } from '../compress/mergekit.ts';
+import { flag } from '../runtime/options.ts';
+import { PLAN } from './options.ts';
 
 export interface WriteOptions {
   dtype?: HfDtype;
@@ -54,7 +56,7 @@ export function planFiles(dir: string | undefined, plan: CompressionPlan, dtype:
       name: cardName(out), baseModel: base, compression: record, ...opts.card,
       summary: `${base ?? 'A model'} with ${removed} of its ${plan.originalLayers} decoder layers removed by \`${plan.method}\`.`,
       files: {
-        'merge.json': 'the plan: each layer\'s original layers and weights (mka compress --plan replays it)',
+        'merge.json': `the plan: each layer's original layers and weights (mka compress ${flag(PLAN)} replays it)`,
         'mergekit.yaml': 'the plan as a mergekit config (passthrough slices), or why mergekit cannot express it',
       },
     }),

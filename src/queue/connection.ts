@@ -8,7 +8,8 @@ import { UserError } from '../runtime/errors.ts';
 
 /** The queue's name in Redis when --queue-name is not given. */
 export { DEFAULT_QUEUE_NAME } from './options.ts';
-import { DEFAULT_QUEUE_NAME } from './options.ts';
+import { DEFAULT_QUEUE_NAME, QUEUE_NAME, QUEUE_URL } from './options.ts';
+import { flag } from '../runtime/options.ts';
 
 export interface QueueAddress {
   /** redis://HOST:PORT[/DB] */
@@ -23,13 +24,13 @@ export function checkAddress(q: QueueAddress): { url: string; name: string } {
   try {
     u = new URL(q.url);
   } catch {
-    throw new UserError(`--queue ${q.url}: not a URL; expected redis://HOST:PORT, e.g. redis://10.0.0.5:6379`);
+    throw new UserError(`${flag(QUEUE_URL)} ${q.url}: not a URL; expected redis://HOST:PORT, e.g. redis://10.0.0.5:6379`);
   }
-  if (u.protocol !== 'redis:' && u.protocol !== 'rediss:') throw new UserError(`--queue ${q.url}: expected a redis:// (or rediss://) URL, e.g. redis://10.0.0.5:6379`);
+  if (u.protocol !== 'redis:' && u.protocol !== 'rediss:') throw new UserError(`${flag(QUEUE_URL)} ${q.url}: expected a redis:// (or rediss://) URL, e.g. redis://10.0.0.5:6379`);
   const db = u.pathname.replace(/^\//, '');
-  if (db !== '' && !/^\d+$/.test(db)) throw new UserError(`--queue ${q.url}: the path must be a database number (redis://HOST:PORT/0), not /${db}`);
+  if (db !== '' && !/^\d+$/.test(db)) throw new UserError(`${flag(QUEUE_URL)} ${q.url}: the path must be a database number (redis://HOST:PORT/0), not /${db}`);
   const name = q.name ?? DEFAULT_QUEUE_NAME;
-  if (!/^[A-Za-z0-9_.-]+$/.test(name)) throw new UserError(`--queue-name ${name}: use letters, digits, '.', '_' and '-' only`);
+  if (!/^[A-Za-z0-9_.-]+$/.test(name)) throw new UserError(`${flag(QUEUE_NAME)} ${name}: use letters, digits, '.', '_' and '-' only`);
   return { url: q.url, name };
 }
 
@@ -64,7 +65,7 @@ export async function connectRedis(url: string, opts: { persistent?: boolean; ti
   }
   if (!ready) {
     redis.disconnect();
-    throw new UserError(`--queue ${url}: cannot reach Redis (${lastError || `no answer within ${timeoutMs / 1000} s`}); start redis-server there, or fix the address`);
+    throw new UserError(`${flag(QUEUE_URL)} ${url}: cannot reach Redis (${lastError || `no answer within ${timeoutMs / 1000} s`}); start redis-server there, or fix the address`);
   }
   // ioredis selects the URL's database without reporting a refusal: ask again and check
   const db = redis.options.db ?? 0;
@@ -72,7 +73,7 @@ export async function connectRedis(url: string, opts: { persistent?: boolean; ti
     await redis.select(db);
   } catch (e) {
     redis.disconnect();
-    throw new UserError(`--queue ${url}: Redis refuses database ${db} (${(e as Error).message}); use one it has (redis://HOST:PORT/0, the default)`);
+    throw new UserError(`${flag(QUEUE_URL)} ${url}: Redis refuses database ${db} (${(e as Error).message}); use one it has (redis://HOST:PORT/0, the default)`);
   }
   return redis;
 }

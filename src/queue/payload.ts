@@ -10,6 +10,9 @@ import { isInside, unsafeRelative } from '../io/paths.ts';
 import { UserError } from '../runtime/errors.ts';
 import { isPlainObject } from '../io/read.ts';
 import type { SweepJob } from './jobs.ts';
+import { OptionError, type OptionSpec, checkOption, flag } from '../runtime/options.ts';
+import { SWEEP_JOB_NESTED_OPTIONS, SWEEP_JOB_OPTIONS } from '../sweep/options.ts';
+import { ROOT } from './options.ts';
 
 /** What a worker hands its processor in place of job data that is not JSON. */
 export const NOT_JSON = '__mka_not_json__';
@@ -21,6 +24,16 @@ const PATH_FIELDS = ['out', 'model', 'data', 'calibrationFile'] as const;
 
 function bad(what: string): never {
   throw new UserError(`job data refused: ${what}`);
+}
+
+/** Checks an option's value in a job by its spec. */
+function checkValue(spec: OptionSpec, value: unknown, at: string): void {
+  try {
+    checkOption(spec, value);
+  } catch (e) {
+    if (e instanceof OptionError) bad(`${at}: ${e.message}`);
+    throw e;
+  }
 }
 
 /** A point id: `original`, or a method name and a whole count above 0. */
@@ -40,16 +53,24 @@ export function checkJob(data: unknown, root: string): SweepJob {
     const v = sweep[f];
     if (v === undefined && f !== 'out' && f !== 'model') continue;
     if (typeof v !== 'string' || v === '') bad(`sweep.${f} must be a path`);
-    if (!isInside(root, resolve(root, v))) bad(`sweep.${f} ${v} lies outside the worker's root ${root} (mka worker --root)`);
+    if (!isInside(root, resolve(root, v))) bad(`sweep.${f} ${v} lies outside the worker's root ${root} (mka worker ${flag(ROOT)})`);
   }
   const ppl = sweep.ppl;
   if (ppl !== undefined) {
     if (!isPlainObject(ppl) || typeof ppl.text !== 'string') bad('sweep.ppl must be {text, ...}');
-    if (!isInside(root, resolve(root, ppl.text))) bad(`sweep.ppl.text ${ppl.text} lies outside the worker's root ${root} (mka worker --root)`);
+    if (!isInside(root, resolve(root, ppl.text))) bad(`sweep.ppl.text ${ppl.text} lies outside the worker's root ${root} (mka worker ${flag(ROOT)})`);
   }
   if (!Array.isArray(sweep.methods) || !sweep.methods.every((m) => typeof m === 'string')) bad('sweep.methods must be a list of names');
   if (!Array.isArray(sweep.remove) || !sweep.remove.every((k) => Number.isInteger(k) && k >= 0)) bad('sweep.remove must be a list of whole numbers');
   if (sweep.evalSubjects !== undefined && !(Array.isArray(sweep.evalSubjects) && sweep.evalSubjects.every((s) => typeof s === 'string'))) bad('sweep.evalSubjects must be a list of names');
+  // the sweep's option values, by the specs the command line checks them with
+  for (const s of SWEEP_JOB_OPTIONS) checkValue(s, sweep[s.name], `sweep.${s.name}`);
+  for (const [field, specs] of Object.entries(SWEEP_JOB_NESTED_OPTIONS)) {
+    const nested = sweep[field];
+    if (nested === undefined) continue;
+    if (!isPlainObject(nested)) bad(`sweep.${field} must be an object`);
+    for (const s of specs) checkValue(s, nested[s.name], `sweep.${field}.${s.name}`);
+  }
   if (data.kind !== 'calibration') checkPoint(data.point);
   if (data.kind === 'subject' && (typeof data.subject !== 'string' || unsafeRelative(data.subject) !== null || data.subject.includes('/'))) {
     bad(`subject ${JSON.stringify(data.subject)} is not a plain name`);

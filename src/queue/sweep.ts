@@ -20,6 +20,8 @@ import { assembleSweepReport } from '../sweep/assemble.ts';
 import { SweepInterrupted, type SweepOptions, type SweepPoint } from '../sweep/sweep.ts';
 import { checkAddress, connectRedis, type QueueAddress } from './connection.ts';
 import { DEFAULT_ATTEMPTS, jobId, jobOptions, jobSweep, type SweepJob } from './jobs.ts';
+import { checkOption, flag } from '../runtime/options.ts';
+import { ATTEMPTS, DEFAULT_QUEUE_NAME, QUEUE_NAME, QUEUE_URL } from './options.ts';
 
 export interface QueuedSweepOptions extends QueueAddress {
   /** Runs of a job that throws before it fails for good (default DEFAULT_ATTEMPTS; user errors fail at once). */
@@ -35,7 +37,7 @@ export async function runQueuedSweep(opts: SweepOptions, q: QueuedSweepOptions):
   const started = Date.now();
   const { url, name } = checkAddress(q);
   const attempts = q.attempts ?? DEFAULT_ATTEMPTS;
-  if (!Number.isInteger(attempts) || attempts < 1) throw new UserError(`--attempts ${attempts}: must be a whole number, 1 or more`);
+  checkOption(ATTEMPTS, attempts);
   const log = opts.log ?? (() => {});
   await checkSweepCalibration(opts);
   const { subjects } = prepareSweep(opts);
@@ -73,7 +75,7 @@ export async function runQueuedSweep(opts: SweepOptions, q: QueuedSweepOptions):
         enqueued.add(p);
       }
     }
-    log(`sweep: ${pending.length} of ${sweepPoints(opts.methods, opts.remove).length} points enqueued on ${url} (queue ${name}${calibrating ? ', after the calibration job' : ''}); start workers with \`mka worker --queue ${url}${name === 'mka' ? '' : ` --queue-name ${name}`}\``);
+    log(`sweep: ${pending.length} of ${sweepPoints(opts.methods, opts.remove).length} points enqueued on ${url} (queue ${name}${calibrating ? ', after the calibration job' : ''}); start workers with \`mka worker ${flag(QUEUE_URL)} ${url}${name === DEFAULT_QUEUE_NAME ? '' : ` ${flag(QUEUE_NAME)} ${name}`}\``);
 
     const total = pending.length * subjects.length;
     const subjectsDone = () => pending.reduce((n, p) => n + subjects.length - remainingSubjects(p).length, 0);

@@ -58,20 +58,21 @@ class CheckedWorker extends Worker<SweepJob> {
 
 /** Default lock: BullMQ's 30 s (renewed every 15 s by this process, which never blocks). */
 export { DEFAULT_LOCK_MS } from './options.ts';
-import { DEFAULT_LOCK_MS } from './options.ts';
+import { DEFAULT_LOCK_MS, LOCK_DURATION, MAX_STALLED, ROOT, STALLED_INTERVAL } from './options.ts';
+import { checkOption, flag } from '../runtime/options.ts';
 
 /** Runs a worker until `signal` aborts; resolves once it has closed. */
 export async function runWorker(opts: WorkerOptions): Promise<void> {
   const { url, name } = checkAddress(opts);
-  for (const [flag, v] of [['--lock-duration', opts.lockDuration], ['--stalled-interval', opts.stalledInterval], ['--max-stalled', opts.maxStalledCount]] as const) {
-    if (v !== undefined && (!Number.isInteger(v) || v < (flag === '--max-stalled' ? 0 : 1))) throw new UserError(`${flag} ${v}: must be a whole number${flag === '--max-stalled' ? ', 0 or more' : ' of milliseconds, 1 or more'}`);
-  }
+  checkOption(LOCK_DURATION, opts.lockDuration);
+  checkOption(STALLED_INTERVAL, opts.stalledInterval);
+  checkOption(MAX_STALLED, opts.maxStalledCount);
   const log = opts.log ?? (() => {});
   log(`worker: connecting to Redis at ${url}`);
   const connection = await connectRedis(url, { persistent: true, signal: opts.signal });
   if (!connection) return; // stopped while connecting
   const root = resolve(opts.root ?? process.cwd());
-  if (!existsSync(root) || !statSync(root).isDirectory()) throw new UserError(`--root ${root}: not a directory; give the directory that holds the sweeps' models, data and results`);
+  if (!existsSync(root) || !statSync(root).isDirectory()) throw new UserError(`${flag(ROOT)} ${root}: not a directory; give the directory that holds the sweeps' models, data and results`);
   const settings: ProcessorSettings = { backend: opts.backend ?? 'auto', threads: opts.threads, compute: opts.compute, quiet: opts.quiet ?? false, root };
   // The processor beside this module: compiled JavaScript when mka runs from dist/, else TypeScript through tsx.
   const compiled = import.meta.url.endsWith('.js');

@@ -92,9 +92,10 @@ export function describeRange(spec: OptionSpec): string {
   return spec.auto ? `${r} or auto` : r;
 }
 
-/** A value as a message shows it: text as is, numbers as JavaScript writes them (Infinity, not JSON's null), the rest as JSON. */
+/** A value as a message shows it: text as is, numbers as JavaScript writes them (Infinity, not JSON's null), a list comma-separated, the rest as JSON. */
 function shown(value: unknown): string {
   if (typeof value === 'number') return Number.isNaN(value) ? '(not a number)' : String(value);
+  if (Array.isArray(value)) return value.map(shown).join(','); // a list as it is written on the command line
   return typeof value === 'string' ? value : JSON.stringify(value);
 }
 
@@ -112,7 +113,7 @@ export function checkScalar(spec: OptionSpec, value: unknown, typed?: string): u
       if (typeof value !== 'boolean') bad('true or false');
       return value;
     case 'string':
-      if (typeof value !== 'string') bad('text (quote it in a --config file)');
+      if (typeof value !== 'string') bad('text (quote it in a config file)');
       return value;
     case 'choice':
       if (typeof value !== 'string' || !spec.choices?.includes(value)) bad(`one of ${spec.choices?.join(', ')}`);

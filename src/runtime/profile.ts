@@ -5,7 +5,8 @@
  * and how much memory tensors take, instead of testing tf.getBackend() names.
  */
 import * as tf from '@tensorflow/tfjs';
-import type { ComputeChoice, ComputeDtype } from './backend-choice.ts';
+import { BACKEND_OPTION, COMPUTE_OPTION, type ComputeChoice, type ComputeDtype } from './backend-choice.ts';
+import { flag } from './options.ts';
 import { UserError } from './errors.ts';
 
 /** Where a backend keeps tensors and how they count against memory (memory-estimate.ts). */
@@ -79,7 +80,7 @@ export function resolveCompute(profile: BackendProfile, weightsBf16: boolean): C
   if (profile.compute === 'float32') return 'float32';
   if (profile.compute === 'bfloat16') {
     if (!profile.bf16Products) {
-      throw new UserError(`--compute bfloat16: the ${profile.backend} backend has no bf16 products (use --backend native, or --compute float32)`);
+      throw new UserError(`${flag(COMPUTE_OPTION)} bfloat16: the ${profile.backend} backend has no bf16 products (use ${flag(BACKEND_OPTION)} native, or ${flag(COMPUTE_OPTION)} float32)`);
     }
     return 'bfloat16';
   }

@@ -13,6 +13,8 @@ import { writeSweepReport } from './report.ts';
 import { ORIGINAL, pointLabel, sweepPoints } from './points.ts';
 import { readStoredPoint, rowOf } from './point.ts';
 import type { SweepOptions, SweepPoint } from './sweep.ts';
+import { flag } from '../runtime/options.ts';
+import { POINT, REPORT } from './options.ts';
 
 /** Points of the sweep without a result in points/ yet. */
 export function missingPoints(opts: SweepOptions): string[] {
@@ -26,7 +28,7 @@ export function missingPoints(opts: SweepOptions): string[] {
 export async function assembleSweepReport(opts: SweepOptions, run: { seconds?: Record<string, number>; compute?: string } = {}): Promise<SweepPoint[]> {
   const missing = missingPoints(opts);
   if (missing.length) {
-    throw new UserError(`${opts.out}: ${missing.length} point${missing.length > 1 ? 's are' : ' is'} not finished (${missing.join(', ')}); run them with --point, or the whole sweep without --report`);
+    throw new UserError(`${opts.out}: ${missing.length} point${missing.length > 1 ? 's are' : ' is'} not finished (${missing.join(', ')}); run them with ${flag(POINT)}, or the whole sweep without ${flag(REPORT)}`);
   }
   const base = readStoredPoint(opts.out, ORIGINAL)!;
   const log = opts.log ?? (() => {});

@@ -16,6 +16,8 @@ import type { CompressionPlan } from '../compress/merge-plan.ts';
 import { atomicWriteText } from '../io/atomic.ts';
 import type { SweepContext } from './context.ts';
 import { planFile, pointFile, type PointId } from './points.ts';
+import { readChecked } from '../io/schema.ts';
+import { COMPRESSION_PLAN } from '../compress/plan-schema.ts';
 
 /** Points of the sweep (above 0 layers removed) that have neither a result nor a plan yet. */
 export function unplannedPoints(out: string, methods: readonly string[], remove: readonly number[]): PointId[] {
@@ -77,5 +79,5 @@ function storedAnalysis(path: string): StoredAnalysis | null {
 /** The stored plan of a point, or null when the calibration step has not written it. */
 export function readPlan(out: string, p: PointId): CompressionPlan | null {
   const f = planFile(out, p);
-  return existsSync(f) ? (JSON.parse(readFileSync(f, 'utf8')) as CompressionPlan) : null;
+  return existsSync(f) ? (readChecked(f, COMPRESSION_PLAN, 'sweep plan file', 'delete it, and the sweep plans the point again') as CompressionPlan) : null;
 }

@@ -16,7 +16,7 @@ import { calibrationWorkload } from '../compress/calibration.ts';
 import { bosUnderAddBosTokenFalse, loadTokenizer, type Tokenizer } from '../tokenizer/tokenizer.ts';
 import { createMmluCache, mmluWorkload, type MmluCache } from '../eval/mmlu/evaluate.ts';
 import { scoringTokenizer } from '../eval/mmlu/question-plan.ts';
-import { protocolSettings } from '../compress/methods/protocol.ts';
+import { protocolSettings } from '../compress/protocol.ts';
 import { loadMmlu, type MmluData } from '../eval/mmlu/data.ts';
 import { calibrationPrompts, similarityOptionsFor } from '../pipeline/analyse.ts';
 import { checkRemove } from '../pipeline/plan-targets.ts';
@@ -27,6 +27,8 @@ import { writeMarker } from '../io/output-dir.ts';
 import { prepareCorpus, type PplCorpus } from '../eval/ppl/run.ts';
 import { UserError } from '../runtime/errors.ts';
 import type { SweepOptions, SweepSettings } from './sweep.ts';
+import { flag } from '../runtime/options.ts';
+import { SWEEP_OUT, SWEEP_REMOVE } from './options.ts';
 
 /** The similarity part of the sweep key: NPIB's options as before --metric; another metric's name and β (the rest is NPIB's). */
 function similarityKey(opts: SweepSettings): Record<string, unknown> {
@@ -132,7 +134,7 @@ export function checkSweepFits(opts: SweepOptions, promptLengths: number[] | nul
 /** Checks the options, claims (or re-opens) the results directory, reads the config and the subjects. */
 export function prepareSweep(opts: SweepOptions): PreparedSweep {
   opts.methods.forEach(getMethod);
-  if (!opts.remove.length) throw new UserError('--remove needs at least one count, e.g. 0,2,4');
+  if (!opts.remove.length) throw new UserError(`${flag(SWEEP_REMOVE)} needs at least one count, e.g. 0,2,4`);
   if (!existsSync(join(opts.model, 'config.json'))) throw new UserError(`${opts.model}: not a model directory (no config.json)`);
   const layers = readConfig(opts.model).num_hidden_layers;
   for (const k of opts.remove) checkRemove(k, layers);
@@ -150,9 +152,9 @@ export function prepareSweep(opts: SweepOptions): PreparedSweep {
       differs = 'its sweep-key.json is unreadable';
     }
     if (differs === 'weights' && holdsResults(opts.out)) {
-      throw new UserError(`${opts.out}: holds results of other weights than ${opts.model} now has (${keyFile} records their fingerprint); choose a new --out or delete that directory`);
+      throw new UserError(`${opts.out}: holds results of other weights than ${opts.model} now has (${keyFile} records their fingerprint); choose a new ${flag(SWEEP_OUT)} or delete that directory`);
     }
-    if (differs && differs !== 'weights') throw new UserError(`${opts.out}: holds a sweep with other settings (${differs} differs, ${keyFile}); choose a new --out or delete that directory`);
+    if (differs && differs !== 'weights') throw new UserError(`${opts.out}: holds a sweep with other settings (${differs} differs, ${keyFile}); choose a new ${flag(SWEEP_OUT)} or delete that directory`);
   }
   // new, or other weights with nothing computed from them yet (a run that failed before any result, e.g. on a corrupt file since repaired)
   if (oldKey === null || oldKey !== key) atomicWriteText(keyFile, key);

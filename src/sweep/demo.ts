@@ -29,7 +29,7 @@ export interface DemoOptions {
 
 /** Writes the demo benchmark if needed, runs the demo sweep and exports the largest MKA point for tfjs. */
 export async function runDemo(opts: DemoOptions): Promise<{ points: SweepPoint[]; exported: string }> {
-  if (!existsSync(join(DEMO_MODEL, 'config.json'))) throw new UserError(`${DEMO_MODEL}: the demo model is missing (train it with \`node --import tsx scripts/train-demo.ts\`)`);
+  if (!existsSync(join(DEMO_MODEL, 'config.json'))) throw new UserError(`${DEMO_MODEL}: the demo model is missing (train it with \`npm run train-demo\`)`);
   await ensureBenchmark(DEMO_DATA);
   const remove = opts.remove ?? [0, 2, 3, 4];
   const points = await runSweep({

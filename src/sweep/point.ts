@@ -7,7 +7,9 @@
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { readJsonObject } from '../io/read.ts';
+import { readChecked } from '../io/schema.ts';
+import { UserError } from '../runtime/errors.ts';
+import { STORED_POINT } from './point-file.ts';
 import { evaluatePerplexity } from '../eval/ppl/evaluate.ts';
 import { disposeModel, type LlamaModel } from '../model/model.ts';
 import { evaluateMmlu } from '../eval/mmlu/evaluate.ts';
@@ -49,7 +51,13 @@ export function pointFrom(method: string, removed: number, L: number, s: MmluSum
 /** points/NAME.json, or null when the point is not finished. */
 export function readStoredPoint(out: string, p: PointId): StoredPoint | null {
   const f = pointFile(out, p);
-  return existsSync(f) ? (readJsonObject(f, 'sweep point file') as unknown as StoredPoint) : null;
+  if (!existsSync(f)) return null;
+  const fix = 'delete it to compute the point again';
+  const stored = readChecked(f, STORED_POINT, 'sweep point file', fix);
+  if (stored.method !== p.method || stored.layers_removed !== p.removed) {
+    throw new UserError(`${f}: holds the point ${pointLabel({ method: stored.method, removed: stored.layers_removed })}, not ${pointLabel(p)}; ${fix}`);
+  }
+  return stored as unknown as StoredPoint;
 }
 
 /** The plan of a point, running the sweep's calibration first if it has not been written. */

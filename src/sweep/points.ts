@@ -9,6 +9,8 @@
 import { join } from 'node:path';
 import { UserError } from '../runtime/errors.ts';
 import { getMethod } from '../compress/methods/registry.ts';
+import { flag } from '../runtime/options.ts';
+import { LIST_POINTS, POINT, SWEEP_METHODS, SWEEP_REMOVE } from './options.ts';
 
 export interface PointId {
   method: string;
@@ -32,10 +34,10 @@ export function pointName(p: PointId): string {
 export function parsePoint(s: string, methods: readonly string[], remove: readonly number[]): PointId {
   if (s === 'original') return ORIGINAL;
   const m = /^([a-z0-9_-]+):(\d+)$/i.exec(s.trim());
-  if (!m) throw new UserError(`--point ${s}: expected "original" or METHOD:K, e.g. mka:4 (see --list-points)`);
+  if (!m) throw new UserError(`${flag(POINT)} ${s}: expected "original" or METHOD:K, e.g. mka:4 (see ${flag(LIST_POINTS)})`);
   const p = { method: getMethod(m[1]).name, removed: Number(m[2]) };
   if (!methods.includes(p.method) || !remove.includes(p.removed)) {
-    throw new UserError(`--point ${s}: not a point of this sweep (--methods ${methods.join(',')} --remove ${remove.join(',')}); see --list-points`);
+    throw new UserError(`${flag(POINT)} ${s}: not a point of this sweep (${flag(SWEEP_METHODS)} ${methods.join(',')} ${flag(SWEEP_REMOVE)} ${remove.join(',')}); see ${flag(LIST_POINTS)}`);
   }
   return p.removed === 0 ? ORIGINAL : p;
 }

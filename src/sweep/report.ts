@@ -9,6 +9,8 @@ import type { MmluSummary } from '../eval/mmlu/results.ts';
 import { DEFAULT_METRIC, getSimilarityMetric } from '../compress/similarity/index.ts';
 import { accuracySpec, categoriesSpec, renderChart, similarityHeatmapSpec } from '../report/charts.ts';
 import type { SweepPoint } from './sweep.ts';
+import { flag } from '../runtime/options.ts';
+import { SWEEP_TEXT } from './options.ts';
 
 export const RESULT_COLUMNS: (keyof SweepPoint)[] = [
   'method', 'layers_removed', 'layers', 'compression_ratio', 'mmlu', 'mmlu_macro', 'stem', 'humanities',
@@ -87,7 +89,7 @@ export async function writeSweepReport(r: SweepReportInput): Promise<void> {
     `Uncompressed: MMLU ${pct(r.base.mmlu)} with ${r.base.layers} layers.${r.run.compute ? ` Products computed in ${String(r.run.compute)}.` : ''}`,
     ...[...best].sort((a, b) => a[0] - b[0]).map(([k, p]) => `Removing ${k} layer${k > 1 ? 's' : ''}: best is **${p.method}** at ${pct(p.mmlu)} (${((p.mmlu - r.base.mmlu) * 100).toFixed(2)} points).`),
     '', table, '',
-    `*answer ppl*: MMLU answer perplexity (exp of the mean loss of each question's answer tokens, the paper's; \`perplexity\` in results.csv)${textPpl ? '; *text ppl*: perplexity on the --text corpus (strided windows, as `mka eval ppl`; `ppl` in results.csv)' : ''}.`, '',
+    `*answer ppl*: MMLU answer perplexity (exp of the mean loss of each question's answer tokens, the paper's; \`perplexity\` in results.csv)${textPpl ? `; *text ppl*: perplexity on the ${flag(SWEEP_TEXT)} corpus (strided windows, as \`mka eval ppl\`; \`ppl\` in results.csv)` : ''}.`, '',
     ...charts.map((c) => `![${c}](${c}.png)\n`),
     'Files: `results.csv` / `results.json` (every point), `run.json` (options, versions, backend, timings), SVG versions of each chart.', '',
   ];

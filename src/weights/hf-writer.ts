@@ -16,9 +16,10 @@ import { fromFloat32 } from '../io/safetensors.ts';
 import { packedNames } from '../model/packed-checkpoint.ts';
 import { UserError } from '../runtime/errors.ts';
 import type { TensorSource } from './source.ts';
+import { checkOption } from '../runtime/options.ts';
+import { HF_DTYPE, HF_DTYPES, HF_SHARD_MB, type HfDtype } from './options.ts';
 
-export const HF_DTYPES = ['bfloat16', 'float16', 'float32'] as const;
-export type HfDtype = (typeof HF_DTYPES)[number];
+export { HF_DTYPES, type HfDtype };
 const STORAGE: Record<HfDtype, DType> = { bfloat16: 'BF16', float16: 'F16', float32: 'F32' };
 const BYTES: Record<HfDtype, number> = { bfloat16: 2, float16: 2, float32: 4 };
 
@@ -96,9 +97,9 @@ function packedPart(pm: PackedMatrix, part: number): Uint8Array {
  * quantization_config; otherwise it carries none (every weight is written as floats).
  */
 export async function writeHfModel(source: TensorSource, outDir: string, opts: HfWriteOptions): Promise<HfExportResult> {
-  if (!(HF_DTYPES as readonly string[]).includes(opts.dtype)) throw new UserError(`--dtype ${opts.dtype}: must be one of ${HF_DTYPES.join(', ')}`);
+  checkOption(HF_DTYPE, opts.dtype);
   const shardMb = opts.shardMb ?? 5000;
-  if (!(shardMb > 0)) throw new UserError(`--shard-mb ${shardMb}: must be a positive number of MB`);
+  checkOption(HF_SHARD_MB, shardMb);
   const specs = new Map(source.names.map((name) => [name, source.packed?.(name) ?? null]));
   const anyPacked = [...specs.values()].some((s) => s !== null);
   if (anyPacked && (!source.config.quantization_config || !source.readPacked)) throw new Error('writeHfModel: packed tensors need the source\'s quantization_config and readPacked');

@@ -9,6 +9,10 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { mkaVersion } from '../runtime/version.ts';
+import { flag } from '../runtime/options.ts';
+import { OUT } from '../io/output-options.ts';
+import { MODEL } from '../model/options.ts';
+import { PLAN } from './options.ts';
 
 /** One metric of an evaluation (contract 3's MetricValue): a fraction for accuracies, with its standard error. */
 export interface CardMetric {
@@ -157,7 +161,7 @@ export function modelCard(info: ModelCardInfo): string {
   if (info.command || planBase) {
     lines.push('## Reproduce', '', '```sh');
     if (info.command) lines.push(info.command);
-    if (planBase) lines.push(`mka compress --model ${planBase} --plan merge.json --out OUT   # the same weights from the recorded plan`);
+    if (planBase) lines.push(`mka compress ${flag(MODEL)} ${planBase} ${flag(PLAN)} merge.json ${flag(OUT)} OUT   # the same weights from the recorded plan`);
     lines.push('```', '');
   }
   if (info.files && Object.keys(info.files).length) {

@@ -62,7 +62,7 @@ export function quantize(data: Float32Array, scheme: QuantScheme, name = 'tensor
   let lo = Infinity, hi = -Infinity;
   for (let i = 0; i < data.length; i++) {
     const v = data[i];
-    if (!Number.isFinite(v)) throw new UserError(`${name}: holds ${v}; ${scheme} quantization needs finite weights (export with --quantize none or float16)`);
+    if (!Number.isFinite(v)) throw new UserError(`${name}: holds ${v}; ${scheme} quantization needs finite weights (store them as none or float16 instead)`);
     if (v < lo) lo = v;
     if (v > hi) hi = v;
   }

@@ -1,5 +1,6 @@
 import { defineCommand } from '../options.ts';
 import { FORCE_DIR, claimOutput, setup } from '../common.ts';
+import { OUT as OUT_SPEC } from '../../io/output-options.ts';
 import { flag, option, type OptionSpec } from '../../runtime/options.ts';
 import { UserError } from '../../runtime/errors.ts';
 import { COMPUTE_OPTIONS } from '../../runtime/backend-choice.ts';
@@ -9,7 +10,7 @@ import { METHOD, OUT_DTYPE, PLAN, REMOVE } from '../../pipeline/options.ts';
 import { ANALYSIS_OPTIONS, METHOD_OPTIONS, analysisOptions, methodParameters } from './compress-options.ts';
 import { QUANTIZE_AFTER } from '../../quant/options.ts';
 
-const OUT = option({ name: 'out', option: 'out', type: 'string', required: true, help: 'output model directory' });
+const OUT = option({ ...OUT_SPEC, required: true, help: 'output model directory' });
 
 /** Options that choose or feed a plan, which --plan replaces. */
 const PLANNING = [METHOD, REMOVE, CALIBRATION_DATA, CALIBRATION_FILE, ...METHOD_OPTIONS];

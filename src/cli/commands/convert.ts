@@ -1,9 +1,10 @@
 import { defineCommand } from '../options.ts';
 import { FORCE_DIR, claimOutput } from '../common.ts';
+import { OUT as OUT_SPEC } from '../../io/output-options.ts';
 import { option } from '../../runtime/options.ts';
 import { CHECKPOINT, LLAMA2C_DTYPE, LLAMA2C_TOKENIZER } from '../../convert/options.ts';
 
-const OUT = option({ name: 'out', option: 'out', type: 'string', required: true, help: 'output model directory' });
+const OUT = option({ ...OUT_SPEC, required: true, help: 'output model directory' });
 
 export const convertCommand = defineCommand({
   command: 'convert-llama2c',

@@ -1,12 +1,13 @@
 import { readFileSync } from 'node:fs';
 import { defineCommand } from '../options.ts';
 import { FORCE_DIR, claimOutput, setup } from '../common.ts';
+import { OUT as OUT_SPEC } from '../../io/output-options.ts';
 import { option } from '../../runtime/options.ts';
 import { COMPUTE_OPTIONS } from '../../runtime/backend-choice.ts';
 import { SWEEP_METHODS, SWEEP_REMOVE } from '../../sweep/options.ts';
 import { LIMIT } from '../../eval/mmlu/options.ts';
 
-const OUT = option({ name: 'out', option: 'out', type: 'string', default: 'results/demo', help: 'results directory (rerun to resume)' });
+const OUT = option({ ...OUT_SPEC, default: 'results/demo', help: 'results directory (rerun to resume)' });
 
 export const demoCommand = defineCommand({
   command: 'demo',

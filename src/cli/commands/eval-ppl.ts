@@ -1,4 +1,5 @@
 import { type GlobalArgs, FORCE_DIR, claimOutput, interruptOnSignals, setup } from '../common.ts';
+import { OUT as OUT_SPEC } from '../../io/output-options.ts';
 import { defineCommand } from '../options.ts';
 import { flag, option } from '../../runtime/options.ts';
 import { UserError } from '../../runtime/errors.ts';
@@ -14,7 +15,7 @@ each window scores the tokens after the previous window's end (the first window:
 so every scored token is scored once. ppl = exp(Σ −log p(token | context) / number of scored tokens): token-weighted, summed in float64
 (the recipe's own sum weights each later window by one token fewer than its loss averages; mka counts the tokens exactly).`;
 
-const OUT = option({ name: 'out', option: 'out', type: 'string', help: 'results directory (default results/ppl/<model>-<text>); rerun to resume' });
+const OUT = option({ ...OUT_SPEC, help: 'results directory (default results/ppl/<model>-<text>); rerun to resume' });
 
 export const pplCommand = defineCommand({
   command: 'ppl',

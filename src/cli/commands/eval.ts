@@ -1,5 +1,6 @@
 import type { Argv, CommandModule } from 'yargs';
 import { type GlobalArgs, FORCE_DIR, claimFile, claimOutput, interruptOnSignals, setup } from '../common.ts';
+import { OUT as OUT_SPEC } from '../../io/output-options.ts';
 import { defineCommand } from '../options.ts';
 import { flag, option } from '../../runtime/options.ts';
 import { COMPUTE_OPTIONS } from '../../runtime/backend-choice.ts';
@@ -13,7 +14,7 @@ import { pplCommand } from './eval-ppl.ts';
 
 const fmtSeconds = (s: number) => (s < 120 ? `${s.toFixed(0)} s` : s < 7200 ? `${(s / 60).toFixed(1)} min` : `${(s / 3600).toFixed(1)} h`);
 
-const OUT = option({ name: 'out', option: 'out', type: 'string', help: 'results directory (default results/mmlu/<model name>); rerun to resume' });
+const OUT = option({ ...OUT_SPEC, help: 'results directory (default results/mmlu/<model name>); rerun to resume' });
 
 const mmluCommand = defineCommand({
   command: 'mmlu',
@@ -32,7 +33,7 @@ const mmluCommand = defineCommand({
     ['$0 eval mmlu --model out/merged --data ../shared/data/mmlu --no-bos', 'score without BOS, as the paper\'s released code'],
   ],
   run: async (v, ctx) => {
-    const { protocolSettings } = await import('../../compress/methods/protocol.ts');
+    const { protocolSettings } = await import('../../compress/protocol.ts');
     const { defaultMmluOut, runMmluEval } = await import('../../eval/mmlu/run.ts');
     const { EvaluationInterrupted } = await import('../../eval/mmlu/evaluate.ts');
     const { formatSummaryTable } = await import('../../eval/mmlu/results.ts');

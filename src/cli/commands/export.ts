@@ -1,13 +1,14 @@
 import type { Argv, CommandModule } from 'yargs';
 import type { GlobalArgs } from '../common.ts';
 import { FORCE_DIR, claimOutput } from '../common.ts';
+import { OUT as OUT_SPEC } from '../../io/output-options.ts';
 import { defineCommand } from '../options.ts';
 import { option } from '../../runtime/options.ts';
 import { MODEL, REVISION } from '../../model/options.ts';
 import { HF_DTYPE, HF_SHARD_MB, MAX_SEQ, TFJS_QUANTIZE, TFJS_SHARD_MB } from '../../export/options.ts';
 
 const mib = (b: number) => `${(b / 2 ** 20).toFixed(2)} MiB`;
-const OUT = option({ name: 'out', option: 'out', type: 'string', required: true, help: 'output directory (replaced atomically)' });
+const OUT = option({ ...OUT_SPEC, required: true, help: 'output directory (replaced atomically)' });
 
 const tfjsCommand = defineCommand({
   command: 'tfjs',

@@ -1,5 +1,6 @@
 import { defineCommand } from '../options.ts';
 import { FORCE_FILE, claimFile, emitJson, setup } from '../common.ts';
+import { OUT as OUT_SPEC } from '../../io/output-options.ts';
 import { option } from '../../runtime/options.ts';
 import { UserError } from '../../runtime/errors.ts';
 import { COMPUTE_OPTIONS } from '../../runtime/backend-choice.ts';
@@ -9,7 +10,7 @@ const FORMAT = `Output (JSON): {"input_ids": [...], "top_k": [{"id", "token", "l
 "logits_positions": [...] and "logits": one row of vocab_size logits per listed position (with --logits last|all),
 "hidden_states": [L+1][T][H] (with --hidden-states: the embeddings, then each block's output, the last after the final norm)}`;
 
-const OUT = option({ name: 'out', option: 'out', type: 'string', path: 'output-file', help: 'output JSON file (default: stdout)' });
+const OUT = option({ ...OUT_SPEC, path: 'output-file', help: 'output JSON file (default: stdout)' });
 
 export const forwardCommand = defineCommand({
   command: 'forward',

@@ -1,5 +1,6 @@
 import { defineCommand } from '../options.ts';
 import { FORCE_DIR, claimOutput, setup } from '../common.ts';
+import { OUT as OUT_SPEC } from '../../io/output-options.ts';
 import { flag, option, type OptionSpec } from '../../runtime/options.ts';
 import { UserError } from '../../runtime/errors.ts';
 import { COMPUTE_OPTIONS } from '../../runtime/backend-choice.ts';
@@ -23,7 +24,7 @@ for (const m of QUANT_METHODS) {
   }
 }
 
-const OUT = option({ name: 'out', option: 'out', type: 'string', required: true, help: 'output model directory (packed weights)' });
+const OUT = option({ ...OUT_SPEC, required: true, help: 'output model directory (packed weights)' });
 
 export const quantizeCommand = defineCommand({
   command: 'quantize',

@@ -1,5 +1,6 @@
 import { defineCommand } from '../options.ts';
 import { FORCE_FILE, claimFile, emitJson, setup } from '../common.ts';
+import { OUT as OUT_SPEC } from '../../io/output-options.ts';
 import { option } from '../../runtime/options.ts';
 import { UserError } from '../../runtime/errors.ts';
 import { COMPUTE_OPTIONS } from '../../runtime/backend-choice.ts';
@@ -8,7 +9,7 @@ import { CALIBRATION_DATA, CALIBRATION_FILE } from '../../compress/options.ts';
 import { ANALYSIS_OPTIONS, analysisOptions } from './compress-options.ts';
 
 const ACTIVATIONS = option({ name: 'activations', option: 'activations', type: 'string', path: 'file', help: 'JSON {"activations": [layers][samples][hidden]} instead of --model' });
-const OUT = option({ name: 'out', option: 'out', type: 'string', path: 'output-file', help: 'output sim.json (default: stdout)' });
+const OUT = option({ ...OUT_SPEC, path: 'output-file', help: 'output sim.json (default: stdout)' });
 
 export const similarityCommand = defineCommand({
   command: 'similarity',

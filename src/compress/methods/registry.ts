@@ -17,7 +17,7 @@ export interface MethodParameters {
 /** The method called `name`, or a UserError listing the known ones. */
 export function getMethod(name: string): CompressionMethod {
   const m = METHODS.find((x) => x.name === name);
-  if (!m) throw new UserError(`--method ${name} is not known; methods: ${METHODS.map((x) => x.name).join(', ')}`);
+  if (!m) throw new UserError(`method ${name} is not known; methods: ${METHODS.map((x) => x.name).join(', ')}`);
   return m;
 }
 

@@ -52,7 +52,7 @@ export function degenerateKernelWarning(kernel: KernelDiagnostics[]): string | n
   const bad = kernel.flatMap((k, l) => (k.degenerate ? [l] : []));
   if (!bad.length) return null;
   return `similarity: the diffusion kernel is degenerate in ${bad.length} of ${kernel.length} layers (${bad.join(', ')}); `
-    + `their embeddings and NPIB scores are noise. Layer ${bad[0]}: ${kernel[bad[0]].degenerate}. Try --sigma auto`;
+    + `their embeddings and NPIB scores are noise. Layer ${bad[0]}: ${kernel[bad[0]].degenerate}. Try ${flag(SIGMA)} auto`;
 }
 
 /** Fills defaults and rejects impossible options for n samples. */

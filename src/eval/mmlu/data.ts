@@ -14,6 +14,8 @@ import { join } from 'node:path';
 import { UserError } from '../../runtime/errors.ts';
 import { parseCsv } from './csv.ts';
 import { readTextFile } from '../../io/read.ts';
+import { flag } from '../../runtime/options.ts';
+import { NTRAIN } from './options.ts';
 
 export type MmluSplit = 'dev' | 'test' | 'val';
 export type AnswerLetter = 'A' | 'B' | 'C' | 'D';
@@ -140,7 +142,7 @@ export function loadMmlu(dir: string, opts: { subjects?: readonly string[] } = {
     const devFile = join(dir, 'dev', `${subject}_dev.csv`);
     if (!existsSync(devFile)) {
       throw new UserError(`${devFile}: missing, but ${testFile} exists; every subject needs its dev file `
-        + '(the few-shot examples come from it), even with --ntrain 0: restore it from the MMLU release, '
+        + `(the few-shot examples come from it), even with ${flag(NTRAIN)} 0: restore it from the MMLU release, `
         + `or leave "${subject}" out of the subjects to evaluate`);
     }
     data.dev.set(subject, readMmluFile(devFile, subject, 'dev'));

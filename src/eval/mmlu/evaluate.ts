@@ -12,7 +12,8 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { Workload } from '../../model/memory-estimate.ts';
-import { BATCH_SIZE } from './options.ts';
+import { BATCH_SIZE, LIMIT, REFERENCE_MODEL } from './options.ts';
+import { checkOption, flag } from '../../runtime/options.ts';
 import { PASS_HIDDEN_BYTES, forwardInTurn, forwardMany, passTokens, type ForwardJob } from '../../model/forward.ts';
 import { argmax } from '../../model/generate.ts';
 import { streamsLayers, type LlamaModel } from '../../model/model.ts';
@@ -20,35 +21,14 @@ import { currentProfile } from '../../runtime/profile.ts';
 import { UserError } from '../../runtime/errors.ts';
 import type { Tokenizer } from '../../tokenizer/tokenizer.ts';
 import { ANSWER_LETTERS, type AnswerLetter, type MmluData } from './data.ts';
+import type { QuestionRecord } from './record.ts';
 import { checkNtrain } from './prompt.ts';
 import { MAX_PADDING, answerTokenIds, batchesOf, planStats, planSubject, type AnswerTokens, type PlanStats, type PlannedQuestion, type SubjectPlan } from './question-plan.ts';
 import {
   type MmluSummary, type RunKey, type SubjectResult, dataFingerprint, modelFingerprint, openResultsDir, summarize, writeDumpFile,
 } from './results.ts';
 
-/** The outcome of one test question. */
-export interface QuestionRecord {
-  subject: string;
-  /** Row in <subject>_test.csv (0-based). */
-  index: number;
-  answer: AnswerLetter;
-  prediction: AnswerLetter;
-  correct: boolean;
-  /** Next-token logits of the answer tokens A, B, C, D at the end of the prompt. */
-  answerLogits: number[];
-  ntrainKept: number;
-  /** The 0-shot prompt was too long and only its last tokens were fed. */
-  truncated: boolean;
-  /** Whether the question ran on a cached prefix. */
-  cached: boolean;
-  /** Summed negative log-likelihood (nats) of the question part's nllTokens tokens. */
-  nll: number;
-  nllTokens: number;
-  /** With a reference model: its prediction, whether it agrees, KL(reference || model) over A–D. */
-  referencePrediction?: AnswerLetter;
-  agreement?: boolean;
-  kl?: number;
-}
+export type { QuestionRecord } from './record.ts';
 
 export interface MmluProgress {
   /** The subject being evaluated, or what a pass of several holds. */
@@ -346,11 +326,9 @@ export async function evaluateMmlu(opts: EvaluateMmluOptions): Promise<EvaluateM
   }
   if (subjects.length === 0) throw new UserError('no MMLU subjects to evaluate');
   checkNtrain({ ...data, subjects }, opts.ntrain);
-  if (opts.limit !== undefined && (!Number.isInteger(opts.limit) || opts.limit < 1)) {
-    throw new UserError(`--limit ${opts.limit}: must be a whole number of questions per subject, 1 or more`);
-  }
+  checkOption(LIMIT, opts.limit);
   const batchSize = opts.batchSize ?? 16;
-  if (!Number.isInteger(batchSize) || batchSize < 1) throw new UserError(`--batch-size ${batchSize}: must be a whole number, 1 or more`);
+  checkOption(BATCH_SIZE, batchSize);
   const maxPadding = opts.maxPadding ?? MAX_PADDING;
   const answerTokens = opts.answerTokens ?? 'letter';
   const answerIds = answerTokenIds(tokenizer, answerTokens, model.config.vocab_size);
@@ -358,10 +336,10 @@ export async function evaluateMmlu(opts: EvaluateMmluOptions): Promise<EvaluateM
   const ref = opts.referenceModel;
   if (ref) {
     if (ref.config.vocab_size !== model.config.vocab_size) {
-      throw new UserError(`--reference-model${ref.dir ? ` ${ref.dir}` : ''}: vocabulary of ${ref.config.vocab_size} tokens, but the model has ${model.config.vocab_size}; the reference must share the model's tokenizer`);
+      throw new UserError(`${flag(REFERENCE_MODEL)}${ref.dir ? ` ${ref.dir}` : ''}: vocabulary of ${ref.config.vocab_size} tokens, but the model has ${model.config.vocab_size}; the reference must share the model's tokenizer`);
     }
     if (ref.config.max_position_embeddings < maxTokens) {
-      throw new UserError(`--reference-model${ref.dir ? ` ${ref.dir}` : ''}: max_position_embeddings ${ref.config.max_position_embeddings} is less than the model's ${maxTokens}`);
+      throw new UserError(`${flag(REFERENCE_MODEL)}${ref.dir ? ` ${ref.dir}` : ''}: max_position_embeddings ${ref.config.max_position_embeddings} is less than the model's ${maxTokens}`);
     }
   }
   const cached = opts.cached ?? true;

@@ -11,7 +11,7 @@
  * prompts began with BOS (`config.mka.bos`, also `add_bos_token` in model_args as lm-eval spells it).
  */
 import { categoryOf, type MmluCategory } from './categories.ts';
-import type { MmluSummary } from './results.ts';
+import type { MmluSummary } from './summary.ts';
 
 const GROUP_OF: Record<MmluCategory, string> = { STEM: 'mmlu_stem', humanities: 'mmlu_humanities', 'social sciences': 'mmlu_social_sciences', other: 'mmlu_other' };
 const GROUP_ORDER = ['mmlu_humanities', 'mmlu_other', 'mmlu_social_sciences', 'mmlu_stem']; // lm-eval lists groups alphabetically

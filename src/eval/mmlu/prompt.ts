@@ -10,6 +10,8 @@
  */
 import { UserError } from '../../runtime/errors.ts';
 import { ANSWER_LETTERS, type MmluData, type MmluQuestion } from './data.ts';
+import { checkOption, flag } from '../../runtime/options.ts';
+import { NTRAIN } from './options.ts';
 
 /** " abstract algebra" for "abstract_algebra" (a space before every word, as format_subject). */
 export function formatSubject(subject: string): string {
@@ -37,7 +39,7 @@ export function promptHeader(subject: string): string {
 export function genPrompt(dev: readonly MmluQuestion[], subject: string, k = -1): string {
   const n = k === -1 ? dev.length : k;
   if (!Number.isInteger(n) || n < 0 || n > dev.length) {
-    throw new UserError(`--ntrain ${k}: subject ${subject} has ${dev.length} dev examples; use --ntrain 0 to ${dev.length}`);
+    throw new UserError(`${flag(NTRAIN)} ${k}: subject ${subject} has ${dev.length} dev examples; use ${flag(NTRAIN)} 0 to ${dev.length}`);
   }
   let text = promptHeader(subject);
   for (let i = 0; i < n; i++) text += formatExample(dev[i], true);
@@ -54,14 +56,12 @@ export function promptParts(dev: readonly MmluQuestion[], q: MmluQuestion, k: nu
 
 /** Checks that every loaded subject has at least `ntrain` dev examples (a UserError naming the file otherwise). */
 export function checkNtrain(data: MmluData, ntrain: number): void {
-  if (!Number.isInteger(ntrain) || ntrain < 0) {
-    throw new UserError(`--ntrain ${ntrain}: must be a whole number of dev examples, 0 or more`);
-  }
+  checkOption(NTRAIN, ntrain);
   for (const subject of data.subjects) {
     const n = data.dev.get(subject)?.length ?? 0;
     if (ntrain > n) {
-      throw new UserError(`${data.dir}/dev/${subject}_dev.csv: --ntrain ${ntrain} asks for more dev examples than the ${n} `
-        + `this file has; use --ntrain ${n} or less`);
+      throw new UserError(`${data.dir}/dev/${subject}_dev.csv: ${flag(NTRAIN)} ${ntrain} asks for more dev examples than the ${n} `
+        + `this file has; use ${flag(NTRAIN)} ${n} or less`);
     }
   }
 }
@@ -101,9 +101,7 @@ export function fitPrompt(
   countTokens: (text: string) => number,
   maxTokens: number,
 ): FitResult {
-  if (!Number.isInteger(ntrain) || ntrain < 0) {
-    throw new UserError(`--ntrain ${ntrain}: must be a whole number of dev examples, 0 or more`);
-  }
+  checkOption(NTRAIN, ntrain);
   const question = formatExample(q, false);
   for (let k = ntrain; ; k--) {
     const prefix = genPrompt(devExamples, q.subject, k);

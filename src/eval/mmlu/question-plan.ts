@@ -22,6 +22,8 @@ import { UserError } from '../../runtime/errors.ts';
 import type { Tokenizer } from '../../tokenizer/tokenizer.ts';
 import { ANSWER_LETTERS, type MmluData, type MmluQuestion } from './data.ts';
 import { fitPrompt, formatExample, genPrompt } from './prompt.ts';
+import { flag } from '../../runtime/options.ts';
+import { ANSWER_TOKENS } from './options.ts';
 
 export type AnswerTokens = 'letter' | 'space';
 
@@ -71,8 +73,8 @@ export interface SubjectPlan {
 export function answerTokenIds(tokenizer: Tokenizer, mode: AnswerTokens, vocabSize: number): number[] {
   const ids = ANSWER_LETTERS.map((l) => tokenizer.encode(mode === 'space' ? ` ${l}` : l).at(-1) ?? -1);
   if (new Set(ids).size !== 4 || ids.some((id) => id < 0 || id >= vocabSize)) {
-    throw new UserError(`--answer-tokens ${mode}: the tokenizer maps A, B, C, D to ids [${ids}], which are not 4 distinct ids `
-      + `of the model's vocabulary (${vocabSize}); try --answer-tokens ${mode === 'space' ? 'letter' : 'space'}`);
+    throw new UserError(`${flag(ANSWER_TOKENS)} ${mode}: the tokenizer maps A, B, C, D to ids [${ids}], which are not 4 distinct ids `
+      + `of the model's vocabulary (${vocabSize}); try ${flag(ANSWER_TOKENS)} ${mode === 'space' ? 'letter' : 'space'}`);
   }
   return ids;
 }

@@ -20,15 +20,22 @@ import { join } from 'node:path';
 import { stringify } from 'csv-stringify/sync';
 import { atomicWriteText } from '../../io/atomic.ts';
 import { isOwnOutput, writeMarker } from '../../io/output-dir.ts';
-import { readJsonObject } from '../../io/read.ts';
 import { readHfWeight, type LlamaModel } from '../../model/model.ts';
 import { UserError } from '../../runtime/errors.ts';
 import { CATEGORY_LABELS, categoryOf, subcategoryOf } from './categories.ts';
 import type { MmluData } from './data.ts';
-import type { QuestionRecord } from './evaluate.ts';
+import type { QuestionRecord } from './record.ts';
 import type { SubjectPlan } from './question-plan.ts';
 import { aggregateScores } from './scores.ts';
 import { lmEvalResults } from './lm-eval.ts';
+import { flag } from '../../runtime/options.ts';
+import { OUT } from '../../io/output-options.ts';
+import { FRESH, LIMIT } from './options.ts';
+import { readChecked } from '../../io/schema.ts';
+import { SUBJECT_RESULT } from './result-files.ts';
+import type { MmluSummary, ScoreRow } from './summary.ts';
+
+export type { MmluSummary, ScoreRow };
 
 /** What a run's results depend on; results are reused only under an identical key. */
 export type RunKey = Record<string, string | number | boolean | null>;
@@ -112,10 +119,10 @@ export function openResultsDir(dir: string, key: RunKey, fresh: boolean): Result
       } catch {
         // keep the message above
       }
-      if (keyText !== old) throw new UserError(`${keyFile}: ${dir} holds results of a different run (${differs}); choose another --out, or add --fresh to discard them`);
+      if (keyText !== old) throw new UserError(`${keyFile}: ${dir} holds results of a different run (${differs}); choose another ${flag(OUT)}, or add ${flag(FRESH)} to discard them`);
     }
   } else if (stored.length > 0) {
-    throw new UserError(`${subjectsDir}: holds results but no run-key.json, so they cannot be matched to this run; choose another --out, or add --fresh to discard them`);
+    throw new UserError(`${subjectsDir}: holds results but no run-key.json, so they cannot be matched to this run; choose another ${flag(OUT)}, or add ${flag(FRESH)} to discard them`);
   }
   mkdirSync(subjectsDir, { recursive: true });
   writeMarker(dir, 'mmlu-results');
@@ -126,13 +133,13 @@ export function openResultsDir(dir: string, key: RunKey, fresh: boolean): Result
     load(subject, fingerprint) {
       const f = fileOf(subject);
       if (!existsSync(f)) return null;
-      const r = readJsonObject(f, 'subject results file') as unknown as SubjectResult & { runKey?: unknown };
-      if (r.subject !== subject || !Array.isArray(r.questions)) throw new UserError(`${f}: not the results of subject ${subject}; delete the file to recompute it`);
+      const r = readChecked(f, SUBJECT_RESULT, 'subject results file', 'delete the file to recompute the subject');
+      if (r.subject !== subject || r.questions.some((q) => q.subject !== subject)) throw new UserError(`${f}: not the results of subject ${subject}; delete the file to recompute it`);
       if (r.runKey !== runKey) {
-        throw new UserError(`${f}: computed by a different run than ${keyFile} describes (another --limit, model or settings); add --fresh to recompute every subject`);
+        throw new UserError(`${f}: computed by a different run than ${keyFile} describes (another ${flag(LIMIT)}, model or settings); add ${flag(FRESH)} to recompute every subject`);
       }
       if (r.data !== fingerprint) {
-        throw new UserError(`${f}: the MMLU files of ${subject} changed since these results were computed; choose another --out, or add --fresh to recompute`);
+        throw new UserError(`${f}: the MMLU files of ${subject} changed since these results were computed; choose another ${flag(OUT)}, or add ${flag(FRESH)} to recompute`);
       }
       return r;
     },
@@ -146,37 +153,6 @@ export function openResultsDir(dir: string, key: RunKey, fresh: boolean): Result
       atomicWriteText(join(dir, 'lm_eval_results.json'), JSON.stringify(lmEvalResults(summary, run), null, 2) + '\n');
     },
   };
-}
-
-/** Scores of a subject, subcategory, category or of everything. */
-export interface ScoreRow {
-  name: string;
-  subjects: number;
-  questions: number;
-  correct: number;
-  accuracy: number;
-  /** exp of the mean over questions of each question's mean loss (the paper's perplexity). */
-  perplexity: number;
-  /** Fraction of questions where the model's answer equals the reference model's (null without one). */
-  agreement: number | null;
-  /** Mean KL(reference || model) of the answer distribution over A–D (null without a reference). */
-  kl: number | null;
-}
-
-export interface MmluSummary {
-  model: string | null;
-  reference: string | null;
-  data: string;
-  ntrain: number;
-  limit: number | null;
-  answerTokens: string;
-  [extra: string]: unknown;
-  subjects: (ScoreRow & { subcategory: string; category: string })[];
-  subcategories: ScoreRow[];
-  categories: ScoreRow[];
-  /** accuracy: mean over questions; macroAccuracy: mean of the subject accuracies. */
-  overall: ScoreRow & { macroAccuracy: number };
-  fitting: { promptsWithDroppedExamples: number; droppedExamples: number; truncatedQuestions: number };
 }
 
 function scoreRow(name: string, subjects: number, correct: number, accuracy: number, recs: readonly QuestionRecord[]): ScoreRow {

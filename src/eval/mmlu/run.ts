@@ -13,6 +13,8 @@ import { loadMmlu } from './data.ts';
 import { evaluateMmlu, mmluWorkload, type MmluProgress } from './evaluate.ts';
 import { scoringTokenizer, type AnswerTokens, type PlanStats } from './question-plan.ts';
 import type { MmluSummary } from './results.ts';
+import { checkOption } from '../../runtime/options.ts';
+import { EVAL_QUANTIZE } from './options.ts';
 
 export interface RunMmluOptions {
   model: string;
@@ -61,9 +63,7 @@ export function defaultMmluOut(modelDir: string, quantize: QuantScheme = 'none',
 /** Runs (or with dryRun, plans and times) the MMLU evaluation of a model directory. */
 export async function runMmluEval(opts: RunMmluOptions): Promise<RunMmluResult> {
   const quantize = opts.quantize ?? 'none';
-  if (!(QUANT_SCHEMES as readonly string[]).includes(quantize)) {
-    throw new UserError(`--quantize ${quantize}: must be one of ${QUANT_SCHEMES.join(', ')}`);
-  }
+  checkOption(EVAL_QUANTIZE, quantize);
   const bos = opts.bos ?? true;
   const tokenizer = scoringTokenizer(await loadTokenizer(opts.model), bos);
   const data = loadMmlu(opts.data, { subjects: opts.subjects });

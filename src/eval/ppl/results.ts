@@ -15,16 +15,14 @@ import { isOwnOutput, writeMarker } from '../../io/output-dir.ts';
 import type { LlamaModel } from '../../model/model.ts';
 import { UserError } from '../../runtime/errors.ts';
 import { modelFingerprint } from '../mmlu/results.ts';
+import { flag } from '../../runtime/options.ts';
+import { OUT } from '../../io/output-options.ts';
+import { FRESH } from '../mmlu/options.ts';
+import { integer, number, object, readChecked } from '../../io/schema.ts';
 
-/** One window as stored in windows/<i>.json. */
-export interface WindowResult {
-  begin: number;
-  end: number;
-  scored_from: number;
-  /** Sum over the scored tokens of −log p(token | window context), nats. */
-  nll: number;
-  tokens: number;
-}
+/** One window as stored in windows/<i>.json: token range, first scored token, and the sum over the scored tokens of −log p(token | window context), nats. */
+const WINDOW_RESULT = object({ begin: integer, end: integer, scored_from: integer, nll: number, tokens: integer });
+export type WindowResult = { begin: number; end: number; scored_from: number; nll: number; tokens: number };
 
 /** ppl.json. */
 export interface PplSummary {
@@ -72,10 +70,10 @@ export function openPplResults(dir: string, model: LlamaModel, ids: readonly num
       } catch {
         // keep the message above
       }
-      throw new UserError(`${keyFile}: ${dir} holds perplexity results of a different run (${differs}); choose another --out, or add --fresh to discard them`);
+      throw new UserError(`${keyFile}: ${dir} holds perplexity results of a different run (${differs}); choose another ${flag(OUT)}, or add ${flag(FRESH)} to discard them`);
     }
   } else if (stored.length > 0) {
-    throw new UserError(`${windowsDir}: holds results but no run-key.json, so they cannot be matched to this run; choose another --out, or add --fresh to discard them`);
+    throw new UserError(`${windowsDir}: holds results but no run-key.json, so they cannot be matched to this run; choose another ${flag(OUT)}, or add ${flag(FRESH)} to discard them`);
   }
   mkdirSync(windowsDir, { recursive: true });
   writeMarker(dir, 'ppl-results');
@@ -85,13 +83,7 @@ export function openPplResults(dir: string, model: LlamaModel, ids: readonly num
     load(i) {
       const f = fileOf(i);
       if (!existsSync(f)) return null;
-      try {
-        const r = JSON.parse(readFileSync(f, 'utf8')) as WindowResult;
-        if (typeof r.nll !== 'number' || typeof r.tokens !== 'number') throw new Error('no nll or tokens');
-        return r;
-      } catch (e) {
-        throw new UserError(`${f}: unreadable window result (${(e as Error).message}); delete the file to recompute the window`);
-      }
+      return readChecked(f, WINDOW_RESULT, 'window result', 'delete the file to recompute the window');
     },
     save(i, r) {
       atomicWriteText(fileOf(i), JSON.stringify(r) + '\n');

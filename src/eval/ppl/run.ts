@@ -13,6 +13,8 @@ import { UserError } from '../../runtime/errors.ts';
 import { loadTokenizer } from '../../tokenizer/tokenizer.ts';
 import { evaluatePerplexity, pplWorkload, type PplProgress } from './evaluate.ts';
 import type { PplSummary } from './results.ts';
+import { flag } from '../../runtime/options.ts';
+import { PPL_TEXT, SEQ_LEN } from './options.ts';
 
 /** The default window: 2048 tokens (WikiText-2 in the pruning papers), or the model's context if shorter. */
 export const DEFAULT_SEQ_LEN = 2048;
@@ -36,15 +38,15 @@ export interface RunPplOptions {
 /** Reads a corpus file, with one-line errors for a missing, empty or binary file. */
 export function readCorpus(file: string): string {
   const hint = 'give a UTF-8 text file, e.g. WikiText-2\'s test split joined with blank lines';
-  if (!existsSync(file)) throw new UserError(`${file}: --text file not found (${hint})`);
+  if (!existsSync(file)) throw new UserError(`${file}: ${flag(PPL_TEXT)} file not found (${hint})`);
   let text: string;
   try {
-    text = readRegularFile(file, '--text file').toString('utf8');
+    text = readRegularFile(file, `${flag(PPL_TEXT)} file`).toString('utf8');
   } catch (e) {
     throw new UserError(`${(e as Error).message} (${hint})`);
   }
-  if (text.includes('\u0000') || text.includes('\uFFFD')) throw new UserError(`${file}: not UTF-8 text (NUL bytes or invalid UTF-8); --text needs a plain text file`);
-  if (!text.trim()) throw new UserError(`${file}: the --text file is empty`);
+  if (text.includes('\u0000') || text.includes('\uFFFD')) throw new UserError(`${file}: not UTF-8 text (NUL bytes or invalid UTF-8); ${flag(PPL_TEXT)} needs a plain text file`);
+  if (!text.trim()) throw new UserError(`${file}: the ${flag(PPL_TEXT)} file is empty`);
   return text;
 }
 
@@ -60,7 +62,7 @@ export function prepareCorpus(text: string, tokenizer: Tokenizer, config: LlamaC
   const contents = readCorpus(text);
   const L = seqLen ?? Math.min(DEFAULT_SEQ_LEN, config.max_position_embeddings);
   if (L > config.max_position_embeddings) {
-    throw new UserError(`--seq-len ${L}: longer than the model's context (max_position_embeddings ${config.max_position_embeddings}); use at most that`);
+    throw new UserError(`${flag(SEQ_LEN)} ${L}: longer than the model's context (max_position_embeddings ${config.max_position_embeddings}); use at most that`);
   }
   return { ids: tokenizer.encode(contents), seqLen: L, stride: stride ?? L };
 }

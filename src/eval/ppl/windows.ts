@@ -9,6 +9,8 @@
  * is not scored, as the recipe's label shift does).
  */
 import { UserError } from '../../runtime/errors.ts';
+import { checkOption, flag } from '../../runtime/options.ts';
+import { SEQ_LEN, STRIDE } from './options.ts';
 
 export interface PplWindow {
   /** First token of the window (absolute position in the corpus). */
@@ -21,8 +23,8 @@ export interface PplWindow {
 
 /** The windows over `n` tokens, as the transformers recipe iterates them. */
 export function slidingWindows(n: number, seqLen: number, stride: number): PplWindow[] {
-  if (!Number.isInteger(seqLen) || seqLen < 2) throw new UserError(`--seq-len ${seqLen}: must be an integer of at least 2`);
-  if (!Number.isInteger(stride) || stride < 1 || stride > seqLen) throw new UserError(`--stride ${stride}: must be an integer in 1..--seq-len (${seqLen})`);
+  checkOption(SEQ_LEN, seqLen);
+  if (!Number.isInteger(stride) || stride < 1 || stride > seqLen) throw new UserError(`${flag(STRIDE)} ${stride}: must be an integer in 1..${flag(SEQ_LEN)} (${seqLen})`);
   if (n < 2) throw new UserError(`the text has ${n} token${n === 1 ? '' : 's'}: perplexity needs at least 2`);
   const windows: PplWindow[] = [];
   let prevEnd = 0;

@@ -1,6 +1,6 @@
 /**
  * Calibration prompts for MKA's similarity stage, drawn from the MMLU test split as the paper does:
- * --subjects N subjects × --per-subject M questions, each formatted zero-shot as the question, its four
+ * N subjects (--calib-subjects) × M questions per subject (--per-subject), each formatted zero-shot as the question, its four
  * choices and "Answer:" (format_example without answer and without the subject header, exactly the text
  * the paper's pipeline.py feeds the model).
  *
@@ -10,10 +10,12 @@
  * the N subjects are a seeded sample when N is less than all; 'first' takes the first N sorted subjects
  * as the paper does. All subjects' questions are then sampled without replacement from one PRNG stream.
  */
-import { UserError } from '../../runtime/errors.ts';
-import { mulberry32u } from '../../runtime/random.ts';
-import type { MmluData } from './data.ts';
-import { formatExample } from './prompt.ts';
+import { UserError } from '../runtime/errors.ts';
+import { checkOption, flag } from '../runtime/options.ts';
+import { mulberry32u } from '../runtime/random.ts';
+import type { MmluData } from '../eval/mmlu/data.ts';
+import { formatExample } from '../eval/mmlu/prompt.ts';
+import { CALIBRATION_SEED, CALIB_SUBJECTS, PER_SUBJECT } from './options.ts';
 
 export interface CalibrationPrompt {
   subject: string;
@@ -53,23 +55,17 @@ export function sampleIndices(n: number, k: number, next: () => number): number[
   return pool.slice(0, m).sort((x, y) => x - y);
 }
 
-function positiveInt(name: string, v: number): number {
-  if (!Number.isInteger(v) || v < 1) throw new UserError(`${name} ${v}: must be a whole number, 1 or more`);
-  return v;
-}
-
 /**
  * Draws the calibration prompts, subjects in sorted order and questions in file order within each.
  * Deterministic for given data, options and seed.
  */
 export function sampleCalibrationPrompts(data: MmluData, opts: CalibrationOptions = {}): CalibrationPrompt[] {
   const all = data.subjects;
-  const nSubjects = positiveInt('--subjects', opts.subjects ?? all.length);
-  const perSubject = positiveInt('--per-subject', opts.perSubject ?? 1);
-  const seed = opts.seed ?? 1;
-  if (!Number.isInteger(seed)) throw new UserError(`--seed ${seed}: must be a whole number`);
+  const nSubjects = checkOption(CALIB_SUBJECTS, opts.subjects ?? all.length) as number;
+  const perSubject = checkOption(PER_SUBJECT, opts.perSubject ?? 1) as number;
+  const seed = checkOption(CALIBRATION_SEED, opts.seed ?? 1) as number;
   if (nSubjects > all.length) {
-    throw new UserError(`--subjects ${nSubjects}: only ${all.length} MMLU subjects are loaded from ${data.dir}; use --subjects ${all.length} or less`);
+    throw new UserError(`${flag(CALIB_SUBJECTS)} ${nSubjects}: only ${all.length} MMLU subjects are loaded from ${data.dir}; use ${flag(CALIB_SUBJECTS)} ${all.length} or less`);
   }
   const next = mulberry32u(seed);
   const chosen = nSubjects === all.length ? all

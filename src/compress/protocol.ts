@@ -5,14 +5,15 @@
  * table of differences (the kernel built from the first prompt's tokens, the float32 kernel and its
  * safeguards, the sklearn estimator's random tie-breaking, and merges that never reach the saved model).
  */
-import { UserError } from '../../runtime/errors.ts';
-import type { MmluData } from '../../eval/mmlu/data.ts';
-import type { CalibrationPrompt } from '../../eval/mmlu/calibration-prompts.ts';
-import { formatExample } from '../../eval/mmlu/prompt.ts';
-import { PythonRandom } from './python-random.ts';
+import { UserError } from '../runtime/errors.ts';
+import type { MmluData } from '../eval/mmlu/data.ts';
+import type { CalibrationPrompt } from './calibration-prompts.ts';
+import { formatExample } from '../eval/mmlu/prompt.ts';
+import { PythonRandom } from '../runtime/python-random.ts';
 
-export { PROTOCOLS, type Protocol } from '../options.ts';
-import type { Protocol } from '../options.ts';
+export { PROTOCOLS, type Protocol } from './options.ts';
+import { CALIBRATION_SEED, CALIB_SUBJECTS, PER_SUBJECT, type Protocol } from './options.ts';
+import { checkOption, flag } from '../runtime/options.ts';
 
 export interface ProtocolSettings {
   /**
@@ -56,11 +57,10 @@ export function protocolSettings(p: Protocol = 'mka'): ProtocolSettings {
 export function releasedCalibrationPrompts(data: MmluData, opts: { subjects?: number; perSubject?: number; seed?: number } = {}): CalibrationPrompt[] {
   const sorted = [...data.subjects].sort();
   const nSubjects = opts.subjects ?? sorted.length, perSubject = opts.perSubject ?? 1, seed = opts.seed ?? 1;
-  if (!Number.isInteger(nSubjects) || nSubjects < 1 || nSubjects > sorted.length) {
-    throw new UserError(`--subjects ${nSubjects}: must be a whole number from 1 to the ${sorted.length} subjects in ${data.dir}`);
-  }
-  if (!Number.isInteger(perSubject) || perSubject < 1) throw new UserError(`--per-subject ${perSubject}: must be a whole number, 1 or more`);
-  if (!Number.isSafeInteger(seed)) throw new UserError(`--seed ${seed}: must be a whole number`);
+  checkOption(CALIB_SUBJECTS, nSubjects);
+  if (nSubjects > sorted.length) throw new UserError(`${flag(CALIB_SUBJECTS)} ${nSubjects}: must be a whole number from 1 to the ${sorted.length} subjects in ${data.dir}`);
+  checkOption(PER_SUBJECT, perSubject);
+  checkOption(CALIBRATION_SEED, seed);
   const random = new PythonRandom(seed);
   return sorted.slice(0, nSubjects).flatMap((subject) => {
     const rows = data.test.get(subject) ?? [];
