@@ -20,6 +20,7 @@ import { checkpointSource } from '../weights/source.ts';
 import { quantizationName, type Quantization } from '../quant/registry.ts';
 import { readPlanFile, type RecordedPlan } from './plan-file.ts';
 import { flag } from '../runtime/options.ts';
+import { PLAN } from './options.ts';
 import { METRIC } from '../compress/similarity/registry.ts';
 
 /**
@@ -93,7 +94,7 @@ async function writeOutput(
         compression: JSON.parse(files['merge.json']) as Record<string, unknown>,
         summary: `${opts.model} with ${removed} of its ${plan.originalLayers} decoder layers removed by \`${plan.method}\`, then quantized by \`${quantizationName(opts.quantize)}\`.`,
         files: {
-          'merge.json': 'the plan: each layer\'s original layers and weights (mka compress --plan replays it, as floats)',
+          'merge.json': `the plan: each layer's original layers and weights (mka compress ${flag(PLAN)} replays it, as floats)`,
           'mergekit.yaml': 'the plan as a mergekit config (passthrough slices), or why mergekit cannot express it; mergekit does not quantize',
         },
       },

@@ -17,6 +17,8 @@ import { type LlamaConfig, type QuantizationConfig, layerTensorShapes, splitLaye
 import { dequantizeRows, quantizeRtn, type PackedMatrix, type PackedSpec } from '../io/packed.ts';
 import { toFloat32 } from '../io/safetensors.ts';
 import { UserError } from '../runtime/errors.ts';
+import { flag } from '../runtime/options.ts';
+import { KEEP_EMBEDDINGS } from './options.ts';
 import { progress, type Progress } from '../runtime/progress.ts';
 import { disposeCalibration, embedPrompts, layerWeights, runLayer, type CalibrationSet } from './calibration.ts';
 import { LINEARS, specFor, type LayerResult, type QuantMethod } from './method.ts';
@@ -128,7 +130,7 @@ export function quantizedSource(input: QuantizeInput): QuantizedSource {
   const method = getQuantMethod(q.method);
   const log = input.log ?? (() => {});
   if (method.calibration !== 'none' && (!input.prompts || input.prompts.length === 0)) {
-    throw new UserError(`${method.name} needs calibration prompts: give --data MMLU_DIR (or --calibration FILE)`);
+    throw new UserError(`${method.name} needs calibration prompts (MMLU questions or a file of prompts), and none were given`);
   }
   const notes: Record<string, number> = {}; // what the report says; the method's, added up over the layers
   const methodNotes: Record<string, number> = {};
@@ -144,7 +146,7 @@ export function quantizedSource(input: QuantizeInput): QuantizedSource {
   const tables = input.keepEmbeddings ? new Map<string, PackedSpec>() : tableSpecs(config, q.grid.bits);
   if (tables.size > 0) {
     log(`${[...tables].map(([n, s]) => `${n === 'lm_head.weight' || config.tie_word_embeddings ? 'lm_head' : 'embedding'}${config.tie_word_embeddings ? ' (tied to the embedding)' : ''} ${s.bits}-bit`).join(', ')}, `
-      + `symmetric groups of 32, by round to nearest as llama.cpp's Q${q.grid.bits === 4 ? '4' : '8'}_0 files do, not by ${method.name} (--keep-embeddings keeps them float)`);
+      + `symmetric groups of 32, by round to nearest as llama.cpp's Q${q.grid.bits === 4 ? '4' : '8'}_0 files do, not by ${method.name} (${flag(KEEP_EMBEDDINGS)} keeps them float)`);
   }
   const linears = new Set(LINEARS.map((p) => `${p}.weight`));
   const calibrationInfo = method.calibration === 'none' ? null : { prompts: prompts!.length, tokens: prompts!.reduce((a, p) => a + p.length, 0), ...input.calibrationInfo };

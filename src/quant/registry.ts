@@ -4,6 +4,8 @@
  * `smoothquant:w8a8` (compress --quantize, a sweep's quantize axis).
  */
 import { UserError } from '../runtime/errors.ts';
+import { flag } from '../runtime/options.ts';
+import { BITS, GROUP_SIZE, QUANTIZE_AFTER, QUANT_METHOD } from './options.ts';
 import { GROUP_SIZES } from '../io/packed.ts';
 import type { QuantGrid, QuantMethod, QuantParams } from './method.ts';
 import { rtn } from './methods/rtn.ts';
@@ -14,7 +16,7 @@ import { smoothquant } from './methods/smoothquant.ts';
 export const QUANT_METHODS: readonly QuantMethod[] = [rtn, gptq, awq, smoothquant];
 
 /** The method called `name`, or a UserError listing the known ones. */
-export function getQuantMethod(name: string, option = '--method'): QuantMethod {
+export function getQuantMethod(name: string, option = flag(QUANT_METHOD)): QuantMethod {
   const m = QUANT_METHODS.find((x) => x.name === name);
   if (!m) throw new UserError(`${option} ${name} is not a quantization method; methods: ${QUANT_METHODS.map((x) => x.name).join(', ')}`);
   return m;
@@ -45,9 +47,9 @@ export function methodParams(method: QuantMethod, given: Record<string, unknown>
 
 /** Checks a grid given as options: bits 8 or 4, group 32/64/128 or per channel. */
 export function checkGrid(grid: QuantGrid, method: QuantMethod): QuantGrid {
-  if (grid.bits !== 4 && grid.bits !== 8) throw new UserError(`--bits ${grid.bits}: must be 8 or 4`);
+  if (grid.bits !== 4 && grid.bits !== 8) throw new UserError(`${flag(BITS)} ${grid.bits}: must be 8 or 4`);
   if (grid.group !== 'channel' && !(GROUP_SIZES as readonly number[]).includes(grid.group)) {
-    throw new UserError(`--group-size ${grid.group}: must be 32, 64, 128 or 0 (one group per output channel)`);
+    throw new UserError(`${flag(GROUP_SIZE)} ${grid.group}: must be 32, 64, 128 or 0 (one group per output channel)`);
   }
   method.checkGrid(grid);
   return grid;
@@ -56,7 +58,7 @@ export function checkGrid(grid: QuantGrid, method: QuantMethod): QuantGrid {
 const SPEC = /^([a-z]+):w(4|8)(?:g(32|64|128))?(a8)?(-asym)?$/;
 
 /** Parses a spec string (`gptq:w4g128`, `rtn:w8`, `smoothquant:w8a8`, `rtn:w4g32-asym`); `none` is null. */
-export function parseQuantization(spec: string, option = '--quantize'): Quantization | null {
+export function parseQuantization(spec: string, option = flag(QUANTIZE_AFTER)): Quantization | null {
   if (spec === 'none') return null;
   const m = SPEC.exec(spec);
   if (!m) {

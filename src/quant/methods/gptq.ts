@@ -35,7 +35,7 @@ export const gptq: QuantMethod = {
     const cal = job.calibration;
     if (!cal) throw new Error('gptq needs calibration inputs');
     const blockSize = job.params['block-size'] as number;
-    if (!Number.isInteger(blockSize)) throw new UserError(`--block-size ${blockSize}: must be a whole number of columns`);
+    if (!Number.isInteger(blockSize)) throw new UserError(`gptq's block size ${blockSize}: must be a whole number of columns`);
     const current = new Map(job.weights); // quantized linears replace their float values as they are done
     const packed = new Map<string, PackedMatrix>();
     const stats: Record<string, Record<string, number>> = {};

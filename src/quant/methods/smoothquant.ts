@@ -11,6 +11,8 @@
  */
 import { quantizeRtn, type PackedMatrix } from '../../io/packed.ts';
 import { UserError } from '../../runtime/errors.ts';
+import { flag } from '../../runtime/options.ts';
+import { ASYM, BITS, GROUP_SIZE } from '../options.ts';
 import { inputMagnitudes, layerWeights } from '../calibration.ts';
 import { foldScales, type ScaleSite } from '../fold.ts';
 import { LINEARS, otherTensors, type QuantMethod } from '../method.ts';
@@ -41,7 +43,7 @@ export const smoothquant: QuantMethod = {
   actBits: 8,
   checkGrid: (grid) => {
     if (grid.bits !== 8 || grid.group !== 'channel' || !grid.symmetric) {
-      throw new UserError('smoothquant is W8A8: 8-bit symmetric weights, one scale per output channel (--bits 8 --group-size 0, no --asym)');
+      throw new UserError(`smoothquant is W8A8: 8-bit symmetric weights, one scale per output channel (${flag(BITS)} 8 ${flag(GROUP_SIZE)} 0, no ${flag(ASYM)})`);
     }
   },
   quantizeLayer(job) {
