@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
+import { LM_EVAL_TASKS } from '../src/eval/tasks/registry.ts';
 
 const CLI = join(process.cwd(), 'bin', 'mka.mjs');
 const run = (...args: string[]) => spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8' });
@@ -45,7 +46,9 @@ test('every command has --help with defaults and an example, and the README list
     if (hubModel) assert.match(r.stdout, /--model .*hub id/, `${c} --help: --model does not say it takes a hub id`);
   }
   const readme = readFileSync('README.md', 'utf8');
-  const table = [...readme.matchAll(/^\| `mka ([a-z0-9-]+(?: [a-z][a-z0-9-]*)?)[^`]*` \|/gm)].map((m) => m[1]);
+  // `mka eval TASK` stands for one subcommand per task of the registry
+  const table = [...readme.matchAll(/^\| `mka ([a-z0-9-]+(?: [a-zA-Z][a-zA-Z0-9_-]*)?)[^`]*` \|/gm)].map((m) => m[1])
+    .flatMap((c) => (c === 'eval TASK' ? LM_EVAL_TASKS.map((t) => `eval ${t.name}`) : [c]));
   assert.deepEqual([...table].sort(), [...leaves].sort(), 'README command table and the CLI disagree');
 });
 

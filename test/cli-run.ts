@@ -26,6 +26,26 @@ export function runCli(args: string[], opts: { cwd?: string; env?: NodeJS.Proces
   });
 }
 
+/** Runs `mka args...` and sends it SIGINT (Ctrl-C) once `when()` holds (checked every 20 ms). */
+export function runCliUntil(args: string[], when: () => boolean): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '', stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    const timer = setInterval(() => {
+      if (!when()) return;
+      clearInterval(timer);
+      child.kill('SIGINT');
+    }, 20);
+    child.on('error', reject);
+    child.on('close', (status) => {
+      clearInterval(timer);
+      resolve({ args, status, stdout, stderr });
+    });
+  });
+}
+
 /** Runs many command lines, `parallel` at a time, results in input order. */
 export async function runAllCli(cases: string[][], parallel = 3): Promise<CliResult[]> {
   const results: CliResult[] = new Array(cases.length);

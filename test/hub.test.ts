@@ -137,6 +137,11 @@ test('a --revision, a hub file name or a checksum that would leave the cache is 
       await assert.rejects(resolveModelDir('acme/demo', { revision, env: envFor(cache), ...quiet }), /--revision .*not a plain relative path/, JSON.stringify(revision));
       await assert.rejects(resolveModelDir('acme/demo', { revision, env: envFor(cache, { HF_HUB_OFFLINE: '1' }), ...quiet }), /--revision .*not a plain relative path/, JSON.stringify(revision));
     }
+    // names the hub does not allow are local paths, never hub ids (no request, no cache directory)
+    for (const name of ['acme/..', 'acme/.', 'acme/a..b', 'ac--me/demo', 'acme/demo.', '-acme/demo', `acme/${'a'.repeat(100)}`]) {
+      assert.equal(await resolveModelDir(name, { env: { ...env, HF_HUB_OFFLINE: '1' }, ...quiet }), name, name);
+    }
+    assert.ok(!existsSync(cache) || readdirSync(cache).every((d) => !d.includes('..')), 'no cache directory for them');
     // a refs/ file pointing out of snapshots/ is not followed
     mkdirSync(join(cache, 'models--acme--demo', 'refs'), { recursive: true });
     writeFileSync(join(cache, 'models--acme--demo', 'refs', 'main'), '../../../outside');

@@ -42,14 +42,6 @@ const COMPUTED_IMPORTS: Record<string, string> = {
   'src/runtime/backend.ts': 'the optional @tensorflow/tfjs-node packages, which may be absent (a literal would not typecheck)',
 };
 
-/**
- * Circles that exist while their area is reworked, each with its owner: a circle among these files
- * passes (the rework removes it, and then its line here); any other circle fails.
- */
-const KNOWN_CIRCLES: { files: string[]; owner: string }[] = [
-  { files: ['src/sweep/assemble.ts', 'src/sweep/calibrate.ts', 'src/sweep/context.ts', 'src/sweep/point.ts', 'src/sweep/report.ts', 'src/sweep/sweep.ts'], owner: 'tasks (#23): the sweep types move to sweep/types.ts' },
-];
-
 function tsFiles(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
     e.isDirectory() ? tsFiles(join(dir, e.name)) : e.name.endsWith('.ts') ? [join(dir, e.name)] : []);
@@ -198,8 +190,7 @@ test('no files of src/ import each other in a circle, type-only imports included
   for (const [file, , target] of relativeImports(tsFiles(SRC))) {
     if (target && target.startsWith(SRC + sep)) graph.get(relative(ROOT, file))!.add(relative(ROOT, target));
   }
-  const known = (c: string[]) => KNOWN_CIRCLES.some((k) => c.every((f) => k.files.includes(f)));
-  const found = circles(graph).filter((c) => !known(c)).map((c) => c.join(' ↔ '));
+  const found = circles(graph).map((c) => c.join(' ↔ '));
   assert.deepEqual(found, [], 'put the shared types or functions in a file that imports none of its users');
 });
 

@@ -4,7 +4,10 @@
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { loadMmlu } from '../src/eval/mmlu/data.ts';
+import { buildPrompt } from '../src/eval/mmlu/prompt.ts';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { accStderr, pooledStderr } from '../src/eval/mmlu/lm-eval.ts';
@@ -47,4 +50,36 @@ test('eval mmlu writes lm_eval_results.json beside its own files, in lm-eval\'s 
     assert.equal(j['n-shot'][`mmlu_${subject}`], 5);
   }
   assert.equal(j.config.limit, 3);
+});
+
+test('eval mmlu --log-samples: samples_mmlu_<subject>.jsonl in lm-eval\'s layout; a short context drops shots, and n-shot says so', async () => {
+  await initBackend('wasm');
+  const data = join(TMP, 'demo-mmlu');
+  await ensureBenchmark(data);
+  // the demo model with a 100-token context: its 5-shot prompts (about 140 tokens) must drop dev examples
+  const model = join(TMP, 'short');
+  cpSync('models/demo', model, { recursive: true });
+  const config = JSON.parse(readFileSync(join(model, 'config.json'), 'utf8'));
+  writeFileSync(join(model, 'config.json'), JSON.stringify({ ...config, max_position_embeddings: 100 }));
+  const out = join(TMP, 'short-eval');
+  const r = await runMmluEval({ model, data, ntrain: 5, limit: 3, subjects: ['demo_facts'], out, logSamples: true });
+  const fit = r.summary!.fitting;
+  assert.ok(fit.promptsWithDroppedExamples === 3 && fit.droppedExamples > 0, JSON.stringify(fit));
+  const j = JSON.parse(readFileSync(join(out, 'lm_eval_results.json'), 'utf8'));
+  const kept = Math.min(...r.records.map((q) => q.ntrainKept));
+  assert.ok(kept < 5);
+  assert.equal(j['n-shot'].mmlu_demo_facts, kept, 'n-shot: what every prompt holds, not the 5 asked for');
+  assert.deepEqual(j.config.mka.fitting, fit);
+  const lines = readFileSync(join(out, 'samples_mmlu_demo_facts.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  assert.equal(lines.length, 3);
+  const mmlu = loadMmlu(data, { subjects: ['demo_facts'] });
+  lines.forEach((s, i) => {
+    const q = mmlu.test.get('demo_facts')![i];
+    assert.equal(s.doc_id, i);
+    assert.deepEqual(s.doc, { question: q.question, subject: 'demo_facts', choices: q.choices, answer: 'ABCD'.indexOf(q.answer) });
+    assert.equal(s.arguments.gen_args_0.arg_0, buildPrompt(mmlu, q, r.records[i].ntrainKept));
+    assert.equal(s.prompt_hash, createHash('sha256').update(s.arguments.gen_args_0.arg_0).digest('hex'));
+    assert.equal(s.acc, r.records[i].correct ? 1 : 0);
+    assert.deepEqual(s.resps.map((x: string[][]) => Number(x[0][0])), r.records[i].answerLogits);
+  });
 });

@@ -306,6 +306,10 @@ test('CLI: Ctrl-C and a kill mid-run, then the same command finishes with the sa
   const last = await runCli(args);
   assert.equal(last.code, 0, last.stderr);
   assert.match(last.stderr, /subjects loaded from an earlier run/);
-  assert.match(last.stdout, /overall \(mean over questions\)/);
+  // each accuracy carries lm-eval's standard error: sqrt(p(1-p)/(n-1)) over the questions
+  const overall = /overall \(mean over questions\)\s+(\d+)\s+([\d.]+)%\s+([\d.]+)\s/.exec(last.stdout);
+  assert.ok(overall, last.stdout);
+  const [n, p] = [Number(overall[1]), Number(overall[2]) / 100];
+  assert.ok(Math.abs(Number(overall[3]) - 100 * Math.sqrt((p * (1 - p)) / (n - 1))) <= 0.051, `stderr ${overall[3]} for ${n} questions at ${p}`);
   assert.deepEqual(files(out), files(whole));
 });

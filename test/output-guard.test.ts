@@ -74,6 +74,25 @@ test('an earlier output of the same kind is replaced; another kind is refused; -
   assert.deepEqual(leftovers(root), []);
 });
 
+test('--force never replaces the working directory, the home directory or a directory holding either', async () => {
+  const work = join(root, 'work'), home = join(root, 'home');
+  mkdirSync(join(work, 'sub'), { recursive: true });
+  mkdirSync(home);
+  writeFileSync(join(home, '.bashrc'), 'alias ll="ls -l"\n');
+  const before = tree(root);
+  const env = { ...process.env, HOME: home };
+  const hf = (out: string) => ['export', 'hf', '--model', M, '--out', out, '--force', '--quiet'];
+  assertUserError(await runCli(hf(work), { cwd: join(work, 'sub') }), work, 'working directory');
+  assertUserError(await runCli(hf('.'), { cwd: work }), 'working directory');
+  assertUserError(await runCli(hf(home), { env }), home, 'home directory');
+  assertUserError(await runCli(hf(root), { env }), root);
+  assert.deepEqual(tree(root), before, 'nothing was created, changed or deleted');
+  // an empty directory below the home directory is still an ordinary --out
+  const r = await runCli(hf(join(home, 'out')), { env });
+  assert.equal(r.status, 0, r.stderr);
+  assert.ok(existsSync(join(home, 'out', 'config.json')) && existsSync(join(home, '.bashrc')));
+});
+
 test('eval mmlu and sweep resume into their own earlier output', async () => {
   for (const name of ['eval mmlu', 'sweep']) {
     const out = join(root, `resume-${name.replace(' ', '-')}`);

@@ -188,8 +188,8 @@ test('a sweep given a text corpus has a ppl column equal to mka eval ppl of each
     out, quiet: true, keepModels: true, ppl: { text, seqLen: 128, stride: 64 },
   });
   const csv = readFileSync(join(out, 'results.csv'), 'utf8').trim().split('\n').map((l) => l.split(','));
-  const col = csv[0].indexOf('ppl');
-  assert.ok(col >= 0, `no ppl column in results.csv: ${csv[0].join(',')}`);
+  const col = csv[0].indexOf('text_ppl');
+  assert.ok(col >= 0, `no text_ppl column in results.csv: ${csv[0].join(',')}`);
   assert.match(readFileSync(join(out, 'summary.md'), 'utf8'), /\| text ppl \|/);
   const direct = async (model: string, name: string) => (await runPerplexityEval({ model, text, seqLen: 128, stride: 64, out: join(TMP, name) })).summary.ppl;
   const original = await direct('models/demo', 'ppl-original');

@@ -7,7 +7,6 @@ import { cpSync, existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { ensureBenchmark } from '../src/eval/mmlu/demo-benchmark.ts';
-import { RESULT_COLUMNS } from '../src/sweep/report.ts';
 
 export const CLI = join(process.cwd(), 'bin', 'mka.mjs');
 export const SUBJECTS = ['demo_arithmetic', 'demo_facts', 'demo_sequences'];
@@ -31,8 +30,9 @@ export function mka(args: string[]): SpawnSyncReturns<string> {
 
 /** results.csv and results.json of a sweep with the seconds (the only timing field) removed. */
 export function resultsWithoutTimings(dir: string): { csv: string; json: string } {
-  const i = RESULT_COLUMNS.indexOf('seconds');
-  const csv = readFileSync(join(dir, 'results.csv'), 'utf8').split('\n').map((l) => l.split(',').filter((_, k) => k !== i).join(',')).join('\n');
+  const lines = readFileSync(join(dir, 'results.csv'), 'utf8').split('\n');
+  const i = lines[0].split(',').indexOf('seconds');
+  const csv = lines.map((l) => l.split(',').filter((_, k) => k !== i).join(',')).join('\n');
   const json = readFileSync(join(dir, 'results.json'), 'utf8').replace(/\n\s*"seconds": [0-9.e+-]+,?/g, '');
   return { csv, json };
 }

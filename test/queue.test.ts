@@ -15,8 +15,10 @@ import { UserError } from '../src/runtime/errors.ts';
 import { CLI, NO_REDIS, mka, resultsWithoutTimings, startRedis, tinySweepArgs } from './queue-fixture.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'mka-queue-'));
-// 2 subjects: calibration, then 3 points of 2 subject jobs each (10 jobs)
-const args = await tinySweepArgs(root, 'mka,shortgpt', '0,2', ['demo_arithmetic', 'demo_facts']);
+// 2 MMLU subjects and boolq (one shard of 5 documents): calibration, then 3 points of 2 subject jobs and a shard job each (13 jobs)
+// (the task's data inside the workers' root, as every path of a queued sweep must be)
+cpSync(join('test', 'fixtures', 'tasks', 'boolq.jsonl'), join(root, 'boolq.jsonl'));
+const args = [...await tinySweepArgs(root, 'mka,shortgpt', '0,2', ['demo_arithmetic', 'demo_facts']), '--tasks', 'mmlu,boolq', '--task-data', `boolq=${join(root, 'boolq.jsonl')}`];
 let redis: Awaited<ReturnType<typeof startRedis>> | null = null;
 const children: ChildProcess[] = [];
 
@@ -105,15 +107,16 @@ test('a queued sweep over worker processes, one killed mid-job, equals the local
   for (const w of workers) assert.ok(w.log.some((l) => l.startsWith('worker: done ')), `a worker ran nothing:\n${w.log.join('\n')}`);
 
   assert.deepEqual(resultsWithoutTimings(queued), resultsWithoutTimings(local));
-  // each subject computed alone by a worker has the bytes the local sweep's evaluation wrote
+  // each subject and task shard computed alone by a worker has the bytes the local sweep's evaluation wrote
   for (const point of readdirSync(join(local, 'eval'))) {
-    for (const f of readdirSync(join(local, 'eval', point, 'subjects'))) {
-      assert.equal(readFileSync(join(queued, 'eval', point, 'subjects', f), 'utf8'), readFileSync(join(local, 'eval', point, 'subjects', f), 'utf8'), `${point}/${f}`);
+    for (const f of [...readdirSync(join(local, 'eval', point, 'subjects')).map((x) => `subjects/${x}`), 'tasks/boolq/shards/boolq-00000.json']) {
+      assert.equal(readFileSync(join(queued, 'eval', point, f), 'utf8'), readFileSync(join(local, 'eval', point, f), 'utf8'), `${point}/${f}`);
     }
   }
+  assert.match(readFileSync(join(queued, 'results.csv'), 'utf8').split('\n')[0], /,boolq_acc,boolq_acc_stderr,boolq_acc_delta,boolq_acc_p,average,/);
 
   const status = await queueStatus({ url: redis!.url, name: 'ok' });
-  assert.deepEqual([status.counts.done, status.counts.failed, status.counts.waiting, status.counts.active], [10, 0, 0, 0]);
+  assert.deepEqual([status.counts.done, status.counts.failed, status.counts.waiting, status.counts.active], [13, 0, 0, 0]);
 });
 
 test('a job failing with a user error fails once, its error reaches the sweep and queue status, and a rerun after the fix finishes', { skip: NO_REDIS }, async () => {
@@ -167,6 +170,8 @@ test('job data is checked: not JSON, paths outside the worker\'s --root and file
     await queue.add('x', { kind: 'subject', sweep: { ...sweep, model: '/' }, point, subject: 'demo_facts' }, { jobId: 'model-outside', attempts: 3 });
     await queue.add('x', { kind: 'subject', sweep, point, subject: '../../../escaped' }, { jobId: 'subject-escapes', attempts: 3 });
     await queue.add('x', { kind: 'point', sweep, point: { method: '../../escaped', removed: 1 } }, { jobId: 'method-escapes', attempts: 3 });
+    await queue.add('x', { kind: 'shard', sweep, point, task: 'boolq', subtask: '../../escaped', index: 0 }, { jobId: 'shard-escapes', attempts: 3 });
+    await queue.add('x', { kind: 'shard', sweep: { ...sweep, taskData: { boolq: outside } }, point, task: 'boolq', subtask: 'boolq', index: 0 }, { jobId: 'task-data-outside', attempts: 3 });
     await queue.add('x', { kind: 'nope' }, { jobId: 'unknown-kind', attempts: 3 });
     await queue.add('x', {}, { jobId: 'not-json', attempts: 3 });
     await connection.hset('bull:hostile:not-json', 'data', 'not json {');
@@ -176,9 +181,9 @@ test('job data is checked: not JSON, paths outside the worker\'s --root and file
     worker.stderr!.on('data', (b) => (log += b));
     const failedIds = async () => (await queue.getRanges(['failed'], 0, -1)).sort();
     const t0 = Date.now();
-    while ((await failedIds()).length < 6 && Date.now() - t0 < 60_000) await new Promise((r) => setTimeout(r, 100));
+    while ((await failedIds()).length < 8 && Date.now() - t0 < 60_000) await new Promise((r) => setTimeout(r, 100));
     await stopWorker({ proc: worker });
-    assert.deepEqual(await failedIds(), ['method-escapes', 'model-outside', 'not-json', 'out-outside', 'subject-escapes', 'unknown-kind'], log);
+    assert.deepEqual(await failedIds(), ['method-escapes', 'model-outside', 'not-json', 'out-outside', 'shard-escapes', 'subject-escapes', 'task-data-outside', 'unknown-kind'], log);
     // failed for good although 3 attempts were allowed: a refused job is not retried
     for (const id of await failedIds()) {
       const reason = (await connection.hget(`bull:hostile:${id}`, 'failedReason')) ?? '';
@@ -186,7 +191,7 @@ test('job data is checked: not JSON, paths outside the worker\'s --root and file
     }
     assert.ok(!existsSync(outside), 'nothing was written outside the root');
     const status = mka(['queue', 'status', '--queue', redis!.url, '--queue-name', 'hostile']).stdout;
-    assert.match(status, /6 failed/);
+    assert.match(status, /8 failed/);
     assert.match(status, /\(job data is not JSON\)/);
   } finally {
     await queue.close();

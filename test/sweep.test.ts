@@ -66,7 +66,7 @@ test('sweep of the demo model writes every report file and matches compress + ev
     const r = await runMmluEval({ model: dir, data, ntrain: 5, limit: LIMIT, subjects: SUBJECTS, referenceModel: model, out: join(root, `eval-${method}-${remove}`) });
     const p = points.find((x) => x.method === method && x.layers_removed === remove)!;
     assert.equal(p.mmlu, r.summary!.overall.accuracy, `${method}-${remove} accuracy`);
-    assert.ok(Math.abs(p.perplexity - r.summary!.overall.perplexity) < 1e-6 * p.perplexity, `${method}-${remove} perplexity`);
+    assert.ok(Math.abs(p.perplexity! - r.summary!.overall.perplexity) < 1e-6 * p.perplexity!, `${method}-${remove} perplexity`);
     assert.equal(p.agreement, r.summary!.overall.agreement);
   }
 });

@@ -14,8 +14,12 @@ const SMALL_FILES = ['config.json', 'generation_config.json', 'tokenizer.json', 
 const INDEX = 'model.safetensors.index.json';
 const PICKLE = /\.(bin|pt|pth|ckpt|pkl|pickle)$/;
 
-/** What looks like a hub id: "org/name" (one slash, hub-legal characters). */
-export const HUB_ID = /^[A-Za-z0-9][\w.-]*\/[\w.-]+$/;
+/**
+ * What is a hub id: "org/name" as the hub allows it (huggingface_hub's validate_repo_id): letters, digits,
+ * '_', '-' and '.', each part beginning and ending with a letter, digit or '_', no '--' or '..', at most
+ * 96 characters. Anything else (`org/..`) is a local path.
+ */
+export const HUB_ID = /^(?=.{3,96}$)(?!.*(?:--|\.\.))[A-Za-z0-9](?:[\w.-]*\w)?\/\w(?:[\w.-]*\w)?$/;
 
 export interface ResolveOptions {
   revision?: string;

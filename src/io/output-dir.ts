@@ -19,7 +19,7 @@
  *   a lock of another host (a shared filesystem) cannot be checked and is never taken over.
  */
 import { existsSync, linkSync, lstatSync, mkdirSync, openSync, closeSync, readSync, readdirSync, readFileSync, realpathSync, rmdirSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
-import { hostname } from 'node:os';
+import { homedir, hostname } from 'node:os';
 import { basename, dirname, join, parse, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { UserError } from '../runtime/errors.ts';
@@ -28,13 +28,13 @@ import { type OptionSpec, flag } from '../runtime/options.ts';
 import { FORCE_DIR, FORCE_FILE, OUT } from './output-options.ts';
 
 /** What an output directory holds; only an output of the same kind may be replaced or resumed. */
-export type OutputKind = 'hf-model' | 'tfjs-model' | 'mmlu-results' | 'ppl-results' | 'sweep' | 'demo-benchmark';
+export type OutputKind = 'hf-model' | 'tfjs-model' | 'mmlu-results' | 'task-results' | 'ppl-results' | 'sweep' | 'demo-benchmark';
 
 export const MARKER_FILE = '.mka-output.json';
 const MARKER_VERSION = 1;
 
 const KIND_LABEL: Record<OutputKind, string> = {
-  'hf-model': 'Hugging Face model', 'tfjs-model': 'tfjs model', 'mmlu-results': 'MMLU results', 'ppl-results': 'perplexity results', sweep: 'sweep results',
+  'hf-model': 'Hugging Face model', 'tfjs-model': 'tfjs model', 'mmlu-results': 'MMLU results', 'task-results': 'task results', 'ppl-results': 'perplexity results', sweep: 'sweep results',
   'demo-benchmark': 'demo benchmark',
 };
 
@@ -201,8 +201,14 @@ function checkPlacement(out: string, option: string, inputs: (string | undefined
 export function checkOutputDir(out: string, opts: OutputOptions): void {
   const option = flag(opts.option ?? OUT);
   const target = checkPlacement(out, option, opts.inputs ?? [], true);
-  if (!WRITTEN_INTO.has(opts.kind) && isInside(target, realPath(process.cwd())) && existsSync(target)) {
-    throw new UserError(`${out}: ${option} is or contains the working directory; replacing it would delete what you are working in, choose another ${option}`);
+  if (!WRITTEN_INTO.has(opts.kind) && existsSync(target)) {
+    if (isInside(target, realPath(process.cwd()))) {
+      throw new UserError(`${out}: ${option} is or contains the working directory; replacing it would delete what you are working in, choose another ${option}`);
+    }
+    const home = realPath(homedir());
+    if (home !== parse(home).root && isInside(target, home)) {
+      throw new UserError(`${out}: ${option} is or contains your home directory; replacing it would delete it, choose another ${option}`);
+    }
   }
   if (!existsSync(target)) return;
   const entries = readdirSync(target);

@@ -1,14 +1,15 @@
 /**
  * The sweep's work as BullMQ jobs. One sweep is:
  *   calibration                 once: the calibration pass and every method's plans (plans/*.json)
- *   point NAME                  per point: builds the report row from its subjects' results; the
- *     └─ subject NAME SUBJECT   parent of one child job per MMLU subject (eval/NAME/subjects/*.json)
+ *   point NAME                  per point: builds the report row from its shards' results; the parent of
+ *     ├─ subject NAME SUBJECT   one child job per MMLU subject (eval/NAME/subjects/*.json)
+ *     └─ shard NAME TASK SUB I  and per 500 documents of every other task (eval/NAME/tasks/TASK/shards/)
  * Job ids are derived from the sweep (its settings and results directory), the point and the subject,
  * so enqueueing the same sweep twice adds nothing twice. Each job carries the sweep's options; the
  * models, data and results directory are reached by path (a shared filesystem).
  */
 import type { JobsOptions } from 'bullmq';
-import type { SweepOptions, SweepSettings } from '../sweep/sweep.ts';
+import type { SweepOptions, SweepSettings } from '../sweep/types.ts';
 import { pointName, type PointId } from '../sweep/points.ts';
 
 /** Sweep options as carried by a job (no callbacks). */
@@ -17,17 +18,19 @@ export type JobSweep = SweepSettings;
 export type SweepJob =
   | { kind: 'calibration'; sweep: JobSweep }
   | { kind: 'point'; sweep: JobSweep; point: PointId }
-  | { kind: 'subject'; sweep: JobSweep; point: PointId; subject: string };
+  | { kind: 'subject'; sweep: JobSweep; point: PointId; subject: string }
+  | { kind: 'shard'; sweep: JobSweep; point: PointId; task: string; subtask: string; index: number };
 
-/** What a subject job returns: the seconds it spent (summed into its point's row). */
+/** What a subject or shard job returns: the seconds it spent (summed into its point's row). */
 export interface SubjectJobResult {
   seconds: number;
 }
 
 /** The job id of a sweep's job (BullMQ ids may not contain ':'). */
-export function jobId(sweepId: string, job: { kind: SweepJob['kind']; point?: PointId; subject?: string }): string {
+export function jobId(sweepId: string, job: { kind: SweepJob['kind']; point?: PointId; subject?: string; task?: string; subtask?: string; index?: number }): string {
   if (job.kind === 'calibration') return `${sweepId}.calibration`;
   if (job.kind === 'point') return `${sweepId}.point.${pointName(job.point!)}`;
+  if (job.kind === 'shard') return `${sweepId}.shard.${pointName(job.point!)}.${job.task}.${job.subtask}.${job.index}`;
   return `${sweepId}.subject.${pointName(job.point!)}.${job.subject}`;
 }
 

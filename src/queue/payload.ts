@@ -2,7 +2,7 @@
  * A job's data as it comes out of Redis. Anyone who can write to the queue can put anything there, so
  * a worker checks it before acting on it: its shape, and that every path it names (the model, the
  * data, the results directory, ...) lies inside the worker's root directory and every name it turns
- * into a file name (point, subject) is a plain name. A job that fails the check fails for good with
+ * into a file name (point, subject, task shard) is a plain name. A job that fails the check fails for good with
  * the reason; data that is not JSON at all reaches the processor as `NOT_JSON` (see worker.ts).
  */
 import { resolve } from 'node:path';
@@ -17,7 +17,7 @@ import { ROOT } from './options.ts';
 /** What a worker hands its processor in place of job data that is not JSON. */
 export const NOT_JSON = '__mka_not_json__';
 
-const KINDS = new Set(['calibration', 'point', 'subject']);
+const KINDS = new Set(['calibration', 'point', 'subject', 'shard']);
 
 /** The sweep options that name paths (a job's reads and writes). */
 const PATH_FIELDS = ['out', 'model', 'data', 'calibrationFile'] as const;
@@ -55,6 +55,14 @@ export function checkJob(data: unknown, root: string): SweepJob {
     if (typeof v !== 'string' || v === '') bad(`sweep.${f} must be a path`);
     if (!isInside(root, resolve(root, v))) bad(`sweep.${f} ${v} lies outside the worker's root ${root} (mka worker ${flag(ROOT)})`);
   }
+  const taskData = sweep.taskData;
+  if (taskData !== undefined) {
+    if (!isPlainObject(taskData) || !Object.values(taskData).every((v) => typeof v === 'string' && v !== '')) bad('sweep.taskData must map task names to paths');
+    for (const [task, v] of Object.entries(taskData)) {
+      if (!isInside(root, resolve(root, v as string))) bad(`sweep.taskData.${task} ${v as string} lies outside the worker's root ${root} (mka worker ${flag(ROOT)})`);
+    }
+  }
+  if (sweep.tasks !== undefined && !(Array.isArray(sweep.tasks) && sweep.tasks.every((t) => typeof t === 'string'))) bad('sweep.tasks must be a list of names');
   const ppl = sweep.ppl;
   if (ppl !== undefined) {
     if (!isPlainObject(ppl) || typeof ppl.text !== 'string') bad('sweep.ppl must be {text, ...}');
@@ -74,6 +82,10 @@ export function checkJob(data: unknown, root: string): SweepJob {
   if (data.kind !== 'calibration') checkPoint(data.point);
   if (data.kind === 'subject' && (typeof data.subject !== 'string' || unsafeRelative(data.subject) !== null || data.subject.includes('/'))) {
     bad(`subject ${JSON.stringify(data.subject)} is not a plain name`);
+  }
+  if (data.kind === 'shard') {
+    const plain = (v: unknown) => typeof v === 'string' && /^[A-Za-z0-9_.-]+$/.test(v) && unsafeRelative(v) === null;
+    if (!plain(data.task) || !plain(data.subtask) || !Number.isInteger(data.index) || (data.index as number) < 0) bad('a shard job needs a plain task and subtask name and a whole index');
   }
   return data as unknown as SweepJob;
 }

@@ -7,13 +7,14 @@
 import type { LlamaModel } from '../model/model.ts';
 import { openSweep, sweepKey, type SweepContext } from '../sweep/context.ts';
 import { calibrateSweep } from '../sweep/calibrate.ts';
-import { disposePointModel, pointModel, runPoint, runPointSubjects } from '../sweep/point.ts';
+import { disposePointModel, pointModel, runPoint, runPointShard } from '../sweep/point.ts';
 import { pointLabel, pointName, type PointId } from '../sweep/points.ts';
 import type { SubjectJobResult, SweepJob } from './jobs.ts';
 
-/** "calibration", "point mka:4" or "mka:4 college_physics". */
+/** "calibration", "point mka:4", "mka:4 college_physics" or "mka:4 hellaswag 3" (a shard of 500 documents). */
 export function describeJob(job: SweepJob): string {
   if (job.kind === 'calibration') return 'calibration';
+  if (job.kind === 'shard') return `${pointLabel(job.point)} ${job.subtask === job.task ? job.task : job.subtask} ${job.index}`;
   return job.kind === 'point' ? `point ${pointLabel(job.point)}` : `${pointLabel(job.point)} ${job.subject}`;
 }
 
@@ -50,8 +51,9 @@ export class JobRunner {
   async run(job: SweepJob, childrenValues: () => Promise<Record<string, SubjectJobResult>>): Promise<unknown> {
     const ctx = await this.context(job);
     if (job.kind === 'calibration') return { seconds: await calibrateSweep(ctx) };
-    if (job.kind === 'subject') {
-      const seconds = await runPointSubjects(ctx, job.point, [job.subject], await this.model(ctx, job.point));
+    if (job.kind === 'subject' || job.kind === 'shard') {
+      const shard = job.kind === 'subject' ? { task: 'mmlu' as const, subject: job.subject } : { task: job.task, subtask: job.subtask, index: job.index };
+      const seconds = await runPointShard(ctx, job.point, shard, await this.model(ctx, job.point));
       return { seconds } satisfies SubjectJobResult;
     }
     const priorSeconds = Object.values(await childrenValues()).reduce((s, r) => s + (r?.seconds ?? 0), 0);

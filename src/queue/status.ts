@@ -27,6 +27,7 @@ function describe(d: SweepJob | undefined): string {
     if (d?.kind === 'calibration') return 'calibration';
     if (d?.kind === 'point') return `point ${pointLabel(d.point)}`;
     if (d?.kind === 'subject') return `${pointLabel(d.point)} ${d.subject}`;
+    if (d?.kind === 'shard') return `${pointLabel(d.point)} ${d.subtask === d.task ? d.task : d.subtask} ${d.index}`;
   } catch {
     // falls through
   }

@@ -8,14 +8,14 @@
  * this process, of workers, of Redis) picks up where the sweep stands. A job that failed for good
  * ends the command with its error; rerunning the command enqueues it again.
  */
-import { existsSync } from 'node:fs';
 import { FlowProducer, Queue, type JobsOptions } from 'bullmq';
 import { UserError } from '../runtime/errors.ts';
 import { progress } from '../runtime/progress.ts';
 import { checkSweepCalibration, prepareSweep, sweepId } from '../sweep/context.ts';
 import { needsCalibration } from '../sweep/calibrate.ts';
-import { readStoredPoint } from '../sweep/point.ts';
-import { pointLabel, subjectFile, sweepPoints, type PointId } from '../sweep/points.ts';
+import { pointShards, readStoredPoint, rowOf, shardDone, type PointShard, type ShardId } from '../sweep/point.ts';
+import { pointLabel, sweepPoints, type PointId } from '../sweep/points.ts';
+import { headlineMetric, loadSweepTasks } from '../sweep/tasks.ts';
 import { assembleSweepReport } from '../sweep/assemble.ts';
 import { SweepInterrupted, type SweepOptions, type SweepPoint } from '../sweep/sweep.ts';
 import { checkAddress, connectRedis, type QueueAddress } from './connection.ts';
@@ -40,6 +40,7 @@ export async function runQueuedSweep(opts: SweepOptions, q: QueuedSweepOptions):
   checkOption(ATTEMPTS, attempts);
   const log = opts.log ?? (() => {});
   await checkSweepCalibration(opts);
+  const taskInputs = await loadSweepTasks(opts);
   const { subjects } = prepareSweep(opts);
   const sid = sweepId(opts);
   const data = jobSweep(opts);
@@ -56,13 +57,18 @@ export async function runQueuedSweep(opts: SweepOptions, q: QueuedSweepOptions):
       await add();
     };
     const pending = sweepPoints(opts.methods, opts.remove).filter((p) => !readStoredPoint(opts.out, p));
-    const remainingSubjects = (p: PointId) => subjects.filter((s) => !existsSync(subjectFile(opts.out, p, s)));
+    const shards = pointShards({ opts, subjects, taskInputs });
+    const shardsOf = (p: PointId) => shards.filter((s) => !shardDone(opts.out, p, s));
+    const totalShards = shards.length;
+    const childJob = (p: PointId, s: PointShard): SweepJob => (s.task === 'mmlu'
+      ? { kind: 'subject', sweep: data, point: p, subject: (s as { subject: string }).subject }
+      : { kind: 'shard', sweep: data, point: p, task: s.task, subtask: (s as ShardId).subtask, index: (s as ShardId).index });
     const enqueuePoint = (p: PointId) => ensure(jobId(sid, { kind: 'point', point: p }), () => flows.add({
       name: 'point', queueName: name, data: { kind: 'point', sweep: data, point: p }, opts: { ...options, jobId: jobId(sid, { kind: 'point', point: p }) },
-      children: remainingSubjects(p).map((subject) => ({
-        name: 'subject', queueName: name, data: { kind: 'subject', sweep: data, point: p, subject },
-        opts: { ...options, jobId: jobId(sid, { kind: 'subject', point: p, subject }), failParentOnFailure: true },
-      })),
+      children: shardsOf(p).map((s) => {
+        const job = childJob(p, s);
+        return { name: job.kind, queueName: name, data: job, opts: { ...options, jobId: jobId(sid, job), failParentOnFailure: true } };
+      }),
     }));
 
     const calId = jobId(sid, { kind: 'calibration' });
@@ -77,9 +83,9 @@ export async function runQueuedSweep(opts: SweepOptions, q: QueuedSweepOptions):
     }
     log(`sweep: ${pending.length} of ${sweepPoints(opts.methods, opts.remove).length} points enqueued on ${url} (queue ${name}${calibrating ? ', after the calibration job' : ''}); start workers with \`mka worker ${flag(QUEUE_URL)} ${url}${name === DEFAULT_QUEUE_NAME ? '' : ` ${flag(QUEUE_NAME)} ${name}`}\``);
 
-    const total = pending.length * subjects.length;
-    const subjectsDone = () => pending.reduce((n, p) => n + subjects.length - remainingSubjects(p).length, 0);
-    const bar = progress('sweep (queue)', total, { unit: 'subjects', quiet: opts.quiet });
+    const total = pending.length * totalShards;
+    const subjectsDone = () => pending.reduce((n, p) => n + totalShards - shardsOf(p).length, 0);
+    const bar = progress('sweep (queue)', total, { unit: 'shards', quiet: opts.quiet });
     let shown = subjectsDone();
     bar.tick(shown);
     const finished = new Set<PointId>();
@@ -104,12 +110,12 @@ export async function runQueuedSweep(opts: SweepOptions, q: QueuedSweepOptions):
         const stored = readStoredPoint(opts.out, p);
         if (stored) {
           finished.add(p);
-          log(`sweep: ${pointLabel(p)} done: MMLU ${(100 * stored.mmlu).toFixed(2)}% (${finished.size}/${pending.length} points)`);
+          log(`sweep: ${pointLabel(p)} done: ${Object.entries(rowOf(stored).metrics).map(([t, m]) => `${t === 'mmlu' ? 'MMLU' : t} ${(100 * m[headlineMetric(t)].value).toFixed(2)}%`).join(', ')} (${finished.size}/${pending.length} points)`);
           continue;
         }
         const id = jobId(sid, { kind: 'point', point: p });
         const state = await queue.getJobState(id);
-        if (state === 'failed') throw await failure(queue, id, pointLabel(p), subjects.map((s) => jobId(sid, { kind: 'subject', point: p, subject: s })));
+        if (state === 'failed') throw await failure(queue, id, pointLabel(p), shards.map((s) => jobId(sid, childJob(p, s))));
         if (state === 'unknown' || state === 'completed') await enqueuePoint(p); // lost from Redis, or its file was removed
       }
       const done = subjectsDone();
@@ -131,7 +137,7 @@ export async function runQueuedSweep(opts: SweepOptions, q: QueuedSweepOptions):
 async function failure(queue: Queue<SweepJob>, id: string, what: string, childIds: string[]): Promise<UserError> {
   for (const cid of childIds) {
     const child = await queue.getJob(cid);
-    if (child && (await child.getState()) === 'failed') return failed(child.id!, `${what} ${child.data.kind === 'subject' ? child.data.subject : ''}`.trim(), child.failedReason, child.attemptsMade);
+    if (child && (await child.getState()) === 'failed') return failed(child.id!, `${what} ${child.data.kind === 'subject' ? child.data.subject : child.data.kind === 'shard' ? `${child.data.subtask} ${child.data.index}` : ''}`.trim(), child.failedReason, child.attemptsMade);
   }
   const job = await queue.getJob(id);
   return failed(id, what, job?.failedReason ?? 'unknown reason', job?.attemptsMade ?? 0);

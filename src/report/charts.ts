@@ -93,18 +93,21 @@ export function similarityHeatmapSpec(matrix: (number | null)[][], title: string
   } as TopLevelSpec;
 }
 
-/** One evaluated point of the sweep: `ratio` is the fraction of layers removed, `accuracy` a fraction. */
-export interface AccuracyRow { method: string; layersRemoved: number; ratio: number; accuracy: number }
+/** One evaluated point of the sweep: `ratio` is the fraction of layers removed, `accuracy` a fraction, `stderr` its standard error. */
+export interface AccuracyRow { method: string; layersRemoved: number; ratio: number; accuracy: number; stderr?: number }
 
 /**
  * Accuracy against compression ratio (x: percent of layers removed), one line with points per method,
- * a labelled solid rule at the uncompressed model's accuracy and, if given, a dashed rule at chance.
- * Accuracies and ratios are fractions in [0, 1].
+ * error bars of ±1.96 standard errors (a 95% interval) where rows carry one, a labelled solid rule at
+ * the uncompressed model's accuracy and, if given, a dashed rule at chance. Accuracies and ratios are
+ * fractions in [0, 1].
  */
-export function accuracySpec(rows: AccuracyRow[], baseline: number, chance?: number): TopLevelSpec {
+export function accuracySpec(rows: AccuracyRow[], baseline: number, chance?: number, title = 'MMLU accuracy against compression'): TopLevelSpec {
+  const bars = rows.filter((r) => r.stderr !== undefined && r.stderr > 0)
+    .map((r) => ({ ...r, lo: Math.max(0, r.accuracy - 1.96 * r.stderr!), hi: Math.min(1, r.accuracy + 1.96 * r.stderr!) }));
   const methods = [...new Set(rows.map((r) => r.method))];
   // enough decimals that neighbouring ticks differ when the accuracies span only a point or two
-  const ys = [...rows.map((r) => r.accuracy), baseline, ...(chance === undefined ? [] : [chance])];
+  const ys = [...rows.map((r) => r.accuracy), ...bars.flatMap((b) => [b.lo, b.hi]), baseline, ...(chance === undefined ? [] : [chance])];
   const span = Math.max(...ys) - Math.min(...ys);
   const yFormat = span >= 0.05 ? '.0%' : span >= 0.005 ? '.1%' : '.2%';
   const rule = (value: number, label: string, dashed: boolean) => ({
@@ -123,13 +126,23 @@ export function accuracySpec(rows: AccuracyRow[], baseline: number, chance?: num
   const pct = (v: number) => `${(100 * v).toFixed(1)}%`;
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
-    title: 'MMLU accuracy against compression',
+    title: bars.length ? { text: title, subtitle: 'error bars: 95% interval (±1.96 standard errors)' } : title,
     background: 'white',
     padding: 12,
     config: CHART_CONFIG,
     width: 440,
     height: 300,
     layer: [
+      ...(bars.length ? [{
+        data: { values: bars },
+        mark: { type: 'rule', strokeWidth: 1.2, opacity: 0.6 },
+        encoding: {
+          x: { field: 'ratio', type: 'quantitative' },
+          y: { field: 'lo', type: 'quantitative' },
+          y2: { field: 'hi' },
+          color: { field: 'method', type: 'nominal', scale: { domain: methods } },
+        },
+      }] : []),
       {
         data: { values: rows },
         mark: { type: 'line', point: { size: 50, filled: true }, strokeWidth: 2 },

@@ -12,7 +12,9 @@ import { mkaVersion } from '../runtime/version.ts';
 import { writeSweepReport } from './report.ts';
 import { ORIGINAL, pointLabel, sweepPoints } from './points.ts';
 import { readStoredPoint, rowOf } from './point.ts';
-import type { SweepOptions, SweepPoint } from './sweep.ts';
+import type { SweepOptions, SweepPoint } from './types.ts';
+import { headlineMetric, pairedTests, sweepTasks } from './tasks.ts';
+import { PAPER_MMLU } from '../eval/tasks/registry.ts';
 import { flag } from '../runtime/options.ts';
 import { POINT, REPORT } from './options.ts';
 
@@ -31,20 +33,26 @@ export async function assembleSweepReport(opts: SweepOptions, run: { seconds?: R
     throw new UserError(`${opts.out}: ${missing.length} point${missing.length > 1 ? 's are' : ' is'} not finished (${missing.join(', ')}); run them with ${flag(POINT)}, or the whole sweep without ${flag(REPORT)}`);
   }
   const base = readStoredPoint(opts.out, ORIGINAL)!;
+  const tasks = sweepTasks(opts);
   const log = opts.log ?? (() => {});
-  log(`original: MMLU ${(100 * base.mmlu).toFixed(2)}% (${base.layers} layers)`);
+  const describe = (p: SweepPoint) => tasks.map((t) => {
+    const v = p.metrics[t]?.[headlineMetric(t)];
+    return `${t === PAPER_MMLU ? 'MMLU' : t} ${v ? `${(100 * v.value).toFixed(2)}%` : '?'}`;
+  }).join(', ');
+  log(`original: ${describe(rowOf(base))} (${base.layers} layers)`);
   const points: SweepPoint[] = [];
   for (const method of opts.methods) {
     for (const removed of opts.remove) {
-      const point = removed === 0 ? { ...rowOf(base), method, seconds: 0 } : rowOf(readStoredPoint(opts.out, { method, removed })!);
-      log(`${method} -${removed}: MMLU ${(100 * point.mmlu).toFixed(2)}%`);
+      const stored = removed === 0 ? base : readStoredPoint(opts.out, { method, removed })!;
+      const point = removed === 0 ? { ...rowOf(base), method, seconds: 0 } : { ...rowOf(stored), paired: base.documents && stored.documents ? pairedTests(base.documents, stored.documents) : null };
+      log(`${method} -${removed}: ${describe(point)}`);
       points.push(point);
     }
   }
   const analysisPath = join(opts.out, 'analysis.json');
   const analysis = existsSync(analysisPath) ? (JSON.parse(readFileSync(analysisPath, 'utf8')) as Record<string, unknown>) : null;
   await writeSweepReport({
-    out: opts.out, base: rowOf(base), baseSummary: base.summary, points, analysis, chosen: opts.chosen,
+    out: opts.out, tasks, base: rowOf(base), baseSummary: base.summary, points, analysis, chosen: opts.chosen,
     pointSummary: (method, removed) => (removed === 0 ? base.summary : readStoredPoint(opts.out, { method, removed })?.summary ?? null),
     run: {
       command: 'sweep', options: { ...opts, log: undefined, signal: undefined }, versions: { mka: mkaVersion(), tfjs: tf.version_core, node: process.version },

@@ -26,7 +26,9 @@ import { atomicWriteText } from '../io/atomic.ts';
 import { writeMarker } from '../io/output-dir.ts';
 import { prepareCorpus, type PplCorpus } from '../eval/ppl/run.ts';
 import { UserError } from '../runtime/errors.ts';
-import type { SweepOptions, SweepSettings } from './sweep.ts';
+import type { SweepOptions, SweepSettings } from './types.ts';
+import { loadSweepTasks, mmluOnly, sweepTasks } from './tasks.ts';
+import type { TaskInput } from '../eval/tasks/evaluate.ts';
 import { flag } from '../runtime/options.ts';
 import { SWEEP_OUT, SWEEP_REMOVE } from './options.ts';
 
@@ -47,6 +49,8 @@ function settingsKey(opts: SweepSettings): Record<string, unknown> {
     calibration: { data: keyPath(opts.data), file: opts.calibrationFile ? keyPath(opts.calibrationFile) : null, subjects: opts.subjects ?? null, perSubject: opts.perSubject ?? 'auto', seed: opts.seed ?? 1, representation: opts.representation ?? 'padded', ...(opts.protocol && opts.protocol !== 'mka' ? { protocol: opts.protocol } : {}) },
     ...similarityKey(opts), strategy: opts.params?.mka?.strategy ?? 'last-pair', blendNorms: opts.params?.mka?.blendNorms ?? false,
     ...(opts.ppl ? { ppl: { ...opts.ppl, text: keyPath(opts.ppl.text) } } : {}),
+    // a sweep of the paper's MMLU alone keeps the key it had before tasks existed
+    ...(mmluOnly(opts) ? {} : { tasks: sweepTasks(opts), taskData: opts.taskData ?? {}, numFewshot: opts.numFewshot ?? null }),
   };
 }
 
@@ -134,6 +138,7 @@ export function checkSweepFits(opts: SweepOptions, promptLengths: number[] | nul
 /** Checks the options, claims (or re-opens) the results directory, reads the config and the subjects. */
 export function prepareSweep(opts: SweepOptions): PreparedSweep {
   opts.methods.forEach(getMethod);
+  sweepTasks(opts);
   if (!opts.remove.length) throw new UserError(`${flag(SWEEP_REMOVE)} needs at least one count, e.g. 0,2,4`);
   if (!existsSync(join(opts.model, 'config.json'))) throw new UserError(`${opts.model}: not a model directory (no config.json)`);
   const layers = readConfig(opts.model).num_hidden_layers;
@@ -173,6 +178,8 @@ export interface SweepContext extends PreparedSweep {
   mmlu: MmluCache;
   /** The tokenized text corpus when the sweep measures perplexity (`ppl`). */
   corpus: PplCorpus | null;
+  /** The tasks but the paper's MMLU, with their data (empty for a sweep of MMLU alone). */
+  taskInputs: TaskInput[];
   /** Frees the original model. */
   dispose(): void;
 }
@@ -181,6 +188,7 @@ export interface SweepContext extends PreparedSweep {
 export async function openSweep(opts: SweepOptions): Promise<SweepContext> {
   const promptLengths = await checkSweepCalibration(opts);
   checkSweepFits(opts, promptLengths);
+  const taskInputs = await loadSweepTasks(opts);
   const prepared = prepareSweep(opts);
   const tokenizer = await loadTokenizer(opts.model);
   const data = loadMmlu(opts.data, { subjects: opts.evalSubjects });
@@ -188,5 +196,5 @@ export async function openSweep(opts: SweepOptions): Promise<SweepContext> {
   const corpus = opts.ppl ? prepareCorpus(opts.ppl.text, tokenizer, original.config, opts.ppl.seqLen, opts.ppl.stride) : null;
   const scoringBos = protocolSettings(opts.protocol).scoringBos || bosUnderAddBosTokenFalse(tokenizer);
   const scoring = scoringTokenizer(tokenizer, scoringBos);
-  return { ...prepared, tokenizer, scoringBos, scoringTokenizer: scoring, data, original, mmlu: createMmluCache(scoring, data), corpus, dispose: () => disposeModel(original) };
+  return { ...prepared, tokenizer, scoringBos, scoringTokenizer: scoring, data, original, mmlu: createMmluCache(scoring, data), corpus, taskInputs, dispose: () => disposeModel(original) };
 }

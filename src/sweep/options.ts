@@ -2,6 +2,7 @@
  * The options of `mka sweep` beyond calibration's, the methods' and the evaluations' (which it takes
  * too), declared once (contract 5, src/runtime/options.ts).
  */
+import { SWEEP_NUM_FEWSHOT, SWEEP_TASKS } from '../eval/tasks/options.ts';
 import { option } from '../runtime/options.ts';
 import { OUT } from '../io/output-options.ts';
 import { METHOD_NAMES } from '../pipeline/options.ts';
@@ -34,5 +35,6 @@ export const REPORT = option({ name: 'report', option: 'report', type: 'boolean'
  */
 export const SWEEP_JOB_OPTIONS = [
   SWEEP_METHODS, SWEEP_REMOVE, ...CALIBRATION_SETTINGS, METRIC, NTRAIN, LIMIT, SWEEP_EVAL_SUBJECTS, SWEEP_BATCH_SIZE, CHOSEN, KEEP_MODELS,
+  SWEEP_TASKS, SWEEP_NUM_FEWSHOT,
 ] as const;
 export const SWEEP_JOB_NESTED_OPTIONS = { similarity: SIMILARITY_OPTIONS, ppl: [SEQ_LEN, STRIDE] } as const;

@@ -1,9 +1,11 @@
 /**
- * Computing one point of a sweep: build the compressed model from its stored plan, evaluate it on MMLU
- * (with the original as reference model) into eval/NAME/, and write points/NAME.json. A point's
- * evaluation can also be run one subject at a time (`subjects`), each shard saved by the evaluator as
- * eval/NAME/subjects/<subject>.json; the full run then only loads them. Every write is atomic and the
- * same inputs give the same bytes, so a point (or shard) computed twice leaves the same files.
+ * Computing one point of a sweep: build the compressed model from its stored plan, evaluate it on the
+ * sweep's tasks (the paper's MMLU with the original as reference model into eval/NAME/, the others into
+ * eval/NAME/tasks/), and write points/NAME.json: its row (metrics map), MMLU summary, plan summary and
+ * every document's scores. A point's evaluation can also be run one shard at a time (an MMLU subject,
+ * or 500 documents of another task), each saved by its evaluator; the full run then only loads them.
+ * Every write is atomic and the same inputs give the same bytes, so a point (or shard) computed twice
+ * leaves the same files.
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -11,6 +13,10 @@ import { readChecked } from '../io/schema.ts';
 import { UserError } from '../runtime/errors.ts';
 import { STORED_POINT } from './point-file.ts';
 import { evaluatePerplexity } from '../eval/ppl/evaluate.ts';
+import { evaluateTasks, shardFile, taskShards, type ShardId } from '../eval/tasks/evaluate.ts';
+import { accStderr, type MetricsMap } from '../eval/tasks/metrics.ts';
+import { PAPER_MMLU } from '../eval/tasks/registry.ts';
+import { mmluPointMetrics, sweepTasks, taskPointMetrics, type DocumentScores } from './tasks.ts';
 import { disposeModel, type LlamaModel } from '../model/model.ts';
 import { evaluateMmlu } from '../eval/mmlu/evaluate.ts';
 import type { MmluSummary } from '../eval/mmlu/results.ts';
@@ -21,29 +27,41 @@ import { atomicWriteText } from '../io/atomic.ts';
 import { progress } from '../runtime/progress.ts';
 import type { SweepContext } from './context.ts';
 import { calibrateSweep, readPlan } from './calibrate.ts';
-import { evalDir, pointFile, pointLabel, pointName, type PointId } from './points.ts';
-import type { SweepPoint } from './sweep.ts';
+import { evalDir, pointFile, pointLabel, pointName, subjectFile, type PointId } from './points.ts';
+import type { SweepPoint } from './types.ts';
 
 /** A finished point as stored in points/NAME.json. */
 export interface StoredPoint extends SweepPoint {
-  summary: MmluSummary;
+  /** The paper's MMLU summary (null when the sweep has no mmlu task). */
+  summary: MmluSummary | null;
   plan?: Record<string, unknown>;
+  /** Per task and metric, every document's score (0/1 string): what the paired tests compare. */
+  documents?: DocumentScores;
 }
 
-function categoryAccuracy(s: MmluSummary, label: string): number | null {
-  const row = s.categories.find((c) => c.name.toLowerCase().startsWith(label));
+function categoryAccuracy(s: MmluSummary | null, label: string): number | null {
+  const row = s?.categories.find((c) => c.name.toLowerCase().startsWith(label));
   return row ? row.accuracy : null;
 }
 
-/** The results.csv row of a point from its MMLU summary. */
-export function pointFrom(method: string, removed: number, L: number, s: MmluSummary, seconds: number, ppl: number | null): SweepPoint {
+/** What evaluating a point gives: the MMLU summary (if any), every task's metrics and document scores. */
+export interface PointEvaluation {
+  summary: MmluSummary | null;
+  metrics: MetricsMap;
+  documents: DocumentScores;
+}
+
+/** The results.csv row of a point from its evaluation (paired tests are added by the report, against the original). */
+export function pointFrom(method: string, removed: number, L: number, e: PointEvaluation, seconds: number, ppl: number | null): SweepPoint {
+  const s = e.summary;
   return {
-    method, layers_removed: removed, layers: L - removed, compression_ratio: removed / L,
-    mmlu: s.overall.accuracy, mmlu_macro: s.overall.macroAccuracy,
+    method, layers_removed: removed, layers: L - removed, compression_ratio: removed / L, metrics: e.metrics, paired: null,
+    mmlu: s ? s.overall.accuracy : null, mmlu_macro: s ? s.overall.macroAccuracy : null,
     stem: categoryAccuracy(s, 'stem'), humanities: categoryAccuracy(s, 'humanities'),
     social_sciences: categoryAccuracy(s, 'social'), other: categoryAccuracy(s, 'other'),
     // the original agrees with itself (it is evaluated without a reference model)
-    perplexity: s.overall.perplexity, ppl, agreement: method === 'original' ? 1 : s.overall.agreement, kl: method === 'original' ? 0 : s.overall.kl,
+    perplexity: s ? s.overall.perplexity : null, ppl,
+    agreement: !s ? null : method === 'original' ? 1 : s.overall.agreement, kl: !s ? null : method === 'original' ? 0 : s.overall.kl,
     seconds: Math.round(seconds * 10) / 10,
   };
 }
@@ -83,22 +101,82 @@ export function disposePointModel(ctx: SweepContext, model: LlamaModel): void {
   if (model !== ctx.original) disposeModel(model);
 }
 
-async function evaluatePoint(ctx: SweepContext, p: PointId, model: LlamaModel, subjects?: readonly string[]): Promise<MmluSummary> {
+/** A shard of a point's evaluation: an MMLU subject, or documents of another task (evaluate.ts' ShardId). */
+export type PointShard = { task: 'mmlu'; subject: string } | ShardId;
+export type { ShardId };
+
+/** Where a point's tasks but MMLU keep their resumable shards. */
+export const pointTasksDir = (out: string, p: PointId) => join(evalDir(out, p), 'tasks');
+
+/**
+ * Evaluates a point on the sweep's tasks: the paper's MMLU into eval/NAME/ (with the original as
+ * reference), the others into eval/NAME/tasks/. With `shard`, only that shard is computed (a queue job's
+ * share) and nothing is returned.
+ */
+async function evaluatePoint(ctx: SweepContext, p: PointId, model: LlamaModel, shard?: PointShard): Promise<PointEvaluation | null> {
   const { opts } = ctx;
+  const tasks = sweepTasks(opts);
   let bar: ReturnType<typeof progress> | null = null;
-  const name = subjects?.length === 1 ? `${pointName(p)} ${subjects[0]}` : pointName(p);
-  const r = await evaluateMmlu({
-    model, tokenizer: ctx.scoringTokenizer, data: ctx.data, ntrain: opts.ntrain, limit: opts.limit, batchSize: opts.batchSize,
-    // The original is evaluated once: against itself as reference it would run twice for an agreement of 1 and a KL of 0.
-    subjects, referenceModel: p.method === 'original' ? undefined : ctx.original, cache: ctx.mmlu, out: evalDir(opts.out, p), signal: opts.signal, keyExtra: { bos: ctx.scoringBos },
-    onProgress: (e) => {
-      bar ??= progress(`eval ${name}`, e.questionsToRun, { unit: 'questions', quiet: opts.quiet });
-      bar.tick(0, `(${e.subjectsDone}/${e.subjectsTotal} subjects)`);
-      bar.tick(e.questions);
-    },
-  });
-  (bar as ReturnType<typeof progress> | null)?.done();
-  return r.summary!;
+  const name = shard ? `${pointName(p)} ${shard.task === 'mmlu' ? (shard as { subject: string }).subject : `${shard.task} ${(shard as ShardId).index}`}` : pointName(p);
+  let summary: MmluSummary | null = null;
+  const metrics: MetricsMap = {};
+  const documents: DocumentScores = {};
+  if (tasks.includes(PAPER_MMLU) && (!shard || shard.task === 'mmlu')) {
+    const subjects = shard ? [(shard as { subject: string }).subject] : undefined;
+    const r = await evaluateMmlu({
+      model, tokenizer: ctx.scoringTokenizer, data: ctx.data, ntrain: opts.ntrain, limit: opts.limit, batchSize: opts.batchSize,
+      // The original is evaluated once: against itself as reference it would run twice for an agreement of 1 and a KL of 0.
+      subjects, referenceModel: p.method === 'original' ? undefined : ctx.original, cache: ctx.mmlu, out: evalDir(opts.out, p), signal: opts.signal, keyExtra: { bos: ctx.scoringBos },
+      onProgress: (e) => {
+        bar ??= progress(`eval ${name}`, e.questionsToRun, { unit: 'questions', quiet: opts.quiet });
+        bar.tick(0, `(${e.subjectsDone}/${e.subjectsTotal} subjects)`);
+        bar.tick(e.questions);
+      },
+    });
+    (bar as ReturnType<typeof progress> | null)?.done();
+    bar = null;
+    if (!shard) {
+      summary = r.summary!;
+      const fit = summary.fitting;
+      if (p.method === 'original' && (fit.promptsWithDroppedExamples || fit.truncatedQuestions)) {
+        opts.log?.(`sweep: ${fit.promptsWithDroppedExamples} of ${summary.overall.questions} MMLU prompts lost dev examples to fit the model's context (${fit.droppedExamples} in all)`
+          + `${fit.truncatedQuestions ? `, ${fit.truncatedQuestions} questions were cut to their last tokens` : ''}; every point sees the same prompts (points/original.json records it)`);
+      }
+      const m = mmluPointMetrics(r.records);
+      metrics[PAPER_MMLU] = m.metrics;
+      documents[PAPER_MMLU] = m.documents;
+    }
+  }
+  if (ctx.taskInputs.length && (!shard || shard.task !== 'mmlu')) {
+    const only = shard ? (s: ShardId) => s.task === shard.task && s.subtask === (shard as ShardId).subtask && s.index === (shard as ShardId).index : undefined;
+    const r = await evaluateTasks({
+      model, tokenizer: ctx.tokenizer, tasks: ctx.taskInputs, out: pointTasksDir(opts.out, p), batchSize: opts.batchSize, signal: opts.signal, only,
+      onProgress: (e) => {
+        bar ??= progress(`eval ${name} tasks`, e.docsToRun, { unit: 'docs', quiet: opts.quiet });
+        bar.tick(e.docs, `| ${e.label}`);
+      },
+    });
+    (bar as ReturnType<typeof progress> | null)?.done();
+    if (!shard) {
+      const m = taskPointMetrics(r.results);
+      Object.assign(metrics, m.metrics);
+      Object.assign(documents, m.documents);
+    }
+  }
+  if (shard) return null;
+  // the metrics map in the sweep's task order
+  return { summary, metrics: Object.fromEntries(tasks.map((t) => [t, metrics[t]])), documents: Object.fromEntries(tasks.map((t) => [t, documents[t]])) };
+}
+
+/** The shards of every point's evaluation: MMLU subjects, then other tasks' document shards. */
+export function pointShards(ctx: Pick<SweepContext, 'opts' | 'subjects' | 'taskInputs'>): PointShard[] {
+  const mmlu: PointShard[] = sweepTasks(ctx.opts).includes(PAPER_MMLU) ? ctx.subjects.map((subject) => ({ task: 'mmlu' as const, subject })) : [];
+  return [...mmlu, ...ctx.taskInputs.flatMap((input) => taskShards(input))];
+}
+
+/** Whether a shard of a point is finished on disk. */
+export function shardDone(out: string, p: PointId, s: PointShard): boolean {
+  return existsSync(s.task === 'mmlu' ? subjectFile(out, p, (s as { subject: string }).subject) : shardFile(pointTasksDir(out, p), s as ShardId));
 }
 
 export interface RunPointOptions {
@@ -120,22 +198,22 @@ export async function runPoint(ctx: SweepContext, p: PointId, ro: RunPointOption
   const built = ro.model ? { model: ro.model, plan: p.method === 'original' ? null : await pointPlan(ctx, p) } : await pointModel(ctx, p);
   try {
     if (opts.keepModels && built.plan) await writeCompressed(ctx.original, built.plan, `${opts.out}/models/${pointName(p)}`, { log: () => {} });
-    const summary = await evaluatePoint(ctx, p, built.model);
+    const e = (await evaluatePoint(ctx, p, built.model))!;
     const ppl = ctx.corpus ? (await evaluatePerplexity({ model: built.model, ...ctx.corpus, out: join(opts.out, 'ppl', pointName(p)), signal: opts.signal })).summary.ppl : null;
-    const row = pointFrom(p.method, p.removed, ctx.layers, summary, (ro.priorSeconds ?? 0) + (performance.now() - t0) / 1000, ppl);
-    atomicWriteText(pointFile(opts.out, p), JSON.stringify({ ...row, summary, ...(built.plan ? { plan: planSummary(built.plan) } : {}) }));
+    const row = pointFrom(p.method, p.removed, ctx.layers, e, (ro.priorSeconds ?? 0) + (performance.now() - t0) / 1000, ppl);
+    atomicWriteText(pointFile(opts.out, p), JSON.stringify({ ...row, summary: e.summary, ...(built.plan ? { plan: planSummary(built.plan) } : {}), documents: e.documents }));
     return row;
   } finally {
     if (!ro.model) disposePointModel(ctx, built.model);
   }
 }
 
-/** Evaluates some subjects of a point into eval/NAME/subjects/ (one shard of its evaluation). Returns the seconds spent. */
-export async function runPointSubjects(ctx: SweepContext, p: PointId, subjects: readonly string[], model?: LlamaModel): Promise<number> {
+/** Evaluates one shard of a point (an MMLU subject, or documents of another task) into eval/NAME/. Returns the seconds spent. */
+export async function runPointShard(ctx: SweepContext, p: PointId, shard: PointShard, model?: LlamaModel): Promise<number> {
   const t0 = performance.now();
   const built = model ? { model } : await pointModel(ctx, p);
   try {
-    await evaluatePoint(ctx, p, built.model, subjects);
+    await evaluatePoint(ctx, p, built.model, shard);
   } finally {
     if (!model) disposePointModel(ctx, built.model);
   }
@@ -144,6 +222,14 @@ export async function runPointSubjects(ctx: SweepContext, p: PointId, subjects: 
 
 /** The results.csv row of a stored point. */
 export function rowOf(s: StoredPoint): SweepPoint {
-  const { summary: _summary, plan: _plan, ...row } = s;
-  return row;
+  const { summary: _summary, plan: _plan, documents: _documents, ...row } = s;
+  // points stored before tasks existed hold MMLU alone
+  return { ...row, metrics: row.metrics ?? legacyMetrics(s), paired: row.paired ?? null };
+}
+
+/** The metrics map of a point stored before the map existed: MMLU's accuracy over its questions. */
+function legacyMetrics(s: StoredPoint): MetricsMap {
+  const n = s.summary?.overall.questions ?? 0;
+  const correct = s.summary?.overall.correct ?? 0;
+  return { [PAPER_MMLU]: { acc: { value: s.mmlu ?? 0, stderr: n < 2 ? null : accStderr(correct, n), n } } };
 }

@@ -16,18 +16,27 @@ export interface PointId {
   method: string;
   /** Layers removed (0 for the original). */
   removed: number;
+  /** Further axes of a sweep (e.g. quantize: 'q8'), named in files and labels only when present. */
+  [axis: string]: string | number;
+}
+
+/** The extra axes of a point (all but method and removed), sorted by name. */
+function extraAxes(p: PointId): [string, string | number][] {
+  return Object.entries(p).filter(([k, v]) => k !== 'method' && k !== 'removed' && v !== undefined).sort(([a], [b]) => (a < b ? -1 : 1));
 }
 
 export const ORIGINAL: PointId = { method: 'original', removed: 0 };
 
-/** "original" or "mka:4". */
+/** "original" or "mka:4" (with extra axes "mka:4:quantize=q8"). */
 export function pointLabel(p: PointId): string {
-  return p.method === 'original' ? 'original' : `${p.method}:${p.removed}`;
+  const base = p.method === 'original' ? 'original' : `${p.method}:${p.removed}`;
+  return [base, ...extraAxes(p).map(([k, v]) => `${k}=${v}`)].join(':');
 }
 
-/** The file-name form: "original" or "mka-4". */
+/** The file-name form: "original" or "mka-4" (with extra axes "mka-4-quantize-q8"). */
 export function pointName(p: PointId): string {
-  return p.method === 'original' ? 'original' : `${p.method}-${p.removed}`;
+  const base = p.method === 'original' ? 'original' : `${p.method}-${p.removed}`;
+  return [base, ...extraAxes(p).map(([k, v]) => `${k}-${v}`)].join('-');
 }
 
 /** Parses a --point value against the sweep's methods and counts. */

@@ -7,7 +7,8 @@ import { openSweep, prepareSweep } from './context.ts';
 import { calibrateSweep } from './calibrate.ts';
 import { runPoint } from './point.ts';
 import { parsePoint, pointLabel, sweepPoints } from './points.ts';
-import { interruptible, type SweepOptions, type SweepPoint } from './sweep.ts';
+import { interruptible } from './sweep.ts';
+import type { SweepOptions, SweepPoint } from './types.ts';
 
 /** The sweep's points in the order a local sweep computes them ("original", "mka:1", ...). */
 export function listSweepPoints(opts: SweepOptions): string[] {

@@ -14,7 +14,7 @@
  * `OUT/analysis.json` when their methods need nothing else (calibrate.ts). The same steps run one
  * point at a time (`--point`) or as queue jobs on many machines (src/queue/).
  */
-import type { PipelineOptions } from '../pipeline/plan-targets.ts';
+import type { SweepOptions, SweepPoint } from './types.ts';
 import { openSweep } from './context.ts';
 import { calibrateSweep } from './calibrate.ts';
 import { runPoint } from './point.ts';
@@ -23,52 +23,9 @@ import { assembleSweepReport } from './assemble.ts';
 import { readStoredPoint } from './point.ts';
 import { EvaluationInterrupted } from '../eval/mmlu/evaluate.ts';
 import { PplInterrupted } from '../eval/ppl/evaluate.ts';
+import { TasksInterrupted } from '../eval/tasks/evaluate.ts';
 
-export interface SweepOptions extends PipelineOptions {
-  model: string;
-  data: string;
-  methods: string[];
-  remove: number[];
-  ntrain: number;
-  limit?: number;
-  /** MMLU subjects to evaluate (default all). */
-  evalSubjects?: string[];
-  batchSize?: number;
-  out: string;
-  /** Point shown in categories.png, e.g. "mka:2" (default: the largest MKA count). */
-  chosen?: string;
-  /** Also write each compressed model directory to OUT/models/ (e.g. to export it). */
-  keepModels?: boolean;
-  /** Extra fields for run.json (backend, command line). */
-  runInfo?: Record<string, unknown>;
-  /** A text corpus: adds each point's perplexity on it (the `ppl` column), as `mka eval ppl` computes it. */
-  ppl?: { text: string; seqLen?: number; stride?: number };
-  /** Stops the sweep after the current MMLU batch (EvaluationInterrupted); finished points and subjects stay saved. */
-  signal?: AbortSignal;
-}
-
-/** What a sweep's results depend on and a queue job carries: its options without callbacks, signal or run info. */
-export type SweepSettings = Omit<SweepOptions, 'log' | 'runInfo' | 'signal'>;
-
-/** One row of results.csv. */
-export interface SweepPoint {
-  method: string;
-  layers_removed: number;
-  layers: number;
-  compression_ratio: number;
-  mmlu: number;
-  mmlu_macro: number;
-  stem: number | null;
-  humanities: number | null;
-  social_sciences: number | null;
-  other: number | null;
-  perplexity: number;
-  /** Perplexity on the sweep's text corpus (null without one). */
-  ppl: number | null;
-  agreement: number | null;
-  kl: number | null;
-  seconds: number;
-}
+export type { SweepOptions, SweepSettings, SweepPoint } from './types.ts';
 
 /** Thrown when the sweep's signal aborts it; every finished point (and subject) is saved, and rerunning resumes. */
 export class SweepInterrupted extends Error {
@@ -86,7 +43,7 @@ export async function interruptible<T>(opts: SweepOptions, step: () => Promise<T
   try {
     return await step();
   } catch (e) {
-    if (e instanceof EvaluationInterrupted || e instanceof PplInterrupted) throw stopped();
+    if (e instanceof EvaluationInterrupted || e instanceof PplInterrupted || e instanceof TasksInterrupted) throw stopped();
     throw e;
   }
 }

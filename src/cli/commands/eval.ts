@@ -11,6 +11,8 @@ import {
   ANSWER_TOKENS, BATCH_SIZE, BOS, DRY_RUN, DUMP_PROMPTS, EVAL_QUANTIZE, EVAL_SUBJECTS, FRESH, LIMIT, MMLU_DATA, NAIVE, NTRAIN, REFERENCE_MODEL,
 } from '../../eval/mmlu/options.ts';
 import { pplCommand } from './eval-ppl.ts';
+import { taskCommands, tasksCommand } from './eval-tasks.ts';
+import { LOG_SAMPLES } from '../../eval/tasks/options.ts';
 
 const fmtSeconds = (s: number) => (s < 120 ? `${s.toFixed(0)} s` : s < 7200 ? `${(s / 60).toFixed(1)} min` : `${(s / 3600).toFixed(1)} h`);
 
@@ -25,7 +27,8 @@ const mmluCommand = defineCommand({
       ...PROTOCOL, group: undefined,
       help: 'released: score as the paper\'s released code (add_bos_token=False: no BOS for Llama 2/Mistral tokenizers, BOS kept for Llama 3\'s, which ignores the flag; --bos/--no-bos override)',
     },
-    EVAL_QUANTIZE, DUMP_PROMPTS, DRY_RUN, FRESH, STREAMING, FORCE_DIR,
+    EVAL_QUANTIZE, DUMP_PROMPTS, { ...LOG_SAMPLES, help: 'also write samples_mmlu_<subject>.jsonl into the results directory, in lm-eval\'s --log_samples layout' },
+    DRY_RUN, FRESH, STREAMING, FORCE_DIR,
   ],
   examples: [
     ['$0 eval mmlu --model models/demo --data data/demo-mmlu', ''],
@@ -52,7 +55,7 @@ const mmluCommand = defineCommand({
         model: v.model, data: v.data, ntrain: v.ntrain, limit: v.limit, out: out ?? undefined,
         subjects: v.subjects,
         batchSize: v.batchSize, naive: v.naive, referenceModel: v.referenceModel, answerTokens: v.answerTokens, bos,
-        quantize: v.quantize, dumpPrompts: v.dumpPrompts, dryRun: v.dryRun, fresh: v.fresh, streaming: v.streaming, signal: stop.signal,
+        quantize: v.quantize, dumpPrompts: v.dumpPrompts, logSamples: v.logSamples, dryRun: v.dryRun, fresh: v.fresh, streaming: v.streaming, signal: stop.signal,
         onProgress: (p) => {
           bar ??= progress('mmlu', p.questionsToRun, { unit: 'questions', quiet: ctx.quiet });
           bar.tick(p.questions, `| subjects ${p.subjectsDone}/${p.subjectsTotal} (${p.subject})`);
@@ -77,6 +80,11 @@ const mmluCommand = defineCommand({
         ].join('\n') + '\n');
         return;
       }
+      const fit = r.summary!.fitting;
+      if (fit.promptsWithDroppedExamples || fit.truncatedQuestions) {
+        ctx.log(`mmlu: ${fit.promptsWithDroppedExamples} of ${r.summary!.overall.questions} prompts were longer than the model's context and lost dev examples (${fit.droppedExamples} in all)`
+          + `${fit.truncatedQuestions ? `; ${fit.truncatedQuestions} questions were still too long and cut to their last tokens` : ''} (recorded in summary.json and lm_eval_results.json)`);
+      }
       const resumed = r.resumedSubjects.length ? `, ${r.resumedSubjects.length} subjects loaded from an earlier run` : '';
       ctx.log(`${r.computedQuestions} questions in ${fmtSeconds(r.seconds)}${r.seconds > 0 ? ` (${(r.computedQuestions / r.seconds).toFixed(2)} questions/s)` : ''}${resumed}; results in ${r.out}`);
       if (ctx.json) process.stdout.write(JSON.stringify(r.summary) + '\n');
@@ -95,7 +103,12 @@ const mmluCommand = defineCommand({
 
 export const evalCommand: CommandModule<GlobalArgs, GlobalArgs> = {
   command: 'eval',
-  describe: 'Evaluate a model on a benchmark (mmlu) or a text corpus (ppl)',
-  builder: (y: Argv<GlobalArgs>) => y.command(mmluCommand).command(pplCommand).demandCommand(1, 'name a benchmark: mmlu or ppl') as Argv<GlobalArgs>,
+  describe: 'Evaluate a model on benchmarks (mmlu, hellaswag, arc_easy, ..., several at once: tasks) or a text corpus (ppl)',
+  builder: (y: Argv<GlobalArgs>) => {
+    let yy = y.command(mmluCommand);
+    for (const c of taskCommands) yy = yy.command(c);
+    return yy.command(tasksCommand).command(pplCommand)
+      .demandCommand(1, `name a benchmark: mmlu, ${taskCommands.map((c) => c.command).join(', ')}, tasks or ppl`) as Argv<GlobalArgs>;
+  },
   handler: () => {},
 };

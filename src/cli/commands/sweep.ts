@@ -13,18 +13,20 @@ import {
   CHOSEN, KEEP_MODELS, LIST_POINTS, POINT, REPORT, SWEEP_BATCH_SIZE, SWEEP_EVAL_SUBJECTS, SWEEP_METHODS, SWEEP_OUT, SWEEP_REMOVE, SWEEP_TEXT,
 } from '../../sweep/options.ts';
 import type { SweepOptions } from '../../sweep/sweep.ts';
+import { SWEEP_NUM_FEWSHOT, SWEEP_TASK_DATA, SWEEP_TASKS } from '../../eval/tasks/options.ts';
+import { PAPER_MMLU } from '../../eval/tasks/registry.ts';
 import { ANALYSIS_SETTINGS, METHOD_OPTIONS, analysisOptions, methodParameters } from './compress-options.ts';
 
 const OPTIONS = [
   ...COMPUTE_OPTIONS, MODEL, REVISION, SWEEP_METHODS, SWEEP_REMOVE, { ...CALIBRATION_DATA, required: true }, ...ANALYSIS_SETTINGS,
-  ...METHOD_OPTIONS, { ...NTRAIN, help: 'few-shot examples per MMLU prompt' }, LIMIT, SWEEP_EVAL_SUBJECTS, SWEEP_BATCH_SIZE, CHOSEN, KEEP_MODELS, SWEEP_OUT,
+  ...METHOD_OPTIONS, { ...NTRAIN, help: 'few-shot examples per MMLU prompt' }, LIMIT, SWEEP_EVAL_SUBJECTS, SWEEP_TASKS, SWEEP_TASK_DATA, SWEEP_NUM_FEWSHOT, SWEEP_BATCH_SIZE, CHOSEN, KEEP_MODELS, SWEEP_OUT,
   SWEEP_TEXT, { ...SEQ_LEN, help: 'with --text: window length (default 2048, or the model\'s context)' }, { ...STRIDE, help: 'with --text: tokens between window starts (default --seq-len)' },
   LIST_POINTS, POINT, REPORT, SWEEP_QUEUE_URL, SWEEP_QUEUE_NAME, ATTEMPTS, FORCE_DIR,
 ] as const;
 
 export const sweepCommand = defineCommand({
   command: 'sweep',
-  describe: 'MMLU accuracy of every method at every removal count: results.csv/json, plots, summary.md (resumable)',
+  describe: 'MMLU (and other tasks\') accuracy of every method at every removal count: results.csv/json, plots, summary.md (resumable)',
   options: OPTIONS,
   conflicts: [[CALIBRATION_DATA, CALIBRATION_FILE], [LIST_POINTS, POINT], [LIST_POINTS, REPORT], [LIST_POINTS, SWEEP_QUEUE_URL],
     [SWEEP_QUEUE_URL, POINT], [SWEEP_QUEUE_URL, REPORT], [POINT, REPORT]],
@@ -32,6 +34,7 @@ export const sweepCommand = defineCommand({
     ['$0 sweep --model models/demo --data data/demo-mmlu --remove 0,1,2,4 --out results/demo', ''],
     ['$0 sweep --model llama-3-8b --data mmlu --point mka:4 --out /shared/run', 'one point (e.g. one Slurm array task); then --report'],
     ['$0 sweep --model llama-3-8b --data mmlu --methods mka,reverse --remove 0,4,8,12,14 --out results/llama3-8b', ''],
+    ['$0 sweep --model llama-3-8b --data mmlu --tasks mmlu,hellaswag,arc_easy,arc_challenge,piqa,winogrande,boolq --remove 0,8 --out results/l3-tasks', 'the pruning papers\' table: per-task columns and their average'],
   ],
   check: (v) => checkChosen(v.chosen, v.methods, v.remove),
   run: async (v, ctx) => {
@@ -42,6 +45,19 @@ export const sweepCommand = defineCommand({
       return;
     }
     const opts = sweepOptions(v, ctx);
+    // each task's data as a local path (hub datasets fetched into the cache), so queue workers get paths
+    const others = (opts.tasks ?? [PAPER_MMLU]).filter((t) => t !== PAPER_MMLU);
+    if (others.length) {
+      const { taskData } = await import('./eval-tasks.ts');
+      const { getTask } = await import('../../eval/tasks/registry.ts');
+      const { resolveTaskData } = await import('../../hub/dataset.ts');
+      const given = taskData(others, v.taskData, SWEEP_TASK_DATA);
+      opts.taskData = {};
+      for (const t of others) {
+        const shots = t === 'mmlu_lmeval' ? v.numFewshot ?? v.ntrain : v.numFewshot ?? getTask(t).defaultShots;
+        opts.taskData[t] = await resolveTaskData(given[t], getTask(t), shots, { quiet: ctx.quiet, log: ctx.log });
+      }
+    }
     // One point, or a queue: many processes write one --out at once, so the directory is checked but
     // not locked (every file they write is atomic and keyed); a whole sweep or a report locks it.
     const shared = v.point !== undefined || v.url !== undefined;
@@ -59,7 +75,11 @@ export const sweepCommand = defineCommand({
         const { runSweepPoint } = await import('../../sweep/single.ts');
         const row = await runSweepPoint(opts, v.point);
         if (ctx.json) process.stdout.write(JSON.stringify(row) + '\n');
-        else if (row) process.stdout.write(`${v.point}: MMLU ${(100 * row.mmlu).toFixed(2)}% (${row.layers} layers) in ${v.out}\n`);
+        else if (row) {
+          const { headlineMetric } = await import('../../sweep/tasks.ts');
+          const scores = Object.entries(row.metrics).map(([t, m]) => `${t === PAPER_MMLU ? 'MMLU' : t} ${(100 * m[headlineMetric(t)].value).toFixed(2)}%`);
+          process.stdout.write(`${v.point}: ${scores.join(', ')} (${row.layers} layers) in ${v.out}\n`);
+        }
         return;
       }
       const points = v.report ? await (await import('../../sweep/assemble.ts')).assembleSweepReport(opts)
@@ -93,6 +113,7 @@ function sweepOptions(v: OptionValues<typeof OPTIONS>, ctx: RunContext): SweepOp
   return {
     ...analysisOptions(v, ctx.log), model: v.model, data: v.data, methods: [...new Set(v.methods)], remove: [...new Set(v.remove)].sort((a, b) => a - b),
     ntrain: v.ntrain, limit: v.limit, evalSubjects: v.evalSubjects, batchSize: v.batchSize, params: methodParameters(v),
+    tasks: [...v.tasks], numFewshot: v.numFewshot,
     chosen: v.chosen, keepModels: v.keepModels, out: v.out, quiet: ctx.quiet, log: ctx.log, runInfo: {},
     ppl: v.text ? { text: v.text, seqLen: v.seqLen, stride: v.stride } : undefined,
   };

@@ -14,16 +14,17 @@ import * as tf from '@tensorflow/tfjs';
 import type { Workload } from '../../model/memory-estimate.ts';
 import { BATCH_SIZE, LIMIT, REFERENCE_MODEL } from './options.ts';
 import { checkOption, flag } from '../../runtime/options.ts';
-import { PASS_HIDDEN_BYTES, forwardInTurn, forwardMany, passTokens, type ForwardJob } from '../../model/forward.ts';
+import { PASS_HIDDEN_BYTES, passTokens } from '../../model/forward.ts';
 import { argmax } from '../../model/generate.ts';
 import { streamsLayers, type LlamaModel } from '../../model/model.ts';
 import { currentProfile } from '../../runtime/profile.ts';
 import { UserError } from '../../runtime/errors.ts';
 import type { Tokenizer } from '../../tokenizer/tokenizer.ts';
-import { ANSWER_LETTERS, type AnswerLetter, type MmluData } from './data.ts';
+import { ANSWER_LETTERS, type MmluData } from './data.ts';
 import type { QuestionRecord } from './record.ts';
 import { checkNtrain } from './prompt.ts';
-import { MAX_PADDING, answerTokenIds, batchesOf, planStats, planSubject, type AnswerTokens, type PlanStats, type PlannedQuestion, type SubjectPlan } from './question-plan.ts';
+import { MAX_PADDING, answerTokenIds, planStats, planSubject, questionRow, type AnswerTokens, type PlanStats, type SubjectPlan } from './question-plan.ts';
+import { logSumExp, scorePlans, type Batching, type ScorePlan } from '../scoring/rows.ts';
 import {
   type MmluSummary, type RunKey, type SubjectResult, dataFingerprint, modelFingerprint, openResultsDir, summarize, writeDumpFile,
 } from './results.ts';
@@ -124,69 +125,10 @@ export class EvaluationInterrupted extends Error {
   }
 }
 
-/** How questions are batched on the fast path. */
-interface Batching {
-  size: number;
-  maxPadding: number;
-}
-
-/** Logits rows computed for one batch, per row: the 4 answer logits and the question part's summed NLL. */
+/** Logits rows computed for a question, and the question part's summed NLL. */
 interface RowScores {
   answerLogits: number[];
   nll: number;
-}
-
-/**
- * The forward job that scores `items` (full prompt ids; each feeds ids.slice(start) after a cache of
- * `start` positions) as one right-padded batch: answer logits at each row's last position and, with
- * wantNll, the summed NLL of its last nllTokens tokens. Logits are computed only at those positions, in
- * chunks, and read on the host into `scores` as the forward pass produces them.
- */
-function scoringJob(items: readonly PlannedQuestion[], start: number, answerIds: readonly number[], wantNll: boolean, V: number): { job: ForwardJob; scores: RowScores[] } {
-  const rows = items.map((pq) => pq.ids.slice(start));
-  const T = Math.max(...rows.map((r) => r.length));
-  const padded = rows.map((r) => (r.length === T ? r : [...r, ...new Array<number>(T - r.length).fill(0)]));
-  // Flat positions [row * T + t] whose logits are needed, and what to read from them.
-  const positions: number[] = [];
-  const targets: number[] = []; // token predicted at a position; -1 for answer positions
-  const owner: number[] = [];
-  items.forEach((pq, b) => {
-    const P = pq.ids.length;
-    if (wantNll) {
-      for (let p = P - pq.nllTokens - 1; p <= P - 2; p++) {
-        positions.push(b * T + p - start);
-        targets.push(pq.ids[p + 1]);
-        owner.push(b);
-      }
-    }
-    positions.push(b * T + P - 1 - start);
-    targets.push(-1);
-    owner.push(b);
-  });
-  const scores: RowScores[] = items.map(() => ({ answerLogits: [], nll: 0 }));
-  const job: ForwardJob = {
-    inputIds: padded, logits: 'positions', positions,
-    // Read on the host: a few values per row, which tfjs ops would spend more on dispatch than on math.
-    onLogits: (i0, logits) => {
-      const x = logits.dataSync();
-      for (let j = 0; j < logits.shape[0]; j++) {
-        const row = x.subarray(j * V, (j + 1) * V);
-        const o = scores[owner[i0 + j]], target = targets[i0 + j];
-        if (target === -1) o.answerLogits = answerIds.map((id) => row[id]);
-        else o.nll += logSumExp(row) - row[target];
-      }
-    },
-  };
-  return { job, scores };
-}
-
-/** log Σ exp(x), in float64. */
-function logSumExp(x: ArrayLike<number>): number {
-  let m = -Infinity;
-  for (let i = 0; i < x.length; i++) if (x[i] > m) m = x[i];
-  let s = 0;
-  for (let i = 0; i < x.length; i++) s += Math.exp(x[i] - m);
-  return m + Math.log(s);
 }
 
 /** KL(p || q) of the softmaxes of two logit vectors. */
@@ -205,53 +147,32 @@ async function checkpoint(signal: AbortSignal | undefined, done: number, total: 
   if (signal?.aborted) throw new EvaluationInterrupted(done, total);
 }
 
-/** The questions of a plan without a shared prefix, batched by length on the fast path, one by one on the naive one. */
-function aloneBatches(plan: SubjectPlan, batching: Batching | null): PlannedQuestion[][] {
-  return batching
-    ? batchesOf([...plan.alone].sort((a, b) => b.ids.length - a.ids.length || a.question.index - b.question.index), batching.size, 0, batching.maxPadding)
-    : plan.alone.map((pq) => [pq]);
-}
-
 /**
- * Scores every question of the plans: per prefix group, the prefix once and its question batches
- * after it (on its keys/values), then the questions alone. A resident model runs these forward jobs
- * one after another (forwardInTurn), a streamed one all together, layer-major, in one pass over its
- * layers (forwardMany): the same kernels on the same rows, so the same scores. step() gets each
- * batch's questions as it finishes, or on a streamed pass the questions spread over the layers.
+ * Scores every question of the plans on the shared scorer (../scoring/rows.ts): per prefix group, the
+ * prefix once and its question batches after it (on its keys/values), then the questions alone; a
+ * resident model runs these forward jobs one after another, a streamed one all together in one pass
+ * over its layers. step() gets each batch's questions as it finishes, or on a streamed pass the
+ * questions spread over the layers. The question part's NLL is read only when wantNll.
  */
-async function scorePlans(
+async function scoreQuestions(
   model: LlamaModel, plans: readonly SubjectPlan[], answerIds: readonly number[], wantNll: boolean, batching: Batching | null,
   step: (questions: number) => Promise<void>,
 ): Promise<Map<string, PlanScores>> {
-  const V = model.config.vocab_size;
-  const jobs: ForwardJob[] = [];
-  const questions: number[] = []; // per job
-  const collect: (() => void)[] = [];
-  const bySubject = new Map<string, PlanScores>();
-  const add = (scores: PlanScores, batch: PlannedQuestion[], start: number, after: number | undefined) => {
-    const r = scoringJob(batch, start, answerIds, wantNll, V);
-    jobs.push(after === undefined ? r.job : { ...r.job, after });
-    questions.push(batch.length);
-    collect.push(() => r.scores.forEach((sc, j) => scores.set(batch[j].question.index, { ...sc, cached: after !== undefined })));
-  };
-  for (const plan of plans) {
-    const scores: PlanScores = new Map();
-    bySubject.set(plan.subject, scores);
-    for (const g of plan.groups) {
-      const prefix = jobs.push({ inputIds: [g.prefixIds.slice(0, g.start)], logits: 'none' }) - 1;
-      questions.push(0);
-      for (const batch of batchesOf(g.members, batching!.size, g.start, batching!.maxPadding)) add(scores, batch, g.start, prefix);
-    }
-    for (const batch of aloneBatches(plan, batching)) add(scores, batch, 0, undefined);
-  }
-  if (streamsLayers(model)) {
-    const perLayer = questions.reduce((a, n) => a + n, 0) / model.config.num_hidden_layers;
-    await forwardMany(model, jobs, () => step(perLayer));
-  } else {
-    await forwardInTurn(model, jobs, (j) => step(questions[j]));
-  }
-  collect.forEach((c) => c());
-  return bySubject;
+  const scorePlansIn: ScorePlan[] = plans.map((plan) => {
+    const row = new Map(plan.questions.map((pq, i) => [pq, i]));
+    return {
+      rows: plan.questions.map((pq) => questionRow(pq, answerIds, wantNll)),
+      groups: plan.groups.map((g) => ({ start: g.start, rows: g.members.map((pq) => row.get(pq)!) })),
+      alone: plan.alone.map((pq) => row.get(pq)!),
+    };
+  });
+  const scores = await scorePlans(model, scorePlansIn, batching ?? { size: 0, maxPadding: MAX_PADDING }, step);
+  return new Map(plans.map((plan, p) => {
+    const cached = new Set(plan.groups.flatMap((g) => g.members));
+    return [plan.subject, new Map(plan.questions.map((pq, i) => [pq.question.index, {
+      answerLogits: scores[p][i].logits, nll: -scores[p][i].spans[0].logProb, cached: cached.has(pq),
+    }]))];
+  }));
 }
 
 /**
@@ -264,7 +185,7 @@ async function evaluateSubjects(
 ): Promise<Map<string, QuestionRecord[]>> {
   const ref = opts.referenceModel;
   // With a reference model, questions count as done when the reference has run them too.
-  const own = await scorePlans(opts.model, plans, answerIds, true, batching, ref ? async () => step(0) : step);
+  const own = await scoreQuestions(opts.model, plans, answerIds, true, batching, ref ? async () => step(0) : step);
   const refScores = new Map<string, PlanScores>();
   if (ref) {
     const known = opts.cache?.reference.get(ref);
@@ -279,7 +200,7 @@ async function evaluateSubjects(
         unknown.push(plan);
       }
     }
-    for (const [subject, scores] of await scorePlans(ref, unknown, answerIds, false, batching, step)) {
+    for (const [subject, scores] of await scoreQuestions(ref, unknown, answerIds, false, batching, step)) {
       refScores.set(subject, scores);
       const key = refKey(subject);
       if (key !== null) {
@@ -440,6 +361,8 @@ export async function evaluateMmlu(opts: EvaluateMmluOptions): Promise<EvaluateM
     questionsPerSecond: seconds > 0 ? computedQuestions / seconds : null, resumedSubjects,
     uncachedQuestions: cached ? stats.uncachedQuestions : stats.questions,
     testQuestions: Object.fromEntries(subjects.map((s) => [s, data.test.get(s)!.length])),
+    shotsKept: Object.fromEntries(ordered.map((r) => [r.subject, Math.min(...r.questions.map((q) => q.ntrainKept))])),
+    fitting: summary.fitting,
   });
   return { records: ordered.flatMap((r) => r.questions), summary, stats, resumedSubjects, seconds, planSeconds, computedQuestions };
 }

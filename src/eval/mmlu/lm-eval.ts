@@ -34,6 +34,10 @@ export function pooledStderr(stderrs: readonly number[], sizes: readonly number[
 export interface LmEvalRunInfo {
   /** Test questions per subject in the data (n-samples "original"); defaults to those evaluated. */
   testQuestions?: Record<string, number>;
+  /** Per subject, the fewest dev examples any of its prompts kept (n-shot; default ntrain). */
+  shotsKept?: Record<string, number>;
+  /** How often fitting acted (summary.fitting), recorded under config.mka. */
+  fitting?: { promptsWithDroppedExamples: number; droppedExamples: number; truncatedQuestions: number };
   batchSize?: number;
   seconds?: number;
 }
@@ -71,7 +75,8 @@ export function lmEvalResults(summary: MmluSummary, run: LmEvalRunInfo = {}): Re
       num_fewshot: summary.ntrain, output_type: 'multiple_choice', metric_list: [{ metric: 'acc', aggregation: 'mean', higher_is_better: true }],
     })),
     versions: { mmlu: 2, ...Object.fromEntries(groups.map((g) => [g, 2])), ...perTask(() => 1) },
-    'n-shot': perTask(() => summary.ntrain),
+    // the examples every prompt of the subject holds, not the number asked for when prompts had to drop some
+    'n-shot': perTask((s) => run.shotsKept?.[s.subject] ?? summary.ntrain),
     higher_is_better: { mmlu: { acc: true }, ...Object.fromEntries(groups.map((g) => [g, { acc: true }])), ...perTask(() => ({ acc: true })) },
     'n-samples': perTask((s) => ({ original: run.testQuestions?.[s.subject] ?? s.n, effective: s.n })),
     config: {
@@ -81,6 +86,8 @@ export function lmEvalResults(summary: MmluSummary, run: LmEvalRunInfo = {}): Re
         bos, // true: BOS as the model's tokenizer adds it (Hendrycks); false: never (add_bos_token=False, the paper's released code)
         scoring: `arg-max over the logits of the answer tokens A-D (${summary.answerTokens})`,
         reference_model: summary.reference,
+        ntrain_requested: summary.ntrain,
+        fitting: run.fitting ?? summary.fitting,
       },
     },
     date: Date.now() / 1000,

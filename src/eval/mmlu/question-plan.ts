@@ -13,19 +13,23 @@
  * Prefix caching: questions that kept k examples share the prefix "header + k examples". The cached path
  * must feed exactly the ids of the full prompt, so the cache holds only positions every member's full
  * tokenization shares with the prefix's (all but the last few when the tokenizer merges across the
- * boundary, BOUNDARY_TOKENS); a question sharing less (and a cut question) runs alone. The perplexity
+ * boundary: the scorer's BOUNDARY_TOKENS); a question sharing less (and a cut question) runs alone. The perplexity
  * of a question (the paper's labels: the last len(tokenize(question part)) tokens of the prompt) needs
  * logits just before the question part, so a group's cache also stops before the first of those
  * positions, which each question then feeds again.
  */
 import { UserError } from '../../runtime/errors.ts';
 import type { Tokenizer } from '../../tokenizer/tokenizer.ts';
+import { planRows } from '../scoring/plan.ts';
+import { MAX_PADDING, batchesOf, type ScoreRow } from '../scoring/rows.ts';
 import { ANSWER_LETTERS, type MmluData, type MmluQuestion } from './data.ts';
 import { fitPrompt, formatExample, genPrompt } from './prompt.ts';
 import { flag } from '../../runtime/options.ts';
 import { ANSWER_TOKENS } from './options.ts';
 
 export type AnswerTokens = 'letter' | 'space';
+
+export { MAX_PADDING, batchesOf };
 
 /** Token count above the limit beyond which a prompt's length is estimated instead of tokenized. */
 export const ESTIMATE_MARGIN = 64;
@@ -90,21 +94,6 @@ export function scoringTokenizer(tokenizer: Tokenizer, bos: boolean): Tokenizer 
   return { ...tokenizer, encode: (text, opts) => tokenizer.encode(text, { ...opts, addBos: opts?.addBos ?? false }) };
 }
 
-/** How many leading ids two sequences share. */
-function commonLength(a: readonly number[], b: readonly number[]): number {
-  const n = Math.min(a.length, b.length);
-  let i = 0;
-  while (i < n && a[i] === b[i]) i++;
-  return i;
-}
-
-/**
- * A question joins its prefix group when its ids share all but at most this many of the prefix's last
- * ids: a tokenizer may merge the prefix's final "\n\n" with the question's first word, so the full
- * prompt's tokenization need not extend the prefix's.
- */
-const BOUNDARY_TOKENS = 4;
-
 export interface PlanOptions {
   ntrain: number;
   /** First N test questions (default all). */
@@ -151,58 +140,36 @@ export function planSubject(tokenizer: Tokenizer, data: MmluData, subject: strin
   return { subject, questions, ...groupByPrefix(questions, dev, subject, encodePrefix, opts.cached ?? true) };
 }
 
-/** Splits planned questions into prefix groups and questions that must run alone. */
+/** The row the scorer runs for a question: its ids, the question part's tokens as targets and the answer logits at the end. */
+export function questionRow(pq: PlannedQuestion, answerIds: readonly number[], wantNll: boolean): ScoreRow {
+  const P = pq.ids.length;
+  return {
+    ids: pq.ids,
+    targets: [{ start: P - pq.nllTokens - 1, tokens: wantNll ? pq.ids.slice(P - pq.nllTokens) : [], greedy: false }],
+    logits: { position: P - 1, ids: answerIds },
+  };
+}
+
+/**
+ * Splits planned questions into prefix groups (one candidate per number of examples kept, most first;
+ * cut questions never join) and questions that must run alone, with the scorer's planRows.
+ */
 function groupByPrefix(
   questions: PlannedQuestion[], dev: readonly MmluQuestion[], subject: string,
   encodePrefix: (prefix: string) => number[], cached: boolean,
 ): { groups: PrefixGroup[]; alone: PlannedQuestion[] } {
   if (!cached) return { groups: [], alone: [...questions] };
-  const alone: PlannedQuestion[] = [];
-  const byK = new Map<number, PlannedQuestion[]>();
-  for (const pq of questions) {
-    if (pq.truncated) alone.push(pq);
-    else byK.set(pq.ntrainKept, [...(byK.get(pq.ntrainKept) ?? []), pq]);
-  }
-  const groups: PrefixGroup[] = [];
-  for (const k of [...byK.keys()].sort((a, b) => b - a)) {
-    const prefixIds = encodePrefix(genPrompt(dev, subject, k));
-    const L = prefixIds.length;
-    // Positions a member can take from the cache: those its ids share with the prefix's (the tokenizer may
-    // merge the prefix's last tokens with the question's first), and none it needs logits for (perplexity).
-    const cacheable = (pq: PlannedQuestion) => Math.min(commonLength(pq.ids, prefixIds), pq.ids.length - pq.nllTokens - 1);
-    const members: PlannedQuestion[] = [];
-    for (const pq of byK.get(k)!) {
-      if (pq.ids.length > L - BOUNDARY_TOKENS && commonLength(pq.ids, prefixIds) >= L - BOUNDARY_TOKENS && cacheable(pq) > 0) members.push(pq);
-      else alone.push(pq);
-    }
-    if (members.length === 0) continue;
-    const start = Math.min(...members.map(cacheable));
-    members.sort((a, b) => b.ids.length - a.ids.length || a.question.index - b.question.index);
-    groups.push({ ntrain: k, prefixIds, start, members });
-  }
-  alone.sort((a, b) => a.question.index - b.question.index);
-  return { groups, alone };
-}
-
-/** Default bound on a batch row's padding, as a fraction of its batch's longest row. */
-export const MAX_PADDING = 0.1;
-
-/**
- * Splits questions sorted longest first into batches of at most batchSize whose rows are fed
- * `skip` tokens less, starting a new batch when a row would need more than maxPadding padding.
- */
-export function batchesOf(sorted: readonly PlannedQuestion[], batchSize: number, skip = 0, maxPadding = MAX_PADDING): PlannedQuestion[][] {
-  const batches: PlannedQuestion[][] = [];
-  let cur: PlannedQuestion[] = [];
-  for (const pq of sorted) {
-    if (cur.length > 0 && (cur.length >= batchSize || pq.ids.length - skip < (1 - maxPadding) * (cur[0].ids.length - skip))) {
-      batches.push(cur);
-      cur = [];
-    }
-    cur.push(pq);
-  }
-  if (cur.length > 0) batches.push(cur);
-  return batches;
+  const byK = new Map<number, number[]>();
+  questions.forEach((pq, i) => {
+    if (!pq.truncated) byK.set(pq.ntrainKept, [...(byK.get(pq.ntrainKept) ?? []), i]);
+  });
+  const ks = [...byK.keys()].sort((a, b) => b - a);
+  const candidates = ks.map((k) => ({ prefix: encodePrefix(genPrompt(dev, subject, k)), rows: byK.get(k)! }));
+  const plan = planRows(questions.map((pq) => questionRow(pq, [], true)), candidates);
+  return {
+    groups: plan.groups.map((g) => ({ ntrain: ks[g.candidate!], prefixIds: candidates[g.candidate!].prefix as number[], start: g.start, members: g.rows.map((r) => questions[r]) })),
+    alone: plan.alone.map((r) => questions[r]),
+  };
 }
 
 /** Token counts of a set of plans: what a run costs with and without prefix caching. */

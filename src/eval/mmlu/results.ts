@@ -15,19 +15,19 @@
  */
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
-import { fileSha256 } from '../../io/fingerprint.ts';
 import { join } from 'node:path';
 import { stringify } from 'csv-stringify/sync';
 import { atomicWriteText } from '../../io/atomic.ts';
 import { isOwnOutput, writeMarker } from '../../io/output-dir.ts';
-import { readHfWeight, type LlamaModel } from '../../model/model.ts';
 import { UserError } from '../../runtime/errors.ts';
 import { CATEGORY_LABELS, categoryOf, subcategoryOf } from './categories.ts';
 import type { MmluData } from './data.ts';
 import type { QuestionRecord } from './record.ts';
 import type { SubjectPlan } from './question-plan.ts';
 import { aggregateScores } from './scores.ts';
-import { lmEvalResults } from './lm-eval.ts';
+import { accStderr, lmEvalResults } from './lm-eval.ts';
+
+export { modelFingerprint } from '../fingerprint.ts';
 import { flag } from '../../runtime/options.ts';
 import { OUT } from '../../io/output-options.ts';
 import { FRESH, LIMIT } from './options.ts';
@@ -53,25 +53,6 @@ export interface SubjectResult {
   data: string;
   /** In file order. */
   questions: QuestionRecord[];
-}
-
-/**
- * Identifies a model's weights: for a model directory, config.json and every byte of its weight files
- * (src/io/fingerprint.ts); for a model held only in memory, the values of its tensors.
- */
-export function modelFingerprint(model: LlamaModel): string {
-  const h = createHash('sha256').update(JSON.stringify(model.config));
-  if (model.dir !== null && existsSync(join(model.dir, 'config.json'))) {
-    for (const f of readdirSync(model.dir).filter((f) => f.endsWith('.safetensors') || f.endsWith('.safetensors.index.json')).sort()) {
-      h.update(f).update(fileSha256(join(model.dir, f)));
-    }
-  } else {
-    for (const name of [...model.tensors.keys(), ...(model.packed?.keys() ?? [])].sort()) {
-      const data = readHfWeight(model, name);
-      h.update(name).update(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
-    }
-  }
-  return h.digest('hex').slice(0, 32);
 }
 
 /** Fingerprint of one subject's dev and test questions as loaded. */
@@ -104,7 +85,8 @@ export function openResultsDir(dir: string, key: RunKey, fresh: boolean): Result
   if (fresh && isOwnOutput(dir, 'mmlu-results')) {
     // only what an earlier run wrote: a directory mka did not write (given with --force) keeps its files
     for (const f of stored) rmSync(join(subjectsDir, f));
-    for (const f of [...OUTPUT_FILES, 'run-key.json']) rmSync(join(dir, f), { force: true });
+    const samples = existsSync(dir) ? readdirSync(dir).filter((f) => /^samples_mmlu_.+\.jsonl$/.test(f)) : [];
+    for (const f of [...OUTPUT_FILES, ...samples, 'run-key.json']) rmSync(join(dir, f), { force: true });
   } else if (existsSync(keyFile)) {
     const old = readFileSync(keyFile, 'utf8');
     if (old !== text) {
@@ -201,12 +183,15 @@ export function mmluCsv(summary: MmluSummary): string {
   });
 }
 
-/** A plain-text table of the scores: subjects, subcategories, categories, overall. */
+/**
+ * A plain-text table of the scores: subjects, subcategories, categories, overall; each accuracy with
+ * lm-eval's standard error over its questions (sample standard deviation over √n).
+ */
 export function formatSummaryTable(summary: MmluSummary): string {
   const ref = summary.overall.agreement !== null;
-  const head = ['', 'questions', 'accuracy', 'perplexity', ...(ref ? ['agreement', 'KL'] : [])];
+  const head = ['', 'questions', 'accuracy', '± stderr', 'perplexity', ...(ref ? ['agreement', 'KL'] : [])];
   const row = (r: ScoreRow, name = r.name) => [
-    name, String(r.questions), (100 * r.accuracy).toFixed(1) + '%', r.perplexity.toFixed(2),
+    name, String(r.questions), (100 * r.accuracy).toFixed(1) + '%', (100 * accStderr(r.correct, r.questions)).toFixed(1), r.perplexity.toFixed(2),
     ...(ref ? [r.agreement === null ? '' : (100 * r.agreement).toFixed(1) + '%', r.kl === null ? '' : r.kl.toFixed(4)] : []),
   ];
   const sections: string[][][] = [
@@ -214,7 +199,7 @@ export function formatSummaryTable(summary: MmluSummary): string {
     [head.map((h, i) => (i === 0 ? 'subcategory' : h)), ...summary.subcategories.map((r) => row(r))],
     [head.map((h, i) => (i === 0 ? 'category' : h)), ...summary.categories.map((r) => row(r))],
     [row(summary.overall, 'overall (mean over questions)'),
-      ['overall (mean over subjects)', String(summary.overall.questions), (100 * summary.overall.macroAccuracy).toFixed(1) + '%', '', ...(ref ? ['', ''] : [])]],
+      ['overall (mean over subjects)', String(summary.overall.questions), (100 * summary.overall.macroAccuracy).toFixed(1) + '%', '', '', ...(ref ? ['', ''] : [])]],
   ];
   const widths = head.map((_, i) => Math.max(...sections.flat().map((r) => r[i].length)));
   const fmt = (r: string[]) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ').trimEnd();

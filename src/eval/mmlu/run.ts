@@ -11,8 +11,11 @@ import { loadTokenizer } from '../../tokenizer/tokenizer.ts';
 import { estimateMmluCost, type CostEstimate } from './cost.ts';
 import { loadMmlu } from './data.ts';
 import { evaluateMmlu, mmluWorkload, type MmluProgress } from './evaluate.ts';
+import type { QuestionRecord } from './record.ts';
 import { scoringTokenizer, type AnswerTokens, type PlanStats } from './question-plan.ts';
 import type { MmluSummary } from './results.ts';
+import { mmluSamplesText } from './samples.ts';
+import { atomicWriteText } from '../../io/atomic.ts';
 import { checkOption } from '../../runtime/options.ts';
 import { EVAL_QUANTIZE } from './options.ts';
 
@@ -35,6 +38,8 @@ export interface RunMmluOptions {
   bos?: boolean;
   quantize?: QuantScheme;
   dumpPrompts?: string;
+  /** Also write samples_mmlu_<subject>.jsonl (lm-eval's --log_samples layout) into the results directory. */
+  logSamples?: boolean;
   dryRun?: boolean;
   fresh?: boolean;
   /** Keep one decoder layer in memory at a time (each forward pass reads the layers from disk). */
@@ -46,6 +51,8 @@ export interface RunMmluOptions {
 export interface RunMmluResult {
   out: string | null;
   summary: MmluSummary | null;
+  /** Every evaluated question's record (resumed subjects' too; empty on a dry run). */
+  records: QuestionRecord[];
   stats: PlanStats;
   /** Dry run only. */
   estimate?: CostEstimate;
@@ -85,7 +92,12 @@ export async function runMmluEval(opts: RunMmluOptions): Promise<RunMmluResult> 
       keyExtra: { quantize, bos }, dumpPrompts: opts.dumpPrompts, dryRun: opts.dryRun, onProgress: opts.onProgress, signal: opts.signal,
     });
     const estimate = opts.dryRun ? estimateMmluCost(model, r.stats, opts.batchSize ?? 16) : undefined;
-    return { out, summary: r.summary, stats: r.stats, estimate, resumedSubjects: r.resumedSubjects, seconds: r.seconds, planSeconds: r.planSeconds, computedQuestions: r.computedQuestions };
+    if (opts.logSamples && out && r.summary) {
+      for (const subject of r.summary.subjects.map((x) => x.name)) {
+        atomicWriteText(join(out, `samples_mmlu_${subject}.jsonl`), mmluSamplesText(data, r.records.filter((q) => q.subject === subject), opts.answerTokens ?? 'letter'));
+      }
+    }
+    return { out, summary: r.summary, records: r.records, stats: r.stats, estimate, resumedSubjects: r.resumedSubjects, seconds: r.seconds, planSeconds: r.planSeconds, computedQuestions: r.computedQuestions };
   } finally {
     disposeModel(model);
     if (model !== loaded && opts.streaming) disposeModel(loaded);

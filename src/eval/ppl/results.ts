@@ -14,7 +14,7 @@ import { atomicWriteText } from '../../io/atomic.ts';
 import { isOwnOutput, writeMarker } from '../../io/output-dir.ts';
 import type { LlamaModel } from '../../model/model.ts';
 import { UserError } from '../../runtime/errors.ts';
-import { modelFingerprint } from '../mmlu/results.ts';
+import { modelFingerprint } from '../fingerprint.ts';
 import { flag } from '../../runtime/options.ts';
 import { OUT } from '../../io/output-options.ts';
 import { FRESH } from '../mmlu/options.ts';

@@ -1,0 +1,49 @@
+/**
+ * A task's documents from `--data` (data.ts), checked and processed, as the subtasks evaluate.ts runs:
+ * one subtask holding the evaluated split, with the few-shot split beside it when shots are asked for.
+ */
+import { statSync } from 'node:fs';
+import { UserError } from '../../runtime/errors.ts';
+import { checkDocs, readSplit } from './data.ts';
+import type { TaskInput } from './evaluate.ts';
+import type { TaskDefinition } from './task.ts';
+import { checkOption, flag } from '../../runtime/options.ts';
+import { NUM_FEWSHOT, TASK_LIMIT, TASK_SUBJECTS } from './options.ts';
+
+export interface LoadTaskOptions {
+  /** Few-shot examples per prompt (default the task's). */
+  shots?: number;
+  limit?: number;
+  /** MMLU subjects (mmlu_lmeval). */
+  subjects?: string[];
+}
+
+/** Loads a task's data from a file or directory (a hub id is resolved to its cached snapshot before this). */
+export async function loadTask(task: TaskDefinition, path: string, opts: LoadTaskOptions = {}): Promise<TaskInput> {
+  const shots = opts.shots ?? task.defaultShots;
+  checkOption(NUM_FEWSHOT, shots);
+  checkOption(TASK_LIMIT, opts.limit);
+  const limit = opts.limit ?? null;
+  if (task.load) {
+    const { subtasks, groups } = await task.load(path, { subjects: opts.subjects, shots });
+    for (const s of subtasks) checkDocs(task, s.docs, s.source);
+    return { task, subtasks, shots, limit, groups };
+  }
+  if (opts.subjects) throw new UserError(`${flag(TASK_SUBJECTS)}: ${task.name} has no subjects (only mmlu and mmlu_lmeval do)`);
+  const { docs, files } = await readSplit(path, task.dataset.split, task.dataset.name);
+  const source = files.length === 1 ? files[0] : path;
+  checkDocs(task, docs, source);
+  let fewshotDocs: typeof docs = [];
+  if (shots > 0) {
+    const split = task.dataset.fewshotSplit;
+    if (!split) throw new UserError(`${flag(NUM_FEWSHOT)} ${shots}: ${task.name} has no split to draw few-shot examples from`);
+    if (!statSync(path).isDirectory()) throw new UserError(`${path}: ${flag(NUM_FEWSHOT)} ${shots} draws examples from the ${split} split, which a single file does not hold; give the dataset's directory or hub id`);
+    const fs = await readSplit(path, split, task.dataset.name);
+    checkDocs(task, fs.docs, fs.files.length === 1 ? fs.files[0] : path);
+    fewshotDocs = fs.docs.map((d) => task.processDoc?.(d) ?? d);
+  }
+  return {
+    task, shots, limit,
+    subtasks: [{ name: task.name, alias: task.name, docs: docs.map((d) => task.processDoc?.(d) ?? d), fewshotDocs, originalSize: docs.length, source }],
+  };
+}
