@@ -31,10 +31,11 @@ const ALLOWED: Record<string, string[]> = {
   report: ['runtime', 'io'],
   hub: ['runtime', 'io', 'model', 'eval'],
   serve: ['runtime', 'io', 'tokenizer'],
-  pipeline: ['runtime', 'io', 'tokenizer', 'model', 'weights', 'eval', 'compress'],
-  sweep: ['runtime', 'io', 'tokenizer', 'model', 'weights', 'eval', 'compress', 'pipeline', 'export', 'report'],
+  quant: ['runtime', 'io', 'model', 'weights'],
+  pipeline: ['runtime', 'io', 'tokenizer', 'model', 'weights', 'eval', 'compress', 'quant'],
+  sweep: ['runtime', 'io', 'tokenizer', 'model', 'weights', 'eval', 'compress', 'quant', 'pipeline', 'export', 'report'],
   queue: ['runtime', 'io', 'model', 'sweep'],
-  cli: ['runtime', 'io', 'gguf', 'tokenizer', 'model', 'weights', 'convert', 'eval', 'compress', 'pipeline', 'export', 'report', 'hub', 'serve', 'sweep', 'queue'],
+  cli: ['runtime', 'io', 'gguf', 'tokenizer', 'model', 'weights', 'convert', 'eval', 'compress', 'quant', 'pipeline', 'export', 'report', 'hub', 'serve', 'sweep', 'queue'],
 };
 
 /** The src/ files that may import a module computed at run time, and why (a computed module's layer cannot be checked). */

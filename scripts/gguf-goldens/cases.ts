@@ -8,6 +8,8 @@ import { join } from 'node:path';
 import { convertLlama2c } from '../../src/convert/llama2c.ts';
 import { makePaperModel } from '../make-paper-model.ts';
 import { replayPlan } from '../../src/pipeline/compress.ts';
+import { quantizeModel } from '../../src/pipeline/quantize.ts';
+import { parseQuantization } from '../../src/quant/registry.ts';
 
 /** The demo model's prompt: a dozen tokens of the benchmark's kind. */
 export const DEMO_PROMPT = 'Question: What is 7 + 5?\nAnswer:';
@@ -78,4 +80,21 @@ export const MERGED_TYPES = ['f32', 'q8_0', 'q4_0'] as const;
 /** Writes the merged demo model into `dir` (a path that does not exist yet), `root` being the repository. */
 export async function makeMergedDemo(root: string, dir: string): Promise<void> {
   await replayPlan({ model: join(root, 'models', 'demo'), plan: join(root, MERGED_PLAN), out: dir });
+}
+
+/**
+ * The merged demo quantized by `mka quantize` (round to nearest: no calibration), each exported with
+ * the block type asked for: symmetric 4-bit and 8-bit in groups of 32 (Q4_0, Q8_0), and asymmetric
+ * 4-bit in groups of 128 (Q4_1 blocks repeating each group's scale and min). The embedding and lm_head
+ * are quantized as llama.cpp's files hold them (mka quantize's default).
+ */
+export const PACKED_CASES = [
+  { name: 'w4g32', quantize: 'rtn:w4g32', type: 'q4_0' },
+  { name: 'w8g32', quantize: 'rtn:w8g32', type: 'q8_0' },
+  { name: 'w4g128-asym', quantize: 'rtn:w4g128-asym', type: 'q4_0' },
+] as const;
+
+/** Writes the merged demo (made by makeMergedDemo in `merged`) quantized as `quantize` says into `dir`. */
+export async function makePackedDemo(merged: string, dir: string, quantize: string): Promise<void> {
+  await quantizeModel({ model: merged, out: dir, quantization: parseQuantization(quantize)!, quiet: true });
 }

@@ -29,7 +29,7 @@ import { hideBin } from 'yargs/helpers';
 import { exportGguf, type GgufOutType } from '../../src/export/gguf.ts';
 import {
   ASCII_TEXTS, DEMO_PROMPT, DEMO_TYPES, GREEDY_TOKENS, HF_TINY, LLAMA3_PROMPT, LLAMA3_SPECIAL_TEXT, MERGED_PLAN, MERGED_TYPES, SPM_SPECIAL_TEXT,
-  STORIES_PROMPT, STORIES_TYPES, UNICODE_TEXTS, convertStories, makeLlama3Tiny, makeMergedDemo,
+  PACKED_CASES, STORIES_PROMPT, STORIES_TYPES, UNICODE_TEXTS, convertStories, makeLlama3Tiny, makeMergedDemo, makePackedDemo,
 } from './cases.ts';
 import { KQUANT_VALUES, QUANT_EDGE_VALUES } from './quant-values.ts';
 import { GgufFile } from '../../src/gguf/reader.ts';
@@ -42,7 +42,7 @@ interface Probe { n_vocab: number; ids: number[]; logits: number[][]; greedy: nu
 const round = (x: number, digits: number) => Number(x.toPrecision(digits));
 
 /** The golden files, by name (test/goldens/gguf/NAME.json). */
-const GOLDENS = ['demo', 'stories260K', 'llama3-tiny', 'hf-tiny', 'kquants', 'quantizers', 'compressed'] as const;
+const GOLDENS = ['demo', 'stories260K', 'llama3-tiny', 'hf-tiny', 'kquants', 'quantizers', 'compressed', 'packed'] as const;
 
 async function main(): Promise<void> {
   const a = await yargs(hideBin(process.argv))
@@ -200,6 +200,25 @@ async function main(): Promise<void> {
       };
     }
     write('compressed.json', { made_with: madeWith, model: `models/demo merged by ${MERGED_PLAN} (mka compress --plan)`, prompt: DEMO_PROMPT, types });
+  }
+  // packed models (mka quantize of the merged model) exported with their own blocks: what the gguf package and llama.cpp make of them
+  if (want('packed')) {
+    const merged = join(tmp, 'packed-merged');
+    await makeMergedDemo(ROOT, merged);
+    const cases: Record<string, unknown> = {};
+    for (const c of PACKED_CASES) {
+      const dir = join(tmp, `packed-${c.name}`);
+      await makePackedDemo(merged, dir, c.quantize);
+      const file = await exportTo(dir, c.type, `packed-${c.name}`);
+      const [ref] = python([{ gguf: file, source: null, type: c.type, ids: null }]);
+      const { gguf_py, dequant_sha256 } = ref as Record<string, unknown>;
+      cases[c.name] = {
+        quantize: c.quantize, type: c.type, gguf_py: { tensors: (gguf_py as { tensors: unknown }).tensors }, dequant_sha256, tensor_sha256: tensorShas(file),
+        llamacpp: llamaView(file, `text:${DEMO_PROMPT}`, ends),
+        llamacpp_f32: llamaView(await exportTo(file, 'f32', `packed-${c.name}-as`), `text:${DEMO_PROMPT}`, ends),
+      };
+    }
+    write('packed.json', { made_with: madeWith, model: `models/demo merged by ${MERGED_PLAN}, then mka quantize`, prompt: DEMO_PROMPT, cases });
   }
   // ggml's reference quantizers on edge-case values
   if (want('quantizers')) {

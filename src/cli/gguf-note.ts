@@ -1,6 +1,7 @@
 /**
- * The one line a command that runs a model prints when that model is a GGUF file with block-quantized
- * weights (Q8_0, Q4_0, Q4_K, ...): how mka holds them (yargs middleware, after the hub ids are resolved).
+ * The one line a command that runs a model prints when that model is a GGUF file with blocks mka does
+ * not run packed (Q4_K, Q6_K, Q5_0, ...): how mka holds them (yargs middleware, after the hub ids are
+ * resolved). Q8_0, Q4_0 and Q4_1 matrices load as packed weights, and the model loader says how those run.
  */
 import { isGgufFile } from '../gguf/reader.ts';
 
@@ -20,7 +21,8 @@ export async function noteGgufModels(argv: Record<string, unknown>): Promise<voi
       counts = new Map();
       for (const name of ckpt.names()) {
         const t = ckpt.info(name)!.dtype;
-        if (t !== 'F32' && t !== 'F16' && t !== 'BF16') counts.set(t, (counts.get(t) ?? 0) + 1);
+        // (Q8_0/Q4_0/Q4_1 matrices load as packed weights and run as such)
+        if (t !== 'F32' && t !== 'F16' && t !== 'BF16' && !ckpt.packedInfo(name)) counts.set(t, (counts.get(t) ?? 0) + 1);
       }
       ckpt.close();
     } catch {
@@ -28,6 +30,6 @@ export async function noteGgufModels(argv: Record<string, unknown>): Promise<voi
     }
     if (counts.size === 0) continue;
     const what = [...counts].map(([t, n]) => `${n} ${t}`).join(' and ');
-    process.stderr.write(`${path}: ${what} tensors stay in their blocks in memory and are dequantized one layer at a time when used (embedding and lm_head at load); integer kernels for packed weights are not in mka yet\n`);
+    process.stderr.write(`${path}: ${what} tensors stay in their blocks in memory and are dequantized one layer at a time when used (embedding and lm_head at load); mka's integer kernels take Q8_0, Q4_0 and Q4_1 blocks only\n`);
   }
 }

@@ -25,7 +25,7 @@ export type GgufOutType = (typeof GGUF_TYPES)[number];
 export const GGUF_OUT = option({ ...OUT, required: true, path: 'output-file', help: 'the .gguf file to write (replaced atomically)' });
 export const GGUF_TYPE = option({
   name: 'type', option: 'type', type: 'choice', choices: GGUF_TYPES, default: 'f16',
-  help: 'weight type of the matrices (norms stay f32; q8_0/q4_0 matrices whose rows do not divide into blocks of 32 fall back to f16)',
+  help: 'weight type of the matrices (norms stay f32; q8_0/q4_0 matrices whose rows do not divide into blocks of 32 fall back to f16; with q8_0/q4_0 packed weights keep their own blocks)',
 });
 export const GGUF_NAME = option({ name: 'name', option: 'name', type: 'string', help: 'general.name in the file (default: the model directory\'s name)' });
 

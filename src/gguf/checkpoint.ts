@@ -4,14 +4,15 @@
  * rows put back in Hugging Face's order for the llama architecture, values dequantized to float32 on
  * read. Q8_0/Q4_0 tensors can also be read packed (quants and scales split, nothing requantized).
  */
-import { type Checkpoint, type StoredDtype, nonFiniteAllowed } from '../io/checkpoint.ts';
+import type { PackedInfo } from '../io/packed.ts';
+import { type Checkpoint, type CheckpointDtype, nonFiniteAllowed } from '../io/checkpoint.ts';
 import { checkFinite } from '../io/safetensors.ts';
 import { UserError } from '../runtime/errors.ts';
 import { flag } from '../runtime/options.ts';
 import { ALLOW_NONFINITE } from '../io/options.ts';
 import { GGML_BLOCK, GgmlType, READ_TYPES, type ReadType } from './format.ts';
 import { hfConfigFromGguf } from './hparams.ts';
-import { type PackedParts, dequantize, unpackBlocks } from './quants.ts';
+import { type PackedBlockType, type PackedParts, dequantize, unpackBlocks } from './quants.ts';
 import { GgufFile, type GgufTensorInfo } from './reader.ts';
 import { ROPE_FREQS, ggufName, hfName, permuteRows, permutedHeads } from './tensor-names.ts';
 
@@ -19,11 +20,16 @@ export interface GgufCheckpoint extends Checkpoint {
   readonly file: GgufFile;
   /** The ggml type of a tensor by Hugging Face name. */
   type(name: string): ReadType;
+  /** How a Q8_0/Q4_0/Q4_1 matrix is packed (one group of 32 per block), or null for other tensors. */
+  packedInfo(name: string): PackedInfo | null;
   /** A Q8_0/Q4_0/Q4_1 matrix as packed quants, scales and mins (CONTRACTS.md §1), rows in Hugging Face order. */
   readPacked(name: string): PackedParts;
 }
 
 const numel = (dims: number[]) => dims.reduce((a, b) => a * b, 1);
+
+/** Whether a tensor loads as a packed weight (CONTRACTS.md §1): a matrix of Q8_0, Q4_0 or Q4_1 blocks. */
+const isPacked = (t: GgufTensorInfo) => t.dims.length === 2 && (t.type === GgmlType.Q8_0 || t.type === GgmlType.Q4_0 || t.type === GgmlType.Q4_1);
 
 /** The rope_freqs values of a GGUF file, or null when it has none. */
 export function readRopeFreqs(g: GgufFile): Float32Array | null {
@@ -106,7 +112,7 @@ function checkpointOf(g: GgufFile): GgufCheckpoint {
     info: (name) => {
       const t = byHf.get(name);
       if (!t) return undefined;
-      return { name, dtype: GgmlType[t.type] as StoredDtype, shape: [...t.dims].reverse(), begin: t.offset, end: t.offset + t.bytes, file: g.path };
+      return { name, dtype: GgmlType[t.type] as CheckpointDtype, shape: [...t.dims].reverse(), begin: t.offset, end: t.offset + t.bytes, file: g.path };
     },
     label: (name) => byHf.get(name)?.name ?? ggufName(name) ?? name,
     type: typeOf,
@@ -122,10 +128,25 @@ function checkpointOf(g: GgufFile): GgufCheckpoint {
       const values = finite(name, dequantize(type, data, numel(info(name).dims)));
       return { dtype: 'F32', data: new Uint8Array(values.buffer) };
     },
+    packedInfo: (name) => {
+      const t = byHf.get(name);
+      if (!t || !isPacked(t)) return null;
+      const base = name.replace(/\.weight$/, '');
+      const symmetric = t.type !== GgmlType.Q4_1;
+      return {
+        spec: { bits: t.type === GgmlType.Q8_0 ? 8 : 4, group: 32, symmetric }, rows: t.dims[1], cols: t.dims[0],
+        quants: `${base}.qweight`, scales: `${base}.scales`, mins: symmetric ? null : `${base}.mins`,
+      };
+    },
     readPacked: (name) => {
       const t = info(name);
-      if (t.type !== GgmlType.Q8_0 && t.type !== GgmlType.Q4_0 && t.type !== GgmlType.Q4_1) throw new Error(`${g.path}: "${t.name}" is ${GgmlType[t.type]}, not Q8_0/Q4_0/Q4_1`);
-      return unpackBlocks(t.type, stored(name), numel(t.dims.slice(1)), t.dims[0]);
+      if (!isPacked(t)) throw new Error(`${g.path}: "${t.name}" is ${GgmlType[t.type]}, not a Q8_0/Q4_0/Q4_1 matrix`);
+      const p = unpackBlocks(t.type as PackedBlockType, stored(name), t.dims[1], t.dims[0]);
+      for (const [what, v] of [['scale', p.scales], ['min', p.mins]] as const) {
+        const i = !v || allowNonFinite ? -1 : v.findIndex((x) => x - x !== 0);
+        if (i >= 0) throw new UserError(`${g.path}: tensor "${t.name}" has a block ${what} of ${v![i]} (block ${i}); the file is corrupt (re-download or re-convert it), or pass --allow-nonfinite to use it anyway`);
+      }
+      return p;
     },
     hold: (name) => {
       const t = info(name);

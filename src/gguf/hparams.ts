@@ -7,7 +7,7 @@
  * per-frequency divisors as the tensor `rope_freqs.weight`, which `ropeFreqFactors` computes and
  * `llama3ScalingFromFactors` turns back into rope_scaling parameters.
  */
-import { type GgufValue, ValueType } from './format.ts';
+import { GgmlType, type GgufValue, ValueType } from './format.ts';
 import type { GgufFile } from './reader.ts';
 import { meta } from './writer.ts';
 
@@ -253,5 +253,28 @@ export function hfConfigFromGguf(g: GgufFile, ropeFreqs: Float32Array | null): R
     config.mlp_bias = g.tensors.has('blk.0.ffn_gate.bias');
   }
   if (modelType === 'mistral') config.sliding_window = window;
+  const packed = packedQuantization(g);
+  if (packed) config.quantization_config = packed;
   return config;
 }
+
+/**
+ * The quantization_config of a GGUF file whose matrices hold Q8_0, Q4_0 or Q4_1 blocks, which mka
+ * loads as packed weights (CONTRACTS.md §1: one group of 32 per block): bits and symmetry of the
+ * decoder's blocks (of any matrix when the decoder has none), or null when there are none.
+ */
+function packedQuantization(g: GgufFile): Record<string, unknown> | null {
+  const blocks = [...g.tensors.values()].filter((t) => t.dims.length === 2 && PACKED_TYPES.includes(t.type));
+  if (!blocks.length) return null;
+  const decoder = blocks.filter((t) => t.name.startsWith('blk.'));
+  const counted = decoder.length ? decoder : blocks;
+  const four = counted.filter((t) => t.type !== GgmlType.Q8_0).length;
+  return {
+    quant_method: 'mka', method: 'gguf', bits: four * 2 >= counted.length ? 4 : 8, group_size: 32,
+    sym: !counted.some((t) => t.type === GgmlType.Q4_1), act_bits: null,
+    gguf_types: Object.fromEntries([...new Set(blocks.map((t) => GgmlType[t.type]))].sort().map((n) => [n, blocks.filter((t) => GgmlType[t.type] === n).length])),
+  };
+}
+
+/** The ggml block types mka loads as packed weights. */
+const PACKED_TYPES: readonly GgmlType[] = [GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q4_1];

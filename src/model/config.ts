@@ -22,6 +22,22 @@ export interface RopeScaling {
   original_max_position_embeddings?: number;
 }
 
+/**
+ * `quantization_config` of a model whose weights are packed by mka (src/io/packed.ts, README "Quantized
+ * model directories"): the method and grid that made it, and act_bits 8 when the decoder's packed
+ * linears take int8 activations (SmoothQuant W8A8). Other fields (calibration details) are kept as they are.
+ */
+export interface QuantizationConfig {
+  quant_method: 'mka';
+  method: string;
+  bits: 4 | 8;
+  /** Inputs per group, or -1 for one group per output channel. */
+  group_size: number;
+  sym: boolean;
+  act_bits: 8 | null;
+  [field: string]: unknown;
+}
+
 export interface LlamaConfig {
   architectures: string[];
   model_type: ModelType;
@@ -46,6 +62,8 @@ export interface LlamaConfig {
   eos_token_id: number | number[] | null;
   hidden_act: 'silu';
   torch_dtype: string;
+  /** Set when weights are packed (quantized by mka); null for float checkpoints. */
+  quantization_config: QuantizationConfig | null;
   /** Every other field of the original file, kept so a rewritten config.json loses nothing. */
   extra: Record<string, unknown>;
 }
@@ -60,8 +78,26 @@ const KNOWN = new Set([
   'architectures', 'model_type', 'vocab_size', 'hidden_size', 'intermediate_size', 'num_hidden_layers',
   'num_attention_heads', 'num_key_value_heads', 'head_dim', 'max_position_embeddings', 'rms_norm_eps',
   'rope_theta', 'rope_scaling', 'tie_word_embeddings', 'attention_bias', 'mlp_bias', 'sliding_window',
-  'use_sliding_window', 'bos_token_id', 'eos_token_id', 'hidden_act', 'torch_dtype', 'dtype',
+  'use_sliding_window', 'bos_token_id', 'eos_token_id', 'hidden_act', 'torch_dtype', 'dtype', 'quantization_config',
 ]);
+
+/** Parses `quantization_config`: only mka's own packed format is read (others store weights in layouts mka does not run). */
+function parseQuantization(raw: unknown, fail: (msg: string) => never): QuantizationConfig | null {
+  if (raw === undefined || raw === null) return null;
+  if (typeof raw !== 'object' || Array.isArray(raw)) return fail('"quantization_config" must be an object');
+  const q = raw as Record<string, unknown>;
+  if (q.quant_method !== 'mka') {
+    return fail(`quantization_config.quant_method ${JSON.stringify(q.quant_method)} is not supported: mka runs its own packed format (README "Quantized model directories"); quantize the float model with \`mka quantize\` instead`);
+  }
+  if (q.bits !== 4 && q.bits !== 8) fail(`quantization_config.bits must be 4 or 8, got ${JSON.stringify(q.bits)}`);
+  if (typeof q.group_size !== 'number' || !Number.isInteger(q.group_size) || (q.group_size < 1 && q.group_size !== -1)) {
+    fail(`quantization_config.group_size must be a positive integer or -1 (per channel), got ${JSON.stringify(q.group_size)}`);
+  }
+  if (typeof q.sym !== 'boolean') fail(`quantization_config.sym must be true or false, got ${JSON.stringify(q.sym)}`);
+  const act = q.act_bits ?? null;
+  if (act !== null && act !== 8) fail(`quantization_config.act_bits must be 8 or null, got ${JSON.stringify(act)}`);
+  return { ...q, quant_method: 'mka', method: String(q.method ?? 'unknown'), bits: q.bits as 4 | 8, group_size: q.group_size as number, sym: q.sym as boolean, act_bits: act as 8 | null };
+}
 
 /** Parses and validates a config.json object; `file` names the source in error messages. */
 export function parseConfig(raw: unknown, file = 'config.json'): LlamaConfig {
@@ -173,6 +209,7 @@ export function parseConfig(raw: unknown, file = 'config.json'): LlamaConfig {
     eos_token_id: (j.eos_token_id as number | number[] | undefined) ?? null,
     hidden_act: 'silu',
     torch_dtype: String(j.torch_dtype ?? j.dtype ?? 'float32'),
+    quantization_config: parseQuantization(j.quantization_config, fail),
     extra,
   };
 }
@@ -247,6 +284,7 @@ export function configToJson(c: LlamaConfig): Record<string, unknown> {
     eos_token_id: c.eos_token_id,
     torch_dtype: c.torch_dtype,
   };
+  if (c.quantization_config) out.quantization_config = c.quantization_config;
   if (c.model_type === 'llama') {
     out.attention_bias = c.attention_bias;
     out.mlp_bias = c.mlp_bias;

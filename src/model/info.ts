@@ -4,7 +4,7 @@
  */
 import { statSync } from 'node:fs';
 import { isGgufFile, openWeights } from './files.ts';
-import { expectedTensors, readConfig } from './config.ts';
+import { expectedTensors, readConfig, type QuantizationConfig } from './config.ts';
 
 export interface ModelInfo {
   dir: string;
@@ -23,6 +23,15 @@ export interface ModelInfo {
   bytes_on_disk: number;
   tied_embeddings: boolean;
   rope: string;
+  /** How the weights are packed (`gptq w4 g128 sym`), null for float checkpoints. */
+  quantization: string | null;
+}
+
+/** A packed model's quantization in a few words: method, bits, group, symmetry, activations. */
+function quantizationLabel(q: QuantizationConfig | null): string | null {
+  if (!q) return null;
+  const group = q.group_size === -1 ? 'per channel' : `group ${q.group_size}`;
+  return `${q.method} ${q.bits}-bit ${group} ${q.sym ? 'symmetric' : 'asymmetric'}${q.act_bits ? `, int${q.act_bits} activations` : ''} (packed)`;
 }
 
 /** Architecture, sizes, parameter count, storage dtypes and size on disk of a model directory. */
@@ -48,6 +57,7 @@ export function modelInfo(dir: string): ModelInfo {
       bytes_on_disk: ckpt.bytesOnDisk() + (isGgufFile(dir) ? 0 : statSync(`${dir}/config.json`).size),
       tied_embeddings: c.tie_word_embeddings,
       rope: `theta ${c.rope_theta}${c.rope_scaling ? `, ${c.rope_scaling.rope_type} x${c.rope_scaling.factor}` : ''}`,
+      quantization: quantizationLabel(c.quantization_config),
     };
   } finally {
     ckpt.close();

@@ -40,6 +40,7 @@ export const COMMANDS: LazyCommand[] = [
   lazy('convert-llama2c', 'Import a llama2.c checkpoint and tokenizer.bin as a Hugging Face model directory', async () => (await import('./convert.ts')).convertCommand),
   lazy('similarity', 'Layer similarity (diffusion embedding + NPIB, or --metric cka) from a model\'s calibration pass or from activations', async () => (await import('./similarity.ts')).similarityCommand),
   lazy('compress', 'Remove K layers by merging (mka) or pruning (reverse, shortgpt, angular); writes a HF model + merge.json', async () => (await import('./compress.ts')).compressCommand),
+  lazy('quantize', 'Quantize a model to packed 8/4-bit weights (rtn, gptq, awq, smoothquant); writes a model directory every command takes', async () => (await import('./quantize.ts')).quantizeCommand),
   lazy('eval', 'Evaluate a model on benchmarks (mmlu, hellaswag, arc_easy, ..., several at once: tasks) or a text corpus (ppl)', async () => (await import('./eval.ts')).evalCommand),
   lazy('export', 'Export a model for serving: tfjs (GraphModel), hf (Hugging Face checkpoint) or gguf (llama.cpp, ollama, LM Studio)', async () => (await import('./export.ts')).exportCommand),
   lazy('sweep', 'MMLU (and other tasks\') accuracy of every method at every removal count: results.csv/json, plots, summary.md (resumable)', async () => (await import('./sweep.ts')).sweepCommand),
