@@ -144,7 +144,7 @@ function checkpointOf(g: GgufFile): GgufCheckpoint {
       const p = unpackBlocks(t.type as PackedBlockType, stored(name), t.dims[1], t.dims[0]);
       for (const [what, v] of [['scale', p.scales], ['min', p.mins]] as const) {
         const i = !v || allowNonFinite ? -1 : v.findIndex((x) => x - x !== 0);
-        if (i >= 0) throw new UserError(`${g.path}: tensor "${t.name}" has a block ${what} of ${v![i]} (block ${i}); the file is corrupt (re-download or re-convert it), or pass --allow-nonfinite to use it anyway`);
+        if (i >= 0) throw new UserError(`${g.path}: tensor "${t.name}" has a block ${what} of ${v![i]} (block ${i}); the file is corrupt (re-download or re-convert it), or pass ${flag(ALLOW_NONFINITE)} to use it anyway`);
       }
       return p;
     },
