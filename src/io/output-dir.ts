@@ -39,7 +39,7 @@ const KIND_LABEL: Record<OutputKind, string> = {
 };
 
 /** Kinds a run writes into (resumes) rather than replaces. */
-const WRITTEN_INTO = new Set<OutputKind>(['mmlu-results', 'ppl-results', 'sweep']);
+const WRITTEN_INTO = new Set<OutputKind>(['mmlu-results', 'task-results', 'ppl-results', 'sweep']);
 
 /** Entries by which outputs written before markers existed are still recognised (all must be present). */
 const LEGACY_ENTRIES: Partial<Record<OutputKind, string[]>> = {
