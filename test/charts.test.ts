@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { inflateSync } from 'node:zlib';
 import {
-  accuracySpec, categoriesSpec, chartToSvg, findChartFont, renderChart, similarityHeatmapSpec, svgToPng,
+  accuracySpec, categoriesSpec, chartToSvg, findChartFont, renderChart, similarityHeatmapSpec, sizeSpec, svgToPng,
 } from '../src/report/charts.ts';
 import { getSimilarityMetric } from '../src/compress/similarity/index.ts';
 
@@ -97,6 +97,23 @@ test('renders the three charts to SVG and non-blank PNG', async () => {
     const cat = checkRendered(await renderChart(cats, join(dir, 'categories')),
       ['STEM', 'humanities', 'original', 'mka −4 layers', '50.0%']);
     assert.ok(inkStats(cat.rgba).ink > 0.05, 'bars should be drawn');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('accuracy against model size: one line per method and quantization, error bars, labels', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'mka-charts-'));
+  try {
+    const rows = ['none', 'gptq:w4g32'].flatMap((quantize, qi) => [0, 2, 4].map((k) => ({
+      series: 'mka', quantize, label: String(k), bytes: (qi ? 0.3e6 : 0.87e6) * (1 - k / 10), accuracy: 0.9 - 0.02 * k - 0.01 * qi, stderr: 0.005,
+    })));
+    const spec = sizeSpec(rows, 'toy size chart') as unknown as { layer: { mark: { type: string } }[]; data: { values: { lo: number; hi: number; mb: number }[] } };
+    assert.deepEqual(spec.layer.map((l) => l.mark.type), ['rule', 'line', 'text'], 'error bars, lines with points, labels');
+    assert.deepEqual(spec.data.values.map((v) => [v.lo, v.hi].map((x) => +x.toFixed(4))), rows.map((r) => [r.accuracy - 0.005, r.accuracy + 0.005].map((x) => +x.toFixed(4))));
+    assert.equal(spec.data.values[0].mb, 0.87);
+    const png = checkRendered(await renderChart(spec as never, join(dir, 'size')), ['toy size chart', 'gptq:w4g32', 'none', 'mka', 'model size (MB']);
+    assert.ok(inkStats(png.rgba).ink > 0.01, 'lines and points are drawn');
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

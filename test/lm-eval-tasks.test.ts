@@ -10,7 +10,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runCli, runCliUntil, assertUserError } from './cli-run.ts';
@@ -207,6 +207,23 @@ test('mka eval tasks after Ctrl-C: exit 130 naming what is saved, and the same c
   assert.equal(last.status, 0, last.stderr);
   assert.match(last.stderr, new RegExp(`\\(${kept} shards? loaded from an earlier run\\)`));
   for (const t of tasks) checkTask(t, out, GOLDEN.tasks[t]);
+});
+
+test('a target outside its choices is said once with counts and recorded, and scored as wrong as lm-eval scores it', async () => {
+  const lines = readFileSync(join(FIX, 'tasks', 'boolq.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+  lines[1].label = 7;
+  const file = join(TMP, 'boolq-bad-label.jsonl');
+  writeFileSync(file, lines.map((l) => JSON.stringify(l)).join('\n') + '\n');
+  const logs: string[] = [];
+  const out = join(TMP, 'bad-label');
+  const r = await runTasksEval({ model: MODEL, tasks: [{ name: 'boolq', data: file }], out, log: (m) => logs.push(m) });
+  assert.deepEqual(logs.filter((l) => l.includes('none of their choices')), [
+    `boolq: 1 of ${lines.length} documents have a target that is none of their choices (scored as wrong, as lm-eval scores them; recorded in summary.json)`,
+  ]);
+  const recs = r.results[0].subtasks[0].records;
+  assert.equal(recs[1].gold, -100);
+  assert.equal(recs[1].acc, 0);
+  assert.equal(JSON.parse(readFileSync(join(out, 'summary.json'), 'utf8')).tasks.boolq.targetsOutOfRange, 1);
 });
 
 test('--data from the hub look-alike: the task\'s configuration folder and split are fetched into the hub cache, then read offline', async () => {

@@ -93,6 +93,22 @@ test('--force never replaces the working directory, the home directory or a dire
   assert.ok(existsSync(join(home, 'out', 'config.json')) && existsSync(join(home, '.bashrc')));
 });
 
+test('eval TASK writes into a directory given with --force and --fresh removes only what a run wrote', async () => {
+  const dir = join(root, 'user-tasks');
+  mkdirSync(join(dir, 'boolq', 'shards'), { recursive: true });
+  writeFileSync(join(dir, 'boolq', 'shards', 'my-notes.json'), '{"mine": true}\n');
+  writeFileSync(join(dir, 'thesis.txt'), 'years of work\n');
+  const boolq = (...more: string[]) => ['eval', 'boolq', '--model', M, '--data', 'test/fixtures/tasks/boolq.jsonl', '--limit', '2', '--out', dir, '--quiet', ...more];
+  assertUserError(await runCli(boolq()), dir, 'write into');
+  for (const more of [['--force'], ['--force', '--fresh'], ['--fresh']]) {
+    const r = await runCli(boolq(...more));
+    assert.equal(r.status, 0, `${more.join(' ')}: ${r.stderr}`);
+  }
+  assert.equal(readFileSync(join(dir, 'boolq', 'shards', 'my-notes.json'), 'utf8'), '{"mine": true}\n');
+  assert.equal(readFileSync(join(dir, 'thesis.txt'), 'utf8'), 'years of work\n');
+  assert.ok(readdirSync(join(dir, 'boolq', 'shards')).some((f) => /^.+-\d{5}\.json$/.test(f)), 'the run wrote its shards');
+});
+
 test('eval mmlu and sweep resume into their own earlier output', async () => {
   for (const name of ['eval mmlu', 'sweep']) {
     const out = join(root, `resume-${name.replace(' ', '-')}`);

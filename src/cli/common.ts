@@ -4,6 +4,8 @@
  * errors reach the user.
  */
 import type { Argv } from 'yargs';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import type { BackendChoice, ComputeChoice } from '../runtime/backend-choice.ts';
 import type { BackendInfo } from '../runtime/backend.ts';
 import { type OptionSpec, flag, option } from '../runtime/options.ts';
@@ -39,10 +41,19 @@ export function logger(args: { quiet?: boolean }): (msg: string) => void {
   };
 }
 
-/** Sets up the backend for a command and says which one it took. */
-export async function setup(args: { backend: BackendChoice; threads?: number; compute?: ComputeChoice; quiet?: boolean }): Promise<BackendInfo> {
+/**
+ * Sets up the backend for a command and says which one it took, and, when --model holds packed
+ * weights, which kernels run them (native integer kernels or the JS fallback).
+ */
+export async function setup(args: { backend: BackendChoice; threads?: number; compute?: ComputeChoice; quiet?: boolean; model?: string }): Promise<BackendInfo> {
   const { initBackend } = await import('../runtime/backend.ts'); // loads tfjs: only for commands that compute
-  return initBackend(args.backend, { threads: args.threads, compute: args.compute, log: logger(args) });
+  const info = await initBackend(args.backend, { threads: args.threads, compute: args.compute, log: logger(args) });
+  if (args.model && existsSync(join(args.model, 'config.json'))) {
+    const { readConfig } = await import('../model/config.ts');
+    const { packedPath } = await import('../model/ops.ts');
+    if (readConfig(args.model).quantization_config) logger(args)(`packed weights: ${packedPath()}`);
+  }
+  return info;
 }
 
 /**

@@ -11,6 +11,7 @@ import { describeJson, isPlainObject, parseJsonText, readTextFile } from '../io/
 import { globalOptions } from './common.ts';
 import { CONFIG_VALUES, checkConfigKeys } from './options.ts';
 import { COMMANDS } from './commands/index.ts';
+import { noteGgufModels } from './gguf-note.ts';
 
 /** The --config file named on the command line, if any (read before yargs, so its errors stay UserErrors). */
 function configPath(argv: readonly string[]): string | undefined {
@@ -99,6 +100,7 @@ export async function main(argv: string[]): Promise<void> {
       argv[CONFIG_VALUES] = configValues; // for the checks that tell a --config value from the command line's (booleans)
     });
   }
+  y = y.middleware(noteGgufModels);
   for (const c of COMMANDS) y = c.register(y);
   await y.parseAsync();
 }

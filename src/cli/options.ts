@@ -10,6 +10,7 @@ import { existsSync, statSync } from 'node:fs';
 import type { Argv, CommandModule } from 'yargs';
 import { type OptionSpec, type OptionValues, OptionError, checkOption, flag, helpText } from '../runtime/options.ts';
 import { UserError } from '../runtime/errors.ts';
+import { isGgufFile } from '../gguf/reader.ts';
 
 /** The global options every command's handler receives. */
 export interface GlobalArgs {
@@ -116,9 +117,13 @@ function givenEmpty(raw: readonly string[], option: string): boolean {
 
 function checkPath(spec: OptionSpec, path: string): void {
   const kind = spec.path;
-  if (kind !== 'file' && kind !== 'directory') return; // output files are checked when the command claims them
-  if (!existsSync(path)) throw new OptionError(spec, `${path}: ${flag(spec)} not found; give an existing ${kind}`);
+  if (kind !== 'file' && kind !== 'directory' && kind !== 'model') return; // output files are checked when the command claims them
+  if (!existsSync(path)) throw new OptionError(spec, `${path}: ${flag(spec)} not found; give an existing ${kind === 'model' ? 'model directory or GGUF file' : kind}`);
   const st = statSync(path);
+  if (kind === 'model') {
+    if (!st.isDirectory() && !(st.isFile() && isGgufFile(path))) throw new OptionError(spec, `${path}: ${flag(spec)} is a file but not a GGUF model file; give a model directory or a .gguf file`);
+    return;
+  }
   if (kind === 'directory' && !st.isDirectory()) throw new OptionError(spec, `${path}: ${flag(spec)} is a file, but must be a directory`);
   if (kind === 'file' && st.isDirectory()) throw new OptionError(spec, `${path}: ${flag(spec)} is a directory, but must be a file`);
   if (kind === 'file' && !st.isFile()) throw new OptionError(spec, `${path}: ${flag(spec)} is not a regular file (a FIFO, socket or device); give a regular file`);
@@ -180,7 +185,7 @@ async function resolveHubIds(specs: readonly OptionSpec[], values: Record<string
 
 /** The values of the file and directory options among `specs`: what an output must not overwrite. */
 export function inputPaths(specs: readonly OptionSpec[], values: Record<string, unknown>): string[] {
-  return specs.filter((s) => (s.path === 'file' || s.path === 'directory') && typeof values[s.name] === 'string' && values[s.name] !== '')
+  return specs.filter((s) => (s.path === 'file' || s.path === 'directory' || s.path === 'model') && typeof values[s.name] === 'string' && values[s.name] !== '')
     .map((s) => values[s.name] as string);
 }
 

@@ -5,24 +5,44 @@
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join, relative, resolve, isAbsolute } from 'node:path';
 import { UserError } from '../runtime/errors.ts';
-import { SafetensorsFile, type DType, type SafetensorsOptions, type TensorInfo } from './safetensors.ts';
+import { SafetensorsFile, type SafetensorsOptions, type StoredDType, type TensorInfo } from './safetensors.ts';
 import { describeJson, isPlainObject, readJsonObject } from './read.ts';
+import type { PackedInfo, PackedMatrix } from './packed.ts';
 
 /** Weight files of other formats, and how to turn them into safetensors. */
 const PICKLE_FILE = /\.(bin|pt|pth|ckpt)$/;
 const CONVERT_HINT = 'convert it to safetensors first, e.g. in Python: AutoModelForCausalLM.from_pretrained(DIR).save_pretrained(OUT, safe_serialization=True)';
 
+/** How a tensor is stored: safetensors' types, or (GGUF) one of ggml's block types. */
+export type CheckpointDtype = StoredDType | 'Q8_0' | 'Q4_0' | 'Q4_1' | 'Q5_0' | 'Q5_1' | 'Q2_K' | 'Q3_K' | 'Q4_K' | 'Q5_K' | 'Q6_K';
+
 export interface Checkpoint {
   readonly dir: string;
   /** Every tensor name, in file order. */
   names(): string[];
-  info(name: string): (TensorInfo & { file: string }) | undefined;
+  info(name: string): (Omit<TensorInfo, 'dtype'> & { dtype: CheckpointDtype; file: string }) | undefined;
   /** Reads a tensor as float32 (converted from F16/BF16). */
   read(name: string): Float32Array;
-  /** Reads a tensor's bytes as stored (see SafetensorsFile.readRaw); absent on wrappers that transform values. */
-  readRaw?(name: string): { dtype: DType; data: Uint8Array };
+  /**
+   * Reads a tensor's bytes as stored (see SafetensorsFile.readRaw), or as float32 bytes when stored in
+   * blocks; absent on wrappers that transform values.
+   */
+  readRaw?(name: string): { dtype: StoredDType; data: Uint8Array };
+  /** Keeps a block-quantized tensor's stored bytes in memory, so later reads dequantize without the disk (GGUF). */
+  hold?(name: string): void;
+  /** The name of a tensor as the file spells it, for messages (GGUF: "blk.0.attn_q.weight"). */
+  label?(name: string): string;
+  /** Where the config came from, for messages (default "config.json"). */
+  readonly configSource?: string;
   /** Total bytes of tensor data on disk. */
   bytesOnDisk(): number;
+  /**
+   * How weight `name` (Hugging Face name) is packed, or null when stored as floats; present on checkpoints
+   * opened for a model (src/model/packed-checkpoint.ts), whose read(name) then dequantizes.
+   */
+  packedInfo?(name: string): PackedInfo | null;
+  /** A packed weight's parts as stored (packedInfo(name) is not null). */
+  readPacked?(name: string): PackedMatrix;
   close(): void;
 }
 

@@ -39,7 +39,7 @@ const KIND_LABEL: Record<OutputKind, string> = {
 };
 
 /** Kinds a run writes into (resumes) rather than replaces. */
-const WRITTEN_INTO = new Set<OutputKind>(['mmlu-results', 'ppl-results', 'sweep']);
+const WRITTEN_INTO = new Set<OutputKind>(['mmlu-results', 'task-results', 'ppl-results', 'sweep']);
 
 /** Entries by which outputs written before markers existed are still recognised (all must be present). */
 const LEGACY_ENTRIES: Partial<Record<OutputKind, string[]>> = {
@@ -225,6 +225,11 @@ export interface OutputFileKind {
   label: string;
   /** The first bytes of every file of this kind mka writes. */
   prefix: string;
+  /**
+   * When the prefix is not mka's alone (a GGUF file's "GGUF"), whether a file with it is one mka wrote
+   * (read from its contents); absent: the prefix decides.
+   */
+  owned?: (path: string) => boolean;
 }
 
 /** The file outputs of mka's commands. */
@@ -253,7 +258,7 @@ export function claimOutputFile(path: string, kind: OutputFileKind, opts: ClaimO
   const option = flag(opts.option ?? OUT);
   const target = checkPlacement(path, option, opts.inputs ?? [], false);
   if (!existsSync(target) || opts.force || statSync(target).size === 0) return;
-  if (head(target, kind.prefix.length) === kind.prefix) return;
+  if (head(target, kind.prefix.length) === kind.prefix && (!kind.owned || kind.owned(target))) return;
   throw new UserError(`${path}: ${option} is an existing file that mka did not write (not ${kind.label}); choose another path, or add ${flag(FORCE_FILE)} to replace it`);
 }
 

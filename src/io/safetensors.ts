@@ -12,14 +12,18 @@ import { flag } from '../runtime/options.ts';
 import { ALLOW_NONFINITE } from './options.ts';
 
 export type DType = 'F32' | 'F16' | 'BF16';
+/** Stored dtypes: the float ones, and the bytes of packed quantized weights (src/io/packed.ts). */
+export type StoredDType = DType | 'I8' | 'U8';
 const BYTES: Record<string, number> = { F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U8: 1, BOOL: 1 };
 const FLOAT_DTYPES = new Set(['F32', 'F16', 'BF16']);
+/** Dtypes a tensor may have: floats, and the int8/uint8 quants of packed weights. */
+const STORED_DTYPES = new Set([...FLOAT_DTYPES, 'I8', 'U8']);
 /** Headers above this size are refused without allocating them (real headers are a few MB at most). */
 const MAX_HEADER = 100 * 1024 * 1024;
 
 export interface TensorInfo {
   name: string;
-  dtype: DType;
+  dtype: StoredDType;
   shape: number[];
   /** Absolute byte offsets of the tensor in the file. */
   begin: number;
@@ -51,7 +55,8 @@ function valueAt(data: Uint8Array, dtype: DType, i: number): number {
  * Throws a UserError naming the file and tensor when a tensor holds a NaN or an infinite value (a
  * corrupt or badly converted checkpoint: every result computed from it would be silently wrong).
  */
-export function checkFinite(path: string, name: string, data: Uint8Array, dtype: DType): void {
+export function checkFinite(path: string, name: string, data: Uint8Array, dtype: StoredDType): void {
+  if (dtype === 'I8' || dtype === 'U8') return; // packed quants: integers, always finite
   const i = firstNonFinite(data, dtype);
   if (i >= 0) {
     throw new UserError(`${path}: tensor "${name}" holds ${valueAt(data, dtype, i)} at index ${i}; the checkpoint is corrupt (re-download or re-convert it), or pass ${flag(ALLOW_NONFINITE)} to use it anyway`);
@@ -112,7 +117,7 @@ export class SafetensorsFile {
       if (typeof v !== 'object' || v === null || Array.isArray(v)) fail(`entry "${name}" is ${v === null ? 'null' : Array.isArray(v) ? 'an array' : `a ${typeof v}`}, not a tensor description`);
       const t = v as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
       if (typeof t.dtype !== 'string' || !(t.dtype in BYTES)) fail(`tensor "${name}" has unknown dtype ${JSON.stringify(t.dtype)}`);
-      if (!FLOAT_DTYPES.has(t.dtype as string)) fail(`tensor "${name}" has dtype ${t.dtype}; only F32, F16 and BF16 weights are supported`);
+      if (!STORED_DTYPES.has(t.dtype as string)) fail(`tensor "${name}" has dtype ${t.dtype}; only F32, F16 and BF16 weights (and I8/U8 packed quants) are supported`);
       if (!Array.isArray(t.shape) || !t.shape.every((d) => Number.isInteger(d) && d >= 0)) fail(`tensor "${name}" has an invalid shape`);
       const off = t.data_offsets as number[];
       if (!Array.isArray(off) || off.length !== 2 || !off.every((d) => Number.isInteger(d) && d >= 0) || off[1] < off[0]) {
@@ -122,7 +127,7 @@ export class SafetensorsFile {
       const bytes = shape.reduce((a, b) => a * b, 1) * BYTES[t.dtype as string];
       if (off[1] - off[0] !== bytes) fail(`tensor "${name}" has ${off[1] - off[0]} bytes but its shape [${shape}] needs ${bytes}`);
       if (off[1] > dataLen) fail(`tensor "${name}" ends at byte ${dataStart + off[1]}, past the end of the file (${size} bytes: truncated?)`);
-      this.tensors.set(name, { name, dtype: t.dtype as DType, shape, begin: dataStart + off[0], end: dataStart + off[1] });
+      this.tensors.set(name, { name, dtype: t.dtype as StoredDType, shape, begin: dataStart + off[0], end: dataStart + off[1] });
     }
     const byStart = [...this.tensors.values()].filter((t) => t.end > t.begin).sort((a, b) => a.begin - b.begin);
     for (let i = 1; i < byStart.length; i++) {
@@ -135,18 +140,19 @@ export class SafetensorsFile {
   read(name: string): Float32Array {
     const info = this.tensors.get(name);
     if (!info) throw new UserError(`${this.path}: no tensor named "${name}"`);
+    if (!FLOAT_DTYPES.has(info.dtype)) throw new Error(`${this.path}: "${name}" holds ${info.dtype} packed quants, not values; read it through the packed weights (src/model/packed-checkpoint.ts)`);
     const buf = Buffer.alloc(info.end - info.begin);
     const got = readSync(this.fd, buf, 0, buf.length, info.begin);
     if (got !== buf.length) throw new UserError(`${this.path}: short read of "${name}" (truncated file?)`);
     if (!this.opts.allowNonFinite) checkFinite(this.path, name, buf, info.dtype);
-    return toFloat32(buf, info.dtype);
+    return toFloat32(buf, info.dtype as DType);
   }
 
   /**
    * Reads one tensor's bytes as stored (little-endian F32, F16 or BF16 words), into a fresh
    * ArrayBuffer of its own, so typed-array views of any element size fit.
    */
-  readRaw(name: string): { dtype: DType; data: Uint8Array } {
+  readRaw(name: string): { dtype: StoredDType; data: Uint8Array } {
     const info = this.tensors.get(name);
     if (!info) throw new UserError(`${this.path}: no tensor named "${name}"`);
     const data = new Uint8Array(info.end - info.begin);
@@ -243,8 +249,8 @@ function floatBitsToHalf(x: number): number {
 export interface TensorToWrite {
   name: string;
   shape: number[];
-  /** Storage dtype; data is given as float32 and rounded on write, or as bytes already in this dtype. */
-  dtype: DType;
+  /** Storage dtype; data is given as float32 and rounded on write (float dtypes), or as bytes already in this dtype. */
+  dtype: StoredDType;
 }
 
 /**
@@ -282,7 +288,8 @@ export async function writeSafetensors(
         continue;
       }
       if (data.length !== numel) throw new Error(`writeSafetensors: "${t.name}" has ${data.length} values, shape [${t.shape}] needs ${numel}`);
-      writeAll(fd, fromFloat32(data, t.dtype));
+      if (!FLOAT_DTYPES.has(t.dtype)) throw new Error(`writeSafetensors: "${t.name}" is ${t.dtype}: give its bytes, not float values`);
+      writeAll(fd, fromFloat32(data, t.dtype as DType));
     }
   });
 }

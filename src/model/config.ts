@@ -8,6 +8,8 @@ import { MODEL } from './options.ts';
 import { readJsonFile } from '../io/read.ts';
 import { join } from 'node:path';
 import { UserError } from '../runtime/errors.ts';
+import { isGgufFile } from '../gguf/reader.ts';
+import { ggufConfigJson } from '../gguf/checkpoint.ts';
 
 const SUPPORTED_MODEL_TYPES = ['llama', 'mistral', 'qwen2'] as const;
 export type ModelType = (typeof SUPPORTED_MODEL_TYPES)[number];
@@ -18,6 +20,22 @@ export interface RopeScaling {
   low_freq_factor?: number;
   high_freq_factor?: number;
   original_max_position_embeddings?: number;
+}
+
+/**
+ * `quantization_config` of a model whose weights are packed by mka (src/io/packed.ts, README "Quantized
+ * model directories"): the method and grid that made it, and act_bits 8 when the decoder's packed
+ * linears take int8 activations (SmoothQuant W8A8). Other fields (calibration details) are kept as they are.
+ */
+export interface QuantizationConfig {
+  quant_method: 'mka';
+  method: string;
+  bits: 4 | 8;
+  /** Inputs per group, or -1 for one group per output channel. */
+  group_size: number;
+  sym: boolean;
+  act_bits: 8 | null;
+  [field: string]: unknown;
 }
 
 export interface LlamaConfig {
@@ -44,6 +62,8 @@ export interface LlamaConfig {
   eos_token_id: number | number[] | null;
   hidden_act: 'silu';
   torch_dtype: string;
+  /** Set when weights are packed (quantized by mka); null for float checkpoints. */
+  quantization_config: QuantizationConfig | null;
   /** Every other field of the original file, kept so a rewritten config.json loses nothing. */
   extra: Record<string, unknown>;
 }
@@ -58,8 +78,26 @@ const KNOWN = new Set([
   'architectures', 'model_type', 'vocab_size', 'hidden_size', 'intermediate_size', 'num_hidden_layers',
   'num_attention_heads', 'num_key_value_heads', 'head_dim', 'max_position_embeddings', 'rms_norm_eps',
   'rope_theta', 'rope_scaling', 'tie_word_embeddings', 'attention_bias', 'mlp_bias', 'sliding_window',
-  'use_sliding_window', 'bos_token_id', 'eos_token_id', 'hidden_act', 'torch_dtype', 'dtype',
+  'use_sliding_window', 'bos_token_id', 'eos_token_id', 'hidden_act', 'torch_dtype', 'dtype', 'quantization_config',
 ]);
+
+/** Parses `quantization_config`: only mka's own packed format is read (others store weights in layouts mka does not run). */
+function parseQuantization(raw: unknown, fail: (msg: string) => never): QuantizationConfig | null {
+  if (raw === undefined || raw === null) return null;
+  if (typeof raw !== 'object' || Array.isArray(raw)) return fail('"quantization_config" must be an object');
+  const q = raw as Record<string, unknown>;
+  if (q.quant_method !== 'mka') {
+    return fail(`quantization_config.quant_method ${JSON.stringify(q.quant_method)} is not supported: mka runs its own packed format (README "Quantized model directories"); quantize the float model with \`mka quantize\` instead`);
+  }
+  if (q.bits !== 4 && q.bits !== 8) fail(`quantization_config.bits must be 4 or 8, got ${JSON.stringify(q.bits)}`);
+  if (typeof q.group_size !== 'number' || !Number.isInteger(q.group_size) || (q.group_size < 1 && q.group_size !== -1)) {
+    fail(`quantization_config.group_size must be a positive integer or -1 (per channel), got ${JSON.stringify(q.group_size)}`);
+  }
+  if (typeof q.sym !== 'boolean') fail(`quantization_config.sym must be true or false, got ${JSON.stringify(q.sym)}`);
+  const act = q.act_bits ?? null;
+  if (act !== null && act !== 8) fail(`quantization_config.act_bits must be 8 or null, got ${JSON.stringify(act)}`);
+  return { ...q, quant_method: 'mka', method: String(q.method ?? 'unknown'), bits: q.bits as 4 | 8, group_size: q.group_size as number, sym: q.sym as boolean, act_bits: act as 8 | null };
+}
 
 /** Parses and validates a config.json object; `file` names the source in error messages. */
 export function parseConfig(raw: unknown, file = 'config.json'): LlamaConfig {
@@ -171,6 +209,7 @@ export function parseConfig(raw: unknown, file = 'config.json'): LlamaConfig {
     eos_token_id: (j.eos_token_id as number | number[] | undefined) ?? null,
     hidden_act: 'silu',
     torch_dtype: String(j.torch_dtype ?? j.dtype ?? 'float32'),
+    quantization_config: parseQuantization(j.quantization_config, fail),
     extra,
   };
 }
@@ -198,21 +237,23 @@ export function keepLayers<T>(tensors: ReadonlyMap<string, T>, keep: readonly nu
 
 /**
  * Throws when the checkpoint holds decoder layers the config does not count (num_hidden_layers too
- * small: the extra layers would be silently ignored).
+ * small: the extra layers would be silently ignored). `gguf`: the checkpoint is that GGUF file, whose
+ * metadata is the config and whose layers are named blk.N.
  */
-export function checkLayerCount(c: LlamaConfig, tensorNames: Iterable<string>, dir: string): void {
+export function checkLayerCount(c: LlamaConfig, tensorNames: Iterable<string>, dir: string, gguf = false): void {
   let top = -1;
   for (const name of tensorNames) {
     const l = splitLayerName(name);
     if (l) top = Math.max(top, l.layer);
   }
-  if (top >= c.num_hidden_layers) {
-    throw new UserError(`${join(dir, 'config.json')}: num_hidden_layers is ${c.num_hidden_layers}, but the checkpoint holds layers up to model.layers.${top}; set num_hidden_layers to ${top + 1}`);
-  }
+  if (top < c.num_hidden_layers) return;
+  if (gguf) throw new UserError(`${dir}: its metadata says ${c.num_hidden_layers} layers (block_count), but it holds tensors of layer blk.${top}`);
+  throw new UserError(`${join(dir, 'config.json')}: num_hidden_layers is ${c.num_hidden_layers}, but the checkpoint holds layers up to model.layers.${top}; set num_hidden_layers to ${top + 1}`);
 }
 
-/** Reads and validates `DIR/config.json`. */
+/** Reads and validates `DIR/config.json`, or the config in a GGUF model file's metadata. */
 export function readConfig(dir: string): LlamaConfig {
+  if (isGgufFile(dir)) return parseConfig(ggufConfigJson(dir), `${dir} (GGUF metadata)`);
   const file = join(dir, 'config.json');
   if (!existsSync(file)) {
     throw new UserError(`${file}: not found; ${flag(MODEL)} must be a Hugging Face model directory (convert llama2.c checkpoints with \`mka convert-llama2c\`)`);
@@ -243,6 +284,7 @@ export function configToJson(c: LlamaConfig): Record<string, unknown> {
     eos_token_id: c.eos_token_id,
     torch_dtype: c.torch_dtype,
   };
+  if (c.quantization_config) out.quantization_config = c.quantization_config;
   if (c.model_type === 'llama') {
     out.attention_bias = c.attention_bias;
     out.mlp_bias = c.mlp_bias;

@@ -84,53 +84,120 @@ export function disposeCache(cache: KVCache): void {
 interface LayerContext {
   cos: tf.Tensor2D;
   sin: tf.Tensor2D;
+  /** The products' inputs, and attention's, rounded to bf16 (--compute bfloat16). */
+  bf16?: boolean;
 }
 
 /** The projections of a decoder layer, in the order of ops.decoderLayer. */
 const PROJECTIONS = ['self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj', 'self_attn.o_proj', 'mlp.gate_proj', 'mlp.up_proj', 'mlp.down_proj'];
 
 /**
+ * Sees each projection of a decoder block as it runs: its name (`self_attn.q_proj`, ...), its input
+ * [.., in] and its output [.., out] (with the residual added for o_proj and down_proj). The tensors are
+ * freed after the block: copy what must be kept. Quantizers collect calibration statistics with it.
+ */
+export type ProjectionTap = (name: string, input: tf.Tensor, output: tf.Tensor) => void;
+
+/**
  * One decoder block on rows x [b, T, H]; returns the new hidden state and, with keep, this call's
  * keys/values (the cache's followed by the new ones). One native call where the backend fuses the
- * layer (ops.decoderLayer), else op by op.
+ * layer (ops.decoderLayer), else op by op (always when `tap` watches the projections).
  */
 function decoderBlock(
-  model: LlamaModel, w: LayerWeights, x: tf.Tensor3D, ctx: LayerContext,
-  past: { k: tf.Tensor4D; v: tf.Tensor4D } | null, keep: boolean,
+  c: LlamaConfig, w: LayerWeights, x: tf.Tensor3D, ctx: LayerContext,
+  past: { k: tf.Tensor4D; v: tf.Tensor4D } | null, keep: boolean, tap?: ProjectionTap,
 ): { h: tf.Tensor3D; k?: tf.Tensor4D; v?: tf.Tensor4D } {
-  const c = model.config;
-  const [B, T] = x.shape;
   const nH = c.num_attention_heads, nKV = c.num_key_value_heads, hd = c.head_dim;
   const bias = (s: string) => (w.has(s) ? w.get(s) : undefined);
-  const bf16 = model.compute === 'bfloat16';
-  const fused = decoderLayer(x, {
+  const bf16 = ctx.bf16 ?? false;
+  const fused = tap ? null : decoderLayer(x, {
     inputNorm: w.get('input_layernorm.weight'), postNorm: w.get('post_attention_layernorm.weight'),
     weights: PROJECTIONS.map((p) => w.weight(`${p}.weight`)), biases: PROJECTIONS.map((p) => bias(`${p}.bias`)),
   }, past, ctx.cos, ctx.sin, { heads: nH, kvHeads: nKV, headDim: hd, eps: c.rms_norm_eps, window: c.sliding_window, bf16 }, keep);
   if (fused) return fused;
-  const proj = (xn: tf.Tensor, name: string, residual?: tf.Tensor) =>
-    linear(xn, w.weight(`${name}.weight`), bias(`${name}.bias`), residual);
+  const proj = projector(w, tap);
   return tf.tidy(() => {
     const xn = rmsNorm(x, w.get('input_layernorm.weight'), c.rms_norm_eps);
-    const q = rope(proj(xn, 'self_attn.q_proj').reshape([B, T, nH, hd]), ctx.cos, ctx.sin); // [B, T, nH, hd]
-    const kNew = rope(proj(xn, 'self_attn.k_proj').reshape([B, T, nKV, hd]), ctx.cos, ctx.sin)
-      .transpose([0, 2, 1, 3]) as tf.Tensor4D; // [B, nKV, T, hd]
-    const vNew = proj(xn, 'self_attn.v_proj').reshape([B, T, nKV, hd]).transpose([0, 2, 1, 3]) as tf.Tensor4D; // [B, nKV, T, hd]
-    let k = kNew, v = vNew;
-    if (past) {
-      // a batch-1 prefix cache serves every row (concat of copies: much faster than tile on wasm)
-      const pk = past.k.shape[0] === B ? past.k : tf.concat(new Array(B).fill(past.k), 0);
-      const pv = past.v.shape[0] === B ? past.v : tf.concat(new Array(B).fill(past.v), 0);
-      k = tf.concat([pk, kNew], 2);
-      v = tf.concat([pv, vNew], 2);
-    }
-    const att = attention(q, k, v, { window: c.sliding_window, bf16 }).reshape([B, T, nH * hd]); // [B, T, nH*hd]
-    const h1 = proj(att, 'self_attn.o_proj', x); // x + o_proj(att)
+    const { h: h1, k, v } = selfAttention(c, proj, xn, x, ctx, past);
     const hn = rmsNorm(h1, w.get('post_attention_layernorm.weight'), c.rms_norm_eps);
-    const act = siluMul(proj(hn, 'mlp.gate_proj'), proj(hn, 'mlp.up_proj')); // SiLU(gate) * up
-    const h = proj(act, 'mlp.down_proj', h1) as tf.Tensor3D; // h1 + down_proj(act)
+    const h = mlp(proj, hn, h1);
     return keep ? { h, k, v } : { h };
   });
+}
+
+/** A layer's projections by name (`self_attn.q_proj`): x·Wᵀ (+ bias) (+ residual), seen by `tap`. */
+type Projector = (x: tf.Tensor, name: string, residual?: tf.Tensor) => tf.Tensor;
+
+function projector(w: LayerWeights, tap?: ProjectionTap): Projector {
+  const bias = (s: string) => (w.has(s) ? w.get(s) : undefined);
+  return (xn, name, residual) => {
+    const y = linear(xn, w.weight(`${name}.weight`), bias(`${name}.bias`), residual);
+    tap?.(name, xn, y);
+    return y;
+  };
+}
+
+/**
+ * Self-attention on normed rows xn [B, T, H] after the cached `past`: q/k/v, RoPE, attention and
+ * o_proj, plus `residual` when given. Returns the output and the keys/values it attended to.
+ */
+function selfAttention(
+  c: LlamaConfig, proj: Projector, xn: tf.Tensor, residual: tf.Tensor | undefined, ctx: LayerContext, past: { k: tf.Tensor4D; v: tf.Tensor4D } | null,
+): { h: tf.Tensor3D; k: tf.Tensor4D; v: tf.Tensor4D } {
+  const [B, T] = xn.shape;
+  const nH = c.num_attention_heads, nKV = c.num_key_value_heads, hd = c.head_dim;
+  const q = rope(proj(xn, 'self_attn.q_proj').reshape([B, T, nH, hd]), ctx.cos, ctx.sin); // [B, T, nH, hd]
+  const kNew = rope(proj(xn, 'self_attn.k_proj').reshape([B, T, nKV, hd]), ctx.cos, ctx.sin)
+    .transpose([0, 2, 1, 3]) as tf.Tensor4D; // [B, nKV, T, hd]
+  const vNew = proj(xn, 'self_attn.v_proj').reshape([B, T, nKV, hd]).transpose([0, 2, 1, 3]) as tf.Tensor4D; // [B, nKV, T, hd]
+  let k = kNew, v = vNew;
+  if (past) {
+    // a batch-1 prefix cache serves every row (concat of copies: much faster than tile on wasm)
+    const pk = past.k.shape[0] === B ? past.k : tf.concat(new Array(B).fill(past.k), 0);
+    const pv = past.v.shape[0] === B ? past.v : tf.concat(new Array(B).fill(past.v), 0);
+    k = tf.concat([pk, kNew], 2);
+    v = tf.concat([pv, vNew], 2);
+  }
+  const att = attention(q, k, v, { window: c.sliding_window, bf16: ctx.bf16 ?? false }).reshape([B, T, nH * hd]); // [B, T, nH*hd]
+  return { h: proj(att, 'self_attn.o_proj', residual) as tf.Tensor3D, k, v }; // residual + o_proj(att)
+}
+
+/** The MLP on normed rows hn: down_proj(SiLU(gate_proj(hn)) · up_proj(hn)), plus `residual` when given. */
+function mlp(proj: Projector, hn: tf.Tensor, residual?: tf.Tensor): tf.Tensor3D {
+  const act = siluMul(proj(hn, 'mlp.gate_proj'), proj(hn, 'mlp.up_proj')); // SiLU(gate) * up
+  return proj(act, 'mlp.down_proj', residual) as tf.Tensor3D; // residual + down_proj(act)
+}
+
+/**
+ * One part of a decoder block on its normed input, for quantizers that measure a part's output
+ * (AWQ): 'attention' (q/k/v, RoPE, attention, o_proj) on the input norm's output [B, T, H] at
+ * positions 0..T-1, or 'mlp' on the post-attention norm's output; no residual. The caller owns the result.
+ */
+export function runBlockPart(config: LlamaConfig, w: LayerWeights, part: 'attention' | 'mlp', xn: tf.Tensor3D): tf.Tensor3D {
+  const proj = projector(w);
+  if (part === 'mlp') return tf.tidy(() => mlp(proj, xn));
+  const { cos, sin } = ropeTables(inverseFrequencies(config), 0, xn.shape[1]);
+  try {
+    return tf.tidy(() => selfAttention(config, proj, xn, undefined, { cos, sin }, null).h);
+  } finally {
+    cos.dispose();
+    sin.dispose();
+  }
+}
+
+/**
+ * One decoder block (weights `w`, e.g. a quantizer's candidate weights) on x [B, T, H] at positions
+ * 0..T-1, op by op, with `tap` seeing every projection. Returns the block's output [B, T, H]; the
+ * caller owns it.
+ */
+export function runBlock(config: LlamaConfig, w: LayerWeights, x: tf.Tensor3D, tap?: ProjectionTap): tf.Tensor3D {
+  const { cos, sin } = ropeTables(inverseFrequencies(config), 0, x.shape[1]);
+  try {
+    return decoderBlock(config, w, x, { cos, sin }, null, false, tap).h;
+  } finally {
+    cos.dispose();
+    sin.dispose();
+  }
 }
 
 /** Logits rows computed at once: a chunk [n, V] holds at most about this many floats. */
@@ -485,7 +552,7 @@ function runLayer(
       try {
         xs = rows === B ? x : tf.slice(x, [b0, 0, 0], [rows, T, H]);
         if (layerPast) past = pastRows(layerPast.k, layerPast.v, b0, rows, B);
-        const r = decoderBlock(model, w, xs, ctx, past, keep);
+        const r = decoderBlock(model.config, w, xs, { ...ctx, bf16: model.compute === 'bfloat16' }, past, keep);
         outs.push(r.h);
         if (keep) {
           ks.push(r.k!);

@@ -1,10 +1,10 @@
 /**
- * `mka info`: what a model directory holds, read from its config and checkpoint headers only (no
+ * `mka info`: what a model directory (or GGUF file) holds, read from its config and checkpoint headers only (no
  * tfjs, so the command starts fast).
  */
 import { statSync } from 'node:fs';
-import { openCheckpoint } from '../io/checkpoint.ts';
-import { expectedTensors, readConfig } from './config.ts';
+import { isGgufFile, openWeights } from './files.ts';
+import { expectedTensors, readConfig, type QuantizationConfig } from './config.ts';
 
 export interface ModelInfo {
   dir: string;
@@ -23,12 +23,21 @@ export interface ModelInfo {
   bytes_on_disk: number;
   tied_embeddings: boolean;
   rope: string;
+  /** How the weights are packed (`gptq w4 g128 sym`), null for float checkpoints. */
+  quantization: string | null;
+}
+
+/** A packed model's quantization in a few words: method, bits, group, symmetry, activations. */
+function quantizationLabel(q: QuantizationConfig | null): string | null {
+  if (!q) return null;
+  const group = q.group_size === -1 ? 'per channel' : `group ${q.group_size}`;
+  return `${q.method} ${q.bits}-bit ${group} ${q.sym ? 'symmetric' : 'asymmetric'}${q.act_bits ? `, int${q.act_bits} activations` : ''} (packed)`;
 }
 
 /** Architecture, sizes, parameter count, storage dtypes and size on disk of a model directory. */
 export function modelInfo(dir: string): ModelInfo {
   const c = readConfig(dir);
-  const ckpt = openCheckpoint(dir);
+  const ckpt = openWeights(dir);
   try {
     const dtypes = new Set(ckpt.names().map((n) => ckpt.info(n)!.dtype));
     return {
@@ -45,9 +54,10 @@ export function modelInfo(dir: string): ModelInfo {
       max_position_embeddings: c.max_position_embeddings,
       parameters: [...expectedTensors(c).values()].reduce((n, shape) => n + shape.reduce((a, b) => a * b, 1), 0), // as parameterCount (model.ts), without loading tfjs
       dtypes: [...dtypes],
-      bytes_on_disk: ckpt.bytesOnDisk() + statSync(`${dir}/config.json`).size,
+      bytes_on_disk: ckpt.bytesOnDisk() + (isGgufFile(dir) ? 0 : statSync(`${dir}/config.json`).size),
       tied_embeddings: c.tie_word_embeddings,
       rope: `theta ${c.rope_theta}${c.rope_scaling ? `, ${c.rope_scaling.rope_type} x${c.rope_scaling.factor}` : ''}`,
+      quantization: quantizationLabel(c.quantization_config),
     };
   } finally {
     ckpt.close();

@@ -32,6 +32,7 @@ import { BACKEND_OPTION } from '../runtime/backend-choice.ts';
 import { loadNativeAddon } from '../runtime/native-addon.ts';
 import { type OptionSpec, flag } from '../runtime/options.ts';
 import { currentProfile, WASM_HEAP_LIMIT, type MemoryModel } from '../runtime/profile.ts';
+import { isGgufFile, openWeights } from './files.ts';
 import { STREAMING } from './options.ts';
 
 /** Where a backend keeps tensors and how it holds weights: the backend profile's memory model. */
@@ -93,11 +94,11 @@ export interface MemoryEstimate {
   tensors: number;
 }
 
-const STORED: Record<string, number> = { F32: 4, F16: 2, BF16: 2, float32: 4, float16: 2, bfloat16: 2 };
+const STORED: Record<string, number> = { F32: 4, F16: 2, BF16: 2, float32: 4, float16: 2, bfloat16: 2, Q8_0: 34 / 32, Q4_0: 18 / 32, Q4_1: 20 / 32, Q5_0: 22 / 32, Q5_1: 24 / 32, Q2_K: 84 / 256, Q3_K: 110 / 256, Q4_K: 144 / 256, Q5_K: 176 / 256, Q6_K: 210 / 256 };
 
-/** Tensor names and dtypes from a safetensors header (empty when the file is unreadable). */
-function headerDtypes(file: string): Map<string, string> {
-  const out = new Map<string, string>();
+/** Tensor names, dtypes and shapes from a safetensors header (empty when the file is unreadable). */
+function headerDtypes(file: string): Map<string, { dtype: string; numel: number }> {
+  const out = new Map<string, { dtype: string; numel: number }>();
   let fd: number | null = null;
   try {
     fd = openRegularFile(file, 'safetensors file');
@@ -107,8 +108,10 @@ function headerDtypes(file: string): Map<string, string> {
     if (n > 100 * 2 ** 20) return out;
     const hdr = Buffer.alloc(n);
     readSync(fd, hdr, 0, n, 8);
-    for (const [name, v] of Object.entries(JSON.parse(hdr.toString('utf8')) as Record<string, { dtype?: unknown }>)) {
-      if (name !== '__metadata__' && typeof v?.dtype === 'string') out.set(name, v.dtype);
+    for (const [name, v] of Object.entries(JSON.parse(hdr.toString('utf8')) as Record<string, { dtype?: unknown; shape?: unknown }>)) {
+      if (name === '__metadata__' || typeof v?.dtype !== 'string') continue;
+      const numel = Array.isArray(v.shape) ? v.shape.reduce((a: number, d) => a * Number(d), 1) : 0;
+      out.set(name, { dtype: v.dtype, numel });
     }
   } catch (e) {
     if (e instanceof UserError) throw e; // not a regular file: reading it would block or never end
@@ -119,12 +122,51 @@ function headerDtypes(file: string): Map<string, string> {
   return out;
 }
 
+/** Bytes per value in memory of the GGUF types that load as packed weights (quants, then float32 scales and mins per block of 32). */
+const GGUF_PACKED: Record<string, number> = { Q8_0: 1 + 4 / 32, Q4_0: 0.5 + 4 / 32, Q4_1: 0.5 + 8 / 32 };
+const STORED_FLOAT: Record<string, true> = { F32: true, F16: true, BF16: true };
+
+/** Tensor names and storage types of a GGUF model file (empty when it is unreadable). */
+function ggufDtypes(file: string): Map<string, string> {
+  const out = new Map<string, string>();
+  try {
+    const ckpt = openWeights(file);
+    for (const name of ckpt.names()) out.set(name, ckpt.info(name)!.dtype);
+    ckpt.close();
+  } catch {
+    // the loader reports a broken file with its own message
+  }
+  return out;
+}
+
+/**
+ * Bytes per stored value of a tensor (by Hugging Face name); for a packed weight (src/io/packed.ts) the
+ * bytes of its quants, scales and mins on disk per value, and `packed` gives what it holds in memory
+ * per value (its scales widened to float32), on every backend.
+ */
+export interface StoredBytes {
+  (name: string): number;
+  packed?(name: string): number | null;
+}
+
 /**
  * Bytes per stored value of each tensor: from the checkpoint's safetensors headers when they are
  * there (only the headers are read), else from config.json's torch_dtype.
  */
-export function storedBytes(dir: string, config: LlamaConfig): (name: string) => number {
+export function storedBytes(dir: string, config: LlamaConfig): StoredBytes {
   const fallback = STORED[config.torch_dtype] ?? 4;
+  if (isGgufFile(dir)) {
+    const types = ggufDtypes(dir);
+    const f = ((name: string) => STORED[types.get(name) ?? ''] ?? fallback) as StoredBytes;
+    // Q8_0/Q4_0/Q4_1 matrices load packed (quants as stored, scales and mins as float32); a decoder layer's
+    // other blocks (k-quants) stay as stored in memory and are dequantized one layer at a time
+    f.packed = (name) => {
+      const t = types.get(name) ?? '';
+      if (t in GGUF_PACKED && /\.weight$/.test(name) && expectedTensors(config).get(name)?.length === 2) return GGUF_PACKED[t];
+      return name.startsWith('model.layers.') && !(t in STORED_FLOAT) && t in STORED ? STORED[t] : null;
+    };
+    return f;
+  }
   const files: string[] = [];
   const index = join(dir, 'model.safetensors.index.json');
   if (existsSync(index)) {
@@ -138,20 +180,36 @@ export function storedBytes(dir: string, config: LlamaConfig): (name: string) =>
     files.push('model.safetensors');
   }
   const byName = new Map<string, number>();
-  for (const f of files) for (const [name, dtype] of headerDtypes(join(dir, f))) byName.set(name, STORED[dtype] ?? fallback);
-  return (name) => byName.get(name) ?? fallback;
+  const headers = new Map<string, { dtype: string; numel: number }>();
+  for (const f of files) for (const [name, h] of headerDtypes(join(dir, f))) headers.set(name, h);
+  for (const [name, h] of headers) byName.set(name, STORED[h.dtype] ?? fallback);
+  const packed = new Map<string, { disk: number; memory: number }>();
+  for (const [name, shape] of expectedTensors(config)) {
+    const base = name.replace(/\.weight$/, '');
+    const q = headers.get(`${base}.qweight`), sc = headers.get(`${base}.scales`), mn = headers.get(`${base}.mins`);
+    if (!q || !sc) continue;
+    const n = shape.reduce((a, d) => a * d, 1);
+    const groups = sc.numel + (mn?.numel ?? 0);
+    packed.set(name, { disk: (q.numel + groups * (STORED[sc.dtype] ?? 2)) / n, memory: (q.numel + groups * 4) / n });
+  }
+  const f = ((name: string) => packed.get(name)?.disk ?? byName.get(name) ?? fallback) as StoredBytes;
+  f.packed = (name) => packed.get(name)?.memory ?? null;
+  return f;
 }
 
 /** Estimates the peak memory of running `work` on a model of `config` on a backend of `profile`. */
-export function estimateMemory(config: LlamaConfig, stored: (name: string) => number, profile: MemoryProfile, work: Workload): MemoryEstimate {
+export function estimateMemory(config: LlamaConfig, stored: StoredBytes, profile: MemoryProfile, work: Workload): MemoryEstimate {
   const numel = (shape: number[]) => shape.reduce((a, d) => a * d, 1);
   const matrix = (name: string) => /_proj\.weight$|^lm_head\.weight$/.test(name) || (config.tie_word_embeddings && name === 'model.embed_tokens.weight');
-  const resident = (name: string) => (profile.bf16Matrices && matrix(name) ? 2 : profile.keeps16Bit ? stored(name) : 4);
+  // packed weights stay packed on every backend; 16-bit ones where the kernels take them
+  const resident = (name: string) => stored.packed?.(name) ?? (profile.bf16Matrices && matrix(name) ? 2 : profile.keeps16Bit ? stored(name) : 4);
   const shapes = expectedTensors(config);
   let weights = 0, largestRead = 0;
   for (const [name, shape] of shapes) {
     const n = numel(shape);
-    largestRead = Math.max(largestRead, n * (stored(name) + (profile.keeps16Bit ? 0 : 4)));
+    const packed = stored.packed?.(name) ?? null;
+    // a packed weight's bytes become its tensor as read (its scales widened to float32)
+    largestRead = Math.max(largestRead, n * (packed !== null ? packed : stored(name) + (profile.keeps16Bit ? 0 : 4)));
     if (!(work.streaming && name.startsWith('model.layers.'))) weights += n * resident(name);
   }
   let layer = 0;
@@ -185,7 +243,7 @@ export function estimateMemory(config: LlamaConfig, stored: (name: string) => nu
 /** A model's shape and stored dtypes, as estimateMemory takes them. */
 export interface ModelShape {
   config: LlamaConfig;
-  stored: (name: string) => number;
+  stored: StoredBytes;
 }
 
 /**
@@ -236,7 +294,7 @@ export interface FitRequest {
   /** What runs, for the message ("similarity", "eval mmlu"). */
   command: string;
   config: LlamaConfig;
-  stored: (name: string) => number;
+  stored: StoredBytes;
   profile: MemoryProfile;
   work: Workload;
   /** Other models loaded beside this one and run after it on the same work (a reference model). */

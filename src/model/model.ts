@@ -12,12 +12,15 @@
 import * as tf from '@tensorflow/tfjs';
 import { existsSync } from 'node:fs';
 import { type LlamaConfig, checkLayerCount, expectedTensors, layerTensorShapes, readConfig } from './config.ts';
-import { type Checkpoint, openCheckpoint } from '../io/checkpoint.ts';
+import type { Checkpoint } from '../io/checkpoint.ts';
+import { isBlockQuantized, openWeights } from './files.ts';
 import { UserError } from '../runtime/errors.ts';
 import type { ComputeChoice, ComputeDtype } from '../runtime/backend-choice.ts';
 import { currentProfile, resolveCompute } from '../runtime/profile.ts';
 import { unpackBf16Panels } from '../runtime/native-addon.ts';
-import { disposeWeight, packBf16, takes16BitWeights, weightShape, type Weight } from './ops.ts';
+import { disposeWeight, packBf16, packedSpec, takes16BitWeights, weightShape, type Weight } from './ops.ts';
+import { dequantizeRows, type PackedMatrix } from '../io/packed.ts';
+import { withPackedWeights, type PackedCheckpoint } from './packed-checkpoint.ts';
 
 export interface LlamaModel {
   config: LlamaConfig;
@@ -53,27 +56,41 @@ export interface LoadOptions {
   compute?: ComputeChoice;
 }
 
-/** Checks that every tensor the config implies is present with the right shape. */
-function validateCheckpoint(config: LlamaConfig, ckpt: Checkpoint): void {
-  checkLayerCount(config, ckpt.names(), ckpt.dir);
+/** Checks that every tensor the config implies is present with the right shape (as floats, or packed). */
+function validateCheckpoint(config: LlamaConfig, ckpt: PackedCheckpoint): void {
+  checkLayerCount(config, ckpt.names(), ckpt.dir, ckpt.configSource !== undefined);
+  const source = ckpt.configSource ?? 'config.json';
+  const label = (name: string) => ckpt.label?.(name) ?? name;
+  const packed = [...expectedTensors(config).keys()].filter((name) => ckpt.packedInfo(name));
+  if (packed.length && !config.quantization_config) {
+    throw new UserError(`${ckpt.dir}: holds packed weights ("${label(packed[0])}") but ${source} has no quantization_config; re-quantize the model with mka quantize`);
+  }
   for (const [name, shape] of expectedTensors(config)) {
+    const p = ckpt.packedInfo(name); // (a directory's packed parts were checked against the shape when it was opened; a GGUF's here)
+    if (p && p.rows === shape[0] && p.cols === shape[1]) continue;
     const info = ckpt.info(name);
-    if (!info) throw new UserError(`${ckpt.dir}: tensor "${name}" is missing from the checkpoint (config.json expects it)`);
+    if (!info) throw new UserError(`${ckpt.dir}: tensor "${label(name)}" is missing from the checkpoint (${source} expects it)`);
     if (info.shape.join(',') !== shape.join(',')) {
-      throw new UserError(`${info.file}: tensor "${name}" has shape [${info.shape}] but config.json implies [${shape}]`);
+      throw new UserError(`${info.file}: tensor "${label(name)}" has shape [${info.shape}] but ${source} implies [${shape}]`);
     }
   }
 }
 
-/** Opens a model directory's config and checkpoint, validated against each other; close the checkpoint. */
-export function openModelDir(dir: string): { config: LlamaConfig; ckpt: Checkpoint } {
+/**
+ * Opens a model directory's (or GGUF file's) config and checkpoint, validated against each other; close
+ * the checkpoint. Packed weights read as floats through it (dequantized) and packed through readPacked.
+ */
+export function openModelDir(dir: string): { config: LlamaConfig; ckpt: PackedCheckpoint } {
   if (!existsSync(dir)) throw new UserError(`${dir}: model directory not found`);
   const config = readConfig(dir);
-  const ckpt = openCheckpoint(dir);
+  const opened = openWeights(dir);
+  let ckpt: PackedCheckpoint;
   try {
+    // a GGUF checkpoint knows its packed weights (Q8_0/Q4_0/Q4_1 blocks); a directory's are found by withPackedWeights
+    ckpt = opened.packedInfo && opened.readPacked ? (opened as PackedCheckpoint) : withPackedWeights(opened, config);
     validateCheckpoint(config, ckpt);
   } catch (e) {
-    ckpt.close();
+    opened.close();
     throw e;
   }
   return { config, ckpt };
@@ -113,12 +130,32 @@ function toLayout(w: Weight, layout: Layout): Weight {
   return { tensor, dtype: 'float32', transposed: true };
 }
 
+/** Decoder-layer weights take int8 activations when the model says so (SmoothQuant W8A8); embeddings and lm_head never. */
+function actBitsOf(config: LlamaConfig, name: string): 8 | undefined {
+  return config.quantization_config?.act_bits === 8 && name.startsWith('model.layers.') ? 8 : undefined;
+}
+
+/** A packed matrix as an ops.Weight (contract 1): its quants viewed as int32 words (not copied where the backend keeps typed arrays), scales and mins as float32. */
+export function packedWeight(pm: PackedMatrix, actBits?: 8): Weight {
+  const groups = pm.scales.length / pm.rows;
+  const words = new Int32Array(pm.quants.buffer, pm.quants.byteOffset, pm.quants.byteLength / 4);
+  const tensor = tf.tensor2d(words, [pm.rows, words.length / pm.rows], 'int32');
+  const scales = tf.tensor2d(pm.scales, [pm.rows, groups]);
+  const mins = pm.mins ? tf.tensor2d(pm.mins, [pm.rows, groups]) : undefined;
+  return {
+    tensor, dtype: pm.spec.bits === 8 ? 'q8' : 'q4',
+    quant: { cols: pm.cols, group: pm.spec.group, symmetric: pm.spec.symmetric, scales, mins, ...(actBits ? { actBits } : {}) },
+  };
+}
+
 /**
- * One weight from a checkpoint in its layout: 16-bit matrices as stored (int32 [rows, cols/2] of raw
- * words) when `keep16` or bf16 panels are wanted and the checkpoint gives raw bytes, everything else
- * widened to float32; then transposed or packed into panels (see layoutOf).
+ * One weight from a checkpoint in its layout: packed weights as stored (packedWeight), 16-bit matrices
+ * as stored (int32 [rows, cols/2] of raw words) when `keep16` or bf16 panels are wanted and the
+ * checkpoint gives raw bytes, everything else widened to float32; then transposed or packed into
+ * panels (see layoutOf).
  */
-function readWeight(ckpt: Checkpoint, name: string, shape: number[], keep16: boolean, layout: Layout): Weight {
+function readWeight(ckpt: Checkpoint, config: LlamaConfig, name: string, shape: number[], keep16: boolean, layout: Layout): Weight {
+  if (ckpt.packedInfo?.(name)) return packedWeight(ckpt.readPacked!(name), actBitsOf(config, name));
   const dtype = ckpt.info(name)?.dtype;
   if ((keep16 || layout === 'panels') && ckpt.readRaw && (dtype === 'BF16' || dtype === 'F16') && shape.length === 2 && shape[1] % 2 === 0) {
     const { data } = ckpt.readRaw(name);
@@ -146,12 +183,19 @@ export function loadModel(dir: string, opts: LoadOptions = {}): LlamaModel {
   const keep16 = opts.keep16Bit ?? takes16BitWeights();
   const tensors = new Map<string, tf.Tensor>();
   const packed = new Map<string, Weight>();
+  let blockQuantized = 0;
   let compute: ComputeDtype;
   try {
     compute = computeOf(config, ckpt, opts.compute);
     for (const [name, shape] of expectedTensors(config)) {
       if (opts.streaming && name.startsWith('model.layers.')) continue;
-      const w = readWeight(ckpt, name, shape, keep16, layoutOf(config, compute, name));
+      if (name.startsWith('model.layers.') && !ckpt.packedInfo(name) && isBlockQuantized(ckpt, name)) {
+        // GGUF blocks that are not packed weights (k-quants, Q5_0, ...): kept in memory as stored, dequantized per layer at use (acquireLayer)
+        ckpt.hold?.(name);
+        blockQuantized++;
+        continue;
+      }
+      const w = readWeight(ckpt, config, name, shape, keep16, layoutOf(config, compute, name));
       if (w.dtype === 'float32' && !w.transposed) tensors.set(name, w.tensor);
       else packed.set(name, w);
     }
@@ -161,8 +205,8 @@ export function loadModel(dir: string, opts: LoadOptions = {}): LlamaModel {
     ckpt.close();
     throw e;
   }
-  // packed weights other than transposed float32 ones are read back from the checkpoint by readHfWeight
-  const keepOpen = !!opts.streaming || [...packed.values()].some((w) => w.dtype !== 'float32');
+  // 16-bit weights and held GGUF blocks are read back from the checkpoint (transposed float32 and packed integer ones are not)
+  const keepOpen = !!opts.streaming || blockQuantized > 0 || [...packed.values()].some((w) => w.dtype !== 'float32' && !w.quant);
   if (!keepOpen) ckpt.close();
   return { config, dir, tensors, packed, checkpoint: keepOpen ? ckpt : null, stats: { forwardCalls: 0, layerLoads: 0 }, compute };
 }
@@ -179,6 +223,17 @@ export function modelFromTensors(config: LlamaConfig, tensors: Map<string, tf.Te
     if (got.join(',') !== shape.join(',')) throw new UserError(`model tensors: "${name}" has shape [${got}], config implies [${shape}]`);
   }
   return { config, dir, tensors, ...(packed ? { packed } : {}), checkpoint: null, stats: { forwardCalls: 0, layerLoads: 0 }, compute: 'float32' };
+}
+
+/**
+ * A model in memory from float tensors and packed matrices by Hugging Face name (a quantized sweep
+ * point), laid out for the backend. Takes ownership of the tensors; packed matrices become packed
+ * weights (layer linears take int8 activations when quantization_config says act_bits 8).
+ */
+export function modelFromParts(config: LlamaConfig, floats: Map<string, tf.Tensor>, parts: Map<string, PackedMatrix>): LlamaModel {
+  const packed = new Map<string, Weight>();
+  for (const [name, pm] of parts) packed.set(name, packedWeight(pm, actBitsOf(config, name)));
+  return layOutForBackend(modelFromTensors(config, floats, null, packed));
 }
 
 /**
@@ -211,6 +266,7 @@ export function readHfWeight(model: LlamaModel, name: string): Float32Array {
   const t = model.tensors.get(name);
   if (t) return Float32Array.from(t.dataSync() as Float32Array);
   const w = model.packed?.get(name);
+  if (w?.quant) return dequantizeWeight(w);
   if (w?.transposed) {
     const hf = tf.transpose(w.tensor); // [out, in]
     try {
@@ -222,6 +278,16 @@ export function readHfWeight(model: LlamaModel, name: string): Float32Array {
   if (model.checkpoint) return model.checkpoint.read(name);
   if (w?.panels) return unpackBf16Panels(w.tensor.dataSync() as Int32Array, ...weightShape(w)); // an in-memory model computing in bf16: its bf16 values
   throw new Error(`model has no tensor "${name}"`);
+}
+
+/** A packed weight's values, dequantized whole (exports and merges read one tensor at a time). */
+function dequantizeWeight(w: Weight): Float32Array {
+  const q = w.quant!;
+  const rows = w.tensor.shape[0];
+  const words = w.tensor.dataSync() as Int32Array;
+  const bytes = new Uint8Array(words.buffer, words.byteOffset, words.byteLength);
+  const mins = q.mins ? (q.mins.dataSync() as Float32Array) : null;
+  return dequantizeRows(bytes, q.scales.dataSync() as Float32Array, mins, q.cols, packedSpec(w), 0, rows, new Float32Array(rows * q.cols));
 }
 
 /** Frees every tensor of the model and closes its checkpoint. */
@@ -250,7 +316,7 @@ export function useWeight(model: LlamaModel, name: string, shape: number[]): { w
   const resident = residentWeight(model, name);
   if (resident) return { weight: resident, release: () => {} };
   if (!model.checkpoint) throw new Error(`model has no tensor "${name}"`);
-  const weight = readWeight(model.checkpoint, name, shape, takes16BitWeights(), layoutOf(model.config, model.compute, name));
+  const weight = readWeight(model.checkpoint, model.config, name, shape, takes16BitWeights(), layoutOf(model.config, model.compute, name));
   return { weight, release: () => disposeWeight(weight) };
 }
 
@@ -277,7 +343,7 @@ export function acquireLayer(model: LlamaModel, i: number): LayerWeights {
     for (const [suffix, shape] of shapes) {
       const r = residentWeight(model, prefix + suffix);
       if (r) resident.set(suffix, r);
-      else if (model.checkpoint) own.set(suffix, readWeight(model.checkpoint, prefix + suffix, shape, takes16BitWeights(), layoutOf(model.config, model.compute, prefix + suffix)));
+      else if (model.checkpoint) own.set(suffix, readWeight(model.checkpoint, model.config, prefix + suffix, shape, takes16BitWeights(), layoutOf(model.config, model.compute, prefix + suffix)));
     }
   } catch (e) {
     for (const w of own.values()) disposeWeight(w);

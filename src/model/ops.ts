@@ -7,6 +7,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { KERNELS } from '../runtime/kernel-names.ts';
 import { currentProfile } from '../runtime/profile.ts';
+import { dequantizeRows, type PackedSpec } from '../io/packed.ts';
 
 /** How a weight's values are stored: float32, 16-bit, or contract 1's packed integers. */
 export type WeightDtype = 'float32' | 'bfloat16' | 'float16' | 'q8' | 'q4';
@@ -68,6 +69,24 @@ export function disposeWeight(w: Weight): void {
   w.quant?.mins?.dispose();
 }
 
+/** The packing of a packed integer weight (contract 1). */
+export function packedSpec(w: Weight): PackedSpec {
+  if (!w.quant) throw new Error(`packedSpec: a ${w.dtype} weight is not packed`);
+  return { bits: w.dtype === 'q8' ? 8 : 4, group: w.quant.group, symmetric: w.quant.symmetric };
+}
+
+/** Bytes a weight holds in memory. */
+export function weightBytes(w: Weight): number {
+  const bytes = (t: tf.Tensor) => t.size * (t.dtype === 'float32' || t.dtype === 'int32' ? 4 : 1);
+  return bytes(w.tensor) + (w.quant ? bytes(w.quant.scales) + (w.quant.mins ? bytes(w.quant.mins) : 0) : 0);
+}
+
+/** Which kernels run packed weights on the current backend, for logs: native integer kernels, or the JS fallback. */
+export function packedPath(): string {
+  const isa = currentProfile().integerProducts;
+  return hasKernel(KERNELS.linearQ) ? `native integer kernels (MkaLinearQ${isa ? `, ${isa}` : ''})` : 'JS fallback (dequantized a block of rows at a time, float32 products)';
+}
+
 /** The attributes by which the native kernels read a weight (its format, shape and quantization). */
 function weightAttrs(w: Weight, prefix = ''): Record<string, number> {
   const [rows, cols] = weightShape(w);
@@ -119,7 +138,7 @@ export function linear(x: tf.Tensor, w: Weight, b?: tf.Tensor, residual?: tf.Ten
   const inner = x.shape[x.shape.length - 1];
   const outer = x.shape.slice(0, -1);
   if (w.quant) {
-    if (!hasKernel(KERNELS.linearQ)) throw new Error(`linear: a ${w.dtype} weight needs the MkaLinearQ kernel (backend is ${currentProfile().backend})`);
+    if (!hasKernel(KERNELS.linearQ)) return packedLinear(x, w, b, residual);
     const q = w.quant;
     const inputs: Record<string, tf.Tensor> = { x, q: w.tensor, scales: q.scales };
     if (q.mins) inputs.mins = q.mins;
@@ -147,6 +166,68 @@ export function linear(x: tf.Tensor, w: Weight, b?: tf.Tensor, residual?: tf.Ten
   });
 }
 
+/** Floats of one dequantized block of rows in the packed fallback (4 MB). */
+const PACKED_BLOCK_FLOATS = 1 << 20;
+
+/** The bytes of a packed weight's int32 tensor (a view on the cpu/native backend, a copy elsewhere). */
+function packedBytes(w: Weight): Uint8Array {
+  const words = w.tensor.dataSync() as Int32Array;
+  return new Uint8Array(words.buffer, words.byteOffset, words.byteLength);
+}
+
+/**
+ * x rounded to int8 per token (row of the last axis), SmoothQuant's dynamic activation quantization:
+ * s = max|x| / 127, x ≈ s · round(x / s) (half away from zero), as the integer kernels compute it.
+ */
+export function quantizeActivations(x: tf.Tensor): tf.Tensor {
+  return tf.tidy(() => {
+    const s = tf.div(tf.max(tf.abs(x), -1, true), 127);
+    const safe = tf.where(tf.equal(s, 0), tf.onesLike(s), s);
+    const v = tf.div(x, safe);
+    const r = tf.mul(tf.sign(v), tf.floor(tf.add(tf.abs(v), 0.5)));
+    return tf.mul(r, safe);
+  });
+}
+
+/**
+ * x·Wᵀ (+ b) (+ residual) for a packed weight where the backend has no integer kernel (MkaLinearQ):
+ * one block of rows dequantized at a time (never the whole weight) and multiplied in float32.
+ */
+function packedLinear(x: tf.Tensor, w: Weight, b?: tf.Tensor, residual?: tf.Tensor): tf.Tensor {
+  const q = w.quant!;
+  const cols = q.cols, rows = w.tensor.shape[0];
+  const inner = x.shape[x.shape.length - 1];
+  if (inner !== cols) throw new Error(`linear: packed weight of ${cols} inputs takes no input of width ${inner}`);
+  const spec = packedSpec(w);
+  const bytes = packedBytes(w);
+  const scales = q.scales.dataSync() as Float32Array;
+  const mins = q.mins ? (q.mins.dataSync() as Float32Array) : null;
+  const outer = x.shape.slice(0, -1);
+  const transposed = currentProfile().transposedProjections;
+  return tf.tidy(() => {
+    const m = x.size / cols;
+    const raw = x.reshape([m, cols]); // [m, in]
+    const x2 = q.actBits ? quantizeActivations(raw) : raw;
+    const step = Math.max(1, Math.floor(PACKED_BLOCK_FLOATS / cols));
+    const parts: tf.Tensor2D[] = [];
+    for (let r0 = 0; r0 < rows; r0 += step) {
+      const n = Math.min(step, rows - r0);
+      const block = dequantizeRows(bytes, scales, mins, cols, spec, r0, r0 + n, new Float32Array(n * cols)); // [n, in]
+      // each block's float32 copy is freed before the next is made
+      parts.push(tf.tidy(() => {
+        if (!transposed) return tf.matMul(x2, tf.tensor2d(block, [n, cols]), false, true); // [m, n]
+        const t = new Float32Array(n * cols);
+        for (let r = 0; r < n; r++) for (let c = 0; c < cols; c++) t[c * n + r] = block[r * cols + c];
+        return tf.matMul(x2, tf.tensor2d(t, [cols, n])); // [m, n]
+      }));
+    }
+    const y = parts.length === 1 ? parts[0] : tf.concat(parts, 1); // [m, out]
+    const yb = b ? tf.add(y, b) : y;
+    const out = yb.reshape([...outer, rows]); // [..., out]
+    return residual ? tf.add(residual, out) : out;
+  });
+}
+
 /**
  * Logits x·Wᵀ for a [V, H] output projection. On wasm the product is untransposed: by Wᵀ itself when
  * it was laid out at load, else over vocabulary chunks of Wᵀ (no transposed copy of all of W),
@@ -154,7 +235,7 @@ export function linear(x: tf.Tensor, w: Weight, b?: tf.Tensor, residual?: tf.Ten
  * asked for.
  */
 export function lmHeadLogits(x: tf.Tensor2D, w: Weight, wholeFloats = LM_HEAD_CHUNK_FLOATS): tf.Tensor2D {
-  if (w.transposed || hasKernel(KERNELS.linear) || currentProfile().transposeFromRows === null) return linear(x, w) as tf.Tensor2D;
+  if (w.quant || w.transposed || hasKernel(KERNELS.linear) || currentProfile().transposeFromRows === null) return linear(x, w) as tf.Tensor2D;
   const wt = float32Only(w, 'lmHeadLogits');
   const [V, H] = wt.shape;
   if (V * H <= wholeFloats) return tf.tidy(() => tf.matMul(x, tf.transpose(wt))); // [n, V]
@@ -211,11 +292,29 @@ export function embed(table: Weight, ids: number[][]): tf.Tensor3D {
       if (table.quant?.mins) inputs.mins = table.quant.mins;
       return tf.tidy(() => run<tf.Tensor2D>(KERNELS.gather, inputs, weightAttrs(table)).reshape([B, T, width])); // [B, T, H]
     }
+    if (table.quant) return tf.tidy(() => embedPacked(table, ids.flat()).reshape([B, T, table.quant!.cols])); // [B, T, H]
     const t = float32Only(table, 'embed');
     return tf.tidy(() => tf.gather(t, flat).reshape([B, T, t.shape[1]!])); // [B, T, H]
   } finally {
     flat.dispose();
   }
+}
+
+/** The rows `ids` of a packed table, dequantized: [ids.length, cols]. Only those rows are read. */
+function embedPacked(table: Weight, ids: number[]): tf.Tensor2D {
+  const { cols } = table.quant!;
+  const vocab = table.tensor.shape[0];
+  const bytes = packedBytes(table);
+  const scales = table.quant!.scales.dataSync() as Float32Array;
+  const mins = table.quant!.mins ? (table.quant!.mins.dataSync() as Float32Array) : null;
+  const spec = packedSpec(table);
+  const out = new Float32Array(ids.length * cols);
+  const row = new Float32Array(cols);
+  ids.forEach((id, i) => {
+    if (!Number.isInteger(id) || id < 0 || id >= vocab) throw new Error(`embed: id ${id} outside 0..${vocab - 1}`);
+    out.set(dequantizeRows(bytes, scales, mins, cols, spec, id, id + 1, row), i * cols);
+  });
+  return tf.tensor2d(out, [ids.length, cols]);
 }
 
 export interface AttentionOptions {

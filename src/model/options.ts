@@ -5,10 +5,10 @@
  */
 import { option } from '../runtime/options.ts';
 
-/** The model every command reads: a directory in Hugging Face layout or a hub id (resolved to one before the checks). */
+/** The model every command reads: a directory in Hugging Face layout, a GGUF model file, or a hub id (resolved to a directory before the checks). */
 export const MODEL = option({
-  name: 'model', option: 'model', type: 'string', required: true, path: 'directory', hub: 'model',
-  help: 'the model: a Hugging Face model directory, or a hub id (org/name) downloaded into the hub cache',
+  name: 'model', option: 'model', type: 'string', required: true, path: 'model', hub: 'model',
+  help: 'the model: a Hugging Face model directory, a GGUF model file, or a hub id (org/name) downloaded into the hub cache',
 });
 
 /** --model without `required` (a command that can read something else instead). */

@@ -6,6 +6,7 @@ import type { LlamaModel } from '../model/model.ts';
 import { bosUnderAddBosTokenFalse, type Tokenizer } from '../tokenizer/tokenizer.ts';
 import { loadMmlu } from '../eval/mmlu/data.ts';
 import { sampleCalibrationPrompts } from '../compress/calibration-prompts.ts';
+import { buildPrompt, checkNtrain } from '../eval/mmlu/prompt.ts';
 import { UserError } from '../runtime/errors.ts';
 import { readTextFile } from '../io/read.ts';
 import { progress } from '../runtime/progress.ts';
@@ -31,6 +32,11 @@ export interface CalibrationSource {
   metric?: string;
   /** mka's conventions (default) or the released code's (compress/protocol.ts). */
   protocol?: Protocol;
+  /**
+   * Dev examples before each MMLU calibration question (default 0: the question alone, as the paper's
+   * similarity stage). Quantizers take 5, so that calibration sees the long few-shot contexts evaluation runs.
+   */
+  shots?: number;
 }
 
 export interface AnalysisOptions extends CalibrationSource {
@@ -56,8 +62,12 @@ export function calibrationPrompts(tokenizer: Tokenizer, src: CalibrationSource)
     perSubject = src.perSubject
       ?? defaultPerSubject(src.subjects ?? data.subjects.length, calibrationTarget({ ...DEFAULT_SIMILARITY, ...src.similarity }));
     const draw = protocolSettings(src.protocol).draw === 'python' ? releasedCalibrationPrompts : sampleCalibrationPrompts;
-    texts = draw(data, { subjects: src.subjects, perSubject, seed: src.seed })
-      .map((p) => ({ text: p.text, label: `${p.subject}#${p.index}` }));
+    const shots = src.shots ?? 0;
+    if (shots > 0) checkNtrain(data, shots);
+    texts = draw(data, { subjects: src.subjects, perSubject, seed: src.seed }).map((p) => ({
+      text: shots > 0 ? buildPrompt(data, data.test.get(p.subject)!.find((q) => q.index === p.index)!, shots) : p.text,
+      label: `${p.subject}#${p.index}`,
+    }));
   } else {
     throw new UserError(`calibration needs ${flag(CALIBRATION_DATA)} MMLU_DIR or ${flag(CALIBRATION_FILE)} FILE`);
   }

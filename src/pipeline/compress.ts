@@ -12,9 +12,15 @@ import type { CompressionPlan } from '../compress/merge-plan.ts';
 import type { HfDtype } from '../weights/hf-writer.ts';
 import type { AnalysisOptions } from './analyse.ts';
 import { planTargets, type PipelineOptions } from './plan-targets.ts';
-import { writePlan } from './write.ts';
+import { outputDtype, planFiles, writePlan } from './write.ts';
+import { quantizeSourceTo } from './quantize.ts';
+import type { CalibrationSource } from './analyse.ts';
+import { planSource } from '../compress/merge-plan.ts';
+import { checkpointSource } from '../weights/source.ts';
+import { quantizationName, type Quantization } from '../quant/registry.ts';
 import { readPlanFile, type RecordedPlan } from './plan-file.ts';
 import { flag } from '../runtime/options.ts';
+import { PLAN } from './options.ts';
 import { METRIC } from '../compress/similarity/registry.ts';
 
 /**
@@ -63,6 +69,39 @@ export interface CompressOptions extends PipelineOptions {
   method: string;
   remove: number;
   dtype?: HfDtype;
+  /** Quantize the compressed model (`--quantize gptq:w4g128`); null or absent: write floats. */
+  quantize?: Quantization | null;
+}
+
+/**
+ * Writes the compressed model: the plan applied to the checkpoint as floats (writePlan), or with
+ * `quantize`, the merged layers quantized one at a time as the plan makes them (nothing merged is
+ * held whole), with merge.json and mergekit.yaml of the plan beside quantize.json; the card says both.
+ */
+async function writeOutput(
+  opts: Pick<CompressOptions, 'model' | 'out' | 'dtype' | 'quantize' | 'quiet' | 'log'> & CalibrationSource & { microBatch?: number },
+  plan: CompressionPlan, extra: Record<string, unknown>,
+): Promise<void> {
+  if (!opts.quantize) return writePlan(opts.model, plan, opts.out, { dtype: opts.dtype, extra, log: opts.log });
+  const original = checkpointSource(opts.model);
+  try {
+    const files = planFiles(opts.model, plan, outputDtype(original.config, opts.dtype), opts.out, { extra });
+    const removed = plan.originalLayers - plan.layers.length;
+    await quantizeSourceTo(planSource(original, plan), {
+      ...opts, quantization: opts.quantize, microBatch: opts.microBatch,
+      extraFiles: { 'merge.json': files['merge.json'], 'mergekit.yaml': files['mergekit.yaml'] },
+      card: {
+        compression: JSON.parse(files['merge.json']) as Record<string, unknown>,
+        summary: `${opts.model} with ${removed} of its ${plan.originalLayers} decoder layers removed by \`${plan.method}\`, then quantized by \`${quantizationName(opts.quantize)}\`.`,
+        files: {
+          'merge.json': `the plan: each layer's original layers and weights (mka compress ${flag(PLAN)} replays it, as floats)`,
+          'mergekit.yaml': 'the plan as a mergekit config (passthrough slices), or why mergekit cannot express it; mergekit does not quantize',
+        },
+      },
+    });
+  } finally {
+    original.close();
+  }
 }
 
 /**
@@ -82,8 +121,8 @@ export async function compressModel(opts: CompressOptions): Promise<CompressionP
       ...(a ? { forward_passes: a.forwardPasses } : {}), protocol: opts.protocol ?? 'mka',
     },
   } : {};
-  await writePlan(opts.model, plan, opts.out, { dtype: opts.dtype, extra, log });
-  log(`${plan.method}: removed ${opts.remove} of ${plan.originalLayers} layers -> ${opts.out}`);
+  await writeOutput(opts, plan, extra);
+  log(`${plan.method}: removed ${opts.remove} of ${plan.originalLayers} layers${opts.quantize ? `, quantized by ${quantizationName(opts.quantize)}` : ''} -> ${opts.out}`);
   return plan;
 }
 
@@ -91,10 +130,12 @@ export async function compressModel(opts: CompressOptions): Promise<CompressionP
  * `mka compress --plan FILE`: a recorded plan (merge.json, or the same fields in YAML) applied to the
  * original model, without calibration. `recorded` is the file as readPlanFile checked it (read here if absent).
  */
-export async function replayPlan(opts: { model: string; plan: string; out: string; dtype?: HfDtype; recorded?: RecordedPlan; log?: (msg: string) => void }): Promise<CompressionPlan> {
+export async function replayPlan(opts: {
+  model: string; plan: string; out: string; dtype?: HfDtype; recorded?: RecordedPlan; quantize?: Quantization | null; calibration?: CalibrationSource; quiet?: boolean; log?: (msg: string) => void;
+}): Promise<CompressionPlan> {
   const log = opts.log ?? (() => {});
   const recorded = opts.recorded ?? readPlanFile(opts.plan, opts.model);
-  await writePlan(opts.model, recorded.plan, opts.out, { dtype: opts.dtype ?? recorded.dtype, extra: { ...recorded.extra, replayed_from: opts.plan }, log });
+  await writeOutput({ ...opts.calibration, ...opts, dtype: opts.dtype ?? recorded.dtype }, recorded.plan, { ...recorded.extra, replayed_from: opts.plan });
   log(`${recorded.plan.method}: replayed ${opts.plan}: removed ${recorded.plan.originalLayers - recorded.plan.layers.length} of ${recorded.plan.originalLayers} layers -> ${opts.out}`);
   return recorded.plan;
 }

@@ -7,7 +7,8 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { LlamaModel } from '../model/model.ts';
-import type { LlamaConfig } from '../model/config.ts';
+import { type LlamaConfig, configToJson, readConfig } from '../model/config.ts';
+import { isGgufFile } from '../model/files.ts';
 import { planSource, planSummary, type CompressionPlan } from '../compress/merge-plan.ts';
 import { checkpointSource, modelSource, type SyncTensorSource } from '../weights/source.ts';
 import { HF_DTYPES, writeHfModel, type HfDtype } from '../weights/hf-writer.ts';
@@ -30,9 +31,13 @@ export function outputDtype(config: LlamaConfig, dtype?: HfDtype): HfDtype {
   return dtype ?? ((HF_DTYPES as readonly string[]).includes(config.torch_dtype) ? (config.torch_dtype as HfDtype) : 'float32');
 }
 
-/** sha256 of a model directory's config.json bytes: merge.json records it so a replayed plan is checked against its model. */
+/**
+ * sha256 of a model directory's config.json bytes (of a GGUF file: of the config its metadata gives, as
+ * JSON): merge.json records it so a replayed plan is checked against its model.
+ */
 export function configHash(dir: string): string {
-  return createHash('sha256').update(readFileSync(join(dir, 'config.json'))).digest('hex');
+  const bytes = isGgufFile(dir) ? JSON.stringify(configToJson(readConfig(dir))) : readFileSync(join(dir, 'config.json'));
+  return createHash('sha256').update(bytes).digest('hex');
 }
 
 /** merge.json of a plan applied to the model in `dir` (or to an in-memory model when `dir` is undefined). */

@@ -163,6 +163,47 @@ export function accuracySpec(rows: AccuracyRow[], baseline: number, chance?: num
   } as TopLevelSpec;
 }
 
+/** One model in a size chart: its series (a method), quantization, bytes, accuracy and standard error (fractions). */
+export interface SizeRow { series: string; quantize: string; label: string; bytes: number; accuracy: number; stderr: number }
+
+/**
+ * Accuracy against model size (x: MB, log scale), one line per (series, quantization) through its
+ * points in order of size, with ±1 standard error bars and each point's label (the layers removed) beside it:
+ * the paper's "even greater compression" when merging is coupled with quantization.
+ */
+export function sizeSpec(rows: SizeRow[], title = 'MMLU accuracy against model size'): TopLevelSpec {
+  const values = rows.map((r) => ({ ...r, mb: r.bytes / 1e6, lo: r.accuracy - r.stderr, hi: r.accuracy + r.stderr, line: `${r.series} ${r.quantize}` }));
+  const span = Math.max(...values.map((v) => v.hi)) - Math.min(...values.map((v) => v.lo));
+  const x = { field: 'mb', type: 'quantitative', title: 'model size (MB, 16-bit floats, packed weights as stored)', scale: { type: 'log' } };
+  return {
+    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+    title,
+    background: 'white',
+    padding: 12,
+    config: CHART_CONFIG,
+    width: 480,
+    height: 320,
+    data: { values },
+    layer: [
+      { mark: { type: 'rule', strokeWidth: 1.2 }, encoding: { x, y: { field: 'lo', type: 'quantitative' }, y2: { field: 'hi' }, color: { field: 'quantize', type: 'nominal', title: 'quantization' } } },
+      {
+        mark: { type: 'line', point: { size: 50, filled: true }, strokeWidth: 1.5 },
+        encoding: {
+          x,
+          y: { field: 'accuracy', type: 'quantitative', title: 'accuracy', axis: { format: span >= 0.05 ? '.0%' : '.1%' }, scale: { zero: false, nice: true } },
+          color: { field: 'quantize', type: 'nominal', title: 'quantization' },
+          strokeDash: { field: 'series', type: 'nominal', title: 'method' },
+          shape: { field: 'series', type: 'nominal', title: 'method' },
+          detail: { field: 'line' },
+          order: { field: 'mb', type: 'quantitative' },
+          tooltip: [{ field: 'series' }, { field: 'quantize' }, { field: 'label', title: 'layers' }, { field: 'mb', format: '.3f' }, { field: 'accuracy', format: '.2%' }],
+        },
+      },
+      { mark: { type: 'text', dx: 7, dy: -7, fontSize: 10, color: '#444' }, encoding: { x, y: { field: 'accuracy', type: 'quantitative' }, text: { field: 'label' } } },
+    ],
+  } as TopLevelSpec;
+}
+
 /** One bar: accuracy (a fraction) of one setting (e.g. 'original', 'mka −4 layers') on one category. */
 export interface CategoryRow { category: string; setting: string; accuracy: number }
 

@@ -31,8 +31,11 @@ export interface OptionSpec {
   auto?: boolean;
   /** A comma-separated list of values of `type` (the value is then an array). */
   list?: boolean;
-  /** A path the option names, checked before any work: an existing file or directory (an input), or an output file. */
-  path?: 'file' | 'directory' | 'output-file';
+  /**
+   * A path the option names, checked before any work: an existing file or directory (an input), a model
+   * (a model directory or a GGUF model file), or an output file.
+   */
+  path?: 'file' | 'directory' | 'model' | 'output-file';
   /** The value may be a Hugging Face hub id of this kind, resolved to a local path before the path is checked. */
   hub?: 'model' | 'mmlu';
   /** The empty string is a value (else `--x=` is refused). */

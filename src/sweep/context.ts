@@ -7,9 +7,10 @@
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, realpathSync } from 'node:fs';
 import { join, normalize, resolve } from 'node:path';
-import { modelDirFingerprint } from '../io/fingerprint.ts';
+import { fileSha256, modelDirFingerprint } from '../io/fingerprint.ts';
 import { loadModel, disposeModel, type LlamaModel } from '../model/model.ts';
 import { readConfig } from '../model/config.ts';
+import { isGgufFile } from '../model/files.ts';
 import { currentProfile } from '../runtime/profile.ts';
 import { assertFits, checkModelFits, storedBytes } from '../model/memory-estimate.ts';
 import { calibrationWorkload } from '../compress/calibration.ts';
@@ -68,7 +69,8 @@ function settingsKey(opts: SweepSettings): Record<string, unknown> {
  * weights (so replaced weights at the same path are not mixed with points computed from the old ones).
  */
 export function sweepKey(opts: SweepSettings): string {
-  return JSON.stringify({ ...settingsKey(opts), ...(existsSync(join(opts.model, 'config.json')) ? { weights: modelDirFingerprint(opts.model) } : {}) });
+  const weights = isGgufFile(opts.model) ? fileSha256(opts.model) : existsSync(join(opts.model, 'config.json')) ? modelDirFingerprint(opts.model) : null;
+  return JSON.stringify({ ...settingsKey(opts), ...(weights ? { weights } : {}) });
 }
 
 /** Whether a sweep directory holds anything computed from the model's weights: plans, analysis, points, evaluated subjects. */
@@ -150,7 +152,7 @@ export function prepareSweep(opts: SweepOptions): PreparedSweep {
   opts.methods.forEach(getMethod);
   sweepTasks(opts);
   if (!opts.remove.length) throw new UserError(`${flag(SWEEP_REMOVE)} needs at least one count, e.g. 0,2,4`);
-  if (!existsSync(join(opts.model, 'config.json'))) throw new UserError(`${opts.model}: not a model directory (no config.json)`);
+  if (!existsSync(join(opts.model, 'config.json')) && !isGgufFile(opts.model)) throw new UserError(`${opts.model}: not a model directory (no config.json) nor a GGUF file`);
   const layers = readConfig(opts.model).num_hidden_layers;
   for (const k of opts.remove) checkRemove(k, layers);
   const subjects = [...loadMmlu(opts.data, { subjects: opts.evalSubjects }).subjects].sort();

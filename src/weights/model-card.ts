@@ -187,7 +187,7 @@ export function modelCardFromDir(dir: string): Pick<ModelCardInfo, 'compression'
   const config = read('config.json');
   const qc = isObject(config) && isObject(config.quantization_config) ? config.quantization_config : null;
   const quantization = qc && typeof qc.bits === 'number'
-    ? { method: String(qc.quant_method ?? qc.method ?? 'quantized'), bits: qc.bits, group: (typeof qc.group_size === 'number' ? qc.group_size : 'in') as number | 'in', symmetric: qc.sym !== false, details: qc }
+    ? { method: String(qc.method ?? qc.quant_method ?? 'quantized'), bits: qc.bits, group: (typeof qc.group_size === 'number' ? qc.group_size : 'in') as number | 'in', symmetric: qc.sym !== false, details: qc }
     : undefined;
   return {
     baseModel: isObject(merge) && typeof merge.source_model === 'string' ? merge.source_model : null,

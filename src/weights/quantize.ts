@@ -11,6 +11,8 @@ import * as tf from '@tensorflow/tfjs';
 import type { Checkpoint } from '../io/checkpoint.ts';
 import { fromFloat32, toFloat32 } from '../io/safetensors.ts';
 import { layOutForBackend, readHfWeight, type LlamaModel } from '../model/model.ts';
+import { expectedTensors } from '../model/config.ts';
+
 import { UserError } from '../runtime/errors.ts';
 
 export { QUANT_SCHEMES, type QuantScheme } from './options.ts';
@@ -109,8 +111,9 @@ export function quantizeModelWeights(model: LlamaModel, scheme: QuantScheme): Ll
   for (const [name, t] of model.tensors) {
     tensors.set(name, tf.tensor(roundWeights(t.dataSync() as Float32Array, scheme, name), t.shape, 'float32'));
   }
+  const shapes = expectedTensors(model.config);
   for (const [name, w] of model.packed ?? []) {
-    if (w.transposed) tensors.set(name, tf.tensor(roundWeights(readHfWeight(model, name), scheme, name), [w.tensor.shape[1]!, w.tensor.shape[0]!], 'float32'));
+    if (w.transposed || w.quant) tensors.set(name, tf.tensor(roundWeights(readHfWeight(model, name), scheme, name), shapes.get(name)!, 'float32'));
   }
   let checkpoint: Checkpoint | null = null;
   const src = model.checkpoint;

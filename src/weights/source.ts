@@ -6,6 +6,7 @@ import { type LlamaConfig, expectedTensors } from '../model/config.ts';
 import { openModelDir, readHfWeight, type LlamaModel } from '../model/model.ts';
 import type { Checkpoint } from '../io/checkpoint.ts';
 import type { DType } from '../io/safetensors.ts';
+import type { PackedMatrix, PackedSpec } from '../io/packed.ts';
 
 /** A tensor's bytes as stored (little-endian), without conversion: 16-bit weights stay 16-bit. */
 export interface RawTensor {
@@ -26,20 +27,29 @@ export interface TensorSource {
    * null; writers use it to copy 16-bit weights without a float32 round trip.
    */
   readRaw?(name: string): RawTensor | null;
+  /**
+   * How tensor `name` is written packed (src/io/packed.ts), or null/absent for float: known before any
+   * tensor is read, since the file header comes first. The source's config then carries quantization_config.
+   */
+  packed?(name: string): PackedSpec | null;
+  /** The packed tensor `name` (packed(name) is not null); called once, in `names` order. */
+  readPacked?(name: string): PackedMatrix | Promise<PackedMatrix>;
 }
 
 /** A tensor source whose reads are synchronous (checkpoints, resident models, plans over them). */
 export type SyncTensorSource = Omit<TensorSource, 'read'> & { read(name: string): Float32Array };
 
 /** A checkpoint tensor's bytes exactly as stored in its safetensors file. */
-function readRawTensor(ckpt: Checkpoint, name: string): RawTensor {
+function readRawTensor(ckpt: Checkpoint, name: string): RawTensor | null {
+  if (ckpt.packedInfo?.(name)) return null; // packed: read() dequantizes it
   if (!ckpt.readRaw) throw new Error(`${ckpt.dir}: this checkpoint cannot give stored bytes`);
   const { dtype, data } = ckpt.readRaw(name);
+  if (dtype === 'I8' || dtype === 'U8') throw new Error(`${ckpt.dir}: "${name}" holds ${dtype} quants, not values`);
   return { dtype, bytes: data };
 }
 
 /** Reads a model directory tensor by tensor; `close()` releases its files. */
-export function checkpointSource(dir: string): SyncTensorSource & { readRaw(name: string): RawTensor; close(): void } {
+export function checkpointSource(dir: string): SyncTensorSource & { readRaw(name: string): RawTensor | null; close(): void } {
   const { config, ckpt } = openModelDir(dir);
   const shapes = expectedTensors(config);
   return {

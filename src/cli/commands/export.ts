@@ -1,11 +1,11 @@
 import type { Argv, CommandModule } from 'yargs';
 import type { GlobalArgs } from '../common.ts';
-import { FORCE_DIR, claimOutput } from '../common.ts';
+import { FORCE_DIR, FORCE_FILE, claimFile, claimOutput } from '../common.ts';
 import { OUT as OUT_SPEC } from '../../io/output-options.ts';
 import { defineCommand } from '../options.ts';
 import { option } from '../../runtime/options.ts';
 import { MODEL, REVISION } from '../../model/options.ts';
-import { HF_DTYPE, HF_SHARD_MB, MAX_SEQ, TFJS_QUANTIZE, TFJS_SHARD_MB } from '../../export/options.ts';
+import { GGUF_FILE, GGUF_NAME, GGUF_OUT, GGUF_TYPE, HF_DTYPE, HF_SHARD_MB, MAX_SEQ, TFJS_QUANTIZE, TFJS_SHARD_MB } from '../../export/options.ts';
 
 const mib = (b: number) => `${(b / 2 ** 20).toFixed(2)} MiB`;
 const OUT = option({ ...OUT_SPEC, required: true, help: 'output directory (replaced atomically)' });
@@ -48,9 +48,27 @@ const hfCommand = defineCommand({
   },
 });
 
+const ggufCommand = defineCommand({
+  command: 'gguf',
+  describe: 'one GGUF file for llama.cpp, ollama and LM Studio (f32, f16, bf16, q8_0 or q4_0 weights; packed weights keep their blocks; tokenizer and chat template included)',
+  options: [MODEL, REVISION, GGUF_OUT, GGUF_TYPE, GGUF_NAME, FORCE_FILE],
+  examples: [['$0 export gguf --model out/merged --out merged-q4_0.gguf --type q4_0', 'then: llama-cli -m merged-q4_0.gguf -p "Hello"']],
+  run: async (v, ctx) => {
+    claimFile(v.out, GGUF_FILE, v.force, ctx.inputs, GGUF_OUT);
+    const { exportGguf } = await import('../../export/gguf.ts');
+    const r = await exportGguf({ model: v.model, out: v.out, type: v.type, name: v.name, log: ctx.log, quiet: ctx.quiet || ctx.json });
+    if (ctx.json) {
+      process.stdout.write(JSON.stringify(r) + '\n');
+      return;
+    }
+    ctx.log(`tensors: ${Object.entries(r.tensorTypes).map(([t, n]) => `${n} ${t}`).join(', ')}; tokenizer: ${r.tokenizer}`);
+    process.stdout.write(`${v.out}: ${mib(r.bytes)} (${r.type})\n`);
+  },
+});
+
 export const exportCommand: CommandModule<GlobalArgs, GlobalArgs> = {
   command: 'export',
-  describe: 'Export a model for serving: tfjs (GraphModel) or hf (Hugging Face checkpoint)',
-  builder: (y: Argv<GlobalArgs>) => y.command(tfjsCommand).command(hfCommand).demandCommand(1, 'name a format: tfjs or hf') as Argv<GlobalArgs>,
+  describe: 'Export a model for serving: tfjs (GraphModel), hf (Hugging Face checkpoint) or gguf (llama.cpp, ollama, LM Studio)',
+  builder: (y: Argv<GlobalArgs>) => y.command(tfjsCommand).command(hfCommand).command(ggufCommand).demandCommand(1, 'name a format: tfjs, hf or gguf') as Argv<GlobalArgs>,
   handler: () => {},
 };

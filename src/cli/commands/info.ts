@@ -19,7 +19,7 @@ export const infoCommand = defineCommand({
       ['heads / kv heads / head dim', `${i.heads} / ${i.kv_heads} / ${i.head_dim}`],
       ['vocab', String(i.vocab_size)], ['context', String(i.max_position_embeddings)], ['rope', i.rope],
       ['parameters', `${i.parameters.toLocaleString('en-US')} (${(i.parameters / 1e6).toFixed(2)} M)`],
-      ['tied embeddings', String(i.tied_embeddings)], ['dtype', i.dtypes.join(', ')],
+      ['tied embeddings', String(i.tied_embeddings)], ['dtype', i.dtypes.join(', ')], ...(i.quantization ? [['quantization', i.quantization] as [string, string]] : []),
       ['size on disk', `${(i.bytes_on_disk / 2 ** 20).toFixed(2)} MiB`],
     ];
     for (const [k, val] of rows) process.stdout.write(`${k.padEnd(28)} ${val}\n`);

@@ -21,7 +21,7 @@ export const LIMIT = option({ name: 'limit', option: 'limit', type: 'integer', m
 export const BATCH_SIZE = option({ name: 'batchSize', option: 'batch-size', type: 'integer', min: 1, default: 16, help: 'questions per forward pass on a cached prefix' });
 export const NAIVE = option({ name: 'naive', option: 'naive', type: 'boolean', default: false, help: 'no prefix cache or batching: each full prompt alone (reference path)' });
 export const REFERENCE_MODEL = option({
-  name: 'referenceModel', option: 'reference-model', type: 'string', path: 'directory', hub: 'model',
+  name: 'referenceModel', option: 'reference-model', type: 'string', path: 'model', hub: 'model',
   help: 'uncompressed model (directory or hub id): adds top-1 agreement and KL of the answer distribution',
 });
 export const ANSWER_TOKENS = option({

@@ -85,6 +85,8 @@ export interface TaskResult {
   /** Prompts cut to the model's context, and how many of them lost few-shot examples. */
   truncatedPrompts: number;
   promptsWithFewerShots: number;
+  /** Documents whose target is none of their choices (scored as wrong, as lm-eval scores them). */
+  targetsOutOfRange: number;
 }
 
 export interface EvaluateTasksProgress {
@@ -256,17 +258,21 @@ export function groupMetrics(metrics: readonly string[], members: readonly Subta
   }));
 }
 
+/** The name of every shard file shardFile gives. */
+const SHARD_FILE = /^.+-\d{5,}\.json$/;
+
 /** Opens OUT/<task>/ for a run with `key`: returns the shard file of each shard and the key's hash stamped into them. */
 function openTaskDir(out: string, task: string, key: Record<string, unknown>, fresh: boolean): { file: (sub: string, index: number) => string; stamp: string } {
   const dir = join(out, task);
   const shards = join(dir, 'shards');
   const keyFile = join(dir, 'run-key.json');
   const text = JSON.stringify(key, null, 2) + '\n';
-  if (fresh && existsSync(shards)) rmSync(shards, { recursive: true, force: true });
+  // --fresh removes only shard files a run wrote: a directory given with --force keeps the user's files
+  if (fresh && existsSync(shards)) for (const f of readdirSync(shards)) if (SHARD_FILE.test(f)) rmSync(join(shards, f), { force: true });
   if (!fresh && existsSync(keyFile) && readFileSync(keyFile, 'utf8') !== text) {
     throw new UserError(`${keyFile}: ${out} holds ${task} results of a different run (another model, ${flag(TASK_LIMIT)}, ${flag(NUM_FEWSHOT)} or settings); choose another ${flag(OUT)}, or add ${flag(FRESH)} to discard them`);
   }
-  if (!existsSync(keyFile) && existsSync(shards) && readdirSync(shards).length) {
+  if (!existsSync(keyFile) && existsSync(shards) && readdirSync(shards).some((f) => SHARD_FILE.test(f))) {
     throw new UserError(`${shards}: holds results but no run-key.json, so they cannot be matched to this run; choose another ${flag(OUT)}, or add ${flag(FRESH)} to discard them`);
   }
   mkdirSync(shards, { recursive: true });
@@ -370,6 +376,7 @@ export async function evaluateTasks(opts: EvaluateTasksOptions): Promise<Evaluat
       metrics: subtasks.length === 1 ? subtasks[0].metrics : groupMetrics(input.task.metrics, subtasks),
       truncatedPrompts: all.filter((r) => r.truncated > 0).length,
       promptsWithFewerShots: all.filter((r) => r.shots < input.shots).length,
+      targetsOutOfRange: all.filter((r) => r.gold < 0).length,
     };
   });
   return { results, seconds: (performance.now() - t0) / 1000, computedDocs: docsDone, resumedShards };

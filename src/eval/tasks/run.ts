@@ -142,6 +142,10 @@ export async function runTasksEval(opts: RunTasksOptions, prepared?: PreparedTas
         taskHashes[sub.name] = f.taskHash;
         if (opts.logSamples) atomicWriteText(join(opts.out, `samples_${sub.name}.jsonl`), f.text);
       }
+      if (res.targetsOutOfRange) {
+        log(`${res.task.name}: ${res.targetsOutOfRange} of ${res.subtasks.reduce((n, s) => n + s.records.length, 0)} documents have a target that is none of their choices `
+          + '(scored as wrong, as lm-eval scores them; recorded in summary.json)');
+      }
       if (res.truncatedPrompts) {
         log(`${res.task.name}: ${res.truncatedPrompts} of ${res.subtasks.reduce((n, s) => n + s.records.length, 0)} prompts were longer than the model's ${maxLength} tokens and lost their first tokens`
           + (res.shots ? `; ${res.promptsWithFewerShots} of them hold fewer than ${res.shots} complete few-shot examples (recorded in lm_eval_results.json)` : ''));
@@ -157,7 +161,7 @@ export async function runTasksEval(opts: RunTasksOptions, prepared?: PreparedTas
       model: opts.model, metrics,
       tasks: Object.fromEntries(r.results.map((res) => [res.task.name, {
         shots: res.shots, limit: res.limit, documents: res.subtasks.reduce((n, s) => n + s.records.length, 0),
-        truncatedPrompts: res.truncatedPrompts, promptsWithFewerShots: res.promptsWithFewerShots,
+        truncatedPrompts: res.truncatedPrompts, promptsWithFewerShots: res.promptsWithFewerShots, targetsOutOfRange: res.targetsOutOfRange,
         ...(res.subtasks.length > 1 ? { subtasks: Object.fromEntries(res.subtasks.map((s) => [s.name, s.metrics])) } : {}),
       }])),
     }, null, 2) + '\n');

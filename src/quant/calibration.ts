@@ -1,0 +1,218 @@
+/**
+ * Calibration inputs of one decoder layer and what quantizers measure on them. The prompts' hidden
+ * states at the layer's input are held as right-padded micro-batches [b, T, H] with a mask of real
+ * tokens; the layer runs op by op on them (model/forward.ts runBlock) with a tap on its projections,
+ * from which come each projection's input Hessian 2·X·Xᵀ/N (GPTQ), per-channel input magnitudes
+ * (AWQ, SmoothQuant) and projection outputs (AWQ's search). Padding never counts: the mask zeroes it.
+ */
+import * as tf from '@tensorflow/tfjs';
+import type { LlamaConfig } from '../model/config.ts';
+import type { LayerWeights } from '../model/model.ts';
+import { runBlock, runBlockPart, type ProjectionTap } from '../model/forward.ts';
+import { linear } from '../model/ops.ts';
+
+/** Right-padded hidden states of some prompts at one layer boundary. */
+export interface CalibrationBatch {
+  x: tf.Tensor3D;
+  /** 1 at real tokens, 0 at padding: [b, T, 1]. */
+  mask: tf.Tensor3D;
+  tokens: number;
+}
+
+/** The calibration prompts' hidden states at a layer's input. */
+export interface CalibrationSet {
+  batches: CalibrationBatch[];
+  /** Real tokens in all. */
+  tokens: number;
+}
+
+/**
+ * The prompts' embeddings as a calibration set: prompts sorted by length into micro-batches of
+ * `micro` rows (little padding), `rows(ids)` giving the embedding rows [ids.length, H] of a prompt.
+ */
+export function embedPrompts(prompts: number[][], hidden: number, rows: (ids: number[]) => Float32Array, micro = 8): CalibrationSet {
+  const order = prompts.map((p, i) => i).sort((a, b) => prompts[a].length - prompts[b].length || a - b);
+  const batches: CalibrationBatch[] = [];
+  let tokens = 0;
+  try {
+    for (let b0 = 0; b0 < order.length; b0 += micro) {
+      const group = order.slice(b0, b0 + micro).map((i) => prompts[i]);
+      const T = Math.max(...group.map((p) => p.length));
+      const x = new Float32Array(group.length * T * hidden);
+      const mask = new Float32Array(group.length * T);
+      group.forEach((p, r) => {
+        x.set(rows(p), r * T * hidden);
+        mask.fill(1, r * T, r * T + p.length);
+        tokens += p.length;
+      });
+      batches.push({
+        x: tf.tensor3d(x, [group.length, T, hidden]), mask: tf.tensor3d(mask, [group.length, T, 1]),
+        tokens: group.reduce((a, p) => a + p.length, 0),
+      });
+    }
+  } catch (e) {
+    disposeCalibration({ batches, tokens });
+    throw e;
+  }
+  return { batches, tokens };
+}
+
+/** Frees a calibration set. */
+export function disposeCalibration(set: CalibrationSet): void {
+  for (const b of set.batches) {
+    b.x.dispose();
+    b.mask.dispose();
+  }
+  set.batches = [];
+}
+
+/** A decoder layer's weights for runBlock from float32 values by suffix (HF layout); release() frees them. */
+export function layerWeights(values: ReadonlyMap<string, Float32Array>, shapes: ReadonlyMap<string, number[]>): LayerWeights {
+  const tensors = new Map<string, tf.Tensor>();
+  for (const [suffix, v] of values) tensors.set(suffix, tf.tensor(v, shapes.get(suffix)!, 'float32'));
+  const get = (suffix: string) => {
+    const t = tensors.get(suffix);
+    if (!t) throw new Error(`calibration layer has no tensor ${suffix}`);
+    return t;
+  };
+  return {
+    weight: (suffix) => ({ tensor: get(suffix), dtype: 'float32' }),
+    get,
+    has: (suffix) => tensors.has(suffix),
+    release: () => {
+      for (const t of tensors.values()) t.dispose();
+      tensors.clear();
+    },
+  };
+}
+
+/**
+ * Runs the layer (weights w) on every batch of `set`; `tap` sees each projection with the batch's
+ * mask. Returns the next layer's calibration set when `keep`, else null (outputs freed).
+ */
+export function runLayer(
+  config: LlamaConfig, set: CalibrationSet, w: LayerWeights, tap?: (name: string, input: tf.Tensor, output: tf.Tensor, batch: CalibrationBatch) => void, keep = false,
+): CalibrationSet | null {
+  const out: CalibrationBatch[] = [];
+  try {
+    for (const b of set.batches) {
+      const t: ProjectionTap | undefined = tap && ((name, input, output) => tap(name, input, output, b));
+      const h = runBlock(config, w, b.x, t);
+      if (keep) out.push({ x: h, mask: b.mask.clone(), tokens: b.tokens });
+      else h.dispose();
+    }
+  } catch (e) {
+    disposeCalibration({ batches: out, tokens: 0 });
+    throw e;
+  }
+  return keep ? { batches: out, tokens: set.tokens } : null;
+}
+
+/** Adds `part` to the kept accumulator `acc` (or starts it), freeing the old one. */
+function accumulate(acc: tf.Tensor | null, part: tf.Tensor): tf.Tensor {
+  const next = tf.keep(acc ? tf.add(acc, part) : part.clone());
+  acc?.dispose();
+  return next;
+}
+
+/** Rows of a projection input [b, T, in] at real tokens only (padding zeroed), as [b·T, in]. */
+function masked(input: tf.Tensor, batch: CalibrationBatch): tf.Tensor2D {
+  const width = input.shape[input.shape.length - 1]!;
+  return tf.mul(input, batch.mask).reshape([-1, width]) as tf.Tensor2D;
+}
+
+/**
+ * H = 2·X·Xᵀ / N over the calibration tokens of each named projection's input (X [in, N]): GPTQ's
+ * Hessian of ‖W·X − Q·X‖², float32 [in, in] row-major by projection name.
+ */
+export function inputHessians(config: LlamaConfig, set: CalibrationSet, w: LayerWeights, projections: readonly string[]): Map<string, Float32Array> {
+  const acc = new Map<string, tf.Tensor>();
+  try {
+    runLayer(config, set, w, (name, input, _out, batch) => {
+      if (!projections.includes(name)) return;
+      const x = masked(input, batch); // [b*T, in]
+      acc.set(name, accumulate(acc.get(name) ?? null, tf.matMul(x, x, true, false))); // [in, in]
+    });
+    const out = new Map<string, Float32Array>();
+    for (const [name, t] of acc) {
+      const h = t.dataSync() as Float32Array;
+      out.set(name, h.map((v) => (2 * v) / set.tokens));
+    }
+    return out;
+  } finally {
+    for (const t of acc.values()) t.dispose();
+  }
+}
+
+/** Per input channel of each named projection: the mean and the maximum of |x| over the calibration tokens. */
+export function inputMagnitudes(config: LlamaConfig, set: CalibrationSet, w: LayerWeights, projections: readonly string[]): Map<string, { mean: Float32Array; max: Float32Array }> {
+  const sums = new Map<string, tf.Tensor>(), maxes = new Map<string, tf.Tensor>();
+  try {
+    runLayer(config, set, w, (name, input, _out, batch) => {
+      if (!projections.includes(name)) return;
+      const a = tf.abs(masked(input, batch)); // [b*T, in], padding 0
+      sums.set(name, accumulate(sums.get(name) ?? null, tf.sum(a, 0)));
+      const m = tf.max(a, 0);
+      const prev = maxes.get(name);
+      maxes.set(name, tf.keep(prev ? tf.maximum(prev, m) : m.clone()));
+      prev?.dispose();
+    });
+    const out = new Map<string, { mean: Float32Array; max: Float32Array }>();
+    for (const [name, s] of sums) {
+      out.set(name, { mean: (s.dataSync() as Float32Array).map((v) => v / set.tokens), max: Float32Array.from(maxes.get(name)!.dataSync() as Float32Array) });
+    }
+    return out;
+  } finally {
+    for (const t of [...sums.values(), ...maxes.values()]) t.dispose();
+  }
+}
+
+/** The inputs of projection `name` on every batch (unmasked, as the module after it reads them); free with disposeTensors. */
+export function projectionInputs(config: LlamaConfig, set: CalibrationSet, w: LayerWeights, name: string): tf.Tensor3D[] {
+  const ins: tf.Tensor3D[] = [];
+  try {
+    runLayer(config, set, w, (n, input) => {
+      if (n === name) ins.push(tf.keep(input.clone()) as tf.Tensor3D);
+    });
+  } catch (e) {
+    disposeTensors(ins);
+    throw e;
+  }
+  return ins;
+}
+
+/** A module of a decoder layer whose output a quantizer measures: the attention or the MLP (from its normed input), or one projection. */
+export type LayerModule = { part: 'attention' | 'mlp' } | { projection: string };
+
+/** The module's outputs (masked) on inputs cached per batch of `set`; free with disposeTensors. */
+export function moduleOutputs(config: LlamaConfig, set: CalibrationSet, w: LayerWeights, module: LayerModule, inputs: readonly tf.Tensor3D[]): tf.Tensor[] {
+  const outs: tf.Tensor[] = [];
+  try {
+    set.batches.forEach((b, i) => {
+      outs.push(tf.tidy(() => {
+        const y = 'part' in module ? runBlockPart(config, w, module.part, inputs[i])
+          : linear(inputs[i], w.weight(`${module.projection}.weight`), w.has(`${module.projection}.bias`) ? w.get(`${module.projection}.bias`) : undefined);
+        return masked(y, b);
+      }));
+    });
+  } catch (e) {
+    disposeTensors(outs);
+    throw e;
+  }
+  return outs;
+}
+
+/** Mean squared difference per output element between two lists of masked outputs (padding rows are zero in both). */
+export function meanSquaredError(a: readonly tf.Tensor[], b: readonly tf.Tensor[], tokens: number): number {
+  let sum = 0, width = 0;
+  a.forEach((t, i) => {
+    width = t.shape[t.shape.length - 1]!;
+    sum += tf.tidy(() => tf.sum(tf.squaredDifference(t, b[i])).dataSync()[0]);
+  });
+  return sum / (tokens * Math.max(1, width));
+}
+
+/** Frees tensors. */
+export function disposeTensors(ts: readonly tf.Tensor[]): void {
+  for (const t of ts) t.dispose();
+}

@@ -1,0 +1,92 @@
+/**
+ * What a quantization method is (one file each in methods/, listed in registry.ts): it turns one
+ * decoder layer's float weights, and when it needs them the layer's calibration inputs, into packed
+ * linears (src/io/packed.ts) and the layer's other tensors (norms it folded scales into). The driver
+ * (quantize.ts) streams the model through it one layer at a time and quantizes the embeddings and
+ * lm_head by round to nearest, as llama.cpp does.
+ */
+import type { LlamaConfig } from '../model/config.ts';
+import type { PackedMatrix, PackedSpec } from '../io/packed.ts';
+import type { CalibrationSet } from './calibration.ts';
+
+/** The quantization grid asked for: bits, inputs per group (or one group per output channel), symmetry. */
+export interface QuantGrid {
+  bits: 4 | 8;
+  group: number | 'channel';
+  symmetric: boolean;
+}
+
+/** A method's own parameter, declared once (defaults, range, help) for the CLI, quantize.json and errors. */
+export interface QuantParam {
+  name: string;
+  type: 'number' | 'boolean';
+  default: number | boolean;
+  describe: string;
+  min?: number;
+  max?: number;
+}
+
+export type QuantParams = Record<string, number | boolean>;
+
+/** Where a method's calibration inputs of layer i come from: none needed, the float model, or the layers already quantized. */
+export type CalibrationInputs = 'none' | 'float' | 'quantized';
+
+/** What a method gets for one decoder layer. */
+export interface LayerJob {
+  config: LlamaConfig;
+  layer: number;
+  /** The layer's float tensors by suffix (`self_attn.q_proj.weight`, `input_layernorm.weight`, ...), HF layout. */
+  weights: Map<string, Float32Array>;
+  /** Shapes of the layer's tensors by suffix (config.ts layerTensorShapes). */
+  shapes: ReadonlyMap<string, number[]>;
+  /** The packing of each linear (by weight suffix). */
+  spec(suffix: string): PackedSpec;
+  /** The layer's calibration inputs (null for methods without calibration). */
+  calibration: CalibrationSet | null;
+  params: QuantParams;
+  log(msg: string): void;
+}
+
+/** What a method returns for a layer. */
+export interface LayerResult {
+  /** Packed linears by weight suffix. */
+  packed: Map<string, PackedMatrix>;
+  /** Every other tensor of the layer by suffix (norms, biases), possibly changed (scales folded in). */
+  floats: Map<string, Float32Array>;
+  /** Per linear (by projection name), figures for quantize.json: GPTQ's loss, AWQ's chosen exponent, ... */
+  stats: Record<string, Record<string, number>>;
+  /**
+   * What the method did other than asked, as counts by what it was (e.g. "linears whose Hessian needed more
+   * dampening": 1): the driver adds them up over the layers and says each once, with its count.
+   */
+  notes?: Record<string, number>;
+}
+
+export interface QuantMethod {
+  name: string;
+  /** One line for --help and quantize.json. */
+  description: string;
+  /** The paper it implements. */
+  reference: string;
+  params: QuantParam[];
+  calibration: CalibrationInputs;
+  /** Int8 activations per token for the decoder's linears (SmoothQuant's W8A8). */
+  actBits?: 8;
+  /** Throws a UserError when the method cannot quantize to `grid` (e.g. SmoothQuant is 8-bit per channel). */
+  checkGrid(grid: QuantGrid): void;
+  quantizeLayer(job: LayerJob): LayerResult | Promise<LayerResult>;
+}
+
+/** The seven linears of a decoder layer, by projection name, in the decoder's order. */
+export const LINEARS = ['self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj', 'self_attn.o_proj', 'mlp.gate_proj', 'mlp.up_proj', 'mlp.down_proj'] as const;
+
+/** The packing of a [rows, cols] weight on `grid`. */
+export function specFor(grid: QuantGrid, cols: number): PackedSpec {
+  return { bits: grid.bits, group: grid.group === 'channel' ? cols : grid.group, symmetric: grid.symmetric };
+}
+
+/** The weights of a layer other than its linears' (norms, biases), unchanged. */
+export function otherTensors(weights: Map<string, Float32Array>): Map<string, Float32Array> {
+  const linear = new Set(LINEARS.map((p) => `${p}.weight`));
+  return new Map([...weights].filter(([s]) => !linear.has(s)));
+}

@@ -1,0 +1,303 @@
+/**
+ * Quantizes a model given as a stream of float tensors (a checkpoint, or a merge plan over one) into a
+ * stream of packed ones, one decoder layer at a time, as a writer asks for them (weights/hf-writer.ts
+ * writes tensors in Hugging Face order, so layer i is quantized when its first tensor is asked for and
+ * dropped when the next layer's is). Only one layer's float weights, its results and the calibration
+ * prompts' hidden states are held, so a model larger than memory quantizes in the memory of `compress`.
+ *
+ * The decoder's linears go through the method (methods/); the embedding and lm_head are quantized by
+ * round to nearest as llama.cpp's Q4_0 files do: with 4-bit layers the embedding at 4 bits and lm_head
+ * at 8 (llama.cpp uses Q6_K there), with 8-bit layers both at 8, symmetric groups of 32; a tied table
+ * takes lm_head's. Norms and biases stay float32.
+ */
+import * as tf from '@tensorflow/tfjs';
+import type { SyncTensorSource, TensorSource } from '../weights/source.ts';
+import { modelFromParts, type LlamaModel } from '../model/model.ts';
+import { type LlamaConfig, type QuantizationConfig, layerTensorShapes, splitLayerName } from '../model/config.ts';
+import { dequantizeRows, quantizeRtn, type PackedMatrix, type PackedSpec } from '../io/packed.ts';
+import { toFloat32 } from '../io/safetensors.ts';
+import { UserError } from '../runtime/errors.ts';
+import { flag } from '../runtime/options.ts';
+import { KEEP_EMBEDDINGS } from './options.ts';
+import { progress, type Progress } from '../runtime/progress.ts';
+import { disposeCalibration, embedPrompts, layerWeights, runLayer, type CalibrationSet } from './calibration.ts';
+import { LINEARS, specFor, type LayerResult, type QuantMethod } from './method.ts';
+import { getQuantMethod, type Quantization } from './registry.ts';
+
+export interface QuantizeInput {
+  /** The float model. */
+  source: SyncTensorSource;
+  quantization: Quantization;
+  /** Calibration prompts (token ids) for methods that need them. */
+  prompts?: number[][] | null;
+  /** What the prompts are, for quantization_config (data, counts). */
+  calibrationInfo?: Record<string, unknown>;
+  /** Rows per calibration micro-batch (default 8). */
+  microBatch?: number;
+  /** Keep the embedding and lm_head as floats (as the GPTQ and AWQ papers do) instead of quantizing them as llama.cpp does. */
+  keepEmbeddings?: boolean;
+  quiet?: boolean;
+  log?: (msg: string) => void;
+}
+
+/** What a quantization did, for quantize.json. */
+export interface QuantizeReport {
+  method: string;
+  reference: string;
+  grid: { bits: number; group_size: number; sym: boolean };
+  params: Record<string, number | boolean>;
+  embeddings: Record<string, { bits: number; group_size: number; sym: boolean }>;
+  calibration: Record<string, unknown> | null;
+  /** Per decoder layer, per projection: the method's figures (GPTQ's loss and layer objective, AWQ's exponent, ...). */
+  layers: Record<string, Record<string, number>>[];
+  /** What was done other than asked, with counts (prompts cut, dampening raised, inputs that never vary, ...), as the log said once each. */
+  notes: Record<string, number>;
+  seconds: number;
+}
+
+/** A quantized model as a tensor source whose packed tensors the writer stores packed; report() after writing. */
+export interface QuantizedSource extends TensorSource {
+  report(): QuantizeReport;
+  /** Frees what is held (calibration states); call when done, also after an error. */
+  dispose(): void;
+}
+
+/** Longest calibration prompt, in tokens (longer ones are cut): GPTQ's sequence length. */
+const MAX_CALIBRATION_TOKENS = 2048;
+
+/** The packing of the embedding and lm_head for layers of `bits` (llama.cpp's choice for Q8_0/Q4_0 files). */
+export function tableSpecs(config: LlamaConfig, bits: 4 | 8): Map<string, PackedSpec> {
+  const head: PackedSpec = { bits: 8, group: 32, symmetric: true };
+  const embed: PackedSpec = { bits, group: 32, symmetric: true };
+  return config.tie_word_embeddings
+    ? new Map([['model.embed_tokens.weight', head]])
+    : new Map([['model.embed_tokens.weight', embed], ['lm_head.weight', head]]);
+}
+
+/** The quantization_config written with a model quantized so. */
+function quantizationConfig(method: QuantMethod, q: Quantization, tables: Map<string, PackedSpec>, calibration: Record<string, unknown> | null): QuantizationConfig {
+  return {
+    quant_method: 'mka', method: method.name, bits: q.grid.bits, group_size: q.grid.group === 'channel' ? -1 : q.grid.group,
+    sym: q.grid.symmetric, act_bits: method.actBits ?? null,
+    tables: Object.fromEntries([...tables].map(([n, s]) => [n, { bits: s.bits, group_size: s.group, sym: s.symmetric }])),
+    params: q.params, ...(calibration ? { calibration } : {}),
+  };
+}
+
+/** A [rows, cols] float tensor of the source a block of rows at a time, widened from its stored bytes when the source has them. */
+function rowBlocks(source: SyncTensorSource, name: string): { rows: number; cols: number; read(r0: number, r1: number): Float32Array } {
+  const [rows, cols] = source.shape(name);
+  const raw = source.readRaw?.(name) ?? null;
+  if (!raw) {
+    const all = source.read(name);
+    return { rows, cols, read: (r0, r1) => all.subarray(r0 * cols, r1 * cols) };
+  }
+  const width = raw.dtype === 'F32' ? 4 : 2;
+  return {
+    rows, cols,
+    read: (r0, r1) => toFloat32(Buffer.from(raw.bytes.buffer, raw.bytes.byteOffset + r0 * cols * width, (r1 - r0) * cols * width), raw.dtype),
+  };
+}
+
+/** Round to nearest of a table, a block of rows at a time (a 128k-row embedding is never widened whole). */
+function quantizeTable(source: SyncTensorSource, name: string, spec: PackedSpec): PackedMatrix {
+  const t = rowBlocks(source, name);
+  const step = Math.max(1, Math.floor((1 << 22) / t.cols));
+  const parts: PackedMatrix[] = [];
+  for (let r0 = 0; r0 < t.rows; r0 += step) {
+    const r1 = Math.min(t.rows, r0 + step);
+    parts.push(quantizeRtn(t.read(r0, r1), r1 - r0, t.cols, spec));
+  }
+  const quants = new Uint8Array(parts.reduce((a, p) => a + p.quants.length, 0));
+  const scales = new Float32Array(parts.reduce((a, p) => a + p.scales.length, 0));
+  let q = 0, s = 0;
+  for (const p of parts) {
+    quants.set(p.quants, q);
+    scales.set(p.scales, s);
+    q += p.quants.length;
+    s += p.scales.length;
+  }
+  return { rows: t.rows, cols: t.cols, spec, quants, scales, mins: null }; // table specs are symmetric
+}
+
+/**
+ * The model of `input.source` quantized by `input.quantization`, as a tensor source: tensors come out
+ * in the source's order, the decoder layers quantized one after another as they are asked for.
+ */
+export function quantizedSource(input: QuantizeInput): QuantizedSource {
+  const { source, quantization: q } = input;
+  const config = source.config;
+  const method = getQuantMethod(q.method);
+  const log = input.log ?? (() => {});
+  if (method.calibration !== 'none' && (!input.prompts || input.prompts.length === 0)) {
+    throw new UserError(`${method.name} needs calibration prompts (MMLU questions or a file of prompts), and none were given`);
+  }
+  const notes: Record<string, number> = {}; // what the report says; the method's, added up over the layers
+  const methodNotes: Record<string, number> = {};
+  // GPTQ's sequence length, and never past the model's positions
+  const maxTokens = Math.min(MAX_CALIBRATION_TOKENS, config.max_position_embeddings);
+  const prompts = method.calibration === 'none' ? null : input.prompts!.map((p) => p.slice(0, maxTokens));
+  const cut = prompts ? input.prompts!.filter((p) => p.length > maxTokens).length : 0;
+  if (cut > 0) {
+    notes[`calibration prompts cut at ${maxTokens} tokens`] = cut;
+    log(`calibration: ${cut} of ${prompts!.length} prompts cut at ${maxTokens} tokens`);
+  }
+  const shapes = layerTensorShapes(config);
+  const tables = input.keepEmbeddings ? new Map<string, PackedSpec>() : tableSpecs(config, q.grid.bits);
+  if (tables.size > 0) {
+    log(`${[...tables].map(([n, s]) => `${n === 'lm_head.weight' || config.tie_word_embeddings ? 'lm_head' : 'embedding'}${config.tie_word_embeddings ? ' (tied to the embedding)' : ''} ${s.bits}-bit`).join(', ')}, `
+      + `symmetric groups of 32, by round to nearest as llama.cpp's Q${q.grid.bits === 4 ? '4' : '8'}_0 files do, not by ${method.name} (${flag(KEEP_EMBEDDINGS)} keeps them float)`);
+  }
+  const linears = new Set(LINEARS.map((p) => `${p}.weight`));
+  const calibrationInfo = method.calibration === 'none' ? null : { prompts: prompts!.length, tokens: prompts!.reduce((a, p) => a + p.length, 0), ...input.calibrationInfo };
+  const qconfig = quantizationConfig(method, q, tables, calibrationInfo);
+  const L = config.num_hidden_layers;
+  const started = performance.now();
+
+  let calibration: CalibrationSet | null = null; // the prompts' hidden states at the input of layer `done`
+  let done = 0; // layers quantized so far
+  let current: { layer: number; result: LayerResult } | null = null;
+  let embedding: PackedMatrix | null = null; // kept from its write until layer 0's inputs are made
+  const stats: Record<string, Record<string, number>>[] = [];
+  let bar: Progress | null = null;
+
+  /** Hidden states of the prompts at layer 0's input: the embedding rows, as the quantized model will see them when the method runs on quantized inputs. */
+  const firstInputs = (): CalibrationSet => {
+    const name = 'model.embed_tokens.weight';
+    const H = config.hidden_size;
+    if (method.calibration === 'quantized' && tables.has(name)) {
+      const table = embedding ?? quantizeTable(source, name, tables.get(name)!);
+      const row = new Float32Array(H);
+      return embedPrompts(prompts!, H, (ids) => {
+        const out = new Float32Array(ids.length * H);
+        ids.forEach((id, i) => out.set(dequantizeRows(table.quants, table.scales, table.mins, H, table.spec, id, id + 1, row), i * H));
+        return out;
+      }, input.microBatch);
+    }
+    const t = rowBlocks(source, name);
+    return embedPrompts(prompts!, H, (ids) => {
+      const out = new Float32Array(ids.length * H);
+      ids.forEach((id, i) => out.set(t.read(id, id + 1), i * H));
+      return out;
+    }, input.microBatch);
+  };
+
+  const quantizeLayer = async (i: number): Promise<LayerResult> => {
+    const prefix = `model.layers.${i}.`;
+    const weights = new Map<string, Float32Array>();
+    for (const suffix of shapes.keys()) weights.set(suffix, Float32Array.from(source.read(prefix + suffix)));
+    if (method.calibration !== 'none' && !calibration) {
+      calibration = firstInputs();
+      embedding = null;
+    }
+    const result = await method.quantizeLayer({
+      config, layer: i, weights, shapes, spec: (suffix) => specFor(q.grid, shapes.get(suffix)![1]),
+      calibration, params: q.params, log,
+    });
+    if (calibration) {
+      // the next layer's inputs: through this layer as quantized, or as it was (float)
+      const values = method.calibration === 'quantized' ? new Map([...result.floats, ...[...result.packed].map(([s, pm]) => [s, dequantizeAll(pm)] as const)]) : weights;
+      const w = layerWeights(values, shapes);
+      try {
+        const next = runLayer(config, calibration, w, undefined, i + 1 < L);
+        disposeCalibration(calibration);
+        calibration = next;
+      } finally {
+        w.release();
+      }
+    }
+    stats.push(result.stats);
+    for (const [what, n] of Object.entries(result.notes ?? {})) methodNotes[what] = (methodNotes[what] ?? 0) + n;
+    if (i === L - 1) {
+      // said once, after the last layer, with the counts over all of them
+      for (const [what, n] of Object.entries(methodNotes)) log(`${method.name}: ${n} ${what}`);
+      Object.assign(notes, methodNotes);
+    }
+    return result;
+  };
+
+  /** The result of layer i, quantizing it (and dropping the previous one) on first use. */
+  const layerResult = async (i: number): Promise<LayerResult> => {
+    if (current?.layer === i) return current.result;
+    if (i !== done) throw new Error(`quantizedSource: layer ${i} asked for after layer ${done - 1}; tensors must be read in order`);
+    current = null;
+    bar ??= progress(`quantize ${method.name}`, L, { unit: 'layers', quiet: input.quiet });
+    const result = await quantizeLayer(i);
+    current = { layer: i, result };
+    done++;
+    bar.tick();
+    if (done === L) bar.done();
+    return result;
+  };
+
+  const packedSpecOf = (name: string): PackedSpec | null => {
+    const table = tables.get(name);
+    if (table) return table;
+    const l = splitLayerName(name);
+    return l && linears.has(l.suffix) ? specFor(q.grid, shapes.get(l.suffix)![1]) : null;
+  };
+
+  return {
+    config: { ...config, quantization_config: qconfig },
+    names: source.names,
+    shape: (name) => source.shape(name),
+    packed: packedSpecOf,
+    readPacked: async (name) => {
+      const table = tables.get(name);
+      if (table) {
+        const pm = quantizeTable(source, name, table);
+        if (name === 'model.embed_tokens.weight' && method.calibration === 'quantized') embedding = pm;
+        return pm;
+      }
+      const l = splitLayerName(name)!;
+      return (await layerResult(l.layer)).packed.get(l.suffix)!;
+    },
+    read: async (name) => {
+      const l = splitLayerName(name);
+      if (!l) {
+        current = null; // past the last layer
+        return source.read(name);
+      }
+      return (await layerResult(l.layer)).floats.get(l.suffix)!;
+    },
+    readRaw: (name) => (splitLayerName(name) ? null : source.readRaw?.(name) ?? null),
+    report: () => ({
+      method: method.name, reference: method.reference,
+      grid: { bits: q.grid.bits, group_size: q.grid.group === 'channel' ? -1 : q.grid.group, sym: q.grid.symmetric },
+      params: q.params,
+      embeddings: Object.fromEntries([...tables].map(([n, s]) => [n, { bits: s.bits, group_size: s.group, sym: s.symmetric }])),
+      calibration: calibrationInfo, layers: stats, notes, seconds: (performance.now() - started) / 1000,
+    }),
+    dispose: () => {
+      if (calibration) disposeCalibration(calibration);
+      calibration = null;
+      current = null;
+    },
+  };
+}
+
+/**
+ * The quantized model in memory (a sweep point), read from `q` in order as a writer would: packed
+ * weights packed, the rest as float32 tensors. Frees q's calibration state when done.
+ */
+export async function materializeQuantized(q: QuantizedSource): Promise<LlamaModel> {
+  const floats = new Map<string, tf.Tensor>();
+  const packed = new Map<string, PackedMatrix>();
+  try {
+    for (const name of q.names) {
+      if (q.packed?.(name)) packed.set(name, await q.readPacked!(name));
+      else floats.set(name, tf.tensor(await q.read(name), q.shape(name), 'float32'));
+    }
+    return modelFromParts(q.config, floats, packed);
+  } catch (e) {
+    for (const t of floats.values()) t.dispose();
+    throw e;
+  } finally {
+    q.dispose();
+  }
+}
+
+/** A packed matrix's values (one layer's linear at a time). */
+function dequantizeAll(pm: PackedMatrix): Float32Array {
+  return dequantizeRows(pm.quants, pm.scales, pm.mins, pm.cols, pm.spec, 0, pm.rows, new Float32Array(pm.rows * pm.cols));
+}

@@ -1,0 +1,80 @@
+/**
+ * Every quantization method by name, and the quantization a command asks for: `--method/--bits/
+ * --group-size` (mka quantize) or one spec string such as `gptq:w4g128`, `rtn:w8`, `awq:w4g128-asym`,
+ * `smoothquant:w8a8` (compress --quantize, a sweep's quantize axis).
+ */
+import { UserError } from '../runtime/errors.ts';
+import { flag } from '../runtime/options.ts';
+import { BITS, GROUP_SIZE, QUANTIZE_AFTER, QUANT_METHOD } from './options.ts';
+import { GROUP_SIZES } from '../io/packed.ts';
+import type { QuantGrid, QuantMethod, QuantParams } from './method.ts';
+import { rtn } from './methods/rtn.ts';
+import { gptq } from './methods/gptq.ts';
+import { awq } from './methods/awq.ts';
+import { smoothquant } from './methods/smoothquant.ts';
+
+export const QUANT_METHODS: readonly QuantMethod[] = [rtn, gptq, awq, smoothquant];
+
+/** The method called `name`, or a UserError listing the known ones. */
+export function getQuantMethod(name: string, option = flag(QUANT_METHOD)): QuantMethod {
+  const m = QUANT_METHODS.find((x) => x.name === name);
+  if (!m) throw new UserError(`${option} ${name} is not a quantization method; methods: ${QUANT_METHODS.map((x) => x.name).join(', ')}`);
+  return m;
+}
+
+/** A quantization to run: the method, its grid and its own parameters. */
+export interface Quantization {
+  method: string;
+  grid: QuantGrid;
+  params: QuantParams;
+}
+
+/** The method's parameters: its defaults, then `given` (checked against the declarations). */
+export function methodParams(method: QuantMethod, given: Record<string, unknown> = {}): QuantParams {
+  const out: QuantParams = {};
+  for (const p of method.params) {
+    const v = given[p.name] ?? p.default;
+    if (p.type === 'boolean' ? typeof v !== 'boolean' : typeof v !== 'number' || !Number.isFinite(v)) {
+      throw new UserError(`--${p.name} ${String(v)}: ${method.name}'s ${p.name} must be ${p.type === 'boolean' ? 'true or false' : 'a number'}`);
+    }
+    if (typeof v === 'number' && ((p.min !== undefined && v < p.min) || (p.max !== undefined && v > p.max))) {
+      throw new UserError(`--${p.name} ${v}: ${method.name}'s ${p.name} must be within ${p.min ?? '-∞'}..${p.max ?? '∞'}`);
+    }
+    out[p.name] = v as number | boolean;
+  }
+  return out;
+}
+
+/** Checks a grid given as options: bits 8 or 4, group 32/64/128 or per channel. */
+export function checkGrid(grid: QuantGrid, method: QuantMethod): QuantGrid {
+  if (grid.bits !== 4 && grid.bits !== 8) throw new UserError(`${flag(BITS)} ${grid.bits}: must be 8 or 4`);
+  if (grid.group !== 'channel' && !(GROUP_SIZES as readonly number[]).includes(grid.group)) {
+    throw new UserError(`${flag(GROUP_SIZE)} ${grid.group}: must be 32, 64, 128 or 0 (one group per output channel)`);
+  }
+  method.checkGrid(grid);
+  return grid;
+}
+
+const SPEC = /^([a-z]+):w(4|8)(?:g(32|64|128))?(a8)?(-asym)?$/;
+
+/** Parses a spec string (`gptq:w4g128`, `rtn:w8`, `smoothquant:w8a8`, `rtn:w4g32-asym`); `none` is null. */
+export function parseQuantization(spec: string, option = flag(QUANTIZE_AFTER)): Quantization | null {
+  if (spec === 'none') return null;
+  const m = SPEC.exec(spec);
+  if (!m) {
+    throw new UserError(`${option} ${spec}: expected METHOD:wBITS[gGROUP][a8][-asym] such as gptq:w4g128, rtn:w8, awq:w4g128, smoothquant:w8a8 (or none)`);
+  }
+  const method = getQuantMethod(m[1], option);
+  const grid: QuantGrid = { bits: Number(m[2]) as 4 | 8, group: m[3] ? Number(m[3]) : 'channel', symmetric: !m[5] };
+  if (!!m[4] !== !!method.actBits) {
+    throw new UserError(`${option} ${spec}: ${m[4] ? `${method.name} quantizes weights only (no a8)` : `${method.name} also quantizes activations: write ${m[1]}:w${m[2]}a8`}`);
+  }
+  return { method: method.name, grid: checkGrid(grid, method), params: methodParams(method) };
+}
+
+/** The spec string of a quantization (parseQuantization's inverse; default parameters implied). */
+export function quantizationName(q: Quantization | null): string {
+  if (!q) return 'none';
+  const method = getQuantMethod(q.method);
+  return `${q.method}:w${q.grid.bits}${q.grid.group === 'channel' ? '' : `g${q.grid.group}`}${method.actBits ? 'a8' : ''}${q.grid.symmetric ? '' : '-asym'}`;
+}

@@ -1,0 +1,109 @@
+/**
+ * A Hugging Face `tokenizer.json` (with tokenizer_config.json and generation_config.json values) as
+ * mka's Tokenizer, run by @huggingface/tokenizers, with BOS handled as transformers does.
+ */
+import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
+import { UserError } from '../runtime/errors.ts';
+import type { Tokenizer } from './types.ts';
+
+type Json = Record<string, unknown>;
+
+/** A special token as tokenizer_config.json gives it: a string or {content}. */
+function tokenContent(t: unknown): string | null {
+  if (typeof t === 'string') return t;
+  if (typeof t === 'object' && t !== null && typeof (t as Json).content === 'string') return (t as Json).content as string;
+  return null;
+}
+
+/**
+ * The tokenizer of a parsed tokenizer.json, tokenizer_config.json and generation_config.json (the
+ * last two may be {}); `file` names the source in errors.
+ */
+export function tokenizerFromJson(json: Json, config: Json = {}, generation: Json = {}, file = 'tokenizer.json'): Tokenizer {
+  if (typeof json.model !== 'object' || json.model === null) {
+    throw new UserError(`${file}: no "model" section; not a Hugging Face tokenizer.json`);
+  }
+  let hf: HfTokenizer;
+  try {
+    hf = new HfTokenizer(
+      {
+        normalizer: null, pre_tokenizer: null, post_processor: null, decoder: null, added_tokens: [],
+        ...json,
+      },
+      config,
+    );
+  } catch (e) {
+    throw new UserError(`${file}: unsupported or corrupt tokenizer (${(e as Error).message})`);
+  }
+
+  const idOf = (t: unknown): number | null => {
+    const c = tokenContent(t);
+    return c === null ? null : (hf.token_to_id(c) ?? null);
+  };
+  const probe = (special: boolean) => hf.encode('a', { add_special_tokens: special }).ids;
+  const withSpecial = probe(true);
+  const plain = probe(false);
+  // The token the post_processor puts before the text, if any (Llama: BOS).
+  const templateFirst = withSpecial.length > plain.length && withSpecial[0] !== plain[0] ? withSpecial[0] : null;
+
+  const bos = idOf(config.bos_token) ?? templateFirst;
+  checkEncodes(hf, idOf(config.unk_token) ?? idOf((json.model as Json).unk_token), file);
+  const eos = new Set<number>();
+  const tokEos = idOf(config.eos_token);
+  if (tokEos !== null) eos.add(tokEos);
+  for (const id of [generation.eos_token_id].flat()) if (typeof id === 'number') eos.add(id);
+
+  // transformers' Llama tokenizers rebuild the template from add_bos_token/add_eos_token; others
+  // use tokenizer.json's post_processor as is. Without a tokenizer_class, transformers picks the
+  // class from config.json's model_type: a Llama tokenizer for the models mka loads.
+  const obeysAddBosToken = config.tokenizer_class === undefined || (typeof config.tokenizer_class === 'string' && OBEYS_ADD_BOS_TOKEN.test(config.tokenizer_class));
+  const configured = obeysAddBosToken && typeof config.add_bos_token === 'boolean';
+  const templateBos = bos !== null && templateFirst === bos;
+  const defaultBos = configured ? (config.add_bos_token as boolean) : templateBos;
+  const addEos = config.add_eos_token === true && tokEos !== null;
+  const cleanUp = config.clean_up_tokenization_spaces === true;
+
+  let vocabSize = 0;
+  for (const id of hf.get_vocab(true).values()) vocabSize = Math.max(vocabSize, id + 1);
+
+  return {
+    encode(text, opts = {}) {
+      const wantBos = (opts.addBos ?? defaultBos) && bos !== null;
+      if (configured) {
+        const ids = hf.encode(text, { add_special_tokens: false }).ids;
+        return [...(wantBos ? [bos!] : []), ...ids, ...(addEos ? [tokEos!] : [])];
+      }
+      const ids = hf.encode(text).ids;
+      if (wantBos && !templateBos) return [bos!, ...ids];
+      if (!wantBos && templateBos && ids[0] === bos) return ids.slice(1);
+      return ids;
+    },
+    decode(ids, opts = {}) {
+      if (ids.length === 0) return '';
+      return hf.decode(ids, { skip_special_tokens: opts.skipSpecial ?? false, clean_up_tokenization_spaces: cleanUp });
+    },
+    bos,
+    addsBos: defaultBos && bos !== null,
+    obeysAddBosToken,
+    eos: [...eos],
+    vocabSize,
+  };
+}
+
+/** Ordinary text that any working tokenizer of a Llama-family model encodes to known tokens. */
+const PROBE_TEXT = 'The answer is 42. Which of the following is true? A, B, C or D.';
+
+/**
+ * Refuses a tokenizer that cannot encode ordinary text: nothing at all, or only its unknown token (a
+ * truncated vocabulary, a wrong model section), which would silently turn every prompt into <unk>.
+ */
+function checkEncodes(hf: HfTokenizer, unk: number | null, file: string): void {
+  const ids = hf.encode(PROBE_TEXT, { add_special_tokens: false }).ids;
+  if (ids.length === 0) throw new UserError(`${file}: encodes ordinary text to no tokens; the tokenizer is broken (re-download or re-convert it)`);
+  if (unk !== null && ids.every((id: number) => id === unk)) {
+    throw new UserError(`${file}: encodes every word of ordinary text as the unknown token (id ${unk}); its vocabulary is broken (re-download or re-convert it)`);
+  }
+}
+
+/** tokenizer_config.json classes whose template transformers rebuilds from add_bos_token / add_eos_token. */
+const OBEYS_ADD_BOS_TOKEN = /^(Llama|CodeLlama|Gemma)Tokenizer(Fast)?$/;
