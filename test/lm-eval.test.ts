@@ -10,7 +10,7 @@ import { loadMmlu } from '../src/eval/mmlu/data.ts';
 import { buildPrompt } from '../src/eval/mmlu/prompt.ts';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { accStderr, pooledStderr } from '../src/eval/mmlu/lm-eval.ts';
+import { accStderr, pooledStderr } from '../src/eval/tasks/metrics.ts';
 import { runMmluEval } from '../src/eval/mmlu/run.ts';
 import { ensureBenchmark } from '../src/eval/mmlu/demo-benchmark.ts';
 import { initBackend } from '../src/runtime/backend.ts';

@@ -12,24 +12,10 @@
  */
 import { categoryOf, type MmluCategory } from './categories.ts';
 import type { MmluSummary } from './summary.ts';
+import { accStderr, pooledStderr } from '../tasks/metrics.ts';
 
 const GROUP_OF: Record<MmluCategory, string> = { STEM: 'mmlu_stem', humanities: 'mmlu_humanities', 'social sciences': 'mmlu_social_sciences', other: 'mmlu_other' };
 const GROUP_ORDER = ['mmlu_humanities', 'mmlu_other', 'mmlu_social_sciences', 'mmlu_stem']; // lm-eval lists groups alphabetically
-
-/** lm-eval's sample standard error of a 0/1 mean: √(p(1 − p)/(n − 1)) (0 for n < 2). */
-export function accStderr(correct: number, n: number): number {
-  if (n < 2) return 0;
-  const p = correct / n;
-  return Math.sqrt((p * (1 - p)) / (n - 1));
-}
-
-/** lm-eval's pooled_sample_stderr: the stderr of size-weighted subtasks pooled into one group. */
-export function pooledStderr(stderrs: readonly number[], sizes: readonly number[]): number {
-  const total = sizes.reduce((a, b) => a + b, 0);
-  if (total - sizes.length <= 0) return 0;
-  const pooledVar = sizes.reduce((s, n, i) => s + (n - 1) * stderrs[i] ** 2 * n, 0) / (total - sizes.length);
-  return Math.sqrt(pooledVar / total);
-}
 
 export interface LmEvalRunInfo {
   /** Test questions per subject in the data (n-samples "original"); defaults to those evaluated. */

@@ -25,7 +25,8 @@ import type { MmluData } from './data.ts';
 import type { QuestionRecord } from './record.ts';
 import type { SubjectPlan } from './question-plan.ts';
 import { aggregateScores } from './scores.ts';
-import { accStderr, lmEvalResults } from './lm-eval.ts';
+import { lmEvalResults } from './lm-eval.ts';
+import { accStderr } from '../tasks/metrics.ts';
 
 export { modelFingerprint } from '../fingerprint.ts';
 import { flag } from '../../runtime/options.ts';
