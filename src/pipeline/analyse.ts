@@ -6,7 +6,7 @@ import type { LlamaModel } from '../model/model.ts';
 import { bosUnderAddBosTokenFalse, type Tokenizer } from '../tokenizer/tokenizer.ts';
 import { loadMmlu } from '../eval/mmlu/data.ts';
 import { sampleCalibrationPrompts } from '../compress/calibration-prompts.ts';
-import { buildPrompt, checkNtrain } from '../eval/mmlu/prompt.ts';
+import { buildPrompt, checkNtrain, formatExample } from '../eval/mmlu/prompt.ts';
 import { UserError } from '../runtime/errors.ts';
 import { readTextFile } from '../io/read.ts';
 import { progress } from '../runtime/progress.ts';
@@ -37,6 +37,13 @@ export interface CalibrationSource {
    * similarity stage). Quantizers take 5, so that calibration sees the long few-shot contexts evaluation runs.
    */
   shots?: number;
+  /**
+   * The questions to calibrate on (labels `subject#index`) instead of drawing them: `compress --quantize`
+   * gives the quantizer the questions the merge drew.
+   */
+  questions?: readonly string[];
+  /** Questions per subject when none is given: the default for the caller's purpose (a quantizer's count), instead of the similarity's. */
+  defaultPerSubject?: (subjects: number) => number;
 }
 
 export interface AnalysisOptions extends CalibrationSource {
@@ -59,12 +66,14 @@ export function calibrationPrompts(tokenizer: Tokenizer, src: CalibrationSource)
     if (texts.length < 2) throw new UserError(`${src.calibrationFile}: needs at least 2 non-empty lines (one prompt per line)`);
   } else if (src.data) {
     const data = loadMmlu(src.data);
+    const subjects = src.subjects ?? data.subjects.length;
     perSubject = src.perSubject
-      ?? defaultPerSubject(src.subjects ?? data.subjects.length, calibrationTarget({ ...DEFAULT_SIMILARITY, ...src.similarity }));
+      ?? (src.defaultPerSubject ? src.defaultPerSubject(subjects) : defaultPerSubject(subjects, calibrationTarget({ ...DEFAULT_SIMILARITY, ...src.similarity })));
     const draw = protocolSettings(src.protocol).draw === 'python' ? releasedCalibrationPrompts : sampleCalibrationPrompts;
     const shots = src.shots ?? 0;
     if (shots > 0) checkNtrain(data, shots);
-    texts = draw(data, { subjects: src.subjects, perSubject, seed: src.seed }).map((p) => ({
+    const drawn = src.questions ? src.questions.map((label) => questionOf(data, label, src.data!)) : draw(data, { subjects: src.subjects, perSubject, seed: src.seed });
+    texts = drawn.map((p) => ({
       text: shots > 0 ? buildPrompt(data, data.test.get(p.subject)!.find((q) => q.index === p.index)!, shots) : p.text,
       label: `${p.subject}#${p.index}`,
     }));
@@ -74,6 +83,15 @@ export function calibrationPrompts(tokenizer: Tokenizer, src: CalibrationSource)
   // released: what the released code's add_bos_token=False gives (Llama 3 keeps its BOS)
   const addBos = protocolSettings(src.protocol).calibrationBos ? undefined : bosUnderAddBosTokenFalse(tokenizer);
   return { ids: texts.map((t) => tokenizer.encode(t.text, { addBos })), labels: texts.map((t) => t.label), perSubject };
+}
+
+/** The test question a calibration label (`subject#index`) names, as the draw gives it. */
+function questionOf(data: ReturnType<typeof loadMmlu>, label: string, dir: string): { subject: string; index: number; text: string } {
+  const at = label.lastIndexOf('#');
+  const subject = label.slice(0, at), index = Number(label.slice(at + 1));
+  const q = data.test.get(subject)?.find((x) => x.index === index);
+  if (!q) throw new UserError(`${dir}: has no test question ${label} (a calibration question drawn before); was the directory changed?`);
+  return { subject, index, text: formatExample(q, false) };
 }
 
 /**

@@ -13,7 +13,7 @@ import type { HfDtype } from '../weights/hf-writer.ts';
 import type { AnalysisOptions } from './analyse.ts';
 import { planTargets, type PipelineOptions } from './plan-targets.ts';
 import { outputDtype, planFiles, writePlan } from './write.ts';
-import { quantizeSourceTo } from './quantize.ts';
+import { quantizeSourceTo, type MergeCalibration } from './quantize.ts';
 import type { CalibrationSource } from './analyse.ts';
 import { planSource } from '../compress/merge-plan.ts';
 import { checkpointSource } from '../weights/source.ts';
@@ -71,6 +71,8 @@ export interface CompressOptions extends PipelineOptions {
   dtype?: HfDtype;
   /** Quantize the compressed model (`--quantize gptq:w4g128`); null or absent: write floats. */
   quantize?: Quantization | null;
+  /** Dev examples before each of the merge's questions in the quantizer's calibration (default 5; 0: the merge's own prompts). */
+  quantizeShots?: number;
 }
 
 /**
@@ -79,8 +81,8 @@ export interface CompressOptions extends PipelineOptions {
  * held whole), with merge.json and mergekit.yaml of the plan beside quantize.json; the card says both.
  */
 async function writeOutput(
-  opts: Pick<CompressOptions, 'model' | 'out' | 'dtype' | 'quantize' | 'quiet' | 'log'> & CalibrationSource & { microBatch?: number },
-  plan: CompressionPlan, extra: Record<string, unknown>,
+  opts: Pick<CompressOptions, 'model' | 'out' | 'dtype' | 'quantize' | 'quantizeShots' | 'quiet' | 'log'> & CalibrationSource & { microBatch?: number },
+  plan: CompressionPlan, extra: Record<string, unknown>, merge: MergeCalibration | null = null,
 ): Promise<void> {
   if (!opts.quantize) return writePlan(opts.model, plan, opts.out, { dtype: opts.dtype, extra, log: opts.log });
   const original = checkpointSource(opts.model);
@@ -88,7 +90,7 @@ async function writeOutput(
     const files = planFiles(opts.model, plan, outputDtype(original.config, opts.dtype), opts.out, { extra });
     const removed = plan.originalLayers - plan.layers.length;
     await quantizeSourceTo(planSource(original, plan), {
-      ...opts, quantization: opts.quantize, microBatch: opts.microBatch,
+      ...opts, shots: opts.quantizeShots, quantization: opts.quantize, microBatch: opts.microBatch, merge,
       extraFiles: { 'merge.json': files['merge.json'], 'mergekit.yaml': files['mergekit.yaml'] },
       card: {
         compression: JSON.parse(files['merge.json']) as Record<string, unknown>,
@@ -121,7 +123,9 @@ export async function compressModel(opts: CompressOptions): Promise<CompressionP
       ...(a ? { forward_passes: a.forwardPasses } : {}), protocol: opts.protocol ?? 'mka',
     },
   } : {};
-  await writeOutput(opts, plan, extra);
+  // the quantizer calibrates on the merge's questions (compress --quantize: one draw, one tokenizer)
+  const merge = planned.ids ? { labels: opts.calibrationFile ? [] : planned.labels, ids: planned.ids } : null;
+  await writeOutput(opts, plan, extra, merge);
   log(`${plan.method}: removed ${opts.remove} of ${plan.originalLayers} layers${opts.quantize ? `, quantized by ${quantizationName(opts.quantize)}` : ''} -> ${opts.out}`);
   return plan;
 }
@@ -131,7 +135,7 @@ export async function compressModel(opts: CompressOptions): Promise<CompressionP
  * original model, without calibration. `recorded` is the file as readPlanFile checked it (read here if absent).
  */
 export async function replayPlan(opts: {
-  model: string; plan: string; out: string; dtype?: HfDtype; recorded?: RecordedPlan; quantize?: Quantization | null; calibration?: CalibrationSource; quiet?: boolean; log?: (msg: string) => void;
+  model: string; plan: string; out: string; dtype?: HfDtype; recorded?: RecordedPlan; quantize?: Quantization | null; quantizeShots?: number; calibration?: CalibrationSource; quiet?: boolean; log?: (msg: string) => void;
 }): Promise<CompressionPlan> {
   const log = opts.log ?? (() => {});
   const recorded = opts.recorded ?? readPlanFile(opts.plan, opts.model);

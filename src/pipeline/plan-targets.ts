@@ -57,6 +57,8 @@ export interface PlannedTargets {
   /** The calibration prompts the methods ran on (null when none did): their number and real tokens. */
   prompts: { n: number; tokens: number } | null;
   labels: string[];
+  /** The calibration prompts' token ids (null when none ran). */
+  ids: number[][] | null;
   /** Questions per subject drawn for calibration (null for a prompt file or without calibration). */
   perSubject: number | null;
 }
@@ -172,7 +174,7 @@ export async function planTargets(input: PipelineInput, targets: readonly PlanTa
     try {
       const weights = input.model ? modelSource(input.model) : checkpoint;
       const plans = await planAll(weights ? { weights: () => weights } : {});
-      return { plans, analysis: null, prompts: null, labels: [], perSubject: null };
+      return { plans, analysis: null, prompts: null, labels: [], ids: null, perSubject: null };
     } finally {
       checkpoint?.close();
     }
@@ -188,7 +190,7 @@ export async function planTargets(input: PipelineInput, targets: readonly PlanTa
     const analysis = pass ? analyzeIds(model, ids, labels, { ...opts, withSimilarity }) : null;
     let plans = await planAll(modelSources(model, analysis, ids, labels, opts));
     if (opts.fitLambda) plans = plans.map((p) => fitLambdas(model, p, ids, { microBatch: opts.microBatch, log: opts.log }));
-    return { plans, analysis, prompts: { n: ids.length, tokens: ids.reduce((a, r) => a + r.length, 0) }, labels, perSubject };
+    return { plans, analysis, prompts: { n: ids.length, tokens: ids.reduce((a, r) => a + r.length, 0) }, labels, ids, perSubject };
   } finally {
     if (!input.model) disposeModel(model);
   }

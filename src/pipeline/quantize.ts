@@ -24,6 +24,8 @@ export interface QuantizeOptions extends CalibrationSource {
   microBatch?: number;
   /** Keep the embedding and lm_head as floats. */
   keepEmbeddings?: boolean;
+  /** The merge's calibration (compress --quantize): the quantizer calibrates on its questions. */
+  merge?: MergeCalibration | null;
   /** More files for the output directory (merge.json of compress --quantize). */
   extraFiles?: Record<string, string>;
   /** What the model card says beyond the quantization: the compression before it, the command line. */
@@ -35,19 +37,54 @@ export interface QuantizeOptions extends CalibrationSource {
 /** Dev examples before each MMLU calibration question of a quantizer: the contexts evaluation runs (5-shot). */
 export const QUANT_CALIBRATION_SHOTS = 5;
 
-/** Calibration prompt ids for a method that needs them (null otherwise), and what they are. */
-export async function quantCalibration(dir: string, q: Quantization, src: CalibrationSource): Promise<{ prompts: number[][] | null; info: Record<string, unknown> }> {
+/**
+ * MMLU calibration questions a quantizer draws by default (at least; spread evenly over the subjects):
+ * the 128 calibration samples of the GPTQ and AWQ papers. Fewer leave GPTQ's Hessians to a handful of
+ * contexts (docs/quantization.md: on the demo, 55 questions are 7,277 tokens of which 1,213 are distinct,
+ * the rest the same 5-shot examples again, and GPTQ's answer perplexity moves by ±0.004 between draws).
+ */
+export const QUANT_CALIBRATION_QUESTIONS = 128;
+
+/** Questions per subject of a quantizer's calibration over `subjects` subjects. */
+export function quantPerSubject(subjects: number): number {
+  return Math.max(1, Math.ceil(QUANT_CALIBRATION_QUESTIONS / Math.max(1, subjects)));
+}
+
+/** The calibration a merge ran on, handed to the quantizer after it (compress --quantize). */
+export interface MergeCalibration {
+  /** The questions drawn (`subject#index`; empty for a prompt file). */
+  labels: string[];
+  /** Their token ids as the merge ran them. */
+  ids: number[][];
+}
+
+/**
+ * Calibration prompt ids for a method that needs them (null otherwise), and what they are. With `merge`
+ * (compress --quantize), the prompts are the merge's questions, each after its dev examples (`shots`,
+ * default 5), or with 0 shots (and for a prompt file) the merge's own token ids, not tokenized again.
+ */
+export async function quantCalibration(
+  dir: string, q: Quantization, src: CalibrationSource, merge?: MergeCalibration | null,
+): Promise<{ prompts: number[][] | null; info: Record<string, unknown> }> {
   if (getQuantMethod(q.method).calibration === 'none') return { prompts: null, info: {} };
-  const tokenizer = await loadTokenizer(dir);
   const shots = src.calibrationFile ? 0 : src.shots ?? QUANT_CALIBRATION_SHOTS;
-  const { ids, perSubject } = calibrationPrompts(tokenizer, { ...src, shots });
-  return { prompts: ids, info: { source: src.calibrationFile ?? src.data, subjects: src.subjects ?? null, per_subject: perSubject, shots, seed: src.seed ?? 1 } };
+  const base = { source: src.calibrationFile ?? src.data, subjects: src.subjects ?? null, shots, seed: src.seed ?? 1 };
+  if (merge && merge.ids.length > 0 && (shots === 0 || merge.labels.length === 0)) {
+    return { prompts: merge.ids, info: { ...base, questions: merge.labels.length || null, shared_with_merge: 'prompts (the same token ids)' } };
+  }
+  const tokenizer = await loadTokenizer(dir);
+  if (merge && merge.labels.length > 0) {
+    const { ids } = calibrationPrompts(tokenizer, { ...src, shots, questions: merge.labels });
+    return { prompts: ids, info: { ...base, questions: merge.labels.length, shared_with_merge: `questions (each after ${shots} dev examples)` } };
+  }
+  const { ids, perSubject } = calibrationPrompts(tokenizer, { ...src, shots, defaultPerSubject: quantPerSubject });
+  return { prompts: ids, info: { ...base, per_subject: perSubject } };
 }
 
 /** Quantizes `source` (the model of `opts.model`, or a plan over it) into `opts.out`; returns the report written to quantize.json. */
 export async function quantizeSourceTo(source: SyncTensorSource, opts: QuantizeOptions): Promise<QuantizeReport> {
   const log = opts.log ?? (() => {});
-  const { prompts, info } = await quantCalibration(opts.model, opts.quantization, opts);
+  const { prompts, info } = await quantCalibration(opts.model, opts.quantization, opts, opts.merge);
   const q = quantizedSource({ source, quantization: opts.quantization, prompts, calibrationInfo: info, microBatch: opts.microBatch, keepEmbeddings: opts.keepEmbeddings, quiet: opts.quiet, log });
   const name = quantizationName(opts.quantization);
   const grid = opts.quantization.grid;

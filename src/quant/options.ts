@@ -2,7 +2,7 @@
  * The options of `mka quantize` and `compress --quantize` that are not a method's own (a method declares
  * its parameters in its file, methods/), declared once (contract 5, src/runtime/options.ts). No tfjs here.
  */
-import { option } from '../runtime/options.ts';
+import { OptionError, flag, option, type OptionSpec } from '../runtime/options.ts';
 
 /** The quantization methods' names (registry.ts lists the methods themselves). */
 export const QUANT_METHOD_NAMES = ['rtn', 'gptq', 'awq', 'smoothquant'] as const;
@@ -25,8 +25,35 @@ export const CALIB_SHOTS = option({
   help: 'dev examples before each calibration question (the 5-shot contexts evaluation runs; 0: the question alone)',
 });
 
+/** compress --quantize: the quantizer's dev examples before each of the merge's calibration questions. */
+export const QUANTIZE_SHOTS = option({
+  ...CALIB_SHOTS, name: 'quantizeShots', option: 'quantize-shots', group: G,
+  help: 'with --quantize: dev examples before each of the merge\'s calibration questions in the quantizer\'s calibration (0: the merge\'s own prompts, not tokenized again)',
+});
+
 /** compress --quantize: quantize the compressed model as it is written. */
 export const QUANTIZE_AFTER = option({
   name: 'quantize', option: 'quantize', type: 'string', group: G,
-  help: 'then quantize the compressed model: METHOD:wBITS[gGROUP][a8][-asym], e.g. gptq:w4g128, rtn:w8, smoothquant:w8a8 (its calibration prompts: the same questions, 5-shot)',
+  help: 'then quantize the compressed model: METHOD:wBITS[gGROUP][a8][-asym], e.g. gptq:w4g128, rtn:w8, smoothquant:w8a8 (calibrated on the questions the merge drew, each after 5 dev examples: --quantize-shots)',
 });
+
+/** A quantization spec: METHOD:wBITS[gGROUP][a8][-asym] (registry.ts parses it against the methods). */
+export const QUANT_SPEC = /^([a-z]+):w(4|8)(?:g(32|64|128))?(a8)?(-asym)?$/;
+
+/** The error for a spec that is not METHOD:wBITS[gGROUP][a8][-asym] of a known method (checked without loading the methods). */
+export function specSyntaxError(spec: string, option: string): string | null {
+  if (spec === 'none') return null;
+  const m = QUANT_SPEC.exec(spec);
+  if (!m || !(QUANT_METHOD_NAMES as readonly string[]).includes(m[1])) {
+    return `${option} ${spec}: expected METHOD:wBITS[gGROUP][a8][-asym] with METHOD one of ${QUANT_METHOD_NAMES.join(', ')}, such as gptq:w4g128, rtn:w8, awq:w4g128, smoothquant:w8a8 (or none)`;
+  }
+  return null;
+}
+
+/** Checks every spec of a list option (e.g. sweep --quantize) before any work: a one-line OptionError naming the option. */
+export function checkSpecList(spec: OptionSpec, values: readonly string[]): void {
+  for (const v of values) {
+    const e = specSyntaxError(v, flag(spec));
+    if (e) throw new OptionError(spec, e);
+  }
+}

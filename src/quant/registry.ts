@@ -5,7 +5,7 @@
  */
 import { UserError } from '../runtime/errors.ts';
 import { flag } from '../runtime/options.ts';
-import { BITS, GROUP_SIZE, QUANTIZE_AFTER, QUANT_METHOD } from './options.ts';
+import { BITS, GROUP_SIZE, QUANTIZE_AFTER, QUANT_METHOD, QUANT_SPEC } from './options.ts';
 import { GROUP_SIZES } from '../io/packed.ts';
 import type { QuantGrid, QuantMethod, QuantParams } from './method.ts';
 import { rtn } from './methods/rtn.ts';
@@ -55,12 +55,10 @@ export function checkGrid(grid: QuantGrid, method: QuantMethod): QuantGrid {
   return grid;
 }
 
-const SPEC = /^([a-z]+):w(4|8)(?:g(32|64|128))?(a8)?(-asym)?$/;
-
 /** Parses a spec string (`gptq:w4g128`, `rtn:w8`, `smoothquant:w8a8`, `rtn:w4g32-asym`); `none` is null. */
 export function parseQuantization(spec: string, option = flag(QUANTIZE_AFTER)): Quantization | null {
   if (spec === 'none') return null;
-  const m = SPEC.exec(spec);
+  const m = QUANT_SPEC.exec(spec);
   if (!m) {
     throw new UserError(`${option} ${spec}: expected METHOD:wBITS[gGROUP][a8][-asym] such as gptq:w4g128, rtn:w8, awq:w4g128, smoothquant:w8a8 (or none)`);
   }

@@ -8,7 +8,7 @@ import { MODEL, REVISION } from '../../model/options.ts';
 import { CALIBRATION_DATA, CALIBRATION_FILE } from '../../compress/options.ts';
 import { METHOD, OUT_DTYPE, PLAN, REMOVE } from '../../pipeline/options.ts';
 import { ANALYSIS_OPTIONS, METHOD_OPTIONS, analysisOptions, checkMethodOptions, methodParameters } from './compress-options.ts';
-import { QUANTIZE_AFTER } from '../../quant/options.ts';
+import { QUANTIZE_AFTER, QUANTIZE_SHOTS } from '../../quant/options.ts';
 
 const OUT = option({ ...OUT_SPEC, required: true, help: 'output model directory' });
 
@@ -18,7 +18,7 @@ const PLANNING = [METHOD, REMOVE, CALIBRATION_DATA, CALIBRATION_FILE, ...METHOD_
 export const compressCommand = defineCommand({
   command: 'compress',
   describe: 'Remove K layers by merging (mka, laco) or pruning (reverse, shortgpt, angular, sleb, taylor, magnitude); writes a HF model, merge.json, mergekit.yaml and a model card',
-  options: [...COMPUTE_OPTIONS, MODEL, REVISION, METHOD, REMOVE, PLAN, ...ANALYSIS_OPTIONS, ...METHOD_OPTIONS, OUT_DTYPE, QUANTIZE_AFTER, OUT, FORCE_DIR],
+  options: [...COMPUTE_OPTIONS, MODEL, REVISION, METHOD, REMOVE, PLAN, ...ANALYSIS_OPTIONS, ...METHOD_OPTIONS, OUT_DTYPE, QUANTIZE_AFTER, QUANTIZE_SHOTS, OUT, FORCE_DIR],
   conflicts: [[CALIBRATION_DATA, CALIBRATION_FILE]],
   examples: [
     ['$0 compress --model models/demo --method mka --remove 2 --data data/demo-mmlu --out out/mka-2', ''],
@@ -27,6 +27,7 @@ export const compressCommand = defineCommand({
   ],
   check: (v) => {
     const given = v as Record<string, unknown>;
+    if (v.quantizeShots !== undefined && v.quantize === undefined) throw new UserError(`${flag(QUANTIZE_SHOTS)} sets the calibration of ${flag(QUANTIZE_AFTER)}: give both, or neither`);
     if (v.plan !== undefined) {
       // with --plan, --data/--calibration feed only the quantizer
       const feedsQuantizer = (s: OptionSpec) => v.quantize !== undefined && (s === CALIBRATION_DATA || s === CALIBRATION_FILE);
@@ -50,10 +51,10 @@ export const compressCommand = defineCommand({
     await setup({ ...v, quiet: ctx.quiet });
     const { compressModel, replayPlan } = await import('../../pipeline/compress.ts');
     const plan = v.plan !== undefined
-      ? await replayPlan({ model: v.model, plan: v.plan, out: v.out, dtype: v.dtype, recorded, quantize, calibration: analysisOptions(v, ctx.log), quiet: ctx.quiet, log: ctx.log })
+      ? await replayPlan({ model: v.model, plan: v.plan, out: v.out, dtype: v.dtype, recorded, quantize, quantizeShots: v.quantizeShots, calibration: analysisOptions(v, ctx.log), quiet: ctx.quiet, log: ctx.log })
       : await compressModel({
         ...analysisOptions(v, ctx.log), model: v.model, out: v.out, method: v.method ?? 'mka', remove: v.remove ?? 0,
-        params: methodParameters(v), fitLambda: v.fitLambda, dtype: v.dtype, quantize, quiet: ctx.quiet, log: ctx.log,
+        params: methodParameters(v), fitLambda: v.fitLambda, dtype: v.dtype, quantize, quantizeShots: v.quantizeShots, quiet: ctx.quiet, log: ctx.log,
       });
     release();
     if (ctx.json) process.stdout.write(JSON.stringify({ out: v.out, layers: plan.layers.length, steps: plan.steps }) + '\n');
