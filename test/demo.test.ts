@@ -297,7 +297,7 @@ test('mka demo (what npm start runs, here on fewer questions) from a read-only i
     assert.equal(existsSync(packageData) ? statSync(packageData).mtimeMs : null, before, 'nothing is written into the package');
     assert.match(r.stdout, /\| original \| 0 \| 8 \|/);
     assert.match(r.stdout, /\| mka \| 2 \| 6 \|/);
-    assert.match(r.stdout, /^\| method \| removed \| layers \| ratio \| MMLU \| macro \| other \| answer ppl \| agreement \|$/m, 'only the category the demo subjects fill');
+    assert.match(r.stdout, /^\| method \| removed \| layers \| ratio \| MB \| size ratio \| MMLU \| macro \| other \| answer ppl \| agreement \|$/m, 'only the category the demo subjects fill');
     assert.match(r.stdout, /^\*answer ppl\*: MMLU answer perplexity/m, 'the column is named for what it is');
     for (const f of ['results.csv', 'results.json', 'summary.md', 'accuracy.png', 'similarity.png', 'tfjs-mka-2/model.json']) {
       assert.ok(existsSync(join(out, f)), `${f} missing`);

@@ -64,7 +64,7 @@ test('a sweep on hellaswag and boolq: the metrics of eval TASK, per-task columns
   assert.equal(col('hellaswag_acc_p', 1), '', 'the original is not tested against itself');
 
   const md = readFileSync(join(out, 'summary.md'), 'utf8');
-  assert.match(md, /^\| method \| removed \| layers \| ratio \| hellaswag acc_norm \| boolq acc \| average \|$/m);
+  assert.match(md, /^\| method \| removed \| layers \| ratio \| MB \| size ratio \| hellaswag acc_norm \| boolq acc \| average \|$/m);
   assert.match(md, /\| reverse \| 3 \| 5 \| 37\.5% \| \d+\.\d\d% ± \d+\.\d\d( ≈)? \|/);
   assert.match(md, /≈ marks a point that an exact McNemar test/);
   for (const f of ['accuracy', 'accuracy-boolq', 'accuracy-average']) assert.ok(existsSync(join(out, `${f}.png`)), `${f}.png`);

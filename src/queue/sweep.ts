@@ -56,7 +56,7 @@ export async function runQueuedSweep(opts: SweepOptions, q: QueuedSweepOptions):
       if (state !== 'unknown') await (await queue.getJob(id))?.remove();
       await add();
     };
-    const pending = sweepPoints(opts.methods, opts.remove).filter((p) => !readStoredPoint(opts.out, p));
+    const pending = sweepPoints(opts.methods, opts.remove, opts.quantize).filter((p) => !readStoredPoint(opts.out, p));
     const shards = pointShards({ opts, subjects, taskInputs });
     const shardsOf = (p: PointId) => shards.filter((s) => !shardDone(opts.out, p, s));
     const totalShards = shards.length;
@@ -72,7 +72,7 @@ export async function runQueuedSweep(opts: SweepOptions, q: QueuedSweepOptions):
     }));
 
     const calId = jobId(sid, { kind: 'calibration' });
-    let calibrating = needsCalibration(opts.out, opts.methods, opts.remove, opts.params);
+    let calibrating = needsCalibration(opts.out, opts.methods, opts.remove, opts.params, opts.quantize);
     if (calibrating) await ensure(calId, () => queue.add('calibration', { kind: 'calibration', sweep: data }, { ...options, jobId: calId }));
     const enqueued = new Set<PointId>();
     for (const p of pending) {
@@ -81,7 +81,7 @@ export async function runQueuedSweep(opts: SweepOptions, q: QueuedSweepOptions):
         enqueued.add(p);
       }
     }
-    log(`sweep: ${pending.length} of ${sweepPoints(opts.methods, opts.remove).length} points enqueued on ${url} (queue ${name}${calibrating ? ', after the calibration job' : ''}); start workers with \`mka worker ${flag(QUEUE_URL)} ${url}${name === DEFAULT_QUEUE_NAME ? '' : ` ${flag(QUEUE_NAME)} ${name}`}\``);
+    log(`sweep: ${pending.length} of ${sweepPoints(opts.methods, opts.remove, opts.quantize).length} points enqueued on ${url} (queue ${name}${calibrating ? ', after the calibration job' : ''}); start workers with \`mka worker ${flag(QUEUE_URL)} ${url}${name === DEFAULT_QUEUE_NAME ? '' : ` ${flag(QUEUE_NAME)} ${name}`}\``);
 
     const total = pending.length * totalShards;
     const subjectsDone = () => pending.reduce((n, p) => n + totalShards - shardsOf(p).length, 0);
@@ -91,11 +91,11 @@ export async function runQueuedSweep(opts: SweepOptions, q: QueuedSweepOptions):
     const finished = new Set<PointId>();
     for (;;) {
       // Ctrl-C stops following the sweep; the workers go on, and rerunning the command follows it again.
-      if (opts.signal?.aborted) throw new SweepInterrupted(sweepPoints(opts.methods, opts.remove).length - pending.length + finished.size, sweepPoints(opts.methods, opts.remove).length);
+      if (opts.signal?.aborted) throw new SweepInterrupted(sweepPoints(opts.methods, opts.remove, opts.quantize).length - pending.length + finished.size, sweepPoints(opts.methods, opts.remove, opts.quantize).length);
       if (calibrating) {
         const state = await queue.getJobState(calId);
         if (state === 'failed') throw await failure(queue, calId, 'calibration', []);
-        if (state === 'completed' || !needsCalibration(opts.out, opts.methods, opts.remove, opts.params)) {
+        if (state === 'completed' || !needsCalibration(opts.out, opts.methods, opts.remove, opts.params, opts.quantize)) {
           calibrating = false;
           for (const p of pending.filter((x) => !enqueued.has(x))) {
             await enqueuePoint(p);

@@ -10,8 +10,9 @@ import { join } from 'node:path';
 import { UserError } from '../runtime/errors.ts';
 import { mkaVersion } from '../runtime/version.ts';
 import { writeSweepReport } from './report.ts';
-import { ORIGINAL, pointLabel, sweepPoints } from './points.ts';
-import { readStoredPoint, rowOf } from './point.ts';
+import { ORIGINAL, pointLabel, sweepPoints, withQuantize } from './points.ts';
+import { readStoredPoint, rowOf, type StoredPoint } from './point.ts';
+import { readConfig } from '../model/config.ts';
 import type { SweepOptions, SweepPoint } from './types.ts';
 import { headlineMetric, pairedTests, sweepTasks } from './tasks.ts';
 import { PAPER_MMLU } from '../eval/tasks/registry.ts';
@@ -20,7 +21,7 @@ import { POINT, REPORT } from './options.ts';
 
 /** Points of the sweep without a result in points/ yet. */
 export function missingPoints(opts: SweepOptions): string[] {
-  return sweepPoints(opts.methods, opts.remove).filter((p) => !readStoredPoint(opts.out, p)).map(pointLabel);
+  return sweepPoints(opts.methods, opts.remove, opts.quantize).filter((p) => !readStoredPoint(opts.out, p)).map(pointLabel);
 }
 
 /**
@@ -32,6 +33,7 @@ export async function assembleSweepReport(opts: SweepOptions, run: { seconds?: R
   if (missing.length) {
     throw new UserError(`${opts.out}: ${missing.length} point${missing.length > 1 ? 's are' : ' is'} not finished (${missing.join(', ')}); run them with ${flag(POINT)}, or the whole sweep without ${flag(REPORT)}`);
   }
+  const config = readConfig(opts.model);
   const base = readStoredPoint(opts.out, ORIGINAL)!;
   const tasks = sweepTasks(opts);
   const log = opts.log ?? (() => {});
@@ -39,20 +41,25 @@ export async function assembleSweepReport(opts: SweepOptions, run: { seconds?: R
     const v = p.metrics[t]?.[headlineMetric(t)];
     return `${t === PAPER_MMLU ? 'MMLU' : t} ${v ? `${(100 * v.value).toFixed(2)}%` : '?'}`;
   }).join(', ');
-  log(`original: ${describe(rowOf(base))} (${base.layers} layers)`);
+  log(`original: ${describe(rowOf(base, config))} (${base.layers} layers)`);
   const points: SweepPoint[] = [];
-  for (const method of opts.methods) {
-    for (const removed of opts.remove) {
-      const stored = removed === 0 ? base : readStoredPoint(opts.out, { method, removed })!;
-      const point = removed === 0 ? { ...rowOf(base), method, seconds: 0 } : { ...rowOf(stored), paired: base.documents && stored.documents ? pairedTests(base.documents, stored.documents) : null };
-      log(`${method} -${removed}: ${describe(point)}`);
-      points.push(point);
+  for (const q of opts.quantize ?? ['none']) {
+    // the original under this quantization: the starting point of each method's line
+    const start = q === 'none' ? base : readStoredPoint(opts.out, withQuantize(ORIGINAL, q))!;
+    const paired = (s: StoredPoint) => (s !== base && base.documents && s.documents ? pairedTests(base.documents, s.documents) : null);
+    for (const method of opts.methods) {
+      for (const removed of opts.remove) {
+        const stored = removed === 0 ? start : readStoredPoint(opts.out, withQuantize({ method, removed }, q))!;
+        const point = { ...rowOf(stored, config), ...(removed === 0 ? { method, seconds: q === 'none' ? 0 : stored.seconds } : {}), paired: paired(stored) };
+        log(`${method} -${removed}${q === 'none' ? '' : ` ${q}`}: ${describe(point)}`);
+        points.push(point);
+      }
     }
   }
   const analysisPath = join(opts.out, 'analysis.json');
   const analysis = existsSync(analysisPath) ? (JSON.parse(readFileSync(analysisPath, 'utf8')) as Record<string, unknown>) : null;
   await writeSweepReport({
-    out: opts.out, tasks, base: rowOf(base), baseSummary: base.summary, points, analysis, chosen: opts.chosen,
+    out: opts.out, tasks, base: rowOf(base, config), baseSummary: base.summary, points, analysis, chosen: opts.chosen,
     pointSummary: (method, removed) => (removed === 0 ? base.summary : readStoredPoint(opts.out, { method, removed })?.summary ?? null),
     run: {
       command: 'sweep', options: { ...opts, log: undefined, signal: undefined }, versions: { mka: mkaVersion(), tfjs: tf.version_core, node: process.version },

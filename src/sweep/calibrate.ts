@@ -15,20 +15,20 @@ import { readJsonObject } from '../io/read.ts';
 import type { CompressionPlan } from '../compress/merge-plan.ts';
 import { atomicWriteText } from '../io/atomic.ts';
 import type { SweepContext } from './context.ts';
-import { planFile, pointFile, type PointId } from './points.ts';
+import { planFile, pointFile, withQuantize, type PointId } from './points.ts';
 import { readChecked } from '../io/schema.ts';
 import { COMPRESSION_PLAN } from '../compress/plan-schema.ts';
 
-/** Points of the sweep (above 0 layers removed) that have neither a result nor a plan yet. */
-export function unplannedPoints(out: string, methods: readonly string[], remove: readonly number[]): PointId[] {
+/** Points of the sweep (above 0 layers removed, without quantization) that have no plan yet while one of their quantizations has no result. */
+export function unplannedPoints(out: string, methods: readonly string[], remove: readonly number[], quantize: readonly string[] = ['none']): PointId[] {
   return methods.flatMap((method) => remove.filter((k) => k > 0).map((removed) => ({ method, removed })))
-    .filter((p) => !existsSync(pointFile(out, p)) && !existsSync(planFile(out, p)));
+    .filter((p) => !existsSync(planFile(out, p)) && quantize.some((q) => !existsSync(pointFile(out, withQuantize(p, q)))));
 }
 
 /** Whether the sweep still needs its calibration step (missing plans, or a missing analysis.json for MKA). */
-export function needsCalibration(out: string, methods: readonly string[], remove: readonly number[], params?: MethodParameters): boolean {
+export function needsCalibration(out: string, methods: readonly string[], remove: readonly number[], params?: MethodParameters, quantize?: readonly string[]): boolean {
   const needSim = methods.some((m) => needsSimilarity(getMethod(m), params));
-  return unplannedPoints(out, methods, remove).length > 0 || (needSim && !existsSync(join(out, 'analysis.json')));
+  return unplannedPoints(out, methods, remove, quantize).length > 0 || (needSim && !existsSync(join(out, 'analysis.json')));
 }
 
 /**
@@ -38,7 +38,7 @@ export function needsCalibration(out: string, methods: readonly string[], remove
  */
 export async function calibrateSweep(ctx: SweepContext): Promise<number> {
   const { opts, original, tokenizer } = ctx;
-  const todo = unplannedPoints(opts.out, opts.methods, opts.remove);
+  const todo = unplannedPoints(opts.out, opts.methods, opts.remove, opts.quantize);
   const analysisPath = join(opts.out, 'analysis.json');
   const needSim = opts.methods.some((m) => needsSimilarity(getMethod(m), opts.params));
   const analyse = needSim && !existsSync(analysisPath);

@@ -31,7 +31,8 @@ import type { SweepOptions, SweepSettings } from './types.ts';
 import { loadSweepTasks, mmluOnly, sweepTasks } from './tasks.ts';
 import type { TaskInput } from '../eval/tasks/evaluate.ts';
 import { flag } from '../runtime/options.ts';
-import { SWEEP_OUT, SWEEP_REMOVE } from './options.ts';
+import { SWEEP_OUT, SWEEP_QUANTIZE, SWEEP_REMOVE } from './options.ts';
+import { parseQuantization } from '../quant/registry.ts';
 
 /** The similarity part of the sweep key: NPIB's options as before --metric; another metric's name and β (the rest is NPIB's). */
 function similarityKey(opts: SweepSettings): Record<string, unknown> {
@@ -150,6 +151,7 @@ export function checkSweepFits(opts: SweepOptions, promptLengths: number[] | nul
 /** Checks the options, claims (or re-opens) the results directory, reads the config and the subjects. */
 export function prepareSweep(opts: SweepOptions): PreparedSweep {
   opts.methods.forEach(getMethod);
+  for (const q of opts.quantize ?? []) parseQuantization(q, flag(SWEEP_QUANTIZE));
   sweepTasks(opts);
   if (!opts.remove.length) throw new UserError(`${flag(SWEEP_REMOVE)} needs at least one count, e.g. 0,2,4`);
   if (!existsSync(join(opts.model, 'config.json')) && !isGgufFile(opts.model)) throw new UserError(`${opts.model}: not a model directory (no config.json) nor a GGUF file`);
@@ -198,6 +200,7 @@ export interface SweepContext extends PreparedSweep {
 
 /** Prepares the sweep and loads the tokenizer, the MMLU data and the original model. */
 export async function openSweep(opts: SweepOptions): Promise<SweepContext> {
+  for (const q of opts.quantize ?? []) parseQuantization(q, flag(SWEEP_QUANTIZE)); // before any work
   const promptLengths = await checkSweepCalibration(opts);
   checkSweepFits(opts, promptLengths);
   const taskInputs = await loadSweepTasks(opts);

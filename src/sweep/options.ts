@@ -17,6 +17,10 @@ export const SWEEP_METHODS = option({
   help: 'comma-separated methods',
 });
 export const SWEEP_REMOVE = option({ name: 'remove', option: 'remove', type: 'integer', min: 0, list: true, default: '0,1,2', help: 'comma-separated numbers of layers to remove' });
+export const SWEEP_QUANTIZE = option({
+  name: 'quantize', option: 'quantize', type: 'string', list: true, default: 'none',
+  help: 'comma-separated quantizations crossed with every method and count: none (16-bit), or METHOD:wBITS[gGROUP][a8][-asym] as compress --quantize takes, e.g. none,gptq:w4g32,smoothquant:w8a8',
+});
 export const SWEEP_EVAL_SUBJECTS = option({ name: 'evalSubjects', option: 'eval-subjects', type: 'string', list: true, help: 'comma-separated MMLU subjects to evaluate (default all)' });
 export const SWEEP_BATCH_SIZE = option({ name: 'batchSize', option: 'batch-size', type: 'integer', min: 1, default: 16, help: 'questions per forward pass' });
 export const CHOSEN = option({ name: 'chosen', option: 'chosen', type: 'string', help: 'point for categories.png, e.g. mka:2 (default: largest mka count)' });
@@ -34,7 +38,7 @@ export const REPORT = option({ name: 'report', option: 'report', type: 'boolean'
  * `ppl` nest theirs), which a worker checks with the same specs the command line does.
  */
 export const SWEEP_JOB_OPTIONS = [
-  SWEEP_METHODS, SWEEP_REMOVE, ...CALIBRATION_SETTINGS, METRIC, NTRAIN, LIMIT, SWEEP_EVAL_SUBJECTS, SWEEP_BATCH_SIZE, CHOSEN, KEEP_MODELS,
+  SWEEP_METHODS, SWEEP_REMOVE, SWEEP_QUANTIZE, ...CALIBRATION_SETTINGS, METRIC, NTRAIN, LIMIT, SWEEP_EVAL_SUBJECTS, SWEEP_BATCH_SIZE, CHOSEN, KEEP_MODELS,
   SWEEP_TASKS, SWEEP_NUM_FEWSHOT,
 ] as const;
 export const SWEEP_JOB_NESTED_OPTIONS = { similarity: SIMILARITY_OPTIONS, ppl: [SEQ_LEN, STRIDE] } as const;

@@ -27,7 +27,14 @@ import { atomicWriteText } from '../io/atomic.ts';
 import { progress } from '../runtime/progress.ts';
 import type { SweepContext } from './context.ts';
 import { calibrateSweep, readPlan } from './calibrate.ts';
-import { evalDir, pointFile, pointLabel, pointName, subjectFile, type PointId } from './points.ts';
+import { evalDir, pointFile, pointLabel, pointName, pointQuantize, subjectFile, withQuantize, type PointId } from './points.ts';
+import { SWEEP_QUANTIZE } from './options.ts';
+import { flag } from '../runtime/options.ts';
+import type { LlamaConfig } from '../model/config.ts';
+import { parseQuantization, type Quantization } from '../quant/registry.ts';
+import { materializeQuantized, quantizedSource } from '../quant/quantize.ts';
+import { modelBytes } from '../quant/size.ts';
+import { QUANT_CALIBRATION_SHOTS, quantCalibration } from '../pipeline/quantize.ts';
 import type { SweepPoint } from './types.ts';
 
 /** A finished point as stored in points/NAME.json. */
@@ -51,17 +58,32 @@ export interface PointEvaluation {
   documents: DocumentScores;
 }
 
+/** The size of a point's model: its bytes (16-bit floats, packed weights as stored), and the original's at 16 bits. */
+export function pointBytes(config: LlamaConfig, p: PointId): { bytes: number; original: number } {
+  const original: LlamaConfig = { ...config, quantization_config: null };
+  const compressed = { ...original, num_hidden_layers: original.num_hidden_layers - p.removed };
+  return { bytes: modelBytes(compressed, pointQuantization(p)), original: modelBytes(original, null) };
+}
+
+/** The quantization of a point (null: unquantized). */
+export function pointQuantization(p: PointId): Quantization | null {
+  return parseQuantization(pointQuantize(p), flag(SWEEP_QUANTIZE));
+}
+
 /** The results.csv row of a point from its evaluation (paired tests are added by the report, against the original). */
-export function pointFrom(method: string, removed: number, L: number, e: PointEvaluation, seconds: number, ppl: number | null): SweepPoint {
+export function pointFrom(p: PointId, L: number, size: { bytes: number; original: number }, e: PointEvaluation, seconds: number, ppl: number | null): SweepPoint {
   const s = e.summary;
+  const { method, removed } = p;
+  const reference = method === 'original' && pointQuantize(p) === 'none'; // the original itself: agreement 1, KL 0
   return {
-    method, layers_removed: removed, layers: L - removed, compression_ratio: removed / L, metrics: e.metrics, paired: null,
+    method, layers_removed: removed, layers: L - removed, compression_ratio: removed / L,
+    quantize: pointQuantize(p), bytes: size.bytes, byte_compression_ratio: 1 - size.bytes / size.original, metrics: e.metrics, paired: null,
     mmlu: s ? s.overall.accuracy : null, mmlu_macro: s ? s.overall.macroAccuracy : null,
     stem: categoryAccuracy(s, 'stem'), humanities: categoryAccuracy(s, 'humanities'),
     social_sciences: categoryAccuracy(s, 'social'), other: categoryAccuracy(s, 'other'),
     // the original agrees with itself (it is evaluated without a reference model)
     perplexity: s ? s.overall.perplexity : null, ppl,
-    agreement: !s ? null : method === 'original' ? 1 : s.overall.agreement, kl: !s ? null : method === 'original' ? 0 : s.overall.kl,
+    agreement: !s ? null : reference ? 1 : s.overall.agreement, kl: !s ? null : reference ? 0 : s.overall.kl,
     seconds: Math.round(seconds * 10) / 10,
   };
 }
@@ -72,9 +94,8 @@ export function readStoredPoint(out: string, p: PointId): StoredPoint | null {
   if (!existsSync(f)) return null;
   const fix = 'delete it to compute the point again';
   const stored = readChecked(f, STORED_POINT, 'sweep point file', fix);
-  if (stored.method !== p.method || stored.layers_removed !== p.removed) {
-    throw new UserError(`${f}: holds the point ${pointLabel({ method: stored.method, removed: stored.layers_removed })}, not ${pointLabel(p)}; ${fix}`);
-  }
+  const held = withQuantize({ method: stored.method, removed: stored.layers_removed }, stored.quantize ?? 'none');
+  if (pointLabel(held) !== pointLabel(p)) throw new UserError(`${f}: holds the point ${pointLabel(held)}, not ${pointLabel(p)}; ${fix}`);
   return stored as unknown as StoredPoint;
 }
 
@@ -89,11 +110,19 @@ export async function pointPlan(ctx: SweepContext, p: PointId): Promise<Compress
   return plan;
 }
 
-/** The model of a point: the original itself, or the compressed model built from its plan (dispose it). */
+/**
+ * The model of a point: the original itself, or the compressed model built from its plan, quantized when
+ * the point has a quantization (calibrated as `mka quantize` on the sweep's calibration questions); dispose it.
+ */
 export async function pointModel(ctx: SweepContext, p: PointId): Promise<{ model: LlamaModel; plan: CompressionPlan | null }> {
-  if (p.method === 'original') return { model: ctx.original, plan: null };
-  const plan = await pointPlan(ctx, p);
-  return { model: materialize(planSource(modelSource(ctx.original), plan)), plan };
+  const q = pointQuantization(p);
+  if (p.method === 'original' && !q) return { model: ctx.original, plan: null };
+  const plan = p.method === 'original' ? null : await pointPlan(ctx, p);
+  const source = plan ? planSource(modelSource(ctx.original), plan) : modelSource(ctx.original);
+  if (!q) return { model: materialize(source), plan };
+  const { prompts, info } = await quantCalibration(ctx.opts.model, q, ctx.opts);
+  const quantized = quantizedSource({ source, quantization: q, prompts, calibrationInfo: info, quiet: ctx.opts.quiet, log: ctx.opts.log });
+  return { model: await materializeQuantized(quantized), plan };
 }
 
 /** Frees a model from pointModel (never the original). */
@@ -121,12 +150,15 @@ async function evaluatePoint(ctx: SweepContext, p: PointId, model: LlamaModel, s
   let summary: MmluSummary | null = null;
   const metrics: MetricsMap = {};
   const documents: DocumentScores = {};
+  const quantized = pointQuantize(p) !== 'none';
   if (tasks.includes(PAPER_MMLU) && (!shard || shard.task === 'mmlu')) {
     const subjects = shard ? [(shard as { subject: string }).subject] : undefined;
     const r = await evaluateMmlu({
       model, tokenizer: ctx.scoringTokenizer, data: ctx.data, ntrain: opts.ntrain, limit: opts.limit, batchSize: opts.batchSize,
       // The original is evaluated once: against itself as reference it would run twice for an agreement of 1 and a KL of 0.
-      subjects, referenceModel: p.method === 'original' ? undefined : ctx.original, cache: ctx.mmlu, out: evalDir(opts.out, p), signal: opts.signal, keyExtra: { bos: ctx.scoringBos },
+      subjects, referenceModel: p.method === 'original' && !quantized ? undefined : ctx.original, cache: ctx.mmlu, out: evalDir(opts.out, p), signal: opts.signal,
+      // a quantized point's results are its quantization's: the spec (and the method's parameters) are in the run key
+      keyExtra: { bos: ctx.scoringBos, ...(quantized ? { quantize: quantizationKey(pointQuantization(p)!) } : {}) },
       onProgress: (e) => {
         bar ??= progress(`eval ${name}`, e.questionsToRun, { unit: 'questions', quiet: opts.quiet });
         bar.tick(0, `(${e.subjectsDone}/${e.subjectsTotal} subjects)`);
@@ -138,7 +170,7 @@ async function evaluatePoint(ctx: SweepContext, p: PointId, model: LlamaModel, s
     if (!shard) {
       summary = r.summary!;
       const fit = summary.fitting;
-      if (p.method === 'original' && (fit.promptsWithDroppedExamples || fit.truncatedQuestions)) {
+      if (p.method === 'original' && !quantized && (fit.promptsWithDroppedExamples || fit.truncatedQuestions)) {
         opts.log?.(`sweep: ${fit.promptsWithDroppedExamples} of ${summary.overall.questions} MMLU prompts lost dev examples to fit the model's context (${fit.droppedExamples} in all)`
           + `${fit.truncatedQuestions ? `, ${fit.truncatedQuestions} questions were cut to their last tokens` : ''}; every point sees the same prompts (points/original.json records it)`);
       }
@@ -197,10 +229,10 @@ export async function runPoint(ctx: SweepContext, p: PointId, ro: RunPointOption
   const t0 = performance.now();
   const built = ro.model ? { model: ro.model, plan: p.method === 'original' ? null : await pointPlan(ctx, p) } : await pointModel(ctx, p);
   try {
-    if (opts.keepModels && built.plan) await writeCompressed(ctx.original, built.plan, `${opts.out}/models/${pointName(p)}`, { log: () => {} });
+    if (opts.keepModels && built.plan && !pointQuantization(p)) await writeCompressed(ctx.original, built.plan, `${opts.out}/models/${pointName(p)}`, { log: () => {} });
     const e = (await evaluatePoint(ctx, p, built.model))!;
     const ppl = ctx.corpus ? (await evaluatePerplexity({ model: built.model, ...ctx.corpus, out: join(opts.out, 'ppl', pointName(p)), signal: opts.signal })).summary.ppl : null;
-    const row = pointFrom(p.method, p.removed, ctx.layers, e, (ro.priorSeconds ?? 0) + (performance.now() - t0) / 1000, ppl);
+    const row = pointFrom(p, ctx.layers, pointBytes(ctx.original.config, p), e, (ro.priorSeconds ?? 0) + (performance.now() - t0) / 1000, ppl);
     atomicWriteText(pointFile(opts.out, p), JSON.stringify({ ...row, summary: e.summary, ...(built.plan ? { plan: planSummary(built.plan) } : {}), documents: e.documents }));
     return row;
   } finally {
@@ -220,11 +252,22 @@ export async function runPointShard(ctx: SweepContext, p: PointId, shard: PointS
   return (performance.now() - t0) / 1000;
 }
 
+/** What a quantized point's evaluation depends on besides the model it quantizes: the method, grid, parameters and calibration shots. */
+function quantizationKey(q: Quantization): string {
+  return JSON.stringify({ method: q.method, grid: q.grid, params: q.params, shots: QUANT_CALIBRATION_SHOTS });
+}
+
 /** The results.csv row of a stored point. */
-export function rowOf(s: StoredPoint): SweepPoint {
+export function rowOf(s: StoredPoint, config: LlamaConfig | null = null): SweepPoint {
   const { summary: _summary, plan: _plan, documents: _documents, ...row } = s;
+  const quantize = row.quantize ?? 'none';
+  // points stored before sizes were recorded: their bytes from the model's config (when given)
+  const size = row.bytes === undefined && config ? pointBytes(config, withQuantize({ method: s.method, removed: s.layers_removed }, quantize)) : null;
   // points stored before tasks existed hold MMLU alone
-  return { ...row, metrics: row.metrics ?? legacyMetrics(s), paired: row.paired ?? null };
+  return {
+    ...row, quantize, ...(size ? { bytes: size.bytes, byte_compression_ratio: 1 - size.bytes / size.original } : {}),
+    metrics: row.metrics ?? legacyMetrics(s), paired: row.paired ?? null,
+  };
 }
 
 /** The metrics map of a point stored before the map existed: MMLU's accuracy over its questions. */

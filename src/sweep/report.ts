@@ -9,7 +9,7 @@ import { stringify } from 'csv-stringify/sync';
 import { atomicWriteText } from '../io/atomic.ts';
 import type { MmluSummary } from '../eval/mmlu/results.ts';
 import { DEFAULT_METRIC, getSimilarityMetric } from '../compress/similarity/index.ts';
-import { accuracySpec, categoriesSpec, renderChart, similarityHeatmapSpec } from '../report/charts.ts';
+import { accuracySpec, categoriesSpec, renderChart, similarityHeatmapSpec, sizeSpec } from '../report/charts.ts';
 import type { SweepPoint } from './types.ts';
 import { getTask, PAPER_MMLU } from '../eval/tasks/registry.ts';
 import { averageMetric, headlineMetric } from './tasks.ts';
@@ -26,7 +26,8 @@ function metricColumns(task: string, metric: string): string[] {
 }
 
 /**
- * results.csv's columns for a sweep's tasks: the point, then per task each metric with its stderr, its
+ * results.csv's columns for a sweep's tasks: the point (method, layers removed, layers, the share of layers
+ * removed, the quantization, the model's bytes and the share of the original's 16-bit bytes saved), then per task each metric with its stderr, its
  * difference from the original and the p-value of the paired test (the paper's MMLU followed by its
  * macro mean and categories), the average of the tasks' headline metrics when there are several, the
  * MMLU question parts' perplexity (mmlu_ppl), the --text corpus's (text_ppl), MMLU agreement and KL, seconds.
@@ -34,7 +35,7 @@ function metricColumns(task: string, metric: string): string[] {
 export function resultColumns(tasks: readonly string[]): string[] {
   const mmlu = tasks.includes(PAPER_MMLU);
   return [
-    'method', 'layers_removed', 'layers', 'compression_ratio',
+    'method', 'layers_removed', 'layers', 'compression_ratio', 'quantize', 'bytes', 'byte_compression_ratio',
     ...tasks.flatMap((t) => (t === PAPER_MMLU ? [...metricColumns(t, 'acc'), ...MMLU_EXTRA] : getTask(t).metrics.flatMap((m) => metricColumns(t, m)))),
     ...(tasks.length > 1 ? ['average', 'average_stderr'] : []),
     ...(mmlu ? ['mmlu_ppl'] : []), 'text_ppl', ...(mmlu ? ['agreement', 'kl'] : []), 'seconds',
@@ -78,6 +79,9 @@ export interface SweepReportInput {
   pointSummary: (method: string, removed: number) => MmluSummary | null;
   run: Record<string, unknown>;
 }
+
+/** A point's line in charts: its method, and its quantization when it has one. */
+const seriesName = (p: SweepPoint) => (p.quantize && p.quantize !== 'none' ? `${p.method} ${p.quantize}` : p.method);
 
 const pct = (x: number | null) => (x === null ? '' : `${(100 * x).toFixed(2)}%`);
 
@@ -137,12 +141,24 @@ export async function writeSweepReport(r: SweepReportInput): Promise<void> {
     if (!base) continue;
     const points = r.points.flatMap((p) => {
       const v = sr.value(p);
-      return v ? [{ method: p.method, layersRemoved: p.layers_removed, ratio: p.compression_ratio, accuracy: v.value, stderr: v.stderr ?? undefined }] : [];
+      return v ? [{ method: seriesName(p), layersRemoved: p.layers_removed, ratio: p.compression_ratio, accuracy: v.value, stderr: v.stderr ?? undefined }] : [];
     });
     await renderChart(accuracySpec(points, base.value, sr.chance, `${sr.title} against compression`), join(r.out, sr.file));
     charts.push(sr.file);
   }
-  const pick = chosenPoint(r.points, r.chosen);
+  // accuracy-size.png: the first task's headline against the model's bytes (layers removed and bits together), one line per method and quantization
+  const headline = series[0];
+  if (headline && headline.value(r.base)) {
+    const sizeRows = r.points.flatMap((p) => {
+      const v = headline.value(p);
+      return v ? [{ series: p.method, quantize: p.quantize ?? 'none', label: String(p.layers_removed), bytes: p.bytes, accuracy: v.value, stderr: v.stderr ?? 0 }] : [];
+    });
+    if (sizeRows.length && sizeRows.every((x) => Number.isFinite(x.bytes))) {
+      await renderChart(sizeSpec(sizeRows, `${headline.title} against model size (labels: layers removed)`), join(r.out, 'accuracy-size'));
+      charts.push('accuracy-size');
+    }
+  }
+  const pick = chosenPoint(r.points.filter((p) => (p.quantize ?? 'none') === 'none'), r.chosen);
   const pickSummary = pick ? r.pointSummary(pick.method, pick.layers_removed) : null;
   if (pick && pickSummary && r.baseSummary) {
     const setting = `${pick.method} −${pick.layers_removed} layers`;
@@ -162,7 +178,8 @@ export async function writeSweepReport(r: SweepReportInput): Promise<void> {
     .filter(([, key]) => rows.some((p) => p[key] !== null && p[key] !== undefined));
   const textPpl = rows.some((p) => p.ppl !== null && p.ppl !== undefined); // a text corpus was given
   const several = r.tasks.length > 1;
-  const header = ['method', 'removed', 'layers', 'ratio', ...r.tasks.map(taskTitle), ...(several ? ['average'] : []), ...(mmlu ? ['macro', ...categoryColumns.map(([title]) => title), 'answer ppl'] : []),
+  const quantized = rows.some((p) => (p.quantize ?? 'none') !== 'none');
+  const header = ['method', 'removed', 'layers', 'ratio', ...(quantized ? ['quantize'] : []), 'MB', 'size ratio', ...r.tasks.map(taskTitle), ...(several ? ['average'] : []), ...(mmlu ? ['macro', ...categoryColumns.map(([title]) => title), 'answer ppl'] : []),
     ...(textPpl ? ['text ppl'] : []), ...(mmlu ? ['agreement'] : [])];
   const avgCell = (p: SweepPoint) => {
     const a = averageMetric(p.metrics, r.tasks);
@@ -171,19 +188,27 @@ export async function writeSweepReport(r: SweepReportInput): Promise<void> {
   const table = [
     `| ${header.join(' | ')} |`,
     `|---|${header.slice(1).map(() => '---:').join('|')}|`,
-    ...rows.map((p) => `| ${[p.method, p.layers_removed, p.layers, `${(100 * p.compression_ratio).toFixed(1)}%`, ...r.tasks.map((t) => cell(p, t)), ...(several ? [avgCell(p)] : []),
+    ...rows.map((p) => `| ${[p.method, p.layers_removed, p.layers, `${(100 * p.compression_ratio).toFixed(1)}%`, ...(quantized ? [p.quantize ?? 'none'] : []),
+      Number.isFinite(p.bytes) ? (p.bytes / 1e6).toFixed(3) : '', Number.isFinite(p.byte_compression_ratio) ? `${(100 * p.byte_compression_ratio).toFixed(1)}%` : '', ...r.tasks.map((t) => cell(p, t)), ...(several ? [avgCell(p)] : []),
       ...(mmlu ? [pct(p.mmlu_macro), ...categoryColumns.map(([, key]) => pct(p[key])), p.perplexity?.toFixed(2) ?? ''] : []),
       ...(textPpl ? [p.ppl?.toFixed(2) ?? ''] : []), ...(mmlu ? [pct(p.agreement)] : [])].join(' | ')} |`),
   ].join('\n');
   const score = (p: SweepPoint) => (several ? averageMetric(p.metrics, r.tasks)?.value : p.metrics[r.tasks[0]]?.[headlineMetric(r.tasks[0])]?.value) ?? -Infinity;
   const what = several ? 'the average' : taskTitle(r.tasks[0]);
-  const best = new Map<number, SweepPoint>();
-  for (const p of r.points) if (p.layers_removed > 0 && (!best.has(p.layers_removed) || score(best.get(p.layers_removed)!) < score(p))) best.set(p.layers_removed, p);
+  // the best method per count (and per quantization, on a quantize axis)
+  const best = new Map<string, SweepPoint>();
+  const bestKey = (p: SweepPoint) => `${p.layers_removed}\0${p.quantize ?? 'none'}`;
+  for (const p of r.points) if (p.layers_removed > 0 && (!best.has(bestKey(p)) || score(best.get(bestKey(p))!) < score(p))) best.set(bestKey(p), p);
   const lines = [
     `# Sweep: ${String((r.run.options as { model?: string })?.model ?? '')}`, '',
     `Uncompressed: ${several ? r.tasks.map((t) => `${taskTitle(t)} ${pct(r.base.metrics[t]?.[headlineMetric(t)]?.value ?? null)}`).join(', ') : `${what} ${pct(score(r.base))}`} with ${r.base.layers} layers.${r.run.compute ? ` Products computed in ${String(r.run.compute)}.` : ''}`,
-    ...[...best].sort((a, b) => a[0] - b[0]).map(([k, p]) => `Removing ${k} layer${k > 1 ? 's' : ''}: best is **${p.method}** on ${what} at ${pct(score(p))} (${((score(p) - score(r.base)) * 100).toFixed(2)} points).`),
+    ...[...best.values()].sort((a, b) => a.layers_removed - b.layers_removed || (a.quantize === 'none' ? -1 : b.quantize === 'none' ? 1 : 0)).map((p) => {
+      const k = p.layers_removed;
+      const q = (p.quantize ?? 'none') === 'none' ? '' : ` quantized by \`${p.quantize}\``;
+      return `Removing ${k} layer${k > 1 ? 's' : ''}${q}: best is **${p.method}** on ${what} at ${pct(score(p))} (${((score(p) - score(r.base)) * 100).toFixed(2)} points, ${(100 * p.byte_compression_ratio).toFixed(1)}% of the bytes saved).`;
+    }),
     '', table, '',
+    '*ratio*: share of the layers removed; *MB* and *size ratio*: the model\'s bytes (float weights at 16 bits, packed weights as stored) and the share of the original\'s 16-bit bytes saved, layers and bits together.', '',
     '± is the standard error (lm-eval\'s: sample standard deviation over √n). ≈ marks a point that an exact McNemar test on the same '
       + 'documents cannot tell from the original (p ≥ 0.05): its difference is within noise. results.csv has each difference and p-value.', '',
     ...(mmlu || textPpl ? [[

@@ -13,7 +13,7 @@ import type { SweepOptions, SweepPoint } from './types.ts';
 /** The sweep's points in the order a local sweep computes them ("original", "mka:1", ...). */
 export function listSweepPoints(opts: SweepOptions): string[] {
   prepareSweep(opts);
-  return sweepPoints(opts.methods, opts.remove).map(pointLabel);
+  return sweepPoints(opts.methods, opts.remove, opts.quantize).map(pointLabel);
 }
 
 /**
@@ -21,7 +21,7 @@ export function listSweepPoints(opts: SweepOptions): string[] {
  * plan). A point whose plan is missing runs the calibration itself first. Returns the point's row.
  */
 export async function runSweepPoint(opts: SweepOptions, id: string): Promise<SweepPoint | null> {
-  const point = id === 'calibration' ? null : parsePoint(id, opts.methods, opts.remove);
+  const point = id === 'calibration' ? null : parsePoint(id, opts.methods, opts.remove, opts.quantize);
   const ctx = await openSweep(opts);
   try {
     if (!point) {

@@ -37,7 +37,7 @@ export class SweepInterrupted extends Error {
 
 /** Runs `step`, turning an interrupted evaluation (or an abort between points) into SweepInterrupted. */
 export async function interruptible<T>(opts: SweepOptions, step: () => Promise<T>): Promise<T> {
-  const points = sweepPoints(opts.methods, opts.remove);
+  const points = sweepPoints(opts.methods, opts.remove, opts.quantize);
   const stopped = () => new SweepInterrupted(points.filter((p) => readStoredPoint(opts.out, p)).length, points.length);
   if (opts.signal?.aborted) throw stopped();
   try {
@@ -57,7 +57,7 @@ export async function runSweep(opts: SweepOptions): Promise<SweepPoint[]> {
   const ctx = await openSweep(opts);
   try {
     const analysis = await calibrateSweep(ctx);
-    for (const p of sweepPoints(opts.methods, opts.remove)) await interruptible(opts, () => runPoint(ctx, p));
+    for (const p of sweepPoints(opts.methods, opts.remove, opts.quantize)) await interruptible(opts, () => runPoint(ctx, p));
     return await assembleSweepReport(opts, { seconds: { total: (Date.now() - started) / 1000, ...(analysis ? { analysis } : {}) }, compute: ctx.original.compute });
   } finally {
     ctx.dispose();

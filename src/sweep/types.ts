@@ -30,6 +30,12 @@ export interface SweepOptions extends PipelineOptions {
   taskData?: Record<string, string>;
   /** Few-shot examples of the tasks but mmlu (default: each task's own; mmlu_lmeval takes --ntrain). */
   numFewshot?: number;
+  /**
+   * Quantizations crossed with every method and count (`none`: the 16-bit model; otherwise a spec such as
+   * `gptq:w4g32`, src/quant/registry.ts), calibrated on the sweep's calibration questions (5-shot, as
+   * `mka quantize`). Default ['none'].
+   */
+  quantize?: string[];
   /** Stops the sweep after the current MMLU batch (EvaluationInterrupted); finished points and subjects stay saved. */
   signal?: AbortSignal;
 }
@@ -42,7 +48,14 @@ export interface SweepPoint {
   method: string;
   layers_removed: number;
   layers: number;
+  /** Share of the layers removed. */
   compression_ratio: number;
+  /** The quantization (spec string, or 'none'). */
+  quantize: string;
+  /** The model's size in bytes: float weights at 16 bits, packed ones as stored (src/quant/size.ts modelBytes). */
+  bytes: number;
+  /** Share of the original's bytes (at 16 bits) saved: 1 − bytes / original bytes; layers removed and bits together. */
+  byte_compression_ratio: number;
   /** Every task's metrics (task → metric → value, stderr, n); the columns below repeat MMLU's. */
   metrics: MetricsMap;
   /** Per task and metric, the paired test of this point against the original on the same documents (null for the original). */

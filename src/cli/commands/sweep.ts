@@ -10,15 +10,16 @@ import { LIMIT, NTRAIN } from '../../eval/mmlu/options.ts';
 import { SEQ_LEN, STRIDE } from '../../eval/ppl/options.ts';
 import { ATTEMPTS, SWEEP_QUEUE_NAME, SWEEP_QUEUE_URL } from '../../queue/options.ts';
 import {
-  CHOSEN, KEEP_MODELS, LIST_POINTS, POINT, REPORT, SWEEP_BATCH_SIZE, SWEEP_EVAL_SUBJECTS, SWEEP_METHODS, SWEEP_OUT, SWEEP_REMOVE, SWEEP_TEXT,
+  CHOSEN, KEEP_MODELS, LIST_POINTS, POINT, REPORT, SWEEP_BATCH_SIZE, SWEEP_EVAL_SUBJECTS, SWEEP_METHODS, SWEEP_OUT, SWEEP_QUANTIZE, SWEEP_REMOVE, SWEEP_TEXT,
 } from '../../sweep/options.ts';
 import type { SweepOptions } from '../../sweep/sweep.ts';
 import { SWEEP_NUM_FEWSHOT, SWEEP_TASK_DATA, SWEEP_TASKS } from '../../eval/tasks/options.ts';
 import { PAPER_MMLU } from '../../eval/tasks/registry.ts';
+import { checkSpecList } from '../../quant/options.ts';
 import { ANALYSIS_SETTINGS, METHOD_OPTIONS, analysisOptions, checkMethodOptions, methodParameters } from './compress-options.ts';
 
 const OPTIONS = [
-  ...COMPUTE_OPTIONS, MODEL, REVISION, SWEEP_METHODS, SWEEP_REMOVE, { ...CALIBRATION_DATA, required: true }, ...ANALYSIS_SETTINGS,
+  ...COMPUTE_OPTIONS, MODEL, REVISION, SWEEP_METHODS, SWEEP_REMOVE, SWEEP_QUANTIZE, { ...CALIBRATION_DATA, required: true }, ...ANALYSIS_SETTINGS,
   ...METHOD_OPTIONS, { ...NTRAIN, help: 'few-shot examples per MMLU prompt' }, LIMIT, SWEEP_EVAL_SUBJECTS, SWEEP_TASKS, SWEEP_TASK_DATA, SWEEP_NUM_FEWSHOT, SWEEP_BATCH_SIZE, CHOSEN, KEEP_MODELS, SWEEP_OUT,
   SWEEP_TEXT, { ...SEQ_LEN, help: 'with --text: window length (default 2048, or the model\'s context)' }, { ...STRIDE, help: 'with --text: tokens between window starts (default --seq-len)' },
   LIST_POINTS, POINT, REPORT, SWEEP_QUEUE_URL, SWEEP_QUEUE_NAME, ATTEMPTS, FORCE_DIR,
@@ -34,11 +35,13 @@ export const sweepCommand = defineCommand({
     ['$0 sweep --model models/demo --data data/demo-mmlu --remove 0,1,2,4 --out results/demo', ''],
     ['$0 sweep --model llama-3-8b --data mmlu --point mka:4 --out /shared/run', 'one point (e.g. one Slurm array task); then --report'],
     ['$0 sweep --model llama-3-8b --data mmlu --methods mka,reverse --remove 0,4,8,12,14 --out results/llama3-8b', ''],
+    ['$0 sweep --model models/demo --data data/demo-mmlu --methods mka,reverse --remove 0,2 --quantize none,gptq:w4g32,smoothquant:w8a8 --out results/demo-quant', 'layers removed crossed with quantization: bytes beside the layer ratio, accuracy-size.png'],
     ['$0 sweep --model llama-3-8b --data mmlu --tasks mmlu,hellaswag,arc_easy,arc_challenge,piqa,winogrande,boolq --remove 0,8 --out results/l3-tasks', 'the pruning papers\' table: per-task columns and their average'],
   ],
   check: (v) => {
     checkChosen(v.chosen, v.methods, v.remove);
     checkMethodOptions(v, v.methods, `${flag(SWEEP_METHODS)} ${v.methods.join(',')}`);
+    checkSpecList(SWEEP_QUANTIZE, v.quantize);
   },
   run: async (v, ctx) => {
     if (v.listPoints) {
@@ -115,7 +118,7 @@ function checkChosen(chosen: string | undefined, methods: readonly string[], cou
 function sweepOptions(v: OptionValues<typeof OPTIONS>, ctx: RunContext): SweepOptions {
   return {
     ...analysisOptions(v, ctx.log), model: v.model, data: v.data, methods: [...new Set(v.methods)], remove: [...new Set(v.remove)].sort((a, b) => a - b),
-    ntrain: v.ntrain, limit: v.limit, evalSubjects: v.evalSubjects, batchSize: v.batchSize, params: methodParameters(v), fitLambda: v.fitLambda,
+    quantize: [...new Set(v.quantize)], ntrain: v.ntrain, limit: v.limit, evalSubjects: v.evalSubjects, batchSize: v.batchSize, params: methodParameters(v), fitLambda: v.fitLambda,
     tasks: [...v.tasks], numFewshot: v.numFewshot,
     chosen: v.chosen, keepModels: v.keepModels, out: v.out, quiet: ctx.quiet, log: ctx.log, runInfo: {},
     ppl: v.text ? { text: v.text, seqLen: v.seqLen, stride: v.stride } : undefined,

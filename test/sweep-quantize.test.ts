@@ -1,0 +1,90 @@
+/**
+ * The sweep's quantize axis (#24 items 2 and 4): `mka sweep --quantize none,rtn:w4g32,gptq:w4g32` crosses
+ * layers removed with quantization; every point carries its bytes and the share of the original's 16-bit
+ * bytes saved beside the layer ratio (results.csv/json, summary.md, accuracy-size.png); a rerun redoes
+ * nothing, a quantization added later computes only its points, and each quantized evaluation's run key
+ * names its quantization. Kept small (2 questions per subject, 2 calibration questions per subject).
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ensureBenchmark } from '../src/eval/mmlu/demo-benchmark.ts';
+import { runCli } from './cli-run.ts';
+
+const root = mkdtempSync(join(tmpdir(), 'mka-sweep-quantize-'));
+
+// The demo's tensors as `mka quantize` / `compress` write them (docs/quantization.md, measured on the
+// written files): 16-bit floats, and packed 4-bit groups of 32 with the embedding at 4 bits, lm_head at 8.
+const BYTES: Record<string, Record<number, number>> = {
+  none: { 0: 870_528, 2: 685_696 },
+  'rtn:w4g32': { 0: 269_568, 2: 215_552 },
+  'gptq:w4g32': { 0: 269_568, 2: 215_552 },
+};
+
+test('sweep --quantize crosses layers removed with quantization, with bytes beside the layer ratio, and resumes', async () => {
+  const data = join(root, 'demo-mmlu');
+  await ensureBenchmark(data);
+  const out = join(root, 'sweep');
+  const args = (quantize: string) => ['sweep', '--model', 'models/demo', '--data', data, '--methods', 'reverse', '--remove', '0,2', '--quantize', quantize,
+    '--limit', '2', '--per-subject', '2', '--out', out, '--quiet'];
+  const first = await runCli(args('none,rtn:w4g32'));
+  assert.equal(first.status, 0, first.stderr);
+
+  // no field of these rows holds a comma or a quote
+  const [head, ...lines] = readFileSync(join(out, 'results.csv'), 'utf8').trim().split('\n').map((l) => l.split(','));
+  const rows = lines.map((l) => Object.fromEntries(head.map((c, i) => [c, l[i]])));
+  const header = Object.keys(rows[0]);
+  assert.deepEqual(header.slice(0, 7), ['method', 'layers_removed', 'layers', 'compression_ratio', 'quantize', 'bytes', 'byte_compression_ratio']);
+  assert.equal(rows.length, 1 + 2 * 2); // the original, then reverse at 0 and 2 for each quantization
+  for (const q of ['none', 'rtn:w4g32']) {
+    for (const k of [0, 2]) {
+      const row = rows.find((r) => r.method === 'reverse' && r.quantize === q && Number(r.layers_removed) === k);
+      assert.ok(row, `reverse −${k} ${q} in results.csv`);
+      assert.equal(Number(row.bytes), BYTES[q][k], `bytes of reverse −${k} ${q}`);
+      assert.ok(Math.abs(Number(row.byte_compression_ratio) - (1 - BYTES[q][k] / BYTES.none[0])) < 1e-12);
+      assert.equal(Number(row.compression_ratio), k / 8);
+      assert.ok(Number(row.mmlu) >= 0 && Number(row.mmlu) <= 1);
+    }
+  }
+  const json = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as { points: { quantize: string; bytes: number; agreement: number }[] };
+  assert.ok(json.points.some((p) => p.quantize === 'rtn:w4g32' && p.bytes === BYTES['rtn:w4g32'][2]));
+  const summary = readFileSync(join(out, 'summary.md'), 'utf8');
+  assert.match(summary, /\| reverse \| 2 \| 6 \| 25\.0% \| rtn:w4g32 \| 0\.216 \| 75\.2% \|/);
+  assert.ok(existsSync(join(out, 'accuracy-size.png')), 'the chart of accuracy against bytes');
+  // the quantized evaluation's run key names its quantization; the plan is shared with the unquantized point
+  assert.match(readFileSync(join(out, 'eval', 'reverse-2-quantize-rtn-w4g32', 'run-key.json'), 'utf8'), /rtn/);
+  assert.deepEqual(readdirSync(join(out, 'plans')), ['reverse-2.json']);
+
+  // a rerun computes nothing; a quantization added later computes only its own points
+  const before = new Map(readdirSync(join(out, 'points')).map((f) => [f, statSync(join(out, 'points', f)).mtimeMs]));
+  const again = await runCli(args('none,rtn:w4g32,gptq:w4g32'));
+  assert.equal(again.status, 0, again.stderr);
+  for (const [f, t] of before) assert.equal(statSync(join(out, 'points', f)).mtimeMs, t, `${f} was not computed again`);
+  const after = readdirSync(join(out, 'points')).filter((f) => !before.has(f)).sort();
+  assert.deepEqual(after, ['original-quantize-gptq-w4g32.json', 'reverse-2-quantize-gptq-w4g32.json']);
+  const gptq = JSON.parse(readFileSync(join(out, 'points', 'reverse-2-quantize-gptq-w4g32.json'), 'utf8'));
+  assert.equal(gptq.quantize, 'gptq:w4g32');
+  assert.equal(gptq.bytes, BYTES['gptq:w4g32'][2]);
+  assert.ok(gptq.agreement > 0 && gptq.agreement <= 1, 'a quantized point is compared with the original model');
+
+  // one point by its label, as --list-points prints it
+  const list = await runCli([...args('none,rtn:w4g32,gptq:w4g32'), '--list-points']);
+  assert.equal(list.status, 0, list.stderr);
+  assert.ok(list.stdout.split('\n').includes('reverse:2:quantize=gptq:w4g32'), list.stdout);
+  const one = await runCli([...args('none,rtn:w4g32,gptq:w4g32'), '--point', 'reverse:2:quantize=gptq:w4g32', '--json']);
+  assert.equal(one.status, 0, one.stderr);
+  assert.equal(JSON.parse(one.stdout).quantize, 'gptq:w4g32');
+  const bad = await runCli([...args('none,rtn:w4g32'), '--point', 'reverse:2:quantize=awq:w4g32']);
+  assert.equal(bad.status, 1);
+  assert.match(bad.stderr, /--quantize/);
+});
+
+test('sweep --quantize refuses a malformed quantization before any work', async () => {
+  const out = join(root, 'bad');
+  const r = await runCli(['sweep', '--model', 'models/demo', '--data', join(root, 'demo-mmlu'), '--methods', 'reverse', '--remove', '0,2', '--quantize', 'none,gptq:w3', '--out', out]);
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /--quantize gptq:w3/);
+  assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+});
