@@ -38,7 +38,8 @@ let inProcessQueue: Promise<unknown> = Promise.resolve();
 /**
  * Runs `mka args...` as src/cli/run.ts in this process (in `cwd`, with environment `env`), capturing
  * stdout and stderr; runs end one at a time. What a process would do at its end is done too: handlers
- * the run left on 'exit' (lock releases) run, signal handlers are removed. For what needs a real process
+ * the run left on 'exit' (lock releases) run, signal handlers are removed, the tfjs backend the test
+ * had is set again (a command line's --backend changes it). For what needs a real process
  * (signals, another user, a blocking read), use runCli.
  */
 export function runCliInProcess(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<CliResult> {
@@ -65,8 +66,9 @@ async function inProcess(args: string[], opts: { cwd?: string; env?: NodeJS.Proc
   const out = captureStream(), err = captureStream();
   const streams = { stdout: Object.getOwnPropertyDescriptor(process, 'stdout')!, stderr: Object.getOwnPropertyDescriptor(process, 'stderr')! };
   const consoleMethods = { log: console.log, info: console.info, warn: console.warn, error: console.error };
-  const events = ['exit', 'SIGINT', 'SIGTERM'] as const;
-  const listeners = Object.fromEntries(events.map((e) => [e, new Set(process.listeners(e))]));
+  const exitListeners = new Set(process.listeners('exit'));
+  const signals = ['SIGINT', 'SIGTERM'] as const;
+  const signalListeners = Object.fromEntries(signals.map((e) => [e, new Set(process.listeners(e))]));
   const cwd = process.cwd(), argv = process.argv;
   const envBefore = { ...process.env };
   const setEnv = (env: NodeJS.ProcessEnv) => {
@@ -77,6 +79,9 @@ async function inProcess(args: string[], opts: { cwd?: string; env?: NodeJS.Proc
   Object.defineProperty(process, 'stderr', { configurable: true, enumerable: true, get: () => err });
   const line = (w: Writable) => (...a: unknown[]) => { w.write(format(...a) + '\n'); };
   Object.assign(console, { log: line(out), info: line(out), warn: line(err), error: line(err) });
+  // the run sets the tfjs backend of this process; the test's own computations go on with theirs
+  const tf = (globalThis as { _tfengine?: unknown })._tfengine ? await import('@tensorflow/tfjs') : null;
+  const backend = tf?.getBackend();
   let status: number;
   try {
     if (opts.env) setEnv(opts.env);
@@ -85,18 +90,19 @@ async function inProcess(args: string[], opts: { cwd?: string; env?: NodeJS.Proc
     status = await run(args, { exitProcess: false });
     // what the process's end would do: the handlers the run left on 'exit' run (lock releases)
     for (const l of process.listeners('exit')) {
-      if (listeners.exit.has(l)) continue;
+      if (exitListeners.has(l)) continue;
       process.off('exit', l);
-      (l as (code: number) => void)(status);
+      l(status);
     }
   } finally {
-    for (const e of ['SIGINT', 'SIGTERM'] as const) for (const l of process.listeners(e)) if (!listeners[e].has(l)) process.off(e, l);
+    for (const e of signals) for (const l of process.listeners(e)) if (!signalListeners[e].has(l)) process.off(e, l);
     process.chdir(cwd);
     process.argv = argv;
     setEnv(envBefore);
     Object.defineProperty(process, 'stdout', streams.stdout);
     Object.defineProperty(process, 'stderr', streams.stderr);
     Object.assign(console, consoleMethods);
+    if (tf && backend && tf.getBackend() !== backend) await tf.setBackend(backend);
   }
   await new Promise((r) => setImmediate(r)); // writes still in the streams' buffers
   return { args, status, stdout: out.text, stderr: err.text };
