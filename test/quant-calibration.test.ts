@@ -14,7 +14,7 @@ import { loadTokenizer } from '../src/tokenizer/tokenizer.ts';
 import { calibrationPrompts } from '../src/pipeline/analyse.ts';
 import { buildPrompt } from '../src/eval/mmlu/prompt.ts';
 import { loadMmlu } from '../src/eval/mmlu/data.ts';
-import { runCli } from './cli-run.ts';
+import { runCliInProcess as runCli } from './cli-run.ts';
 import { quantCalibration } from '../src/pipeline/quantize.ts';
 import { parseQuantization } from '../src/quant/registry.ts';
 

@@ -11,7 +11,7 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync, statSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ensureBenchmark } from '../src/eval/mmlu/demo-benchmark.ts';
-import { runCli } from './cli-run.ts';
+import { runCliInProcess as runCli } from './cli-run.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'mka-sweep-quantize-'));
 

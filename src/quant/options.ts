@@ -27,8 +27,8 @@ export const CALIB_SHOTS = option({
 
 /** compress --quantize: the quantizer's dev examples before each of the merge's calibration questions. */
 export const QUANTIZE_SHOTS = option({
-  ...CALIB_SHOTS, name: 'quantizeShots', option: 'quantize-shots', group: G,
-  help: 'with --quantize: dev examples before each of the merge\'s calibration questions in the quantizer\'s calibration (0: the merge\'s own prompts, not tokenized again)',
+  name: 'quantizeShots', option: 'quantize-shots', type: 'integer', min: 0, group: G,
+  help: 'with --quantize: dev examples before each of the merge\'s calibration questions in the quantizer\'s calibration (default 5; 0: the merge\'s own prompts, not tokenized again)',
 });
 
 /** compress --quantize: quantize the compressed model as it is written. */
