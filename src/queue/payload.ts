@@ -40,6 +40,7 @@ function checkValue(spec: OptionSpec, value: unknown, at: string): void {
 function checkPoint(p: unknown): void {
   if (!isPlainObject(p) || typeof p.method !== 'string' || !Number.isInteger(p.removed) || (p.removed as number) < 0) bad('"point" must be {method, removed}');
   if (unsafeRelative(p.method) !== null || p.method.includes('/')) bad(`point method ${JSON.stringify(p.method)} is not a plain name`);
+  if (p.quantize !== undefined && (typeof p.quantize !== 'string' || p.quantize === '')) bad('point "quantize" must be a quantization such as gptq:w4g32');
 }
 
 /** Checks a job's data (see the file comment); `root` is the directory every path must lie in. Returns it typed. */
