@@ -29,6 +29,7 @@ import type { SweepContext } from './context.ts';
 import { calibrateSweep, readPlan } from './calibrate.ts';
 import { evalDir, pointFile, pointLabel, pointName, pointQuantize, subjectFile, withQuantize, type PointId } from './points.ts';
 import { SWEEP_QUANTIZE } from './options.ts';
+import { QUANTIZE_AFTER } from '../quant/options.ts';
 import { flag } from '../runtime/options.ts';
 import type { LlamaConfig } from '../model/config.ts';
 import { parseQuantization, type Quantization } from '../quant/registry.ts';
@@ -230,7 +231,7 @@ export async function runPoint(ctx: SweepContext, p: PointId, ro: RunPointOption
   const built = ro.model ? { model: ro.model, plan: p.method === 'original' ? null : await pointPlan(ctx, p) } : await pointModel(ctx, p);
   try {
     if (opts.keepModels && built.plan && !pointQuantization(p)) await writeCompressed(ctx.original, built.plan, `${opts.out}/models/${pointName(p)}`, { log: () => {} });
-    if (opts.keepModels && pointQuantization(p)) opts.log?.(`sweep: ${pointLabel(p)} is not written to ${opts.out}/models (the kept models are the float ones; compress --quantize writes a quantized one)`);
+    if (opts.keepModels && pointQuantization(p)) opts.log?.(`sweep: ${pointLabel(p)} is not written to ${opts.out}/models (the kept models are the float ones; compress ${flag(QUANTIZE_AFTER)} writes a quantized one)`);
     const e = (await evaluatePoint(ctx, p, built.model))!;
     const ppl = ctx.corpus ? (await evaluatePerplexity({ model: built.model, ...ctx.corpus, out: join(opts.out, 'ppl', pointName(p)), signal: opts.signal })).summary.ppl : null;
     const row = pointFrom(p, ctx.layers, pointBytes(ctx.original.config, p), e, (ro.priorSeconds ?? 0) + (performance.now() - t0) / 1000, ppl);
