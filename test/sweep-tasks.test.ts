@@ -65,7 +65,7 @@ test('a sweep on hellaswag and boolq: the metrics of eval TASK, per-task columns
 
   const md = readFileSync(join(out, 'summary.md'), 'utf8');
   assert.match(md, /^\| method \| removed \| layers \| ratio \| MB \| size ratio \| hellaswag acc_norm \| boolq acc \| average \|$/m);
-  assert.match(md, /\| reverse \| 3 \| 5 \| 37\.5% \| \d+\.\d\d% ± \d+\.\d\d( ≈)? \|/);
+  assert.match(md, /\| reverse \| 3 \| 5 \| 37\.5% \| 0\.593 \| 31\.8% \| \d+\.\d\d% ± \d+\.\d\d( ≈)? \|/);
   assert.match(md, /≈ marks a point that an exact McNemar test/);
   for (const f of ['accuracy', 'accuracy-boolq', 'accuracy-average']) assert.ok(existsSync(join(out, `${f}.png`)), `${f}.png`);
   assert.match(readFileSync(join(out, 'accuracy.svg'), 'utf8'), /95% interval/, 'error bars');
