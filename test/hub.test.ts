@@ -10,7 +10,7 @@ import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { resolveModelDir } from '../src/hub/model.ts';
-import { runCli } from './cli-run.ts';
+import { runCliInProcess } from './cli-run.ts';
 import { startFakeHub, gitSha1, sha256, type FakeHub } from './hub-server.ts';
 
 const TMP = mkdtempSync(join(tmpdir(), 'mka-hub-'));
@@ -39,7 +39,7 @@ after(async () => {
 const envFor = (cache: string, extra: Record<string, string> = {}) => ({ ...process.env, HF_ENDPOINT: hub.url, HF_HUB_CACHE: cache, HF_TOKEN: '', HF_HOME: join(TMP, 'home'), ...extra });
 const quiet = { quiet: true };
 
-const run = (args: string[], env: NodeJS.ProcessEnv) => runCli(args, { env });
+const run = (args: string[], env: NodeJS.ProcessEnv) => runCliInProcess(args, { env }); // in this process: the fake hub answers on its loop
 
 test('mka info --model org/name downloads into the huggingface_hub cache layout, resuming a dropped connection', async () => {
   const cache = join(TMP, 'cache-a');
