@@ -258,7 +258,7 @@ test('a GGUF of k-quant blocks (Q4_K, Q6_K, Q5_K, Q3_K) runs as the same weights
   const { hparamMetadata } = await import('../src/gguf/hparams.ts');
   const { GgmlType, GGML_BLOCK } = await import('../src/gguf/format.ts');
   const H = 256;
-  const cfg = { model_type: 'llama', vocab_size: 256, hidden_size: H, intermediate_size: H, num_hidden_layers: 1, num_attention_heads: 4, num_key_value_heads: 4, head_dim: 64, max_position_embeddings: 64, rms_norm_eps: 1e-5, rope_theta: 10000, rope_scaling: null, sliding_window: null };
+  const cfg = { model_type: 'llama' as const, vocab_size: 256, hidden_size: H, intermediate_size: H, num_hidden_layers: 1, num_attention_heads: 4, num_key_value_heads: 4, head_dim: 64, max_position_embeddings: 64, rms_norm_eps: 1e-5, rope_theta: 10000, rope_scaling: null, sliding_window: null };
   const mats: [string, string][] = [['token_embd.weight', 'Q4_K'], ['blk.0.attn_q.weight', 'Q4_K'], ['blk.0.attn_k.weight', 'Q5_K'], ['blk.0.attn_v.weight', 'Q6_K'],
     ['blk.0.attn_output.weight', 'Q3_K'], ['blk.0.ffn_gate.weight', 'Q4_K'], ['blk.0.ffn_up.weight', 'Q5_K'], ['blk.0.ffn_down.weight', 'Q6_K'], ['output.weight', 'Q6_K']];
   const data = new Map<string, { type: number; bytes: Uint8Array }>();
