@@ -1,6 +1,6 @@
 /**
  * `mka export gguf` of the demo model and `--model F.gguf`, against what independent implementations
- * made of the same files (test/goldens/gguf/demo.json, scripts/gguf-goldens/make.ts):
+ * made of the same files (test/goldens/gguf/demo.json, test/goldens/gguf/make.ts):
  *
  * - every tensor's bytes are those llama.cpp's converter rules and gguf-py's quantizers give from the
  *   Hugging Face checkpoint (names, Q/K permute, F32 norms, F16 where rows do not divide into 32);
@@ -32,7 +32,7 @@ import { readConfig } from '../src/model/config.ts';
 import { disposeModel, loadModel } from '../src/model/model.ts';
 import { generate } from '../src/model/generate.ts';
 import { forward } from '../src/model/forward.ts';
-import { DEMO_TYPES } from '../scripts/gguf-goldens/cases.ts';
+import { DEMO_TYPES } from './goldens/gguf/cases.ts';
 import { ensureBenchmark, generateBenchmark } from '../src/eval/mmlu/demo-benchmark.ts';
 import { promptParts } from '../src/eval/mmlu/prompt.ts';
 import { assertUserError, runCli } from './cli-run.ts';

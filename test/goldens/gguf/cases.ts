@@ -5,11 +5,11 @@
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { convertLlama2c } from '../../src/convert/llama2c.ts';
-import { makePaperModel } from '../make-paper-model.ts';
-import { replayPlan } from '../../src/pipeline/compress.ts';
-import { quantizeModel } from '../../src/pipeline/quantize.ts';
-import { parseQuantization } from '../../src/quant/registry.ts';
+import { convertLlama2c } from '../../../src/convert/llama2c.ts';
+import { makePaperModel } from '../../../scripts/make-paper-model.ts';
+import { replayPlan } from '../../../src/pipeline/compress.ts';
+import { quantizeModel } from '../../../src/pipeline/quantize.ts';
+import { parseQuantization } from '../../../src/quant/registry.ts';
 
 /** The demo model's prompt: a dozen tokens of the benchmark's kind. */
 export const DEMO_PROMPT = 'Question: What is 7 + 5?\nAnswer:';
