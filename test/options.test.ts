@@ -194,3 +194,14 @@ test('a queue job\'s sweep options are checked by the specs the command line che
   refused({ params: { nomethod: {} } }, /^job data refused: sweep\.params\.nomethod: no method nomethod \(methods: mka, /);
   refused({ params: ['mka'] }, /sweep\.params must map method names/);
 });
+
+test('a sweep\'s key takes its option fields from the specs (declared defaults) and keeps the bytes existing sweep directories hold', async () => {
+  const { sweepKey } = await import('../src/sweep/context.ts');
+  const base = { model: 'm', data: 'd', methods: ['mka'], remove: [0, 2], ntrain: 5, out: 'o' };
+  const stored = '{"model":"m","data":"d","ntrain":5,"limit":null,"subjects":null,"calibration":{"data":"d","file":null,"subjects":null,"perSubject":"auto","seed":1,"representation":"padded"},"similarity":{},"strategy":"last-pair","blendNorms":false}';
+  assert.equal(sweepKey(base), stored, 'the key a sweep of an earlier mka wrote');
+  assert.equal(sweepKey({ ...base, seed: 1, representation: 'padded', protocol: 'mka', fitLambda: false }), stored, 'defaults given are defaults');
+  const set = JSON.parse(sweepKey({ ...base, seed: 3, representation: 'last', protocol: 'released', fitLambda: true, perSubject: 2, subjects: 4, calibrationFile: 'x.txt', limit: 3, evalSubjects: ['a'] }));
+  assert.deepEqual(set.calibration, { data: 'd', file: 'x.txt', subjects: 4, perSubject: 2, seed: 3, representation: 'last', protocol: 'released' });
+  assert.deepEqual([set.limit, set.subjects, set.fitLambda], [3, ['a'], true]);
+});
