@@ -64,7 +64,8 @@ const kern_table *kern_for(int isa);
  * their int16 copy for the 16-bit kernels) over nb blocks of 32 inputs, by one panel of `cols` weight
  * rows repacked by the kernel's `pack` ([block][group of 4 (elem 1) or 2 (elem 2) inputs][nr columns]);
  * per block and column, sw and cw ([nb][nr]) turn the integer dot product into y's units:
- * y += dx·(sw·dot + cw·Σqx).
+ * y += dx·(sw·dot + cw·sx), sx the block's Σqx as a float (quant.c: for weights with mins, the value
+ * that makes dx·sx llama.cpp's Q8_1 sum).
  */
 typedef struct {
   long nb;
@@ -72,7 +73,7 @@ typedef struct {
   const int16_t *qa16;
   long lda;
   const float *da;
-  const int32_t *sa;
+  const float *sa;
   long ldd;
   const uint8_t *bq;
   const float *sw, *cw;
@@ -92,10 +93,11 @@ typedef struct {
   void (*ukernel)(const int_tile *t);
   /* sums[i] = Σ over all blocks for rows i < m of one weight row as stored (m <= 4). */
   void (*rowdot)(float *sums, const uint8_t *row, int format, int symmetric, const int8_t *qa, const int16_t *qa16,
-                 long lda, const float *da, const int32_t *sa, long ldd, long m, const float *scales, const float *mins,
+                 long lda, const float *da, const float *sa, long ldd, long m, const float *scales, const float *mins,
                  long group, int off);
-  /* Blocks of 32 whole inputs of one row with scale d each: q = round-half-even(x/d) (NULL: plain C does it). */
-  void (*quantize)(const float *x, long blocks, const float *d, int8_t *q, int32_t *sums);
+  /* Blocks of 32 whole inputs of one row, each with multiplier id: q = round-half-even(x·id) clamped to
+   * ±127, sums[b] = Σq (NULL: plain C does it). */
+  void (*quantize)(const float *x, long blocks, const float *id, int8_t *q, float *sums);
 } int_kern;
 extern const int_kern int_vnni, int_avx512bw, int_avx2;
 /* The integer kernel of this CPU's path (after MKA_ISA), or NULL for the portable one. */

@@ -72,7 +72,7 @@ static inline __attribute__((always_inline)) T512 void scale512(const int_tile *
   const __m512 s0 = _mm512_loadu_ps(t->sw + b * 32), s1 = _mm512_loadu_ps(t->sw + b * 32 + 16);
   const __m512 c0 = _mm512_loadu_ps(t->cw + b * 32), c1 = _mm512_loadu_ps(t->cw + b * 32 + 16);
   for (int r = 0; r < M; r++) {
-    const __m512 d = _mm512_set1_ps(t->da[r * t->ldd + b]), s = _mm512_set1_ps((float)t->sa[r * t->ldd + b]);
+    const __m512 d = _mm512_set1_ps(t->da[r * t->ldd + b]), s = _mm512_set1_ps(t->sa[r * t->ldd + b]);
     acc[r][0] = _mm512_fmadd_ps(_mm512_fmadd_ps(_mm512_cvtepi32_ps(ia[r][0]), s0, _mm512_mul_ps(c0, s)), d, acc[r][0]);
     acc[r][1] = _mm512_fmadd_ps(_mm512_fmadd_ps(_mm512_cvtepi32_ps(ia[r][1]), s1, _mm512_mul_ps(c1, s)), d, acc[r][1]);
   }
@@ -162,7 +162,7 @@ static inline __attribute__((target("avx2"))) float hsum256(__m256 v) {
 }
 
 static TVNNI void rowdot_vnni(float *sums, const uint8_t *row, int format, int symmetric, const int8_t *qa, const int16_t *qa16,
-                             long lda, const float *da, const int32_t *sa, long ldd, long m, const float *scales,
+                             long lda, const float *da, const float *sa, long ldd, long m, const float *scales,
                              const float *mins, long group, int off) {
   (void)qa16;
   __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
@@ -176,14 +176,14 @@ static TVNNI void rowdot_vnni(float *sums, const uint8_t *row, int format, int s
       const __m256i dot = _mm256_dpbusd_epi32(_mm256_setzero_si256(), w, a);
       const float d = da[r * ldd + b];
       acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(d * sw), acc[r]);
-      corr[r] += d * cw * (float)sa[r * ldd + b];
+      corr[r] += d * cw * sa[r * ldd + b];
     }
   }
   for (long r = 0; r < m; r++) sums[r] = hsum256(acc[r]) + corr[r];
 }
 
 static T512 void rowdot_bw(float *sums, const uint8_t *row, int format, int symmetric, const int8_t *qa, const int16_t *qa16,
-                           long lda, const float *da, const int32_t *sa, long ldd, long m, const float *scales,
+                           long lda, const float *da, const float *sa, long ldd, long m, const float *scales,
                            const float *mins, long group, int off) {
   (void)qa;
   __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
@@ -196,7 +196,7 @@ static T512 void rowdot_bw(float *sums, const uint8_t *row, int format, int symm
       const __m512i dot = _mm512_madd_epi16(w, _mm512_loadu_si512(qa16 + r * lda + b * 32));
       const float d = da[r * ldd + b];
       acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_set1_ps(d * sw), acc[r]);
-      corr[r] += d * cw * (float)sa[r * ldd + b];
+      corr[r] += d * cw * sa[r * ldd + b];
     }
   }
   for (long r = 0; r < m; r++) sums[r] = _mm512_reduce_add_ps(acc[r]) + corr[r];
@@ -227,7 +227,7 @@ static inline __attribute__((always_inline)) T256 void tile_avx2(const int_tile 
     const __m256 s0 = _mm256_loadu_ps(t->sw + b * 16), s1 = _mm256_loadu_ps(t->sw + b * 16 + 8);
     const __m256 c0 = _mm256_loadu_ps(t->cw + b * 16), c1 = _mm256_loadu_ps(t->cw + b * 16 + 8);
     for (int r = 0; r < M; r++) {
-      const __m256 d = _mm256_set1_ps(t->da[r * t->ldd + b]), s = _mm256_set1_ps((float)t->sa[r * t->ldd + b]);
+      const __m256 d = _mm256_set1_ps(t->da[r * t->ldd + b]), s = _mm256_set1_ps(t->sa[r * t->ldd + b]);
       acc[r][0] = _mm256_fmadd_ps(_mm256_fmadd_ps(_mm256_cvtepi32_ps(ia[r][0]), s0, _mm256_mul_ps(c0, s)), d, acc[r][0]);
       acc[r][1] = _mm256_fmadd_ps(_mm256_fmadd_ps(_mm256_cvtepi32_ps(ia[r][1]), s1, _mm256_mul_ps(c1, s)), d, acc[r][1]);
     }
@@ -254,7 +254,7 @@ static void ukernel_avx2(const int_tile *t) {
 }
 
 static T256 void rowdot_avx2(float *sums, const uint8_t *row, int format, int symmetric, const int8_t *qa, const int16_t *qa16,
-                             long lda, const float *da, const int32_t *sa, long ldd, long m, const float *scales,
+                             long lda, const float *da, const float *sa, long ldd, long m, const float *scales,
                              const float *mins, long group, int off) {
   (void)qa;
   __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
@@ -271,22 +271,22 @@ static T256 void rowdot_avx2(float *sums, const uint8_t *row, int format, int sy
                                            _mm256_madd_epi16(w1, _mm256_loadu_si256((const __m256i *)(a + 16))));
       const float d = da[r * ldd + b];
       acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(d * sw), acc[r]);
-      corr[r] += d * cw * (float)sa[r * ldd + b];
+      corr[r] += d * cw * sa[r * ldd + b];
     }
   }
   for (long r = 0; r < m; r++) sums[r] = hsum256(acc[r]) + corr[r];
 }
 
 /* The quants of whole blocks, as quant.c's plain C computes them: the same float multiply, rounding to nearest even. */
-static T512 void quantize512(const float *x, long blocks, const float *d, int8_t *q, int32_t *sums) {
+static T512 void quantize512(const float *x, long blocks, const float *id, int8_t *q, float *sums) {
   for (long b = 0; b < blocks; b++) {
-    const __m512 id = _mm512_set1_ps(d[b] > 0.f ? 1.f / d[b] : 0.f), lim = _mm512_set1_ps(127.f);
-    const __m512 x0 = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(_mm512_loadu_ps(x + 32 * b), id), _mm512_sub_ps(_mm512_setzero_ps(), lim)), lim);
-    const __m512 x1 = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(_mm512_loadu_ps(x + 32 * b + 16), id), _mm512_sub_ps(_mm512_setzero_ps(), lim)), lim);
+    const __m512 m = _mm512_set1_ps(id[b]), lim = _mm512_set1_ps(127.f);
+    const __m512 x0 = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(_mm512_loadu_ps(x + 32 * b), m), _mm512_sub_ps(_mm512_setzero_ps(), lim)), lim);
+    const __m512 x1 = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(_mm512_loadu_ps(x + 32 * b + 16), m), _mm512_sub_ps(_mm512_setzero_ps(), lim)), lim);
     const __m512i q0 = _mm512_cvtps_epi32(x0), q1 = _mm512_cvtps_epi32(x1); /* MXCSR's rounding: nearest even */
     _mm_storeu_si128((__m128i *)(q + 32 * b), _mm512_cvtsepi32_epi8(q0));
     _mm_storeu_si128((__m128i *)(q + 32 * b + 16), _mm512_cvtsepi32_epi8(q1));
-    sums[b] = _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
+    sums[b] = (float)_mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
   }
 }
 

@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <math.h>
 
 /*
  * Weight formats, as in the JS contract: float32, bfloat16 and float16 in Hugging Face layout
@@ -88,6 +89,24 @@ static inline float f16_to_f32(uint16_t h) {
   }
   float f;
   memcpy(&f, &w, 4);
+  return f;
+}
+
+/* x rounded to the nearest IEEE half (ties to even), as a float: what ggml's FP32_TO_FP16 stores;
+ * ±inf past the half range (65520 and beyond), NaN kept. */
+static inline float f32_round_f16(float x) {
+  uint32_t u;
+  memcpy(&u, &x, 4);
+  const uint32_t sign = u & 0x80000000u, a = u & 0x7fffffffu;
+  if (a >= 0x7f800000u) return x;                       /* inf, NaN */
+  if (a >= 0x477ff000u) u = sign | 0x7f800000u;         /* >= 65520: inf */
+  else if (a < 0x38800000u) {                           /* below 2^-14: subnormal halves, ulp 2^-24 */
+    const float r = nearbyintf((sign ? -x : x) * 16777216.f) * (1.f / 16777216.f);
+    memcpy(&u, &r, 4);
+    u |= sign;
+  } else u = sign | ((a + 0xfffu + ((a >> 13) & 1u)) & ~0x1fffu); /* 10 mantissa bits, nearest even */
+  float f;
+  memcpy(&f, &u, 4);
   return f;
 }
 

@@ -1,14 +1,19 @@
 /*
  * Products with contract 1's packed integer weights (Q8, Q4; mka.h): y = x·Wᵀ without widening W.
  *
- * x is quantized to int8 once per call, in blocks of 32 inputs each with its own scale (as llama.cpp's
- * Q8_0 activations: d = max|x|/127, q = round(x/d)), or with one scale per row (act_per_token, W8A8:
- * SmoothQuant's dynamic per-token activations); each block also keeps the sum of its quants. A block
- * of 32 inputs then contributes to y[i][j]
- *     dx·(sw·Σ qx·qw + (mw − sw·off)·Σ qx)
+ * x is quantized to int8 once per call, in blocks of 32 inputs each with its own scale exactly as
+ * llama.cpp's x86 CPU backend quantizes activations for Q8_0/Q4_0 (Q8_0) and Q4_1 (Q8_1) weights:
+ * q = round-half-even(x · 127/max|x|), the block's scale d = max|x|/127 stored as a half (the product
+ * uses that rounded d), and for weights with mins the block's s = half(d·Σq) (Q8_1). So a GGUF
+ * exported from a packed model gives the same products in both to float32 rounding. With
+ * act_per_token (W8A8: SmoothQuant's dynamic per-token activations) one float32 scale per row,
+ * d = max|x_t|/127, as contract 1 states. Each block also keeps its sum of quants. A block of 32
+ * inputs then contributes to y[i][j]
+ *     dx·(sw·Σ qx·qw + (mw − sw·off)·sx)
  * with qw the stored quant (unsigned; int8 ones xored with 0x80, off = 128; symmetric 4-bit off = 8;
- * asymmetric: off = 0 and mw the group's min), sw the weight's group scale: integer dot products
- * within a block, one float multiply-add per block.
+ * asymmetric: off = 0 and mw the group's min), sw the weight's group scale, sx = Σ qx (with mins:
+ * half(d·Σqx)/dx, so that dx·sx is Q8_1's s): integer dot products within a block, one float
+ * multiply-add per block.
  *
  * Rows of x beyond SMALL_ROWS go through a packed GEMM: each task takes a strip of weight rows (output
  * columns), repacks one k block of it at a time into the kernel's panel layout (VNNI: [block][quad][32
@@ -51,15 +56,16 @@ void quant_row(float *dst, const mka_weight *w, long j) {
 
 /* ---- activations ---- */
 
-/* Rows [r0, r1) of x [m][k] quantized: q [m][kpad] int8 (zero past k), d, s [m][kb]; q16 the same as int16 when wanted. */
+/* Rows of x [m][k] quantized: q [m][kpad] int8 (zero past k), d, s [m][kb]; q16 the same as int16 when wanted. */
 typedef struct {
   const float *x;
   long m, k, kb, kpad;
   int per_token;
+  int mins; /* the weight has mins: s as Q8_1's */
   int8_t *q;
   int16_t *q16;
   float *d;
-  int32_t *s;
+  float *s;
   const int_kern *ik; /* its vector quantize, when it has one */
 } act_ctx;
 
@@ -68,41 +74,52 @@ static void quantize_rows(void *p, long r, int thread) {
   const act_ctx *a = p;
   const float *x = a->x + r * a->k;
   int8_t *q = a->q + r * a->kpad;
-  float row_d = 0.f;
-  if (a->per_token) {
-    float amax = 0.f;
-    for (long i = 0; i < a->k; i++) amax = fabsf(x[i]) > amax ? fabsf(x[i]) : amax;
-    row_d = amax / 127.f;
-  }
-  /* scales first: per block (or one per row), from max|x| */
-  for (long b = 0; b < a->kb; b++) {
-    const long i0 = b * 32, n = a->k - i0 < 32 ? a->k - i0 : 32;
-    float d = row_d;
-    if (!a->per_token) {
-      float amax = 0.f;
-      for (long i = 0; i < n; i++) amax = fabsf(x[i0 + i]) > amax ? fabsf(x[i0 + i]) : amax;
-      d = amax / 127.f;
-    }
-    a->d[r * a->kb + b] = d;
-  }
-  /* then the quants: whole blocks by the kernel's vector code when it has one, a partial last block here */
-  const long whole = a->ik && a->ik->quantize ? a->k / 32 : 0;
-  if (whole) a->ik->quantize(x, whole, a->d + r * a->kb, q, a->s + r * a->kb);
-  for (long b = whole; b < a->kb; b++) {
-    const long i0 = b * 32, n = a->k - i0 < 32 ? a->k - i0 : 32;
-    const float d = a->d[r * a->kb + b], id = d > 0.f ? 1.f / d : 0.f;
-    int32_t sum = 0;
-    for (long i = 0; i < 32; i++) {
-      int v = 0;
-      if (i < n) {
-        const float t = x[i0 + i] * id;
-        v = (int)nearbyintf(t > 127.f ? 127.f : t < -127.f ? -127.f : t);
+  float *d = a->d + r * a->kb, *s = a->s + r * a->kb;
+  float id[KBLOCKS], row_amax = 0.f;
+  if (a->per_token)
+    for (long i = 0; i < a->k; i++) row_amax = fabsf(x[i]) > row_amax ? fabsf(x[i]) : row_amax;
+  for (long b0 = 0; b0 < a->kb; b0 += KBLOCKS) {
+    const long nb = a->kb - b0 < KBLOCKS ? a->kb - b0 : KBLOCKS;
+    /* multipliers first: per block (or one per row), from max|x|, as llama.cpp: 127/max, 0 for a zero block */
+    for (long b = b0; b < b0 + nb; b++) {
+      float amax = row_amax;
+      if (!a->per_token) {
+        const long i0 = b * 32, n = a->k - i0 < 32 ? a->k - i0 : 32;
+        amax = 0.f;
+        for (long i = 0; i < n; i++) amax = fabsf(x[i0 + i]) > amax ? fabsf(x[i0 + i]) : amax;
       }
-      q[i0 + i] = (int8_t)v;
-      sum += v;
+      id[b - b0] = amax > 0.f ? 127.f / amax : 0.f;
+      d[b] = amax / 127.f;
     }
-    a->s[r * a->kb + b] = sum;
+    /* then the quants: whole blocks by the kernel's vector code when it has one, the rest (a partial last block) here */
+    const long whole_end = a->ik && a->ik->quantize ? (a->k / 32 < b0 + nb ? a->k / 32 : b0 + nb) : b0;
+    if (whole_end > b0) a->ik->quantize(x + b0 * 32, whole_end - b0, id, q + b0 * 32, s + b0);
+    for (long b = whole_end > b0 ? whole_end : b0; b < b0 + nb; b++) {
+      const long i0 = b * 32, n = a->k - i0 < 32 ? a->k - i0 : 32;
+      const float m = id[b - b0];
+      int32_t sum = 0;
+      for (long i = 0; i < 32; i++) {
+        int v = 0;
+        if (i < n) {
+          const float t = x[i0 + i] * m;
+          v = (int)nearbyintf(t > 127.f ? 127.f : t < -127.f ? -127.f : t);
+        }
+        q[i0 + i] = (int8_t)v;
+        sum += v;
+      }
+      s[b] = (float)sum;
+    }
   }
+  /* per block: the half-rounded d of llama.cpp's Q8_0/Q8_1 (float32 past the half range, where llama.cpp's is inf) and with mins Q8_1's s */
+  if (!a->per_token)
+    for (long b = 0; b < a->kb; b++) {
+      const float dh = f32_round_f16(d[b]);
+      if (a->mins) {
+        const float sh = f32_round_f16(d[b] * s[b]);
+        s[b] = dh > 0.f && isfinite(dh) && isfinite(sh) ? sh / dh : s[b];
+      }
+      if (isfinite(dh)) d[b] = dh;
+    }
   if (a->q16)
     for (long i = 0; i < a->kpad; i++) a->q16[r * a->kpad + i] = q[i];
 }
@@ -144,7 +161,7 @@ static void generic_task(void *p, long t, int thread) {
         for (int v = 0; v < 32; v++) dot += (stored_quant(row, w->format, b, v) ^ (xor80 ? 0x80 : 0)) * q[b * 32 + v];
         float sw, cw;
         block_scales(x, j, b, &sw, &cw);
-        acc += a->d[i * a->kb + b] * (sw * (float)dot + cw * (float)a->s[i * a->kb + b]);
+        acc += a->d[i * a->kb + b] * (sw * (float)dot + cw * a->s[i * a->kb + b]);
       }
       float *y = l->y + i * n + j;
       const float v = acc + (l->bias ? l->bias[j] : 0.f);
@@ -233,14 +250,14 @@ int quant_linear(const linear_args *l) {
   const mka_weight *w = l->w;
   const long m = l->m, n = w->n, kb = (w->k + 31) / 32, kpad = kb * 32;
   const int_kern *ik = int_kern_get();
-  act_ctx a = {l->x, m, w->k, kb, kpad, w->act_per_token, NULL, NULL, NULL, NULL, ik};
+  act_ctx a = {l->x, m, w->k, kb, kpad, w->act_per_token, w->mins != NULL, NULL, NULL, NULL, NULL, ik};
   const size_t qbytes = (size_t)(m * kpad), q16bytes = ik && ik->wide_acts ? 2 * qbytes : 0;
   uint8_t *mem = scratch(0, qbytes + q16bytes + (size_t)(m * kb) * 8 + 256);
   if (!mem) return -1;
   a.q = (int8_t *)mem;
   a.q16 = q16bytes ? (int16_t *)(mem + ((qbytes + 63) & ~(size_t)63)) : NULL;
   a.d = (float *)(mem + ((qbytes + q16bytes + 127) & ~(size_t)63));
-  a.s = (int32_t *)(a.d + m * kb);
+  a.s = a.d + m * kb;
   const int threads = pool_threads();
   pool_run(m, quantize_rows, &a);
   quant_ctx x = {.l = l, .act = &a, .groups = (w->k + w->group - 1) / w->group, .ik = ik};

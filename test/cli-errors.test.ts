@@ -1,6 +1,8 @@
 /**
  * Every user mistake exits 1 with one stderr line naming the option or file, and writes nothing:
- * tables of bad options, --config files, checkpoints, configs and MMLU files, run through the real CLI.
+ * tables of bad options, --config files, checkpoints, configs and MMLU files, run through the CLI (in this
+ * process: src/cli/run.ts, as bin/mka.mjs runs it), and special files and an empty command line through
+ * the real CLI process.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -9,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { ensureBenchmark } from '../src/eval/mmlu/demo-benchmark.ts';
-import { assertUserError, leftovers, runAllCli, runCli, tree } from './cli-run.ts';
+import { assertUserError, leftovers, runAllCli, runAllInProcess, runCli, runCliInProcess, tree, type CliResult } from './cli-run.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'mka-cli-errors-'));
 const M = join(root, 'model');
@@ -28,8 +30,9 @@ const before = tree(root);
 
 type Case = [args: string[], ...needles: string[]];
 
-async function expectAll(cases: Case[]): Promise<void> {
-  const results = await runAllCli(cases.map(([args]) => [...args, '--quiet']));
+/** Runs every case (in this process unless `run` says otherwise) and checks each is a user error naming its needles, and nothing was written. */
+async function expectAll(cases: Case[], run: (c: string[][]) => Promise<CliResult[]> = runAllInProcess): Promise<void> {
+  const results = await run(cases.map(([args]) => [...args, '--quiet']));
   results.forEach((r, i) => assertUserError(r, ...cases[i].slice(1) as string[]));
   assert.ok(!existsSync(O), 'no output was written');
   assert.deepEqual(leftovers(root), [], 'no temporaries or locks left');
@@ -123,7 +126,7 @@ test('bad --config files: missing, a directory, invalid, not a mapping, empty, b
 });
 
 test('an unknown option is named once, as typed', async () => {
-  const [r] = await runAllCli([['info', '--model', M, '--top-p', '0.9']]);
+  const r = await runCliInProcess(['info', '--model', M, '--top-p', '0.9']);
   assertUserError(r, 'Unknown argument: top-p');
   assert.doesNotMatch(r.stderr, /topP/);
 });
@@ -229,9 +232,9 @@ test('silent accepts and garbled messages: lists, booleans, ids, activations, po
     [[], 'name a command'],
   ]);
   const [zero, tiny, none] = await Promise.all([
-    runCli(['forward', '--model', M, '--ids', '1', '--quiet'], { env: { ...process.env, MKA_MEMORY_LIMIT: '0' } }),
-    runCli(['forward', '--model', M, '--ids', '1', '--quiet'], { env: { ...process.env, MKA_MEMORY_LIMIT: '1K' } }),
-    runCli([]),
+    runCliInProcess(['forward', '--model', M, '--ids', '1', '--quiet'], { env: { ...process.env, MKA_MEMORY_LIMIT: '0' } }),
+    runCliInProcess(['forward', '--model', M, '--ids', '1', '--quiet'], { env: { ...process.env, MKA_MEMORY_LIMIT: '1K' } }),
+    runCli([]), // the real process, as a user meets it
   ]);
   assertUserError(zero, 'MKA_MEMORY_LIMIT=0', 'off');
   assertUserError(tiny, 'forward needs');
@@ -258,7 +261,7 @@ test('FIFOs and other special files are refused as inputs instead of blocking; a
     [['eval', 'ppl', '--model', M, '--text', fifo, '--out', join(dir, 'out-ppl')], fifo, 'not a regular file'],
     [['export', 'tfjs', '--model', M, '--out', join(dir, 'out-tfjs'), '--shard-mb', '1e-9'], '--shard-mb 1e-9', 'weight files'],
     [['export', 'hf', '--model', extra, '--out', join(dir, 'out-hf')], join(extra, 'tokenizer.model'), 'not a regular file'],
-  ]);
+  ], runAllCli); // real processes: a regression that opens a FIFO blocks its process, not this one
   for (const o of ['out-ppl', 'out-tfjs', 'out-hf']) assert.ok(!existsSync(join(dir, o)), `${o}: nothing written`);
 });
 
@@ -274,7 +277,7 @@ test('a tokenizer that maps text to <unk> only is refused; a prompt longer than 
     [['forward', '--model', model, '--text', 'The capital of France is'], join(model, 'tokenizer.json'), 'unknown token'],
     [['generate', '--model', M, '--prompt', long], '--prompt is', 'context is 1024'],
   ]);
-  const near = await runCli(['generate', '--model', M, '--prompt', 'one two three four five six seven eight nine ten '.repeat(33), '--max-new-tokens', '64']);
+  const near = await runCliInProcess(['generate', '--model', M, '--prompt', 'one two three four five six seven eight nine ten '.repeat(33), '--max-new-tokens', '64']);
   assert.equal(near.status, 0, near.stderr);
   assert.match(near.stderr, /generate: at most \d+ new tokens, not 64: the \d+-token prompt leaves that much of the 1024-token context/);
 });

@@ -1,6 +1,6 @@
 /**
- * Every command's --help (defaults and examples shown), the command list against the README's table,
- * and the CLI's exit codes: 0 ok, 1 user error on one line.
+ * Every command's --help (defaults and examples shown; the CLI run in this process, as src/cli/run.ts),
+ * the command list against the README's table, and the CLI process's exit codes: 0 ok, 1 user error on one line.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -8,9 +8,11 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { LM_EVAL_TASKS } from '../src/eval/tasks/registry.ts';
+import { runCliInProcess } from './cli-run.ts';
 
 const CLI = join(process.cwd(), 'bin', 'mka.mjs');
 const run = (...args: string[]) => spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8' });
+const help = (...args: string[]) => runCliInProcess([...args, '--help']);
 
 /** Commands listed in a --help page's "Commands:" section. */
 function commandsIn(help: string): string[] {
@@ -18,21 +20,23 @@ function commandsIn(help: string): string[] {
   return section.split('\n').slice(1).map((l) => l.trim().split(/\s+/).slice(1, 3)).map(([a, b]) => (b && !b.startsWith('<') && !b.startsWith('[') && !/^[A-Z]/.test(b) ? `${a} ${b}` : a)).filter(Boolean);
 }
 
-function leafCommands(): string[] {
-  const top = commandsIn(run('--help').stdout);
-  return top.flatMap((c) => {
-    const sub = commandsIn(run(c, '--help').stdout).filter((s) => s.startsWith(`${c} `));
-    return sub.length ? sub : [c];
-  });
+async function leafCommands(): Promise<string[]> {
+  const top = commandsIn((await help()).stdout);
+  const leaves: string[] = [];
+  for (const c of top) {
+    const sub = commandsIn((await help(c)).stdout).filter((s) => s.startsWith(`${c} `));
+    leaves.push(...(sub.length ? sub : [c]));
+  }
+  return leaves;
 }
 
-test('every command has --help with defaults and an example, and the README lists exactly these commands', () => {
-  const leaves = leafCommands();
+test('every command has --help with defaults and an example, and the README lists exactly these commands', async () => {
+  const leaves = await leafCommands();
   for (const must of ['info', 'forward', 'generate', 'convert-llama2c', 'similarity', 'compress', 'eval mmlu', 'export tfjs', 'export hf', 'sweep', 'demo']) {
     assert.ok(leaves.includes(must), `command ${must} missing from --help (have ${leaves.join(', ')})`);
   }
   for (const c of leaves) {
-    const r = run(...c.split(' '), '--help');
+    const r = await help(...c.split(' '));
     assert.equal(r.status, 0, `${c} --help exited ${r.status}: ${r.stderr}`);
     assert.match(r.stdout, /Examples:/, `${c} --help shows no example`);
     assert.match(r.stdout, /--quiet/, `${c} --help lacks the global options`);

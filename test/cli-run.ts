@@ -1,8 +1,14 @@
-/** Running the real CLI from tests: one process per call, a few at a time, and the user-error contract. */
+/**
+ * Running the CLI from tests: the real one (one process per call, a few at a time), or the same
+ * src/cli/run.ts in this process (no node, tsx and tfjs start-up per call: the cheap way to check many
+ * command lines), and the user-error contract.
+ */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { readdirSync, readlinkSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { format } from 'node:util';
 
 export const CLI = join(process.cwd(), 'bin', 'mka.mjs');
 
@@ -24,6 +30,89 @@ export function runCli(args: string[], opts: { cwd?: string; env?: NodeJS.Proces
     child.on('error', reject);
     child.on('close', (status) => resolve({ args, status, stdout, stderr }));
   });
+}
+
+/** In-process runs share stdout, stderr, the working directory and the environment: one at a time. */
+let inProcessQueue: Promise<unknown> = Promise.resolve();
+
+/**
+ * Runs `mka args...` as src/cli/run.ts in this process (in `cwd`, with environment `env`), capturing
+ * stdout and stderr; runs end one at a time. What a process would do at its end is done too: handlers
+ * the run left on 'exit' (lock releases) run, signal handlers are removed, the tfjs backend the test
+ * had is set again (a command line's --backend changes it). For what needs a real process
+ * (signals, another user, a blocking read), use runCli.
+ */
+export function runCliInProcess(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<CliResult> {
+  const run = inProcessQueue.then(() => inProcess(args, opts));
+  inProcessQueue = run.catch(() => {});
+  return run;
+}
+
+/** A stand-in for process.stdout/stderr that keeps what is written. */
+function captureStream(): Writable & { text: string } {
+  const w = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      w.text += chunk.toString('utf8');
+      cb();
+    },
+  }) as Writable & { text: string };
+  w.text = '';
+  return w;
+}
+
+async function inProcess(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv }): Promise<CliResult> {
+  const { runCli: run } = await import('../src/cli/run.ts');
+  // process.stdout and stderr are replaced (not patched: the test runner writes its own reports to the real ones)
+  const out = captureStream(), err = captureStream();
+  const streams = { stdout: Object.getOwnPropertyDescriptor(process, 'stdout')!, stderr: Object.getOwnPropertyDescriptor(process, 'stderr')! };
+  const consoleMethods = { log: console.log, info: console.info, warn: console.warn, error: console.error };
+  const exitListeners = new Set(process.listeners('exit'));
+  const signals = ['SIGINT', 'SIGTERM'] as const;
+  const signalListeners = Object.fromEntries(signals.map((e) => [e, new Set(process.listeners(e))]));
+  const cwd = process.cwd(), argv = process.argv;
+  const envBefore = { ...process.env };
+  const setEnv = (env: NodeJS.ProcessEnv) => {
+    for (const k of Object.keys(process.env)) if (!(k in env)) delete process.env[k];
+    for (const [k, v] of Object.entries(env)) if (v !== undefined && process.env[k] !== v) process.env[k] = v;
+  };
+  Object.defineProperty(process, 'stdout', { configurable: true, enumerable: true, get: () => out });
+  Object.defineProperty(process, 'stderr', { configurable: true, enumerable: true, get: () => err });
+  const line = (w: Writable) => (...a: unknown[]) => { w.write(format(...a) + '\n'); };
+  Object.assign(console, { log: line(out), info: line(out), warn: line(err), error: line(err) });
+  // the run sets the tfjs backend of this process; the test's own computations go on with theirs
+  const tf = (globalThis as { _tfengine?: unknown })._tfengine ? await import('@tensorflow/tfjs') : null;
+  const backend = tf?.getBackend();
+  let status: number;
+  try {
+    if (opts.env) setEnv(opts.env);
+    if (opts.cwd) process.chdir(opts.cwd);
+    process.argv = [process.execPath, CLI, ...args]; // as the process would have it (some checks read the raw arguments)
+    status = await run(args, { exitProcess: false });
+    // what the process's end would do: the handlers the run left on 'exit' run (lock releases)
+    for (const l of process.listeners('exit')) {
+      if (exitListeners.has(l)) continue;
+      process.off('exit', l);
+      l(status);
+    }
+  } finally {
+    for (const e of signals) for (const l of process.listeners(e)) if (!signalListeners[e].has(l)) process.off(e, l);
+    process.chdir(cwd);
+    process.argv = argv;
+    setEnv(envBefore);
+    Object.defineProperty(process, 'stdout', streams.stdout);
+    Object.defineProperty(process, 'stderr', streams.stderr);
+    Object.assign(console, consoleMethods);
+    if (tf && backend && tf.getBackend() !== backend) await tf.setBackend(backend);
+  }
+  await new Promise((r) => setImmediate(r)); // writes still in the streams' buffers
+  return { args, status, stdout: out.text, stderr: err.text };
+}
+
+/** runCliInProcess for many command lines, results in input order. */
+export async function runAllInProcess(cases: string[][]): Promise<CliResult[]> {
+  const results: CliResult[] = [];
+  for (const c of cases) results.push(await runCliInProcess(c));
+  return results;
 }
 
 /** Runs `mka args...` and sends it SIGINT (Ctrl-C) once `when()` holds (checked every 20 ms). */

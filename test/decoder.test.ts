@@ -157,6 +157,18 @@ for (const backend of ['wasm', 'native'] as const) test(`${backend}: forwardMany
     if (i === 1) throw new Error('stop');
   }), /stop/);
   assert.equal(tf.memory().numTensors, before, 'a stopped forwardMany leaks tensors');
+  // between(layer, job) is awaited after each job's part of a layer but the layer's last, so a stop need not wait for the layer
+  const calls: string[] = [], ran: string[] = [];
+  const three = [0, 1, 2].map((k) => ({ inputIds: [k === 1 ? b : a], logits: 'none' as const, onBlockOutput: (i: number) => void ran.push(`${i}.${k}`) }));
+  await forwardMany(model, three, (i) => void calls.push(`layer ${i}`), (i, j) => void calls.push(`${i}.${j}`));
+  const L = model.config.num_hidden_layers;
+  assert.deepEqual(calls, Array.from({ length: L }, (_, i) => [`${i}.0`, `${i}.1`, `layer ${i}`]).flat());
+  ran.length = 0;
+  await assert.rejects(forwardMany(model, three, undefined, (i, j) => {
+    if (i === 0 && j === 0) throw new Error('stop');
+  }), /stop/);
+  assert.deepEqual(ran, ['0.0'], 'the stop comes before the layer\'s next job');
+  assert.equal(tf.memory().numTensors, before, 'a forwardMany stopped inside a layer leaks tensors');
   await assert.rejects(forwardMany(model, [{ inputIds: [a], after: 0 }]), /not an earlier job/);
   await assert.rejects(forwardMany(model, [{ inputIds: [a, a] }, { inputIds: [b, b, b], after: 0 }]), /batch 3 but follows job 0 of batch 2/);
   assert.equal(tf.memory().numTensors, before);

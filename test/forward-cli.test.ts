@@ -14,7 +14,7 @@ import { initBackend } from '../src/runtime/backend.ts';
 import { runForward, topTokens } from '../src/model/inspect.ts';
 import { loadTokenizer } from '../src/tokenizer/tokenizer.ts';
 import { UserError } from '../src/runtime/errors.ts';
-import { assertUserError, runAllCli, runCli } from './cli-run.ts';
+import { assertUserError, runAllInProcess, runCliInProcess } from './cli-run.ts';
 
 const MODEL = 'models/demo';
 const TEXT = 'Question: What is 2 + 3?\nA. 4\nB. 5\nC. 6\nD. 7\nAnswer:';
@@ -61,8 +61,8 @@ test('by default only top_k of the last position; --logits last equals the last 
 
 test('CLI: stdout holds the top 10 only; --top-k and --logits; a model without a tokenizer lists ids', async () => {
   const [dflt, full] = await Promise.all([
-    runCli(['forward', '--model', MODEL, '--text', TEXT, '--backend', 'wasm', '--quiet']),
-    runCli(['forward', '--model', MODEL, '--ids', '1,5,9', '--top-k', '2', '--logits', 'all', '--backend', 'wasm', '--quiet']),
+    runCliInProcess(['forward', '--model', MODEL, '--text', TEXT, '--backend', 'wasm', '--quiet']),
+    runCliInProcess(['forward', '--model', MODEL, '--ids', '1,5,9', '--top-k', '2', '--logits', 'all', '--backend', 'wasm', '--quiet']),
   ]);
   assert.equal(dflt.status, 0, dflt.stderr);
   const j = JSON.parse(dflt.stdout);
@@ -97,7 +97,7 @@ test('commands that compute nothing with tfjs do not take --backend or --threads
       ['export', 'hf', '--model', MODEL, '--out', join(dir, 'hf'), '--config', config, '--quiet'],
       ['info', '--model', MODEL, '--config', config],
     ];
-    const [hf, tfjs, info, hfConfig, infoConfig] = await runAllCli(cases);
+    const [hf, tfjs, info, hfConfig, infoConfig] = await runAllInProcess(cases);
     assertUserError(hf, 'Unknown argument: backend', 'only commands that run a model take --backend and --threads');
     assertUserError(tfjs, 'Unknown argument: threads', 'export tfjs');
     assertUserError(info, 'Unknown argument: backend', 'info');
@@ -105,7 +105,7 @@ test('commands that compute nothing with tfjs do not take --backend or --threads
     assertUserError(infoConfig, config, 'keys backend, threads are not options of mka info');
     assert.ok(!existsSync(join(dir, 'tfjs')) && !existsSync(join(dir, 'hf')), 'nothing written');
     // the commands that compute take them from a --config file as from the command line
-    const [fwd] = await runAllCli([['forward', '--model', MODEL, '--ids', '1,5', '--config', config, '--json', '--quiet']]);
+    const [fwd] = await runAllInProcess([['forward', '--model', MODEL, '--ids', '1,5', '--config', config, '--json', '--quiet']]);
     assert.equal(fwd.status, 0, fwd.stderr);
   } finally {
     rmSync(dir, { recursive: true, force: true });

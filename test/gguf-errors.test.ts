@@ -18,7 +18,7 @@ import { UserError } from '../src/runtime/errors.ts';
 import { GgmlType, ValueType } from '../src/gguf/format.ts';
 import { meta, writeGguf } from '../src/gguf/writer.ts';
 import { GgufFile } from '../src/gguf/reader.ts';
-import { assertUserError, runAllCli } from './cli-run.ts';
+import { assertUserError, runAllInProcess } from './cli-run.ts';
 
 let dir: string;
 let good: Buffer;
@@ -86,7 +86,7 @@ test('each kind of bad GGUF file exits 1 with one line naming the file and the p
     [variant('dims', (b) => { b.writeUInt32LE(7, after(b, 'token_embd.weight')); }), ['token_embd.weight', '7 dimensions']],
     [variant('bool', (b) => { b.writeUInt8(7, after(b, 'tokenizer.ggml.add_bos_token') + 4); }), ['not a boolean']],
   ];
-  const results = await runAllCli(cases.map(([path]) => ['info', '--model', path]));
+  const results = await runAllInProcess(cases.map(([path]) => ['info', '--model', path]));
   results.forEach((r, i) => assertUserError(r, cases[i][0], ...cases[i][1]));
   // commands that run the model stop the same way, before loading anything; they also check the tensors against the metadata
   const running: [string, string[]][] = [
@@ -99,11 +99,11 @@ test('each kind of bad GGUF file exits 1 with one line naming the file and the p
     [variant('nan-scale', (b) => { b.writeUInt16LE(0x7e00, dataOf('blk.1.attn_v.weight') + 18 * 5); }), ['"blk.1.attn_v.weight" has a block scale of NaN (block 5)', 'corrupt', '--allow-nonfinite']],
     [variant('inf-norm', (b) => { b.writeFloatLE(Infinity, dataOf('blk.2.ffn_norm.weight') + 4 * 3); }), ['"blk.2.ffn_norm.weight" holds Infinity at index 3', 'corrupt', '--allow-nonfinite']],
   ];
-  const ran = await runAllCli(running.map(([path]) => ['forward', '--model', path, '--ids', '1', '--backend', 'wasm']));
+  const ran = await runAllInProcess(running.map(([path]) => ['forward', '--model', path, '--ids', '1', '--backend', 'wasm']));
   // (the backend line comes first: it is chosen before the model is opened; the note on how the blocks are held comes before an error met while reading them)
   ran.forEach((r, i) => assertUserError({ ...r, stderr: r.stderr.split('\n').filter((l) => !/^backend: |dequantized one layer at a time/.test(l)).join('\n') }, running[i][0], ...running[i][1]));
   // --allow-nonfinite runs them anyway
-  const allowed = await runAllCli(running.slice(-2).map(([path]) => ['forward', '--model', path, '--ids', '1', '--backend', 'wasm', '--allow-nonfinite', '--quiet']));
+  const allowed = await runAllInProcess(running.slice(-2).map(([path]) => ['forward', '--model', path, '--ids', '1', '--backend', 'wasm', '--allow-nonfinite', '--quiet']));
   allowed.forEach((r) => assert.equal(r.status, 0, r.stderr));
 });
 

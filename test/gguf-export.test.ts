@@ -35,7 +35,7 @@ import { forward } from '../src/model/forward.ts';
 import { DEMO_TYPES } from './goldens/gguf/cases.ts';
 import { ensureBenchmark, generateBenchmark } from '../src/eval/mmlu/demo-benchmark.ts';
 import { promptParts } from '../src/eval/mmlu/prompt.ts';
-import { assertUserError, runCli } from './cli-run.ts';
+import { assertUserError, runCliInProcess } from './cli-run.ts';
 
 const DEMO = 'models/demo';
 const GOLDEN = JSON.parse(readFileSync('test/goldens/gguf/demo.json', 'utf8'));
@@ -95,7 +95,7 @@ test('mka\'s reader dequantizes every tensor to the bytes the gguf package\'s de
 test('transformers\' GGUF loader: logits within 1e-3 of `mka forward --model F.gguf --logits all` (f16, q8_0, q4_0)', async () => {
   const ids = GOLDEN.types.f32.llamacpp.ids as number[];
   for (const t of ['f16', 'q8_0', 'q4_0']) {
-    const r = await runCli(['forward', '--model', files[t], '--ids', ids.join(','), '--logits', 'all', '--quiet', '--backend', 'wasm']);
+    const r = await runCliInProcess(['forward', '--model', files[t], '--ids', ids.join(','), '--logits', 'all', '--quiet', '--backend', 'wasm']);
     assert.equal(r.status, 0, r.stderr);
     const got = JSON.parse(r.stdout) as { logits: number[][] };
     const want = GOLDEN.types[t].transformers_logits as number[][];
@@ -198,7 +198,7 @@ test('HF → GGUF f32 → mka forward equals the Hugging Face model\'s forward b
 
 test('mka export gguf: the fallback is said once with counts; the output guard; no half-written file', async () => {
   const out = join(dir, 'cli.gguf');
-  const r = await runCli(['export', 'gguf', '--model', DEMO, '--out', out, '--type', 'q4_0']);
+  const r = await runCliInProcess(['export', 'gguf', '--model', DEMO, '--out', out, '--type', 'q4_0']);
   assert.equal(r.status, 0, r.stderr);
   const notes = r.stderr.split('\n').filter((l) => /fall back to F16/.test(l));
   assert.equal(notes.length, 1, r.stderr);
@@ -206,21 +206,21 @@ test('mka export gguf: the fallback is said once with counts; the output guard; 
   assert.match(r.stdout, /cli\.gguf: 0\.38 MiB \(q4_0\)/);
   assert.deepEqual(readFileSync(out), readFileSync(files.q4_0), 'the CLI writes the same file');
   // an earlier mka export is replaced; a file mka did not write is refused unless --force; a directory is refused
-  assert.equal((await runCli(['export', 'gguf', '--model', DEMO, '--out', out, '--type', 'f16', '--quiet'])).status, 0);
+  assert.equal((await runCliInProcess(['export', 'gguf', '--model', DEMO, '--out', out, '--type', 'f16', '--quiet'])).status, 0);
   const foreign = join(dir, 'foreign.gguf');
   writeFileSync(foreign, 'not mine');
-  assertUserError(await runCli(['export', 'gguf', '--model', DEMO, '--out', foreign]), foreign, 'mka did not write (not a GGUF file mka exported)', '--force');
+  assertUserError(await runCliInProcess(['export', 'gguf', '--model', DEMO, '--out', foreign]), foreign, 'mka did not write (not a GGUF file mka exported)', '--force');
   // a GGUF file from elsewhere (no mka.version) is not replaced either
   const theirs = join(dir, 'theirs.gguf');
   const { writeGguf, meta } = await import('../src/gguf/writer.ts');
   await writeGguf(theirs, [['general.architecture', meta.str('llama')]], [], () => new Uint8Array(0));
   const before = readFileSync(theirs);
-  assertUserError(await runCli(['export', 'gguf', '--model', DEMO, '--out', theirs]), theirs, '--force');
+  assertUserError(await runCliInProcess(['export', 'gguf', '--model', DEMO, '--out', theirs]), theirs, '--force');
   assert.deepEqual(readFileSync(theirs), before);
   assert.equal(readFileSync(foreign, 'utf8'), 'not mine');
-  assert.equal((await runCli(['export', 'gguf', '--model', DEMO, '--out', foreign, '--force', '--quiet'])).status, 0);
-  assertUserError(await runCli(['export', 'gguf', '--model', DEMO, '--out', dir]), 'is a directory');
-  assertUserError(await runCli(['export', 'gguf', '--model', DEMO, '--out', join(DEMO, 'x.gguf')]), 'inside the input');
+  assert.equal((await runCliInProcess(['export', 'gguf', '--model', DEMO, '--out', foreign, '--force', '--quiet'])).status, 0);
+  assertUserError(await runCliInProcess(['export', 'gguf', '--model', DEMO, '--out', dir]), 'is a directory');
+  assertUserError(await runCliInProcess(['export', 'gguf', '--model', DEMO, '--out', join(DEMO, 'x.gguf')]), 'inside the input');
   // a failing export (a tokenizer.json that is not a tokenizer) leaves nothing behind
   const broken = join(dir, 'broken-model');
   const { mkdirSync, copyFileSync } = await import('node:fs');
@@ -228,14 +228,14 @@ test('mka export gguf: the fallback is said once with counts; the output guard; 
   for (const f of ['config.json', 'model.safetensors', 'tokenizer_config.json']) copyFileSync(join(DEMO, f), join(broken, f));
   writeFileSync(join(broken, 'tokenizer.json'), '{"model": {"type": "Unigram", "vocab": []}}');
   const bad = join(dir, 'bad.gguf');
-  assertUserError(await runCli(['export', 'gguf', '--model', broken, '--out', bad]), 'Unigram');
+  assertUserError(await runCliInProcess(['export', 'gguf', '--model', broken, '--out', bad]), 'Unigram');
   assert.ok(!existsSync(bad));
   assert.deepEqual(readdirSync(dir).filter((f) => f.startsWith('.')), [], 'no temporary or lock file left');
 });
 
 test('GGUF in, Hugging Face out: export hf and compress from a GGUF write tokenizer files that give llama.cpp\'s ids', { timeout: 300_000 }, async () => {
   const hfDir = join(dir, 'from-gguf-hf');
-  const r = await runCli(['export', 'hf', '--model', files.f32, '--out', hfDir, '--quiet']);
+  const r = await runCliInProcess(['export', 'hf', '--model', files.f32, '--out', hfDir, '--quiet']);
   assert.equal(r.status, 0, r.stderr);
   const tok = await loadTokenizer(hfDir);
   GOLDEN.tokenize.texts.forEach((text: string, i: number) => assert.deepEqual(tok.encode(text), GOLDEN.tokenize.llamacpp_ids[i], JSON.stringify(text)));
@@ -245,7 +245,7 @@ test('GGUF in, Hugging Face out: export hf and compress from a GGUF write tokeni
   const data = join(dir, 'demo-mmlu');
   await ensureBenchmark(data);
   const out = join(dir, 'from-gguf-compressed');
-  const c = await runCli(['compress', '--model', files.q8_0, '--method', 'reverse', '--remove', '2', '--data', data, '--out', out, '--quiet', '--backend', 'wasm']);
+  const c = await runCliInProcess(['compress', '--model', files.q8_0, '--method', 'reverse', '--remove', '2', '--data', data, '--out', out, '--quiet', '--backend', 'wasm']);
   assert.equal(c.status, 0, c.stderr);
   assert.equal(readConfig(out).num_hidden_layers, 6);
   assert.deepEqual((await loadTokenizer(out)).encode(GOLDEN.prompt), ids);

@@ -13,7 +13,7 @@ import * as tf from '@tensorflow/tfjs';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { runCli, runCliUntil, assertUserError } from './cli-run.ts';
+import { runCliInProcess, runCliUntil, assertUserError } from './cli-run.ts';
 import { startFakeHub } from './hub-server.ts';
 import { writeLlama3Tiny } from './llama3-tiny.ts';
 import { SHARED } from './helpers.ts';
@@ -93,7 +93,7 @@ function checkTask(name: string, dir: string, golden: GoldenTask, resultName = n
 test('mka eval tasks on the parquet files: per-choice loglikelihoods, is_greedy, acc, acc_norm, hashes and metrics as lm-eval 0.4.13', async () => {
   const out = join(TMP, 'all');
   const data = TASKS.map((t) => `${t}=${join(FIX, 'tasks', `${t}.parquet`)}`).join(',');
-  const r = await runCli(['eval', 'tasks', '--model', MODEL, '--tasks', TASKS.join(','), '--data', data, '--log-samples', '--out', out, '--json']);
+  const r = await runCliInProcess(['eval', 'tasks', '--model', MODEL, '--tasks', TASKS.join(','), '--data', data, '--log-samples', '--out', out, '--json']);
   assert.equal(r.status, 0, r.stderr);
   for (const t of TASKS) checkTask(t, out, GOLDEN.tasks[t]);
   const j = JSON.parse(readFileSync(join(out, 'lm_eval_results.json'), 'utf8'));
@@ -204,7 +204,7 @@ test('mka eval tasks after Ctrl-C: exit 130 naming what is saved, and the same c
   const kept = saved();
   assert.ok(kept >= 1 && kept < tasks.length, `${kept} shards saved`);
   assert.ok(!existsSync(join(out, 'lm_eval_results.json')));
-  const last = await runCli(args);
+  const last = await runCliInProcess(args);
   assert.equal(last.status, 0, last.stderr);
   assert.match(last.stderr, new RegExp(`\\(${kept} shards? loaded from an earlier run\\)`));
   for (const t of tasks) checkTask(t, out, GOLDEN.tasks[t]);
@@ -255,7 +255,7 @@ test('--data from the hub look-alike: the task\'s configuration folder and split
 });
 
 test('bad data and options: one line naming the file or option, before any model is loaded', async () => {
-  assertUserError(await runCli(['eval', 'piqa', '--model', MODEL, '--data', join(FIX, 'tasks', 'boolq.parquet'), '--out', join(TMP, 'bad1')]), 'boolq.parquet', '"goal"');
+  assertUserError(await runCliInProcess(['eval', 'piqa', '--model', MODEL, '--data', join(FIX, 'tasks', 'boolq.parquet'), '--out', join(TMP, 'bad1')]), 'boolq.parquet', '"goal"');
   assert.throws(() => parseTasks('piqa,hellaswog'), /unknown task "hellaswog"; tasks: mmlu, hellaswag/);
   await assert.rejects(loadTask(getTask('piqa'), join(FIX, 'tasks', 'piqa.parquet'), { shots: 2 }), /piqa\.parquet: --num-fewshot 2 draws examples from the train split, which a single file does not hold/);
   await assert.rejects(loadTask(getTask('piqa'), join(FIX, 'tasks', 'piqa.jsonl'), { limit: 0 }), /--limit 0/);
@@ -284,7 +284,7 @@ test('Python-compatible output: floats as str() prints them, json.dumps layout, 
 test('mmlu_lmeval on real MMLU subjects, 5-shot: lm-eval\'s loglikelihoods, prompts (by hash) and left truncation', { skip: SHARED ? false : 'MKA_SHARED is not set' }, async () => {
   const golden = JSON.parse(readFileSync(join(LM_EVAL, 'mmlu.json'), 'utf8')) as { subjects: string[]; limit: number; tasks: Record<string, GoldenTask> };
   const out = join(TMP, 'mmlu');
-  const r = await runCli(['eval', 'mmlu_lmeval', '--model', MODEL, '--data', join(SHARED!, 'data', 'mmlu'), '--subjects', golden.subjects.join(','),
+  const r = await runCliInProcess(['eval', 'mmlu_lmeval', '--model', MODEL, '--data', join(SHARED!, 'data', 'mmlu'), '--subjects', golden.subjects.join(','),
     '--limit', String(golden.limit), '--log-samples', '--out', out]);
   assert.equal(r.status, 0, r.stderr);
   // lm-eval claims 5 shots where the prompts were cut; mka says how many every prompt holds in full

@@ -16,7 +16,7 @@ import { sweepKey } from '../src/sweep/context.ts';
 import type { SweepSettings } from '../src/sweep/sweep.ts';
 import { UserError } from '../src/runtime/errors.ts';
 import { parseConfig } from '../src/model/config.ts';
-import { assertUserError, runAllCli } from './cli-run.ts';
+import { assertUserError, runAllInProcess } from './cli-run.ts';
 import { ensureBenchmark } from '../src/eval/mmlu/demo-benchmark.ts';
 
 const cfg = parseConfig({
@@ -122,7 +122,7 @@ test('combineStep: any number of layers with any real weights summing to 1 (LaCo
 test('the command line takes every method parameter from the declarations and refuses bad values in one line', async () => {
   const root = mkdtempSync(join(tmpdir(), 'mka-iface-'));
   const out = (n: string) => join(root, n);
-  const results = await runAllCli([
+  const results = await runAllInProcess([
     ['compress', '--model', 'models/demo', '--method', 'mka', '--remove', '1', '--strategy', 'first', '--calibration', 'README.md', '--out', out('a')],
     ['compress', '--model', 'models/demo', '--plan', 'p.json', '--iterative', '--out', out('b')],
     ['compress', '--help'],
@@ -152,7 +152,7 @@ test('every new method from the command line on the demo model: 6 layers left, R
     ['mka-iterative', ['--method', 'mka', '--iterative']],
     ['mka-fit', ['--method', 'mka', '--fit-lambda']],
   ];
-  const results = await runAllCli(runs.map(([name, args]) => ['compress', '--model', 'models/demo', '--remove', '2', '--data', data, ...args, '--out', join(root, name), '--quiet']), 2);
+  const results = await runAllInProcess(runs.map(([name, args]) => ['compress', '--model', 'models/demo', '--remove', '2', '--data', data, ...args, '--out', join(root, name), '--quiet']));
   results.forEach((r, k) => {
     const [name] = runs[k];
     assert.equal(r.status, 0, `${name}: ${r.stderr}`);

@@ -31,7 +31,7 @@ import { ensureBenchmark } from '../src/eval/mmlu/demo-benchmark.ts';
 import { openSweep } from '../src/sweep/context.ts';
 import { runPoint } from '../src/sweep/point.ts';
 import { evalDir, pointFile } from '../src/sweep/points.ts';
-import { runAllCli } from './cli-run.ts';
+import { runAllInProcess } from './cli-run.ts';
 
 const TMP = mkdtempSync(join(tmpdir(), 'mka-mmlu-bos-'));
 after(() => rmSync(TMP, { recursive: true, force: true }));
@@ -131,7 +131,7 @@ test('CLI: --no-bos scores without BOS, --protocol released as add_bos_token=Fal
     [[...base(L2), '--protocol', 'released', '--bos'], true],
   ];
   const outs = cases.map((_, i) => join(TMP, `cli-${i}`));
-  const results = await runAllCli(cases.map(([args], i) => [...args, '--out', outs[i]]));
+  const results = await runAllInProcess(cases.map(([args], i) => [...args, '--out', outs[i]]));
   for (const [i, r] of results.entries()) {
     assert.equal(r.status, 0, r.stderr);
     assert.equal(JSON.parse(r.stdout).bos, cases[i][1], r.args.join(' '));

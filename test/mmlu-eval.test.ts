@@ -265,6 +265,31 @@ test('interrupted and resumed runs end with the bytes of an uninterrupted one; a
   assert.deepEqual(readdirSync(join(out, 'subjects')), ['anatomy.json']);
 });
 
+test('a streamed pass stops between the jobs of a layer, not at its end; finished subjects stay saved and the rerun completes', { skip: NO_SHARED }, async () => {
+  const streamed = loadModel(MODEL, { streaming: true });
+  try {
+    const common = { model: streamed, tokenizer, data, ntrain: 5, limit: 2, keyExtra: { quantize: 'none', bos: true } };
+    const out = join(TMP, 'streamed-stop');
+    await evaluateMmlu({ ...common, subjects: ['abstract_algebra'], out });
+    const saved = readFileSync(join(out, 'subjects', 'abstract_algebra.json'), 'utf8');
+    // the second run puts its two new subjects in one pass over the layers; stop at its first step inside layer 0
+    const ac = new AbortController();
+    const loads = streamed.stats.layerLoads;
+    await assert.rejects(evaluateMmlu({
+      ...common, subjects: RESUME_SUBJECTS, out, signal: ac.signal,
+      onProgress: (p) => { if (p.questions === 0 && p.subjectsDone === 1) ac.abort(); },
+    }), EvaluationInterrupted);
+    assert.equal(streamed.stats.layerLoads - loads, 1, 'stopped inside the first layer it read');
+    assert.deepEqual(readdirSync(join(out, 'subjects')).sort(), ['abstract_algebra.json']);
+    assert.equal(readFileSync(join(out, 'subjects', 'abstract_algebra.json'), 'utf8'), saved);
+    const r = await evaluateMmlu({ ...common, subjects: RESUME_SUBJECTS, out });
+    assert.deepEqual(r.resumedSubjects, ['abstract_algebra']);
+    assert.equal(readdirSync(join(out, 'subjects')).length, 3);
+  } finally {
+    disposeModel(streamed);
+  }
+});
+
 /** Runs the CLI; `onLine` sees stderr as it comes and may return a signal to send. */
 function runCli(args: string[], until?: () => NodeJS.Signals | null): Promise<{ code: number | null; signal: string | null; stderr: string; stdout: string }> {
   return new Promise((resolve) => {

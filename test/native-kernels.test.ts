@@ -264,7 +264,8 @@ test('linear on Hugging Face float32/bf16/f16 weights is matmul with B transpose
   assert.throws(() => x.linear({ x: xv, m, weight: undefined as never, y }), /weight must be a weight descriptor/);
 });
 
-interface QuantCase { m: number; n: number; k: number; bits: 8 | 4; group: number; symmetric: boolean; perToken?: boolean; bias?: boolean; acc?: boolean }
+/** edges: row 0's first block of x zero and its second 1e-6 small (a subnormal half scale), row 1's first 1e-3 small. */
+interface QuantCase { m: number; n: number; k: number; bits: 8 | 4; group: number; symmetric: boolean; perToken?: boolean; bias?: boolean; acc?: boolean; edges?: boolean }
 
 /** A contract 1 weight [n, k]: random quants packed row by row in blocks of 32 (zero past k), its scales and mins, and its values. */
 function quantWeight(c: QuantCase, seed: number) {
@@ -287,9 +288,27 @@ function quantWeight(c: QuantCase, seed: number) {
   return { data, scales, mins, w };
 }
 
-/** x quantized as the integer products do it: blocks of 32 (or the whole row) with d = max|x|/127 and q = round-half-even(x/d) in float32. */
-function quantizeActivations(x: Float32Array, m: number, k: number, perToken: boolean): { q: Float64Array; d: Float64Array } {
-  const kb = Math.ceil(k / 32), q = new Float64Array(m * kb * 32), d = new Float64Array(m * kb);
+/** x rounded to the nearest IEEE half, ties to even (ggml's FP32_TO_FP16), as a number; ±Infinity from 65520 on. */
+function halfEven(x: number): number {
+  const a = Math.abs(x);
+  if (a >= 65520) return Math.sign(x) * Infinity;
+  if (a === 0) return x;
+  let e = Math.floor(Math.log2(a));
+  if (2 ** e > a) e--;
+  else if (2 ** (e + 1) <= a) e++;
+  const ulp = 2 ** (Math.max(e, -14) - 10), r = a / ulp, f = Math.floor(r);
+  return Math.sign(x) * (r - f > 0.5 || (r - f === 0.5 && f % 2 === 1) ? f + 1 : f) * ulp;
+}
+
+/**
+ * x quantized as the integer products do it, which is llama.cpp's x86 Q8_0/Q8_1: blocks of 32 (or the
+ * whole row, per token) with q = round-half-even(x·(127/max|x|)) in float32; per block the product uses
+ * d = max|x|/127 rounded to a half (per token: float32), and its Σq (`sum`) with `sHalf` = half(d·Σq),
+ * Q8_1's s, which weights with mins multiply instead of d·Σq.
+ */
+function quantizeActivations(x: Float32Array, m: number, k: number, perToken: boolean) {
+  const kb = Math.ceil(k / 32), q = new Float64Array(m * kb * 32), d = new Float64Array(m * kb), dUsed = new Float64Array(m * kb);
+  const sum = new Float64Array(m * kb), sHalf = new Float64Array(m * kb);
   const even = (v: number) => { const r = Math.round(v); return Math.abs(v % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r; };
   for (let i = 0; i < m; i++) {
     let rowMax = 0;
@@ -300,31 +319,42 @@ function quantizeActivations(x: Float32Array, m: number, k: number, perToken: bo
         amax = 0;
         for (let p = b * 32; p < Math.min(k, b * 32 + 32); p++) amax = Math.max(amax, Math.abs(x[i * k + p]));
       }
-      const db = Math.fround(amax / 127), id = db > 0 ? Math.fround(1 / db) : 0;
-      d[i * kb + b] = db;
-      for (let p = b * 32; p < Math.min(k, b * 32 + 32); p++) q[i * kb * 32 + p] = Math.max(-127, Math.min(127, even(Math.fround(x[i * k + p] * id))));
+      const o = i * kb + b, db = Math.fround(amax / 127), id = amax > 0 ? Math.fround(127 / amax) : 0;
+      d[o] = db;
+      dUsed[o] = perToken ? db : halfEven(db);
+      for (let p = b * 32; p < Math.min(k, b * 32 + 32); p++) {
+        q[i * kb * 32 + p] = Math.max(-127, Math.min(127, even(Math.fround(x[i * k + p] * id))));
+        sum[o] += q[i * kb * 32 + p];
+      }
+      sHalf[o] = perToken ? db * sum[o] : halfEven(Math.fround(db * sum[o]));
     }
   }
-  return { q, d };
+  return { q, d, dUsed, sum, sHalf };
 }
 
 /**
  * linear on a packed integer weight against float64 references from the weight's values: (1) with the
- * activations quantized as the kernels do, within float32 summation error (2⁻²⁰ of the sum of |terms|);
- * (2) with float activations (what the weight-only methods mean), within the bound activation
- * quantization puts on it: Σ over blocks of (d/2)·Σ|w| per output.
+ * activations quantized as the kernels do (llama.cpp's Q8_0/Q8_1, quantizeActivations), within float32
+ * summation error (2⁻²⁰ of the sum of |terms|); (2) with float activations (what the weight-only
+ * methods mean), within the bound activation quantization puts on it: Σ over blocks of (d/2)·Σ|w| per
+ * output, plus what rounding d (and Q8_1's s) to a half moves each block.
  */
 function checkQuantLinear(c: QuantCase, seed: number): void {
   const { m, n, k } = c;
   const { data, scales, mins, w } = quantWeight(c, seed);
   const xv = values(m * k, seed + 2, 2), bias = c.bias ? values(n, seed + 3) : null, y0 = values(m * n, seed + 4);
+  if (c.edges) {
+    xv.fill(0, 0, 32);
+    for (let p = 32; p < 64; p++) xv[p] *= 1e-6;
+    for (let p = k; p < k + 32; p++) xv[p] *= 1e-3;
+  }
   const y = Float32Array.from(y0);
   addon().linear({
     x: xv, m, bias, y, accumulate: !!c.acc,
     weight: { format: c.bits === 8 ? Q8 : Q4, rows: n, cols: k, data, scales, mins, group: c.group, perToken: !!c.perToken },
   });
-  const kb = Math.ceil(k / 32);
-  const { q, d } = quantizeActivations(xv, m, k, !!c.perToken);
+  const kb = Math.ceil(k / 32), groups = Math.ceil(k / c.group);
+  const { q, d, dUsed, sum, sHalf } = quantizeActivations(xv, m, k, !!c.perToken);
   const exact = new Float64Array(m * n), float = new Float64Array(m * n), tolExact = new Float64Array(m * n), tolFloat = new Float64Array(m * n);
   for (let i = 0; i < m; i++) {
     for (let j = 0; j < n; j++) {
@@ -337,9 +367,12 @@ function checkQuantLinear(c: QuantCase, seed: number): void {
           f += xv[i * k + p] * wv;
           wabs += Math.abs(wv);
         }
-        e += d[i * kb + b] * dot;
-        abs += Math.abs(d[i * kb + b] * dot) + d[i * kb + b] * 127 * wabs;
-        bound += (d[i * kb + b] / 2) * wabs;
+        const o = i * kb + b, min = mins ? mins[j * groups + Math.floor((b * 32) / c.group)] : 0;
+        // Σ qx·w = sw·Σ qx·qw + min·Σqx: the min's term takes Q8_1's s in place of d·Σqx
+        const block = dUsed[o] * dot + min * (sHalf[o] - dUsed[o] * sum[o]);
+        e += block;
+        abs += Math.abs(dUsed[o] * dot) + dUsed[o] * 127 * wabs + Math.abs(min * sHalf[o]);
+        bound += (d[o] / 2) * wabs + Math.abs(block - d[o] * dot);
       }
       const add = (bias ? bias[j] : 0) + (c.acc ? y0[i * n + j] : 0);
       exact[i * n + j] = e + add;
@@ -356,13 +389,14 @@ function checkQuantLinear(c: QuantCase, seed: number): void {
 }
 
 const QUANT_CASES: QuantCase[] = [
-  { m: 1, n: 37, k: 64, bits: 4, group: 32, symmetric: true }, // decoding: row-dot kernel
+  { m: 2, n: 37, k: 64, bits: 4, group: 32, symmetric: true, edges: true }, // decoding: row-dot kernel
   { m: 3, n: 40, k: 96, bits: 8, group: 32, symmetric: true, bias: true },
   { m: 2, n: 33, k: 176, bits: 4, group: 176, symmetric: false }, // per channel, k not a multiple of 32 (the demo's ffn)
   { m: 7, n: 70, k: 128, bits: 4, group: 64, symmetric: true, acc: true }, // packed GEMM, partial tiles
   { m: 13, n: 45, k: 100, bits: 8, group: 100, symmetric: false, bias: true },
   { m: 40, n: 90, k: 256, bits: 8, group: 256, symmetric: true, perToken: true }, // W8A8 (SmoothQuant)
-  { m: 20, n: 33, k: 2144, bits: 4, group: 128, symmetric: false }, // several k blocks of the packed GEMM (64 blocks each)
+  { m: 20, n: 33, k: 2144, bits: 4, group: 128, symmetric: false, edges: true }, // several k blocks of the packed GEMM (64 blocks each)
+  { m: 8, n: 40, k: 96, bits: 8, group: 32, symmetric: true, edges: true },
   { m: 9, n: 64, k: 160, bits: 8, group: 32, symmetric: false, perToken: true, acc: true, bias: true },
 ];
 

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ensureBenchmark } from '../src/eval/mmlu/demo-benchmark.ts';
 import { firstNonFinite, SafetensorsFile } from '../src/io/safetensors.ts';
-import { assertUserError, runAllCli, runCli } from './cli-run.ts';
+import { assertUserError, runAllInProcess, runCliInProcess } from './cli-run.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'mka-nonfinite-'));
 const D = join(root, 'data');
@@ -57,7 +57,7 @@ test('every command that reads weights refuses a NaN or Infinity naming the tens
     [['export', 'tfjs', '--model', inf, '--out', out('tfjs')], TENSOR],
     [['compress', '--model', nan, '--data', D, '--method', 'reverse', '--remove', '1', '--out', out('compress')], TENSOR],
   ];
-  const results = await runAllCli(cases.map(([args]) => [...args, '--quiet']));
+  const results = await runAllInProcess(cases.map(([args]) => [...args, '--quiet']));
   results.forEach((r, i) => assertUserError(r, ...cases[i].slice(1) as string[]));
   for (const n of ['eval', 'hf', 'tfjs', 'compress']) assert.ok(!existsSync(out(n)), `${n}: nothing written`);
   // a streamed run meets the layer only in its pass: its results directory holds no result
@@ -65,9 +65,9 @@ test('every command that reads weights refuses a NaN or Infinity naming the tens
 
   // allowed: the bfloat16 export keeps the NaN, and reading that export is refused in turn (the 16-bit path)
   const bf16 = out('bf16');
-  const allowed = await runCli(['export', 'hf', '--model', nan, '--out', bf16, '--dtype', 'bfloat16', '--allow-nonfinite', '--quiet']);
+  const allowed = await runCliInProcess(['export', 'hf', '--model', nan, '--out', bf16, '--dtype', 'bfloat16', '--allow-nonfinite', '--quiet']);
   assert.equal(allowed.status, 0, allowed.stderr);
-  assertUserError(await runCli(['forward', '--model', bf16, '--ids', '1', '--quiet']), join(bf16, 'model.safetensors'), TENSOR);
-  const forced = await runCli(['forward', '--model', bf16, '--ids', '1', '--allow-nonfinite', '--quiet']);
+  assertUserError(await runCliInProcess(['forward', '--model', bf16, '--ids', '1', '--quiet']), join(bf16, 'model.safetensors'), TENSOR);
+  const forced = await runCliInProcess(['forward', '--model', bf16, '--ids', '1', '--allow-nonfinite', '--quiet']);
   assert.equal(forced.status, 0, forced.stderr);
 });

@@ -2,6 +2,7 @@
  * mka never deletes or replaces what it did not write: every command with an output directory refuses
  * a directory holding other files, a regular file, the input model (or a path inside it, or a symlink
  * to it) and another kind of mka output; it replaces its own earlier output, and --force overrides.
+ * The CLI runs in this process (src/cli/run.ts) but where a real process's working and home directory matter.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -10,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ensureBenchmark } from '../src/eval/mmlu/demo-benchmark.ts';
 import { MARKER_FILE } from '../src/io/output-dir.ts';
-import { assertUserError, leftovers, runAllCli, runCli, tree } from './cli-run.ts';
+import { assertUserError, leftovers, runAllInProcess, runCli, runCliInProcess as mka, tree } from './cli-run.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'mka-guard-'));
 const M = join(root, 'model');
@@ -49,7 +50,7 @@ test('every writer refuses a user directory, a file, the input model, inside it 
   }
   // replacing a directory that contains the model would delete it
   cases.push({ args: WRITERS['export hf'](root), needle: root });
-  const results = await runAllCli(cases.map((c) => [...c.args, '--quiet']));
+  const results = await runAllInProcess(cases.map((c) => [...c.args, '--quiet']));
   results.forEach((r, i) => assertUserError(r, cases[i].needle, '--out'));
   assert.deepEqual(tree(root), before, 'nothing was created, changed or deleted');
   assert.equal(readFileSync(join(USER, 'important', 'thesis.txt'), 'utf8'), 'years of work\n');
@@ -58,25 +59,26 @@ test('every writer refuses a user directory, a file, the input model, inside it 
 test('an earlier output of the same kind is replaced; another kind is refused; --force overrides', async () => {
   const hf = join(root, 'out-hf'), tfjs = join(root, 'out-tfjs');
   for (const args of [WRITERS['export hf'](hf), WRITERS['export hf'](hf), WRITERS['export tfjs'](tfjs)]) {
-    const r = await runCli([...args, '--quiet']);
+    const r = await mka([...args, '--quiet']);
     assert.equal(r.status, 0, r.stderr);
   }
   assert.deepEqual(JSON.parse(readFileSync(join(hf, MARKER_FILE), 'utf8')), { kind: 'hf-model', version: 1 });
   assert.equal(JSON.parse(readFileSync(join(tfjs, MARKER_FILE), 'utf8')).kind, 'tfjs-model');
   // compress writes the same kind as export hf
-  const c = await runCli([...WRITERS.compress(hf), '--quiet']);
+  const c = await mka([...WRITERS.compress(hf), '--quiet']);
   assert.equal(c.status, 0, c.stderr);
   assert.equal(JSON.parse(readFileSync(join(hf, 'config.json'), 'utf8')).num_hidden_layers, 7);
-  const [toTfjs, toHf] = await runAllCli([[...WRITERS['export hf'](tfjs), '--quiet'], [...WRITERS['export tfjs'](hf), '--quiet']]);
+  const [toTfjs, toHf] = await runAllInProcess([[...WRITERS['export hf'](tfjs), '--quiet'], [...WRITERS['export tfjs'](hf), '--quiet']]);
   assertUserError(toTfjs, tfjs, 'tfjs model');
   assertUserError(toHf, hf, 'Hugging Face model');
-  const forced = await runCli([...WRITERS['export hf'](USER), '--force', '--quiet']);
+  const forced = await mka([...WRITERS['export hf'](USER), '--force', '--quiet']);
   assert.equal(forced.status, 0, forced.stderr);
   assert.ok(existsSync(join(USER, 'config.json')) && !existsSync(join(USER, 'important')));
   assert.deepEqual(leftovers(root), []);
 });
 
 test('--force never replaces the working directory, the home directory or a directory holding either', async () => {
+  // real processes: their working directory and home directory are the point
   const work = join(root, 'work'), home = join(root, 'home');
   mkdirSync(join(work, 'sub'), { recursive: true });
   mkdirSync(home);
@@ -101,9 +103,9 @@ test('eval TASK writes into a directory given with --force and --fresh removes o
   writeFileSync(join(dir, 'boolq', 'shards', 'my-notes.json'), '{"mine": true}\n');
   writeFileSync(join(dir, 'thesis.txt'), 'years of work\n');
   const boolq = (...more: string[]) => ['eval', 'boolq', '--model', M, '--data', 'test/fixtures/tasks/boolq.jsonl', '--limit', '2', '--out', dir, '--quiet', ...more];
-  assertUserError(await runCli(boolq()), dir, 'write into');
+  assertUserError(await mka(boolq()), dir, 'write into');
   for (const more of [['--force'], ['--force', '--fresh'], ['--fresh']]) {
-    const r = await runCli(boolq(...more));
+    const r = await mka(boolq(...more));
     assert.equal(r.status, 0, `${more.join(' ')}: ${r.stderr}`);
   }
   assert.equal(readFileSync(join(dir, 'boolq', 'shards', 'my-notes.json'), 'utf8'), '{"mine": true}\n');
@@ -114,9 +116,9 @@ test('eval TASK writes into a directory given with --force and --fresh removes o
 test('eval mmlu and sweep resume into their own earlier output', async () => {
   for (const name of ['eval mmlu', 'sweep']) {
     const out = join(root, `resume-${name.replace(' ', '-')}`);
-    const first = await runCli([...WRITERS[name](out), '--quiet']);
+    const first = await mka([...WRITERS[name](out), '--quiet']);
     assert.equal(first.status, 0, first.stderr);
-    const again = await runCli([...WRITERS[name](out), '--quiet']);
+    const again = await mka([...WRITERS[name](out), '--quiet']);
     assert.equal(again.status, 0, again.stderr);
     assert.equal(first.stdout, again.stdout);
     assert.equal(JSON.parse(readFileSync(join(out, MARKER_FILE), 'utf8')).kind, name === 'sweep' ? 'sweep' : 'mmlu-results');
@@ -154,14 +156,14 @@ test('file outputs replace only what mka wrote; no output is ever an input, the 
     [['export', 'hf', '--model', M, '--out', dangling], dangling, 'symbolic link'],
     [['eval', 'mmlu', '--model', M, '--data', D, '--out', '--dry-run'], '--out'],
   ];
-  const results = await runAllCli(cases.map(([args]) => [...args, '--quiet']));
+  const results = await runAllInProcess(cases.map(([args]) => [...args, '--quiet']));
   results.forEach((r, i) => assertUserError(r, ...cases[i].slice(1) as string[]));
   assert.deepEqual(tree(root), before, 'nothing was created, changed or deleted');
 
   // what mka wrote it replaces; --force replaces a user's file (never an input)
   const f = join(dir, 'f.json'), p = join(dir, 'prompts.jsonl'), o = join(dir, 'ppl');
   for (const args of [fwd(f), fwd(f), dump(p), dump(p), dump(mine, '--force'), ppl(o), ppl(o, '--fresh')]) {
-    const r = await runCli([...args, '--quiet']);
+    const r = await mka([...args, '--quiet']);
     assert.equal(r.status, 0, `${args.join(' ')}: ${r.stderr}`);
   }
   assert.equal(JSON.parse(readFileSync(join(o, MARKER_FILE), 'utf8')).kind, 'ppl-results');

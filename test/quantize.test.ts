@@ -32,7 +32,7 @@ import { modelBytes } from '../src/quant/size.ts';
 import { UserError } from '../src/runtime/errors.ts';
 import { mulberry32 } from '../src/runtime/random.ts';
 import { maxAbsDiff } from './helpers.ts';
-import { assertUserError, runAllCli, runCli } from './cli-run.ts';
+import { assertUserError, runAllInProcess, runCliInProcess } from './cli-run.ts';
 import { randomTensor, tinyConfigJson, writeRandomModel } from './random-model.ts';
 
 const TMP = mkdtempSync(join(tmpdir(), 'mka-quantize-'));
@@ -409,10 +409,10 @@ test('mka quantize refuses impossible grids and missing calibration with one lin
   const packed = join(TMP, 'cli-packed');
   await quantizeTo(packed, 'rtn:w4g32');
   cases.push([['--method', 'rtn', '--bits', '4'], ['is already quantized', 'rtn 4-bit']]);
-  const results = await runAllCli(cases.map(([args], i) => [...base, '--model', i === cases.length - 1 ? packed : FLOAT, ...args]));
+  const results = await runAllInProcess(cases.map(([args], i) => [...base, '--model', i === cases.length - 1 ? packed : FLOAT, ...args]));
   results.forEach((r, i) => assertUserError(r, ...cases[i][1]));
   assert.ok(!existsSync(out), 'nothing written');
-  const ok = await runCli([...base, '--model', FLOAT, '--method', 'rtn', '--bits', '8', '--group-size', '0']);
+  const ok = await runCliInProcess([...base, '--model', FLOAT, '--method', 'rtn', '--bits', '8', '--group-size', '0']);
   assert.equal(ok.status, 0, ok.stderr);
   assert.match(ok.stderr, /^$/, 'quiet');
   assert.equal(readConfig(out).quantization_config?.group_size, -1);

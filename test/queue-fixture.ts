@@ -7,6 +7,7 @@ import { cpSync, existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { ensureBenchmark } from '../src/eval/mmlu/demo-benchmark.ts';
+import { runCliInProcess, type CliResult } from './cli-run.ts';
 
 export const CLI = join(process.cwd(), 'bin', 'mka.mjs');
 export const SUBJECTS = ['demo_arithmetic', 'demo_facts', 'demo_sequences'];
@@ -24,6 +25,13 @@ export async function tinySweepArgs(root: string, methods = 'mka,shortgpt', remo
 /** Runs the CLI to completion; throws with its stderr when it fails. */
 export function mka(args: string[]): SpawnSyncReturns<string> {
   const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`mka ${args.join(' ')} exited ${r.status}: ${r.stderr}`);
+  return r;
+}
+
+/** Runs the CLI to completion in this process (src/cli/run.ts); throws with its stderr when it fails. */
+export async function mkaInProcess(args: string[]): Promise<CliResult> {
+  const r = await runCliInProcess(args);
   if (r.status !== 0) throw new Error(`mka ${args.join(' ')} exited ${r.status}: ${r.stderr}`);
   return r;
 }

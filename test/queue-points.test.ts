@@ -1,31 +1,33 @@
 /**
  * A sweep without a queue, one point per process (as a Slurm array runs it): --list-points, --point
  * for each point in separate processes, then --report, which must equal a local sweep's results.
+ * The points run as processes; the rest of the CLI runs in this process (src/cli/run.ts).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { spawn, spawnSync } from 'node:child_process';
-import { CLI, mka, resultsWithoutTimings, tinySweepArgs } from './queue-fixture.ts';
+import { spawn } from 'node:child_process';
+import { runCliInProcess } from './cli-run.ts';
+import { CLI, mkaInProcess as mka, resultsWithoutTimings, tinySweepArgs } from './queue-fixture.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'mka-points-'));
 const args = await tinySweepArgs(root);
 
 test('--list-points, --point per process, --report give the local sweep\'s results', async () => {
   const local = join(root, 'local'), split = join(root, 'split');
-  mka(['sweep', ...args, '--out', local]);
-  const ids = mka(['sweep', ...args, '--out', split, '--list-points']).stdout.trim().split('\n');
+  await mka(['sweep', ...args, '--out', local]);
+  const ids = (await mka(['sweep', ...args, '--out', split, '--list-points'])).stdout.trim().split('\n');
   assert.deepEqual(ids, ['original', 'mka:2', 'shortgpt:2']);
 
   // --report before the points are there names what is missing
-  const early = spawnSync(process.execPath, [CLI, 'sweep', ...args, '--out', split, '--report'], { encoding: 'utf8' });
+  const early = await runCliInProcess(['sweep', ...args, '--out', split, '--report']);
   assert.equal(early.status, 1);
   assert.match(early.stderr, /3 points are not finished \(original, mka:2, shortgpt:2\)/);
 
   // the calibration step first (as a job dependency would), then the points two at a time
-  mka(['sweep', ...args, '--out', split, '--point', 'calibration']);
+  await mka(['sweep', ...args, '--out', split, '--point', 'calibration']);
   assert.ok(existsSync(join(split, 'plans', 'mka-2.json')) && existsSync(join(split, 'plans', 'shortgpt-2.json')));
   const run = (id: string) => new Promise<number | null>((resolve) => {
     spawn(process.execPath, [CLI, 'sweep', ...args, '--out', split, '--point', id], { stdio: 'ignore' }).once('exit', resolve);
@@ -38,13 +40,13 @@ test('--list-points, --point per process, --report give the local sweep\'s resul
   assert.equal(await run('mka:2'), 0);
   assert.equal(readFileSync(join(split, 'points', 'mka-2.json'), 'utf8'), before);
 
-  mka(['sweep', ...args, '--out', split, '--report']);
+  await mka(['sweep', ...args, '--out', split, '--report']);
   assert.deepEqual(resultsWithoutTimings(split), resultsWithoutTimings(local));
   assert.ok(existsSync(join(split, 'summary.md')) && existsSync(join(split, 'accuracy.png')));
 });
 
-test('--point refuses a point that is not in the sweep', () => {
-  const r = spawnSync(process.execPath, [CLI, 'sweep', ...args, '--out', join(root, 'bad'), '--point', 'mka:3'], { encoding: 'utf8' });
+test('--point refuses a point that is not in the sweep', async () => {
+  const r = await runCliInProcess(['sweep', ...args, '--out', join(root, 'bad'), '--point', 'mka:3']);
   assert.equal(r.status, 1);
   assert.match(r.stderr, /--point mka:3: not a point of this sweep/);
 });

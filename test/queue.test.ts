@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { queueStatus } from '../src/queue/status.ts';
 import { UserError } from '../src/runtime/errors.ts';
-import { CLI, NO_REDIS, mka, resultsWithoutTimings, startRedis, tinySweepArgs } from './queue-fixture.ts';
+import { CLI, NO_REDIS, mka, mkaInProcess, resultsWithoutTimings, startRedis, tinySweepArgs } from './queue-fixture.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'mka-queue-'));
 // 2 MMLU subjects and boolq (one shard of 5 documents): calibration, then 3 points of 2 subject jobs and a shard job each (13 jobs)
@@ -78,7 +78,7 @@ async function until(cond: () => boolean, what: string, ms = 60_000): Promise<vo
 
 test('a queued sweep over worker processes, one killed mid-job, equals the local sweep', { skip: NO_REDIS }, async () => {
   const local = join(root, 'local'), queued = join(root, 'queued');
-  mka(['sweep', ...args, '--out', local]);
+  await mkaInProcess(['sweep', ...args, '--out', local]); // the reference: a local sweep, in this process
 
   const sweep = runAsync(['sweep', ...args, '--out', queued, '--queue', redis!.url, '--queue-name', 'ok']);
   // the first worker is killed as soon as it has started a job

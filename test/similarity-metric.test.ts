@@ -23,7 +23,7 @@ import { compressModel, modelSimilarity } from '../src/pipeline/compress.ts';
 import { planFromStored } from '../src/pipeline/plan-targets.ts';
 import { sweepKey } from '../src/sweep/context.ts';
 import { randomModel, tinyConfigJson, writeRandomModel } from './random-model.ts';
-import { runCli } from './cli-run.ts';
+import { runCliInProcess } from './cli-run.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'mka-metric-'));
 const MODEL = join(root, 'model');
@@ -126,12 +126,12 @@ test('a sweep\'s key names a non-default metric, and an analysis of another metr
 test('mka similarity --metric: the choices come from the registry', async () => {
   await setUp();
   const out = join(root, 'cli-cka.json');
-  const ok = await runCli(['similarity', '--model', MODEL, '--calibration', PROMPTS, '--metric', 'cka', '--out', out, '--backend', 'cpu', '--quiet']);
+  const ok = await runCliInProcess(['similarity', '--model', MODEL, '--calibration', PROMPTS, '--metric', 'cka', '--out', out, '--backend', 'cpu', '--quiet']);
   assert.equal(ok.status, 0, ok.stderr);
   const sim = JSON.parse(readFileSync(out, 'utf8'));
   assert.equal(sim.metric, 'cka');
   assert.equal(sim.cka.length, L);
-  const bad = await runCli(['similarity', '--model', MODEL, '--calibration', PROMPTS, '--metric', 'nope', '--backend', 'cpu']);
+  const bad = await runCliInProcess(['similarity', '--model', MODEL, '--calibration', PROMPTS, '--metric', 'nope', '--backend', 'cpu']);
   assert.equal(bad.status, 1);
   assert.match(bad.stderr, /metric.*npib.*cka|npib.*cka.*metric/s);
 });

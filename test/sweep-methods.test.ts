@@ -10,7 +10,7 @@ import { mkdtempSync, readFileSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ensureBenchmark } from '../src/eval/mmlu/demo-benchmark.ts';
-import { runCli } from './cli-run.ts';
+import { runCliInProcess } from './cli-run.ts';
 import { NO_SHARED, SHARED } from './helpers.ts';
 
 const ALL = ['mka', 'laco', 'sleb', 'shortgpt', 'reverse', 'angular', 'taylor', 'magnitude'];
@@ -40,7 +40,7 @@ test('sweep --methods (all eight) on the demo model trained without LayerDrop', 
   const data = join(root, 'demo-mmlu');
   await ensureBenchmark(data);
   const out = join(root, 'demo');
-  const r = await runCli(['sweep', '--model', 'models/demo-nolayerdrop', '--data', data, '--methods', ALL.join(','), '--remove', '0,2', '--limit', '2', '--per-subject', '11', '--out', out, '--quiet']);
+  const r = await runCliInProcess(['sweep', '--model', 'models/demo-nolayerdrop', '--data', data, '--methods', ALL.join(','), '--remove', '0,2', '--limit', '2', '--per-subject', '11', '--out', out, '--quiet']);
   assert.equal(r.status, 0, r.stderr);
   checkSweep(out, 8, [0, 2]);
   const taylor = JSON.parse(readFileSync(join(out, 'plans', 'taylor-2.json'), 'utf8'));
@@ -49,10 +49,10 @@ test('sweep --methods (all eight) on the demo model trained without LayerDrop', 
 
 test('sweep --methods (all eight) on stories260K converted with mka convert-llama2c', { skip: NO_SHARED }, async () => {
   const base = join(root, 'stories260K');
-  const conv = await runCli(['convert-llama2c', '--checkpoint', join(SHARED!, 'models/stories260K/stories260K.bin'), '--tokenizer', join(SHARED!, 'models/stories260K/tok512.bin'), '--out', base, '--quiet']);
+  const conv = await runCliInProcess(['convert-llama2c', '--checkpoint', join(SHARED!, 'models/stories260K/stories260K.bin'), '--tokenizer', join(SHARED!, 'models/stories260K/tok512.bin'), '--out', base, '--quiet']);
   assert.equal(conv.status, 0, conv.stderr);
   const out = join(root, 'stories');
-  const r = await runCli(['sweep', '--model', base, '--data', join(SHARED!, 'data/mmlu'), '--methods', ALL.join(','), '--remove', '0,1,2',
+  const r = await runCliInProcess(['sweep', '--model', base, '--data', join(SHARED!, 'data/mmlu'), '--methods', ALL.join(','), '--remove', '0,1,2',
     '--calib-subjects', '12', '--per-subject', '1', '--limit', '1', '--eval-subjects', 'abstract_algebra,anatomy', '--out', out, '--quiet']);
   assert.equal(r.status, 0, r.stderr);
   checkSweep(out, 5, [0, 1, 2]);

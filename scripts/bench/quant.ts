@@ -49,7 +49,7 @@ async function prefillChild(model: string, tokens: number): Promise<void> {
   const seconds = Math.min(run(), run());
   const packed = [...(m.packed?.values() ?? [])].some((w) => w.quant);
   process.stdout.write(JSON.stringify({
-    model, backend: backend.description, kernels: packed ? packedPath() : 'float/16-bit kernels', tokens, seconds, tokensPerSecond: tokens / seconds,
+    model, backend: backend.description, kernels: packed ? packedPath() : `${m.compute} products`, tokens, seconds, tokensPerSecond: tokens / seconds,
     loadSeconds, heldBytes: held, tfBytes: tf.memory().numBytes,
   }) + '\n');
   disposeModel(m);

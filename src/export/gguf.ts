@@ -66,6 +66,12 @@ export interface GgufExportResult {
   packedKept: number;
   /** Packed weights no GGUF block type holds (8-bit asymmetric), quantized again to the type asked for. */
   requantized: string[];
+  /**
+   * The model rounds its decoder's activations to int8 per token (W8A8, quantization_config act_bits 8),
+   * which GGUF cannot say: llama.cpp quantizes them per block of 32 in its Q8_0/Q4_0 products (and not
+   * at all in float ones). Said once.
+   */
+  perTokenActivations: boolean;
   /** The tokenizer written: "llama" (SentencePiece), "gpt2" (byte-level BPE) or "none". */
   tokenizer: string;
   /** Pairs llama.cpp's SentencePiece merging may join that the model's BPE merges never do. */
@@ -170,6 +176,10 @@ export async function exportGguf(opts: ExportGgufOptions): Promise<GgufExportRes
       log(`${opts.type}: ${requantized.length} packed weights have no GGUF block type (8-bit with a min per group), so they are dequantized and quantized again as ${opts.type}, e.g. ${requantized[0]}`);
     }
     if (dequantized.length) log(`${opts.type}: ${dequantized.length} packed weights are written dequantized, as ${opts.type} values`);
+    const perTokenActivations = config.quantization_config?.act_bits === 8;
+    if (perTokenActivations) {
+      log(`${opts.type}: the model rounds its activations to int8 per token (W8A8), which GGUF cannot hold: llama.cpp ${quantized ? `rounds the activations of its ${opts.type} products to int8 per block of 32 instead (a finer grid; docs/gguf.md)` : `multiplies ${opts.type} weights by float activations`}`);
+    }
     const baseName = opts.name ?? basename(opts.model.replace(/[\\/]+$/, '')).replace(/\.gguf$/i, '');
     const metadata: [string, GgufValue][] = [
       ['general.architecture', meta.str(arch)],
@@ -210,7 +220,7 @@ export async function exportGguf(opts: ExportGgufOptions): Promise<GgufExportRes
       return data;
     });
     bar.done();
-    return { file: opts.out, bytes, type: opts.type, tensorTypes: counts, fallback, packedKept: kept, requantized, tokenizer: tok.kind, spmOnlyPairs: tok.spmOnly };
+    return { file: opts.out, bytes, type: opts.type, tensorTypes: counts, fallback, packedKept: kept, requantized, perTokenActivations, tokenizer: tok.kind, spmOnlyPairs: tok.spmOnly };
   } finally {
     ckpt.close();
   }

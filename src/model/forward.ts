@@ -333,10 +333,13 @@ interface JobState {
  * so a streamed model reads its weights once for all of them. Each result is exactly forward()'s on that
  * job alone (the same kernels on the same rows). Every job's hidden state is held at once: the caller
  * bounds their total size. `onLayer(i)` is awaited after layer i has been applied to every job (progress,
- * and a place to stop: what it throws ends the call with every tensor it made freed).
+ * and a place to stop: what it throws ends the call with every tensor it made freed); `between(i, j)`,
+ * likewise, after job j's part of layer i when later jobs follow in that layer, so that a stop does not
+ * wait for a whole layer (at paper scale, a minute and more of synchronous native calls).
  */
 export async function forwardMany(
   model: LlamaModel, jobs: readonly ForwardJob[], onLayer?: (layer: number) => Promise<void> | void,
+  between?: (layer: number, job: number) => Promise<void> | void,
 ): Promise<ForwardResult[]> {
   if (jobs.length === 0) return [];
   const steps = forwardSteps(model, jobs);
@@ -344,7 +347,9 @@ export async function forwardMany(
     for (;;) {
       const r = steps.next();
       if (r.done) return r.value;
-      await onLayer?.(r.value);
+      const { layer, job } = r.value;
+      if (job === null) await onLayer?.(layer);
+      else await between?.(layer, job);
     }
   } finally {
     steps.return([]);
@@ -412,8 +417,8 @@ export async function forwardInTurn(
   }
 }
 
-/** forwardMany's work, yielding each layer's index after the layer has run on every job. */
-function* forwardSteps(model: LlamaModel, jobs: readonly ForwardJob[]): Generator<number, ForwardResult[]> {
+/** forwardMany's work, yielding {layer, job} after each job's part of a layer but its last, and {layer, job: null} after the layer. */
+function* forwardSteps(model: LlamaModel, jobs: readonly ForwardJob[]): Generator<{ layer: number; job: number | null }, ForwardResult[]> {
   const c = model.config;
   const H = c.hidden_size;
   const states: JobState[] = [];
@@ -441,14 +446,14 @@ function* forwardSteps(model: LlamaModel, jobs: readonly ForwardJob[]): Generato
     const runs = states.map((s) => (s.job.layers ? new Set(s.job.layers) : null)); // null: every layer
     for (let i = 0; i < c.num_hidden_layers; i++) {
       if (runs.every((r) => r !== null && !r.has(i))) {
-        yield i; // every job drops this layer: it is not read
+        yield { layer: i, job: null }; // every job drops this layer: it is not read
         continue;
       }
       const w = acquireLayer(model, i);
       try {
-        states.forEach((s, j) => {
+        for (const [j, s] of states.entries()) {
           const { job } = s;
-          if (runs[j] && !runs[j]!.has(i)) return;
+          if (runs[j] && !runs[j]!.has(i)) continue;
           if (job.hiddenStates) s.hidden.push(tf.clone(s.x!));
           job.onBlockInput?.(i, s.x!);
           const past = job.cache ? { k: job.cache.keys[i], v: job.cache.values[i] } : job.after !== undefined ? states[job.after].layerKV : null;
@@ -468,12 +473,13 @@ function* forwardSteps(model: LlamaModel, jobs: readonly ForwardJob[]): Generato
             input.dispose();
           }
           if (job.after !== undefined && lastUser.get(job.after) === j) dropLayerKV(states[job.after]);
-        });
+          if (j < states.length - 1) yield { layer: i, job: j };
+        }
       } finally {
         w.release();
         states.forEach(dropLayerKV);
       }
-      yield i;
+      yield { layer: i, job: null };
     }
     for (const s of states) finishJob(model, s);
     finished = true;

@@ -98,7 +98,7 @@ export async function evaluatePerplexity(opts: EvaluatePplOptions): Promise<{ su
     const pass = pending.slice(p0, p0 + perPass);
     const jobs = pass.map((i) => windowJob(opts.model, opts.ids, windows[i]));
     if (perPass === 1) forward(opts.model, jobs[0].job.inputIds, jobs[0].job);
-    else await forwardMany(opts.model, jobs.map((j) => j.job), stop);
+    else await forwardMany(opts.model, jobs.map((j) => j.job), stop, stop);
     pass.forEach((i, j) => {
       all[i] = jobs[j].result();
       results?.save(i, all[i]!);

@@ -196,7 +196,7 @@ export async function scorePlans(
   });
   if (streamsLayers(model)) {
     const perLayer = units.reduce((a, n) => a + n, 0) / model.config.num_hidden_layers;
-    await forwardMany(model, jobs, () => step(perLayer));
+    await forwardMany(model, jobs, () => step(perLayer), () => step(0)); // step(0) between jobs: a stop need not wait for the layer
   } else {
     await forwardInTurn(model, jobs, (j) => step(units[j]));
   }

@@ -3,13 +3,20 @@
  * makes them (make.ts, with llama.cpp and the Python references) and the tests that check mka against
  * them (test/gguf-*.test.ts), so both build the same inputs.
  */
-import { existsSync } from 'node:fs';
+import { copyFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { convertLlama2c } from '../../../src/convert/llama2c.ts';
 import { makePaperModel } from '../../../scripts/make-paper-model.ts';
 import { replayPlan } from '../../../src/pipeline/compress.ts';
 import { quantizeModel } from '../../../src/pipeline/quantize.ts';
 import { parseQuantization } from '../../../src/quant/registry.ts';
+import { openModelDir } from '../../../src/model/model.ts';
+import { expectedTensors } from '../../../src/model/config.ts';
+import { writeSafetensors } from '../../../src/io/safetensors.ts';
+import { atomicWriteDir } from '../../../src/io/atomic.ts';
+import { quantizeRtn, type PackedSpec } from '../../../src/io/packed.ts';
+import { packBlocks } from '../../../src/gguf/quants.ts';
+import { GgmlType } from '../../../src/gguf/format.ts';
 
 /** The demo model's prompt: a dozen tokens of the benchmark's kind. */
 export const DEMO_PROMPT = 'Question: What is 7 + 5?\nAnswer:';
@@ -97,4 +104,83 @@ export const PACKED_CASES = [
 /** Writes the merged demo (made by makeMergedDemo in `merged`) quantized as `quantize` says into `dir`. */
 export async function makePackedDemo(merged: string, dir: string, quantize: string): Promise<void> {
   await quantizeModel({ model: merged, out: dir, quantization: parseQuantization(quantize)!, quiet: true });
+}
+
+/**
+ * The demo with its MLP widened from 176 to 192 neurons, the new ones zero (gate and up rows, down
+ * columns): the same function, but every matrix's rows divide into blocks of 32, so a quantized GGUF of
+ * it runs every product of llama.cpp on its integer kernels (the demo's own 176-wide down projections
+ * stay F16, whose products round the activations to f16).
+ */
+export const PADDED_INTERMEDIATE = 192;
+
+/** Writes the padded demo (see PADDED_INTERMEDIATE) into `dir` (a fresh directory), `root` being the repository. */
+export async function makePaddedDemo(root: string, dir: string): Promise<void> {
+  const src = join(root, 'models', 'demo');
+  const { config, ckpt } = openModelDir(src);
+  const from = config.intermediate_size, to = PADDED_INTERMEDIATE;
+  const padded = { ...config, intermediate_size: to };
+  const shapes = expectedTensors(padded);
+  try {
+    await atomicWriteDir(dir, async (tmp) => {
+      const json = JSON.parse(readFileSync(join(src, 'config.json'), 'utf8'));
+      writeFileSync(join(tmp, 'config.json'), JSON.stringify({ ...json, intermediate_size: to }, null, 2));
+      for (const f of ['tokenizer.json', 'tokenizer_config.json']) copyFileSync(join(src, f), join(tmp, f));
+      await writeSafetensors(join(tmp, 'model.safetensors'), [...shapes].map(([name, shape]) => ({ name, shape, dtype: 'F32' as const })), (name) => {
+        const v = ckpt.read(name), [rows, cols] = shapes.get(name)!;
+        if (/mlp\.(gate|up)_proj/.test(name)) return Float32Array.from({ length: rows * cols }, (_, i) => (i < from * cols ? v[i] : 0));
+        if (/mlp\.down_proj/.test(name)) return Float32Array.from({ length: rows * cols }, (_, i) => (i % cols < from ? v[Math.floor(i / cols) * from + (i % cols)] : 0));
+        return v;
+      });
+    });
+  } finally {
+    ckpt.close();
+  }
+}
+
+/**
+ * The padded demo quantized by round to nearest and exported with its own blocks: Q4_0 and Q8_0 (lm_head
+ * Q8_0 in both). (Asymmetric 4-bit, Q4_1, is left to the single products: on this prompt one rounding
+ * tie of an activation goes the other way in llama.cpp on mka's SIMD paths, see test/gguf-int8.test.ts.)
+ */
+export const INT8_MODEL_CASES = [
+  { name: 'w4g32', quantize: 'rtn:w4g32', type: 'q4_0' },
+  { name: 'w8g32', quantize: 'rtn:w8g32', type: 'q8_0' },
+] as const;
+
+/**
+ * Single products y = x·Wᵀ against llama.cpp's ggml_mul_mat (mm.c): W random, quantized by round to
+ * nearest into Q8_0, Q4_0 or Q4_1 blocks; x random with outlier inputs, a zero block, a block of 1e-4
+ * (its scale a subnormal half) and one of 1e-6 (its scale rounds to zero); one row (decoding), a few,
+ * and more than the packed GEMM's tile, k past 64 blocks.
+ */
+export const INT8_PRODUCTS = [
+  { type: 'q4_0', m: 1, n: 64, k: 256 },
+  { type: 'q8_0', m: 3, n: 48, k: 2080 },
+  { type: 'q4_1', m: 11, n: 40, k: 512 },
+  { type: 'q4_0', m: 16, n: 96, k: 2080 },
+  { type: 'q8_0', m: 9, n: 32, k: 128 },
+] as const;
+
+const PRODUCT_SPECS: Record<(typeof INT8_PRODUCTS)[number]['type'], PackedSpec> = {
+  q8_0: { bits: 8, group: 32, symmetric: true }, q4_0: { bits: 4, group: 32, symmetric: true }, q4_1: { bits: 4, group: 32, symmetric: false },
+};
+
+/** Case `i` of INT8_PRODUCTS: its x [m][k], its weight packed (contract 1) and as ggml blocks. */
+export function int8Product(i: number) {
+  const c = INT8_PRODUCTS[i];
+  let s = 0x9e3779b9 ^ (i * 7919);
+  const uniform = () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0), (s + 0.5) / 2 ** 32);
+  const gauss = () => Math.sqrt(-2 * Math.log(uniform())) * Math.cos(2 * Math.PI * uniform());
+  const w = Float32Array.from({ length: c.n * c.k }, () => 0.02 * gauss());
+  const x = Float32Array.from({ length: c.m * c.k }, (_, j) => ((j % c.k) % 61 === 7 ? 30 * gauss() : gauss()));
+  const row = c.m - 1;
+  x.fill(0, row * c.k, row * c.k + 32);
+  for (let j = 32; j < 64; j++) x[row * c.k + j] *= 1e-4;
+  for (let j = 64; j < 96; j++) x[row * c.k + j] *= 1e-6;
+  const packed = quantizeRtn(w, c.n, c.k, PRODUCT_SPECS[c.type]);
+  const blocks = packBlocks({ rows: c.n, cols: c.k, spec: packed.spec, quants: packed.quants, scales: packed.scales, mins: packed.mins })!;
+  const ggmlType = { q8_0: GgmlType.Q8_0, q4_0: GgmlType.Q4_0, q4_1: GgmlType.Q4_1 }[c.type];
+  if (blocks.type !== ggmlType) throw new Error(`int8Product ${i}: packed as ${blocks.type}, want ${ggmlType}`);
+  return { ...c, x, packed, blocks: blocks.bytes, ggmlType };
 }

@@ -9,6 +9,8 @@
  *   metadata and tensors the package reads, its dequantization of every tensor, the bytes llama.cpp's
  *   converter rules and gguf-py's quantizers give from the Hugging Face checkpoint, and transformers'
  *   logits;
+ * - llama.cpp's quantized products (mm.c: ggml_mul_mat on Q8_0/Q4_0/Q4_1 weights, activations
+ *   quantized to its Q8_0/Q8_1 blocks), and its logits on a model every product of which is quantized;
  * - ggml's reference quantizers (quant.c, linked against libggml-base) on values chosen to hit their
  *   edge cases, and its k-quant quantizers and dequantizers (kquant.c) with gguf-py's dequantization of
  *   the same blocks.
@@ -30,6 +32,7 @@ import { exportGguf, type GgufOutType } from '../../../src/export/gguf.ts';
 import {
   ASCII_TEXTS, DEMO_PROMPT, DEMO_TYPES, GREEDY_TOKENS, HF_TINY, LLAMA3_PROMPT, LLAMA3_SPECIAL_TEXT, MERGED_PLAN, MERGED_TYPES, SPM_SPECIAL_TEXT,
   PACKED_CASES, STORIES_PROMPT, STORIES_TYPES, UNICODE_TEXTS, convertStories, makeLlama3Tiny, makeMergedDemo, makePackedDemo,
+  INT8_MODEL_CASES, INT8_PRODUCTS, int8Product, makePaddedDemo,
 } from './cases.ts';
 import { KQUANT_VALUES, QUANT_EDGE_VALUES } from './quant-values.ts';
 import { GgufFile } from '../../../src/gguf/reader.ts';
@@ -42,7 +45,7 @@ interface Probe { n_vocab: number; ids: number[]; logits: number[][]; greedy: nu
 const round = (x: number, digits: number) => Number(x.toPrecision(digits));
 
 /** The golden files, by name (test/goldens/gguf/NAME.json). */
-const GOLDENS = ['demo', 'stories260K', 'llama3-tiny', 'hf-tiny', 'kquants', 'quantizers', 'compressed', 'packed'] as const;
+const GOLDENS = ['demo', 'stories260K', 'llama3-tiny', 'hf-tiny', 'kquants', 'quantizers', 'compressed', 'packed', 'int8'] as const;
 
 async function main(): Promise<void> {
   const a = await yargs(hideBin(process.argv))
@@ -63,6 +66,8 @@ async function main(): Promise<void> {
   execFileSync('g++', ['-O2', '-std=c++17', join(import.meta.dirname, 'probe.cpp'), `-I${join(llama, 'include')}`, `-I${join(llama, 'ggml', 'include')}`,
     `-L${lib}`, '-lllama', '-lggml', '-lggml-base', `-Wl,-rpath,${lib}`, '-o', probe]);
   execFileSync('gcc', ['-O2', join(import.meta.dirname, 'quant.c'), `-L${lib}`, '-lggml-base', `-Wl,-rpath,${lib}`, '-o', quant]);
+  const mm = join(tmp, 'mm');
+  execFileSync('gcc', ['-O2', join(import.meta.dirname, 'mm.c'), `-I${join(llama, 'ggml', 'include')}`, `-L${lib}`, '-lggml', '-lggml-base', '-lggml-cpu', `-Wl,-rpath,${lib}`, '-o', mm]);
   const commit = a.commit ?? execFileSync('git', ['-C', llama, 'rev-parse', 'HEAD'], { encoding: 'utf8' }).trim();
   const pyVersions = JSON.parse(execFileSync(a.python, ['-c', 'import refenv, gguf, transformers, importlib.metadata as m, json; print(json.dumps({"gguf": m.version("gguf"), "transformers": transformers.__version__}))'],
     { env: { ...process.env, PYTHONPATH: join(shared, 'reference') }, encoding: 'utf8' }).trim().split('\n').pop()!);
@@ -219,6 +224,26 @@ async function main(): Promise<void> {
       };
     }
     write('packed.json', { made_with: madeWith, model: `models/demo merged by ${MERGED_PLAN}, then mka quantize`, prompt: DEMO_PROMPT, cases });
+  }
+  // llama.cpp's quantized products (activations to Q8_0/Q8_1 blocks): single products, and the padded demo whose every product is one
+  if (want('int8')) {
+    const products = INT8_PRODUCTS.map((_, i) => {
+      const p = int8Product(i);
+      const input = Buffer.concat([Buffer.from(new Int32Array([p.ggmlType, p.n, p.k, p.m]).buffer), Buffer.from(p.blocks), Buffer.from(p.x.buffer)]);
+      const out = execFileSync(mm, ['1'], { input, maxBuffer: 1 << 28 });
+      const y = new Float32Array(out.buffer.slice(out.byteOffset, out.byteOffset + p.m * p.n * 4));
+      return { type: p.type, m: p.m, n: p.n, k: p.k, blocks_sha256: sha(p.blocks), x_sha256: sha(new Uint8Array(p.x.buffer)), y: Array.from(y, (v) => round(v, 9)) };
+    });
+    const padded = join(tmp, 'int8-padded');
+    await makePaddedDemo(ROOT, padded);
+    const models: Record<string, unknown> = {};
+    for (const c of INT8_MODEL_CASES) {
+      const dir = join(tmp, `int8-${c.name}`);
+      await makePackedDemo(padded, dir, c.quantize);
+      const file = await exportTo(dir, c.type, `int8-${c.name}`);
+      models[c.name] = { quantize: c.quantize, type: c.type, tensor_sha256: tensorShas(file), llamacpp: llamaView(file, `text:${DEMO_PROMPT}`, ends) };
+    }
+    write('int8.json', { made_with: madeWith, products, model: 'models/demo with its MLP padded to 192 zero neurons (cases.ts makePaddedDemo), then mka quantize', prompt: DEMO_PROMPT, models });
   }
   // ggml's reference quantizers on edge-case values
   if (want('quantizers')) {
