@@ -29,6 +29,7 @@ before(async () => {
     { type: 'model', name: 'acme/gated', sha: SHA, files: DEMO_FILES, lfs: isLfs, token: 'hf_testtoken' },
     { type: 'model', name: 'acme/corrupt', sha: SHA, files: DEMO_FILES, lfs: isLfs, corrupt: new Set(['model.safetensors']) },
     { type: 'model', name: 'acme/pickled', sha: SHA, files: { 'config.json': demo('config.json'), 'pytorch_model.bin': Buffer.from('pickle') }, lfs: isLfs },
+    { type: 'model', name: 'acme/bad-index', sha: SHA, files: { 'config.json': demo('config.json'), 'model.safetensors.index.json': Buffer.from('{"weight_map": {"lm_head.weight": 5}}') }, lfs: isLfs },
   ]);
 });
 after(async () => {
@@ -111,6 +112,11 @@ test('a partial download left by an earlier run is resumed; a wrong checksum is 
   const get = hub.requests.slice(before).find((q) => q.path.endsWith('/model.safetensors'));
   assert.equal(get?.range, 'bytes=1000-');
   assert.ok(!existsSync(`${blob}.incomplete`));
+});
+
+test('a repository whose safetensors index does not fit its schema is refused naming the file and the fix', async () => {
+  await assert.rejects(resolveModelDir('acme/bad-index', { env: envFor(join(TMP, 'cache-i')), ...quiet }),
+    /model\.safetensors\.index\.json: not a valid safetensors index \(weight_map\.lm_head\.weight must be a string, not 5\); it is acme\/bad-index's own file: choose another revision of it \(--revision\)$/);
 });
 
 test('pickle-only repositories are refused with a clear message; local paths are left alone', async () => {
