@@ -14,7 +14,7 @@ import { createHash } from 'node:crypto';
 import YAML from 'yaml';
 import { initBackend } from '../src/runtime/backend.ts';
 import { compressModel, replayPlan } from '../src/pipeline/compress.ts';
-import { readPlanFile } from '../src/pipeline/plan-file.ts';
+import { readPlanFile } from '../src/compress/plan-file.ts';
 import { UserError } from '../src/runtime/errors.ts';
 import { writeRandomModel } from './random-model.ts';
 import { assertUserError, runAllCli } from './cli-run.ts';

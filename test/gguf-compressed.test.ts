@@ -1,7 +1,7 @@
 /**
  * A compressed model shipped to llama.cpp: the demo merged by a recorded MKA plan (8 → 5 layers,
  * λ-blended weights; `mka compress --plan`), exported with `mka export gguf`, against what llama.cpp
- * made of the same files (test/goldens/gguf/compressed.json, scripts/gguf-goldens/make.ts):
+ * made of the same files (test/goldens/gguf/compressed.json, test/goldens/gguf/make.ts):
  *
  * - every tensor's bytes are those llama.cpp's converter rules and gguf-py's quantizers give from the
  *   merged Hugging Face checkpoint, and the gguf package reads the same tensor list;
@@ -25,7 +25,7 @@ import { GgufFile } from '../src/gguf/reader.ts';
 import { loadTokenizer } from '../src/tokenizer/tokenizer.ts';
 import { disposeModel, loadModel } from '../src/model/model.ts';
 import { generate } from '../src/model/generate.ts';
-import { MERGED_TYPES, makeMergedDemo } from '../scripts/gguf-goldens/cases.ts';
+import { MERGED_TYPES, makeMergedDemo } from './goldens/gguf/cases.ts';
 
 const GOLDEN = JSON.parse(readFileSync('test/goldens/gguf/compressed.json', 'utf8'));
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');

@@ -1,6 +1,6 @@
 /**
  * `mka export gguf` of the demo model and `--model F.gguf`, against what independent implementations
- * made of the same files (test/goldens/gguf/demo.json, scripts/gguf-goldens/make.ts):
+ * made of the same files (test/goldens/gguf/demo.json, test/goldens/gguf/make.ts):
  *
  * - every tensor's bytes are those llama.cpp's converter rules and gguf-py's quantizers give from the
  *   Hugging Face checkpoint (names, Q/K permute, F32 norms, F16 where rows do not divide into 32);
@@ -32,7 +32,7 @@ import { readConfig } from '../src/model/config.ts';
 import { disposeModel, loadModel } from '../src/model/model.ts';
 import { generate } from '../src/model/generate.ts';
 import { forward } from '../src/model/forward.ts';
-import { DEMO_TYPES } from '../scripts/gguf-goldens/cases.ts';
+import { DEMO_TYPES } from './goldens/gguf/cases.ts';
 import { ensureBenchmark, generateBenchmark } from '../src/eval/mmlu/demo-benchmark.ts';
 import { promptParts } from '../src/eval/mmlu/prompt.ts';
 import { assertUserError, runCliInProcess } from './cli-run.ts';
@@ -258,7 +258,7 @@ test('a GGUF of k-quant blocks (Q4_K, Q6_K, Q5_K, Q3_K) runs as the same weights
   const { hparamMetadata } = await import('../src/gguf/hparams.ts');
   const { GgmlType, GGML_BLOCK } = await import('../src/gguf/format.ts');
   const H = 256;
-  const cfg = { model_type: 'llama', vocab_size: 256, hidden_size: H, intermediate_size: H, num_hidden_layers: 1, num_attention_heads: 4, num_key_value_heads: 4, head_dim: 64, max_position_embeddings: 64, rms_norm_eps: 1e-5, rope_theta: 10000, rope_scaling: null, sliding_window: null };
+  const cfg = { model_type: 'llama' as const, vocab_size: 256, hidden_size: H, intermediate_size: H, num_hidden_layers: 1, num_attention_heads: 4, num_key_value_heads: 4, head_dim: 64, max_position_embeddings: 64, rms_norm_eps: 1e-5, rope_theta: 10000, rope_scaling: null, sliding_window: null };
   const mats: [string, string][] = [['token_embd.weight', 'Q4_K'], ['blk.0.attn_q.weight', 'Q4_K'], ['blk.0.attn_k.weight', 'Q5_K'], ['blk.0.attn_v.weight', 'Q6_K'],
     ['blk.0.attn_output.weight', 'Q3_K'], ['blk.0.ffn_gate.weight', 'Q4_K'], ['blk.0.ffn_up.weight', 'Q5_K'], ['blk.0.ffn_down.weight', 'Q6_K'], ['output.weight', 'Q6_K']];
   const data = new Map<string, { type: number; bytes: Uint8Array }>();

@@ -1,7 +1,7 @@
 /**
  * The GGUF format layer on its own: the writer and reader agree on every value type, alignment and
  * tensor layout; the Q8_0/Q4_0 quantizers give the bytes of ggml's compiled reference quantizers
- * (test/goldens/gguf/quantizers.json, made by scripts/gguf-goldens/quant.c against libggml-base) on
+ * (test/goldens/gguf/quantizers.json, made by test/goldens/gguf/quant.c against libggml-base) on
  * values chosen for their edge cases; dequantization is d·q exactly, and the other block types
  * llama.cpp's presets write (Q4_1, Q5_0, Q5_1, Q2_K-Q6_K) dequantize to ggml's and gguf-py's bits; llama.cpp's Q/K row order is
  * convert_hf_to_gguf.py's `permute`; packed blocks split and join without requantizing; llama3 RoPE
@@ -20,7 +20,7 @@ import { type PackedParts, blockTypeOf, dequantize, packBlocks, quantizeQ4_0, qu
 import { permuteRows } from '../src/gguf/tensor-names.ts';
 import { llama3ScalingFromFactors, ropeFreqFactors, shortestFloat32, type HfConfigFields } from '../src/gguf/hparams.ts';
 import { fromFloat32 } from '../src/io/safetensors.ts';
-import { KQUANT_VALUES, QUANT_EDGE_VALUES } from '../scripts/gguf-goldens/quant-values.ts';
+import { KQUANT_VALUES, QUANT_EDGE_VALUES } from './goldens/gguf/quant-values.ts';
 
 const GOLDEN = JSON.parse(readFileSync('test/goldens/gguf/quantizers.json', 'utf8')) as { values_sha256: string; q8_0_hex: string; q4_0_hex: string };
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');

@@ -1,6 +1,6 @@
 /**
  * mka's integer kernels against llama.cpp's quantized products (test/goldens/gguf/int8.json, made by
- * scripts/gguf-goldens/make.ts --only int8 with llama.cpp itself). llama.cpp quantizes a product's
+ * test/goldens/gguf/make.ts --only int8 with llama.cpp itself). llama.cpp quantizes a product's
  * activations to its Q8_0 (for Q8_0/Q4_0 weights) or Q8_1 (Q4_1) blocks, whose scale it keeps as a
  * half; mka's MkaLinearQ does the same (CONTRACTS.md contract 2), so:
  *
@@ -32,7 +32,7 @@ import { disposeModel, loadModel } from '../src/model/model.ts';
 import { generate } from '../src/model/generate.ts';
 import { packedPath } from '../src/model/ops.ts';
 import { GgufFile } from '../src/gguf/reader.ts';
-import { INT8_MODEL_CASES, INT8_PRODUCTS, int8Product, makePackedDemo, makePaddedDemo } from '../scripts/gguf-goldens/cases.ts';
+import { INT8_MODEL_CASES, INT8_PRODUCTS, int8Product, makePackedDemo, makePaddedDemo } from './goldens/gguf/cases.ts';
 
 const GOLDEN = JSON.parse(readFileSync('test/goldens/gguf/int8.json', 'utf8'));
 const addon = loadNativeAddon().addon;

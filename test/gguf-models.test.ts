@@ -1,6 +1,6 @@
 /**
  * GGUF export and `--model F.gguf` beyond the demo model, against llama.cpp's and the Python
- * references' goldens (test/goldens/gguf/, scripts/gguf-goldens/make.ts):
+ * references' goldens (test/goldens/gguf/, test/goldens/gguf/make.ts):
  *
  * - stories260K converted from llama2.c (SentencePiece vocabulary with byte fallback), f32 and q8_0;
  * - a tiny model with the real Llama 3 tokenizer (gpt2 / llama-bpe, 128,256 tokens), Llama 3.1's
@@ -24,7 +24,7 @@ import { exportGguf, type GgufOutType } from '../src/export/gguf.ts';
 import { exportHf } from '../src/export/hf.ts';
 import { GgufFile } from '../src/gguf/reader.ts';
 import { loadTokenizer } from '../src/tokenizer/tokenizer.ts';
-import { HF_TINY, STORIES_TYPES, convertStories, makeLlama3Tiny } from '../scripts/gguf-goldens/cases.ts';
+import { HF_TINY, STORIES_TYPES, convertStories, makeLlama3Tiny } from './goldens/gguf/cases.ts';
 import { NO_SHARED, SHARED } from './helpers.ts';
 
 const golden = (name: string) => JSON.parse(readFileSync(`test/goldens/gguf/${name}`, 'utf8'));

@@ -2,7 +2,7 @@
  * `mka quantize`d models shipped to llama.cpp (#24 item 5): the merged demo (test/fixtures/plans) quantized
  * by round to nearest (symmetric 4-bit and 8-bit in groups of 32, asymmetric 4-bit in groups of 128),
  * exported with `mka export gguf`, against what the gguf package and llama.cpp made of the same files
- * (test/goldens/gguf/packed.json, scripts/gguf-goldens/make.ts --only packed):
+ * (test/goldens/gguf/packed.json, test/goldens/gguf/make.ts --only packed):
  *
  * - packed weights are written as their own Q4_0/Q8_0/Q4_1 blocks, not quantized again: every such
  *   tensor reads back to exactly the packed model's values, and the gguf package dequantizes every
@@ -30,7 +30,7 @@ import { loadTokenizer } from '../src/tokenizer/tokenizer.ts';
 import { disposeModel, loadModel, openModelDir } from '../src/model/model.ts';
 import { generate } from '../src/model/generate.ts';
 import { modelInfo } from '../src/model/info.ts';
-import { PACKED_CASES, makeMergedDemo, makePackedDemo } from '../scripts/gguf-goldens/cases.ts';
+import { PACKED_CASES, makeMergedDemo, makePackedDemo } from './goldens/gguf/cases.ts';
 
 const GOLDEN = JSON.parse(readFileSync('test/goldens/gguf/packed.json', 'utf8'));
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');

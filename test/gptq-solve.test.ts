@@ -1,6 +1,6 @@
 /**
  * GPTQ's solver (src/quant/gptq-solve.ts) against an independent PyTorch float64 implementation of the
- * paper's algorithm (test/golden/quant/make_gptq.py), and the linear algebra under it.
+ * paper's algorithm (test/goldens/quant/make_gptq.py), and the linear algebra under it.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -15,7 +15,7 @@ interface Case {
   name: string; rows: number; cols: number; bits: 4 | 8; group: number | 'in'; sym: boolean; blocksize: number; actorder: boolean;
   W: number[]; H: number[]; codes: number[]; scales: number[]; mins: number[] | null; Q: number[]; loss: number;
 }
-const golden = JSON.parse(readFileSync(new URL('./golden/quant/gptq.json', import.meta.url), 'utf8')) as { cases: Case[] };
+const golden = JSON.parse(readFileSync(new URL('./goldens/quant/gptq.json', import.meta.url), 'utf8')) as { cases: Case[] };
 
 test('GPTQ equals the PyTorch reference: every code, scale and quantized value, and the loss', () => {
   const before = tf.memory().numTensors;

@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parquetWriteBuffer } from 'hyparquet-writer';
-import { runCli } from './cli-run.ts';
+import { runCliInProcess } from './cli-run.ts';
 import { startFakeHub } from './hub-server.ts';
 import { resolveTextDataset } from '../src/hub/text.ts';
 
@@ -19,7 +19,7 @@ after(() => rmSync(TMP, { recursive: true, force: true }));
 const ROWS = ['', ' = Valkyria Chronicles III = ', '', ' Senjō no Valkyria 3 : Unrecorded Chronicles is a tactical role @-@ playing game . ', ''];
 const parquet = (rows: string[]) => Buffer.from(parquetWriteBuffer({ columnData: [{ name: 'text', data: rows, type: 'STRING' }] }));
 
-const run = (args: string[], env: NodeJS.ProcessEnv) => runCli(args, { env });
+const run = (args: string[], env: NodeJS.ProcessEnv) => runCliInProcess(args, { env }); // in this process: the fake hub answers on its loop
 
 test('eval ppl --data: a hub text dataset split, joined as the WikiText-2 recipe, gives the same perplexity as --text', async () => {
   const hub = await startFakeHub([{

@@ -10,7 +10,7 @@ import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { resolveModelDir } from '../src/hub/model.ts';
-import { runCli } from './cli-run.ts';
+import { runCliInProcess } from './cli-run.ts';
 import { startFakeHub, gitSha1, sha256, type FakeHub } from './hub-server.ts';
 
 const TMP = mkdtempSync(join(tmpdir(), 'mka-hub-'));
@@ -29,6 +29,7 @@ before(async () => {
     { type: 'model', name: 'acme/gated', sha: SHA, files: DEMO_FILES, lfs: isLfs, token: 'hf_testtoken' },
     { type: 'model', name: 'acme/corrupt', sha: SHA, files: DEMO_FILES, lfs: isLfs, corrupt: new Set(['model.safetensors']) },
     { type: 'model', name: 'acme/pickled', sha: SHA, files: { 'config.json': demo('config.json'), 'pytorch_model.bin': Buffer.from('pickle') }, lfs: isLfs },
+    { type: 'model', name: 'acme/bad-index', sha: SHA, files: { 'config.json': demo('config.json'), 'model.safetensors.index.json': Buffer.from('{"weight_map": {"lm_head.weight": 5}}') }, lfs: isLfs },
   ]);
 });
 after(async () => {
@@ -39,7 +40,7 @@ after(async () => {
 const envFor = (cache: string, extra: Record<string, string> = {}) => ({ ...process.env, HF_ENDPOINT: hub.url, HF_HUB_CACHE: cache, HF_TOKEN: '', HF_HOME: join(TMP, 'home'), ...extra });
 const quiet = { quiet: true };
 
-const run = (args: string[], env: NodeJS.ProcessEnv) => runCli(args, { env });
+const run = (args: string[], env: NodeJS.ProcessEnv) => runCliInProcess(args, { env }); // in this process: the fake hub answers on its loop
 
 test('mka info --model org/name downloads into the huggingface_hub cache layout, resuming a dropped connection', async () => {
   const cache = join(TMP, 'cache-a');
@@ -111,6 +112,11 @@ test('a partial download left by an earlier run is resumed; a wrong checksum is 
   const get = hub.requests.slice(before).find((q) => q.path.endsWith('/model.safetensors'));
   assert.equal(get?.range, 'bytes=1000-');
   assert.ok(!existsSync(`${blob}.incomplete`));
+});
+
+test('a repository whose safetensors index does not fit its schema is refused naming the file and the fix', async () => {
+  await assert.rejects(resolveModelDir('acme/bad-index', { env: envFor(join(TMP, 'cache-i')), ...quiet }),
+    /model\.safetensors\.index\.json: not a valid safetensors index \(weight_map\.lm_head\.weight must be a string, not 5\); it is acme\/bad-index's own file: choose another revision of it \(--revision\)$/);
 });
 
 test('pickle-only repositories are refused with a clear message; local paths are left alone', async () => {

@@ -27,7 +27,7 @@ const ALLOWED: Record<string, string[]> = {
   convert: ['runtime', 'io', 'tokenizer', 'model'],
   eval: ['runtime', 'io', 'tokenizer', 'model', 'weights'],
   compress: ['runtime', 'io', 'tokenizer', 'model', 'weights', 'eval'],
-  export: ['runtime', 'io', 'tokenizer', 'model', 'weights', 'gguf'],
+  export: ['runtime', 'io', 'tokenizer', 'model', 'weights', 'gguf', 'compress'],
   report: ['runtime', 'io'],
   hub: ['runtime', 'io', 'model', 'eval'],
   serve: ['runtime', 'io', 'tokenizer'],

@@ -1,7 +1,7 @@
 /**
  * A tiny Llama with the real Llama 3 tokenizer (128,256 tokens, BOS 128000 added as Meta's
  * tokenizer.json does), written deterministically from a seed: the model the lm-eval goldens in
- * test/fixtures/lm-eval/ were computed on (scripts/goldens/lm-eval.py runs lm-evaluation-harness's own
+ * test/goldens/lm-eval/ were computed on (test/goldens/lm-eval/make.py runs lm-evaluation-harness's own
  * HF model on the directory this writes). 2 layers, hidden 32, tied embeddings scaled so that the
  * logits spread over a few nats (random N(0, 1) embeddings make them far sharper than a trained model's).
  * About 16 MB of float32 on disk, so it is written into a temporary directory, never committed.

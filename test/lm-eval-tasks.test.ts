@@ -1,6 +1,6 @@
 /**
- * The task layer against lm-evaluation-harness 0.4.13 itself (test/fixtures/lm-eval/, made by
- * scripts/goldens/lm-eval-tasks.py with lm-eval's own HF model): on the tiny Llama 3 of llama3-tiny.ts and
+ * The task layer against lm-evaluation-harness 0.4.13 itself (test/goldens/lm-eval/, made by
+ * test/goldens/lm-eval/make.py with lm-eval's own HF model): on the tiny Llama 3 of llama3-tiny.ts and
  * the committed documents of test/fixtures/tasks/, `mka eval tasks` gives every choice's loglikelihood
  * within 1e-3 of lm-eval's, the same is_greedy, acc and acc_norm for every document, the same doc, prompt
  * and target hashes (so the same prompts and targets), the same metrics and stderrs; raw requests
@@ -33,12 +33,13 @@ import { mcnemar, meanStderr } from '../src/eval/tasks/metrics.ts';
 const TMP = mkdtempSync(join(tmpdir(), 'mka-lm-eval-tasks-'));
 const MODEL = join(TMP, 'tiny');
 const FIX = join(process.cwd(), 'test', 'fixtures');
+const LM_EVAL = join(process.cwd(), 'test', 'goldens', 'lm-eval');
 const TASKS = ['hellaswag', 'arc_easy', 'arc_challenge', 'piqa', 'winogrande', 'boolq'];
 const TOL = 1e-3;
 
 interface GoldenSample { doc_id: number; target: unknown; arguments: [string | number, string][]; resps: [number, boolean][]; acc: number; acc_norm?: number; doc_hash: string; prompt_hash: string; target_hash: string }
 interface GoldenTask { results: Record<string, unknown>; 'n-shot': number; version: number; 'n-samples': { original: number; effective: number }; samples: GoldenSample[]; task_hash: string }
-const GOLDEN = JSON.parse(readFileSync(join(FIX, 'lm-eval', 'tasks.json'), 'utf8')) as { tasks: Record<string, GoldenTask> };
+const GOLDEN = JSON.parse(readFileSync(join(LM_EVAL, 'tasks.json'), 'utf8')) as { tasks: Record<string, GoldenTask> };
 
 let model: LlamaModel;
 let tokenizer: Tokenizer;
@@ -123,7 +124,7 @@ test('eval hellaswag: a JSON Lines copy and a directory in the hub layout read t
 });
 
 test('--num-fewshot draws shots as lm-eval\'s seeded sampler does (one more and the document itself dropped when the task has no test split)', async () => {
-  const golden = JSON.parse(readFileSync(join(FIX, 'lm-eval', 'fewshot.json'), 'utf8')) as Record<string, GoldenTask & { shots: number; train: string }>;
+  const golden = JSON.parse(readFileSync(join(LM_EVAL, 'fewshot.json'), 'utf8')) as Record<string, GoldenTask & { shots: number; train: string }>;
   for (const [task, g] of Object.entries(golden)) {
     const t = getTask(task);
     const dir = join(TMP, `fewshot-${task}`);
@@ -138,7 +139,7 @@ test('--num-fewshot draws shots as lm-eval\'s seeded sampler does (one more and 
 });
 
 test('raw loglikelihood requests score as lm-eval\'s HFLM: trailing whitespace, empty contexts, BOS in the text, is_greedy, left truncation', async () => {
-  const golden = JSON.parse(readFileSync(join(FIX, 'lm-eval', 'scorer.json'), 'utf8')) as Record<string, { max_length: number; requests: { context: string; continuation: string; loglikelihood: number; is_greedy: boolean }[] }> & { max_length: number; requests: { context: string; continuation: string; loglikelihood: number; is_greedy: boolean }[] };
+  const golden = JSON.parse(readFileSync(join(LM_EVAL, 'scorer.json'), 'utf8')) as Record<string, { max_length: number; requests: { context: string; continuation: string; loglikelihood: number; is_greedy: boolean }[] }> & { max_length: number; requests: { context: string; continuation: string; loglikelihood: number; is_greedy: boolean }[] };
   const enc = requestEncoder(tokenizer);
   const before = tf.memory().numTensors;
   for (const [maxLength, reqs] of [[golden.max_length, golden.requests], [golden.truncated.max_length, golden.truncated.requests]] as const) {
@@ -281,7 +282,7 @@ test('Python-compatible output: floats as str() prints them, json.dumps layout, 
 });
 
 test('mmlu_lmeval on real MMLU subjects, 5-shot: lm-eval\'s loglikelihoods, prompts (by hash) and left truncation', { skip: SHARED ? false : 'MKA_SHARED is not set' }, async () => {
-  const golden = JSON.parse(readFileSync(join(FIX, 'lm-eval', 'mmlu.json'), 'utf8')) as { subjects: string[]; limit: number; tasks: Record<string, GoldenTask> };
+  const golden = JSON.parse(readFileSync(join(LM_EVAL, 'mmlu.json'), 'utf8')) as { subjects: string[]; limit: number; tasks: Record<string, GoldenTask> };
   const out = join(TMP, 'mmlu');
   const r = await runCliInProcess(['eval', 'mmlu_lmeval', '--model', MODEL, '--data', join(SHARED!, 'data', 'mmlu'), '--subjects', golden.subjects.join(','),
     '--limit', String(golden.limit), '--log-samples', '--out', out]);

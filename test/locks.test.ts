@@ -11,7 +11,7 @@ import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ensureBenchmark } from '../src/eval/mmlu/demo-benchmark.ts';
 import { lockPath } from '../src/io/output-dir.ts';
-import { assertUserError, CLI, leftovers, runAllCli, runCli } from './cli-run.ts';
+import { assertUserError, CLI, leftovers, runAllCli, runAllInProcess, runCli, runCliInProcess } from './cli-run.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'mka-locks-'));
 const M = join(root, 'model');
@@ -40,7 +40,7 @@ test('a live lock makes every writer fail naming the pid; a stale lock is taken 
   const outs = ['eval', 'compress', 'hf', 'tfjs', 'sweep'].map((n) => join(root, `locked-${n}`));
   try {
     for (const out of outs) writeFileSync(lockPath(out), JSON.stringify({ pid: holder.pid, command: 'test' }));
-    const results = await runAllCli([
+    const results = await runAllInProcess([ // the holder is another process; the writers may run in this one
       evalArgs(outs[0], 2),
       ['compress', '--model', M, '--data', D, '--method', 'reverse', '--remove', '1', '--out', outs[1], '--quiet'],
       ['export', 'hf', '--model', M, '--out', outs[2], '--quiet'],
@@ -58,7 +58,7 @@ test('a live lock makes every writer fail naming the pid; a stale lock is taken 
   }
   const stale = join(root, 'stale');
   writeFileSync(lockPath(stale), JSON.stringify({ pid: await deadPid(), command: 'killed' }));
-  const r = await runCli(evalArgs(stale, 2));
+  const r = await runCliInProcess(evalArgs(stale, 2));
   assert.equal(r.status, 0, r.stderr);
   assert.ok(!existsSync(lockPath(stale)), 'the lock is released at the end');
 });

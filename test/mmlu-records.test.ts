@@ -1,6 +1,6 @@
 /**
  * MMLU's records and summary are bit-identical to what the evaluator wrote before it ran on the shared
- * loglikelihood scorer (src/eval/scoring/): for each option set of scripts/goldens/mmlu-records.ts
+ * loglikelihood scorer (src/eval/scoring/): for each option set of test/fixtures/mmlu-records/make.ts
  * (prefix-cached batches, the naive path, a reference model without BOS, a streamed pass, stories260K's
  * cut prompts on real MMLU), every file of the results directory but run.json equals the committed
  * one byte for byte but the weights' fingerprints, on the plain-JS cpu backend (the same bits on every machine).
@@ -11,7 +11,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { initBackend } from '../src/runtime/backend.ts';
-import { MMLU_RECORD_CASES, placeholders, runMmluRecordCases } from '../scripts/goldens/mmlu-records.ts';
+import { MMLU_RECORD_CASES, placeholders, runMmluRecordCases } from './fixtures/mmlu-records/make.ts';
 import { SHARED } from './helpers.ts';
 
 const TMP = mkdtempSync(join(tmpdir(), 'mka-mmlu-records-'));

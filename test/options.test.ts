@@ -183,4 +183,25 @@ test('a queue job\'s sweep options are checked by the specs the command line che
   refused({ similarity: { alpha: 2 } }, /sweep\.similarity\.alpha: --alpha 2: must be a number from 0 to 1/);
   refused({ ppl: { text: 't.txt', stride: 0 } }, /sweep\.ppl\.stride: --stride 0: must be a positive integer/);
   refused({ methods: ['mka', 'nope'] }, /sweep\.methods: --methods mka,nope: must be one of/);
+  refused({ methods: 'mka' }, /^job data refused: sweep\.methods must be a list$/);
+  refused({ model: undefined }, /^job data refused: no sweep\.model$/);
+  refused({ calibrationFile: '../outside.txt' }, /sweep\.calibrationFile \.\.\/outside\.txt lies outside the worker's root/);
+  // method parameters and --fit-lambda, by the methods' own declarations
+  assert.deepEqual(checkJob(job({ params: { mka: { strategy: 'adjacent' } }, fitLambda: true }), root).sweep.params, { mka: { strategy: 'adjacent' } });
+  refused({ fitLambda: 'yes' }, /sweep\.fitLambda: --fit-lambda yes: must be true or false/);
+  refused({ params: { mka: { strategy: 'sideways' } } }, /^job data refused: sweep\.params\.mka: --strategy sideways: must be one of .*; enqueue the sweep again with this mka$/);
+  refused({ params: { mka: { nope: 1 } } }, /^job data refused: sweep\.params\.mka: mka has no parameter nope; its parameters: --/);
+  refused({ params: { nomethod: {} } }, /^job data refused: sweep\.params\.nomethod: no method nomethod \(methods: mka, /);
+  refused({ params: ['mka'] }, /sweep\.params must map method names/);
+});
+
+test('a sweep\'s key takes its option fields from the specs (declared defaults) and keeps the bytes existing sweep directories hold', async () => {
+  const { sweepKey } = await import('../src/sweep/context.ts');
+  const base = { model: 'm', data: 'd', methods: ['mka'], remove: [0, 2], ntrain: 5, out: 'o' };
+  const stored = '{"model":"m","data":"d","ntrain":5,"limit":null,"subjects":null,"calibration":{"data":"d","file":null,"subjects":null,"perSubject":"auto","seed":1,"representation":"padded"},"similarity":{},"strategy":"last-pair","blendNorms":false}';
+  assert.equal(sweepKey(base), stored, 'the key a sweep of an earlier mka wrote');
+  assert.equal(sweepKey({ ...base, seed: 1, representation: 'padded', protocol: 'mka', fitLambda: false }), stored, 'defaults given are defaults');
+  const set = JSON.parse(sweepKey({ ...base, seed: 3, representation: 'last', protocol: 'released', fitLambda: true, perSubject: 2, subjects: 4, calibrationFile: 'x.txt', limit: 3, evalSubjects: ['a'] }));
+  assert.deepEqual(set.calibration, { data: 'd', file: 'x.txt', subjects: 4, perSubject: 2, seed: 3, representation: 'last', protocol: 'released' });
+  assert.deepEqual([set.limit, set.subjects, set.fitLambda], [3, ['a'], true]);
 });

@@ -33,6 +33,8 @@ const WRITERS: Record<string, (out: string) => string[]> = {
   compress: (out) => ['compress', '--model', M, '--data', D, '--method', 'reverse', '--remove', '1', '--out', out],
   'export tfjs': (out) => ['export', 'tfjs', '--model', M, '--out', out],
   'export hf': (out) => ['export', 'hf', '--model', M, '--out', out],
+  'export gguf': (out) => ['export', 'gguf', '--model', M, '--out', out],
+  quantize: (out) => ['quantize', '--model', M, '--method', 'rtn', '--bits', '8', '--out', out],
   'eval mmlu': (out) => ['eval', 'mmlu', '--model', M, '--data', D, '--subjects', SUBJECT, '--limit', '2', '--out', out],
   sweep: (out) => ['sweep', '--model', M, '--data', D, '--methods', 'reverse', '--remove', '0,1', '--eval-subjects', SUBJECT, '--limit', '2', '--out', out],
   'convert-llama2c': (out) => ['convert-llama2c', '--checkpoint', FILE, '--tokenizer', FILE, '--out', out],

@@ -1,6 +1,6 @@
 /**
  * The packed weight format (src/io/packed.ts, CONTRACTS.md contract 1) against goldens computed
- * independently in numpy (test/golden/quant/make_packed.py): quants byte for byte, scales, mins and
+ * independently in numpy (test/goldens/quant/make_packed.py): quants byte for byte, scales, mins and
  * dequantized values exactly, and the symmetric group-32 rows decoded by the gguf package as ggml's
  * Q8_0/Q4_0 blocks to the same values.
  */
@@ -19,7 +19,7 @@ interface Case {
   matrix: string; bits: 4 | 8; group: number | 'in'; symmetric: boolean;
   quants_hex: string; scales: number[]; mins: number[] | null; dequantized: number[]; gguf_dequantized?: number[];
 }
-const golden = JSON.parse(readFileSync(new URL('./golden/quant/packed.json', import.meta.url), 'utf8')) as {
+const golden = JSON.parse(readFileSync(new URL('./goldens/quant/packed.json', import.meta.url), 'utf8')) as {
   matrices: Record<string, { shape: [number, number]; values: number[] }>; cases: Case[];
 };
 

@@ -1,6 +1,6 @@
 /**
  * AWQ, SmoothQuant and GPTQ on one decoder layer against an independent reference
- * (test/golden/quant/make_layer.py: transformers' own LlamaDecoderLayer in float64, the three methods
+ * (test/goldens/quant/make_layer.py: transformers' own LlamaDecoderLayer in float64, the three methods
  * re-implemented from their papers and the authors' code): the scales each method computes, what it
  * folds into the norms, AWQ's exponent search, GPTQ's Hessians from the
  * partly quantized layer, and the packed linears that come out. mka computes the layer in float32, so
@@ -30,7 +30,7 @@ interface Case {
   smoothquant: { sites: { linears: string[]; act_max: number[]; scales: number[] }[]; norms: Record<string, number[]>; packed: Record<string, Packed> };
   gptq: Record<string, GptqOut>;
 }
-const golden = JSON.parse(readFileSync(new URL('./golden/quant/layer.json', import.meta.url), 'utf8')) as { cases: Case[] };
+const golden = JSON.parse(readFileSync(new URL('./goldens/quant/layer.json', import.meta.url), 'utf8')) as { cases: Case[] };
 
 function setup(c: Case): { config: LlamaConfig; shapes: Map<string, number[]>; weights: Map<string, Float32Array>; calibration: CalibrationSet } {
   const config = parseConfig(tinyConfigJson({ ...c.config, num_hidden_layers: 1 }));

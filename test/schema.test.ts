@@ -127,7 +127,7 @@ test('a sweep point file that does not fit, or holds another point, is refused n
 });
 
 test('recorded plans: a merge.json step and a sweep plan file that do not fit are refused naming the field', async () => {
-  const { readPlanFile } = await import('../src/pipeline/plan-file.ts');
+  const { readPlanFile } = await import('../src/compress/plan-file.ts');
   const { readPlan } = await import('../src/sweep/calibrate.ts');
   const { planFile } = await import('../src/sweep/points.ts');
   const dir = mkdtempSync(join(tmpdir(), 'mka-schema-plan-'));
@@ -150,4 +150,45 @@ test('recorded plans: a merge.json step and a sweep plan file that do not fit ar
   assert.equal(readPlan(out, p)?.layers.length, 7);
   writeFileSync(planFile(out, p), JSON.stringify({ ...stored, layers: [{ sources: [{ layer: 0 }], normsFrom: 0 }] }));
   assert.equal(messageOf(() => readPlan(out, p)), `${planFile(out, p)}: not a valid sweep plan file (layers[0].sources[0].weight must be a number, not missing); delete it, and the sweep plans the point again`);
+});
+
+test('a sweep\'s analysis.json: read as written, a file lacking planning fields plans by a pass, a wrong field is refused naming it', async () => {
+  const { readAnalysis } = await import('../src/sweep/analysis-file.ts');
+  const out = mkdtempSync(join(tmpdir(), 'mka-schema-analysis-'));
+  const f = join(out, 'analysis.json');
+  assert.equal(readAnalysis(out), null);
+  const S = [[1, 0.5], [0.5, null]];
+  writeFileSync(f, JSON.stringify({ metric: 'cka', params: { beta: 1 }, samples: 6, block_influence: [0.1, 0.2], cka: S }));
+  assert.deepEqual(readAnalysis(out), { metric: 'cka', matrix: S, planning: { samples: 6, metric: 'cka', matrix: S, blockInfluence: [0.1, 0.2] } });
+  writeFileSync(f, JSON.stringify({ npib: S })); // before --metric and block influence: NPIB's matrix, nothing to plan from
+  assert.deepEqual(readAnalysis(out), { metric: 'npib', matrix: S, planning: null });
+  writeFileSync(f, JSON.stringify({ metric: 'cka', samples: 6, block_influence: [0.1], cka: [[1, '0.5']] }));
+  assert.equal(messageOf(() => readAnalysis(out)), `${f}: not a valid sweep analysis (cka[0][1] must be a number, not "0.5"); delete it and run the sweep again to recompute it`);
+  writeFileSync(f, JSON.stringify({ metric: 'cka', samples: 'six', cka: S }));
+  assert.match(messageOf(() => readAnalysis(out)), /analysis\.json: not a valid sweep analysis \(samples must be an integer, not "six"\); delete it/);
+  writeFileSync(f, '[1, 2');
+  assert.match(messageOf(() => readAnalysis(out)), /analysis\.json/);
+});
+
+test('an export reads merge.json checked: a stale or edited record is refused naming the file and the fix', async () => {
+  const { exportMetadata } = await import('../src/export/metadata.ts');
+  const dir = mkdtempSync(join(tmpdir(), 'mka-schema-merge-'));
+  assert.equal(exportMetadata(dir, 'float32').merge, null, 'no merge.json: no merge recorded');
+  const record = { method: 'reverse', original_layers: 2, layers: 1, steps: [{ action: 'drop', layers: [1], originalLayers: [1] }], layer_sources: [{ sources: [{ layer: 0, weight: 1 }], norms_from: 0 }], seed: 1 };
+  writeFileSync(join(dir, 'merge.json'), JSON.stringify(record));
+  assert.deepEqual(exportMetadata(dir, 'float32').merge, record);
+  writeFileSync(join(dir, 'merge.json'), JSON.stringify({ ...record, layer_sources: [{ sources: [{ layer: '0', weight: 1 }], norms_from: 0 }] }));
+  assert.equal(messageOf(() => exportMetadata(dir, 'float32')), `${join(dir, 'merge.json')}: not a valid merge.json of mka compress (layer_sources[0].sources[0].layer must be an integer, not "0"); restore the file mka compress wrote, or delete it (the model then records no merge)`);
+  writeFileSync(join(dir, 'merge.json'), '[]');
+  assert.match(messageOf(() => exportMetadata(dir, 'float32')), /merge\.json: not a valid merge\.json of mka compress \(the file must be an object, not an array\)/);
+});
+
+test('a safetensors index is checked by its schema when a checkpoint opens it', async () => {
+  const { readSafetensorsIndex } = await import('../src/io/checkpoint.ts');
+  const dir = mkdtempSync(join(tmpdir(), 'mka-schema-index-'));
+  const f = join(dir, 'model.safetensors.index.json');
+  writeFileSync(f, JSON.stringify({ metadata: { total_size: 8 }, weight_map: { 'lm_head.weight': 'model-00001-of-00001.safetensors' } }));
+  assert.deepEqual(readSafetensorsIndex(f).weight_map, { 'lm_head.weight': 'model-00001-of-00001.safetensors' });
+  writeFileSync(f, JSON.stringify({ weight_map: { 'lm_head.weight': ['a'] } }));
+  assert.equal(messageOf(() => readSafetensorsIndex(f)), `${f}: not a valid safetensors index (weight_map.lm_head.weight must be a string, not an array); re-download or re-export the model`);
 });

@@ -15,6 +15,7 @@ import { compressModel } from '../src/pipeline/compress.ts';
 import { runMmluEval } from '../src/eval/mmlu/run.ts';
 import { RESULT_COLUMNS } from '../src/sweep/report.ts';
 import { ensureBenchmark } from '../src/eval/mmlu/demo-benchmark.ts';
+import { runCliInProcess } from './cli-run.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'mka-sweep-'));
 const MODEL = 'models/demo';
@@ -93,7 +94,7 @@ test('a sweep killed mid-way and rerun ends with the uninterrupted run\'s result
   });
   await new Promise((r) => child.once('exit', r));
   assert.ok(!existsSync(join(killed, 'results.csv')), 'the kill came too late to interrupt the sweep');
-  const r2 = spawnSync(process.execPath, [cli, ...sweepArgs(killed)], { encoding: 'utf8' });
+  const r2 = await runCliInProcess(sweepArgs(killed)); // the rerun needs no process of its own
   assert.equal(r2.status, 0, r2.stderr);
   assert.equal(resultsWithoutSeconds(killed), resultsWithoutSeconds(full));
   // results.json: the same points with the same keys (points loaded from disk carry no summary or plan)

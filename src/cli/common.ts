@@ -72,6 +72,27 @@ export function claimFile(path: string | undefined, kind: OutputFileKind, force:
   if (path !== undefined) claimOutputFile(path, kind, { inputs: [...inputs], force, option });
 }
 
+/**
+ * Runs the work of a resumable command (eval, sweep) with Ctrl-C stopping it after the current `step`
+ * (interruptOnSignals): `work` gets the signal. When it stops, `saved(e)` says what is saved (e.g. "3
+ * of 8 subjects are saved in OUT"; null for an error that is not the interruption), which is printed
+ * with how to resume, and the process exits with 130. `release` frees the output either way.
+ */
+export async function runResumable(ctx: { log(msg: string): void }, step: string, release: () => void, saved: (e: unknown) => string | null, work: (signal: AbortSignal) => Promise<void>): Promise<void> {
+  const stop = interruptOnSignals(ctx.log, step);
+  try {
+    await work(stop.signal);
+  } catch (e) {
+    const what = saved(e);
+    if (what === null) throw e;
+    process.stderr.write(`mka: interrupted; ${what}: run the same command again to resume\n`);
+    process.exit(130); // the output's release runs at exit
+  } finally {
+    release();
+    stop.dispose();
+  }
+}
+
 /** Writes JSON to a file atomically, or to stdout. */
 export function emitJson(value: unknown, out?: string): void {
   const text = JSON.stringify(value);

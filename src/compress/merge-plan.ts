@@ -6,11 +6,10 @@
  * merges and drops is exact and needs the original weights only.
  *
  * Plans are applied lazily (`planSource`): a tensor of the compressed model is computed when a writer
- * or loader asks for it, so compressing a model larger than memory streams too.
+ * or loader asks for it, so compressing a model larger than memory streams too. Plans are plain data:
+ * no tfjs here (plan-model.ts builds a plan's model; plan-file.ts writes and reads the plan files).
  */
-import * as tf from '@tensorflow/tfjs';
 import { type LlamaConfig, expectedTensors, splitLayerName } from '../model/config.ts';
-import { layOutForBackend, modelFromTensors, type LlamaModel } from '../model/model.ts';
 import type { RawTensor, SyncTensorSource } from '../weights/source.ts';
 
 export interface LayerMix {
@@ -189,27 +188,5 @@ export function planSource(
       const from = copyOf(name);
       return from !== null && original.readRaw ? original.readRaw(from) : null;
     },
-  };
-}
-
-/** Builds the compressed model in memory (for recalibration, evaluation or tests). */
-export function materialize(source: SyncTensorSource): LlamaModel {
-  const tensors = new Map<string, tf.Tensor>();
-  for (const name of source.names) tensors.set(name, tf.tensor(source.read(name), source.shape(name)));
-  return layOutForBackend(modelFromTensors(source.config, tensors));
-}
-
-/** merge.json: what was merged or dropped, with which λ. */
-export function planSummary(plan: CompressionPlan): Record<string, unknown> {
-  return {
-    method: plan.method,
-    original_layers: plan.originalLayers,
-    layers: plan.layers.length,
-    removed: plan.originalLayers - plan.layers.length,
-    blend_norms: plan.blendNorms,
-    ...(plan.keepBiases ? { keep_biases: true } : {}),
-    steps: plan.steps,
-    layer_sources: plan.layers.map((l) => ({ sources: l.sources, norms_from: l.normsFrom })),
-    ...plan.details,
   };
 }

@@ -3,14 +3,16 @@
  * scores (LaCo's merges) runs as a model whose kept layers are the original's own weights under their
  * new index (resident ones shared, streamed ones read from the original's checkpoint when the forward
  * pass reaches them) and whose merged layers are mixed once, in float32, exactly as planSource mixes
- * them (float64 sums rounded once). `dispose()` frees only what the view made.
+ * them (float64 sums rounded once). `dispose()` frees only what the view made. `materialize` builds a
+ * plan's model (planSource) as a copy in memory.
  */
 import * as tf from '@tensorflow/tfjs';
 import { expectedTensors, layerTensorShapes, splitLayerName } from '../model/config.ts';
-import { readHfWeight, type LlamaModel } from '../model/model.ts';
+import { layOutForBackend, modelFromTensors, readHfWeight, type LlamaModel } from '../model/model.ts';
 import type { Checkpoint } from '../io/checkpoint.ts';
 import type { Weight } from '../model/ops.ts';
 import { copiedFrom, mixArrays, planConfig, type CompressionPlan } from './merge-plan.ts';
+import type { SyncTensorSource } from '../weights/source.ts';
 
 /** The plan's model over `original` (see the file comment); dispose it, never the original, when done. */
 export function planModel(original: LlamaModel, plan: CompressionPlan): { model: LlamaModel; dispose(): void } {
@@ -56,4 +58,11 @@ export function planModel(original: LlamaModel, plan: CompressionPlan): { model:
     model: { config, dir: null, tensors, packed, checkpoint: view, stats: { forwardCalls: 0, layerLoads: 0 }, compute: original.compute },
     dispose: () => owned.forEach((t) => t.dispose()),
   };
+}
+
+/** Builds the compressed model in memory from a plan's tensor source (for recalibration, evaluation or tests). */
+export function materialize(source: SyncTensorSource): LlamaModel {
+  const tensors = new Map<string, tf.Tensor>();
+  for (const name of source.names) tensors.set(name, tf.tensor(source.read(name), source.shape(name)));
+  return layOutForBackend(modelFromTensors(source.config, tensors));
 }

@@ -1,22 +1,9 @@
 /**
  * What an exported model records about itself: where it came from, what was merged or pruned and
- * how (the merge command's merge.json), and which mka wrote it.
+ * how (the merge.json of mka compress, checked: compress/plan-file.ts), and which mka wrote it.
  */
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { UserError } from '../runtime/errors.ts';
 import { mkaVersion } from '../runtime/version.ts';
-
-/** DIR/merge.json parsed, or null when the model was not produced by a merge. */
-function readMergeRecord(dir: string): unknown {
-  const file = join(dir, 'merge.json');
-  if (!existsSync(file)) return null;
-  try {
-    return JSON.parse(readFileSync(file, 'utf8'));
-  } catch (e) {
-    throw new UserError(`${file}: invalid JSON (${(e as Error).message}); fix or remove it`);
-  }
-}
+import { readMergeRecord } from '../compress/plan-file.ts';
 
 export interface ExportMetadata {
   source_model: string;

@@ -10,23 +10,12 @@
 import { GgmlType, type GgufValue, ValueType } from './format.ts';
 import type { GgufFile } from './reader.ts';
 import { meta } from './writer.ts';
+import type { LlamaConfig } from '../io/llama-config.ts';
 
-/** The config fields this module reads (Hugging Face names; a LlamaConfig has them all). */
-export interface HfConfigFields {
-  model_type: string;
-  vocab_size: number;
-  hidden_size: number;
-  intermediate_size: number;
-  num_hidden_layers: number;
-  num_attention_heads: number;
-  num_key_value_heads: number;
-  head_dim: number;
-  max_position_embeddings: number;
-  rms_norm_eps: number;
-  rope_theta: number;
-  rope_scaling: { rope_type: string; factor: number; low_freq_factor?: number; high_freq_factor?: number; original_max_position_embeddings?: number } | null;
-  sliding_window: number | null;
-}
+/** The config fields this module reads (a LlamaConfig has them all). */
+export type HfConfigFields = Pick<LlamaConfig,
+  'model_type' | 'vocab_size' | 'hidden_size' | 'intermediate_size' | 'num_hidden_layers' | 'num_attention_heads' | 'num_key_value_heads' |
+  'head_dim' | 'max_position_embeddings' | 'rms_norm_eps' | 'rope_theta' | 'rope_scaling' | 'sliding_window'>;
 
 /** The GGUF architecture a Hugging Face model type is written as. */
 export function ggufArch(modelType: string): 'llama' | 'qwen2' {
@@ -146,7 +135,7 @@ export function llama3ScalingFromFactors(factors: Float32Array, theta: number, h
   if (!(A > B && B > 0) || !Number.isFinite(A)) return pattern;
   const orig = Math.max(1, Math.round(A));
   const scaling = {
-    rope_type: 'llama3', factor: shortestFloat32(factor), original_max_position_embeddings: orig,
+    rope_type: 'llama3' as const, factor: shortestFloat32(factor), original_max_position_embeddings: orig,
     low_freq_factor: roundTo(orig / A, 1e-6), high_freq_factor: roundTo(orig / B, 1e-6),
   };
   const again = ropeFreqFactors({ rope_theta: theta, head_dim: headDim, rope_scaling: scaling } as HfConfigFields)!;
@@ -218,11 +207,11 @@ export function hfConfigFromGguf(g: GgufFile, ropeFreqs: Float32Array | null): R
     if (ropeScaling) g.refuse('has both rope.scaling.type linear and a rope_freqs tensor');
     const r = llama3ScalingFromFactors(ropeFreqs, theta, headDim);
     if ('error' in r) g.refuse(r.error);
-    ropeScaling = r.scaling;
+    ropeScaling = { ...r.scaling };
     // mka's own exports also record the parameters themselves, which the divisors do not fully determine
     const own = g.has(MKA_ROPE_SCALING) ? parseScaling(g.string(MKA_ROPE_SCALING)) : null;
     const theirs = own && ropeFreqFactors({ rope_theta: theta, head_dim: headDim, rope_scaling: own } as HfConfigFields);
-    if (theirs && theirs.every((f, i) => Math.abs(f - ropeFreqs[i]) <= 1e-5 * ropeFreqs[i])) ropeScaling = own;
+    if (theirs && theirs.every((f, i) => Math.abs(f - ropeFreqs[i]) <= 1e-5 * ropeFreqs[i])) ropeScaling = { ...own };
   }
   const window = g.has(key('attention.sliding_window')) ? g.int(key('attention.sliding_window')) : null;
   const modelType = arch === 'qwen2' ? 'qwen2' : window !== null ? 'mistral' : 'llama';

@@ -3,7 +3,8 @@
  * reads (config, generation config, tokenizer files, safetensors weights and their index). A local
  * path that exists is used as it is. Repositories with only pickle weights are refused.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
+import { readSafetensorsIndex } from '../io/checkpoint.ts';
 import { join } from 'node:path';
 import { UserError } from '../runtime/errors.ts';
 import { snapshot, type HubFile } from './snapshot.ts';
@@ -35,12 +36,7 @@ async function selectModelFiles(name: string, files: HubFile[], fetchFiles: (pat
   const small = SMALL_FILES.filter((f) => top.has(f));
   if (top.has(INDEX)) {
     const dir = await fetchFiles([INDEX]);
-    let shards: string[];
-    try {
-      shards = [...new Set(Object.values((JSON.parse(readFileSync(join(dir, INDEX), 'utf8')) as { weight_map: Record<string, string> }).weight_map))];
-    } catch (e) {
-      throw new UserError(`${name}/${INDEX}: unreadable safetensors index (${(e as Error).message})`);
-    }
+    const shards = [...new Set(Object.values(readSafetensorsIndex(join(dir, INDEX), `it is ${name}'s own file: choose another revision of it (${flag(REVISION)})`).weight_map))];
     const missing = shards.filter((s) => !top.has(s));
     if (missing.length) throw new UserError(`${name}/${INDEX}: names shards the repository does not have (${missing.join(', ')})`);
     return [...small, INDEX, ...shards.sort()];

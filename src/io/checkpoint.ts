@@ -6,7 +6,7 @@ import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join, relative, resolve, isAbsolute } from 'node:path';
 import { UserError } from '../runtime/errors.ts';
 import { SafetensorsFile, type SafetensorsOptions, type StoredDType, type TensorInfo } from './safetensors.ts';
-import { describeJson, isPlainObject, readJsonObject } from './read.ts';
+import { anyJson, object, optional, readChecked, record, string } from './schema.ts';
 import type { PackedInfo, PackedMatrix } from './packed.ts';
 
 /** Weight files of other formats, and how to turn them into safetensors. */
@@ -51,6 +51,14 @@ export function nonFiniteAllowed(env: NodeJS.ProcessEnv = process.env): boolean 
   return env.MKA_ALLOW_NONFINITE === '1';
 }
 
+/** model.safetensors.index.json (transformers' layout; weights/hf-writer.ts writes it): each tensor's shard file. */
+export const SAFETENSORS_INDEX = object({ metadata: optional(record(anyJson)), weight_map: record(string) });
+
+/** Reads and checks a safetensors index (a one-line UserError naming the file and `fix`). */
+export function readSafetensorsIndex(path: string, fix = 're-download or re-export the model'): { weight_map: Record<string, string> } {
+  return readChecked(path, SAFETENSORS_INDEX, 'safetensors index', fix);
+}
+
 /**
  * Opens the safetensors checkpoint in `dir`, validating every header and the index. Every tensor read
  * is checked for NaN and ±Infinity (refused naming the tensor) unless `allowNonFinite`.
@@ -62,13 +70,10 @@ export function openCheckpoint(dir: string, opts: SafetensorsOptions = { allowNo
   const owner = new Map<string, SafetensorsFile>();
   try {
     if (existsSync(indexPath)) {
-      const index = readJsonObject(indexPath, 'safetensors index');
-      if (!isPlainObject(index.weight_map)) {
-        throw new UserError(`${indexPath}: "weight_map" must be an object of tensor name to shard file, not ${index.weight_map === undefined ? 'missing' : describeJson(index.weight_map)}; re-download or re-export the model`);
-      }
+      const index = readSafetensorsIndex(indexPath);
       const root = resolve(dir);
       for (const [name, shard] of Object.entries(index.weight_map)) {
-        if (typeof shard !== 'string' || shard === '') {
+        if (shard === '') {
           throw new UserError(`${indexPath}: the shard of "${name}" in weight_map must be a file name, not ${JSON.stringify(shard)}; re-download or re-export the model`);
         }
         const p = resolve(root, shard);

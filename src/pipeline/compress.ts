@@ -1,7 +1,7 @@
 /**
  * `mka compress` and `mka similarity` as library calls. Compression runs the pipeline
  * (src/pipeline/plan-targets.ts: calibrate → analyse → plan, then write) for one method and count, or
- * replays a recorded plan (a merge.json, pipeline/plan-file.ts) on the original model without
+ * replays a recorded plan (a merge.json, compress/plan-file.ts) on the original model without
  * calibrating. The sweep runs the same pipeline for all of its points at once.
  */
 import { readRegularFile } from '../io/read.ts';
@@ -18,8 +18,9 @@ import type { CalibrationSource } from './analyse.ts';
 import { planSource } from '../compress/merge-plan.ts';
 import { checkpointSource } from '../weights/source.ts';
 import { quantizationName, type Quantization } from '../quant/registry.ts';
-import { readPlanFile, type RecordedPlan } from './plan-file.ts';
-import { flag } from '../runtime/options.ts';
+import { readPlanFile, type RecordedPlan } from '../compress/plan-file.ts';
+import { flag, valueOf } from '../runtime/options.ts';
+import { CALIBRATION_SEED, PROTOCOL } from '../compress/options.ts';
 import { PLAN } from './options.ts';
 import { METRIC } from '../compress/similarity/registry.ts';
 
@@ -119,8 +120,8 @@ export async function compressModel(opts: CompressOptions): Promise<CompressionP
   const extra = planned.prompts ? {
     calibration: {
       prompts: planned.prompts.n, tokens: planned.prompts.tokens, ...(a ? { representation: a.representation } : {}),
-      source: opts.calibrationFile ?? opts.data, subjects: opts.subjects ?? null, per_subject: planned.perSubject, seed: opts.seed ?? 1,
-      ...(a ? { forward_passes: a.forwardPasses } : {}), protocol: opts.protocol ?? 'mka',
+      source: opts.calibrationFile ?? opts.data, subjects: opts.subjects ?? null, per_subject: planned.perSubject, seed: valueOf(CALIBRATION_SEED, opts),
+      ...(a ? { forward_passes: a.forwardPasses } : {}), protocol: valueOf(PROTOCOL, opts),
     },
   } : {};
   // the quantizer calibrates on the merge's questions (compress --quantize: one draw, one tokenizer)

@@ -1,15 +1,12 @@
 /**
  * The last stage of the compression pipeline: a plan applied to the original checkpoint and written
- * as a Hugging Face model directory with merge.json (pipeline/plan-file.ts reads it back), mergekit.yaml
+ * as a Hugging Face model directory with merge.json (compress/plan-file.ts writes and reads it), mergekit.yaml
  * and a model card.
  */
-import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import type { LlamaModel } from '../model/model.ts';
-import { type LlamaConfig, configToJson, readConfig } from '../model/config.ts';
-import { isGgufFile } from '../model/files.ts';
-import { planSource, planSummary, type CompressionPlan } from '../compress/merge-plan.ts';
+import type { LlamaConfig } from '../model/config.ts';
+import { planSource, type CompressionPlan } from '../compress/merge-plan.ts';
+import { mergeRecord } from '../compress/plan-file.ts';
 import { checkpointSource, modelSource, type SyncTensorSource } from '../weights/source.ts';
 import { HF_DTYPES, writeHfModel, type HfDtype } from '../weights/hf-writer.ts';
 import { cardName, modelCard, type ModelCardInfo } from '../weights/model-card.ts';
@@ -29,21 +26,6 @@ export interface WriteOptions {
 /** The storage dtype of a compressed model: asked for, else the original's torch_dtype when HF has it, else float32. */
 export function outputDtype(config: LlamaConfig, dtype?: HfDtype): HfDtype {
   return dtype ?? ((HF_DTYPES as readonly string[]).includes(config.torch_dtype) ? (config.torch_dtype as HfDtype) : 'float32');
-}
-
-/**
- * sha256 of a model directory's config.json bytes (of a GGUF file: of the config its metadata gives, as
- * JSON): merge.json records it so a replayed plan is checked against its model.
- */
-export function configHash(dir: string): string {
-  const bytes = isGgufFile(dir) ? JSON.stringify(configToJson(readConfig(dir))) : readFileSync(join(dir, 'config.json'));
-  return createHash('sha256').update(bytes).digest('hex');
-}
-
-/** merge.json of a plan applied to the model in `dir` (or to an in-memory model when `dir` is undefined). */
-function mergeRecord(dir: string | undefined, plan: CompressionPlan, dtype: HfDtype, extra?: Record<string, unknown>): Record<string, unknown> {
-  const source = dir ? { source_model: dir, source_config_sha256: configHash(dir) } : { source_model: dir };
-  return { ...source, dtype, ...planSummary(plan), ...extra };
 }
 
 /**

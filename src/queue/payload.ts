@@ -11,16 +11,13 @@ import { UserError } from '../runtime/errors.ts';
 import { isPlainObject } from '../io/read.ts';
 import type { SweepJob } from './jobs.ts';
 import { OptionError, type OptionSpec, checkOption, flag } from '../runtime/options.ts';
-import { SWEEP_JOB_NESTED_OPTIONS, SWEEP_JOB_OPTIONS } from '../sweep/options.ts';
+import { SWEEP_JOB_NESTED_OPTIONS, SWEEP_JOB_OPTIONS, SWEEP_JOB_PATHS, SWEEP_JOB_REQUIRED, methodParamsProblem } from '../sweep/options.ts';
 import { ROOT } from './options.ts';
 
 /** What a worker hands its processor in place of job data that is not JSON. */
 export const NOT_JSON = '__mka_not_json__';
 
 const KINDS = new Set(['calibration', 'point', 'subject', 'shard']);
-
-/** The sweep options that name paths (a job's reads and writes). */
-const PATH_FIELDS = ['out', 'model', 'data', 'calibrationFile'] as const;
 
 function bad(what: string): never {
   throw new UserError(`job data refused: ${what}`);
@@ -50,11 +47,12 @@ export function checkJob(data: unknown, root: string): SweepJob {
   if (typeof data.kind !== 'string' || !KINDS.has(data.kind)) bad(`unknown kind ${JSON.stringify(data.kind)}`);
   const sweep = data.sweep;
   if (!isPlainObject(sweep)) bad('no "sweep" object');
-  for (const f of PATH_FIELDS) {
-    const v = sweep[f];
-    if (v === undefined && f !== 'out' && f !== 'model') continue;
-    if (typeof v !== 'string' || v === '') bad(`sweep.${f} must be a path`);
-    if (!isInside(root, resolve(root, v))) bad(`sweep.${f} ${v} lies outside the worker's root ${root} (mka worker ${flag(ROOT)})`);
+  for (const f of SWEEP_JOB_REQUIRED) if (sweep[f] === undefined) bad(`no sweep.${f}`);
+  for (const s of SWEEP_JOB_PATHS) {
+    const v = sweep[s.name];
+    if (v === undefined) continue;
+    if (typeof v !== 'string' || v === '') bad(`sweep.${s.name} must be a path`);
+    if (!isInside(root, resolve(root, v))) bad(`sweep.${s.name} ${v} lies outside the worker's root ${root} (mka worker ${flag(ROOT)})`);
   }
   const taskData = sweep.taskData;
   if (taskData !== undefined) {
@@ -63,17 +61,18 @@ export function checkJob(data: unknown, root: string): SweepJob {
       if (!isInside(root, resolve(root, v as string))) bad(`sweep.taskData.${task} ${v as string} lies outside the worker's root ${root} (mka worker ${flag(ROOT)})`);
     }
   }
-  if (sweep.tasks !== undefined && !(Array.isArray(sweep.tasks) && sweep.tasks.every((t) => typeof t === 'string'))) bad('sweep.tasks must be a list of names');
   const ppl = sweep.ppl;
   if (ppl !== undefined) {
     if (!isPlainObject(ppl) || typeof ppl.text !== 'string') bad('sweep.ppl must be {text, ...}');
     if (!isInside(root, resolve(root, ppl.text))) bad(`sweep.ppl.text ${ppl.text} lies outside the worker's root ${root} (mka worker ${flag(ROOT)})`);
   }
-  if (!Array.isArray(sweep.methods) || !sweep.methods.every((m) => typeof m === 'string')) bad('sweep.methods must be a list of names');
-  if (!Array.isArray(sweep.remove) || !sweep.remove.every((k) => Number.isInteger(k) && k >= 0)) bad('sweep.remove must be a list of whole numbers');
-  if (sweep.evalSubjects !== undefined && !(Array.isArray(sweep.evalSubjects) && sweep.evalSubjects.every((s) => typeof s === 'string'))) bad('sweep.evalSubjects must be a list of names');
   // the sweep's option values, by the specs the command line checks them with
-  for (const s of SWEEP_JOB_OPTIONS) checkValue(s, sweep[s.name], `sweep.${s.name}`);
+  for (const s of SWEEP_JOB_OPTIONS as readonly OptionSpec[]) {
+    if (s.list && sweep[s.name] !== undefined && !Array.isArray(sweep[s.name])) bad(`sweep.${s.name} must be a list`);
+    checkValue(s, sweep[s.name], `sweep.${s.name}`);
+  }
+  const params = methodParamsProblem(sweep.params);
+  if (params) bad(`${params}; enqueue the sweep again with this mka`);
   for (const [field, specs] of Object.entries(SWEEP_JOB_NESTED_OPTIONS)) {
     const nested = sweep[field];
     if (nested === undefined) continue;

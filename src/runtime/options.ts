@@ -156,3 +156,30 @@ export function helpText(spec: OptionSpec): string {
     ? ` (${describeRange(spec)})` : '';
   return `${spec.help}${range}`;
 }
+
+/**
+ * The value of `spec` in `values` (an options object keyed by spec name), or its declared default when
+ * it is not given (typed as the option parses it; a boolean without one is false), else undefined.
+ */
+export function valueOf(spec: OptionSpec, values: object): unknown {
+  const v = (values as Record<string, unknown>)[spec.name];
+  if (v !== undefined) return v;
+  if (spec.default !== undefined) return checkOption(spec, spec.default);
+  return spec.type === 'boolean' ? false : undefined;
+}
+
+/**
+ * What a run key records of `specs` (keys of results, sweeps, queue jobs): each option's value, its
+ * declared default when not given, null when it has neither, under the spec's name or the field `as`
+ * gives it (a key's field from before its option was renamed, which existing results directories
+ * hold). Derived from the declarations, so a changed default changes the key, as it changes the results.
+ */
+export function keyFields(specs: readonly OptionSpec[], values: object, as: Readonly<Record<string, string>> = {}): Record<string, unknown> {
+  return Object.fromEntries(specs.map((s) => [as[s.name] ?? s.name, valueOf(s, values) ?? null]));
+}
+
+/** The fields of keyFields for only the options given a value other than their default (a key that grows only when they are set). */
+export function changedFields(specs: readonly OptionSpec[], values: object): Record<string, unknown> {
+  const unset = {};
+  return Object.fromEntries(specs.filter((s) => JSON.stringify(valueOf(s, values)) !== JSON.stringify(valueOf(s, unset))).map((s) => [s.name, valueOf(s, values)]));
+}

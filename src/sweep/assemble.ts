@@ -5,18 +5,18 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { currentProfile } from '../runtime/profile.ts';
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { UserError } from '../runtime/errors.ts';
 import { mkaVersion } from '../runtime/version.ts';
 import { writeSweepReport } from './report.ts';
+import { readAnalysis } from './analysis-file.ts';
 import { ORIGINAL, pointLabel, sweepPoints, withQuantize } from './points.ts';
 import { readStoredPoint, rowOf, type StoredPoint } from './point.ts';
 import { readConfig } from '../model/config.ts';
 import type { SweepOptions, SweepPoint } from './types.ts';
 import { headlineMetric, pairedTests, sweepTasks } from './tasks.ts';
 import { PAPER_MMLU } from '../eval/tasks/registry.ts';
-import { flag } from '../runtime/options.ts';
+import { flag, valueOf } from '../runtime/options.ts';
+import { CALIBRATION_SEED } from '../compress/options.ts';
 import { POINT, REPORT } from './options.ts';
 
 /** Points of the sweep without a result in points/ yet. */
@@ -56,14 +56,13 @@ export async function assembleSweepReport(opts: SweepOptions, run: { seconds?: R
       }
     }
   }
-  const analysisPath = join(opts.out, 'analysis.json');
-  const analysis = existsSync(analysisPath) ? (JSON.parse(readFileSync(analysisPath, 'utf8')) as Record<string, unknown>) : null;
+  const analysis = readAnalysis(opts.out);
   await writeSweepReport({
     out: opts.out, tasks, base: rowOf(base, config), baseSummary: base.summary, points, analysis, chosen: opts.chosen,
     pointSummary: (method, removed) => (removed === 0 ? base.summary : readStoredPoint(opts.out, { method, removed })?.summary ?? null),
     run: {
       command: 'sweep', options: { ...opts, log: undefined, signal: undefined }, versions: { mka: mkaVersion(), tfjs: tf.version_core, node: process.version },
-      backend: currentProfile().backend, ...(run.compute ? { compute: run.compute } : {}), seed: opts.seed ?? 1, seconds: run.seconds ?? {}, ...opts.runInfo,
+      backend: currentProfile().backend, ...(run.compute ? { compute: run.compute } : {}), seed: valueOf(CALIBRATION_SEED, opts), seconds: run.seconds ?? {}, ...opts.runInfo,
     },
   });
   return points;

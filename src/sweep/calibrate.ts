@@ -5,19 +5,17 @@
  * other processes or on other machines, all use the same plans. Points added to the sweep later are
  * planned from analysis.json without a calibration pass when their methods need only what it holds.
  */
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync } from 'node:fs';
 import { similarityJson } from '../pipeline/compress.ts';
 import { getMethod, needsSimilarity, type MethodParameters } from '../compress/methods/registry.ts';
-import { DEFAULT_METRIC } from '../compress/similarity/index.ts';
-import { planFromStored, planTargets, type StoredAnalysis } from '../pipeline/plan-targets.ts';
-import { readJsonObject } from '../io/read.ts';
+import { planFromStored, planTargets } from '../pipeline/plan-targets.ts';
+import { analysisFile, readAnalysis } from './analysis-file.ts';
 import type { CompressionPlan } from '../compress/merge-plan.ts';
 import { atomicWriteText } from '../io/atomic.ts';
 import type { SweepContext } from './context.ts';
 import { planFile, pointFile, withQuantize, type PointId } from './points.ts';
 import { readChecked } from '../io/schema.ts';
-import { COMPRESSION_PLAN } from '../compress/plan-schema.ts';
+import { COMPRESSION_PLAN } from '../compress/plan-file.ts';
 
 /** Points of the sweep (above 0 layers removed, without quantization) that have no plan yet while one of their quantizations has no result. */
 export function unplannedPoints(out: string, methods: readonly string[], remove: readonly number[], quantize: readonly string[] = ['none']): PointId[] {
@@ -28,7 +26,7 @@ export function unplannedPoints(out: string, methods: readonly string[], remove:
 /** Whether the sweep still needs its calibration step (missing plans, or a missing analysis.json for MKA). */
 export function needsCalibration(out: string, methods: readonly string[], remove: readonly number[], params?: MethodParameters, quantize?: readonly string[]): boolean {
   const needSim = methods.some((m) => needsSimilarity(getMethod(m), params));
-  return unplannedPoints(out, methods, remove, quantize).length > 0 || (needSim && !existsSync(join(out, 'analysis.json')));
+  return unplannedPoints(out, methods, remove, quantize).length > 0 || (needSim && !existsSync(analysisFile(out)));
 }
 
 /**
@@ -39,13 +37,13 @@ export function needsCalibration(out: string, methods: readonly string[], remove
 export async function calibrateSweep(ctx: SweepContext): Promise<number> {
   const { opts, original, tokenizer } = ctx;
   const todo = unplannedPoints(opts.out, opts.methods, opts.remove, opts.quantize);
-  const analysisPath = join(opts.out, 'analysis.json');
+  const analysisPath = analysisFile(opts.out);
   const needSim = opts.methods.some((m) => needsSimilarity(getMethod(m), opts.params));
   const analyse = needSim && !existsSync(analysisPath);
   if (!todo.length && !analyse) return 0;
   const t0 = performance.now();
   // Points added to a sweep (a new count or method) are planned from analysis.json when it holds all their methods need.
-  const stored = analyse ? null : storedAnalysis(analysisPath);
+  const stored = analyse ? null : readAnalysis(opts.out)?.planning ?? null;
   const fromStored = stored && await planFromStored(original.config, todo, stored, opts);
   if (fromStored) {
     todo.forEach((p, i) => atomicWriteText(planFile(opts.out, p), JSON.stringify(fromStored[i]) + '\n'));
@@ -62,18 +60,6 @@ export async function calibrateSweep(ctx: SweepContext): Promise<number> {
   }
   todo.forEach((p, i) => atomicWriteText(planFile(opts.out, p), JSON.stringify(planned.plans[i]) + '\n'));
   return (performance.now() - t0) / 1000;
-}
-
-/** The planning inputs of analysis.json (written by calibrateSweep), or null when it is missing or lacks them. */
-function storedAnalysis(path: string): StoredAnalysis | null {
-  if (!existsSync(path)) return null;
-  const a = readJsonObject(path, 'sweep analysis');
-  const metric = typeof a.metric === 'string' ? a.metric : DEFAULT_METRIC; // written before --metric existed: NPIB
-  const m = a[metric];
-  const matrix = Array.isArray(m) && m.every((r) => Array.isArray(r) && r.every((v) => v === null || typeof v === 'number'));
-  const influence = Array.isArray(a.block_influence) && a.block_influence.every((v) => typeof v === 'number');
-  if (!matrix || !influence || !Number.isInteger(a.samples)) return null;
-  return { samples: a.samples as number, metric, matrix: m as (number | null)[][], blockInfluence: a.block_influence as number[] };
 }
 
 /** The stored plan of a point, or null when the calibration step has not written it. */

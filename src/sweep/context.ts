@@ -30,8 +30,11 @@ import { UserError } from '../runtime/errors.ts';
 import type { SweepOptions, SweepSettings } from './types.ts';
 import { loadSweepTasks, mmluOnly, sweepTasks } from './tasks.ts';
 import type { TaskInput } from '../eval/tasks/evaluate.ts';
-import { flag } from '../runtime/options.ts';
-import { SWEEP_OUT, SWEEP_QUANTIZE, SWEEP_REMOVE } from './options.ts';
+import { changedFields, flag, keyFields } from '../runtime/options.ts';
+import { SWEEP_EVAL_SUBJECTS, SWEEP_OUT, SWEEP_QUANTIZE, SWEEP_REMOVE } from './options.ts';
+import { CALIB_SUBJECTS, CALIBRATION_SEED, PROTOCOL, REPRESENTATION } from '../compress/options.ts';
+import { LIMIT, NTRAIN } from '../eval/mmlu/options.ts';
+import { FIT_LAMBDA } from '../pipeline/options.ts';
 import { parseQuantization } from '../quant/registry.ts';
 
 /** The similarity part of the sweep key: NPIB's options as before --metric; another metric's name and β (the rest is NPIB's). */
@@ -53,12 +56,23 @@ function methodKey(opts: SweepSettings): Record<string, unknown> {
 /** A path as the key records it: without "./" parts or a trailing slash. */
 const keyPath = (p: string) => normalize(p).replace(/(.)\/+$/, '$1');
 
+/** Options a sweep's results depend on, recorded by spec (declared defaults filled in); the evaluated subjects under the key's old field `subjects`. */
+const EVALUATION_KEY = [NTRAIN, LIMIT, SWEEP_EVAL_SUBJECTS] as const;
+/** Calibration options of the key (besides its data and file, recorded as paths, and --per-subject, `auto` when not given). */
+const CALIBRATION_KEY = [CALIB_SUBJECTS] as const;
+const SAMPLING_KEY = [CALIBRATION_SEED, REPRESENTATION] as const;
+
 /** A sweep's settings and paths: what its results depend on besides the weights (not the methods or counts: those can grow). */
 function settingsKey(opts: SweepSettings): Record<string, unknown> {
+  // mka's strategy and blendNorms have had their own fields since before methods declared parameters
+  const { strategy, blendNorms } = parametersOf(getMethod('mka'), opts.params);
   return {
-    model: keyPath(opts.model), data: keyPath(opts.data), ntrain: opts.ntrain, limit: opts.limit ?? null, subjects: opts.evalSubjects ?? null,
-    calibration: { data: keyPath(opts.data), file: opts.calibrationFile ? keyPath(opts.calibrationFile) : null, subjects: opts.subjects ?? null, perSubject: opts.perSubject ?? 'auto', seed: opts.seed ?? 1, representation: opts.representation ?? 'padded', ...(opts.protocol && opts.protocol !== 'mka' ? { protocol: opts.protocol } : {}) },
-    ...similarityKey(opts), strategy: opts.params?.mka?.strategy ?? 'last-pair', blendNorms: opts.params?.mka?.blendNorms ?? false, ...methodKey(opts), ...(opts.fitLambda ? { fitLambda: true } : {}),
+    model: keyPath(opts.model), data: keyPath(opts.data), ...keyFields(EVALUATION_KEY, opts, { [SWEEP_EVAL_SUBJECTS.name]: 'subjects' }),
+    calibration: {
+      data: keyPath(opts.data), file: opts.calibrationFile ? keyPath(opts.calibrationFile) : null, ...keyFields(CALIBRATION_KEY, opts),
+      perSubject: opts.perSubject ?? 'auto', ...keyFields(SAMPLING_KEY, opts), ...changedFields([PROTOCOL], opts),
+    },
+    ...similarityKey(opts), strategy, blendNorms, ...methodKey(opts), ...changedFields([FIT_LAMBDA], opts),
     ...(opts.ppl ? { ppl: { ...opts.ppl, text: keyPath(opts.ppl.text) } } : {}),
     // a sweep of the paper's MMLU alone keeps the key it had before tasks existed
     ...(mmluOnly(opts) ? {} : { tasks: sweepTasks(opts), taskData: opts.taskData ?? {}, numFewshot: opts.numFewshot ?? null }),

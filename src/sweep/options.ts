@@ -4,9 +4,13 @@
  */
 import { SWEEP_NUM_FEWSHOT, SWEEP_TASKS } from '../eval/tasks/options.ts';
 import { option } from '../runtime/options.ts';
+import { UserError } from '../runtime/errors.ts';
+import { isPlainObject } from '../io/read.ts';
+import { METHODS, checkParameters } from '../compress/methods/registry.ts';
 import { OUT } from '../io/output-options.ts';
-import { METHOD_NAMES } from '../pipeline/options.ts';
-import { CALIBRATION_SETTINGS } from '../compress/options.ts';
+import { FIT_LAMBDA, METHOD_NAMES } from '../pipeline/options.ts';
+import { CALIBRATION_DATA, CALIBRATION_FILE, CALIBRATION_SETTINGS } from '../compress/options.ts';
+import { MODEL } from '../model/options.ts';
 import { SIMILARITY_OPTIONS } from '../compress/similarity/options.ts';
 import { METRIC } from '../compress/similarity/registry.ts';
 import { LIMIT, NTRAIN } from '../eval/mmlu/options.ts';
@@ -38,7 +42,32 @@ export const REPORT = option({ name: 'report', option: 'report', type: 'boolean'
  * `ppl` nest theirs), which a worker checks with the same specs the command line does.
  */
 export const SWEEP_JOB_OPTIONS = [
-  SWEEP_METHODS, SWEEP_REMOVE, SWEEP_QUANTIZE, ...CALIBRATION_SETTINGS, METRIC, NTRAIN, LIMIT, SWEEP_EVAL_SUBJECTS, SWEEP_BATCH_SIZE, CHOSEN, KEEP_MODELS,
+  SWEEP_METHODS, SWEEP_REMOVE, SWEEP_QUANTIZE, ...CALIBRATION_SETTINGS, METRIC, FIT_LAMBDA, NTRAIN, LIMIT, SWEEP_EVAL_SUBJECTS, SWEEP_BATCH_SIZE, CHOSEN, KEEP_MODELS,
   SWEEP_TASKS, SWEEP_NUM_FEWSHOT,
 ] as const;
+/** The sweep options of a job that name paths (what it reads and writes), keyed by spec name. */
+export const SWEEP_JOB_PATHS = [SWEEP_OUT, MODEL, CALIBRATION_DATA, CALIBRATION_FILE] as const;
+/** The options every job carries. */
+export const SWEEP_JOB_REQUIRED: readonly string[] = [SWEEP_OUT.name, MODEL.name, SWEEP_METHODS.name, SWEEP_REMOVE.name];
 export const SWEEP_JOB_NESTED_OPTIONS = { similarity: SIMILARITY_OPTIONS, ppl: [SEQ_LEN, STRIDE] } as const;
+
+/**
+ * Why a job's method parameters (`params`: method → parameter → value) do not fit the methods' own
+ * declarations, as the command line checks them (null when they fit).
+ */
+export function methodParamsProblem(params: unknown): string | null {
+  if (params === undefined) return null;
+  if (!isPlainObject(params)) return 'sweep.params must map method names to their parameters';
+  for (const [name, given] of Object.entries(params)) {
+    const method = METHODS.find((m) => m.name === name);
+    if (!method) return `sweep.params.${name}: no method ${name} (methods: ${METHOD_NAMES.join(', ')})`;
+    if (!isPlainObject(given)) return `sweep.params.${name} must map parameter names to values`;
+    try {
+      checkParameters(method, given);
+    } catch (e) {
+      if (e instanceof UserError) return `sweep.params.${name}: ${e.message}`;
+      throw e;
+    }
+  }
+  return null;
+}

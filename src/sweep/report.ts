@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { stringify } from 'csv-stringify/sync';
 import { atomicWriteText } from '../io/atomic.ts';
 import type { MmluSummary } from '../eval/mmlu/results.ts';
-import { DEFAULT_METRIC, getSimilarityMetric } from '../compress/similarity/index.ts';
+import { getSimilarityMetric } from '../compress/similarity/index.ts';
 import { accuracySpec, categoriesSpec, renderChart, similarityHeatmapSpec, sizeSpec } from '../report/charts.ts';
 import type { SweepPoint } from './types.ts';
 import { getTask, PAPER_MMLU } from '../eval/tasks/registry.ts';
@@ -74,7 +74,8 @@ export interface SweepReportInput {
   /** The original's MMLU summary (null without the mmlu task). */
   baseSummary: MmluSummary | null;
   points: SweepPoint[];
-  analysis: Record<string, unknown> | null;
+  /** analysis.json, checked (analysis-file.ts): the similarity heatmap's metric and matrix. */
+  analysis: { metric: string; matrix: (number | null)[][] | null } | null;
   chosen?: string;
   pointSummary: (method: string, removed: number) => MmluSummary | null;
   run: Record<string, unknown>;
@@ -122,10 +123,10 @@ export async function writeSweepReport(r: SweepReportInput): Promise<void> {
   atomicWriteText(join(r.out, 'results.json'), JSON.stringify({ tasks: r.tasks, baseline: r.base, points: r.points }, null, 2) + '\n');
 
   const charts: string[] = [];
-  const metric = typeof r.analysis?.metric === 'string' ? r.analysis.metric : DEFAULT_METRIC; // an analysis.json from before --metric: NPIB
-  if (r.analysis?.[metric]) {
+  if (r.analysis?.matrix) {
+    const { metric, matrix } = r.analysis;
     const { scale } = getSimilarityMetric(metric);
-    await renderChart(similarityHeatmapSpec(r.analysis[metric] as (number | null)[][], `Layer similarity (${metric.toUpperCase()})`, scale), join(r.out, 'similarity'));
+    await renderChart(similarityHeatmapSpec(matrix, `Layer similarity (${metric.toUpperCase()})`, scale), join(r.out, 'similarity'));
     charts.push('similarity');
   }
   // accuracy.png: the first task; accuracy-<task>.png the others; accuracy-average.png their average

@@ -40,7 +40,7 @@ export const compressCommand = defineCommand({
     }
   },
   run: async (v, ctx) => {
-    const { readPlanFile } = await import('../../pipeline/plan-file.ts');
+    const { readPlanFile } = await import('../../compress/plan-file.ts');
     const { getQuantMethod, parseQuantization } = await import('../../quant/registry.ts');
     const quantize = v.quantize !== undefined ? parseQuantization(v.quantize, flag(QUANTIZE_AFTER)) : null;
     if (quantize && getQuantMethod(quantize.method).calibration !== 'none' && !v.data && !v.calibrationFile) {

@@ -1,4 +1,4 @@
-import { type GlobalArgs, FORCE_DIR, claimOutput, interruptOnSignals, setup } from '../common.ts';
+import { type GlobalArgs, FORCE_DIR, claimOutput, runResumable, setup } from '../common.ts';
 import { OUT as OUT_SPEC } from '../../io/output-options.ts';
 import { defineCommand } from '../options.ts';
 import { flag, option } from '../../runtime/options.ts';
@@ -38,11 +38,15 @@ export const pplCommand = defineCommand({
     const out = v.out ?? defaultPplOut(v.model, text);
     const release = claimOutput(out, 'eval ppl', 'ppl-results', v.force, [...ctx.inputs, text]);
     await setup({ ...v, quiet: ctx.quiet });
-    const stop = interruptOnSignals(ctx.log, 'window');
     let bar: Progress | null = null;
-    try {
+    const saved = (e: unknown) => {
+      if (!(e instanceof PplInterrupted)) return null;
+      (bar as Progress | null)?.done();
+      return `${e.windowsDone} of ${e.windowsTotal} windows are saved`;
+    };
+    await runResumable(ctx, 'window', release, saved, async (signal) => {
       const r = await runPerplexityEval({
-        model: v.model, text, seqLen: v.seqLen, stride: v.stride, out, fresh: v.fresh, streaming: v.streaming, signal: stop.signal,
+        model: v.model, text, seqLen: v.seqLen, stride: v.stride, out, fresh: v.fresh, streaming: v.streaming, signal,
         onProgress: (p) => {
           bar ??= progress('ppl', p.toCompute, { unit: 'windows', quiet: ctx.quiet });
           bar.tick(1, `| window ${p.windows}/${p.windowsTotal}`);
@@ -53,14 +57,6 @@ export const pplCommand = defineCommand({
       ctx.log(`${s.windows} windows of ${s.seq_len} tokens, stride ${s.stride}${r.resumedWindows ? `, ${r.resumedWindows} loaded from an earlier run` : ''}; results in ${r.out}`);
       if (ctx.json) process.stdout.write(JSON.stringify(s) + '\n');
       else process.stdout.write(`perplexity ${s.ppl.toFixed(4)} (mean NLL ${s.mean_nll.toFixed(6)} nats over ${s.tokens_scored} tokens)\n`);
-    } catch (e) {
-      if (!(e instanceof PplInterrupted)) throw e;
-      (bar as Progress | null)?.done();
-      process.stderr.write(`mka: interrupted; ${e.windowsDone} of ${e.windowsTotal} windows are saved: run the same command again to resume\n`);
-      process.exit(130);
-    } finally {
-      release();
-      stop.dispose();
-    }
+    });
   },
 });

@@ -1,4 +1,4 @@
-import { FORCE_DIR, claimOutput, interruptOnSignals, setup } from '../common.ts';
+import { FORCE_DIR, claimOutput, runResumable, setup } from '../common.ts';
 import { defineCommand, type RunContext } from '../options.ts';
 import { flag, type OptionValues } from '../../runtime/options.ts';
 import { UserError } from '../../runtime/errors.ts';
@@ -43,15 +43,19 @@ async function run(v: OptionValues<typeof COMMON>, ctx: RunContext, names: strin
     else data[name] = await resolveTaskData(given[name], getTask(name), shots ?? getTask(name).defaultShots, common);
   }
   const release = claimOutput(out, `eval ${label}`, 'task-results', v.force, [...ctx.inputs, ...Object.values(data)]);
-  const stop = interruptOnSignals(ctx.log, 'batch');
   const { TasksInterrupted } = await import('../../eval/tasks/evaluate.ts');
   const { prepareTasksEval, runTasksEval } = await import('../../eval/tasks/run.ts');
   let bar: Progress | null = null, barPhase = '';
-  try {
+  const saved = (e: unknown) => {
+    if (!(e instanceof TasksInterrupted)) return null;
+    (bar as Progress | null)?.done();
+    return `${e.docsDone} of ${e.docsTotal} documents are saved in ${out}`;
+  };
+  await runResumable(ctx, 'batch', release, saved, async (signal) => {
     const opts = {
       model: v.model, tasks: names.map((name) => ({ name, data: data[name] })), limit: v.limit, shots,
       subjects: v.subjects, out, logSamples: v.logSamples, batchSize: v.batchSize,
-      naive: v.naive, maxLength: v.maxLength, streaming: v.streaming, fresh: v.fresh, log: ctx.log, signal: stop.signal,
+      naive: v.naive, maxLength: v.maxLength, streaming: v.streaming, fresh: v.fresh, log: ctx.log, signal,
       onProgress: (p: { phase?: string; label: string; docs: number; docsToRun: number }) => {
         // one bar per phase (the paper's MMLU questions, then the other tasks' documents)
         const phase = p.phase ?? 'tasks';
@@ -73,15 +77,7 @@ async function run(v: OptionValues<typeof COMMON>, ctx: RunContext, names: strin
     const rows = Object.entries(r.metrics).flatMap(([task, ms]) => Object.entries(ms).map(([m, x]) =>
       `| ${task} | ${m} | ${(100 * x.value).toFixed(2)}% | ${x.stderr === null ? 'n/a' : `± ${(100 * x.stderr).toFixed(2)}`} | ${x.n} |`));
     process.stdout.write(['| task | metric | value | stderr | documents |', '|---|---|---:|---:|---:|', ...rows].join('\n') + '\n');
-  } catch (e) {
-    if (!(e instanceof TasksInterrupted)) throw e;
-    (bar as Progress | null)?.done();
-    process.stderr.write(`mka: interrupted; ${e.docsDone} of ${e.docsTotal} documents are saved in ${out}: run the same command again to resume\n`);
-    process.exit(130);
-  } finally {
-    release();
-    stop.dispose();
-  }
+  });
 }
 
 /** `mka eval TASK` for each task of the registry but the paper's MMLU (`eval mmlu`). */

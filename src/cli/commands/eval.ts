@@ -1,5 +1,5 @@
 import type { Argv, CommandModule } from 'yargs';
-import { type GlobalArgs, FORCE_DIR, claimFile, claimOutput, interruptOnSignals, setup } from '../common.ts';
+import { type GlobalArgs, FORCE_DIR, claimFile, claimOutput, runResumable, setup } from '../common.ts';
 import { OUT as OUT_SPEC } from '../../io/output-options.ts';
 import { defineCommand } from '../options.ts';
 import { flag, option } from '../../runtime/options.ts';
@@ -48,14 +48,18 @@ const mmluCommand = defineCommand({
     claimFile(v.dumpPrompts, OUTPUT_FILES.prompts, v.force, ctx.inputs, DUMP_PROMPTS);
     const release = out ? claimOutput(out, 'eval mmlu', 'mmlu-results', v.force, ctx.inputs) : () => {};
     await setup({ ...v, quiet: ctx.quiet });
-    const stop = interruptOnSignals(ctx.log, 'batch');
     let bar: Progress | null = null;
-    try {
+    const saved = (e: unknown) => {
+      if (!(e instanceof EvaluationInterrupted)) return null;
+      (bar as Progress | null)?.done();
+      return `${e.subjectsDone} of ${e.subjectsTotal} subjects are saved in ${out}`;
+    };
+    await runResumable(ctx, 'batch', release, saved, async (signal) => {
       const r = await runMmluEval({
         model: v.model, data: v.data, ntrain: v.ntrain, limit: v.limit, out: out ?? undefined,
         subjects: v.subjects,
         batchSize: v.batchSize, naive: v.naive, referenceModel: v.referenceModel, answerTokens: v.answerTokens, bos,
-        quantize: v.quantize, dumpPrompts: v.dumpPrompts, logSamples: v.logSamples, dryRun: v.dryRun, fresh: v.fresh, streaming: v.streaming, signal: stop.signal,
+        quantize: v.quantize, dumpPrompts: v.dumpPrompts, logSamples: v.logSamples, dryRun: v.dryRun, fresh: v.fresh, streaming: v.streaming, signal,
         onProgress: (p) => {
           bar ??= progress('mmlu', p.questionsToRun, { unit: 'questions', quiet: ctx.quiet });
           bar.tick(p.questions, `| subjects ${p.subjectsDone}/${p.subjectsTotal} (${p.subject})`);
@@ -89,15 +93,7 @@ const mmluCommand = defineCommand({
       ctx.log(`${r.computedQuestions} questions in ${fmtSeconds(r.seconds)}${r.seconds > 0 ? ` (${(r.computedQuestions / r.seconds).toFixed(2)} questions/s)` : ''}${resumed}; results in ${r.out}`);
       if (ctx.json) process.stdout.write(JSON.stringify(r.summary) + '\n');
       else process.stdout.write(formatSummaryTable(r.summary!));
-    } catch (e) {
-      if (!(e instanceof EvaluationInterrupted)) throw e;
-      (bar as Progress | null)?.done();
-      process.stderr.write(`mka: interrupted; ${e.subjectsDone} of ${e.subjectsTotal} subjects are saved in ${out}: run the same command again to resume\n`);
-      process.exit(130);
-    } finally {
-      release();
-      stop.dispose();
-    }
+    });
   },
 });
 

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { defineCommand, type RunContext } from '../options.ts';
-import { FORCE_DIR, claimOutput, interruptOnSignals, setup } from '../common.ts';
+import { FORCE_DIR, claimOutput, runResumable, setup } from '../common.ts';
 import { type OptionValues, flag } from '../../runtime/options.ts';
 import { UserError } from '../../runtime/errors.ts';
 import { COMPUTE_OPTIONS } from '../../runtime/backend-choice.ts';
@@ -72,11 +72,11 @@ export const sweepCommand = defineCommand({
     const release = shared ? () => {} : claimOutput(v.out, 'sweep', 'sweep', v.force, ctx.inputs);
     const backend = await setup({ ...v, quiet: ctx.quiet });
     opts.runInfo = { backend: backend.description, argv: process.argv.slice(2) };
-    // Ctrl-C: stop after the current MMLU batch; finished points and subjects stay saved (a queued sweep only waits, so it just stops).
-    const stop = interruptOnSignals(ctx.log, 'batch');
-    opts.signal = stop.signal;
     const { SweepInterrupted, runSweep } = await import('../../sweep/sweep.ts');
-    try {
+    const saved = (e: unknown) => (e instanceof SweepInterrupted ? `${e.pointsDone} of ${e.pointsTotal} points (and the finished subjects of the next) are saved in ${v.out}` : null);
+    // Ctrl-C: stop after the current MMLU batch; finished points and subjects stay saved (a queued sweep only waits, so it just stops).
+    await runResumable(ctx, 'batch', release, saved, async (signal) => {
+      opts.signal = signal;
       if (v.point !== undefined) {
         const { runSweepPoint } = await import('../../sweep/single.ts');
         const row = await runSweepPoint(opts, v.point);
@@ -93,15 +93,7 @@ export const sweepCommand = defineCommand({
         : await runSweep(opts);
       if (ctx.json) process.stdout.write(JSON.stringify(points) + '\n');
       else process.stdout.write(readFileSync(`${v.out}/summary.md`, 'utf8'));
-    } catch (e) {
-      if (!(e instanceof SweepInterrupted)) throw e;
-      process.stderr.write(`mka: interrupted; ${e.pointsDone} of ${e.pointsTotal} points (and the finished subjects of the next) are saved in ${v.out}: run the same command again to resume\n`);
-      release();
-      process.exit(130);
-    } finally {
-      release();
-      stop.dispose();
-    }
+    });
   },
 });
 

@@ -5,8 +5,8 @@ dead inputs; 1% mean-diagonal dampening; act-order), on mka's quantization grid 
 round-to-nearest, make_packed.py). Group parameters are taken from the current (updated) weights when
 a group's first column is reached; with act-order from the original weights (static groups).
 
-Run: PYTHONPATH=/work/shared/reference /work/refvenv/bin/python test/golden/quant/make_gptq.py
-Writes test/golden/quant/gptq.json (committed; the tests read only the JSON).
+Run: PYTHONPATH=/work/shared/reference /work/refvenv/bin/python test/goldens/quant/make_gptq.py
+Writes test/goldens/quant/gptq.json (committed; the tests read only the JSON).
 """
 import refenv  # noqa: F401
 import json

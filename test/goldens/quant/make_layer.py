@@ -15,8 +15,8 @@ three methods are re-implemented here from their papers and the authors' code as
   with the groups before it already quantized, then the solver.
 The calibration set is a few sequences of hidden states at the layer's input (real tokens only).
 
-Run: PYTHONPATH=/work/shared/reference /work/refvenv/bin/python test/golden/quant/make_layer.py
-Writes test/golden/quant/layer.json (committed; the tests read only the JSON).
+Run: PYTHONPATH=/work/shared/reference /work/refvenv/bin/python test/goldens/quant/make_layer.py
+Writes test/goldens/quant/layer.json (committed; the tests read only the JSON).
 """
 import refenv  # noqa: F401
 import json

@@ -15,7 +15,7 @@
  *   edge cases, and its k-quant quantizers and dequantizers (kquant.c) with gguf-py's dequantization of
  *   the same blocks.
  *
- *   npx tsx scripts/gguf-goldens/make.ts --llama ~/llama.cpp --python /work/refvenv/bin/python --shared ../shared
+ *   npx tsx test/goldens/gguf/make.ts --llama ~/llama.cpp --python /work/refvenv/bin/python --shared ../shared
  *
  * (one to two minutes on two cores; the Llama 3 tiny model alone is 33 MB of BF16)
  *
@@ -28,16 +28,16 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { exportGguf, type GgufOutType } from '../../src/export/gguf.ts';
+import { exportGguf, type GgufOutType } from '../../../src/export/gguf.ts';
 import {
   ASCII_TEXTS, DEMO_PROMPT, DEMO_TYPES, GREEDY_TOKENS, HF_TINY, LLAMA3_PROMPT, LLAMA3_SPECIAL_TEXT, MERGED_PLAN, MERGED_TYPES, SPM_SPECIAL_TEXT,
   PACKED_CASES, STORIES_PROMPT, STORIES_TYPES, UNICODE_TEXTS, convertStories, makeLlama3Tiny, makeMergedDemo, makePackedDemo,
   INT8_MODEL_CASES, INT8_PRODUCTS, int8Product, makePaddedDemo,
 } from './cases.ts';
 import { KQUANT_VALUES, QUANT_EDGE_VALUES } from './quant-values.ts';
-import { GgufFile } from '../../src/gguf/reader.ts';
+import { GgufFile } from '../../../src/gguf/reader.ts';
 
-const ROOT = resolve(import.meta.dirname, '..', '..');
+const ROOT = resolve(import.meta.dirname, '..', '..', '..');
 const OUT = join(ROOT, 'test', 'goldens', 'gguf');
 
 interface Probe { n_vocab: number; ids: number[]; logits: number[][]; greedy: number[]; greedy_logits: number[][] }
@@ -71,7 +71,7 @@ async function main(): Promise<void> {
   const commit = a.commit ?? execFileSync('git', ['-C', llama, 'rev-parse', 'HEAD'], { encoding: 'utf8' }).trim();
   const pyVersions = JSON.parse(execFileSync(a.python, ['-c', 'import refenv, gguf, transformers, importlib.metadata as m, json; print(json.dumps({"gguf": m.version("gguf"), "transformers": transformers.__version__}))'],
     { env: { ...process.env, PYTHONPATH: join(shared, 'reference') }, encoding: 'utf8' }).trim().split('\n').pop()!);
-  const madeWith = { llama_cpp: commit, ...pyVersions, note: 'llama.cpp: probe.cpp, F32 KV cache, 1 thread; made by scripts/gguf-goldens/make.ts' };
+  const madeWith = { llama_cpp: commit, ...pyVersions, note: 'llama.cpp: probe.cpp, F32 KV cache, 1 thread; made by test/goldens/gguf/make.ts' };
 
   const runProbe = (file: string, input: string): Probe =>
     JSON.parse(execFileSync(probe, [file, input, String(GREEDY_TOKENS)], { encoding: 'utf8', maxBuffer: 1 << 30 }));
@@ -145,7 +145,7 @@ async function main(): Promise<void> {
     const [ref] = python([{ gguf: file, source: dir, type: 'f32', ids: null }]);
     const texts = [...UNICODE_TEXTS, LLAMA3_SPECIAL_TEXT];
     write('llama3-tiny.json', {
-      made_with: madeWith, model: 'scripts/gguf-goldens/cases.ts LLAMA3_TINY', prompt: LLAMA3_PROMPT,
+      made_with: madeWith, model: 'test/goldens/gguf/cases.ts LLAMA3_TINY', prompt: LLAMA3_PROMPT,
       tokenize: { texts, llamacpp_ids: tokenize(file, texts) },
       types: { f32: { gguf_py: (ref as { gguf_py: unknown }).gguf_py, reference_sha256: (ref as { reference_sha256: unknown }).reference_sha256, llamacpp: llamaView(file, `text:${LLAMA3_PROMPT}`, ends, 32) } },
     });
@@ -183,7 +183,7 @@ async function main(): Promise<void> {
     const lines = execFileSync(kquant, { input: Buffer.from(x.buffer), encoding: 'utf8', maxBuffer: 1 << 28 }).trim().split('\n').map((l) => l.split(' '));
     const refs = python(lines.map(([type, blocks]) => ({ type, blocks_hex: blocks, rows: x.length / 256 })));
     write('kquants.json', {
-      made_with: madeWith, values: 'scripts/gguf-goldens/quant-values.ts KQUANT_VALUES()', values_sha256: sha(new Uint8Array(x.buffer)),
+      made_with: madeWith, values: 'test/goldens/gguf/quant-values.ts KQUANT_VALUES()', values_sha256: sha(new Uint8Array(x.buffer)),
       types: Object.fromEntries(lines.map(([type, blocks, values], k) => [type, {
         blocks_hex: blocks, ggml_dequant_sha256: sha(Buffer.from(values, 'hex')), gguf_py_dequant_sha256: (refs[k] as { dequant_sha256: string }).dequant_sha256,
       }])),
@@ -251,7 +251,7 @@ async function main(): Promise<void> {
     const out = execFileSync(quant, { input: Buffer.from(x.buffer) });
     const n8 = (x.length / 32) * 34;
     write('quantizers.json', {
-      made_with: madeWith, values: 'scripts/gguf-goldens/quant-values.ts QUANT_EDGE_VALUES()', values_sha256: sha(new Uint8Array(x.buffer)),
+      made_with: madeWith, values: 'test/goldens/gguf/quant-values.ts QUANT_EDGE_VALUES()', values_sha256: sha(new Uint8Array(x.buffer)),
       q8_0_hex: out.subarray(0, n8).toString('hex'), q4_0_hex: out.subarray(n8).toString('hex'),
     });
   }

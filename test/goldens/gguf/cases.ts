@@ -5,18 +5,18 @@
  */
 import { copyFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { convertLlama2c } from '../../src/convert/llama2c.ts';
-import { makePaperModel } from '../make-paper-model.ts';
-import { replayPlan } from '../../src/pipeline/compress.ts';
-import { quantizeModel } from '../../src/pipeline/quantize.ts';
-import { parseQuantization } from '../../src/quant/registry.ts';
-import { openModelDir } from '../../src/model/model.ts';
-import { expectedTensors } from '../../src/model/config.ts';
-import { writeSafetensors } from '../../src/io/safetensors.ts';
-import { atomicWriteDir } from '../../src/io/atomic.ts';
-import { quantizeRtn, type PackedSpec } from '../../src/io/packed.ts';
-import { packBlocks } from '../../src/gguf/quants.ts';
-import { GgmlType } from '../../src/gguf/format.ts';
+import { convertLlama2c } from '../../../src/convert/llama2c.ts';
+import { makePaperModel } from '../../../scripts/make-paper-model.ts';
+import { replayPlan } from '../../../src/pipeline/compress.ts';
+import { quantizeModel } from '../../../src/pipeline/quantize.ts';
+import { parseQuantization } from '../../../src/quant/registry.ts';
+import { openModelDir } from '../../../src/model/model.ts';
+import { expectedTensors } from '../../../src/model/config.ts';
+import { writeSafetensors } from '../../../src/io/safetensors.ts';
+import { atomicWriteDir } from '../../../src/io/atomic.ts';
+import { quantizeRtn, type PackedSpec } from '../../../src/io/packed.ts';
+import { packBlocks } from '../../../src/gguf/quants.ts';
+import { GgmlType } from '../../../src/gguf/format.ts';
 
 /** The demo model's prompt: a dozen tokens of the benchmark's kind. */
 export const DEMO_PROMPT = 'Question: What is 7 + 5?\nAnswer:';

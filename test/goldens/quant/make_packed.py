@@ -1,8 +1,8 @@
 """Golden values for mka's packed weight format (CONTRACTS.md contract 1, src/io/packed.ts), computed
 independently in numpy from the contract's text, and the ggml layout checked with the gguf package.
 
-Run: PYTHONPATH=/work/shared/reference /work/refvenv/bin/python test/golden/quant/make_packed.py
-Writes test/golden/quant/packed.json (committed; the tests read only the JSON).
+Run: PYTHONPATH=/work/shared/reference /work/refvenv/bin/python test/goldens/quant/make_packed.py
+Writes test/goldens/quant/packed.json (committed; the tests read only the JSON).
 """
 import refenv  # noqa: F401  (the reference venv's setup)
 import json

@@ -6,11 +6,11 @@ here as parquet files in the hub dataset's column types (test/fixtures/tasks/<ta
 tests read too), and raw loglikelihood requests on lm-eval's HFLM directly (empty context, trailing
 whitespace, left truncation, greedy continuations). With MMLU_DIR set, also lm-eval's mmlu_<subject> tasks
 (5-shot, first_n dev shots) on real MMLU subjects read from the Hendrycks CSVs. The model is the tiny
-Llama 3 of test/llama3-tiny.ts. Writes test/fixtures/lm-eval/*.json.
+Llama 3 of test/llama3-tiny.ts. Writes test/goldens/lm-eval/*.json.
 
     node --import tsx test/llama3-tiny.ts /tmp/tiny
     PYTHONPATH=/work/shared/reference MMLU_DIR=/work/shared/data/mmlu \\
-        /work/refvenv/bin/python scripts/goldens/lm-eval-tasks.py /tmp/tiny
+        /work/refvenv/bin/python test/goldens/lm-eval/make.py /tmp/tiny
 """
 import json
 import os
@@ -29,9 +29,9 @@ from lm_eval.models.huggingface import HFLM
 from lm_eval.tasks import TaskManager
 from lm_eval.utils import handle_non_serializable, hash_string
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 FIXTURES = os.path.join(ROOT, "test", "fixtures", "tasks")
-OUT = os.path.join(ROOT, "test", "fixtures", "lm-eval")
+OUT = os.path.dirname(os.path.abspath(__file__))
 TASKS_DIR = os.path.join(os.path.dirname(lm_eval.__file__), "tasks")
 
 # task -> (lm-eval's YAML, the split mka evaluates, pyarrow schema of the hub dataset's columns)

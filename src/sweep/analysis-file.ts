@@ -1,0 +1,35 @@
+/**
+ * A sweep's analysis.json (written by calibrate.ts: the similarity report of `mka similarity` with the
+ * calibration's samples and block influence), read back to plan points added later and to draw the
+ * report's similarity heatmap. Checked when read (src/io/schema.ts): a file a newer or older mka wrote
+ * without a field is read as lacking it (its points are planned by a calibration pass), a field of the
+ * wrong kind (a hand edit, a truncated write) is a one-line UserError naming the file and the fix.
+ */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { array, checked, integer, nullable, number, object, optional, readChecked, string } from '../io/schema.ts';
+import { DEFAULT_METRIC } from '../compress/similarity/index.ts';
+import type { StoredAnalysis } from '../pipeline/plan-targets.ts';
+
+/** OUT/analysis.json. */
+export function analysisFile(out: string): string {
+  return join(out, 'analysis.json');
+}
+
+const WHAT = 'sweep analysis';
+const FIX = 'delete it and run the sweep again to recompute it';
+
+/** The fields read back; the metric's matrix is under the metric's name (npib in files from before --metric). */
+const ANALYSIS = object({ metric: optional(string), samples: optional(integer), block_influence: optional(array(number)) });
+const MATRIX = array(array(nullable(number)));
+
+/** The analysis of the sweep in `out` (checked), or null when it has none: its metric and matrix, and what planning reads. */
+export function readAnalysis(out: string): { metric: string; matrix: (number | null)[][] | null; planning: StoredAnalysis | null } | null {
+  const path = analysisFile(out);
+  if (!existsSync(path)) return null;
+  const a = readChecked(path, ANALYSIS, WHAT, FIX);
+  const metric = a.metric ?? DEFAULT_METRIC;
+  const matrix = a[metric] === undefined ? null : checked(a[metric], (v, at) => MATRIX(v, at || metric), path, WHAT, FIX);
+  const planning = matrix && a.samples !== undefined && a.block_influence ? { samples: a.samples, metric, matrix, blockInfluence: a.block_influence } : null;
+  return { metric, matrix, planning };
+}
