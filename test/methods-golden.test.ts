@@ -1,7 +1,7 @@
 /**
  * Every compression method on the demo model against goldens from an independent PyTorch + transformers
- * implementation of its paper and reference code, in float64 (test/goldens/methods/make-golden.py,
- * run in the reference venv; golden.json is what it wrote): magnitude+ and Taylor+ block scores and the
+ * implementation of its paper and reference code, in float64 (test/goldens/methods/make.py,
+ * run in the reference venv; scores.json is what it wrote): magnitude+ and Taylor+ block scores and the
  * blocks they drop, SLEB's candidate losses at every step, LaCo's candidate similarities, automatic
  * threshold and merged layers (C = 4 and C = 2), MKA's λ one-shot and --iterative (linear CKA), and
  * --fit-lambda's errors and fitted λ. The calibration prompts are test/goldens/methods/calibration.txt,
@@ -21,7 +21,7 @@ import { fitLambdas } from '../src/pipeline/fit-lambda.ts';
 
 const FIXTURES = join(import.meta.dirname, 'goldens', 'methods');
 const CALIBRATION = join(FIXTURES, 'calibration.txt');
-const golden = JSON.parse(readFileSync(join(FIXTURES, 'golden.json'), 'utf8'));
+const golden = JSON.parse(readFileSync(join(FIXTURES, 'scores.json'), 'utf8'));
 const root = mkdtempSync(join(tmpdir(), 'mka-methods-golden-'));
 const MODEL = 'models/demo';
 after(() => rmSync(root, { recursive: true, force: true }));

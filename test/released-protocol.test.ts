@@ -3,7 +3,7 @@
  * - BOS: its tokenizer is `AutoTokenizer.from_pretrained(dir, add_bos_token=False)`, which drops BOS
  *   for Llama-2-style tokenizers (LlamaTokenizerFast obeys the flag) but not for Llama 3's
  *   (PreTrainedTokenizerFast ignores it: transformers#30947), checked against the ids transformers
- *   4.57.6 gives (test/goldens/released-bos/golden.json, made by make-golden.py there);
+ *   4.57.6 gives (test/goldens/released-bos/token-ids.json, made by make.py there);
  * - layers: the pipeline calibrates on block inputs (transformers' hidden_states[l]: the embeddings
  *   for l = 0), not block outputs, checked against the hidden states of a forward pass.
  */
@@ -21,7 +21,7 @@ import { forward } from '../src/model/forward.ts';
 import { writeReleasedBosTokenizers } from './goldens/released-bos/tokenizers.ts';
 
 interface Golden { cases: { name: string; class: string; texts: { text: string; default_ids: number[]; add_bos_token_false_ids: number[] }[] }[] }
-const GOLDEN: Golden = JSON.parse(readFileSync('test/goldens/released-bos/golden.json', 'utf8'));
+const GOLDEN: Golden = JSON.parse(readFileSync('test/goldens/released-bos/token-ids.json', 'utf8'));
 const root = mkdtempSync(join(tmpdir(), 'mka-released-'));
 writeReleasedBosTokenizers(join(root, 'tok'));
 
