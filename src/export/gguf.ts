@@ -28,7 +28,7 @@ import { mkaVersion } from '../runtime/version.ts';
 import { progress } from '../runtime/progress.ts';
 import { exportMetadata } from './metadata.ts';
 import { FILE_TYPE, GgmlType, type GgufValue, QUANTIZATION_VERSION, type SupportedType, ValueType } from '../gguf/format.ts';
-import { GgufFile, isGgufFile } from '../gguf/reader.ts';
+import { isGgufFile, withGguf } from '../gguf/reader.ts';
 import { MKA_ROPE_SCALING, ggufArch, hparamMetadata, ropeFreqFactors } from '../gguf/hparams.ts';
 import { blockTypeOf, encode, packBlocks } from '../gguf/quants.ts';
 import { ROPE_FREQS, ggufName, permuteRows, permutedHeads } from '../gguf/tensor-names.ts';
@@ -81,15 +81,12 @@ export interface GgufExportResult {
 /** The tokenizer metadata of the model: from its tokenizer files, or copied from a GGUF source. */
 function tokenizerMetadata(model: string, config: LlamaConfig, log: (msg: string) => void): { entries: [string, GgufValue][]; kind: string; spmOnly: number } {
   if (isGgufFile(model)) {
-    const g = new GgufFile(model);
-    try {
+    return withGguf(model, (g) => {
       // (arrays copied out: large ones are read from the file when first used)
       const entries = [...g.metadata].filter(([k]) => k.startsWith('tokenizer.'))
         .map(([k, v]): [string, GgufValue] => [k, v.type === ValueType.ARRAY ? { type: ValueType.ARRAY, array: { ...v.array, values: v.array.values } as typeof v.array } : v]);
       return { entries, kind: g.string('tokenizer.ggml.model', 'none'), spmOnly: 0 };
-    } finally {
-      g.close();
-    }
+    });
   }
   const file = join(model, 'tokenizer.json');
   if (!existsSync(file)) {
@@ -113,12 +110,7 @@ function tokenizerMetadata(model: string, config: LlamaConfig, log: (msg: string
 /** The merge record of the model (merge.json, or the mka.merge metadata of a GGUF source), as JSON text. */
 function mergeRecord(model: string): string | null {
   if (isGgufFile(model)) {
-    const g = new GgufFile(model);
-    try {
-      return g.has('mka.merge') ? g.string('mka.merge') : null;
-    } finally {
-      g.close();
-    }
+    return withGguf(model, (g) => (g.has('mka.merge') ? g.string('mka.merge') : null));
   }
   const merge = exportMetadata(model, '').merge;
   return merge === null ? null : JSON.stringify(merge);

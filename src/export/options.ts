@@ -5,7 +5,7 @@
 import { option } from '../runtime/options.ts';
 import type { OutputFileKind } from '../io/output-dir.ts';
 import { OUT } from '../io/output-options.ts';
-import { GgufFile } from '../gguf/reader.ts';
+import { withGguf } from '../gguf/reader.ts';
 import { QUANT_SCHEMES } from '../weights/options.ts';
 
 export const TFJS_QUANTIZE = option({
@@ -32,12 +32,7 @@ export const GGUF_NAME = option({ name: 'name', option: 'name', type: 'string', 
 /** Whether `path` is a GGUF file mka wrote (its metadata has mka.version). */
 function ggufByMka(path: string): boolean {
   try {
-    const g = new GgufFile(path);
-    try {
-      return g.has('mka.version');
-    } finally {
-      g.close();
-    }
+    return withGguf(path, (g) => g.has('mka.version'));
   } catch {
     return false;
   }

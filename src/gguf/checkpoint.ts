@@ -13,7 +13,7 @@ import { ALLOW_NONFINITE } from '../io/options.ts';
 import { GGML_BLOCK, GgmlType, READ_TYPES, type ReadType } from './format.ts';
 import { hfConfigFromGguf } from './hparams.ts';
 import { type PackedBlockType, type PackedParts, dequantize, unpackBlocks } from './quants.ts';
-import { GgufFile, type GgufTensorInfo } from './reader.ts';
+import { GgufFile, withGguf, type GgufTensorInfo } from './reader.ts';
 import { ROPE_FREQS, ggufName, hfName, permuteRows, permutedHeads } from './tensor-names.ts';
 
 export interface GgufCheckpoint extends Checkpoint {
@@ -41,12 +41,7 @@ export function readRopeFreqs(g: GgufFile): Float32Array | null {
 
 /** The Hugging Face config.json object of a GGUF model file (parseConfig validates it). */
 export function ggufConfigJson(path: string): Record<string, unknown> {
-  const g = new GgufFile(path);
-  try {
-    return hfConfigFromGguf(g, readRopeFreqs(g));
-  } finally {
-    g.close();
-  }
+  return withGguf(path, (g) => hfConfigFromGguf(g, readRopeFreqs(g)));
 }
 
 /** Opens a GGUF model file as a checkpoint; every tensor must map to a Hugging Face name and be of a type mka reads. */

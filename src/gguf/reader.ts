@@ -437,3 +437,13 @@ export function isGgufFile(path: string): boolean {
     closeSync(fd);
   }
 }
+
+/** Opens the GGUF file at `path`, gives it to `use` and closes it, whatever `use` does. */
+export function withGguf<T>(path: string, use: (g: GgufFile) => T): T {
+  const g = new GgufFile(path);
+  try {
+    return use(g);
+  } finally {
+    g.close();
+  }
+}

@@ -6,7 +6,7 @@
  */
 import { UserError } from '../runtime/errors.ts';
 import { ValueType } from '../gguf/format.ts';
-import { GgufFile } from '../gguf/reader.ts';
+import { GgufFile, withGguf } from '../gguf/reader.ts';
 import { BPE_PRE_REGEX } from '../gguf/vocab.ts';
 import { spmTokenizer, TOKEN_BYTE, TOKEN_CONTROL, TOKEN_NORMAL, TOKEN_UNKNOWN, TOKEN_USER_DEFINED } from './spm.ts';
 import { tokenizerFromJson } from './hf-json.ts';
@@ -19,8 +19,7 @@ import type { Tokenizer } from './types.ts';
  * token's score (how transformers converts SentencePiece models), which merges as llama.cpp does.
  */
 export function ggufTokenizerFiles(path: string): Record<string, string> | null {
-  const g = new GgufFile(path);
-  try {
+  return withGguf(path, (g) => {
     const model = g.string('tokenizer.ggml.model', 'none');
     if (model === 'none' || model === 'no_vocab') return null;
     const { tokens, types, eos, id } = vocabOf(g);
@@ -30,19 +29,12 @@ export function ggufTokenizerFiles(path: string): Record<string, string> | null 
     const config: Record<string, unknown> = { tokenizer_class: 'PreTrainedTokenizerFast', ...built.config };
     if (g.has('tokenizer.chat_template')) config.chat_template = g.string('tokenizer.chat_template');
     return { 'tokenizer.json': JSON.stringify(built.json) + '\n', 'tokenizer_config.json': JSON.stringify(config, null, 2) + '\n' };
-  } finally {
-    g.close();
-  }
+  });
 }
 
 /** Loads the tokenizer stored in a GGUF file. */
 export function loadGgufTokenizer(path: string): Tokenizer {
-  const g = new GgufFile(path);
-  try {
-    return tokenizerOf(g);
-  } finally {
-    g.close();
-  }
+  return withGguf(path, tokenizerOf);
 }
 
 /** The token list, token types, end-of-generation ids and a checked id reader of a GGUF vocabulary. */
