@@ -12,7 +12,8 @@ import { join } from 'node:path';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { queueStatus } from '../src/queue/status.ts';
 import { UserError } from '../src/runtime/errors.ts';
-import { CLI, NO_REDIS, mka, mkaInProcess, resultsWithoutTimings, startRedis, tinySweepArgs } from './queue-fixture.ts';
+import { CLI, NO_REDIS, mkaInProcess, resultsWithoutTimings, startRedis, tinySweepArgs } from './queue-fixture.ts';
+import { runCliInProcess } from './cli-run.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'mka-queue-'));
 // 2 MMLU subjects and boolq (one shard of 5 documents): calibration, then 3 points of 2 subject jobs and a shard job each (13 jobs)
@@ -53,13 +54,12 @@ function stopWorker(w: { proc: ChildProcess }): Promise<void> {
   });
 }
 
-/** Runs the CLI in the background; resolves with its exit status and stderr. */
+/**
+ * Runs the CLI in this process (src/cli/run.ts) while the test goes on (the sweep command only talks to
+ * Redis and reads the results directory; the workers are the processes); resolves with its exit status and stderr.
+ */
 function runAsync(a: string[]): Promise<{ status: number | null; stderr: string }> {
-  const proc = spawn(process.execPath, [CLI, ...a], { stdio: ['ignore', 'ignore', 'pipe'] });
-  children.push(proc);
-  let stderr = '';
-  proc.stderr!.on('data', (b: Buffer) => { stderr += b.toString(); });
-  return new Promise((resolve) => proc.once('exit', (status) => resolve({ status, stderr })));
+  return runCliInProcess(a);
 }
 
 /** Child processes of a process (Linux /proc; none elsewhere). */
@@ -138,7 +138,7 @@ test('a job failing with a user error fails once, its error reaches the sweep an
     assert.ok(j.attempts <= 1, `${j.job} was retried`); // 0 for a point failed by its subject
     assert.match(j.error ?? "", /model\.safetensors/);
   }
-  const text = mka(['queue', 'status', '--queue', redis!.url, '--queue-name', 'bad']).stdout;
+  const text = (await mkaInProcess(['queue', 'status', '--queue', redis!.url, '--queue-name', 'bad'])).stdout;
   assert.match(text, /failed:\n(.*\n)* {2}\S.*1 attempt\): .*model\.safetensors/);
 
   // the same command after the weights are repaired enqueues the failed work again and completes
@@ -190,7 +190,7 @@ test('job data is checked: not JSON, paths outside the worker\'s --root and file
       assert.match(reason, /^job data refused: /, `${id}: ${reason}`);
     }
     assert.ok(!existsSync(outside), 'nothing was written outside the root');
-    const status = mka(['queue', 'status', '--queue', redis!.url, '--queue-name', 'hostile']).stdout;
+    const status = (await mkaInProcess(['queue', 'status', '--queue', redis!.url, '--queue-name', 'hostile'])).stdout;
     assert.match(status, /8 failed/);
     assert.match(status, /\(job data is not JSON\)/);
   } finally {
