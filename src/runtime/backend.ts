@@ -12,7 +12,7 @@ import { UserError } from './errors.ts';
 import { installNativeMatMul, uninstallNativeMatMul, wasmProfile } from './native-matmul.ts';
 import { NATIVE_BACKEND, registerNativeBackend } from './native-kernels.ts';
 import { BACKENDS, BACKEND_OPTION, COMPUTE_CHOICES, COMPUTE_OPTION, type BackendChoice, type ComputeChoice } from './backend-choice.ts';
-import { plainProfile, registerProfile, type BackendProfile } from './profile.ts';
+import { currentProfile, plainProfile, registerProfile, type BackendProfile, type MemoryModel } from './profile.ts';
 
 export { BACKENDS, COMPUTE_CHOICES, type BackendChoice, type ComputeChoice };
 
@@ -123,4 +123,30 @@ export async function initBackend(
   }
   log(`backend: ${info.description}; ${describeCompute(profile)}`);
   return { ...info, profile };
+}
+
+/**
+ * Where a training pass (gradients of the decoder's ops) runs: the current backend when its profile has
+ * gradients, else WebAssembly (onGradientBackend's first choice), whose memory model bounds the pass.
+ */
+export function gradientMemory(): MemoryModel {
+  const p = currentProfile();
+  return p.gradients ? p.memory : plainProfile('wasm').memory;
+}
+
+/**
+ * Runs `work` on a backend where every op the decoder runs has a gradient: the current one when its
+ * profile says so, else WebAssembly (plain JS `cpu` when wasm cannot start), switching back afterwards
+ * (the current backend keeps its profile). Returns what `work` returns and the backend it ran on.
+ */
+export async function onGradientBackend<T>(work: () => T | Promise<T>): Promise<{ value: T; backend: string }> {
+  const current = currentProfile();
+  if (current.gradients) return { value: await work(), backend: current.backend };
+  const target = (await tryWasm()) ? 'wasm' : 'cpu';
+  if (target === 'cpu' && !(await tf.setBackend('cpu'))) throw new Error('gradients: neither the wasm nor the cpu backend starts');
+  try {
+    return { value: await work(), backend: target };
+  } finally {
+    await tf.setBackend(current.backend);
+  }
 }

@@ -42,6 +42,8 @@ export interface BackendProfile {
   integerProducts: string | null;
   /** --compute of this run. */
   compute: ComputeChoice;
+  /** Every op the decoder runs has a gradient (no fused kernel without one), so a training pass runs here (backend.ts onGradientBackend). */
+  gradients: boolean;
   memory: MemoryModel;
 }
 
@@ -53,7 +55,7 @@ export function plainProfile(backend: string, compute: ComputeChoice = 'auto'): 
   const wasm = backend === 'wasm';
   return {
     backend, transposeFromRows: wasm ? 0 : null, transposedProjections: wasm, takes16Bit: false, bf16Products: null,
-    integerProducts: null, compute, memory: { backend, heapLimit: wasm ? WASM_HEAP_LIMIT : null, keeps16Bit: false, blockedAttention: true },
+    integerProducts: null, compute, gradients: true, memory: { backend, heapLimit: wasm ? WASM_HEAP_LIMIT : null, keeps16Bit: false, blockedAttention: true },
   };
 }
 
