@@ -12,7 +12,8 @@ import { UserError } from './errors.ts';
 import { installNativeMatMul, uninstallNativeMatMul, wasmProfile } from './native-matmul.ts';
 import { NATIVE_BACKEND, registerNativeBackend } from './native-kernels.ts';
 import { BACKENDS, BACKEND_OPTION, COMPUTE_CHOICES, COMPUTE_OPTION, type BackendChoice, type ComputeChoice } from './backend-choice.ts';
-import { currentProfile, plainProfile, registerProfile, type BackendProfile, type MemoryModel } from './profile.ts';
+import { backendProfile, currentProfile, plainProfile, registerProfile, type BackendProfile, type MemoryModel } from './profile.ts';
+import { loadNativeAddon } from './native-addon.ts';
 
 export { BACKENDS, COMPUTE_CHOICES, type BackendChoice, type ComputeChoice };
 
@@ -149,4 +150,13 @@ export async function onGradientBackend<T>(work: () => T | Promise<T>): Promise<
   } finally {
     await tf.setBackend(current.backend);
   }
+}
+
+/**
+ * The backend to suggest when the wasm heap is too small, and its memory model: native where its addon
+ * loads, else plain JS (both keep tensors in RAM).
+ */
+export function offHeapBackend(): { backend: 'native' | 'cpu'; profile: MemoryModel } {
+  const backend = loadNativeAddon().addon ? 'native' : 'cpu';
+  return { backend, profile: backendProfile(backend) };
 }

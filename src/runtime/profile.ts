@@ -59,6 +59,15 @@ export function plainProfile(backend: string, compute: ComputeChoice = 'auto'): 
   };
 }
 
+/**
+ * The memory model of a backend by name, for estimates of a backend not in use (the one to suggest):
+ * the wasm heap's ceiling on wasm, 16-bit weights kept as stored where the backend's kernels take them
+ * (`keeps16Bit`: the native backend's), attention in blocks everywhere.
+ */
+export function backendProfile(backend: string, keeps16Bit = backend === 'native'): MemoryModel {
+  return { backend, heapLimit: backend === 'wasm' ? WASM_HEAP_LIMIT : null, keeps16Bit, blockedAttention: true };
+}
+
 /** The wasm heap a tfjs wasm build can address. */
 export const WASM_HEAP_LIMIT = 4 * 2 ** 30;
 
