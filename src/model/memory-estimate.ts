@@ -22,12 +22,13 @@
  * `MKA_MEMORY_LIMIT` (bytes, or with a K/M/G suffix) replaces the available-memory figure; `off`
  * skips the check.
  */
-import { closeSync, existsSync, openSync, readFileSync, readSync } from 'node:fs';
+import { closeSync, existsSync, readSync } from 'node:fs';
 import { freemem, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { type LlamaConfig, expectedTensors, layerTensorShapes, readConfig } from './config.ts';
 import { UserError } from '../runtime/errors.ts';
 import { openRegularFile } from '../io/read.ts';
+import { readSafetensorsIndex } from '../io/checkpoint.ts';
 import { BACKEND_OPTION } from '../runtime/backend-choice.ts';
 import { offHeapBackend } from '../runtime/backend.ts';
 import { type OptionSpec, flag } from '../runtime/options.ts';
@@ -161,12 +162,7 @@ export function storedBytes(dir: string, config: LlamaConfig): StoredBytes {
   const files: string[] = [];
   const index = join(dir, 'model.safetensors.index.json');
   if (existsSync(index)) {
-    try {
-      const shards = Object.values(JSON.parse(readFileSync(index, 'utf8')).weight_map as Record<string, unknown>);
-      files.push(...new Set(shards.filter((f): f is string => typeof f === 'string')));
-    } catch {
-      // the loader reports a broken index with its own message
-    }
+    files.push(...new Set(Object.values(readSafetensorsIndex(index).weight_map))); // checked: a broken index is one line naming it
   } else if (existsSync(join(dir, 'model.safetensors'))) {
     files.push('model.safetensors');
   }

@@ -15,7 +15,8 @@ import { join } from 'node:path';
 import { passTokens } from '../../model/forward.ts';
 import { streamsLayers, type LlamaModel } from '../../model/model.ts';
 import { atomicWriteText } from '../../io/atomic.ts';
-import { readJsonObject } from '../../io/read.ts';
+import { readChecked } from '../../io/schema.ts';
+import { TASK_SHARD } from './result-files.ts';
 import { modelFingerprint } from '../fingerprint.ts';
 import { UserError } from '../../runtime/errors.ts';
 import { PythonRandom } from '../../runtime/python-random.ts';
@@ -322,8 +323,8 @@ export async function evaluateTasks(opts: EvaluateTasksOptions): Promise<Evaluat
         const path = dir.file(sub.name, index);
         fileOf.set(shard, { path, stamp: dir.stamp });
         if (!existsSync(path)) continue;
-        const stored = readJsonObject(path, 'task results shard') as { runKey?: string; data?: string; records?: DocRecord[] };
-        if (stored.runKey !== dir.stamp || !Array.isArray(stored.records)) throw new UserError(`${path}: computed by a different run than ${join(opts.out!, input.task.name, 'run-key.json')} describes; add ${flag(FRESH)} to recompute`);
+        const stored = readChecked(path, TASK_SHARD, 'task results shard', `delete the file to recompute the shard, or add ${flag(FRESH)} to recompute every shard`);
+        if (stored.runKey !== dir.stamp) throw new UserError(`${path}: computed by a different run than ${join(opts.out!, input.task.name, 'run-key.json')} describes; add ${flag(FRESH)} to recompute`);
         if (stored.data !== shard.fingerprint) throw new UserError(`${path}: the documents of ${sub.name} changed since these results were computed; choose another ${flag(OUT)}, or add ${flag(FRESH)} to recompute`);
         done.set(shard, stored.records);
       }
