@@ -324,7 +324,7 @@ const MAX_SHARDS = 10_000;
 export async function writeGraphModel(source: TensorSource, outDir: string, opts: TfjsExportOptions = {}): Promise<TfjsExportResult> {
   const c = source.config;
   const scheme = opts.quantize ?? 'none';
-  const shardMb = opts.shardMb ?? 4;
+  const shardMb = opts.shardMb ?? TFJS_SHARD_MB.default;
   checkOption(TFJS_SHARD_MB, shardMb);
   const maxSeq = opts.maxSeq ?? c.max_position_embeddings;
   if (!Number.isInteger(maxSeq) || maxSeq < 1 || maxSeq > c.max_position_embeddings) {

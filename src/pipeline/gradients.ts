@@ -21,6 +21,7 @@ import { gradientMemory, onGradientBackend } from '../runtime/backend.ts';
 import { UserError } from '../runtime/errors.ts';
 import { flagOf, type WeightGradients } from '../compress/methods/method.ts';
 import { taylor } from '../compress/methods/taylor.ts';
+import { MICRO_BATCH } from '../compress/options.ts';
 
 /**
  * ∂(mean calibration NLL)/∂W for every decoder-layer tensor of `model` on the calibration prompts `ids`
@@ -43,7 +44,7 @@ export async function weightGradients(model: LlamaModel, ids: number[][], opts: 
     const bound = heap !== null && (avail === null || heap <= avail) ? ` (the ${gradientMemory().backend} heap's ${gb(heap)})` : '';
     throw new UserError(`taylor: gradients need about ${gb(fixed + rowBytes)} (float32 weights and gradients of ${(params / 1e6).toFixed(1)}M parameters, one ${T}-token prompt's activations) but ${gb(fixed + Math.max(0, budget))} is available${bound}; use a smaller ${flagOf(taylor.parameters.maxTokens)}, or magnitude, shortgpt or sleb on this model`);
   }
-  const micro = Math.max(1, Math.min(opts.microBatch ?? 8, Math.floor(budget / 2 / rowBytes)));
+  const micro = Math.max(1, Math.min(opts.microBatch ?? MICRO_BATCH.default, Math.floor(budget / 2 / rowBytes)));
   // float32 copies in Hugging Face layout, read before any backend switch
   const names = [...expectedTensors(c).keys()];
   const values = new Map(names.map((n) => [n, readHfWeight(model, n)] as const));
