@@ -92,7 +92,7 @@ export function topTokens(row: ArrayLike<number>, k: number): TopToken[] {
 export async function runForward(opts: RunForwardOptions): Promise<ForwardJson> {
   const topK = opts.topK ?? TOP_K.default;
   checkOption(TOP_K, topK);
-  const logitsMode = opts.logits ?? 'none';
+  const logitsMode = opts.logits ?? LOGITS.default;
   checkOption(LOGITS, logitsMode);
   const tokenizer = opts.ids && !existsSync(join(opts.model, 'tokenizer.json')) ? null : await loadTokenizer(opts.model);
   let ids = opts.ids;

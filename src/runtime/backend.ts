@@ -73,7 +73,7 @@ export async function initBackend(
   if (!(BACKENDS as readonly string[]).includes(choice)) {
     throw new UserError(`${flag(BACKEND_OPTION)} ${choice} is not one of ${BACKENDS.join(', ')}`);
   }
-  const compute = opts.compute ?? 'auto';
+  const compute = opts.compute ?? COMPUTE_OPTION.default;
   if (!(COMPUTE_CHOICES as readonly string[]).includes(compute)) {
     throw new UserError(`${flag(COMPUTE_OPTION)} ${compute} is not one of ${COMPUTE_CHOICES.join(', ')}`);
   }
