@@ -7,7 +7,7 @@
  * native-matmul.ts) unless `wasm` is asked for explicitly or `MKA_NATIVE=0`.
  */
 import * as tf from '@tensorflow/tfjs';
-import { flag } from './options.ts';
+import { checkOption, flag } from './options.ts';
 import { UserError } from './errors.ts';
 import { installNativeMatMul, uninstallNativeMatMul, wasmProfile } from './native-matmul.ts';
 import { NATIVE_BACKEND, registerNativeBackend } from './native-kernels.ts';
@@ -70,13 +70,9 @@ export async function initBackend(
   choice: BackendChoice = 'auto',
   opts: { native?: boolean; threads?: number; gradients?: boolean; compute?: ComputeChoice; log?: (msg: string) => void } = {},
 ): Promise<BackendInfo> {
-  if (!(BACKENDS as readonly string[]).includes(choice)) {
-    throw new UserError(`${flag(BACKEND_OPTION)} ${choice} is not one of ${BACKENDS.join(', ')}`);
-  }
+  checkOption(BACKEND_OPTION, choice); // a library caller's value, checked as the command line's
   const compute = opts.compute ?? COMPUTE_OPTION.default;
-  if (!(COMPUTE_CHOICES as readonly string[]).includes(compute)) {
-    throw new UserError(`${flag(COMPUTE_OPTION)} ${compute} is not one of ${COMPUTE_CHOICES.join(', ')}`);
-  }
+  checkOption(COMPUTE_OPTION, compute);
   if (opts.gradients && choice === 'native') {
     throw new UserError(`${flag(BACKEND_OPTION)} native: its fused kernels have no gradients, so it cannot train; use ${flag(BACKEND_OPTION)} auto or wasm`);
   }
