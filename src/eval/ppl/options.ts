@@ -22,6 +22,7 @@ export const STRIDE = option({
   help: 'tokens between window starts (default --seq-len: disjoint windows; smaller gives each scored token more context)',
 });
 
-/** What a perplexity run key records of its options (results.ts), as resolved for the model; the key's field names are snake_case. */
+/** What a perplexity run key records of its options (results.ts), as resolved for the model. */
 export const PPL_KEY = [SEQ_LEN, STRIDE] as const;
+/** The key's field names where they are not the spec's name (keyFields' `as`): existing results directories hold them. */
 export const PPL_KEY_FIELDS = { [SEQ_LEN.name]: 'seq_len' };
