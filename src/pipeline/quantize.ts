@@ -3,15 +3,18 @@
  * --quantize`) quantized by a method of src/quant/ and written as a model directory of packed weights
  * (README "Quantized model directories") with quantize.json, streamed one decoder layer at a time.
  */
+import * as tf from '@tensorflow/tfjs';
 import { readConfig, type LlamaConfig } from '../model/config.ts';
+import { modelFromParts, type LlamaModel } from '../model/model.ts';
 import { storedBytes } from '../model/memory-estimate.ts';
 import { currentProfile } from '../runtime/profile.ts';
+import type { PackedMatrix } from '../io/packed.ts';
 import { UserError } from '../runtime/errors.ts';
 import { loadTokenizer } from '../tokenizer/tokenizer.ts';
 import { checkpointSource, type SyncTensorSource } from '../weights/source.ts';
 import { writeHfModel, type HfDtype } from '../weights/hf-writer.ts';
 import { getQuantMethod, quantizationName, type Quantization } from '../quant/registry.ts';
-import { quantizedSource, type QuantizeReport } from '../quant/quantize.ts';
+import { quantizedSource, type QuantizedSource, type QuantizeReport } from '../quant/quantize.ts';
 import { assertQuantizeFits, type HeldBytes } from '../quant/memory.ts';
 import { MICRO_BATCH, PER_SUBJECT } from '../compress/options.ts';
 import { modelBytes } from '../quant/size.ts';
@@ -38,6 +41,8 @@ export interface QuantizeOptions extends CalibrationSource {
   command?: string;
   /** The calibration prompts when the caller has drawn them (and checked the memory with them): compress --quantize. */
   calibration?: QuantCalibration;
+  /** Also return the quantized model in memory, as written (a sweep's kept point: one quantization for both). */
+  materialize?: boolean;
   quiet?: boolean;
   log?: (msg: string) => void;
 }
@@ -112,8 +117,11 @@ export function checkQuantizeFits(
   });
 }
 
-/** Quantizes `source` (the model of `opts.model`, or a plan over it) into `opts.out`; returns the report written to quantize.json. */
-export async function quantizeSourceTo(source: SyncTensorSource, opts: QuantizeOptions): Promise<QuantizeReport> {
+/**
+ * Quantizes `source` (the model of `opts.model`, or a plan over it) into `opts.out`; returns the report
+ * written to quantize.json, and with `materialize` the model as written, in memory (dispose it).
+ */
+export async function quantizeSourceTo(source: SyncTensorSource, opts: QuantizeOptions): Promise<QuantizeReport & { model?: LlamaModel }> {
   const log = opts.log ?? (() => {});
   const cal = opts.calibration ?? await quantCalibration(opts.model, opts.quantization, opts, opts.merge);
   if (!opts.calibration) {
@@ -122,7 +130,9 @@ export async function quantizeSourceTo(source: SyncTensorSource, opts: QuantizeO
     });
   }
   const { prompts, info } = cal;
-  const q = quantizedSource({ source, quantization: opts.quantization, prompts, calibrationInfo: info, microBatch: opts.microBatch, keepEmbeddings: opts.keepEmbeddings, quiet: opts.quiet, log });
+  const made = quantizedSource({ source, quantization: opts.quantization, prompts, calibrationInfo: info, microBatch: opts.microBatch, keepEmbeddings: opts.keepEmbeddings, quiet: opts.quiet, log });
+  const kept = opts.materialize ? keeping(made) : null;
+  const q = kept?.source ?? made;
   const name = quantizationName(opts.quantization);
   const grid = opts.quantization.grid;
   const card = (): string => {
@@ -150,10 +160,45 @@ export async function quantizeSourceTo(source: SyncTensorSource, opts: QuantizeO
     const original = modelBytes(readConfig(opts.model), null);
     log(`${name}: ${source.config.num_hidden_layers} layers quantized in ${report.seconds.toFixed(1)} s -> ${opts.out} `
       + `(${(written.bytes / 1e6).toFixed(2)} MB of tensors: ${(100 * written.bytes / original).toFixed(1)}% of the original's ${(original / 1e6).toFixed(2)} MB at 16 bits)`);
-    return report;
+    return kept ? { ...report, model: kept.model() } : report;
   } finally {
+    kept?.dispose();
     q.dispose();
   }
+}
+
+/**
+ * `q` as a source that also keeps every tensor the writer reads from it (packed ones packed, the rest as
+ * float32 tensors, as materializeQuantized builds them), so the model written and the model returned are
+ * the same tensors; model() builds it once the writer is done, dispose() frees what was not handed over.
+ */
+function keeping(q: QuantizedSource): { source: QuantizedSource; model(): LlamaModel; dispose(): void } {
+  const floats = new Map<string, tf.Tensor>();
+  const packed = new Map<string, PackedMatrix>();
+  let handed = false;
+  return {
+    source: {
+      ...q,
+      readRaw: undefined, // every float tensor through read(), as the model in memory holds it
+      readPacked: async (name) => {
+        const pm = await q.readPacked!(name);
+        packed.set(name, pm);
+        return pm;
+      },
+      read: async (name) => {
+        const v = await q.read(name);
+        floats.set(name, tf.tensor(Float32Array.from(v), q.shape(name), 'float32'));
+        return v;
+      },
+    },
+    model: () => {
+      handed = true;
+      return modelFromParts(q.config, floats, packed);
+    },
+    dispose: () => {
+      if (!handed) for (const t of floats.values()) t.dispose();
+    },
+  };
 }
 
 /** `mka quantize`: the model directory `opts.model` quantized into `opts.out`. */
