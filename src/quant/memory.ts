@@ -19,7 +19,7 @@
  *    layer's tensors once more;
  * plus the runtime's fixed share and what the caller holds meanwhile (a sweep's original model and the
  * quantized model it builds). Like the other estimates, ±20%: it tells a run that fits from one that
- * cannot, it does not predict RSS to the megabyte (docs/quantization.md compares it with a measured peak).
+ * cannot, it does not predict RSS to the megabyte.
  */
 import { type LlamaConfig, layerTensorShapes } from '../model/config.ts';
 import { estimateMemory, gb, availableMemory, backendProfile, offHeapBackend, RUNTIME_OVERHEAD, type MemoryProfile, type StoredBytes } from '../model/memory-estimate.ts';
