@@ -22,7 +22,8 @@
  * cannot, it does not predict RSS to the megabyte.
  */
 import { type LlamaConfig, layerTensorShapes } from '../model/config.ts';
-import { estimateMemory, gb, availableMemory, backendProfile, offHeapBackend, RUNTIME_OVERHEAD, type MemoryProfile, type StoredBytes } from '../model/memory-estimate.ts';
+import { estimateMemory, gb, availableMemory, RUNTIME_OVERHEAD, type MemoryProfile, type StoredBytes } from '../model/memory-estimate.ts';
+import { offHeapBackend } from '../runtime/backend.ts';
 import { packedBytes, type PackedSpec } from '../io/packed.ts';
 import { UserError } from '../runtime/errors.ts';
 import { flag, type OptionSpec } from '../runtime/options.ts';
@@ -166,8 +167,7 @@ export function assertQuantizeFits(req: QuantizeFitRequest): QuantizeEstimate | 
   if (!why) return e;
   const head = `${req.command} needs ${why} (${describe(e)}) but ${gb(available)} is available`;
   if (req.profile.heapLimit !== null) {
-    const ram = offHeapBackend();
-    const p = backendProfile(ram);
+    const { backend: ram, profile: p } = offHeapBackend();
     if (!overflow(est(req.work, p), p)) throw new UserError(`${head}; rerun with ${flag(BACKEND_OPTION)} ${ram} (about ${gb(est(req.work, p).total)})`);
   }
   const prompts = req.work.prompts;
