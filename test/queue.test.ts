@@ -119,6 +119,25 @@ test('a queued sweep over worker processes, one killed mid-job, equals the local
   assert.deepEqual([status.counts.done, status.counts.failed, status.counts.waiting, status.counts.active], [13, 0, 0, 0]);
 });
 
+test('a queued sweep with a quantize axis: a worker calibrates and quantizes the points (kept as packed models) and gives the local sweep\'s results', { skip: NO_REDIS }, async () => {
+  // one subject; the original, the original quantized and reverse:1 quantized (GPTQ calibrates in the worker, on one subject's 4 questions): 7 jobs
+  const quantized = [...await tinySweepArgs(root, 'reverse', '0,1', ['demo_facts']), '--quantize', 'gptq:w4g32', '--calib-subjects', '1', '--keep-models'];
+  const local = join(root, 'quantized-local'), queued = join(root, 'quantized-queued');
+  const worker = startWorker('quantized');
+  const sweep = runAsync(['sweep', ...quantized, '--out', queued, '--queue', redis!.url, '--queue-name', 'quantized']);
+  await mkaInProcess(['sweep', ...quantized, '--out', local]); // the reference, while the worker computes
+  const r = await sweep;
+  await stopWorker(worker);
+  assert.equal(r.status, 0, r.stderr);
+  assert.deepEqual(resultsWithoutTimings(queued), resultsWithoutTimings(local));
+  const point = 'reverse-1-quantize-gptq-w4g32';
+  assert.equal(readFileSync(join(queued, 'eval', point, 'subjects', 'demo_facts.json'), 'utf8'), readFileSync(join(local, 'eval', point, 'subjects', 'demo_facts.json'), 'utf8'));
+  // the worker wrote the quantized point's model as the local sweep did: the same packed tensors
+  assert.equal(JSON.parse(readFileSync(join(queued, 'models', point, 'config.json'), 'utf8')).quantization_config.method, 'gptq');
+  assert.ok(readFileSync(join(queued, 'models', point, 'model.safetensors')).equals(readFileSync(join(local, 'models', point, 'model.safetensors'))));
+  assert.deepEqual((await queueStatus({ url: redis!.url, name: 'quantized' })).counts.failed, 0);
+});
+
 test('a job failing with a user error fails once, its error reaches the sweep and queue status, and a rerun after the fix finishes', { skip: NO_REDIS }, async () => {
   // config.json is fine (the sweep command reads it) but the weights are cut short (workers load them)
   const model = join(root, 'broken-model');

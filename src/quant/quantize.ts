@@ -63,7 +63,7 @@ export interface QuantizedSource extends TensorSource {
 }
 
 /** Longest calibration prompt, in tokens (longer ones are cut): GPTQ's sequence length. */
-const MAX_CALIBRATION_TOKENS = 2048;
+export const MAX_CALIBRATION_TOKENS = 2048;
 
 /** The packing of the embedding and lm_head for layers of `bits` (llama.cpp's choice for Q8_0/Q4_0 files). */
 export function tableSpecs(config: LlamaConfig, bits: 4 | 8): Map<string, PackedSpec> {
