@@ -125,7 +125,7 @@ test('a queued sweep with a quantize axis: a worker calibrates and quantizes the
   const local = join(root, 'quantized-local'), queued = join(root, 'quantized-queued');
   const worker = startWorker('quantized');
   const sweep = runAsync(['sweep', ...quantized, '--out', queued, '--queue', redis!.url, '--queue-name', 'quantized']);
-  await mkaInProcess(['sweep', ...quantized, '--out', local]); // the reference, while the worker computes
+  await mkaInProcess(['sweep', ...quantized, '--out', local]); // the reference (in-process runs take turns: after the queued sweep)
   const r = await sweep;
   await stopWorker(worker);
   assert.equal(r.status, 0, r.stderr);
