@@ -1,7 +1,7 @@
 #!/usr/bin/env node
-// Runs test/**/*.test.ts with node's test runner (through tsx), one process per file, two at a time
-// (CI and the dev machines have 2 cores), the slowest files of the last run first so that no long file
-// starts last. Every file runs under scripts/test-guard.mjs: a test without an assertion fails. Before a
+// Runs test/**/*.test.ts with node's test runner (through tsx), one process per file, three at a time
+// (CI and the dev machines have 2 cores; some files wait), the slowest files of the last run first so that
+// no long file starts last. Every file runs under scripts/test-guard.mjs: a test without an assertion fails. Before a
 // full run, dist/ is rebuilt when a source is newer (`npm run build`), so the many `mka` processes the
 // tests start run compiled JavaScript rather than compiling src/ through tsx each time.
 //   node scripts/run-tests.mjs                  every test (as `npm test` and CI run it)
@@ -25,6 +25,11 @@ const durationsFile = join(cacheDir, 'durations.json');
 const measuredFile = join(root, 'scripts', 'test-durations.json');
 /** The quick tier: files under this many seconds in the recorded run (a second or two each on an idle machine). */
 const QUICK_SECONDS = 6;
+/**
+ * Test files run at once (MKA_TEST_CONCURRENCY overrides): 3 on 2 cores, so that a file waiting (a worker's lock
+ * expiring, a server, npm's disk writes, a killed run) leaves its core to another.
+ */
+const concurrency = Number(process.env.MKA_TEST_CONCURRENCY) > 0 ? Math.floor(Number(process.env.MKA_TEST_CONCURRENCY)) : 3;
 
 function find(dir) {
   return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
@@ -72,7 +77,7 @@ if (!named.length && !quick && distIsStale()) {
 mkdirSync(cacheDir, { recursive: true });
 const thisRun = join(cacheDir, `run-${process.pid}.json`);
 const r = spawnSync(process.execPath, [
-  '--import', 'tsx', '--import', join(root, 'scripts', 'test-guard.mjs'), '--test', '--test-concurrency=2',
+  '--import', 'tsx', '--import', join(root, 'scripts', 'test-guard.mjs'), '--test', `--test-concurrency=${concurrency}`,
   '--test-reporter=spec', '--test-reporter-destination=stdout',
   `--test-reporter=${join(root, 'scripts', 'test-durations.mjs')}`, `--test-reporter-destination=${thisRun}`,
   ...flags, ...files,
