@@ -168,7 +168,11 @@ test('a merged model computed on the fly exports (config num_hidden_layers, merg
   const want = logitsOf(expected);
   disposeModel(expected);
   const mergedDir = join(TMP, 'rand-merged');
-  await writeHfModel(merged, mergedDir, { dtype: 'float32', copyFrom: src, extraFiles: { 'merge.json': JSON.stringify({ merged: [[1, 2]], method: 'average' }) } });
+  const record = {
+    method: 'average', original_layers: 3, merged: [[1, 2]],
+    layer_sources: [{ sources: [{ layer: 0, weight: 1 }], norms_from: 0 }, { sources: [{ layer: 1, weight: 0.5 }, { layer: 2, weight: 0.5 }], norms_from: 1 }],
+  };
+  await writeHfModel(merged, mergedDir, { dtype: 'float32', copyFrom: src, extraFiles: { 'merge.json': JSON.stringify(record) } });
   base.close();
   assert.equal(readConfig(mergedDir).num_hidden_layers, 2);
   assert.equal(maxAbsDiff(logitsOfDir(mergedDir), want), 0);
@@ -177,6 +181,13 @@ test('a merged model computed on the fly exports (config num_hidden_layers, merg
   await exportHf({ model: mergedDir, out: again, dtype: 'bfloat16' });
   assert.deepEqual(JSON.parse(readFileSync(join(again, 'merge.json'), 'utf8')).merged, [[1, 2]]);
   assert.equal(readConfig(again).num_hidden_layers, 2);
+  assert.match(readFileSync(join(again, 'README.md'), 'utf8'), /layer_sources|average/, 'the card carries the merge');
+  // a merge record that does not fit its schema is refused before anything is written, naming the file and the fix
+  writeFileSync(join(mergedDir, 'merge.json'), JSON.stringify({ ...record, layer_sources: 'all' }));
+  const third = join(TMP, 'rand-merged-third');
+  await assert.rejects(exportHf({ model: mergedDir, out: third, dtype: 'bfloat16' }),
+    (e: Error) => e.message === `${join(mergedDir, 'merge.json')}: not a valid merge.json of mka compress (layer_sources must be an array, not "all"); restore the file mka compress wrote, or delete it (the model then records no merge)`);
+  assert.equal(existsSync(third), false);
 });
 
 test('exportHf with configOverride and tensorSource writes the new layer count', async () => {

@@ -11,7 +11,6 @@
  */
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -24,11 +23,10 @@ import { exportGguf, type GgufOutType } from '../src/export/gguf.ts';
 import { exportHf } from '../src/export/hf.ts';
 import { GgufFile } from '../src/gguf/reader.ts';
 import { loadTokenizer } from '../src/tokenizer/tokenizer.ts';
-import { HF_TINY, STORIES_TYPES, convertStories, makeLlama3Tiny } from './goldens/gguf/cases.ts';
+import { HF_TINY, STORIES_TYPES, convertStories, makeLlama3Tiny, tensorShas } from './goldens/gguf/cases.ts';
 import { NO_SHARED, SHARED } from './helpers.ts';
 
 const golden = (name: string) => JSON.parse(readFileSync(`test/goldens/gguf/${name}`, 'utf8'));
-const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 const maxDiff = (a: number[], b: number[]) => a.reduce((m, x, i) => Math.max(m, Math.abs(x - b[i])), 0);
 
 let dir: string;
@@ -42,15 +40,6 @@ async function exportTo(model: string, type: GgufOutType, name: string): Promise
   const out = join(dir, `${name}-${type}.gguf`);
   await exportGguf({ model, out, type, quiet: true });
   return out;
-}
-
-function tensorShas(file: string): Record<string, string> {
-  const g = new GgufFile(file);
-  try {
-    return Object.fromEntries([...g.tensors.keys()].map((n) => [n, sha(g.readTensor(n))]));
-  } finally {
-    g.close();
-  }
 }
 
 /** mka's greedy tokens after `ids` (KV cache, no stop at EOS). */

@@ -254,3 +254,29 @@ test('the circle check finds a type-only circle of three files and a self-import
   const chain = g(Array.from({ length: 20000 }, (_, i): [string, string] => [`f${i}`, `f${i + 1}`]));
   assert.deepEqual(circles(chain), []);
 });
+
+/** tfjs calls that choose or name the backend: the runtime's policy (src/runtime/), asked elsewhere through the backend profile. */
+const BACKEND_CALLS = new Set(['getBackend', 'setBackend', 'backend', 'findBackend', 'removeBackend']);
+
+/** The lines of `text` that call a BACKEND_CALLS function of tfjs (`tf.getBackend()`, ...). */
+export function backendCalls(text: string): { call: string; line: number }[] {
+  const sf = ts.createSourceFile('file.ts', text, ts.ScriptTarget.Latest, true, ts.ScriptKind.TS);
+  const found: { call: string; line: number }[] = [];
+  const visit = (node: ts.Node): void => {
+    if (ts.isCallExpression(node) && ts.isPropertyAccessExpression(node.expression) && BACKEND_CALLS.has(node.expression.name.text)
+      && ts.isIdentifier(node.expression.expression) && node.expression.expression.text === 'tf') {
+      found.push({ call: `tf.${node.expression.name.text}()`, line: sf.getLineAndCharacterOfPosition(node.getStart(sf)).line + 1 });
+    }
+    ts.forEachChild(node, visit);
+  };
+  visit(sf);
+  return found;
+}
+
+test('only src/runtime/ chooses or names the tfjs backend: the rest asks the backend profile (runtime/profile.ts)', () => {
+  const bad = tsFiles(SRC).filter((f) => !f.startsWith(join(SRC, 'runtime') + sep))
+    .flatMap((f) => backendCalls(readFileSync(f, 'utf8')).map((c) => `${relative(ROOT, f)}:${c.line}: ${c.call}`));
+  assert.deepEqual(bad, [], 'ask currentProfile() (layout, kernels, products, gradients, memory), or move the backend choice into src/runtime/');
+  assert.deepEqual(backendCalls('if (tf.getBackend() === "wasm") x();\nawait tf.setBackend(b);\nconst s = "tf.getBackend()";\n// tf.backend()')
+    .map((c) => c.line), [1, 2]);
+});

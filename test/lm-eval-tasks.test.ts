@@ -189,6 +189,12 @@ test('an interrupted evaluation resumes from its saved shards to the same result
   assert.equal(resumed.resumedShards, 1);
   const whole = await evaluateTasks({ model, tokenizer, tasks: [input], shardDocs: 2, batchSize: 2 });
   assert.deepEqual(resumed.results[0].subtasks[0].records, whole.results[0].subtasks[0].records);
+  // an edited shard is refused by its schema, naming the file, the field and the fix
+  const shard = join(out, 'arc_easy', 'shards', readdirSync(join(out, 'arc_easy', 'shards')).sort()[0]);
+  const stored = JSON.parse(readFileSync(shard, 'utf8'));
+  writeFileSync(shard, JSON.stringify({ ...stored, records: [{ ...stored.records[0], lls: 'none' }, ...stored.records.slice(1)] }));
+  await assert.rejects(evaluateTasks({ model, tokenizer, tasks: [input], out, shardDocs: 2, batchSize: 2 }),
+    (e: Error) => e.message === `${shard}: not a valid task results shard (records[0].lls must be an array, not "none"); delete the file to recompute the shard, or add --fresh to recompute every shard`);
   await assert.rejects(evaluateTasks({ model, tokenizer, tasks: [{ ...input, limit: 3 }], out, shardDocs: 2 }), /holds arc_easy results of a different run/);
 });
 

@@ -12,6 +12,7 @@ import ts from 'typescript';
 import { OptionError, checkOption, describeRange, flag, option, type OptionSpec } from '../src/runtime/options.ts';
 import { checkConfigKeys, checkPaths, valuesOf, type DefinedCommand } from '../src/cli/options.ts';
 import { COMMANDS } from '../src/cli/commands/index.ts';
+import { GLOBAL_OPTIONS } from '../src/cli/common.ts';
 import { UserError } from '../src/runtime/errors.ts';
 
 const BATCH = option({ name: 'microBatch', option: 'micro-batch', type: 'integer', min: 1, default: 8, help: 'prompts per micro-batch' });
@@ -85,24 +86,30 @@ test('paths: inputs must exist as their kind; a --config key the command lacks n
   assert.doesNotThrow(() => checkConfigKeys({ model: 'x' }, 'c.yaml', 'info', ['model']));
 });
 
-test('every command takes its options from specs: unique names and spellings, help, defaults that pass their own checks', async () => {
+/** Every command of the CLI, as defineCommand declared it (a parent's subcommands: those its builder registers). */
+async function definedCommands(): Promise<DefinedCommand[]> {
   const defined: DefinedCommand[] = [];
-  const collect = async (m: unknown): Promise<void> => {
+  const collect = (m: unknown): void => {
     if (m && typeof m === 'object' && 'def' in m) defined.push(m as DefinedCommand);
   };
   for (const c of COMMANDS) {
     const m = await c.load() as unknown as Record<string, unknown>;
-    if ('def' in m) await collect(m);
+    if ('def' in m) collect(m);
     else {
       // a parent (eval, export, queue): its subcommands are registered in its builder
       const subs: unknown[] = [];
       const fake = { command: (sub: unknown) => { subs.push(sub); return fake; }, demandCommand: () => fake };
       (m.builder as (y: unknown) => unknown)(fake);
       assert.ok(subs.length > 0, `${c.command}: neither defined from specs nor a parent of commands`);
-      for (const s of subs) await collect(s);
+      subs.forEach(collect);
       assert.equal(subs.filter((s) => !(s && typeof s === 'object' && 'def' in s)).length, 0, `${c.command}: a subcommand not defined from specs`);
     }
   }
+  return defined;
+}
+
+test('every command takes its options from specs: unique names and spellings, help, defaults that pass their own checks', async () => {
+  const defined = await definedCommands();
   assert.ok(defined.length >= 15, `${defined.length} commands`);
   for (const { def } of defined) {
     const names = def.options.map((s) => s.name), spellings = def.options.map((s) => s.option);
@@ -164,6 +171,32 @@ test('no code below src/cli/ spells an option: messages name options through the
     'const ok = `${flag(OUT)} and a-b--c`;',
   ].join('\n');
   assert.deepEqual(spelledOptions(sample), [{ literal: '--out', line: 1 }, { literal: '--fresh', line: 2 }]);
+});
+
+/** `--x` spellings of other programs that help texts quote: spelling → why. */
+const OTHER_PROGRAMS_IN_HELP: Record<string, string> = { '--log_samples': 'lm-eval\'s option, whose output layout --log-samples writes' };
+
+test('help texts and examples name only options that exist, so a renamed option whose old spelling is left in help fails here', async () => {
+  const defined = await definedCommands();
+  const globals = GLOBAL_OPTIONS.map((s) => s.option);
+  const everywhere = new Set([...defined.flatMap(({ def }) => def.options.map((s) => s.option)), ...globals, 'help']);
+  const stale: string[] = [];
+  for (const { def } of defined) {
+    const own = new Set([...def.options.map((s) => s.option), ...globals, 'help']);
+    // an option's help or the command's text may name another command's option; an example runs this command
+    const texts: [string, string, Set<string>][] = [
+      ...def.options.map((s): [string, string, Set<string>] => [`--${s.option}'s help`, s.help, everywhere]),
+      ['describe', def.describe, everywhere], ['epilogue', def.epilogue ?? '', everywhere],
+      ...(def.examples ?? []).map(([line, what]): [string, string, Set<string>] => [`example "${line}"`, `${line} ${what}`, own]),
+    ];
+    for (const [where, text, known] of texts) {
+      for (const [spelled] of text.matchAll(/(?<![\w-])--[a-z][a-z0-9_-]*/g)) {
+        const name = spelled.slice(2);
+        if (!known.has(name) && !known.has(name.replace(/^no-/, '')) && !OTHER_PROGRAMS_IN_HELP[spelled]) stale.push(`mka ${def.command} ${where}: ${spelled}`);
+      }
+    }
+  }
+  assert.deepEqual(stale, [], 'name options through their specs, or update the help after a rename');
 });
 
 test('a queue job\'s sweep options are checked by the specs the command line checks them with', async () => {

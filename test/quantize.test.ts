@@ -241,6 +241,7 @@ test('packed tensors round-trip through a model directory byte for byte, and exp
   await exportHf({ model: dir, out, dtype: 'float32' });
   const exported = readConfig(out);
   assert.equal(exported.quantization_config, null, 'an export of floats carries no quantization_config');
+  assert.match(readFileSync(join(out, 'README.md'), 'utf8'), /## Quantization\n\n- rtn: 8-bit, groups of 64, asymmetric/, 'its card says how the weights were rounded');
   const a = loadModel(out), b = dequantizedModel(dir);
   assert.ok(maxAbsDiff(logits(a), logits(b)) < 1e-5);
   disposeModel(a);

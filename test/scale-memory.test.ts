@@ -15,7 +15,7 @@ import { assertFits, availableMemory, backendProfile, estimateMemory, estimateMe
 import { calibrationWorkload } from '../src/compress/calibration.ts';
 import { mmluWorkload } from '../src/eval/mmlu/evaluate.ts';
 import { sequenceWorkload } from '../src/model/inspect.ts';
-import { offHeapBackend } from '../src/model/memory-estimate.ts';
+import { offHeapBackend } from '../src/runtime/backend.ts';
 import { loadNativeAddon } from '../src/runtime/native-addon.ts';
 import { UserError } from '../src/runtime/errors.ts';
 import { PAPER_SHAPES } from '../scripts/make-paper-model.ts';
@@ -87,11 +87,11 @@ test('a run that cannot fit names the figure, the memory available and the optio
   assert.throws(() => assertFits(request({ work: { ...similarity(false), streamable: false, batch: undefined }, available: 20e9 })), /but 20\.0 GB is available; use a machine with more memory \(this command holds every layer\)$/);
   assert.equal(sequenceWorkload(10, 'last').streamable, false, 'forward and generate hold every layer');
   // the backend suggested off the wasm heap is native only where its addon loads
-  assert.equal(offHeapBackend(), loadNativeAddon().addon ? 'native' : 'cpu');
+  assert.equal(offHeapBackend().backend, loadNativeAddon().addon ? 'native' : 'cpu');
   const saved = process.env.MKA_NATIVE_ADDON;
   process.env.MKA_NATIVE_ADDON = '/nonexistent/mka_native.node';
   try {
-    assert.equal(offHeapBackend(), 'cpu');
+    assert.equal(offHeapBackend().backend, 'cpu');
   } finally {
     if (saved === undefined) delete process.env.MKA_NATIVE_ADDON;
     else process.env.MKA_NATIVE_ADDON = saved;

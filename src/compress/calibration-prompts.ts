@@ -63,7 +63,7 @@ export function sampleCalibrationPrompts(data: MmluData, opts: CalibrationOption
   const all = data.subjects;
   const nSubjects = checkOption(CALIB_SUBJECTS, opts.subjects ?? all.length) as number;
   const perSubject = checkOption(PER_SUBJECT, opts.perSubject ?? 1) as number;
-  const seed = checkOption(CALIBRATION_SEED, opts.seed ?? 1) as number;
+  const seed = checkOption(CALIBRATION_SEED, opts.seed ?? CALIBRATION_SEED.default) as number;
   if (nSubjects > all.length) {
     throw new UserError(`${flag(CALIB_SUBJECTS)} ${nSubjects}: only ${all.length} MMLU subjects are loaded from ${data.dir}; use ${flag(CALIB_SUBJECTS)} ${all.length} or less`);
   }

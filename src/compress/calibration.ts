@@ -79,7 +79,7 @@ export function calibrate(model: LlamaModel, prompts: number[][], opts: Calibrat
   checkOption(REPRESENTATION, rep);
   if (prompts.length < 2) throw new UserError(`calibration needs at least 2 prompts, got ${prompts.length}`);
   const c = model.config;
-  const cut = Math.min(c.max_position_embeddings, rep === 'padded' ? opts.maxPositions ?? 512 : Infinity);
+  const cut = Math.min(c.max_position_embeddings, rep === 'padded' ? opts.maxPositions ?? MAX_POSITIONS.default : Infinity);
   const rows = prompts.map((p) => p.slice(0, cut));
   if (rows.some((r) => r.length === 0)) throw new UserError('a calibration prompt encodes to no tokens');
   const n = rows.length, H = c.hidden_size, L = c.num_hidden_layers;
@@ -113,7 +113,7 @@ export function calibrate(model: LlamaModel, prompts: number[][], opts: Calibrat
   try {
     forward(model, ids, {
       logits: 'none',
-      microBatch: opts.microBatch ?? 8,
+      microBatch: opts.microBatch ?? MICRO_BATCH.default,
       onBlockInput: (i, x) => {
         if (i === 0) lastStates.push(lastOf(x));
         if (opts.layerStates === 'input') grams.push(gramOf(x));

@@ -56,7 +56,7 @@ export function protocolSettings(p: Protocol = 'mka'): ProtocolSettings {
  */
 export function releasedCalibrationPrompts(data: MmluData, opts: { subjects?: number; perSubject?: number; seed?: number } = {}): CalibrationPrompt[] {
   const sorted = [...data.subjects].sort();
-  const nSubjects = opts.subjects ?? sorted.length, perSubject = opts.perSubject ?? 1, seed = opts.seed ?? 1;
+  const nSubjects = opts.subjects ?? sorted.length, perSubject = opts.perSubject ?? 1, seed = opts.seed ?? CALIBRATION_SEED.default;
   checkOption(CALIB_SUBJECTS, nSubjects);
   if (nSubjects > sorted.length) throw new UserError(`${flag(CALIB_SUBJECTS)} ${nSubjects}: must be a whole number from 1 to the ${sorted.length} subjects in ${data.dir}`);
   checkOption(PER_SUBJECT, perSubject);

@@ -31,7 +31,7 @@ import { type QuantScheme, type Quantization, bytesPerValue, quantize } from '..
 import { exportMetadata } from './metadata.ts';
 import { mkaVersion } from '../runtime/version.ts';
 import { checkOption, flag } from '../runtime/options.ts';
-import { MAX_SEQ, TFJS_SHARD_MB } from './options.ts';
+import { MAX_SEQ, TFJS_QUANTIZE, TFJS_SHARD_MB } from './options.ts';
 
 /** A GraphDef node in tfjs-converter's JSON form. */
 export interface GraphNode {
@@ -323,8 +323,8 @@ const MAX_SHARDS = 10_000;
 /** Writes `source` as a tfjs GraphModel in `outDir` (atomically), reading one tensor at a time. */
 export async function writeGraphModel(source: TensorSource, outDir: string, opts: TfjsExportOptions = {}): Promise<TfjsExportResult> {
   const c = source.config;
-  const scheme = opts.quantize ?? 'none';
-  const shardMb = opts.shardMb ?? 4;
+  const scheme = opts.quantize ?? TFJS_QUANTIZE.default;
+  const shardMb = opts.shardMb ?? TFJS_SHARD_MB.default;
   checkOption(TFJS_SHARD_MB, shardMb);
   const maxSeq = opts.maxSeq ?? c.max_position_embeddings;
   if (!Number.isInteger(maxSeq) || maxSeq < 1 || maxSeq > c.max_position_embeddings) {

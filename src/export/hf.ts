@@ -2,12 +2,13 @@
  * `mka export hf`: a model directory (or any tensor source) written again as a Hugging Face
  * checkpoint through the shared writer (src/weights/hf-writer.ts), with its merge record and a model card.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { LlamaConfig } from '../model/config.ts';
 import { HF_DTYPES, writeHfModel, type HfDtype, type HfExportResult } from '../weights/hf-writer.ts';
 import { type TensorSource, checkpointSource } from '../weights/source.ts';
-import { cardName, modelCard, modelCardFromDir } from '../weights/model-card.ts';
+import { cardName, modelCard, modelCardHistory } from '../weights/model-card.ts';
+import { readMergeRecord } from '../compress/plan-file.ts';
 
 export interface ExportHfOptions {
   /** Source model directory (config, tokenizer and generation config; weights unless tensorSource). */
@@ -31,9 +32,10 @@ export async function exportHf(opts: ExportHfOptions): Promise<HfExportResult> {
     const config = { ...base.config, ...opts.configOverride };
     const dtype = opts.dtype ?? ((HF_DTYPES as readonly string[]).includes(config.torch_dtype) ? (config.torch_dtype as HfDtype) : 'float32');
     const source: TensorSource = { config, names: base.names, shape: (n) => base.shape(n), read: (n) => base.read(n), readRaw: base.readRaw && ((n) => base.readRaw!(n)) };
-    const mergeRecord = join(opts.model, 'merge.json');
-    const extraFiles: Record<string, string> = existsSync(mergeRecord) ? { 'merge.json': readFileSync(mergeRecord, 'utf8') } : {};
-    const history = modelCardFromDir(opts.model);
+    // merge.json is checked before it is carried along (a broken one: one line with its path and the fix)
+    const merge = readMergeRecord(opts.model);
+    const extraFiles: Record<string, string> = merge ? { 'merge.json': readFileSync(join(opts.model, 'merge.json'), 'utf8') } : {};
+    const history = modelCardHistory(merge, base.config);
     extraFiles['README.md'] = modelCard({
       name: cardName(opts.out), baseModel: opts.model, compression: history.compression, quantization: history.quantization,
       summary: `\`${opts.model}\` written again as a Hugging Face checkpoint (${dtype}${config.num_hidden_layers !== base.config.num_hidden_layers ? `, ${config.num_hidden_layers} layers` : ''}).`,

@@ -25,7 +25,7 @@ export interface TextDatasetOptions extends ResolveOptions {
 /** The corpus file of a hub dataset split (downloaded and joined if needed). */
 export async function resolveTextDataset(name: string, opts: TextDatasetOptions = {}): Promise<string> {
   if (!HUB_ID.test(name)) throw new UserError(`${flag(PPL_DATASET)} ${name}: expected a hub dataset id such as Salesforce/wikitext (a local file goes in ${flag(PPL_TEXT)})`);
-  const split = opts.split ?? 'test';
+  const split = opts.split ?? PPL_SPLIT.default;
   if (!/^[\w-]+$/.test(split)) throw new UserError(`${flag(PPL_SPLIT)} ${split}: a split is a name of letters, digits, '_' and '-' (e.g. test)`);
   const shard = new RegExp(`^(?:(.+)/)?${split.replace(/[^\w-]/g, '')}-\\d+-of-\\d+\\.parquet$`);
   let subset = opts.subset ?? '';

@@ -4,6 +4,7 @@
 import { disposeCache, forward, type KVCache } from './forward.ts';
 import type { LlamaModel } from './model.ts';
 import { mulberry32 } from '../runtime/random.ts';
+import { MAX_NEW_TOKENS, SAMPLING_SEED, TEMPERATURE } from './options.ts';
 
 export interface GenerateOptions {
   maxNewTokens?: number;
@@ -15,9 +16,9 @@ export interface GenerateOptions {
 
 /** Generates up to maxNewTokens ids after `promptIds` (which must be non-empty); returns only the new ids. */
 export function generate(model: LlamaModel, promptIds: number[], opts: GenerateOptions = {}): number[] {
-  const maxNew = opts.maxNewTokens ?? 32;
-  const temperature = opts.temperature ?? 0;
-  const rand = mulberry32(opts.seed ?? 1);
+  const maxNew = opts.maxNewTokens ?? MAX_NEW_TOKENS.default;
+  const temperature = opts.temperature ?? TEMPERATURE.default;
+  const rand = mulberry32(opts.seed ?? SAMPLING_SEED.default);
   const eos = model.config.eos_token_id;
   const stop = new Set(opts.stopIds ?? (eos === null ? [] : Array.isArray(eos) ? eos : [eos]));
   const out: number[] = [];

@@ -11,7 +11,7 @@ import { readConfig } from './config.ts';
 import { loadTokenizer } from '../tokenizer/tokenizer.ts';
 import { UserError } from '../runtime/errors.ts';
 import { OptionError, checkOption, flag } from '../runtime/options.ts';
-import { IDS, LOGITS, PROMPT, TEXT, TOP_K, type ForwardLogits } from './options.ts';
+import { IDS, LOGITS, MAX_NEW_TOKENS, PROMPT, TEXT, TOP_K, type ForwardLogits } from './options.ts';
 import { checkModelFits, type Workload } from './memory-estimate.ts';
 
 export { modelInfo, type ModelInfo } from './info.ts';
@@ -90,9 +90,9 @@ export function topTokens(row: ArrayLike<number>, k: number): TopToken[] {
  * position's for top_k), so a long prompt never holds [T, vocab] logits unless `logits: 'all'`.
  */
 export async function runForward(opts: RunForwardOptions): Promise<ForwardJson> {
-  const topK = opts.topK ?? 10;
+  const topK = opts.topK ?? TOP_K.default;
   checkOption(TOP_K, topK);
-  const logitsMode = opts.logits ?? 'none';
+  const logitsMode = opts.logits ?? LOGITS.default;
   checkOption(LOGITS, logitsMode);
   const tokenizer = opts.ids && !existsSync(join(opts.model, 'tokenizer.json')) ? null : await loadTokenizer(opts.model);
   let ids = opts.ids;
@@ -156,7 +156,7 @@ export async function runGenerate(opts: { model: string; prompt: string; maxNewT
   if (ids.length >= context) {
     throw new UserError(`${flag(PROMPT)} is ${ids.length} tokens, but the model's context is ${context} (max_position_embeddings): shorten it by at least ${ids.length - context + 1} tokens to generate anything`);
   }
-  const wanted = opts.maxNewTokens ?? 64;
+  const wanted = opts.maxNewTokens ?? MAX_NEW_TOKENS.default;
   if (ids.length + wanted > context) opts.log?.(`generate: at most ${context - ids.length} new tokens, not ${wanted}: the ${ids.length}-token prompt leaves that much of the ${context}-token context`);
   checkModelFits('generate', opts.model, sequenceWorkload(ids.length, 'last', wanted));
   const model = loadModel(opts.model);

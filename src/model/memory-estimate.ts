@@ -22,36 +22,28 @@
  * `MKA_MEMORY_LIMIT` (bytes, or with a K/M/G suffix) replaces the available-memory figure; `off`
  * skips the check.
  */
-import { closeSync, existsSync, openSync, readFileSync, readSync } from 'node:fs';
+import { closeSync, existsSync, readSync } from 'node:fs';
 import { freemem, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { type LlamaConfig, expectedTensors, layerTensorShapes, readConfig } from './config.ts';
 import { UserError } from '../runtime/errors.ts';
 import { openRegularFile } from '../io/read.ts';
+import { readSafetensorsIndex } from '../io/checkpoint.ts';
 import { BACKEND_OPTION } from '../runtime/backend-choice.ts';
-import { loadNativeAddon } from '../runtime/native-addon.ts';
+import { offHeapBackend } from '../runtime/backend.ts';
 import { type OptionSpec, flag } from '../runtime/options.ts';
-import { currentProfile, WASM_HEAP_LIMIT, type MemoryModel } from '../runtime/profile.ts';
+import { backendProfile, currentProfile, WASM_HEAP_LIMIT, type MemoryModel } from '../runtime/profile.ts';
 import { isGgufFile, openWeights } from './files.ts';
 import { STREAMING } from './options.ts';
 
 /** Where a backend keeps tensors and how it holds weights: the backend profile's memory model. */
 export type MemoryProfile = MemoryModel;
-export { WASM_HEAP_LIMIT };
+export { WASM_HEAP_LIMIT, backendProfile };
 /** Node, tfjs, the tokenizer and the data before any model tensor. */
 export const RUNTIME_OVERHEAD = 400 * 2 ** 20;
 
 /** Largest attention score block of the decoder's blocked attention, in floats (src/model/ops.ts). */
 export const SCORE_BLOCK_FLOATS = 2 ** 24;
-
-/**
- * The memory profile of a tfjs backend as the decoder uses it: the wasm heap's ceiling on wasm, 16-bit
- * weights kept as stored where the backend's kernels take them (`keeps16Bit`, from ops.takes16BitWeights
- * at run time; by name otherwise), attention in blocks everywhere.
- */
-export function backendProfile(backend: string, keeps16Bit = backend === 'native'): MemoryProfile {
-  return { backend, heapLimit: backend === 'wasm' ? WASM_HEAP_LIMIT : null, keeps16Bit, blockedAttention: true };
-}
 
 /** What a run does with the model. */
 export interface Workload {
@@ -170,12 +162,7 @@ export function storedBytes(dir: string, config: LlamaConfig): StoredBytes {
   const files: string[] = [];
   const index = join(dir, 'model.safetensors.index.json');
   if (existsSync(index)) {
-    try {
-      const shards = Object.values(JSON.parse(readFileSync(index, 'utf8')).weight_map as Record<string, unknown>);
-      files.push(...new Set(shards.filter((f): f is string => typeof f === 'string')));
-    } catch {
-      // the loader reports a broken index with its own message
-    }
+    files.push(...new Set(Object.values(readSafetensorsIndex(index).weight_map))); // checked: a broken index is one line naming it
   } else if (existsSync(join(dir, 'model.safetensors'))) {
     files.push('model.safetensors');
   }
@@ -362,11 +349,6 @@ export function assertFits(req: FitRequest): MemoryEstimate | null {
   throw new UserError(`${head}; even streaming one layer at a time with batches of 1 needs about ${gb(floor.total)}: use a machine with more memory`);
 }
 
-/** The backend to suggest when the wasm heap is too small: native where its kernels load, else plain JS (both keep tensors in RAM). */
-export function offHeapBackend(): 'native' | 'cpu' {
-  return loadNativeAddon().addon ? 'native' : 'cpu';
-}
-
 /**
  * The check every model-loading entry point runs before loading `dir` on the current tfjs backend:
  * throws a one-line UserError when the run cannot fit (see assertFits).
@@ -381,9 +363,8 @@ export function checkModelFits(
   };
   const others = opts.reference ? [shapeOf(opts.reference)] : [];
   const profile = currentProfile().memory;
-  const ram = offHeapBackend();
   return assertFits({
     command, config, stored: storedBytes(dir, config), profile, work, others,
-    ramBackend: profile.heapLimit !== null ? { backend: ram, profile: backendProfile(ram) } : undefined,
+    ramBackend: profile.heapLimit !== null ? offHeapBackend() : undefined,
   });
 }

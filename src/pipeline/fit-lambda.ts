@@ -18,6 +18,7 @@ import { forward } from '../model/forward.ts';
 import type { LlamaModel } from '../model/model.ts';
 import { planModel } from '../compress/plan-model.ts';
 import { combineStep, dropStep, identityPlan, mergeStep, type CompressionPlan, type LayerMix } from '../compress/merge-plan.ts';
+import { MICRO_BATCH } from '../compress/options.ts';
 
 /** What --fit-lambda records in merge.json (`fit_lambda`). */
 export const FIT_SEARCH = 'grid λ = 0, 0.1, …, 1, then golden section to 1e-4 around the best grid point';
@@ -58,7 +59,7 @@ export function fitLambdas(model: LlamaModel, plan: CompressionPlan, ids: number
     opts.log?.(`fit-lambda: ${plan.method}'s plan has no merge with a λ to fit`);
     return plan;
   }
-  const micro = opts.microBatch ?? 8;
+  const micro = opts.microBatch ?? MICRO_BATCH.default;
   const L = plan.originalLayers;
   const T = Math.max(...ids.map((r) => r.length));
   const rows = ids.map((r) => [...r, ...new Array(T - r.length).fill(0)]);

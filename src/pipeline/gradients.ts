@@ -5,9 +5,9 @@
  * gradients are accumulated micro-batch by micro-batch, so they are those of the whole set's mean.
  *
  * tfjs has gradients for its own ops only, not for the native backend's fused kernels (MkaLinear,
- * MkaDecoderLayer, ...). On a backend without them (wasm, cpu, tensorflow) the gradients are computed
- * there; otherwise mka switches to WebAssembly (plain JS `cpu` if wasm cannot start) for the gradient
- * pass and back afterwards, on float32 copies of the weights. The whole model, its gradients and a
+ * MkaDecoderLayer, ...). The runtime runs the gradient pass where the backend profile says every op has
+ * a gradient (runtime/backend.ts onGradientBackend: the current backend, or WebAssembly for the native
+ * one), on float32 copies of the weights. The whole model, its gradients and a
  * micro-batch's activations are held at once (micro-batches shrink to fit the memory, or WebAssembly's
  * 4 GB heap): meant for small models (the demo models, stories260K); a model whose weights and one
  * prompt's activations cannot fit stops with one line before any work.
@@ -16,35 +16,12 @@ import * as tf from '@tensorflow/tfjs';
 import { forward } from '../model/forward.ts';
 import { expectedTensors, splitLayerName } from '../model/config.ts';
 import { modelFromTensors, parameterCount, readHfWeight, type LlamaModel } from '../model/model.ts';
-import { availableMemory, gb, RUNTIME_OVERHEAD, WASM_HEAP_LIMIT } from '../model/memory-estimate.ts';
-import { KERNELS } from '../runtime/kernel-names.ts';
+import { availableMemory, gb, RUNTIME_OVERHEAD } from '../model/memory-estimate.ts';
+import { gradientMemory, onGradientBackend } from '../runtime/backend.ts';
 import { UserError } from '../runtime/errors.ts';
 import { flagOf, type WeightGradients } from '../compress/methods/method.ts';
 import { taylor } from '../compress/methods/taylor.ts';
-
-/** Whether every op the decoder runs on the current backend has a gradient (no fused mka kernels registered). */
-export function backendHasGradients(): boolean {
-  return Object.values(KERNELS).every((k) => tf.getKernel(k, tf.getBackend()) === undefined);
-}
-
-/** Switches to a backend with gradients for `work` and back; returns what it returns and the backend used. */
-async function onGradientBackend<T>(work: () => T | Promise<T>): Promise<{ value: T; backend: string }> {
-  const current = tf.getBackend();
-  if (backendHasGradients()) return { value: await work(), backend: current };
-  let target = 'cpu';
-  try {
-    await import('@tensorflow/tfjs-backend-wasm');
-    if (await tf.setBackend('wasm')) target = 'wasm';
-  } catch {
-    // no wasm: plain JS
-  }
-  if (target === 'cpu' && !(await tf.setBackend('cpu'))) throw new Error('gradients: neither the wasm nor the cpu backend starts');
-  try {
-    return { value: await work(), backend: target };
-  } finally {
-    await tf.setBackend(current);
-  }
-}
+import { MICRO_BATCH } from '../compress/options.ts';
 
 /**
  * ∂(mean calibration NLL)/∂W for every decoder-layer tensor of `model` on the calibration prompts `ids`
@@ -61,11 +38,13 @@ export async function weightGradients(model: LlamaModel, ids: number[][], opts: 
   const rowBytes = 8 * (c.num_hidden_layers * (T * (8 * c.hidden_size + 4 * c.intermediate_size) + 2 * c.num_attention_heads * T * T) + 3 * T * c.vocab_size);
   const fixed = 12 * params + RUNTIME_OVERHEAD; // float32 weights, their gradients and the sums of them
   const avail = availableMemory();
-  const budget = Math.min(avail ?? Infinity, WASM_HEAP_LIMIT) - fixed; // the gradient backend is wasm (or cpu) unless the current one has gradients
+  const heap = gradientMemory().heapLimit; // where the pass runs: the current backend, or wasm when it has fused kernels
+  const budget = Math.min(avail ?? Infinity, heap ?? Infinity) - fixed;
   if (budget < rowBytes) {
-    throw new UserError(`taylor: gradients need about ${gb(fixed + rowBytes)} (float32 weights and gradients of ${(params / 1e6).toFixed(1)}M parameters, one ${T}-token prompt's activations) but ${gb(fixed + Math.max(0, budget))} is available${avail !== null && avail < WASM_HEAP_LIMIT ? '' : ' (WebAssembly\'s 4 GB heap)'}; use a smaller ${flagOf(taylor.parameters.maxTokens)}, or magnitude, shortgpt or sleb on this model`);
+    const bound = heap !== null && (avail === null || heap <= avail) ? ` (the ${gradientMemory().backend} heap's ${gb(heap)})` : '';
+    throw new UserError(`taylor: gradients need about ${gb(fixed + rowBytes)} (float32 weights and gradients of ${(params / 1e6).toFixed(1)}M parameters, one ${T}-token prompt's activations) but ${gb(fixed + Math.max(0, budget))} is available${bound}; use a smaller ${flagOf(taylor.parameters.maxTokens)}, or magnitude, shortgpt or sleb on this model`);
   }
-  const micro = Math.max(1, Math.min(opts.microBatch ?? 8, Math.floor(budget / 2 / rowBytes)));
+  const micro = Math.max(1, Math.min(opts.microBatch ?? MICRO_BATCH.default, Math.floor(budget / 2 / rowBytes)));
   // float32 copies in Hugging Face layout, read before any backend switch
   const names = [...expectedTensors(c).keys()];
   const values = new Map(names.map((n) => [n, readHfWeight(model, n)] as const));

@@ -5,7 +5,7 @@
  */
 import { option } from '../runtime/options.ts';
 import { METHODS } from '../compress/methods/registry.ts';
-import { HF_DTYPES } from '../weights/options.ts';
+import { HF_DTYPE } from '../weights/options.ts';
 
 /** The registered methods' names (the choices of --method and --methods). */
 export const METHOD_NAMES: readonly string[] = METHODS.map((m) => m.name);
@@ -14,9 +14,9 @@ export const METHOD = option({ name: 'method', option: 'method', type: 'choice',
 export const REMOVE = option({ name: 'remove', option: 'remove', type: 'integer', min: 0, help: 'number of layers to remove (required unless --plan)' });
 /** Declared with the model directories that record a plan (weights/options.ts), whose cards name it. */
 export { PLAN } from '../weights/options.ts';
+/** compress's --dtype: export hf's (HF_DTYPE), whose default a replayed plan replaces with the dtype it records. */
 export const OUT_DTYPE = option({
-  name: 'dtype', option: 'dtype', type: 'choice', choices: HF_DTYPES,
-  help: 'storage dtype of the output (default: the source model\'s torch_dtype, else float32; with --plan, the dtype it records)',
+  ...HF_DTYPE, help: 'storage dtype of the output (default: the source model\'s torch_dtype, else float32; with --plan, the dtype it records)',
 });
 export const FIT_LAMBDA = option({
   name: 'fitLambda', option: 'fit-lambda', type: 'boolean', group: 'Merging:',

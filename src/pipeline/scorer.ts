@@ -18,6 +18,7 @@ import { rmsNorm } from '../model/ops.ts';
 import { planModel } from '../compress/plan-model.ts';
 import { keptLayers } from '../compress/merge-plan.ts';
 import type { PlanScorer } from '../compress/methods/method.ts';
+import { MICRO_BATCH } from '../compress/options.ts';
 
 /** Right-padded rows of the prompts and their lengths. */
 function padded(ids: number[][]): { rows: number[][]; T: number } {
@@ -87,7 +88,7 @@ function cosine(a: Float32Array, b: Float32Array): number {
 
 /** The scorer of candidate plans of `model` on the calibration prompts `ids` (token ids, BOS included). */
 export function planScorer(model: LlamaModel, ids: number[][], opts: { microBatch?: number } = {}): PlanScorer {
-  const micro = opts.microBatch ?? 8;
+  const micro = opts.microBatch ?? MICRO_BATCH.default;
   const V = model.config.vocab_size;
   let reference: Float32Array[] | null = null;
   const tokens = ids.length * Math.max(...ids.map((r) => r.length));

@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { existsSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Worker, type Job, type JobJson } from 'bullmq';
-import type { BackendChoice, ComputeChoice } from '../runtime/backend-choice.ts';
+import { BACKEND_OPTION, type BackendChoice, type ComputeChoice } from '../runtime/backend-choice.ts';
 import { UserError } from '../runtime/errors.ts';
 import { checkAddress, connectRedis, type QueueAddress } from './connection.ts';
 import type { SweepJob } from './jobs.ts';
@@ -73,7 +73,7 @@ export async function runWorker(opts: WorkerOptions): Promise<void> {
   if (!connection) return; // stopped while connecting
   const root = resolve(opts.root ?? process.cwd());
   if (!existsSync(root) || !statSync(root).isDirectory()) throw new UserError(`${flag(ROOT)} ${root}: not a directory; give the directory that holds the sweeps' models, data and results`);
-  const settings: ProcessorSettings = { backend: opts.backend ?? 'auto', threads: opts.threads, compute: opts.compute, quiet: opts.quiet ?? false, root };
+  const settings: ProcessorSettings = { backend: opts.backend ?? BACKEND_OPTION.default, threads: opts.threads, compute: opts.compute, quiet: opts.quiet ?? false, root };
   // The processor beside this module: compiled JavaScript when mka runs from dist/, else TypeScript through tsx.
   const compiled = import.meta.url.endsWith('.js');
   const processor = fileURLToPath(new URL(compiled ? './processor.js' : './processor.ts', import.meta.url));

@@ -7,12 +7,13 @@
  * native-matmul.ts) unless `wasm` is asked for explicitly or `MKA_NATIVE=0`.
  */
 import * as tf from '@tensorflow/tfjs';
-import { flag } from './options.ts';
+import { checkOption, flag } from './options.ts';
 import { UserError } from './errors.ts';
 import { installNativeMatMul, uninstallNativeMatMul, wasmProfile } from './native-matmul.ts';
 import { NATIVE_BACKEND, registerNativeBackend } from './native-kernels.ts';
 import { BACKENDS, BACKEND_OPTION, COMPUTE_CHOICES, COMPUTE_OPTION, type BackendChoice, type ComputeChoice } from './backend-choice.ts';
-import { plainProfile, registerProfile, type BackendProfile } from './profile.ts';
+import { backendProfile, currentProfile, plainProfile, registerProfile, type BackendProfile, type MemoryModel } from './profile.ts';
+import { loadNativeAddon } from './native-addon.ts';
 
 export { BACKENDS, COMPUTE_CHOICES, type BackendChoice, type ComputeChoice };
 
@@ -69,13 +70,9 @@ export async function initBackend(
   choice: BackendChoice = 'auto',
   opts: { native?: boolean; threads?: number; gradients?: boolean; compute?: ComputeChoice; log?: (msg: string) => void } = {},
 ): Promise<BackendInfo> {
-  if (!(BACKENDS as readonly string[]).includes(choice)) {
-    throw new UserError(`${flag(BACKEND_OPTION)} ${choice} is not one of ${BACKENDS.join(', ')}`);
-  }
-  const compute = opts.compute ?? 'auto';
-  if (!(COMPUTE_CHOICES as readonly string[]).includes(compute)) {
-    throw new UserError(`${flag(COMPUTE_OPTION)} ${compute} is not one of ${COMPUTE_CHOICES.join(', ')}`);
-  }
+  checkOption(BACKEND_OPTION, choice); // a library caller's value, checked as the command line's
+  const compute = opts.compute ?? COMPUTE_OPTION.default;
+  checkOption(COMPUTE_OPTION, compute);
   if (opts.gradients && choice === 'native') {
     throw new UserError(`${flag(BACKEND_OPTION)} native: its fused kernels have no gradients, so it cannot train; use ${flag(BACKEND_OPTION)} auto or wasm`);
   }
@@ -123,4 +120,39 @@ export async function initBackend(
   }
   log(`backend: ${info.description}; ${describeCompute(profile)}`);
   return { ...info, profile };
+}
+
+/**
+ * Where a training pass (gradients of the decoder's ops) runs: the current backend when its profile has
+ * gradients, else WebAssembly (onGradientBackend's first choice), whose memory model bounds the pass.
+ */
+export function gradientMemory(): MemoryModel {
+  const p = currentProfile();
+  return p.gradients ? p.memory : plainProfile('wasm').memory;
+}
+
+/**
+ * Runs `work` on a backend where every op the decoder runs has a gradient: the current one when its
+ * profile says so, else WebAssembly (plain JS `cpu` when wasm cannot start), switching back afterwards
+ * (the current backend keeps its profile). Returns what `work` returns and the backend it ran on.
+ */
+export async function onGradientBackend<T>(work: () => T | Promise<T>): Promise<{ value: T; backend: string }> {
+  const current = currentProfile();
+  if (current.gradients) return { value: await work(), backend: current.backend };
+  const target = (await tryWasm()) ? 'wasm' : 'cpu';
+  if (target === 'cpu' && !(await tf.setBackend('cpu'))) throw new Error('gradients: neither the wasm nor the cpu backend starts');
+  try {
+    return { value: await work(), backend: target };
+  } finally {
+    await tf.setBackend(current.backend);
+  }
+}
+
+/**
+ * The backend to suggest when the wasm heap is too small, and its memory model: native where its addon
+ * loads, else plain JS (both keep tensors in RAM).
+ */
+export function offHeapBackend(): { backend: 'native' | 'cpu'; profile: MemoryModel } {
+  const backend = loadNativeAddon().addon ? 'native' : 'cpu';
+  return { backend, profile: backendProfile(backend) };
 }

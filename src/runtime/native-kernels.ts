@@ -275,7 +275,7 @@ export function nativeProfile(addon: NativeAddon, compute: ComputeChoice): Backe
   return {
     backend: NATIVE_BACKEND, transposeFromRows: null, transposedProjections: false, takes16Bit: true,
     bf16Products: { kernel: i.bf16Kernel, hardware: !i.bf16Kernel.startsWith('emulated') && i.bf16Kernel !== 'amx-emulated' },
-    integerProducts: i.int8Kernel, compute,
+    integerProducts: i.int8Kernel, compute, gradients: false,
     memory: { backend: NATIVE_BACKEND, heapLimit: null, keeps16Bit: true, blockedAttention: true, bf16Matrices: compute === 'bfloat16' },
   };
 }

@@ -42,6 +42,8 @@ export interface BackendProfile {
   integerProducts: string | null;
   /** --compute of this run. */
   compute: ComputeChoice;
+  /** Every op the decoder runs has a gradient (no fused kernel without one), so a training pass runs here (backend.ts onGradientBackend). */
+  gradients: boolean;
   memory: MemoryModel;
 }
 
@@ -53,8 +55,17 @@ export function plainProfile(backend: string, compute: ComputeChoice = 'auto'): 
   const wasm = backend === 'wasm';
   return {
     backend, transposeFromRows: wasm ? 0 : null, transposedProjections: wasm, takes16Bit: false, bf16Products: null,
-    integerProducts: null, compute, memory: { backend, heapLimit: wasm ? WASM_HEAP_LIMIT : null, keeps16Bit: false, blockedAttention: true },
+    integerProducts: null, compute, gradients: true, memory: { backend, heapLimit: wasm ? WASM_HEAP_LIMIT : null, keeps16Bit: false, blockedAttention: true },
   };
+}
+
+/**
+ * The memory model of a backend by name, for estimates of a backend not in use (the one to suggest):
+ * the wasm heap's ceiling on wasm, 16-bit weights kept as stored where the backend's kernels take them
+ * (`keeps16Bit`: the native backend's), attention in blocks everywhere.
+ */
+export function backendProfile(backend: string, keeps16Bit = backend === 'native'): MemoryModel {
+  return { backend, heapLimit: backend === 'wasm' ? WASM_HEAP_LIMIT : null, keeps16Bit, blockedAttention: true };
 }
 
 /** The wasm heap a tfjs wasm build can address. */

@@ -182,7 +182,7 @@ export async function startServe(opts: ServeOptions): Promise<Serving> {
     }
   });
   const host = opts.host ?? '127.0.0.1';
-  const port0 = opts.port ?? 8080;
+  const port0 = opts.port ?? PORT.default;
   await new Promise<void>((ok, fail) => {
     server.once('error', (e: NodeJS.ErrnoException) => fail(listenError(e, host, port0)));
     server.listen(port0, host, ok);

@@ -100,7 +100,7 @@ function packedPart(pm: PackedMatrix, part: number): Uint8Array {
  */
 export async function writeHfModel(source: TensorSource, outDir: string, opts: HfWriteOptions): Promise<HfExportResult> {
   checkOption(HF_DTYPE, opts.dtype);
-  const shardMb = opts.shardMb ?? 5000;
+  const shardMb = opts.shardMb ?? HF_SHARD_MB.default;
   checkOption(HF_SHARD_MB, shardMb);
   const specs = new Map(source.names.map((name) => [name, source.packed?.(name) ?? null]));
   const anyPacked = [...specs.values()].some((s) => s !== null);

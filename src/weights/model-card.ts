@@ -3,11 +3,11 @@
  * the form the Hugging Face hub reads and mergekit writes: YAML front matter (`base_model`,
  * `library_name`, `tags`, `pipeline_tag`), then what was done to the base model, how to reproduce it,
  * and what it scored when that is known. Writers pass the text as `extraFiles['README.md']` of
- * writeHfModel. `modelCardFromDir` reads what an input directory records (its merge.json, its
+ * writeHfModel. `modelCardHistory` takes what an input model records (its merge.json, its
  * quantization_config) so a card written further down the line keeps the history.
  */
-import { existsSync, readFileSync } from 'node:fs';
-import { basename, join } from 'node:path';
+import { basename } from 'node:path';
+import type { LlamaConfig } from '../model/config.ts';
 import { mkaVersion } from '../runtime/version.ts';
 import { flag } from '../runtime/options.ts';
 import { OUT } from '../io/output-options.ts';
@@ -172,26 +172,16 @@ export function modelCard(info: ModelCardInfo): string {
 }
 
 /**
- * What an input model directory records about how it was made (its merge.json; the quantization_config
- * of its config.json), for the card of a directory written from it. Missing or unreadable files give nothing.
+ * What an input model records about how it was made, for the card of a directory written from it: its
+ * merge.json (read and checked by the caller, compress/plan-file.ts readMergeRecord; null when it has
+ * none) and the quantization_config of its config (checked by readConfig).
  */
-export function modelCardFromDir(dir: string): Pick<ModelCardInfo, 'compression' | 'quantization'> & { baseModel: string | null } {
-  const read = (f: string): unknown => {
-    try {
-      return existsSync(join(dir, f)) ? JSON.parse(readFileSync(join(dir, f), 'utf8')) : undefined;
-    } catch {
-      return undefined;
-    }
-  };
-  const merge = read('merge.json');
-  const config = read('config.json');
-  const qc = isObject(config) && isObject(config.quantization_config) ? config.quantization_config : null;
-  const quantization = qc && typeof qc.bits === 'number'
-    ? { method: String(qc.method ?? qc.quant_method ?? 'quantized'), bits: qc.bits, group: (typeof qc.group_size === 'number' ? qc.group_size : 'in') as number | 'in', symmetric: qc.sym !== false, details: qc }
-    : undefined;
+export function modelCardHistory(merge: Record<string, unknown> | null, config: Pick<LlamaConfig, 'quantization_config'>): Pick<ModelCardInfo, 'compression' | 'quantization'> & { baseModel: string | null } {
+  const qc = config.quantization_config;
+  const quantization = qc ? { method: qc.method, bits: qc.bits, group: qc.group_size === -1 ? 'in' as const : qc.group_size, symmetric: qc.sym, details: { ...qc } } : undefined;
   return {
-    baseModel: isObject(merge) && typeof merge.source_model === 'string' ? merge.source_model : null,
-    ...(isObject(merge) ? { compression: merge } : {}),
+    baseModel: typeof merge?.source_model === 'string' ? merge.source_model : null,
+    ...(merge ? { compression: merge } : {}),
     ...(quantization ? { quantization } : {}),
   };
 }

@@ -12,8 +12,8 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { Workload } from '../../model/memory-estimate.ts';
-import { BATCH_SIZE, LIMIT, REFERENCE_MODEL } from './options.ts';
-import { checkOption, flag } from '../../runtime/options.ts';
+import { ANSWER_TOKENS, BATCH_SIZE, LIMIT, MMLU_KEY, REFERENCE_MODEL } from './options.ts';
+import { checkOption, flag, keyFields } from '../../runtime/options.ts';
 import { PASS_HIDDEN_BYTES, passTokens } from '../../model/forward.ts';
 import { argmax } from '../../model/generate.ts';
 import { streamsLayers, type LlamaModel } from '../../model/model.ts';
@@ -53,7 +53,7 @@ export interface EvaluateMmluOptions {
   subjects?: readonly string[];
   /** Answer token of a letter: "A" (default, as the paper) or " A". */
   answerTokens?: AnswerTokens;
-  /** Questions per forward pass on the cached path (default 16). */
+  /** Questions per forward pass on the cached path (default: BATCH_SIZE's). */
   batchSize?: number;
   /** Longest padding of a batch row, as a fraction of its batch's longest row (default MAX_PADDING, 0.1). */
   maxPadding?: number;
@@ -66,7 +66,7 @@ export interface EvaluateMmluOptions {
   /** Drop earlier results in `out` instead of refusing a different run. */
   fresh?: boolean;
   /** Extra run-key fields (e.g. the weight quantization applied by the caller). */
-  keyExtra?: Record<string, string | number | boolean | null>;
+  keyExtra?: Readonly<Record<string, unknown>>;
   /** JSONL file receiving every prompt as fed to the model. */
   dumpPrompts?: string;
   /** Build, tokenize (and dump) the prompts but run no model. */
@@ -248,10 +248,10 @@ export async function evaluateMmlu(opts: EvaluateMmluOptions): Promise<EvaluateM
   if (subjects.length === 0) throw new UserError('no MMLU subjects to evaluate');
   checkNtrain({ ...data, subjects }, opts.ntrain);
   checkOption(LIMIT, opts.limit);
-  const batchSize = opts.batchSize ?? 16;
+  const batchSize = opts.batchSize ?? BATCH_SIZE.default;
   checkOption(BATCH_SIZE, batchSize);
   const maxPadding = opts.maxPadding ?? MAX_PADDING;
-  const answerTokens = opts.answerTokens ?? 'letter';
+  const answerTokens = opts.answerTokens ?? ANSWER_TOKENS.default;
   const answerIds = answerTokenIds(tokenizer, answerTokens, model.config.vocab_size);
   const maxTokens = model.config.max_position_embeddings;
   const ref = opts.referenceModel;
@@ -290,7 +290,7 @@ export async function evaluateMmlu(opts: EvaluateMmluOptions): Promise<EvaluateM
   const float32 = model.compute === 'float32' && (!ref || ref.compute === 'float32');
   const key: RunKey = {
     version: 1, model: modelFingerprint(model), reference: ref ? modelFingerprint(ref) : null,
-    ntrain: opts.ntrain, limit: opts.limit ?? null, answerTokens, maxTokens, ...(float32 ? {} : { compute: ref ? `${model.compute},${ref.compute}` : model.compute }),
+    ...keyFields(MMLU_KEY, opts), maxTokens, ...(float32 ? {} : { compute: ref ? `${model.compute},${ref.compute}` : model.compute }),
     ...(opts.keyExtra ?? {}),
   };
   const results = opts.out !== undefined ? openResultsDir(opts.out, key, !!opts.fresh) : null;

@@ -39,3 +39,8 @@ export const EVAL_QUANTIZE = option({
 export const DUMP_PROMPTS = option({ name: 'dumpPrompts', option: 'dump-prompts', type: 'string', path: 'output-file', help: 'write every prompt as fed to the model to this JSONL file' });
 export const DRY_RUN = option({ name: 'dryRun', option: 'dry-run', type: 'boolean', default: false, help: 'build and tokenize the prompts, report counts and a time estimate; run no evaluation' });
 export const FRESH = option({ name: 'fresh', option: 'fresh', type: 'boolean', default: false, help: 'discard earlier results in the results directory' });
+
+/** What an MMLU run key records of its options, in the key's order (evaluate.ts; results.ts compares keys). */
+export const MMLU_KEY = [NTRAIN, LIMIT, ANSWER_TOKENS] as const;
+/** What `eval mmlu` adds to the key (the weights' rounding, BOS), as sweeps and `eval tasks` key their MMLU runs too. */
+export const MMLU_EVAL_KEY = [EVAL_QUANTIZE, BOS] as const;

@@ -39,7 +39,7 @@ import type { MmluSummary, ScoreRow } from './summary.ts';
 export type { MmluSummary, ScoreRow };
 
 /** What a run's results depend on; results are reused only under an identical key. */
-export type RunKey = Record<string, string | number | boolean | null>;
+export type RunKey = Record<string, unknown>;
 
 /**
  * Run-key fields added after results directories were first written, with the value a key without

@@ -16,8 +16,8 @@ import { scoringTokenizer, type AnswerTokens, type PlanStats } from './question-
 import type { MmluSummary } from './results.ts';
 import { mmluSamplesText } from './samples.ts';
 import { atomicWriteText } from '../../io/atomic.ts';
-import { checkOption } from '../../runtime/options.ts';
-import { EVAL_QUANTIZE } from './options.ts';
+import { checkOption, keyFields } from '../../runtime/options.ts';
+import { ANSWER_TOKENS, BATCH_SIZE, EVAL_QUANTIZE, MMLU_EVAL_KEY } from './options.ts';
 
 export interface RunMmluOptions {
   model: string;
@@ -69,7 +69,7 @@ export function defaultMmluOut(modelDir: string, quantize: QuantScheme = 'none',
 
 /** Runs (or with dryRun, plans and times) the MMLU evaluation of a model directory. */
 export async function runMmluEval(opts: RunMmluOptions): Promise<RunMmluResult> {
-  const quantize = opts.quantize ?? 'none';
+  const quantize = opts.quantize ?? EVAL_QUANTIZE.default;
   checkOption(EVAL_QUANTIZE, quantize);
   const bos = opts.bos ?? true;
   const tokenizer = scoringTokenizer(await loadTokenizer(opts.model), bos);
@@ -89,12 +89,12 @@ export async function runMmluEval(opts: RunMmluOptions): Promise<RunMmluResult> 
     const r = await evaluateMmlu({
       model, tokenizer, data, ntrain: opts.ntrain, limit: opts.limit, answerTokens: opts.answerTokens,
       batchSize: opts.batchSize, cached: !opts.naive, referenceModel: reference, out: out ?? undefined, fresh: opts.fresh,
-      keyExtra: { quantize, bos }, dumpPrompts: opts.dumpPrompts, dryRun: opts.dryRun, onProgress: opts.onProgress, signal: opts.signal,
+      keyExtra: keyFields(MMLU_EVAL_KEY, { quantize, bos }), dumpPrompts: opts.dumpPrompts, dryRun: opts.dryRun, onProgress: opts.onProgress, signal: opts.signal,
     });
-    const estimate = opts.dryRun ? estimateMmluCost(model, r.stats, opts.batchSize ?? 16) : undefined;
+    const estimate = opts.dryRun ? estimateMmluCost(model, r.stats, opts.batchSize ?? BATCH_SIZE.default) : undefined;
     if (opts.logSamples && out && r.summary) {
       for (const subject of r.summary.subjects.map((x) => x.name)) {
-        atomicWriteText(join(out, `samples_mmlu_${subject}.jsonl`), mmluSamplesText(data, r.records.filter((q) => q.subject === subject), opts.answerTokens ?? 'letter'));
+        atomicWriteText(join(out, `samples_mmlu_${subject}.jsonl`), mmluSamplesText(data, r.records.filter((q) => q.subject === subject), opts.answerTokens ?? ANSWER_TOKENS.default));
       }
     }
     return { out, summary: r.summary, records: r.records, stats: r.stats, estimate, resumedSubjects: r.resumedSubjects, seconds: r.seconds, planSeconds: r.planSeconds, computedQuestions: r.computedQuestions };

@@ -11,6 +11,8 @@ import { streamsLayers, type LlamaModel } from '../../model/model.ts';
 import { currentProfile } from '../../runtime/profile.ts';
 import { slidingWindows, type PplWindow } from './windows.ts';
 import { openPplResults, type PplSummary, type WindowResult } from './results.ts';
+import { keyFields } from '../../runtime/options.ts';
+import { PPL_KEY, PPL_KEY_FIELDS } from './options.ts';
 
 /**
  * The forward job of one window and its result once the job has run: the sum of −log p(token) over
@@ -64,8 +66,6 @@ export interface EvaluatePplOptions {
   /** Results directory (resumable); without it nothing is saved. */
   out?: string;
   fresh?: boolean;
-  /** What else the results depend on (corpus name, tokenizer), for the run key. */
-  keyExtra?: Record<string, string | number | boolean | null>;
   onProgress?: (p: PplProgress) => void;
   signal?: AbortSignal;
 }
@@ -79,7 +79,7 @@ export class PplInterrupted extends Error {
 /** Perplexity of `model` on `ids` (resumes from `out` when it holds windows of the same run). */
 export async function evaluatePerplexity(opts: EvaluatePplOptions): Promise<{ summary: PplSummary; resumedWindows: number; seconds: number }> {
   const windows = slidingWindows(opts.ids.length, opts.seqLen, opts.stride);
-  const results = opts.out ? openPplResults(opts.out, opts.model, opts.ids, { seq_len: opts.seqLen, stride: opts.stride, ...opts.keyExtra }, !!opts.fresh) : null;
+  const results = opts.out ? openPplResults(opts.out, opts.model, opts.ids, keyFields(PPL_KEY, opts, PPL_KEY_FIELDS), !!opts.fresh) : null;
   const all: (WindowResult | null)[] = windows.map((_, i) => results?.load(i) ?? null);
   const resumedWindows = all.filter((r) => r !== null).length;
   const toCompute = windows.length - resumedWindows;

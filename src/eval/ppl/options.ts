@@ -19,3 +19,7 @@ export const STRIDE = option({
   name: 'stride', option: 'stride', type: 'integer', min: 1,
   help: 'tokens between window starts (default --seq-len: disjoint windows; smaller gives each scored token more context)',
 });
+
+/** What a perplexity run key records of its options (results.ts), as resolved for the model; the key's field names are snake_case. */
+export const PPL_KEY = [SEQ_LEN, STRIDE] as const;
+export const PPL_KEY_FIELDS = { [SEQ_LEN.name]: 'seq_len' };

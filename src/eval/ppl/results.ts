@@ -49,7 +49,7 @@ export function idsFingerprint(ids: readonly number[]): string {
 }
 
 /** Opens (creating) a perplexity results directory; refuses one of a different run unless `fresh`. */
-export function openPplResults(dir: string, model: LlamaModel, ids: readonly number[], settings: Record<string, string | number | boolean | null>, fresh: boolean): PplResults {
+export function openPplResults(dir: string, model: LlamaModel, ids: readonly number[], settings: Readonly<Record<string, unknown>>, fresh: boolean): PplResults {
   // bf16 products give other perplexities: their runs are keyed apart (float32 keys stay as they were)
   const key = { model: modelFingerprint(model), corpus: idsFingerprint(ids), corpus_tokens: ids.length, ...(model.compute === 'float32' ? {} : { compute: model.compute }), ...settings };
   const keyFile = join(dir, 'run-key.json');

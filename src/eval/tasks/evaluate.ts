@@ -15,7 +15,8 @@ import { join } from 'node:path';
 import { passTokens } from '../../model/forward.ts';
 import { streamsLayers, type LlamaModel } from '../../model/model.ts';
 import { atomicWriteText } from '../../io/atomic.ts';
-import { readJsonObject } from '../../io/read.ts';
+import { readChecked } from '../../io/schema.ts';
+import { TASK_SHARD } from './result-files.ts';
 import { modelFingerprint } from '../fingerprint.ts';
 import { UserError } from '../../runtime/errors.ts';
 import { PythonRandom } from '../../runtime/python-random.ts';
@@ -25,10 +26,10 @@ import { MAX_PADDING, scorePlans, type RowScore, type ScorePlan } from '../scori
 import { choiceMetrics, metricOf, pooledStderr, type MetricValue } from './metrics.ts';
 import { docRequests, type DocRequests } from './requests.ts';
 import type { Doc, Subtask, TaskDefinition, TaskGroup } from './task.ts';
-import { checkOption, flag } from '../../runtime/options.ts';
+import { checkOption, flag, keyFields } from '../../runtime/options.ts';
 import { OUT } from '../../io/output-options.ts';
 import { FRESH } from '../mmlu/options.ts';
-import { NUM_FEWSHOT, TASK_BATCH_SIZE, TASK_LIMIT } from './options.ts';
+import { NUM_FEWSHOT, TASK_BATCH_SIZE, TASK_KEY, TASK_KEY_FIELDS, TASK_LIMIT } from './options.ts';
 
 /** Documents per shard: the unit of resumption. */
 export const SHARD_DOCS = 500;
@@ -106,13 +107,13 @@ export interface EvaluateTasksOptions {
   /** Results directory (resumable): OUT/<task>/shards/. */
   out?: string;
   fresh?: boolean;
-  /** Rows per batch (default 16), and prefix caching with batching (default true; false runs every row alone). */
+  /** Rows per batch (default: TASK_BATCH_SIZE's), and prefix caching with batching (default true; false runs every row alone). */
   batchSize?: number;
   cached?: boolean;
   /** The model's context in tokens (lm-eval's max_length; default max_position_embeddings). */
   maxLength?: number;
   /** Extra run-key fields (e.g. weight quantization). */
-  keyExtra?: Record<string, string | number | boolean | null>;
+  keyExtra?: Readonly<Record<string, unknown>>;
   onProgress?: (p: EvaluateTasksProgress) => void;
   /** Stops between batches with TasksInterrupted; finished shards stay saved. */
   signal?: AbortSignal;
@@ -294,7 +295,7 @@ export async function evaluateTasks(opts: EvaluateTasksOptions): Promise<Evaluat
   const { model } = opts;
   const enc = requestEncoder(opts.tokenizer);
   const maxLength = opts.maxLength ?? model.config.max_position_embeddings;
-  const batchSize = opts.batchSize ?? 16;
+  const batchSize = opts.batchSize ?? TASK_BATCH_SIZE.default;
   checkOption(TASK_BATCH_SIZE, batchSize);
   const cached = opts.cached ?? true;
   const t0 = performance.now();
@@ -305,8 +306,8 @@ export async function evaluateTasks(opts: EvaluateTasksOptions): Promise<Evaluat
   const fileOf = new Map<Shard, { path: string; stamp: string }>();
   for (const input of opts.tasks) {
     const key = {
-      version: 1, task: input.task.name, taskVersion: input.task.version, model: opts.out ? modelFingerprint(model) : null, shots: input.shots,
-      limit: input.limit, maxLength, ...(model.compute === 'float32' ? {} : { compute: model.compute }), ...(opts.keyExtra ?? {}),
+      version: 1, task: input.task.name, taskVersion: input.task.version, model: opts.out ? modelFingerprint(model) : null,
+      ...keyFields(TASK_KEY, { numFewshot: input.shots, limit: input.limit, maxLength }, TASK_KEY_FIELDS), ...(model.compute === 'float32' ? {} : { compute: model.compute }), ...(opts.keyExtra ?? {}),
     };
     const dir = opts.out !== undefined ? openTaskDir(opts.out, input.task.name, key, !!opts.fresh) : null;
     for (const sub of input.subtasks) {
@@ -322,8 +323,8 @@ export async function evaluateTasks(opts: EvaluateTasksOptions): Promise<Evaluat
         const path = dir.file(sub.name, index);
         fileOf.set(shard, { path, stamp: dir.stamp });
         if (!existsSync(path)) continue;
-        const stored = readJsonObject(path, 'task results shard') as { runKey?: string; data?: string; records?: DocRecord[] };
-        if (stored.runKey !== dir.stamp || !Array.isArray(stored.records)) throw new UserError(`${path}: computed by a different run than ${join(opts.out!, input.task.name, 'run-key.json')} describes; add ${flag(FRESH)} to recompute`);
+        const stored = readChecked(path, TASK_SHARD, 'task results shard', `delete the file to recompute the shard, or add ${flag(FRESH)} to recompute every shard`);
+        if (stored.runKey !== dir.stamp) throw new UserError(`${path}: computed by a different run than ${join(opts.out!, input.task.name, 'run-key.json')} describes; add ${flag(FRESH)} to recompute`);
         if (stored.data !== shard.fingerprint) throw new UserError(`${path}: the documents of ${sub.name} changed since these results were computed; choose another ${flag(OUT)}, or add ${flag(FRESH)} to recompute`);
         done.set(shard, stored.records);
       }

@@ -38,6 +38,10 @@ export const MAX_LENGTH = option({
   help: 'the model\'s context in tokens (lm-eval\'s max_length; default max_position_embeddings): longer inputs lose their first tokens',
 });
 
+/** What a task's run key records of its options (evaluate.ts), in the key's order; `shots` is the key's field of the few-shot count. */
+export const TASK_KEY = [NUM_FEWSHOT, TASK_LIMIT, MAX_LENGTH] as const;
+export const TASK_KEY_FIELDS = { [NUM_FEWSHOT.name]: 'shots' };
+
 /** `mka sweep --tasks`: what every point is evaluated on. */
 export const SWEEP_TASKS = option({
   name: 'tasks', option: 'tasks', type: 'choice', list: true, choices: TASK_NAMES, default: 'mmlu',

@@ -25,8 +25,9 @@ import { currentProfile } from '../../runtime/profile.ts';
 import { mmluPointMetrics } from './metrics.ts';
 import { loadMmlu, type MmluData } from '../mmlu/data.ts';
 import { evaluateMmlu, mmluWorkload } from '../mmlu/evaluate.ts';
-import { flag } from '../../runtime/options.ts';
+import { flag, keyFields } from '../../runtime/options.ts';
 import { TASK_BATCH_SIZE, TASK_SUBJECTS } from './options.ts';
+import { ANSWER_TOKENS, MMLU_EVAL_KEY, NTRAIN } from '../mmlu/options.ts';
 import { checkNtrain } from '../mmlu/prompt.ts';
 import { mmluSamplesText } from '../mmlu/samples.ts';
 import { lmEvalJson, sampleOf, samplesFile } from './results.ts';
@@ -85,7 +86,7 @@ export async function prepareTasksEval(opts: RunTasksOptions): Promise<PreparedT
   for (const t of opts.tasks) {
     if (t.name === PAPER_MMLU) {
       mmlu = loadMmlu(t.data, { subjects: opts.subjects });
-      checkNtrain(mmlu, opts.shots ?? 5);
+      checkNtrain(mmlu, opts.shots ?? NTRAIN.default);
     } else {
       const task = getTask(t.name);
       // --subjects picks MMLU subjects: of the tasks that have them (any other refuses it when alone)
@@ -110,8 +111,8 @@ export async function runTasksEval(opts: RunTasksOptions, prepared?: PreparedTas
     writeMarker(opts.out, 'task-results');
     // the paper's MMLU (its own evaluator and results directory, OUT/mmlu/), then the others in shared passes
     const paper = mmlu ? await evaluateMmlu({
-      model, tokenizer, data: mmlu, ntrain: opts.shots ?? 5, limit: opts.limit, batchSize: opts.batchSize, cached: !opts.naive, out: join(opts.out, PAPER_MMLU),
-      fresh: opts.fresh, keyExtra: { quantize: 'none', bos: true }, signal: opts.signal,
+      model, tokenizer, data: mmlu, ntrain: opts.shots ?? NTRAIN.default, limit: opts.limit, batchSize: opts.batchSize, cached: !opts.naive, out: join(opts.out, PAPER_MMLU),
+      fresh: opts.fresh, keyExtra: keyFields(MMLU_EVAL_KEY, { bos: true }), signal: opts.signal,
       onProgress: (p) => opts.onProgress?.({ phase: 'mmlu', label: `mmlu (${p.subjectsDone}/${p.subjectsTotal} subjects)`, docs: p.questions, docsToRun: p.questionsToRun }),
     }) : null;
     if (paper?.summary) {
@@ -122,7 +123,7 @@ export async function runTasksEval(opts: RunTasksOptions, prepared?: PreparedTas
       }
       if (opts.logSamples) {
         for (const subject of paper.summary.subjects.map((x) => x.name)) {
-          atomicWriteText(join(opts.out, PAPER_MMLU, `samples_mmlu_${subject}.jsonl`), mmluSamplesText(mmlu!, paper.records.filter((q) => q.subject === subject), 'letter'));
+          atomicWriteText(join(opts.out, PAPER_MMLU, `samples_mmlu_${subject}.jsonl`), mmluSamplesText(mmlu!, paper.records.filter((q) => q.subject === subject), ANSWER_TOKENS.default));
         }
       }
     }
@@ -155,7 +156,7 @@ export async function runTasksEval(opts: RunTasksOptions, prepared?: PreparedTas
     const byTask: MetricsMap = { ...metricsMap(r.results), ...(paper ? { [PAPER_MMLU]: mmluPointMetrics(paper.records).metrics } : {}) };
     const metrics = Object.fromEntries(opts.tasks.map((t) => [t.name, byTask[t.name]]));
     atomicWriteText(join(opts.out, 'lm_eval_results.json'), JSON.stringify(lmEvalJson(r.results, {
-      model, modelDir: opts.model, tokenizer, maxLength, batchSize: opts.batchSize ?? 16, backend: currentProfile().backend, compute: model.compute, startTime, endTime, taskHashes,
+      model, modelDir: opts.model, tokenizer, maxLength, batchSize: opts.batchSize ?? TASK_BATCH_SIZE.default, backend: currentProfile().backend, compute: model.compute, startTime, endTime, taskHashes,
     }), null, 2) + '\n');
     atomicWriteText(join(opts.out, 'summary.json'), JSON.stringify({
       model: opts.model, metrics,
@@ -167,7 +168,7 @@ export async function runTasksEval(opts: RunTasksOptions, prepared?: PreparedTas
     }, null, 2) + '\n');
     atomicWriteText(join(opts.out, 'run.json'), JSON.stringify({
       finished: new Date(endTime).toISOString(), backend: currentProfile().backend, compute: model.compute, seconds: r.seconds, computedDocs: r.computedDocs, resumedShards: r.resumedShards,
-      batchSize: opts.batchSize ?? 16, naive: !!opts.naive, streaming: !!opts.streaming, maxLength,
+      batchSize: opts.batchSize ?? TASK_BATCH_SIZE.default, naive: !!opts.naive, streaming: !!opts.streaming, maxLength,
     }, null, 2) + '\n');
     return {
       out: opts.out, results: r.results, metrics, seconds: r.seconds + (paper?.seconds ?? 0), computedDocs: r.computedDocs + (paper?.computedQuestions ?? 0),

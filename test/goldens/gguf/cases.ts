@@ -3,6 +3,7 @@
  * makes them (make.ts, with llama.cpp and the Python references) and the tests that check mka against
  * them (test/gguf-*.test.ts), so both build the same inputs.
  */
+import { createHash } from 'node:crypto';
 import { copyFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { convertLlama2c } from '../../../src/convert/llama2c.ts';
@@ -17,6 +18,7 @@ import { atomicWriteDir } from '../../../src/io/atomic.ts';
 import { quantizeRtn, type PackedSpec } from '../../../src/io/packed.ts';
 import { packBlocks } from '../../../src/gguf/quants.ts';
 import { GgmlType } from '../../../src/gguf/format.ts';
+import { GgufFile } from '../../../src/gguf/reader.ts';
 
 /** The demo model's prompt: a dozen tokens of the benchmark's kind. */
 export const DEMO_PROMPT = 'Question: What is 7 + 5?\nAnswer:';
@@ -184,4 +186,14 @@ export function int8Product(i: number) {
   const ggmlType = { q8_0: GgmlType.Q8_0, q4_0: GgmlType.Q4_0, q4_1: GgmlType.Q4_1 }[c.type];
   if (blocks.type !== ggmlType) throw new Error(`int8Product ${i}: packed as ${blocks.type}, want ${ggmlType}`);
   return { ...c, x, packed, blocks: blocks.bytes, ggmlType };
+}
+
+/** sha256 (hex) of every tensor's stored bytes in a GGUF file, by name: how the goldens pin a file's tensors. */
+export function tensorShas(file: string): Record<string, string> {
+  const g = new GgufFile(file);
+  try {
+    return Object.fromEntries([...g.tensors.keys()].map((n) => [n, createHash('sha256').update(g.readTensor(n)).digest('hex')]));
+  } finally {
+    g.close();
+  }
 }

@@ -32,10 +32,9 @@ import { exportGguf, type GgufOutType } from '../../../src/export/gguf.ts';
 import {
   ASCII_TEXTS, DEMO_PROMPT, DEMO_TYPES, GREEDY_TOKENS, HF_TINY, LLAMA3_PROMPT, LLAMA3_SPECIAL_TEXT, MERGED_PLAN, MERGED_TYPES, SPM_SPECIAL_TEXT,
   PACKED_CASES, STORIES_PROMPT, STORIES_TYPES, UNICODE_TEXTS, convertStories, makeLlama3Tiny, makeMergedDemo, makePackedDemo,
-  INT8_MODEL_CASES, INT8_PRODUCTS, int8Product, makePaddedDemo,
+  INT8_MODEL_CASES, INT8_PRODUCTS, int8Product, makePaddedDemo, tensorShas,
 } from './cases.ts';
 import { KQUANT_VALUES, QUANT_EDGE_VALUES } from './quant-values.ts';
-import { GgufFile } from '../../../src/gguf/reader.ts';
 
 const ROOT = resolve(import.meta.dirname, '..', '..', '..');
 const OUT = join(ROOT, 'test', 'goldens', 'gguf');
@@ -259,15 +258,6 @@ async function main(): Promise<void> {
 }
 
 /** sha256 of each tensor's data in a GGUF file (mka's reader, which checks the layout llama.cpp wrote). */
-function tensorShas(file: string): Record<string, string> {
-  const g = new GgufFile(file);
-  try {
-    return Object.fromEntries([...g.tensors.keys()].map((n) => [n, sha(g.readTensor(n))]));
-  } finally {
-    g.close();
-  }
-}
-
 function topIds(row: number[], k: number): number[] {
   return [...row.keys()].sort((i, j) => row[j] - row[i] || i - j).slice(0, k);
 }
