@@ -18,6 +18,7 @@ import { embed, hasKernel, linear, packedPath, takes16BitWeights } from '../src/
 import { backendProfile, estimateMemory, storedBytes } from '../src/model/memory-estimate.ts';
 import { mmluWorkload } from '../src/eval/mmlu/evaluate.ts';
 import { sequenceWorkload } from '../src/model/inspect.ts';
+import { modelInfo } from '../src/model/info.ts';
 import { dequantize, quantizeRtn, type PackedMatrix } from '../src/io/packed.ts';
 import { checkpointSource } from '../src/weights/source.ts';
 import { writeHfModel } from '../src/weights/hf-writer.ts';
@@ -173,6 +174,7 @@ test('the embedding is stored at its declared bits (8 by default, 4 with e4) as 
     const recorded = { bits, group_size: 32, sym: true };
     assert.deepEqual((config.quantization_config as Record<string, unknown>).tables, { 'model.embed_tokens.weight': recorded, 'lm_head.weight': { ...recorded, bits: 8 } }, `${spec}: config.json`);
     assert.deepEqual((report.embeddings as Record<string, unknown>)['model.embed_tokens.weight'], recorded, `${spec}: quantize.json`);
+    assert.equal(modelInfo(dir).quantization, `rtn 4-bit group 32 symmetric, embedding ${bits}-bit, lm_head 8-bit (packed)`, `${spec}: mka info`);
     const { ckpt } = openModelDir(dir);
     let stored: PackedMatrix;
     try {
