@@ -17,7 +17,7 @@ import { compressModel, replayPlan } from '../src/pipeline/compress.ts';
 import { readPlanFile } from '../src/compress/plan-file.ts';
 import { UserError } from '../src/runtime/errors.ts';
 import { writeRandomModel } from './random-model.ts';
-import { assertUserError, runAllCli } from './cli-run.ts';
+import { assertUserError, runAllInProcess } from './cli-run.ts';
 import { readSafetensors } from './helpers.ts';
 import { passthroughSlices } from '../src/compress/mergekit.ts';
 import { exportHf } from '../src/export/hf.ts';
@@ -91,7 +91,7 @@ test('a plan replayed from merge.json (or YAML) gives the recorded run\'s safete
 
 test('compress --plan refuses the options that make a plan, before any work; --subjects for calibration is a deprecated --calib-subjects', async () => {
   const outOf = (name: string) => join(root, `refused-${name}`);
-  const results = await runAllCli([
+  const results = await runAllInProcess([
     ['compress', '--model', DEMO, '--plan', 'no-such-plan.json', '--remove', '2', '--out', outOf('remove')],
     ['compress', '--model', DEMO, '--plan', 'no-such-plan.json', '--method', 'reverse', '--data', 'models', '--out', outOf('method')],
     ['compress', '--model', DEMO, '--out', outOf('none')],

@@ -14,7 +14,7 @@ import { fileSha256 } from '../src/io/fingerprint.ts';
 import { SafetensorsFile } from '../src/io/safetensors.ts';
 import { ensureBenchmark } from '../src/eval/mmlu/demo-benchmark.ts';
 import { writeRandomModel } from './random-model.ts';
-import { assertUserError, runCli } from './cli-run.ts';
+import { assertUserError, runCliInProcess } from './cli-run.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'mka-fingerprint-'));
 const env = { ...process.env, XDG_CACHE_HOME: join(root, 'cache') };
@@ -66,11 +66,11 @@ test('eval ppl, eval mmlu and sweep refuse to resume after the weights changed i
     sweep: ['sweep', '--model', model, '--data', data, '--methods', 'reverse', '--remove', '0', '--eval-subjects', subject, '--limit', '1', '--out', join(root, 'sweep')],
   };
   for (const args of Object.values(runs)) {
-    const r = await runCli([...args, '--quiet'], { env });
+    const r = await runCliInProcess([...args, '--quiet'], { env });
     assert.equal(r.status, 0, r.stderr);
   }
   // the same sweep with the model path spelled differently resumes
-  const respelled = await runCli([...runs.sweep.map((a) => (a === model ? `${root}/./model/` : a)), '--quiet'], { env });
+  const respelled = await runCliInProcess([...runs.sweep.map((a) => (a === model ? `${root}/./model/` : a)), '--quiet'], { env });
   assert.equal(respelled.status, 0, respelled.stderr);
 
   const file = join(model, 'model.safetensors');
@@ -79,7 +79,7 @@ test('eval ppl, eval mmlu and sweep refuse to resume after the weights changed i
   st.close();
   assert.ok(t.begin > 2 ** 20 && t.end < statSync(file).size - 2 ** 20, 'the edit is in the middle of the file');
   editInPlace(file, t.begin + 64, Buffer.from(new Float32Array([0.5]).buffer));
-  const [ppl, mmlu, sweep] = await Promise.all(Object.values(runs).map((args) => runCli([...args, '--quiet'], { env })));
+  const [ppl, mmlu, sweep] = await Promise.all(Object.values(runs).map((args) => runCliInProcess([...args, '--quiet'], { env })));
   assertUserError(ppl, 'different run', 'model');
   assertUserError(mmlu, 'different run', 'model');
   assertUserError(sweep, 'other weights');

@@ -11,7 +11,7 @@ import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ensureBenchmark } from '../src/eval/mmlu/demo-benchmark.ts';
 import { lockPath } from '../src/io/output-dir.ts';
-import { assertUserError, CLI, leftovers, runAllCli, runAllInProcess, runCli, runCliInProcess } from './cli-run.ts';
+import { assertUserError, CLI, leftovers, runAllCli, runAllInProcess, runCliInProcess } from './cli-run.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'mka-locks-'));
 const M = join(root, 'model');
@@ -72,7 +72,7 @@ test('two concurrent eval mmlu runs on one --out: the second fails naming the fi
   first.stderr!.on('data', (d) => (firstErr += d));
   const firstDone = new Promise<number | null>((r) => first.once('exit', r));
   while (!existsSync(lockPath(out)) && first.exitCode === null) await new Promise((r) => setTimeout(r, 20));
-  const second = await runCli(all(10, '--fresh'));
+  const second = await runCliInProcess(all(10, '--fresh')); // the first is another process; the second may run in this one
   assert.equal(await firstDone, 0, firstErr);
   assertUserError(second, out, `pid ${first.pid}`);
   const key = JSON.parse(readFileSync(join(out, 'run-key.json'), 'utf8'));
@@ -85,13 +85,13 @@ test('two concurrent eval mmlu runs on one --out: the second fails naming the fi
 
 test('a subject file written by another run is refused, not mixed in', async () => {
   const a = join(root, 'limit-2'), b = join(root, 'limit-3');
-  const [ra, rb] = await runAllCli([evalArgs(a, 2), evalArgs(b, 3)]);
+  const [ra, rb] = await runAllInProcess([evalArgs(a, 2), evalArgs(b, 3)]);
   assert.equal(ra.status, 0, ra.stderr);
   assert.equal(rb.status, 0, rb.stderr);
   const file = join(a, 'subjects', `${SUBJECTS[0]}.json`);
   copyFileSync(join(b, 'subjects', `${SUBJECTS[0]}.json`), file);
-  assertUserError(await runCli(evalArgs(a, 2)), file, '--fresh');
-  const fresh = await runCli(evalArgs(a, 2, '--fresh'));
+  assertUserError(await runCliInProcess(evalArgs(a, 2)), file, '--fresh');
+  const fresh = await runCliInProcess(evalArgs(a, 2, '--fresh'));
   assert.equal(fresh.status, 0, fresh.stderr);
   assert.equal(fresh.stdout, ra.stdout);
 });

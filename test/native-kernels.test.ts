@@ -82,8 +82,8 @@ interface MatmulCase {
   idx?: number[]; bias?: number; act?: number; acc?: boolean; type?: ElementType;
 }
 
-/** Runs one matmul case through the addon and checks it against float64; the operands share one heap. */
-function checkMatmul(c: MatmulCase, seed: number): void {
+/** Runs one matmul case through the addon on each thread count and checks it against float64; the operands share one heap. */
+function checkMatmul(c: MatmulCase, seed: number, threads: readonly number[]): void {
   const { m, n, k, ta = false, tb = false, act = 0, acc = false, type = F32 } = c;
   const batch = c.batch ?? 1, batchA = c.batchA ?? batch, batchB = c.batchB ?? batch;
   const a = values(batchA * m * k, seed), bv = values(batchB * k * n, seed + 1);
@@ -124,13 +124,17 @@ function checkMatmul(c: MatmulCase, seed: number): void {
     return at;
   };
   const aOff = place(a), bOff = place(b.raw), cOff = place(c0), biasOff = bias ? place(bias) : 0;
-  addon().matmul({
-    a: view, aOffset: aOff, b: view, bOffset: bOff, bType: type, c: view, cOffset: cOff, m, n, k, transA: ta, transB: tb, batch, idx,
-    bias: bias ? view : null, biasOffset: biasOff, biasLength: bias?.length, activation: act, accumulate: acc,
-  });
   const got = new Float32Array(view.buffer, view.byteOffset + cOff, batch * m * n);
   const tol = 2e-6 * Math.max(k, 1) * maxAbs(a) * maxAbs(b.exact) + 1e-6 * maxAbs(want);
-  assertClose(got, want, tol, `matmul ${JSON.stringify(c)}`);
+  for (const t of threads) {
+    addon().setThreads(t);
+    got.set(c0);
+    addon().matmul({
+      a: view, aOffset: aOff, b: view, bOffset: bOff, bType: type, c: view, cOffset: cOff, m, n, k, transA: ta, transB: tb, batch, idx,
+      bias: bias ? view : null, biasOffset: biasOff, biasLength: bias?.length, activation: act, accumulate: acc,
+    });
+    assertClose(got, want, tol, `matmul ${JSON.stringify(c)} on ${t} threads`);
+  }
 }
 
 const MATMUL_CASES: MatmulCase[] = [
@@ -165,10 +169,7 @@ const MATMUL_CASES: MatmulCase[] = [
 
 test('matmul equals a float64 reference (shapes, transposes, idx, bias, activation, accumulate, bf16/f16 B)', { skip: NOT_BUILT }, () => {
   const x = addon();
-  for (const threads of [1, 3]) {
-    x.setThreads(threads);
-    MATMUL_CASES.forEach((c, i) => checkMatmul(c, 10 * i + 1));
-  }
+  MATMUL_CASES.forEach((c, i) => checkMatmul(c, 10 * i + 1, [1, 3])); // each float64 reference computed once
   x.setThreads(x.info().procs);
 });
 
@@ -205,14 +206,12 @@ interface LinearCase { m: number; n: number; k: number; bias?: boolean; acc?: bo
  * relative to the sum of |products|), on whichever kernel this process runs (avx512bf16, AMX or
  * emulated on tiles, or float32 FMAs).
  */
-function checkBf16Linear(c: LinearCase, seed: number): void {
+function checkBf16Linear(c: LinearCase, seed: number, threads: readonly number[]): void {
   const { m, n, k } = c;
   const xv = values(m * k, seed, 2), wv = values(n * k, seed + 1), bias = c.bias ? values(n, seed + 2, 3) : null;
   const y0 = values(m * n, seed + 3);
   const panels = new Int32Array(bf16PackedWords(n, k));
   addon().packBf16({ src: wv, type: F32, rows: n, cols: k, out: panels });
-  const y = Float32Array.from(y0);
-  addon().linear({ x: xv, m, weight: { format: BF16P, rows: n, cols: k, data: panels }, bias, y, accumulate: !!c.acc });
   const xe = bf16Exact(xv, true), we = bf16Exact(wv, false);
   const want = new Float64Array(m * n);
   let scale = 0;
@@ -227,7 +226,12 @@ function checkBf16Linear(c: LinearCase, seed: number): void {
       scale = Math.max(scale, abs);
     }
   }
-  assertClose(y, want, (k + 4) * 2 ** -23 * (scale + 4), `bf16 linear ${JSON.stringify(c)} on ${addon().info().bf16Kernel}`);
+  for (const t of threads) {
+    addon().setThreads(t);
+    const y = Float32Array.from(y0);
+    addon().linear({ x: xv, m, weight: { format: BF16P, rows: n, cols: k, data: panels }, bias, y, accumulate: !!c.acc });
+    assertClose(y, want, (k + 4) * 2 ** -23 * (scale + 4), `bf16 linear ${JSON.stringify(c)} on ${addon().info().bf16Kernel}, ${t} threads`);
+  }
 }
 
 const LINEAR_CASES: LinearCase[] = [
@@ -240,10 +244,7 @@ const LINEAR_CASES: LinearCase[] = [
 
 test('linear on bf16 panels equals bf16-rounded operands summed in float64 (rows 1..45, odd k, k blocks, bias, accumulate)', { skip: NOT_BUILT }, () => {
   const x = addon();
-  for (const threads of [1, 2]) {
-    x.setThreads(threads);
-    LINEAR_CASES.forEach((c, i) => checkBf16Linear(c, 50 + 7 * i));
-  }
+  LINEAR_CASES.forEach((c, i) => checkBf16Linear(c, 50 + 7 * i, [1, 2])); // each float64 reference computed once
   x.setThreads(x.info().procs);
 });
 
@@ -339,7 +340,7 @@ function quantizeActivations(x: Float32Array, m: number, k: number, perToken: bo
  * methods mean), within the bound activation quantization puts on it: Σ over blocks of (d/2)·Σ|w| per
  * output, plus what rounding d (and Q8_1's s) to a half moves each block.
  */
-function checkQuantLinear(c: QuantCase, seed: number): void {
+function checkQuantLinear(c: QuantCase, seed: number, threads: readonly number[]): void {
   const { m, n, k } = c;
   const { data, scales, mins, w } = quantWeight(c, seed);
   const xv = values(m * k, seed + 2, 2), bias = c.bias ? values(n, seed + 3) : null, y0 = values(m * n, seed + 4);
@@ -348,11 +349,6 @@ function checkQuantLinear(c: QuantCase, seed: number): void {
     for (let p = 32; p < 64; p++) xv[p] *= 1e-6;
     for (let p = k; p < k + 32; p++) xv[p] *= 1e-3;
   }
-  const y = Float32Array.from(y0);
-  addon().linear({
-    x: xv, m, bias, y, accumulate: !!c.acc,
-    weight: { format: c.bits === 8 ? Q8 : Q4, rows: n, cols: k, data, scales, mins, group: c.group, perToken: !!c.perToken },
-  });
   const kb = Math.ceil(k / 32), groups = Math.ceil(k / c.group);
   const { q, d, dUsed, sum, sHalf } = quantizeActivations(xv, m, k, !!c.perToken);
   const exact = new Float64Array(m * n), float = new Float64Array(m * n), tolExact = new Float64Array(m * n), tolFloat = new Float64Array(m * n);
@@ -381,10 +377,18 @@ function checkQuantLinear(c: QuantCase, seed: number): void {
       tolFloat[i * n + j] = bound + tolExact[i * n + j];
     }
   }
-  const what = `${addon().info().int8Kernel} Q${c.bits} ${JSON.stringify(c)}`;
-  for (let o = 0; o < m * n; o++) {
-    assert.ok(Math.abs(y[o] - exact[o]) <= tolExact[o], `${what}: output ${o} = ${y[o]}, want ${exact[o]} ± ${tolExact[o]}`);
-    assert.ok(Math.abs(y[o] - float[o]) <= tolFloat[o], `${what}: output ${o} is ${Math.abs(y[o] - float[o])} from float activations' (bound ${tolFloat[o]})`);
+  for (const t of threads) {
+    addon().setThreads(t);
+    const y = Float32Array.from(y0);
+    addon().linear({
+      x: xv, m, bias, y, accumulate: !!c.acc,
+      weight: { format: c.bits === 8 ? Q8 : Q4, rows: n, cols: k, data, scales, mins, group: c.group, perToken: !!c.perToken },
+    });
+    const what = `${addon().info().int8Kernel} Q${c.bits} ${JSON.stringify(c)} on ${t} threads`;
+    for (let o = 0; o < m * n; o++) {
+      assert.ok(Math.abs(y[o] - exact[o]) <= tolExact[o], `${what}: output ${o} = ${y[o]}, want ${exact[o]} ± ${tolExact[o]}`);
+      assert.ok(Math.abs(y[o] - float[o]) <= tolFloat[o], `${what}: output ${o} is ${Math.abs(y[o] - float[o])} from float activations' (bound ${tolFloat[o]})`);
+    }
   }
 }
 
@@ -402,10 +406,7 @@ const QUANT_CASES: QuantCase[] = [
 
 test('linear on packed integer weights (contract 1: Q8/Q4, symmetric or with mins, groups, per-token W8A8) equals float64 of the dequantized weights', { skip: NOT_BUILT }, () => {
   const x = addon();
-  for (const threads of [1, 2]) {
-    x.setThreads(threads);
-    QUANT_CASES.forEach((c, i) => checkQuantLinear(c, 300 + 11 * i));
-  }
+  QUANT_CASES.forEach((c, i) => checkQuantLinear(c, 300 + 11 * i, [1, 2])); // each float64 reference computed once
   x.setThreads(x.info().procs);
   // embedding rows gathered from a packed table are its dequantized rows
   const c: QuantCase = { m: 1, n: 40, k: 100, bits: 4, group: 32, symmetric: false };
@@ -673,9 +674,10 @@ test('info describes the kernels in use; MKA_ISA forces each lower level and the
   const best = Math.max(LEVELS.indexOf(info.isa), info.cpuHas.vnni ? 3 : 0, info.cpuHas.bf16 ? 4 : 0, info.cpuHas.amx && info.bf16Kernel === 'amx' ? 5 : 0);
   for (const level of [...LEVELS.slice(0, best), 'amx-emulated']) {
     if ((level === 'vnni' && !info.cpuHas.vnni) || (level === 'bf16' && !info.cpuHas.bf16)) continue;
-    // without NODE_TEST_CONTEXT, which makes a `node --test` inside a test run nothing
+    // the file run as a script (its tests run in that one process, no `--test` runner process beside it),
+    // without NODE_TEST_CONTEXT, which would make it report to this run instead of printing its dots
     const { NODE_TEST_CONTEXT: _, ...env } = process.env;
-    const r = spawnSync(process.execPath, ['--import', 'tsx', '--test', '--test-reporter=dot', import.meta.filename], {
+    const r = spawnSync(process.execPath, ['--import', 'tsx', '--test-reporter=dot', import.meta.filename], {
       env: { ...env, MKA_ISA: level }, encoding: 'utf8',
     });
     assert.equal(r.status, 0, `MKA_ISA=${level}:\n${r.stdout}\n${r.stderr}`);

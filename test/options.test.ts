@@ -238,3 +238,17 @@ test('a sweep\'s key takes its option fields from the specs (declared defaults) 
   assert.deepEqual(set.calibration, { data: 'd', file: 'x.txt', subjects: 4, perSubject: 2, seed: 3, representation: 'last', protocol: 'released' });
   assert.deepEqual([set.limit, set.subjects, set.fitLambda], [3, ['a'], true]);
 });
+
+test('the eval run keys take their option fields from the specs and keep the bytes existing results directories hold', async () => {
+  const { keyFields } = await import('../src/runtime/options.ts');
+  const { MMLU_EVAL_KEY, MMLU_KEY } = await import('../src/eval/mmlu/options.ts');
+  const { TASK_KEY, TASK_KEY_FIELDS } = await import('../src/eval/tasks/options.ts');
+  const { PPL_KEY, PPL_KEY_FIELDS } = await import('../src/eval/ppl/options.ts');
+  // the fields an earlier mka wrote by hand, in its order (mmlu/evaluate.ts, tasks/evaluate.ts, ppl/evaluate.ts)
+  assert.equal(JSON.stringify(keyFields(MMLU_KEY, { ntrain: 5 })), '{"ntrain":5,"limit":null,"answerTokens":"letter"}');
+  assert.equal(JSON.stringify(keyFields(MMLU_KEY, { ntrain: 0, limit: 3, answerTokens: 'space' })), '{"ntrain":0,"limit":3,"answerTokens":"space"}');
+  assert.equal(JSON.stringify(keyFields(MMLU_EVAL_KEY, { bos: true })), '{"quantize":"none","bos":true}');
+  assert.equal(JSON.stringify(keyFields(MMLU_EVAL_KEY, { quantize: 'uint8', bos: false })), '{"quantize":"uint8","bos":false}');
+  assert.equal(JSON.stringify(keyFields(TASK_KEY, { numFewshot: 0, limit: null, maxLength: 64 }, TASK_KEY_FIELDS)), '{"shots":0,"limit":null,"maxLength":64}');
+  assert.equal(JSON.stringify(keyFields(PPL_KEY, { seqLen: 64, stride: 32 }, PPL_KEY_FIELDS)), '{"seq_len":64,"stride":32}');
+});

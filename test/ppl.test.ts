@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { spawnSync } from 'node:child_process';
+import { runCliInProcess } from './cli-run.ts';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/runtime/backend.ts';
 import { loadModel, disposeModel } from '../src/model/model.ts';
@@ -156,21 +156,21 @@ test('a streamed model scores every window in one pass over its layers, with the
   }
 });
 
-test('mka eval ppl: bad options and files are one-line user errors', () => {
+test('mka eval ppl: bad options and files are one-line user errors', async () => {
   const text = join(TMP, 'text.txt');
   writeFileSync(text, 'Once upon a time there was a small model.\n');
-  const run = (...args: string[]) => spawnSync(process.execPath, ['bin/mka.mjs', 'eval', 'ppl', '--model', 'models/demo', '--backend', 'cpu', '--out', join(TMP, 'cli'), ...args], { encoding: 'utf8' });
+  const run = (...args: string[]) => runCliInProcess(['eval', 'ppl', '--model', 'models/demo', '--backend', 'cpu', '--out', join(TMP, 'cli'), ...args]);
   for (const [args, pattern] of [
     [['--text', join(TMP, 'missing.txt')], /missing\.txt: --text not found; give an existing file/],
     [['--text', text, '--stride', '0'], /--stride 0/],
     [['--text', text, '--seq-len', '4096'], /--seq-len 4096: longer than the model's context/],
   ] as [string[], RegExp][]) {
-    const r = run(...args);
+    const r = await run(...args);
     assert.equal(r.status, 1, r.stderr);
     assert.match(r.stderr, pattern);
     assert.equal(r.stderr.trim().split('\n').filter((l) => l.startsWith('mka:')).length, 1, r.stderr);
   }
-  const ok = run('--text', text, '--json', '--quiet');
+  const ok = await run('--text', text, '--json', '--quiet');
   assert.equal(ok.status, 0, ok.stderr);
   const s = JSON.parse(ok.stdout);
   assert.ok(s.ppl > 1 && Number.isFinite(s.ppl));

@@ -12,7 +12,8 @@ import { join } from 'node:path';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { queueStatus } from '../src/queue/status.ts';
 import { UserError } from '../src/runtime/errors.ts';
-import { CLI, NO_REDIS, mka, mkaInProcess, resultsWithoutTimings, startRedis, tinySweepArgs } from './queue-fixture.ts';
+import { CLI, NO_REDIS, mkaInProcess, resultsWithoutTimings, startRedis, tinySweepArgs } from './queue-fixture.ts';
+import { runCliInProcess } from './cli-run.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'mka-queue-'));
 // 2 MMLU subjects and boolq (one shard of 5 documents): calibration, then 3 points of 2 subject jobs and a shard job each (13 jobs)
@@ -53,13 +54,12 @@ function stopWorker(w: { proc: ChildProcess }): Promise<void> {
   });
 }
 
-/** Runs the CLI in the background; resolves with its exit status and stderr. */
+/**
+ * Runs the CLI in this process (src/cli/run.ts) while the test goes on (the sweep command only talks to
+ * Redis and reads the results directory; the workers are the processes); resolves with its exit status and stderr.
+ */
 function runAsync(a: string[]): Promise<{ status: number | null; stderr: string }> {
-  const proc = spawn(process.execPath, [CLI, ...a], { stdio: ['ignore', 'ignore', 'pipe'] });
-  children.push(proc);
-  let stderr = '';
-  proc.stderr!.on('data', (b: Buffer) => { stderr += b.toString(); });
-  return new Promise((resolve) => proc.once('exit', (status) => resolve({ status, stderr })));
+  return runCliInProcess(a);
 }
 
 /** Child processes of a process (Linux /proc; none elsewhere). */
@@ -119,6 +119,25 @@ test('a queued sweep over worker processes, one killed mid-job, equals the local
   assert.deepEqual([status.counts.done, status.counts.failed, status.counts.waiting, status.counts.active], [13, 0, 0, 0]);
 });
 
+test('a queued sweep with a quantize axis: a worker calibrates and quantizes the points (kept as packed models) and gives the local sweep\'s results', { skip: NO_REDIS }, async () => {
+  // one subject; the original, the original quantized and reverse:1 quantized (GPTQ calibrates in the worker, on one subject's 4 questions): 7 jobs
+  const quantized = [...await tinySweepArgs(root, 'reverse', '0,1', ['demo_facts']), '--quantize', 'gptq:w4g32', '--calib-subjects', '1', '--keep-models'];
+  const local = join(root, 'quantized-local'), queued = join(root, 'quantized-queued');
+  const worker = startWorker('quantized');
+  const sweep = runAsync(['sweep', ...quantized, '--out', queued, '--queue', redis!.url, '--queue-name', 'quantized']);
+  await mkaInProcess(['sweep', ...quantized, '--out', local]); // the reference (in-process runs take turns: after the queued sweep)
+  const r = await sweep;
+  await stopWorker(worker);
+  assert.equal(r.status, 0, r.stderr);
+  assert.deepEqual(resultsWithoutTimings(queued), resultsWithoutTimings(local));
+  const point = 'reverse-1-quantize-gptq-w4g32';
+  assert.equal(readFileSync(join(queued, 'eval', point, 'subjects', 'demo_facts.json'), 'utf8'), readFileSync(join(local, 'eval', point, 'subjects', 'demo_facts.json'), 'utf8'));
+  // the worker wrote the quantized point's model as the local sweep did: the same packed tensors
+  assert.equal(JSON.parse(readFileSync(join(queued, 'models', point, 'config.json'), 'utf8')).quantization_config.method, 'gptq');
+  assert.ok(readFileSync(join(queued, 'models', point, 'model.safetensors')).equals(readFileSync(join(local, 'models', point, 'model.safetensors'))));
+  assert.deepEqual((await queueStatus({ url: redis!.url, name: 'quantized' })).counts.failed, 0);
+});
+
 test('a job failing with a user error fails once, its error reaches the sweep and queue status, and a rerun after the fix finishes', { skip: NO_REDIS }, async () => {
   // config.json is fine (the sweep command reads it) but the weights are cut short (workers load them)
   const model = join(root, 'broken-model');
@@ -138,7 +157,7 @@ test('a job failing with a user error fails once, its error reaches the sweep an
     assert.ok(j.attempts <= 1, `${j.job} was retried`); // 0 for a point failed by its subject
     assert.match(j.error ?? "", /model\.safetensors/);
   }
-  const text = mka(['queue', 'status', '--queue', redis!.url, '--queue-name', 'bad']).stdout;
+  const text = (await mkaInProcess(['queue', 'status', '--queue', redis!.url, '--queue-name', 'bad'])).stdout;
   assert.match(text, /failed:\n(.*\n)* {2}\S.*1 attempt\): .*model\.safetensors/);
 
   // the same command after the weights are repaired enqueues the failed work again and completes
@@ -190,7 +209,7 @@ test('job data is checked: not JSON, paths outside the worker\'s --root and file
       assert.match(reason, /^job data refused: /, `${id}: ${reason}`);
     }
     assert.ok(!existsSync(outside), 'nothing was written outside the root');
-    const status = mka(['queue', 'status', '--queue', redis!.url, '--queue-name', 'hostile']).stdout;
+    const status = (await mkaInProcess(['queue', 'status', '--queue', redis!.url, '--queue-name', 'hostile'])).stdout;
     assert.match(status, /8 failed/);
     assert.match(status, /\(job data is not JSON\)/);
   } finally {

@@ -58,7 +58,7 @@ test('the server serves the page, tfjs, the tokenizer and the model, and nothing
   } finally {
     await s.close();
   }
-  await assert.rejects(startServe({ model: TMP, port: 0 }), /model\.json: not found or not JSON/);
+  await assert.rejects(startServe({ model: TMP, port: 0 }), /model\.json: not found; --model must be a directory written by `mka export tfjs`$/);
 });
 
 /** Sends raw request bytes and returns the status code of the answer (null when the connection closed without one). */
@@ -109,4 +109,16 @@ test('serve refuses impossible ports and unknown hosts with one line', async () 
   for (const port of [-1, 70000, 1.5]) await assert.rejects(startServe({ model: EXPORT, port }), (e: Error) => e instanceof UserError && /--port/.test(e.message));
   await assert.rejects(startServe({ model: EXPORT, port: 0, host: 'no-such-host.invalid' }), (e: Error) => e instanceof UserError && /--host no-such-host\.invalid/.test(e.message));
   await assert.rejects(startServe({ model: EXPORT, port: 0, host: '203.0.113.7' }), (e: Error) => e instanceof UserError && /--host 203\.0\.113\.7/.test(e.message));
+});
+
+test('serve reads model.json through its schema: another format or edited metadata is one line naming the file and the fix', async () => {
+  const dir = mkdtempSync(join(TMP, 'bad-export-'));
+  const file = join(dir, 'model.json');
+  const fix = '--model must be a directory written by `mka export tfjs`';
+  await assert.rejects(startServe({ model: dir, port: 0 }), (e: Error) => e instanceof UserError && e.message === `${file}: not found; ${fix}`);
+  writeFileSync(file, JSON.stringify({ format: 'layers-model' }));
+  await assert.rejects(startServe({ model: dir, port: 0 }), (e: Error) => e instanceof UserError
+    && e.message === `${file}: not a valid tfjs GraphModel of mka export tfjs (format must be "graph-model", not "layers-model"); ${fix}`);
+  writeFileSync(file, JSON.stringify({ format: 'graph-model', userDefinedMetadata: { max_seq: '64' } }));
+  await assert.rejects(startServe({ model: dir, port: 0 }), (e: Error) => e instanceof UserError && /userDefinedMetadata\.max_seq must be an integer, not "64"/.test(e.message));
 });

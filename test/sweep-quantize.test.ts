@@ -3,13 +3,16 @@
  * layers removed with quantization; every point carries its bytes and the share of the original's 16-bit
  * bytes saved beside the layer ratio (results.csv/json, summary.md, accuracy-size.png); a rerun redoes
  * nothing, a quantization added later computes only its points, and each quantized evaluation's run key
- * names its quantization. Kept small (2 questions per subject, 2 calibration questions per subject).
+ * names its quantization; with --keep-models a quantized point is written as the packed model directory
+ * `mka quantize` writes, which evaluated alone scores what the sweep recorded. Kept small (2 questions per
+ * subject, 2 calibration questions per subject).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import * as tf from '@tensorflow/tfjs';
 import { ensureBenchmark } from '../src/eval/mmlu/demo-benchmark.ts';
 import { runCliInProcess as runCli } from './cli-run.ts';
 
@@ -57,10 +60,12 @@ test('sweep --quantize crosses layers removed with quantization, with bytes besi
   assert.match(readFileSync(join(out, 'eval', 'reverse-2-quantize-rtn-w4g32', 'run-key.json'), 'utf8'), /rtn/);
   assert.deepEqual(readdirSync(join(out, 'plans')), ['reverse-2.json']);
 
-  // a rerun computes nothing; a quantization added later computes only its own points
+  // a rerun computes nothing; a quantization added later computes only its own points (and, with --keep-models, writes their models)
   const before = new Map(readdirSync(join(out, 'points')).map((f) => [f, statSync(join(out, 'points', f)).mtimeMs]));
-  const again = await runCli(args('none,rtn:w4g32,gptq:w4g32'));
+  const tensors = tf.memory().numTensors;
+  const again = await runCli([...args('none,rtn:w4g32,gptq:w4g32'), '--keep-models']);
   assert.equal(again.status, 0, again.stderr);
+  assert.equal(tf.memory().numTensors, tensors, 'the sweep (its kept quantized models too) leaves no tensors');
   for (const [f, t] of before) assert.equal(statSync(join(out, 'points', f)).mtimeMs, t, `${f} was not computed again`);
   const after = readdirSync(join(out, 'points')).filter((f) => !before.has(f)).sort();
   assert.deepEqual(after, ['original-quantize-gptq-w4g32.json', 'reverse-2-quantize-gptq-w4g32.json']);
@@ -68,6 +73,19 @@ test('sweep --quantize crosses layers removed with quantization, with bytes besi
   assert.equal(gptq.quantize, 'gptq:w4g32');
   assert.equal(gptq.bytes, BYTES['gptq:w4g32'][2]);
   assert.ok(gptq.agreement > 0 && gptq.agreement <= 1, 'a quantized point is compared with the original model');
+
+  // a kept quantized point is the packed model directory mka quantize writes, merge.json beside it; evaluated alone it scores what the sweep recorded
+  assert.deepEqual(readdirSync(join(out, 'models')).sort(), ['original-quantize-gptq-w4g32', 'reverse-2-quantize-gptq-w4g32']);
+  const kept = join(out, 'models', 'reverse-2-quantize-gptq-w4g32');
+  const config = JSON.parse(readFileSync(join(kept, 'config.json'), 'utf8'));
+  assert.equal(config.num_hidden_layers, 6);
+  assert.deepEqual([config.quantization_config.method, config.quantization_config.bits, config.quantization_config.group_size], ['gptq', 4, 32]);
+  assert.equal(JSON.parse(readFileSync(join(kept, 'merge.json'), 'utf8')).method, 'reverse');
+  assert.equal(JSON.parse(readFileSync(join(kept, 'quantize.json'), 'utf8')).quantization, 'gptq:w4g32');
+  const ev = await runCli(['eval', 'mmlu', '--model', kept, '--data', data, '--limit', '2', '--out', join(root, 'kept-eval'), '--quiet']);
+  assert.equal(ev.status, 0, ev.stderr);
+  const overall = JSON.parse(readFileSync(join(root, 'kept-eval', 'summary.json'), 'utf8')).overall;
+  assert.deepEqual([overall.questions, overall.accuracy, overall.perplexity], [gptq.metrics.mmlu.acc.n, gptq.mmlu, gptq.perplexity]);
 
   // one point by its label, as --list-points prints it
   const list = await runCli([...args('none,rtn:w4g32,gptq:w4g32'), '--list-points']);

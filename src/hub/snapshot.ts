@@ -14,7 +14,7 @@ import { progress } from '../runtime/progress.ts';
 import { COMMIT_SHA, hubCacheDir, hubEndpoint, hubOffline, hubToken, repoCacheDir, type RepoRef } from './cache.ts';
 import { downloadBlob } from './download.ts';
 import { flag } from '../runtime/options.ts';
-import { REVISION } from '../model/options.ts';
+import { DEFAULT_REVISION, REVISION } from '../model/options.ts';
 
 /** A file of a repository revision as the hub lists it. */
 export interface HubFile {
@@ -85,7 +85,7 @@ function linkSnapshotFile(link: string, blob: string): void {
 
 function hubError(e: unknown, repo: RepoRef, revision: string): Error {
   const status = (e as { statusCode?: number }).statusCode;
-  const what = `${repoLabel(repo)}${revision === 'main' ? '' : `@${revision}`}`;
+  const what = `${repoLabel(repo)}${revision === DEFAULT_REVISION ? '' : `@${revision}`}`;
   if (status === 401 || status === 403) return new UserError(`${what}: the hub refused access (HTTP ${status}); for a gated or private ${repo.type} accept its terms on the hub and set HF_TOKEN`);
   if (status === 404) return new UserError(`${what}: not a local ${repo.type === 'model' ? 'directory' : 'path'}, and no such ${repo.type} or revision on the hub (HTTP 404); check the name and ${flag(REVISION)}`);
   return e as Error;
@@ -94,7 +94,7 @@ function hubError(e: unknown, repo: RepoRef, revision: string): Error {
 /** Downloads (or finds in the cache) the chosen files of a revision; returns the snapshot directory. */
 export async function snapshot(opts: SnapshotOptions): Promise<string> {
   const env = opts.env ?? process.env;
-  const revision = opts.revision ?? 'main';
+  const revision = opts.revision ?? DEFAULT_REVISION;
   const repoDir = repoCacheDir(hubCacheDir(env), opts.repo);
   const label = repoLabel(opts.repo);
   refFile(repoDir, revision); // checks --revision before anything reads or writes with it

@@ -14,10 +14,11 @@ export const MODEL = option({
 /** --model without `required` (a command that can read something else instead). */
 export const MODEL_OR_OTHER = option({ ...MODEL, required: false });
 
-/** The revision of a hub id given as --model. */
+/** The revision of a hub id given as --model, and the one taken without it (not the spec's default: it means nothing for a local model). */
+export const DEFAULT_REVISION = 'main';
 export const REVISION = option({
   name: 'revision', option: 'revision', type: 'string',
-  help: 'with a hub id as --model (org/name): its branch, tag or commit (default main)',
+  help: `with a hub id as --model (org/name): its branch, tag or commit (default ${DEFAULT_REVISION})`,
 });
 
 /** Holds one decoder layer in memory at a time, read from disk when a pass reaches it. */

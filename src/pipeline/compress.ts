@@ -13,10 +13,11 @@ import type { HfDtype } from '../weights/hf-writer.ts';
 import type { AnalysisOptions } from './analyse.ts';
 import { planTargets, type PipelineOptions } from './plan-targets.ts';
 import { outputDtype, planFiles, writePlan } from './write.ts';
-import { quantizeSourceTo, type MergeCalibration } from './quantize.ts';
+import { checkQuantizeFits, quantCalibration, quantizeSourceTo, type MergeCalibration, type QuantCalibration } from './quantize.ts';
 import type { CalibrationSource } from './analyse.ts';
 import { planSource } from '../compress/merge-plan.ts';
 import { checkpointSource } from '../weights/source.ts';
+import { readConfig } from '../model/config.ts';
 import { quantizationName, type Quantization } from '../quant/registry.ts';
 import { readPlanFile, type RecordedPlan } from '../compress/plan-file.ts';
 import { flag, valueOf } from '../runtime/options.ts';
@@ -83,7 +84,7 @@ export interface CompressOptions extends PipelineOptions {
  */
 async function writeOutput(
   opts: Pick<CompressOptions, 'model' | 'out' | 'dtype' | 'quantize' | 'quantizeShots' | 'quiet' | 'log'> & CalibrationSource & { microBatch?: number },
-  plan: CompressionPlan, extra: Record<string, unknown>, merge: MergeCalibration | null = null,
+  plan: CompressionPlan, extra: Record<string, unknown>, merge: MergeCalibration | null = null, calibration?: QuantCalibration,
 ): Promise<void> {
   if (!opts.quantize) return writePlan(opts.model, plan, opts.out, { dtype: opts.dtype, extra, log: opts.log });
   const original = checkpointSource(opts.model);
@@ -91,7 +92,7 @@ async function writeOutput(
     const files = planFiles(opts.model, plan, outputDtype(original.config, opts.dtype), opts.out, { extra });
     const removed = plan.originalLayers - plan.layers.length;
     await quantizeSourceTo(planSource(original, plan), {
-      ...opts, shots: opts.quantizeShots, quantization: opts.quantize, microBatch: opts.microBatch, merge,
+      ...opts, command: 'compress', shots: opts.quantizeShots, quantization: opts.quantize, microBatch: opts.microBatch, merge, calibration,
       extraFiles: { 'merge.json': files['merge.json'], 'mergekit.yaml': files['mergekit.yaml'] },
       card: {
         compression: JSON.parse(files['merge.json']) as Record<string, unknown>,
@@ -114,7 +115,17 @@ async function writeOutput(
  */
 export async function compressModel(opts: CompressOptions): Promise<CompressionPlan> {
   const log = opts.log ?? (() => {});
-  const planned = await planTargets({ dir: opts.model, command: 'compress' }, [{ method: opts.method, removed: opts.remove }], opts);
+  const q = opts.quantize;
+  let calibration: QuantCalibration | undefined;
+  // the quantizer calibrates on the merge's questions: drawn (and its memory checked) before the merge's pass runs
+  const beforePass = q ? async (drawn: { ids: number[][]; labels: string[]; perSubject: number | null }) => {
+    calibration = await quantCalibration(opts.model, q, { ...opts, shots: opts.quantizeShots }, { labels: opts.calibrationFile ? [] : drawn.labels, ids: drawn.ids });
+    const config = readConfig(opts.model);
+    checkQuantizeFits('compress', opts.model, { ...config, num_hidden_layers: config.num_hidden_layers - opts.remove }, q, calibration, {
+      microBatch: opts.microBatch, perSubject: drawn.perSubject ?? undefined, microBatchOption: true,
+    });
+  } : undefined;
+  const planned = await planTargets({ dir: opts.model, command: 'compress', beforePass }, [{ method: opts.method, removed: opts.remove }], opts);
   const [plan] = planned.plans;
   const a = planned.analysis?.calibration;
   const extra = planned.prompts ? {
@@ -126,7 +137,7 @@ export async function compressModel(opts: CompressOptions): Promise<CompressionP
   } : {};
   // the quantizer calibrates on the merge's questions (compress --quantize: one draw, one tokenizer)
   const merge = planned.ids ? { labels: opts.calibrationFile ? [] : planned.labels, ids: planned.ids } : null;
-  await writeOutput(opts, plan, extra, merge);
+  await writeOutput(opts, plan, extra, merge, calibration);
   log(`${plan.method}: removed ${opts.remove} of ${plan.originalLayers} layers${opts.quantize ? `, quantized by ${quantizationName(opts.quantize)}` : ''} -> ${opts.out}`);
   return plan;
 }

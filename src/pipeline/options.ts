@@ -10,7 +10,9 @@ import { HF_DTYPE } from '../weights/options.ts';
 /** The registered methods' names (the choices of --method and --methods). */
 export const METHOD_NAMES: readonly string[] = METHODS.map((m) => m.name);
 
-export const METHOD = option({ name: 'method', option: 'method', type: 'choice', choices: METHOD_NAMES, help: 'compression method (default mka)' });
+/** The method compress runs without --method (not the spec's default: --plan refuses a given --method). */
+export const DEFAULT_METHOD = 'mka';
+export const METHOD = option({ name: 'method', option: 'method', type: 'choice', choices: METHOD_NAMES, help: `compression method (default ${DEFAULT_METHOD})` });
 export const REMOVE = option({ name: 'remove', option: 'remove', type: 'integer', min: 0, help: 'number of layers to remove (required unless --plan)' });
 /** Declared with the model directories that record a plan (weights/options.ts), whose cards name it. */
 export { PLAN } from '../weights/options.ts';

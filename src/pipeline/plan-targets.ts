@@ -149,6 +149,11 @@ export interface PipelineInput {
   tokenizer?: Tokenizer;
   /** The command, for the memory check's message. */
   command: string;
+  /**
+   * Runs once the calibration prompts are drawn, before the model is loaded for their pass: a later
+   * stage's own checks (compress --quantize: the quantizer's memory on the same questions).
+   */
+  beforePass?: (drawn: { ids: number[][]; labels: string[]; perSubject: number | null }) => Promise<void>;
 }
 
 /**
@@ -186,6 +191,7 @@ export async function planTargets(input: PipelineInput, targets: readonly PlanTa
   const { ids, labels, perSubject } = calibrationPrompts(tokenizer, opts);
   if (!input.model) checkModelFits(input.command, input.dir, calibrationWorkload(ids.map((r) => r.length), opts));
   if (withSimilarity) similarityOptionsFor(ids.length, opts); // before any model is loaded
+  await input.beforePass?.({ ids, labels, perSubject: perSubject ?? null });
   const model = input.model ?? loadModel(input.dir, { streaming: opts.streaming });
   try {
     const analysis = pass ? analyzeIds(model, ids, labels, { ...opts, withSimilarity }) : null;

@@ -3,13 +3,20 @@
  * --quantize`) quantized by a method of src/quant/ and written as a model directory of packed weights
  * (README "Quantized model directories") with quantize.json, streamed one decoder layer at a time.
  */
-import { readConfig } from '../model/config.ts';
+import * as tf from '@tensorflow/tfjs';
+import { readConfig, type LlamaConfig } from '../model/config.ts';
+import { modelFromParts, type LlamaModel } from '../model/model.ts';
+import { storedBytes } from '../model/memory-estimate.ts';
+import { currentProfile } from '../runtime/profile.ts';
+import type { PackedMatrix } from '../io/packed.ts';
 import { UserError } from '../runtime/errors.ts';
 import { loadTokenizer } from '../tokenizer/tokenizer.ts';
 import { checkpointSource, type SyncTensorSource } from '../weights/source.ts';
 import { writeHfModel, type HfDtype } from '../weights/hf-writer.ts';
 import { getQuantMethod, quantizationName, type Quantization } from '../quant/registry.ts';
-import { quantizedSource, type QuantizeReport } from '../quant/quantize.ts';
+import { quantizedSource, type QuantizedSource, type QuantizeReport } from '../quant/quantize.ts';
+import { assertQuantizeFits, type HeldBytes } from '../quant/memory.ts';
+import { MICRO_BATCH, PER_SUBJECT } from '../compress/options.ts';
 import { modelBytes } from '../quant/size.ts';
 import { calibrationPrompts, type CalibrationSource } from './analyse.ts';
 import { cardName, modelCard, type ModelCardInfo } from '../weights/model-card.ts';
@@ -30,6 +37,12 @@ export interface QuantizeOptions extends CalibrationSource {
   extraFiles?: Record<string, string>;
   /** What the model card says beyond the quantization: the compression before it, the command line. */
   card?: Pick<ModelCardInfo, 'compression' | 'command' | 'summary' | 'files'>;
+  /** What runs, for the memory check's message (default "quantize"). */
+  command?: string;
+  /** The calibration prompts when the caller has drawn them (and checked the memory with them): compress --quantize. */
+  calibration?: QuantCalibration;
+  /** Also return the quantized model in memory, as written (a sweep's kept point: one quantization for both). */
+  materialize?: boolean;
   quiet?: boolean;
   log?: (msg: string) => void;
 }
@@ -58,6 +71,12 @@ export interface MergeCalibration {
   ids: number[][];
 }
 
+/** A quantizer's calibration prompts (null for a method without calibration) and what they are, for quantize.json. */
+export interface QuantCalibration {
+  prompts: number[][] | null;
+  info: Record<string, unknown>;
+}
+
 /**
  * Calibration prompt ids for a method that needs them (null otherwise), and what they are. With `merge`
  * (compress --quantize), the prompts are the merge's questions, each after its dev examples (`shots`,
@@ -65,7 +84,7 @@ export interface MergeCalibration {
  */
 export async function quantCalibration(
   dir: string, q: Quantization, src: CalibrationSource, merge?: MergeCalibration | null,
-): Promise<{ prompts: number[][] | null; info: Record<string, unknown> }> {
+): Promise<QuantCalibration> {
   if (getQuantMethod(q.method).calibration === 'none') return { prompts: null, info: {} };
   const shots = src.calibrationFile ? 0 : src.shots ?? QUANT_CALIBRATION_SHOTS;
   const base = { source: src.calibrationFile ?? src.data, subjects: src.subjects ?? null, shots, seed: src.seed ?? 1 };
@@ -81,11 +100,39 @@ export async function quantCalibration(
   return { prompts: ids, info: { ...base, per_subject: perSubject } };
 }
 
-/** Quantizes `source` (the model of `opts.model`, or a plan over it) into `opts.out`; returns the report written to quantize.json. */
-export async function quantizeSourceTo(source: SyncTensorSource, opts: QuantizeOptions): Promise<QuantizeReport> {
+/**
+ * The memory check of quantizing `config` (the model of `dir`, or a plan over it) with these prompts:
+ * a one-line UserError before any work when it cannot fit (src/quant/memory.ts).
+ */
+export function checkQuantizeFits(
+  command: string, dir: string, config: LlamaConfig, q: Quantization, cal: QuantCalibration,
+  opts: { microBatch?: number; keepEmbeddings?: boolean; perSubject?: number; microBatchOption?: boolean; beside?: readonly HeldBytes[]; readsFloat32?: boolean },
+): void {
+  const stored = storedBytes(dir, config);
+  const perSubject = typeof cal.info.per_subject === 'number' ? cal.info.per_subject : opts.perSubject;
+  assertQuantizeFits({
+    command, config, stored: opts.readsFloat32 ? () => 4 : stored, profile: currentProfile().memory,
+    work: { quantization: q, prompts: cal.prompts?.map((p) => p.length) ?? null, microBatch: opts.microBatch, keepEmbeddings: opts.keepEmbeddings },
+    beside: opts.beside, perSubject: perSubject ? { option: PER_SUBJECT, value: perSubject } : null, microBatch: opts.microBatchOption ? MICRO_BATCH : null,
+  });
+}
+
+/**
+ * Quantizes `source` (the model of `opts.model`, or a plan over it) into `opts.out`; returns the report
+ * written to quantize.json, and with `materialize` the model as written, in memory (dispose it).
+ */
+export async function quantizeSourceTo(source: SyncTensorSource, opts: QuantizeOptions): Promise<QuantizeReport & { model?: LlamaModel }> {
   const log = opts.log ?? (() => {});
-  const { prompts, info } = await quantCalibration(opts.model, opts.quantization, opts, opts.merge);
-  const q = quantizedSource({ source, quantization: opts.quantization, prompts, calibrationInfo: info, microBatch: opts.microBatch, keepEmbeddings: opts.keepEmbeddings, quiet: opts.quiet, log });
+  const cal = opts.calibration ?? await quantCalibration(opts.model, opts.quantization, opts, opts.merge);
+  if (!opts.calibration) {
+    checkQuantizeFits(opts.command ?? 'quantize', opts.model, source.config, opts.quantization, cal, {
+      microBatch: opts.microBatch, keepEmbeddings: opts.keepEmbeddings, perSubject: opts.perSubject, microBatchOption: true, readsFloat32: !source.readRaw,
+    });
+  }
+  const { prompts, info } = cal;
+  const made = quantizedSource({ source, quantization: opts.quantization, prompts, calibrationInfo: info, microBatch: opts.microBatch, keepEmbeddings: opts.keepEmbeddings, quiet: opts.quiet, log });
+  const kept = opts.materialize ? keeping(made) : null;
+  const q = kept?.source ?? made;
   const name = quantizationName(opts.quantization);
   const grid = opts.quantization.grid;
   const card = (): string => {
@@ -113,8 +160,9 @@ export async function quantizeSourceTo(source: SyncTensorSource, opts: QuantizeO
     const original = modelBytes(readConfig(opts.model), null);
     log(`${name}: ${source.config.num_hidden_layers} layers quantized in ${report.seconds.toFixed(1)} s, ${tablesSummary(report)} -> ${opts.out} `
       + `(${(written.bytes / 1e6).toFixed(2)} MB of tensors: ${(100 * written.bytes / original).toFixed(1)}% of the original's ${(original / 1e6).toFixed(2)} MB at 16 bits)`);
-    return report;
+    return kept ? { ...report, model: kept.model() } : report;
   } finally {
+    kept?.dispose();
     q.dispose();
   }
 }
@@ -127,14 +175,53 @@ function tablesSummary(r: QuantizeReport): string {
       : `embedding ${bits('model.embed_tokens.weight')}, lm_head ${bits('lm_head.weight')}`;
 }
 
+/**
+ * `q` as a source that also keeps every tensor the writer reads from it (packed ones packed, the rest as
+ * float32 tensors, as materializeQuantized builds them), so the model written and the model returned are
+ * the same tensors; model() builds it once the writer is done, dispose() frees what was not handed over.
+ */
+function keeping(q: QuantizedSource): { source: QuantizedSource; model(): LlamaModel; dispose(): void } {
+  const floats = new Map<string, tf.Tensor>();
+  const packed = new Map<string, PackedMatrix>();
+  let handed = false;
+  return {
+    source: {
+      ...q,
+      readRaw: undefined, // every float tensor through read(), as the model in memory holds it
+      readPacked: async (name) => {
+        const pm = await q.readPacked!(name);
+        packed.set(name, pm);
+        return pm;
+      },
+      read: async (name) => {
+        const v = await q.read(name);
+        floats.set(name, tf.tensor(Float32Array.from(v), q.shape(name), 'float32'));
+        return v;
+      },
+    },
+    model: () => {
+      handed = true;
+      return modelFromParts(q.config, floats, packed);
+    },
+    dispose: () => {
+      if (!handed) for (const t of floats.values()) t.dispose();
+    },
+  };
+}
+
 /** `mka quantize`: the model directory `opts.model` quantized into `opts.out`. */
 export async function quantizeModel(opts: QuantizeOptions): Promise<QuantizeReport> {
   const config = readConfig(opts.model); // a bad config fails before the tokenizer or calibration data are read
   const q = config.quantization_config;
   if (q) throw new UserError(`${opts.model}: is already quantized (${q.method} ${q.bits}-bit); quantize its float model instead (rounding rounded weights again only loses accuracy)`);
+  // the calibration drawn and the memory checked before the checkpoint is opened
+  const calibration = opts.calibration ?? await quantCalibration(opts.model, opts.quantization, opts);
+  checkQuantizeFits(opts.command ?? 'quantize', opts.model, config, opts.quantization, calibration, {
+    microBatch: opts.microBatch, keepEmbeddings: opts.keepEmbeddings, perSubject: opts.perSubject, microBatchOption: true,
+  });
   const source = checkpointSource(opts.model);
   try {
-    return await quantizeSourceTo(source, opts);
+    return await quantizeSourceTo(source, { ...opts, calibration });
   } finally {
     source.close();
   }

@@ -5,8 +5,8 @@
  * (quantize.ts) streams the model through it one layer at a time and rounds the embedding and lm_head
  * to nearest itself (a method's algorithm is for linears, not a lookup table).
  */
-import type { LlamaConfig } from '../model/config.ts';
-import type { PackedMatrix, PackedSpec } from '../io/packed.ts';
+import { type LlamaConfig, layerTensorShapes } from '../model/config.ts';
+import { packedBytes, type PackedMatrix, type PackedSpec } from '../io/packed.ts';
 import type { CalibrationSet } from './calibration.ts';
 
 /** The quantization grid asked for: bits, inputs per group (or one group per output channel), symmetry. */
@@ -62,6 +62,28 @@ export interface LayerResult {
   notes?: Record<string, number>;
 }
 
+/** The sizes a method's memory estimate takes (no weights, no prompts: their shapes only). */
+export interface LayerMemoryShape {
+  config: LlamaConfig;
+  grid: QuantGrid;
+  params: QuantParams;
+  /** Calibration rows as held: the micro-batches' rows × their longest prompt, summed (padding included); 0 without calibration. */
+  tokens: number;
+  /** Bytes of one micro-batch's activations through the layer (runBlock's intermediates), 0 without calibration. */
+  forward: number;
+  /** Tensors made from arrays are copies (the wasm heap), not views of the same memory (tfjs' CPU backends). */
+  copies: boolean;
+}
+
+/** What a method holds at its peak while quantizing one decoder layer, beyond the driver's share (quant/memory.ts). */
+export interface MethodMemory {
+  bytes: number;
+  /** Of which tfjs tensors (what counts against the wasm heap). */
+  tensors: number;
+  /** What the bytes are, for the memory check's message ("gptq's Hessian and solver of mlp.down_proj (14336 inputs)"). */
+  what: string;
+}
+
 export interface QuantMethod {
   name: string;
   /** One line for --help and quantize.json. */
@@ -75,6 +97,8 @@ export interface QuantMethod {
   /** Throws a UserError when the method cannot quantize to `grid` (e.g. SmoothQuant is 8-bit per channel). */
   checkGrid(grid: QuantGrid): void;
   quantizeLayer(job: LayerJob): LayerResult | Promise<LayerResult>;
+  /** What quantizeLayer holds at its peak beyond the layer's float32 weights and calibration states (each method beside its code). */
+  memory(shape: LayerMemoryShape): MethodMemory;
 }
 
 /** The seven linears of a decoder layer, by projection name, in the decoder's order. */
@@ -89,4 +113,25 @@ export function specFor(grid: QuantGrid, cols: number): PackedSpec {
 export function otherTensors(weights: Map<string, Float32Array>): Map<string, Float32Array> {
   const linear = new Set(LINEARS.map((p) => `${p}.weight`));
   return new Map([...weights].filter(([s]) => !linear.has(s)));
+}
+
+/** The seven linears of a layer of `config`: weight suffix, rows (outputs) and columns (inputs). */
+export function linearShapes(config: LlamaConfig): { suffix: string; rows: number; cols: number }[] {
+  const shapes = layerTensorShapes(config);
+  return LINEARS.map((p) => {
+    const [rows, cols] = shapes.get(`${p}.weight`)!;
+    return { suffix: `${p}.weight`, rows, cols };
+  });
+}
+
+/** Bytes of a layer's tensors as float32 (what a method gets in LayerJob.weights). */
+export function layerFloatBytes(config: LlamaConfig): number {
+  let n = 0;
+  for (const shape of layerTensorShapes(config).values()) n += shape.reduce((a, d) => a * d, 1);
+  return 4 * n;
+}
+
+/** Bytes of a layer's linears packed on `grid` as held in memory (quants, float32 scales and mins). */
+export function layerPackedBytes(config: LlamaConfig, grid: QuantGrid): number {
+  return linearShapes(config).reduce((a, l) => a + packedBytes(l.rows, l.cols, specFor(grid, l.cols)), 0);
 }

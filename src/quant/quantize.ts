@@ -64,7 +64,7 @@ export interface QuantizedSource extends TensorSource {
 }
 
 /** Longest calibration prompt, in tokens (longer ones are cut): GPTQ's sequence length. */
-const MAX_CALIBRATION_TOKENS = 2048;
+export const MAX_CALIBRATION_TOKENS = 2048;
 
 /** The packing of the embedding (at `embeddingBits`) and lm_head (8-bit; a tied table too): symmetric groups of 32. */
 export function tableSpecs(config: LlamaConfig, embeddingBits: 4 | 8): Map<string, PackedSpec> {

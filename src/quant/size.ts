@@ -5,7 +5,7 @@
  * (packed linears, embedding at its bits and lm_head; norms and biases float32).
  */
 import { type LlamaConfig, expectedTensors, splitLayerName } from '../model/config.ts';
-import { packedDiskBytes, type PackedSpec } from '../io/packed.ts';
+import { packedBytes, packedDiskBytes, type PackedSpec } from '../io/packed.ts';
 import { LINEARS, specFor } from './method.ts';
 import { tableSpecs } from './quantize.ts';
 import type { Quantization } from './registry.ts';
@@ -28,4 +28,17 @@ export function modelBytes(config: LlamaConfig, q: Quantization | null, opts: { 
 /** 1 − bytes / bytes of the original at 16 bits: the share of the original's size a compressed model saves. */
 export function byteRatio(original: LlamaConfig, compressed: LlamaConfig, q: Quantization | null): number {
   return 1 - modelBytes(compressed, q) / modelBytes(original, null);
+}
+
+/** Bytes a model of `config` quantized by `q` holds in memory (packed weights with float32 scales and mins, float32 norms and biases). */
+export function quantizedModelMemory(config: LlamaConfig, q: Quantization, opts: { keepEmbeddings?: boolean } = {}): number {
+  const tables = opts.keepEmbeddings ? new Map<string, PackedSpec>() : tableSpecs(config, q.embeddingBits);
+  const linears = new Set(LINEARS.map((p) => `${p}.weight`));
+  let bytes = 0;
+  for (const [name, shape] of expectedTensors(config)) {
+    const l = splitLayerName(name);
+    const spec = tables.get(name) ?? (l && linears.has(l.suffix) ? specFor(q.grid, shape[1]) : null);
+    bytes += spec ? packedBytes(shape[0], shape[1], spec) : 4 * shape.reduce((a, d) => a * d, 1);
+  }
+  return bytes;
 }

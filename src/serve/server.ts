@@ -11,6 +11,7 @@ import { createRequire } from 'node:module';
 import { dirname, extname, join, resolve } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { UserError } from '../runtime/errors.ts';
+import { integer, literal, object, optional, readChecked, string } from '../io/schema.ts';
 import { realInside, unsafeRelative } from '../io/paths.ts';
 import { loadTokenizer } from '../tokenizer/tokenizer.ts';
 import { PAGE } from './page.ts';
@@ -50,6 +51,19 @@ function tokenizerDir(model: string, explicit: string | undefined, meta: Record<
   if (source && existsSync(join(source, 'tokenizer.json'))) return source;
   throw new UserError(`${model}: no tokenizer.json in the export${source ? ` or its source model ${source}` : ''}; pass ${flag(SERVE_TOKENIZER)} DIR (the model directory it was exported from)`);
 }
+
+/**
+ * model.json as `mka export tfjs` writes it (src/export/graph-model.ts), the fields the server reads: the
+ * format, and the metadata that names the source model (its tokenizer), the longest sequence and the
+ * page's description. tfjs in the browser reads the rest.
+ */
+const GRAPH_MODEL_JSON = object({
+  format: literal('graph-model'),
+  userDefinedMetadata: optional(object({
+    source_model: optional(string), max_seq: optional(integer), architecture: optional(string), num_hidden_layers: optional(integer),
+    quantization: optional(string),
+  })),
+});
 
 /** The decoded path of a request URL, or null when the URL or its percent-encoding is malformed. */
 export function requestPath(url: string | undefined): string | null {
@@ -116,20 +130,15 @@ export async function startServe(opts: ServeOptions): Promise<Serving> {
     throw new UserError(`${flag(PORT)} ${opts.port}: must be a whole number from 0 to 65535 (0 picks a free port)`);
   }
   const modelJson = join(opts.model, 'model.json');
-  let parsed: { format?: string; userDefinedMetadata?: Record<string, unknown> };
-  try {
-    parsed = JSON.parse(readFileSync(modelJson, 'utf8'));
-  } catch {
-    throw new UserError(`${modelJson}: not found or not JSON; ${flag(EXPORTED_MODEL)} must be a directory written by \`mka export tfjs\``);
-  }
-  if (parsed.format !== 'graph-model') throw new UserError(`${modelJson}: not a tfjs GraphModel; ${flag(EXPORTED_MODEL)} must be a directory written by \`mka export tfjs\``);
-  const meta = parsed.userDefinedMetadata ?? {};
+  const fix = `${flag(EXPORTED_MODEL)} must be a directory written by \`mka export tfjs\``;
+  if (!existsSync(modelJson)) throw new UserError(`${modelJson}: not found; ${fix}`);
+  const meta = readChecked(modelJson, GRAPH_MODEL_JSON, 'tfjs GraphModel of mka export tfjs', fix).userDefinedMetadata ?? {};
   const tokDir = tokenizerDir(opts.model, opts.tokenizer, meta);
   const tok = await loadTokenizer(tokDir);
   const withBos = tok.encode('a'), without = tok.encode('a', { addBos: false });
   const config = {
-    bos: tok.bos, addBos: withBos.length > without.length, eos: tok.eos, maxSeq: Number(meta.max_seq ?? 2048),
-    description: `${String(meta.architecture ?? 'model')}, ${String(meta.num_hidden_layers ?? '?')} layers, ${meta.quantization && meta.quantization !== 'none' ? `${String(meta.quantization)}-quantized` : 'float32'} weights, from ${String(meta.source_model ?? opts.model)}`,
+    bos: tok.bos, addBos: withBos.length > without.length, eos: tok.eos, maxSeq: meta.max_seq ?? 2048,
+    description: `${meta.architecture ?? 'model'}, ${meta.num_hidden_layers ?? '?'} layers, ${meta.quantization && meta.quantization !== 'none' ? `${meta.quantization}-quantized` : 'float32'} weights, from ${meta.source_model ?? opts.model}`,
   };
   const require = createRequire(import.meta.url);
   const assets = new Map<string, string>([

@@ -12,7 +12,7 @@ import { loadModel, disposeModel, type LlamaModel } from '../model/model.ts';
 import { readConfig } from '../model/config.ts';
 import { isGgufFile } from '../model/files.ts';
 import { currentProfile } from '../runtime/profile.ts';
-import { assertFits, checkModelFits, storedBytes } from '../model/memory-estimate.ts';
+import { assertFits, checkModelFits, estimateMemory, storedBytes } from '../model/memory-estimate.ts';
 import { calibrationWorkload } from '../compress/calibration.ts';
 import { bosUnderAddBosTokenFalse, loadTokenizer, type Tokenizer } from '../tokenizer/tokenizer.ts';
 import { createMmluCache, mmluWorkload, type MmluCache } from '../eval/mmlu/evaluate.ts';
@@ -35,7 +35,9 @@ import { SWEEP_EVAL_SUBJECTS, SWEEP_OUT, SWEEP_QUANTIZE, SWEEP_REMOVE } from './
 import { CALIB_SUBJECTS, CALIBRATION_SEED, PROTOCOL, REPRESENTATION } from '../compress/options.ts';
 import { LIMIT, NTRAIN } from '../eval/mmlu/options.ts';
 import { FIT_LAMBDA } from '../pipeline/options.ts';
-import { parseQuantization } from '../quant/registry.ts';
+import { getQuantMethod, parseQuantization } from '../quant/registry.ts';
+import { quantizedModelMemory } from '../quant/size.ts';
+import { checkQuantizeFits, quantCalibration, type QuantCalibration } from '../pipeline/quantize.ts';
 
 /** The similarity part of the sweep key: NPIB's options as before --metric; another metric's name and β (the rest is NPIB's). */
 function similarityKey(opts: SweepSettings): Record<string, unknown> {
@@ -162,6 +164,31 @@ export function checkSweepFits(opts: SweepOptions, promptLengths: number[] | nul
   });
 }
 
+/**
+ * The memory check of the sweep's quantized points, before the original model is loaded: each
+ * quantization runs beside the resident original (the points' reference and the source of their
+ * weights) and the quantized model it builds (counted unmerged, an upper bound), with the quantizer's
+ * own needs (src/quant/memory.ts) on the calibration prompts it will draw. A one-line UserError when
+ * one cannot fit.
+ */
+export async function checkSweepQuantizeFits(opts: SweepOptions): Promise<void> {
+  const quantizations = (opts.quantize ?? []).map((q) => parseQuantization(q, flag(SWEEP_QUANTIZE))).filter((q) => q !== null);
+  if (!quantizations.length) return;
+  const config = readConfig(opts.model);
+  const profile = currentProfile().memory;
+  const original = estimateMemory(config, storedBytes(opts.model, config), profile, { streaming: false, rows: 1, microBatch: 1, seqLen: 1, logits: 'none', streamable: false }).parts.weights;
+  let drawn: QuantCalibration | null = null; // the same questions for every method that calibrates
+  for (const q of quantizations) {
+    const calibrates = getQuantMethod(q.method).calibration !== 'none';
+    if (calibrates) drawn ??= await quantCalibration(opts.model, q, opts);
+    const model = quantizedModelMemory(config, q);
+    checkQuantizeFits('sweep', opts.model, config, q, calibrates ? drawn! : { prompts: null, info: {} }, {
+      readsFloat32: true, perSubject: opts.perSubject,
+      beside: [{ what: 'original model', bytes: original, tensors: original }, { what: 'quantized model', bytes: model, tensors: model }],
+    });
+  }
+}
+
 /** Checks the options, claims (or re-opens) the results directory, reads the config and the subjects. */
 export function prepareSweep(opts: SweepOptions): PreparedSweep {
   opts.methods.forEach(getMethod);
@@ -217,6 +244,7 @@ export async function openSweep(opts: SweepOptions): Promise<SweepContext> {
   for (const q of opts.quantize ?? []) parseQuantization(q, flag(SWEEP_QUANTIZE)); // before any work
   const promptLengths = await checkSweepCalibration(opts);
   checkSweepFits(opts, promptLengths);
+  await checkSweepQuantizeFits(opts);
   const taskInputs = await loadSweepTasks(opts);
   const prepared = prepareSweep(opts);
   const tokenizer = await loadTokenizer(opts.model);

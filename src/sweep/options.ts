@@ -28,7 +28,7 @@ export const SWEEP_QUANTIZE = option({
 export const SWEEP_EVAL_SUBJECTS = option({ name: 'evalSubjects', option: 'eval-subjects', type: 'string', list: true, help: 'comma-separated MMLU subjects to evaluate (default all)' });
 export const SWEEP_BATCH_SIZE = option({ name: 'batchSize', option: 'batch-size', type: 'integer', min: 1, default: 16, help: 'questions per forward pass' });
 export const CHOSEN = option({ name: 'chosen', option: 'chosen', type: 'string', help: 'point for categories.png, e.g. mka:2 (default: largest mka count)' });
-export const KEEP_MODELS = option({ name: 'keepModels', option: 'keep-models', type: 'boolean', default: false, help: 'also write every compressed model to OUT/models/' });
+export const KEEP_MODELS = option({ name: 'keepModels', option: 'keep-models', type: 'boolean', default: false, help: 'also write every compressed model to OUT/models/NAME (a quantized point as the packed model directory mka quantize writes)' });
 export const SWEEP_OUT = option({ ...OUT, default: 'results/sweep', help: 'results directory (rerun to resume)' });
 export const SWEEP_TEXT = option({ name: 'text', option: 'text', type: 'string', path: 'file', help: 'text corpus: adds each point\'s perplexity on it (`ppl` column, as `mka eval ppl`)' });
 

@@ -20,7 +20,7 @@ import { mmluPointMetrics, sweepTasks, taskPointMetrics, type DocumentScores } f
 import { disposeModel, type LlamaModel } from '../model/model.ts';
 import { evaluateMmlu } from '../eval/mmlu/evaluate.ts';
 import type { MmluSummary } from '../eval/mmlu/results.ts';
-import { writeCompressed } from '../pipeline/write.ts';
+import { planFiles, writeCompressed } from '../pipeline/write.ts';
 import { planSource, type CompressionPlan } from '../compress/merge-plan.ts';
 import { materialize } from '../compress/plan-model.ts';
 import { planSummary } from '../compress/plan-file.ts';
@@ -31,13 +31,12 @@ import type { SweepContext } from './context.ts';
 import { calibrateSweep, readPlan } from './calibrate.ts';
 import { evalDir, pointFile, pointLabel, pointName, pointQuantize, subjectFile, withQuantize, type PointId } from './points.ts';
 import { SWEEP_QUANTIZE } from './options.ts';
-import { QUANTIZE_AFTER } from '../quant/options.ts';
 import { flag } from '../runtime/options.ts';
 import type { LlamaConfig } from '../model/config.ts';
 import { parseQuantization, type Quantization } from '../quant/registry.ts';
 import { materializeQuantized, quantizedSource } from '../quant/quantize.ts';
 import { modelBytes } from '../quant/size.ts';
-import { QUANT_CALIBRATION_SHOTS, quantCalibration } from '../pipeline/quantize.ts';
+import { QUANT_CALIBRATION_SHOTS, quantCalibration, quantizeSourceTo } from '../pipeline/quantize.ts';
 import type { SweepPoint } from './types.ts';
 
 /** A finished point as stored in points/NAME.json. */
@@ -131,8 +130,21 @@ export async function pointModel(ctx: SweepContext, p: PointId): Promise<{ model
   const plan = p.method === 'original' ? null : await pointPlan(ctx, p);
   const source = plan ? planSource(modelSource(ctx.original), plan) : modelSource(ctx.original);
   if (!q) return { model: materialize(source), plan };
-  const { prompts, info } = await quantCalibration(ctx.opts.model, q, ctx.opts);
-  const quantized = quantizedSource({ source, quantization: q, prompts, calibrationInfo: info, quiet: ctx.opts.quiet, log: ctx.opts.log });
+  const calibration = await quantCalibration(ctx.opts.model, q, ctx.opts);
+  const kept = join(ctx.opts.out, 'models', pointName(p));
+  if (ctx.opts.keepModels && !existsSync(kept)) {
+    // written as `mka quantize` writes it, from the same tensors the sweep evaluates (a worker that finds it written quantizes in memory only)
+    const files = plan ? planFiles(ctx.opts.model, plan, 'float32', kept) : {};
+    const { model } = await quantizeSourceTo(source, {
+      model: ctx.opts.model, out: kept, quantization: q, calibration, materialize: true, quiet: ctx.opts.quiet, log: ctx.opts.log,
+      ...(plan ? {
+        extraFiles: { 'merge.json': files['merge.json'], 'mergekit.yaml': files['mergekit.yaml'] },
+        card: { compression: JSON.parse(files['merge.json']) as Record<string, unknown>, summary: `${ctx.opts.model} with ${p.removed} of its ${plan.originalLayers} decoder layers removed by \`${plan.method}\`, then quantized by \`${pointQuantize(p)}\` (sweep point ${pointLabel(p)}).` },
+      } : {}),
+    });
+    return { model: model!, plan };
+  }
+  const quantized = quantizedSource({ source, quantization: q, prompts: calibration.prompts, calibrationInfo: calibration.info, quiet: ctx.opts.quiet, log: ctx.opts.log });
   return { model: await materializeQuantized(quantized), plan };
 }
 
@@ -240,8 +252,8 @@ export async function runPoint(ctx: SweepContext, p: PointId, ro: RunPointOption
   const t0 = performance.now();
   const built = ro.model ? { model: ro.model, plan: p.method === 'original' ? null : await pointPlan(ctx, p) } : await pointModel(ctx, p);
   try {
+    // (a quantized point's model is written by pointModel, as it is quantized)
     if (opts.keepModels && built.plan && !pointQuantization(p)) await writeCompressed(ctx.original, built.plan, `${opts.out}/models/${pointName(p)}`, { log: () => {} });
-    if (opts.keepModels && pointQuantization(p)) opts.log?.(`sweep: ${pointLabel(p)} is not written to ${opts.out}/models (the kept models are the float ones; compress ${flag(QUANTIZE_AFTER)} writes a quantized one)`);
     const e = (await evaluatePoint(ctx, p, built.model))!;
     const ppl = ctx.corpus ? (await evaluatePerplexity({ model: built.model, ...ctx.corpus, out: join(opts.out, 'ppl', pointName(p)), signal: opts.signal })).summary.ppl : null;
     const row = pointFrom(p, ctx.layers, pointBytes(ctx.original.config, p), e, (ro.priorSeconds ?? 0) + (performance.now() - t0) / 1000, ppl);

@@ -6,7 +6,7 @@ import { UserError } from '../../runtime/errors.ts';
 import { COMPUTE_OPTIONS } from '../../runtime/backend-choice.ts';
 import { MODEL, REVISION } from '../../model/options.ts';
 import { CALIBRATION_DATA, CALIBRATION_FILE } from '../../compress/options.ts';
-import { METHOD, OUT_DTYPE, PLAN, REMOVE } from '../../pipeline/options.ts';
+import { DEFAULT_METHOD, METHOD, OUT_DTYPE, PLAN, REMOVE } from '../../pipeline/options.ts';
 import { ANALYSIS_OPTIONS, METHOD_OPTIONS, analysisOptions, checkMethodOptions, methodParameters } from './compress-options.ts';
 import { QUANTIZE_AFTER, QUANTIZE_SHOTS } from '../../quant/options.ts';
 
@@ -36,7 +36,7 @@ export const compressCommand = defineCommand({
     } else if (v.remove === undefined) {
       throw new UserError(`${flag(REMOVE)} is required (the number of layers to remove), or replay a recorded plan with ${flag(PLAN)} merge.json`);
     } else {
-      checkMethodOptions(v, [v.method ?? 'mka'], `${flag(METHOD)} ${v.method ?? 'mka'}`);
+      checkMethodOptions(v, [v.method ?? DEFAULT_METHOD], `${flag(METHOD)} ${v.method ?? DEFAULT_METHOD}`);
     }
   },
   run: async (v, ctx) => {
@@ -53,7 +53,7 @@ export const compressCommand = defineCommand({
     const plan = v.plan !== undefined
       ? await replayPlan({ model: v.model, plan: v.plan, out: v.out, dtype: v.dtype, recorded, quantize, quantizeShots: v.quantizeShots, calibration: analysisOptions(v, ctx.log), quiet: ctx.quiet, log: ctx.log })
       : await compressModel({
-        ...analysisOptions(v, ctx.log), model: v.model, out: v.out, method: v.method ?? 'mka', remove: v.remove ?? 0,
+        ...analysisOptions(v, ctx.log), model: v.model, out: v.out, method: v.method ?? DEFAULT_METHOD, remove: v.remove!, // check() refuses a missing --remove without --plan
         params: methodParameters(v), fitLambda: v.fitLambda, dtype: v.dtype, quantize, quantizeShots: v.quantizeShots, quiet: ctx.quiet, log: ctx.log,
       });
     release();

@@ -7,7 +7,7 @@ import { COMPUTE_OPTIONS } from '../../runtime/backend-choice.ts';
 import { MODEL, REVISION } from '../../model/options.ts';
 import { CALIBRATION_DATA, CALIBRATION_FILE } from '../../compress/options.ts';
 import { LIMIT, NTRAIN } from '../../eval/mmlu/options.ts';
-import { SEQ_LEN, STRIDE } from '../../eval/ppl/options.ts';
+import { DEFAULT_SEQ_LEN, SEQ_LEN, STRIDE } from '../../eval/ppl/options.ts';
 import { ATTEMPTS, SWEEP_QUEUE_NAME, SWEEP_QUEUE_URL } from '../../queue/options.ts';
 import {
   CHOSEN, KEEP_MODELS, LIST_POINTS, POINT, REPORT, SWEEP_BATCH_SIZE, SWEEP_EVAL_SUBJECTS, SWEEP_METHODS, SWEEP_OUT, SWEEP_QUANTIZE, SWEEP_REMOVE, SWEEP_TEXT,
@@ -21,7 +21,7 @@ import { ANALYSIS_SETTINGS, METHOD_OPTIONS, analysisOptions, checkMethodOptions,
 const OPTIONS = [
   ...COMPUTE_OPTIONS, MODEL, REVISION, SWEEP_METHODS, SWEEP_REMOVE, SWEEP_QUANTIZE, { ...CALIBRATION_DATA, required: true }, ...ANALYSIS_SETTINGS,
   ...METHOD_OPTIONS, { ...NTRAIN, help: 'few-shot examples per MMLU prompt' }, LIMIT, SWEEP_EVAL_SUBJECTS, SWEEP_TASKS, SWEEP_TASK_DATA, SWEEP_NUM_FEWSHOT, SWEEP_BATCH_SIZE, CHOSEN, KEEP_MODELS, SWEEP_OUT,
-  SWEEP_TEXT, { ...SEQ_LEN, help: 'with --text: window length (default 2048, or the model\'s context)' }, { ...STRIDE, help: 'with --text: tokens between window starts (default --seq-len)' },
+  SWEEP_TEXT, { ...SEQ_LEN, help: `with --text: window length (default ${DEFAULT_SEQ_LEN}, or the model's context)` }, { ...STRIDE, help: 'with --text: tokens between window starts (default --seq-len)' },
   LIST_POINTS, POINT, REPORT, SWEEP_QUEUE_URL, SWEEP_QUEUE_NAME, ATTEMPTS, FORCE_DIR,
 ] as const;
 

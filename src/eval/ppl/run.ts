@@ -14,16 +14,13 @@ import { loadTokenizer } from '../../tokenizer/tokenizer.ts';
 import { evaluatePerplexity, pplWorkload, type PplProgress } from './evaluate.ts';
 import type { PplSummary } from './results.ts';
 import { flag } from '../../runtime/options.ts';
-import { PPL_TEXT, SEQ_LEN } from './options.ts';
-
-/** The default window: 2048 tokens (WikiText-2 in the pruning papers), or the model's context if shorter. */
-export const DEFAULT_SEQ_LEN = 2048;
+import { DEFAULT_SEQ_LEN, PPL_TEXT, SEQ_LEN } from './options.ts';
 
 export interface RunPplOptions {
   model: string;
   /** UTF-8 text file: the whole file is one corpus. */
   text: string;
-  /** Default min(2048, max_position_embeddings). */
+  /** Default min(DEFAULT_SEQ_LEN, max_position_embeddings). */
   seqLen?: number;
   /** Default seqLen (disjoint windows). */
   stride?: number;

@@ -38,8 +38,9 @@ export const MAX_LENGTH = option({
   help: 'the model\'s context in tokens (lm-eval\'s max_length; default max_position_embeddings): longer inputs lose their first tokens',
 });
 
-/** What a task's run key records of its options (evaluate.ts), in the key's order; `shots` is the key's field of the few-shot count. */
+/** What a task's run key records of its options (evaluate.ts), in the key's order. */
 export const TASK_KEY = [NUM_FEWSHOT, TASK_LIMIT, MAX_LENGTH] as const;
+/** The key's field names where they are not the spec's name (keyFields' `as`): existing results directories hold them. */
 export const TASK_KEY_FIELDS = { [NUM_FEWSHOT.name]: 'shots' };
 
 /** `mka sweep --tasks`: what every point is evaluated on. */

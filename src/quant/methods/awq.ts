@@ -12,10 +12,11 @@
  * without grouped-query attention (v_proj's rows must be o_proj's columns), as auto_scale.py does.
  */
 import * as tf from '@tensorflow/tfjs';
-import { dequantize, quantizeRtn, type PackedMatrix } from '../../io/packed.ts';
+import { dequantize, packedBytes, quantizeRtn, type PackedMatrix } from '../../io/packed.ts';
+import { layerTensorShapes } from '../../model/config.ts';
 import { disposeTensors, layerWeights, meanSquaredError, moduleOutputs, projectionInputs } from '../calibration.ts';
 import { foldScales, scaleColumns, scaleSites } from '../fold.ts';
-import { LINEARS, otherTensors, type LayerJob, type QuantMethod } from '../method.ts';
+import { LINEARS, layerFloatBytes, layerPackedBytes, otherTensors, specFor, type LayerJob, type MethodMemory, type QuantMethod } from '../method.ts';
 
 /** AWQ's scales for exponent α from mean |x| per channel: x^α clamped at 1e-4, divided by √(max·min). */
 export function awqScales(meanAbs: ArrayLike<number>, alpha: number): Float64Array {
@@ -108,5 +109,28 @@ export const awq: QuantMethod = {
     }
     const notes: Record<string, number> = sites.length < 4 ? { 'layers whose o_proj is not scaled (grouped-query attention: v_proj\'s rows are not o_proj\'s inputs; the authors\' code skips it too)': 1 } : {};
     return { packed, floats: otherTensors(weights), stats, notes };
+  },
+  /**
+   * The largest of: a scale site's search (the site's inputs on every calibration row, float32: tokens ×
+   * 14,336 for Llama-3-8B's down_proj; the float module's outputs and one candidate's, tokens × hidden
+   * each; the candidate's scaled copy and rounded values of the site's linears, and their packed form;
+   * the module's forward pass on a micro-batch; where tensors are copies, the float layer's and the
+   * candidate's tensors too), and the scaled copy of the layer beside its packed linears after them.
+   */
+  memory(s) {
+    const shapes = layerTensorShapes(s.config);
+    const copy = s.copies ? layerFloatBytes(s.config) : 0;
+    let peak: MethodMemory = { bytes: layerFloatBytes(s.config) + layerPackedBytes(s.config, s.grid), tensors: 0, what: 'awq\'s scaled and packed layer' };
+    for (const site of scaleSites(shapes)) {
+      const inputs = shapes.get(`${site.input}.weight`)![1];
+      const tensors = 4 * s.tokens * (inputs + 2 * s.config.hidden_size) + s.forward + 2 * copy;
+      let candidate = 0;
+      for (const l of site.site.linears) {
+        const [rows, cols] = shapes.get(l)!;
+        candidate += 2 * 4 * rows * cols + packedBytes(rows, cols, specFor(s.grid, cols));
+      }
+      if (tensors + candidate > peak.bytes) peak = { bytes: tensors + candidate, tensors, what: `awq's search at ${site.input} (its ${inputs} inputs on ${s.tokens} calibration rows)` };
+    }
+    return peak;
   },
 };

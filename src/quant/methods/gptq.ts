@@ -11,8 +11,8 @@ import type { PackedMatrix } from '../../io/packed.ts';
 import { UserError } from '../../runtime/errors.ts';
 import { inputHessians, layerWeights } from '../calibration.ts';
 import { gptqQuantize, layerObjective } from '../gptq-solve.ts';
-import { dequantize, quantizeRtn } from '../../io/packed.ts';
-import { otherTensors, type QuantMethod } from '../method.ts';
+import { dequantize, packedBytes, quantizeRtn } from '../../io/packed.ts';
+import { layerFloatBytes, linearShapes, otherTensors, specFor, type MethodMemory, type QuantMethod } from '../method.ts';
 
 /** Projections quantized together (they share an input), in the order true-sequential GPTQ takes them. */
 const SEQUENTIAL_GROUPS = [
@@ -71,5 +71,42 @@ export const gptq: QuantMethod = {
       }
     }
     return { packed, floats: otherTensors(job.weights), stats, notes };
+  },
+  /**
+   * Per group of projections, in quantizeLayer's order, beside the linears already done (their
+   * dequantized float32 values and packed form): while the group's Hessians accumulate, the layer's
+   * forward pass, each Hessian's n×n float32 sum (n its inputs) and, for one of them, a batch's XᵀX and
+   * the new sum (where tensors are copies, also the layer's tensors); then the Hessians (n² float32 each),
+   * and for each linear [rows, n] the largest phase of its solve (gptq-solve.ts, linalg.ts): the float64
+   * copy of H factorised in place (8n²) beside the blocked inversion's lower halves and their product
+   * (6n²) and one float32 product of the halves (3n²); the factor beside W's columns in float64, the
+   * packed result and its values (8n² + 12·rows·n); the layer objective's float32 H and four [rows, n]
+   * float32 arrays (4n² + 16·rows·n). At Llama-3-8B's down_proj (n = 14,336) the solve alone is 4.3 GB.
+   */
+  memory(s) {
+    const lin = new Map(linearShapes(s.config).map((l) => [l.suffix.replace(/\.weight$/, ''), l]));
+    const groups = s.params['true-sequential'] ? SEQUENTIAL_GROUPS : [SEQUENTIAL_GROUPS.flat()];
+    const copy = s.copies ? layerFloatBytes(s.config) : 0;
+    let done = 0;
+    let peak: MethodMemory = { bytes: 0, tensors: 0, what: '' };
+    const consider = (bytes: number, tensors: number, what: string) => {
+      if (bytes > peak.bytes) peak = { bytes, tensors, what };
+    };
+    for (const group of groups) {
+      const widths = [...new Set(group.map((p) => SEQUENTIAL_GROUPS.find((g) => g.includes(p))![0]))].map((i) => lin.get(i)!.cols);
+      const sums = widths.reduce((a, n) => a + 4 * n * n, 0);
+      const widest = Math.max(...widths);
+      const accumulating = s.forward + copy + sums + 2 * 4 * widest * widest;
+      // then each sum is read out and scaled into a new array before the tensors are freed
+      consider(done + Math.max(accumulating, 2 * sums), accumulating, `gptq's Hessians of ${group.join(', ')} (${widest} inputs)`);
+      for (const p of group) {
+        const { rows, cols: n } = lin.get(p)!;
+        const pm = packedBytes(rows, n, specFor(s.grid, n));
+        const solve = Math.max(17 * n * n, 8 * n * n + 12 * rows * n + pm, 4 * n * n + 16 * rows * n);
+        consider(done + sums + solve, 0, `gptq's Hessian and solver of ${p} (${n} inputs)`);
+        done += 4 * rows * n + pm;
+      }
+    }
+    return peak;
   },
 };

@@ -5,7 +5,7 @@
  */
 import { quantizeRtn } from '../../io/packed.ts';
 import type { PackedMatrix } from '../../io/packed.ts';
-import { LINEARS, otherTensors, type QuantMethod } from '../method.ts';
+import { LINEARS, layerPackedBytes, otherTensors, type QuantMethod } from '../method.ts';
 
 export const rtn: QuantMethod = {
   name: 'rtn',
@@ -25,5 +25,7 @@ export const rtn: QuantMethod = {
     }
     return { packed, floats: otherTensors(job.weights), stats: {} };
   },
+  /** The layer's packed linears (each rounded from the job's float32 values in place: no copy). */
+  memory: (s) => ({ bytes: layerPackedBytes(s.config, s.grid), tensors: 0, what: 'rtn\'s packed layer' }),
 };
 

@@ -15,7 +15,7 @@ import { flag } from '../../runtime/options.ts';
 import { ASYM, BITS, GROUP_SIZE } from '../options.ts';
 import { inputMagnitudes, layerWeights } from '../calibration.ts';
 import { foldScales, type ScaleSite } from '../fold.ts';
-import { LINEARS, otherTensors, type QuantMethod } from '../method.ts';
+import { LINEARS, layerFloatBytes, layerPackedBytes, otherTensors, type QuantMethod } from '../method.ts';
 
 /** SmoothQuant's sites: the linears after each RMSNorm, by the projection whose input is measured. */
 export const SMOOTH_SITES: { site: ScaleSite; input: string }[] = [
@@ -71,5 +71,17 @@ export const smoothquant: QuantMethod = {
       packed.set(suffix, quantizeRtn(weights.get(suffix)!, rows, cols, job.spec(suffix)));
     }
     return { packed, floats: otherTensors(weights), stats };
+  },
+  /**
+   * The larger of: the layer's forward pass measuring the maxima (with the layer's tensors copied into the
+   * heap where tensors are copies), and the scaled copy of the layer's weights beside its packed linears.
+   */
+  memory(s) {
+    const copy = s.copies ? layerFloatBytes(s.config) : 0;
+    const measuring = s.forward + copy;
+    const folding = layerFloatBytes(s.config) + layerPackedBytes(s.config, s.grid);
+    return measuring > folding
+      ? { bytes: measuring, tensors: measuring, what: 'smoothquant\'s forward pass' }
+      : { bytes: folding, tensors: 0, what: 'smoothquant\'s scaled and packed layer' };
   },
 };

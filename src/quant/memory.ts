@@ -1,0 +1,189 @@
+/**
+ * What quantizing a model holds in memory, estimated from its config, its stored dtypes and the
+ * calibration prompts' lengths before anything is loaded, and the check `mka quantize`, `compress
+ * --quantize` and a sweep's quantized points run before any work: a one-line UserError naming the
+ * figure, what is available and the option that would make it fit (as src/model/memory-estimate.ts
+ * does for the commands that load a model).
+ *
+ * quantize.ts streams the model one decoder layer at a time, so the peak is the largest of its phases:
+ *  - a table (embedding, lm_head) quantized by round to nearest: its values as the source reads them
+ *    (stored bytes from a checkpoint, float32 from a model in memory) and its packed form; with
+ *    --keep-embeddings, its stored bytes as they are copied;
+ *  - a decoder layer quantized: its tensors widened to float32 (LayerJob.weights), the calibration
+ *    prompts' hidden states at its input (right-padded micro-batches, float32, and their masks), and
+ *    the method's own peak (QuantMethod.memory, declared beside each method's code) or, when larger, a
+ *    tensor being read (its float32 values and their copy);
+ *  - the next layer's inputs computed: the layer's float32 weights, the hidden states at its input and
+ *    its output, a micro-batch's forward pass, the packed linears and, for methods that calibrate on the
+ *    quantized layers (GPTQ), their dequantized values; where tensors are copies (the wasm heap), the
+ *    layer's tensors once more;
+ * plus the runtime's fixed share and what the caller holds meanwhile (a sweep's original model and the
+ * quantized model it builds). Like the other estimates, ±20%: it tells a run that fits from one that
+ * cannot, it does not predict RSS to the megabyte.
+ */
+import { type LlamaConfig, layerTensorShapes } from '../model/config.ts';
+import { estimateMemory, gb, availableMemory, RUNTIME_OVERHEAD, type MemoryProfile, type StoredBytes } from '../model/memory-estimate.ts';
+import { offHeapBackend } from '../runtime/backend.ts';
+import { packedBytes, type PackedSpec } from '../io/packed.ts';
+import { UserError } from '../runtime/errors.ts';
+import { flag, type OptionSpec } from '../runtime/options.ts';
+import { BACKEND_OPTION } from '../runtime/backend-choice.ts';
+import { layerFloatBytes, layerPackedBytes, type LayerMemoryShape } from './method.ts';
+import { getQuantMethod, type Quantization } from './registry.ts';
+import { MAX_CALIBRATION_TOKENS, tableSpecs } from './quantize.ts';
+
+/** Memory a run holds, by what it is. */
+export interface HeldBytes {
+  what: string;
+  bytes: number;
+  /** Of which tfjs tensors (what counts against the wasm heap). */
+  tensors: number;
+}
+
+/** What a quantization run does: the quantization, its calibration prompts and its micro-batches. */
+export interface QuantizeWork {
+  quantization: Quantization;
+  /** Token counts of the calibration prompts (cut as the quantizer cuts them), or null for a method without calibration. */
+  prompts: readonly number[] | null;
+  /** Prompts per calibration micro-batch (default 8, as quantize.ts). */
+  microBatch?: number;
+  keepEmbeddings?: boolean;
+}
+
+export interface QuantizeEstimate {
+  /** Everything the process holds at its peak. */
+  total: number;
+  /** What tfjs holds then (checked against the wasm heap's ceiling). */
+  tensors: number;
+  /** The peak's parts, largest first. */
+  parts: HeldBytes[];
+}
+
+/** Rows × longest prompt of each micro-batch, summed: the calibration states' rows as calibration.ts embedPrompts pads them (sorted by length). */
+export function paddedTokens(prompts: readonly number[], micro: number): number {
+  const sorted = [...prompts].sort((a, b) => a - b);
+  let rows = 0;
+  for (let i = 0; i < sorted.length; i += micro) {
+    const group = sorted.slice(i, i + micro);
+    rows += group.length * group[group.length - 1];
+  }
+  return rows;
+}
+
+/**
+ * The peak memory of quantizing a model of `config` (stored as `stored` says: the bytes per value the
+ * source reads its tables in) on a backend of `profile`, with `beside` held meanwhile by the caller.
+ */
+export function estimateQuantize(config: LlamaConfig, stored: StoredBytes, profile: MemoryProfile, work: QuantizeWork, beside: readonly HeldBytes[] = []): QuantizeEstimate {
+  const method = getQuantMethod(work.quantization.method);
+  const q = work.quantization;
+  const micro = work.microBatch ?? 8;
+  const H = config.hidden_size;
+  const maxTokens = Math.min(MAX_CALIBRATION_TOKENS, config.max_position_embeddings);
+  const prompts = method.calibration === 'none' || !work.prompts?.length ? null : work.prompts.map((n) => Math.min(n, maxTokens));
+  const copies = profile.heapLimit !== null; // the wasm backend copies arrays into its heap
+  const layerF32 = layerFloatBytes(config);
+  const packed = layerPackedBytes(config, q.grid);
+  const tokens = prompts ? paddedTokens(prompts, micro) : 0;
+  const states = 4 * tokens * (H + 1); // hidden states and masks
+  const forward = prompts ? estimateMemory(config, () => 4, profile, {
+    streaming: true, rows: Math.min(micro, prompts.length), microBatch: micro, seqLen: Math.max(...prompts), logits: 'none', streamable: false,
+  }).parts.activations : 0;
+  const shape: LayerMemoryShape = { config, grid: q.grid, params: q.params, tokens, forward, copies };
+  const own = method.memory(shape);
+  const largest = Math.max(...[...layerTensorShapes(config).values()].map((s) => s.reduce((a, d) => a * d, 1)));
+  const weights = { what: 'layer weights (float32)', bytes: layerF32, tensors: 0 };
+  const input = { what: 'calibration states', bytes: states, tensors: states };
+
+  const phases: HeldBytes[][] = [];
+  // the tables, one at a time
+  const tables = work.keepEmbeddings ? new Map<string, PackedSpec>() : tableSpecs(config, q.embeddingBits);
+  for (const name of config.tie_word_embeddings ? ['model.embed_tokens.weight'] : ['model.embed_tokens.weight', 'lm_head.weight']) {
+    const [rows, cols] = [config.vocab_size, H];
+    const spec = tables.get(name);
+    const read = rows * cols * stored(name);
+    phases.push(spec
+      ? [{ what: `${name.replace(/\.weight$/, '')} read`, bytes: read, tensors: 0 }, { what: `${name.replace(/\.weight$/, '')} packed`, bytes: packedBytes(rows, cols, spec) + 4 * 2 ** 22, tensors: 0 }]
+      : [{ what: `${name.replace(/\.weight$/, '')} copied`, bytes: read, tensors: 0 }]);
+  }
+  // a layer quantized by the method (or read)
+  phases.push([weights, input, own.bytes >= 8 * largest ? own : { what: 'a tensor read (float32 and its copy)', bytes: 8 * largest, tensors: 0 }]);
+  // the next layer's inputs
+  if (prompts) {
+    const values = method.calibration === 'quantized' ? layerF32 : 0;
+    phases.push([
+      weights, input, { what: 'next layer\'s calibration states', bytes: states, tensors: states },
+      { what: 'forward pass', bytes: forward, tensors: forward }, { what: 'packed layer', bytes: packed, tensors: 0 },
+      ...(values ? [{ what: 'quantized layer (float32)', bytes: values, tensors: 0 }] : []),
+      ...(copies ? [{ what: 'layer tensors', bytes: layerF32 + values, tensors: layerF32 + values }] : []),
+    ]);
+  }
+  const sum = (parts: readonly HeldBytes[], k: 'bytes' | 'tensors') => parts.reduce((a, p) => a + p[k], 0);
+  const peak = phases.reduce((best, p) => (sum(p, 'bytes') > sum(best, 'bytes') ? p : best));
+  const parts = [...peak, ...beside].filter((p) => p.bytes > 0).sort((a, b) => b.bytes - a.bytes);
+  return {
+    total: RUNTIME_OVERHEAD + sum(parts, 'bytes'),
+    tensors: Math.max(...phases.map((p) => sum(p, 'tensors'))) + sum(beside, 'tensors'),
+    parts,
+  };
+}
+
+/** A quantization run with a memory check: what runs, on what, and what its command can change. */
+export interface QuantizeFitRequest {
+  /** What runs, for the message ("quantize", "compress", "sweep"). */
+  command: string;
+  config: LlamaConfig;
+  stored: StoredBytes;
+  profile: MemoryProfile;
+  work: QuantizeWork;
+  beside?: readonly HeldBytes[];
+  /** The option that sets the calibration questions per MMLU subject, and the count in use (a suggestion halves it). */
+  perSubject?: { option: Pick<OptionSpec, 'option'>; value: number } | null;
+  /** The option that sets the calibration micro-batch, when the command has one. */
+  microBatch?: Pick<OptionSpec, 'option'> | null;
+  /** Available bytes (default availableMemory()). */
+  available?: number | null;
+}
+
+/** The parts of an estimate worth naming (50 MB and more; at least the largest). */
+function describe(e: QuantizeEstimate): string {
+  const shown = e.parts.filter((p, i) => i === 0 || p.bytes >= 5e7);
+  return shown.map((p) => `${p.what} ${gb(p.bytes)}`).join(', ');
+}
+
+/**
+ * Throws a one-line UserError when quantizing cannot fit, naming the figure, the memory available and
+ * what would make it fit (a backend outside the wasm heap, fewer calibration questions, smaller
+ * micro-batches, or more memory); returns the estimate otherwise (null when the check is off).
+ */
+export function assertQuantizeFits(req: QuantizeFitRequest): QuantizeEstimate | null {
+  const available = req.available !== undefined ? req.available : availableMemory();
+  const est = (work: QuantizeWork, profile = req.profile) => estimateQuantize(req.config, req.stored, profile, work, req.beside);
+  const e = est(req.work);
+  if (available === null) return e;
+  const overflow = (x: QuantizeEstimate, p: MemoryProfile) => (p.heapLimit !== null && x.tensors > p.heapLimit
+    ? `${gb(x.tensors)} of tensors in the ${p.backend} heap (limit ${gb(p.heapLimit)})` : x.total > available ? `about ${gb(x.total)} of RAM` : null);
+  const why = overflow(e, req.profile);
+  if (!why) return e;
+  const head = `${req.command} needs ${why} (${describe(e)}) but ${gb(available)} is available`;
+  if (req.profile.heapLimit !== null) {
+    const { backend: ram, profile: p } = offHeapBackend();
+    if (!overflow(est(req.work, p), p)) throw new UserError(`${head}; rerun with ${flag(BACKEND_OPTION)} ${ram} (about ${gb(est(req.work, p).total)})`);
+  }
+  const prompts = req.work.prompts;
+  const per = req.perSubject?.value ?? 0;
+  if (prompts && req.perSubject && per > 1) {
+    // the prompts come subject by subject, `per` of each: keep k of each subject's
+    for (let k = Math.floor(per / 2); k >= 1; k = Math.floor(k / 2)) {
+      const w = { ...req.work, prompts: prompts.filter((_, i) => i % per < k) };
+      if (!overflow(est(w), req.profile)) throw new UserError(`${head}; rerun with ${flag(req.perSubject.option)} ${k} (about ${gb(est(w).total)})`);
+    }
+  }
+  if (prompts && req.microBatch) {
+    for (let m = Math.floor((req.work.microBatch ?? 8) / 2); m >= 1; m = Math.floor(m / 2)) {
+      const w = { ...req.work, microBatch: m };
+      if (!overflow(est(w), req.profile)) throw new UserError(`${head}; rerun with ${flag(req.microBatch)} ${m} (about ${gb(est(w).total)})`);
+    }
+  }
+  throw new UserError(`${head}; use a machine with more memory (the model is already quantized one layer at a time)`);
+}

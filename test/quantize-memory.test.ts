@@ -1,0 +1,154 @@
+/**
+ * The quantizers' memory estimate (src/quant/memory.ts, each method's QuantMethod.memory): its figures
+ * for the Llama-3-8B shape against sums worked out by hand from the architecture and from what the code
+ * holds at once, the fix it names, and the refusal before any work by `mka quantize`, `compress
+ * --quantize` and a sweep with a quantize axis, on a directory that holds only config.json and a tokenizer.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { copyFileSync, existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { parseConfig } from '../src/model/config.ts';
+import { backendProfile, RUNTIME_OVERHEAD } from '../src/model/memory-estimate.ts';
+import { assertQuantizeFits, estimateQuantize, paddedTokens, type QuantizeWork } from '../src/quant/memory.ts';
+import { parseQuantization } from '../src/quant/registry.ts';
+import { checkSweepQuantizeFits } from '../src/sweep/context.ts';
+import { loadNativeAddon } from '../src/runtime/native-addon.ts';
+import { ensureBenchmark } from '../src/eval/mmlu/demo-benchmark.ts';
+import { PAPER_SHAPES } from '../scripts/make-paper-model.ts';
+import { PER_SUBJECT } from '../src/compress/options.ts';
+import { runCliInProcess } from './cli-run.ts';
+
+const llama3 = parseConfig(PAPER_SHAPES['llama3-8b']);
+const bf16 = () => 2;
+/** Whole score matrices, so the forward pass is a closed form below. */
+const cpu = { ...backendProfile('cpu'), keeps16Bit: false, blockedAttention: false };
+const work = (spec: string, prompts: number[] | null): QuantizeWork => ({ quantization: parseQuantization(spec)!, prompts });
+const H = 4096, I = 14336;
+/** One layer's tensors as float32: q 4096², k and v 1024·4096, o 4096², gate/up/down 14336·4096, two norms. */
+const layerF32 = 4 * (2 * H * H + 2 * 1024 * H + 3 * I * H + 2 * H);
+/** A [rows, cols] matrix at 4 bits in groups of 128: half a byte per weight and a float32 scale per 128. */
+const w4g128 = (rows: number, cols: number) => rows * (cols / 2 + (cols / 128) * 4);
+/** Float32 activations of a micro-batch of 8 prompts of T tokens through a layer: input and output, q/attn/k/v/residual/norm, the MLP's three, scores and softmax. */
+const forward = (T: number) => 4 * (2 * 8 * T * H + 8 * T * (2 * H + 2 * 1024 + 2 * H) + 8 * T * 3 * I + 2 * 8 * 32 * T * T);
+
+test('GPTQ at the Llama-3-8B shape: down_proj\'s Hessian and its solve, beside the linears done, the layer and its calibration states', () => {
+  const prompts = Array.from({ length: 16 }, () => 512);
+  assert.equal(paddedTokens(prompts, 8), 16 * 512);
+  const e = estimateQuantize(llama3, bf16, cpu, work('gptq:w4g128', prompts));
+  const states = 4 * 16 * 512 * (H + 1); // hidden states and masks
+  // q, k, v, o, gate, up are done when down_proj is solved: their dequantized float32 values and packed form
+  const done = [[H, H], [1024, H], [1024, H], [H, H], [I, H], [I, H]].reduce((a, [r, c]) => a + 4 * r * c + w4g128(r, c), 0);
+  const n = I;
+  // its Hessian (float32), the float64 copy factorised in place, the inversion's lower halves and their product (float64, (n/2)² each),
+  // the float32 copies of two halves and their product
+  const solve = 4 * n * n + 8 * n * n + 3 * 8 * (n / 2) ** 2 + 3 * 4 * (n / 2) ** 2;
+  assert.equal(solve, 4_315_938_816); // 4.3 GB for one linear
+  assert.match(e.parts[0].what, /gptq's Hessian and solver of mlp\.down_proj \(14336 inputs\)/);
+  assert.equal(e.parts[0].bytes, done + solve);
+  // while down_proj's Hessian accumulates (its sum, a batch's XᵀX, the new sum, and the forward pass) less is held
+  assert.ok(done + 3 * 4 * n * n + forward(512) < done + solve);
+  assert.equal(e.total, RUNTIME_OVERHEAD + layerF32 + states + done + solve);
+  assert.equal(e.total, 6_464_274_432);
+});
+
+test('AWQ, SmoothQuant and round to nearest at the Llama-3-8B shape, each at its own peak', () => {
+  // AWQ on 128 prompts of 640 tokens: down_proj's site holds its 14336 inputs on every row, the MLP's outputs twice (float, candidate),
+  // the forward pass, and down_proj scaled and rounded (two float32 copies) with its packed form
+  const long = Array.from({ length: 128 }, () => 640);
+  const rows = 128 * 640;
+  const awq = estimateQuantize(llama3, bf16, cpu, work('awq:w4g128', long));
+  const site = 4 * rows * (I + 2 * H) + forward(640) + 2 * 4 * H * I + w4g128(H, I);
+  assert.match(awq.parts[0].what, /awq's search at mlp\.down_proj \(its 14336 inputs on 81920 calibration rows\)/);
+  assert.equal(awq.parts[0].bytes, site);
+  assert.equal(awq.total, RUNTIME_OVERHEAD + layerF32 + 4 * rows * (H + 1) + site);
+
+  // SmoothQuant W8A8 on 16 prompts of 512: computing the next layer's inputs is its peak (both states, the forward pass, the packed layer)
+  const short = Array.from({ length: 16 }, () => 512);
+  const w8 = (r: number, c: number) => r * (c + 4); // a byte per weight and one float32 scale per row
+  const packed = w8(H, H) + 2 * w8(1024, H) + w8(H, H) + 2 * w8(I, H) + w8(H, I);
+  const sq = estimateQuantize(llama3, bf16, cpu, work('smoothquant:w8a8', short));
+  assert.equal(sq.total, RUNTIME_OVERHEAD + layerF32 + 2 * 4 * 16 * 512 * (H + 1) + forward(512) + packed);
+
+  // round to nearest needs no calibration: lm_head read as stored (BF16) beside its packed 8-bit groups of 32 (and a 16 MB float32 block) is the peak
+  const rtn = estimateQuantize(llama3, bf16, cpu, work('rtn:w4g128', null));
+  assert.equal(rtn.total, RUNTIME_OVERHEAD + 128256 * H * 2 + 128256 * (H + (H / 32) * 4) + 4 * 2 ** 22);
+  assert.equal(rtn.parts.length, 2);
+  for (const p of rtn.parts) assert.match(p.what, /^(lm_head|model\.embed_tokens) (read|packed)$/);
+  // with --keep-embeddings the tables are only copied: a layer's float32 weights and the tensor being read are the peak
+  const kept = estimateQuantize(llama3, bf16, cpu, { ...work('rtn:w4g128', null), keepEmbeddings: true });
+  assert.equal(kept.total, RUNTIME_OVERHEAD + layerF32 + 8 * I * H);
+});
+
+test('the check names the fix: fewer calibration questions, a backend outside the wasm heap, or more memory', () => {
+  const long = Array.from({ length: 128 }, () => 640);
+  const req = { command: 'quantize', config: llama3, stored: bf16, profile: cpu, work: work('awq:w4g128', long), perSubject: { option: PER_SUBJECT, value: 64 }, available: 6e9 };
+  assert.throws(() => assertQuantizeFits(req), (e: Error) => {
+    const m = /^quantize needs about 1\d\.\d GB of RAM \(awq's search at mlp\.down_proj .*\) but 6\.0 GB is available; rerun with --per-subject (\d+) \(about \d\.\d GB\)$/.exec(e.message);
+    assert.ok(m, e.message);
+    // the count named fits (k of each subject's 64 prompts) and twice as many does not
+    const k = Number(m[1]);
+    const kept = (per: number) => estimateQuantize(llama3, bf16, cpu, work('awq:w4g128', long.filter((_, i) => i % 64 < per))).total;
+    assert.ok(kept(k) <= 6e9 && kept(2 * k) > 6e9, `${k}: ${kept(k)} ${kept(2 * k)}`);
+    return true;
+  });
+  // GPTQ's Hessians and their solve do not shrink with the calibration
+  assert.throws(() => assertQuantizeFits({ ...req, work: work('gptq:w4g128', long.slice(0, 16)) }),
+    /quantize needs about 6\.\d GB of RAM \(gptq's Hessians of mlp\.down_proj \(14336 inputs\) 5\.\d GB, .*\) but 6\.0 GB is available; use a machine with more memory/);
+  // on wasm the tensors must fit the heap: another backend holds them in RAM
+  assert.throws(() => assertQuantizeFits({ ...req, profile: backendProfile('wasm'), available: 40e9 }),
+    /quantize needs \d+\.\d GB of tensors in the wasm heap \(limit 4\.3 GB\) .*; rerun with --backend (native|cpu) \(about \d+\.\d GB\)$/);
+  assert.ok(assertQuantizeFits({ ...req, available: 40e9 }));
+  assert.equal(assertQuantizeFits({ ...req, available: null })!.total, estimateQuantize(llama3, bf16, cpu, req.work).total);
+});
+
+test('mka quantize, compress --quantize and a sweep\'s quantized points refuse an 8B config they cannot quantize before any work, in one line', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'mka-quantize-memory-'));
+  const model = join(dir, 'llama3-8b');
+  const { mkdirSync } = await import('node:fs');
+  mkdirSync(model);
+  writeFileSync(join(model, 'config.json'), JSON.stringify(PAPER_SHAPES['llama3-8b']));
+  copyFileSync('models/demo/tokenizer.json', join(model, 'tokenizer.json'));
+  const data = join(dir, 'mmlu');
+  await ensureBenchmark(data);
+  const env = { ...process.env, MKA_MEMORY_LIMIT: '4G' };
+  const tensors = tf.memory().numTensors;
+
+  const q = await runCliInProcess(['quantize', '--model', model, '--method', 'gptq', '--data', data, '--out', join(dir, 'q'), '--backend', 'cpu', '--quiet'], { env });
+  assert.equal(q.status, 1, q.stderr);
+  assert.match(q.stderr, /^mka: quantize needs about 6\.\d GB of RAM \(gptq's Hessian and solver of mlp\.down_proj \(14336 inputs\) 5\.\d GB, .*\) but 4\.3 GB is available; use a machine with more memory \(the model is already quantized one layer at a time\)\n$/);
+  assert.ok(!existsSync(join(dir, 'q')), 'nothing written');
+  // round to nearest fits: the run goes on to find no weights
+  const rtn = await runCliInProcess(['quantize', '--model', model, '--method', 'rtn', '--out', join(dir, 'r'), '--backend', 'cpu', '--quiet'], { env });
+  assert.equal(rtn.status, 1);
+  assert.match(rtn.stderr, /no model\.safetensors/);
+
+  if (loadNativeAddon().addon) {
+    // streamed 16-bit calibration fits in 4 GB; the quantizer after it does not, and says so before the merge's pass loads anything
+    const c = await runCliInProcess(['compress', '--model', model, '--method', 'mka', '--remove', '2', '--data', data, '--quantize', 'gptq:w4g128', '--streaming',
+      '--out', join(dir, 'c'), '--backend', 'native', '--quiet'], { env });
+    assert.equal(c.status, 1, c.stderr);
+    assert.match(c.stderr, /^mka: compress needs about 6\.\d GB of RAM \(gptq's Hessian and solver of mlp\.down_proj .* but 4\.3 GB is available; use a machine with more memory/);
+    assert.equal(c.stderr.trim().split('\n').length, 1, c.stderr);
+  }
+
+  // a sweep holds its original beside each quantization: checked before the original is loaded
+  const saved = process.env.MKA_MEMORY_LIMIT;
+  process.env.MKA_MEMORY_LIMIT = '20G';
+  try {
+    const opts = { model, data, out: join(dir, 's'), methods: ['reverse'], remove: [0], quantize: ['none', 'gptq:w4g128'], ntrain: 5 };
+    await assert.rejects(checkSweepQuantizeFits(opts), (e: Error) => {
+      // the original's weights as this backend holds them (16-bit on native, float32 on cpu), GPTQ's solve, the 4-bit model being built
+      assert.match(e.message, /^sweep needs about \d+\.\d GB of RAM \(original model (16\.1|32\.1) GB, gptq's Hessian and solver of mlp\.down_proj \(14336 inputs\) 5\.0 GB, quantized model 4\.\d GB, .*\) but 21\.5 GB is available; use a machine with more memory/);
+      return true;
+    });
+    process.env.MKA_MEMORY_LIMIT = '60G';
+    await checkSweepQuantizeFits(opts);
+  } finally {
+    if (saved === undefined) delete process.env.MKA_MEMORY_LIMIT;
+    else process.env.MKA_MEMORY_LIMIT = saved;
+  }
+  assert.equal(tf.memory().numTensors, tensors, 'the checks leave no tensors');
+});
