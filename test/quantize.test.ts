@@ -14,11 +14,12 @@ import { initBackend } from '../src/runtime/backend.ts';
 import { disposeModel, loadModel, modelFromTensors, openModelDir, type LlamaModel } from '../src/model/model.ts';
 import { forward } from '../src/model/forward.ts';
 import { expectedTensors, layerTensorShapes, parseConfig, readConfig } from '../src/model/config.ts';
-import { hasKernel, linear, packedPath, takes16BitWeights } from '../src/model/ops.ts';
+import { embed, hasKernel, linear, packedPath, takes16BitWeights } from '../src/model/ops.ts';
 import { backendProfile, estimateMemory, storedBytes } from '../src/model/memory-estimate.ts';
 import { mmluWorkload } from '../src/eval/mmlu/evaluate.ts';
 import { sequenceWorkload } from '../src/model/inspect.ts';
-import { dequantize, quantizeRtn } from '../src/io/packed.ts';
+import { modelInfo } from '../src/model/info.ts';
+import { dequantize, quantizeRtn, type PackedMatrix } from '../src/io/packed.ts';
 import { checkpointSource } from '../src/weights/source.ts';
 import { writeHfModel } from '../src/weights/hf-writer.ts';
 import { exportHf } from '../src/export/hf.ts';
@@ -104,6 +105,7 @@ test('an RTN model is written packed, loads packed (resident and streamed) and c
     assert.equal(ckpt.info('model.layers.0.self_attn.q_proj.qweight')?.dtype, 'U8');
     assert.deepEqual(ckpt.info('lm_head.qweight')?.shape, [96, 64], 'lm_head at 8 bits, as llama.cpp');
     assert.equal(ckpt.info('lm_head.qweight')?.dtype, 'I8');
+    assert.deepEqual(ckpt.info('model.embed_tokens.qweight')?.shape, [96, 64], 'the embedding at 8 bits by default');
     assert.equal(ckpt.info('model.norm.weight')?.dtype, 'F32');
   } finally {
     ckpt.close();
@@ -145,6 +147,76 @@ test('an RTN model is written packed, loads packed (resident and streamed) and c
   const d = maxAbsDiff(logits(original), want);
   disposeModel(original);
   assert.ok(d > 1e-4 && d < 2, `4-bit logits differ from the float ones by ${d}`);
+});
+
+/** v rounded to the nearest float16 value (ties to even), from the format's definition. */
+function roundHalf(v: number): number {
+  const a = Math.abs(v);
+  if (a === 0) return v;
+  let e = Math.floor(Math.log2(a));
+  if (2 ** e > a) e--;
+  else if (2 ** (e + 1) <= a) e++;
+  const ulp = 2 ** (Math.max(e, -14) - 10), r = a / ulp, f = Math.floor(r);
+  return Math.fround(Math.sign(v) * (r - f > 0.5 || (r - f === 0.5 && f % 2 === 1) ? f + 1 : f) * ulp);
+}
+
+test('the embedding is stored at its declared bits (8 by default, 4 with e4) as ggml\'s Q8_0/Q4_0 blocks, gathered back as stored, and counted in the bytes', async () => {
+  const float = checkpointSource(FLOAT);
+  const table = Float32Array.from(float.read('model.embed_tokens.weight'));
+  float.close();
+  const [V, H] = [SHAPE.vocab_size, SHAPE.hidden_size];
+  const tensorBytes = (f: string) => { const b = readFileSync(f); return b.length - 8 - Number(b.readBigUInt64LE(0)); };
+  const sizes: Record<number, number> = {};
+  for (const [spec, bits] of [['rtn:w4g32', 8], ['rtn:w4g32e4', 4]] as const) {
+    const dir = join(TMP, `embedding-${spec.replace(':', '-')}`);
+    const report = await quantizeTo(dir, spec);
+    const config = readConfig(dir);
+    const recorded = { bits, group_size: 32, sym: true };
+    assert.deepEqual((config.quantization_config as Record<string, unknown>).tables, { 'model.embed_tokens.weight': recorded, 'lm_head.weight': { ...recorded, bits: 8 } }, `${spec}: config.json`);
+    assert.deepEqual((report.embeddings as Record<string, unknown>)['model.embed_tokens.weight'], recorded, `${spec}: quantize.json`);
+    assert.equal(modelInfo(dir).quantization, `rtn 4-bit group 32 symmetric, embedding ${bits}-bit, lm_head 8-bit (packed)`, `${spec}: mka info`);
+    const { ckpt } = openModelDir(dir);
+    let stored: PackedMatrix;
+    try {
+      assert.deepEqual(ckpt.info('model.embed_tokens.qweight')?.shape, [V, H * bits / 8], spec);
+      assert.equal(ckpt.info('model.embed_tokens.qweight')?.dtype, bits === 8 ? 'I8' : 'U8', spec);
+      stored = ckpt.readPacked!('model.embed_tokens.weight');
+    } finally {
+      ckpt.close();
+    }
+    // every block against the format's definition (ggml's quantize_row_q8_0/q4_0): Q8_0 d = max|w|/127, q = round(w/d);
+    // Q4_0 d = m/−8 with m the value of largest magnitude, q = min(15, trunc(w/d + 8.5)); d rounded to f16 first
+    const decoded = new Float32Array(V * H);
+    for (let r = 0; r < V; r++) {
+      for (let b = 0; b < H / 32; b++) {
+        const block = table.subarray(r * H + 32 * b, r * H + 32 * b + 32);
+        const m = block.reduce((x, w) => (Math.abs(w) > Math.abs(x) ? w : x), 0);
+        const d = roundHalf(bits === 8 ? Math.abs(m) / 127 : m / -8);
+        assert.equal(stored.scales[r * (H / 32) + b], d, `${spec}: row ${r} block ${b} scale`);
+        for (let j = 0; j < 32; j++) {
+          const i = 32 * b + j;
+          const code = bits === 8 ? (stored.quants[r * H + i] << 24) >> 24
+            : (stored.quants[r * (H / 2) + 16 * b + (j % 16)] >> (j < 16 ? 0 : 4)) & 15;
+          const want = bits === 8 ? Math.sign(block[j] / d) * Math.round(Math.abs(block[j] / d)) : Math.min(15, Math.trunc(block[j] / d + 8.5));
+          assert.equal(code, want + 0, `${spec}: row ${r} input ${i}`); // + 0: −0 is 0
+          decoded[r * H + i] = d * (bits === 8 ? code : code - 8);
+        }
+      }
+    }
+    // the loaded model gathers exactly these rows, and its other tensors stay packed
+    const m = loadModel(dir);
+    const before = tf.memory().numTensors;
+    const ids = [[0, 5, 95, 17]];
+    const rows = tf.tidy(() => embed(m.packed!.get('model.embed_tokens.weight')!, ids).arraySync()) as number[][][];
+    assert.equal(tf.memory().numTensors, before, 'tf.memory is flat');
+    assert.equal(m.packed!.get('model.embed_tokens.weight')!.dtype, bits === 8 ? 'q8' : 'q4');
+    disposeModel(m);
+    ids[0].forEach((id, t) => assert.ok(maxAbsDiff([rows[0][t]], [Array.from(decoded.subarray(id * H, id * H + H))]) < 1e-6, `${spec}: row ${id}`));
+    // the size accounting counts the embedding at its bits: the tensors as written
+    assert.equal(modelBytes(config, parseQuantization(spec)), tensorBytes(join(dir, 'model.safetensors')), `${spec}: bytes`);
+    sizes[bits] = modelBytes(config, parseQuantization(spec));
+  }
+  assert.equal(sizes[8] - sizes[4], V * (H / 32) * 16, '16 more bytes per block of 32');
 });
 
 test('packed tensors round-trip through a model directory byte for byte, and export hf writes the dequantized floats', async () => {
@@ -299,9 +371,9 @@ test('quantizers say once, with counts, what they did other than asked: prompts 
   const long = Array.from({ length: 80 }, (_, i) => 1 + (i % 90)); // the model has 64 positions
   try {
     const cases: [string, RegExp[], Record<string, number>][] = [
-      ['gptq:w4g32', [/^calibration: 2 of 26 prompts cut at 64 tokens$/, /^embedding 4-bit, lm_head 8-bit, symmetric groups of 32, by round to nearest as llama\.cpp's Q4_0 files do, not by gptq/,
+      ['gptq:w4g32e4', [/^calibration: 2 of 26 prompts cut at 64 tokens$/, /^embedding 4-bit, lm_head 8-bit, symmetric groups of 32 \(Q4_0\/Q8_0 blocks\), by round to nearest, not by gptq/,
         /^gptq: 18 inputs of linears that never vary on the calibration prompts/], { 'calibration prompts cut at 64 tokens': 2 }],
-      ['awq:w8g32', [/^calibration: 2 of 26 prompts cut at 64 tokens$/, /^embedding 8-bit, lm_head 8-bit, symmetric groups of 32, by round to nearest as llama\.cpp's Q8_0 files do/, /^awq: 2 layers whose o_proj is not scaled \(grouped-query attention/], {}],
+      ['awq:w8g32', [/^calibration: 2 of 26 prompts cut at 64 tokens$/, /^embedding 8-bit, lm_head 8-bit, symmetric groups of 32 \(Q8_0 blocks\), by round to nearest, not by awq/, /^awq: 2 layers whose o_proj is not scaled \(grouped-query attention/], {}],
     ];
     for (const [spec, want, notes] of cases) {
       const q = parseQuantization(spec)!;
@@ -326,7 +398,11 @@ test('quantizers say once, with counts, what they did other than asked: prompts 
 
 test('quantization specs parse, print back, and refuse what a method cannot do', () => {
   assert.deepEqual(QUANT_METHODS.map((m) => m.name), [...QUANT_METHOD_NAMES], '--method\'s choices (quant/options.ts, no tfjs) are the registry\'s methods');
-  for (const s of ['gptq:w4g128', 'rtn:w8', 'rtn:w4g32-asym', 'awq:w4g64', 'smoothquant:w8a8']) assert.equal(quantizationName(parseQuantization(s)), s);
+  for (const s of ['gptq:w4g128', 'rtn:w8', 'rtn:w4g32-asym', 'awq:w4g64', 'smoothquant:w8a8', 'gptq:w4g32e4', 'rtn:w4e4-asym']) assert.equal(quantizationName(parseQuantization(s)), s);
+  assert.equal(parseQuantization('gptq:w4g32')!.embeddingBits, 8, 'the embedding at 8 bits by default');
+  assert.equal(parseQuantization('gptq:w4g32e4')!.embeddingBits, 4);
+  assert.equal(quantizationName(parseQuantization('gptq:w4g32e8')), 'gptq:w4g32', 'the default is implied');
+  assert.throws(() => parseQuantization('gptq:w4g32e2'), UserError);
   assert.equal(parseQuantization('none'), null);
   assert.throws(() => parseQuantization('gptq:w3g128'), UserError);
   assert.throws(() => parseQuantization('gptq:w4g100'), UserError);
@@ -360,11 +436,11 @@ test('the memory estimate knows packed weights: what a packed model holds reside
   const est = estimateMemory(config, stored, backendProfile(tf.getBackend(), takes16BitWeights()), sequenceWorkload(8, 'last'));
   assert.ok(Math.abs(est.parts.weights - held) <= 0.01 * held, `estimate ${est.parts.weights} vs held ${held}`);
   assert.ok(held < 0.5 * 4 * [...expectedTensors(config).values()].reduce((a, s) => a + s[0] * (s[1] ?? 1), 0), 'well under float32');
-  // the 32-layer 8B shape at w4g128, embedding 4-bit and lm_head 8-bit in groups of 32, as mka quantize writes it
+  // the 32-layer 8B shape at w4g128, embedding and lm_head 8-bit in groups of 32, as mka quantize writes it
   const l3 = parseConfig({ ...tinyConfigJson(), hidden_size: 4096, intermediate_size: 14336, num_hidden_layers: 32, num_attention_heads: 32, num_key_value_heads: 8, vocab_size: 128256, max_position_embeddings: 8192, torch_dtype: 'bfloat16' });
   const memory = (name: string): number | null => {
     if (name === 'lm_head.weight') return (32 + 4) / 32;
-    if (name === 'model.embed_tokens.weight') return (16 + 4) / 32;
+    if (name === 'model.embed_tokens.weight') return (32 + 4) / 32;
     return /layers\.\d+\.(self_attn|mlp)\..*weight$/.test(name) ? (64 + 4) / 128 : null;
   };
   const eight = Object.assign((name: string) => (memory(name) ?? 4), { packed: memory });
@@ -413,8 +489,9 @@ test('mka quantize refuses impossible grids and missing calibration with one lin
   const results = await runAllInProcess(cases.map(([args], i) => [...base, '--model', i === cases.length - 1 ? packed : FLOAT, ...args]));
   results.forEach((r, i) => assertUserError(r, ...cases[i][1]));
   assert.ok(!existsSync(out), 'nothing written');
-  const ok = await runCliInProcess([...base, '--model', FLOAT, '--method', 'rtn', '--bits', '8', '--group-size', '0']);
+  const ok = await runCliInProcess([...base, '--model', FLOAT, '--method', 'rtn', '--bits', '8', '--group-size', '0', '--embedding-bits', '4']);
   assert.equal(ok.status, 0, ok.stderr);
   assert.match(ok.stderr, /^$/, 'quiet');
   assert.equal(readConfig(out).quantization_config?.group_size, -1);
+  assert.equal((readConfig(out).quantization_config?.tables as Record<string, { bits: number }>)['model.embed_tokens.weight'].bits, 4);
 });

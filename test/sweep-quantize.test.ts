@@ -9,7 +9,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
@@ -19,11 +19,11 @@ import { runCliInProcess as runCli } from './cli-run.ts';
 const root = mkdtempSync(join(tmpdir(), 'mka-sweep-quantize-'));
 
 // The demo's tensors as `mka quantize` / `compress` write them (docs/quantization.md, measured on the
-// written files): 16-bit floats, and packed 4-bit groups of 32 with the embedding at 4 bits, lm_head at 8.
+// written files): 16-bit floats, and packed 4-bit groups of 32 with the embedding and lm_head at 8 bits.
 const BYTES: Record<string, Record<number, number>> = {
   none: { 0: 870_528, 2: 685_696 },
-  'rtn:w4g32': { 0: 269_568, 2: 215_552 },
-  'gptq:w4g32': { 0: 269_568, 2: 215_552 },
+  'rtn:w4g32': { 0: 285_952, 2: 231_936 },
+  'gptq:w4g32': { 0: 285_952, 2: 231_936 },
 };
 
 test('sweep --quantize crosses layers removed with quantization, with bytes beside the layer ratio, and resumes', async () => {
@@ -54,7 +54,7 @@ test('sweep --quantize crosses layers removed with quantization, with bytes besi
   const json = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as { points: { quantize: string; bytes: number; agreement: number }[] };
   assert.ok(json.points.some((p) => p.quantize === 'rtn:w4g32' && p.bytes === BYTES['rtn:w4g32'][2]));
   const summary = readFileSync(join(out, 'summary.md'), 'utf8');
-  assert.match(summary, /\| reverse \| 2 \| 6 \| 25\.0% \| rtn:w4g32 \| 0\.216 \| 75\.2% \|/);
+  assert.match(summary, /\| reverse \| 2 \| 6 \| 25\.0% \| rtn:w4g32 \| 0\.232 \| 73\.4% \|/);
   assert.ok(existsSync(join(out, 'accuracy-size.png')), 'the chart of accuracy against bytes');
   // the quantized evaluation's run key names its quantization; the plan is shared with the unquantized point
   assert.match(readFileSync(join(out, 'eval', 'reverse-2-quantize-rtn-w4g32', 'run-key.json'), 'utf8'), /rtn/);
@@ -97,6 +97,15 @@ test('sweep --quantize crosses layers removed with quantization, with bytes besi
   const bad = await runCli([...args('none,rtn:w4g32'), '--point', 'reverse:2:quantize=awq:w4g32']);
   assert.equal(bad.status, 1);
   assert.match(bad.stderr, /--quantize/);
+
+  // a point stored before the embedding's bits were recorded had a 4-bit embedding: not taken for today's default
+  const file = join(out, 'points', 'reverse-2-quantize-gptq-w4g32.json');
+  const { embedding_bits: bits, ...older } = JSON.parse(readFileSync(file, 'utf8'));
+  assert.equal(bits, 8);
+  writeFileSync(file, JSON.stringify(older));
+  const stale = await runCli([...args('none,rtn:w4g32,gptq:w4g32'), '--point', 'reverse:2:quantize=gptq:w4g32']);
+  assert.equal(stale.status, 1);
+  assert.match(stale.stderr, /reverse-2-quantize-gptq-w4g32\.json: was computed with a 4-bit embedding, and gptq:w4g32 now stores it at 8 bits; delete it/);
 });
 
 test('sweep --quantize refuses a malformed quantization before any work', async () => {

@@ -32,7 +32,8 @@ interface Row {
 
 /** The `mka quantize` flags of a quantization spec. */
 function quantizeFlags(q: Quantization): string[] {
-  return ['--method', q.method, '--bits', String(q.grid.bits), '--group-size', q.grid.group === 'channel' ? '0' : String(q.grid.group), ...(q.grid.symmetric ? [] : ['--asym'])];
+  return ['--method', q.method, '--bits', String(q.grid.bits), '--group-size', q.grid.group === 'channel' ? '0' : String(q.grid.group), ...(q.grid.symmetric ? [] : ['--asym']),
+    '--embedding-bits', String(q.embeddingBits)];
 }
 
 export async function main(argv: string[]): Promise<void> {

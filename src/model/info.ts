@@ -31,7 +31,11 @@ export interface ModelInfo {
 function quantizationLabel(q: QuantizationConfig | null): string | null {
   if (!q) return null;
   const group = q.group_size === -1 ? 'per channel' : `group ${q.group_size}`;
-  return `${q.method} ${q.bits}-bit ${group} ${q.sym ? 'symmetric' : 'asymmetric'}${q.act_bits ? `, int${q.act_bits} activations` : ''} (packed)`;
+  // the embedding's and lm_head's bits, as mka quantize records them (quantization_config.tables)
+  const tables = typeof q.tables === 'object' && q.tables !== null ? q.tables as Record<string, { bits?: unknown }> : {};
+  const bits = (name: string, label: string) => (typeof tables[name]?.bits === 'number' ? `, ${label} ${tables[name].bits}-bit` : '');
+  return `${q.method} ${q.bits}-bit ${group} ${q.sym ? 'symmetric' : 'asymmetric'}${q.act_bits ? `, int${q.act_bits} activations` : ''}`
+    + `${bits('model.embed_tokens.weight', 'embedding')}${bits('lm_head.weight', 'lm_head')} (packed)`;
 }
 
 /** Architecture, sizes, parameter count, storage dtypes and size on disk of a model directory. */

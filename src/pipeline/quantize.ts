@@ -158,13 +158,21 @@ export async function quantizeSourceTo(source: SyncTensorSource, opts: QuantizeO
     });
     const report = q.report();
     const original = modelBytes(readConfig(opts.model), null);
-    log(`${name}: ${source.config.num_hidden_layers} layers quantized in ${report.seconds.toFixed(1)} s -> ${opts.out} `
+    log(`${name}: ${source.config.num_hidden_layers} layers quantized in ${report.seconds.toFixed(1)} s, ${tablesSummary(report)} -> ${opts.out} `
       + `(${(written.bytes / 1e6).toFixed(2)} MB of tensors: ${(100 * written.bytes / original).toFixed(1)}% of the original's ${(original / 1e6).toFixed(2)} MB at 16 bits)`);
     return kept ? { ...report, model: kept.model() } : report;
   } finally {
     kept?.dispose();
     q.dispose();
   }
+}
+
+/** How the embedding and lm_head were stored, for the summary line: "embedding 8-bit, lm_head 8-bit" (or float). */
+function tablesSummary(r: QuantizeReport): string {
+  const bits = (name: string) => (r.embeddings[name] ? `${r.embeddings[name].bits}-bit` : 'float');
+  return Object.keys(r.embeddings).length === 0 ? 'embedding and lm_head float'
+    : !r.embeddings['lm_head.weight'] ? `embedding (tied lm_head) ${bits('model.embed_tokens.weight')}`
+      : `embedding ${bits('model.embed_tokens.weight')}, lm_head ${bits('lm_head.weight')}`;
 }
 
 /**

@@ -97,7 +97,7 @@ export function estimateQuantize(config: LlamaConfig, stored: StoredBytes, profi
 
   const phases: HeldBytes[][] = [];
   // the tables, one at a time
-  const tables = work.keepEmbeddings ? new Map<string, PackedSpec>() : tableSpecs(config, q.grid.bits);
+  const tables = work.keepEmbeddings ? new Map<string, PackedSpec>() : tableSpecs(config, q.embeddingBits);
   for (const name of config.tie_word_embeddings ? ['model.embed_tokens.weight'] : ['model.embed_tokens.weight', 'lm_head.weight']) {
     const [rows, cols] = [config.vocab_size, H];
     const spec = tables.get(name);

@@ -2,8 +2,8 @@
  * What a quantization method is (one file each in methods/, listed in registry.ts): it turns one
  * decoder layer's float weights, and when it needs them the layer's calibration inputs, into packed
  * linears (src/io/packed.ts) and the layer's other tensors (norms it folded scales into). The driver
- * (quantize.ts) streams the model through it one layer at a time and quantizes the embeddings and
- * lm_head by round to nearest, as llama.cpp does.
+ * (quantize.ts) streams the model through it one layer at a time and rounds the embedding and lm_head
+ * to nearest itself (a method's algorithm is for linears, not a lookup table).
  */
 import { type LlamaConfig, layerTensorShapes } from '../model/config.ts';
 import { packedBytes, type PackedMatrix, type PackedSpec } from '../io/packed.ts';

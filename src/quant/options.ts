@@ -16,9 +16,21 @@ export const GROUP_SIZE = option({
   help: 'inputs sharing a scale: 32, 64, 128, or 0 for one scale per output channel (default 128; smoothquant: 0)',
 });
 export const ASYM = option({ name: 'asym', option: 'asym', type: 'boolean', default: false, group: G, help: 'a min per group beside the scale (asymmetric grid, like ggml Q4_1)' });
+/**
+ * Bits of the token embedding (round to nearest, symmetric groups of 32: ggml's Q8_0 or Q4_0 blocks). 8 by
+ * default whatever the layers' bits: the GPTQ and AWQ reference code leave the embedding unquantized (their
+ * algorithms do not apply to a lookup table), and at 4 bits its rounding, the same for every method, is
+ * the largest part of a 4-bit model's output error (docs/quantization.md).
+ */
+export const DEFAULT_EMBEDDING_BITS = 8;
+
+export const EMBEDDING_BITS = option({
+  name: 'embeddingBits', option: 'embedding-bits', type: 'choice', choices: ['8', '4'], default: String(DEFAULT_EMBEDDING_BITS), group: G,
+  help: 'bits of the token embedding (round to nearest, symmetric groups of 32: Q8_0 or Q4_0 blocks); lm_head is 8-bit',
+});
 export const KEEP_EMBEDDINGS = option({
   name: 'keepEmbeddings', option: 'keep-embeddings', type: 'boolean', default: false, group: G,
-  help: 'keep the embedding and lm_head as floats (as the GPTQ/AWQ papers do); default: quantized as llama.cpp does (embedding at --bits, lm_head at 8, groups of 32)',
+  help: 'keep the embedding and lm_head as floats, whatever --embedding-bits says (as the GPTQ/AWQ papers do); default: lm_head 8-bit, the embedding at --embedding-bits',
 });
 export const CALIB_SHOTS = option({
   name: 'shots', option: 'calib-shots', type: 'integer', min: 0, default: 5, group: 'Calibration:',
@@ -34,18 +46,18 @@ export const QUANTIZE_SHOTS = option({
 /** compress --quantize: quantize the compressed model as it is written. */
 export const QUANTIZE_AFTER = option({
   name: 'quantize', option: 'quantize', type: 'string', group: G,
-  help: 'then quantize the compressed model: METHOD:wBITS[gGROUP][a8][-asym], e.g. gptq:w4g128, rtn:w8, smoothquant:w8a8 (calibrated on the questions the merge drew, each after 5 dev examples: --quantize-shots)',
+  help: 'then quantize the compressed model: METHOD:wBITS[gGROUP][eBITS][a8][-asym], e.g. gptq:w4g128, rtn:w8, smoothquant:w8a8, gptq:w4g32e4 (embedding at 4 bits; default 8) (calibrated on the questions the merge drew, each after 5 dev examples: --quantize-shots)',
 });
 
-/** A quantization spec: METHOD:wBITS[gGROUP][a8][-asym] (registry.ts parses it against the methods). */
-export const QUANT_SPEC = /^([a-z]+):w(4|8)(?:g(32|64|128))?(a8)?(-asym)?$/;
+/** A quantization spec: METHOD:wBITS[gGROUP][eBITS][a8][-asym] (registry.ts parses it against the methods; eBITS: the embedding's bits). */
+export const QUANT_SPEC = /^([a-z]+):w(4|8)(?:g(32|64|128))?(?:e(4|8))?(a8)?(-asym)?$/;
 
-/** The error for a spec that is not METHOD:wBITS[gGROUP][a8][-asym] of a known method (checked without loading the methods). */
+/** The error for a spec that is not METHOD:wBITS[gGROUP][eBITS][a8][-asym] of a known method (checked without loading the methods). */
 export function specSyntaxError(spec: string, option: string): string | null {
   if (spec === 'none') return null;
   const m = QUANT_SPEC.exec(spec);
   if (!m || !(QUANT_METHOD_NAMES as readonly string[]).includes(m[1])) {
-    return `${option} ${spec}: expected METHOD:wBITS[gGROUP][a8][-asym] with METHOD one of ${QUANT_METHOD_NAMES.join(', ')}, such as gptq:w4g128, rtn:w8, awq:w4g128, smoothquant:w8a8 (or none)`;
+    return `${option} ${spec}: expected METHOD:wBITS[gGROUP][eBITS][a8][-asym] with METHOD one of ${QUANT_METHOD_NAMES.join(', ')}, such as gptq:w4g128, rtn:w8, awq:w4g128, smoothquant:w8a8, gptq:w4g32e4 (or none)`;
   }
   return null;
 }

@@ -5,10 +5,11 @@
  * dropped when the next layer's is). Only one layer's float weights, its results and the calibration
  * prompts' hidden states are held, so a model larger than memory quantizes in the memory of `compress`.
  *
- * The decoder's linears go through the method (methods/); the embedding and lm_head are quantized by
- * round to nearest as llama.cpp's Q4_0 files do: with 4-bit layers the embedding at 4 bits and lm_head
- * at 8 (llama.cpp uses Q6_K there), with 8-bit layers both at 8, symmetric groups of 32; a tied table
- * takes lm_head's. Norms and biases stay float32.
+ * The decoder's linears go through the method (methods/); the embedding and lm_head are rounded to
+ * nearest in symmetric groups of 32 (ggml's Q8_0/Q4_0 blocks): lm_head at 8 bits (llama.cpp keeps it above
+ * the body's type too, Q6_K in its Q4_0 files), the embedding at the quantization's `embeddingBits` (8 by
+ * default: GPTQ's and AWQ's reference code leave it unquantized); a tied table takes lm_head's. Norms and
+ * biases stay float32.
  */
 import * as tf from '@tensorflow/tfjs';
 import type { SyncTensorSource, TensorSource } from '../weights/source.ts';
@@ -18,7 +19,7 @@ import { dequantizeRows, quantizeRtn, type PackedMatrix, type PackedSpec } from 
 import { toFloat32 } from '../io/safetensors.ts';
 import { UserError } from '../runtime/errors.ts';
 import { flag } from '../runtime/options.ts';
-import { KEEP_EMBEDDINGS } from './options.ts';
+import { EMBEDDING_BITS, KEEP_EMBEDDINGS } from './options.ts';
 import { progress, type Progress } from '../runtime/progress.ts';
 import { disposeCalibration, embedPrompts, layerWeights, runLayer, type CalibrationSet } from './calibration.ts';
 import { LINEARS, specFor, type LayerResult, type QuantMethod } from './method.ts';
@@ -65,10 +66,10 @@ export interface QuantizedSource extends TensorSource {
 /** Longest calibration prompt, in tokens (longer ones are cut): GPTQ's sequence length. */
 export const MAX_CALIBRATION_TOKENS = 2048;
 
-/** The packing of the embedding and lm_head for layers of `bits` (llama.cpp's choice for Q8_0/Q4_0 files). */
-export function tableSpecs(config: LlamaConfig, bits: 4 | 8): Map<string, PackedSpec> {
+/** The packing of the embedding (at `embeddingBits`) and lm_head (8-bit; a tied table too): symmetric groups of 32. */
+export function tableSpecs(config: LlamaConfig, embeddingBits: 4 | 8): Map<string, PackedSpec> {
   const head: PackedSpec = { bits: 8, group: 32, symmetric: true };
-  const embed: PackedSpec = { bits, group: 32, symmetric: true };
+  const embed: PackedSpec = { bits: embeddingBits, group: 32, symmetric: true };
   return config.tie_word_embeddings
     ? new Map([['model.embed_tokens.weight', head]])
     : new Map([['model.embed_tokens.weight', embed], ['lm_head.weight', head]]);
@@ -143,10 +144,11 @@ export function quantizedSource(input: QuantizeInput): QuantizedSource {
     log(`calibration: ${cut} of ${prompts!.length} prompts cut at ${maxTokens} tokens`);
   }
   const shapes = layerTensorShapes(config);
-  const tables = input.keepEmbeddings ? new Map<string, PackedSpec>() : tableSpecs(config, q.grid.bits);
+  const tables = input.keepEmbeddings ? new Map<string, PackedSpec>() : tableSpecs(config, q.embeddingBits);
   if (tables.size > 0) {
+    const blocks = [...new Set([...tables.values()].map((s) => `Q${s.bits}_0`))].join('/');
     log(`${[...tables].map(([n, s]) => `${n === 'lm_head.weight' || config.tie_word_embeddings ? 'lm_head' : 'embedding'}${config.tie_word_embeddings ? ' (tied to the embedding)' : ''} ${s.bits}-bit`).join(', ')}, `
-      + `symmetric groups of 32, by round to nearest as llama.cpp's Q${q.grid.bits === 4 ? '4' : '8'}_0 files do, not by ${method.name} (${flag(KEEP_EMBEDDINGS)} keeps them float)`);
+      + `symmetric groups of 32 (${blocks} blocks), by round to nearest, not by ${method.name} (${flag(EMBEDDING_BITS)} sets the embedding's bits, ${flag(KEEP_EMBEDDINGS)} keeps both float)`);
   }
   const linears = new Set(LINEARS.map((p) => `${p}.weight`));
   const calibrationInfo = method.calibration === 'none' ? null : { prompts: prompts!.length, tokens: prompts!.reduce((a, p) => a + p.length, 0), ...input.calibrationInfo };

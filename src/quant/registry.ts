@@ -5,7 +5,7 @@
  */
 import { UserError } from '../runtime/errors.ts';
 import { flag } from '../runtime/options.ts';
-import { BITS, GROUP_SIZE, QUANTIZE_AFTER, QUANT_METHOD, QUANT_SPEC } from './options.ts';
+import { BITS, DEFAULT_EMBEDDING_BITS, GROUP_SIZE, QUANTIZE_AFTER, QUANT_METHOD, QUANT_SPEC } from './options.ts';
 import { GROUP_SIZES } from '../io/packed.ts';
 import type { QuantGrid, QuantMethod, QuantParams } from './method.ts';
 import { rtn } from './methods/rtn.ts';
@@ -22,11 +22,16 @@ export function getQuantMethod(name: string, option = flag(QUANT_METHOD)): Quant
   return m;
 }
 
-/** A quantization to run: the method, its grid and its own parameters. */
+/** A quantization to run: the method, its grid and its own parameters, and the embedding's bits. */
 export interface Quantization {
   method: string;
   grid: QuantGrid;
   params: QuantParams;
+  /**
+   * Bits of the token embedding, rounded to nearest in symmetric groups of 32 (ggml's Q8_0 / Q4_0 blocks)
+   * whatever the method; lm_head (and a tied table) is 8-bit. Default DEFAULT_EMBEDDING_BITS (8).
+   */
+  embeddingBits: 4 | 8;
 }
 
 /** The method's parameters: its defaults, then `given` (checked against the declarations). */
@@ -55,24 +60,26 @@ export function checkGrid(grid: QuantGrid, method: QuantMethod): QuantGrid {
   return grid;
 }
 
-/** Parses a spec string (`gptq:w4g128`, `rtn:w8`, `smoothquant:w8a8`, `rtn:w4g32-asym`); `none` is null. */
+/** Parses a spec string (`gptq:w4g128`, `rtn:w8`, `smoothquant:w8a8`, `rtn:w4g32-asym`, `gptq:w4g32e4`); `none` is null. */
 export function parseQuantization(spec: string, option = flag(QUANTIZE_AFTER)): Quantization | null {
   if (spec === 'none') return null;
   const m = QUANT_SPEC.exec(spec);
   if (!m) {
-    throw new UserError(`${option} ${spec}: expected METHOD:wBITS[gGROUP][a8][-asym] such as gptq:w4g128, rtn:w8, awq:w4g128, smoothquant:w8a8 (or none)`);
+    throw new UserError(`${option} ${spec}: expected METHOD:wBITS[gGROUP][eBITS][a8][-asym] such as gptq:w4g128, rtn:w8, awq:w4g128, smoothquant:w8a8, gptq:w4g32e4 (or none)`);
   }
   const method = getQuantMethod(m[1], option);
-  const grid: QuantGrid = { bits: Number(m[2]) as 4 | 8, group: m[3] ? Number(m[3]) : 'channel', symmetric: !m[5] };
-  if (!!m[4] !== !!method.actBits) {
-    throw new UserError(`${option} ${spec}: ${m[4] ? `${method.name} quantizes weights only (no a8)` : `${method.name} also quantizes activations: write ${m[1]}:w${m[2]}a8`}`);
+  const grid: QuantGrid = { bits: Number(m[2]) as 4 | 8, group: m[3] ? Number(m[3]) : 'channel', symmetric: !m[6] };
+  if (!!m[5] !== !!method.actBits) {
+    throw new UserError(`${option} ${spec}: ${m[5] ? `${method.name} quantizes weights only (no a8)` : `${method.name} also quantizes activations: write ${m[1]}:w${m[2]}a8`}`);
   }
-  return { method: method.name, grid: checkGrid(grid, method), params: methodParams(method) };
+  const embeddingBits = (m[4] ? Number(m[4]) : DEFAULT_EMBEDDING_BITS) as 4 | 8;
+  return { method: method.name, grid: checkGrid(grid, method), params: methodParams(method), embeddingBits };
 }
 
-/** The spec string of a quantization (parseQuantization's inverse; default parameters implied). */
+/** The spec string of a quantization (parseQuantization's inverse; default parameters and embedding bits implied). */
 export function quantizationName(q: Quantization | null): string {
   if (!q) return 'none';
   const method = getQuantMethod(q.method);
-  return `${q.method}:w${q.grid.bits}${q.grid.group === 'channel' ? '' : `g${q.grid.group}`}${method.actBits ? 'a8' : ''}${q.grid.symmetric ? '' : '-asym'}`;
+  const embedding = q.embeddingBits === DEFAULT_EMBEDDING_BITS ? '' : `e${q.embeddingBits}`;
+  return `${q.method}:w${q.grid.bits}${q.grid.group === 'channel' ? '' : `g${q.grid.group}`}${embedding}${method.actBits ? 'a8' : ''}${q.grid.symmetric ? '' : '-asym'}`;
 }

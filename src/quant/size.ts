@@ -2,7 +2,7 @@
  * The size of a model in bytes, for compression ratios that count bytes (layers removed × bits) as the
  * papers' "compression with quantization" does, beside the layer ratio: a float model at 16 bits per
  * weight (the BF16/FP16 checkpoints papers start from), or a quantized one as mka quantize writes it
- * (packed linears, embedding and lm_head; norms and biases float32).
+ * (packed linears, embedding at its bits and lm_head; norms and biases float32).
  */
 import { type LlamaConfig, expectedTensors, splitLayerName } from '../model/config.ts';
 import { packedBytes, packedDiskBytes, type PackedSpec } from '../io/packed.ts';
@@ -12,7 +12,7 @@ import type { Quantization } from './registry.ts';
 
 /** Bytes of a model of `config` with 16-bit float weights, or quantized by `q` (packed as stored on disk). */
 export function modelBytes(config: LlamaConfig, q: Quantization | null, opts: { keepEmbeddings?: boolean } = {}): number {
-  const tables = q && !opts.keepEmbeddings ? tableSpecs(config, q.grid.bits) : new Map<string, PackedSpec>();
+  const tables = q && !opts.keepEmbeddings ? tableSpecs(config, q.embeddingBits) : new Map<string, PackedSpec>();
   const linears = new Set(LINEARS.map((p) => `${p}.weight`));
   let bytes = 0;
   for (const [name, shape] of expectedTensors(config)) {
@@ -32,7 +32,7 @@ export function byteRatio(original: LlamaConfig, compressed: LlamaConfig, q: Qua
 
 /** Bytes a model of `config` quantized by `q` holds in memory (packed weights with float32 scales and mins, float32 norms and biases). */
 export function quantizedModelMemory(config: LlamaConfig, q: Quantization, opts: { keepEmbeddings?: boolean } = {}): number {
-  const tables = opts.keepEmbeddings ? new Map<string, PackedSpec>() : tableSpecs(config, q.grid.bits);
+  const tables = opts.keepEmbeddings ? new Map<string, PackedSpec>() : tableSpecs(config, q.embeddingBits);
   const linears = new Set(LINEARS.map((p) => `${p}.weight`));
   let bytes = 0;
   for (const [name, shape] of expectedTensors(config)) {

@@ -23,7 +23,7 @@ export const SWEEP_METHODS = option({
 export const SWEEP_REMOVE = option({ name: 'remove', option: 'remove', type: 'integer', min: 0, list: true, default: '0,1,2', help: 'comma-separated numbers of layers to remove' });
 export const SWEEP_QUANTIZE = option({
   name: 'quantize', option: 'quantize', type: 'string', list: true, default: 'none',
-  help: 'comma-separated quantizations crossed with every method and count: none (16-bit), or METHOD:wBITS[gGROUP][a8][-asym] as compress --quantize takes, e.g. none,gptq:w4g32,smoothquant:w8a8',
+  help: 'comma-separated quantizations crossed with every method and count: none (16-bit), or METHOD:wBITS[gGROUP][eBITS][a8][-asym] as compress --quantize takes, e.g. none,gptq:w4g32,smoothquant:w8a8',
 });
 export const SWEEP_EVAL_SUBJECTS = option({ name: 'evalSubjects', option: 'eval-subjects', type: 'string', list: true, help: 'comma-separated MMLU subjects to evaluate (default all)' });
 export const SWEEP_BATCH_SIZE = option({ name: 'batchSize', option: 'batch-size', type: 'integer', min: 1, default: 16, help: 'questions per forward pass' });

@@ -10,7 +10,7 @@ const SCORE = nullable(number);
 
 export const STORED_POINT = object({
   method: string, layers_removed: integer, layers: integer, compression_ratio: number,
-  quantize: optional(string), bytes: optional(number), byte_compression_ratio: optional(number),
+  quantize: optional(string), embedding_bits: optional(integer), bytes: optional(number), byte_compression_ratio: optional(number),
   mmlu: SCORE, mmlu_macro: SCORE, stem: SCORE, humanities: SCORE, social_sciences: SCORE, other: SCORE,
   perplexity: SCORE, ppl: SCORE, agreement: SCORE, kl: SCORE, seconds: number,
   summary: nullable(MMLU_SUMMARY), plan: optional(record(anyJson)),

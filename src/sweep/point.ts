@@ -46,6 +46,8 @@ export interface StoredPoint extends SweepPoint {
   plan?: Record<string, unknown>;
   /** Per task and metric, every document's score (0/1 string): what the paired tests compare. */
   documents?: DocumentScores;
+  /** A quantized point's embedding bits (absent in points stored before they were recorded: the layers' bits then). */
+  embedding_bits?: number;
 }
 
 function categoryAccuracy(s: MmluSummary | null, label: string): number | null {
@@ -98,6 +100,12 @@ export function readStoredPoint(out: string, p: PointId): StoredPoint | null {
   const stored = readChecked(f, STORED_POINT, 'sweep point file', fix);
   const held = withQuantize({ method: stored.method, removed: stored.layers_removed }, stored.quantize ?? 'none');
   if (pointLabel(held) !== pointLabel(p)) throw new UserError(`${f}: holds the point ${pointLabel(held)}, not ${pointLabel(p)}; ${fix}`);
+  const q = pointQuantization(p);
+  // points stored before the embedding's bits were recorded had them at the layers' bits
+  const embedding = stored.embedding_bits ?? q?.grid.bits;
+  if (q && embedding !== q.embeddingBits) {
+    throw new UserError(`${f}: was computed with a ${embedding}-bit embedding, and ${pointQuantize(p)} now stores it at ${q.embeddingBits} bits; ${fix}`);
+  }
   return stored as unknown as StoredPoint;
 }
 
@@ -249,7 +257,8 @@ export async function runPoint(ctx: SweepContext, p: PointId, ro: RunPointOption
     const e = (await evaluatePoint(ctx, p, built.model))!;
     const ppl = ctx.corpus ? (await evaluatePerplexity({ model: built.model, ...ctx.corpus, out: join(opts.out, 'ppl', pointName(p)), signal: opts.signal })).summary.ppl : null;
     const row = pointFrom(p, ctx.layers, pointBytes(ctx.original.config, p), e, (ro.priorSeconds ?? 0) + (performance.now() - t0) / 1000, ppl);
-    atomicWriteText(pointFile(opts.out, p), JSON.stringify({ ...row, summary: e.summary, ...(built.plan ? { plan: planSummary(built.plan) } : {}), documents: e.documents }));
+    const q = pointQuantization(p);
+    atomicWriteText(pointFile(opts.out, p), JSON.stringify({ ...row, ...(q ? { embedding_bits: q.embeddingBits } : {}), summary: e.summary, ...(built.plan ? { plan: planSummary(built.plan) } : {}), documents: e.documents }));
     return row;
   } finally {
     if (!ro.model) disposePointModel(ctx, built.model);
@@ -270,12 +279,12 @@ export async function runPointShard(ctx: SweepContext, p: PointId, shard: PointS
 
 /** What a quantized point's evaluation depends on besides the model it quantizes: the method, grid, parameters and calibration shots. */
 function quantizationKey(q: Quantization): string {
-  return JSON.stringify({ method: q.method, grid: q.grid, params: q.params, shots: QUANT_CALIBRATION_SHOTS });
+  return JSON.stringify({ method: q.method, grid: q.grid, params: q.params, embedding_bits: q.embeddingBits, shots: QUANT_CALIBRATION_SHOTS });
 }
 
 /** The results.csv row of a stored point. */
 export function rowOf(s: StoredPoint, config: LlamaConfig | null = null): SweepPoint {
-  const { summary: _summary, plan: _plan, documents: _documents, ...row } = s;
+  const { summary: _summary, plan: _plan, documents: _documents, embedding_bits: _embeddingBits, ...row } = s;
   const quantize = row.quantize ?? 'none';
   // points stored before sizes were recorded: their bytes from the model's config (when given)
   const size = row.bytes === undefined && config ? pointBytes(config, withQuantize({ method: s.method, removed: s.layers_removed }, quantize)) : null;

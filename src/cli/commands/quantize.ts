@@ -6,7 +6,7 @@ import { UserError } from '../../runtime/errors.ts';
 import { COMPUTE_OPTIONS } from '../../runtime/backend-choice.ts';
 import { MODEL } from '../../model/options.ts';
 import { CALIBRATION_DATA, CALIBRATION_FILE, CALIB_SUBJECTS, CALIBRATION_SEED, MICRO_BATCH, PER_SUBJECT } from '../../compress/options.ts';
-import { ASYM, BITS, CALIB_SHOTS, GROUP_SIZE, KEEP_EMBEDDINGS, QUANT_METHOD } from '../../quant/options.ts';
+import { ASYM, BITS, CALIB_SHOTS, EMBEDDING_BITS, GROUP_SIZE, KEEP_EMBEDDINGS, QUANT_METHOD } from '../../quant/options.ts';
 import { QUANT_METHODS, checkGrid, getQuantMethod, methodParams, quantizationName } from '../../quant/registry.ts';
 import type { QuantGrid } from '../../quant/method.ts';
 
@@ -30,7 +30,7 @@ export const quantizeCommand = defineCommand({
   command: 'quantize',
   describe: 'Quantize a model to packed 8/4-bit weights (rtn, gptq, awq, smoothquant); writes a model directory every command takes',
   options: [
-    ...COMPUTE_OPTIONS, MODEL, QUANT_METHOD, BITS, GROUP_SIZE, ASYM, KEEP_EMBEDDINGS, ...METHOD_PARAMS,
+    ...COMPUTE_OPTIONS, MODEL, QUANT_METHOD, BITS, GROUP_SIZE, ASYM, EMBEDDING_BITS, KEEP_EMBEDDINGS, ...METHOD_PARAMS,
     CALIBRATION_DATA, CALIBRATION_FILE, CALIB_SUBJECTS, PER_SUBJECT, CALIB_SHOTS, CALIBRATION_SEED, MICRO_BATCH, OUT, FORCE_DIR,
   ],
   conflicts: [[CALIBRATION_DATA, CALIBRATION_FILE]],
@@ -49,7 +49,7 @@ export const quantizeCommand = defineCommand({
     const given = Object.fromEntries(method.params.map((p) => [p.name, values[camel(p.name)]]).filter(([, x]) => x !== undefined));
     const others = METHOD_PARAMS.filter((s) => !method.params.some((p) => p.name === s.option) && values[s.name] !== undefined);
     if (others.length) throw new UserError(`${flag(others[0])} is not a parameter of ${method.name}; its parameters: ${method.params.map((p) => `--${p.name}`).join(', ') || 'none'}`);
-    const quantization = { method: method.name, grid, params: methodParams(method, given) };
+    const quantization = { method: method.name, grid, params: methodParams(method, given), embeddingBits: Number(v.embeddingBits) as 4 | 8 };
     if (method.calibration !== 'none' && !v.data && !v.calibrationFile) {
       throw new UserError(`${flag(QUANT_METHOD)} ${method.name} needs calibration prompts: give ${flag(CALIBRATION_DATA)} MMLU_DIR or ${flag(CALIBRATION_FILE)} FILE`);
     }
