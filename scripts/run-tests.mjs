@@ -1,7 +1,7 @@
 #!/usr/bin/env node
-// Runs test/**/*.test.ts with node's test runner (through tsx), one process per file, two at a time
-// (CI and the dev machines have 2 cores), the slowest files of the last run first so that no long file
-// starts last. Every file runs under scripts/test-guard.mjs: a test without an assertion fails. Before a
+// Runs test/**/*.test.ts with node's test runner (through tsx), one process per file, three at a time
+// (CI and the dev machines have 2 cores; some files wait), the slowest files of the last run first so that
+// no long file starts last. Every file runs under scripts/test-guard.mjs: a test without an assertion fails. Before a
 // full run, dist/ is rebuilt when a source is newer (`npm run build`), so the many `mka` processes the
 // tests start run compiled JavaScript rather than compiling src/ through tsx each time.
 //   node scripts/run-tests.mjs                  every test (as `npm test` and CI run it)
@@ -19,12 +19,17 @@ const root = resolve(fileURLToPath(new URL('..', import.meta.url)));
 const cacheDir = join(root, 'node_modules', '.cache', 'mka-tests');
 const durationsFile = join(cacheDir, 'durations.json');
 /**
- * Wall seconds of each file's process in a recorded full run (2026-12-07 05:10, 2-core AMD EPYC at load
- * average 11-15, so about 3-4x an idle machine's): the quick tier and the first order until this checkout has run.
+ * Wall seconds of each file's process in a recorded full run (2026-12-07 08:03, 2-core AMD EPYC, three files at a
+ * time, load average 3-9): the quick tier and the first order until this checkout has run.
  */
 const measuredFile = join(root, 'scripts', 'test-durations.json');
-/** The quick tier: files under this many seconds in the recorded run (a second or two each on an idle machine). */
-const QUICK_SECONDS = 6;
+/** The quick tier: files under this many seconds in the recorded run (about a second each on an idle machine). */
+const QUICK_SECONDS = 3.5;
+/**
+ * Test files run at once (MKA_TEST_CONCURRENCY overrides): 3 on 2 cores, so that a file waiting (a worker's lock
+ * expiring, a server, npm's disk writes, a killed run) leaves its core to another.
+ */
+const concurrency = Number(process.env.MKA_TEST_CONCURRENCY) > 0 ? Math.floor(Number(process.env.MKA_TEST_CONCURRENCY)) : 3;
 
 function find(dir) {
   return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
@@ -72,7 +77,7 @@ if (!named.length && !quick && distIsStale()) {
 mkdirSync(cacheDir, { recursive: true });
 const thisRun = join(cacheDir, `run-${process.pid}.json`);
 const r = spawnSync(process.execPath, [
-  '--import', 'tsx', '--import', join(root, 'scripts', 'test-guard.mjs'), '--test', '--test-concurrency=2',
+  '--import', 'tsx', '--import', join(root, 'scripts', 'test-guard.mjs'), '--test', `--test-concurrency=${concurrency}`,
   '--test-reporter=spec', '--test-reporter-destination=stdout',
   `--test-reporter=${join(root, 'scripts', 'test-durations.mjs')}`, `--test-reporter-destination=${thisRun}`,
   ...flags, ...files,

@@ -125,7 +125,7 @@ test('stories260K compressed by 1 and 2 layers with every method runs end to end
   for (const method of ['mka', 'reverse', 'shortgpt', 'angular']) {
     for (const remove of [1, 2]) {
       const out = join(root, `${method}-${remove}`);
-      const plan = await compressModel({ model: base, out, method, remove, data: join(SHARED!, 'data/mmlu'), subjects: 20, perSubject: 1, quiet: true });
+      const plan = await compressModel({ model: base, out, method, remove, data: join(SHARED!, 'data/mmlu'), subjects: 10, perSubject: 1, quiet: true });
       assert.equal(plan.layers.length, 5 - remove);
       const merge = JSON.parse(readFileSync(join(out, 'merge.json'), 'utf8'));
       assert.equal(merge.removed, remove);

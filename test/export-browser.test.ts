@@ -34,6 +34,7 @@ const PAGE = `<!doctype html>
   const jobs = JSON.parse(new URLSearchParams(location.search).get('jobs')); // [{url, ids}]
   const results = { next: [] };
   try {
+    await tf.setBackend('cpu'); // headless Chromium has no GPU: WebGL, the default, would run on a software rasterizer
     await tf.ready();
     for (const { url, ids } of jobs) {
       const model = await tf.loadGraphModel(url);
@@ -109,6 +110,7 @@ test('headless Chromium runs the exported GraphModel and predicts mka generate\'
     const next = result.next as number[];
     jobs.forEach((j, i) => t.diagnostic(`${j.label} in Chromium [tfjs backend ${result.backend}]: next token ${next[i]}, mka generate: ${j.want}`));
     assert.deepEqual(next, jobs.map((j) => j.want));
+    assert.equal(result.backend, 'cpu');
     assert.ok(requests.includes('/tf.min.js') && requests.some((r) => r.endsWith('.bin')), 'the page fetched tfjs and the weight shards over HTTP');
   } finally {
     server.close();

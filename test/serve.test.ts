@@ -31,8 +31,11 @@ test('the served page generates mka generate\'s greedy tokens in headless Chromi
   const posted = new Promise<Record<string, unknown>>((ok) => (report = ok));
   const s = await startServe({ model: EXPORT, port: 0, onResult: (r) => report(r) });
   try {
-    const result = await runInChromium(`${s.url}/?prompt=${encodeURIComponent(PROMPT)}&max_new_tokens=${N}&report=1`, posted, TMP);
+    // tfjs's cpu backend: headless Chromium has no GPU, and its default, WebGL, would run on a software rasterizer
+    // (15 CPU-s in Chromium's processes, against about 1)
+    const result = await runInChromium(`${s.url}/?prompt=${encodeURIComponent(PROMPT)}&max_new_tokens=${N}&report=1&backend=cpu`, posted, TMP);
     assert.equal(result.error, undefined, String(result.error));
+    assert.equal(result.backend, 'cpu', '?backend= picks the page\'s tfjs backend');
     t.diagnostic(`Chromium (tfjs ${result.backend}): ${JSON.stringify(result.text)}; mka generate: ${JSON.stringify(want.text)}`);
     assert.deepEqual(result.ids, want.output_ids.slice(0, (result.ids as number[]).length), 'a prefix of mka generate\'s tokens');
     assert.ok((result.ids as number[]).length === want.output_ids.length || want.output_ids.length < N, 'as many tokens, unless EOS came first');

@@ -397,7 +397,7 @@ test('kernel diagnostics: σ = 8 on activations scaled by 100 is flagged degener
 });
 
 test('stories260K: kernel diagnostics with σ = 8 and --sigma auto, on its hidden states and on them scaled by 100', { skip: NO_SHARED }, async () => {
-  await initBackend('wasm');
+  await initBackend('auto'); // the similarity stage, not a backend, is under test: the fastest one built (20 prompts of 512 tokens)
   const root = mkdtempSync(join(tmpdir(), 'mka-kernel-'));
   const model = join(root, 'stories260K');
   await convertLlama2c({ checkpoint: join(SHARED!, 'models/stories260K/stories260K.bin'), tokenizer: join(SHARED!, 'models/stories260K/tok512.bin'), out: model });

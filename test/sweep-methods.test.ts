@@ -40,7 +40,7 @@ test('sweep --methods (all eight) on the demo model trained without LayerDrop', 
   const data = join(root, 'demo-mmlu');
   await ensureBenchmark(data);
   const out = join(root, 'demo');
-  const r = await runCliInProcess(['sweep', '--model', 'models/demo-nolayerdrop', '--data', data, '--methods', ALL.join(','), '--remove', '0,2', '--limit', '2', '--per-subject', '6', '--out', out, '--quiet']);
+  const r = await runCliInProcess(['sweep', '--model', 'models/demo-nolayerdrop', '--data', data, '--methods', ALL.join(','), '--remove', '0,2', '--limit', '2', '--per-subject', '3', '--out', out, '--quiet']);
   assert.equal(r.status, 0, r.stderr);
   checkSweep(out, 8, [0, 2]);
   const taylor = JSON.parse(readFileSync(join(out, 'plans', 'taylor-2.json'), 'utf8'));

@@ -89,7 +89,7 @@ export function calibrate(model: LlamaModel, prompts: number[][], opts: Calibrat
 
   const maskData = new Float32Array(n * T);
   lengths.forEach((len, b) => maskData.fill(1, b * T, b * T + len));
-  const mask = tf.tensor3d(maskData, [n, T, 1]);
+  const mask = tf.tensor2d(maskData, [n, T]);
   const lastIdx = tf.tensor1d(lengths.map((len, b) => b * T + len - 1), 'int32');
   const realTokens = lengths.reduce((a, b) => a + b, 0);
 
@@ -98,9 +98,17 @@ export function calibrate(model: LlamaModel, prompts: number[][], opts: Calibrat
   const blockInfluence: number[] = [];
 
   const lastOf = (h: tf.Tensor3D) => tf.tidy(() => tf.gather(h.reshape([n * T, H]), lastIdx).dataSync() as Float32Array);
+  // h with each row's padding positions zeroed, as a copy of its real positions: multiplying by an [n, T, 1]
+  // mask costs tfjs's CPU kernels (the native backend's elementwise ops) an index computation per element
+
+  const maskedOf = (h: tf.Tensor3D): tf.Tensor3D => {
+    const v = h.dataSync() as Float32Array, out = new Float32Array(n * T * H);
+    lengths.forEach((len, b) => out.set(v.subarray(b * T * H, (b * T + len) * H), b * T * H));
+    return tf.tensor3d(out, [n, T, H]);
+  };
   const representation = (h: tf.Tensor3D): tf.Tensor2D => tf.tidy(() => {
     if (rep === 'last') return tf.gather(h.reshape([n * T, H]), lastIdx) as tf.Tensor2D; // [n, H]
-    const masked = tf.mul(h, mask);
+    const masked = maskedOf(h);
     if (rep === 'mean') return tf.div(tf.sum(masked, 1), tf.tensor2d(lengths, [n, 1])) as tf.Tensor2D; // [n, H]
     return masked.reshape([n, T * H]) as tf.Tensor2D; // [n, T*H]; positions past T are zeros and add nothing
   });
@@ -123,8 +131,9 @@ export function calibrate(model: LlamaModel, prompts: number[][], opts: Calibrat
         lastStates.push(lastOf(h));
         const bi = tf.tidy(() => {
           const dot = tf.sum(tf.mul(x, h), -1);
-          const cos = tf.div(dot, tf.mul(tf.norm(x, 'euclidean', -1), tf.norm(h, 'euclidean', -1)).add(1e-12));
-          return tf.sum(tf.mul(tf.sub(1, cos), mask.squeeze([2]))).dataSync()[0];
+          const norm = (t: tf.Tensor3D) => tf.sqrt(tf.sum(tf.square(t), -1)); // tf.norm's values (|t|² is t·t), without its pow per element
+          const cos = tf.div(dot, tf.mul(norm(x), norm(h)).add(1e-12));
+          return tf.sum(tf.mul(tf.sub(1, cos), mask)).dataSync()[0];
         });
         blockInfluence.push(bi / realTokens);
         opts.onProgress?.(i + 1, L);

@@ -3,7 +3,7 @@
  * browser with @huggingface/tokenizers (BOS as mka's tokenizer adds it, from /api/config), and generates
  * greedily, one full forward pass per token (the GraphModel has no KV cache), showing the text as it
  * grows. With ?prompt=...&max_new_tokens=N it runs at once; with &report=1 it posts the generated ids to
- * /api/result (the browser test uses this).
+ * /api/result (the browser test uses this); ?backend=cpu (or webgl) picks tfjs's backend instead of its default.
  */
 export const PAGE = `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>mka serve</title>
@@ -31,6 +31,7 @@ const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 const [cfg, tokJson, tokCfg] = await Promise.all(['/api/config', '/tokenizer/tokenizer.json', '/tokenizer/tokenizer_config.json'].map((u) => fetch(u).then((r) => r.json())));
 const tokenizer = new Tokenizer(tokJson, tokCfg);
+if (params.has('backend') && !(await tf.setBackend(params.get('backend')))) $('meta').textContent = 'tfjs has no backend ' + params.get('backend');
 const model = await tf.loadGraphModel('/model/model.json');
 await tf.ready();
 $('meta').textContent = cfg.description + ' | tfjs backend ' + tf.getBackend();
