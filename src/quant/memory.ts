@@ -18,8 +18,8 @@
  *    quantized layers (GPTQ), their dequantized values; where tensors are copies (the wasm heap), the
  *    layer's tensors once more;
  * plus the runtime's fixed share and what the caller holds meanwhile (a sweep's original model and the
- * quantized model it builds). Like the other estimates, ±20%: it tells a run that fits from one that
- * cannot, it does not predict RSS to the megabyte.
+ * quantized model it builds). It counts live bytes: RSS runs higher where freed JavaScript arrays wait for
+ * V8's collection (GPTQ's solver: up to about 2 GB at the Llama-3-8B shape, measured in docs/quantization.md).
  */
 import { type LlamaConfig, layerTensorShapes } from '../model/config.ts';
 import { estimateMemory, gb, availableMemory, RUNTIME_OVERHEAD, type MemoryProfile, type StoredBytes } from '../model/memory-estimate.ts';
