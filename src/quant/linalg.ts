@@ -72,7 +72,14 @@ export function gemm(alpha: number, A: View, transA: boolean, B: View, transB: b
     }
     return;
   }
-  const prod = tf.tidy(() => tf.matMul(toTensor(A), toTensor(B), transA, transB).dataSync() as Float32Array); // [m, n]
+  // read out after tidy: tidy walks what its function returns, a typed array element by element
+  const t = tf.tidy(() => tf.matMul(toTensor(A), toTensor(B), transA, transB));
+  let prod: Float32Array; // [m, n]
+  try {
+    prod = t.dataSync() as Float32Array;
+  } finally {
+    t.dispose();
+  }
   for (let i = 0; i < m; i++) {
     const o = C.off + i * C.ld;
     for (let j = 0; j < n; j++) C.a[o + j] += alpha * prod[i * n + j];
