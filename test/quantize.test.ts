@@ -482,6 +482,7 @@ test('mka quantize refuses impossible grids and missing calibration with one lin
     [['--method', 'gptq', '--bits', '4'], ['--method gptq', '--data']],
     [['--method', 'rtn', '--bits', '4', '--dampening', '0.1'], ['--dampening', 'not a parameter of rtn']],
     [['--method', 'gptq', '--bits', '4', '--dampening', '2', '--calibration', join(FLOAT, 'config.json')], ['--dampening 2', 'from 0 to 1']],
+    [['--method', 'rtn', '--bits', '4', '--embedding-bits', '4', '--keep-embeddings'], ['--embedding-bits 4', '--keep-embeddings', 'give one']],
   ];
   const packed = join(TMP, 'cli-packed');
   await quantizeTo(packed, 'rtn:w4g32');
