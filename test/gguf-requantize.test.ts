@@ -23,6 +23,7 @@ import { expectedTensors } from '../src/model/config.ts';
 import { runForward } from '../src/model/inspect.ts';
 import { quantizeModel } from '../src/pipeline/quantize.ts';
 import { parseQuantization } from '../src/quant/registry.ts';
+import { roundHalf } from './helpers.ts';
 
 const DEMO = 'models/demo';
 let dir: string;
@@ -86,17 +87,6 @@ test('8-bit asymmetric weights export as Q8_0 quantized again from their values 
     ckpt.close();
   }
 });
-
-/** v rounded to the nearest float16 value (ties to even), from the format's definition. */
-function roundHalf(v: number): number {
-  const a = Math.abs(v);
-  if (a === 0) return v;
-  let e = Math.floor(Math.log2(a));
-  if (2 ** e > a) e--;
-  else if (2 ** (e + 1) <= a) e++;
-  const ulp = 2 ** (Math.max(e, -14) - 10), r = a / ulp, f = Math.floor(r);
-  return Math.fround(Math.sign(v) * (r - f > 0.5 || (r - f === 0.5 && f % 2 === 1) ? f + 1 : f) * ulp);
-}
 
 test('--type f32 of a 4-bit model writes every packed weight dequantized exactly, and mka forward on it gives the packed model\'s logits', async () => {
   const model = join(dir, 'w4');

@@ -8,6 +8,18 @@ export const SHARED: string | null = process.env.MKA_SHARED && existsSync(proces
   ? resolve(process.env.MKA_SHARED) : null;
 export const NO_SHARED = SHARED ? false : 'MKA_SHARED is not set: shared data tests skipped (set MKA_SHARED=../shared)';
 
+/** x rounded to the nearest IEEE half, ties to even (ggml's FP32_TO_FP16), from the format's definition; ±Infinity from 65520 on. */
+export function roundHalf(x: number): number {
+  const a = Math.abs(x);
+  if (a >= 65520) return Math.sign(x) * Infinity;
+  if (a === 0) return x;
+  let e = Math.floor(Math.log2(a));
+  if (2 ** e > a) e--;
+  else if (2 ** (e + 1) <= a) e++;
+  const ulp = 2 ** (Math.max(e, -14) - 10), r = a / ulp, f = Math.floor(r);
+  return Math.sign(x) * (r - f > 0.5 || (r - f === 0.5 && f % 2 === 1) ? f + 1 : f) * ulp;
+}
+
 /** Largest absolute difference between two nested number arrays of the same shape. */
 export function maxAbsDiff(a: unknown, b: unknown): number {
   if (typeof a === 'number' && typeof b === 'number') return Math.abs(a - b);

@@ -15,6 +15,7 @@ import { existsSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { DEFAULT_ADDON_PATH, loadNativeAddon, bf16PackedWords, unpackBf16Panels, BF16, BF16P, F16, F32, Q4, Q8, type ElementType, type NativeAddon } from '../src/runtime/native-addon.ts';
 import { readFileSync } from 'node:fs';
+import { roundHalf } from './helpers.ts';
 
 const NOT_BUILT = !existsSync(process.env.MKA_NATIVE_ADDON || DEFAULT_ADDON_PATH) && 'native addon not built (npm run build:native needs a C compiler and make)';
 const addon = (): NativeAddon => {
@@ -289,18 +290,6 @@ function quantWeight(c: QuantCase, seed: number) {
   return { data, scales, mins, w };
 }
 
-/** x rounded to the nearest IEEE half, ties to even (ggml's FP32_TO_FP16), as a number; ±Infinity from 65520 on. */
-function halfEven(x: number): number {
-  const a = Math.abs(x);
-  if (a >= 65520) return Math.sign(x) * Infinity;
-  if (a === 0) return x;
-  let e = Math.floor(Math.log2(a));
-  if (2 ** e > a) e--;
-  else if (2 ** (e + 1) <= a) e++;
-  const ulp = 2 ** (Math.max(e, -14) - 10), r = a / ulp, f = Math.floor(r);
-  return Math.sign(x) * (r - f > 0.5 || (r - f === 0.5 && f % 2 === 1) ? f + 1 : f) * ulp;
-}
-
 /**
  * x quantized as the integer products do it, which is llama.cpp's x86 Q8_0/Q8_1: blocks of 32 (or the
  * whole row, per token) with q = round-half-even(x·(127/max|x|)) in float32; per block the product uses
@@ -322,12 +311,12 @@ function quantizeActivations(x: Float32Array, m: number, k: number, perToken: bo
       }
       const o = i * kb + b, db = Math.fround(amax / 127), id = amax > 0 ? Math.fround(127 / amax) : 0;
       d[o] = db;
-      dUsed[o] = perToken ? db : halfEven(db);
+      dUsed[o] = perToken ? db : roundHalf(db);
       for (let p = b * 32; p < Math.min(k, b * 32 + 32); p++) {
         q[i * kb * 32 + p] = Math.max(-127, Math.min(127, even(Math.fround(x[i * k + p] * id))));
         sum[o] += q[i * kb * 32 + p];
       }
-      sHalf[o] = perToken ? db * sum[o] : halfEven(Math.fround(db * sum[o]));
+      sHalf[o] = perToken ? db * sum[o] : roundHalf(Math.fround(db * sum[o]));
     }
   }
   return { q, d, dUsed, sum, sHalf };

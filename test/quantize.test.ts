@@ -32,7 +32,7 @@ import { compressModel, replayPlan } from '../src/pipeline/compress.ts';
 import { modelBytes } from '../src/quant/size.ts';
 import { UserError } from '../src/runtime/errors.ts';
 import { mulberry32 } from '../src/runtime/random.ts';
-import { maxAbsDiff } from './helpers.ts';
+import { maxAbsDiff, roundHalf } from './helpers.ts';
 import { assertUserError, runAllInProcess, runCliInProcess } from './cli-run.ts';
 import { randomTensor, tinyConfigJson, writeRandomModel } from './random-model.ts';
 
@@ -148,17 +148,6 @@ test('an RTN model is written packed, loads packed (resident and streamed) and c
   disposeModel(original);
   assert.ok(d > 1e-4 && d < 2, `4-bit logits differ from the float ones by ${d}`);
 });
-
-/** v rounded to the nearest float16 value (ties to even), from the format's definition. */
-function roundHalf(v: number): number {
-  const a = Math.abs(v);
-  if (a === 0) return v;
-  let e = Math.floor(Math.log2(a));
-  if (2 ** e > a) e--;
-  else if (2 ** (e + 1) <= a) e++;
-  const ulp = 2 ** (Math.max(e, -14) - 10), r = a / ulp, f = Math.floor(r);
-  return Math.fround(Math.sign(v) * (r - f > 0.5 || (r - f === 0.5 && f % 2 === 1) ? f + 1 : f) * ulp);
-}
 
 test('the embedding is stored at its declared bits (8 by default, 4 with e4) as ggml\'s Q8_0/Q4_0 blocks, gathered back as stored, and counted in the bytes', async () => {
   const float = checkpointSource(FLOAT);
@@ -482,6 +471,7 @@ test('mka quantize refuses impossible grids and missing calibration with one lin
     [['--method', 'gptq', '--bits', '4'], ['--method gptq', '--data']],
     [['--method', 'rtn', '--bits', '4', '--dampening', '0.1'], ['--dampening', 'not a parameter of rtn']],
     [['--method', 'gptq', '--bits', '4', '--dampening', '2', '--calibration', join(FLOAT, 'config.json')], ['--dampening 2', 'from 0 to 1']],
+    [['--method', 'rtn', '--bits', '4', '--embedding-bits', '4', '--keep-embeddings'], ['--embedding-bits 4', '--keep-embeddings', 'give one']],
   ];
   const packed = join(TMP, 'cli-packed');
   await quantizeTo(packed, 'rtn:w4g32');

@@ -25,12 +25,12 @@ export const ASYM = option({ name: 'asym', option: 'asym', type: 'boolean', defa
 export const DEFAULT_EMBEDDING_BITS = 8;
 
 export const EMBEDDING_BITS = option({
-  name: 'embeddingBits', option: 'embedding-bits', type: 'choice', choices: ['8', '4'], default: String(DEFAULT_EMBEDDING_BITS), group: G,
-  help: 'bits of the token embedding (round to nearest, symmetric groups of 32: Q8_0 or Q4_0 blocks); lm_head is 8-bit',
+  name: 'embeddingBits', option: 'embedding-bits', type: 'choice', choices: ['8', '4'], group: G,
+  help: `bits of the token embedding (round to nearest, symmetric groups of 32: Q8_0 or Q4_0 blocks; default ${DEFAULT_EMBEDDING_BITS}); lm_head is 8-bit`,
 });
 export const KEEP_EMBEDDINGS = option({
   name: 'keepEmbeddings', option: 'keep-embeddings', type: 'boolean', default: false, group: G,
-  help: 'keep the embedding and lm_head as floats, whatever --embedding-bits says (as the GPTQ/AWQ papers do); default: lm_head 8-bit, the embedding at --embedding-bits',
+  help: 'keep the embedding and lm_head as floats (as the GPTQ/AWQ papers do); default: lm_head 8-bit, the embedding at --embedding-bits',
 });
 export const CALIB_SHOTS = option({
   name: 'shots', option: 'calib-shots', type: 'integer', min: 0, default: 5, group: 'Calibration:',

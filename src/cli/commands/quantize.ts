@@ -6,7 +6,7 @@ import { UserError } from '../../runtime/errors.ts';
 import { COMPUTE_OPTIONS } from '../../runtime/backend-choice.ts';
 import { MODEL } from '../../model/options.ts';
 import { CALIBRATION_DATA, CALIBRATION_FILE, CALIB_SUBJECTS, CALIBRATION_SEED, MICRO_BATCH, PER_SUBJECT } from '../../compress/options.ts';
-import { ASYM, BITS, CALIB_SHOTS, EMBEDDING_BITS, GROUP_SIZE, KEEP_EMBEDDINGS, QUANT_METHOD } from '../../quant/options.ts';
+import { ASYM, BITS, CALIB_SHOTS, DEFAULT_EMBEDDING_BITS, EMBEDDING_BITS, GROUP_SIZE, KEEP_EMBEDDINGS, QUANT_METHOD } from '../../quant/options.ts';
 import { QUANT_METHODS, checkGrid, getQuantMethod, methodParams, quantizationName } from '../../quant/registry.ts';
 import type { QuantGrid } from '../../quant/method.ts';
 
@@ -49,7 +49,11 @@ export const quantizeCommand = defineCommand({
     const given = Object.fromEntries(method.params.map((p) => [p.name, values[camel(p.name)]]).filter(([, x]) => x !== undefined));
     const others = METHOD_PARAMS.filter((s) => !method.params.some((p) => p.name === s.option) && values[s.name] !== undefined);
     if (others.length) throw new UserError(`${flag(others[0])} is not a parameter of ${method.name}; its parameters: ${method.params.map((p) => `--${p.name}`).join(', ') || 'none'}`);
-    const quantization = { method: method.name, grid, params: methodParams(method, given), embeddingBits: Number(v.embeddingBits) as 4 | 8 };
+    if (v.keepEmbeddings && v.embeddingBits !== undefined) {
+      throw new UserError(`${flag(EMBEDDING_BITS)} ${v.embeddingBits} and ${flag(KEEP_EMBEDDINGS)} contradict each other: the first quantizes the embedding, the second keeps it float; give one`);
+    }
+    const embeddingBits = Number(v.embeddingBits ?? DEFAULT_EMBEDDING_BITS) as 4 | 8;
+    const quantization = { method: method.name, grid, params: methodParams(method, given), embeddingBits };
     if (method.calibration !== 'none' && !v.data && !v.calibrationFile) {
       throw new UserError(`${flag(QUANT_METHOD)} ${method.name} needs calibration prompts: give ${flag(CALIBRATION_DATA)} MMLU_DIR or ${flag(CALIBRATION_FILE)} FILE`);
     }
