@@ -26,6 +26,7 @@ import type { SimilarityOptions } from './similarity/index.ts';
 
 export { REPRESENTATIONS, type Representation } from './options.ts';
 import { REPRESENTATIONS, type Representation } from './options.ts';
+import { tidyValues } from '../runtime/read-out.ts';
 
 export interface CalibrationOptions {
   representation?: Representation;
@@ -97,7 +98,7 @@ export function calibrate(model: LlamaModel, prompts: number[][], opts: Calibrat
   const lastStates: Float32Array[] = [];
   const blockInfluence: number[] = [];
 
-  const lastOf = (h: tf.Tensor3D) => tf.tidy(() => tf.gather(h.reshape([n * T, H]), lastIdx).dataSync() as Float32Array);
+  const lastOf = (h: tf.Tensor3D) => tidyValues(() => tf.gather(h.reshape([n * T, H]), lastIdx));
   // h with each row's padding positions zeroed, as a copy of its real positions: multiplying by an [n, T, 1]
   // mask costs tfjs's CPU kernels (the native backend's elementwise ops) an index computation per element
 
@@ -113,9 +114,9 @@ export function calibrate(model: LlamaModel, prompts: number[][], opts: Calibrat
     return masked.reshape([n, T * H]) as tf.Tensor2D; // [n, T*H]; positions past T are zeros and add nothing
   });
 
-  const gramOf = (h: tf.Tensor3D) => Float64Array.from(tf.tidy(() => {
+  const gramOf = (h: tf.Tensor3D) => Float64Array.from(tidyValues(() => {
     const r = representation(h);
-    return tf.matMul(r, r, false, true).dataSync(); // [n, n]
+    return tf.matMul(r, r, false, true); // [n, n]
   }));
 
   try {

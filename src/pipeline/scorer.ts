@@ -19,6 +19,7 @@ import { planModel } from '../compress/plan-model.ts';
 import { keptLayers } from '../compress/merge-plan.ts';
 import type { PlanScorer } from '../compress/methods/method.ts';
 import { MICRO_BATCH } from '../compress/options.ts';
+import { tidyValues } from '../runtime/read-out.ts';
 
 /** Right-padded rows of the prompts and their lengths. */
 function padded(ids: number[][]): { rows: number[][]; T: number } {
@@ -68,7 +69,7 @@ function finalStates(model: LlamaModel, ids: number[][], microBatch: number): Fl
     logits: 'none', microBatch,
     onBlockOutput: (i, h) => {
       if (i !== c.num_hidden_layers - 1) return;
-      const normed = tf.tidy(() => rmsNorm(h, model.tensors.get('model.norm.weight')!, c.rms_norm_eps).dataSync() as Float32Array);
+      const normed = tidyValues(() => rmsNorm(h, model.tensors.get('model.norm.weight')!, c.rms_norm_eps));
       ids.forEach((r, b) => out.push(normed.slice(b * T * c.hidden_size, (b * T + r.length) * c.hidden_size)));
     },
   });

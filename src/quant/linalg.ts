@@ -8,6 +8,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { UserError } from '../runtime/errors.ts';
+import { tidyValues } from '../runtime/read-out.ts';
 
 /** A rows × cols window of a row-major matrix `a` with leading dimension `ld`, from element `off`. */
 export interface View {
@@ -72,14 +73,7 @@ export function gemm(alpha: number, A: View, transA: boolean, B: View, transB: b
     }
     return;
   }
-  // read out after tidy: tidy walks what its function returns, a typed array element by element
-  const t = tf.tidy(() => tf.matMul(toTensor(A), toTensor(B), transA, transB));
-  let prod: Float32Array; // [m, n]
-  try {
-    prod = t.dataSync() as Float32Array;
-  } finally {
-    t.dispose();
-  }
+  const prod = tidyValues(() => tf.matMul(toTensor(A), toTensor(B), transA, transB)); // [m, n]
   for (let i = 0; i < m; i++) {
     const o = C.off + i * C.ld;
     for (let j = 0; j < n; j++) C.a[o + j] += alpha * prod[i * n + j];

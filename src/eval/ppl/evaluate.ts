@@ -13,6 +13,7 @@ import { slidingWindows, type PplWindow } from './windows.ts';
 import { openPplResults, type PplSummary, type WindowResult } from './results.ts';
 import { keyFields } from '../../runtime/options.ts';
 import { PPL_KEY, PPL_KEY_FIELDS } from './options.ts';
+import { tidyValues } from '../../runtime/read-out.ts';
 
 /**
  * The forward job of one window and its result once the job has run: the sum of −log p(token) over
@@ -32,10 +33,10 @@ function windowJob(model: LlamaModel, ids: readonly number[], w: PplWindow): { j
     positions,
     onLogits: (r0, logits) => {
       const rows = logits.shape[0];
-      const values = tf.tidy(() => {
+      const values = tidyValues(() => {
         const logp = tf.logSoftmax(logits, -1); // [rows, V]
         const flat = Int32Array.from({ length: rows }, (_, r) => r * V + ids[w.scoredFrom + r0 + r]); // target of each row in [rows * V]
-        return tf.neg(tf.gather(logp.reshape([-1]), tf.tensor1d(flat, 'int32'))).dataSync() as Float32Array; // [rows]
+        return tf.neg(tf.gather(logp.reshape([-1]), tf.tensor1d(flat, 'int32'))); // [rows]
       });
       for (const v of values) nll += v;
     },

@@ -17,6 +17,7 @@ import { layerTensorShapes } from '../../model/config.ts';
 import { disposeTensors, layerWeights, meanSquaredError, moduleOutputs, projectionInputs } from '../calibration.ts';
 import { foldScales, scaleColumns, scaleSites } from '../fold.ts';
 import { LINEARS, layerFloatBytes, layerPackedBytes, otherTensors, specFor, type LayerJob, type MethodMemory, type QuantMethod } from '../method.ts';
+import { tidyValues } from '../../runtime/read-out.ts';
 
 /** AWQ's scales for exponent α from mean |x| per channel: x^α clamped at 1e-4, divided by √(max·min). */
 export function awqScales(meanAbs: ArrayLike<number>, alpha: number): Float64Array {
@@ -32,7 +33,7 @@ export function awqScales(meanAbs: ArrayLike<number>, alpha: number): Float64Arr
 
 /** Mean |x| per channel over the real tokens of inputs [b, T, C] (padding masked out). */
 function channelMeanAbs(inputs: readonly tf.Tensor3D[], masks: readonly tf.Tensor3D[], tokens: number): Float32Array {
-  const sum = tf.tidy(() => tf.addN(inputs.map((x, i) => tf.sum(tf.abs(tf.mul(x, masks[i])), [0, 1]))).dataSync() as Float32Array);
+  const sum = tidyValues(() => tf.addN(inputs.map((x, i) => tf.sum(tf.abs(tf.mul(x, masks[i])), [0, 1]))));
   return sum.map((v) => v / tokens);
 }
 
