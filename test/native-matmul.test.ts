@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
@@ -10,7 +10,7 @@ import { disposeModel, loadModel } from '../src/model/model.ts';
 import { forward } from '../src/model/forward.ts';
 import { NO_SHARED, SHARED, maxAbsDiff } from './helpers.ts';
 import { broadcastBatchIndex, installNativeMatMul, nativeMatMulInstalled, uninstallNativeMatMul } from '../src/runtime/native-matmul.ts';
-import { DEFAULT_ADDON_PATH, loadNativeAddon } from '../src/runtime/native-addon.ts';
+import { DEFAULT_ADDON_PATH, loadNativeAddon, newerSource } from '../src/runtime/native-addon.ts';
 
 const BUILT = existsSync(DEFAULT_ADDON_PATH);
 const NOT_BUILT = !BUILT && 'native addon not built (npm run build:native needs a C compiler and make)';
@@ -255,6 +255,24 @@ test('an install with MKA_NO_NATIVE=1 or without a working compiler builds no ad
     const loaded = await withEnv('MKA_NATIVE_ADDON', addon, () => loadNativeAddon());
     assert.equal(loaded.addon, null);
     assert.match(loaded.reason, /native addon not built/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('an addon built before a change to its C sources is named stale, so a checkout updated without npm run build:native is not run on it', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'mka-stale-addon-'));
+  try {
+    const addon = join(dir, 'mka_native.node');
+    for (const f of ['mka_native.node', 'gemm.c', 'kern.h', 'binding.gyp', 'README.md']) writeFileSync(join(dir, f), '');
+    const at = (f: string, s: number) => utimesSync(join(dir, f), s, s);
+    at('gemm.c', 1000); at('kern.h', 1000); at('binding.gyp', 1000); at('mka_native.node', 2000); at('README.md', 3000);
+    assert.equal(newerSource(addon, dir), null, 'sources older than the addon (a newer README does not count)');
+    at('kern.h', 3000);
+    assert.equal(newerSource(addon, dir), 'kern.h');
+    at('kern.h', 1000); at('binding.gyp', 2500);
+    assert.equal(newerSource(addon, dir), 'binding.gyp');
+    assert.equal(newerSource(addon, join(dir, 'absent')), null, 'an installed addon without its sources beside it is not judged');
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

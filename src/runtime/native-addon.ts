@@ -6,7 +6,8 @@
  * contract below; every operand is (view, byteOffset) and is bounds-checked by the addon.
  */
 import { createRequire } from 'node:module';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /** Element types of B / weights: float32, bfloat16, IEEE float16 (16-bit values as raw words). */
@@ -141,6 +142,21 @@ export interface NativeAddon {
 /** The addon's default location; MKA_NATIVE_ADDON overrides it (tests point it at a missing file). */
 export const DEFAULT_ADDON_PATH = fileURLToPath(new URL('../../native/build/Release/mka_native.node', import.meta.url));
 
+/** The C sources the default addon is built from (native/). */
+const NATIVE_SOURCES = join(dirname(DEFAULT_ADDON_PATH), '..', '..');
+
+/**
+ * The first source in `sourcesDir` (*.c, *.h, binding.gyp) modified after the addon at `addonPath` was
+ * built, or null: an addon built from older sources (a checkout updated without npm run build:native)
+ * may export other functions or take other descriptors, so it is not loaded.
+ */
+export function newerSource(addonPath: string, sourcesDir: string): string | null {
+  if (!existsSync(sourcesDir)) return null;
+  const built = statSync(addonPath).mtimeMs;
+  return readdirSync(sourcesDir).filter((f) => /\.(c|h)$|^binding\.gyp$/.test(f)).sort()
+    .find((f) => statSync(join(sourcesDir, f)).mtimeMs > built) ?? null;
+}
+
 /**
  * One line naming the kernels, and why a slower one runs: `mka_native avx512 (bf16 products: avx512bf16,
  * int8: vnni) on AMD EPYC`.
@@ -164,6 +180,8 @@ export function loadNativeAddon(): { addon: NativeAddon; reason: string } | { ad
   if (!existsSync(path)) {
     return { addon: null, reason: `native addon not built (${path} missing; needs a C compiler at npm ci, or npm run build:native)` };
   }
+  const newer = process.env.MKA_NATIVE_ADDON ? null : newerSource(path, NATIVE_SOURCES);
+  if (newer) return { addon: null, reason: `native addon older than native/${newer} (rebuild it: npm run build:native)` };
   try {
     const addon = createRequire(import.meta.url)(path) as NativeAddon;
     return { addon, reason: describeAddon(addon) };
