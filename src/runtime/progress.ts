@@ -35,7 +35,9 @@ export function progress(label: string, total: number, opts: ProgressOptions = {
     const rate = count / Math.max(secs, 1e-9);
     const eta = rate > 0 ? (total - count) / rate : Infinity;
     const pct = total > 0 ? ((100 * count) / total).toFixed(1) : '100';
-    return `${label}: ${Math.floor(count)}/${total} (${pct}%) ${rate.toFixed(rate < 10 ? 2 : 0)} ${unit}/s, elapsed ${fmtTime(secs)}, ETA ${fmtTime(eta)}${note ? ` ${note}` : ''}`;
+    // under one item in 10 s the rate reads as time per item ("3m25s per layer"), not "0.00 layers/s"
+    const speed = count > 0 && rate < 0.1 ? `${fmtTime(1 / rate)} per ${unit.replace(/s$/, '')}` : `${rate.toFixed(rate < 10 ? 2 : 0)} ${unit}/s`;
+    return `${label}: ${Math.floor(count)}/${total} (${pct}%) ${speed}, elapsed ${fmtTime(secs)}, ETA ${fmtTime(eta)}${note ? ` ${note}` : ''}`;
   };
   return {
     tick(n = 1, nt?: string) {
