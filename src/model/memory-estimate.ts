@@ -292,8 +292,8 @@ export interface FitRequest {
   available?: number | null;
 }
 
-/** Why an estimate does not fit, or null when it does. */
-function overflow(e: MemoryEstimate, profile: MemoryProfile, available: number): string | null {
+/** Why an estimate (its total and its tensors) does not fit, or null when it does. */
+export function overflow(e: Pick<MemoryEstimate, 'total' | 'tensors'>, profile: MemoryProfile, available: number): string | null {
   if (profile.heapLimit !== null && e.tensors > profile.heapLimit) return `${gb(e.tensors)} of tensors in the ${profile.backend} heap (limit ${gb(profile.heapLimit)})`;
   if (e.total > available) return `about ${gb(e.total)} of RAM`;
   return null;

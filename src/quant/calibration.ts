@@ -26,11 +26,14 @@ export interface CalibrationSet {
   tokens: number;
 }
 
+/** Prompts per calibration micro-batch when the caller gives none. */
+export const CALIBRATION_MICRO_BATCH = 8;
+
 /**
  * The prompts' embeddings as a calibration set: prompts sorted by length into micro-batches of
  * `micro` rows (little padding), `rows(ids)` giving the embedding rows [ids.length, H] of a prompt.
  */
-export function embedPrompts(prompts: number[][], hidden: number, rows: (ids: number[]) => Float32Array, micro = 8): CalibrationSet {
+export function embedPrompts(prompts: number[][], hidden: number, rows: (ids: number[]) => Float32Array, micro = CALIBRATION_MICRO_BATCH): CalibrationSet {
   const order = prompts.map((p, i) => i).sort((a, b) => prompts[a].length - prompts[b].length || a - b);
   const batches: CalibrationBatch[] = [];
   let tokens = 0;

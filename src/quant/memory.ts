@@ -22,7 +22,7 @@
  * wait for V8's collection (GPTQ at the Llama-3-8B shape: 6.53 GB measured against 6.4 GB, docs/quantization.md).
  */
 import { type LlamaConfig, layerTensorShapes } from '../model/config.ts';
-import { estimateMemory, gb, availableMemory, RUNTIME_OVERHEAD, type MemoryProfile, type StoredBytes } from '../model/memory-estimate.ts';
+import { estimateMemory, gb, availableMemory, overflow, RUNTIME_OVERHEAD, type MemoryProfile, type StoredBytes } from '../model/memory-estimate.ts';
 import { offHeapBackend } from '../runtime/backend.ts';
 import { packedBytes, type PackedSpec } from '../io/packed.ts';
 import { UserError } from '../runtime/errors.ts';
@@ -31,6 +31,7 @@ import { BACKEND_OPTION } from '../runtime/backend-choice.ts';
 import { layerFloatBytes, layerPackedBytes, type LayerMemoryShape } from './method.ts';
 import { getQuantMethod, type Quantization } from './registry.ts';
 import { MAX_CALIBRATION_TOKENS, tableSpecs } from './quantize.ts';
+import { CALIBRATION_MICRO_BATCH } from './calibration.ts';
 
 /** Memory a run holds, by what it is. */
 export interface HeldBytes {
@@ -45,7 +46,7 @@ export interface QuantizeWork {
   quantization: Quantization;
   /** Token counts of the calibration prompts (cut as the quantizer cuts them), or null for a method without calibration. */
   prompts: readonly number[] | null;
-  /** Prompts per calibration micro-batch (default 8, as quantize.ts). */
+  /** Prompts per calibration micro-batch (default CALIBRATION_MICRO_BATCH, as quantize.ts). */
   microBatch?: number;
   keepEmbeddings?: boolean;
 }
@@ -77,7 +78,7 @@ export function paddedTokens(prompts: readonly number[], micro: number): number 
 export function estimateQuantize(config: LlamaConfig, stored: StoredBytes, profile: MemoryProfile, work: QuantizeWork, beside: readonly HeldBytes[] = []): QuantizeEstimate {
   const method = getQuantMethod(work.quantization.method);
   const q = work.quantization;
-  const micro = work.microBatch ?? 8;
+  const micro = work.microBatch ?? CALIBRATION_MICRO_BATCH;
   const H = config.hidden_size;
   const maxTokens = Math.min(MAX_CALIBRATION_TOKENS, config.max_position_embeddings);
   const prompts = method.calibration === 'none' || !work.prompts?.length ? null : work.prompts.map((n) => Math.min(n, maxTokens));
@@ -161,14 +162,13 @@ export function assertQuantizeFits(req: QuantizeFitRequest): QuantizeEstimate | 
   const est = (work: QuantizeWork, profile = req.profile) => estimateQuantize(req.config, req.stored, profile, work, req.beside);
   const e = est(req.work);
   if (available === null) return e;
-  const overflow = (x: QuantizeEstimate, p: MemoryProfile) => (p.heapLimit !== null && x.tensors > p.heapLimit
-    ? `${gb(x.tensors)} of tensors in the ${p.backend} heap (limit ${gb(p.heapLimit)})` : x.total > available ? `about ${gb(x.total)} of RAM` : null);
-  const why = overflow(e, req.profile);
+  const overflowing = (x: QuantizeEstimate, p: MemoryProfile) => overflow(x, p, available);
+  const why = overflowing(e, req.profile);
   if (!why) return e;
   const head = `${req.command} needs ${why} (${describe(e)}) but ${gb(available)} is available`;
   if (req.profile.heapLimit !== null) {
     const { backend: ram, profile: p } = offHeapBackend();
-    if (!overflow(est(req.work, p), p)) throw new UserError(`${head}; rerun with ${flag(BACKEND_OPTION)} ${ram} (about ${gb(est(req.work, p).total)})`);
+    if (!overflowing(est(req.work, p), p)) throw new UserError(`${head}; rerun with ${flag(BACKEND_OPTION)} ${ram} (about ${gb(est(req.work, p).total)})`);
   }
   const prompts = req.work.prompts;
   const per = req.perSubject?.value ?? 0;
@@ -176,13 +176,13 @@ export function assertQuantizeFits(req: QuantizeFitRequest): QuantizeEstimate | 
     // the prompts come subject by subject, `per` of each: keep k of each subject's
     for (let k = Math.floor(per / 2); k >= 1; k = Math.floor(k / 2)) {
       const w = { ...req.work, prompts: prompts.filter((_, i) => i % per < k) };
-      if (!overflow(est(w), req.profile)) throw new UserError(`${head}; rerun with ${flag(req.perSubject.option)} ${k} (about ${gb(est(w).total)})`);
+      if (!overflowing(est(w), req.profile)) throw new UserError(`${head}; rerun with ${flag(req.perSubject.option)} ${k} (about ${gb(est(w).total)})`);
     }
   }
   if (prompts && req.microBatch) {
-    for (let m = Math.floor((req.work.microBatch ?? 8) / 2); m >= 1; m = Math.floor(m / 2)) {
+    for (let m = Math.floor((req.work.microBatch ?? CALIBRATION_MICRO_BATCH) / 2); m >= 1; m = Math.floor(m / 2)) {
       const w = { ...req.work, microBatch: m };
-      if (!overflow(est(w), req.profile)) throw new UserError(`${head}; rerun with ${flag(req.microBatch)} ${m} (about ${gb(est(w).total)})`);
+      if (!overflowing(est(w), req.profile)) throw new UserError(`${head}; rerun with ${flag(req.microBatch)} ${m} (about ${gb(est(w).total)})`);
     }
   }
   throw new UserError(`${head}; use a machine with more memory (the model is already quantized one layer at a time)`);
