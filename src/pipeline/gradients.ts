@@ -38,10 +38,11 @@ export async function weightGradients(model: LlamaModel, ids: number[][], opts: 
   const rowBytes = 8 * (c.num_hidden_layers * (T * (8 * c.hidden_size + 4 * c.intermediate_size) + 2 * c.num_attention_heads * T * T) + 3 * T * c.vocab_size);
   const fixed = 12 * params + RUNTIME_OVERHEAD; // float32 weights, their gradients and the sums of them
   const avail = availableMemory();
-  const heap = gradientMemory().heapLimit; // where the pass runs: the current backend, or wasm when it has fused kernels
+  const where = gradientMemory(); // where the pass runs: the current backend, or wasm when it has fused kernels
+  const heap = where.heapLimit;
   const budget = Math.min(avail ?? Infinity, heap ?? Infinity) - fixed;
   if (budget < rowBytes) {
-    const bound = heap !== null && (avail === null || heap <= avail) ? ` (the ${gradientMemory().backend} heap's ${gb(heap)})` : '';
+    const bound = heap !== null && (avail === null || heap <= avail) ? ` (the ${where.backend} heap's ${gb(heap)})` : '';
     throw new UserError(`taylor: gradients need about ${gb(fixed + rowBytes)} (float32 weights and gradients of ${(params / 1e6).toFixed(1)}M parameters, one ${T}-token prompt's activations) but ${gb(fixed + Math.max(0, budget))} is available${bound}; use a smaller ${flagOf(taylor.parameters.maxTokens)}, or magnitude, shortgpt or sleb on this model`);
   }
   const micro = Math.max(1, Math.min(opts.microBatch ?? MICRO_BATCH.default, Math.floor(budget / 2 / rowBytes)));
