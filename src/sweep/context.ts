@@ -168,12 +168,12 @@ export function checkSweepFits(opts: SweepOptions, promptLengths: number[] | nul
  * The memory check of the sweep's quantized points, before the original model is loaded: each
  * quantization runs beside the resident original (the points' reference and the source of their
  * weights) and the quantized model it builds (counted unmerged, an upper bound), with the quantizer's
- * own needs (src/quant/memory.ts) on the calibration prompts it will draw. A one-line UserError when
- * one cannot fit.
+ * own needs (src/quant/memory.ts) on the calibration prompts it draws. A one-line UserError when one
+ * cannot fit; returns those prompts (null when no quantization calibrates), which every point uses.
  */
-export async function checkSweepQuantizeFits(opts: SweepOptions): Promise<void> {
+export async function checkSweepQuantizeFits(opts: SweepOptions): Promise<QuantCalibration | null> {
   const quantizations = (opts.quantize ?? []).map((q) => parseQuantization(q, flag(SWEEP_QUANTIZE))).filter((q) => q !== null);
-  if (!quantizations.length) return;
+  if (!quantizations.length) return null;
   const config = readConfig(opts.model);
   const profile = currentProfile().memory;
   const original = estimateMemory(config, storedBytes(opts.model, config), profile, { streaming: false, rows: 1, microBatch: 1, seqLen: 1, logits: 'none', streamable: false }).parts.weights;
@@ -187,6 +187,7 @@ export async function checkSweepQuantizeFits(opts: SweepOptions): Promise<void> 
       beside: [{ what: 'original model', bytes: original, tensors: original }, { what: 'quantized model', bytes: model, tensors: model }],
     });
   }
+  return drawn;
 }
 
 /** Checks the options, claims (or re-opens) the results directory, reads the config and the subjects. */
@@ -235,6 +236,8 @@ export interface SweepContext extends PreparedSweep {
   corpus: PplCorpus | null;
   /** The tasks but the paper's MMLU, with their data (empty for a sweep of MMLU alone). */
   taskInputs: TaskInput[];
+  /** The quantizers' calibration prompts, drawn once for every calibrating quantization of the sweep (null: none calibrates). */
+  quantCalibration: QuantCalibration | null;
   /** Frees the original model. */
   dispose(): void;
 }
@@ -244,7 +247,7 @@ export async function openSweep(opts: SweepOptions): Promise<SweepContext> {
   for (const q of opts.quantize ?? []) parseQuantization(q, flag(SWEEP_QUANTIZE)); // before any work
   const promptLengths = await checkSweepCalibration(opts);
   checkSweepFits(opts, promptLengths);
-  await checkSweepQuantizeFits(opts);
+  const quantCalibration = await checkSweepQuantizeFits(opts);
   const taskInputs = await loadSweepTasks(opts);
   const prepared = prepareSweep(opts);
   const tokenizer = await loadTokenizer(opts.model);
@@ -253,5 +256,5 @@ export async function openSweep(opts: SweepOptions): Promise<SweepContext> {
   const corpus = opts.ppl ? prepareCorpus(opts.ppl.text, tokenizer, original.config, opts.ppl.seqLen, opts.ppl.stride) : null;
   const scoringBos = protocolSettings(opts.protocol).scoringBos || bosUnderAddBosTokenFalse(tokenizer);
   const scoring = scoringTokenizer(tokenizer, scoringBos);
-  return { ...prepared, tokenizer, scoringBos, scoringTokenizer: scoring, data, original, mmlu: createMmluCache(scoring, data), corpus, taskInputs, dispose: () => disposeModel(original) };
+  return { ...prepared, tokenizer, scoringBos, scoringTokenizer: scoring, data, original, mmlu: createMmluCache(scoring, data), corpus, taskInputs, quantCalibration, dispose: () => disposeModel(original) };
 }

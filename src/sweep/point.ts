@@ -33,7 +33,7 @@ import { evalDir, pointFile, pointLabel, pointName, pointQuantize, subjectFile, 
 import { SWEEP_QUANTIZE } from './options.ts';
 import { flag } from '../runtime/options.ts';
 import type { LlamaConfig } from '../model/config.ts';
-import { parseQuantization, type Quantization } from '../quant/registry.ts';
+import { getQuantMethod, parseQuantization, type Quantization } from '../quant/registry.ts';
 import { materializeQuantized, quantizedSource } from '../quant/quantize.ts';
 import { modelBytes } from '../quant/size.ts';
 import { QUANT_CALIBRATION_SHOTS, quantCalibration, quantizeSourceTo } from '../pipeline/quantize.ts';
@@ -130,7 +130,8 @@ export async function pointModel(ctx: SweepContext, p: PointId): Promise<{ model
   const plan = p.method === 'original' ? null : await pointPlan(ctx, p);
   const source = plan ? planSource(modelSource(ctx.original), plan) : modelSource(ctx.original);
   if (!q) return { model: materialize(source), plan };
-  const calibration = await quantCalibration(ctx.opts.model, q, ctx.opts);
+  // the prompts openSweep drew for its memory check (the same for every calibrating method)
+  const calibration = getQuantMethod(q.method).calibration !== 'none' && ctx.quantCalibration ? ctx.quantCalibration : await quantCalibration(ctx.opts.model, q, ctx.opts);
   const kept = join(ctx.opts.out, 'models', pointName(p));
   if (ctx.opts.keepModels && !existsSync(kept)) {
     // written as `mka quantize` writes it, from the same tensors the sweep evaluates (a worker that finds it written quantizes in memory only)
