@@ -28,7 +28,7 @@ import { packedBytes, type PackedSpec } from '../io/packed.ts';
 import { UserError } from '../runtime/errors.ts';
 import { flag, type OptionSpec } from '../runtime/options.ts';
 import { BACKEND_OPTION } from '../runtime/backend-choice.ts';
-import { layerFloatBytes, layerPackedBytes, type LayerMemoryShape } from './method.ts';
+import { layerFloatBytes, layerPackedBytes, linearShapes, type LayerMemoryShape } from './method.ts';
 import { getQuantMethod, type Quantization } from './registry.ts';
 import { MAX_CALIBRATION_TOKENS, tableSpecs } from './quantize.ts';
 import { CALIBRATION_MICRO_BATCH } from './calibration.ts';
@@ -95,6 +95,9 @@ export function estimateQuantize(config: LlamaConfig, stored: StoredBytes, profi
   const largest = Math.max(...[...layerTensorShapes(config).values()].map((s) => s.reduce((a, d) => a * d, 1)));
   const weights = { what: 'layer weights (float32)', bytes: layerF32, tensors: 0 };
   const input = { what: 'calibration states', bytes: states, tensors: states };
+  // a method calibrated on the quantized layers releases each linear's float32 weights once it is done with it (LayerJob.release)
+  const kept = (bytes: number) => ({ ...weights, bytes });
+  const after = method.calibration === 'quantized' ? kept(layerF32 - linearShapes(config).reduce((a, l) => a + 4 * l.rows * l.cols, 0)) : weights;
 
   const phases: HeldBytes[][] = [];
   // the tables, one at a time
@@ -108,12 +111,12 @@ export function estimateQuantize(config: LlamaConfig, stored: StoredBytes, profi
       : [{ what: `${name.replace(/\.weight$/, '')} copied`, bytes: read, tensors: 0 }]);
   }
   // a layer quantized by the method (or read)
-  phases.push([weights, input, own.bytes >= 8 * largest ? own : { what: 'a tensor read (float32 and its copy)', bytes: 8 * largest, tensors: 0 }]);
+  phases.push(own.bytes >= 8 * largest ? [kept(own.weights ?? layerF32), input, own] : [weights, input, { what: 'a tensor read (float32 and its copy)', bytes: 8 * largest, tensors: 0 }]);
   // the next layer's inputs
   if (prompts) {
     const values = method.calibration === 'quantized' ? layerF32 : 0;
     phases.push([
-      weights, input, { what: 'next layer\'s calibration states', bytes: states, tensors: states },
+      after, input, { what: 'next layer\'s calibration states', bytes: states, tensors: states },
       { what: 'forward pass', bytes: forward, tensors: forward }, { what: 'packed layer', bytes: packed, tensors: 0 },
       ...(values ? [{ what: 'quantized layer (float32)', bytes: values, tensors: 0 }] : []),
       ...(copies ? [{ what: 'layer tensors', bytes: layerF32 + values, tensors: layerF32 + values }] : []),
