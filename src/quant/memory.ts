@@ -9,17 +9,17 @@
  *  - a table (embedding, lm_head) quantized by round to nearest: its values as the source reads them
  *    (stored bytes from a checkpoint, float32 from a model in memory) and its packed form; with
  *    --keep-embeddings, its stored bytes as they are copied;
- *  - a decoder layer quantized: its tensors widened to float32 (LayerJob.weights), the calibration
- *    prompts' hidden states at its input (right-padded micro-batches, float32, and their masks), and
- *    the method's own peak (QuantMethod.memory, declared beside each method's code) or, when larger, a
- *    tensor being read (its float32 values and their copy);
- *  - the next layer's inputs computed: the layer's float32 weights, the hidden states at its input and
- *    its output, a micro-batch's forward pass, the packed linears and, for methods that calibrate on the
- *    quantized layers (GPTQ), their dequantized values; where tensors are copies (the wasm heap), the
- *    layer's tensors once more;
+ *  - a decoder layer quantized: its tensors widened to float32 (LayerJob.weights, less what the method
+ *    has released by its peak), the calibration prompts' hidden states at its input (right-padded
+ *    micro-batches, float32, and their masks), and the method's own peak (QuantMethod.memory, declared
+ *    beside each method's code) or, when larger, a tensor being read (its float32 values and their copy);
+ *  - the next layer's inputs computed: the layer's float32 weights (for methods that calibrate on the
+ *    quantized layers, GPTQ, only its norms: it has released its linears), the hidden states at its input
+ *    and its output, a micro-batch's forward pass, the packed linears and, for GPTQ, their dequantized
+ *    values; where tensors are copies (the wasm heap), the layer's tensors once more;
  * plus the runtime's fixed share and what the caller holds meanwhile (a sweep's original model and the
- * quantized model it builds). It counts live bytes: RSS runs a little higher where freed JavaScript arrays
- * wait for V8's collection (GPTQ at the Llama-3-8B shape: 6.53 GB measured against 6.4 GB, docs/quantization.md).
+ * quantized model it builds). It counts live bytes: RSS runs higher where freed JavaScript arrays wait
+ * for V8's collection (docs/quantization.md compares it with measured peaks).
  */
 import { type LlamaConfig, layerTensorShapes } from '../model/config.ts';
 import { estimateMemory, gb, availableMemory, overflow, RUNTIME_OVERHEAD, type MemoryProfile, type StoredBytes } from '../model/memory-estimate.ts';
