@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import * as tf from '@tensorflow/tfjs';
+import { tf } from '../src/runtime/tf.ts';
 import { initBackend } from '../src/runtime/backend.ts';
 import { loadModel, disposeModel, type LlamaModel } from '../src/model/model.ts';
 import { forward, forwardInTurn, forwardMany, disposeCache } from '../src/model/forward.ts';

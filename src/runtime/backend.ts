@@ -6,7 +6,7 @@
  * products go through mka's own native kernels when they were built at install (native-addon.ts,
  * native-matmul.ts) unless `wasm` is asked for explicitly or `MKA_NATIVE=0`.
  */
-import * as tf from '@tensorflow/tfjs';
+import { requireTfjs, tf } from './tf.ts';
 import { checkOption, flag } from './options.ts';
 import { UserError } from './errors.ts';
 import { installNativeMatMul, uninstallNativeMatMul, wasmProfile } from './native-matmul.ts';
@@ -54,7 +54,7 @@ async function tryTensorflow(): Promise<string | null> {
 
 async function tryWasm(): Promise<boolean> {
   try {
-    await import('@tensorflow/tfjs-backend-wasm');
+    requireTfjs('@tensorflow/tfjs-backend-wasm');
     return await tf.setBackend('wasm');
   } catch {
     return false;
