@@ -14,6 +14,7 @@ import { NATIVE_BACKEND, registerNativeBackend } from './native-kernels.ts';
 import { BACKENDS, BACKEND_OPTION, COMPUTE_CHOICES, COMPUTE_OPTION, type BackendChoice, type ComputeChoice } from './backend-choice.ts';
 import { backendProfile, currentProfile, plainProfile, registerProfile, type BackendProfile, type MemoryModel } from './profile.ts';
 import { loadNativeAddon } from './native-addon.ts';
+import { installSoftmaxRows } from './cpu-softmax.ts';
 
 export { BACKENDS, COMPUTE_CHOICES, type BackendChoice, type ComputeChoice };
 
@@ -77,6 +78,7 @@ export async function initBackend(
     throw new UserError(`${flag(BACKEND_OPTION)} native: its fused kernels have no gradients, so it cannot train; use ${flag(BACKEND_OPTION)} auto or wasm`);
   }
   const log = opts.log ?? (() => {});
+  installSoftmaxRows(); // the cpu backend's (and so the native backend's) Softmax without broadcasting
   let info: Omit<BackendInfo, 'profile'> & { profile?: BackendProfile } | null = null;
   if (choice === 'tensorflow' || choice === 'auto') {
     const pkg = await tryTensorflow();
