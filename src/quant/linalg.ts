@@ -8,7 +8,7 @@
  * hours, and holds its own 1.6 GB and some 100 MB beside it, with H still in the other triangle. tfjs
  * has no Cholesky of its own.
  */
-import * as tf from '@tensorflow/tfjs';
+import { tf } from '../runtime/tf.ts';
 import { UserError } from '../runtime/errors.ts';
 import { tidyValues } from '../runtime/read-out.ts';
 
