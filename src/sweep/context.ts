@@ -242,12 +242,22 @@ export interface SweepContext extends PreparedSweep {
   dispose(): void;
 }
 
-/** Prepares the sweep and loads the tokenizer, the MMLU data and the original model. */
-export async function openSweep(opts: SweepOptions): Promise<SweepContext> {
-  for (const q of opts.quantize ?? []) parseQuantization(q, flag(SWEEP_QUANTIZE)); // before any work
+/**
+ * What a sweep checks before any work, run by a local sweep and by a queued sweep's submit alike (so an
+ * impossible sweep is refused before anything is enqueued): its quantizations, its calibration, and the
+ * memory of the calibration pass, of the points' evaluations and of their quantizations. Returns the
+ * quantizers' calibration prompts (null when no quantization calibrates).
+ */
+export async function checkSweepBeforeWork(opts: SweepOptions): Promise<QuantCalibration | null> {
+  for (const q of opts.quantize ?? []) parseQuantization(q, flag(SWEEP_QUANTIZE));
   const promptLengths = await checkSweepCalibration(opts);
   checkSweepFits(opts, promptLengths);
-  const quantCalibration = await checkSweepQuantizeFits(opts);
+  return checkSweepQuantizeFits(opts);
+}
+
+/** Prepares the sweep and loads the tokenizer, the MMLU data and the original model. */
+export async function openSweep(opts: SweepOptions): Promise<SweepContext> {
+  const quantCalibration = await checkSweepBeforeWork(opts);
   const taskInputs = await loadSweepTasks(opts);
   const prepared = prepareSweep(opts);
   const tokenizer = await loadTokenizer(opts.model);
