@@ -19,8 +19,8 @@ const root = resolve(fileURLToPath(new URL('..', import.meta.url)));
 const cacheDir = join(root, 'node_modules', '.cache', 'mka-tests');
 const durationsFile = join(cacheDir, 'durations.json');
 /**
- * Wall seconds of each file's process in a recorded full run (2026-12-07 08:03, 2-core AMD EPYC, three files at a
- * time, load average 3-9): the quick tier and the first order until this checkout has run.
+ * Wall seconds of each file's process in a recorded full run (2026-12-07 10:22, 2-core AMD EPYC, three files at a
+ * time, load average 5-8): the quick tier and the first order until this checkout has run.
  */
 const measuredFile = join(root, 'scripts', 'test-durations.json');
 /** The quick tier: files under this many seconds in the recorded run (about a second each on an idle machine). */

@@ -21,7 +21,7 @@
  *
  * Everything is seeded: the same seed and options on the same backend give the same weights.
  */
-import * as tf from '@tensorflow/tfjs';
+import { tf } from '../src/runtime/tf.ts';
 import { parseArgs } from 'node:util';
 import { statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';

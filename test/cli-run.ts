@@ -80,7 +80,7 @@ async function inProcess(args: string[], opts: { cwd?: string; env?: NodeJS.Proc
   const line = (w: Writable) => (...a: unknown[]) => { w.write(format(...a) + '\n'); };
   Object.assign(console, { log: line(out), info: line(out), warn: line(err), error: line(err) });
   // the run sets the tfjs backend of this process; the test's own computations go on with theirs
-  const tf = (globalThis as { _tfengine?: unknown })._tfengine ? await import('@tensorflow/tfjs') : null;
+  const tf = (globalThis as { _tfengine?: unknown })._tfengine ? (await import('../src/runtime/tf.ts')).tf : null;
   const backend = tf?.getBackend();
   let status: number;
   try {

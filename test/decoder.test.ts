@@ -6,12 +6,13 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import * as tf from '@tensorflow/tfjs';
+import { tf } from '../src/runtime/tf.ts';
 import { initBackend } from '../src/runtime/backend.ts';
 import { loadModel, disposeModel, type LlamaModel } from '../src/model/model.ts';
 import { forward, forwardInTurn, forwardMany, disposeCache } from '../src/model/forward.ts';
 import { generate } from '../src/model/generate.ts';
 import { inverseFrequencies } from '../src/model/rope.ts';
+import { softmaxRows } from '../src/runtime/cpu-softmax.ts';
 import { maxAbsDiff, NO_SHARED, SHARED } from './helpers.ts';
 import { loadNativeAddon } from '../src/runtime/native-addon.ts';
 
@@ -188,4 +189,34 @@ for (const backend of ['wasm', 'native'] as const) test(`${backend}: repeated fo
   }
   assert.equal(tf.memory().numTensors, before);
   disposeModel(model);
+});
+
+test('cpu: Softmax a row at a time (runtime/cpu-softmax.ts) gives every bit of tfjs\'s own max, sub, exp, sum and div', async () => {
+  await initBackend('cpu');
+  const before = tf.memory().numTensors;
+  let seed = 7;
+  const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+  const cases: [number[], number[]][] = [
+    [[3, 2, 5, 17], Array.from({ length: 3 * 2 * 5 * 17 }, () => (rand() - 0.5) * 40)],
+    [[2, 6], [0, -1e9, -1e9, 1, 2, 3, 5, 5, 5, 5, 5, 5]], // masked keys; ties
+    [[4, 3], [1, Infinity, 2, -Infinity, 0, 1, NaN, 1, 2, -Infinity, -Infinity, -Infinity]],
+    [[5, 1], [1, -2, 300, -0, NaN]],
+    [[9], Array.from({ length: 9 }, () => rand() * 1e-30)],
+  ];
+  for (const [shape, values] of cases) {
+    const x = tf.tensor(values, shape, 'float32');
+    for (const dim of [-1, shape.length - 1]) {
+      const got = tf.softmax(x, dim);
+      // tfjs's cpu Softmax: Max, Sub (broadcast), Exp, Sum, RealDiv (broadcast)
+      const want = tf.tidy(() => {
+        const e = tf.exp(tf.sub(x, tf.max(x, -1, true)));
+        return tf.div(e, tf.sum(e, -1, true));
+      });
+      assert.deepEqual(got.dataSync(), want.dataSync(), `[${shape}] dim ${dim}`);
+      assert.deepEqual(softmaxRows(new Float32Array(values), shape[shape.length - 1]), want.dataSync(), `[${shape}] softmaxRows`);
+      tf.dispose([got, want]);
+    }
+    x.dispose();
+  }
+  assert.equal(tf.memory().numTensors, before);
 });

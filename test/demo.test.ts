@@ -10,7 +10,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync 
 import { spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import * as tf from '@tensorflow/tfjs';
+import { tf } from '../src/runtime/tf.ts';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { initBackend } from '../src/runtime/backend.ts';
 import { loadMmlu } from '../src/eval/mmlu/data.ts';

@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import * as tf from '@tensorflow/tfjs';
+import { tf } from '../src/runtime/tf.ts';
 import { initBackend } from '../src/runtime/backend.ts';
 import { expectedTensors, parseConfig, splitLayerName } from '../src/model/config.ts';
 import { disposeModel, modelFromTensors, type LlamaModel } from '../src/model/model.ts';

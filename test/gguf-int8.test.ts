@@ -23,7 +23,7 @@ import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import * as tf from '@tensorflow/tfjs';
+import { tf } from '../src/runtime/tf.ts';
 import { initBackend } from '../src/runtime/backend.ts';
 import { loadNativeAddon, Q4, Q8 } from '../src/runtime/native-addon.ts';
 import { runForward } from '../src/model/inspect.ts';

@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import * as tf from '@tensorflow/tfjs';
+import { tf } from '../src/runtime/tf.ts';
 import { gptqQuantize, layerObjective } from '../src/quant/gptq-solve.ts';
 import { inverseUpperCholesky } from '../src/quant/linalg.ts';
 import { dequantize, getCode, quantizeRtn } from '../src/io/packed.ts';

@@ -41,6 +41,7 @@ const ALLOWED: Record<string, string[]> = {
 /** The src/ files that may import a module computed at run time, and why (a computed module's layer cannot be checked). */
 const COMPUTED_IMPORTS: Record<string, string> = {
   'src/runtime/backend.ts': 'the optional @tensorflow/tfjs-node packages, which may be absent (a literal would not typecheck)',
+  'src/runtime/tf.ts': 'tfjs packages, each loaded by name with require (requireTfjs), so that Node does not parse them for ES module exports',
 };
 
 function tsFiles(dir: string): string[] {
@@ -253,6 +254,13 @@ test('the circle check finds a type-only circle of three files and a self-import
   assert.deepEqual(circles(g([['a', 'b'], ['b', 'c'], ['a', 'c']])), []);
   const chain = g(Array.from({ length: 20000 }, (_, i): [string, string] => [`f${i}`, `f${i + 1}`]));
   assert.deepEqual(circles(chain), []);
+});
+
+test('tfjs is loaded through src/runtime/tf.ts, never imported as an ES module (Node would parse its 7 MB of CommonJS bundles for their export names at every start)', () => {
+  const files = [SRC, join(ROOT, 'test'), join(ROOT, 'scripts')].flatMap(tsFiles).filter((f) => f !== join(SRC, 'runtime', 'tf.ts'));
+  const bad = files.flatMap((f) => importsOf(readFileSync(f, 'utf8'), f)
+    .filter((i) => i.spec !== null && /^@tensorflow\/tfjs(-[a-z-]+)?(\/|$)/.test(i.spec)).map((i) => `${relative(ROOT, f)}:${i.line}: ${i.spec}`));
+  assert.deepEqual(bad, [], "import { tf } from '../runtime/tf.ts' (a type it does not list yet goes into its namespace tf); other tfjs packages through its requireTfjs");
 });
 
 /** tfjs calls that choose or name the backend: the runtime's policy (src/runtime/), asked elsewhere through the backend profile. */

@@ -9,7 +9,7 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import * as tf from '@tensorflow/tfjs';
+import { tf } from '../src/runtime/tf.ts';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -42,6 +42,7 @@ interface GoldenTask { results: Record<string, unknown>; 'n-shot': number; versi
 const GOLDEN = JSON.parse(readFileSync(join(LM_EVAL, 'tasks.json'), 'utf8')) as { tasks: Record<string, GoldenTask> };
 
 let model: LlamaModel;
+/** The tiny Llama 3's tokenizer (Llama 3's own: a second to load), loaded once for every run of this file that takes one. */
 let tokenizer: Tokenizer;
 
 before(async () => {
@@ -111,7 +112,7 @@ test('mka eval tasks on the parquet files: per-choice loglikelihoods, is_greedy,
 
 test('eval hellaswag: a JSON Lines copy and a directory in the hub layout read the same documents', async () => {
   const a = join(TMP, 'hs-jsonl');
-  await runTasksEval({ model: MODEL, tasks: [{ name: 'hellaswag', data: join(FIX, 'tasks', 'hellaswag.jsonl') }], out: a, logSamples: true });
+  await runTasksEval({ model: MODEL, tokenizer, tasks: [{ name: 'hellaswag', data: join(FIX, 'tasks', 'hellaswag.jsonl') }], out: a, logSamples: true });
   checkTask('hellaswag', a, GOLDEN.tasks.hellaswag);
   // a directory as the hub lays the dataset out, with a train split beside it that 0-shot does not read
   const dir = join(TMP, 'hs-dir');
@@ -133,7 +134,7 @@ test('--num-fewshot draws shots as lm-eval\'s seeded sampler does (one more and 
     copyFileSync(join(FIX, 'tasks', `${task}.parquet`), join(folder, `${t.dataset.split}-00000-of-00001.parquet`));
     copyFileSync(join(FIX, 'tasks', `${g.train}.parquet`), join(folder, 'train-00000-of-00001.parquet'));
     const out = join(TMP, `fewshot-${task}-out`);
-    await runTasksEval({ model: MODEL, tasks: [{ name: task, data: dir }], shots: g.shots, out, logSamples: true });
+    await runTasksEval({ model: MODEL, tokenizer, tasks: [{ name: task, data: dir }], shots: g.shots, out, logSamples: true });
     checkTask(task, out, g);
   }
 });
@@ -223,7 +224,7 @@ test('a target outside its choices is said once with counts and recorded, and sc
   writeFileSync(file, lines.map((l) => JSON.stringify(l)).join('\n') + '\n');
   const logs: string[] = [];
   const out = join(TMP, 'bad-label');
-  const r = await runTasksEval({ model: MODEL, tasks: [{ name: 'boolq', data: file }], out, log: (m) => logs.push(m) });
+  const r = await runTasksEval({ model: MODEL, tokenizer, tasks: [{ name: 'boolq', data: file }], out, log: (m) => logs.push(m) });
   assert.deepEqual(logs.filter((l) => l.includes('none of their choices')), [
     `boolq: 1 of ${lines.length} documents have a target that is none of their choices (scored as wrong, as lm-eval scores them; recorded in summary.json)`,
   ]);
@@ -250,7 +251,7 @@ test('--data from the hub look-alike: the task\'s configuration folder and split
     const dir = await resolveTaskData(task.dataset.path, task, 0, { env, quiet: true });
     assert.ok(!hub.requests.some((q) => q.path.includes('ARC-Easy')), 'only the ARC-Challenge files are fetched');
     const out = join(TMP, 'arc-hub');
-    await runTasksEval({ model: MODEL, tasks: [{ name: 'arc_challenge', data: dir }], out, logSamples: true });
+    await runTasksEval({ model: MODEL, tokenizer, tasks: [{ name: 'arc_challenge', data: dir }], out, logSamples: true });
     checkTask('arc_challenge', out, GOLDEN.tasks.arc_challenge);
     const offline = await resolveTaskData('allenai/ai2_arc', task, 0, { env: { ...env, HF_ENDPOINT: 'http://127.0.0.1:9', HF_HUB_OFFLINE: '1' }, quiet: true });
     assert.equal(offline, dir);

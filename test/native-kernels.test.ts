@@ -11,8 +11,10 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { DEFAULT_ADDON_PATH, loadNativeAddon, bf16PackedWords, unpackBf16Panels, BF16, BF16P, F16, F32, Q4, Q8, type ElementType, type NativeAddon } from '../src/runtime/native-addon.ts';
 import { readFileSync } from 'node:fs';
 import { roundHalf } from './helpers.ts';
@@ -23,6 +25,29 @@ const addon = (): NativeAddon => {
   if (!loaded.addon) throw new Error(loaded.reason);
   return loaded.addon;
 };
+
+/**
+ * The float64 references by case, computed once per run of this file: the runs under each MKA_ISA level
+ * (children of the last test) read the parent's from the file MKA_TEST_REFERENCES names instead of
+ * computing the same arrays from the same inputs again (most of a child's time). A key names everything its
+ * reference is computed from.
+ */
+const REFERENCES = new Map<string, Float64Array[]>(process.env.MKA_TEST_REFERENCES
+  ? Object.entries(JSON.parse(readFileSync(process.env.MKA_TEST_REFERENCES, 'utf8')) as Record<string, string[]>)
+    .map(([key, arrays]) => [key, arrays.map((b) => new Float64Array(Uint8Array.from(Buffer.from(b, 'base64')).buffer))])
+  : []);
+
+function reference(key: string, compute: () => Float64Array[]): Float64Array[] {
+  let r = REFERENCES.get(key);
+  if (!r) REFERENCES.set(key, (r = compute()));
+  return r;
+}
+
+/** Writes the references computed so far for the children (MKA_TEST_REFERENCES). */
+function writeReferences(file: string): void {
+  writeFileSync(file, JSON.stringify(Object.fromEntries([...REFERENCES].map(([key, arrays]) =>
+    [key, arrays.map((a) => Buffer.from(a.buffer, a.byteOffset, a.byteLength).toString('base64'))]))));
+}
 
 /** Deterministic pseudo-random values in [-scale, scale). */
 function values(n: number, seed: number, scale = 1): Float32Array {
@@ -93,24 +118,27 @@ function checkMatmul(c: MatmulCase, seed: number, threads: readonly number[]): v
   const bias = c.bias ? values(c.bias, seed + 2, 3) : null;
   const c0 = values(batch * m * n, seed + 3, 2);
   const idx = c.idx ? Int32Array.from(c.idx) : null;
-  const want = new Float64Array(batch * m * n);
-  for (let bi = 0; bi < batch; bi++) {
-    const ia = idx ? idx[2 * bi] : bi, ib = idx ? idx[2 * bi + 1] : bi;
-    for (let i = 0; i < m; i++) {
-      for (let j = 0; j < n; j++) {
-        let s = 0;
-        for (let p = 0; p < k; p++) {
-          const av = aRef[ia * m * k + (ta ? p * m + i : i * k + p)];
-          s += av * b.exact[ib * k * n + (tb ? j * k + p : p * n + j)];
+  const [want] = reference(`matmul ${JSON.stringify(c)} ${seed}`, () => {
+    const want = new Float64Array(batch * m * n);
+    for (let bi = 0; bi < batch; bi++) {
+      const ia = idx ? idx[2 * bi] : bi, ib = idx ? idx[2 * bi + 1] : bi;
+      for (let i = 0; i < m; i++) {
+        for (let j = 0; j < n; j++) {
+          let s = 0;
+          for (let p = 0; p < k; p++) {
+            const av = aRef[ia * m * k + (ta ? p * m + i : i * k + p)];
+            s += av * b.exact[ib * k * n + (tb ? j * k + p : p * n + j)];
+          }
+          if (bias) s += bias.length === 1 ? bias[0] : bias[j];
+          if (act >= 1) s = Math.max(s, 0);
+          if (act === 2) s = Math.min(s, 6);
+          const o = (bi * m + i) * n + j;
+          want[o] = acc ? c0[o] + s : s;
         }
-        if (bias) s += bias.length === 1 ? bias[0] : bias[j];
-        if (act >= 1) s = Math.max(s, 0);
-        if (act === 2) s = Math.min(s, 6);
-        const o = (bi * m + i) * n + j;
-        want[o] = acc ? c0[o] + s : s;
       }
     }
-  }
+    return [want];
+  });
   // One heap holding every operand (the wasm case), viewed through a subarray with its own byteOffset.
   const words = (x: ArrayBufferView) => Math.ceil(x.byteLength / 4);
   const lead = 3;
@@ -213,20 +241,23 @@ function checkBf16Linear(c: LinearCase, seed: number, threads: readonly number[]
   const y0 = values(m * n, seed + 3);
   const panels = new Int32Array(bf16PackedWords(n, k));
   addon().packBf16({ src: wv, type: F32, rows: n, cols: k, out: panels });
-  const xe = bf16Exact(xv, true), we = bf16Exact(wv, false);
-  const want = new Float64Array(m * n);
-  let scale = 0;
-  for (let i = 0; i < m; i++) {
-    for (let j = 0; j < n; j++) {
-      let s = 0, abs = 0;
-      for (let p = 0; p < k; p++) {
-        s += xe[i * k + p] * we[j * k + p];
-        abs += Math.abs(xe[i * k + p] * we[j * k + p]);
+  const [want, [scale]] = reference(`bf16 linear ${JSON.stringify(c)} ${seed}`, () => {
+    const xe = bf16Exact(xv, true), we = bf16Exact(wv, false);
+    const want = new Float64Array(m * n);
+    let scale = 0;
+    for (let i = 0; i < m; i++) {
+      for (let j = 0; j < n; j++) {
+        let s = 0, abs = 0;
+        for (let p = 0; p < k; p++) {
+          s += xe[i * k + p] * we[j * k + p];
+          abs += Math.abs(xe[i * k + p] * we[j * k + p]);
+        }
+        want[i * n + j] = s + (bias ? bias[j] : 0) + (c.acc ? y0[i * n + j] : 0);
+        scale = Math.max(scale, abs);
       }
-      want[i * n + j] = s + (bias ? bias[j] : 0) + (c.acc ? y0[i * n + j] : 0);
-      scale = Math.max(scale, abs);
     }
-  }
+    return [want, Float64Array.of(scale)];
+  });
   for (const t of threads) {
     addon().setThreads(t);
     const y = Float32Array.from(y0);
@@ -338,34 +369,37 @@ function checkQuantLinear(c: QuantCase, seed: number, threads: readonly number[]
     for (let p = 32; p < 64; p++) xv[p] *= 1e-6;
     for (let p = k; p < k + 32; p++) xv[p] *= 1e-3;
   }
-  const kb = Math.ceil(k / 32), groups = Math.ceil(k / c.group);
-  const { q, d, dUsed, sum, sHalf } = quantizeActivations(xv, m, k, !!c.perToken);
-  const exact = new Float64Array(m * n), float = new Float64Array(m * n), tolExact = new Float64Array(m * n), tolFloat = new Float64Array(m * n);
-  for (let i = 0; i < m; i++) {
-    for (let j = 0; j < n; j++) {
-      let e = 0, f = 0, abs = 0, bound = 0;
-      for (let b = 0; b < kb; b++) {
-        let dot = 0, wabs = 0;
-        for (let p = b * 32; p < Math.min(k, b * 32 + 32); p++) {
-          const wv = w[j * k + p];
-          dot += q[i * kb * 32 + p] * wv;
-          f += xv[i * k + p] * wv;
-          wabs += Math.abs(wv);
+  const [exact, float, tolExact, tolFloat] = reference(`quant linear ${JSON.stringify(c)} ${seed}`, () => {
+    const kb = Math.ceil(k / 32), groups = Math.ceil(k / c.group);
+    const { q, d, dUsed, sum, sHalf } = quantizeActivations(xv, m, k, !!c.perToken);
+    const exact = new Float64Array(m * n), float = new Float64Array(m * n), tolExact = new Float64Array(m * n), tolFloat = new Float64Array(m * n);
+    for (let i = 0; i < m; i++) {
+      for (let j = 0; j < n; j++) {
+        let e = 0, f = 0, abs = 0, bound = 0;
+        for (let b = 0; b < kb; b++) {
+          let dot = 0, wabs = 0;
+          for (let p = b * 32; p < Math.min(k, b * 32 + 32); p++) {
+            const wv = w[j * k + p];
+            dot += q[i * kb * 32 + p] * wv;
+            f += xv[i * k + p] * wv;
+            wabs += Math.abs(wv);
+          }
+          const o = i * kb + b, min = mins ? mins[j * groups + Math.floor((b * 32) / c.group)] : 0;
+          // Σ qx·w = sw·Σ qx·qw + min·Σqx: the min's term takes Q8_1's s in place of d·Σqx
+          const block = dUsed[o] * dot + min * (sHalf[o] - dUsed[o] * sum[o]);
+          e += block;
+          abs += Math.abs(dUsed[o] * dot) + dUsed[o] * 127 * wabs + Math.abs(min * sHalf[o]);
+          bound += (d[o] / 2) * wabs + Math.abs(block - d[o] * dot);
         }
-        const o = i * kb + b, min = mins ? mins[j * groups + Math.floor((b * 32) / c.group)] : 0;
-        // Σ qx·w = sw·Σ qx·qw + min·Σqx: the min's term takes Q8_1's s in place of d·Σqx
-        const block = dUsed[o] * dot + min * (sHalf[o] - dUsed[o] * sum[o]);
-        e += block;
-        abs += Math.abs(dUsed[o] * dot) + dUsed[o] * 127 * wabs + Math.abs(min * sHalf[o]);
-        bound += (d[o] / 2) * wabs + Math.abs(block - d[o] * dot);
+        const add = (bias ? bias[j] : 0) + (c.acc ? y0[i * n + j] : 0);
+        exact[i * n + j] = e + add;
+        float[i * n + j] = f + add;
+        tolExact[i * n + j] = 2 ** -20 * (abs + Math.abs(add));
+        tolFloat[i * n + j] = bound + tolExact[i * n + j];
       }
-      const add = (bias ? bias[j] : 0) + (c.acc ? y0[i * n + j] : 0);
-      exact[i * n + j] = e + add;
-      float[i * n + j] = f + add;
-      tolExact[i * n + j] = 2 ** -20 * (abs + Math.abs(add));
-      tolFloat[i * n + j] = bound + tolExact[i * n + j];
     }
-  }
+    return [exact, float, tolExact, tolFloat];
+  });
   for (const t of threads) {
     addon().setThreads(t);
     const y = Float32Array.from(y0);
@@ -415,21 +449,24 @@ function checkAttention(c: AttentionCase, seed: number): void {
   const kvB = c.kvB ?? B;
   const q = values(B * T * nH * hd, seed, 2), k = values(kvB * nKV * S * hd, seed + 1, 2), v = values(kvB * nKV * S * hd, seed + 2);
   const scale = 1 / Math.sqrt(hd);
-  const want = new Float64Array(B * T * nH * hd);
-  for (let b = 0; b < B; b++) {
-    for (let h = 0; h < nH; h++) {
-      const kvh = Math.floor(h / (nH / nKV)), kb = kvB === 1 ? 0 : b;
-      const kv = (s: number) => ((kb * nKV + kvh) * S + s) * hd;
-      for (let t = 0; t < T; t++) {
-        const pos = S - T + t, qo = ((b * T + t) * nH + h) * hd;
-        const seen: number[] = [];
-        for (let s = 0; s <= pos; s++) if (window <= 0 || s > pos - window) seen.push(s);
-        const scores = seen.map((s) => { let d = 0; for (let i = 0; i < hd; i++) d += q[qo + i] * k[kv(s) + i]; return d * scale; });
-        const top = Math.max(...scores), w = scores.map((x) => Math.exp(x - top)), sum = w.reduce((p, x) => p + x, 0);
-        for (let i = 0; i < hd; i++) want[qo + i] = seen.reduce((p, s, j) => p + (w[j] / sum) * v[kv(s) + i], 0);
+  const [want] = reference(`attention ${JSON.stringify(c)} ${seed}`, () => {
+    const want = new Float64Array(B * T * nH * hd);
+    for (let b = 0; b < B; b++) {
+      for (let h = 0; h < nH; h++) {
+        const kvh = Math.floor(h / (nH / nKV)), kb = kvB === 1 ? 0 : b;
+        const kv = (s: number) => ((kb * nKV + kvh) * S + s) * hd;
+        for (let t = 0; t < T; t++) {
+          const pos = S - T + t, qo = ((b * T + t) * nH + h) * hd;
+          const seen: number[] = [];
+          for (let s = 0; s <= pos; s++) if (window <= 0 || s > pos - window) seen.push(s);
+          const scores = seen.map((s) => { let d = 0; for (let i = 0; i < hd; i++) d += q[qo + i] * k[kv(s) + i]; return d * scale; });
+          const top = Math.max(...scores), w = scores.map((x) => Math.exp(x - top)), sum = w.reduce((p, x) => p + x, 0);
+          for (let i = 0; i < hd; i++) want[qo + i] = seen.reduce((p, s, j) => p + (w[j] / sum) * v[kv(s) + i], 0);
+        }
       }
     }
-  }
+    return [want];
+  });
   const out = new Float32Array(want.length + 2);
   addon().attention({ q, k, v, out, outOffset: 8, B, T, S, nH, nKV, hd, kvB, window, scale });
   assertClose(out.subarray(2), want, 2e-6 * maxAbs(v) * 4, `attention ${JSON.stringify(c)}`);
@@ -466,20 +503,23 @@ test('attention with bf16 products equals a float64 softmax(QKᵀ)V of bf16-roun
       const { B, T, S, nH, nKV, hd, window = 0 } = c;
       const kvB = c.kvB ?? B, scale = 1 / Math.sqrt(hd), seed = 500 + 7 * n;
       const q = values(B * T * nH * hd, seed, 2), k = values(kvB * nKV * S * hd, seed + 1, 2), v = values(kvB * nKV * S * hd, seed + 2);
-      const want = new Float64Array(B * T * nH * hd);
-      for (let b = 0; b < B; b++) {
-        for (let h = 0; h < nH; h++) {
-          const kvh = Math.floor(h / (nH / nKV)), kb = kvB === 1 ? 0 : b, kv = (s: number) => ((kb * nKV + kvh) * S + s) * hd;
-          for (let t = 0; t < T; t++) {
-            const pos = S - T + t, qo = ((b * T + t) * nH + h) * hd;
-            const seen: number[] = [];
-            for (let s = 0; s <= pos; s++) if (window <= 0 || s > pos - window) seen.push(s);
-            const sc = seen.map((s) => { let d = 0; for (let i = 0; i < hd; i++) d += round(Math.fround(q[qo + i] * scale)) * round(k[kv(s) + i]); return d; });
-            const top = Math.max(...sc), w = sc.map((x) => Math.exp(x - top)), sum = w.reduce((p, x) => p + x, 0);
-            for (let i = 0; i < hd; i++) want[qo + i] = seen.reduce((p, s, j) => p + (w[j] / sum) * round(v[kv(s) + i]), 0);
+      const [want] = reference(`bf16 attention ${JSON.stringify(c)} ${seed}`, () => {
+        const want = new Float64Array(B * T * nH * hd);
+        for (let b = 0; b < B; b++) {
+          for (let h = 0; h < nH; h++) {
+            const kvh = Math.floor(h / (nH / nKV)), kb = kvB === 1 ? 0 : b, kv = (s: number) => ((kb * nKV + kvh) * S + s) * hd;
+            for (let t = 0; t < T; t++) {
+              const pos = S - T + t, qo = ((b * T + t) * nH + h) * hd;
+              const seen: number[] = [];
+              for (let s = 0; s <= pos; s++) if (window <= 0 || s > pos - window) seen.push(s);
+              const sc = seen.map((s) => { let d = 0; for (let i = 0; i < hd; i++) d += round(Math.fround(q[qo + i] * scale)) * round(k[kv(s) + i]); return d; });
+              const top = Math.max(...sc), w = sc.map((x) => Math.exp(x - top)), sum = w.reduce((p, x) => p + x, 0);
+              for (let i = 0; i < hd; i++) want[qo + i] = seen.reduce((p, s, j) => p + (w[j] / sum) * round(v[kv(s) + i]), 0);
+            }
           }
         }
-      }
+        return [want];
+      });
       const out = new Float32Array(want.length), f32 = new Float32Array(want.length);
       addon().attention({ q, k, v, out, B, T, S, nH, nKV, hd, kvB, window, scale, bf16: true });
       addon().attention({ q, k, v, out: f32, B, T, S, nH, nKV, hd, kvB, window, scale });
@@ -659,7 +699,11 @@ test('info describes the kernels in use; MKA_ISA forces each lower level and the
     if (cap < LEVELS.indexOf('vnni')) assert.notEqual(info.int8Kernel, 'vnni');
     return; // a child run: the parent covers the other paths
   }
-  // every level this CPU has below its best, each in a child (MKA_ISA is read at load), and the AMX reference
+  // every level this CPU has below its best, each in a child (MKA_ISA is read at load), and the AMX reference;
+  // the children take this run's float64 references
+  const refDir = mkdtempSync(join(tmpdir(), 'mka-native-refs-'));
+  const refs = join(refDir, 'references.json');
+  writeReferences(refs);
   const best = Math.max(LEVELS.indexOf(info.isa), info.cpuHas.vnni ? 3 : 0, info.cpuHas.bf16 ? 4 : 0, info.cpuHas.amx && info.bf16Kernel === 'amx' ? 5 : 0);
   for (const level of [...LEVELS.slice(0, best), 'amx-emulated']) {
     if ((level === 'vnni' && !info.cpuHas.vnni) || (level === 'bf16' && !info.cpuHas.bf16)) continue;
@@ -667,12 +711,13 @@ test('info describes the kernels in use; MKA_ISA forces each lower level and the
     // without NODE_TEST_CONTEXT, which would make it report to this run instead of printing its dots
     const { NODE_TEST_CONTEXT: _, ...env } = process.env;
     const r = spawnSync(process.execPath, ['--import', 'tsx', '--test-reporter=dot', import.meta.filename], {
-      env: { ...env, MKA_ISA: level }, encoding: 'utf8',
+      env: { ...env, MKA_ISA: level, MKA_TEST_REFERENCES: refs }, encoding: 'utf8',
     });
     assert.equal(r.status, 0, `MKA_ISA=${level}:\n${r.stdout}\n${r.stderr}`);
     const tests = (readFileSync(import.meta.filename, 'utf8').match(/^test\(/gm) ?? []).length;
     assert.equal((r.stdout.match(/\./g) ?? []).length, tests, `MKA_ISA=${level} ran every test of the file:\n${r.stdout}`);
   }
+  rmSync(refDir, { recursive: true, force: true });
   const bad = spawnSync(process.execPath, ['--import', 'tsx', '-e', `import('${import.meta.dirname}/../src/runtime/native-addon.ts').then((m) => console.log(m.loadNativeAddon().reason))`], {
     env: { ...process.env, MKA_ISA: 'sse9' }, encoding: 'utf8',
   });

@@ -7,7 +7,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import * as tf from '@tensorflow/tfjs';
+import { tf } from '../src/runtime/tf.ts';
 import { initBackend } from '../src/runtime/backend.ts';
 import { loadNativeAddon, Q4, Q8 } from '../src/runtime/native-addon.ts';
 import { NATIVE_BACKEND } from '../src/runtime/native-kernels.ts';

@@ -9,7 +9,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import * as tf from '@tensorflow/tfjs';
+import { tf } from '../src/runtime/tf.ts';
 import { initBackend } from '../src/runtime/backend.ts';
 import { layerTensorShapes, parseConfig, type LlamaConfig } from '../src/model/config.ts';
 import { dequantize, getCode, quantizeRtn, type PackedMatrix } from '../src/io/packed.ts';

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { copyFileSync, existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import * as tf from '@tensorflow/tfjs';
+import { tf } from '../src/runtime/tf.ts';
 import { parseConfig } from '../src/model/config.ts';
 import { backendProfile, RUNTIME_OVERHEAD } from '../src/model/memory-estimate.ts';
 import { assertQuantizeFits, estimateQuantize, largestBatchRows, paddedTokens, type QuantizeWork } from '../src/quant/memory.ts';

@@ -5,7 +5,7 @@
  * tensors' values alone. Norm weights are near 1, biases small, embeddings N(0, 1), matrices
  * N(0, 1/in), so activations stay of order 1 at any width.
  */
-import * as tf from '@tensorflow/tfjs';
+import { tf } from '../src/runtime/tf.ts';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type LlamaConfig, configToJson, expectedTensors, parseConfig } from '../src/model/config.ts';

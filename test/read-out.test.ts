@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import * as tf from '@tensorflow/tfjs';
+import { tf } from '../src/runtime/tf.ts';
 import { tidyValues } from '../src/runtime/read-out.ts';
 
 test('tidyValues reads what the tidy computation gives and leaves no tensor behind, also when it throws', async () => {

@@ -31,7 +31,7 @@ async function prefillChild(model: string, tokens: number): Promise<void> {
   const { loadModel, disposeModel } = await import('../../src/model/model.ts');
   const { forward } = await import('../../src/model/forward.ts');
   const { packedPath, weightBytes } = await import('../../src/model/ops.ts');
-  const tf = await import('@tensorflow/tfjs');
+  const { tf } = await import('../../src/runtime/tf.ts');
   const backend = await initBackend('auto');
   const t0 = performance.now();
   const m = loadModel(model);

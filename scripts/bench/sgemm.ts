@@ -12,7 +12,7 @@
  * Timings are wall clock; on a shared machine the "cpu" figure (FLOPs per CPU-second of this
  * process) is the steadier one.
  */
-import * as tf from '@tensorflow/tfjs';
+import { tf } from '../../src/runtime/tf.ts';
 import yargs from 'yargs';
 import { availableParallelism, cpus } from 'node:os';
 import { existsSync, readFileSync } from 'node:fs';

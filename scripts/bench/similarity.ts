@@ -4,7 +4,7 @@
  * and, when python3 has numpy, scipy and sklearn, the same stage in ../shared/reference/similarity_reference.py
  * ($MKA_SHARED, or --reference PATH) on the same activations.
  */
-import * as tf from '@tensorflow/tfjs';
+import { tf } from '../../src/runtime/tf.ts';
 import yargs from 'yargs';
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';

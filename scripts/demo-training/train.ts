@@ -5,7 +5,7 @@
  * scores. Optionally LayerDrop (Fan et al., 2020): each step skips every decoder layer with a small
  * probability, which makes the trained model degrade gradually, not abruptly, when layers are removed.
  */
-import * as tf from '@tensorflow/tfjs';
+import { tf } from '../../src/runtime/tf.ts';
 import { type LlamaConfig, expectedTensors, keepLayers, parseConfig } from '../../src/model/config.ts';
 import { type LlamaModel, modelFromTensors } from '../../src/model/model.ts';
 import { forward } from '../../src/model/forward.ts';

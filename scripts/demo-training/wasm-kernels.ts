@@ -11,7 +11,7 @@
  * Both are registered for the wasm backend only, once per process; `installWasmTrainingKernels` is a
  * no-op on other backends.
  */
-import * as tf from '@tensorflow/tfjs';
+import { tf } from '../../src/runtime/tf.ts';
 
 interface WasmModule {
   HEAPF32: Float32Array;

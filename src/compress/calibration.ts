@@ -15,7 +15,7 @@
  *  - `padded`: its hidden states zero-padded or cut to `maxPositions` (512) positions, one vector;
  *  - `last`: the last real token; `mean`: the mean over real tokens.
  */
-import * as tf from '@tensorflow/tfjs';
+import { tf } from '../runtime/tf.ts';
 import { forward } from '../model/forward.ts';
 import type { LlamaModel } from '../model/model.ts';
 import { UserError } from '../runtime/errors.ts';

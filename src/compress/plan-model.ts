@@ -6,7 +6,7 @@
  * them (float64 sums rounded once). `dispose()` frees only what the view made. `materialize` builds a
  * plan's model (planSource) as a copy in memory.
  */
-import * as tf from '@tensorflow/tfjs';
+import { tf } from '../runtime/tf.ts';
 import { expectedTensors, layerTensorShapes, splitLayerName } from '../model/config.ts';
 import { layOutForBackend, modelFromTensors, readHfWeight, type LlamaModel } from '../model/model.ts';
 import type { Checkpoint } from '../io/checkpoint.ts';

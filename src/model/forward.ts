@@ -14,7 +14,7 @@
  * embedding reads only the rows of the input ids, and logits are computed only at the positions asked
  * for, in chunks when a callback takes them.
  */
-import * as tf from '@tensorflow/tfjs';
+import { tf } from '../runtime/tf.ts';
 import { acquireLayer, lmHeadName, useWeight, type LayerWeights, type LlamaModel } from './model.ts';
 import { inverseFrequencies, ropeTables } from './rope.ts';
 import type { LlamaConfig } from './config.ts';

@@ -9,7 +9,7 @@
  * streamed; where the profile transposes projections (plain WebAssembly) they are held as Wᵀ [in,
  * out], laid out once as they are read. Whatever needs Hugging Face layout reads `readHfWeight`.
  */
-import * as tf from '@tensorflow/tfjs';
+import { tf } from '../runtime/tf.ts';
 import { existsSync } from 'node:fs';
 import { type LlamaConfig, checkLayerCount, expectedTensors, layerTensorShapes, readConfig } from './config.ts';
 import type { Checkpoint } from '../io/checkpoint.ts';

@@ -4,7 +4,7 @@
  * src/runtime/native-kernels.ts) and composes plain tfjs ops otherwise (wasm, tensorflow, cpu), so
  * the decoder reads the same on every backend.
  */
-import * as tf from '@tensorflow/tfjs';
+import { tf } from '../runtime/tf.ts';
 import { KERNELS } from '../runtime/kernel-names.ts';
 import { currentProfile } from '../runtime/profile.ts';
 import { dequantizeRows, type PackedSpec } from '../io/packed.ts';

@@ -2,7 +2,7 @@
  * Rotary position embeddings, Hugging Face's rotate-half convention: the pairs rotated together are
  * (i, i + head_dim/2). Frequencies follow HF's `rope_init_fn`s for the default, `linear` and `llama3` types.
  */
-import * as tf from '@tensorflow/tfjs';
+import { tf } from '../runtime/tf.ts';
 import type { LlamaConfig } from './config.ts';
 
 /** Inverse frequencies (head_dim/2 of them), with rope_scaling applied, in float32 like transformers. */

@@ -13,7 +13,7 @@
  * so it streams. Merges are refitted in the order they were planned, each on the plan as refitted so
  * far; merge.json records the fitted λ, the similarity-derived one and both errors.
  */
-import * as tf from '@tensorflow/tfjs';
+import { tf } from '../runtime/tf.ts';
 import { forward } from '../model/forward.ts';
 import type { LlamaModel } from '../model/model.ts';
 import { planModel } from '../compress/plan-model.ts';

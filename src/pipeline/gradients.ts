@@ -12,7 +12,7 @@
  * 4 GB heap): meant for small models (the demo models, stories260K); a model whose weights and one
  * prompt's activations cannot fit stops with one line before any work.
  */
-import * as tf from '@tensorflow/tfjs';
+import { tf } from '../runtime/tf.ts';
 import { forward } from '../model/forward.ts';
 import { expectedTensors, splitLayerName } from '../model/config.ts';
 import { modelFromTensors, parameterCount, readHfWeight, type LlamaModel } from '../model/model.ts';

@@ -3,7 +3,7 @@
  * --quantize`) quantized by a method of src/quant/ and written as a model directory of packed weights
  * (README "Quantized model directories") with quantize.json, streamed one decoder layer at a time.
  */
-import * as tf from '@tensorflow/tfjs';
+import { tf } from '../runtime/tf.ts';
 import { readConfig, type LlamaConfig } from '../model/config.ts';
 import { modelFromParts, type LlamaModel } from '../model/model.ts';
 import { storedBytes } from '../model/memory-estimate.ts';

@@ -11,7 +11,7 @@
  * (after the final norm, each prompt's real positions × hidden size flattened into one vector) and the
  * original model's, as LaCo's reference code compares `hidden_states[-1]`.
  */
-import * as tf from '@tensorflow/tfjs';
+import { tf } from '../runtime/tf.ts';
 import { forward, forwardInTurn, forwardMany, passTokens, type ForwardJob } from '../model/forward.ts';
 import { streamsLayers, type LlamaModel } from '../model/model.ts';
 import { rmsNorm } from '../model/ops.ts';

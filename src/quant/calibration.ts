@@ -5,7 +5,7 @@
  * from which come each projection's input Hessian 2·X·Xᵀ/N (GPTQ), per-channel input magnitudes
  * (AWQ, SmoothQuant) and projection outputs (AWQ's search). Padding never counts: the mask zeroes it.
  */
-import * as tf from '@tensorflow/tfjs';
+import { tf } from '../runtime/tf.ts';
 import type { LlamaConfig } from '../model/config.ts';
 import type { LayerWeights } from '../model/model.ts';
 import { runBlock, runBlockPart, type ProjectionTap } from '../model/forward.ts';

@@ -14,7 +14,7 @@
  * static_groups), so a group stays a run of 32/64/128 consecutive inputs and the packed layout holds.
  */
 import { allocPacked, codeValue, dequantize, groupCount, groupParams, quantCode, setCode, setGroup, type GroupParams, type PackedMatrix, type PackedSpec } from '../io/packed.ts';
-import * as tf from '@tensorflow/tfjs';
+import { tf } from '../runtime/tf.ts';
 import { gemm, hessianInverseFactor, type View } from './linalg.ts';
 
 export interface GptqOptions {

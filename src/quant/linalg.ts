@@ -6,7 +6,7 @@
  * (native kernels where present) when large, so a 14,336-wide Hessian (Llama-3-8B's down_proj) takes
  * seconds, not hours. tfjs has no Cholesky of its own.
  */
-import * as tf from '@tensorflow/tfjs';
+import { tf } from '../runtime/tf.ts';
 import { UserError } from '../runtime/errors.ts';
 import { tidyValues } from '../runtime/read-out.ts';
 

@@ -11,7 +11,7 @@
  * default: GPTQ's and AWQ's reference code leave it unquantized); a tied table takes lm_head's. Norms and
  * biases stay float32.
  */
-import * as tf from '@tensorflow/tfjs';
+import { tf } from '../runtime/tf.ts';
 import type { SyncTensorSource, TensorSource } from '../weights/source.ts';
 import { modelFromParts, type LlamaModel } from '../model/model.ts';
 import { type LlamaConfig, type QuantizationConfig, layerTensorShapes, splitLayerName } from '../model/config.ts';

@@ -6,7 +6,7 @@
  * products go through mka's own native kernels when they were built at install (native-addon.ts,
  * native-matmul.ts) unless `wasm` is asked for explicitly or `MKA_NATIVE=0`.
  */
-import * as tf from '@tensorflow/tfjs';
+import { requireTfjs, tf } from './tf.ts';
 import { checkOption, flag } from './options.ts';
 import { UserError } from './errors.ts';
 import { installNativeMatMul, uninstallNativeMatMul, wasmProfile } from './native-matmul.ts';
@@ -14,6 +14,7 @@ import { NATIVE_BACKEND, registerNativeBackend } from './native-kernels.ts';
 import { BACKENDS, BACKEND_OPTION, COMPUTE_CHOICES, COMPUTE_OPTION, type BackendChoice, type ComputeChoice } from './backend-choice.ts';
 import { backendProfile, currentProfile, plainProfile, registerProfile, type BackendProfile, type MemoryModel } from './profile.ts';
 import { loadNativeAddon } from './native-addon.ts';
+import { installSoftmaxRows } from './cpu-softmax.ts';
 
 export { BACKENDS, COMPUTE_CHOICES, type BackendChoice, type ComputeChoice };
 
@@ -54,7 +55,7 @@ async function tryTensorflow(): Promise<string | null> {
 
 async function tryWasm(): Promise<boolean> {
   try {
-    await import('@tensorflow/tfjs-backend-wasm');
+    requireTfjs('@tensorflow/tfjs-backend-wasm');
     return await tf.setBackend('wasm');
   } catch {
     return false;
@@ -77,6 +78,7 @@ export async function initBackend(
     throw new UserError(`${flag(BACKEND_OPTION)} native: its fused kernels have no gradients, so it cannot train; use ${flag(BACKEND_OPTION)} auto or wasm`);
   }
   const log = opts.log ?? (() => {});
+  installSoftmaxRows(); // the cpu backend's (and so the native backend's) Softmax without broadcasting
   let info: Omit<BackendInfo, 'profile'> & { profile?: BackendProfile } | null = null;
   if (choice === 'tensorflow' || choice === 'auto') {
     const pkg = await tryTensorflow();

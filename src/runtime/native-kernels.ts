@@ -7,10 +7,9 @@
  * MkaDecoderLayer: a whole decoder layer in one call). Every other op is the cpu backend's own kernel. The kernels compute in place on the
  * tensors' arrays and write into arrays the output tensors then own: nothing is copied.
  */
-import * as tf from '@tensorflow/tfjs';
+import { tf } from './tf.ts';
 import { flag } from './options.ts';
 import { THREADS_OPTION } from './backend-choice.ts';
-import { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
 import { availableParallelism } from 'node:os';
 import { bf16PackedWords, describeAddon, loadNativeAddon, F32, Q4, Q8, type ElementType, type NativeAddon, type WeightDesc, type WeightFormat } from './native-addon.ts';
 import { matMulKernelFunc, planMatMul } from './native-matmul.ts';
@@ -30,13 +29,13 @@ const size = (dims: readonly number[]) => dims.reduce((p, d) => p * d, 1);
  * kernels read and write in place) and makeTensorInfo (tensors owning arrays the kernels filled).
  */
 function values(backend: object, t: tf.TensorInfo): Values {
-  const v = (backend as unknown as MathBackendCPU).data.get(t.dataId)?.values;
+  const v = (backend as unknown as tf.MathBackendCPU).data.get(t.dataId)?.values;
   if (!v || !ArrayBuffer.isView(v)) throw new Error('native kernels: tensor data is not a typed array on the native backend');
   return v as Values;
 }
 
 const output = (backend: object, shape: number[], data: Float32Array | Int32Array, dtype: 'float32' | 'int32' = 'float32') =>
-  (backend as unknown as MathBackendCPU).makeTensorInfo(shape, dtype, data);
+  (backend as unknown as tf.MathBackendCPU).makeTensorInfo(shape, dtype, data);
 
 function float32(backend: object, t: tf.TensorInfo, what: string): Float32Array {
   if (t.dtype !== 'float32') throw new Error(`native kernels: ${what} must be float32, got ${t.dtype}`);
@@ -224,8 +223,8 @@ function matMul(
  * backend's tensors are the point (RAM-sized, computed by mka's native kernels), and the advice
  * would be a stray line on stderr of every command.
  */
-function quietCpuBackend(): MathBackendCPU {
-  const backend = new MathBackendCPU();
+function quietCpuBackend(): tf.MathBackendCPU {
+  const backend = new tf.MathBackendCPU();
   (backend as unknown as { firstUse: boolean }).firstUse = false;
   return backend;
 }

@@ -5,7 +5,7 @@
  * a tensor made by the wasm backend, so nothing is copied. Every other op, and the cases these
  * kernels do not take, stay in WebAssembly.
  */
-import * as tf from '@tensorflow/tfjs';
+import { tf } from './tf.ts';
 import { flag } from './options.ts';
 import { THREADS_OPTION } from './backend-choice.ts';
 import { availableParallelism } from 'node:os';

@@ -4,7 +4,7 @@
  * object itself. model/ and eval/ ask currentProfile() how to lay out weights, which products exist
  * and how much memory tensors take, instead of testing tf.getBackend() names.
  */
-import * as tf from '@tensorflow/tfjs';
+import { tf } from './tf.ts';
 import { BACKEND_OPTION, COMPUTE_OPTION, type ComputeChoice, type ComputeDtype } from './backend-choice.ts';
 import { flag } from './options.ts';
 import { UserError } from './errors.ts';

@@ -3,7 +3,7 @@
  * to keep, a typed array element by element (a key and a set entry each), so `tidy(() => t.dataSync())`
  * costs more than the computation on large results; these return the tensor from tidy and read it after.
  */
-import * as tf from '@tensorflow/tfjs';
+import { tf } from './tf.ts';
 
 /** The values of the tensor `fn` computes inside tf.tidy, read after tidy returns; the tensor is disposed. */
 export function tidyValues(fn: () => tf.Tensor): Float32Array {

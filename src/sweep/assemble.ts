@@ -3,7 +3,7 @@
  * similarity in analysis.json, and the report files written from them (report.ts). Used at the end
  * of a local or queued sweep, and by `mka sweep --report` after points were run separately.
  */
-import * as tf from '@tensorflow/tfjs';
+import { tf } from '../runtime/tf.ts';
 import { currentProfile } from '../runtime/profile.ts';
 import { UserError } from '../runtime/errors.ts';
 import { mkaVersion } from '../runtime/version.ts';

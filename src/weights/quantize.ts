@@ -7,7 +7,7 @@
  * even. Evaluation rounds a model's weights through the same functions, so the accuracy quoted is
  * the accuracy of what is shipped.
  */
-import * as tf from '@tensorflow/tfjs';
+import { tf } from '../runtime/tf.ts';
 import type { Checkpoint } from '../io/checkpoint.ts';
 import { fromFloat32, toFloat32 } from '../io/safetensors.ts';
 import { layOutForBackend, readHfWeight, type LlamaModel } from '../model/model.ts';

@@ -2,7 +2,7 @@
  * Gram matrices G = X Xᵀ (n × n, float64, row-major) of per-sample representations: the similarity stage
  * needs only pairwise distances, which G gives without keeping the activations.
  */
-import * as tf from '@tensorflow/tfjs';
+import { tf } from '../../runtime/tf.ts';
 
 /**
  * G = X Xᵀ for rows X[i] (any number of features), computed in float64 JavaScript. Chosen over a tfjs

@@ -10,7 +10,7 @@
  * Resumability: with `out`, each finished subject is written to out/subjects/<subject>.json at once,
  * and a rerun with the same run key loads finished subjects instead of recomputing them (results.ts).
  */
-import * as tf from '@tensorflow/tfjs';
+import { tf } from '../../runtime/tf.ts';
 import type { Workload } from '../../model/memory-estimate.ts';
 import { ANSWER_TOKENS, BATCH_SIZE, LIMIT, MMLU_KEY, REFERENCE_MODEL } from './options.ts';
 import { checkOption, flag, keyFields } from '../../runtime/options.ts';

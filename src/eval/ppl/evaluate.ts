@@ -4,7 +4,7 @@
  * ppl = exp(mean NLL). Resumable: each finished window is saved in the results directory. A streamed
  * model runs many windows per pass over its layers, so each layer is read once per pass, not per window.
  */
-import * as tf from '@tensorflow/tfjs';
+import { tf } from '../../runtime/tf.ts';
 import type { Workload } from '../../model/memory-estimate.ts';
 import { LOGIT_CHUNK_FLOATS, PASS_HIDDEN_BYTES, forward, forwardMany, passTokens, type ForwardJob } from '../../model/forward.ts';
 import { streamsLayers, type LlamaModel } from '../../model/model.ts';

@@ -54,6 +54,8 @@ export interface RunTasksOptions {
   onProgress?: (p: EvaluateTasksProgress) => void;
   log?: (msg: string) => void;
   signal?: AbortSignal;
+  /** The model's tokenizer when the caller holds it loaded (several runs on one model); else loaded from `model`. */
+  tokenizer?: Tokenizer;
 }
 
 export interface RunTasksResult {
@@ -78,9 +80,8 @@ export interface PreparedTasks {
   mmlu: MmluData | null;
 }
 
-/** Loads the tokenizer and every task's data, and checks the run fits in memory. */
+/** Loads every task's data and the tokenizer (a data error comes before the tokenizer's load), and checks the run fits in memory. */
 export async function prepareTasksEval(opts: RunTasksOptions): Promise<PreparedTasks> {
-  const tokenizer = await loadTokenizer(opts.model);
   const inputs: TaskInput[] = [];
   let mmlu: MmluData | null = null;
   for (const t of opts.tasks) {
@@ -95,6 +96,7 @@ export async function prepareTasksEval(opts: RunTasksOptions): Promise<PreparedT
     }
   }
   if (opts.subjects && !mmlu && !inputs.some((i) => i.task.load)) throw new UserError(`${flag(TASK_SUBJECTS)}: none of the tasks (${opts.tasks.map((t) => t.name).join(', ')}) has subjects; only mmlu and mmlu_lmeval do`);
+  const tokenizer = opts.tokenizer ?? await loadTokenizer(opts.model);
   // rows of requests on a cached context, as MMLU's questions on their prefix
   checkModelFits(`eval ${opts.tasks.length === 1 ? opts.tasks[0].name : 'tasks'}`, opts.model, { ...mmluWorkload(opts), batch: { option: TASK_BATCH_SIZE, field: 'rows' } });
   return { tokenizer, inputs, mmlu };

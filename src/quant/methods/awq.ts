@@ -11,7 +11,7 @@
  * float model. Not done here: the authors' optional clipping search (auto_clip). o_proj is scaled only
  * without grouped-query attention (v_proj's rows must be o_proj's columns), as auto_scale.py does.
  */
-import * as tf from '@tensorflow/tfjs';
+import { tf } from '../../runtime/tf.ts';
 import { groupParams, quantCode, quantizeRtn, type PackedMatrix, type PackedSpec } from '../../io/packed.ts';
 import { layerTensorShapes } from '../../model/config.ts';
 import { layerWeights, moduleOutput, projectionInput, runLayer, squaredError, type CalibrationSet } from '../calibration.ts';
