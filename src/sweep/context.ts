@@ -38,6 +38,8 @@ import { FIT_LAMBDA } from '../pipeline/options.ts';
 import { getQuantMethod, parseQuantization } from '../quant/registry.ts';
 import { quantizedModelMemory } from '../quant/size.ts';
 import { checkQuantizeFits, quantCalibration, type QuantCalibration } from '../pipeline/quantize.ts';
+import { keptModelNeeded } from './kept-models.ts';
+import { pointQuantize, sweepPoints } from './points.ts';
 
 /** The similarity part of the sweep key: NPIB's options as before --metric; another metric's name and β (the rest is NPIB's). */
 function similarityKey(opts: SweepSettings): Record<string, unknown> {
@@ -199,6 +201,13 @@ export function prepareSweep(opts: SweepOptions): PreparedSweep {
   if (!existsSync(join(opts.model, 'config.json')) && !isGgufFile(opts.model)) throw new UserError(`${opts.model}: not a model directory (no config.json) nor a GGUF file`);
   const layers = readConfig(opts.model).num_hidden_layers;
   for (const k of opts.remove) checkRemove(k, layers);
+  if (opts.keepModels) {
+    // before any work: a directory mka did not write where a point's model goes is refused (kept-models.ts)
+    for (const p of sweepPoints(opts.methods, opts.remove, opts.quantize)) {
+      const q = parseQuantization(pointQuantize(p), flag(SWEEP_QUANTIZE));
+      if (p.method !== 'original' || q) keptModelNeeded(opts.out, p, layers - p.removed, q);
+    }
+  }
   const subjects = [...loadMmlu(opts.data, { subjects: opts.evalSubjects }).subjects].sort();
   mkdirSync(join(opts.out, 'points'), { recursive: true });
   writeMarker(opts.out, 'sweep');
