@@ -4,12 +4,12 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { tf } from '../src/runtime/tf.ts';
 import { initBackend } from '../src/runtime/backend.ts';
-import { disposeModel, loadModel } from '../src/model/model.ts';
+import { disposeModel, loadModel, modelFromTensors } from '../src/model/model.ts';
 import { loadTokenizer } from '../src/tokenizer/tokenizer.ts';
 import { loadMmlu } from '../src/eval/mmlu/data.ts';
 import { createMmluCache, evaluateMmlu } from '../src/eval/mmlu/evaluate.ts';
@@ -49,6 +49,46 @@ test('a shared MmluCache plans each subject once, runs the reference once and ch
     assert.equal(other.plans.size, 0);
     assert.equal(tf.memory().numTensors, before);
     disposeModel(model);
+    disposeModel(ref);
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+});
+
+test('with a shared MmluCache, an evaluation of the same weights and settings into another directory copies the first one\'s subjects, byte for byte; other weights compute theirs', async () => {
+  await initBackend('auto');
+  const tmp = mkdtempSync(join(tmpdir(), 'mka-mmlu-twin-'));
+  try {
+    const dataDir = join(tmp, 'data');
+    await ensureBenchmark(dataDir);
+    const data = loadMmlu(dataDir, {});
+    const tokenizer = await loadTokenizer('models/demo');
+    const ref = loadModel('models/demo');
+    // models held in memory, as a sweep's points are: two with the same weights, one with a layer's norm scaled
+    const model = modelFromTensors(ref.config, new Map(ref.tensors), null, ref.packed), twin = modelFromTensors(ref.config, new Map(ref.tensors), null, ref.packed);
+    const norm = 'model.layers.0.input_layernorm.weight';
+    const scaled = tf.mul(ref.tensors.get(norm)!, 1.5);
+    const changed = modelFromTensors(ref.config, new Map([...ref.tensors, [norm, scaled]]), null, ref.packed);
+    const before = tf.memory().numTensors;
+    const cache = createMmluCache(tokenizer, data);
+    const opts = { referenceModel: ref, tokenizer, data, ntrain: 5, limit: 4, subjects: data.subjects.slice(0, 3), cache };
+    const first = await evaluateMmlu({ ...opts, model, out: join(tmp, 'a') });
+    assert.deepEqual([first.reusedSubjects, first.computedQuestions], [[], 12]);
+    const calls = twin.stats.forwardCalls;
+    const copy = await evaluateMmlu({ ...opts, model: twin, out: join(tmp, 'b') });
+    assert.equal(twin.stats.forwardCalls, calls, 'the same weights ran again');
+    assert.deepEqual([copy.reusedSubjects, copy.reusedFrom, copy.resumedSubjects, copy.computedQuestions], [opts.subjects, join(tmp, 'a'), [], 0]);
+    assert.deepEqual(copy.records, first.records);
+    for (const f of ['run-key.json', 'summary.json', 'mmlu.csv', ...readdirSync(join(tmp, 'a', 'subjects')).map((s) => `subjects/${s}`)]) {
+      assert.equal(readFileSync(join(tmp, 'b', f), 'utf8'), readFileSync(join(tmp, 'a', f), 'utf8'), f);
+    }
+    assert.deepEqual(JSON.parse(readFileSync(join(tmp, 'b', 'run.json'), 'utf8')).reusedSubjects, opts.subjects);
+    // other weights (one layer's norm scaled) are another run key: computed, nothing copied
+    const other = await evaluateMmlu({ ...opts, model: changed, out: join(tmp, 'c') });
+    assert.deepEqual([other.reusedSubjects, other.computedQuestions], [[], 12]);
+    assert.notDeepEqual(other.records.map((r) => r.nll), first.records.map((r) => r.nll));
+    assert.equal(tf.memory().numTensors, before);
+    scaled.dispose();
     disposeModel(ref);
   } finally {
     rmSync(tmp, { recursive: true, force: true });

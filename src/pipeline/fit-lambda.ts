@@ -78,7 +78,9 @@ export function fitLambdas(model: LlamaModel, plan: CompressionPlan, ids: number
     replay = s.action === 'drop' ? dropStep(replay, s.layers[0]) : s.lambda !== undefined ? mergeStep(replay, s.layers[0], s.layers[1], s.lambda) : combineStep(replay, s.layers, s.weights!);
   }
   const states = boundaryStates(model, rows, boundaries, micro);
-  const maskT = tf.tensor3d(mask, [ids.length, T, 1]);
+  // the real tokens' mask as large as the hidden states: a [n, T, 1] mask is broadcast at every error evaluation, which
+  // tfjs's cpu kernels (the native backend's elementwise ops) do with an index computation per element
+  const maskT = tf.tidy(() => tf.tile(tf.tensor3d(mask, [ids.length, T, 1]), [1, 1, H]));
   try {
     let fitted = identityPlan(plan.method, L);
     fitted.blendNorms = plan.blendNorms;

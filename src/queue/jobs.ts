@@ -10,7 +10,7 @@
  */
 import type { JobsOptions } from 'bullmq';
 import type { SweepOptions, SweepSettings } from '../sweep/types.ts';
-import { pointName, type PointId } from '../sweep/points.ts';
+import { pointLabel, pointName, type PointId } from '../sweep/points.ts';
 
 /** Sweep options as carried by a job (no callbacks). */
 export type JobSweep = SweepSettings;
@@ -51,4 +51,11 @@ export function jobOptions(attempts: number): JobsOptions {
 export function jobSweep(opts: SweepOptions): JobSweep {
   const { log: _log, runInfo: _runInfo, signal: _signal, ...rest } = opts;
   return JSON.parse(JSON.stringify(rest)) as JobSweep;
+}
+
+/** "calibration", "point mka:4", "mka:4 college_physics" or "mka:4 hellaswag 3" (a shard of 500 documents). */
+export function describeJob(job: SweepJob): string {
+  if (job.kind === 'calibration') return 'calibration';
+  if (job.kind === 'shard') return `${pointLabel(job.point)} ${job.subtask === job.task ? job.task : job.subtask} ${job.index}`;
+  return job.kind === 'point' ? `point ${pointLabel(job.point)}` : `${pointLabel(job.point)} ${job.subject}`;
 }

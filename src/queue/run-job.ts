@@ -8,15 +8,8 @@ import type { LlamaModel } from '../model/model.ts';
 import { openSweep, sweepKey, type SweepContext } from '../sweep/context.ts';
 import { calibrateSweep } from '../sweep/calibrate.ts';
 import { disposePointModel, pointModel, runPoint, runPointShard } from '../sweep/point.ts';
-import { pointLabel, pointName, type PointId } from '../sweep/points.ts';
+import { pointName, type PointId } from '../sweep/points.ts';
 import type { SubjectJobResult, SweepJob } from './jobs.ts';
-
-/** "calibration", "point mka:4", "mka:4 college_physics" or "mka:4 hellaswag 3" (a shard of 500 documents). */
-export function describeJob(job: SweepJob): string {
-  if (job.kind === 'calibration') return 'calibration';
-  if (job.kind === 'shard') return `${pointLabel(job.point)} ${job.subtask === job.task ? job.task : job.subtask} ${job.index}`;
-  return job.kind === 'point' ? `point ${pointLabel(job.point)}` : `${pointLabel(job.point)} ${job.subject}`;
-}
 
 /** Runs jobs one at a time, reusing what the previous job loaded. */
 export class JobRunner {

@@ -15,9 +15,8 @@ import { Worker, type Job, type JobJson } from 'bullmq';
 import { BACKEND_OPTION, type BackendChoice, type ComputeChoice } from '../runtime/backend-choice.ts';
 import { UserError } from '../runtime/errors.ts';
 import { checkAddress, connectRedis, type QueueAddress } from './connection.ts';
-import type { SweepJob } from './jobs.ts';
+import { describeJob, type SweepJob } from './jobs.ts';
 import type { ProcessorSettings } from './processor.ts';
-import { describeJob } from './run-job.ts';
 import { NOT_JSON } from './payload.ts';
 
 export interface WorkerOptions extends QueueAddress {

@@ -8,7 +8,7 @@
  * leaves the same files.
  */
 import { existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { readChecked } from '../io/schema.ts';
 import { UserError } from '../runtime/errors.ts';
 import { STORED_POINT } from './point-file.ts';
@@ -192,6 +192,9 @@ async function evaluatePoint(ctx: SweepContext, p: PointId, model: LlamaModel, s
     });
     (bar as ReturnType<typeof progress> | null)?.done();
     bar = null;
+    if (r.reusedSubjects.length) {
+      opts.log?.(`sweep: ${pointName(p)} has the weights of ${basename(r.reusedFrom!)} (the same plan): ${r.reusedSubjects.length} MMLU subject${r.reusedSubjects.length === 1 ? '' : 's'} copied from its results, not computed again`);
+    }
     if (!shard) {
       summary = r.summary!;
       const fit = summary.fitting;

@@ -10,6 +10,7 @@
  * Resumability: with `out`, each finished subject is written to out/subjects/<subject>.json at once,
  * and a rerun with the same run key loads finished subjects instead of recomputing them (results.ts).
  */
+import { resolve } from 'node:path';
 import { tf } from '../../runtime/tf.ts';
 import type { Workload } from '../../model/memory-estimate.ts';
 import { ANSWER_TOKENS, BATCH_SIZE, LIMIT, MMLU_KEY, REFERENCE_MODEL } from './options.ts';
@@ -94,11 +95,18 @@ export interface MmluCache {
   data: MmluData;
   plans: Map<string, SubjectPlan>;
   reference: Map<LlamaModel, Map<string, PlanScores>>;
+  /**
+   * The results directory of each finished evaluation of a model held in memory, by its run key and
+   * batching: an evaluation of the same weights with the same reference and settings (a sweep's points
+   * whose plans agree, as reverse's and angular's often do) copies its subjects from there instead of
+   * computing them again.
+   */
+  results: Map<string, string>;
 }
 
 /** An empty MmluCache for evaluations with this tokenizer and data. */
 export function createMmluCache(tokenizer: Tokenizer, data: MmluData): MmluCache {
-  return { tokenizer, data, plans: new Map(), reference: new Map() };
+  return { tokenizer, data, plans: new Map(), reference: new Map(), results: new Map() };
 }
 
 export interface EvaluateMmluResult {
@@ -108,6 +116,9 @@ export interface EvaluateMmluResult {
   summary: MmluSummary | null;
   /** Subjects loaded from an earlier run instead of computed. */
   resumedSubjects: string[];
+  /** Subjects copied from another evaluation of the same weights and settings (MmluCache.results), and its directory. */
+  reusedSubjects: string[];
+  reusedFrom: string | null;
   /** Plans of the subjects computed by this run (all subjects on a dry run or with a dump). */
   stats: PlanStats;
   /** Seconds this run spent (resumed subjects excluded), of which planSeconds tokenizing and fitting prompts. */
@@ -283,7 +294,7 @@ export async function evaluateMmlu(opts: EvaluateMmluOptions): Promise<EvaluateM
   }
   if (opts.dryRun) {
     const planSeconds = (performance.now() - tPlan) / 1000;
-    return { records: [], summary: null, stats: planStats([...plans!.values()], batchSize, maxPadding), resumedSubjects: [], seconds: planSeconds, planSeconds, computedQuestions: 0 };
+    return { records: [], summary: null, stats: planStats([...plans!.values()], batchSize, maxPadding), resumedSubjects: [], reusedSubjects: [], reusedFrom: null, seconds: planSeconds, planSeconds, computedQuestions: 0 };
   }
 
   // bf16 products give other scores: such runs are keyed apart (all-float32 keys stay as they were)
@@ -294,13 +305,19 @@ export async function evaluateMmlu(opts: EvaluateMmluOptions): Promise<EvaluateM
     ...(opts.keyExtra ?? {}),
   };
   const results = opts.out !== undefined ? openResultsDir(opts.out, key, !!opts.fresh) : null;
+  // The same run key and batching give the same records, so evaluations of the same weights share their subjects:
+  // only for a model held in memory (as a sweep's points are), whose fingerprint hashes every weight it has
+  // (a model directory's hashes its files, whatever was changed in memory; a streamed one's, not the layers it reads).
+  const runId = shared && results && model.dir === null && model.checkpoint === null ? JSON.stringify([key, cached, batchSize, maxPadding]) : null;
+  const twin = runId === null ? undefined : shared!.results.get(runId);
+  const reused = new Set(twin === undefined || resolve(twin) === resolve(opts.out!) ? [] : subjects.filter((s) => results!.adopt(s, twin)));
   const done = new Map<string, SubjectResult>();
   const resumedSubjects: string[] = [];
   for (const s of subjects) {
     const prior = results?.load(s, dataFingerprint(data, s));
     if (prior) {
       done.set(s, prior);
-      resumedSubjects.push(s);
+      if (!reused.has(s)) resumedSubjects.push(s);
     }
   }
 
@@ -356,15 +373,19 @@ export async function evaluateMmlu(opts: EvaluateMmluOptions): Promise<EvaluateM
     extra: opts.keyExtra ?? {},
   });
   const stats = planStats(computedPlans, batchSize, maxPadding);
+  const reusedSubjects = subjects.filter((s) => reused.has(s));
   results?.finish(summary, {
     backend: currentProfile().backend, compute: model.compute, ...(ref ? { referenceCompute: ref.compute } : {}), cached, batchSize, seconds, planSeconds, computedQuestions,
-    questionsPerSecond: seconds > 0 ? computedQuestions / seconds : null, resumedSubjects,
+    questionsPerSecond: seconds > 0 ? computedQuestions / seconds : null, resumedSubjects, ...(reusedSubjects.length ? { reusedSubjects, reusedFrom: twin } : {}),
     uncachedQuestions: cached ? stats.uncachedQuestions : stats.questions,
     testQuestions: Object.fromEntries(subjects.map((s) => [s, data.test.get(s)!.length])),
     shotsKept: Object.fromEntries(ordered.map((r) => [r.subject, Math.min(...r.questions.map((q) => q.ntrainKept))])),
     fitting: summary.fitting,
   });
-  return { records: ordered.flatMap((r) => r.questions), summary, stats, resumedSubjects, seconds, planSeconds, computedQuestions };
+  if (runId !== null) shared!.results.set(runId, opts.out!);
+  return {
+    records: ordered.flatMap((r) => r.questions), summary, stats, resumedSubjects, reusedSubjects, reusedFrom: reusedSubjects.length ? twin! : null, seconds, planSeconds, computedQuestions,
+  };
 }
 
 /**

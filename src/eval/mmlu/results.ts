@@ -72,6 +72,11 @@ export interface ResultsDir {
   /** A finished subject's result, or null when it has not been run. */
   load(subject: string, dataFingerprint: string): SubjectResult | null;
   save(result: SubjectResult): void;
+  /**
+   * Copies a subject's results file from another results directory of the same run key (its stamp is this
+   * directory's then) when this one has none; returns whether it did. load() then checks it as its own.
+   */
+  adopt(subject: string, from: string): boolean;
   /** Writes mmlu.csv, summary.json and run.json. */
   finish(summary: MmluSummary, run: Record<string, unknown>): void;
 }
@@ -128,6 +133,12 @@ export function openResultsDir(dir: string, key: RunKey, fresh: boolean): Result
     },
     save(result) {
       atomicWriteText(fileOf(result.subject), JSON.stringify({ ...result, runKey }) + '\n');
+    },
+    adopt(subject, from) {
+      const source = join(from, 'subjects', `${subject}.json`);
+      if (existsSync(fileOf(subject)) || !existsSync(source)) return false;
+      atomicWriteText(fileOf(subject), readFileSync(source, 'utf8'));
+      return true;
     },
     finish(summary, run) {
       atomicWriteText(join(dir, 'mmlu.csv'), mmluCsv(summary));
