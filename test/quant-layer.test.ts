@@ -12,9 +12,9 @@ import { readFileSync } from 'node:fs';
 import { tf } from '../src/runtime/tf.ts';
 import { initBackend } from '../src/runtime/backend.ts';
 import { layerTensorShapes, parseConfig, type LlamaConfig } from '../src/model/config.ts';
-import { getCode, type PackedMatrix } from '../src/io/packed.ts';
-import { disposeCalibration, disposeTensors, embedPrompts, inputHessians, layerWeights, projectionInputs, type CalibrationSet } from '../src/quant/calibration.ts';
-import { awq } from '../src/quant/methods/awq.ts';
+import { dequantize, getCode, quantizeRtn, type PackedMatrix } from '../src/io/packed.ts';
+import { disposeCalibration, embedPrompts, inputHessians, layerWeights, projectionInput, type CalibrationSet } from '../src/quant/calibration.ts';
+import { awq, roundScaled } from '../src/quant/methods/awq.ts';
 import { gptq } from '../src/quant/methods/gptq.ts';
 import { smoothquant } from '../src/quant/methods/smoothquant.ts';
 import { LINEARS, specFor, type LayerResult, type QuantGrid, type QuantMethod } from '../src/quant/method.ts';
@@ -118,6 +118,23 @@ test('AWQ on a decoder layer equals the reference: the exponent each site picks 
   }
 });
 
+test('AWQ\'s candidate values equal the packed path\'s to the bit: dequantize(quantizeRtn(w·s)) / s, on every grid (zero groups, -0 codes, rounding ties)', () => {
+  const rows = 6, cols = 256;
+  let seed = 3;
+  const next = () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648) - 0.5;
+  const w = Float32Array.from({ length: rows * cols }, (_, i) => (i < 128 ? 0 : i % 97 === 0 ? 0.5 : next() * (i % 5 === 0 ? 4 : 0.1)));
+  const s = Float64Array.from({ length: cols }, (_, c) => (c % 17 === 0 ? 1 : 0.25 + Math.abs(next()) * 3));
+  for (const spec of [{ bits: 8, group: 32, symmetric: true }, { bits: 8, group: cols, symmetric: true }, { bits: 4, group: 32, symmetric: true },
+    { bits: 4, group: 64, symmetric: false }, { bits: 8, group: 128, symmetric: false }] as const) {
+    const scaled = Float32Array.from(w, (v, i) => v * s[i % cols]);
+    const want = Float32Array.from(dequantize(quantizeRtn(scaled, rows, cols, spec)), (v, i) => v * (1 / s[i % cols]));
+    const got = roundScaled(w, rows, cols, spec, s, new Float32Array(rows * cols));
+    const differ = [...want.keys()].filter((i) => !Object.is(got[i], want[i]));
+    assert.equal(differ.length, 0, `${JSON.stringify(spec)}: ${differ.length} values differ, first at ${differ[0]}: ${got[differ[0]]} vs ${want[differ[0]]}`);
+    assert.ok(want.some((v) => Object.is(v, 0)) && want.some((v) => v !== 0), 'zero and non-zero values are compared');
+  }
+});
+
 test('SmoothQuant on a decoder layer equals the reference: smoothing scales folded into both RMSNorms, int8 per-channel linears', async () => {
   await initBackend('auto', { log: () => {} });
   for (const c of golden.cases) {
@@ -172,17 +189,17 @@ test('GPTQ\'s Hessians are summed a block of rows at a time into float64: symmet
     const rowAtATime = inputHessians(config, calibration, w, names, 1); // a product per row of H
     for (const name of names) {
       // float64 reference from the projection's inputs, padding rows dropped
-      const ins = projectionInputs(config, calibration, w, name);
-      const n = ins[0].shape[2];
+      const n = whole.get(name)!.length ** 0.5;
       const want = new Float64Array(n * n);
-      ins.forEach((t, b) => {
-        const x = t.dataSync(), mask = calibration.batches[b].mask.dataSync();
+      for (const batch of calibration.batches) {
+        const t = projectionInput(config, batch, w, name);
+        const x = t.dataSync(), mask = batch.mask.dataSync();
+        t.dispose();
         for (let r = 0; r < mask.length; r++) {
           if (mask[r] === 0) continue;
           for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) want[i * n + j] += x[r * n + i] * x[r * n + j];
         }
-      });
-      disposeTensors(ins);
+      }
       for (const [how, h] of [['whole', whole.get(name)!], ['row at a time', rowAtATime.get(name)!]] as const) {
         for (let i = 0; i < n; i++) for (let j = 0; j < i; j++) assert.equal(h[i * n + j], h[j * n + i], `${name} (${how}): symmetric`);
         close(h, Array.from(want, (v) => (2 * v) / calibration.tokens), 1e-5, `${name} (${how}): 2·XᵀX/N`);

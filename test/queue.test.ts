@@ -6,7 +6,7 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, truncateSync } from 'node:fs';
+import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -167,6 +167,25 @@ test('a job failing with a user error fails once, its error reaches the sweep an
   assert.equal(again.status, 0, again.stderr);
   assert.equal(readFileSync(join(root, 'broken', 'results.csv'), 'utf8').trim().split('\n').length, 1 + 1 + 2);
   assert.equal((await queueStatus({ url: redis!.url, name: 'bad' })).counts.failed, 0);
+});
+
+test('a queued sweep whose quantize axis cannot fit is refused by the submit with the local sweep\'s line, before anything is enqueued', async () => {
+  // a config with a wide MLP (down_proj's GPTQ Hessian alone is 32768² float32, 4.3 GB): the model fits in 4 GB, its quantization does not
+  const model = join(root, 'wide-mlp');
+  mkdirSync(model);
+  writeFileSync(join(model, 'config.json'), JSON.stringify({ ...JSON.parse(readFileSync('models/demo/config.json', 'utf8')), intermediate_size: 32768, num_hidden_layers: 2 }));
+  copyFileSync('models/demo/tokenizer.json', join(model, 'tokenizer.json'));
+  const wide = (await tinySweepArgs(root, 'reverse', '0,1', ['demo_facts'])).map((a) => (a === join(root, 'demo-model') ? model : a === 'wasm' ? 'cpu' : a));
+  const sweep = ['sweep', ...wide, '--quantize', 'none,gptq:w4g32', '--calib-subjects', '1'];
+  const env = { ...process.env, MKA_MEMORY_LIMIT: '4G' };
+  const local = await runCliInProcess([...sweep, '--out', join(root, 'wide-local')], { env });
+  assert.equal(local.status, 1, local.stderr);
+  assert.match(local.stderr, /^mka: sweep needs about \d+\.\d GB of RAM \(.*mlp\.down_proj \(32768 inputs\).*\) but 4\.3 GB is available; [^\n]*\n$/);
+  // the submit checks first: it never reaches the queue (unreachable here, which would be the error otherwise) and writes nothing
+  const queued = await runCliInProcess([...sweep, '--out', join(root, 'wide-queued'), '--queue', 'redis://127.0.0.1:1'], { env });
+  assert.equal(queued.status, 1, queued.stderr);
+  assert.equal(queued.stderr, local.stderr);
+  assert.ok(!existsSync(join(root, 'wide-queued')) || readdirSync(join(root, 'wide-queued')).length === 0, 'nothing written');
 });
 
 test('an unreachable queue or a bad URL is a user error', async () => {

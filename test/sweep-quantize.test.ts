@@ -4,16 +4,19 @@
  * bytes saved beside the layer ratio (results.csv/json, summary.md, accuracy-size.png); a rerun redoes
  * nothing, a quantization added later computes only its points, and each quantized evaluation's run key
  * names its quantization; with --keep-models a quantized point is written as the packed model directory
- * `mka quantize` writes, which evaluated alone scores what the sweep recorded. Kept small (2 questions per
+ * `mka quantize` writes, which evaluated alone scores what the sweep recorded; a kept model an interrupted
+ * run left is written again, a directory mka did not write is refused. Kept small (2 questions per
  * subject, 2 calibration questions per subject).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { tf } from '../src/runtime/tf.ts';
 import { ensureBenchmark } from '../src/eval/mmlu/demo-benchmark.ts';
+import { MARKER_FILE } from '../src/io/output-dir.ts';
 import { runCliInProcess as runCli } from './cli-run.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'mka-sweep-quantize-'));
@@ -114,4 +117,55 @@ test('sweep --quantize refuses a malformed quantization before any work', async 
   assert.equal(r.status, 1);
   assert.match(r.stderr, /--quantize gptq:w3/);
   assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+});
+
+test('sweep --keep-models rewrites what an interrupted run left and a kept model of other settings, keeps a finished one, and refuses a directory mka did not write', async () => {
+  const data = join(root, 'demo-mmlu');
+  await ensureBenchmark(data);
+  const out = join(root, 'kept');
+  const sweep = ['sweep', '--model', 'models/demo', '--data', data, '--methods', 'reverse', '--remove', '0,2', '--quantize', 'none,rtn:w4g32',
+    '--limit', '2', '--per-subject', '2', '--keep-models', '--out', out, '--quiet'];
+  const first = await runCli(sweep);
+  assert.equal(first.status, 0, first.stderr);
+  const models = join(out, 'models');
+  assert.deepEqual(readdirSync(models).sort(), ['original-quantize-rtn-w4g32', 'reverse-2', 'reverse-2-quantize-rtn-w4g32']);
+  const recompute = (name: string) => rmSync(join(out, 'points', `${name}.json`));
+
+  // a run killed while writing reverse-2's quantized model left only its temporary sibling (models/NAME appears whole, by a rename)
+  const name = 'reverse-2-quantize-rtn-w4g32';
+  const bytes = readFileSync(join(models, name, 'model.safetensors'));
+  const dead = spawnSync(process.execPath, ['-e', '']).pid!;
+  const temp = join(models, `.${name}.tmp-${dead}-0123456789ab`);
+  renameSync(join(models, name), temp);
+  rmSync(join(temp, MARKER_FILE));
+  truncateSync(join(temp, 'model.safetensors'), 1000);
+  recompute(name);
+  // the original's quantized model as an older version wrote it (a 4-bit embedding): mka's, but not this point's
+  const older = join(models, 'original-quantize-rtn-w4g32', 'config.json');
+  const config = JSON.parse(readFileSync(older, 'utf8'));
+  config.quantization_config.tables['model.embed_tokens.weight'].bits = 4;
+  writeFileSync(older, JSON.stringify(config));
+  recompute('original-quantize-rtn-w4g32');
+  // reverse-2's model is finished and is the point's: computing the point again does not write it again
+  const finished = statSync(join(models, 'reverse-2', 'model.safetensors')).mtimeMs;
+  recompute('reverse-2');
+
+  const again = await runCli(sweep);
+  assert.equal(again.status, 0, again.stderr);
+  assert.ok(!existsSync(temp), 'the dead run\'s temporary directory is removed');
+  assert.ok(readFileSync(join(models, name, 'model.safetensors')).equals(bytes), 'the interrupted model is written whole');
+  assert.equal(JSON.parse(readFileSync(older, 'utf8')).quantization_config.tables['model.embed_tokens.weight'].bits, 8, 'the older kept model is rewritten');
+  assert.equal(statSync(join(models, 'reverse-2', 'model.safetensors')).mtimeMs, finished);
+  assert.deepEqual(readdirSync(models).sort(), ['original-quantize-rtn-w4g32', 'reverse-2', 'reverse-2-quantize-rtn-w4g32']);
+
+  // where a point's model goes, a directory mka did not write is refused before any work, and left as it is
+  rmSync(join(models, name), { recursive: true });
+  mkdirSync(join(models, name));
+  writeFileSync(join(models, name, 'notes.txt'), 'mine');
+  recompute(name);
+  const refused = await runCli(sweep);
+  assert.equal(refused.status, 1);
+  assert.match(refused.stderr, /^mka: \S+models\/reverse-2-quantize-rtn-w4g32: holds files mka did not write \(no \.mka-output\.json of a model directory\), where --keep-models writes the model of point reverse-2-quantize-rtn-w4g32; move that directory away and rerun\n$/);
+  assert.deepEqual(readdirSync(join(models, name)), ['notes.txt']);
+  assert.ok(!existsSync(join(out, 'points', `${name}.json`)), 'nothing computed');
 });

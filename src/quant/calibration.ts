@@ -90,26 +90,22 @@ export function layerWeights(values: ReadonlyMap<string, Float32Array>, shapes: 
   };
 }
 
+/** Runs the layer (weights w) on every batch of `set` for `tap`, which sees each projection with the batch's mask; outputs are freed. */
+export function runLayer(config: LlamaConfig, set: CalibrationSet, w: LayerWeights, tap: (name: string, input: tf.Tensor, output: tf.Tensor, batch: CalibrationBatch) => void): void {
+  for (const b of set.batches) runBlock(config, w, b.x, (name, input, output) => tap(name, input, output, b)).dispose();
+}
+
 /**
- * Runs the layer (weights w) on every batch of `set`; `tap` sees each projection with the batch's
- * mask. Returns the next layer's calibration set when `keep`, else null (outputs freed).
+ * Moves the set to the next layer's input: each batch's states are replaced by the layer's output
+ * (weights w) as soon as it is computed, so the states are never held twice. After an error the
+ * set is partly moved: only disposeCalibration is left to do with it.
  */
-export function runLayer(
-  config: LlamaConfig, set: CalibrationSet, w: LayerWeights, tap?: (name: string, input: tf.Tensor, output: tf.Tensor, batch: CalibrationBatch) => void, keep = false,
-): CalibrationSet | null {
-  const out: CalibrationBatch[] = [];
-  try {
-    for (const b of set.batches) {
-      const t: ProjectionTap | undefined = tap && ((name, input, output) => tap(name, input, output, b));
-      const h = runBlock(config, w, b.x, t);
-      if (keep) out.push({ x: h, mask: b.mask.clone(), tokens: b.tokens });
-      else h.dispose();
-    }
-  } catch (e) {
-    disposeCalibration({ batches: out, tokens: 0 });
-    throw e;
+export function advanceLayer(config: LlamaConfig, set: CalibrationSet, w: LayerWeights): void {
+  for (const b of set.batches) {
+    const h = runBlock(config, w, b.x);
+    b.x.dispose();
+    b.x = h;
   }
-  return keep ? { batches: out, tokens: set.tokens } : null;
 }
 
 /** Adds `part` to the kept accumulator `acc` (or starts it), freeing the old one. */
@@ -173,12 +169,14 @@ export function inputMagnitudes(config: LlamaConfig, set: CalibrationSet, w: Lay
   try {
     runLayer(config, set, w, (name, input, _out, batch) => {
       if (!projections.includes(name)) return;
-      const a = tf.abs(masked(input, batch)); // [b*T, in], padding 0
-      sums.set(name, accumulate(sums.get(name) ?? null, tf.sum(a, 0)));
-      const m = tf.max(a, 0);
-      const prev = maxes.get(name);
-      maxes.set(name, tf.keep(prev ? tf.maximum(prev, m) : m.clone()));
-      prev?.dispose();
+      tf.tidy(() => { // |x| is freed at once, not with the rest of the batch's pass
+        const a = tf.abs(masked(input, batch)); // [b*T, in], padding 0
+        sums.set(name, accumulate(sums.get(name) ?? null, tf.sum(a, 0)));
+        const m = tf.max(a, 0);
+        const prev = maxes.get(name);
+        maxes.set(name, tf.keep(prev ? tf.maximum(prev, m) : m.clone()));
+        prev?.dispose();
+      });
     });
     const out = new Map<string, { mean: Float32Array; max: Float32Array }>();
     for (const [name, s] of sums) {
@@ -190,49 +188,36 @@ export function inputMagnitudes(config: LlamaConfig, set: CalibrationSet, w: Lay
   }
 }
 
-/** The inputs of projection `name` on every batch (unmasked, as the module after it reads them); free with disposeTensors. */
-export function projectionInputs(config: LlamaConfig, set: CalibrationSet, w: LayerWeights, name: string): tf.Tensor3D[] {
-  const ins: tf.Tensor3D[] = [];
+/** The input of projection `name` on one batch (unmasked, as the module after it reads it); the caller frees it. */
+export function projectionInput(config: LlamaConfig, batch: CalibrationBatch, w: LayerWeights, name: string): tf.Tensor3D {
+  let input: tf.Tensor3D | null = null;
   try {
-    runLayer(config, set, w, (n, input) => {
-      if (n === name) ins.push(tf.keep(input.clone()) as tf.Tensor3D);
+    runLayer(config, { batches: [batch], tokens: batch.tokens }, w, (n, x) => {
+      if (n === name) input = tf.keep(x.clone()) as tf.Tensor3D;
     });
   } catch (e) {
-    disposeTensors(ins);
+    (input as tf.Tensor3D | null)?.dispose();
     throw e;
   }
-  return ins;
+  if (!input) throw new Error(`the layer has no projection ${name}`);
+  return input;
 }
 
 /** A module of a decoder layer whose output a quantizer measures: the attention or the MLP (from its normed input), or one projection. */
 export type LayerModule = { part: 'attention' | 'mlp' } | { projection: string };
 
-/** The module's outputs (masked) on inputs cached per batch of `set`; free with disposeTensors. */
-export function moduleOutputs(config: LlamaConfig, set: CalibrationSet, w: LayerWeights, module: LayerModule, inputs: readonly tf.Tensor3D[]): tf.Tensor[] {
-  const outs: tf.Tensor[] = [];
-  try {
-    set.batches.forEach((b, i) => {
-      outs.push(tf.tidy(() => {
-        const y = 'part' in module ? runBlockPart(config, w, module.part, inputs[i])
-          : linear(inputs[i], w.weight(`${module.projection}.weight`), w.has(`${module.projection}.bias`) ? w.get(`${module.projection}.bias`) : undefined);
-        return masked(y, b);
-      }));
-    });
-  } catch (e) {
-    disposeTensors(outs);
-    throw e;
-  }
-  return outs;
+/** The module's output on one batch's `input` (its input as projectionInput gives it), padding rows zeroed, as [b·T, out]; the caller frees it. */
+export function moduleOutput(config: LlamaConfig, batch: CalibrationBatch, w: LayerWeights, module: LayerModule, input: tf.Tensor3D): tf.Tensor2D {
+  return tf.tidy(() => {
+    const y = 'part' in module ? runBlockPart(config, w, module.part, input)
+      : linear(input, w.weight(`${module.projection}.weight`), w.has(`${module.projection}.bias`) ? w.get(`${module.projection}.bias`) : undefined);
+    return masked(y, batch);
+  });
 }
 
-/** Mean squared difference per output element between two lists of masked outputs (padding rows are zero in both). */
-export function meanSquaredError(a: readonly tf.Tensor[], b: readonly tf.Tensor[], tokens: number): number {
-  let sum = 0, width = 0;
-  a.forEach((t, i) => {
-    width = t.shape[t.shape.length - 1]!;
-    sum += tf.tidy(() => tf.sum(tf.squaredDifference(t, b[i])).dataSync()[0]);
-  });
-  return sum / (tokens * Math.max(1, width));
+/** Σ (a − b)² over all elements (float32 sum, read out). */
+export function squaredError(a: tf.Tensor, b: tf.Tensor): number {
+  return tf.tidy(() => tf.sum(tf.squaredDifference(a, b)).dataSync()[0]);
 }
 
 /** Frees tensors. */

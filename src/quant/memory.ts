@@ -13,10 +13,11 @@
  *    has released by its peak), the calibration prompts' hidden states at its input (right-padded
  *    micro-batches, float32, and their masks), and the method's own peak (QuantMethod.memory, declared
  *    beside each method's code) or, when larger, a tensor being read (its float32 values and their copy);
- *  - the next layer's inputs computed: the layer's float32 weights (for methods that calibrate on the
- *    quantized layers, GPTQ, only its norms: it has released its linears), the hidden states at its input
- *    and its output, a micro-batch's forward pass, the packed linears and, for GPTQ, their dequantized
- *    values; where tensors are copies (the wasm heap), the layer's tensors once more;
+ *  - the next layer's inputs computed (not after the last layer): the layer's float32 weights (for
+ *    methods that calibrate on the quantized layers, GPTQ, only its norms: it has released its linears),
+ *    the hidden states (each micro-batch's replaced by its output as it is computed), a micro-batch's
+ *    forward pass, the packed linears and, for GPTQ, their dequantized values; where tensors are copies
+ *    (the wasm heap), the layer's tensors once more;
  * plus the runtime's fixed share and what the caller holds meanwhile (a sweep's original model and the
  * quantized model it builds). It counts live bytes: RSS runs higher where freed JavaScript arrays wait
  * for V8's collection (docs/quantization.md compares it with measured peaks).
@@ -71,6 +72,17 @@ export function paddedTokens(prompts: readonly number[], micro: number): number 
   return rows;
 }
 
+/** Rows × longest prompt of the largest micro-batch (padding included), as embedPrompts makes them. */
+export function largestBatchRows(prompts: readonly number[], micro: number): number {
+  const sorted = [...prompts].sort((a, b) => a - b);
+  let rows = 0;
+  for (let i = 0; i < sorted.length; i += micro) {
+    const group = sorted.slice(i, i + micro);
+    rows = Math.max(rows, group.length * group[group.length - 1]);
+  }
+  return rows;
+}
+
 /**
  * The peak memory of quantizing a model of `config` (stored as `stored` says: the bytes per value the
  * source reads its tables in) on a backend of `profile`, with `beside` held meanwhile by the caller.
@@ -90,7 +102,7 @@ export function estimateQuantize(config: LlamaConfig, stored: StoredBytes, profi
   const forward = prompts ? estimateMemory(config, () => 4, profile, {
     streaming: true, rows: Math.min(micro, prompts.length), microBatch: micro, seqLen: Math.max(...prompts), logits: 'none', streamable: false,
   }).parts.activations : 0;
-  const shape: LayerMemoryShape = { config, grid: q.grid, params: q.params, tokens, forward, copies };
+  const shape: LayerMemoryShape = { config, grid: q.grid, params: q.params, tokens, batchRows: prompts ? largestBatchRows(prompts, micro) : 0, forward, copies };
   const own = method.memory(shape);
   const largest = Math.max(...[...layerTensorShapes(config).values()].map((s) => s.reduce((a, d) => a * d, 1)));
   const weights = { what: 'layer weights (float32)', bytes: layerF32, tensors: 0 };
@@ -113,11 +125,10 @@ export function estimateQuantize(config: LlamaConfig, stored: StoredBytes, profi
   // a layer quantized by the method (or read)
   phases.push(own.bytes >= 8 * largest ? [kept(own.weights ?? layerF32), input, own] : [weights, input, { what: 'a tensor read (float32 and its copy)', bytes: 8 * largest, tensors: 0 }]);
   // the next layer's inputs
-  if (prompts) {
+  if (prompts && config.num_hidden_layers > 1) {
     const values = method.calibration === 'quantized' ? layerF32 : 0;
     phases.push([
-      after, input, { what: 'next layer\'s calibration states', bytes: states, tensors: states },
-      { what: 'forward pass', bytes: forward, tensors: forward }, { what: 'packed layer', bytes: packed, tensors: 0 },
+      after, input, { what: 'forward pass', bytes: forward, tensors: forward }, { what: 'packed layer', bytes: packed, tensors: 0 },
       ...(values ? [{ what: 'quantized layer (float32)', bytes: values, tensors: 0 }] : []),
       ...(copies ? [{ what: 'layer tensors', bytes: layerF32 + values, tensors: layerF32 + values }] : []),
     ]);

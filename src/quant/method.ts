@@ -75,6 +75,8 @@ export interface LayerMemoryShape {
   params: QuantParams;
   /** Calibration rows as held: the micro-batches' rows × their longest prompt, summed (padding included); 0 without calibration. */
   tokens: number;
+  /** The largest micro-batch's rows × its longest prompt (padding included); 0 without calibration. */
+  batchRows: number;
   /** Bytes of one micro-batch's activations through the layer (runBlock's intermediates), 0 without calibration. */
   forward: number;
   /** Tensors made from arrays are copies (the wasm heap), not views of the same memory (tfjs' CPU backends). */

@@ -21,7 +21,7 @@ import { UserError } from '../runtime/errors.ts';
 import { flag } from '../runtime/options.ts';
 import { EMBEDDING_BITS, KEEP_EMBEDDINGS } from './options.ts';
 import { progress, type Progress } from '../runtime/progress.ts';
-import { disposeCalibration, embedPrompts, layerWeights, runLayer, type CalibrationSet } from './calibration.ts';
+import { advanceLayer, disposeCalibration, embedPrompts, layerWeights, type CalibrationSet } from './calibration.ts';
 import { LINEARS, specFor, type LayerResult, type QuantMethod } from './method.ts';
 import { getQuantMethod, type Quantization } from './registry.ts';
 
@@ -198,17 +198,18 @@ export function quantizedSource(input: QuantizeInput): QuantizedSource {
       // the next layer's inputs come from the float layer only for methods calibrated on it
       release: method.calibration === 'float' ? undefined : (suffix) => weights.delete(suffix),
     });
-    if (calibration) {
+    if (calibration && i + 1 < L) {
       // the next layer's inputs: through this layer as quantized, or as it was (float)
       const values = method.calibration === 'quantized' ? new Map([...result.floats, ...[...result.packed].map(([s, pm]) => [s, dequantizeAll(pm)] as const)]) : weights;
       const w = layerWeights(values, shapes);
       try {
-        const next = runLayer(config, calibration, w, undefined, i + 1 < L);
-        disposeCalibration(calibration);
-        calibration = next;
+        advanceLayer(config, calibration, w);
       } finally {
         w.release();
       }
+    } else if (calibration) {
+      disposeCalibration(calibration);
+      calibration = null;
     }
     stats.push(result.stats);
     for (const [what, n] of Object.entries(result.notes ?? {})) methodNotes[what] = (methodNotes[what] ?? 0) + n;

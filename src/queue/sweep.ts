@@ -11,7 +11,7 @@
 import { FlowProducer, Queue, type JobsOptions } from 'bullmq';
 import { UserError } from '../runtime/errors.ts';
 import { progress } from '../runtime/progress.ts';
-import { checkSweepCalibration, prepareSweep, sweepId } from '../sweep/context.ts';
+import { checkSweepBeforeWork, prepareSweep, sweepId } from '../sweep/context.ts';
 import { needsCalibration } from '../sweep/calibrate.ts';
 import { pointShards, readStoredPoint, rowOf, shardDone, type PointShard, type ShardId } from '../sweep/point.ts';
 import { pointLabel, sweepPoints, type PointId } from '../sweep/points.ts';
@@ -39,7 +39,7 @@ export async function runQueuedSweep(opts: SweepOptions, q: QueuedSweepOptions):
   const attempts = q.attempts ?? DEFAULT_ATTEMPTS;
   checkOption(ATTEMPTS, attempts);
   const log = opts.log ?? (() => {});
-  await checkSweepCalibration(opts);
+  await checkSweepBeforeWork(opts); // as the workers will: refused here, nothing is enqueued
   const taskInputs = await loadSweepTasks(opts);
   const { subjects } = prepareSweep(opts);
   const sid = sweepId(opts);

@@ -38,6 +38,8 @@ import { FIT_LAMBDA } from '../pipeline/options.ts';
 import { getQuantMethod, parseQuantization } from '../quant/registry.ts';
 import { quantizedModelMemory } from '../quant/size.ts';
 import { checkQuantizeFits, quantCalibration, type QuantCalibration } from '../pipeline/quantize.ts';
+import { keptModelNeeded } from './kept-models.ts';
+import { pointQuantize, sweepPoints } from './points.ts';
 
 /** The similarity part of the sweep key: NPIB's options as before --metric; another metric's name and β (the rest is NPIB's). */
 function similarityKey(opts: SweepSettings): Record<string, unknown> {
@@ -199,6 +201,13 @@ export function prepareSweep(opts: SweepOptions): PreparedSweep {
   if (!existsSync(join(opts.model, 'config.json')) && !isGgufFile(opts.model)) throw new UserError(`${opts.model}: not a model directory (no config.json) nor a GGUF file`);
   const layers = readConfig(opts.model).num_hidden_layers;
   for (const k of opts.remove) checkRemove(k, layers);
+  if (opts.keepModels) {
+    // before any work: a directory mka did not write where a point's model goes is refused (kept-models.ts)
+    for (const p of sweepPoints(opts.methods, opts.remove, opts.quantize)) {
+      const q = parseQuantization(pointQuantize(p), flag(SWEEP_QUANTIZE));
+      if (p.method !== 'original' || q) keptModelNeeded(opts.out, p, layers - p.removed, q);
+    }
+  }
   const subjects = [...loadMmlu(opts.data, { subjects: opts.evalSubjects }).subjects].sort();
   mkdirSync(join(opts.out, 'points'), { recursive: true });
   writeMarker(opts.out, 'sweep');
@@ -242,12 +251,22 @@ export interface SweepContext extends PreparedSweep {
   dispose(): void;
 }
 
-/** Prepares the sweep and loads the tokenizer, the MMLU data and the original model. */
-export async function openSweep(opts: SweepOptions): Promise<SweepContext> {
-  for (const q of opts.quantize ?? []) parseQuantization(q, flag(SWEEP_QUANTIZE)); // before any work
+/**
+ * What a sweep checks before any work, run by a local sweep and by a queued sweep's submit alike (so an
+ * impossible sweep is refused before anything is enqueued): its quantizations, its calibration, and the
+ * memory of the calibration pass, of the points' evaluations and of their quantizations. Returns the
+ * quantizers' calibration prompts (null when no quantization calibrates).
+ */
+export async function checkSweepBeforeWork(opts: SweepOptions): Promise<QuantCalibration | null> {
+  for (const q of opts.quantize ?? []) parseQuantization(q, flag(SWEEP_QUANTIZE));
   const promptLengths = await checkSweepCalibration(opts);
   checkSweepFits(opts, promptLengths);
-  const quantCalibration = await checkSweepQuantizeFits(opts);
+  return checkSweepQuantizeFits(opts);
+}
+
+/** Prepares the sweep and loads the tokenizer, the MMLU data and the original model. */
+export async function openSweep(opts: SweepOptions): Promise<SweepContext> {
+  const quantCalibration = await checkSweepBeforeWork(opts);
   const taskInputs = await loadSweepTasks(opts);
   const prepared = prepareSweep(opts);
   const tokenizer = await loadTokenizer(opts.model);

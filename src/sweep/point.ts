@@ -29,6 +29,7 @@ import { atomicWriteText } from '../io/atomic.ts';
 import { progress } from '../runtime/progress.ts';
 import type { SweepContext } from './context.ts';
 import { calibrateSweep, readPlan } from './calibrate.ts';
+import { keptModelDir, keptModelNeeded } from './kept-models.ts';
 import { evalDir, pointFile, pointLabel, pointName, pointQuantize, subjectFile, withQuantize, type PointId } from './points.ts';
 import { SWEEP_QUANTIZE } from './options.ts';
 import { flag } from '../runtime/options.ts';
@@ -132,8 +133,8 @@ export async function pointModel(ctx: SweepContext, p: PointId): Promise<{ model
   if (!q) return { model: materialize(source), plan };
   // the prompts openSweep drew for its memory check (the same for every calibrating method)
   const calibration = getQuantMethod(q.method).calibration !== 'none' && ctx.quantCalibration ? ctx.quantCalibration : await quantCalibration(ctx.opts.model, q, ctx.opts);
-  const kept = join(ctx.opts.out, 'models', pointName(p));
-  if (ctx.opts.keepModels && !existsSync(kept)) {
+  const kept = keptModelDir(ctx.opts.out, p);
+  if (ctx.opts.keepModels && keptModelNeeded(ctx.opts.out, p, ctx.layers - p.removed, q)) {
     // written as `mka quantize` writes it, from the same tensors the sweep evaluates (a worker that finds it written quantizes in memory only)
     const files = plan ? planFiles(ctx.opts.model, plan, 'float32', kept) : {};
     const { model } = await quantizeSourceTo(source, {
@@ -257,7 +258,9 @@ export async function runPoint(ctx: SweepContext, p: PointId, ro: RunPointOption
   const built = ro.model ? { model: ro.model, plan: p.method === 'original' ? null : await pointPlan(ctx, p) } : await pointModel(ctx, p);
   try {
     // (a quantized point's model is written by pointModel, as it is quantized)
-    if (opts.keepModels && built.plan && !pointQuantization(p)) await writeCompressed(ctx.original, built.plan, `${opts.out}/models/${pointName(p)}`, { log: () => {} });
+    if (opts.keepModels && built.plan && !pointQuantization(p) && keptModelNeeded(opts.out, p, ctx.layers - p.removed, null)) {
+      await writeCompressed(ctx.original, built.plan, keptModelDir(opts.out, p), { log: () => {} });
+    }
     const e = (await evaluatePoint(ctx, p, built.model))!;
     const ppl = ctx.corpus ? (await evaluatePerplexity({ model: built.model, ...ctx.corpus, out: join(opts.out, 'ppl', pointName(p)), signal: opts.signal })).summary.ppl : null;
     const row = pointFrom(p, ctx.layers, pointBytes(ctx.original.config, p), e, (ro.priorSeconds ?? 0) + (performance.now() - t0) / 1000, ppl);

@@ -12,12 +12,14 @@
  * without grouped-query attention (v_proj's rows must be o_proj's columns), as auto_scale.py does.
  */
 import { tf } from '../../runtime/tf.ts';
-import { dequantize, packedBytes, quantizeRtn, type PackedMatrix } from '../../io/packed.ts';
+import { groupParams, quantCode, quantizeRtn, type PackedMatrix, type PackedSpec } from '../../io/packed.ts';
 import { layerTensorShapes } from '../../model/config.ts';
-import { disposeTensors, layerWeights, meanSquaredError, moduleOutputs, projectionInputs } from '../calibration.ts';
-import { foldScales, scaleColumns, scaleSites } from '../fold.ts';
-import { LINEARS, layerFloatBytes, layerPackedBytes, otherTensors, specFor, type LayerJob, type MethodMemory, type QuantMethod } from '../method.ts';
+import { layerWeights, moduleOutput, projectionInput, runLayer, squaredError, type CalibrationSet } from '../calibration.ts';
 import { tidyValues } from '../../runtime/read-out.ts';
+import type { LlamaConfig } from '../../model/config.ts';
+import type { LayerWeights } from '../../model/model.ts';
+import { foldScales, scaleSites } from '../fold.ts';
+import { LINEARS, layerFloatBytes, layerPackedBytes, otherTensors, type LayerJob, type MethodMemory, type QuantMethod } from '../method.ts';
 
 /** AWQ's scales for exponent α from mean |x| per channel: x^α clamped at 1e-4, divided by √(max·min). */
 export function awqScales(meanAbs: ArrayLike<number>, alpha: number): Float64Array {
@@ -31,25 +33,109 @@ export function awqScales(meanAbs: ArrayLike<number>, alpha: number): Float64Arr
   return s.map((v) => v / norm);
 }
 
-/** Mean |x| per channel over the real tokens of inputs [b, T, C] (padding masked out). */
-function channelMeanAbs(inputs: readonly tf.Tensor3D[], masks: readonly tf.Tensor3D[], tokens: number): Float32Array {
-  const sum = tidyValues(() => tf.addN(inputs.map((x, i) => tf.sum(tf.abs(tf.mul(x, masks[i])), [0, 1]))));
-  return sum.map((v) => v / tokens);
+/** Mean |x| per input channel of each named projection over the real tokens, from one pass of the layer (w) over every batch. */
+function meanAbsInputs(config: LlamaConfig, cal: CalibrationSet, w: LayerWeights, projections: readonly string[]): Map<string, Float32Array> {
+  const sums = new Map<string, tf.Tensor[]>(projections.map((p) => [p, []]));
+  try {
+    runLayer(config, cal, w, (name, input, _out, batch) => {
+      // |x| is freed at once, not with the rest of the batch's pass
+      sums.get(name)?.push(tf.keep(tf.tidy(() => tf.sum(tf.abs(tf.mul(input, batch.mask)), [0, 1]))));
+    });
+    return new Map([...sums].map(([name, parts]) => [name, tidyValues(() => tf.addN(parts)).map((v) => v / cal.tokens)]));
+  } finally {
+    for (const parts of sums.values()) for (const t of parts) t.dispose();
+  }
 }
 
-/** A copy of the layer's weights with the site's linears scaled by s, rounded on the job's grid and unscaled (AWQ's candidate). */
-function candidate(job: LayerJob, linears: string[], s: Float64Array): Map<string, Float32Array> {
-  const out = new Map(job.weights);
-  for (const l of linears) {
-    const [rows, cols] = job.shapes.get(l)!;
-    const w = Float32Array.from(job.weights.get(l)!);
-    scaleColumns(w, cols, s);
-    const q = dequantize(quantizeRtn(w, rows, cols, job.spec(l)));
-    scaleColumns(q, cols, s.map((v) => 1 / v));
-    out.set(l, q);
+/**
+ * AWQ's candidate for a linear w [rows, cols]: its columns scaled by s, rounded to nearest on `spec` and
+ * unscaled, written to out: to the bit the values of dequantize(quantizeRtn(w·s)) / s, without packing.
+ */
+export function roundScaled(w: Float32Array, rows: number, cols: number, spec: PackedSpec, s: Float64Array, out: Float32Array): Float32Array {
+  const inverse = s.map((v) => 1 / v);
+  const scaled = new Float32Array(spec.group); // a group's scaled values, float32 as the packing reads them
+  const off = spec.bits === 4 && spec.symmetric ? -8 : 0;
+  for (let r = 0; r < rows; r++) {
+    const row = r * cols;
+    for (let c0 = 0; c0 < cols; c0 += spec.group) {
+      const n = Math.min(spec.group, cols - c0);
+      for (let j = 0; j < n; j++) scaled[j] = w[row + c0 + j] * s[c0 + j];
+      const p = groupParams(scaled, 0, n, spec);
+      for (let j = 0; j < n; j++) {
+        const q = quantCode(scaled[j], p, spec) | 0; // as stored in a byte: an integer, never -0
+        // the value as packed.ts dequantizeRows computes it (float32), then unscaled
+        const v = Math.fround(spec.bits === 8 && spec.symmetric ? p.scale * q : p.scale * (q + off) + p.min);
+        out[row + c0 + j] = v * inverse[c0 + j];
+      }
+    }
   }
   return out;
 }
+
+/**
+ * The layer's weights with the site's linears replaced by their candidates for scales s (the rest are
+ * `original`'s tensors); `buffers` hold the candidates' values, reused from one candidate to the next.
+ * release() frees only the candidates' tensors.
+ */
+function candidateWeights(job: LayerJob, original: LayerWeights, linears: readonly string[], s: Float64Array, buffers: Map<string, Float32Array>): LayerWeights {
+  const own = new Map<string, tf.Tensor>();
+  try {
+    for (const l of linears) {
+      const [rows, cols] = job.shapes.get(l)!;
+      if (!buffers.has(l)) buffers.set(l, new Float32Array(rows * cols));
+      own.set(l, tf.tensor2d(roundScaled(job.weights.get(l)!, rows, cols, job.spec(l), s, buffers.get(l)!), [rows, cols]));
+    }
+  } catch (e) {
+    for (const t of own.values()) t.dispose();
+    throw e;
+  }
+  return {
+    weight: (suffix) => (own.has(suffix) ? { tensor: own.get(suffix)!, dtype: 'float32' } : original.weight(suffix)),
+    get: (suffix) => own.get(suffix) ?? original.get(suffix),
+    has: (suffix) => own.has(suffix) || original.has(suffix),
+    release: () => {
+      for (const t of own.values()) t.dispose();
+      own.clear();
+    },
+  };
+}
+
+/**
+ * The module error of each exponent k/grid at one scale site: Σ over the real tokens of the squared
+ * difference between the float module's output and its output with the site's linears as the
+ * candidate, divided by tokens × outputs. Batch by batch: the site's input and the float output of one
+ * micro-batch are held at a time (recomputed from the batch's states), every candidate made for each.
+ */
+function searchSite(job: LayerJob, cal: CalibrationSet, original: LayerWeights, site: AwqSite, meanAbs: Float32Array, grid: number): Float64Array {
+  const sums = new Float64Array(grid);
+  const scales = Array.from({ length: grid }, (_, k) => awqScales(meanAbs, k / grid));
+  const buffers = new Map<string, Float32Array>();
+  let width = 1;
+  for (const b of cal.batches) {
+    const input = projectionInput(job.config, b, original, site.input);
+    let reference: tf.Tensor2D | null = null;
+    try {
+      reference = moduleOutput(job.config, b, original, site.module, input);
+      width = reference.shape[1];
+      for (let k = 0; k < grid; k++) {
+        const w = candidateWeights(job, original, site.site.linears, scales[k], buffers);
+        try {
+          const out = moduleOutput(job.config, b, w, site.module, input);
+          sums[k] += squaredError(reference, out);
+          out.dispose();
+        } finally {
+          w.release();
+        }
+      }
+    } finally {
+      reference?.dispose();
+      input.dispose();
+    }
+  }
+  return sums.map((v) => v / (cal.tokens * width));
+}
+
+type AwqSite = ReturnType<typeof scaleSites>[number];
 
 export const awq: QuantMethod = {
   name: 'awq',
@@ -65,37 +151,16 @@ export const awq: QuantMethod = {
     const grid = job.params.grid as number;
     const stats: Record<string, Record<string, number>> = {};
     const original = layerWeights(job.weights, job.shapes);
-    const chosen: { site: (typeof sites)[number]; s: Float64Array }[] = [];
+    const chosen: { site: AwqSite; s: Float64Array }[] = [];
     try {
+      const magnitudes = meanAbsInputs(job.config, cal, original, sites.map((s) => s.input));
       for (const site of sites) {
-        // the module's input, from the float layer, is the same for every candidate: computed once
-        const inputs = projectionInputs(job.config, cal, original, site.input);
-        const reference = moduleOutputs(job.config, cal, original, site.module, inputs);
-        try {
-          const meanAbs = channelMeanAbs(inputs, cal.batches.map((b) => b.mask), cal.tokens);
-          let best: { loss: number; alpha: number; s: Float64Array } = { loss: Infinity, alpha: 0, s: new Float64Array(0) };
-          let lossAtZero = Infinity;
-          for (let k = 0; k < grid; k++) {
-            const alpha = k / grid;
-            const s = awqScales(meanAbs, alpha);
-            const w = layerWeights(candidate(job, site.site.linears, s), job.shapes);
-            let loss: number;
-            try {
-              const outs = moduleOutputs(job.config, cal, w, site.module, inputs);
-              loss = meanSquaredError(reference, outs, cal.tokens);
-              disposeTensors(outs);
-            } finally {
-              w.release();
-            }
-            if (k === 0) lossAtZero = loss;
-            if (loss < best.loss) best = { loss, alpha, s };
-          }
-          chosen.push({ site, s: best.s });
-          stats[site.site.linears.map((l) => l.replace(/\.weight$/, '')).join('+')] = { alpha: best.alpha, error: best.loss, error_rtn: lossAtZero };
-        } finally {
-          disposeTensors(reference);
-          disposeTensors(inputs);
-        }
+        const meanAbs = magnitudes.get(site.input)!;
+        const losses = searchSite(job, cal, original, site, meanAbs, grid);
+        let best = 0;
+        for (let k = 1; k < grid; k++) if (losses[k] < losses[best] || Number.isNaN(losses[best])) best = k;
+        chosen.push({ site, s: awqScales(meanAbs, best / grid) });
+        stats[site.site.linears.map((l) => l.replace(/\.weight$/, '')).join('+')] = { alpha: best / grid, error: losses[best], error_rtn: losses[0] };
       }
     } finally {
       original.release();
@@ -112,25 +177,31 @@ export const awq: QuantMethod = {
     return { packed, floats: otherTensors(weights), stats, notes };
   },
   /**
-   * The largest of: a scale site's search (the site's inputs on every calibration row, float32: tokens ×
-   * 14,336 for Llama-3-8B's down_proj; the float module's outputs and one candidate's, tokens × hidden
-   * each; the candidate's scaled copy and rounded values of the site's linears, and their packed form;
-   * the module's forward pass on a micro-batch; where tensors are copies, the float layer's and the
-   * candidate's tensors too), and the scaled copy of the layer beside its packed linears after them.
+   * The largest of: the pass measuring every site's input magnitudes (a micro-batch's forward pass and
+   * one projection's masked |x| beside it); a scale site's search, which holds for one micro-batch the
+   * site's inputs (float32: its largest micro-batch's rows × 14,336 at Llama-3-8B's down_proj), the float
+   * module's output and a candidate's (rows × hidden each) beside the module's forward pass, the
+   * candidate values of the site's linears (float32; where tensors are copies, also their tensors and the
+   * float layer's) and every exponent's scales; and after them the scaled copy of the layer beside its
+   * packed linears.
    */
   memory(s) {
     const shapes = layerTensorShapes(s.config);
     const copy = s.copies ? layerFloatBytes(s.config) : 0;
-    let peak: MethodMemory = { bytes: layerFloatBytes(s.config) + layerPackedBytes(s.config, s.grid), tensors: 0, what: 'awq\'s scaled and packed layer' };
-    for (const site of scaleSites(shapes)) {
-      const inputs = shapes.get(`${site.input}.weight`)![1];
-      const tensors = 4 * s.tokens * (inputs + 2 * s.config.hidden_size) + s.forward + 2 * copy;
-      let candidate = 0;
-      for (const l of site.site.linears) {
-        const [rows, cols] = shapes.get(l)!;
-        candidate += 2 * 4 * rows * cols + packedBytes(rows, cols, specFor(s.grid, cols));
+    const sites = scaleSites(shapes);
+    const width = (input: string) => shapes.get(`${input}.weight`)![1];
+    const measuring = s.forward + copy + 2 * 4 * s.batchRows * Math.max(...sites.map((site) => width(site.input)));
+    let peak: MethodMemory = { bytes: measuring, tensors: measuring, what: 'awq\'s pass measuring its sites\' inputs' };
+    const folding = layerFloatBytes(s.config) + layerPackedBytes(s.config, s.grid);
+    if (folding > peak.bytes) peak = { bytes: folding, tensors: 0, what: 'awq\'s scaled and packed layer' };
+    for (const site of sites) {
+      const inputs = width(site.input);
+      const candidates = site.site.linears.reduce((a, l) => a + 4 * shapes.get(l)!.reduce((x, d) => x * d, 1), 0);
+      const scales = 8 * (s.params.grid as number) * inputs; // every exponent's scales, float64
+      const tensors = 4 * s.batchRows * (inputs + 2 * s.config.hidden_size) + s.forward + (s.copies ? copy + candidates : 0);
+      if (tensors + candidates + scales > peak.bytes) {
+        peak = { bytes: tensors + candidates + scales, tensors, what: `awq's search at ${site.input} (its ${inputs} inputs on a micro-batch of ${s.batchRows} rows)` };
       }
-      if (tensors + candidate > peak.bytes) peak = { bytes: tensors + candidate, tensors, what: `awq's search at ${site.input} (its ${inputs} inputs on ${s.tokens} calibration rows)` };
     }
     return peak;
   },

@@ -73,12 +73,13 @@ export const smoothquant: QuantMethod = {
     return { packed, floats: otherTensors(weights), stats };
   },
   /**
-   * The larger of: the layer's forward pass measuring the maxima (with the layer's tensors copied into the
-   * heap where tensors are copies), and the scaled copy of the layer's weights beside its packed linears.
+   * The larger of: the layer's forward pass measuring the maxima (a micro-batch's forward pass and one
+   * measured input's masked |x| beside it; the layer's tensors copied into the heap where tensors are
+   * copies), and the scaled copy of the layer's weights beside its packed linears.
    */
   memory(s) {
     const copy = s.copies ? layerFloatBytes(s.config) : 0;
-    const measuring = s.forward + copy;
+    const measuring = s.forward + copy + 2 * 4 * s.batchRows * s.config.hidden_size; // q_proj's and gate_proj's inputs are hidden-wide
     const folding = layerFloatBytes(s.config) + layerPackedBytes(s.config, s.grid);
     return measuring > folding
       ? { bytes: measuring, tensors: measuring, what: 'smoothquant\'s forward pass' }
