@@ -124,7 +124,7 @@ function masked(input: tf.Tensor, batch: CalibrationBatch): tf.Tensor2D {
 /** Values of a float32 operand or result per product in inputHessians (16 MB). */
 const HESSIAN_TILE = 1 << 22;
 
-/** Bytes inputHessians holds beside the Hessians and the forward pass: one product's tiles (an input slice, masked, and the result). */
+/** Bytes inputHessians holds beside the Hessians and the forward pass: one product's tiles (the masked inputs, their tensor where tensors are copies, and the result). */
 export const HESSIAN_SCRATCH_BYTES = 3 * 4 * HESSIAN_TILE;
 
 /**
@@ -141,12 +141,19 @@ export function inputHessians(config: LlamaConfig, set: CalibrationSet, w: Layer
     let h = out.get(name);
     if (!h) out.set(name, (h = new Float64Array(n * n)));
     const x = input.reshape([-1, n]) as tf.Tensor2D; // [b·T, in]
-    const mask = batch.mask.reshape([-1, 1]);
-    const step = Math.max(1, Math.floor(tile / Math.max(n, x.shape[0])));
+    const rows = x.shape[0];
+    const values = x.dataSync(), mask = batch.mask.dataSync();
+    const step = Math.max(1, Math.floor(tile / Math.max(n, rows)));
+    const left = new Float32Array(step * rows);
     for (let i0 = 0; i0 < n; i0 += step) {
       const i1 = Math.min(n, i0 + step);
-      // rows i0..i1 of Xᵀ·X: the masked columns i0..i1 against the whole input (padding rows are zero on one side, so on both)
-      const part = tidyValues(() => tf.matMul(tf.mul(tf.slice(x, [0, i0], [-1, i1 - i0]), mask), x, true, false)); // [i1 - i0, n]
+      // rows i0..i1 of Xᵀ·X: the masked inputs i0..i1, transposed here (tfjs' strided slices go element by element), against the
+      // whole input (padding rows are zero on one side, so on both)
+      for (let r = 0; r < rows; r++) {
+        const m = mask[r], o = r * n + i0;
+        for (let i = 0; i < i1 - i0; i++) left[i * rows + r] = m === 0 ? 0 : values[o + i];
+      }
+      const part = tidyValues(() => tf.matMul(tf.tensor2d(left.subarray(0, (i1 - i0) * rows), [i1 - i0, rows]), x)); // [i1 - i0, n]
       for (let i = i0; i < i1; i++) {
         const o = i * n, p = (i - i0) * n;
         for (let j = 0; j <= i; j++) h[o + j] += part[p + j];

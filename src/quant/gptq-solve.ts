@@ -149,8 +149,8 @@ function solve(w: ArrayLike<number>, rows: number, cols: number, u: Float64Array
 /** Values of a float32 operand or result per product in layerObjective (16 MB). */
 const OBJECTIVE_TILE = 1 << 22;
 
-/** Bytes layerObjective holds beside its [rows, cols] error (and the error's tensor where tensors are copies): a tile of H, the product, E's columns and their product. */
-export const OBJECTIVE_SCRATCH_BYTES = 4 * 4 * OBJECTIVE_TILE;
+/** Bytes layerObjective holds beside its [rows, cols] error (and the error's tensor where tensors are copies): a tile of H's columns, its tensor where tensors are copies, and the product. */
+export const OBJECTIVE_SCRATCH_BYTES = 3 * 4 * OBJECTIVE_TILE;
 
 /** Bytes GPTQ's column loop holds for a [rows, cols] linear beside the factor: W's columns in float64, the packed result, its group parameters (an object each, about 40 bytes) and the lazy block's errors. */
 export function solveBytes(rows: number, cols: number, spec: PackedSpec, blockSize: number): number {
@@ -158,22 +158,27 @@ export function solveBytes(rows: number, cols: number, spec: PackedSpec, blockSi
 }
 
 /**
- * The layer objective ‖(W − Q)·X‖² written with H = 2·X·Xᵀ: ½·Σ_rows (w − q)ᵀ·H·(w − q), in float32
- * (tfjs) for reports and tests, H's rows a tile at a time (`tile` values per operand at most; never
- * the whole n×n in float32).
+ * The layer objective ‖(W − Q)·X‖² written with H = 2·X·Xᵀ: ½·Σ_rows (w − q)ᵀ·H·(w − q), for reports
+ * and tests: the products E·H in float32 (tfjs), H's columns a tile at a time (`tile` values per
+ * operand at most; never the whole n×n in float32), summed against E in float64.
  */
 export function layerObjective(w: ArrayLike<number>, q: ArrayLike<number>, rows: number, cols: number, h: Float32Array | Float64Array, tile = OBJECTIVE_TILE): number {
   const e = new Float32Array(rows * cols);
   for (let i = 0; i < e.length; i++) e[i] = w[i] - q[i];
   const et = tf.tensor2d(e, [rows, cols]);
   const step = Math.max(1, Math.floor(tile / Math.max(rows, cols)));
+  const block = new Float32Array(cols * step);
   let sum = 0;
   try {
     for (let c0 = 0; c0 < cols; c0 += step) {
-      const c1 = Math.min(cols, c0 + step);
-      // E·H[:, c0:c1] = E·H[c0:c1, :]ᵀ (H symmetric), against E[:, c0:c1]
-      const hRows = Float32Array.from(h.subarray(c0 * cols, c1 * cols));
-      sum += tidyValues(() => tf.sum(tf.mul(tf.matMul(et, tf.tensor2d(hRows, [c1 - c0, cols]), false, true), tf.slice(et, [0, c0], [rows, c1 - c0]))))[0];
+      const w = Math.min(cols, c0 + step) - c0;
+      // E·H[:, c0:c1] (H's columns gathered here: tfjs' strided slices go element by element), against E[:, c0:c1]
+      for (let i = 0; i < cols; i++) for (let j = 0; j < w; j++) block[i * w + j] = h[i * cols + c0 + j];
+      const eh = tidyValues(() => tf.matMul(et, tf.tensor2d(block.subarray(0, cols * w), [cols, w]))); // [rows, w]
+      for (let r = 0; r < rows; r++) {
+        const o = r * cols + c0;
+        for (let j = 0; j < w; j++) sum += eh[r * w + j] * e[o + j];
+      }
     }
   } finally {
     et.dispose();
