@@ -13,7 +13,7 @@ import { tf } from '../src/runtime/tf.ts';
 import { initBackend } from '../src/runtime/backend.ts';
 import { layerTensorShapes, parseConfig, type LlamaConfig } from '../src/model/config.ts';
 import { dequantize, getCode, quantizeRtn, type PackedMatrix } from '../src/io/packed.ts';
-import { disposeCalibration, embedPrompts, inputHessians, layerWeights, type CalibrationSet } from '../src/quant/calibration.ts';
+import { disposeCalibration, embedPrompts, inputHessians, layerWeights, projectionInput, type CalibrationSet } from '../src/quant/calibration.ts';
 import { awq, roundScaled } from '../src/quant/methods/awq.ts';
 import { gptq } from '../src/quant/methods/gptq.ts';
 import { smoothquant } from '../src/quant/methods/smoothquant.ts';
@@ -176,4 +176,38 @@ test('GPTQ on a decoder layer equals the reference: each group\'s Hessian from t
       close([result.stats[p].loss], [want.loss], 1e-4, `${c.name}: GPTQ's loss on ${p}`);
     }
   }
+});
+
+test('GPTQ\'s Hessians are summed a block of rows at a time into float64: symmetric, and 2·XᵀX/N of the masked inputs whatever the block', () => {
+  const c = golden.cases[0];
+  const before = tf.memory().numTensors;
+  const { config, shapes, weights, calibration } = setup(c);
+  const w = layerWeights(weights, shapes);
+  try {
+    const names = ['self_attn.q_proj', 'mlp.down_proj'];
+    const whole = inputHessians(config, calibration, w, names);
+    const rowAtATime = inputHessians(config, calibration, w, names, 1); // a product per row of H
+    for (const name of names) {
+      // float64 reference from the projection's inputs, padding rows dropped
+      const n = whole.get(name)!.length ** 0.5;
+      const want = new Float64Array(n * n);
+      for (const batch of calibration.batches) {
+        const t = projectionInput(config, batch, w, name);
+        const x = t.dataSync(), mask = batch.mask.dataSync();
+        t.dispose();
+        for (let r = 0; r < mask.length; r++) {
+          if (mask[r] === 0) continue;
+          for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) want[i * n + j] += x[r * n + i] * x[r * n + j];
+        }
+      }
+      for (const [how, h] of [['whole', whole.get(name)!], ['row at a time', rowAtATime.get(name)!]] as const) {
+        for (let i = 0; i < n; i++) for (let j = 0; j < i; j++) assert.equal(h[i * n + j], h[j * n + i], `${name} (${how}): symmetric`);
+        close(h, Array.from(want, (v) => (2 * v) / calibration.tokens), 1e-5, `${name} (${how}): 2·XᵀX/N`);
+      }
+    }
+  } finally {
+    w.release();
+    disposeCalibration(calibration);
+  }
+  assert.equal(tf.memory().numTensors, before);
 });

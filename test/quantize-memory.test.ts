@@ -34,24 +34,31 @@ const w4g128 = (rows: number, cols: number) => rows * (cols / 2 + (cols / 128) *
 /** Float32 activations of a micro-batch of 8 prompts of T tokens through a layer: input and output, q/attn/k/v/residual/norm, the MLP's three, scores and softmax. */
 const forward = (T: number) => 4 * (2 * 8 * T * H + 8 * T * (2 * H + 2 * 1024 + 2 * H) + 8 * T * 3 * I + 2 * 8 * 32 * T * T);
 
-test('GPTQ at the Llama-3-8B shape: down_proj\'s Hessian and its solve, beside the linears done, the layer and its calibration states', () => {
+test('GPTQ at the Llama-3-8B shape: down_proj\'s Hessian in float64 while it accumulates, beside the linears done (packed and dequantized for the forward pass), down_proj\'s weights and the calibration states', () => {
   const prompts = Array.from({ length: 16 }, () => 512);
   assert.equal(paddedTokens(prompts, 8), 16 * 512);
   const e = estimateQuantize(llama3, bf16, cpu, work('gptq:w4g128', prompts));
   const states = 4 * 16 * 512 * (H + 1); // hidden states and masks
-  // q, k, v, o, gate, up are done when down_proj is solved: their dequantized float32 values and packed form
-  const done = [[H, H], [1024, H], [1024, H], [H, H], [I, H], [I, H]].reduce((a, [r, c]) => a + 4 * r * c + w4g128(r, c), 0);
+  // q, k, v, o, gate, up are done when down_proj's Hessian accumulates: packed, their float32 weights released,
+  // and their values dequantized again for the forward pass that feeds the Hessian
+  const done = [[H, H], [1024, H], [1024, H], [H, H], [I, H], [I, H]];
+  const packed = done.reduce((a, [r, c]) => a + w4g128(r, c), 0);
+  const values = done.reduce((a, [r, c]) => a + 4 * r * c, 0);
   const n = I;
-  // its Hessian (float32), the float64 copy factorised in place, the inversion's lower halves and their product (float64, (n/2)² each),
-  // the float32 copies of two halves and their product
-  const solve = 4 * n * n + 8 * n * n + 3 * 8 * (n / 2) ** 2 + 3 * 4 * (n / 2) ** 2;
-  assert.equal(solve, 4_315_938_816); // 4.3 GB for one linear
-  assert.match(e.parts[0].what, /gptq's Hessian and solver of mlp\.down_proj \(14336 inputs\)/);
-  assert.equal(e.parts[0].bytes, done + solve);
-  // while down_proj's Hessian accumulates (its sum, a batch's XᵀX, the new sum, and the forward pass) less is held
-  assert.ok(done + 3 * 4 * n * n + forward(512) < done + solve);
-  assert.equal(e.total, RUNTIME_OVERHEAD + layerF32 + states + done + solve);
-  assert.equal(e.total, 6_464_274_432);
+  const hessian = 8 * n * n; // float64, summed in place
+  assert.equal(hessian, 1_644_167_168);
+  const tiles = 3 * 4 * 2 ** 22; // one product's float32 tiles: an input slice, masked, and the result (16 MB each)
+  const accumulating = packed + values + hessian + forward(512) + tiles;
+  assert.match(e.parts[0].what, /gptq's Hessians of mlp\.down_proj \(14336 inputs\)/);
+  assert.equal(e.parts[0].bytes, accumulating);
+  // its solve holds less: the Hessian factorised in place, then GPTQ's and round to nearest's values [4096, 14336],
+  // the latter packed, the layer objective's error and its float32 tiles (four of 16 MB)
+  const solve = hessian + 3 * 4 * H * n + w4g128(H, n) + 4 * 4 * 2 ** 22;
+  assert.ok(packed + solve < accumulating);
+  // of the layer's float32 weights only down_proj's and the two norms are left then
+  assert.deepEqual(e.parts.find((p) => p.what === 'layer weights (float32)')?.bytes, 4 * H * I + 2 * 4 * H);
+  assert.equal(e.total, RUNTIME_OVERHEAD + 4 * H * I + 2 * 4 * H + states + accumulating);
+  assert.equal(e.total, 4_883_021_824);
 });
 
 test('AWQ, SmoothQuant and round to nearest at the Llama-3-8B shape, each at its own peak', () => {
@@ -100,9 +107,9 @@ test('the check names the fix: fewer calibration questions, a backend outside th
     assert.ok(kept(k) <= 5e9 && kept(2 * k) > 5e9, `${k}: ${kept(k)} ${kept(2 * k)}`);
     return true;
   });
-  // GPTQ's Hessians and their solve do not shrink with the calibration
-  assert.throws(() => assertQuantizeFits({ ...req, work: work('gptq:w4g128', long.slice(0, 16)) }),
-    /quantize needs about 6\.\d GB of RAM \(gptq's Hessians of mlp\.down_proj \(14336 inputs\) 5\.\d GB, .*\) but 6\.0 GB is available; use a machine with more memory/);
+  // GPTQ's Hessian, the layer's float32 values and the linears done do not shrink with the calibration: below them no count of questions fits
+  assert.throws(() => assertQuantizeFits({ ...req, work: work('gptq:w4g128', long.slice(0, 16)), available: 3e9 }),
+    /quantize needs about \d\.\d GB of RAM \(gptq's Hessians of mlp\.down_proj \(14336 inputs\) \d\.\d GB, .*\) but 3\.0 GB is available; use a machine with more memory/);
   // on wasm the tensors must fit the heap: another backend holds them in RAM
   assert.throws(() => assertQuantizeFits({ ...req, profile: backendProfile('wasm'), available: 40e9 }),
     /quantize needs \d+\.\d GB of tensors in the wasm heap \(limit 4\.3 GB\) .*; rerun with --backend (native|cpu) \(about \d+\.\d GB\)$/);
@@ -110,7 +117,7 @@ test('the check names the fix: fewer calibration questions, a backend outside th
   assert.equal(assertQuantizeFits({ ...req, available: null })!.total, estimateQuantize(llama3, bf16, cpu, req.work).total);
 });
 
-test('mka quantize, compress --quantize and a sweep\'s quantized points refuse an 8B config they cannot quantize before any work, in one line', async () => {
+test('mka quantize, compress --quantize and a sweep\'s quantized points refuse a config they cannot quantize before any work, in one line', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'mka-quantize-memory-'));
   const model = join(dir, 'llama3-8b');
   const { mkdirSync } = await import('node:fs');
@@ -119,12 +126,12 @@ test('mka quantize, compress --quantize and a sweep\'s quantized points refuse a
   copyFileSync('models/demo/tokenizer.json', join(model, 'tokenizer.json'));
   const data = join(dir, 'mmlu');
   await ensureBenchmark(data);
-  const env = { ...process.env, MKA_MEMORY_LIMIT: '4G' };
+  const env = { ...process.env, MKA_MEMORY_LIMIT: '3G' };
   const tensors = tf.memory().numTensors;
 
   const q = await runCliInProcess(['quantize', '--model', model, '--method', 'gptq', '--data', data, '--out', join(dir, 'q'), '--backend', 'cpu', '--quiet'], { env });
   assert.equal(q.status, 1, q.stderr);
-  assert.match(q.stderr, /^mka: quantize needs about 6\.\d GB of RAM \(gptq's Hessian and solver of mlp\.down_proj \(14336 inputs\) 5\.\d GB, .*\) but 4\.3 GB is available; use a machine with more memory \(the model is already quantized one layer at a time\)\n$/);
+  assert.match(q.stderr, /^mka: quantize needs about \d\.\d GB of RAM \(gptq's Hessians of mlp\.down_proj \(14336 inputs\) \d\.\d GB, .*\) but 3\.2 GB is available; use a machine with more memory \(the model is already quantized one layer at a time\)\n$/);
   assert.ok(!existsSync(join(dir, 'q')), 'nothing written');
   // round to nearest fits: the run goes on to find no weights
   const rtn = await runCliInProcess(['quantize', '--model', model, '--method', 'rtn', '--out', join(dir, 'r'), '--backend', 'cpu', '--quiet'], { env });
@@ -132,12 +139,24 @@ test('mka quantize, compress --quantize and a sweep\'s quantized points refuse a
   assert.match(rtn.stderr, /no model\.safetensors/);
 
   if (loadNativeAddon().addon) {
-    // streamed 16-bit calibration fits in 4 GB; the quantizer after it does not, and says so before the merge's pass loads anything
-    const c = await runCliInProcess(['compress', '--model', model, '--method', 'mka', '--remove', '2', '--data', data, '--quantize', 'gptq:w4g128', '--streaming',
-      '--out', join(dir, 'c'), '--backend', 'native', '--quiet'], { env });
+    // at this shape GPTQ fits where compress's own streamed 16-bit calibration fits: past both checks, the run finds no weights
+    const fits = await runCliInProcess(['compress', '--model', model, '--method', 'mka', '--remove', '2', '--data', data, '--quantize', 'gptq:w4g128', '--streaming',
+      '--out', join(dir, 'c'), '--backend', 'native', '--quiet'], { env: { ...env, MKA_MEMORY_LIMIT: '4G' } });
+    assert.match(fits.stderr, /^mka: .*no model\.safetensors/);
+    // at the Llama-3-70B layer shape (4 layers) the streamed calibration fits in 10 GB and GPTQ's Hessian of down_proj (28,672 inputs, 6.6 GB)
+    // does not: the quantizer after it says so in one line, before the merge's pass loads anything
+    const big = join(dir, 'llama70b');
+    mkdirSync(big);
+    writeFileSync(join(big, 'config.json'), JSON.stringify({ ...PAPER_SHAPES['llama70b-layer'], num_hidden_layers: 4 }));
+    copyFileSync('models/demo/tokenizer.json', join(big, 'tokenizer.json'));
+    const c = await runCliInProcess(['compress', '--model', big, '--method', 'mka', '--remove', '2', '--data', data, '--quantize', 'gptq:w4g128', '--streaming',
+      '--out', join(dir, 'c'), '--backend', 'native', '--quiet'], { env: { ...env, MKA_MEMORY_LIMIT: '10G' } });
     assert.equal(c.status, 1, c.stderr);
-    assert.match(c.stderr, /^mka: compress needs about 6\.\d GB of RAM \(gptq's Hessian and solver of mlp\.down_proj .* but 4\.3 GB is available; use a machine with more memory/);
+    assert.match(c.stderr, /^mka: compress needs about 1\d\.\d GB of RAM \(gptq's Hessians of mlp\.down_proj \(28672 inputs\) .* but 10\.7 GB is available; use a machine with more memory/);
     assert.equal(c.stderr.trim().split('\n').length, 1, c.stderr);
+    const alone = await runCliInProcess(['compress', '--model', big, '--method', 'mka', '--remove', '2', '--data', data, '--streaming', '--out', join(dir, 'c'), '--backend', 'native', '--quiet'],
+      { env: { ...env, MKA_MEMORY_LIMIT: '10G' } });
+    assert.match(alone.stderr, /^mka: .*no model\.safetensors/);
   }
 
   // a sweep holds its original beside each quantization: checked before the original is loaded
@@ -147,7 +166,7 @@ test('mka quantize, compress --quantize and a sweep\'s quantized points refuse a
     const opts = { model, data, out: join(dir, 's'), methods: ['reverse'], remove: [0], quantize: ['none', 'gptq:w4g128'], ntrain: 5 };
     await assert.rejects(checkSweepQuantizeFits(opts), (e: Error) => {
       // the original's weights as this backend holds them (16-bit on native, float32 on cpu), GPTQ's solve, the 4-bit model being built
-      assert.match(e.message, /^sweep needs about \d+\.\d GB of RAM \(original model (16\.1|32\.1) GB, gptq's Hessian and solver of mlp\.down_proj \(14336 inputs\) 5\.0 GB, quantized model 4\.\d GB, .*\) but 21\.5 GB is available; use a machine with more memory/);
+      assert.match(e.message, /^sweep needs about \d+\.\d GB of RAM \(original model (16\.1|32\.1) GB, quantized model 4\.\d GB, gptq's Hessians of mlp\.down_proj \(14336 inputs\) \d\.\d GB, .*\) but 21\.5 GB is available; use a machine with more memory/);
       return true;
     });
     process.env.MKA_MEMORY_LIMIT = '60G';

@@ -10,6 +10,7 @@ import type { LlamaConfig } from '../model/config.ts';
 import type { LayerWeights } from '../model/model.ts';
 import { runBlock, runBlockPart } from '../model/forward.ts';
 import { linear } from '../model/ops.ts';
+import { tidyValues } from '../runtime/read-out.ts';
 
 /** Right-padded hidden states of some prompts at one layer boundary. */
 export interface CalibrationBatch {
@@ -120,27 +121,46 @@ function masked(input: tf.Tensor, batch: CalibrationBatch): tf.Tensor2D {
   return tf.mul(input, batch.mask).reshape([-1, width]) as tf.Tensor2D;
 }
 
+/** Values of a float32 operand or result per product in inputHessians (16 MB). */
+const HESSIAN_TILE = 1 << 22;
+
+/** Bytes inputHessians holds beside the Hessians and the forward pass: one product's tiles (an input slice, masked, and the result). */
+export const HESSIAN_SCRATCH_BYTES = 3 * 4 * HESSIAN_TILE;
+
 /**
  * H = 2·X·Xᵀ / N over the calibration tokens of each named projection's input (X [in, N]): GPTQ's
- * Hessian of ‖W·X − Q·X‖², float32 [in, in] row-major by projection name.
+ * Hessian of ‖W·X − Q·X‖², float64 [in, in] row-major by projection name. Each batch's X·Xᵀ is
+ * computed in float32 (tfjs) a block of rows at a time (`tile` values per operand at most) and summed
+ * into the float64 matrix in place: no n×n tensor and no copy of the batch's inputs is made.
  */
-export function inputHessians(config: LlamaConfig, set: CalibrationSet, w: LayerWeights, projections: readonly string[]): Map<string, Float32Array> {
-  const acc = new Map<string, tf.Tensor>();
-  try {
-    runLayer(config, set, w, (name, input, _out, batch) => {
-      if (!projections.includes(name)) return;
-      const x = masked(input, batch); // [b*T, in]
-      acc.set(name, accumulate(acc.get(name) ?? null, tf.matMul(x, x, true, false))); // [in, in]
-    });
-    const out = new Map<string, Float32Array>();
-    for (const [name, t] of acc) {
-      const h = t.dataSync() as Float32Array;
-      out.set(name, h.map((v) => (2 * v) / set.tokens));
+export function inputHessians(config: LlamaConfig, set: CalibrationSet, w: LayerWeights, projections: readonly string[], tile = HESSIAN_TILE): Map<string, Float64Array> {
+  const out = new Map<string, Float64Array>();
+  runLayer(config, set, w, (name, input, _out, batch) => {
+    if (!projections.includes(name)) return;
+    const n = input.shape[input.shape.length - 1]!;
+    let h = out.get(name);
+    if (!h) out.set(name, (h = new Float64Array(n * n)));
+    const x = input.reshape([-1, n]) as tf.Tensor2D; // [b·T, in]
+    const mask = batch.mask.reshape([-1, 1]);
+    const step = Math.max(1, Math.floor(tile / Math.max(n, x.shape[0])));
+    for (let i0 = 0; i0 < n; i0 += step) {
+      const i1 = Math.min(n, i0 + step);
+      // rows i0..i1 of Xᵀ·X: the masked columns i0..i1 against the whole input (padding rows are zero on one side, so on both)
+      const part = tidyValues(() => tf.matMul(tf.mul(tf.slice(x, [0, i0], [-1, i1 - i0]), mask), x, true, false)); // [i1 - i0, n]
+      for (let i = i0; i < i1; i++) {
+        const o = i * n, p = (i - i0) * n;
+        for (let j = 0; j <= i; j++) h[o + j] += part[p + j];
+      }
     }
-    return out;
-  } finally {
-    for (const t of acc.values()) t.dispose();
+  });
+  for (const h of out.values()) {
+    const n = Math.round(Math.sqrt(h.length));
+    for (let i = 0; i < n; i++) {
+      for (let j = 0; j <= i; j++) h[i * n + j] = (2 * h[i * n + j]) / set.tokens;
+      for (let j = 0; j < i; j++) h[j * n + i] = h[i * n + j];
+    }
   }
+  return out;
 }
 
 /** Per input channel of each named projection: the mean and the maximum of |x| over the calibration tokens. */

@@ -13,9 +13,10 @@
  * act-order and groups they are computed from the original W before any update (AutoGPTQ's
  * static_groups), so a group stays a run of 32/64/128 consecutive inputs and the packed layout holds.
  */
-import { allocPacked, codeValue, dequantize, groupCount, groupParams, quantCode, setCode, setGroup, type GroupParams, type PackedMatrix, type PackedSpec } from '../io/packed.ts';
+import { allocPacked, packedBytes, codeValue, dequantize, groupCount, groupParams, quantCode, setCode, setGroup, type GroupParams, type PackedMatrix, type PackedSpec } from '../io/packed.ts';
 import { tf } from '../runtime/tf.ts';
-import { gemm, hessianInverseFactor, type View } from './linalg.ts';
+import { tidyValues } from '../runtime/read-out.ts';
+import { gemm, hessianInverseFactor, permuteSymmetric, restoreSymmetric, type View } from './linalg.ts';
 
 export interface GptqOptions {
   /** Fraction of the mean diagonal added to H (default 0.01). */
@@ -44,27 +45,48 @@ export interface GptqResult {
 
 /**
  * Quantizes w [rows, cols] (row-major) with GPTQ for inputs whose H = 2·X·Xᵀ is `h` [cols, cols]
- * (row-major; only read). Runs in float64 apart from large products (float32, see linalg.ts).
+ * (row-major). Runs in float64 apart from large products (float32, see linalg.ts). A float64 `h` is
+ * the factorisation's workspace (no n×n copy is made) and holds H again, bit for bit, when this
+ * returns or throws; a float32 one is copied into one.
  */
 export function gptqQuantize(w: ArrayLike<number>, rows: number, cols: number, h: Float32Array | Float64Array, spec: PackedSpec, opts: GptqOptions = {}): GptqResult {
   const blockSize = opts.blockSize ?? 128;
-  const g = spec.group;
   // inputs that never vary: GPTQ sets their weights to zero (they multiply zeros) and H_ii to 1 (in dampen)
   const dead = new Uint8Array(cols);
   for (let c = 0; c < cols; c++) dead[c] = h[c * cols + c] === 0 ? 1 : 0;
 
   const perm = Array.from({ length: cols }, (_, c) => c);
   if (opts.actOrder) perm.sort((a, b) => h[b * cols + b] - h[a * cols + a] || a - b);
-  const hp = opts.actOrder ? permuted(h, cols, perm) : h; // hessianInverseFactor works on a float64 copy
-  const { factor: u, damp, fraction } = hessianInverseFactor(hp, cols, opts.dampening ?? 0.01, opts.what ?? 'layer');
+  const a = h instanceof Float64Array ? h : Float64Array.from(h);
+  if (opts.actOrder) permuteSymmetric(a, cols, perm);
+  let diagonal: Float64Array | null = null;
+  try {
+    const f = hessianInverseFactor(a, cols, opts.dampening ?? 0.01, opts.what ?? 'layer');
+    diagonal = f.diagonal;
+    return { ...solve(w, rows, cols, a, spec, blockSize, !!opts.actOrder, dead, perm), damp: f.damp, dampening: f.fraction, dead: dead.reduce((x, v) => x + v, 0) };
+  } finally {
+    if (diagonal) restoreSymmetric(a, cols, diagonal);
+    if (opts.actOrder) {
+      const inverse = new Array<number>(cols);
+      perm.forEach((c, j) => (inverse[c] = j));
+      permuteSymmetric(a, cols, inverse);
+    }
+  }
+}
 
+/**
+ * GPTQ's column loop with `u`'s upper triangle and diagonal (the upper Cholesky factor of the dampened
+ * H⁻¹, its columns in `perm`'s order).
+ */
+function solve(w: ArrayLike<number>, rows: number, cols: number, u: Float64Array, spec: PackedSpec, blockSize: number, actOrder: boolean, dead: Uint8Array, perm: number[]): { packed: PackedMatrix; dequantized: Float32Array; loss: number } {
+  const g = spec.group;
   // wt[j] = column perm[j] of W, as a contiguous row of `rows` values
   const wt = new Float64Array(cols * rows);
   for (let r = 0; r < rows; r++) for (let j = 0; j < cols; j++) wt[j * rows + r] = dead[perm[j]] ? 0 : w[r * cols + perm[j]];
 
   const pm = allocPacked(rows, cols, spec);
   const params: GroupParams[] = new Array(rows * groupCount(cols, g));
-  const staticGroups = !!opts.actOrder && g !== cols;
+  const staticGroups = actOrder && g !== cols;
   if (staticGroups || g === cols) {
     // from the weights before any update (per-channel groups see the whole row at its first column anyway)
     const orig = new Float64Array(cols);
@@ -121,26 +143,40 @@ export function gptqQuantize(w: ArrayLike<number>, rows: number, cols: number, h
       gemm(-1, uBlock, true, errBlock, false, { a: wt, off: i2 * rows, ld: rows, rows: cols - i2, cols: rows });
     }
   }
-  return { packed: pm, dequantized: dequantize(pm), loss, damp, dampening: fraction, dead: dead.reduce((a, v) => a + v, 0) };
+  return { packed: pm, dequantized: dequantize(pm), loss };
 }
 
-/** P·H·Pᵀ for the column order `perm` (row-major copy). */
-function permuted(h: Float32Array | Float64Array, n: number, perm: number[]): Float64Array {
-  const out = new Float64Array(n * n);
-  for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) out[i * n + j] = h[perm[i] * n + perm[j]];
-  return out;
+/** Values of a float32 operand or result per product in layerObjective (16 MB). */
+const OBJECTIVE_TILE = 1 << 22;
+
+/** Bytes layerObjective holds beside its [rows, cols] error (and the error's tensor where tensors are copies): a tile of H, the product, E's columns and their product. */
+export const OBJECTIVE_SCRATCH_BYTES = 4 * 4 * OBJECTIVE_TILE;
+
+/** Bytes GPTQ's column loop holds for a [rows, cols] linear beside the factor: W's columns in float64, the packed result, its group parameters (an object each, about 40 bytes) and the lazy block's errors. */
+export function solveBytes(rows: number, cols: number, spec: PackedSpec, blockSize: number): number {
+  return 8 * rows * cols + packedBytes(rows, cols, spec) + 40 * rows * groupCount(cols, spec.group) + 8 * blockSize * rows;
 }
 
 /**
  * The layer objective ‖(W − Q)·X‖² written with H = 2·X·Xᵀ: ½·Σ_rows (w − q)ᵀ·H·(w − q), in float32
- * (tfjs) for reports and tests.
+ * (tfjs) for reports and tests, H's rows a tile at a time (`tile` values per operand at most; never
+ * the whole n×n in float32).
  */
-export function layerObjective(w: ArrayLike<number>, q: ArrayLike<number>, rows: number, cols: number, h: Float32Array | Float64Array): number {
+export function layerObjective(w: ArrayLike<number>, q: ArrayLike<number>, rows: number, cols: number, h: Float32Array | Float64Array, tile = OBJECTIVE_TILE): number {
   const e = new Float32Array(rows * cols);
   for (let i = 0; i < e.length; i++) e[i] = w[i] - q[i];
-  return tf.tidy(() => {
-    const et = tf.tensor2d(e, [rows, cols]);
-    const eh = tf.matMul(et, tf.tensor2d(Float32Array.from(h), [cols, cols])); // [rows, cols]
-    return tf.sum(tf.mul(eh, et)).dataSync()[0] / 2;
-  });
+  const et = tf.tensor2d(e, [rows, cols]);
+  const step = Math.max(1, Math.floor(tile / Math.max(rows, cols)));
+  let sum = 0;
+  try {
+    for (let c0 = 0; c0 < cols; c0 += step) {
+      const c1 = Math.min(cols, c0 + step);
+      // E·H[:, c0:c1] = E·H[c0:c1, :]ᵀ (H symmetric), against E[:, c0:c1]
+      const hRows = Float32Array.from(h.subarray(c0 * cols, c1 * cols));
+      sum += tidyValues(() => tf.sum(tf.mul(tf.matMul(et, tf.tensor2d(hRows, [c1 - c0, cols]), false, true), tf.slice(et, [0, c0], [rows, c1 - c0]))))[0];
+    }
+  } finally {
+    et.dispose();
+  }
+  return sum / 2;
 }

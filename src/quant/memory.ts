@@ -9,17 +9,18 @@
  *  - a table (embedding, lm_head) quantized by round to nearest: its values as the source reads them
  *    (stored bytes from a checkpoint, float32 from a model in memory) and its packed form; with
  *    --keep-embeddings, its stored bytes as they are copied;
- *  - a decoder layer quantized: its tensors widened to float32 (LayerJob.weights), the calibration
- *    prompts' hidden states at its input (right-padded micro-batches, float32, and their masks), and
- *    the method's own peak (QuantMethod.memory, declared beside each method's code) or, when larger, a
- *    tensor being read (its float32 values and their copy);
- *  - the next layer's inputs computed (not after the last layer): the layer's float32 weights, the
- *    hidden states (each micro-batch's replaced by its output as it is computed), a micro-batch's
- *    forward pass, the packed linears and, for methods that calibrate on the quantized layers (GPTQ),
- *    their dequantized values; where tensors are copies (the wasm heap), the layer's tensors once more;
+ *  - a decoder layer quantized: its tensors widened to float32 (LayerJob.weights, less what the method
+ *    has released by its peak), the calibration prompts' hidden states at its input (right-padded
+ *    micro-batches, float32, and their masks), and the method's own peak (QuantMethod.memory, declared
+ *    beside each method's code) or, when larger, a tensor being read (its float32 values and their copy);
+ *  - the next layer's inputs computed (not after the last layer): the layer's float32 weights (for
+ *    methods that calibrate on the quantized layers, GPTQ, only its norms: it has released its linears),
+ *    the hidden states (each micro-batch's replaced by its output as it is computed), a micro-batch's
+ *    forward pass, the packed linears and, for GPTQ, their dequantized values; where tensors are copies
+ *    (the wasm heap), the layer's tensors once more;
  * plus the runtime's fixed share and what the caller holds meanwhile (a sweep's original model and the
- * quantized model it builds). It counts live bytes: RSS runs a little higher where freed JavaScript arrays
- * wait for V8's collection (GPTQ at the Llama-3-8B shape: 6.53 GB measured against 6.4 GB, docs/quantization.md).
+ * quantized model it builds). It counts live bytes: RSS runs higher where freed JavaScript arrays wait
+ * for V8's collection (docs/quantization.md compares it with measured peaks).
  */
 import { type LlamaConfig, layerTensorShapes } from '../model/config.ts';
 import { estimateMemory, gb, availableMemory, overflow, RUNTIME_OVERHEAD, type MemoryProfile, type StoredBytes } from '../model/memory-estimate.ts';
@@ -28,7 +29,7 @@ import { packedBytes, type PackedSpec } from '../io/packed.ts';
 import { UserError } from '../runtime/errors.ts';
 import { flag, type OptionSpec } from '../runtime/options.ts';
 import { BACKEND_OPTION } from '../runtime/backend-choice.ts';
-import { layerFloatBytes, layerPackedBytes, type LayerMemoryShape } from './method.ts';
+import { layerFloatBytes, layerPackedBytes, linearShapes, type LayerMemoryShape } from './method.ts';
 import { getQuantMethod, type Quantization } from './registry.ts';
 import { MAX_CALIBRATION_TOKENS, tableSpecs } from './quantize.ts';
 import { CALIBRATION_MICRO_BATCH } from './calibration.ts';
@@ -106,6 +107,9 @@ export function estimateQuantize(config: LlamaConfig, stored: StoredBytes, profi
   const largest = Math.max(...[...layerTensorShapes(config).values()].map((s) => s.reduce((a, d) => a * d, 1)));
   const weights = { what: 'layer weights (float32)', bytes: layerF32, tensors: 0 };
   const input = { what: 'calibration states', bytes: states, tensors: states };
+  // a method calibrated on the quantized layers releases each linear's float32 weights once it is done with it (LayerJob.release)
+  const kept = (bytes: number) => ({ ...weights, bytes });
+  const after = method.calibration === 'quantized' ? kept(layerF32 - linearShapes(config).reduce((a, l) => a + 4 * l.rows * l.cols, 0)) : weights;
 
   const phases: HeldBytes[][] = [];
   // the tables, one at a time
@@ -119,12 +123,12 @@ export function estimateQuantize(config: LlamaConfig, stored: StoredBytes, profi
       : [{ what: `${name.replace(/\.weight$/, '')} copied`, bytes: read, tensors: 0 }]);
   }
   // a layer quantized by the method (or read)
-  phases.push([weights, input, own.bytes >= 8 * largest ? own : { what: 'a tensor read (float32 and its copy)', bytes: 8 * largest, tensors: 0 }]);
+  phases.push(own.bytes >= 8 * largest ? [kept(own.weights ?? layerF32), input, own] : [weights, input, { what: 'a tensor read (float32 and its copy)', bytes: 8 * largest, tensors: 0 }]);
   // the next layer's inputs
   if (prompts && config.num_hidden_layers > 1) {
     const values = method.calibration === 'quantized' ? layerF32 : 0;
     phases.push([
-      weights, input, { what: 'forward pass', bytes: forward, tensors: forward }, { what: 'packed layer', bytes: packed, tensors: 0 },
+      after, input, { what: 'forward pass', bytes: forward, tensors: forward }, { what: 'packed layer', bytes: packed, tensors: 0 },
       ...(values ? [{ what: 'quantized layer (float32)', bytes: values, tensors: 0 }] : []),
       ...(copies ? [{ what: 'layer tensors', bytes: layerF32 + values, tensors: layerF32 + values }] : []),
     ]);

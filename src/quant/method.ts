@@ -37,6 +37,12 @@ export interface LayerJob {
   layer: number;
   /** The layer's float tensors by suffix (`self_attn.q_proj.weight`, `input_layernorm.weight`, ...), HF layout. */
   weights: Map<string, Float32Array>;
+  /**
+   * When given, a method calls it with a linear's suffix once it no longer needs that linear's float
+   * values, and the driver drops them from `weights` (GPTQ, so that the linears done are not held beside
+   * the next one's solve); absent when the driver needs the float layer afterwards.
+   */
+  release?(suffix: string): void;
   /** Shapes of the layer's tensors by suffix (config.ts layerTensorShapes). */
   shapes: ReadonlyMap<string, number[]>;
   /** The packing of each linear (by weight suffix). */
@@ -84,6 +90,8 @@ export interface MethodMemory {
   tensors: number;
   /** What the bytes are, for the memory check's message ("gptq's Hessian and solver of mlp.down_proj (14336 inputs)"). */
   what: string;
+  /** Bytes of the layer's float32 weights (LayerJob.weights) still held then, when the method has released some (default: all of them). */
+  weights?: number;
 }
 
 export interface QuantMethod {
@@ -99,7 +107,7 @@ export interface QuantMethod {
   /** Throws a UserError when the method cannot quantize to `grid` (e.g. SmoothQuant is 8-bit per channel). */
   checkGrid(grid: QuantGrid): void;
   quantizeLayer(job: LayerJob): LayerResult | Promise<LayerResult>;
-  /** What quantizeLayer holds at its peak beyond the layer's float32 weights and calibration states (each method beside its code). */
+  /** What quantizeLayer holds at its peak beyond the layer's float32 weights (as much of them as it still holds) and calibration states (each method beside its code). */
   memory(shape: LayerMemoryShape): MethodMemory;
 }
 

@@ -195,6 +195,8 @@ export function quantizedSource(input: QuantizeInput): QuantizedSource {
     const result = await method.quantizeLayer({
       config, layer: i, weights, shapes, spec: (suffix) => specFor(q.grid, shapes.get(suffix)![1]),
       calibration, params: q.params, log,
+      // the next layer's inputs come from the float layer only for methods calibrated on it
+      release: method.calibration === 'float' ? undefined : (suffix) => weights.delete(suffix),
     });
     if (calibration && i + 1 < L) {
       // the next layer's inputs: through this layer as quantized, or as it was (float)

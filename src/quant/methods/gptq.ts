@@ -9,8 +9,9 @@
  */
 import type { PackedMatrix } from '../../io/packed.ts';
 import { UserError } from '../../runtime/errors.ts';
-import { inputHessians, layerWeights } from '../calibration.ts';
-import { gptqQuantize, layerObjective } from '../gptq-solve.ts';
+import { HESSIAN_SCRATCH_BYTES, inputHessians, layerWeights } from '../calibration.ts';
+import { gptqQuantize, layerObjective, OBJECTIVE_SCRATCH_BYTES, solveBytes } from '../gptq-solve.ts';
+import { factorScratchBytes } from '../linalg.ts';
 import { dequantize, packedBytes, quantizeRtn } from '../../io/packed.ts';
 import { layerFloatBytes, linearShapes, otherTensors, specFor, type MethodMemory, type QuantMethod } from '../method.ts';
 
@@ -18,6 +19,9 @@ import { layerFloatBytes, linearShapes, otherTensors, specFor, type MethodMemory
 const SEQUENTIAL_GROUPS = [
   ['self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj'], ['self_attn.o_proj'], ['mlp.gate_proj', 'mlp.up_proj'], ['mlp.down_proj'],
 ];
+
+/** The projection whose input `p` shares (the first of its group): its Hessian's name. */
+const inputOf = (p: string) => SEQUENTIAL_GROUPS.find((g) => g.includes(p))![0];
 
 export const gptq: QuantMethod = {
   name: 'gptq',
@@ -36,7 +40,6 @@ export const gptq: QuantMethod = {
     if (!cal) throw new Error('gptq needs calibration inputs');
     const blockSize = job.params['block-size'] as number;
     if (!Number.isInteger(blockSize)) throw new UserError(`gptq's block size ${blockSize}: must be a whole number of columns`);
-    const current = new Map(job.weights); // quantized linears replace their float values as they are done
     const packed = new Map<string, PackedMatrix>();
     const stats: Record<string, Record<string, number>> = {};
     const notes: Record<string, number> = {};
@@ -45,9 +48,10 @@ export const gptq: QuantMethod = {
     };
     const groups = job.params['true-sequential'] ? SEQUENTIAL_GROUPS : [SEQUENTIAL_GROUPS.flat()];
     for (const group of groups) {
-      const inputs = [...new Set(group.map((p) => SEQUENTIAL_GROUPS.find((g) => g.includes(p))![0]))]; // one Hessian per shared input
-      const w = layerWeights(current, job.shapes);
-      let hessians: Map<string, Float32Array>;
+      const inputs = [...new Set(group.map(inputOf))]; // one Hessian per shared input
+      // the layer with the linears done so far quantized (their values dequantized again, only while the Hessians accumulate)
+      const w = layerWeights(new Map([...job.shapes.keys()].map((s) => [s, packed.has(s) ? dequantize(packed.get(s)!) : job.weights.get(s)!])), job.shapes);
+      let hessians: Map<string, Float64Array>;
       try {
         hessians = inputHessians(job.config, cal, w, inputs);
       } finally {
@@ -56,7 +60,7 @@ export const gptq: QuantMethod = {
       for (const p of group) {
         const suffix = `${p}.weight`;
         const [rows, cols] = job.shapes.get(suffix)!;
-        const h = hessians.get(SEQUENTIAL_GROUPS.find((g) => g.includes(p))![0])!;
+        const h = hessians.get(inputOf(p))!; // the factorisation's workspace: H again when gptqQuantize returns
         const original = job.weights.get(suffix)!;
         const spec = job.spec(suffix);
         const r = gptqQuantize(original, rows, cols, h, spec, {
@@ -64,47 +68,54 @@ export const gptq: QuantMethod = {
         });
         const rtn = dequantize(quantizeRtn(original, rows, cols, spec));
         packed.set(suffix, r.packed);
-        current.set(suffix, r.dequantized);
         stats[p] = { loss: r.loss, objective: layerObjective(original, r.dequantized, rows, cols, h), objective_rtn: layerObjective(original, rtn, rows, cols, h), damp: r.damp, dampening: r.dampening, dead_inputs: r.dead };
         note(`linears whose calibration Hessian needed more dampening than ${job.params.dampening} (up to ${r.dampening}) to be positive definite`, r.dampening > (job.params.dampening as number) ? 1 : 0);
         note('inputs of linears that never vary on the calibration prompts (their weights set to zero, as GPTQ does)', r.dead);
+        if (!group.slice(group.indexOf(p) + 1).some((q) => inputOf(q) === inputOf(p))) hessians.delete(inputOf(p)); // p was its last user
+        job.release?.(suffix);
       }
     }
     return { packed, floats: otherTensors(job.weights), stats, notes };
   },
   /**
-   * Per group of projections, in quantizeLayer's order, beside the linears already done (their
-   * dequantized float32 values and packed form): while the group's Hessians accumulate, the layer's
-   * forward pass, each Hessian's n×n float32 sum (n its inputs) and, for one of them, a batch's XᵀX and
-   * the new sum (where tensors are copies, also the layer's tensors); then the Hessians (n² float32 each),
-   * and for each linear [rows, n] the largest phase of its solve (gptq-solve.ts, linalg.ts): the float64
-   * copy of H factorised in place (8n²) beside the blocked inversion's lower halves and their product
-   * (6n²) and one float32 product of the halves (3n²); the factor beside W's columns in float64, the
-   * packed result and its values (8n² + 12·rows·n); the layer objective's float32 H and four [rows, n]
-   * float32 arrays (4n² + 16·rows·n). At Llama-3-8B's down_proj (n = 14,336) the solve alone is 4.3 GB.
+   * Per group of projections, in quantizeLayer's order, beside the packed linears already done: while
+   * the group's Hessians accumulate, the layer's float32 values (the linears done dequantized again),
+   * its tensors where they are copies, the forward pass, each Hessian in float64 (8n², n its inputs) and
+   * a product's tiles (calibration.ts); then for each linear [rows, n], beside its Hessian, the largest
+   * phase of its solve: the factorisation's scratch (the Hessian is factorised in place, linalg.ts), the
+   * column loop (gptq-solve.ts solveBytes) and the result's values (4·rows·n), or GPTQ's and round to
+   * nearest's values, the latter's packed form, and the layer objective's error and tiles. A linear's
+   * float32 weights are released once it is done (LayerJob.release). At Llama-3-8B's down_proj
+   * (n = 14,336) the Hessian is 1.6 GB.
    */
   memory(s) {
     const lin = new Map(linearShapes(s.config).map((l) => [l.suffix.replace(/\.weight$/, ''), l]));
     const groups = s.params['true-sequential'] ? SEQUENTIAL_GROUPS : [SEQUENTIAL_GROUPS.flat()];
-    const copy = s.copies ? layerFloatBytes(s.config) : 0;
-    let done = 0;
+    const blockSize = s.params['block-size'] as number;
+    const layer = layerFloatBytes(s.config);
+    const copy = s.copies ? layer : 0;
+    let done = 0; // packed bytes of the linears done
+    let released = 0; // their float32 bytes, gone from LayerJob.weights
     let peak: MethodMemory = { bytes: 0, tensors: 0, what: '' };
     const consider = (bytes: number, tensors: number, what: string) => {
-      if (bytes > peak.bytes) peak = { bytes, tensors, what };
+      if (bytes > peak.bytes) peak = { bytes, tensors, what, weights: layer - released };
     };
     for (const group of groups) {
-      const widths = [...new Set(group.map((p) => SEQUENTIAL_GROUPS.find((g) => g.includes(p))![0]))].map((i) => lin.get(i)!.cols);
-      const sums = widths.reduce((a, n) => a + 4 * n * n, 0);
-      const widest = Math.max(...widths);
-      const accumulating = s.forward + copy + sums + 2 * 4 * widest * widest;
-      // then each sum is read out and scaled into a new array before the tensors are freed
-      consider(done + Math.max(accumulating, 2 * sums), accumulating, `gptq's Hessians of ${group.join(', ')} (${widest} inputs)`);
+      const inputs = [...new Set(group.map(inputOf))];
+      let hessians = inputs.reduce((a, i) => a + 8 * lin.get(i)!.cols ** 2, 0);
+      const widest = Math.max(...inputs.map((i) => lin.get(i)!.cols));
+      const tensors = copy + s.forward + HESSIAN_SCRATCH_BYTES;
+      consider(done + released + hessians + tensors, tensors, `gptq's Hessians of ${group.join(', ')} (${widest} inputs)`);
       for (const p of group) {
         const { rows, cols: n } = lin.get(p)!;
-        const pm = packedBytes(rows, n, specFor(s.grid, n));
-        const solve = Math.max(17 * n * n, 8 * n * n + 12 * rows * n + pm, 4 * n * n + 16 * rows * n);
-        consider(done + sums + solve, 0, `gptq's Hessian and solver of ${p} (${n} inputs)`);
-        done += 4 * rows * n + pm;
+        const spec = specFor(s.grid, n);
+        const pm = packedBytes(rows, n, spec);
+        const values = 4 * rows * n;
+        const solve = Math.max(factorScratchBytes(n), solveBytes(rows, n, spec, blockSize) + values, 3 * values + pm + (s.copies ? values : 0) + OBJECTIVE_SCRATCH_BYTES);
+        consider(done + hessians + solve, 0, `gptq's Hessian and solver of ${p} (${n} inputs)`);
+        done += pm;
+        released += values;
+        if (!group.slice(group.indexOf(p) + 1).some((q) => inputOf(q) === inputOf(p))) hessians -= 8 * n * n;
       }
     }
     return peak;
