@@ -8,7 +8,7 @@
 import { tf } from '../runtime/tf.ts';
 import type { LlamaConfig } from '../model/config.ts';
 import type { LayerWeights } from '../model/model.ts';
-import { runBlock, runBlockPart, type ProjectionTap } from '../model/forward.ts';
+import { runBlock, runBlockPart } from '../model/forward.ts';
 import { linear } from '../model/ops.ts';
 import { tidyValues } from '../runtime/read-out.ts';
 
@@ -225,9 +225,4 @@ export function moduleOutput(config: LlamaConfig, batch: CalibrationBatch, w: La
 /** Σ (a − b)² over all elements (float32 sum, read out). */
 export function squaredError(a: tf.Tensor, b: tf.Tensor): number {
   return tf.tidy(() => tf.sum(tf.squaredDifference(a, b)).dataSync()[0]);
-}
-
-/** Frees tensors. */
-export function disposeTensors(ts: readonly tf.Tensor[]): void {
-  for (const t of ts) t.dispose();
 }
