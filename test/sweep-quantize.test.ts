@@ -119,7 +119,7 @@ test('sweep --quantize refuses a malformed quantization before any work', async 
   assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
 });
 
-test('sweep --keep-models rewrites what an interrupted run left and a kept model of other settings, keeps a finished one, and refuses a directory mka did not write', async () => {
+test('sweep --keep-models rewrites what an interrupted run left and a kept model of other settings or another plan, keeps a finished one, and refuses a directory mka did not write', async () => {
   const data = join(root, 'demo-mmlu');
   await ensureBenchmark(data);
   const out = join(root, 'kept');
@@ -157,6 +157,17 @@ test('sweep --keep-models rewrites what an interrupted run left and a kept model
   assert.equal(JSON.parse(readFileSync(older, 'utf8')).quantization_config.tables['model.embed_tokens.weight'].bits, 8, 'the older kept model is rewritten');
   assert.equal(statSync(join(models, 'reverse-2', 'model.safetensors')).mtimeMs, finished);
   assert.deepEqual(readdirSync(models).sort(), ['original-quantize-rtn-w4g32', 'reverse-2', 'reverse-2-quantize-rtn-w4g32']);
+
+  // a kept model of another plan with the same layer count (a run with other settings): mka's, but not this point's
+  const mergeFile = join(models, 'reverse-2', 'merge.json');
+  const merge = readFileSync(mergeFile, 'utf8');
+  const record = JSON.parse(merge);
+  record.layer_sources = [...record.layer_sources].reverse();
+  writeFileSync(mergeFile, JSON.stringify(record));
+  recompute('reverse-2');
+  const replanned = await runCli(sweep);
+  assert.equal(replanned.status, 0, replanned.stderr);
+  assert.equal(readFileSync(mergeFile, 'utf8'), merge, 'the kept model of another plan is rewritten');
 
   // where a point's model goes, a directory mka did not write is refused before any work, and left as it is
   rmSync(join(models, name), { recursive: true });

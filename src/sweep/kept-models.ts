@@ -12,6 +12,8 @@ import { join } from 'node:path';
 import { UserError } from '../runtime/errors.ts';
 import { MARKER_FILE, isOwnOutput } from '../io/output-dir.ts';
 import type { Quantization } from '../quant/registry.ts';
+import type { CompressionPlan } from '../compress/merge-plan.ts';
+import { planSummary } from '../compress/plan-file.ts';
 import { pointName, type PointId } from './points.ts';
 import { KEEP_MODELS } from './options.ts';
 import { flag } from '../runtime/options.ts';
@@ -21,8 +23,21 @@ export function keptModelDir(out: string, p: PointId): string {
   return join(out, 'models', pointName(p));
 }
 
-/** Whether config.json of `dir` is that of the point: its layer count and its quantization (none, or the same method, grid, embedding bits and parameters). */
-function holdsPoint(dir: string, layers: number, q: Quantization | null): boolean {
+/**
+ * Whether `dir` holds the point's model: config.json's layer count and quantization (none, or the same
+ * method, grid, embedding bits and parameters), and with a `plan` merge.json's method and layer sources.
+ */
+function holdsPoint(dir: string, layers: number, q: Quantization | null, plan?: CompressionPlan | null): boolean {
+  if (plan) {
+    let record: { method?: unknown; layer_sources?: unknown };
+    try {
+      record = JSON.parse(readFileSync(join(dir, 'merge.json'), 'utf8'));
+    } catch {
+      return false;
+    }
+    const expected = planSummary(plan);
+    if (record.method !== expected.method || JSON.stringify(record.layer_sources) !== JSON.stringify(expected.layer_sources)) return false;
+  }
   let config: { num_hidden_layers?: unknown; quantization_config?: Record<string, unknown> | null };
   try {
     config = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8'));
@@ -39,10 +54,11 @@ function holdsPoint(dir: string, layers: number, q: Quantization | null): boolea
 
 /**
  * Whether point p's model must be written to models/NAME (`layers`: the point's decoder layers, `q` its
- * quantization): true when the directory is absent or empty or holds another model mka wrote, false when
- * it holds this point's. Throws a one-line UserError when something mka did not write is there.
+ * quantization, `plan` its merge when known): true when the directory is absent or empty or holds another
+ * model mka wrote, false when it holds this point's. Throws a one-line UserError when something mka did not
+ * write is there.
  */
-export function keptModelNeeded(out: string, p: PointId, layers: number, q: Quantization | null): boolean {
+export function keptModelNeeded(out: string, p: PointId, layers: number, q: Quantization | null, plan?: CompressionPlan | null): boolean {
   const dir = keptModelDir(out, p);
   if (!existsSync(dir)) return true;
   if (!statSync(dir).isDirectory()) throw new UserError(`${dir}: is a file, where ${flag(KEEP_MODELS)} writes the model of point ${pointName(p)}; move it away and rerun`);
@@ -50,5 +66,5 @@ export function keptModelNeeded(out: string, p: PointId, layers: number, q: Quan
   if (!isOwnOutput(dir, 'hf-model')) {
     throw new UserError(`${dir}: holds files mka did not write (no ${MARKER_FILE} of a model directory), where ${flag(KEEP_MODELS)} writes the model of point ${pointName(p)}; move that directory away and rerun`);
   }
-  return !holdsPoint(dir, layers, q);
+  return !holdsPoint(dir, layers, q, plan);
 }

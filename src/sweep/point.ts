@@ -134,7 +134,7 @@ export async function pointModel(ctx: SweepContext, p: PointId): Promise<{ model
   // the prompts openSweep drew for its memory check (the same for every calibrating method)
   const calibration = getQuantMethod(q.method).calibration !== 'none' && ctx.quantCalibration ? ctx.quantCalibration : await quantCalibration(ctx.opts.model, q, ctx.opts);
   const kept = keptModelDir(ctx.opts.out, p);
-  if (ctx.opts.keepModels && keptModelNeeded(ctx.opts.out, p, ctx.layers - p.removed, q)) {
+  if (ctx.opts.keepModels && keptModelNeeded(ctx.opts.out, p, ctx.layers - p.removed, q, plan)) {
     // written as `mka quantize` writes it, from the same tensors the sweep evaluates (a worker that finds it written quantizes in memory only)
     const files = plan ? planFiles(ctx.opts.model, plan, 'float32', kept) : {};
     const { model } = await quantizeSourceTo(source, {
@@ -258,7 +258,7 @@ export async function runPoint(ctx: SweepContext, p: PointId, ro: RunPointOption
   const built = ro.model ? { model: ro.model, plan: p.method === 'original' ? null : await pointPlan(ctx, p) } : await pointModel(ctx, p);
   try {
     // (a quantized point's model is written by pointModel, as it is quantized)
-    if (opts.keepModels && built.plan && !pointQuantization(p) && keptModelNeeded(opts.out, p, ctx.layers - p.removed, null)) {
+    if (opts.keepModels && built.plan && !pointQuantization(p) && keptModelNeeded(opts.out, p, ctx.layers - p.removed, null, built.plan)) {
       await writeCompressed(ctx.original, built.plan, keptModelDir(opts.out, p), { log: () => {} });
     }
     const e = (await evaluatePoint(ctx, p, built.model))!;
