@@ -108,13 +108,6 @@ export function advanceLayer(config: LlamaConfig, set: CalibrationSet, w: LayerW
   }
 }
 
-/** Adds `part` to the kept accumulator `acc` (or starts it), freeing the old one. */
-function accumulate(acc: tf.Tensor | null, part: tf.Tensor): tf.Tensor {
-  const next = tf.keep(acc ? tf.add(acc, part) : part.clone());
-  acc?.dispose();
-  return next;
-}
-
 /** Rows of a projection input [b, T, in] at real tokens only (padding zeroed), as [b·T, in]. */
 function masked(input: tf.Tensor, batch: CalibrationBatch): tf.Tensor2D {
   const width = input.shape[input.shape.length - 1]!;
@@ -170,28 +163,32 @@ export function inputHessians(config: LlamaConfig, set: CalibrationSet, w: Layer
   return out;
 }
 
-/** Per input channel of each named projection: the mean and the maximum of |x| over the calibration tokens. */
+/**
+ * Per input channel of each named projection: the mean and the maximum of |x| over the calibration
+ * tokens, from one pass of the layer (w) over every batch (the mean as the sum of each batch's sums).
+ */
 export function inputMagnitudes(config: LlamaConfig, set: CalibrationSet, w: LayerWeights, projections: readonly string[]): Map<string, { mean: Float32Array; max: Float32Array }> {
-  const sums = new Map<string, tf.Tensor>(), maxes = new Map<string, tf.Tensor>();
+  const sums = new Map<string, tf.Tensor[]>(projections.map((p) => [p, []])), maxes = new Map<string, tf.Tensor>();
   try {
     runLayer(config, set, w, (name, input, _out, batch) => {
-      if (!projections.includes(name)) return;
+      if (!sums.has(name)) return;
       tf.tidy(() => { // |x| is freed at once, not with the rest of the batch's pass
-        const a = tf.abs(masked(input, batch)); // [b*T, in], padding 0
-        sums.set(name, accumulate(sums.get(name) ?? null, tf.sum(a, 0)));
-        const m = tf.max(a, 0);
+        const a = tf.abs(tf.mul(input, batch.mask)); // [b, T, in], padding 0
+        sums.get(name)!.push(tf.keep(tf.sum(a, [0, 1])));
+        const m = tf.max(a.reshape([-1, a.shape[a.shape.length - 1]!]), 0);
         const prev = maxes.get(name);
         maxes.set(name, tf.keep(prev ? tf.maximum(prev, m) : m.clone()));
         prev?.dispose();
       });
     });
     const out = new Map<string, { mean: Float32Array; max: Float32Array }>();
-    for (const [name, s] of sums) {
-      out.set(name, { mean: (s.dataSync() as Float32Array).map((v) => v / set.tokens), max: Float32Array.from(maxes.get(name)!.dataSync() as Float32Array) });
+    for (const [name, parts] of sums) {
+      if (!parts.length) continue;
+      out.set(name, { mean: tidyValues(() => tf.addN(parts)).map((v) => v / set.tokens), max: Float32Array.from(maxes.get(name)!.dataSync() as Float32Array) });
     }
     return out;
   } finally {
-    for (const t of [...sums.values(), ...maxes.values()]) t.dispose();
+    for (const t of [...[...sums.values()].flat(), ...maxes.values()]) t.dispose();
   }
 }
 

@@ -14,8 +14,7 @@
 import { tf } from '../../runtime/tf.ts';
 import { groupParams, quantCode, quantizeRtn, type PackedMatrix, type PackedSpec } from '../../io/packed.ts';
 import { layerTensorShapes } from '../../model/config.ts';
-import { layerWeights, moduleOutput, projectionInput, runLayer, squaredError, type CalibrationSet } from '../calibration.ts';
-import { tidyValues } from '../../runtime/read-out.ts';
+import { inputMagnitudes, layerWeights, moduleOutput, projectionInput, squaredError, type CalibrationSet } from '../calibration.ts';
 import type { LlamaConfig } from '../../model/config.ts';
 import type { LayerWeights } from '../../model/model.ts';
 import { foldScales, scaleSites } from '../fold.ts';
@@ -31,20 +30,6 @@ export function awqScales(meanAbs: ArrayLike<number>, alpha: number): Float64Arr
   }
   const norm = Math.sqrt(lo * hi);
   return s.map((v) => v / norm);
-}
-
-/** Mean |x| per input channel of each named projection over the real tokens, from one pass of the layer (w) over every batch. */
-function meanAbsInputs(config: LlamaConfig, cal: CalibrationSet, w: LayerWeights, projections: readonly string[]): Map<string, Float32Array> {
-  const sums = new Map<string, tf.Tensor[]>(projections.map((p) => [p, []]));
-  try {
-    runLayer(config, cal, w, (name, input, _out, batch) => {
-      // |x| is freed at once, not with the rest of the batch's pass
-      sums.get(name)?.push(tf.keep(tf.tidy(() => tf.sum(tf.abs(tf.mul(input, batch.mask)), [0, 1]))));
-    });
-    return new Map([...sums].map(([name, parts]) => [name, tidyValues(() => tf.addN(parts)).map((v) => v / cal.tokens)]));
-  } finally {
-    for (const parts of sums.values()) for (const t of parts) t.dispose();
-  }
 }
 
 /**
@@ -153,9 +138,9 @@ export const awq: QuantMethod = {
     const original = layerWeights(job.weights, job.shapes);
     const chosen: { site: AwqSite; s: Float64Array }[] = [];
     try {
-      const magnitudes = meanAbsInputs(job.config, cal, original, sites.map((s) => s.input));
+      const magnitudes = inputMagnitudes(job.config, cal, original, sites.map((s) => s.input));
       for (const site of sites) {
-        const meanAbs = magnitudes.get(site.input)!;
+        const meanAbs = magnitudes.get(site.input)!.mean;
         const losses = searchSite(job, cal, original, site, meanAbs, grid);
         let best = 0;
         for (let k = 1; k < grid; k++) if (losses[k] < losses[best] || Number.isNaN(losses[best])) best = k;
