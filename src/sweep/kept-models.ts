@@ -7,13 +7,14 @@
  * mka's that is another (a point stored by an older version, or an unreadable one), and refuses to
  * replace a directory mka did not write.
  */
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { UserError } from '../runtime/errors.ts';
 import { MARKER_FILE, isOwnOutput } from '../io/output-dir.ts';
 import type { Quantization } from '../quant/registry.ts';
 import type { CompressionPlan } from '../compress/merge-plan.ts';
-import { planSummary } from '../compress/plan-file.ts';
+import { planSummary, readMergeRecord } from '../compress/plan-file.ts';
+import { readConfig, type LlamaConfig } from '../model/config.ts';
 import { pointName, type PointId } from './points.ts';
 import { KEEP_MODELS } from './options.ts';
 import { flag } from '../runtime/options.ts';
@@ -28,24 +29,20 @@ export function keptModelDir(out: string, p: PointId): string {
  * method, grid, embedding bits and parameters), and with a `plan` merge.json's method and layer sources.
  */
 function holdsPoint(dir: string, layers: number, q: Quantization | null, plan?: CompressionPlan | null): boolean {
-  if (plan) {
-    let record: { method?: unknown; layer_sources?: unknown };
-    try {
-      record = JSON.parse(readFileSync(join(dir, 'merge.json'), 'utf8'));
-    } catch {
-      return false;
-    }
-    const expected = planSummary(plan);
-    if (record.method !== expected.method || JSON.stringify(record.layer_sources) !== JSON.stringify(expected.layer_sources)) return false;
+  let config: LlamaConfig, record: Record<string, unknown> | null;
+  try { // read as every command reads them; an unreadable file is mka's to rewrite
+    config = readConfig(dir);
+    record = plan ? readMergeRecord(dir) : null;
+  } catch (e) {
+    if (e instanceof UserError) return false;
+    throw e;
   }
-  let config: { num_hidden_layers?: unknown; quantization_config?: Record<string, unknown> | null };
-  try {
-    config = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8'));
-  } catch {
-    return false;
+  if (plan) {
+    const expected = planSummary(plan);
+    if (!record || record.method !== expected.method || JSON.stringify(record.layer_sources) !== JSON.stringify(expected.layer_sources)) return false;
   }
   if (config.num_hidden_layers !== layers) return false;
-  const qc = config.quantization_config ?? null;
+  const qc = (config.quantization_config ?? null) as Record<string, unknown> | null;
   if (!q || !qc) return !q && !qc;
   const tables = (qc.tables ?? {}) as Record<string, { bits?: number }>;
   return qc.method === q.method && qc.bits === q.grid.bits && qc.group_size === (q.grid.group === 'channel' ? -1 : q.grid.group) && qc.sym === q.grid.symmetric
