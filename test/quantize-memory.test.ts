@@ -19,7 +19,7 @@ import { checkSweepQuantizeFits } from '../src/sweep/context.ts';
 import { loadNativeAddon } from '../src/runtime/native-addon.ts';
 import { ensureBenchmark } from '../src/eval/mmlu/demo-benchmark.ts';
 import { PAPER_SHAPES } from '../scripts/make-paper-model.ts';
-import { PER_SUBJECT } from '../src/compress/options.ts';
+import { MICRO_BATCH, PER_SUBJECT } from '../src/compress/options.ts';
 import { runCliInProcess } from './cli-run.ts';
 
 const llama3 = parseConfig(PAPER_SHAPES['llama3-8b']);
@@ -106,6 +106,13 @@ test('GPTQ at the Llama-3-8B shape on 8 prompts of 2,048 tokens: micro-batches o
   // (micro-batches of 8 prompts held the pass of all eight: 4.7 GB where it is now 1.8 GB); --micro-batch 2 holds the pass of two
   const two = estimateQuantize(llama3, bf16, blocked, { ...work('gptq:w4g128', prompts), microBatch: 2 });
   assert.equal(two.total, e.total - (pass(3) - pass(2)));
+  // so where 5 GB is available the check names --micro-batch 2, which keeps every prompt, before fewer questions (--micro-batch 4 is
+  // the same micro-batches of 3, 3 and 2)
+  const req = { command: 'quantize', config: llama3, stored: bf16, profile: blocked, work: work('gptq:w4g128', prompts), perSubject: { option: PER_SUBJECT, value: 8 }, available: 5e9 };
+  assert.throws(() => assertQuantizeFits({ ...req, microBatch: MICRO_BATCH }), /but 5\.0 GB is available; rerun with --micro-batch 2 \(about 4\.6 GB\)$/);
+  // without --micro-batch (a sweep's point) fewer questions: 4 of the 8 are still a micro-batch of 3 (5.05 GB), 2 are one of 2
+  assert.equal(estimateQuantize(llama3, bf16, blocked, work('gptq:w4g128', prompts.slice(0, 2))).total, e.total - (6 / 8) * states - (pass(3) - pass(2)));
+  assert.throws(() => assertQuantizeFits(req), /but 5\.0 GB is available; rerun with --per-subject 2 \(about 4\.4 GB\)$/);
 });
 
 test('AWQ, SmoothQuant and round to nearest at the Llama-3-8B shape, each at its own peak', () => {
@@ -142,7 +149,7 @@ test('AWQ, SmoothQuant and round to nearest at the Llama-3-8B shape, each at its
   assert.equal(kept.total, RUNTIME_OVERHEAD + layerF32 + 8 * I * H);
 });
 
-test('the check names the fix: fewer calibration questions, a backend outside the wasm heap, or more memory', () => {
+test('the check names the fix: smaller micro-batches, fewer calibration questions, a backend outside the wasm heap, or more memory', () => {
   const long = Array.from({ length: 128 }, () => 640);
   const req = { command: 'quantize', config: llama3, stored: bf16, profile: cpu, work: work('awq:w4g128', long), perSubject: { option: PER_SUBJECT, value: 64 }, available: 6e9 };
   assert.throws(() => assertQuantizeFits({ ...req, available: 5e9 }), (e: Error) => {

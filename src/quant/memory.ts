@@ -164,8 +164,8 @@ function describe(e: QuantizeEstimate): string {
 
 /**
  * Throws a one-line UserError when quantizing cannot fit, naming the figure, the memory available and
- * what would make it fit (a backend outside the wasm heap, fewer calibration questions, smaller
- * micro-batches, or more memory); returns the estimate otherwise (null when the check is off).
+ * what would make it fit (a backend outside the wasm heap, smaller micro-batches, fewer calibration
+ * questions, or more memory); returns the estimate otherwise (null when the check is off).
  */
 export function assertQuantizeFits(req: QuantizeFitRequest): QuantizeEstimate | null {
   const available = req.available !== undefined ? req.available : availableMemory();
@@ -181,18 +181,19 @@ export function assertQuantizeFits(req: QuantizeFitRequest): QuantizeEstimate | 
     if (!overflowing(est(req.work, p), p)) throw new UserError(`${head}; rerun with ${flag(BACKEND_OPTION)} ${ram} (about ${gb(est(req.work, p).total)})`);
   }
   const prompts = req.work.prompts;
+  // smaller micro-batches first: they keep every calibration prompt (the same sums, in more passes)
+  if (prompts && req.microBatch) {
+    for (let m = Math.floor((req.work.microBatch ?? CALIBRATION_MICRO_BATCH) / 2); m >= 1; m = Math.floor(m / 2)) {
+      const w = { ...req.work, microBatch: m };
+      if (!overflowing(est(w), req.profile)) throw new UserError(`${head}; rerun with ${flag(req.microBatch)} ${m} (about ${gb(est(w).total)})`);
+    }
+  }
   const per = req.perSubject?.value ?? 0;
   if (prompts && req.perSubject && per > 1) {
     // the prompts come subject by subject, `per` of each: keep k of each subject's
     for (let k = Math.floor(per / 2); k >= 1; k = Math.floor(k / 2)) {
       const w = { ...req.work, prompts: prompts.filter((_, i) => i % per < k) };
       if (!overflowing(est(w), req.profile)) throw new UserError(`${head}; rerun with ${flag(req.perSubject.option)} ${k} (about ${gb(est(w).total)})`);
-    }
-  }
-  if (prompts && req.microBatch) {
-    for (let m = Math.floor((req.work.microBatch ?? CALIBRATION_MICRO_BATCH) / 2); m >= 1; m = Math.floor(m / 2)) {
-      const w = { ...req.work, microBatch: m };
-      if (!overflowing(est(w), req.profile)) throw new UserError(`${head}; rerun with ${flag(req.microBatch)} ${m} (about ${gb(est(w).total)})`);
     }
   }
   throw new UserError(`${head}; use a machine with more memory (the model is already quantized one layer at a time)`);
