@@ -1,12 +1,14 @@
 /**
  * Writes that never leave half-written output: everything goes to a temporary path next to the
- * target and is renamed into place only when complete.
+ * target and is renamed into place only when complete. The temporary path is removed when the write
+ * fails, and when the process exits or is ended by a signal during the write (src/io/cleanup.ts).
  */
 import { closeSync, existsSync, mkdirSync, openSync, renameSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { UserError } from '../runtime/errors.ts';
 import { type OutputKind, writeMarker } from './output-dir.ts';
+import { removeOnExit } from './cleanup.ts';
 
 /** A fresh sibling name for `target` (unique per call: two calls within one millisecond must not collide). */
 function tempName(target: string): string {
@@ -40,6 +42,7 @@ export async function atomicWriteFile(path: string, fill: (fd: number) => void |
   mkdirSync(dirname(path), { recursive: true });
   const tmp = tempName(path);
   const fd = openSync(tmp, 'w');
+  const dispose = removeOnExit(tmp);
   try {
     await fill(fd);
     closeSync(fd);
@@ -47,6 +50,8 @@ export async function atomicWriteFile(path: string, fill: (fd: number) => void |
     closeSync(fd);
     rmSync(tmp, { force: true });
     throw e;
+  } finally {
+    dispose();
   }
   moveIntoPlace(tmp, path);
 }
@@ -74,19 +79,33 @@ export async function atomicWriteDir(dir: string, fill: (tmpDir: string) => Prom
   mkdirSync(dirname(dir), { recursive: true });
   const tmp = tempName(dir);
   mkdirSync(tmp, { recursive: true });
+  const dispose = removeOnExit(tmp);
   try {
     await fill(tmp);
     if (kind) writeMarker(tmp, kind);
   } catch (e) {
     rmSync(tmp, { recursive: true, force: true });
     throw e;
+  } finally {
+    dispose();
   }
   if (existsSync(dir)) {
     const old = tempName(dir);
     renameSync(dir, old);
-    renameSync(tmp, dir);
+    try {
+      renameSync(tmp, dir);
+    } catch (e) {
+      renameSync(old, dir); // the earlier output stays as it was
+      rmSync(tmp, { recursive: true, force: true });
+      throw e;
+    }
     rmSync(old, { recursive: true, force: true });
   } else {
-    renameSync(tmp, dir);
+    try {
+      renameSync(tmp, dir);
+    } catch (e) {
+      rmSync(tmp, { recursive: true, force: true });
+      throw e;
+    }
   }
 }
