@@ -7,6 +7,8 @@
  */
 import { openSweep, prepareSweep } from './context.ts';
 import { joinSharedOutput } from '../io/output-dir.ts';
+import { flag } from '../runtime/options.ts';
+import { POINT } from './options.ts';
 import { calibrateSweep } from './calibrate.ts';
 import { runPoint } from './point.ts';
 import { parsePoint, pointLabel, sweepPoints } from './points.ts';
@@ -26,7 +28,7 @@ export function listSweepPoints(opts: SweepOptions): string[] {
 export async function runSweepPoint(opts: SweepOptions, id: string): Promise<SweepPoint | null> {
   const point = id === 'calibration' ? null : parsePoint(id, opts.methods, opts.remove, opts.quantize);
   const ctx = await openSweep(opts);
-  const writer = joinSharedOutput(opts.out, 'sweep', 'sweep --point');
+  const writer = joinSharedOutput(opts.out, 'sweep', `sweep ${flag(POINT)} ${id}`);
   if (writer.removed.length) opts.log?.(`sweep: removed ${writer.removed.length} temporary file${writer.removed.length === 1 ? '' : 's'} left in ${opts.out} by killed runs on this host`);
   try {
     if (!point) {
