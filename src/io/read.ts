@@ -108,6 +108,17 @@ export function readJsonObject(path: string, what: string): Record<string, unkno
   return v;
 }
 
+/**
+ * A JSON value for a one-line message, short whatever the file holds: numbers, booleans and null as
+ * written, a string quoted (cut after 40 characters), an array or object by its kind only (quoting them
+ * could take megabytes, or overflow the stack on deep nesting).
+ */
+export function showJson(v: unknown): string {
+  if (typeof v === 'string') return v.length > 40 ? `${JSON.stringify(v.slice(0, 37)).slice(0, -1)}..."` : JSON.stringify(v);
+  if (typeof v === 'number' || typeof v === 'boolean' || v === null) return String(v);
+  return v === undefined ? 'nothing' : describeJson(v);
+}
+
 /** "null", "an array", "a string", ... for messages. */
 export function describeJson(v: unknown): string {
   if (v === null) return 'null';

@@ -4,7 +4,7 @@
  * or the vocabulary of a GGUF model file (gguf.ts: encoding as llama.cpp does).
  */
 import { existsSync } from 'node:fs';
-import { readRegularFile } from '../io/read.ts';
+import { describeJson, isPlainObject, parseJsonText, readTextFile } from '../io/read.ts';
 import { join } from 'node:path';
 import { UserError } from '../runtime/errors.ts';
 import { isGgufFile } from '../gguf/reader.ts';
@@ -22,17 +22,16 @@ function readJson(file: string, required: boolean): Json | null {
     if (!required) return null;
     throw new UserError(`${file}: not found; the model directory needs a Hugging Face tokenizer.json (llama2.c tokenizers: \`mka convert-llama2c\`)`);
   }
-  const text = readRegularFile(file, 'tokenizer file').toString('utf8');
+  const what = 'tokenizer file';
   let raw: unknown;
   try {
-    raw = JSON.parse(text);
+    raw = parseJsonText(readTextFile(file, what), file, what);
   } catch (e) {
-    throw new UserError(`${file}: invalid JSON (${(e as Error).message}); re-download or re-convert it`);
+    // one line, with the fix: parseJsonText's message quotes the parser's first line only
+    throw e instanceof UserError ? new UserError(`${e.message}; re-download or re-convert it`) : e;
   }
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
-    throw new UserError(`${file}: expected a JSON object; re-download or re-convert it`);
-  }
-  return raw as Json;
+  if (!isPlainObject(raw)) throw new UserError(`${file}: expected a JSON object, not ${describeJson(raw)}; re-download or re-convert it`);
+  return raw;
 }
 
 /**
