@@ -4,16 +4,20 @@
 // no long file starts last. Every file runs under scripts/test-guard.mjs: a test without an assertion fails. Before a
 // full run, dist/ is rebuilt when a source is newer (`npm run build`), so the many `mka` processes the
 // tests start run compiled JavaScript rather than compiling src/ through tsx each time.
+// The run has a temporary root of its own, each file a TMPDIR in it (scripts/test-tmp.mjs, set by the guard):
+// a file that leaves anything there fails, and the run says so at the end; the root is removed either way.
 //   node scripts/run-tests.mjs                  every test (as `npm test` and CI run it)
 //   node scripts/run-tests.mjs --quick          the inner loop (`npm run test:quick`): the files that took under
 //                                               QUICK_SECONDS in the measured run of scripts/test-durations.json,
 //                                               and files it does not list yet (new ones)
 //   node scripts/run-tests.mjs test/foo.test.ts only these files
 // Other arguments are passed to `node --test` (e.g. --test-name-pattern=...).
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, relative, resolve, sep } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { leftovers, makePrivateTmp, privateName } from './test-tmp.mjs';
 
 const root = resolve(fileURLToPath(new URL('..', import.meta.url)));
 const cacheDir = join(root, 'node_modules', '.cache', 'mka-tests');
@@ -76,16 +80,31 @@ if (!named.length && !quick && distIsStale()) {
 
 mkdirSync(cacheDir, { recursive: true });
 const thisRun = join(cacheDir, `run-${process.pid}.json`);
+const realTmp = tmpdir();
+const runTmp = mkdtempSync(join(realTmp, 'mka-tests-'));
+chmodSync(runTmp, 0o755); // tests run mka as another user too: it must reach its file's directory
+makePrivateTmp(join(runTmp, 'run'), realTmp); // the test runner's own
+process.on('SIGINT', () => {}); // Ctrl-C ends the test processes (same process group); the root is removed below
+process.on('SIGTERM', () => {});
 const r = spawnSync(process.execPath, [
   '--import', 'tsx', '--import', join(root, 'scripts', 'test-guard.mjs'), '--test', `--test-concurrency=${concurrency}`,
   '--test-reporter=spec', '--test-reporter-destination=stdout',
   `--test-reporter=${join(root, 'scripts', 'test-durations.mjs')}`, `--test-reporter-destination=${thisRun}`,
   ...flags, ...files,
-], { stdio: 'inherit' });
+], { stdio: 'inherit', env: { ...process.env, TMPDIR: join(runTmp, 'run'), MKA_TEST_TMP: runTmp } });
 if (existsSync(thisRun)) {
   const run = readDurations(thisRun);
   const byKey = Object.fromEntries(Object.entries(run).map(([f, s]) => [key(f), Math.round(s * 100) / 100]));
   writeFileSync(durationsFile, JSON.stringify({ ...readDurations(durationsFile), ...byKey }, null, 1) + '\n');
   rmSync(thisRun, { force: true });
 }
-process.exit(r.status ?? 1);
+// what each file (or a process it started, also after the file ended) left in its temporary directory
+const fileOf = new Map(files.map((f) => [privateName(resolve(f), root), key(f)]));
+const leaks = readdirSync(runTmp).map((d) => [d, leftovers(join(runTmp, d))]).filter(([, left]) => left.length);
+for (const [d, left] of leaks) {
+  const who = d === 'run' ? 'the test runner' : fileOf.get(d) ?? d;
+  process.stderr.write(`run-tests: FAIL ${who} left in its temporary directory: ${left.join(', ')}\n`);
+}
+rmSync(runTmp, { recursive: true, force: true, maxRetries: 3 });
+const status = r.status ?? (r.signal === 'SIGINT' ? 130 : 1);
+process.exit(status || (leaks.length ? 1 : 0));

@@ -3,7 +3,27 @@
 // functions (assert.equal, assert.ok, assert.rejects, ...; `assert(x)` itself cannot be counted: write
 // assert.ok(x)). A test whose body calls t.skip() or t.todo(), or that runs subtests, is exempt (each
 // subtest is checked itself); so is a test declared with { skip } or { todo }, whose body never runs.
+// In a run of scripts/run-tests.mjs (MKA_TEST_TMP set), the file's process and the processes it starts get
+// a temporary directory of their own (TMPDIR), and the file fails when it leaves anything in it.
 import { createRequire, syncBuiltinESMExports } from 'node:module';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { leftovers, makePrivateTmp, privateName, realTmpOf } from './test-tmp.mjs';
+
+const runTmp = process.env.MKA_TEST_TMP;
+if (runTmp && process.env.NODE_TEST_CONTEXT && process.argv[1]) {
+  const file = process.argv[1];
+  const own = join(runTmp, privateName(file, resolve(fileURLToPath(new URL('..', import.meta.url)))));
+  makePrivateTmp(own, realTmpOf(runTmp));
+  process.env.TMPDIR = own;
+  process.on('exit', () => {
+    const left = leftovers(own);
+    if (!left.length) return;
+    process.stderr.write(`${file}: left ${left.length} entr${left.length === 1 ? 'y' : 'ies'} in its temporary directory ` +
+      `(${left.slice(0, 5).join(', ')}${left.length > 5 ? ', ...' : ''}): make temporary paths with scratchDir (test/scratch.ts)\n`);
+    process.exitCode = 1;
+  });
+}
 
 const require = createRequire(import.meta.url);
 const nodeTest = require('node:test');

@@ -5,15 +5,15 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { atomicWriteDir, atomicWriteFile, atomicWriteText } from '../src/io/atomic.ts';
 import { MARKER_FILE, markerKind } from '../src/io/output-dir.ts';
 import { UserError } from '../src/runtime/errors.ts';
+import { scratchDir } from './scratch.ts';
 
 test('atomicWriteDir replaces an existing directory, also when the fill takes under a millisecond', async () => {
-  const root = mkdtempSync(join(tmpdir(), 'mka-atomic-'));
+  const root = scratchDir('atomic');
   try {
     const dir = join(root, 'out');
     for (let i = 0; i < 50; i++) {
@@ -32,7 +32,7 @@ test('atomicWriteDir replaces an existing directory, also when the fill takes un
 });
 
 test('a file is not written over a directory, and no temporary file is left', async () => {
-  const root = mkdtempSync(join(tmpdir(), 'mka-atomic-'));
+  const root = scratchDir('atomic');
   try {
     const dir = join(root, 'a-dir');
     mkdirSync(dir);
@@ -46,7 +46,7 @@ test('a file is not written over a directory, and no temporary file is left', as
 });
 
 test('atomicWriteDir with a kind writes the output marker inside the new directory', async () => {
-  const root = mkdtempSync(join(tmpdir(), 'mka-atomic-'));
+  const root = scratchDir('atomic');
   try {
     const dir = join(root, 'out');
     await atomicWriteDir(dir, async (tmp) => { writeFileSync(join(tmp, 'model.json'), '{}'); }, 'tfjs-model');

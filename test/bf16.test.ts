@@ -7,8 +7,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { tf } from '../src/runtime/tf.ts';
 import { initBackend } from '../src/runtime/backend.ts';
@@ -24,6 +23,7 @@ import { loadMmlu } from '../src/eval/mmlu/data.ts';
 import { evaluateMmlu } from '../src/eval/mmlu/evaluate.ts';
 import { ensureBenchmark } from '../src/eval/mmlu/demo-benchmark.ts';
 import { maxAbsDiff, NO_SHARED, SHARED } from './helpers.ts';
+import { scratchDir } from './scratch.ts';
 
 const NO_NATIVE = loadNativeAddon().addon ? false : 'native addon not built: bf16 products need the native backend';
 const TINY = SHARED ? join(SHARED, 'fixtures/hf-tiny') : '';
@@ -142,7 +142,7 @@ test('bf16 products: an in-memory merge of a BF16 model computes in bf16 from fl
 });
 
 test('bf16 products: the demo model answers its MMLU questions as float32 does (>= 99%)', { skip: NO_NATIVE }, async () => {
-  const tmp = mkdtempSync(join(tmpdir(), 'mka-bf16-'));
+  const tmp = scratchDir('bf16');
   try {
     await ensureBenchmark(tmp);
     const data = loadMmlu(tmp, {});

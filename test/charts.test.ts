@@ -1,13 +1,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { inflateSync } from 'node:zlib';
 import {
   accuracySpec, categoriesSpec, chartToSvg, findChartFont, renderChart, similarityHeatmapSpec, sizeSpec, svgToPng,
 } from '../src/report/charts.ts';
 import { getSimilarityMetric } from '../src/compress/similarity/index.ts';
+import { scratchDir } from './scratch.ts';
 
 const NPIB = getSimilarityMetric('npib').scale;
 
@@ -80,7 +80,7 @@ const accRows = methods.flatMap((method, m) => [0, 2, 4, 6].map((k) => (
   { method, layersRemoved: k, ratio: k / 16, accuracy: 0.45 - (m + 1) * 0.01 * k })));
 
 test('renders the three charts to SVG and non-blank PNG', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'mka-charts-'));
+  const dir = scratchDir('charts');
   try {
     const npib = [[1, 0.8, null], [0.8, 1, 0.6], [null, 0.6, 1]];
     const sim = checkRendered(await renderChart(similarityHeatmapSpec(npib, 'toy NPIB', NPIB), join(dir, 'similarity')),
@@ -103,7 +103,7 @@ test('renders the three charts to SVG and non-blank PNG', async () => {
 });
 
 test('accuracy against model size: one line per method and quantization, error bars, labels', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'mka-charts-'));
+  const dir = scratchDir('charts');
   try {
     const rows = ['none', 'gptq:w4g32'].flatMap((quantize, qi) => [0, 2, 4].map((k) => ({
       series: 'mka', quantize, label: String(k), bytes: (qi ? 0.3e6 : 0.87e6) * (1 - k / 10), accuracy: 0.9 - 0.02 * k - 0.01 * qi, stderr: 0.005,
@@ -120,7 +120,7 @@ test('accuracy against model size: one line per method and quantization, error b
 });
 
 test('heatmap: all-null matrix and L > 16 (no cell labels) still render', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'mka-charts-'));
+  const dir = scratchDir('charts');
   try {
     checkRendered(await renderChart(similarityHeatmapSpec([[null, null], [null, null]], 'nulls', NPIB), join(dir, 'nulls')), ['grey cells']);
     const L = 20;
@@ -137,7 +137,7 @@ test('heatmap: all-null matrix and L > 16 (no cell labels) still render', async 
 });
 
 test('PNG text is actually drawn (a font was found)', { skip: !findChartFont() && 'no known font on this machine' }, async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'mka-charts-'));
+  const dir = scratchDir('charts');
   try {
     const textOnly = {
       background: 'white', width: 300, height: 60, data: { values: [{ t: 'MMLU accuracy' }] },

@@ -4,14 +4,14 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, writeFileSync, truncateSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync, truncateSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseConfig, expectedTensors } from '../src/model/config.ts';
 import { toFloat32, fromFloat32 } from '../src/io/safetensors.ts';
 import { loadModel, disposeModel } from '../src/model/model.ts';
 import { UserError } from '../src/runtime/errors.ts';
 import { writeRandomModel } from './random-model.ts';
+import { scratchDir } from './scratch.ts';
 
 const CONFIG = {
   architectures: ['LlamaForCausalLM'], model_type: 'llama', vocab_size: 32, hidden_size: 16, intermediate_size: 24,
@@ -30,7 +30,7 @@ function expectUserError(fn: () => unknown, ...parts: (string | RegExp)[]): void
   });
 }
 
-const root = mkdtempSync(join(tmpdir(), 'mka-ckpt-'));
+const root = scratchDir('ckpt');
 
 test('a valid model loads', async () => {
   const dir = join(root, 'ok');

@@ -7,7 +7,7 @@ export const CHROMIUM = [process.env.CHROMIUM, '/usr/bin/chromium', '/usr/bin/ch
 export const NO_CHROMIUM = CHROMIUM ? false : 'Chromium is not installed (/usr/bin/chromium; Debian: apt-get install chromium): browser test skipped';
 
 /**
- * Opens `url` in headless Chromium (a fresh profile under `tmp`) and resolves with `result`, which the
+ * Opens `url` in headless Chromium (a fresh profile and its temporary files under `tmp`) and resolves with `result`, which the
  * page settles (e.g. by posting to the server). Rejects, with the end of Chromium's stderr, when
  * Chromium exits first or nothing comes within `timeoutMs`. Chromium and its helpers are killed and
  * the profile removed either way.
@@ -17,7 +17,10 @@ export async function runInChromium<T>(url: string, result: Promise<T>, tmp: str
   const child = spawn(CHROMIUM!, [
     '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
     '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage', `--user-data-dir=${profile}`, url,
-  ], { stdio: ['ignore', 'ignore', 'pipe'], detached: true }); // own process group: its helpers end with it
+  ], {
+    stdio: ['ignore', 'ignore', 'pipe'], detached: true, // own process group: its helpers end with it
+    env: { ...process.env, TMPDIR: tmp }, // its temporary directories (org.chromium.*, left when killed) go in `tmp` (a short path: they hold sockets)
+  });
   let stderr = '';
   child.stderr!.on('data', (d) => (stderr += d));
   const gone = new Promise<void>((ok) => child.on('exit', () => ok()));

@@ -6,14 +6,14 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { ensureBenchmark } from '../src/eval/mmlu/demo-benchmark.ts';
 import { assertUserError, leftovers, runAllCli, runAllInProcess, runCli, runCliInProcess, tree, type CliResult } from './cli-run.ts';
+import { scratchDir } from './scratch.ts';
 
-const root = mkdtempSync(join(tmpdir(), 'mka-cli-errors-'));
+const root = scratchDir('cli-errors');
 const M = join(root, 'model');
 cpSync('models/demo', M, { recursive: true });
 const D = join(root, 'data');

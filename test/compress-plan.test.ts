@@ -7,8 +7,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { copyFileSync, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import YAML from 'yaml';
@@ -21,8 +20,9 @@ import { assertUserError, runAllInProcess } from './cli-run.ts';
 import { readSafetensors } from './helpers.ts';
 import { passthroughSlices } from '../src/compress/mergekit.ts';
 import { exportHf } from '../src/export/hf.ts';
+import { scratchDir } from './scratch.ts';
 
-const root = mkdtempSync(join(tmpdir(), 'mka-plan-'));
+const root = scratchDir('plan');
 const DEMO = 'models/demo';
 
 /** A random 5-layer model with the demo model's tokenizer. */

@@ -5,8 +5,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, existsSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { tf } from '../src/runtime/tf.ts';
 import { initBackend } from '../src/runtime/backend.ts';
@@ -26,6 +25,7 @@ import { modelSource } from '../src/weights/source.ts';
 import { convertLlama2c } from '../src/convert/llama2c.ts';
 import { randomModel } from './random-model.ts';
 import { maxAbsDiff, NO_SHARED, SHARED } from './helpers.ts';
+import { scratchDir } from './scratch.ts';
 
 const cfg = parseConfig({
   architectures: ['LlamaForCausalLM'], model_type: 'llama', vocab_size: 64, hidden_size: 32, intermediate_size: 48,
@@ -119,7 +119,7 @@ test('calibration: one forward pass for all layers; Grams, last states and block
 
 test('stories260K compressed by 1 and 2 layers with every method runs end to end', { skip: NO_SHARED }, async () => {
   await initBackend('auto'); // the pipeline, not a backend, is under test here: the fastest one built (native: 3x wasm)
-  const root = mkdtempSync(join(tmpdir(), 'mka-compress-'));
+  const root = scratchDir('compress');
   const base = join(root, 'stories260K');
   await convertLlama2c({ checkpoint: join(SHARED!, 'models/stories260K/stories260K.bin'), tokenizer: join(SHARED!, 'models/stories260K/tok512.bin'), out: base });
   for (const method of ['mka', 'reverse', 'shortgpt', 'angular']) {
@@ -151,7 +151,7 @@ test('default calibration size works on every shipped dataset; too few prompts f
   assert.equal(defaultPerSubject(57, 51), 1, 'MMLU: one question per subject, as the paper');
   assert.equal(defaultPerSubject(5, 51), 11, 'the demo benchmark: 5 subjects');
   assert.equal(defaultPerSubject(5, calibrationTarget({ ...DEFAULT_SIMILARITY, kEntropy: 5 })), 2);
-  const root = mkdtempSync(join(tmpdir(), 'mka-defaults-'));
+  const root = scratchDir('defaults');
   const data = join(root, 'demo-mmlu');
   await ensureBenchmark(data);
   // the README's command, with every default: 5 subjects x 11 questions

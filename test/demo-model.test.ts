@@ -4,11 +4,10 @@
  * drops as layers are removed. Runs on the default backend (native when built: the evaluation is the
  * same code on every backend, and 1,250 five-shot questions take several times longer on plain wasm).
  */
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { tf } from '../src/runtime/tf.ts';
 import { initBackend } from '../src/runtime/backend.ts';
 import { loadMmlu } from '../src/eval/mmlu/data.ts';
@@ -17,13 +16,13 @@ import { DEMO_SUBJECTS, ensureBenchmark } from '../src/eval/mmlu/demo-benchmark.
 import { dropLayers, scoreModel } from '../scripts/demo-training/score.ts';
 import { loadTokenizer } from '../src/tokenizer/tokenizer.ts';
 import { cardArchitecture } from '../scripts/demo-training/model-card.ts';
+import { scratchDir } from './scratch.ts';
 
 const MODEL_DIR = 'models/demo';
 
 await initBackend('auto');
-const DATA_DIR = join(mkdtempSync(join(tmpdir(), 'mka-demo-model-')), 'demo-mmlu');
+const DATA_DIR = join(scratchDir('demo-model'), 'demo-mmlu');
 await ensureBenchmark(DATA_DIR);
-after(() => rmSync(dirname(DATA_DIR), { recursive: true, force: true }));
 
 test('committed model: loads, matches its card; 5-shot accuracy recomputed here is >= 60% and drops as layers are removed', async () => {
   assert.ok(existsSync(join(MODEL_DIR, 'model.safetensors')), 'models/demo is committed');

@@ -6,9 +6,8 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
-import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { tf } from '../src/runtime/tf.ts';
 import { Tokenizer } from '@huggingface/tokenizers';
@@ -25,14 +24,14 @@ import { loadTokenizer } from '../src/tokenizer/tokenizer.ts';
 import { layerDropText } from '../scripts/demo-training/model-card.ts';
 import { demoConfig, documentBatcher, initialWeights, learningRateAt, trainModel, type Batch, type TrainSettings } from '../scripts/demo-training/train.ts';
 import { installWasmTrainingKernels } from '../scripts/demo-training/wasm-kernels.ts';
+import { scratchDir } from './scratch.ts';
 
 const MODEL_DIR = 'models/demo';
 
 await initBackend('wasm');
 /** This file's own copy of the demo benchmark (data/demo-mmlu is generated, not committed). */
-const DATA_DIR = join(mkdtempSync(join(tmpdir(), 'mka-demo-data-')), 'demo-mmlu');
+const DATA_DIR = join(scratchDir('demo-data'), 'demo-mmlu');
 await ensureBenchmark(DATA_DIR);
-after(() => rmSync(dirname(DATA_DIR), { recursive: true, force: true }));
 
 const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
 /** sha256 of every file of the benchmark of DEMO_BENCHMARK_SEED (path, newline, CSV text, in order). */
@@ -91,7 +90,7 @@ test('ensureBenchmark writes the benchmark when missing, edited or extended, lea
     assert.deepEqual(data.dev.get(s)!.map(strip), bench.dev.get(s)!.map(strip), s);
   }
 
-  const dir = join(mkdtempSync(join(tmpdir(), 'mka-ensure-')), 'demo-mmlu');
+  const dir = join(scratchDir('ensure'), 'demo-mmlu');
   try {
     await ensureBenchmark(dir);
     const facts = join(dir, 'test', 'demo_facts_test.csv');
@@ -160,7 +159,7 @@ test('committed tokenizer: "A" alone ends in the token that follows "Answer:", f
 });
 
 test('train-demo.ts: the same seed writes the same weights, tokenizer and scores; another seed does not (tiny model)', () => {
-  const tmp = mkdtempSync(join(tmpdir(), 'mka-train-'));
+  const tmp = scratchDir('train');
   try {
     const run = (name: string, seed: number, backend: string[] = ['--backend', 'wasm']) => {
       const out = join(tmp, name);

@@ -6,8 +6,7 @@
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { initBackend } from '../src/runtime/backend.ts';
@@ -20,10 +19,10 @@ import { NO_SHARED, SHARED } from './helpers.ts';
 import { serveDir } from './export-fixtures.ts';
 import { writeRandomModel } from './random-model.ts';
 import { NO_CHROMIUM, runInChromium } from './chromium.ts';
+import { scratchDir } from './scratch.ts';
 
 const TF_BUNDLE = fileURLToPath(new URL('../node_modules/@tensorflow/tfjs/dist/tf.min.js', import.meta.url));
-const TMP = mkdtempSync(join(tmpdir(), 'mka-export-browser-'));
-after(() => rmSync(TMP, { recursive: true, force: true, maxRetries: 5, retryDelay: 200 }));
+const TMP = scratchDir('export-browser');
 
 /** The page: loads each model with stock tfjs, predicts the next token after its ids, posts the results. */
 const PAGE = `<!doctype html>

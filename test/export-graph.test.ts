@@ -6,10 +6,9 @@
  * of the model whose weights mka rounded the same way (`quantizeModelWeights`, what
  * `eval --quantize` runs), with the same arg-max token at every position.
  */
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { tf } from '../src/runtime/tf.ts';
 import { initBackend } from '../src/runtime/backend.ts';
@@ -21,9 +20,9 @@ import { mulberry32 } from '../src/runtime/random.ts';
 import { NO_SHARED, SHARED } from './helpers.ts';
 import { serveDir } from './export-fixtures.ts';
 import { writeRandomModel } from './random-model.ts';
+import { scratchDir } from './scratch.ts';
 
-const TMP = mkdtempSync(join(tmpdir(), 'mka-export-graph-'));
-after(() => rmSync(TMP, { recursive: true, force: true }));
+const TMP = scratchDir('export-graph');
 
 const TINY = SHARED ? join(SHARED, 'fixtures/hf-tiny') : '';
 const STORIES = SHARED ? join(SHARED, 'models/stories260K') : '';

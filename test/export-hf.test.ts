@@ -3,10 +3,9 @@
  * index, a merged model computed on the fly, and streaming (one tensor read at a time, memory bounded
  * by a tensor and a shard, not by the model).
  */
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import v8 from 'node:v8';
 import vm from 'node:vm';
@@ -22,9 +21,9 @@ import { writeGraphModel } from '../src/export/graph-model.ts';
 import { checkpointSource, type TensorSource } from '../src/weights/source.ts';
 import { maxAbsDiff, NO_SHARED, SHARED } from './helpers.ts';
 import { tinyConfigJson, writeRandomModel } from './random-model.ts';
+import { scratchDir } from './scratch.ts';
 
-const TMP = mkdtempSync(join(tmpdir(), 'mka-export-hf-'));
-after(() => rmSync(TMP, { recursive: true, force: true }));
+const TMP = scratchDir('export-hf');
 const TINY = SHARED ? join(SHARED, 'fixtures/hf-tiny') : '';
 const IDS = [[1, 17, 33, 5, 9, 41, 77, 12], [3, 4, 5, 6, 7, 8, 9, 10]];
 

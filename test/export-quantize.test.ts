@@ -4,8 +4,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { tf } from '../src/runtime/tf.ts';
 import { initBackend } from '../src/runtime/backend.ts';
@@ -15,6 +14,7 @@ import { expectedTensors } from '../src/model/config.ts';
 import { forward } from '../src/model/forward.ts';
 import { mulberry32, normal } from '../src/runtime/random.ts';
 import { writeRandomModel } from './random-model.ts';
+import { scratchDir } from './scratch.ts';
 
 test('uint8 range covering zero is nudged so that zero is exact', () => {
   const r = affineRange(-1, 3, 8);
@@ -57,7 +57,7 @@ test('tfjs-core decodes mka\'s quantized bytes to exactly roundWeights() (float1
 
 test('quantizeModelWeights rounds every weight, resident or streamed, and leaves no tensors behind', async () => {
   await initBackend('wasm');
-  const tmp = mkdtempSync(join(tmpdir(), 'mka-quant-'));
+  const tmp = scratchDir('quant');
   try {
     const dir = join(tmp, 'm');
     await writeRandomModel(dir, {}, 2);

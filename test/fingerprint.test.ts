@@ -7,16 +7,16 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { closeSync, copyFileSync, mkdtempSync, openSync, readFileSync, statSync, utimesSync, writeFileSync, writeSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { closeSync, copyFileSync, openSync, readFileSync, statSync, utimesSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileSha256 } from '../src/io/fingerprint.ts';
 import { SafetensorsFile } from '../src/io/safetensors.ts';
 import { ensureBenchmark } from '../src/eval/mmlu/demo-benchmark.ts';
 import { writeRandomModel } from './random-model.ts';
 import { assertUserError, runCliInProcess } from './cli-run.ts';
+import { scratchDir } from './scratch.ts';
 
-const root = mkdtempSync(join(tmpdir(), 'mka-fingerprint-'));
+const root = scratchDir('fingerprint');
 const env = { ...process.env, XDG_CACHE_HOME: join(root, 'cache') };
 
 /** Overwrites `bytes` at `offset` of `file` and puts its mtime back, as a careless in-place edit would leave it. */

@@ -7,8 +7,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tf } from '../src/runtime/tf.ts';
 import { initBackend } from '../src/runtime/backend.ts';
@@ -23,6 +22,7 @@ import { modelSource } from '../src/weights/source.ts';
 import { ensureBenchmark } from '../src/eval/mmlu/demo-benchmark.ts';
 import { mulberry32, normal } from '../src/runtime/random.ts';
 import { readSafetensors } from './helpers.ts';
+import { scratchDir } from './scratch.ts';
 
 const cfg = parseConfig({
   architectures: ['LlamaForCausalLM'], model_type: 'llama', vocab_size: 64, hidden_size: 32, intermediate_size: 48,
@@ -109,7 +109,7 @@ test('fit-lambda finds the λ that reproduces the pair exactly: 0 when the first
 
 test('compress --fit-lambda: merge.json and the weights hold the fitted λ; a plan without λ is left as it is', async () => {
   await initBackend('wasm');
-  const root = mkdtempSync(join(tmpdir(), 'mka-fit-'));
+  const root = scratchDir('fit');
   const data = join(root, 'demo-mmlu');
   await ensureBenchmark(data);
   const out = join(root, 'mka-fit');

@@ -6,8 +6,7 @@
  */
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { copyFileSync, existsSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tf } from '../src/runtime/tf.ts';
 import { initBackend } from '../src/runtime/backend.ts';
@@ -15,6 +14,7 @@ import { runForward, topTokens } from '../src/model/inspect.ts';
 import { loadTokenizer } from '../src/tokenizer/tokenizer.ts';
 import { UserError } from '../src/runtime/errors.ts';
 import { assertUserError, runAllInProcess, runCliInProcess } from './cli-run.ts';
+import { scratchDir } from './scratch.ts';
 
 const MODEL = 'models/demo';
 const TEXT = 'Question: What is 2 + 3?\nA. 4\nB. 5\nC. 6\nD. 7\nAnswer:';
@@ -74,7 +74,7 @@ test('CLI: stdout holds the top 10 only; --top-k and --logits; a model without a
   assert.equal(f.top_k.length, 2);
   assert.equal(f.logits.length, 3);
 
-  const bare = mkdtempSync(join(tmpdir(), 'mka-forward-'));
+  const bare = scratchDir('forward');
   try {
     for (const f of ['config.json', 'model.safetensors']) copyFileSync(join(MODEL, f), join(bare, f));
     const ids = await runForward({ model: bare, ids: [1, 5, 9], topK: 2 });
@@ -86,7 +86,7 @@ test('CLI: stdout holds the top 10 only; --top-k and --logits; a model without a
 });
 
 test('commands that compute nothing with tfjs do not take --backend or --threads, on the command line or in a --config file', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'mka-nocompute-'));
+  const dir = scratchDir('nocompute');
   try {
     const config = join(dir, 'config.yaml');
     writeFileSync(config, 'backend: wasm\nthreads: 1\n');

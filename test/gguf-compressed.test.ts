@@ -13,8 +13,7 @@
  */
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tf } from '../src/runtime/tf.ts';
 import { initBackend } from '../src/runtime/backend.ts';
@@ -25,6 +24,7 @@ import { loadTokenizer } from '../src/tokenizer/tokenizer.ts';
 import { disposeModel, loadModel } from '../src/model/model.ts';
 import { generate } from '../src/model/generate.ts';
 import { MERGED_TYPES, makeMergedDemo, tensorShas } from './goldens/gguf/cases.ts';
+import { scratchDir } from './scratch.ts';
 
 const GOLDEN = JSON.parse(readFileSync('test/goldens/gguf/compressed.json', 'utf8'));
 const maxDiff = (a: number[], b: number[]) => a.reduce((m, x, i) => Math.max(m, Math.abs(x - b[i])), 0);
@@ -35,7 +35,7 @@ const files: Record<string, string> = {};
 
 before(async () => {
   await initBackend('wasm');
-  dir = mkdtempSync(join(tmpdir(), 'mka-gguf-compressed-'));
+  dir = scratchDir('gguf-compressed');
   merged = join(dir, 'merged');
   await makeMergedDemo('.', merged);
   for (const t of MERGED_TYPES) {
@@ -43,7 +43,6 @@ before(async () => {
     await exportGguf({ model: merged, out: files[t], type: t, quiet: true });
   }
 });
-process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
 
 test('the merged model\'s GGUF holds what llama.cpp\'s converter writes from it: 5 blocks, every tensor\'s bytes, the merge record', () => {
   const record = JSON.parse(readFileSync(join(merged, 'merge.json'), 'utf8'));

@@ -7,8 +7,7 @@
  */
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { exportGguf } from '../src/export/gguf.ts';
 import { readConfig } from '../src/model/config.ts';
@@ -19,17 +18,17 @@ import { GgmlType, ValueType } from '../src/gguf/format.ts';
 import { meta, writeGguf } from '../src/gguf/writer.ts';
 import { GgufFile } from '../src/gguf/reader.ts';
 import { assertUserError, runAllInProcess } from './cli-run.ts';
+import { scratchDir } from './scratch.ts';
 
 let dir: string;
 let good: Buffer;
 
 before(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'mka-gguf-errors-'));
+  dir = scratchDir('gguf-errors');
   const file = join(dir, 'demo.gguf');
   await exportGguf({ model: 'models/demo', out: file, type: 'q4_0', quiet: true });
   good = readFileSync(file);
 });
-process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
 
 /** Where a string (a key or tensor name, as GGUF writes it: u64 length then bytes) ends in the file. */
 function after(buf: Buffer, s: string): number {

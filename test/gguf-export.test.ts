@@ -16,8 +16,7 @@
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tf } from '../src/runtime/tf.ts';
 import { initBackend } from '../src/runtime/backend.ts';
@@ -36,6 +35,7 @@ import { DEMO_TYPES, tensorShas } from './goldens/gguf/cases.ts';
 import { ensureBenchmark, generateBenchmark } from '../src/eval/mmlu/demo-benchmark.ts';
 import { promptParts } from '../src/eval/mmlu/prompt.ts';
 import { assertUserError, runCliInProcess } from './cli-run.ts';
+import { scratchDir } from './scratch.ts';
 
 const DEMO = 'models/demo';
 const GOLDEN = JSON.parse(readFileSync('test/goldens/gguf/demo.json', 'utf8'));
@@ -47,13 +47,12 @@ const files: Record<string, string> = {};
 
 before(async () => {
   await initBackend('wasm');
-  dir = mkdtempSync(join(tmpdir(), 'mka-gguf-export-'));
+  dir = scratchDir('gguf-export');
   for (const t of DEMO_TYPES) {
     files[t] = join(dir, `demo-${t}.gguf`);
     await exportGguf({ model: DEMO, out: files[t], type: t as GgufOutType, quiet: true });
   }
 });
-process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
 
 test('every tensor is what llama.cpp\'s converter and gguf-py\'s quantizers write from the checkpoint, and the gguf package reads the metadata', () => {
   for (const t of DEMO_TYPES) {

@@ -10,8 +10,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { GGML_BLOCK, GgmlType, type ReadType, ValueType } from '../src/gguf/format.ts';
 import { GgufFile } from '../src/gguf/reader.ts';
@@ -21,12 +20,13 @@ import { permuteRows } from '../src/gguf/tensor-names.ts';
 import { llama3ScalingFromFactors, ropeFreqFactors, shortestFloat32, type HfConfigFields } from '../src/gguf/hparams.ts';
 import { fromFloat32 } from '../src/io/safetensors.ts';
 import { KQUANT_VALUES, QUANT_EDGE_VALUES } from './goldens/gguf/quant-values.ts';
+import { scratchDir } from './scratch.ts';
 
 const GOLDEN = JSON.parse(readFileSync('test/goldens/gguf/quantizers.json', 'utf8')) as { values_sha256: string; q8_0_hex: string; q4_0_hex: string };
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 
 test('the writer and the reader agree on every value type, tensor types, alignment and offsets', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'mka-gguf-'));
+  const dir = scratchDir('gguf');
   try {
     const file = join(dir, 'x.gguf');
     const f32 = Float32Array.from({ length: 96 }, (_, i) => i / 7 - 3);

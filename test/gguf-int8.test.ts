@@ -20,8 +20,7 @@
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tf } from '../src/runtime/tf.ts';
 import { initBackend } from '../src/runtime/backend.ts';
@@ -33,6 +32,7 @@ import { generate } from '../src/model/generate.ts';
 import { packedPath } from '../src/model/ops.ts';
 import { GgufFile } from '../src/gguf/reader.ts';
 import { INT8_MODEL_CASES, INT8_PRODUCTS, int8Product, makePackedDemo, makePaddedDemo } from './goldens/gguf/cases.ts';
+import { scratchDir } from './scratch.ts';
 
 const GOLDEN = JSON.parse(readFileSync('test/goldens/gguf/int8.json', 'utf8'));
 const addon = loadNativeAddon().addon;
@@ -82,7 +82,7 @@ const files: Record<string, string> = {};
 before(async () => {
   if (NO_NATIVE) return;
   await initBackend('native', { compute: 'float32' });
-  dir = mkdtempSync(join(tmpdir(), 'mka-gguf-int8-'));
+  dir = scratchDir('gguf-int8');
   const padded = join(dir, 'padded');
   await makePaddedDemo('.', padded);
   for (const c of INT8_MODEL_CASES) {
@@ -92,7 +92,6 @@ before(async () => {
     await exportGguf({ model, out: files[c.name], type: c.type, quiet: true });
   }
 });
-process.on('exit', () => dir && rmSync(dir, { recursive: true, force: true }));
 
 test('a GGUF whose every product is quantized gives llama.cpp\'s own logits (within 1e-4) and greedy tokens on mka\'s integer kernels', { skip: NO_NATIVE }, async () => {
   assert.match(packedPath(), /native integer kernels/);

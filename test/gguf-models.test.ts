@@ -11,8 +11,7 @@
  */
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { initBackend } from '../src/runtime/backend.ts';
 import { runForward } from '../src/model/inspect.ts';
@@ -25,6 +24,7 @@ import { GgufFile } from '../src/gguf/reader.ts';
 import { loadTokenizer } from '../src/tokenizer/tokenizer.ts';
 import { HF_TINY, STORIES_TYPES, convertStories, makeLlama3Tiny, tensorShas } from './goldens/gguf/cases.ts';
 import { NO_SHARED, SHARED } from './helpers.ts';
+import { scratchDir } from './scratch.ts';
 
 const golden = (name: string) => JSON.parse(readFileSync(`test/goldens/gguf/${name}`, 'utf8'));
 const maxDiff = (a: number[], b: number[]) => a.reduce((m, x, i) => Math.max(m, Math.abs(x - b[i])), 0);
@@ -32,9 +32,8 @@ const maxDiff = (a: number[], b: number[]) => a.reduce((m, x, i) => Math.max(m, 
 let dir: string;
 before(async () => {
   await initBackend('wasm');
-  dir = mkdtempSync(join(tmpdir(), 'mka-gguf-models-'));
+  dir = scratchDir('gguf-models');
 });
-process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
 
 async function exportTo(model: string, type: GgufOutType, name: string): Promise<string> {
   const out = join(dir, `${name}-${type}.gguf`);

@@ -16,8 +16,7 @@
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tf } from '../src/runtime/tf.ts';
 import { initBackend } from '../src/runtime/backend.ts';
@@ -31,6 +30,7 @@ import { disposeModel, loadModel, openModelDir } from '../src/model/model.ts';
 import { generate } from '../src/model/generate.ts';
 import { modelInfo } from '../src/model/info.ts';
 import { PACKED_CASES, makeMergedDemo, makePackedDemo } from './goldens/gguf/cases.ts';
+import { scratchDir } from './scratch.ts';
 
 const GOLDEN = JSON.parse(readFileSync('test/goldens/gguf/packed.json', 'utf8'));
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
@@ -43,7 +43,7 @@ const models: Record<string, string> = {}, files: Record<string, string> = {}, r
 
 before(async () => {
   await initBackend('wasm');
-  dir = mkdtempSync(join(tmpdir(), 'mka-gguf-packed-'));
+  dir = scratchDir('gguf-packed');
   const merged = join(dir, 'merged');
   await makeMergedDemo('.', merged);
   for (const c of PACKED_CASES) {
@@ -53,7 +53,6 @@ before(async () => {
     results[c.name] = await exportGguf({ model: models[c.name], out: files[c.name], type: c.type, quiet: true });
   }
 });
-process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
 
 test('packed weights go to GGUF as their own Q4_0/Q8_0/Q4_1 blocks: the same values exactly, nothing quantized again; the gguf package reads them so', () => {
   for (const c of PACKED_CASES) {

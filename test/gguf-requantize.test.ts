@@ -10,8 +10,7 @@
  */
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { initBackend } from '../src/runtime/backend.ts';
 import { exportGguf } from '../src/export/gguf.ts';
@@ -24,14 +23,14 @@ import { runForward } from '../src/model/inspect.ts';
 import { quantizeModel } from '../src/pipeline/quantize.ts';
 import { parseQuantization } from '../src/quant/registry.ts';
 import { roundHalf } from './helpers.ts';
+import { scratchDir } from './scratch.ts';
 
 const DEMO = 'models/demo';
 let dir: string;
 before(async () => {
   await initBackend('wasm');
-  dir = mkdtempSync(join(tmpdir(), 'mka-gguf-requant-'));
+  dir = scratchDir('gguf-requant');
 });
-process.on('exit', () => dir && rmSync(dir, { recursive: true, force: true }));
 
 /** Exports `model` as `type` into dir, returning the result and the lines it logged. */
 async function exportLogged(model: string, type: 'q8_0' | 'q4_0' | 'f32', name: string) {

@@ -3,18 +3,17 @@
  * with a "text" column) gives the perplexity of its split's rows joined by blank lines, as
  * `--text` on that file does; the subset must be named when several have the split.
  */
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parquetWriteBuffer } from 'hyparquet-writer';
 import { runCliInProcess } from './cli-run.ts';
 import { startFakeHub } from './hub-server.ts';
 import { resolveTextDataset } from '../src/hub/text.ts';
+import { scratchDir } from './scratch.ts';
 
-const TMP = mkdtempSync(join(tmpdir(), 'mka-hub-text-'));
-after(() => rmSync(TMP, { recursive: true, force: true }));
+const TMP = scratchDir('hub-text');
 
 const ROWS = ['', ' = Valkyria Chronicles III = ', '', ' Senjō no Valkyria 3 : Unrecorded Chronicles is a tactical role @-@ playing game . ', ''];
 const parquet = (rows: string[]) => Buffer.from(parquetWriteBuffer({ columnData: [{ name: 'text', data: rows, type: 'STRING' }] }));

@@ -6,14 +6,14 @@
  */
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { resolveModelDir } from '../src/hub/model.ts';
 import { runCliInProcess } from './cli-run.ts';
 import { startFakeHub, gitSha1, sha256, type FakeHub } from './hub-server.ts';
+import { scratchDir } from './scratch.ts';
 
-const TMP = mkdtempSync(join(tmpdir(), 'mka-hub-'));
+const TMP = scratchDir('hub');
 const SHA = 'a'.repeat(39) + '1';
 const demo = (f: string) => readFileSync(join('models/demo', f));
 const DEMO_FILES = {

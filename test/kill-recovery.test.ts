@@ -9,14 +9,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, watch, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, watch, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ensureBenchmark } from '../src/eval/mmlu/demo-benchmark.ts';
 import { lockPath, MARKER_FILE } from '../src/io/output-dir.ts';
 import { CLI, runCli, tree } from './cli-run.ts';
+import { scratchDir } from './scratch.ts';
 
-const root = mkdtempSync(join(tmpdir(), 'mka-kill-'));
+const root = scratchDir('kill');
 const D = join(root, 'data');
 await ensureBenchmark(D);
 const SUBJECT = readdirSync(join(D, 'test'))[0].replace(/_test\.csv$/, '');

@@ -7,8 +7,7 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tf } from '../src/runtime/tf.ts';
 import { initBackend } from '../src/runtime/backend.ts';
@@ -19,6 +18,7 @@ import { disposeCache, forward } from '../src/model/forward.ts';
 import { SafetensorsFile, writeSafetensors } from '../src/io/safetensors.ts';
 import { lmHeadLogits } from '../src/model/ops.ts';
 import { mulberry32 } from '../src/runtime/random.ts';
+import { scratchDir } from './scratch.ts';
 
 /** Bytes of the model's resident weights (float32 tensors and packed 16-bit ones). */
 function residentBytes(model: LlamaModel): number {
@@ -29,8 +29,7 @@ function residentBytes(model: LlamaModel): number {
 }
 
 const NO_NATIVE = loadNativeAddon().addon ? false : 'native addon not built: native backend tests skipped';
-const TMP = mkdtempSync(join(tmpdir(), 'mka-large-vocab-'));
-after(() => rmSync(TMP, { recursive: true, force: true }));
+const TMP = scratchDir('large-vocab');
 
 /** Writes a random-weight model directory (weights ~ U(-a, a), norms near 1) in `dtype`. */
 async function writeModel(dir: string, raw: Record<string, unknown>, dtype: 'BF16' | 'F32', seed: number): Promise<LlamaConfig> {

@@ -6,8 +6,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 import { tf } from '../src/runtime/tf.ts';
@@ -24,6 +23,7 @@ import { llama2cDecode, llama2cEncode } from './llama2c-encode.ts';
 import { loadTokenizer } from '../src/tokenizer/tokenizer.ts';
 import { parseCsv } from '../src/eval/mmlu/csv.ts';
 import { NO_SHARED, SHARED } from './helpers.ts';
+import { scratchDir } from './scratch.ts';
 
 const MODELS = SHARED ? join(SHARED, 'models') : '';
 const KNOWN_IDS = [403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 421, 395, 317, 426, 338, 401, 396, 267, 337];
@@ -31,7 +31,7 @@ const KNOWN_TEXT = 'Once upon a time, there was a little girl named Lily. She lo
 const KNOWN_SENTENCE = `${KNOWN_TEXT} outside in the park.`;
 
 function tmp(): string {
-  return mkdtempSync(join(tmpdir(), 'mka-llama2c-'));
+  return scratchDir('llama2c');
 }
 
 // ---------------------------------------------------------------------------------------------

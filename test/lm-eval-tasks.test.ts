@@ -10,8 +10,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { tf } from '../src/runtime/tf.ts';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { runCliInProcess, runCliUntil, assertUserError } from './cli-run.ts';
 import { startFakeHub } from './hub-server.ts';
@@ -29,8 +28,9 @@ import { runTasksEval } from '../src/eval/tasks/run.ts';
 import { resolveTaskData } from '../src/hub/dataset.ts';
 import { pyFloatStr, pyJson, PyFloat } from '../src/runtime/python.ts';
 import { mcnemar, meanStderr } from '../src/eval/tasks/metrics.ts';
+import { scratchDir } from './scratch.ts';
 
-const TMP = mkdtempSync(join(tmpdir(), 'mka-lm-eval-tasks-'));
+const TMP = scratchDir('lm-eval-tasks');
 const MODEL = join(TMP, 'tiny');
 const FIX = join(process.cwd(), 'test', 'fixtures');
 const LM_EVAL = join(process.cwd(), 'test', 'goldens', 'lm-eval');

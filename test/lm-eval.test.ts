@@ -2,21 +2,20 @@
  * eval mmlu's lm-evaluation-harness-style results JSON: lm-eval's stderr formulas on hand-computed
  * cases, and the file a real run writes agrees with the run's own summary.json and the data's sizes.
  */
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, readFileSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { loadMmlu } from '../src/eval/mmlu/data.ts';
 import { buildPrompt } from '../src/eval/mmlu/prompt.ts';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { accStderr, pooledStderr } from '../src/eval/tasks/metrics.ts';
 import { runMmluEval } from '../src/eval/mmlu/run.ts';
 import { ensureBenchmark } from '../src/eval/mmlu/demo-benchmark.ts';
 import { initBackend } from '../src/runtime/backend.ts';
+import { scratchDir } from './scratch.ts';
 
-const TMP = mkdtempSync(join(tmpdir(), 'mka-lm-eval-'));
-after(() => rmSync(TMP, { recursive: true, force: true }));
+const TMP = scratchDir('lm-eval');
 
 test('stderr as lm-eval computes it: sample stddev (n − 1) over √n, pooled over size-weighted subtasks', () => {
   // 3 of 4 correct: values 1,1,1,0, mean .75, sample variance (3·.0625 + .5625)/3 = .25, stderr √.25/√4 = .25

@@ -6,14 +6,15 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { copyFileSync, cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { hostname, tmpdir } from 'node:os';
+import { copyFileSync, cpSync, existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { ensureBenchmark } from '../src/eval/mmlu/demo-benchmark.ts';
 import { lockPath } from '../src/io/output-dir.ts';
 import { assertUserError, CLI, leftovers, runAllCli, runAllInProcess, runCliInProcess } from './cli-run.ts';
+import { scratchDir } from './scratch.ts';
 
-const root = mkdtempSync(join(tmpdir(), 'mka-locks-'));
+const root = scratchDir('locks');
 const M = join(root, 'model');
 cpSync('models/demo', M, { recursive: true });
 const D = join(root, 'data');

@@ -6,8 +6,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { METHODS, checkParameters, getMethod, methodOptionSpecs, needsOf, nonDefaultParameters, parametersOf, plansFromSummary } from '../src/compress/methods/registry.ts';
 import { combineStep, identityPlan, mergeStep, planSource } from '../src/compress/merge-plan.ts';
@@ -18,6 +17,7 @@ import { UserError } from '../src/runtime/errors.ts';
 import { parseConfig } from '../src/model/config.ts';
 import { assertUserError, runAllInProcess } from './cli-run.ts';
 import { ensureBenchmark } from '../src/eval/mmlu/demo-benchmark.ts';
+import { scratchDir } from './scratch.ts';
 
 const cfg = parseConfig({
   architectures: ['LlamaForCausalLM'], model_type: 'llama', vocab_size: 16, hidden_size: 8, intermediate_size: 12,
@@ -120,7 +120,7 @@ test('combineStep: any number of layers with any real weights summing to 1 (LaCo
 });
 
 test('the command line takes every method parameter from the declarations and refuses bad values in one line', async () => {
-  const root = mkdtempSync(join(tmpdir(), 'mka-iface-'));
+  const root = scratchDir('iface');
   const out = (n: string) => join(root, n);
   const results = await runAllInProcess([
     ['compress', '--model', 'models/demo', '--method', 'mka', '--remove', '1', '--strategy', 'first', '--calibration', 'README.md', '--out', out('a')],
@@ -141,7 +141,7 @@ test('the command line takes every method parameter from the declarations and re
 });
 
 test('every new method from the command line on the demo model: 6 layers left, README.md and mergekit.yaml beside merge.json', async () => {
-  const root = mkdtempSync(join(tmpdir(), 'mka-check-'));
+  const root = scratchDir('check');
   const data = join(root, 'demo-mmlu');
   await ensureBenchmark(data);
   const runs: [string, string[]][] = [

@@ -7,10 +7,9 @@
  * --fit-lambda's errors and fitted λ. The calibration prompts are test/goldens/methods/calibration.txt,
  * tokenized by mka and checked against the reference's token ids first.
  */
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { initBackend } from '../src/runtime/backend.ts';
 import { loadTokenizer } from '../src/tokenizer/tokenizer.ts';
@@ -18,13 +17,13 @@ import { disposeModel, loadModel } from '../src/model/model.ts';
 import { identityPlan, mergeStep } from '../src/compress/merge-plan.ts';
 import { compressModel } from '../src/pipeline/compress.ts';
 import { fitLambdas } from '../src/pipeline/fit-lambda.ts';
+import { scratchDir } from './scratch.ts';
 
 const FIXTURES = join(import.meta.dirname, 'goldens', 'methods');
 const CALIBRATION = join(FIXTURES, 'calibration.txt');
 const golden = JSON.parse(readFileSync(join(FIXTURES, 'scores.json'), 'utf8'));
-const root = mkdtempSync(join(tmpdir(), 'mka-methods-golden-'));
+const root = scratchDir('methods-golden');
 const MODEL = 'models/demo';
-after(() => rmSync(root, { recursive: true, force: true }));
 
 type Sources = { sources: { layer: number; weight: number }[]; norms_from: number }[];
 

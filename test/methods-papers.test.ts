@@ -9,8 +9,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tf } from '../src/runtime/tf.ts';
 import { initBackend } from '../src/runtime/backend.ts';
@@ -28,8 +27,9 @@ import { modelSource } from '../src/weights/source.ts';
 import { ensureBenchmark } from '../src/eval/mmlu/demo-benchmark.ts';
 import { randomTensor, tinyConfigJson, writeRandomModel } from './random-model.ts';
 import { readSafetensors } from './helpers.ts';
+import { scratchDir } from './scratch.ts';
 
-const root = mkdtempSync(join(tmpdir(), 'mka-papers-'));
+const root = scratchDir('papers');
 const small = parseConfig(tinyConfigJson({ vocab_size: 32, hidden_size: 16, intermediate_size: 24, num_hidden_layers: 4, num_attention_heads: 2, num_key_value_heads: 1 }));
 const prompts = [[1, 5, 9, 13, 2, 7], [1, 7, 7, 3], [1, 20, 21, 22, 23, 24, 25, 26], [1, 3, 30], [1, 11, 2, 9, 4]];
 

@@ -6,8 +6,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tf } from '../src/runtime/tf.ts';
 import { initBackend } from '../src/runtime/backend.ts';
@@ -28,6 +27,7 @@ import { randomModel } from './random-model.ts';
 import { PythonRandom } from '../src/runtime/python-random.ts';
 import { ensureBenchmark } from '../src/eval/mmlu/demo-benchmark.ts';
 import { readSafetensors } from './helpers.ts';
+import { scratchDir } from './scratch.ts';
 
 const L = 6;
 const cfg = parseConfig({
@@ -105,7 +105,7 @@ function lambdaOf(S: number[][], i: number, j: number): number {
   return 1 / (1 + Math.exp(-r));
 }
 
-const root = mkdtempSync(join(tmpdir(), 'mka-methods-'));
+const root = scratchDir('methods');
 const DATA = join(root, 'demo-mmlu');
 const DEMO = 'models/demo';
 

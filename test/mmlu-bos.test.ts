@@ -13,8 +13,7 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tf } from '../src/runtime/tf.ts';
 import { initBackend } from '../src/runtime/backend.ts';
@@ -32,9 +31,9 @@ import { openSweep } from '../src/sweep/context.ts';
 import { runPoint } from '../src/sweep/point.ts';
 import { evalDir, pointFile } from '../src/sweep/points.ts';
 import { runAllInProcess } from './cli-run.ts';
+import { scratchDir } from './scratch.ts';
 
-const TMP = mkdtempSync(join(tmpdir(), 'mka-mmlu-bos-'));
-after(() => rmSync(TMP, { recursive: true, force: true }));
+const TMP = scratchDir('mmlu-bos');
 
 const MODEL = 'models/demo';
 /** The demo model with a Llama-2-style tokenizer_config (LlamaTokenizerFast, which obeys add_bos_token). */

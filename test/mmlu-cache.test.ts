@@ -4,8 +4,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { tf } from '../src/runtime/tf.ts';
 import { initBackend } from '../src/runtime/backend.ts';
@@ -14,10 +13,11 @@ import { loadTokenizer } from '../src/tokenizer/tokenizer.ts';
 import { loadMmlu } from '../src/eval/mmlu/data.ts';
 import { createMmluCache, evaluateMmlu } from '../src/eval/mmlu/evaluate.ts';
 import { ensureBenchmark } from '../src/eval/mmlu/demo-benchmark.ts';
+import { scratchDir } from './scratch.ts';
 
 test('a shared MmluCache plans each subject once, runs the reference once and changes no record', async () => {
   await initBackend('auto');
-  const tmp = mkdtempSync(join(tmpdir(), 'mka-mmlu-cache-'));
+  const tmp = scratchDir('mmlu-cache');
   try {
     await ensureBenchmark(tmp);
     const data = loadMmlu(tmp, {});
@@ -57,7 +57,7 @@ test('a shared MmluCache plans each subject once, runs the reference once and ch
 
 test('with a shared MmluCache, an evaluation of the same weights and settings into another directory copies the first one\'s subjects, byte for byte; other weights compute theirs', async () => {
   await initBackend('auto');
-  const tmp = mkdtempSync(join(tmpdir(), 'mka-mmlu-twin-'));
+  const tmp = scratchDir('mmlu-twin');
   try {
     const dataDir = join(tmp, 'data');
     await ensureBenchmark(dataDir);

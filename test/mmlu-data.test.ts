@@ -1,7 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { SHARED, NO_SHARED } from './helpers.ts';
 import { UserError } from '../src/runtime/errors.ts';
@@ -16,12 +15,13 @@ import {
 import { sampleCalibrationPrompts, sampleIndices } from '../src/compress/calibration-prompts.ts';
 import { mulberry32u as mulberry32 } from '../src/runtime/random.ts';
 import { aggregateScores } from '../src/eval/mmlu/scores.ts';
+import { scratchDir } from './scratch.ts';
 
 const MMLU_DIR = SHARED ? join(SHARED, 'data', 'mmlu') : '';
 
 /** Writes files (relative path → content) into a fresh temp dir; returns the dir. */
 function tempLayout(files: Record<string, string>): string {
-  const dir = mkdtempSync(join(tmpdir(), 'mka-mmlu-'));
+  const dir = scratchDir('mmlu');
   for (const [rel, text] of Object.entries(files)) {
     mkdirSync(dirname(join(dir, rel)), { recursive: true });
     writeFileSync(join(dir, rel), text);

@@ -11,8 +11,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { tf } from '../src/runtime/tf.ts';
 import { initBackend } from '../src/runtime/backend.ts';
@@ -29,9 +28,9 @@ import { quantizeModelWeights } from '../src/weights/quantize.ts';
 import { UserError } from '../src/runtime/errors.ts';
 import { NO_SHARED, SHARED } from './helpers.ts';
 import { runCliInProcess } from './cli-run.ts';
+import { scratchDir } from './scratch.ts';
 
-const TMP = mkdtempSync(join(tmpdir(), 'mka-mmlu-eval-'));
-after(() => rmSync(TMP, { recursive: true, force: true }));
+const TMP = scratchDir('mmlu-eval');
 
 const MODEL = join(TMP, 'stories260K');
 const DATA = SHARED ? join(SHARED, 'data/mmlu') : '';

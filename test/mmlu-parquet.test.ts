@@ -5,10 +5,8 @@
  * prompt equal to the CSV original's: the demo benchmark always, three subjects of the real MMLU
  * (quotes, code, long passages) when MKA_SHARED is set.
  */
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parquetWriteBuffer } from 'hyparquet-writer';
 import { loadMmlu, ANSWER_LETTERS, type MmluData, type MmluQuestion } from '../src/eval/mmlu/data.ts';
@@ -17,9 +15,9 @@ import { ensureBenchmark } from '../src/eval/mmlu/demo-benchmark.ts';
 import { resolveMmluData } from '../src/hub/mmlu.ts';
 import { startFakeHub } from './hub-server.ts';
 import { SHARED } from './helpers.ts';
+import { scratchDir } from './scratch.ts';
 
-const TMP = mkdtempSync(join(tmpdir(), 'mka-mmlu-parquet-'));
-after(() => rmSync(TMP, { recursive: true, force: true }));
+const TMP = scratchDir('mmlu-parquet');
 
 /** A parquet file with cais/mmlu's columns. */
 function toParquet(qs: readonly MmluQuestion[]): Buffer {

@@ -5,17 +5,16 @@
  * cut prompts on real MMLU), every file of the results directory but run.json equals the committed
  * one byte for byte but the weights' fingerprints, on the plain-JS cpu backend (the same bits on every machine).
  */
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { initBackend } from '../src/runtime/backend.ts';
 import { MMLU_RECORD_CASES, placeholders, runMmluRecordCases } from './fixtures/mmlu-records/make.ts';
 import { SHARED } from './helpers.ts';
+import { scratchDir } from './scratch.ts';
 
-const TMP = mkdtempSync(join(tmpdir(), 'mka-mmlu-records-'));
-after(() => rmSync(TMP, { recursive: true, force: true }));
+const TMP = scratchDir('mmlu-records');
 const FIXTURES = join(process.cwd(), 'test', 'fixtures', 'mmlu-records');
 
 /**

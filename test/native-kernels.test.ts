@@ -11,13 +11,13 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DEFAULT_ADDON_PATH, loadNativeAddon, bf16PackedWords, unpackBf16Panels, BF16, BF16P, F16, F32, Q4, Q8, type ElementType, type NativeAddon } from '../src/runtime/native-addon.ts';
 import { readFileSync } from 'node:fs';
 import { roundHalf } from './helpers.ts';
+import { scratchDir } from './scratch.ts';
 
 const NOT_BUILT = !existsSync(process.env.MKA_NATIVE_ADDON || DEFAULT_ADDON_PATH) && 'native addon not built (npm run build:native needs a C compiler and make)';
 const addon = (): NativeAddon => {
@@ -701,7 +701,7 @@ test('info describes the kernels in use; MKA_ISA forces each lower level and the
   }
   // every level this CPU has below its best, each in a child (MKA_ISA is read at load), and the AMX reference;
   // the children take this run's float64 references
-  const refDir = mkdtempSync(join(tmpdir(), 'mka-native-refs-'));
+  const refDir = scratchDir('native-refs');
   const refs = join(refDir, 'references.json');
   writeReferences(refs);
   const best = Math.max(LEVELS.indexOf(info.isa), info.cpuHas.vnni ? 3 : 0, info.cpuHas.bf16 ? 4 : 0, info.cpuHas.amx && info.bf16Kernel === 'amx' ? 5 : 0);

@@ -6,8 +6,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { tf } from '../src/runtime/tf.ts';
 import { initBackend } from '../src/runtime/backend.ts';
@@ -22,6 +21,7 @@ import { loadMmlu } from '../src/eval/mmlu/data.ts';
 import { evaluateMmlu } from '../src/eval/mmlu/evaluate.ts';
 import { ensureBenchmark } from '../src/eval/mmlu/demo-benchmark.ts';
 import { maxAbsDiff, NO_SHARED, SHARED } from './helpers.ts';
+import { scratchDir } from './scratch.ts';
 
 const addon = loadNativeAddon().addon;
 const NO_NATIVE = addon ? false : 'native addon not built: native layer tests skipped';
@@ -72,7 +72,7 @@ test('native: the fused layer gives the op-by-op kernels\' bits (bias, GQA, slid
 });
 
 test('native: the demo model\'s MMLU predictions equal plain tfjs ops\' (cpu backend), logits within 1e-4', { skip: NO_NATIVE }, async () => {
-  const tmp = mkdtempSync(join(tmpdir(), 'mka-native-layer-'));
+  const tmp = scratchDir('native-layer');
   try {
     await ensureBenchmark(tmp);
     const data = loadMmlu(tmp, {});

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, readFileSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
@@ -11,6 +11,7 @@ import { forward } from '../src/model/forward.ts';
 import { NO_SHARED, SHARED, maxAbsDiff } from './helpers.ts';
 import { broadcastBatchIndex, installNativeMatMul, nativeMatMulInstalled, uninstallNativeMatMul } from '../src/runtime/native-matmul.ts';
 import { DEFAULT_ADDON_PATH, loadNativeAddon, newerSource } from '../src/runtime/native-addon.ts';
+import { scratchDir } from './scratch.ts';
 
 const BUILT = existsSync(DEFAULT_ADDON_PATH);
 const NOT_BUILT = !BUILT && 'native addon not built (npm run build:native needs a C compiler and make)';
@@ -235,7 +236,7 @@ test('without the addon, initBackend reports why and every op stays in wasm', as
 });
 
 test('an install with MKA_NO_NATIVE=1 or without a working compiler builds no addon and still exits 0', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'mka-native-'));
+  const dir = scratchDir('native');
   try {
     cpSync(join(ROOT, 'scripts', 'build-native.mjs'), join(dir, 'scripts', 'build-native.mjs'));
     for (const f of readdirSync(join(ROOT, 'native')).filter((f) => /\.(c|h|gyp)$/.test(f))) {
@@ -261,7 +262,7 @@ test('an install with MKA_NO_NATIVE=1 or without a working compiler builds no ad
 });
 
 test('an addon built before a change to its C sources is named stale, so a checkout updated without npm run build:native is not run on it', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'mka-stale-addon-'));
+  const dir = scratchDir('stale-addon');
   try {
     const addon = join(dir, 'mka_native.node');
     for (const f of ['mka_native.node', 'gemm.c', 'kern.h', 'binding.gyp', 'README.md']) writeFileSync(join(dir, f), '');

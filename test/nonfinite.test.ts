@@ -4,14 +4,14 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { closeSync, cpSync, existsSync, mkdtempSync, openSync, readdirSync, writeFileSync, writeSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { closeSync, cpSync, existsSync, openSync, readdirSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { ensureBenchmark } from '../src/eval/mmlu/demo-benchmark.ts';
 import { firstNonFinite, SafetensorsFile } from '../src/io/safetensors.ts';
 import { assertUserError, runAllInProcess, runCliInProcess } from './cli-run.ts';
+import { scratchDir } from './scratch.ts';
 
-const root = mkdtempSync(join(tmpdir(), 'mka-nonfinite-'));
+const root = scratchDir('nonfinite');
 const D = join(root, 'data');
 await ensureBenchmark(D);
 const TENSOR = 'model.layers.3.mlp.up_proj.weight';

@@ -5,8 +5,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join, relative, sep } from 'node:path';
 import ts from 'typescript';
 import { OptionError, checkOption, describeRange, flag, option, type OptionSpec } from '../src/runtime/options.ts';
@@ -14,6 +13,7 @@ import { checkConfigKeys, checkPaths, valuesOf, type DefinedCommand } from '../s
 import { COMMANDS } from '../src/cli/commands/index.ts';
 import { GLOBAL_OPTIONS } from '../src/cli/common.ts';
 import { UserError } from '../src/runtime/errors.ts';
+import { scratchDir } from './scratch.ts';
 
 const BATCH = option({ name: 'microBatch', option: 'micro-batch', type: 'integer', min: 1, default: 8, help: 'prompts per micro-batch' });
 const SIGMA = option({ name: 'sigma', option: 'sigma', type: 'number', above: 0, auto: true, default: 8, help: 'bandwidth' });
@@ -72,7 +72,7 @@ test('a renamed option changes its spec only: every message names the new spelli
 });
 
 test('paths: inputs must exist as their kind; a --config key the command lacks names the file and the nearest option', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'mka-options-'));
+  const dir = scratchDir('options');
   const file = join(dir, 'f.txt');
   writeFileSync(file, 'x');
   const DIR = option({ name: 'data', option: 'data', type: 'string', path: 'directory', help: '' });
@@ -201,7 +201,7 @@ test('help texts and examples name only options that exist, so a renamed option 
 
 test('a queue job\'s sweep options are checked by the specs the command line checks them with', async () => {
   const { checkJob } = await import('../src/queue/payload.ts');
-  const root = mkdtempSync(join(tmpdir(), 'mka-job-'));
+  const root = scratchDir('job');
   const sweep = {
     model: 'm', data: 'd', out: 'o', methods: ['mka', 'reverse'], remove: [0, 2], ntrain: 5, batchSize: 16, seed: 1,
     representation: 'padded', similarity: { sigma: 'auto', alpha: 0.5, kEntropy: 3 }, ppl: { text: 't.txt', seqLen: 64 },

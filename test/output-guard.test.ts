@@ -6,14 +6,14 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ensureBenchmark } from '../src/eval/mmlu/demo-benchmark.ts';
 import { MARKER_FILE } from '../src/io/output-dir.ts';
 import { assertUserError, leftovers, runAllInProcess, runCli, runCliInProcess as mka, tree } from './cli-run.ts';
+import { scratchDir } from './scratch.ts';
 
-const root = mkdtempSync(join(tmpdir(), 'mka-guard-'));
+const root = scratchDir('guard');
 const M = join(root, 'model');
 cpSync('models/demo', M, { recursive: true });
 const D = join(root, 'data');

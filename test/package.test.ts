@@ -9,16 +9,15 @@
  * Needs the registry or npm's cache for the dependencies (`--prefer-offline`): skips with a message
  * when neither is reachable.
  */
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
+import { scratchDir } from './scratch.ts';
 
 const ROOT = process.cwd();
-const TMP = mkdtempSync(join(tmpdir(), 'mka-package-'));
-after(() => rmSync(TMP, { recursive: true, force: true, maxRetries: 5, retryDelay: 200 }));
+const TMP = scratchDir('package');
 
 const NETWORK = /ENOTCACHED|ENOTFOUND|EAI_AGAIN|ECONNREFUSED|ECONNRESET|ETIMEDOUT|network/;
 

@@ -3,10 +3,9 @@
  * masks and shift), the NLL against the loss transformers' own logits give (hf-tiny golden.json, float32
  * tolerance), later windows against the decoder's full logits, resuming, memory, and the CLI's errors.
  */
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { runCliInProcess } from './cli-run.ts';
 import { tf } from '../src/runtime/tf.ts';
@@ -19,10 +18,10 @@ import { runSweep } from '../src/sweep/sweep.ts';
 import { runPerplexityEval } from '../src/eval/ppl/run.ts';
 import { ensureBenchmark } from '../src/eval/mmlu/demo-benchmark.ts';
 import { NO_SHARED, SHARED } from './helpers.ts';
+import { scratchDir } from './scratch.ts';
 
 const TINY = SHARED ? join(SHARED, 'fixtures/hf-tiny') : '';
-const TMP = mkdtempSync(join(tmpdir(), 'mka-ppl-'));
-after(() => rmSync(TMP, { recursive: true, force: true }));
+const TMP = scratchDir('ppl');
 
 /**
  * transformers' recipe, transcribed: for each window, target_ids[:, :-trg_len] = -100, and the model's

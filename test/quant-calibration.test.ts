@@ -6,8 +6,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ensureBenchmark } from '../src/eval/mmlu/demo-benchmark.ts';
 import { loadTokenizer } from '../src/tokenizer/tokenizer.ts';
@@ -17,8 +16,9 @@ import { loadMmlu } from '../src/eval/mmlu/data.ts';
 import { runCliInProcess as runCli } from './cli-run.ts';
 import { quantCalibration } from '../src/pipeline/quantize.ts';
 import { parseQuantization } from '../src/quant/registry.ts';
+import { scratchDir } from './scratch.ts';
 
-const root = mkdtempSync(join(tmpdir(), 'mka-quant-calibration-'));
+const root = scratchDir('quant-calibration');
 const json = (f: string) => JSON.parse(readFileSync(f, 'utf8'));
 
 test('a quantizer calibrates on at least 128 questions by default, spread over the subjects', async () => {

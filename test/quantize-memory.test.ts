@@ -6,8 +6,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, existsSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { copyFileSync, existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tf } from '../src/runtime/tf.ts';
 import { parseConfig } from '../src/model/config.ts';
@@ -20,6 +19,7 @@ import { ensureBenchmark } from '../src/eval/mmlu/demo-benchmark.ts';
 import { PAPER_SHAPES } from '../scripts/make-paper-model.ts';
 import { PER_SUBJECT } from '../src/compress/options.ts';
 import { runCliInProcess } from './cli-run.ts';
+import { scratchDir } from './scratch.ts';
 
 const llama3 = parseConfig(PAPER_SHAPES['llama3-8b']);
 const bf16 = () => 2;
@@ -118,7 +118,7 @@ test('the check names the fix: fewer calibration questions, a backend outside th
 });
 
 test('mka quantize, compress --quantize and a sweep\'s quantized points refuse a config they cannot quantize before any work, in one line', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'mka-quantize-memory-'));
+  const dir = scratchDir('quantize-memory');
   const model = join(dir, 'llama3-8b');
   const { mkdirSync } = await import('node:fs');
   mkdirSync(model);

@@ -6,8 +6,7 @@
  */
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tf } from '../src/runtime/tf.ts';
 import { initBackend } from '../src/runtime/backend.ts';
@@ -35,9 +34,9 @@ import { mulberry32 } from '../src/runtime/random.ts';
 import { maxAbsDiff, roundHalf } from './helpers.ts';
 import { assertUserError, runAllInProcess, runCliInProcess } from './cli-run.ts';
 import { randomTensor, tinyConfigJson, writeRandomModel } from './random-model.ts';
+import { scratchDir } from './scratch.ts';
 
-const TMP = mkdtempSync(join(tmpdir(), 'mka-quantize-'));
-after(() => rmSync(TMP, { recursive: true, force: true }));
+const TMP = scratchDir('quantize');
 /** Widths that divide into blocks of 32 except the MLP's (80: a partial last block for down_proj). */
 const SHAPE = { hidden_size: 64, intermediate_size: 80, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, vocab_size: 96 };
 const FLOAT = join(TMP, 'float');

@@ -5,14 +5,14 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawn } from 'node:child_process';
 import { runCliInProcess } from './cli-run.ts';
 import { CLI, mkaInProcess as mka, resultsWithoutTimings, tinySweepArgs } from './queue-fixture.ts';
+import { scratchDir } from './scratch.ts';
 
-const root = mkdtempSync(join(tmpdir(), 'mka-points-'));
+const root = scratchDir('points');
 const args = await tinySweepArgs(root);
 
 test('--list-points, --point per process, --report give the local sweep\'s results', async () => {

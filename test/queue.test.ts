@@ -6,16 +6,16 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, truncateSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { copyFileSync, cpSync, existsSync, mkdirSync, readFileSync, readdirSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { queueStatus } from '../src/queue/status.ts';
 import { UserError } from '../src/runtime/errors.ts';
 import { CLI, NO_REDIS, mkaInProcess, resultsWithoutTimings, startRedis, tinySweepArgs } from './queue-fixture.ts';
 import { runCliInProcess } from './cli-run.ts';
+import { scratchDir } from './scratch.ts';
 
-const root = mkdtempSync(join(tmpdir(), 'mka-queue-'));
+const root = scratchDir('queue');
 // 2 MMLU subjects and boolq (one shard of 5 documents): calibration, then 3 points of 2 subject jobs and a shard job each (13 jobs)
 // (the task's data inside the workers' root, as every path of a queued sweep must be)
 cpSync(join('test', 'fixtures', 'tasks', 'boolq.jsonl'), join(root, 'boolq.jsonl'));

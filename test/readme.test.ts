@@ -13,10 +13,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chownSync, existsSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { UNPRIVILEGED } from './cli-run.ts';
+import { scratchDir } from './scratch.ts';
 
 const ROOT = process.cwd();
 const SKIP = /^<!--\s*readme-test:\s*skip,\s*(.+?)\s*-->$/;
@@ -63,7 +63,7 @@ test('every README sh block runs as written from a fresh checkout, offline', () 
   }
   // a fresh checkout: the repository's files (outputs of earlier runs left out), the installed node_modules and builds
   // (run as another user when the tests run as root: the checkout is then as read-only as a root-owned global install)
-  const work = mkdtempSync(join(tmpdir(), 'mka-readme-'));
+  const work = scratchDir('readme');
   if ('uid' in UNPRIVILEGED) chownSync(work, UNPRIVILEGED.uid!, UNPRIVILEGED.gid!);
   const packageData = join(ROOT, 'data', 'demo-mmlu');
   const before = existsSync(packageData) ? statSync(packageData).mtimeMs : null;

@@ -9,8 +9,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { bosUnderAddBosTokenFalse, loadTokenizer } from '../src/tokenizer/tokenizer.ts';
 import { analyzeIds, calibrationPrompts } from '../src/pipeline/analyse.ts';
@@ -19,10 +18,11 @@ import { initBackend } from '../src/runtime/backend.ts';
 import { disposeModel, loadModel } from '../src/model/model.ts';
 import { forward } from '../src/model/forward.ts';
 import { writeReleasedBosTokenizers } from './goldens/released-bos/tokenizers.ts';
+import { scratchDir } from './scratch.ts';
 
 interface Golden { cases: { name: string; class: string; texts: { text: string; default_ids: number[]; add_bos_token_false_ids: number[] }[] }[] }
 const GOLDEN: Golden = JSON.parse(readFileSync('test/goldens/released-bos/token-ids.json', 'utf8'));
-const root = mkdtempSync(join(tmpdir(), 'mka-released-'));
+const root = scratchDir('released');
 writeReleasedBosTokenizers(join(root, 'tok'));
 
 test('the released code\'s tokenizer call gives transformers\' ids: BOS kept for Llama 3, dropped for Llama-2-style tokenizers', async () => {

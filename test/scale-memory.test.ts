@@ -7,8 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { copyFileSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseConfig } from '../src/model/config.ts';
 import { assertFits, availableMemory, backendProfile, estimateMemory, estimateMemoryOfModels, RUNTIME_OVERHEAD, type FitRequest } from '../src/model/memory-estimate.ts';
@@ -20,6 +19,7 @@ import { loadNativeAddon } from '../src/runtime/native-addon.ts';
 import { UserError } from '../src/runtime/errors.ts';
 import { PAPER_SHAPES } from '../scripts/make-paper-model.ts';
 import { ensureBenchmark } from '../src/eval/mmlu/demo-benchmark.ts';
+import { scratchDir } from './scratch.ts';
 
 const llama3 = parseConfig(PAPER_SHAPES['llama3-8b']);
 const bf16 = () => 2;
@@ -102,7 +102,7 @@ test('a run that cannot fit names the figure, the memory available and the optio
 });
 
 test('mka similarity and eval ppl on an 8B config they cannot hold exit 1 with one line naming --streaming', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'mka-scale-memory-'));
+  const dir = scratchDir('scale-memory');
   try {
     writeFileSync(join(dir, 'config.json'), JSON.stringify(PAPER_SHAPES['llama3-8b']));
     copyFileSync('models/demo/tokenizer.json', join(dir, 'tokenizer.json'));
@@ -145,7 +145,7 @@ test('eval mmlu with a reference model counts both models\' weights, and the lar
 });
 
 test('mka eval mmlu --reference-model on 8B configs it cannot hold together exits 1 naming the reference and --streaming', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'mka-scale-memory-'));
+  const dir = scratchDir('scale-memory');
   try {
     for (const m of ['model', 'reference']) {
       mkdirSync(join(dir, m));

@@ -7,7 +7,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PAPER_SHAPES, llama3TokenizerFiles, makePaperModel, normalTable, paperConfig, randomBf16 } from '../scripts/make-paper-model.ts';
@@ -18,6 +18,7 @@ import { compressModel } from '../src/pipeline/compress.ts';
 import { exportTfjs } from '../src/export/graph-model.ts';
 import { dequantize } from '../src/weights/quantize.ts';
 import { toFloat32, fromFloat32 } from '../src/io/safetensors.ts';
+import { scratchDir } from './scratch.ts';
 
 test('paper shapes have the published parameter counts and config fields', () => {
   assert.equal(parameterCount(paperConfig('llama3-8b')), 8_030_261_248);
@@ -62,7 +63,7 @@ test('the Llama 3 tokenizer written into Llama-3 shapes encodes as transformers 
 });
 
 test('a shrunk paper layout: shards and index, BF16 kept by compress and converted slice by slice by export tfjs', async () => {
-  const root = mkdtempSync(join(tmpdir(), 'mka-scale-paper-'));
+  const root = scratchDir('scale-paper');
   try {
     const dir = join(root, 'model');
     // Llama-2's layout (and the demo tokenizer, quick to load) with GQA and small dimensions.

@@ -5,11 +5,11 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { array, boolean, checked, integer, literal, nullable, number, object, optional, range, readChecked, record, string } from '../src/io/schema.ts';
 import { UserError } from '../src/runtime/errors.ts';
+import { scratchDir } from './scratch.ts';
 
 const POINT = object({
   method: string, removed: integer, kind: literal('point', 'original'), seconds: optional(number),
@@ -60,7 +60,7 @@ test('a value that does not fit names the file, the field, what it must be, what
 });
 
 test('readChecked reads the file: invalid JSON and a stale shape are both one-line errors naming it', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'mka-schema-'));
+  const dir = scratchDir('schema');
   const f = join(dir, 'p.json');
   writeFileSync(f, JSON.stringify(good));
   assert.equal(readChecked(f, POINT, 'sweep point file', 'delete it').method, 'mka');
@@ -73,7 +73,7 @@ test('readChecked reads the file: invalid JSON and a stale shape are both one-li
 test('a perplexity window file of an earlier run that does not fit is refused naming it, the field and the fix', async () => {
   const { openPplResults } = await import('../src/eval/ppl/results.ts');
   const { readConfig } = await import('../src/model/config.ts');
-  const dir = mkdtempSync(join(tmpdir(), 'mka-schema-ppl-'));
+  const dir = scratchDir('schema-ppl');
   const model = { dir: 'models/demo', config: readConfig('models/demo'), compute: 'float32' } as unknown as Parameters<typeof openPplResults>[1];
   const results = openPplResults(dir, model, [1, 2, 3], { seqLen: 2 }, false);
   results.save(0, { begin: 0, end: 2, scored_from: 1, nll: 1.5, tokens: 1 });
@@ -85,7 +85,7 @@ test('a perplexity window file of an earlier run that does not fit is refused na
 
 test('an MMLU subject file of an earlier run that does not fit is refused naming the question and field; one that fits resumes', async () => {
   const { openResultsDir } = await import('../src/eval/mmlu/results.ts');
-  const dir = mkdtempSync(join(tmpdir(), 'mka-schema-mmlu-'));
+  const dir = scratchDir('schema-mmlu');
   const results = openResultsDir(dir, { model: 'm', ntrain: 5 }, false);
   const q = {
     subject: 'anatomy', index: 0, answer: 'B' as const, prediction: 'B' as const, correct: true, answerLogits: [0.1, 2, -1, 0], ntrainKept: 5,
@@ -105,7 +105,7 @@ test('an MMLU subject file of an earlier run that does not fit is refused naming
 test('a sweep point file that does not fit, or holds another point, is refused naming it and the fix', async () => {
   const { readStoredPoint } = await import('../src/sweep/point.ts');
   const { pointFile } = await import('../src/sweep/points.ts');
-  const out = mkdtempSync(join(tmpdir(), 'mka-schema-point-'));
+  const out = scratchDir('schema-point');
   const p = { method: 'mka', removed: 2 };
   const row = { name: 'all', subjects: 1, questions: 4, correct: 3, accuracy: 0.75, perplexity: 1.9, agreement: 0.5, kl: 0.1 };
   const point = {
@@ -130,7 +130,7 @@ test('recorded plans: a merge.json step and a sweep plan file that do not fit ar
   const { readPlanFile } = await import('../src/compress/plan-file.ts');
   const { readPlan } = await import('../src/sweep/calibrate.ts');
   const { planFile } = await import('../src/sweep/points.ts');
-  const dir = mkdtempSync(join(tmpdir(), 'mka-schema-plan-'));
+  const dir = scratchDir('schema-plan');
   const f = join(dir, 'merge.json');
   const identity = Array.from({ length: 8 }, (_, l) => ({ sources: [{ layer: l, weight: 1 }], norms_from: l }));
   const step = { action: 'drop', layers: [7], originalLayers: [7] };
@@ -142,7 +142,7 @@ test('recorded plans: a merge.json step and a sweep plan file that do not fit ar
   writeFileSync(f, plan([{ ...step, originalLayers: [9] }]));
   assert.match(messageOf(() => readPlanFile(f, 'models/demo')), /"steps"\[0\]\.originalLayers must be layers from 0 to 7/);
 
-  const out = mkdtempSync(join(tmpdir(), 'mka-schema-plans-'));
+  const out = scratchDir('schema-plans');
   const p = { method: 'reverse', removed: 1 };
   const stored = { method: 'reverse', originalLayers: 8, layers: identity.slice(0, 7).map((l) => ({ sources: l.sources, normsFrom: l.norms_from })), steps: [step], blendNorms: false, details: {} };
   mkdirSync(dirname(planFile(out, p)), { recursive: true });
@@ -154,7 +154,7 @@ test('recorded plans: a merge.json step and a sweep plan file that do not fit ar
 
 test('a sweep\'s analysis.json: read as written, a file lacking planning fields plans by a pass, a wrong field is refused naming it', async () => {
   const { readAnalysis } = await import('../src/sweep/analysis-file.ts');
-  const out = mkdtempSync(join(tmpdir(), 'mka-schema-analysis-'));
+  const out = scratchDir('schema-analysis');
   const f = join(out, 'analysis.json');
   assert.equal(readAnalysis(out), null);
   const S = [[1, 0.5], [0.5, null]];
@@ -172,7 +172,7 @@ test('a sweep\'s analysis.json: read as written, a file lacking planning fields 
 
 test('an export reads merge.json checked: a stale or edited record is refused naming the file and the fix', async () => {
   const { exportMetadata } = await import('../src/export/metadata.ts');
-  const dir = mkdtempSync(join(tmpdir(), 'mka-schema-merge-'));
+  const dir = scratchDir('schema-merge');
   assert.equal(exportMetadata(dir, 'float32').merge, null, 'no merge.json: no merge recorded');
   const record = { method: 'reverse', original_layers: 2, layers: 1, steps: [{ action: 'drop', layers: [1], originalLayers: [1] }], layer_sources: [{ sources: [{ layer: 0, weight: 1 }], norms_from: 0 }], seed: 1 };
   writeFileSync(join(dir, 'merge.json'), JSON.stringify(record));
@@ -185,7 +185,7 @@ test('an export reads merge.json checked: a stale or edited record is refused na
 
 test('a safetensors index is checked by its schema when a checkpoint opens it', async () => {
   const { readSafetensorsIndex } = await import('../src/io/checkpoint.ts');
-  const dir = mkdtempSync(join(tmpdir(), 'mka-schema-index-'));
+  const dir = scratchDir('schema-index');
   const f = join(dir, 'model.safetensors.index.json');
   writeFileSync(f, JSON.stringify({ metadata: { total_size: 8 }, weight_map: { 'lm_head.weight': 'model-00001-of-00001.safetensors' } }));
   assert.deepEqual(readSafetensorsIndex(f).weight_map, { 'lm_head.weight': 'model-00001-of-00001.safetensors' });

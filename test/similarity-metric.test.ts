@@ -6,8 +6,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tf } from '../src/runtime/tf.ts';
 import { initBackend } from '../src/runtime/backend.ts';
@@ -24,8 +23,9 @@ import { planFromStored } from '../src/pipeline/plan-targets.ts';
 import { sweepKey } from '../src/sweep/context.ts';
 import { randomModel, tinyConfigJson, writeRandomModel } from './random-model.ts';
 import { runCliInProcess } from './cli-run.ts';
+import { scratchDir } from './scratch.ts';
 
-const root = mkdtempSync(join(tmpdir(), 'mka-metric-'));
+const root = scratchDir('metric');
 const MODEL = join(root, 'model');
 const PROMPTS = join(root, 'prompts.txt');
 const L = 3;

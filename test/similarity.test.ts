@@ -1,7 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { tf } from '../src/runtime/tf.ts';
@@ -22,6 +21,7 @@ import { digamma, knnEntropy, ksgMutualInformation, sortColumn } from '../src/co
 import { npibMatrix } from '../src/compress/similarity/npib.ts';
 import { midRanks, midRanksColumn } from '../src/compress/similarity/rank.ts';
 import { NO_SHARED, SHARED } from './helpers.ts';
+import { scratchDir } from './scratch.ts';
 
 interface Golden {
   activations: number[][][];
@@ -398,7 +398,7 @@ test('kernel diagnostics: σ = 8 on activations scaled by 100 is flagged degener
 
 test('stories260K: kernel diagnostics with σ = 8 and --sigma auto, on its hidden states and on them scaled by 100', { skip: NO_SHARED }, async () => {
   await initBackend('auto'); // the similarity stage, not a backend, is under test: the fastest one built (20 prompts of 512 tokens)
-  const root = mkdtempSync(join(tmpdir(), 'mka-kernel-'));
+  const root = scratchDir('kernel');
   const model = join(root, 'stories260K');
   await convertLlama2c({ checkpoint: join(SHARED!, 'models/stories260K/stories260K.bin'), tokenizer: join(SHARED!, 'models/stories260K/tok512.bin'), out: model });
   const m = loadModel(model);

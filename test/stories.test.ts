@@ -4,8 +4,6 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { initBackend } from '../src/runtime/backend.ts';
 import { loadModel, disposeModel } from '../src/model/model.ts';
@@ -13,12 +11,13 @@ import { forward } from '../src/model/forward.ts';
 import { generate } from '../src/model/generate.ts';
 import { NO_SHARED, SHARED } from './helpers.ts';
 import { runCliInProcess } from './cli-run.ts';
+import { scratchDir } from './scratch.ts';
 
 const KNOWN_IDS = [403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 421, 395, 317, 426, 338, 401, 396, 267, 337];
 const BOS_LOGITS = [-6.2229, 8.4043, -6.2237, -6.2225, -6.2220];
 
 test('stories260K: logits after BOS, greedy ids from BOS, and "Once upon a time" through the CLI', { skip: NO_SHARED }, async () => {
-  const dir = join(mkdtempSync(join(tmpdir(), 'mka-stories-')), 'stories260K');
+  const dir = join(scratchDir('stories'), 'stories260K');
   const conv = await runCliInProcess(['convert-llama2c', '--checkpoint', join(SHARED!, 'models/stories260K/stories260K.bin'),
     '--tokenizer', join(SHARED!, 'models/stories260K/tok512.bin'), '--out', dir, '--quiet']);
   assert.equal(conv.status, 0, conv.stderr);

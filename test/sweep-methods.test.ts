@@ -6,15 +6,15 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, readdirSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { ensureBenchmark } from '../src/eval/mmlu/demo-benchmark.ts';
 import { runCliInProcess } from './cli-run.ts';
 import { NO_SHARED, SHARED } from './helpers.ts';
+import { scratchDir } from './scratch.ts';
 
 const ALL = ['mka', 'laco', 'sleb', 'shortgpt', 'reverse', 'angular', 'taylor', 'magnitude'];
-const root = mkdtempSync(join(tmpdir(), 'mka-sweep-methods-'));
+const root = scratchDir('sweep-methods');
 
 /** Checks a finished sweep directory: every method at every count in results.csv, every plan of the right size. */
 function checkSweep(out: string, layers: number, remove: number[]): void {

@@ -10,16 +10,16 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { tf } from '../src/runtime/tf.ts';
 import { ensureBenchmark } from '../src/eval/mmlu/demo-benchmark.ts';
 import { MARKER_FILE } from '../src/io/output-dir.ts';
 import { runCliInProcess as runCli } from './cli-run.ts';
+import { scratchDir } from './scratch.ts';
 
-const root = mkdtempSync(join(tmpdir(), 'mka-sweep-quantize-'));
+const root = scratchDir('sweep-quantize');
 
 // The demo's tensors as `mka quantize` / `compress` write them (docs/quantization.md, measured on the
 // written files): 16-bit floats, and packed 4-bit groups of 32 with the embedding and lm_head at 8 bits.

@@ -5,9 +5,8 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { spawn } from 'node:child_process';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { initBackend } from '../src/runtime/backend.ts';
 import { runSweep, SweepInterrupted, type SweepOptions } from '../src/sweep/sweep.ts';
@@ -16,8 +15,9 @@ import { ensureBenchmark } from '../src/eval/mmlu/demo-benchmark.ts';
 import { UserError } from '../src/runtime/errors.ts';
 import { openSweep } from '../src/sweep/context.ts';
 import { calibrateSweep } from '../src/sweep/calibrate.ts';
+import { scratchDir } from './scratch.ts';
 
-const root = mkdtempSync(join(tmpdir(), 'mka-sweep-resume-'));
+const root = scratchDir('sweep-resume');
 const DATA = join(root, 'demo-mmlu');
 await ensureBenchmark(DATA);
 

@@ -4,10 +4,9 @@
  * paired test's p-value plus their average, summary.md marks differences within noise, each task gets
  * its chart with error bars; the paired test is McNemar's on the two models' per-document scores.
  */
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { initBackend } from '../src/runtime/backend.ts';
 import { runSweep } from '../src/sweep/sweep.ts';
@@ -18,9 +17,9 @@ import { mcnemar } from '../src/eval/tasks/metrics.ts';
 import { ensureBenchmark } from '../src/eval/mmlu/demo-benchmark.ts';
 import { resultColumns } from '../src/sweep/report.ts';
 import { readStoredPoint } from '../src/sweep/point.ts';
+import { scratchDir } from './scratch.ts';
 
-const root = mkdtempSync(join(tmpdir(), 'mka-sweep-tasks-'));
-after(() => rmSync(root, { recursive: true, force: true }));
+const root = scratchDir('sweep-tasks');
 const FIX = join(process.cwd(), 'test', 'fixtures', 'tasks');
 
 test('a sweep on hellaswag and boolq: the metrics of eval TASK, per-task columns with stderr and paired tests, their average, charts', async () => {

@@ -5,8 +5,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, readdirSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawn, spawnSync } from 'node:child_process';
 import { initBackend } from '../src/runtime/backend.ts';
@@ -16,8 +15,9 @@ import { runMmluEval } from '../src/eval/mmlu/run.ts';
 import { RESULT_COLUMNS } from '../src/sweep/report.ts';
 import { ensureBenchmark } from '../src/eval/mmlu/demo-benchmark.ts';
 import { runCliInProcess } from './cli-run.ts';
+import { scratchDir } from './scratch.ts';
 
-const root = mkdtempSync(join(tmpdir(), 'mka-sweep-'));
+const root = scratchDir('sweep');
 const MODEL = 'models/demo';
 const DATA = join(root, 'demo-mmlu');
 await ensureBenchmark(DATA);

@@ -6,14 +6,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, readdirSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { lockPath } from '../src/io/output-dir.ts';
 import { systemErrorMessage } from '../src/runtime/errors.ts';
 import { assertUserError, CLI, runAllCli, runCli } from './cli-run.ts';
+import { scratchDir } from './scratch.ts';
 
-const root = mkdtempSync(join(tmpdir(), 'mka-syserr-'));
+const root = scratchDir('syserr');
 chmodSync(root, 0o755);
 
 test('no space, no permission, a read-only file system: one line naming the path and the fix', () => {

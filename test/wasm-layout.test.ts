@@ -5,8 +5,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { tf } from '../src/runtime/tf.ts';
 import { initBackend } from '../src/runtime/backend.ts';
@@ -17,6 +16,7 @@ import { checkpointSource, modelSource } from '../src/weights/source.ts';
 import { writeHfModel } from '../src/weights/hf-writer.ts';
 import { dropLayers } from '../scripts/demo-training/score.ts';
 import { writeRandomModel } from './random-model.ts';
+import { scratchDir } from './scratch.ts';
 
 const PROJECTION = /(_proj\.weight|lm_head\.weight)$/;
 
@@ -49,7 +49,7 @@ function countProducts(f: () => void, layoutShapes: Set<string>): { transposedB:
 test('plain wasm: projections laid out once at load, the forward never transposes a weight, export gives the source bytes', async () => {
   const info = await initBackend('wasm');
   assert.equal(info.nativeMatMul, false);
-  const tmp = mkdtempSync(join(tmpdir(), 'mka-wasm-layout-'));
+  const tmp = scratchDir('wasm-layout');
   try {
     const dir = join(tmp, 'm');
     await writeRandomModel(dir, { hidden_size: 48, intermediate_size: 80 }, 3);
