@@ -77,8 +77,8 @@ export function readTextFile(path: string, what: string): string {
 }
 
 /** First line of an error message (parsers' messages may quote the input over several lines). */
-function firstLine(msg: string): string {
-  return msg.split('\n')[0].trim();
+export function firstLine(msg: string): string {
+  return msg.split(/[\r\n]/)[0].trim();
 }
 
 /** Parses JSON text from `path`; invalid JSON is a UserError naming the file. */

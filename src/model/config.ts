@@ -146,6 +146,11 @@ export function parseConfig(raw: unknown, file = 'config.json'): LlamaConfig {
     return fail(`"${key}" must be a token id (an integer >= 0)${list ? ', a list of them' : ''} or null, got ${Array.isArray(v) ? 'a list holding something else' : showJson(v)}`);
   };
 
+  const dtypeName = (): string => {
+    const v = j.torch_dtype ?? j.dtype ?? 'float32';
+    return typeof v === 'string' ? v : fail(`"torch_dtype" must be a dtype name such as "bfloat16", got ${showJson(v)}`);
+  };
+
   const extra: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(j)) if (!KNOWN.has(k)) extra[k] = v;
 
@@ -170,7 +175,7 @@ export function parseConfig(raw: unknown, file = 'config.json'): LlamaConfig {
     bos_token_id: tokenIds('bos_token_id', false) as number | null,
     eos_token_id: tokenIds('eos_token_id', true),
     hidden_act: 'silu',
-    torch_dtype: String(j.torch_dtype ?? j.dtype ?? 'float32'),
+    torch_dtype: dtypeName(),
     quantization_config: parseQuantization(j.quantization_config, fail),
     extra,
   };
