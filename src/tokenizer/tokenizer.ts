@@ -44,7 +44,28 @@ export async function loadTokenizer(dir: string): Promise<Tokenizer> {
   const json = readJson(file, true)!;
   const config = readJson(join(dir, 'tokenizer_config.json'), false) ?? {};
   const generation = readJson(join(dir, 'generation_config.json'), false) ?? {};
-  return tokenizerFromJson(json, config, generation, file);
+  const tok = tokenizerFromJson(json, config, generation, file);
+  const vocab = readJson(join(dir, 'config.json'), false)?.vocab_size;
+  return Number.isSafeInteger(vocab) ? withinVocabulary(tok, vocab as number, file) : tok;
+}
+
+/**
+ * `tok` refusing, when a text encodes to it, an id the model has no embedding for (a tokenizer.json of
+ * another model, or with tokens added after training): a one-line error naming the file, rather than a
+ * failure inside the forward pass. Ids are checked when used, so a tokenizer with unused extra tokens loads.
+ */
+function withinVocabulary(tok: Tokenizer, vocabSize: number, file: string): Tokenizer {
+  return {
+    ...tok,
+    encode(text, opts) {
+      const ids = tok.encode(text, opts);
+      const bad = ids.find((id) => id >= vocabSize);
+      if (bad !== undefined) {
+        throw new UserError(`${file}: encodes the text to token id ${bad}, but the model's vocabulary has ${vocabSize} tokens (vocab_size in config.json); use the tokenizer the model was trained with`);
+      }
+      return ids;
+    },
+  };
 }
 
 /**
