@@ -6,9 +6,9 @@
  * integers become numbers. Every document is checked for the fields its task needs, with the file and
  * row named when one is missing or of the wrong type.
  */
-import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { basename, extname, join, relative } from 'node:path';
-import { firstLine, parseJsonText, readTextFile, showJson } from '../../io/read.ts';
+import { firstLine, parseJsonText, readRegularFile, readTextFile, showJson } from '../../io/read.ts';
 import { UserError } from '../../runtime/errors.ts';
 import type { Doc, FieldType, TaskDefinition } from './task.ts';
 
@@ -29,7 +29,7 @@ function plain(v: unknown): unknown {
 
 /** The documents of one parquet file, in row order. */
 export async function readParquetDocs(file: string): Promise<Doc[]> {
-  const bytes = readFileSync(file);
+  const bytes = readRegularFile(file, 'parquet data file');
   const { parquetReadObjects } = await import('hyparquet');
   try {
     const rows = await parquetReadObjects({ file: bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer });
