@@ -507,6 +507,12 @@ test('through the CLI: corrupt inputs exit 1 with one line, leave tfjs tensors a
   const tokBad = join(root, 'bad-tokenizer');
   cpSync(M, tokBad, { recursive: true });
   writeFileSync(join(tokBad, 'tokenizer.json'), '{\n"model": x\n}');
+  // a tokenizer with a token the model has no embedding for
+  const extra = join(root, 'extra-token');
+  cpSync(M, extra, { recursive: true });
+  const tj = JSON.parse(readFileSync(join(M, 'tokenizer.json'), 'utf8'));
+  tj.added_tokens.push({ id: 600, content: '<extra>', single_word: false, lstrip: false, rstrip: false, normalized: false, special: true });
+  writeFileSync(join(extra, 'tokenizer.json'), JSON.stringify(tj));
   const out = join(root, 'out');
   await tf.ready(); // tfjs' start-up notes go to the test's stderr, not a run's
   const numTensors = tf.memory().numTensors;
@@ -517,6 +523,7 @@ test('through the CLI: corrupt inputs exit 1 with one line, leave tfjs tensors a
     [['info', '--model', cfgBad], join(cfgBad, 'config.json')],
     [['forward', '--model', cfgBad, '--ids', '1', '--backend', 'cpu'], join(cfgBad, 'config.json')],
     [['generate', '--model', tokBad, '--prompt', 'a', '--backend', 'cpu'], join(tokBad, 'tokenizer.json')],
+    [['generate', '--model', extra, '--prompt', 'a <extra> b', '--backend', 'cpu'], join(extra, 'tokenizer.json')],
   ];
   if (SHARED) {
     const ckpt = join(root, 'stories.bin');
