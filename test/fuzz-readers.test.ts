@@ -514,11 +514,18 @@ test('through the CLI: corrupt inputs exit 1 with one line, leave tfjs tensors a
   tj.added_tokens.push({ id: 600, content: '<extra>', single_word: false, lstrip: false, rstrip: false, normalized: false, special: true });
   writeFileSync(join(extra, 'tokenizer.json'), JSON.stringify(tj));
   const out = join(root, 'out');
+  const L = JSON.parse(readFileSync(join(M, 'config.json'), 'utf8')).num_hidden_layers as number;
+  writeFileSync(join(root, 'plan.json'), JSON.stringify({ original_layers: L, layer_sources: Array.from({ length: L - 1 }, (_, l) => ({ sources: [{ layer: l, weight: 1 }], norms_from: l })) }));
   await tf.ready(); // tfjs' start-up notes go to the test's stderr, not a run's
   const numTensors = tf.memory().numTensors;
   const cases: [string[], string][] = [
     [['export', 'hf', '--model', bad, '--out', out], st],
     [['quantize', '--model', bad, '--method', 'rtn', '--out', out], st],
+    [['export', 'gguf', '--model', bad, '--out', join(out, 'new', 'm.gguf')], st],
+    [['export', 'hf', '--model', bad, '--out', join(out, 'new', 'hf')], st],
+    [['export', 'gguf', '--model', bad, '--out', `${out}.gguf`], st],
+    [['export', 'tfjs', '--model', bad, '--out', out], st],
+    [['compress', '--model', bad, '--plan', join(root, 'plan.json'), '--out', out], st],
     [['forward', '--model', bad, '--ids', '1,2', '--backend', 'cpu'], st],
     [['info', '--model', cfgBad], join(cfgBad, 'config.json')],
     [['forward', '--model', cfgBad, '--ids', '1', '--backend', 'cpu'], join(cfgBad, 'config.json')],
@@ -535,7 +542,7 @@ test('through the CLI: corrupt inputs exit 1 with one line, leave tfjs tensors a
   for (const [args, file] of cases) {
     const r = await runCliInProcess([...args, '--quiet']);
     assertUserError({ ...r, stderr: r.stderr.split('\n').filter((l) => !/^backend: |^=+$|^Hi, looks like you are running TensorFlow.js/.test(l)).join('\n') }, file);
-    assert.ok(!existsSync(out), `${args.join(' ')}: no output directory`);
+    assert.ok(!existsSync(out) && !existsSync(`${out}.gguf`), `${args.join(' ')}: no output`);
     assert.deepEqual(leftovers(root), [], `${args.join(' ')}: no temporaries left`);
     assert.equal(tf.memory().numTensors, numTensors, `${args.join(' ')}: tfjs tensors left`);
   }
