@@ -13,7 +13,7 @@ import { tf } from '../src/runtime/tf.ts';
 import { initBackend } from '../src/runtime/backend.ts';
 import { layerTensorShapes, parseConfig, type LlamaConfig } from '../src/model/config.ts';
 import { dequantize, getCode, quantizeRtn, type PackedMatrix } from '../src/io/packed.ts';
-import { disposeCalibration, embedPrompts, inputHessians, layerWeights, projectionInput, type CalibrationSet } from '../src/quant/calibration.ts';
+import { calibrationBatches, disposeCalibration, embedPrompts, inputHessians, layerWeights, projectionInput, type CalibrationSet } from '../src/quant/calibration.ts';
 import { awq, roundScaled } from '../src/quant/methods/awq.ts';
 import { gptq } from '../src/quant/methods/gptq.ts';
 import { smoothquant } from '../src/quant/methods/smoothquant.ts';
@@ -44,7 +44,7 @@ function setup(c: Case): { config: LlamaConfig; shapes: Map<string, number[]>; w
     const out = new Float32Array(ids.length * H);
     ids.forEach((id, i) => out.set(c.sequences[Math.floor(id / 1000)].slice((id % 1000) * H, (id % 1000 + 1) * H), i * H));
     return out;
-  }, 2);
+  }, calibrationBatches(c.lengths, config, 2));
   return { config, shapes, weights, calibration };
 }
 

@@ -6,18 +6,19 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, existsSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tf } from '../src/runtime/tf.ts';
 import { parseConfig } from '../src/model/config.ts';
 import { backendProfile, RUNTIME_OVERHEAD } from '../src/model/memory-estimate.ts';
 import { assertQuantizeFits, estimateQuantize, largestBatchRows, paddedTokens, type QuantizeWork } from '../src/quant/memory.ts';
 import { parseQuantization } from '../src/quant/registry.ts';
+import { calibrationBatches, calibrationTokenCap } from '../src/quant/calibration.ts';
 import { checkSweepQuantizeFits } from '../src/sweep/context.ts';
 import { loadNativeAddon } from '../src/runtime/native-addon.ts';
 import { ensureBenchmark } from '../src/eval/mmlu/demo-benchmark.ts';
 import { PAPER_SHAPES } from '../scripts/make-paper-model.ts';
-import { PER_SUBJECT } from '../src/compress/options.ts';
+import { MICRO_BATCH, PER_SUBJECT } from '../src/compress/options.ts';
 import { runCliInProcess } from './cli-run.ts';
 import { scratchDir } from './scratch.ts';
 
@@ -36,7 +37,7 @@ const forward = (T: number) => 4 * (2 * 8 * T * H + 8 * T * (2 * H + 2 * 1024 + 
 
 test('GPTQ at the Llama-3-8B shape: down_proj\'s Hessian in float64 while it accumulates, beside the linears done (packed and dequantized for the forward pass), down_proj\'s weights and the calibration states', () => {
   const prompts = Array.from({ length: 16 }, () => 512);
-  assert.equal(paddedTokens(prompts, 8), 16 * 512);
+  assert.equal(paddedTokens(llama3, prompts, 8), 16 * 512);
   const e = estimateQuantize(llama3, bf16, cpu, work('gptq:w4g128', prompts));
   const states = 4 * 16 * 512 * (H + 1); // hidden states and masks
   // q, k, v, o, gate, up are done when down_proj's Hessian accumulates: packed, their float32 weights released,
@@ -61,13 +62,66 @@ test('GPTQ at the Llama-3-8B shape: down_proj\'s Hessian in float64 while it acc
   assert.equal(e.total, 4_883_021_824);
 });
 
+test('calibration micro-batches: at most 8 prompts and, at the Llama-3-8B shape, 7,228 padded tokens, so one micro-batch\'s pass through a layer stays within 2 GiB', () => {
+  // per padded token the pass holds the layer's input and output (2·4096) and its intermediates (q 4096, attention output 4096, k and v
+  // 1024 each, residual and norm 4096 each, gate/up/act 14,336 each), float32; beside them at most two blocks of 2^24 attention scores
+  const perToken = 4 * (2 * H + 4096 + 4096 + 2 * 1024 + 2 * H + 3 * I);
+  assert.equal(perToken, 278_528);
+  assert.equal(calibrationTokenCap(llama3), Math.floor((2 ** 31 - 4 * 2 * 2 ** 24) / perToken));
+  assert.equal(calibrationTokenCap(llama3), 7228);
+  const rows = (lengths: number[], micro?: number) => calibrationBatches(lengths, llama3, micro).map((b) => b.map((i) => lengths[i]));
+  // sorted by length (ties by index); a micro-batch takes the next prompt while it has fewer than 8 and rows × its longest stay within the cap
+  assert.deepEqual(rows([2048, 900, 900, 900, 900, 900, 900, 900, 900, 1000, 2048, 2048, 2048]),
+    [Array(8).fill(900), [1000, 2048, 2048], [2048, 2048]]); // 8·900 = 7200; 4·2048 = 8192 > 7228
+  assert.deepEqual(calibrationBatches([5, 3, 5, 3], llama3, 2), [[1, 3], [0, 2]]);
+  // --micro-batch caps the prompts; the cap on tokens stays: 16 prompts of 512 tokens are two micro-batches of 8 by default, and at
+  // --micro-batch 16 still two (16·512 = 8192 > 7228); a prompt longer than the cap is a micro-batch of its own
+  assert.deepEqual(rows(Array(16).fill(512)).map((b) => b.length), [8, 8]);
+  assert.deepEqual(rows(Array(16).fill(512), 16).map((b) => b.length), [14, 2]);
+  assert.deepEqual(rows(Array(8).fill(2048), 2).map((b) => b.length), [2, 2, 2, 2]);
+  assert.deepEqual(calibrationBatches([9000, 8000], llama3), [[1], [0]]);
+  // small models are never capped: the demo's micro-batches of 8 prompts up to its 1024 positions are far below its cap
+  const demo = parseConfig(JSON.parse(readFileSync('models/demo/config.json', 'utf8')));
+  assert.ok(calibrationTokenCap(demo) > 8 * demo.max_position_embeddings * 50, String(calibrationTokenCap(demo)));
+});
+
+test('GPTQ at the Llama-3-8B shape on 8 prompts of 2,048 tokens: micro-batches of 3, 3 and 2 prompts, the pass of 3 beside down_proj\'s Hessian', () => {
+  const prompts = Array(8).fill(2048);
+  const blocked = backendProfile('cpu'); // attention in blocks of 2^24 scores, as on every backend
+  const e = estimateQuantize(llama3, bf16, blocked, work('gptq:w4g128', prompts));
+  assert.equal(paddedTokens(llama3, prompts, 8), 8 * 2048);
+  assert.equal(largestBatchRows(llama3, prompts, 8), 3 * 2048);
+  // one micro-batch of 3 through the layer: per token its input, output and intermediates (278,528 bytes), and two blocks of scores
+  const pass = (rows: number) => rows * 2048 * 278_528 + 4 * 2 * 2 ** 24;
+  assert.ok(pass(3) <= 2 ** 31 && pass(4) > 2 ** 31);
+  const done = [[H, H], [1024, H], [1024, H], [H, H], [I, H], [I, H]];
+  const packed = done.reduce((a, [r, c]) => a + w4g128(r, c), 0);
+  const values = done.reduce((a, [r, c]) => a + 4 * r * c, 0);
+  const accumulating = packed + values + 8 * I * I + pass(3) + 3 * 4 * 2 ** 22;
+  assert.match(e.parts[0].what, /gptq's Hessians of mlp\.down_proj/);
+  assert.equal(e.parts[0].bytes, accumulating);
+  const states = 4 * 8 * 2048 * (H + 1);
+  assert.equal(e.total, RUNTIME_OVERHEAD + 4 * H * I + 2 * 4 * H + states + accumulating);
+  assert.equal(e.total, 5_185_044_480);
+  // (micro-batches of 8 prompts held the pass of all eight: 4.7 GB where it is now 1.8 GB); --micro-batch 2 holds the pass of two
+  const two = estimateQuantize(llama3, bf16, blocked, { ...work('gptq:w4g128', prompts), microBatch: 2 });
+  assert.equal(two.total, e.total - (pass(3) - pass(2)));
+  // so where 5 GB is available the check names --micro-batch 2, which keeps every prompt, before fewer questions (--micro-batch 4 is
+  // the same micro-batches of 3, 3 and 2)
+  const req = { command: 'quantize', config: llama3, stored: bf16, profile: blocked, work: work('gptq:w4g128', prompts), perSubject: { option: PER_SUBJECT, value: 8 }, available: 5e9 };
+  assert.throws(() => assertQuantizeFits({ ...req, microBatch: MICRO_BATCH }), /but 5\.0 GB is available; rerun with --micro-batch 2 \(about 4\.6 GB\)$/);
+  // without --micro-batch (a sweep's point) fewer questions: 4 of the 8 are still a micro-batch of 3 (5.05 GB), 2 are one of 2
+  assert.equal(estimateQuantize(llama3, bf16, blocked, work('gptq:w4g128', prompts.slice(0, 2))).total, e.total - (6 / 8) * states - (pass(3) - pass(2)));
+  assert.throws(() => assertQuantizeFits(req), /but 5\.0 GB is available; rerun with --per-subject 2 \(about 4\.4 GB\)$/);
+});
+
 test('AWQ, SmoothQuant and round to nearest at the Llama-3-8B shape, each at its own peak', () => {
   // AWQ on 128 prompts of 640 tokens: its search holds one micro-batch (8 prompts, 5120 rows) at a time, and gate/up's site is its peak:
   // the site's 4096 inputs and the MLP's outputs twice (float, candidate) on those rows, the forward pass, gate's and up's candidate values,
   // the 20 exponents' scales (float64)
   const long = Array.from({ length: 128 }, () => 640);
   const rows = 128 * 640, batch = 8 * 640;
-  assert.equal(largestBatchRows([...Array(8).fill(600), 640], 8), 4800, 'the largest micro-batch, not the last');
+  assert.equal(largestBatchRows(llama3, [...Array(8).fill(600), 640], 8), 4800, 'the largest micro-batch, not the last');
   const awq = estimateQuantize(llama3, bf16, cpu, work('awq:w4g128', long));
   const site = 4 * batch * (H + 2 * H) + forward(640) + 2 * 4 * I * H + 8 * 20 * H;
   // down_proj's site (14336 inputs, one linear's candidate) and the pass measuring the sites' inputs (one projection's |x| and its masked copy) hold less
@@ -95,7 +149,7 @@ test('AWQ, SmoothQuant and round to nearest at the Llama-3-8B shape, each at its
   assert.equal(kept.total, RUNTIME_OVERHEAD + layerF32 + 8 * I * H);
 });
 
-test('the check names the fix: fewer calibration questions, a backend outside the wasm heap, or more memory', () => {
+test('the check names the fix: smaller micro-batches, fewer calibration questions, a backend outside the wasm heap, or more memory', () => {
   const long = Array.from({ length: 128 }, () => 640);
   const req = { command: 'quantize', config: llama3, stored: bf16, profile: cpu, work: work('awq:w4g128', long), perSubject: { option: PER_SUBJECT, value: 64 }, available: 6e9 };
   assert.throws(() => assertQuantizeFits({ ...req, available: 5e9 }), (e: Error) => {

@@ -184,6 +184,22 @@ export function storedBytes(dir: string, config: LlamaConfig): StoredBytes {
   return f;
 }
 
+/**
+ * Float32 bytes a micro-batch's pass through a decoder layer holds per token, beside its input and
+ * output and the attention scores: q, the attention output, k, v, the residual and the norm; the MLP's
+ * gate, up and activation.
+ */
+export function layerTokenBytes(config: LlamaConfig): number {
+  const H = config.hidden_size, hd = config.head_dim;
+  return 4 * (2 * config.num_attention_heads * hd + 2 * config.num_key_value_heads * hd + 2 * H + 3 * config.intermediate_size);
+}
+
+/** Float32 bytes of the attention scores and their softmax of `micro` rows of T tokens over `keys` keys (at most two blocks where attention is blocked). */
+export function scoreBytes(config: LlamaConfig, profile: Pick<MemoryProfile, 'blockedAttention'>, micro: number, T: number, keys: number): number {
+  const full = 2 * micro * config.num_attention_heads * T * keys;
+  return 4 * (profile.blockedAttention ? Math.min(full, 2 * SCORE_BLOCK_FLOATS) : full);
+}
+
 /** Estimates the peak memory of running `work` on a model of `config` on a backend of `profile`. */
 export function estimateMemory(config: LlamaConfig, stored: StoredBytes, profile: MemoryProfile, work: Workload): MemoryEstimate {
   const numel = (shape: number[]) => shape.reduce((a, d) => a * d, 1);
@@ -202,17 +218,13 @@ export function estimateMemory(config: LlamaConfig, stored: StoredBytes, profile
   let layer = 0;
   if (work.streaming) for (const [suffix, shape] of layerTensorShapes(config)) layer += numel(shape) * resident(`model.layers.0.${suffix}`);
 
-  const H = config.hidden_size, I = config.intermediate_size, hd = config.head_dim;
-  const nH = config.num_attention_heads, nKV = config.num_key_value_heads, L = config.num_hidden_layers, V = config.vocab_size;
+  const H = config.hidden_size, hd = config.head_dim;
+  const nKV = config.num_key_value_heads, L = config.num_hidden_layers, V = config.vocab_size;
   const S = work.cacheTokens ?? 0;
   /** Float32 bytes one forward pass holds for `rows` rows of T new tokens over S cached ones. */
   const pass = (rows: number, micro: number, T: number, S: number): number => {
-    const boundary = (2 + (work.callbackCopies ?? 0)) * rows * T * H; // a layer's input and output for every row, and a callback's copies
-    const keys = T + S;
-    const inner = micro * T * (2 * nH * hd + 2 * nKV * hd + 2 * H) + micro * T * 3 * I; // q, attn out, k, v, residual, norm; gate, up, act
-    const full = 2 * micro * nH * T * keys; // scores and softmax
-    const scores = profile.blockedAttention ? Math.min(full, 2 * SCORE_BLOCK_FLOATS) : full;
-    return 4 * (boundary + inner + scores);
+    const boundary = 4 * (2 + (work.callbackCopies ?? 0)) * rows * T * H; // a layer's input and output for every row, and a callback's copies
+    return boundary + micro * T * layerTokenBytes(config) + scoreBytes(config, profile, micro, T, T + S);
   };
   const micro = Math.max(1, Math.min(work.microBatch, work.rows));
   let activations = pass(work.rows, micro, work.seqLen, S);

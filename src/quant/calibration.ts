@@ -11,6 +11,7 @@ import type { LayerWeights } from '../model/model.ts';
 import { runBlock, runBlockPart } from '../model/forward.ts';
 import { linear } from '../model/ops.ts';
 import { tidyValues } from '../runtime/read-out.ts';
+import { layerTokenBytes, SCORE_BLOCK_FLOATS } from '../model/memory-estimate.ts';
 
 /** Right-padded hidden states of some prompts at one layer boundary. */
 export interface CalibrationBatch {
@@ -30,17 +31,55 @@ export interface CalibrationSet {
 /** Prompts per calibration micro-batch when the caller gives none. */
 export const CALIBRATION_MICRO_BATCH = 8;
 
+/** Bytes one calibration micro-batch's pass through a decoder layer may hold (its float32 intermediates, runBlock's). */
+export const CALIBRATION_FORWARD_BYTES = 2 * 2 ** 30;
+
 /**
- * The prompts' embeddings as a calibration set: prompts sorted by length into micro-batches of
- * `micro` rows (little padding), `rows(ids)` giving the embedding rows [ids.length, H] of a prompt.
+ * Padded tokens (rows × longest prompt) of a calibration micro-batch whose pass through a layer of
+ * `config` fits in CALIBRATION_FORWARD_BYTES: per token its input and output and the layer's
+ * intermediates (memory-estimate.ts layerTokenBytes), beside at most two blocks of attention scores
+ * (attention is blocked on every backend). 7,228 at Llama-3-8B's shape; far above any calibration on
+ * small models, whose micro-batches are then those of `micro` prompts alone.
  */
-export function embedPrompts(prompts: number[][], hidden: number, rows: (ids: number[]) => Float32Array, micro = CALIBRATION_MICRO_BATCH): CalibrationSet {
-  const order = prompts.map((p, i) => i).sort((a, b) => prompts[a].length - prompts[b].length || a - b);
+export function calibrationTokenCap(config: LlamaConfig): number {
+  const perToken = 4 * 2 * config.hidden_size + layerTokenBytes(config);
+  return Math.max(1, Math.floor((CALIBRATION_FORWARD_BYTES - 4 * 2 * SCORE_BLOCK_FLOATS) / perToken));
+}
+
+/**
+ * The calibration micro-batches, as indices into `lengths` (the prompts' token counts): the prompts
+ * sorted by length (ties by index, so little padding) and grouped in that order, a micro-batch taking
+ * the next prompt while it holds fewer than `micro` prompts and its padded tokens (rows × the longest)
+ * stay within calibrationTokenCap(config). A prompt longer than the cap is a micro-batch of its own.
+ * The run (embedPrompts) and the memory estimate (memory.ts) both batch so.
+ */
+export function calibrationBatches(lengths: readonly number[], config: LlamaConfig, micro = CALIBRATION_MICRO_BATCH): number[][] {
+  const cap = calibrationTokenCap(config);
+  const order = lengths.map((_, i) => i).sort((a, b) => lengths[a] - lengths[b] || a - b);
+  const batches: number[][] = [];
+  let batch: number[] = [];
+  for (const i of order) {
+    if (batch.length > 0 && (batch.length >= micro || (batch.length + 1) * lengths[i] > cap)) {
+      batches.push(batch);
+      batch = [];
+    }
+    batch.push(i);
+  }
+  if (batch.length > 0) batches.push(batch);
+  return batches;
+}
+
+/**
+ * The prompts' embeddings as a calibration set in the given micro-batches (calibrationBatches: indices
+ * into `prompts`), each right-padded to its longest prompt; `rows(ids)` gives the embedding rows
+ * [ids.length, H] of a prompt.
+ */
+export function embedPrompts(prompts: number[][], hidden: number, rows: (ids: number[]) => Float32Array, batching: readonly (readonly number[])[]): CalibrationSet {
   const batches: CalibrationBatch[] = [];
   let tokens = 0;
   try {
-    for (let b0 = 0; b0 < order.length; b0 += micro) {
-      const group = order.slice(b0, b0 + micro).map((i) => prompts[i]);
+    for (const indices of batching) {
+      const group = indices.map((i) => prompts[i]);
       const T = Math.max(...group.map((p) => p.length));
       const x = new Float32Array(group.length * T * hidden);
       const mask = new Float32Array(group.length * T);

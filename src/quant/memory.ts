@@ -11,12 +11,13 @@
  *    --keep-embeddings, its stored bytes as they are copied;
  *  - a decoder layer quantized: its tensors widened to float32 (LayerJob.weights, less what the method
  *    has released by its peak), the calibration prompts' hidden states at its input (right-padded
- *    micro-batches, float32, and their masks), and the method's own peak (QuantMethod.memory, declared
- *    beside each method's code) or, when larger, a tensor being read (its float32 values and their copy);
+ *    micro-batches as calibration.ts calibrationBatches forms them, float32, and their masks), and the
+ *    method's own peak (QuantMethod.memory, declared beside each method's code, with the largest
+ *    micro-batch's pass through the layer) or, when larger, a tensor being read (its float32 values and their copy);
  *  - the next layer's inputs computed (not after the last layer): the layer's float32 weights (for
  *    methods that calibrate on the quantized layers, GPTQ, only its norms: it has released its linears),
- *    the hidden states (each micro-batch's replaced by its output as it is computed), a micro-batch's
- *    forward pass, the packed linears and, for GPTQ, their dequantized values; where tensors are copies
+ *    the hidden states (each micro-batch's replaced by its output as it is computed), the largest
+ *    micro-batch's forward pass, the packed linears and, for GPTQ, their dequantized values; where tensors are copies
  *    (the wasm heap), the layer's tensors once more;
  * plus the runtime's fixed share and what the caller holds meanwhile (a sweep's original model and the
  * quantized model it builds). It counts live bytes: RSS runs higher where freed JavaScript arrays wait
@@ -32,7 +33,7 @@ import { BACKEND_OPTION } from '../runtime/backend-choice.ts';
 import { layerFloatBytes, layerPackedBytes, linearShapes, type LayerMemoryShape } from './method.ts';
 import { getQuantMethod, type Quantization } from './registry.ts';
 import { MAX_CALIBRATION_TOKENS, tableSpecs } from './quantize.ts';
-import { CALIBRATION_MICRO_BATCH } from './calibration.ts';
+import { CALIBRATION_MICRO_BATCH, calibrationBatches } from './calibration.ts';
 
 /** Memory a run holds, by what it is. */
 export interface HeldBytes {
@@ -47,7 +48,7 @@ export interface QuantizeWork {
   quantization: Quantization;
   /** Token counts of the calibration prompts (cut as the quantizer cuts them), or null for a method without calibration. */
   prompts: readonly number[] | null;
-  /** Prompts per calibration micro-batch (default CALIBRATION_MICRO_BATCH, as quantize.ts). */
+  /** Prompts per calibration micro-batch at most (default CALIBRATION_MICRO_BATCH, as quantize.ts; their padded tokens are capped too). */
   microBatch?: number;
   keepEmbeddings?: boolean;
 }
@@ -61,26 +62,19 @@ export interface QuantizeEstimate {
   parts: HeldBytes[];
 }
 
-/** Rows × longest prompt of each micro-batch, summed: the calibration states' rows as calibration.ts embedPrompts pads them (sorted by length). */
-export function paddedTokens(prompts: readonly number[], micro: number): number {
-  const sorted = [...prompts].sort((a, b) => a - b);
-  let rows = 0;
-  for (let i = 0; i < sorted.length; i += micro) {
-    const group = sorted.slice(i, i + micro);
-    rows += group.length * group[group.length - 1];
-  }
-  return rows;
+/** Rows and longest prompt of each calibration micro-batch, as the run makes them (calibration.ts calibrationBatches). */
+export function batchShapes(config: LlamaConfig, prompts: readonly number[], micro: number): { rows: number; T: number }[] {
+  return calibrationBatches(prompts, config, micro).map((b) => ({ rows: b.length, T: Math.max(...b.map((i) => prompts[i])) }));
 }
 
-/** Rows × longest prompt of the largest micro-batch (padding included), as embedPrompts makes them. */
-export function largestBatchRows(prompts: readonly number[], micro: number): number {
-  const sorted = [...prompts].sort((a, b) => a - b);
-  let rows = 0;
-  for (let i = 0; i < sorted.length; i += micro) {
-    const group = sorted.slice(i, i + micro);
-    rows = Math.max(rows, group.length * group[group.length - 1]);
-  }
-  return rows;
+/** Rows × longest prompt of each micro-batch, summed: the calibration states' rows as embedPrompts pads them. */
+export function paddedTokens(config: LlamaConfig, prompts: readonly number[], micro: number): number {
+  return batchShapes(config, prompts, micro).reduce((a, b) => a + b.rows * b.T, 0);
+}
+
+/** Rows × longest prompt of the largest micro-batch (padding included). */
+export function largestBatchRows(config: LlamaConfig, prompts: readonly number[], micro: number): number {
+  return Math.max(0, ...batchShapes(config, prompts, micro).map((b) => b.rows * b.T));
 }
 
 /**
@@ -97,12 +91,14 @@ export function estimateQuantize(config: LlamaConfig, stored: StoredBytes, profi
   const copies = profile.heapLimit !== null; // the wasm backend copies arrays into its heap
   const layerF32 = layerFloatBytes(config);
   const packed = layerPackedBytes(config, q.grid);
-  const tokens = prompts ? paddedTokens(prompts, micro) : 0;
+  const batches = prompts ? batchShapes(config, prompts, micro) : [];
+  const tokens = batches.reduce((a, b) => a + b.rows * b.T, 0);
   const states = 4 * tokens * (H + 1); // hidden states and masks
-  const forward = prompts ? estimateMemory(config, () => 4, profile, {
-    streaming: true, rows: Math.min(micro, prompts.length), microBatch: micro, seqLen: Math.max(...prompts), logits: 'none', streamable: false,
-  }).parts.activations : 0;
-  const shape: LayerMemoryShape = { config, grid: q.grid, params: q.params, tokens, batchRows: prompts ? largestBatchRows(prompts, micro) : 0, forward, copies };
+  // the largest micro-batch's pass through the layer (one at a time)
+  const forward = Math.max(0, ...batches.map((b) => estimateMemory(config, () => 4, profile, {
+    streaming: true, rows: b.rows, microBatch: b.rows, seqLen: b.T, logits: 'none', streamable: false,
+  }).parts.activations));
+  const shape: LayerMemoryShape = { config, grid: q.grid, params: q.params, tokens, batchRows: Math.max(0, ...batches.map((b) => b.rows * b.T)), forward, copies };
   const own = method.memory(shape);
   const largest = Math.max(...[...layerTensorShapes(config).values()].map((s) => s.reduce((a, d) => a * d, 1)));
   const weights = { what: 'layer weights (float32)', bytes: layerF32, tensors: 0 };
@@ -168,8 +164,8 @@ function describe(e: QuantizeEstimate): string {
 
 /**
  * Throws a one-line UserError when quantizing cannot fit, naming the figure, the memory available and
- * what would make it fit (a backend outside the wasm heap, fewer calibration questions, smaller
- * micro-batches, or more memory); returns the estimate otherwise (null when the check is off).
+ * what would make it fit (a backend outside the wasm heap, smaller micro-batches, fewer calibration
+ * questions, or more memory); returns the estimate otherwise (null when the check is off).
  */
 export function assertQuantizeFits(req: QuantizeFitRequest): QuantizeEstimate | null {
   const available = req.available !== undefined ? req.available : availableMemory();
@@ -185,18 +181,19 @@ export function assertQuantizeFits(req: QuantizeFitRequest): QuantizeEstimate | 
     if (!overflowing(est(req.work, p), p)) throw new UserError(`${head}; rerun with ${flag(BACKEND_OPTION)} ${ram} (about ${gb(est(req.work, p).total)})`);
   }
   const prompts = req.work.prompts;
+  // smaller micro-batches first: they keep every calibration prompt (the same sums, in more passes)
+  if (prompts && req.microBatch) {
+    for (let m = Math.floor((req.work.microBatch ?? CALIBRATION_MICRO_BATCH) / 2); m >= 1; m = Math.floor(m / 2)) {
+      const w = { ...req.work, microBatch: m };
+      if (!overflowing(est(w), req.profile)) throw new UserError(`${head}; rerun with ${flag(req.microBatch)} ${m} (about ${gb(est(w).total)})`);
+    }
+  }
   const per = req.perSubject?.value ?? 0;
   if (prompts && req.perSubject && per > 1) {
     // the prompts come subject by subject, `per` of each: keep k of each subject's
     for (let k = Math.floor(per / 2); k >= 1; k = Math.floor(k / 2)) {
       const w = { ...req.work, prompts: prompts.filter((_, i) => i % per < k) };
       if (!overflowing(est(w), req.profile)) throw new UserError(`${head}; rerun with ${flag(req.perSubject.option)} ${k} (about ${gb(est(w).total)})`);
-    }
-  }
-  if (prompts && req.microBatch) {
-    for (let m = Math.floor((req.work.microBatch ?? CALIBRATION_MICRO_BATCH) / 2); m >= 1; m = Math.floor(m / 2)) {
-      const w = { ...req.work, microBatch: m };
-      if (!overflowing(est(w), req.profile)) throw new UserError(`${head}; rerun with ${flag(req.microBatch)} ${m} (about ${gb(est(w).total)})`);
     }
   }
   throw new UserError(`${head}; use a machine with more memory (the model is already quantized one layer at a time)`);

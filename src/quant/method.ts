@@ -77,7 +77,7 @@ export interface LayerMemoryShape {
   tokens: number;
   /** The largest micro-batch's rows × its longest prompt (padding included); 0 without calibration. */
   batchRows: number;
-  /** Bytes of one micro-batch's activations through the layer (runBlock's intermediates), 0 without calibration. */
+  /** Bytes of the largest micro-batch's activations through the layer (runBlock's intermediates), 0 without calibration. */
   forward: number;
   /** Tensors made from arrays are copies (the wasm heap), not views of the same memory (tfjs' CPU backends). */
   copies: boolean;

@@ -21,7 +21,8 @@ import { UserError } from '../runtime/errors.ts';
 import { flag } from '../runtime/options.ts';
 import { EMBEDDING_BITS, KEEP_EMBEDDINGS } from './options.ts';
 import { progress, type Progress } from '../runtime/progress.ts';
-import { advanceLayer, disposeCalibration, embedPrompts, layerWeights, type CalibrationSet } from './calibration.ts';
+import { advanceLayer, calibrationBatches, calibrationTokenCap, CALIBRATION_FORWARD_BYTES, CALIBRATION_MICRO_BATCH, disposeCalibration, embedPrompts, layerWeights, type CalibrationSet } from './calibration.ts';
+import { gb } from '../model/memory-estimate.ts';
 import { LINEARS, specFor, type LayerResult, type QuantMethod } from './method.ts';
 import { getQuantMethod, type Quantization } from './registry.ts';
 
@@ -33,7 +34,7 @@ export interface QuantizeInput {
   prompts?: number[][] | null;
   /** What the prompts are, for quantization_config (data, counts). */
   calibrationInfo?: Record<string, unknown>;
-  /** Rows per calibration micro-batch (default 8). */
+  /** Prompts per calibration micro-batch at most (default 8; calibration.ts calibrationBatches also caps their padded tokens). */
   microBatch?: number;
   /** Keep the embedding and lm_head as floats (as the GPTQ and AWQ papers do) instead of quantizing them as llama.cpp does. */
   keepEmbeddings?: boolean;
@@ -143,6 +144,15 @@ export function quantizedSource(input: QuantizeInput): QuantizedSource {
     notes[`calibration prompts cut at ${maxTokens} tokens`] = cut;
     log(`calibration: ${cut} of ${prompts!.length} prompts cut at ${maxTokens} tokens`);
   }
+  // micro-batches of at most `micro` prompts, and of padded tokens whose pass through a layer fits its budget at this shape
+  const micro = input.microBatch ?? CALIBRATION_MICRO_BATCH;
+  const batching = prompts ? calibrationBatches(prompts.map((p) => p.length), config, micro) : [];
+  const capped = batching.slice(0, -1).filter((b) => b.length < micro).length; // the last one is short when the prompts run out
+  if (capped > 0) {
+    const what = `calibration micro-batches of fewer than ${micro} prompts, each within ${calibrationTokenCap(config)} padded tokens (a layer's intermediates in ${gb(CALIBRATION_FORWARD_BYTES)} at this shape)`;
+    notes[what] = capped;
+    log(`calibration: ${capped} of ${batching.length} ${what}`);
+  }
   const shapes = layerTensorShapes(config);
   const tables = input.keepEmbeddings ? new Map<string, PackedSpec>() : tableSpecs(config, q.embeddingBits);
   if (tables.size > 0) {
@@ -174,14 +184,14 @@ export function quantizedSource(input: QuantizeInput): QuantizedSource {
         const out = new Float32Array(ids.length * H);
         ids.forEach((id, i) => out.set(dequantizeRows(table.quants, table.scales, table.mins, H, table.spec, id, id + 1, row), i * H));
         return out;
-      }, input.microBatch);
+      }, batching);
     }
     const t = rowBlocks(source, name);
     return embedPrompts(prompts!, H, (ids) => {
       const out = new Float32Array(ids.length * H);
       ids.forEach((id, i) => out.set(t.read(id, id + 1), i * H));
       return out;
-    }, input.microBatch);
+    }, batching);
   };
 
   const quantizeLayer = async (i: number): Promise<LayerResult> => {

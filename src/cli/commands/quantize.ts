@@ -25,13 +25,14 @@ for (const m of QUANT_METHODS) {
 }
 
 const OUT = option({ ...OUT_SPEC, required: true, help: 'output model directory (packed weights)' });
+const MICRO = option({ ...MICRO_BATCH, help: 'prompts per micro-batch inside a layer, at most (a micro-batch also keeps within the padded tokens whose pass through a layer fits in 2 GiB: 7,228 at Llama-3-8B\'s shape)' });
 
 export const quantizeCommand = defineCommand({
   command: 'quantize',
   describe: 'Quantize a model to packed 8/4-bit weights (rtn, gptq, awq, smoothquant); writes a model directory every command takes',
   options: [
     ...COMPUTE_OPTIONS, MODEL, QUANT_METHOD, BITS, GROUP_SIZE, ASYM, EMBEDDING_BITS, KEEP_EMBEDDINGS, ...METHOD_PARAMS,
-    CALIBRATION_DATA, CALIBRATION_FILE, CALIB_SUBJECTS, PER_SUBJECT, CALIB_SHOTS, CALIBRATION_SEED, MICRO_BATCH, OUT, FORCE_DIR,
+    CALIBRATION_DATA, CALIBRATION_FILE, CALIB_SUBJECTS, PER_SUBJECT, CALIB_SHOTS, CALIBRATION_SEED, MICRO, OUT, FORCE_DIR,
   ],
   conflicts: [[CALIBRATION_DATA, CALIBRATION_FILE]],
   examples: [
