@@ -339,7 +339,7 @@ test('synthetic tokenizer: HF tokenizer.json equals the llama2.c reference; load
     mkdirSync(empty);
     await assert.rejects(loadTokenizer(empty), (e: unknown) => e instanceof UserError && e.message.startsWith(join(empty, 'tokenizer.json')) && /not found/.test(e.message));
     writeFileSync(join(empty, 'tokenizer.json'), '{"model": {"type": "BPE", "vocab": {');
-    await assert.rejects(loadTokenizer(empty), (e: unknown) => e instanceof UserError && /invalid JSON/.test(e.message));
+    await assert.rejects(loadTokenizer(empty), (e: unknown) => e instanceof UserError && /not valid JSON/.test(e.message));
     writeFileSync(join(empty, 'tokenizer.json'), '{"version": "1.0"}');
     await assert.rejects(loadTokenizer(empty), (e: unknown) => e instanceof UserError && /no "model"/.test(e.message));
     writeFileSync(join(empty, 'tokenizer.json'), '{"model": {"type": "Mystery"}}');

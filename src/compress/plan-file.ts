@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import YAML from 'yaml';
 import { configToJson, readConfig } from '../model/config.ts';
 import { isGgufFile } from '../model/files.ts';
-import { describeJson, isPlainObject, parseJsonText, readTextFile } from '../io/read.ts';
+import { describeJson, isPlainObject, parseJsonText, readTextFile, showJson } from '../io/read.ts';
 import { anyJson, array, boolean, checked, integer, literal, nullable, number, object, optional, readChecked, record, string } from '../io/schema.ts';
 import { UserError } from '../runtime/errors.ts';
 import { flag } from '../runtime/options.ts';
@@ -115,7 +115,7 @@ export function readPlanFile(file: string, modelDir: string): RecordedPlan {
   };
   if (!isPlainObject(raw)) return bad(`${what} must hold an object, not ${describeJson(raw)}`);
   const L = raw.original_layers;
-  if (!Number.isInteger(L) || (L as number) < 1) bad(`"original_layers" must be a positive integer, not ${JSON.stringify(L)}`);
+  if (!Number.isInteger(L) || (L as number) < 1) bad(`"original_layers" must be a positive integer, not ${showJson(L)}`);
   const original = L as number;
   const config = readConfig(modelDir);
   if (config.num_hidden_layers !== original) {
@@ -146,7 +146,7 @@ export function readPlanFile(file: string, modelDir: string): RecordedPlan {
     if (!inRange(l.norms_from)) bad(`${at}.norms_from must be a layer from 0 to ${original - 1}`);
     return { sources, normsFrom: l.norms_from as number };
   });
-  if (raw.layers !== undefined && raw.layers !== layers.length) bad(`"layers" is ${JSON.stringify(raw.layers)} but "layer_sources" has ${layers.length}`);
+  if (raw.layers !== undefined && raw.layers !== layers.length) bad(`"layers" is ${showJson(raw.layers)} but "layer_sources" has ${layers.length}`);
   for (const [key, type] of [['method', 'string'], ['blend_norms', 'boolean'], ['keep_biases', 'boolean']] as const) {
     if (raw[key] !== undefined && typeof raw[key] !== type) bad(`"${key}" must be a ${type}`);
   }

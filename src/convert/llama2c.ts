@@ -161,6 +161,12 @@ export function readLlama2cCheckpoint(path: string): Llama2cCheckpoint {
     : [attnNorm, ffnNorm, norm, emb, ...mats, ...ffn];
   if (!sharedClassifier) blocks.push(G('lm_head.weight', [vocabSize, dim]));
 
+  // the size the header implies, checked before anything is built from its counts (a corrupt n_layers must not size a table)
+  const expected = blocks.reduce((sum, b) => sum + 4 * b.shape.reduce((a, c) => a * c, 1) * (b.perLayer ? nLayers : 1), headerBytes);
+  if (expected !== size) {
+    notCkpt(`expected ${expected} bytes for ${desc} with a ${sharedClassifier ? 'shared' : 'separate'} classifier ` +
+      `(${version === 0 ? 'legacy' : 'version 1'} header), got ${size}`);
+  }
   const where = new Map<string, { offset: number; shape: number[] }>();
   let offset = headerBytes;
   for (const b of blocks) {
@@ -169,10 +175,6 @@ export function readLlama2cCheckpoint(path: string): Llama2cCheckpoint {
       if (b.name) where.set(b.name.replace('{i}', String(i)), { offset, shape: b.shape });
       offset += bytes;
     }
-  }
-  if (offset !== size) {
-    notCkpt(`expected ${offset} bytes for ${desc} with a ${sharedClassifier ? 'shared' : 'separate'} classifier ` +
-      `(${version === 0 ? 'legacy' : 'version 1'} header), got ${size}`);
   }
 
   const tensors = new Map<string, number[]>([...where].map(([n, w]) => [n, w.shape]));

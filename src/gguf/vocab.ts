@@ -16,6 +16,7 @@
  * "[PADn]" tokens of type UNUSED.
  */
 import { UserError } from '../runtime/errors.ts';
+import { showJson } from '../io/read.ts';
 import { type GgufValue, TokenType } from './format.ts';
 import { meta } from './writer.ts';
 
@@ -56,7 +57,7 @@ function mergePairs(model: Json, file: string): [string, string][] {
       const at = m.indexOf(' ', 1);
       if (at > 0) return [m.slice(0, at), m.slice(at + 1)];
     }
-    throw new UserError(`${file}: merge ${i} (${JSON.stringify(m)}) is not a pair of tokens`);
+    throw new UserError(`${file}: merge ${i} (${showJson(m)}) is not a pair of tokens`);
   });
 }
 

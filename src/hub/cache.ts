@@ -10,6 +10,7 @@
  */
 import { homedir } from 'node:os';
 import { join } from 'node:path';
+import { UserError } from '../runtime/errors.ts';
 
 export type RepoType = 'model' | 'dataset';
 
@@ -27,9 +28,20 @@ export function hubCacheDir(env: NodeJS.ProcessEnv = process.env): string {
   return join(home, 'hub');
 }
 
-/** The hub's base URL: $HF_ENDPOINT or https://huggingface.co. */
+/** The hub's base URL: $HF_ENDPOINT or https://huggingface.co; an HF_ENDPOINT that is not an http(s) URL is refused. */
 export function hubEndpoint(env: NodeJS.ProcessEnv = process.env): string {
-  return (env.HF_ENDPOINT ?? 'https://huggingface.co').replace(/\/+$/, '');
+  const given = env.HF_ENDPOINT ?? 'https://huggingface.co';
+  const url = given.replace(/\/+$/, '');
+  let parsed: URL | null = null;
+  try {
+    parsed = new URL(url);
+  } catch {
+    // refused below
+  }
+  if (!parsed || (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') || parsed.hostname === '' || parsed.search || parsed.hash) {
+    throw new UserError(`HF_ENDPOINT ${JSON.stringify(given.slice(0, 100))}: not an http(s) URL of a hub; set it to one (e.g. https://huggingface.co, or a mirror's address) or unset it`);
+  }
+  return url;
 }
 
 /** Whether HF_HUB_OFFLINE asks for no network (1, true, yes, on). */

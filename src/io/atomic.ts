@@ -1,12 +1,14 @@
 /**
  * Writes that never leave half-written output: everything goes to a temporary path next to the
- * target and is renamed into place only when complete.
+ * target and is renamed into place only when complete. The temporary path is removed when the write
+ * fails, and when the process exits or is ended by a signal during the write (src/io/cleanup.ts).
  */
-import { closeSync, existsSync, mkdirSync, openSync, renameSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, renameSync, rmSync, rmdirSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { UserError } from '../runtime/errors.ts';
 import { type OutputKind, writeMarker } from './output-dir.ts';
+import { removeOnExit } from './cleanup.ts';
 
 /** A fresh sibling name for `target` (unique per call: two calls within one millisecond must not collide). */
 function tempName(target: string): string {
@@ -24,6 +26,25 @@ function checkFileTarget(path: string): void {
   if (existsSync(path) && statSync(path).isDirectory()) throw new UserError(`${path}: is a directory; give a file path to write to`);
 }
 
+/**
+ * Creates directory `dir` with its missing parents; returns what undoes that when a write fails: the
+ * directories it created are removed again, deepest first, as long as they are empty (nothing else is).
+ */
+function makeParents(dir: string): () => void {
+  const first = mkdirSync(dir, { recursive: true });
+  return () => {
+    if (first === undefined) return;
+    for (let d = dir; ; d = dirname(d)) {
+      try {
+        rmdirSync(d);
+      } catch {
+        return; // not empty (someone else's file), or gone
+      }
+      if (d === first || dirname(d) === d) return;
+    }
+  };
+}
+
 /** Renames a finished temporary file into place, removing it if that fails. */
 function moveIntoPlace(tmp: string, path: string): void {
   try {
@@ -37,32 +58,45 @@ function moveIntoPlace(tmp: string, path: string): void {
 /** Opens a temporary file, lets `fill` write it, then renames it to `path`. */
 export async function atomicWriteFile(path: string, fill: (fd: number) => void | Promise<void>): Promise<void> {
   checkFileTarget(path);
-  mkdirSync(dirname(path), { recursive: true });
+  const unmake = makeParents(dirname(path));
   const tmp = tempName(path);
-  const fd = openSync(tmp, 'w');
+  const dispose = removeOnExit(tmp);
   try {
-    await fill(fd);
-    closeSync(fd);
+    const fd = openSync(tmp, 'w');
+    try {
+      await fill(fd);
+      closeSync(fd);
+    } catch (e) {
+      closeSync(fd);
+      rmSync(tmp, { force: true });
+      throw e;
+    }
+    moveIntoPlace(tmp, path);
   } catch (e) {
-    closeSync(fd);
-    rmSync(tmp, { force: true });
+    unmake();
     throw e;
+  } finally {
+    dispose();
   }
-  moveIntoPlace(tmp, path);
 }
 
 /** Writes a text file atomically. */
 export function atomicWriteText(path: string, text: string): void {
   checkFileTarget(path);
-  mkdirSync(dirname(path), { recursive: true });
+  const unmake = makeParents(dirname(path));
   const tmp = tempName(path);
   try {
-    writeFileSync(tmp, text);
+    try {
+      writeFileSync(tmp, text);
+    } catch (e) {
+      rmSync(tmp, { force: true });
+      throw e;
+    }
+    moveIntoPlace(tmp, path);
   } catch (e) {
-    rmSync(tmp, { force: true });
+    unmake();
     throw e;
   }
-  moveIntoPlace(tmp, path);
 }
 
 /**
@@ -71,22 +105,38 @@ export function atomicWriteText(path: string, text: string): void {
  * (src/io/output-dir.ts), by which a later run knows it may replace it.
  */
 export async function atomicWriteDir(dir: string, fill: (tmpDir: string) => Promise<void>, kind?: OutputKind): Promise<void> {
-  mkdirSync(dirname(dir), { recursive: true });
+  const unmake = makeParents(dirname(dir));
   const tmp = tempName(dir);
-  mkdirSync(tmp, { recursive: true });
+  const dispose = removeOnExit(tmp);
   try {
+    mkdirSync(tmp, { recursive: true });
     await fill(tmp);
     if (kind) writeMarker(tmp, kind);
   } catch (e) {
     rmSync(tmp, { recursive: true, force: true });
+    unmake();
     throw e;
+  } finally {
+    dispose();
   }
   if (existsSync(dir)) {
     const old = tempName(dir);
     renameSync(dir, old);
-    renameSync(tmp, dir);
+    try {
+      renameSync(tmp, dir);
+    } catch (e) {
+      renameSync(old, dir); // the earlier output stays as it was
+      rmSync(tmp, { recursive: true, force: true });
+      throw e;
+    }
     rmSync(old, { recursive: true, force: true });
   } else {
-    renameSync(tmp, dir);
+    try {
+      renameSync(tmp, dir);
+    } catch (e) {
+      rmSync(tmp, { recursive: true, force: true });
+      unmake();
+      throw e;
+    }
   }
 }

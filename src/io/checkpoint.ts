@@ -5,6 +5,7 @@
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join, relative, resolve, isAbsolute } from 'node:path';
 import { UserError } from '../runtime/errors.ts';
+import { showJson } from './read.ts';
 import { SafetensorsFile, type SafetensorsOptions, type StoredDType, type TensorInfo } from './safetensors.ts';
 import { anyJson, object, optional, readChecked, record, string } from './schema.ts';
 import type { PackedInfo, PackedMatrix } from './packed.ts';
@@ -74,7 +75,7 @@ export function openCheckpoint(dir: string, opts: SafetensorsOptions = { allowNo
       const root = resolve(dir);
       for (const [name, shard] of Object.entries(index.weight_map)) {
         if (shard === '') {
-          throw new UserError(`${indexPath}: the shard of "${name}" in weight_map must be a file name, not ${JSON.stringify(shard)}; re-download or re-export the model`);
+          throw new UserError(`${indexPath}: the shard of "${name}" in weight_map must be a file name, not ${showJson(shard)}; re-download or re-export the model`);
         }
         const p = resolve(root, shard);
         const rel = relative(root, p);

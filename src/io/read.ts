@@ -77,8 +77,8 @@ export function readTextFile(path: string, what: string): string {
 }
 
 /** First line of an error message (parsers' messages may quote the input over several lines). */
-function firstLine(msg: string): string {
-  return msg.split('\n')[0].trim();
+export function firstLine(msg: string): string {
+  return msg.split(/[\r\n]/)[0].trim();
 }
 
 /** Parses JSON text from `path`; invalid JSON is a UserError naming the file. */
@@ -106,6 +106,17 @@ export function readJsonObject(path: string, what: string): Record<string, unkno
   const v = readJsonFile(path, what);
   if (!isPlainObject(v)) throw new UserError(`${path}: ${what} must hold a JSON object, not ${describeJson(v)}`);
   return v;
+}
+
+/**
+ * A JSON value for a one-line message, short whatever the file holds: numbers, booleans and null as
+ * written, a string quoted (cut after 40 characters), an array or object by its kind only (quoting them
+ * could take megabytes, or overflow the stack on deep nesting).
+ */
+export function showJson(v: unknown): string {
+  if (typeof v === 'string') return v.length > 40 ? `${JSON.stringify(v.slice(0, 37)).slice(0, -1)}..."` : JSON.stringify(v);
+  if (typeof v === 'number' || typeof v === 'boolean' || v === null) return String(v);
+  return v === undefined ? 'nothing' : describeJson(v);
 }
 
 /** "null", "an array", "a string", ... for messages. */

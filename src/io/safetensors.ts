@@ -5,7 +5,7 @@
  * then the data region; offsets are relative to the data region.
  */
 import { closeSync, fstatSync, readSync } from 'node:fs';
-import { openRegularFile } from './read.ts';
+import { openRegularFile, showJson } from './read.ts';
 import { UserError } from '../runtime/errors.ts';
 import { atomicWriteFile, writeAll } from './atomic.ts';
 import { flag } from '../runtime/options.ts';
@@ -116,7 +116,7 @@ export class SafetensorsFile {
       }
       if (typeof v !== 'object' || v === null || Array.isArray(v)) fail(`entry "${name}" is ${v === null ? 'null' : Array.isArray(v) ? 'an array' : `a ${typeof v}`}, not a tensor description`);
       const t = v as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
-      if (typeof t.dtype !== 'string' || !(t.dtype in BYTES)) fail(`tensor "${name}" has unknown dtype ${JSON.stringify(t.dtype)}`);
+      if (typeof t.dtype !== 'string' || !(t.dtype in BYTES)) fail(`tensor "${name}" has unknown dtype ${showJson(t.dtype)}`);
       if (!STORED_DTYPES.has(t.dtype as string)) fail(`tensor "${name}" has dtype ${t.dtype}; only F32, F16 and BF16 weights (and I8/U8 packed quants) are supported`);
       if (!Array.isArray(t.shape) || !t.shape.every((d) => Number.isInteger(d) && d >= 0)) fail(`tensor "${name}" has an invalid shape`);
       const off = t.data_offsets as number[];

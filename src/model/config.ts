@@ -6,7 +6,7 @@
 import { existsSync } from 'node:fs';
 import { flag } from '../runtime/options.ts';
 import { MODEL } from './options.ts';
-import { readJsonFile } from '../io/read.ts';
+import { readJsonFile, showJson } from '../io/read.ts';
 import { join } from 'node:path';
 import { UserError } from '../runtime/errors.ts';
 import { isGgufFile } from '../gguf/reader.ts';
@@ -28,21 +28,26 @@ const KNOWN = new Set([
   'use_sliding_window', 'bos_token_id', 'eos_token_id', 'hidden_act', 'torch_dtype', 'dtype', 'quantization_config',
 ]);
 
+/** Largest size a config may give: tensor dimensions are int32 in tfjs (and a corrupt value must not size an allocation). */
+const MAX_SIZE = 2 ** 31 - 1;
+/** Most decoder layers a config may give (the largest Llama-family models have a few hundred). */
+const MAX_LAYERS = 10_000;
+
 /** Parses `quantization_config`: only mka's own packed format is read (others store weights in layouts mka does not run). */
 function parseQuantization(raw: unknown, fail: (msg: string) => never): QuantizationConfig | null {
   if (raw === undefined || raw === null) return null;
   if (typeof raw !== 'object' || Array.isArray(raw)) return fail('"quantization_config" must be an object');
   const q = raw as Record<string, unknown>;
   if (q.quant_method !== 'mka') {
-    return fail(`quantization_config.quant_method ${JSON.stringify(q.quant_method)} is not supported: mka runs its own packed format (README "Quantized model directories"); quantize the float model with \`mka quantize\` instead`);
+    return fail(`quantization_config.quant_method ${showJson(q.quant_method)} is not supported: mka runs its own packed format (README "Quantized model directories"); quantize the float model with \`mka quantize\` instead`);
   }
-  if (q.bits !== 4 && q.bits !== 8) fail(`quantization_config.bits must be 4 or 8, got ${JSON.stringify(q.bits)}`);
+  if (q.bits !== 4 && q.bits !== 8) fail(`quantization_config.bits must be 4 or 8, got ${showJson(q.bits)}`);
   if (typeof q.group_size !== 'number' || !Number.isInteger(q.group_size) || (q.group_size < 1 && q.group_size !== -1)) {
-    fail(`quantization_config.group_size must be a positive integer or -1 (per channel), got ${JSON.stringify(q.group_size)}`);
+    fail(`quantization_config.group_size must be a positive integer or -1 (per channel), got ${showJson(q.group_size)}`);
   }
-  if (typeof q.sym !== 'boolean') fail(`quantization_config.sym must be true or false, got ${JSON.stringify(q.sym)}`);
+  if (typeof q.sym !== 'boolean') fail(`quantization_config.sym must be true or false, got ${showJson(q.sym)}`);
   const act = q.act_bits ?? null;
-  if (act !== null && act !== 8) fail(`quantization_config.act_bits must be 8 or null, got ${JSON.stringify(act)}`);
+  if (act !== null && act !== 8) fail(`quantization_config.act_bits must be 8 or null, got ${showJson(act)}`);
   return { ...q, quant_method: 'mka', method: String(q.method ?? 'unknown'), bits: q.bits as 4 | 8, group_size: q.group_size as number, sym: q.sym as boolean, act_bits: act as 8 | null };
 }
 
@@ -57,30 +62,31 @@ export function parseConfig(raw: unknown, file = 'config.json'): LlamaConfig {
   const modelType = j.model_type;
   if (typeof modelType !== 'string') fail('missing "model_type" (one of llama, mistral, qwen2)');
   if (!(SUPPORTED_MODEL_TYPES as readonly string[]).includes(modelType as string)) {
-    fail(`model_type "${modelType}" is not supported; supported: ${SUPPORTED_MODEL_TYPES.join(', ')} ` +
+    fail(`model_type ${showJson(modelType)} is not supported; supported: ${SUPPORTED_MODEL_TYPES.join(', ')} ` +
       `(${Object.values(ARCH_OF).join(', ')})`);
   }
   const mt = modelType as ModelType;
-  const archs = Array.isArray(j.architectures) ? (j.architectures as unknown[]).map(String) : [ARCH_OF[mt]];
+  const archs = Array.isArray(j.architectures) ? (j.architectures as unknown[]).map((a) => (typeof a === 'string' ? a : showJson(a))) : [ARCH_OF[mt]];
   if (!archs.includes(ARCH_OF[mt])) {
-    fail(`architectures ${JSON.stringify(archs)} contradict model_type "${mt}" (expected ${ARCH_OF[mt]})`);
+    fail(`architectures ${JSON.stringify(archs.map((a) => showJson(a).slice(1, -1)))} contradict model_type "${mt}" (expected ${ARCH_OF[mt]})`);
   }
 
-  const int = (key: string, opts: { min?: number; def?: number } = {}): number => {
+  const int = (key: string, opts: { min?: number; max?: number; def?: number } = {}): number => {
     const v = j[key] ?? opts.def;
     if (v === undefined || v === null) fail(`missing "${key}"`);
-    if (typeof v !== 'number' || !Number.isInteger(v)) fail(`"${key}" must be an integer, got ${JSON.stringify(v)}`);
+    if (typeof v !== 'number' || !Number.isInteger(v)) fail(`"${key}" must be an integer, got ${showJson(v)}`);
     if ((v as number) < (opts.min ?? 1)) fail(`"${key}" must be >= ${opts.min ?? 1}, got ${v}`);
+    if ((v as number) > (opts.max ?? MAX_SIZE)) fail(`"${key}" is ${v}, more than ${opts.max ?? MAX_SIZE}: the file is corrupt (re-download or re-convert it)`);
     return v as number;
   };
   const num = (key: string, def?: number): number => {
     const v = j[key] ?? def;
-    if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) fail(`"${key}" must be a positive number, got ${JSON.stringify(v)}`);
+    if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) fail(`"${key}" must be a positive number, got ${showJson(v)}`);
     return v as number;
   };
   const bool = (key: string, def: boolean): boolean => {
     const v = j[key] ?? def;
-    if (typeof v !== 'boolean') fail(`"${key}" must be true or false, got ${JSON.stringify(v)}`);
+    if (typeof v !== 'boolean') fail(`"${key}" must be true or false, got ${showJson(v)}`);
     return v as boolean;
   };
 
@@ -98,7 +104,7 @@ export function parseConfig(raw: unknown, file = 'config.json'): LlamaConfig {
   if (headDim % 2 !== 0) fail(`head_dim (${headDim}) must be even for rotary embeddings`);
 
   const act = j.hidden_act ?? 'silu';
-  if (act !== 'silu') fail(`hidden_act "${act}" is not supported (only silu)`);
+  if (act !== 'silu') fail(`hidden_act ${showJson(act)} is not supported (only silu)`);
 
   let ropeScaling: RopeScaling | null = null;
   if (j.rope_scaling !== undefined && j.rope_scaling !== null) {
@@ -111,7 +117,7 @@ export function parseConfig(raw: unknown, file = 'config.json'): LlamaConfig {
       ropeScaling = { rope_type: type, factor: factor as number };
       if (type === 'llama3') {
         for (const k of ['low_freq_factor', 'high_freq_factor', 'original_max_position_embeddings']) {
-          if (typeof r[k] !== 'number') fail(`rope_scaling of type llama3 needs "${k}"`);
+          if (typeof r[k] !== 'number' || !((r[k] as number) > 0)) fail(`rope_scaling of type llama3 needs "${k}", a positive number`);
         }
         ropeScaling.low_freq_factor = r.low_freq_factor as number;
         ropeScaling.high_freq_factor = r.high_freq_factor as number;
@@ -121,7 +127,7 @@ export function parseConfig(raw: unknown, file = 'config.json'): LlamaConfig {
         }
       }
     } else {
-      fail(`rope_scaling type "${type}" is not supported (default, linear, llama3)`);
+      fail(`rope_scaling type ${showJson(type)} is not supported (default, linear, llama3)`);
     }
   }
 
@@ -130,6 +136,20 @@ export function parseConfig(raw: unknown, file = 'config.json'): LlamaConfig {
   if (mt === 'qwen2' && j.use_sliding_window === true && j.sliding_window != null) {
     fail('use_sliding_window=true is not supported for qwen2');
   }
+
+  /** A token id (or, when `list`, a list of them) or null; anything else is a corrupt config. */
+  const tokenIds = (key: string, list: boolean): number | number[] | null => {
+    const v = j[key] ?? null;
+    const isId = (x: unknown) => Number.isSafeInteger(x) && (x as number) >= 0;
+    if (v === null || isId(v)) return v as number | null;
+    if (list && Array.isArray(v) && v.every(isId)) return v as number[];
+    return fail(`"${key}" must be a token id (an integer >= 0)${list ? ', a list of them' : ''} or null, got ${Array.isArray(v) ? 'a list holding something else' : showJson(v)}`);
+  };
+
+  const dtypeName = (): string => {
+    const v = j.torch_dtype ?? j.dtype ?? 'float32';
+    return typeof v === 'string' ? v : fail(`"torch_dtype" must be a dtype name such as "bfloat16", got ${showJson(v)}`);
+  };
 
   const extra: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(j)) if (!KNOWN.has(k)) extra[k] = v;
@@ -140,7 +160,7 @@ export function parseConfig(raw: unknown, file = 'config.json'): LlamaConfig {
     vocab_size: int('vocab_size'),
     hidden_size: hidden,
     intermediate_size: int('intermediate_size'),
-    num_hidden_layers: int('num_hidden_layers'),
+    num_hidden_layers: int('num_hidden_layers', { max: MAX_LAYERS }),
     num_attention_heads: heads,
     num_key_value_heads: kvHeads,
     head_dim: headDim,
@@ -152,10 +172,10 @@ export function parseConfig(raw: unknown, file = 'config.json'): LlamaConfig {
     attention_bias: mt === 'qwen2' ? true : bool('attention_bias', false),
     mlp_bias: bool('mlp_bias', false),
     sliding_window: slidingWindow,
-    bos_token_id: typeof j.bos_token_id === 'number' ? j.bos_token_id : null,
-    eos_token_id: (j.eos_token_id as number | number[] | undefined) ?? null,
+    bos_token_id: tokenIds('bos_token_id', false) as number | null,
+    eos_token_id: tokenIds('eos_token_id', true),
     hidden_act: 'silu',
-    torch_dtype: String(j.torch_dtype ?? j.dtype ?? 'float32'),
+    torch_dtype: dtypeName(),
     quantization_config: parseQuantization(j.quantization_config, fail),
     extra,
   };

@@ -4,7 +4,7 @@
  * replays a recorded plan (a merge.json, compress/plan-file.ts) on the original model without
  * calibrating. The sweep runs the same pipeline for all of its points at once.
  */
-import { readRegularFile } from '../io/read.ts';
+import { describeJson, isPlainObject, parseJsonText, readTextFile } from '../io/read.ts';
 import { UserError } from '../runtime/errors.ts';
 import { progress } from '../runtime/progress.ts';
 import { DEFAULT_METRIC, degenerateKernelWarning, fusionRatio, getSimilarityMetric, gramFromActivations, resolveOptions, type MetricResult, type SimilarityOptions } from '../compress/similarity/index.ts';
@@ -179,7 +179,7 @@ function checkActivations(file: string, acts: unknown): number[][][] {
     layer.forEach((row: unknown, s) => {
       if (!Array.isArray(row) || row.length !== hidden) throw new UserError(`${file}: activations[${l}][${s}] has ${Array.isArray(row) ? row.length : 'no'} values, activations[0][0] ${hidden}; ${shape}`);
       const bad = row.findIndex((x) => typeof x !== 'number' || !Number.isFinite(x));
-      if (bad >= 0) throw new UserError(`${file}: activations[${l}][${s}][${bad}] is ${typeof row[bad] === 'number' ? String(row[bad]) : JSON.stringify(row[bad])}, not a finite number`);
+      if (bad >= 0) throw new UserError(`${file}: activations[${l}][${s}][${bad}] is ${typeof row[bad] === 'number' ? String(row[bad]) : typeof row[bad] === 'string' ? JSON.stringify(row[bad]).slice(0, 40) : describeJson(row[bad])}, not a finite number`);
     });
   });
   return acts as number[][][];
@@ -190,9 +190,10 @@ export function activationsSimilarity(file: string, opts: { similarity?: Partial
   const metric = getSimilarityMetric(opts.metric ?? DEFAULT_METRIC);
   let acts: unknown;
   try {
-    acts = JSON.parse(readRegularFile(file, 'activations file').toString('utf8')).activations;
+    const raw = parseJsonText(readTextFile(file, 'activations file'), file, 'activations file');
+    acts = isPlainObject(raw) ? raw.activations : undefined;
   } catch (e) {
-    throw new UserError(`${file}: cannot read activations JSON (${(e as Error).message})`);
+    throw e instanceof UserError ? new UserError(`${e.message}; give {"activations": [layers][samples][hidden]}`) : e;
   }
   const layers = checkActivations(file, acts);
   const n = layers[0].length;

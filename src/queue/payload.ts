@@ -8,7 +8,7 @@
 import { resolve } from 'node:path';
 import { isInside, unsafeRelative } from '../io/paths.ts';
 import { UserError } from '../runtime/errors.ts';
-import { isPlainObject } from '../io/read.ts';
+import { isPlainObject, showJson } from '../io/read.ts';
 import type { SweepJob } from './jobs.ts';
 import { OptionError, type OptionSpec, checkOption, flag } from '../runtime/options.ts';
 import { SWEEP_JOB_NESTED_OPTIONS, SWEEP_JOB_OPTIONS, SWEEP_JOB_PATHS, SWEEP_JOB_REQUIRED, methodParamsProblem } from '../sweep/options.ts';
@@ -36,7 +36,7 @@ function checkValue(spec: OptionSpec, value: unknown, at: string): void {
 /** A point id: `original`, or a method name and a whole count above 0. */
 function checkPoint(p: unknown): void {
   if (!isPlainObject(p) || typeof p.method !== 'string' || !Number.isInteger(p.removed) || (p.removed as number) < 0) bad('"point" must be {method, removed}');
-  if (unsafeRelative(p.method) !== null || p.method.includes('/')) bad(`point method ${JSON.stringify(p.method)} is not a plain name`);
+  if (unsafeRelative(p.method) !== null || p.method.includes('/')) bad(`point method ${showJson(p.method)} is not a plain name`);
   if (p.quantize !== undefined && (typeof p.quantize !== 'string' || p.quantize === '')) bad('point "quantize" must be a quantization such as gptq:w4g32');
 }
 
@@ -44,7 +44,7 @@ function checkPoint(p: unknown): void {
 export function checkJob(data: unknown, root: string): SweepJob {
   if (data === NOT_JSON) bad('it is not JSON');
   if (!isPlainObject(data)) bad('not a JSON object');
-  if (typeof data.kind !== 'string' || !KINDS.has(data.kind)) bad(`unknown kind ${JSON.stringify(data.kind)}`);
+  if (typeof data.kind !== 'string' || !KINDS.has(data.kind)) bad(`unknown kind ${showJson(data.kind)}`);
   const sweep = data.sweep;
   if (!isPlainObject(sweep)) bad('no "sweep" object');
   for (const f of SWEEP_JOB_REQUIRED) if (sweep[f] === undefined) bad(`no sweep.${f}`);
@@ -81,7 +81,7 @@ export function checkJob(data: unknown, root: string): SweepJob {
   }
   if (data.kind !== 'calibration') checkPoint(data.point);
   if (data.kind === 'subject' && (typeof data.subject !== 'string' || unsafeRelative(data.subject) !== null || data.subject.includes('/'))) {
-    bad(`subject ${JSON.stringify(data.subject)} is not a plain name`);
+    bad(`subject ${showJson(data.subject)} is not a plain name`);
   }
   if (data.kind === 'shard') {
     const plain = (v: unknown) => typeof v === 'string' && /^[A-Za-z0-9_.-]+$/.test(v) && unsafeRelative(v) === null;

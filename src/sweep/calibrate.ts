@@ -15,6 +15,7 @@ import { atomicWriteText } from '../io/atomic.ts';
 import type { SweepContext } from './context.ts';
 import { planFile, pointFile, withQuantize, type PointId } from './points.ts';
 import { readChecked } from '../io/schema.ts';
+import { UserError } from '../runtime/errors.ts';
 import { COMPRESSION_PLAN } from '../compress/plan-file.ts';
 
 /** Points of the sweep (above 0 layers removed, without quantization) that have no plan yet while one of their quantizations has no result. */
@@ -62,8 +63,30 @@ export async function calibrateSweep(ctx: SweepContext): Promise<number> {
   return (performance.now() - t0) / 1000;
 }
 
-/** The stored plan of a point, or null when the calibration step has not written it. */
-export function readPlan(out: string, p: PointId): CompressionPlan | null {
+/** Why `plan` cannot be a plan of a model of `layers` decoder layers, or null when it can. */
+function planProblem(plan: CompressionPlan, layers: number): string | null {
+  if (plan.originalLayers !== layers) return `it is for a model of ${plan.originalLayers} layers, the sweep's has ${layers}`;
+  if (plan.layers.length < 1 || plan.layers.length > layers) return `it keeps ${plan.layers.length} layers`;
+  for (const [k, l] of plan.layers.entries()) {
+    const bad = l.sources.find((s) => !(s.layer >= 0 && s.layer < layers)) ?? (l.sources.length === 0 ? { layer: 'none' } : null);
+    if (bad) return `layers[${k}] takes layer ${bad.layer}`;
+    if (!(l.normsFrom >= 0 && l.normsFrom < layers)) return `layers[${k}] takes its norms from layer ${l.normsFrom}`;
+    const sum = l.sources.reduce((a, s) => a + s.weight, 0);
+    if (Math.abs(sum - 1) > 1e-6) return `the weights of layers[${k}] sum to ${sum}, not 1`;
+  }
+  return null;
+}
+
+/**
+ * The stored plan of a point, or null when the calibration step has not written it; `layers` (the
+ * model's decoder layers) refuses a plan that cannot be applied to it (an edited or misplaced file).
+ */
+export function readPlan(out: string, p: PointId, layers?: number): CompressionPlan | null {
   const f = planFile(out, p);
-  return existsSync(f) ? (readChecked(f, COMPRESSION_PLAN, 'sweep plan file', 'delete it, and the sweep plans the point again') as CompressionPlan) : null;
+  if (!existsSync(f)) return null;
+  const fix = 'delete it, and the sweep plans the point again';
+  const plan = readChecked(f, COMPRESSION_PLAN, 'sweep plan file', fix) as CompressionPlan;
+  const problem = layers === undefined ? null : planProblem(plan, layers);
+  if (problem) throw new UserError(`${f}: not a plan this sweep's model can take (${problem}); ${fix}`);
+  return plan;
 }

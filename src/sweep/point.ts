@@ -112,10 +112,11 @@ export function readStoredPoint(out: string, p: PointId): StoredPoint | null {
 
 /** The plan of a point, running the sweep's calibration first if it has not been written. */
 export async function pointPlan(ctx: SweepContext, p: PointId): Promise<CompressionPlan> {
-  let plan = readPlan(ctx.opts.out, p);
+  const layers = ctx.original.config.num_hidden_layers;
+  let plan = readPlan(ctx.opts.out, p, layers);
   if (!plan) {
     await calibrateSweep(ctx);
-    plan = readPlan(ctx.opts.out, p);
+    plan = readPlan(ctx.opts.out, p, layers);
   }
   if (!plan) throw new Error(`sweep: no plan for ${pointLabel(p)} after calibration`);
   return plan;

@@ -4,7 +4,7 @@
  * or the vocabulary of a GGUF model file (gguf.ts: encoding as llama.cpp does).
  */
 import { existsSync } from 'node:fs';
-import { readRegularFile } from '../io/read.ts';
+import { describeJson, isPlainObject, parseJsonText, readTextFile } from '../io/read.ts';
 import { join } from 'node:path';
 import { UserError } from '../runtime/errors.ts';
 import { isGgufFile } from '../gguf/reader.ts';
@@ -22,17 +22,16 @@ function readJson(file: string, required: boolean): Json | null {
     if (!required) return null;
     throw new UserError(`${file}: not found; the model directory needs a Hugging Face tokenizer.json (llama2.c tokenizers: \`mka convert-llama2c\`)`);
   }
-  const text = readRegularFile(file, 'tokenizer file').toString('utf8');
+  const what = 'tokenizer file';
   let raw: unknown;
   try {
-    raw = JSON.parse(text);
+    raw = parseJsonText(readTextFile(file, what), file, what);
   } catch (e) {
-    throw new UserError(`${file}: invalid JSON (${(e as Error).message}); re-download or re-convert it`);
+    // one line, with the fix: parseJsonText's message quotes the parser's first line only
+    throw e instanceof UserError ? new UserError(`${e.message}; re-download or re-convert it`) : e;
   }
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
-    throw new UserError(`${file}: expected a JSON object; re-download or re-convert it`);
-  }
-  return raw as Json;
+  if (!isPlainObject(raw)) throw new UserError(`${file}: expected a JSON object, not ${describeJson(raw)}; re-download or re-convert it`);
+  return raw;
 }
 
 /**
@@ -45,7 +44,28 @@ export async function loadTokenizer(dir: string): Promise<Tokenizer> {
   const json = readJson(file, true)!;
   const config = readJson(join(dir, 'tokenizer_config.json'), false) ?? {};
   const generation = readJson(join(dir, 'generation_config.json'), false) ?? {};
-  return tokenizerFromJson(json, config, generation, file);
+  const tok = tokenizerFromJson(json, config, generation, file);
+  const vocab = readJson(join(dir, 'config.json'), false)?.vocab_size;
+  return Number.isSafeInteger(vocab) ? withinVocabulary(tok, vocab as number, file) : tok;
+}
+
+/**
+ * `tok` refusing, when a text encodes to it, an id the model has no embedding for (a tokenizer.json of
+ * another model, or with tokens added after training): a one-line error naming the file, rather than a
+ * failure inside the forward pass. Ids are checked when used, so a tokenizer with unused extra tokens loads.
+ */
+function withinVocabulary(tok: Tokenizer, vocabSize: number, file: string): Tokenizer {
+  return {
+    ...tok,
+    encode(text, opts) {
+      const ids = tok.encode(text, opts);
+      const bad = ids.find((id) => id >= vocabSize);
+      if (bad !== undefined) {
+        throw new UserError(`${file}: encodes the text to token id ${bad}, but the model's vocabulary has ${vocabSize} tokens (vocab_size in config.json); use the tokenizer the model was trained with`);
+      }
+      return ids;
+    },
+  };
 }
 
 /**

@@ -13,7 +13,7 @@ import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { UserError } from '../../runtime/errors.ts';
 import { parseCsv } from './csv.ts';
-import { readTextFile } from '../../io/read.ts';
+import { readTextFile, showJson } from '../../io/read.ts';
 import { flag } from '../../runtime/options.ts';
 import { NTRAIN } from './options.ts';
 
@@ -58,7 +58,7 @@ export function readMmluFile(file: string, subject: string, split: MmluSplit): M
     }
     const answer = fields[5].trim();
     if (!(ANSWER_LETTERS as readonly string[]).includes(answer)) {
-      throw new UserError(`${file}:${line}: answer ${JSON.stringify(fields[5])} is not one of A, B, C, D; `
+      throw new UserError(`${file}:${line}: answer ${showJson(fields[5])} is not one of A, B, C, D; `
         + 'the sixth field must be the letter of the correct choice');
     }
     if (fields[0].trim() === '') {

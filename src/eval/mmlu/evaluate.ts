@@ -314,7 +314,7 @@ export async function evaluateMmlu(opts: EvaluateMmluOptions): Promise<EvaluateM
   const done = new Map<string, SubjectResult>();
   const resumedSubjects: string[] = [];
   for (const s of subjects) {
-    const prior = results?.load(s, dataFingerprint(data, s));
+    const prior = results?.load(s, dataFingerprint(data, s), Math.min(opts.limit ?? Infinity, data.test.get(s)!.length));
     if (prior) {
       done.set(s, prior);
       if (!reused.has(s)) resumedSubjects.push(s);

@@ -3,14 +3,14 @@
  * question, subject, choices (a list of 4 strings) and answer (0–3)) into the same questions
  * readMmluFile gives for the Hendrycks CSVs, and those questions back as Hendrycks CSV text.
  */
-import { readFileSync } from 'node:fs';
+import { readRegularFile } from '../../io/read.ts';
 import { parquetReadObjects } from 'hyparquet';
 import { UserError } from '../../runtime/errors.ts';
 import { ANSWER_LETTERS, type MmluQuestion, type MmluSplit } from './data.ts';
 
 /** Reads one parquet file of a subject's split (rows in file order; `line` is the 1-based row). */
 export async function readMmluParquet(file: string, subject: string, split: MmluSplit): Promise<MmluQuestion[]> {
-  const bytes = readFileSync(file);
+  const bytes = readRegularFile(file, 'MMLU parquet file');
   let rows: Record<string, unknown>[];
   try {
     rows = await parquetReadObjects({ file: bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer, columns: ['question', 'choices', 'answer'] });

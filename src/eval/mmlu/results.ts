@@ -70,7 +70,7 @@ const OUTPUT_FILES = ['mmlu.csv', 'summary.json', 'run.json', 'lm_eval_results.j
 /** A results directory opened for a run with `key`. */
 export interface ResultsDir {
   /** A finished subject's result, or null when it has not been run. */
-  load(subject: string, dataFingerprint: string): SubjectResult | null;
+  load(subject: string, dataFingerprint: string, questions?: number): SubjectResult | null;
   save(result: SubjectResult): void;
   /**
    * Copies a subject's results file from another results directory of the same run key (its stamp is this
@@ -118,7 +118,7 @@ export function openResultsDir(dir: string, key: RunKey, fresh: boolean): Result
   const runKey = createHash('sha256').update(keyText).digest('hex').slice(0, 16);
   const fileOf = (subject: string) => join(subjectsDir, `${subject}.json`);
   return {
-    load(subject, fingerprint) {
+    load(subject, fingerprint, questions) {
       const f = fileOf(subject);
       if (!existsSync(f)) return null;
       const r = readChecked(f, SUBJECT_RESULT, 'subject results file', 'delete the file to recompute the subject');
@@ -128,6 +128,11 @@ export function openResultsDir(dir: string, key: RunKey, fresh: boolean): Result
       }
       if (r.data !== fingerprint) {
         throw new UserError(`${f}: the MMLU files of ${subject} changed since these results were computed; choose another ${flag(OUT)}, or add ${flag(FRESH)} to recompute`);
+      }
+      // the run key and data match, so a different list is an edited or damaged file: it would score other questions
+      const misplaced = r.questions.findIndex((q, i) => q.index !== i);
+      if ((questions !== undefined && r.questions.length !== questions) || misplaced >= 0) {
+        throw new UserError(`${f}: holds ${r.questions.length} questions${misplaced >= 0 ? `, question ${misplaced} with index ${r.questions[misplaced].index}` : ''}; the run scores ${questions ?? 'the first ones'} in file order (a damaged or edited file); delete the file to recompute the subject`);
       }
       return r;
     },

@@ -81,7 +81,7 @@ export class PplInterrupted extends Error {
 export async function evaluatePerplexity(opts: EvaluatePplOptions): Promise<{ summary: PplSummary; resumedWindows: number; seconds: number }> {
   const windows = slidingWindows(opts.ids.length, opts.seqLen, opts.stride);
   const results = opts.out ? openPplResults(opts.out, opts.model, opts.ids, keyFields(PPL_KEY, opts, PPL_KEY_FIELDS), !!opts.fresh) : null;
-  const all: (WindowResult | null)[] = windows.map((_, i) => results?.load(i) ?? null);
+  const all: (WindowResult | null)[] = windows.map((w, i) => results?.load(i, { begin: w.begin, end: w.end, scored_from: w.scoredFrom }) ?? null);
   const resumedWindows = all.filter((r) => r !== null).length;
   const toCompute = windows.length - resumedWindows;
   const t0 = performance.now();

@@ -38,7 +38,8 @@ export interface PplSummary {
 }
 
 export interface PplResults {
-  load(index: number): WindowResult | null;
+  /** Window `index`'s stored result; `expect` (the window's bounds) refuses one stored for other bounds. */
+  load(index: number, expect?: Pick<WindowResult, 'begin' | 'end' | 'scored_from'>): WindowResult | null;
   save(index: number, r: WindowResult): void;
   finish(summary: PplSummary, run: Record<string, unknown>): void;
 }
@@ -80,10 +81,16 @@ export function openPplResults(dir: string, model: LlamaModel, ids: readonly num
   if (!existsSync(keyFile)) atomicWriteText(keyFile, text);
   const fileOf = (i: number) => join(windowsDir, `${i}.json`);
   return {
-    load(i) {
+    load(i, expect) {
       const f = fileOf(i);
       if (!existsSync(f)) return null;
-      return readChecked(f, WINDOW_RESULT, 'window result', 'delete the file to recompute the window');
+      const r = readChecked(f, WINDOW_RESULT, 'window result', 'delete the file to recompute the window');
+      // an edited or misplaced file would otherwise count other tokens, or the same ones twice, in the perplexity
+      const wrong = expect && (r.begin !== expect.begin || r.end !== expect.end || r.scored_from !== expect.scored_from);
+      if (wrong || r.tokens < 0 || r.tokens > r.end - r.scored_from || !(r.nll >= 0)) {
+        throw new UserError(`${f}: not the result of window ${i}${expect ? ` (tokens ${expect.begin}-${expect.end}, scored from ${expect.scored_from})` : ''}: it holds tokens ${r.begin}-${r.end}, scored from ${r.scored_from}, ${r.tokens} scored, nll ${r.nll}; delete the file to recompute the window`);
+      }
+      return r;
     },
     save(i, r) {
       atomicWriteText(fileOf(i), JSON.stringify(r) + '\n');

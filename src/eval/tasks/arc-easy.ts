@@ -4,6 +4,7 @@
  * the target the position of answerKey among the choice labels (A-E or 1-5), acc and acc_norm.
  */
 import { UserError } from '../../runtime/errors.ts';
+import { showJson } from '../../io/read.ts';
 import type { Doc, TaskDefinition } from './task.ts';
 
 type ArcChoices = { text: string[]; label: string[] };
@@ -17,7 +18,7 @@ export const arcEasy: TaskDefinition = {
   docToChoices: (doc) => (doc.choices as ArcChoices).text,
   docToTarget: (doc: Doc) => {
     const i = (doc.choices as ArcChoices).label.indexOf(doc.answerKey as string);
-    if (i < 0) throw new UserError(`answerKey ${JSON.stringify(doc.answerKey)} is not one of the choice labels ${JSON.stringify((doc.choices as ArcChoices).label)}`);
+    if (i < 0) throw new UserError(`answerKey ${showJson(doc.answerKey)} is not one of the choice labels ${JSON.stringify((doc.choices as ArcChoices).label.map((l) => showJson(l).slice(1, -1)))}`);
     return i;
   },
   defaultShots: 0,

@@ -6,9 +6,9 @@
  * integers become numbers. Every document is checked for the fields its task needs, with the file and
  * row named when one is missing or of the wrong type.
  */
-import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { basename, extname, join, relative } from 'node:path';
-import { parseJsonText, readTextFile } from '../../io/read.ts';
+import { firstLine, parseJsonText, readRegularFile, readTextFile, showJson } from '../../io/read.ts';
 import { UserError } from '../../runtime/errors.ts';
 import type { Doc, FieldType, TaskDefinition } from './task.ts';
 
@@ -29,7 +29,7 @@ function plain(v: unknown): unknown {
 
 /** The documents of one parquet file, in row order. */
 export async function readParquetDocs(file: string): Promise<Doc[]> {
-  const bytes = readFileSync(file);
+  const bytes = readRegularFile(file, 'parquet data file');
   const { parquetReadObjects } = await import('hyparquet');
   try {
     const rows = await parquetReadObjects({ file: bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer });
@@ -55,7 +55,7 @@ export function readJsonDocs(file: string): Doc[] {
     try {
       v = JSON.parse(line);
     } catch (e) {
-      throw new UserError(`${file}:${i + 1}: not a JSON object (${(e as Error).message}); JSON Lines files hold one object a line`);
+      throw new UserError(`${file}:${i + 1}: not a JSON object (${firstLine((e as Error).message)}); JSON Lines files hold one object a line`);
     }
     if (!v || typeof v !== 'object' || Array.isArray(v)) throw new UserError(`${file}:${i + 1}: expected a JSON object a line`);
     docs.push(v as Doc);
@@ -147,7 +147,7 @@ export function checkDocs(task: TaskDefinition, docs: readonly Doc[], source: st
   docs.forEach((doc, i) => {
     for (const [field, type] of Object.entries(task.fields)) {
       if (!(field in doc)) throw new UserError(`${source}: document ${i} has no "${field}" field, which ${task.name} needs (fields: ${Object.keys(task.fields).join(', ')}); is this ${task.dataset.path}${task.dataset.name ? ` (${task.dataset.name})` : ''}?`);
-      if (!fieldOk(doc[field], type)) throw new UserError(`${source}: document ${i}: "${field}" is ${JSON.stringify(doc[field])?.slice(0, 60)}, expected ${TYPE_WORDS[type]}`);
+      if (!fieldOk(doc[field], type)) throw new UserError(`${source}: document ${i}: "${field}" is ${showJson(doc[field])}, expected ${TYPE_WORDS[type]}`);
     }
   });
 }

@@ -5,12 +5,13 @@
  * The validation split of allenai/winogrande, configuration winogrande_xl.
  */
 import { UserError } from '../../runtime/errors.ts';
+import { showJson } from '../../io/read.ts';
 import { pyStrip } from '../../runtime/python.ts';
 import type { Doc, TaskDefinition } from './task.ts';
 
 function blank(doc: Doc): number {
   const i = (doc.sentence as string).indexOf('_');
-  if (i < 0) throw new UserError(`sentence ${JSON.stringify(doc.sentence)} has no blank "_"`);
+  if (i < 0) throw new UserError(`sentence ${showJson(doc.sentence)} has no blank "_"`);
   return i;
 }
 
@@ -22,7 +23,7 @@ export const winogrande: TaskDefinition = {
   multipleInput: true,
   docToText: (doc) => {
     const a = String(doc.answer);
-    if (a !== '1' && a !== '2') throw new UserError(`answer ${JSON.stringify(doc.answer)} is not "1" or "2"`);
+    if (a !== '1' && a !== '2') throw new UserError(`answer ${showJson(doc.answer)} is not "1" or "2"`);
     return a === '1' ? 0 : 1;
   },
   docToChoices: (doc) => {

@@ -1,0 +1,604 @@
+/**
+ * A deterministic mutation fuzz of mka's readers of user input. Each format starts from a small valid
+ * file (the demo model, stories260K, a quantized demo, MMLU and task data, a merge.json, result files,
+ * queue job data) and is truncated at its structural boundaries and at random points, has header bytes
+ * flipped, counts and lengths set to 0, huge and negative, types and dtypes swapped, shapes made to
+ * contradict the config, and JSON values made deep, huge, of the wrong type or quoting a newline. Every
+ * variant must either load, or be refused with a UserError of one short line naming the file (or the
+ * model directory) — never another exception, a stack, a hang or an allocation sized by a corrupt
+ * count (2^31 layers, a 2^60 length: refused by arithmetic before a table or buffer is sized by it,
+ * which would otherwise fail with V8's 'Map maximum size exceeded' or an out-of-memory after minutes). Through the CLI, the same inputs exit 1 with one stderr line,
+ * leave tfjs' tensor count where it was and no output directory or temporary behind. `mka serve`
+ * answers a valid request after malformed, huge and concurrent ones.
+ */
+import { after, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import { dirname, join } from 'node:path';
+import { expectedTensors, readConfig } from '../src/model/config.ts';
+import { openModelDir } from '../src/model/model.ts';
+import { loadTokenizer } from '../src/tokenizer/tokenizer.ts';
+import { UserError } from '../src/runtime/errors.ts';
+import { readLlama2cCheckpoint } from '../src/convert/llama2c.ts';
+import { readLlama2cTokenizer } from '../src/tokenizer/llama2c-tokenizer.ts';
+import { readPlanFile } from '../src/compress/plan-file.ts';
+import { readMmluFile } from '../src/eval/mmlu/data.ts';
+import { readJsonDocs } from '../src/eval/tasks/data.ts';
+import { checkJob } from '../src/queue/payload.ts';
+import { hubEndpoint } from '../src/hub/cache.ts';
+import { openPplResults } from '../src/eval/ppl/results.ts';
+import { openResultsDir } from '../src/eval/mmlu/results.ts';
+import { readPlan } from '../src/sweep/calibrate.ts';
+import { planFile } from '../src/sweep/points.ts';
+import { startServe } from '../src/serve/server.ts';
+import { exportTfjs } from '../src/export/graph-model.ts';
+import { tf } from '../src/runtime/tf.ts';
+import { assertUserError, leftovers, runCliInProcess } from './cli-run.ts';
+import { scratchDir } from './scratch.ts';
+import { SHARED } from './helpers.ts';
+
+const root = scratchDir('fuzz');
+after(() => rmSync(root, { recursive: true, force: true }));
+
+/** A fixed-seed generator (the same variants on every run). */
+function rng(seed: number): (n: number) => number {
+  let s = seed >>> 0;
+  return (n) => {
+    s = (Math.imul(s, 1103515245) + 12345) >>> 0;
+    return Math.floor((s / 2 ** 32) * n);
+  };
+}
+
+/** Tallies what a reader did with each variant; anything but loading or a proper UserError is a defect. */
+class Outcomes {
+  ok = 0;
+  refused = 0;
+  readonly defects: string[] = [];
+
+  /** Runs `read` on one variant; `names` are the paths a message may begin with (the file, its model directory). */
+  async run(label: string, names: string[], read: () => unknown): Promise<void> {
+    try {
+      await read();
+      this.ok++;
+    } catch (e) {
+      const m = e instanceof Error ? e.message : String(e);
+      const defect = !(e instanceof UserError) ? `${(e as Error)?.name ?? typeof e}: ${(e as Error)?.stack?.split('\n').slice(0, 3).join(' | ') ?? e}`
+        : /[\n\r]/.test(m) ? `more than one line: ${JSON.stringify(m.slice(0, 300))}`
+          : m.length > 1000 ? `a message of ${m.length} characters`
+            : !names.some((n) => m.startsWith(n)) ? `does not begin with the file: ${m}`
+              : null;
+      if (defect) this.defects.push(`${label}: ${defect}`);
+      else this.refused++;
+    }
+  }
+
+  /** Asserts no defect, and that at least `minRefused` variants were refused (the fuzz reached the checks). */
+  check(minRefused: number): void {
+    assert.deepEqual(this.defects, [], this.defects.slice(0, 20).join('\n'));
+    assert.ok(this.refused >= minRefused, `only ${this.refused} variants refused (${this.ok} loaded)`);
+  }
+}
+
+/** Everything a command reads of a model directory: config, checkpoint (checked against it), every tensor, the tokenizer. */
+async function loadAll(dir: string): Promise<void> {
+  readConfig(dir);
+  const { config, ckpt } = openModelDir(dir);
+  try {
+    for (const name of ckpt.names()) if (!/\.(qweight|scales|mins)$/.test(name)) ckpt.read(name);
+    for (const name of expectedTensors(config).keys()) {
+      if (!ckpt.packedInfo(name)) continue;
+      ckpt.readPacked(name);
+      ckpt.read(name); // dequantized
+    }
+  } finally {
+    ckpt.close();
+  }
+  const tok = await loadTokenizer(dir);
+  tok.decode(tok.encode('Question: What is 7 + 5?\nAnswer: A'));
+}
+
+/** Safetensors bytes: the u64 header length, the header, the data region. */
+function splitSafetensors(b: Buffer): { header: Record<string, any>; data: Buffer } {
+  const n = Number(b.readBigUInt64LE(0));
+  return { header: JSON.parse(b.subarray(8, 8 + n).toString('utf8')), data: b.subarray(8 + n) };
+}
+
+function joinSafetensors(headerText: string, data: Buffer = Buffer.alloc(0)): Buffer {
+  const h = Buffer.from(headerText, 'utf8');
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(BigInt(h.length));
+  return Buffer.concat([len, h, data]);
+}
+
+/** Nesting deep enough to overflow any recursive walk (JSON.stringify, String of an array): written into files as text, never walked here. */
+const DEEP_TEXT = '['.repeat(20_000) + ']'.repeat(20_000);
+/** Stands for DEEP_TEXT in values until `json` writes them. */
+const DEEP = '\u0000deep';
+/** JSON text of `v`, with DEEP_TEXT where DEEP stands. */
+function json(v: unknown): string {
+  return JSON.stringify(v).replaceAll(JSON.stringify(DEEP), DEEP_TEXT);
+}
+/** A short label for a value. */
+function show(v: unknown): string {
+  return v === DEEP ? 'deep' : typeof v === 'string' && v.length > 20 ? `"${v.slice(0, 8)}..." (${v.length})` : JSON.stringify(v);
+}
+/** Values every JSON field is tried with: zero, negative, fractional, huge, of other types, deep, long, with a newline. */
+const ODD_VALUES: unknown[] = [0, -1, 1.5, 2 ** 31, 2 ** 60, 1e308, -1e308, '', 'x\ny', 'x'.repeat(100_000), null, true, [], {}, [1, 'a'], DEEP];
+/** JSON texts that are not what any reader wants. */
+const ODD_TEXTS: [string, string | Buffer][] = [
+  ['empty', ''], ['newline in a syntax error', '{\n"a": x\n}'], ['truncated', '{"a": [1, 2'], ['NaN', '{"a": NaN}'], ['Infinity', '{"a": Infinity}'],
+  ['1e999', '{"a": 1e999}'], ['array', '[1, 2]'], ['null', 'null'], ['string', '"s"'], ['deep', '['.repeat(200_000) + ']'.repeat(200_000)],
+  ['deep object', '{"a":'.repeat(50_000) + '1' + '}'.repeat(50_000)], ['carriage returns', '{\r"a": x\r}'], ['invalid UTF-8', Buffer.from([0x7b, 0x22, 0xff, 0xfe, 0x22, 0x3a, 0x31, 0x7d])], ['BOM', '\ufeff{}'],
+];
+
+const M = join(root, 'model');
+cpSync('models/demo', M, { recursive: true });
+
+test('safetensors: truncations, header lengths, flipped header bytes, wrong dtypes, offsets and shapes, odd headers', async () => {
+  const file = join(M, 'model.safetensors');
+  const good = readFileSync(file);
+  const { header, data } = splitSafetensors(good);
+  const hlen = Number(good.readBigUInt64LE(0));
+  const rnd = rng(1);
+  const o = new Outcomes();
+  const names = [file, M];
+  const tryBytes = async (label: string, b: Buffer) => {
+    writeFileSync(file, b);
+    await o.run(label, names, () => loadAll(M));
+  };
+  try {
+    for (const at of [0, 4, 7, 8, 9, 8 + hlen - 1, 8 + hlen, 8 + hlen + 1, good.length - 1, ...Array.from({ length: 12 }, () => rnd(good.length))]) {
+      await tryBytes(`truncated at ${at}`, good.subarray(0, at));
+    }
+    for (const n of [0n, 1n, 2n, BigInt(hlen - 1), BigInt(hlen + 1), 2n ** 32n, 2n ** 60n, 2n ** 63n, 2n ** 64n - 1n]) {
+      const b = Buffer.from(good);
+      b.writeBigUInt64LE(n, 0);
+      await tryBytes(`header length ${n}`, b);
+    }
+    for (let i = 0; i < 60; i++) {
+      const b = Buffer.from(good);
+      b[8 + rnd(hlen)] ^= 1 << rnd(8);
+      await tryBytes(`header bit flip ${i}`, b);
+    }
+    const tensors = Object.keys(header).filter((k) => k !== '__metadata__');
+    const edits: [string, (t: any) => void][] = [
+      ['dtype I32', (t) => { t.dtype = 'I32'; }], ['dtype F64', (t) => { t.dtype = 'F64'; }], ['dtype I8', (t) => { t.dtype = 'I8'; }],
+      ['dtype F16', (t) => { t.dtype = 'F16'; }], ['dtype 3', (t) => { t.dtype = 3; }], ['dtype deep', (t) => { t.dtype = DEEP; }],
+      ['shape negative', (t) => { t.shape[0] = -t.shape[0]; }], ['shape 2^60', (t) => { t.shape = [2 ** 60, 2 ** 60]; }], ['shape 1.5', (t) => { t.shape = [1.5]; }],
+      ['shape transposed', (t) => { t.shape.reverse(); }], ['shape flat', (t) => { t.shape = [t.shape.reduce((a: number, b: number) => a * b, 1)]; }],
+      ['shape 3-d', (t) => { t.shape.unshift(1); }], ['shape scalar', (t) => { t.shape = []; }], ['shape deep', (t) => { t.shape = DEEP; }],
+      ['offsets negative', (t) => { t.data_offsets[0] = -4; }], ['offsets 2^62', (t) => { t.data_offsets = [2 ** 62, 2 ** 62 + 4]; }],
+      ['offsets reversed', (t) => { t.data_offsets.reverse(); }], ['offsets shifted', (t) => { t.data_offsets = t.data_offsets.map((x: number) => x + 4); }],
+      ['offsets three', (t) => { t.data_offsets.push(0); }],
+    ];
+    for (const [label, edit] of edits) {
+      for (const name of [tensors[0], tensors[rnd(tensors.length)], tensors[tensors.length - 1]]) {
+        const h = structuredClone(header);
+        edit(h[name]);
+        await tryBytes(`${label} of ${name}`, joinSafetensors(json(h), data));
+      }
+    }
+    const renamed = (from: string, to: string) => JSON.stringify(Object.fromEntries(Object.entries(header).map(([k, v]) => [k === from ? to : k, v])));
+    await tryBytes('a tensor renamed with a newline', joinSafetensors(renamed(tensors[3], `${tensors[3]}\nx`), data));
+    await tryBytes('a tensor missing', joinSafetensors(renamed(tensors[3], 'unrelated'), data));
+    await tryBytes('metadata not strings', joinSafetensors(json({ ...header, __metadata__: { a: DEEP } }), data));
+    for (const [label, text] of ODD_TEXTS) await tryBytes(`header ${label}`, joinSafetensors(text.toString()));
+  } finally {
+    writeFileSync(file, good);
+  }
+  await loadAll(M);
+  o.check(150);
+});
+
+test('config.json, tokenizer.json, tokenizer_config.json, generation_config.json: every field with odd values, odd texts', async () => {
+  const o = new Outcomes();
+  const rnd = rng(2);
+  const loadTokens = async (dir: string) => {
+    const tok = await loadTokenizer(dir);
+    tok.decode(tok.encode('Question: What is 7 + 5?\nAnswer: A'));
+  };
+  for (const name of ['config.json', 'tokenizer.json', 'tokenizer_config.json', 'generation_config.json']) {
+    const file = join(M, name);
+    const load = name === 'config.json' ? loadAll : loadTokens;
+    const had = existsSync(file);
+    const text = had ? readFileSync(file, 'utf8') : '{"bos_token_id": 1, "eos_token_id": 2}';
+    const good = JSON.parse(text) as Record<string, unknown>;
+    const keys = Object.keys(good).concat(name === 'config.json' ? ['head_dim', 'rope_scaling', 'quantization_config', 'sliding_window'] : []);
+    try {
+      for (const k of keys) {
+        // the tokenizer's own tables: a few values each (each load builds a tokenizer)
+        const values = name === 'tokenizer.json' ? [null, 1, 'x', [], DEEP] : ODD_VALUES;
+        for (const v of values) {
+          writeFileSync(file, json({ ...good, [k]: v }));
+          await o.run(`${name} ${k}=${show(v)}`, [file, M], () => load(M));
+        }
+      }
+      if (name === 'config.json') {
+        for (const [k, v] of [['rope_scaling', { rope_type: 'llama3', factor: 8, low_freq_factor: 0, high_freq_factor: 4, original_max_position_embeddings: 0 }], ['rope_scaling', { type: 'x\ny' }], ['quantization_config', { quant_method: 'mka', bits: DEEP }]] as const) {
+          writeFileSync(file, json({ ...good, [k]: v }));
+          await o.run(`${name} ${k}=${show(v)}`, [file, M], () => load(M));
+        }
+      }
+      for (const [label, t] of ODD_TEXTS) {
+        writeFileSync(file, t);
+        await o.run(`${name}: ${label}`, [file, M], () => load(M));
+      }
+      for (let i = 0; i < 6; i++) {
+        writeFileSync(file, text.slice(0, rnd(text.length)));
+        await o.run(`${name} truncated ${i}`, [file, M], () => load(M));
+      }
+    } finally {
+      if (had) writeFileSync(file, text);
+      else rmSync(file);
+    }
+  }
+  await loadAll(M);
+  o.check(250);
+});
+
+test('llama2.c checkpoint and tokenizer.bin: truncations, every header field at odd values, flipped bytes', { skip: SHARED ? false : 'MKA_SHARED is not set' }, async () => {
+  const o = new Outcomes();
+  const rnd = rng(3);
+  const bin = readFileSync(join(SHARED!, 'models/stories260K/stories260K.bin'));
+  const file = join(root, 'stories.bin');
+  const readAll = () => {
+    const c = readLlama2cCheckpoint(file);
+    for (const name of c.tensors.keys()) c.read(name);
+  };
+  const v1 = bin.readUInt32LE(0) === 0x616b3432;
+  for (const at of [0, 3, 27, 28, 29, 255, 256, 257, bin.length - 4, bin.length - 1, ...Array.from({ length: 6 }, () => rnd(bin.length))]) {
+    writeFileSync(file, bin.subarray(0, at));
+    await o.run(`checkpoint truncated at ${at}`, [file], readAll);
+  }
+  for (let field = 0; field < 7; field++) {
+    for (const v of [0, -1, 1, 3, 1000, 2 ** 31 - 1, -(2 ** 31)]) {
+      const b = Buffer.from(bin);
+      b.writeInt32LE(v, (v1 ? 8 : 0) + 4 * field);
+      writeFileSync(file, b);
+      await o.run(`checkpoint header field ${field} = ${v}`, [file], readAll);
+    }
+  }
+  const tb = readFileSync(join(SHARED!, 'models/stories260K/tok512.bin'));
+  const tfile = join(root, 'tok.bin');
+  const tokens = (b: Buffer) => {
+    writeFileSync(tfile, b);
+    return o.run('tokenizer.bin', [tfile], () => readLlama2cTokenizer(tfile));
+  };
+  for (const at of [0, 3, 4, 5, 11, 12, 13, tb.length - 1, ...Array.from({ length: 6 }, () => rnd(tb.length))]) await tokens(tb.subarray(0, at));
+  for (const v of [0, -1, 2 ** 31 - 1]) {
+    const b = Buffer.from(tb);
+    b.writeInt32LE(v, 0);
+    await tokens(b);
+  }
+  for (let i = 0; i < 60; i++) {
+    const b = Buffer.from(tb);
+    b[rnd(b.length)] ^= 1 << rnd(8);
+    if (i % 3 === 0) b.writeInt32LE([-1, 2 ** 31 - 1, 0][i % 9 / 3], 4 + 4 + rnd(100) * 4); // a length field, roughly
+    await tokens(b);
+  }
+  o.check(70);
+});
+
+test('a quantized model directory: packed tensors of wrong dtypes and shapes, quantization_config of odd values', async () => {
+  const Q = join(root, 'quantized');
+  const r = await runCliInProcess(['quantize', '--model', M, '--method', 'rtn', '--out', Q, '--quiet']);
+  assert.equal(r.status, 0, r.stderr);
+  await loadAll(Q);
+  const o = new Outcomes();
+  const file = join(Q, 'model.safetensors');
+  const good = readFileSync(file);
+  const { header, data } = splitSafetensors(good);
+  const cfgFile = join(Q, 'config.json');
+  const cfgText = readFileSync(cfgFile, 'utf8');
+  const cfg = JSON.parse(cfgText);
+  try {
+    const packed = Object.keys(header).filter((k) => /\.(qweight|scales|mins)$/.test(k));
+    assert.ok(packed.length > 10, 'the quantized model holds packed tensors');
+    const edits: [string, (t: any) => void][] = [
+      ['dtype F32', (t) => { t.dtype = 'F32'; t.shape = [t.shape[0], t.shape[1] / 4]; }], ['dtype U8', (t) => { t.dtype = 'U8'; }], ['dtype I8', (t) => { t.dtype = 'I8'; }],
+      ['dtype BF16', (t) => { t.dtype = 'BF16'; }], ['rows halved', (t) => { t.shape = [t.shape[0] / 2, t.shape[1] * 2]; }], ['columns halved', (t) => { t.shape = [t.shape[0] * 2, t.shape[1] / 2]; }],
+      ['1-d', (t) => { t.shape = [t.shape[0] * t.shape[1]]; }], ['columns 3', (t) => { t.shape = [t.shape[0] * t.shape[1] / 3, 3]; }],
+    ];
+    const rnd = rng(4);
+    for (const [label, edit] of edits) {
+      for (const name of [packed[0], packed[1], packed[rnd(packed.length)], packed[packed.length - 1]]) {
+        const h = structuredClone(header);
+        edit(h[name]);
+        writeFileSync(file, joinSafetensors(JSON.stringify(h), data));
+        await o.run(`${label} of ${name}`, [file, Q], () => loadAll(Q));
+      }
+    }
+    for (const name of [packed[0], packed[1], packed[packed.length - 1]]) {
+      writeFileSync(file, joinSafetensors(JSON.stringify({ ...header, [name.replace(/\.(qweight|scales|mins)$/, '.mins')]: header[name] }), data));
+      await o.run(`a stray mins beside ${name}`, [file, Q], () => loadAll(Q));
+      const { [name]: _, ...rest } = header;
+      writeFileSync(file, joinSafetensors(JSON.stringify(rest), data));
+      await o.run(`${name} missing`, [file, Q], () => loadAll(Q));
+    }
+    writeFileSync(file, good);
+    for (const k of ['bits', 'group_size', 'sym', 'act_bits', 'quant_method', 'tables']) {
+      for (const v of ODD_VALUES) {
+        writeFileSync(cfgFile, json({ ...cfg, quantization_config: { ...cfg.quantization_config, [k]: v } }));
+        await o.run(`quantization_config.${k}=${show(v)}`, [cfgFile, Q], () => loadAll(Q));
+      }
+    }
+    for (const v of ODD_VALUES) {
+      writeFileSync(cfgFile, json({ ...cfg, quantization_config: v }));
+      await o.run(`quantization_config=${show(v)}`, [cfgFile, Q], () => loadAll(Q));
+    }
+  } finally {
+    writeFileSync(file, good);
+    writeFileSync(cfgFile, cfgText);
+  }
+  o.check(60);
+});
+
+test('merge.json plans: every field with odd values, odd texts', async () => {
+  const o = new Outcomes();
+  const plan = {
+    method: 'mka', original_layers: 8, layers: 7, blend_norms: false, dtype: 'float32',
+    steps: [{ action: 'merge', layers: [6, 7], originalLayers: [6, 7], lambda: 0.5 }],
+    layer_sources: [...[0, 1, 2, 3, 4, 5].map((l) => ({ sources: [{ layer: l, weight: 1 }], norms_from: l })), { sources: [{ layer: 6, weight: 0.5 }, { layer: 7, weight: 0.5 }], norms_from: 6 }],
+  };
+  const file = join(root, 'merge.json');
+  writeFileSync(file, JSON.stringify(plan));
+  readPlanFile(file, M);
+  const at = (path: (string | number)[], v: unknown) => {
+    const p: any = structuredClone(plan);
+    let x = p;
+    for (const k of path.slice(0, -1)) x = x[k];
+    x[path[path.length - 1]] = v;
+    return p;
+  };
+  const paths: (string | number)[][] = [['method'], ['original_layers'], ['layers'], ['blend_norms'], ['dtype'], ['steps'], ['steps', 0], ['steps', 0, 'layers'], ['steps', 0, 'originalLayers'],
+    ['steps', 0, 'originalLayers', 0], ['steps', 0, 'lambda'], ['layer_sources'], ['layer_sources', 6], ['layer_sources', 6, 'sources'], ['layer_sources', 6, 'sources', 0, 'layer'],
+    ['layer_sources', 6, 'sources', 0, 'weight'], ['layer_sources', 6, 'norms_from'], ['source_config_sha256']];
+  for (const p of paths) {
+    for (const v of ODD_VALUES) {
+      writeFileSync(file, json(at(p, v)));
+      await o.run(`${p.join('.')}=${show(v)}`, [file], () => readPlanFile(file, M));
+    }
+  }
+  for (const [label, t] of ODD_TEXTS) {
+    writeFileSync(file, t);
+    await o.run(label, [file], () => readPlanFile(file, M));
+  }
+  const yaml = join(root, 'merge.yaml');
+  for (const t of ['a: [', 'a:\n  - b\n c', '- 1\n- 2', '&a [*a]', 'x: !!binary AAAA', '{'.repeat(10_000)]) {
+    writeFileSync(yaml, t);
+    await o.run(`yaml ${JSON.stringify(t.slice(0, 20))}`, [yaml], () => readPlanFile(yaml, M));
+  }
+  o.check(250);
+});
+
+test('MMLU CSV and task data files: truncations, quotes, field counts, odd JSON Lines', async () => {
+  const o = new Outcomes();
+  const rnd = rng(5);
+  const csv = join(root, 'anatomy_test.csv');
+  const good = 'What is 1+1?,1,2,3,4,B\n"A question, with a comma","x ""quoted""",b,c,d,A\nThird?,a,b,c,d,D\n';
+  const variants = [
+    '', '\n\n', '\ufeff', 'a,b', 'a,b,c,d,e,f,g\n', 'q,a,b,c,d,E\n', ',a,b,c,d,A\n', '"unclosed,a,b,c,d,A\n', '"q"x,a,b,c,d,A\n', 'q,a,b,c,d,' + 'A'.repeat(100_000) + '\n',
+    'q\ny,a,b,c,d,A\n', 'q,a,b,c,d,"\nA"\n', '"'.repeat(100_001), ',,,,,\n'.repeat(1000), ...Array.from({ length: 20 }, () => good.slice(0, rnd(good.length))),
+    ...Array.from({ length: 20 }, () => {
+      const b = [...good];
+      b[rnd(b.length)] = ['"', ',', '\n', '\r', 'X'][rnd(5)];
+      return b.join('');
+    }),
+  ];
+  for (const v of variants) {
+    writeFileSync(csv, v);
+    await o.run(`csv ${JSON.stringify(v.slice(0, 30))}`, [csv], () => readMmluFile(csv, 'anatomy', 'test'));
+  }
+  writeFileSync(csv, Buffer.from([0x71, 0x2c, 0xff, 0x2c, 0x62, 0x2c, 0x63, 0x2c, 0x64, 0x2c, 0x41, 0x0a]));
+  await o.run('csv invalid UTF-8', [csv], () => readMmluFile(csv, 'anatomy', 'test'));
+  const jsonl = join(root, 'docs.jsonl');
+  for (const v of ['{"a":1}\n{"b":\n', '{"a":1}\n[1]\n', '{"a":1}\nnull\n', '{"a": x}\n', '{"a":1}\r\n{"b": y}\r\n', '['.repeat(200_000), '[{"a":1}, 2]', '[' + '{"a":1},'.repeat(10) + ']', `${'['.repeat(100_000)}\n`]) {
+    writeFileSync(jsonl, v);
+    await o.run(`jsonl ${JSON.stringify(v.slice(0, 30))}`, [jsonl], () => readJsonDocs(jsonl));
+  }
+  for (const [label, t] of ODD_TEXTS) {
+    writeFileSync(jsonl, t);
+    await o.run(`jsonl ${label}`, [jsonl], () => readJsonDocs(jsonl));
+  }
+  o.check(50);
+});
+
+test('resume state: stored windows and subjects that are not the run\'s, odd window files', async () => {
+  const o = new Outcomes();
+  const dir = join(root, 'ppl');
+  const model = { dir: M, config: readConfig(M), compute: 'float32' } as unknown as Parameters<typeof openPplResults>[1];
+  const results = openPplResults(dir, model, [1, 2, 3, 4, 5], { seqLen: 4 }, false);
+  results.save(0, { begin: 0, end: 4, scored_from: 0, nll: 3, tokens: 3 });
+  assert.deepEqual(results.load(0, { begin: 0, end: 4, scored_from: 0 }), { begin: 0, end: 4, scored_from: 0, nll: 3, tokens: 3 });
+  const wfile = join(dir, 'windows', '0.json');
+  const window = { begin: 0, end: 4, scored_from: 0, nll: 3, tokens: 3 };
+  // another window's bounds, or counts it cannot hold: each refused
+  for (const [k, v] of [['begin', 2], ['end', 6], ['scored_from', 2], ['tokens', 99], ['tokens', -1], ['nll', -5]] as [string, unknown][]) {
+    writeFileSync(wfile, json({ ...window, [k]: v }));
+    await o.run(`window ${k}=${show(v)}`, [wfile], () => results.load(0, { begin: 0, end: 4, scored_from: 0 }));
+  }
+  assert.equal(o.ok, 0, 'every window that is not window 0 is refused');
+  for (const [k, v] of Object.keys(window).flatMap((k) => ODD_VALUES.map((v): [string, unknown] => [k, v]))) {
+    writeFileSync(wfile, json({ ...window, [k]: v }));
+    await o.run(`window ${k}=${show(v)}`, [wfile], () => results.load(0, { begin: 0, end: 4, scored_from: 0 }));
+  }
+  for (const [label, t] of ODD_TEXTS) {
+    writeFileSync(wfile, t);
+    await o.run(`window ${label}`, [wfile], () => results.load(0, { begin: 0, end: 4, scored_from: 0 }));
+  }
+  const mdir = join(root, 'mmlu');
+  const mkey = { version: 1, model: 'm' } as unknown as Parameters<typeof openResultsDir>[1];
+  const mmlu = openResultsDir(mdir, mkey, false);
+  const q = (index: number) => ({ subject: 'anatomy', index, answer: 'A', prediction: 'B', correct: false, answerLogits: [1, 2, 3, 4], ntrainKept: 0, truncated: false, cached: false, nll: 1, nllTokens: 1 });
+  mmlu.save({ subject: 'anatomy', questions: [q(0), q(1), q(2)], data: 'fp' } as unknown as Parameters<typeof mmlu.save>[0]);
+  assert.equal(mmlu.load('anatomy', 'fp', 3)?.questions.length, 3);
+  const sfile = join(mdir, 'subjects', 'anatomy.json');
+  const stored = JSON.parse(readFileSync(sfile, 'utf8'));
+  const okBefore = o.ok;
+  for (const questions of [[q(0), q(1)], [q(0), q(2), q(1)], [q(0), q(1), q(2), q(3)], [q(1), q(1), q(2)]]) {
+    writeFileSync(sfile, JSON.stringify({ ...stored, questions }));
+    await o.run(`subject questions ${questions.map((x) => x.index)}`, [sfile], () => mmlu.load('anatomy', 'fp', 3));
+  }
+  assert.equal(o.ok, okBefore, 'every changed question list is refused');
+  // a sweep's stored plan of another model, or one taking layers the model does not have
+  const sweepOut = join(root, 'sweep');
+  const point = { method: 'mka', removed: 1 } as Parameters<typeof planFile>[1];
+  const pfile = planFile(sweepOut, point);
+  mkdirSync(dirname(pfile), { recursive: true });
+  const mix = (l: number) => ({ sources: [{ layer: l, weight: 1 }], normsFrom: l });
+  const plan = { method: 'mka', originalLayers: 8, layers: [0, 1, 2, 3, 4, 5, 6].map(mix), steps: [], blendNorms: false, details: {} };
+  writeFileSync(pfile, JSON.stringify(plan));
+  assert.equal(readPlan(sweepOut, point, 8)?.layers.length, 7);
+  const okPlans = o.ok;
+  for (const edit of [{ originalLayers: 12 }, { layers: [] }, { layers: [...plan.layers, mix(7), mix(7)] }, { layers: [mix(0), mix(99)] }, { layers: [mix(0), { ...mix(1), normsFrom: -1 }] },
+    { layers: [mix(0), { sources: [{ layer: 1, weight: 0.5 }], normsFrom: 1 }] }, { layers: [mix(0), { sources: [], normsFrom: 1 }] }]) {
+    writeFileSync(pfile, JSON.stringify({ ...plan, ...edit }));
+    await o.run(`sweep plan ${JSON.stringify(edit).slice(0, 60)}`, [pfile], () => readPlan(sweepOut, point, 8));
+  }
+  assert.equal(o.ok, okPlans, 'every plan the model cannot take is refused');
+  o.check(90);
+});
+
+test('queue job data: every field with odd values is refused with a UserError, never another exception', async () => {
+  const o = new Outcomes();
+  const job = { kind: 'point', point: { method: 'mka', removed: 1 }, sweep: { model: 'models/demo', data: 'data', out: 'out', remove: [1] } };
+  const jobPaths: string[][] = [['kind'], ['point'], ['point', 'method'], ['point', 'removed'], ['point', 'quantize'], ['sweep'], ['sweep', 'model'], ['sweep', 'out'], ['sweep', 'remove'],
+    ['sweep', 'taskData'], ['sweep', 'ppl'], ['sweep', 'params'], ['subject'], ['task'], ['index']];
+  for (const kind of ['point', 'subject', 'shard', 'calibration']) {
+    for (const p of jobPaths) {
+      for (const v of ODD_VALUES) {
+        const j: any = structuredClone({ ...job, kind });
+        let x = j;
+        for (const k of p.slice(0, -1)) x = x[k];
+        x[p[p.length - 1]] = v === DEEP ? JSON.parse(DEEP_TEXT) : v;
+        await o.run(`${kind} ${p.join('.')}=${show(v)}`, ['job data refused'], () => checkJob(j, root));
+      }
+    }
+  }
+  for (const v of ODD_VALUES) await o.run(`job ${show(v)}`, ['job data refused'], () => checkJob(v === DEEP ? JSON.parse(DEEP_TEXT) : v, root));
+  o.check(300);
+});
+
+test('hub: a malformed HF_ENDPOINT is refused naming it and the fix', async () => {
+  const o = new Outcomes();
+  for (const url of ['not a url', 'http://', 'ftp://example.org', 'http://[::1', 'javascript:alert(1)', '', 'https://hub.example/?x=1', 'x'.repeat(100_000)]) {
+    await o.run(`HF_ENDPOINT ${JSON.stringify(url.slice(0, 30))}`, ['HF_ENDPOINT'], () => hubEndpoint({ HF_ENDPOINT: url }));
+  }
+  assert.equal(o.ok, 0);
+  o.check(8);
+  assert.equal(hubEndpoint({ HF_ENDPOINT: 'http://127.0.0.1:8080/' }), 'http://127.0.0.1:8080');
+  assert.equal(hubEndpoint({}), 'https://huggingface.co');
+});
+
+test('through the CLI: corrupt inputs exit 1 with one line, leave tfjs tensors and no output or temporaries behind', async () => {
+  const bad = join(root, 'bad-model');
+  cpSync(M, bad, { recursive: true });
+  // a value that is not finite in the last tensor written: commands fail in the middle of their output
+  const st = join(bad, 'model.safetensors');
+  const b = readFileSync(st);
+  const { header } = splitSafetensors(b);
+  const last = Object.entries(header).filter(([k]) => k !== '__metadata__').sort((x: any, y: any) => y[1].data_offsets[0] - x[1].data_offsets[0])[0];
+  b.writeFloatLE(Number.POSITIVE_INFINITY, 8 + Number(b.readBigUInt64LE(0)) + (last[1] as any).data_offsets[0] + 4);
+  writeFileSync(st, b);
+  const cfgBad = join(root, 'bad-config');
+  cpSync(M, cfgBad, { recursive: true });
+  writeFileSync(join(cfgBad, 'config.json'), JSON.stringify({ ...JSON.parse(readFileSync(join(M, 'config.json'), 'utf8')), num_hidden_layers: 2 ** 31 }));
+  const tokBad = join(root, 'bad-tokenizer');
+  cpSync(M, tokBad, { recursive: true });
+  writeFileSync(join(tokBad, 'tokenizer.json'), '{\n"model": x\n}');
+  // a tokenizer with a token the model has no embedding for
+  const extra = join(root, 'extra-token');
+  cpSync(M, extra, { recursive: true });
+  const tj = JSON.parse(readFileSync(join(M, 'tokenizer.json'), 'utf8'));
+  tj.added_tokens.push({ id: 600, content: '<extra>', single_word: false, lstrip: false, rstrip: false, normalized: false, special: true });
+  writeFileSync(join(extra, 'tokenizer.json'), JSON.stringify(tj));
+  const out = join(root, 'out');
+  const L = JSON.parse(readFileSync(join(M, 'config.json'), 'utf8')).num_hidden_layers as number;
+  writeFileSync(join(root, 'plan.json'), JSON.stringify({ original_layers: L, layer_sources: Array.from({ length: L - 1 }, (_, l) => ({ sources: [{ layer: l, weight: 1 }], norms_from: l })) }));
+  await tf.ready(); // tfjs' start-up notes go to the test's stderr, not a run's
+  const numTensors = tf.memory().numTensors;
+  const cases: [string[], string][] = [
+    [['export', 'hf', '--model', bad, '--out', out], st],
+    [['quantize', '--model', bad, '--method', 'rtn', '--out', out], st],
+    [['export', 'gguf', '--model', bad, '--out', join(out, 'new', 'm.gguf')], st],
+    [['export', 'hf', '--model', bad, '--out', join(out, 'new', 'hf')], st],
+    [['export', 'gguf', '--model', bad, '--out', `${out}.gguf`], st],
+    [['export', 'tfjs', '--model', bad, '--out', out], st],
+    [['compress', '--model', bad, '--plan', join(root, 'plan.json'), '--out', out], st],
+    [['forward', '--model', bad, '--ids', '1,2', '--backend', 'cpu'], st],
+    [['info', '--model', cfgBad], join(cfgBad, 'config.json')],
+    [['forward', '--model', cfgBad, '--ids', '1', '--backend', 'cpu'], join(cfgBad, 'config.json')],
+    [['generate', '--model', tokBad, '--prompt', 'a', '--backend', 'cpu'], join(tokBad, 'tokenizer.json')],
+    [['generate', '--model', extra, '--prompt', 'a <extra> b', '--backend', 'cpu'], join(extra, 'tokenizer.json')],
+  ];
+  if (SHARED) {
+    const ckpt = join(root, 'stories.bin');
+    const bin = Buffer.from(readFileSync(join(SHARED, 'models/stories260K/stories260K.bin')));
+    bin.writeInt32LE(2 ** 31 - 1, bin.readUInt32LE(0) === 0x616b3432 ? 16 : 8); // n_layers
+    writeFileSync(ckpt, bin);
+    cases.push([['convert-llama2c', '--checkpoint', ckpt, '--tokenizer', join(SHARED, 'models/stories260K/tok512.bin'), '--out', out], ckpt]);
+  }
+  for (const [args, file] of cases) {
+    const r = await runCliInProcess([...args, '--quiet']);
+    assertUserError({ ...r, stderr: r.stderr.split('\n').filter((l) => !/^backend: |^=+$|^Hi, looks like you are running TensorFlow.js/.test(l)).join('\n') }, file);
+    assert.ok(!existsSync(out) && !existsSync(`${out}.gguf`), `${args.join(' ')}: no output`);
+    assert.deepEqual(leftovers(root), [], `${args.join(' ')}: no temporaries left`);
+    assert.equal(tf.memory().numTensors, numTensors, `${args.join(' ')}: tfjs tensors left`);
+  }
+});
+
+/** Sends raw bytes to host:port and resolves with whatever comes back when the server closes or `ms` pass. */
+function rawRequest(url: string, bytes: string | Buffer, ms = 2000): Promise<string> {
+  const { hostname, port } = new URL(url);
+  return new Promise((resolve) => {
+    const s = connect(Number(port), hostname);
+    let got = '';
+    const done = () => {
+      s.destroy();
+      resolve(got);
+    };
+    s.on('data', (d) => (got += d.toString('latin1')));
+    s.on('error', done);
+    s.on('close', done);
+    s.setTimeout(ms, done);
+    s.write(bytes, () => s.end());
+  });
+}
+
+test('mka serve answers a valid request after malformed, huge, unknown and concurrent ones', async () => {
+  const exported = join(root, 'export');
+  await exportTfjs({ model: M, out: exported, maxSeq: 16 });
+  const results: unknown[] = [];
+  const s = await startServe({ model: exported, port: 0, onResult: (r) => results.push(r) });
+  try {
+    const rnd = rng(6);
+    const raw = [
+      'GARBAGE\r\n\r\n', 'GET\r\n\r\n', 'GET / HTTP/9.9\r\n\r\n', 'GET /%zz HTTP/1.1\r\nHost: x\r\n\r\n', 'GET /%00 HTTP/1.1\r\nHost: x\r\n\r\n',
+      `GET /${'a'.repeat(100_000)} HTTP/1.1\r\nHost: x\r\n\r\n`, `GET / HTTP/1.1\r\nHost: x\r\nX: ${'b'.repeat(100_000)}\r\n\r\n`,
+      'POST /api/result HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n{"a":', 'POST /api/result HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999\r\n\r\nx',
+      'POST /api/result HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n', 'GET /model/../../../etc/passwd HTTP/1.1\r\nHost: x\r\n\r\n',
+      'DELETE /model/model.json HTTP/1.1\r\nHost: x\r\n\r\n', Buffer.from(Array.from({ length: 4096 }, () => rnd(256))),
+    ];
+    await Promise.all(raw.map((r) => rawRequest(s.url, r)));
+    const posts = [
+      '{"ok": true}', '{', '', 'null', '['.repeat(100_000), json({ deep: DEEP }), 'x'.repeat((1 << 20) + 10),
+    ];
+    const statuses = await Promise.all(posts.map((body) => fetch(`${s.url}/api/result`, { method: 'POST', body }).then((r) => r.status, () => 'reset')));
+    assert.ok(statuses.every((st) => st === 204 || st === 'reset'), `statuses ${statuses}`);
+    const many = await Promise.all(Array.from({ length: 50 }, (_, i) => fetch(`${s.url}/${['', 'api/config', 'model/model.json', 'nope', '%'][i % 5]}`).then((r) => r.status)));
+    assert.deepEqual([...new Set(many)].sort(), [200, 400, 404]);
+    const next = await fetch(`${s.url}/api/config`);
+    assert.equal(next.status, 200);
+    assert.equal(typeof (await next.json()).maxSeq, 'number');
+    assert.ok(results.length >= 5, `results ${results.length}`);
+  } finally {
+    await s.close();
+  }
+});
+
+test('the fuzz leaves the demo copy as it was', () => {
+  assert.deepEqual(readdirSync(M).sort(), readdirSync('models/demo').sort());
+  for (const f of readdirSync(M)) assert.ok(readFileSync(join(M, f)).equals(readFileSync(join('models/demo', f))), f);
+  mkdirSync(join(root, 'done'));
+});
