@@ -34,6 +34,10 @@ import { planFile } from '../src/sweep/points.ts';
 import { startServe } from '../src/serve/server.ts';
 import { exportTfjs } from '../src/export/graph-model.ts';
 import { tf } from '../src/runtime/tf.ts';
+import { exportGguf } from '../src/export/gguf.ts';
+import { GgufFile } from '../src/gguf/reader.ts';
+import { meta, writeGguf } from '../src/gguf/writer.ts';
+import { type GgufValue, ValueType } from '../src/gguf/format.ts';
 import { assertUserError, leftovers, runCliInProcess } from './cli-run.ts';
 import { scratchDir } from './scratch.ts';
 import { SHARED } from './helpers.ts';
@@ -80,13 +84,16 @@ class Outcomes {
   }
 }
 
-/** Everything a command reads of a model directory: config, checkpoint (checked against it), every tensor, the tokenizer. */
-async function loadAll(dir: string): Promise<void> {
+/**
+ * Everything a command reads of a model directory or GGUF file: config, checkpoint (checked against it),
+ * every tensor (unless `tensors` is false), the tokenizer.
+ */
+async function loadAll(dir: string, tensors = true): Promise<void> {
   readConfig(dir);
   const { config, ckpt } = openModelDir(dir);
   try {
-    for (const name of ckpt.names()) if (!/\.(qweight|scales|mins)$/.test(name)) ckpt.read(name);
-    for (const name of expectedTensors(config).keys()) {
+    for (const name of tensors ? ckpt.names() : []) if (!/\.(qweight|scales|mins)$/.test(name)) ckpt.read(name);
+    for (const name of tensors ? expectedTensors(config).keys() : []) {
       if (!ckpt.packedInfo(name)) continue;
       ckpt.readPacked(name);
       ckpt.read(name); // dequantized
@@ -332,6 +339,67 @@ test('a quantized model directory: packed tensors of wrong dtypes and shapes, qu
     writeFileSync(cfgFile, cfgText);
   }
   o.check(60);
+});
+
+test('GGUF metadata: every key dropped, of another type, at odd numbers; odd strings, arrays cut short, bad token types and scores', async () => {
+  const src = join(root, 'demo.gguf');
+  await exportGguf({ model: M, out: src, type: 'q8_0', quiet: true });
+  const g = new GgufFile(src);
+  const entries = [...g.metadata.entries()].filter(([k]) => k !== 'general.alignment');
+  const tensors = [...g.tensors.values()].map((t) => ({ name: t.name, dims: t.dims, type: t.type }));
+  const data = new Map(tensors.map((t) => [t.name, g.readTensor(t.name)]));
+  g.close();
+  const file = join(root, 'variant.gguf');
+  const o = new Outcomes();
+  const tryMeta = async (label: string, m: [string, GgufValue][], ts = tensors) => {
+    await writeGguf(file, m, ts, (n) => data.get(n.replace(/\n/g, '')) ?? data.get(ts[0].name)!);
+    await o.run(label, [file], () => loadAll(file, false));
+  };
+  const typed = (type: ValueType, values: ArrayLike<number>): GgufValue => ({ type: ValueType.ARRAY, array: { type, values } } as GgufValue);
+  for (const [i, [k, v]] of entries.entries()) {
+    const put = (nv: GgufValue) => entries.map(([kk, vv], j): [string, GgufValue] => [kk, j === i ? nv : vv]);
+    await tryMeta(`${k} dropped`, entries.filter((_, j) => j !== i));
+    if (v.type === ValueType.ARRAY) {
+      const n = v.array.values.length;
+      if (v.array.type === ValueType.STRING) {
+        const values = v.array.values as string[];
+        await tryMeta(`${k} cut short`, put(meta.strings(values.slice(0, n >> 1))));
+        await tryMeta(`${k} with empty and multi-line strings`, put(meta.strings(values.map((x, j) => (j % 7 === 3 ? '' : j % 11 === 5 ? 'x\ny' : x)))));
+      } else {
+        await tryMeta(`${k} cut short`, put(typed(v.array.type, (v.array.values as Int32Array).slice(0, n >> 1))));
+        for (const x of [NaN, Infinity]) await tryMeta(`${k} all ${x}`, put(typed(ValueType.FLOAT32, new Float32Array(n).fill(x))));
+        for (const x of [-5, 2 ** 31 - 1]) await tryMeta(`${k} all ${x}`, put(typed(ValueType.INT32, new Int32Array(n).fill(x))));
+      }
+      await tryMeta(`${k} a number`, put(meta.u32(5)));
+    } else if (v.type === ValueType.STRING) {
+      for (const x of ['', 'x\ny', 'x'.repeat(100_000)]) await tryMeta(`${k}=${show(x)}`, put(meta.str(x)));
+      await tryMeta(`${k} a number`, put(meta.u32(5)));
+    } else {
+      for (const x of [0, 3, 2 ** 32 - 1]) await tryMeta(`${k}=u32 ${x}`, put(meta.u32(x)));
+      await tryMeta(`${k}=i32 -1`, put(meta.i32(-1)));
+      for (const x of [NaN, 1e30]) await tryMeta(`${k}=f32 ${x}`, put(meta.f32(x)));
+      await tryMeta(`${k} a string`, put(meta.str('x')));
+    }
+  }
+  await tryMeta('a key with a newline', [...entries, ['mka.x\ny', meta.u32(1)]]);
+  await tryMeta('a key of 100,000 bytes', [...entries, ['k'.repeat(100_000), meta.u32(1)]]);
+  await tryMeta('a tensor name with a newline', entries, tensors.map((t, i) => (i === 3 ? { ...t, name: `${t.name}\n` } : t)));
+  // a vocabulary with more tokens than the embedding has rows: refused when a text encodes to one
+  const tokens = entries.find(([k]) => k === 'tokenizer.ggml.tokens')![1] as { array: { values: string[] } };
+  const grow = (k: string, v: GgufValue): GgufValue => {
+    if (v.type !== ValueType.ARRAY) return v;
+    if (k === 'tokenizer.ggml.tokens') return meta.strings([...tokens.array.values, '<extra>']);
+    if (k === 'tokenizer.ggml.scores') return typed(ValueType.FLOAT32, [...(v.array.values as Float32Array), 0]);
+    if (k === 'tokenizer.ggml.token_type') return typed(ValueType.INT32, [...(v.array.values as Int32Array), 3]);
+    return v;
+  };
+  await writeGguf(file, entries.map(([k, v]): [string, GgufValue] => [k, grow(k, v)]), tensors, (n) => data.get(n)!);
+  await loadAll(file);
+  const tok = await loadTokenizer(file);
+  const loaded = o.ok;
+  await o.run('a token beyond the embedding', [file], () => tok.encode('a <extra> b'));
+  assert.equal(o.ok, loaded, 'a text holding a token beyond the embedding is refused');
+  o.check(120);
 });
 
 test('merge.json plans: every field with odd values, odd texts', async () => {
