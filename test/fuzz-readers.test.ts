@@ -572,6 +572,9 @@ test('through the CLI: corrupt inputs exit 1 with one line, leave tfjs tensors a
   const cfgBad = join(root, 'bad-config');
   cpSync(M, cfgBad, { recursive: true });
   writeFileSync(join(cfgBad, 'config.json'), JSON.stringify({ ...JSON.parse(readFileSync(join(M, 'config.json'), 'utf8')), num_hidden_layers: 2 ** 31 }));
+  const longContext = join(root, 'long-context');
+  cpSync(M, longContext, { recursive: true });
+  writeFileSync(join(longContext, 'config.json'), JSON.stringify({ ...JSON.parse(readFileSync(join(M, 'config.json'), 'utf8')), max_position_embeddings: 2 ** 31 - 1 }));
   const tokBad = join(root, 'bad-tokenizer');
   cpSync(M, tokBad, { recursive: true });
   writeFileSync(join(tokBad, 'tokenizer.json'), '{\n"model": x\n}');
@@ -593,6 +596,7 @@ test('through the CLI: corrupt inputs exit 1 with one line, leave tfjs tensors a
     [['export', 'hf', '--model', bad, '--out', join(out, 'new', 'hf')], st],
     [['export', 'gguf', '--model', bad, '--out', `${out}.gguf`], st],
     [['export', 'tfjs', '--model', bad, '--out', out], st],
+    [['export', 'tfjs', '--model', longContext, '--out', out], '--max-seq 2147483647 (max_position_embeddings)'],
     [['compress', '--model', bad, '--plan', join(root, 'plan.json'), '--out', out], st],
     [['forward', '--model', bad, '--ids', '1,2', '--backend', 'cpu'], st],
     [['info', '--model', cfgBad], join(cfgBad, 'config.json')],
