@@ -15,6 +15,7 @@ import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
+import { execFileSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { expectedTensors, readConfig } from '../src/model/config.ts';
 import { openModelDir } from '../src/model/model.ts';
@@ -495,6 +496,16 @@ test('resume state: stored windows and subjects that are not the run\'s, odd win
     writeFileSync(wfile, t);
     await o.run(`window ${label}`, [wfile], () => results.load(0, { begin: 0, end: 4, scored_from: 0 }));
   }
+  // a run key that is a FIFO or a directory: refused, never read (a FIFO would block the run forever)
+  const beforeKeys = o.ok;
+  for (const kind of ['fifo', 'dir']) {
+    const d = join(root, `ppl-${kind}`);
+    mkdirSync(d);
+    if (kind === 'fifo') execFileSync('mkfifo', [join(d, 'run-key.json')]);
+    else mkdirSync(join(d, 'run-key.json'));
+    await o.run(`run key a ${kind}`, [join(d, 'run-key.json')], () => openPplResults(d, model, [1, 2, 3, 4, 5], { seqLen: 4 }, false));
+  }
+  assert.equal(o.ok, beforeKeys, 'a run key that is not a regular file is refused');
   const mdir = join(root, 'mmlu');
   const mkey = { version: 1, model: 'm' } as unknown as Parameters<typeof openResultsDir>[1];
   const mmlu = openResultsDir(mdir, mkey, false);
