@@ -580,6 +580,23 @@ test('through the CLI: corrupt inputs exit 1 with one line, leave tfjs tensors a
   const last = Object.entries(header).filter(([k]) => k !== '__metadata__').sort((x: any, y: any) => y[1].data_offsets[0] - x[1].data_offsets[0])[0];
   b.writeFloatLE(Number.POSITIVE_INFINITY, 8 + Number(b.readBigUInt64LE(0)) + (last[1] as any).data_offsets[0] + 4);
   writeFileSync(st, b);
+  // and one in a tensor in the middle: loading fails with half the weights read
+  const corrupt = (dir: string, from: string, pick: (names: string[]) => string, value: number) => {
+    cpSync(from, dir, { recursive: true });
+    const f = join(dir, 'model.safetensors');
+    const bytes = readFileSync(f);
+    const h = splitSafetensors(bytes).header;
+    const name = pick(Object.keys(h).filter((k) => k !== '__metadata__').sort((x, y) => h[x].data_offsets[0] - h[y].data_offsets[0]));
+    const at = 8 + Number(bytes.readBigUInt64LE(0)) + h[name].data_offsets[0];
+    if (h[name].dtype === 'F16') bytes.writeUInt16LE(0x7e00, at); // NaN
+    else bytes.writeFloatLE(value, at);
+    writeFileSync(f, bytes);
+    return f;
+  };
+  const mid = join(root, 'bad-middle');
+  const midFile = corrupt(mid, M, (names) => names[names.length >> 1], Number.NaN);
+  const midPacked = join(root, 'bad-middle-packed');
+  const midPackedFile = corrupt(midPacked, join(root, 'quantized'), (names) => names.filter((n) => n.endsWith('.scales'))[4], Number.NaN);
   const cfgBad = join(root, 'bad-config');
   cpSync(M, cfgBad, { recursive: true });
   writeFileSync(join(cfgBad, 'config.json'), JSON.stringify({ ...JSON.parse(readFileSync(join(M, 'config.json'), 'utf8')), num_hidden_layers: 2 ** 31 }));
@@ -610,6 +627,10 @@ test('through the CLI: corrupt inputs exit 1 with one line, leave tfjs tensors a
     [['export', 'tfjs', '--model', longContext, '--out', out], '--max-seq 2147483647 (max_position_embeddings)'],
     [['compress', '--model', bad, '--plan', join(root, 'plan.json'), '--out', out], st],
     [['forward', '--model', bad, '--ids', '1,2', '--backend', 'cpu'], st],
+    [['forward', '--model', mid, '--ids', '1,2', '--backend', 'cpu'], midFile],
+    [['forward', '--model', mid, '--ids', '1,2', '--backend', 'wasm'], midFile],
+    [['forward', '--model', midPacked, '--ids', '1,2', '--backend', 'cpu'], midPackedFile],
+    [['eval', 'ppl', '--model', midPacked, '--text', join(root, 'plan.json'), '--backend', 'cpu'], midPackedFile],
     [['info', '--model', cfgBad], join(cfgBad, 'config.json')],
     [['forward', '--model', cfgBad, '--ids', '1', '--backend', 'cpu'], join(cfgBad, 'config.json')],
     [['generate', '--model', tokBad, '--prompt', 'a', '--backend', 'cpu'], join(tokBad, 'tokenizer.json')],
