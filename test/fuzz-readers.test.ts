@@ -41,6 +41,9 @@ import { meta, writeGguf } from '../src/gguf/writer.ts';
 import { type GgufValue, ValueType } from '../src/gguf/format.ts';
 import { assertUserError, leftovers, runCliInProcess } from './cli-run.ts';
 import { scratchDir } from './scratch.ts';
+import { startFakeHub } from './hub-server.ts';
+import { parquetWriteBuffer } from 'hyparquet-writer';
+import { resolveTextDataset } from '../src/hub/text.ts';
 import { SHARED } from './helpers.ts';
 
 const root = scratchDir('fuzz');
@@ -568,6 +571,23 @@ test('hub: a malformed HF_ENDPOINT is refused naming it and the fix', async () =
   o.check(8);
   assert.equal(hubEndpoint({ HF_ENDPOINT: 'http://127.0.0.1:8080/' }), 'http://127.0.0.1:8080');
   assert.equal(hubEndpoint({}), 'https://huggingface.co');
+});
+
+test('hub text datasets: a downloaded parquet file that is not parquet, or cut short, is one line naming it', async () => {
+  const good = Buffer.from(parquetWriteBuffer({ columnData: [{ name: 'text', data: ['one', 'two', 'three'], type: 'STRING' }] }));
+  const variants = [Buffer.from('PAR1 not a parquet file PAR1'), good.subarray(0, good.length - 9), good.subarray(0, good.length >> 1), Buffer.alloc(0)];
+  const hub = await startFakeHub(variants.map((bytes, i) => ({
+    type: 'dataset' as const, name: `acme/broken${i}`, sha: String(i).repeat(40), lfs: () => true, files: { 'test-00000-of-00001.parquet': bytes },
+  })));
+  const o = new Outcomes();
+  try {
+    const env = { ...process.env, HF_ENDPOINT: hub.url, HF_HUB_CACHE: join(root, 'hub-cache'), HF_TOKEN: '' };
+    for (const i of variants.keys()) await o.run(`parquet variant ${i}`, [join(root, 'hub-cache')], () => resolveTextDataset(`acme/broken${i}`, { env, quiet: true }));
+  } finally {
+    await hub.close();
+  }
+  assert.equal(o.ok, 0);
+  o.check(variants.length);
 });
 
 test('through the CLI: corrupt inputs exit 1 with one line, leave tfjs tensors and no output or temporaries behind', async () => {
