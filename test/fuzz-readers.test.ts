@@ -193,6 +193,9 @@ test('safetensors: truncations, header lengths, flipped header bytes, wrong dtyp
     const renamed = (from: string, to: string) => JSON.stringify(Object.fromEntries(Object.entries(header).map(([k, v]) => [k === from ? to : k, v])));
     await tryBytes('a tensor renamed with a newline', joinSafetensors(renamed(tensors[3], `${tensors[3]}\nx`), data));
     await tryBytes('a tensor missing', joinSafetensors(renamed(tensors[3], 'unrelated'), data));
+    for (const [label, entry] of [['unknown dtype', { dtype: 'Q9', shape: [1], data_offsets: [0, 4] }], ['wrong size', { dtype: 'F32', shape: [2], data_offsets: [0, 4] }], ['not an object', 7]] as const) {
+      await tryBytes(`a tensor named with a newline, ${label}`, joinSafetensors(JSON.stringify({ ...header, [`x\ny${'z'.repeat(100_000)}`]: entry }), data));
+    }
     await tryBytes('metadata not strings', joinSafetensors(json({ ...header, __metadata__: { a: DEEP } }), data));
     for (const [label, text] of ODD_TEXTS) await tryBytes(`header ${label}`, joinSafetensors(text.toString()));
   } finally {
