@@ -5,9 +5,11 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { WRITERS_DIR } from '../src/io/output-dir.ts';
 import { runCliInProcess } from './cli-run.ts';
 import { CLI, mkaInProcess as mka, resultsWithoutTimings, tinySweepArgs } from './queue-fixture.ts';
 import { scratchDir } from './scratch.ts';
@@ -29,10 +31,22 @@ test('--list-points, --point per process, --report give the local sweep\'s resul
   // the calibration step first (as a job dependency would), then the points two at a time
   await mka(['sweep', ...args, '--out', split, '--point', 'calibration']);
   assert.ok(existsSync(join(split, 'plans', 'mka-2.json')) && existsSync(join(split, 'plans', 'shortgpt-2.json')));
+  // a --point run killed on this host left its record and a temporary file; another host's writer has the same pid
+  const dead = Number(spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' }).stdout);
+  const writers = join(split, WRITERS_DIR);
+  mkdirSync(writers, { recursive: true });
+  writeFileSync(join(writers, `${hostname()}.${dead}.json`), JSON.stringify({ pid: dead, host: hostname() }));
+  writeFileSync(join(writers, `elsewhere.${dead + 1}.json`), JSON.stringify({ pid: dead + 1, host: 'elsewhere.invalid' }));
+  const stale = join(split, 'plans', `.mka-2.json.tmp-${dead}-0123456789ab`), foreign = join(split, `.x.tmp-${dead + 1}-0123456789ab`);
+  writeFileSync(stale, '{');
+  writeFileSync(foreign, '{');
   const run = (id: string) => new Promise<number | null>((resolve) => {
     spawn(process.execPath, [CLI, 'sweep', ...args, '--out', split, '--point', id], { stdio: 'ignore' }).once('exit', resolve);
   });
   assert.deepEqual(await Promise.all(ids.slice(0, 2).map(run)), [0, 0]);
+  assert.ok(!existsSync(stale) && existsSync(foreign), 'the next --point run removed what the killed one of this host left, and only that');
+  assert.deepEqual(readdirSync(writers), [`elsewhere.${dead + 1}.json`], 'the --point runs removed their records when done');
+  rmSync(foreign);
   assert.ok(!existsSync(join(split, 'results.csv')), '--point wrote the report');
   assert.equal(await run(ids[2]), 0);
   // a point run again is read back, not recomputed, and leaves its file as it was

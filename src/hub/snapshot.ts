@@ -4,7 +4,7 @@
  * with a progress bar) into blobs/ and link it from snapshots/<commit>/. Files already in the cache,
  * from mka or from Python's huggingface_hub, are not downloaded again.
  */
-import { existsSync, lstatSync, mkdirSync, readFileSync, readlinkSync, renameSync, statSync, symlinkSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readFileSync, readlinkSync, renameSync, rmSync, statSync, symlinkSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { atomicWriteText } from '../io/atomic.ts';
@@ -80,7 +80,12 @@ function linkSnapshotFile(link: string, blob: string): void {
   }
   const tmp = `${link}.tmp-${randomBytes(4).toString('hex')}`;
   symlinkSync(target, tmp);
-  renameSync(tmp, link);
+  try {
+    renameSync(tmp, link);
+  } catch (e) {
+    rmSync(tmp, { force: true }); // a file or directory at the link's path: no stray link beside it
+    throw e;
+  }
 }
 
 function hubError(e: unknown, repo: RepoRef, revision: string): Error {

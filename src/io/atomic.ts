@@ -1,12 +1,14 @@
 /**
  * Writes that never leave half-written output: everything goes to a temporary path next to the
- * target and is renamed into place only when complete.
+ * target and is renamed into place only when complete. The temporary path is removed when the write
+ * fails, and when the process exits or is ended by a signal during the write (src/io/cleanup.ts).
  */
 import { closeSync, existsSync, mkdirSync, openSync, renameSync, rmSync, rmdirSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { UserError } from '../runtime/errors.ts';
 import { type OutputKind, writeMarker } from './output-dir.ts';
+import { removeOnExit } from './cleanup.ts';
 
 /** A fresh sibling name for `target` (unique per call: two calls within one millisecond must not collide). */
 function tempName(target: string): string {
@@ -58,6 +60,7 @@ export async function atomicWriteFile(path: string, fill: (fd: number) => void |
   checkFileTarget(path);
   const unmake = makeParents(dirname(path));
   const tmp = tempName(path);
+  const dispose = removeOnExit(tmp);
   try {
     const fd = openSync(tmp, 'w');
     try {
@@ -72,6 +75,8 @@ export async function atomicWriteFile(path: string, fill: (fd: number) => void |
   } catch (e) {
     unmake();
     throw e;
+  } finally {
+    dispose();
   }
 }
 
@@ -102,6 +107,7 @@ export function atomicWriteText(path: string, text: string): void {
 export async function atomicWriteDir(dir: string, fill: (tmpDir: string) => Promise<void>, kind?: OutputKind): Promise<void> {
   const unmake = makeParents(dirname(dir));
   const tmp = tempName(dir);
+  const dispose = removeOnExit(tmp);
   try {
     mkdirSync(tmp, { recursive: true });
     await fill(tmp);
@@ -110,13 +116,27 @@ export async function atomicWriteDir(dir: string, fill: (tmpDir: string) => Prom
     rmSync(tmp, { recursive: true, force: true });
     unmake();
     throw e;
+  } finally {
+    dispose();
   }
   if (existsSync(dir)) {
     const old = tempName(dir);
     renameSync(dir, old);
-    renameSync(tmp, dir);
+    try {
+      renameSync(tmp, dir);
+    } catch (e) {
+      renameSync(old, dir); // the earlier output stays as it was
+      rmSync(tmp, { recursive: true, force: true });
+      throw e;
+    }
     rmSync(old, { recursive: true, force: true });
   } else {
-    renameSync(tmp, dir);
+    try {
+      renameSync(tmp, dir);
+    } catch (e) {
+      rmSync(tmp, { recursive: true, force: true });
+      unmake();
+      throw e;
+    }
   }
 }

@@ -13,6 +13,10 @@
  *   the working directory, a symlink to nothing, a path under a regular file.
  * - Temporary entries `.<name>.tmp-<pid>-<hex>` (src/io/atomic.ts) left by a killed run are removed by
  *   the next run of the same output, only when that pid is no longer alive.
+ * - Runs that write into a shared output beside each other without its lock (a sweep's `--point` runs
+ *   and queue workers, possibly on several hosts) record themselves in `OUT/.mka-writers/` (pid, host,
+ *   start time, as a lock does) and, when they start, remove what dead writers of their own host left
+ *   (`joinSharedOutput`). A writer of another host cannot be checked: its files are never removed.
  * - A lock file `.<name>.mka-lock` next to an output directory holds the pid, host and start time of
  *   the run writing it; a second run fails naming them. A lock is stale, and taken over, when its
  *   process is gone, is a zombie (exited, not yet reaped) or is another process that reused the pid;
@@ -120,6 +124,45 @@ function removeIfDead(path: string, pid: number, removed: string[]): void {
   removed.push(path);
 }
 
+/** The directory in a shared output where its writers record themselves. */
+export const WRITERS_DIR = '.mka-writers';
+
+/** The writers recorded in `out`: each record's path and body (unreadable records are skipped). */
+function writerRecords(out: string): { path: string; body: LockBody }[] {
+  const dir = join(out, WRITERS_DIR);
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir).filter((f) => f.endsWith('.json')).flatMap((f) => {
+    const body = readLock(join(dir, f));
+    return body ? [{ path: join(dir, f), body }] : [];
+  });
+}
+
+/** Pids recorded by writers of other hosts: their temporaries are never removed here (their pid says nothing on this host). */
+function foreignPids(out: string): Set<number> {
+  return new Set(writerRecords(out).filter((r) => r.body.host && r.body.host !== hostname()).map((r) => r.body.pid));
+}
+
+/** Records of this host's writers of `out` whose process is gone (no process has the pid). */
+function deadWriters(out: string): { path: string; body: LockBody }[] {
+  const host = hostname();
+  return writerRecords(out).filter((r) => (r.body.host ?? host) === host && r.body.pid !== process.pid && !pidAlive(r.body.pid));
+}
+
+/** Walks `dir` for temporaries `.<name>.tmp-<pid>-<hex>` and removes those of `remove(pid)`. */
+function removeTemps(dir: string, remove: (pid: number) => boolean, removed: string[]): void {
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const m = ANY_TEMP.exec(e.name);
+    if (m) {
+      if (remove(Number(m[1]))) {
+        rmSync(join(dir, e.name), { recursive: true, force: true });
+        removed.push(join(dir, e.name));
+      }
+    } else if (e.isDirectory() && e.name !== WRITERS_DIR) {
+      removeTemps(join(dir, e.name), remove, removed);
+    }
+  }
+}
+
 /**
  * Removes what killed runs of `out` left: siblings `.<out>.tmp-<pid>-*`, and inside an output mka
  * wrote (marked, or with the key file of an older version), temporaries `.<file>.tmp-<pid>-*` of its
@@ -137,15 +180,50 @@ function removeStaleTemps(out: string, kind: OutputKind): string[] {
       if (m) removeIfDead(join(parent, e), Number(m[1]), removed);
     }
   }
-  const walk = (dir: string) => {
-    for (const e of readdirSync(dir, { withFileTypes: true })) {
-      const m = ANY_TEMP.exec(e.name);
-      if (m) removeIfDead(join(dir, e.name), Number(m[1]), removed);
-      else if (e.isDirectory()) walk(join(dir, e.name));
+  if (existsSync(abs) && lstatSync(abs).isDirectory() && isOwnOutput(abs, kind)) {
+    const foreign = foreignPids(abs);
+    removeTemps(abs, (pid) => pid !== process.pid && !foreign.has(pid) && !pidAlive(pid), removed);
+    for (const r of deadWriters(abs)) rmSync(r.path, { force: true });
+  }
+  return removed;
+}
+
+/**
+ * Records this process as a writer of the shared output directory `out` (mka's output of `kind`), which
+ * runs write into beside each other without its lock: a sweep's `--point` runs and queue workers, on
+ * one host or several. The record OUT/.mka-writers/HOST.PID.json holds the pid, host and start time.
+ * First removes what dead writers of this host left: their temporaries (`.NAME.tmp-PID-*`) anywhere in
+ * `out`, then their records. A writer is dead when no process has its pid (a pid taken again by another
+ * process keeps the files: they might be that process's). Writers of other hosts, and temporaries of no
+ * recorded writer (left to the lock-holding run of the output, claimOutputDir), are never touched.
+ * Returns the removed paths and the release of the record (also run at exit).
+ */
+export function joinSharedOutput(out: string, kind: OutputKind, command: string): { removed: string[]; release: () => void } {
+  const abs = resolve(out);
+  const removed: string[] = [];
+  if (!isOwnOutput(abs, kind)) return { removed, release: () => {} };
+  const host = hostname();
+  const dead = deadWriters(abs);
+  if (dead.length) {
+    const foreign = foreignPids(abs);
+    const pids = new Set(dead.map((r) => r.body.pid).filter((pid) => !foreign.has(pid)));
+    removeTemps(abs, (pid) => pids.has(pid), removed);
+    for (const r of dead) rmSync(r.path, { force: true });
+  }
+  const record = join(abs, WRITERS_DIR, `${encodeURIComponent(host)}.${process.pid}.json`);
+  mkdirSync(dirname(record), { recursive: true });
+  writeFileSync(record, JSON.stringify({ pid: process.pid, host, ...(OWN_START ? { start: OWN_START } : {}), command, started: new Date().toISOString() }) + '\n');
+  const release = () => {
+    process.off('exit', release);
+    if (readLock(record)?.pid === process.pid) rmSync(record, { force: true });
+    try {
+      rmdirSync(dirname(record)); // the last writer out removes the directory
+    } catch {
+      // other writers' records remain
     }
   };
-  if (existsSync(abs) && lstatSync(abs).isDirectory() && isOwnOutput(abs, kind)) walk(abs);
-  return removed;
+  process.on('exit', release);
+  return { removed, release };
 }
 
 /** What every output claim shares. */

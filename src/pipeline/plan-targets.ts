@@ -13,6 +13,7 @@
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { removeOnExit } from '../io/cleanup.ts';
 import { join } from 'node:path';
 import { loadModel, disposeModel, type LlamaModel } from '../model/model.ts';
 import { type LlamaConfig, readConfig } from '../model/config.ts';
@@ -113,6 +114,7 @@ function recalibrator(model: LlamaModel, ids: number[][], labels: string[], opts
     // Streaming: the partly merged model is written to a temporary directory and streamed from it,
     // never held whole; otherwise it is built in memory.
     const scratch = opts.streaming && model.dir ? mkdtempSync(join(tmpdir(), 'mka-recalibrate-')) : null;
+    const dispose = scratch ? removeOnExit(scratch) : () => {}; // also when the run is ended by a signal
     try {
       if (scratch) await writePlan(model.dir!, plan, join(scratch, 'model'), {});
       const merged = scratch ? loadModel(join(scratch, 'model'), { streaming: true }) : materialize(planSource(modelSource(model), plan));
@@ -124,6 +126,7 @@ function recalibrator(model: LlamaModel, ids: number[][], labels: string[], opts
       }
     } finally {
       if (scratch) rmSync(scratch, { recursive: true, force: true });
+      dispose();
     }
   };
 }

@@ -6,6 +6,7 @@
  */
 import type { LlamaModel } from '../model/model.ts';
 import { openSweep, sweepKey, type SweepContext } from '../sweep/context.ts';
+import { joinSharedOutput } from '../io/output-dir.ts';
 import { calibrateSweep } from '../sweep/calibrate.ts';
 import { disposePointModel, pointModel, runPoint, runPointShard } from '../sweep/point.ts';
 import { pointName, type PointId } from '../sweep/points.ts';
@@ -13,7 +14,7 @@ import type { SubjectJobResult, SweepJob } from './jobs.ts';
 
 /** Runs jobs one at a time, reusing what the previous job loaded. */
 export class JobRunner {
-  private sweep: { key: string; ctx: SweepContext } | null = null;
+  private sweep: { key: string; ctx: SweepContext; release: () => void } | null = null;
   private point: { name: string; model: LlamaModel } | null = null;
 
   constructor(private readonly quiet: boolean, private readonly log: (msg: string) => void) {}
@@ -23,7 +24,11 @@ export class JobRunner {
     if (this.sweep?.key !== key) {
       this.release();
       const ctx = await openSweep({ ...job.sweep, quiet: this.quiet, log: this.log });
-      this.sweep = { key, ctx };
+      // workers write into the sweep beside each other, without its lock: this one records itself there
+      // and first removes what killed workers and --point runs of this host left (io/output-dir.ts)
+      const writer = joinSharedOutput(job.sweep.out, 'sweep', 'worker');
+      if (writer.removed.length) this.log(`worker: removed ${writer.removed.length} temporary file${writer.removed.length === 1 ? '' : 's'} left in ${job.sweep.out} by killed runs on this host`);
+      this.sweep = { key, ctx, release: writer.release };
     }
     return this.sweep.ctx;
   }
@@ -57,6 +62,7 @@ export class JobRunner {
   release(): void {
     if (this.point && this.sweep) disposePointModel(this.sweep.ctx, this.point.model);
     this.sweep?.ctx.dispose();
+    this.sweep?.release();
     this.point = null;
     this.sweep = null;
   }

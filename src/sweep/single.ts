@@ -1,9 +1,14 @@
 /**
  * A sweep one step at a time, for clusters without a job queue (a Slurm array, a Kubernetes Job):
  * `--list-points` names the points, `--point ID` computes exactly one into the shared results
- * directory, `--report` assembles the report once all are there (assemble.ts).
+ * directory, `--report` assembles the report once all are there (assemble.ts). A `--point` run takes
+ * no lock (many run at once): it records itself as a writer of the directory and first removes what
+ * killed runs of this host left there (io/output-dir.ts joinSharedOutput).
  */
 import { openSweep, prepareSweep } from './context.ts';
+import { joinSharedOutput } from '../io/output-dir.ts';
+import { flag } from '../runtime/options.ts';
+import { POINT } from './options.ts';
 import { calibrateSweep } from './calibrate.ts';
 import { runPoint } from './point.ts';
 import { parsePoint, pointLabel, sweepPoints } from './points.ts';
@@ -23,6 +28,8 @@ export function listSweepPoints(opts: SweepOptions): string[] {
 export async function runSweepPoint(opts: SweepOptions, id: string): Promise<SweepPoint | null> {
   const point = id === 'calibration' ? null : parsePoint(id, opts.methods, opts.remove, opts.quantize);
   const ctx = await openSweep(opts);
+  const writer = joinSharedOutput(opts.out, 'sweep', `sweep ${flag(POINT)} ${id}`);
+  if (writer.removed.length) opts.log?.(`sweep: removed ${writer.removed.length} temporary file${writer.removed.length === 1 ? '' : 's'} left in ${opts.out} by killed runs on this host`);
   try {
     if (!point) {
       await calibrateSweep(ctx);
@@ -30,6 +37,7 @@ export async function runSweepPoint(opts: SweepOptions, id: string): Promise<Swe
     }
     return await interruptible(opts, () => runPoint(ctx, point));
   } finally {
+    writer.release();
     ctx.dispose();
   }
 }
