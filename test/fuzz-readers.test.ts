@@ -409,6 +409,38 @@ test('GGUF metadata: every key dropped, of another type, at odd numbers; odd str
   o.check(120);
 });
 
+test('export gguf reads tokenizer.json itself: corrupt tables are refused, a vocabulary smaller than vocab_size is padded', async () => {
+  const T = join(root, 'gguf-tokenizer');
+  cpSync(M, T, { recursive: true });
+  const file = join(T, 'tokenizer.json');
+  const tok = JSON.parse(readFileSync(file, 'utf8'));
+  const out = join(root, 'tokenizer.gguf');
+  const o = new Outcomes();
+  const tryTokenizer = async (label: string, t: unknown) => {
+    writeFileSync(file, json(t));
+    await o.run(label, [file], () => exportGguf({ model: T, out, type: 'f32', quiet: true }));
+  };
+  for (const v of [null, 'x', [1, 'a'], DEEP, { a: -1 }, { a: 1.5 }, { a: 'x' }, { a: 1, b: 1 }]) await tryTokenizer(`model.vocab=${show(v)}`, { ...tok, model: { ...tok.model, vocab: v } });
+  for (const v of ['x\ny', DEEP, 5, null]) await tryTokenizer(`model.type=${show(v)}`, { ...tok, model: { ...tok.model, type: v } });
+  for (const v of [5, 'x', [null], [1], [{ id: 'x', content: 'a' }], [{ id: -1, content: 'a' }], [{ id: 3, content: 7 }], [{ id: 2 ** 60, content: 'a' }], DEEP]) await tryTokenizer(`added_tokens=${show(v)}`, { ...tok, added_tokens: v });
+  for (const v of [null, [['a']], ['nospace'], [[1, 2]], DEEP]) await tryTokenizer(`model.merges=${show(v)}`, { ...tok, model: { ...tok.model, merges: v } });
+  assert.equal(o.ok, 0, 'every corrupt table is refused');
+  o.check(25);
+  assert.ok(!existsSync(out), 'no GGUF written');
+  // the model's embedding has more rows than the tokenizer has tokens (vocabularies padded for speed): the ids past the last become [PADn]
+  const last = Object.entries(tok.model.vocab as Record<string, number>).sort((a, b) => b[1] - a[1])[0];
+  const { [last[0]]: _, ...vocab } = tok.model.vocab;
+  writeFileSync(file, JSON.stringify({ ...tok, model: { ...tok.model, vocab, merges: tok.model.merges.filter((m: string[]) => m.join('') !== last[0]) } }));
+  await exportGguf({ model: T, out, type: 'f32', quiet: true });
+  const g = new GgufFile(out);
+  try {
+    assert.equal((g.array('tokenizer.ggml.tokens')!.values as string[])[last[1]], `[PAD${last[1]}]`);
+  } finally {
+    g.close();
+  }
+  await loadAll(out, false);
+});
+
 test('merge.json plans: every field with odd values, odd texts', async () => {
   const o = new Outcomes();
   const plan = {
