@@ -31,6 +31,7 @@ import { hubEndpoint } from '../src/hub/cache.ts';
 import { openPplResults } from '../src/eval/ppl/results.ts';
 import { openResultsDir } from '../src/eval/mmlu/results.ts';
 import { readPlan } from '../src/sweep/calibrate.ts';
+import { readAnalysis } from '../src/sweep/analysis-file.ts';
 import { planFile } from '../src/sweep/points.ts';
 import { startServe } from '../src/serve/server.ts';
 import { exportTfjs } from '../src/export/graph-model.ts';
@@ -574,6 +575,17 @@ test('resume state: stored windows and subjects that are not the run\'s, odd win
     await o.run(`sweep plan ${JSON.stringify(edit).slice(0, 60)}`, [pfile], () => readPlan(sweepOut, point, 8));
   }
   assert.equal(o.ok, okPlans, 'every plan the model cannot take is refused');
+  // its analysis.json, which plans points added later: a matrix or block influence of another size
+  const square = (n: number) => Array.from({ length: n }, () => Array.from({ length: n }, () => 0.5));
+  const afile = join(sweepOut, 'analysis.json');
+  writeFileSync(afile, JSON.stringify({ metric: 'npib', samples: 10, npib: square(8), block_influence: new Array(8).fill(0.1) }));
+  assert.equal(readAnalysis(sweepOut, 8)?.matrix?.length, 8);
+  const okAnalyses = o.ok;
+  for (const a of [{ npib: square(3) }, { npib: [...square(7), [1]] }, { block_influence: [0.1] }, { npib: square(9), block_influence: new Array(9).fill(0.1) }]) {
+    writeFileSync(afile, JSON.stringify({ metric: 'npib', samples: 10, npib: square(8), block_influence: new Array(8).fill(0.1), ...a }));
+    await o.run(`analysis ${Object.keys(a)}`, [afile], () => readAnalysis(sweepOut, 8));
+  }
+  assert.equal(o.ok, okAnalyses, 'every analysis of another size is refused');
   o.check(90);
 });
 
