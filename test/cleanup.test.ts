@@ -7,9 +7,10 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync, writeSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
+import { atomicWriteFile } from '../src/io/atomic.ts';
 import { WRITERS_DIR, claimOutputDir, joinSharedOutput, writeMarker } from '../src/io/output-dir.ts';
 import { scratchDir } from './scratch.ts';
 
@@ -108,4 +109,30 @@ test('a directory mka did not write is never cleaned, whatever its records say',
   release();
   assert.deepEqual(removed, []);
   assert.deepEqual(readdirSync(dir).sort(), [temp('x', pid), WRITERS_DIR].sort());
+});
+
+test('many atomic writes at once share one exit listener and one per signal: no listener-leak warning, none left after', async () => {
+  const dir = join(root, 'many');
+  mkdirSync(dir);
+  const events = ['exit', 'SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+  const before = events.map((e) => process.listenerCount(e));
+  const warnings: string[] = [];
+  const onWarning = (w: Error) => warnings.push(w.name);
+  process.on('warning', onWarning);
+  let release!: () => void;
+  const gate = new Promise<void>((ok) => { release = ok; });
+  const writes = Array.from({ length: 25 }, (_, i) => atomicWriteFile(join(dir, `f${i}`), async (fd) => {
+    writeSync(fd, `file ${i}\n`);
+    await gate;
+  }));
+  await new Promise((ok) => setImmediate(ok));
+  assert.deepEqual(events.map((e) => process.listenerCount(e)), before.map((n) => n + 1), 'one listener per event for the 25 writes under way');
+  release();
+  await Promise.all(writes);
+  await new Promise((ok) => setImmediate(ok)); // a warning is emitted on the next tick
+  process.off('warning', onWarning);
+  assert.deepEqual(warnings, []);
+  assert.deepEqual(events.map((e) => process.listenerCount(e)), before, 'no listener left once the writes are done');
+  assert.equal(readdirSync(dir).length, 25);
+  assert.equal(readFileSync(join(dir, 'f7'), 'utf8'), 'file 7\n');
 });
