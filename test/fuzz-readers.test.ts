@@ -15,6 +15,7 @@ import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
+import { execFileSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { expectedTensors, readConfig } from '../src/model/config.ts';
 import { openModelDir } from '../src/model/model.ts';
@@ -30,12 +31,20 @@ import { hubEndpoint } from '../src/hub/cache.ts';
 import { openPplResults } from '../src/eval/ppl/results.ts';
 import { openResultsDir } from '../src/eval/mmlu/results.ts';
 import { readPlan } from '../src/sweep/calibrate.ts';
+import { readAnalysis } from '../src/sweep/analysis-file.ts';
 import { planFile } from '../src/sweep/points.ts';
 import { startServe } from '../src/serve/server.ts';
 import { exportTfjs } from '../src/export/graph-model.ts';
 import { tf } from '../src/runtime/tf.ts';
+import { exportGguf } from '../src/export/gguf.ts';
+import { GgufFile } from '../src/gguf/reader.ts';
+import { meta, writeGguf } from '../src/gguf/writer.ts';
+import { type GgufValue, ValueType } from '../src/gguf/format.ts';
 import { assertUserError, leftovers, runCliInProcess } from './cli-run.ts';
 import { scratchDir } from './scratch.ts';
+import { startFakeHub } from './hub-server.ts';
+import { parquetWriteBuffer } from 'hyparquet-writer';
+import { resolveTextDataset } from '../src/hub/text.ts';
 import { SHARED } from './helpers.ts';
 
 const root = scratchDir('fuzz');
@@ -80,13 +89,16 @@ class Outcomes {
   }
 }
 
-/** Everything a command reads of a model directory: config, checkpoint (checked against it), every tensor, the tokenizer. */
-async function loadAll(dir: string): Promise<void> {
+/**
+ * Everything a command reads of a model directory or GGUF file: config, checkpoint (checked against it),
+ * every tensor (unless `tensors` is false), the tokenizer.
+ */
+async function loadAll(dir: string, tensors = true): Promise<void> {
   readConfig(dir);
   const { config, ckpt } = openModelDir(dir);
   try {
-    for (const name of ckpt.names()) if (!/\.(qweight|scales|mins)$/.test(name)) ckpt.read(name);
-    for (const name of expectedTensors(config).keys()) {
+    for (const name of tensors ? ckpt.names() : []) if (!/\.(qweight|scales|mins)$/.test(name)) ckpt.read(name);
+    for (const name of tensors ? expectedTensors(config).keys() : []) {
       if (!ckpt.packedInfo(name)) continue;
       ckpt.readPacked(name);
       ckpt.read(name); // dequantized
@@ -182,6 +194,9 @@ test('safetensors: truncations, header lengths, flipped header bytes, wrong dtyp
     const renamed = (from: string, to: string) => JSON.stringify(Object.fromEntries(Object.entries(header).map(([k, v]) => [k === from ? to : k, v])));
     await tryBytes('a tensor renamed with a newline', joinSafetensors(renamed(tensors[3], `${tensors[3]}\nx`), data));
     await tryBytes('a tensor missing', joinSafetensors(renamed(tensors[3], 'unrelated'), data));
+    for (const [label, entry] of [['unknown dtype', { dtype: 'Q9', shape: [1], data_offsets: [0, 4] }], ['wrong size', { dtype: 'F32', shape: [2], data_offsets: [0, 4] }], ['not an object', 7]] as const) {
+      await tryBytes(`a tensor named with a newline, ${label}`, joinSafetensors(JSON.stringify({ ...header, [`x\ny${'z'.repeat(100_000)}`]: entry }), data));
+    }
     await tryBytes('metadata not strings', joinSafetensors(json({ ...header, __metadata__: { a: DEEP } }), data));
     for (const [label, text] of ODD_TEXTS) await tryBytes(`header ${label}`, joinSafetensors(text.toString()));
   } finally {
@@ -334,6 +349,99 @@ test('a quantized model directory: packed tensors of wrong dtypes and shapes, qu
   o.check(60);
 });
 
+test('GGUF metadata: every key dropped, of another type, at odd numbers; odd strings, arrays cut short, bad token types and scores', async () => {
+  const src = join(root, 'demo.gguf');
+  await exportGguf({ model: M, out: src, type: 'q8_0', quiet: true });
+  const g = new GgufFile(src);
+  const entries = [...g.metadata.entries()].filter(([k]) => k !== 'general.alignment');
+  const tensors = [...g.tensors.values()].map((t) => ({ name: t.name, dims: t.dims, type: t.type }));
+  const data = new Map(tensors.map((t) => [t.name, g.readTensor(t.name)]));
+  g.close();
+  const file = join(root, 'variant.gguf');
+  const o = new Outcomes();
+  const tryMeta = async (label: string, m: [string, GgufValue][], ts = tensors) => {
+    await writeGguf(file, m, ts, (n) => data.get(n.replace(/\n/g, '')) ?? data.get(ts[0].name)!);
+    await o.run(label, [file], () => loadAll(file, false));
+  };
+  const typed = (type: ValueType, values: ArrayLike<number>): GgufValue => ({ type: ValueType.ARRAY, array: { type, values } } as GgufValue);
+  for (const [i, [k, v]] of entries.entries()) {
+    const put = (nv: GgufValue) => entries.map(([kk, vv], j): [string, GgufValue] => [kk, j === i ? nv : vv]);
+    await tryMeta(`${k} dropped`, entries.filter((_, j) => j !== i));
+    if (v.type === ValueType.ARRAY) {
+      const n = v.array.values.length;
+      if (v.array.type === ValueType.STRING) {
+        const values = v.array.values as string[];
+        await tryMeta(`${k} cut short`, put(meta.strings(values.slice(0, n >> 1))));
+        await tryMeta(`${k} with empty and multi-line strings`, put(meta.strings(values.map((x, j) => (j % 7 === 3 ? '' : j % 11 === 5 ? 'x\ny' : x)))));
+      } else {
+        await tryMeta(`${k} cut short`, put(typed(v.array.type, (v.array.values as Int32Array).slice(0, n >> 1))));
+        for (const x of [NaN, Infinity]) await tryMeta(`${k} all ${x}`, put(typed(ValueType.FLOAT32, new Float32Array(n).fill(x))));
+        for (const x of [-5, 2 ** 31 - 1]) await tryMeta(`${k} all ${x}`, put(typed(ValueType.INT32, new Int32Array(n).fill(x))));
+      }
+      await tryMeta(`${k} a number`, put(meta.u32(5)));
+    } else if (v.type === ValueType.STRING) {
+      for (const x of ['', 'x\ny', 'x'.repeat(100_000)]) await tryMeta(`${k}=${show(x)}`, put(meta.str(x)));
+      await tryMeta(`${k} a number`, put(meta.u32(5)));
+    } else {
+      for (const x of [0, 3, 2 ** 32 - 1]) await tryMeta(`${k}=u32 ${x}`, put(meta.u32(x)));
+      await tryMeta(`${k}=i32 -1`, put(meta.i32(-1)));
+      for (const x of [NaN, 1e30]) await tryMeta(`${k}=f32 ${x}`, put(meta.f32(x)));
+      await tryMeta(`${k} a string`, put(meta.str('x')));
+    }
+  }
+  await tryMeta('a key with a newline', [...entries, ['mka.x\ny', meta.u32(1)]]);
+  await tryMeta('a key of 100,000 bytes', [...entries, ['k'.repeat(100_000), meta.u32(1)]]);
+  await tryMeta('a tensor name with a newline', entries, tensors.map((t, i) => (i === 3 ? { ...t, name: `${t.name}\n` } : t)));
+  // a vocabulary with more tokens than the embedding has rows: refused when a text encodes to one
+  const tokens = entries.find(([k]) => k === 'tokenizer.ggml.tokens')![1] as { array: { values: string[] } };
+  const grow = (k: string, v: GgufValue): GgufValue => {
+    if (v.type !== ValueType.ARRAY) return v;
+    if (k === 'tokenizer.ggml.tokens') return meta.strings([...tokens.array.values, '<extra>']);
+    if (k === 'tokenizer.ggml.scores') return typed(ValueType.FLOAT32, [...(v.array.values as Float32Array), 0]);
+    if (k === 'tokenizer.ggml.token_type') return typed(ValueType.INT32, [...(v.array.values as Int32Array), 3]);
+    return v;
+  };
+  await writeGguf(file, entries.map(([k, v]): [string, GgufValue] => [k, grow(k, v)]), tensors, (n) => data.get(n)!);
+  await loadAll(file);
+  const tok = await loadTokenizer(file);
+  const loaded = o.ok;
+  await o.run('a token beyond the embedding', [file], () => tok.encode('a <extra> b'));
+  assert.equal(o.ok, loaded, 'a text holding a token beyond the embedding is refused');
+  o.check(120);
+});
+
+test('export gguf reads tokenizer.json itself: corrupt tables are refused, a vocabulary smaller than vocab_size is padded', async () => {
+  const T = join(root, 'gguf-tokenizer');
+  cpSync(M, T, { recursive: true });
+  const file = join(T, 'tokenizer.json');
+  const tok = JSON.parse(readFileSync(file, 'utf8'));
+  const out = join(root, 'tokenizer.gguf');
+  const o = new Outcomes();
+  const tryTokenizer = async (label: string, t: unknown) => {
+    writeFileSync(file, json(t));
+    await o.run(label, [file], () => exportGguf({ model: T, out, type: 'f32', quiet: true }));
+  };
+  for (const v of [null, 'x', [1, 'a'], DEEP, { a: -1 }, { a: 1.5 }, { a: 'x' }, { a: 1, b: 1 }]) await tryTokenizer(`model.vocab=${show(v)}`, { ...tok, model: { ...tok.model, vocab: v } });
+  for (const v of ['x\ny', DEEP, 5, null]) await tryTokenizer(`model.type=${show(v)}`, { ...tok, model: { ...tok.model, type: v } });
+  for (const v of [5, 'x', [null], [1], [{ id: 'x', content: 'a' }], [{ id: -1, content: 'a' }], [{ id: 3, content: 7 }], [{ id: 2 ** 60, content: 'a' }], DEEP]) await tryTokenizer(`added_tokens=${show(v)}`, { ...tok, added_tokens: v });
+  for (const v of [null, [['a']], ['nospace'], [[1, 2]], DEEP]) await tryTokenizer(`model.merges=${show(v)}`, { ...tok, model: { ...tok.model, merges: v } });
+  assert.equal(o.ok, 0, 'every corrupt table is refused');
+  o.check(25);
+  assert.ok(!existsSync(out), 'no GGUF written');
+  // the model's embedding has more rows than the tokenizer has tokens (vocabularies padded for speed): the ids past the last become [PADn]
+  const last = Object.entries(tok.model.vocab as Record<string, number>).sort((a, b) => b[1] - a[1])[0];
+  const { [last[0]]: _, ...vocab } = tok.model.vocab;
+  writeFileSync(file, JSON.stringify({ ...tok, model: { ...tok.model, vocab, merges: tok.model.merges.filter((m: string[]) => m.join('') !== last[0]) } }));
+  await exportGguf({ model: T, out, type: 'f32', quiet: true });
+  const g = new GgufFile(out);
+  try {
+    assert.equal((g.array('tokenizer.ggml.tokens')!.values as string[])[last[1]], `[PAD${last[1]}]`);
+  } finally {
+    g.close();
+  }
+  await loadAll(out, false);
+});
+
 test('merge.json plans: every field with odd values, odd texts', async () => {
   const o = new Outcomes();
   const plan = {
@@ -427,6 +535,16 @@ test('resume state: stored windows and subjects that are not the run\'s, odd win
     writeFileSync(wfile, t);
     await o.run(`window ${label}`, [wfile], () => results.load(0, { begin: 0, end: 4, scored_from: 0 }));
   }
+  // a run key that is a FIFO or a directory: refused, never read (a FIFO would block the run forever)
+  const beforeKeys = o.ok;
+  for (const kind of ['fifo', 'dir']) {
+    const d = join(root, `ppl-${kind}`);
+    mkdirSync(d);
+    if (kind === 'fifo') execFileSync('mkfifo', [join(d, 'run-key.json')]);
+    else mkdirSync(join(d, 'run-key.json'));
+    await o.run(`run key a ${kind}`, [join(d, 'run-key.json')], () => openPplResults(d, model, [1, 2, 3, 4, 5], { seqLen: 4 }, false));
+  }
+  assert.equal(o.ok, beforeKeys, 'a run key that is not a regular file is refused');
   const mdir = join(root, 'mmlu');
   const mkey = { version: 1, model: 'm' } as unknown as Parameters<typeof openResultsDir>[1];
   const mmlu = openResultsDir(mdir, mkey, false);
@@ -457,6 +575,17 @@ test('resume state: stored windows and subjects that are not the run\'s, odd win
     await o.run(`sweep plan ${JSON.stringify(edit).slice(0, 60)}`, [pfile], () => readPlan(sweepOut, point, 8));
   }
   assert.equal(o.ok, okPlans, 'every plan the model cannot take is refused');
+  // its analysis.json, which plans points added later: a matrix or block influence of another size
+  const square = (n: number) => Array.from({ length: n }, () => Array.from({ length: n }, () => 0.5));
+  const afile = join(sweepOut, 'analysis.json');
+  writeFileSync(afile, JSON.stringify({ metric: 'npib', samples: 10, npib: square(8), block_influence: new Array(8).fill(0.1) }));
+  assert.equal(readAnalysis(sweepOut, 8)?.matrix?.length, 8);
+  const okAnalyses = o.ok;
+  for (const a of [{ npib: square(3) }, { npib: [...square(7), [1]] }, { block_influence: [0.1] }, { npib: square(9), block_influence: new Array(9).fill(0.1) }]) {
+    writeFileSync(afile, JSON.stringify({ metric: 'npib', samples: 10, npib: square(8), block_influence: new Array(8).fill(0.1), ...a }));
+    await o.run(`analysis ${Object.keys(a)}`, [afile], () => readAnalysis(sweepOut, 8));
+  }
+  assert.equal(o.ok, okAnalyses, 'every analysis of another size is refused');
   o.check(90);
 });
 
@@ -491,6 +620,23 @@ test('hub: a malformed HF_ENDPOINT is refused naming it and the fix', async () =
   assert.equal(hubEndpoint({}), 'https://huggingface.co');
 });
 
+test('hub text datasets: a downloaded parquet file that is not parquet, or cut short, is one line naming it', async () => {
+  const good = Buffer.from(parquetWriteBuffer({ columnData: [{ name: 'text', data: ['one', 'two', 'three'], type: 'STRING' }] }));
+  const variants = [Buffer.from('PAR1 not a parquet file PAR1'), good.subarray(0, good.length - 9), good.subarray(0, good.length >> 1), Buffer.alloc(0)];
+  const hub = await startFakeHub(variants.map((bytes, i) => ({
+    type: 'dataset' as const, name: `acme/broken${i}`, sha: String(i).repeat(40), lfs: () => true, files: { 'test-00000-of-00001.parquet': bytes },
+  })));
+  const o = new Outcomes();
+  try {
+    const env = { ...process.env, HF_ENDPOINT: hub.url, HF_HUB_CACHE: join(root, 'hub-cache'), HF_TOKEN: '' };
+    for (const i of variants.keys()) await o.run(`parquet variant ${i}`, [join(root, 'hub-cache')], () => resolveTextDataset(`acme/broken${i}`, { env, quiet: true }));
+  } finally {
+    await hub.close();
+  }
+  assert.equal(o.ok, 0);
+  o.check(variants.length);
+});
+
 test('through the CLI: corrupt inputs exit 1 with one line, leave tfjs tensors and no output or temporaries behind', async () => {
   const bad = join(root, 'bad-model');
   cpSync(M, bad, { recursive: true });
@@ -501,9 +647,29 @@ test('through the CLI: corrupt inputs exit 1 with one line, leave tfjs tensors a
   const last = Object.entries(header).filter(([k]) => k !== '__metadata__').sort((x: any, y: any) => y[1].data_offsets[0] - x[1].data_offsets[0])[0];
   b.writeFloatLE(Number.POSITIVE_INFINITY, 8 + Number(b.readBigUInt64LE(0)) + (last[1] as any).data_offsets[0] + 4);
   writeFileSync(st, b);
+  // and one in a tensor in the middle: loading fails with half the weights read
+  const corrupt = (dir: string, from: string, pick: (names: string[]) => string, value: number) => {
+    cpSync(from, dir, { recursive: true });
+    const f = join(dir, 'model.safetensors');
+    const bytes = readFileSync(f);
+    const h = splitSafetensors(bytes).header;
+    const name = pick(Object.keys(h).filter((k) => k !== '__metadata__').sort((x, y) => h[x].data_offsets[0] - h[y].data_offsets[0]));
+    const at = 8 + Number(bytes.readBigUInt64LE(0)) + h[name].data_offsets[0];
+    if (h[name].dtype === 'F16') bytes.writeUInt16LE(0x7e00, at); // NaN
+    else bytes.writeFloatLE(value, at);
+    writeFileSync(f, bytes);
+    return f;
+  };
+  const mid = join(root, 'bad-middle');
+  const midFile = corrupt(mid, M, (names) => names[names.length >> 1], Number.NaN);
+  const midPacked = join(root, 'bad-middle-packed');
+  const midPackedFile = corrupt(midPacked, join(root, 'quantized'), (names) => names.filter((n) => n.endsWith('.scales'))[4], Number.NaN);
   const cfgBad = join(root, 'bad-config');
   cpSync(M, cfgBad, { recursive: true });
   writeFileSync(join(cfgBad, 'config.json'), JSON.stringify({ ...JSON.parse(readFileSync(join(M, 'config.json'), 'utf8')), num_hidden_layers: 2 ** 31 }));
+  const longContext = join(root, 'long-context');
+  cpSync(M, longContext, { recursive: true });
+  writeFileSync(join(longContext, 'config.json'), JSON.stringify({ ...JSON.parse(readFileSync(join(M, 'config.json'), 'utf8')), max_position_embeddings: 2 ** 31 - 1 }));
   const tokBad = join(root, 'bad-tokenizer');
   cpSync(M, tokBad, { recursive: true });
   writeFileSync(join(tokBad, 'tokenizer.json'), '{\n"model": x\n}');
@@ -525,8 +691,13 @@ test('through the CLI: corrupt inputs exit 1 with one line, leave tfjs tensors a
     [['export', 'hf', '--model', bad, '--out', join(out, 'new', 'hf')], st],
     [['export', 'gguf', '--model', bad, '--out', `${out}.gguf`], st],
     [['export', 'tfjs', '--model', bad, '--out', out], st],
+    [['export', 'tfjs', '--model', longContext, '--out', out], '--max-seq 2147483647 (max_position_embeddings)'],
     [['compress', '--model', bad, '--plan', join(root, 'plan.json'), '--out', out], st],
     [['forward', '--model', bad, '--ids', '1,2', '--backend', 'cpu'], st],
+    [['forward', '--model', mid, '--ids', '1,2', '--backend', 'cpu'], midFile],
+    [['forward', '--model', mid, '--ids', '1,2', '--backend', 'wasm'], midFile],
+    [['forward', '--model', midPacked, '--ids', '1,2', '--backend', 'cpu'], midPackedFile],
+    [['eval', 'ppl', '--model', midPacked, '--text', join(root, 'plan.json'), '--backend', 'cpu'], midPackedFile],
     [['info', '--model', cfgBad], join(cfgBad, 'config.json')],
     [['forward', '--model', cfgBad, '--ids', '1', '--backend', 'cpu'], join(cfgBad, 'config.json')],
     [['generate', '--model', tokBad, '--prompt', 'a', '--backend', 'cpu'], join(tokBad, 'tokenizer.json')],

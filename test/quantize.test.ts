@@ -384,6 +384,54 @@ test('quantizers say once, with counts, what they did other than asked: prompts 
   }
 });
 
+test('calibration micro-batches capped by padded tokens: said once with counts, and GPTQ finds what micro-batches of 8 prompts find', async () => {
+  // per token a pass through a layer of SHAPE holds its input and output (2·64) and q, attention output, k, v, residual, norm (64, 64, 32, 32,
+  // 64, 64) and the MLP's three (80 each), float32; a budget of two blocks of attention scores and 60 such tokens caps micro-batches at 60
+  const perToken = 4 * (2 * 64 + 64 + 64 + 32 + 32 + 64 + 64 + 3 * 80);
+  const forwardBytes = 4 * 2 * 2 ** 24 + 60 * perToken;
+  const calib = prompts(24);
+  // the micro-batches by hand: lengths in order, a new one when 8 prompts or (prompts + 1) × the next length would pass 60
+  const sorted = calib.map((p) => p.length).sort((a, b) => a - b);
+  const sizes: number[] = [];
+  for (const n of sorted) {
+    if (sizes.length && sizes[sizes.length - 1] < 8 && (sizes[sizes.length - 1] + 1) * n <= 60) sizes[sizes.length - 1]++;
+    else sizes.push(1);
+  }
+  const capped = sizes.slice(0, -1).filter((n) => n < 8).length;
+  assert.ok(capped >= 3, `the cap binds: ${sizes}`);
+  const source = checkpointSource(FLOAT);
+  try {
+    const run = async (bytes?: number) => {
+      const lines: string[] = [];
+      const q = parseQuantization('gptq:w4g32')!;
+      const qs = quantizedSource({ source, quantization: q, prompts: calib, forwardBytes: bytes, quiet: true, log: (m) => lines.push(m) });
+      try {
+        await writeHfModel(qs, join(TMP, `capped-${bytes ?? 'default'}`), { dtype: 'float32', copyFrom: FLOAT });
+        return { lines, report: qs.report() };
+      } finally {
+        qs.dispose();
+      }
+    };
+    const before = tf.memory().numTensors;
+    const capped8 = await run(forwardBytes);
+    assert.equal(tf.memory().numTensors, before);
+    const said = capped8.lines.filter((l) => l.startsWith('calibration:'));
+    assert.deepEqual(said, [`calibration: ${capped} of ${sizes.length} micro-batches hold fewer than 8 prompts, to keep within 60 padded tokens (a pass through a layer in 0.1 GB at this shape)`]);
+    assert.equal(capped8.report.notes['calibration micro-batches of fewer than 8 prompts, to keep within 60 padded tokens'], capped);
+    const plain = await run();
+    assert.equal(plain.lines.filter((l) => l.startsWith('calibration:')).length, 0, 'no cap at the default budget');
+    // the same Hessians summed over other micro-batches (float32 products, float64 sums): the same layer objectives to rounding
+    for (const [i, layer] of plain.report.layers.entries()) {
+      for (const [p, st] of Object.entries(layer)) {
+        const got = capped8.report.layers[i][p].objective;
+        assert.ok(Math.abs(got - st.objective) <= 1e-4 * st.objective, `layer ${i} ${p}: ${got} vs ${st.objective}`);
+      }
+    }
+  } finally {
+    source.close();
+  }
+});
+
 test('quantization specs parse, print back, and refuse what a method cannot do', () => {
   assert.deepEqual(QUANT_METHODS.map((m) => m.name), [...QUANT_METHOD_NAMES], '--method\'s choices (quant/options.ts, no tfjs) are the registry\'s methods');
   for (const s of ['gptq:w4g128', 'rtn:w8', 'rtn:w4g32-asym', 'awq:w4g64', 'smoothquant:w8a8', 'gptq:w4g32e4', 'rtn:w4e4-asym']) assert.equal(quantizationName(parseQuantization(s)), s);

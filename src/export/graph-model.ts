@@ -115,6 +115,9 @@ function graphBuilder() {
   };
 }
 
+/** Largest RoPE cos/sin tables an export holds (a 131,072-token context at head_dim 128 takes 128 MiB). */
+const MAX_ROPE_TABLE_BYTES = 2 ** 30;
+
 /** The decoder of `c` as a GraphDef, for sequences of up to `maxSeq` tokens. */
 function buildDecoderGraph(c: LlamaConfig, maxSeq: number, shapeOf: (name: string) => number[]): DecoderGraph {
   const b = graphBuilder();
@@ -329,6 +332,11 @@ export async function writeGraphModel(source: TensorSource, outDir: string, opts
   const maxSeq = opts.maxSeq ?? c.max_position_embeddings;
   if (!Number.isInteger(maxSeq) || maxSeq < 1 || maxSeq > c.max_position_embeddings) {
     throw new UserError(`${flag(MAX_SEQ)} ${maxSeq}: must be an integer from 1 to the model's max_position_embeddings (${c.max_position_embeddings})`);
+  }
+  // the cos/sin tables hold maxSeq rows of head_dim floats each: sized before they are built (a 2^31 context would ask for 34 GB)
+  const tableBytes = 2 * maxSeq * c.head_dim * 4;
+  if (tableBytes > MAX_ROPE_TABLE_BYTES) {
+    throw new UserError(`${flag(MAX_SEQ)} ${maxSeq}${opts.maxSeq === undefined ? ' (max_position_embeddings)' : ''}: the RoPE tables for that many positions would take ${(tableBytes / 2 ** 30).toFixed(1)} GiB in the export; give a shorter ${flag(MAX_SEQ)} (at most ${Math.floor(MAX_ROPE_TABLE_BYTES / (8 * c.head_dim))}), the longest input the exported model needs`);
   }
   const graph = buildDecoderGraph(c, maxSeq, (name) => source.shape(name));
   const weightNames = new Set(graph.consts.filter((k) => !k.data).map((k) => k.name));

@@ -11,6 +11,7 @@ import { GgmlType, type GgufValue, ValueType } from './format.ts';
 import type { GgufFile } from './reader.ts';
 import { meta } from './writer.ts';
 import type { LlamaConfig } from '../io/llama-config.ts';
+import { showJson } from '../io/read.ts';
 
 /** The config fields this module reads (a LlamaConfig has them all). */
 export type HfConfigFields = Pick<LlamaConfig,
@@ -180,7 +181,7 @@ function uniform(g: GgufFile, key: string, def?: number): number {
  */
 export function hfConfigFromGguf(g: GgufFile, ropeFreqs: Float32Array | null): Record<string, unknown> {
   const arch = g.string('general.architecture');
-  if (arch !== 'llama' && arch !== 'qwen2') g.refuse(`architecture "${arch}" is not supported; mka reads GGUF models of the llama and qwen2 architectures (Llama, Mistral, Qwen2)`);
+  if (arch !== 'llama' && arch !== 'qwen2') g.refuse(`architecture ${showJson(arch)} is not supported; mka reads GGUF models of the llama and qwen2 architectures (Llama, Mistral, Qwen2)`);
   const key = (k: string) => `${arch}.${k}`;
   const hidden = g.int(key('embedding_length'));
   const heads = uniform(g, key('attention.head_count'));
@@ -201,7 +202,7 @@ export function hfConfigFromGguf(g: GgufFile, ropeFreqs: Float32Array | null): R
     const factor = g.float(key('rope.scaling.factor'), g.float(key('rope.scale_linear'), 1));
     if (factor !== 1) ropeScaling = { rope_type: 'linear', factor: shortestFloat32(factor) };
   } else if (scalingType !== 'none') {
-    g.refuse(`${key('rope.scaling.type')} "${scalingType}" is not supported (mka runs none, linear and llama3 RoPE scaling)`);
+    g.refuse(`${key('rope.scaling.type')} ${showJson(scalingType)} is not supported (mka runs none, linear and llama3 RoPE scaling)`);
   }
   if (ropeFreqs) {
     if (ropeScaling) g.refuse('has both rope.scaling.type linear and a rope_freqs tensor');

@@ -7,6 +7,7 @@
  */
 import { closeSync, fstatSync, openSync, readSync, statSync } from 'node:fs';
 import { UserError } from '../runtime/errors.ts';
+import { showJson } from '../io/read.ts';
 import {
   GGML_BLOCK, GGML_MAX_DIMS, GGML_MAX_NAME, GGUF_DEFAULT_ALIGNMENT, GGUF_MAGIC, GGUF_VERSION, type GgmlType,
   type GgufArray, type GgufValue, VALUE_SIZE, ValueType, ggmlTypeName, padTo,
@@ -172,6 +173,8 @@ export class GgufFile {
 
     for (let i = 0; i < nKv; i++) {
       const key = c.string(`metadata key ${i}`);
+      // GGUF keys are ASCII names (llama.arch.field): anything else is corruption, and would be quoted raw in messages
+      if (!/^[\x20-\x7e]+$/.test(key)) this.fail(`metadata key ${i} (${showJson(key)}) is not a printable ASCII name`);
       if (this.metadata.has(key)) this.fail(`metadata key "${key}" appears twice`);
       this.metadata.set(key, this.readValue(c, key));
     }
@@ -187,6 +190,7 @@ export class GgufFile {
     const names = new Set<string>();
     for (let i = 0; i < nTensors; i++) {
       const name = c.string(`name of tensor ${i}`);
+      if (/[\x00-\x1f\x7f]/.test(name)) this.fail(`the name of tensor ${i} (${showJson(name)}) holds control characters`);
       if (Buffer.byteLength(name) >= GGML_MAX_NAME) this.fail(`tensor name "${name.slice(0, 80)}" is ${Buffer.byteLength(name)} bytes (ggml allows ${GGML_MAX_NAME - 1})`);
       if (names.has(name)) this.fail(`tensor "${name}" appears twice`);
       names.add(name);

@@ -16,7 +16,7 @@
  * "[PADn]" tokens of type UNUSED.
  */
 import { UserError } from '../runtime/errors.ts';
-import { showJson } from '../io/read.ts';
+import { describeJson, isPlainObject, showJson } from '../io/read.ts';
 import { type GgufValue, TokenType } from './format.ts';
 import { meta } from './writer.ts';
 
@@ -76,15 +76,31 @@ function parts(x: unknown): Json[] {
 export function vocabMetadata(tokenizer: Json, config: Json, vocabSize: number, modelConfig: { bos_token_id: number | null; eos_token_id: number | number[] | null }, file = 'tokenizer.json'): VocabExport {
   const model = tokenizer.model as Json | undefined;
   if (typeof model !== 'object' || model === null) throw new UserError(`${file}: no "model" section; not a Hugging Face tokenizer.json`);
-  if (model.type !== 'BPE') throw new UserError(`${file}: a ${String(model.type)} tokenizer; mka writes GGUF vocabularies of BPE tokenizers (SentencePiece-style or byte-level)`);
+  if (model.type !== 'BPE') throw new UserError(`${file}: a ${typeof model.type === 'string' ? showJson(model.type) : describeJson(model.type)} tokenizer; mka writes GGUF vocabularies of BPE tokenizers (SentencePiece-style or byte-level)`);
+  // the tables read below, checked first: a corrupt file is refused here rather than failing inside the export
+  const corrupt = (what: string): never => {
+    throw new UserError(`${file}: ${what}; the tokenizer is corrupt (re-download or re-convert it)`);
+  };
+  const isId = (x: unknown): x is number => Number.isSafeInteger(x) && (x as number) >= 0;
+  if (!isPlainObject(model.vocab)) corrupt(`model.vocab is ${describeJson(model.vocab)}, not an object of token ids`);
   const vocab = model.vocab as Record<string, number>;
-  const added = (Array.isArray(tokenizer.added_tokens) ? tokenizer.added_tokens : []) as { id: number; content: string; special?: boolean }[];
+  for (const [p, i] of Object.entries(vocab)) if (!isId(i)) corrupt(`model.vocab[${showJson(p, 200)}] is ${showJson(i)}, not a token id`);
+  const addedRaw = tokenizer.added_tokens ?? [];
+  if (!Array.isArray(addedRaw)) corrupt(`added_tokens is ${describeJson(addedRaw)}, not a list`);
+  (addedRaw as unknown[]).forEach((t, k) => {
+    if (!isPlainObject(t) || !isId(t.id) || typeof t.content !== 'string') corrupt(`added_tokens[${k}] is not {"id": a token id, "content": text}`);
+  });
+  const added = addedRaw as { id: number; content: string; special?: boolean }[];
   let size = vocabSize;
   for (const i of Object.values(vocab)) size = Math.max(size, i + 1);
   for (const t of added) size = Math.max(size, t.id + 1);
   if (size > vocabSize) throw new UserError(`${file}: holds token ids up to ${size - 1}, beyond the model's vocab_size ${vocabSize}`);
-  const pieces: (string | undefined)[] = new Array(size);
-  for (const [p, i] of Object.entries(vocab)) pieces[i] = p;
+  // dense (no holes, which map() would skip): ids the tokenizer does not use, up to the model's vocab_size, become [PADn]
+  const pieces: (string | undefined)[] = Array.from({ length: size }, () => undefined);
+  for (const [p, i] of Object.entries(vocab)) {
+    if (pieces[i] !== undefined) corrupt(`model.vocab gives id ${i} to both ${showJson(pieces[i], 100)} and ${showJson(p, 100)}`);
+    pieces[i] = p;
+  }
   for (const t of added) pieces[t.id] = t.content;
   const addedById = new Map(added.map((t) => [t.id, t]));
 
@@ -118,7 +134,7 @@ export function vocabMetadata(tokenizer: Json, config: Json, vocabSize: number, 
     const regex = ((split?.pattern as Json | undefined)?.Regex as string | undefined) ?? null;
     const preName = regex === LLAMA3_REGEX ? 'llama-bpe' : regex === QWEN2_REGEX ? 'qwen2'
       : regex === null && pre.every((p) => p.type === 'ByteLevel' && p.use_regex !== false) ? 'gpt-2' : null;
-    if (preName === null) throw new UserError(`${file}: its byte-level pre-tokenizer (${regex ? `regex ${JSON.stringify(regex.slice(0, 60))}…` : JSON.stringify(pre.map((p) => p.type))}) is not one llama.cpp implements by name (Llama 3's, Qwen2's, GPT-2's), so llama.cpp would split text differently`);
+    if (preName === null) throw new UserError(`${file}: its byte-level pre-tokenizer (${typeof regex === 'string' ? `regex ${JSON.stringify(regex.slice(0, 60))}…` : JSON.stringify(pre.map((p) => showJson(p.type)))}) is not one llama.cpp implements by name (Llama 3's, Qwen2's, GPT-2's), so llama.cpp would split text differently`);
     const tokens = pieces.map((p, i) => {
       const a = addedById.get(i);
       types[i] = p === undefined ? TokenType.UNUSED : a ? (a.special ? TokenType.CONTROL : TokenType.USER_DEFINED) : TokenType.NORMAL;

@@ -87,6 +87,7 @@ export async function downloadBlob(spec: BlobSpec, opts: DownloadOptions = {}): 
       closeSync(fd);
     }
   }
+  if (spec.size === 0 && !existsSync(partial)) closeSync(openSync(partial, 'w')); // an empty file needs no request
   const got = existsSync(partial) ? statSync(partial).size : 0;
   if (got !== spec.size) {
     throw new UserError(`${spec.label}: download incomplete (${got} of ${spec.size} bytes; ${(lastError as Error)?.message ?? 'no data'}); run the command again to resume`);

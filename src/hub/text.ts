@@ -5,10 +5,11 @@
  * column joined with blank lines and written once per commit beside the snapshot
  * (datasets--org--name/mka-text/<commit>/<subset>-<split>.txt), the file `--text` then reads.
  */
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { atomicWriteText } from '../io/atomic.ts';
 import { joinInside } from '../io/paths.ts';
+import { firstLine, readRegularFile } from '../io/read.ts';
 import { UserError } from '../runtime/errors.ts';
 import { HUB_ID, type ResolveOptions } from './model.ts';
 import { snapshot } from './snapshot.ts';
@@ -49,8 +50,13 @@ export async function resolveTextDataset(name: string, opts: TextDatasetOptions 
   const rows: string[] = [];
   const dir = subset ? joinInside(snap, subset, flag(PPL_SUBSET)) : snap;
   for (const f of readdirSync(dir).filter((f) => shard.test(subset ? `${subset}/${f}` : f)).sort()) {
-    const bytes = readFileSync(join(dir, f));
-    const table = await parquetReadObjects({ file: bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer, columns: ['text'] });
+    const bytes = readRegularFile(join(dir, f), 'parquet file of the hub cache');
+    let table: Record<string, unknown>[];
+    try {
+      table = await parquetReadObjects({ file: bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer, columns: ['text'] });
+    } catch (e) {
+      throw new UserError(`${join(dir, f)}: not a readable parquet file (${firstLine((e as Error).message)}); delete it from the hub cache to download it again`);
+    }
     for (const r of table) {
       if (typeof r.text !== 'string') throw new UserError(`${join(dir, f)}: no string "text" column; ${flag(PPL_DATASET)} needs a text dataset such as Salesforce/wikitext`);
       rows.push(r.text);

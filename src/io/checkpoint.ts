@@ -75,20 +75,20 @@ export function openCheckpoint(dir: string, opts: SafetensorsOptions = { allowNo
       const root = resolve(dir);
       for (const [name, shard] of Object.entries(index.weight_map)) {
         if (shard === '') {
-          throw new UserError(`${indexPath}: the shard of "${name}" in weight_map must be a file name, not ${showJson(shard)}; re-download or re-export the model`);
+          throw new UserError(`${indexPath}: the shard of ${showJson(name, 200)} in weight_map must be a file name, not ${showJson(shard, 200)}; re-download or re-export the model`);
         }
         const p = resolve(root, shard);
         const rel = relative(root, p);
         if (isAbsolute(shard) || rel.startsWith('..') || isAbsolute(rel)) {
-          throw new UserError(`${indexPath}: shard path "${shard}" for "${name}" leaves the model directory`);
+          throw new UserError(`${indexPath}: shard path ${showJson(shard, 200)} for ${showJson(name, 200)} leaves the model directory`);
         }
         if (!files.has(shard)) {
-          if (!existsSync(p)) throw new UserError(`${indexPath}: shard "${shard}" listed for "${name}" is missing from ${dir}`);
-          if (!statSync(p).isFile()) throw new UserError(`${p}: shard "${shard}" listed for "${name}" is not a regular file; re-download the model`);
+          if (!existsSync(p)) throw new UserError(`${indexPath}: shard ${showJson(shard, 200)} listed for ${showJson(name, 200)} is missing from ${dir}`);
+          if (!statSync(p).isFile()) throw new UserError(`${p}: shard ${showJson(shard, 200)} listed for ${showJson(name, 200)} is not a regular file; re-download the model`);
           files.set(shard, new SafetensorsFile(p, opts));
         }
         const f = files.get(shard)!;
-        if (!f.tensors.has(name)) throw new UserError(`${indexPath}: "${name}" is listed in ${shard} but that shard does not hold it`);
+        if (!f.tensors.has(name)) throw new UserError(`${indexPath}: ${showJson(name, 200)} is listed in ${showJson(shard, 200)} but that shard does not hold it`);
         owner.set(name, f);
       }
     } else if (existsSync(single)) {

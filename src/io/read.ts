@@ -110,11 +110,11 @@ export function readJsonObject(path: string, what: string): Record<string, unkno
 
 /**
  * A JSON value for a one-line message, short whatever the file holds: numbers, booleans and null as
- * written, a string quoted (cut after 40 characters), an array or object by its kind only (quoting them
+ * written, a string quoted (cut after `max` characters), an array or object by its kind only (quoting them
  * could take megabytes, or overflow the stack on deep nesting).
  */
-export function showJson(v: unknown): string {
-  if (typeof v === 'string') return v.length > 40 ? `${JSON.stringify(v.slice(0, 37)).slice(0, -1)}..."` : JSON.stringify(v);
+export function showJson(v: unknown, max = 40): string {
+  if (typeof v === 'string') return v.length > max ? `${JSON.stringify(v.slice(0, max - 3)).slice(0, -1)}..."` : JSON.stringify(v);
   if (typeof v === 'number' || typeof v === 'boolean' || v === null) return String(v);
   return v === undefined ? 'nothing' : describeJson(v);
 }

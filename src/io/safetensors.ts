@@ -114,25 +114,25 @@ export class SafetensorsFile {
         Object.assign(this.metadata, v as object);
         continue;
       }
-      if (typeof v !== 'object' || v === null || Array.isArray(v)) fail(`entry "${name}" is ${v === null ? 'null' : Array.isArray(v) ? 'an array' : `a ${typeof v}`}, not a tensor description`);
+      if (typeof v !== 'object' || v === null || Array.isArray(v)) fail(`entry ${showJson(name, 200)} is ${v === null ? 'null' : Array.isArray(v) ? 'an array' : `a ${typeof v}`}, not a tensor description`);
       const t = v as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
-      if (typeof t.dtype !== 'string' || !(t.dtype in BYTES)) fail(`tensor "${name}" has unknown dtype ${showJson(t.dtype)}`);
-      if (!STORED_DTYPES.has(t.dtype as string)) fail(`tensor "${name}" has dtype ${t.dtype}; only F32, F16 and BF16 weights (and I8/U8 packed quants) are supported`);
-      if (!Array.isArray(t.shape) || !t.shape.every((d) => Number.isInteger(d) && d >= 0)) fail(`tensor "${name}" has an invalid shape`);
+      if (typeof t.dtype !== 'string' || !(t.dtype in BYTES)) fail(`tensor ${showJson(name, 200)} has unknown dtype ${showJson(t.dtype)}`);
+      if (!STORED_DTYPES.has(t.dtype as string)) fail(`tensor ${showJson(name, 200)} has dtype ${t.dtype}; only F32, F16 and BF16 weights (and I8/U8 packed quants) are supported`);
+      if (!Array.isArray(t.shape) || !t.shape.every((d) => Number.isInteger(d) && d >= 0)) fail(`tensor ${showJson(name, 200)} has an invalid shape`);
       const off = t.data_offsets as number[];
       if (!Array.isArray(off) || off.length !== 2 || !off.every((d) => Number.isInteger(d) && d >= 0) || off[1] < off[0]) {
-        fail(`tensor "${name}" has invalid data_offsets`);
+        fail(`tensor ${showJson(name, 200)} has invalid data_offsets`);
       }
       const shape = t.shape as number[];
       const bytes = shape.reduce((a, b) => a * b, 1) * BYTES[t.dtype as string];
-      if (off[1] - off[0] !== bytes) fail(`tensor "${name}" has ${off[1] - off[0]} bytes but its shape [${shape}] needs ${bytes}`);
-      if (off[1] > dataLen) fail(`tensor "${name}" ends at byte ${dataStart + off[1]}, past the end of the file (${size} bytes: truncated?)`);
+      if (off[1] - off[0] !== bytes) fail(`tensor ${showJson(name, 200)} has ${off[1] - off[0]} bytes but its shape [${shape}] needs ${bytes}`);
+      if (off[1] > dataLen) fail(`tensor ${showJson(name, 200)} ends at byte ${dataStart + off[1]}, past the end of the file (${size} bytes: truncated?)`);
       this.tensors.set(name, { name, dtype: t.dtype as StoredDType, shape, begin: dataStart + off[0], end: dataStart + off[1] });
     }
     const byStart = [...this.tensors.values()].filter((t) => t.end > t.begin).sort((a, b) => a.begin - b.begin);
     for (let i = 1; i < byStart.length; i++) {
       const [a, b] = [byStart[i - 1], byStart[i]];
-      if (b.begin < a.end) fail(`tensors "${a.name}" and "${b.name}" overlap (bytes ${a.begin}-${a.end} and ${b.begin}-${b.end})`);
+      if (b.begin < a.end) fail(`tensors ${showJson(a.name, 200)} and ${showJson(b.name, 200)} overlap (bytes ${a.begin}-${a.end} and ${b.begin}-${b.end})`);
     }
   }
 

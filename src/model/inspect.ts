@@ -158,7 +158,7 @@ export async function runGenerate(opts: { model: string; prompt: string; maxNewT
   }
   const wanted = opts.maxNewTokens ?? MAX_NEW_TOKENS.default;
   if (ids.length + wanted > context) opts.log?.(`generate: at most ${context - ids.length} new tokens, not ${wanted}: the ${ids.length}-token prompt leaves that much of the ${context}-token context`);
-  checkModelFits('generate', opts.model, sequenceWorkload(ids.length, 'last', wanted));
+  checkModelFits('generate', opts.model, sequenceWorkload(ids.length, 'last', Math.min(wanted, context - ids.length))); // generation stops at the context
   const model = loadModel(opts.model);
   try {
     const out = generate(model, ids, { maxNewTokens: opts.maxNewTokens, temperature: opts.temperature, seed: opts.seed });

@@ -22,7 +22,7 @@
  * `MKA_MEMORY_LIMIT` (bytes, or with a K/M/G suffix) replaces the available-memory figure; `off`
  * skips the check.
  */
-import { closeSync, existsSync, readSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, readSync } from 'node:fs';
 import { freemem, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { type LlamaConfig, expectedTensors, layerTensorShapes, readConfig } from './config.ts';
@@ -97,7 +97,7 @@ function headerDtypes(file: string): Map<string, { dtype: string; numel: number 
     const len = Buffer.alloc(8);
     readSync(fd, len, 0, 8, 0);
     const n = Number(len.readBigUInt64LE(0));
-    if (n > 100 * 2 ** 20) return out;
+    if (n > 100 * 2 ** 20 || n > fstatSync(fd).size - 8) return out; // the loader refuses it, naming the problem
     const hdr = Buffer.alloc(n);
     readSync(fd, hdr, 0, n, 8);
     for (const [name, v] of Object.entries(JSON.parse(hdr.toString('utf8')) as Record<string, { dtype?: unknown; shape?: unknown }>)) {

@@ -36,25 +36,25 @@ export const CALIBRATION_FORWARD_BYTES = 2 * 2 ** 30;
 
 /**
  * Padded tokens (rows × longest prompt) of a calibration micro-batch whose pass through a layer of
- * `config` fits in CALIBRATION_FORWARD_BYTES: per token its input and output and the layer's
+ * `config` fits in `forwardBytes` (CALIBRATION_FORWARD_BYTES): per token its input and output and the layer's
  * intermediates (memory-estimate.ts layerTokenBytes), beside at most two blocks of attention scores
  * (attention is blocked on every backend). 7,228 at Llama-3-8B's shape; far above any calibration on
  * small models, whose micro-batches are then those of `micro` prompts alone.
  */
-export function calibrationTokenCap(config: LlamaConfig): number {
+export function calibrationTokenCap(config: LlamaConfig, forwardBytes = CALIBRATION_FORWARD_BYTES): number {
   const perToken = 4 * 2 * config.hidden_size + layerTokenBytes(config);
-  return Math.max(1, Math.floor((CALIBRATION_FORWARD_BYTES - 4 * 2 * SCORE_BLOCK_FLOATS) / perToken));
+  return Math.max(1, Math.floor((forwardBytes - 4 * 2 * SCORE_BLOCK_FLOATS) / perToken));
 }
 
 /**
  * The calibration micro-batches, as indices into `lengths` (the prompts' token counts): the prompts
  * sorted by length (ties by index, so little padding) and grouped in that order, a micro-batch taking
  * the next prompt while it holds fewer than `micro` prompts and its padded tokens (rows × the longest)
- * stay within calibrationTokenCap(config). A prompt longer than the cap is a micro-batch of its own.
+ * stay within calibrationTokenCap(config, forwardBytes). A prompt longer than the cap is a micro-batch of its own.
  * The run (embedPrompts) and the memory estimate (memory.ts) both batch so.
  */
-export function calibrationBatches(lengths: readonly number[], config: LlamaConfig, micro = CALIBRATION_MICRO_BATCH): number[][] {
-  const cap = calibrationTokenCap(config);
+export function calibrationBatches(lengths: readonly number[], config: LlamaConfig, micro = CALIBRATION_MICRO_BATCH, forwardBytes = CALIBRATION_FORWARD_BYTES): number[][] {
+  const cap = calibrationTokenCap(config, forwardBytes);
   const order = lengths.map((_, i) => i).sort((a, b) => lengths[a] - lengths[b] || a - b);
   const batches: number[][] = [];
   let batch: number[] = [];

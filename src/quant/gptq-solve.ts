@@ -101,7 +101,7 @@ function solve(w: ArrayLike<number>, rows: number, cols: number, u: Float64Array
   }
 
   let loss = 0;
-  const err = new Float64Array(blockSize * rows);
+  const err = new Float64Array(Math.min(blockSize, cols) * rows); // a block is never wider than the matrix (--block-size may be)
   const colVals = new Float64Array(g);
   for (let i1 = 0; i1 < cols; i1 += blockSize) {
     const i2 = Math.min(cols, i1 + blockSize);
@@ -154,7 +154,7 @@ export const OBJECTIVE_SCRATCH_BYTES = 3 * 4 * OBJECTIVE_TILE;
 
 /** Bytes GPTQ's column loop holds for a [rows, cols] linear beside the factor: W's columns in float64, the packed result, its group parameters (an object each, about 40 bytes) and the lazy block's errors. */
 export function solveBytes(rows: number, cols: number, spec: PackedSpec, blockSize: number): number {
-  return 8 * rows * cols + packedBytes(rows, cols, spec) + 40 * rows * groupCount(cols, spec.group) + 8 * blockSize * rows;
+  return 8 * rows * cols + packedBytes(rows, cols, spec) + 40 * rows * groupCount(cols, spec.group) + 8 * Math.min(blockSize, cols) * rows;
 }
 
 /**

@@ -50,6 +50,8 @@ export interface QuantizeWork {
   prompts: readonly number[] | null;
   /** Prompts per calibration micro-batch at most (default CALIBRATION_MICRO_BATCH, as quantize.ts; their padded tokens are capped too). */
   microBatch?: number;
+  /** Bytes one micro-batch's pass may hold, which caps its padded tokens (default CALIBRATION_FORWARD_BYTES, as quantize.ts). */
+  forwardBytes?: number;
   keepEmbeddings?: boolean;
 }
 
@@ -63,8 +65,8 @@ export interface QuantizeEstimate {
 }
 
 /** Rows and longest prompt of each calibration micro-batch, as the run makes them (calibration.ts calibrationBatches). */
-export function batchShapes(config: LlamaConfig, prompts: readonly number[], micro: number): { rows: number; T: number }[] {
-  return calibrationBatches(prompts, config, micro).map((b) => ({ rows: b.length, T: Math.max(...b.map((i) => prompts[i])) }));
+export function batchShapes(config: LlamaConfig, prompts: readonly number[], micro: number, forwardBytes?: number): { rows: number; T: number }[] {
+  return calibrationBatches(prompts, config, micro, forwardBytes).map((b) => ({ rows: b.length, T: Math.max(...b.map((i) => prompts[i])) }));
 }
 
 /** Rows × longest prompt of each micro-batch, summed: the calibration states' rows as embedPrompts pads them. */
@@ -91,7 +93,7 @@ export function estimateQuantize(config: LlamaConfig, stored: StoredBytes, profi
   const copies = profile.heapLimit !== null; // the wasm backend copies arrays into its heap
   const layerF32 = layerFloatBytes(config);
   const packed = layerPackedBytes(config, q.grid);
-  const batches = prompts ? batchShapes(config, prompts, micro) : [];
+  const batches = prompts ? batchShapes(config, prompts, micro, work.forwardBytes) : [];
   const tokens = batches.reduce((a, b) => a + b.rows * b.T, 0);
   const states = 4 * tokens * (H + 1); // hidden states and masks
   // the largest micro-batch's pass through the layer (one at a time)

@@ -36,6 +36,8 @@ export interface QuantizeInput {
   calibrationInfo?: Record<string, unknown>;
   /** Prompts per calibration micro-batch at most (default 8; calibration.ts calibrationBatches also caps their padded tokens). */
   microBatch?: number;
+  /** Bytes one calibration micro-batch's pass through a layer may hold, which caps its padded tokens (default CALIBRATION_FORWARD_BYTES, 2 GiB). */
+  forwardBytes?: number;
   /** Keep the embedding and lm_head as floats (as the GPTQ and AWQ papers do) instead of quantizing them as llama.cpp does. */
   keepEmbeddings?: boolean;
   quiet?: boolean;
@@ -146,12 +148,13 @@ export function quantizedSource(input: QuantizeInput): QuantizedSource {
   }
   // micro-batches of at most `micro` prompts, and of padded tokens whose pass through a layer fits its budget at this shape
   const micro = input.microBatch ?? CALIBRATION_MICRO_BATCH;
-  const batching = prompts ? calibrationBatches(prompts.map((p) => p.length), config, micro) : [];
+  const forwardBytes = input.forwardBytes ?? CALIBRATION_FORWARD_BYTES;
+  const batching = prompts ? calibrationBatches(prompts.map((p) => p.length), config, micro, forwardBytes) : [];
   const capped = batching.slice(0, -1).filter((b) => b.length < micro).length; // the last one is short when the prompts run out
   if (capped > 0) {
-    const what = `calibration micro-batches of fewer than ${micro} prompts, each within ${calibrationTokenCap(config)} padded tokens (a layer's intermediates in ${gb(CALIBRATION_FORWARD_BYTES)} at this shape)`;
-    notes[what] = capped;
-    log(`calibration: ${capped} of ${batching.length} ${what}`);
+    const cap = calibrationTokenCap(config, forwardBytes);
+    notes[`calibration micro-batches of fewer than ${micro} prompts, to keep within ${cap} padded tokens`] = capped;
+    log(`calibration: ${capped} of ${batching.length} micro-batches hold fewer than ${micro} prompts, to keep within ${cap} padded tokens (a pass through a layer in ${gb(forwardBytes)} at this shape)`);
   }
   const shapes = layerTensorShapes(config);
   const tables = input.keepEmbeddings ? new Map<string, PackedSpec>() : tableSpecs(config, q.embeddingBits);

@@ -44,7 +44,7 @@ export async function calibrateSweep(ctx: SweepContext): Promise<number> {
   if (!todo.length && !analyse) return 0;
   const t0 = performance.now();
   // Points added to a sweep (a new count or method) are planned from analysis.json when it holds all their methods need.
-  const stored = analyse ? null : readAnalysis(opts.out)?.planning ?? null;
+  const stored = analyse ? null : readAnalysis(opts.out, original.config.num_hidden_layers)?.planning ?? null;
   const fromStored = stored && await planFromStored(original.config, todo, stored, opts);
   if (fromStored) {
     todo.forEach((p, i) => atomicWriteText(planFile(opts.out, p), JSON.stringify(fromStored[i]) + '\n'));

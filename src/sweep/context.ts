@@ -5,7 +5,8 @@
  * computing a point needs.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, realpathSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, realpathSync } from 'node:fs';
+import { readRegularFile } from '../io/read.ts';
 import { join, normalize, resolve } from 'node:path';
 import { fileSha256, modelDirFingerprint } from '../io/fingerprint.ts';
 import { loadModel, disposeModel, type LlamaModel } from '../model/model.ts';
@@ -213,7 +214,7 @@ export function prepareSweep(opts: SweepOptions): PreparedSweep {
   writeMarker(opts.out, 'sweep');
   const keyFile = join(opts.out, 'sweep-key.json');
   const key = sweepKey(opts);
-  const oldKey = existsSync(keyFile) ? readFileSync(keyFile, 'utf8') : null;
+  const oldKey = existsSync(keyFile) ? readRegularFile(keyFile, 'sweep key file').toString('utf8') : null;
   if (oldKey !== null && oldKey !== key) {
     let differs: string;
     try {

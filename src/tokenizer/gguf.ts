@@ -5,6 +5,7 @@
  * merges, regular expression and BOS handling), run by @huggingface/tokenizers.
  */
 import { UserError } from '../runtime/errors.ts';
+import { showJson } from '../io/read.ts';
 import { ValueType } from '../gguf/format.ts';
 import { GgufFile, withGguf } from '../gguf/reader.ts';
 import { BPE_PRE_REGEX } from '../gguf/vocab.ts';
@@ -25,7 +26,7 @@ export function ggufTokenizerFiles(path: string): Record<string, string> | null 
     const { tokens, types, eos, id } = vocabOf(g);
     const bos = id('tokenizer.ggml.bos_token_id', model === 'llama' ? 1 : null);
     const built = model === 'llama' ? spmTokenizerJson(g, tokens, types, eos, bos, id('tokenizer.ggml.unknown_token_id', 0))
-      : model === 'gpt2' ? bpeTokenizerJson(g, tokens, types, eos, bos) : g.refuse(`tokenizer.ggml.model "${model}" is not supported (mka reads "llama" and "gpt2" vocabularies)`);
+      : model === 'gpt2' ? bpeTokenizerJson(g, tokens, types, eos, bos) : g.refuse(`tokenizer.ggml.model ${showJson(model)} is not supported (mka reads "llama" and "gpt2" vocabularies)`);
     const config: Record<string, unknown> = { tokenizer_class: 'PreTrainedTokenizerFast', ...built.config };
     if (g.has('tokenizer.chat_template')) config.chat_template = g.string('tokenizer.chat_template');
     return { 'tokenizer.json': JSON.stringify(built.json) + '\n', 'tokenizer_config.json': JSON.stringify(config, null, 2) + '\n' };
@@ -44,6 +45,9 @@ function vocabOf(g: GgufFile) {
   const n = tokens.length;
   const types = g.array('tokenizer.ggml.token_type', { type: [ValueType.INT32, ValueType.UINT32] })?.values as ArrayLike<number> | undefined ?? new Int32Array(n).fill(1);
   if (types.length !== n) g.fail(`tokenizer.ggml.token_type has ${types.length} entries for ${n} tokens`);
+  // llama.cpp's token types: 0 undefined, 1 normal, 2 unknown, 3 control, 4 user-defined, 5 unused, 6 byte
+  const badType = Array.prototype.findIndex.call(types, (t: number) => !(t >= 0 && t <= 6));
+  if (badType >= 0) g.fail(`tokenizer.ggml.token_type of token ${badType} is ${types[badType]}, not a token type (0 to 6)`);
   const id = (key: string, def: number | null): number | null => {
     const v = g.has(key) ? g.int(key) : def;
     return v !== null && v >= 0 && v < n ? v : null;
@@ -61,6 +65,9 @@ function tokenizerOf(g: GgufFile): Tokenizer {
 
   if (model === 'llama') {
     const scores = g.array('tokenizer.ggml.scores', { type: ValueType.FLOAT32 })?.values as ArrayLike<number> | undefined ?? new Float32Array(n);
+    if (scores.length !== n) g.fail(`tokenizer.ggml.scores has ${scores.length} entries for ${n} tokens`);
+    const badScore = Array.prototype.findIndex.call(scores, (s: number) => !Number.isFinite(s));
+    if (badScore >= 0) g.fail(`tokenizer.ggml.scores of token ${badScore} is ${scores[badScore]}; the merges would be ranked arbitrarily`);
     return spmTokenizer({
       tokens, scores, types,
       bos: id('tokenizer.ggml.bos_token_id', 1), eos, unk: id('tokenizer.ggml.unknown_token_id', 0),
@@ -68,7 +75,7 @@ function tokenizerOf(g: GgufFile): Tokenizer {
       addSpacePrefix: g.bool('tokenizer.ggml.add_space_prefix', true),
     }, g.path);
   }
-  if (model !== 'gpt2') g.refuse(`tokenizer.ggml.model "${model}" is not supported (mka reads "llama" and "gpt2" vocabularies)`);
+  if (model !== 'gpt2') g.refuse(`tokenizer.ggml.model ${showJson(model)} is not supported (mka reads "llama" and "gpt2" vocabularies)`);
   const { json, config } = bpeTokenizerJson(g, tokens, types, eos, id('tokenizer.ggml.bos_token_id', null));
   try {
     return tokenizerFromJson(json, config, { eos_token_id: eos }, g.path);

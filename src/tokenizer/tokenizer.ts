@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import { describeJson, isPlainObject, parseJsonText, readTextFile } from '../io/read.ts';
 import { join } from 'node:path';
 import { UserError } from '../runtime/errors.ts';
-import { isGgufFile } from '../gguf/reader.ts';
+import { isGgufFile, withGguf } from '../gguf/reader.ts';
 import { loadGgufTokenizer } from './gguf.ts';
 import { tokenizerFromJson } from './hf-json.ts';
 import type { Tokenizer } from './types.ts';
@@ -39,14 +39,18 @@ function readJson(file: string, required: boolean): Json | null {
  * (optional), or the tokenizer stored in a GGUF model file.
  */
 export async function loadTokenizer(dir: string): Promise<Tokenizer> {
-  if (isGgufFile(dir)) return loadGgufTokenizer(dir);
+  if (isGgufFile(dir)) {
+    const rows = withGguf(dir, (g) => g.tensors.get('token_embd.weight')?.dims[1]);
+    const tok = loadGgufTokenizer(dir);
+    return rows === undefined ? tok : withinVocabulary(tok, rows, dir, 'rows of token_embd.weight');
+  }
   const file = join(dir, 'tokenizer.json');
   const json = readJson(file, true)!;
   const config = readJson(join(dir, 'tokenizer_config.json'), false) ?? {};
   const generation = readJson(join(dir, 'generation_config.json'), false) ?? {};
   const tok = tokenizerFromJson(json, config, generation, file);
   const vocab = readJson(join(dir, 'config.json'), false)?.vocab_size;
-  return Number.isSafeInteger(vocab) ? withinVocabulary(tok, vocab as number, file) : tok;
+  return Number.isSafeInteger(vocab) ? withinVocabulary(tok, vocab as number, file, 'vocab_size in config.json') : tok;
 }
 
 /**
@@ -54,14 +58,14 @@ export async function loadTokenizer(dir: string): Promise<Tokenizer> {
  * another model, or with tokens added after training): a one-line error naming the file, rather than a
  * failure inside the forward pass. Ids are checked when used, so a tokenizer with unused extra tokens loads.
  */
-function withinVocabulary(tok: Tokenizer, vocabSize: number, file: string): Tokenizer {
+function withinVocabulary(tok: Tokenizer, vocabSize: number, file: string, source: string): Tokenizer {
   return {
     ...tok,
     encode(text, opts) {
       const ids = tok.encode(text, opts);
       const bad = ids.find((id) => id >= vocabSize);
       if (bad !== undefined) {
-        throw new UserError(`${file}: encodes the text to token id ${bad}, but the model's vocabulary has ${vocabSize} tokens (vocab_size in config.json); use the tokenizer the model was trained with`);
+        throw new UserError(`${file}: encodes the text to token id ${bad}, but the model's vocabulary has ${vocabSize} tokens (${source}); use the tokenizer the model was trained with`);
       }
       return ids;
     },

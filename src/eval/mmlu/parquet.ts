@@ -3,7 +3,7 @@
  * question, subject, choices (a list of 4 strings) and answer (0–3)) into the same questions
  * readMmluFile gives for the Hendrycks CSVs, and those questions back as Hendrycks CSV text.
  */
-import { readRegularFile } from '../../io/read.ts';
+import { firstLine, readRegularFile } from '../../io/read.ts';
 import { parquetReadObjects } from 'hyparquet';
 import { UserError } from '../../runtime/errors.ts';
 import { ANSWER_LETTERS, type MmluQuestion, type MmluSplit } from './data.ts';
@@ -15,7 +15,7 @@ export async function readMmluParquet(file: string, subject: string, split: Mmlu
   try {
     rows = await parquetReadObjects({ file: bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer, columns: ['question', 'choices', 'answer'] });
   } catch (e) {
-    throw new UserError(`${file}: not a readable MMLU parquet file (${(e as Error).message}); delete it from the hub cache to download it again`);
+    throw new UserError(`${file}: not a readable MMLU parquet file (${firstLine((e as Error).message)}); delete it from the hub cache to download it again`);
   }
   return rows.map((r, index) => {
     const where = `${file}: row ${index + 1}`;

@@ -15,6 +15,7 @@
  */
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { readRegularFile } from '../../io/read.ts';
 import { join } from 'node:path';
 import { stringify } from 'csv-stringify/sync';
 import { atomicWriteText } from '../../io/atomic.ts';
@@ -94,7 +95,7 @@ export function openResultsDir(dir: string, key: RunKey, fresh: boolean): Result
     const samples = existsSync(dir) ? readdirSync(dir).filter((f) => /^samples_mmlu_.+\.jsonl$/.test(f)) : [];
     for (const f of [...OUTPUT_FILES, ...samples, 'run-key.json']) rmSync(join(dir, f), { force: true });
   } else if (existsSync(keyFile)) {
-    const old = readFileSync(keyFile, 'utf8');
+    const old = readRegularFile(keyFile, 'run key file').toString('utf8');
     if (old !== text) {
       let differs = 'its run-key.json is unreadable';
       try {

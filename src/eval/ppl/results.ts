@@ -8,7 +8,8 @@
  * A rerun with the same key loads finished windows; a different key is refused (another --out, or --fresh).
  */
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { readRegularFile } from '../../io/read.ts';
 import { join } from 'node:path';
 import { atomicWriteText } from '../../io/atomic.ts';
 import { isOwnOutput, writeMarker } from '../../io/output-dir.ts';
@@ -62,7 +63,7 @@ export function openPplResults(dir: string, model: LlamaModel, ids: readonly num
     for (const f of stored) rmSync(join(windowsDir, f));
     for (const f of ['ppl.json', 'run.json', 'run-key.json']) rmSync(join(dir, f), { force: true });
   } else if (existsSync(keyFile)) {
-    const old = readFileSync(keyFile, 'utf8');
+    const old = readRegularFile(keyFile, 'run key file').toString('utf8');
     if (old !== text) {
       let differs = 'its run-key.json is unreadable';
       try {

@@ -58,10 +58,15 @@ export interface PplCorpus {
 export function prepareCorpus(text: string, tokenizer: Tokenizer, config: LlamaConfig, seqLen?: number, stride?: number): PplCorpus {
   const contents = readCorpus(text);
   const L = seqLen ?? Math.min(DEFAULT_SEQ_LEN, config.max_position_embeddings);
-  if (L > config.max_position_embeddings) {
-    throw new UserError(`${flag(SEQ_LEN)} ${L}: longer than the model's context (max_position_embeddings ${config.max_position_embeddings}); use at most that`);
-  }
+  checkSeqLen(L, config);
   return { ids: tokenizer.encode(contents), seqLen: L, stride: stride ?? L };
+}
+
+/** Refuses a --seq-len longer than the model's context. */
+function checkSeqLen(seqLen: number | undefined, config: LlamaConfig): void {
+  if (seqLen !== undefined && seqLen > config.max_position_embeddings) {
+    throw new UserError(`${flag(SEQ_LEN)} ${seqLen}: longer than the model's context (max_position_embeddings ${config.max_position_embeddings}); use at most that`);
+  }
 }
 
 /** The default results directory of a model and corpus. */
@@ -73,6 +78,7 @@ export function defaultPplOut(modelDir: string, textFile: string): string {
 export async function runPerplexityEval(opts: RunPplOptions): Promise<{ out: string; summary: PplSummary; resumedWindows: number; seconds: number }> {
   readCorpus(opts.text); // a missing file is reported before the model is loaded
   const config = readConfig(opts.model);
+  checkSeqLen(opts.seqLen, config); // before the memory check, which would otherwise blame the machine for an impossible --seq-len
   checkModelFits('eval ppl', opts.model, pplWorkload(opts.seqLen ?? Math.min(DEFAULT_SEQ_LEN, config.max_position_embeddings), !!opts.streaming));
   const tokenizer = await loadTokenizer(opts.model);
   const model = loadModel(opts.model, { streaming: opts.streaming });

@@ -35,7 +35,7 @@ export async function readParquetDocs(file: string): Promise<Doc[]> {
     const rows = await parquetReadObjects({ file: bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer });
     return rows.map((r) => plain(r) as Doc);
   } catch (e) {
-    throw new UserError(`${file}: not a readable parquet file (${(e as Error).message})`);
+    throw new UserError(`${file}: not a readable parquet file (${firstLine((e as Error).message)})`);
   }
 }
 

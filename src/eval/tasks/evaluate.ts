@@ -10,7 +10,8 @@
  * the same run key loads it instead of computing it again, so an interrupted run resumes.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { readRegularFile } from '../../io/read.ts';
 import { join } from 'node:path';
 import { passTokens } from '../../model/forward.ts';
 import { streamsLayers, type LlamaModel } from '../../model/model.ts';
@@ -270,7 +271,7 @@ function openTaskDir(out: string, task: string, key: Record<string, unknown>, fr
   const text = JSON.stringify(key, null, 2) + '\n';
   // --fresh removes only shard files a run wrote: a directory given with --force keeps the user's files
   if (fresh && existsSync(shards)) for (const f of readdirSync(shards)) if (SHARD_FILE.test(f)) rmSync(join(shards, f), { force: true });
-  if (!fresh && existsSync(keyFile) && readFileSync(keyFile, 'utf8') !== text) {
+  if (!fresh && existsSync(keyFile) && readRegularFile(keyFile, 'run key file').toString('utf8') !== text) {
     throw new UserError(`${keyFile}: ${out} holds ${task} results of a different run (another model, ${flag(TASK_LIMIT)}, ${flag(NUM_FEWSHOT)} or settings); choose another ${flag(OUT)}, or add ${flag(FRESH)} to discard them`);
   }
   if (!existsSync(keyFile) && existsSync(shards) && readdirSync(shards).some((f) => SHARD_FILE.test(f))) {
