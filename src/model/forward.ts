@@ -116,13 +116,22 @@ function decoderBlock(
   }, past, ctx.cos, ctx.sin, { heads: nH, kvHeads: nKV, headDim: hd, eps: c.rms_norm_eps, window: c.sliding_window, bf16 }, keep);
   if (fused) return fused;
   const proj = projector(w, tap);
-  return tf.tidy(() => {
-    const xn = rmsNorm(x, w.get('input_layernorm.weight'), c.rms_norm_eps);
-    const { h: h1, k, v } = selfAttention(c, proj, xn, x, ctx, past);
-    const hn = rmsNorm(h1, w.get('post_attention_layernorm.weight'), c.rms_norm_eps);
-    const h = mlp(proj, hn, h1);
-    return keep ? { h, k, v } : { h };
+  // the attention's intermediates are freed before the MLP runs, and the MLP's before the block returns:
+  // a pass holds the larger part's at a time, not both (the same ops, so the same values)
+  const { h: h1, k, v } = tf.tidy((): { h: tf.Tensor3D; k?: tf.Tensor4D; v?: tf.Tensor4D } => {
+    const a = selfAttention(c, proj, rmsNorm(x, w.get('input_layernorm.weight'), c.rms_norm_eps), x, ctx, past);
+    return keep ? a : { h: a.h };
   });
+  try {
+    const h = tf.tidy(() => mlp(proj, rmsNorm(h1, w.get('post_attention_layernorm.weight'), c.rms_norm_eps), h1));
+    return keep ? { h, k, v } : { h };
+  } catch (e) {
+    k?.dispose();
+    v?.dispose();
+    throw e;
+  } finally {
+    h1.dispose();
+  }
 }
 
 /** A layer's projections by name (`self_attn.q_proj`): x·Wᵀ (+ bias) (+ residual), seen by `tap`. */
@@ -146,10 +155,11 @@ function selfAttention(
 ): { h: tf.Tensor3D; k: tf.Tensor4D; v: tf.Tensor4D } {
   const [B, T] = xn.shape;
   const nH = c.num_attention_heads, nKV = c.num_key_value_heads, hd = c.head_dim;
-  const q = rope(proj(xn, 'self_attn.q_proj').reshape([B, T, nH, hd]), ctx.cos, ctx.sin); // [B, T, nH, hd]
-  const kNew = rope(proj(xn, 'self_attn.k_proj').reshape([B, T, nKV, hd]), ctx.cos, ctx.sin)
-    .transpose([0, 2, 1, 3]) as tf.Tensor4D; // [B, nKV, T, hd]
-  const vNew = proj(xn, 'self_attn.v_proj').reshape([B, T, nKV, hd]).transpose([0, 2, 1, 3]) as tf.Tensor4D; // [B, nKV, T, hd]
+  // each in a scope of its own: the projection's output and RoPE's input are freed once q, k and v are made
+  const q = tf.tidy(() => rope(proj(xn, 'self_attn.q_proj').reshape([B, T, nH, hd]), ctx.cos, ctx.sin)); // [B, T, nH, hd]
+  const kNew = tf.tidy(() => rope(proj(xn, 'self_attn.k_proj').reshape([B, T, nKV, hd]), ctx.cos, ctx.sin)
+    .transpose([0, 2, 1, 3]) as tf.Tensor4D); // [B, nKV, T, hd]
+  const vNew = tf.tidy(() => proj(xn, 'self_attn.v_proj').reshape([B, T, nKV, hd]).transpose([0, 2, 1, 3]) as tf.Tensor4D); // [B, nKV, T, hd]
   let k = kNew, v = vNew;
   if (past) {
     // a batch-1 prefix cache serves every row (concat of copies: much faster than tile on wasm)
@@ -164,7 +174,7 @@ function selfAttention(
 
 /** The MLP on normed rows hn: down_proj(SiLU(gate_proj(hn)) · up_proj(hn)), plus `residual` when given. */
 function mlp(proj: Projector, hn: tf.Tensor, residual?: tf.Tensor): tf.Tensor3D {
-  const act = siluMul(proj(hn, 'mlp.gate_proj'), proj(hn, 'mlp.up_proj')); // SiLU(gate) * up
+  const act = tf.tidy(() => siluMul(proj(hn, 'mlp.gate_proj'), proj(hn, 'mlp.up_proj'))); // SiLU(gate) * up; gate and up freed before down_proj
   return proj(act, 'mlp.down_proj', residual) as tf.Tensor3D; // residual + down_proj(act)
 }
 

@@ -277,7 +277,12 @@ export function rope(x: tf.Tensor4D, cos: tf.Tensor2D, sin: tf.Tensor2D): tf.Ten
 /** SiLU(gate) · up, element-wise. */
 export function siluMul(gate: tf.Tensor, up: tf.Tensor): tf.Tensor {
   if (hasKernel(KERNELS.siluMul)) return run(KERNELS.siluMul, { gate, up });
-  return tf.tidy(() => tf.mul(tf.mul(gate, tf.sigmoid(gate)), up));
+  return tf.tidy(() => {
+    const sig = tf.sigmoid(gate);
+    const silu = tf.mul(gate, sig);
+    sig.dispose(); // freed before the product is made: two gate-sized temporaries at a time, not three
+    return tf.mul(silu, up);
+  });
 }
 
 /** Rows of an embedding table [V, H] for ids [B, T] → [B, T, H]; only those rows are read (and widened). */
@@ -355,13 +360,22 @@ export function attention(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, opts: 
         const p0 = S - T + t0; // absolute position of the block's first query
         const sHi = p0 + n; // keys [sLo, sHi) can be visible to the block
         const sLo = opts.window === null ? 0 : Math.max(0, p0 - opts.window + 1);
-        const qs = tf.slice(qg, [0, 0, 0, t0, 0], [B, nKV, g, n, hd]).reshape([B, nKV, g * n, hd]); // [B, nKV, g*n, hd]
-        const ks = tf.slice(kb, [0, 0, sLo, 0], [B, nKV, sHi - sLo, hd]); // [B, nKV, s, hd]
-        const vs = tf.slice(vb, [0, 0, sLo, 0], [B, nKV, sHi - sLo, hd]);
+        // one block over every key takes the tensors whole: a slice would copy them
+        const whole = n === T && sLo === 0 && sHi === S;
+        const qs = (whole ? qg : tf.slice(qg, [0, 0, 0, t0, 0], [B, nKV, g, n, hd])).reshape([B, nKV, g * n, hd]); // [B, nKV, g*n, hd]
+        const ks = whole ? kb : tf.slice(kb, [0, 0, sLo, 0], [B, nKV, sHi - sLo, hd]); // [B, nKV, s, hd]
+        const vs = whole ? vb : tf.slice(vb, [0, 0, sLo, 0], [B, nKV, sHi - sLo, hd]);
         const mask = blockMask(g, n, p0, sLo, sHi, opts.window);
         if (perHead) return perHeadAttention(qs as tf.Tensor4D, ks, vs, mask, scale).reshape([B, nKV, g, n, hd]); // [B, nKV, g, n, hd]
-        const scores = tf.add(tf.mul(tf.matMul(qs, ks, false, true), scale), mask); // [B, nKV, g*n, s]
-        return tf.matMul(tf.softmax(scores), vs).reshape([B, nKV, g, n, hd]); // [B, nKV, g, n, hd]
+        // each score-sized tensor is freed once the next is made: two at a time, as the memory estimate counts
+        const raw = tf.matMul(qs, ks, false, true);
+        const scaled = tf.mul(raw, scale);
+        raw.dispose();
+        const scores = tf.add(scaled, mask); // [B, nKV, g*n, s]
+        scaled.dispose();
+        const probs = tf.softmax(scores);
+        scores.dispose();
+        return tf.matMul(probs, vs).reshape([B, nKV, g, n, hd]); // [B, nKV, g, n, hd]
       }));
     }
     const out = parts.length === 1 ? parts[0] : tf.concat(parts, 3); // [B, nKV, g, T, hd]
