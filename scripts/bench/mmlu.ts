@@ -15,6 +15,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { initBackend, BACKENDS, type BackendChoice } from '../../src/runtime/backend.ts';
+import { removeOnExit } from '../../src/io/cleanup.ts';
 import { convertLlama2c } from '../../src/convert/llama2c.ts';
 import { disposeModel, loadModel } from '../../src/model/model.ts';
 import { loadTokenizer } from '../../src/tokenizer/tokenizer.ts';
@@ -58,6 +59,7 @@ export async function main(argv: string[]): Promise<void> {
     const stories = join(shared, 'models/stories260K');
     if (!existsSync(stories)) throw new Error(`no --model given, models/demo missing, and ${stories} not found (set MKA_SHARED)`);
     tmp = mkdtempSync(join(tmpdir(), 'mka-bench-mmlu-'));
+    removeOnExit(tmp); // also when the bench is stopped with Ctrl-C
     modelDir = join(tmp, 'stories260K');
     await convertLlama2c({ checkpoint: join(stories, 'stories260K.bin'), tokenizer: join(stories, 'tok512.bin'), out: modelDir });
     dataDir ??= join(shared, 'data/mmlu');

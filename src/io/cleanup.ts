@@ -66,13 +66,3 @@ export function removeOnExit(path: string): () => void {
     uninstall(p);
   };
 }
-
-/** Runs `work` with `path` removed on exit and deadly signals meanwhile (removeOnExit). */
-export async function withRemovalOnExit<T>(path: string, work: () => Promise<T>): Promise<T> {
-  const dispose = removeOnExit(path);
-  try {
-    return await work();
-  } finally {
-    dispose();
-  }
-}
