@@ -33,9 +33,9 @@ export function ggufTokenizerFiles(path: string): Record<string, string> | null 
   });
 }
 
-/** Loads the tokenizer stored in a GGUF file. */
-export function loadGgufTokenizer(path: string): Tokenizer {
-  return withGguf(path, tokenizerOf);
+/** Loads the tokenizer stored in a GGUF file, and the rows of its token_embd.weight (undefined without one), from one read of its header. */
+export function loadGgufTokenizer(path: string): { tokenizer: Tokenizer; embeddingRows: number | undefined } {
+  return withGguf(path, (g) => ({ tokenizer: tokenizerOf(g), embeddingRows: g.tensors.get('token_embd.weight')?.dims[1] }));
 }
 
 /** The token list, token types, end-of-generation ids and a checked id reader of a GGUF vocabulary. */

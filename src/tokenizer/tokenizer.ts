@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import { describeJson, isPlainObject, parseJsonText, readTextFile } from '../io/read.ts';
 import { join } from 'node:path';
 import { UserError } from '../runtime/errors.ts';
-import { isGgufFile, withGguf } from '../gguf/reader.ts';
+import { isGgufFile } from '../gguf/reader.ts';
 import { loadGgufTokenizer } from './gguf.ts';
 import { tokenizerFromJson } from './hf-json.ts';
 import type { Tokenizer } from './types.ts';
@@ -40,9 +40,8 @@ function readJson(file: string, required: boolean): Json | null {
  */
 export async function loadTokenizer(dir: string): Promise<Tokenizer> {
   if (isGgufFile(dir)) {
-    const rows = withGguf(dir, (g) => g.tensors.get('token_embd.weight')?.dims[1]);
-    const tok = loadGgufTokenizer(dir);
-    return rows === undefined ? tok : withinVocabulary(tok, rows, dir, 'rows of token_embd.weight');
+    const { tokenizer, embeddingRows } = loadGgufTokenizer(dir);
+    return embeddingRows === undefined ? tokenizer : withinVocabulary(tokenizer, embeddingRows, dir, 'rows of token_embd.weight');
   }
   const file = join(dir, 'tokenizer.json');
   const json = readJson(file, true)!;
