@@ -570,7 +570,8 @@ test('resume state: stored windows and subjects that are not the run\'s, odd win
   assert.equal(readPlan(sweepOut, point, 8)?.layers.length, 7);
   const okPlans = o.ok;
   for (const edit of [{ originalLayers: 12 }, { layers: [] }, { layers: [...plan.layers, mix(7), mix(7)] }, { layers: [mix(0), mix(99)] }, { layers: [mix(0), { ...mix(1), normsFrom: -1 }] },
-    { layers: [mix(0), { sources: [{ layer: 1, weight: 0.5 }], normsFrom: 1 }] }, { layers: [mix(0), { sources: [], normsFrom: 1 }] }]) {
+    { layers: [mix(0), { sources: [{ layer: 1, weight: 0.5 }], normsFrom: 1 }] }, { layers: [mix(0), { sources: [], normsFrom: 1 }] },
+    { layers: [mix(0), { sources: [{ layer: 1, weight: 0.5 }, { layer: 1, weight: 0.5 }], normsFrom: 1 }] }]) {
     writeFileSync(pfile, JSON.stringify({ ...plan, ...edit }));
     await o.run(`sweep plan ${JSON.stringify(edit).slice(0, 60)}`, [pfile], () => readPlan(sweepOut, point, 8));
   }

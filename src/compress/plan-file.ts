@@ -96,6 +96,23 @@ export interface RecordedPlan {
   extra: Record<string, unknown>;
 }
 
+/**
+ * Why the output layer `mix` cannot be built from a model of `layers` decoder layers, or null when it
+ * can: its sources must be distinct layers of the model with weights summing to 1, its norms a layer
+ * of the model. merge.json files (readPlanFile) and a sweep's stored plans are checked by it.
+ */
+export function mixProblem(mix: LayerMix, layers: number): string | null {
+  const inRange = (v: unknown) => Number.isInteger(v) && (v as number) >= 0 && (v as number) < layers;
+  if (mix.sources.length === 0) return 'it has no sources';
+  const outside = mix.sources.find((s) => !inRange(s.layer));
+  if (outside) return `it takes layer ${showJson(outside.layer)}, not one from 0 to ${layers - 1}`;
+  if (new Set(mix.sources.map((s) => s.layer)).size !== mix.sources.length) return 'a layer appears twice';
+  const sum = mix.sources.reduce((a, s) => a + s.weight, 0);
+  if (!(Math.abs(sum - 1) <= 1e-6)) return `the weights sum to ${sum}, not 1`;
+  if (!inRange(mix.normsFrom)) return `norms_from is ${showJson(mix.normsFrom)}, not a layer from 0 to ${layers - 1}`;
+  return null;
+}
+
 /** Reads and checks a plan file against the model in `modelDir` it is to be applied to. */
 export function readPlanFile(file: string, modelDir: string): RecordedPlan {
   const what = `${flag(PLAN)} file`;
@@ -140,11 +157,10 @@ export function readPlanFile(file: string, modelDir: string): RecordedPlan {
       }
       return { layer: s.layer, weight: s.weight };
     });
-    const sum = sources.reduce((a, s) => a + s.weight, 0);
-    if (Math.abs(sum - 1) > 1e-6) bad(`${at}: the weights sum to ${sum}, not 1`);
-    if (new Set(sources.map((s) => s.layer)).size !== sources.length) bad(`${at}: a layer appears twice`);
-    if (!inRange(l.norms_from)) bad(`${at}.norms_from must be a layer from 0 to ${original - 1}`);
-    return { sources, normsFrom: l.norms_from as number };
+    const mix = { sources, normsFrom: l.norms_from as number };
+    const problem = mixProblem(mix, original);
+    if (problem) bad(`${at}: ${problem}`);
+    return mix;
   });
   if (raw.layers !== undefined && raw.layers !== layers.length) bad(`"layers" is ${showJson(raw.layers)} but "layer_sources" has ${layers.length}`);
   for (const [key, type] of [['method', 'string'], ['blend_norms', 'boolean'], ['keep_biases', 'boolean']] as const) {

@@ -16,7 +16,7 @@ import type { SweepContext } from './context.ts';
 import { planFile, pointFile, withQuantize, type PointId } from './points.ts';
 import { readChecked } from '../io/schema.ts';
 import { UserError } from '../runtime/errors.ts';
-import { COMPRESSION_PLAN } from '../compress/plan-file.ts';
+import { COMPRESSION_PLAN, mixProblem } from '../compress/plan-file.ts';
 
 /** Points of the sweep (above 0 layers removed, without quantization) that have no plan yet while one of their quantizations has no result. */
 export function unplannedPoints(out: string, methods: readonly string[], remove: readonly number[], quantize: readonly string[] = ['none']): PointId[] {
@@ -68,11 +68,8 @@ function planProblem(plan: CompressionPlan, layers: number): string | null {
   if (plan.originalLayers !== layers) return `it is for a model of ${plan.originalLayers} layers, the sweep's has ${layers}`;
   if (plan.layers.length < 1 || plan.layers.length > layers) return `it keeps ${plan.layers.length} layers`;
   for (const [k, l] of plan.layers.entries()) {
-    const bad = l.sources.find((s) => !(s.layer >= 0 && s.layer < layers)) ?? (l.sources.length === 0 ? { layer: 'none' } : null);
-    if (bad) return `layers[${k}] takes layer ${bad.layer}`;
-    if (!(l.normsFrom >= 0 && l.normsFrom < layers)) return `layers[${k}] takes its norms from layer ${l.normsFrom}`;
-    const sum = l.sources.reduce((a, s) => a + s.weight, 0);
-    if (Math.abs(sum - 1) > 1e-6) return `the weights of layers[${k}] sum to ${sum}, not 1`;
+    const problem = mixProblem(l, layers);
+    if (problem) return `layers[${k}]: ${problem}`;
   }
   return null;
 }
