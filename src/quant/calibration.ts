@@ -31,14 +31,19 @@ export interface CalibrationSet {
 /** Prompts per calibration micro-batch when the caller gives none. */
 export const CALIBRATION_MICRO_BATCH = 8;
 
-/** Bytes one calibration micro-batch's pass through a decoder layer may hold (its float32 intermediates, runBlock's). */
-export const CALIBRATION_FORWARD_BYTES = 2 * 2 ** 30;
+/**
+ * Bytes one calibration micro-batch's pass through a decoder layer may hold (its float32 intermediates,
+ * runBlock's). A pass costs the same per token at a few thousand tokens as at more, so the budget is
+ * set by memory: at Llama-3-8B's shape GPTQ's and AWQ's peaks at the default calibration then stay below
+ * what `compress` holds (docs/quantization.md), at 37 micro-batches of that calibration where 2 GiB made 25.
+ */
+export const CALIBRATION_FORWARD_BYTES = 2 ** 30;
 
 /**
  * Padded tokens (rows × longest prompt) of a calibration micro-batch whose pass through a layer of
  * `config` fits in `forwardBytes` (CALIBRATION_FORWARD_BYTES): per token its input and output and the layer's
  * intermediates (memory-estimate.ts layerTokenBytes), beside at most two blocks of attention scores
- * (attention is blocked on every backend). 7,228 at Llama-3-8B's shape; far above any calibration on
+ * (attention is blocked on every backend). 3,373 at Llama-3-8B's shape; far above any calibration on
  * small models, whose micro-batches are then those of `micro` prompts alone.
  */
 export function calibrationTokenCap(config: LlamaConfig, forwardBytes = CALIBRATION_FORWARD_BYTES): number {
