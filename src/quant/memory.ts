@@ -159,8 +159,8 @@ export interface QuantizeFitRequest {
   available?: number | null;
 }
 
-/** The parts of an estimate worth naming (50 MB and more; at least the largest). */
-function describe(e: QuantizeEstimate): string {
+/** The parts of an estimate worth naming (50 MB and more; at least the largest), with their sizes. */
+export function describeQuantizeEstimate(e: QuantizeEstimate): string {
   const shown = e.parts.filter((p, i) => i === 0 || p.bytes >= 5e7);
   return shown.map((p) => `${p.what} ${gb(p.bytes)}`).join(', ');
 }
@@ -178,7 +178,7 @@ export function assertQuantizeFits(req: QuantizeFitRequest): QuantizeEstimate | 
   const overflowing = (x: QuantizeEstimate, p: MemoryProfile) => overflow(x, p, available);
   const why = overflowing(e, req.profile);
   if (!why) return e;
-  const head = `${req.command} needs ${why} (${describe(e)}) but ${gb(available)} is available`;
+  const head = `${req.command} needs ${why} (${describeQuantizeEstimate(e)}) but ${gb(available)} is available`;
   if (req.profile.heapLimit !== null) {
     const { backend: ram, profile: p } = offHeapBackend();
     if (!overflowing(est(req.work, p), p)) throw new UserError(`${head}; rerun with ${flag(BACKEND_OPTION)} ${ram} (about ${gb(est(req.work, p).total)})`);
