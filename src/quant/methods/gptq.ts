@@ -74,6 +74,9 @@ export const gptq: QuantMethod = {
         const r = gptqQuantize(original, rows, cols, h, spec, {
           dampening: job.params.dampening as number, blockSize, actOrder: job.params['act-order'] as boolean, what: `layer ${job.layer} ${p}`,
         });
+        // the solve's float64 columns (8·rows·cols bytes) are dropped: collected before the objectives' arrays are made, as the
+        // estimate counts the two phases apart
+        collectGarbage();
         const rtn = dequantize(quantizeRtn(original, rows, cols, spec));
         packed.set(suffix, r.packed);
         stats[p] = { loss: r.loss, objective: layerObjective(original, r.dequantized, rows, cols, h), objective_rtn: layerObjective(original, rtn, rows, cols, h), damp: r.damp, dampening: r.dampening, dead_inputs: r.dead };
