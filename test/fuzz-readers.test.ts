@@ -252,6 +252,43 @@ test('config.json, tokenizer.json, tokenizer_config.json, generation_config.json
   o.check(250);
 });
 
+test('tokenizer_config.json: a field of a type transformers does not take is refused naming the file and field; null reads as transformers reads it', async () => {
+  const dir = join(root, 'tokconfig');
+  cpSync(M, dir, { recursive: true });
+  const file = join(dir, 'tokenizer_config.json');
+  const good = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+  const encode = async (patch: Record<string, unknown>) => {
+    writeFileSync(file, JSON.stringify({ ...good, ...patch }));
+    return (await loadTokenizer(dir)).encode('hello world');
+  };
+  try {
+    // wrong types, each of which transformers 4.57 refuses or reads by Python truthiness ("false" is true)
+    const refused: [string, unknown][] = [
+      ['bos_token', 5], ['bos_token', { content: 5 }], ['eos_token', true], ['unk_token', [1]], ['pad_token', 5],
+      ['add_bos_token', 'yes'], ['add_bos_token', 'false'], ['add_bos_token', 0], ['add_eos_token', 1],
+      ['chat_template', 3], ['chat_template', ['x']], ['model_max_length', 'big'], ['model_max_length', '512'],
+      ['clean_up_tokenization_spaces', 'yes'], ['tokenizer_class', 5], ['additional_special_tokens', 'x'],
+    ];
+    for (const [field, value] of refused) {
+      await assert.rejects(encode({ [field]: value }), (e: Error) => e instanceof UserError && !/\n/.test(e.message)
+        && e.message.startsWith(`${file}: "${field}" is `) && /must be .*; fix the field/.test(e.message), `${field}=${JSON.stringify(value)}`);
+    }
+    // a BOS the vocabulary lacks (transformers gives it an id past the embeddings), or none where the Llama class adds one
+    await assert.rejects(encode({ bos_token: '<nonexistent>' }), (e: Error) => e instanceof UserError && e.message.startsWith(`${file}: "bos_token" "<nonexistent>" is not a token of`));
+    await assert.rejects(encode({ tokenizer_class: null, bos_token: null }), (e: Error) => e instanceof UserError && e.message.startsWith(`${file}: "add_bos_token" is true but there is no BOS token`));
+    // what transformers 4.57.6 gives for "hello world" with the demo tokenizer (AutoTokenizer; a null class: config.json's llama)
+    const withBos = [1, 210, 73, 295, 225, 282, 80, 72], noBos = withBos.slice(1);
+    assert.deepEqual(await encode({}), withBos);
+    assert.deepEqual(await encode({ tokenizer_class: null }), withBos);
+    assert.deepEqual(await encode({ tokenizer_class: null, add_bos_token: null }), noBos); // None is false to the Llama class
+    assert.deepEqual(await encode({ tokenizer_class: 'LlamaTokenizerFast', add_bos_token: null }), noBos);
+    assert.deepEqual(await encode({ add_bos_token: null }), withBos); // PreTrainedTokenizerFast keeps its post-processor
+    assert.deepEqual(await encode({ model_max_length: 1e30, chat_template: [{ name: 'default', template: 'x' }], eos_token: { content: '</s>' } }), withBos);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('llama2.c checkpoint and tokenizer.bin: truncations, every header field at odd values, flipped bytes', { skip: SHARED ? false : 'MKA_SHARED is not set' }, async () => {
   const o = new Outcomes();
   const rnd = rng(3);
@@ -427,6 +464,13 @@ test('export gguf reads tokenizer.json itself: corrupt tables are refused, a voc
   for (const v of [null, [['a']], ['nospace'], [[1, 2]], DEEP]) await tryTokenizer(`model.merges=${show(v)}`, { ...tok, model: { ...tok.model, merges: v } });
   assert.equal(o.ok, 0, 'every corrupt table is refused');
   o.check(25);
+  assert.ok(!existsSync(out), 'no GGUF written');
+  // a chat template that is neither text nor named templates is refused, not left out of the GGUF
+  writeFileSync(file, JSON.stringify(tok));
+  const cfgFile = join(T, 'tokenizer_config.json'), cfg = readFileSync(cfgFile, 'utf8');
+  writeFileSync(cfgFile, JSON.stringify({ ...JSON.parse(cfg), chat_template: 3 }));
+  await assert.rejects(exportGguf({ model: T, out, type: 'f32', quiet: true }), (e: Error) => e instanceof UserError && e.message.startsWith(`${cfgFile}: "chat_template" is 3`));
+  writeFileSync(cfgFile, cfg);
   assert.ok(!existsSync(out), 'no GGUF written');
   // the model's embedding has more rows than the tokenizer has tokens (vocabularies padded for speed): the ids past the last become [PADn]
   const last = Object.entries(tok.model.vocab as Record<string, number>).sort((a, b) => b[1] - a[1])[0];

@@ -42,6 +42,11 @@ test('values are typed and checked by their spec: integers, numbers or auto, lis
     [BATCH, '0', /^--micro-batch 0: must be a positive integer$/],
     [BATCH, '1.5', /^--micro-batch 1\.5: must be a positive integer$/],
     [BATCH, '0x10', /^--micro-batch 0x10: must be a positive integer$/],
+    // past 2^53 − 1 digits no longer name one number (2^53 + 1 reads as 2^53)
+    [BATCH, '9007199254740992', /^--micro-batch 9007199254740992: must be a positive integer up to 9007199254740991$/],
+    [BATCH, '99999999999999999999999', /^--micro-batch 99999999999999999999999: must be a positive integer up to 9007199254740991$/],
+    [BATCH, 2 ** 60, /^--micro-batch 1152921504606847000: must be a positive integer up to 9007199254740991$/], // a --config file's number
+    [COUNTS, '1,9007199254740993', /^--remove 1,9007199254740993: must be an integer >= 0 up to 9007199254740991$/],
     [SIGMA, '0', /^--sigma 0: must be a number > 0 or auto$/],
     [SIGMA, 'Infinity', /^--sigma Infinity: must be a number > 0 or auto$/],
     [SIGMA, Infinity, /^--sigma Infinity: must be a number > 0 or auto$/], // a --config file's 1e400
@@ -52,6 +57,25 @@ test('values are typed and checked by their spec: integers, numbers or auto, lis
   ];
   for (const [spec, value, want] of cases) assert.match(messageOf(() => checkOption(spec, value), spec), want);
   assert.equal(describeRange(option({ name: 'a', option: 'a', type: 'number', min: 0, max: 1, help: '' })), 'a number from 0 to 1');
+});
+
+test('integer options whose values feed 32-bit seeds or Node timers say so by their range; --dims past any prompt count names the prompts', async () => {
+  const { SAMPLING_SEED } = await import('../src/model/options.ts');
+  const { CALIBRATION_SEED } = await import('../src/compress/options.ts');
+  const { LOCK_DURATION, STALLED_INTERVAL } = await import('../src/queue/options.ts');
+  for (const spec of [SAMPLING_SEED, CALIBRATION_SEED]) {
+    assert.equal(checkOption(spec, '4294967295'), 4294967295);
+    assert.match(messageOf(() => checkOption(spec, '4294967296'), spec), /^--seed 4294967296: must be an integer from 0 to 4294967295$/); // would draw what --seed 0 draws
+  }
+  for (const spec of [LOCK_DURATION, STALLED_INTERVAL]) {
+    assert.match(messageOf(() => checkOption(spec, '2147483648'), spec), new RegExp(`^--${spec.option} 2147483648: must be an integer from 1 to 2147483647$`)); // Node would fire it after 1 ms
+  }
+  const { similarityOptionsFor } = await import('../src/pipeline/analyse.ts');
+  const { DIMS } = await import('../src/compress/similarity/options.ts');
+  let msg = '';
+  assert.throws(() => similarityOptionsFor(12, { data: 'mmlu', similarity: { dims: Number.MAX_SAFE_INTEGER } }), (e: Error) => e instanceof UserError && !!(msg = e.message));
+  assert.ok(!msg.includes(`${Number.MAX_SAFE_INTEGER} samples`), msg); // not the check that holds whatever the prompt count
+  assert.match(msg, new RegExp(`^similarity options: ${flag(DIMS)} 9007199254740991: must be an integer in 1\\.\\.11 for 12 samples: 12 calibration prompts are too few`));
 });
 
 test('required, empty, repeated, null and --config booleans are refused naming the option', () => {
@@ -119,6 +143,10 @@ test('every command takes its options from specs: unique names and spellings, he
       assert.ok(s.help.length > 5, `${def.command} --${s.option}: no help`);
       if (s.default !== undefined) assert.doesNotThrow(() => checkOption(s, s.default), `${def.command} --${s.option}: its default ${String(s.default)} fails its own check`);
       if (s.type === 'choice') assert.ok(s.choices && s.choices.length > 0, `${def.command} --${s.option}: a choice without choices`);
+      if (s.type === 'integer') {
+        assert.throws(() => checkOption(s, String(2 ** 53)), (e: Error) => e instanceof OptionError && new RegExp(`^--${s.option} ${2 ** 53}: must be .*(up to|to) \\d+$`).test(e.message),
+          `${def.command} --${s.option}: 2^53 is not refused with its range`);
+      }
     }
   }
 });

@@ -4,6 +4,7 @@
  * similarity metric's own options are in similarity/options.ts, a method's in its file. No tfjs here.
  */
 import { option } from '../runtime/options.ts';
+import { MAX_SEED } from '../runtime/random.ts';
 
 /** A prompt at a layer: its hidden states zero-padded or cut to --max-positions (one vector), the last token's, or the mean. */
 export const REPRESENTATIONS = ['padded', 'last', 'mean'] as const;
@@ -36,7 +37,7 @@ export const PER_SUBJECT = option({
   name: 'perSubject', option: 'per-subject', type: 'integer', min: 1, group: G,
   help: 'questions per subject (default: 1, or more when the subjects give fewer than --k-entropy + 1 prompts)',
 });
-export const CALIBRATION_SEED = option({ name: 'seed', option: 'seed', type: 'integer', min: 0, default: 1, group: G, help: 'sampling seed' });
+export const CALIBRATION_SEED = option({ name: 'seed', option: 'seed', type: 'integer', min: 0, max: MAX_SEED, default: 1, group: G, help: 'sampling seed' });
 export const REPRESENTATION = option({
   name: 'representation', option: 'representation', type: 'choice', choices: REPRESENTATIONS, default: 'padded', group: G,
   help: 'a prompt at a layer: padded (--max-positions positions, one vector), last token, or mean',

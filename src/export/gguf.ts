@@ -33,6 +33,7 @@ import { MKA_ROPE_SCALING, ggufArch, hparamMetadata, ropeFreqFactors } from '../
 import { blockTypeOf, encode, packBlocks } from '../gguf/quants.ts';
 import { ROPE_FREQS, ggufName, permuteRows, permutedHeads } from '../gguf/tensor-names.ts';
 import { vocabMetadata } from '../gguf/vocab.ts';
+import { checkTokenizerConfig } from '../tokenizer/config.ts';
 import type { GgufOutType } from './options.ts';
 import { type GgufTensorToWrite, meta, writeGguf } from '../gguf/writer.ts';
 
@@ -99,6 +100,7 @@ function tokenizerMetadata(model: string, config: LlamaConfig, log: (msg: string
   const tokenizer = readJsonObject(file, 'tokenizer');
   const cfgFile = join(model, 'tokenizer_config.json');
   const tokConfig = existsSync(cfgFile) ? readJsonObject(cfgFile, 'tokenizer config') : {};
+  checkTokenizerConfig(tokConfig, cfgFile);
   const v = vocabMetadata(tokenizer, tokConfig, config.vocab_size, config, file);
   if (v.spmOnlyPairs > 0) {
     const [a, b] = v.spmOnlyExample!;

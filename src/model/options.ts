@@ -4,6 +4,7 @@
  * to parse a command line before it loads anything.
  */
 import { option } from '../runtime/options.ts';
+import { MAX_SEED } from '../runtime/random.ts';
 
 /** The model every command reads: a directory in Hugging Face layout, a GGUF model file, or a hub id (resolved to a directory before the checks). */
 export const MODEL = option({
@@ -43,4 +44,4 @@ export const HIDDEN_STATES = option({ name: 'hiddenStates', option: 'hidden-stat
 export const PROMPT = option({ name: 'prompt', option: 'prompt', type: 'string', empty: true, default: '', help: 'prompt text; empty starts from BOS' });
 export const MAX_NEW_TOKENS = option({ name: 'maxNewTokens', option: 'max-new-tokens', type: 'integer', min: 1, default: 64, help: 'tokens to generate at most' });
 export const TEMPERATURE = option({ name: 'temperature', option: 'temperature', type: 'number', min: 0, default: 0, help: '0 = greedy; >0 samples' });
-export const SAMPLING_SEED = option({ name: 'seed', option: 'seed', type: 'integer', min: 0, default: 1, help: 'sampling seed' });
+export const SAMPLING_SEED = option({ name: 'seed', option: 'seed', type: 'integer', min: 0, max: MAX_SEED, default: 1, help: 'sampling seed' });

@@ -100,9 +100,9 @@ function questionOf(data: ReturnType<typeof loadMmlu>, label: string, dir: strin
  * logged note. Metrics without the diffusion kernel (cka) take any prompt count.
  */
 export function similarityOptionsFor(n: number, src: CalibrationSource, log: (msg: string) => void = () => {}): SimilarityOptions {
-  if (!getSimilarityMetric(src.metric ?? DEFAULT_METRIC).usesKernel) return resolveOptions(Number.MAX_SAFE_INTEGER, src.similarity);
+  if (!getSimilarityMetric(src.metric ?? DEFAULT_METRIC).usesKernel) return resolveOptions(Infinity, src.similarity);
   const more = src.calibrationFile ? `more lines in ${src.calibrationFile}` : src.perSubject ? `a larger ${flag(PER_SUBJECT)} (or leave it unset)` : `more ${flag(CALIB_SUBJECTS)}`;
-  resolveOptions(Number.MAX_SAFE_INTEGER, src.similarity); // options wrong whatever the prompt count
+  resolveOptions(Infinity, src.similarity); // options wrong whatever the prompt count
   let o: SimilarityOptions;
   try {
     o = resolveOptions(n, src.similarity);

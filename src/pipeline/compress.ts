@@ -197,7 +197,7 @@ export function activationsSimilarity(file: string, opts: { similarity?: Partial
   }
   const layers = checkActivations(file, acts);
   const n = layers[0].length;
-  const o = resolveOptions(metric.usesKernel ? n : Number.MAX_SAFE_INTEGER, opts.similarity);
+  const o = resolveOptions(metric.usesKernel ? n : Infinity, opts.similarity);
   const grams = layers.map((l) => gramFromActivations(l));
   const bar = progress('similarity', metric.steps(grams.length), { unit: 'steps', quiet: opts.quiet });
   const r = metric.compute(grams, n, o, () => bar.tick());

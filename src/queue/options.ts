@@ -15,11 +15,13 @@ const G = 'Many machines:';
 
 export const QUEUE_URL = option({ name: 'url', option: 'queue', type: 'string', required: true, help: 'Redis URL, e.g. redis://10.0.0.5:6379' });
 export const QUEUE_NAME = option({ name: 'name', option: 'queue-name', type: 'string', default: DEFAULT_QUEUE_NAME, help: 'BullMQ queue name (as given to mka sweep)' });
+/** The longest delay Node's timers keep (2^31 − 1 ms, about 24.8 days): a longer one fires after 1 ms. */
+const MAX_TIMER_MS = 2_147_483_647;
 export const LOCK_DURATION = option({
-  name: 'lockDuration', option: 'lock-duration', type: 'integer', min: 1, default: DEFAULT_LOCK_MS,
+  name: 'lockDuration', option: 'lock-duration', type: 'integer', min: 1, max: MAX_TIMER_MS, default: DEFAULT_LOCK_MS,
   help: 'ms a job stays locked without renewal: a dead worker\'s job is retried after this',
 });
-export const STALLED_INTERVAL = option({ name: 'stalledInterval', option: 'stalled-interval', type: 'integer', min: 1, default: 30_000, help: 'ms between checks for jobs of dead workers' });
+export const STALLED_INTERVAL = option({ name: 'stalledInterval', option: 'stalled-interval', type: 'integer', min: 1, max: MAX_TIMER_MS, default: 30_000, help: 'ms between checks for jobs of dead workers' });
 export const MAX_STALLED = option({ name: 'maxStalledCount', option: 'max-stalled', type: 'integer', min: 0, default: 2, help: 'times a job may be taken back from dead workers before it fails' });
 export const ROOT = option({
   name: 'root', option: 'root', type: 'string', path: 'directory',

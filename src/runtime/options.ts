@@ -131,6 +131,8 @@ export function checkScalar(spec: OptionSpec, value: unknown, typed?: string): u
         && (spec.min === undefined || x >= spec.min) && (spec.above === undefined || x > spec.above)
         && (spec.max === undefined || x <= spec.max);
       if (!ok) bad(describeRange(spec));
+      // beyond 2^53 − 1 the text no longer names one number (2^53 + 1 parses as 2^53): no count or size gets there
+      if (spec.type === 'integer' && !Number.isSafeInteger(x)) bad(`${describeRange(spec)} up to ${Number.MAX_SAFE_INTEGER}`);
       return x;
     }
   }

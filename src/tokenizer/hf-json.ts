@@ -17,9 +17,10 @@ function tokenContent(t: unknown): string | null {
 
 /**
  * The tokenizer of a parsed tokenizer.json, tokenizer_config.json and generation_config.json (the
- * last two may be {}); `file` names the source in errors.
+ * last two may be {}; the config's field types are checked by checkTokenizerConfig); `file` and
+ * `configFile` name the sources in errors.
  */
-export function tokenizerFromJson(json: Json, config: Json = {}, generation: Json = {}, file = 'tokenizer.json'): Tokenizer {
+export function tokenizerFromJson(json: Json, config: Json = {}, generation: Json = {}, file = 'tokenizer.json', configFile = 'tokenizer_config.json'): Tokenizer {
   if (typeof json.model !== 'object' || json.model === null) {
     throw new UserError(`${file}: no "model" section; not a Hugging Face tokenizer.json`);
   }
@@ -46,6 +47,11 @@ export function tokenizerFromJson(json: Json, config: Json = {}, generation: Jso
   // The token the post_processor puts before the text, if any (Llama: BOS).
   const templateFirst = withSpecial.length > plain.length && withSpecial[0] !== plain[0] ? withSpecial[0] : null;
 
+  // a named BOS the vocabulary lacks: transformers adds it as a new token, an id past the model's embeddings
+  const namedBos = tokenContent(config.bos_token);
+  if (namedBos !== null && idOf(namedBos) === null) {
+    throw new UserError(`${configFile}: "bos_token" ${JSON.stringify(namedBos).slice(0, 80)} is not a token of ${file}; name one of its tokens (e.g. the post-processor's first) or remove the field`);
+  }
   const bos = idOf(config.bos_token) ?? templateFirst;
   checkEncodes(hf, idOf(config.unk_token) ?? idOf((json.model as Json).unk_token), file);
   const eos = new Set<number>();
@@ -54,13 +60,20 @@ export function tokenizerFromJson(json: Json, config: Json = {}, generation: Jso
   for (const id of [generation.eos_token_id].flat()) if (typeof id === 'number') eos.add(id);
 
   // transformers' Llama tokenizers rebuild the template from add_bos_token/add_eos_token; others
-  // use tokenizer.json's post_processor as is. Without a tokenizer_class, transformers picks the
+  // use tokenizer.json's post_processor as is. Without a tokenizer_class (or null), transformers picks the
   // class from config.json's model_type: a Llama tokenizer for the models mka loads.
-  const obeysAddBosToken = config.tokenizer_class === undefined || (typeof config.tokenizer_class === 'string' && OBEYS_ADD_BOS_TOKEN.test(config.tokenizer_class));
-  const configured = obeysAddBosToken && typeof config.add_bos_token === 'boolean';
+  const obeysAddBosToken = config.tokenizer_class == null || (typeof config.tokenizer_class === 'string' && OBEYS_ADD_BOS_TOKEN.test(config.tokenizer_class));
+  // null is Python's None there, which those classes read as false
+  const configured = obeysAddBosToken && (typeof config.add_bos_token === 'boolean' || config.add_bos_token === null);
   const templateBos = bos !== null && templateFirst === bos;
-  const defaultBos = configured ? (config.add_bos_token as boolean) : templateBos;
+  const defaultBos = configured ? config.add_bos_token === true : templateBos;
+  if (configured && defaultBos && (bos === null || config.bos_token === null)) {
+    throw new UserError(`${configFile}: "add_bos_token" is true but there is no BOS token ("bos_token" is null or absent and ${file}'s post-processor puts none first); name the BOS token or set add_bos_token to false`);
+  }
   const addEos = config.add_eos_token === true && tokEos !== null;
+  if (obeysAddBosToken && config.add_eos_token === true && tokEos === null) {
+    throw new UserError(`${configFile}: "add_eos_token" is true but "eos_token" is ${config.eos_token == null ? 'not given' : `not a token of ${file}`}; name the EOS token or set add_eos_token to false`);
+  }
   const cleanUp = config.clean_up_tokenization_spaces === true;
 
   let vocabSize = 0;

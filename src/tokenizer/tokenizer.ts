@@ -10,6 +10,7 @@ import { UserError } from '../runtime/errors.ts';
 import { isGgufFile } from '../gguf/reader.ts';
 import { loadGgufTokenizer } from './gguf.ts';
 import { tokenizerFromJson } from './hf-json.ts';
+import { checkTokenizerConfig } from './config.ts';
 import type { Tokenizer } from './types.ts';
 
 export type { Tokenizer } from './types.ts';
@@ -45,9 +46,11 @@ export async function loadTokenizer(dir: string): Promise<Tokenizer> {
   }
   const file = join(dir, 'tokenizer.json');
   const json = readJson(file, true)!;
-  const config = readJson(join(dir, 'tokenizer_config.json'), false) ?? {};
+  const configFile = join(dir, 'tokenizer_config.json');
+  const config = readJson(configFile, false) ?? {};
+  checkTokenizerConfig(config, configFile);
   const generation = readJson(join(dir, 'generation_config.json'), false) ?? {};
-  const tok = tokenizerFromJson(json, config, generation, file);
+  const tok = tokenizerFromJson(json, config, generation, file, configFile);
   const vocab = readJson(join(dir, 'config.json'), false)?.vocab_size;
   return Number.isSafeInteger(vocab) ? withinVocabulary(tok, vocab as number, file, 'vocab_size in config.json') : tok;
 }

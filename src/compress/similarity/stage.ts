@@ -55,7 +55,7 @@ export function degenerateKernelWarning(kernel: KernelDiagnostics[]): string | n
     + `their embeddings and NPIB scores are noise. Layer ${bad[0]}: ${kernel[bad[0]].degenerate}. Try ${flag(SIGMA)} auto`;
 }
 
-/** Fills defaults and rejects impossible options for n samples. */
+/** Fills defaults and rejects impossible options for n samples (Infinity: only each option's own range). */
 export function resolveOptions(n: number, opts: Partial<SimilarityOptions> = {}): SimilarityOptions {
   const o = { ...DEFAULT_SIMILARITY, ...opts };
   // each option's own range first (its spec, as the command line checks it), then what n samples allow

@@ -1,0 +1,46 @@
+/**
+ * The fields of a tokenizer_config.json that mka, @huggingface/tokenizers or a GGUF export reads, checked in
+ * one place: each must be of the type transformers takes, or the file is refused with a one-line error
+ * naming it and the field. A wrong type is never read as absent, and never by JavaScript's truthiness
+ * where transformers' would differ ("false" is true to Python), since either would change the tokens.
+ */
+import { UserError } from '../runtime/errors.ts';
+import { isPlainObject, showJson } from '../io/read.ts';
+
+type Json = Record<string, unknown>;
+
+/** Special tokens: text, {"content": text, ...} (an AddedToken) or null, as transformers accepts them. */
+const SPECIAL_TOKENS = ['bos_token', 'eos_token', 'unk_token', 'pad_token'] as const;
+/** Flags that are true, false or null (null: transformers' None, read as false). */
+const FLAGS = ['add_bos_token', 'add_eos_token', 'clean_up_tokenization_spaces', 'remove_space', 'do_lowercase_and_remove_accent'] as const;
+
+function isSpecialToken(v: unknown): boolean {
+  return typeof v === 'string' || (isPlainObject(v) && typeof v.content === 'string');
+}
+
+/** Refuses `config` (tokenizer_config.json at `file`) when a field it holds is of a type transformers would not take. */
+export function checkTokenizerConfig(config: Json, file: string): void {
+  const refuse = (field: string, must: string): never => {
+    throw new UserError(`${file}: "${field}" is ${showJson(config[field])}, but must be ${must}; fix the field (or remove it for the default)`);
+  };
+  for (const f of SPECIAL_TOKENS) {
+    if (f in config && config[f] !== null && !isSpecialToken(config[f])) refuse(f, 'a token as text (e.g. "<s>"), {"content": text} or null');
+  }
+  const extra = config.additional_special_tokens;
+  if (extra !== undefined && extra !== null && !(Array.isArray(extra) && extra.every(isSpecialToken))) {
+    refuse('additional_special_tokens', 'a list of tokens as text or {"content": text}');
+  }
+  for (const f of FLAGS) {
+    if (f in config && config[f] !== null && typeof config[f] !== 'boolean') refuse(f, 'true or false (JSON, unquoted: transformers would read "false" as true)');
+  }
+  if (config.tokenizer_class !== undefined && config.tokenizer_class !== null && typeof config.tokenizer_class !== 'string') {
+    refuse('tokenizer_class', 'the name of a transformers tokenizer class, e.g. "LlamaTokenizerFast"');
+  }
+  const max = config.model_max_length;
+  if (max !== undefined && max !== null && typeof max !== 'number') refuse('model_max_length', 'a number of tokens');
+  const chat = config.chat_template;
+  if (chat !== undefined && chat !== null && typeof chat !== 'string'
+    && !(Array.isArray(chat) && chat.every((t) => isPlainObject(t) && typeof t.name === 'string' && typeof t.template === 'string'))) {
+    refuse('chat_template', 'a Jinja template as text, or a list of {"name": text, "template": text}');
+  }
+}
