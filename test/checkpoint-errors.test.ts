@@ -112,6 +112,18 @@ test('missing or contradictory config fields and shape mismatches are refused', 
   expectUserError(() => loadModel(dir), 'mlp.gate_proj.weight', 'shape');
 });
 
+test('rms_norm_eps and rope_theta outside what models use are refused naming the file, the field and the range; real values load', () => {
+  for (const [field, v] of [['rms_norm_eps', 1e30], ['rms_norm_eps', 0.5], ['rms_norm_eps', 1e-300], ['rope_theta', 1e300], ['rope_theta', 1e13], ['rope_theta', 1], ['rope_theta', 0.5]] as const) {
+    expectUserError(() => parseConfig({ ...CONFIG, [field]: v }, 'm/config.json'), new RegExp(`^m/config\\.json: "${field}" is ${String(v).replace('+', '\\+')}, outside [0-9e.-]+ to [0-9e.+-]+ \\(models use .*\\); fix the field$`));
+  }
+  for (const [field, v] of [['rms_norm_eps', 0], ['rms_norm_eps', -1e-5], ['rope_theta', 0], ['rope_theta', -10000], ['rope_theta', '10000']] as const) {
+    expectUserError(() => parseConfig({ ...CONFIG, [field]: v }, 'm/config.json'), new RegExp(`^m/config\\.json: "${field}" must be a positive number from [0-9e.-]+ to [0-9e.+-]+, got `));
+  }
+  // Llama 2, Llama 3 (and 3.1), Qwen2 / Mistral, Llama-3-8B-Gradient-1048k's 3580165449; BERT-style 1e-12
+  for (const theta of [10000, 500000, 1e6, 3580165449]) assert.equal(parseConfig({ ...CONFIG, rope_theta: theta }).rope_theta, theta);
+  for (const eps of [1e-5, 1e-6, 1e-12]) assert.equal(parseConfig({ ...CONFIG, rms_norm_eps: eps }).rms_norm_eps, eps);
+});
+
 test('F16 and BF16 conversions round to nearest and invert exactly on representable values', () => {
   const xs = Float32Array.from([0, -0, 1, -2.5, 65504, 6.1035156e-5, 5.9604645e-8, 1 / 3, 1e-3, -7.25]);
   for (const dt of ['F16', 'BF16'] as const) {
