@@ -682,6 +682,73 @@ test('hub text datasets: a downloaded parquet file that is not parquet, or cut s
   o.check(variants.length);
 });
 
+test('parquet: bad magic, truncations, huge lengths, flipped page headers and footers, run-length bombs and endless runs are one line naming the file', async () => {
+  const { openParquetReader, ParquetError } = await import('../src/io/parquet.ts');
+  const { readParquetDocs } = await import('../src/eval/tasks/data.ts');
+  const dir = join(root, 'parquet');
+  mkdirSync(dir, { recursive: true });
+  const N = 40;
+  const good = Buffer.from(parquetWriteBuffer({ columnData: [
+    { name: 'text', data: Array.from({ length: N }, (_, i) => `row ${i}`), type: 'STRING' },
+    { name: 'label', data: Array.from({ length: N }, (_, i) => i % 4), type: 'INT32' },
+  ] }));
+  // an uncompressed dictionary-coded column whose data page (6 bytes: bit width 1, two runs) is replaced by `page`
+  const withPage = (page: number[]) => {
+    let calls = 0;
+    return Buffer.from(parquetWriteBuffer({
+      codec: 'UNCOMPRESSED', compressors: { UNCOMPRESSED: (b: Uint8Array) => (++calls === 2 ? Uint8Array.from(page) : b) },
+      columnData: [{ name: 'label', data: [...Array(64).fill(0), ...Array(8).fill(1)], type: 'INT32' }],
+    } as Parameters<typeof parquetWriteBuffer>[0]));
+  };
+  const file = join(dir, 'x.parquet');
+  const reader = openParquetReader({ deadlineMs: () => 3000 });
+  const o = new Outcomes();
+  try {
+    const variants: [string, Buffer][] = [
+      ['bad magic', Buffer.concat([Buffer.from('PAR2'), good.subarray(4)])], ['bad tail magic', Buffer.concat([good.subarray(0, -4), Buffer.from('PAR2')])],
+      ['empty', Buffer.alloc(0)], ['magic only', Buffer.from('PAR1PAR1')],
+      ['footer length 2^32-1', Buffer.concat([good.subarray(0, -8), Buffer.from([0xff, 0xff, 0xff, 0xff]), Buffer.from('PAR1')])],
+    ];
+    for (let i = 0; i < good.length; i += 13) variants.push([`cut at ${i}`, good.subarray(0, i)]);
+    for (let i = 4; i < good.length - 8; i += 3) {
+      for (const v of [0x00, 0xff, 0x80]) {
+        const b = Buffer.from(good);
+        b[i] = v;
+        variants.push([`byte ${i}=${v}`, b]);
+      }
+    }
+    for (const [label, bytes] of variants) {
+      writeFileSync(file, bytes);
+      await o.run(label, [file], async () => {
+        try {
+          await reader.read(file, 'parquet file');
+        } catch (e) {
+          // what readParquetDocs and the hub readers make of it
+          if (e instanceof ParquetError && !/[\n\r]/.test(e.message)) throw new UserError(`${file}: not a readable parquet file (${e.message})`);
+          throw e;
+        }
+      });
+    }
+    o.check(300);
+    // a run of 2^30 values in 5 bytes: the decoder runs out of its heap (or time), the process goes on
+    writeFileSync(file, withPage([0, 0x80, 0x80, 0x80, 0x80, 0x08]));
+    await assert.rejects(reader.read(file, 'parquet file'), (e: Error) => e instanceof ParquetError && /need more than 512 MB|took longer than 3 s/.test(e.message));
+    // a bit-packed run whose count overflows to a negative number never ends: the deadline stops it
+    writeFileSync(file, withPage([0, 0x81, 0x80, 0x80, 0x80, 0x02]));
+    await assert.rejects(reader.read(file, 'parquet file'), (e: Error) => e instanceof ParquetError && /took longer than 3 s/.test(e.message));
+    writeFileSync(file, withPage([1, 0x80, 0x01, 0x00, 0x10, 0x01])); // what the writer wrote: 64 zeros, 8 ones
+    assert.deepEqual((await reader.read(file, 'parquet file')).map((r) => r.label), [...Array(64).fill(0), ...Array(8).fill(1)]);
+  } finally {
+    await reader.close();
+  }
+  // through a command's reader: one line naming the file
+  writeFileSync(file, withPage([0, 0x80, 0x80, 0x80, 0x80, 0x08]));
+  await assert.rejects(readParquetDocs(file), (e: Error) => e instanceof UserError && e.message.startsWith(`${file}: not a readable parquet file (`) && !/\n/.test(e.message));
+  writeFileSync(file, good);
+  assert.equal((await readParquetDocs(file)).length, N);
+  rmSync(dir, { recursive: true });
+});
+
 test('through the CLI: corrupt inputs exit 1 with one line, leave tfjs tensors and no output or temporaries behind', async () => {
   const bad = join(root, 'bad-model');
   cpSync(M, bad, { recursive: true });
