@@ -62,10 +62,11 @@ const kern_table *kern_for(int isa);
 /*
  * Integer products on contract 1's weights (quant.c). A tile: `rows` rows of int8 activations (and
  * their int16 copy for the 16-bit kernels) over nb blocks of 32 inputs, by one panel of `cols` weight
- * rows repacked by the kernel's `pack` ([block][group of 4 (elem 1) or 2 (elem 2) inputs][nr columns]);
- * per block and column, sw and cw ([nb][nr]) turn the integer dot product into y's units:
- * y += dx·(sw·dot + cw·sx), sx the block's Σqx as a float (quant.c: for weights with mins, the value
- * that makes dx·sx llama.cpp's Q8_1 sum).
+ * rows (format Q8 or Q4) repacked by the kernel's `pack` ([block][group of 4 (elem 1) or 2 (elem 2)
+ * inputs][nr columns]); per block and column, sw and cw ([nb][nr]) turn the integer dot product of the
+ * stored unsigned quants, dot = Σ u·qx, into y's units: y += dx·(sw·dot + cw·sx), sx the block's Σqx
+ * as a float (quant.c: for weights with mins, the value that makes dx·sx llama.cpp's Q8_1 sum) and si
+ * the block's Σqx as an integer.
  */
 typedef struct {
   long nb;
@@ -74,13 +75,14 @@ typedef struct {
   long lda;
   const float *da;
   const float *sa;
+  const int32_t *si;
   long ldd;
   const uint8_t *bq;
   const float *sw, *cw;
   int off;
   float *y;
   long ldy;
-  int rows, cols, flags;
+  int rows, cols, flags, format;
   const float *bias;
 } int_tile;
 
@@ -93,7 +95,7 @@ typedef struct {
   void (*ukernel)(const int_tile *t);
   /* sums[i] = Σ over all blocks for rows i < m of one weight row as stored (m <= 4). */
   void (*rowdot)(float *sums, const uint8_t *row, int format, int symmetric, const int8_t *qa, const int16_t *qa16,
-                 long lda, const float *da, const float *sa, long ldd, long m, const float *scales, const float *mins,
+                 const int32_t *si, long lda, const float *da, const float *sa, long ldd, long m, const float *scales, const float *mins,
                  long group, int off);
   /* Blocks of 32 whole inputs of one row, each with multiplier id: q = round-half-even(x·id) clamped to
    * ±127, sums[b] = Σq (NULL: plain C does it). */

@@ -20,8 +20,8 @@
  * columns][4 bytes], so one vpdpbusd multiplies 4 inputs of 16 columns by a broadcast quad of x; the
  * 4-bit nibbles widened there) and runs the microkernel over its rows. The repacking costs one pass
  * over the weight bytes per call against m multiply-adds per byte. Fewer rows (decoding) take a row-dot
- * kernel that reads the weight rows as stored. Paths: VNNI (vpdpbusd), AVX-512BW and AVX2 (16-bit
- * vpmaddwd on widened quants), and portable C, which is every path's reference.
+ * kernel that reads the weight rows as stored. Paths: VNNI (vpdpbusd), AVX-512BW (16-bit vpmaddwd on
+ * widened quants), AVX2 (vpmaddubsw on bytes), and portable C, which is every path's reference.
  */
 #include "kern.h"
 #include <math.h>
@@ -66,6 +66,7 @@ typedef struct {
   int16_t *q16;
   float *d;
   float *s;
+  int32_t *si; /* Σq per block as an integer */
   const int_kern *ik; /* its vector quantize, when it has one */
 } act_ctx;
 
@@ -110,6 +111,7 @@ static void quantize_rows(void *p, long r, int thread) {
       s[b] = (float)sum;
     }
   }
+  for (long b = 0; b < a->kb; b++) a->si[r * a->kb + b] = (int32_t)s[b];
   /* per block: the half-rounded d of llama.cpp's Q8_0/Q8_1 (float32 past the half range, where llama.cpp's is inf) and with mins Q8_1's s */
   if (!a->per_token)
     for (long b = 0; b < a->kb; b++) {
@@ -193,20 +195,22 @@ static void packed_task(void *p, long t, int thread) {
       const long nb = a->kb - b0 < KBLOCKS ? a->kb - b0 : KBLOCKS;
       /* this k block of the panel's weight rows, in the kernel's layout, and its per-block scales */
       ik->pack(buf, (const uint8_t *)w->data + (j0 + q) * rb, rb, w->format, !w->mins, b0, nb, cols);
-      for (long b = 0; b < nb; b++)
+      for (long b = 0; b < nb; b++) {
+        const long g = (b0 + b) * 32 / w->group;
         for (long c = 0; c < nr; c++) {
-          float sw = 0.f, cw = 0.f;
-          if (c < cols) block_scales(x, j0 + q + c, b0 + b, &sw, &cw);
+          const long at = (j0 + q + c) * x->groups + g;
+          const float sw = c < cols ? w->scales[at] : 0.f;
           sc[b * nr + c] = sw;
-          cc[b * nr + c] = cw;
+          cc[b * nr + c] = c < cols ? (w->mins ? w->mins[at] : 0.f) - sw * (float)x->off : 0.f;
         }
+      }
       const int flags = (b0 > 0 || l->accumulate ? UK_LOAD : 0) | (b0 + nb == a->kb ? UK_LAST : 0);
       for (long ap = a0; ap < a1; ap++) {
         const long i0 = ap * ik->mr, rows = l->m - i0 < ik->mr ? l->m - i0 : ik->mr;
         ik->ukernel(&(int_tile){
             .nb = nb, .qa = a->q + i0 * a->kpad + b0 * 32, .qa16 = a->q16 ? a->q16 + i0 * a->kpad + b0 * 32 : NULL, .lda = a->kpad,
-            .da = a->d + i0 * a->kb + b0, .sa = a->s + i0 * a->kb + b0, .ldd = a->kb, .bq = buf, .sw = sc, .cw = cc,
-            .off = (int)x->off, .y = l->y + i0 * n + j0 + q, .ldy = n, .rows = (int)rows, .cols = (int)cols, .flags = flags,
+            .da = a->d + i0 * a->kb + b0, .sa = a->s + i0 * a->kb + b0, .si = a->si + i0 * a->kb + b0, .ldd = a->kb, .bq = buf, .sw = sc, .cw = cc,
+            .off = (int)x->off, .y = l->y + i0 * n + j0 + q, .ldy = n, .rows = (int)rows, .cols = (int)cols, .flags = flags, .format = w->format,
             .bias = l->bias ? l->bias + j0 + q : NULL});
       }
     }
@@ -225,7 +229,7 @@ static void rowdot_task(void *p, long t, int thread) {
   const long j0 = t * x->cols_per_task, j1 = j0 + x->cols_per_task < n ? j0 + x->cols_per_task : n;
   for (long j = j0; j < j1; j++) {
     float sums[SMALL_ROWS];
-    x->ik->rowdot(sums, (const uint8_t *)w->data + j * rb, w->format, !w->mins, a->q, a->q16, a->kpad, a->d, a->s, a->kb,
+    x->ik->rowdot(sums, (const uint8_t *)w->data + j * rb, w->format, !w->mins, a->q, a->q16, a->si, a->kpad, a->d, a->s, a->kb,
                   l->m, w->scales + j * x->groups, w->mins ? w->mins + j * x->groups : NULL, w->group, (int)x->off);
     for (long i = 0; i < l->m; i++) {
       float *y = l->y + i * n + j;
@@ -250,14 +254,15 @@ int quant_linear(const linear_args *l) {
   const mka_weight *w = l->w;
   const long m = l->m, n = w->n, kb = (w->k + 31) / 32, kpad = kb * 32;
   const int_kern *ik = int_kern_get();
-  act_ctx a = {l->x, m, w->k, kb, kpad, w->act_per_token, w->mins != NULL, NULL, NULL, NULL, NULL, ik};
+  act_ctx a = {l->x, m, w->k, kb, kpad, w->act_per_token, w->mins != NULL, NULL, NULL, NULL, NULL, NULL, ik};
   const size_t qbytes = (size_t)(m * kpad), q16bytes = ik && ik->wide_acts ? 2 * qbytes : 0;
-  uint8_t *mem = scratch(0, qbytes + q16bytes + (size_t)(m * kb) * 8 + 256);
+  uint8_t *mem = scratch(0, qbytes + q16bytes + (size_t)(m * kb) * 12 + 256);
   if (!mem) return -1;
   a.q = (int8_t *)mem;
   a.q16 = q16bytes ? (int16_t *)(mem + ((qbytes + 63) & ~(size_t)63)) : NULL;
   a.d = (float *)(mem + ((qbytes + q16bytes + 127) & ~(size_t)63));
   a.s = a.d + m * kb;
+  a.si = (int32_t *)(a.s + m * kb);
   const int threads = pool_threads();
   pool_run(m, quantize_rows, &a);
   quant_ctx x = {.l = l, .act = &a, .groups = (w->k + w->group - 1) / w->group, .ik = ik};

@@ -297,8 +297,13 @@ test('linear on Hugging Face float32/bf16/f16 weights is matmul with B transpose
   assert.throws(() => x.linear({ x: xv, m, weight: undefined as never, y }), /weight must be a weight descriptor/);
 });
 
-/** edges: row 0's first block of x zero and its second 1e-6 small (a subnormal half scale), row 1's first 1e-3 small. */
-interface QuantCase { m: number; n: number; k: number; bits: 8 | 4; group: number; symmetric: boolean; perToken?: boolean; bias?: boolean; acc?: boolean; edges?: boolean }
+/**
+ * edges: row 0's first block of x zero and its second 1e-6 small (a subnormal half scale), row 1's first 1e-3 small.
+ * extremes: every quant at an end of its range (weight rows alternately the lowest and the highest: -128 or 127,
+ * 0 or 255, 0 or 15) and every activation ±127 (x rows alternately all 1 and all -1), where a kernel that sums
+ * products in int16 would saturate first.
+ */
+interface QuantCase { m: number; n: number; k: number; bits: 8 | 4; group: number; symmetric: boolean; perToken?: boolean; bias?: boolean; acc?: boolean; edges?: boolean; extremes?: boolean }
 
 /** A contract 1 weight [n, k]: random quants packed row by row in blocks of 32 (zero past k), its scales and mins, and its values. */
 function quantWeight(c: QuantCase, seed: number) {
@@ -310,7 +315,8 @@ function quantWeight(c: QuantCase, seed: number) {
   const rand = (hi: number) => ((x = (Math.imul(x, 1103515245) + 12345) | 0), (x >>> 8) % hi);
   for (let j = 0; j < n; j++) {
     for (let i = 0; i < k; i++) {
-      const q = bits === 8 ? (symmetric ? rand(255) - 127 : rand(256)) : rand(16);
+      const [lo, hi] = bits === 8 ? (symmetric ? [-128, 127] : [0, 255]) : [0, 15];
+      const q = c.extremes ? (j % 2 ? hi : lo) : bits === 8 ? (symmetric ? rand(255) - 127 : rand(256)) : rand(16);
       const g = j * groups + Math.floor(i / group), s = scales[g];
       w[j * k + i] = symmetric ? s * (bits === 8 ? q : q - 8) : s * q + mins![g];
       const b = Math.floor(i / 32), v = i % 32, base = j * rowBytes;
@@ -364,6 +370,7 @@ function checkQuantLinear(c: QuantCase, seed: number, threads: readonly number[]
   const { m, n, k } = c;
   const { data, scales, mins, w } = quantWeight(c, seed);
   const xv = values(m * k, seed + 2, 2), bias = c.bias ? values(n, seed + 3) : null, y0 = values(m * n, seed + 4);
+  if (c.extremes) for (let i = 0; i < m; i++) xv.fill(i % 2 ? -1 : 1, i * k, (i + 1) * k);
   if (c.edges) {
     xv.fill(0, 0, 32);
     for (let p = 32; p < 64; p++) xv[p] *= 1e-6;
@@ -425,6 +432,11 @@ const QUANT_CASES: QuantCase[] = [
   { m: 20, n: 33, k: 2144, bits: 4, group: 128, symmetric: false, edges: true }, // several k blocks of the packed GEMM (64 blocks each)
   { m: 8, n: 40, k: 96, bits: 8, group: 32, symmetric: true, edges: true },
   { m: 9, n: 64, k: 160, bits: 8, group: 32, symmetric: false, perToken: true, acc: true, bias: true },
+  { m: 7, n: 20, k: 96, bits: 8, group: 32, symmetric: true, extremes: true }, // packed GEMM at the ends of the ranges
+  { m: 7, n: 20, k: 96, bits: 8, group: 32, symmetric: false, extremes: true },
+  { m: 7, n: 20, k: 96, bits: 4, group: 32, symmetric: true, extremes: true },
+  { m: 2, n: 20, k: 96, bits: 8, group: 32, symmetric: true, extremes: true }, // the row-dot kernel at the same
+  { m: 2, n: 20, k: 96, bits: 4, group: 32, symmetric: false, extremes: true },
 ];
 
 test('linear on packed integer weights (contract 1: Q8/Q4, symmetric or with mins, groups, per-token W8A8) equals float64 of the dequantized weights', { skip: NOT_BUILT }, () => {

@@ -6,7 +6,7 @@
 import { tf } from '../runtime/tf.ts';
 import { readConfig, type LlamaConfig } from '../model/config.ts';
 import { modelFromParts, type LlamaModel } from '../model/model.ts';
-import { storedBytes } from '../model/memory-estimate.ts';
+import { gb, storedBytes } from '../model/memory-estimate.ts';
 import { currentProfile } from '../runtime/profile.ts';
 import type { PackedMatrix } from '../io/packed.ts';
 import { UserError } from '../runtime/errors.ts';
@@ -15,7 +15,7 @@ import { checkpointSource, type SyncTensorSource } from '../weights/source.ts';
 import { writeHfModel, type HfDtype } from '../weights/hf-writer.ts';
 import { getQuantMethod, quantizationName, type Quantization } from '../quant/registry.ts';
 import { quantizedSource, type QuantizedSource, type QuantizeReport } from '../quant/quantize.ts';
-import { assertQuantizeFits, type HeldBytes } from '../quant/memory.ts';
+import { assertQuantizeFits, describeQuantizeEstimate, type HeldBytes, type QuantizeEstimate } from '../quant/memory.ts';
 import { MICRO_BATCH, PER_SUBJECT } from '../compress/options.ts';
 import { modelBytes } from '../quant/size.ts';
 import { calibrationPrompts, type CalibrationSource } from './analyse.ts';
@@ -102,15 +102,15 @@ export async function quantCalibration(
 
 /**
  * The memory check of quantizing `config` (the model of `dir`, or a plan over it) with these prompts:
- * a one-line UserError before any work when it cannot fit (src/quant/memory.ts).
+ * a one-line UserError before any work when it cannot fit (src/quant/memory.ts); returns the estimate.
  */
 export function checkQuantizeFits(
   command: string, dir: string, config: LlamaConfig, q: Quantization, cal: QuantCalibration,
   opts: { microBatch?: number; keepEmbeddings?: boolean; perSubject?: number; microBatchOption?: boolean; beside?: readonly HeldBytes[]; readsFloat32?: boolean },
-): void {
+): QuantizeEstimate | null {
   const stored = storedBytes(dir, config);
   const perSubject = typeof cal.info.per_subject === 'number' ? cal.info.per_subject : opts.perSubject;
-  assertQuantizeFits({
+  return assertQuantizeFits({
     command, config, stored: opts.readsFloat32 ? () => 4 : stored, profile: currentProfile().memory,
     work: { quantization: q, prompts: cal.prompts?.map((p) => p.length) ?? null, microBatch: opts.microBatch, keepEmbeddings: opts.keepEmbeddings },
     beside: opts.beside, perSubject: perSubject ? { option: PER_SUBJECT, value: perSubject } : null, microBatch: opts.microBatchOption ? MICRO_BATCH : null,
@@ -216,9 +216,10 @@ export async function quantizeModel(opts: QuantizeOptions): Promise<QuantizeRepo
   if (q) throw new UserError(`${opts.model}: is already quantized (${q.method} ${q.bits}-bit); quantize its float model instead (rounding rounded weights again only loses accuracy)`);
   // the calibration drawn and the memory checked before the checkpoint is opened
   const calibration = opts.calibration ?? await quantCalibration(opts.model, opts.quantization, opts);
-  checkQuantizeFits(opts.command ?? 'quantize', opts.model, config, opts.quantization, calibration, {
+  const estimate = checkQuantizeFits(opts.command ?? 'quantize', opts.model, config, opts.quantization, calibration, {
     microBatch: opts.microBatch, keepEmbeddings: opts.keepEmbeddings, perSubject: opts.perSubject, microBatchOption: true,
   });
+  if (estimate) opts.log?.(`memory: an estimated ${gb(estimate.total)} at the peak (${describeQuantizeEstimate(estimate)})`);
   const source = checkpointSource(opts.model);
   try {
     return await quantizeSourceTo(source, { ...opts, calibration });

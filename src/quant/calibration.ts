@@ -31,14 +31,19 @@ export interface CalibrationSet {
 /** Prompts per calibration micro-batch when the caller gives none. */
 export const CALIBRATION_MICRO_BATCH = 8;
 
-/** Bytes one calibration micro-batch's pass through a decoder layer may hold (its float32 intermediates, runBlock's). */
-export const CALIBRATION_FORWARD_BYTES = 2 * 2 ** 30;
+/**
+ * Bytes one calibration micro-batch's pass through a decoder layer may hold (its float32 intermediates,
+ * runBlock's). A pass costs the same per token at a few thousand tokens as at more, so the budget is
+ * set by memory: at Llama-3-8B's shape GPTQ's and AWQ's peaks at the default calibration then stay below
+ * what `compress` holds (docs/quantization.md), at 37 micro-batches of that calibration where 2 GiB made 25.
+ */
+export const CALIBRATION_FORWARD_BYTES = 2 ** 30;
 
 /**
  * Padded tokens (rows × longest prompt) of a calibration micro-batch whose pass through a layer of
  * `config` fits in `forwardBytes` (CALIBRATION_FORWARD_BYTES): per token its input and output and the layer's
  * intermediates (memory-estimate.ts layerTokenBytes), beside at most two blocks of attention scores
- * (attention is blocked on every backend). 7,228 at Llama-3-8B's shape; far above any calibration on
+ * (attention is blocked on every backend). 3,373 at Llama-3-8B's shape; far above any calibration on
  * small models, whose micro-batches are then those of `micro` prompts alone.
  */
 export function calibrationTokenCap(config: LlamaConfig, forwardBytes = CALIBRATION_FORWARD_BYTES): number {
@@ -163,7 +168,11 @@ export const HESSIAN_SCRATCH_BYTES = 3 * 4 * HESSIAN_TILE;
  * H = 2·X·Xᵀ / N over the calibration tokens of each named projection's input (X [in, N]): GPTQ's
  * Hessian of ‖W·X − Q·X‖², float64 [in, in] row-major by projection name. Each batch's X·Xᵀ is
  * computed in float32 (tfjs) a block of rows at a time (`tile` values per operand at most) and summed
- * into the float64 matrix in place: no n×n tensor and no copy of the batch's inputs is made.
+ * into the float64 matrix in place: no n×n tensor and no copy of the batch's inputs is made. While the
+ * layer's passes run, only the lower triangle is summed, packed at the start of the array (row i at
+ * i·(i+1)/2); it is spread to its rows and mirrored once they are done. The rest of the array is not
+ * written until then, and a zeroed array's pages take memory only once written (calloc'd, mapped
+ * lazily), so the passes run beside 4·n·(n+1) bytes of Hessian, not 8·n² (hessianBytes).
  */
 export function inputHessians(config: LlamaConfig, set: CalibrationSet, w: LayerWeights, projections: readonly string[], tile = HESSIAN_TILE): Map<string, Float64Array> {
   const out = new Map<string, Float64Array>();
@@ -187,19 +196,26 @@ export function inputHessians(config: LlamaConfig, set: CalibrationSet, w: Layer
       }
       const part = tidyValues(() => tf.matMul(tf.tensor2d(left.subarray(0, (i1 - i0) * rows), [i1 - i0, rows]), x)); // [i1 - i0, n]
       for (let i = i0; i < i1; i++) {
-        const o = i * n, p = (i - i0) * n;
+        const o = (i * (i + 1)) / 2, p = (i - i0) * n;
         for (let j = 0; j <= i; j++) h[o + j] += part[p + j];
       }
     }
   });
   for (const h of out.values()) {
     const n = Math.round(Math.sqrt(h.length));
+    // row i of the packed triangle to row i of the matrix, the last first (row i moves to i·n ≥ i·(i+1)/2, past every row not moved yet)
+    for (let i = n - 1; i > 0; i--) h.copyWithin(i * n, (i * (i + 1)) / 2, (i * (i + 1)) / 2 + i + 1);
     for (let i = 0; i < n; i++) {
       for (let j = 0; j <= i; j++) h[i * n + j] = (2 * h[i * n + j]) / set.tokens;
       for (let j = 0; j < i; j++) h[j * n + i] = h[i * n + j];
     }
   }
   return out;
+}
+
+/** Bytes inputHessians' Hessian of n inputs holds while the layer's passes run (its packed lower triangle, float64), and once they are done (8·n²). */
+export function hessianBytes(n: number, phase: 'summing' | 'done'): number {
+  return phase === 'summing' ? 4 * n * (n + 1) : 8 * n * n;
 }
 
 /**

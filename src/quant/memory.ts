@@ -64,19 +64,20 @@ export interface QuantizeEstimate {
   parts: HeldBytes[];
 }
 
-/** Rows and longest prompt of each calibration micro-batch, as the run makes them (calibration.ts calibrationBatches). */
-export function batchShapes(config: LlamaConfig, prompts: readonly number[], micro: number, forwardBytes?: number): { rows: number; T: number }[] {
-  return calibrationBatches(prompts, config, micro, forwardBytes).map((b) => ({ rows: b.length, T: Math.max(...b.map((i) => prompts[i])) }));
+/** The calibration states as the run pads them (calibration.ts calibrationBatches, embedPrompts). */
+export interface PaddedBatches {
+  /** Rows and longest prompt of each micro-batch. */
+  batches: { rows: number; T: number }[];
+  /** Rows × longest prompt, summed over the micro-batches: the states' rows. */
+  tokens: number;
+  /** Rows × longest prompt of the largest micro-batch. */
+  largest: number;
 }
 
-/** Rows × longest prompt of each micro-batch, summed: the calibration states' rows as embedPrompts pads them. */
-export function paddedTokens(config: LlamaConfig, prompts: readonly number[], micro: number): number {
-  return batchShapes(config, prompts, micro).reduce((a, b) => a + b.rows * b.T, 0);
-}
-
-/** Rows × longest prompt of the largest micro-batch (padding included). */
-export function largestBatchRows(config: LlamaConfig, prompts: readonly number[], micro: number): number {
-  return Math.max(0, ...batchShapes(config, prompts, micro).map((b) => b.rows * b.T));
+/** The micro-batches of prompts of these token counts, as the run makes them, padded. */
+export function paddedBatches(config: LlamaConfig, prompts: readonly number[], micro: number, forwardBytes?: number): PaddedBatches {
+  const batches = calibrationBatches(prompts, config, micro, forwardBytes).map((b) => ({ rows: b.length, T: Math.max(...b.map((i) => prompts[i])) }));
+  return { batches, tokens: batches.reduce((a, b) => a + b.rows * b.T, 0), largest: Math.max(0, ...batches.map((b) => b.rows * b.T)) };
 }
 
 /**
@@ -93,14 +94,14 @@ export function estimateQuantize(config: LlamaConfig, stored: StoredBytes, profi
   const copies = profile.heapLimit !== null; // the wasm backend copies arrays into its heap
   const layerF32 = layerFloatBytes(config);
   const packed = layerPackedBytes(config, q.grid);
-  const batches = prompts ? batchShapes(config, prompts, micro, work.forwardBytes) : [];
-  const tokens = batches.reduce((a, b) => a + b.rows * b.T, 0);
+  const padded: PaddedBatches = prompts ? paddedBatches(config, prompts, micro, work.forwardBytes) : { batches: [], tokens: 0, largest: 0 };
+  const { batches, tokens } = padded;
   const states = 4 * tokens * (H + 1); // hidden states and masks
   // the largest micro-batch's pass through the layer (one at a time)
   const forward = Math.max(0, ...batches.map((b) => estimateMemory(config, () => 4, profile, {
     streaming: true, rows: b.rows, microBatch: b.rows, seqLen: b.T, logits: 'none', streamable: false,
   }).parts.activations));
-  const shape: LayerMemoryShape = { config, grid: q.grid, params: q.params, tokens, batchRows: Math.max(0, ...batches.map((b) => b.rows * b.T)), forward, copies };
+  const shape: LayerMemoryShape = { config, grid: q.grid, params: q.params, tokens, batchRows: padded.largest, forward, copies };
   const own = method.memory(shape);
   const largest = Math.max(...[...layerTensorShapes(config).values()].map((s) => s.reduce((a, d) => a * d, 1)));
   const weights = { what: 'layer weights (float32)', bytes: layerF32, tensors: 0 };
@@ -158,8 +159,8 @@ export interface QuantizeFitRequest {
   available?: number | null;
 }
 
-/** The parts of an estimate worth naming (50 MB and more; at least the largest). */
-function describe(e: QuantizeEstimate): string {
+/** The parts of an estimate worth naming (50 MB and more; at least the largest), with their sizes. */
+export function describeQuantizeEstimate(e: QuantizeEstimate): string {
   const shown = e.parts.filter((p, i) => i === 0 || p.bytes >= 5e7);
   return shown.map((p) => `${p.what} ${gb(p.bytes)}`).join(', ');
 }
@@ -177,7 +178,7 @@ export function assertQuantizeFits(req: QuantizeFitRequest): QuantizeEstimate | 
   const overflowing = (x: QuantizeEstimate, p: MemoryProfile) => overflow(x, p, available);
   const why = overflowing(e, req.profile);
   if (!why) return e;
-  const head = `${req.command} needs ${why} (${describe(e)}) but ${gb(available)} is available`;
+  const head = `${req.command} needs ${why} (${describeQuantizeEstimate(e)}) but ${gb(available)} is available`;
   if (req.profile.heapLimit !== null) {
     const { backend: ram, profile: p } = offHeapBackend();
     if (!overflowing(est(req.work, p), p)) throw new UserError(`${head}; rerun with ${flag(BACKEND_OPTION)} ${ram} (about ${gb(est(req.work, p).total)})`);

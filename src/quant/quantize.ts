@@ -36,7 +36,7 @@ export interface QuantizeInput {
   calibrationInfo?: Record<string, unknown>;
   /** Prompts per calibration micro-batch at most (default 8; calibration.ts calibrationBatches also caps their padded tokens). */
   microBatch?: number;
-  /** Bytes one calibration micro-batch's pass through a layer may hold, which caps its padded tokens (default CALIBRATION_FORWARD_BYTES, 2 GiB). */
+  /** Bytes one calibration micro-batch's pass through a layer may hold, which caps its padded tokens (default CALIBRATION_FORWARD_BYTES, 1 GiB). */
   forwardBytes?: number;
   /** Keep the embedding and lm_head as floats (as the GPTQ and AWQ papers do) instead of quantizing them as llama.cpp does. */
   keepEmbeddings?: boolean;

@@ -164,7 +164,8 @@ export function newerSource(addonPath: string, sourcesDir: string): string | nul
 export function describeAddon(addon: NativeAddon): string {
   const i = addon.info();
   const capped = i.level !== 'amx' ? `; MKA_ISA=${i.level}` : '';
-  const int8 = i.int8Kernel === 'vnni' ? 'vnni' : `${i.int8Kernel}, 16-bit products: ${i.cpuHas.vnni ? 'VNNI capped' : 'no VNNI'}`;
+  const products = i.int8Kernel === 'avx2' ? 'vpmaddubsw' : '16-bit products';
+  const int8 = i.int8Kernel === 'vnni' ? 'vnni' : `${i.int8Kernel}, ${products}: ${i.cpuHas.vnni ? 'VNNI capped' : 'no VNNI'}`;
   const amx = i.cpuHas.amx && i.amxNote ? `; AMX unused: ${i.amxNote}` : '';
   return `mka_native ${i.isa} (bf16 products: ${i.bf16Kernel}, int8: ${int8}${capped}${amx}) on ${i.cpu}`;
 }

@@ -25,7 +25,7 @@ for (const m of QUANT_METHODS) {
 }
 
 const OUT = option({ ...OUT_SPEC, required: true, help: 'output model directory (packed weights)' });
-const MICRO = option({ ...MICRO_BATCH, help: 'prompts per micro-batch inside a layer, at most (a micro-batch also keeps within the padded tokens whose pass through a layer fits in 2 GiB: 7,228 at Llama-3-8B\'s shape)' });
+const MICRO = option({ ...MICRO_BATCH, help: 'prompts per micro-batch inside a layer, at most (a micro-batch also keeps within the padded tokens whose pass through a layer fits in 1 GiB: 3,373 at Llama-3-8B\'s shape)' });
 
 export const quantizeCommand = defineCommand({
   command: 'quantize',

@@ -9,7 +9,7 @@
  */
 import type { PackedMatrix } from '../../io/packed.ts';
 import { UserError } from '../../runtime/errors.ts';
-import { HESSIAN_SCRATCH_BYTES, inputHessians, layerWeights } from '../calibration.ts';
+import { HESSIAN_SCRATCH_BYTES, hessianBytes, inputHessians, layerWeights } from '../calibration.ts';
 import { gptqQuantize, layerObjective, OBJECTIVE_SCRATCH_BYTES, solveBytes } from '../gptq-solve.ts';
 import { factorScratchBytes } from '../linalg.ts';
 import { dequantize, packedBytes, quantizeRtn } from '../../io/packed.ts';
@@ -80,13 +80,14 @@ export const gptq: QuantMethod = {
   /**
    * Per group of projections, in quantizeLayer's order, beside the packed linears already done: while
    * the group's Hessians accumulate, the layer's float32 values (the linears done dequantized again),
-   * its tensors where they are copies, the forward pass, each Hessian in float64 (8n², n its inputs) and
-   * a product's tiles (calibration.ts); then for each linear [rows, n], beside its Hessian, the largest
+   * its tensors where they are copies, the forward pass, each Hessian's lower triangle in float64 (4n(n+1),
+   * n its inputs: calibration.ts hessianBytes) and a product's tiles; then, the passes done and each
+   * Hessian whole (8n²), for each linear [rows, n], beside its Hessian, the largest
    * phase of its solve: the factorisation's scratch (the Hessian is factorised in place, linalg.ts), the
    * column loop (gptq-solve.ts solveBytes) and the result's values (4·rows·n), or GPTQ's and round to
    * nearest's values, the latter's packed form, and the layer objective's error and tiles. A linear's
    * float32 weights are released once it is done (LayerJob.release). At Llama-3-8B's down_proj
-   * (n = 14,336) the Hessian is 1.6 GB.
+   * (n = 14,336) the Hessian is 0.82 GB while the passes run, 1.6 GB in the solve.
    */
   memory(s) {
     const lin = new Map(linearShapes(s.config).map((l) => [l.suffix.replace(/\.weight$/, ''), l]));
@@ -102,10 +103,11 @@ export const gptq: QuantMethod = {
     };
     for (const group of groups) {
       const inputs = [...new Set(group.map(inputOf))];
-      let hessians = inputs.reduce((a, i) => a + 8 * lin.get(i)!.cols ** 2, 0);
       const widest = Math.max(...inputs.map((i) => lin.get(i)!.cols));
       const tensors = copy + s.forward + HESSIAN_SCRATCH_BYTES;
-      consider(done + released + hessians + tensors, tensors, `gptq's Hessians of ${group.join(', ')} (${widest} inputs)`);
+      const summing = inputs.reduce((a, i) => a + hessianBytes(lin.get(i)!.cols, 'summing'), 0);
+      consider(done + released + summing + tensors, tensors, `gptq's Hessians of ${group.join(', ')} (${widest} inputs)`);
+      let hessians = inputs.reduce((a, i) => a + hessianBytes(lin.get(i)!.cols, 'done'), 0);
       for (const p of group) {
         const { rows, cols: n } = lin.get(p)!;
         const spec = specFor(s.grid, n);
@@ -115,7 +117,7 @@ export const gptq: QuantMethod = {
         consider(done + hessians + solve, 0, `gptq's Hessian and solver of ${p} (${n} inputs)`);
         done += pm;
         released += values;
-        if (!group.slice(group.indexOf(p) + 1).some((q) => inputOf(q) === inputOf(p))) hessians -= 8 * n * n;
+        if (!group.slice(group.indexOf(p) + 1).some((q) => inputOf(q) === inputOf(p))) hessians -= hessianBytes(n, 'done');
       }
     }
     return peak;
