@@ -868,13 +868,77 @@ test('mka serve answers a valid request after malformed, huge, unknown and concu
       '{"ok": true}', '{', '', 'null', '['.repeat(100_000), json({ deep: DEEP }), 'x'.repeat((1 << 20) + 10),
     ];
     const statuses = await Promise.all(posts.map((body) => fetch(`${s.url}/api/result`, { method: 'POST', body }).then((r) => r.status, () => 'reset')));
-    assert.ok(statuses.every((st) => st === 204 || st === 'reset'), `statuses ${statuses}`);
+    assert.deepEqual(statuses.slice(0, 5), [204, 400, 400, 400, 400], `statuses ${statuses}`);
+    assert.ok([204, 400].includes(statuses[5] as number) && [413, 'reset'].includes(statuses[6]), `statuses ${statuses}`);
     const many = await Promise.all(Array.from({ length: 50 }, (_, i) => fetch(`${s.url}/${['', 'api/config', 'model/model.json', 'nope', '%'][i % 5]}`).then((r) => r.status)));
     assert.deepEqual([...new Set(many)].sort(), [200, 400, 404]);
     const next = await fetch(`${s.url}/api/config`);
     assert.equal(next.status, 200);
     assert.equal(typeof (await next.json()).maxSeq, 'number');
     assert.ok(results.length >= 5, `results ${results.length}`);
+  } finally {
+    await s.close();
+  }
+});
+
+/** Sends `bytes` and leaves the connection open; resolves with what the server answers once it closes the connection. */
+function stalledRequest(url: string, bytes: string): Promise<string> {
+  const { hostname, port } = new URL(url);
+  return new Promise((resolve) => {
+    const sock = connect(Number(port), hostname);
+    let got = '';
+    sock.on('data', (d) => (got += d.toString('latin1')));
+    sock.on('error', () => {});
+    sock.on('close', () => resolve(got));
+    sock.write(bytes);
+  });
+}
+
+test('mka serve: /api/result survives malformed JSON, wrong types, huge and endless bodies, stalled senders and a listener that throws', async () => {
+  const exported = join(root, 'export-result');
+  await exportTfjs({ model: M, out: exported, maxSeq: 16 });
+  const results: Record<string, unknown>[] = [];
+  const s = await startServe({
+    model: exported, port: 0, requestTimeoutMs: 500,
+    onResult: (r) => {
+      if (r.boom) throw new Error('listener failed');
+      results.push(r);
+    },
+  });
+  const { MAX_RESULT_BYTES } = await import('../src/serve/server.ts');
+  const post = (body: string | Uint8Array, headers: Record<string, string> = {}) =>
+    fetch(`${s.url}/api/result`, { method: 'POST', body, headers }).then(async (r) => [r.status, (await r.text()).split('\n').length], () => ['reset', 0]);
+  try {
+    const cases: [string | Uint8Array, number | string][] = [
+      ['{"ok": true, "ids": [1, 2]}', 204], ['{"ok":', 400], ['', 400], ['null', 400], ['[1, 2]', 400], ['5', 400], ['"text"', 400],
+      ['{"boom": true}', 500], [Buffer.from([0xff, 0xfe, 0x7b]), 400], ['{"a": 1}\n{"b": 2}', 400],
+    ];
+    for (const [body, want] of cases) {
+      const [status, lines] = await post(body);
+      assert.equal(status, want, `${JSON.stringify(String(body).slice(0, 20))}: ${status}`);
+      assert.ok(lines <= 1, 'one line');
+    }
+    assert.deepEqual(results.filter((r) => !('error' in r)), [{ ok: true, ids: [1, 2] }]);
+    assert.ok(results.filter((r) => 'error' in r).every((r) => typeof r.error === 'string'));
+    // larger than the cap: declared (refused before reading), or chunked without a length
+    assert.ok([413, 'reset'].includes((await post('x'.repeat(MAX_RESULT_BYTES + 1)))[0]));
+    const chunked = new ReadableStream({ pull(c) { c.enqueue(new Uint8Array(64 * 1024).fill(0x20)); } }); // endless
+    const endless = await fetch(`${s.url}/api/result`, { method: 'POST', body: chunked, duplex: 'half' } as RequestInit).then((r) => r.status, () => 'reset');
+    assert.ok([413, 'reset'].includes(endless), `endless body: ${endless}`);
+    assert.match(await rawRequest(s.url, `POST /api/result HTTP/1.1\r\nHost: x\r\nContent-Length: ${2 ** 40}\r\n\r\n{}`), /^HTTP\/1\.1 413 /);
+    // a body that never comes, or comes too slowly: dropped by the request timeout, never answered 204
+    const stalled = await Promise.all([
+      stalledRequest(s.url, 'POST /api/result HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"a":'),
+      stalledRequest(s.url, 'POST /api/result HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{"a":\r\n'),
+      stalledRequest(s.url, 'POST /api/result HTTP/1.1\r\nHost: x\r\n'),
+    ]);
+    for (const got of stalled) assert.ok(got === '' || /^HTTP\/1\.1 408 /.test(got), JSON.stringify(got.slice(0, 40)));
+    // other methods and routes
+    for (const [method, path, want] of [['POST', '/api/nope', 405], ['PUT', '/api/result', 405], ['GET', '/api/result', 404], ['POST', '/', 405]] as const) {
+      assert.equal((await fetch(`${s.url}${path}`, { method, body: method === 'GET' ? undefined : '{}' })).status, want, `${method} ${path}`);
+    }
+    assert.equal((await post('{"after": "all that"}'))[0], 204);
+    assert.deepEqual(results.at(-1), { after: 'all that' });
   } finally {
     await s.close();
   }
