@@ -906,8 +906,8 @@ test('mka serve: /api/result survives malformed JSON, wrong types, huge and endl
     },
   });
   const { MAX_RESULT_BYTES } = await import('../src/serve/server.ts');
-  const post = (body: string | Uint8Array, headers: Record<string, string> = {}) =>
-    fetch(`${s.url}/api/result`, { method: 'POST', body, headers }).then(async (r) => [r.status, (await r.text()).split('\n').length], () => ['reset', 0]);
+  const post = (body: string | Uint8Array, headers: Record<string, string> = {}): Promise<[number | 'reset', number]> =>
+    fetch(`${s.url}/api/result`, { method: 'POST', body: body as BodyInit, headers }).then(async (r) => [r.status, (await r.text()).split('\n').length], () => ['reset', 0]);
   try {
     const cases: [string | Uint8Array, number | string][] = [
       ['{"ok": true, "ids": [1, 2]}', 204], ['{"ok":', 400], ['', 400], ['null', 400], ['[1, 2]', 400], ['5', 400], ['"text"', 400],
