@@ -106,6 +106,12 @@ test('missing or contradictory config fields and shape mismatches are refused', 
   expectUserError(() => parseConfig({ ...CONFIG, num_key_value_heads: 3 }, 'c.json'), 'multiple of num_key_value_heads');
   expectUserError(() => parseConfig({ ...CONFIG, model_type: 'gpt2' }), 'gpt2', 'supported: llama, mistral, qwen2');
   expectUserError(() => parseConfig({ ...CONFIG, architectures: ['Qwen2ForCausalLM'] }), 'contradict');
+  // a list in a message: each value as showJson shows it (quoted once, cut), the rest counted
+  expectUserError(() => parseConfig({ ...CONFIG, architectures: ['Qwen2"ForCausalLM', 5, 'x'.repeat(100), ...Array(8).fill('M')] }),
+    `architectures ["Qwen2\\"ForCausalLM", 5, "${'x'.repeat(37)}...", "M", "M", "M", "M", "M", ... (11 in all)] contradict model_type "llama"`);
+  const { getTask } = await import('../src/eval/tasks/registry.ts');
+  assert.throws(() => getTask('arc_easy').docToTarget({ question: 'q', answerKey: 'E', choices: { text: ['a', 'b'], label: ['A', 'B"'] } }),
+    (e: Error) => e instanceof UserError && e.message === 'answerKey "E" is not one of the choice labels ["A", "B\\""]');
   const dir = join(root, 'shape');
   await makeModel(dir);
   writeFileSync(join(dir, 'config.json'), JSON.stringify({ ...CONFIG, intermediate_size: 20 }));

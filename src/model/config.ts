@@ -6,7 +6,7 @@
 import { existsSync } from 'node:fs';
 import { flag } from '../runtime/options.ts';
 import { MODEL } from './options.ts';
-import { readJsonFile, showJson } from '../io/read.ts';
+import { readJsonFile, showJson, showJsonList } from '../io/read.ts';
 import { join } from 'node:path';
 import { UserError } from '../runtime/errors.ts';
 import { isGgufFile } from '../gguf/reader.ts';
@@ -78,9 +78,10 @@ export function parseConfig(raw: unknown, file = 'config.json'): LlamaConfig {
       `(${Object.values(ARCH_OF).join(', ')})`);
   }
   const mt = modelType as ModelType;
-  const archs = Array.isArray(j.architectures) ? (j.architectures as unknown[]).map((a) => (typeof a === 'string' ? a : showJson(a))) : [ARCH_OF[mt]];
+  const listed = Array.isArray(j.architectures) ? (j.architectures as unknown[]) : [ARCH_OF[mt]];
+  const archs = listed.map((a) => (typeof a === 'string' ? a : showJson(a)));
   if (!archs.includes(ARCH_OF[mt])) {
-    fail(`architectures ${JSON.stringify(archs.map((a) => showJson(a).slice(1, -1)))} contradict model_type "${mt}" (expected ${ARCH_OF[mt]})`);
+    fail(`architectures ${showJsonList(listed)} contradict model_type "${mt}" (expected ${ARCH_OF[mt]})`);
   }
 
   const int = (key: string, opts: { min?: number; max?: number; def?: number } = {}): number => {
