@@ -106,10 +106,28 @@ test('missing or contradictory config fields and shape mismatches are refused', 
   expectUserError(() => parseConfig({ ...CONFIG, num_key_value_heads: 3 }, 'c.json'), 'multiple of num_key_value_heads');
   expectUserError(() => parseConfig({ ...CONFIG, model_type: 'gpt2' }), 'gpt2', 'supported: llama, mistral, qwen2');
   expectUserError(() => parseConfig({ ...CONFIG, architectures: ['Qwen2ForCausalLM'] }), 'contradict');
+  // a list in a message: each value as showJson shows it (quoted once, cut), the rest counted
+  expectUserError(() => parseConfig({ ...CONFIG, architectures: ['Qwen2"ForCausalLM', 5, 'x'.repeat(100), ...Array(8).fill('M')] }),
+    `architectures ["Qwen2\\"ForCausalLM", 5, "${'x'.repeat(37)}...", "M", "M", "M", "M", "M", ... (11 in all)] contradict model_type "llama"`);
+  const { getTask } = await import('../src/eval/tasks/registry.ts');
+  assert.throws(() => getTask('arc_easy').docToTarget({ question: 'q', answerKey: 'E', choices: { text: ['a', 'b'], label: ['A', 'B"'] } }),
+    (e: Error) => e instanceof UserError && e.message === 'answerKey "E" is not one of the choice labels ["A", "B\\""]');
   const dir = join(root, 'shape');
   await makeModel(dir);
   writeFileSync(join(dir, 'config.json'), JSON.stringify({ ...CONFIG, intermediate_size: 20 }));
   expectUserError(() => loadModel(dir), 'mlp.gate_proj.weight', 'shape');
+});
+
+test('rms_norm_eps and rope_theta outside what models use are refused naming the file, the field and the range; real values load', () => {
+  for (const [field, v] of [['rms_norm_eps', 1e30], ['rms_norm_eps', 0.5], ['rms_norm_eps', 1e-300], ['rope_theta', 1e300], ['rope_theta', 1e13], ['rope_theta', 1], ['rope_theta', 0.5]] as const) {
+    expectUserError(() => parseConfig({ ...CONFIG, [field]: v }, 'm/config.json'), new RegExp(`^m/config\\.json: "${field}" is ${String(v).replace('+', '\\+')}, outside [0-9e.-]+ to [0-9e.+-]+ \\(models use .*\\); fix the field$`));
+  }
+  for (const [field, v] of [['rms_norm_eps', 0], ['rms_norm_eps', -1e-5], ['rope_theta', 0], ['rope_theta', -10000], ['rope_theta', '10000']] as const) {
+    expectUserError(() => parseConfig({ ...CONFIG, [field]: v }, 'm/config.json'), new RegExp(`^m/config\\.json: "${field}" must be a positive number from [0-9e.-]+ to [0-9e.+-]+, got `));
+  }
+  // Llama 2, Llama 3 (and 3.1), Qwen2 / Mistral, Llama-3-8B-Gradient-1048k's 3580165449; BERT-style 1e-12
+  for (const theta of [10000, 500000, 1e6, 3580165449]) assert.equal(parseConfig({ ...CONFIG, rope_theta: theta }).rope_theta, theta);
+  for (const eps of [1e-5, 1e-6, 1e-12]) assert.equal(parseConfig({ ...CONFIG, rms_norm_eps: eps }).rms_norm_eps, eps);
 });
 
 test('F16 and BF16 conversions round to nearest and invert exactly on representable values', () => {

@@ -77,9 +77,11 @@ test('a killed writer of a sweep directory: the next writer on this host removes
   writeFileSync(join(out, 'points', temp('mka-5.json', shared)), '');
   writeFileSync(join(out, 'points', temp('mka-6.json', unrecorded)), '');
 
-  const { removed, release } = joinSharedOutput(out, 'sweep', 'sweep --point');
+  const logged: string[] = [];
+  const { removed, release } = joinSharedOutput(out, 'sweep', 'sweep --point', (m) => logged.push(m));
   try {
     assert.deepEqual(removed, [join(out, 'models', left.find((e) => e.includes(`.tmp-${killed.pid}-`))!)]);
+    assert.deepEqual(logged, [`removed 1 temporary file left in ${out} by killed runs on this host`]);
     assert.deepEqual(readdirSync(join(out, 'models')), left.filter((e) => e.includes(`.tmp-${live.pid}-`)), 'the live writer\'s directory stays');
     assert.deepEqual(readdirSync(join(out, 'points')).sort(), [temp('mka-4.json', other), temp('mka-5.json', shared), temp('mka-6.json', unrecorded)]);
     const records = readdirSync(join(out, WRITERS_DIR)).sort();

@@ -682,6 +682,73 @@ test('hub text datasets: a downloaded parquet file that is not parquet, or cut s
   o.check(variants.length);
 });
 
+test('parquet: bad magic, truncations, huge lengths, flipped page headers and footers, run-length bombs and endless runs are one line naming the file', async () => {
+  const { openParquetReader, ParquetError } = await import('../src/io/parquet.ts');
+  const { readParquetDocs } = await import('../src/eval/tasks/data.ts');
+  const dir = join(root, 'parquet');
+  mkdirSync(dir, { recursive: true });
+  const N = 40;
+  const good = Buffer.from(parquetWriteBuffer({ columnData: [
+    { name: 'text', data: Array.from({ length: N }, (_, i) => `row ${i}`), type: 'STRING' },
+    { name: 'label', data: Array.from({ length: N }, (_, i) => i % 4), type: 'INT32' },
+  ] }));
+  // an uncompressed dictionary-coded column whose data page (6 bytes: bit width 1, two runs) is replaced by `page`
+  const withPage = (page: number[]) => {
+    let calls = 0;
+    return Buffer.from(parquetWriteBuffer({
+      codec: 'UNCOMPRESSED', compressors: { UNCOMPRESSED: (b: Uint8Array) => (++calls === 2 ? Uint8Array.from(page) : b) },
+      columnData: [{ name: 'label', data: [...Array(64).fill(0), ...Array(8).fill(1)], type: 'INT32' }],
+    } as Parameters<typeof parquetWriteBuffer>[0]));
+  };
+  const file = join(dir, 'x.parquet');
+  const reader = openParquetReader({ deadlineMs: () => 3000 });
+  const o = new Outcomes();
+  try {
+    const variants: [string, Buffer][] = [
+      ['bad magic', Buffer.concat([Buffer.from('PAR2'), good.subarray(4)])], ['bad tail magic', Buffer.concat([good.subarray(0, -4), Buffer.from('PAR2')])],
+      ['empty', Buffer.alloc(0)], ['magic only', Buffer.from('PAR1PAR1')],
+      ['footer length 2^32-1', Buffer.concat([good.subarray(0, -8), Buffer.from([0xff, 0xff, 0xff, 0xff]), Buffer.from('PAR1')])],
+    ];
+    for (let i = 0; i < good.length; i += 13) variants.push([`cut at ${i}`, good.subarray(0, i)]);
+    for (let i = 4; i < good.length - 8; i += 3) {
+      for (const v of [0x00, 0xff, 0x80]) {
+        const b = Buffer.from(good);
+        b[i] = v;
+        variants.push([`byte ${i}=${v}`, b]);
+      }
+    }
+    for (const [label, bytes] of variants) {
+      writeFileSync(file, bytes);
+      await o.run(label, [file], async () => {
+        try {
+          await reader.read(file, 'parquet file');
+        } catch (e) {
+          // what readParquetDocs and the hub readers make of it
+          if (e instanceof ParquetError && !/[\n\r]/.test(e.message)) throw new UserError(`${file}: not a readable parquet file (${e.message})`);
+          throw e;
+        }
+      });
+    }
+    o.check(300);
+    // a run of 2^30 values in 5 bytes: the decoder runs out of its heap (or time), the process goes on
+    writeFileSync(file, withPage([0, 0x80, 0x80, 0x80, 0x80, 0x08]));
+    await assert.rejects(reader.read(file, 'parquet file'), (e: Error) => e instanceof ParquetError && /need more than 512 MB|took longer than 3 s/.test(e.message));
+    // a bit-packed run whose count overflows to a negative number never ends: the deadline stops it
+    writeFileSync(file, withPage([0, 0x81, 0x80, 0x80, 0x80, 0x02]));
+    await assert.rejects(reader.read(file, 'parquet file'), (e: Error) => e instanceof ParquetError && /took longer than 3 s/.test(e.message));
+    writeFileSync(file, withPage([1, 0x80, 0x01, 0x00, 0x10, 0x01])); // what the writer wrote: 64 zeros, 8 ones
+    assert.deepEqual((await reader.read(file, 'parquet file')).map((r) => r.label), [...Array(64).fill(0), ...Array(8).fill(1)]);
+  } finally {
+    await reader.close();
+  }
+  // through a command's reader: one line naming the file
+  writeFileSync(file, withPage([0, 0x80, 0x80, 0x80, 0x80, 0x08]));
+  await assert.rejects(readParquetDocs(file), (e: Error) => e instanceof UserError && e.message.startsWith(`${file}: not a readable parquet file (`) && !/\n/.test(e.message));
+  writeFileSync(file, good);
+  assert.equal((await readParquetDocs(file)).length, N);
+  rmSync(dir, { recursive: true });
+});
+
 test('through the CLI: corrupt inputs exit 1 with one line, leave tfjs tensors and no output or temporaries behind', async () => {
   const bad = join(root, 'bad-model');
   cpSync(M, bad, { recursive: true });
@@ -801,13 +868,77 @@ test('mka serve answers a valid request after malformed, huge, unknown and concu
       '{"ok": true}', '{', '', 'null', '['.repeat(100_000), json({ deep: DEEP }), 'x'.repeat((1 << 20) + 10),
     ];
     const statuses = await Promise.all(posts.map((body) => fetch(`${s.url}/api/result`, { method: 'POST', body }).then((r) => r.status, () => 'reset')));
-    assert.ok(statuses.every((st) => st === 204 || st === 'reset'), `statuses ${statuses}`);
+    assert.deepEqual(statuses.slice(0, 5), [204, 400, 400, 400, 400], `statuses ${statuses}`);
+    assert.ok([204, 400].includes(statuses[5] as number) && [413, 'reset'].includes(statuses[6]), `statuses ${statuses}`);
     const many = await Promise.all(Array.from({ length: 50 }, (_, i) => fetch(`${s.url}/${['', 'api/config', 'model/model.json', 'nope', '%'][i % 5]}`).then((r) => r.status)));
     assert.deepEqual([...new Set(many)].sort(), [200, 400, 404]);
     const next = await fetch(`${s.url}/api/config`);
     assert.equal(next.status, 200);
     assert.equal(typeof (await next.json()).maxSeq, 'number');
     assert.ok(results.length >= 5, `results ${results.length}`);
+  } finally {
+    await s.close();
+  }
+});
+
+/** Sends `bytes` and leaves the connection open; resolves with what the server answers once it closes the connection. */
+function stalledRequest(url: string, bytes: string): Promise<string> {
+  const { hostname, port } = new URL(url);
+  return new Promise((resolve) => {
+    const sock = connect(Number(port), hostname);
+    let got = '';
+    sock.on('data', (d) => (got += d.toString('latin1')));
+    sock.on('error', () => {});
+    sock.on('close', () => resolve(got));
+    sock.write(bytes);
+  });
+}
+
+test('mka serve: /api/result survives malformed JSON, wrong types, huge and endless bodies, stalled senders and a listener that throws', async () => {
+  const exported = join(root, 'export-result');
+  await exportTfjs({ model: M, out: exported, maxSeq: 16 });
+  const results: Record<string, unknown>[] = [];
+  const s = await startServe({
+    model: exported, port: 0, requestTimeoutMs: 500,
+    onResult: (r) => {
+      if (r.boom) throw new Error('listener failed');
+      results.push(r);
+    },
+  });
+  const { MAX_RESULT_BYTES } = await import('../src/serve/server.ts');
+  const post = (body: string | Uint8Array, headers: Record<string, string> = {}): Promise<[number | 'reset', number]> =>
+    fetch(`${s.url}/api/result`, { method: 'POST', body: body as BodyInit, headers }).then(async (r) => [r.status, (await r.text()).split('\n').length], () => ['reset', 0]);
+  try {
+    const cases: [string | Uint8Array, number | string][] = [
+      ['{"ok": true, "ids": [1, 2]}', 204], ['{"ok":', 400], ['', 400], ['null', 400], ['[1, 2]', 400], ['5', 400], ['"text"', 400],
+      ['{"boom": true}', 500], [Buffer.from([0xff, 0xfe, 0x7b]), 400], ['{"a": 1}\n{"b": 2}', 400],
+    ];
+    for (const [body, want] of cases) {
+      const [status, lines] = await post(body);
+      assert.equal(status, want, `${JSON.stringify(String(body).slice(0, 20))}: ${status}`);
+      assert.ok(lines <= 1, 'one line');
+    }
+    assert.deepEqual(results.filter((r) => !('error' in r)), [{ ok: true, ids: [1, 2] }]);
+    assert.ok(results.filter((r) => 'error' in r).every((r) => typeof r.error === 'string'));
+    // larger than the cap: declared (refused before reading), or chunked without a length
+    assert.ok([413, 'reset'].includes((await post('x'.repeat(MAX_RESULT_BYTES + 1)))[0]));
+    const chunked = new ReadableStream({ pull(c) { c.enqueue(new Uint8Array(64 * 1024).fill(0x20)); } }); // endless
+    const endless = await fetch(`${s.url}/api/result`, { method: 'POST', body: chunked, duplex: 'half' } as RequestInit).then((r) => r.status, () => 'reset');
+    assert.ok([413, 'reset'].includes(endless), `endless body: ${endless}`);
+    assert.match(await rawRequest(s.url, `POST /api/result HTTP/1.1\r\nHost: x\r\nContent-Length: ${2 ** 40}\r\n\r\n{}`), /^HTTP\/1\.1 413 /);
+    // a body that never comes, or comes too slowly: dropped by the request timeout, never answered 204
+    const stalled = await Promise.all([
+      stalledRequest(s.url, 'POST /api/result HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"a":'),
+      stalledRequest(s.url, 'POST /api/result HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{"a":\r\n'),
+      stalledRequest(s.url, 'POST /api/result HTTP/1.1\r\nHost: x\r\n'),
+    ]);
+    for (const got of stalled) assert.ok(got === '' || /^HTTP\/1\.1 408 /.test(got), JSON.stringify(got.slice(0, 40)));
+    // other methods and routes
+    for (const [method, path, want] of [['POST', '/api/nope', 405], ['PUT', '/api/result', 405], ['GET', '/api/result', 404], ['POST', '/', 405]] as const) {
+      assert.equal((await fetch(`${s.url}${path}`, { method, body: method === 'GET' ? undefined : '{}' })).status, want, `${method} ${path}`);
+    }
+    assert.equal((await post('{"after": "all that"}'))[0], 204);
+    assert.deepEqual(results.at(-1), { after: 'all that' });
   } finally {
     await s.close();
   }

@@ -8,6 +8,7 @@
 import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { atomicWriteDir } from '../io/atomic.ts';
+import { openParquetReader } from '../io/parquet.ts';
 import { UserError } from '../runtime/errors.ts';
 import type { MmluQuestion, MmluSplit } from '../eval/mmlu/data.ts';
 import { HUB_ID, type ResolveOptions } from './model.ts';
@@ -27,25 +28,30 @@ function selectMmluFiles(name: string, files: HubFile[]): string[] {
 
 /** Writes the Hendrycks CSV layout of a parquet snapshot into `out`. */
 async function convertSnapshot(snap: string, out: string): Promise<void> {
-  const { mmluCsvText, readMmluParquet } = await import('../eval/mmlu/parquet.ts'); // hyparquet: only when converting
-  await atomicWriteDir(out, async (tmp) => {
-    const bySubjectSplit = new Map<string, string[]>();
-    for (const subject of readdirSync(snap).filter((s) => !NOT_SUBJECTS.has(s)).sort()) {
-      for (const f of readdirSync(join(snap, subject)).sort()) {
-        const m = FILE.exec(`${subject}/${f}`);
-        if (!m) continue;
-        const key = `${subject}\n${SPLIT_DIR[m[2]]}`;
-        bySubjectSplit.set(key, [...(bySubjectSplit.get(key) ?? []), join(snap, subject, f)]);
+  const { mmluCsvText, readMmluParquet } = await import('../eval/mmlu/parquet.ts');
+  const reader = openParquetReader();
+  try {
+    await atomicWriteDir(out, async (tmp) => {
+      const bySubjectSplit = new Map<string, string[]>();
+      for (const subject of readdirSync(snap).filter((s) => !NOT_SUBJECTS.has(s)).sort()) {
+        for (const f of readdirSync(join(snap, subject)).sort()) {
+          const m = FILE.exec(`${subject}/${f}`);
+          if (!m) continue;
+          const key = `${subject}\n${SPLIT_DIR[m[2]]}`;
+          bySubjectSplit.set(key, [...(bySubjectSplit.get(key) ?? []), join(snap, subject, f)]);
+        }
       }
-    }
-    for (const [key, shards] of bySubjectSplit) {
-      const [subject, split] = key.split('\n') as [string, MmluSplit];
-      const questions: MmluQuestion[] = [];
-      for (const shard of shards) questions.push(...(await readMmluParquet(shard, subject, split)));
-      mkdirSync(join(tmp, split), { recursive: true });
-      writeFileSync(join(tmp, split, `${subject}_${split}.csv`), mmluCsvText(questions));
-    }
-  });
+      for (const [key, shards] of bySubjectSplit) {
+        const [subject, split] = key.split('\n') as [string, MmluSplit];
+        const questions: MmluQuestion[] = [];
+        for (const shard of shards) questions.push(...(await readMmluParquet(reader, shard, subject, split)));
+        mkdirSync(join(tmp, split), { recursive: true });
+        writeFileSync(join(tmp, split, `${subject}_${split}.csv`), mmluCsvText(questions));
+      }
+    });
+  } finally {
+    await reader.close();
+  }
 }
 
 /** An MMLU directory for `--data`: the path itself when it exists, else the hub dataset (main) converted in the cache. */

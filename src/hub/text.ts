@@ -9,7 +9,8 @@ import { existsSync, readdirSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { atomicWriteText } from '../io/atomic.ts';
 import { joinInside } from '../io/paths.ts';
-import { firstLine, readRegularFile } from '../io/read.ts';
+import { firstLine } from '../io/read.ts';
+import { openParquetReader } from '../io/parquet.ts';
 import { UserError } from '../runtime/errors.ts';
 import { HUB_ID, type ResolveOptions } from './model.ts';
 import { snapshot } from './snapshot.ts';
@@ -46,21 +47,25 @@ export async function resolveTextDataset(name: string, opts: TextDatasetOptions 
   });
   const out = joinInside(join(dirname(dirname(snap)), 'mka-text', basename(snap)), `${subset || 'default'}-${split}.txt`, flag(PPL_SUBSET));
   if (existsSync(out)) return out;
-  const { parquetReadObjects } = await import('hyparquet');
   const rows: string[] = [];
   const dir = subset ? joinInside(snap, subset, flag(PPL_SUBSET)) : snap;
-  for (const f of readdirSync(dir).filter((f) => shard.test(subset ? `${subset}/${f}` : f)).sort()) {
-    const bytes = readRegularFile(join(dir, f), 'parquet file of the hub cache');
-    let table: Record<string, unknown>[];
-    try {
-      table = await parquetReadObjects({ file: bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer, columns: ['text'] });
-    } catch (e) {
-      throw new UserError(`${join(dir, f)}: not a readable parquet file (${firstLine((e as Error).message)}); delete it from the hub cache to download it again`);
+  const reader = openParquetReader();
+  try {
+    for (const f of readdirSync(dir).filter((f) => shard.test(subset ? `${subset}/${f}` : f)).sort()) {
+      let table: Record<string, unknown>[];
+      try {
+        table = await reader.read(join(dir, f), 'parquet file of the hub cache', ['text']);
+      } catch (e) {
+        if (e instanceof UserError) throw e;
+        throw new UserError(`${join(dir, f)}: not a readable parquet file (${firstLine((e as Error).message)}); delete it from the hub cache to download it again`);
+      }
+      for (const r of table) {
+        if (typeof r.text !== 'string') throw new UserError(`${join(dir, f)}: no string "text" column; ${flag(PPL_DATASET)} needs a text dataset such as Salesforce/wikitext`);
+        rows.push(r.text);
+      }
     }
-    for (const r of table) {
-      if (typeof r.text !== 'string') throw new UserError(`${join(dir, f)}: no string "text" column; ${flag(PPL_DATASET)} needs a text dataset such as Salesforce/wikitext`);
-      rows.push(r.text);
-    }
+  } finally {
+    await reader.close();
   }
   atomicWriteText(out, rows.join('\n\n'));
   return out;

@@ -196,9 +196,10 @@ function removeStaleTemps(out: string, kind: OutputKind): string[] {
  * `out`, then their records. A writer is dead when no process has its pid (a pid taken again by another
  * process keeps the files: they might be that process's). Writers of other hosts, and temporaries of no
  * recorded writer (left to the lock-holding run of the output, claimOutputDir), are never touched.
- * Returns the removed paths and the release of the record (also run at exit).
+ * Says what it removed through `log` (one line, with the count). Returns the removed paths and the release
+ * of the record (also run at exit).
  */
-export function joinSharedOutput(out: string, kind: OutputKind, command: string): { removed: string[]; release: () => void } {
+export function joinSharedOutput(out: string, kind: OutputKind, command: string, log: (msg: string) => void = () => {}): { removed: string[]; release: () => void } {
   const abs = resolve(out);
   const removed: string[] = [];
   if (!isOwnOutput(abs, kind)) return { removed, release: () => {} };
@@ -210,6 +211,7 @@ export function joinSharedOutput(out: string, kind: OutputKind, command: string)
     removeTemps(abs, (pid) => pids.has(pid), removed);
     for (const r of dead) rmSync(r.path, { force: true });
   }
+  if (removed.length) log(`removed ${removed.length} temporary file${removed.length === 1 ? '' : 's'} left in ${out} by killed runs on this host`);
   const record = join(abs, WRITERS_DIR, `${encodeURIComponent(host)}.${process.pid}.json`);
   mkdirSync(dirname(record), { recursive: true });
   writeFileSync(record, JSON.stringify({ pid: process.pid, host, ...(OWN_START ? { start: OWN_START } : {}), command, started: new Date().toISOString() }) + '\n');

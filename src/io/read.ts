@@ -119,6 +119,12 @@ export function showJson(v: unknown, max = 40): string {
   return v === undefined ? 'nothing' : describeJson(v);
 }
 
+/** A list of JSON values for a one-line message: each as showJson shows it, the first `items` of them, with the count of the rest. */
+export function showJsonList(values: readonly unknown[], items = 8, max = 40): string {
+  const shown = values.slice(0, items).map((v) => showJson(v, max));
+  return `[${shown.join(', ')}${values.length > items ? `, ... (${values.length} in all)` : ''}]`;
+}
+
 /** "null", "an array", "a string", ... for messages. */
 export function describeJson(v: unknown): string {
   if (v === null) return 'null';

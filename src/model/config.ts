@@ -6,7 +6,7 @@
 import { existsSync } from 'node:fs';
 import { flag } from '../runtime/options.ts';
 import { MODEL } from './options.ts';
-import { readJsonFile, showJson } from '../io/read.ts';
+import { readJsonFile, showJson, showJsonList } from '../io/read.ts';
 import { join } from 'node:path';
 import { UserError } from '../runtime/errors.ts';
 import { isGgufFile } from '../gguf/reader.ts';
@@ -51,6 +51,18 @@ function parseQuantization(raw: unknown, fail: (msg: string) => never): Quantiza
   return { ...q, quant_method: 'mka', method: String(q.method ?? 'unknown'), bits: q.bits as 4 | 8, group_size: q.group_size as number, sym: q.sym as boolean, act_bits: act as 8 | null };
 }
 
+/**
+ * The accepted rms_norm_eps: models use 1e-5 or 1e-6 (BERT-style configs down to 1e-12); an epsilon near 1 or
+ * above swamps the mean square it is added to, so the norm no longer normalizes.
+ */
+const RMS_NORM_EPS_RANGE = { min: 1e-12, max: 0.1, why: 'models use 1e-5 or 1e-6' };
+/**
+ * The accepted rope_theta: models use 10000 (Llama 2) to 500000 (Llama 3) and 1e6 (Qwen2, Mistral), long-context
+ * variants up to a few 1e9. The slowest rotary frequency is about 1/rope_theta: below 100 every dimension turns
+ * within a few hundred tokens, so positions alias; far above 1e12 most frequencies round to 0 in float32.
+ */
+const ROPE_THETA_RANGE = { min: 100, max: 1e12, why: 'models use 10000 to 1e6, long-context variants up to a few 1e9' };
+
 /** Parses and validates a config.json object; `file` names the source in error messages. */
 export function parseConfig(raw: unknown, file = 'config.json'): LlamaConfig {
   const fail = (msg: string): never => {
@@ -66,9 +78,10 @@ export function parseConfig(raw: unknown, file = 'config.json'): LlamaConfig {
       `(${Object.values(ARCH_OF).join(', ')})`);
   }
   const mt = modelType as ModelType;
-  const archs = Array.isArray(j.architectures) ? (j.architectures as unknown[]).map((a) => (typeof a === 'string' ? a : showJson(a))) : [ARCH_OF[mt]];
+  const listed = Array.isArray(j.architectures) ? (j.architectures as unknown[]) : [ARCH_OF[mt]];
+  const archs = listed.map((a) => (typeof a === 'string' ? a : showJson(a)));
   if (!archs.includes(ARCH_OF[mt])) {
-    fail(`architectures ${JSON.stringify(archs.map((a) => showJson(a).slice(1, -1)))} contradict model_type "${mt}" (expected ${ARCH_OF[mt]})`);
+    fail(`architectures ${showJsonList(listed)} contradict model_type "${mt}" (expected ${ARCH_OF[mt]})`);
   }
 
   const int = (key: string, opts: { min?: number; max?: number; def?: number } = {}): number => {
@@ -79,9 +92,11 @@ export function parseConfig(raw: unknown, file = 'config.json'): LlamaConfig {
     if ((v as number) > (opts.max ?? MAX_SIZE)) fail(`"${key}" is ${v}, more than ${opts.max ?? MAX_SIZE}: the file is corrupt (re-download or re-convert it)`);
     return v as number;
   };
-  const num = (key: string, def?: number): number => {
+  /** A positive number from `range` (real models' values, with room): a value outside it is a corrupt or mistyped file. */
+  const num = (key: string, def: number, range: { min: number; max: number; why: string }): number => {
     const v = j[key] ?? def;
-    if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) fail(`"${key}" must be a positive number, got ${showJson(v)}`);
+    if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) fail(`"${key}" must be a positive number from ${range.min} to ${range.max}, got ${showJson(v)}`);
+    if ((v as number) < range.min || (v as number) > range.max) fail(`"${key}" is ${v}, outside ${range.min} to ${range.max} (${range.why}); fix the field`);
     return v as number;
   };
   const bool = (key: string, def: boolean): boolean => {
@@ -165,8 +180,8 @@ export function parseConfig(raw: unknown, file = 'config.json'): LlamaConfig {
     num_key_value_heads: kvHeads,
     head_dim: headDim,
     max_position_embeddings: int('max_position_embeddings', { def: 2048 }),
-    rms_norm_eps: num('rms_norm_eps', 1e-6),
-    rope_theta: num('rope_theta', 10000),
+    rms_norm_eps: num('rms_norm_eps', 1e-6, RMS_NORM_EPS_RANGE),
+    rope_theta: num('rope_theta', 10000, ROPE_THETA_RANGE),
     rope_scaling: ropeScaling,
     tie_word_embeddings: bool('tie_word_embeddings', false),
     attention_bias: mt === 'qwen2' ? true : bool('attention_bias', false),

@@ -4,6 +4,7 @@
  */
 import type { LlamaModel } from '../model/model.ts';
 import { bosUnderAddBosTokenFalse, type Tokenizer } from '../tokenizer/tokenizer.ts';
+import { encodeHead } from '../tokenizer/bounded.ts';
 import { loadMmlu } from '../eval/mmlu/data.ts';
 import { sampleCalibrationPrompts } from '../compress/calibration-prompts.ts';
 import { buildPrompt, checkNtrain, formatExample } from '../eval/mmlu/prompt.ts';
@@ -56,8 +57,12 @@ export interface AnalysisOptions extends CalibrationSource {
   log?: (msg: string) => void;
 }
 
-/** Token ids of the calibration prompts (BOS as the tokenizer adds it), and the questions per subject drawn. */
-export function calibrationPrompts(tokenizer: Tokenizer, src: CalibrationSource): { ids: number[][]; labels: string[]; perSubject: number | null } {
+/**
+ * Token ids of the calibration prompts (BOS as the tokenizer adds it), and the questions per subject drawn.
+ * `maxTokens` (the model's max_position_embeddings, which no pass reads past): a longer prompt is tokenized
+ * only as far as one token past it, so that its consumers still see it is longer and cut it.
+ */
+export function calibrationPrompts(tokenizer: Tokenizer, src: CalibrationSource, maxTokens = Infinity): { ids: number[][]; labels: string[]; perSubject: number | null } {
   let perSubject: number | null = null;
   let texts: { text: string; label: string }[];
   if (src.calibrationFile) {
@@ -82,7 +87,8 @@ export function calibrationPrompts(tokenizer: Tokenizer, src: CalibrationSource)
   }
   // released: what the released code's add_bos_token=False gives (Llama 3 keeps its BOS)
   const addBos = protocolSettings(src.protocol).calibrationBos ? undefined : bosUnderAddBosTokenFalse(tokenizer);
-  return { ids: texts.map((t) => tokenizer.encode(t.text, { addBos })), labels: texts.map((t) => t.label), perSubject };
+  const encode = (text: string) => (Number.isFinite(maxTokens) ? encodeHead(tokenizer, text, maxTokens + 1, { addBos }) : tokenizer.encode(text, { addBos }));
+  return { ids: texts.map((t) => encode(t.text)), labels: texts.map((t) => t.label), perSubject };
 }
 
 /** The test question a calibration label (`subject#index`) names, as the draw gives it. */

@@ -191,7 +191,7 @@ export async function planTargets(input: PipelineInput, targets: readonly PlanTa
   const pass = opts.analyse || active.some((m) => needsCalibrationPass(m, opts.params));
   const withSimilarity = opts.withSimilarity ?? active.some((m) => needsSimilarity(m, opts.params));
   const tokenizer = input.tokenizer ?? await loadTokenizer(input.dir);
-  const { ids, labels, perSubject } = calibrationPrompts(tokenizer, opts);
+  const { ids, labels, perSubject } = calibrationPrompts(tokenizer, opts, readConfig(input.dir).max_position_embeddings);
   if (!input.model) checkModelFits(input.command, input.dir, calibrationWorkload(ids.map((r) => r.length), opts));
   if (withSimilarity) similarityOptionsFor(ids.length, opts); // before any model is loaded
   await input.beforePass?.({ ids, labels, perSubject: perSubject ?? null });

@@ -93,10 +93,10 @@ export async function quantCalibration(
   }
   const tokenizer = await loadTokenizer(dir);
   if (merge && merge.labels.length > 0) {
-    const { ids } = calibrationPrompts(tokenizer, { ...src, shots, questions: merge.labels });
+    const { ids } = calibrationPrompts(tokenizer, { ...src, shots, questions: merge.labels }, readConfig(dir).max_position_embeddings);
     return { prompts: ids, info: { ...base, questions: merge.labels.length, shared_with_merge: `questions (each after ${shots} dev examples)` } };
   }
-  const { ids, perSubject } = calibrationPrompts(tokenizer, { ...src, shots, defaultPerSubject: quantPerSubject });
+  const { ids, perSubject } = calibrationPrompts(tokenizer, { ...src, shots, defaultPerSubject: quantPerSubject }, readConfig(dir).max_position_embeddings);
   return { prompts: ids, info: { ...base, per_subject: perSubject } };
 }
 

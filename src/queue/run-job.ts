@@ -26,8 +26,7 @@ export class JobRunner {
       const ctx = await openSweep({ ...job.sweep, quiet: this.quiet, log: this.log });
       // workers write into the sweep beside each other, without its lock: this one records itself there
       // and first removes what killed workers and --point runs of this host left (io/output-dir.ts)
-      const writer = joinSharedOutput(job.sweep.out, 'sweep', 'worker');
-      if (writer.removed.length) this.log(`worker: removed ${writer.removed.length} temporary file${writer.removed.length === 1 ? '' : 's'} left in ${job.sweep.out} by killed runs on this host`);
+      const writer = joinSharedOutput(job.sweep.out, 'sweep', 'worker', (m) => this.log(`worker: ${m}`));
       this.sweep = { key, ctx, release: writer.release };
     }
     return this.sweep.ctx;

@@ -23,8 +23,13 @@ export interface ServeOptions {
   tokenizer?: string;
   port?: number;
   host?: string;
-  /** Receives what the page posts to /api/result (tests); without it that route is 404. */
+  /**
+   * Receives what the page posts to /api/result (tests): a JSON object, or {error} saying why the body is
+   * not one; without a listener that route is 405. A listener that throws makes the answer a 500.
+   */
   onResult?: (result: Record<string, unknown>) => void;
+  /** Longest time a client may take to send a whole request, in ms (default REQUEST_TIMEOUT_MS; tests shorten it). */
+  requestTimeoutMs?: number;
 }
 
 export interface Serving {
@@ -36,7 +41,9 @@ export interface Serving {
 /** Longest request head accepted (larger ones get 431 from node's parser). */
 const MAX_HEADER_BYTES = 16 * 1024;
 /** Largest body /api/result accepts. */
-const MAX_RESULT_BYTES = 1 << 20;
+export const MAX_RESULT_BYTES = 1 << 20;
+/** Longest time a client may take to send a request (head and body): a slow or stalled sender is answered 408 and dropped. */
+const REQUEST_TIMEOUT_MS = 30_000;
 
 const TYPES: Record<string, string> = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript', '.mjs': 'text/javascript', '.json': 'application/json', '.bin': 'application/octet-stream' };
 
@@ -111,6 +118,54 @@ function sendFile(res: ServerResponse, file: string): void {
   res.once('close', () => stream.destroy());
 }
 
+/**
+ * POST /api/result: reads a body of at most MAX_RESULT_BYTES (413 beyond, without reading on), answers 204
+ * for a JSON object handed to `onResult`, 400 for anything else (`onResult` gets {error} saying what came), 500
+ * when `onResult` throws. A client that stops mid-body is dropped by the server's request timeout.
+ */
+function receiveResult(req: IncomingMessage, res: ServerResponse, onResult: (result: Record<string, unknown>) => void): void {
+  const answer = (status: number, body: string, close = false) => {
+    if (res.headersSent) return;
+    res.writeHead(status, { 'Content-Type': 'text/plain', 'Cache-Control': 'no-store', ...(close ? { Connection: 'close' } : {}) });
+    res.end(body);
+  };
+  const tooLarge = () => {
+    answer(413, `body larger than ${MAX_RESULT_BYTES} bytes`, true);
+    req.removeAllListeners('data');
+    req.resume(); // the rest is read and dropped until the connection closes after the answer
+    res.once('finish', () => req.destroy());
+  };
+  req.on('error', () => req.destroy()); // a client gone mid-body
+  const declared = Number(req.headers['content-length']);
+  if (declared > MAX_RESULT_BYTES) return tooLarge();
+  const chunks: Buffer[] = [];
+  let size = 0;
+  req.on('data', (d: Buffer) => {
+    size += d.length;
+    if (size > MAX_RESULT_BYTES) return tooLarge();
+    chunks.push(d);
+  });
+  req.on('end', () => {
+    if (size > MAX_RESULT_BYTES) return;
+    const body = Buffer.concat(chunks).toString('utf8');
+    let value: unknown;
+    let problem: string | null = null;
+    try {
+      value = JSON.parse(body);
+      if (typeof value !== 'object' || value === null || Array.isArray(value)) problem = `expected a JSON object, not ${value === null ? 'null' : Array.isArray(value) ? 'an array' : `a ${typeof value}`}`;
+    } catch (e) {
+      problem = `unparsable result (${(e as Error).message}): ${body.slice(0, 200)}`;
+    }
+    try {
+      onResult(problem === null ? (value as Record<string, unknown>) : { error: problem });
+    } catch {
+      return answer(500, 'the result listener failed');
+    }
+    if (problem === null) answer(204, '');
+    else answer(400, problem.split(/[\r\n]/)[0]);
+  });
+}
+
 /** A one-line UserError for why the server cannot listen on host:port (the original error if none fits). */
 function listenError(e: NodeJS.ErrnoException, host: string, port: number): Error {
   switch (e.code) {
@@ -155,25 +210,7 @@ export async function startServe(opts: ServeOptions): Promise<Serving> {
     };
     const path = requestPath(req.url);
     if (path === null) return send(400, 'text/plain', 'bad request: malformed URL');
-    if (req.method === 'POST' && path === '/api/result' && opts.onResult) {
-      const chunks: Buffer[] = [];
-      let size = 0;
-      req.on('data', (d: Buffer) => {
-        size += d.length;
-        if (size > MAX_RESULT_BYTES) return req.destroy();
-        chunks.push(d);
-      });
-      req.on('end', () => {
-        send(204, 'text/plain', '');
-        const body = Buffer.concat(chunks).toString('utf8');
-        try {
-          opts.onResult!(JSON.parse(body));
-        } catch {
-          opts.onResult!({ error: `unparsable result: ${body.slice(0, 200)}` });
-        }
-      });
-      return;
-    }
+    if (req.method === 'POST' && path === '/api/result' && opts.onResult) return receiveResult(req, res, opts.onResult);
     if (req.method !== 'GET' && req.method !== 'HEAD') return send(405, 'text/plain', 'method not allowed');
     if (path === '/' || path === '/index.html') return send(200, TYPES['.html'], PAGE);
     if (path === '/api/config') return send(200, TYPES['.json'], JSON.stringify(config));
@@ -182,7 +219,11 @@ export async function startServe(opts: ServeOptions): Promise<Serving> {
     if (!file) return send(404, 'text/plain', 'not found');
     sendFile(res, file);
   };
-  const server = createServer({ maxHeaderSize: MAX_HEADER_BYTES }, (req, res) => {
+  const requestTimeout = opts.requestTimeoutMs ?? REQUEST_TIMEOUT_MS;
+  const server = createServer({
+    maxHeaderSize: MAX_HEADER_BYTES, requestTimeout, headersTimeout: requestTimeout,
+    connectionsCheckingInterval: Math.max(10, Math.min(1000, requestTimeout / 4)),
+  }, (req, res) => {
     try {
       handle(req, res);
     } catch {

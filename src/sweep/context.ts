@@ -145,7 +145,7 @@ export async function checkSweepCalibration(opts: SweepOptions): Promise<number[
   const methods = opts.methods.map(getMethod);
   methods.forEach((m) => parametersOf(m, opts.params)); // checked before anything is written
   if (!methods.some((m) => needsPrompts(m, opts.params))) return null;
-  const prompts = calibrationPrompts(await loadTokenizer(opts.model), opts);
+  const prompts = calibrationPrompts(await loadTokenizer(opts.model), opts, readConfig(opts.model).max_position_embeddings);
   if (methods.some((m) => needsSimilarity(m, opts.params))) similarityOptionsFor(prompts.ids.length, opts);
   return prompts.ids.map((r) => r.length);
 }

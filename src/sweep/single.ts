@@ -28,8 +28,7 @@ export function listSweepPoints(opts: SweepOptions): string[] {
 export async function runSweepPoint(opts: SweepOptions, id: string): Promise<SweepPoint | null> {
   const point = id === 'calibration' ? null : parsePoint(id, opts.methods, opts.remove, opts.quantize);
   const ctx = await openSweep(opts);
-  const writer = joinSharedOutput(opts.out, 'sweep', `sweep ${flag(POINT)} ${id}`);
-  if (writer.removed.length) opts.log?.(`sweep: removed ${writer.removed.length} temporary file${writer.removed.length === 1 ? '' : 's'} left in ${opts.out} by killed runs on this host`);
+  const writer = joinSharedOutput(opts.out, 'sweep', `sweep ${flag(POINT)} ${id}`, (m) => opts.log?.(`sweep: ${m}`));
   try {
     if (!point) {
       await calibrateSweep(ctx);

@@ -3,18 +3,18 @@
  * question, subject, choices (a list of 4 strings) and answer (0–3)) into the same questions
  * readMmluFile gives for the Hendrycks CSVs, and those questions back as Hendrycks CSV text.
  */
-import { firstLine, readRegularFile } from '../../io/read.ts';
-import { parquetReadObjects } from 'hyparquet';
+import { firstLine } from '../../io/read.ts';
+import type { ParquetReader } from '../../io/parquet.ts';
 import { UserError } from '../../runtime/errors.ts';
 import { ANSWER_LETTERS, type MmluQuestion, type MmluSplit } from './data.ts';
 
-/** Reads one parquet file of a subject's split (rows in file order; `line` is the 1-based row). */
-export async function readMmluParquet(file: string, subject: string, split: MmluSplit): Promise<MmluQuestion[]> {
-  const bytes = readRegularFile(file, 'MMLU parquet file');
+/** Reads one parquet file of a subject's split (rows in file order; `line` is the 1-based row) with `reader`. */
+export async function readMmluParquet(reader: ParquetReader, file: string, subject: string, split: MmluSplit): Promise<MmluQuestion[]> {
   let rows: Record<string, unknown>[];
   try {
-    rows = await parquetReadObjects({ file: bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer, columns: ['question', 'choices', 'answer'] });
+    rows = await reader.read(file, 'MMLU parquet file', ['question', 'choices', 'answer']);
   } catch (e) {
+    if (e instanceof UserError) throw e;
     throw new UserError(`${file}: not a readable MMLU parquet file (${firstLine((e as Error).message)}); delete it from the hub cache to download it again`);
   }
   return rows.map((r, index) => {

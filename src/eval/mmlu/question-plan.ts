@@ -19,6 +19,7 @@
  * positions, which each question then feeds again.
  */
 import { UserError } from '../../runtime/errors.ts';
+import { encodeHead, encodeTail } from '../../tokenizer/bounded.ts';
 import type { Tokenizer } from '../../tokenizer/tokenizer.ts';
 import { planRows } from '../scoring/plan.ts';
 import { MAX_PADDING, batchesOf, type ScoreRow } from '../scoring/rows.ts';
@@ -120,7 +121,8 @@ export function planSubject(tokenizer: Tokenizer, data: MmluData, subject: strin
   const questions: PlannedQuestion[] = [];
   for (const q of test.slice(0, opts.limit ?? test.length)) {
     const questionText = formatExample(q, false);
-    const questionLen = tokenizer.encode(questionText).length;
+    // counted only as far as the prompt could hold (a question of a million characters is cut anyway)
+    const questionLen = encodeHead(tokenizer, questionText, opts.maxTokens + ESTIMATE_MARGIN + bosCount + 1).length;
     let exact: { prompt: string; ids: number[] } | null = null;
     const countTokens = (prompt: string): number => {
       const estimate = encodePrefix(prompt.slice(0, prompt.length - questionText.length)).length + questionLen - bosCount;
@@ -130,8 +132,8 @@ export function planSubject(tokenizer: Tokenizer, data: MmluData, subject: strin
     };
     const fit = fitPrompt(q, dev, opts.ntrain, countTokens, opts.maxTokens);
     const done = exact as { prompt: string; ids: number[] } | null;
-    let ids = done && done.prompt === fit.prompt ? done.ids : tokenizer.encode(fit.prompt);
-    if (fit.truncatedQuestion) ids = ids.slice(-opts.maxTokens);
+    const ids = done && done.prompt === fit.prompt ? done.ids.slice(fit.truncatedQuestion ? -opts.maxTokens : 0)
+      : fit.truncatedQuestion ? encodeTail(tokenizer, fit.prompt, opts.maxTokens) : tokenizer.encode(fit.prompt);
     questions.push({
       question: q, prompt: fit.prompt, ids, ntrainKept: fit.ntrainKept, droppedExamples: fit.droppedExamples,
       truncated: fit.truncatedQuestion, nllTokens: Math.min(questionLen, ids.length - 1),

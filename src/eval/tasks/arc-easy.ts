@@ -4,7 +4,7 @@
  * the target the position of answerKey among the choice labels (A-E or 1-5), acc and acc_norm.
  */
 import { UserError } from '../../runtime/errors.ts';
-import { showJson } from '../../io/read.ts';
+import { showJson, showJsonList } from '../../io/read.ts';
 import type { Doc, TaskDefinition } from './task.ts';
 
 type ArcChoices = { text: string[]; label: string[] };
@@ -18,7 +18,7 @@ export const arcEasy: TaskDefinition = {
   docToChoices: (doc) => (doc.choices as ArcChoices).text,
   docToTarget: (doc: Doc) => {
     const i = (doc.choices as ArcChoices).label.indexOf(doc.answerKey as string);
-    if (i < 0) throw new UserError(`answerKey ${showJson(doc.answerKey)} is not one of the choice labels ${JSON.stringify((doc.choices as ArcChoices).label.map((l) => showJson(l).slice(1, -1)))}`);
+    if (i < 0) throw new UserError(`answerKey ${showJson(doc.answerKey)} is not one of the choice labels ${showJsonList((doc.choices as ArcChoices).label)}`);
     return i;
   },
   defaultShots: 0,

@@ -8,7 +8,8 @@
  */
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { basename, extname, join, relative } from 'node:path';
-import { firstLine, parseJsonText, readRegularFile, readTextFile, showJson } from '../../io/read.ts';
+import { firstLine, parseJsonText, readTextFile, showJson } from '../../io/read.ts';
+import { readParquetRows } from '../../io/parquet.ts';
 import { UserError } from '../../runtime/errors.ts';
 import type { Doc, FieldType, TaskDefinition } from './task.ts';
 
@@ -29,12 +30,11 @@ function plain(v: unknown): unknown {
 
 /** The documents of one parquet file, in row order. */
 export async function readParquetDocs(file: string): Promise<Doc[]> {
-  const bytes = readRegularFile(file, 'parquet data file');
-  const { parquetReadObjects } = await import('hyparquet');
   try {
-    const rows = await parquetReadObjects({ file: bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer });
+    const rows = await readParquetRows(file, 'parquet data file');
     return rows.map((r) => plain(r) as Doc);
   } catch (e) {
+    if (e instanceof UserError) throw e;
     throw new UserError(`${file}: not a readable parquet file (${firstLine((e as Error).message)})`);
   }
 }
