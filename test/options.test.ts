@@ -155,6 +155,7 @@ test('every command takes its options from specs: unique names and spellings, he
 const OTHER_PROGRAMS: Record<string, Record<string, string>> = {
   'src/queue/worker.ts': { '--import': "node's flag that loads tsx into a forked worker" },
   'src/gguf/checkpoint.ts': { '--allow-requantize': "llama.cpp's llama-quantize, which converts a GGUF of types mka does not read" },
+  'src/runtime/collect.ts': { '--expose-gc': "V8's flag that gives the gc function (set with v8.setFlagsFromString)" },
   'src/io/parquet.ts': { '--max-old-space-size': "node's heap limit for the parquet decoder process", '--stack-size': "node's stack size for the parquet decoder process" },
 };
 

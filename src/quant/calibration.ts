@@ -164,23 +164,29 @@ const HESSIAN_TILE = 1 << 22;
 /** Bytes inputHessians holds beside the Hessians and the forward pass: one product's tiles (the masked inputs, their tensor where tensors are copies, and the result). */
 export const HESSIAN_SCRATCH_BYTES = 3 * 4 * HESSIAN_TILE;
 
+/** Each named projection's Σ x·xᵀ over the calibration tokens, as sumInputHessians leaves it: the lower triangle packed at the start of an n×n array. */
+export interface HessianSums {
+  sums: Map<string, Float64Array>;
+  /** Real tokens summed over. */
+  tokens: number;
+}
+
 /**
- * H = 2·X·Xᵀ / N over the calibration tokens of each named projection's input (X [in, N]): GPTQ's
- * Hessian of ‖W·X − Q·X‖², float64 [in, in] row-major by projection name. Each batch's X·Xᵀ is
- * computed in float32 (tfjs) a block of rows at a time (`tile` values per operand at most) and summed
- * into the float64 matrix in place: no n×n tensor and no copy of the batch's inputs is made. While the
- * layer's passes run, only the lower triangle is summed, packed at the start of the array (row i at
- * i·(i+1)/2); it is spread to its rows and mirrored once they are done. The rest of the array is not
- * written until then, and a zeroed array's pages take memory only once written (calloc'd, mapped
- * lazily), so the passes run beside 4·n·(n+1) bytes of Hessian, not 8·n² (hessianBytes).
+ * The sums of X·Xᵀ over the calibration tokens of each named projection's input (X [in, N]), from one
+ * pass of the layer (w) over every batch: each batch's X·Xᵀ is computed in float32 (tfjs) a block of
+ * rows at a time (`tile` values per operand at most) and added into a float64 n×n array in place: no
+ * n×n tensor and no copy of the batch's inputs is made. Only the lower triangle is summed, packed at the
+ * start of the array (row i at i·(i+1)/2); the rest of the array is not written until spreadHessians,
+ * and a zeroed array's pages take memory only once written (calloc'd, mapped lazily), so the passes run
+ * beside 4·n·(n+1) bytes of Hessian, not 8·n² (hessianBytes).
  */
-export function inputHessians(config: LlamaConfig, set: CalibrationSet, w: LayerWeights, projections: readonly string[], tile = HESSIAN_TILE): Map<string, Float64Array> {
-  const out = new Map<string, Float64Array>();
+export function sumInputHessians(config: LlamaConfig, set: CalibrationSet, w: LayerWeights, projections: readonly string[], tile = HESSIAN_TILE): HessianSums {
+  const sums = new Map<string, Float64Array>();
   runLayer(config, set, w, (name, input, _out, batch) => {
     if (!projections.includes(name)) return;
     const n = input.shape[input.shape.length - 1]!;
-    let h = out.get(name);
-    if (!h) out.set(name, (h = new Float64Array(n * n)));
+    let h = sums.get(name);
+    if (!h) sums.set(name, (h = new Float64Array(n * n)));
     const x = input.reshape([-1, n]) as tf.Tensor2D; // [b·T, in]
     const rows = x.shape[0];
     const values = x.dataSync(), mask = batch.mask.dataSync();
@@ -201,19 +207,32 @@ export function inputHessians(config: LlamaConfig, set: CalibrationSet, w: Layer
       }
     }
   });
-  for (const h of out.values()) {
+  return { sums, tokens: set.tokens };
+}
+
+/**
+ * H = 2·X·Xᵀ / N from sumInputHessians' sums, in their arrays: GPTQ's Hessian of ‖W·X − Q·X‖², float64
+ * [in, in] row-major by projection name (every page of each array written now).
+ */
+export function spreadHessians({ sums, tokens }: HessianSums): Map<string, Float64Array> {
+  for (const h of sums.values()) {
     const n = Math.round(Math.sqrt(h.length));
     // row i of the packed triangle to row i of the matrix, the last first (row i moves to i·n ≥ i·(i+1)/2, past every row not moved yet)
     for (let i = n - 1; i > 0; i--) h.copyWithin(i * n, (i * (i + 1)) / 2, (i * (i + 1)) / 2 + i + 1);
     for (let i = 0; i < n; i++) {
-      for (let j = 0; j <= i; j++) h[i * n + j] = (2 * h[i * n + j]) / set.tokens;
+      for (let j = 0; j <= i; j++) h[i * n + j] = (2 * h[i * n + j]) / tokens;
       for (let j = 0; j < i; j++) h[j * n + i] = h[i * n + j];
     }
   }
-  return out;
+  return sums;
 }
 
-/** Bytes inputHessians' Hessian of n inputs holds while the layer's passes run (its packed lower triangle, float64), and once they are done (8·n²). */
+/** GPTQ's Hessians H = 2·X·Xᵀ / N of the named projections' inputs (sumInputHessians, then spreadHessians). */
+export function inputHessians(config: LlamaConfig, set: CalibrationSet, w: LayerWeights, projections: readonly string[], tile = HESSIAN_TILE): Map<string, Float64Array> {
+  return spreadHessians(sumInputHessians(config, set, w, projections, tile));
+}
+
+/** Bytes a Hessian of n inputs holds while the layer's passes sum it (its packed lower triangle, float64), and once spread (8·n²). */
 export function hessianBytes(n: number, phase: 'summing' | 'done'): number {
   return phase === 'summing' ? 4 * n * (n + 1) : 8 * n * n;
 }
