@@ -252,7 +252,7 @@ test('config.json, tokenizer.json, tokenizer_config.json, generation_config.json
   o.check(250);
 });
 
-test('tokenizer_config.json: a field of a type transformers does not take is refused naming the file and field; null reads as transformers reads it', async () => {
+test('tokenizer_config.json and generation_config.json: a field of a type transformers does not take is refused naming the file and field; null reads as transformers reads it', async () => {
   const dir = join(root, 'tokconfig');
   cpSync(M, dir, { recursive: true });
   const file = join(dir, 'tokenizer_config.json');
@@ -284,6 +284,16 @@ test('tokenizer_config.json: a field of a type transformers does not take is ref
     assert.deepEqual(await encode({ tokenizer_class: 'LlamaTokenizerFast', add_bos_token: null }), noBos);
     assert.deepEqual(await encode({ add_bos_token: null }), withBos); // PreTrainedTokenizerFast keeps its post-processor
     assert.deepEqual(await encode({ model_max_length: 1e30, chat_template: [{ name: 'default', template: 'x' }], eos_token: { content: '</s>' } }), withBos);
+    // generation_config.json's eos_token_id: dropped when not a token id, so generation did not stop there
+    const genFile = join(dir, 'generation_config.json');
+    for (const v of ['2', [2, '3'], 2.5, -1, true]) {
+      writeFileSync(genFile, JSON.stringify({ eos_token_id: v }));
+      await assert.rejects(loadTokenizer(dir), (e: Error) => e instanceof UserError && e.message.startsWith(`${genFile}: "eos_token_id" is `), JSON.stringify(v));
+    }
+    for (const v of [2, [2, 3], null]) {
+      writeFileSync(genFile, JSON.stringify({ eos_token_id: v }));
+      assert.deepEqual((await loadTokenizer(dir)).eos.sort(), [...new Set([2, ...[v ?? []].flat()])].sort(), JSON.stringify(v));
+    }
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

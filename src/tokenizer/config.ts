@@ -44,3 +44,12 @@ export function checkTokenizerConfig(config: Json, file: string): void {
     refuse('chat_template', 'a Jinja template as text, or a list of {"name": text, "template": text}');
   }
 }
+
+/** Refuses generation_config.json's eos_token_id (at `file`) unless it is null, a token id or a list of them: another value would be dropped, and generation would not stop there. */
+export function checkGenerationConfig(config: Json, file: string): void {
+  const eos = config.eos_token_id;
+  const isId = (x: unknown) => Number.isSafeInteger(x) && (x as number) >= 0;
+  if (eos !== undefined && eos !== null && !isId(eos) && !(Array.isArray(eos) && eos.every(isId))) {
+    throw new UserError(`${file}: "eos_token_id" is ${Array.isArray(eos) ? 'a list holding something else' : showJson(eos)}, but must be a token id (an integer >= 0), a list of them or null; fix the field`);
+  }
+}

@@ -10,7 +10,7 @@ import { UserError } from '../runtime/errors.ts';
 import { isGgufFile } from '../gguf/reader.ts';
 import { loadGgufTokenizer } from './gguf.ts';
 import { tokenizerFromJson } from './hf-json.ts';
-import { checkTokenizerConfig } from './config.ts';
+import { checkGenerationConfig, checkTokenizerConfig } from './config.ts';
 import type { Tokenizer } from './types.ts';
 
 export type { Tokenizer } from './types.ts';
@@ -49,7 +49,9 @@ export async function loadTokenizer(dir: string): Promise<Tokenizer> {
   const configFile = join(dir, 'tokenizer_config.json');
   const config = readJson(configFile, false) ?? {};
   checkTokenizerConfig(config, configFile);
-  const generation = readJson(join(dir, 'generation_config.json'), false) ?? {};
+  const generationFile = join(dir, 'generation_config.json');
+  const generation = readJson(generationFile, false) ?? {};
+  checkGenerationConfig(generation, generationFile);
   const tok = tokenizerFromJson(json, config, generation, file, configFile);
   const vocab = readJson(join(dir, 'config.json'), false)?.vocab_size;
   return Number.isSafeInteger(vocab) ? withinVocabulary(tok, vocab as number, file, 'vocab_size in config.json') : tok;
