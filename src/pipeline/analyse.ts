@@ -87,8 +87,7 @@ export function calibrationPrompts(tokenizer: Tokenizer, src: CalibrationSource,
   }
   // released: what the released code's add_bos_token=False gives (Llama 3 keeps its BOS)
   const addBos = protocolSettings(src.protocol).calibrationBos ? undefined : bosUnderAddBosTokenFalse(tokenizer);
-  const encode = (text: string) => (Number.isFinite(maxTokens) ? encodeHead(tokenizer, text, maxTokens + 1, { addBos }) : tokenizer.encode(text, { addBos }));
-  return { ids: texts.map((t) => encode(t.text)), labels: texts.map((t) => t.label), perSubject };
+  return { ids: texts.map((t) => encodeHead(tokenizer, t.text, maxTokens + 1, { addBos })), labels: texts.map((t) => t.label), perSubject };
 }
 
 /** The test question a calibration label (`subject#index`) names, as the draw gives it. */

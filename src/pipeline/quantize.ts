@@ -92,11 +92,12 @@ export async function quantCalibration(
     return { prompts: merge.ids, info: { ...base, questions: merge.labels.length || null, shared_with_merge: 'prompts (the same token ids)' } };
   }
   const tokenizer = await loadTokenizer(dir);
+  const maxTokens = readConfig(dir).max_position_embeddings;
   if (merge && merge.labels.length > 0) {
-    const { ids } = calibrationPrompts(tokenizer, { ...src, shots, questions: merge.labels }, readConfig(dir).max_position_embeddings);
+    const { ids } = calibrationPrompts(tokenizer, { ...src, shots, questions: merge.labels }, maxTokens);
     return { prompts: ids, info: { ...base, questions: merge.labels.length, shared_with_merge: `questions (each after ${shots} dev examples)` } };
   }
-  const { ids, perSubject } = calibrationPrompts(tokenizer, { ...src, shots, defaultPerSubject: quantPerSubject }, readConfig(dir).max_position_embeddings);
+  const { ids, perSubject } = calibrationPrompts(tokenizer, { ...src, shots, defaultPerSubject: quantPerSubject }, maxTokens);
   return { prompts: ids, info: { ...base, per_subject: perSubject } };
 }
 

@@ -13,6 +13,7 @@ import type { AddressInfo } from 'node:net';
 import { UserError } from '../runtime/errors.ts';
 import { integer, literal, object, optional, readChecked, string } from '../io/schema.ts';
 import { realInside, unsafeRelative } from '../io/paths.ts';
+import { describeJson } from '../io/read.ts';
 import { loadTokenizer } from '../tokenizer/tokenizer.ts';
 import { PAGE } from './page.ts';
 
@@ -152,7 +153,7 @@ function receiveResult(req: IncomingMessage, res: ServerResponse, onResult: (res
     let problem: string | null = null;
     try {
       value = JSON.parse(body);
-      if (typeof value !== 'object' || value === null || Array.isArray(value)) problem = `expected a JSON object, not ${value === null ? 'null' : Array.isArray(value) ? 'an array' : `a ${typeof value}`}`;
+      if (typeof value !== 'object' || value === null || Array.isArray(value)) problem = `expected a JSON object, not ${describeJson(value)}`;
     } catch (e) {
       problem = `unparsable result (${(e as Error).message}): ${body.slice(0, 200)}`;
     }
