@@ -1022,6 +1022,41 @@ test('sizes the checkpoint contradicts are refused as a corrupt file naming it, 
   }
 });
 
+test('GGUF: a tensor type or dimension that changes its size is refused by the data offsets, as llama.cpp does, not read as other values', async () => {
+  const file = join(root, 'layout.gguf');
+  await exportGguf({ model: M, out: file, type: 'f16', quiet: true });
+  const good = readFileSync(file);
+  // the tensor description after the name: u32 dimension count, u64 dimensions, u32 type, u64 offset
+  const name = 'blk.3.attn_norm.weight';
+  const at = good.indexOf(Buffer.from(name)) + name.length;
+  assert.equal(good.readUInt32LE(at), 1);
+  const typeAt = at + 4 + 8;
+  assert.equal(good.readUInt32LE(typeAt), 0, 'an F32 norm');
+  const o = new Outcomes();
+  // BF16 (half the bytes: its words were the F32 values' halves, finite but up to 1e38, and the forward gave NaN), F16, Q8_0's block of 32
+  for (const type of [30, 1, 8]) {
+    const b = Buffer.from(good);
+    b.writeUInt32LE(type, typeAt);
+    writeFileSync(file, b);
+    await o.run(`type ${type}`, [file], () => loadAll(file, false));
+  }
+  for (const dim of [32, 128]) {
+    const b = Buffer.from(good);
+    b.writeBigUInt64LE(BigInt(dim), at + 4);
+    writeFileSync(file, b);
+    await o.run(`dimension ${dim}`, [file], async () => {
+      try {
+        await loadAll(file, false);
+      } catch (e) {
+        assert.match((e as Error).message, /has data offset \d+, but the tensors before it end at \d+/);
+        throw e;
+      }
+    });
+  }
+  assert.equal(o.ok, 0);
+  o.check(5);
+});
+
 test('forward: a text longer than the model\'s context is refused naming the option and the model', async () => {
   const { runForward } = await import('../src/model/inspect.ts');
   const dir = join(root, 'context');
