@@ -16,10 +16,9 @@
  * "[PADn]" tokens of type UNUSED.
  */
 import { UserError } from '../runtime/errors.ts';
-import { describeJson, isPlainObject, showJson } from '../io/read.ts';
+import { describeJson, isPlainObject, isTokenId, showJson } from '../io/read.ts';
 import { type GgufValue, TokenType } from './format.ts';
 import { meta } from './writer.ts';
-import { isTokenId } from '../tokenizer/ids.ts';
 
 type Json = Record<string, unknown>;
 

@@ -6,12 +6,11 @@
 import { existsSync } from 'node:fs';
 import { flag } from '../runtime/options.ts';
 import { MODEL } from './options.ts';
-import { readJsonFile, showJson, showJsonList } from '../io/read.ts';
+import { isTokenId, readJsonFile, showJson, showJsonList } from '../io/read.ts';
 import { join } from 'node:path';
 import { UserError } from '../runtime/errors.ts';
 import { isGgufFile } from '../gguf/reader.ts';
 import { ggufConfigJson } from '../gguf/checkpoint.ts';
-import { isTokenId } from '../tokenizer/ids.ts';
 
 export { SUPPORTED_MODEL_TYPES, type LlamaConfig, type ModelType, type QuantizationConfig, type RopeScaling } from '../io/llama-config.ts';
 import { SUPPORTED_MODEL_TYPES, type LlamaConfig, type ModelType, type QuantizationConfig, type RopeScaling } from '../io/llama-config.ts';

@@ -5,8 +5,7 @@
  * where transformers' would differ ("false" is true to Python), since either would change the tokens.
  */
 import { UserError } from '../runtime/errors.ts';
-import { isPlainObject, showJson } from '../io/read.ts';
-import { isTokenId } from './ids.ts';
+import { isPlainObject, isTokenId, showJson } from '../io/read.ts';
 
 type Json = Record<string, unknown>;
 

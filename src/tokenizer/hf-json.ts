@@ -4,8 +4,7 @@
  */
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 import { UserError } from '../runtime/errors.ts';
-import { describeJson, isPlainObject, showJson } from '../io/read.ts';
-import { isTokenId } from './ids.ts';
+import { describeJson, isPlainObject, isTokenId, showJson } from '../io/read.ts';
 import type { Tokenizer } from './types.ts';
 
 type Json = Record<string, unknown>;
