@@ -22,13 +22,13 @@
  * `MKA_MEMORY_LIMIT` (bytes, or with a K/M/G suffix) replaces the available-memory figure; `off`
  * skips the check.
  */
-import { existsSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, readSync } from 'node:fs';
 import { freemem, totalmem } from 'node:os';
 import { join } from 'node:path';
-import { type LlamaConfig, expectedTensors, layerTensorShapes } from './config.ts';
+import { type LlamaConfig, expectedTensors, layerTensorShapes, readConfig } from './config.ts';
 import { UserError } from '../runtime/errors.ts';
-import { SafetensorsFile } from '../io/safetensors.ts';
 import { openModelDir } from './open.ts';
+import { openRegularFile } from '../io/read.ts';
 import { readSafetensorsIndex } from '../io/checkpoint.ts';
 import { BACKEND_OPTION } from '../runtime/backend-choice.ts';
 import { offHeapBackend } from '../runtime/backend.ts';
@@ -89,16 +89,30 @@ export interface MemoryEstimate {
 
 const STORED: Record<string, number> = { F32: 4, F16: 2, BF16: 2, float32: 4, float16: 2, bfloat16: 2, Q8_0: 34 / 32, Q4_0: 18 / 32, Q4_1: 20 / 32, Q5_0: 22 / 32, Q5_1: 24 / 32, Q2_K: 84 / 256, Q3_K: 110 / 256, Q4_K: 144 / 256, Q5_K: 176 / 256, Q6_K: 210 / 256 };
 
-/** Tensor names, dtypes and numbers of values from a safetensors header, as the loader checks it. */
+/** Tensor names, dtypes and shapes from a safetensors header (empty when the file is unreadable). */
 function headerDtypes(file: string): Map<string, { dtype: string; numel: number }> {
-  // the loader's own header check (shapes against offsets, offsets within the file): a corrupt header is refused
-  // here, naming the file, rather than sizing the estimate by a shape the file cannot hold
-  const st = new SafetensorsFile(file);
+  const out = new Map<string, { dtype: string; numel: number }>();
+  let fd: number | null = null;
   try {
-    return new Map([...st.tensors.values()].map((t) => [t.name, { dtype: t.dtype, numel: t.shape.reduce((a, d) => a * d, 1) }]));
+    fd = openRegularFile(file, 'safetensors file');
+    const len = Buffer.alloc(8);
+    readSync(fd, len, 0, 8, 0);
+    const n = Number(len.readBigUInt64LE(0));
+    if (n > 100 * 2 ** 20 || n > fstatSync(fd).size - 8) return out; // the loader refuses it, naming the problem
+    const hdr = Buffer.alloc(n);
+    readSync(fd, hdr, 0, n, 8);
+    for (const [name, v] of Object.entries(JSON.parse(hdr.toString('utf8')) as Record<string, { dtype?: unknown; shape?: unknown }>)) {
+      if (name === '__metadata__' || typeof v?.dtype !== 'string') continue;
+      const numel = Array.isArray(v.shape) ? v.shape.reduce((a: number, d) => a * Number(d), 1) : 0;
+      out.set(name, { dtype: v.dtype, numel });
+    }
+  } catch (e) {
+    if (e instanceof UserError) throw e; // not a regular file: reading it would block or never end
+    // the loader reports a broken file with its own message
   } finally {
-    st.close();
+    if (fd !== null) closeSync(fd);
   }
+  return out;
 }
 
 /** Bytes per value in memory of the GGUF types that load as packed weights (quants, then float32 scales and mins per block of 32). */
@@ -355,22 +369,27 @@ export function assertFits(req: FitRequest): MemoryEstimate | null {
 export function checkModelFits(
   command: string, dir: string, work: Workload, opts: { reference?: string } = {},
 ): MemoryEstimate | null {
-  // each checkpoint checked against its config first (headers only): sizes its tensors contradict are a
-  // corrupt file, refused naming it, rather than estimated as a model too large for this machine
-  const checked = (d: string): LlamaConfig => {
-    const { config, ckpt } = openModelDir(d);
-    ckpt.close();
-    return config;
-  };
-  const config = checked(dir);
+  const config = readConfig(dir);
   const shapeOf = (d: string): ModelShape => {
-    const c = checked(d);
+    const c = readConfig(d);
     return { config: c, stored: storedBytes(d, c) };
   };
   const others = opts.reference ? [shapeOf(opts.reference)] : [];
   const profile = currentProfile().memory;
-  return assertFits({
-    command, config, stored: storedBytes(dir, config), profile, work, others,
-    ramBackend: profile.heapLimit !== null ? offHeapBackend() : undefined,
-  });
+  try {
+    return assertFits({
+      command, config, stored: storedBytes(dir, config), profile, work, others,
+      ramBackend: profile.heapLimit !== null ? offHeapBackend() : undefined,
+    });
+  } catch (e) {
+    // sizes a checkpoint contradicts (config.json's or GGUF metadata's, a corrupt safetensors shape) are a corrupt
+    // file, refused naming it, not a model too large for this machine: each checkpoint is checked against its config first
+    for (const d of [dir, ...(opts.reference ? [opts.reference] : [])]) if (hasWeights(d)) openModelDir(d).ckpt.close();
+    throw e;
+  }
+}
+
+/** Whether `dir` is a GGUF file or holds safetensors weights (a directory of only a config.json is estimated, not opened). */
+function hasWeights(dir: string): boolean {
+  return isGgufFile(dir) || existsSync(join(dir, 'model.safetensors')) || existsSync(join(dir, 'model.safetensors.index.json'));
 }
