@@ -5,6 +5,7 @@
 import { statSync } from 'node:fs';
 import { UserError } from '../../runtime/errors.ts';
 import { checkDocs, readSplit } from './data.ts';
+import { openParquetReader, type ParquetReader } from '../../io/parquet.ts';
 import type { TaskInput } from './evaluate.ts';
 import type { TaskDefinition } from './task.ts';
 import { checkOption, flag } from '../../runtime/options.ts';
@@ -16,6 +17,8 @@ export interface LoadTaskOptions {
   limit?: number;
   /** MMLU subjects (mmlu_lmeval). */
   subjects?: string[];
+  /** The reader of parquet files, shared by the loads of one run (default: one for this load). */
+  parquet?: ParquetReader;
 }
 
 /** Loads a task's data from a file or directory (a hub id is resolved to its cached snapshot before this). */
@@ -30,7 +33,17 @@ export async function loadTask(task: TaskDefinition, path: string, opts: LoadTas
     return { task, subtasks, shots, limit, groups };
   }
   if (opts.subjects) throw new UserError(`${flag(TASK_SUBJECTS)}: ${task.name} has no subjects (only mmlu and mmlu_lmeval do)`);
-  const { docs, files } = await readSplit(path, task.dataset.split, task.dataset.name);
+  const reader = opts.parquet ?? openParquetReader();
+  try {
+    return await loadSplits(task, path, shots, limit, reader);
+  } finally {
+    if (!opts.parquet) await reader.close();
+  }
+}
+
+/** The evaluated split, and the few-shot split when shots are asked for, of a task without its own loader. */
+async function loadSplits(task: TaskDefinition, path: string, shots: number, limit: number | null, reader: ParquetReader): Promise<TaskInput> {
+  const { docs, files } = await readSplit(path, task.dataset.split, task.dataset.name, reader);
   const source = files.length === 1 ? files[0] : path;
   checkDocs(task, docs, source);
   let fewshotDocs: typeof docs = [];
@@ -38,7 +51,7 @@ export async function loadTask(task: TaskDefinition, path: string, opts: LoadTas
     const split = task.dataset.fewshotSplit;
     if (!split) throw new UserError(`${flag(NUM_FEWSHOT)} ${shots}: ${task.name} has no split to draw few-shot examples from`);
     if (!statSync(path).isDirectory()) throw new UserError(`${path}: ${flag(NUM_FEWSHOT)} ${shots} draws examples from the ${split} split, which a single file does not hold; give the dataset's directory or hub id`);
-    const fs = await readSplit(path, split, task.dataset.name);
+    const fs = await readSplit(path, split, task.dataset.name, reader);
     checkDocs(task, fs.docs, fs.files.length === 1 ? fs.files[0] : path);
     fewshotDocs = fs.docs.map((d) => task.processDoc?.(d) ?? d);
   }
