@@ -61,12 +61,17 @@ test('values are typed and checked by their spec: integers, numbers or auto, lis
 
 test('integer options whose values feed 32-bit seeds or Node timers say so by their range; --dims past any prompt count names the prompts', async () => {
   const { SAMPLING_SEED } = await import('../src/model/options.ts');
-  const { CALIBRATION_SEED } = await import('../src/compress/options.ts');
+  const { CALIBRATION_SEED, SEEDED_CALIBRATION_SEED } = await import('../src/compress/options.ts');
   const { LOCK_DURATION, STALLED_INTERVAL } = await import('../src/queue/options.ts');
-  for (const spec of [SAMPLING_SEED, CALIBRATION_SEED]) {
+  for (const spec of [SAMPLING_SEED, SEEDED_CALIBRATION_SEED]) {
     assert.equal(checkOption(spec, '4294967295'), 4294967295);
     assert.match(messageOf(() => checkOption(spec, '4294967296'), spec), /^--seed 4294967296: must be an integer from 0 to 4294967295$/); // would draw what --seed 0 draws
   }
+  // compress's and sweep's --seed also feeds --protocol released's Python generator, which takes any safe integer:
+  // the 32-bit cap is the mka draw's own (test/python-random.test.ts)
+  assert.equal(checkOption(CALIBRATION_SEED, String(2 ** 53 - 1)), 2 ** 53 - 1);
+  assert.match(messageOf(() => checkOption(CALIBRATION_SEED, String(2 ** 53)), CALIBRATION_SEED), /^--seed 9007199254740992: must be an integer >= 0 up to 9007199254740991$/);
+  assert.match(messageOf(() => checkOption(CALIBRATION_SEED, '-1'), CALIBRATION_SEED), /^--seed -1: must be an integer >= 0$/);
   for (const spec of [LOCK_DURATION, STALLED_INTERVAL]) {
     assert.match(messageOf(() => checkOption(spec, '2147483648'), spec), new RegExp(`^--${spec.option} 2147483648: must be an integer from 1 to 2147483647$`)); // Node would fire it after 1 ms
   }

@@ -11,11 +11,11 @@
  * as the paper does. All subjects' questions are then sampled without replacement from one PRNG stream.
  */
 import { UserError } from '../runtime/errors.ts';
-import { checkOption, flag } from '../runtime/options.ts';
-import { mulberry32u } from '../runtime/random.ts';
+import { checkOption, flag, OptionError } from '../runtime/options.ts';
+import { MAX_SEED, mulberry32u } from '../runtime/random.ts';
 import type { MmluData } from '../eval/mmlu/data.ts';
 import { formatExample } from '../eval/mmlu/prompt.ts';
-import { CALIBRATION_SEED, CALIB_SUBJECTS, PER_SUBJECT } from './options.ts';
+import { CALIBRATION_SEED, CALIB_SUBJECTS, PER_SUBJECT, PROTOCOL } from './options.ts';
 
 export interface CalibrationPrompt {
   subject: string;
@@ -64,6 +64,9 @@ export function sampleCalibrationPrompts(data: MmluData, opts: CalibrationOption
   const nSubjects = checkOption(CALIB_SUBJECTS, opts.subjects ?? all.length) as number;
   const perSubject = checkOption(PER_SUBJECT, opts.perSubject ?? 1) as number;
   const seed = checkOption(CALIBRATION_SEED, opts.seed ?? CALIBRATION_SEED.default) as number;
+  if (seed > MAX_SEED) {
+    throw new OptionError(CALIBRATION_SEED, `${flag(CALIBRATION_SEED)} ${seed}: must be an integer from 0 to ${MAX_SEED} for mka's calibration draw, whose generator takes a 32-bit seed (${flag(PROTOCOL)} released draws with Python's generator, which takes up to ${Number.MAX_SAFE_INTEGER})`);
+  }
   if (nSubjects > all.length) {
     throw new UserError(`${flag(CALIB_SUBJECTS)} ${nSubjects}: only ${all.length} MMLU subjects are loaded from ${data.dir}; use ${flag(CALIB_SUBJECTS)} ${all.length} or less`);
   }

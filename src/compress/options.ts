@@ -3,7 +3,7 @@
  * represented at a layer, which protocol), declared once (contract 5, src/runtime/options.ts). The
  * similarity metric's own options are in similarity/options.ts, a method's in its file. No tfjs here.
  */
-import { option } from '../runtime/options.ts';
+import { flag, option } from '../runtime/options.ts';
 import { MAX_SEED } from '../runtime/random.ts';
 
 /** A prompt at a layer: its hidden states zero-padded or cut to --max-positions (one vector), the last token's, or the mean. */
@@ -37,7 +37,20 @@ export const PER_SUBJECT = option({
   name: 'perSubject', option: 'per-subject', type: 'integer', min: 1, group: G,
   help: 'questions per subject (default: 1, or more when the subjects give fewer than --k-entropy + 1 prompts)',
 });
-export const CALIBRATION_SEED = option({ name: 'seed', option: 'seed', type: 'integer', min: 0, max: MAX_SEED, default: 1, group: G, help: 'sampling seed' });
+export const PROTOCOL = option({
+  name: 'protocol', option: 'protocol', type: 'choice', choices: PROTOCOLS, default: 'mka', group: G,
+  help: 'released: the paper\'s released code\'s conventions (block inputs as layers, no BOS, its calibration rows, layer i\'s biases)',
+});
+/**
+ * The calibration draw's seed: mka's draw (mulberry32) takes one up to MAX_SEED and refuses a larger one
+ * (calibration-prompts.ts); the released protocol's, Python's generator, takes any up to 2^53 − 1.
+ */
+export const CALIBRATION_SEED = option({
+  name: 'seed', option: 'seed', type: 'integer', min: 0, default: 1, group: G,
+  help: `sampling seed: up to ${MAX_SEED}, or ${Number.MAX_SAFE_INTEGER} with ${flag(PROTOCOL)} released (Python's random.seed)`,
+});
+/** CALIBRATION_SEED of a command that always draws with mka's 32-bit generator (quantize). */
+export const SEEDED_CALIBRATION_SEED = option({ ...CALIBRATION_SEED, max: MAX_SEED, help: 'sampling seed' });
 export const REPRESENTATION = option({
   name: 'representation', option: 'representation', type: 'choice', choices: REPRESENTATIONS, default: 'padded', group: G,
   help: 'a prompt at a layer: padded (--max-positions positions, one vector), last token, or mean',
@@ -53,10 +66,6 @@ export const MICRO_BATCH = option({
 export const CALIBRATION_STREAMING = option({
   name: 'streaming', option: 'streaming', type: 'boolean', default: false, group: G,
   help: 'read one decoder layer at a time from disk',
-});
-export const PROTOCOL = option({
-  name: 'protocol', option: 'protocol', type: 'choice', choices: PROTOCOLS, default: 'mka', group: G,
-  help: 'released: the paper\'s released code\'s conventions (block inputs as layers, no BOS, its calibration rows, layer i\'s biases)',
 });
 
 /** The calibration options but --data (which `sweep` requires: it evaluates on the same benchmark), in --help order. */

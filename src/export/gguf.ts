@@ -32,8 +32,8 @@ import { isGgufFile, withGguf } from '../gguf/reader.ts';
 import { MKA_ROPE_SCALING, ggufArch, hparamMetadata, ropeFreqFactors } from '../gguf/hparams.ts';
 import { blockTypeOf, encode, packBlocks } from '../gguf/quants.ts';
 import { ROPE_FREQS, ggufName, permuteRows, permutedHeads } from '../gguf/tensor-names.ts';
-import { vocabMetadata } from '../gguf/vocab.ts';
-import { checkTokenizerConfig } from '../tokenizer/config.ts';
+import { chatTemplateMetadata, vocabMetadata } from '../gguf/vocab.ts';
+import { chatTemplates, checkTokenizerConfig } from '../tokenizer/config.ts';
 import type { GgufOutType } from './options.ts';
 import { type GgufTensorToWrite, meta, writeGguf } from '../gguf/writer.ts';
 
@@ -106,7 +106,7 @@ function tokenizerMetadata(model: string, config: LlamaConfig, log: (msg: string
     const [a, b] = v.spmOnlyExample!;
     log(`tokenizer: llama.cpp's SentencePiece merging can join ${v.spmOnlyPairs} pair(s) of tokens that the BPE merges never join (e.g. ${JSON.stringify(a)} + ${JSON.stringify(b)}); text where that happens tokenizes differently in llama.cpp`);
   }
-  return { entries: v.metadata, kind: v.model, spmOnly: v.spmOnlyPairs };
+  return { entries: [...v.metadata, ...chatTemplateMetadata(chatTemplates(tokConfig), cfgFile)], kind: v.model, spmOnly: v.spmOnlyPairs };
 }
 
 /** The merge record of the model (merge.json, or the mka.merge metadata of a GGUF source), as JSON text. */

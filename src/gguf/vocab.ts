@@ -16,7 +16,7 @@
  * "[PADn]" tokens of type UNUSED.
  */
 import { UserError } from '../runtime/errors.ts';
-import { describeJson, isPlainObject, showJson } from '../io/read.ts';
+import { describeJson, isPlainObject, isTokenId, showJson } from '../io/read.ts';
 import { type GgufValue, TokenType } from './format.ts';
 import { meta } from './writer.ts';
 
@@ -81,14 +81,13 @@ export function vocabMetadata(tokenizer: Json, config: Json, vocabSize: number, 
   const corrupt = (what: string): never => {
     throw new UserError(`${file}: ${what}; the tokenizer is corrupt (re-download or re-convert it)`);
   };
-  const isId = (x: unknown): x is number => Number.isSafeInteger(x) && (x as number) >= 0;
   if (!isPlainObject(model.vocab)) corrupt(`model.vocab is ${describeJson(model.vocab)}, not an object of token ids`);
   const vocab = model.vocab as Record<string, number>;
-  for (const [p, i] of Object.entries(vocab)) if (!isId(i)) corrupt(`model.vocab[${showJson(p, 200)}] is ${showJson(i)}, not a token id`);
+  for (const [p, i] of Object.entries(vocab)) if (!isTokenId(i)) corrupt(`model.vocab[${showJson(p, 200)}] is ${showJson(i)}, not a token id`);
   const addedRaw = tokenizer.added_tokens ?? [];
   if (!Array.isArray(addedRaw)) corrupt(`added_tokens is ${describeJson(addedRaw)}, not a list`);
   (addedRaw as unknown[]).forEach((t, k) => {
-    if (!isPlainObject(t) || !isId(t.id) || typeof t.content !== 'string') corrupt(`added_tokens[${k}] is not {"id": a token id, "content": text}`);
+    if (!isPlainObject(t) || !isTokenId(t.id) || typeof t.content !== 'string') corrupt(`added_tokens[${k}] is not {"id": a token id, "content": text}`);
   });
   const added = addedRaw as { id: number; content: string; special?: boolean }[];
   let size = vocabSize;
@@ -195,15 +194,40 @@ export function vocabMetadata(tokenizer: Json, config: Json, vocabSize: number, 
   const ids: [string, number | null][] = [['bos', bos], ['eos', eos], ['unknown', unkId], ['padding', pad]];
   for (const [k, id] of ids) if (id !== null && id >= 0 && id < size) out.push([`tokenizer.ggml.${k}_token_id`, meta.u32(id)]);
   out.push(['tokenizer.ggml.add_bos_token', meta.bool(addBos)], ['tokenizer.ggml.add_eos_token', meta.bool(addEos)]);
-  const chat = config.chat_template;
-  if (typeof chat === 'string') out.push(['tokenizer.chat_template', meta.str(chat)]);
-  else if (Array.isArray(chat)) {
-    const named = chat.filter((t): t is { name: string; template: string } => typeof t?.name === 'string' && typeof t?.template === 'string');
-    for (const t of named) out.push([t.name === 'default' ? 'tokenizer.chat_template' : `tokenizer.chat_template.${t.name}`, meta.str(t.template)]);
-    const others = named.filter((t) => t.name !== 'default').map((t) => t.name);
-    if (others.length) out.push(['tokenizer.chat_templates', meta.strings(others)]);
-  }
   return { metadata: out, ...result };
+}
+
+/** A chat template's name as GGUF keys carry it: letters and digits kept, every other character "_" (gguf-py's add_chat_template). */
+function ggufTemplateName(name: string): string {
+  return [...name].map((c) => (/^[A-Za-z0-9]$/.test(c) ? c : '_')).join('');
+}
+
+/**
+ * The GGUF keys of a tokenizer_config.json's chat templates (one as text, or by name; `file` names it), as llama.cpp's
+ * gguf-py writes them (GGUFWriter.add_chat_template) and llama_model_chat_template reads them: one
+ * template as tokenizer.chat_template; templates by name as tokenizer.chat_template.NAME and their
+ * names in tokenizer.chat_templates, with the one named "default" as tokenizer.chat_template. Two names
+ * that GGUF would write alike, or an empty one (which llama.cpp drops), are refused rather than lost.
+ */
+export function chatTemplateMetadata(chat: string | ReadonlyMap<string, string> | null, file = 'tokenizer_config.json'): [string, GgufValue][] {
+  if (chat === null) return [];
+  if (typeof chat === 'string') return [['tokenizer.chat_template', meta.str(chat)]];
+  const out: [string, GgufValue][] = [];
+  const names = new Map<string, string>(); // GGUF name → the config's
+  let fallback: string | null = null;
+  for (const [name, template] of chat) {
+    const key = ggufTemplateName(name);
+    if (!key) throw new UserError(`${file}: "chat_template" has a template named "", which GGUF cannot carry (llama.cpp drops it); give it a name`);
+    const other = names.get(key);
+    if (other !== undefined) throw new UserError(`${file}: "chat_template" names ${showJson(other)} and ${showJson(name)} are both ${key} in GGUF, which keeps letters, digits and _ only; rename one`);
+    names.set(key, name);
+    if (key === 'default') fallback = template;
+    else out.push([`tokenizer.chat_template.${key}`, meta.str(template)]);
+  }
+  const named = [...names.keys()].filter((k) => k !== 'default');
+  if (named.length) out.push(['tokenizer.chat_templates', meta.strings(named)]);
+  if (fallback !== null) out.push(['tokenizer.chat_template', meta.str(fallback)]);
+  return out;
 }
 
 function firstDuplicate(tokens: string[]): [number, number] | null {

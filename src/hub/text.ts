@@ -9,8 +9,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { atomicWriteText } from '../io/atomic.ts';
 import { joinInside } from '../io/paths.ts';
-import { firstLine } from '../io/read.ts';
-import { openParquetReader } from '../io/parquet.ts';
+import { openParquetReader, readParquetFile, REFETCH } from '../io/parquet.ts';
 import { UserError } from '../runtime/errors.ts';
 import { HUB_ID, type ResolveOptions } from './model.ts';
 import { snapshot } from './snapshot.ts';
@@ -52,13 +51,7 @@ export async function resolveTextDataset(name: string, opts: TextDatasetOptions 
   const reader = openParquetReader();
   try {
     for (const f of readdirSync(dir).filter((f) => shard.test(subset ? `${subset}/${f}` : f)).sort()) {
-      let table: Record<string, unknown>[];
-      try {
-        table = await reader.read(join(dir, f), 'parquet file of the hub cache', ['text']);
-      } catch (e) {
-        if (e instanceof UserError) throw e;
-        throw new UserError(`${join(dir, f)}: not a readable parquet file (${firstLine((e as Error).message)}); delete it from the hub cache to download it again`);
-      }
+      const table = await readParquetFile(reader, join(dir, f), { what: 'parquet file of the hub cache', columns: ['text'], fix: REFETCH });
       for (const r of table) {
         if (typeof r.text !== 'string') throw new UserError(`${join(dir, f)}: no string "text" column; ${flag(PPL_DATASET)} needs a text dataset such as Salesforce/wikitext`);
         rows.push(r.text);

@@ -10,7 +10,8 @@
  * or a worker its heap. One decoder serves a reader's files in turn.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { readRegularFile } from './read.ts';
+import { UserError } from '../runtime/errors.ts';
+import { firstLine, readRegularFile } from './read.ts';
 
 /** Heap the decoding of one file may take: far above what an evaluation split needs (MMLU's largest test file decodes in a few MB). */
 export const HEAP_MB = 512;
@@ -49,19 +50,19 @@ function isCount(v: unknown): boolean {
 }
 
 /**
- * Checks the footer and every page header of a parquet file, throwing a ParquetError for the first that
- * hyparquet would loop forever on or that declares more than the file could hold.
+ * Checks the footer and every page header of a parquet file's bytes (read in place), throwing a
+ * ParquetError for the first that hyparquet would loop forever on or that declares more than the file could hold.
  */
-export async function checkParquetLayout(buffer: ArrayBuffer): Promise<void> {
+export async function checkParquetLayout(bytes: Uint8Array): Promise<void> {
   const { parquetMetadata } = await import('hyparquet');
   const { parquetHeader } = await import('hyparquet/src/column.js');
   let metadata;
   try {
-    metadata = parquetMetadata(buffer);
+    metadata = parquetMetadata(bytes);
   } catch (e) {
     throw new ParquetError(`parquet: ${e instanceof Error ? e.message : String(e)}`);
   }
-  const size = buffer.byteLength;
+  const size = bytes.byteLength;
   metadata.row_groups.forEach((group, g) => {
     if (!isCount(group.num_rows)) throw new ParquetError(`row group ${g} has ${String(group.num_rows)} rows`);
     group.columns.forEach((chunk, c) => {
@@ -74,7 +75,7 @@ export async function checkParquetLayout(buffer: ArrayBuffer): Promise<void> {
         throw new ParquetError(`${where} lies at bytes ${String(start)} to ${String(start + length)}, outside the file's ${size} bytes`);
       }
       const expand = meta.codec === 'UNCOMPRESSED' ? 1 : MAX_EXPANSION;
-      const reader = { view: new DataView(buffer, start, length), offset: 0 };
+      const reader = { view: new DataView(bytes.buffer, bytes.byteOffset + start, length), offset: 0 };
       let page = 0;
       while (reader.offset < length) {
         const at = `${where}, page ${page++}`;
@@ -169,7 +170,7 @@ export function openParquetReader(opts: { deadlineMs?: (bytes: number) => number
     read(file, what, columns) {
       const bytes = readRegularFile(file, what);
       const run = queue.then(async () => {
-        await checkParquetLayout(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer);
+        await checkParquetLayout(bytes);
         return decode(bytes, columns);
       });
       queue = run.catch(() => {});
@@ -183,12 +184,18 @@ export function openParquetReader(opts: { deadlineMs?: (bytes: number) => number
   };
 }
 
-/** The rows of one parquet file (see ParquetReader.read). */
-export async function readParquetRows(file: string, what: string, columns?: readonly string[]): Promise<Record<string, unknown>[]> {
-  const reader = openParquetReader();
+/**
+ * The rows of parquet file `file` read with `reader` (`what` names it if it cannot be opened, only
+ * `columns` when given); a file that cannot be decoded is a one-line UserError naming it, why, and `fix`.
+ */
+export async function readParquetFile(reader: ParquetReader, file: string, opts: { what: string; fix: string; columns?: readonly string[] }): Promise<Record<string, unknown>[]> {
   try {
-    return await reader.read(file, what, columns);
-  } finally {
-    await reader.close();
+    return await reader.read(file, opts.what, opts.columns);
+  } catch (e) {
+    if (e instanceof UserError) throw e;
+    throw new UserError(`${file}: not a readable parquet file (${firstLine(e instanceof Error ? e.message : String(e))}); ${opts.fix}`);
   }
 }
+
+/** The fix for a file of the hub cache that cannot be decoded. */
+export const REFETCH = 'delete it from the hub cache to download it again';

@@ -6,7 +6,7 @@
  */
 const N = 624, M = 397;
 
-/** Mersenne Twister MT19937, seeded as CPython's random.seed(int) does. */
+/** Mersenne Twister MT19937, seeded as CPython's random.seed(int) does: any safe integer, by its absolute value's 32-bit words. */
 export class PythonRandom {
   private readonly mt = new Uint32Array(N);
   private index = N;
@@ -63,6 +63,12 @@ export class PythonRandom {
     y ^= (y << 15) & 0xefc60000;
     y ^= y >>> 18;
     return y >>> 0;
+  }
+
+  /** random.random(): 53 random bits as a float in [0, 1). */
+  random(): number {
+    const a = this.nextUint32() >>> 5, b = this.nextUint32() >>> 6;
+    return (a * 67108864 + b) / 9007199254740992;
   }
 
   /** random.getrandbits(k) for 1 <= k <= 32. */

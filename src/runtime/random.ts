@@ -1,6 +1,6 @@
 /** Seeded pseudo-random numbers, identical on every platform. */
 
-/** The largest seed: the generators take 32-bit seeds, so a larger one would draw what a smaller one draws. */
+/** The largest seed of these generators: they take 32-bit seeds, so a larger one would draw what a smaller one draws. */
 export const MAX_SEED = 0xffffffff;
 
 /** mulberry32: a small, fast generator of uniform 32-bit unsigned integers (integer arithmetic only). */

@@ -6,6 +6,7 @@
  */
 import { UserError } from '../runtime/errors.ts';
 import { loadTask } from '../eval/tasks/load.ts';
+import { openParquetReader } from '../io/parquet.ts';
 import { getTask, PAPER_MMLU, TASK_NAMES } from '../eval/tasks/registry.ts';
 import { bits, mcnemar, type MetricValue, type MetricsMap, type PairedTest } from '../eval/tasks/metrics.ts';
 import type { TaskInput, TaskResult } from '../eval/tasks/evaluate.ts';
@@ -36,12 +37,17 @@ export function headlineMetric(task: string): string {
 /** Loads the data of every task but the paper's MMLU (checked before any model is loaded). */
 export async function loadSweepTasks(opts: SweepSettings): Promise<TaskInput[]> {
   const inputs: TaskInput[] = [];
-  for (const name of sweepTasks(opts).filter((t) => t !== PAPER_MMLU)) {
-    const task = getTask(name);
-    const data = opts.taskData?.[name];
-    if (!data) throw new UserError(`${flag(SWEEP_TASKS)} ${name}: no data for it; give ${flag(SWEEP_TASK_DATA)} ${name}=PATH (a file, directory or hub id)`);
-    const shots = name === 'mmlu_lmeval' ? opts.numFewshot ?? opts.ntrain : opts.numFewshot;
-    inputs.push(await loadTask(task, data, { shots, limit: opts.limit, subjects: name === 'mmlu_lmeval' ? opts.evalSubjects : undefined }));
+  const parquet = openParquetReader();
+  try {
+    for (const name of sweepTasks(opts).filter((t) => t !== PAPER_MMLU)) {
+      const task = getTask(name);
+      const data = opts.taskData?.[name];
+      if (!data) throw new UserError(`${flag(SWEEP_TASKS)} ${name}: no data for it; give ${flag(SWEEP_TASK_DATA)} ${name}=PATH (a file, directory or hub id)`);
+      const shots = name === 'mmlu_lmeval' ? opts.numFewshot ?? opts.ntrain : opts.numFewshot;
+      inputs.push(await loadTask(task, data, { shots, limit: opts.limit, subjects: name === 'mmlu_lmeval' ? opts.evalSubjects : undefined, parquet }));
+    }
+  } finally {
+    await parquet.close();
   }
   return inputs;
 }

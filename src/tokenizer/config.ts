@@ -5,7 +5,7 @@
  * where transformers' would differ ("false" is true to Python), since either would change the tokens.
  */
 import { UserError } from '../runtime/errors.ts';
-import { isPlainObject, showJson } from '../io/read.ts';
+import { isPlainObject, isTokenId, showJson } from '../io/read.ts';
 
 type Json = Record<string, unknown>;
 
@@ -39,17 +39,34 @@ export function checkTokenizerConfig(config: Json, file: string): void {
   const max = config.model_max_length;
   if (max !== undefined && max !== null && typeof max !== 'number') refuse('model_max_length', 'a number of tokens');
   const chat = config.chat_template;
-  if (chat !== undefined && chat !== null && typeof chat !== 'string'
-    && !(Array.isArray(chat) && chat.every((t) => isPlainObject(t) && typeof t.name === 'string' && typeof t.template === 'string'))) {
-    refuse('chat_template', 'a Jinja template as text, or a list of {"name": text, "template": text}');
+  const chatMust = 'a Jinja template as text, or a list of {"name": text, "template": text} (the one named "default" used when none is asked for)';
+  if (chat !== undefined && chat !== null && typeof chat !== 'string' && !Array.isArray(chat)) refuse('chat_template', chatMust);
+  if (Array.isArray(chat)) {
+    chat.forEach((t, i) => {
+      if (isPlainObject(t) && typeof t.name === 'string' && typeof t.template === 'string') return;
+      const bad = (k: 'name' | 'template') => ((t as Json)[k] === undefined ? `has no "${k}"` : `has "${k}" ${showJson((t as Json)[k])}`);
+      const what = !isPlainObject(t) ? `is ${showJson(t)}` : typeof t.name !== 'string' ? bad('name') : bad('template');
+      throw new UserError(`${file}: "chat_template" is a list whose entry ${i} ${what}, but must be ${chatMust}; fix the field's entry ${i} (or remove the entry)`);
+    });
   }
+}
+
+/**
+ * The chat templates of a checked tokenizer_config.json as transformers keeps them: one template (text),
+ * or templates by name from the list form, a later entry replacing an earlier one of its name (the one
+ * named "default" is used when none is asked for); null when there is none.
+ */
+export function chatTemplates(config: Json): string | Map<string, string> | null {
+  const chat = config.chat_template;
+  if (typeof chat === 'string') return chat;
+  if (!Array.isArray(chat)) return null;
+  return new Map((chat as { name: string; template: string }[]).map((t) => [t.name, t.template]));
 }
 
 /** Refuses generation_config.json's eos_token_id (at `file`) unless it is null, a token id or a list of them: another value would be dropped, and generation would not stop there. */
 export function checkGenerationConfig(config: Json, file: string): void {
   const eos = config.eos_token_id;
-  const isId = (x: unknown) => Number.isSafeInteger(x) && (x as number) >= 0;
-  if (eos !== undefined && eos !== null && !isId(eos) && !(Array.isArray(eos) && eos.every(isId))) {
+  if (eos !== undefined && eos !== null && !isTokenId(eos) && !(Array.isArray(eos) && eos.every(isTokenId))) {
     throw new UserError(`${file}: "eos_token_id" is ${Array.isArray(eos) ? 'a list holding something else' : showJson(eos)}, but must be a token id (an integer >= 0), a list of them or null; fix the field`);
   }
 }

@@ -28,9 +28,24 @@ export function ggufTokenizerFiles(path: string): Record<string, string> | null 
     const built = model === 'llama' ? spmTokenizerJson(g, tokens, types, eos, bos, id('tokenizer.ggml.unknown_token_id', 0))
       : model === 'gpt2' ? bpeTokenizerJson(g, tokens, types, eos, bos) : g.refuse(`tokenizer.ggml.model ${showJson(model)} is not supported (mka reads "llama" and "gpt2" vocabularies)`);
     const config: Record<string, unknown> = { tokenizer_class: 'PreTrainedTokenizerFast', ...built.config };
-    if (g.has('tokenizer.chat_template')) config.chat_template = g.string('tokenizer.chat_template');
+    const chat = chatTemplateOf(g);
+    if (chat !== undefined) config.chat_template = chat;
     return { 'tokenizer.json': JSON.stringify(built.json) + '\n', 'tokenizer_config.json': JSON.stringify(config, null, 2) + '\n' };
   });
+}
+
+const NAMED_TEMPLATE = 'tokenizer.chat_template.';
+
+/**
+ * tokenizer_config.json's chat_template from GGUF: tokenizer.chat_template as text, or, when the file has
+ * templates by name (tokenizer.chat_template.NAME), the list form with that one named "default" first
+ * (transformers' GGUF loader reads only the default; the list keeps every template).
+ */
+function chatTemplateOf(g: GgufFile): string | { name: string; template: string }[] | undefined {
+  const fallback = g.has('tokenizer.chat_template') ? g.string('tokenizer.chat_template') : undefined;
+  const named = [...g.metadata.keys()].filter((k) => k.startsWith(NAMED_TEMPLATE) && k.length > NAMED_TEMPLATE.length);
+  if (!named.length) return fallback;
+  return [...(fallback !== undefined ? [{ name: 'default', template: fallback }] : []), ...named.map((k) => ({ name: k.slice(NAMED_TEMPLATE.length), template: g.string(k) }))];
 }
 
 /** Loads the tokenizer stored in a GGUF file, and the rows of its token_embd.weight (undefined without one), from one read of its header. */

@@ -5,7 +5,7 @@ import { flag, option, type OptionSpec } from '../../runtime/options.ts';
 import { UserError } from '../../runtime/errors.ts';
 import { COMPUTE_OPTIONS } from '../../runtime/backend-choice.ts';
 import { MODEL } from '../../model/options.ts';
-import { CALIBRATION_DATA, CALIBRATION_FILE, CALIB_SUBJECTS, CALIBRATION_SEED, MICRO_BATCH, PER_SUBJECT } from '../../compress/options.ts';
+import { CALIBRATION_DATA, CALIBRATION_FILE, CALIB_SUBJECTS, SEEDED_CALIBRATION_SEED, MICRO_BATCH, PER_SUBJECT } from '../../compress/options.ts';
 import { ASYM, BITS, CALIB_SHOTS, DEFAULT_EMBEDDING_BITS, EMBEDDING_BITS, GROUP_SIZE, KEEP_EMBEDDINGS, QUANT_METHOD } from '../../quant/options.ts';
 import { QUANT_METHODS, checkGrid, getQuantMethod, methodParams, quantizationName } from '../../quant/registry.ts';
 import type { QuantGrid } from '../../quant/method.ts';
@@ -32,7 +32,7 @@ export const quantizeCommand = defineCommand({
   describe: 'Quantize a model to packed 8/4-bit weights (rtn, gptq, awq, smoothquant); writes a model directory every command takes',
   options: [
     ...COMPUTE_OPTIONS, MODEL, QUANT_METHOD, BITS, GROUP_SIZE, ASYM, EMBEDDING_BITS, KEEP_EMBEDDINGS, ...METHOD_PARAMS,
-    CALIBRATION_DATA, CALIBRATION_FILE, CALIB_SUBJECTS, PER_SUBJECT, CALIB_SHOTS, CALIBRATION_SEED, MICRO, OUT, FORCE_DIR,
+    CALIBRATION_DATA, CALIBRATION_FILE, CALIB_SUBJECTS, PER_SUBJECT, CALIB_SHOTS, SEEDED_CALIBRATION_SEED, MICRO, OUT, FORCE_DIR,
   ],
   conflicts: [[CALIBRATION_DATA, CALIBRATION_FILE]],
   examples: [

@@ -3,20 +3,13 @@
  * question, subject, choices (a list of 4 strings) and answer (0–3)) into the same questions
  * readMmluFile gives for the Hendrycks CSVs, and those questions back as Hendrycks CSV text.
  */
-import { firstLine } from '../../io/read.ts';
-import type { ParquetReader } from '../../io/parquet.ts';
+import { type ParquetReader, readParquetFile, REFETCH } from '../../io/parquet.ts';
 import { UserError } from '../../runtime/errors.ts';
 import { ANSWER_LETTERS, type MmluQuestion, type MmluSplit } from './data.ts';
 
 /** Reads one parquet file of a subject's split (rows in file order; `line` is the 1-based row) with `reader`. */
 export async function readMmluParquet(reader: ParquetReader, file: string, subject: string, split: MmluSplit): Promise<MmluQuestion[]> {
-  let rows: Record<string, unknown>[];
-  try {
-    rows = await reader.read(file, 'MMLU parquet file', ['question', 'choices', 'answer']);
-  } catch (e) {
-    if (e instanceof UserError) throw e;
-    throw new UserError(`${file}: not a readable MMLU parquet file (${firstLine((e as Error).message)}); delete it from the hub cache to download it again`);
-  }
+  const rows = await readParquetFile(reader, file, { what: 'MMLU parquet file', columns: ['question', 'choices', 'answer'], fix: REFETCH });
   return rows.map((r, index) => {
     const where = `${file}: row ${index + 1}`;
     const answer = Number(r.answer);

@@ -9,7 +9,7 @@
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { basename, extname, join, relative } from 'node:path';
 import { firstLine, parseJsonText, readTextFile, showJson } from '../../io/read.ts';
-import { readParquetRows } from '../../io/parquet.ts';
+import { openParquetReader, type ParquetReader, readParquetFile } from '../../io/parquet.ts';
 import { UserError } from '../../runtime/errors.ts';
 import type { Doc, FieldType, TaskDefinition } from './task.ts';
 
@@ -28,14 +28,14 @@ function plain(v: unknown): unknown {
   return v;
 }
 
-/** The documents of one parquet file, in row order. */
-export async function readParquetDocs(file: string): Promise<Doc[]> {
+/** The documents of one parquet file, in row order, read with `reader` (default: a reader for this file alone). */
+export async function readParquetDocs(file: string, reader?: ParquetReader): Promise<Doc[]> {
+  const own = reader ? null : openParquetReader();
   try {
-    const rows = await readParquetRows(file, 'parquet data file');
+    const rows = await readParquetFile(reader ?? own!, file, { what: 'parquet data file', fix: 'replace it with an intact copy (one in the hub cache is downloaded again once deleted)' });
     return rows.map((r) => plain(r) as Doc);
-  } catch (e) {
-    if (e instanceof UserError) throw e;
-    throw new UserError(`${file}: not a readable parquet file (${firstLine((e as Error).message)})`);
+  } finally {
+    await own?.close();
   }
 }
 
@@ -63,10 +63,10 @@ export function readJsonDocs(file: string): Doc[] {
   return docs;
 }
 
-/** The documents of one data file, by its extension. */
-export async function readDocsFile(file: string): Promise<Doc[]> {
+/** The documents of one data file, by its extension (parquet read with `reader`). */
+export async function readDocsFile(file: string, reader: ParquetReader): Promise<Doc[]> {
   const ext = extname(file).toLowerCase();
-  if (ext === '.parquet') return readParquetDocs(file);
+  if (ext === '.parquet') return readParquetDocs(file, reader);
   if (ext === '.jsonl' || ext === '.json') return readJsonDocs(file);
   throw new UserError(`${file}: unknown data file type; give a .parquet, .jsonl or .json file, or a directory of them`);
 }
@@ -114,13 +114,13 @@ export function selectSplitFiles(files: readonly string[], split: string, config
   return matches.filter((f) => folderOf(f) === chosen);
 }
 
-/** Reads a split from a directory of data files (or from a single file, which is taken as the split). */
-export async function readSplit(path: string, split: string, config: string | null): Promise<{ docs: Doc[]; files: string[] }> {
+/** Reads a split from a directory of data files (or from a single file, which is taken as the split), parquet with `reader`. */
+export async function readSplit(path: string, split: string, config: string | null, reader: ParquetReader): Promise<{ docs: Doc[]; files: string[] }> {
   if (!existsSync(path)) throw new UserError(`${path}: data file or directory not found`);
-  if (!statSync(path).isDirectory()) return { docs: await readDocsFile(path), files: [path] };
+  if (!statSync(path).isDirectory()) return { docs: await readDocsFile(path, reader), files: [path] };
   const files = selectSplitFiles(listFiles(path), split, config, path).map((f) => join(path, f));
   const docs: Doc[] = [];
-  for (const f of files) docs.push(...(await readDocsFile(f)));
+  for (const f of files) docs.push(...(await readDocsFile(f, reader)));
   return { docs, files };
 }
 

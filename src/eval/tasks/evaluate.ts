@@ -25,7 +25,7 @@ import type { Tokenizer } from '../../tokenizer/tokenizer.ts';
 import { planRequests, requestEncoder, type PlannedRequest, type RequestEncoder } from '../scoring/loglikelihood.ts';
 import { MAX_PADDING, scorePlans, type RowScore, type ScorePlan } from '../scoring/rows.ts';
 import { choiceMetrics, metricOf, pooledStderr, type MetricValue } from './metrics.ts';
-import { docRequests, type DocRequests } from './requests.ts';
+import { subtaskDocRequests, type DocRequests } from './requests.ts';
 import type { Doc, Subtask, TaskDefinition, TaskGroup } from './task.ts';
 import { checkOption, flag, keyFields } from '../../runtime/options.ts';
 import { OUT } from '../../io/output-options.ts';
@@ -205,7 +205,7 @@ interface PlannedShard {
 }
 
 function planShard(enc: RequestEncoder, shard: Shard, maxLength: number, cached: boolean): PlannedShard {
-  const docs = shard.docs.map((doc, i) => ({ req: docRequests(shard.input.task, doc, shard.shots[i]) }));
+  const docs = shard.docs.map((_, i) => ({ req: subtaskDocRequests(shard.input.task, shard.sub, shard.from + i, shard.shots[i]) }));
   const requests = docs.flatMap((d) => d.req.requests);
   const owner = docs.flatMap((d, i) => d.req.requests.map(() => i));
   const label = (r: number) => `${shard.sub.source}: ${shard.sub.name} document ${shard.from + owner[r]}`;

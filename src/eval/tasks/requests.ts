@@ -11,7 +11,7 @@
  */
 import { UserError } from '../../runtime/errors.ts';
 import type { HintedRequest } from '../scoring/loglikelihood.ts';
-import type { Doc, TaskDefinition } from './task.ts';
+import type { Doc, Subtask, TaskDefinition } from './task.ts';
 
 /** What lm-eval scores for one document. */
 export interface DocRequests {
@@ -93,4 +93,28 @@ export function docRequests(task: TaskDefinition, doc: Doc, shots: readonly Doc[
     requests: contexts.map((context, i) => ({ context, continuation: continuations[i], prefix: hint })),
     choices, gold, target, prefix, shotStarts,
   };
+}
+
+/**
+ * The requests of document `index` of `sub` after its few-shot examples `shots` (docRequests), with a value
+ * the task cannot use (an answer key that is no choice label, a sentence without its blank) refused in one
+ * line naming the file and the document (the few-shot one, when one of those is at fault) and the fix.
+ */
+export function subtaskDocRequests(task: TaskDefinition, sub: Subtask, index: number, shots: readonly Doc[] = []): DocRequests {
+  try {
+    return docRequests(task, sub.docs[index], shots);
+  } catch (e) {
+    if (!(e instanceof UserError)) throw e;
+    const fails = (f: () => unknown) => {
+      try {
+        f();
+        return false;
+      } catch {
+        return true;
+      }
+    };
+    const shot = shots.find((s) => fails(() => shotText(task, s)));
+    const where = shot ? `${sub.fewshotSource ?? sub.source}: ${sub.name} few-shot document ${sub.fewshotDocs.indexOf(shot)} (drawn for document ${index})` : `${sub.source}: ${sub.name} document ${index}`;
+    throw new UserError(`${where}: ${e.message}; fix the document or remove it from the data`);
+  }
 }

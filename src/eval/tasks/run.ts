@@ -18,6 +18,7 @@ import { disposeModel, loadModel } from '../../model/model.ts';
 import { loadTokenizer, type Tokenizer } from '../../tokenizer/tokenizer.ts';
 import { evaluateTasks, type EvaluateTasksProgress, type TaskInput, type TaskResult } from './evaluate.ts';
 import { loadTask } from './load.ts';
+import { openParquetReader } from '../../io/parquet.ts';
 import type { MetricsMap } from './metrics.ts';
 import { getTask, PAPER_MMLU } from './registry.ts';
 import { UserError } from '../../runtime/errors.ts';
@@ -84,16 +85,21 @@ export interface PreparedTasks {
 export async function prepareTasksEval(opts: RunTasksOptions): Promise<PreparedTasks> {
   const inputs: TaskInput[] = [];
   let mmlu: MmluData | null = null;
-  for (const t of opts.tasks) {
-    if (t.name === PAPER_MMLU) {
-      mmlu = loadMmlu(t.data, { subjects: opts.subjects });
-      checkNtrain(mmlu, opts.shots ?? NTRAIN.default);
-    } else {
-      const task = getTask(t.name);
-      // --subjects picks MMLU subjects: of the tasks that have them (any other refuses it when alone)
-      const subjects = task.load || opts.tasks.length === 1 ? opts.subjects : undefined;
-      inputs.push(await loadTask(task, t.data, { shots: opts.shots, limit: opts.limit, subjects }));
+  const parquet = openParquetReader();
+  try {
+    for (const t of opts.tasks) {
+      if (t.name === PAPER_MMLU) {
+        mmlu = loadMmlu(t.data, { subjects: opts.subjects });
+        checkNtrain(mmlu, opts.shots ?? NTRAIN.default);
+      } else {
+        const task = getTask(t.name);
+        // --subjects picks MMLU subjects: of the tasks that have them (any other refuses it when alone)
+        const subjects = task.load || opts.tasks.length === 1 ? opts.subjects : undefined;
+        inputs.push(await loadTask(task, t.data, { shots: opts.shots, limit: opts.limit, subjects, parquet }));
+      }
     }
+  } finally {
+    await parquet.close();
   }
   if (opts.subjects && !mmlu && !inputs.some((i) => i.task.load)) throw new UserError(`${flag(TASK_SUBJECTS)}: none of the tasks (${opts.tasks.map((t) => t.name).join(', ')}) has subjects; only mmlu and mmlu_lmeval do`);
   const tokenizer = opts.tokenizer ?? await loadTokenizer(opts.model);

@@ -95,6 +95,8 @@ export interface Subtask {
   originalSize: number;
   /** Where the documents came from (a file or directory, or hub id), for messages. */
   source: string;
+  /** Where the few-shot documents came from, when not from `source`. */
+  fewshotSource?: string;
   /** Fields of its lm-eval config beyond the task's (an MMLU subject's dataset_name, description). */
   config?: Record<string, unknown>;
 }
