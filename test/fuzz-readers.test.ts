@@ -1083,6 +1083,42 @@ test('forward: logits that overflow (finite weights of -3.2e38: a flipped expone
   }
 });
 
+test('evaluation: logits that overflow are refused naming the model in every scorer (task spans, MMLU letters, perplexity windows), leaking no tensors', async () => {
+  const { loadModel, disposeModel } = await import('../src/model/model.ts');
+  const { scorePlans } = await import('../src/eval/scoring/rows.ts');
+  const { windowNll } = await import('../src/eval/ppl/evaluate.ts');
+  const { SafetensorsFile } = await import('../src/io/safetensors.ts');
+  const dir = join(root, 'overflow-eval');
+  cpSync(M, dir, { recursive: true });
+  const file = join(dir, 'model.safetensors');
+  const st = new SafetensorsFile(file);
+  const { begin } = st.tensors.get('model.layers.2.mlp.up_proj.weight')!;
+  st.close();
+  const b = readFileSync(file);
+  for (const i of [1, 100, 320, 321]) b.writeFloatLE(-3.2006820762560308e38, begin + 4 * i);
+  writeFileSync(file, b);
+  const ids = [1, 5, 9, 300];
+  const spans = { rows: [{ ids, targets: [{ start: 1, tokens: [9, 300] }] }], groups: [], alone: [0] };
+  const letters = { rows: [{ ids, targets: [], logits: { position: 3, ids: [5, 9] } }], groups: [], alone: [0] };
+  const refused = (use: string) => (e: Error) => e instanceof UserError && e.message.startsWith(`${dir}: the forward pass gives NaN logits (`) && e.message.endsWith(`or pass --allow-nonfinite to ${use} anyway`);
+  const before = tf.memory().numTensors;
+  const model = loadModel(dir);
+  try {
+    for (const plan of [spans, letters]) {
+      await assert.rejects(scorePlans(model, [plan], { size: 0, maxPadding: 0.1 }, async () => {}), refused('score them'));
+    }
+    assert.throws(() => windowNll(model, ids, { begin: 0, end: 4, scoredFrom: 1 }), refused('score them'));
+    process.env.MKA_ALLOW_NONFINITE = '1';
+    const [[r]] = await scorePlans(model, [spans], { size: 0, maxPadding: 0.1 }, async () => {});
+    assert.ok(Number.isNaN(r.spans[0].logProb), 'allowed: the NaN is scored as it is');
+  } finally {
+    delete process.env.MKA_ALLOW_NONFINITE;
+    disposeModel(model);
+    rmSync(dir, { recursive: true, force: true });
+  }
+  assert.equal(tf.memory().numTensors, before);
+});
+
 test('forward: a text longer than the model\'s context is refused naming the option and the model', async () => {
   const { runForward } = await import('../src/model/inspect.ts');
   const dir = join(root, 'context');

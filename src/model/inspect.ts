@@ -6,8 +6,8 @@ import { join } from 'node:path';
 import { loadModel, disposeModel } from './model.ts';
 import { forward } from './forward.ts';
 import { generate } from './generate.ts';
-import { nonFiniteAllowed, openCheckpoint } from '../io/checkpoint.ts';
-import { ALLOW_NONFINITE } from '../io/options.ts';
+import { openCheckpoint } from '../io/checkpoint.ts';
+import { nonFiniteLogitsError } from './nonfinite.ts';
 import { readConfig } from './config.ts';
 import { loadTokenizer } from '../tokenizer/tokenizer.ts';
 import { UserError } from '../runtime/errors.ts';
@@ -116,12 +116,12 @@ export async function runForward(opts: RunForwardOptions): Promise<ForwardJson> 
     } finally {
       r.logits!.dispose();
     }
-    // weights finite but absurd (a flipped exponent bit: 3e38) overflow float32 in the pass; JSON would write the NaN as null
     for (const [t, row] of rows.entries()) {
-      const bad = nonFiniteAllowed() ? undefined : row.find((x) => !Number.isFinite(x));
-      if (bad === undefined) continue;
+      const bad = row.find((x) => !Number.isFinite(x));
+      const err = bad === undefined ? null : nonFiniteLogitsError(opts.model, bad, `position ${logitsMode === 'all' ? t : T - 1}`, 'write them');
+      if (!err) continue;
       r.hiddenStates?.forEach((h) => h.dispose());
-      throw new UserError(`${opts.model}: the forward pass gives ${bad} logits (position ${logitsMode === 'all' ? t : T - 1}): its weights overflow float32, the checkpoint is corrupt (re-download or re-convert it), or pass ${flag(ALLOW_NONFINITE)} to write them anyway`);
+      throw err;
     }
     const top = topTokens(rows[rows.length - 1], Math.min(topK, model.config.vocab_size));
     const out: ForwardJson = {

@@ -8,6 +8,7 @@ import { tf } from '../../runtime/tf.ts';
 import type { Workload } from '../../model/memory-estimate.ts';
 import { LOGIT_CHUNK_FLOATS, PASS_HIDDEN_BYTES, forward, forwardMany, passTokens, type ForwardJob } from '../../model/forward.ts';
 import { streamsLayers, type LlamaModel } from '../../model/model.ts';
+import { nonFiniteLogitsError } from '../../model/nonfinite.ts';
 import { currentProfile } from '../../runtime/profile.ts';
 import { slidingWindows, type PplWindow } from './windows.ts';
 import { openPplResults, type PplSummary, type WindowResult } from './results.ts';
@@ -38,7 +39,11 @@ function windowJob(model: LlamaModel, ids: readonly number[], w: PplWindow): { j
         const flat = Int32Array.from({ length: rows }, (_, r) => r * V + ids[w.scoredFrom + r0 + r]); // target of each row in [rows * V]
         return tf.neg(tf.gather(logp.reshape([-1]), tf.tensor1d(flat, 'int32'))); // [rows]
       });
-      for (const v of values) nll += v;
+      for (const v of values) {
+        const err = Number.isNaN(v) ? nonFiniteLogitsError(model.dir ?? 'the model', v, `window ${w.begin}..${w.end}`, 'score them') : null;
+        if (err) throw err;
+        nll += v;
+      }
     },
   };
   return { job, result: () => ({ begin: w.begin, end: w.end, scored_from: w.scoredFrom, nll, tokens: count }) };

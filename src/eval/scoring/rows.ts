@@ -12,6 +12,7 @@
  */
 import { forwardInTurn, forwardMany, type ForwardJob } from '../../model/forward.ts';
 import { streamsLayers, type LlamaModel } from '../../model/model.ts';
+import { nonFiniteLogitsError } from '../../model/nonfinite.ts';
 
 /** Target tokens scored on a row: tokens[k] by the logits at position start + k. */
 export interface RowTargets {
@@ -111,7 +112,7 @@ function argmaxOf(x: ArrayLike<number>): number {
  * are computed only at the positions read, in chunks, and read on the host: a few values per position,
  * which tfjs ops would spend more on dispatch than on math.
  */
-function scoringJob(rows: readonly ScoreRow[], batch: readonly number[], start: number, V: number, out: RowScore[]): ForwardJob {
+function scoringJob(model: string, rows: readonly ScoreRow[], batch: readonly number[], start: number, V: number, out: RowScore[]): ForwardJob {
   const inputs = batch.map((r) => rows[r].ids.slice(start));
   const T = Math.max(...inputs.map((r) => r.length));
   const padded = inputs.map((r) => (r.length === T ? r : [...r, ...new Array<number>(T - r.length).fill(0)]));
@@ -150,10 +151,16 @@ function scoringJob(rows: readonly ScoreRow[], batch: readonly number[], start: 
         const o = out[read.row];
         if (read.logits) {
           o.logits = rows[read.row].logits!.ids.map((id) => v[id]);
+          const bad = o.logits.find((x) => !Number.isFinite(x));
+          const err = bad === undefined ? null : nonFiniteLogitsError(model, bad, `row ${read.row}`, 'score them');
+          if (err) throw err;
           continue;
         }
         const s = o.spans[read.span];
-        s.logProb += v[read.token] - logSumExp(v);
+        const lse = logSumExp(v); // NaN when any logit is NaN or +Infinity
+        const err = Number.isNaN(lse) ? nonFiniteLogitsError(model, lse, `row ${read.row}`, 'score them') : null;
+        if (err) throw err;
+        s.logProb += v[read.token] - lse;
         if (read.greedy && s.greedy && argmaxOf(v) !== read.token) s.greedy = false;
       }
     },
@@ -174,6 +181,7 @@ export async function scorePlans(
   weight: (plan: number, row: number) => number = () => 1,
 ): Promise<RowScore[][]> {
   const V = model.config.vocab_size;
+  const name = model.dir ?? 'the model';
   const jobs: ForwardJob[] = [];
   const units: number[] = []; // per job
   const out: RowScore[][] = plans.map(() => []);
@@ -185,12 +193,12 @@ export async function scorePlans(
       const members = g.rows.map((r) => ({ r, ids: plan.rows[r].ids }));
       for (const batch of batchesOf(members, batching.size, g.start, batching.maxPadding)) {
         const rows = batch.map((m) => m.r);
-        jobs.push({ ...scoringJob(plan.rows, rows, g.start, V, out[p]), after: prefix });
+        jobs.push({ ...scoringJob(name, plan.rows, rows, g.start, V, out[p]), after: prefix });
         units.push(sum(p, rows));
       }
     }
     for (const batch of aloneBatches(plan, batching)) {
-      jobs.push(scoringJob(plan.rows, batch, 0, V, out[p]));
+      jobs.push(scoringJob(name, plan.rows, batch, 0, V, out[p]));
       units.push(sum(p, batch));
     }
   });
