@@ -954,6 +954,122 @@ test('mka serve: /api/result survives malformed JSON, wrong types, huge and endl
   }
 });
 
+// Regressions of scripts/fuzz-readers.ts (the mutation fuzzer of the model readers, docs/gguf.md), one per bug class it found.
+
+test('tokenizer.json: token ids that are not ids are refused naming the file and entry; a huge one loads without a table sized by it', async () => {
+  const dir = join(root, 'token-ids');
+  cpSync(M, dir, { recursive: true });
+  const file = join(dir, 'tokenizer.json');
+  const tok = JSON.parse(readFileSync(file, 'utf8'));
+  const piece = Object.keys(tok.model.vocab)[300];
+  const write = (t: unknown) => writeFileSync(file, JSON.stringify(t));
+  try {
+    for (const id of [-1, 0.5, '7', 2 ** 53 + 2, null]) {
+      write({ ...tok, model: { ...tok.model, vocab: { ...tok.model.vocab, [piece]: id } } });
+      await assert.rejects(loadTokenizer(dir), (e: Error) => e instanceof UserError && e.message.startsWith(`${file}: model.vocab[${JSON.stringify(piece)}] is `)
+        && /not a token id; the tokenizer is corrupt/.test(e.message) && !/\n/.test(e.message), JSON.stringify(id));
+    }
+    for (const id of [0.5, -3, 'x']) {
+      write({ ...tok, added_tokens: [...tok.added_tokens, { id, content: '<x>', special: true }] });
+      await assert.rejects(loadTokenizer(dir), (e: Error) => e instanceof UserError && e.message.startsWith(`${file}: added_tokens[${tok.added_tokens.length}] is not {"id": a token id`), JSON.stringify(id));
+    }
+    // an id of 2^31 made @huggingface/tokenizers' get_vocab walk two billion slots: loads, and a text holding the token is refused
+    write({ ...tok, model: { ...tok.model, vocab: { ...tok.model.vocab, [piece]: 2 ** 31 } } });
+    const t = await loadTokenizer(dir);
+    assert.ok(t.encode('hello world').length > 0);
+    assert.throws(() => t.encode(piece.replace(/^\u2581/, ' ')), (e: Error) => e instanceof UserError && e.message.startsWith(`${file}: encodes the text to token id ${2 ** 31}`));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('sizes the checkpoint contradicts are refused as a corrupt file naming it, before the memory estimate takes them as a model too large', async () => {
+  const { runForward } = await import('../src/model/inspect.ts');
+  const dir = join(root, 'sizes');
+  cpSync(M, dir, { recursive: true });
+  const cfgFile = join(dir, 'config.json'), cfg = JSON.parse(readFileSync(cfgFile, 'utf8'));
+  const notRam = (e: Error) => e instanceof UserError && !/GB of RAM/.test(e.message) && !/\n/.test(e.message);
+  try {
+    // config.json: a vocabulary or MLP of 2^31 - 1 (was: "forward needs about 7336 GB of RAM ...")
+    for (const [k, v] of [['vocab_size', 2 ** 31 - 1], ['intermediate_size', 2 ** 31 - 1]] as const) {
+      writeFileSync(cfgFile, JSON.stringify({ ...cfg, [k]: v }));
+      await assert.rejects(runForward({ model: dir, ids: [1, 2] }), (e: Error) => notRam(e) && e.message.startsWith(`${join(dir, 'model.safetensors')}: tensor "`) && e.message.includes('config.json implies'), k);
+    }
+    writeFileSync(cfgFile, JSON.stringify(cfg));
+    // GGUF metadata contradicting its tensors
+    const gguf = join(root, 'sizes.gguf');
+    await exportGguf({ model: M, out: gguf, type: 'q8_0', quiet: true });
+    const g = new GgufFile(gguf);
+    const entries = [...g.metadata.entries()].filter(([k]) => k !== 'general.alignment');
+    const tensors = [...g.tensors.values()].map((t) => ({ name: t.name, dims: t.dims, type: t.type }));
+    const data = new Map(tensors.map((t) => [t.name, g.readTensor(t.name)]));
+    g.close();
+    for (const key of ['llama.vocab_size', 'llama.feed_forward_length']) {
+      await writeGguf(gguf, entries.map(([k, v]): [string, GgufValue] => [k, k === key ? meta.u32(2 ** 31 - 1) : v]), tensors, (n) => data.get(n)!);
+      await assert.rejects(runForward({ model: gguf, ids: [1, 2] }), (e: Error) => notRam(e) && e.message.startsWith(`${gguf}: `), key);
+    }
+    // a packed weight's scales whose header shape is huge and its byte range consistent with it
+    const Q = join(root, 'sizes-rtn');
+    const r = await runCliInProcess(['quantize', '--model', M, '--method', 'rtn', '--out', Q, '--quiet']);
+    assert.equal(r.status, 0, r.stderr);
+    const st = join(Q, 'model.safetensors');
+    const { header, data: bytes } = splitSafetensors(readFileSync(st));
+    const scales = Object.keys(header).find((k) => k.endsWith('.scales'))!;
+    writeFileSync(st, joinSafetensors(JSON.stringify({ ...header, [scales]: { ...header[scales], shape: [2 ** 26, 2 ** 26], data_offsets: [0, 2 ** 53] } }), bytes));
+    await assert.rejects(runForward({ model: Q, ids: [1, 2] }), (e: Error) => notRam(e) && e.message.startsWith(`${st}: tensor ${JSON.stringify(scales)} `));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('GGUF: a tensor type or dimension that changes its size is refused by the data offsets, as llama.cpp does, not read as other values', async () => {
+  const file = join(root, 'layout.gguf');
+  await exportGguf({ model: M, out: file, type: 'f16', quiet: true });
+  const good = readFileSync(file);
+  // the tensor description after the name: u32 dimension count, u64 dimensions, u32 type, u64 offset
+  const name = 'blk.3.attn_norm.weight';
+  const at = good.indexOf(Buffer.from(name)) + name.length;
+  assert.equal(good.readUInt32LE(at), 1);
+  const typeAt = at + 4 + 8;
+  assert.equal(good.readUInt32LE(typeAt), 0, 'an F32 norm');
+  const o = new Outcomes();
+  // BF16 (half the bytes: its words were the F32 values' halves, finite but up to 1e38, and the forward gave NaN), F16, Q8_0's block of 32
+  for (const type of [30, 1, 8]) {
+    const b = Buffer.from(good);
+    b.writeUInt32LE(type, typeAt);
+    writeFileSync(file, b);
+    await o.run(`type ${type}`, [file], () => loadAll(file, false));
+  }
+  for (const dim of [32, 128]) {
+    const b = Buffer.from(good);
+    b.writeBigUInt64LE(BigInt(dim), at + 4);
+    writeFileSync(file, b);
+    await o.run(`dimension ${dim}`, [file], async () => {
+      try {
+        await loadAll(file, false);
+      } catch (e) {
+        assert.match((e as Error).message, /has data offset \d+, but the tensors before it end at \d+/);
+        throw e;
+      }
+    });
+  }
+  assert.equal(o.ok, 0);
+  o.check(5);
+});
+
+test('forward: a text longer than the model\'s context is refused naming the option and the model', async () => {
+  const { runForward } = await import('../src/model/inspect.ts');
+  const dir = join(root, 'context');
+  cpSync(M, dir, { recursive: true });
+  const cfgFile = join(dir, 'config.json');
+  writeFileSync(cfgFile, JSON.stringify({ ...JSON.parse(readFileSync(cfgFile, 'utf8')), max_position_embeddings: 2 }));
+  try {
+    await assert.rejects(runForward({ model: dir, ids: [1, 2, 3] }), (e: Error) => e instanceof UserError && e.message === `--ids is 3 tokens, more than the context of ${dir} (max_position_embeddings 2); shorten it`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('the fuzz leaves the demo copy as it was', () => {
   assert.deepEqual(readdirSync(M).sort(), readdirSync('models/demo').sort());
   for (const f of readdirSync(M)) assert.ok(readFileSync(join(M, f)).equals(readFileSync(join('models/demo', f))), f);

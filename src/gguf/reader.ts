@@ -217,6 +217,9 @@ export class GgufFile {
 
     this.dataStart = padTo(c.pos, this.alignment);
     const dataLen = this.size - this.dataStart;
+    // as llama.cpp's gguf_init_from_file requires: each tensor's data right after the previous one's, padded to
+    // the alignment, so a type or dimension that changes a tensor's size moves every offset after it
+    let expected = 0;
     for (const t of infos) {
       const rowLength = t.dims[0] ?? 1;
       const rows = t.dims.slice(1).reduce((a, b) => a * b, 1);
@@ -226,6 +229,10 @@ export class GgufFile {
       if (t.rel > BigInt(dataLen) || Number(t.rel) + bytes > dataLen) {
         this.fail(`tensor "${t.name}" (${bytes} bytes at data offset ${t.rel}) ends past the end of the file (${this.size} bytes: truncated?)`);
       }
+      if (Number(t.rel) !== expected) {
+        this.fail(`tensor "${t.name}" has data offset ${t.rel}, but the tensors before it end at ${expected} (a type, dimension or offset does not match the data)`);
+      }
+      expected = padTo(expected + bytes, this.alignment);
       this.tensors.set(t.name, { name: t.name, type: t.type, dims: t.dims, offset: this.dataStart + Number(t.rel), bytes });
     }
     const byStart = [...this.tensors.values()].filter((t) => t.bytes > 0).sort((a, b) => a.offset - b.offset);

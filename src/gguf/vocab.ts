@@ -16,7 +16,7 @@
  * "[PADn]" tokens of type UNUSED.
  */
 import { UserError } from '../runtime/errors.ts';
-import { describeJson, isPlainObject, showJson } from '../io/read.ts';
+import { describeJson, isPlainObject, isTokenId, showJson } from '../io/read.ts';
 import { type GgufValue, TokenType } from './format.ts';
 import { meta } from './writer.ts';
 
@@ -81,14 +81,13 @@ export function vocabMetadata(tokenizer: Json, config: Json, vocabSize: number, 
   const corrupt = (what: string): never => {
     throw new UserError(`${file}: ${what}; the tokenizer is corrupt (re-download or re-convert it)`);
   };
-  const isId = (x: unknown): x is number => Number.isSafeInteger(x) && (x as number) >= 0;
   if (!isPlainObject(model.vocab)) corrupt(`model.vocab is ${describeJson(model.vocab)}, not an object of token ids`);
   const vocab = model.vocab as Record<string, number>;
-  for (const [p, i] of Object.entries(vocab)) if (!isId(i)) corrupt(`model.vocab[${showJson(p, 200)}] is ${showJson(i)}, not a token id`);
+  for (const [p, i] of Object.entries(vocab)) if (!isTokenId(i)) corrupt(`model.vocab[${showJson(p, 200)}] is ${showJson(i)}, not a token id`);
   const addedRaw = tokenizer.added_tokens ?? [];
   if (!Array.isArray(addedRaw)) corrupt(`added_tokens is ${describeJson(addedRaw)}, not a list`);
   (addedRaw as unknown[]).forEach((t, k) => {
-    if (!isPlainObject(t) || !isId(t.id) || typeof t.content !== 'string') corrupt(`added_tokens[${k}] is not {"id": a token id, "content": text}`);
+    if (!isPlainObject(t) || !isTokenId(t.id) || typeof t.content !== 'string') corrupt(`added_tokens[${k}] is not {"id": a token id, "content": text}`);
   });
   const added = addedRaw as { id: number; content: string; special?: boolean }[];
   let size = vocabSize;

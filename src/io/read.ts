@@ -101,6 +101,11 @@ export function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
+/** True for a token id as any file gives one (tokenizer.json, config.json, generation_config.json): an integer >= 0 that a double holds exactly. */
+export function isTokenId(v: unknown): v is number {
+  return Number.isSafeInteger(v) && (v as number) >= 0;
+}
+
 /** Reads a JSON file that must hold an object. */
 export function readJsonObject(path: string, what: string): Record<string, unknown> {
   const v = readJsonFile(path, what);

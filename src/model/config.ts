@@ -6,7 +6,7 @@
 import { existsSync } from 'node:fs';
 import { flag } from '../runtime/options.ts';
 import { MODEL } from './options.ts';
-import { readJsonFile, showJson, showJsonList } from '../io/read.ts';
+import { isTokenId, readJsonFile, showJson, showJsonList } from '../io/read.ts';
 import { join } from 'node:path';
 import { UserError } from '../runtime/errors.ts';
 import { isGgufFile } from '../gguf/reader.ts';
@@ -155,9 +155,8 @@ export function parseConfig(raw: unknown, file = 'config.json'): LlamaConfig {
   /** A token id (or, when `list`, a list of them) or null; anything else is a corrupt config. */
   const tokenIds = (key: string, list: boolean): number | number[] | null => {
     const v = j[key] ?? null;
-    const isId = (x: unknown) => Number.isSafeInteger(x) && (x as number) >= 0;
-    if (v === null || isId(v)) return v as number | null;
-    if (list && Array.isArray(v) && v.every(isId)) return v as number[];
+    if (v === null || isTokenId(v)) return v as number | null;
+    if (list && Array.isArray(v) && v.every(isTokenId)) return v as number[];
     return fail(`"${key}" must be a token id (an integer >= 0)${list ? ', a list of them' : ''} or null, got ${Array.isArray(v) ? 'a list holding something else' : showJson(v)}`);
   };
 

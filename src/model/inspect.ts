@@ -105,7 +105,7 @@ export async function runForward(opts: RunForwardOptions): Promise<ForwardJson> 
   const model = loadModel(opts.model);
   try {
     if (ids.length > model.config.max_position_embeddings) {
-      throw new UserError(`input has ${ids.length} tokens, more than max_position_embeddings (${model.config.max_position_embeddings})`);
+      throw new UserError(`${flag(opts.ids ? IDS : TEXT)} is ${ids.length} tokens, more than the context of ${opts.model} (max_position_embeddings ${model.config.max_position_embeddings}); shorten it`);
     }
     const r = forward(model, [ids], { hiddenStates: opts.hiddenStates, logits: logitsMode === 'all' ? 'all' : 'last' });
     const T = ids.length;

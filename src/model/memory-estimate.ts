@@ -27,6 +27,7 @@ import { freemem, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { type LlamaConfig, expectedTensors, layerTensorShapes, readConfig } from './config.ts';
 import { UserError } from '../runtime/errors.ts';
+import { openModelDir } from './open.ts';
 import { openRegularFile } from '../io/read.ts';
 import { readSafetensorsIndex } from '../io/checkpoint.ts';
 import { BACKEND_OPTION } from '../runtime/backend-choice.ts';
@@ -375,8 +376,20 @@ export function checkModelFits(
   };
   const others = opts.reference ? [shapeOf(opts.reference)] : [];
   const profile = currentProfile().memory;
-  return assertFits({
-    command, config, stored: storedBytes(dir, config), profile, work, others,
-    ramBackend: profile.heapLimit !== null ? offHeapBackend() : undefined,
-  });
+  try {
+    return assertFits({
+      command, config, stored: storedBytes(dir, config), profile, work, others,
+      ramBackend: profile.heapLimit !== null ? offHeapBackend() : undefined,
+    });
+  } catch (e) {
+    // sizes a checkpoint contradicts (config.json's or GGUF metadata's, a corrupt safetensors shape) are a corrupt
+    // file, refused naming it, not a model too large for this machine: each checkpoint is checked against its config first
+    for (const d of [dir, ...(opts.reference ? [opts.reference] : [])]) if (hasWeights(d)) openModelDir(d).ckpt.close();
+    throw e;
+  }
+}
+
+/** Whether `dir` is a GGUF file or holds safetensors weights (a directory of only a config.json is estimated, not opened). */
+function hasWeights(dir: string): boolean {
+  return isGgufFile(dir) || existsSync(join(dir, 'model.safetensors')) || existsSync(join(dir, 'model.safetensors.index.json'));
 }

@@ -15,12 +15,13 @@ import { tf } from '../runtime/tf.ts';
 import type { SyncTensorSource, TensorSource } from '../weights/source.ts';
 import { modelFromParts, type LlamaModel } from '../model/model.ts';
 import { type LlamaConfig, type QuantizationConfig, layerTensorShapes, splitLayerName } from '../model/config.ts';
-import { dequantizeRows, quantizeRtn, type PackedMatrix, type PackedSpec } from '../io/packed.ts';
+import { allocPacked, dequantizeRows, quantizeRtn, type PackedMatrix, type PackedSpec } from '../io/packed.ts';
 import { toFloat32 } from '../io/safetensors.ts';
 import { UserError } from '../runtime/errors.ts';
 import { flag } from '../runtime/options.ts';
 import { EMBEDDING_BITS, KEEP_EMBEDDINGS } from './options.ts';
 import { progress, type Progress } from '../runtime/progress.ts';
+import { collectGarbage } from '../runtime/collect.ts';
 import { advanceLayer, calibrationBatches, calibrationTokenCap, CALIBRATION_FORWARD_BYTES, CALIBRATION_MICRO_BATCH, disposeCalibration, embedPrompts, layerWeights, type CalibrationSet } from './calibration.ts';
 import { gb } from '../model/memory-estimate.ts';
 import { LINEARS, specFor, type LayerResult, type QuantMethod } from './method.ts';
@@ -103,25 +104,35 @@ function rowBlocks(source: SyncTensorSource, name: string): { rows: number; cols
   };
 }
 
-/** Round to nearest of a table, a block of rows at a time (a 128k-row embedding is never widened whole). */
+/**
+ * Round to nearest of a table, a block of rows at a time (a 128k-row embedding is never widened whole),
+ * each block's codes and scales written into the table's own arrays as it is done (the same bytes as
+ * rounding it whole; never a second copy of the packed table). What earlier phases dropped is collected
+ * first: the table's read and its packed form are the phase's memory, not the last layer's garbage.
+ */
 function quantizeTable(source: SyncTensorSource, name: string, spec: PackedSpec): PackedMatrix {
+  collectGarbage();
   const t = rowBlocks(source, name);
   const step = Math.max(1, Math.floor((1 << 22) / t.cols));
-  const parts: PackedMatrix[] = [];
+  const pm = allocPacked(t.rows, t.cols, spec); // table specs are symmetric: no mins
   for (let r0 = 0; r0 < t.rows; r0 += step) {
     const r1 = Math.min(t.rows, r0 + step);
-    parts.push(quantizeRtn(t.read(r0, r1), r1 - r0, t.cols, spec));
+    const part = quantizeRtn(t.read(r0, r1), r1 - r0, t.cols, spec);
+    pm.quants.set(part.quants, (r0 * pm.quants.length) / t.rows);
+    pm.scales.set(part.scales, (r0 * pm.scales.length) / t.rows);
   }
-  const quants = new Uint8Array(parts.reduce((a, p) => a + p.quants.length, 0));
-  const scales = new Float32Array(parts.reduce((a, p) => a + p.scales.length, 0));
-  let q = 0, s = 0;
-  for (const p of parts) {
-    quants.set(p.quants, q);
-    scales.set(p.scales, s);
-    q += p.quants.length;
-    s += p.scales.length;
-  }
-  return { rows: t.rows, cols: t.cols, spec, quants, scales, mins: null }; // table specs are symmetric
+  return pm;
+}
+
+/**
+ * A decoder layer's float32 weights by suffix, read from the source. A function of its own so that
+ * no read's intermediate (a tensor's stored bytes and their widened copy) outlives it in the caller's frame,
+ * which V8 keeps while the layer is quantized.
+ */
+function readLayer(source: SyncTensorSource, layer: number, shapes: ReadonlyMap<string, number[]>): Map<string, Float32Array> {
+  const weights = new Map<string, Float32Array>();
+  for (const suffix of shapes.keys()) weights.set(suffix, Float32Array.from(source.read(`model.layers.${layer}.${suffix}`)));
+  return weights;
 }
 
 /**
@@ -198,9 +209,7 @@ export function quantizedSource(input: QuantizeInput): QuantizedSource {
   };
 
   const quantizeLayer = async (i: number): Promise<LayerResult> => {
-    const prefix = `model.layers.${i}.`;
-    const weights = new Map<string, Float32Array>();
-    for (const suffix of shapes.keys()) weights.set(suffix, Float32Array.from(source.read(prefix + suffix)));
+    const weights = readLayer(source, i, shapes);
     if (method.calibration !== 'none' && !calibration) {
       calibration = firstInputs();
       embedding = null;

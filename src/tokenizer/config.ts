@@ -7,7 +7,7 @@
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { UserError } from '../runtime/errors.ts';
-import { isPlainObject, readTextFile, showJson } from '../io/read.ts';
+import { isPlainObject, isTokenId, readTextFile, showJson } from '../io/read.ts';
 
 type Json = Record<string, unknown>;
 
@@ -92,8 +92,7 @@ export function modelChatTemplates(dir: string, config: Json): { templates: stri
 /** Refuses generation_config.json's eos_token_id (at `file`) unless it is null, a token id or a list of them: another value would be dropped, and generation would not stop there. */
 export function checkGenerationConfig(config: Json, file: string): void {
   const eos = config.eos_token_id;
-  const isId = (x: unknown) => Number.isSafeInteger(x) && (x as number) >= 0;
-  if (eos !== undefined && eos !== null && !isId(eos) && !(Array.isArray(eos) && eos.every(isId))) {
+  if (eos !== undefined && eos !== null && !isTokenId(eos) && !(Array.isArray(eos) && eos.every(isTokenId))) {
     throw new UserError(`${file}: "eos_token_id" is ${Array.isArray(eos) ? 'a list holding something else' : showJson(eos)}, but must be a token id (an integer >= 0), a list of them or null; fix the field`);
   }
 }

@@ -4,6 +4,7 @@
  */
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 import { UserError } from '../runtime/errors.ts';
+import { describeJson, isPlainObject, isTokenId, showJson } from '../io/read.ts';
 import type { Tokenizer } from './types.ts';
 
 type Json = Record<string, unknown>;
@@ -24,6 +25,7 @@ export function tokenizerFromJson(json: Json, config: Json = {}, generation: Jso
   if (typeof json.model !== 'object' || json.model === null) {
     throw new UserError(`${file}: no "model" section; not a Hugging Face tokenizer.json`);
   }
+  const vocabSize = checkTokenIds(json, file);
   let hf: HfTokenizer;
   try {
     hf = new HfTokenizer(
@@ -76,9 +78,6 @@ export function tokenizerFromJson(json: Json, config: Json = {}, generation: Jso
   }
   const cleanUp = config.clean_up_tokenization_spaces === true;
 
-  let vocabSize = 0;
-  for (const id of hf.get_vocab(true).values()) vocabSize = Math.max(vocabSize, id + 1);
-
   return {
     encode(text, opts = {}) {
       const wantBos = (opts.addBos ?? defaultBos) && bos !== null;
@@ -101,6 +100,33 @@ export function tokenizerFromJson(json: Json, config: Json = {}, generation: Jso
     eos: [...eos],
     vocabSize,
   };
+}
+
+/**
+ * Refuses a tokenizer.json whose model.vocab (an object of ids) or added_tokens give a token something
+ * other than an id (negative, fractional, text, beyond 2^53): such a token would reach the model as that
+ * number. Returns the number of ids (the highest + 1), counted from the tables rather than through the
+ * tokenizer's dense id list, whose length a corrupt id of 2^31 would make two billion.
+ */
+function checkTokenIds(json: Json, file: string): number {
+  const corrupt = (what: string): never => {
+    throw new UserError(`${file}: ${what}; the tokenizer is corrupt (re-download or re-convert it)`);
+  };
+  const model = json.model as Json;
+  let size = Array.isArray(model.vocab) ? model.vocab.length : 0; // Unigram: [piece, score] pairs, ids by position
+  if (isPlainObject(model.vocab)) {
+    for (const [p, i] of Object.entries(model.vocab)) {
+      if (!isTokenId(i)) corrupt(`model.vocab[${showJson(p, 200)}] is ${showJson(i)}, not a token id`);
+      size = Math.max(size, (i as number) + 1);
+    }
+  }
+  const added = json.added_tokens ?? [];
+  if (!Array.isArray(added)) corrupt(`added_tokens is ${describeJson(added)}, not a list`);
+  (added as unknown[]).forEach((t, k) => {
+    if (!isPlainObject(t) || !isTokenId(t.id) || typeof t.content !== 'string') corrupt(`added_tokens[${k}] is not {"id": a token id, "content": text}`);
+    size = Math.max(size, (t as { id: number }).id + 1);
+  });
+  return size;
 }
 
 /** Ordinary text that any working tokenizer of a Llama-family model encodes to known tokens. */

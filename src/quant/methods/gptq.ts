@@ -9,12 +9,12 @@
  */
 import type { PackedMatrix } from '../../io/packed.ts';
 import { UserError } from '../../runtime/errors.ts';
-import { HESSIAN_SCRATCH_BYTES, hessianBytes, layerWeights, spreadHessians, sumInputHessians, type HessianSums } from '../calibration.ts';
+import { HESSIAN_SCRATCH_BYTES, hessianBytes, layerWeights, spreadHessians, sumInputHessians, type CalibrationSet, type HessianSums } from '../calibration.ts';
 import { collectGarbage } from '../../runtime/collect.ts';
 import { gptqQuantize, layerObjective, OBJECTIVE_SCRATCH_BYTES, solveBytes } from '../gptq-solve.ts';
 import { factorScratchBytes } from '../linalg.ts';
 import { dequantize, packedBytes, quantizeRtn } from '../../io/packed.ts';
-import { layerFloatBytes, linearShapes, otherTensors, specFor, type MethodMemory, type QuantMethod } from '../method.ts';
+import { layerFloatBytes, linearShapes, otherTensors, specFor, type LayerJob, type MethodMemory, type QuantMethod } from '../method.ts';
 
 /** Projections quantized together (they share an input), in the order true-sequential GPTQ takes them. */
 const SEQUENTIAL_GROUPS = [
@@ -23,6 +23,72 @@ const SEQUENTIAL_GROUPS = [
 
 /** The projection whose input `p` shares (the first of its group): its Hessian's name. */
 const inputOf = (p: string) => SEQUENTIAL_GROUPS.find((g) => g.includes(p))![0];
+
+/**
+ * The sums of X·Xᵀ of `inputs` over the calibration prompts, from one pass of the layer with the linears
+ * done so far quantized (their values dequantized again, only while the passes run). A function of its
+ * own so that those values (0.64 GB at Llama-3-8B's down_proj) die with its frame: V8 keeps a frame's
+ * temporaries while the frame runs, so in quantizeLayer's they would outlive the solves.
+ */
+function groupSums(job: LayerJob, cal: CalibrationSet, packed: ReadonlyMap<string, PackedMatrix>, inputs: readonly string[]): HessianSums {
+  const w = layerWeights(new Map([...job.shapes.keys()].map((s) => [s, packed.has(s) ? dequantize(packed.get(s)!) : job.weights.get(s)!])), job.shapes);
+  try {
+    return sumInputHessians(job.config, cal, w, inputs);
+  } finally {
+    w.release();
+  }
+}
+
+/**
+ * GPTQ of projection `p` with its input's Hessian `h` (H again when this returns), and its layer
+ * objectives beside round to nearest's. A function of its own so that the solve's values and round to
+ * nearest's (4·rows·cols bytes each) die with its frame, not in quantizeLayer's while later linears solve.
+ */
+function quantizeLinear(job: LayerJob, p: string, h: Float64Array, blockSize: number): { packed: PackedMatrix; stats: Record<string, number> } {
+  const suffix = `${p}.weight`;
+  const [rows, cols] = job.shapes.get(suffix)!;
+  const original = job.weights.get(suffix)!;
+  const spec = job.spec(suffix);
+  const r = gptqQuantize(original, rows, cols, h, spec, {
+    dampening: job.params.dampening as number, blockSize, actOrder: job.params['act-order'] as boolean, what: `layer ${job.layer} ${p}`,
+  });
+  // the solve's float64 columns (8·rows·cols bytes) are dropped: collected before the objectives' arrays are made, as the
+  // estimate counts the two phases apart
+  collectGarbage();
+  const rtn = dequantize(quantizeRtn(original, rows, cols, spec));
+  return {
+    packed: r.packed,
+    stats: { loss: r.loss, objective: layerObjective(original, r.dequantized, rows, cols, h), objective_rtn: layerObjective(original, rtn, rows, cols, h), damp: r.damp, dampening: r.dampening, dead_inputs: r.dead },
+  };
+}
+
+/**
+ * GPTQ of one group of projections (those quantized together, true-sequential: q/k/v, o, gate/up, down):
+ * their inputs' Hessians from the layer's passes with the linears done so far quantized, then each
+ * linear's solve; its packed result and stats go into `packed` and `stats`. A function of its own so
+ * that the group's Hessians (1.6 GB at Llama-3-8B's down_proj) die with its frame.
+ */
+function quantizeGroup(job: LayerJob, cal: CalibrationSet, group: readonly string[], blockSize: number, packed: Map<string, PackedMatrix>, stats: Record<string, Record<string, number>>, note: (what: string, n: number) => void): void {
+  const inputs = [...new Set(group.map(inputOf))]; // one Hessian per shared input
+  // what the previous group's solves dropped (float64 columns, values and errors: 1.2 GB per linear at Llama-3-8B's gate and up) is collected
+  // before this group's passes, which V8 would not do while they run in native products
+  collectGarbage();
+  const sums = groupSums(job, cal, packed, inputs);
+  // the passes' intermediates and the dequantized values are collected before the Hessians' other halves are written:
+  // V8 counted those pages when the arrays were made, so writing them would not make it collect
+  collectGarbage();
+  const hessians = spreadHessians(sums);
+  for (const p of group) {
+    // the Hessian is the factorisation's workspace: H again when quantizeLinear returns
+    const r = quantizeLinear(job, p, hessians.get(inputOf(p))!, blockSize);
+    packed.set(`${p}.weight`, r.packed);
+    stats[p] = r.stats;
+    note(`linears whose calibration Hessian needed more dampening than ${job.params.dampening} (up to ${r.stats.dampening}) to be positive definite`, r.stats.dampening > (job.params.dampening as number) ? 1 : 0);
+    note('inputs of linears that never vary on the calibration prompts (their weights set to zero, as GPTQ does)', r.stats.dead_inputs);
+    if (!group.slice(group.indexOf(p) + 1).some((q) => inputOf(q) === inputOf(p))) hessians.delete(inputOf(p)); // p was its last user
+    job.release?.(`${p}.weight`);
+  }
+}
 
 export const gptq: QuantMethod = {
   name: 'gptq',
@@ -48,44 +114,9 @@ export const gptq: QuantMethod = {
       if (n > 0) notes[what] = (notes[what] ?? 0) + n;
     };
     const groups = job.params['true-sequential'] ? SEQUENTIAL_GROUPS : [SEQUENTIAL_GROUPS.flat()];
-    for (const group of groups) {
-      const inputs = [...new Set(group.map(inputOf))]; // one Hessian per shared input
-      // what the previous group's solves dropped (float64 columns, values and errors: 1.2 GB per linear at Llama-3-8B's gate and up) is collected
-      // before this group's passes, which V8 would not do while they run in native products
-      collectGarbage();
-      // the layer with the linears done so far quantized (their values dequantized again, only while the Hessians accumulate)
-      const w = layerWeights(new Map([...job.shapes.keys()].map((s) => [s, packed.has(s) ? dequantize(packed.get(s)!) : job.weights.get(s)!])), job.shapes);
-      let sums: HessianSums;
-      try {
-        sums = sumInputHessians(job.config, cal, w, inputs);
-      } finally {
-        w.release();
-      }
-      // the passes' intermediates and the dequantized values are collected before the Hessians' other halves are written:
-      // V8 counted those pages when the arrays were made, so writing them would not make it collect
-      collectGarbage();
-      const hessians = spreadHessians(sums);
-      for (const p of group) {
-        const suffix = `${p}.weight`;
-        const [rows, cols] = job.shapes.get(suffix)!;
-        const h = hessians.get(inputOf(p))!; // the factorisation's workspace: H again when gptqQuantize returns
-        const original = job.weights.get(suffix)!;
-        const spec = job.spec(suffix);
-        const r = gptqQuantize(original, rows, cols, h, spec, {
-          dampening: job.params.dampening as number, blockSize, actOrder: job.params['act-order'] as boolean, what: `layer ${job.layer} ${p}`,
-        });
-        // the solve's float64 columns (8·rows·cols bytes) are dropped: collected before the objectives' arrays are made, as the
-        // estimate counts the two phases apart
-        collectGarbage();
-        const rtn = dequantize(quantizeRtn(original, rows, cols, spec));
-        packed.set(suffix, r.packed);
-        stats[p] = { loss: r.loss, objective: layerObjective(original, r.dequantized, rows, cols, h), objective_rtn: layerObjective(original, rtn, rows, cols, h), damp: r.damp, dampening: r.dampening, dead_inputs: r.dead };
-        note(`linears whose calibration Hessian needed more dampening than ${job.params.dampening} (up to ${r.dampening}) to be positive definite`, r.dampening > (job.params.dampening as number) ? 1 : 0);
-        note('inputs of linears that never vary on the calibration prompts (their weights set to zero, as GPTQ does)', r.dead);
-        if (!group.slice(group.indexOf(p) + 1).some((q) => inputOf(q) === inputOf(p))) hessians.delete(inputOf(p)); // p was its last user
-        job.release?.(suffix);
-      }
-    }
+    for (const group of groups) quantizeGroup(job, cal, group, blockSize, packed, stats, note);
+    // the last Hessians and solves are garbage now: collected before the next phase (the next layer's inputs, or a table) allocates
+    collectGarbage();
     return { packed, floats: otherTensors(job.weights), stats, notes };
   },
   /**
