@@ -11,8 +11,9 @@
  * types changed. Each variant goes through the library's load path in a worker process (`runForward`, what
  * `mka forward --model` calls: tokenizer, config, checkpoint, every weight, a forward of a short text;
  * llama2.c inputs through `convertLlama2c` and then the same), under a heap cap, an RSS watchdog and a
- * per-variant deadline; every fourth model variant is also exported (`exportGguf`, q4_0), which must load or
- * refuse in one line, and leave no file when it refuses. Outcomes:
+ * per-variant deadline. Every fourth model variant loads with streamed layers instead (loadModel's streaming:
+ * each layer read when the forward pass reaches it), and another fourth is also exported (`exportGguf`, q4_0),
+ * which must load or refuse in one line, and leave no file when it refuses. Outcomes:
  *   ok       loaded, forward finite (a benign mutation)
  *   refused  a UserError of one line beginning with the file or model directory (or with the option
  *            whose value the model refuses, naming the model: a context shorter than the text)
@@ -47,6 +48,8 @@ interface Job {
   id: number; kind: 'model' | 'llama2c'; model?: string; checkpoint?: string; tokenizer?: string; out?: string; names: string[];
   /** Also export the model to this GGUF file: when refused, no file (nor temporary) is left. */
   exportTo?: string;
+  /** Load with layers streamed from the file (read when the forward pass reaches them) instead of through runForward. */
+  streaming?: boolean;
 }
 interface Result { id: number; outcome: 'ok' | 'refused' | 'bug'; detail: string; rssGrowth: number }
 
@@ -57,6 +60,9 @@ async function worker(): Promise<void> {
   const { convertLlama2c } = await import('../src/convert/llama2c.ts');
   const { UserError } = await import('../src/runtime/errors.ts');
   const { exportGguf } = await import('../src/export/gguf.ts');
+  const { loadTokenizer } = await import('../src/tokenizer/tokenizer.ts');
+  const { loadModel, disposeModel } = await import('../src/model/model.ts');
+  const { forward } = await import('../src/model/forward.ts');
   await initBackend('native', { log: () => {} });
   const lines = createInterface({ input: process.stdin });
   for await (const line of lines) {
@@ -70,9 +76,22 @@ async function worker(): Promise<void> {
         await convertLlama2c({ checkpoint: job.checkpoint!, tokenizer: job.tokenizer!, out: job.out! });
         model = job.out!;
       }
-      const r = await runForward({ model, text: TEXT, topK: 3, logits: 'last' });
-      const bad = r.logits!.flat().findIndex((x) => !Number.isFinite(x));
-      if (bad >= 0) { outcome = 'bug'; detail = `non-finite logit ${r.logits!.flat()[bad]} at ${bad}, nothing refused`; }
+      let logits: number[];
+      if (job.streaming) {
+        const ids = (await loadTokenizer(model)).encode(TEXT);
+        const m = loadModel(model, { streaming: true });
+        try {
+          const r = forward(m, [ids], { logits: 'last' });
+          logits = Array.from(r.logits!.dataSync());
+          r.logits!.dispose();
+        } finally {
+          disposeModel(m);
+        }
+      } else {
+        logits = (await runForward({ model, text: TEXT, topK: 3, logits: 'last' })).logits!.flat();
+      }
+      const bad = logits.findIndex((x) => !Number.isFinite(x));
+      if (bad >= 0) { outcome = 'bug'; detail = `non-finite logit ${logits[bad]} at ${bad}, nothing refused`; }
     } catch (e) {
       const m = e instanceof Error ? e.message : String(e);
       if (!(e instanceof UserError)) { outcome = 'bug'; detail = `${(e as Error)?.name ?? typeof e}: ${((e as Error)?.stack ?? m).split('\n').slice(0, 4).join(' | ')}`; }
@@ -572,6 +591,7 @@ async function main(): Promise<void> {
       // the rtn directory's config.json: restored before the safetensors variants that need it
       const job: Job = { ...variant.apply(), id: i };
       if (job.kind === 'model' && i % 4 === 0) job.exportTo = join(exportDir, 'out.gguf');
+      if (job.kind === 'model' && i % 4 === 2) job.streaming = true;
       const r = await pool.run(job);
       maxGrowth = Math.max(maxGrowth, r.rssGrowth);
       const key = `${variant.family}\t${variant.cls}`;

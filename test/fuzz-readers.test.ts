@@ -1057,6 +1057,32 @@ test('GGUF: a tensor type or dimension that changes its size is refused by the d
   o.check(5);
 });
 
+test('forward: logits that overflow (finite weights of -3.2e38: a flipped exponent bit) are refused naming the model, not written as null', async () => {
+  const { runForward } = await import('../src/model/inspect.ts');
+  const { SafetensorsFile } = await import('../src/io/safetensors.ts');
+  const dir = join(root, 'overflow');
+  cpSync(M, dir, { recursive: true });
+  const file = join(dir, 'model.safetensors');
+  const st = new SafetensorsFile(file);
+  const { begin } = st.tensors.get('model.layers.2.mlp.up_proj.weight')!;
+  st.close();
+  const b = readFileSync(file);
+  for (const i of [1, 100, 320, 321]) b.writeFloatLE(-3.2006820762560308e38, begin + 4 * i);
+  writeFileSync(file, b);
+  const before = tf.memory().numTensors;
+  try {
+    await assert.rejects(runForward({ model: dir, ids: [1, 5, 9, 300], logits: 'all', hiddenStates: true }),
+      (e: Error) => e instanceof UserError && e.message.startsWith(`${dir}: the forward pass gives NaN logits (position `) && e.message.endsWith('or pass --allow-nonfinite to write them anyway'));
+    assert.equal(tf.memory().numTensors, before);
+    process.env.MKA_ALLOW_NONFINITE = '1';
+    const r = await runForward({ model: dir, ids: [1, 5, 9, 300] });
+    assert.ok(r.top_k.length > 0);
+  } finally {
+    delete process.env.MKA_ALLOW_NONFINITE;
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('forward: a text longer than the model\'s context is refused naming the option and the model', async () => {
   const { runForward } = await import('../src/model/inspect.ts');
   const dir = join(root, 'context');

@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import { loadModel, disposeModel } from './model.ts';
 import { forward } from './forward.ts';
 import { generate } from './generate.ts';
-import { openCheckpoint } from '../io/checkpoint.ts';
+import { nonFiniteAllowed, openCheckpoint } from '../io/checkpoint.ts';
+import { ALLOW_NONFINITE } from '../io/options.ts';
 import { readConfig } from './config.ts';
 import { loadTokenizer } from '../tokenizer/tokenizer.ts';
 import { UserError } from '../runtime/errors.ts';
@@ -114,6 +115,13 @@ export async function runForward(opts: RunForwardOptions): Promise<ForwardJson> 
       rows = logitsMode === 'all' ? (r.logits!.arraySync() as number[][][])[0] : (r.logits!.arraySync() as number[][]);
     } finally {
       r.logits!.dispose();
+    }
+    // weights finite but absurd (a flipped exponent bit: 3e38) overflow float32 in the pass; JSON would write the NaN as null
+    for (const [t, row] of rows.entries()) {
+      const bad = nonFiniteAllowed() ? undefined : row.find((x) => !Number.isFinite(x));
+      if (bad === undefined) continue;
+      r.hiddenStates?.forEach((h) => h.dispose());
+      throw new UserError(`${opts.model}: the forward pass gives ${bad} logits (position ${logitsMode === 'all' ? t : T - 1}): its weights overflow float32, the checkpoint is corrupt (re-download or re-convert it), or pass ${flag(ALLOW_NONFINITE)} to write them anyway`);
     }
     const top = topTokens(rows[rows.length - 1], Math.min(topK, model.config.vocab_size));
     const out: ForwardJson = {
