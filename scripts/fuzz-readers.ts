@@ -69,11 +69,12 @@ async function worker(): Promise<void> {
     const job = JSON.parse(line) as Job;
     const before = process.resourceUsage().maxRSS * 1024;
     const tensors = tf.memory().numTensors;
-    let outcome: Result['outcome'] = 'ok', detail = '';
+    let outcome: Result['outcome'] = 'ok', detail = '', converted = false;
     try {
       let model = job.model!;
       if (job.kind === 'llama2c') {
         await convertLlama2c({ checkpoint: job.checkpoint!, tokenizer: job.tokenizer!, out: job.out! });
+        converted = true;
         model = job.out!;
       }
       let logits: number[];
@@ -99,7 +100,7 @@ async function worker(): Promise<void> {
       else if (m.length > 1000) { outcome = 'bug'; detail = `a message of ${m.length} characters`; }
       else if (!job.names.some((n) => m.startsWith(n) || (m.startsWith('--') && m.includes(n)))) { outcome = 'bug'; detail = `does not begin with the file: ${m.slice(0, 300)}`; }
       else { outcome = 'refused'; detail = m; }
-      if (job.kind === 'llama2c' && outcome === 'refused' && existsSync(job.out!)) { outcome = 'bug'; detail = `refused but left ${job.out}: ${m}`; }
+      if (job.kind === 'llama2c' && !converted && outcome === 'refused' && existsSync(job.out!)) { outcome = 'bug'; detail = `refused but left ${job.out}: ${m}`; }
     }
     if (job.exportTo && outcome !== 'bug') {
       const before = readdirSync(dirname(job.exportTo)).length;
