@@ -4,13 +4,15 @@
  * templates by name as transformers keeps them (a later entry replaces an earlier one of its name, the
  * one named "default" used when none is asked for), the GGUF keys gguf-py's add_chat_template writes for
  * them, malformed entries refused in one line naming the file and the entry, and a model's templates
- * carried into GGUF and back into tokenizer_config.json.
+ * carried into GGUF and back into tokenizer_config.json; chat_template.jinja and
+ * additional_chat_templates/NAME.jinja read in place of tokenizer_config.json's, as transformers loads
+ * them, and copied with the tokenizer files.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { chatTemplates, checkTokenizerConfig } from '../src/tokenizer/config.ts';
+import { chatTemplates, checkTokenizerConfig, modelChatTemplates } from '../src/tokenizer/config.ts';
 import { chatTemplateMetadata } from '../src/gguf/vocab.ts';
 import { GgufFile } from '../src/gguf/reader.ts';
 import { exportGguf } from '../src/export/gguf.ts';
@@ -21,6 +23,7 @@ import { scratchDir } from './scratch.ts';
 
 const G = JSON.parse(readFileSync(join(process.cwd(), 'test', 'goldens', 'gguf', 'chat-templates.json'), 'utf8')) as {
   list: { name: string; template: string }[]; get_chat_template: Record<string, string>; gguf_keys: Record<string, string | string[]>;
+  files: Record<'jinja' | 'jinja+additional' | 'additional', string | Record<string, string>>;
 };
 const FILE = '/m/tokenizer_config.json';
 
@@ -91,4 +94,47 @@ test('export gguf carries the templates, and the GGUF back to Hugging Face files
   const cfg = JSON.parse(readFileSync(join(back, 'tokenizer_config.json'), 'utf8'));
   checkTokenizerConfig(cfg, join(back, 'tokenizer_config.json'));
   assert.deepEqual(keysOf(chatTemplateMetadata(chatTemplates(cfg))).sort(), Object.entries(G.gguf_keys).map(([k, v]) => [k, Array.isArray(v) ? [...v].sort() : v]).sort());
+});
+
+test('chat_template.jinja and additional_chat_templates/NAME.jinja take the place of tokenizer_config.json\'s template, as transformers loads them; GGUF and HF exports carry them', async () => {
+  const TMP = scratchDir('chat-template-files');
+  const dir = join(TMP, 'layouts');
+  mkdirSync(join(dir, 'additional_chat_templates'), { recursive: true });
+  const config = { chat_template: 'FROM CONFIG' };
+  const asTransformers = (t: string | Map<string, string> | null) => (t instanceof Map ? Object.fromEntries(t) : t);
+  assert.deepEqual(modelChatTemplates(dir, config), { templates: 'FROM CONFIG', files: [] });
+  writeFileSync(join(dir, 'chat_template.jinja'), 'J {{ messages }}\n');
+  assert.deepEqual(asTransformers(modelChatTemplates(dir, config).templates), G.files.jinja);
+  writeFileSync(join(dir, 'additional_chat_templates', 'tool_use.jinja'), 'TU');
+  writeFileSync(join(dir, 'additional_chat_templates', 'notes.txt'), 'not a template');
+  assert.deepEqual(asTransformers(modelChatTemplates(dir, config).templates), G.files['jinja+additional']);
+  rmSync(join(dir, 'chat_template.jinja'));
+  assert.deepEqual(asTransformers(modelChatTemplates(dir, config).templates), G.files.additional);
+
+  const model = join(TMP, 'tiny');
+  await writeLlama3Tiny(model);
+  const cfgFile = join(model, 'tokenizer_config.json');
+  writeFileSync(cfgFile, JSON.stringify({ ...JSON.parse(readFileSync(cfgFile, 'utf8')), chat_template: 'FROM CONFIG' }));
+  writeFileSync(join(model, 'chat_template.jinja'), 'J {{ messages }}\n');
+  mkdirSync(join(model, 'additional_chat_templates'));
+  writeFileSync(join(model, 'additional_chat_templates', 'tool_use.jinja'), 'TU');
+  writeFileSync(join(model, 'additional_chat_templates', 'notes.txt'), 'not a template');
+  const file = join(TMP, 'tiny.gguf');
+  const logs: string[] = [];
+  await exportGguf({ model, out: file, type: 'f32', quiet: true, log: (m) => logs.push(m) });
+  assert.deepEqual(logs.filter((l) => l.includes('chat_template')), ["tokenizer: chat_template.jinja, additional_chat_templates/tool_use.jinja take the place of tokenizer_config.json's chat_template, as transformers loads them"]);
+  const g = new GgufFile(file);
+  try {
+    assert.equal(g.string('tokenizer.chat_template'), 'J {{ messages }}\n');
+    assert.equal(g.string('tokenizer.chat_template.tool_use'), 'TU');
+    assert.deepEqual([...(g.array('tokenizer.chat_templates')!.values as string[])], ['tool_use']);
+  } finally {
+    g.close();
+  }
+  // a Hugging Face copy of the model keeps the files
+  const hf = join(TMP, 'hf');
+  await exportHf({ model, out: hf });
+  assert.equal(readFileSync(join(hf, 'chat_template.jinja'), 'utf8'), 'J {{ messages }}\n');
+  assert.equal(readFileSync(join(hf, 'additional_chat_templates', 'tool_use.jinja'), 'utf8'), 'TU');
+  assert.ok(!existsSync(join(hf, 'additional_chat_templates', 'notes.txt')));
 });

@@ -29,6 +29,10 @@ before(async () => {
     { type: 'model', name: 'acme/gated', sha: SHA, files: DEMO_FILES, lfs: isLfs, token: 'hf_testtoken' },
     { type: 'model', name: 'acme/corrupt', sha: SHA, files: DEMO_FILES, lfs: isLfs, corrupt: new Set(['model.safetensors']) },
     { type: 'model', name: 'acme/pickled', sha: SHA, files: { 'config.json': demo('config.json'), 'pytorch_model.bin': Buffer.from('pickle') }, lfs: isLfs },
+    { type: 'model', name: 'acme/templated', sha: SHA, lfs: isLfs, files: {
+      ...DEMO_FILES, 'chat_template.jinja': Buffer.from('J'), 'additional_chat_templates/tool_use.jinja': Buffer.from('TU'),
+      'additional_chat_templates/notes.md': Buffer.from('#'), 'additional_chat_templates/old/x.jinja': Buffer.from('X'),
+    } },
     { type: 'model', name: 'acme/bad-index', sha: SHA, files: { 'config.json': demo('config.json'), 'model.safetensors.index.json': Buffer.from('{"weight_map": {"lm_head.weight": 5}}') }, lfs: isLfs },
   ]);
 });
@@ -159,4 +163,11 @@ test('a --revision, a hub file name or a checksum that would leave the cache is 
   } finally {
     await hostile.close();
   }
+});
+
+test('a model\'s chat template files (chat_template.jinja, additional_chat_templates/NAME.jinja) are downloaded with its tokenizer files', async () => {
+  const snap = await resolveModelDir('acme/templated', { env: envFor(join(TMP, 'cache-templated')), ...quiet });
+  assert.deepEqual(readdirSync(snap).sort(), ['additional_chat_templates', 'chat_template.jinja', 'config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json']);
+  assert.deepEqual(readdirSync(join(snap, 'additional_chat_templates')), ['tool_use.jinja']);
+  assert.equal(readFileSync(join(snap, 'additional_chat_templates', 'tool_use.jinja'), 'utf8'), 'TU');
 });

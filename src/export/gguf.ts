@@ -33,7 +33,7 @@ import { MKA_ROPE_SCALING, ggufArch, hparamMetadata, ropeFreqFactors } from '../
 import { blockTypeOf, encode, packBlocks } from '../gguf/quants.ts';
 import { ROPE_FREQS, ggufName, permuteRows, permutedHeads } from '../gguf/tensor-names.ts';
 import { chatTemplateMetadata, vocabMetadata } from '../gguf/vocab.ts';
-import { chatTemplates, checkTokenizerConfig } from '../tokenizer/config.ts';
+import { CHAT_TEMPLATE_DIR, CHAT_TEMPLATE_FILE, checkTokenizerConfig, modelChatTemplates } from '../tokenizer/config.ts';
 import type { GgufOutType } from './options.ts';
 import { type GgufTensorToWrite, meta, writeGguf } from '../gguf/writer.ts';
 
@@ -106,7 +106,12 @@ function tokenizerMetadata(model: string, config: LlamaConfig, log: (msg: string
     const [a, b] = v.spmOnlyExample!;
     log(`tokenizer: llama.cpp's SentencePiece merging can join ${v.spmOnlyPairs} pair(s) of tokens that the BPE merges never join (e.g. ${JSON.stringify(a)} + ${JSON.stringify(b)}); text where that happens tokenizes differently in llama.cpp`);
   }
-  return { entries: [...v.metadata, ...chatTemplateMetadata(chatTemplates(tokConfig), cfgFile)], kind: v.model, spmOnly: v.spmOnlyPairs };
+  const chat = modelChatTemplates(model, tokConfig);
+  if (chat.files.length && tokConfig.chat_template != null) {
+    log(`tokenizer: ${chat.files.join(', ')} take the place of tokenizer_config.json's chat_template, as transformers loads them`);
+  }
+  const chatEntries = chatTemplateMetadata(chat.templates, chat.files.length ? join(model, chat.files.some((f) => f.startsWith(CHAT_TEMPLATE_DIR)) ? CHAT_TEMPLATE_DIR : CHAT_TEMPLATE_FILE) : cfgFile);
+  return { entries: [...v.metadata, ...chatEntries], kind: v.model, spmOnly: v.spmOnlyPairs };
 }
 
 /** The merge record of the model (merge.json, or the mka.merge metadata of a GGUF source), as JSON text. */

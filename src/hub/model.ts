@@ -11,7 +11,9 @@ import { snapshot, type HubFile } from './snapshot.ts';
 import { flag } from '../runtime/options.ts';
 import { REVISION } from '../model/options.ts';
 
-const SMALL_FILES = ['config.json', 'generation_config.json', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json'];
+const SMALL_FILES = ['config.json', 'generation_config.json', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'chat_template.jinja'];
+/** The folder of named chat templates (NAME.jinja) transformers reads beside tokenizer_config.json. */
+const CHAT_TEMPLATES = 'additional_chat_templates/';
 const INDEX = 'model.safetensors.index.json';
 const PICKLE = /\.(bin|pt|pth|ckpt|pkl|pickle)$/;
 
@@ -33,7 +35,8 @@ export interface ResolveOptions {
 async function selectModelFiles(name: string, files: HubFile[], fetchFiles: (paths: string[]) => Promise<string>): Promise<string[]> {
   const top = new Set(files.filter((f) => !f.path.includes('/')).map((f) => f.path));
   if (!top.has('config.json')) throw new UserError(`${name}: has no config.json at the top level; mka loads transformers-format Llama/Mistral/Qwen2 models`);
-  const small = SMALL_FILES.filter((f) => top.has(f));
+  // with the chat templates transformers reads from files of their own (tokenizer/config.ts)
+  const small = [...SMALL_FILES.filter((f) => top.has(f)), ...files.map((f) => f.path).filter((p) => p.startsWith(CHAT_TEMPLATES) && p.endsWith('.jinja') && p.split('/').length === 2).sort()];
   if (top.has(INDEX)) {
     const dir = await fetchFiles([INDEX]);
     const shards = [...new Set(Object.values(readSafetensorsIndex(join(dir, INDEX), `it is ${name}'s own file: choose another revision of it (${flag(REVISION)})`).weight_map))];

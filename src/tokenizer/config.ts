@@ -4,8 +4,10 @@
  * naming it and the field. A wrong type is never read as absent, and never by JavaScript's truthiness
  * where transformers' would differ ("false" is true to Python), since either would change the tokens.
  */
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { UserError } from '../runtime/errors.ts';
-import { isPlainObject, isTokenId, showJson } from '../io/read.ts';
+import { isPlainObject, isTokenId, readTextFile, showJson } from '../io/read.ts';
 
 type Json = Record<string, unknown>;
 
@@ -61,6 +63,30 @@ export function chatTemplates(config: Json): string | Map<string, string> | null
   if (typeof chat === 'string') return chat;
   if (!Array.isArray(chat)) return null;
   return new Map((chat as { name: string; template: string }[]).map((t) => [t.name, t.template]));
+}
+
+/** transformers' file of the default chat template beside tokenizer_config.json, and its folder of named ones (NAME.jinja). */
+export const CHAT_TEMPLATE_FILE = 'chat_template.jinja';
+export const CHAT_TEMPLATE_DIR = 'additional_chat_templates';
+
+/** The chat template files of a model directory (paths relative to it): chat_template.jinja, then additional_chat_templates/NAME.jinja by name. */
+export function chatTemplateFiles(dir: string): string[] {
+  const named = join(dir, CHAT_TEMPLATE_DIR);
+  const extra = existsSync(named) && statSync(named).isDirectory()
+    ? readdirSync(named).filter((f) => f.endsWith('.jinja')).sort().map((f) => `${CHAT_TEMPLATE_DIR}/${f}`) : [];
+  return [...(existsSync(join(dir, CHAT_TEMPLATE_FILE)) ? [CHAT_TEMPLATE_FILE] : []), ...extra];
+}
+
+/**
+ * The chat templates of model directory `dir` as transformers loads them: its template files
+ * (chatTemplateFiles: the default, and others by their file's name), when there are any, in place of
+ * tokenizer_config.json's chat_template (`config`, checked); else that one. `files` are the files read.
+ */
+export function modelChatTemplates(dir: string, config: Json): { templates: string | Map<string, string> | null; files: string[] } {
+  const files = chatTemplateFiles(dir);
+  if (!files.length) return { templates: chatTemplates(config), files };
+  const byName = new Map(files.map((f) => [f === CHAT_TEMPLATE_FILE ? 'default' : f.slice(CHAT_TEMPLATE_DIR.length + 1, -'.jinja'.length), readTextFile(join(dir, f), 'chat template')]));
+  return { templates: byName.size === 1 && byName.has('default') ? byName.get('default')! : byName, files };
 }
 
 /** Refuses generation_config.json's eos_token_id (at `file`) unless it is null, a token id or a list of them: another value would be dropped, and generation would not stop there. */

@@ -5,9 +5,9 @@
  * at a time while the shards are written, so a model larger than memory exports too. `mka export hf`
  * and the compressor write their output with it.
  */
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { readRegularFile } from '../io/read.ts';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { type LlamaConfig, configToJson, expectedTensors } from '../model/config.ts';
 import { atomicWriteDir } from '../io/atomic.ts';
 import { type DType, type StoredDType, toFloat32, writeSafetensors } from '../io/safetensors.ts';
@@ -18,6 +18,7 @@ import { UserError } from '../runtime/errors.ts';
 import type { TensorSource } from './source.ts';
 import { isGgufFile } from '../model/files.ts';
 import { ggufTokenizerFiles } from '../tokenizer/gguf.ts';
+import { chatTemplateFiles } from '../tokenizer/config.ts';
 import { checkOption } from '../runtime/options.ts';
 import { HF_DTYPE, HF_DTYPES, HF_SHARD_MB, type HfDtype } from './options.ts';
 
@@ -25,7 +26,7 @@ export { HF_DTYPES, type HfDtype };
 const STORAGE: Record<HfDtype, DType> = { bfloat16: 'BF16', float16: 'F16', float32: 'F32' };
 const BYTES: Record<HfDtype, number> = { bfloat16: 2, float16: 2, float32: 4 };
 
-/** Files copied from the source model directory when present. */
+/** Files copied from the source model directory when present (and its chat template files, tokenizer/config.ts). */
 const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'tokenizer.model'];
 const COPIED_FILES = [...TOKENIZER_FILES, 'generation_config.json'];
 
@@ -168,11 +169,10 @@ export async function writeHfModel(source: TensorSource, outDir: string, opts: H
         files.push(f);
       }
     } else if (opts.copyFrom) {
-      for (const f of COPIED_FILES) {
-        if (existsSync(join(opts.copyFrom, f))) {
-          writeFileSync(join(tmp, f), readRegularFile(join(opts.copyFrom, f), `${f} of the source model`)); // a FIFO would block the copy
-          files.push(f);
-        }
+      for (const f of [...COPIED_FILES.filter((c) => existsSync(join(opts.copyFrom!, c))), ...chatTemplateFiles(opts.copyFrom)]) {
+        mkdirSync(dirname(join(tmp, f)), { recursive: true });
+        writeFileSync(join(tmp, f), readRegularFile(join(opts.copyFrom, f), `${f} of the source model`)); // a FIFO would block the copy
+        files.push(f);
       }
     }
     for (const [name, text] of Object.entries(opts.extraFiles ?? {})) {

@@ -1,12 +1,13 @@
 """Chat templates given as a list of {name, template}: how transformers reads them (get_chat_template by
 default and by name) and the GGUF keys llama.cpp's gguf-py writes for them (GGUFWriter.add_chat_template,
-read back with GGUFReader), for test/chat-templates.test.ts.
+read back with GGUFReader), and the templates transformers loads from chat_template.jinja and
+additional_chat_templates/NAME.jinja beside a tokenizer_config.json that has its own, for test/chat-templates.test.ts.
 Run: PYTHONPATH=/work/shared/reference /work/refvenv/bin/python test/goldens/gguf/chat-templates.py"""
 import refenv  # noqa: F401 (the reference environment)
 import importlib.metadata, json, os, tempfile
 import gguf, transformers
 from tokenizers import Tokenizer, models
-from transformers import PreTrainedTokenizerFast
+from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 LIST = [
     {"name": "tool_use", "template": "T1"},
@@ -37,6 +38,28 @@ with tempfile.TemporaryDirectory() as d:
         else:
             kv[name] = bytes(field.parts[field.data[0]]).decode()
     out["gguf_keys"] = kv
+
+# a directory in transformers' newer layout: chat_template.jinja and additional_chat_templates/NAME.jinja,
+# which take the place of tokenizer_config.json's chat_template when present
+with tempfile.TemporaryDirectory() as d:
+    PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.BPE())).save_pretrained(d)
+    cfg_path = os.path.join(d, "tokenizer_config.json")
+    with open(cfg_path) as f:
+        cfg = json.load(f)
+    cfg["chat_template"] = "FROM CONFIG"
+    with open(cfg_path, "w") as f:
+        json.dump(cfg, f)
+    layouts = {}
+    with open(os.path.join(d, "chat_template.jinja"), "w") as f:
+        f.write("J {{ messages }}\n")
+    layouts["jinja"] = AutoTokenizer.from_pretrained(d).chat_template
+    os.mkdir(os.path.join(d, "additional_chat_templates"))
+    with open(os.path.join(d, "additional_chat_templates", "tool_use.jinja"), "w") as f:
+        f.write("TU")
+    layouts["jinja+additional"] = AutoTokenizer.from_pretrained(d).chat_template
+    os.remove(os.path.join(d, "chat_template.jinja"))
+    layouts["additional"] = AutoTokenizer.from_pretrained(d).chat_template
+out["files"] = layouts
 with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "chat-templates.json"), "w") as f:
     json.dump(out, f, indent=1, ensure_ascii=False)
     f.write("\n")
