@@ -275,6 +275,8 @@ test('tokenizer_config.json and generation_config.json: a field of a type transf
     }
     // a BOS the vocabulary lacks (transformers gives it an id past the embeddings), or none where the Llama class adds one
     await assert.rejects(encode({ bos_token: '<nonexistent>' }), (e: Error) => e instanceof UserError && e.message.startsWith(`${file}: "bos_token" "<nonexistent>" is not a token of`));
+    // a long one is cut whole escapes at a time, its quote closed (JSON.stringify(...).slice(0, 80) cut a \" in half)
+    await assert.rejects(encode({ bos_token: '"'.repeat(100) }), (e: Error) => e instanceof UserError && e.message.startsWith(`${file}: "bos_token" "${'\\"'.repeat(77)}..." is not a token of`));
     await assert.rejects(encode({ tokenizer_class: null, bos_token: null }), (e: Error) => e instanceof UserError && e.message.startsWith(`${file}: "add_bos_token" is true but there is no BOS token`));
     // what transformers 4.57.6 gives for "hello world" with the demo tokenizer (AutoTokenizer; a null class: config.json's llama)
     const withBos = [1, 210, 73, 295, 225, 282, 80, 72], noBos = withBos.slice(1);

@@ -52,7 +52,7 @@ export function tokenizerFromJson(json: Json, config: Json = {}, generation: Jso
   // a named BOS the vocabulary lacks: transformers adds it as a new token, an id past the model's embeddings
   const namedBos = tokenContent(config.bos_token);
   if (namedBos !== null && idOf(namedBos) === null) {
-    throw new UserError(`${configFile}: "bos_token" ${JSON.stringify(namedBos).slice(0, 80)} is not a token of ${file}; name one of its tokens (e.g. the post-processor's first) or remove the field`);
+    throw new UserError(`${configFile}: "bos_token" ${showJson(namedBos, 80)} is not a token of ${file}; name one of its tokens (e.g. the post-processor's first) or remove the field`);
   }
   const bos = idOf(config.bos_token) ?? templateFirst;
   checkEncodes(hf, idOf(config.unk_token) ?? idOf((json.model as Json).unk_token), file);
