@@ -1059,10 +1059,10 @@ test('GGUF: a tensor type or dimension that changes its size is refused by the d
   o.check(5);
 });
 
-test('forward: logits that overflow (finite weights of -3.2e38: a flipped exponent bit) are refused naming the model, not written as null', async () => {
-  const { runForward } = await import('../src/model/inspect.ts');
+/** A copy of the demo model with four finite but absurd weights (-3.2e38: a flipped exponent bit) in one MLP, whose pass overflows float32. */
+async function overflowModel(name: string): Promise<string> {
   const { SafetensorsFile } = await import('../src/io/safetensors.ts');
-  const dir = join(root, 'overflow');
+  const dir = join(root, name);
   cpSync(M, dir, { recursive: true });
   const file = join(dir, 'model.safetensors');
   const st = new SafetensorsFile(file);
@@ -1071,6 +1071,12 @@ test('forward: logits that overflow (finite weights of -3.2e38: a flipped expone
   const b = readFileSync(file);
   for (const i of [1, 100, 320, 321]) b.writeFloatLE(-3.2006820762560308e38, begin + 4 * i);
   writeFileSync(file, b);
+  return dir;
+}
+
+test('forward: logits that overflow (finite weights of -3.2e38: a flipped exponent bit) are refused naming the model, not written as null', async () => {
+  const { runForward } = await import('../src/model/inspect.ts');
+  const dir = await overflowModel('overflow');
   const before = tf.memory().numTensors;
   try {
     await assert.rejects(runForward({ model: dir, ids: [1, 5, 9, 300], logits: 'all', hiddenStates: true }),
@@ -1089,16 +1095,7 @@ test('evaluation: logits that overflow are refused naming the model in every sco
   const { loadModel, disposeModel } = await import('../src/model/model.ts');
   const { scorePlans } = await import('../src/eval/scoring/rows.ts');
   const { windowNll } = await import('../src/eval/ppl/evaluate.ts');
-  const { SafetensorsFile } = await import('../src/io/safetensors.ts');
-  const dir = join(root, 'overflow-eval');
-  cpSync(M, dir, { recursive: true });
-  const file = join(dir, 'model.safetensors');
-  const st = new SafetensorsFile(file);
-  const { begin } = st.tensors.get('model.layers.2.mlp.up_proj.weight')!;
-  st.close();
-  const b = readFileSync(file);
-  for (const i of [1, 100, 320, 321]) b.writeFloatLE(-3.2006820762560308e38, begin + 4 * i);
-  writeFileSync(file, b);
+  const dir = await overflowModel('overflow-eval');
   const ids = [1, 5, 9, 300];
   const spans = { rows: [{ ids, targets: [{ start: 1, tokens: [9, 300] }] }], groups: [], alone: [0] };
   const letters = { rows: [{ ids, targets: [], logits: { position: 3, ids: [5, 9] } }], groups: [], alone: [0] };
