@@ -420,11 +420,13 @@ test('calibration micro-batches capped by padded tokens: said once with counts, 
     assert.equal(capped8.report.notes['calibration micro-batches of fewer than 8 prompts, to keep within 60 padded tokens'], capped);
     const plain = await run();
     assert.equal(plain.lines.filter((l) => l.startsWith('calibration:')).length, 0, 'no cap at the default budget');
-    // the same Hessians summed over other micro-batches (float32 products, float64 sums): the same layer objectives to rounding
+    // the same Hessians summed over other micro-batches (float32 products, float64 sums): the same layer objectives to rounding.
+    // A weight at a rounding boundary may round the other way, which moves one linear's objective by about 1e-4 of it
+    // (1.2e-4 on layer 1's v_proj with the WebAssembly products); one micro-batch's Hessian missing would move it by percents.
     for (const [i, layer] of plain.report.layers.entries()) {
       for (const [p, st] of Object.entries(layer)) {
         const got = capped8.report.layers[i][p].objective;
-        assert.ok(Math.abs(got - st.objective) <= 1e-4 * st.objective, `layer ${i} ${p}: ${got} vs ${st.objective}`);
+        assert.ok(Math.abs(got - st.objective) <= 1e-3 * st.objective, `layer ${i} ${p}: ${got} vs ${st.objective}`);
       }
     }
   } finally {
