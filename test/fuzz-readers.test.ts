@@ -111,6 +111,18 @@ async function loadAll(dir: string, tensors = true): Promise<void> {
 }
 
 /** Safetensors bytes: the u64 header length, the header, the data region. */
+/** A GGUF file's metadata (less general.alignment, which the writer sets), tensor infos and tensor bytes, to write variants of it with writeGguf. */
+function ggufParts(file: string): { entries: [string, GgufValue][]; tensors: { name: string; dims: number[]; type: number }[]; data: Map<string, Uint8Array> } {
+  const g = new GgufFile(file);
+  try {
+    const entries = [...g.metadata.entries()].filter(([k]) => k !== 'general.alignment');
+    const tensors = [...g.tensors.values()].map((t) => ({ name: t.name, dims: t.dims, type: t.type }));
+    return { entries, tensors, data: new Map(tensors.map((t) => [t.name, g.readTensor(t.name)])) };
+  } finally {
+    g.close();
+  }
+}
+
 function splitSafetensors(b: Buffer): { header: Record<string, any>; data: Buffer } {
   const n = Number(b.readBigUInt64LE(0));
   return { header: JSON.parse(b.subarray(8, 8 + n).toString('utf8')), data: b.subarray(8 + n) };
@@ -401,11 +413,7 @@ test('a quantized model directory: packed tensors of wrong dtypes and shapes, qu
 test('GGUF metadata: every key dropped, of another type, at odd numbers; odd strings, arrays cut short, bad token types and scores', async () => {
   const src = join(root, 'demo.gguf');
   await exportGguf({ model: M, out: src, type: 'q8_0', quiet: true });
-  const g = new GgufFile(src);
-  const entries = [...g.metadata.entries()].filter(([k]) => k !== 'general.alignment');
-  const tensors = [...g.tensors.values()].map((t) => ({ name: t.name, dims: t.dims, type: t.type }));
-  const data = new Map(tensors.map((t) => [t.name, g.readTensor(t.name)]));
-  g.close();
+  const { entries, tensors, data } = ggufParts(src);
   const file = join(root, 'variant.gguf');
   const o = new Outcomes();
   const tryMeta = async (label: string, m: [string, GgufValue][], ts = tensors) => {
@@ -1001,11 +1009,7 @@ test('sizes the checkpoint contradicts are refused as a corrupt file naming it, 
     // GGUF metadata contradicting its tensors
     const gguf = join(root, 'sizes.gguf');
     await exportGguf({ model: M, out: gguf, type: 'q8_0', quiet: true });
-    const g = new GgufFile(gguf);
-    const entries = [...g.metadata.entries()].filter(([k]) => k !== 'general.alignment');
-    const tensors = [...g.tensors.values()].map((t) => ({ name: t.name, dims: t.dims, type: t.type }));
-    const data = new Map(tensors.map((t) => [t.name, g.readTensor(t.name)]));
-    g.close();
+    const { entries, tensors, data } = ggufParts(gguf);
     for (const key of ['llama.vocab_size', 'llama.feed_forward_length']) {
       await writeGguf(gguf, entries.map(([k, v]): [string, GgufValue] => [k, k === key ? meta.u32(2 ** 31 - 1) : v]), tensors, (n) => data.get(n)!);
       await assert.rejects(runForward({ model: gguf, ids: [1, 2] }), (e: Error) => notRam(e) && e.message.startsWith(`${gguf}: `), key);
