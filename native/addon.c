@@ -199,12 +199,12 @@ static bool dims(call_t *c, int64_t *out, int n, ...) {
 #define DIM_MAX ((int64_t)1 << 40)
 
 /*
- * A weight descriptor {format, rows, cols, data, scales, mins, group, perToken} (rows = outputs n,
+ * A weight descriptor {format, rows, cols, data, scales, mins, group, perToken, floatProducts} (rows = outputs n,
  * cols = inputs k) into w, its sizes checked against the format. `name` prefixes messages.
  */
 static bool weight_desc(call_t *c, napi_value obj, const char *name, mka_weight *w) {
   int64_t format = 0, rows = 0, cols = 0, group = 0;
-  bool per_token = false;
+  bool per_token = false, float_products = false;
   napi_valuetype t;
   if (c->failed) return false;
   if (!obj || napi_typeof(c->env, obj, &t) != napi_ok || t != napi_object) return fail(c, "%s must be a weight descriptor object", name);
@@ -227,7 +227,8 @@ static bool weight_desc(call_t *c, napi_value obj, const char *name, mka_weight 
     /* contract 1: rows of ceil(cols/32) blocks (zero past cols), ceil(cols/group) groups */
     if (!int_field(c, obj, "group", 1, DIM_MAX, false, 0, &group)) return false;
     if (group % 32 && group < cols) return fail(c, "group = %lld must be a multiple of 32 or the whole row (cols = %lld)", (long long)group, (long long)cols);
-    if (!bool_field(c, obj, "perToken", &per_token)) return false;
+    if (!bool_field(c, obj, "perToken", &per_token) || !bool_field(c, obj, "floatProducts", &float_products)) return false;
+    if (per_token && float_products) return fail(c, "perToken (int8 activations) and floatProducts exclude each other");
     const int64_t blocks = (cols + 31) / 32;
     if (!dims(c, &count, 2, rows, blocks * (format == MKA_Q8 ? 32 : 16))) return false;
     es = 1;
@@ -235,6 +236,7 @@ static bool weight_desc(call_t *c, napi_value obj, const char *name, mka_weight 
     if (!dims(c, &ns, 2, rows, (cols + group - 1) / group)) return false;
     w->group = group;
     w->act_per_token = per_token;
+    w->float_products = float_products;
     w->scales = view_field(c, obj, "scales", 4, ns, false);
     w->mins = view_field(c, obj, "mins", 4, ns, true);
   }

@@ -4,7 +4,8 @@
  * products: x is rounded to bf16 and packed once per call into panels of the kernel's MR rows, then
  * each task takes a strip of weight panels (32 columns each) and a range of A panels and runs the
  * microkernel over k blocks, the weight panel's k block staying in L2 across the A panels. The weight
- * was packed once (bf16p_pack), so no call reorders it. Contract 1's integer weights go to quant.c.
+ * was packed once (bf16p_pack), so no call reorders it. Contract 1's integer weights go to quant.c
+ * (integer products, or float32 products of their widened rows).
  */
 #include "kern.h"
 #include <stdlib.h>
@@ -174,5 +175,5 @@ int linear(const linear_args *l) {
     return gemm(&g);
   }
   if (w->format == MKA_BF16P) return bf16_linear(l);
-  return quant_linear(l);
+  return w->float_products ? quant_float_linear(l) : quant_linear(l);
 }

@@ -145,6 +145,7 @@ typedef struct {
   const float *scales, *mins; /* Q8/Q4; mins NULL when symmetric */
   long group;                 /* Q8/Q4: inputs per scale, a multiple of 32 dividing k */
   int act_per_token;          /* Q8/Q4: int8 activations per token (W8A8) instead of per block */
+  int float_products;         /* Q8/Q4 without act_per_token: rows widened to float32, float32 products (quant.c) */
 } mka_weight;
 
 #define BF16P_NR 32
@@ -169,6 +170,8 @@ typedef struct {
 
 /* y (=, or +=) x·Wᵀ + bias. Returns 0, or -1 when out of memory. */
 int linear(const linear_args *l);
+/* linear() for a Q8/Q4 weight with float_products: x unrounded, W's rows widened a strip at a time. */
+int quant_float_linear(const linear_args *l);
 
 /* float to bf16 bits as the bf16 products round activations: nearest even, NaN quiet, denormals to zero. */
 static inline uint32_t f32_to_bf16(float x) {

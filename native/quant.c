@@ -22,6 +22,10 @@
  * over the weight bytes per call against m multiply-adds per byte. Fewer rows (decoding) take a row-dot
  * kernel that reads the weight rows as stored. Paths: VNNI (vpdpbusd), AVX-512BW (16-bit vpmaddwd on
  * widened quants), AVX2 (vpmaddubsw on bytes), and portable C, which is every path's reference.
+ *
+ * With float_products (--compute float32) x is not rounded: a strip of W's rows at a time is widened
+ * to float32 (quant_row, 4 MB) and multiplied by the float32 GEMM, so the products are the dequantized
+ * weight's, as PyTorch computes them from the same file.
  */
 #include "kern.h"
 #include <math.h>
@@ -285,4 +289,50 @@ int quant_linear(const linear_args *l) {
   x.parts = (x.panels_a + x.per_part - 1) / x.per_part;
   pool_run(x.nstrips * x.parts, packed_task, &x);
   return 0;
+}
+
+/* ---- float32 products: the dequantized weight's, x unrounded ---- */
+
+/* Floats of W widened at a time (4 MB): a strip of rows, then the float32 GEMM with it. */
+#define FLOAT_STRIP_FLOATS (1L << 20)
+
+typedef struct {
+  const mka_weight *w;
+  float *dst;
+  long j0;
+} widen_ctx;
+
+static void widen_row_task(void *p, long t, int thread) {
+  (void)thread;
+  const widen_ctx *x = p;
+  quant_row(x->dst + t * x->w->k, x->w, x->j0 + t);
+}
+
+int quant_float_linear(const linear_args *l) {
+  const mka_weight *w = l->w;
+  const long m = l->m, n = w->n, k = w->k;
+  long strip = FLOAT_STRIP_FLOATS / (k > 0 ? k : 1);
+  if (strip < 1) strip = 1;
+  if (strip > n) strip = n;
+  float *wf = malloc(sizeof(float) * (size_t)(strip * k));
+  float *c = malloc(sizeof(float) * (size_t)(m * strip));
+  int rc = wf && c ? 0 : -1;
+  for (long j0 = 0; rc == 0 && j0 < n; j0 += strip) {
+    const long ns = n - j0 < strip ? n - j0 : strip;
+    widen_ctx wc = {w, wf, j0};
+    pool_run(ns, widen_row_task, &wc);
+    gemm_args g = {.a = l->x, .b = wf, .c = c, .b_type = MKA_F32, .m = m, .n = ns, .k = k, .batch = 1, .trans_b = 1};
+    rc = gemm(&g);
+    for (long i = 0; rc == 0 && i < m; i++) {
+      float *y = l->y + i * n + j0;
+      const float *ci = c + i * ns;
+      for (long j = 0; j < ns; j++) {
+        const float v = ci[j] + (l->bias ? l->bias[j0 + j] : 0.f);
+        y[j] = l->accumulate ? y[j] + v : v;
+      }
+    }
+  }
+  free(wf);
+  free(c);
+  return rc;
 }

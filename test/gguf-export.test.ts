@@ -90,16 +90,19 @@ test('mka\'s reader dequantizes every tensor to the bytes the gguf package\'s de
   }
 });
 
-test('transformers\' GGUF loader: logits within 1e-3 of `mka forward --model F.gguf --logits all` (f16, q8_0, q4_0)', async () => {
+test('transformers\' GGUF loader: logits within 1e-3 of `mka forward --model F.gguf --logits all` (f16, q8_0, q4_0), on the default backend and on wasm', async () => {
   const ids = GOLDEN.types.f32.llamacpp.ids as number[];
-  for (const t of ['f16', 'q8_0', 'q4_0']) {
-    const r = await runCliInProcess(['forward', '--model', files[t], '--ids', ids.join(','), '--logits', 'all', '--quiet', '--backend', 'wasm']);
-    assert.equal(r.status, 0, r.stderr);
-    const got = JSON.parse(r.stdout) as { logits: number[][] };
-    const want = GOLDEN.types[t].transformers_logits as number[][];
-    assert.equal(got.logits.length, want.length);
-    const worst = Math.max(...want.map((row, i) => maxDiff(row, got.logits[i])));
-    assert.ok(worst < 1e-3, `${t}: max |mka − transformers| = ${worst}`);
+  // the default backend is the native one wherever the addon is built: forward's float32 default widens packed weights there
+  for (const backend of [[], ['--backend', 'wasm']]) {
+    for (const t of ['f16', 'q8_0', 'q4_0']) {
+      const r = await runCliInProcess(['forward', '--model', files[t], '--ids', ids.join(','), '--logits', 'all', '--quiet', ...backend]);
+      assert.equal(r.status, 0, r.stderr);
+      const got = JSON.parse(r.stdout) as { logits: number[][] };
+      const want = GOLDEN.types[t].transformers_logits as number[][];
+      assert.equal(got.logits.length, want.length);
+      const worst = Math.max(...want.map((row, i) => maxDiff(row, got.logits[i])));
+      assert.ok(worst < 1e-3, `${t} ${backend.join(' ') || 'default backend'}: max |mka − transformers| = ${worst}`);
+    }
   }
 });
 

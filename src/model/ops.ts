@@ -81,10 +81,21 @@ export function weightBytes(w: Weight): number {
   return bytes(w.tensor) + (w.quant ? bytes(w.quant.scales) + (w.quant.mins ? bytes(w.quant.mins) : 0) : 0);
 }
 
-/** Which kernels run packed weights on the current backend, for logs: native integer kernels, or the JS fallback. */
+/**
+ * Whether packed weight `w` multiplies unrounded activations in float32 (its rows widened): under
+ * --compute float32, except W8A8 weights, whose int8 activations are their method's. Otherwise the
+ * integer kernels round activations to 8 bits per block of 32 as llama.cpp does.
+ */
+export function floatPackedProducts(w: Weight): boolean {
+  return !!w.quant && !w.quant.actBits && currentProfile().compute === 'float32';
+}
+
+/** Which kernels run packed weights on the current backend, for logs: native integer kernels, float32 products of widened rows, or the JS fallback. */
 export function packedPath(): string {
   const isa = currentProfile().integerProducts;
-  return hasKernel(KERNELS.linearQ) ? `native integer kernels (MkaLinearQ${isa ? `, ${isa}` : ''})` : 'JS fallback (dequantized a block of rows at a time, float32 products)';
+  if (!hasKernel(KERNELS.linearQ)) return 'JS fallback (dequantized a block of rows at a time, float32 products)';
+  if (currentProfile().compute === 'float32') return 'native float32 products (--compute float32: rows widened a strip at a time, activations not rounded; W8A8 weights keep their int8 activations)';
+  return `native integer kernels (MkaLinearQ${isa ? `, ${isa}` : ''}; activations rounded to 8 bits per block of 32 as llama.cpp does: --compute float32 for the dequantized weights' float32 products)`;
 }
 
 /** The attributes by which the native kernels read a weight (its format, shape and quantization). */
@@ -93,6 +104,7 @@ function weightAttrs(w: Weight, prefix = ''): Record<string, number> {
   return {
     [`${prefix}format`]: weightFormat(w), [`${prefix}rows`]: rows, [`${prefix}cols`]: cols,
     [`${prefix}group`]: w.quant?.group ?? 0, [`${prefix}perToken`]: w.quant?.actBits === 8 ? 1 : 0,
+    [`${prefix}floatProducts`]: floatPackedProducts(w) ? 1 : 0,
   };
 }
 
@@ -144,7 +156,9 @@ export function linear(x: tf.Tensor, w: Weight, b?: tf.Tensor, residual?: tf.Ten
     if (q.mins) inputs.mins = q.mins;
     if (b) inputs.bias = b;
     if (residual) inputs.residual = residual;
-    return run(KERNELS.linearQ, inputs, { bits: w.dtype === 'q8' ? 8 : 4, group: q.group, cols: q.cols, symmetric: q.symmetric ? 1 : 0, actBits: q.actBits ?? 0 });
+    return run(KERNELS.linearQ, inputs, {
+      bits: w.dtype === 'q8' ? 8 : 4, group: q.group, cols: q.cols, symmetric: q.symmetric ? 1 : 0, actBits: q.actBits ?? 0, floatProducts: floatPackedProducts(w) ? 1 : 0,
+    });
   }
   if (hasKernel(KERNELS.linear) && !w.transposed) {
     const inputs: Record<string, tf.Tensor> = { x, w: w.tensor };

@@ -31,8 +31,8 @@ type WithOffsets<T> = T & { [K in keyof T as T[K] extends View | null | undefine
  * written by packBf16. Q8/Q4 (contract 1): `data` holds the quants row by row in blocks of 32 inputs
  * (Q8: int8, or uint8 when `mins` is given; Q4: 16 bytes per block in ggml's Q4_0 nibble order,
  * unsigned, meaning scale·(q − 8) without mins), `scales` (and `mins`) float32 [rows, cols/group];
- * activations are quantized to int8 per block of the group (at most 128 inputs), or per token
- * (`perToken`, W8A8).
+ * activations are quantized to int8 per block of 32 inputs, or per token (`perToken`, W8A8), or with
+ * `floatProducts` not at all: the rows are widened to float32 and multiplied in float32.
  */
 export interface WeightDesc {
   format: WeightFormat;
@@ -44,6 +44,7 @@ export interface WeightDesc {
   mins?: Float32Array | null;
   group?: number;
   perToken?: boolean;
+  floatProducts?: boolean;
 }
 
 /** Words of a BF16P weight [rows, cols]: panels of 32 rows by cols rounded up to 32, in pairs. */

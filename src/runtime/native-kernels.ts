@@ -43,7 +43,7 @@ function float32(backend: object, t: tf.TensorInfo, what: string): Float32Array 
 }
 
 /** Attributes of a weight as MkaLinear / MkaGatherRows / MkaDecoderLayer take it (ops.ts weightAttrs). */
-interface WeightAttrs { format: WeightFormat; rows: number; cols: number; group?: number; perToken?: number }
+interface WeightAttrs { format: WeightFormat; rows: number; cols: number; group?: number; perToken?: number; floatProducts?: number }
 
 /**
  * The addon's descriptor of a weight given as tensors (w: values; scales, mins: contract 1's) and
@@ -59,6 +59,7 @@ function weightDesc(backend: object, w: tf.TensorInfo, a: WeightAttrs, what: str
     desc.mins = mins ? float32(backend, mins, `${what} mins`) : null;
     desc.group = a.group;
     desc.perToken = !!a.perToken;
+    desc.floatProducts = !!a.floatProducts;
   }
   return desc;
 }
@@ -88,11 +89,11 @@ function linearQKernel(addon: NativeAddon): tf.KernelFunc {
   const linear = linearKernel(addon);
   return ({ inputs, backend, attrs }) => {
     const { x, q, scales, mins, bias, residual } = inputs as Record<string, tf.TensorInfo | undefined>;
-    const { bits, group, cols, actBits } = attrs as Record<string, number>;
+    const { bits, group, cols, actBits, floatProducts } = attrs as Record<string, number>;
     if (bits !== 8 && bits !== 4) throw new Error(`MkaLinearQ: bits ${bits}`);
     const rowBytes = Math.ceil(cols / 32) * (bits === 8 ? 32 : 16);
     if (q!.shape.length !== 2 || q!.shape[1] * 4 !== rowBytes) throw new Error(`MkaLinearQ: quants [${q!.shape}] for rows of ${cols} ${bits}-bit inputs`);
-    const a: WeightAttrs = { format: bits === 8 ? Q8 : Q4, rows: q!.shape[0], cols, group, perToken: actBits === 8 ? 1 : 0 };
+    const a: WeightAttrs = { format: bits === 8 ? Q8 : Q4, rows: q!.shape[0], cols, group, perToken: actBits === 8 ? 1 : 0, floatProducts: floatProducts ? 1 : 0 };
     const named: Record<string, tf.TensorInfo> = { x: x!, w: q!, scales: scales! };
     if (mins) named.mins = mins;
     if (bias) named.bias = bias;
@@ -184,7 +185,7 @@ function decoderLayerKernel(addon: NativeAddon): tf.KernelFunc {
     const F = a.grows;
     const S0 = t.pastK ? t.pastK.shape[2] : 0, kvB = t.pastK ? t.pastK.shape[0] : 1;
     const weights = PROJECTIONS.map((p) => weightDesc(backend, t[`w${p}`]!, {
-      format: a[`${p}format`] as WeightFormat, rows: a[`${p}rows`], cols: a[`${p}cols`], group: a[`${p}group`], perToken: a[`${p}perToken`],
+      format: a[`${p}format`] as WeightFormat, rows: a[`${p}rows`], cols: a[`${p}cols`], group: a[`${p}group`], perToken: a[`${p}perToken`], floatProducts: a[`${p}floatProducts`],
     }, `MkaDecoderLayer w${p}`, t[`s${p}`], t[`m${p}`]));
     const h = new Float32Array(B * T * H);
     const kv = keep ? B * nKV * (S0 + T) * hd : 0;
