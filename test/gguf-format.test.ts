@@ -143,7 +143,7 @@ test('Q/K rows go to llama.cpp\'s order (convert_hf_to_gguf permute) and back', 
   for (const heads of [1, 3, 6]) assert.deepEqual(permuteRows(permuteRows(data, 6, heads, true), 6, heads, false), data);
 });
 
-/** A packed matrix's values by CONTRACTS.md §1's formulas (scale·q, scale·(q − 8), scale·q + min). */
+/** A packed matrix's values by the packed format's formulas (docs/quantization.md) (scale·q, scale·(q − 8), scale·q + min). */
 function contractValues(p: PackedParts): Float32Array {
   const out = new Float32Array(p.rows * p.cols);
   const groups = Math.ceil(p.cols / p.spec.group), rowBytes = (p.cols / 32) * (p.spec.bits === 8 ? 32 : 16);

@@ -2,7 +2,7 @@
  * mka's integer kernels against llama.cpp's quantized products (test/goldens/gguf/int8.json, made by
  * test/goldens/gguf/make.ts --only int8 with llama.cpp itself). llama.cpp quantizes a product's
  * activations to its Q8_0 (for Q8_0/Q4_0 weights) or Q8_1 (Q4_1) blocks, whose scale it keeps as a
- * half; mka's MkaLinearQ does the same (CONTRACTS.md contract 2), so:
+ * half; mka's MkaLinearQ does the same (docs/backends.md, Integer products), so:
  *
  * - single products (one row, a few, more than a GEMM tile; k past 64 blocks; a zero block and blocks
  *   whose scales are a subnormal half or round to zero) equal ggml_mul_mat's within float32 summation

@@ -10,14 +10,16 @@
  */
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tf } from '../src/runtime/tf.ts';
 import { initBackend } from '../src/runtime/backend.ts';
-import { loadNativeAddon, Q4, Q8 } from '../src/runtime/native-addon.ts';
+import { loadNativeAddon, Q4, Q8, type WeightDesc } from '../src/runtime/native-addon.ts';
 import { quantizeRtn, type PackedMatrix } from '../src/io/packed.ts';
 import { runForward } from '../src/model/inspect.ts';
 import { packedPath } from '../src/model/ops.ts';
 import { makePackedDemo } from './goldens/gguf/cases.ts';
+import { runCliInProcess } from './cli-run.ts';
 import { scratchDir } from './scratch.ts';
 
 const addon = loadNativeAddon().addon;
@@ -54,7 +56,7 @@ test('float products of packed weights equal float64 products of the dequantized
     const x = Float32Array.from({ length: c.m * c.k }, (_, i) => (i % 61 === 7 ? 30 * gauss() : gauss()));
     const bias = Float32Array.from({ length: c.n }, () => gauss());
     const residual = Float32Array.from({ length: c.m * c.n }, () => gauss());
-    const weight = { format: c.bits === 8 ? Q8 : Q4, rows: c.n, cols: c.k, data: pm.quants, scales: pm.scales, mins: pm.mins, group: c.group };
+    const weight: WeightDesc = { format: c.bits === 8 ? Q8 : Q4, rows: c.n, cols: c.k, data: pm.quants, scales: pm.scales, mins: pm.mins, group: c.group };
     const w = new Float64Array(c.n * c.k);
     for (let j = 0; j < c.n; j++) for (let k = 0; k < c.k; k++) w[j * c.k + k] = dequantized(pm, j, k);
     for (const threads of [1, 2]) {
@@ -112,4 +114,19 @@ test('a packed model under --compute float32: the native backend\'s logits are t
   const diff = (a: number[][], b: number[][]) => Math.max(...a.map((row, i) => Math.max(...row.map((v, j) => Math.abs(v - b[i][j])))));
   assert.ok(diff(native.logits!, fallback.logits!) < 1e-4, `float32 products: max |native − fallback| = ${diff(native.logits!, fallback.logits!)}`);
   assert.ok(diff(integer.logits!, fallback.logits!) > 1e-3, 'the integer kernels round the activations: their logits are further away');
+});
+
+test('results of a packed model are keyed by how its weights multiply: resuming with the other --compute is refused, not mixed', { skip: NO_NATIVE }, async () => {
+  const dir = scratchDir('packed-float-key');
+  const text = join(dir, 'corpus.txt');
+  writeFileSync(text, 'What is 12 - 1?\nA. 9\nB. 13\nC. 11\nD. 10\nAnswer: C\n'.repeat(20));
+  const out = join(dir, 'ppl');
+  const run = (compute: string) => runCliInProcess(['eval', 'ppl', '--model', model, '--text', text, '--seq-len', '64', '--out', out, '--compute', compute, '--quiet']);
+  const first = await run('auto');
+  assert.equal(first.status, 0, first.stderr);
+  const again = await run('auto');
+  assert.equal(again.status, 0, again.stderr);
+  const other = await run('float32');
+  assert.equal(other.status, 1, other.stderr);
+  assert.match(other.stderr, /run-key\.json/);
 });

@@ -1,5 +1,5 @@
 /**
- * The packed weight format (src/io/packed.ts, CONTRACTS.md contract 1) against goldens computed
+ * The packed weight format (src/io/packed.ts, docs/quantization.md) against goldens computed
  * independently in numpy (test/goldens/quant/make_packed.py): quants byte for byte, scales, mins and
  * dequantized values exactly, and the symmetric group-32 rows decoded by the gguf package as ggml's
  * Q8_0/Q4_0 blocks to the same values.

@@ -10,7 +10,7 @@
  * the export says which, once, with counts. Llama 3.1-style `llama3` RoPE scaling is stored as
  * llama.cpp stores it, the F32 tensor rope_freqs.weight.
  *
- * Packed weights (`mka quantize`, CONTRACTS.md §1; or a GGUF's own Q8_0/Q4_0/Q4_1 blocks) exported as
+ * Packed weights (`mka quantize`, docs/quantization.md; or a GGUF's own Q8_0/Q4_0/Q4_1 blocks) exported as
  * q8_0 or q4_0 keep their quants and scales block for block, whatever their bits: symmetric 8-bit as
  * Q8_0, symmetric 4-bit as Q4_0, asymmetric 4-bit as Q4_1, a group of 64, 128 or a whole row repeating
  * its scale in each block; only those GGUF has no type for (8-bit asymmetric) are quantized again, and

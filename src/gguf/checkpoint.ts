@@ -22,13 +22,13 @@ export interface GgufCheckpoint extends Checkpoint {
   type(name: string): ReadType;
   /** How a Q8_0/Q4_0/Q4_1 matrix is packed (one group of 32 per block), or null for other tensors. */
   packedInfo(name: string): PackedInfo | null;
-  /** A Q8_0/Q4_0/Q4_1 matrix as packed quants, scales and mins (CONTRACTS.md §1), rows in Hugging Face order. */
+  /** A Q8_0/Q4_0/Q4_1 matrix as packed quants, scales and mins (docs/quantization.md, Format), rows in Hugging Face order. */
   readPacked(name: string): PackedParts;
 }
 
 const numel = (dims: number[]) => dims.reduce((a, b) => a * b, 1);
 
-/** Whether a tensor loads as a packed weight (CONTRACTS.md §1): a matrix of Q8_0, Q4_0 or Q4_1 blocks. */
+/** Whether a tensor loads as a packed weight (docs/quantization.md, Format): a matrix of Q8_0, Q4_0 or Q4_1 blocks. */
 const isPacked = (t: GgufTensorInfo) => t.dims.length === 2 && (t.type === GgmlType.Q8_0 || t.type === GgmlType.Q4_0 || t.type === GgmlType.Q4_1);
 
 /** The rope_freqs values of a GGUF file, or null when it has none. */

@@ -250,7 +250,7 @@ export function hfConfigFromGguf(g: GgufFile, ropeFreqs: Float32Array | null): R
 
 /**
  * The quantization_config of a GGUF file whose matrices hold Q8_0, Q4_0 or Q4_1 blocks, which mka
- * loads as packed weights (CONTRACTS.md §1: one group of 32 per block): bits and symmetry of the
+ * loads as packed weights (docs/quantization.md, Format: one group of 32 per block): bits and symmetry of the
  * decoder's blocks (of any matrix when the decoder has none), or null when there are none.
  */
 function packedQuantization(g: GgufFile): Record<string, unknown> | null {

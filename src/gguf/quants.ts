@@ -147,7 +147,7 @@ export function encode(type: SupportedType, x: Float32Array): Uint8Array {
 }
 
 /**
- * A matrix in the packed layout of CONTRACTS.md §1 (src/io/packed.ts's PackedMatrix): quants row by row
+ * A matrix in the packed layout of docs/quantization.md (src/io/packed.ts's PackedMatrix): quants row by row
  * in blocks of 32 inputs (8-bit: 32 bytes per block, int8 when symmetric; 4-bit: 16 bytes in ggml's
  * Q4_0 nibble order, unsigned 0..15), one float32 scale (and, asymmetric, one min) per (row, group) of
  * `group` inputs. Values: symmetric 8-bit scale·q, symmetric 4-bit scale·(q − 8), asymmetric scale·q + min.

@@ -1,5 +1,5 @@
 /**
- * The packed quantized weight format (CONTRACTS.md contract 1): a weight W [rows, cols] (Hugging Face
+ * The packed quantized weight format (docs/quantization.md, Format): a weight W [rows, cols] (Hugging Face
  * [out, in]) stored row by row in blocks of 32 inputs, 8-bit (32 bytes a block: int8 when symmetric,
  * uint8 when not) or 4-bit (16 bytes a block in ggml's Q4_0 nibble order: byte j holds input j of the
  * block in its low nibble and input j+16 in its high one), with one scale (and, asymmetric, one min)

@@ -17,7 +17,7 @@ import { UserError } from '../runtime/errors.ts';
 import type { ComputeChoice, ComputeDtype } from '../runtime/backend-choice.ts';
 import { currentProfile, resolveCompute } from '../runtime/profile.ts';
 import { unpackBf16Panels } from '../runtime/native-addon.ts';
-import { disposeWeight, packBf16, packedSpec, takes16BitWeights, weightShape, type Weight } from './ops.ts';
+import { disposeWeight, packBf16, packedProducts, packedSpec, takes16BitWeights, weightShape, type Weight } from './ops.ts';
 import { dequantizeRows, type PackedMatrix } from '../io/packed.ts';
 import type { PackedCheckpoint } from './packed-checkpoint.ts';
 import { openModelDir } from './open.ts';
@@ -137,6 +137,19 @@ function storedBf16(config: LlamaConfig, ckpt: Checkpoint | null): boolean {
 function computeOf(config: LlamaConfig, ckpt: Checkpoint | null, choice?: ComputeChoice): ComputeDtype {
   const profile = currentProfile();
   return resolveCompute(choice ? { ...profile, compute: choice } : profile, storedBf16(config, ckpt));
+}
+
+/**
+ * What results depend on of how `model` computes, for run keys: the compute dtype unless float32, and
+ * `packed_products: float32` when its packed weights multiply as widened float32 rows rather than on the
+ * integer kernels (which round the activations): each gives other scores. Empty for float32 products
+ * (and packed weights on the integer kernels), so such keys stay as they were.
+ */
+export function computeKey(model: LlamaModel): { compute?: ComputeDtype; packed_products?: 'float32' } {
+  return {
+    ...(model.compute === 'float32' ? {} : { compute: model.compute }),
+    ...(model.config.quantization_config && packedProducts() === 'float32' ? { packed_products: 'float32' as const } : {}),
+  };
 }
 
 /** Loads a Hugging Face model directory (config.json + safetensors). */

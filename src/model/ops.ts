@@ -35,7 +35,7 @@ export interface QuantInfo {
  *   (little-endian), so tf.memory() counts its real bytes and dispose() frees it; only native kernels
  *   read it. With `panels` ([out, in]), a bfloat16 `tensor` instead holds the bf16 products' packed
  *   panels (int32 [bf16PackedWords(out, in)], packBf16), laid out once for --compute bfloat16.
- * - q8/q4 (contract 1, CONTRACTS.md): `tensor` is int32 [out, rowBytes/4] holding the quants row by
+ * - q8/q4 (docs/quantization.md, Format): `tensor` is int32 [out, rowBytes/4] holding the quants row by
  *   row in blocks of 32 inputs, `quant` says how to read them. linear() multiplies them on the native
  *   integer kernels (MkaLinearQ) without widening the weight.
  */
@@ -88,6 +88,11 @@ export function weightBytes(w: Weight): number {
  */
 export function floatPackedProducts(w: Weight): boolean {
   return !!w.quant && !w.quant.actBits && currentProfile().compute === 'float32';
+}
+
+/** How packed weights (other than W8A8) multiply on the current backend: integer kernels, or float32 products of widened rows (--compute float32, the JS fallback). */
+export function packedProducts(): 'integer' | 'float32' {
+  return hasKernel(KERNELS.linearQ) && currentProfile().compute !== 'float32' ? 'integer' : 'float32';
 }
 
 /** Which kernels run packed weights on the current backend, for logs: native integer kernels, float32 products of widened rows, or the JS fallback. */

@@ -1,5 +1,5 @@
 /**
- * Packed quantized weights in a checkpoint (CONTRACTS.md contract 1, src/io/packed.ts): a weight
+ * Packed quantized weights in a checkpoint (docs/quantization.md, Format; src/io/packed.ts): a weight
  * `X.weight` [rows, cols] stored as `X.qweight` (I8 for 8-bit symmetric, else U8) [rows, rowBytes],
  * `X.scales` (F16) [rows, groups] and, when asymmetric, `X.mins`. withPackedWeights wraps a checkpoint
  * so that everything reading float weights by their Hugging Face names (exports, merges, fingerprints)

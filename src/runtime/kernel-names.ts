@@ -5,7 +5,7 @@
  */
 export const KERNELS = {
   linear: 'MkaLinear',
-  /** Contract 1's packed integer weights (CONTRACTS.md): inputs x, q, scales, mins?, bias?, residual?; attrs bits, group, cols, symmetric, actBits, floatProducts. */
+  /** Contract 1's packed integer weights (docs/quantization.md, Format): inputs x, q, scales, mins?, bias?, residual?; attrs bits, group, cols, symmetric, actBits, floatProducts. */
   linearQ: 'MkaLinearQ',
   attention: 'MkaAttention',
   rmsNorm: 'MkaRmsNorm',

@@ -84,7 +84,7 @@ function linearKernel(addon: NativeAddon): tf.KernelFunc {
   };
 }
 
-/** MkaLinearQ (contract 1): x·Wᵀ for a packed integer weight, its attributes as CONTRACTS.md states them. */
+/** MkaLinearQ (contract 1): x·Wᵀ for a packed integer weight, its attributes as kernel-names.ts lists them. */
 function linearQKernel(addon: NativeAddon): tf.KernelFunc {
   const linear = linearKernel(addon);
   return ({ inputs, backend, attrs }) => {

@@ -17,7 +17,7 @@ import { ANSWER_TOKENS, BATCH_SIZE, LIMIT, MMLU_KEY, REFERENCE_MODEL } from './o
 import { checkOption, flag, keyFields } from '../../runtime/options.ts';
 import { PASS_HIDDEN_BYTES, passTokens } from '../../model/forward.ts';
 import { argmax } from '../../model/generate.ts';
-import { streamsLayers, type LlamaModel } from '../../model/model.ts';
+import { computeKey, streamsLayers, type LlamaModel } from '../../model/model.ts';
 import { currentProfile } from '../../runtime/profile.ts';
 import { UserError } from '../../runtime/errors.ts';
 import type { Tokenizer } from '../../tokenizer/tokenizer.ts';
@@ -297,11 +297,11 @@ export async function evaluateMmlu(opts: EvaluateMmluOptions): Promise<EvaluateM
     return { records: [], summary: null, stats: planStats([...plans!.values()], batchSize, maxPadding), resumedSubjects: [], reusedSubjects: [], reusedFrom: null, seconds: planSeconds, planSeconds, computedQuestions: 0 };
   }
 
-  // bf16 products give other scores: such runs are keyed apart (all-float32 keys stay as they were)
+  // bf16 products and widened packed weights give other scores: such runs are keyed apart (all-float32 keys stay as they were)
   const float32 = model.compute === 'float32' && (!ref || ref.compute === 'float32');
   const key: RunKey = {
     version: 1, model: modelFingerprint(model), reference: ref ? modelFingerprint(ref) : null,
-    ...keyFields(MMLU_KEY, opts), maxTokens, ...(float32 ? {} : { compute: ref ? `${model.compute},${ref.compute}` : model.compute }),
+    ...keyFields(MMLU_KEY, opts), maxTokens, ...(float32 ? {} : { compute: ref ? `${model.compute},${ref.compute}` : model.compute }), ...(computeKey(model).packed_products ? { packed_products: 'float32' } : {}),
     ...(opts.keyExtra ?? {}),
   };
   const results = opts.out !== undefined ? openResultsDir(opts.out, key, !!opts.fresh) : null;

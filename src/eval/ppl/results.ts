@@ -13,7 +13,7 @@ import { readRegularFile } from '../../io/read.ts';
 import { join } from 'node:path';
 import { atomicWriteText } from '../../io/atomic.ts';
 import { isOwnOutput, writeMarker } from '../../io/output-dir.ts';
-import type { LlamaModel } from '../../model/model.ts';
+import { computeKey, type LlamaModel } from '../../model/model.ts';
 import { UserError } from '../../runtime/errors.ts';
 import { modelFingerprint } from '../fingerprint.ts';
 import { flag } from '../../runtime/options.ts';
@@ -52,8 +52,8 @@ export function idsFingerprint(ids: readonly number[]): string {
 
 /** Opens (creating) a perplexity results directory; refuses one of a different run unless `fresh`. */
 export function openPplResults(dir: string, model: LlamaModel, ids: readonly number[], settings: Readonly<Record<string, unknown>>, fresh: boolean): PplResults {
-  // bf16 products give other perplexities: their runs are keyed apart (float32 keys stay as they were)
-  const key = { model: modelFingerprint(model), corpus: idsFingerprint(ids), corpus_tokens: ids.length, ...(model.compute === 'float32' ? {} : { compute: model.compute }), ...settings };
+  // bf16 products and widened packed weights give other perplexities: their runs are keyed apart (float32 keys stay as they were)
+  const key = { model: modelFingerprint(model), corpus: idsFingerprint(ids), corpus_tokens: ids.length, ...computeKey(model), ...settings };
   const keyFile = join(dir, 'run-key.json');
   const windowsDir = join(dir, 'windows');
   const text = JSON.stringify(key, null, 2) + '\n';

@@ -14,7 +14,7 @@ import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { readRegularFile } from '../../io/read.ts';
 import { join } from 'node:path';
 import { passTokens } from '../../model/forward.ts';
-import { streamsLayers, type LlamaModel } from '../../model/model.ts';
+import { computeKey, streamsLayers, type LlamaModel } from '../../model/model.ts';
 import { atomicWriteText } from '../../io/atomic.ts';
 import { readChecked } from '../../io/schema.ts';
 import { TASK_SHARD } from './result-files.ts';
@@ -308,7 +308,7 @@ export async function evaluateTasks(opts: EvaluateTasksOptions): Promise<Evaluat
   for (const input of opts.tasks) {
     const key = {
       version: 1, task: input.task.name, taskVersion: input.task.version, model: opts.out ? modelFingerprint(model) : null,
-      ...keyFields(TASK_KEY, { numFewshot: input.shots, limit: input.limit, maxLength }, TASK_KEY_FIELDS), ...(model.compute === 'float32' ? {} : { compute: model.compute }), ...(opts.keyExtra ?? {}),
+      ...keyFields(TASK_KEY, { numFewshot: input.shots, limit: input.limit, maxLength }, TASK_KEY_FIELDS), ...computeKey(model), ...(opts.keyExtra ?? {}),
     };
     const dir = opts.out !== undefined ? openTaskDir(opts.out, input.task.name, key, !!opts.fresh) : null;
     for (const sub of input.subtasks) {

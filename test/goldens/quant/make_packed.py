@@ -1,4 +1,4 @@
-"""Golden values for mka's packed weight format (CONTRACTS.md contract 1, src/io/packed.ts), computed
+"""Golden values for mka's packed weight format (docs/quantization.md, Format; src/io/packed.ts), computed
 independently in numpy from the contract's text, and the ggml layout checked with the gguf package.
 
 Run: PYTHONPATH=/work/shared/reference /work/refvenv/bin/python test/goldens/quant/make_packed.py
