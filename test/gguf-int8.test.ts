@@ -81,7 +81,7 @@ const files: Record<string, string> = {};
 
 before(async () => {
   if (NO_NATIVE) return;
-  await initBackend('native', { compute: 'auto' }); // auto: packed weights on the integer kernels (float32 widens them)
+  await initBackend('native', { compute: 'int8' }); // packed weights on the integer kernels (auto and float32 widen them)
   dir = scratchDir('gguf-int8');
   const padded = join(dir, 'padded');
   await makePaddedDemo('.', padded);

@@ -1,12 +1,12 @@
 /**
- * --compute float32 with packed weights (contract 1: mka quantize, GGUF Q8_0/Q4_0/Q4_1): the native
- * addon widens a strip of rows at a time to float32 and multiplies unrounded activations, so a
- * product is the dequantized weight's (what PyTorch computes from the same file), where the integer
- * kernels round the activations to 8-bit blocks as llama.cpp does. Checked against float64 products
- * of the weights dequantized from their definition (gguf-int8.test.ts's `dequantized`, written again
- * here), with bias and residual, in one strip and in several, and through the model: the native
- * backend's forward under --compute float32 equals the JS fallback's (dequantized blocks, tfjs
- * float32 products) on a packed demo.
+ * Packed weights (mka quantize, GGUF Q8_0/Q4_0/Q4_1) multiply as float32 rows under --compute auto and
+ * float32: the native addon widens a strip of rows at a time and multiplies unrounded activations, so a
+ * product is the dequantized weight's (what PyTorch computes from the same file); --compute int8 runs
+ * them on the integer kernels, which round the activations to 8-bit blocks as llama.cpp does. Checked
+ * against float64 products of the weights dequantized from their definition (gguf-int8.test.ts's
+ * `dequantized`, written again here), with bias and residual, in one strip and in several, and through
+ * the model: the native backend's forward equals the JS fallback's (dequantized blocks, tfjs float32
+ * products) on a packed demo, and results are keyed by which products ran.
  */
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
@@ -98,22 +98,26 @@ before(async () => {
   await makePackedDemo('models/demo', model, 'rtn:w4g32-asym');
 });
 
-test('a packed model under --compute float32: the native backend\'s logits are the JS fallback\'s (dequantized blocks, float32 products)', { skip: NO_NATIVE }, async () => {
+test('a packed model: the native backend\'s logits under auto and float32 are the JS fallback\'s (dequantized blocks, float32 products); int8\'s are not', { skip: NO_NATIVE }, async () => {
   const ids = [1, 210, 77, 5, 9, 33, 120, 7, 64, 300, 12, 18];
+  const diff = (a: number[][], b: number[][]) => Math.max(...a.map((row, i) => Math.max(...row.map((v, j) => Math.abs(v - b[i][j])))));
   await initBackend('wasm');
   assert.match(packedPath(), /JS fallback/);
   const fallback = await runForward({ model, ids, logits: 'all' });
-  await initBackend('native', { compute: 'auto' });
+  for (const compute of ['auto', 'float32'] as const) {
+    await initBackend('native', { compute });
+    assert.match(packedPath(), /native float32 products/);
+    const n0 = tf.memory().numTensors;
+    const native = await runForward({ model, ids, logits: 'all' });
+    assert.equal(tf.memory().numTensors, n0);
+    assert.ok(diff(native.logits!, fallback.logits!) < 1e-4, `${compute}: max |native − fallback| = ${diff(native.logits!, fallback.logits!)}`);
+  }
+  await initBackend('native', { compute: 'int8' });
   assert.match(packedPath(), /native integer kernels/);
   const integer = await runForward({ model, ids, logits: 'all' });
-  await initBackend('native', { compute: 'float32' });
-  assert.match(packedPath(), /native float32 products/);
-  const n0 = tf.memory().numTensors;
-  const native = await runForward({ model, ids, logits: 'all' });
-  assert.equal(tf.memory().numTensors, n0);
-  const diff = (a: number[][], b: number[][]) => Math.max(...a.map((row, i) => Math.max(...row.map((v, j) => Math.abs(v - b[i][j])))));
-  assert.ok(diff(native.logits!, fallback.logits!) < 1e-4, `float32 products: max |native − fallback| = ${diff(native.logits!, fallback.logits!)}`);
   assert.ok(diff(integer.logits!, fallback.logits!) > 1e-3, 'the integer kernels round the activations: their logits are further away');
+  await assert.rejects(initBackend('wasm', { compute: 'int8' }), /--compute int8: the wasm backend has no integer kernels/);
+  await initBackend('native');
 });
 
 test('results of a packed model are keyed by how its weights multiply: resuming with the other --compute is refused, not mixed', { skip: NO_NATIVE }, async () => {
@@ -123,10 +127,11 @@ test('results of a packed model are keyed by how its weights multiply: resuming 
   const out = join(dir, 'ppl');
   const run = (compute: string) => runCliInProcess(['eval', 'ppl', '--model', model, '--text', text, '--seq-len', '64', '--out', out, '--compute', compute, '--quiet']);
   const first = await run('auto');
+  assert.equal((await run('float32')).status, 0, 'auto and float32 are the same products');
   assert.equal(first.status, 0, first.stderr);
   const again = await run('auto');
   assert.equal(again.status, 0, again.stderr);
-  const other = await run('float32');
+  const other = await run('int8');
   assert.equal(other.status, 1, other.stderr);
   assert.match(other.stderr, /run-key\.json/);
 });

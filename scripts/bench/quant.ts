@@ -3,14 +3,16 @@
  * of each (resident, each model in its own process), and the peak RSS of `mka eval mmlu` on the packed
  * model held resident (no --streaming), then results/bench-quant.json.
  *
- *   npm run bench -- quant [--model DIR] [--quantized DIR] [--quantize rtn:w4g128] [--layers N]
- *                          [--tokens 512] [--data MMLU_DIR] [--eval-subjects a,b] [--limit 1] [--steps bytes,prefill,eval]
+ *   npm run bench -- quant [--model DIR] [--quantized DIR] [--quantize rtn:w4g128] [--layers N] [--tokens 512]
+ *                          [--computes auto,int8] [--data MMLU_DIR] [--eval-subjects a,b] [--limit 1] [--eval-compute auto]
+ *                          [--steps bytes,prefill,eval]
  *
  * --model is a BF16 checkpoint (default /work/scale-models/llama3-8b; made with make-paper-model at the
  * Llama-3-8B shape, --layers N, when missing); --quantized its packed copy (made with `mka quantize`
  * --quantize when missing: round to nearest needs no calibration). Prefill runs --tokens tokens twice
- * after a warm-up and reports the faster; which kernels run the packed weights is printed (the native
- * integer kernels once they exist, else the JS fallback). Heavy: run under flock /work/notes/heavy.lock.
+ * after a warm-up and reports the faster, the packed model once per --computes choice (auto: float32
+ * rows of the dequantized weights; int8: the integer kernels); which kernels ran is printed. Heavy: run
+ * under flock /work/notes/heavy.lock.
  */
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
@@ -20,19 +22,20 @@ import yargs from 'yargs';
 import { makePaperModel } from '../make-paper-model.ts';
 import { measure } from './scale.ts';
 import { atomicWriteText } from '../../src/io/atomic.ts';
+import type { ComputeChoice } from '../../src/runtime/backend-choice.ts';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const CLI = join(ROOT, 'bin', 'mka.mjs');
 const SELF = fileURLToPath(import.meta.url);
 
 /** In a child process: load `model` resident, prefill `tokens` tokens (a warm-up, then twice), print JSON. */
-async function prefillChild(model: string, tokens: number): Promise<void> {
+async function prefillChild(model: string, tokens: number, compute: ComputeChoice): Promise<void> {
   const { initBackend } = await import('../../src/runtime/backend.ts');
   const { loadModel, disposeModel } = await import('../../src/model/model.ts');
   const { forward } = await import('../../src/model/forward.ts');
   const { packedPath, weightBytes } = await import('../../src/model/ops.ts');
   const { tf } = await import('../../src/runtime/tf.ts');
-  const backend = await initBackend('auto');
+  const backend = await initBackend('auto', { compute });
   const t0 = performance.now();
   const m = loadModel(model);
   const loadSeconds = (performance.now() - t0) / 1000;
@@ -56,8 +59,8 @@ async function prefillChild(model: string, tokens: number): Promise<void> {
 }
 
 /** Runs this file as a child (`--child prefill`) and returns its JSON line and peak RSS. */
-async function childPrefill(model: string, tokens: number, log: (s: string) => void): Promise<Record<string, unknown>> {
-  const child = spawn(process.execPath, ['--import', 'tsx', SELF, '--child', 'prefill', '--model', model, '--tokens', String(tokens)], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+async function childPrefill(model: string, tokens: number, compute: string, log: (s: string) => void): Promise<Record<string, unknown>> {
+  const child = spawn(process.execPath, ['--import', 'tsx', SELF, '--child', 'prefill', '--model', model, '--tokens', String(tokens), '--compute', compute], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '', err = '';
   child.stdout.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr.on('data', (d: Buffer) => {
@@ -77,7 +80,7 @@ async function childPrefill(model: string, tokens: number, log: (s: string) => v
   clearInterval(poll);
   if (code !== 0) throw new Error(`prefill of ${model} failed (exit ${code}): ${err.split('\n').slice(-5).join(' ')}`);
   const r = JSON.parse(out.trim().split('\n').pop()!) as Record<string, unknown>;
-  log(`prefill ${model}: ${(r.tokensPerSecond as number).toFixed(1)} tokens/s (${tokens} tokens in ${(r.seconds as number).toFixed(2)} s), ${r.kernels}, weights held ${(Number(r.heldBytes) / 1e9).toFixed(2)} GB`);
+  log(`prefill ${model} (--compute ${compute}): ${(r.tokensPerSecond as number).toFixed(1)} tokens/s (${tokens} tokens in ${(r.seconds as number).toFixed(2)} s), ${r.kernels}, weights held ${(Number(r.heldBytes) / 1e9).toFixed(2)} GB`);
   return { ...r, peakRss: peak };
 }
 
@@ -91,12 +94,15 @@ export async function main(argv: string[]): Promise<void> {
     .option('quantize', { type: 'string', default: 'rtn:w4g128' })
     .option('layers', { type: 'number', default: 32 })
     .option('tokens', { type: 'number', default: 512 })
+    .option('compute', { type: 'string', default: 'auto' })
+    .option('computes', { type: 'string', default: 'auto,int8' })
+    .option('eval-compute', { type: 'string', default: 'auto' })
     .option('data', { type: 'string', default: join(process.env.MKA_SHARED ?? join(ROOT, '..', 'shared'), 'data', 'mmlu') })
     .option('eval-subjects', { type: 'string', default: 'abstract_algebra,anatomy' })
     .option('limit', { type: 'number', default: 2 })
     .option('steps', { type: 'string', default: 'bytes,prefill,eval' })
     .strict().parse();
-  if (a.child === 'prefill') return prefillChild(a.model, a.tokens);
+  if (a.child === 'prefill') return prefillChild(a.model, a.tokens, a.compute as ComputeChoice);
   const log = (s: string) => process.stderr.write(`${s}\n`);
   const steps = new Set(a.steps.split(','));
   const model = resolve(a.model);
@@ -117,13 +123,15 @@ export async function main(argv: string[]): Promise<void> {
   results.bytes = { model: bf.bytes_on_disk, quantized: q.bytes_on_disk, ratio: q.bytes_on_disk / bf.bytes_on_disk, parameters: bf.parameters };
   log(`bytes on disk: ${gb(bf.bytes_on_disk)} (${bf.dtypes.join(', ')}) -> ${gb(q.bytes_on_disk)} (${q.quantization}): ${(100 * q.bytes_on_disk / bf.bytes_on_disk).toFixed(1)}%, ${(8 * q.bytes_on_disk / bf.parameters).toFixed(2)} bits per parameter`);
   if (steps.has('prefill')) {
-    results.prefill = { model: await childPrefill(model, a.tokens, log), quantized: await childPrefill(quantized, a.tokens, log) };
+    const quantizedRuns: Record<string, unknown> = {};
+    for (const c of a.computes.split(',')) quantizedRuns[c] = await childPrefill(quantized, a.tokens, c, log);
+    results.prefill = { model: await childPrefill(model, a.tokens, 'auto', log), quantized: quantizedRuns };
   }
   if (steps.has('eval')) {
     if (!existsSync(a.data)) throw new Error(`--data ${a.data}: no MMLU directory there (set MKA_SHARED or pass --data)`);
-    const e = await measure('eval', ['eval', 'mmlu', '--model', quantized, '--data', a.data, '--subjects', a['eval-subjects'], '--limit', String(a.limit), '--out', join(ROOT, 'results', 'bench-quant-eval'), '--fresh'], log);
-    results.eval = e;
-    log(`eval mmlu resident on the packed model (${a['eval-subjects']}, --limit ${a.limit}): peak RSS ${gb(e.peakRss)}, ${e.seconds.toFixed(0)} s, exit ${e.exitCode}`);
+    const e = await measure('eval', ['eval', 'mmlu', '--model', quantized, '--data', a.data, '--subjects', a['eval-subjects'], '--limit', String(a.limit), '--compute', a['eval-compute'], '--out', join(ROOT, 'results', 'bench-quant-eval'), '--fresh'], log);
+    results.eval = { ...e, compute: a['eval-compute'] };
+    log(`eval mmlu resident on the packed model (${a['eval-subjects']}, --limit ${a.limit}, --compute ${a['eval-compute']}): peak RSS ${gb(e.peakRss)}, ${e.seconds.toFixed(0)} s, exit ${e.exitCode}`);
   }
   atomicWriteText(join(ROOT, 'results', 'bench-quant.json'), JSON.stringify(results, null, 2) + '\n');
   process.stdout.write(JSON.stringify(results) + '\n');

@@ -48,8 +48,7 @@ export function logger(args: { quiet?: boolean }): (msg: string) => void {
 export async function setup(args: { backend: BackendChoice; threads?: number; compute?: ComputeChoice; quiet?: boolean; model?: string }): Promise<BackendInfo> {
   const { initBackend } = await import('../runtime/backend.ts'); // loads tfjs: only for commands that compute
   const info = await initBackend(args.backend, { threads: args.threads, compute: args.compute, log: logger(args) });
-  const { isGgufFile } = await import('../gguf/reader.ts');
-  if (args.model && (existsSync(join(args.model, 'config.json')) || isGgufFile(args.model))) {
+  if (args.model && existsSync(join(args.model, 'config.json'))) {
     const { readConfig } = await import('../model/config.ts');
     const { packedPath } = await import('../model/ops.ts');
     if (readConfig(args.model).quantization_config) logger(args)(`packed weights: ${packedPath()}`);

@@ -140,15 +140,14 @@ function computeOf(config: LlamaConfig, ckpt: Checkpoint | null, choice?: Comput
 }
 
 /**
- * What results depend on of how `model` computes, for run keys: the compute dtype unless float32, and
- * `packed_products: float32` when its packed weights multiply as widened float32 rows rather than on the
- * integer kernels (which round the activations): each gives other scores. Empty for float32 products
- * (and packed weights on the integer kernels), so such keys stay as they were.
+ * What results depend on of how `model` computes, for run keys: the compute dtype unless float32 (so
+ * float32 keys stay as they were), and for a model with packed weights how they multiply (float32 rows,
+ * or the integer kernels, which round the activations): each gives other scores.
  */
-export function computeKey(model: LlamaModel): { compute?: ComputeDtype; packed_products?: 'float32' } {
+export function computeKey(model: LlamaModel): { compute?: ComputeDtype; packed_products?: 'float32' | 'int8' } {
   return {
     ...(model.compute === 'float32' ? {} : { compute: model.compute }),
-    ...(model.config.quantization_config && packedProducts() === 'float32' ? { packed_products: 'float32' as const } : {}),
+    ...(model.config.quantization_config ? { packed_products: packedProducts() } : {}),
   };
 }
 

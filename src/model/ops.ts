@@ -7,6 +7,8 @@
 import { tf } from '../runtime/tf.ts';
 import { KERNELS } from '../runtime/kernel-names.ts';
 import { currentProfile } from '../runtime/profile.ts';
+import { COMPUTE_OPTION } from '../runtime/backend-choice.ts';
+import { flag } from '../runtime/options.ts';
 import { dequantizeRows, type PackedSpec } from '../io/packed.ts';
 
 /** How a weight's values are stored: float32, 16-bit, or contract 1's packed integers. */
@@ -81,26 +83,26 @@ export function weightBytes(w: Weight): number {
   return bytes(w.tensor) + (w.quant ? bytes(w.quant.scales) + (w.quant.mins ? bytes(w.quant.mins) : 0) : 0);
 }
 
+/** How packed weights (other than W8A8) multiply on the current backend: on the integer kernels (--compute int8), or as float32 rows of their dequantized values. */
+export function packedProducts(): 'int8' | 'float32' {
+  return currentProfile().compute === 'int8' && hasKernel(KERNELS.linearQ) ? 'int8' : 'float32';
+}
+
 /**
- * Whether packed weight `w` multiplies unrounded activations in float32 (its rows widened): under
- * --compute float32, except W8A8 weights, whose int8 activations are their method's. Otherwise the
- * integer kernels round activations to 8 bits per block of 32 as llama.cpp does.
+ * Whether packed weight `w` multiplies unrounded activations as float32 rows (widened a strip at a
+ * time): unless --compute int8 puts it on the integer kernels, which round the activations to 8 bits
+ * per block of 32 as llama.cpp does. W8A8 weights take their method's int8 activations either way.
  */
 export function floatPackedProducts(w: Weight): boolean {
-  return !!w.quant && !w.quant.actBits && currentProfile().compute === 'float32';
+  return !!w.quant && !w.quant.actBits && packedProducts() === 'float32';
 }
 
-/** How packed weights (other than W8A8) multiply on the current backend: integer kernels, or float32 products of widened rows (--compute float32, the JS fallback). */
-export function packedProducts(): 'integer' | 'float32' {
-  return hasKernel(KERNELS.linearQ) && currentProfile().compute !== 'float32' ? 'integer' : 'float32';
-}
-
-/** Which kernels run packed weights on the current backend, for logs: native integer kernels, float32 products of widened rows, or the JS fallback. */
+/** Which kernels run packed weights on the current backend, for logs. */
 export function packedPath(): string {
   const isa = currentProfile().integerProducts;
   if (!hasKernel(KERNELS.linearQ)) return 'JS fallback (dequantized a block of rows at a time, float32 products)';
-  if (currentProfile().compute === 'float32') return 'native float32 products (--compute float32: rows widened a strip at a time, activations not rounded; W8A8 weights keep their int8 activations)';
-  return `native integer kernels (MkaLinearQ${isa ? `, ${isa}` : ''}; activations rounded to 8 bits per block of 32 as llama.cpp does: --compute float32 for the dequantized weights' float32 products)`;
+  if (packedProducts() === 'int8') return `native integer kernels (MkaLinearQ${isa ? `, ${isa}` : ''}; activations rounded to 8 bits per block of 32 as llama.cpp does)`;
+  return `native float32 products of the dequantized rows (widened a strip at a time; W8A8 weights on the integer kernels${isa ? `, ${isa}` : ''}; ${flag(COMPUTE_OPTION)} int8 runs all on them, rounding activations as llama.cpp does: faster, other numbers)`;
 }
 
 /** The attributes by which the native kernels read a weight (its format, shape and quantization). */

@@ -33,6 +33,7 @@ export interface BackendInfo {
 function describeCompute(p: BackendProfile): string {
   const bf16 = p.bf16Products;
   if (p.compute === 'float32') return 'compute float32';
+  if (p.compute === 'int8') return `compute int8: packed weights on the integer kernels (${p.integerProducts}), activations rounded to 8 bits per block of 32 as llama.cpp does; other products float32`;
   if (p.compute === 'bfloat16') {
     return bf16!.hardware ? `compute bfloat16 (bf16 products on ${bf16!.kernel})`
       : `compute bfloat16 on ${bf16!.kernel}: no bf16 products (avx512_bf16 or AMX) in use, so they run as float32 FMAs on bf16 values, slower than ${flag(COMPUTE_OPTION)} float32`;
@@ -117,6 +118,9 @@ export async function initBackend(
   await tf.ready();
   const profile = info.profile ?? plainProfile(info.name, compute);
   registerProfile(profile);
+  if (compute === 'int8' && !profile.integerProducts) {
+    throw new UserError(`${flag(COMPUTE_OPTION)} int8: the ${info.name} backend has no integer kernels (use ${flag(BACKEND_OPTION)} native, built at install with a C compiler, or ${flag(COMPUTE_OPTION)} auto)`);
+  }
   if (compute === 'bfloat16' && !profile.bf16Products) {
     throw new UserError(`${flag(COMPUTE_OPTION)} bfloat16: the ${info.name} backend has no bf16 products (use ${flag(BACKEND_OPTION)} native, or ${flag(COMPUTE_OPTION)} float32)`);
   }

@@ -83,12 +83,13 @@ export function currentProfile(): BackendProfile {
 }
 
 /**
- * The compute dtype a model runs in on this profile: --compute when it is float32 or bfloat16 (a
- * UserError when the backend has no bf16 products), else bfloat16 for a model whose weights are
- * bf16 (`weightsBf16`) where the CPU has bf16 products, float32 otherwise.
+ * The compute dtype a model's float matrices run in on this profile: --compute when it is float32 or
+ * bfloat16 (a UserError when the backend has no bf16 products), float32 under int8 (which concerns
+ * packed weights only), else bfloat16 for a model whose weights are bf16 (`weightsBf16`) where the CPU
+ * has bf16 products, float32 otherwise.
  */
 export function resolveCompute(profile: BackendProfile, weightsBf16: boolean): ComputeDtype {
-  if (profile.compute === 'float32') return 'float32';
+  if (profile.compute === 'float32' || profile.compute === 'int8') return 'float32';
   if (profile.compute === 'bfloat16') {
     if (!profile.bf16Products) {
       throw new UserError(`${flag(COMPUTE_OPTION)} bfloat16: the ${profile.backend} backend has no bf16 products (use ${flag(BACKEND_OPTION)} native, or ${flag(COMPUTE_OPTION)} float32)`);

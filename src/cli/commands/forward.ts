@@ -3,7 +3,7 @@ import { FORCE_FILE, claimFile, emitJson, setup } from '../common.ts';
 import { OUT as OUT_SPEC } from '../../io/output-options.ts';
 import { option } from '../../runtime/options.ts';
 import { UserError } from '../../runtime/errors.ts';
-import { EXACT_COMPUTE_OPTIONS } from '../../runtime/backend-choice.ts';
+import { COMPUTE_OPTIONS } from '../../runtime/backend-choice.ts';
 import { HIDDEN_STATES, IDS, LOGITS, MODEL, REVISION, TEXT, TOP_K } from '../../model/options.ts';
 
 const FORMAT = `Output (JSON): {"input_ids": [...], "top_k": [{"id", "token", "logit", "prob"}, ...] (the next token after the last position, most likely first),
@@ -15,7 +15,7 @@ const OUT = option({ ...OUT_SPEC, path: 'output-file', help: 'output JSON file (
 export const forwardCommand = defineCommand({
   command: 'forward',
   describe: 'Run one sequence: the most likely next tokens, and on request its logits and hidden states, as JSON',
-  options: [...EXACT_COMPUTE_OPTIONS, MODEL, REVISION, TEXT, IDS, TOP_K, LOGITS, HIDDEN_STATES, OUT, FORCE_FILE],
+  options: [...COMPUTE_OPTIONS, MODEL, REVISION, TEXT, IDS, TOP_K, LOGITS, HIDDEN_STATES, OUT, FORCE_FILE],
   conflicts: [[TEXT, IDS]],
   epilogue: FORMAT,
   examples: [

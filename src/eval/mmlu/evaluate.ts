@@ -297,11 +297,12 @@ export async function evaluateMmlu(opts: EvaluateMmluOptions): Promise<EvaluateM
     return { records: [], summary: null, stats: planStats([...plans!.values()], batchSize, maxPadding), resumedSubjects: [], reusedSubjects: [], reusedFrom: null, seconds: planSeconds, planSeconds, computedQuestions: 0 };
   }
 
-  // bf16 products and widened packed weights give other scores: such runs are keyed apart (all-float32 keys stay as they were)
+  // bf16 products, and packed weights on the integer kernels or as float32 rows, give other scores: such runs are keyed apart
   const float32 = model.compute === 'float32' && (!ref || ref.compute === 'float32');
+  const packed = computeKey(model).packed_products;
   const key: RunKey = {
     version: 1, model: modelFingerprint(model), reference: ref ? modelFingerprint(ref) : null,
-    ...keyFields(MMLU_KEY, opts), maxTokens, ...(float32 ? {} : { compute: ref ? `${model.compute},${ref.compute}` : model.compute }), ...(computeKey(model).packed_products ? { packed_products: 'float32' } : {}),
+    ...keyFields(MMLU_KEY, opts), maxTokens, ...(float32 ? {} : { compute: ref ? `${model.compute},${ref.compute}` : model.compute }), ...(packed ? { packed_products: packed } : {}),
     ...(opts.keyExtra ?? {}),
   };
   const results = opts.out !== undefined ? openResultsDir(opts.out, key, !!opts.fresh) : null;

@@ -52,7 +52,7 @@ export function idsFingerprint(ids: readonly number[]): string {
 
 /** Opens (creating) a perplexity results directory; refuses one of a different run unless `fresh`. */
 export function openPplResults(dir: string, model: LlamaModel, ids: readonly number[], settings: Readonly<Record<string, unknown>>, fresh: boolean): PplResults {
-  // bf16 products and widened packed weights give other perplexities: their runs are keyed apart (float32 keys stay as they were)
+  // bf16 products, and packed weights on the integer kernels or as float32 rows, give other perplexities: their runs are keyed apart
   const key = { model: modelFingerprint(model), corpus: idsFingerprint(ids), corpus_tokens: ids.length, ...computeKey(model), ...settings };
   const keyFile = join(dir, 'run-key.json');
   const windowsDir = join(dir, 'windows');
