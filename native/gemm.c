@@ -1,7 +1,8 @@
 /*
  * The packed matrix product. Per call: A is packed once into MR-row panels (all threads), then each
  * task takes a strip of NS columns of one batch item (and, when there are too few strips, a range
- * of rows), packs B's strip k-block by k-block into NR-column panels (16-bit B widened there) and
+ * of rows), packs B's strip k-block by k-block into NR-column panels (16-bit B widened there, and a Q8/Q4
+ * weight's rows dequantized there) and
  * runs the microkernel over it: the B micro-panel stays in L1, the A block in L2. Products with
  * m <= SMALL_M_MAX read B in place instead (packing would cost as much as the product).
  */
@@ -34,6 +35,13 @@ typedef struct {
 static long a_index(const gemm_args *g, long i) { return g->idx ? g->idx[2 * i] : i; }
 static long b_index(const gemm_args *g, long i) { return g->idx ? g->idx[2 * i + 1] : i; }
 
+/* B of batch item i: its values, or for a Q8/Q4 weight (one item) the mka_weight itself, widened per tile. */
+static const void *b_item(const gemm_args *g, long i) {
+  if (g->b_type == MKA_Q8 || g->b_type == MKA_Q4) return g->b;
+  const size_t es = g->b_type == MKA_F32 ? 4 : 2;
+  return (const char *)g->b + (size_t)b_index(g, i) * g->k * g->n * es;
+}
+
 static void pack_a_task(void *p, long t, int thread) {
   (void)thread;
   const gemm_ctx *x = p;
@@ -58,8 +66,7 @@ static void compute_task(void *p, long t, int thread) {
   const long j0 = js * x->ns, ncols = g->n - j0 < x->ns ? g->n - j0 : x->ns;
   const long nspad = (ncols + kt->nr - 1) / kt->nr * kt->nr;
   const long mlo = mp * x->rows_per_part, mhi = mlo + x->rows_per_part < g->m ? mlo + x->rows_per_part : g->m;
-  const size_t es = g->b_type == MKA_F32 ? 4 : 2;
-  const void *b = (const char *)g->b + (size_t)b_index(g, bi) * g->k * g->n * es;
+  const void *b = b_item(g, bi);
   float *c = g->c + bi * g->m * g->n;
   const float *pa = x->pa + x->slot[a_index(g, bi)] * x->a_size;
   float *bp = scratch(1, sizeof(float) * (size_t)(kt->kc * nspad));
@@ -94,8 +101,7 @@ static void small_task(void *p, long t, int thread) {
   const gemm_args *g = x->g;
   const long chunks = (g->n + x->chunk - 1) / x->chunk, bi = t / chunks, j0 = (t % chunks) * x->chunk;
   const long j1 = j0 + x->chunk < g->n ? j0 + x->chunk : g->n;
-  const size_t es = g->b_type == MKA_F32 ? 4 : 2;
-  x->kt->small_m(g->a + a_index(g, bi) * g->m * g->k, (const char *)g->b + (size_t)b_index(g, bi) * g->k * g->n * es,
+  x->kt->small_m(g->a + a_index(g, bi) * g->m * g->k, b_item(g, bi),
                  g->b_type, g->c + bi * g->m * g->n, g->m, g->n, g->k, g->trans_a, g->trans_b, j0, j1, x->bias, g->act,
                  g->accumulate);
 }

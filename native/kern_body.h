@@ -46,7 +46,8 @@ static void FN(pack_a)(float *dst, const float *a, int trans, long m, long k, lo
 
 /*
  * Columns [j0, j0+ns) (zero past n), k range [k0, k0+kcb) of op(B) into NR-wide panels:
- * dst[panel][kk][c]. 16-bit values are widened here, one row piece at a time.
+ * dst[panel][kk][c]. 16-bit values are widened here, one row piece at a time, and with Bᵀ a Q8/Q4
+ * weight (b the mka_weight) has its rows' pieces dequantized here.
  */
 static void FN(pack_b)(float *dst, const void *b, int type, int trans, long n, long k, long k0, long kcb, long j0,
                        long ns, int nr) {
@@ -87,11 +88,15 @@ static void FN(pack_b)(float *dst, const void *b, int type, int trans, long n, l
           for (long kk = 0; kk < kcb; kk++) panel[kk * nr + c] = 0.f;
           continue;
         }
-        const char *src = (const char *)b + ((j0 + q + c) * k + k0) * es;
+        const int quant = type == MKA_Q8 || type == MKA_Q4;
+        const char *src = quant ? NULL : (const char *)b + ((j0 + q + c) * k + k0) * es;
         for (long k1 = 0; k1 < kcb; k1 += 512) {
           const long len = kcb - k1 < 512 ? kcb - k1 : 512;
           const float *s;
-          if (type == MKA_F32) {
+          if (quant) {
+            quant_row_range(row, (const mka_weight *)b, j0 + q + c, k0 + k1, len);
+            s = row;
+          } else if (type == MKA_F32) {
             s = (const float *)src + k1;
           } else {
             FN(widen)(row, src + k1 * es, type, (size_t)len);
@@ -145,6 +150,11 @@ static void FN(small_m)(const float *a, const void *b, int type, float *c, long 
         }
         const float *bj[4];
         for (long c = 0; c < 4; c++) {
+          if (type == MKA_Q8 || type == MKA_Q4) {
+            if (c < nc) quant_row_range(bw4[c], (const mka_weight *)b, jb + c, k0, kb);
+            bj[c] = c < nc ? bw4[c] : bj[0];
+            continue;
+          }
           const char *src = (const char *)b + ((jb + (c < nc ? c : 0)) * k + k0) * es;
           if (type == MKA_F32) bj[c] = (const float *)src;
           else if (c < nc) {

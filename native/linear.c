@@ -5,7 +5,7 @@
  * each task takes a strip of weight panels (32 columns each) and a range of A panels and runs the
  * microkernel over k blocks, the weight panel's k block staying in L2 across the A panels. The weight
  * was packed once (bf16p_pack), so no call reorders it. Contract 1's integer weights go to quant.c
- * (integer products, or float32 products of their widened rows).
+ * (integer products), or with float_products to the float32 GEMM, which widens their rows per tile.
  */
 #include "kern.h"
 #include <stdlib.h>
@@ -175,5 +175,11 @@ int linear(const linear_args *l) {
     return gemm(&g);
   }
   if (w->format == MKA_BF16P) return bf16_linear(l);
-  return w->float_products ? quant_float_linear(l) : quant_linear(l);
+  if (w->float_products) {
+    /* the GEMM takes the weight itself as B (b_type Q8/Q4) and widens its rows per tile */
+    gemm_args g = {.a = l->x, .b = w, .c = l->y, .b_type = w->format, .m = l->m, .n = w->n, .k = w->k, .batch = 1, .trans_b = 1,
+                   .bias = l->bias, .bias_len = l->bias ? w->n : 0, .accumulate = l->accumulate};
+    return gemm(&g);
+  }
+  return quant_linear(l);
 }

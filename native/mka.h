@@ -145,7 +145,7 @@ typedef struct {
   const float *scales, *mins; /* Q8/Q4; mins NULL when symmetric */
   long group;                 /* Q8/Q4: inputs per scale, a multiple of 32 dividing k */
   int act_per_token;          /* Q8/Q4: int8 activations per token (W8A8) instead of per block */
-  int float_products;         /* Q8/Q4 without act_per_token: rows widened to float32, float32 products (quant.c) */
+  int float_products;         /* Q8/Q4 without act_per_token: float32 products, rows widened per tile by the GEMM */
 } mka_weight;
 
 #define BF16P_NR 32
@@ -156,6 +156,8 @@ static inline size_t bf16p_words(long n, long k) { return (size_t)((n + BF16P_NR
 void bf16p_pack(uint32_t *dst, const void *w, int type, long n, long k);
 /* Row j of a Q8/Q4 weight dequantized (embedding rows gathered from a packed table). */
 void quant_row(float *dst, const mka_weight *w, long j);
+/* Inputs [k0, k0+len) of row j of a Q8/Q4 weight dequantized (the GEMM's tiles of a float_products weight). */
+void quant_row_range(float *dst, const mka_weight *w, long j, long k0, long len);
 /* Row j of a BF16P weight as float32 (embedding rows of a tied lm_head). */
 void bf16p_row(float *dst, const uint32_t *w, long n, long k, long j);
 
@@ -170,8 +172,6 @@ typedef struct {
 
 /* y (=, or +=) x·Wᵀ + bias. Returns 0, or -1 when out of memory. */
 int linear(const linear_args *l);
-/* linear() for a Q8/Q4 weight with float_products: x unrounded, W's rows widened a strip at a time. */
-int quant_float_linear(const linear_args *l);
 
 /* float to bf16 bits as the bf16 products round activations: nearest even, NaN quiet, denormals to zero. */
 static inline uint32_t f32_to_bf16(float x) {

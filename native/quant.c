@@ -23,9 +23,9 @@
  * kernel that reads the weight rows as stored. Paths: VNNI (vpdpbusd), AVX-512BW (16-bit vpmaddwd on
  * widened quants), AVX2 (vpmaddubsw on bytes), and portable C, which is every path's reference.
  *
- * With float_products (--compute float32) x is not rounded: a strip of W's rows at a time is widened
- * to float32 (quant_row, 4 MB) and multiplied by the float32 GEMM, so the products are the dequantized
- * weight's, as PyTorch computes them from the same file.
+ * With float_products x is not rounded: linear.c hands the weight to the float32 GEMM, whose packing
+ * widens its rows a tile at a time (quant_row_range), so the products are the dequantized weight's, as
+ * PyTorch computes them from the same file.
  */
 #include "kern.h"
 #include <math.h>
@@ -46,17 +46,40 @@ static inline int stored_quant(const uint8_t *row, int format, long b, int v) {
   return v < 16 ? byte & 15 : byte >> 4;
 }
 
-void quant_row(float *dst, const mka_weight *w, long j) {
+void quant_row_range(float *dst, const mka_weight *w, long j, long k0, long len) {
+  /* block by block: a group is a multiple of 32 inputs or the whole row, so a block lies in one group */
   const long kb = (w->k + 31) / 32, groups = (w->k + w->group - 1) / w->group;
   const uint8_t *row = (const uint8_t *)w->data + j * kb * block_bytes(w->format);
-  for (long i = 0; i < w->k; i++) {
-    const long g = i / w->group;
-    const float s = w->scales[j * groups + g];
-    const int v = stored_quant(row, w->format, i / 32, (int)(i % 32));
-    if (w->mins) dst[i] = s * (float)v + w->mins[j * groups + g];
-    else dst[i] = w->format == MKA_Q8 ? s * (float)(int8_t)v : s * (float)(v - 8);
+  const float *scales = w->scales + j * groups, *mins = w->mins ? w->mins + j * groups : NULL;
+  float block[32];
+  for (long b = k0 / 32; b * 32 < k0 + len; b++) {
+    const long g = b * 32 / w->group;
+    const float s = scales[g], m = mins ? mins[g] : 0.f;
+    if (w->format == MKA_Q8) {
+      const uint8_t *q = row + b * 32;
+      if (mins)
+        for (int v = 0; v < 32; v++) block[v] = s * (float)q[v] + m;
+      else
+        for (int v = 0; v < 32; v++) block[v] = s * (float)(int8_t)q[v];
+    } else {
+      const uint8_t *q = row + b * 16;
+      if (mins)
+        for (int v = 0; v < 16; v++) {
+          block[v] = s * (float)(q[v] & 15) + m;
+          block[v + 16] = s * (float)(q[v] >> 4) + m;
+        }
+      else
+        for (int v = 0; v < 16; v++) {
+          block[v] = s * (float)((q[v] & 15) - 8);
+          block[v + 16] = s * (float)((q[v] >> 4) - 8);
+        }
+    }
+    const long lo = b * 32 > k0 ? b * 32 : k0, hi = b * 32 + 32 < k0 + len ? b * 32 + 32 : k0 + len;
+    memcpy(dst + (lo - k0), block + (lo - b * 32), sizeof(float) * (size_t)(hi - lo));
   }
 }
+
+void quant_row(float *dst, const mka_weight *w, long j) { quant_row_range(dst, w, j, 0, w->k); }
 
 /* ---- activations ---- */
 
@@ -291,48 +314,3 @@ int quant_linear(const linear_args *l) {
   return 0;
 }
 
-/* ---- float32 products: the dequantized weight's, x unrounded ---- */
-
-/* Floats of W widened at a time (4 MB): a strip of rows, then the float32 GEMM with it. */
-#define FLOAT_STRIP_FLOATS (1L << 20)
-
-typedef struct {
-  const mka_weight *w;
-  float *dst;
-  long j0;
-} widen_ctx;
-
-static void widen_row_task(void *p, long t, int thread) {
-  (void)thread;
-  const widen_ctx *x = p;
-  quant_row(x->dst + t * x->w->k, x->w, x->j0 + t);
-}
-
-int quant_float_linear(const linear_args *l) {
-  const mka_weight *w = l->w;
-  const long m = l->m, n = w->n, k = w->k;
-  long strip = FLOAT_STRIP_FLOATS / (k > 0 ? k : 1);
-  if (strip < 1) strip = 1;
-  if (strip > n) strip = n;
-  float *wf = malloc(sizeof(float) * (size_t)(strip * k));
-  float *c = malloc(sizeof(float) * (size_t)(m * strip));
-  int rc = wf && c ? 0 : -1;
-  for (long j0 = 0; rc == 0 && j0 < n; j0 += strip) {
-    const long ns = n - j0 < strip ? n - j0 : strip;
-    widen_ctx wc = {w, wf, j0};
-    pool_run(ns, widen_row_task, &wc);
-    gemm_args g = {.a = l->x, .b = wf, .c = c, .b_type = MKA_F32, .m = m, .n = ns, .k = k, .batch = 1, .trans_b = 1};
-    rc = gemm(&g);
-    for (long i = 0; rc == 0 && i < m; i++) {
-      float *y = l->y + i * n + j0;
-      const float *ci = c + i * ns;
-      for (long j = 0; j < ns; j++) {
-        const float v = ci[j] + (l->bias ? l->bias[j0 + j] : 0.f);
-        y[j] = l->accumulate ? y[j] + v : v;
-      }
-    }
-  }
-  free(wf);
-  free(c);
-  return rc;
-}
