@@ -1,10 +1,10 @@
 /**
  * Packed weights (mka quantize, GGUF Q8_0/Q4_0/Q4_1) multiply as float32 rows under --compute auto and
- * float32: the native addon widens a strip of rows at a time and multiplies unrounded activations, so a
+ * float32: the native float32 GEMM widens their rows per tile and multiplies unrounded activations, so a
  * product is the dequantized weight's (what PyTorch computes from the same file); --compute int8 runs
  * them on the integer kernels, which round the activations to 8-bit blocks as llama.cpp does. Checked
  * against float64 products of the weights dequantized from their definition (gguf-int8.test.ts's
- * `dequantized`, written again here), with bias and residual, in one strip and in several, and through
+ * `dequantized`, written again here), with bias and residual, on the GEMM and on the few-row path that reads rows in place, and through
  * the model: the native backend's forward equals the JS fallback's (dequantized blocks, tfjs float32
  * products) on a packed demo, and results are keyed by which products ran.
  */
@@ -40,7 +40,10 @@ const CASES = [
   { bits: 8, group: 32, symmetric: true, m: 5, n: 33, k: 256 },
   { bits: 4, group: 64, symmetric: false, m: 9, n: 48, k: 320 },
   { bits: 8, group: 128, symmetric: false, m: 17, n: 40, k: 128 },
-  // 300 rows of 4096 inputs: two strips of widened rows (256 rows of 4 MB, then 44)
+  // one group per row of 176 inputs: a last block of 16
+  { bits: 4, group: 176, symmetric: false, m: 3, n: 20, k: 176 },
+  { bits: 8, group: 176, symmetric: true, m: 12, n: 20, k: 176 },
+  // 300 rows of 4096 inputs: k blocks of 256, column strips past 256, a partial last tile
   { bits: 4, group: 128, symmetric: true, m: 6, n: 300, k: 4096 },
 ] as const;
 

@@ -89,8 +89,8 @@ export function packedProducts(): 'int8' | 'float32' {
 }
 
 /**
- * Whether packed weight `w` multiplies unrounded activations as float32 rows (widened a strip at a
- * time): unless --compute int8 puts it on the integer kernels, which round the activations to 8 bits
+ * Whether packed weight `w` multiplies unrounded activations as float32 rows (widened per tile by the
+ * GEMM): unless --compute int8 puts it on the integer kernels, which round the activations to 8 bits
  * per block of 32 as llama.cpp does. W8A8 weights take their method's int8 activations either way.
  */
 export function floatPackedProducts(w: Weight): boolean {
@@ -102,7 +102,7 @@ export function packedPath(): string {
   const isa = currentProfile().integerProducts;
   if (!hasKernel(KERNELS.linearQ)) return 'JS fallback (dequantized a block of rows at a time, float32 products)';
   if (packedProducts() === 'int8') return `native integer kernels (MkaLinearQ${isa ? `, ${isa}` : ''}; activations rounded to 8 bits per block of 32 as llama.cpp does)`;
-  return `native float32 products of the dequantized rows (widened a strip at a time; W8A8 weights on the integer kernels${isa ? `, ${isa}` : ''}; ${flag(COMPUTE_OPTION)} int8 runs all on them, rounding activations as llama.cpp does: faster, other numbers)`;
+  return `native float32 products of the dequantized rows (widened per tile; W8A8 weights on the integer kernels${isa ? `, ${isa}` : ''}; ${flag(COMPUTE_OPTION)} int8 runs all on them, rounding activations as llama.cpp does: faster, other numbers)`;
 }
 
 /** The attributes by which the native kernels read a weight (its format, shape and quantization). */
