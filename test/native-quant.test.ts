@@ -75,25 +75,28 @@ function quantWeight(v: Float32Array, rows: number, cols: number, bits: 8 | 4, g
 
 const disposeWeight = (w: Weight) => tf.dispose([w.tensor, w.quant!.scales, ...(w.quant!.mins ? [w.quant!.mins] : [])]);
 
-test('ops.linear on q8/q4 Weights runs MkaLinearQ: the addon\'s products on the same bytes, bias and residual added, no tensor left', { skip: NO_NATIVE }, async () => {
-  await initBackend('native');
+test('ops.linear on q8/q4 Weights runs MkaLinearQ: the addon\'s products on the same bytes (float32 rows, or with --compute int8 integer ones), bias and residual added, no tensor left', { skip: NO_NATIVE }, async () => {
   const rows = 40, cols = 96, m = 6;
   const v = randomTensor('w', [rows, cols], 3), xv = randomTensor('x', [m, cols], 4);
-  for (const [bits, group, symmetric, actBits] of [[4, 32, true, undefined], [8, 96, true, 8], [4, 64, false, undefined], [8, 32, false, undefined]] as const) {
-    const before = tf.memory().numTensors;
-    const { weight, bytes, scales, mins } = quantWeight(v, rows, cols, bits, group, symmetric, actBits);
-    const x = tf.tensor2d(xv, [m, cols]), bias = tf.tensor1d(randomTensor('b', [rows], 5)), res = tf.tensor2d(randomTensor('r', [m, rows], 6), [m, rows]);
-    const y = linear(x, weight, bias, res);
-    const want = Float32Array.from(res.dataSync());
-    addon!.linear({
-      x: xv, m, y: want, accumulate: true, bias: bias.dataSync() as Float32Array,
-      weight: { format: bits === 8 ? Q8 : Q4, rows, cols, data: bytes, scales, mins, group, perToken: actBits === 8 },
-    });
-    assert.deepEqual(y.dataSync(), want, `q${bits} group ${group} ${symmetric ? 'symmetric' : 'with mins'}`);
-    tf.dispose([x, bias, res, y]);
-    disposeWeight(weight);
-    assert.equal(tf.memory().numTensors, before);
+  for (const compute of ['auto', 'int8'] as const) {
+    await initBackend('native', { compute });
+    for (const [bits, group, symmetric, actBits] of [[4, 32, true, undefined], [8, 96, true, 8], [4, 64, false, undefined], [8, 32, false, undefined]] as const) {
+      const before = tf.memory().numTensors;
+      const { weight, bytes, scales, mins } = quantWeight(v, rows, cols, bits, group, symmetric, actBits);
+      const x = tf.tensor2d(xv, [m, cols]), bias = tf.tensor1d(randomTensor('b', [rows], 5)), res = tf.tensor2d(randomTensor('r', [m, rows], 6), [m, rows]);
+      const y = linear(x, weight, bias, res);
+      const want = Float32Array.from(res.dataSync());
+      addon!.linear({
+        x: xv, m, y: want, accumulate: true, bias: bias.dataSync() as Float32Array,
+        weight: { format: bits === 8 ? Q8 : Q4, rows, cols, data: bytes, scales, mins, group, perToken: actBits === 8, floatProducts: compute === 'auto' && actBits !== 8 },
+      });
+      assert.deepEqual(y.dataSync(), want, `${compute}: q${bits} group ${group} ${symmetric ? 'symmetric' : 'with mins'}`);
+      tf.dispose([x, bias, res, y]);
+      disposeWeight(weight);
+      assert.equal(tf.memory().numTensors, before);
+    }
   }
+  await initBackend('native');
 });
 
 /** The tiny random model with its projections (and embedding) packed: q4 group 32 layers, a q8 per-channel down_proj, q8 embedding. */
