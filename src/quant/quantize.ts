@@ -279,6 +279,7 @@ export function quantizedSource(input: QuantizeInput): QuantizedSource {
     readPacked: async (name) => {
       const table = tables.get(name);
       if (table) {
+        current = null; // a table is never inside a layer's tensors: the last layer's result (its packed linears) is not asked for again
         const pm = quantizeTable(source, name, table);
         if (name === 'model.embed_tokens.weight' && method.calibration === 'quantized') embedding = pm;
         return pm;
