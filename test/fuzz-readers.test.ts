@@ -1122,6 +1122,33 @@ test('evaluation: logits that overflow are refused naming the model in every sco
   assert.equal(tf.memory().numTensors, before);
 });
 
+test('eval mmlu and eval ppl refused mid-run (logits that overflow) leave --out as they found it: absent, or empty', async () => {
+  const { ensureBenchmark } = await import('../src/eval/mmlu/demo-benchmark.ts');
+  const dir = await overflowModel('overflow-cli');
+  const data = join(root, 'overflow-mmlu'), text = join(root, 'overflow.txt');
+  await ensureBenchmark(data);
+  writeFileSync(text, 'Once upon a time there was a model. '.repeat(20));
+  const out = (n: string) => join(root, 'overflow-out', n);
+  mkdirSync(out('empty-mmlu'), { recursive: true });
+  mkdirSync(out('empty-ppl'));
+  try {
+    const runs: [string[], string][] = [
+      [['eval', 'mmlu', '--model', dir, '--data', data, '--limit', '1', '--out', out('mmlu')], 'mmlu'],
+      [['eval', 'mmlu', '--model', dir, '--data', data, '--limit', '1', '--out', out('empty-mmlu')], 'empty-mmlu'],
+      [['eval', 'ppl', '--model', dir, '--text', text, '--seq-len', '16', '--out', out('ppl')], 'ppl'],
+      [['eval', 'ppl', '--model', dir, '--text', text, '--seq-len', '16', '--out', out('empty-ppl')], 'empty-ppl'],
+    ];
+    for (const [args] of runs) assertUserError(await runCliInProcess([...args, '--quiet']), `${dir}: the forward pass gives NaN logits`);
+    // the results directory was begun (marker, run key) before the first pass was refused: nothing of it stays
+    assert.deepEqual(readdirSync(out('')).sort(), ['empty-mmlu', 'empty-ppl']);
+    for (const n of ['empty-mmlu', 'empty-ppl']) assert.deepEqual(readdirSync(out(n)), [], `${n}: as empty as it was`);
+    assert.deepEqual(leftovers(join(root, 'overflow-out')), []);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+    rmSync(join(root, 'overflow-out'), { recursive: true, force: true });
+  }
+});
+
 test('forward: a text longer than the model\'s context is refused naming the option and the model', async () => {
   const { runForward } = await import('../src/model/inspect.ts');
   const dir = join(root, 'context');
