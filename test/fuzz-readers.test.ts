@@ -1149,6 +1149,34 @@ test('eval mmlu and eval ppl refused mid-run (logits that overflow) leave --out 
   }
 });
 
+test('similarity and compress: a calibration pass that overflows is refused naming the model and the block (not an eigensolver error), leaking no tensors', async () => {
+  const { loadModel, disposeModel } = await import('../src/model/model.ts');
+  const { calibrate } = await import('../src/compress/calibration.ts');
+  const dir = await overflowModel('overflow-calibration');
+  const prompts = join(root, 'overflow-prompts.txt'), out = join(root, 'overflow-compressed');
+  writeFileSync(prompts, 'The capital of France is Paris.\nQuestion: What is 7 + 5?\nThe quick brown fox jumps over the lazy dog.\nLayers are merged by similarity.\n');
+  const before = tf.memory().numTensors;
+  const model = loadModel(dir);
+  try {
+    for (const layerStates of ['output', 'input'] as const) {
+      assert.throws(() => calibrate(model, [[1, 5, 9, 300], [1, 7, 7]], { layerStates }), (e: Error) => e instanceof UserError
+        && e.message.startsWith(`${dir}: the calibration pass gives `) && e.message.includes(layerStates === 'output' ? '(block 2\'s output)' : '(block 3\'s input)'));
+    }
+  } finally {
+    disposeModel(model);
+  }
+  assert.equal(tf.memory().numTensors, before);
+  try {
+    for (const method of ['mka', 'shortgpt']) {
+      const r = await runCliInProcess(['compress', '--model', dir, '--calibration', prompts, '--method', method, '--remove', '2', '--k-entropy', '3', '--k-mi', '2', '--out', out, '--quiet']);
+      assertUserError(r, `${dir}: the calibration pass gives`, 'hidden states', 're-download');
+      assert.equal(existsSync(out), false);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('forward: a text longer than the model\'s context is refused naming the option and the model', async () => {
   const { runForward } = await import('../src/model/inspect.ts');
   const dir = join(root, 'context');
