@@ -1177,6 +1177,32 @@ test('similarity and compress: a calibration pass that overflows is refused nami
   }
 });
 
+test('quantize: a weight whose group scale overflows float16 is refused naming the model, the tensor and where it is', async () => {
+  const dir = await overflowModel('overflow-quantize');
+  const prompts = join(root, 'overflow-quantize.txt'), out = join(root, 'overflow-quantized');
+  writeFileSync(prompts, 'The capital of France is Paris.\nQuestion: What is 7 + 5?\nThe quick brown fox jumps over the lazy dog.\n');
+  try {
+    for (const args of [['--method', 'rtn'], ['--method', 'gptq', '--calibration', prompts], ['--method', 'rtn', '--bits', '8', '--group-size', '0']]) {
+      const r = await runCliInProcess(['quantize', '--model', dir, ...args, '--out', out, '--quiet']);
+      assertUserError(r, `${dir}: tensor "model.layers.2.mlp.up_proj.weight" holds -3.20068`, 'at row 0, column 1', 'overflow float16', 're-download');
+      assert.equal(existsSync(out), false);
+    }
+    // the embedding, rounded as a table a block of rows at a time, says its row
+    const file = join(dir, 'model.safetensors');
+    const { SafetensorsFile } = await import('../src/io/safetensors.ts');
+    const st = new SafetensorsFile(file, { allowNonFinite: true });
+    const { begin } = st.tensors.get('model.embed_tokens.weight')!;
+    st.close();
+    const b = readFileSync(file);
+    b.writeFloatLE(3e38, begin + 4 * (5 * 64 + 3));
+    writeFileSync(file, b);
+    assertUserError(await runCliInProcess(['quantize', '--model', dir, '--method', 'rtn', '--out', out, '--quiet']), `${dir}: tensor "model.embed_tokens.weight" holds 3`, 'at row 5, column 3');
+    assert.equal(existsSync(out), false);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('forward: a text longer than the model\'s context is refused naming the option and the model', async () => {
   const { runForward } = await import('../src/model/inspect.ts');
   const dir = join(root, 'context');
