@@ -1203,6 +1203,28 @@ test('quantize: a weight whose group scale overflows float16 is refused naming t
   }
 });
 
+test('exports refuse a weight their type cannot hold (it would be written as Infinity), naming the model, the tensor and the wider type', async () => {
+  const dir = await overflowModel('overflow-export');
+  const out = join(root, 'overflow-exported');
+  try {
+    const cases: [string[], string][] = [
+      ...['f16', 'q8_0', 'q4_0'].map((type): [string[], string] => [['export', 'gguf', '--model', dir, '--type', type, '--out', `${out}.gguf`], '--type f32 or bf16']),
+      [['export', 'hf', '--model', dir, '--dtype', 'float16', '--out', out], '--dtype float32 or bfloat16'],
+      [['export', 'tfjs', '--model', dir, '--quantize', 'float16', '--out', out], 'store it as none, uint8 or uint16'],
+    ];
+    for (const [args, fix] of cases) {
+      assertUserError(await runCliInProcess([...args, '--quiet']), `${dir}: tensor "model.layers.2.mlp.up_proj.weight"`, 'holds -3.20068', 'at index 1,', fix);
+      assert.equal(existsSync(out) || existsSync(`${out}.gguf`), false, `${args.join(' ')}: nothing written`);
+    }
+    // bf16 holds it (as absurd as the source, which forward refuses in turn)
+    const r = await runCliInProcess(['export', 'gguf', '--model', dir, '--type', 'bf16', '--out', `${out}.gguf`, '--quiet']);
+    assert.equal(r.status, 0, r.stderr);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+    rmSync(`${out}.gguf`, { force: true });
+  }
+});
+
 test('forward: a text longer than the model\'s context is refused naming the option and the model', async () => {
   const { runForward } = await import('../src/model/inspect.ts');
   const dir = join(root, 'context');
