@@ -11,6 +11,10 @@
 //                                               QUICK_SECONDS in the measured run of scripts/test-durations.json,
 //                                               and files it does not list yet (new ones)
 //   node scripts/run-tests.mjs test/foo.test.ts only these files
+//   node scripts/run-tests.mjs --wasm           with any of the above: on the WebAssembly fallback, as on a machine
+//                                               without a C compiler (`npm run test:wasm`: every test): MKA_NATIVE_ADDON
+//                                               names a missing addon, so mka and the tests see none; its durations are
+//                                               not recorded (they would reorder the native runs)
 // Other arguments are passed to `node --test` (e.g. --test-name-pattern=...).
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -54,8 +58,9 @@ const key = (f) => relative(root, resolve(f)).split(sep).join('/');
 
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
+const wasm = args.includes('--wasm');
 const named = args.filter((a) => a.endsWith('.ts'));
-const flags = args.filter((a) => !a.endsWith('.ts') && a !== '--quick');
+const flags = args.filter((a) => !a.endsWith('.ts') && a !== '--quick' && a !== '--wasm');
 const measured = readDurations(measuredFile);
 let files = named.length ? named : find(join(root, 'test'));
 if (quick) files = files.filter((f) => !(measured[key(f)] > QUICK_SECONDS));
@@ -84,14 +89,18 @@ const realTmp = tmpdir();
 const runTmp = mkdtempSync(join(realTmp, 'mka-tests-'));
 chmodSync(runTmp, 0o755); // tests run mka as another user too: it must reach its file's directory
 makePrivateTmp(join(runTmp, 'run'), realTmp); // the test runner's own
+if (wasm) process.stderr.write('run-tests: on the WebAssembly fallback (MKA_NATIVE_ADDON names a missing addon)\n');
 process.on('SIGINT', () => {}); // Ctrl-C ends the test processes (same process group); the root is removed below
 process.on('SIGTERM', () => {});
 const r = spawnSync(process.execPath, [
   '--import', 'tsx', '--import', join(root, 'scripts', 'test-guard.mjs'), '--test', `--test-concurrency=${concurrency}`,
   '--test-reporter=spec', '--test-reporter-destination=stdout',
-  `--test-reporter=${join(root, 'scripts', 'test-durations.mjs')}`, `--test-reporter-destination=${thisRun}`,
+  ...(wasm ? [] : [`--test-reporter=${join(root, 'scripts', 'test-durations.mjs')}`, `--test-reporter-destination=${thisRun}`]),
   ...flags, ...files,
-], { stdio: 'inherit', env: { ...process.env, TMPDIR: join(runTmp, 'run'), MKA_TEST_TMP: runTmp } });
+], {
+  stdio: 'inherit',
+  env: { ...process.env, TMPDIR: join(runTmp, 'run'), MKA_TEST_TMP: runTmp, ...(wasm ? { MKA_NATIVE_ADDON: join(runTmp, 'no-native-addon', 'mka_native.node') } : {}) },
+});
 if (existsSync(thisRun)) {
   const run = readDurations(thisRun);
   const byKey = Object.fromEntries(Object.entries(run).map(([f, s]) => [key(f), Math.round(s * 100) / 100]));

@@ -4,8 +4,9 @@ import { existsSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { DEFAULT_ADDON_PATH } from '../src/runtime/native-addon.ts';
 
-const BUILT = existsSync(DEFAULT_ADDON_PATH);
-const NOT_BUILT = !BUILT && 'native addon not built (npm run build:native needs a C compiler and make)';
+/** The addon mka loads: MKA_NATIVE_ADDON names another (a missing file forces the WebAssembly fallback). */
+const ADDON = process.env.MKA_NATIVE_ADDON || DEFAULT_ADDON_PATH;
+const NOT_BUILT = !existsSync(ADDON) && 'native addon not built (npm run build:native needs a C compiler and make)';
 
 /**
  * In a fresh process with the addon loaded: a 24 MiB array freed (which raises glibc's own mmap
@@ -14,7 +15,7 @@ const NOT_BUILT = !BUILT && 'native addon not built (npm run build:native needs 
  */
 function mappedAfterFree(env: NodeJS.ProcessEnv): number | null {
   const script = `
-    const a = require(${JSON.stringify(DEFAULT_ADDON_PATH)});
+    const a = require(${JSON.stringify(ADDON)});
     (async () => {
       if (a._malloc().mapped < 0) return console.log('null');
       let big = new ArrayBuffer(24 << 20);

@@ -102,7 +102,7 @@ export async function initBackend(
       const native = wantNative ? installNativeMatMul({ threads: opts.threads }) : { ok: false, reason: 'disabled' };
       info = {
         name: 'wasm',
-        description: native.ok ? `wasm + native matmul (${native.reason})` : `wasm${wantNative ? ` (native matmul unavailable: ${native.reason})` : ''}`,
+        description: native.ok ? `wasm + native matmul (${native.reason})` : `wasm${wantNative ? ` (native kernels unavailable, so the slower WebAssembly ones run: ${native.reason})` : ''}`,
         nativeMatMul: native.ok,
         profile: { ...wasmProfile(native.ok), compute },
       };
