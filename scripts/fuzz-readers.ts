@@ -44,7 +44,7 @@ const TEXT = 'Question: What is 7 + 5?\nAnswer: A';
 // ---------------------------------------------------------------------------------------------------------
 // the worker: runs variants one at a time, a JSON line in, a JSON line out
 
-interface Job {
+export interface Job {
   id: number; kind: 'model' | 'llama2c'; model?: string; checkpoint?: string; tokenizer?: string; out?: string; names: string[];
   /** Also export the model to this GGUF file: when refused, no file (nor temporary) is left. */
   exportTo?: string;
@@ -131,7 +131,7 @@ async function worker(): Promise<void> {
 // the parent: seeds, variants, the worker pool of one, the tally
 
 /** A fixed-seed generator (the same variants on every run with the same --seed). */
-function rng(seed: number): (n: number) => number {
+export function rng(seed: number): (n: number) => number {
   let s = seed >>> 0;
   return (n) => {
     s = (Math.imul(s, 1103515245) + 12345) >>> 0;
@@ -140,7 +140,7 @@ function rng(seed: number): (n: number) => number {
   };
 }
 
-interface Variant { family: string; cls: string; label: string; apply: () => Job }
+export interface Variant { family: string; cls: string; label: string; apply: () => Job }
 
 /** A field of a binary header: where it is, how wide, what it holds. */
 interface Field { pos: number; size: 4 | 8; what: string; value: bigint }
@@ -211,14 +211,14 @@ function put(b: Buffer, f: Field, v: bigint): Buffer {
   return c;
 }
 
-function flip(b: Buffer, rnd: (n: number) => number, from: number, to: number, bits = 1): Buffer {
+export function flip(b: Buffer, rnd: (n: number) => number, from: number, to: number, bits = 1): Buffer {
   const c = Buffer.from(b);
   for (let i = 0; i < bits; i++) c[from + rnd(to - from)] ^= 1 << rnd(8);
   return c;
 }
 
 /** Samples up to `n` elements of `xs` deterministically (all when fewer). */
-function sample<T>(xs: T[], n: number, rnd: (n: number) => number): T[] {
+export function sample<T>(xs: T[], n: number, rnd: (n: number) => number): T[] {
   if (xs.length <= n) return xs;
   const out: T[] = [], taken = new Set<number>();
   while (out.length < n) { const i = rnd(xs.length); if (!taken.has(i)) { taken.add(i); out.push(xs[i]); } }
@@ -245,7 +245,7 @@ function poison(b: Buffer, pos: number, width: 2 | 4, nan: boolean): Buffer {
 
 const GGML_BLOCK: Record<number, [number, number]> = { 0: [1, 4], 1: [1, 2], 2: [32, 18], 3: [32, 20], 8: [32, 34], 30: [1, 2] };
 
-function ggufVariants(seedFile: string, tag: string, work: string, scale: number, rnd: (n: number) => number): Variant[] {
+export function ggufVariants(seedFile: string, tag: string, work: string, scale: number, rnd: (n: number) => number): Variant[] {
   const good = readFileSync(seedFile);
   const w = walkGguf(good);
   const file = join(work, `${tag}.gguf`);
@@ -293,7 +293,7 @@ function ggufVariants(seedFile: string, tag: string, work: string, scale: number
   return v;
 }
 
-function safetensorsVariants(dirSeed: string, tag: string, work: string, scale: number, rnd: (n: number) => number): Variant[] {
+export function safetensorsVariants(dirSeed: string, tag: string, work: string, scale: number, rnd: (n: number) => number): Variant[] {
   const dir = join(work, tag);
   cpSync(dirSeed, dir, { recursive: true });
   const file = join(dir, 'model.safetensors');
@@ -389,7 +389,7 @@ function shardedVariants(dirSeed: string, work: string, scale: number, rnd: (n: 
   return v;
 }
 
-function jsonVariants(dirSeed: string, work: string, scale: number, rnd: (n: number) => number): Variant[] {
+export function jsonVariants(dirSeed: string, work: string, scale: number, rnd: (n: number) => number): Variant[] {
   const dir = join(work, 'json');
   cpSync(dirSeed, dir, { recursive: true });
   const v: Variant[] = [];
@@ -614,5 +614,8 @@ async function main(): Promise<void> {
   }
 }
 
-if (process.argv.includes('--worker')) await worker();
-else await main();
+// run only when started as a script (scripts/fuzz-commands.ts imports the mutators)
+if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  if (process.argv.includes('--worker')) await worker();
+  else await main();
+}

@@ -33,12 +33,16 @@ test('a range not covering zero is not nudged; rounding is half to even; constan
   assert.deepEqual(c.quantization, { dtype: 'uint16', min: Math.fround(0.3), scale: 1 });
   assert.deepEqual([...roundWeights(Float32Array.of(0.3, 0.3), 'uint8')], [Math.fround(0.3), Math.fround(0.3)]);
   assert.throws(() => quantize(Float32Array.of(1, NaN), 'uint8', 'w'), /w: holds NaN/);
+  // a range float32 cannot hold (a corrupt weight of 3e38 beside -3e38) would give an infinite scale; float16 cannot hold past 65504
+  assert.throws(() => quantize(Float32Array.of(-3e38, 3e38), 'uint8', 'w'), /^UserError: w: spans -3\.?\d*e\+38 to 3\.?\d*e\+38, wider than float32 holds: uint8 quantization's scale would be Infinity/);
+  assert.throws(() => quantize(Float32Array.of(1, 65520), 'float16', 'w', 10), /^UserError: w: holds 65520 at index 11, beyond float16's range/);
+  assert.equal(quantize(Float32Array.of(65504), 'float16').bytes.length, 2);
 });
 
 test('tfjs-core decodes mka\'s quantized bytes to exactly roundWeights() (float16, uint8, uint16)', () => {
   const rand = mulberry32(3);
   const data = Float32Array.from({ length: 1000 }, () => 0.2 * normal(rand));
-  data[7] = 70000; // beyond float16: becomes Infinity in both
+  data[7] = 65504; // float16's largest value, held exactly (beyond it quantize refuses: above)
   for (const scheme of ['float16', 'uint8', 'uint16'] as QuantScheme[]) {
     const src = scheme === 'float16' ? data : data.map((v) => (v > 100 ? 1 : v));
     const q = quantize(src, scheme);
@@ -52,7 +56,7 @@ test('tfjs-core decodes mka\'s quantized bytes to exactly roundWeights() (float1
     const maxErr = src.reduce((m, v, i) => (Number.isFinite(want[i]) ? Math.max(m, Math.abs(v - want[i])) : m), 0);
     assert.ok(maxErr <= bound, `${scheme}: error ${maxErr} > ${bound}`);
   }
-  assert.equal(roundWeights(data, 'float16')[7], Infinity);
+  assert.equal(roundWeights(data, 'float16')[7], 65504);
 });
 
 test('quantizeModelWeights rounds every weight, resident or streamed, and leaves no tensors behind', async () => {

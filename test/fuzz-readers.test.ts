@@ -1122,6 +1122,109 @@ test('evaluation: logits that overflow are refused naming the model in every sco
   assert.equal(tf.memory().numTensors, before);
 });
 
+test('eval mmlu and eval ppl refused mid-run (logits that overflow) leave --out as they found it: absent, or empty', async () => {
+  const { ensureBenchmark } = await import('../src/eval/mmlu/demo-benchmark.ts');
+  const dir = await overflowModel('overflow-cli');
+  const data = join(root, 'overflow-mmlu'), text = join(root, 'overflow.txt');
+  await ensureBenchmark(data);
+  writeFileSync(text, 'Once upon a time there was a model. '.repeat(20));
+  const out = (n: string) => join(root, 'overflow-out', n);
+  mkdirSync(out('empty-mmlu'), { recursive: true });
+  mkdirSync(out('empty-ppl'));
+  try {
+    const runs: [string[], string][] = [
+      [['eval', 'mmlu', '--model', dir, '--data', data, '--limit', '1', '--out', out('mmlu')], 'mmlu'],
+      [['eval', 'mmlu', '--model', dir, '--data', data, '--limit', '1', '--out', out('empty-mmlu')], 'empty-mmlu'],
+      [['eval', 'ppl', '--model', dir, '--text', text, '--seq-len', '16', '--out', out('ppl')], 'ppl'],
+      [['eval', 'ppl', '--model', dir, '--text', text, '--seq-len', '16', '--out', out('empty-ppl')], 'empty-ppl'],
+    ];
+    for (const [args] of runs) assertUserError(await runCliInProcess([...args, '--quiet']), `${dir}: the forward pass gives NaN logits`);
+    // the results directory was begun (marker, run key) before the first pass was refused: nothing of it stays
+    assert.deepEqual(readdirSync(out('')).sort(), ['empty-mmlu', 'empty-ppl']);
+    for (const n of ['empty-mmlu', 'empty-ppl']) assert.deepEqual(readdirSync(out(n)), [], `${n}: as empty as it was`);
+    assert.deepEqual(leftovers(join(root, 'overflow-out')), []);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+    rmSync(join(root, 'overflow-out'), { recursive: true, force: true });
+  }
+});
+
+test('similarity and compress: a calibration pass that overflows is refused naming the model and the block (not an eigensolver error), leaking no tensors', async () => {
+  const { loadModel, disposeModel } = await import('../src/model/model.ts');
+  const { calibrate } = await import('../src/compress/calibration.ts');
+  const dir = await overflowModel('overflow-calibration');
+  const prompts = join(root, 'overflow-prompts.txt'), out = join(root, 'overflow-compressed');
+  writeFileSync(prompts, 'The capital of France is Paris.\nQuestion: What is 7 + 5?\nThe quick brown fox jumps over the lazy dog.\nLayers are merged by similarity.\n');
+  const before = tf.memory().numTensors;
+  const model = loadModel(dir);
+  try {
+    for (const layerStates of ['output', 'input'] as const) {
+      assert.throws(() => calibrate(model, [[1, 5, 9, 300], [1, 7, 7]], { layerStates }), (e: Error) => e instanceof UserError
+        && e.message.startsWith(`${dir}: the calibration pass gives `) && e.message.includes(layerStates === 'output' ? '(block 2\'s output)' : '(block 3\'s input)'));
+    }
+  } finally {
+    disposeModel(model);
+  }
+  assert.equal(tf.memory().numTensors, before);
+  try {
+    for (const method of ['mka', 'shortgpt']) {
+      const r = await runCliInProcess(['compress', '--model', dir, '--calibration', prompts, '--method', method, '--remove', '2', '--k-entropy', '3', '--k-mi', '2', '--out', out, '--quiet']);
+      assertUserError(r, `${dir}: the calibration pass gives`, 'hidden states', 're-download');
+      assert.equal(existsSync(out), false);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('quantize: a weight whose group scale overflows float16 is refused naming the model, the tensor and where it is', async () => {
+  const dir = await overflowModel('overflow-quantize');
+  const prompts = join(root, 'overflow-quantize.txt'), out = join(root, 'overflow-quantized');
+  writeFileSync(prompts, 'The capital of France is Paris.\nQuestion: What is 7 + 5?\nThe quick brown fox jumps over the lazy dog.\n');
+  try {
+    for (const args of [['--method', 'rtn'], ['--method', 'gptq', '--calibration', prompts], ['--method', 'rtn', '--bits', '8', '--group-size', '0']]) {
+      const r = await runCliInProcess(['quantize', '--model', dir, ...args, '--out', out, '--quiet']);
+      assertUserError(r, `${dir}: tensor "model.layers.2.mlp.up_proj.weight" holds -3.20068`, 'at row 0, column 1', 'overflow float16', 're-download');
+      assert.equal(existsSync(out), false);
+    }
+    // the embedding, rounded as a table a block of rows at a time, says its row
+    const file = join(dir, 'model.safetensors');
+    const { SafetensorsFile } = await import('../src/io/safetensors.ts');
+    const st = new SafetensorsFile(file, { allowNonFinite: true });
+    const { begin } = st.tensors.get('model.embed_tokens.weight')!;
+    st.close();
+    const b = readFileSync(file);
+    b.writeFloatLE(3e38, begin + 4 * (5 * 64 + 3));
+    writeFileSync(file, b);
+    assertUserError(await runCliInProcess(['quantize', '--model', dir, '--method', 'rtn', '--out', out, '--quiet']), `${dir}: tensor "model.embed_tokens.weight" holds 3`, 'at row 5, column 3');
+    assert.equal(existsSync(out), false);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('exports refuse a weight their type cannot hold (it would be written as Infinity), naming the model, the tensor and the wider type', async () => {
+  const dir = await overflowModel('overflow-export');
+  const out = join(root, 'overflow-exported');
+  try {
+    const cases: [string[], string][] = [
+      ...['f16', 'q8_0', 'q4_0'].map((type): [string[], string] => [['export', 'gguf', '--model', dir, '--type', type, '--out', `${out}.gguf`], '--type f32 or bf16']),
+      [['export', 'hf', '--model', dir, '--dtype', 'float16', '--out', out], '--dtype float32 or bfloat16'],
+      [['export', 'tfjs', '--model', dir, '--quantize', 'float16', '--out', out], 'store it as none, uint8 or uint16'],
+    ];
+    for (const [args, fix] of cases) {
+      assertUserError(await runCliInProcess([...args, '--quiet']), `${dir}: tensor "model.layers.2.mlp.up_proj.weight"`, 'holds -3.20068', 'at index 1,', fix);
+      assert.equal(existsSync(out) || existsSync(`${out}.gguf`), false, `${args.join(' ')}: nothing written`);
+    }
+    // bf16 holds it (as absurd as the source, which forward refuses in turn)
+    const r = await runCliInProcess(['export', 'gguf', '--model', dir, '--type', 'bf16', '--out', `${out}.gguf`, '--quiet']);
+    assert.equal(r.status, 0, r.stderr);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+    rmSync(`${out}.gguf`, { force: true });
+  }
+});
+
 test('forward: a text longer than the model\'s context is refused naming the option and the model', async () => {
   const { runForward } = await import('../src/model/inspect.ts');
   const dir = join(root, 'context');

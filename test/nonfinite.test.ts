@@ -4,7 +4,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { closeSync, cpSync, existsSync, openSync, readdirSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, cpSync, existsSync, openSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { ensureBenchmark } from '../src/eval/mmlu/demo-benchmark.ts';
 import { firstNonFinite, SafetensorsFile } from '../src/io/safetensors.ts';
@@ -60,8 +60,8 @@ test('every command that reads weights refuses a NaN or Infinity naming the tens
   const results = await runAllInProcess(cases.map(([args]) => [...args, '--quiet']));
   results.forEach((r, i) => assertUserError(r, ...cases[i].slice(1) as string[]));
   for (const n of ['eval', 'hf', 'tfjs', 'compress']) assert.ok(!existsSync(out(n)), `${n}: nothing written`);
-  // a streamed run meets the layer only in its pass: its results directory holds no result
-  assert.ok(!existsSync(join(out('ppl'), 'ppl.json')) && readdirSync(join(out('ppl'), 'windows')).length === 0);
+  // a streamed run meets the layer only in its pass, after its results directory was begun: it goes, holding no result
+  assert.ok(!existsSync(out('ppl')), 'ppl: nothing left');
 
   // allowed: the bfloat16 export keeps the NaN, and reading that export is refused in turn (the 16-bit path)
   const bf16 = out('bf16');

@@ -7,7 +7,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PythonRandom } from '../src/runtime/python-random.ts';
 import { releasedCalibrationPrompts } from '../src/compress/protocol.ts';
@@ -59,7 +59,7 @@ test('--protocol released draws with any seed up to 2^53 − 1; mka\'s 32-bit dr
     && /^--seed 4294967296: must be an integer from 0 to 4294967295 for mka's calibration draw, whose generator takes a 32-bit seed \(--protocol released draws with Python's generator, which takes up to 9007199254740991\)$/.test(e.message));
 });
 
-test('CLI: similarity --protocol released takes --seed 2^40 + 3; without it, one line naming the 32-bit range and --protocol released, no output', async () => {
+test('CLI: similarity --protocol released takes --seed 2^40 + 3; without it, one line naming the 32-bit range and --protocol released, no output, with --data or a --calibration file', async () => {
   const { runCliInProcess, assertUserError } = await import('./cli-run.ts');
   const { writeLlama3Tiny } = await import('./llama3-tiny.ts');
   const TMP = scratchDir('python-random-cli');
@@ -75,4 +75,13 @@ test('CLI: similarity --protocol released takes --seed 2^40 + 3; without it, one
   assertUserError(await runCliInProcess([...base, '--seed', String(2 ** 32), '--out', bad]), '--seed 4294967296: must be an integer from 0 to 4294967295', '--protocol released');
   assert.equal(existsSync(bad), false);
   assertUserError(await runCliInProcess([...base, '--protocol', 'released', '--seed', String(2 ** 53), '--out', bad]), '--seed 9007199254740992: must be an integer >= 0 up to 9007199254740991');
+  // prompts from a --calibration file: the seed's range is still the protocol's (it was taken past 2^32 − 1 there)
+  const file = join(TMP, 'prompts.txt');
+  writeFileSync(file, 'The capital of France is Paris.\nQuestion: What is 7 + 5?\nAnswer: 12\nThe quick brown fox jumps over the lazy dog.\n');
+  const fromFile = ['similarity', '--model', model, '--calibration', file, '--metric', 'cka', '--backend', 'wasm', '--quiet'];
+  assertUserError(await runCliInProcess([...fromFile, '--seed', String(2 ** 32), '--out', bad]), '--seed 4294967296: must be an integer from 0 to 4294967295', '--protocol released');
+  assert.equal(existsSync(bad), false);
+  const released = await runCliInProcess([...fromFile, '--protocol', 'released', '--seed', String(2 ** 32), '--out', bad]);
+  assert.equal(released.status, 0, released.stderr);
+  assert.equal(existsSync(bad), true);
 });

@@ -154,6 +154,14 @@ test('AWQ, SmoothQuant and round to nearest at the Llama-3-8B shape, each at its
   const sq = estimateQuantize(llama3, bf16, cpu, work('smoothquant:w8a8', short));
   assert.equal(sq.total, RUNTIME_OVERHEAD + layerF32 + 4 * 16 * 512 * (H + 1) + forward(6, 512) + packed);
 
+  // from a float32 checkpoint on one short prompt, making layer 0's inputs is SmoothQuant's peak: the prompt's embedding rows are read
+  // from the whole table as stored (128,256 · 4096 float32: 2.1 GB), beside the layer's float32 weights and the states
+  const f32 = estimateQuantize(llama3, () => 4, cpu, work('smoothquant:w8a8', [16]));
+  assert.equal(f32.parts[0].what, 'embedding read for the calibration prompts');
+  assert.equal(f32.total, RUNTIME_OVERHEAD + 128256 * H * 4 + layerF32 + 4 * 16 * (H + 1));
+  // a table read whole holds no more than that: its stored bytes beside its packed form
+  assert.ok(128256 * H * 4 + 128256 * (H + (H / 32) * 4) + 4 * 2 ** 22 < 128256 * H * 4 + layerF32);
+
   // round to nearest needs no calibration: lm_head read as stored (BF16) beside its packed 8-bit groups of 32 (and a 16 MB float32 block) is the peak
   const rtn = estimateQuantize(llama3, bf16, cpu, work('rtn:w4g128', null));
   assert.equal(rtn.total, RUNTIME_OVERHEAD + 128256 * H * 2 + 128256 * (H + (H / 32) * 4) + 4 * 2 ** 22);

@@ -60,7 +60,7 @@ export async function setup(args: { backend: BackendChoice; threads?: number; co
  * Before any work: locks the output directory `out` of `command` and checks it may be written (absent,
  * empty or an earlier mka output of `kind`, or --force; never one of `inputs`). Returns the lock's release.
  */
-export function claimOutput(out: string, command: string, kind: OutputKind, force: boolean | undefined, inputs: readonly string[]): () => void {
+export function claimOutput(out: string, command: string, kind: OutputKind, force: boolean | undefined, inputs: readonly string[]): (failed?: boolean) => void {
   return claimOutputDir(out, command, { kind, inputs: [...inputs], force });
 }
 
@@ -76,19 +76,22 @@ export function claimFile(path: string | undefined, kind: OutputFileKind, force:
  * Runs the work of a resumable command (eval, sweep) with Ctrl-C stopping it after the current `step`
  * (interruptOnSignals): `work` gets the signal. When it stops, `saved(e)` says what is saved (e.g. "3
  * of 8 subjects are saved in OUT"; null for an error that is not the interruption), which is printed
- * with how to resume, and the process exits with 130. `release` frees the output either way.
+ * with how to resume, and the process exits with 130. `release` frees the output either way, told
+ * whether the run failed.
  */
-export async function runResumable(ctx: { log(msg: string): void }, step: string, release: () => void, saved: (e: unknown) => string | null, work: (signal: AbortSignal) => Promise<void>): Promise<void> {
+export async function runResumable(ctx: { log(msg: string): void }, step: string, release: (failed?: boolean) => void, saved: (e: unknown) => string | null, work: (signal: AbortSignal) => Promise<void>): Promise<void> {
   const stop = interruptOnSignals(ctx.log, step);
+  let failed = false;
   try {
     await work(stop.signal);
   } catch (e) {
     const what = saved(e);
-    if (what === null) throw e;
+    failed = what === null;
+    if (failed) throw e;
     process.stderr.write(`mka: interrupted; ${what}: run the same command again to resume\n`);
     process.exit(130); // the output's release runs at exit
   } finally {
-    release();
+    release(failed); // a failed run's directory with no result yet goes (claimOutputDir)
     stop.dispose();
   }
 }

@@ -35,6 +35,19 @@ export interface CalibrationOptions {
   subjectOrder?: 'seeded' | 'first';
 }
 
+/**
+ * The seed of a run under mka's protocol, whose calibration draw takes a 32-bit seed: refused above
+ * MAX_SEED naming the range and --protocol released (whose Python generator takes up to 2^53 − 1).
+ * Checked whatever the prompts' source, so that a seed means the same with --data and --calibration.
+ */
+export function checkSeededDraw(seed: number): number {
+  checkOption(CALIBRATION_SEED, seed);
+  if (seed > MAX_SEED) {
+    throw new OptionError(CALIBRATION_SEED, `${flag(CALIBRATION_SEED)} ${seed}: must be an integer from 0 to ${MAX_SEED} for mka's calibration draw, whose generator takes a 32-bit seed (${flag(PROTOCOL)} released draws with Python's generator, which takes up to ${Number.MAX_SAFE_INTEGER})`);
+  }
+  return seed;
+}
+
 /** Uniform integer in [0, n) from a 32-bit generator, by rejection (no modulo bias). */
 function below(next: () => number, n: number): number {
   const limit = 0x100000000 - (0x100000000 % n);
@@ -63,10 +76,7 @@ export function sampleCalibrationPrompts(data: MmluData, opts: CalibrationOption
   const all = data.subjects;
   const nSubjects = checkOption(CALIB_SUBJECTS, opts.subjects ?? all.length) as number;
   const perSubject = checkOption(PER_SUBJECT, opts.perSubject ?? 1) as number;
-  const seed = checkOption(CALIBRATION_SEED, opts.seed ?? CALIBRATION_SEED.default) as number;
-  if (seed > MAX_SEED) {
-    throw new OptionError(CALIBRATION_SEED, `${flag(CALIBRATION_SEED)} ${seed}: must be an integer from 0 to ${MAX_SEED} for mka's calibration draw, whose generator takes a 32-bit seed (${flag(PROTOCOL)} released draws with Python's generator, which takes up to ${Number.MAX_SAFE_INTEGER})`);
-  }
+  const seed = checkSeededDraw(opts.seed ?? CALIBRATION_SEED.default);
   if (nSubjects > all.length) {
     throw new UserError(`${flag(CALIB_SUBJECTS)} ${nSubjects}: only ${all.length} MMLU subjects are loaded from ${data.dir}; use ${flag(CALIB_SUBJECTS)} ${all.length} or less`);
   }

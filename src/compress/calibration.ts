@@ -27,6 +27,7 @@ import type { SimilarityOptions } from './similarity/index.ts';
 export { REPRESENTATIONS, type Representation } from './options.ts';
 import { REPRESENTATIONS, type Representation } from './options.ts';
 import { tidyValues } from '../runtime/read-out.ts';
+import { nonFiniteStatesError } from '../model/nonfinite.ts';
 
 export interface CalibrationOptions {
   representation?: Representation;
@@ -114,10 +115,16 @@ export function calibrate(model: LlamaModel, prompts: number[][], opts: Calibrat
     return masked.reshape([n, T * H]) as tf.Tensor2D; // [n, T*H]; positions past T are zeros and add nothing
   });
 
-  const gramOf = (h: tf.Tensor3D) => Float64Array.from(tidyValues(() => {
-    const r = representation(h);
-    return tf.matMul(r, r, false, true); // [n, n]
-  }));
+  // a state that overflowed float32 (finite but absurd weights) makes its Gram matrix non-finite: refused here, naming the block
+  const gramOf = (h: tf.Tensor3D, where: string) => {
+    const g = Float64Array.from(tidyValues(() => {
+      const r = representation(h);
+      return tf.matMul(r, r, false, true); // [n, n]
+    }));
+    const bad = g.find((x) => !Number.isFinite(x));
+    if (bad !== undefined) throw nonFiniteStatesError(model.dir ?? 'the model', bad, where);
+    return g;
+  };
 
   try {
     forward(model, ids, {
@@ -125,10 +132,10 @@ export function calibrate(model: LlamaModel, prompts: number[][], opts: Calibrat
       microBatch: opts.microBatch ?? MICRO_BATCH.default,
       onBlockInput: (i, x) => {
         if (i === 0) lastStates.push(lastOf(x));
-        if (opts.layerStates === 'input') grams.push(gramOf(x));
+        if (opts.layerStates === 'input') grams.push(gramOf(x, i === 0 ? 'the embeddings' : `block ${i}'s input`));
       },
       onBlockOutput: (i, h, x) => {
-        if (opts.layerStates !== 'input') grams.push(gramOf(h));
+        if (opts.layerStates !== 'input') grams.push(gramOf(h, `block ${i}'s output`));
         lastStates.push(lastOf(h));
         const bi = tf.tidy(() => {
           const dot = tf.sum(tf.mul(x, h), -1);

@@ -34,7 +34,8 @@ import { blockTypeOf, encode, packBlocks } from '../gguf/quants.ts';
 import { ROPE_FREQS, ggufName, permuteRows, permutedHeads } from '../gguf/tensor-names.ts';
 import { chatTemplateMetadata, vocabMetadata } from '../gguf/vocab.ts';
 import { CHAT_TEMPLATE_DIR, CHAT_TEMPLATE_FILE, checkTokenizerConfig, modelChatTemplates } from '../tokenizer/config.ts';
-import type { GgufOutType } from './options.ts';
+import { GGUF_TYPE, type GgufOutType } from './options.ts';
+import { flag } from '../runtime/options.ts';
 import { type GgufTensorToWrite, meta, writeGguf } from '../gguf/writer.ts';
 
 export { GGUF_TYPES, type GgufOutType } from './options.ts';
@@ -214,7 +215,10 @@ export async function exportGguf(opts: ExportGgufOptions): Promise<GgufExportRes
         const p = permuteRows(new Uint8Array(values.buffer, values.byteOffset, values.byteLength), (values.length / rows) * 4, perm, true);
         values = new Float32Array(p.buffer, p.byteOffset, values.length);
       }
-      const data = encode(t.type as SupportedType, values);
+      const data = encode(t.type as SupportedType, values, (i, v) => {
+        throw new UserError(`${opts.model}: tensor "${t.hf}" holds ${v} at index ${i}, beyond what ${GgmlType[t.type]} can hold (it would be written as Infinity); `
+          + `export with ${flag(GGUF_TYPE)} f32${t.type === GgmlType.BF16 ? '' : ' or bf16'}, or re-download or re-convert the checkpoint if it is corrupt`);
+      });
       bar.tick();
       return data;
     });

@@ -292,7 +292,7 @@ function* encodeSlices(raw: RawTensor, scheme: 'none' | 'float16', name: string)
   for (let i = 0; i < n; i += SLICE) {
     const m = Math.min(SLICE, n - i);
     const f32 = toFloat32(Buffer.from(raw.bytes.buffer, raw.bytes.byteOffset + i * bpv, m * bpv), raw.dtype);
-    yield quantize(f32, scheme, name).bytes;
+    yield quantize(f32, scheme, name, i).bytes;
   }
 }
 
@@ -372,14 +372,14 @@ export async function writeGraphModel(source: TensorSource, outDir: string, opts
       if (raw) {
         // Element-wise schemes: convert the stored bytes a slice at a time, never a float32 copy of the whole tensor.
         if (raw.bytes.length !== numel(k.shape) * STORED_BYTES[raw.dtype]) throw new Error(`writeGraphModel: "${k.name}" has ${raw.bytes.length} bytes, shape [${k.shape}] in ${raw.dtype} needs ${numel(k.shape) * STORED_BYTES[raw.dtype]}`);
-        for (const chunk of encodeSlices(raw, scheme as 'none' | 'float16', k.name)) shards.append(chunk);
+        for (const chunk of encodeSlices(raw, scheme as 'none' | 'float16', `${opts.sourceDir ?? 'the model'}: tensor "${k.name}"`)) shards.append(chunk);
         weights.push({ name: k.name, shape: k.shape, dtype: 'float32', ...(scheme === 'float16' ? { quantization: { dtype: 'float16' as const } } : {}) });
         log(`  ${k.name} [${k.shape}]`);
         continue;
       }
       const data = await source.read(k.name);
       if (data.length !== numel(k.shape)) throw new Error(`writeGraphModel: "${k.name}" has ${data.length} values, shape [${k.shape}] needs ${numel(k.shape)}`);
-      const q = quantize(data, scheme, k.name);
+      const q = quantize(data, scheme, `${opts.sourceDir ?? 'the model'}: tensor "${k.name}"`);
       shards.append(q.bytes);
       weights.push({ name: k.name, shape: k.shape, dtype: 'float32', ...(q.quantization ? { quantization: q.quantization } : {}) });
       log(`  ${k.name} [${k.shape}]`);

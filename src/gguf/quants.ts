@@ -10,7 +10,7 @@
  * clamped to 15. (ggml-base, where these live, is built without FMA contraction on x86-64; a build
  * that fuses x·id + 8.5, as on aarch64, can differ in the last quant of a rare value.)
  */
-import { fromFloat32, toFloat32 } from '../io/safetensors.ts';
+import { fromFloat32, toFloat32, type Overflow } from '../io/safetensors.ts';
 import { GgmlType, type ReadType, type SupportedType, GGML_BLOCK } from './format.ts';
 import { dequantizeK } from './kquants.ts';
 
@@ -40,8 +40,16 @@ function roundf(x: number): number {
   return x < 0 ? -r : r;
 }
 
+/** Tells `overflow` of the largest value of the block at x0 when its f16 scale `h` is infinite (the value is beyond the block type's range). */
+function checkScale(h: number, x: Float32Array, x0: number, overflow?: Overflow): void {
+  if ((h & 0x7fff) !== 0x7c00 || !overflow) return;
+  let at = x0;
+  for (let j = 1; j < QK; j++) if (Math.abs(x[x0 + j]) > Math.abs(x[at])) at = x0 + j;
+  if (Number.isFinite(x[at])) overflow(at, x[at]);
+}
+
 /** Quantizes rows of `x` (length a multiple of 32) to Q8_0 blocks. */
-export function quantizeQ8_0(x: Float32Array): Uint8Array {
+export function quantizeQ8_0(x: Float32Array, overflow?: Overflow): Uint8Array {
   const nb = x.length / QK;
   const out = new Uint8Array(nb * 34);
   const q = new Int8Array(out.buffer);
@@ -52,6 +60,7 @@ export function quantizeQ8_0(x: Float32Array): Uint8Array {
     const d = f32(amax / 127);
     const id = d !== 0 ? f32(1 / d) : 0;
     const h = halfBits(d);
+    checkScale(h, x, x0, overflow);
     out[b * 34] = h & 0xff;
     out[b * 34 + 1] = h >> 8;
     for (let j = 0; j < QK; j++) q[b * 34 + 2 + j] = roundf(f32(x[x0 + j] * id));
@@ -70,7 +79,7 @@ function toInt8(v: number): number {
 }
 
 /** Quantizes rows of `x` (length a multiple of 32) to Q4_0 blocks. */
-export function quantizeQ4_0(x: Float32Array): Uint8Array {
+export function quantizeQ4_0(x: Float32Array, overflow?: Overflow): Uint8Array {
   const nb = x.length / QK;
   const out = new Uint8Array(nb * 18);
   for (let b = 0; b < nb; b++) {
@@ -86,6 +95,7 @@ export function quantizeQ4_0(x: Float32Array): Uint8Array {
     const d = f32(max / -8);
     const id = d !== 0 ? f32(1 / d) : 0;
     const h = halfBits(d);
+    checkScale(h, x, x0, overflow);
     out[b * 18] = h & 0xff;
     out[b * 18 + 1] = h >> 8;
     for (let j = 0; j < QK / 2; j++) {
@@ -135,14 +145,17 @@ export function dequantize(type: ReadType, bytes: Uint8Array, n: number): Float3
   }
 }
 
-/** Encodes float32 values as `type` (F32/F16/BF16 element-wise, Q8_0/Q4_0 by the reference quantizers). */
-export function encode(type: SupportedType, x: Float32Array): Uint8Array {
+/**
+ * Encodes float32 values as `type` (F32/F16/BF16 element-wise, Q8_0/Q4_0 by the reference quantizers);
+ * `overflow` is told of a finite value the type cannot hold (an f16 element, or a block's f16 scale, would be infinite).
+ */
+export function encode(type: SupportedType, x: Float32Array, overflow?: Overflow): Uint8Array {
   switch (type) {
     case GgmlType.F32: return new Uint8Array(x.buffer, x.byteOffset, x.byteLength);
-    case GgmlType.F16: return fromFloat32(x, 'F16');
-    case GgmlType.BF16: return fromFloat32(x, 'BF16');
-    case GgmlType.Q8_0: return quantizeQ8_0(x);
-    case GgmlType.Q4_0: return quantizeQ4_0(x);
+    case GgmlType.F16: return fromFloat32(x, 'F16', overflow);
+    case GgmlType.BF16: return fromFloat32(x, 'BF16', overflow);
+    case GgmlType.Q8_0: return quantizeQ8_0(x, overflow);
+    case GgmlType.Q4_0: return quantizeQ4_0(x, overflow);
   }
 }
 

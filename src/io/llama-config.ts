@@ -28,7 +28,16 @@ export interface QuantizationConfig {
   group_size: number;
   sym: boolean;
   act_bits: 8 | null;
+  /** The grids of packed tensors outside the decoder's (the embedding, lm_head), by Hugging Face weight name. */
+  tables?: Record<string, PackedGrid>;
   [field: string]: unknown;
+}
+
+/** A packed tensor's grid as quantization_config states it (group_size -1: one group per output channel). */
+export interface PackedGrid {
+  bits: 4 | 8;
+  group_size: number;
+  sym: boolean;
 }
 
 export interface LlamaConfig {

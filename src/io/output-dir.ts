@@ -444,19 +444,40 @@ function lockOutput(out: string, command: string): () => void {
   return release;
 }
 
+/** What a directory written in place holds before its first result: the marker, the run's key file, empty folders. */
+const SCAFFOLD = new Set([MARKER_FILE, 'run-key.json', 'sweep-key.json']);
+
+/** True when `dir` holds nothing but SCAFFOLD files and directories. */
+function onlyScaffold(dir: string): boolean {
+  return readdirSync(dir, { withFileTypes: true }).every((e) => (e.isDirectory() ? onlyScaffold(join(dir, e.name)) : SCAFFOLD.has(e.name)));
+}
+
 /**
  * Everything a command does before writing output directory `out`: takes its lock, checks it may be
- * written (checkOutputDir) and removes what killed runs left. Returns the lock's release function.
+ * written (checkOutputDir) and removes what killed runs left. Returns the lock's release function;
+ * `release(true)` after a failed run also removes what the run began in a directory that was absent or
+ * empty when claimed, as long as it holds no result yet (only its marker, key file and empty folders):
+ * a results directory written in place (eval, sweep) is then left as it was found. Results a run saved
+ * before failing stay, to be resumed.
  */
-export function claimOutputDir(out: string, command: string, opts: OutputOptions): () => void {
+export function claimOutputDir(out: string, command: string, opts: OutputOptions): (failed?: boolean) => void {
   checkOutputDir(out, opts);
   const release = lockOutput(out, command);
+  let absent: boolean, empty: boolean;
   try {
     checkOutputDir(out, opts);
     removeStaleTemps(out, opts.kind);
+    absent = !existsSync(out);
+    empty = absent || readdirSync(out).length === 0;
   } catch (e) {
     release();
     throw e;
   }
-  return release;
+  return (failed = false) => {
+    if (failed && empty && existsSync(out) && lstatSync(out).isDirectory() && onlyScaffold(out)) {
+      if (absent) rmSync(out, { recursive: true, force: true });
+      else for (const e of readdirSync(out)) rmSync(join(out, e), { recursive: true, force: true });
+    }
+    release();
+  };
 }

@@ -120,9 +120,34 @@ export function groupParams(w: ArrayLike<number>, start: number, end: number, sp
   return { scale: checkFinite(roundToHalf((hi - lo) / maxCode(spec.bits))), min: checkFinite(roundToHalf(lo)) };
 }
 
+/** A group whose scale or min is beyond float16's range (callers name the tensor: groupScaleError). */
+export class GroupRangeError extends UserError {}
+
 function checkFinite(v: number): number {
-  if (!Number.isFinite(v)) throw new UserError(`a weight group's scale ${v} is outside float16's range (|w| up to 65504·127); quantize a model with finite, float16-range weights`);
+  if (!Number.isFinite(v)) throw new GroupRangeError(`a weight group's scale ${v} is outside float16's range (|w| up to 65504·127); quantize a model with finite, float16-range weights`);
   return v;
+}
+
+/**
+ * Where w [rows, cols] (row-major) holds a group whose scale or min under `spec` is beyond float16's
+ * range, which groupParams refuses: the group's largest value and its row and column; null when none.
+ */
+export function groupOutOfRange(w: ArrayLike<number>, rows: number, cols: number, spec: PackedSpec): { row: number; col: number; value: number } | null {
+  const groups = groupCount(cols, spec.group);
+  for (let r = 0; r < rows; r++) {
+    for (let g = 0; g < groups; g++) {
+      const c0 = r * cols + g * spec.group, c1 = r * cols + Math.min(cols, (g + 1) * spec.group);
+      try {
+        groupParams(w, c0, c1, spec);
+      } catch (e) {
+        if (!(e instanceof GroupRangeError)) throw e;
+        let at = c0;
+        for (let i = c0; i < c1; i++) if (!(Math.abs(w[i]) <= Math.abs(w[at]))) at = i;
+        return { row: r, col: at - r * cols, value: w[at] };
+      }
+    }
+  }
+  return null;
 }
 
 /** The stored code of value w (8-bit symmetric: the int8 value; otherwise 0..maxCode). */

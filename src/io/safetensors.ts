@@ -206,17 +206,28 @@ function halfToFloatBits(h: number): number {
 }
 
 /** Rounds float32 values to the given storage dtype (round to nearest even), as little-endian bytes. */
-export function fromFloat32(data: Float32Array, dtype: DType): Buffer {
+export function fromFloat32(data: Float32Array, dtype: DType, overflow?: Overflow): Buffer {
   if (dtype === 'F32') return Buffer.from(data.buffer, data.byteOffset, data.byteLength);
   const u32 = new Uint32Array(data.buffer, data.byteOffset, data.length);
   const out = Buffer.alloc(data.length * 2);
+  const inf = dtype === 'BF16' ? 0x7f80 : 0x7c00;
   for (let i = 0; i < data.length; i++) {
     const h = dtype === 'BF16' ? floatBitsToBf16(u32[i]) : floatBitsToHalf(u32[i]);
+    if ((h & 0x7fff) === inf && overflow && Number.isFinite(data[i])) overflow(i, data[i]);
     out[2 * i] = h & 0xff;
     out[2 * i + 1] = h >> 8;
   }
   return out;
 }
+
+/**
+ * Told of the first finite value a 16-bit dtype cannot hold (index, value), which would round to ±Infinity:
+ * throws, naming the tensor and the fix. Weights that large are a corrupt checkpoint (a flipped exponent bit).
+ */
+export type Overflow = (index: number, value: number) => never;
+
+/** The largest magnitude of a 16-bit float dtype, for messages. */
+export const DTYPE_MAX: Record<'F16' | 'BF16', string> = { F16: '65504', BF16: '3.39e38' };
 
 function floatBitsToBf16(x: number): number {
   if ((x & 0x7fffffff) > 0x7f800000) return ((x >>> 16) | 0x40) & 0xffff; // NaN stays NaN
@@ -256,13 +267,15 @@ export interface TensorToWrite {
 /**
  * Writes a safetensors file, asking `produce` for each tensor's data in order (float32 values, or a
  * Uint8Array of little-endian bytes already in the storage dtype, written as is), so only one tensor
- * is in memory at a time. Written to a temporary path and renamed when complete.
+ * is in memory at a time. Written to a temporary path and renamed when complete. `overflow(name)` is told
+ * of a float value the tensor's 16-bit dtype cannot hold (it throws, and nothing is left).
  */
 export async function writeSafetensors(
   path: string,
   tensors: TensorToWrite[],
   produce: (name: string) => Float32Array | Uint8Array | Promise<Float32Array | Uint8Array>,
   metadata: Record<string, string> = { format: 'pt' },
+  overflow?: (name: string) => Overflow,
 ): Promise<void> {
   const header: Record<string, unknown> = { __metadata__: metadata };
   let offset = 0;
@@ -289,7 +302,7 @@ export async function writeSafetensors(
       }
       if (data.length !== numel) throw new Error(`writeSafetensors: "${t.name}" has ${data.length} values, shape [${t.shape}] needs ${numel}`);
       if (!FLOAT_DTYPES.has(t.dtype)) throw new Error(`writeSafetensors: "${t.name}" is ${t.dtype}: give its bytes, not float values`);
-      writeAll(fd, fromFloat32(data, t.dtype as DType));
+      writeAll(fd, fromFloat32(data, t.dtype as DType, overflow?.(t.name)));
     }
   });
 }

@@ -12,8 +12,8 @@ import { UserError } from '../runtime/errors.ts';
 import { isGgufFile } from '../gguf/reader.ts';
 import { ggufConfigJson } from '../gguf/checkpoint.ts';
 
-export { SUPPORTED_MODEL_TYPES, type LlamaConfig, type ModelType, type QuantizationConfig, type RopeScaling } from '../io/llama-config.ts';
-import { SUPPORTED_MODEL_TYPES, type LlamaConfig, type ModelType, type QuantizationConfig, type RopeScaling } from '../io/llama-config.ts';
+export { SUPPORTED_MODEL_TYPES, type LlamaConfig, type ModelType, type PackedGrid, type QuantizationConfig, type RopeScaling } from '../io/llama-config.ts';
+import { SUPPORTED_MODEL_TYPES, type LlamaConfig, type ModelType, type PackedGrid, type QuantizationConfig, type RopeScaling } from '../io/llama-config.ts';
 
 const ARCH_OF: Record<ModelType, string> = {
   llama: 'LlamaForCausalLM',
@@ -41,14 +41,29 @@ function parseQuantization(raw: unknown, fail: (msg: string) => never): Quantiza
   if (q.quant_method !== 'mka') {
     return fail(`quantization_config.quant_method ${showJson(q.quant_method)} is not supported: mka runs its own packed format (README "Quantized model directories"); quantize the float model with \`mka quantize\` instead`);
   }
-  if (q.bits !== 4 && q.bits !== 8) fail(`quantization_config.bits must be 4 or 8, got ${showJson(q.bits)}`);
-  if (typeof q.group_size !== 'number' || !Number.isInteger(q.group_size) || (q.group_size < 1 && q.group_size !== -1)) {
-    fail(`quantization_config.group_size must be a positive integer or -1 (per channel), got ${showJson(q.group_size)}`);
-  }
-  if (typeof q.sym !== 'boolean') fail(`quantization_config.sym must be true or false, got ${showJson(q.sym)}`);
+  const grid = parseGrid(q, 'quantization_config', fail);
   const act = q.act_bits ?? null;
   if (act !== null && act !== 8) fail(`quantization_config.act_bits must be 8 or null, got ${showJson(act)}`);
-  return { ...q, quant_method: 'mka', method: String(q.method ?? 'unknown'), bits: q.bits as 4 | 8, group_size: q.group_size as number, sym: q.sym as boolean, act_bits: act as 8 | null };
+  let tables: Record<string, PackedGrid> | undefined;
+  if (q.tables !== undefined) {
+    if (typeof q.tables !== 'object' || q.tables === null || Array.isArray(q.tables)) fail(`quantization_config.tables must map weight names to their bits, group_size and sym, got ${showJson(q.tables)}`);
+    tables = Object.fromEntries(Object.entries(q.tables as Record<string, unknown>).map(([name, t]) => {
+      const at = `quantization_config.tables[${showJson(name)}]`;
+      if (typeof t !== 'object' || t === null || Array.isArray(t)) fail(`${at} must be an object with bits, group_size and sym, got ${showJson(t)}`);
+      return [name, parseGrid(t as Record<string, unknown>, at, fail)];
+    }));
+  }
+  return { ...q, quant_method: 'mka', method: String(q.method ?? 'unknown'), ...grid, act_bits: act as 8 | null, ...(tables ? { tables } : {}) };
+}
+
+/** bits, group_size and sym of a quantization_config (or of one of its tables) at `at`. */
+function parseGrid(q: Record<string, unknown>, at: string, fail: (msg: string) => never): PackedGrid {
+  if (q.bits !== 4 && q.bits !== 8) fail(`${at}.bits must be 4 or 8, got ${showJson(q.bits)}`);
+  if (typeof q.group_size !== 'number' || !Number.isInteger(q.group_size) || (q.group_size < 1 && q.group_size !== -1)) {
+    fail(`${at}.group_size must be a positive integer or -1 (per channel), got ${showJson(q.group_size)}`);
+  }
+  if (typeof q.sym !== 'boolean') fail(`${at}.sym must be true or false, got ${showJson(q.sym)}`);
+  return { bits: q.bits as 4 | 8, group_size: q.group_size as number, sym: q.sym as boolean };
 }
 
 /**

@@ -3,8 +3,9 @@
  * tfjs, so the command starts fast).
  */
 import { statSync } from 'node:fs';
-import { isGgufFile, openWeights } from './files.ts';
-import { expectedTensors, readConfig, type QuantizationConfig } from './config.ts';
+import { isGgufFile } from './files.ts';
+import { expectedTensors, type QuantizationConfig } from './config.ts';
+import { openModelDir } from './open.ts';
 
 export interface ModelInfo {
   dir: string;
@@ -40,8 +41,7 @@ function quantizationLabel(q: QuantizationConfig | null): string | null {
 
 /** Architecture, sizes, parameter count, storage dtypes and size on disk of a model directory. */
 export function modelInfo(dir: string): ModelInfo {
-  const c = readConfig(dir);
-  const ckpt = openWeights(dir);
+  const { config: c, ckpt } = openModelDir(dir); // checked as every command checks it: info describes only what loads
   try {
     const dtypes = new Set(ckpt.names().map((n) => ckpt.info(n)!.dtype));
     return {

@@ -13,3 +13,11 @@ export function nonFiniteLogitsError(model: string, value: number, where: string
   if (nonFiniteAllowed()) return null;
   return new UserError(`${model}: the forward pass gives ${value} logits (${where}): its weights overflow float32, the checkpoint is corrupt (re-download or re-convert it), or pass ${flag(ALLOW_NONFINITE)} to ${use} anyway`);
 }
+
+/**
+ * The one-line error for a calibration pass (similarity, compress, sweep) whose hidden states are not finite
+ * (`value` at `where`): always refused, since no layer similarity or ranking can be computed from them.
+ */
+export function nonFiniteStatesError(model: string, value: number, where: string): UserError {
+  return new UserError(`${model}: the calibration pass gives ${value} hidden states (${where}): its weights overflow float32, or the checkpoint is corrupt (re-download or re-convert it); no layer similarity can be computed from them`);
+}

@@ -6,7 +6,7 @@ import type { LlamaModel } from '../model/model.ts';
 import { bosUnderAddBosTokenFalse, type Tokenizer } from '../tokenizer/tokenizer.ts';
 import { encodeHead } from '../tokenizer/bounded.ts';
 import { loadMmlu } from '../eval/mmlu/data.ts';
-import { sampleCalibrationPrompts } from '../compress/calibration-prompts.ts';
+import { checkSeededDraw, sampleCalibrationPrompts } from '../compress/calibration-prompts.ts';
 import { buildPrompt, checkNtrain, formatExample } from '../eval/mmlu/prompt.ts';
 import { UserError } from '../runtime/errors.ts';
 import { readTextFile } from '../io/read.ts';
@@ -65,6 +65,8 @@ export interface AnalysisOptions extends CalibrationSource {
 export function calibrationPrompts(tokenizer: Tokenizer, src: CalibrationSource, maxTokens = Infinity): { ids: number[][]; labels: string[]; perSubject: number | null } {
   let perSubject: number | null = null;
   let texts: { text: string; label: string }[];
+  const draw = protocolSettings(src.protocol).draw === 'python' ? releasedCalibrationPrompts : sampleCalibrationPrompts;
+  if (draw === sampleCalibrationPrompts && src.seed !== undefined) checkSeededDraw(src.seed); // a file's prompts too: the seed's range is the protocol's
   if (src.calibrationFile) {
     const raw = readTextFile(src.calibrationFile, 'calibration file');
     texts = raw.split(/\r?\n/).filter((l) => l.trim()).map((text, i) => ({ text, label: `line ${i + 1}` }));
@@ -74,7 +76,6 @@ export function calibrationPrompts(tokenizer: Tokenizer, src: CalibrationSource,
     const subjects = src.subjects ?? data.subjects.length;
     perSubject = src.perSubject
       ?? (src.defaultPerSubject ? src.defaultPerSubject(subjects) : defaultPerSubject(subjects, calibrationTarget({ ...DEFAULT_SIMILARITY, ...src.similarity })));
-    const draw = protocolSettings(src.protocol).draw === 'python' ? releasedCalibrationPrompts : sampleCalibrationPrompts;
     const shots = src.shots ?? 0;
     if (shots > 0) checkNtrain(data, shots);
     const drawn = src.questions ? src.questions.map((label) => questionOf(data, label, src.data!)) : draw(data, { subjects: src.subjects, perSubject, seed: src.seed });

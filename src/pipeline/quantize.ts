@@ -131,7 +131,7 @@ export async function quantizeSourceTo(source: SyncTensorSource, opts: QuantizeO
     });
   }
   const { prompts, info } = cal;
-  const made = quantizedSource({ source, quantization: opts.quantization, prompts, calibrationInfo: info, microBatch: opts.microBatch, keepEmbeddings: opts.keepEmbeddings, quiet: opts.quiet, log });
+  const made = quantizedSource({ source, quantization: opts.quantization, prompts, calibrationInfo: info, microBatch: opts.microBatch, keepEmbeddings: opts.keepEmbeddings, label: opts.model, quiet: opts.quiet, log });
   const kept = opts.materialize ? keeping(made) : null;
   const q = kept?.source ?? made;
   const name = quantizationName(opts.quantization);

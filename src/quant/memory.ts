@@ -9,6 +9,8 @@
  *  - a table (embedding, lm_head) quantized by round to nearest: its values as the source reads them
  *    (stored bytes from a checkpoint, float32 from a model in memory) and its packed form; with
  *    --keep-embeddings, its stored bytes as they are copied;
+ *  - the first decoder layer's calibration inputs made: its float32 weights, the prompts' hidden states and the
+ *    embedding they are read from (its stored bytes, read whole; the packed table for methods calibrated on it);
  *  - a decoder layer quantized: its tensors widened to float32 (LayerJob.weights, less what the method
  *    has released by its peak), the calibration prompts' hidden states at its input (right-padded
  *    micro-batches as calibration.ts calibrationBatches forms them, float32, and their masks), and the
@@ -120,6 +122,15 @@ export function estimateQuantize(config: LlamaConfig, stored: StoredBytes, profi
     phases.push(spec
       ? [{ what: `${name.replace(/\.weight$/, '')} read`, bytes: read, tensors: 0 }, { what: `${name.replace(/\.weight$/, '')} packed`, bytes: packedBytes(rows, cols, spec) + 4 * 2 ** 22, tensors: 0 }]
       : [{ what: `${name.replace(/\.weight$/, '')} copied`, bytes: read, tensors: 0 }]);
+  }
+  // layer 0's calibration inputs beside its float32 weights: the prompts' embedding rows, from the table read whole as stored, or for
+  // a method calibrated on the quantized model from the packed table (kept from its write)
+  if (prompts) {
+    const name = 'model.embed_tokens.weight';
+    const spec = method.calibration === 'quantized' ? tables.get(name) : undefined;
+    phases.push([weights, input, spec
+      ? { what: 'embedding packed', bytes: packedBytes(config.vocab_size, H, spec), tensors: 0 }
+      : { what: 'embedding read for the calibration prompts', bytes: config.vocab_size * H * stored(name), tensors: 0 }]);
   }
   // a layer quantized by the method (or read)
   phases.push(own.bytes >= 8 * largest ? [kept(own.weights ?? layerF32), input, own] : [weights, input, { what: 'a tensor read (float32 and its copy)', bytes: 8 * largest, tensors: 0 }]);

@@ -15,7 +15,7 @@ import { tf } from '../runtime/tf.ts';
 import type { SyncTensorSource, TensorSource } from '../weights/source.ts';
 import { modelFromParts, type LlamaModel } from '../model/model.ts';
 import { type LlamaConfig, type QuantizationConfig, layerTensorShapes, splitLayerName } from '../model/config.ts';
-import { allocPacked, dequantizeRows, quantizeRtn, type PackedMatrix, type PackedSpec } from '../io/packed.ts';
+import { allocPacked, dequantizeRows, GroupRangeError, groupOutOfRange, quantizeRtn, type PackedMatrix, type PackedSpec } from '../io/packed.ts';
 import { toFloat32 } from '../io/safetensors.ts';
 import { UserError } from '../runtime/errors.ts';
 import { flag } from '../runtime/options.ts';
@@ -41,6 +41,8 @@ export interface QuantizeInput {
   forwardBytes?: number;
   /** Keep the embedding and lm_head as floats (as the GPTQ and AWQ papers do) instead of quantizing them as llama.cpp does. */
   keepEmbeddings?: boolean;
+  /** The model, as messages name it (its directory; default "the model"). */
+  label?: string;
   quiet?: boolean;
   log?: (msg: string) => void;
 }
@@ -110,18 +112,33 @@ function rowBlocks(source: SyncTensorSource, name: string): { rows: number; cols
  * rounding it whole; never a second copy of the packed table). What earlier phases dropped is collected
  * first: the table's read and its packed form are the phase's memory, not the last layer's garbage.
  */
-function quantizeTable(source: SyncTensorSource, name: string, spec: PackedSpec): PackedMatrix {
+function quantizeTable(source: SyncTensorSource, name: string, spec: PackedSpec, label: string): PackedMatrix {
   collectGarbage();
   const t = rowBlocks(source, name);
   const step = Math.max(1, Math.floor((1 << 22) / t.cols));
   const pm = allocPacked(t.rows, t.cols, spec); // table specs are symmetric: no mins
   for (let r0 = 0; r0 < t.rows; r0 += step) {
     const r1 = Math.min(t.rows, r0 + step);
-    const part = quantizeRtn(t.read(r0, r1), r1 - r0, t.cols, spec);
+    const rows = t.read(r0, r1);
+    checkGroupRange(label, name, rows, r1 - r0, t.cols, spec, r0);
+    const part = quantizeRtn(rows, r1 - r0, t.cols, spec);
     pm.quants.set(part.quants, (r0 * pm.quants.length) / t.rows);
     pm.scales.set(part.scales, (r0 * pm.scales.length) / t.rows);
   }
   return pm;
+}
+
+/**
+ * Throws naming the model and tensor when w (rows `first`.. of `name`) holds a group whose scale is beyond
+ * float16's range, where the packed format stores scales: weights that large are a corrupt checkpoint
+ * (a flipped exponent bit), which groupParams would refuse without saying where.
+ */
+function checkGroupRange(label: string, name: string, w: Float32Array, rows: number, cols: number, spec: PackedSpec, first = 0): void {
+  const at = groupOutOfRange(w, rows, cols, spec);
+  if (at) {
+    throw new UserError(`${label}: tensor "${name}" holds ${at.value} at row ${first + at.row}, column ${at.col}, which makes its group's ${spec.bits}-bit scale overflow float16 (the packed format's scales); `
+      + 'the checkpoint is corrupt (re-download or re-convert it), or its weights are too large to quantize');
+  }
 }
 
 /**
@@ -144,6 +161,7 @@ export function quantizedSource(input: QuantizeInput): QuantizedSource {
   const config = source.config;
   const method = getQuantMethod(q.method);
   const log = input.log ?? (() => {});
+  const label = input.label ?? 'the model';
   if (method.calibration !== 'none' && (!input.prompts || input.prompts.length === 0)) {
     throw new UserError(`${method.name} needs calibration prompts (MMLU questions or a file of prompts), and none were given`);
   }
@@ -192,7 +210,7 @@ export function quantizedSource(input: QuantizeInput): QuantizedSource {
     const name = 'model.embed_tokens.weight';
     const H = config.hidden_size;
     if (method.calibration === 'quantized' && tables.has(name)) {
-      const table = embedding ?? quantizeTable(source, name, tables.get(name)!);
+      const table = embedding ?? quantizeTable(source, name, tables.get(name)!, label);
       const row = new Float32Array(H);
       return embedPrompts(prompts!, H, (ids) => {
         const out = new Float32Array(ids.length * H);
@@ -209,17 +227,35 @@ export function quantizedSource(input: QuantizeInput): QuantizedSource {
   };
 
   const quantizeLayer = async (i: number): Promise<LayerResult> => {
+    // what the previous phase dropped (a table's read and packed form: 1.6 GB at Llama-3-8B) is collected before the layer is read
+    collectGarbage();
     const weights = readLayer(source, i, shapes);
     if (method.calibration !== 'none' && !calibration) {
       calibration = firstInputs();
       embedding = null;
+      // the embedding's bytes, read whole for the prompts' rows (1 GB at Llama-3-8B), are collected before the method's passes
+      collectGarbage();
     }
-    const result = await method.quantizeLayer({
-      config, layer: i, weights, shapes, spec: (suffix) => specFor(q.grid, shapes.get(suffix)![1]),
-      calibration, params: q.params, log,
-      // the next layer's inputs come from the float layer only for methods calibrated on it
-      release: method.calibration === 'float' ? undefined : (suffix) => weights.delete(suffix),
-    });
+    for (const [suffix, w] of weights) {
+      const shape = shapes.get(suffix)!;
+      if (linears.has(suffix)) checkGroupRange(label, `model.layers.${i}.${suffix}`, w, shape[0], shape[1], specFor(q.grid, shape[1]));
+    }
+    let result: LayerResult;
+    try {
+      result = await method.quantizeLayer({
+        config, layer: i, weights, shapes, spec: (suffix) => specFor(q.grid, shapes.get(suffix)![1]),
+        calibration, params: q.params, log,
+        // the next layer's inputs come from the float layer only for methods calibrated on it
+        release: method.calibration === 'float' ? undefined : (suffix) => weights.delete(suffix),
+      });
+    } catch (e) {
+      // a scale the method's own updates (GPTQ's, AWQ's scaling) took out of range: said with the layer
+      if (e instanceof GroupRangeError) throw new UserError(`${label}: layer ${i}: ${e.message}`);
+      throw e;
+    }
+    // what the method dropped (AWQ's and SmoothQuant's scaled copy of the layer, 0.9 GB at Llama-3-8B; GPTQ's last Hessian, 1.6 GB)
+    // is collected before the next layer's inputs are computed, or a table is read
+    collectGarbage();
     if (calibration && i + 1 < L) {
       // the next layer's inputs: through this layer as quantized, or as it was (float)
       const values = method.calibration === 'quantized' ? new Map([...result.floats, ...[...result.packed].map(([s, pm]) => [s, dequantizeAll(pm)] as const)]) : weights;
@@ -272,7 +308,8 @@ export function quantizedSource(input: QuantizeInput): QuantizedSource {
     readPacked: async (name) => {
       const table = tables.get(name);
       if (table) {
-        const pm = quantizeTable(source, name, table);
+        current = null; // a table is never inside a layer's tensors: the last layer's result (its packed linears) is not asked for again
+        const pm = quantizeTable(source, name, table, label);
         if (name === 'model.embed_tokens.weight' && method.calibration === 'quantized') embedding = pm;
         return pm;
       }

@@ -147,7 +147,7 @@ export async function pointModel(ctx: SweepContext, p: PointId): Promise<{ model
     });
     return { model: model!, plan };
   }
-  const quantized = quantizedSource({ source, quantization: q, prompts: calibration.prompts, calibrationInfo: calibration.info, quiet: ctx.opts.quiet, log: ctx.opts.log });
+  const quantized = quantizedSource({ source, quantization: q, prompts: calibration.prompts, calibrationInfo: calibration.info, label: ctx.opts.model, quiet: ctx.opts.quiet, log: ctx.opts.log });
   return { model: await materializeQuantized(quantized), plan };
 }
 

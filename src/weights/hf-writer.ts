@@ -10,7 +10,7 @@ import { readRegularFile } from '../io/read.ts';
 import { dirname, join } from 'node:path';
 import { type LlamaConfig, configToJson, expectedTensors } from '../model/config.ts';
 import { atomicWriteDir } from '../io/atomic.ts';
-import { type DType, type StoredDType, toFloat32, writeSafetensors } from '../io/safetensors.ts';
+import { DTYPE_MAX, type DType, type StoredDType, toFloat32, writeSafetensors } from '../io/safetensors.ts';
 import { groupCount, packedDiskBytes, rowBytes, type PackedMatrix, type PackedSpec } from '../io/packed.ts';
 import { fromFloat32 } from '../io/safetensors.ts';
 import { packedNames } from '../model/packed-checkpoint.ts';
@@ -19,7 +19,7 @@ import type { TensorSource } from './source.ts';
 import { isGgufFile } from '../model/files.ts';
 import { ggufTokenizerFiles } from '../tokenizer/gguf.ts';
 import { chatTemplateFiles } from '../tokenizer/config.ts';
-import { checkOption } from '../runtime/options.ts';
+import { checkOption, flag } from '../runtime/options.ts';
 import { HF_DTYPE, HF_DTYPES, HF_SHARD_MB, type HfDtype } from './options.ts';
 
 export { HF_DTYPES, type HfDtype };
@@ -38,6 +38,8 @@ export interface HfWriteOptions {
   copyFrom?: string | null;
   /** More files to write: name → text (a function is called after the tensors are written). */
   extraFiles?: Record<string, string | (() => string)>;
+  /** The model written, as messages name it (default: copyFrom, else "the model"). */
+  label?: string;
   log?: (msg: string) => void;
 }
 
@@ -151,6 +153,9 @@ export async function writeHfModel(source: TensorSource, outDir: string, opts: H
         const raw = source.readRaw?.(name);
         if (!raw) return source.read(name);
         return raw.dtype === STORAGE[opts.dtype] ? raw.bytes : toFloat32(Buffer.from(raw.bytes.buffer, raw.bytes.byteOffset, raw.bytes.byteLength), raw.dtype);
+      }, undefined, (name) => (index, value) => {
+        throw new UserError(`${opts.label ?? opts.copyFrom ?? 'the model'}: tensor "${name}" holds ${value} at index ${index}, beyond ${opts.dtype}'s range (±${DTYPE_MAX[STORAGE[opts.dtype] as 'F16' | 'BF16']}: it would be written as Infinity); `
+          + `write it with ${flag(HF_DTYPE)} float32${opts.dtype === 'float16' ? ' or bfloat16' : ''}, or re-download or re-convert the checkpoint if it is corrupt`);
       });
       for (const w of written) {
         for (const p of w.parts) weightMap[p.name] = fileOf(i);

@@ -55,10 +55,15 @@ export function affineRange(lo: number, hi: number, bits: 8 | 16): { scale: numb
   return { scale, min: lo, max: hi };
 }
 
-/** Encodes float32 values in a scheme; `name` labels errors. */
-export function quantize(data: Float32Array, scheme: QuantScheme, name = 'tensor'): QuantizedTensor {
+/** Encodes float32 values in a scheme; `name` labels errors, which count indices from `offset` (data is a slice of the tensor there). */
+export function quantize(data: Float32Array, scheme: QuantScheme, name = 'tensor', offset = 0): QuantizedTensor {
   if (scheme === 'none') return { bytes: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) };
-  if (scheme === 'float16') return { bytes: fromFloat32(data, 'F16'), quantization: { dtype: 'float16' } };
+  if (scheme === 'float16') {
+    const bytes = fromFloat32(data, 'F16', (i, v) => {
+      throw new UserError(`${name}: holds ${v} at index ${offset + i}, beyond float16's range (±65504: it would be stored as Infinity); store it as none, uint8 or uint16 instead, or re-download or re-convert the checkpoint if it is corrupt`);
+    });
+    return { bytes, quantization: { dtype: 'float16' } };
+  }
   let lo = Infinity, hi = -Infinity;
   for (let i = 0; i < data.length; i++) {
     const v = data[i];
@@ -67,6 +72,7 @@ export function quantize(data: Float32Array, scheme: QuantScheme, name = 'tensor
     if (v > hi) hi = v;
   }
   if (data.length === 0) lo = hi = 0;
+  if (!Number.isFinite(Math.fround(hi - lo))) throw new UserError(`${name}: spans ${lo} to ${hi}, wider than float32 holds: ${scheme} quantization's scale would be Infinity; store it as none instead, or re-download or re-convert the checkpoint if it is corrupt`);
   const bits = scheme === 'uint8' ? 8 : 16;
   const { scale, min, max } = affineRange(lo, hi, bits);
   const q = bits === 8 ? new Uint8Array(data.length) : new Uint16Array(data.length);
@@ -108,12 +114,13 @@ export function roundWeights(data: Float32Array, scheme: QuantScheme, name = 'te
  */
 export function quantizeModelWeights(model: LlamaModel, scheme: QuantScheme): LlamaModel {
   const tensors = new Map<string, tf.Tensor>();
+  const label = (name: string) => `${model.dir ?? 'the model'}: tensor "${name}"`;
   for (const [name, t] of model.tensors) {
-    tensors.set(name, tf.tensor(roundWeights(t.dataSync() as Float32Array, scheme, name), t.shape, 'float32'));
+    tensors.set(name, tf.tensor(roundWeights(t.dataSync() as Float32Array, scheme, label(name)), t.shape, 'float32'));
   }
   const shapes = expectedTensors(model.config);
   for (const [name, w] of model.packed ?? []) {
-    if (w.transposed || w.quant) tensors.set(name, tf.tensor(roundWeights(readHfWeight(model, name), scheme, name), shapes.get(name)!, 'float32'));
+    if (w.transposed || w.quant) tensors.set(name, tf.tensor(roundWeights(readHfWeight(model, name), scheme, label(name)), shapes.get(name)!, 'float32'));
   }
   let checkpoint: Checkpoint | null = null;
   const src = model.checkpoint;
@@ -122,7 +129,7 @@ export function quantizeModelWeights(model: LlamaModel, scheme: QuantScheme): Ll
       dir: src.dir,
       names: () => src.names(),
       info: (name) => src.info(name),
-      read: (name) => roundWeights(src.read(name), scheme, name),
+      read: (name) => roundWeights(src.read(name), scheme, label(name)),
       bytesOnDisk: () => src.bytesOnDisk(),
       close: () => {},
     };

@@ -115,8 +115,6 @@ export const gptq: QuantMethod = {
     };
     const groups = job.params['true-sequential'] ? SEQUENTIAL_GROUPS : [SEQUENTIAL_GROUPS.flat()];
     for (const group of groups) quantizeGroup(job, cal, group, blockSize, packed, stats, note);
-    // the last Hessians and solves are garbage now: collected before the next phase (the next layer's inputs, or a table) allocates
-    collectGarbage();
     return { packed, floats: otherTensors(job.weights), stats, notes };
   },
   /**
