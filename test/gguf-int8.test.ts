@@ -31,7 +31,7 @@ import { disposeModel, loadModel } from '../src/model/model.ts';
 import { generate } from '../src/model/generate.ts';
 import { packedPath } from '../src/model/ops.ts';
 import { GgufFile } from '../src/gguf/reader.ts';
-import { INT8_MODEL_CASES, INT8_PRODUCTS, int8Product, makePackedDemo, makePaddedDemo } from './goldens/gguf/cases.ts';
+import { INT8_MODEL_CASES, INT8_PRODUCTS, dequantized, int8Product, makePackedDemo, makePaddedDemo } from './goldens/gguf/cases.ts';
 import { scratchDir } from './scratch.ts';
 
 const GOLDEN = JSON.parse(readFileSync('test/goldens/gguf/int8.json', 'utf8'));
@@ -65,16 +65,6 @@ test('single products equal llama.cpp\'s ggml_mul_mat on Q8_0/Q4_0/Q4_1 weights 
   }
   addon!.setThreads(addon!.info().procs);
 });
-
-/** Weight (j, c) of a packed matrix (contract 1), from its definition. */
-function dequantized(pm: ReturnType<typeof int8Product>['packed'], j: number, c: number): number {
-  const kb = Math.ceil(pm.cols / 32), bytes = pm.spec.bits === 8 ? 32 : 16, b = Math.floor(c / 32), v = c % 32;
-  const groups = Math.ceil(pm.cols / pm.spec.group), g = j * groups + Math.floor(c / pm.spec.group);
-  const byte = pm.quants[j * kb * bytes + b * bytes + (pm.spec.bits === 8 ? v : v & 15)];
-  const q = pm.spec.bits === 8 ? (pm.spec.symmetric ? (byte << 24) >> 24 : byte) : v < 16 ? byte & 15 : byte >> 4;
-  if (pm.mins) return pm.scales[g] * q + pm.mins[g];
-  return pm.scales[g] * (pm.spec.bits === 8 ? q : q - 8);
-}
 
 let dir: string;
 const files: Record<string, string> = {};

@@ -3,8 +3,8 @@
  * float32: the native float32 GEMM widens their rows per tile and multiplies unrounded activations, so a
  * product is the dequantized weight's (what PyTorch computes from the same file); --compute int8 runs
  * them on the integer kernels, which round the activations to 8-bit blocks as llama.cpp does. Checked
- * against float64 products of the weights dequantized from their definition (gguf-int8.test.ts's
- * `dequantized`, written again here), with bias and residual, on the GEMM and on the few-row path that reads rows in place, and through
+ * against float64 products of the weights dequantized from their definition (cases.ts `dequantized`,
+ * independent of mka's readers), with bias and residual, on the GEMM and on the few-row path that reads rows in place, and through
  * the model: the native backend's forward equals the JS fallback's (dequantized blocks, tfjs float32
  * products) on a packed demo, and results are keyed by which products ran.
  */
@@ -15,25 +15,15 @@ import { join } from 'node:path';
 import { tf } from '../src/runtime/tf.ts';
 import { initBackend } from '../src/runtime/backend.ts';
 import { loadNativeAddon, Q4, Q8, type WeightDesc } from '../src/runtime/native-addon.ts';
-import { quantizeRtn, type PackedMatrix } from '../src/io/packed.ts';
+import { quantizeRtn } from '../src/io/packed.ts';
 import { runForward } from '../src/model/inspect.ts';
 import { packedPath } from '../src/model/ops.ts';
-import { makePackedDemo } from './goldens/gguf/cases.ts';
+import { dequantized, makePackedDemo } from './goldens/gguf/cases.ts';
 import { runCliInProcess } from './cli-run.ts';
 import { scratchDir } from './scratch.ts';
 
 const addon = loadNativeAddon().addon;
 const NO_NATIVE = addon ? false : 'native addon not built: its float32 products with packed weights need it';
-
-/** Weight (j, c) of a packed matrix from contract 1's definition. */
-function dequantized(pm: PackedMatrix, j: number, c: number): number {
-  const kb = Math.ceil(pm.cols / 32), bytes = pm.spec.bits === 8 ? 32 : 16, b = Math.floor(c / 32), v = c % 32;
-  const groups = Math.ceil(pm.cols / pm.spec.group), g = j * groups + Math.floor(c / pm.spec.group);
-  const byte = pm.quants[j * kb * bytes + b * bytes + (pm.spec.bits === 8 ? v : v & 15)];
-  const q = pm.spec.bits === 8 ? (pm.spec.symmetric ? (byte << 24) >> 24 : byte) : v < 16 ? byte & 15 : byte >> 4;
-  if (pm.mins) return pm.scales[g] * q + pm.mins[g];
-  return pm.scales[g] * (pm.spec.bits === 8 ? q : q - 8);
-}
 
 const CASES = [
   { bits: 4, group: 32, symmetric: true, m: 1, n: 70, k: 96 },

@@ -15,7 +15,7 @@ import { openModelDir } from '../../../src/model/model.ts';
 import { expectedTensors } from '../../../src/model/config.ts';
 import { writeSafetensors } from '../../../src/io/safetensors.ts';
 import { atomicWriteDir } from '../../../src/io/atomic.ts';
-import { quantizeRtn, type PackedSpec } from '../../../src/io/packed.ts';
+import { quantizeRtn, type PackedMatrix, type PackedSpec } from '../../../src/io/packed.ts';
 import { packBlocks } from '../../../src/gguf/quants.ts';
 import { GgmlType } from '../../../src/gguf/format.ts';
 import { GgufFile } from '../../../src/gguf/reader.ts';
@@ -196,4 +196,14 @@ export function tensorShas(file: string): Record<string, string> {
   } finally {
     g.close();
   }
+}
+
+/** Weight (j, c) of a packed matrix (docs/quantization.md, Format) from the format's definition, not mka's reader. */
+export function dequantized(pm: PackedMatrix, j: number, c: number): number {
+  const kb = Math.ceil(pm.cols / 32), bytes = pm.spec.bits === 8 ? 32 : 16, b = Math.floor(c / 32), v = c % 32;
+  const groups = Math.ceil(pm.cols / pm.spec.group), g = j * groups + Math.floor(c / pm.spec.group);
+  const byte = pm.quants[j * kb * bytes + b * bytes + (pm.spec.bits === 8 ? v : v & 15)];
+  const q = pm.spec.bits === 8 ? (pm.spec.symmetric ? (byte << 24) >> 24 : byte) : v < 16 ? byte & 15 : byte >> 4;
+  if (pm.mins) return pm.scales[g] * q + pm.mins[g];
+  return pm.scales[g] * (pm.spec.bits === 8 ? q : q - 8);
 }
