@@ -39,7 +39,8 @@ export interface QuantInfo {
  *   panels (int32 [bf16PackedWords(out, in)], packBf16), laid out once for --compute bfloat16.
  * - q8/q4 (docs/quantization.md, Format): `tensor` is int32 [out, rowBytes/4] holding the quants row by
  *   row in blocks of 32 inputs, `quant` says how to read them. linear() multiplies them on the native
- *   integer kernels (MkaLinearQ) without widening the weight.
+ *   MkaLinearQ: as float32 rows the GEMM widens per tile, or (--compute int8, and W8A8 weights always) on
+ *   the integer kernels, which never widen the weight.
  */
 export interface Weight {
   tensor: tf.Tensor;
